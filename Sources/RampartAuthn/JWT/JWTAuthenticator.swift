@@ -1,0 +1,148 @@
+import AsyncHTTPClient
+import Foundation
+import JWTKit
+import NIOCore
+import RampartIdentity
+
+/// Verifies JWTs from trusted issuers and maps their subject to a SPIFFE ID, as Istio maps
+/// Kubernetes service-account tokens: `system:serviceaccount:<ns>:<sa>` becomes
+/// `spiffe://<trust-domain>/ns/<ns>/sa/<sa>`.
+public actor JWTAuthenticator {
+    /// The audience a token must carry; Istio's CA uses `istio-ca`.
+    public nonisolated let audience: String
+    /// The trust domain subjects are mapped into.
+    public nonisolated let trustDomain: TrustDomain
+    private let issuers: [String: TrustedIssuer]
+    private var keySets: [String: LoadedKeys] = [:]
+    private let refetchInterval: TimeInterval
+
+    private struct LoadedKeys {
+        let collection: JWTKeyCollection
+        let kids: Set<String>
+        let fetchedAt: Date
+    }
+
+    /// Creates an authenticator; keys load on first use.
+    public init(issuers: [TrustedIssuer], audience: String = "istio-ca", trustDomain: TrustDomain, refetchInterval: TimeInterval = 30) {
+        self.issuers = Dictionary(issuers.map { ($0.issuer, $0) }, uniquingKeysWith: { _, last in last })
+        self.audience = audience
+        self.trustDomain = trustDomain
+        self.refetchInterval = refetchInterval
+    }
+
+    /// Whether any issuer is configured.
+    public nonisolated var isEnabled: Bool { !issuers.isEmpty }
+
+    /// Loads every issuer's keys now, so that a bad key source fails at start-up rather than on first use.
+    public func preload(now: Date = Date()) async throws(AuthnError) {
+        for issuer in issuers.values {
+            keySets[issuer.issuer] = try await Self.load(issuer, now: now)
+        }
+    }
+
+    /// Verifies `token` at `now` and returns the SPIFFE ID it grants.
+    public func authenticate(_ token: String, now: Date = Date()) async throws(AuthnError) -> SPIFFEID {
+        let parser = DefaultJWTParser()
+        let header: JWTHeader
+        let routed: IssuerOnlyClaims
+        do {
+            (header, routed, _) = try parser.parse(Array(token.utf8), as: IssuerOnlyClaims.self)
+        } catch {
+            throw AuthnError(.invalidCredential, "bearer token is not a JWT (\(error)): send a bootstrap token from 'rampart token create' or a signed JWT")
+        }
+        guard let iss = routed.iss?.value else {
+            throw AuthnError(.invalidCredential, "JWT has no iss claim: the CA trusts tokens by issuer")
+        }
+        guard let issuer = issuers[iss] else {
+            let known = issuers.keys.sorted().joined(separator: ", ")
+            throw AuthnError(.notPermitted, "JWT issuer \(iss) is not trusted by this CA (trusted: \(known.isEmpty ? "none" : known)); add it with --jwt-issuer and --jwks")
+        }
+        guard let kid = header.kid else {
+            throw AuthnError(.invalidCredential, "JWT header has no kid: the issuer's JWKS keys are chosen by kid")
+        }
+        var keys = try await keySet(for: issuer, now: now)
+        if !keys.kids.contains(kid), case .url = issuer.keys, now.timeIntervalSince(keys.fetchedAt) >= refetchInterval {
+            keys = try await Self.load(issuer, now: now)
+            keySets[iss] = keys
+        }
+        guard keys.kids.contains(kid) else {
+            throw AuthnError(.invalidCredential, "JWT kid \(kid) is not in the JWKS of \(iss) (\(issuer.keys)): the token was signed by an unknown key")
+        }
+        let claims: ServiceAccountClaims
+        do {
+            claims = try await keys.collection.verify(token, as: ServiceAccountClaims.self)
+        } catch {
+            throw AuthnError(.invalidCredential, "JWT signature does not verify with key \(kid) of \(iss): \(error)")
+        }
+        do {
+            try claims.exp.verifyNotExpired(currentDate: now)
+        } catch {
+            throw AuthnError(.notPermitted, "JWT expired at \(claims.exp.value): ask the issuer for a fresh token")
+        }
+        if let nbf = claims.nbf, nbf.value > now.addingTimeInterval(60) {
+            throw AuthnError(.notPermitted, "JWT is not valid before \(nbf.value)")
+        }
+        guard let aud = claims.aud, aud.value.contains(audience) else {
+            let got = claims.aud?.value.joined(separator: ", ") ?? "none"
+            throw AuthnError(.notPermitted, "JWT audience is [\(got)] but the CA requires \(audience): request a token for audience \(audience)")
+        }
+        guard let id = KubernetesServiceAccount.spiffeID(forSubject: claims.sub.value, trustDomain: trustDomain) else {
+            throw AuthnError(.notPermitted, "JWT subject \(claims.sub.value) is not of the form system:serviceaccount:<namespace>:<service-account>")
+        }
+        return id
+    }
+
+    private func keySet(for issuer: TrustedIssuer, now: Date) async throws(AuthnError) -> LoadedKeys {
+        if let loaded = keySets[issuer.issuer] { return loaded }
+        let loaded = try await Self.load(issuer, now: now)
+        keySets[issuer.issuer] = loaded
+        return loaded
+    }
+
+    private static func load(_ issuer: TrustedIssuer, now: Date) async throws(AuthnError) -> LoadedKeys {
+        let json: String
+        switch issuer.keys {
+        case .file(let path):
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                throw AuthnError(.keySourceUnavailable, "JWKS file \(path) for issuer \(issuer.issuer) cannot be read: check the --jwks path")
+            }
+            json = text
+        case .url(let url):
+            json = try await fetch(url, issuer: issuer.issuer)
+        }
+        do {
+            let jwks = try JSONDecoder().decode(JWKS.self, from: Data(json.utf8))
+            let collection = JWTKeyCollection()
+            var kids: Set<String> = []
+            for key in jwks.keys {
+                guard let kid = key.keyIdentifier?.string else {
+                    throw AuthnError(.keySourceUnavailable, "a key in the JWKS of \(issuer.issuer) (\(issuer.keys)) has no kid: give every key a kid")
+                }
+                try await collection.add(jwk: key)
+                kids.insert(kid)
+            }
+            return LoadedKeys(collection: collection, kids: kids, fetchedAt: now)
+        } catch let error as AuthnError {
+            throw error
+        } catch {
+            throw AuthnError(.keySourceUnavailable, "JWKS of \(issuer.issuer) from \(issuer.keys) does not parse: \(error)")
+        }
+    }
+
+    private static func fetch(_ url: String, issuer: String) async throws(AuthnError) -> String {
+        do {
+            var request = HTTPClientRequest(url: url)
+            request.headers.add(name: "accept", value: "application/json")
+            let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+            guard response.status == .ok else {
+                throw AuthnError(.keySourceUnavailable, "JWKS URL \(url) for issuer \(issuer) answered \(response.status.code)")
+            }
+            let body = try await response.body.collect(upTo: 1 << 20)
+            return String(buffer: body)
+        } catch let error as AuthnError {
+            throw error
+        } catch {
+            throw AuthnError(.keySourceUnavailable, "JWKS URL \(url) for issuer \(issuer) cannot be fetched: \(error)")
+        }
+    }
+}

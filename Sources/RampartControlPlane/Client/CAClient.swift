@@ -1,0 +1,64 @@
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import RampartAPI
+
+/// A client of the CA's gRPC certificate service, for the CLI, the benchmark and tests.
+///
+/// It verifies the CA's serving certificate against the trust bundle, and can present a client
+/// certificate (for renewal) and a bearer credential (for bootstrap).
+public struct CAClient: Sendable {
+    /// The CA's address.
+    public var host: String
+    public var port: Int
+    /// The trust bundle (root-cert.pem) as PEM.
+    public var rootPEM: String
+    /// The client certificate chain and key, as PEM, for renewal over mTLS.
+    public var clientChainPEM: String?
+    public var clientKeyPEM: String?
+
+    /// Creates a client description; nothing connects until ``withConnection(_:)``.
+    public init(host: String, port: Int, rootPEM: String, clientChainPEM: String? = nil, clientKeyPEM: String? = nil) {
+        self.host = host
+        self.port = port
+        self.rootPEM = rootPEM
+        self.clientChainPEM = clientChainPEM
+        self.clientKeyPEM = clientKeyPEM
+    }
+
+    /// An open connection to the CA.
+    public struct Connection: Sendable {
+        let client: Istio_V1_Auth_IstioCertificateService.Client<HTTP2ClientTransport.Posix>
+
+        /// Sends a CSR and returns the chain, leaf first.
+        public func createCertificate(csrPEM: String, validitySeconds: Int64 = 0, bearer: String? = nil) async throws -> [String] {
+            var request = Istio_V1_Auth_IstioCertificateRequest()
+            request.csr = csrPEM
+            request.validityDuration = validitySeconds
+            var metadata: Metadata = [:]
+            if let bearer { metadata.addString("Bearer \(bearer)", forKey: "authorization") }
+            return try await client.createCertificate(request, metadata: metadata).certChain
+        }
+    }
+
+    /// Opens a connection, runs `body`, and closes it.
+    public func withConnection<Result: Sendable>(_ body: (Connection) async throws -> Result) async throws -> Result {
+        let rootBytes = Array(rootPEM.utf8)
+        let chain = clientChainPEM
+        let key = clientKeyPEM
+        let security = HTTP2ClientTransport.Posix.TransportSecurity.tls { config in
+            config.trustRoots = .certificates([.bytes(rootBytes, format: .pem)])
+            config.serverCertificateVerification = .fullVerification
+            if let chain, let key {
+                config.certificateChain = [.bytes(Array(chain.utf8), format: .pem)]
+                config.privateKey = .bytes(Array(key.utf8), format: .pem)
+            }
+        }
+        let isIPv4 = host.split(separator: ".").count == 4 && host.split(separator: ".").allSatisfy({ UInt8($0) != nil })
+        let target: any ResolvableTarget = isIPv4 ? .ipv4(host: host, port: port) : .dns(host: host, port: port)
+        let transport = try HTTP2ClientTransport.Posix(target: target, transportSecurity: security)
+        return try await withGRPCClient(transport: transport) { client in
+            try await body(Connection(client: Istio_V1_Auth_IstioCertificateService.Client(wrapping: client)))
+        }
+    }
+}

@@ -1,0 +1,111 @@
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import Logging
+import RampartAPI
+import RampartIdentity
+import RampartPKI
+import RampartStore
+import X509
+
+/// `istio.v1.auth.IstioCertificateService/CreateCertificate`: authenticate, check the CSR, sign,
+/// record durably, then answer. Parsing and status mapping live here; decisions live in
+/// ``CallerAuthenticator``, ``CSRInspection`` and ``SVIDIssuer``.
+public struct CertificateService: Istio_V1_Auth_IstioCertificateService.ServiceProtocol {
+    let issuer: SVIDIssuer
+    let authenticator: CallerAuthenticator
+    let store: SQLiteStore
+    let peers: PeerRegistry
+    let clock: @Sendable () -> Date
+    let logger: Logger
+    let metrics = CAMetrics()
+
+    /// Creates the service.
+    public init(issuer: SVIDIssuer, authenticator: CallerAuthenticator, store: SQLiteStore, peers: PeerRegistry, clock: @escaping @Sendable () -> Date = Date.init, logger: Logger) {
+        self.issuer = issuer
+        self.authenticator = authenticator
+        self.store = store
+        self.peers = peers
+        self.clock = clock
+        self.logger = logger
+    }
+
+    public func createCertificate(
+        request: ServerRequest<Istio_V1_Auth_IstioCertificateRequest>,
+        context: ServerContext
+    ) async throws -> ServerResponse<Istio_V1_Auth_IstioCertificateResponse> {
+        let started = ContinuousClock.now
+        let now = clock()
+        let authorization = request.metadata[stringValues: "authorization"].first(where: { _ in true })
+        let peer = peers.peer(forRemote: context.remotePeer)
+        do {
+            let chain = try await sign(request: request.message, authorization: authorization, peerCertificate: peer?.certificate, now: now)
+            metrics.issued(result: nil, duration: ContinuousClock.now - started)
+            var response = Istio_V1_Auth_IstioCertificateResponse()
+            response.certChain = chain
+            return ServerResponse(message: response)
+        } catch {
+            metrics.issued(result: error.kind, duration: ContinuousClock.now - started)
+            logger.info("certificate request refused", metadata: ["ca.result": "\(error.kind.rawValue)", "ca.reason": "\(error.message)", "peer": "\(context.remotePeer)"])
+            try? await store.appendBatched([
+                AuditEntry(time: now, type: .issuanceRefused, actor: context.remotePeer, subject: "-", details: ["status": error.kind.rawValue, "reason": error.message])
+            ])
+            throw RPCError(code: error.kind.rpcCode, message: error.message)
+        }
+    }
+
+    /// The whole decision for one request, independent of gRPC.
+    func sign(request: Istio_V1_Auth_IstioCertificateRequest, authorization: String?, peerCertificate: Certificate?, now: Date) async throws(Refusal) -> [String] {
+        let caller = try await authenticator.authenticate(authorization: authorization, peerCertificate: peerCertificate, now: now)
+        let ttl: TimeInterval
+        let facts: CSRFacts
+        do {
+            ttl = try issuer.policy.ttl(forRequestedSeconds: request.validityDuration)
+            facts = try CSRInspection.inspect(pem: request.csr)
+            try CSRInspection.check(facts, for: caller.identity.string)
+        } catch {
+            throw Refusal(error.code == .identityMismatch ? .permissionDenied : .invalidArgument, error.reason)
+        }
+        try await authenticator.redeem(caller, now: now)
+
+        let issued: IssuedSVID
+        do {
+            issued = try await issuer.issue(publicKey: facts.publicKey, spiffeID: caller.identity, ttl: ttl, now: now)
+        } catch {
+            throw Refusal(.internalError, "signing failed: \(error.reason)")
+        }
+        let record = CertificateRecord(
+            serial: issued.serialHex, spiffeID: issued.spiffeID.string, publicKeySHA256: issued.publicKeySHA256,
+            notBefore: issued.notBefore, notAfter: issued.notAfter, issuedAt: now,
+            callerIdentity: caller.credential, authMethod: caller.method, chainPEM: issued.chainPEM.joined(separator: "\n")
+        )
+        do {
+            try await store.recordIssued(
+                [record],
+                audit: [
+                    AuditEntry(
+                        time: now, type: .certificateIssued, actor: caller.credential, subject: issued.serialHex,
+                        details: ["spiffe_id": issued.spiffeID.string, "auth": caller.method.rawValue, "not_after": CallerAuthenticator.format(issued.notAfter)]
+                    )
+                ]
+            )
+        } catch {
+            // A certificate the store does not hold never leaves the CA.
+            throw Refusal(.unavailable, "the certificate could not be recorded, so it was not issued: \(error); retry")
+        }
+        return issued.chainPEM
+    }
+}
+
+extension Refusal.Kind {
+    var rpcCode: RPCError.Code {
+        switch self {
+        case .unauthenticated: return .unauthenticated
+        case .permissionDenied: return .permissionDenied
+        case .invalidArgument: return .invalidArgument
+        case .internalError: return .internalError
+        case .unavailable: return .unavailable
+        }
+    }
+}
+

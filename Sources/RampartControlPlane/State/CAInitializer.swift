@@ -1,0 +1,82 @@
+import Foundation
+import RampartIdentity
+import RampartPKI
+import RampartStore
+import X509
+
+/// `rampart ca init`: creates a root or takes plug-in CA files, and creates the store.
+public enum CAInitializer {
+    /// What `ca init` did.
+    public struct Outcome: Sendable {
+        /// The CA now in the state directory.
+        public let authority: CertificateAuthority
+        /// `self-signed` or `plugin`.
+        public let origin: String
+    }
+
+    /// Initializes `state`. Refuses to touch a directory that already holds CA state.
+    public static func run(
+        state: StateDirectory,
+        trustDomain: TrustDomain,
+        keyAlgorithm: KeyAlgorithm,
+        pluginDirectory: String?,
+        now: Date = Date()
+    ) async throws -> Outcome {
+        let fm = FileManager.default
+        let existing = ["ca.json", "rampart.sqlite", CAMaterial.FileName.caKey, CAMaterial.FileName.caCert, CAMaterial.FileName.rootCert]
+            .filter { fm.fileExists(atPath: state.file($0)) }
+        if !existing.isEmpty {
+            throw ControlPlaneError(
+                .stateExists,
+                "\(state.path) already holds CA state (\(existing.joined(separator: ", "))): refusing to overwrite it. Use another --state directory, or move the old one away if you really mean to start over"
+            )
+        }
+        do {
+            try fm.createDirectory(atPath: state.path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw ControlPlaneError(.badArgument, "cannot create state directory \(state.path): \(error)")
+        }
+
+        let authority: CertificateAuthority
+        let origin: String
+        if let pluginDirectory {
+            authority = try await CAMaterial.load(directory: pluginDirectory, now: now)
+            origin = "plugin"
+            if let uri = try? SVIDValidator.spiffeID(of: authority.roots[0]), uri.trustDomain != trustDomain {
+                throw ControlPlaneError(.badArgument, "plug-in root names trust domain \(uri.trustDomain) but --trust-domain is \(trustDomain): pass --trust-domain \(uri.trustDomain)")
+            }
+        } else {
+            authority = try CAMaterial.createRoot(trustDomain: trustDomain, keyAlgorithm: keyAlgorithm, now: now)
+            origin = "self-signed"
+        }
+
+        try CAMaterial.write(authority, to: state.path)
+        let config = CAConfig(trustDomain: trustDomain.name, origin: origin, createdAt: now)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        encoder.dateEncodingStrategy = .iso8601
+        try PublicFile.write(String(decoding: try encoder.encode(config), as: UTF8.self) + "\n", to: state.configPath)
+
+        let store = try SQLiteStore(path: state.databasePath)
+        for certificate in authority.chain {
+            try await store.recordAuthority(
+                AuthorityRecord(
+                    serial: certificate.serialNumber.hexString,
+                    subject: certificate.subject.description,
+                    certificatePEM: try certificate.serializeAsPEM().pemString,
+                    slot: .active,
+                    notBefore: certificate.notValidBefore,
+                    notAfter: certificate.notValidAfter,
+                    createdAt: now
+                )
+            )
+        }
+        try await store.append([
+            AuditEntry(
+                time: now, type: .caInitialized, actor: "admin", subject: authority.certificate.serialNumber.hexString,
+                details: ["trust_domain": trustDomain.name, "origin": origin, "key": keyAlgorithm.rawValue]
+            )
+        ])
+        return Outcome(authority: authority, origin: origin)
+    }
+}

@@ -1,0 +1,81 @@
+import Foundation
+import RampartIdentity
+import RampartPKI
+import RampartStore
+
+/// The CA's state directory: the plug-in CA files, `rampart.sqlite`, and `ca.json`.
+public struct StateDirectory: Sendable {
+    /// The directory path.
+    public let path: String
+
+    /// Names a state directory; nothing is read until asked.
+    public init(_ path: String) {
+        self.path = (path as NSString).standardizingPath
+    }
+
+    /// A file inside the directory.
+    public func file(_ name: String) -> String { (path as NSString).appendingPathComponent(name) }
+
+    /// The SQLite store.
+    public var databasePath: String { file("rampart.sqlite") }
+    /// The trust bundle to hand out.
+    public var rootCertPath: String { file(CAMaterial.FileName.rootCert) }
+    /// Settings chosen at `ca init`.
+    public var configPath: String { file("ca.json") }
+
+    /// Whether `ca init` has run here.
+    public var isInitialized: Bool {
+        FileManager.default.fileExists(atPath: configPath) || FileManager.default.fileExists(atPath: file(CAMaterial.FileName.caKey))
+    }
+
+    /// Reads the settings, or explains that `ca init` is needed.
+    public func loadConfig() throws -> CAConfig {
+        guard let data = FileManager.default.contents(atPath: configPath) else {
+            throw ControlPlaneError(.stateMissing, "\(path) is not an initialized CA state directory (no ca.json): run 'rampart ca init --state \(path)' first")
+        }
+        do {
+            let decoder = JSONDecoder()
+            decoder.dateDecodingStrategy = .iso8601
+            return try decoder.decode(CAConfig.self, from: data)
+        } catch {
+            throw ControlPlaneError(.stateMissing, "\(configPath) does not parse (\(error)): restore it from backup or re-run 'rampart ca init' in a new directory")
+        }
+    }
+
+    /// Opens the store, refusing when the directory was never initialized.
+    public func openStore() throws -> SQLiteStore {
+        _ = try loadConfig()
+        return try SQLiteStore(path: databasePath)
+    }
+
+    /// Loads the signing CA from the directory's plug-in layout.
+    public func loadAuthority(now: Date) async throws -> CertificateAuthority {
+        _ = try loadConfig()
+        return try await CAMaterial.load(directory: path, now: now)
+    }
+}
+
+/// Settings chosen at `ca init`, kept in `ca.json`.
+public struct CAConfig: Codable, Sendable, Equatable {
+    /// The trust domain identities are issued in.
+    public var trustDomain: String
+    /// Where the CA came from: `self-signed` or `plugin`.
+    public var origin: String
+    /// When the directory was initialized.
+    public var createdAt: Date
+
+    enum CodingKeys: String, CodingKey {
+        case trustDomain = "trust_domain"
+        case origin
+        case createdAt = "created_at"
+    }
+
+    /// The trust domain, parsed.
+    public func parsedTrustDomain() throws -> TrustDomain {
+        do {
+            return try TrustDomain(trustDomain)
+        } catch {
+            throw ControlPlaneError(.stateMissing, "ca.json trust_domain \"\(trustDomain)\" is invalid: \(error.reason)")
+        }
+    }
+}

@@ -1,0 +1,34 @@
+/// Why a SPIFFE ID, trust domain or path was refused.
+///
+/// Equality compares the code only, so tests assert on the kind of failure while the
+/// reason stays free to name the offending input.
+public struct IdentityError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// The kinds of malformed identity input.
+    public enum Code: String, Sendable, Hashable {
+        case empty
+        case badScheme
+        case missingTrustDomain
+        case badTrustDomainCharacter
+        case badPathCharacter
+        case emptySegment
+        case dotSegment
+        case trailingSlash
+        case notAWorkloadIdentity
+    }
+
+    /// The kind of failure.
+    public let code: Code
+    /// What was wrong, with the offending value and what is expected instead.
+    public let reason: String
+
+    /// Creates an error with a code and a human-readable reason.
+    public init(_ code: Code, _ reason: String) {
+        self.code = code
+        self.reason = reason
+    }
+
+    public var description: String { reason }
+
+    public static func == (lhs: IdentityError, rhs: IdentityError) -> Bool { lhs.code == rhs.code }
+    public func hash(into hasher: inout Hasher) { hasher.combine(code) }
+}

@@ -1,0 +1,141 @@
+import Crypto
+import Foundation
+import RampartIdentity
+import SwiftASN1
+@_spi(FixedExpiryValidationTime) import X509
+
+/// Creating, checking, writing and reading the CA's files.
+///
+/// The state directory holds Istio's plug-in layout, so an operator can read it with the tools
+/// they know: `ca-cert.pem`, `ca-key.pem` (mode 0600), `cert-chain.pem` and `root-cert.pem`.
+public enum CAMaterial {
+    /// The file names of Istio's plug-in CA layout.
+    public enum FileName {
+        public static let caCert = "ca-cert.pem"
+        public static let caKey = "ca-key.pem"
+        public static let certChain = "cert-chain.pem"
+        public static let rootCert = "root-cert.pem"
+    }
+
+    /// How long a self-signed root is valid: 10 years.
+    public static let rootLifetime: TimeInterval = 10 * 365 * 24 * 3600
+
+    /// Creates a self-signed root CA for a trust domain.
+    public static func createRoot(trustDomain: TrustDomain, keyAlgorithm: KeyAlgorithm, now: Date) throws -> CertificateAuthority {
+        let key = try keyAlgorithm.generate()
+        let name = try DistinguishedName {
+            OrganizationName(trustDomain.name)
+            CommonName("Rampart root CA")
+        }
+        let extensions = try Certificate.Extensions {
+            Critical(BasicConstraints.isCertificateAuthority(maxPathLength: nil))
+            Critical(KeyUsage(digitalSignature: true, keyCertSign: true, cRLSign: true))
+            SubjectKeyIdentifier(hash: key.publicKey)
+            SubjectAlternativeNames([.uniformResourceIdentifier(trustDomain.idString)])
+        }
+        let root = try Certificate(
+            version: .v3,
+            serialNumber: SVIDIssuer.randomSerial(),
+            publicKey: key.publicKey,
+            notValidBefore: now.addingTimeInterval(-300),
+            notValidAfter: now.addingTimeInterval(rootLifetime),
+            issuer: name,
+            subject: name,
+            signatureAlgorithm: key.rampartSignatureAlgorithm,
+            extensions: extensions,
+            issuerPrivateKey: key
+        )
+        return CertificateAuthority(certificate: root, privateKey: key, chain: [root], roots: [root])
+    }
+
+    /// Loads and checks CA files in Istio's plug-in layout from `directory`.
+    ///
+    /// Checks that `ca-cert.pem` is a CA, that `ca-key.pem` matches it, and that it chains
+    /// through `cert-chain.pem` to a root in `root-cert.pem`, valid at `now`.
+    public static func load(directory: String, now: Date) async throws(PKIError) -> CertificateAuthority {
+        let caCert = try readCertificates(directory, FileName.caCert)
+        guard caCert.count == 1, let signing = caCert.first else {
+            throw PKIError(.badCAMaterial, "\(path(directory, FileName.caCert)) holds \(caCert.count) certificates: it must hold exactly the signing CA certificate")
+        }
+        let keyPath = path(directory, FileName.caKey)
+        let key: Certificate.PrivateKey
+        do {
+            key = try Certificate.PrivateKey(pemEncoded: try String(contentsOfFile: keyPath, encoding: .utf8))
+        } catch {
+            throw PKIError(.badCAMaterial, "\(keyPath) is missing or is not a PEM private key (\(error)): give the CA's private key in PEM (PKCS#8, SEC1 or PKCS#1)")
+        }
+        let chainFile = try readCertificates(directory, FileName.certChain)
+        let roots = try readCertificates(directory, FileName.rootCert)
+        guard !roots.isEmpty else {
+            throw PKIError(.badCAMaterial, "\(path(directory, FileName.rootCert)) holds no certificate: put the root CA certificate there")
+        }
+
+        guard case .isCertificateAuthority = try? signing.extensions.basicConstraints else {
+            throw PKIError(.badCAMaterial, "\(path(directory, FileName.caCert)) is not a CA certificate (basicConstraints CA:true is missing): give an intermediate or root CA certificate")
+        }
+        if let usage = try? signing.extensions.keyUsage, !usage.keyCertSign {
+            throw PKIError(.badCAMaterial, "\(path(directory, FileName.caCert)) lacks the keyCertSign key usage: it cannot sign certificates")
+        }
+        guard key.publicKey == signing.publicKey else {
+            throw PKIError(.badCAMaterial, "\(keyPath) does not match \(path(directory, FileName.caCert)): the private key belongs to another certificate")
+        }
+        if case .failure(let error) = KeyAlgorithm.classify(signing.publicKey) {
+            throw PKIError(.badCAMaterial, "\(path(directory, FileName.caCert)): \(error.reason)")
+        }
+
+        // The chain sent after the leaf: ca-cert first, root last, no duplicates.
+        var chain = chainFile
+        if chain.first != signing { chain.removeAll { $0 == signing }; chain.insert(signing, at: 0) }
+        if let last = chain.last, !roots.contains(last), let root = roots.first(where: { $0.subject == last.issuer }) {
+            chain.append(root)
+        }
+
+        var verifier = Verifier(rootCertificates: CertificateStore(roots)) { RFC5280Policy(fixedExpiryValidationTime: now) }
+        let result = await verifier.validate(leaf: signing, intermediates: CertificateStore(Array(chain.dropFirst())))
+        guard case .validCertificate = result else {
+            if signing.notValidAfter <= now {
+                throw PKIError(.badCAMaterial, "\(path(directory, FileName.caCert)) expired at \(signing.notValidAfter)")
+            }
+            throw PKIError(
+                .badCAMaterial,
+                "\(path(directory, FileName.caCert)) does not chain to \(path(directory, FileName.rootCert)) through \(path(directory, FileName.certChain)): put every intermediate between them in cert-chain.pem"
+            )
+        }
+        return CertificateAuthority(certificate: signing, privateKey: key, chain: chain, roots: roots)
+    }
+
+    /// Writes the CA's files into `directory` in the plug-in layout; the key gets mode 0600.
+    ///
+    /// Refuses to overwrite any existing file.
+    public static func write(_ authority: CertificateAuthority, to directory: String) throws {
+        let pem: (Certificate) throws -> String = { try $0.serializeAsPEM().pemString + "\n" }
+        try SecretFile.write(try authority.privateKey.serializeAsPEM().pemString + "\n", to: path(directory, FileName.caKey))
+        try PublicFile.write(try pem(authority.certificate), to: path(directory, FileName.caCert))
+        try PublicFile.write(try authority.chain.map(pem).joined(), to: path(directory, FileName.certChain))
+        try PublicFile.write(try authority.roots.map(pem).joined(), to: path(directory, FileName.rootCert))
+    }
+
+    /// Reads every certificate in a PEM file.
+    public static func readCertificates(_ directory: String, _ name: String) throws(PKIError) -> [Certificate] {
+        let file = path(directory, name)
+        guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+            throw PKIError(.badCAMaterial, "\(file) is missing or unreadable: Istio's plug-in layout needs ca-cert.pem, ca-key.pem, cert-chain.pem and root-cert.pem")
+        }
+        return try parseCertificates(pem: text, source: file)
+    }
+
+    /// Parses every certificate in a PEM text.
+    public static func parseCertificates(pem text: String, source: String) throws(PKIError) -> [Certificate] {
+        do {
+            return try PEMDocument.parseMultiple(pemString: text)
+                .filter { $0.discriminator == "CERTIFICATE" }
+                .map { try Certificate(pemDocument: $0) }
+        } catch {
+            throw PKIError(.badCAMaterial, "\(source) is not PEM certificates (\(error)): give one or more -----BEGIN CERTIFICATE----- blocks")
+        }
+    }
+
+    static func path(_ directory: String, _ name: String) -> String {
+        (directory as NSString).appendingPathComponent(name)
+    }
+}

@@ -1,0 +1,151 @@
+import Crypto
+import Foundation
+import RampartIdentity
+import SwiftASN1
+import X509
+
+/// A workload certificate just signed, with everything the store and the response need.
+public struct IssuedSVID: Sendable {
+    /// The leaf certificate.
+    public let certificate: Certificate
+    /// The leaf followed by the CA chain, root last, each as PEM.
+    public let chainPEM: [String]
+    /// The serial number as lowercase hex.
+    public let serialHex: String
+    /// SHA-256 of the leaf's SubjectPublicKeyInfo, as lowercase hex.
+    public let publicKeySHA256: String
+    /// The identity in the URI SAN.
+    public let spiffeID: SPIFFEID
+    /// Start of validity (backdated).
+    public let notBefore: Date
+    /// End of validity.
+    public let notAfter: Date
+}
+
+/// Signs X.509-SVIDs by the SPIFFE rules and validates each one right after signing.
+///
+/// The issuer is a value; `now` is always passed in.
+public struct SVIDIssuer: Sendable {
+    /// The CA that signs.
+    public let authority: CertificateAuthority
+    /// Lifetimes and skew.
+    public let policy: IssuancePolicy
+    private let chainPEMAboveLeaf: [String]
+    private let authorityKeyID: ArraySlice<UInt8>
+    private let validator: SVIDValidator
+
+    /// Creates an issuer for a CA.
+    public init(authority: CertificateAuthority, policy: IssuancePolicy = IssuancePolicy()) throws {
+        self.authority = authority
+        self.policy = policy
+        self.chainPEMAboveLeaf = try authority.chainPEM()
+        if let ski = try? authority.certificate.extensions.subjectKeyIdentifier {
+            self.authorityKeyID = ski.keyIdentifier
+        } else {
+            self.authorityKeyID = SubjectKeyIdentifier(hash: authority.certificate.publicKey).keyIdentifier
+        }
+        self.validator = SVIDValidator(roots: authority.roots, intermediates: Array(authority.chain.dropLast()))
+    }
+
+    /// Signs a certificate for `publicKey` naming `spiffeID`, valid for `ttl` from `now`.
+    ///
+    /// NotBefore is backdated by the policy's skew allowance; NotAfter is clamped to the CA's own.
+    /// The result has been validated against the trust bundle before it is returned.
+    public func issue(
+        publicKey: Certificate.PublicKey,
+        spiffeID: SPIFFEID,
+        ttl: TimeInterval,
+        now: Date,
+        extraSANs: [GeneralName] = []
+    ) async throws(PKIError) -> IssuedSVID {
+        guard spiffeID.isWorkloadIdentity else {
+            throw PKIError(.badIdentity, "\(spiffeID) has no path: an X.509-SVID names a workload, such as spiffe://\(spiffeID.trustDomain)/ns/default/sa/default")
+        }
+        let algorithm: KeyAlgorithm
+        switch KeyAlgorithm.classify(publicKey) {
+        case .success(let value): algorithm = value
+        case .failure(let error): throw error
+        }
+        let notBefore = now.addingTimeInterval(-policy.backdate)
+        let notAfter = min(now.addingTimeInterval(ttl), authority.latestNotAfter)
+        guard notAfter > now else {
+            throw PKIError(.badCAMaterial, "the CA certificate expires at \(authority.latestNotAfter): rotate the CA before issuing")
+        }
+        let serial = Self.randomSerial()
+        let certificate: Certificate
+        do {
+            let extensions = try Certificate.Extensions {
+                Critical(BasicConstraints.notCertificateAuthority)
+                Critical(KeyUsage(digitalSignature: true, keyEncipherment: algorithm.isRSA))
+                try ExtendedKeyUsage([.serverAuth, .clientAuth])
+                SubjectKeyIdentifier(hash: publicKey)
+                AuthorityKeyIdentifier(keyIdentifier: authorityKeyID)
+                Critical(SubjectAlternativeNames([.uniformResourceIdentifier(spiffeID.string)] + extraSANs))
+            }
+            certificate = try Certificate(
+                version: .v3,
+                serialNumber: serial,
+                publicKey: publicKey,
+                notValidBefore: notBefore,
+                notValidAfter: notAfter,
+                issuer: authority.certificate.subject,
+                subject: DistinguishedName(),
+                signatureAlgorithm: authority.privateKey.rampartSignatureAlgorithm,
+                extensions: extensions,
+                issuerPrivateKey: authority.privateKey
+            )
+        } catch {
+            throw PKIError(.validationFailed, "signing failed: \(error)")
+        }
+        try await validator.validate(certificate, expecting: spiffeID, at: now)
+        let leafPEM: String
+        do {
+            leafPEM = try certificate.serializeAsPEM().pemString
+        } catch {
+            throw PKIError(.validationFailed, "could not encode the signed certificate: \(error)")
+        }
+        return IssuedSVID(
+            certificate: certificate,
+            chainPEM: [leafPEM] + chainPEMAboveLeaf,
+            serialHex: serial.hexString,
+            publicKeySHA256: publicKey.sha256Hex,
+            spiffeID: spiffeID,
+            notBefore: notBefore,
+            notAfter: notAfter
+        )
+    }
+
+    /// A random, positive, 128-bit serial number.
+    static func randomSerial() -> Certificate.SerialNumber {
+        var bytes = [UInt8](repeating: 0, count: 16)
+        var rng = SystemRandomNumberGenerator()
+        for index in bytes.indices { bytes[index] = rng.next() }
+        bytes[0] = (bytes[0] & 0x7F) | 0x40
+        return Certificate.SerialNumber(bytes: bytes)
+    }
+}
+
+extension Certificate.SerialNumber {
+    /// The serial as lowercase hex, without separators.
+    public var hexString: String { bytes.hexString }
+}
+
+extension Certificate.PublicKey {
+    /// SHA-256 of the SubjectPublicKeyInfo, as lowercase hex.
+    public var sha256Hex: String {
+        Array(SHA256.hash(data: Array(subjectPublicKeyInfoBytes))).hexString
+    }
+}
+
+extension Sequence<UInt8> {
+    /// Lowercase hex of the bytes.
+    public var hexString: String {
+        let digits = Array("0123456789abcdef".utf8)
+        var out: [UInt8] = []
+        for byte in self {
+            out.append(digits[Int(byte >> 4)])
+            out.append(digits[Int(byte & 0x0F)])
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}

@@ -1,0 +1,77 @@
+import Crypto
+import Foundation
+import GRDB
+
+/// Hashing and appending for the audit chain.
+enum AuditChain {
+    static let genesis = String(repeating: "0", count: 64)
+
+    /// The hash of a row: SHA-256 over the previous hash and every field, length-prefixed.
+    static func hash(previous: String, sequence: Int64, time: Date, type: String, actor: String, subject: String, details: String) -> String {
+        var hasher = SHA256()
+        for field in [previous, String(sequence), timestamp(time), type, actor, subject, details] {
+            let bytes = Array(field.utf8)
+            withUnsafeBytes(of: UInt64(bytes.count).bigEndian) { hasher.update(bufferPointer: $0) }
+            hasher.update(data: bytes)
+        }
+        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// Millisecond Unix time, so the hash does not depend on how dates round-trip through SQLite.
+    static func timestamp(_ date: Date) -> String {
+        String(Int64((date.timeIntervalSince1970 * 1000).rounded()))
+    }
+
+    static func detailsJSON(_ details: [String: String]) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        guard let data = try? encoder.encode(details) else { return "{}" }
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    /// Appends entries inside an open write transaction.
+    static func append(_ entries: [AuditEntry], in db: Database) throws {
+        guard !entries.isEmpty else { return }
+        let last = try Row.fetchOne(db, sql: "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+        var sequence: Int64 = last?["seq"] ?? 0
+        var previous: String = last?["hash"] ?? genesis
+        for entry in entries {
+            sequence += 1
+            // Stored times are truncated to milliseconds so that verification recomputes the same hash.
+            let time = Date(timeIntervalSince1970: (entry.time.timeIntervalSince1970 * 1000).rounded() / 1000)
+            let details = detailsJSON(entry.details)
+            let hash = hash(
+                previous: previous, sequence: sequence, time: time, type: entry.type.rawValue,
+                actor: entry.actor, subject: entry.subject, details: details
+            )
+            try AuditEvent(
+                sequence: sequence, time: time, eventType: entry.type.rawValue, actor: entry.actor,
+                subject: entry.subject, details: details, previousHash: previous, hash: hash
+            ).insert(db)
+            previous = hash
+        }
+    }
+
+    static func verify(_ events: [AuditEvent]) -> AuditVerification {
+        var previous = genesis
+        var expectedSequence: Int64 = 1
+        for event in events {
+            if event.sequence != expectedSequence {
+                return .broken(sequence: event.sequence, reason: "sequence \(event.sequence) follows \(expectedSequence - 1): a row was deleted")
+            }
+            if event.previousHash != previous {
+                return .broken(sequence: event.sequence, reason: "row \(event.sequence) does not link to the previous row's hash")
+            }
+            let recomputed = hash(
+                previous: previous, sequence: event.sequence, time: event.time, type: event.eventType,
+                actor: event.actor, subject: event.subject, details: event.details
+            )
+            if recomputed != event.hash {
+                return .broken(sequence: event.sequence, reason: "row \(event.sequence) was altered: its hash does not match its contents")
+            }
+            previous = event.hash
+            expectedSequence += 1
+        }
+        return .intact(events: events.count)
+    }
+}

@@ -1,0 +1,177 @@
+import Foundation
+import GRDB
+
+/// The embedded store: one SQLite file in WAL mode, opened through GRDB on the system's libsqlite3.
+///
+/// Writers in other processes (`rampart cert revoke` while the CA runs) are waited for rather than
+/// refused. Issued certificates go through a group commit, so concurrent issuances share one fsync.
+public final class SQLiteStore: Sendable {
+    /// The database file.
+    public let path: String
+    let pool: DatabasePool
+    private let issuance: GroupCommitter<PendingWrite>
+
+    enum PendingWrite: Sendable {
+        case certificate(CertificateRecord)
+        case audit(AuditEntry)
+    }
+
+    /// Opens (or creates) the store at `path` and brings its schema up to date.
+    public init(path: String) throws {
+        self.path = path
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(10)
+        configuration.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+        }
+        do {
+            pool = try DatabasePool(path: path, configuration: configuration)
+            try Migrations.migrator.migrate(pool)
+        } catch {
+            throw StoreError(.unavailable, "cannot open the store at \(path): \(error). Check the path and its permissions, or run 'rampart ca init' first")
+        }
+        let pool = self.pool
+        issuance = GroupCommitter { batch in
+            try await pool.write { db in
+                var audits: [AuditEntry] = []
+                for write in batch {
+                    switch write {
+                    case .certificate(let record): try record.insert(db)
+                    case .audit(let entry): audits.append(entry)
+                    }
+                }
+                try AuditChain.append(audits, in: db)
+            }
+        }
+    }
+
+    /// The journal mode in force (`wal` for a healthy store).
+    public func journalMode() async throws -> String {
+        try await pool.read { db in try String.fetchOne(db, sql: "PRAGMA journal_mode") ?? "" }
+    }
+
+    /// Runs SQLite's `PRAGMA integrity_check` and returns its lines (`["ok"]` when healthy).
+    public func integrityCheck() async throws -> [String] {
+        try await pool.read { db in try String.fetchAll(db, sql: "PRAGMA integrity_check") }
+    }
+
+    /// The names of the migrations applied, in order.
+    public func appliedMigrations() async throws -> [String] {
+        try await pool.read { db in try Migrations.migrator.appliedMigrations(db) }
+    }
+
+    /// Appends audit events for refusals and other non-issuance events through the group commit.
+    public func appendBatched(_ entries: [AuditEntry]) async throws {
+        try await issuance.submit(entries.map(PendingWrite.audit))
+    }
+}
+
+extension SQLiteStore: IssuedCertificateStore {
+    public func recordIssued(_ records: [CertificateRecord], audit: [AuditEntry]) async throws {
+        try await issuance.submit(records.map(PendingWrite.certificate) + audit.map(PendingWrite.audit))
+    }
+
+    public func certificate(serial: String) async throws -> CertificateRecord? {
+        let key = Self.normalizeSerial(serial)
+        return try await pool.read { db in try CertificateRecord.fetchOne(db, key: key) }
+    }
+
+    public func certificates(matching filter: CertificateFilter) async throws -> [CertificateRecord] {
+        try await pool.read { db in
+            var request = CertificateRecord.all()
+            if let id = filter.spiffeID { request = request.filter(Column("spiffe_id") == id) }
+            if let before = filter.notAfterBefore { request = request.filter(Column("not_after") <= before) }
+            if let after = filter.notAfterAfter { request = request.filter(Column("not_after") > after) }
+            request = request.order(Column("issued_at").desc, Column("serial"))
+            if let limit = filter.limit { request = request.limit(limit) }
+            return try request.fetchAll(db)
+        }
+    }
+
+    public func revoke(serial: String, reason: String?, at time: Date, actor: String) async throws -> CertificateRecord {
+        let key = Self.normalizeSerial(serial)
+        return try await pool.write { db in
+            guard var record = try CertificateRecord.fetchOne(db, key: key) else {
+                throw StoreError(.notFound, "no certificate with serial \(serial): list serials with 'rampart cert list'")
+            }
+            if record.status == .revoked {
+                throw StoreError(.conflict, "certificate \(key) was already revoked at \(record.revokedAt.map(String.init(describing:)) ?? "an unknown time")")
+            }
+            record.status = .revoked
+            record.revokedAt = time
+            record.revocationReason = reason
+            try record.update(db)
+            try AuditChain.append(
+                [AuditEntry(time: time, type: .certificateRevoked, actor: actor, subject: key, details: ["spiffe_id": record.spiffeID, "reason": reason ?? "unspecified"])],
+                in: db
+            )
+            return record
+        }
+    }
+
+    /// Serials are stored as lowercase hex without separators; accept `AB:CD`, `0xabcd` and upper case.
+    static func normalizeSerial(_ serial: String) -> String {
+        var text = serial.lowercased().replacingOccurrences(of: ":", with: "")
+        if text.hasPrefix("0x") { text.removeFirst(2) }
+        while text.hasPrefix("0") && text.count > 1 { text.removeFirst() }
+        return text
+    }
+}
+
+extension SQLiteStore: BootstrapTokenStore {
+    public func createToken(_ record: BootstrapTokenRecord, actor: String) async throws {
+        try await pool.write { db in
+            try record.insert(db)
+            try AuditChain.append(
+                [AuditEntry(time: record.createdAt, type: .tokenCreated, actor: actor, subject: String(record.tokenSHA256.prefix(16)), details: ["spiffe_id": record.spiffeID, "expires_at": ISO8601DateFormatter().string(from: record.expiresAt)])],
+                in: db
+            )
+        }
+    }
+
+    public func redeemToken(sha256: String, at time: Date, actor: String) async throws -> TokenRedemption {
+        try await pool.write { db in
+            guard var record = try BootstrapTokenRecord.fetchOne(db, key: sha256) else { return .unknown }
+            if let used = record.usedAt { return .alreadyUsed(at: used) }
+            if record.expiresAt <= time { return .expired(at: record.expiresAt) }
+            record.usedAt = time
+            try record.update(db)
+            try AuditChain.append(
+                [AuditEntry(time: time, type: .tokenUsed, actor: actor, subject: String(sha256.prefix(16)), details: ["spiffe_id": record.spiffeID])],
+                in: db
+            )
+            return .redeemed(spiffeID: record.spiffeID)
+        }
+    }
+}
+
+extension SQLiteStore: AuditLog {
+    public func append(_ entries: [AuditEntry]) async throws {
+        try await pool.write { db in try AuditChain.append(entries, in: db) }
+    }
+
+    public func events() async throws -> [AuditEvent] {
+        try await pool.read { db in try AuditEvent.order(Column("seq")).fetchAll(db) }
+    }
+
+    public func verifyAuditChain() async throws -> AuditVerification {
+        AuditChain.verify(try await events())
+    }
+}
+
+extension SQLiteStore: AuthorityStore {
+    public func recordAuthority(_ record: AuthorityRecord) async throws {
+        try await pool.write { db in try record.save(db) }
+    }
+
+    public func authorities() async throws -> [AuthorityRecord] {
+        try await pool.read { db in try AuthorityRecord.order(Column("created_at")).fetchAll(db) }
+    }
+}
+
+extension SQLiteStore {
+    /// The token record for a hash, without spending it.
+    public func token(sha256: String) async throws -> BootstrapTokenRecord? {
+        try await pool.read { db in try BootstrapTokenRecord.fetchOne(db, key: sha256) }
+    }
+}

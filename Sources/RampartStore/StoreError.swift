@@ -1,0 +1,29 @@
+/// Why a store operation failed.
+///
+/// Equality compares the code only; the reason says what to do.
+public struct StoreError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// The kinds of store failure.
+    public enum Code: String, Sendable, Hashable {
+        case notFound
+        case alreadyExists
+        case conflict
+        case corrupt
+        case unavailable
+    }
+
+    /// The kind of failure.
+    public let code: Code
+    /// What was wrong, and what to do about it.
+    public let reason: String
+
+    /// Creates an error with a code and a reason.
+    public init(_ code: Code, _ reason: String) {
+        self.code = code
+        self.reason = reason
+    }
+
+    public var description: String { reason }
+
+    public static func == (lhs: StoreError, rhs: StoreError) -> Bool { lhs.code == rhs.code }
+    public func hash(into hasher: inout Hasher) { hasher.combine(code) }
+}

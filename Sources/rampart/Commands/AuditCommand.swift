@@ -1,0 +1,43 @@
+import ArgumentParser
+import Foundation
+import RampartControlPlane
+import RampartStore
+
+struct Audit: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "audit",
+        abstract: "Inspect the hash-chained audit log.",
+        subcommands: [Verify.self, List.self]
+    )
+
+    struct Verify: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Check every audit row's hash and link; exits non-zero at the first break.")
+
+        @OptionGroup var stateOptions: StateOptions
+
+        func run() async throws {
+            let store = try StateDirectory(stateOptions.state).openStore()
+            switch try await store.verifyAuditChain() {
+            case .intact(let count):
+                print("audit chain intact: \(count) event(s)")
+            case .broken(let sequence, let reason):
+                print("audit chain broken at event \(sequence): \(reason)")
+                throw ExitCode(1)
+            }
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print the audit events, oldest first.")
+
+        @OptionGroup var stateOptions: StateOptions
+
+        func run() async throws {
+            let store = try StateDirectory(stateOptions.state).openStore()
+            let iso = ISO8601DateFormatter()
+            for event in try await store.events() {
+                print("\(event.sequence)\t\(iso.string(from: event.time))\t\(event.eventType)\t\(event.actor)\t\(event.subject)\t\(event.details)")
+            }
+        }
+    }
+}

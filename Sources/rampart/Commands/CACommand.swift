@@ -1,0 +1,122 @@
+import ArgumentParser
+import Foundation
+import Logging
+import Metrics
+import Prometheus
+import RampartAuthn
+import RampartControlPlane
+import RampartIdentity
+import RampartPKI
+
+struct CA: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ca",
+        abstract: "Create and run the certificate authority.",
+        subcommands: [Init.self, Serve.self]
+    )
+
+    struct Init: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Create a CA state directory: a self-signed root, or Istio's plug-in CA files, and the store."
+        )
+
+        @OptionGroup var stateOptions: StateOptions
+
+        @Option(help: "The trust domain identities are issued in.")
+        var trustDomain: String = "cluster.local"
+
+        @Option(help: "The root key type: ec-p256, ec-p384, rsa-2048, rsa-3072 or rsa-4096 (ignored with --plugin-certs).")
+        var keyType: KeyAlgorithm = .ecP256
+
+        @Option(help: ArgumentHelp("A directory in Istio's plug-in layout: ca-cert.pem, ca-key.pem, cert-chain.pem, root-cert.pem.", valueName: "dir"))
+        var pluginCerts: String?
+
+        func validate() throws {
+            do { _ = try TrustDomain(trustDomain) } catch {
+                throw ValidationError("--trust-domain \(trustDomain): \(error.reason)")
+            }
+        }
+
+        func run() async throws {
+            let state = StateDirectory(stateOptions.state)
+            let outcome = try await CAInitializer.run(
+                state: state, trustDomain: try TrustDomain(trustDomain), keyAlgorithm: keyType, pluginDirectory: pluginCerts
+            )
+            print("initialized \(outcome.origin) CA for trust domain \(trustDomain) in \(state.path)")
+            print("  signing certificate serial \(outcome.authority.certificate.serialNumber.hexString), valid until \(ISO8601DateFormatter().string(from: outcome.authority.certificate.notValidAfter))")
+            print("  trust bundle: \(state.rootCertPath)")
+        }
+    }
+
+    struct Serve: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Serve Istio's CA API over gRPC/TLS, and admin HTTP (/healthz/ready, /metrics)."
+        )
+
+        @OptionGroup var stateOptions: StateOptions
+
+        @Option(help: ArgumentHelp("gRPC listen address; port 0 picks a free port.", valueName: "host:port"))
+        var listen: String = "127.0.0.1:15012"
+
+        @Option(help: ArgumentHelp("Admin HTTP listen address.", valueName: "host:port"))
+        var admin: String = "127.0.0.1:15014"
+
+        @Option(name: .customLong("jwt-issuer"), help: ArgumentHelp("A trusted JWT issuer (iss); pair each with a --jwks.", valueName: "iss"))
+        var jwtIssuers: [String] = []
+
+        @Option(name: .customLong("jwks"), help: ArgumentHelp("The JWKS of the matching --jwt-issuer: a file or an http(s) URL.", valueName: "file|url"))
+        var jwks: [String] = []
+
+        @Option(help: "The audience JWTs must carry.")
+        var jwtAudience: String = "istio-ca"
+
+        @Option(help: "Log level: trace, debug, info, notice, warning, error.")
+        var logLevel: String = "info"
+
+        func validate() throws {
+            guard jwtIssuers.count == jwks.count else {
+                throw ValidationError("give one --jwks for each --jwt-issuer (got \(jwtIssuers.count) issuers and \(jwks.count) key sources)")
+            }
+            _ = try HostPort.parse(listen, option: "--listen")
+            _ = try HostPort.parse(admin, option: "--admin")
+        }
+
+        func run() async throws {
+            LoggingSetup.bootstrap(level: Logger.Level(rawValue: logLevel) ?? .info)
+            let registry = PrometheusCollectorRegistry()
+            MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+            let grpc = try HostPort.parse(listen, option: "--listen")
+            let adminAddress = try HostPort.parse(admin, option: "--admin")
+            let configuration = CAServerConfiguration(
+                state: StateDirectory(stateOptions.state),
+                listenHost: grpc.host, listenPort: grpc.port,
+                adminHost: adminAddress.host, adminPort: adminAddress.port,
+                jwtIssuers: zip(jwtIssuers, jwks).map { TrustedIssuer(issuer: $0, keys: .init($1)) },
+                jwtAudience: jwtAudience
+            )
+            let server = CAServer(configuration: configuration, logger: Logger(label: "rampart.ca"))
+            try await server.run(metricsText: { registry.emitToString() }) { addresses in
+                let line = "rampart ca ready grpc=\(grpc.host):\(addresses.grpcPort) admin=\(adminAddress.host):\(addresses.adminPort)\n"
+                FileHandle.standardOutput.write(Data(line.utf8))
+            }
+        }
+    }
+}
+
+/// `host:port` parsing for listen options.
+struct HostPort {
+    let host: String
+    let port: Int
+
+    static func parse(_ text: String, option: String) throws -> HostPort {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else {
+            throw ValidationError("\(option) \(text): expected host:port, such as 127.0.0.1:15012")
+        }
+        var host = String(text[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard !host.isEmpty else { throw ValidationError("\(option) \(text): the host is missing; use 127.0.0.1:\(port) for loopback") }
+        return HostPort(host: host, port: port)
+    }
+}
+
+extension KeyAlgorithm: ExpressibleByArgument {}

@@ -1,0 +1,244 @@
+import ArgumentParser
+import Foundation
+import RampartControlPlane
+import RampartIdentity
+import RampartPKI
+import RampartStore
+
+struct Cert: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cert",
+        abstract: "List, inspect, revoke, sign and request workload certificates.",
+        subcommands: [List.self, Show.self, Revoke.self, Sign.self, Request.self]
+    )
+
+    /// Parses a SPIFFE ID given on the command line and checks it is in the CA's trust domain.
+    static func parseIdentity(_ text: String, trustDomain: TrustDomain) throws -> SPIFFEID {
+        let id: SPIFFEID
+        do { id = try SPIFFEID(parsing: text) } catch {
+            throw ValidationError("--spiffe-id \(text): \(error.reason)")
+        }
+        guard id.trustDomain == trustDomain else {
+            throw ValidationError("--spiffe-id \(text) is in trust domain \(id.trustDomain), but this CA issues in \(trustDomain)")
+        }
+        guard id.isWorkloadIdentity else {
+            throw ValidationError("--spiffe-id \(text) has no path: give a workload identity such as spiffe://\(trustDomain)/ns/default/sa/default")
+        }
+        return id
+    }
+
+    /// JSON for one record, with the fields operators script against.
+    static func json(_ record: CertificateRecord, now: Date, includeChain: Bool) -> [String: Any] {
+        let iso = ISO8601DateFormatter()
+        var object: [String: Any] = [
+            "serial": record.serial,
+            "spiffe_id": record.spiffeID,
+            "not_before": iso.string(from: record.notBefore),
+            "not_after": iso.string(from: record.notAfter),
+            "issued_at": iso.string(from: record.issuedAt),
+            "status": record.displayStatus(at: now),
+            "caller_identity": record.callerIdentity,
+            "auth_method": record.authMethod.rawValue,
+            "public_key_sha256": record.publicKeySHA256,
+        ]
+        if let revokedAt = record.revokedAt { object["revoked_at"] = iso.string(from: revokedAt) }
+        if let reason = record.revocationReason { object["revocation_reason"] = reason }
+        if includeChain { object["chain_pem"] = record.chainPEM }
+        return object
+    }
+
+    static func printJSON(_ value: Any) throws {
+        let data = try JSONSerialization.data(withJSONObject: value, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+        print(String(decoding: data, as: UTF8.self))
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List issued certificates, newest first.")
+
+        @OptionGroup var stateOptions: StateOptions
+
+        @Option(help: ArgumentHelp("Only certificates for this identity.", valueName: "spiffe-id"))
+        var spiffeId: String?
+
+        @Option(help: ArgumentHelp("Only unexpired certificates that expire within this long, such as 1h.", valueName: "duration"))
+        var expiringWithin: TTL?
+
+        @Flag(help: "Print a JSON array.")
+        var json = false
+
+        func run() async throws {
+            let store = try StateDirectory(stateOptions.state).openStore()
+            let now = Date()
+            var filter = CertificateFilter(spiffeID: spiffeId)
+            if let expiringWithin {
+                filter.notAfterBefore = now.addingTimeInterval(expiringWithin.seconds)
+                filter.notAfterAfter = now
+            }
+            let records = try await store.certificates(matching: filter)
+            if json {
+                try Cert.printJSON(records.map { Cert.json($0, now: now, includeChain: false) })
+                return
+            }
+            let iso = ISO8601DateFormatter()
+            print("SERIAL".padding(toLength: 34, withPad: " ", startingAt: 0) + "STATUS   NOT AFTER             SPIFFE ID")
+            for record in records {
+                let status = record.displayStatus(at: now).padding(toLength: 8, withPad: " ", startingAt: 0)
+                print("\(record.serial.padding(toLength: 34, withPad: " ", startingAt: 0))\(status) \(iso.string(from: record.notAfter))  \(record.spiffeID)")
+            }
+            print("\(records.count) certificate(s)")
+        }
+    }
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show one issued certificate, with its chain.")
+
+        @OptionGroup var stateOptions: StateOptions
+
+        @Argument(help: "The serial number in hex (colons and 0x are accepted).")
+        var serial: String
+
+        @Flag(help: "Print JSON.")
+        var json = false
+
+        func run() async throws {
+            let store = try StateDirectory(stateOptions.state).openStore()
+            guard let record = try await store.certificate(serial: serial) else {
+                throw ValidationError("no certificate with serial \(serial) in this CA's store: list serials with 'rampart cert list --state \(stateOptions.state)'")
+            }
+            let object = Cert.json(record, now: Date(), includeChain: true)
+            if json {
+                try Cert.printJSON(object)
+                return
+            }
+            for key in object.keys.sorted() where key != "chain_pem" {
+                print("\(key): \(object[key] ?? "")")
+            }
+            print(record.chainPEM)
+        }
+    }
+
+    struct Revoke: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Revoke a certificate: it can no longer be used to renew. Works while the CA runs.")
+
+        @OptionGroup var stateOptions: StateOptions
+
+        @Argument(help: "The serial number in hex.")
+        var serial: String
+
+        @Option(help: "Why, for the record (keyCompromise, superseded, …).")
+        var reason: String?
+
+        func run() async throws {
+            let store = try StateDirectory(stateOptions.state).openStore()
+            do {
+                let record = try await store.revoke(serial: serial, reason: reason, at: Date(), actor: "admin")
+                print("revoked \(record.serial) (\(record.spiffeID))")
+            } catch let error as StoreError {
+                throw ValidationError(error.reason)
+            }
+        }
+    }
+
+    struct Sign: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Sign a CSR offline as the CA's administrator; prints the chain, leaf first.")
+
+        @OptionGroup var stateOptions: StateOptions
+
+        @Option(help: ArgumentHelp("A PEM CSR file.", valueName: "file"))
+        var csr: String
+
+        @Option(help: ArgumentHelp("The identity to certify.", valueName: "spiffe-id"))
+        var spiffeId: String
+
+        @Option(help: "Lifetime, such as 24h (the default) or 30d; at most 90d.")
+        var ttl: TTL?
+
+        func run() async throws {
+            let state = StateDirectory(stateOptions.state)
+            let trustDomain = try state.loadConfig().parsedTrustDomain()
+            let id = try Cert.parseIdentity(spiffeId, trustDomain: trustDomain)
+            guard let pem = try? String(contentsOfFile: csr, encoding: .utf8) else {
+                throw ValidationError("--csr \(csr) cannot be read")
+            }
+            let now = Date()
+            let issuer = try SVIDIssuer(authority: try await state.loadAuthority(now: now))
+            let facts: CSRFacts
+            let lifetime: TimeInterval
+            do {
+                lifetime = try issuer.policy.ttl(forRequestedSeconds: Int64(ttl?.seconds ?? 0))
+                facts = try CSRInspection.inspect(pem: pem)
+                try CSRInspection.check(facts, for: id.string)
+            } catch {
+                throw ValidationError("\(csr): \(error.reason)")
+            }
+            let issued = try await issuer.issue(publicKey: facts.publicKey, spiffeID: id, ttl: lifetime, now: now)
+            let store = try state.openStore()
+            try await store.recordIssued(
+                [CertificateRecord(
+                    serial: issued.serialHex, spiffeID: id.string, publicKeySHA256: issued.publicKeySHA256,
+                    notBefore: issued.notBefore, notAfter: issued.notAfter, issuedAt: now,
+                    callerIdentity: "admin", authMethod: .admin, chainPEM: issued.chainPEM.joined(separator: "\n")
+                )],
+                audit: [AuditEntry(time: now, type: .certificateIssued, actor: "admin", subject: issued.serialHex, details: ["spiffe_id": id.string, "auth": "admin"])]
+            )
+            print(issued.chainPEM.joined(separator: "\n"))
+        }
+    }
+
+    struct Request: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Ask a running CA for a certificate over gRPC, as a node agent does; writes the chain."
+        )
+
+        @Option(help: ArgumentHelp("The CA's gRPC address.", valueName: "host:port"))
+        var ca: String = "127.0.0.1:15012"
+
+        @Option(help: ArgumentHelp("The trust bundle that verifies the CA (root-cert.pem).", valueName: "file"))
+        var rootCert: String
+
+        @Option(help: ArgumentHelp("A PEM CSR file.", valueName: "file"))
+        var csr: String
+
+        @Option(help: "A bootstrap token (or a JWT) to authenticate with.")
+        var token: String?
+
+        @Option(help: ArgumentHelp("The current certificate chain, to renew over mTLS.", valueName: "file"))
+        var cert: String?
+
+        @Option(help: ArgumentHelp("The key of --cert.", valueName: "file"))
+        var key: String?
+
+        @Option(help: "Requested lifetime; the CA's default (24h) when absent.")
+        var ttl: TTL?
+
+        @Option(help: ArgumentHelp("Where to write the chain (leaf first); standard output when absent.", valueName: "file"))
+        var out: String?
+
+        func validate() throws {
+            if (cert == nil) != (key == nil) { throw ValidationError("--cert and --key go together") }
+            if token == nil && cert == nil { throw ValidationError("give --token (bootstrap) or --cert and --key (renewal)") }
+        }
+
+        func run() async throws {
+            let address = try HostPort.parse(ca, option: "--ca")
+            let read: (String, String) throws -> String = { path, option in
+                guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw ValidationError("\(option) \(path) cannot be read") }
+                return text
+            }
+            let client = CAClient(
+                host: address.host, port: address.port, rootPEM: try read(rootCert, "--root-cert"),
+                clientChainPEM: try cert.map { try read($0, "--cert") }, clientKeyPEM: try key.map { try read($0, "--key") }
+            )
+            let csrPEM = try read(csr, "--csr")
+            let chain = try await client.withConnection { connection in
+                try await connection.createCertificate(csrPEM: csrPEM, validitySeconds: Int64(ttl?.seconds ?? 0), bearer: token)
+            }
+            let text = chain.map { $0.hasSuffix("\n") ? $0 : $0 + "\n" }.joined()
+            if let out {
+                try text.write(toFile: out, atomically: true, encoding: .utf8)
+            } else {
+                print(text, terminator: "")
+            }
+        }
+    }
+}

@@ -1,0 +1,142 @@
+import Foundation
+import Testing
+
+@testable import RampartIdentity
+
+/// One case of go-spiffe's parsing vectors (see Fixtures/spiffeid-cases.json for sources).
+struct SPIFFECase: Decodable, CustomTestStringConvertible {
+    enum Input: Decodable {
+        case string(String)
+        case list([String])
+        case other
+
+        init(from decoder: Decoder) throws {
+            let container = try decoder.singleValueContainer()
+            if let value = try? container.decode(String.self) {
+                self = .string(value)
+            } else if let value = try? container.decode([String].self) {
+                self = .list(value)
+            } else {
+                self = .other
+            }
+        }
+    }
+
+    let api: String
+    let input: Input?
+    let valid: Bool
+    let expected_trust_domain: String?
+    let expected_path: String?
+    let expected_error: String?
+    let reason: String?
+
+    var testDescription: String { "\(api) \(String(describing: input)) valid=\(valid)" }
+}
+
+struct SPIFFECorpus: Decodable {
+    let cases: [SPIFFECase]
+
+    static func load() throws -> [SPIFFECase] {
+        let url = try #require(Bundle.module.url(forResource: "spiffeid-cases", withExtension: "json", subdirectory: "Fixtures"))
+        return try JSONDecoder().decode(SPIFFECorpus.self, from: Data(contentsOf: url)).cases
+    }
+}
+
+@Suite("SPIFFE ID parsing matches go-spiffe's vectors")
+struct SPIFFEIDConformanceTests {
+    @Test("FromString cases")
+    func fromString() throws {
+        let cases = try SPIFFECorpus.load().filter { $0.api == "FromString" }
+        #expect(cases.count > 500)
+        for c in cases {
+            guard case .string(let input) = c.input else { continue }
+            do {
+                let id = try SPIFFEID(parsing: input)
+                #expect(c.valid, "accepted \(input.debugDescription), expected: \(c.expected_error ?? "")")
+                if let td = c.expected_trust_domain { #expect(id.trustDomain.name == td) }
+                if let path = c.expected_path { #expect(id.path == path) }
+                #expect(id.string == input)
+            } catch {
+                #expect(!c.valid, "refused \(input.debugDescription): \(error)")
+            }
+        }
+    }
+
+    @Test("TrustDomainFromString cases")
+    func trustDomainFromString() throws {
+        let cases = try SPIFFECorpus.load().filter { $0.api == "TrustDomainFromString" }
+        #expect(cases.count > 200)
+        for c in cases {
+            guard case .string(let input) = c.input else { continue }
+            do {
+                let td = try TrustDomain(input)
+                #expect(c.valid, "accepted \(input.debugDescription)")
+                if let expected = c.expected_trust_domain { #expect(td.name == expected) }
+            } catch {
+                #expect(!c.valid, "refused \(input.debugDescription): \(error)")
+            }
+        }
+    }
+
+    @Test("path segment and FromSegments cases")
+    func segments() throws {
+        let all = try SPIFFECorpus.load()
+        let td = try TrustDomain("trustdomain")
+        var checked = 0
+        for c in all {
+            switch (c.api, c.input) {
+            case ("ValidatePathSegment", .string(let segment)?):
+                #expect((try? SPIFFEID.validateSegment(segment)) != nil || !c.valid, "\(segment)")
+                #expect((try? SPIFFEID.validateSegment(segment)) == nil || c.valid, "\(segment)")
+                checked += 1
+            case ("FromSegments(td=trustdomain)", let input):
+                var segments: [String] = []
+                if case .list(let list)? = input { segments = list }
+                let id = try? SPIFFEID(trustDomain: td, segments: segments)
+                #expect((id != nil) == c.valid, "\(segments)")
+                if let id, let path = c.expected_path { #expect(id.path == path) }
+                checked += 1
+            case ("JoinPathSegments", .list(let list)?):
+                #expect(SPIFFEID.join(list) == c.expected_path)
+                checked += 1
+            default:
+                continue
+            }
+        }
+        #expect(checked >= 15)
+    }
+}
+
+@Suite("Istio workload identities")
+struct WorkloadIdentityTests {
+    @Test("builds and reads back spiffe://td/ns/<ns>/sa/<sa>")
+    func workload() throws {
+        let id = try SPIFFEID.workload(trustDomain: .clusterLocal, namespace: "default", serviceAccount: "web")
+        #expect(id.string == "spiffe://cluster.local/ns/default/sa/web")
+        #expect(id.principal == "cluster.local/ns/default/sa/web")
+        #expect(id.istioWorkload?.namespace == "default")
+        #expect(id.istioWorkload?.serviceAccount == "web")
+    }
+
+    @Test("maps Kubernetes service-account subjects the way Istio does")
+    func kubernetesSubject() throws {
+        let td = try TrustDomain("example.org")
+        let id = KubernetesServiceAccount.spiffeID(forSubject: "system:serviceaccount:shop:cart", trustDomain: td)
+        #expect(id?.string == "spiffe://example.org/ns/shop/sa/cart")
+        #expect(KubernetesServiceAccount.spiffeID(forSubject: "user:alice", trustDomain: td) == nil)
+        #expect(KubernetesServiceAccount.spiffeID(forSubject: "system:serviceaccount:a:b:c", trustDomain: td) == nil)
+        #expect(KubernetesServiceAccount.spiffeID(forSubject: "system:serviceaccount::b", trustDomain: td) == nil)
+    }
+
+    @Test("error messages name the offending value")
+    func errorMessages() {
+        #expect(throws: IdentityError(.badScheme, "")) { try SPIFFEID(parsing: "https://cluster.local/ns/a") }
+        do {
+            _ = try SPIFFEID(parsing: "spiffe://Cluster.local/ns/a")
+            Issue.record("uppercase trust domain accepted")
+        } catch {
+            #expect(error.reason.contains("Cluster.local"))
+            #expect(error.code == .badTrustDomainCharacter)
+        }
+    }
+}

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs what Rampart needs on a fresh Debian machine with Swift: the SQLite headers GRDB links
+# against, openssl (interoperability checks and the benchmark's peer), and, with --test, the Python
+# packages of the independent gRPC and JOSE clients used by the tests.
+set -euo pipefail
+packages=()
+dpkg -s libsqlite3-dev >/dev/null 2>&1 || packages+=(libsqlite3-dev)
+command -v openssl >/dev/null 2>&1 || packages+=(openssl)
+command -v curl >/dev/null 2>&1 || packages+=(curl)
+if [ "${#packages[@]}" -gt 0 ]; then
+  sudo_cmd=""
+  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${packages[@]}"
+fi
+if [ "${1:-}" = "--test" ]; then
+  if ! python3 -c 'import grpc, grpc_tools, joserfc' >/dev/null 2>&1; then
+    python3 -m pip install --quiet --disable-pip-version-check grpcio grpcio-tools joserfc
+  fi
+fi
