@@ -30,6 +30,9 @@ public enum CSRInspection {
                 "CSR is signed with an unsupported algorithm (RSA-PSS or similar): sign the CSR with ECDSA or RSA PKCS#1 v1.5 and SHA-256"
             )
         } catch {
+            if let bits = rsaModulusBits(pem: pem), bits < 2048 {
+                throw PKIError(.unsupportedKey, "RSA key of \(bits) bits is too small: use RSA of at least 2048 bits, or EC P-256")
+            }
             let trimmed = pem.trimmingCharacters(in: .whitespacesAndNewlines)
             if trimmed.isEmpty {
                 throw PKIError(.malformedCSR, "csr is empty: send a PEM-encoded PKCS#10 request (-----BEGIN CERTIFICATE REQUEST-----)")
@@ -87,5 +90,49 @@ public enum CSRInspection {
         if facts.requestedURIs.count > 1 {
             throw PKIError(.identityMismatch, "CSR asks for \(facts.requestedURIs.count) URI SANs: an X.509-SVID has exactly one")
         }
+    }
+
+    /// The modulus size of an RSA key in a CSR that swift-crypto refused to load (it rejects small keys).
+    ///
+    /// Reads CertificationRequest → CertificationRequestInfo → SubjectPublicKeyInfo with SwiftASN1.
+    static func rsaModulusBits(pem: String) -> Int? {
+        guard let document = try? PEMDocument(pemString: pem),
+            let root = try? DER.parse(document.derBytes),
+            case .constructed(let request) = root.content,
+            let info = request.first(where: { _ in true }),
+            case .constructed(let infoFields) = info.content
+        else { return nil }
+        let fields = Array(infoFields)
+        guard fields.count >= 3, let spki = try? SubjectPublicKeyInfoView(derEncoded: fields[2]) else { return nil }
+        guard spki.algorithm == ASN1ObjectIdentifier("1.2.840.113549.1.1.1") else { return nil }
+        guard let key = try? DER.parse(spki.keyBytes), case .constructed(let parts) = key.content,
+            let modulus = parts.first(where: { _ in true }), case .primitive(let bytes) = modulus.content
+        else { return nil }
+        let significant = bytes.drop { $0 == 0 }
+        guard let first = significant.first else { return nil }
+        return (significant.count - 1) * 8 + (8 - first.leadingZeroBitCount)
+    }
+}
+
+/// Just the algorithm and key bits of a SubjectPublicKeyInfo.
+struct SubjectPublicKeyInfoView: DERImplicitlyTaggable {
+    static var defaultIdentifier: ASN1Identifier { .sequence }
+    let algorithm: ASN1ObjectIdentifier
+    let keyBytes: [UInt8]
+
+    init(derEncoded root: ASN1Node, withIdentifier identifier: ASN1Identifier) throws {
+        (algorithm, keyBytes) = try DER.sequence(root, identifier: identifier) { nodes in
+            let algorithm = try DER.sequence(try nodes.next() ?? { throw ASN1Error.invalidASN1Object(reason: "no algorithm") }(), identifier: .sequence) { inner in
+                let oid = try ASN1ObjectIdentifier(derEncoded: &inner)
+                while inner.next() != nil {}
+                return oid
+            }
+            let bits = try ASN1BitString(derEncoded: &nodes)
+            return (algorithm, Array(bits.bytes))
+        }
+    }
+
+    func serialize(into coder: inout DER.Serializer, withIdentifier identifier: ASN1Identifier) throws {
+        throw ASN1Error.invalidASN1Object(reason: "read-only view")
     }
 }
