@@ -1,0 +1,98 @@
+import Foundation
+import Testing
+
+/// Clients that share no code with Rampart: Python's grpcio built from its own copy of Istio's
+/// CA proto, tokens signed by Python's joserfc, and curl against the admin port.
+@Suite("Independent clients interoperate with the CA", .serialized)
+struct IndependentClientTests {
+    static let client = Paths.interop.appendingPathComponent("istio_ca_client.py").path
+
+    func python(_ arguments: [String]) throws -> CommandResult {
+        try run("python3", [Self.client] + arguments)
+    }
+
+    @Test("a Python grpcio client bootstraps with a token, renews over mTLS, and is refused after revoke")
+    func pythonLifecycle() throws {
+        let ca = try CAProcess(label: "python")
+        try ca.start()
+        let dir = ca.directory
+        let addr = "127.0.0.1:\(ca.grpcPort)"
+        let token = try rampart("token", "create", "--state", ca.state, "--spiffe-id", "spiffe://cluster.local/ns/py/sa/app").trimmedOutput
+        let (csr, key) = try OpenSSL.csr(in: dir, name: "py")
+
+        let bootstrap = try python(["--addr", addr, "--root", ca.rootPath, "--csr", csr, "--token", token, "--out", "\(dir)/py.pem"])
+        #expect(bootstrap.succeeded, "\(bootstrap.stdout) \(bootstrap.stderr)")
+        let verify = try run("openssl", ["verify", "-x509_strict", "-CAfile", ca.rootPath, "\(dir)/py.pem"])
+        #expect(verify.succeeded, "\(verify.stdout)\(verify.stderr)")
+
+        let renew = try python(["--addr", addr, "--root", ca.rootPath, "--csr", csr, "--cert", "\(dir)/py.pem", "--key", key, "--ttl", "3600", "--out", "\(dir)/py2.pem"])
+        #expect(renew.succeeded, "\(renew.stdout) \(renew.stderr)")
+        let renewedPEM = try String(contentsOfFile: "\(dir)/py2.pem", encoding: .utf8)
+        #expect(try OpenSSL.verify(chainPEM: [renewedPEM.components(separatedBy: "-----END CERTIFICATE-----")[0] + "-----END CERTIFICATE-----\n"], root: ca.rootPath, in: dir).succeeded)
+
+        let renewedSerial = try serial(of: renewedPEM, in: dir)
+        #expect(try rampart("cert", "revoke", "--state", ca.state, renewedSerial).succeeded)
+        let refused = try python(["--addr", addr, "--root", ca.rootPath, "--csr", csr, "--cert", "\(dir)/py2.pem", "--key", key, "--out", "\(dir)/py3.pem"])
+        #expect(refused.status == 3)
+        #expect(refused.stdout.hasPrefix("PERMISSION_DENIED"), "\(refused.stdout)")
+        #expect(!FileManager.default.fileExists(atPath: "\(dir)/py3.pem"))
+
+        let none = try python(["--addr", addr, "--root", ca.rootPath, "--csr", csr, "--out", "\(dir)/py4.pem"])
+        #expect(none.stdout.hasPrefix("UNAUTHENTICATED"), "\(none.stdout)")
+    }
+
+    @Test("JWTs signed by joserfc map system:serviceaccount subjects to SPIFFE IDs; bad ones are refused")
+    func jwtBootstrap() throws {
+        let ca = try CAProcess(label: "jwt")
+        let dir = ca.directory
+        let issuer = "https://issuer.rampart.test"
+        let made = try run("python3", [Paths.interop.appendingPathComponent("make_jwt.py").path, dir, issuer])
+        #expect(made.succeeded, "\(made.stderr)")
+        let tokens = made.stdout.split(separator: "\n").map(String.init)
+        try #require(tokens.count == 5)
+        try ca.start(extraArguments: ["--jwt-issuer", issuer, "--jwks", "\(dir)/jwks.json"])
+        let addr = "127.0.0.1:\(ca.grpcPort)"
+        let (csr, _) = try OpenSSL.csr(in: dir, name: "jwt")
+
+        let ok = try python(["--addr", addr, "--root", ca.rootPath, "--csr", csr, "--token", tokens[0], "--out", "\(dir)/jwt.pem"])
+        #expect(ok.succeeded, "\(ok.stdout) \(ok.stderr)")
+        let text = try run("openssl", ["x509", "-noout", "-ext", "subjectAltName", "-in", "\(dir)/jwt.pem"]).stdout
+        #expect(text.contains("URI:spiffe://cluster.local/ns/shop/sa/cart"), "\(text)")
+
+        let expectations: [(Int, String, String)] = [
+            (1, "PERMISSION_DENIED", "audience"),
+            (2, "UNAUTHENTICATED", "kid k2"),
+            (3, "PERMISSION_DENIED", "expired"),
+            (4, "PERMISSION_DENIED", "system:serviceaccount"),
+        ]
+        for (index, status, mention) in expectations {
+            let refused = try python(["--addr", addr, "--root", ca.rootPath, "--csr", csr, "--token", tokens[index], "--out", "\(dir)/jwt\(index).pem"])
+            #expect(refused.stdout.hasPrefix(status), "token \(index): \(refused.stdout)")
+            #expect(refused.stdout.contains(mention), "token \(index): \(refused.stdout)")
+        }
+        let list = try rampart("cert", "list", "--state", ca.state, "--spiffe-id", "spiffe://cluster.local/ns/shop/sa/cart", "--json")
+        #expect(list.stdout.contains("\"auth_method\" : \"jwt\""))
+    }
+
+    @Test("curl reads readiness and Prometheus metrics from the admin port")
+    func adminEndpoints() async throws {
+        let ca = try CAProcess(label: "admin")
+        try ca.start()
+        let token = try rampart("token", "create", "--state", ca.state, "--spiffe-id", "spiffe://cluster.local/ns/a/sa/b").trimmedOutput
+        let csr = try String(contentsOfFile: try OpenSSL.csr(in: ca.directory, name: "m").csr, encoding: .utf8)
+        _ = try await ca.client().withConnection { try await $0.createCertificate(csrPEM: csr, bearer: token) }
+        _ = try? await ca.client().withConnection { try await $0.createCertificate(csrPEM: csr) }
+
+        let ready = try run("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(ca.adminPort)/healthz/ready"])
+        #expect(ready.stdout == "200")
+        let metrics = try run("curl", ["-s", "-D", "-", "http://127.0.0.1:\(ca.adminPort)/metrics"]).stdout
+        #expect(metrics.lowercased().contains("content-type: text/plain; version=0.0.4"))
+        #expect(metrics.contains("rampart_ca_issuances_total{result=\"issued\"} 1"), "\(metrics)")
+        #expect(metrics.contains("rampart_ca_issuances_total{result=\"unauthenticated\"} 1"))
+        #expect(metrics.contains("rampart_ca_issuance_duration_seconds_bucket"))
+        #expect(metrics.contains("rampart_ca_issuance_duration_seconds_count 2"))
+        let expiry = metrics.split(separator: "\n").first { $0.hasPrefix("rampart_ca_cert_expiry_seconds ") }
+        let seconds = expiry.flatMap { Double($0.split(separator: " ").last ?? "") } ?? 0
+        #expect(seconds > 9 * 365 * 86400 && seconds <= 10 * 365 * 86400, "\(String(describing: expiry))")
+    }
+}
