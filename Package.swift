@@ -110,10 +110,17 @@ let package = Package(
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
             ]
         ),
-        .testTarget(name: "RampartStoreTests", dependencies: ["RampartStore", "RampartIdentity"]),
+        .testTarget(
+            name: "RampartStoreTests",
+            dependencies: [
+                "RampartStore", "RampartIdentity",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
         .testTarget(
             name: "RampartAuthnTests",
-            dependencies: ["RampartAuthn", .product(name: "JWTKit", package: "jwt-kit"), .product(name: "Crypto", package: "swift-crypto")]
+            dependencies: ["RampartAuthn", "RampartIdentity", .product(name: "JWTKit", package: "jwt-kit"), .product(name: "Crypto", package: "swift-crypto")]
         ),
         .testTarget(
             name: "RampartEndToEndTests",

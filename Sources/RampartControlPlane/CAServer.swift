@@ -68,11 +68,39 @@ public struct CAServer: Sendable {
 
     /// Runs until a signal arrives. `metricsText` renders the metrics backend's exposition;
     /// `onReady` receives the bound ports.
+    // Start-up code, not on a hot path: kept unoptimized because Swift 6.3's optimizer crashes
+    // (signal 11 while splitting this coroutine) on it in release builds.
+    @_optimize(none)
     public func run(
         metricsText: @escaping @Sendable () -> String,
         onReady: @escaping @Sendable (CAServerAddresses) -> Void
     ) async throws {
-        let now = Date()
+        let parts = try await prepare(now: Date())
+        let services = assemble(parts, metricsText: metricsText, onReady: onReady)
+        let group = ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            )
+        )
+        logger.info("CA starting", metadata: ["ca.trust_domain": "\(parts.trustDomain)", "ca.signing_serial": "\(parts.authority.certificate.serialNumber.hexString)"])
+        try await group.run()
+    }
+
+    /// Everything the daemon needs, loaded and checked before any port opens.
+    struct Parts: Sendable {
+        let trustDomain: TrustDomain
+        let authority: CertificateAuthority
+        let store: SQLiteStore
+        let service: CertificateService
+        let transport: HTTP2ServerTransport.Custom<OptionalClientCertificateListener>
+    }
+
+    // Start-up code, not on a hot path: kept unoptimized because Swift 6.3's optimizer crashes
+    // (signal 11 while splitting this coroutine) on it in release builds.
+    @_optimize(none)
+    func prepare(now: Date) async throws -> Parts {
         let config = try configuration.state.loadConfig()
         let trustDomain = try config.parsedTrustDomain()
         let authority = try await configuration.state.loadAuthority(now: now)
@@ -100,43 +128,57 @@ public struct CAServer: Sendable {
             authenticator: CallerAuthenticator(trustDomain: trustDomain, store: store, jwt: jwt, authority: authority),
             store: store, peers: peers, logger: logger
         )
-        let grpcServer = GRPCServer(transport: transport, services: [service])
-        let grpcService = GRPCServerService(server: grpcServer)
+        return Parts(trustDomain: trustDomain, authority: authority, store: store, service: service, transport: transport)
+    }
 
-        let grpcPort = Mutex<Int?>(nil)
-        let adminPortBox = Mutex<Int?>(nil)
-        let reportReady: @Sendable () -> Void = {
-            if let grpc = grpcPort.withLock({ $0 }), let admin = adminPortBox.withLock({ $0 }) {
-                onReady(CAServerAddresses(grpcPort: grpc, adminPort: admin))
-            }
-        }
+    // Start-up code, not on a hot path: kept unoptimized because Swift 6.3's optimizer crashes
+    // (signal 11 while splitting this coroutine) on it in release builds.
+    @_optimize(none)
+    func assemble(
+        _ parts: Parts,
+        metricsText: @escaping @Sendable () -> String,
+        onReady: @escaping @Sendable (CAServerAddresses) -> Void
+    ) -> [any Service] {
+        let ports = ReadyPorts(onReady: onReady)
         let metrics = CAMetrics()
-        let signingNotAfter = authority.latestNotAfter
-        let rootNotAfter = authority.roots.map(\.notValidAfter).min() ?? signingNotAfter
+        let signingNotAfter = parts.authority.latestNotAfter
+        let rootNotAfter = parts.authority.roots.map(\.notValidAfter).min() ?? signingNotAfter
         let admin = AdminServer.make(
             host: configuration.adminHost, port: configuration.adminPort,
-            ready: { grpcPort.withLock { $0 } != nil },
+            ready: { ports.grpcReady },
             metricsText: metricsText,
             beforeScrape: { metrics.refreshExpiry(signingNotAfter: signingNotAfter, rootNotAfter: rootNotAfter, now: Date()) },
-            onRunning: { port in
-                adminPortBox.withLock { $0 = port }
-                reportReady()
-            },
+            onRunning: { port in ports.admin(port) },
             logger: logger
         )
-        let readiness = ListeningReporter(transport: transport) { port in
-            grpcPort.withLock { $0 = port }
-            reportReady()
+        let grpc = GRPCServerService(server: GRPCServer(transport: parts.transport, services: [parts.service]))
+        let reporter = ListeningReporter(transport: parts.transport) { port in ports.grpc(port) }
+        return [grpc, admin, reporter]
+    }
+}
+
+/// Collects the two bound ports and reports once both are known.
+final class ReadyPorts: Sendable {
+    private let ports = Mutex<(grpc: Int?, admin: Int?)>((nil, nil))
+    private let onReady: @Sendable (CAServerAddresses) -> Void
+
+    init(onReady: @escaping @Sendable (CAServerAddresses) -> Void) {
+        self.onReady = onReady
+    }
+
+    var grpcReady: Bool { ports.withLock { $0.grpc != nil } }
+
+    func grpc(_ port: Int) { update { $0.grpc = port } }
+    func admin(_ port: Int) { update { $0.admin = port } }
+
+    private func update(_ change: (inout (grpc: Int?, admin: Int?)) -> Void) {
+        let ready: CAServerAddresses? = ports.withLock { value in
+            let wasReady = value.grpc != nil && value.admin != nil
+            change(&value)
+            guard !wasReady, let grpc = value.grpc, let admin = value.admin else { return nil }
+            return CAServerAddresses(grpcPort: grpc, adminPort: admin)
         }
-        let group = ServiceGroup(
-            configuration: ServiceGroupConfiguration(
-                services: [.init(service: grpcService), .init(service: admin), .init(service: readiness)],
-                gracefulShutdownSignals: [.sigterm, .sigint],
-                logger: logger
-            )
-        )
-        logger.info("CA starting", metadata: ["ca.trust_domain": "\(trustDomain)", "ca.signing_serial": "\(authority.certificate.serialNumber.hexString)"])
-        try await group.run()
+        if let ready { onReady(ready) }
     }
 }
 

@@ -74,10 +74,13 @@ public actor JWTAuthenticator {
         } catch {
             throw AuthnError(.invalidCredential, "JWT signature does not verify with key \(kid) of \(iss): \(error)")
         }
+        guard let exp = claims.exp else {
+            throw AuthnError(.notPermitted, "JWT has no exp claim: the CA accepts only tokens that expire")
+        }
         do {
-            try claims.exp.verifyNotExpired(currentDate: now)
+            try exp.verifyNotExpired(currentDate: now)
         } catch {
-            throw AuthnError(.notPermitted, "JWT expired at \(claims.exp.value): ask the issuer for a fresh token")
+            throw AuthnError(.notPermitted, "JWT expired at \(exp.value): ask the issuer for a fresh token")
         }
         if let nbf = claims.nbf, nbf.value > now.addingTimeInterval(60) {
             throw AuthnError(.notPermitted, "JWT is not valid before \(nbf.value)")
@@ -114,7 +117,10 @@ public actor JWTAuthenticator {
             let jwks = try JSONDecoder().decode(JWKS.self, from: Data(json.utf8))
             let collection = JWTKeyCollection()
             var kids: Set<String> = []
-            for key in jwks.keys {
+            for var key in jwks.keys {
+                // A key without alg would have its algorithm taken from the first token's header;
+                // pin it from the key itself so no token can choose it.
+                if key.algorithm == nil { key.algorithm = defaultAlgorithm(for: key) }
                 guard let kid = key.keyIdentifier?.string else {
                     throw AuthnError(.keySourceUnavailable, "a key in the JWKS of \(issuer.issuer) (\(issuer.keys)) has no kid: give every key a kid")
                 }
@@ -126,6 +132,16 @@ public actor JWTAuthenticator {
             throw error
         } catch {
             throw AuthnError(.keySourceUnavailable, "JWKS of \(issuer.issuer) from \(issuer.keys) does not parse: \(error)")
+        }
+    }
+
+    private static func defaultAlgorithm(for key: JWK) -> JWK.Algorithm? {
+        switch (key.keyType, key.curve?.rawValue) {
+        case (.rsa, _): return .rs256
+        case (.ecdsa, "P-256"?): return .es256
+        case (.ecdsa, "P-384"?): return .es384
+        case (.ecdsa, "P-521"?): return .es512
+        default: return nil
         }
     }
 

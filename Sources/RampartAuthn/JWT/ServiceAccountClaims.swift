@@ -6,7 +6,7 @@ struct ServiceAccountClaims: JWTPayload {
     var iss: IssuerClaim
     var sub: SubjectClaim
     var aud: AudienceClaim?
-    var exp: ExpirationClaim
+    var exp: ExpirationClaim?
     var nbf: NotBeforeClaim?
     var iat: IssuedAtClaim?
 

@@ -7,6 +7,7 @@ import NIOCore
 enum AdminServer {
     /// Builds the admin application. `metricsText` renders the Prometheus exposition;
     /// `beforeScrape` refreshes gauges that are computed from the clock.
+    @_optimize(none)
     static func make(
         host: String,
         port: Int,
@@ -15,7 +16,7 @@ enum AdminServer {
         beforeScrape: @escaping @Sendable () -> Void,
         onRunning: @escaping @Sendable (Int) async -> Void,
         logger: Logger
-    ) -> some ApplicationProtocol {
+    ) -> Application<RouterResponder<BasicRequestContext>> {
         let router = Router()
         router.get("/healthz/ready") { _, _ -> Response in
             let isReady = await ready()

@@ -55,7 +55,7 @@ public struct CAClient: Sendable {
             }
         }
         let isIPv4 = host.split(separator: ".").count == 4 && host.split(separator: ".").allSatisfy({ UInt8($0) != nil })
-        let target: any ResolvableTarget = isIPv4 ? .ipv4(host: host, port: port) : .dns(host: host, port: port)
+        let target: any ResolvableTarget = isIPv4 ? .ipv4(address: host, port: port) : .dns(host: host, port: port)
         let transport = try HTTP2ClientTransport.Posix(target: target, transportSecurity: security)
         return try await withGRPCClient(transport: transport) { client in
             try await body(Connection(client: Istio_V1_Auth_IstioCertificateService.Client(wrapping: client)))

@@ -50,6 +50,7 @@ public struct CallerAuthenticator: Sendable {
     let store: SQLiteStore
     let jwt: JWTAuthenticator?
     let validator: SVIDValidator
+    let validated = ValidatedCertificateCache()
 
     /// Creates an authenticator.
     public init(trustDomain: TrustDomain, store: SQLiteStore, jwt: JWTAuthenticator?, authority: CertificateAuthority) {
@@ -143,10 +144,15 @@ public struct CallerAuthenticator: Sendable {
     private func certificate(_ certificate: Certificate, now: Date) async throws(Refusal) -> AuthenticatedCaller {
         let serial = certificate.serialNumber.hexString
         let id: SPIFFEID
-        do {
-            id = try await validator.validate(certificate, at: now)
-        } catch {
-            throw Refusal(.unauthenticated, "client certificate \(serial) is not usable for renewal: \(error.reason)")
+        if let known = validated.identity(of: certificate, at: now) {
+            id = known
+        } else {
+            do {
+                id = try await validator.validate(certificate, at: now)
+            } catch {
+                throw Refusal(.unauthenticated, "client certificate \(serial) is not usable for renewal: \(error.reason)")
+            }
+            validated.remember(certificate, as: id)
         }
         let record: CertificateRecord?
         do {

@@ -108,6 +108,10 @@ public enum CAMaterial {
     ///
     /// Refuses to overwrite any existing file.
     public static func write(_ authority: CertificateAuthority, to directory: String) throws {
+        let names = [FileName.caKey, FileName.caCert, FileName.certChain, FileName.rootCert]
+        if let existing = names.first(where: { FileManager.default.fileExists(atPath: path(directory, $0)) }) {
+            throw FileWriteError(path: path(directory, existing), reason: "already exists; refusing to overwrite CA files")
+        }
         let pem: (Certificate) throws -> String = { try $0.serializeAsPEM().pemString + "\n" }
         try SecretFile.write(try authority.privateKey.serializeAsPEM().pemString + "\n", to: path(directory, FileName.caKey))
         try PublicFile.write(try pem(authority.certificate), to: path(directory, FileName.caCert))

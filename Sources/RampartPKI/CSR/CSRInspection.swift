@@ -23,7 +23,12 @@ public enum CSRInspection {
     public static func inspect(pem: String) throws(PKIError) -> CSRFacts {
         let csr: CertificateSigningRequest
         do {
-            csr = try CertificateSigningRequest(pemEncoded: pem)
+            let text = pem.trimmingCharacters(in: .whitespacesAndNewlines)
+            if !text.isEmpty, !text.hasPrefix("-----"), let der = Data(base64Encoded: text, options: .ignoreUnknownCharacters) {
+                csr = try CertificateSigningRequest(derEncoded: Array(der))
+            } else {
+                csr = try CertificateSigningRequest(pemEncoded: pem)
+            }
         } catch let error as CertificateError where error.code == .unsupportedSignatureAlgorithm {
             throw PKIError(
                 .unsupportedSignatureAlgorithm,

@@ -133,7 +133,9 @@ extension Certificate.SerialNumber {
 extension Certificate.PublicKey {
     /// SHA-256 of the SubjectPublicKeyInfo, as lowercase hex.
     public var sha256Hex: String {
-        Array(SHA256.hash(data: Array(subjectPublicKeyInfoBytes))).hexString
+        var serializer = DER.Serializer()
+        guard (try? serializer.serialize(self)) != nil else { return "" }
+        return Array(SHA256.hash(data: serializer.serializedBytes)).hexString
     }
 }
 

@@ -68,7 +68,11 @@ public final class SQLiteStore: Sendable {
 
 extension SQLiteStore: IssuedCertificateStore {
     public func recordIssued(_ records: [CertificateRecord], audit: [AuditEntry]) async throws {
-        try await issuance.submit(records.map(PendingWrite.certificate) + audit.map(PendingWrite.audit))
+        do {
+            try await issuance.submit(records.map(PendingWrite.certificate) + audit.map(PendingWrite.audit))
+        } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_PRIMARYKEY {
+            throw StoreError(.alreadyExists, "a certificate with one of the serials \(records.map(\.serial).joined(separator: ", ")) is already recorded: \(error.message ?? "")")
+        }
     }
 
     public func certificate(serial: String) async throws -> CertificateRecord? {
