@@ -154,9 +154,9 @@ public struct CallerAuthenticator: Sendable {
             }
             validated.remember(certificate, as: id)
         }
-        let record: CertificateRecord?
+        let record: CertificateStatusRecord?
         do {
-            record = try await store.certificate(serial: serial)
+            record = try store.status(serial: serial)
         } catch {
             throw Refusal(.unavailable, "the CA's store is unavailable: \(error)")
         }
@@ -173,6 +173,6 @@ public struct CallerAuthenticator: Sendable {
     }
 
     static func format(_ date: Date) -> String {
-        ISO8601DateFormatter().string(from: date)
+        date.formatted(.iso8601)
     }
 }

@@ -84,6 +84,16 @@ public struct CertificateRecord: Sendable, Codable, Equatable {
     }
 }
 
+/// The revocation state of one certificate.
+public struct CertificateStatusRecord: Sendable, Equatable {
+    /// Active or revoked.
+    public var status: CertificateStatus
+    /// When it was revoked.
+    public var revokedAt: Date?
+    /// Why it was revoked.
+    public var revocationReason: String?
+}
+
 /// Which certificates to list.
 public struct CertificateFilter: Sendable, Equatable {
     /// Only this SPIFFE ID.

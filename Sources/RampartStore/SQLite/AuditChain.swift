@@ -14,7 +14,14 @@ enum AuditChain {
             withUnsafeBytes(of: UInt64(bytes.count).bigEndian) { hasher.update(bufferPointer: $0) }
             hasher.update(data: bytes)
         }
-        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+        let digits = Array("0123456789abcdef".utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(64)
+        for byte in hasher.finalize() {
+            out.append(digits[Int(byte >> 4)])
+            out.append(digits[Int(byte & 0x0F)])
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 
     /// Millisecond Unix time, so the hash does not depend on how dates round-trip through SQLite.
@@ -23,16 +30,17 @@ enum AuditChain {
     }
 
     static func detailsJSON(_ details: [String: String]) -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        guard let data = try? encoder.encode(details) else { return "{}" }
+        guard let data = try? JSONSerialization.data(withJSONObject: details, options: [.sortedKeys, .withoutEscapingSlashes]) else { return "{}" }
         return String(decoding: data, as: UTF8.self)
     }
 
     /// Appends entries inside an open write transaction.
     static func append(_ entries: [AuditEntry], in db: Database) throws {
         guard !entries.isEmpty else { return }
-        let last = try Row.fetchOne(db, sql: "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+        let last = try Row.fetchOne(try db.cachedStatement(sql: "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1"))
+        let insert = try db.cachedStatement(
+            sql: "INSERT INTO audit_events (seq, time, event_type, actor, subject, details, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        )
         var sequence: Int64 = last?["seq"] ?? 0
         var previous: String = last?["hash"] ?? genesis
         for entry in entries {
@@ -44,10 +52,7 @@ enum AuditChain {
                 previous: previous, sequence: sequence, time: time, type: entry.type.rawValue,
                 actor: entry.actor, subject: entry.subject, details: details
             )
-            try AuditEvent(
-                sequence: sequence, time: time, eventType: entry.type.rawValue, actor: entry.actor,
-                subject: entry.subject, details: details, previousHash: previous, hash: hash
-            ).insert(db)
+            try insert.execute(arguments: [sequence, time, entry.type.rawValue, entry.actor, entry.subject, details, previous, hash])
             previous = hash
         }
     }

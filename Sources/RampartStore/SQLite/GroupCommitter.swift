@@ -1,57 +1,61 @@
+import Dispatch
+import Synchronization
+
 /// Batches concurrent writes into one transaction, so that one fsync covers many callers.
 ///
-/// The first caller to arrive while no flush is running leads: it writes its own items and
-/// everything queued behind it, wakes those callers, then hands the lead to the next waiter.
-/// Every caller returns only after its items are committed (or with the commit's error).
-actor GroupCommitter<Item: Sendable> {
-    private enum Outcome {
-        case committed
-        case lead
-    }
-
-    private struct Waiter {
+/// Callers park on a continuation; a dedicated serial queue drains everything pending into one
+/// synchronous transaction, resumes those callers, and repeats while more arrived meanwhile.
+/// The commit path never waits for the cooperative thread pool, which is busy with signing, so
+/// batches grow with load instead of queueing behind it. Every caller returns only after its
+/// items are committed, or with the commit's error.
+final class GroupCommitter<Item: Sendable>: Sendable {
+    private struct Waiter: Sendable {
         let items: [Item]
-        let continuation: CheckedContinuation<Outcome, any Error>
+        let continuation: CheckedContinuation<Void, any Error>
     }
 
-    private var queue: [Waiter] = []
-    private var leading = false
-    private let flush: @Sendable ([Item]) async throws -> Void
+    private struct State {
+        var pending: [Waiter] = []
+        var draining = false
+    }
 
-    init(flush: @escaping @Sendable ([Item]) async throws -> Void) {
+    private let state = Mutex(State())
+    private let queue: DispatchQueue
+    private let flush: @Sendable ([Item]) throws -> Void
+
+    init(label: String, flush: @escaping @Sendable ([Item]) throws -> Void) {
+        self.queue = DispatchQueue(label: label)
         self.flush = flush
     }
 
     /// Returns once `items` are durably committed.
     func submit(_ items: [Item]) async throws {
-        if leading {
-            let outcome = try await withCheckedThrowingContinuation { continuation in
-                queue.append(Waiter(items: items, continuation: continuation))
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            let startDrain = state.withLock { state in
+                state.pending.append(Waiter(items: items, continuation: continuation))
+                guard !state.draining else { return false }
+                state.draining = true
+                return true
             }
-            if case .committed = outcome { return }
+            if startDrain { queue.async { self.drain() } }
         }
-        leading = true
-        let followers = queue
-        queue.removeAll(keepingCapacity: true)
-        let batch = items + followers.flatMap(\.items)
-        var failure: (any Error)?
-        do {
-            try await flush(batch)
-        } catch {
-            failure = error
-        }
-        for follower in followers {
-            if let failure {
-                follower.continuation.resume(throwing: failure)
-            } else {
-                follower.continuation.resume(returning: .committed)
+    }
+
+    private func drain() {
+        while true {
+            let batch: [Waiter] = state.withLock { state in
+                let batch = state.pending
+                state.pending.removeAll(keepingCapacity: true)
+                if batch.isEmpty { state.draining = false }
+                return batch
+            }
+            if batch.isEmpty { return }
+            do {
+                try flush(batch.flatMap(\.items))
+                for waiter in batch { waiter.continuation.resume() }
+            } catch {
+                for waiter in batch { waiter.continuation.resume(throwing: error) }
             }
         }
-        if queue.isEmpty {
-            leading = false
-        } else {
-            queue.removeFirst().continuation.resume(returning: .lead)
-        }
-        if let failure { throw failure }
     }
 }

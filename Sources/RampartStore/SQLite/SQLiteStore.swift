@@ -31,18 +31,33 @@ public final class SQLiteStore: Sendable {
             throw StoreError(.unavailable, "cannot open the store at \(path): \(error). Check the path and its permissions, or run 'rampart ca init' first")
         }
         let pool = self.pool
-        issuance = GroupCommitter { batch in
-            try await pool.write { db in
+        issuance = GroupCommitter(label: "rampart.store.group-commit") { batch in
+            try pool.write { db in
                 var audits: [AuditEntry] = []
                 for write in batch {
                     switch write {
-                    case .certificate(let record): try record.insert(db)
+                    case .certificate(let record): try Self.insert(record, in: db)
                     case .audit(let entry): audits.append(entry)
                     }
                 }
                 try AuditChain.append(audits, in: db)
             }
         }
+    }
+
+    /// Inserts on the issuance path through a cached statement.
+    static func insert(_ record: CertificateRecord, in db: Database) throws {
+        let statement = try db.cachedStatement(
+            sql: """
+                INSERT INTO issued_certificates (serial, spiffe_id, public_key_sha256, not_before, not_after, issued_at,
+                    caller_identity, auth_method, chain_pem, status, revoked_at, revocation_reason)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """
+        )
+        try statement.execute(arguments: [
+            record.serial, record.spiffeID, record.publicKeySHA256, record.notBefore, record.notAfter, record.issuedAt,
+            record.callerIdentity, record.authMethod.rawValue, record.chainPEM, record.status.rawValue, record.revokedAt, record.revocationReason,
+        ])
     }
 
     /// The journal mode in force (`wal` for a healthy store).
@@ -72,6 +87,21 @@ extension SQLiteStore: IssuedCertificateStore {
             try await issuance.submit(records.map(PendingWrite.certificate) + audit.map(PendingWrite.audit))
         } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_PRIMARYKEY {
             throw StoreError(.alreadyExists, "a certificate with one of the serials \(records.map(\.serial).joined(separator: ", ")) is already recorded: \(error.message ?? "")")
+        }
+    }
+
+    /// Only the revocation state of a certificate: what the renewal path needs, read cheaply.
+    ///
+    /// A single indexed lookup, done synchronously on the caller's thread rather than hopping
+    /// to a reader queue and back.
+    public func status(serial: String) throws -> CertificateStatusRecord? {
+        let key = Self.normalizeSerial(serial)
+        return try pool.read { db in
+            let statement = try db.cachedStatement(sql: "SELECT status, revoked_at, revocation_reason FROM issued_certificates WHERE serial = ?")
+            guard let row = try Row.fetchOne(statement, arguments: [key]) else { return nil }
+            return CertificateStatusRecord(
+                status: CertificateStatus(rawValue: row["status"]) ?? .revoked, revokedAt: row["revoked_at"], revocationReason: row["revocation_reason"]
+            )
         }
     }
 
@@ -127,7 +157,7 @@ extension SQLiteStore: BootstrapTokenStore {
         try await pool.write { db in
             try record.insert(db)
             try AuditChain.append(
-                [AuditEntry(time: record.createdAt, type: .tokenCreated, actor: actor, subject: String(record.tokenSHA256.prefix(16)), details: ["spiffe_id": record.spiffeID, "expires_at": ISO8601DateFormatter().string(from: record.expiresAt)])],
+                [AuditEntry(time: record.createdAt, type: .tokenCreated, actor: actor, subject: String(record.tokenSHA256.prefix(16)), details: ["spiffe_id": record.spiffeID, "expires_at": record.expiresAt.formatted(.iso8601)])],
                 in: db
             )
         }

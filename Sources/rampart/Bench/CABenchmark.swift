@@ -8,6 +8,10 @@ import RampartPKI
 import RampartStore
 import X509
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
@@ -73,23 +77,12 @@ struct CABench: AsyncParsableCommand {
             clients.append(CAClient(host: "127.0.0.1", port: 0, rootPEM: rootPEM, clientChainPEM: issued.chainPEM.joined(separator: "\n"), clientKeyPEM: key.pemRepresentation))
         }
 
-        var logger = Logger(label: "rampart.bench")
-        logger.logLevel = .error
-        let server = CAServer(configuration: CAServerConfiguration(state: state, listenPort: 0, adminPort: 0), logger: logger)
-        let (readyStream, readyContinuation) = AsyncStream.makeStream(of: CAServerAddresses.self)
-        let duration = self.duration
-        let result: BenchResult = try await withThrowingTaskGroup(of: BenchResult?.self) { group in
-            group.addTask {
-                try await server.run(metricsText: { "" }) { readyContinuation.yield($0) }
-                return nil
-            }
-            var iterator = readyStream.makeAsyncIterator()
-            guard let addresses = await iterator.next() else { throw ValidationError("the CA did not start") }
-            let port = addresses.grpcPort
-            let outcome = try await Self.drive(clients: clients.map { var client = $0; client.port = port; return client }, csrs: csrs, seconds: duration)
-            group.cancelAll()
-            return outcome
-        }
+        // The CA runs as its own process, as in production, so that it does not share an event
+        // loop group or thread pool with the clients driving it.
+        let ca = try CAChildProcess.start(state: state.path)
+        defer { ca.stop() }
+        let port = ca.grpcPort
+        let result = try await Self.drive(clients: clients.map { var client = $0; client.port = port; return client }, csrs: csrs, seconds: duration)
 
         var speed: OpenSSLSpeed?
         if !noOpenssl { speed = OpenSSLSpeed.measure() }
@@ -196,16 +189,8 @@ struct OpenSSLSpeed {
     let verify: Double
 
     static func measure() -> OpenSSLSpeed? {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["openssl", "speed", "-seconds", "3", "ecdsap256"]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
-        do { try process.run() } catch { return nil }
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return parse(String(decoding: data, as: UTF8.self))
+        guard let output = UnmaskedSpawn.run(["openssl", "speed", "-seconds", "3", "ecdsap256"]) else { return nil }
+        return parse(output)
     }
 
     /// Reads the `256 bits ecdsa (nistp256) … sign/s verify/s` row.
@@ -215,5 +200,89 @@ struct OpenSSLSpeed {
             if numbers.count >= 2 { return OpenSSLSpeed(sign: numbers[numbers.count - 2], verify: numbers[numbers.count - 1]) }
         }
         return nil
+    }
+}
+
+/// `rampart ca serve` started from this same executable, on ports the OS picks.
+final class CAChildProcess {
+    let process: Process
+    let grpcPort: Int
+
+    private init(process: Process, grpcPort: Int) {
+        self.process = process
+        self.grpcPort = grpcPort
+    }
+
+    static func start(state: String) throws -> CAChildProcess {
+        let process = Process()
+        process.executableURL = Bundle.main.executableURL ?? URL(fileURLWithPath: "/proc/self/exe")
+        process.arguments = ["ca", "serve", "--state", state, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--log-level", "error"]
+        let out = Pipe()
+        process.standardOutput = out
+        try process.run()
+        var buffer = ""
+        let deadline = Date().addingTimeInterval(30)
+        while !buffer.contains("\n") && process.isRunning && Date() < deadline {
+            let chunk = out.fileHandleForReading.availableData
+            if chunk.isEmpty { usleep(10_000) } else { buffer += String(decoding: chunk, as: UTF8.self) }
+        }
+        guard let range = buffer.range(of: "grpc=127.0.0.1:"), let port = Int(buffer[range.upperBound...].prefix { $0.isNumber }) else {
+            process.terminate()
+            throw ValidationError("the CA did not start: \(buffer)")
+        }
+        return CAChildProcess(process: process, grpcPort: port)
+    }
+
+    func stop() {
+        guard process.isRunning else { return }
+        process.terminate()
+        process.waitUntilExit()
+    }
+}
+
+/// Runs a command with an empty signal mask and default signal actions.
+///
+/// `openssl speed` stops each test with SIGALRM; a child started by Foundation's Process inherits
+/// the signal mask of the spawning thread, where the Swift runtime may have SIGALRM blocked, and
+/// then never stops. posix_spawn lets the mask be reset for the child.
+enum UnmaskedSpawn {
+    static func run(_ arguments: [String]) -> String? {
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else { return nil }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
+        posix_spawn_file_actions_addclose(&actions, fds[0])
+        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        posix_spawnattr_setsigmask(&attributes, &empty)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for signal in [SIGALRM, SIGPIPE, SIGCHLD, SIGINT, SIGTERM] { sigaddset(&defaults, signal) }
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
+        defer { for pointer in argv { free(pointer) } }
+        var pid: pid_t = 0
+        let spawned = posix_spawnp(&pid, arguments[0], &actions, &attributes, &argv, environ)
+        close(fds[1])
+        defer { close(fds[0]) }
+        guard spawned == 0 else { return nil }
+        var output: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { read(fds[0], $0.baseAddress, $0.count) }
+            if count < 0 && errno == EINTR { continue }
+            if count <= 0 { break }
+            output.append(contentsOf: buffer[0..<count])
+        }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        return String(decoding: output, as: UTF8.self)
     }
 }
