@@ -74,6 +74,47 @@ struct IndependentClientTests {
         #expect(list.stdout.contains("\"auth_method\" : \"jwt\""))
     }
 
+    @Test("a JWKS served over HTTP on loopback is fetched by URL")
+    func jwksURL() throws {
+        let ca = try CAProcess(label: "jwks-url")
+        let dir = ca.directory
+        let issuer = "https://issuer.rampart.test"
+        let made = try run("python3", [Paths.interop.appendingPathComponent("make_jwt.py").path, dir, issuer])
+        let tokens = made.stdout.split(separator: "\n").map(String.init)
+        try #require(tokens.count == 5)
+
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        server.arguments = ["python3", "-c", """
+            import http.server, os, sys
+            os.chdir(sys.argv[1])
+            httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+            print(httpd.server_address[1], flush=True)
+            httpd.serve_forever()
+            """, dir]
+        let out = Pipe()
+        server.standardOutput = out
+        server.standardError = FileHandle.nullDevice
+        try server.run()
+        // SIGKILL: a child of the test runner may inherit a mask that blocks SIGTERM.
+        defer { kill(server.processIdentifier, SIGKILL); server.waitUntilExit() }
+        var line = ""
+        let deadline = Date().addingTimeInterval(20)
+        while !line.contains("\n") && Date() < deadline {
+            let chunk = out.fileHandleForReading.availableData
+            if chunk.isEmpty { usleep(20_000) } else { line += String(decoding: chunk, as: UTF8.self) }
+        }
+        let port = try #require(Int(line.trimmingCharacters(in: .whitespacesAndNewlines)))
+
+        try ca.start(extraArguments: ["--jwt-issuer", issuer, "--jwks", "http://127.0.0.1:\(port)/jwks.json"])
+        let (csr, _) = try OpenSSL.csr(in: dir, name: "url")
+        let addr = "127.0.0.1:\(ca.grpcPort)"
+        let ok = try python(["--addr", addr, "--root", ca.rootPath, "--csr", csr, "--token", tokens[0], "--out", "\(dir)/url.pem"])
+        #expect(ok.succeeded, "\(ok.stdout) \(ok.stderr)")
+        let unknownKid = try python(["--addr", addr, "--root", ca.rootPath, "--csr", csr, "--token", tokens[2], "--out", "\(dir)/url2.pem"])
+        #expect(unknownKid.stdout.hasPrefix("UNAUTHENTICATED"), "\(unknownKid.stdout)")
+    }
+
     @Test("curl reads readiness and Prometheus metrics from the admin port")
     func adminEndpoints() async throws {
         let ca = try CAProcess(label: "admin")

@@ -54,7 +54,20 @@ final class GroupCommitter<Item: Sendable>: Sendable {
                 try flush(batch.flatMap(\.items))
                 for waiter in batch { waiter.continuation.resume() }
             } catch {
-                for waiter in batch { waiter.continuation.resume(throwing: error) }
+                // One caller's bad write (a duplicate key, say) must not fail the others batched
+                // with it: commit each caller's items on its own, and fail only those that fail.
+                guard batch.count > 1 else {
+                    batch[0].continuation.resume(throwing: error)
+                    continue
+                }
+                for waiter in batch {
+                    do {
+                        try flush(waiter.items)
+                        waiter.continuation.resume()
+                    } catch {
+                        waiter.continuation.resume(throwing: error)
+                    }
+                }
             }
         }
     }
