@@ -1,7 +1,7 @@
+import RampartIdentity
+
 /// Why a credential was refused.
-///
-/// Equality compares the code only; the reason says which check failed and what to do.
-public struct AuthnError: Error, Sendable, Hashable, CustomStringConvertible {
+public struct AuthnError: CodedError {
     /// The kinds of authentication failure.
     public enum Code: String, Sendable, Hashable {
         /// The credential is malformed or its signature does not verify.
@@ -22,9 +22,4 @@ public struct AuthnError: Error, Sendable, Hashable, CustomStringConvertible {
         self.code = code
         self.reason = reason
     }
-
-    public var description: String { reason }
-
-    public static func == (lhs: AuthnError, rhs: AuthnError) -> Bool { lhs.code == rhs.code }
-    public func hash(into hasher: inout Hasher) { hasher.combine(code) }
 }

@@ -1,7 +1,7 @@
+import RampartIdentity
+
 /// Why an operator command or the CA daemon could not do what was asked.
-///
-/// Equality compares the code only; the reason says what was wrong and what to do.
-public struct ControlPlaneError: Error, Sendable, Hashable, CustomStringConvertible {
+public struct ControlPlaneError: CodedError {
     /// The kinds of failure.
     public enum Code: String, Sendable, Hashable {
         case stateExists
@@ -21,9 +21,4 @@ public struct ControlPlaneError: Error, Sendable, Hashable, CustomStringConverti
         self.code = code
         self.reason = reason
     }
-
-    public var description: String { reason }
-
-    public static func == (lhs: ControlPlaneError, rhs: ControlPlaneError) -> Bool { lhs.code == rhs.code }
-    public func hash(into hasher: inout Hasher) { hasher.combine(code) }
 }

@@ -1,8 +1,6 @@
 /// Why a SPIFFE ID, trust domain or path was refused.
 ///
-/// Equality compares the code only, so tests assert on the kind of failure while the
-/// reason stays free to name the offending input.
-public struct IdentityError: Error, Sendable, Hashable, CustomStringConvertible {
+public struct IdentityError: CodedError {
     /// The kinds of malformed identity input.
     public enum Code: String, Sendable, Hashable {
         case empty
@@ -26,9 +24,4 @@ public struct IdentityError: Error, Sendable, Hashable, CustomStringConvertible 
         self.code = code
         self.reason = reason
     }
-
-    public var description: String { reason }
-
-    public static func == (lhs: IdentityError, rhs: IdentityError) -> Bool { lhs.code == rhs.code }
-    public func hash(into hasher: inout Hasher) { hasher.combine(code) }
 }

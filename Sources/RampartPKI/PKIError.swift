@@ -1,7 +1,7 @@
+import RampartIdentity
+
 /// Why a PKI operation was refused.
-///
-/// Equality compares the code only; the reason names the offending value and what to do.
-public struct PKIError: Error, Sendable, Hashable, CustomStringConvertible {
+public struct PKIError: CodedError {
     /// The kinds of PKI failure.
     public enum Code: String, Sendable, Hashable {
         /// The CSR is not PEM, not DER, or not a CSR.
@@ -36,9 +36,4 @@ public struct PKIError: Error, Sendable, Hashable, CustomStringConvertible {
         self.code = code
         self.reason = reason
     }
-
-    public var description: String { reason }
-
-    public static func == (lhs: PKIError, rhs: PKIError) -> Bool { lhs.code == rhs.code }
-    public func hash(into hasher: inout Hasher) { hasher.combine(code) }
 }

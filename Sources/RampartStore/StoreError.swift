@@ -1,7 +1,7 @@
+import RampartIdentity
+
 /// Why a store operation failed.
-///
-/// Equality compares the code only; the reason says what to do.
-public struct StoreError: Error, Sendable, Hashable, CustomStringConvertible {
+public struct StoreError: CodedError {
     /// The kinds of store failure.
     public enum Code: String, Sendable, Hashable {
         case notFound
@@ -21,9 +21,4 @@ public struct StoreError: Error, Sendable, Hashable, CustomStringConvertible {
         self.code = code
         self.reason = reason
     }
-
-    public var description: String { reason }
-
-    public static func == (lhs: StoreError, rhs: StoreError) -> Bool { lhs.code == rhs.code }
-    public func hash(into hasher: inout Hasher) { hasher.combine(code) }
 }

@@ -74,11 +74,7 @@ public struct CertificateService: Istio_V1_Auth_IstioCertificateService.ServiceP
         } catch {
             throw Refusal(.internalError, "signing failed: \(error.reason)")
         }
-        let record = CertificateRecord(
-            serial: issued.serialHex, spiffeID: issued.spiffeID.string, publicKeySHA256: issued.publicKeySHA256,
-            notBefore: issued.notBefore, notAfter: issued.notAfter, issuedAt: now,
-            callerIdentity: caller.credential, authMethod: caller.method, chainPEM: issued.chainPEM.joined(separator: "\n")
-        )
+        let record = CertificateRecord(issued, issuedAt: now, callerIdentity: caller.credential, authMethod: caller.method)
         do {
             try await store.recordIssued(
                 [record],

@@ -23,11 +23,6 @@ public struct StateDirectory: Sendable {
     /// Settings chosen at `ca init`.
     public var configPath: String { file("ca.json") }
 
-    /// Whether `ca init` has run here.
-    public var isInitialized: Bool {
-        FileManager.default.fileExists(atPath: configPath) || FileManager.default.fileExists(atPath: file(CAMaterial.FileName.caKey))
-    }
-
     /// Reads the settings, or explains that `ca init` is needed.
     public func loadConfig() throws -> CAConfig {
         guard let data = FileManager.default.contents(atPath: configPath) else {

@@ -32,9 +32,6 @@ public final class PeerRegistry: Sendable {
         _ = peers.withLock { $0.removeValue(forKey: remote) }
     }
 
-    /// The number of connections that presented a certificate.
-    public var count: Int { peers.withLock { $0.count } }
-
     /// gRPC's spelling of a socket address.
     static func key(for address: SocketAddress?) -> String? {
         switch address {

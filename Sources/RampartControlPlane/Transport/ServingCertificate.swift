@@ -31,11 +31,7 @@ struct ServingCertificate {
         )
         let chain = try issued.chainPEM.map { try NIOSSLCertificate(bytes: Array($0.utf8), format: .pem) }
         let nioKey = try NIOSSLPrivateKey(bytes: Array(key.pemRepresentation.utf8), format: .pem)
-        let record = CertificateRecord(
-            serial: issued.serialHex, spiffeID: id.string, publicKeySHA256: issued.publicKeySHA256,
-            notBefore: issued.notBefore, notAfter: issued.notAfter, issuedAt: now,
-            callerIdentity: "ca", authMethod: .caInternal, chainPEM: issued.chainPEM.joined(separator: "\n")
-        )
+        let record = CertificateRecord(issued, issuedAt: now, callerIdentity: "ca", authMethod: .caInternal)
         return ServingCertificate(chain: chain, key: nioKey, record: record)
     }
 

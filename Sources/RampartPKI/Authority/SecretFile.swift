@@ -24,18 +24,6 @@ public enum SecretFile {
         try createExclusive(path: path, mode: 0o600, contents: contents)
     }
 
-    /// Replaces `path` atomically with a new 0600 file holding `contents`.
-    public static func replace(_ contents: String, at path: String) throws {
-        let temporary = path + ".tmp-\(getpid())"
-        unlink(temporary)
-        try createExclusive(path: temporary, mode: 0o600, contents: contents)
-        guard rename(temporary, path) == 0 else {
-            let reason = String(cString: strerror(errno))
-            unlink(temporary)
-            throw FileWriteError(path: path, reason: "rename failed: \(reason)")
-        }
-    }
-
     static func createExclusive(path: String, mode: mode_t, contents: String) throws {
         let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
         guard fd >= 0 else {

@@ -63,10 +63,7 @@ struct CABench: AsyncParsableCommand {
             let id = try SPIFFEID.workload(trustDomain: trustDomain, namespace: "bench", serviceAccount: "client-\(index)")
             let issued = try await issuer.issue(publicKey: Certificate.PublicKey(key.publicKey), spiffeID: id, ttl: 3600, now: now)
             try await store.recordIssued(
-                [CertificateRecord(
-                    serial: issued.serialHex, spiffeID: id.string, publicKeySHA256: issued.publicKeySHA256, notBefore: issued.notBefore,
-                    notAfter: issued.notAfter, issuedAt: now, callerIdentity: "admin", authMethod: .admin, chainPEM: issued.chainPEM.joined(separator: "\n")
-                )],
+                [CertificateRecord(issued, issuedAt: now, callerIdentity: "admin", authMethod: .admin)],
                 audit: []
             )
             let csr = try CertificateSigningRequest(

@@ -174,11 +174,7 @@ struct Cert: AsyncParsableCommand {
             let issued = try await issuer.issue(publicKey: facts.publicKey, spiffeID: id, ttl: lifetime, now: now)
             let store = try state.openStore()
             try await store.recordIssued(
-                [CertificateRecord(
-                    serial: issued.serialHex, spiffeID: id.string, publicKeySHA256: issued.publicKeySHA256,
-                    notBefore: issued.notBefore, notAfter: issued.notAfter, issuedAt: now,
-                    callerIdentity: "admin", authMethod: .admin, chainPEM: issued.chainPEM.joined(separator: "\n")
-                )],
+                [CertificateRecord(issued, issuedAt: now, callerIdentity: "admin", authMethod: .admin)],
                 audit: [AuditEntry(time: now, type: .certificateIssued, actor: "admin", subject: issued.serialHex, details: ["spiffe_id": id.string, "auth": "admin"])]
             )
             print(issued.chainPEM.joined(separator: "\n"))

@@ -31,7 +31,7 @@ final class CAProcess: @unchecked Sendable {
         process.arguments = ["ca", "serve", "--state", state, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"] + extraArguments
         let out = Pipe()
         process.standardOutput = out
-        FileManager.default.createFile(atPath: stderrFile, contents: nil)
+        _ = FileManager.default.createFile(atPath: stderrFile, contents: nil)
         process.standardError = FileHandle(forWritingAtPath: stderrFile)
         try process.run()
         self.process = process
