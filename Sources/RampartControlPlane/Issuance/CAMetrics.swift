@@ -9,8 +9,15 @@ struct CAMetrics: Sendable {
     private let expiry = Gauge(label: "rampart_ca_cert_expiry_seconds")
     private let rootExpiry = Gauge(label: "rampart_ca_root_cert_expiry_seconds")
 
+    /// One counter per result, made once: the set of results is fixed.
+    private let issuances: [String: Counter] = Dictionary(
+        uniqueKeysWithValues: (["issued"] + Refusal.Kind.allCases.map(\.rawValue)).map {
+            ($0, Counter(label: "rampart_ca_issuances_total", dimensions: [("result", $0)]))
+        }
+    )
+
     func issued(result: Refusal.Kind?, duration: Duration) {
-        Counter(label: "rampart_ca_issuances_total", dimensions: [("result", result?.rawValue ?? "issued")]).increment()
+        issuances[result?.rawValue ?? "issued"]?.increment()
         latency.recordNanoseconds(duration.nanoseconds)
     }
 

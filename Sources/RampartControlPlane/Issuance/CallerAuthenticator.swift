@@ -20,7 +20,7 @@ public struct AuthenticatedCaller: Sendable, Equatable {
 /// A refusal, mapped to a gRPC status by the service.
 public struct Refusal: Error, Sendable, Equatable {
     /// The status category.
-    public enum Kind: String, Sendable, Equatable {
+    public enum Kind: String, Sendable, Equatable, CaseIterable {
         case unauthenticated
         case permissionDenied = "permission_denied"
         case invalidArgument = "invalid_argument"
