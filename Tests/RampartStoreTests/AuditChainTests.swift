@@ -5,6 +5,24 @@ import Testing
 
 @Suite("The hash-chained audit log")
 struct AuditChainTests {
+    @Test("audit details are stored as JSON that any parser reads back, whatever the strings hold")
+    func detailsAreJSON() async throws {
+        let directory = try StoreDirectory()
+        defer { directory.remove() }
+        let store = try directory.open()
+        let details = [
+            "reason": "quote \" backslash \\ slash / newline \n tab \t bell \u{07} nul \u{00}",
+            "spiffe_id": "spiffe://cluster.local/ns/ü/sa/日本",
+            "": "empty key",
+        ]
+        try await store.append([AuditEntry(time: Date(), type: .issuanceRefused, actor: "ipv4:127.0.0.1:1", subject: "-", details: details)])
+        let stored = try #require(try await store.events().last?.details)
+        let parsed = try JSONSerialization.jsonObject(with: Data(stored.utf8)) as? [String: String]
+        #expect(parsed == details)
+        #expect(stored.hasPrefix("{\"\":"), "keys are sorted")
+        #expect(try await store.verifyAuditChain() == .intact(events: 1))
+    }
+
     /// Appends `batches` of entries in separate calls and returns how many were appended.
     func appendBatches(_ store: SQLiteStore, sizes: [Int]) async throws -> Int {
         var total = 0

@@ -29,9 +29,38 @@ enum AuditChain {
         String(Int64((date.timeIntervalSince1970 * 1000).rounded()))
     }
 
+    /// A flat string map as a JSON object with sorted keys.
+    ///
+    /// Written directly rather than through JSONSerialization, which costs more than the rest of
+    /// the audit append on the issuance path; strings are escaped as RFC 8259 requires.
     static func detailsJSON(_ details: [String: String]) -> String {
-        guard let data = try? JSONSerialization.data(withJSONObject: details, options: [.sortedKeys, .withoutEscapingSlashes]) else { return "{}" }
-        return String(decoding: data, as: UTF8.self)
+        var out = "{"
+        for (index, key) in details.keys.sorted().enumerated() {
+            if index > 0 { out += "," }
+            appendQuoted(key, to: &out)
+            out += ":"
+            appendQuoted(details[key] ?? "", to: &out)
+        }
+        return out + "}"
+    }
+
+    private static func appendQuoted(_ text: String, to out: inout String) {
+        out += "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where scalar.value < 0x20:
+                let hex = String(scalar.value, radix: 16)
+                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default:
+                out.unicodeScalars.append(scalar)
+            }
+        }
+        out += "\""
     }
 
     /// Appends entries inside an open write transaction.
