@@ -140,7 +140,7 @@ public struct CAServer: Sendable {
         onReady: @escaping @Sendable (CAServerAddresses) -> Void
     ) -> [any Service] {
         let ports = ReadyPorts(onReady: onReady)
-        let metrics = CAMetrics()
+        let metrics = parts.service.metrics
         let signingNotAfter = parts.authority.latestNotAfter
         let rootNotAfter = parts.authority.roots.map(\.notValidAfter).min() ?? signingNotAfter
         let admin = AdminServer.make(

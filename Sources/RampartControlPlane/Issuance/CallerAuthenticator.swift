@@ -119,7 +119,7 @@ public struct CallerAuthenticator: Sendable {
         }
         switch outcome {
         case .redeemed: return
-        case .unknown: throw Refusal(.unauthenticated, "bootstrap token is unknown")
+        case .unknown: throw Refusal(.unauthenticated, "bootstrap token is unknown: it was never issued by this CA; create one with 'rampart token create'")
         case .alreadyUsed(let at): throw Refusal(.permissionDenied, "bootstrap token was already used at \(Self.format(at)): tokens work once; create a new one")
         case .expired(let at): throw Refusal(.permissionDenied, "bootstrap token expired at \(Self.format(at)): create a new one")
         }

@@ -1,5 +1,6 @@
 import Foundation
 import RampartIdentity
+import RampartPKI
 import Synchronization
 import X509
 
@@ -19,7 +20,7 @@ final class ValidatedCertificateCache: Sendable {
     /// The identity of `certificate` if it validated before and is inside its validity window at `now`.
     func identity(of certificate: Certificate, at now: Date) -> SPIFFEID? {
         guard certificate.notValidBefore <= now, now < certificate.notValidAfter else { return nil }
-        let key = certificate.serialNumber.bytes.map { String($0, radix: 16) }.joined(separator: ":")
+        let key = certificate.serialNumber.hexString
         return entries.withLock { entries in
             guard let entry = entries[key], entry.certificate == certificate else { return nil }
             return entry.identity
@@ -28,7 +29,7 @@ final class ValidatedCertificateCache: Sendable {
 
     /// Remembers a certificate that validated.
     func remember(_ certificate: Certificate, as identity: SPIFFEID) {
-        let key = certificate.serialNumber.bytes.map { String($0, radix: 16) }.joined(separator: ":")
+        let key = certificate.serialNumber.hexString
         entries.withLock { entries in
             if entries.count >= capacity { entries.removeAll(keepingCapacity: true) }
             entries[key] = (certificate, identity)

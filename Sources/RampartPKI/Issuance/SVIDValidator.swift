@@ -19,7 +19,7 @@ public struct SVIDValidator: Sendable {
 
     /// Validates `leaf` at `now`, and returns the SPIFFE ID it names.
     @discardableResult
-    public func validate(_ leaf: Certificate, expecting expected: SPIFFEID? = nil, at now: Date, presentedIntermediates: [Certificate] = [])
+    public func validate(_ leaf: Certificate, expecting expected: SPIFFEID? = nil, at now: Date)
         async throws(PKIError) -> SPIFFEID
     {
         let id = try Self.spiffeID(of: leaf)
@@ -30,7 +30,7 @@ public struct SVIDValidator: Sendable {
             RFC5280Policy(fixedExpiryValidationTime: now)
             SPIFFELeafPolicy()
         }
-        let result = await verifier.validate(leaf: leaf, intermediates: CertificateStore(intermediates + presentedIntermediates))
+        let result = await verifier.validate(leaf: leaf, intermediates: CertificateStore(intermediates))
         switch result {
         case .validCertificate:
             return id

@@ -7,7 +7,8 @@ import Synchronization
 /// synchronous transaction, resumes those callers, and repeats while more arrived meanwhile.
 /// The commit path never waits for the cooperative thread pool, which is busy with signing, so
 /// batches grow with load instead of queueing behind it. Every caller returns only after its
-/// items are committed, or with the commit's error.
+/// items are committed. When a batch fails, each caller's items are retried on their own, so a
+/// caller gets an error only for its own bad write.
 final class GroupCommitter<Item: Sendable>: Sendable {
     private struct Waiter: Sendable {
         let items: [Item]

@@ -55,7 +55,7 @@ struct CABench: AsyncParsableCommand {
         let now = Date()
         let issuer = try SVIDIssuer(authority: try await state.loadAuthority(now: now))
         let store = try state.openStore()
-        var clients: [CAClient] = []
+        var credentials: [(chain: String, key: String)] = []
         var csrs: [String] = []
         let rootPEM = try String(contentsOfFile: state.rootCertPath, encoding: .utf8)
         for index in 0..<concurrency {
@@ -71,15 +71,17 @@ struct CABench: AsyncParsableCommand {
                 attributes: CertificateSigningRequest.Attributes(), signatureAlgorithm: .ecdsaWithSHA256
             )
             csrs.append(try csr.serializeAsPEM().pemString)
-            clients.append(CAClient(host: "127.0.0.1", port: 0, rootPEM: rootPEM, clientChainPEM: issued.chainPEM.joined(separator: "\n"), clientKeyPEM: key.pemRepresentation))
+            credentials.append((issued.chainPEM.joined(separator: "\n"), key.pemRepresentation))
         }
 
         // The CA runs as its own process, as in production, so that it does not share an event
         // loop group or thread pool with the clients driving it.
         let ca = try CAChildProcess.start(state: state.path)
         defer { ca.stop() }
-        let port = ca.grpcPort
-        let result = try await Self.drive(clients: clients.map { var client = $0; client.port = port; return client }, csrs: csrs, seconds: duration)
+        let clients = credentials.map {
+            CAClient(host: "127.0.0.1", port: ca.grpcPort, rootPEM: rootPEM, clientChainPEM: $0.chain, clientKeyPEM: $0.key)
+        }
+        let result = try await Self.drive(clients: clients, csrs: csrs, seconds: duration)
 
         var speed: OpenSSLSpeed?
         if !noOpenssl { speed = OpenSSLSpeed.measure() }
