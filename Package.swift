@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "RampartPKI", targets: ["RampartPKI"]),
         .library(name: "RampartStore", targets: ["RampartStore"]),
         .library(name: "RampartControlPlane", targets: ["RampartControlPlane"]),
+        .library(name: "RampartAgent", targets: ["RampartAgent"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -67,6 +68,7 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
         .target(
@@ -89,10 +91,30 @@ let package = Package(
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
             ]
         ),
+        .target(
+            name: "RampartAgent",
+            dependencies: [
+                "RampartIdentity", "RampartPKI", "RampartAuthn", "RampartAPI",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+            ]
+        ),
         .executableTarget(
             name: "rampart",
             dependencies: [
-                "RampartIdentity", "RampartPKI", "RampartStore", "RampartControlPlane",
+                "RampartIdentity", "RampartPKI", "RampartStore", "RampartControlPlane", "RampartAgent", "RampartAuthn", "RampartAPI",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -121,6 +143,16 @@ let package = Package(
         .testTarget(
             name: "RampartAuthnTests",
             dependencies: ["RampartAuthn", "RampartIdentity", .product(name: "JWTKit", package: "jwt-kit"), .product(name: "Crypto", package: "swift-crypto")]
+        ),
+        .testTarget(
+            name: "RampartAgentTests",
+            dependencies: [
+                "RampartAgent", "RampartPKI", "RampartIdentity", "RampartAuthn", "RampartAPI",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
         ),
         .testTarget(
             name: "RampartEndToEndTests",

@@ -94,6 +94,7 @@ public struct CAServer: Sendable {
         let authority: CertificateAuthority
         let store: SQLiteStore
         let service: CertificateService
+        let identity: WorkloadIdentityService
         let transport: HTTP2ServerTransport.Custom<OptionalClientCertificateListener>
     }
 
@@ -123,12 +124,17 @@ public struct CAServer: Sendable {
                 registry: peers, eventLoopGroup: MultiThreadedEventLoopGroup.singleton
             )
         )
-        let service = CertificateService(
-            issuer: issuer,
-            authenticator: CallerAuthenticator(trustDomain: trustDomain, store: store, jwt: jwt, authority: authority),
-            store: store, peers: peers, logger: logger
+        let authenticator = CallerAuthenticator(trustDomain: trustDomain, store: store, jwt: jwt, authority: authority)
+        let service = CertificateService(issuer: issuer, authenticator: authenticator, store: store, peers: peers, logger: logger)
+        let (jwtSigner, jwtKeyCreated) = try await configuration.state.loadJWTSigner()
+        if jwtKeyCreated {
+            logger.notice("created a JWT-SVID signing key", metadata: ["ca.jwt_key": "\(configuration.state.jwtKeyPath)", "ca.jwt_kid": "\(jwtSigner.keyID)"])
+        }
+        let identity = try WorkloadIdentityService(
+            trustDomain: trustDomain, authority: authority, jwtSigner: jwtSigner, authenticator: authenticator,
+            peers: peers, sequence: UInt64(max(0, now.timeIntervalSince1970)), logger: logger
         )
-        return Parts(trustDomain: trustDomain, authority: authority, store: store, service: service, transport: transport)
+        return Parts(trustDomain: trustDomain, authority: authority, store: store, service: service, identity: identity, transport: transport)
     }
 
     // Start-up code, not on a hot path: kept unoptimized because Swift 6.3's optimizer crashes
@@ -151,7 +157,7 @@ public struct CAServer: Sendable {
             onRunning: { port in ports.admin(port) },
             logger: logger
         )
-        let grpc = GRPCServerService(server: GRPCServer(transport: parts.transport, services: [parts.service]))
+        let grpc = GRPCServerService(server: GRPCServer(transport: parts.transport, services: [parts.service, parts.identity]))
         let reporter = ListeningReporter(transport: parts.transport) { port in ports.grpc(port) }
         return [grpc, admin, reporter]
     }

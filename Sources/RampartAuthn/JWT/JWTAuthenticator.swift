@@ -120,7 +120,7 @@ public actor JWTAuthenticator {
             for var key in jwks.keys {
                 // A key without alg would have its algorithm taken from the first token's header;
                 // pin it from the key itself so no token can choose it.
-                if key.algorithm == nil { key.algorithm = defaultAlgorithm(for: key) }
+                if key.algorithm == nil { key.algorithm = JWKAlgorithms.pinned(for: key) }
                 guard let kid = key.keyIdentifier?.string else {
                     throw AuthnError(.keySourceUnavailable, "a key in the JWKS of \(issuer.issuer) (\(issuer.keys)) has no kid: give every key a kid")
                 }
@@ -132,16 +132,6 @@ public actor JWTAuthenticator {
             throw error
         } catch {
             throw AuthnError(.keySourceUnavailable, "JWKS of \(issuer.issuer) from \(issuer.keys) does not parse: \(error)")
-        }
-    }
-
-    private static func defaultAlgorithm(for key: JWK) -> JWK.Algorithm? {
-        switch (key.keyType, key.curve?.rawValue) {
-        case (.rsa, _): return .rs256
-        case (.ecdsa, "P-256"?): return .es256
-        case (.ecdsa, "P-384"?): return .es384
-        case (.ecdsa, "P-521"?): return .es512
-        default: return nil
         }
     }
 

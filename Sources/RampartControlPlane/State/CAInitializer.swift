@@ -1,4 +1,5 @@
 import Foundation
+import RampartAuthn
 import RampartIdentity
 import RampartPKI
 import RampartStore
@@ -23,7 +24,7 @@ public enum CAInitializer {
         now: Date = Date()
     ) async throws -> Outcome {
         let fm = FileManager.default
-        let existing = ["ca.json", "rampart.sqlite", CAMaterial.FileName.caKey, CAMaterial.FileName.caCert, CAMaterial.FileName.rootCert]
+        let existing = ["ca.json", "rampart.sqlite", "jwt-key.pem", CAMaterial.FileName.caKey, CAMaterial.FileName.caCert, CAMaterial.FileName.rootCert]
             .filter { fm.fileExists(atPath: state.file($0)) }
         if !existing.isEmpty {
             throw ControlPlaneError(
@@ -51,6 +52,11 @@ public enum CAInitializer {
         }
 
         try CAMaterial.write(authority, to: state.path)
+        do {
+            try SecretFile.write(JWTSVIDSigner.generateKeyPEM(), to: state.jwtKeyPath)
+        } catch {
+            throw ControlPlaneError(.badArgument, "cannot write the JWT-SVID signing key: \(error)")
+        }
         let config = CAConfig(trustDomain: trustDomain.name, origin: origin, createdAt: now)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]

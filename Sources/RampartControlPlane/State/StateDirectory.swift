@@ -1,4 +1,5 @@
 import Foundation
+import RampartAuthn
 import RampartIdentity
 import RampartPKI
 import RampartStore
@@ -22,6 +23,8 @@ public struct StateDirectory: Sendable {
     public var rootCertPath: String { file(CAMaterial.FileName.rootCert) }
     /// Settings chosen at `ca init`.
     public var configPath: String { file("ca.json") }
+    /// The JWT-SVID signing key (ES256), mode 0600.
+    public var jwtKeyPath: String { file("jwt-key.pem") }
 
     /// Reads the settings, or explains that `ca init` is needed.
     public func loadConfig() throws -> CAConfig {
@@ -41,6 +44,29 @@ public struct StateDirectory: Sendable {
     public func openStore() throws -> SQLiteStore {
         _ = try loadConfig()
         return try SQLiteStore(path: databasePath)
+    }
+
+    /// Loads the JWT-SVID signing key. A state directory initialized before JWT-SVIDs existed has
+    /// none; one is then created (mode 0600) and `created` is true.
+    public func loadJWTSigner() async throws -> (signer: JWTSVIDSigner, created: Bool) {
+        _ = try loadConfig()
+        var created = false
+        if !FileManager.default.fileExists(atPath: jwtKeyPath) {
+            do {
+                try SecretFile.write(JWTSVIDSigner.generateKeyPEM(), to: jwtKeyPath)
+                created = true
+            } catch {
+                throw ControlPlaneError(.badArgument, "cannot create the JWT-SVID signing key \(jwtKeyPath): \(error)")
+            }
+        }
+        guard let pem = try? String(contentsOfFile: jwtKeyPath, encoding: .utf8) else {
+            throw ControlPlaneError(.stateMissing, "\(jwtKeyPath) cannot be read: check its owner and mode (0600)")
+        }
+        do {
+            return (try await JWTSVIDSigner(privateKeyPEM: pem), created)
+        } catch {
+            throw ControlPlaneError(.stateMissing, "\(jwtKeyPath): \(error.reason); restore it from backup, or move it away to have a new key made (tokens signed with the old key then stop validating)")
+        }
     }
 
     /// Loads the signing CA from the directory's plug-in layout.

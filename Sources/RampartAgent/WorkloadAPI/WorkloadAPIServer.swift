@@ -1,0 +1,86 @@
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import Logging
+import RampartAPI
+import ServiceLifecycle
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Serves the SPIFFE Workload API and the agent's status on a Unix socket, as a lifecycle service.
+public struct WorkloadAPIServer: Service {
+    /// The socket's path.
+    public let socketPath: String
+    /// The socket's mode (0600 by default: only the agent's user may connect).
+    public let mode: mode_t
+    let agent: NodeAgent
+    let logger: Logger
+    let onListening: @Sendable () -> Void
+
+    public init(socketPath: String, mode: mode_t = 0o600, agent: NodeAgent, logger: Logger, onListening: @escaping @Sendable () -> Void = {}) {
+        self.socketPath = (socketPath as NSString).standardizingPath
+        self.mode = mode
+        self.agent = agent
+        self.logger = logger
+        self.onListening = onListening
+    }
+
+    /// Removes a stale socket from an earlier run; refuses to touch anything that is not a socket.
+    public static func prepare(socketPath: String) throws {
+        var info = stat()
+        if lstat(socketPath, &info) == 0 {
+            guard (info.st_mode & S_IFMT) == S_IFSOCK else {
+                throw AgentError(.badConfiguration, "--socket \(socketPath) exists and is not a socket: choose another path or remove the file")
+            }
+            unlink(socketPath)
+        }
+        let parent = (socketPath as NSString).deletingLastPathComponent
+        if !parent.isEmpty, !FileManager.default.fileExists(atPath: parent) {
+            do {
+                try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+            } catch {
+                throw AgentError(.badConfiguration, "cannot create the socket's directory \(parent): \(error)")
+            }
+        }
+        if socketPath.utf8.count >= 108 {
+            throw AgentError(.badConfiguration, "--socket \(socketPath) is \(socketPath.utf8.count) bytes long; Unix socket paths must be under 108: choose a shorter path")
+        }
+    }
+
+    public func run() async throws {
+        try Self.prepare(socketPath: socketPath)
+        let transport = HTTP2ServerTransport.Posix(address: .unixDomainSocket(path: socketPath), transportSecurity: .plaintext)
+        let server = GRPCServer(
+            transport: transport,
+            services: [WorkloadAPIService(agent: agent), AgentStatusService(agent: agent)],
+            interceptorPipeline: [.apply(WorkloadHeaderInterceptor(), to: .services([Workload_SpiffeWorkloadAPI.descriptor]))]
+        )
+        let socketPath = self.socketPath
+        let mode = self.mode
+        let logger = self.logger
+        let onListening = self.onListening
+        try await withGracefulShutdownHandler {
+            try await withThrowingDiscardingTaskGroup { group in
+                group.addTask { try await server.serve() }
+                group.addTask {
+                    _ = try await transport.listeningAddress
+                    guard chmod(socketPath, mode) == 0 else {
+                        throw AgentError(.badConfiguration, "cannot set mode \(String(mode, radix: 8)) on \(socketPath): \(String(cString: strerror(errno)))")
+                    }
+                    logger.info("Workload API listening", metadata: ["agent.socket": "\(socketPath)", "agent.socket_mode": "\(String(mode, radix: 8))"])
+                    onListening()
+                }
+            }
+        } onGracefulShutdown: {
+            agent.state.finishWatchers()
+            server.beginGracefulShutdown()
+        }
+        unlink(socketPath)
+    }
+}
