@@ -149,6 +149,8 @@ let package = Package(
             dependencies: [
                 "RampartAgent", "RampartPKI", "RampartIdentity", "RampartAuthn", "RampartAPI",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Crypto", package: "swift-crypto"),

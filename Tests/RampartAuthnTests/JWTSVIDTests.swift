@@ -1,0 +1,135 @@
+import Crypto
+import Foundation
+import JWTKit
+import RampartAuthn
+import RampartIdentity
+import Testing
+
+@Suite("JWT-SVIDs: signing, bundles and validation")
+struct JWTSVIDTests {
+    let web = try! SPIFFEID(parsing: "spiffe://cluster.local/ns/demo/sa/web")
+    let now = Date(timeIntervalSince1970: 1_800_000_000)
+
+    func validator(_ signer: JWTSVIDSigner, trustDomain: String = "cluster.local") async throws -> JWTSVIDValidator {
+        try await JWTSVIDValidator(bundles: [try TrustDomain(trustDomain): JWTBundle(keys: [signer.bundleKey])])
+    }
+
+    @Test("a signed JWT-SVID carries sub, aud, exp and a kid, and validates for its audience")
+    func roundTrip() async throws {
+        let signer = try await JWTSVIDSigner(privateKeyPEM: JWTSVIDSigner.generateKeyPEM())
+        let (token, expiresAt) = try await signer.sign(subject: web, audience: ["reviews", "ratings"], ttl: 300, now: now)
+        #expect(expiresAt == now.addingTimeInterval(300))
+        let validated = try await validator(signer).validate(token, audience: "ratings", now: now.addingTimeInterval(10))
+        #expect(validated.spiffeID == web)
+        #expect(validated.claims["sub"] == .string(web.string))
+        #expect(validated.claims["exp"] == .number(now.timeIntervalSince1970 + 300))
+        #expect(validated.claims["aud"] == .array([.string("reviews"), .string("ratings")]))
+
+        let header = try DefaultJWTParser().parse(Array(token.utf8), as: TestClaims.self).header
+        #expect(header.alg == "ES256")
+        #expect(header.kid == signer.keyID)
+        #expect(header.typ == "JWT")
+    }
+
+    @Test("the key ID is stable for a key and differs between keys")
+    func stableKeyID() async throws {
+        let pem = JWTSVIDSigner.generateKeyPEM()
+        let first = try await JWTSVIDSigner(privateKeyPEM: pem)
+        let again = try await JWTSVIDSigner(privateKeyPEM: pem)
+        let other = try await JWTSVIDSigner(privateKeyPEM: JWTSVIDSigner.generateKeyPEM())
+        #expect(first.keyID == again.keyID)
+        #expect(first.keyID != other.keyID)
+        #expect(!first.keyID.isEmpty)
+    }
+
+    @Test("the bundle is a SPIFFE JWKS: use jwt-svid, a kid, EC P-256 coordinates")
+    func bundleDocument() async throws {
+        let signer = try await JWTSVIDSigner(privateKeyPEM: JWTSVIDSigner.generateKeyPEM())
+        let json = JWTBundle(keys: [signer.bundleKey], sequence: 7, refreshHint: 300).json()
+        let object = try #require(try JSONSerialization.jsonObject(with: json) as? [String: Any])
+        let keys = try #require(object["keys"] as? [[String: Any]])
+        #expect(keys.count == 1)
+        #expect(keys[0]["use"] as? String == "jwt-svid")
+        #expect(keys[0]["kid"] as? String == signer.keyID)
+        #expect(keys[0]["kty"] as? String == "EC")
+        #expect(keys[0]["crv"] as? String == "P-256")
+        #expect(keys[0]["x"] is String && keys[0]["y"] is String)
+        #expect(object["spiffe_sequence"] as? Int == 7)
+        #expect(object["spiffe_refresh_hint"] as? Int == 300)
+        // And it parses back to the same keys.
+        #expect(try JWTBundle(json: json).keys == [signer.bundleKey])
+    }
+
+    @Test("a token for another audience is refused, naming both")
+    func wrongAudience() async throws {
+        let signer = try await JWTSVIDSigner(privateKeyPEM: JWTSVIDSigner.generateKeyPEM())
+        let (token, _) = try await signer.sign(subject: web, audience: ["reviews"], ttl: 300, now: now)
+        let error = await #expect(throws: AuthnError.self) { try await validator(signer).validate(token, audience: "billing", now: now) }
+        #expect(error?.code == .notPermitted)
+        #expect(error?.reason.contains("reviews") == true && error?.reason.contains("billing") == true)
+    }
+
+    @Test("an expired token is refused")
+    func expired() async throws {
+        let signer = try await JWTSVIDSigner(privateKeyPEM: JWTSVIDSigner.generateKeyPEM())
+        let (token, _) = try await signer.sign(subject: web, audience: ["reviews"], ttl: 60, now: now)
+        let error = await #expect(throws: AuthnError.self) { try await validator(signer).validate(token, audience: "reviews", now: now.addingTimeInterval(600)) }
+        #expect(error?.reason.contains("expired") == true)
+    }
+
+    @Test("a token signed by a key outside the bundle is refused")
+    func unknownKey() async throws {
+        let signer = try await JWTSVIDSigner(privateKeyPEM: JWTSVIDSigner.generateKeyPEM())
+        let stranger = try await JWTSVIDSigner(privateKeyPEM: JWTSVIDSigner.generateKeyPEM())
+        let (token, _) = try await stranger.sign(subject: web, audience: ["reviews"], ttl: 300, now: now)
+        let error = await #expect(throws: AuthnError.self) { try await validator(signer).validate(token, audience: "reviews", now: now) }
+        #expect(error?.code == .invalidCredential)
+        #expect(error?.reason.contains("kid") == true)
+    }
+
+    @Test("a token whose kid is known but whose signature is not the key's is refused")
+    func forgedSignature() async throws {
+        let signer = try await JWTSVIDSigner(privateKeyPEM: JWTSVIDSigner.generateKeyPEM())
+        let forger = JWTKeyCollection()
+        await forger.add(ecdsa: ES256PrivateKey(), kid: JWKIdentifier(string: signer.keyID))
+        let claims = TestClaims(iss: nil, sub: SubjectClaim(value: web.string), aud: AudienceClaim(value: ["reviews"]), exp: ExpirationClaim(value: now.addingTimeInterval(300)))
+        let token = try await forger.sign(claims, kid: JWKIdentifier(string: signer.keyID))
+        let error = await #expect(throws: AuthnError.self) { try await validator(signer).validate(token, audience: "reviews", now: now) }
+        #expect(error?.code == .invalidCredential)
+    }
+
+    @Test("alg none, a non-SPIFFE subject and a missing audience are refused")
+    func malformed() async throws {
+        let signer = try await JWTSVIDSigner(privateKeyPEM: JWTSVIDSigner.generateKeyPEM())
+        let check = try await validator(signer)
+        func segment(_ json: String) -> String { base64URL(Array(json.utf8)) }
+        let none = segment(#"{"alg":"none","kid":"\#(signer.keyID)"}"#) + "." + segment(#"{"sub":"\#(web.string)","aud":"reviews","exp":1900000000}"#) + "."
+        await #expect(throws: AuthnError.self) { try await check.validate(none, audience: "reviews", now: now) }
+
+        let forger = JWTKeyCollection()
+        await forger.add(ecdsa: ES256PrivateKey(), kid: JWKIdentifier(string: signer.keyID))
+        let notSPIFFE = try await forger.sign(TestClaims(iss: nil, sub: SubjectClaim(value: "system:serviceaccount:demo:web"), aud: AudienceClaim(value: ["reviews"]), exp: ExpirationClaim(value: now.addingTimeInterval(60))))
+        let error = await #expect(throws: AuthnError.self) { try await check.validate(notSPIFFE, audience: "reviews", now: now) }
+        #expect(error?.reason.contains("SPIFFE ID") == true)
+
+        await #expect(throws: AuthnError.self) { try await signer.sign(subject: web, audience: [], ttl: 60, now: now) }
+        await #expect(throws: AuthnError.self) { try await signer.sign(subject: web, audience: ["a"], ttl: 0, now: now) }
+        await #expect(throws: AuthnError.self) { try await check.validate("not-a-jwt", audience: "reviews", now: now) }
+    }
+
+    @Test("a token of another trust domain needs that domain's bundle")
+    func otherTrustDomain() async throws {
+        let signer = try await JWTSVIDSigner(privateKeyPEM: JWTSVIDSigner.generateKeyPEM())
+        let foreign = try SPIFFEID(parsing: "spiffe://example.org/ns/a/sa/b")
+        let (token, _) = try await signer.sign(subject: foreign, audience: ["reviews"], ttl: 300, now: now)
+        let error = await #expect(throws: AuthnError.self) { try await validator(signer).validate(token, audience: "reviews", now: now) }
+        #expect(error?.reason.contains("example.org") == true)
+        let validated = try await validator(signer, trustDomain: "example.org").validate(token, audience: "reviews", now: now)
+        #expect(validated.spiffeID == foreign)
+    }
+
+    @Test("a key that is not an EC P-256 PEM is refused with a reason")
+    func badKey() async throws {
+        await #expect(throws: AuthnError.self) { try await JWTSVIDSigner(privateKeyPEM: "not a key") }
+    }
+}
