@@ -29,6 +29,22 @@ public struct CAClient: Sendable {
     /// An open connection to the CA.
     public struct Connection: Sendable {
         let client: Istio_V1_Auth_IstioCertificateService.Client<HTTP2ClientTransport.Posix>
+        let identity: Rampart_Ca_V1_WorkloadIdentityService.Client<HTTP2ClientTransport.Posix>
+
+        /// The CA's trust bundle.
+        public func trustBundle() async throws -> Rampart_Ca_V1_TrustBundle {
+            try await identity.getTrustBundle(Rampart_Ca_V1_GetTrustBundleRequest())
+        }
+
+        /// Asks for a JWT-SVID for the identity of the client certificate.
+        public func mintJWTSVID(audience: [String], ttlSeconds: Int64 = 0, bearer: String? = nil) async throws -> Rampart_Ca_V1_MintJWTSVIDResponse {
+            var request = Rampart_Ca_V1_MintJWTSVIDRequest()
+            request.audience = audience
+            request.ttlSeconds = ttlSeconds
+            var metadata: Metadata = [:]
+            if let bearer { metadata.addString("Bearer \(bearer)", forKey: "authorization") }
+            return try await identity.mintJWTSVID(request, metadata: metadata)
+        }
 
         /// Sends a CSR and returns the chain, leaf first.
         public func createCertificate(csrPEM: String, validitySeconds: Int64 = 0, bearer: String? = nil) async throws -> [String] {
@@ -58,7 +74,7 @@ public struct CAClient: Sendable {
         let target: any ResolvableTarget = isIPv4 ? .ipv4(address: host, port: port) : .dns(host: host, port: port)
         let transport = try HTTP2ClientTransport.Posix(target: target, transportSecurity: security)
         return try await withGRPCClient(transport: transport) { client in
-            try await body(Connection(client: Istio_V1_Auth_IstioCertificateService.Client(wrapping: client)))
+            try await body(Connection(client: Istio_V1_Auth_IstioCertificateService.Client(wrapping: client), identity: Rampart_Ca_V1_WorkloadIdentityService.Client(wrapping: client)))
         }
     }
 }

@@ -25,10 +25,11 @@ final class CAProcess: @unchecked Sendable {
     }
 
     /// Starts `rampart ca serve` and waits for its ready line.
-    func start(extraArguments: [String] = []) throws {
+    /// Pass `grpcPort` to restart on the port an earlier run used.
+    func start(extraArguments: [String] = [], grpcPort fixedPort: Int? = nil) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Paths.rampart)
-        process.arguments = ["ca", "serve", "--state", state, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"] + extraArguments
+        process.arguments = ["ca", "serve", "--state", state, "--listen", "127.0.0.1:\(fixedPort ?? 0)", "--admin", "127.0.0.1:0"] + extraArguments
         let out = Pipe()
         process.standardOutput = out
         _ = FileManager.default.createFile(atPath: stderrFile, contents: nil)
