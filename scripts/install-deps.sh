@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Rampart needs on a fresh Debian machine with Swift: the SQLite headers GRDB links
 # against, openssl (interoperability checks and the benchmark's peer), and, with --test, the Python
-# packages of the independent gRPC and JOSE clients used by the tests.
+# packages of the independent gRPC, JOSE and SPIFFE Workload API clients used by the tests.
 set -euo pipefail
 packages=()
 dpkg -s libsqlite3-dev >/dev/null 2>&1 || packages+=(libsqlite3-dev)
@@ -14,7 +14,7 @@ if [ "${#packages[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${packages[@]}"
 fi
 if [ "${1:-}" = "--test" ]; then
-  if ! python3 -c 'import grpc, grpc_tools, joserfc' >/dev/null 2>&1; then
-    python3 -m pip install --quiet --disable-pip-version-check grpcio grpcio-tools joserfc
+  if ! python3 -c 'import grpc, grpc_tools, joserfc, spiffe' >/dev/null 2>&1; then
+    python3 -m pip install --quiet --disable-pip-version-check grpcio grpcio-tools joserfc spiffe
   fi
 fi

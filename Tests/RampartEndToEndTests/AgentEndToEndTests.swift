@@ -201,3 +201,39 @@ struct AgentEndToEndTests {
         #expect(status.stderr.contains("no agent socket"))
     }
 }
+
+/// The `spiffe` package from PyPI reads the identity from the agent's socket.
+@Suite("A standard SPIFFE client reads the agent's socket", .serialized)
+struct SPIFFEClientInteropTests {
+    @Test("py-spiffe fetches the X.509-SVID, both bundles and a JWT-SVID, and validates it")
+    func pythonSPIFFE() throws {
+        let ca = try CAProcess(label: "py-spiffe")
+        try ca.start()
+        let dir = ca.directory
+        let token = try rampart("token", "create", "--state", ca.state, "--spiffe-id", "spiffe://cluster.local/ns/shop/sa/payments").trimmedOutput
+        try token.write(toFile: "\(dir)/token", atomically: true, encoding: .utf8)
+        let agent = AgentProcess(directory: dir)
+        try agent.start(ca: ca, credentialFile: "\(dir)/token", ttl: "1h", extra: ["--key-type", "rsa-2048"])
+        defer { _ = agent.terminate() }
+        try eventually(timeout: 15, "the first certificate\n\(agent.log)") { agent.onDisk() != nil && FileManager.default.fileExists(atPath: agent.socket) }
+
+        let script = Paths.interop.appendingPathComponent("spiffe_workload_client.py").path
+        let result = try run("python3", [script, agent.socket, "payments-api"], timeout: 90)
+        #expect(result.succeeded, "\(result.stdout)\n\(result.stderr)")
+        let out = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        let disk = try #require(agent.onDisk())
+        #expect(out["x509_spiffe_id"] as? String == "spiffe://cluster.local/ns/shop/sa/payments")
+        #expect(out["x509_serial"] as? String == disk.serial.drop(while: { $0 == "0" }).lowercased())
+        #expect(out["x509_key_matches"] as? Bool == true)
+        #expect(out["x509_chain_length"] as? Int == 1)
+        #expect(out["x509_bundle_trust_domain"] as? String == "cluster.local")
+        #expect(out["x509_bundle_authorities"] as? Int == 1)
+        #expect(out["jwt_bundle_keys"] as? Int == 1)
+        #expect(out["jwt_spiffe_id"] as? String == "spiffe://cluster.local/ns/shop/sa/payments")
+        #expect(out["jwt_audience"] as? [String] == ["payments-api"])
+        #expect(out["jwt_locally_valid_for"] as? String == "spiffe://cluster.local/ns/shop/sa/payments")
+        #expect(out["jwt_agent_valid_for"] as? String == "spiffe://cluster.local/ns/shop/sa/payments")
+        #expect(out["wrong_audience_refused"] as? Bool == true)
+        #expect(out["headerless"] as? String == "INVALID_ARGUMENT")
+    }
+}
