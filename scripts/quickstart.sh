@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the CA on the embedded defaults: a new CA in a temporary state directory, served on
 # loopback; a few sample workloads get identities (bootstrap token + openssl CSR), one renews over
-# mTLS, and the issued certificates are listed.
+# mTLS, a node agent bootstraps another and rotates it, and the issued certificates are listed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
@@ -9,7 +9,12 @@ swift build --product rampart
 rampart=$(swift build --show-bin-path)/rampart
 work=$(mktemp -d)
 state="$work/state"
-cleanup() { [ -n "${ca_pid:-}" ] && kill "$ca_pid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$work"; }
+cleanup() {
+  [ -n "${agent_pid:-}" ] && kill "$agent_pid" 2>/dev/null
+  [ -n "${ca_pid:-}" ] && kill "$ca_pid" 2>/dev/null
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
 trap cleanup EXIT
 
 "$rampart" ca init --state "$state" --trust-domain cluster.local
@@ -33,6 +38,24 @@ done
 "$rampart" cert request --ca "$grpc" --root-cert "$state/root-cert.pem" --csr "$work/web.csr" \
   --cert "$work/web.pem" --key "$work/web.key" --out "$work/web-renewed.pem"
 echo "web renewed over mTLS: $(openssl verify -CAfile "$state/root-cert.pem" "$work/web-renewed.pem")"
+
+echo
+echo "node agent for spiffe://cluster.local/ns/shop/sa/payments (20 s certificates, Workload API on a socket):"
+"$rampart" token create --state "$state" --spiffe-id spiffe://cluster.local/ns/shop/sa/payments >"$work/payments.token"
+"$rampart" agent --ca-address "$grpc" --ca-root "$state/root-cert.pem" --token-file "$work/payments.token" \
+  --out "$work/payments" --socket "$work/agent.sock" --ttl 20s 2>"$work/agent.log" &
+agent_pid=$!
+for _ in $(seq 1 100); do [ -S "$work/agent.sock" ] && [ -f "$work/payments/key.pem" ] && break; sleep 0.1; done
+first=$(openssl x509 -noout -serial -in "$work/payments/cert-chain.pem")
+echo "  $(ls "$work/payments" | tr '\n' ' ')— $first"
+for _ in $(seq 1 300); do
+  now=$(openssl x509 -noout -serial -in "$work/payments/cert-chain.pem" 2>/dev/null || true)
+  [ -n "$now" ] && [ "$now" != "$first" ] && break
+  sleep 0.1
+done
+echo "  rotated over mTLS — $now"
+"$rampart" agent status --socket "$work/agent.sock" | sed 's/^/  /'
+kill "$agent_pid"; wait "$agent_pid" 2>/dev/null || true; agent_pid=
 
 echo
 "$rampart" cert list --state "$state"

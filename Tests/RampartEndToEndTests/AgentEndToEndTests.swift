@@ -237,3 +237,18 @@ struct SPIFFEClientInteropTests {
         #expect(out["headerless"] as? String == "INVALID_ARGUMENT")
     }
 }
+
+@Suite("Renewal herd benchmark command")
+struct RenewBenchCommandTests {
+    @Test("a small herd renews with no failures and reports its figures as JSON")
+    func smallHerd() throws {
+        let result = try run(Paths.rampart, ["bench", "renew", "--agents", "20", "--window", "2", "--json", "--no-openssl"], timeout: 120)
+        #expect(result.succeeded, "\(result.stdout)\(result.stderr)")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        #expect(object["failures"] as? Int == 0)
+        #expect(object["renewed"] as? Int == 20)
+        #expect(object["renewed_in_store"] as? Int == 20)
+        #expect((object["p99_ms"] as? Double ?? 0) > 0)
+        #expect((object["ca_peak_rss_mib"] as? Double ?? 0) > 0)
+    }
+}

@@ -161,9 +161,10 @@ public final class NodeAgent: Service, Sendable {
     }
 
     /// Picks up a still-valid identity left in the output directory by an earlier run, so a
-    /// restart neither needs the (spent) bootstrap token nor waits.
-    func resume() async {
-        guard state.current == nil else { return }
+    /// restart neither needs the (spent) bootstrap token nor waits. Returns whether it did.
+    @discardableResult
+    public func resume() async -> Bool {
+        guard state.current == nil else { return true }
         switch await configuration.output.load(now: clock.now()) {
         case .success(let (svid, roots)):
             var jwt: JWTBundle?
@@ -176,16 +177,18 @@ public final class NodeAgent: Service, Sendable {
             logger.info("resumed the identity in the output directory", metadata: [
                 "agent.spiffe_id": "\(svid.spiffeID)", "agent.serial": "\(svid.serialHex)", "agent.not_after": "\(svid.notAfter.formatted(.iso8601))",
             ])
+            return true
         case .failure(let error):
             if FileManager.default.fileExists(atPath: configuration.output.path(IdentityFiles.certChain)) {
                 logger.notice("the identity in the output directory is not usable; bootstrapping", metadata: ["agent.reason": "\(error.reason)"])
             }
+            return false
         }
     }
 
-    /// One issuance: bootstrap with the credential when there is no valid certificate, renew
-    /// over mTLS otherwise.
-    func renewOnce() async throws {
+    /// One issuance now: bootstrap with the credential when there is no valid certificate, renew
+    /// over mTLS otherwise. The rotation loop calls this at each renewal time.
+    public func renewOnce() async throws {
         let now = clock.now()
         let key = try WorkloadKey.generate(configuration.keyType)
         let current = state.current
