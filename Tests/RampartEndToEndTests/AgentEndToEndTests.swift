@@ -182,6 +182,25 @@ struct AgentEndToEndTests {
         #expect((jwks["keys"] as? [[String: Any]])?.first?["use"] as? String == "jwt-svid")
     }
 
+    @Test("an agent bootstraps with a JWT from a trusted issuer (signed by joserfc) instead of a token")
+    func jwtBootstrap() throws {
+        let ca = try CAProcess(label: "agent-jwt")
+        let dir = ca.directory
+        let issuer = "https://issuer.rampart.test"
+        let made = try run("python3", [Paths.interop.appendingPathComponent("make_jwt.py").path, dir, issuer])
+        #expect(made.succeeded, "\(made.stderr)")
+        let tokens = made.stdout.split(separator: "\n").map(String.init)
+        try #require(tokens.count == 5)
+        try ca.start(extraArguments: ["--jwt-issuer", issuer, "--jwks", "\(dir)/jwks.json"])
+        try tokens[0].write(toFile: "\(dir)/sa.jwt", atomically: true, encoding: .utf8)
+        let agent = AgentProcess(directory: dir)
+        try agent.start(ca: ca, credentialFlag: "--jwt-file", credentialFile: "\(dir)/sa.jwt", ttl: "1h")
+        defer { _ = agent.terminate() }
+        try eventually(timeout: 10, "the first certificate\n\(agent.log)") { agent.onDisk() != nil && FileManager.default.fileExists(atPath: agent.socket) }
+        #expect(agent.onDisk()?.keyMatches == true)
+        #expect(try agent.status()["spiffe_id"] as? String == "spiffe://cluster.local/ns/shop/sa/cart")
+    }
+
     @Test("the agent refuses bad settings with a message naming the option")
     func badSettings() throws {
         let dir = try Paths.temporaryDirectory("agent-flags")
