@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "RampartStore", targets: ["RampartStore"]),
         .library(name: "RampartControlPlane", targets: ["RampartControlPlane"]),
         .library(name: "RampartAgent", targets: ["RampartAgent"]),
+        .library(name: "RampartPolicy", targets: ["RampartPolicy"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -31,6 +32,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/vapor/jwt-kit", from: "5.8.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         .target(name: "RampartIdentity"),
@@ -43,6 +45,10 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
             ]
+        ),
+        .target(
+            name: "RampartPolicy",
+            dependencies: ["RampartIdentity", .product(name: "Yams", package: "Yams")]
         ),
         .target(
             name: "RampartStore",
@@ -111,6 +117,7 @@ let package = Package(
             name: "rampart",
             dependencies: [
                 "RampartIdentity", "RampartPKI", "RampartStore", "RampartControlPlane", "RampartAgent", "RampartAuthn", "RampartAPI",
+                "RampartPolicy",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "X509", package: "swift-certificates"),
@@ -123,6 +130,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "RampartIdentityTests", dependencies: ["RampartIdentity"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "RampartPolicyTests", dependencies: ["RampartPolicy", "RampartIdentity"], resources: [.copy("Fixtures")]),
         .testTarget(
             name: "RampartPKITests",
             dependencies: [

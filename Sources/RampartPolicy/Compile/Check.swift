@@ -1,0 +1,107 @@
+/// How the values of one field are compared with an attribute.
+enum ValueMatcher: Sendable, Hashable {
+    case strings([StringMatcher])
+    case paths([PathMatcher])
+    case ips([IPBlock])
+    case ports([Int])
+    case never
+}
+
+/// A path pattern: an Istio string pattern or a `{*}`/`{**}` template.
+enum PathMatcher: Sendable, Hashable {
+    case string(StringMatcher)
+    case template(PathTemplate)
+
+    init(_ pattern: String) {
+        self = PathTemplate.isTemplate(pattern) ? .template(PathTemplate(pattern)) : .string(StringMatcher(pattern))
+    }
+
+    @inline(__always)
+    func matches(_ path: String) -> Bool {
+        switch self {
+        case .string(let matcher): return matcher.matches(path)
+        case .template(let template): return template.matches(path)
+        }
+    }
+}
+
+/// One compiled field or condition: an attribute, its matcher and whether the result is negated.
+struct Check: Sendable, Hashable {
+    let attribute: Attribute
+    let matcher: ValueMatcher
+    let negated: Bool
+    /// The field path, for explanations (`from[0].source.principals`).
+    let field: String
+
+    init(attribute: Attribute, values: [String], negated: Bool, field: String) {
+        self.attribute = attribute
+        self.negated = negated
+        self.field = field
+        switch attribute {
+        case .sourceIP, .remoteIP, .destinationIP:
+            matcher = .ips(values.compactMap(IPBlock.init))
+        case .port:
+            matcher = .ports(values.compactMap { Int($0) })
+        case .path:
+            matcher = .paths(values.map(PathMatcher.init))
+        case .host:
+            matcher = .strings(values.map { StringMatcher($0, ignoreCase: true) })
+        case .filterMetadata:
+            matcher = .never
+        default:
+            matcher = .strings(values.map { StringMatcher($0) })
+        }
+    }
+
+    /// Whether the request satisfies this check.
+    @inline(__always)
+    func passes(_ request: PreparedRequest) -> Bool {
+        matches(request) != negated
+    }
+
+    private func matches(_ request: PreparedRequest) -> Bool {
+        switch matcher {
+        case .never:
+            return false
+        case .ips(let blocks):
+            let address: IPAddress?
+            switch attribute {
+            case .sourceIP: address = request.sourceIP
+            case .remoteIP: address = request.remoteIP
+            default: address = request.destinationIP
+            }
+            guard let address else { return false }
+            return blocks.contains { $0.contains(address) }
+        case .ports(let ports):
+            guard let port = request.port else { return false }
+            return ports.contains(port)
+        case .paths(let matchers):
+            guard let path = request.path else { return false }
+            return matchers.contains { $0.matches(path) }
+        case .strings(let matchers):
+            switch attribute {
+            case .claim(let path):
+                return anyMatch(matchers, request.claims?.value(at: path))
+            case .audiences:
+                return anyMatch(matchers, request.claims?["aud"])
+            case .presenter:
+                return anyMatch(matchers, request.claims?["azp"])
+            default:
+                guard let value = request.string(for: attribute) else { return false }
+                return matchers.contains { $0.matches(value) }
+            }
+        }
+    }
+
+    private func anyMatch(_ matchers: [StringMatcher], _ value: ClaimValue?) -> Bool {
+        switch value {
+        case .string(let string)?: return matchers.contains { $0.matches(string) }
+        case .array(let items)?:
+            for case .string(let string) in items where matchers.contains(where: { $0.matches(string) }) {
+                return true
+            }
+            return false
+        default: return false
+        }
+    }
+}

@@ -1,0 +1,81 @@
+/// An AuthorizationPolicy compiled for evaluation: its rules as checks, plus where it applies.
+struct CompiledPolicy: Sendable {
+    let id: ResourceID
+    /// `namespace/name`, precomputed so decisions do not allocate it.
+    let name: String
+    let action: AuthorizationPolicy.Action
+    let dryRun: Bool
+    let provider: String?
+    let rules: [CompiledRule]
+    /// Rules usable on TCP for ALLOW: those without HTTP-only checks.
+    let tcpRules: [CompiledRule]
+    let order: Int
+
+    init(_ policy: AuthorizationPolicy, order: Int) {
+        id = policy.id
+        name = policy.id.qualifiedName
+        action = policy.action
+        dryRun = policy.dryRunValue.flatMap(GoBool.parse) ?? false
+        provider = policy.provider
+        self.order = order
+        rules = (policy.rules ?? []).enumerated().map { Self.compile($1, index: $0) }
+        tcpRules = action == .allow ? rules.filter { !$0.hasHTTPOnly } : rules
+    }
+
+    /// The first matching rule index, or `nil`.
+    @inline(__always)
+    func firstMatch(_ request: PreparedRequest) -> Int? {
+        if request.isHTTP {
+            for rule in rules where rule.matches(request, dropHTTP: false) { return rule.index }
+        } else {
+            for rule in tcpRules where rule.matches(request, dropHTTP: true) { return rule.index }
+        }
+        return nil
+    }
+
+    static func compile(_ rule: AuthorizationRule, index: Int) -> CompiledRule {
+        let froms = (rule.from ?? []).enumerated().map { offset, source in
+            checks(source?.fields ?? [:], names: RuleSource.fieldNames, prefix: "rules[\(index)].from[\(offset)].source")
+        }
+        let tos = (rule.to ?? []).enumerated().map { offset, operation in
+            checks(
+                operation?.fields ?? [:], names: RuleOperation.fieldNames,
+                prefix: "rules[\(index)].to[\(offset)].operation")
+        }
+        var whens: [Check] = []
+        for (offset, condition) in (rule.when ?? []).enumerated() {
+            let field = "rules[\(index)].when[\(offset)]"
+            guard let attribute = Attribute.forConditionKey(condition.key) else {
+                whens.append(Check(attribute: .filterMetadata(condition.key), values: [], negated: false, field: field))
+                continue
+            }
+            if !condition.values.isEmpty {
+                whens.append(
+                    Check(attribute: attribute, values: condition.values, negated: false, field: "\(field).values"))
+            }
+            if !condition.notValues.isEmpty {
+                whens.append(
+                    Check(attribute: attribute, values: condition.notValues, negated: true, field: "\(field).notValues"))
+            }
+        }
+        return CompiledRule(index: index, froms: froms, tos: tos, whens: whens)
+    }
+
+    private static func checks(_ fields: [String: [String]], names: [String], prefix: String) -> [Check] {
+        names.compactMap { name in
+            guard let values = fields[name], let attribute = Attribute.forField(name) else { return nil }
+            return Check(attribute: attribute, values: values, negated: name.hasPrefix("not"), field: "\(prefix).\(name)")
+        }
+    }
+}
+
+/// Go's `strconv.ParseBool`, which Istio uses for the dry-run annotation.
+enum GoBool {
+    static func parse(_ text: String) -> Bool? {
+        switch text {
+        case "1", "t", "T", "TRUE", "true", "True": return true
+        case "0", "f", "F", "FALSE", "false", "False": return false
+        default: return nil
+        }
+    }
+}

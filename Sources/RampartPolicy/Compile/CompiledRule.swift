@@ -1,0 +1,65 @@
+/// A rule compiled to checks: `from` and `to` are lists of ANDed checks (ORed with each other),
+/// `when` is one ANDed list.
+struct CompiledRule: Sendable {
+    let index: Int
+    let froms: [[Check]]
+    let tos: [[Check]]
+    let whens: [Check]
+    /// Whether any check reads an HTTP-only attribute.
+    let hasHTTPOnly: Bool
+    /// Whether every check reads an HTTP-only attribute and there is at least one.
+    let onlyHTTPOnly: Bool
+
+    init(index: Int, froms: [[Check]], tos: [[Check]], whens: [Check]) {
+        self.index = index
+        self.froms = froms
+        self.tos = tos
+        self.whens = whens
+        let all = Array(froms.joined()) + Array(tos.joined()) + whens
+        hasHTTPOnly = all.contains { $0.attribute.isHTTPOnly }
+        onlyHTTPOnly = !all.isEmpty && all.allSatisfy { $0.attribute.isHTTPOnly }
+    }
+
+    /// Whether the request matches. On TCP, `dropHTTP` ignores HTTP-only checks (DENY, AUDIT,
+    /// CUSTOM); ALLOW rules with HTTP-only checks are filtered out before this is called.
+    @inline(__always)
+    func matches(_ request: PreparedRequest, dropHTTP: Bool) -> Bool {
+        if !froms.isEmpty && !froms.contains(where: { Self.all($0, request, dropHTTP) }) { return false }
+        if !tos.isEmpty && !tos.contains(where: { Self.all($0, request, dropHTTP) }) { return false }
+        return Self.all(whens, request, dropHTTP)
+    }
+
+    @inline(__always)
+    static func all(_ checks: [Check], _ request: PreparedRequest, _ dropHTTP: Bool) -> Bool {
+        for check in checks {
+            if dropHTTP && check.attribute.isHTTPOnly { continue }
+            if !check.passes(request) { return false }
+        }
+        return true
+    }
+
+    /// The first check that fails, for explanations; `nil` when the rule matches.
+    func firstFailure(_ request: PreparedRequest, dropHTTP: Bool) -> String? {
+        if !froms.isEmpty && !froms.contains(where: { Self.all($0, request, dropHTTP) }) {
+            return froms.count == 1 ? failing(froms[0], request, dropHTTP) : "no entry of from matched"
+        }
+        if !tos.isEmpty && !tos.contains(where: { Self.all($0, request, dropHTTP) }) {
+            return tos.count == 1 ? failing(tos[0], request, dropHTTP) : "no entry of to matched"
+        }
+        return Self.all(whens, request, dropHTTP) ? nil : failing(whens, request, dropHTTP)
+    }
+
+    private func failing(_ checks: [Check], _ request: PreparedRequest, _ dropHTTP: Bool) -> String {
+        for check in checks where !(dropHTTP && check.attribute.isHTTPOnly) && !check.passes(request) {
+            return "\(check.field) did not match"
+        }
+        return "no match"
+    }
+
+    /// The fields that took part in a match, for explanations.
+    func matchedFields(dropHTTP: Bool) -> String {
+        let fields = (Array(froms.joined()) + Array(tos.joined()) + whens).filter { !(dropHTTP && $0.attribute.isHTTPOnly) }
+            .map(\.field)
+        return fields.isEmpty ? "empty rule matches every request" : "matched on " + fields.joined(separator: ", ")
+    }
+}

@@ -1,0 +1,100 @@
+/// One JWT rule as it applies to a workload: everything RampartAuthn needs to find and verify a token,
+/// and everything policy needs to decide what the verified token grants.
+public struct JWTProvider: Sendable, Hashable {
+    /// Where a token may be found.
+    public enum TokenLocation: Sendable, Hashable {
+        /// A header, with the prefix to strip (`Authorization`, `Bearer `).
+        case header(name: String, prefix: String)
+        /// A query parameter.
+        case queryParameter(String)
+        /// A cookie.
+        case cookie(String)
+    }
+
+    /// The RequestAuthentication it came from (`namespace/name`).
+    public let policy: String
+    /// The index in `jwtRules`.
+    public let ruleIndex: Int
+    /// The rule as written.
+    public let rule: JWTRule
+    /// The token locations, Istio's defaults when the rule lists none.
+    public let locations: [TokenLocation]
+    /// Claims whose string value is split on spaces (`scope`, `permission` and the rule's own).
+    public let spaceDelimitedClaims: Set<String>
+    /// Whether the issuer's keys can be used (inline JWKS, or a URI the environment reaches in time).
+    public let keysAvailable: Bool
+
+    /// Istio's default JWKS fetch timeout.
+    public static let defaultTimeoutMilliseconds = 5000.0
+
+    init(policy: String, ruleIndex: Int, rule: JWTRule, environment: JWKSEnvironment) {
+        self.policy = policy
+        self.ruleIndex = ruleIndex
+        self.rule = rule
+        var locations: [TokenLocation] = rule.fromHeaders.map { .header(name: $0.name.lowercased(), prefix: $0.prefix) }
+        locations += rule.fromParams.map(TokenLocation.queryParameter)
+        locations += rule.fromCookies.map(TokenLocation.cookie)
+        if locations.isEmpty {
+            locations = [.header(name: "authorization", prefix: "Bearer "), .queryParameter("access_token")]
+        }
+        self.locations = locations
+        spaceDelimitedClaims = Set(["scope", "permission"] + rule.spaceDelimitedClaims)
+        if !rule.jwks.isEmpty {
+            keysAvailable = true
+        } else {
+            keysAvailable = environment.reachable(
+                rule.jwksURI, within: rule.timeoutMilliseconds ?? Self.defaultTimeoutMilliseconds)
+        }
+    }
+
+    /// Whether a token with this issuer and audience list is for this provider.
+    func accepts(issuer: String?) -> Bool {
+        rule.issuer.isEmpty || rule.issuer == issuer
+    }
+
+    /// Whether the token's `aud` satisfies the rule's audiences.
+    func acceptsAudience(_ claims: ClaimValue?) -> Bool {
+        guard !rule.audiences.isEmpty else { return true }
+        let audiences = claims?["aud"]?.matchableStrings ?? []
+        return audiences.contains { rule.audiences.contains($0) }
+    }
+
+    /// The claims with the space-delimited ones split into lists.
+    func normalize(_ claims: ClaimValue?) -> ClaimValue? {
+        guard case .object(var members)? = claims else { return claims }
+        for name in spaceDelimitedClaims {
+            if case .string(let text)? = members[name] {
+                members[name] = .array(text.split(separator: " ").map { .string(String($0)) })
+            }
+        }
+        return .object(members)
+    }
+}
+
+/// What the environment knows about fetching JWKS documents: unreachable URIs and slow ones.
+public struct JWKSEnvironment: Sendable, Hashable {
+    /// The state of one JWKS URI.
+    public enum State: Sendable, Hashable {
+        /// Fetching fails.
+        case unreachable
+        /// Fetching succeeds after this many milliseconds.
+        case latency(Double)
+    }
+
+    /// The known states; URIs not listed are reachable at once.
+    public let states: [String: State]
+
+    /// Creates an environment.
+    public init(states: [String: State] = [:]) {
+        self.states = states
+    }
+
+    /// Whether keys from `uri` arrive within `timeout` milliseconds.
+    public func reachable(_ uri: String, within timeout: Double) -> Bool {
+        switch states[uri] {
+        case nil: return true
+        case .unreachable?: return false
+        case .latency(let milliseconds)?: return milliseconds <= timeout
+        }
+    }
+}

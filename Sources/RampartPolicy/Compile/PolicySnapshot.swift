@@ -1,0 +1,85 @@
+/// Options for compiling a snapshot.
+public struct SnapshotOptions: Sendable, Hashable {
+    /// The mesh root namespace: its policies apply mesh-wide.
+    public let rootNamespace: String
+    /// What is known about fetching JWKS documents.
+    public let jwks: JWKSEnvironment
+
+    /// Creates options; the root namespace defaults to `istio-system`.
+    public init(rootNamespace: String = "istio-system", jwks: JWKSEnvironment = JWKSEnvironment()) {
+        self.rootNamespace = rootNamespace
+        self.jwks = jwks
+    }
+}
+
+/// An immutable, indexed compilation of security resources, ready to evaluate requests.
+///
+/// Per-request work depends only on the policies that apply to the destination workload: lookups go
+/// through a namespace and label index, and every matcher is compiled ahead of time.
+public struct PolicySnapshot: Sendable {
+    /// The options it was compiled with.
+    public let options: SnapshotOptions
+    let authorization: ScopeIndex<CompiledPolicy>
+    let requestAuthentication: ScopeIndex<[JWTProvider]>
+    let peerAuthentications: [String: [(policy: PeerAuthentication, order: Int)]]
+
+    /// Compiles resources; invalid ones should be filtered out with `PolicyAnalyzer` first.
+    public init(resources: [SecurityResource], options: SnapshotOptions = SnapshotOptions()) {
+        self.options = options
+        var authz: [Scoped<CompiledPolicy>] = []
+        var authn: [Scoped<[JWTProvider]>] = []
+        var peers: [String: [(policy: PeerAuthentication, order: Int)]] = [:]
+        for (order, resource) in resources.enumerated() {
+            switch resource {
+            case .authorizationPolicy(let policy):
+                authz.append(
+                    Scoped(
+                        value: CompiledPolicy(policy, order: order), namespace: policy.metadata.namespace,
+                        selectors: ScopeIndex<CompiledPolicy>.selectors(
+                            selector: policy.selector, targetRef: policy.targetRef, targetRefs: policy.targetRefs),
+                        order: order))
+            case .requestAuthentication(let policy):
+                let providers = policy.jwtRules.enumerated().map {
+                    JWTProvider(
+                        policy: policy.id.qualifiedName, ruleIndex: $0.offset, rule: $0.element,
+                        environment: options.jwks)
+                }
+                authn.append(
+                    Scoped(
+                        value: providers, namespace: policy.metadata.namespace,
+                        selectors: ScopeIndex<[JWTProvider]>.selectors(
+                            selector: policy.selector, targetRef: policy.targetRef, targetRefs: policy.targetRefs),
+                        order: order))
+            case .peerAuthentication(let policy):
+                peers[policy.metadata.namespace, default: []].append((policy, order))
+            }
+        }
+        authorization = ScopeIndex(rootNamespace: options.rootNamespace, entries: authz)
+        requestAuthentication = ScopeIndex(rootNamespace: options.rootNamespace, entries: authn)
+        peerAuthentications = peers
+    }
+
+    /// Everything that applies to one workload, resolved once; hold it for the workload's lifetime.
+    public func workload(namespace: String, labels: [String: String]) -> WorkloadPolicies {
+        WorkloadPolicies(
+            policies: authorization.applicable(namespace: namespace, labels: labels),
+            providers: requestAuthentication.applicable(namespace: namespace, labels: labels).flatMap { $0 },
+            peer: PeerAuthenticationResolver.resolve(
+                peerAuthentications, rootNamespace: options.rootNamespace, namespace: namespace, labels: labels))
+    }
+
+    /// The JWT providers RampartAuthn must verify tokens against for a workload.
+    public func jwtProviders(namespace: String, labels: [String: String]) -> [JWTProvider] {
+        requestAuthentication.applicable(namespace: namespace, labels: labels).flatMap { $0 }
+    }
+
+    /// Evaluates one request.
+    public func evaluate(_ request: AuthzRequest) -> Decision {
+        workload(namespace: request.destination.namespace, labels: request.destination.labels).evaluate(request)
+    }
+
+    /// Evaluates one request and records why.
+    public func explain(_ request: AuthzRequest) -> (decision: Decision, trace: ExplainTrace) {
+        workload(namespace: request.destination.namespace, labels: request.destination.labels).explain(request)
+    }
+}

@@ -1,0 +1,67 @@
+/// The entry point the CLI calls: load policies, analyze them, and check requests.
+public struct PolicyEngine: Sendable {
+    /// The compiled snapshot (resources with validation errors are left out).
+    public let snapshot: PolicySnapshot
+    /// Everything found while loading and validating.
+    public let diagnostics: [Diagnostic]
+
+    /// Loads files and folders, validates them and compiles them.
+    ///
+    /// Resources that failed to decode are always left out. With `excludeInvalid` (what a control
+    /// plane should use, like Istio's webhook) resources with validation errors are left out too;
+    /// without it (the default, for `authz check`) they are evaluated as written and the errors are
+    /// only reported.
+    public init(paths: [String], options: SnapshotOptions = SnapshotOptions(), excludeInvalid: Bool = false) {
+        self.init(loaded: PolicyLoader.load(paths: paths), options: options, excludeInvalid: excludeInvalid)
+    }
+
+    /// Loads YAML text, validates it and compiles it (see `init(paths:options:excludeInvalid:)`).
+    public init(
+        yaml: String, file: String = "<input>", options: SnapshotOptions = SnapshotOptions(),
+        excludeInvalid: Bool = false
+    ) {
+        self.init(loaded: PolicyLoader.load(yaml: yaml, file: file), options: options, excludeInvalid: excludeInvalid)
+    }
+
+    /// Validates and compiles resources already loaded (the CLI loads first, to refuse schema errors).
+    public init(loaded: LoadResult, options: SnapshotOptions = SnapshotOptions(), excludeInvalid: Bool = false) {
+        let validation = PolicyAnalyzer.validate(loaded.resources)
+        let rejected = excludeInvalid ? Set(validation.filter { $0.severity == .error }.compactMap(\.resource)) : []
+        snapshot = PolicySnapshot(resources: loaded.resources.filter { !rejected.contains($0.id) }, options: options)
+        diagnostics = loaded.diagnostics + validation
+    }
+
+    /// Evaluates a request and renders `decision`, `status`, `policy`, `rule`, `mtls_mode`, `reason`
+    /// (and `explain` when asked) as a JSON-compatible dictionary.
+    public func check(_ request: AuthzRequest, explain: Bool = false) -> [String: Any] {
+        if explain {
+            let (decision, trace) = snapshot.explain(request)
+            return decision.jsonObject(trace: trace)
+        }
+        return snapshot.evaluate(request).jsonObject()
+    }
+
+    /// Evaluates a request file (JSON or YAML) and renders the decision.
+    public func check(requestFile: String, explain: Bool = false) throws(RequestDecodingError) -> [String: Any] {
+        check(try AuthzRequest(file: requestFile), explain: explain)
+    }
+
+    /// Loads, validates and analyzes files and folders; `workloads` enables the selector check.
+    public static func analyze(
+        paths: [String], workloads: [Workload]? = nil, rootNamespace: String = "istio-system"
+    ) -> [Diagnostic] {
+        let loaded = PolicyLoader.load(paths: paths)
+        return loaded.diagnostics
+            + PolicyAnalyzer.analyze(loaded.resources, workloads: workloads, rootNamespace: rootNamespace)
+    }
+
+    /// Renders diagnostics one per line: `file:line: severity CODE: resource field: message (fix: ...)`.
+    public static func renderHuman(_ diagnostics: [Diagnostic]) -> String {
+        diagnostics.map(\.description).joined(separator: "\n")
+    }
+
+    /// Renders diagnostics as a JSON-compatible array.
+    public static func renderJSON(_ diagnostics: [Diagnostic]) -> [[String: Any]] {
+        diagnostics.map(\.jsonObject)
+    }
+}

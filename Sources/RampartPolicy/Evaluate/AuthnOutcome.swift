@@ -1,0 +1,82 @@
+/// What request authentication concluded before authorization runs.
+struct AuthnOutcome: Sendable {
+    /// `iss/sub` of an accepted token.
+    let principal: String?
+    /// The accepted token's claims, with space-delimited claims split.
+    let claims: ClaimValue?
+    /// The provider that accepted the token.
+    let provider: JWTProvider?
+    /// Set when the request is rejected before authorization.
+    let rejection: Decision.Cause?
+
+    static let anonymous = AuthnOutcome(principal: nil, claims: nil, provider: nil, rejection: nil)
+
+    /// Applies the workload's JWT providers to the request's token outcome.
+    static func evaluate(_ request: AuthzRequest, providers: [JWTProvider]) -> AuthnOutcome {
+        guard request.transport == .http, !providers.isEmpty else { return .anonymous }
+        guard let jwt = request.jwt, jwt.present else {
+            if providers.contains(where: { $0.rule.presence == .required }) {
+                return AuthnOutcome(principal: nil, claims: nil, provider: nil, rejection: .jwtRequired)
+            }
+            return .anonymous
+        }
+        if isCORSPreflight(request) { return .anonymous }
+        guard jwt.valid else {
+            return AuthnOutcome(principal: nil, claims: nil, provider: nil, rejection: .jwtInvalid(jwt.failure))
+        }
+        let issuer = jwt.issuer
+        let candidates = providers.filter { $0.accepts(issuer: issuer) }
+        guard !candidates.isEmpty else {
+            return AuthnOutcome(principal: nil, claims: nil, provider: nil, rejection: .jwtUnknownIssuer(issuer))
+        }
+        let withKeys = candidates.filter(\.keysAvailable)
+        guard !withKeys.isEmpty else {
+            return AuthnOutcome(
+                principal: nil, claims: nil, provider: nil, rejection: .jwtKeysUnavailable(candidates[0].rule.jwksURI))
+        }
+        guard let provider = withKeys.first(where: { $0.acceptsAudience(jwt.claims) }) else {
+            return AuthnOutcome(principal: nil, claims: nil, provider: nil, rejection: .jwtAudienceNotAllowed)
+        }
+        var principal = jwt.requestPrincipal
+        if principal == nil, case .string(let iss)? = jwt.claims?["iss"], case .string(let sub)? = jwt.claims?["sub"] {
+            principal = "\(iss)/\(sub)"
+        }
+        return AuthnOutcome(
+            principal: principal, claims: provider.normalize(jwt.claims), provider: provider, rejection: nil)
+    }
+
+    /// Envoy lets CORS preflights through JWT checks: OPTIONS with Origin and Access-Control-Request-Method.
+    static func isCORSPreflight(_ request: AuthzRequest) -> Bool {
+        request.method == "OPTIONS" && !(request.headers["origin"] ?? "").isEmpty
+            && !(request.headers["access-control-request-method"] ?? "").isEmpty
+    }
+
+    /// The header changes the accepted provider asks for.
+    func headerEdits(_ jwt: JWTOutcome?) -> [HeaderEdit] {
+        guard let provider else { return [] }
+        var edits: [HeaderEdit] = []
+        if !provider.rule.forwardOriginalToken {
+            for case .header(let name, _) in provider.locations { edits.append(.remove(name)) }
+        }
+        if !provider.rule.outputPayloadToHeader.isEmpty {
+            edits.append(.setPayload(provider.rule.outputPayloadToHeader))
+        }
+        for mapping in provider.rule.outputClaimToHeaders {
+            let path = mapping.claim.split(separator: ".").map(String.init)
+            if let value = jwt?.claims?.value(at: path)?.headerValue {
+                edits.append(.set(mapping.header.lowercased(), value))
+            }
+        }
+        return edits
+    }
+}
+
+/// A change to the request headers forwarded upstream after JWT authentication.
+public enum HeaderEdit: Sendable, Hashable {
+    /// Remove the header that carried the token (`forwardOriginalToken: false`).
+    case remove(String)
+    /// Set the header to the token's base64url payload (filled by the verifier, which has the bytes).
+    case setPayload(String)
+    /// Set the header to a claim's value.
+    case set(String, String)
+}

@@ -1,0 +1,93 @@
+import Foundation
+
+/// The outcome of evaluating one request: a value, never a thrown error.
+public struct Decision: Sendable, Hashable {
+    /// Allow or deny.
+    public enum Verdict: String, Sendable, Hashable {
+        case allow
+        case deny
+    }
+
+    /// Why the decision came out as it did; `reason` renders it for people.
+    public enum Cause: Sendable, Hashable {
+        case noAllowPolicy
+        case allowMatched
+        case noAllowMatched
+        case denyMatched
+        case customDenied
+        case customUnanswered
+        case customAllowed
+        case plaintextUnderStrict
+        case jwtInvalid(String?)
+        case jwtUnknownIssuer(String?)
+        case jwtKeysUnavailable(String)
+        case jwtAudienceNotAllowed
+        case jwtRequired
+    }
+
+    /// What a dry-run policy would have done.
+    public struct DryRunResult: Sendable, Hashable {
+        /// The policy (`namespace/name`).
+        public let policy: String
+        /// Its action (ALLOW or DENY).
+        public let action: AuthorizationPolicy.Action
+        /// The first matching rule, if any.
+        public let rule: Int?
+        /// What enforcing this policy alone would have decided.
+        public let wouldBe: Verdict
+    }
+
+    /// Allow or deny.
+    public let decision: Verdict
+    /// 200, 401 or 403.
+    public let status: Int
+    /// The deciding policy (`namespace/name`), if one decided.
+    public let policy: String?
+    /// The matching rule of that policy.
+    public let rule: Int?
+    /// The effective mTLS mode for the destination port.
+    public let mtlsMode: MTLSMode
+    /// Why.
+    public let cause: Cause
+    /// Results of dry-run policies, which are never enforced.
+    public let dryRun: [DryRunResult]
+    /// Header changes request authentication asks for, on allowed HTTP requests.
+    public let headerEdits: [HeaderEdit]
+
+    /// A human explanation of the decision.
+    public var reason: String {
+        let by = policy.map { " \($0)" + (rule.map { " rule \($0)" } ?? "") } ?? ""
+        switch cause {
+        case .noAllowPolicy: return "allowed: no DENY policy matched and no ALLOW policy applies to the workload"
+        case .allowMatched: return "allowed by ALLOW policy\(by)"
+        case .noAllowMatched: return "denied: ALLOW policies apply to the workload but none matched"
+        case .denyMatched: return "denied by DENY policy\(by)"
+        case .customDenied: return "denied by the ext-authz provider of CUSTOM policy\(by)"
+        case .customUnanswered: return "denied: CUSTOM policy\(by) matched but the ext-authz provider gave no answer"
+        case .customAllowed: return "allowed: the ext-authz provider of CUSTOM policy\(by) allowed it"
+        case .plaintextUnderStrict: return "denied: plaintext connection to a port whose PeerAuthentication is STRICT"
+        case .jwtInvalid(let why): return "401: the JWT failed verification" + (why.map { " (\($0))" } ?? "")
+        case .jwtUnknownIssuer(let issuer):
+            return "401: no RequestAuthentication rule for this workload accepts issuer \(issuer ?? "<none>")"
+        case .jwtKeysUnavailable(let uri): return "401: the issuer's JWKS could not be fetched from \(uri)"
+        case .jwtAudienceNotAllowed: return "403: the JWT's audience is not one the issuer's rule accepts"
+        case .jwtRequired: return "401: a JWT is required and none was found"
+        }
+    }
+
+    /// Renders the decision for the CLI: decision, status, policy, rule, mtls_mode, reason.
+    public func jsonObject(trace: ExplainTrace? = nil) -> [String: Any] {
+        var object: [String: Any] = [
+            "decision": decision.rawValue, "status": status, "mtls_mode": mtlsMode.rawValue, "reason": reason,
+            "policy": policy.map { $0 as Any } ?? NSNull(), "rule": rule.map { $0 as Any } ?? NSNull(),
+        ]
+        if !dryRun.isEmpty {
+            object["dry_run"] = dryRun.map {
+                ["policy": $0.policy, "action": $0.action.rawValue, "rule": $0.rule.map { $0 as Any } ?? NSNull(),
+                 "would_be": $0.wouldBe.rawValue] as [String: Any]
+            }
+        }
+        if let trace { object["explain"] = trace.jsonObject }
+        return object
+    }
+}

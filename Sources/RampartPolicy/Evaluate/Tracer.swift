@@ -1,0 +1,62 @@
+/// Receives evaluation events; the no-op version compiles away on the hot path.
+protocol Tracer {
+    mutating func peer(_ modes: PeerModes, mode: MTLSMode)
+    mutating func authn(_ providers: [JWTProvider], _ outcome: AuthnOutcome)
+    mutating func policy(_ policy: CompiledPolicy, _ rule: Int?, _ request: PreparedRequest)
+}
+
+/// Records nothing.
+struct NoTrace: Tracer {
+    @inline(__always) mutating func peer(_ modes: PeerModes, mode: MTLSMode) {}
+    @inline(__always) mutating func authn(_ providers: [JWTProvider], _ outcome: AuthnOutcome) {}
+    @inline(__always) mutating func policy(_ policy: CompiledPolicy, _ rule: Int?, _ request: PreparedRequest) {}
+}
+
+/// Records every step for `explain`.
+struct RecordingTrace: Tracer {
+    var steps: [ExplainTrace.PolicyStep] = []
+
+    mutating func peer(_ modes: PeerModes, mode: MTLSMode) {
+        let from = modes.sources.isEmpty ? "no PeerAuthentication applies" : modes.sources.joined(separator: " -> ")
+        steps.append(
+            ExplainTrace.PolicyStep(
+                policy: from, kind: "PeerAuthentication", dryRun: false, notes: ["effective mode \(mode.rawValue)"]))
+    }
+
+    mutating func authn(_ providers: [JWTProvider], _ outcome: AuthnOutcome) {
+        guard !providers.isEmpty else { return }
+        var notes = providers.map { "jwtRules[\($0.ruleIndex)] of \($0.policy): issuer \($0.rule.issuer)" }
+        if let rejection = outcome.rejection {
+            notes.append("rejected: \(rejection)")
+        } else if let principal = outcome.principal {
+            notes.append("request principal \(principal)")
+        } else {
+            notes.append("no token: no request principal")
+        }
+        steps.append(
+            ExplainTrace.PolicyStep(
+                policy: Set(providers.map(\.policy)).sorted().joined(separator: ", "), kind: "RequestAuthentication",
+                dryRun: false, notes: notes))
+    }
+
+    mutating func policy(_ policy: CompiledPolicy, _ rule: Int?, _ request: PreparedRequest) {
+        let dropHTTP = !request.isHTTP
+        var notes: [String] = []
+        if policy.rules.isEmpty { notes.append("no rules: matches nothing") }
+        for candidate in policy.rules {
+            let label = "rules[\(candidate.index)]"
+            if dropHTTP && policy.action == .allow && candidate.hasHTTPOnly {
+                notes.append("\(label): skipped on TCP (uses HTTP-only fields in an ALLOW policy)")
+            } else if let failure = candidate.firstFailure(request, dropHTTP: dropHTTP) {
+                notes.append("\(label): \(failure)")
+            } else {
+                let dropped = dropHTTP && candidate.hasHTTPOnly ? " (HTTP-only fields ignored on TCP)" : ""
+                notes.append("\(label): \(candidate.matchedFields(dropHTTP: dropHTTP))\(dropped)")
+                if candidate.index == rule { break }
+            }
+        }
+        steps.append(
+            ExplainTrace.PolicyStep(
+                policy: policy.name, kind: policy.action.rawValue, dryRun: policy.dryRun, notes: notes))
+    }
+}

@@ -1,0 +1,105 @@
+/// Everything that applies to one workload, resolved from a snapshot: the evaluator's hot path.
+///
+/// A proxy resolves this once per workload and calls `evaluate` per request; evaluation is pure,
+/// synchronous and touches only the policies selected for the workload.
+public struct WorkloadPolicies: Sendable {
+    let custom: [CompiledPolicy]
+    let deny: [CompiledPolicy]
+    let allow: [CompiledPolicy]
+    let audit: [CompiledPolicy]
+    let dryRun: [CompiledPolicy]
+    /// The JWT providers that apply.
+    public let providers: [JWTProvider]
+    /// The resolved mTLS modes.
+    public let peer: PeerModes
+
+    init(policies: [CompiledPolicy], providers: [JWTProvider], peer: PeerModes) {
+        let enforced = policies.filter { !$0.dryRun }
+        custom = enforced.filter { $0.action == .custom }
+        deny = enforced.filter { $0.action == .deny }
+        allow = enforced.filter { $0.action == .allow }
+        audit = enforced.filter { $0.action == .audit }
+        dryRun = policies.filter(\.dryRun)
+        self.providers = providers
+        self.peer = peer
+    }
+
+    /// The number of authorization policies that apply (enforced and dry-run).
+    public var policyCount: Int { custom.count + deny.count + allow.count + audit.count + dryRun.count }
+
+    /// Decides one request.
+    public func evaluate(_ request: AuthzRequest) -> Decision {
+        var trace = NoTrace()
+        return run(request, &trace)
+    }
+
+    /// Decides one request and records every policy and rule considered.
+    public func explain(_ request: AuthzRequest) -> (decision: Decision, trace: ExplainTrace) {
+        var trace = RecordingTrace()
+        let decision = run(request, &trace)
+        return (decision, ExplainTrace(steps: trace.steps))
+    }
+
+    private func run<T: Tracer>(_ request: AuthzRequest, _ trace: inout T) -> Decision {
+        let mode = peer.mode(port: request.destination.port)
+        trace.peer(peer, mode: mode)
+        if mode == .strict && !request.source.isMTLS {
+            return decided(.deny, 403, nil, nil, mode, .plaintextUnderStrict, [], [])
+        }
+        let authn = AuthnOutcome.evaluate(request, providers: providers)
+        trace.authn(providers, authn)
+        if let rejection = authn.rejection {
+            let status = rejection == .jwtAudienceNotAllowed ? 403 : 401
+            return decided(.deny, status, nil, nil, mode, rejection, [], [])
+        }
+        let prepared = PreparedRequest(request, peerIdentityVisible: mode != .disable, authn: authn)
+        let shadow = dryRun.isEmpty ? [] : shadowResults(prepared, &trace)
+        for policy in custom {
+            guard let rule = policy.firstMatch(prepared) else {
+                trace.policy(policy, nil, prepared)
+                continue
+            }
+            trace.policy(policy, rule, prepared)
+            switch request.extAuthz {
+            case .allow?: continue
+            case .deny?: return decided(.deny, 403, policy.name, rule, mode, .customDenied, shadow, [])
+            case nil: return decided(.deny, 403, policy.name, rule, mode, .customUnanswered, shadow, [])
+            }
+        }
+        for policy in deny {
+            let rule = policy.firstMatch(prepared)
+            trace.policy(policy, rule, prepared)
+            if let rule { return decided(.deny, 403, policy.name, rule, mode, .denyMatched, shadow, []) }
+        }
+        for policy in audit { trace.policy(policy, policy.firstMatch(prepared), prepared) }
+        let edits = authn.provider == nil ? [] : authn.headerEdits(request.jwt)
+        if allow.isEmpty {
+            return decided(.allow, 200, nil, nil, mode, .noAllowPolicy, shadow, edits)
+        }
+        for policy in allow {
+            let rule = policy.firstMatch(prepared)
+            trace.policy(policy, rule, prepared)
+            if let rule { return decided(.allow, 200, policy.name, rule, mode, .allowMatched, shadow, edits) }
+        }
+        return decided(.deny, 403, nil, nil, mode, .noAllowMatched, shadow, [])
+    }
+
+    private func shadowResults<T: Tracer>(_ request: PreparedRequest, _ trace: inout T) -> [Decision.DryRunResult] {
+        dryRun.map { policy in
+            let rule = policy.firstMatch(request)
+            trace.policy(policy, rule, request)
+            let wouldBe: Decision.Verdict = (policy.action == .deny) == (rule != nil) ? .deny : .allow
+            return Decision.DryRunResult(policy: policy.name, action: policy.action, rule: rule, wouldBe: wouldBe)
+        }
+    }
+
+    @inline(__always)
+    private func decided(
+        _ verdict: Decision.Verdict, _ status: Int, _ policy: String?, _ rule: Int?, _ mode: MTLSMode,
+        _ cause: Decision.Cause, _ shadow: [Decision.DryRunResult], _ edits: [HeaderEdit]
+    ) -> Decision {
+        Decision(
+            decision: verdict, status: status, policy: policy, rule: rule, mtlsMode: mode, cause: cause, dryRun: shadow,
+            headerEdits: edits)
+    }
+}

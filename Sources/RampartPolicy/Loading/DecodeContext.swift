@@ -1,0 +1,145 @@
+import Yams
+
+/// Reads typed values out of a Yams node tree, recording the line of every field path and
+/// reporting unknown fields and wrong types as diagnostics instead of throwing.
+final class DecodeContext {
+    let file: String
+    var resource: ResourceID?
+    private(set) var diagnostics: [Diagnostic] = []
+    private(set) var fieldLines: [String: Int] = [:]
+
+    init(file: String) {
+        self.file = file
+    }
+
+    static func line(of node: Node) -> Int { node.mark?.line ?? 0 }
+
+    func record(_ path: String, _ node: Node) {
+        fieldLines[path] = Self.line(of: node)
+    }
+
+    func report(_ code: DiagnosticCode, _ path: String, line: Int, _ message: String, fix: String) {
+        diagnostics.append(
+            Diagnostic(code: code, file: file, line: line, resource: resource, field: path, message: message, fix: fix)
+        )
+    }
+
+    func report(_ code: DiagnosticCode, _ path: String, _ node: Node, _ message: String, fix: String) {
+        report(code, path, line: Self.line(of: node), message, fix: fix)
+    }
+
+    /// Whether the node is YAML null (`~`, `null` or empty), which proto JSON treats as absent.
+    static func isNull(_ node: Node) -> Bool {
+        guard case .scalar(let scalar) = node, scalar.style == .plain else { return false }
+        return Resolver.default.resolveTag(of: node) == .null
+    }
+
+    static func typeName(_ node: Node) -> String {
+        switch node {
+        case .mapping: return "a mapping"
+        case .sequence: return "a list"
+        case .alias: return "an alias"
+        case .scalar(let scalar):
+            if scalar.style != .plain { return "a string" }
+            switch Resolver.default.resolveTag(of: node) {
+            case .int: return "an integer (\(scalar.string))"
+            case .float: return "a number (\(scalar.string))"
+            case .bool: return "a boolean (\(scalar.string))"
+            case .null: return "null"
+            default: return "a string"
+            }
+        }
+    }
+
+    private func wrongType(_ path: String, _ node: Node, expected: String, fix: String? = nil) {
+        report(
+            .wrongType, path, node, "expected \(expected), found \(Self.typeName(node))",
+            fix: fix ?? "write \(expected) here (quote numbers and booleans that are meant as strings)")
+    }
+
+    /// A mapping's entries; unknown keys are reported and dropped.
+    func mapping(_ node: Node, _ path: String, allowed: Set<String>?, what: String) -> [(key: String, value: Node)]? {
+        record(path, node)
+        guard case .mapping(let mapping) = node else {
+            wrongType(path, node, expected: "a mapping (\(what))")
+            return nil
+        }
+        var entries: [(key: String, value: Node)] = []
+        for (keyNode, value) in mapping {
+            guard case .scalar(let key) = keyNode else {
+                wrongType(path, keyNode, expected: "a string key")
+                continue
+            }
+            let childPath = path.isEmpty ? key.string : "\(path).\(key.string)"
+            if let allowed, !allowed.contains(key.string) {
+                let known = allowed.sorted().joined(separator: ", ")
+                report(
+                    .unknownField, childPath, keyNode, "\(what) has no field \"\(key.string)\"; known fields: \(known)",
+                    fix: "remove the field or correct its spelling (field names are camelCase)")
+                continue
+            }
+            record(childPath, keyNode)
+            entries.append((key.string, value))
+        }
+        return entries
+    }
+
+    /// A string scalar; numbers and booleans written without quotes are wrong types.
+    func string(_ node: Node, _ path: String) -> String? {
+        record(path, node)
+        guard case .scalar(let scalar) = node else {
+            wrongType(path, node, expected: "a string")
+            return nil
+        }
+        if scalar.style == .plain {
+            let tag = Resolver.default.resolveTag(of: node)
+            if tag == .int || tag == .float || tag == .bool || tag == .null {
+                wrongType(path, node, expected: "a string")
+                return nil
+            }
+        }
+        return scalar.string
+    }
+
+    /// A boolean scalar.
+    func bool(_ node: Node, _ path: String) -> Bool? {
+        record(path, node)
+        guard case .scalar(let scalar) = node, scalar.style == .plain,
+            Resolver.default.resolveTag(of: node) == .bool
+        else {
+            wrongType(path, node, expected: "a boolean (true or false)")
+            return nil
+        }
+        return ["true", "yes", "on", "y"].contains(scalar.string.lowercased())
+    }
+
+    /// A list's items, with the path of each.
+    func list(_ node: Node, _ path: String) -> [(path: String, node: Node)]? {
+        record(path, node)
+        guard case .sequence(let sequence) = node else {
+            wrongType(path, node, expected: "a list")
+            return nil
+        }
+        return sequence.enumerated().map { index, item in
+            let itemPath = "\(path)[\(index)]"
+            record(itemPath, item)
+            return (itemPath, item)
+        }
+    }
+
+    /// A list of strings.
+    func stringList(_ node: Node, _ path: String) -> [String]? {
+        guard let items = list(node, path) else { return nil }
+        return items.compactMap { string($0.node, $0.path) }
+    }
+
+    /// A mapping of string to string (labels, annotations).
+    func stringMap(_ node: Node, _ path: String, what: String) -> [String: String]? {
+        guard let entries = mapping(node, path, allowed: nil, what: what) else { return nil }
+        var result: [String: String] = [:]
+        for (key, value) in entries {
+            if let string = string(value, "\(path).\(key)") { result[key] = string }
+        }
+        return result
+    }
+}

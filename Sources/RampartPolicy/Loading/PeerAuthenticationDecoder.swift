@@ -1,0 +1,56 @@
+import Yams
+
+/// Decodes the spec of a PeerAuthentication.
+struct PeerAuthenticationDecoder {
+    let context: DecodeContext
+
+    func decode(_ spec: Node?, metadata: ResourceMetadata, location: SourceLocation) -> PeerAuthentication? {
+        var selector: WorkloadSelector?
+        var mode = MTLSMode.unset
+        var ports: [Int: MTLSMode]?
+        if let spec {
+            let allowed: Set<String> = ["selector", "mtls", "portLevelMtls"]
+            for (key, value) in context.mapping(spec, "spec", allowed: allowed, what: "PeerAuthentication spec") ?? []
+            where !DecodeContext.isNull(value) {
+                let path = "spec.\(key)"
+                switch key {
+                case "selector": selector = context.selector(value, path)
+                case "mtls": mode = self.mode(value, path)
+                case "portLevelMtls":
+                    var map: [Int: MTLSMode] = [:]
+                    for (portText, modeNode) in context.mapping(value, path, allowed: nil, what: "portLevelMtls") ?? [] {
+                        let portPath = "\(path).\(portText)"
+                        guard let port = Int(portText) else {
+                            context.report(
+                                .badPort, portPath, modeNode, "port key \"\(portText)\" is not a number",
+                                fix: "key portLevelMtls by the workload's port number, such as 8080")
+                            continue
+                        }
+                        map[port] = self.mode(modeNode, portPath)
+                    }
+                    ports = map
+                default: break
+                }
+            }
+        }
+        return PeerAuthentication(
+            metadata: metadata, location: location, selector: selector, mode: mode, portLevelMTLS: ports)
+    }
+
+    private func mode(_ node: Node, _ path: String) -> MTLSMode {
+        var mode = MTLSMode.unset
+        for (key, value) in context.mapping(node, path, allowed: ["mode"], what: "an mTLS setting") ?? []
+        where !DecodeContext.isNull(value) {
+            let modePath = "\(path).\(key)"
+            guard let raw = context.string(value, modePath) else { continue }
+            guard let parsed = MTLSMode(rawValue: raw) else {
+                context.report(
+                    .badEnum, modePath, value, "unknown mTLS mode \"\(raw)\"; expected UNSET, DISABLE, PERMISSIVE or STRICT",
+                    fix: "use one of UNSET, DISABLE, PERMISSIVE, STRICT")
+                continue
+            }
+            mode = parsed
+        }
+        return mode
+    }
+}

@@ -1,0 +1,104 @@
+import Yams
+
+/// Decodes the spec of a RequestAuthentication.
+struct RequestAuthenticationDecoder {
+    let context: DecodeContext
+
+    func decode(_ spec: Node?, metadata: ResourceMetadata, location: SourceLocation) -> RequestAuthentication? {
+        var selector: WorkloadSelector?
+        var targetRef: PolicyTargetReference?
+        var targetRefs: [PolicyTargetReference] = []
+        var rules: [JWTRule] = []
+        if let spec {
+            let allowed: Set<String> = ["selector", "targetRef", "targetRefs", "jwtRules"]
+            for (key, value) in context.mapping(spec, "spec", allowed: allowed, what: "RequestAuthentication spec") ?? []
+            where !DecodeContext.isNull(value) {
+                let path = "spec.\(key)"
+                switch key {
+                case "selector": selector = context.selector(value, path)
+                case "targetRef": targetRef = context.targetRef(value, path)
+                case "targetRefs":
+                    targetRefs = (context.list(value, path) ?? []).compactMap { context.targetRef($0.node, $0.path) }
+                case "jwtRules":
+                    rules = (context.list(value, path) ?? []).map { jwtRule($0.node, $0.path) }
+                default: break
+                }
+            }
+        }
+        return RequestAuthentication(
+            metadata: metadata, location: location, selector: selector, targetRef: targetRef, targetRefs: targetRefs,
+            jwtRules: rules)
+    }
+
+    private static let ruleFields: Set<String> = [
+        "issuer", "audiences", "jwksUri", "jwks", "fromHeaders", "fromParams", "fromCookies", "outputPayloadToHeader",
+        "forwardOriginalToken", "outputClaimToHeaders", "timeout", "spaceDelimitedClaims", "presence",
+    ]
+
+    private func jwtRule(_ node: Node, _ path: String) -> JWTRule {
+        var issuer = "", jwksURI = "", jwks = "", payloadHeader = ""
+        var audiences: [String] = [], params: [String] = [], cookies: [String] = [], spaceDelimited: [String] = []
+        var headers: [JWTRule.HeaderLocation] = []
+        var claimHeaders: [JWTRule.ClaimToHeader] = []
+        var forward = false
+        var timeout: Double?
+        var presence: JWTRule.Presence?
+        for (key, value) in context.mapping(node, path, allowed: Self.ruleFields, what: "a JWT rule") ?? []
+        where !DecodeContext.isNull(value) {
+            let fieldPath = "\(path).\(key)"
+            switch key {
+            case "issuer": issuer = context.string(value, fieldPath) ?? ""
+            case "audiences": audiences = context.stringList(value, fieldPath) ?? []
+            case "jwksUri": jwksURI = context.string(value, fieldPath) ?? ""
+            case "jwks": jwks = context.string(value, fieldPath) ?? ""
+            case "fromParams": params = context.stringList(value, fieldPath) ?? []
+            case "fromCookies": cookies = context.stringList(value, fieldPath) ?? []
+            case "spaceDelimitedClaims": spaceDelimited = context.stringList(value, fieldPath) ?? []
+            case "outputPayloadToHeader": payloadHeader = context.string(value, fieldPath) ?? ""
+            case "forwardOriginalToken": forward = context.bool(value, fieldPath) ?? false
+            case "fromHeaders":
+                headers = (context.list(value, fieldPath) ?? []).map { item in
+                    let pairs = pairs(item.node, item.path, allowed: ["name", "prefix"], what: "a token header")
+                    return JWTRule.HeaderLocation(name: pairs["name"] ?? "", prefix: pairs["prefix"] ?? "")
+                }
+            case "outputClaimToHeaders":
+                claimHeaders = (context.list(value, fieldPath) ?? []).map { item in
+                    let pairs = pairs(item.node, item.path, allowed: ["header", "claim"], what: "a claim-to-header entry")
+                    return JWTRule.ClaimToHeader(header: pairs["header"] ?? "", claim: pairs["claim"] ?? "")
+                }
+            case "timeout":
+                guard let text = context.string(value, fieldPath) else { continue }
+                guard let parsed = GoDuration.milliseconds(text) else {
+                    context.report(
+                        .badDuration, fieldPath, value, "\"\(text)\" is not a duration",
+                        fix: "write a duration such as 500ms, 5s or 1m")
+                    continue
+                }
+                timeout = parsed
+            case "presence":
+                guard let text = context.string(value, fieldPath) else { continue }
+                presence = JWTRule.Presence(rawValue: text)
+                if presence == nil {
+                    context.report(
+                        .badEnum, fieldPath, value, "unknown presence \"\(text)\"; expected OPTIONAL or REQUIRED",
+                        fix: "use OPTIONAL or REQUIRED")
+                }
+            default: break
+            }
+        }
+        return JWTRule(
+            issuer: issuer, audiences: audiences, jwksURI: jwksURI, jwks: jwks, fromHeaders: headers,
+            fromParams: params, fromCookies: cookies, outputPayloadToHeader: payloadHeader, forwardOriginalToken: forward,
+            outputClaimToHeaders: claimHeaders, timeoutMilliseconds: timeout, spaceDelimitedClaims: spaceDelimited,
+            presence: presence)
+    }
+
+    private func pairs(_ node: Node, _ path: String, allowed: Set<String>, what: String) -> [String: String] {
+        var result: [String: String] = [:]
+        for (key, value) in context.mapping(node, path, allowed: allowed, what: what) ?? []
+        where !DecodeContext.isNull(value) {
+            result[key] = context.string(value, "\(path).\(key)")
+        }
+        return result
+    }
+}

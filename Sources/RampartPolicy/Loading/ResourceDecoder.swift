@@ -1,0 +1,129 @@
+import Yams
+
+/// Turns one YAML document into a security resource, reporting every schema problem it finds.
+struct ResourceDecoder {
+    let context: DecodeContext
+
+    /// Decodes the document; `nil` when it is not a resource at all or has fatal schema errors.
+    func decode(_ root: Node) -> SecurityResource? {
+        let documentLine = DecodeContext.line(of: root)
+        guard case .mapping = root else {
+            context.report(
+                .notAResource, "", root, "a document must be a mapping with apiVersion, kind, metadata and spec",
+                fix: "write the resource as a YAML mapping")
+            return nil
+        }
+        let top = context.mapping(
+            root, "", allowed: ["apiVersion", "kind", "metadata", "spec", "status"], what: "a resource") ?? []
+        let fields = Dictionary(top.map { ($0.key, $0.value) }, uniquingKeysWith: { first, _ in first })
+        let apiVersion = fields["apiVersion"].flatMap { context.string($0, "apiVersion") } ?? ""
+        let kindName = fields["kind"].flatMap { context.string($0, "kind") } ?? ""
+        guard let kind = ResourceKind(rawValue: kindName), ResourceKind.apiVersions.contains(apiVersion) else {
+            let known = ResourceKind.allCases.map(\.rawValue).joined(separator: ", ")
+            context.report(
+                .unknownKind, kindName.isEmpty ? "kind" : "apiVersion", line: documentLine,
+                "unknown resource \(apiVersion.isEmpty ? "<no apiVersion>" : apiVersion) \(kindName.isEmpty ? "<no kind>" : kindName); expected apiVersion security.istio.io/v1 or v1beta1 with kind \(known)",
+                fix: "set apiVersion: security.istio.io/v1 and one of the supported kinds")
+            return nil
+        }
+        let metadata = decodeMetadata(fields["metadata"], kind: kind, line: documentLine)
+        context.resource = ResourceID(kind: kind, namespace: metadata.namespace, name: metadata.name)
+        let errorsBefore = context.diagnostics.count
+        let spec = fields["spec"].flatMap { DecodeContext.isNull($0) ? nil : $0 }
+        let resource: SecurityResource?
+        switch kind {
+        case .authorizationPolicy:
+            resource = AuthorizationPolicyDecoder(context: context)
+                .decode(spec, metadata: metadata, location: location(documentLine))
+                .map(SecurityResource.authorizationPolicy)
+        case .peerAuthentication:
+            resource = PeerAuthenticationDecoder(context: context)
+                .decode(spec, metadata: metadata, location: location(documentLine))
+                .map(SecurityResource.peerAuthentication)
+        case .requestAuthentication:
+            resource = RequestAuthenticationDecoder(context: context)
+                .decode(spec, metadata: metadata, location: location(documentLine))
+                .map(SecurityResource.requestAuthentication)
+        }
+        if context.diagnostics.count > errorsBefore, resource == nil { return nil }
+        // Rebuild with the final field lines (they were still being recorded while decoding).
+        return resource.map { rebind($0, location: location(documentLine)) }
+    }
+
+    private func location(_ line: Int) -> SourceLocation {
+        SourceLocation(file: context.file, line: line, fieldLines: context.fieldLines)
+    }
+
+    private func rebind(_ resource: SecurityResource, location: SourceLocation) -> SecurityResource {
+        switch resource {
+        case .authorizationPolicy(let p):
+            return .authorizationPolicy(
+                AuthorizationPolicy(
+                    metadata: p.metadata, location: location, selector: p.selector, targetRef: p.targetRef,
+                    targetRefs: p.targetRefs, action: p.actionGiven ? p.action : nil, provider: p.provider,
+                    rules: p.rules))
+        case .peerAuthentication(let p):
+            return .peerAuthentication(
+                PeerAuthentication(
+                    metadata: p.metadata, location: location, selector: p.selector, mode: p.mode,
+                    portLevelMTLS: p.portLevelMTLS))
+        case .requestAuthentication(let p):
+            return .requestAuthentication(
+                RequestAuthentication(
+                    metadata: p.metadata, location: location, selector: p.selector, targetRef: p.targetRef,
+                    targetRefs: p.targetRefs, jwtRules: p.jwtRules))
+        }
+    }
+
+    private func decodeMetadata(_ node: Node?, kind: ResourceKind, line: Int) -> ResourceMetadata {
+        guard let node, !DecodeContext.isNull(node) else {
+            context.report(
+                .badMetadata, "metadata", line: line, "\(kind.rawValue) has no metadata; a name is required",
+                fix: "add metadata: {name: ..., namespace: ...}")
+            return ResourceMetadata(name: "", namespace: nil)
+        }
+        let allowed: Set<String> = [
+            "name", "namespace", "annotations", "labels", "uid", "resourceVersion", "generation",
+            "creationTimestamp", "generateName", "ownerReferences", "finalizers", "managedFields",
+        ]
+        let entries = context.mapping(node, "metadata", allowed: allowed, what: "metadata") ?? []
+        var name = "", namespace: String?, annotations: [String: String] = [:], labels: [String: String] = [:]
+        for (key, value) in entries {
+            let path = "metadata.\(key)"
+            switch key {
+            case "name": name = context.string(value, path) ?? ""
+            case "namespace": namespace = context.string(value, path)
+            case "annotations": annotations = context.stringMap(value, path, what: "annotations") ?? [:]
+            case "labels": labels = context.stringMap(value, path, what: "labels") ?? [:]
+            default: break
+            }
+        }
+        return ResourceMetadata(name: name, namespace: namespace, annotations: annotations, labels: labels)
+    }
+}
+
+extension DecodeContext {
+    /// Decodes `selector: {matchLabels: ...}`.
+    func selector(_ node: Node, _ path: String) -> WorkloadSelector? {
+        if DecodeContext.isNull(node) { return nil }
+        let entries = mapping(node, path, allowed: ["matchLabels"], what: "a workload selector") ?? []
+        var labels: [String: String] = [:]
+        for (_, value) in entries where !DecodeContext.isNull(value) {
+            labels = stringMap(value, "\(path).matchLabels", what: "matchLabels") ?? [:]
+        }
+        return WorkloadSelector(matchLabels: labels)
+    }
+
+    /// Decodes one `targetRef`.
+    func targetRef(_ node: Node, _ path: String) -> PolicyTargetReference? {
+        guard
+            let entries = mapping(
+                node, path, allowed: ["group", "kind", "name", "namespace"], what: "a policy target reference")
+        else { return nil }
+        var values: [String: String] = [:]
+        for (key, value) in entries { values[key] = string(value, "\(path).\(key)") }
+        return PolicyTargetReference(
+            group: values["group"] ?? "", kind: values["kind"] ?? "", name: values["name"] ?? "",
+            namespace: values["namespace"])
+    }
+}

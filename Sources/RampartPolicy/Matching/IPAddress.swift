@@ -1,0 +1,112 @@
+/// An IPv4 or IPv6 address as 128 bits (IPv4 is kept apart from IPv4-mapped IPv6).
+public struct IPAddress: Sendable, Hashable, CustomStringConvertible {
+    /// The high 64 bits (zero for IPv4).
+    public let high: UInt64
+    /// The low 64 bits (the IPv4 address in the low 32 bits).
+    public let low: UInt64
+    /// Whether this is an IPv4 address.
+    public let isV4: Bool
+    /// The text it was parsed from.
+    public let description: String
+
+    /// Parses a dotted IPv4 or a colon-separated IPv6 address.
+    public init?(_ text: String) {
+        if text.contains(":") {
+            guard let (high, low) = Self.parseV6(text) else { return nil }
+            self.high = high
+            self.low = low
+            self.isV4 = false
+        } else {
+            guard let value = Self.parseV4(text) else { return nil }
+            self.high = 0
+            self.low = UInt64(value)
+            self.isV4 = true
+        }
+        self.description = text
+    }
+
+    static func parseV4(_ text: some StringProtocol) -> UInt32? {
+        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 4 else { return nil }
+        var value: UInt32 = 0
+        for part in parts {
+            guard !part.isEmpty, part.count <= 3, part.allSatisfy(\.isASCII), let octet = UInt32(part), octet < 256,
+                part == "0" || !part.hasPrefix("0")
+            else { return nil }
+            value = value << 8 | octet
+        }
+        return value
+    }
+
+    static func parseV6(_ text: String) -> (UInt64, UInt64)? {
+        var groups: [UInt16] = []
+        var gapAt: Int?
+        let halves = text.components(separatedBy: "::")
+        guard halves.count <= 2 else { return nil }
+        func parse(_ part: String) -> [UInt16]? {
+            if part.isEmpty { return [] }
+            var result: [UInt16] = []
+            let pieces = part.split(separator: ":", omittingEmptySubsequences: false)
+            for (index, piece) in pieces.enumerated() {
+                if index == pieces.count - 1, piece.contains(".") {
+                    guard let v4 = parseV4(piece) else { return nil }
+                    result += [UInt16(v4 >> 16), UInt16(v4 & 0xFFFF)]
+                } else {
+                    guard (1...4).contains(piece.count), let group = UInt16(piece, radix: 16) else { return nil }
+                    result.append(group)
+                }
+            }
+            return result
+        }
+        guard let head = parse(halves[0]) else { return nil }
+        groups = head
+        if halves.count == 2 {
+            guard let tail = parse(halves[1]), head.count + tail.count < 8 else { return nil }
+            gapAt = head.count
+            groups += Array(repeating: 0, count: 8 - head.count - tail.count) + tail
+        }
+        guard groups.count == 8, gapAt != nil || halves.count == 1 else { return nil }
+        let high = groups[0..<4].reduce(UInt64(0)) { $0 << 16 | UInt64($1) }
+        let low = groups[4..<8].reduce(UInt64(0)) { $0 << 16 | UInt64($1) }
+        return (high, low)
+    }
+}
+
+/// An IP block from a policy: one address or a CIDR range.
+public struct IPBlock: Sendable, Hashable {
+    /// The network address.
+    public let address: IPAddress
+    /// The prefix length (32 or 128 for a single address).
+    public let prefixLength: Int
+
+    /// Parses `10.0.0.1`, `10.0.0.0/8`, `2001:db8::/32`.
+    public init?(_ text: String) {
+        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count <= 2, let address = IPAddress(String(parts[0])) else { return nil }
+        let maximum = address.isV4 ? 32 : 128
+        if parts.count == 2 {
+            guard let length = Int(parts[1]), (0...maximum).contains(length), parts[1].allSatisfy(\.isNumber) else {
+                return nil
+            }
+            prefixLength = length
+        } else {
+            prefixLength = maximum
+        }
+        self.address = address
+    }
+
+    /// Whether `ip` lies in the block.
+    @inline(__always)
+    public func contains(_ ip: IPAddress) -> Bool {
+        guard ip.isV4 == address.isV4 else { return false }
+        if address.isV4 {
+            let mask: UInt64 = prefixLength == 0 ? 0 : (UInt64(0xFFFF_FFFF) << UInt64(32 - prefixLength)) & 0xFFFF_FFFF
+            return ip.low & mask == address.low & mask
+        }
+        let highBits = min(prefixLength, 64)
+        let lowBits = max(prefixLength - 64, 0)
+        let highMask: UInt64 = highBits == 0 ? 0 : ~UInt64(0) << UInt64(64 - highBits)
+        let lowMask: UInt64 = lowBits == 0 ? 0 : ~UInt64(0) << UInt64(64 - lowBits)
+        return ip.high & highMask == address.high & highMask && ip.low & lowMask == address.low & lowMask
+    }
+}

@@ -1,0 +1,109 @@
+/// Normalizes request paths the way Istio's default (`BASE`) normalization does before authorization.
+///
+/// BASE is RFC 3986 normalization as Envoy's `normalize_path` applies it: the query and fragment are
+/// dropped, backslashes become slashes, percent-encoded unreserved characters are decoded (so `%2E`
+/// is a dot), remaining escapes get upper-case hex, and `.`/`..` segments are resolved. Slashes are
+/// not merged and `%2F`/`%5C` stay encoded; those belong to the stronger MERGE_SLASHES and
+/// DECODE_AND_MERGE_SLASHES options.
+public enum PathNormalizer {
+    /// The normalized path; returns the input itself when nothing needs changing.
+    public static func normalize(_ raw: String) -> String {
+        var needsWork = false
+        var previous: UInt8 = 0
+        for byte in raw.utf8 {
+            switch byte {
+            case UInt8(ascii: "?"), UInt8(ascii: "#"), UInt8(ascii: "\\"), UInt8(ascii: "%"):
+                needsWork = true
+            case UInt8(ascii: ".") where previous == UInt8(ascii: "/"):
+                needsWork = true
+            default: break
+            }
+            if needsWork { break }
+            previous = byte
+        }
+        if !needsWork && raw.utf8.first == UInt8(ascii: "/") { return raw }
+        return slowNormalize(raw)
+    }
+
+    private static func slowNormalize(_ raw: String) -> String {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(raw.utf8.count + 1)
+        var input = Array(raw.utf8)
+        if let cut = input.firstIndex(where: { $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "#") }) {
+            input.removeSubrange(cut...)
+        }
+        var index = 0
+        while index < input.count {
+            let byte = input[index]
+            if byte == UInt8(ascii: "\\") {
+                bytes.append(UInt8(ascii: "/"))
+            } else if byte == UInt8(ascii: "%"), index + 2 < input.count,
+                let high = hex(input[index + 1]), let low = hex(input[index + 2])
+            {
+                let decoded = high << 4 | low
+                if isUnreserved(decoded) {
+                    bytes.append(decoded)
+                } else {
+                    bytes += [UInt8(ascii: "%"), upperHex(high), upperHex(low)]
+                }
+                index += 3
+                continue
+            } else {
+                bytes.append(byte)
+            }
+            index += 1
+        }
+        if bytes.first != UInt8(ascii: "/") { bytes.insert(UInt8(ascii: "/"), at: 0) }
+        return String(decoding: removeDotSegments(bytes), as: UTF8.self)
+    }
+
+    /// RFC 3986 section 5.2.4 on an absolute path.
+    static func removeDotSegments(_ path: [UInt8]) -> [UInt8] {
+        let segments = path.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false).dropFirst()
+        var output: [ArraySlice<UInt8>] = []
+        var trailingSlash = false
+        for (offset, segment) in segments.enumerated() {
+            let isLast = offset == segments.count - 1
+            if segment.elementsEqual([UInt8(ascii: ".")]) {
+                trailingSlash = isLast
+            } else if segment.elementsEqual([UInt8(ascii: "."), UInt8(ascii: ".")]) {
+                if !output.isEmpty { output.removeLast() }
+                trailingSlash = isLast
+            } else {
+                output.append(segment)
+                trailingSlash = false
+            }
+        }
+        var result: [UInt8] = []
+        for segment in output {
+            result.append(UInt8(ascii: "/"))
+            result += segment
+        }
+        if trailingSlash || result.isEmpty { result.append(UInt8(ascii: "/")) }
+        return result
+    }
+
+    private static func hex(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return byte - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): return byte - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): return byte - UInt8(ascii: "A") + 10
+        default: return nil
+        }
+    }
+
+    private static func upperHex(_ nibble: UInt8) -> UInt8 {
+        nibble < 10 ? UInt8(ascii: "0") + nibble : UInt8(ascii: "A") + nibble - 10
+    }
+
+    private static func isUnreserved(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+            UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"),
+            UInt8(ascii: "~"):
+            return true
+        default:
+            return false
+        }
+    }
+}

@@ -1,0 +1,79 @@
+/// A path template with `{*}` (exactly one non-empty segment) and `{**}` (anything, slashes included).
+///
+/// `/store/{**}/cart` matches `/store//cart` and `/store/a/b/cart`; `/allow/admin/{**}` needs the
+/// slash after `admin`. The template is split into tokens once, at compile time.
+public struct PathTemplate: Sendable, Hashable {
+    enum Token: Sendable, Hashable {
+        case literal([UInt8])
+        case oneSegment
+        case anything
+    }
+
+    let tokens: [Token]
+
+    /// Whether the text contains a template operator.
+    public static func isTemplate(_ path: String) -> Bool {
+        path.contains("{*}") || path.contains("{**}")
+    }
+
+    /// Compiles a template; call `isTemplate` and validate first.
+    public init(_ template: String) {
+        var tokens: [Token] = []
+        var literal: [UInt8] = []
+        var rest = Substring(template)
+        while !rest.isEmpty {
+            if rest.hasPrefix("{**}") {
+                if !literal.isEmpty { tokens.append(.literal(literal)) }
+                literal = []
+                tokens.append(.anything)
+                rest = rest.dropFirst(4)
+            } else if rest.hasPrefix("{*}") {
+                if !literal.isEmpty { tokens.append(.literal(literal)) }
+                literal = []
+                tokens.append(.oneSegment)
+                rest = rest.dropFirst(3)
+            } else {
+                literal += rest.first.map { Array(String($0).utf8) } ?? []
+                rest = rest.dropFirst()
+            }
+        }
+        if !literal.isEmpty { tokens.append(.literal(literal)) }
+        self.tokens = tokens
+    }
+
+    /// Whether the normalized path matches the template.
+    public func matches(_ path: String) -> Bool {
+        let utf8 = path.utf8
+        return utf8.withContiguousStorageIfAvailable { match(tokens[...], $0[...]) }
+            ?? match(tokens[...], Array(utf8)[...])
+    }
+
+    private func match(_ tokens: ArraySlice<Token>, _ input: Slice<UnsafeBufferPointer<UInt8>>) -> Bool {
+        guard let token = tokens.first else { return input.isEmpty }
+        let rest = tokens.dropFirst()
+        switch token {
+        case .literal(let bytes):
+            guard input.starts(with: bytes) else { return false }
+            return match(rest, input.dropFirst(bytes.count))
+        case .oneSegment:
+            var length = 0
+            for byte in input {
+                if byte == UInt8(ascii: "/") { break }
+                length += 1
+                if match(rest, input.dropFirst(length)) { return true }
+            }
+            return false
+        case .anything:
+            var length = 0
+            while length <= input.count {
+                if match(rest, input.dropFirst(length)) { return true }
+                length += 1
+            }
+            return false
+        }
+    }
+
+    private func match(_ tokens: ArraySlice<Token>, _ input: ArraySlice<UInt8>) -> Bool {
+        input.withUnsafeBufferPointer { match(tokens, $0[...]) }
+    }
+}

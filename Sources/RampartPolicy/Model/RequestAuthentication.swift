@@ -1,0 +1,120 @@
+/// An Istio RequestAuthentication: which JWT issuers a workload accepts and how tokens are found.
+public struct RequestAuthentication: Sendable, Hashable {
+    /// Name, namespace and annotations.
+    public let metadata: ResourceMetadata
+    /// Where the resource was read from.
+    public let location: SourceLocation
+    /// The workload selector, if any.
+    public let selector: WorkloadSelector?
+    /// `targetRef`, if given.
+    public let targetRef: PolicyTargetReference?
+    /// `targetRefs`, if given.
+    public let targetRefs: [PolicyTargetReference]
+    /// The JWT rules.
+    public let jwtRules: [JWTRule]
+
+    /// Creates a request authentication.
+    public init(
+        metadata: ResourceMetadata, location: SourceLocation, selector: WorkloadSelector?,
+        targetRef: PolicyTargetReference?, targetRefs: [PolicyTargetReference], jwtRules: [JWTRule]
+    ) {
+        self.metadata = metadata
+        self.location = location
+        self.selector = selector
+        self.targetRef = targetRef
+        self.targetRefs = targetRefs
+        self.jwtRules = jwtRules
+    }
+
+    /// The identifier used in diagnostics.
+    public var id: ResourceID {
+        ResourceID(kind: .requestAuthentication, namespace: metadata.namespace, name: metadata.name)
+    }
+}
+
+/// One `jwtRules` entry: an issuer, its keys, where its tokens are and what to forward.
+public struct JWTRule: Sendable, Hashable {
+    /// A header a token is read from, with the prefix stripped before it.
+    public struct HeaderLocation: Sendable, Hashable {
+        /// The header name.
+        public let name: String
+        /// The prefix before the token, such as `Bearer `.
+        public let prefix: String
+
+        /// Creates a header location.
+        public init(name: String, prefix: String) {
+            self.name = name
+            self.prefix = prefix
+        }
+    }
+
+    /// A claim copied into a request header.
+    public struct ClaimToHeader: Sendable, Hashable {
+        /// The header to set.
+        public let header: String
+        /// The claim (dots address nested claims).
+        public let claim: String
+
+        /// Creates a claim-to-header mapping.
+        public init(header: String, claim: String) {
+            self.header = header
+            self.claim = claim
+        }
+    }
+
+    /// Whether a token from this rule is required (`presence`).
+    public enum Presence: String, Sendable, Hashable {
+        case optional = "OPTIONAL"
+        case required = "REQUIRED"
+    }
+
+    /// The expected `iss`.
+    public let issuer: String
+    /// Accepted `aud` values; empty accepts any.
+    public let audiences: [String]
+    /// Where the JWKS is fetched from.
+    public let jwksURI: String
+    /// An inline JWKS document.
+    public let jwks: String
+    /// Headers to read the token from.
+    public let fromHeaders: [HeaderLocation]
+    /// Query parameters to read the token from.
+    public let fromParams: [String]
+    /// Cookies to read the token from.
+    public let fromCookies: [String]
+    /// The header to put the base64url payload in.
+    public let outputPayloadToHeader: String
+    /// Whether the original token is forwarded upstream.
+    public let forwardOriginalToken: Bool
+    /// Claims copied into headers.
+    public let outputClaimToHeaders: [ClaimToHeader]
+    /// The JWKS fetch timeout in milliseconds, if given.
+    public let timeoutMilliseconds: Double?
+    /// Claims whose string value is split on spaces, in addition to `scope` and `permission`.
+    public let spaceDelimitedClaims: [String]
+    /// Whether a token is required.
+    public let presence: Presence?
+
+    /// Creates a JWT rule.
+    public init(
+        issuer: String, audiences: [String] = [], jwksURI: String = "", jwks: String = "",
+        fromHeaders: [HeaderLocation] = [], fromParams: [String] = [], fromCookies: [String] = [],
+        outputPayloadToHeader: String = "", forwardOriginalToken: Bool = false,
+        outputClaimToHeaders: [ClaimToHeader] = [], timeoutMilliseconds: Double? = nil,
+        spaceDelimitedClaims: [String] = [], presence: Presence? = nil
+    ) {
+        self.issuer = issuer
+        self.audiences = audiences
+        self.jwksURI = jwksURI
+        self.jwks = jwks
+        self.fromHeaders = fromHeaders
+        self.fromParams = fromParams
+        self.fromCookies = fromCookies
+        self.outputPayloadToHeader = outputPayloadToHeader
+        self.forwardOriginalToken = forwardOriginalToken
+        self.outputClaimToHeaders = outputClaimToHeaders
+        self.timeoutMilliseconds = timeoutMilliseconds
+        self.spaceDelimitedClaims = spaceDelimitedClaims
+        self.presence = presence
+    }
+}

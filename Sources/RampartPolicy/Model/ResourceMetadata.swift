@@ -1,0 +1,22 @@
+/// The metadata block of a resource: name, namespace and annotations.
+public struct ResourceMetadata: Sendable, Hashable {
+    /// The resource name.
+    public let name: String
+    /// The namespace, `default` when absent.
+    public let namespace: String
+    /// The annotations, such as `istio.io/dry-run`.
+    public let annotations: [String: String]
+    /// The labels (kept for completeness; policies do not use them).
+    public let labels: [String: String]
+
+    /// The annotation that turns a policy into a dry run.
+    public static let dryRunAnnotation = "istio.io/dry-run"
+
+    /// Creates metadata.
+    public init(name: String, namespace: String?, annotations: [String: String] = [:], labels: [String: String] = [:]) {
+        self.name = name
+        self.namespace = namespace ?? "default"
+        self.annotations = annotations
+        self.labels = labels
+    }
+}

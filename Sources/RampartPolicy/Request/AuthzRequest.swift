@@ -1,0 +1,104 @@
+/// One request (or TCP connection) to authorize, in the schema of the conformance corpus.
+public struct AuthzRequest: Sendable, Hashable {
+    /// The application protocol.
+    public enum TransportProtocol: String, Sendable, Hashable {
+        case http = "HTTP"
+        case tcp = "TCP"
+    }
+
+    /// The ext-authz provider's answer for CUSTOM policies.
+    public enum ExtAuthzAnswer: String, Sendable, Hashable {
+        case allow
+        case deny
+    }
+
+    /// The peer.
+    public struct Source: Sendable, Hashable {
+        /// The SPIFFE ID without `spiffe://`; `nil` means no verified peer certificate.
+        public let principal: String?
+        /// The namespace the caller claims (the principal's namespace wins when both exist).
+        public let namespace: String?
+        /// The peer's address (`source.ip`, `ipBlocks`).
+        public let ip: String?
+        /// The original client's address (`remote.ip`, `remoteIpBlocks`); defaults to `ip`.
+        public let remoteIP: String?
+        /// Whether the connection used mTLS; `nil` means "mTLS exactly when a principal is given".
+        public let mtls: Bool?
+
+        /// Creates a source.
+        public init(
+            principal: String? = nil, namespace: String? = nil, ip: String? = nil, remoteIP: String? = nil,
+            mtls: Bool? = nil
+        ) {
+            self.principal = principal
+            self.namespace = namespace
+            self.ip = ip
+            self.remoteIP = remoteIP
+            self.mtls = mtls
+        }
+
+        /// Whether the connection is mutual TLS.
+        public var isMTLS: Bool { mtls ?? (principal != nil) }
+    }
+
+    /// The workload receiving the request.
+    public struct Destination: Sendable, Hashable {
+        /// Its namespace.
+        public let namespace: String
+        /// Its labels.
+        public let labels: [String: String]
+        /// The workload port.
+        public let port: Int?
+        /// Its address.
+        public let ip: String?
+
+        /// Creates a destination.
+        public init(namespace: String, labels: [String: String] = [:], port: Int? = nil, ip: String? = nil) {
+            self.namespace = namespace
+            self.labels = labels
+            self.port = port
+            self.ip = ip
+        }
+    }
+
+    /// HTTP or TCP.
+    public let transport: TransportProtocol
+    /// The peer.
+    public let source: Source
+    /// The workload.
+    public let destination: Destination
+    /// The HTTP method.
+    public let method: String?
+    /// The Host/:authority.
+    public let host: String?
+    /// The raw path, possibly with a query.
+    public let path: String?
+    /// Request headers, keyed by lower-case name.
+    public let headers: [String: String]
+    /// The ext-authz answer for CUSTOM policies.
+    public let extAuthz: ExtAuthzAnswer?
+    /// The TLS server name.
+    public let sni: String?
+    /// The JWT outcome, `nil` when no token.
+    public let jwt: JWTOutcome?
+
+    /// Creates a request; header names are lower-cased.
+    public init(
+        transport: TransportProtocol = .http, source: Source = Source(), destination: Destination,
+        method: String? = nil, host: String? = nil, path: String? = nil, headers: [String: String] = [:],
+        extAuthz: ExtAuthzAnswer? = nil, sni: String? = nil, jwt: JWTOutcome? = nil
+    ) {
+        self.transport = transport
+        self.source = source
+        self.destination = destination
+        self.method = method
+        self.host = host
+        self.path = path
+        var lowered: [String: String] = [:]
+        for (name, value) in headers { lowered[name.lowercased()] = value }
+        self.headers = lowered
+        self.extAuthz = extAuthz
+        self.sni = sni
+        self.jwt = jwt
+    }
+}

@@ -1,0 +1,69 @@
+import Foundation
+
+/// A JSON value inside a JWT payload.
+public enum ClaimValue: Sendable, Hashable {
+    case string(String)
+    case number(Double)
+    case bool(Bool)
+    case array([ClaimValue])
+    case object([String: ClaimValue])
+    case null
+
+    /// Converts a value produced by Yams or JSONSerialization.
+    public init(any value: Any?) {
+        switch value {
+        case let string as String: self = .string(string)
+        case let bool as Bool: self = .bool(bool)
+        case let int as Int: self = .number(Double(int))
+        case let double as Double: self = .number(double)
+        case let array as [Any]: self = .array(array.map { ClaimValue(any: $0) })
+        case let object as [String: Any]: self = .object(object.mapValues { ClaimValue(any: $0) })
+        default: self = .null
+        }
+    }
+
+    /// The member at `key` of an object.
+    public subscript(key: String) -> ClaimValue? {
+        if case .object(let members) = self { return members[key] }
+        return nil
+    }
+
+    /// The value at a path of object keys.
+    public func value(at path: [String]) -> ClaimValue? {
+        var current: ClaimValue? = self
+        for key in path { current = current?[key] }
+        return current
+    }
+
+    /// The string forms Istio matches against: a string, or the strings of a list.
+    public var matchableStrings: [String] {
+        switch self {
+        case .string(let string): return [string]
+        case .array(let items):
+            return items.compactMap { if case .string(let string) = $0 { return string } else { return nil } }
+        default: return []
+        }
+    }
+
+    /// A JSON-compatible representation.
+    public var jsonObject: Any {
+        switch self {
+        case .string(let string): return string
+        case .number(let number): return number == number.rounded() && abs(number) < 1e15 ? Int(number) : number
+        case .bool(let bool): return bool
+        case .array(let items): return items.map(\.jsonObject)
+        case .object(let members): return members.mapValues(\.jsonObject)
+        case .null: return NSNull()
+        }
+    }
+
+    /// The header value Envoy writes for a claim: strings as-is, numbers and booleans as text.
+    public var headerValue: String? {
+        switch self {
+        case .string(let string): return string
+        case .number(let number): return number == number.rounded() ? String(Int(number)) : String(number)
+        case .bool(let bool): return bool ? "true" : "false"
+        default: return nil
+        }
+    }
+}

@@ -1,0 +1,45 @@
+/// The outcome of looking for and verifying a JWT, as the authentication layer hands it to policy.
+///
+/// The corpus gives this abstractly; in the proxy, RampartAuthn extracts the token from the
+/// locations `JWTProvider` lists, verifies its signature against the issuer's JWKS and fills this in.
+/// Policy then decides which issuers and audiences the workload accepts and what the token grants.
+public struct JWTOutcome: Sendable, Hashable {
+    /// Whether a token was found in a configured location.
+    public let present: Bool
+    /// Whether the token verified (signature, expiry); `false` means 401.
+    public let valid: Bool
+    /// The payload claims, when known.
+    public let claims: ClaimValue?
+    /// `iss/sub`, when the verifier computed it.
+    public let requestPrincipal: String?
+    /// Where the token was found (for explanations).
+    public let location: String?
+    /// The raw token, when given.
+    public let raw: String?
+    /// Why verification failed, when it did.
+    public let failure: String?
+
+    /// Creates an outcome.
+    public init(
+        present: Bool, valid: Bool = true, claims: ClaimValue? = nil, requestPrincipal: String? = nil,
+        location: String? = nil, raw: String? = nil, failure: String? = nil
+    ) {
+        self.present = present
+        self.valid = valid
+        self.claims = claims
+        self.requestPrincipal = requestPrincipal
+        self.location = location
+        self.raw = raw
+        self.failure = failure
+    }
+
+    /// No token.
+    public static let absent = JWTOutcome(present: false)
+
+    /// The `iss` claim, or the part of the request principal before its first `/`.
+    public var issuer: String? {
+        if case .string(let issuer)? = claims?["iss"] { return issuer }
+        guard let principal = requestPrincipal, let slash = principal.firstIndex(of: "/") else { return nil }
+        return String(principal[..<slash])
+    }
+}

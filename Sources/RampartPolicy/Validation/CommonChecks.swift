@@ -1,0 +1,105 @@
+/// Checks shared by the three kinds: metadata, selectors, target references, IPs, ports, wildcards.
+enum CommonChecks {
+    static func metadata(_ metadata: ResourceMetadata, _ reporter: inout Reporter) {
+        if metadata.name.isEmpty {
+            reporter.add(.badMetadata, "metadata.name", "the resource has no name", fix: "set metadata.name")
+        } else if !isDNSSubdomain(metadata.name) {
+            reporter.add(
+                .badMetadata, "metadata.name",
+                "name \"\(metadata.name)\" is not a DNS-1123 subdomain (lower-case letters, digits, '-' and '.')",
+                fix: "rename the resource, for example \(metadata.name.lowercased())")
+        }
+        if !isDNSLabel(metadata.namespace) {
+            reporter.add(
+                .badMetadata, "metadata.namespace", "namespace \"\(metadata.namespace)\" is not a DNS-1123 label",
+                fix: "use a namespace of lower-case letters, digits and '-'")
+        }
+    }
+
+    static func selector(_ selector: WorkloadSelector?, _ path: String, _ reporter: inout Reporter) {
+        guard let selector else { return }
+        if selector.matchLabels.isEmpty {
+            reporter.add(
+                .emptySelector, path, "the selector has no labels, so it selects every workload in the namespace",
+                fix: "add matchLabels, or remove the selector to make the namespace-wide intent explicit")
+        }
+        for (key, value) in selector.matchLabels.sorted(by: { $0.key < $1.key }) {
+            let field = "\(path).matchLabels"
+            if key.isEmpty {
+                reporter.add(
+                    .badSelector, field, "a label key is empty (value \"\(value)\")",
+                    fix: "give every matchLabels entry a key such as app")
+            } else if key.contains("*") || value.contains("*") {
+                reporter.add(
+                    .badSelector, "\(field).\(key)", "wildcards are not supported in selector labels (\(key)=\(value))",
+                    fix: "list the exact label value")
+            }
+        }
+    }
+
+    static func targets(
+        selector: WorkloadSelector?, targetRef: PolicyTargetReference?, targetRefs: [PolicyTargetReference],
+        _ reporter: inout Reporter
+    ) {
+        if selector != nil && (targetRef != nil || !targetRefs.isEmpty) {
+            reporter.add(
+                .badTargetRef, "spec.selector", "selector and targetRef/targetRefs are both set; only one may be",
+                fix: "keep either the selector or the target references")
+        }
+        if targetRef != nil && !targetRefs.isEmpty {
+            reporter.add(
+                .badTargetRef, "spec.targetRefs", "targetRef and targetRefs are both set; only one may be",
+                fix: "move the single targetRef into targetRefs")
+        }
+        let all = (targetRef.map { [("spec.targetRef", $0)] } ?? [])
+            + targetRefs.enumerated().map { ("spec.targetRefs[\($0.offset)]", $0.element) }
+        let allowed = [("", "Service"), ("networking.istio.io", "ServiceEntry"),
+                       ("gateway.networking.k8s.io", "Gateway"), ("gateway.networking.k8s.io", "GatewayClass")]
+        for (path, ref) in all {
+            if let namespace = ref.namespace, !namespace.isEmpty {
+                reporter.add(
+                    .badTargetRef, "\(path).namespace",
+                    "targetRef namespace \"\(namespace)\" is set; references may not cross namespaces",
+                    fix: "remove the namespace field; the policy's own namespace is used")
+            }
+            if !allowed.contains(where: { $0.0 == ref.group && $0.1 == ref.kind }) {
+                reporter.add(
+                    .badTargetRef, "\(path).kind",
+                    "target \(ref.group.isEmpty ? "" : ref.group + "/")\(ref.kind) is not attachable; expected Service, networking.istio.io ServiceEntry, or gateway.networking.k8s.io Gateway or GatewayClass",
+                    fix: "point the reference at a Gateway, GatewayClass, Service or ServiceEntry")
+            }
+            if ref.name.isEmpty {
+                reporter.add(.badTargetRef, "\(path).name", "the target reference has no name", fix: "set name")
+            }
+        }
+    }
+
+    static func isValidIPOrCIDR(_ text: String) -> Bool { IPBlock(text) != nil }
+
+    static func isValidPort(_ text: String) -> Bool {
+        guard let port = Int(text), text.allSatisfy(\.isNumber) else { return false }
+        return (0...65535).contains(port)
+    }
+
+    /// Whether `*` appears anywhere but as the first or last character.
+    static func hasInnerWildcard(_ value: String) -> Bool {
+        guard value.count > 2 else { return false }
+        return value.dropFirst().dropLast().contains("*")
+    }
+
+    static func isDNSLabel(_ text: String) -> Bool {
+        guard (1...63).contains(text.count), let first = text.first, let last = text.last else { return false }
+        return text.allSatisfy { ($0.isLowercase && $0.isASCII) || $0.isNumber || $0 == "-" } && first != "-"
+            && last != "-"
+    }
+
+    static func isDNSSubdomain(_ text: String) -> Bool {
+        text.count <= 253 && text.split(separator: ".", omittingEmptySubsequences: false).allSatisfy {
+            isDNSLabel(String($0))
+        }
+    }
+
+    static func isHeaderName(_ text: String) -> Bool {
+        !text.isEmpty && text.allSatisfy { ($0.isLetter || $0.isNumber) && $0.isASCII || $0 == "-" || $0 == "_" }
+    }
+}

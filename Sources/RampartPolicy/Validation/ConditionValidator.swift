@@ -1,0 +1,80 @@
+/// Validates one `when` condition: its key, its values and whether CUSTOM may use it.
+struct ConditionValidator {
+    let action: AuthorizationPolicy.Action
+    let path: String
+
+    func validate(_ condition: RuleCondition, _ reporter: inout Reporter) {
+        let key = condition.key
+        if key.isEmpty {
+            reporter.add(.badCondition, "\(path).key", "the condition has no key", fix: "set key, e.g. request.headers[x-id]")
+            return
+        }
+        if condition.values.isEmpty && condition.notValues.isEmpty {
+            reporter.add(
+                .badCondition, path, "condition on \(key) has neither values nor notValues",
+                fix: "add values or notValues")
+        }
+        if let problem = keyProblem(key) {
+            reporter.add(.badCondition, "\(path).key", problem.message, fix: problem.fix)
+            return
+        }
+        if action == .custom && (key == "source.namespace" || key == "source.principal" || key.hasPrefix("request.auth.")) {
+            reporter.add(
+                .unsupportedWithCustom, "\(path).key", "condition key \(key) cannot be used in a CUSTOM policy",
+                fix: "move this condition to an ALLOW or DENY policy")
+        }
+        for (name, values) in [("values", condition.values), ("notValues", condition.notValues)] where !values.isEmpty {
+            checkValues(key, values, field: "\(path).\(name)", &reporter)
+        }
+    }
+
+    private func checkValues(_ key: String, _ values: [String], field: String, _ reporter: inout Reporter) {
+        if values.contains("") {
+            reporter.add(.emptyValue, field, "the list holds an empty string", fix: "remove the empty value")
+        }
+        switch key {
+        case "source.ip", "remote.ip", "destination.ip":
+            for value in values where !value.isEmpty && !CommonChecks.isValidIPOrCIDR(value) {
+                reporter.add(
+                    .badIP, field, "\"\(value)\" is not an IP address or CIDR block for \(key)",
+                    fix: "write an address like 10.0.0.1 or a block like 10.0.0.0/16")
+            }
+        case "destination.port":
+            for value in values where !value.isEmpty && !CommonChecks.isValidPort(value) {
+                reporter.add(
+                    .badPort, field, "\"\(value)\" is not a port number in 0-65535",
+                    fix: "write the port as a quoted number, e.g. \"8080\"")
+            }
+        default:
+            for value in values where CommonChecks.hasInnerWildcard(value) {
+                reporter.add(
+                    .badWildcard, field, "\"\(value)\" has a * in the middle; a wildcard may only lead or trail",
+                    fix: "use a prefix (abc*) or suffix (*abc) pattern, or list the values")
+            }
+        }
+    }
+
+    private func keyProblem(_ key: String) -> (message: String, fix: String)? {
+        if key == "destination.namespace" {
+            return ("destination.namespace is not a condition; the policy's namespace already scopes it",
+                    "move the policy to that namespace instead")
+        }
+        if key.hasPrefix("destination.labels") {
+            return ("destination.labels is not a condition; the workload selector replaces it",
+                    "use spec.selector.matchLabels instead")
+        }
+        if key == "destination.name" || key == "destination.user" {
+            return ("\(key) was removed from the API and is not supported", "match on source or operation fields instead")
+        }
+        let mapped = ["request.headers", "request.auth.claims", "experimental.envoy.filters."]
+        if let base = mapped.first(where: { key.hasPrefix($0) }), Attribute.forConditionKey(key) == nil {
+            return ("key \(key) must have the form \(base.hasSuffix(".") ? base + "<filter>" : base)[name] with a non-empty name",
+                    "write the key like request.headers[x-user] or request.auth.claims[groups]")
+        }
+        if Attribute.forConditionKey(key) == nil {
+            return ("unknown condition key \(key)",
+                    "use a supported key: request.headers[..], source.ip, remote.ip, source.namespace, source.principal, request.auth.principal, request.auth.audiences, request.auth.presenter, request.auth.claims[..], destination.ip, destination.port, connection.sni, experimental.envoy.filters.*")
+        }
+        return nil
+    }
+}

@@ -1,0 +1,82 @@
+/// Rampart's own stable codes for policy findings; tests and tooling branch on these, never on wording.
+public enum DiagnosticCode: String, Sendable, Hashable, CaseIterable {
+    /// The file could not be read or is not YAML.
+    case unreadable = "RP001"
+    /// A document is not a mapping with apiVersion and kind.
+    case notAResource = "RP002"
+    /// The apiVersion/kind pair is not one Rampart's policy module reads.
+    case unknownKind = "RP003"
+    /// A field that the schema does not define.
+    case unknownField = "RP004"
+    /// A value of the wrong YAML type.
+    case wrongType = "RP005"
+    /// A required value is missing or empty.
+    case missingValue = "RP006"
+    /// A value outside its enumeration.
+    case badEnum = "RP007"
+    /// metadata.name or namespace is malformed.
+    case badMetadata = "RP008"
+    /// A workload selector that is malformed.
+    case badSelector = "RP010"
+    /// A selector given without labels: it selects every workload.
+    case emptySelector = "RP011"
+    /// A targetRef/targetRefs problem.
+    case badTargetRef = "RP012"
+    /// The action and provider do not fit together.
+    case badAction = "RP020"
+    /// A DENY or CUSTOM policy without rules.
+    case missingRules = "RP021"
+    /// A field the CUSTOM action cannot use.
+    case unsupportedWithCustom = "RP022"
+    /// The dry-run annotation is malformed or not allowed here.
+    case badDryRun = "RP023"
+    /// An empty from/to/source/operation.
+    case emptyClause = "RP024"
+    /// An empty string in a value list.
+    case emptyValue = "RP025"
+    /// An IP address or CIDR block that does not parse.
+    case badIP = "RP026"
+    /// A port that is not an integer in 0...65535 (1...65535 where stated).
+    case badPort = "RP027"
+    /// serviceAccounts combined with namespaces/principals, or a malformed service account.
+    case badServiceAccount = "RP028"
+    /// A `when` condition with a bad or unknown key, or no values.
+    case badCondition = "RP029"
+    /// A wildcard in the middle of a value.
+    case badWildcard = "RP030"
+    /// An unsupported path template.
+    case badPathTemplate = "RP031"
+    /// A JWT rule with a missing issuer/JWKS or a bad JWKS URI.
+    case badJWTRule = "RP040"
+    /// A JWKS document that does not parse.
+    case badJWKS = "RP041"
+    /// A JWKS holding private key material.
+    case privateJWKS = "RP042"
+    /// A header name that is not a valid HTTP header token.
+    case badHeaderName = "RP043"
+    /// A duration that is malformed or too small.
+    case badDuration = "RP044"
+    /// Port-level mTLS on a policy without a selector, or an empty port map.
+    case badPortLevelMTLS = "RP050"
+    /// A DENY rule whose HTTP-only conditions make it deny all TCP traffic.
+    case denyAllOnTCP = "RP060"
+    /// A selector that matches none of the known workloads.
+    case selectsNothing = "RP061"
+    /// A wildcard in the middle of a value, which is matched literally.
+    case literalWildcard = "RP062"
+    /// Several mesh/namespace/workload PeerAuthentications compete; only one is used.
+    case conflictingPeerAuthentication = "RP063"
+    /// A policy with targetRefs that Rampart does not attach to sidecar workloads.
+    case targetNotEnforced = "RP064"
+
+    /// The severity a finding with this code has unless stated otherwise.
+    public var defaultSeverity: Diagnostic.Severity {
+        switch self {
+        case .emptySelector, .privateJWKS, .denyAllOnTCP, .selectsNothing, .literalWildcard,
+            .conflictingPeerAuthentication, .targetNotEnforced:
+            return .warning
+        default:
+            return .error
+        }
+    }
+}

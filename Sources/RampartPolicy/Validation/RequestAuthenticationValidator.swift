@@ -1,0 +1,89 @@
+import Foundation
+
+/// Validates a RequestAuthentication the way Istio's admission webhook does.
+enum RequestAuthenticationValidator {
+    static func validate(_ policy: RequestAuthentication) -> [Diagnostic] {
+        var reporter = Reporter(resource: policy.id, location: policy.location)
+        CommonChecks.metadata(policy.metadata, &reporter)
+        CommonChecks.selector(policy.selector, "spec.selector", &reporter)
+        CommonChecks.targets(
+            selector: policy.selector, targetRef: policy.targetRef, targetRefs: policy.targetRefs, &reporter)
+        if policy.metadata.annotations[ResourceMetadata.dryRunAnnotation] != nil {
+            reporter.add(
+                .badDryRun, "metadata.annotations.\(ResourceMetadata.dryRunAnnotation)",
+                "RequestAuthentication does not support dry run", fix: "remove the istio.io/dry-run annotation")
+        }
+        for (index, rule) in policy.jwtRules.enumerated() {
+            check(rule, path: "spec.jwtRules[\(index)]", &reporter)
+        }
+        return reporter.diagnostics
+    }
+
+    private static func check(_ rule: JWTRule, path: String, _ reporter: inout Reporter) {
+        if rule.issuer.isEmpty && rule.jwksURI.isEmpty {
+            reporter.add(
+                .badJWTRule, path, "the JWT rule has neither issuer nor jwksUri",
+                fix: "set issuer (and jwksUri or jwks) for the token issuer")
+        }
+        if rule.audiences.contains("") {
+            reporter.add(.emptyValue, "\(path).audiences", "an audience is an empty string", fix: "remove the empty audience")
+        }
+        if !rule.jwksURI.isEmpty {
+            let scheme = rule.jwksURI.components(separatedBy: "://").first ?? ""
+            if !rule.jwksURI.contains("://") || (scheme != "http" && scheme != "https") {
+                reporter.add(
+                    .badJWTRule, "\(path).jwksUri", "jwksUri \"\(rule.jwksURI)\" must use the http or https scheme",
+                    fix: "write the full URL, e.g. https://issuer.example.com/.well-known/jwks.json")
+            }
+        }
+        if !rule.jwks.isEmpty { checkJWKS(rule.jwks, field: "\(path).jwks", &reporter) }
+        for (offset, header) in rule.fromHeaders.enumerated() where header.name.isEmpty {
+            reporter.add(
+                .missingValue, "\(path).fromHeaders[\(offset)].name", "a token header has an empty name",
+                fix: "name the header, e.g. {name: x-jwt-assertion, prefix: \"Bearer \"}")
+        }
+        for (name, values) in [("fromParams", rule.fromParams), ("fromCookies", rule.fromCookies)] where values.contains("") {
+            reporter.add(.emptyValue, "\(path).\(name)", "the list holds an empty name", fix: "remove the empty value")
+        }
+        if !rule.outputPayloadToHeader.isEmpty && !CommonChecks.isHeaderName(rule.outputPayloadToHeader) {
+            reporter.add(
+                .badHeaderName, "\(path).outputPayloadToHeader",
+                "\"\(rule.outputPayloadToHeader)\" is not a valid header name (letters, digits, '-' and '_')",
+                fix: "pick a header name such as x-jwt-payload")
+        }
+        for (offset, mapping) in rule.outputClaimToHeaders.enumerated() {
+            let field = "\(path).outputClaimToHeaders[\(offset)]"
+            if !CommonChecks.isHeaderName(mapping.header) {
+                reporter.add(
+                    .badHeaderName, "\(field).header",
+                    "\"\(mapping.header)\" is not a valid header name (letters, digits, '-' and '_')",
+                    fix: "pick a header name such as x-jwt-sub")
+            }
+            if mapping.claim.isEmpty {
+                reporter.add(.missingValue, "\(field).claim", "the claim name is empty", fix: "name the claim, e.g. sub")
+            }
+        }
+        if let timeout = rule.timeoutMilliseconds, timeout < 1 {
+            reporter.add(
+                .badDuration, "\(path).timeout", "timeout must be at least 1ms", fix: "use a timeout such as 5s")
+        }
+    }
+
+    private static func checkJWKS(_ text: String, field: String, _ reporter: inout Reporter) {
+        guard let data = text.data(using: .utf8),
+            let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+            let keys = object["keys"] as? [[String: Any]], keys.allSatisfy({ $0["kty"] is String })
+        else {
+            reporter.add(
+                .badJWKS, field, "jwks is not a JSON Web Key Set ({\"keys\": [{\"kty\": ...}, ...]})",
+                fix: "paste the issuer's JWKS document, or use jwksUri")
+            return
+        }
+        let privateMembers = ["d", "p", "q", "dp", "dq", "qi"]
+        for (index, key) in keys.enumerated() where privateMembers.contains(where: { key[$0] != nil }) {
+            reporter.add(
+                .privateJWKS, field, "key \(index) of the JWKS includes private key material",
+                fix: "publish only the public members (n, e / x, y) of the key")
+        }
+    }
+}

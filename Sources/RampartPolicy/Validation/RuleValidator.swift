@@ -1,0 +1,158 @@
+/// Validates one AuthorizationPolicy rule: its sources, operations and conditions.
+struct RuleValidator {
+    let action: AuthorizationPolicy.Action
+    let prefix: String
+    let index: Int
+
+    private static let customForbiddenSources: Set<String> = [
+        "principals", "notPrincipals", "requestPrincipals", "notRequestPrincipals", "namespaces", "notNamespaces",
+        "serviceAccounts", "notServiceAccounts",
+    ]
+    private static let ipFields: Set<String> = ["ipBlocks", "notIpBlocks", "remoteIpBlocks", "notRemoteIpBlocks"]
+
+    func validate(_ rule: AuthorizationRule, _ reporter: inout Reporter) {
+        if let from = rule.from {
+            if from.isEmpty { emptyClause("\(prefix).from", "from", &reporter) }
+            for (offset, source) in from.enumerated() {
+                let path = "\(prefix).from[\(offset)]"
+                guard let source else {
+                    reporter.add(
+                        .emptyClause, path, "from entry \(offset) of rule \(index) has no source",
+                        fix: "write the entry as - source: {principals: [...]} or remove it")
+                    continue
+                }
+                if source.fields.isEmpty {
+                    reporter.add(
+                        .emptyClause, "\(path).source", "the source of rule \(index) sets no field",
+                        fix: "set at least one source field, or remove the from entry to match any source")
+                }
+                checkSource(source, path: "\(path).source", &reporter)
+            }
+        }
+        if let to = rule.to {
+            if to.isEmpty { emptyClause("\(prefix).to", "to", &reporter) }
+            for (offset, operation) in to.enumerated() {
+                let path = "\(prefix).to[\(offset)]"
+                guard let operation else {
+                    reporter.add(
+                        .emptyClause, path, "to entry \(offset) of rule \(index) has no operation",
+                        fix: "write the entry as - operation: {paths: [...]} or remove it")
+                    continue
+                }
+                if operation.fields.isEmpty {
+                    reporter.add(
+                        .emptyClause, "\(path).operation", "the operation of rule \(index) sets no field",
+                        fix: "set at least one operation field, or remove the to entry to match any operation")
+                }
+                checkOperation(operation, path: "\(path).operation", &reporter)
+            }
+        }
+        for (offset, condition) in (rule.when ?? []).enumerated() {
+            ConditionValidator(action: action, path: "\(prefix).when[\(offset)]").validate(condition, &reporter)
+        }
+    }
+
+    private func emptyClause(_ path: String, _ name: String, _ reporter: inout Reporter) {
+        reporter.add(
+            .emptyClause, path, "`\(name)` of rule \(index) is an empty list",
+            fix: "remove `\(name)` to match anything, or add entries")
+    }
+
+    private func checkSource(_ source: RuleSource, path: String, _ reporter: inout Reporter) {
+        for name in RuleSource.fieldNames {
+            guard let values = source.fields[name] else { continue }
+            let field = "\(path).\(name)"
+            checkValues(values, field: field, &reporter)
+            if action == .custom && Self.customForbiddenSources.contains(name) {
+                reporter.add(
+                    .unsupportedWithCustom, field, "\(name) cannot be used in a CUSTOM policy",
+                    fix: "match on ipBlocks, remoteIpBlocks or operation fields, or move this rule to an ALLOW/DENY policy")
+            }
+            if Self.ipFields.contains(name) {
+                for value in values where !value.isEmpty && !CommonChecks.isValidIPOrCIDR(value) {
+                    reporter.add(
+                        .badIP, field, "\"\(value)\" is not an IP address or CIDR block",
+                        fix: "write an address like 10.0.0.1 or a block like 10.0.0.0/16")
+                }
+            }
+            if name == "serviceAccounts" || name == "notServiceAccounts" {
+                for value in values where !value.isEmpty { checkServiceAccount(value, field: field, &reporter) }
+            }
+        }
+        let hasSA = source.fields["serviceAccounts"] != nil || source.fields["notServiceAccounts"] != nil
+        if hasSA && (source.fields["namespaces"] != nil || source.fields["principals"] != nil) {
+            reporter.add(
+                .badServiceAccount, "\(path).serviceAccounts",
+                "serviceAccounts cannot be combined with namespaces or principals in one source",
+                fix: "use serviceAccounts alone, or express the identity with principals")
+        }
+    }
+
+    private func checkServiceAccount(_ value: String, field: String, _ reporter: inout Reporter) {
+        if value.contains("*") {
+            reporter.add(
+                .badServiceAccount, field, "service account \"\(value)\" contains a wildcard, which is not allowed",
+                fix: "list each service account as namespace/name, or use principals with a wildcard")
+            return
+        }
+        let parts = value.split(separator: "/", omittingEmptySubsequences: false)
+        if parts.count != 2 || parts.contains(where: \.isEmpty) {
+            reporter.add(
+                .badServiceAccount, field, "service account \"\(value)\" is not of the form namespace/name",
+                fix: "write it as <namespace>/<service-account>, e.g. default/productpage")
+        }
+    }
+
+    private func checkOperation(_ operation: RuleOperation, path: String, _ reporter: inout Reporter) {
+        for name in RuleOperation.fieldNames {
+            guard let values = operation.fields[name] else { continue }
+            let field = "\(path).\(name)"
+            checkValues(values, field: field, &reporter, paths: name.hasSuffix("aths"))
+            if name == "ports" || name == "notPorts" {
+                for value in values where !value.isEmpty && !CommonChecks.isValidPort(value) {
+                    reporter.add(
+                        .badPort, field, "\"\(value)\" is not a port number in 0-65535",
+                        fix: "write the port as a quoted number, e.g. \"8080\"")
+                }
+            }
+            if name == "paths" || name == "notPaths" {
+                for value in values where PathTemplate.isTemplate(value) {
+                    if let problem = PathTemplateRules.problem(value) {
+                        reporter.add(
+                            .badPathTemplate, field, "path template \"\(value)\" is not supported: \(problem)",
+                            fix: "use {*} for one segment and {**} for the rest, each as a whole segment, {**} last")
+                    }
+                }
+            }
+        }
+    }
+
+    private func checkValues(_ values: [String], field: String, _ reporter: inout Reporter, paths: Bool = false) {
+        if values.contains("") {
+            reporter.add(.emptyValue, field, "the list holds an empty string", fix: "remove the empty value")
+        }
+        for value in values where !paths && CommonChecks.hasInnerWildcard(value) {
+            reporter.add(
+                .literalWildcard, field,
+                "\"\(value)\" has a * in the middle; only a leading or trailing * is a wildcard, so it matches literally",
+                fix: "use a prefix (abc*) or suffix (*abc) pattern")
+        }
+    }
+}
+
+/// Rules for `{*}`/`{**}` path templates.
+enum PathTemplateRules {
+    /// What is wrong with a template, or `nil`.
+    static func problem(_ template: String) -> String? {
+        var sawAnything = false
+        for segment in template.split(separator: "/", omittingEmptySubsequences: false) {
+            let isOperator = segment == "{*}" || segment == "{**}"
+            if isOperator && sawAnything { return "{**} must be the last operator" }
+            if segment == "{**}" { sawAnything = true }
+            if !isOperator && (segment.contains("*") || segment.contains("{") || segment.contains("}")) {
+                return "segment \"\(segment)\" mixes a wildcard or brace with literal text"
+            }
+        }
+        return nil
+    }
+}

@@ -1,0 +1,62 @@
+import ArgumentParser
+import Foundation
+import RampartPolicy
+
+/// `rampart analyze`: validates Istio security resources the way Istio's webhook does, and warns
+/// about policies that will not do what they seem to mean.
+struct Analyze: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "analyze",
+        abstract: "Validate AuthorizationPolicy, PeerAuthentication and RequestAuthentication YAML and warn about policies that cannot match as intended.",
+        discussion: """
+            Every finding has a code (RPnnn), a severity, file:line, the resource, the field path, what was wrong and how \
+            to fix it. The exit status is 1 when there is at least one error, 0 otherwise (warnings alone do not fail).
+            """
+    )
+
+    @Argument(help: ArgumentHelp("YAML files or folders (every .yaml/.yml/.json file inside, recursively).", valueName: "path"))
+    var paths: [String]
+
+    @Option(help: ArgumentHelp("A YAML/JSON list of known workloads ([{namespace, labels}]): selectors that match none of them are reported.", valueName: "file"))
+    var workloads: String?
+
+    @Option(help: "The mesh's root namespace, whose policies apply mesh-wide.")
+    var rootNamespace: String = "istio-system"
+
+    @Flag(help: "Print one JSON object: {\"errors\": N, \"warnings\": N, \"diagnostics\": [...]}.")
+    var json = false
+
+    func validate() throws {
+        guard !paths.isEmpty else { throw ValidationError("give at least one YAML file or folder to analyze") }
+    }
+
+    func run() throws {
+        var known: [Workload]?
+        if let workloads {
+            do {
+                known = try Workload.list(from: PlainYAML.parse(file: workloads))
+            } catch {
+                throw ValidationError("--workloads \(workloads): \(error)")
+            }
+        }
+        let diagnostics = PolicyEngine.analyze(paths: paths, workloads: known, rootNamespace: rootNamespace)
+        let errors = diagnostics.filter { $0.severity == .error }.count
+        let warnings = diagnostics.count - errors
+        if json {
+            let object: [String: Any] = ["errors": errors, "warnings": warnings, "diagnostics": PolicyEngine.renderJSON(diagnostics)]
+            print(try JSONText.render(object))
+        } else {
+            if !diagnostics.isEmpty { print(PolicyEngine.renderHuman(diagnostics)) }
+            print("\(errors) error\(errors == 1 ? "" : "s"), \(warnings) warning\(warnings == 1 ? "" : "s") in \(paths.joined(separator: ", "))")
+        }
+        if errors > 0 { throw ExitCode(1) }
+    }
+}
+
+/// Renders JSON-compatible values with sorted keys.
+enum JSONText {
+    static func render(_ object: Any) throws -> String {
+        let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes])
+        return String(decoding: data, as: UTF8.self)
+    }
+}

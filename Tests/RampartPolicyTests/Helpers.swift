@@ -1,0 +1,40 @@
+import RampartPolicy
+
+/// Builds engines and requests for unit tests.
+enum Fixture {
+    static func engine(_ yaml: String, root: String = "istio-system") -> PolicyEngine {
+        PolicyEngine(yaml: yaml, options: SnapshotOptions(rootNamespace: root))
+    }
+
+    static func http(
+        principal: String? = "cluster.local/ns/ns1/sa/a", namespace: String = "ns1", labels: [String: String] = ["app": "b"],
+        port: Int = 8080, method: String = "GET", path: String = "/", host: String = "b.ns1", headers: [String: String] = [:]
+    ) -> AuthzRequest {
+        AuthzRequest(
+            transport: .http, source: AuthzRequest.Source(principal: principal),
+            destination: AuthzRequest.Destination(namespace: namespace, labels: labels, port: port), method: method,
+            host: host, path: path, headers: headers)
+    }
+
+    static func tcp(principal: String? = "cluster.local/ns/ns1/sa/a", port: Int = 9000, labels: [String: String] = ["app": "b"])
+        -> AuthzRequest
+    {
+        AuthzRequest(
+            transport: .tcp, source: AuthzRequest.Source(principal: principal),
+            destination: AuthzRequest.Destination(namespace: "ns1", labels: labels, port: port))
+    }
+
+    static func policy(_ name: String, action: String = "ALLOW", namespace: String = "ns1", extra: String = "", rules: String)
+        -> String
+    {
+        """
+        apiVersion: security.istio.io/v1
+        kind: AuthorizationPolicy
+        metadata: {name: \(name), namespace: \(namespace)\(extra)}
+        spec:
+          action: \(action)
+          rules:
+        \(rules)
+        """
+    }
+}

@@ -1,0 +1,77 @@
+import RampartPolicy
+import Testing
+
+@Suite("loading and validation")
+struct LoadingTests {
+    @Test("reports an unknown field with file, line, resource and field path")
+    func unknownField() throws {
+        let yaml = """
+            apiVersion: security.istio.io/v1
+            kind: AuthorizationPolicy
+            metadata: {name: p, namespace: ns1}
+            spec:
+              rules:
+              - to:
+                - operation:
+                    method: [GET]
+            """
+        let result = PolicyLoader.load(yaml: yaml, file: "p.yaml")
+        let diagnostic = try #require(result.diagnostics.first)
+        #expect(diagnostic.code == .unknownField)
+        #expect(diagnostic.file == "p.yaml" && diagnostic.line == 8)
+        #expect(diagnostic.field == "spec.rules[0].to[0].operation.method")
+        #expect(diagnostic.resource == ResourceID(kind: .authorizationPolicy, namespace: "ns1", name: "p"))
+        #expect(diagnostic.description.hasPrefix("p.yaml:8: error RP004: AuthorizationPolicy ns1/p spec.rules[0].to[0].operation.method:"))
+    }
+
+    @Test("reports a wrong type at its line")
+    func wrongType() throws {
+        let yaml = """
+            apiVersion: security.istio.io/v1
+            kind: AuthorizationPolicy
+            metadata: {name: p}
+            spec:
+              rules:
+              - to: [{operation: {ports: [8080]}}]
+            """
+        let diagnostic = try #require(PolicyLoader.load(yaml: yaml, file: "p.yaml").diagnostics.first)
+        #expect(diagnostic.code == .wrongType && diagnostic.line == 6)
+        #expect(diagnostic.field == "spec.rules[0].to[0].operation.ports[0]")
+        #expect(diagnostic.resource?.namespace == "default")
+    }
+
+    @Test("rejects an unknown kind or apiVersion")
+    func unknownKind() {
+        let result = PolicyLoader.load(yaml: "apiVersion: security.istio.io/v2\nkind: AuthorizationPolicy\nmetadata: {name: p}\n---\napiVersion: security.istio.io/v1\nkind: Sidecar\nmetadata: {name: s}\n", file: "k.yaml")
+        #expect(result.resources.isEmpty)
+        #expect(result.diagnostics.map(\.code) == [.unknownKind, .unknownKind])
+        #expect(result.diagnostics.map(\.line) == [1, 5])
+    }
+
+    @Test("validation points at the offending field's line")
+    func validationLine() throws {
+        let yaml = """
+            apiVersion: security.istio.io/v1
+            kind: AuthorizationPolicy
+            metadata: {name: p, namespace: ns1}
+            spec:
+              rules:
+              - from:
+                - source:
+                    ipBlocks: ["1.2.3.4", "ip1"]
+            """
+        let loaded = PolicyLoader.load(yaml: yaml, file: "v.yaml")
+        let diagnostic = try #require(PolicyAnalyzer.validate(loaded.resources).first)
+        #expect(diagnostic.code == .badIP && diagnostic.line == 8)
+        #expect(diagnostic.field == "spec.rules[0].from[0].source.ipBlocks")
+    }
+
+    @Test("warns when a selector matches no known workload")
+    func selectsNothing() {
+        let loaded = PolicyLoader.load(
+            yaml: "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: p, namespace: ns1}\nspec:\n  selector: {matchLabels: {app: ghost}}\n")
+        let diagnostics = PolicyAnalyzer.analyze(loaded.resources, workloads: [Workload(namespace: "ns1", labels: ["app": "b"])])
+        #expect(diagnostics.map(\.code) == [.selectsNothing])
+        #expect(diagnostics.first?.severity == .warning)
+    }
+}

@@ -1,0 +1,50 @@
+import RampartPolicy
+import Testing
+
+@Suite("string, path and IP matching")
+struct MatchingTests {
+    @Test("matches exact, prefix, suffix and presence patterns", arguments: [
+        ("abc", "abc", true), ("abc", "abcd", false), ("abc*", "abcd", true), ("abc*", "abc", true),
+        ("*abc", "xabc", true), ("*abc", "abcx", false), ("*", "anything", true), ("*", "", false),
+    ])
+    func stringForms(pattern: String, value: String, expected: Bool) {
+        #expect(StringMatcher(pattern).matches(value) == expected)
+    }
+
+    @Test("compares hosts without regard to case")
+    func hostsIgnoreCase() {
+        #expect(StringMatcher("*.Suffix.b.com", ignoreCase: true).matches("deny.suffix.b.com"))
+        #expect(StringMatcher("prefix.b.*", ignoreCase: true).matches("prefix.b.com"))
+    }
+
+    @Test("normalizes paths as Istio's BASE option does", arguments: [
+        ("/allow?param=value", "/allow"), ("/public/../private", "/private"), ("/public/%2E%2E/private", "/private"),
+        ("/public/%2e/%2e%2e/private", "/private"), ("/a\\b", "/a/b"), ("/store//cart", "/store//cart"),
+        ("/a/%2Fb", "/a/%2Fb"), ("/a/%7e", "/a/~"), ("/a/./b/", "/a/b/"), ("/..", "/"), ("/plain", "/plain"),
+    ])
+    func normalization(raw: String, normalized: String) {
+        #expect(PathNormalizer.normalize(raw) == normalized)
+    }
+
+    @Test("matches {*} against one non-empty segment and {**} against anything", arguments: [
+        ("/allow/admin/{**}", "/allow/admin/", true), ("/allow/admin/{**}", "/allow/admin", false),
+        ("/foo/{*}/bar/{**}", "/foo/buzz/bar/bat.txt", true), ("/foo/{*}/bar/{**}", "/foo//bar/bat.txt", false),
+        ("/store/{**}/cart", "/store//cart", true), ("/store/{**}/cart", "/store/cart", false),
+        ("/store/{**}/cart", "/store/a/b/cart", true),
+    ])
+    func templates(template: String, path: String, expected: Bool) {
+        #expect(PathTemplate(template).matches(path) == expected)
+    }
+
+    @Test("matches IPv4 and IPv6 addresses against blocks")
+    func ipBlocks() throws {
+        let block = try #require(IPBlock("192.168.4.0/23"))
+        #expect(block.contains(try #require(IPAddress("192.168.5.233"))))
+        #expect(!block.contains(try #require(IPAddress("192.168.6.1"))))
+        let v6 = try #require(IPBlock("2001:db8::/32"))
+        #expect(v6.contains(try #require(IPAddress("2001:db8:1::5"))))
+        #expect(!v6.contains(try #require(IPAddress("10.0.0.1"))))
+        #expect(IPBlock("a.b.c.d") == nil)
+        #expect(IPBlock("10.0.0.0/33") == nil)
+    }
+}
