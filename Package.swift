@@ -69,7 +69,7 @@ let package = Package(
         .target(
             name: "RampartAuthn",
             dependencies: [
-                "RampartIdentity",
+                "RampartIdentity", "RampartPolicy",
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -80,7 +80,7 @@ let package = Package(
         .target(
             name: "RampartControlPlane",
             dependencies: [
-                "RampartIdentity", "RampartPKI", "RampartStore", "RampartAPI", "RampartAuthn",
+                "RampartIdentity", "RampartPKI", "RampartStore", "RampartAPI", "RampartAuthn", "RampartPolicy",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
@@ -150,7 +150,7 @@ let package = Package(
         ),
         .testTarget(
             name: "RampartAuthnTests",
-            dependencies: ["RampartAuthn", "RampartIdentity", .product(name: "JWTKit", package: "jwt-kit"), .product(name: "Crypto", package: "swift-crypto")]
+            dependencies: ["RampartAuthn", "RampartIdentity", "RampartPolicy", .product(name: "JWTKit", package: "jwt-kit"), .product(name: "Crypto", package: "swift-crypto")]
         ),
         .testTarget(
             name: "RampartAgentTests",
@@ -167,7 +167,7 @@ let package = Package(
         .testTarget(
             name: "RampartEndToEndTests",
             dependencies: [
-                "RampartControlPlane", "RampartPKI", "RampartStore", "RampartAPI",
+                "RampartControlPlane", "RampartPKI", "RampartStore", "RampartAPI", "RampartPolicy",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "X509", package: "swift-certificates"),
