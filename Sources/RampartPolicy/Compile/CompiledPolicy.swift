@@ -1,5 +1,7 @@
 /// An AuthorizationPolicy compiled for evaluation: its rules as checks, plus where it applies.
-struct CompiledPolicy: Sendable {
+///
+/// A class so the per-request loops pass policies by reference instead of copying their fields.
+final class CompiledPolicy: Sendable {
     let id: ResourceID
     /// `namespace/name`, precomputed so decisions do not allocate it.
     let name: String
@@ -25,12 +27,13 @@ struct CompiledPolicy: Sendable {
     /// The first matching rule index, or `nil`.
     @inline(__always)
     func firstMatch(_ request: PreparedRequest) -> Int? {
-        if request.isHTTP {
-            for rule in rules where rule.matches(request, dropHTTP: false) { return rule.index }
-        } else {
-            for rule in tcpRules where rule.matches(request, dropHTTP: true) { return rule.index }
+        let dropHTTP = !request.isHTTP
+        return (dropHTTP ? tcpRules : rules).withUnsafeBufferPointer { candidates in
+            for index in candidates.indices where candidates[index].matches(request, dropHTTP: dropHTTP) {
+                return candidates[index].index
+            }
+            return nil
         }
-        return nil
     }
 
     static func compile(_ rule: AuthorizationRule, index: Int) -> CompiledRule {

@@ -1,6 +1,6 @@
 /// A rule compiled to checks: `from` and `to` are lists of ANDed checks (ORed with each other),
-/// `when` is one ANDed list.
-struct CompiledRule: Sendable {
+/// `when` is one ANDed list. A class so the per-request loops do not copy its fields.
+final class CompiledRule: Sendable {
     let index: Int
     let froms: [[Check]]
     let tos: [[Check]]
@@ -24,18 +24,30 @@ struct CompiledRule: Sendable {
     /// CUSTOM); ALLOW rules with HTTP-only checks are filtered out before this is called.
     @inline(__always)
     func matches(_ request: PreparedRequest, dropHTTP: Bool) -> Bool {
-        if !froms.isEmpty && !froms.contains(where: { Self.all($0, request, dropHTTP) }) { return false }
-        if !tos.isEmpty && !tos.contains(where: { Self.all($0, request, dropHTTP) }) { return false }
+        if !froms.isEmpty && !Self.any(froms, request, dropHTTP) { return false }
+        if !tos.isEmpty && !Self.any(tos, request, dropHTTP) { return false }
         return Self.all(whens, request, dropHTTP)
     }
 
+    /// Whether some list of checks all pass; elements are borrowed in place, not copied.
+    @inline(__always)
+    static func any(_ lists: [[Check]], _ request: PreparedRequest, _ dropHTTP: Bool) -> Bool {
+        lists.withUnsafeBufferPointer { lists in
+            for index in lists.indices where all(lists[index], request, dropHTTP) { return true }
+            return false
+        }
+    }
+
+    /// Whether every check passes (HTTP-only ones skipped when `dropHTTP`).
     @inline(__always)
     static func all(_ checks: [Check], _ request: PreparedRequest, _ dropHTTP: Bool) -> Bool {
-        for check in checks {
-            if dropHTTP && check.attribute.isHTTPOnly { continue }
-            if !check.passes(request) { return false }
+        checks.withUnsafeBufferPointer { checks in
+            for index in checks.indices {
+                if dropHTTP && checks[index].attribute.isHTTPOnly { continue }
+                if !checks[index].passes(request) { return false }
+            }
+            return true
         }
-        return true
     }
 
     /// The first check that fails, for explanations; `nil` when the rule matches.

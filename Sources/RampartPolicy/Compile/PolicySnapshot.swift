@@ -22,6 +22,8 @@ public struct PolicySnapshot: Sendable {
     let authorization: ScopeIndex<CompiledPolicy>
     let requestAuthentication: ScopeIndex<[JWTProvider]>
     let peerAuthentications: [String: [(policy: PeerAuthentication, order: Int)]]
+    /// The policies of destinations already evaluated.
+    let cache: WorkloadCache
 
     /// Compiles resources; invalid ones should be filtered out with `PolicyAnalyzer` first.
     public init(resources: [SecurityResource], options: SnapshotOptions = SnapshotOptions()) {
@@ -57,6 +59,9 @@ public struct PolicySnapshot: Sendable {
         authorization = ScopeIndex(rootNamespace: options.rootNamespace, entries: authz)
         requestAuthentication = ScopeIndex(rootNamespace: options.rootNamespace, entries: authn)
         peerAuthentications = peers
+        var selectors = (authz.map(\.selectors) + authn.map(\.selectors)).flatMap { $0 ?? [] }
+        selectors += peers.values.joined().compactMap(\.policy.selector)
+        cache = WorkloadCache(keys: Set(selectors.flatMap(\.matchLabels.keys)).sorted())
     }
 
     /// Everything that applies to one workload, resolved once; hold it for the workload's lifetime.
@@ -73,13 +78,22 @@ public struct PolicySnapshot: Sendable {
         requestAuthentication.applicable(namespace: namespace, labels: labels).flatMap { $0 }
     }
 
-    /// Evaluates one request.
+    /// The destination's policies through the cache of destinations already seen.
+    @inline(__always)
+    func cachedWorkload(_ destination: AuthzRequest.Destination) -> WorkloadPolicies {
+        cache.policies(namespace: destination.namespace, labels: destination.labels) {
+            workload(namespace: $0, labels: $1)
+        }
+    }
+
+    /// Evaluates one request: finds the destination's policies (cached per namespace and selected
+    /// labels, see `WorkloadCache`) and decides.
     public func evaluate(_ request: AuthzRequest) -> Decision {
-        workload(namespace: request.destination.namespace, labels: request.destination.labels).evaluate(request)
+        cachedWorkload(request.destination).evaluate(request)
     }
 
     /// Evaluates one request and records why.
     public func explain(_ request: AuthzRequest) -> (decision: Decision, trace: ExplainTrace) {
-        workload(namespace: request.destination.namespace, labels: request.destination.labels).explain(request)
+        cachedWorkload(request.destination).explain(request)
     }
 }

@@ -25,16 +25,18 @@ struct AuthnOutcome: Sendable {
             return AuthnOutcome(principal: nil, claims: nil, provider: nil, rejection: .jwtInvalid(jwt.failure))
         }
         let issuer = jwt.issuer
-        let candidates = providers.filter { $0.accepts(issuer: issuer) }
-        guard !candidates.isEmpty else {
+        guard let firstCandidate = providers.first(where: { $0.accepts(issuer: issuer) }) else {
             return AuthnOutcome(principal: nil, claims: nil, provider: nil, rejection: .jwtUnknownIssuer(issuer))
         }
-        let withKeys = candidates.filter(\.keysAvailable)
-        guard !withKeys.isEmpty else {
+        guard providers.contains(where: { $0.accepts(issuer: issuer) && $0.keysAvailable }) else {
             return AuthnOutcome(
-                principal: nil, claims: nil, provider: nil, rejection: .jwtKeysUnavailable(candidates[0].rule.jwksURI))
+                principal: nil, claims: nil, provider: nil, rejection: .jwtKeysUnavailable(firstCandidate.rule.jwksURI))
         }
-        guard let provider = withKeys.first(where: { $0.acceptsAudience(jwt.claims) }) else {
+        guard
+            let provider = providers.first(where: {
+                $0.accepts(issuer: issuer) && $0.keysAvailable && $0.acceptsAudience(jwt.claims)
+            })
+        else {
             return AuthnOutcome(principal: nil, claims: nil, provider: nil, rejection: .jwtAudienceNotAllowed)
         }
         var principal = jwt.requestPrincipal

@@ -17,13 +17,15 @@ struct PreparedRequest {
     let sni: String?
     let headers: [String: String]
 
-    init(_ request: AuthzRequest, peerIdentityVisible: Bool, authn: AuthnOutcome) {
+    /// Prepares `request`; attributes outside `needs` are left `nil` because no check reads them.
+    init(_ request: AuthzRequest, peerIdentityVisible: Bool, authn: AuthnOutcome, needs: RequestNeeds = .all) {
         isHTTP = request.transport == .http
         if peerIdentityVisible, request.source.isMTLS, let principal = request.source.principal, !principal.isEmpty {
             self.principal = principal
             let workload = Self.istioWorkload(principal)
             namespace = workload?.namespace ?? request.source.namespace
-            serviceAccount = workload.map { "\($0.namespace)/\($0.serviceAccount)" }
+            serviceAccount =
+                needs.contains(.serviceAccount) ? workload.map { "\($0.namespace)/\($0.serviceAccount)" } : nil
         } else {
             principal = nil
             namespace = nil
@@ -31,11 +33,12 @@ struct PreparedRequest {
         }
         requestPrincipal = authn.principal
         claims = authn.claims
-        sourceIP = request.source.ip.flatMap(IPAddress.init)
-        remoteIP = (request.source.remoteIP ?? request.source.ip).flatMap(IPAddress.init)
-        destinationIP = request.destination.ip.flatMap(IPAddress.init)
+        sourceIP = needs.contains(.sourceIP) ? request.source.ip.flatMap(IPAddress.init) : nil
+        remoteIP =
+            needs.contains(.remoteIP) ? (request.source.remoteIP ?? request.source.ip).flatMap(IPAddress.init) : nil
+        destinationIP = needs.contains(.destinationIP) ? request.destination.ip.flatMap(IPAddress.init) : nil
         if let host = request.host {
-            self.host = host.utf8.contains(where: { $0 >= 65 && $0 <= 90 }) ? host.lowercased() : host
+            self.host = Self.hasUppercaseASCII(host) ? host.lowercased() : host
         } else {
             host = nil
         }
@@ -63,8 +66,54 @@ struct PreparedRequest {
 
     /// The namespace and service account of `<td>/ns/<ns>/sa/<sa>`.
     static func istioWorkload(_ principal: String) -> (namespace: String, serviceAccount: String)? {
+        let fast = principal.utf8.withContiguousStorageIfAvailable { bytes -> FastSplit in
+            var slashes = (0, 0, 0, 0)
+            var count = 0
+            for index in bytes.indices {
+                let byte = bytes[index]
+                if byte >= 0x80 { return .notASCII }
+                guard byte == UInt8(ascii: "/") else { continue }
+                switch count {
+                case 0: slashes.0 = index
+                case 1: slashes.1 = index
+                case 2: slashes.2 = index
+                case 3: slashes.3 = index
+                default: return .none
+                }
+                count += 1
+            }
+            func text(_ range: Range<Int>) -> String {
+                String(decoding: UnsafeBufferPointer(rebasing: bytes[range]), as: UTF8.self)
+            }
+            guard count == 4, bytes[(slashes.0 + 1)..<slashes.1].elementsEqual("ns".utf8),
+                bytes[(slashes.2 + 1)..<slashes.3].elementsEqual("sa".utf8)
+            else { return .none }
+            return .workload(text((slashes.1 + 1)..<slashes.2), text((slashes.3 + 1)..<bytes.count))
+        }
+        switch fast {
+        case .workload(let namespace, let serviceAccount)?: return (namespace, serviceAccount)
+        case .none?: return nil
+        case .notASCII?, nil: return splitIstioWorkload(principal)
+        }
+    }
+
+    /// The outcome of the byte-level split of an ASCII principal.
+    private enum FastSplit {
+        case workload(String, String)
+        case none
+        case notASCII
+    }
+
+    /// The general form of `istioWorkload`, splitting on the character `/` (for non-ASCII principals).
+    static func splitIstioWorkload(_ principal: String) -> (namespace: String, serviceAccount: String)? {
         let parts = principal.split(separator: "/", omittingEmptySubsequences: false)
         guard parts.count == 5, parts[1] == "ns", parts[3] == "sa" else { return nil }
         return (String(parts[2]), String(parts[4]))
+    }
+
+    /// Whether the text holds an ASCII upper-case letter.
+    static func hasUppercaseASCII(_ text: String) -> Bool {
+        text.utf8.withContiguousStorageIfAvailable { $0.contains { $0 >= 65 && $0 <= 90 } }
+            ?? text.utf8.contains { $0 >= 65 && $0 <= 90 }
     }
 }

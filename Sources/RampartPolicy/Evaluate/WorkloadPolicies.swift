@@ -12,6 +12,8 @@ public struct WorkloadPolicies: Sendable {
     public let providers: [JWTProvider]
     /// The resolved mTLS modes.
     public let peer: PeerModes
+    /// The costlier request attributes these policies read.
+    let needs: RequestNeeds
 
     init(policies: [CompiledPolicy], providers: [JWTProvider], peer: PeerModes) {
         let enforced = policies.filter { !$0.dryRun }
@@ -22,6 +24,7 @@ public struct WorkloadPolicies: Sendable {
         dryRun = policies.filter(\.dryRun)
         self.providers = providers
         self.peer = peer
+        needs = RequestNeeds(policies: policies)
     }
 
     /// The number of authorization policies that apply (enforced and dry-run).
@@ -52,7 +55,7 @@ public struct WorkloadPolicies: Sendable {
             let status = rejection == .jwtAudienceNotAllowed ? 403 : 401
             return decided(.deny, status, nil, nil, mode, rejection, [], [])
         }
-        let prepared = PreparedRequest(request, peerIdentityVisible: mode != .disable, authn: authn)
+        let prepared = PreparedRequest(request, peerIdentityVisible: mode != .disable, authn: authn, needs: needs)
         let shadow = dryRun.isEmpty ? [] : shadowResults(prepared, &trace)
         for policy in custom {
             guard let rule = policy.firstMatch(prepared) else {
@@ -66,22 +69,38 @@ public struct WorkloadPolicies: Sendable {
             case nil: return decided(.deny, 403, policy.name, rule, mode, .customUnanswered, shadow, [])
             }
         }
-        for policy in deny {
-            let rule = policy.firstMatch(prepared)
-            trace.policy(policy, rule, prepared)
-            if let rule { return decided(.deny, 403, policy.name, rule, mode, .denyMatched, shadow, []) }
+        if let (policy, rule) = firstMatching(deny, prepared, &trace, stop: true) {
+            return decided(.deny, 403, policy.name, rule, mode, .denyMatched, shadow, [])
         }
-        for policy in audit { trace.policy(policy, policy.firstMatch(prepared), prepared) }
+        _ = firstMatching(audit, prepared, &trace, stop: false)
         let edits = authn.provider == nil ? [] : authn.headerEdits(request.jwt)
         if allow.isEmpty {
             return decided(.allow, 200, nil, nil, mode, .noAllowPolicy, shadow, edits)
         }
-        for policy in allow {
-            let rule = policy.firstMatch(prepared)
-            trace.policy(policy, rule, prepared)
-            if let rule { return decided(.allow, 200, policy.name, rule, mode, .allowMatched, shadow, edits) }
+        if let (policy, rule) = firstMatching(allow, prepared, &trace, stop: true) {
+            return decided(.allow, 200, policy.name, rule, mode, .allowMatched, shadow, edits)
         }
         return decided(.deny, 403, nil, nil, mode, .noAllowMatched, shadow, [])
+    }
+
+    /// Evaluates policies in order, tracing each, and returns the first that matches with its rule;
+    /// without `stop` every policy is evaluated (AUDIT). Policies are borrowed in place, not retained.
+    @inline(__always)
+    private func firstMatching<T: Tracer>(
+        _ policies: [CompiledPolicy], _ prepared: PreparedRequest, _ trace: inout T, stop: Bool
+    ) -> (CompiledPolicy, Int)? {
+        policies.withUnsafeBufferPointer { policies in
+            var first: (CompiledPolicy, Int)?
+            for index in policies.indices {
+                let rule = policies[index].firstMatch(prepared)
+                trace.policy(policies[index], rule, prepared)
+                if let rule, first == nil {
+                    first = (policies[index], rule)
+                    if stop { break }
+                }
+            }
+            return first
+        }
     }
 
     private func shadowResults<T: Tracer>(_ request: PreparedRequest, _ trace: inout T) -> [Decision.DryRunResult] {

@@ -11,6 +11,18 @@ public struct IPAddress: Sendable, Hashable, CustomStringConvertible {
 
     /// Parses a dotted IPv4 or a colon-separated IPv6 address.
     public init?(_ text: String) {
+        switch Self.parseDottedDigits(text) {
+        case .address(let value):
+            self.high = 0
+            self.low = UInt64(value)
+            self.isV4 = true
+            self.description = text
+            return
+        case .invalid:
+            return nil
+        case .notDigits:
+            break
+        }
         if text.contains(":") {
             guard let (high, low) = Self.parseV6(text) else { return nil }
             self.high = high
@@ -23,6 +35,43 @@ public struct IPAddress: Sendable, Hashable, CustomStringConvertible {
             self.isV4 = true
         }
         self.description = text
+    }
+
+    /// The outcome of the allocation-free parse of text made only of ASCII digits and dots.
+    enum DottedDigits {
+        case address(UInt32)
+        case invalid
+        /// The text holds other characters; the general parser decides.
+        case notDigits
+    }
+
+    /// Parses digits-and-dots text by the same rules as `parseV4` (four parts, each one to three
+    /// digits below 256, no leading zero) without splitting or allocating.
+    static func parseDottedDigits(_ text: String) -> DottedDigits {
+        var value: UInt32 = 0
+        var part: UInt32 = 0
+        var digits = 0
+        var leadingZero = false
+        var parts = 0
+        var valid = true
+        for byte in text.utf8 {
+            if byte == UInt8(ascii: ".") {
+                if digits == 0 || part > 255 || (leadingZero && digits > 1) { valid = false }
+                value = value << 8 | (part & 0xFF)
+                parts += 1
+                part = 0
+                digits = 0
+                continue
+            }
+            guard byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") else { return .notDigits }
+            if digits == 0 { leadingZero = byte == UInt8(ascii: "0") }
+            digits += 1
+            if digits > 3 { valid = false } else { part = part * 10 + UInt32(byte - UInt8(ascii: "0")) }
+        }
+        if digits == 0 || part > 255 || (leadingZero && digits > 1) { valid = false }
+        parts += 1
+        guard valid, parts == 4 else { return .invalid }
+        return .address(value << 8 | part)
     }
 
     static func parseV4(_ text: some StringProtocol) -> UInt32? {

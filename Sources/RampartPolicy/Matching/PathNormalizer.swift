@@ -8,9 +8,21 @@
 public enum PathNormalizer {
     /// The normalized path; returns the input itself when nothing needs changing.
     public static func normalize(_ raw: String) -> String {
+        let clean = raw.utf8.withContiguousStorageIfAvailable(isClean) ?? isClean(raw.utf8)
+        return clean ? raw : slowNormalize(raw)
+    }
+
+    /// Whether the path starts with `/` and holds nothing normalization changes.
+    private static func isClean(_ bytes: some Sequence<UInt8>) -> Bool {
         var needsWork = false
         var previous: UInt8 = 0
-        for byte in raw.utf8 {
+        var first = true
+        var startsWithSlash = false
+        for byte in bytes {
+            if first {
+                startsWithSlash = byte == UInt8(ascii: "/")
+                first = false
+            }
             switch byte {
             case UInt8(ascii: "?"), UInt8(ascii: "#"), UInt8(ascii: "\\"), UInt8(ascii: "%"):
                 needsWork = true
@@ -21,8 +33,7 @@ public enum PathNormalizer {
             if needsWork { break }
             previous = byte
         }
-        if !needsWork && raw.utf8.first == UInt8(ascii: "/") { return raw }
-        return slowNormalize(raw)
+        return !needsWork && startsWithSlash
     }
 
     private static func slowNormalize(_ raw: String) -> String {

@@ -41,7 +41,11 @@ public struct StringMatcher: Sendable, Hashable {
         case .presence: return !value.isEmpty
         case .exact: return value == literal
         case .prefix: return value.utf8.starts(with: literal.utf8)
-        case .suffix: return value.utf8.reversed().starts(with: literal.utf8.reversed())
+        case .suffix:
+            let bytes = value.utf8
+            let count = literal.utf8.count
+            guard bytes.count >= count else { return false }
+            return bytes[bytes.index(bytes.endIndex, offsetBy: -count)...].elementsEqual(literal.utf8)
         }
     }
 }
