@@ -38,7 +38,7 @@ struct AgentEndToEndTests {
         let agent = AgentProcess(directory: dir)
         let started = Date()
         try agent.start(ca: ca, credentialFile: tokenFile, ttl: "20s")
-        try eventually(timeout: 10, "the first certificate on disk\n\(agent.log)") { agent.onDisk() != nil }
+        try await eventually(timeout: 10, "the first certificate on disk\n\(agent.log)") { agent.onDisk() != nil }
         let bootstrapSeconds = Date().timeIntervalSince(started)
         #expect(bootstrapSeconds < 10)
         let first = try #require(agent.onDisk())
@@ -64,24 +64,26 @@ struct AgentEndToEndTests {
             }
         }
         defer { watcher.cancel() }
+        // The stream is open once it has delivered the current SVID; every rotation after that is pushed.
+        try await eventually(timeout: 10, "the stream's first SVID\n\(agent.log)") { recorder.serials.withLock { $0.contains(first.serial) } }
 
         // Two rotations, each a new matching set, each before the old certificate expires.
         var seen = [first.serial]
         for _ in 1...2 {
             let previous = try #require(agent.onDisk())
-            try eventually(timeout: 25, "a rotation\n\(agent.log)") { (agent.onDisk()?.serial).map { !seen.contains($0) } ?? false }
+            try await eventually(timeout: 25, "a rotation\n\(agent.log)") { (agent.onDisk()?.serial).map { !seen.contains($0) } ?? false }
             let now = try #require(agent.onDisk())
             #expect(now.keyMatches)
             #expect(Date() < previous.notAfter, "renewed before the old certificate expired")
             seen.append(now.serial)
         }
-        try eventually(timeout: 10, "the stream to deliver the rotations") { recorder.serials.withLock { Set($0).isSuperset(of: seen.dropFirst()) } }
+        try await eventually(timeout: 10, "the stream to deliver the rotations") { recorder.serials.withLock { Set($0).isSuperset(of: seen.dropFirst()) } }
 
         // The CA goes away; the agent keeps its certificate and retries.
         let held = try #require(agent.onDisk())
         let grpcPort = ca.grpcPort
         ca.stop()
-        try eventually(timeout: 25, "a failed renewal while the CA is down\n\(agent.log)") {
+        try await eventually(timeout: 25, "a failed renewal while the CA is down\n\(agent.log)") {
             ((try agent.status()["failures"] as? Int) ?? 0) >= 1
         }
         let during = try agent.status()
@@ -92,7 +94,7 @@ struct AgentEndToEndTests {
         #expect(Date() < held.notAfter)
 
         try ca.start(grpcPort: grpcPort)
-        try eventually(timeout: 20, "a renewal once the CA is back\n\(agent.log)") { agent.onDisk().map { $0.serial != held.serial } ?? false }
+        try await eventually(timeout: 20, "a renewal once the CA is back\n\(agent.log)") { agent.onDisk().map { $0.serial != held.serial } ?? false }
         let after = try #require(agent.onDisk())
         #expect(after.keyMatches)
         #expect(Date() < held.notAfter, "renewed before the held certificate expired")
@@ -126,7 +128,7 @@ struct AgentEndToEndTests {
         let agent = AgentProcess(directory: dir)
         try agent.start(ca: ca, credentialFile: "\(dir)/token", ttl: "1h")
         defer { _ = agent.terminate() }
-        try eventually(timeout: 10, "the first certificate\n\(agent.log)") { agent.onDisk() != nil && FileManager.default.fileExists(atPath: agent.socket) }
+        try await eventually(timeout: 10, "the first certificate\n\(agent.log)") { agent.onDisk() != nil && FileManager.default.fileExists(atPath: agent.socket) }
 
         let refusal: RPCError? = try await Self.workloadClient(socket: agent.socket) { client in
             do {

@@ -87,6 +87,17 @@ final class AgentProcess: @unchecked Sendable {
 }
 
 /// Polls `condition` every 50 ms until it holds or `timeout` passes.
+/// The same wait for async tests: it sleeps without holding a thread of the cooperative pool, which
+/// on a 2-core machine has only two, so the test's own tasks (a Workload API stream) keep running.
+func eventually(timeout: TimeInterval, _ what: String, _ condition: () throws -> Bool) async throws {
+    let limit = Date().addingTimeInterval(timeout)
+    while Date() < limit {
+        if try condition() { return }
+        try await Task.sleep(for: .milliseconds(50))
+    }
+    throw TestFailure("timed out after \(Int(timeout)) s waiting for \(what)")
+}
+
 func eventually(timeout: TimeInterval, _ what: String, _ condition: () throws -> Bool) throws {
     let limit = Date().addingTimeInterval(timeout)
     while Date() < limit {
