@@ -1,7 +1,5 @@
-import AsyncHTTPClient
 import Foundation
 import JWTKit
-import NIOCore
 import RampartIdentity
 
 /// Verifies JWTs from trusted issuers and maps their subject to a SPIFFE ID, as Istio maps
@@ -17,9 +15,9 @@ public actor JWTAuthenticator {
     private let refetchInterval: TimeInterval
 
     private struct LoadedKeys {
-        let collection: JWTKeyCollection
-        let kids: Set<String>
+        let keySet: JWKSKeySet
         let fetchedAt: Date
+        var kids: Set<String> { keySet.kids }
     }
 
     /// Creates an authenticator; keys load on first use.
@@ -70,7 +68,8 @@ public actor JWTAuthenticator {
         }
         let claims: ServiceAccountClaims
         do {
-            claims = try await keys.collection.verify(token, as: ServiceAccountClaims.self)
+            guard let key = keys.keySet.key(kid: kid) else { throw JWTError.unknownKID(JWKIdentifier(string: kid)) }
+            claims = try await key.verify(token, as: ServiceAccountClaims.self)
         } catch {
             throw AuthnError(.invalidCredential, "JWT signature does not verify with key \(kid) of \(iss): \(error)")
         }
@@ -113,42 +112,18 @@ public actor JWTAuthenticator {
         case .url(let url):
             json = try await fetch(url, issuer: issuer.issuer)
         }
-        do {
-            let jwks = try JSONDecoder().decode(JWKS.self, from: Data(json.utf8))
-            let collection = JWTKeyCollection()
-            var kids: Set<String> = []
-            for var key in jwks.keys {
-                // A key without alg would have its algorithm taken from the first token's header;
-                // pin it from the key itself so no token can choose it.
-                if key.algorithm == nil { key.algorithm = JWKAlgorithms.pinned(for: key) }
-                guard let kid = key.keyIdentifier?.string else {
-                    throw AuthnError(.keySourceUnavailable, "a key in the JWKS of \(issuer.issuer) (\(issuer.keys)) has no kid: give every key a kid")
-                }
-                try await collection.add(jwk: key)
-                kids.insert(kid)
-            }
-            return LoadedKeys(collection: collection, kids: kids, fetchedAt: now)
-        } catch let error as AuthnError {
-            throw error
-        } catch {
-            throw AuthnError(.keySourceUnavailable, "JWKS of \(issuer.issuer) from \(issuer.keys) does not parse: \(error)")
+        let keySet = try await JWKSKeySet.load(json: json, origin: "the JWKS of \(issuer.issuer) from \(issuer.keys)")
+        guard !keySet.keys.contains(where: { $0.kid == nil }) else {
+            throw AuthnError(.keySourceUnavailable, "a key in the JWKS of \(issuer.issuer) (\(issuer.keys)) has no kid: give every key a kid")
         }
+        return LoadedKeys(keySet: keySet, fetchedAt: now)
     }
 
     private static func fetch(_ url: String, issuer: String) async throws(AuthnError) -> String {
-        do {
-            var request = HTTPClientRequest(url: url)
-            request.headers.add(name: "accept", value: "application/json")
-            let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
-            guard response.status == .ok else {
-                throw AuthnError(.keySourceUnavailable, "JWKS URL \(url) for issuer \(issuer) answered \(response.status.code)")
-            }
-            let body = try await response.body.collect(upTo: 1 << 20)
-            return String(buffer: body)
-        } catch let error as AuthnError {
-            throw error
+        do throws(AuthnError) {
+            return try await AsyncHTTPClientFetcher().get(url, timeout: .seconds(10))
         } catch {
-            throw AuthnError(.keySourceUnavailable, "JWKS URL \(url) for issuer \(issuer) cannot be fetched: \(error)")
+            throw AuthnError(.keySourceUnavailable, "JWKS URL \(url) for issuer \(issuer) cannot be used: \(error.reason)")
         }
     }
 }

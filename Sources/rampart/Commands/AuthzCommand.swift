@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import RampartAuthn
 import RampartPolicy
 
 /// `rampart authz`: ask the policy engine about a request.
@@ -12,14 +13,17 @@ struct Authz: ParsableCommand {
 }
 
 /// `rampart authz check`: one request, one decision, and optionally why.
-struct AuthzCheck: ParsableCommand {
+struct AuthzCheck: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "check",
         abstract: "Decide one request against AuthorizationPolicy, PeerAuthentication and RequestAuthentication resources.",
         discussion: """
             The request file is JSON or YAML: protocol, source {principal, namespace, ip, remote_ip, mtls}, destination \
             {namespace, labels, port, ip}, method, host, path, headers, sni, ext_authz, jwt {present, valid, claims, \
-            request_principal}. The exit status is 0 whatever the decision; it is non-zero only when an input is bad.
+            request_principal}. Without a jwt block, a real token in a location the workload's RequestAuthentication \
+            reads (headers {authorization: "Bearer eyJ..."}, ?access_token= in the path, a cookie) is verified with the \
+            rule's keys (inline jwks, jwksUri, or OIDC discovery). The exit status is 0 whatever the decision; it is \
+            non-zero only when an input is bad.
             """
     )
 
@@ -45,7 +49,7 @@ struct AuthzCheck: ParsableCommand {
         guard !policies.isEmpty else { throw ValidationError("--policies needs at least one YAML file or folder") }
     }
 
-    func run() throws {
+    func run() async throws {
         let loaded = PolicyLoader.load(paths: policies)
         if loaded.hasErrors {
             let errors = loaded.diagnostics.filter { $0.severity == .error }
@@ -67,12 +71,63 @@ struct AuthzCheck: ParsableCommand {
         } catch {
             throw ValidationError("request \(request): \(error)")
         }
-        let result = engine.check(parsed, explain: explain)
+        let authn = await Self.authenticate(parsed, snapshot: engine.snapshot, environment: environment)
+        let checked = authn.map { parsed.with(jwt: $0.outcome) } ?? parsed
+        let result = Self.render(checked, authn: authn, snapshot: engine.snapshot, explain: explain)
         if json {
             print(try JSONText.render(result))
             return
         }
         print(Self.human(result))
+    }
+
+    /// Verifies a real token when the request has no abstract `jwt:` block (which has precedence)
+    /// and carries one in a location the workload's RequestAuthentication reads; `nil` otherwise.
+    static func authenticate(
+        _ request: AuthzRequest, snapshot: PolicySnapshot, environment: JWKSEnvironment
+    ) async -> RequestAuthnResult? {
+        guard request.jwt == nil else { return nil }
+        let providers = snapshot.jwtProviders(namespace: request.destination.namespace, labels: request.destination.labels)
+        let authenticator = RequestAuthenticator(fetcher: JWKSEnvironmentFetcher(environment: environment))
+        let result = await authenticator.authenticate(request, providers: providers)
+        return result.tokenPresent ? result : nil
+    }
+
+    /// The decision object: `decision`, `status`, `policy`, `rule`, `mtls_mode`, `reason`, and
+    /// `header_edits` when request authentication asks for any.
+    static func render(_ request: AuthzRequest, authn: RequestAuthnResult?, snapshot: PolicySnapshot, explain: Bool) -> [String: Any] {
+        let decision: Decision
+        var object: [String: Any]
+        if explain {
+            let (explained, trace) = snapshot.explain(request)
+            decision = explained
+            object = explained.jsonObject(trace: trace)
+        } else {
+            decision = snapshot.evaluate(request)
+            object = decision.jsonObject()
+        }
+        if case .jwtAudienceNotAllowed = decision.cause, let failure = authn?.failure {
+            object["reason"] = "\(decision.reason) (\(failure.reason))"
+        }
+        // Edits apply to allowed requests; a verified real token's edits name the header it came in and carry its payload.
+        let edits = decision.headerEdits.isEmpty ? [] : authn.map { $0.failure == nil ? $0.headerEdits : [] } ?? decision.headerEdits
+        if !edits.isEmpty {
+            let payload = request.jwt?.raw.map(Self.payloadSegment)
+            object["header_edits"] = edits.map { edit -> [String: Any] in
+                switch edit {
+                case .remove(let name): return ["op": "remove", "header": name]
+                case .setPayload(let name): return ["op": "set", "header": name, "value": payload.map { $0 as Any } ?? NSNull()]
+                case .set(let name, let value): return ["op": "set", "header": name, "value": value]
+                }
+            }
+        }
+        return object
+    }
+
+    /// The payload part of a compact JWS (what `outputPayloadToHeader` forwards).
+    static func payloadSegment(_ token: String) -> String {
+        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
+        return parts.count == 3 ? String(parts[1]) : ""
     }
 
     /// A short human rendering of the decision object.
@@ -89,6 +144,9 @@ struct AuthzCheck: ParsableCommand {
             "mTLS mode: \(text(result["mtls_mode"]))",
             "reason:    \(text(result["reason"]))",
         ]
+        for edit in result["header_edits"] as? [[String: Any]] ?? [] {
+            lines.append("header:    \(text(edit["op"])) \(text(edit["header"]))\(edit["value"].map { " = \(text($0))" } ?? "")")
+        }
         if let dryRun = result["dry_run"] as? [[String: Any]] {
             for entry in dryRun {
                 lines.append("dry run:   \(text(entry["policy"])) \(text(entry["action"])) would \(text(entry["would_be"]))")

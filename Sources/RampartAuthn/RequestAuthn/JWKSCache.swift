@@ -1,0 +1,122 @@
+import Foundation
+
+/// The signing keys of every JWT rule's key source, fetched on first use and refreshed as Istio does.
+///
+/// Remote keys are refetched every ``refreshInterval`` (20 minutes, Istio's default). A failed fetch
+/// keeps the last good keys and is retried after an exponential back-off (``initialBackoff``,
+/// doubling, at most ``maxBackoff``); until then the cached answer is served without fetching. A
+/// source that has never produced keys answers with its last error, so its tokens fail (401).
+/// Concurrent requests for a source share one fetch.
+public actor JWKSCache {
+    /// Istio's JWKS refresh interval.
+    public static let defaultRefreshInterval: TimeInterval = 20 * 60
+    /// The first retry delay after a failed fetch.
+    public static let defaultInitialBackoff: TimeInterval = 1
+
+    /// How long fetched keys are used before they are fetched again.
+    public nonisolated let refreshInterval: TimeInterval
+    /// The delay after the first failed fetch; each further failure doubles it.
+    public nonisolated let initialBackoff: TimeInterval
+    /// The longest delay between retries.
+    public nonisolated let maxBackoff: TimeInterval
+
+    private let loader: JWKSDocumentLoader
+    private let clock: any AuthnClock
+    private var entries: [JWKSSource: Entry] = [:]
+    private var inFlight: [JWKSSource: Task<Entry, Never>] = [:]
+
+    /// What is known about one source.
+    private struct Entry: Sendable {
+        var keys: JWKSKeySet?
+        var lastError: AuthnError?
+        var nextFetch: Date
+        var failures: Int
+    }
+
+    /// Creates an empty cache; by default it fetches with AsyncHTTPClient and reads the wall clock.
+    public init(
+        fetcher: any HTTPFetcher = AsyncHTTPClientFetcher(), clock: any AuthnClock = SystemAuthnClock(),
+        refreshInterval: TimeInterval = JWKSCache.defaultRefreshInterval,
+        initialBackoff: TimeInterval = JWKSCache.defaultInitialBackoff, maxBackoff: TimeInterval? = nil
+    ) {
+        self.loader = JWKSDocumentLoader(fetcher: fetcher)
+        self.clock = clock
+        self.refreshInterval = refreshInterval
+        self.initialBackoff = initialBackoff
+        self.maxBackoff = maxBackoff ?? refreshInterval
+    }
+
+    /// The keys of `source`: cached ones while fresh, otherwise fetched (each request within `timeout`).
+    public func keys(for source: JWKSSource, timeout: Duration) async -> Result<JWKSKeySet, AuthnError> {
+        let now = clock.now
+        if let entry = entries[source], now < entry.nextFetch { return Self.answer(entry, source) }
+        let task: Task<Entry, Never>
+        if let running = inFlight[source] {
+            task = running
+        } else {
+            let previous = entries[source]
+            let loader = self.loader
+            let schedule = (refresh: refreshInterval, initial: initialBackoff, max: maxBackoff)
+            task = Task {
+                await Self.refreshed(previous, source: source, loader: loader, timeout: timeout, now: now, schedule: schedule)
+            }
+            inFlight[source] = task
+        }
+        let entry = await task.value
+        if inFlight[source] == task {
+            inFlight[source] = nil
+            entries[source] = entry
+        }
+        return Self.answer(entry, source)
+    }
+
+    /// When `source` will next be fetched, or `nil` before its first use.
+    public func nextFetch(for source: JWKSSource) -> Date? {
+        entries[source]?.nextFetch
+    }
+
+    /// How many fetches of `source` have failed in a row.
+    public func consecutiveFailures(for source: JWKSSource) -> Int {
+        entries[source]?.failures ?? 0
+    }
+
+    /// The back-off after `failures` consecutive failures: `initial · 2^(failures-1)`, at most `max`.
+    public static func backoff(failures: Int, initial: TimeInterval, max: TimeInterval) -> TimeInterval {
+        guard failures > 0 else { return 0 }
+        let exponent = Double(Swift.min(failures - 1, 62))
+        return Swift.min(initial * pow(2, exponent), max)
+    }
+
+    private static func answer(_ entry: Entry, _ source: JWKSSource) -> Result<JWKSKeySet, AuthnError> {
+        if let keys = entry.keys { return .success(keys) }
+        return .failure(entry.lastError ?? AuthnError(.keySourceUnavailable, "no keys have been loaded from \(source)"))
+    }
+
+    private static func refreshed(
+        _ previous: Entry?, source: JWKSSource, loader: JWKSDocumentLoader, timeout: Duration, now: Date,
+        schedule: (refresh: TimeInterval, initial: TimeInterval, max: TimeInterval)
+    ) async -> Entry {
+        switch await load(source, loader: loader, timeout: timeout) {
+        case .success(let keys):
+            // Inline keys are part of the configuration and never change.
+            let next = source.isRemote ? now.addingTimeInterval(schedule.refresh) : .distantFuture
+            return Entry(keys: keys, lastError: nil, nextFetch: next, failures: 0)
+        case .failure(let error):
+            if !source.isRemote {
+                return Entry(keys: nil, lastError: error, nextFetch: .distantFuture, failures: 1)
+            }
+            let failures = (previous?.failures ?? 0) + 1
+            let delay = backoff(failures: failures, initial: schedule.initial, max: schedule.max)
+            return Entry(keys: previous?.keys, lastError: error, nextFetch: now.addingTimeInterval(delay), failures: failures)
+        }
+    }
+
+    private static func load(_ source: JWKSSource, loader: JWKSDocumentLoader, timeout: Duration) async -> Result<JWKSKeySet, AuthnError> {
+        do throws(AuthnError) {
+            let text = try await loader.document(source, timeout: timeout)
+            return .success(try await JWKSKeySet.load(json: text, origin: "the JWKS from \(source)"))
+        } catch {
+            return .failure(error)
+        }
+    }
+}

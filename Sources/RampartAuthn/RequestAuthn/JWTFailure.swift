@@ -1,0 +1,47 @@
+import RampartPolicy
+
+/// Why a token was refused: a value with the HTTP status Envoy answers and a reason for people.
+public struct JWTFailure: Error, Sendable, Hashable, CustomStringConvertible {
+    /// The kinds of failure, after Envoy's jwt_authn statuses.
+    public enum Kind: String, Sendable, Hashable {
+        /// Not three base64url parts of JSON.
+        case malformed
+        /// No rule reading the token's location accepts its `iss`.
+        case unknownIssuer
+        /// The issuer's JWKS could not be loaded.
+        case keysUnavailable
+        /// The header names a `kid` the issuer's JWKS lacks.
+        case unknownKid
+        /// No key of the JWKS has the header's algorithm.
+        case algorithmMismatch
+        /// The signature does not verify with the issuer's key.
+        case badSignature
+        /// `exp` has passed.
+        case expired
+        /// `nbf` has not come yet.
+        case notYetValid
+        /// `aud` shares no value with the rule's `audiences`.
+        case audienceNotAllowed
+    }
+
+    /// The kind of failure.
+    public let kind: Kind
+    /// What was wrong, where the token was, and what was expected.
+    public let reason: String
+
+    /// The verified claims of a token refused only for its audience (its signature and times were good).
+    public let verifiedClaims: ClaimValue?
+
+    /// Creates a failure.
+    public init(_ kind: Kind, _ reason: String, verifiedClaims: ClaimValue? = nil) {
+        self.kind = kind
+        self.reason = reason
+        self.verifiedClaims = verifiedClaims
+    }
+
+    /// 403 for an audience the rule does not accept (Envoy's JwtAudienceNotAllowed), 401 otherwise.
+    public var status: Int { kind == .audienceNotAllowed ? 403 : 401 }
+
+    /// The reason.
+    public var description: String { reason }
+}

@@ -1,0 +1,25 @@
+import RampartPolicy
+
+/// What request authentication concluded for one request: the outcome policy evaluates, the
+/// status, why a token was refused, and the header edits for the upstream request.
+public struct RequestAuthnResult: Sendable, Hashable {
+    /// The outcome to put in `AuthzRequest.jwt` before evaluating policy.
+    public let outcome: JWTOutcome
+    /// Every token found, in rule and location order.
+    public let found: [FoundToken]
+    /// The tokens that verified (all of them when ``failure`` is `nil`).
+    public let verified: [VerifiedToken]
+    /// Why a token was refused, if one was.
+    public let failure: JWTFailure?
+    /// Header changes for the upstream request (only when every token verified).
+    public let headerEdits: [HeaderEdit]
+
+    /// 200 when no token was refused; otherwise the failure's status (401, or 403 for the audience).
+    public var status: Int { failure?.status ?? 200 }
+
+    /// Whether the request carried a token in a location some rule reads.
+    public var tokenPresent: Bool { !found.isEmpty }
+
+    /// The result for a request with no token.
+    public static let noToken = RequestAuthnResult(outcome: .absent, found: [], verified: [], failure: nil, headerEdits: [])
+}

@@ -1,0 +1,80 @@
+import Foundation
+import RampartPolicy
+
+/// Finds the tokens a request carries in the locations its workload's JWT rules read, as Envoy's
+/// jwt_authn extractor does: headers (with the prefix stripped), query parameters of the path, cookies.
+public enum TokenExtractor {
+    /// Every distinct token in a location some rule reads, in rule and location order.
+    ///
+    /// A header whose value lacks the location's prefix holds no token. The same token in the same
+    /// location is found once, with every rule that reads that location.
+    public static func extract(from request: AuthzRequest, providers: [JWTProvider]) -> [FoundToken] {
+        let query = queryParameters(of: request.path ?? "")
+        let cookies = cookies(in: request.headers["cookie"] ?? "")
+        var order: [Key] = []
+        var readers: [Key: [JWTProvider]] = [:]
+        for provider in providers {
+            for location in provider.locations {
+                guard let token = token(at: location, headers: request.headers, query: query, cookies: cookies) else {
+                    continue
+                }
+                let key = Key(token: token, location: location)
+                if readers[key] == nil { order.append(key) }
+                if readers[key]?.contains(provider) != true { readers[key, default: []].append(provider) }
+            }
+        }
+        return order.map { FoundToken(token: $0.token, location: $0.location, providers: readers[$0] ?? []) }
+    }
+
+    /// The token at one location, if there is one.
+    static func token(
+        at location: JWTProvider.TokenLocation, headers: [String: String], query: [String: String], cookies: [String: String]
+    ) -> String? {
+        let value: String?
+        switch location {
+        case .header(let name, let prefix):
+            guard let header = headers[name.lowercased()], header.hasPrefix(prefix) else { return nil }
+            value = String(header.dropFirst(prefix.count))
+        case .queryParameter(let name):
+            value = query[name]
+        case .cookie(let name):
+            value = cookies[name]
+        }
+        guard let token = value?.trimmingCharacters(in: .whitespaces), !token.isEmpty else { return nil }
+        return token
+    }
+
+    /// The query parameters of a path, percent-decoded; the first of repeated names wins.
+    static func queryParameters(of path: String) -> [String: String] {
+        guard let mark = path.firstIndex(of: "?") else { return [:] }
+        var query = path[path.index(after: mark)...]
+        if let fragment = query.firstIndex(of: "#") { query = query[..<fragment] }
+        var parameters: [String: String] = [:]
+        for pair in query.split(separator: "&", omittingEmptySubsequences: true) {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            let name = String(parts[0]).removingPercentEncoding ?? String(parts[0])
+            let value = parts.count > 1 ? (String(parts[1]).removingPercentEncoding ?? String(parts[1])) : ""
+            if parameters[name] == nil { parameters[name] = value }
+        }
+        return parameters
+    }
+
+    /// The cookies of a `cookie` header (`a=1; b="2"`); the first of repeated names wins.
+    static func cookies(in header: String) -> [String: String] {
+        var cookies: [String: String] = [:]
+        for pair in header.split(separator: ";") {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            let name = parts[0].trimmingCharacters(in: .whitespaces)
+            guard parts.count == 2, !name.isEmpty else { continue }
+            var value = parts[1].trimmingCharacters(in: .whitespaces)
+            if value.count >= 2, value.hasPrefix("\""), value.hasSuffix("\"") { value = String(value.dropFirst().dropLast()) }
+            if cookies[name] == nil { cookies[name] = value }
+        }
+        return cookies
+    }
+
+    private struct Key: Hashable {
+        let token: String
+        let location: JWTProvider.TokenLocation
+    }
+}

@@ -1,0 +1,203 @@
+import Foundation
+import JWTKit
+import RampartAuthn
+import RampartPolicy
+import Testing
+
+@Suite("RequestAuthentication: verifying real tokens")
+struct RequestAuthenticatorTests {
+    let clock = ManualClock()
+    let key = IssuerKey(kid: "k1")
+
+    func authenticator() -> RequestAuthenticator {
+        RequestAuthenticator(fetcher: ScriptedFetcher(), clock: clock)
+    }
+
+    func rules(more: String = "") throws -> [JWTProvider] {
+        try providers(rules: [inlineRule(try jwksJSON([key.jwk]), more: more)])
+    }
+
+    func check(_ token: String, rules more: String = "") async throws -> RequestAuthnResult {
+        await authenticator().authenticate(cartRequest(headers: ["Authorization": "Bearer \(token)"]), providers: try rules(more: more))
+    }
+
+    @Test("a valid token gives the request principal iss/sub and every claim, nested ones kept")
+    func validToken() async throws {
+        let claims = requestClaims(now: clock.now, extra: ["groups": .array([.string("admin")]), "org": .object(["team": .string("checkout")])])
+        let result = try await check(try await key.sign(any: claims))
+        #expect(result.failure == nil)
+        #expect(result.status == 200)
+        #expect(result.outcome.present && result.outcome.valid)
+        #expect(result.outcome.requestPrincipal == "\(requestIssuer)/alice")
+        #expect(result.outcome.claims?.value(at: ["org", "team"]) == .string("checkout"))
+        #expect(result.outcome.claims?["groups"] == .array([.string("admin")]))
+        #expect(result.outcome.location == "header authorization (prefix \"Bearer \")")
+    }
+
+    @Test("the verified outcome decides policy: requestPrincipals match iss/sub")
+    func feedsPolicy() async throws {
+        let jwks = try jwksJSON([key.jwk])
+        let yaml = """
+            apiVersion: security.istio.io/v1
+            kind: RequestAuthentication
+            metadata: {name: jwt, namespace: shop}
+            spec:
+              jwtRules:
+              - \(inlineRule(jwks))
+            ---
+            apiVersion: security.istio.io/v1
+            kind: AuthorizationPolicy
+            metadata: {name: alice-only, namespace: shop}
+            spec:
+              rules:
+              - from: [{source: {requestPrincipals: ["\(requestIssuer)/alice"]}}]
+            """
+        let engine = PolicyEngine(yaml: yaml)
+        let providers = engine.snapshot.jwtProviders(namespace: "shop", labels: ["app": "cart"])
+        let token = try await key.sign(any: requestClaims(now: clock.now))
+        let request = cartRequest(headers: ["authorization": "Bearer \(token)"])
+        let result = await authenticator().authenticate(request, providers: providers)
+        let decision = engine.snapshot.evaluate(request.with(jwt: result.outcome))
+        #expect(decision.decision == .allow)
+        #expect(decision.policy == "shop/alice-only")
+        #expect(engine.snapshot.evaluate(request).decision == .deny)
+    }
+
+    @Test("an expired token is refused with 401 and the time it expired")
+    func expired() async throws {
+        let token = try await key.sign(any: requestClaims(now: clock.now, extra: ["exp": .number(clock.now.timeIntervalSince1970 - 61)]))
+        let result = try await check(token)
+        #expect(result.failure?.kind == .expired)
+        #expect(result.status == 401)
+        #expect(result.outcome.valid == false)
+        #expect(result.failure?.reason.contains("expired at") == true, "\(result.failure?.reason ?? "")")
+    }
+
+    @Test("exp and nbf allow 60 s of clock skew")
+    func clockSkew() async throws {
+        let now = clock.now.timeIntervalSince1970
+        let justExpired = try await key.sign(any: requestClaims(now: clock.now, extra: ["exp": .number(now - 59)]))
+        #expect(try await check(justExpired).failure == nil)
+        let soon = try await key.sign(any: requestClaims(now: clock.now, extra: ["nbf": .number(now + 59)]))
+        #expect(try await check(soon).failure == nil)
+        let later = try await key.sign(any: requestClaims(now: clock.now, extra: ["nbf": .number(now + 120)]))
+        #expect(try await check(later).failure?.kind == .notYetValid)
+    }
+
+    @Test("a token for another audience is refused with 403, as Envoy's JwtAudienceNotAllowed, naming both")
+    func wrongAudience() async throws {
+        let token = try await key.sign(any: requestClaims(now: clock.now, audience: .array([.string("billing")])))
+        let result = try await check(token)
+        #expect(result.failure?.kind == .audienceNotAllowed)
+        #expect(result.status == 403)
+        #expect(result.failure?.reason.contains("billing") == true)
+        #expect(result.failure?.reason.contains("[shop]") == true)
+    }
+
+    @Test("a token from an issuer no rule accepts is refused with 401")
+    func wrongIssuer() async throws {
+        let token = try await key.sign(any: requestClaims(now: clock.now, issuer: "https://evil.example"))
+        let result = try await check(token)
+        #expect(result.failure?.kind == .unknownIssuer)
+        #expect(result.status == 401)
+        #expect(result.failure?.reason.contains("https://evil.example") == true)
+    }
+
+    @Test("a token naming a kid the JWKS lacks is refused, not verified with the first key")
+    func unknownKid() async throws {
+        let token = try await key.sign(any: requestClaims(now: clock.now), headerKid: "k2")
+        let result = try await check(token)
+        #expect(result.failure?.kind == .unknownKid)
+        #expect(result.failure?.reason.contains("k2") == true)
+        #expect(result.status == 401)
+    }
+
+    @Test("a token signed by another key, or altered, fails its signature check")
+    func badSignature() async throws {
+        let forged = try await IssuerKey(kid: "k1").sign(any: requestClaims(now: clock.now))
+        #expect(try await check(forged).failure?.kind == .badSignature)
+        let good = try await key.sign(any: requestClaims(now: clock.now))
+        var parts = good.split(separator: ".").map(String.init)
+        let other = try await key.sign(any: requestClaims(now: clock.now, extra: ["sub": .string("mallory")]))
+        parts[1] = String(other.split(separator: ".")[1])
+        let result = try await check(parts.joined(separator: "."))
+        #expect(result.failure?.kind == .badSignature)
+        #expect(result.status == 401)
+    }
+
+    @Test("something that is not a JWT is refused with 401")
+    func malformed() async throws {
+        let result = try await check("not-a-jwt")
+        #expect(result.failure?.kind == .malformed)
+        #expect(result.outcome.present)
+        #expect(result.status == 401)
+    }
+
+    @Test("RS256 and PS256 tokens verify with RSA keys from the JWKS")
+    func rsaTokens() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let rs = try RSAIssuerKey(kid: "rs", in: directory)
+        let ps = try RSAIssuerKey(kid: "ps", in: directory)
+        var psJWK = try ps.jwk()
+        psJWK["alg"] = "PS256"
+        let rules = try providers(rules: [inlineRule(try jwksJSON([try rs.jwk(), psJWK]))])
+        for (token, name) in [
+            (try await rs.sign(any: requestClaims(now: clock.now), pss: false), "RS256"),
+            (try await ps.sign(any: requestClaims(now: clock.now), pss: true), "PS256"),
+        ] {
+            let result = await authenticator().authenticate(cartRequest(headers: ["authorization": "Bearer \(token)"]), providers: rules)
+            #expect(result.failure == nil, "\(name): \(result.failure?.reason ?? "")")
+        }
+        // An RS256 token under the PS256 key's kid is refused: the key's algorithm is pinned.
+        let keys = JWTKeyCollection()
+        await keys.add(rsa: ps.privateKey, digestAlgorithm: .sha256, kid: JWKIdentifier(string: "ps"))
+        let downgraded = try await keys.sign(requestClaims(now: clock.now), kid: JWKIdentifier(string: "ps"))
+        let result = await authenticator().authenticate(cartRequest(headers: ["authorization": "Bearer \(downgraded)"]), providers: rules)
+        #expect(result.failure?.kind == .algorithmMismatch)
+    }
+
+    @Test("no token means no request principal, and a REQUIRED-free policy lets it through")
+    func noToken() async throws {
+        let result = await authenticator().authenticate(cartRequest(), providers: try rules())
+        #expect(!result.tokenPresent)
+        #expect(result.outcome == .absent)
+        #expect(result.outcome.requestPrincipal == nil)
+    }
+
+    @Test("header edits: payload to a header, claims to headers, the token header removed unless forwarded")
+    func headerEdits() async throws {
+        let claims = requestClaims(now: clock.now, extra: ["org": .object(["team": .string("checkout")]), "level": .number(3)])
+        let token = try await key.sign(any: claims)
+        let result = try await check(token, rules: "outputPayloadToHeader: x-jwt-payload, outputClaimToHeaders: [{header: x-team, claim: org.team}, {header: X-Level, claim: level}]")
+        let payload = String(token.split(separator: ".")[1])
+        #expect(result.headerEdits == [.remove("authorization"), .set("x-jwt-payload", payload), .set("x-team", "checkout"), .set("x-level", "3")])
+        let forwarded = try await check(token, rules: "forwardOriginalToken: true")
+        #expect(forwarded.headerEdits.isEmpty)
+    }
+
+    @Test("with tokens in two locations every one must verify; the first gives the principal")
+    func multipleTokens() async throws {
+        let rules = try self.rules(more: "fromHeaders: [{name: x-jwt}], fromParams: [token]")
+        let alice = try await key.sign(any: requestClaims(now: clock.now))
+        let bob = try await key.sign(any: requestClaims(now: clock.now, extra: ["sub": .string("bob")]))
+        let both = await authenticator().authenticate(cartRequest(path: "/items?token=\(bob)", headers: ["x-jwt": alice]), providers: rules)
+        #expect(both.failure == nil)
+        #expect(both.verified.count == 2)
+        #expect(both.outcome.requestPrincipal == "\(requestIssuer)/alice")
+        let expired = try await key.sign(any: requestClaims(now: clock.now, extra: ["exp": .number(clock.now.timeIntervalSince1970 - 3600)]))
+        let oneBad = await authenticator().authenticate(cartRequest(path: "/items?token=\(expired)", headers: ["x-jwt": alice]), providers: rules)
+        #expect(oneBad.failure?.kind == .expired)
+        #expect(oneBad.status == 401)
+        #expect(oneBad.outcome.location == "query parameter token")
+    }
+
+    @Test("a CORS preflight and TCP traffic skip JWT checks, as Envoy does")
+    func preflightAndTCP() async throws {
+        let headers = ["authorization": "Bearer garbage", "origin": "https://shop.example", "access-control-request-method": "POST"]
+        let preflight = await authenticator().authenticate(cartRequest(headers: headers, method: "OPTIONS"), providers: try rules())
+        #expect(!preflight.tokenPresent)
+        let tcp = AuthzRequest(transport: .tcp, destination: .init(namespace: "shop", labels: ["app": "cart"]), headers: ["authorization": "Bearer garbage"])
+        #expect(!(await authenticator().authenticate(tcp, providers: try rules())).tokenPresent)
+    }
+}
