@@ -96,6 +96,7 @@ public struct CAServer: Sendable {
         let service: CertificateService
         let identity: WorkloadIdentityService
         let transport: HTTP2ServerTransport.Custom<OptionalClientCertificateListener>
+        let config: ConfigWatcher
     }
 
     // Start-up code, not on a hot path: kept unoptimized because Swift 6.3's optimizer crashes
@@ -134,7 +135,8 @@ public struct CAServer: Sendable {
             trustDomain: trustDomain, authority: authority, jwtSigner: jwtSigner, authenticator: authenticator,
             peers: peers, sequence: UInt64(max(0, now.timeIntervalSince1970)), logger: logger
         )
-        return Parts(trustDomain: trustDomain, authority: authority, store: store, service: service, identity: identity, transport: transport)
+        let watcher = ConfigWatcher(store: store, logger: logger)
+        return Parts(trustDomain: trustDomain, authority: authority, store: store, service: service, identity: identity, transport: transport, config: watcher)
     }
 
     // Start-up code, not on a hot path: kept unoptimized because Swift 6.3's optimizer crashes
@@ -159,7 +161,7 @@ public struct CAServer: Sendable {
         )
         let grpc = GRPCServerService(server: GRPCServer(transport: parts.transport, services: [parts.service, parts.identity]))
         let reporter = ListeningReporter(transport: parts.transport) { port in ports.grpc(port) }
-        return [grpc, admin, reporter]
+        return [grpc, admin, reporter, parts.config]
     }
 }
 

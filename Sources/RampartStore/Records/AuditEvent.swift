@@ -8,6 +8,8 @@ public enum AuditEventType: String, Sendable, Codable, Equatable, CaseIterable {
     case certificateRevoked = "certificate.revoked"
     case tokenCreated = "token.created"
     case tokenUsed = "token.used"
+    case configApplied = "config.applied"
+    case configDeleted = "config.deleted"
 }
 
 /// An event to append to the audit log.

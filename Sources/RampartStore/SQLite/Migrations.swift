@@ -55,6 +55,29 @@ enum Migrations {
                     """
             )
         }
+        migrator.registerMigration("v2-config") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE config_resources (
+                        kind TEXT NOT NULL CHECK (kind <> ''),
+                        namespace TEXT NOT NULL CHECK (namespace <> ''),
+                        name TEXT NOT NULL CHECK (name <> ''),
+                        generation INTEGER NOT NULL CHECK (generation >= 1),
+                        yaml TEXT NOT NULL,
+                        created_at DATETIME NOT NULL,
+                        updated_at DATETIME NOT NULL,
+                        PRIMARY KEY (kind, namespace, name)
+                    );
+
+                    CREATE TABLE config_version (
+                        id INTEGER PRIMARY KEY NOT NULL CHECK (id = 1),
+                        version INTEGER NOT NULL,
+                        updated_at DATETIME
+                    );
+                    INSERT INTO config_version (id, version, updated_at) VALUES (1, 0, NULL);
+                    """
+            )
+        }
         return migrator
     }
 }

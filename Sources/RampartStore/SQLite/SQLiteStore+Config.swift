@@ -1,0 +1,146 @@
+import Crypto
+import Foundation
+import GRDB
+
+extension ConfigResourceRecord: FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "config_resources"
+}
+
+extension SQLiteStore: ConfigStore {
+    public func applyConfig(_ resources: [ConfigResourceInput], at time: Date, actor: String) async throws -> ConfigApplyResult {
+        try await mapConfigErrors(batch: resources.count) {
+            try await pool.write { db in try Self.apply(resources, at: time, actor: actor, in: db) }
+        }
+    }
+
+    public func deleteConfig(_ key: ConfigResourceKey, at time: Date, actor: String) async throws -> ConfigDeletion {
+        try await mapConfigErrors(batch: 1) {
+            try await pool.write { db in
+                guard let record = try ConfigResourceRecord.fetchOne(db, key: Self.columns(key)) else {
+                    throw StoreError(.notFound, "\(key) is not in the config store; nothing was deleted. Check the kind, namespace and name against 'rampart get'")
+                }
+                try record.delete(db)
+                let version = try Self.bumpVersion(at: time, in: db)
+                try AuditChain.append(
+                    [AuditEntry(time: time, type: .configDeleted, actor: actor, subject: key.description, details: [
+                        "generation": String(record.generation), "version": String(version),
+                    ])],
+                    in: db
+                )
+                return ConfigDeletion(record: record, version: version)
+            }
+        }
+    }
+
+    public func configResource(_ key: ConfigResourceKey) async throws -> ConfigResourceRecord? {
+        try await pool.read { db in try ConfigResourceRecord.fetchOne(db, key: Self.columns(key)) }
+    }
+
+    public func configResources(kind: String?, namespace: String?) async throws -> [ConfigResourceRecord] {
+        try await pool.read { db in
+            var request = ConfigResourceRecord.all()
+            if let kind { request = request.filter(Column("kind") == kind) }
+            if let namespace { request = request.filter(Column("namespace") == namespace) }
+            return try request.order(Column("kind"), Column("namespace"), Column("name")).fetchAll(db)
+        }
+    }
+
+    public func configVersion() async throws -> Int64 {
+        try await pool.read { db in try Self.currentVersion(in: db) }
+    }
+
+    public func configSnapshot() async throws -> ConfigSnapshotRecords {
+        try await pool.read { db in
+            ConfigSnapshotRecords(
+                version: try Self.currentVersion(in: db),
+                resources: try ConfigResourceRecord.order(Column("kind"), Column("namespace"), Column("name")).fetchAll(db)
+            )
+        }
+    }
+
+    /// The body of an apply, inside one write transaction: any throw rolls back every row written.
+    static func apply(_ resources: [ConfigResourceInput], at time: Date, actor: String, in db: Database) throws -> ConfigApplyResult {
+        var seen: [ConfigResourceKey: Int] = [:]
+        var outcomes: [ConfigApplyOutcome] = []
+        var changed: [(ConfigApplyOutcome, String)] = []
+        for (index, input) in resources.enumerated() {
+            if let first = seen[input.key] {
+                throw StoreError(.conflict, "the batch names \(input.key) twice (items \(first + 1) and \(index + 1)); nothing was stored. Keep one of them")
+            }
+            seen[input.key] = index
+            let outcome: ConfigApplyOutcome
+            if var existing = try ConfigResourceRecord.fetchOne(db, key: columns(input.key)) {
+                if existing.yaml == input.yaml {
+                    outcome = ConfigApplyOutcome(key: input.key, change: .unchanged, generation: existing.generation)
+                } else {
+                    existing.generation += 1
+                    existing.yaml = input.yaml
+                    existing.updatedAt = time
+                    try existing.update(db)
+                    outcome = ConfigApplyOutcome(key: input.key, change: .configured, generation: existing.generation)
+                }
+            } else {
+                let record = ConfigResourceRecord(
+                    kind: input.key.kind, namespace: input.key.namespace, name: input.key.name, generation: 1, yaml: input.yaml,
+                    createdAt: time, updatedAt: time
+                )
+                try record.insert(db)
+                outcome = ConfigApplyOutcome(key: input.key, change: .created, generation: 1)
+            }
+            outcomes.append(outcome)
+            if outcome.change != .unchanged { changed.append((outcome, input.yaml)) }
+        }
+        guard !changed.isEmpty else { return ConfigApplyResult(outcomes: outcomes, version: try currentVersion(in: db)) }
+        let version = try bumpVersion(at: time, in: db)
+        try AuditChain.append(
+            changed.map { outcome, yaml in
+                AuditEntry(time: time, type: .configApplied, actor: actor, subject: outcome.key.description, details: [
+                    "change": outcome.change.rawValue, "generation": String(outcome.generation), "version": String(version),
+                    "yaml_sha256": sha256Hex(yaml),
+                ])
+            },
+            in: db
+        )
+        return ConfigApplyResult(outcomes: outcomes, version: version)
+    }
+
+    static func currentVersion(in db: Database) throws -> Int64 {
+        try Int64.fetchOne(db, sql: "SELECT version FROM config_version WHERE id = 1") ?? 0
+    }
+
+    /// Adds one to the global version and returns the new value.
+    static func bumpVersion(at time: Date, in db: Database) throws -> Int64 {
+        try db.execute(
+            sql: """
+                INSERT INTO config_version (id, version, updated_at) VALUES (1, 1, ?)
+                ON CONFLICT(id) DO UPDATE SET version = version + 1, updated_at = excluded.updated_at
+                """,
+            arguments: [time]
+        )
+        return try currentVersion(in: db)
+    }
+
+    static func columns(_ key: ConfigResourceKey) -> [String: any DatabaseValueConvertible] {
+        ["kind": key.kind, "namespace": key.namespace, "name": key.name]
+    }
+
+    static func sha256Hex(_ text: String) -> String {
+        SHA256.hash(data: Data(text.utf8)).map { byte in
+            let hex = String(byte, radix: 16)
+            return byte < 16 ? "0" + hex : hex
+        }.joined()
+    }
+
+    /// Turns SQLite failures into store errors that say nothing was stored.
+    private func mapConfigErrors<T>(batch: Int, _ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as DatabaseError {
+            let what = batch == 1 ? "the change" : "the batch of \(batch)"
+            if error.resultCode == .SQLITE_CONSTRAINT {
+                throw StoreError(.conflict, "\(what) broke a constraint of the config store (\(error.message ?? "\(error)")); nothing was stored. Kind, namespace and name must be non-empty")
+            }
+            throw StoreError(.unavailable, "the config store at \(path) could not be written (\(error.message ?? "\(error)")); nothing was stored. Retry, and check the disk and file permissions")
+        }
+    }
+}

@@ -1,0 +1,65 @@
+import Foundation
+import RampartPolicy
+import RampartStore
+
+/// What `rampart apply` read from its files: the resources to store, each with its own YAML
+/// document as written, and every finding that decides whether the batch may be stored.
+struct ConfigBatch {
+    /// The resources, in load order (files sorted by path, documents in file order).
+    let inputs: [ConfigResourceInput]
+    /// Loading, validation and analysis findings, errors and warnings.
+    let diagnostics: [Diagnostic]
+    /// Problems found by `apply` itself (a resource named twice, a document it could not isolate),
+    /// rendered like diagnostics: `file:line: error: resource: message (fix: …)`.
+    let problems: [String]
+
+    /// The number of findings that refuse the batch.
+    var errorCount: Int { diagnostics.filter { $0.severity == .error }.count + problems.count }
+
+    /// Loads and checks files and folders; never throws, every problem is reported.
+    static func load(paths: [String]) -> ConfigBatch {
+        let loaded = PolicyLoader.load(paths: paths)
+        let diagnostics = loaded.diagnostics + PolicyAnalyzer.analyze(loaded.resources)
+        var problems: [String] = []
+        var inputs: [ConfigResourceInput] = []
+        var firstSeen: [ResourceID: SourceLocation] = [:]
+        var documents: [String: [YAMLDocumentSpan]] = [:]
+        for resource in loaded.resources {
+            let id = resource.id
+            let location = resource.location
+            if let first = firstSeen[id] {
+                problems.append(
+                    "\(location.file):\(location.line): error: \(id): defined again in this batch (first at \(first.file):\(first.line)) (fix: keep one definition; apply stores one document per resource)"
+                )
+                continue
+            }
+            firstSeen[id] = location
+            if documents[location.file] == nil { documents[location.file] = spans(of: location.file) }
+            guard let document = documents[location.file]?.first(where: { $0.contains(line: location.line) }) else {
+                problems.append(
+                    "\(location.file):\(location.line): error: \(id): the resource's own YAML document could not be cut out of the file (fix: separate documents with a line holding only ---)"
+                )
+                continue
+            }
+            if let problem = isolationProblem(document, id: id, location: location) {
+                problems.append(problem)
+                continue
+            }
+            inputs.append(ConfigResourceInput(kind: id.kind.rawValue, namespace: id.namespace, name: id.name, yaml: document.text))
+        }
+        return ConfigBatch(inputs: inputs, diagnostics: diagnostics, problems: problems)
+    }
+
+    private static func spans(of file: String) -> [YAMLDocumentSpan] {
+        guard let data = FileManager.default.contents(atPath: file) else { return [] }
+        return YAMLDocuments.split(String(decoding: data, as: UTF8.self))
+    }
+
+    /// Re-loads the cut document on its own: it must be exactly the resource the whole file gave,
+    /// so that what is stored reads back as what was validated.
+    private static func isolationProblem(_ document: YAMLDocumentSpan, id: ResourceID, location: SourceLocation) -> String? {
+        let alone = PolicyLoader.load(yaml: document.text, file: location.file)
+        if alone.resources.count == 1, alone.resources.first?.id == id, !alone.hasErrors { return nil }
+        return "\(location.file):\(location.line): error: \(id): its YAML document (lines \(document.firstLine)-\(document.lastLine)) does not read back on its own as this one resource (fix: put each resource in its own document, separated by a line holding only ---)"
+    }
+}

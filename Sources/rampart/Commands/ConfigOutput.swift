@@ -1,0 +1,55 @@
+import Foundation
+import RampartPolicy
+import RampartStore
+
+/// How the config commands print: kubectl's resource names, tables and ages.
+enum ConfigOutput {
+    /// Writes a line to standard error.
+    static func stderr(_ text: String) {
+        FileHandle.standardError.write(Data((text + "\n").utf8))
+    }
+
+    /// `authorizationpolicy.security.istio.io shop/name`.
+    static func qualified(_ key: ConfigResourceKey) -> String {
+        let kind = ResourceKind(rawValue: key.kind).map(ConfigKind.qualified) ?? key.kind.lowercased()
+        return "\(kind) \(key.namespace)/\(key.name)"
+    }
+
+    /// A table of NAMESPACE, NAME, GENERATION and AGE, columns padded as kubectl pads them.
+    static func table(_ records: [ConfigResourceRecord], now: Date) -> String {
+        let rows = [["NAMESPACE", "NAME", "GENERATION", "AGE"]]
+            + records.map { [$0.namespace, $0.name, String($0.generation), age(from: $0.createdAt, to: now)] }
+        let widths = (0..<4).map { column in rows.map { $0[column].count }.max() ?? 0 }
+        return rows.map { row in
+            row.enumerated().map { column, cell in
+                column == row.count - 1 ? cell : cell.padding(toLength: widths[column] + 3, withPad: " ", startingAt: 0)
+            }.joined() + "\n"
+        }.joined()
+    }
+
+    /// One resource as JSON: kind, namespace, name, generation, times and the YAML as applied.
+    static func json(_ record: ConfigResourceRecord) -> [String: Any] {
+        let iso = ISO8601DateFormatter()
+        return [
+            "kind": record.kind, "api_group": ConfigKind.group, "namespace": record.namespace, "name": record.name,
+            "generation": record.generation, "created_at": iso.string(from: record.createdAt),
+            "updated_at": iso.string(from: record.updatedAt), "yaml": record.yaml,
+        ]
+    }
+
+    /// A short age in kubectl's style: `42s`, `5m10s`, `3h`, `2d4h`, `300d`.
+    static func age(from start: Date, to now: Date) -> String {
+        let seconds = max(0, Int(now.timeIntervalSince(start)))
+        let minutes = seconds / 60, hours = seconds / 3600, days = seconds / 86400
+        switch seconds {
+        case ..<120: return "\(seconds)s"
+        case ..<600: return seconds % 60 == 0 ? "\(minutes)m" : "\(minutes)m\(seconds % 60)s"
+        case ..<(3 * 3600): return "\(minutes)m"
+        case ..<(8 * 3600): return minutes % 60 == 0 ? "\(hours)h" : "\(hours)h\(minutes % 60)m"
+        case ..<(48 * 3600): return "\(hours)h"
+        case ..<(8 * 86400): return hours % 24 == 0 ? "\(days)d" : "\(days)d\(hours % 24)h"
+        case ..<(2 * 365 * 86400): return "\(days)d"
+        default: return "\(days / 365)y\(days % 365 == 0 ? "" : "\(days % 365)d")"
+        }
+    }
+}

@@ -1,0 +1,78 @@
+/// One document of a multi-document YAML file: its text as written and the lines it spans.
+struct YAMLDocumentSpan: Equatable {
+    /// The document's text, without its `---` marker line and surrounding blank lines, ending in a newline.
+    let text: String
+    /// The first line (1-based) the document may occupy.
+    let firstLine: Int
+    /// The last line it may occupy.
+    let lastLine: Int
+
+    /// Whether `line` falls inside the document.
+    func contains(line: Int) -> Bool { (firstLine...lastLine).contains(line) }
+}
+
+/// Cuts a YAML stream into its documents at `---` and `...` markers, keeping each document's text
+/// (comments included) exactly as written, so that what `rampart apply` stores is what the user wrote.
+///
+/// A marker is only a marker at the start of a line and followed by a space, a tab or the end of
+/// the line, as the YAML spec says; the caller re-loads every cut document on its own to be sure
+/// the cut agrees with the YAML parser.
+enum YAMLDocuments {
+    static func split(_ text: String) -> [YAMLDocumentSpan] {
+        var documents: [YAMLDocumentSpan] = []
+        var current: [Substring] = []
+        var firstLine = 1
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+
+        func close(lastLine: Int) {
+            defer { current = [] }
+            guard lastLine >= firstLine else { return }
+            let body = trimmed(current)
+            guard !body.isEmpty else { return }
+            documents.append(YAMLDocumentSpan(text: body, firstLine: firstLine, lastLine: lastLine))
+        }
+
+        for (index, line) in lines.enumerated() {
+            let number = index + 1
+            if let rest = marker("---", line) {
+                close(lastLine: number - 1)
+                // `--- {…}` or `--- |` starts the document's content on the marker line itself.
+                let content = rest.drop { $0 == " " || $0 == "\t" }
+                if content.isEmpty || content.hasPrefix("#") {
+                    firstLine = number + 1
+                } else {
+                    firstLine = number
+                    current.append(line)
+                }
+            } else if marker("...", line) != nil {
+                close(lastLine: number - 1)
+                firstLine = number + 1
+            } else {
+                current.append(line)
+            }
+        }
+        close(lastLine: lines.count)
+        return documents
+    }
+
+    /// The rest of the line after `token`, when the line is that document marker.
+    private static func marker(_ token: String, _ line: Substring) -> Substring? {
+        let line = line.hasSuffix("\r") ? line.dropLast() : line
+        guard line.hasPrefix(token) else { return nil }
+        let rest = line.dropFirst(token.count)
+        guard rest.isEmpty || rest.first == " " || rest.first == "\t" else { return nil }
+        return rest
+    }
+
+    /// The lines joined, without leading and trailing blank lines, ending in one newline; empty
+    /// when the document holds nothing but blank lines and comments.
+    private static func trimmed(_ lines: [Substring]) -> String {
+        let isBlank: (Substring) -> Bool = { $0.allSatisfy { $0 == " " || $0 == "\t" || $0 == "\r" } }
+        let isComment: (Substring) -> Bool = { $0.drop { $0 == " " || $0 == "\t" }.hasPrefix("#") }
+        guard lines.contains(where: { !isBlank($0) && !isComment($0) }) else { return "" }
+        var body = lines[...]
+        while let first = body.first, isBlank(first) { body = body.dropFirst() }
+        while let last = body.last, isBlank(last) { body = body.dropLast() }
+        return body.joined(separator: "\n") + "\n"
+    }
+}

@@ -1,0 +1,233 @@
+import Foundation
+import Testing
+
+/// `rampart apply`, `get` and `delete` as an operator runs them, against a real state directory.
+@Suite("config commands")
+struct ConfigCommandTests {
+    static var policies: String { Paths.packageRoot.appendingPathComponent("policies").path }
+
+    /// Every resource in policies/, as `namespace/name` per kind, read from the files.
+    static func exampleResources() throws -> [String] {
+        var found: [String] = []
+        let files = try FileManager.default.contentsOfDirectory(atPath: policies).filter { $0.hasSuffix(".yaml") }
+        for file in files {
+            let text = try String(contentsOfFile: "\(policies)/\(file)", encoding: .utf8)
+            found += text.components(separatedBy: "\n").filter { $0.hasPrefix("kind: ") }.map { String($0.dropFirst(6)) }
+        }
+        return found
+    }
+
+    @Test("apply stores policies/, get shows them as a table, JSON and YAML, and re-applying changes nothing")
+    func applyGetReapply() throws {
+        let ca = try CAProcess(label: "config-apply")
+        let applied = try rampart("apply", "-f", Self.policies, "--state", ca.state)
+        #expect(applied.succeeded, "\(applied.stdout)\(applied.stderr)")
+        let lines = applied.stdout.split(separator: "\n").map(String.init)
+        let expected = try Self.exampleResources()
+        #expect(lines.filter { $0.hasSuffix(" created") }.count == expected.count, "\(applied.stdout)")
+        #expect(lines.contains("authorizationpolicy.security.istio.io shop/allow-nothing created"))
+        #expect(lines.contains("peerauthentication.security.istio.io istio-system/default created"), "\(applied.stdout)")
+        #expect(lines.last == "config version 1")
+
+        let table = try rampart("get", "authorizationpolicies", "-A", "--state", ca.state)
+        #expect(table.succeeded, "\(table.stderr)")
+        let rows = table.stdout.split(separator: "\n").map(String.init)
+        #expect(rows.first?.split(separator: " ", omittingEmptySubsequences: true) == ["NAMESPACE", "NAME", "GENERATION", "AGE"])
+        let row = try #require(rows.first { $0.contains("allow-nothing") })
+        #expect(row.split(separator: " ", omittingEmptySubsequences: true).prefix(3) == ["shop", "allow-nothing", "1"])
+        #expect(rows.count - 1 == expected.filter { $0 == "AuthorizationPolicy" }.count)
+
+        let json = try rampart("get", "ap", "-n", "shop", "--json", "--state", ca.state)
+        #expect(json.succeeded, "\(json.stderr)")
+        let items = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [[String: Any]])
+        #expect(items.allSatisfy { $0["namespace"] as? String == "shop" && $0["kind"] as? String == "AuthorizationPolicy" })
+        let allowNothing = try #require(items.first { $0["name"] as? String == "allow-nothing" })
+        #expect(allowNothing["generation"] as? Int == 1)
+
+        // -o yaml gives back the document as written, comments included, and nothing of its neighbour.
+        let yaml = try rampart("get", "AuthorizationPolicy", "allow-nothing", "-n", "shop", "-o", "yaml", "--state", ca.state)
+        #expect(yaml.succeeded, "\(yaml.stderr)")
+        #expect(yaml.stdout.hasPrefix("# Default deny for one namespace"), "\(yaml.stdout)")
+        #expect(yaml.stdout.hasSuffix("spec: {}\n"), "\(yaml.stdout)")
+        #expect(allowNothing["yaml"] as? String == yaml.stdout)
+
+        let peer = try rampart("get", "pa", "-n", "istio-system", "-o", "name", "--state", ca.state)
+        #expect(peer.stdout == "peerauthentication.security.istio.io/default\n", "\(peer.stdout)\(peer.stderr)")
+        let none = try rampart("get", "ra", "--state", ca.state)
+        #expect(none.succeeded)
+        #expect(none.stderr.contains("No resources found in default namespace."))
+
+        let again = try rampart("apply", "-f", Self.policies, "--state", ca.state)
+        #expect(again.succeeded, "\(again.stderr)")
+        let againLines = again.stdout.split(separator: "\n").map(String.init)
+        #expect(againLines.dropLast().allSatisfy { $0.hasSuffix(" unchanged") }, "\(again.stdout)")
+        #expect(againLines.last == "config version 1 (nothing changed)")
+    }
+
+    @Test("a changed document is configured at the next generation and bumps the version")
+    func configure() throws {
+        let ca = try CAProcess(label: "config-configure")
+        let file = "\(ca.directory)/deny.yaml"
+        try Self.write(file, action: "DENY", paths: "[/admin]")
+        #expect(try rampart("apply", "-f", file, "--state", ca.state).succeeded)
+        try Self.write(file, action: "DENY", paths: "[/admin, /debug]")
+        let changed = try rampart("apply", "-f", file, "--state", ca.state)
+        #expect(changed.stdout == "authorizationpolicy.security.istio.io shop/deny-admin configured\nconfig version 2\n", "\(changed.stdout)\(changed.stderr)")
+        let json = try rampart("get", "ap", "deny-admin", "-n", "shop", "--json", "--state", ca.state)
+        let items = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [[String: Any]])
+        #expect(items.first?["generation"] as? Int == 2)
+        #expect((items.first?["yaml"] as? String)?.contains("/debug") == true)
+        let audit = try rampart("audit", "verify", "--state", ca.state)
+        #expect(audit.succeeded, "\(audit.stdout)")
+    }
+
+    @Test("a batch with one invalid resource stores nothing and names the file, line, field and fix")
+    func invalidBatch() throws {
+        let ca = try CAProcess(label: "config-invalid")
+        let folder = "\(ca.directory)/batch"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        try Self.write("\(folder)/a-good.yaml", action: "DENY", paths: "[/admin]")
+        try """
+            apiVersion: security.istio.io/v1
+            kind: AuthorizationPolicy
+            metadata: {name: api, namespace: shop}
+            spec:
+              action: ALLOW
+              rules:
+              - to: [{operation: {methods: [GET], pathz: [/a]}}]
+            """.write(toFile: "\(folder)/b-bad.yaml", atomically: true, encoding: .utf8)
+        let result = try rampart("apply", "-f", folder, "--state", ca.state)
+        #expect(result.status == 1)
+        #expect(result.stderr.contains("\(folder)/b-bad.yaml:7:"), "\(result.stderr)")
+        #expect(result.stderr.contains("AuthorizationPolicy shop/api"))
+        #expect(result.stderr.contains("spec.rules[0].to[0].operation.pathz"))
+        #expect(result.stderr.contains("fix:"))
+        #expect(result.stderr.contains("nothing was stored"))
+        #expect(result.stdout.isEmpty, "\(result.stdout)")
+
+        let stored = try rampart("get", "ap", "-A", "--json", "--state", ca.state)
+        #expect(stored.succeeded)
+        #expect(stored.trimmedOutput == "[\n\n]" || stored.trimmedOutput == "[]", "\(stored.stdout)")
+
+        let twice = "\(ca.directory)/twice.yaml"
+        let doc = try String(contentsOfFile: "\(folder)/a-good.yaml", encoding: .utf8)
+        try (doc + "---\n" + doc).write(toFile: twice, atomically: true, encoding: .utf8)
+        let duplicate = try rampart("apply", "-f", twice, "--state", ca.state)
+        #expect(duplicate.status == 1)
+        #expect(duplicate.stderr.contains("defined again"), "\(duplicate.stderr)")
+    }
+
+    @Test("delete removes a resource and bumps the version; a missing one is an error naming it")
+    func delete() throws {
+        let ca = try CAProcess(label: "config-delete")
+        #expect(try rampart("apply", "-f", Self.policies, "--state", ca.state).succeeded)
+        let deleted = try rampart("delete", "authorizationpolicy", "allow-nothing", "-n", "shop", "--state", ca.state)
+        #expect(deleted.stdout == "authorizationpolicy.security.istio.io shop/allow-nothing deleted\nconfig version 2\n", "\(deleted.stdout)\(deleted.stderr)")
+        let names = try rampart("get", "ap", "-n", "shop", "-o", "name", "--state", ca.state).stdout
+        #expect(!names.contains("/allow-nothing\n"), "\(names)")
+        #expect(names.contains("/cart-from-frontend\n"), "\(names)")
+
+        let missing = try rampart("delete", "ap", "allow-nothing", "-n", "shop", "--state", ca.state)
+        #expect(missing.status == 1)
+        #expect(missing.stderr.contains("authorizationpolicy.security.istio.io shop/allow-nothing not found"), "\(missing.stderr)")
+        let badKind = try rampart("delete", "gateway", "x", "--state", ca.state)
+        #expect(!badKind.succeeded)
+        #expect(badKind.stderr.contains("unknown kind \"gateway\""), "\(badKind.stderr)")
+        let events = try rampart("audit", "list", "--state", ca.state).stdout
+        #expect(events.contains("config.deleted"))
+        #expect(try rampart("audit", "verify", "--state", ca.state).succeeded)
+    }
+
+    @Test("a running ca serve picks up an apply without a restart, seen on /metrics")
+    func servePicksUpApply() throws {
+        let ca = try CAProcess(label: "config-serve")
+        try ca.start()
+        defer { ca.stop() }
+        #expect(try Self.waitForMetric("rampart_config_version", equalTo: 0, adminPort: ca.adminPort), "\(ca.log)")
+
+        let applied = try rampart("apply", "-f", Self.policies, "--state", ca.state)
+        #expect(applied.succeeded, "\(applied.stderr)")
+        #expect(try Self.waitForMetric("rampart_config_version", equalTo: 1, adminPort: ca.adminPort), "\(ca.log)")
+        let count = Double(try Self.exampleResources().filter { $0 == "AuthorizationPolicy" }.count)
+        #expect(try Self.waitForMetric("rampart_config_resources{kind=\"AuthorizationPolicy\"}", equalTo: count, adminPort: ca.adminPort))
+
+        #expect(try rampart("delete", "ap", "allow-nothing", "-n", "shop", "--state", ca.state).succeeded)
+        #expect(try Self.waitForMetric("rampart_config_version", equalTo: 2, adminPort: ca.adminPort), "\(ca.log)")
+        #expect(try Self.waitForMetric("rampart_config_resources{kind=\"AuthorizationPolicy\"}", equalTo: count - 1, adminPort: ca.adminPort))
+        #expect(ca.log.contains("config changed"), "\(ca.log)")
+    }
+
+    @Test("each document is stored as written whatever the layout: markers with content, document ends, CRLF line ends")
+    func documentLayouts() throws {
+        let ca = try CAProcess(label: "config-layouts")
+        let file = "\(ca.directory)/layouts.yaml"
+        try """
+            # a header comment, not a resource
+            ---
+            apiVersion: security.istio.io/v1
+            kind: AuthorizationPolicy
+            metadata: {name: one, namespace: shop}
+            spec: {action: DENY, rules: [{to: [{operation: {ports: ["8080"], paths: [/a]}}]}]}
+            ...
+            --- {apiVersion: security.istio.io/v1, kind: PeerAuthentication, metadata: {name: default, namespace: shop}, spec: {mtls: {mode: STRICT}}}
+            ---   # a comment on the marker
+
+            apiVersion: security.istio.io/v1
+            kind: RequestAuthentication
+            metadata:
+              name: jwt
+              namespace: shop
+            spec:
+              jwtRules:
+              - issuer: https://issuer.example.com
+                jwksUri: https://issuer.example.com/jwks.json
+            ---
+            # trailing comment only
+
+            """.write(toFile: file, atomically: true, encoding: .utf8)
+        let crlf = "\(ca.directory)/crlf.yaml"
+        try "apiVersion: security.istio.io/v1\r\nkind: AuthorizationPolicy\r\nmetadata: {name: two, namespace: shop}\r\nspec: {}\r\n"
+            .write(toFile: crlf, atomically: true, encoding: .utf8)
+        let applied = try rampart("apply", "-f", file, "-f", crlf, "--state", ca.state)
+        #expect(applied.succeeded, "\(applied.stdout)\(applied.stderr)")
+        #expect(applied.stdout.components(separatedBy: " created\n").count - 1 == 4, "\(applied.stdout)")
+
+        let one = try rampart("get", "ap", "one", "-n", "shop", "-o", "yaml", "--state", ca.state).stdout
+        #expect(one == "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: one, namespace: shop}\nspec: {action: DENY, rules: [{to: [{operation: {ports: [\"8080\"], paths: [/a]}}]}]}\n", "\(one)")
+        let peer = try rampart("get", "pa", "default", "-n", "shop", "-o", "yaml", "--state", ca.state).stdout
+        #expect(peer.hasPrefix("--- {apiVersion: security.istio.io/v1, kind: PeerAuthentication"), "\(peer)")
+        let jwt = try rampart("get", "ra", "jwt", "-n", "shop", "-o", "yaml", "--state", ca.state).stdout
+        #expect(jwt.hasPrefix("apiVersion: security.istio.io/v1\nkind: RequestAuthentication"), "\(jwt)")
+        #expect(jwt.hasSuffix("jwksUri: https://issuer.example.com/jwks.json\n"), "\(jwt)")
+        let two = try rampart("get", "ap", "two", "-n", "shop", "-o", "yaml", "--state", ca.state).stdout
+        #expect(two.contains("kind: AuthorizationPolicy\r\n"), "\(two)")
+
+        let again = try rampart("apply", "-f", file, "-f", crlf, "--state", ca.state)
+        #expect(again.stdout.hasSuffix("config version 1 (nothing changed)\n"), "\(again.stdout)")
+    }
+
+    /// Polls the admin /metrics until the sample equals `value`, for at most `timeout` seconds.
+    static func waitForMetric(_ sample: String, equalTo value: Double, adminPort: Int, timeout: TimeInterval = 15) throws -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            let metrics = try run("curl", ["-s", "http://127.0.0.1:\(adminPort)/metrics"], timeout: 10).stdout
+            let line = metrics.split(separator: "\n").first { $0.hasPrefix(sample + " ") }
+            if let line, Double(line.dropFirst(sample.count + 1)) == value { return true }
+            usleep(200_000)
+        }
+        return false
+    }
+
+    static func write(_ file: String, action: String, paths: String) throws {
+        try """
+            apiVersion: security.istio.io/v1
+            kind: AuthorizationPolicy
+            metadata: {name: deny-admin, namespace: shop}
+            spec:
+              action: \(action)
+              rules:
+              - to: [{operation: {ports: ["8080"], paths: \(paths)}}]
+
+            """.write(toFile: file, atomically: true, encoding: .utf8)
+    }
+}
