@@ -24,6 +24,9 @@ public struct JWTProvider: Sendable, Hashable {
     /// Whether the issuer's keys can be used (inline JWKS, or a URI the environment reaches in time).
     public let keysAvailable: Bool
 
+    /// The header edits that do not depend on the token: removing the token header, setting the payload header.
+    let fixedHeaderEdits: [HeaderEdit]
+
     /// Istio's default JWKS fetch timeout.
     public static let defaultTimeoutMilliseconds = 5000.0
 
@@ -38,6 +41,12 @@ public struct JWTProvider: Sendable, Hashable {
             locations = [.header(name: "authorization", prefix: "Bearer "), .queryParameter("access_token")]
         }
         self.locations = locations
+        var edits: [HeaderEdit] = []
+        if !rule.forwardOriginalToken {
+            for case .header(let name, _) in locations { edits.append(.remove(name)) }
+        }
+        if !rule.outputPayloadToHeader.isEmpty { edits.append(.setPayload(rule.outputPayloadToHeader)) }
+        fixedHeaderEdits = edits
         spaceDelimitedClaims = Set(["scope", "permission"] + rule.spaceDelimitedClaims)
         if !rule.jwks.isEmpty {
             keysAvailable = true

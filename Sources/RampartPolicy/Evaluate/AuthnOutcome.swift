@@ -2,49 +2,54 @@
 struct AuthnOutcome: Sendable {
     /// `iss/sub` of an accepted token.
     let principal: String?
-    /// The accepted token's claims, with space-delimited claims split.
-    let claims: ClaimValue?
+    /// The accepted token's claims as verified (space-delimited claims not yet split).
+    let rawClaims: ClaimValue?
     /// The provider that accepted the token.
     let provider: JWTProvider?
     /// Set when the request is rejected before authorization.
     let rejection: Decision.Cause?
 
-    static let anonymous = AuthnOutcome(principal: nil, claims: nil, provider: nil, rejection: nil)
+    static let anonymous = AuthnOutcome(principal: nil, rawClaims: nil, provider: nil, rejection: nil)
+
+    /// The accepted token's claims, with space-delimited claims split (computed on each call).
+    var claims: ClaimValue? {
+        provider.map { $0.normalize(rawClaims) } ?? rawClaims
+    }
 
     /// Applies the workload's JWT providers to the request's token outcome.
     static func evaluate(_ request: AuthzRequest, providers: [JWTProvider]) -> AuthnOutcome {
         guard request.transport == .http, !providers.isEmpty else { return .anonymous }
         guard let jwt = request.jwt, jwt.present else {
             if providers.contains(where: { $0.rule.presence == .required }) {
-                return AuthnOutcome(principal: nil, claims: nil, provider: nil, rejection: .jwtRequired)
+                return AuthnOutcome(principal: nil, rawClaims: nil, provider: nil, rejection: .jwtRequired)
             }
             return .anonymous
         }
         if isCORSPreflight(request) { return .anonymous }
         guard jwt.valid else {
-            return AuthnOutcome(principal: nil, claims: nil, provider: nil, rejection: .jwtInvalid(jwt.failure))
+            return AuthnOutcome(principal: nil, rawClaims: nil, provider: nil, rejection: .jwtInvalid(jwt.failure))
         }
         let issuer = jwt.issuer
         guard let firstCandidate = providers.first(where: { $0.accepts(issuer: issuer) }) else {
-            return AuthnOutcome(principal: nil, claims: nil, provider: nil, rejection: .jwtUnknownIssuer(issuer))
+            return AuthnOutcome(principal: nil, rawClaims: nil, provider: nil, rejection: .jwtUnknownIssuer(issuer))
         }
         guard providers.contains(where: { $0.accepts(issuer: issuer) && $0.keysAvailable }) else {
             return AuthnOutcome(
-                principal: nil, claims: nil, provider: nil, rejection: .jwtKeysUnavailable(firstCandidate.rule.jwksURI))
+                principal: nil, rawClaims: nil, provider: nil, rejection: .jwtKeysUnavailable(firstCandidate.rule.jwksURI))
         }
         guard
             let provider = providers.first(where: {
                 $0.accepts(issuer: issuer) && $0.keysAvailable && $0.acceptsAudience(jwt.claims)
             })
         else {
-            return AuthnOutcome(principal: nil, claims: nil, provider: nil, rejection: .jwtAudienceNotAllowed)
+            return AuthnOutcome(principal: nil, rawClaims: nil, provider: nil, rejection: .jwtAudienceNotAllowed)
         }
         var principal = jwt.requestPrincipal
         if principal == nil, case .string(let iss)? = jwt.claims?["iss"], case .string(let sub)? = jwt.claims?["sub"] {
             principal = "\(iss)/\(sub)"
         }
         return AuthnOutcome(
-            principal: principal, claims: provider.normalize(jwt.claims), provider: provider, rejection: nil)
+            principal: principal, rawClaims: jwt.claims, provider: provider, rejection: nil)
     }
 
     /// Envoy lets CORS preflights through JWT checks: OPTIONS with Origin and Access-Control-Request-Method.
@@ -56,6 +61,7 @@ struct AuthnOutcome: Sendable {
     /// The header changes the accepted provider asks for.
     func headerEdits(_ jwt: JWTOutcome?) -> [HeaderEdit] {
         guard let provider else { return [] }
+        if provider.rule.outputClaimToHeaders.isEmpty { return provider.fixedHeaderEdits }
         var edits: [HeaderEdit] = []
         if !provider.rule.forwardOriginalToken {
             for case .header(let name, _) in provider.locations { edits.append(.remove(name)) }

@@ -85,8 +85,9 @@ struct PreparedRequest {
             func text(_ range: Range<Int>) -> String {
                 String(decoding: UnsafeBufferPointer(rebasing: bytes[range]), as: UTF8.self)
             }
-            guard count == 4, bytes[(slashes.0 + 1)..<slashes.1].elementsEqual("ns".utf8),
-                bytes[(slashes.2 + 1)..<slashes.3].elementsEqual("sa".utf8)
+            guard count == 4, slashes.1 - slashes.0 == 3, bytes[slashes.0 + 1] == UInt8(ascii: "n"),
+                bytes[slashes.0 + 2] == UInt8(ascii: "s"), slashes.3 - slashes.2 == 3,
+                bytes[slashes.2 + 1] == UInt8(ascii: "s"), bytes[slashes.2 + 2] == UInt8(ascii: "a")
             else { return .none }
             return .workload(text((slashes.1 + 1)..<slashes.2), text((slashes.3 + 1)..<bytes.count))
         }

@@ -3,122 +3,40 @@
 /// A proxy resolves this once per workload and calls `evaluate` per request; evaluation is pure,
 /// synchronous and touches only the policies selected for the workload.
 public struct WorkloadPolicies: Sendable {
-    let custom: [CompiledPolicy]
-    let deny: [CompiledPolicy]
-    let allow: [CompiledPolicy]
-    let audit: [CompiledPolicy]
-    let dryRun: [CompiledPolicy]
-    /// The JWT providers that apply.
-    public let providers: [JWTProvider]
-    /// The resolved mTLS modes.
-    public let peer: PeerModes
-    /// The costlier request attributes these policies read.
-    let needs: RequestNeeds
+    let resolved: ResolvedWorkload
 
     init(policies: [CompiledPolicy], providers: [JWTProvider], peer: PeerModes) {
-        let enforced = policies.filter { !$0.dryRun }
-        custom = enforced.filter { $0.action == .custom }
-        deny = enforced.filter { $0.action == .deny }
-        allow = enforced.filter { $0.action == .allow }
-        audit = enforced.filter { $0.action == .audit }
-        dryRun = policies.filter(\.dryRun)
-        self.providers = providers
-        self.peer = peer
-        needs = RequestNeeds(policies: policies)
+        resolved = ResolvedWorkload(policies: policies, providers: providers, peer: peer)
     }
 
-    /// The number of authorization policies that apply (enforced and dry-run).
-    public var policyCount: Int { custom.count + deny.count + allow.count + audit.count + dryRun.count }
+    /// The JWT providers that apply.
+    public var providers: [JWTProvider] { resolved.providers }
+    /// The resolved mTLS modes.
+    public var peer: PeerModes { resolved.peer }
 
-    /// Decides one request.
+    /// The number of authorization policies that apply (enforced and dry-run).
+    public var policyCount: Int {
+        resolved.custom.count + resolved.deny.count + resolved.allow.count + resolved.audit.count
+            + resolved.dryRun.count
+    }
+
+    /// Decides one request on the fast path (the flat program, no tracing, no allocation in the
+    /// common case); decides exactly as `explain` does.
     public func evaluate(_ request: AuthzRequest) -> Decision {
-        var trace = NoTrace()
-        return run(request, &trace)
+        resolved.decide(request)
     }
 
     /// Decides one request and records every policy and rule considered.
     public func explain(_ request: AuthzRequest) -> (decision: Decision, trace: ExplainTrace) {
         var trace = RecordingTrace()
-        let decision = run(request, &trace)
+        let decision = resolved.run(request, &trace)
         return (decision, ExplainTrace(steps: trace.steps))
     }
 
-    private func run<T: Tracer>(_ request: AuthzRequest, _ trace: inout T) -> Decision {
-        let mode = peer.mode(port: request.destination.port)
-        trace.peer(peer, mode: mode)
-        if mode == .strict && !request.source.isMTLS {
-            return decided(.deny, 403, nil, nil, mode, .plaintextUnderStrict, [], [])
-        }
-        let authn = AuthnOutcome.evaluate(request, providers: providers)
-        trace.authn(providers, authn)
-        if let rejection = authn.rejection {
-            let status = rejection == .jwtAudienceNotAllowed ? 403 : 401
-            return decided(.deny, status, nil, nil, mode, rejection, [], [])
-        }
-        let prepared = PreparedRequest(request, peerIdentityVisible: mode != .disable, authn: authn, needs: needs)
-        let shadow = dryRun.isEmpty ? [] : shadowResults(prepared, &trace)
-        for policy in custom {
-            guard let rule = policy.firstMatch(prepared) else {
-                trace.policy(policy, nil, prepared)
-                continue
-            }
-            trace.policy(policy, rule, prepared)
-            switch request.extAuthz {
-            case .allow?: continue
-            case .deny?: return decided(.deny, 403, policy.name, rule, mode, .customDenied, shadow, [])
-            case nil: return decided(.deny, 403, policy.name, rule, mode, .customUnanswered, shadow, [])
-            }
-        }
-        if let (policy, rule) = firstMatching(deny, prepared, &trace, stop: true) {
-            return decided(.deny, 403, policy.name, rule, mode, .denyMatched, shadow, [])
-        }
-        _ = firstMatching(audit, prepared, &trace, stop: false)
-        let edits = authn.provider == nil ? [] : authn.headerEdits(request.jwt)
-        if allow.isEmpty {
-            return decided(.allow, 200, nil, nil, mode, .noAllowPolicy, shadow, edits)
-        }
-        if let (policy, rule) = firstMatching(allow, prepared, &trace, stop: true) {
-            return decided(.allow, 200, policy.name, rule, mode, .allowMatched, shadow, edits)
-        }
-        return decided(.deny, 403, nil, nil, mode, .noAllowMatched, shadow, [])
-    }
-
-    /// Evaluates policies in order, tracing each, and returns the first that matches with its rule;
-    /// without `stop` every policy is evaluated (AUDIT). Policies are borrowed in place, not retained.
-    @inline(__always)
-    private func firstMatching<T: Tracer>(
-        _ policies: [CompiledPolicy], _ prepared: PreparedRequest, _ trace: inout T, stop: Bool
-    ) -> (CompiledPolicy, Int)? {
-        policies.withUnsafeBufferPointer { policies in
-            var first: (CompiledPolicy, Int)?
-            for index in policies.indices {
-                let rule = policies[index].firstMatch(prepared)
-                trace.policy(policies[index], rule, prepared)
-                if let rule, first == nil {
-                    first = (policies[index], rule)
-                    if stop { break }
-                }
-            }
-            return first
-        }
-    }
-
-    private func shadowResults<T: Tracer>(_ request: PreparedRequest, _ trace: inout T) -> [Decision.DryRunResult] {
-        dryRun.map { policy in
-            let rule = policy.firstMatch(request)
-            trace.policy(policy, rule, request)
-            let wouldBe: Decision.Verdict = (policy.action == .deny) == (rule != nil) ? .deny : .allow
-            return Decision.DryRunResult(policy: policy.name, action: policy.action, rule: rule, wouldBe: wouldBe)
-        }
-    }
-
-    @inline(__always)
-    private func decided(
-        _ verdict: Decision.Verdict, _ status: Int, _ policy: String?, _ rule: Int?, _ mode: MTLSMode,
-        _ cause: Decision.Cause, _ shadow: [Decision.DryRunResult], _ edits: [HeaderEdit]
-    ) -> Decision {
-        Decision(
-            decision: verdict, status: status, policy: policy, rule: rule, mtlsMode: mode, cause: cause, dryRun: shadow,
-            headerEdits: edits)
+    /// Decides one request by the straightforward evaluation `explain` uses, without recording.
+    func evaluateReference(_ request: AuthzRequest) -> Decision {
+        var trace = NoTrace()
+        return resolved.run(request, &trace)
     }
 }
+

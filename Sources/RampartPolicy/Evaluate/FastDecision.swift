@@ -1,0 +1,88 @@
+/// The per-request fast path: the same decision procedure as `run`, evaluated over the flat
+/// `WorkloadProgram` with identity-indexed candidates, lazily computed request attributes and no
+/// tracing. AUDIT policies cannot change a decision, so the fast path does not evaluate them.
+extension ResolvedWorkload {
+    /// Decides one request.
+    func decide(_ request: AuthzRequest) -> Decision {
+        let mode = peer.mode(port: request.destination.port)
+        if mode == .strict && !request.source.isMTLS {
+            return decided(.deny, 403, nil, nil, mode, .plaintextUnderStrict, [], [])
+        }
+        // Without providers, or on TCP, request authentication is anonymous and skipped.
+        let authn = providers.isEmpty || request.transport != .http
+            ? nil : AuthnOutcome.evaluate(request, providers: providers)
+        if let rejection = authn?.rejection {
+            let status = rejection == .jwtAudienceNotAllowed ? 403 : 401
+            return decided(.deny, status, nil, nil, mode, rejection, [], [])
+        }
+        let source = request.source
+        let visible = mode != .disable && source.isMTLS
+        var facts = RequestFacts(
+            isHTTP: request.transport == .http,
+            principal: visible && !(source.principal?.isEmpty ?? true) ? source.principal : nil,
+            requestPrincipal: authn?.principal, claims: authn?.rawClaims,
+            spaceDelimitedClaims: authn?.provider?.spaceDelimitedClaims)
+        let program = self.program
+        let shadow = program.dryRun.isEmpty ? [] : program.shadowResults(request, &facts)
+        // With the ext-authz provider allowing, a matching CUSTOM policy passes the request on.
+        if request.extAuthz != .allow, let position = program.firstMatch(program.custom, request, &facts) {
+            let rule = program.rules[Int(position)]
+            let cause: Decision.Cause = request.extAuthz == .deny ? .customDenied : .customUnanswered
+            return decided(
+                .deny, 403, program.policies[Int(rule.policy)].name, Int(rule.index), mode, cause, shadow, [])
+        }
+        if let position = program.firstMatch(program.deny, request, &facts) {
+            let rule = program.rules[Int(position)]
+            return decided(
+                .deny, 403, program.policies[Int(rule.policy)].name, Int(rule.index), mode, .denyMatched, shadow, [])
+        }
+        let edits = authn.map { $0.headerEdits(request.jwt) } ?? []
+        if !program.hasAllow {
+            return decided(.allow, 200, nil, nil, mode, .noAllowPolicy, shadow, edits)
+        }
+        if let position = program.firstMatch(program.allow, request, &facts) {
+            let rule = program.rules[Int(position)]
+            return decided(
+                .allow, 200, program.policies[Int(rule.policy)].name, Int(rule.index), mode, .allowMatched, shadow,
+                edits)
+        }
+        return decided(.deny, 403, nil, nil, mode, .noAllowMatched, shadow, [])
+    }
+}
+
+extension WorkloadProgram {
+    /// The position of the first rule of `group` that matches, in evaluation order.
+    @inline(__always)
+    func firstMatch(_ group: RuleGroup, _ request: AuthzRequest, _ facts: inout RequestFacts) -> Int32? {
+        guard group.ruleCount > 0 else { return nil }
+        let principal = group.byPrincipal.pool.isEmpty ? -1 : facts.principalID(self)
+        let namespace = group.byNamespace.pool.isEmpty ? -1 : facts.namespaceID(self, request)
+        var cursor = group.candidates(principal: principal, namespace: namespace)
+        let dropHTTP = !facts.isHTTP
+        while let position = cursor.next(group) {
+            let rule = rules[Int(position)]
+            if dropHTTP && rule.skipOnTCP { continue }
+            if matches(rule, request, &facts, dropHTTP: dropHTTP) { return position }
+        }
+        return nil
+    }
+
+    /// What each dry-run policy would have decided alone.
+    func shadowResults(_ request: AuthzRequest, _ facts: inout RequestFacts) -> [Decision.DryRunResult] {
+        let dropHTTP = !facts.isHTTP
+        return dryRun.map { index in
+            let policy = policies[Int(index)]
+            var matched: Int?
+            for position in policy.rules.lower..<policy.rules.upper {
+                let rule = rules[position]
+                if dropHTTP && rule.skipOnTCP { continue }
+                if matches(rule, request, &facts, dropHTTP: dropHTTP) {
+                    matched = Int(rule.index)
+                    break
+                }
+            }
+            let wouldBe: Decision.Verdict = (policy.action == .deny) == (matched != nil) ? .deny : .allow
+            return Decision.DryRunResult(policy: policy.name, action: policy.action, rule: matched, wouldBe: wouldBe)
+        }
+    }
+}

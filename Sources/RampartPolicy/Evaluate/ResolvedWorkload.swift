@@ -1,0 +1,110 @@
+/// Everything resolved for one workload, held by reference so `WorkloadPolicies` copies cheaply:
+/// the compiled policies by action (for `explain`), the JWT providers, the mTLS modes and the flat
+/// `WorkloadProgram` the fast path evaluates.
+final class ResolvedWorkload: Sendable {
+    let custom: [CompiledPolicy]
+    let deny: [CompiledPolicy]
+    let allow: [CompiledPolicy]
+    let audit: [CompiledPolicy]
+    let dryRun: [CompiledPolicy]
+    let providers: [JWTProvider]
+    let peer: PeerModes
+    /// The costlier request attributes these policies read (explain path).
+    let needs: RequestNeeds
+    /// The flat form the fast path evaluates.
+    let program: WorkloadProgram
+
+    init(policies: [CompiledPolicy], providers: [JWTProvider], peer: PeerModes) {
+        let enforced = policies.filter { !$0.dryRun }
+        custom = enforced.filter { $0.action == .custom }
+        deny = enforced.filter { $0.action == .deny }
+        allow = enforced.filter { $0.action == .allow }
+        audit = enforced.filter { $0.action == .audit }
+        dryRun = policies.filter(\.dryRun)
+        self.providers = providers
+        self.peer = peer
+        needs = RequestNeeds(policies: policies)
+        program = WorkloadProgram(policies: policies)
+    }
+
+    /// The straightforward evaluation over `CompiledPolicy` objects, reporting every step to `trace`;
+    /// `explain` uses it, and tests compare the fast path against it.
+    func run<T: Tracer>(_ request: AuthzRequest, _ trace: inout T) -> Decision {
+        let mode = peer.mode(port: request.destination.port)
+        trace.peer(peer, mode: mode)
+        if mode == .strict && !request.source.isMTLS {
+            return decided(.deny, 403, nil, nil, mode, .plaintextUnderStrict, [], [])
+        }
+        let authn = AuthnOutcome.evaluate(request, providers: providers)
+        trace.authn(providers, authn)
+        if let rejection = authn.rejection {
+            let status = rejection == .jwtAudienceNotAllowed ? 403 : 401
+            return decided(.deny, status, nil, nil, mode, rejection, [], [])
+        }
+        let prepared = PreparedRequest(request, peerIdentityVisible: mode != .disable, authn: authn, needs: needs)
+        let shadow = dryRun.isEmpty ? [] : shadowResults(prepared, &trace)
+        for policy in custom {
+            guard let rule = policy.firstMatch(prepared) else {
+                trace.policy(policy, nil, prepared)
+                continue
+            }
+            trace.policy(policy, rule, prepared)
+            switch request.extAuthz {
+            case .allow?: continue
+            case .deny?: return decided(.deny, 403, policy.name, rule, mode, .customDenied, shadow, [])
+            case nil: return decided(.deny, 403, policy.name, rule, mode, .customUnanswered, shadow, [])
+            }
+        }
+        if let (policy, rule) = firstMatching(deny, prepared, &trace, stop: true) {
+            return decided(.deny, 403, policy.name, rule, mode, .denyMatched, shadow, [])
+        }
+        _ = firstMatching(audit, prepared, &trace, stop: false)
+        let edits = authn.provider == nil ? [] : authn.headerEdits(request.jwt)
+        if allow.isEmpty {
+            return decided(.allow, 200, nil, nil, mode, .noAllowPolicy, shadow, edits)
+        }
+        if let (policy, rule) = firstMatching(allow, prepared, &trace, stop: true) {
+            return decided(.allow, 200, policy.name, rule, mode, .allowMatched, shadow, edits)
+        }
+        return decided(.deny, 403, nil, nil, mode, .noAllowMatched, shadow, [])
+    }
+
+    /// Evaluates policies in order, tracing each, and returns the first that matches with its rule;
+    /// without `stop` every policy is evaluated (AUDIT). Policies are borrowed in place, not retained.
+    @inline(__always)
+    private func firstMatching<T: Tracer>(
+        _ policies: [CompiledPolicy], _ prepared: PreparedRequest, _ trace: inout T, stop: Bool
+    ) -> (CompiledPolicy, Int)? {
+        policies.withUnsafeBufferPointer { policies in
+            var first: (CompiledPolicy, Int)?
+            for index in policies.indices {
+                let rule = policies[index].firstMatch(prepared)
+                trace.policy(policies[index], rule, prepared)
+                if let rule, first == nil {
+                    first = (policies[index], rule)
+                    if stop { break }
+                }
+            }
+            return first
+        }
+    }
+
+    private func shadowResults<T: Tracer>(_ request: PreparedRequest, _ trace: inout T) -> [Decision.DryRunResult] {
+        dryRun.map { policy in
+            let rule = policy.firstMatch(request)
+            trace.policy(policy, rule, request)
+            let wouldBe: Decision.Verdict = (policy.action == .deny) == (rule != nil) ? .deny : .allow
+            return Decision.DryRunResult(policy: policy.name, action: policy.action, rule: rule, wouldBe: wouldBe)
+        }
+    }
+
+    @inline(__always)
+    func decided(
+        _ verdict: Decision.Verdict, _ status: Int, _ policy: String?, _ rule: Int?, _ mode: MTLSMode,
+        _ cause: Decision.Cause, _ shadow: [Decision.DryRunResult], _ edits: [HeaderEdit]
+    ) -> Decision {
+        Decision(
+            decision: verdict, status: status, policy: policy, rule: rule, mtlsMode: mode, cause: cause, dryRun: shadow,
+            headerEdits: edits)
+    }
+}

@@ -1,0 +1,78 @@
+import Foundation
+import Testing
+
+@testable import RampartPolicy
+
+@Suite("fast path decides as the reference evaluation")
+struct FastPathDifferentialTests {
+    @Test("synthetic meshes: indexed flat evaluation equals the straightforward one on every request", arguments: [
+        (policies: 10, seed: UInt64(1)), (policies: 400, seed: 2), (policies: 3000, seed: 3), (policies: 1500, seed: 0x5241_4D50),
+    ])
+    func syntheticMeshes(policies: Int, seed: UInt64) {
+        let mesh = SyntheticMesh(policies: policies, workloads: 120, requests: 3000, seed: seed)
+        let snapshot = mesh.engine().snapshot
+        var disagreements: [String] = []
+        for request in mesh.requests {
+            let workload = snapshot.workload(namespace: request.destination.namespace, labels: request.destination.labels)
+            let fast = snapshot.evaluate(request)
+            let reference = workload.evaluateReference(request)
+            if fast != reference || fast != workload.evaluate(request) || fast != workload.explain(request).decision {
+                disagreements.append("\(request): fast \(fast.reason), reference \(reference.reason)")
+            }
+        }
+        #expect(disagreements.isEmpty, "\(disagreements.count) disagreements, first: \(disagreements.first ?? "")")
+    }
+
+    @Test("variants of synthetic requests (TCP, plaintext, other principals, DISABLE ports) decide alike")
+    func mutatedRequests() {
+        let mesh = SyntheticMesh(policies: 800, workloads: 60, requests: 1500, seed: 7)
+        let snapshot = mesh.engine().snapshot
+        var random = SeededGenerator(seed: 99)
+        var disagreements = 0
+        for request in mesh.requests {
+            let other = mesh.requests[random.index(mesh.requests.count)]
+            let variants = [
+                AuthzRequest(
+                    transport: .tcp, source: request.source, destination: request.destination, sni: request.host),
+                AuthzRequest(
+                    transport: request.transport, source: other.source, destination: request.destination,
+                    method: other.method, host: other.host?.uppercased(), path: other.path, headers: other.headers,
+                    extAuthz: random.chance(0.5) ? .allow : nil, jwt: other.jwt),
+                AuthzRequest(
+                    transport: .http,
+                    source: AuthzRequest.Source(
+                        principal: request.source.principal.map { $0 + "-9" }, namespace: "ops", ip: "192.0.2.7",
+                        remoteIP: "100.64.1.1", mtls: random.chance(0.5)),
+                    destination: request.destination, method: "DELETE", host: "x.internal.example.com",
+                    path: "/internal/a/../admin", headers: ["x-canary": "true", "x-tenant": "tenant-shared"]),
+            ]
+            for variant in variants {
+                let workload = snapshot.workload(
+                    namespace: variant.destination.namespace, labels: variant.destination.labels)
+                if snapshot.evaluate(variant) != workload.evaluateReference(variant) { disagreements += 1 }
+            }
+        }
+        #expect(disagreements == 0)
+    }
+
+    @Test("every corpus case decides alike on both paths")
+    func corpus() throws {
+        let corpus = try Corpus.object("authz-cases.yaml")
+        let sets = try #require(corpus["policy_sets"] as? [String: String])
+        let cases = try #require(corpus["cases"] as? [[String: Any]])
+        let environment = JWKSEnvironment.from(try PlainYAML.parse(Corpus.text("jwks-environment.yaml")))
+        var failures: [String] = []
+        for item in cases {
+            let names = item["policy_set"] as? [String] ?? []
+            let yaml = names.compactMap { sets[$0] }.joined(separator: "\n---\n")
+            let engine = PolicyEngine(yaml: yaml, options: SnapshotOptions(jwks: environment))
+            let request = try AuthzRequest(object: item["request"])
+            let workload = engine.snapshot.workload(
+                namespace: request.destination.namespace, labels: request.destination.labels)
+            if engine.snapshot.evaluate(request) != workload.evaluateReference(request) {
+                failures.append(item["id"] as? String ?? "?")
+            }
+        }
+        #expect(failures.isEmpty, "\(failures)")
+    }
+}
