@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the CA on the embedded defaults: a new CA in a temporary state directory, served on
 # loopback; a few sample workloads get identities (bootstrap token + openssl CSR), one renews over
-# mTLS, a node agent bootstraps another and rotates it, and the issued certificates are listed.
+# mTLS, a node agent bootstraps another and rotates it, the example mesh policies are analyzed,
+# applied and explained, and the issued certificates are listed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
@@ -56,6 +57,24 @@ done
 echo "  rotated over mTLS — $now"
 "$rampart" agent status --socket "$work/agent.sock" | sed 's/^/  /'
 kill "$agent_pid"; wait "$agent_pid" 2>/dev/null || true; agent_pid=
+
+echo
+echo "mesh policies from policies/, checked, stored, and picked up by the running CA:"
+"$rampart" analyze policies/
+"$rampart" apply -f policies/ --state "$state"
+"$rampart" get authorizationpolicies -A --state "$state"
+cat >"$work/request.yaml" <<'REQ'
+protocol: HTTP
+source: {principal: cluster.local/ns/shop/sa/frontend}
+destination: {namespace: shop, labels: {app: cart}, port: 8080}
+method: DELETE
+host: cart.shop.svc.cluster.local
+path: /api/cart/items/1
+REQ
+echo "why is DELETE /api/cart/items/1 from shop/frontend to shop/cart decided as it is?"
+"$rampart" authz check --policies policies/ --request "$work/request.yaml" --explain | sed 's/^/  /'
+for _ in $(seq 1 30); do curl -s "http://$admin/metrics" | grep -q '^rampart_config_version [1-9]' && break; sleep 0.2; done
+curl -s "http://$admin/metrics" | grep '^rampart_config_'
 
 echo
 "$rampart" cert list --state "$state"
