@@ -26,7 +26,7 @@ struct NodeAgentTests {
 
         var files: IdentityFiles { IdentityFiles(directory: scratch.file("out")) }
 
-        func waitForSerial(different previous: String?, timeout: TimeInterval = 10) async throws -> String {
+        func waitForSerial(different previous: String?, timeout: TimeInterval = 60) async throws -> String {
             let limit = Date().addingTimeInterval(timeout)
             while Date() < limit {
                 if let serial = agent.state.current?.svid.serialHex, serial != previous { return serial }
@@ -36,6 +36,8 @@ struct NodeAgentTests {
         }
     }
 
+    // Real-time limits are generous bounds, not measurements: the agent's task shares the test
+    // runner's two cooperative threads with CPU-heavy tests of other suites.
     func harness(ttl: TimeInterval = 100, token: String = "rbt_test-token", failFirst: Int = 0) async throws -> Harness {
         let clock = ManualClock(start)
         let ca = try await InProcessCA(clock: clock)
@@ -210,7 +212,7 @@ struct NodeAgentTests {
         #expect(again.state.current?.svid.serialHex == first)
         #expect(due > h.clock.now())
         h.clock.advance(to: due)
-        let limit = Date().addingTimeInterval(10)
+        let limit = Date().addingTimeInterval(60)
         while again.state.current?.svid.serialHex == first, Date() < limit { try await Task.sleep(for: .milliseconds(2)) }
         #expect(again.state.current?.svid.serialHex != first)
         #expect(h.ca.calls.last?.presented == first, "renewed over mTLS with the resumed certificate")

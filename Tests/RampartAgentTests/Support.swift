@@ -67,7 +67,7 @@ final class ManualClock: AgentClock {
     }
 
     /// Waits (in real time, bounded) until someone sleeps towards a deadline, and returns it.
-    func nextSleep(timeout: TimeInterval = 10) async throws -> Date {
+    func nextSleep(timeout: TimeInterval = 60) async throws -> Date {
         let limit = Date().addingTimeInterval(timeout)
         while Date() < limit {
             if let deadline = state.withLock({ $0.sleepers.values.map(\.deadline).min() }) { return deadline }

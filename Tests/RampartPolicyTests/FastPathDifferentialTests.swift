@@ -6,10 +6,10 @@ import Testing
 @Suite("fast path decides as the reference evaluation")
 struct FastPathDifferentialTests {
     @Test("synthetic meshes: indexed flat evaluation equals the straightforward one on every request", arguments: [
-        (policies: 10, seed: UInt64(1)), (policies: 400, seed: 2), (policies: 3000, seed: 3), (policies: 1500, seed: 0x5241_4D50),
+        (policies: 10, seed: UInt64(1)), (policies: 300, seed: 2), (policies: 1000, seed: 3), (policies: 600, seed: 0x5241_4D50),
     ])
     func syntheticMeshes(policies: Int, seed: UInt64) {
-        let mesh = SyntheticMesh(policies: policies, workloads: 120, requests: 3000, seed: seed)
+        let mesh = SyntheticMesh(policies: policies, workloads: 120, requests: 800, seed: seed)
         let snapshot = mesh.engine().snapshot
         var disagreements: [String] = []
         for request in mesh.requests {
@@ -25,7 +25,7 @@ struct FastPathDifferentialTests {
 
     @Test("variants of synthetic requests (TCP, plaintext, other principals, DISABLE ports) decide alike")
     func mutatedRequests() {
-        let mesh = SyntheticMesh(policies: 800, workloads: 60, requests: 1500, seed: 7)
+        let mesh = SyntheticMesh(policies: 400, workloads: 60, requests: 600, seed: 7)
         let snapshot = mesh.engine().snapshot
         var random = SeededGenerator(seed: 99)
         var disagreements = 0
