@@ -9,6 +9,7 @@ import NIOSSL
 import RampartAuthn
 import RampartIdentity
 import RampartPKI
+import RampartPolicy
 import RampartStore
 import ServiceLifecycle
 import Synchronization
@@ -29,11 +30,14 @@ public struct CAServerConfiguration: Sendable {
     public var jwtAudience: String
     /// Lifetimes.
     public var policy: IssuancePolicy
+    /// The mesh's root namespace, whose stored policies apply mesh-wide.
+    public var rootNamespace: String
 
     /// Creates a configuration with Istio's ports on loopback.
     public init(
         state: StateDirectory, listenHost: String = "127.0.0.1", listenPort: Int = 15012, adminHost: String = "127.0.0.1", adminPort: Int = 15014,
-        jwtIssuers: [TrustedIssuer] = [], jwtAudience: String = "istio-ca", policy: IssuancePolicy = IssuancePolicy()
+        jwtIssuers: [TrustedIssuer] = [], jwtAudience: String = "istio-ca", policy: IssuancePolicy = IssuancePolicy(),
+        rootNamespace: String = "istio-system"
     ) {
         self.state = state
         self.listenHost = listenHost
@@ -43,6 +47,7 @@ public struct CAServerConfiguration: Sendable {
         self.jwtIssuers = jwtIssuers
         self.jwtAudience = jwtAudience
         self.policy = policy
+        self.rootNamespace = rootNamespace
     }
 }
 
@@ -135,7 +140,7 @@ public struct CAServer: Sendable {
             trustDomain: trustDomain, authority: authority, jwtSigner: jwtSigner, authenticator: authenticator,
             peers: peers, sequence: UInt64(max(0, now.timeIntervalSince1970)), logger: logger
         )
-        let watcher = ConfigWatcher(store: store, logger: logger)
+        let watcher = ConfigWatcher(store: store, options: SnapshotOptions(rootNamespace: configuration.rootNamespace), logger: logger)
         return Parts(trustDomain: trustDomain, authority: authority, store: store, service: service, identity: identity, transport: transport, config: watcher)
     }
 

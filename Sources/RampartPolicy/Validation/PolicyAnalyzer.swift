@@ -35,6 +35,7 @@ public enum PolicyAnalyzer {
             if case .authorizationPolicy(let policy) = resource { diagnostics += denyOnTCP(policy) }
             if let workloads { diagnostics += selectsNothing(resource, workloads, rootNamespace: rootNamespace) }
         }
+        diagnostics += PeerAuthenticationConflicts.analyze(resources, workloads: workloads)
         return diagnostics
     }
 

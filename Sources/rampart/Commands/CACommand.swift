@@ -70,10 +70,14 @@ struct CA: AsyncParsableCommand {
         @Option(help: "The audience JWTs must carry.")
         var jwtAudience: String = "istio-ca"
 
+        @Option(help: "The mesh's root namespace: its policies in the config store apply mesh-wide.")
+        var rootNamespace: String = "istio-system"
+
         @Option(help: "Log level: trace, debug, info, notice, warning, error.")
         var logLevel: String = "info"
 
         func validate() throws {
+            guard !rootNamespace.isEmpty else { throw ValidationError("--root-namespace must not be empty (Istio's default is istio-system)") }
             guard jwtIssuers.count == jwks.count else {
                 throw ValidationError("give one --jwks for each --jwt-issuer (got \(jwtIssuers.count) issuers and \(jwks.count) key sources)")
             }
@@ -92,7 +96,7 @@ struct CA: AsyncParsableCommand {
                 listenHost: grpc.host, listenPort: grpc.port,
                 adminHost: adminAddress.host, adminPort: adminAddress.port,
                 jwtIssuers: zip(jwtIssuers, jwks).map { TrustedIssuer(issuer: $0, keys: .init($1)) },
-                jwtAudience: jwtAudience
+                jwtAudience: jwtAudience, rootNamespace: rootNamespace
             )
             let server = CAServer(configuration: configuration, logger: Logger(label: "rampart.ca"))
             try await server.run(metricsText: { registry.emitToString() }) { addresses in

@@ -1,0 +1,43 @@
+import RampartPolicy
+import Testing
+
+@Suite("analyzer warnings")
+struct AnalyzerTests {
+    static func peer(_ name: String, _ namespace: String, selector: String? = nil, mode: String = "STRICT") -> String {
+        """
+        apiVersion: security.istio.io/v1
+        kind: PeerAuthentication
+        metadata: {name: \(name), namespace: \(namespace)}
+        spec:
+        \(selector.map { "  selector: {matchLabels: {\($0)}}\n" } ?? "")  mtls: {mode: \(mode)}
+        """
+    }
+
+    static func analyze(_ documents: [String], workloads: [Workload]? = nil) -> [Diagnostic] {
+        PolicyAnalyzer.analyze(PolicyLoader.load(yaml: documents.joined(separator: "\n---\n"), file: "mesh.yaml").resources, workloads: workloads)
+    }
+
+    @Test("two namespace-wide PeerAuthentications in one namespace: the second is reported as ignored, naming the first")
+    func competingNamespaceWide() throws {
+        let diagnostics = Self.analyze([Self.peer("a", "shop"), Self.peer("b", "shop", mode: "PERMISSIVE"), Self.peer("c", "pay")])
+        let conflicts = diagnostics.filter { $0.code == .conflictingPeerAuthentication }
+        #expect(conflicts.count == 1)
+        let conflict = try #require(conflicts.first)
+        #expect(conflict.severity == .warning)
+        #expect(conflict.resource?.name == "b")
+        #expect(conflict.message.contains("shop/a"))
+        #expect(conflict.line > 1)
+    }
+
+    @Test("two PeerAuthentications selecting the same known workload conflict; different workloads do not")
+    func competingWorkloadPolicies() {
+        let documents = [
+            Self.peer("cart-1", "shop", selector: "app: cart"), Self.peer("cart-2", "shop", selector: "tier: web"),
+            Self.peer("orders", "shop", selector: "app: orders"),
+        ]
+        let workloads = [Workload(namespace: "shop", labels: ["app": "cart", "tier": "web"]), Workload(namespace: "shop", labels: ["app": "orders"])]
+        let conflicts = Self.analyze(documents, workloads: workloads).filter { $0.code == .conflictingPeerAuthentication }
+        #expect(conflicts.map { $0.resource?.name } == ["cart-2"])
+        #expect(Self.analyze(documents).filter { $0.code == .conflictingPeerAuthentication }.isEmpty)
+    }
+}
