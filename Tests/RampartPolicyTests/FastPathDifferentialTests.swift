@@ -45,6 +45,11 @@ struct FastPathDifferentialTests {
                         remoteIP: "100.64.1.1", mtls: random.chance(0.5)),
                     destination: request.destination, method: "DELETE", host: "x.internal.example.com",
                     path: "/internal/a/../admin", headers: ["x-canary": "true", "x-tenant": "tenant-shared"]),
+                // The method index: methods policies list, other cases, unknown methods and none.
+                AuthzRequest(
+                    transport: request.transport, source: request.source, destination: request.destination,
+                    method: [nil, "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "get", "OPTIONS"][random.index(9)],
+                    host: request.host, path: request.path, headers: request.headers, jwt: request.jwt),
             ]
             for variant in variants {
                 let workload = snapshot.workload(

@@ -27,16 +27,22 @@ struct RuleIndexTests {
         let group = program.allow
         var cursor = group.candidates(
             principal: principal.flatMap { program.principalIDs[$0] } ?? -1,
-            namespace: namespace.flatMap { program.namespaceIDs[$0] } ?? -1)
+            namespace: namespace.flatMap { program.namespaceIDs[$0] } ?? -1, method: -1, isHTTP: true, in: program.code)
         var found: [Int32] = []
-        while let position = cursor.next(group) { found.append(position) }
+        while let offset = cursor.next(program.code) { found.append(program.position(ofRuleAt: offset) ?? -1) }
         return found
+    }
+
+    private func wild(_ program: WorkloadProgram, _ group: RuleGroup) -> [Int32] {
+        (group.wild.lower..<group.wild.upper).map {
+            program.position(ofRuleAt: Int32(bitPattern: program.code.word($0))) ?? -1
+        }
     }
 
     @Test("files exact-identity rules under their principals and namespaces, the rest as wild")
     func filing() {
         let program = program()
-        #expect(program.allow.wild == [2, 3, 4])
+        #expect(wild(program, program.allow) == [2, 3, 4])
         #expect(program.principalIDs.count == 2 && program.namespaceIDs.keys.sorted() == ["b"])
         #expect(program.allow.ruleCount == 5)
     }
@@ -50,13 +56,53 @@ struct RuleIndexTests {
         #expect(candidates(program, principal: nil, namespace: nil) == [2, 3, 4])
     }
 
-    @Test("buckets group positions by id and keep them ascending")
+    @Test("buckets hold (id, offset) pairs by id, offsets ascending, and find an id's run")
     func buckets() {
-        let buckets = Buckets([(id: 2, position: 1), (id: 0, position: 3), (id: 2, position: 5)], idCount: 4)
-        #expect(Array(buckets.pool[buckets.range(2)]) == [1, 5])
-        #expect(Array(buckets.pool[buckets.range(0)]) == [3])
-        #expect(buckets.range(1).isEmpty && buckets.range(3).isEmpty && buckets.range(-1).isEmpty)
-        #expect(buckets.range(9).isEmpty)
+        let program = program()
+        let pairs = program.allow.byPrincipal
+        let x = program.principalIDs["cluster.local/ns/a/sa/x"]
+        let y = program.principalIDs["cluster.local/ns/a/sa/y"]
+        func positions(_ id: Int32) -> [Int32] {
+            RuleGroup.bucket(pairs, id, program.code).map {
+                program.position(ofRuleAt: Int32(bitPattern: program.code.word($0))) ?? -1
+            }
+        }
+        #expect(positions(x ?? -1) == [0, 1])
+        #expect(positions(y ?? -1) == [0])
+        #expect(positions(-1).isEmpty && positions(9).isEmpty)
+        let namespace = program.namespaceIDs["b"] ?? -1
+        #expect(RuleGroup.bucket(program.allow.byNamespace, namespace, program.code).map { _ in 1 }.count == 1)
+    }
+
+    @Test("files identity-wild rules that require exact methods under those methods; TCP visits them all")
+    func methodIndex() {
+        let engine = PolicyEngine(
+            yaml: """
+                apiVersion: security.istio.io/v1
+                kind: AuthorizationPolicy
+                metadata: {name: p, namespace: ns1}
+                spec:
+                  action: DENY
+                  rules:
+                  - to: [{operation: {methods: ["DELETE", "PATCH"]}}]
+                  - to: [{operation: {methods: ["GET"]}}, {operation: {paths: ["/x"]}}]
+                  - to: [{operation: {methods: ["GET"], notMethods: ["PUT"]}}]
+                  - to: [{operation: {methods: ["GE*"]}}]
+                """)
+        let program = engine.snapshot.workload(namespace: "ns1", labels: [:]).resolved.program
+        func visited(_ method: String?, http: Bool = true) -> [Int32] {
+            var cursor = program.deny.candidates(
+                principal: -1, namespace: -1, method: method.flatMap { program.identities.methods[$0] } ?? -1,
+                isHTTP: http, in: program.code)
+            var found: [Int32] = []
+            while let offset = cursor.next(program.code) { found.append(program.position(ofRuleAt: offset) ?? -1) }
+            return found
+        }
+        #expect(visited("DELETE") == [0, 1, 3])
+        #expect(visited("GET") == [1, 2, 3])
+        #expect(visited("get") == [1, 3])
+        #expect(visited(nil) == [1, 3])
+        #expect(visited(nil, http: false) == [0, 1, 2, 3])
     }
 
     @Test("orders the checks of a clause cheapest first")

@@ -24,6 +24,8 @@ public struct PolicySnapshot: Sendable {
     let peerAuthentications: [String: [(policy: PeerAuthentication, order: Int)]]
     /// The policies of destinations already evaluated.
     let cache: WorkloadCache
+    /// Ids of the exact principals and namespaces rules require, shared by the workload programs.
+    let identities: IdentityIDs
 
     /// Compiles resources; invalid ones should be filtered out with `PolicyAnalyzer` first.
     public init(resources: [SecurityResource], options: SnapshotOptions = SnapshotOptions()) {
@@ -57,6 +59,7 @@ public struct PolicySnapshot: Sendable {
             }
         }
         authorization = ScopeIndex(rootNamespace: options.rootNamespace, entries: authz)
+        identities = IdentityIDs(policies: authz.map(\.value))
         requestAuthentication = ScopeIndex(rootNamespace: options.rootNamespace, entries: authn)
         peerAuthentications = peers
         var selectors = (authz.map(\.selectors) + authn.map(\.selectors)).flatMap { $0 ?? [] }
@@ -70,7 +73,8 @@ public struct PolicySnapshot: Sendable {
             policies: authorization.applicable(namespace: namespace, labels: labels),
             providers: requestAuthentication.applicable(namespace: namespace, labels: labels).flatMap { $0 },
             peer: PeerAuthenticationResolver.resolve(
-                peerAuthentications, rootNamespace: options.rootNamespace, namespace: namespace, labels: labels))
+                peerAuthentications, rootNamespace: options.rootNamespace, namespace: namespace, labels: labels),
+            identities: identities)
     }
 
     /// The JWT providers RampartAuthn must verify tokens against for a workload.

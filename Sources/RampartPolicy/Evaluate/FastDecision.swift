@@ -23,16 +23,16 @@ extension ResolvedWorkload {
             requestPrincipal: authn?.principal, claims: authn?.rawClaims,
             spaceDelimitedClaims: authn?.provider?.spaceDelimitedClaims)
         let program = self.program
-        let shadow = program.dryRun.isEmpty ? [] : program.shadowResults(request, &facts)
+        let shadow = program.hasDryRun ? program.shadowResults(request, &facts) : []
         // With the ext-authz provider allowing, a matching CUSTOM policy passes the request on.
         if request.extAuthz != .allow, let position = program.firstMatch(program.custom, request, &facts) {
-            let rule = program.rules[Int(position)]
+            let rule = program.code.rule(Int(position))
             let cause: Decision.Cause = request.extAuthz == .deny ? .customDenied : .customUnanswered
             return decided(
                 .deny, 403, program.policies[Int(rule.policy)].name, Int(rule.index), mode, cause, shadow, [])
         }
         if let position = program.firstMatch(program.deny, request, &facts) {
-            let rule = program.rules[Int(position)]
+            let rule = program.code.rule(Int(position))
             return decided(
                 .deny, 403, program.policies[Int(rule.policy)].name, Int(rule.index), mode, .denyMatched, shadow, [])
         }
@@ -41,7 +41,7 @@ extension ResolvedWorkload {
             return decided(.allow, 200, nil, nil, mode, .noAllowPolicy, shadow, edits)
         }
         if let position = program.firstMatch(program.allow, request, &facts) {
-            let rule = program.rules[Int(position)]
+            let rule = program.code.rule(Int(position))
             return decided(
                 .allow, 200, program.policies[Int(rule.policy)].name, Int(rule.index), mode, .allowMatched, shadow,
                 edits)
@@ -51,16 +51,19 @@ extension ResolvedWorkload {
 }
 
 extension WorkloadProgram {
-    /// The position of the first rule of `group` that matches, in evaluation order.
+    /// The header offset of the first rule of `group` that matches, in evaluation order.
     @inline(__always)
     func firstMatch(_ group: RuleGroup, _ request: AuthzRequest, _ facts: inout RequestFacts) -> Int32? {
         guard group.ruleCount > 0 else { return nil }
-        let principal = group.byPrincipal.pool.isEmpty ? -1 : facts.principalID(self)
-        let namespace = group.byNamespace.pool.isEmpty ? -1 : facts.namespaceID(self, request)
-        var cursor = group.candidates(principal: principal, namespace: namespace)
+        let principal = group.byPrincipal.count == 0 ? -1 : facts.principalID(identities)
+        let namespace = group.byNamespace.count == 0 ? -1 : facts.namespaceID(identities, request)
+        let method = group.byMethod.count == 0 || !facts.isHTTP ? -1 : facts.methodID(identities, request)
+        let code = self.code
+        var cursor = group.candidates(
+            principal: principal, namespace: namespace, method: method, isHTTP: facts.isHTTP, in: code)
         let dropHTTP = !facts.isHTTP
-        while let position = cursor.next(group) {
-            let rule = rules[Int(position)]
+        while let position = cursor.next(code) {
+            let rule = code.rule(Int(position))
             if dropHTTP && rule.skipOnTCP { continue }
             if matches(rule, request, &facts, dropHTTP: dropHTTP) { return position }
         }
@@ -74,7 +77,7 @@ extension WorkloadProgram {
             let policy = policies[Int(index)]
             var matched: Int?
             for position in policy.rules.lower..<policy.rules.upper {
-                let rule = rules[position]
+                let rule = code.rule(Int(ruleOffsets[position]))
                 if dropHTTP && rule.skipOnTCP { continue }
                 if matches(rule, request, &facts, dropHTTP: dropHTTP) {
                     matched = Int(rule.index)

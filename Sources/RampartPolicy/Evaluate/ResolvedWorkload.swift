@@ -14,7 +14,7 @@ final class ResolvedWorkload: Sendable {
     /// The flat form the fast path evaluates.
     let program: WorkloadProgram
 
-    init(policies: [CompiledPolicy], providers: [JWTProvider], peer: PeerModes) {
+    init(policies: [CompiledPolicy], providers: [JWTProvider], peer: PeerModes, identities: IdentityIDs?) {
         let enforced = policies.filter { !$0.dryRun }
         custom = enforced.filter { $0.action == .custom }
         deny = enforced.filter { $0.action == .deny }
@@ -24,7 +24,7 @@ final class ResolvedWorkload: Sendable {
         self.providers = providers
         self.peer = peer
         needs = RequestNeeds(policies: policies)
-        program = WorkloadProgram(policies: policies)
+        program = WorkloadProgram(policies: policies, identities: identities)
     }
 
     /// The straightforward evaluation over `CompiledPolicy` objects, reporting every step to `trace`;

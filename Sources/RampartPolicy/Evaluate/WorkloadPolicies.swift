@@ -5,8 +5,8 @@
 public struct WorkloadPolicies: Sendable {
     let resolved: ResolvedWorkload
 
-    init(policies: [CompiledPolicy], providers: [JWTProvider], peer: PeerModes) {
-        resolved = ResolvedWorkload(policies: policies, providers: providers, peer: peer)
+    init(policies: [CompiledPolicy], providers: [JWTProvider], peer: PeerModes, identities: IdentityIDs? = nil) {
+        resolved = ResolvedWorkload(policies: policies, providers: providers, peer: peer, identities: identities)
     }
 
     /// The JWT providers that apply.

@@ -147,15 +147,21 @@ public struct IPBlock: Sendable, Hashable {
     /// Whether `ip` lies in the block.
     @inline(__always)
     public func contains(_ ip: IPAddress) -> Bool {
-        guard ip.isV4 == address.isV4 else { return false }
-        if address.isV4 {
+        Self.contains(ip, isV4: address.isV4, high: address.high, low: address.low, prefixLength: prefixLength)
+    }
+
+    /// Whether `ip` lies in the block with this network address and prefix length.
+    @inline(__always)
+    static func contains(_ ip: IPAddress, isV4: Bool, high: UInt64, low: UInt64, prefixLength: Int) -> Bool {
+        guard ip.isV4 == isV4 else { return false }
+        if isV4 {
             let mask: UInt64 = prefixLength == 0 ? 0 : (UInt64(0xFFFF_FFFF) << UInt64(32 - prefixLength)) & 0xFFFF_FFFF
-            return ip.low & mask == address.low & mask
+            return ip.low & mask == low & mask
         }
         let highBits = min(prefixLength, 64)
         let lowBits = max(prefixLength - 64, 0)
         let highMask: UInt64 = highBits == 0 ? 0 : ~UInt64(0) << UInt64(64 - highBits)
         let lowMask: UInt64 = lowBits == 0 ? 0 : ~UInt64(0) << UInt64(64 - lowBits)
-        return ip.high & highMask == address.high & highMask && ip.low & lowMask == address.low & lowMask
+        return ip.high & highMask == high & highMask && ip.low & lowMask == low & lowMask
     }
 }

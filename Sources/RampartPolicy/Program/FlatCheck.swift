@@ -41,7 +41,8 @@ struct FlatCheck: Sendable {
     let negated: Bool
     /// Whether the attribute exists only for HTTP (skipped on TCP where the action allows).
     let httpOnly: Bool
-    /// The first value in the kind's pool (`ports`, `ips`, `paths` or `strings`).
+    /// The first value: a word offset in the program code for ports and IP blocks, else an index
+    /// into the program's pattern pool (`values`).
     let start: Int32
     /// The number of values.
     let count: Int32
@@ -60,7 +61,9 @@ struct PoolRange: Sendable, Hashable {
     @inline(__always) var upper: Int { Int(start) + Int(count) }
 }
 
-/// One rule of a program: ORed `from` and `to` clauses (ranges of `clauses`) and ANDed `when` checks.
+/// One rule of a program: ORed `from` and `to` clauses and ANDed `when` checks. `froms` and `tos`
+/// start at the word offset of their first clause entry and count entries; `whens` starts at the word
+/// offset of its first check and counts checks (see `ProgramCode`).
 struct FlatRule: Sendable {
     /// The policy it belongs to (an index into the program's policy table).
     let policy: Int32

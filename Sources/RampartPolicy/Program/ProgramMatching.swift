@@ -8,18 +8,22 @@ extension WorkloadProgram {
         return all(rule.whens, request, &facts, dropHTTP)
     }
 
+    /// Whether one of the clause entries starting at `entries.start` matches.
     @inline(__always)
-    private func anyClause(_ range: PoolRange, _ request: AuthzRequest, _ facts: inout RequestFacts, _ dropHTTP: Bool)
+    private func anyClause(_ entries: PoolRange, _ request: AuthzRequest, _ facts: inout RequestFacts, _ dropHTTP: Bool)
         -> Bool
     {
-        for index in range.lower..<range.upper where all(clauses[index], request, &facts, dropHTTP) { return true }
+        for index in 0..<Int(entries.count)
+        where all(code.clause(entries.lower + ProgramCode.clauseWords * index), request, &facts, dropHTTP) {
+            return true
+        }
         return false
     }
 
     @inline(__always)
     private func all(_ range: PoolRange, _ request: AuthzRequest, _ facts: inout RequestFacts, _ dropHTTP: Bool) -> Bool {
-        for index in range.lower..<range.upper {
-            let check = checks[index]
+        for index in 0..<Int(range.count) {
+            let check = code.check(range.lower + ProgramCode.checkWords * index)
             if dropHTTP && check.httpOnly { continue }
             if matches(check, request, &facts) == check.negated { return false }
         }
@@ -34,7 +38,7 @@ extension WorkloadProgram {
             return false
         case .port:
             guard let port = request.destination.port else { return false }
-            for index in range where ports[Int(index)] == port { return true }
+            for index in 0..<Int(check.count) where code.port(Int(check.start), index) == port { return true }
             return false
         case .method: return anyString(request.method, range)
         case .principal: return anyString(facts.principal, range)
@@ -46,11 +50,11 @@ extension WorkloadProgram {
         case .header: return anyString(request.headers[headerNames[Int(check.slot)]], range)
         case .sourceIP, .remoteIP, .destinationIP:
             guard let address = facts.address(check.kind, request) else { return false }
-            for index in range where ips[Int(index)].contains(address) { return true }
+            for index in 0..<Int(check.count) where code.block(Int(check.start), index, contains: address) { return true }
             return false
         case .path:
             guard let path = facts.path(request) else { return false }
-            for index in range where paths[Int(index)].matches(path) { return true }
+            for index in range where values[Int(index)].matches(path) { return true }
             return false
         case .claim: return anyClaim(facts.claim(claimPaths[Int(check.slot)]), range)
         case .audiences: return anyClaim(facts.member("aud"), range)
@@ -61,7 +65,7 @@ extension WorkloadProgram {
     @inline(__always)
     private func anyString(_ value: String?, _ range: Range<Int32>) -> Bool {
         guard let value else { return false }
-        for index in range where strings[Int(index)].matches(value) { return true }
+        for index in range where values[Int(index)].matches(value) { return true }
         return false
     }
 

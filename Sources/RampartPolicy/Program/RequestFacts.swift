@@ -23,9 +23,10 @@ struct RequestFacts {
     private var sourceIPValue: IPAddress?
     private var remoteIPValue: IPAddress?
     private var destinationIPValue: IPAddress?
-    /// The program's ids of the principal and namespace; `-2` until looked up, `-1` when unknown.
+    /// The snapshot's ids of the principal and namespace; `-2` until looked up, `-1` when unknown.
     private var principalIDValue: Int32 = -2
     private var namespaceIDValue: Int32 = -2
+    private var methodIDValue: Int32 = -2
 
     /// Starts from what authentication settled: the visible peer principal and the accepted JWT.
     init(
@@ -123,21 +124,30 @@ struct RequestFacts {
         return value
     }
 
-    /// The program's id of the principal, looked up once.
+    /// The snapshot's id of the principal, looked up once.
     @inline(__always)
-    mutating func principalID(_ program: WorkloadProgram) -> Int32 {
+    mutating func principalID(_ identities: IdentityIDs) -> Int32 {
         if principalIDValue == -2 {
-            principalIDValue = principal.flatMap { program.principalIDs[$0] } ?? -1
+            principalIDValue = principal.flatMap { identities.principals[$0] } ?? -1
         }
         return principalIDValue
     }
 
-    /// The program's id of the namespace, looked up once.
+    /// The snapshot's id of the namespace, looked up once.
     @inline(__always)
-    mutating func namespaceID(_ program: WorkloadProgram, _ request: AuthzRequest) -> Int32 {
+    mutating func namespaceID(_ identities: IdentityIDs, _ request: AuthzRequest) -> Int32 {
         if namespaceIDValue == -2 {
-            namespaceIDValue = namespace(request).flatMap { program.namespaceIDs[$0] } ?? -1
+            namespaceIDValue = namespace(request).flatMap { identities.namespaces[$0] } ?? -1
         }
         return namespaceIDValue
+    }
+
+    /// The snapshot's id of the method, looked up once.
+    @inline(__always)
+    mutating func methodID(_ identities: IdentityIDs, _ request: AuthzRequest) -> Int32 {
+        if methodIDValue == -2 {
+            methodIDValue = request.method.flatMap { identities.methods[$0] } ?? -1
+        }
+        return methodIDValue
     }
 }

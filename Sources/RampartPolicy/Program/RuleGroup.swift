@@ -3,88 +3,55 @@
 /// A rule whose every `from` entry requires exact principals or exact namespaces can match only a
 /// request with one of them, so it is filed in those buckets; every other rule is "wild". A request
 /// visits its principal's bucket, its namespace's bucket and the wild rules, merged in evaluation
-/// order, so rules written for other callers cost nothing.
+/// order, so rules written for other callers cost nothing. All three lists live in the program's
+/// `ProgramCode`: `wild` is a run of rule offsets, each bucket list a run of `(id, offset)` word
+/// pairs sorted by id, offsets ascending within an id.
 struct RuleGroup: Sendable {
-    /// Rules that do not constrain identity, as ascending positions in the program's rule table.
-    let wild: [Int32]
-    /// Rules by principal id.
-    let byPrincipal: Buckets
-    /// Rules by namespace id.
-    let byNamespace: Buckets
+    /// Offsets of rules that constrain neither identity nor (exactly) the method, ascending.
+    let wild: PoolRange
+    /// Offsets of every rule that does not constrain identity, ascending (for TCP requests).
+    let wildAll: PoolRange
+    /// `(principal id, rule offset)` pairs.
+    let byPrincipal: PoolRange
+    /// `(namespace id, rule offset)` pairs.
+    let byNamespace: PoolRange
+    /// `(method id, rule offset)` pairs of identity-wild rules whose every `to` entry requires
+    /// exact methods; HTTP requests visit their method's run instead of all of them.
+    let byMethod: PoolRange
     /// The number of rules in the group.
     let ruleCount: Int
 
     /// Whether some rule is filed under an identity (so the request's ids are worth looking up).
-    var isIndexed: Bool { !byPrincipal.pool.isEmpty || !byNamespace.pool.isEmpty }
+    var isIndexed: Bool { byPrincipal.count > 0 || byNamespace.count > 0 }
 
-    /// The candidates for a request with these identity ids (`-1`: unknown or absent).
+    /// The candidates for a request with these ids (`-1`: unknown or absent). On TCP (`isHTTP`
+    /// false) method checks are dropped, so every identity-wild rule is a candidate.
     @inline(__always)
-    func candidates(principal: Int32, namespace: Int32) -> CandidateCursor {
-        CandidateCursor(
-            wild: 0..<wild.count, principal: byPrincipal.range(principal), namespace: byNamespace.range(namespace))
-    }
-}
-
-/// Rule positions grouped by an integer id, stored flat: `pool[starts[id]..<starts[id + 1]]`.
-struct Buckets: Sendable {
-    let starts: [Int32]
-    let pool: [Int32]
-
-    /// Groups `(id, position)` entries, positions ascending within each id; ids are in `0..<idCount`.
-    init(_ entries: [(id: Int32, position: Int32)], idCount: Int) {
-        guard !entries.isEmpty else {
-            starts = []
-            pool = []
-            return
-        }
-        var counts = [Int32](repeating: 0, count: idCount + 1)
-        for entry in entries { counts[Int(entry.id) + 1] += 1 }
-        for index in 1..<counts.count { counts[index] += counts[index - 1] }
-        starts = counts
-        var next = counts
-        var pool = [Int32](repeating: 0, count: entries.count)
-        for entry in entries {
-            pool[Int(next[Int(entry.id)])] = entry.position
-            next[Int(entry.id)] += 1
-        }
-        self.pool = pool
+    func candidates(principal: Int32, namespace: Int32, method: Int32, isHTTP: Bool, in code: ProgramCode)
+        -> CandidateCursor
+    {
+        let wild = isHTTP ? self.wild : wildAll
+        return CandidateCursor(
+            wild: wild.lower..<wild.upper, principal: Self.bucket(byPrincipal, principal, code),
+            namespace: Self.bucket(byNamespace, namespace, code),
+            method: Self.bucket(byMethod, isHTTP ? method : -1, code))
     }
 
-    /// The pool range of an id's rules; empty for `-1` or an id with no rules.
+    /// The word offsets of the pairs filed under `id`, stepping by 2; empty for `-1` or no rules.
     @inline(__always)
-    func range(_ id: Int32) -> Range<Int> {
-        guard id >= 0, Int(id) + 1 < starts.count else { return 0..<0 }
-        return Int(starts[Int(id)])..<Int(starts[Int(id) + 1])
-    }
-}
-
-/// Walks the union of three ascending position lists in ascending order, each position once.
-struct CandidateCursor {
-    private var wild: Range<Int>
-    private var principal: Range<Int>
-    private var namespace: Range<Int>
-
-    init(wild: Range<Int>, principal: Range<Int>, namespace: Range<Int>) {
-        self.wild = wild
-        self.principal = principal
-        self.namespace = namespace
-    }
-
-    /// The next candidate position of `group`, or `nil` when all are visited.
-    @inline(__always)
-    mutating func next(_ group: RuleGroup) -> Int32? {
-        if principal.isEmpty && namespace.isEmpty {
-            guard let index = wild.popFirst() else { return nil }
-            return group.wild[index]
+    static func bucket(_ pairs: PoolRange, _ id: Int32, _ code: ProgramCode) -> StrideTo<Int> {
+        let end = pairs.lower + 2 * Int(pairs.count)
+        guard id >= 0, pairs.count > 0 else { return stride(from: end, to: end, by: 2) }
+        let key = UInt32(bitPattern: id)
+        // Binary search for the first pair with this id.
+        var low = 0
+        var high = Int(pairs.count)
+        while low < high {
+            let middle = (low + high) / 2
+            if code.word(pairs.lower + 2 * middle) < key { low = middle + 1 } else { high = middle }
         }
-        var best = Int32.max
-        if let index = wild.first { best = group.wild[index] }
-        if let index = principal.first { best = min(best, group.byPrincipal.pool[index]) }
-        if let index = namespace.first { best = min(best, group.byNamespace.pool[index]) }
-        if best == .max { return nil }
-        if let index = wild.first, group.wild[index] == best { wild.removeFirst() }
-        if let index = principal.first, group.byPrincipal.pool[index] == best { principal.removeFirst() }
-        if let index = namespace.first, group.byNamespace.pool[index] == best { namespace.removeFirst() }
-        return best
+        var upper = low
+        while upper < Int(pairs.count) && code.word(pairs.lower + 2 * upper) == key { upper += 1 }
+        return stride(from: pairs.lower + 2 * low + 1, to: pairs.lower + 2 * upper + 1, by: 2)
     }
 }

@@ -1,55 +1,78 @@
 /// The authorization policies of one workload compiled into flat, cache-friendly tables: the form
 /// the per-request fast path evaluates.
 ///
-/// Rules are contiguous arrays of checks (cheapest first within each ANDed list), matcher values
-/// live in typed pools addressed by ranges, and each action's rules are indexed by the exact
-/// principals and namespaces they require (`RuleGroup`). Built once per resolved workload and
-/// immutable afterwards; the explain path keeps using the `CompiledPolicy` objects it came from.
+/// Rules, with their clauses, checks (cheapest first within each ANDed list), port values and the
+/// candidate lists of each action, live in one `ProgramCode` array, so a decision starts with few
+/// cache misses. IP blocks are inline too; string and path patterns share one pool; each action's
+/// rules are indexed by the exact principals and namespaces they require (`RuleGroup`), as
+/// snapshot-wide ids (`IdentityIDs`). Built once per resolved workload and immutable afterwards;
+/// the explain path keeps using the `CompiledPolicy` objects it came from.
 final class WorkloadProgram: Sendable {
-    let checks: [FlatCheck]
-    /// ANDed lists of checks (`from`/`to` entries), as ranges of `checks`.
-    let clauses: [PoolRange]
-    let rules: [FlatRule]
-    let policies: [FlatPolicy]
-    let ports: [Int]
-    let strings: [StringMatcher]
-    let paths: [PathMatcher]
-    let ips: [IPBlock]
-    let headerNames: [String]
-    let claimPaths: [[String]]
-    /// Ids of the exact principals and namespaces the groups are indexed by.
-    let principalIDs: [String: Int32]
-    let namespaceIDs: [String: Int32]
+    let code: ProgramCode
     let custom: RuleGroup
     let deny: RuleGroup
     let allow: RuleGroup
     /// Whether an enforced ALLOW policy applies (even one without rules).
     let hasAllow: Bool
+    /// String and path patterns (string checks hold `.string` matchers), addressed by check ranges.
+    let values: [PathMatcher]
+    let headerNames: [String]
+    let claimPaths: [[String]]
+    let policies: [FlatPolicy]
+    /// The header offset of each rule, by position (policy order, then rule order).
+    let ruleOffsets: [Int32]
+    /// Ids of the exact principals and namespaces the groups are indexed by.
+    let identities: IdentityIDs
     /// Dry-run policies, as indexes into `policies`.
     let dryRun: [Int32]
+    /// Whether there are dry-run policies (kept beside the groups so the common case reads no array).
+    let hasDryRun: Bool
 
-    init(policies compiled: [CompiledPolicy]) {
-        var builder = WorkloadProgramBuilder()
+    /// Compiles `policies` (in evaluation order) with the snapshot's identity ids, or with ids of its
+    /// own when none are given.
+    init(policies compiled: [CompiledPolicy], identities: IdentityIDs? = nil) {
+        var builder = WorkloadProgramBuilder(identities: identities ?? IdentityIDs(policies: compiled))
         let enforced = compiled.filter { !$0.dryRun }
         let custom = builder.add(enforced.filter { $0.action == .custom })
         let deny = builder.add(enforced.filter { $0.action == .deny })
         let allow = builder.add(enforced.filter { $0.action == .allow })
         dryRun = builder.addPolicies(compiled.filter(\.dryRun)).map(Int32.init)
         hasAllow = enforced.contains { $0.action == .allow }
+        hasDryRun = !dryRun.isEmpty
         self.custom = builder.group(custom)
         self.deny = builder.group(deny)
         self.allow = builder.group(allow)
-        checks = builder.checks
-        clauses = builder.clauses
-        rules = builder.rules
-        policies = builder.policies
-        ports = builder.ports
-        strings = builder.strings
-        paths = builder.paths
-        ips = builder.ips
+        code = builder.code
+        values = builder.values
         headerNames = builder.headerNames
         claimPaths = builder.claimPaths
-        principalIDs = builder.principalIDs
-        namespaceIDs = builder.namespaceIDs
+        policies = builder.policies
+        ruleOffsets = builder.ruleOffsets
+        self.identities = builder.identities
+    }
+
+    /// Ids of the exact principals the groups are indexed by.
+    var principalIDs: [String: Int32] { identities.principals }
+    /// Ids of the exact namespaces the groups are indexed by.
+    var namespaceIDs: [String: Int32] { identities.namespaces }
+
+    /// The position (policy order, then rule order) of the rule whose header is at `offset`.
+    func position(ofRuleAt offset: Int32) -> Int32? {
+        ruleOffsets.firstIndex(of: offset).map(Int32.init)
+    }
+
+    /// Every check, rule by rule (for tests and diagnostics).
+    var checks: [FlatCheck] {
+        ruleOffsets.flatMap { offset -> [FlatCheck] in
+            let rule = code.rule(Int(offset))
+            var lists: [PoolRange] = []
+            for entry in [rule.froms, rule.tos] {
+                for index in 0..<Int(entry.count) { lists.append(code.clause(entry.lower + ProgramCode.clauseWords * index)) }
+            }
+            lists.append(rule.whens)
+            return lists.flatMap { list in
+                (0..<Int(list.count)).map { code.check(list.lower + ProgramCode.checkWords * $0) }
+            }
+        }
     }
 }

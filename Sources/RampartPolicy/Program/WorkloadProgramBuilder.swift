@@ -1,46 +1,58 @@
-/// Flattens `CompiledPolicy` objects into the tables of a `WorkloadProgram`.
+/// Lays `CompiledPolicy` objects out as a `WorkloadProgram`: rules with their clauses, checks and
+/// port and IP values in one `ProgramCode`, string and path patterns in one pool.
 struct WorkloadProgramBuilder {
-    /// The rules of one action before indexing: wild positions and identity-bucket entries.
+    /// The rules of one action before indexing: wild rule offsets and identity-bucket entries.
     struct PendingGroup {
+        /// Identity-wild rules that do not require exact methods (visited by every HTTP request).
         var wild: [Int32] = []
+        /// Every identity-wild rule (visited on TCP, where method checks are dropped).
+        var wildAll: [Int32] = []
+        var methods: [(id: Int32, position: Int32)] = []
         var principals: [(id: Int32, position: Int32)] = []
         var namespaces: [(id: Int32, position: Int32)] = []
         var ruleCount = 0
     }
 
-    private(set) var checks: [FlatCheck] = []
-    private(set) var clauses: [PoolRange] = []
-    private(set) var rules: [FlatRule] = []
+    let identities: IdentityIDs
+    private(set) var code = ProgramCode()
+    /// The header offset of each rule, by position (policy order, then rule order).
+    private(set) var ruleOffsets: [Int32] = []
     private(set) var policies: [FlatPolicy] = []
-    private(set) var ports: [Int] = []
-    private(set) var strings: [StringMatcher] = []
-    private(set) var paths: [PathMatcher] = []
-    private(set) var ips: [IPBlock] = []
+    /// String and path patterns, in the order the checks read them.
+    private(set) var values: [PathMatcher] = []
     private(set) var headerNames: [String] = []
     private(set) var claimPaths: [[String]] = []
-    private(set) var principalIDs: [String: Int32] = [:]
-    private(set) var namespaceIDs: [String: Int32] = [:]
+
+    init(identities: IdentityIDs) {
+        self.identities = identities
+    }
 
     /// Adds policies of one action, in evaluation order, and files their rules for indexing.
     mutating func add(_ compiled: [CompiledPolicy]) -> PendingGroup {
         var pending = PendingGroup()
         for policy in compiled {
+            let first = ruleOffsets.count
             for rule in policy.rules {
-                let position = Int32(rules.count)
-                append(rule, policy: Int32(policies.count), skipOnTCP: policy.action == .allow && rule.hasHTTPOnly)
+                let offset = append(
+                    rule, policy: Int32(policies.count), skipOnTCP: policy.action == .allow && rule.hasHTTPOnly)
                 pending.ruleCount += 1
-                guard let identity = Self.identity(of: rule) else {
-                    pending.wild.append(position)
+                // A rule whose identities are not all interned is treated as wild: slower, never wrong.
+                guard let identity = Self.identity(of: rule),
+                    let principals = ids(identity.principals, identities.principals),
+                    let namespaces = ids(identity.namespaces, identities.namespaces)
+                else {
+                    pending.wildAll.append(offset)
+                    if let methods = Self.methods(of: rule).flatMap({ ids($0, identities.methods) }) {
+                        for id in methods { pending.methods.append((id, offset)) }
+                    } else {
+                        pending.wild.append(offset)
+                    }
                     continue
                 }
-                for principal in identity.principals {
-                    pending.principals.append((Self.intern(principal, in: &principalIDs), position))
-                }
-                for namespace in identity.namespaces {
-                    pending.namespaces.append((Self.intern(namespace, in: &namespaceIDs), position))
-                }
+                for id in principals { pending.principals.append((id, offset)) }
+                for id in namespaces { pending.namespaces.append((id, offset)) }
             }
-            policies.append(FlatPolicy(name: policy.name, action: policy.action, rules: range(of: policy)))
+            policies.append(FlatPolicy(name: policy.name, action: policy.action, rules: range(from: first)))
         }
         return pending
     }
@@ -48,50 +60,116 @@ struct WorkloadProgramBuilder {
     /// Adds policies evaluated one by one (dry run); returns their indexes in the policy table.
     mutating func addPolicies(_ compiled: [CompiledPolicy]) -> [Int] {
         compiled.map { policy in
+            let first = ruleOffsets.count
             for rule in policy.rules {
                 append(rule, policy: Int32(policies.count), skipOnTCP: policy.action == .allow && rule.hasHTTPOnly)
             }
-            policies.append(FlatPolicy(name: policy.name, action: policy.action, rules: range(of: policy)))
+            policies.append(FlatPolicy(name: policy.name, action: policy.action, rules: range(from: first)))
             return policies.count - 1
         }
     }
 
-    /// Indexes a group once every id is known.
-    func group(_ pending: PendingGroup) -> RuleGroup {
-        // Entries were appended in position order, so Buckets keeps positions ascending per id.
-        RuleGroup(
-            wild: pending.wild, byPrincipal: Buckets(Self.unique(pending.principals), idCount: principalIDs.count),
-            byNamespace: Buckets(Self.unique(pending.namespaces), idCount: namespaceIDs.count),
+    /// Writes a group's candidate lists after the rules and indexes them.
+    mutating func group(_ pending: PendingGroup) -> RuleGroup {
+        // Entries were appended in offset order, so sorting by id keeps offsets ascending per id.
+        let wild = PoolRange(start: Int32(code.end), count: Int32(pending.wild.count))
+        code.append(pending.wild.map { UInt32(bitPattern: $0) })
+        let wildAll = PoolRange(start: Int32(code.end), count: Int32(pending.wildAll.count))
+        code.append(pending.wildAll.map { UInt32(bitPattern: $0) })
+        func buckets(_ entries: [(id: Int32, position: Int32)]) -> PoolRange {
+            let unique = Self.unique(entries).enumerated().sorted {
+                ($0.element.id, $0.offset) < ($1.element.id, $1.offset)
+            }.map(\.element)
+            let start = Int32(code.end)
+            code.append(unique.flatMap { [UInt32(bitPattern: $0.id), UInt32(bitPattern: $0.position)] })
+            return PoolRange(start: start, count: Int32(unique.count))
+        }
+        let principals = buckets(pending.principals)
+        let namespaces = buckets(pending.namespaces)
+        let methods = buckets(pending.methods)
+        return RuleGroup(
+            wild: wild, wildAll: wildAll, byPrincipal: principals, byNamespace: namespaces, byMethod: methods,
             ruleCount: pending.ruleCount)
     }
 
-    private func range(of policy: CompiledPolicy) -> PoolRange {
-        PoolRange(start: Int32(rules.count - policy.rules.count), count: Int32(policy.rules.count))
+    private func ids(_ values: [String], _ table: [String: Int32]) -> [Int32]? {
+        var found: [Int32] = []
+        for value in values {
+            guard let id = table[value] else { return nil }
+            found.append(id)
+        }
+        return found
     }
 
-    private mutating func append(_ rule: CompiledRule, policy: Int32, skipOnTCP: Bool) {
-        let froms = clauseRange(rule.froms)
-        let tos = clauseRange(rule.tos)
+    private func range(from first: Int) -> PoolRange {
+        PoolRange(start: Int32(first), count: Int32(ruleOffsets.count - first))
+    }
+
+    /// Lays out a rule: header, clause entries, then each list's checks with their port values.
+    @discardableResult
+    private mutating func append(_ rule: CompiledRule, policy: Int32, skipOnTCP: Bool) -> Int32 {
+        let header = code.reserve(ProgramCode.ruleWords)
+        ruleOffsets.append(Int32(header))
+        let fromEntries = code.reserve(rule.froms.count * ProgramCode.clauseWords)
+        let toEntries = code.reserve(rule.tos.count * ProgramCode.clauseWords)
+        for (index, list) in rule.froms.enumerated() {
+            let checks = checkRange(list)
+            code.write([UInt32(bitPattern: checks.start), UInt32(bitPattern: checks.count)], at: fromEntries + 2 * index)
+        }
+        for (index, list) in rule.tos.enumerated() {
+            let checks = checkRange(list)
+            code.write([UInt32(bitPattern: checks.start), UInt32(bitPattern: checks.count)], at: toEntries + 2 * index)
+        }
         let whens = checkRange(rule.whens)
-        rules.append(
-            FlatRule(policy: policy, index: Int32(rule.index), froms: froms, tos: tos, whens: whens, skipOnTCP: skipOnTCP))
+        let flat = FlatRule(
+            policy: policy, index: Int32(rule.index),
+            froms: PoolRange(start: Int32(fromEntries), count: Int32(rule.froms.count)),
+            tos: PoolRange(start: Int32(toEntries), count: Int32(rule.tos.count)), whens: whens, skipOnTCP: skipOnTCP)
+        code.write(ProgramCode.encode(flat), at: header)
+        return Int32(header)
     }
 
-    private mutating func clauseRange(_ lists: [[Check]]) -> PoolRange {
-        let ranges = lists.map { checkRange($0) }
-        let start = Int32(clauses.count)
-        clauses += ranges
-        return PoolRange(start: start, count: Int32(ranges.count))
-    }
-
-    /// Appends ANDed checks, cheapest kinds first (order does not change an AND of pure checks).
+    /// Lays out ANDed checks, cheapest kinds first (order does not change an AND of pure checks),
+    /// each check's port values right after the list.
     private mutating func checkRange(_ list: [Check]) -> PoolRange {
-        let flat = list.map { flatten($0) }.enumerated().sorted {
-            ($0.element.kind.cost, $0.offset) < ($1.element.kind.cost, $1.offset)
+        let sorted = list.enumerated().sorted {
+            (Self.kind(of: $0.element).cost, $0.offset) < (Self.kind(of: $1.element).cost, $1.offset)
         }.map(\.element)
-        let start = Int32(checks.count)
-        checks += flat
-        return PoolRange(start: start, count: Int32(flat.count))
+        let start = code.reserve(sorted.count * ProgramCode.checkWords)
+        for (index, check) in sorted.enumerated() {
+            code.write(ProgramCode.encode(flatten(check)), at: start + ProgramCode.checkWords * index)
+        }
+        return PoolRange(start: Int32(start), count: Int32(sorted.count))
+    }
+
+    /// The kind a check flattens to, for ordering.
+    private static func kind(of check: Check) -> FlatCheck.Kind {
+        switch check.matcher {
+        case .never: return .never
+        case .ports: return .port
+        case .paths: return .path
+        case .ips:
+            switch check.attribute {
+            case .sourceIP: return .sourceIP
+            case .remoteIP: return .remoteIP
+            default: return .destinationIP
+            }
+        case .strings:
+            switch check.attribute {
+            case .sourcePrincipal: return .principal
+            case .sourceNamespace: return .namespace
+            case .serviceAccount: return .serviceAccount
+            case .requestPrincipal: return .requestPrincipal
+            case .host: return .host
+            case .method: return .method
+            case .sni: return .sni
+            case .audiences: return .audiences
+            case .presenter: return .presenter
+            case .header: return .header
+            case .claim: return .claim
+            default: return .never
+            }
+        }
     }
 
     private mutating func flatten(_ check: Check) -> FlatCheck {
@@ -103,20 +181,20 @@ struct WorkloadProgramBuilder {
             return FlatCheck(kind: .never, negated: check.negated, httpOnly: check.attribute.isHTTPOnly, start: 0, count: 0, slot: 0)
         case .ports(let values):
             kind = .port
-            range = PoolRange(start: Int32(ports.count), count: Int32(values.count))
-            ports += values
+            range = PoolRange(
+                start: Int32(code.append(values.flatMap(ProgramCode.encode(port:)))), count: Int32(values.count))
         case .ips(let blocks):
             switch check.attribute {
             case .sourceIP: kind = .sourceIP
             case .remoteIP: kind = .remoteIP
             default: kind = .destinationIP
             }
-            range = PoolRange(start: Int32(ips.count), count: Int32(blocks.count))
-            ips += blocks
+            range = PoolRange(
+                start: Int32(code.append(blocks.flatMap(ProgramCode.encode(block:)))), count: Int32(blocks.count))
         case .paths(let matchers):
             kind = .path
-            range = PoolRange(start: Int32(paths.count), count: Int32(matchers.count))
-            paths += matchers
+            range = PoolRange(start: Int32(values.count), count: Int32(matchers.count))
+            values += matchers
         case .strings(let matchers):
             switch check.attribute {
             case .sourcePrincipal: kind = .principal
@@ -141,8 +219,8 @@ struct WorkloadProgramBuilder {
                 return FlatCheck(
                     kind: .never, negated: check.negated, httpOnly: check.attribute.isHTTPOnly, start: 0, count: 0, slot: 0)
             }
-            range = PoolRange(start: Int32(strings.count), count: Int32(matchers.count))
-            strings += matchers
+            range = PoolRange(start: Int32(values.count), count: Int32(matchers.count))
+            values += matchers.map(PathMatcher.string)
         }
         return FlatCheck(
             kind: kind, negated: check.negated, httpOnly: check.attribute.isHTTPOnly, start: range.start, count: range.count,
@@ -169,6 +247,21 @@ struct WorkloadProgramBuilder {
         return (principals, namespaces)
     }
 
+    /// The exact methods an identity-wild rule requires, or `nil` when it can match any method.
+    ///
+    /// Every `to` entry must hold a positive methods check whose values are all exact; an HTTP
+    /// request without one of those methods fails that check. On TCP method checks are dropped, so
+    /// TCP requests visit these rules whatever this says.
+    static func methods(of rule: CompiledRule) -> [String]? {
+        guard !rule.tos.isEmpty else { return nil }
+        var methods: [String] = []
+        for clause in rule.tos {
+            guard let values = exactValues(clause, .method) else { return nil }
+            methods += values
+        }
+        return methods
+    }
+
     private static func exactValues(_ clause: [Check], _ attribute: Attribute) -> [String]? {
         for check in clause where check.attribute == attribute && !check.negated {
             guard case .strings(let matchers) = check.matcher,
@@ -177,13 +270,6 @@ struct WorkloadProgramBuilder {
             return matchers.map(\.literal)
         }
         return nil
-    }
-
-    private static func intern(_ value: String, in table: inout [String: Int32]) -> Int32 {
-        if let id = table[value] { return id }
-        let id = Int32(table.count)
-        table[value] = id
-        return id
     }
 
     private static func unique(_ entries: [(id: Int32, position: Int32)]) -> [(id: Int32, position: Int32)] {

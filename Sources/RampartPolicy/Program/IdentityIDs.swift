@@ -1,0 +1,34 @@
+/// Snapshot-wide integer ids of the exact principals, namespaces and methods that rules are indexed by.
+///
+/// Interned once when the snapshot is compiled and shared by every workload program, so a request's
+/// principal and namespace are each looked up once per decision in one table that stays warm,
+/// instead of in a cold per-workload table.
+final class IdentityIDs: Sendable {
+    let principals: [String: Int32]
+    let namespaces: [String: Int32]
+    let methods: [String: Int32]
+
+    /// Interns the exact identities and methods the rules of `policies` require.
+    init(policies: [CompiledPolicy]) {
+        var principals: [String: Int32] = [:]
+        var namespaces: [String: Int32] = [:]
+        var methods: [String: Int32] = [:]
+        for policy in policies {
+            for rule in policy.rules {
+                for value in WorkloadProgramBuilder.methods(of: rule) ?? [] where methods[value] == nil {
+                    methods[value] = Int32(methods.count)
+                }
+                guard let identity = WorkloadProgramBuilder.identity(of: rule) else { continue }
+                for value in identity.principals where principals[value] == nil {
+                    principals[value] = Int32(principals.count)
+                }
+                for value in identity.namespaces where namespaces[value] == nil {
+                    namespaces[value] = Int32(namespaces.count)
+                }
+            }
+        }
+        self.principals = principals
+        self.namespaces = namespaces
+        self.methods = methods
+    }
+}
