@@ -231,3 +231,36 @@ struct ConfigCommandTests {
             """.write(toFile: file, atomically: true, encoding: .utf8)
     }
 }
+
+/// `rampart apply -f -`, as in `kubectl apply -f -`.
+@Suite("config commands: standard input")
+struct ConfigStandardInputTests {
+    @Test("apply -f - stores resources read from standard input; an invalid one names <stdin>:line and stores nothing")
+    func applyFromStandardInput() throws {
+        let ca = try CAProcess(label: "config-stdin")
+        let good = """
+            apiVersion: security.istio.io/v1
+            kind: AuthorizationPolicy
+            metadata: {name: from-stdin, namespace: shop}
+            spec:
+              rules: [{}]
+            """
+        let applied = try run(Paths.rampart, ["apply", "-f", "-", "--state", ca.state], input: good)
+        #expect(applied.succeeded, "\(applied.stdout)\(applied.stderr)")
+        #expect(applied.stdout.contains("authorizationpolicy.security.istio.io shop/from-stdin created"))
+        let yaml = try rampart("get", "ap", "from-stdin", "-n", "shop", "-o", "yaml", "--state", ca.state)
+        #expect(yaml.stdout.contains("name: from-stdin"), "\(yaml.stdout)\(yaml.stderr)")
+
+        let bad = good.replacingOccurrences(of: "from-stdin", with: "bad-one").replacingOccurrences(of: "rules: [{}]", with: "action: DENYY")
+        let refused = try run(Paths.rampart, ["apply", "-f", "-", "--state", ca.state], input: bad)
+        #expect(!refused.succeeded)
+        #expect(refused.stderr.contains("<stdin>:5:"), "\(refused.stderr)")
+        #expect(refused.stderr.contains("nothing was stored"))
+        let listed = try rampart("get", "ap", "-n", "shop", "-o", "name", "--state", ca.state)
+        #expect(!listed.stdout.contains("bad-one"))
+
+        let empty = try run(Paths.rampart, ["apply", "-f", "-", "--state", ca.state], input: "")
+        #expect(!empty.succeeded)
+        #expect(empty.stderr.contains("standard input was empty"), "\(empty.stderr)")
+    }
+}

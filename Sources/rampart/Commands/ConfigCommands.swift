@@ -20,7 +20,7 @@ struct Apply: AsyncParsableCommand {
 
     @Option(
         name: [.customShort("f"), .customLong("filename")], parsing: .upToNextOption,
-        help: ArgumentHelp("YAML files or folders (every .yaml/.yml inside, recursively); repeatable.", valueName: "path"))
+        help: ArgumentHelp("YAML files or folders (every .yaml/.yml inside, recursively), or - for standard input; repeatable.", valueName: "path"))
     var filenames: [String] = []
 
     @OptionGroup var stateOptions: StateOptions
@@ -31,10 +31,13 @@ struct Apply: AsyncParsableCommand {
 
     func run() async throws {
         let store = try StateDirectory(stateOptions.state).openStore()
-        let batch = ConfigBatch.load(paths: filenames)
-        let findings = batch.diagnostics.map(\.description) + batch.problems
+        let stdin = try filenames.contains("-") ? Self.stageStandardInput() : nil
+        defer { if let stdin { try? FileManager.default.removeItem(atPath: (stdin as NSString).deletingLastPathComponent) } }
+        let batch = ConfigBatch.load(paths: filenames.map { $0 == "-" ? stdin ?? $0 : $0 })
+        var findings = batch.diagnostics.map(\.description) + batch.problems
+        if let stdin { findings = findings.map { $0.replacingOccurrences(of: stdin, with: "<stdin>") } }
         if !findings.isEmpty { ConfigOutput.stderr(findings.joined(separator: "\n")) }
-        let sources = filenames.joined(separator: ", ")
+        let sources = filenames.map { $0 == "-" ? "<stdin>" : $0 }.joined(separator: ", ")
         guard batch.errorCount == 0 else {
             let count = batch.errorCount
             ConfigOutput.stderr(
@@ -57,6 +60,21 @@ struct Apply: AsyncParsableCommand {
             print("\(ConfigOutput.qualified(outcome.key)) \(outcome.change.rawValue)")
         }
         print("config version \(result.version)\(result.changedAnything ? "" : " (nothing changed)")")
+    }
+}
+
+extension Apply {
+    /// Copies standard input (`-f -`) into a private temporary file, so it is read like any other file.
+    static func stageStandardInput() throws -> String {
+        let data = FileHandle.standardInput.readDataToEndOfFile()
+        guard !data.isEmpty else { throw ValidationError("-f - reads resources from standard input, but standard input was empty") }
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("rampart-apply-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
+        let file = directory.appendingPathComponent("stdin.yaml").path
+        guard FileManager.default.createFile(atPath: file, contents: data) else {
+            throw ValidationError("cannot stage standard input in \(directory.path): check that the temporary directory is writable")
+        }
+        return file
     }
 }
 
