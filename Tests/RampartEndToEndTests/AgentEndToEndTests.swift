@@ -190,12 +190,7 @@ struct AgentEndToEndTests {
     func jwtBootstrap() throws {
         let ca = try CAProcess(label: "agent-jwt")
         let dir = ca.directory
-        let issuer = "https://issuer.rampart.test"
-        let made = try run("python3", [Paths.interop.appendingPathComponent("make_jwt.py").path, dir, issuer])
-        #expect(made.succeeded, "\(made.stderr)")
-        let tokens = made.stdout.split(separator: "\n").map(String.init)
-        try #require(tokens.count == 5)
-        try ca.start(extraArguments: ["--jwt-issuer", issuer, "--jwks", "\(dir)/jwks.json"])
+        let tokens = try ca.startTrustingJoserfcTokens()
         try tokens[0].write(toFile: "\(dir)/sa.jwt", atomically: true, encoding: .utf8)
         let agent = AgentProcess(directory: dir)
         try agent.start(ca: ca, credentialFlag: "--jwt-file", credentialFile: "\(dir)/sa.jwt", ttl: "1h")

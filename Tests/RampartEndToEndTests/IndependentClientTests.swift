@@ -45,12 +45,7 @@ struct IndependentClientTests {
     func jwtBootstrap() throws {
         let ca = try CAProcess(label: "jwt")
         let dir = ca.directory
-        let issuer = "https://issuer.rampart.test"
-        let made = try run("python3", [Paths.interop.appendingPathComponent("make_jwt.py").path, dir, issuer])
-        #expect(made.succeeded, "\(made.stderr)")
-        let tokens = made.stdout.split(separator: "\n").map(String.init)
-        try #require(tokens.count == 5)
-        try ca.start(extraArguments: ["--jwt-issuer", issuer, "--jwks", "\(dir)/jwks.json"])
+        let tokens = try ca.startTrustingJoserfcTokens()
         let addr = "127.0.0.1:\(ca.grpcPort)"
         let (csr, _) = try OpenSSL.csr(in: dir, name: "jwt")
 

@@ -91,3 +91,19 @@ struct TestFailure: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
 }
+
+extension CAProcess {
+    /// The issuer `Tests/Interop/make_jwt.py` signs for.
+    static let testJWTIssuer = "https://issuer.rampart.test"
+
+    /// Has joserfc make a JWKS and five tokens in this CA's directory, starts the CA trusting that
+    /// issuer, and returns the tokens in make_jwt.py's order (valid first).
+    func startTrustingJoserfcTokens() throws -> [String] {
+        let made = try run("python3", [Paths.interop.appendingPathComponent("make_jwt.py").path, directory, Self.testJWTIssuer])
+        guard made.succeeded else { throw TestFailure("make_jwt.py failed: \(made.stderr)") }
+        let tokens = made.stdout.split(separator: "\n").map(String.init)
+        guard tokens.count == 5 else { throw TestFailure("make_jwt.py printed \(tokens.count) tokens, expected 5") }
+        try start(extraArguments: ["--jwt-issuer", Self.testJWTIssuer, "--jwks", "\(directory)/jwks.json"])
+        return tokens
+    }
+}
