@@ -11,6 +11,17 @@ struct MatchingTests {
         #expect(StringMatcher(pattern).matches(value) == expected)
     }
 
+    @Test("compares UTF-8 bytes, as Envoy does, not canonically equivalent text")
+    func byteComparison() {
+        let composed = "caf\u{E9}"
+        let decomposed = "cafe\u{301}"
+        #expect(composed == decomposed)
+        #expect(!StringMatcher(composed).matches(decomposed))
+        #expect(StringMatcher(composed).matches(composed))
+        #expect(StringMatcher("caf*").matches(decomposed))
+        #expect(StringMatcher("*\u{301}").matches(decomposed) && !StringMatcher("*\u{301}").matches(composed))
+    }
+
     @Test("compares hosts without regard to case")
     func hostsIgnoreCase() {
         #expect(StringMatcher("*.Suffix.b.com", ignoreCase: true).matches("deny.suffix.b.com"))
@@ -21,6 +32,8 @@ struct MatchingTests {
         ("/allow?param=value", "/allow"), ("/public/../private", "/private"), ("/public/%2E%2E/private", "/private"),
         ("/public/%2e/%2e%2e/private", "/private"), ("/a\\b", "/a/b"), ("/store//cart", "/store//cart"),
         ("/a/%2Fb", "/a/%2Fb"), ("/a/%7e", "/a/~"), ("/a/./b/", "/a/b/"), ("/..", "/"), ("/plain", "/plain"),
+        ("/?q=1", "/"), ("/a/b#frag", "/a/b"), ("/a/b?x=/../c", "/a/b"), ("/a/../b?x=1", "/b"), ("a/b", "/a/b"),
+        ("/api/v1/orders?page=2&limit=50", "/api/v1/orders"), ("/a.b/.c", "/a.b/.c"),
     ])
     func normalization(raw: String, normalized: String) {
         #expect(PathNormalizer.normalize(raw) == normalized)

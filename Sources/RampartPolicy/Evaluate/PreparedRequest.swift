@@ -1,3 +1,11 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// A request with every attribute policies read computed once: peer identity after mTLS, normalized
 /// path, lower-cased host, parsed addresses, and the authenticated JWT principal and claims.
 struct PreparedRequest {
@@ -67,35 +75,88 @@ struct PreparedRequest {
     /// The namespace and service account of `<td>/ns/<ns>/sa/<sa>`.
     static func istioWorkload(_ principal: String) -> (namespace: String, serviceAccount: String)? {
         let fast = principal.utf8.withContiguousStorageIfAvailable { bytes -> FastSplit in
-            var slashes = (0, 0, 0, 0)
-            var count = 0
-            for index in bytes.indices {
-                let byte = bytes[index]
-                if byte >= 0x80 { return .notASCII }
-                guard byte == UInt8(ascii: "/") else { continue }
-                switch count {
-                case 0: slashes.0 = index
-                case 1: slashes.1 = index
-                case 2: slashes.2 = index
-                case 3: slashes.3 = index
-                default: return .none
-                }
-                count += 1
+            switch workloadRanges(bytes) {
+            case .ranges(let namespace, let serviceAccount):
+                return .workload(text(bytes, namespace), text(bytes, serviceAccount))
+            case .none: return .none
+            case .notASCII: return .notASCII
             }
-            func text(_ range: Range<Int>) -> String {
-                String(decoding: UnsafeBufferPointer(rebasing: bytes[range]), as: UTF8.self)
-            }
-            guard count == 4, slashes.1 - slashes.0 == 3, bytes[slashes.0 + 1] == UInt8(ascii: "n"),
-                bytes[slashes.0 + 2] == UInt8(ascii: "s"), slashes.3 - slashes.2 == 3,
-                bytes[slashes.2 + 1] == UInt8(ascii: "s"), bytes[slashes.2 + 2] == UInt8(ascii: "a")
-            else { return .none }
-            return .workload(text((slashes.1 + 1)..<slashes.2), text((slashes.3 + 1)..<bytes.count))
         }
         switch fast {
         case .workload(let namespace, let serviceAccount)?: return (namespace, serviceAccount)
         case .none?: return nil
         case .notASCII?, nil: return splitIstioWorkload(principal)
         }
+    }
+
+    /// The namespace of `<td>/ns/<ns>/sa/<sa>`, without building the service account.
+    static func istioNamespace(_ principal: String) -> String? {
+        let fast = principal.utf8.withContiguousStorageIfAvailable { bytes -> FastSplit in
+            switch workloadRanges(bytes) {
+            case .ranges(let namespace, _): return .workload(text(bytes, namespace), "")
+            case .none: return .none
+            case .notASCII: return .notASCII
+            }
+        }
+        switch fast {
+        case .workload(let namespace, _)?: return namespace
+        case .none?: return nil
+        case .notASCII?, nil: return splitIstioWorkload(principal)?.namespace
+        }
+    }
+
+    @inline(__always)
+    private static func text(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) -> String {
+        String(decoding: UnsafeBufferPointer(rebasing: bytes[range]), as: UTF8.self)
+    }
+
+    /// Where the namespace and service account lie in an ASCII principal.
+    private enum Ranges {
+        case ranges(Range<Int>, Range<Int>)
+        case none
+        case notASCII
+    }
+
+    /// Splits an ASCII principal at its four slashes, checking the `ns` and `sa` segments.
+    @inline(__always)
+    private static func workloadRanges(_ bytes: UnsafeBufferPointer<UInt8>) -> Ranges {
+        guard let base = bytes.baseAddress else { return .none }
+        let count = bytes.count
+        /// The offset of the next slash at or after `from`, or `count`.
+        func slash(from: Int) -> Int {
+            guard from < count, let found = memchr(base + from, Int32(UInt8(ascii: "/")), count - from) else {
+                return count
+            }
+            return base.distance(to: found.assumingMemoryBound(to: UInt8.self))
+        }
+        let first = slash(from: 0)
+        let second = slash(from: first + 1)
+        let third = slash(from: second + 1)
+        let fourth = slash(from: third + 1)
+        guard fourth < count, slash(from: fourth + 1) == count, second - first == 3,
+            bytes[first + 1] == UInt8(ascii: "n"), bytes[first + 2] == UInt8(ascii: "s"), fourth - third == 3,
+            bytes[third + 1] == UInt8(ascii: "s"), bytes[third + 2] == UInt8(ascii: "a")
+        else {
+            return isASCII(bytes) ? .none : .notASCII
+        }
+        return isASCII(bytes) ? .ranges((second + 1)..<third, (fourth + 1)..<count) : .notASCII
+    }
+
+    /// Whether every byte is ASCII, eight at a time.
+    @inline(__always)
+    private static func isASCII(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        let raw = UnsafeRawBufferPointer(bytes)
+        var offset = 0
+        var seen: UInt64 = 0
+        while offset + 8 <= raw.count {
+            seen |= raw.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
+            offset += 8
+        }
+        while offset < raw.count {
+            seen |= UInt64(raw[offset])
+            offset += 1
+        }
+        return seen & 0x8080_8080_8080_8080 == 0
     }
 
     /// The outcome of the byte-level split of an ASCII principal.

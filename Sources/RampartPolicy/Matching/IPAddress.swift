@@ -48,13 +48,18 @@ public struct IPAddress: Sendable, Hashable, CustomStringConvertible {
     /// Parses digits-and-dots text by the same rules as `parseV4` (four parts, each one to three
     /// digits below 256, no leading zero) without splitting or allocating.
     static func parseDottedDigits(_ text: String) -> DottedDigits {
+        text.utf8.withContiguousStorageIfAvailable(parseDottedDigits)
+            ?? Array(text.utf8).withUnsafeBufferPointer(parseDottedDigits)
+    }
+
+    private static func parseDottedDigits(_ bytes: UnsafeBufferPointer<UInt8>) -> DottedDigits {
         var value: UInt32 = 0
         var part: UInt32 = 0
         var digits = 0
         var leadingZero = false
         var parts = 0
         var valid = true
-        for byte in text.utf8 {
+        for byte in bytes {
             if byte == UInt8(ascii: ".") {
                 if digits == 0 || part > 255 || (leadingZero && digits > 1) { valid = false }
                 value = value << 8 | (part & 0xFF)

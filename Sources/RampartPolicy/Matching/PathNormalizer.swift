@@ -8,32 +8,46 @@
 public enum PathNormalizer {
     /// The normalized path; returns the input itself when nothing needs changing.
     public static func normalize(_ raw: String) -> String {
-        let clean = raw.utf8.withContiguousStorageIfAvailable(isClean) ?? isClean(raw.utf8)
-        return clean ? raw : slowNormalize(raw)
+        let fast = raw.utf8.withContiguousStorageIfAvailable { bytes -> String?? in
+            switch scan(bytes) {
+            case .clean: return .some(nil)
+            case .cleanBefore(let cut): return String(decoding: UnsafeBufferPointer(rebasing: bytes[..<cut]), as: UTF8.self)
+            case .needsWork: return nil
+            }
+        }
+        switch fast {
+        case .some(.some(nil)): return raw
+        case .some(.some(let trimmed?)): return trimmed
+        default: return slowNormalize(raw)
+        }
     }
 
-    /// Whether the path starts with `/` and holds nothing normalization changes.
-    private static func isClean(_ bytes: some Sequence<UInt8>) -> Bool {
-        var needsWork = false
+    /// What a single pass over the path found.
+    private enum Scan {
+        /// It starts with `/` and normalization changes nothing.
+        case clean
+        /// Everything before the query or fragment at this offset is clean; only the cut is needed.
+        case cleanBefore(Int)
+        /// It needs the full normalization.
+        case needsWork
+    }
+
+    /// Looks for anything normalization changes: a missing leading `/`, `\`, `%`, a `.` starting a
+    /// segment; and for the query or fragment.
+    @inline(__always)
+    private static func scan(_ bytes: UnsafeBufferPointer<UInt8>) -> Scan {
+        guard let first = bytes.first, first == UInt8(ascii: "/") else { return .needsWork }
         var previous: UInt8 = 0
-        var first = true
-        var startsWithSlash = false
-        for byte in bytes {
-            if first {
-                startsWithSlash = byte == UInt8(ascii: "/")
-                first = false
-            }
+        for index in bytes.indices {
+            let byte = bytes[index]
             switch byte {
-            case UInt8(ascii: "?"), UInt8(ascii: "#"), UInt8(ascii: "\\"), UInt8(ascii: "%"):
-                needsWork = true
-            case UInt8(ascii: ".") where previous == UInt8(ascii: "/"):
-                needsWork = true
-            default: break
+            case UInt8(ascii: "?"), UInt8(ascii: "#"): return .cleanBefore(index)
+            case UInt8(ascii: "\\"), UInt8(ascii: "%"): return .needsWork
+            case UInt8(ascii: ".") where previous == UInt8(ascii: "/"): return .needsWork
+            default: previous = byte
             }
-            if needsWork { break }
-            previous = byte
         }
-        return !needsWork && startsWithSlash
+        return .clean
     }
 
     private static func slowNormalize(_ raw: String) -> String {

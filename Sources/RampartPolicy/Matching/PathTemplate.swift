@@ -48,6 +48,11 @@ public struct PathTemplate: Sendable, Hashable {
             ?? match(tokens[...], Array(utf8)[...])
     }
 
+    /// Whether the normalized path, as UTF-8 bytes, matches the template.
+    func matches(bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        match(tokens[...], bytes[...])
+    }
+
     private func match(_ tokens: ArraySlice<Token>, _ input: Slice<UnsafeBufferPointer<UInt8>>) -> Bool {
         guard let token = tokens.first else { return input.isEmpty }
         let rest = tokens.dropFirst()

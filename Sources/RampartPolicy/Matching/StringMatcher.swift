@@ -19,33 +19,59 @@ public struct StringMatcher: Sendable, Hashable {
     public init(_ pattern: String, ignoreCase: Bool = false) {
         let text = ignoreCase ? pattern.lowercased() : pattern
         self.ignoreCase = ignoreCase
+        // Byte-wise, as Envoy reads patterns: a combining mark after `*` does not hide the wildcard.
+        let bytes = text.utf8
         if text == "*" {
             form = .presence
             literal = ""
-        } else if text.hasPrefix("*") {
+        } else if bytes.first == UInt8(ascii: "*") {
             form = .suffix
-            literal = String(text.dropFirst())
-        } else if text.hasSuffix("*") {
+            literal = String(decoding: bytes.dropFirst(), as: UTF8.self)
+        } else if bytes.last == UInt8(ascii: "*") {
             form = .prefix
-            literal = String(text.dropLast())
+            literal = String(decoding: bytes.dropLast(), as: UTF8.self)
         } else {
             form = .exact
             literal = text
         }
     }
 
-    /// Whether `value` matches; callers lower-case the value first when `ignoreCase` is set.
+    /// Whether `value` matches, comparing UTF-8 bytes as Envoy does; callers lower-case the value
+    /// first when `ignoreCase` is set.
     @inline(__always)
     public func matches(_ value: String) -> Bool {
         switch form {
         case .presence: return !value.isEmpty
-        case .exact: return value == literal
-        case .prefix: return value.utf8.starts(with: literal.utf8)
-        case .suffix:
-            let bytes = value.utf8
-            let count = literal.utf8.count
-            guard bytes.count >= count else { return false }
-            return bytes[bytes.index(bytes.endIndex, offsetBy: -count)...].elementsEqual(literal.utf8)
+        case .exact: return value.utf8.count == literal.utf8.count && Self.bytes(of: value, at: .start, equal: literal)
+        case .prefix: return Self.bytes(of: value, at: .start, equal: literal)
+        case .suffix: return Self.bytes(of: value, at: .end, equal: literal)
+        }
+    }
+
+    private enum Edge {
+        case start
+        case end
+    }
+
+    /// Whether `value` starts (or ends) with the bytes of `literal`, compared in contiguous UTF-8
+    /// storage when both strings have it (native and small strings do).
+    @inline(__always)
+    private static func bytes(of value: String, at edge: Edge, equal literal: String) -> Bool {
+        let count = literal.utf8.count
+        let valueCount = value.utf8.count
+        guard valueCount >= count else { return false }
+        if count == 0 { return true }
+        let fast = value.utf8.withContiguousStorageIfAvailable { valueBytes in
+            literal.utf8.withContiguousStorageIfAvailable { literalBytes in
+                let offset = edge == .start ? 0 : valueCount - count
+                for index in 0..<count where valueBytes[offset + index] != literalBytes[index] { return false }
+                return true
+            }
+        }
+        if let fast, let result = fast { return result }
+        switch edge {
+        case .start: return value.utf8.starts(with: literal.utf8)
+        case .end: return value.utf8.suffix(count).elementsEqual(literal.utf8)
         }
     }
 }
