@@ -15,11 +15,10 @@ extension ResolvedWorkload {
             let status = rejection == .jwtAudienceNotAllowed ? 403 : 401
             return decided(.deny, status, nil, nil, mode, rejection, [], [])
         }
-        let source = request.source
-        let visible = mode != .disable && source.isMTLS
+        let visible = mode != .disable && request.source.isMTLS
         var facts = RequestFacts(
             isHTTP: request.transport == .http,
-            principal: visible && !(source.principal?.isEmpty ?? true) ? source.principal : nil,
+            principal: visible && !(request.source.principal?.isEmpty ?? true) ? request.source.principal : nil,
             requestPrincipal: authn?.principal, claims: authn?.rawClaims,
             spaceDelimitedClaims: authn?.provider?.spaceDelimitedClaims)
         let program = self.program
@@ -58,34 +57,38 @@ extension WorkloadProgram {
         let principal = group.byPrincipal.count == 0 ? -1 : facts.principalID(identities)
         let namespace = group.byNamespace.count == 0 ? -1 : facts.namespaceID(identities, request)
         let method = group.byMethod.count == 0 || !facts.isHTTP ? -1 : facts.methodID(identities, request)
-        let code = self.code
-        var cursor = group.candidates(
-            principal: principal, namespace: namespace, method: method, isHTTP: facts.isHTTP, in: code)
-        let dropHTTP = !facts.isHTTP
-        while let position = cursor.next(code) {
-            let rule = code.rule(Int(position))
-            if dropHTTP && rule.skipOnTCP { continue }
-            if matches(rule, request, &facts, dropHTTP: dropHTTP) { return position }
+        return withView { view in
+            var cursor = group.candidates(
+                principal: principal, namespace: namespace, method: method, isHTTP: facts.isHTTP, in: view.words)
+            let dropHTTP = !facts.isHTTP
+            while let position = cursor.next(view.words) {
+                let rule = view.rule(Int(position))
+                if dropHTTP && rule.skipOnTCP { continue }
+                if matches(rule, view, request, &facts, dropHTTP: dropHTTP) { return position }
+            }
+            return nil
         }
-        return nil
     }
 
     /// What each dry-run policy would have decided alone.
     func shadowResults(_ request: AuthzRequest, _ facts: inout RequestFacts) -> [Decision.DryRunResult] {
         let dropHTTP = !facts.isHTTP
-        return dryRun.map { index in
-            let policy = policies[Int(index)]
-            var matched: Int?
-            for position in policy.rules.lower..<policy.rules.upper {
-                let rule = code.rule(Int(ruleOffsets[position]))
-                if dropHTTP && rule.skipOnTCP { continue }
-                if matches(rule, request, &facts, dropHTTP: dropHTTP) {
-                    matched = Int(rule.index)
-                    break
+        return withView { view in
+            dryRun.map { index in
+                let policy = policies[Int(index)]
+                var matched: Int?
+                for position in policy.rules.lower..<policy.rules.upper {
+                    let rule = view.rule(Int(ruleOffsets[position]))
+                    if dropHTTP && rule.skipOnTCP { continue }
+                    if matches(rule, view, request, &facts, dropHTTP: dropHTTP) {
+                        matched = Int(rule.index)
+                        break
+                    }
                 }
+                let wouldBe: Decision.Verdict = (policy.action == .deny) == (matched != nil) ? .deny : .allow
+                return Decision.DryRunResult(
+                    policy: policy.name, action: policy.action, rule: matched, wouldBe: wouldBe)
             }
-            let wouldBe: Decision.Verdict = (policy.action == .deny) == (matched != nil) ? .deny : .allow
-            return Decision.DryRunResult(policy: policy.name, action: policy.action, rule: matched, wouldBe: wouldBe)
         }
     }
 }

@@ -21,21 +21,26 @@ struct CandidateCursor {
     }
 
     /// The next candidate rule offset in `code`, or `nil` when all are visited.
-    @inline(__always)
     mutating func next(_ code: ProgramCode) -> Int32? {
+        code.words.withUnsafeBufferPointer { next($0) }
+    }
+
+    /// The next candidate rule offset, reading the lists from the code's words.
+    @inline(__always)
+    mutating func next(_ code: UnsafeBufferPointer<UInt32>) -> Int32? {
         if nextPrincipal == nil && nextNamespace == nil && nextMethod == nil {
             guard let index = wild.popFirst() else { return nil }
-            return Int32(bitPattern: code.word(index))
+            return Int32(bitPattern: code[index])
         }
         var best = UInt32.max
-        if let index = wild.first { best = code.word(index) }
-        if let index = nextPrincipal { best = min(best, code.word(index)) }
-        if let index = nextNamespace { best = min(best, code.word(index)) }
-        if let index = nextMethod { best = min(best, code.word(index)) }
-        if let index = wild.first, code.word(index) == best { wild.removeFirst() }
-        if let index = nextPrincipal, code.word(index) == best { nextPrincipal = principal.next() }
-        if let index = nextNamespace, code.word(index) == best { nextNamespace = namespace.next() }
-        if let index = nextMethod, code.word(index) == best { nextMethod = method.next() }
+        if let index = wild.first { best = code[index] }
+        if let index = nextPrincipal { best = min(best, code[index]) }
+        if let index = nextNamespace { best = min(best, code[index]) }
+        if let index = nextMethod { best = min(best, code[index]) }
+        if let index = wild.first, code[index] == best { wild.removeFirst() }
+        if let index = nextPrincipal, code[index] == best { nextPrincipal = principal.next() }
+        if let index = nextNamespace, code[index] == best { nextNamespace = namespace.next() }
+        if let index = nextMethod, code[index] == best { nextMethod = method.next() }
         return Int32(bitPattern: best)
     }
 }

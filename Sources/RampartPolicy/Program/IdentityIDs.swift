@@ -7,6 +7,10 @@ final class IdentityIDs: Sendable {
     let principals: [String: Int32]
     let namespaces: [String: Int32]
     let methods: [String: Int32]
+    /// The same maps, probed cheaply on the per-request path.
+    let principalTable: InternTable
+    let namespaceTable: InternTable
+    let methodTable: InternTable
 
     /// Interns the exact identities and methods the rules of `policies` require.
     init(policies: [CompiledPolicy]) {
@@ -30,5 +34,8 @@ final class IdentityIDs: Sendable {
         self.principals = principals
         self.namespaces = namespaces
         self.methods = methods
+        principalTable = InternTable(principals)
+        namespaceTable = InternTable(namespaces)
+        methodTable = InternTable(methods)
     }
 }

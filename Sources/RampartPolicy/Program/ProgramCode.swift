@@ -2,17 +2,56 @@
 /// array of 32-bit words, so a decision touches one allocation and neighbouring cache lines
 /// instead of a dozen separately allocated tables.
 ///
-/// Each rule is laid out with everything it reads: an 8-word header (`FlatRule`), then its clause
+/// Each rule is laid out with everything it reads: an 8-word header (`FlatRule`: policy; index,
+/// section order and TCP flag; the three section ranges), then its clause
 /// entries (2 words: first check offset, check count), then its checks (4 words: `FlatCheck`), with
 /// port values inline. A rule is named by the word offset of its header; offsets ascend with
 /// evaluation order, so candidate lists of offsets merge like positions. Candidate lists (wild
 /// rules, `(id, offset)` identity buckets) follow the rules.
 struct ProgramCode: Sendable {
     private(set) var words: [UInt32] = []
+    /// The UTF-8 bytes of every string and path literal, addressed by pattern entries.
+    private(set) var bytes: [UInt8] = []
 
     static let ruleWords = 8
     static let clauseWords = 2
     static let checkWords = 4
+    static let patternWords = 2
+
+    /// How a pattern entry compares (the low byte of its first word).
+    enum PatternForm: UInt32 {
+        case exact = 0
+        case prefix = 1
+        case suffix = 2
+        case presence = 3
+        /// A `{*}`/`{**}` template; the second word is its index in the program's templates.
+        case template = 4
+    }
+
+    /// Appends pattern entries for `matchers` (two words each: form and literal length, then the
+    /// literal's offset in `bytes` or the template's index) and returns the offset of the first.
+    mutating func appendPatterns(_ matchers: [PathMatcher], templates: inout [PathTemplate]) -> Int {
+        let start = words.count
+        for matcher in matchers {
+            switch matcher {
+            case .template(let template):
+                words += [PatternForm.template.rawValue, UInt32(templates.count)]
+                templates.append(template)
+            case .string(let string):
+                let form: PatternForm
+                switch string.form {
+                case .exact: form = .exact
+                case .prefix: form = .prefix
+                case .suffix: form = .suffix
+                case .presence: form = .presence
+                }
+                let literal = Array(string.literal.utf8)
+                words += [form.rawValue | UInt32(literal.count) << 8, UInt32(bytes.count)]
+                bytes += literal
+            }
+        }
+        return start
+    }
 
     /// The offset the next word will be written at.
     var end: Int { words.count }
@@ -42,21 +81,13 @@ struct ProgramCode: Sendable {
     func word(_ offset: Int) -> UInt32 { words[offset] }
 
     /// The rule header at `offset`.
-    @inline(__always)
-    func rule(_ offset: Int) -> FlatRule {
-        let flags = words[offset + 1]
-        return FlatRule(
-            policy: Int32(bitPattern: words[offset]), index: Int32(bitPattern: flags & 0x7fff_ffff),
-            froms: PoolRange(start: Int32(bitPattern: words[offset + 2]), count: Int32(bitPattern: words[offset + 3])),
-            tos: PoolRange(start: Int32(bitPattern: words[offset + 4]), count: Int32(bitPattern: words[offset + 5])),
-            whens: PoolRange(start: Int32(bitPattern: words[offset + 6]), count: Int32(bitPattern: words[offset + 7])),
-            skipOnTCP: flags & 0x8000_0000 != 0)
-    }
+    func rule(_ offset: Int) -> FlatRule { words.withUnsafeBufferPointer { CodeView.rule($0, offset) } }
 
     /// Encodes a rule header.
     static func encode(_ rule: FlatRule) -> [UInt32] {
         [
-            UInt32(bitPattern: rule.policy), UInt32(bitPattern: rule.index) | (rule.skipOnTCP ? 0x8000_0000 : 0),
+            UInt32(bitPattern: rule.policy), UInt32(bitPattern: rule.index) & 0x00ff_ffff | UInt32(rule.order & 0x3f) << 24
+                | (rule.skipOnTCP ? 0x8000_0000 : 0),
             UInt32(bitPattern: rule.froms.start), UInt32(bitPattern: rule.froms.count),
             UInt32(bitPattern: rule.tos.start), UInt32(bitPattern: rule.tos.count),
             UInt32(bitPattern: rule.whens.start), UInt32(bitPattern: rule.whens.count),
@@ -64,27 +95,12 @@ struct ProgramCode: Sendable {
     }
 
     /// The port value at index `index` of a list of ports starting at `offset` (two words each).
-    @inline(__always)
-    func port(_ offset: Int, _ index: Int) -> Int {
-        let at = offset + 2 * index
-        return Int(Int64(bitPattern: UInt64(words[at]) | UInt64(words[at + 1]) << 32))
-    }
+    func port(_ offset: Int, _ index: Int) -> Int { words.withUnsafeBufferPointer { CodeView.port($0, offset, index) } }
 
     /// Encodes a port value as two words (low, high), so any `Int` round-trips.
     static func encode(port: Int) -> [UInt32] {
         let bits = UInt64(bitPattern: Int64(port))
         return [UInt32(truncatingIfNeeded: bits), UInt32(truncatingIfNeeded: bits >> 32)]
-    }
-
-    /// Whether `ip` lies in the IP block at index `index` of a list starting at `offset` (five words
-    /// each: flags and prefix length, then the address's high and low halves).
-    @inline(__always)
-    func block(_ offset: Int, _ index: Int, contains ip: IPAddress) -> Bool {
-        let at = offset + 5 * index
-        let head = words[at]
-        return IPBlock.contains(
-            ip, isV4: head & 1 != 0, high: UInt64(words[at + 1]) | UInt64(words[at + 2]) << 32,
-            low: UInt64(words[at + 3]) | UInt64(words[at + 4]) << 32, prefixLength: Int(head >> 1))
     }
 
     /// Encodes an IP block as five words.
@@ -98,20 +114,10 @@ struct ProgramCode: Sendable {
     }
 
     /// The checks of the clause entry at `offset`, as (offset of the first check, count).
-    @inline(__always)
-    func clause(_ offset: Int) -> PoolRange {
-        PoolRange(start: Int32(bitPattern: words[offset]), count: Int32(bitPattern: words[offset + 1]))
-    }
+    func clause(_ offset: Int) -> PoolRange { words.withUnsafeBufferPointer { CodeView.clause($0, offset) } }
 
     /// The check at `offset`.
-    @inline(__always)
-    func check(_ offset: Int) -> FlatCheck {
-        let head = words[offset]
-        return FlatCheck(
-            kind: FlatCheck.Kind(rawValue: UInt8(truncatingIfNeeded: head)) ?? .never, negated: head & 0x100 != 0,
-            httpOnly: head & 0x200 != 0, start: Int32(bitPattern: words[offset + 1]),
-            count: Int32(bitPattern: words[offset + 2]), slot: Int32(bitPattern: words[offset + 3]))
-    }
+    func check(_ offset: Int) -> FlatCheck { words.withUnsafeBufferPointer { CodeView.check($0, offset) } }
 
     /// Encodes a check.
     static func encode(_ check: FlatCheck) -> [UInt32] {

@@ -1,79 +1,115 @@
-/// Rule and check evaluation over a program's flat tables.
+/// Rule and check evaluation over a program's flat tables, read through a `CodeView`.
 extension WorkloadProgram {
     /// Whether a rule matches; `dropHTTP` skips HTTP-only checks (TCP), as `CompiledRule.matches` does.
     @inline(__always)
-    func matches(_ rule: FlatRule, _ request: AuthzRequest, _ facts: inout RequestFacts, dropHTTP: Bool) -> Bool {
-        if rule.froms.count > 0 && !anyClause(rule.froms, request, &facts, dropHTTP) { return false }
-        if rule.tos.count > 0 && !anyClause(rule.tos, request, &facts, dropHTTP) { return false }
-        return all(rule.whens, request, &facts, dropHTTP)
+    func matches(
+        _ rule: FlatRule, _ view: CodeView, _ request: AuthzRequest, _ facts: inout RequestFacts, dropHTTP: Bool
+    ) -> Bool {
+        var order = rule.order
+        for _ in 0..<3 {
+            switch order & 3 {
+            case 0: if rule.froms.count > 0 && !anyClause(rule.froms, view, request, &facts, dropHTTP) { return false }
+            case 1: if rule.tos.count > 0 && !anyClause(rule.tos, view, request, &facts, dropHTTP) { return false }
+            default: if !all(rule.whens, view, request, &facts, dropHTTP) { return false }
+            }
+            order >>= 2
+        }
+        return true
     }
 
     /// Whether one of the clause entries starting at `entries.start` matches.
     @inline(__always)
-    private func anyClause(_ entries: PoolRange, _ request: AuthzRequest, _ facts: inout RequestFacts, _ dropHTTP: Bool)
-        -> Bool
-    {
+    private func anyClause(
+        _ entries: PoolRange, _ view: CodeView, _ request: AuthzRequest, _ facts: inout RequestFacts, _ dropHTTP: Bool
+    ) -> Bool {
         for index in 0..<Int(entries.count)
-        where all(code.clause(entries.lower + ProgramCode.clauseWords * index), request, &facts, dropHTTP) {
+        where all(view.clause(entries.lower + ProgramCode.clauseWords * index), view, request, &facts, dropHTTP) {
             return true
         }
         return false
     }
 
     @inline(__always)
-    private func all(_ range: PoolRange, _ request: AuthzRequest, _ facts: inout RequestFacts, _ dropHTTP: Bool) -> Bool {
+    private func all(
+        _ range: PoolRange, _ view: CodeView, _ request: AuthzRequest, _ facts: inout RequestFacts, _ dropHTTP: Bool
+    ) -> Bool {
         for index in 0..<Int(range.count) {
-            let check = code.check(range.lower + ProgramCode.checkWords * index)
+            let check = view.check(range.lower + ProgramCode.checkWords * index)
             if dropHTTP && check.httpOnly { continue }
-            if matches(check, request, &facts) == check.negated { return false }
+            if matches(check, view, request, &facts) == check.negated { return false }
         }
         return true
     }
 
     /// Whether the attribute matches one of the check's values (before negation), as `Check` decides.
-    private func matches(_ check: FlatCheck, _ request: AuthzRequest, _ facts: inout RequestFacts) -> Bool {
-        let range = check.start..<(check.start + check.count)
+    private func matches(_ check: FlatCheck, _ view: CodeView, _ request: AuthzRequest, _ facts: inout RequestFacts)
+        -> Bool
+    {
         switch check.kind {
         case .never:
             return false
         case .port:
             guard let port = request.destination.port else { return false }
-            for index in 0..<Int(check.count) where code.port(Int(check.start), index) == port { return true }
+            for index in 0..<Int(check.count) where view.port(Int(check.start), index) == port { return true }
             return false
-        case .method: return anyString(request.method, range)
-        case .principal: return anyString(facts.principal, range)
-        case .namespace: return anyString(facts.namespace(request), range)
-        case .requestPrincipal: return anyString(facts.requestPrincipal, range)
-        case .sni: return anyString(request.sni, range)
-        case .host: return anyString(facts.host(request), range)
-        case .serviceAccount: return anyString(facts.serviceAccount(), range)
-        case .header: return anyString(request.headers[headerNames[Int(check.slot)]], range)
+        case .method: return anyPattern(request.method, check, view)
+        case .principal: return anyPattern(facts.principal, check, view)
+        case .namespace: return anyPattern(facts.namespace(request), check, view)
+        case .requestPrincipal: return anyPattern(facts.requestPrincipal, check, view)
+        case .sni: return anyPattern(request.sni, check, view)
+        case .host: return anyPattern(facts.host(request), check, view)
+        case .serviceAccount: return anyPattern(facts.serviceAccount(), check, view)
+        case .header: return anyPattern(facts.header(check.slot, headerNames, request), check, view)
+        case .path: return anyPattern(facts.path(request), check, view)
         case .sourceIP, .remoteIP, .destinationIP:
             guard let address = facts.address(check.kind, request) else { return false }
-            for index in 0..<Int(check.count) where code.block(Int(check.start), index, contains: address) { return true }
+            for index in 0..<Int(check.count) where view.block(Int(check.start), index, contains: address) { return true }
             return false
-        case .path:
-            guard let path = facts.path(request) else { return false }
-            for index in range where values[Int(index)].matches(path) { return true }
-            return false
-        case .claim: return anyClaim(facts.claim(claimPaths[Int(check.slot)]), range)
-        case .audiences: return anyClaim(facts.member("aud"), range)
-        case .presenter: return anyClaim(facts.member("azp"), range)
+        case .claim: return anyClaim(facts.claim(claimPaths[Int(check.slot)]), check, view)
+        case .audiences: return anyClaim(facts.member("aud"), check, view)
+        case .presenter: return anyClaim(facts.member("azp"), check, view)
         }
     }
 
+    /// Whether the value matches one of the check's patterns, compared as UTF-8 bytes.
     @inline(__always)
-    private func anyString(_ value: String?, _ range: Range<Int32>) -> Bool {
+    private func anyPattern(_ value: String?, _ check: FlatCheck, _ view: CodeView) -> Bool {
         guard let value else { return false }
-        for index in range where values[Int(index)].matches(value) { return true }
+        if let found = value.utf8.withContiguousStorageIfAvailable({ anyPattern($0, check, view) }) { return found }
+        return Array(value.utf8).withUnsafeBufferPointer { anyPattern($0, check, view) }
+    }
+
+    /// Walks the check's pattern entries (see `ProgramCode.appendPatterns`).
+    private func anyPattern(_ value: UnsafeBufferPointer<UInt8>, _ check: FlatCheck, _ view: CodeView) -> Bool {
+        var at = Int(check.start)
+        for _ in 0..<Int(check.count) {
+            let head = view.words[at]
+            let argument = Int(view.words[at + 1])
+            at += ProgramCode.patternWords
+            let length = Int(head >> 8)
+            switch ProgramCode.PatternForm(rawValue: head & 0xff) {
+            case .exact?:
+                if value.count == length && view.equal(value, 0, argument, length) { return true }
+            case .prefix?:
+                if value.count >= length && view.equal(value, 0, argument, length) { return true }
+            case .suffix?:
+                if value.count >= length && view.equal(value, value.count - length, argument, length) { return true }
+            case .presence?:
+                if !value.isEmpty { return true }
+            case .template?:
+                if templates[argument].matches(bytes: value) { return true }
+            case nil:
+                continue
+            }
+        }
         return false
     }
 
-    private func anyClaim(_ value: ClaimValue?, _ range: Range<Int32>) -> Bool {
+    private func anyClaim(_ value: ClaimValue?, _ check: FlatCheck, _ view: CodeView) -> Bool {
         switch value {
-        case .string(let string)?: return anyString(string, range)
+        case .string(let string)?: return anyPattern(string, check, view)
         case .array(let items)?:
-            for case .string(let string) in items where anyString(string, range) { return true }
+            for case .string(let string) in items where anyPattern(string, check, view) { return true }
             return false
         default: return false
         }

@@ -27,6 +27,9 @@ struct RequestFacts {
     private var principalIDValue: Int32 = -2
     private var namespaceIDValue: Int32 = -2
     private var methodIDValue: Int32 = -2
+    /// Header values already looked up, by the program's header slot (the first four slots).
+    private var headersDone: UInt8 = 0
+    private var headerValues: (String?, String?, String?, String?) = (nil, nil, nil, nil)
 
     /// Starts from what authentication settled: the visible peer principal and the accepted JWT.
     init(
@@ -46,7 +49,7 @@ struct RequestFacts {
         if !namespaceDone {
             namespaceDone = true
             if let principal {
-                namespaceValue = PreparedRequest.istioWorkload(principal)?.namespace ?? request.source.namespace
+                namespaceValue = PreparedRequest.istioNamespace(principal) ?? request.source.namespace
             }
         }
         return namespaceValue
@@ -81,6 +84,31 @@ struct RequestFacts {
             pathValue = request.path.map(PathNormalizer.normalize)
         }
         return pathValue
+    }
+
+    /// The value of the header in `slot` of the program (named `names[slot]`), looked up once for
+    /// the first four slots.
+    @inline(__always)
+    mutating func header(_ slot: Int32, _ names: [String], _ request: AuthzRequest) -> String? {
+        guard slot < 4 else { return request.headers[names[Int(slot)]] }
+        let bit = UInt8(1) << UInt8(slot)
+        if headersDone & bit == 0 {
+            headersDone |= bit
+            let value = request.headers[names[Int(slot)]]
+            switch slot {
+            case 0: headerValues.0 = value
+            case 1: headerValues.1 = value
+            case 2: headerValues.2 = value
+            default: headerValues.3 = value
+            }
+            return value
+        }
+        switch slot {
+        case 0: return headerValues.0
+        case 1: return headerValues.1
+        case 2: return headerValues.2
+        default: return headerValues.3
+        }
     }
 
     /// The source, remote or destination address.
@@ -128,7 +156,7 @@ struct RequestFacts {
     @inline(__always)
     mutating func principalID(_ identities: IdentityIDs) -> Int32 {
         if principalIDValue == -2 {
-            principalIDValue = principal.flatMap { identities.principals[$0] } ?? -1
+            principalIDValue = principal.flatMap(identities.principalTable.id) ?? -1
         }
         return principalIDValue
     }
@@ -137,7 +165,7 @@ struct RequestFacts {
     @inline(__always)
     mutating func namespaceID(_ identities: IdentityIDs, _ request: AuthzRequest) -> Int32 {
         if namespaceIDValue == -2 {
-            namespaceIDValue = namespace(request).flatMap { identities.namespaces[$0] } ?? -1
+            namespaceIDValue = namespace(request).flatMap(identities.namespaceTable.id) ?? -1
         }
         return namespaceIDValue
     }
@@ -146,7 +174,7 @@ struct RequestFacts {
     @inline(__always)
     mutating func methodID(_ identities: IdentityIDs, _ request: AuthzRequest) -> Int32 {
         if methodIDValue == -2 {
-            methodIDValue = request.method.flatMap { identities.methods[$0] } ?? -1
+            methodIDValue = request.method.flatMap(identities.methodTable.id) ?? -1
         }
         return methodIDValue
     }

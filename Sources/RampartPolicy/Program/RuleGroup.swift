@@ -26,10 +26,19 @@ struct RuleGroup: Sendable {
 
     /// The candidates for a request with these ids (`-1`: unknown or absent). On TCP (`isHTTP`
     /// false) method checks are dropped, so every identity-wild rule is a candidate.
-    @inline(__always)
     func candidates(principal: Int32, namespace: Int32, method: Int32, isHTTP: Bool, in code: ProgramCode)
         -> CandidateCursor
     {
+        code.words.withUnsafeBufferPointer {
+            candidates(principal: principal, namespace: namespace, method: method, isHTTP: isHTTP, in: $0)
+        }
+    }
+
+    /// `candidates(principal:namespace:method:isHTTP:in:)` over the code's words.
+    @inline(__always)
+    func candidates(
+        principal: Int32, namespace: Int32, method: Int32, isHTTP: Bool, in code: UnsafeBufferPointer<UInt32>
+    ) -> CandidateCursor {
         let wild = isHTTP ? self.wild : wildAll
         return CandidateCursor(
             wild: wild.lower..<wild.upper, principal: Self.bucket(byPrincipal, principal, code),
@@ -37,9 +46,14 @@ struct RuleGroup: Sendable {
             method: Self.bucket(byMethod, isHTTP ? method : -1, code))
     }
 
+    /// `bucket(_:_:_:)` over a `ProgramCode` (the offsets it returns stay valid after the call).
+    static func bucket(_ pairs: PoolRange, _ id: Int32, _ code: ProgramCode) -> StrideTo<Int> {
+        code.words.withUnsafeBufferPointer { bucket(pairs, id, $0) }
+    }
+
     /// The word offsets of the pairs filed under `id`, stepping by 2; empty for `-1` or no rules.
     @inline(__always)
-    static func bucket(_ pairs: PoolRange, _ id: Int32, _ code: ProgramCode) -> StrideTo<Int> {
+    static func bucket(_ pairs: PoolRange, _ id: Int32, _ code: UnsafeBufferPointer<UInt32>) -> StrideTo<Int> {
         let end = pairs.lower + 2 * Int(pairs.count)
         guard id >= 0, pairs.count > 0 else { return stride(from: end, to: end, by: 2) }
         let key = UInt32(bitPattern: id)
@@ -48,10 +62,10 @@ struct RuleGroup: Sendable {
         var high = Int(pairs.count)
         while low < high {
             let middle = (low + high) / 2
-            if code.word(pairs.lower + 2 * middle) < key { low = middle + 1 } else { high = middle }
+            if code[pairs.lower + 2 * middle] < key { low = middle + 1 } else { high = middle }
         }
         var upper = low
-        while upper < Int(pairs.count) && code.word(pairs.lower + 2 * upper) == key { upper += 1 }
+        while upper < Int(pairs.count) && code[pairs.lower + 2 * upper] == key { upper += 1 }
         return stride(from: pairs.lower + 2 * low + 1, to: pairs.lower + 2 * upper + 1, by: 2)
     }
 }

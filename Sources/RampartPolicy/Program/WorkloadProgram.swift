@@ -1,9 +1,9 @@
 /// The authorization policies of one workload compiled into flat, cache-friendly tables: the form
 /// the per-request fast path evaluates.
 ///
-/// Rules, with their clauses, checks (cheapest first within each ANDed list), port values and the
-/// candidate lists of each action, live in one `ProgramCode` array, so a decision starts with few
-/// cache misses. IP blocks are inline too; string and path patterns share one pool; each action's
+/// Rules, with their clauses, checks (cheapest first within each ANDed list), port values, pattern
+/// entries and the candidate lists of each action, live in one `ProgramCode` array, so a decision
+/// starts with few cache misses. IP blocks are inline too; literals share one byte pool; each action's
 /// rules are indexed by the exact principals and namespaces they require (`RuleGroup`), as
 /// snapshot-wide ids (`IdentityIDs`). Built once per resolved workload and immutable afterwards;
 /// the explain path keeps using the `CompiledPolicy` objects it came from.
@@ -14,8 +14,8 @@ final class WorkloadProgram: Sendable {
     let allow: RuleGroup
     /// Whether an enforced ALLOW policy applies (even one without rules).
     let hasAllow: Bool
-    /// String and path patterns (string checks hold `.string` matchers), addressed by check ranges.
-    let values: [PathMatcher]
+    /// Path templates, addressed by the code's pattern entries.
+    let templates: [PathTemplate]
     let headerNames: [String]
     let claimPaths: [[String]]
     let policies: [FlatPolicy]
@@ -43,7 +43,7 @@ final class WorkloadProgram: Sendable {
         self.deny = builder.group(deny)
         self.allow = builder.group(allow)
         code = builder.code
-        values = builder.values
+        templates = builder.templates
         headerNames = builder.headerNames
         claimPaths = builder.claimPaths
         policies = builder.policies

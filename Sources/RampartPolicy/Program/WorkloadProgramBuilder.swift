@@ -1,5 +1,5 @@
-/// Lays `CompiledPolicy` objects out as a `WorkloadProgram`: rules with their clauses, checks and
-/// port and IP values in one `ProgramCode`, string and path patterns in one pool.
+/// Lays `CompiledPolicy` objects out as a `WorkloadProgram`: rules with their clauses, checks, port
+/// and IP values and pattern entries in one `ProgramCode`, with the literals' bytes beside them.
 struct WorkloadProgramBuilder {
     /// The rules of one action before indexing: wild rule offsets and identity-bucket entries.
     struct PendingGroup {
@@ -18,9 +18,11 @@ struct WorkloadProgramBuilder {
     /// The header offset of each rule, by position (policy order, then rule order).
     private(set) var ruleOffsets: [Int32] = []
     private(set) var policies: [FlatPolicy] = []
-    /// String and path patterns, in the order the checks read them.
-    private(set) var values: [PathMatcher] = []
+    /// Path templates, addressed by pattern entries in the code.
+    private(set) var templates: [PathTemplate] = []
     private(set) var headerNames: [String] = []
+    /// The slot of each header name, so checks reading one header share its slot (and its memo).
+    private var headerSlots: [String: Int32] = [:]
     private(set) var claimPaths: [[String]] = []
 
     init(identities: IdentityIDs) {
@@ -124,16 +126,36 @@ struct WorkloadProgramBuilder {
         let flat = FlatRule(
             policy: policy, index: Int32(rule.index),
             froms: PoolRange(start: Int32(fromEntries), count: Int32(rule.froms.count)),
-            tos: PoolRange(start: Int32(toEntries), count: Int32(rule.tos.count)), whens: whens, skipOnTCP: skipOnTCP)
+            tos: PoolRange(start: Int32(toEntries), count: Int32(rule.tos.count)), whens: whens, skipOnTCP: skipOnTCP,
+            order: Self.sectionOrder(rule))
         code.write(ProgramCode.encode(flat), at: header)
         return Int32(header)
     }
 
-    /// Lays out ANDed checks, cheapest kinds first (order does not change an AND of pure checks),
-    /// each check's port values right after the list.
+    /// How likely a check is to fail, lowest first: positive checks before negated ones, then by cost.
+    private static func rank(_ check: Check) -> Int { (check.negated ? 100 : 0) + kind(of: check).cost }
+
+    /// The order to evaluate a rule's sections in (see `FlatRule.order`): by the rank of the check
+    /// each section starts with; an ORed section ranks as its least likely entry to fail, and empty
+    /// sections go last.
+    static func sectionOrder(_ rule: CompiledRule) -> UInt8 {
+        func first(_ list: [Check]) -> Int { list.map(rank).min() ?? 0 }
+        let ranks = [
+            rule.froms.map(first).max() ?? .max, rule.tos.map(first).max() ?? .max, rule.whens.map(rank).min() ?? .max,
+        ]
+        let sections = [0, 1, 2].sorted { (ranks[$0], $0) < (ranks[$1], $1) }
+        return UInt8(sections[0] | sections[1] << 2 | sections[2] << 4)
+    }
+
+    /// Lays out ANDed checks, those most likely to fail first (order does not change an AND of pure
+    /// checks), each check's values right after the list.
+    ///
+    /// A positive check passes only for its few listed values, so it usually fails; a negated one
+    /// (`notNamespaces`, `notPaths`) fails only for its few values, so it usually passes. Positive
+    /// checks go first, then negated ones, each group cheapest kind first.
     private mutating func checkRange(_ list: [Check]) -> PoolRange {
         let sorted = list.enumerated().sorted {
-            (Self.kind(of: $0.element).cost, $0.offset) < (Self.kind(of: $1.element).cost, $1.offset)
+            (Self.rank($0.element), $0.offset) < (Self.rank($1.element), $1.offset)
         }.map(\.element)
         let start = code.reserve(sorted.count * ProgramCode.checkWords)
         for (index, check) in sorted.enumerated() {
@@ -193,8 +215,8 @@ struct WorkloadProgramBuilder {
                 start: Int32(code.append(blocks.flatMap(ProgramCode.encode(block:)))), count: Int32(blocks.count))
         case .paths(let matchers):
             kind = .path
-            range = PoolRange(start: Int32(values.count), count: Int32(matchers.count))
-            values += matchers
+            range = PoolRange(
+                start: Int32(code.appendPatterns(matchers, templates: &templates)), count: Int32(matchers.count))
         case .strings(let matchers):
             switch check.attribute {
             case .sourcePrincipal: kind = .principal
@@ -208,8 +230,13 @@ struct WorkloadProgramBuilder {
             case .presenter: kind = .presenter
             case .header(let name):
                 kind = .header
-                slot = Int32(headerNames.count)
-                headerNames.append(name)
+                if let existing = headerSlots[name] {
+                    slot = existing
+                } else {
+                    slot = Int32(headerNames.count)
+                    headerSlots[name] = slot
+                    headerNames.append(name)
+                }
             case .claim(let path):
                 kind = .claim
                 slot = Int32(claimPaths.count)
@@ -219,8 +246,9 @@ struct WorkloadProgramBuilder {
                 return FlatCheck(
                     kind: .never, negated: check.negated, httpOnly: check.attribute.isHTTPOnly, start: 0, count: 0, slot: 0)
             }
-            range = PoolRange(start: Int32(values.count), count: Int32(matchers.count))
-            values += matchers.map(PathMatcher.string)
+            range = PoolRange(
+                start: Int32(code.appendPatterns(matchers.map(PathMatcher.string), templates: &templates)),
+                count: Int32(matchers.count))
         }
         return FlatCheck(
             kind: kind, negated: check.negated, httpOnly: check.attribute.isHTTPOnly, start: range.start, count: range.count,

@@ -1,0 +1,108 @@
+import Testing
+
+@testable import RampartPolicy
+
+@Suite("fast path internals")
+struct FastPathInternalsTests {
+    @Test("the intern table finds every key it was built from and nothing else")
+    func internTable() {
+        var keys: [String: Int32] = [:]
+        for index in 0..<300 { keys["cluster.local/ns/team-\(index % 17)/sa/app-\(index)"] = Int32(index) }
+        let table = InternTable(keys)
+        for (key, id) in keys { #expect(table.id(key) == id) }
+        #expect(table.id("cluster.local/ns/team-1/sa/app-300") == nil)
+        #expect(table.id("") == nil)
+        #expect(InternTable([:]).id("anything") == nil)
+        let small = InternTable(["GET": 0, "POST": 1, "": 2])
+        #expect(small.id("GET") == 0 && small.id("POST") == 1 && small.id("") == 2 && small.id("PUT") == nil)
+    }
+
+    @Test("splits Istio workload principals, falling back for non-ASCII ones", arguments: [
+        ("cluster.local/ns/shop/sa/cart", "shop" as String?, "cart" as String?),
+        ("td/ns/n\u{E9}/sa/x", "n\u{E9}", "x"),
+        ("cluster.local/ns/shop/sa/cart/extra", nil, nil),
+        ("cluster.local/ns/shop/as/cart", nil, nil),
+        ("cluster.local/nss/shop/sa/cart", nil, nil),
+        ("cluster.local/ns//sa/", "", ""),
+        ("no-slashes", nil, nil),
+        ("", nil, nil),
+    ])
+    func principalSplit(principal: String, namespace: String?, serviceAccount: String?) {
+        let workload = PreparedRequest.istioWorkload(principal)
+        #expect(workload?.namespace == namespace)
+        #expect(workload?.serviceAccount == serviceAccount)
+        #expect(PreparedRequest.istioNamespace(principal) == namespace)
+    }
+
+    private static func rule(_ yaml: String) -> CompiledRule {
+        let engine = PolicyEngine(
+            yaml: """
+                apiVersion: security.istio.io/v1
+                kind: AuthorizationPolicy
+                metadata: {name: p, namespace: ns1}
+                spec:
+                  action: DENY
+                  rules:
+                \(yaml)
+                """)
+        return engine.snapshot.workload(namespace: "ns1", labels: [:]).resolved.deny[0].rules[0]
+    }
+
+    @Test("evaluates the section most likely to fail first: positive checks before negated ones")
+    func sectionOrder() {
+        let negatedFrom = Self.rule(
+            """
+              - from: [{source: {notNamespaces: ["ops"]}}]
+                to: [{operation: {paths: ["/admin*"]}}]
+            """)
+        // `to` (positive path) first, then `from` (negated), then the empty `when`.
+        #expect(WorkloadProgramBuilder.sectionOrder(negatedFrom) == 1 | 0 << 2 | 2 << 4)
+        let positiveFrom = Self.rule(
+            """
+              - from: [{source: {principals: ["cluster.local/ns/a/sa/b"]}}]
+                to: [{operation: {notPaths: ["/healthz"]}}]
+                when: [{key: "request.headers[x-tenant]", values: ["t1"]}]
+            """)
+        #expect(WorkloadProgramBuilder.sectionOrder(positiveFrom) == 0 | 2 << 2 | 1 << 4)
+    }
+
+    @Test("orders the checks of a list positive first, cheapest first")
+    func checkOrder() {
+        let engine = PolicyEngine(
+            yaml: """
+                apiVersion: security.istio.io/v1
+                kind: AuthorizationPolicy
+                metadata: {name: p, namespace: ns1}
+                spec:
+                  action: DENY
+                  rules:
+                  - to: [{operation: {notMethods: ["GET"], paths: ["/x*"], ports: ["8080"], notPorts: ["9090"]}}]
+                """)
+        let program = engine.snapshot.workload(namespace: "ns1", labels: [:]).resolved.program
+        #expect(program.checks.map(\.kind) == [.port, .path, .port, .method])
+        #expect(program.checks.map(\.negated) == [false, false, true, true])
+    }
+
+    @Test("checks reading one header share its slot and look it up once")
+    func headerSlots() {
+        let engine = PolicyEngine(
+            yaml: """
+                apiVersion: security.istio.io/v1
+                kind: AuthorizationPolicy
+                metadata: {name: p, namespace: ns1}
+                spec:
+                  action: DENY
+                  rules:
+                  - when: [{key: "request.headers[x-a]", values: ["1"]}]
+                  - when: [{key: "request.headers[x-b]", values: ["1"]}, {key: "request.headers[x-a]", values: ["2"]}]
+                  - when: [{key: "request.headers[x-a]", notValues: ["3"]}]
+                """)
+        let policies = engine.snapshot.workload(namespace: "ns1", labels: [:])
+        #expect(policies.resolved.program.headerNames == ["x-a", "x-b"])
+        for (headers, denied) in [(["x-a": "1"], true), (["x-a": "2", "x-b": "1"], true), (["x-a": "3"], false)] {
+            let request = AuthzRequest(destination: .init(namespace: "ns1"), method: "GET", path: "/", headers: headers)
+            #expect((policies.evaluate(request).decision == .deny) == denied)
+            #expect(policies.evaluate(request) == policies.evaluateReference(request))
+        }
+    }
+}
