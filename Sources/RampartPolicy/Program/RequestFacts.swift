@@ -123,7 +123,12 @@ struct RequestFacts {
         case .remoteIP:
             if addressesDone & 2 == 0 {
                 addressesDone |= 2
-                remoteIPValue = (request.source.remoteIP ?? request.source.ip).flatMap(IPAddress.init)
+                // Without a separate original client, the remote address is the peer's: parse it once.
+                if let remote = request.source.remoteIP {
+                    remoteIPValue = IPAddress(remote)
+                } else {
+                    remoteIPValue = address(.sourceIP, request)
+                }
             }
             return remoteIPValue
         default:
