@@ -22,16 +22,26 @@ extension ResolvedWorkload {
             requestPrincipal: authn?.principal, claims: authn?.rawClaims,
             spaceDelimitedClaims: authn?.provider?.spaceDelimitedClaims)
         let program = self.program
-        let shadow = program.hasDryRun ? program.shadowResults(request, &facts) : []
+        return program.withView { view in decideRules(program, request, mode, authn, &facts, view) }
+    }
+
+    /// CUSTOM, DENY and ALLOW over the program, once authentication has settled; the program's code
+    /// is borrowed once for the whole decision.
+    @inline(__always)
+    private func decideRules(
+        _ program: WorkloadProgram, _ request: AuthzRequest, _ mode: MTLSMode, _ authn: AuthnOutcome?,
+        _ facts: inout RequestFacts, _ view: CodeView
+    ) -> Decision {
+        let shadow = program.hasDryRun ? program.shadowResults(request, &facts, view) : []
         // With the ext-authz provider allowing, a matching CUSTOM policy passes the request on.
-        if request.extAuthz != .allow, let position = program.firstMatch(program.custom, request, &facts) {
-            let rule = program.code.rule(Int(position))
+        if request.extAuthz != .allow, let position = program.firstMatch(program.custom, request, &facts, view) {
+            let rule = view.rule(Int(position))
             let cause: Decision.Cause = request.extAuthz == .deny ? .customDenied : .customUnanswered
             return decided(
                 .deny, 403, program.policies[Int(rule.policy)].name, Int(rule.index), mode, cause, shadow, [])
         }
-        if let position = program.firstMatch(program.deny, request, &facts) {
-            let rule = program.code.rule(Int(position))
+        if let position = program.firstMatch(program.deny, request, &facts, view) {
+            let rule = view.rule(Int(position))
             return decided(
                 .deny, 403, program.policies[Int(rule.policy)].name, Int(rule.index), mode, .denyMatched, shadow, [])
         }
@@ -39,8 +49,8 @@ extension ResolvedWorkload {
         if !program.hasAllow {
             return decided(.allow, 200, nil, nil, mode, .noAllowPolicy, shadow, edits)
         }
-        if let position = program.firstMatch(program.allow, request, &facts) {
-            let rule = program.code.rule(Int(position))
+        if let position = program.firstMatch(program.allow, request, &facts, view) {
+            let rule = view.rule(Int(position))
             return decided(
                 .allow, 200, program.policies[Int(rule.policy)].name, Int(rule.index), mode, .allowMatched, shadow,
                 edits)
@@ -52,43 +62,42 @@ extension ResolvedWorkload {
 extension WorkloadProgram {
     /// The header offset of the first rule of `group` that matches, in evaluation order.
     @inline(__always)
-    func firstMatch(_ group: RuleGroup, _ request: AuthzRequest, _ facts: inout RequestFacts) -> Int32? {
+    func firstMatch(_ group: RuleGroup, _ request: AuthzRequest, _ facts: inout RequestFacts, _ view: CodeView)
+        -> Int32?
+    {
         guard group.ruleCount > 0 else { return nil }
         let principal = group.byPrincipal.count == 0 ? -1 : facts.principalID(identities)
         let namespace = group.byNamespace.count == 0 ? -1 : facts.namespaceID(identities, request)
         let method = group.byMethod.count == 0 || !facts.isHTTP ? -1 : facts.methodID(identities, request)
-        return withView { view in
-            var cursor = group.candidates(
-                principal: principal, namespace: namespace, method: method, isHTTP: facts.isHTTP, in: view.words)
-            let dropHTTP = !facts.isHTTP
-            while let position = cursor.next(view.words) {
-                let rule = view.rule(Int(position))
-                if dropHTTP && rule.skipOnTCP { continue }
-                if matches(rule, view, request, &facts, dropHTTP: dropHTTP) { return position }
-            }
-            return nil
+        var cursor = group.candidates(
+            principal: principal, namespace: namespace, method: method, isHTTP: facts.isHTTP, in: view.words)
+        let dropHTTP = !facts.isHTTP
+        while let position = cursor.next(view.words) {
+            let rule = view.rule(Int(position))
+            if dropHTTP && rule.skipOnTCP { continue }
+            if matches(rule, view, request, &facts, dropHTTP: dropHTTP) { return position }
         }
+        return nil
     }
 
     /// What each dry-run policy would have decided alone.
-    func shadowResults(_ request: AuthzRequest, _ facts: inout RequestFacts) -> [Decision.DryRunResult] {
+    func shadowResults(_ request: AuthzRequest, _ facts: inout RequestFacts, _ view: CodeView)
+        -> [Decision.DryRunResult]
+    {
         let dropHTTP = !facts.isHTTP
-        return withView { view in
-            dryRun.map { index in
-                let policy = policies[Int(index)]
-                var matched: Int?
-                for position in policy.rules.lower..<policy.rules.upper {
-                    let rule = view.rule(Int(ruleOffsets[position]))
-                    if dropHTTP && rule.skipOnTCP { continue }
-                    if matches(rule, view, request, &facts, dropHTTP: dropHTTP) {
-                        matched = Int(rule.index)
-                        break
-                    }
+        return dryRun.map { index in
+            let policy = policies[Int(index)]
+            var matched: Int?
+            for position in policy.rules.lower..<policy.rules.upper {
+                let rule = view.rule(Int(ruleOffsets[position]))
+                if dropHTTP && rule.skipOnTCP { continue }
+                if matches(rule, view, request, &facts, dropHTTP: dropHTTP) {
+                    matched = Int(rule.index)
+                    break
                 }
-                let wouldBe: Decision.Verdict = (policy.action == .deny) == (matched != nil) ? .deny : .allow
-                return Decision.DryRunResult(
-                    policy: policy.name, action: policy.action, rule: matched, wouldBe: wouldBe)
             }
+            let wouldBe: Decision.Verdict = (policy.action == .deny) == (matched != nil) ? .deny : .allow
+            return Decision.DryRunResult(policy: policy.name, action: policy.action, rule: matched, wouldBe: wouldBe)
         }
     }
 }
