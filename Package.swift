@@ -113,6 +113,12 @@ let package = Package(
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
             ]
         ),
+        // The authorization evaluator alone, for instruction counters (valgrind cannot run `rampart`).
+        .executableTarget(
+            name: "authz-profile",
+            dependencies: ["RampartPolicy"],
+            path: "Sources/AuthzProfile"
+        ),
         .executableTarget(
             name: "rampart",
             dependencies: [

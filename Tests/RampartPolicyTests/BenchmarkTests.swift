@@ -25,6 +25,12 @@ struct BenchmarkTests {
         #expect(Set(decisions.map(\.cause)).count >= 4)
     }
 
+    @Test("profile mode makes a fixed number of decisions on the chosen path", arguments: AuthzBenchmark.Path.allCases)
+    func profileMode(path: AuthzBenchmark.Path) {
+        #expect(AuthzBenchmark.profile(path, policies: 20, workloads: 10, requests: 64, passes: 3) == 192)
+        #expect(AuthzBenchmark.profile(path, policies: 20, workloads: 10, requests: 64, passes: 0) == 0)
+    }
+
     @Test("returns sane figures for a tiny mesh")
     func tinyRun() {
         let results = AuthzBenchmark.run(

@@ -125,6 +125,21 @@ public enum AuthzBenchmark {
         }
     }
 
+    /// Generates one mesh and decides every request `passes` times on `path`, untimed: a fixed
+    /// amount of work for profilers and instruction counters (callgrind, perf). Returns the number
+    /// of decisions made.
+    public static func profile(
+        _ path: Path, policies: Int, workloads: Int = 1000, requests: Int = 8192, passes: Int,
+        seed: UInt64 = 0x5241_4D50
+    ) -> Int {
+        let mesh = SyntheticMesh(policies: policies, workloads: workloads, requests: requests, seed: seed)
+        let bench = PreparedBench(mesh: mesh, engine: mesh.engine(), loadSeconds: 0)
+        var checksum = 0
+        for _ in 0..<max(passes, 0) { checksum &+= bench.pass(path) }
+        precondition(checksum != 0 || passes == 0, "decisions were optimised away")
+        return max(passes, 0) * mesh.requests.count
+    }
+
     static func median(_ values: [Double]) -> Double {
         guard !values.isEmpty else { return 0 }
         let sorted = values.sorted()

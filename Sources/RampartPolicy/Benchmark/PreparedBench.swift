@@ -77,7 +77,7 @@ struct PreparedBench {
     /// Swift copy the whole request (a retain and a release per string) to keep it alive during the
     /// call, which a proxy passing the request it just parsed never pays.
     @inline(never)
-    private func pass(_ path: AuthzBenchmark.Path) -> Int {
+    func pass(_ path: AuthzBenchmark.Path) -> Int {
         var sum = 0
         let snapshot = engine.snapshot
         let requests = held

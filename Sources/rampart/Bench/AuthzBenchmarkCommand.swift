@@ -33,6 +33,15 @@ struct AuthzBench: ParsableCommand {
     @Flag(help: "Print one JSON object.")
     var json = false
 
+    @Option(
+        help: ArgumentHelp(
+            "Instead of timing, decide every request --passes times on this path (per-request, resolved-workload or uncached-lookup) for one --policies size, for profilers and instruction counters.",
+            valueName: "path"))
+    var profile: String?
+
+    @Option(help: "Passes over the requests with --profile.")
+    var passes: Int = 4
+
     func validate() throws {
         guard !sizes.isEmpty, sizes.allSatisfy({ (1...100_000).contains($0) }) else {
             throw ValidationError("--policies \(policies): expected comma-separated sizes between 1 and 100000, such as 10,1000,10000")
@@ -40,11 +49,26 @@ struct AuthzBench: ParsableCommand {
         guard (1...100_000).contains(workloads) else { throw ValidationError("--workloads must be 1…100000") }
         guard (1...50).contains(rounds) else { throw ValidationError("--rounds must be 1…50") }
         guard (10...10_000).contains(roundMilliseconds) else { throw ValidationError("--round-milliseconds must be 10…10000") }
+        if let profile {
+            guard AuthzBenchmark.Path(rawValue: profile) != nil else {
+                let paths = AuthzBenchmark.Path.allCases.map(\.rawValue).joined(separator: ", ")
+                throw ValidationError("--profile \(profile): expected one of \(paths)")
+            }
+            guard sizes.count == 1 else {
+                throw ValidationError("--profile measures one mesh: give a single size, such as --policies 1000")
+            }
+            guard (0...1000).contains(passes) else { throw ValidationError("--passes must be 0…1000") }
+        }
     }
 
     var sizes: [Int] { policies.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
 
     func run() throws {
+        if let profile, let path = AuthzBenchmark.Path(rawValue: profile), let size = sizes.first {
+            let decisions = AuthzBenchmark.profile(path, policies: size, workloads: workloads, passes: passes, seed: seed)
+            print("\(decisions) decisions on the \(path.rawValue) path, \(size) policies, \(workloads) workloads")
+            return
+        }
         let results = AuthzBenchmark.run(
             policyCounts: sizes, workloads: workloads, rounds: rounds, roundDuration: .milliseconds(roundMilliseconds), seed: seed)
         if json {
