@@ -11,6 +11,9 @@ public protocol ConfigStore: Sendable {
     /// up by one for the batch, and each changed resource gets an audit event in the same
     /// transaction.
     func applyConfig(_ resources: [ConfigResourceInput], at time: Date, actor: String) async throws -> ConfigApplyResult
+    /// What `applyConfig` would do with the batch, worked out in a transaction that is rolled back:
+    /// the same outcomes, version and errors, and nothing stored or audited.
+    func previewConfig(_ resources: [ConfigResourceInput], at time: Date, actor: String) async throws -> ConfigApplyResult
     /// Deletes one resource, bumps the version and audits it; `StoreError.notFound` when absent.
     func deleteConfig(_ key: ConfigResourceKey, at time: Date, actor: String) async throws -> ConfigDeletion
     /// One resource, if stored.

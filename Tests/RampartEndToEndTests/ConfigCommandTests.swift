@@ -64,6 +64,35 @@ struct ConfigCommandTests {
         #expect(againLines.last == "config version 1 (nothing changed)")
     }
 
+    @Test("apply --dry-run prints what apply would do and stores nothing")
+    func dryRun() throws {
+        let ca = try CAProcess(label: "config-dry-run")
+        let preview = try rampart("apply", "-f", Self.policies, "--dry-run", "--state", ca.state)
+        #expect(preview.succeeded, "\(preview.stdout)\(preview.stderr)")
+        let lines = preview.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.contains("authorizationpolicy.security.istio.io shop/allow-nothing created (dry run)"), "\(preview.stdout)")
+        #expect(lines.dropLast().allSatisfy { $0.hasSuffix(" created (dry run)") }, "\(preview.stdout)")
+        #expect(lines.last == "config version would be 1 (dry run: nothing was stored)")
+        let none = try rampart("get", "ap", "-A", "--state", ca.state)
+        #expect(none.succeeded && none.stdout.isEmpty, "\(none.stdout)")
+
+        #expect(try rampart("apply", "-f", Self.policies, "--state", ca.state).succeeded)
+        let same = try rampart("apply", "-f", Self.policies, "--dry-run", "--state", ca.state)
+        #expect(same.stdout.split(separator: "\n").last == "config version 1 (dry run: nothing would change)", "\(same.stdout)")
+
+        let broken = "\(ca.directory)/broken.yaml"
+        try """
+            apiVersion: security.istio.io/v1
+            kind: AuthorizationPolicy
+            metadata: {name: broken, namespace: shop}
+            spec: {action: PERMIT}
+            """.write(toFile: broken, atomically: true, encoding: .utf8)
+        let refused = try rampart("apply", "-f", broken, "--dry-run", "--state", ca.state)
+        #expect(!refused.succeeded)
+        #expect(refused.stderr.contains("broken.yaml:4"), "\(refused.stderr)")
+        #expect(refused.stderr.contains("nothing was stored"), "\(refused.stderr)")
+    }
+
     @Test("a changed document is configured at the next generation and bumps the version")
     func configure() throws {
         let ca = try CAProcess(label: "config-configure")

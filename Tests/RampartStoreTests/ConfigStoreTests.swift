@@ -56,6 +56,37 @@ struct ConfigStoreTests {
         #expect(b.updatedAt == referenceTime, "an unchanged resource keeps its update time")
     }
 
+    @Test("a preview reports what apply would do and stores nothing: no rows, no version, no audit event")
+    func preview() async throws {
+        let directory = try StoreDirectory()
+        defer { directory.remove() }
+        let store = try directory.open()
+        _ = try await store.applyConfig([configPolicy("a")], at: referenceTime, actor: "admin")
+        let eventsBefore = try await store.events().count
+
+        let later = referenceTime.addingTimeInterval(5)
+        let batch = [configPolicy("a", action: "DENY"), configPolicy("b")]
+        let preview = try await store.previewConfig(batch, at: later, actor: "admin")
+        #expect(preview.outcomes.map(\.change) == [.configured, .created])
+        #expect(preview.outcomes.map(\.generation) == [2, 1])
+        #expect(preview.version == 2)
+
+        #expect(try await store.configVersion() == 1)
+        #expect(try await store.events().count == eventsBefore)
+        let stored = try await store.configResources(kind: nil, namespace: nil)
+        #expect(stored.map(\.name) == ["a"] && stored.first?.generation == 1 && stored.first?.yaml == policyYAML("a"))
+
+        let applied = try await store.applyConfig(batch, at: later, actor: "admin")
+        #expect(applied == preview, "the preview must say exactly what the apply then does")
+
+        do {
+            _ = try await store.previewConfig([configPolicy("c"), configPolicy("c")], at: later, actor: "admin")
+            Issue.record("a preview accepted a batch that apply refuses")
+        } catch let error as StoreError {
+            #expect(error.code == .conflict)
+        }
+    }
+
     @Test("a batch that names one resource twice stores nothing, and says which items")
     func duplicateInBatch() async throws {
         let directory = try StoreDirectory()

@@ -13,6 +13,20 @@ extension SQLiteStore: ConfigStore {
         }
     }
 
+    public func previewConfig(_ resources: [ConfigResourceInput], at time: Date, actor: String) async throws -> ConfigApplyResult {
+        try await mapConfigErrors(batch: resources.count) {
+            try await pool.write { db in
+                var result: ConfigApplyResult?
+                try db.inSavepoint {
+                    result = try Self.apply(resources, at: time, actor: actor, in: db)
+                    return .rollback
+                }
+                guard let result else { throw StoreError(.unavailable, "the preview of the batch did not run; try again") }
+                return result
+            }
+        }
+    }
+
     public func deleteConfig(_ key: ConfigResourceKey, at time: Date, actor: String) async throws -> ConfigDeletion {
         try await mapConfigErrors(batch: 1) {
             try await pool.write { db in

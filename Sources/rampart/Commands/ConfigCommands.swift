@@ -14,7 +14,8 @@ struct Apply: AsyncParsableCommand {
             nothing is stored, and each finding is printed with file:line, the resource, the field and the fix. \
             Warnings are printed but do not block. Otherwise the batch is stored in one transaction: each resource \
             is created, configured (its generation goes up) or unchanged, and the config version goes up by one \
-            when anything changed. A running 'rampart ca serve' picks the change up within a second.
+            when anything changed. A running 'rampart ca serve' picks the change up within a second. With --dry-run \
+            the same checks run and the outcomes are printed, but nothing is stored or audited.
             """
     )
 
@@ -22,6 +23,9 @@ struct Apply: AsyncParsableCommand {
         name: [.customShort("f"), .customLong("filename")], parsing: .upToNextOption,
         help: ArgumentHelp("YAML files or folders (every .yaml/.yml inside, recursively), or - for standard input; repeatable.", valueName: "path"))
     var filenames: [String] = []
+
+    @Flag(help: "Validate and show what would be created, configured or unchanged, and store nothing.")
+    var dryRun = false
 
     @OptionGroup var stateOptions: StateOptions
 
@@ -51,15 +55,26 @@ struct Apply: AsyncParsableCommand {
         }
         let result: ConfigApplyResult
         do {
-            result = try await store.applyConfig(batch.inputs, at: Date(), actor: "admin")
+            result =
+                dryRun
+                ? try await store.previewConfig(batch.inputs, at: Date(), actor: "admin")
+                : try await store.applyConfig(batch.inputs, at: Date(), actor: "admin")
         } catch let error as StoreError {
             ConfigOutput.stderr("error: \(error.reason)")
             throw ExitCode.failure
         }
+        let marker = dryRun ? " (dry run)" : ""
         for outcome in result.outcomes {
-            print("\(ConfigOutput.qualified(outcome.key)) \(outcome.change.rawValue)")
+            print("\(ConfigOutput.qualified(outcome.key)) \(outcome.change.rawValue)\(marker)")
         }
-        print("config version \(result.version)\(result.changedAnything ? "" : " (nothing changed)")")
+        if dryRun {
+            print(
+                result.changedAnything
+                    ? "config version would be \(result.version) (dry run: nothing was stored)"
+                    : "config version \(result.version) (dry run: nothing would change)")
+        } else {
+            print("config version \(result.version)\(result.changedAnything ? "" : " (nothing changed)")")
+        }
     }
 }
 
