@@ -16,6 +16,10 @@ public protocol ConfigStore: Sendable {
     func previewConfig(_ resources: [ConfigResourceInput], at time: Date, actor: String) async throws -> ConfigApplyResult
     /// Deletes one resource, bumps the version and audits it; `StoreError.notFound` when absent.
     func deleteConfig(_ key: ConfigResourceKey, at time: Date, actor: String) async throws -> ConfigDeletion
+    /// Deletes every listed resource that is stored, in one transaction: one version bump for the
+    /// batch when anything was deleted, and an audit event per deletion. Keys not stored are
+    /// returned as missing, not treated as errors.
+    func deleteConfig(_ keys: [ConfigResourceKey], at time: Date, actor: String) async throws -> ConfigBatchDeletion
     /// One resource, if stored.
     func configResource(_ key: ConfigResourceKey) async throws -> ConfigResourceRecord?
     /// Resources of a kind (every kind when nil) in a namespace (every namespace when nil).
@@ -24,6 +28,23 @@ public protocol ConfigStore: Sendable {
     func configVersion() async throws -> Int64
     /// The version and every resource, read together so that they agree.
     func configSnapshot() async throws -> ConfigSnapshotRecords
+}
+
+/// What a batch delete removed, what it did not find, and the config version after it.
+public struct ConfigBatchDeletion: Sendable, Equatable {
+    /// The resources deleted, as they were stored, in the order asked.
+    public let deleted: [ConfigResourceRecord]
+    /// The keys that were not stored, in the order asked.
+    public let missing: [ConfigResourceKey]
+    /// The global config version after the batch (unchanged when nothing was deleted).
+    public let version: Int64
+
+    /// Creates a batch deletion.
+    public init(deleted: [ConfigResourceRecord], missing: [ConfigResourceKey], version: Int64) {
+        self.deleted = deleted
+        self.missing = missing
+        self.version = version
+    }
 }
 
 /// What a delete removed, and the config version after it.

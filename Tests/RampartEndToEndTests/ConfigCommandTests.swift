@@ -93,6 +93,36 @@ struct ConfigCommandTests {
         #expect(refused.stderr.contains("nothing was stored"), "\(refused.stderr)")
     }
 
+    @Test("delete -f removes what the files define in one version bump; a missing one is an error unless ignored")
+    func deleteFromFiles() throws {
+        let ca = try CAProcess(label: "config-delete-f")
+        #expect(try rampart("apply", "-f", Self.policies, "--state", ca.state).succeeded)
+        let file = "\(Self.policies)/allow-nothing.yaml"
+        let deleted = try rampart("delete", "-f", file, "--state", ca.state)
+        #expect(deleted.succeeded, "\(deleted.stdout)\(deleted.stderr)")
+        #expect(deleted.stdout.contains("authorizationpolicy.security.istio.io shop/allow-nothing deleted"), "\(deleted.stdout)")
+        #expect(deleted.stdout.split(separator: "\n").last == "config version 2", "\(deleted.stdout)")
+        let gone = try rampart("get", "ap", "allow-nothing", "-n", "shop", "--state", ca.state)
+        #expect(!gone.succeeded)
+
+        let again = try rampart("delete", "-f", file, "--state", ca.state)
+        #expect(!again.succeeded)
+        #expect(again.stderr.contains("shop/allow-nothing not found"), "\(again.stderr)")
+        #expect(try rampart("delete", "-f", file, "--ignore-not-found", "--state", ca.state).succeeded)
+
+        let byName = try rampart("delete", "pa", "default", "-n", "istio-system", "--state", ca.state)
+        #expect(byName.succeeded, "\(byName.stderr)")
+        #expect(byName.stdout == "peerauthentication.security.istio.io istio-system/default deleted\nconfig version 3\n", "\(byName.stdout)")
+        let missing = try rampart("delete", "pa", "default", "-n", "istio-system", "--state", ca.state)
+        #expect(!missing.succeeded)
+        #expect(missing.stderr.contains("istio-system/default not found") && missing.stderr.contains("rampart get pa -n istio-system"), "\(missing.stderr)")
+
+        let both = try rampart("delete", "ap", "x", "-f", file, "--state", ca.state)
+        #expect(!both.succeeded && both.stderr.contains("either KIND NAME or -f FILE"), "\(both.stderr)")
+        let neither = try rampart("delete", "--state", ca.state)
+        #expect(!neither.succeeded && neither.stderr.contains("say what to delete"), "\(neither.stderr)")
+    }
+
     @Test("a changed document is configured at the next generation and bumps the version")
     func configure() throws {
         let ca = try CAProcess(label: "config-configure")

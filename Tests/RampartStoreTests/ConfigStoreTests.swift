@@ -87,6 +87,30 @@ struct ConfigStoreTests {
         }
     }
 
+    @Test("a batch delete removes what is stored in one version bump, audits each, and returns the rest as missing")
+    func batchDelete() async throws {
+        let directory = try StoreDirectory()
+        defer { directory.remove() }
+        let store = try directory.open()
+        _ = try await store.applyConfig([configPolicy("a"), configPolicy("b"), configPolicy("c")], at: referenceTime, actor: "admin")
+        let eventsBefore = try await store.events().count
+        let key = { (name: String) in ConfigResourceKey(kind: "AuthorizationPolicy", namespace: "shop", name: name) }
+
+        let result = try await store.deleteConfig([key("a"), key("zz"), key("c"), key("a")], at: referenceTime, actor: "admin")
+        #expect(result.deleted.map(\.name) == ["a", "c"])
+        #expect(result.missing == [key("zz")])
+        #expect(result.version == 2)
+        #expect(try await store.configVersion() == 2)
+        #expect(try await store.configResources(kind: nil, namespace: nil).map(\.name) == ["b"])
+        let events = try await store.events()
+        #expect(events.count == eventsBefore + 2)
+        #expect(events.suffix(2).map(\.eventType) == [AuditEventType.configDeleted.rawValue, AuditEventType.configDeleted.rawValue])
+
+        let nothing = try await store.deleteConfig([key("zz")], at: referenceTime, actor: "admin")
+        #expect(nothing.deleted.isEmpty && nothing.missing == [key("zz")] && nothing.version == 2)
+        #expect(try await store.events().count == eventsBefore + 2)
+    }
+
     @Test("a batch that names one resource twice stores nothing, and says which items")
     func duplicateInBatch() async throws {
         let directory = try StoreDirectory()

@@ -46,6 +46,37 @@ extension SQLiteStore: ConfigStore {
         }
     }
 
+    public func deleteConfig(_ keys: [ConfigResourceKey], at time: Date, actor: String) async throws -> ConfigBatchDeletion {
+        try await mapConfigErrors(batch: keys.count) {
+            try await pool.write { db in
+                var deleted: [ConfigResourceRecord] = []
+                var missing: [ConfigResourceKey] = []
+                var seen = Set<ConfigResourceKey>()
+                for key in keys where seen.insert(key).inserted {
+                    guard let record = try ConfigResourceRecord.fetchOne(db, key: Self.columns(key)) else {
+                        missing.append(key)
+                        continue
+                    }
+                    try record.delete(db)
+                    deleted.append(record)
+                }
+                guard !deleted.isEmpty else {
+                    return ConfigBatchDeletion(deleted: [], missing: missing, version: try Self.currentVersion(in: db))
+                }
+                let version = try Self.bumpVersion(at: time, in: db)
+                try AuditChain.append(
+                    deleted.map { record in
+                        AuditEntry(time: time, type: .configDeleted, actor: actor, subject: record.key.description, details: [
+                            "generation": String(record.generation), "version": String(version),
+                        ])
+                    },
+                    in: db
+                )
+                return ConfigBatchDeletion(deleted: deleted, missing: missing, version: version)
+            }
+        }
+    }
+
     public func configResource(_ key: ConfigResourceKey) async throws -> ConfigResourceRecord? {
         try await pool.read { db in try ConfigResourceRecord.fetchOne(db, key: Self.columns(key)) }
     }

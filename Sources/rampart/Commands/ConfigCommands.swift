@@ -167,36 +167,89 @@ struct Get: AsyncParsableCommand {
 struct Delete: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "delete",
-        abstract: "Delete one resource from the control plane's config store.",
-        discussion: "KIND takes the same spellings as 'rampart get'. The config version goes up by one and the deletion is audited."
+        abstract: "Delete resources from the control plane's config store, by kind and name or as named in files.",
+        discussion: """
+            KIND takes the same spellings as 'rampart get'. With -f, every resource the files define (by kind, \
+            namespace and name; their specs are not checked) is deleted in one transaction. The config version goes \
+            up by one for the deletion, and each deleted resource is audited. A resource that is not stored is an \
+            error, unless --ignore-not-found is given; the others are deleted all the same.
+            """
     )
 
     @Argument(help: ArgumentHelp("The kind, such as authorizationpolicy or ap.", valueName: "kind"), transform: ConfigKind.parse)
-    var kind: ResourceKind
+    var kind: ResourceKind?
 
     @Argument(help: "The resource's name.")
-    var name: String
+    var name: String?
 
     @Option(name: .shortAndLong, help: "The namespace.")
     var namespace: String = "default"
 
+    @Option(
+        name: [.customShort("f"), .customLong("filename")], parsing: .upToNextOption,
+        help: ArgumentHelp("YAML files or folders naming the resources to delete; repeatable.", valueName: "path"))
+    var filenames: [String] = []
+
+    @Flag(help: "Do not treat a resource that is not stored as an error.")
+    var ignoreNotFound = false
+
     @OptionGroup var stateOptions: StateOptions
+
+    func validate() throws {
+        if filenames.isEmpty {
+            guard kind != nil, name != nil else {
+                throw ValidationError("say what to delete: KIND NAME [-n NAMESPACE], or -f FILE to delete what a file defines")
+            }
+        } else if kind != nil || name != nil {
+            throw ValidationError("give either KIND NAME or -f FILE, not both")
+        } else if filenames.contains("-") {
+            throw ValidationError("delete -f reads files and folders; standard input (-f -) is only for apply")
+        }
+    }
 
     func run() async throws {
         let store = try StateDirectory(stateOptions.state).openStore()
-        let key = ConfigResourceKey(kind: kind.rawValue, namespace: namespace, name: name)
+        let keys: [ConfigResourceKey]
+        if let kind, let name {
+            keys = [ConfigResourceKey(kind: kind.rawValue, namespace: namespace, name: name)]
+        } else {
+            keys = try Self.keys(in: filenames)
+        }
+        let result: ConfigBatchDeletion
         do {
-            let deletion = try await store.deleteConfig(key, at: Date(), actor: "admin")
-            print("\(ConfigOutput.qualified(key)) deleted")
-            print("config version \(deletion.version)")
-        } catch let error as StoreError where error.code == .notFound {
-            ConfigOutput.stderr(
-                "error: \(ConfigOutput.qualified(key)) not found in the config store at \(stateOptions.state); nothing was deleted. List what is stored with 'rampart get \(ConfigKind.shortName(kind)) -n \(namespace) --state \(stateOptions.state)' (or -A for every namespace)"
-            )
-            throw ExitCode.failure
+            result = try await store.deleteConfig(keys, at: Date(), actor: "admin")
         } catch let error as StoreError {
             ConfigOutput.stderr("error: \(error.reason)")
             throw ExitCode.failure
         }
+        for record in result.deleted { print("\(ConfigOutput.qualified(record.key)) deleted") }
+        if !result.deleted.isEmpty { print("config version \(result.version)") }
+        guard !result.missing.isEmpty, !ignoreNotFound else { return }
+        for key in result.missing {
+            ConfigOutput.stderr(
+                "error: \(ConfigOutput.qualified(key)) not found in the config store at \(stateOptions.state); nothing to delete. List what is stored with 'rampart get \(ResourceKind(rawValue: key.kind).map(ConfigKind.shortName) ?? key.kind) -n \(key.namespace) --state \(stateOptions.state)' (or -A for every namespace)"
+            )
+        }
+        throw ExitCode.failure
+    }
+
+    /// The resources the files define; a file that cannot be read or a document without a kind,
+    /// namespace and name refuses the deletion.
+    static func keys(in paths: [String]) throws -> [ConfigResourceKey] {
+        let loaded = PolicyLoader.load(paths: paths)
+        let errors = loaded.diagnostics.filter { $0.severity == .error }
+        guard errors.isEmpty else {
+            ConfigOutput.stderr(errors.map(\.description).joined(separator: "\n"))
+            let sources = paths.joined(separator: ", ")
+            ConfigOutput.stderr(
+                "error: \(errors.count) error\(errors.count == 1 ? "" : "s") reading \(sources): nothing was deleted. Fix the files, or delete by name: rampart delete KIND NAME -n NAMESPACE")
+            throw ExitCode.failure
+        }
+        guard !loaded.resources.isEmpty else {
+            ConfigOutput.stderr(
+                "error: no AuthorizationPolicy, PeerAuthentication or RequestAuthentication found in \(paths.joined(separator: ", ")): nothing was deleted. Check the paths (folders are searched for .yaml and .yml files)")
+            throw ExitCode.failure
+        }
+        return loaded.resources.map { ConfigResourceKey(kind: $0.id.kind.rawValue, namespace: $0.id.namespace, name: $0.id.name) }
     }
 }
