@@ -34,18 +34,13 @@ struct FastPathInternalsTests {
         #expect(PreparedRequest.istioNamespace(principal) == namespace)
     }
 
-    private static func rule(_ yaml: String) -> CompiledRule {
-        let engine = PolicyEngine(
-            yaml: """
-                apiVersion: security.istio.io/v1
-                kind: AuthorizationPolicy
-                metadata: {name: p, namespace: ns1}
-                spec:
-                  action: DENY
-                  rules:
-                \(yaml)
-                """)
-        return engine.snapshot.workload(namespace: "ns1", labels: [:]).resolved.deny[0].rules[0]
+    /// The workload policies of one DENY policy `p` in ns1 with these rules.
+    private static func policies(_ rules: String) -> WorkloadPolicies {
+        Fixture.engine(Fixture.policy("p", action: "DENY", rules: rules)).snapshot.workload(namespace: "ns1", labels: [:])
+    }
+
+    private static func rule(_ rules: String) -> CompiledRule {
+        policies(rules).resolved.deny[0].rules[0]
     }
 
     @Test("evaluates the section most likely to fail first: positive checks before negated ones")
@@ -68,36 +63,23 @@ struct FastPathInternalsTests {
 
     @Test("orders the checks of a list positive first, cheapest first")
     func checkOrder() {
-        let engine = PolicyEngine(
-            yaml: """
-                apiVersion: security.istio.io/v1
-                kind: AuthorizationPolicy
-                metadata: {name: p, namespace: ns1}
-                spec:
-                  action: DENY
-                  rules:
-                  - to: [{operation: {notMethods: ["GET"], paths: ["/x*"], ports: ["8080"], notPorts: ["9090"]}}]
-                """)
-        let program = engine.snapshot.workload(namespace: "ns1", labels: [:]).resolved.program
+        let program = Self.policies(
+            """
+              - to: [{operation: {notMethods: ["GET"], paths: ["/x*"], ports: ["8080"], notPorts: ["9090"]}}]
+            """
+        ).resolved.program
         #expect(program.checks.map(\.kind) == [.port, .path, .port, .method])
         #expect(program.checks.map(\.negated) == [false, false, true, true])
     }
 
     @Test("checks reading one header share its slot and look it up once")
     func headerSlots() {
-        let engine = PolicyEngine(
-            yaml: """
-                apiVersion: security.istio.io/v1
-                kind: AuthorizationPolicy
-                metadata: {name: p, namespace: ns1}
-                spec:
-                  action: DENY
-                  rules:
-                  - when: [{key: "request.headers[x-a]", values: ["1"]}]
-                  - when: [{key: "request.headers[x-b]", values: ["1"]}, {key: "request.headers[x-a]", values: ["2"]}]
-                  - when: [{key: "request.headers[x-a]", notValues: ["3"]}]
-                """)
-        let policies = engine.snapshot.workload(namespace: "ns1", labels: [:])
+        let policies = Self.policies(
+            """
+              - when: [{key: "request.headers[x-a]", values: ["1"]}]
+              - when: [{key: "request.headers[x-b]", values: ["1"]}, {key: "request.headers[x-a]", values: ["2"]}]
+              - when: [{key: "request.headers[x-a]", notValues: ["3"]}]
+            """)
         #expect(policies.resolved.program.headerNames == ["x-a", "x-b"])
         for (headers, denied) in [(["x-a": "1"], true), (["x-a": "2", "x-b": "1"], true), (["x-a": "3"], false)] {
             let request = AuthzRequest(destination: .init(namespace: "ns1"), method: "GET", path: "/", headers: headers)
