@@ -28,22 +28,11 @@ extension SQLiteStore: ConfigStore {
     }
 
     public func deleteConfig(_ key: ConfigResourceKey, at time: Date, actor: String) async throws -> ConfigDeletion {
-        try await mapConfigErrors(batch: 1) {
-            try await pool.write { db in
-                guard let record = try ConfigResourceRecord.fetchOne(db, key: Self.columns(key)) else {
-                    throw StoreError(.notFound, "\(key) is not in the config store; nothing was deleted. Check the kind, namespace and name against 'rampart get'")
-                }
-                try record.delete(db)
-                let version = try Self.bumpVersion(at: time, in: db)
-                try AuditChain.append(
-                    [AuditEntry(time: time, type: .configDeleted, actor: actor, subject: key.description, details: [
-                        "generation": String(record.generation), "version": String(version),
-                    ])],
-                    in: db
-                )
-                return ConfigDeletion(record: record, version: version)
-            }
+        let batch = try await deleteConfig([key], at: time, actor: actor)
+        guard let record = batch.deleted.first else {
+            throw StoreError(.notFound, "\(key) is not in the config store; nothing was deleted. Check the kind, namespace and name against 'rampart get'")
         }
+        return ConfigDeletion(record: record, version: batch.version)
     }
 
     public func deleteConfig(_ keys: [ConfigResourceKey], at time: Date, actor: String) async throws -> ConfigBatchDeletion {
