@@ -70,6 +70,12 @@ struct FastPathInternalsTests {
         ).resolved.program
         #expect(program.checks.map(\.kind) == [.port, .path, .port, .method])
         #expect(program.checks.map(\.negated) == [false, false, true, true])
+        let positive = Self.policies(
+            """
+              - to: [{operation: {paths: ["/a"], methods: ["GET"], ports: ["80"]}}]
+            """
+        ).resolved.program
+        #expect(positive.checks.map(\.kind) == [.port, .method, .path])
     }
 
     @Test("checks reading one header share its slot and look it up once")

@@ -76,19 +76,15 @@ struct RuleIndexTests {
 
     @Test("files identity-wild rules that require exact methods under those methods; TCP visits them all")
     func methodIndex() {
-        let engine = PolicyEngine(
-            yaml: """
-                apiVersion: security.istio.io/v1
-                kind: AuthorizationPolicy
-                metadata: {name: p, namespace: ns1}
-                spec:
-                  action: DENY
-                  rules:
-                  - to: [{operation: {methods: ["DELETE", "PATCH"]}}]
-                  - to: [{operation: {methods: ["GET"]}}, {operation: {paths: ["/x"]}}]
-                  - to: [{operation: {methods: ["GET"], notMethods: ["PUT"]}}]
-                  - to: [{operation: {methods: ["GE*"]}}]
-                """)
+        let engine = Fixture.engine(
+            Fixture.policy(
+                "p", action: "DENY",
+                rules: """
+                      - to: [{operation: {methods: ["DELETE", "PATCH"]}}]
+                      - to: [{operation: {methods: ["GET"]}}, {operation: {paths: ["/x"]}}]
+                      - to: [{operation: {methods: ["GET"], notMethods: ["PUT"]}}]
+                      - to: [{operation: {methods: ["GE*"]}}]
+                    """))
         let program = engine.snapshot.workload(namespace: "ns1", labels: [:]).resolved.program
         func visited(_ method: String?, http: Bool = true) -> [Int32] {
             var cursor = program.deny.candidates(
@@ -103,20 +99,5 @@ struct RuleIndexTests {
         #expect(visited("get") == [1, 3])
         #expect(visited(nil) == [1, 3])
         #expect(visited(nil, http: false) == [0, 1, 2, 3])
-    }
-
-    @Test("orders the checks of a clause cheapest first")
-    func checkOrder() {
-        let engine = PolicyEngine(
-            yaml: """
-                apiVersion: security.istio.io/v1
-                kind: AuthorizationPolicy
-                metadata: {name: p, namespace: ns1}
-                spec:
-                  rules:
-                  - to: [{operation: {paths: ["/a"], methods: ["GET"], ports: ["80"]}}]
-                """)
-        let program = engine.snapshot.workload(namespace: "ns1", labels: [:]).resolved.program
-        #expect(program.checks.map(\.kind) == [.port, .method, .path])
     }
 }
