@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "RampartControlPlane", targets: ["RampartControlPlane"]),
         .library(name: "RampartAgent", targets: ["RampartAgent"]),
         .library(name: "RampartPolicy", targets: ["RampartPolicy"]),
+        .library(name: "RampartProxy", targets: ["RampartProxy"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -113,6 +114,28 @@ let package = Package(
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
             ]
         ),
+        .target(
+            name: "RampartProxy",
+            dependencies: [
+                "RampartIdentity", "RampartPKI", "RampartPolicy", "RampartAuthn", "RampartAPI",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
         // The authorization evaluator alone, for instruction counters (valgrind cannot run `rampart`).
         .executableTarget(
             name: "authz-profile",
@@ -123,7 +146,7 @@ let package = Package(
             name: "rampart",
             dependencies: [
                 "RampartIdentity", "RampartPKI", "RampartStore", "RampartControlPlane", "RampartAgent", "RampartAuthn", "RampartAPI",
-                "RampartPolicy",
+                "RampartPolicy", "RampartProxy",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "X509", package: "swift-certificates"),
@@ -136,6 +159,15 @@ let package = Package(
             ]
         ),
         .testTarget(name: "RampartIdentityTests", dependencies: ["RampartIdentity"], resources: [.copy("Fixtures")]),
+        .testTarget(
+            name: "RampartProxyTests",
+            dependencies: [
+                "RampartProxy", "RampartPolicy", "RampartIdentity", "RampartAPI",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
         .testTarget(name: "RampartPolicyTests", dependencies: ["RampartPolicy", "RampartIdentity"], resources: [.copy("Fixtures")]),
         .testTarget(
             name: "RampartPKITests",

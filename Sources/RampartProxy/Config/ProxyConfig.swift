@@ -1,0 +1,90 @@
+import Foundation
+import RampartAPI
+import RampartPolicy
+
+/// One config snapshot from the control plane, compiled for this proxy's workload.
+///
+/// Immutable: a new snapshot replaces the whole value, and a request decided with one value is
+/// decided entirely by it.
+public struct ProxyConfig: Sendable {
+    /// The snapshot's name, which the proxy's ACK repeats.
+    public let nonce: String
+    /// The control plane's config version.
+    public let configVersion: Int64
+    /// Every policy the snapshot carried, compiled.
+    public let snapshot: PolicySnapshot
+    /// The policies that apply to this workload, resolved once.
+    public let policies: WorkloadPolicies
+    /// The JWT providers that apply to this workload.
+    public let jwtProviders: [JWTProvider]
+    /// The mesh's services.
+    public let registry: ServiceRegistry
+    /// Unexpired revoked certificates.
+    public let revoked: RevocationList
+    /// How many resources of each kind the snapshot carried.
+    public let resourceCounts: [String: Int]
+    /// When the proxy applied it.
+    public let appliedAt: Date
+
+    /// Compiles a snapshot; throws (and the proxy NACKs) when any resource does not load or validate.
+    public static func compile(_ message: Rampart_Config_V1_Snapshot, workload: WorkloadInfo, now: Date = Date()) throws(ProxyError) -> ProxyConfig {
+        var resources: [SecurityResource] = []
+        var counts: [String: Int] = [:]
+        for resource in message.resources {
+            let name = "\(resource.kind)/\(resource.namespace)/\(resource.name)"
+            let loaded = PolicyLoader.load(yaml: resource.yaml, file: "snapshot:\(name)")
+            if let error = loaded.diagnostics.first(where: { $0.severity == .error }) {
+                throw ProxyError(.badSnapshot, "resource \(name) in snapshot \(message.nonce) does not load: \(error.description)")
+            }
+            guard loaded.resources.count == 1, let only = loaded.resources.first else {
+                throw ProxyError(.badSnapshot, "resource \(name) in snapshot \(message.nonce) holds \(loaded.resources.count) documents; exactly one is expected")
+            }
+            guard only.id.kind.rawValue == resource.kind, only.id.namespace == resource.namespace, only.id.name == resource.name else {
+                throw ProxyError(.badSnapshot, "resource \(name) in snapshot \(message.nonce) describes \(only.id) instead")
+            }
+            counts[resource.kind, default: 0] += 1
+            resources.append(only)
+        }
+        if let error = PolicyAnalyzer.validate(resources).first(where: { $0.severity == .error }) {
+            throw ProxyError(.badSnapshot, "snapshot \(message.nonce) holds an invalid resource: \(error.description)")
+        }
+        let rootNamespace = message.rootNamespace.isEmpty ? "istio-system" : message.rootNamespace
+        let snapshot = PolicySnapshot(resources: resources, options: SnapshotOptions(rootNamespace: rootNamespace))
+        var services: [MeshService] = []
+        for service in message.services {
+            var endpoints: [ServiceEndpoint] = []
+            for endpoint in service.endpoints {
+                guard let (host, port) = EndpointAddress.split(endpoint.address) else {
+                    throw ProxyError(.badSnapshot, "service \(service.name).\(service.namespace) in snapshot \(message.nonce) has an endpoint address '\(endpoint.address)' that is not host:port")
+                }
+                endpoints.append(ServiceEndpoint(host: host, port: port, spiffeID: endpoint.spiffeID, workload: endpoint.workload, labels: endpoint.labels))
+            }
+            services.append(MeshService(name: service.name, namespace: service.namespace, port: Int(service.port), endpoints: endpoints))
+        }
+        return ProxyConfig(
+            nonce: message.nonce, configVersion: message.configVersion, snapshot: snapshot,
+            policies: snapshot.workload(namespace: workload.namespace, labels: workload.labels),
+            jwtProviders: snapshot.jwtProviders(namespace: workload.namespace, labels: workload.labels),
+            registry: ServiceRegistry(services: services), revoked: RevocationList(serials: message.revoked.map(\.serial)),
+            resourceCounts: counts, appliedAt: now
+        )
+    }
+}
+
+/// `host:port` and `[v6]:port` addresses.
+public enum EndpointAddress {
+    /// Splits an address; `nil` when it is not `host:port` with a port of 0-65535.
+    public static func split(_ address: String) -> (String, Int)? {
+        if address.hasPrefix("[") {
+            guard let close = address.firstIndex(of: "]") else { return nil }
+            let host = String(address[address.index(after: address.startIndex)..<close])
+            let rest = address[address.index(after: close)...]
+            guard rest.hasPrefix(":"), let port = Int(rest.dropFirst()), (0...65535).contains(port) else { return nil }
+            return (host, port)
+        }
+        guard let colon = address.lastIndex(of: ":") else { return nil }
+        let host = String(address[..<colon])
+        guard !host.isEmpty, !host.contains(":"), let port = Int(address[address.index(after: colon)...]), (0...65535).contains(port) else { return nil }
+        return (host, port)
+    }
+}

@@ -1,0 +1,101 @@
+/// A service instance the registry knows.
+public struct ServiceEndpoint: Sendable, Hashable {
+    /// The workload's inbound listener.
+    public let host: String
+    public let port: Int
+    /// The SPIFFE ID its certificate carries.
+    public let spiffeID: String
+    /// The workload's name and labels.
+    public let workload: String
+    public let labels: [String: String]
+
+    /// Creates an endpoint.
+    public init(host: String, port: Int, spiffeID: String, workload: String, labels: [String: String] = [:]) {
+        self.host = host
+        self.port = port
+        self.spiffeID = spiffeID
+        self.workload = workload
+        self.labels = labels
+    }
+}
+
+/// A service and every registered instance of it.
+public struct MeshService: Sendable, Hashable {
+    /// The short name and namespace.
+    public let name: String
+    public let namespace: String
+    /// The port clients use.
+    public let port: Int
+    /// Its instances.
+    public let endpoints: [ServiceEndpoint]
+
+    /// Creates a service.
+    public init(name: String, namespace: String, port: Int, endpoints: [ServiceEndpoint]) {
+        self.name = name
+        self.namespace = namespace
+        self.port = port
+        self.endpoints = endpoints
+    }
+
+    /// The fully qualified name, `name.namespace.svc.<domain>`.
+    public func hostname(domain: String) -> String { "\(name).\(namespace).svc.\(domain)" }
+
+    /// The identities the service's instances may present.
+    public var expectedIdentities: Set<String> { Set(endpoints.map(\.spiffeID)) }
+}
+
+/// What the registry knows about one workload, found from the identity it presented.
+public struct PeerWorkload: Sendable, Hashable {
+    /// The workload's name, namespace and labels.
+    public let workload: String
+    public let namespace: String
+    public let labels: [String: String]
+}
+
+/// Every service of the mesh, as the control plane streamed it, with Kubernetes-style name lookup.
+public struct ServiceRegistry: Sendable {
+    /// The services by namespace, then name.
+    public let services: [String: [String: MeshService]]
+    /// Workloads by the SPIFFE ID they present.
+    public let workloads: [String: PeerWorkload]
+    /// The cluster domain of fully qualified names.
+    public let domain: String
+
+    /// Builds the lookup tables.
+    public init(services: [MeshService], domain: String = "cluster.local") {
+        var byNamespace: [String: [String: MeshService]] = [:]
+        var workloads: [String: PeerWorkload] = [:]
+        for service in services {
+            byNamespace[service.namespace, default: [:]][service.name] = service
+            for endpoint in service.endpoints {
+                workloads[endpoint.spiffeID] = PeerWorkload(workload: endpoint.workload, namespace: service.namespace, labels: endpoint.labels)
+            }
+        }
+        self.services = byNamespace
+        self.workloads = workloads
+        self.domain = domain
+    }
+
+    /// The service a host names, as a client in `clientNamespace` would resolve it:
+    /// `reviews` (the client's namespace), `reviews.ns`, `reviews.ns.svc` or
+    /// `reviews.ns.svc.cluster.local`, case-insensitively and without a trailing dot.
+    public func resolve(host: String, clientNamespace: String) -> MeshService? {
+        var name = host.lowercased()
+        if name.hasSuffix(".") { name.removeLast() }
+        let labels = name.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+        switch labels.count {
+        case 1:
+            return services[clientNamespace]?[labels[0]]
+        case 2:
+            return services[labels[1]]?[labels[0]]
+        case 3 where labels[2] == "svc":
+            return services[labels[1]]?[labels[0]]
+        default:
+            let suffix = ".svc.\(domain)"
+            guard name.hasSuffix(suffix) else { return nil }
+            let parts = name.dropLast(suffix.count).split(separator: ".", omittingEmptySubsequences: false)
+            guard parts.count == 2 else { return nil }
+            return services[String(parts[1])]?[String(parts[0])]
+        }
+    }
+}

@@ -1,0 +1,14 @@
+/// The `x-forwarded-client-cert` header, as Envoy writes it for an mTLS peer:
+/// `By=<this workload>;Hash=<SHA-256 of the peer's leaf>;Subject="";URI=<the peer's SPIFFE ID>`.
+public enum ForwardedClientCert {
+    /// The element describing one verified peer.
+    public static func element(by own: String, peer: VerifiedPeer) -> String {
+        "By=\(own);Hash=\(peer.certificateHash);Subject=\"\";URI=\(peer.spiffeID.string)"
+    }
+
+    /// The header's value after this hop: the peer's element appended to what the previous hop sent.
+    public static func appending(_ element: String, to existing: String?) -> String {
+        guard let existing, !existing.isEmpty else { return element }
+        return "\(existing),\(element)"
+    }
+}

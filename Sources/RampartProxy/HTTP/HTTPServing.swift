@@ -1,0 +1,63 @@
+import NIOCore
+import NIOHTTP1
+
+/// Reads whole HTTP/1.1 requests from a server connection, answers each through `respond`, and
+/// keeps the connection alive while the client wants it.
+enum HTTPServing {
+    /// Serves the connection until the client closes it or asks to.
+    static func serve(
+        _ channel: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, maxBodyBytes: Int,
+        respond: (BufferedRequest) async -> BufferedResponse
+    ) async throws {
+        try await channel.executeThenClose { inbound, outbound in
+            var head: HTTPRequestHead?
+            var body = ByteBuffer()
+            var tooLarge = false
+            for try await part in inbound {
+                switch part {
+                case .head(let requestHead):
+                    head = requestHead
+                    body.clear()
+                    tooLarge = false
+                case .body(var chunk):
+                    if tooLarge { continue }
+                    if body.readableBytes + chunk.readableBytes > maxBodyBytes {
+                        tooLarge = true
+                    } else {
+                        body.writeBuffer(&chunk)
+                    }
+                case .end:
+                    guard let requestHead = head else { continue }
+                    head = nil
+                    let response = tooLarge
+                        ? BufferedResponse.local(.payloadTooLarge, "request body exceeds \(maxBodyBytes) bytes\n")
+                        : await respond(BufferedRequest(head: requestHead, body: body))
+                    let keepAlive = requestHead.isKeepAlive && !tooLarge
+                    try await write(response, for: requestHead, keepAlive: keepAlive, to: outbound)
+                    if !keepAlive { return }
+                }
+            }
+        }
+    }
+
+    /// Writes a response, framed for this client.
+    static func write(_ response: BufferedResponse, for request: HTTPRequestHead, keepAlive: Bool, to outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>) async throws {
+        var head = response.head
+        head.version = request.version
+        HopByHop.strip(&head.headers)
+        let bodyless = request.method == .HEAD || head.status.code == 204 || head.status.code == 304 || head.status.code < 200
+        if !bodyless {
+            head.headers.replaceOrAdd(name: "content-length", value: String(response.body.readableBytes))
+        }
+        if !keepAlive {
+            head.headers.replaceOrAdd(name: "connection", value: "close")
+        } else if request.version == .http1_0 {
+            head.headers.replaceOrAdd(name: "connection", value: "keep-alive")
+        }
+        try await outbound.write(.head(head))
+        if !bodyless && response.body.readableBytes > 0 {
+            try await outbound.write(.body(.byteBuffer(response.body)))
+        }
+        try await outbound.write(.end(nil))
+    }
+}

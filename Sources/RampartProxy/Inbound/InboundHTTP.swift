@@ -1,0 +1,174 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+import RampartAuthn
+import RampartPolicy
+
+/// The inbound side's HTTP policy enforcement: peer authentication (already done by the
+/// listener), then request authentication, then authorization, then the application.
+struct InboundHTTP: Sendable {
+    let context: ProxyContext
+
+    /// Serves one connection.
+    func serve(_ channel: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, info: ConnectionInfo) async {
+        do {
+            try await HTTPServing.serve(channel, maxBodyBytes: context.maxBodyBytes) { request in
+                let start = Date()
+                var record = RequestRecord(reporter: .destination, startTime: start, protocolName: "HTTP/1.1")
+                let response = await handle(request, info: info, record: &record)
+                finish(&record, request: request, response: response, start: start)
+                return response
+            }
+        } catch {
+            context.logger.debug("inbound HTTP connection ended", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Decides one request and, when it is allowed, forwards it to the application.
+    func handle(_ request: BufferedRequest, info: ConnectionInfo, record: inout RequestRecord) async -> BufferedResponse {
+        var request = request
+        describe(&record, request: request, info: info)
+        record.requestID = RequestIDs.ensure(&request.head.headers)
+        guard let config = context.config.current else {
+            record.responseFlags = "NC"
+            record.responseDetails = "no_config_received"
+            return .local(.forbidden, "RBAC: access denied (this proxy has not yet received its config from the control plane)\n")
+        }
+        if let peer = info.peer, let source = config.registry.workloads[peer.spiffeID.string] {
+            record.sourceWorkload = source.workload
+            record.sourceNamespace = source.namespace
+            record.sourceApp = source.labels["app"]
+            record.sourceVersion = source.labels["version"]
+        }
+        var authz = Self.authzRequest(request, info: info, workload: context.workload, appPort: context.appPort)
+        var authn: RequestAuthnResult?
+        if !config.jwtProviders.isEmpty {
+            let result = await context.authenticator.authenticate(authz, providers: config.jwtProviders)
+            if result.tokenPresent {
+                authz = authz.with(jwt: result.outcome)
+                authn = result
+            }
+        }
+        let decision = config.policies.evaluate(authz)
+        record.policy = decision.policy
+        record.rule = decision.rule
+        record.dryRun = decision.dryRun.filter { $0.wouldBe == .deny }.map(\.policy)
+        guard decision.decision == .allow else {
+            if decision.status == 401 {
+                record.responseFlags = "UAEX"
+                record.responseDetails = "jwt_authn_access_denied"
+                return .local(.unauthorized, "Jwt verification fails\n")
+            }
+            record.responseFlags = "RBAC"
+            record.responseDetails = decision.policy.map { "rbac_access_denied_matched_policy[\($0)]" } ?? "rbac_access_denied_matched_policy[none]"
+            return .local(.forbidden, "RBAC: access denied\n")
+        }
+        var forwarded = request
+        Self.prepareForApplication(&forwarded.head, info: info, own: context.identity.current?.identity.spiffeID.string ?? "")
+        Self.apply(decision.headerEdits.isEmpty ? [] : authn.map { $0.failure == nil ? $0.headerEdits : [] } ?? [], token: authz.jwt?.raw, to: &forwarded.head.headers)
+        do {
+            let result = try await context.upstream.send(forwarded, to: UpstreamTarget(host: context.appHost, port: context.appPort), timeout: context.upstreamTimeout)
+            record.upstreamHost = "\(context.appHost):\(context.appPort)"
+            return result.response
+        } catch {
+            record.responseFlags = "UF"
+            record.responseDetails = "upstream_reset_before_response_started"
+            context.logger.warning("cannot reach the application", metadata: ["proxy.app": "\(context.appHost):\(context.appPort)", "error": "\(error)"])
+            return .local(.serviceUnavailable, "upstream connect error or disconnect/reset before headers\n")
+        }
+    }
+
+    /// The request as the evaluator sees it.
+    static func authzRequest(_ request: BufferedRequest, info: ConnectionInfo, workload: WorkloadInfo, appPort: Int) -> AuthzRequest {
+        var headers: [String: String] = [:]
+        for (name, value) in request.head.headers {
+            let key = name.lowercased()
+            headers[key] = headers[key].map { "\($0),\(value)" } ?? value
+        }
+        let authority = request.head.headers.first(name: "host")
+        if let authority { headers[":authority"] = authority }
+        headers[":method"] = request.head.method.rawValue
+        headers[":path"] = request.head.uri
+        let ip = info.remote?.ipAddress
+        return AuthzRequest(
+            transport: .http,
+            source: AuthzRequest.Source(
+                principal: info.peer?.spiffeID.principal, namespace: info.peer?.spiffeID.istioWorkload?.namespace, ip: ip, remoteIP: ip,
+                mtls: info.peer != nil
+            ),
+            destination: AuthzRequest.Destination(namespace: workload.namespace, labels: workload.labels, port: appPort, ip: info.local?.ipAddress),
+            method: request.head.method.rawValue, host: authority, path: request.head.uri, headers: headers
+        )
+    }
+
+    /// Headers the application receives: hop-by-hop removed, `x-forwarded-client-cert` appended
+    /// for an mTLS peer (and removed for plaintext, so a client cannot forge it), the protocol,
+    /// and a request ID.
+    static func prepareForApplication(_ head: inout HTTPRequestHead, info: ConnectionInfo, own: String) {
+        HopByHop.strip(&head.headers)
+        if let peer = info.peer {
+            let existing = head.headers["x-forwarded-client-cert"].joined(separator: ",")
+            head.headers.replaceOrAdd(
+                name: "x-forwarded-client-cert",
+                value: ForwardedClientCert.appending(ForwardedClientCert.element(by: own, peer: peer), to: existing.isEmpty ? nil : existing)
+            )
+        } else {
+            head.headers.remove(name: "x-forwarded-client-cert")
+        }
+        head.headers.replaceOrAdd(name: "x-forwarded-proto", value: info.tls ? "https" : "http")
+        RequestIDs.ensure(&head.headers)
+        head.headers.replaceOrAdd(name: "connection", value: "keep-alive")
+        if head.version == .http1_0 { head.version = .http1_1 }
+    }
+
+    /// Applies RequestAuthentication's header edits.
+    static func apply(_ edits: [HeaderEdit], token: String?, to headers: inout HTTPHeaders) {
+        for edit in edits {
+            switch edit {
+            case .remove(let name):
+                headers.remove(name: name)
+            case .setPayload(let name):
+                if let token {
+                    let parts = token.split(separator: ".", omittingEmptySubsequences: false)
+                    if parts.count == 3 { headers.replaceOrAdd(name: name, value: String(parts[1])) }
+                }
+            case .set(let name, let value):
+                headers.replaceOrAdd(name: name, value: value)
+            }
+        }
+    }
+
+    private func describe(_ record: inout RequestRecord, request: BufferedRequest, info: ConnectionInfo) {
+        record.method = request.head.method.rawValue
+        record.path = request.head.uri
+        record.authority = request.head.headers.first(name: "host")
+        record.requestID = request.head.headers.first(name: "x-request-id")
+        record.userAgent = request.head.headers.first(name: "user-agent")
+        record.protocolName = request.head.version == .http1_0 ? "HTTP/1.0" : "HTTP/1.1"
+        record.bytesReceived = request.body.readableBytes
+        record.sourceAddress = info.remote.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" }
+        record.sourcePrincipal = info.peer?.spiffeID.string
+        record.sourceNamespace = info.peer?.spiffeID.istioWorkload?.namespace
+        record.connectionSecurityPolicy = info.securityPolicy
+        let workload = context.workload
+        record.destinationPrincipal = context.identity.current?.identity.spiffeID.string
+        record.destinationWorkload = workload.name
+        record.destinationNamespace = workload.namespace
+        record.destinationApp = workload.labels["app"]
+        record.destinationVersion = workload.labels["version"]
+        if let service = workload.services.first(where: { $0.port == context.appPort }) ?? workload.services.first {
+            record.destinationService = "\(service.name).\(workload.namespace).svc.cluster.local"
+            record.destinationServiceName = service.name
+            record.destinationServiceNamespace = workload.namespace
+        }
+    }
+
+    private func finish(_ record: inout RequestRecord, request: BufferedRequest, response: BufferedResponse, start: Date) {
+        record.responseCode = Int(response.head.status.code)
+        record.bytesSent = response.body.readableBytes
+        record.duration = Date().timeIntervalSince(start)
+        if record.requestID == nil { record.requestID = request.head.headers.first(name: "x-request-id") }
+        context.metrics.recordRequest(record)
+        context.accessLog.write(record)
+    }
+}

@@ -1,0 +1,140 @@
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOSSL
+import RampartPolicy
+import ServiceLifecycle
+
+/// The inbound listener (Istio's 15006): the policy enforcement point in front of the application.
+///
+/// Each connection is classified by its first bytes. A TLS ClientHello is terminated with the
+/// workload's certificate, requiring and verifying the peer's X.509-SVID; plaintext is accepted
+/// only when the effective PeerAuthentication mode allows it (PERMISSIVE or DISABLE). Inside,
+/// HTTP/1.1 requests are authenticated, authorized and forwarded to the application; anything
+/// else is opaque TCP, authorized on its L4 attributes and spliced to the application.
+public final class InboundListener: Service, Sendable {
+    private let host: String
+    private let port: Int
+    private let context: ProxyContext
+    private let onBound: @Sendable (Int) -> Void
+
+    /// Creates the listener; `onBound` receives the bound port.
+    public init(host: String, port: Int, context: ProxyContext, onBound: @escaping @Sendable (Int) -> Void = { _ in }) {
+        self.host = host
+        self.port = port
+        self.context = context
+        self.onBound = onBound
+    }
+
+    /// Accepts connections until shutdown.
+    public func run() async throws {
+        let context = self.context
+        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelOption(.backlog, value: 256)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .bind(host: host, port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try Self.negotiate(channel, context: context)
+                }
+            }
+        onBound(server.channel.localAddress?.port ?? port)
+        context.logger.info("inbound listener ready", metadata: ["proxy.inbound": "\(host):\(server.channel.localAddress?.port ?? port)"])
+        let http = InboundHTTP(context: context)
+        let tcp = InboundTCP(context: context)
+        try await withGracefulShutdownHandler {
+            try await withThrowingDiscardingTaskGroup { group in
+                try await server.executeThenClose { connections in
+                    for try await negotiated in connections {
+                        group.addTask {
+                            do {
+                                switch try await negotiated.get() {
+                                case .http1(let channel, let info): await http.serve(channel, info: info)
+                                case .tcp(let channel, let info): await tcp.serve(channel, info: info)
+                                }
+                            } catch {
+                                context.logger.info("inbound connection refused", metadata: ["error": "\(InboundRefusal.describe(error))"])
+                            }
+                        }
+                    }
+                }
+            }
+        } onGracefulShutdown: {
+            server.channel.close(promise: nil)
+        }
+    }
+
+    /// Installs the sniffer that decides how the connection continues; the future completes when
+    /// the protocol is known and the pipeline built, or fails when the connection is refused.
+    static func negotiate(_ channel: any Channel, context: ProxyContext) throws -> EventLoopFuture<InboundConnection> {
+        let promise = channel.eventLoop.makePromise(of: InboundConnection.self)
+        let config = context.config.current
+        let mode = config?.policies.peer.mode(port: context.appPort) ?? .permissive
+        let box = PeerBox()
+        let fail: (any Error) -> Void = { error in promise.fail(InboundRefusal(reason: box.refusal ?? InboundRefusal.describe(error), remote: channel.remoteAddress)) }
+        let sniffer = ProtocolSniffer(
+            tlsAllowed: true,
+            configure: { channel, sniffed in
+                switch sniffed {
+                case .tls where mode != .disable:
+                    guard let current = context.identity.current else {
+                        throw ProxyError(.identity, "no workload identity is loaded yet, so TLS cannot be terminated")
+                    }
+                    let verifier = PeerVerifier(roots: current.identity.roots, revoked: config?.revoked ?? RevocationList(serials: []))
+                    let tls = NIOSSLServerHandler(context: current.contexts.server, customVerificationCallbackWithMetadata: verifier.callback(box: box))
+                    try channel.pipeline.syncOperations.addHandler(tls)
+                    let inner = ProtocolSniffer(
+                        tlsAllowed: false,
+                        configure: { channel, sniffed in
+                            promise.succeed(try Self.application(channel, sniffed, info: info(channel, tls: true, peer: box.peer, mode: mode)))
+                        },
+                        failed: fail
+                    )
+                    try channel.pipeline.syncOperations.addHandler(inner)
+                case .tls, .http1, .http2, .tcp:
+                    if mode == .strict {
+                        throw ProxyError(.peerRefused, "plaintext refused: PeerAuthentication mode is STRICT on port \(context.appPort); connect with mTLS through a Rampart proxy")
+                    }
+                    // DISABLE passes a TLS stream through untouched, as opaque TCP.
+                    let plain: SniffedProtocol = sniffed == .tls ? .tcp : sniffed
+                    promise.succeed(try Self.application(channel, plain, info: info(channel, tls: false, peer: nil, mode: mode)))
+                }
+            },
+            failed: fail
+        )
+        try channel.pipeline.syncOperations.addHandler(sniffer)
+        return promise.futureResult
+    }
+
+    private static func info(_ channel: any Channel, tls: Bool, peer: VerifiedPeer?, mode: MTLSMode) -> ConnectionInfo {
+        ConnectionInfo(remote: channel.remoteAddress, local: channel.localAddress, tls: tls, peer: peer, mode: mode)
+    }
+
+    /// Builds the application-protocol end of the pipeline and wraps it for async code.
+    private static func application(_ channel: any Channel, _ sniffed: SniffedProtocol, info: ConnectionInfo) throws -> InboundConnection {
+        switch sniffed {
+        case .http1:
+            try channel.pipeline.syncOperations.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: true)
+            return .http1(try NIOAsyncChannel(wrappingChannelSynchronously: channel), info)
+        case .http2:
+            throw ProxyError(.peerRefused, "HTTP/2 with prior knowledge is not served on the inbound listener; use HTTP/1.1")
+        case .tcp, .tls:
+            return .tcp(try NIOAsyncChannel(wrappingChannelSynchronously: channel), info)
+        }
+    }
+}
+
+/// Why an inbound connection was refused before its first request.
+struct InboundRefusal: Error, CustomStringConvertible {
+    let reason: String
+    let remote: SocketAddress?
+
+    var description: String { "\(remote.map { "\($0): " } ?? "")\(reason)" }
+
+    static func describe(_ error: any Error) -> String {
+        if let refusal = error as? InboundRefusal { return refusal.description }
+        if let proxy = error as? ProxyError { return proxy.reason }
+        return "\(error)"
+    }
+}

@@ -1,0 +1,119 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import RampartPolicy
+
+/// Opaque TCP on the inbound side: authorized once on its L4 attributes, then spliced to the
+/// application byte for byte.
+struct InboundTCP: Sendable {
+    let context: ProxyContext
+
+    /// Serves one connection.
+    func serve(_ downstream: NIOAsyncChannel<ByteBuffer, ByteBuffer>, info: ConnectionInfo) async {
+        let start = Date()
+        var record = RequestRecord(reporter: .destination, startTime: start, protocolName: "TCP")
+        record.sourceAddress = info.remote.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" }
+        record.sourcePrincipal = info.peer?.spiffeID.string
+        record.sourceNamespace = info.peer?.spiffeID.istioWorkload?.namespace
+        record.connectionSecurityPolicy = info.securityPolicy
+        record.destinationPrincipal = context.identity.current?.identity.spiffeID.string
+        record.destinationWorkload = context.workload.name
+        record.destinationNamespace = context.workload.namespace
+        record.destinationApp = context.workload.labels["app"]
+        record.destinationVersion = context.workload.labels["version"]
+        guard let config = context.config.current else {
+            record.responseFlags = "NC"
+            deny(downstream, record: &record, start: start, reason: "no config received yet")
+            return
+        }
+        if let peer = info.peer, let source = config.registry.workloads[peer.spiffeID.string] {
+            record.sourceWorkload = source.workload
+            record.sourceNamespace = source.namespace
+        }
+        let ip = info.remote?.ipAddress
+        let request = AuthzRequest(
+            transport: .tcp,
+            source: AuthzRequest.Source(principal: info.peer?.spiffeID.principal, namespace: info.peer?.spiffeID.istioWorkload?.namespace, ip: ip, remoteIP: ip, mtls: info.peer != nil),
+            destination: AuthzRequest.Destination(namespace: context.workload.namespace, labels: context.workload.labels, port: context.appPort, ip: info.local?.ipAddress)
+        )
+        let decision = config.policies.evaluate(request)
+        record.policy = decision.policy
+        record.rule = decision.rule
+        guard decision.decision == .allow else {
+            record.responseFlags = "RBAC"
+            record.responseDetails = decision.policy.map { "rbac_access_denied_matched_policy[\($0)]" }
+            deny(downstream, record: &record, start: start, reason: decision.reason)
+            return
+        }
+        context.metrics.recordTCPOpened(record)
+        let upstream: NIOAsyncChannel<ByteBuffer, ByteBuffer>
+        do {
+            upstream = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connectTimeout(.seconds(5))
+                .connect(host: context.appHost, port: context.appPort) { channel in
+                    channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
+                }
+        } catch {
+            record.responseFlags = "UF"
+            try? await downstream.executeThenClose { _, _ in }
+            finish(&record, start: start)
+            return
+        }
+        record.upstreamHost = "\(context.appHost):\(context.appPort)"
+        let (sent, received) = await TCPSplice.splice(downstream, upstream)
+        record.bytesReceived = received
+        record.bytesSent = sent
+        context.metrics.recordTCPBytes(record, sent: sent, received: received)
+        finish(&record, start: start)
+    }
+
+    private func deny(_ channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>, record: inout RequestRecord, start: Date, reason: String) {
+        channel.channel.close(promise: nil)
+        context.logger.info("inbound TCP connection denied", metadata: ["authz.reason": "\(reason)", "source.principal": "\(record.sourcePrincipal ?? "none")"])
+        context.accessLog.write({ var copy = record; copy.duration = Date().timeIntervalSince(start); return copy }())
+    }
+
+    private func finish(_ record: inout RequestRecord, start: Date) {
+        record.duration = Date().timeIntervalSince(start)
+        context.metrics.recordTCPClosed(record)
+        context.accessLog.write(record)
+    }
+}
+
+/// Copies bytes both ways between two connections until both directions end.
+enum TCPSplice {
+    /// Returns the bytes sent to the downstream and received from it.
+    static func splice(_ downstream: NIOAsyncChannel<ByteBuffer, ByteBuffer>, _ upstream: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async -> (sent: Int, received: Int) {
+        let result: (Int, Int)? = try? await downstream.executeThenClose { downIn, downOut in
+            try await upstream.executeThenClose { upIn, upOut in
+                try await withThrowingTaskGroup(of: (Int, Bool).self) { group in
+                    group.addTask {
+                        var total = 0
+                        for try await chunk in downIn {
+                            total += chunk.readableBytes
+                            try await upOut.write(chunk)
+                        }
+                        upOut.finish()
+                        return (total, false)
+                    }
+                    group.addTask {
+                        var total = 0
+                        for try await chunk in upIn {
+                            total += chunk.readableBytes
+                            try await downOut.write(chunk)
+                        }
+                        downOut.finish()
+                        return (total, true)
+                    }
+                    var sent = 0
+                    var received = 0
+                    for try await (count, toDownstream) in group {
+                        if toDownstream { sent = count } else { received = count }
+                    }
+                    return (sent, received)
+                }
+            }
+        }
+        return result ?? (0, 0)
+    }
+}

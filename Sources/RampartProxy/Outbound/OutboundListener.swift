@@ -1,0 +1,174 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import ServiceLifecycle
+
+/// The outbound listener (Istio's 15001): applications send plain HTTP to it, as to an HTTP
+/// proxy or with the Host header of the service they want. It resolves the service from the
+/// registry, picks an endpoint round robin, originates mTLS with the workload's certificate and
+/// checks that the server presents an identity the registry expects for that service.
+public final class OutboundListener: Service, Sendable {
+    private let host: String
+    private let port: Int
+    private let context: ProxyContext
+    private let balancer = RoundRobin()
+    private let onBound: @Sendable (Int) -> Void
+
+    /// Creates the listener; `onBound` receives the bound port.
+    public init(host: String, port: Int, context: ProxyContext, onBound: @escaping @Sendable (Int) -> Void = { _ in }) {
+        self.host = host
+        self.port = port
+        self.context = context
+        self.onBound = onBound
+    }
+
+    /// Accepts connections until shutdown.
+    public func run() async throws {
+        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelOption(.backlog, value: 256)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .bind(host: host, port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: true)
+                    return try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(wrappingChannelSynchronously: channel)
+                }
+            }
+        onBound(server.channel.localAddress?.port ?? port)
+        context.logger.info("outbound listener ready", metadata: ["proxy.outbound": "\(host):\(server.channel.localAddress?.port ?? port)"])
+        let context = self.context
+        let balancer = self.balancer
+        try await withGracefulShutdownHandler {
+            try await withThrowingDiscardingTaskGroup { group in
+                try await server.executeThenClose { connections in
+                    for try await connection in connections {
+                        let remote = connection.channel.remoteAddress
+                        group.addTask {
+                            do {
+                                try await HTTPServing.serve(connection, maxBodyBytes: context.maxBodyBytes) { request in
+                                    await OutboundHTTP(context: context, balancer: balancer).handle(request, remote: remote)
+                                }
+                            } catch {
+                                context.logger.debug("outbound connection ended", metadata: ["error": "\(error)"])
+                            }
+                        }
+                    }
+                }
+            }
+        } onGracefulShutdown: {
+            server.channel.close(promise: nil)
+        }
+    }
+}
+
+/// One outbound request: resolve, balance, originate mTLS, forward.
+struct OutboundHTTP: Sendable {
+    let context: ProxyContext
+    let balancer: RoundRobin
+
+    func handle(_ request: BufferedRequest, remote: SocketAddress?) async -> BufferedResponse {
+        let start = Date()
+        var record = RequestRecord(reporter: .source, startTime: start, protocolName: request.head.version == .http1_0 ? "HTTP/1.0" : "HTTP/1.1")
+        let response = await route(request, remote: remote, record: &record)
+        record.responseCode = Int(response.head.status.code)
+        record.bytesSent = response.body.readableBytes
+        record.duration = Date().timeIntervalSince(start)
+        context.metrics.recordRequest(record)
+        context.accessLog.write(record)
+        return response
+    }
+
+    private func route(_ request: BufferedRequest, remote: SocketAddress?, record: inout RequestRecord) async -> BufferedResponse {
+        var head = request.head
+        record.method = head.method.rawValue
+        record.userAgent = head.headers.first(name: "user-agent")
+        record.bytesReceived = request.body.readableBytes
+        record.sourceAddress = remote.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" }
+        let own = context.identity.current?.identity
+        record.sourcePrincipal = own?.spiffeID.string
+        record.sourceWorkload = context.workload.name
+        record.sourceNamespace = context.workload.namespace
+        record.sourceApp = context.workload.labels["app"]
+        record.sourceVersion = context.workload.labels["version"]
+        record.requestID = RequestIDs.ensure(&head.headers)
+        let target: OutboundTarget
+        do {
+            target = try OutboundTarget(head: head)
+        } catch {
+            record.responseFlags = "NR"
+            return .local(.badRequest, error.reason + "\n")
+        }
+        record.path = target.path
+        record.authority = target.authority
+        head.uri = target.path
+        HopByHop.strip(&head.headers)
+        head.headers.remove(name: "x-forwarded-client-cert")
+        head.headers.replaceOrAdd(name: "host", value: target.authority)
+        head.headers.replaceOrAdd(name: "connection", value: "keep-alive")
+        if head.version == .http1_0 { head.version = .http1_1 }
+
+        guard let config = context.config.current else {
+            record.responseFlags = "NC"
+            return .local(.serviceUnavailable, "no config received from the control plane yet, so no service is known\n")
+        }
+        guard let service = config.registry.resolve(host: target.host, clientNamespace: context.workload.namespace) else {
+            return await passthrough(BufferedRequest(head: head, body: request.body), target: target, record: &record)
+        }
+        let fqdn = service.hostname(domain: config.registry.domain)
+        record.destinationService = fqdn
+        record.destinationServiceName = service.name
+        record.destinationServiceNamespace = service.namespace
+        if let port = target.port, port != service.port {
+            record.responseFlags = "NR"
+            return .local(.notFound, "service \(fqdn) serves port \(service.port), not \(port)\n")
+        }
+        guard let endpoint = balancer.pick(service.endpoints, service: fqdn) else {
+            record.responseFlags = "UH"
+            return .local(.serviceUnavailable, "no healthy upstream: service \(fqdn) has no registered endpoints\n")
+        }
+        record.upstreamHost = "\(endpoint.host):\(endpoint.port)"
+        record.destinationWorkload = endpoint.workload
+        record.destinationNamespace = service.namespace
+        record.destinationApp = endpoint.labels["app"]
+        record.destinationVersion = endpoint.labels["version"]
+        guard let current = context.identity.current else {
+            record.responseFlags = "UF"
+            return .local(.serviceUnavailable, "this proxy has no workload identity yet, so it cannot originate mTLS\n")
+        }
+        let verifier = PeerVerifier(roots: current.identity.roots, revoked: config.revoked, expected: service.expectedIdentities)
+        let tls = TLSOrigination(generation: current.generation, verifier: verifier, context: current.contexts.client)
+        do {
+            let result = try await context.upstream.send(
+                BufferedRequest(head: head, body: request.body), to: UpstreamTarget(host: endpoint.host, port: endpoint.port, tls: tls), timeout: context.upstreamTimeout
+            )
+            record.connectionSecurityPolicy = "mutual_tls"
+            record.destinationPrincipal = result.peer?.spiffeID.string
+            return result.response
+        } catch {
+            record.responseFlags = "UF"
+            record.responseDetails = "upstream_connect_failure"
+            context.logger.warning("outbound request failed", metadata: ["proxy.service": "\(fqdn)", "proxy.endpoint": "\(endpoint.host):\(endpoint.port)", "error": "\(error)"])
+            return .local(.serviceUnavailable, "upstream connect error or disconnect/reset before headers: \(error)\n")
+        }
+    }
+
+    /// Hosts outside the registry: forwarded in plaintext under ALLOW_ANY, refused under REGISTRY_ONLY.
+    private func passthrough(_ request: BufferedRequest, target: OutboundTarget, record: inout RequestRecord) async -> BufferedResponse {
+        record.destinationService = target.host
+        guard context.outboundPolicy == .allowAny else {
+            record.responseFlags = "NR"
+            record.responseDetails = "BlackHoleCluster"
+            return .local(.badGateway, "\(target.host) is not a service in the mesh registry, and the outbound traffic policy is REGISTRY_ONLY\n")
+        }
+        let port = target.port ?? 80
+        record.upstreamHost = "\(target.host):\(port)"
+        do {
+            return try await context.upstream.send(request, to: UpstreamTarget(host: target.host, port: port), timeout: context.upstreamTimeout).response
+        } catch {
+            record.responseFlags = "UF"
+            return .local(.serviceUnavailable, "upstream connect error or disconnect/reset before headers: \(error)\n")
+        }
+    }
+}

@@ -1,0 +1,105 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// The addresses a running proxy bound.
+public struct ProxyAddresses: Sendable, Equatable {
+    public var inbound: Int
+    public var outbound: Int
+    public var admin: Int
+}
+
+/// The `rampart proxy` daemon: identity watcher, config stream, inbound and outbound listeners and
+/// the admin server, as services of one ServiceGroup that SIGTERM and SIGINT shut down gracefully.
+public struct ProxyServer: Sendable {
+    /// Listen addresses.
+    public struct Listeners: Sendable {
+        public var inboundHost: String
+        public var inboundPort: Int
+        public var outboundHost: String
+        public var outboundPort: Int
+        public var adminHost: String
+        public var adminPort: Int
+        /// The address other proxies reach the inbound listener at, as registered.
+        public var advertisedInbound: String?
+
+        /// Creates listener settings.
+        public init(inboundHost: String, inboundPort: Int, outboundHost: String, outboundPort: Int, adminHost: String, adminPort: Int, advertisedInbound: String? = nil) {
+            self.inboundHost = inboundHost
+            self.inboundPort = inboundPort
+            self.outboundHost = outboundHost
+            self.outboundPort = outboundPort
+            self.adminHost = adminHost
+            self.adminPort = adminPort
+            self.advertisedInbound = advertisedInbound
+        }
+    }
+
+    let context: ProxyContext
+    let listeners: Listeners
+    let controlPlane: ConfigStream.Endpoint
+
+    /// Creates the daemon.
+    public init(context: ProxyContext, listeners: Listeners, controlPlane: ConfigStream.Endpoint) {
+        self.context = context
+        self.listeners = listeners
+        self.controlPlane = controlPlane
+    }
+
+    /// Runs until a signal arrives; `onReady` receives the bound ports once all three are bound.
+    public func run(metricsText: @escaping @Sendable () -> String, onReady: @escaping @Sendable (ProxyAddresses) -> Void) async throws {
+        let ports = BoundPorts(onReady: onReady)
+        let inbound = InboundListener(host: listeners.inboundHost, port: listeners.inboundPort, context: context) { port in ports.set(.inbound, port) }
+        let outbound = OutboundListener(host: listeners.outboundHost, port: listeners.outboundPort, context: context) { port in ports.set(.outbound, port) }
+        let admin = ProxyAdmin.make(host: listeners.adminHost, port: listeners.adminPort, context: context, metricsText: metricsText) { port in ports.set(.admin, port) }
+        let listeners = self.listeners
+        let stream = ConfigStream(
+            endpoint: controlPlane, identity: context.identity, workload: context.workload,
+            inboundAddress: {
+                if let advertised = listeners.advertisedInbound { return advertised }
+                guard let port = ports.inbound else { return nil }
+                let host = listeners.inboundHost.contains(":") ? "[\(listeners.inboundHost)]" : listeners.inboundHost
+                return "\(host):\(port)"
+            },
+            holder: context.config, logger: context.logger
+        )
+        let group = ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: ([context.identity, inbound, outbound, admin, stream] as [any Service]).map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: context.logger
+            )
+        )
+        try await group.run()
+        context.upstream.shutdown()
+    }
+}
+
+/// Collects the bound ports and reports once all are known.
+final class BoundPorts: Sendable {
+    private let ports = Mutex<(inbound: Int?, outbound: Int?, admin: Int?)>((nil, nil, nil))
+    private let onReady: @Sendable (ProxyAddresses) -> Void
+
+    init(onReady: @escaping @Sendable (ProxyAddresses) -> Void) {
+        self.onReady = onReady
+    }
+
+    enum Slot { case inbound, outbound, admin }
+
+    var inbound: Int? { ports.withLock { $0.inbound } }
+
+    func set(_ slot: Slot, _ port: Int) {
+        let ready: ProxyAddresses? = ports.withLock { value in
+            let wasReady = value.inbound != nil && value.outbound != nil && value.admin != nil
+            switch slot {
+            case .inbound: value.inbound = port
+            case .outbound: value.outbound = port
+            case .admin: value.admin = port
+            }
+            guard !wasReady, let inbound = value.inbound, let outbound = value.outbound, let admin = value.admin else { return nil }
+            return ProxyAddresses(inbound: inbound, outbound: outbound, admin: admin)
+        }
+        if let ready { onReady(ready) }
+    }
+}

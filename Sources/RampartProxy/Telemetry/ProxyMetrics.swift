@@ -1,0 +1,75 @@
+import CoreMetrics
+
+/// Istio's standard metrics, with Istio's names and labels, recorded through swift-metrics.
+///
+/// The executable chooses the backend (Prometheus); `histogramBuckets` gives Istio's default
+/// bucket boundaries for it to apply.
+public struct ProxyMetrics: Sendable {
+    /// Istio's default buckets: milliseconds for durations, bytes for sizes.
+    public static let histogramBuckets: [String: [Double]] = [
+        "istio_request_duration_milliseconds": [0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000],
+        "istio_request_bytes": [1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000, 1000000000],
+        "istio_response_bytes": [1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000, 1000000000],
+    ]
+
+    /// Creates the recorder.
+    public init() {}
+
+    /// Records a finished HTTP request.
+    public func recordRequest(_ record: RequestRecord) {
+        let labels = Self.labels(record)
+        Counter(label: "istio_requests_total", dimensions: labels).increment()
+        Recorder(label: "istio_request_duration_milliseconds", dimensions: labels, aggregate: true).record(record.duration * 1000)
+        Recorder(label: "istio_request_bytes", dimensions: labels, aggregate: true).record(record.bytesReceived)
+        Recorder(label: "istio_response_bytes", dimensions: labels, aggregate: true).record(record.bytesSent)
+    }
+
+    /// Records a TCP connection opening.
+    public func recordTCPOpened(_ record: RequestRecord) {
+        Counter(label: "istio_tcp_connections_opened_total", dimensions: Self.labels(record, tcp: true)).increment()
+    }
+
+    /// Records bytes moved on a TCP connection so far.
+    public func recordTCPBytes(_ record: RequestRecord, sent: Int, received: Int) {
+        let labels = Self.labels(record, tcp: true)
+        if sent > 0 { Counter(label: "istio_tcp_sent_bytes_total", dimensions: labels).increment(by: sent) }
+        if received > 0 { Counter(label: "istio_tcp_received_bytes_total", dimensions: labels).increment(by: received) }
+    }
+
+    /// Records a TCP connection closing.
+    public func recordTCPClosed(_ record: RequestRecord) {
+        Counter(label: "istio_tcp_connections_closed_total", dimensions: Self.labels(record, tcp: true)).increment()
+    }
+
+    /// Istio's label set for a record; unknown values are `unknown`, as Istio reports them.
+    static func labels(_ record: RequestRecord, tcp: Bool = false) -> [(String, String)] {
+        func value(_ text: String?) -> String { text.flatMap { $0.isEmpty ? nil : $0 } ?? "unknown" }
+        func principal(_ text: String?) -> String { text.map { $0.hasPrefix("spiffe://") ? $0 : "spiffe://\($0)" } ?? "unknown" }
+        var labels: [(String, String)] = [
+            ("reporter", record.reporter.rawValue),
+            ("source_workload", value(record.sourceWorkload)),
+            ("source_workload_namespace", value(record.sourceNamespace)),
+            ("source_principal", principal(record.sourcePrincipal)),
+            ("source_app", value(record.sourceApp)),
+            ("source_version", value(record.sourceVersion)),
+            ("source_cluster", "Kubernetes"),
+            ("destination_workload", value(record.destinationWorkload)),
+            ("destination_workload_namespace", value(record.destinationNamespace)),
+            ("destination_principal", principal(record.destinationPrincipal)),
+            ("destination_app", value(record.destinationApp)),
+            ("destination_version", value(record.destinationVersion)),
+            ("destination_service", value(record.destinationService)),
+            ("destination_service_name", value(record.destinationServiceName)),
+            ("destination_service_namespace", value(record.destinationServiceNamespace)),
+            ("destination_cluster", "Kubernetes"),
+            ("request_protocol", tcp ? "tcp" : "http"),
+            ("response_flags", record.responseFlags),
+            ("connection_security_policy", record.connectionSecurityPolicy),
+        ]
+        if !tcp {
+            labels.append(("response_code", String(record.responseCode)))
+            labels.append(("grpc_response_status", ""))
+        }
+        return labels
+    }
+}

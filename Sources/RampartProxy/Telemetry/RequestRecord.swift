@@ -1,0 +1,64 @@
+import Foundation
+
+/// Everything the proxy knows about one finished request or TCP connection: the source of its
+/// metrics and its access-log line.
+public struct RequestRecord: Sendable {
+    /// `destination` on the inbound side, `source` on the outbound side, as Istio reports.
+    public enum Reporter: String, Sendable { case source, destination }
+
+    public var reporter: Reporter
+    public var startTime: Date
+    public var duration: TimeInterval
+    /// `HTTP/1.1`, `HTTP/2`, or `TCP`.
+    public var protocolName: String
+    public var method: String?
+    public var path: String?
+    public var authority: String?
+    public var requestID: String?
+    public var userAgent: String?
+    public var responseCode: Int
+    /// Envoy's response flags (`-` when none): `RBAC` for a policy denial, `UAEX` for a refused
+    /// token, `NR` for no route, `UH` for no endpoint, `UF` for a failed upstream connection,
+    /// `UT` for an upstream timeout, `NC` for no config yet.
+    public var responseFlags: String
+    /// Envoy's response code details, e.g. `rbac_access_denied_matched_policy[ns/name]`.
+    public var responseDetails: String?
+    public var bytesReceived: Int
+    public var bytesSent: Int
+    public var sourcePrincipal: String?
+    public var sourceWorkload: String?
+    public var sourceNamespace: String?
+    public var sourceApp: String?
+    public var sourceVersion: String?
+    public var sourceAddress: String?
+    public var destinationPrincipal: String?
+    public var destinationWorkload: String?
+    public var destinationNamespace: String?
+    public var destinationApp: String?
+    public var destinationVersion: String?
+    public var destinationService: String?
+    public var destinationServiceName: String?
+    public var destinationServiceNamespace: String?
+    public var upstreamHost: String?
+    /// `mutual_tls` or `none`.
+    public var connectionSecurityPolicy: String
+    /// The policy that decided (`namespace/name`), and its rule.
+    public var policy: String?
+    public var rule: Int?
+    /// Dry-run policies that would have changed the result.
+    public var dryRun: [String]
+
+    /// Creates a record with nothing known yet but the reporter and the start.
+    public init(reporter: Reporter, startTime: Date, protocolName: String) {
+        self.reporter = reporter
+        self.startTime = startTime
+        self.duration = 0
+        self.protocolName = protocolName
+        self.responseCode = 0
+        self.responseFlags = "-"
+        self.bytesReceived = 0
+        self.bytesSent = 0
+        self.connectionSecurityPolicy = "none"
+        self.dryRun = []
+    }
+}

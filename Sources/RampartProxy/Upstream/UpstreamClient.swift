@@ -1,0 +1,275 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOSSL
+import NIOTLS
+import Synchronization
+
+/// Where to send a request, and how to secure the connection.
+public struct UpstreamTarget: Sendable, Hashable {
+    /// The endpoint.
+    public let host: String
+    public let port: Int
+    /// mTLS origination: the client context and the identities the server may present;
+    /// `nil` for plaintext (the local application).
+    public let tls: TLSOrigination?
+
+    /// Creates a target.
+    public init(host: String, port: Int, tls: TLSOrigination? = nil) {
+        self.host = host
+        self.port = port
+        self.tls = tls
+    }
+}
+
+/// mTLS to an upstream proxy.
+public struct TLSOrigination: Sendable, Hashable {
+    /// The identity generation whose context is used; pooled connections are keyed by it.
+    public let generation: Int
+    /// The verifier of the server's certificate.
+    public let verifier: PeerVerifier
+    /// The client context.
+    public let context: NIOSSLContext
+
+    /// Creates an origination.
+    public init(generation: Int, verifier: PeerVerifier, context: NIOSSLContext) {
+        self.generation = generation
+        self.verifier = verifier
+        self.context = context
+    }
+
+    public static func == (lhs: TLSOrigination, rhs: TLSOrigination) -> Bool {
+        lhs.generation == rhs.generation && lhs.verifier.expected == rhs.verifier.expected && lhs.verifier.revoked == rhs.verifier.revoked
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(generation)
+        hasher.combine(verifier.expected)
+    }
+}
+
+/// What came back from an upstream, and who answered.
+public struct UpstreamResult: Sendable {
+    /// The response.
+    public let response: BufferedResponse
+    /// The verified server identity, for mTLS upstreams.
+    public let peer: VerifiedPeer?
+}
+
+/// An HTTP/1.1 client with a pool of keep-alive connections per target.
+///
+/// Requests and responses are held whole (up to `maxBodyBytes`). A connection goes back to the
+/// pool after a response both sides allow to keep alive; a failure closes it.
+public final class UpstreamClient: Sendable {
+    private struct Pooled: Sendable {
+        let channel: any Channel
+        let peer: VerifiedPeer?
+    }
+
+    private let group: any EventLoopGroup
+    private let idle = Mutex<[UpstreamTarget: [Pooled]]>([:])
+    private let maxIdlePerTarget: Int
+    private let maxBodyBytes: Int
+    private let connectTimeout: TimeAmount
+
+    /// Creates a client.
+    public init(group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, maxIdlePerTarget: Int = 16, maxBodyBytes: Int, connectTimeout: TimeAmount = .seconds(5)) {
+        self.group = group
+        self.maxIdlePerTarget = maxIdlePerTarget
+        self.maxBodyBytes = maxBodyBytes
+        self.connectTimeout = connectTimeout
+    }
+
+    /// Sends a request and waits for the whole response.
+    public func send(_ request: BufferedRequest, to target: UpstreamTarget, timeout: TimeAmount = .seconds(60)) async throws -> UpstreamResult {
+        let connection = try await acquire(target)
+        do {
+            let response = try await exchange(request, on: connection.channel, timeout: timeout)
+            if request.head.isKeepAlive && response.head.isKeepAlive && connection.channel.isActive {
+                release(connection, target: target)
+            } else {
+                connection.channel.close(promise: nil)
+            }
+            return UpstreamResult(response: response, peer: connection.peer)
+        } catch {
+            connection.channel.close(promise: nil)
+            throw error
+        }
+    }
+
+    /// Closes every idle connection.
+    public func shutdown() {
+        let all = idle.withLock { pool -> [Pooled] in
+            defer { pool.removeAll() }
+            return pool.values.flatMap { $0 }
+        }
+        for connection in all { connection.channel.close(promise: nil) }
+    }
+
+    private func acquire(_ target: UpstreamTarget) async throws -> Pooled {
+        while let pooled = idle.withLock({ pool -> Pooled? in pool[target]?.popLast() }) {
+            if pooled.channel.isActive { return pooled }
+        }
+        return try await connect(target)
+    }
+
+    private func release(_ connection: Pooled, target: UpstreamTarget) {
+        let kept = idle.withLock { pool -> Bool in
+            guard pool[target, default: []].count < maxIdlePerTarget else { return false }
+            pool[target, default: []].append(connection)
+            return true
+        }
+        if !kept { connection.channel.close(promise: nil) }
+    }
+
+    private func connect(_ target: UpstreamTarget) async throws -> Pooled {
+        let box = PeerBox()
+        let maxBodyBytes = self.maxBodyBytes
+        let loop = group.next()
+        let handshake = target.tls == nil ? nil : loop.makePromise(of: Void.self)
+        let channel: any Channel
+        do {
+            channel = try await ClientBootstrap(group: loop)
+                .connectTimeout(connectTimeout)
+                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        if let tls = target.tls {
+                            let handler = try NIOSSLClientHandler(
+                                context: tls.context, serverHostname: nil, customVerificationCallbackWithMetadata: tls.verifier.callback(box: box)
+                            )
+                            try channel.pipeline.syncOperations.addHandler(handler)
+                        }
+                        try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                        try channel.pipeline.syncOperations.addHandler(UpstreamExchangeHandler(maxBodyBytes: maxBodyBytes, handshake: handshake))
+                    }
+                }
+                .connect(host: target.host, port: target.port).get()
+        } catch {
+            handshake?.fail(error)
+            throw ProxyError(.upstream, "cannot connect to \(target.host):\(target.port): \(error)")
+        }
+        if let handshake {
+            // Wait for the handshake, so a refused server identity is reported as such rather
+            // than as a broken exchange.
+            do {
+                try await handshake.futureResult.get()
+            } catch {
+                channel.close(promise: nil)
+                throw ProxyError(.upstream, "mTLS to \(target.host):\(target.port) failed: \(box.refusal ?? "\(error)")")
+            }
+        }
+        return Pooled(channel: channel, peer: box.peer)
+    }
+
+    private func exchange(_ request: BufferedRequest, on channel: any Channel, timeout: TimeAmount) async throws -> BufferedResponse {
+        let promise = channel.eventLoop.makePromise(of: BufferedResponse.self)
+        let deadline = channel.eventLoop.scheduleTask(in: timeout) {
+            promise.fail(ProxyError(.upstream, "the upstream did not answer within \(timeout.nanoseconds / 1_000_000) ms"))
+        }
+        channel.writeAndFlush(UpstreamExchange(request: request, promise: promise), promise: nil)
+        defer { deadline.cancel() }
+        return try await promise.futureResult.get()
+    }
+}
+
+/// One request and the promise of its response, written into an upstream channel.
+struct UpstreamExchange: Sendable {
+    let request: BufferedRequest
+    let promise: EventLoopPromise<BufferedResponse>
+}
+
+/// Writes one request at a time and assembles the response.
+final class UpstreamExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPClientResponsePart
+    typealias OutboundIn = UpstreamExchange
+    typealias OutboundOut = HTTPClientRequestPart
+
+    private let maxBodyBytes: Int
+    private var pending: EventLoopPromise<BufferedResponse>?
+    private var head: HTTPResponseHead?
+    private var body = ByteBuffer()
+    private var handshake: EventLoopPromise<Void>?
+
+    /// `handshake`, for TLS channels, succeeds once TLS is established.
+    init(maxBodyBytes: Int, handshake: EventLoopPromise<Void>?) {
+        self.maxBodyBytes = maxBodyBytes
+        self.handshake = handshake
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case .handshakeCompleted = event as? TLSUserEvent {
+            handshake?.succeed()
+            handshake = nil
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        let exchange = unwrapOutboundIn(data)
+        guard pending == nil else {
+            exchange.promise.fail(ProxyError(.upstream, "an upstream connection was given a second request before the first was answered"))
+            return
+        }
+        pending = exchange.promise
+        head = nil
+        body.clear()
+        var requestHead = exchange.request.head
+        requestHead.headers.replaceOrAdd(name: "content-length", value: String(exchange.request.body.readableBytes))
+        if exchange.request.body.readableBytes == 0 && ["GET", "HEAD", "DELETE", "OPTIONS", "TRACE"].contains(requestHead.method.rawValue) {
+            requestHead.headers.remove(name: "content-length")
+        }
+        context.write(wrapOutboundOut(.head(requestHead)), promise: nil)
+        if exchange.request.body.readableBytes > 0 {
+            context.write(wrapOutboundOut(.body(.byteBuffer(exchange.request.body))), promise: nil)
+        }
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: promise)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let responseHead):
+            // 1xx interim responses are not forwarded.
+            if responseHead.status.code >= 100 && responseHead.status.code < 200 { return }
+            head = responseHead
+        case .body(var chunk):
+            if body.readableBytes + chunk.readableBytes > maxBodyBytes {
+                fail(ProxyError(.upstream, "the upstream response body exceeds \(maxBodyBytes) bytes"), context: context)
+                return
+            }
+            body.writeBuffer(&chunk)
+        case .end:
+            guard let head, let pending else { return }
+            self.pending = nil
+            self.head = nil
+            let response = BufferedResponse(head: head, body: body)
+            body = ByteBuffer()
+            pending.succeed(response)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        handshake?.fail(ProxyError(.upstream, "the connection closed during the TLS handshake"))
+        handshake = nil
+        if let pending {
+            self.pending = nil
+            pending.fail(ProxyError(.upstream, "the upstream closed the connection before answering"))
+        }
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        fail(error, context: context)
+    }
+
+    private func fail(_ error: any Error, context: ChannelHandlerContext) {
+        handshake?.fail(error)
+        handshake = nil
+        if let pending {
+            self.pending = nil
+            pending.fail(error)
+        }
+        context.close(promise: nil)
+    }
+}

@@ -1,0 +1,147 @@
+import ArgumentParser
+import Foundation
+import Logging
+import Metrics
+import NIOCore
+import Prometheus
+import RampartAuthn
+import RampartProxy
+
+/// `rampart proxy`: the companion sidecar that enforces the mesh's policies for one workload.
+struct Proxy: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "proxy",
+        abstract: "Run a companion proxy: mTLS termination and policy enforcement inbound, service resolution and mTLS origination outbound."
+    )
+
+    @Option(help: ArgumentHelp("The workload's name, unique in its namespace.", valueName: "name"))
+    var workload: String
+
+    @Option(help: ArgumentHelp("The workload's namespace.", valueName: "ns"))
+    var namespace: String
+
+    @Option(help: ArgumentHelp("The workload's labels, which policy selectors match (app=reviews,version=v1).", valueName: "k=v,..."))
+    var labels: String = ""
+
+    @Option(help: ArgumentHelp("A service the workload serves, NAME:PORT (repeatable).", valueName: "name:port"))
+    var service: [String] = []
+
+    @Option(help: ArgumentHelp("The application's address; inbound requests are forwarded there.", valueName: "host:port"))
+    var app: String
+
+    @Option(help: ArgumentHelp("The inbound listener (mTLS termination and policy enforcement).", valueName: "host:port"))
+    var inbound: String = "0.0.0.0:15006"
+
+    @Option(help: ArgumentHelp("The address other proxies reach the inbound listener at (default: the listener's own).", valueName: "host:port"))
+    var advertise: String?
+
+    @Option(help: ArgumentHelp("The outbound listener applications send their requests to.", valueName: "host:port"))
+    var outbound: String = "127.0.0.1:15001"
+
+    @Option(help: ArgumentHelp("The control plane's gRPC address ('rampart ca serve').", valueName: "host:port"))
+    var controlPlane: String = "127.0.0.1:15012"
+
+    @Option(help: ArgumentHelp("The root that authenticates the control plane (the CA's root-cert.pem).", valueName: "file"))
+    var caRoot: String
+
+    @Option(help: ArgumentHelp("The node agent's output directory (cert-chain.pem, key.pem, root-cert.pem).", valueName: "dir"))
+    var identityDir: String?
+
+    @Option(help: ArgumentHelp("The admin listener: /stats/prometheus, /healthz/ready, /config_dump.", valueName: "host:port"))
+    var admin: String = "127.0.0.1:15020"
+
+    @Option(help: ArgumentHelp("Where to write one JSON line per request: a file, or - for standard output.", valueName: "path"))
+    var accessLog: String = "-"
+
+    @Option(help: "What to do with hosts outside the registry: ALLOW_ANY (forward in plaintext) or REGISTRY_ONLY (refuse with 502).")
+    var outboundTrafficPolicy: String = "ALLOW_ANY"
+
+    @Option(help: ArgumentHelp("The largest request or response body the proxy holds, in bytes.", valueName: "bytes"))
+    var maxBodyBytes: Int = 16 * 1024 * 1024
+
+    @Option(help: ArgumentHelp("How long the upstream may take to answer, in seconds.", valueName: "seconds"))
+    var upstreamTimeout: Int = 60
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error.")
+    var logLevel: String = "info"
+
+    func validate() throws {
+        guard ServicePort.isDNSLabel(workload) else { throw ValidationError("--workload \(workload): use a DNS label, such as reviews-v1") }
+        guard ServicePort.isDNSLabel(namespace) else { throw ValidationError("--namespace \(namespace): use a DNS label, such as default") }
+        _ = try Self.parseLabels(labels)
+        for entry in service {
+            do { _ = try ServicePort(parsing: entry) } catch { throw ValidationError(error.reason) }
+        }
+        for (text, option) in [(app, "--app"), (inbound, "--inbound"), (outbound, "--outbound"), (controlPlane, "--control-plane"), (admin, "--admin")] {
+            _ = try HostPort.parse(text, option: option)
+        }
+        if let advertise { _ = try HostPort.parse(advertise, option: "--advertise") }
+        guard identityDir != nil else {
+            throw ValidationError("give --identity-dir DIR: the node agent's output directory ('rampart agent --out DIR')")
+        }
+        guard OutboundTrafficPolicy(rawValue: outboundTrafficPolicy) != nil else {
+            throw ValidationError("--outbound-traffic-policy \(outboundTrafficPolicy): use ALLOW_ANY or REGISTRY_ONLY")
+        }
+        guard maxBodyBytes > 0 else { throw ValidationError("--max-body-bytes must be positive") }
+        guard upstreamTimeout > 0 else { throw ValidationError("--upstream-timeout must be positive") }
+    }
+
+    /// Parses `k=v,k2=v2`.
+    static func parseLabels(_ text: String) throws -> [String: String] {
+        var labels: [String: String] = [:]
+        for pair in text.split(separator: ",") where !pair.isEmpty {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            guard parts.count == 2, !parts[0].isEmpty else {
+                throw ValidationError("--labels \(text): '\(pair)' is not key=value; write app=reviews,version=v1")
+            }
+            labels[String(parts[0])] = String(parts[1])
+        }
+        return labels
+    }
+
+    func run() async throws {
+        LoggingSetup.bootstrap(level: Logger.Level(rawValue: logLevel) ?? .info)
+        let logger = Logger(label: "rampart.proxy")
+        let registry = PrometheusCollectorRegistry()
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.valueHistogramBuckets = ProxyMetrics.histogramBuckets
+        MetricsSystem.bootstrap(factory)
+
+        let appAddress = try HostPort.parse(app, option: "--app")
+        let inboundAddress = try HostPort.parse(inbound, option: "--inbound")
+        let outboundAddress = try HostPort.parse(outbound, option: "--outbound")
+        let adminAddress = try HostPort.parse(admin, option: "--admin")
+        let controlPlaneAddress = try HostPort.parse(controlPlane, option: "--control-plane")
+        guard let rootPEM = try? String(contentsOfFile: caRoot, encoding: .utf8), rootPEM.contains("BEGIN CERTIFICATE") else {
+            throw ValidationError("--ca-root \(caRoot) cannot be read as PEM certificates: give the CA's root-cert.pem")
+        }
+        let workloadInfo = WorkloadInfo(
+            name: workload, namespace: namespace, labels: try Self.parseLabels(labels),
+            services: try service.map { try ServicePort(parsing: $0) }, appPort: appAddress.port
+        )
+        let identity = IdentityWatcher(directory: identityDir ?? "", logger: logger)
+        do {
+            try identity.reload()
+        } catch {
+            logger.warning("no workload identity yet; waiting for the node agent", metadata: ["error": "\(error.reason)"])
+        }
+        let context = ProxyContext(
+            workload: workloadInfo, appHost: appAddress.host, appPort: appAddress.port, identity: identity, config: ConfigHolder(),
+            upstream: UpstreamClient(maxBodyBytes: maxBodyBytes), authenticator: RequestAuthenticator(), metrics: ProxyMetrics(),
+            accessLog: try AccessLog(path: accessLog), maxBodyBytes: maxBodyBytes, upstreamTimeout: .seconds(Int64(upstreamTimeout)),
+            outboundPolicy: OutboundTrafficPolicy(rawValue: outboundTrafficPolicy) ?? .allowAny, logger: logger
+        )
+        let server = ProxyServer(
+            context: context,
+            listeners: ProxyServer.Listeners(
+                inboundHost: inboundAddress.host, inboundPort: inboundAddress.port, outboundHost: outboundAddress.host, outboundPort: outboundAddress.port,
+                adminHost: adminAddress.host, adminPort: adminAddress.port, advertisedInbound: advertise
+            ),
+            controlPlane: ConfigStream.Endpoint(host: controlPlaneAddress.host, port: controlPlaneAddress.port, rootPEM: rootPEM)
+        )
+        try await server.run(metricsText: { registry.emitToString() }) { ports in
+            let line = "rampart proxy ready inbound=\(inboundAddress.host):\(ports.inbound) outbound=\(outboundAddress.host):\(ports.outbound) admin=\(adminAddress.host):\(ports.admin)\n"
+            FileHandle.standardError.write(Data(line.utf8))
+        }
+    }
+}
