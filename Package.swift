@@ -162,10 +162,15 @@ let package = Package(
         .testTarget(
             name: "RampartProxyTests",
             dependencies: [
-                "RampartProxy", "RampartPolicy", "RampartIdentity", "RampartAPI",
+                "RampartProxy", "RampartPolicy", "RampartIdentity", "RampartAPI", "RampartPKI", "RampartAuthn",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
         .testTarget(name: "RampartPolicyTests", dependencies: ["RampartPolicy", "RampartIdentity"], resources: [.copy("Fixtures")]),

@@ -1,0 +1,199 @@
+import NIOCore
+import NIOEmbedded
+import NIOHTTP1
+@testable import RampartProxy
+import Testing
+
+@Suite("Protocol sniffing")
+struct ClassificationTests {
+    @Test("a TLS ClientHello is recognised from its record header")
+    func tls() {
+        #expect(ProtocolClassifier.classify([0x16, 0x03, 0x01, 0x00, 0xF4]) == .tls)
+        #expect(ProtocolClassifier.classify([0x16]) == nil)
+        #expect(ProtocolClassifier.classify([0x16, 0x01]) == .tcp)
+    }
+
+    @Test("after TLS is terminated, a 0x16 byte is just TCP")
+    func noNestedTLS() {
+        #expect(ProtocolClassifier.classify([0x16, 0x03, 0x01], tlsAllowed: false) == .tcp)
+    }
+
+    @Test("HTTP/1 request lines are recognised by their method, once it is complete")
+    func http1() {
+        #expect(ProtocolClassifier.classify(Array("GET / HTTP/1.1\r\n".utf8)) == .http1)
+        #expect(ProtocolClassifier.classify(Array("OPTIONS * HTTP/1.1".utf8)) == .http1)
+        #expect(ProtocolClassifier.classify(Array("POS".utf8)) == nil)
+        #expect(ProtocolClassifier.classify(Array("GETX".utf8)) == .tcp)
+    }
+
+    @Test("the HTTP/2 preface is recognised only when whole")
+    func http2() {
+        #expect(ProtocolClassifier.classify(Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)) == .http2)
+        #expect(ProtocolClassifier.classify(Array("PRI * HTTP/2".utf8)) == nil)
+    }
+
+    @Test("anything else is opaque TCP")
+    func tcp() {
+        #expect(ProtocolClassifier.classify([0x00, 0x01]) == .tcp)
+        #expect(ProtocolClassifier.classify(Array("SSH-2.0-OpenSSH".utf8)) == .tcp)
+        #expect(ProtocolClassifier.classify([UInt8]()) == nil)
+    }
+
+    @Test("the sniffer holds bytes until it can decide, then replays them to the pipeline it built")
+    func snifferReplays() throws {
+        let channel = EmbeddedChannel()
+        var decided: SniffedProtocol?
+        let sniffer = ProtocolSniffer(
+            tlsAllowed: true,
+            configure: { _, sniffed in decided = sniffed },
+            failed: { Issue.record("unexpected failure: \($0)") }
+        )
+        try channel.pipeline.syncOperations.addHandler(sniffer)
+        try channel.writeInbound(ByteBuffer(string: "PO"))
+        #expect(decided == nil)
+        #expect(try channel.readInbound(as: ByteBuffer.self) == nil)
+        try channel.writeInbound(ByteBuffer(string: "ST /x HTTP/1.1\r\n"))
+        #expect(decided == .http1)
+        let replayed = try channel.readInbound(as: ByteBuffer.self)
+        #expect(replayed.map { String(buffer: $0) } == "POST /x HTTP/1.1\r\n")
+        #expect(try channel.finish().isClean)
+    }
+
+    @Test("a peer that sends nothing before the timeout is treated as TCP")
+    func snifferTimeout() throws {
+        let channel = EmbeddedChannel()
+        var decided: SniffedProtocol?
+        try channel.pipeline.syncOperations.addHandler(
+            ProtocolSniffer(tlsAllowed: true, timeout: .seconds(1), configure: { _, sniffed in decided = sniffed }, failed: { _ in })
+        )
+        channel.embeddedEventLoop.advanceTime(by: .seconds(2))
+        #expect(decided == .tcp)
+        _ = try channel.finish()
+    }
+}
+
+@Suite("Outbound targets and service names")
+struct ResolutionTests {
+    let registry = ServiceRegistry(services: [
+        MeshService(name: "reviews", namespace: "bookinfo", port: 9080, endpoints: [ServiceEndpoint(host: "127.0.0.1", port: 1, spiffeID: "spiffe://cluster.local/ns/bookinfo/sa/reviews", workload: "reviews-v1")]),
+        MeshService(name: "ratings", namespace: "other", port: 9080, endpoints: []),
+    ])
+
+    @Test("a short name resolves in the client's namespace, longer names anywhere")
+    func names() {
+        #expect(registry.resolve(host: "reviews", clientNamespace: "bookinfo")?.name == "reviews")
+        #expect(registry.resolve(host: "reviews", clientNamespace: "other") == nil)
+        #expect(registry.resolve(host: "reviews.bookinfo", clientNamespace: "other")?.namespace == "bookinfo")
+        #expect(registry.resolve(host: "reviews.bookinfo.svc", clientNamespace: "other") != nil)
+        #expect(registry.resolve(host: "Reviews.Bookinfo.svc.cluster.local.", clientNamespace: "other") != nil)
+        #expect(registry.resolve(host: "reviews.bookinfo.svc.example.org", clientNamespace: "other") == nil)
+        #expect(registry.resolve(host: "ratings.other.svc.cluster.local", clientNamespace: "bookinfo")?.port == 9080)
+    }
+
+    @Test("workloads are found by the identity they present")
+    func workloads() {
+        #expect(registry.workloads["spiffe://cluster.local/ns/bookinfo/sa/reviews"]?.workload == "reviews-v1")
+    }
+
+    @Test("an absolute-form target (http_proxy) gives host, port and origin-form path")
+    func absoluteForm() throws {
+        let target = try OutboundTarget(head: HTTPRequestHead(version: .http1_1, method: .GET, uri: "http://reviews.bookinfo:9080/r/1?x=2"))
+        #expect(target.host == "reviews.bookinfo")
+        #expect(target.port == 9080)
+        #expect(target.path == "/r/1?x=2")
+        #expect(target.authority == "reviews.bookinfo:9080")
+        let bare = try OutboundTarget(head: HTTPRequestHead(version: .http1_1, method: .GET, uri: "http://reviews"))
+        #expect(bare.path == "/")
+        #expect(bare.port == nil)
+    }
+
+    @Test("an origin-form target takes its destination from the Host header")
+    func hostHeader() throws {
+        var head = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/x")
+        head.headers.add(name: "host", value: "Reviews:9080")
+        let target = try OutboundTarget(head: head)
+        #expect(target.host == "reviews")
+        #expect(target.port == 9080)
+    }
+
+    @Test("https, CONNECT, a missing Host and a bad port are refused with what to do")
+    func refusals() {
+        #expect(throws: ProxyError.self) { try OutboundTarget(head: HTTPRequestHead(version: .http1_1, method: .GET, uri: "https://reviews/")) }
+        #expect(throws: ProxyError.self) { try OutboundTarget(head: HTTPRequestHead(version: .http1_1, method: .CONNECT, uri: "reviews:443")) }
+        #expect(throws: ProxyError.self) { try OutboundTarget(head: HTTPRequestHead(version: .http1_1, method: .GET, uri: "/")) }
+        var head = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/")
+        head.headers.add(name: "host", value: "reviews:99999")
+        #expect(throws: ProxyError.self) { try OutboundTarget(head: head) }
+    }
+
+    @Test("round robin cycles through a service's endpoints")
+    func roundRobin() {
+        let balancer = RoundRobin()
+        let picks = (0..<6).compactMap { _ in balancer.pick(["a", "b", "c"], service: "s") }
+        #expect(picks == ["a", "b", "c", "a", "b", "c"])
+        #expect(balancer.pick([String](), service: "s") == nil)
+    }
+}
+
+@Suite("Headers, serials and addresses")
+struct HeaderTests {
+    @Test("hop-by-hop headers, and those the connection header lists, are not forwarded")
+    func hopByHop() {
+        var headers = HTTPHeaders([("connection", "close, x-private"), ("x-private", "1"), ("keep-alive", "5"), ("x-kept", "yes"), ("transfer-encoding", "chunked")])
+        HopByHop.strip(&headers)
+        #expect(headers.map(\.name) == ["x-kept"])
+    }
+
+    @Test("x-request-id is kept when present and generated when absent")
+    func requestID() {
+        var headers = HTTPHeaders([("x-request-id", "abc")])
+        #expect(RequestIDs.ensure(&headers) == "abc")
+        var empty = HTTPHeaders()
+        let made = RequestIDs.ensure(&empty)
+        #expect(made.count == 36)
+        #expect(empty.first(name: "x-request-id") == made)
+    }
+
+    @Test("x-forwarded-client-cert appends this hop's element")
+    func xfcc() throws {
+        let peer = VerifiedPeer(spiffeID: try .init(parsing: "spiffe://cluster.local/ns/a/sa/b"), serial: "1", certificateHash: "ab")
+        let element = ForwardedClientCert.element(by: "spiffe://cluster.local/ns/c/sa/d", peer: peer)
+        #expect(element == "By=spiffe://cluster.local/ns/c/sa/d;Hash=ab;Subject=\"\";URI=spiffe://cluster.local/ns/a/sa/b")
+        #expect(ForwardedClientCert.appending(element, to: "By=x") == "By=x," + element)
+    }
+
+    @Test("serials compare in any of the CA's spellings")
+    func serials() {
+        let list = RevocationList(serials: ["0A:1B", "0x00ff"])
+        #expect(list.contains(serial: "a1b"))
+        #expect(list.contains(serial: "FF"))
+        #expect(!list.contains(serial: "a1c"))
+    }
+
+    @Test("endpoint addresses split into host and port, IPv6 included")
+    func addresses() {
+        #expect(EndpointAddress.split("127.0.0.1:15006")! == ("127.0.0.1", 15006))
+        #expect(EndpointAddress.split("[::1]:80")! == ("::1", 80))
+        #expect(EndpointAddress.split("127.0.0.1") == nil)
+        #expect(EndpointAddress.split("::1:80") == nil)
+        #expect(EndpointAddress.split("h:99999") == nil)
+    }
+
+    @Test("service flags parse NAME:PORT and refuse anything else")
+    func servicePorts() throws {
+        #expect(try ServicePort(parsing: "reviews:9080") == ServicePort(name: "reviews", port: 9080))
+        for bad in ["reviews", "Reviews:80", "reviews:0", "reviews:x", ":80"] {
+            #expect(throws: ProxyError.self) { try ServicePort(parsing: bad) }
+        }
+    }
+
+    @Test("reconnect back-off doubles from the initial wait, capped, with bounded jitter")
+    func backoff() {
+        for failures in 1...12 {
+            let wait = ConfigStream.backoff(failures: failures, initial: .milliseconds(200), max: .seconds(10))
+            let base = min(Duration.milliseconds(200) * (1 << (failures - 1)), .seconds(10))
+            #expect(wait >= base)
+            #expect(wait <= base * 1.25)
+        }
+    }
+}

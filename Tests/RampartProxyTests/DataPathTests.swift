@@ -1,0 +1,155 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+@testable import RampartProxy
+import Testing
+
+/// Real TLS handshakes on loopback between in-process proxies, with identities issued by a CA
+/// the test makes, and a real HTTP application behind the inbound listener.
+@Suite("Proxy data path", .serialized)
+struct DataPathTests {
+    static let serverWorkload = WorkloadInfo(name: "server-v1", namespace: "default", labels: ["app": "server", "version": "v1"], services: [ServicePort(name: "server", port: 8080)], appPort: 0)
+
+    /// Runs `body` with a mesh, an echo app, and a server-side proxy in front of it.
+    func withServer(_ body: (MeshFixture, TestProxy, (directory: String, serial: String, spiffeID: String)) async throws -> Void) async throws {
+        let mesh = try MeshFixture()
+        defer { mesh.remove() }
+        let app = try await EchoApp()
+        let appTask = Task { await app.run() }
+        defer { appTask.cancel() }
+        let server = try await mesh.identity(namespace: "default", serviceAccount: "server")
+        let workload = WorkloadInfo(name: "server-v1", namespace: "default", labels: ["app": "server", "version": "v1"], services: [ServicePort(name: "server", port: app.port)], appPort: app.port)
+        let proxy = try await TestProxy(workload: workload, identityDirectory: server.directory, appPort: app.port)
+        do {
+            try await body(mesh, proxy, server)
+        } catch {
+            await proxy.stop()
+            try? await app.channel.channel.close()
+            throw error
+        }
+        await proxy.stop()
+        try? await app.channel.channel.close()
+    }
+
+    @Test("a proxy that has never received config denies inbound requests")
+    func noConfigDenies() async throws {
+        try await withServer { mesh, proxy, _ in
+            let client = try await mesh.identity(namespace: "default", serviceAccount: "client")
+            let result = try await TestClient.mtls(port: proxy.inboundPort, identityDirectory: client.directory)
+            #expect(result.response.head.status == .forbidden)
+        }
+    }
+
+    @Test("an mTLS request reaches the application with the peer's identity in x-forwarded-client-cert")
+    func mtlsForwards() async throws {
+        try await withServer { mesh, proxy, server in
+            try proxy.install(SnapshotBuilder.snapshot())
+            let client = try await mesh.identity(namespace: "default", serviceAccount: "client")
+            let result = try await TestClient.mtls(port: proxy.inboundPort, identityDirectory: client.directory, path: "/hello?x=1", expected: [server.spiffeID])
+            #expect(result.response.head.status == .ok)
+            #expect(result.peer?.spiffeID.string == server.spiffeID)
+            let echo = try TestClient.echo(result.response)
+            #expect(echo["path"] as? String == "/hello?x=1")
+            let headers = echo["headers"] as? [String: String] ?? [:]
+            let xfcc = headers["x-forwarded-client-cert"] ?? ""
+            #expect(xfcc.contains("URI=\(client.spiffeID)"))
+            #expect(xfcc.hasPrefix("By=\(server.spiffeID);Hash="))
+            #expect(headers["x-forwarded-proto"] == "https")
+            #expect(headers["x-request-id"]?.isEmpty == false)
+        }
+    }
+
+    @Test("a DENY policy gets 403, and an ALLOW policy that names another identity denies too")
+    func authorization() async throws {
+        try await withServer { mesh, proxy, _ in
+            let client = try await mesh.identity(namespace: "default", serviceAccount: "client")
+            try proxy.install(SnapshotBuilder.snapshot(version: 2, resources: [
+                SnapshotBuilder.authorizationPolicy(name: "deny-admin", namespace: "default", body: "action: DENY\nrules:\n- to:\n  - operation:\n      paths: [\"/admin*\"]"),
+            ]))
+            #expect(try await TestClient.mtls(port: proxy.inboundPort, identityDirectory: client.directory, path: "/admin/x").response.head.status == .forbidden)
+            #expect(try await TestClient.mtls(port: proxy.inboundPort, identityDirectory: client.directory, path: "/ok").response.head.status == .ok)
+            try proxy.install(SnapshotBuilder.snapshot(version: 3, resources: [
+                SnapshotBuilder.authorizationPolicy(name: "only-frontend", namespace: "default", body: "action: ALLOW\nrules:\n- from:\n  - source:\n      principals: [\"cluster.local/ns/default/sa/frontend\"]"),
+            ]))
+            let denied = try await TestClient.mtls(port: proxy.inboundPort, identityDirectory: client.directory, path: "/ok")
+            #expect(denied.response.head.status == .forbidden)
+            #expect(String(buffer: denied.response.body).contains("RBAC: access denied"))
+            let frontend = try await mesh.identity(namespace: "default", serviceAccount: "frontend")
+            #expect(try await TestClient.mtls(port: proxy.inboundPort, identityDirectory: frontend.directory).response.head.status == .ok)
+        }
+    }
+
+    @Test("STRICT refuses plaintext; PERMISSIVE accepts plaintext and mTLS on the same port")
+    func peerAuthenticationModes() async throws {
+        try await withServer { mesh, proxy, _ in
+            let client = try await mesh.identity(namespace: "default", serviceAccount: "client")
+            try proxy.install(SnapshotBuilder.snapshot(version: 2, resources: [SnapshotBuilder.peerAuthentication(name: "default", namespace: "istio-system", mode: "STRICT")]))
+            await #expect(throws: (any Error).self) { try await TestClient.plain(port: proxy.inboundPort) }
+            #expect(try await TestClient.mtls(port: proxy.inboundPort, identityDirectory: client.directory).response.head.status == .ok)
+
+            try proxy.install(SnapshotBuilder.snapshot(version: 3, resources: [SnapshotBuilder.peerAuthentication(name: "default", namespace: "istio-system", mode: "PERMISSIVE")]))
+            let plain = try await TestClient.plain(port: proxy.inboundPort, headers: [("x-forwarded-client-cert", "By=forged;URI=spiffe://cluster.local/ns/x/sa/admin")])
+            #expect(plain.head.status == .ok)
+            let headers = try TestClient.echo(plain)["headers"] as? [String: String] ?? [:]
+            #expect(headers["x-forwarded-client-cert"] == nil)
+            #expect(headers["x-forwarded-proto"] == "http")
+            #expect(try await TestClient.mtls(port: proxy.inboundPort, identityDirectory: client.directory).response.head.status == .ok)
+        }
+    }
+
+    @Test("a revoked client certificate is refused in the handshake")
+    func revokedPeer() async throws {
+        try await withServer { mesh, proxy, _ in
+            let client = try await mesh.identity(namespace: "default", serviceAccount: "client")
+            try proxy.install(SnapshotBuilder.snapshot(version: 2, revoked: [client.serial]))
+            await #expect(throws: (any Error).self) { try await TestClient.mtls(port: proxy.inboundPort, identityDirectory: client.directory) }
+            let other = try await mesh.identity(namespace: "default", serviceAccount: "client")
+            #expect(try await TestClient.mtls(port: proxy.inboundPort, identityDirectory: other.directory).response.head.status == .ok)
+        }
+    }
+
+    @Test("a certificate from another CA is refused")
+    func foreignPeer() async throws {
+        try await withServer { _, proxy, _ in
+            try proxy.install(SnapshotBuilder.snapshot())
+            let stranger = try MeshFixture()
+            defer { stranger.remove() }
+            let client = try await stranger.identity(namespace: "default", serviceAccount: "client")
+            await #expect(throws: (any Error).self) { try await TestClient.mtls(port: proxy.inboundPort, identityDirectory: client.directory) }
+        }
+    }
+
+    @Test("outbound resolves the service, originates mTLS, and checks the server's identity")
+    func outbound() async throws {
+        try await withServer { mesh, serverProxy, server in
+            try serverProxy.install(SnapshotBuilder.snapshot())
+            let client = try await mesh.identity(namespace: "default", serviceAccount: "client")
+            let clientWorkload = WorkloadInfo(name: "client-v1", namespace: "default", labels: ["app": "client"], appPort: 1)
+            let clientProxy = try await TestProxy(workload: clientWorkload, identityDirectory: client.directory, appPort: 1)
+            defer { Task { await clientProxy.stop() } }
+            let endpoint = "127.0.0.1:\(serverProxy.inboundPort)"
+            try clientProxy.install(SnapshotBuilder.snapshot(services: [("server", "default", 8080, [(endpoint, server.spiffeID, "server-v1")])]))
+
+            let viaHost = try await TestClient.plain(port: clientProxy.outboundPort, path: "/a", host: "server:8080", headers: [("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")])
+            #expect(viaHost.head.status == .ok)
+            let headers = try TestClient.echo(viaHost)["headers"] as? [String: String] ?? [:]
+            #expect(headers["x-forwarded-client-cert"]?.contains("URI=\(client.spiffeID)") == true)
+            #expect(headers["traceparent"] == "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+            #expect(headers["x-request-id"]?.isEmpty == false)
+            #expect(headers["host"] == "server:8080")
+
+            let viaProxyForm = try await TestClient.plain(port: clientProxy.outboundPort, path: "http://server.default.svc.cluster.local:8080/b", host: "ignored")
+            #expect(viaProxyForm.head.status == .ok)
+            #expect(try TestClient.echo(viaProxyForm)["path"] as? String == "/b")
+
+            #expect(try await TestClient.plain(port: clientProxy.outboundPort, host: "nosuch").head.status == .badGateway)
+            #expect(try await TestClient.plain(port: clientProxy.outboundPort, host: "server:9999").head.status == .notFound)
+
+            // The registry expects another identity for the service: the server is refused.
+            try clientProxy.install(SnapshotBuilder.snapshot(version: 2, services: [("server", "default", 8080, [(endpoint, "spiffe://cluster.local/ns/default/sa/impostor", "server-v1")])]))
+            let refused = try await TestClient.plain(port: clientProxy.outboundPort, host: "server")
+            #expect(refused.head.status == .serviceUnavailable)
+            #expect(String(buffer: refused.body).contains("not an identity the registry expects"))
+        }
+    }
+}
