@@ -104,9 +104,9 @@ struct MeshConfigStreamTests {
         #expect((entry["certificate_not_after"] as? String)?.hasSuffix("Z") == true)
 
         // An apply in the proxy's namespace reaches it within a second.
+        let seen = stream.snapshots.count
         let applied = try rampart("apply", "-f", try Self.policy("deny-admin", namespace: "shop", in: ca.directory), "--state", ca.state)
         #expect(applied.succeeded, "\(applied.stderr)")
-        let seen = stream.snapshots.count
         let afterApply = try #require(
             await stream.snapshot(after: seen, within: .seconds(1)) { $0.resources.contains { $0.name == "deny-admin" } }, "the apply did not arrive within 1 s"
         )
@@ -115,9 +115,9 @@ struct MeshConfigStreamTests {
         #expect(afterApply.nonce != first.nonce)
 
         // A revocation of another certificate reaches it within a second.
+        let revokedSeen = stream.snapshots.count
         let revoke = try rampart("cert", "revoke", "--state", ca.state, other.serial, "--reason", "keyCompromise")
         #expect(revoke.succeeded, "\(revoke.stderr)")
-        let revokedSeen = stream.snapshots.count
         let afterRevoke = try #require(
             await stream.snapshot(after: revokedSeen, within: .seconds(1)) { $0.revoked.contains { $0.serial == other.serial } }, "the revocation did not arrive within 1 s"
         )
@@ -144,8 +144,9 @@ struct MeshConfigStreamTests {
         #expect(json.stdout.contains("\"acked_config_version\" : 2"), "\(json.stdout)")
 
         // A NACK is reported with its reason, and the acked version stays.
+        let nackSeen = stream.snapshots.count
         _ = try rampart("apply", "-f", try Self.policy("deny-debug", namespace: "shop", in: ca.directory), "--state", ca.state)
-        let third = try #require(await stream.snapshot(after: stream.snapshots.count, within: .seconds(1)) { $0.configVersion == 3 })
+        let third = try #require(await stream.snapshot(after: nackSeen, within: .seconds(1)) { $0.configVersion == 3 })
         stream.send(.ack(third.nonce, accepted: false, detail: "test refused deny-debug"))
         #expect(try Self.waitForSyncz(ca) { Self.proxies($0).first?["last_nack"] as? String == "test refused deny-debug" } != nil)
         let nacked = try rampart("status", "--admin", "127.0.0.1:\(ca.adminPort)")
@@ -189,6 +190,40 @@ struct MeshConfigStreamTests {
         let revokedError = try #require(await revoked.end(within: .seconds(5)).error as? RPCError)
         #expect(revokedError.code == .permissionDenied)
         #expect(revokedError.message.contains("revoked"), "\(revokedError.message)")
+    }
+
+    @Test("an open stream is closed with PERMISSION_DENIED within a second of its own certificate's revocation, and SIGTERM ends open streams")
+    func revokedWhileConnected() async throws {
+        let ca = try CAProcess(label: "mesh-revoked-live")
+        try ca.start()
+        defer { ca.stop() }
+        let proxy = try await Self.workload(ca, namespace: "shop", account: "reviews")
+        let stream = ConfigStreamClient()
+        async let finished: Void = stream.run(port: ca.grpcPort, rootPEM: ca.rootPEM, chainPEM: proxy.chainPEM, keyPEM: proxy.keyPEM)
+        stream.send(.registration(workload: "reviews-v1", namespace: "shop", services: [("reviews", 9080)], inbound: "127.0.0.1:15006"))
+        #expect(await stream.snapshot(within: .seconds(5)) != nil, "no first snapshot: \(ca.log)")
+
+        #expect(try rampart("cert", "revoke", "--state", ca.state, proxy.serial).succeeded)
+        let end = await stream.end(within: .seconds(1))
+        #expect(end.ended, "the stream of a revoked proxy stayed open")
+        let error = try #require(end.error as? RPCError, "expected an RPC error, got \(String(describing: end.error))")
+        #expect(error.code == .permissionDenied)
+        #expect(error.message.contains("revoked"), "\(error.message)")
+        stream.close()
+        await finished
+
+        // Another proxy stays connected while the CA shuts down: the stream ends and the CA exits promptly.
+        let survivor = try await Self.workload(ca, namespace: "shop", account: "ratings")
+        let open = ConfigStreamClient()
+        async let openDone: Void = open.run(port: ca.grpcPort, rootPEM: ca.rootPEM, chainPEM: survivor.chainPEM, keyPEM: survivor.keyPEM)
+        open.send(.registration(workload: "ratings-v1", namespace: "shop", services: [], inbound: "127.0.0.1:15007"))
+        #expect(await open.snapshot(within: .seconds(5)) != nil)
+        let stopping = ContinuousClock.now
+        ca.stop()
+        #expect(ContinuousClock.now - stopping < .seconds(5), "ca serve took \(ContinuousClock.now - stopping) to stop with a stream open")
+        #expect(await open.end(within: .seconds(5)).ended)
+        open.close()
+        await openDone
     }
 
     @Test("a stream without a client certificate is UNAUTHENTICATED, one that starts with an ACK is INVALID_ARGUMENT, and status without a CA says to pass --admin")

@@ -24,6 +24,8 @@ public final class MeshRegistry: Sendable {
     private struct State {
         var records: [StreamID: ProxyRecord] = [:]
         var nextID: UInt64 = 1
+        /// The services last published.
+        var services: [MeshService] = []
     }
 
     /// How long a disconnected proxy's registration is kept.
@@ -47,7 +49,7 @@ public final class MeshRegistry: Sendable {
     /// Records a newly registered stream, replacing any record of the same workload, and returns its id.
     @discardableResult
     public func register(_ registration: ProxyRegistration, spiffeID: String, certificateNotAfter: Date, peerHost: String?, now: Date) -> StreamID {
-        let (id, replaced) = change(now: now) { state -> (StreamID, [ProxyRecord]) in
+        let (id, replaced) = change(now: now, changesServices: true) { state -> (StreamID, [ProxyRecord]) in
             let id = StreamID(value: state.nextID)
             state.nextID += 1
             let replaced = state.records.values.filter {
@@ -70,7 +72,7 @@ public final class MeshRegistry: Sendable {
 
     /// Marks a stream closed at `now`; its record stays for the grace period.
     public func disconnect(_ id: StreamID, now: Date) {
-        change(now: now) { state in
+        change(now: now, changesServices: false) { state in
             state.records[id]?.disconnectedAt = now
         }
     }
@@ -78,7 +80,7 @@ public final class MeshRegistry: Sendable {
     /// Removes the records whose grace period ended at or before `now`; returns them.
     @discardableResult
     public func expire(now: Date) -> [ProxyRecord] {
-        change(now: now) { _ in () }.expired
+        change(now: now, changesServices: false) { _ in () }.expired
     }
 
     /// Notes that a snapshot with `nonce` and `version` was sent on a stream.
@@ -106,21 +108,25 @@ public final class MeshRegistry: Sendable {
     }
 
     /// Runs `body` on the state, then drops records whose grace ended by `now`, and publishes
-    /// the services when they changed.
+    /// the services when they changed. `changesServices` says whether `body` may have changed them.
     @discardableResult
-    private func change<Result>(now: Date, _ body: (inout State) -> Result) -> (result: Result, expired: [ProxyRecord]) {
+    private func change<Result>(now: Date, changesServices: Bool, _ body: (inout State) -> Result) -> (result: Result, expired: [ProxyRecord]) {
         let grace = TimeInterval(grace.components.seconds) + TimeInterval(grace.components.attoseconds) / 1e18
         // Published under the lock, so two changes can never reach watchers out of order.
         let (result, expired) = state.withLock { state -> (Result, [ProxyRecord]) in
-            let before = MeshService.derive(from: Array(state.records.values))
             let result = body(&state)
             let expired = state.records.values.filter { record in
                 guard let closed = record.disconnectedAt else { return false }
                 return closed.addingTimeInterval(grace) <= now
             }
             for record in expired { state.records.removeValue(forKey: record.stream) }
-            let after = MeshService.derive(from: Array(state.records.values))
-            if after != before { services.publish(after) }
+            if changesServices || !expired.isEmpty {
+                let derived = MeshService.derive(from: Array(state.records.values))
+                if derived != state.services {
+                    state.services = derived
+                    services.publish(derived)
+                }
+            }
             return (result, expired)
         }
         for record in expired {
