@@ -188,4 +188,23 @@ struct DataPathTests {
             #expect(denied.head.status == .forbidden)
         }
     }
+
+    @Test("a certificate revoked after its handshake stops working on the connection it opened")
+    func revokedMidConnection() async throws {
+        try await withServer { mesh, proxy, _ in
+            try proxy.install(SnapshotBuilder.snapshot())
+            let client = try await mesh.identity(namespace: "default", serviceAccount: "client")
+            let identity = try ProxyIdentity(directory: client.directory)
+            let upstream = UpstreamClient(maxIdlePerTarget: 1, maxBodyBytes: 1 << 20)
+            defer { upstream.shutdown() }
+            let target = UpstreamTarget(
+                host: "127.0.0.1", port: proxy.inboundPort,
+                tls: TLSOrigination(generation: 1, verifier: PeerVerifier(roots: identity.roots, revoked: RevocationList(serials: [])), context: try TLSContexts(identity: identity).client))
+            #expect(try await upstream.send(TestClient.request(path: "/", host: "app", headers: []), to: target).response.head.status == .ok)
+            try proxy.install(SnapshotBuilder.snapshot(version: 2, revoked: [client.serial]))
+            let after = try await upstream.send(TestClient.request(path: "/", host: "app", headers: []), to: target)
+            #expect(after.response.head.status == .forbidden)
+            #expect(String(buffer: after.response.body).contains("revoked"))
+        }
+    }
 }

@@ -61,6 +61,14 @@ struct InboundHTTP: Sendable {
             record.responseDetails = "no_config_received"
             return .local(.forbidden, "RBAC: access denied (this proxy has not yet received its config from the control plane)\n")
         }
+        // A certificate revoked after the handshake stops working on the connection it opened.
+        if let peer = info.peer, config.revoked.contains(serial: peer.serial) {
+            record.responseFlags = "UAEX"
+            record.responseDetails = "peer_certificate_revoked"
+            var response = BufferedResponse.local(.forbidden, "the client certificate \(peer.serial) was revoked by the CA\n")
+            response.head.headers.replaceOrAdd(name: "connection", value: "close")
+            return response
+        }
         if let peer = info.peer, let source = config.registry.workloads[peer.spiffeID.string] {
             record.sourceWorkload = source.workload
             record.sourceNamespace = source.namespace
