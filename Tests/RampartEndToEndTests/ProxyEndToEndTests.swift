@@ -116,6 +116,28 @@ struct ProxyEndToEndTests {
         #expect(deniedLine?.contains("\"authz_policy\":\"demo/deny-a\"") == true, "\(log)")
         #expect(deniedLine?.contains("\"response_flags\":\"RBAC\"") == true)
 
+        // A real Prometheus server scrapes both proxies' Istio metrics.
+        let prometheus = try PrometheusProcess(directory: mesh.directory, scrapePorts: [mesh.a.admin, mesh.b.admin])
+        defer { prometheus.stop() }
+        var series: [[String: String]] = []
+        try await eventually(timeout: 30, "Prometheus to scrape istio_requests_total\n\(prometheus.service.log)") {
+            series = try prometheus.query("istio_requests_total{reporter=\"destination\"}")
+            return series.contains { $0["response_code"] == "403" }
+        }
+        let allowed = series.first { $0["response_code"] == "200" } ?? [:]
+        for label in ["reporter", "source_principal", "destination_principal", "destination_service", "response_code", "response_flags", "connection_security_policy"] {
+            #expect(allowed[label] != nil, "istio_requests_total lacks the \(label) label: \(allowed)")
+        }
+        #expect(allowed["source_principal"] == mesh.a.spiffeID)
+        #expect(allowed["destination_principal"] == mesh.b.spiffeID)
+        #expect(allowed["destination_service"] == "b.demo.svc.cluster.local")
+        #expect(allowed["connection_security_policy"] == "mutual_tls")
+        #expect(allowed["source_workload"] == "a")
+        #expect(series.contains { $0["response_code"] == "403" && $0["response_flags"] == "RBAC" })
+        let outbound = try prometheus.query("istio_requests_total{reporter=\"source\"}")
+        #expect(outbound.contains { $0["destination_workload"] == "b" && $0["source_principal"] == mesh.a.spiffeID })
+        #expect(!(try prometheus.query("istio_request_duration_milliseconds_bucket")).isEmpty)
+
         // rampart status lists both proxies, synced.
         let status = try rampart("status", "--admin", "127.0.0.1:\(mesh.ca.adminPort)")
         #expect(status.succeeded, "\(status.stderr)")

@@ -122,3 +122,46 @@ enum Curl {
         (try? JSONSerialization.jsonObject(with: Data(body.utf8))) as? [String: Any] ?? [:]
     }
 }
+
+/// A real Prometheus server (Debian's `prometheus`) on loopback, scraping the given admin ports.
+final class PrometheusProcess {
+    let port: Int
+    let service: ServiceProcess
+
+    init(directory: String, scrapePorts: [Int]) throws {
+        let free = try run("python3", ["-c", "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"])
+        guard let port = Int(free.trimmedOutput) else { throw TestFailure("cannot pick a port: \(free.stderr)") }
+        self.port = port
+        let targets = scrapePorts.map { "'127.0.0.1:\($0)'" }.joined(separator: ", ")
+        let config = """
+            global:
+              scrape_interval: 1s
+            scrape_configs:
+              - job_name: rampart-proxies
+                metrics_path: /stats/prometheus
+                static_configs:
+                  - targets: [\(targets)]
+            """
+        try config.write(toFile: "\(directory)/prometheus.yml", atomically: true, encoding: .utf8)
+        service = try ServiceProcess(
+            "/usr/bin/prometheus",
+            [
+                "--config.file=\(directory)/prometheus.yml", "--storage.tsdb.path=\(directory)/prometheus-data",
+                "--web.listen-address=127.0.0.1:\(port)", "--log.level=info",
+            ],
+            logFile: "\(directory)/prometheus.log", marker: "Server is ready to receive web requests", timeout: 60
+        )
+    }
+
+    /// The series an instant query returns: each series' labels.
+    func query(_ promQL: String) throws -> [[String: String]] {
+        let result = try Curl.get("http://127.0.0.1:\(port)/api/v1/query", ["-G", "--data-urlencode", "query=\(promQL)"])
+        guard result.code == 200 else { return [] }
+        let object = Curl.json(result.body)
+        let data = object["data"] as? [String: Any]
+        let series = data?["result"] as? [[String: Any]] ?? []
+        return series.compactMap { $0["metric"] as? [String: String] }
+    }
+
+    func stop() { service.stop() }
+}
