@@ -166,6 +166,7 @@ let package = Package(
             name: "RampartProxyTests",
             dependencies: [
                 "RampartProxy", "RampartPolicy", "RampartIdentity", "RampartAPI", "RampartPKI", "RampartAuthn",
+                .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
