@@ -193,4 +193,41 @@ struct ProxyEndToEndTests {
         #expect(revoked != nil, "the revoked certificate was still accepted\n\(mesh.b.proxy.log)")
         #expect((revoked ?? 99) <= 1.0, "revocation took \(revoked ?? 0) s to reach the proxy")
     }
+
+    @Test("a proxy that loses the control plane keeps enforcing its last snapshot, and reconnects when it is back")
+    func controlPlaneLoss() async throws {
+        let mesh = try await Mesh()
+        defer { mesh.stop() }
+        try mesh.apply(
+            """
+            apiVersion: security.istio.io/v1
+            kind: AuthorizationPolicy
+            metadata:
+              name: deny-secret
+              namespace: demo
+            spec:
+              action: DENY
+              rules:
+              - to:
+                - operation:
+                    paths: ["/secret"]
+            """, name: "deny-secret")
+        #expect(try mesh.secondsUntil { try mesh.callB("/secret").code == 403 } != nil)
+
+        let port = mesh.ca.grpcPort
+        mesh.ca.kill9()
+        // Enforcement goes on without the control plane.
+        for _ in 0..<5 {
+            #expect(try mesh.callB("/secret").code == 403)
+            #expect(try mesh.callB("/open").code == 200)
+            usleep(200_000)
+        }
+        try mesh.ca.start(grpcPort: port)
+        try await eventually(timeout: 30, "both proxies to reconnect\n\(mesh.a.proxy.log)") {
+            let status = try rampart("status", "--admin", "127.0.0.1:\(mesh.ca.adminPort)", "--json")
+            return status.succeeded && status.stdout.components(separatedBy: "\"connected\"").count - 1 >= 2
+        }
+        #expect(try mesh.callB("/secret").code == 403)
+        #expect(try mesh.callB("/open").code == 200)
+    }
 }
