@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh --test
 swift build --build-tests
-# Unit and store tests first, then the end-to-end tests on their own: some unit tests keep both
-# cores busy for seconds, and the end-to-end tests time real processes.
+# Unit and store tests first, then the end-to-end tests on their own and one at a time: some unit
+# tests keep both cores busy for seconds, and the end-to-end tests run a CA, agents, proxies and
+# applications as real processes and hold them to one-second deadlines.
 swift test --skip-build --skip RampartEndToEndTests 2>&1 | tee .build/test-output.txt
-swift test --skip-build --filter RampartEndToEndTests 2>&1 | tee -a .build/test-output.txt
+swift test --skip-build --no-parallel --filter RampartEndToEndTests 2>&1 | tee -a .build/test-output.txt

@@ -22,25 +22,10 @@ struct InboundHTTP: Sendable {
     }
 
     /// Serves one HTTP/2 connection: each stream is one request, decided and forwarded on its own.
-    func serve(
-        _ multiplexer: NIOHTTP2Handler.AsyncStreamMultiplexer<NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>>, connection: any Channel,
-        info: ConnectionInfo
-    ) async {
-        let maxBodyBytes = context.maxBodyBytes
-        do {
-            try await withThrowingDiscardingTaskGroup { group in
-                for try await stream in multiplexer.inbound {
-                    group.addTask {
-                        try? await HTTPServing.serve(stream, maxBodyBytes: maxBodyBytes) { request in
-                            await respond(request, info: info)
-                        }
-                    }
-                }
-            }
-        } catch {
-            context.logger.debug("inbound HTTP/2 connection ended", metadata: ["error": "\(error)"])
+    func serve(_ streams: Listening.HTTP2Streams, connection: any Channel, info: ConnectionInfo) async {
+        await Listening.serveStreams(streams, connection: connection, maxBodyBytes: context.maxBodyBytes, logger: context.logger) { request in
+            await respond(request, info: info)
         }
-        try? await connection.close()
     }
 
     private func respond(_ request: BufferedRequest, info: ConnectionInfo) async -> BufferedResponse {

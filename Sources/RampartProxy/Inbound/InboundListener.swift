@@ -31,40 +31,19 @@ public final class InboundListener: Service, Sendable {
     /// Accepts connections until shutdown.
     public func run() async throws {
         let context = self.context
-        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .serverChannelOption(.backlog, value: 256)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .bind(host: host, port: port) { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try Self.negotiate(channel, context: context)
-                }
-            }
-        onBound(server.channel.localAddress?.port ?? port)
-        context.logger.info("inbound listener ready", metadata: ["proxy.inbound": "\(host):\(server.channel.localAddress?.port ?? port)"])
         let http = InboundHTTP(context: context)
         let tcp = InboundTCP(context: context)
-        try await withGracefulShutdownHandler {
-            try await withThrowingDiscardingTaskGroup { group in
-                try await server.executeThenClose { connections in
-                    for try await negotiated in connections {
-                        group.addTask {
-                            do {
-                                switch try await negotiated.get() {
-                                case .http1(let channel, let info): await http.serve(channel, info: info)
-                                case .http2(let multiplexer, let channel, let info): await http.serve(multiplexer, connection: channel, info: info)
-                                case .tcp(let channel, let info): await tcp.serve(channel, info: info)
-                                }
-                            } catch {
-                                context.logger.info("inbound connection refused", metadata: ["error": "\(InboundRefusal.describe(error))"])
-                            }
-                        }
-                    }
+        try await Listening.serve(
+            host: host, port: port, name: "inbound", logger: context.logger, onBound: onBound,
+            negotiate: { channel in try Self.negotiate(channel, context: context) },
+            handle: { connection in
+                switch connection {
+                case .http1(let channel, let info): await http.serve(channel, info: info)
+                case .http2(let streams, let channel, let info): await http.serve(streams, connection: channel, info: info)
+                case .tcp(let channel, let info): await tcp.serve(channel, info: info)
                 }
             }
-        } onGracefulShutdown: {
-            server.channel.close(promise: nil)
-        }
+        )
     }
 
     /// Installs the sniffer that decides how the connection continues; the future completes when
@@ -120,13 +99,7 @@ public final class InboundListener: Service, Sendable {
             try channel.pipeline.syncOperations.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: true)
             return .http1(try NIOAsyncChannel(wrappingChannelSynchronously: channel), info)
         case .http2:
-            let multiplexer = try channel.pipeline.syncOperations.configureAsyncHTTP2Pipeline(mode: .server) { stream in
-                stream.eventLoop.makeCompletedFuture {
-                    try stream.pipeline.syncOperations.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
-                    return try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(wrappingChannelSynchronously: stream)
-                }
-            }
-            return .http2(multiplexer, channel, info)
+            return .http2(try Listening.configureHTTP2Server(channel), channel, info)
         case .tcp, .tls:
             return .tcp(try NIOAsyncChannel(wrappingChannelSynchronously: channel), info)
         }

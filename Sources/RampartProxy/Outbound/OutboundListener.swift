@@ -27,50 +27,28 @@ public final class OutboundListener: Service, Sendable {
 
     /// Accepts connections until shutdown.
     public func run() async throws {
-        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .serverChannelOption(.backlog, value: 256)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .bind(host: host, port: port) { channel in
-                channel.eventLoop.makeCompletedFuture { try Self.negotiate(channel) }
-            }
-        onBound(server.channel.localAddress?.port ?? port)
-        context.logger.info("outbound listener ready", metadata: ["proxy.outbound": "\(host):\(server.channel.localAddress?.port ?? port)"])
         let context = self.context
         let balancer = self.balancer
-        try await withGracefulShutdownHandler {
-            try await withThrowingDiscardingTaskGroup { group in
-                try await server.executeThenClose { connections in
-                    for try await negotiated in connections {
-                        group.addTask {
-                            do {
-                                switch try await negotiated.get() {
-                                case .http1(let connection, let remote):
-                                    try await HTTPServing.serve(connection, maxBodyBytes: context.maxBodyBytes) { request in
-                                        await OutboundHTTP(context: context, balancer: balancer).handle(request, remote: remote)
-                                    }
-                                case .http2(let multiplexer, let channel, let remote):
-                                    try await withThrowingDiscardingTaskGroup { streams in
-                                        for try await stream in multiplexer.inbound {
-                                            streams.addTask {
-                                                try? await HTTPServing.serve(stream, maxBodyBytes: context.maxBodyBytes) { request in
-                                                    await OutboundHTTP(context: context, balancer: balancer).handle(request, remote: remote)
-                                                }
-                                            }
-                                        }
-                                    }
-                                    try? await channel.close()
-                                }
-                            } catch {
-                                context.logger.debug("outbound connection ended", metadata: ["error": "\(error)"])
-                            }
+        try await Listening.serve(
+            host: host, port: port, name: "outbound", logger: context.logger, onBound: onBound,
+            negotiate: { channel in try Self.negotiate(channel) },
+            handle: { connection in
+                switch connection {
+                case .http1(let channel, let remote):
+                    do {
+                        try await HTTPServing.serve(channel, maxBodyBytes: context.maxBodyBytes) { request in
+                            await OutboundHTTP(context: context, balancer: balancer).handle(request, remote: remote)
                         }
+                    } catch {
+                        context.logger.debug("outbound connection ended", metadata: ["error": "\(error)"])
+                    }
+                case .http2(let streams, let channel, let remote):
+                    await Listening.serveStreams(streams, connection: channel, maxBodyBytes: context.maxBodyBytes, logger: context.logger) { request in
+                        await OutboundHTTP(context: context, balancer: balancer).handle(request, remote: remote)
                     }
                 }
             }
-        } onGracefulShutdown: {
-            server.channel.close(promise: nil)
-        }
+        )
     }
 }
 
@@ -78,7 +56,7 @@ extension OutboundListener {
     /// A connection from an application: HTTP/1.1, or HTTP/2 with prior knowledge (gRPC clients).
     enum Connection: Sendable {
         case http1(NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, SocketAddress?)
-        case http2(NIOHTTP2Handler.AsyncStreamMultiplexer<NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>>, any Channel, SocketAddress?)
+        case http2(Listening.HTTP2Streams, any Channel, SocketAddress?)
     }
 
     static func negotiate(_ channel: any Channel) throws -> EventLoopFuture<Connection> {
@@ -88,13 +66,7 @@ extension OutboundListener {
             configure: { channel, sniffed in
                 switch sniffed {
                 case .http2:
-                    let multiplexer = try channel.pipeline.syncOperations.configureAsyncHTTP2Pipeline(mode: .server) { stream in
-                        stream.eventLoop.makeCompletedFuture {
-                            try stream.pipeline.syncOperations.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
-                            return try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(wrappingChannelSynchronously: stream)
-                        }
-                    }
-                    promise.succeed(.http2(multiplexer, channel, channel.remoteAddress))
+                    promise.succeed(.http2(try Listening.configureHTTP2Server(channel), channel, channel.remoteAddress))
                 case .http1, .tcp, .tls:
                     // Anything that is not HTTP/2 is parsed as HTTP/1.1; garbage gets a 400 from the codec.
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: true)

@@ -98,7 +98,17 @@ public final class UpstreamClient: Sendable {
         if target.http2 { return try await sendHTTP2(request, to: target, timeout: timeout) }
         var request = request
         if request.head.version.major == 2 { request.head.version = .http1_1 }
-        let connection = try await acquire(target)
+        let (connection, reused) = try await acquire(target)
+        do {
+            return try await exchange(request, on: connection, target: target, timeout: timeout)
+        } catch is UpstreamClosed where reused && Self.idempotent.contains(request.head.method.rawValue) {
+            // A pooled connection the server closed while it sat idle: the server answered
+            // nothing, so an idempotent request is sent once more on a new connection.
+            return try await exchange(request, on: try await connect(target), target: target, timeout: timeout)
+        }
+    }
+
+    private func exchange(_ request: BufferedRequest, on connection: Pooled, target: UpstreamTarget, timeout: TimeAmount) async throws -> UpstreamResult {
         do {
             let response = try await exchange(request, on: connection.channel, timeout: timeout)
             if request.head.isKeepAlive && response.head.isKeepAlive && connection.channel.isActive {
@@ -112,6 +122,9 @@ public final class UpstreamClient: Sendable {
             throw error
         }
     }
+
+    /// Methods a client may repeat without changing the outcome (RFC 9110 §9.2.2).
+    static let idempotent: Set<String> = ["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]
 
     /// Closes every idle connection.
     public func shutdown() {
@@ -137,7 +150,7 @@ public final class UpstreamClient: Sendable {
             stream = try await connection.multiplexer.openStream { streamChannel in
                 streamChannel.eventLoop.makeCompletedFuture {
                     try streamChannel.pipeline.syncOperations.addHandler(HTTP2FramePayloadToHTTP1ClientCodec(httpProtocol: target.tls == nil ? .http : .https))
-                    try streamChannel.pipeline.syncOperations.addHandler(UpstreamExchangeHandler(maxBodyBytes: maxBodyBytes, handshake: nil))
+                    try streamChannel.pipeline.syncOperations.addHandler(UpstreamExchangeHandler(maxBodyBytes: maxBodyBytes))
                     return streamChannel
                 }
             }
@@ -152,42 +165,13 @@ public final class UpstreamClient: Sendable {
 
     private func multiplexedConnection(_ target: UpstreamTarget) async throws -> Multiplexed {
         if let existing = multiplexed.withLock({ $0[target] }), existing.channel.isActive { return existing }
-        let box = PeerBox()
-        let loop = group.next()
-        let handshake = target.tls == nil ? nil : loop.makePromise(of: Void.self)
-        let connected: (any Channel, NIOHTTP2Handler.AsyncStreamMultiplexer<Void>)
-        do {
-            connected = try await ClientBootstrap(group: loop)
-                .connectTimeout(connectTimeout)
-                .channelOption(.socketOption(.tcp_nodelay), value: 1)
-                .connect(host: target.host, port: target.port) { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        if let tls = target.tls {
-                            let handler = try NIOSSLClientHandler(
-                                context: tls.context, serverHostname: nil, customVerificationCallbackWithMetadata: tls.verifier.callback(box: box)
-                            )
-                            try channel.pipeline.syncOperations.addHandler(handler)
-                            try channel.pipeline.syncOperations.addHandler(HandshakeWatcher(promise: handshake))
-                        }
-                        let multiplexer = try channel.pipeline.syncOperations.configureAsyncHTTP2Pipeline(mode: .client) { stream in
-                            stream.eventLoop.makeSucceededVoidFuture()
-                        }
-                        return (channel, multiplexer)
-                    }
-                }
-        } catch {
-            handshake?.fail(error)
-            throw ProxyError(.upstream, "cannot connect to \(target.host):\(target.port): \(error)")
-        }
-        if let handshake {
-            do {
-                try await handshake.futureResult.get()
-            } catch {
-                connected.0.close(promise: nil)
-                throw ProxyError(.upstream, "mTLS to \(target.host):\(target.port) failed: \(box.refusal ?? "\(error)")")
+        let (connected, peer) = try await open(target) { channel in
+            let multiplexer = try channel.pipeline.syncOperations.configureAsyncHTTP2Pipeline(mode: .client) { stream in
+                stream.eventLoop.makeSucceededVoidFuture()
             }
+            return (channel, multiplexer)
         }
-        let fresh = Multiplexed(channel: connected.0, multiplexer: connected.1, peer: box.peer)
+        let fresh = Multiplexed(channel: connected.0, multiplexer: connected.1, peer: peer)
         let chosen = multiplexed.withLock { pool -> Multiplexed in
             if let existing = pool[target], existing.channel.isActive { return existing }
             pool[target] = fresh
@@ -207,11 +191,12 @@ public final class UpstreamClient: Sendable {
         }
     }
 
-    private func acquire(_ target: UpstreamTarget) async throws -> Pooled {
+    /// A pooled connection (reused) or a new one.
+    private func acquire(_ target: UpstreamTarget) async throws -> (Pooled, reused: Bool) {
         while let pooled = idle.withLock({ pool -> Pooled? in pool[target]?.popLast() }) {
-            if pooled.channel.isActive { return pooled }
+            if pooled.channel.isActive { return (pooled, true) }
         }
-        return try await connect(target)
+        return (try await connect(target), false)
     }
 
     private func release(_ connection: Pooled, target: UpstreamTarget) {
@@ -224,35 +209,47 @@ public final class UpstreamClient: Sendable {
     }
 
     private func connect(_ target: UpstreamTarget) async throws -> Pooled {
-        let box = PeerBox()
         let maxBodyBytes = self.maxBodyBytes
+        let (channel, peer) = try await open(target) { channel in
+            try channel.pipeline.syncOperations.addHTTPClientHandlers()
+            try channel.pipeline.syncOperations.addHandler(UpstreamExchangeHandler(maxBodyBytes: maxBodyBytes))
+            return channel
+        }
+        return Pooled(channel: channel, peer: peer)
+    }
+
+    /// Connects to `target`, with mTLS when it asks for it, lets `configure` build the rest of the
+    /// pipeline, and waits for the handshake, so a refused server identity is reported as such
+    /// rather than as a broken exchange. Returns what `configure` built and the verified server.
+    private func open<Output: Sendable>(
+        _ target: UpstreamTarget, configure: @escaping @Sendable (any Channel) throws -> Output
+    ) async throws -> (Output, VerifiedPeer?) {
+        let box = PeerBox()
         let loop = group.next()
         let handshake = target.tls == nil ? nil : loop.makePromise(of: Void.self)
+        let output: Output
         let channel: any Channel
         do {
-            channel = try await ClientBootstrap(group: loop)
+            (output, channel) = try await ClientBootstrap(group: loop)
                 .connectTimeout(connectTimeout)
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
-                .channelInitializer { channel in
+                .connect(host: target.host, port: target.port) { channel in
                     channel.eventLoop.makeCompletedFuture {
                         if let tls = target.tls {
                             let handler = try NIOSSLClientHandler(
                                 context: tls.context, serverHostname: nil, customVerificationCallbackWithMetadata: tls.verifier.callback(box: box)
                             )
                             try channel.pipeline.syncOperations.addHandler(handler)
+                            try channel.pipeline.syncOperations.addHandler(HandshakeWatcher(promise: handshake))
                         }
-                        try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                        try channel.pipeline.syncOperations.addHandler(UpstreamExchangeHandler(maxBodyBytes: maxBodyBytes, handshake: handshake))
+                        return (try configure(channel), channel)
                     }
                 }
-                .connect(host: target.host, port: target.port).get()
         } catch {
             handshake?.fail(error)
             throw ProxyError(.upstream, "cannot connect to \(target.host):\(target.port): \(error)")
         }
         if let handshake {
-            // Wait for the handshake, so a refused server identity is reported as such rather
-            // than as a broken exchange.
             do {
                 try await handshake.futureResult.get()
             } catch {
@@ -260,7 +257,7 @@ public final class UpstreamClient: Sendable {
                 throw ProxyError(.upstream, "mTLS to \(target.host):\(target.port) failed: \(box.refusal ?? "\(error)")")
             }
         }
-        return Pooled(channel: channel, peer: box.peer)
+        return (output, box.peer)
     }
 
     private func exchange(_ request: BufferedRequest, on channel: any Channel, timeout: TimeAmount) async throws -> BufferedResponse {
@@ -290,20 +287,9 @@ final class UpstreamExchangeHandler: ChannelDuplexHandler, RemovableChannelHandl
     private var pending: EventLoopPromise<BufferedResponse>?
     private var head: HTTPResponseHead?
     private var body = ByteBuffer()
-    private var handshake: EventLoopPromise<Void>?
 
-    /// `handshake`, for TLS channels, succeeds once TLS is established.
-    init(maxBodyBytes: Int, handshake: EventLoopPromise<Void>?) {
+    init(maxBodyBytes: Int) {
         self.maxBodyBytes = maxBodyBytes
-        self.handshake = handshake
-    }
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if case .handshakeCompleted = event as? TLSUserEvent {
-            handshake?.succeed()
-            handshake = nil
-        }
-        context.fireUserInboundEventTriggered(event)
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
@@ -350,11 +336,9 @@ final class UpstreamExchangeHandler: ChannelDuplexHandler, RemovableChannelHandl
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        handshake?.fail(ProxyError(.upstream, "the connection closed during the TLS handshake"))
-        handshake = nil
         if let pending {
             self.pending = nil
-            pending.fail(ProxyError(.upstream, "the upstream closed the connection before answering"))
+            pending.fail(head == nil && body.readableBytes == 0 ? UpstreamClosed() : ProxyError(.upstream, "the upstream closed the connection in the middle of its response"))
         }
         context.fireChannelInactive()
     }
@@ -364,8 +348,6 @@ final class UpstreamExchangeHandler: ChannelDuplexHandler, RemovableChannelHandl
     }
 
     private func fail(_ error: any Error, context: ChannelHandlerContext) {
-        handshake?.fail(error)
-        handshake = nil
         if let pending {
             self.pending = nil
             pending.fail(error)
@@ -403,4 +385,9 @@ final class HandshakeWatcher: ChannelInboundHandler, RemovableChannelHandler {
         promise = nil
         context.fireChannelInactive()
     }
+}
+
+/// The upstream closed the connection before sending any of its response.
+struct UpstreamClosed: Error, CustomStringConvertible {
+    var description: String { "the upstream closed the connection before answering" }
 }

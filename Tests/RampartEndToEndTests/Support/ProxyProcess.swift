@@ -1,6 +1,30 @@
 import Foundation
 import Testing
 
+/// Runs blocking work (waiting for a child process, sleeping between polls) on a thread of its
+/// own, so async tests running beside it keep the cooperative pool's two threads.
+func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread.detachNewThread { continuation.resume(with: Result { try body() }) }
+    }
+}
+
+/// `rampart …` off the cooperative pool.
+func rampartAsync(_ arguments: String...) async throws -> CommandResult {
+    try await offPool { try run(Paths.rampart, arguments) }
+}
+
+/// Polls an async `condition` every 50 ms until it holds or `timeout` passes.
+func eventuallyAsync(timeout: TimeInterval, _ what: String, _ condition: () async throws -> Bool) async throws {
+    let limit = Date().addingTimeInterval(timeout)
+    while Date() < limit {
+        if try await condition() { return }
+        try await Task.sleep(for: .milliseconds(50))
+    }
+    if try await condition() { return }
+    throw TestFailure("timed out after \(Int(timeout)) s waiting for \(what)")
+}
+
 /// A long-running child process whose first line on a stream announces it is ready.
 final class ServiceProcess: @unchecked Sendable {
     let process = Process()
@@ -73,24 +97,31 @@ struct MeshWorkload {
     /// Starts an echo app, an agent bootstrapped with a fresh token, and a proxy in front of the app.
     static func start(name: String, namespace: String, ca: CAProcess, directory: String) async throws -> MeshWorkload {
         let spiffeID = "spiffe://cluster.local/ns/\(namespace)/sa/\(name)"
-        let app = try ServiceProcess("/usr/bin/python3", [Paths.interop.appendingPathComponent("echo_app.py").path, name], logFile: "\(directory)/\(name)-app.log", marker: "listening")
+        let app = try await offPool {
+            try ServiceProcess("/usr/bin/python3", [Paths.interop.appendingPathComponent("echo_app.py").path, name], logFile: "\(directory)/\(name)-app.log", marker: "listening")
+        }
         guard let appPort = app.port(after: "listening ") else { throw TestFailure("no port from the echo app: \(app.readyLine)") }
-        let token = try rampart("token", "create", "--state", ca.state, "--spiffe-id", spiffeID).trimmedOutput
+        let token = try await rampartAsync("token", "create", "--state", ca.state, "--spiffe-id", spiffeID).trimmedOutput
         let tokenFile = "\(directory)/\(name).token"
         try token.write(toFile: tokenFile, atomically: true, encoding: .utf8)
         let agent = AgentProcess(directory: directory, label: "\(name)-agent")
         try agent.start(ca: ca, credentialFile: tokenFile, ttl: "1h")
         try await eventually(timeout: 30, "\(name)'s agent to write its identity\n\(agent.log)") { agent.onDisk() != nil }
         let accessLog = "\(directory)/\(name)-access.log"
-        let proxy = try ServiceProcess(
+        let grpcPort = ca.grpcPort
+        let rootPath = ca.rootPath
+        let out = agent.out
+        let proxy = try await offPool {
+            try ServiceProcess(
             Paths.rampart,
             [
                 "proxy", "--workload", name, "--namespace", namespace, "--labels", "app=\(name),version=v1", "--service", "\(name):\(appPort)",
                 "--app", "127.0.0.1:\(appPort)", "--inbound", "127.0.0.1:0", "--outbound", "127.0.0.1:0", "--admin", "127.0.0.1:0",
-                "--control-plane", "127.0.0.1:\(ca.grpcPort)", "--ca-root", ca.rootPath, "--identity-dir", agent.out, "--access-log", accessLog,
+                "--control-plane", "127.0.0.1:\(grpcPort)", "--ca-root", rootPath, "--identity-dir", out, "--access-log", accessLog,
             ],
             logFile: "\(directory)/\(name)-proxy.log", marker: "rampart proxy ready"
-        )
+            )
+        }
         guard let inbound = proxy.port(after: "inbound="), let outbound = proxy.port(after: "outbound="), let admin = proxy.port(after: "admin=") else {
             throw TestFailure("no ports in the proxy's ready line: \(proxy.readyLine)")
         }
@@ -109,9 +140,10 @@ struct MeshWorkload {
 
 /// curl, as an independent HTTP client.
 enum Curl {
-    /// Runs curl; returns the status code (0 when no HTTP response came back), the body, and curl's exit status.
-    static func get(_ url: String, _ extra: [String] = []) throws -> (code: Int, body: String, exit: Int32) {
-        let result = try run("curl", ["-s", "-S", "--max-time", "5", "-o", "-", "-w", "\n%{http_code}"] + extra + [url], timeout: 20)
+    /// Runs curl off the cooperative pool; returns the status code (0 when no HTTP response came
+    /// back), the body, and curl's exit status.
+    static func get(_ url: String, _ extra: [String] = []) async throws -> (code: Int, body: String, exit: Int32) {
+        let result = try await offPool { try run("curl", ["-s", "-S", "--max-time", "5", "-o", "-", "-w", "\n%{http_code}"] + extra + [url], timeout: 20) }
         var lines = result.stdout.split(separator: "\n", omittingEmptySubsequences: false)
         let code = Int(lines.popLast() ?? "") ?? 0
         return (code, lines.joined(separator: "\n"), result.status)
@@ -124,12 +156,12 @@ enum Curl {
 }
 
 /// A real Prometheus server (Debian's `prometheus`) on loopback, scraping the given admin ports.
-final class PrometheusProcess {
+final class PrometheusProcess: @unchecked Sendable {
     let port: Int
     let service: ServiceProcess
 
-    init(directory: String, scrapePorts: [Int]) throws {
-        let free = try run("python3", ["-c", "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"])
+    init(directory: String, scrapePorts: [Int]) async throws {
+        let free = try await offPool { try run("python3", ["-c", "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"]) }
         guard let port = Int(free.trimmedOutput) else { throw TestFailure("cannot pick a port: \(free.stderr)") }
         self.port = port
         let targets = scrapePorts.map { "'127.0.0.1:\($0)'" }.joined(separator: ", ")
@@ -143,19 +175,22 @@ final class PrometheusProcess {
                   - targets: [\(targets)]
             """
         try config.write(toFile: "\(directory)/prometheus.yml", atomically: true, encoding: .utf8)
-        service = try ServiceProcess(
+        let directory = directory
+        service = try await offPool {
+            try ServiceProcess(
             "/usr/bin/prometheus",
             [
                 "--config.file=\(directory)/prometheus.yml", "--storage.tsdb.path=\(directory)/prometheus-data",
                 "--web.listen-address=127.0.0.1:\(port)", "--log.level=info",
             ],
             logFile: "\(directory)/prometheus.log", marker: "Server is ready to receive web requests", timeout: 60
-        )
+            )
+        }
     }
 
     /// The series an instant query returns: each series' labels.
-    func query(_ promQL: String) throws -> [[String: String]] {
-        let result = try Curl.get("http://127.0.0.1:\(port)/api/v1/query", ["-G", "--data-urlencode", "query=\(promQL)"])
+    func query(_ promQL: String) async throws -> [[String: String]] {
+        let result = try await Curl.get("http://127.0.0.1:\(port)/api/v1/query", ["-G", "--data-urlencode", "query=\(promQL)"])
         guard result.code == 200 else { return [] }
         let object = Curl.json(result.body)
         let data = object["data"] as? [String: Any]

@@ -1,0 +1,77 @@
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOHTTP2
+import NIOPosix
+import ServiceLifecycle
+
+/// What the inbound and outbound listeners share: binding, the accept loop, and HTTP/2 streams.
+enum Listening {
+    /// Binds a TCP listener whose connections each yield a negotiation future, then runs
+    /// `handle` for each negotiated connection in a task of its own until graceful shutdown.
+    static func serve<Negotiated: Sendable>(
+        host: String, port: Int, name: String, logger: Logger, onBound: @Sendable (Int) -> Void,
+        negotiate: @escaping @Sendable (any Channel) throws -> EventLoopFuture<Negotiated>,
+        handle: @escaping @Sendable (Negotiated) async -> Void
+    ) async throws {
+        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelOption(.backlog, value: 256)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .bind(host: host, port: port) { channel in
+                channel.eventLoop.makeCompletedFuture { try negotiate(channel) }
+            }
+        let bound = server.channel.localAddress?.port ?? port
+        onBound(bound)
+        logger.info("\(name) listener ready", metadata: ["proxy.\(name)": "\(host):\(bound)"])
+        try await withGracefulShutdownHandler {
+            try await withThrowingDiscardingTaskGroup { group in
+                try await server.executeThenClose { connections in
+                    for try await negotiated in connections {
+                        group.addTask {
+                            do {
+                                await handle(try await negotiated.get())
+                            } catch {
+                                logger.info("\(name) connection refused", metadata: ["error": "\(InboundRefusal.describe(error))"])
+                            }
+                        }
+                    }
+                }
+            }
+        } onGracefulShutdown: {
+            server.channel.close(promise: nil)
+        }
+    }
+
+    /// An HTTP/2 server connection whose streams arrive as HTTP/1-style parts.
+    typealias HTTP2Streams = NIOHTTP2Handler.AsyncStreamMultiplexer<NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>>
+
+    /// Configures `channel` as an HTTP/2 server whose streams each speak HTTP/1-style parts.
+    static func configureHTTP2Server(_ channel: any Channel) throws -> HTTP2Streams {
+        try channel.pipeline.syncOperations.configureAsyncHTTP2Pipeline(mode: .server) { stream in
+            stream.eventLoop.makeCompletedFuture {
+                try stream.pipeline.syncOperations.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
+                return try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(wrappingChannelSynchronously: stream)
+            }
+        }
+    }
+
+    /// Serves every stream of an HTTP/2 connection, each one request answered by `respond`, then closes it.
+    static func serveStreams(
+        _ streams: HTTP2Streams, connection: any Channel, maxBodyBytes: Int, logger: Logger,
+        respond: @escaping @Sendable (BufferedRequest) async -> BufferedResponse
+    ) async {
+        do {
+            try await withThrowingDiscardingTaskGroup { group in
+                for try await stream in streams.inbound {
+                    group.addTask {
+                        try? await HTTPServing.serve(stream, maxBodyBytes: maxBodyBytes, respond: respond)
+                    }
+                }
+            }
+        } catch {
+            logger.debug("HTTP/2 connection ended", metadata: ["error": "\(error)"])
+        }
+        try? await connection.close()
+    }
+}
