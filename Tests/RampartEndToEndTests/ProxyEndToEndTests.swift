@@ -35,7 +35,8 @@ struct ProxyEndToEndTests {
             self.ca = ca
             directory = ca.directory
             a = try await MeshWorkload.start(name: "a", namespace: ProxyEndToEndTests.namespace, ca: ca, directory: directory)
-            b = try await MeshWorkload.start(name: "b", namespace: ProxyEndToEndTests.namespace, ca: ca, directory: directory)
+            // B's proxy reads its identity from the agent's SPIFFE Workload API, A's from the agent's files.
+            b = try await MeshWorkload.start(name: "b", namespace: ProxyEndToEndTests.namespace, ca: ca, directory: directory, workloadAPI: true)
             // Ready once each proxy has its identity and config, and A's registry knows B.
             let (a, b) = (self.a, self.b)
             try await eventuallyAsync(timeout: 30, "both proxies ready\n\(a.proxy.log)\n\(b.proxy.log)") {

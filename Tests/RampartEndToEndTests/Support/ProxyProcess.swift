@@ -95,7 +95,9 @@ struct MeshWorkload {
     var identityDirectory: String { agent.out }
 
     /// Starts an echo app, an agent bootstrapped with a fresh token, and a proxy in front of the app.
-    static func start(name: String, namespace: String, ca: CAProcess, directory: String) async throws -> MeshWorkload {
+    /// With `workloadAPI`, the proxy takes its identity from the agent's Workload API socket
+    /// instead of its files.
+    static func start(name: String, namespace: String, ca: CAProcess, directory: String, workloadAPI: Bool = false) async throws -> MeshWorkload {
         let spiffeID = "spiffe://cluster.local/ns/\(namespace)/sa/\(name)"
         let app = try await offPool {
             try ServiceProcess("/usr/bin/python3", [Paths.interop.appendingPathComponent("echo_app.py").path, name], logFile: "\(directory)/\(name)-app.log", marker: "listening")
@@ -110,15 +112,15 @@ struct MeshWorkload {
         let accessLog = "\(directory)/\(name)-access.log"
         let grpcPort = ca.grpcPort
         let rootPath = ca.rootPath
-        let out = agent.out
+        let identitySource = workloadAPI ? ["--workload-api", agent.socket] : ["--identity-dir", agent.out]
         let proxy = try await offPool {
             try ServiceProcess(
             Paths.rampart,
             [
                 "proxy", "--workload", name, "--namespace", namespace, "--labels", "app=\(name),version=v1", "--service", "\(name):\(appPort)",
                 "--app", "127.0.0.1:\(appPort)", "--inbound", "127.0.0.1:0", "--outbound", "127.0.0.1:0", "--admin", "127.0.0.1:0",
-                "--control-plane", "127.0.0.1:\(grpcPort)", "--ca-root", rootPath, "--identity-dir", out, "--access-log", accessLog,
-            ],
+                "--control-plane", "127.0.0.1:\(grpcPort)", "--ca-root", rootPath, "--access-log", accessLog,
+            ] + identitySource,
             logFile: "\(directory)/\(name)-proxy.log", marker: "rampart proxy ready"
             )
         }
