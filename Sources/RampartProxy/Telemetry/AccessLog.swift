@@ -37,13 +37,14 @@ public final class AccessLog: Sendable {
         }
     }
 
+    /// RFC 3339 with milliseconds, UTC.
+    static let timestampStyle = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
+
     /// The JSON line for a record: keys sorted, absent values as null.
     public static func line(_ record: RequestRecord) -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
         func text(_ value: String?) -> Any { value.map { $0 as Any } ?? NSNull() }
         let object: [String: Any] = [
-            "start_time": formatter.string(from: record.startTime),
+            "start_time": record.startTime.formatted(timestampStyle),
             "reporter": record.reporter.rawValue,
             "protocol": record.protocolName,
             "method": text(record.method),

@@ -1,4 +1,5 @@
 import CoreMetrics
+import Synchronization
 
 /// Istio's standard metrics, with Istio's names and labels, recorded through swift-metrics.
 ///
@@ -12,16 +13,35 @@ public struct ProxyMetrics: Sendable {
         "istio_response_bytes": [1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000, 1000000000],
     ]
 
+    /// The metric objects of one label set, made once: the backend's lookup of a label set is
+    /// far costlier than an increment.
+    struct RequestSeries: Sendable {
+        let requests: Counter
+        let duration: Recorder
+        let requestBytes: Recorder
+        let responseBytes: Recorder
+    }
+
+    private let series = SeriesCache<RequestSeries>()
+
     /// Creates the recorder.
     public init() {}
 
     /// Records a finished HTTP request.
     public func recordRequest(_ record: RequestRecord) {
         let labels = Self.labels(record)
-        Counter(label: "istio_requests_total", dimensions: labels).increment()
-        Recorder(label: "istio_request_duration_milliseconds", dimensions: labels, aggregate: true).record(record.duration * 1000)
-        Recorder(label: "istio_request_bytes", dimensions: labels, aggregate: true).record(record.bytesReceived)
-        Recorder(label: "istio_response_bytes", dimensions: labels, aggregate: true).record(record.bytesSent)
+        let metrics = series.get(labels) {
+            RequestSeries(
+                requests: Counter(label: "istio_requests_total", dimensions: labels),
+                duration: Recorder(label: "istio_request_duration_milliseconds", dimensions: labels, aggregate: true),
+                requestBytes: Recorder(label: "istio_request_bytes", dimensions: labels, aggregate: true),
+                responseBytes: Recorder(label: "istio_response_bytes", dimensions: labels, aggregate: true)
+            )
+        }
+        metrics.requests.increment()
+        metrics.duration.record(record.duration * 1000)
+        metrics.requestBytes.record(record.bytesReceived)
+        metrics.responseBytes.record(record.bytesSent)
     }
 
     /// Records a TCP connection opening.
@@ -71,5 +91,26 @@ public struct ProxyMetrics: Sendable {
             labels.append(("grpc_response_status", ""))
         }
         return labels
+    }
+}
+
+/// Metric objects by label set, so each label set is registered with the backend once.
+final class SeriesCache<Series: Sendable>: Sendable {
+    private let entries = Mutex<[String: Series]>([:])
+
+    /// The series for `labels`, made by `make` the first time.
+    func get(_ labels: [(String, String)], make: () -> Series) -> Series {
+        var key = ""
+        for (_, value) in labels {
+            key += value
+            key += "\u{1F}"
+        }
+        if let found = entries.withLock({ $0[key] }) { return found }
+        let made = make()
+        return entries.withLock { entries in
+            if let found = entries[key] { return found }
+            entries[key] = made
+            return made
+        }
     }
 }
