@@ -256,3 +256,27 @@ struct ProxyEndToEndTests {
         }
     }
 }
+
+@Suite("rampart proxy settings")
+struct ProxySettingsTests {
+    @Test("the proxy refuses bad settings with a message naming the option and what to give")
+    func refusals() async throws {
+        let base = ["proxy", "--workload", "w", "--namespace", "demo", "--app", "127.0.0.1:8080", "--ca-root", "/nonexistent/root.pem"]
+        let cases: [([String], String)] = [
+            (base, "--identity-dir"),
+            (base + ["--identity-dir", "/tmp", "--workload-api", "/tmp/s.sock"], "exactly one identity source"),
+            (base + ["--identity-dir", "/tmp", "--service", "reviews"], "NAME:PORT"),
+            (base + ["--identity-dir", "/tmp", "--labels", "app"], "key=value"),
+            (base + ["--identity-dir", "/tmp", "--inbound", "15006"], "--inbound"),
+            (base + ["--identity-dir", "/tmp", "--outbound-traffic-policy", "OPEN"], "ALLOW_ANY or REGISTRY_ONLY"),
+            (base + ["--identity-dir", "/tmp", "--app-protocol", "h3"], "auto, http or http2"),
+            (base + ["--identity-dir", "/tmp"], "--ca-root /nonexistent/root.pem"),
+            (["proxy", "--workload", "Bad_Name", "--namespace", "demo", "--app", "127.0.0.1:1", "--ca-root", "x", "--identity-dir", "/tmp"], "--workload"),
+        ]
+        for (arguments, expected) in cases {
+            let result = try await offPool { try run(Paths.rampart, arguments, timeout: 30) }
+            #expect(!result.succeeded, "accepted: \(arguments)")
+            #expect(result.stderr.contains(expected), "\(arguments): \(result.stderr)")
+        }
+    }
+}
