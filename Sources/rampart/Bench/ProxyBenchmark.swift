@@ -56,6 +56,10 @@ struct ProxyBench: AsyncParsableCommand {
         guard missing.isEmpty else {
             throw BenchError("\(missing.joined(separator: ", ")) not found in PATH: run ./scripts/install-deps.sh --bench (or pass --skip-haproxy to measure Rampart alone)")
         }
+        #if DEBUG
+        FileHandle.standardError.write(
+            Data("note: a debug build; the app and proxies run unoptimized, so figures say little. Use swift build -c release --product rampart\n".utf8))
+        #endif
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("rampart-bench-proxy-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let keep = self.keep
