@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs the CA on the embedded defaults: a new CA in a temporary state directory, served on
 # loopback; a few sample workloads get identities (bootstrap token + openssl CSR), one renews over
-# mTLS, a node agent bootstraps another and rotates it, the example mesh policies are analyzed,
-# applied and explained, and the issued certificates are listed.
+# mTLS, a node agent bootstraps another and rotates it, two workloads call each other through
+# companion proxies over mTLS while a policy is applied and removed, the example mesh policies are
+# analyzed, applied and explained, and the issued certificates are listed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
@@ -11,10 +12,11 @@ rampart=$(swift build --show-bin-path)/rampart
 work=$(mktemp -d)
 state="$work/state"
 cleanup() {
+  for pid in ${mesh_pids:-}; do kill "$pid" 2>/dev/null; done
   [ -n "${agent_pid:-}" ] && kill "$agent_pid" 2>/dev/null
   [ -n "${ca_pid:-}" ] && kill "$ca_pid" 2>/dev/null
   wait 2>/dev/null || true
-  rm -rf "$work"
+  [ -n "${KEEP_WORK:-}" ] || rm -rf "$work"
 }
 trap cleanup EXIT
 
@@ -57,6 +59,58 @@ done
 echo "  rotated over mTLS — $now"
 "$rampart" agent status --socket "$work/agent.sock" | sed 's/^/  /'
 kill "$agent_pid"; wait "$agent_pid" 2>/dev/null || true; agent_pid=
+
+echo
+echo "companion proxies: workload a calls workload b through both proxies over mTLS"
+mesh_pids=""
+for w in a b; do
+  python3 Tests/Interop/echo_app.py "$w" >"$work/$w-app.out" 2>&1 &
+  mesh_pids="$mesh_pids $!"
+  "$rampart" token create --state "$state" --spiffe-id "spiffe://cluster.local/ns/demo/sa/$w" >"$work/$w.token"
+  "$rampart" agent --ca-address "$grpc" --ca-root "$state/root-cert.pem" --token-file "$work/$w.token" \
+    --out "$work/$w-identity" --ttl 1h 2>"$work/$w-agent.log" &
+  mesh_pids="$mesh_pids $!"
+done
+for w in a b; do
+  for _ in $(seq 1 100); do grep -q listening "$work/$w-app.out" && [ -f "$work/$w-identity/key.pem" ] && break; sleep 0.1; done
+  app_port=$(sed -n 's/listening //p' "$work/$w-app.out")
+  "$rampart" proxy --workload "$w" --namespace demo --labels "app=$w,version=v1" --service "$w:$app_port" \
+    --app "127.0.0.1:$app_port" --inbound 127.0.0.1:0 --outbound 127.0.0.1:0 --admin 127.0.0.1:0 \
+    --control-plane "$grpc" --ca-root "$state/root-cert.pem" --identity-dir "$work/$w-identity" \
+    --access-log "$work/$w-access.log" 2>"$work/$w-proxy.log" &
+  mesh_pids="$mesh_pids $!"
+done
+for w in a b; do
+  for _ in $(seq 1 200); do grep -q 'proxy ready' "$work/$w-proxy.log" && break; sleep 0.1; done
+done
+a_out=$(grep 'proxy ready' "$work/a-proxy.log" | sed -n 's/.* outbound=\([^ ]*\).*/\1/p')
+b_admin=$(grep 'proxy ready' "$work/b-proxy.log" | sed -n 's/.* admin=\([^ ]*\).*/\1/p')
+call_b() { curl -s -o "$work/reply" -w '%{http_code}' -H 'Host: b' "http://$a_out/hello"; }
+for _ in $(seq 1 100); do [ "$(call_b)" = 200 ] && break; sleep 0.2; done
+echo "  GET http://b/hello via a's proxy: $(call_b)"
+python3 -c 'import json,sys; h=json.load(open(sys.argv[1]))["headers"]; print("  b saw x-forwarded-client-cert:", h.get("x-forwarded-client-cert"))' "$work/reply"
+cat >"$work/deny-a.yaml" <<'YAML'
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-a, namespace: demo}
+spec:
+  selector: {matchLabels: {app: b}}
+  action: DENY
+  rules:
+  - from:
+    - source: {principals: ["cluster.local/ns/demo/sa/a"]}
+YAML
+"$rampart" apply -f "$work/deny-a.yaml" --state "$state"
+for _ in $(seq 1 40); do [ "$(call_b)" = 403 ] && break; sleep 0.05; done
+echo "  after the DENY policy: $(call_b) $(cat "$work/reply")"
+"$rampart" delete authorizationpolicy deny-a -n demo --state "$state"
+for _ in $(seq 1 40); do [ "$(call_b)" = 200 ] && break; sleep 0.05; done
+echo "  after deleting it: $(call_b)"
+"$rampart" status --admin "$admin" | sed 's/^/  /'
+curl -s "http://$b_admin/stats/prometheus" | grep '^istio_requests_total' | sed 's/^/  /'
+for pid in $mesh_pids; do kill "$pid" 2>/dev/null; done
+wait $mesh_pids 2>/dev/null || true
+mesh_pids=""
 
 echo
 echo "mesh policies from policies/, checked, stored, and picked up by the running CA:"

@@ -32,12 +32,14 @@ public struct CAServerConfiguration: Sendable {
     public var policy: IssuancePolicy
     /// The mesh's root namespace, whose stored policies apply mesh-wide.
     public var rootNamespace: String
+    /// How long a disconnected proxy's registration (and its endpoints) is kept.
+    public var registrationGrace: Duration
 
     /// Creates a configuration with Istio's ports on loopback.
     public init(
         state: StateDirectory, listenHost: String = "127.0.0.1", listenPort: Int = 15012, adminHost: String = "127.0.0.1", adminPort: Int = 15014,
         jwtIssuers: [TrustedIssuer] = [], jwtAudience: String = "istio-ca", policy: IssuancePolicy = IssuancePolicy(),
-        rootNamespace: String = "istio-system"
+        rootNamespace: String = "istio-system", registrationGrace: Duration = .seconds(15)
     ) {
         self.state = state
         self.listenHost = listenHost
@@ -48,6 +50,7 @@ public struct CAServerConfiguration: Sendable {
         self.jwtAudience = jwtAudience
         self.policy = policy
         self.rootNamespace = rootNamespace
+        self.registrationGrace = registrationGrace
     }
 }
 
@@ -59,8 +62,8 @@ public struct CAServerAddresses: Sendable, Equatable {
     public var adminPort: Int
 }
 
-/// The `ca serve` daemon: the gRPC certificate service and the admin HTTP server, as services
-/// of one ServiceGroup that SIGTERM and SIGINT shut down gracefully.
+/// The `ca serve` daemon: the gRPC certificate service, the proxies' config stream and the admin
+/// HTTP server, as services of one ServiceGroup that SIGTERM and SIGINT shut down gracefully.
 public struct CAServer: Sendable {
     let configuration: CAServerConfiguration
     let logger: Logger
@@ -102,6 +105,9 @@ public struct CAServer: Sendable {
         let identity: WorkloadIdentityService
         let transport: HTTP2ServerTransport.Custom<OptionalClientCertificateListener>
         let config: ConfigWatcher
+        let registry: MeshRegistry
+        let revocations: RevocationPoller
+        let mesh: MeshConfigService
     }
 
     // Start-up code, not on a hot path: kept unoptimized because Swift 6.3's optimizer crashes
@@ -141,7 +147,16 @@ public struct CAServer: Sendable {
             peers: peers, sequence: UInt64(max(0, now.timeIntervalSince1970)), logger: logger
         )
         let watcher = ConfigWatcher(store: store, options: SnapshotOptions(rootNamespace: configuration.rootNamespace), logger: logger)
-        return Parts(trustDomain: trustDomain, authority: authority, store: store, service: service, identity: identity, transport: transport, config: watcher)
+        let registry = MeshRegistry(grace: configuration.registrationGrace, logger: logger)
+        let revocations = RevocationPoller(store: store, logger: logger)
+        let mesh = MeshConfigService(
+            authenticator: authenticator, peers: peers, registry: registry, config: watcher.updates, revocations: revocations.updates,
+            rootNamespace: configuration.rootNamespace, logger: logger
+        )
+        return Parts(
+            trustDomain: trustDomain, authority: authority, store: store, service: service, identity: identity, transport: transport, config: watcher,
+            registry: registry, revocations: revocations, mesh: mesh
+        )
     }
 
     // Start-up code, not on a hot path: kept unoptimized because Swift 6.3's optimizer crashes
@@ -161,12 +176,17 @@ public struct CAServer: Sendable {
             ready: { ports.grpcReady },
             metricsText: metricsText,
             beforeScrape: { metrics.refreshExpiry(signingNotAfter: signingNotAfter, rootNotAfter: rootNotAfter, now: Date()) },
+            syncz: { [registry = parts.registry, config = parts.config] in
+                try SyncStatus(configVersion: config.updates.current?.version, proxies: registry.proxies()).json()
+            },
             onRunning: { port in ports.admin(port) },
             logger: logger
         )
-        let grpc = GRPCServerService(server: GRPCServer(transport: parts.transport, services: [parts.service, parts.identity]))
+        let grpc = GRPCServerService(server: GRPCServer(transport: parts.transport, services: [parts.service, parts.identity, parts.mesh]))
         let reporter = ListeningReporter(transport: parts.transport) { port in ports.grpc(port) }
-        return [grpc, admin, reporter, parts.config]
+        // Shut down in reverse order: the registry and the pollers finish their watched values
+        // first, which ends every config stream, so the gRPC server's graceful shutdown completes.
+        return [grpc, admin, reporter, parts.config, parts.revocations, parts.registry]
     }
 }
 

@@ -28,14 +28,17 @@ public struct ProxyContext: Sendable {
     public let upstreamTimeout: TimeAmount
     /// What the outbound side does with hosts the registry does not know.
     public let outboundPolicy: OutboundTrafficPolicy
+    /// Which HTTP version the application speaks.
+    public let appProtocol: AppProtocol
     public let logger: Logger
 
     /// Creates a context.
     public init(
         workload: WorkloadInfo, appHost: String, appPort: Int, identity: IdentityWatcher, config: ConfigHolder, upstream: UpstreamClient,
         authenticator: RequestAuthenticator, metrics: ProxyMetrics, accessLog: AccessLog, maxBodyBytes: Int, upstreamTimeout: TimeAmount,
-        outboundPolicy: OutboundTrafficPolicy, logger: Logger
+        outboundPolicy: OutboundTrafficPolicy, appProtocol: AppProtocol = .auto, logger: Logger
     ) {
+        self.appProtocol = appProtocol
         self.workload = workload
         self.appHost = appHost
         self.appPort = appPort
@@ -58,4 +61,23 @@ public enum OutboundTrafficPolicy: String, Sendable, CaseIterable {
     case allowAny = "ALLOW_ANY"
     /// Refuse them with 502.
     case registryOnly = "REGISTRY_ONLY"
+}
+
+/// The HTTP version the proxy speaks to the application.
+public enum AppProtocol: String, Sendable, CaseIterable {
+    /// HTTP/2 (prior knowledge) for gRPC requests, HTTP/1.1 for the rest.
+    case auto
+    /// Always HTTP/1.1.
+    case http1 = "http"
+    /// Always HTTP/2 with prior knowledge (h2c).
+    case http2
+
+    /// Whether `request` goes to the application over HTTP/2.
+    public func usesHTTP2(for request: BufferedRequest) -> Bool {
+        switch self {
+        case .auto: return request.isGRPC
+        case .http1: return false
+        case .http2: return true
+        }
+    }
 }

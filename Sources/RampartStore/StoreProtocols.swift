@@ -10,6 +10,8 @@ public protocol IssuedCertificateStore: Sendable {
     func certificates(matching filter: CertificateFilter) async throws -> [CertificateRecord]
     /// Marks a certificate revoked; returns the updated record.
     func revoke(serial: String, reason: String?, at time: Date, actor: String) async throws -> CertificateRecord
+    /// Revoked certificates whose `notAfter` is after `now`, ordered by serial: what proxies must refuse.
+    func revokedCertificates(unexpiredAt now: Date) async throws -> [RevokedCertificate]
 }
 
 /// One-time bootstrap tokens.

@@ -11,10 +11,10 @@ struct DataPathTests {
     static let serverWorkload = WorkloadInfo(name: "server-v1", namespace: "default", labels: ["app": "server", "version": "v1"], services: [ServicePort(name: "server", port: 8080)], appPort: 0)
 
     /// Runs `body` with a mesh, an echo app, and a server-side proxy in front of it.
-    func withServer(_ body: (MeshFixture, TestProxy, (directory: String, serial: String, spiffeID: String)) async throws -> Void) async throws {
+    func withServer(http2App: Bool = false, _ body: (MeshFixture, TestProxy, (directory: String, serial: String, spiffeID: String)) async throws -> Void) async throws {
         let mesh = try MeshFixture()
         defer { mesh.remove() }
-        let app = try await EchoApp()
+        let app = try await EchoApp(http2: http2App)
         let appTask = Task { await app.run() }
         defer { appTask.cancel() }
         let server = try await mesh.identity(namespace: "default", serviceAccount: "server")
@@ -24,11 +24,11 @@ struct DataPathTests {
             try await body(mesh, proxy, server)
         } catch {
             await proxy.stop()
-            try? await app.channel.channel.close()
+            try? await app.serverChannel.close()
             throw error
         }
         await proxy.stop()
-        try? await app.channel.channel.close()
+        try? await app.serverChannel.close()
     }
 
     @Test("a proxy that has never received config denies inbound requests")
@@ -150,6 +150,61 @@ struct DataPathTests {
             let refused = try await TestClient.plain(port: clientProxy.outboundPort, host: "server")
             #expect(refused.head.status == .serviceUnavailable)
             #expect(String(buffer: refused.body).contains("not an identity the registry expects"))
+        }
+    }
+
+    @Test("HTTP/2 over mTLS (ALPN h2) is served, and reaches an HTTP/1.1 application as HTTP/1.1")
+    func http2Inbound() async throws {
+        try await withServer { mesh, proxy, _ in
+            try proxy.install(SnapshotBuilder.snapshot())
+            let client = try await mesh.identity(namespace: "default", serviceAccount: "client")
+            let result = try await TestClient.mtls(port: proxy.inboundPort, identityDirectory: client.directory, path: "/h2", http2: true)
+            #expect(result.response.head.status == .ok)
+            let echo = try TestClient.echo(result.response)
+            #expect(echo["version"] as? String == "1.1")
+            #expect((echo["headers"] as? [String: String])?["x-forwarded-client-cert"]?.contains("URI=\(client.spiffeID)") == true)
+        }
+    }
+
+    @Test("gRPC goes through both proxies over HTTP/2, with its trailers, and is authorized by path")
+    func grpcEndToEnd() async throws {
+        try await withServer(http2App: true) { mesh, serverProxy, server in
+            try serverProxy.install(SnapshotBuilder.snapshot(resources: [
+                SnapshotBuilder.authorizationPolicy(name: "deny-delete", namespace: "default", body: "action: DENY\nrules:\n- to:\n  - operation:\n      paths: [\"/echo.Echo/Delete\"]"),
+            ]))
+            let client = try await mesh.identity(namespace: "default", serviceAccount: "client")
+            let clientProxy = try await TestProxy(
+                workload: WorkloadInfo(name: "client-v1", namespace: "default", appPort: 1), identityDirectory: client.directory, appPort: 1)
+            defer { Task { await clientProxy.stop() } }
+            try clientProxy.install(SnapshotBuilder.snapshot(services: [("server", "default", 8080, [("127.0.0.1:\(serverProxy.inboundPort)", server.spiffeID, "server-v1")])]))
+            let grpc = [("content-type", "application/grpc"), ("te", "trailers")]
+            let response = try await TestClient.plain(port: clientProxy.outboundPort, path: "/echo.Echo/Say", host: "server:8080", headers: grpc, http2: true)
+            #expect(response.head.status == .ok)
+            #expect(response.trailers?.first(name: "grpc-status") == "0")
+            let echo = try TestClient.echo(response)
+            #expect(echo["version"] as? String == "2.0")
+            #expect((echo["headers"] as? [String: String])?["te"] == "trailers")
+            let denied = try await TestClient.plain(port: clientProxy.outboundPort, path: "/echo.Echo/Delete", host: "server:8080", headers: grpc, http2: true)
+            #expect(denied.head.status == .forbidden)
+        }
+    }
+
+    @Test("a certificate revoked after its handshake stops working on the connection it opened")
+    func revokedMidConnection() async throws {
+        try await withServer { mesh, proxy, _ in
+            try proxy.install(SnapshotBuilder.snapshot())
+            let client = try await mesh.identity(namespace: "default", serviceAccount: "client")
+            let identity = try ProxyIdentity(directory: client.directory)
+            let upstream = UpstreamClient(maxIdlePerTarget: 1, maxBodyBytes: 1 << 20)
+            defer { upstream.shutdown() }
+            let target = UpstreamTarget(
+                host: "127.0.0.1", port: proxy.inboundPort,
+                tls: TLSOrigination(generation: 1, verifier: PeerVerifier(roots: identity.roots, revoked: RevocationList(serials: [])), context: try TLSContexts(identity: identity).client))
+            #expect(try await upstream.send(TestClient.request(path: "/", host: "app", headers: []), to: target).response.head.status == .ok)
+            try proxy.install(SnapshotBuilder.snapshot(version: 2, revoked: [client.serial]))
+            let after = try await upstream.send(TestClient.request(path: "/", host: "app", headers: []), to: target)
+            #expect(after.response.head.status == .forbidden)
+            #expect(String(buffer: after.response.body).contains("revoked"))
         }
     }
 }

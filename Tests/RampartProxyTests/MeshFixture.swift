@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOHTTP1
+import NIOHTTP2
 import NIOPosix
 import RampartAPI
 import RampartAuthn
@@ -117,28 +118,74 @@ enum SnapshotBuilder {
 }
 
 /// A small HTTP application on loopback that answers every request with 200 and a JSON echo of
-/// the method, path and headers it received.
+/// the method, path, protocol and headers it received. The HTTP/2 variant (h2c, prior knowledge)
+/// answers with gRPC-style trailers.
 final class EchoApp: Sendable {
-    let channel: NIOAsyncChannel<NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, Never>
-    var port: Int { channel.channel.localAddress?.port ?? 0 }
+    typealias Stream = NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>
+    enum Listener: Sendable {
+        case http1(NIOAsyncChannel<Stream, Never>)
+        case http2(NIOAsyncChannel<NIOHTTP2Handler.AsyncStreamMultiplexer<Stream>, Never>)
+    }
 
-    init() async throws {
-        channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .bind(host: "127.0.0.1", port: 0) { channel in
+    let listener: Listener
+    var serverChannel: any Channel {
+        switch listener {
+        case .http1(let channel): return channel.channel
+        case .http2(let channel): return channel.channel
+        }
+    }
+    var port: Int { serverChannel.localAddress?.port ?? 0 }
+
+    init(http2: Bool = false) async throws {
+        let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+        if http2 {
+            listener = .http2(try await bootstrap.bind(host: "127.0.0.1", port: 0) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureAsyncHTTP2Pipeline(mode: .server) { stream in
+                        stream.eventLoop.makeCompletedFuture {
+                            try stream.pipeline.syncOperations.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
+                            return try Stream(wrappingChannelSynchronously: stream)
+                        }
+                    }
+                }
+            })
+        } else {
+            listener = .http1(try await bootstrap.bind(host: "127.0.0.1", port: 0) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline()
-                    return try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(wrappingChannelSynchronously: channel)
+                    return try Stream(wrappingChannelSynchronously: channel)
                 }
-            }
+            })
+        }
     }
 
     /// Serves until the task is cancelled.
     func run() async {
         try? await withThrowingDiscardingTaskGroup { group in
-            try await channel.executeThenClose { connections in
-                for try await connection in connections {
-                    group.addTask {
+            switch listener {
+            case .http1(let channel):
+                try await channel.executeThenClose { connections in
+                    for try await connection in connections {
+                        group.addTask { await Self.serve(connection, trailers: false) }
+                    }
+                }
+            case .http2(let channel):
+                try await channel.executeThenClose { connections in
+                    for try await multiplexer in connections {
+                        group.addTask {
+                            try? await withThrowingDiscardingTaskGroup { streams in
+                                for try await stream in multiplexer.inbound {
+                                    streams.addTask { await Self.serve(stream, trailers: true) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    static func serve(_ connection: Stream, trailers: Bool) async {
                         try? await connection.executeThenClose { inbound, outbound in
                             var head: HTTPRequestHead?
                             var body = 0
@@ -150,21 +197,20 @@ final class EchoApp: Sendable {
                                     guard let request = head else { continue }
                                     var headers: [String: String] = [:]
                                     for (name, value) in request.headers { headers[name.lowercased()] = value }
-                                    let object: [String: Any] = ["method": request.method.rawValue, "path": request.uri, "headers": headers, "body_bytes": body]
+                                    let object: [String: Any] = [
+                                        "method": request.method.rawValue, "path": request.uri, "headers": headers, "body_bytes": body,
+                                        "version": "\(request.version.major).\(request.version.minor)",
+                                    ]
                                     let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
                                     var responseHeaders = HTTPHeaders()
                                     responseHeaders.add(name: "content-type", value: "application/json")
                                     responseHeaders.add(name: "content-length", value: String(data.count))
                                     try await outbound.write(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: responseHeaders)))
                                     try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: data))))
-                                    try await outbound.write(.end(nil))
+                                    try await outbound.write(.end(trailers ? HTTPHeaders([("grpc-status", "0"), ("grpc-message", "echoed")]) : nil))
                                 }
                             }
                         }
-                    }
-                }
-            }
-        }
     }
 }
 
@@ -224,21 +270,21 @@ final class PortBox: Sendable {
 /// A client that talks to a proxy the way another proxy or an application does.
 enum TestClient {
     /// A plain HTTP request.
-    static func plain(port: Int, path: String = "/", host: String = "app", headers: [(String, String)] = []) async throws -> BufferedResponse {
+    static func plain(port: Int, path: String = "/", host: String = "app", headers: [(String, String)] = [], http2: Bool = false) async throws -> BufferedResponse {
         let client = UpstreamClient(maxBodyBytes: 1 << 20)
         defer { client.shutdown() }
-        return try await client.send(request(path: path, host: host, headers: headers), to: UpstreamTarget(host: "127.0.0.1", port: port), timeout: .seconds(10)).response
+        return try await client.send(request(path: path, host: host, headers: headers), to: UpstreamTarget(host: "127.0.0.1", port: port, http2: http2), timeout: .seconds(10)).response
     }
 
     /// An mTLS request presenting `identityDirectory`'s certificate.
-    static func mtls(port: Int, identityDirectory: String, path: String = "/", expected: Set<String>? = nil, headers: [(String, String)] = []) async throws -> UpstreamResult {
+    static func mtls(port: Int, identityDirectory: String, path: String = "/", expected: Set<String>? = nil, headers: [(String, String)] = [], http2: Bool = false) async throws -> UpstreamResult {
         let identity = try ProxyIdentity(directory: identityDirectory)
         let contexts = try TLSContexts(identity: identity)
         let verifier = PeerVerifier(roots: identity.roots, revoked: RevocationList(serials: []), expected: expected)
         let client = UpstreamClient(maxBodyBytes: 1 << 20)
         defer { client.shutdown() }
-        let tls = TLSOrigination(generation: 1, verifier: verifier, context: contexts.client)
-        return try await client.send(request(path: path, host: "app", headers: headers), to: UpstreamTarget(host: "127.0.0.1", port: port, tls: tls), timeout: .seconds(10))
+        let tls = TLSOrigination(generation: 1, verifier: verifier, context: http2 ? contexts.clientHTTP2 : contexts.client)
+        return try await client.send(request(path: path, host: "app", headers: headers), to: UpstreamTarget(host: "127.0.0.1", port: port, tls: tls, http2: http2), timeout: .seconds(10))
     }
 
     static func request(path: String, host: String, headers: [(String, String)]) -> BufferedRequest {

@@ -27,7 +27,7 @@ struct ConfigMigrationTests {
         }
 
         let store = try directory.open()
-        #expect(try await store.appliedMigrations() == ["v1-issuance", "v2-config"])
+        #expect(try await store.appliedMigrations() == ["v1-issuance", "v2-config", "v3-revoked-index"])
         for record in records {
             #expect(try await store.certificate(serial: record.serial) == record)
         }

@@ -3,10 +3,11 @@ import Hummingbird
 import Logging
 import NIOCore
 
-/// The admin HTTP port (Istio's 15014): readiness and Prometheus metrics.
+/// The admin HTTP port (Istio's 15014): readiness, Prometheus metrics and proxy sync status.
 enum AdminServer {
     /// Builds the admin application. `metricsText` renders the Prometheus exposition;
-    /// `beforeScrape` refreshes gauges that are computed from the clock.
+    /// `beforeScrape` refreshes gauges that are computed from the clock; `syncz` renders the
+    /// JSON of `/debug/syncz`.
     @_optimize(none)
     static func make(
         host: String,
@@ -14,6 +15,7 @@ enum AdminServer {
         ready: @escaping @Sendable () async -> Bool,
         metricsText: @escaping @Sendable () -> String,
         beforeScrape: @escaping @Sendable () -> Void,
+        syncz: @escaping @Sendable () throws -> Data,
         onRunning: @escaping @Sendable (Int) async -> Void,
         logger: Logger
     ) -> Application<RouterResponder<BasicRequestContext>> {
@@ -32,6 +34,13 @@ enum AdminServer {
                 status: .ok,
                 headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                 body: ResponseBody(byteBuffer: ByteBuffer(string: metricsText()))
+            )
+        }
+        router.get("/debug/syncz") { _, _ -> Response in
+            Response(
+                status: .ok,
+                headers: [.contentType: "application/json"],
+                body: ResponseBody(byteBuffer: ByteBuffer(bytes: try syncz()))
             )
         }
         return Application(

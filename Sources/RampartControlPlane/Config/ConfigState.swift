@@ -10,6 +10,9 @@ public struct ConfigState: Sendable {
     public let version: Int64
     /// The compiled policies of every valid stored resource.
     public let snapshot: PolicySnapshot
+    /// The stored rows compiled into the snapshot, in the store's order (kind, namespace, name),
+    /// with the YAML each was applied with: what proxies are sent.
+    public let accepted: [ConfigResourceRecord]
     /// How many resources are stored, per kind (`AuthorizationPolicy` …), valid or not.
     public let storedCounts: [String: Int]
     /// Stored resources left out of the snapshot, with the reason for each.
@@ -24,6 +27,7 @@ public struct ConfigState: Sendable {
     public static func compile(_ records: ConfigSnapshotRecords, options: SnapshotOptions = SnapshotOptions()) -> ConfigState {
         var resources: [SecurityResource] = []
         var keys: [ResourceID: ConfigResourceKey] = [:]
+        var loadedRecords: [ConfigResourceRecord] = []
         var excluded: [ConfigResourceKey: String] = [:]
         var diagnostics: [Diagnostic] = []
         var counts: [String: Int] = [:]
@@ -46,6 +50,7 @@ public struct ConfigState: Sendable {
             }
             keys[id] = record.key
             resources.append(resource)
+            loadedRecords.append(record)
         }
         let validation = PolicyAnalyzer.validate(resources)
         diagnostics += validation
@@ -55,7 +60,8 @@ public struct ConfigState: Sendable {
         }
         let accepted = resources.filter { resource in keys[resource.id].map { excluded[$0] == nil } ?? false }
         return ConfigState(
-            version: records.version, snapshot: PolicySnapshot(resources: accepted, options: options), storedCounts: counts,
+            version: records.version, snapshot: PolicySnapshot(resources: accepted, options: options),
+            accepted: loadedRecords.filter { excluded[$0.key] == nil }, storedCounts: counts,
             excluded: excluded, diagnostics: diagnostics
         )
     }

@@ -20,8 +20,9 @@ public final class ConfigWatcher: Service, Sendable {
     private let logger: Logger
     private let metrics = ConfigMetrics()
 
-    /// Creates a watcher that polls `store` every `interval`.
-    public init(store: any ConfigStore, interval: Duration = .seconds(1), options: SnapshotOptions = SnapshotOptions(), logger: Logger = Logger(label: "rampart.config")) {
+    /// Creates a watcher that polls `store` every `interval` (a single-row read), often enough that
+    /// `rampart apply` reaches connected proxies well within a second.
+    public init(store: any ConfigStore, interval: Duration = .milliseconds(250), options: SnapshotOptions = SnapshotOptions(), logger: Logger = Logger(label: "rampart.config")) {
         self.store = store
         self.interval = interval
         self.options = options

@@ -80,7 +80,7 @@ public final class ConfigStream: Service, Sendable {
                 let received = SnapshotCounter()
                 do {
                     try await session(current, inbound: inbound, received: received)
-                    logger.warning("the control plane closed the config stream; reconnecting")
+                    logger.info("config stream session ended; reconnecting")
                 } catch {
                     if !Task.isCancelled {
                         logger.warning(
@@ -120,51 +120,72 @@ public final class ConfigStream: Service, Sendable {
         let workload = self.workload
         let holder = self.holder
         let logger = self.logger
+        let identity = self.identity
+        let generation = current.generation
         try await withGRPCClient(transport: transport) { client in
-            let service = Rampart_Config_V1_MeshConfigService.Client(wrapping: client)
-            try await service.streamConfig(
-                requestProducer: { writer in
-                    var first = Rampart_Config_V1_ProxyMessage()
-                    first.registration = registration
-                    try await writer.write(first)
-                    for await ack in acks {
-                        var message = Rampart_Config_V1_ProxyMessage()
-                        message.ack = ack
-                        try await writer.write(message)
-                    }
-                },
-                onResponse: { response in
-                    defer { ackSink.finish() }
-                    for try await snapshot in response.messages {
-                        received.increment()
-                        holder.isConnected = true
-                        var ack = Rampart_Config_V1_Ack()
-                        ack.nonce = snapshot.nonce
-                        do {
-                            let config = try ProxyConfig.compile(snapshot, workload: workload)
-                            holder.install(config)
-                            ack.accepted = true
-                            logger.info(
-                                "config snapshot applied",
-                                metadata: [
-                                    "config.nonce": "\(snapshot.nonce)", "config.version": "\(snapshot.configVersion)",
-                                    "config.resources": "\(snapshot.resources.count)", "config.services": "\(snapshot.services.count)",
-                                    "config.revoked": "\(snapshot.revoked.count)",
-                                ]
-                            )
-                        } catch {
-                            ack.accepted = false
-                            ack.errorDetail = (error as? ProxyError)?.reason ?? "\(error)"
-                            logger.warning(
-                                "config snapshot refused; enforcing the previous one",
-                                metadata: ["config.nonce": "\(snapshot.nonce)", "config.version": "\(snapshot.configVersion)", "error": "\(ack.errorDetail)"]
-                            )
-                        }
-                        ackSink.yield(ack)
+            // A rotated certificate ends the session, so the control plane sees the new one.
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    while !Task.isCancelled, identity.current?.generation == generation {
+                        try await Task.sleep(for: .seconds(1))
                     }
                 }
-            )
+                group.addTask {
+                    try await Self.follow(client: client, registration: registration, acks: acks, ackSink: ackSink, workload: workload, holder: holder, received: received, logger: logger)
+                }
+                try await group.next()
+                group.cancelAll()
+            }
         }
+    }
+
+    private static func follow(
+        client: GRPCClient<HTTP2ClientTransport.Posix>, registration: Rampart_Config_V1_Registration, acks: AsyncStream<Rampart_Config_V1_Ack>,
+        ackSink: AsyncStream<Rampart_Config_V1_Ack>.Continuation, workload: WorkloadInfo, holder: ConfigHolder, received: SnapshotCounter, logger: Logger
+    ) async throws {
+        let service = Rampart_Config_V1_MeshConfigService.Client(wrapping: client)
+        try await service.streamConfig(
+            requestProducer: { writer in
+                var first = Rampart_Config_V1_ProxyMessage()
+                first.registration = registration
+                try await writer.write(first)
+                for await ack in acks {
+                    var message = Rampart_Config_V1_ProxyMessage()
+                    message.ack = ack
+                    try await writer.write(message)
+                }
+            },
+            onResponse: { response in
+                defer { ackSink.finish() }
+                for try await snapshot in response.messages {
+                    received.increment()
+                    holder.isConnected = true
+                    var ack = Rampart_Config_V1_Ack()
+                    ack.nonce = snapshot.nonce
+                    do {
+                        let config = try ProxyConfig.compile(snapshot, workload: workload)
+                        holder.install(config)
+                        ack.accepted = true
+                        logger.info(
+                            "config snapshot applied",
+                            metadata: [
+                                "config.nonce": "\(snapshot.nonce)", "config.version": "\(snapshot.configVersion)",
+                                "config.resources": "\(snapshot.resources.count)", "config.services": "\(snapshot.services.count)",
+                                "config.revoked": "\(snapshot.revoked.count)",
+                            ]
+                        )
+                    } catch {
+                        ack.accepted = false
+                        ack.errorDetail = (error as? ProxyError)?.reason ?? "\(error)"
+                        logger.warning(
+                            "config snapshot refused; enforcing the previous one",
+                            metadata: ["config.nonce": "\(snapshot.nonce)", "config.version": "\(snapshot.configVersion)", "error": "\(ack.errorDetail)"]
+                        )
+                    }
+                    ackSink.yield(ack)
+                }
+            }
+        )
     }
 
     static func target(host: String, port: Int) -> any ResolvableTarget {

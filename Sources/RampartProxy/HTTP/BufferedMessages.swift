@@ -7,11 +7,29 @@ public struct BufferedRequest: Sendable {
     public var head: HTTPRequestHead
     /// The body.
     public var body: ByteBuffer
+    /// Trailers, if the client sent any (gRPC over HTTP/2 may).
+    public var trailers: HTTPHeaders?
 
     /// Creates a request.
-    public init(head: HTTPRequestHead, body: ByteBuffer = ByteBuffer()) {
+    public init(head: HTTPRequestHead, body: ByteBuffer = ByteBuffer(), trailers: HTTPHeaders? = nil) {
         self.head = head
         self.body = body
+        self.trailers = trailers
+    }
+
+    /// Whether the request arrived over HTTP/2.
+    public var isHTTP2: Bool { head.version.major == 2 }
+
+    /// Whether the request is gRPC (`content-type: application/grpc…`).
+    public var isGRPC: Bool { head.headers.first(name: "content-type")?.lowercased().hasPrefix("application/grpc") ?? false }
+
+    /// `HTTP/1.0`, `HTTP/1.1` or `HTTP/2`, as access logs spell it.
+    public var protocolName: String {
+        switch (head.version.major, head.version.minor) {
+        case (2, _): return "HTTP/2"
+        case (1, 0): return "HTTP/1.0"
+        default: return "HTTP/1.1"
+        }
     }
 }
 
@@ -21,11 +39,14 @@ public struct BufferedResponse: Sendable {
     public var head: HTTPResponseHead
     /// The body.
     public var body: ByteBuffer
+    /// Trailers (gRPC's `grpc-status` travels here).
+    public var trailers: HTTPHeaders?
 
     /// Creates a response.
-    public init(head: HTTPResponseHead, body: ByteBuffer = ByteBuffer()) {
+    public init(head: HTTPResponseHead, body: ByteBuffer = ByteBuffer(), trailers: HTTPHeaders? = nil) {
         self.head = head
         self.body = body
+        self.trailers = trailers
     }
 
     /// A short plain-text response the proxy makes itself (403, 502 …).
@@ -45,10 +66,13 @@ public enum HopByHop {
         "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "proxy-authorization", "proxy-authenticate",
     ]
 
-    /// Removes hop-by-hop headers, including any the `connection` header lists.
+    /// Removes hop-by-hop headers, including any the `connection` header lists. `te: trailers`
+    /// is kept: gRPC requires it, and HTTP/2 allows exactly that value.
     public static func strip(_ headers: inout HTTPHeaders) {
         let listed = headers["connection"].flatMap { $0.split(separator: ",") }.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+        let keepsTrailers = headers["te"].contains { $0.lowercased().contains("trailers") }
         for name in names.union(listed) { headers.remove(name: name) }
+        if keepsTrailers { headers.add(name: "te", value: "trailers") }
     }
 }
 

@@ -13,12 +13,14 @@ enum HTTPServing {
             var head: HTTPRequestHead?
             var body = ByteBuffer()
             var tooLarge = false
+            var trailers: HTTPHeaders?
             for try await part in inbound {
                 switch part {
                 case .head(let requestHead):
                     head = requestHead
                     body.clear()
                     tooLarge = false
+                    trailers = nil
                 case .body(var chunk):
                     if tooLarge { continue }
                     if body.readableBytes + chunk.readableBytes > maxBodyBytes {
@@ -26,15 +28,19 @@ enum HTTPServing {
                     } else {
                         body.writeBuffer(&chunk)
                     }
-                case .end:
+                case .end(let end):
                     guard let requestHead = head else { continue }
                     head = nil
+                    trailers = end
                     let response = tooLarge
                         ? BufferedResponse.local(.payloadTooLarge, "request body exceeds \(maxBodyBytes) bytes\n")
-                        : await respond(BufferedRequest(head: requestHead, body: body))
-                    let keepAlive = requestHead.isKeepAlive && !tooLarge
+                        : await respond(BufferedRequest(head: requestHead, body: body, trailers: trailers))
+                    // An HTTP/2 stream carries one exchange; HTTP/1.1 keeps the connection while both sides agree.
+                    let http2 = requestHead.version.major == 2
+                    let closing = response.head.headers["connection"].contains { $0.lowercased() == "close" }
+                    let keepAlive = http2 || (requestHead.isKeepAlive && !tooLarge && !closing)
                     try await write(response, for: requestHead, keepAlive: keepAlive, to: outbound)
-                    if !keepAlive { return }
+                    if http2 || !keepAlive { return }
                 }
             }
         }
@@ -49,7 +55,10 @@ enum HTTPServing {
         if !bodyless {
             head.headers.replaceOrAdd(name: "content-length", value: String(response.body.readableBytes))
         }
-        if !keepAlive {
+        if request.version.major == 2 {
+            // HTTP/2 has no connection-specific headers.
+            head.headers.remove(name: "te")
+        } else if !keepAlive {
             head.headers.replaceOrAdd(name: "connection", value: "close")
         } else if request.version == .http1_0 {
             head.headers.replaceOrAdd(name: "connection", value: "keep-alive")
@@ -58,6 +67,6 @@ enum HTTPServing {
         if !bodyless && response.body.readableBytes > 0 {
             try await outbound.write(.body(.byteBuffer(response.body)))
         }
-        try await outbound.write(.end(nil))
+        try await outbound.write(.end(response.trailers))
     }
 }

@@ -81,6 +81,20 @@ public struct ProxyIdentity: Sendable {
         try self.init(chainPEM: try read("cert-chain.pem"), keyPEM: try read("key.pem"), rootsPEM: try read("root-cert.pem"), source: directory)
     }
 
+    /// Reads one Workload API X509SVID: the chain and the roots as concatenated DER, the key as PKCS#8 DER.
+    public init(chainDER: [UInt8], keyPKCS8: [UInt8], bundleDER: [UInt8], source: String) throws(ProxyError) {
+        let chainPEM: String
+        let rootsPEM: String
+        do {
+            chainPEM = try DERCertificates.pem(DERCertificates.parse(chainDER))
+            rootsPEM = try DERCertificates.pem(DERCertificates.parse(bundleDER))
+        } catch {
+            throw ProxyError(.identity, "\(source): the X509SVID's certificates do not parse as DER: \(error)")
+        }
+        let keyPEM = PEMDocument(type: "PRIVATE KEY", derBytes: keyPKCS8).pemString
+        try self.init(chainPEM: chainPEM, keyPEM: keyPEM, rootsPEM: rootsPEM, source: source)
+    }
+
     /// The SPIFFE ID in a certificate's URI SAN, if it has exactly one.
     public static func uriSAN(of certificate: Certificate) -> SPIFFEID? {
         guard let names = try? certificate.extensions.subjectAlternativeNames else { return nil }

@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHTTP1
+import NIOHTTP2
 import RampartPolicy
 
 /// What the inbound listener learned about a connection before the first request.
@@ -22,6 +23,7 @@ public struct ConnectionInfo: Sendable {
 /// A connection the inbound listener accepted, with its protocol known.
 enum InboundConnection: Sendable {
     case http1(NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, ConnectionInfo)
+    case http2(NIOHTTP2Handler.AsyncStreamMultiplexer<NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>>, any Channel, ConnectionInfo)
     case tcp(NIOAsyncChannel<ByteBuffer, ByteBuffer>, ConnectionInfo)
 }
 

@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOHTTP1
+import NIOHTTP2
 import RampartAuthn
 import RampartPolicy
 
@@ -9,19 +10,45 @@ import RampartPolicy
 struct InboundHTTP: Sendable {
     let context: ProxyContext
 
-    /// Serves one connection.
+    /// Serves one HTTP/1.1 connection.
     func serve(_ channel: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, info: ConnectionInfo) async {
         do {
             try await HTTPServing.serve(channel, maxBodyBytes: context.maxBodyBytes) { request in
-                let start = Date()
-                var record = RequestRecord(reporter: .destination, startTime: start, protocolName: "HTTP/1.1")
-                let response = await handle(request, info: info, record: &record)
-                finish(&record, request: request, response: response, start: start)
-                return response
+                await respond(request, info: info)
             }
         } catch {
             context.logger.debug("inbound HTTP connection ended", metadata: ["error": "\(error)"])
         }
+    }
+
+    /// Serves one HTTP/2 connection: each stream is one request, decided and forwarded on its own.
+    func serve(
+        _ multiplexer: NIOHTTP2Handler.AsyncStreamMultiplexer<NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>>, connection: any Channel,
+        info: ConnectionInfo
+    ) async {
+        let maxBodyBytes = context.maxBodyBytes
+        do {
+            try await withThrowingDiscardingTaskGroup { group in
+                for try await stream in multiplexer.inbound {
+                    group.addTask {
+                        try? await HTTPServing.serve(stream, maxBodyBytes: maxBodyBytes) { request in
+                            await respond(request, info: info)
+                        }
+                    }
+                }
+            }
+        } catch {
+            context.logger.debug("inbound HTTP/2 connection ended", metadata: ["error": "\(error)"])
+        }
+        try? await connection.close()
+    }
+
+    private func respond(_ request: BufferedRequest, info: ConnectionInfo) async -> BufferedResponse {
+        let start = Date()
+        var record = RequestRecord(reporter: .destination, startTime: start, protocolName: request.protocolName)
+        let response = await handle(request, info: info, record: &record)
+        finish(&record, request: request, response: response, start: start)
+        return response
     }
 
     /// Decides one request and, when it is allowed, forwards it to the application.
@@ -33,6 +60,14 @@ struct InboundHTTP: Sendable {
             record.responseFlags = "NC"
             record.responseDetails = "no_config_received"
             return .local(.forbidden, "RBAC: access denied (this proxy has not yet received its config from the control plane)\n")
+        }
+        // A certificate revoked after the handshake stops working on the connection it opened.
+        if let peer = info.peer, config.revoked.contains(serial: peer.serial) {
+            record.responseFlags = "UAEX"
+            record.responseDetails = "peer_certificate_revoked"
+            var response = BufferedResponse.local(.forbidden, "the client certificate \(peer.serial) was revoked by the CA\n")
+            response.head.headers.replaceOrAdd(name: "connection", value: "close")
+            return response
         }
         if let peer = info.peer, let source = config.registry.workloads[peer.spiffeID.string] {
             record.sourceWorkload = source.workload
@@ -67,7 +102,10 @@ struct InboundHTTP: Sendable {
         Self.prepareForApplication(&forwarded.head, info: info, own: context.identity.current?.identity.spiffeID.string ?? "")
         Self.apply(decision.headerEdits.isEmpty ? [] : authn.map { $0.failure == nil ? $0.headerEdits : [] } ?? [], token: authz.jwt?.raw, to: &forwarded.head.headers)
         do {
-            let result = try await context.upstream.send(forwarded, to: UpstreamTarget(host: context.appHost, port: context.appPort), timeout: context.upstreamTimeout)
+            let http2 = context.appProtocol.usesHTTP2(for: request)
+            let result = try await context.upstream.send(
+                forwarded, to: UpstreamTarget(host: context.appHost, port: context.appPort, http2: http2), timeout: context.upstreamTimeout
+            )
             record.upstreamHost = "\(context.appHost):\(context.appPort)"
             return result.response
         } catch {
@@ -117,8 +155,10 @@ struct InboundHTTP: Sendable {
         }
         head.headers.replaceOrAdd(name: "x-forwarded-proto", value: info.tls ? "https" : "http")
         RequestIDs.ensure(&head.headers)
-        head.headers.replaceOrAdd(name: "connection", value: "keep-alive")
-        if head.version == .http1_0 { head.version = .http1_1 }
+        if head.version.major == 1 {
+            head.headers.replaceOrAdd(name: "connection", value: "keep-alive")
+            if head.version.minor == 0 { head.version = .http1_1 }
+        }
     }
 
     /// Applies RequestAuthentication's header edits.
@@ -144,7 +184,6 @@ struct InboundHTTP: Sendable {
         record.authority = request.head.headers.first(name: "host")
         record.requestID = request.head.headers.first(name: "x-request-id")
         record.userAgent = request.head.headers.first(name: "user-agent")
-        record.protocolName = request.head.version == .http1_0 ? "HTTP/1.0" : "HTTP/1.1"
         record.bytesReceived = request.body.readableBytes
         record.sourceAddress = info.remote.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" }
         record.sourcePrincipal = info.peer?.spiffeID.string

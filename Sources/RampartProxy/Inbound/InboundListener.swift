@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOHTTP1
+import NIOHTTP2
 import NIOPosix
 import NIOSSL
 import RampartPolicy
@@ -51,6 +52,7 @@ public final class InboundListener: Service, Sendable {
                             do {
                                 switch try await negotiated.get() {
                                 case .http1(let channel, let info): await http.serve(channel, info: info)
+                                case .http2(let multiplexer, let channel, let info): await http.serve(multiplexer, connection: channel, info: info)
                                 case .tcp(let channel, let info): await tcp.serve(channel, info: info)
                                 }
                             } catch {
@@ -118,7 +120,13 @@ public final class InboundListener: Service, Sendable {
             try channel.pipeline.syncOperations.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: true)
             return .http1(try NIOAsyncChannel(wrappingChannelSynchronously: channel), info)
         case .http2:
-            throw ProxyError(.peerRefused, "HTTP/2 with prior knowledge is not served on the inbound listener; use HTTP/1.1")
+            let multiplexer = try channel.pipeline.syncOperations.configureAsyncHTTP2Pipeline(mode: .server) { stream in
+                stream.eventLoop.makeCompletedFuture {
+                    try stream.pipeline.syncOperations.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
+                    return try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(wrappingChannelSynchronously: stream)
+                }
+            }
+            return .http2(multiplexer, channel, info)
         case .tcp, .tls:
             return .tcp(try NIOAsyncChannel(wrappingChannelSynchronously: channel), info)
         }

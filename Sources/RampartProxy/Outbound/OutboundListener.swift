@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOHTTP1
+import NIOHTTP2
 import NIOPosix
 import ServiceLifecycle
 
@@ -31,10 +32,7 @@ public final class OutboundListener: Service, Sendable {
             .serverChannelOption(.backlog, value: 256)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .bind(host: host, port: port) { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: true)
-                    return try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(wrappingChannelSynchronously: channel)
-                }
+                channel.eventLoop.makeCompletedFuture { try Self.negotiate(channel) }
             }
         onBound(server.channel.localAddress?.port ?? port)
         context.logger.info("outbound listener ready", metadata: ["proxy.outbound": "\(host):\(server.channel.localAddress?.port ?? port)"])
@@ -43,12 +41,25 @@ public final class OutboundListener: Service, Sendable {
         try await withGracefulShutdownHandler {
             try await withThrowingDiscardingTaskGroup { group in
                 try await server.executeThenClose { connections in
-                    for try await connection in connections {
-                        let remote = connection.channel.remoteAddress
+                    for try await negotiated in connections {
                         group.addTask {
                             do {
-                                try await HTTPServing.serve(connection, maxBodyBytes: context.maxBodyBytes) { request in
-                                    await OutboundHTTP(context: context, balancer: balancer).handle(request, remote: remote)
+                                switch try await negotiated.get() {
+                                case .http1(let connection, let remote):
+                                    try await HTTPServing.serve(connection, maxBodyBytes: context.maxBodyBytes) { request in
+                                        await OutboundHTTP(context: context, balancer: balancer).handle(request, remote: remote)
+                                    }
+                                case .http2(let multiplexer, let channel, let remote):
+                                    try await withThrowingDiscardingTaskGroup { streams in
+                                        for try await stream in multiplexer.inbound {
+                                            streams.addTask {
+                                                try? await HTTPServing.serve(stream, maxBodyBytes: context.maxBodyBytes) { request in
+                                                    await OutboundHTTP(context: context, balancer: balancer).handle(request, remote: remote)
+                                                }
+                                            }
+                                        }
+                                    }
+                                    try? await channel.close()
                                 }
                             } catch {
                                 context.logger.debug("outbound connection ended", metadata: ["error": "\(error)"])
@@ -63,6 +74,40 @@ public final class OutboundListener: Service, Sendable {
     }
 }
 
+extension OutboundListener {
+    /// A connection from an application: HTTP/1.1, or HTTP/2 with prior knowledge (gRPC clients).
+    enum Connection: Sendable {
+        case http1(NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, SocketAddress?)
+        case http2(NIOHTTP2Handler.AsyncStreamMultiplexer<NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>>, any Channel, SocketAddress?)
+    }
+
+    static func negotiate(_ channel: any Channel) throws -> EventLoopFuture<Connection> {
+        let promise = channel.eventLoop.makePromise(of: Connection.self)
+        let sniffer = ProtocolSniffer(
+            tlsAllowed: false,
+            configure: { channel, sniffed in
+                switch sniffed {
+                case .http2:
+                    let multiplexer = try channel.pipeline.syncOperations.configureAsyncHTTP2Pipeline(mode: .server) { stream in
+                        stream.eventLoop.makeCompletedFuture {
+                            try stream.pipeline.syncOperations.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
+                            return try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(wrappingChannelSynchronously: stream)
+                        }
+                    }
+                    promise.succeed(.http2(multiplexer, channel, channel.remoteAddress))
+                case .http1, .tcp, .tls:
+                    // Anything that is not HTTP/2 is parsed as HTTP/1.1; garbage gets a 400 from the codec.
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: true)
+                    promise.succeed(.http1(try NIOAsyncChannel(wrappingChannelSynchronously: channel), channel.remoteAddress))
+                }
+            },
+            failed: { promise.fail($0) }
+        )
+        try channel.pipeline.syncOperations.addHandler(sniffer)
+        return promise.futureResult
+    }
+}
+
 /// One outbound request: resolve, balance, originate mTLS, forward.
 struct OutboundHTTP: Sendable {
     let context: ProxyContext
@@ -70,7 +115,7 @@ struct OutboundHTTP: Sendable {
 
     func handle(_ request: BufferedRequest, remote: SocketAddress?) async -> BufferedResponse {
         let start = Date()
-        var record = RequestRecord(reporter: .source, startTime: start, protocolName: request.head.version == .http1_0 ? "HTTP/1.0" : "HTTP/1.1")
+        var record = RequestRecord(reporter: .source, startTime: start, protocolName: request.protocolName)
         let response = await route(request, remote: remote, record: &record)
         record.responseCode = Int(response.head.status.code)
         record.bytesSent = response.body.readableBytes
@@ -106,8 +151,10 @@ struct OutboundHTTP: Sendable {
         HopByHop.strip(&head.headers)
         head.headers.remove(name: "x-forwarded-client-cert")
         head.headers.replaceOrAdd(name: "host", value: target.authority)
-        head.headers.replaceOrAdd(name: "connection", value: "keep-alive")
-        if head.version == .http1_0 { head.version = .http1_1 }
+        if head.version.major == 1 {
+            head.headers.replaceOrAdd(name: "connection", value: "keep-alive")
+            if head.version.minor == 0 { head.version = .http1_1 }
+        }
 
         guard let config = context.config.current else {
             record.responseFlags = "NC"
@@ -138,10 +185,13 @@ struct OutboundHTTP: Sendable {
             return .local(.serviceUnavailable, "this proxy has no workload identity yet, so it cannot originate mTLS\n")
         }
         let verifier = PeerVerifier(roots: current.identity.roots, revoked: config.revoked, expected: service.expectedIdentities)
-        let tls = TLSOrigination(generation: current.generation, verifier: verifier, context: current.contexts.client)
+        // HTTP/2 and gRPC stay HTTP/2 between the proxies; HTTP/1.1 stays HTTP/1.1.
+        let http2 = request.isHTTP2 || request.isGRPC
+        let tls = TLSOrigination(generation: current.generation, verifier: verifier, context: http2 ? current.contexts.clientHTTP2 : current.contexts.client)
         do {
             let result = try await context.upstream.send(
-                BufferedRequest(head: head, body: request.body), to: UpstreamTarget(host: endpoint.host, port: endpoint.port, tls: tls), timeout: context.upstreamTimeout
+                BufferedRequest(head: head, body: request.body, trailers: request.trailers),
+                to: UpstreamTarget(host: endpoint.host, port: endpoint.port, tls: tls, http2: http2), timeout: context.upstreamTimeout
             )
             record.connectionSecurityPolicy = "mutual_tls"
             record.destinationPrincipal = result.peer?.spiffeID.string

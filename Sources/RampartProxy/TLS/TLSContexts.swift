@@ -8,11 +8,13 @@ import NIOSSL
 public struct TLSContexts: Sendable {
     /// For the inbound listener.
     public let server: NIOSSLContext
-    /// For connections the proxy originates.
+    /// For connections the proxy originates, offering HTTP/1.1 in ALPN.
     public let client: NIOSSLContext
+    /// For connections the proxy originates, offering HTTP/2 in ALPN.
+    public let clientHTTP2: NIOSSLContext
 
-    /// The protocols offered in ALPN, most preferred first.
-    public static let applicationProtocols = ["http/1.1"]
+    /// The protocols the inbound listener offers in ALPN, most preferred first.
+    public static let applicationProtocols = ["h2", "http/1.1"]
 
     /// Builds both contexts for an identity.
     public init(identity: ProxyIdentity) throws(ProxyError) {
@@ -34,6 +36,8 @@ public struct TLSContexts: Sendable {
             client.trustRoots = .certificates(identity.nioRoots)
             client.applicationProtocols = ["http/1.1"]
             self.client = try NIOSSLContext(configuration: client)
+            client.applicationProtocols = ["h2"]
+            self.clientHTTP2 = try NIOSSLContext(configuration: client)
         } catch {
             throw ProxyError(.identity, "cannot build TLS contexts for \(identity.spiffeID): \(error)")
         }

@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOHTTP1
+import NIOHTTP2
 import NIOPosix
 import NIOSSL
 import NIOTLS
@@ -14,12 +15,15 @@ public struct UpstreamTarget: Sendable, Hashable {
     /// mTLS origination: the client context and the identities the server may present;
     /// `nil` for plaintext (the local application).
     public let tls: TLSOrigination?
+    /// Speak HTTP/2 (over TLS with ALPN `h2`, or in plaintext with prior knowledge).
+    public let http2: Bool
 
     /// Creates a target.
-    public init(host: String, port: Int, tls: TLSOrigination? = nil) {
+    public init(host: String, port: Int, tls: TLSOrigination? = nil, http2: Bool = false) {
         self.host = host
         self.port = port
         self.tls = tls
+        self.http2 = http2
     }
 }
 
@@ -67,8 +71,16 @@ public final class UpstreamClient: Sendable {
         let peer: VerifiedPeer?
     }
 
+    /// An HTTP/2 connection, shared by every request to its target.
+    private struct Multiplexed: Sendable {
+        let channel: any Channel
+        let multiplexer: NIOHTTP2Handler.AsyncStreamMultiplexer<Void>
+        let peer: VerifiedPeer?
+    }
+
     private let group: any EventLoopGroup
     private let idle = Mutex<[UpstreamTarget: [Pooled]]>([:])
+    private let multiplexed = Mutex<[UpstreamTarget: Multiplexed]>([:])
     private let maxIdlePerTarget: Int
     private let maxBodyBytes: Int
     private let connectTimeout: TimeAmount
@@ -83,6 +95,9 @@ public final class UpstreamClient: Sendable {
 
     /// Sends a request and waits for the whole response.
     public func send(_ request: BufferedRequest, to target: UpstreamTarget, timeout: TimeAmount = .seconds(60)) async throws -> UpstreamResult {
+        if target.http2 { return try await sendHTTP2(request, to: target, timeout: timeout) }
+        var request = request
+        if request.head.version.major == 2 { request.head.version = .http1_1 }
         let connection = try await acquire(target)
         do {
             let response = try await exchange(request, on: connection.channel, timeout: timeout)
@@ -105,6 +120,91 @@ public final class UpstreamClient: Sendable {
             return pool.values.flatMap { $0 }
         }
         for connection in all { connection.channel.close(promise: nil) }
+        let shared = multiplexed.withLock { pool -> [Multiplexed] in
+            defer { pool.removeAll() }
+            return Array(pool.values)
+        }
+        for connection in shared { connection.channel.close(promise: nil) }
+    }
+
+    private func sendHTTP2(_ request: BufferedRequest, to target: UpstreamTarget, timeout: TimeAmount) async throws -> UpstreamResult {
+        let connection = try await multiplexedConnection(target)
+        var request = request
+        request.head.version = .http2
+        let maxBodyBytes = self.maxBodyBytes
+        let stream: any Channel
+        do {
+            stream = try await connection.multiplexer.openStream { streamChannel in
+                streamChannel.eventLoop.makeCompletedFuture {
+                    try streamChannel.pipeline.syncOperations.addHandler(HTTP2FramePayloadToHTTP1ClientCodec(httpProtocol: target.tls == nil ? .http : .https))
+                    try streamChannel.pipeline.syncOperations.addHandler(UpstreamExchangeHandler(maxBodyBytes: maxBodyBytes, handshake: nil))
+                    return streamChannel
+                }
+            }
+        } catch {
+            forget(connection, target: target)
+            throw ProxyError(.upstream, "cannot open an HTTP/2 stream to \(target.host):\(target.port): \(error)")
+        }
+        defer { stream.close(promise: nil) }
+        let response = try await exchange(request, on: stream, timeout: timeout)
+        return UpstreamResult(response: response, peer: connection.peer)
+    }
+
+    private func multiplexedConnection(_ target: UpstreamTarget) async throws -> Multiplexed {
+        if let existing = multiplexed.withLock({ $0[target] }), existing.channel.isActive { return existing }
+        let box = PeerBox()
+        let loop = group.next()
+        let handshake = target.tls == nil ? nil : loop.makePromise(of: Void.self)
+        let connected: (any Channel, NIOHTTP2Handler.AsyncStreamMultiplexer<Void>)
+        do {
+            connected = try await ClientBootstrap(group: loop)
+                .connectTimeout(connectTimeout)
+                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .connect(host: target.host, port: target.port) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        if let tls = target.tls {
+                            let handler = try NIOSSLClientHandler(
+                                context: tls.context, serverHostname: nil, customVerificationCallbackWithMetadata: tls.verifier.callback(box: box)
+                            )
+                            try channel.pipeline.syncOperations.addHandler(handler)
+                            try channel.pipeline.syncOperations.addHandler(HandshakeWatcher(promise: handshake))
+                        }
+                        let multiplexer = try channel.pipeline.syncOperations.configureAsyncHTTP2Pipeline(mode: .client) { stream in
+                            stream.eventLoop.makeSucceededVoidFuture()
+                        }
+                        return (channel, multiplexer)
+                    }
+                }
+        } catch {
+            handshake?.fail(error)
+            throw ProxyError(.upstream, "cannot connect to \(target.host):\(target.port): \(error)")
+        }
+        if let handshake {
+            do {
+                try await handshake.futureResult.get()
+            } catch {
+                connected.0.close(promise: nil)
+                throw ProxyError(.upstream, "mTLS to \(target.host):\(target.port) failed: \(box.refusal ?? "\(error)")")
+            }
+        }
+        let fresh = Multiplexed(channel: connected.0, multiplexer: connected.1, peer: box.peer)
+        let chosen = multiplexed.withLock { pool -> Multiplexed in
+            if let existing = pool[target], existing.channel.isActive { return existing }
+            pool[target] = fresh
+            return fresh
+        }
+        if chosen.channel !== fresh.channel {
+            fresh.channel.close(promise: nil)
+        } else {
+            fresh.channel.closeFuture.whenComplete { [weak self] _ in self?.forget(fresh, target: target) }
+        }
+        return chosen
+    }
+
+    private func forget(_ connection: Multiplexed, target: UpstreamTarget) {
+        multiplexed.withLock { pool in
+            if let current = pool[target], current.channel === connection.channel { pool[target] = nil }
+        }
     }
 
     private func acquire(_ target: UpstreamTarget) async throws -> Pooled {
@@ -224,7 +324,7 @@ final class UpstreamExchangeHandler: ChannelDuplexHandler, RemovableChannelHandl
         if exchange.request.body.readableBytes > 0 {
             context.write(wrapOutboundOut(.body(.byteBuffer(exchange.request.body))), promise: nil)
         }
-        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: promise)
+        context.writeAndFlush(wrapOutboundOut(.end(exchange.request.trailers)), promise: promise)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -239,11 +339,11 @@ final class UpstreamExchangeHandler: ChannelDuplexHandler, RemovableChannelHandl
                 return
             }
             body.writeBuffer(&chunk)
-        case .end:
+        case .end(let trailers):
             guard let head, let pending else { return }
             self.pending = nil
             self.head = nil
-            let response = BufferedResponse(head: head, body: body)
+            let response = BufferedResponse(head: head, body: body, trailers: trailers)
             body = ByteBuffer()
             pending.succeed(response)
         }
@@ -271,5 +371,36 @@ final class UpstreamExchangeHandler: ChannelDuplexHandler, RemovableChannelHandl
             pending.fail(error)
         }
         context.close(promise: nil)
+    }
+}
+
+/// Completes a promise when the TLS handshake finishes, or fails it when the connection ends first.
+final class HandshakeWatcher: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = NIOAny
+
+    private var promise: EventLoopPromise<Void>?
+
+    init(promise: EventLoopPromise<Void>?) {
+        self.promise = promise
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case .handshakeCompleted = event as? TLSUserEvent {
+            promise?.succeed()
+            promise = nil
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        promise?.fail(error)
+        promise = nil
+        context.fireErrorCaught(error)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        promise?.fail(ProxyError(.upstream, "the connection closed during the TLS handshake"))
+        promise = nil
+        context.fireChannelInactive()
     }
 }

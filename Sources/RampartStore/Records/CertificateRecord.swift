@@ -94,6 +94,23 @@ public struct CertificateStatusRecord: Sendable, Equatable {
     public var revocationReason: String?
 }
 
+/// A revoked certificate that has not yet expired: what a proxy needs to refuse it as a peer.
+public struct RevokedCertificate: Sendable, Hashable {
+    /// Serial number, lowercase hex.
+    public var serial: String
+    /// The SPIFFE ID in the URI SAN.
+    public var spiffeID: String
+    /// End of validity; after it the serial no longer needs to be remembered.
+    public var notAfter: Date
+
+    /// Creates a revoked-certificate entry.
+    public init(serial: String, spiffeID: String, notAfter: Date) {
+        self.serial = serial
+        self.spiffeID = spiffeID
+        self.notAfter = notAfter
+    }
+}
+
 /// Which certificates to list.
 public struct CertificateFilter: Sendable, Equatable {
     /// Only this SPIFFE ID.

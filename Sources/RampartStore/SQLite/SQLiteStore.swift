@@ -143,6 +143,19 @@ extension SQLiteStore: IssuedCertificateStore {
         }
     }
 
+    public func revokedCertificates(unexpiredAt now: Date) async throws -> [RevokedCertificate] {
+        try await pool.read { db in
+            // `status = 'revoked'` spelled as in the partial index's WHERE clause, so SQLite reads
+            // that index; sorted here rather than by SQL, so no plan walks the primary key instead.
+            let statement = try db.cachedStatement(
+                sql: "SELECT serial, spiffe_id, not_after FROM issued_certificates WHERE status = 'revoked' AND not_after > ?"
+            )
+            return try Row.fetchAll(statement, arguments: [now])
+                .map { row in RevokedCertificate(serial: row["serial"], spiffeID: row["spiffe_id"], notAfter: row["not_after"]) }
+                .sorted { $0.serial < $1.serial }
+        }
+    }
+
     /// Serials are stored as lowercase hex without separators; accept `AB:CD`, `0xabcd` and upper case.
     static func normalizeSerial(_ serial: String) -> String {
         var text = serial.lowercased().replacingOccurrences(of: ":", with: "")

@@ -50,7 +50,7 @@ struct CA: AsyncParsableCommand {
 
     struct Serve: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Serve Istio's CA API over gRPC/TLS, and admin HTTP (/healthz/ready, /metrics)."
+            abstract: "Serve Istio's CA API and the proxies' config stream over gRPC/TLS, and admin HTTP (/healthz/ready, /metrics, /debug/syncz)."
         )
 
         @OptionGroup var stateOptions: StateOptions
@@ -73,10 +73,16 @@ struct CA: AsyncParsableCommand {
         @Option(help: "The mesh's root namespace: its policies in the config store apply mesh-wide.")
         var rootNamespace: String = "istio-system"
 
+        @Option(help: ArgumentHelp("How long a disconnected proxy's registration and endpoints are kept, in seconds.", valueName: "seconds"))
+        var registrationGrace: Double = 15
+
         @Option(help: "Log level: trace, debug, info, notice, warning, error.")
         var logLevel: String = "info"
 
         func validate() throws {
+            guard registrationGrace.isFinite, registrationGrace >= 0, registrationGrace <= 86400 else {
+                throw ValidationError("--registration-grace \(registrationGrace): expected seconds from 0 to 86400, such as 15")
+            }
             guard !rootNamespace.isEmpty else { throw ValidationError("--root-namespace must not be empty (Istio's default is istio-system)") }
             guard jwtIssuers.count == jwks.count else {
                 throw ValidationError("give one --jwks for each --jwt-issuer (got \(jwtIssuers.count) issuers and \(jwks.count) key sources)")
@@ -96,7 +102,8 @@ struct CA: AsyncParsableCommand {
                 listenHost: grpc.host, listenPort: grpc.port,
                 adminHost: adminAddress.host, adminPort: adminAddress.port,
                 jwtIssuers: zip(jwtIssuers, jwks).map { TrustedIssuer(issuer: $0, keys: .init($1)) },
-                jwtAudience: jwtAudience, rootNamespace: rootNamespace
+                jwtAudience: jwtAudience, rootNamespace: rootNamespace,
+                registrationGrace: .milliseconds(Int64((registrationGrace * 1000).rounded()))
             )
             let server = CAServer(configuration: configuration, logger: Logger(label: "rampart.ca"))
             try await server.run(metricsText: { registry.emitToString() }) { addresses in

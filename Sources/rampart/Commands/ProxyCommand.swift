@@ -47,11 +47,17 @@ struct Proxy: AsyncParsableCommand {
     @Option(help: ArgumentHelp("The node agent's output directory (cert-chain.pem, key.pem, root-cert.pem).", valueName: "dir"))
     var identityDir: String?
 
+    @Option(help: ArgumentHelp("The node agent's SPIFFE Workload API socket ('rampart agent --socket').", valueName: "path"))
+    var workloadAPI: String?
+
     @Option(help: ArgumentHelp("The admin listener: /stats/prometheus, /healthz/ready, /config_dump.", valueName: "host:port"))
     var admin: String = "127.0.0.1:15020"
 
     @Option(help: ArgumentHelp("Where to write one JSON line per request: a file, or - for standard output.", valueName: "path"))
     var accessLog: String = "-"
+
+    @Option(help: "The application's HTTP version: auto (HTTP/2 for gRPC, HTTP/1.1 otherwise), http or http2.")
+    var appProtocol: String = "auto"
 
     @Option(help: "What to do with hosts outside the registry: ALLOW_ANY (forward in plaintext) or REGISTRY_ONLY (refuse with 502).")
     var outboundTrafficPolicy: String = "ALLOW_ANY"
@@ -76,11 +82,14 @@ struct Proxy: AsyncParsableCommand {
             _ = try HostPort.parse(text, option: option)
         }
         if let advertise { _ = try HostPort.parse(advertise, option: "--advertise") }
-        guard identityDir != nil else {
-            throw ValidationError("give --identity-dir DIR: the node agent's output directory ('rampart agent --out DIR')")
+        guard (identityDir == nil) != (workloadAPI == nil) else {
+            throw ValidationError("give exactly one identity source: --identity-dir DIR (the agent's --out) or --workload-api SOCKET (the agent's --socket)")
         }
         guard OutboundTrafficPolicy(rawValue: outboundTrafficPolicy) != nil else {
             throw ValidationError("--outbound-traffic-policy \(outboundTrafficPolicy): use ALLOW_ANY or REGISTRY_ONLY")
+        }
+        guard AppProtocol(rawValue: appProtocol) != nil else {
+            throw ValidationError("--app-protocol \(appProtocol): use auto, http or http2")
         }
         guard maxBodyBytes > 0 else { throw ValidationError("--max-body-bytes must be positive") }
         guard upstreamTimeout > 0 else { throw ValidationError("--upstream-timeout must be positive") }
@@ -119,17 +128,20 @@ struct Proxy: AsyncParsableCommand {
             name: workload, namespace: namespace, labels: try Self.parseLabels(labels),
             services: try service.map { try ServicePort(parsing: $0) }, appPort: appAddress.port
         )
-        let identity = IdentityWatcher(directory: identityDir ?? "", logger: logger)
-        do {
-            try identity.reload()
-        } catch {
-            logger.warning("no workload identity yet; waiting for the node agent", metadata: ["error": "\(error.reason)"])
+        let identity = IdentityWatcher(source: workloadAPI.map { .workloadAPI($0) } ?? .directory(identityDir ?? ""), logger: logger)
+        if identityDir != nil {
+            do {
+                try identity.reload()
+            } catch {
+                logger.warning("no workload identity yet; waiting for the node agent", metadata: ["error": "\(error.reason)"])
+            }
         }
         let context = ProxyContext(
             workload: workloadInfo, appHost: appAddress.host, appPort: appAddress.port, identity: identity, config: ConfigHolder(),
             upstream: UpstreamClient(maxBodyBytes: maxBodyBytes), authenticator: RequestAuthenticator(), metrics: ProxyMetrics(),
             accessLog: try AccessLog(path: accessLog), maxBodyBytes: maxBodyBytes, upstreamTimeout: .seconds(Int64(upstreamTimeout)),
-            outboundPolicy: OutboundTrafficPolicy(rawValue: outboundTrafficPolicy) ?? .allowAny, logger: logger
+            outboundPolicy: OutboundTrafficPolicy(rawValue: outboundTrafficPolicy) ?? .allowAny,
+            appProtocol: AppProtocol(rawValue: appProtocol) ?? .auto, logger: logger
         )
         let server = ProxyServer(
             context: context,

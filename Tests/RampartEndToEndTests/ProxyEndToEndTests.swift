@@ -1,0 +1,233 @@
+import Foundation
+import Testing
+
+/// The whole loop with real processes on loopback: a CA, two agents, two proxies and two echo
+/// applications. Requests go from application A's side through proxy A's outbound listener,
+/// over mTLS, to proxy B's inbound listener and application B. curl and openssl are the clients.
+@Suite("Companion proxy end to end", .serialized)
+struct ProxyEndToEndTests {
+    static let namespace = "demo"
+
+    final class Mesh {
+        let directory: String
+        let ca: CAProcess
+        let a: MeshWorkload
+        let b: MeshWorkload
+
+        init() async throws {
+            ca = try CAProcess(label: "proxy-e2e")
+            directory = ca.directory
+            try ca.start()
+            a = try await MeshWorkload.start(name: "a", namespace: ProxyEndToEndTests.namespace, ca: ca, directory: directory)
+            b = try await MeshWorkload.start(name: "b", namespace: ProxyEndToEndTests.namespace, ca: ca, directory: directory)
+            // Ready once each proxy has its identity and config, and A's registry knows B.
+            try await eventually(timeout: 30, "both proxies ready\n\(a.proxy.log)\n\(b.proxy.log)") {
+                try Curl.get("http://127.0.0.1:\(a.admin)/healthz/ready").code == 200 && Curl.get("http://127.0.0.1:\(b.admin)/healthz/ready").code == 200
+            }
+            try await eventually(timeout: 30, "a request from A to B\n\(a.proxy.log)\n\(b.proxy.log)\n\(ca.log)") {
+                try Curl.get("http://127.0.0.1:\(a.outbound)/", ["-H", "Host: b"]).code == 200
+            }
+        }
+
+        func apply(_ yaml: String, name: String) throws {
+            let file = "\(directory)/\(name).yaml"
+            try yaml.write(toFile: file, atomically: true, encoding: .utf8)
+            let result = try rampart("apply", "-f", file, "--state", ca.state)
+            guard result.succeeded else { throw TestFailure("rampart apply failed: \(result.stderr)") }
+        }
+
+        func delete(_ kind: String, _ name: String) throws {
+            let result = try rampart("delete", kind, name, "-n", ProxyEndToEndTests.namespace, "--state", ca.state)
+            guard result.succeeded else { throw TestFailure("rampart delete failed: \(result.stderr)") }
+        }
+
+        /// curl through A's outbound listener to service B.
+        func callB(_ path: String = "/") throws -> (code: Int, body: String, exit: Int32) {
+            try Curl.get("http://127.0.0.1:\(a.outbound)\(path)", ["-H", "Host: b"])
+        }
+
+        /// Seconds until `condition` first holds, polling every 50 ms for at most `limit` seconds.
+        func secondsUntil(limit: TimeInterval = 5, _ condition: () throws -> Bool) throws -> TimeInterval? {
+            let start = Date()
+            while Date().timeIntervalSince(start) < limit {
+                if try condition() { return Date().timeIntervalSince(start) }
+                usleep(50_000)
+            }
+            return nil
+        }
+
+        func stop() {
+            a.stop()
+            b.stop()
+            ca.stop()
+        }
+    }
+
+    @Test("A calls B through both proxies over mTLS; a DENY policy takes effect within 1 s and its removal restores 200")
+    func policyLoop() async throws {
+        let mesh = try await Mesh()
+        defer { mesh.stop() }
+
+        let first = try mesh.callB("/hello?x=1")
+        #expect(first.code == 200)
+        let echo = Curl.json(first.body)
+        #expect(echo["app"] as? String == "b")
+        #expect(echo["path"] as? String == "/hello?x=1")
+        let headers = echo["headers"] as? [String: String] ?? [:]
+        #expect(headers["x-forwarded-client-cert"]?.contains("URI=\(mesh.a.spiffeID)") == true, "\(headers)")
+        #expect(headers["x-request-id"]?.isEmpty == false)
+
+        // The http_proxy form reaches the same service by its fully qualified name.
+        let viaProxy = try Curl.get("http://b.demo.svc.cluster.local:\(mesh.b.appPort)/proxied", ["-x", "http://127.0.0.1:\(mesh.a.outbound)"])
+        #expect(viaProxy.code == 200)
+        #expect(Curl.json(viaProxy.body)["path"] as? String == "/proxied")
+
+        try mesh.apply(
+            """
+            apiVersion: security.istio.io/v1
+            kind: AuthorizationPolicy
+            metadata:
+              name: deny-a
+              namespace: demo
+            spec:
+              selector:
+                matchLabels:
+                  app: b
+              action: DENY
+              rules:
+              - from:
+                - source:
+                    principals: ["cluster.local/ns/demo/sa/a"]
+            """, name: "deny-a")
+        let denied = try mesh.secondsUntil { try mesh.callB().code == 403 }
+        #expect(denied != nil, "the DENY policy never took effect\n\(mesh.b.proxy.log)")
+        #expect((denied ?? 99) <= 1.0, "the DENY policy took \(denied ?? 0) s to take effect")
+        let body = try mesh.callB().body
+        #expect(body.contains("RBAC: access denied"))
+
+        try mesh.delete("AuthorizationPolicy", "deny-a")
+        let restored = try mesh.secondsUntil { try mesh.callB().code == 200 }
+        #expect(restored != nil, "removing the policy never restored 200")
+        #expect((restored ?? 99) <= 1.0, "removing the policy took \(restored ?? 0) s to take effect")
+
+        // The access log names the policy that denied.
+        let log = try String(contentsOfFile: mesh.b.accessLog, encoding: .utf8)
+        let deniedLine = log.split(separator: "\n").first { $0.contains("\"response_code\":403") }
+        #expect(deniedLine?.contains("\"authz_policy\":\"demo/deny-a\"") == true, "\(log)")
+        #expect(deniedLine?.contains("\"response_flags\":\"RBAC\"") == true)
+
+        // A real Prometheus server scrapes both proxies' Istio metrics.
+        let prometheus = try PrometheusProcess(directory: mesh.directory, scrapePorts: [mesh.a.admin, mesh.b.admin])
+        defer { prometheus.stop() }
+        var series: [[String: String]] = []
+        try await eventually(timeout: 30, "Prometheus to scrape istio_requests_total\n\(prometheus.service.log)") {
+            series = try prometheus.query("istio_requests_total{reporter=\"destination\"}")
+            return series.contains { $0["response_code"] == "403" }
+        }
+        let allowed = series.first { $0["response_code"] == "200" } ?? [:]
+        for label in ["reporter", "source_principal", "destination_principal", "destination_service", "response_code", "response_flags", "connection_security_policy"] {
+            #expect(allowed[label] != nil, "istio_requests_total lacks the \(label) label: \(allowed)")
+        }
+        #expect(allowed["source_principal"] == mesh.a.spiffeID)
+        #expect(allowed["destination_principal"] == mesh.b.spiffeID)
+        #expect(allowed["destination_service"] == "b.demo.svc.cluster.local")
+        #expect(allowed["connection_security_policy"] == "mutual_tls")
+        #expect(allowed["source_workload"] == "a")
+        #expect(series.contains { $0["response_code"] == "403" && $0["response_flags"] == "RBAC" })
+        let outbound = try prometheus.query("istio_requests_total{reporter=\"source\"}")
+        #expect(outbound.contains { $0["destination_workload"] == "b" && $0["source_principal"] == mesh.a.spiffeID })
+        #expect(!(try prometheus.query("istio_request_duration_milliseconds_bucket")).isEmpty)
+
+        // rampart status lists both proxies, synced.
+        let status = try rampart("status", "--admin", "127.0.0.1:\(mesh.ca.adminPort)")
+        #expect(status.succeeded, "\(status.stderr)")
+        #expect(status.stdout.contains("a.demo") && status.stdout.contains("b.demo"), "\(status.stdout)")
+    }
+
+    @Test("STRICT refuses plaintext; curl and openssl interoperate over mTLS; a revoked client certificate is refused")
+    func peerAuthenticationAndRevocation() async throws {
+        let mesh = try await Mesh()
+        defer { mesh.stop() }
+        let inbound = "127.0.0.1:\(mesh.b.inbound)"
+        let cert = "\(mesh.a.identityDirectory)/cert-chain.pem"
+        let key = "\(mesh.a.identityDirectory)/key.pem"
+        let root = "\(mesh.a.identityDirectory)/root-cert.pem"
+
+        // PERMISSIVE (no PeerAuthentication): plaintext is accepted on the inbound port.
+        #expect(try Curl.get("http://\(inbound)/plain").code == 200)
+
+        try mesh.apply(
+            """
+            apiVersion: security.istio.io/v1
+            kind: PeerAuthentication
+            metadata:
+              name: default
+              namespace: demo
+            spec:
+              mtls:
+                mode: STRICT
+            """, name: "strict")
+        let refused = try mesh.secondsUntil { try Curl.get("http://\(inbound)/plain").code == 0 }
+        #expect(refused != nil, "plaintext was still accepted under STRICT\n\(mesh.b.proxy.log)")
+        #expect((refused ?? 99) <= 1.0)
+
+        // curl presenting A's certificate. The SVID names no DNS host, so curl's host-name check is
+        // off (-k); the proxy still requires and verifies the client certificate.
+        let mtls = try Curl.get("https://\(inbound)/curl", ["-k", "--cert", cert, "--key", key])
+        #expect(mtls.code == 200, "\(mtls)")
+        #expect((Curl.json(mtls.body)["headers"] as? [String: String])?["x-forwarded-client-cert"]?.contains("URI=\(mesh.a.spiffeID)") == true)
+        let noCert = try Curl.get("https://\(inbound)/curl", ["-k"])
+        #expect(noCert.code == 0, "a client without a certificate was answered")
+
+        // openssl verifies B's chain against the trust bundle and completes the mutual handshake.
+        let sclient = try run("openssl", ["s_client", "-connect", inbound, "-CAfile", root, "-cert", cert, "-key", key, "-verify_return_error", "-brief"], input: "", timeout: 20)
+        let sclientText = sclient.stdout + sclient.stderr
+        #expect(sclientText.contains("Verification: OK"), "\(sclientText)")
+        #expect(sclientText.contains("spiffe://cluster.local/ns/demo/sa/b") || sclient.succeeded, "\(sclientText)")
+
+        // Revoke A's certificate: a new connection presenting it is refused within 1 s.
+        guard let serial = mesh.a.agent.onDisk()?.serial else { throw TestFailure("A has no certificate on disk") }
+        let revoke = try rampart("cert", "revoke", "--state", mesh.ca.state, serial)
+        #expect(revoke.succeeded, "\(revoke.stderr)")
+        let revoked = try mesh.secondsUntil { try Curl.get("https://\(inbound)/curl", ["-k", "--cert", cert, "--key", key]).code == 0 }
+        #expect(revoked != nil, "the revoked certificate was still accepted\n\(mesh.b.proxy.log)")
+        #expect((revoked ?? 99) <= 1.0, "revocation took \(revoked ?? 0) s to reach the proxy")
+    }
+
+    @Test("a proxy that loses the control plane keeps enforcing its last snapshot, and reconnects when it is back")
+    func controlPlaneLoss() async throws {
+        let mesh = try await Mesh()
+        defer { mesh.stop() }
+        try mesh.apply(
+            """
+            apiVersion: security.istio.io/v1
+            kind: AuthorizationPolicy
+            metadata:
+              name: deny-secret
+              namespace: demo
+            spec:
+              action: DENY
+              rules:
+              - to:
+                - operation:
+                    paths: ["/secret"]
+            """, name: "deny-secret")
+        #expect(try mesh.secondsUntil { try mesh.callB("/secret").code == 403 } != nil)
+
+        let port = mesh.ca.grpcPort
+        mesh.ca.kill9()
+        // Enforcement goes on without the control plane.
+        for _ in 0..<5 {
+            #expect(try mesh.callB("/secret").code == 403)
+            #expect(try mesh.callB("/open").code == 200)
+            usleep(200_000)
+        }
+        try mesh.ca.start(grpcPort: port)
+        try await eventually(timeout: 30, "both proxies to reconnect\n\(mesh.a.proxy.log)") {
+            let status = try rampart("status", "--admin", "127.0.0.1:\(mesh.ca.adminPort)", "--json")
+            return status.succeeded && status.stdout.components(separatedBy: "\"connected\"").count - 1 >= 2
+        }
+        #expect(try mesh.callB("/secret").code == 403)
+        #expect(try mesh.callB("/open").code == 200)
+    }
+}

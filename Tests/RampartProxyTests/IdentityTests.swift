@@ -1,0 +1,107 @@
+import Crypto
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import Logging
+import NIOCore
+@testable import RampartProxy
+import SwiftASN1
+import Testing
+import X509
+
+@Suite("Workload identity", .serialized)
+struct IdentityTests {
+    @Test("the agent's files load into an identity naming the leaf's SPIFFE ID")
+    func loadsDirectory() async throws {
+        let mesh = try MeshFixture()
+        defer { mesh.remove() }
+        let issued = try await mesh.identity(namespace: "default", serviceAccount: "web")
+        let identity = try ProxyIdentity(directory: issued.directory)
+        #expect(identity.spiffeID.string == issued.spiffeID)
+        #expect(identity.serial == RevocationList.normalize(issued.serial))
+        #expect(identity.roots.count == 1)
+    }
+
+    @Test("a missing or broken identity is refused with the file and what to do")
+    func refusesBrokenFiles() async throws {
+        let mesh = try MeshFixture()
+        defer { mesh.remove() }
+        #expect {
+            try ProxyIdentity(directory: "\(mesh.directory)/nowhere")
+        } throws: { error in
+            (error as? ProxyError)?.reason.contains("cert-chain.pem") == true
+        }
+        let issued = try await mesh.identity(namespace: "default", serviceAccount: "web")
+        try "not a certificate".write(toFile: "\(issued.directory)/cert-chain.pem", atomically: true, encoding: .utf8)
+        #expect(throws: ProxyError.self) { try ProxyIdentity(directory: issued.directory) }
+    }
+
+    @Test("a Workload API X509SVID (concatenated DER chain and bundle, PKCS#8 key) loads the same identity")
+    func loadsWorkloadAPIMessage() async throws {
+        let mesh = try MeshFixture()
+        defer { mesh.remove() }
+        let issued = try await mesh.identity(namespace: "default", serviceAccount: "web")
+        let files = try ProxyIdentity(directory: issued.directory)
+        func der(_ certificate: Certificate) throws -> [UInt8] {
+            var serializer = DER.Serializer()
+            try serializer.serialize(certificate)
+            return serializer.serializedBytes
+        }
+        let keyPEM = try String(contentsOfFile: "\(issued.directory)/key.pem", encoding: .utf8)
+        let key = try PEMDocument(pemString: keyPEM).derBytes
+        // A chain of two (leaf, then the root standing in for an intermediate) checks the DER splitting.
+        let chain = try der(files.leaf) + der(mesh.authority.certificate)
+        let identity = try ProxyIdentity(chainDER: chain, keyPKCS8: key, bundleDER: try der(mesh.authority.certificate), source: "test")
+        #expect(identity.spiffeID == files.spiffeID)
+        #expect(identity.chain.count == 2)
+        #expect(try DERCertificates.parse(chain).count == 2)
+        #expect(throws: ProxyError.self) { try ProxyIdentity(chainDER: [0x30, 0x03, 0x01], keyPKCS8: key, bundleDER: [], source: "test") }
+    }
+
+    @Test("a rotation is picked up without a restart, and an open connection keeps working")
+    func rotation() async throws {
+        let mesh = try MeshFixture()
+        defer { mesh.remove() }
+        let app = try await EchoApp()
+        let appTask = Task { await app.run() }
+        defer { appTask.cancel() }
+        let server = try await mesh.identity(namespace: "default", serviceAccount: "server")
+        let proxy = try await TestProxy(
+            workload: WorkloadInfo(name: "server-v1", namespace: "default", appPort: app.port), identityDirectory: server.directory, appPort: app.port)
+        try proxy.install(SnapshotBuilder.snapshot())
+        let client = try await mesh.identity(namespace: "default", serviceAccount: "client")
+
+        // One client, one pooled keep-alive connection, opened before the rotation.
+        let identity = try ProxyIdentity(directory: client.directory)
+        let contexts = try TLSContexts(identity: identity)
+        let upstream = UpstreamClient(maxIdlePerTarget: 1, maxBodyBytes: 1 << 20)
+        defer { upstream.shutdown() }
+        let target = UpstreamTarget(
+            host: "127.0.0.1", port: proxy.inboundPort,
+            tls: TLSOrigination(generation: 1, verifier: PeerVerifier(roots: identity.roots, revoked: RevocationList(serials: [])), context: contexts.client))
+        let before = try await upstream.send(TestClient.request(path: "/", host: "app", headers: []), to: target)
+        #expect(before.response.head.status == .ok)
+        let firstSerial = try #require(before.peer?.serial)
+
+        // The agent writes a new set over the old one; the proxy reloads it.
+        let rotated = try await mesh.identity(namespace: "default", serviceAccount: "server")
+        for name in ["cert-chain.pem", "key.pem", "root-cert.pem"] {
+            #expect(rename("\(rotated.directory)/\(name)", "\(server.directory)/\(name)") == 0)
+        }
+        let current = try proxy.context.identity.reload()
+        #expect(current.generation == 2)
+        #expect(current.identity.serial == RevocationList.normalize(rotated.serial))
+
+        // The pooled connection, made with the old certificate, still answers.
+        let during = try await upstream.send(TestClient.request(path: "/again", host: "app", headers: []), to: target)
+        #expect(during.response.head.status == .ok)
+        #expect(during.peer?.serial == firstSerial)
+
+        // A new connection sees the new certificate.
+        let fresh = try await TestClient.mtls(port: proxy.inboundPort, identityDirectory: client.directory)
+        #expect(fresh.peer?.serial == RevocationList.normalize(rotated.serial))
+        await proxy.stop()
+        try? await app.serverChannel.close()
+    }
+}
