@@ -121,6 +121,9 @@ struct ProxyBench: AsyncParsableCommand {
         let children = [proxyA, proxyB, ca]
         let (outboundA, adminA) = try await Self.proxyPorts(proxyA)
         let (_, adminB) = try await Self.proxyPorts(proxyB)
+        guard let inboundB = Self.port(after: "inbound=127.0.0.1:", in: try await proxyB.waitForLine(containing: "rampart proxy ready", timeout: .seconds(1))) else {
+            throw BenchError("cannot read proxy B's inbound port:\n\(proxyB.logTail())")
+        }
 
         for (admin, child) in [(adminA, proxyA), (adminB, proxyB)] {
             let ready = await HTTPProbe.poll("http://127.0.0.1:\(admin)/healthz/ready", logDirectory: directory, timeout: .seconds(20)) { $0.status == 200 }
@@ -132,6 +135,7 @@ struct ProxyBench: AsyncParsableCommand {
                 throw BenchError(message + "\n" + children.map { $0.logTail() }.joined(separator: "\n"))
             }
         }
+        try await Self.checkPolicy(adminB: adminB, inboundB: inboundB, directory: directory, children: children)
         try await Self.probePath(url: "http://127.0.0.1:\(outboundA)/", via: "proxy A → proxy B", directory: directory, children: children)
 
         let figures = try await load(side: "rampart", url: "http://127.0.0.1:\(outboundA)/", processes: [("proxy_a", proxyA), ("proxy_b", proxyB)], directory: directory)
@@ -188,6 +192,23 @@ struct ProxyBench: AsyncParsableCommand {
                 message += "\nProxy B denied the request: it has no config (no control-plane config stream) or the ALLOW policy did not reach it. Nothing was measured."
             }
             throw BenchError(message + "\n" + children.map { $0.logTail() }.joined(separator: "\n"))
+        }
+    }
+
+    /// Checks that proxy B enforces the ALLOW policy: its config holds one AuthorizationPolicy, and
+    /// a plaintext request to its inbound listener, which carries no principal, is not let through.
+    static func checkPolicy(adminB: Int, inboundB: Int, directory: String, children: [BenchChild]) async throws {
+        let dump = await HTTPProbe.get("http://127.0.0.1:\(adminB)/config_dump", logDirectory: directory)
+        let object = (try? JSONSerialization.jsonObject(with: Data(dump.body.utf8))) as? [String: Any]
+        let policies = ((object?["config"] as? [String: Any])?["authorization_policies"] as? NSNumber)?.intValue
+        guard policies == 1 else {
+            throw BenchError(
+                "proxy B's /config_dump shows \(policies.map(String.init) ?? "no") AuthorizationPolicies in force, expected the one ALLOW policy the benchmark applied:\n\(dump.body.prefix(600))\n"
+                    + children.map { $0.logTail() }.joined(separator: "\n"))
+        }
+        let plain = await HTTPProbe.get("http://127.0.0.1:\(inboundB)/", host: serviceHost, logDirectory: directory)
+        guard plain.status != 200 else {
+            throw BenchError("proxy B answered 200 to a plaintext request with no principal: the ALLOW policy is not enforced, so the benchmark would not measure the enforcing path")
         }
     }
 
