@@ -2,12 +2,17 @@
 # Installs what Rampart needs on a fresh Debian machine with Swift: the SQLite headers GRDB links
 # against, openssl (interoperability checks and the benchmark's peer), and, with --test, the Python
 # packages of the independent gRPC, JOSE and SPIFFE Workload API clients used by the tests, and
-# Debian's Prometheus server, which scrapes the proxies in the end-to-end tests.
+# Debian's Prometheus server, which scrapes the proxies in the end-to-end tests; with --bench, wrk
+# and HAProxy for `rampart bench proxy` (the load generator and the peer proxy).
 set -euo pipefail
 packages=()
 dpkg -s libsqlite3-dev >/dev/null 2>&1 || packages+=(libsqlite3-dev)
 command -v openssl >/dev/null 2>&1 || packages+=(openssl)
 command -v curl >/dev/null 2>&1 || packages+=(curl)
+if [ "${1:-}" = "--bench" ]; then
+  command -v wrk >/dev/null 2>&1 || packages+=(wrk)
+  command -v haproxy >/dev/null 2>&1 || packages+=(haproxy)
+fi
 if [ "${#packages[@]}" -gt 0 ]; then
   sudo_cmd=""
   [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"

@@ -16,7 +16,7 @@ struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks that print their figures.",
-        subcommands: [CABench.self, RenewBench.self, AuthzBench.self]
+        subcommands: [CABench.self, RenewBench.self, AuthzBench.self, ProxyBench.self]
     )
 }
 

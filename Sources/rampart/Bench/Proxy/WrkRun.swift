@@ -1,0 +1,71 @@
+import Foundation
+
+/// What one `wrk --latency` run reports.
+struct WrkResult: Sendable, Equatable {
+    /// Completed requests and the seconds wrk ran.
+    var requests: Int
+    var seconds: Double
+    /// `Requests/sec:`.
+    var requestsPerSecond: Double
+    /// Latency percentiles from the `Latency Distribution` block, in milliseconds.
+    var p50Milliseconds: Double
+    var p99Milliseconds: Double
+    /// `Non-2xx or 3xx responses:` (0 when absent).
+    var non2xx: Int
+    /// The sum of `Socket errors:` (0 when absent).
+    var socketErrors: Int
+
+    /// Reads wrk's text output.
+    static func parse(_ text: String) throws -> WrkResult {
+        var result = WrkResult(requests: -1, seconds: 0, requestsPerSecond: -1, p50Milliseconds: -1, p99Milliseconds: -1, non2xx: 0, socketErrors: 0)
+        for raw in text.split(separator: "\n") {
+            let line = raw.trimmingCharacters(in: .whitespaces)
+            let words = line.split(separator: " ", omittingEmptySubsequences: true)
+            if line.hasPrefix("Requests/sec:"), words.count >= 2, let value = Double(words[1]) {
+                result.requestsPerSecond = value
+            } else if line.hasPrefix("50%"), words.count >= 2, let value = milliseconds(words[1]) {
+                result.p50Milliseconds = value
+            } else if line.hasPrefix("99%"), words.count >= 2, let value = milliseconds(words[1]) {
+                result.p99Milliseconds = value
+            } else if words.count >= 4, words[1] == "requests", words[2] == "in", let count = Int(words[0]) {
+                result.requests = count
+                result.seconds = (milliseconds(words[3].trimmingCharacters(in: CharacterSet(charactersIn: ","))) ?? 0) / 1000
+            } else if line.hasPrefix("Non-2xx or 3xx responses:"), let value = words.last.flatMap({ Int($0) }) {
+                result.non2xx = value
+            } else if line.hasPrefix("Socket errors:") {
+                result.socketErrors = line.dropFirst("Socket errors:".count)
+                    .split(whereSeparator: { $0 == " " || $0 == "," }).compactMap { Int($0) }.reduce(0, +)
+            }
+        }
+        guard result.requests >= 0, result.requestsPerSecond >= 0, result.p50Milliseconds >= 0, result.p99Milliseconds >= 0 else {
+            throw BenchError("cannot read wrk's output (expected 'N requests in', 'Requests/sec:' and the --latency 50% and 99% lines):\n\(text)")
+        }
+        return result
+    }
+
+    /// A wrk duration such as `812.00us`, `1.23ms`, `2.00s` or `1.50m`, in milliseconds.
+    static func milliseconds<S: StringProtocol>(_ text: S) -> Double? {
+        let units: [(suffix: String, scale: Double)] = [("us", 0.001), ("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000)]
+        for unit in units where text.hasSuffix(unit.suffix) {
+            if let value = Double(text.dropLast(unit.suffix.count)) { return value * unit.scale }
+        }
+        return nil
+    }
+}
+
+/// Runs wrk against one target and reads its report.
+enum WrkRun {
+    /// `wrk -t threads -c connections -d seconds --latency -H 'Host: host' url`, bounded in time.
+    static func run(url: String, host: String, threads: Int, connections: Int, seconds: Int, logDirectory: String, file: String) async throws -> WrkResult {
+        let arguments = ["wrk", "-t", String(threads), "-c", String(connections), "-d", "\(seconds)s", "--timeout", "5s", "--latency", "-H", "Host: \(host)", url]
+        let wrk = try BenchChild.spawn(name: "wrk", file: file, arguments: arguments, logDirectory: logDirectory)
+        defer { wrk.stop() }
+        guard let status = await wrk.waitForExit(timeout: .seconds(seconds + 30)) else {
+            throw BenchError("wrk did not finish within \(seconds + 30) s:\n\(wrk.logTail())")
+        }
+        guard status == 0 else {
+            throw BenchError("wrk exited with status \(status) (\(arguments.joined(separator: " "))):\n\(wrk.logTail())")
+        }
+        return try WrkResult.parse(wrk.standardOutput)
+    }
+}
