@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 import NIOEmbedded
 import NIOHTTP1
@@ -195,5 +196,32 @@ struct HeaderTests {
             #expect(wait >= base)
             #expect(wait <= base * 1.25)
         }
+    }
+}
+
+@Suite("Access log")
+struct AccessLogTests {
+    @Test("each line is one JSON object that a JSON parser reads back, with escapes and nulls")
+    func lineParses() throws {
+        var record = RequestRecord(reporter: .destination, startTime: Date(timeIntervalSince1970: 1_800_000_000.25), protocolName: "HTTP/1.1")
+        record.method = "GET"
+        record.path = "/a\"b\\c\n\u{1}é"
+        record.responseCode = 403
+        record.responseFlags = "RBAC"
+        record.policy = "demo/deny-a"
+        record.rule = 0
+        record.dryRun = ["demo/x"]
+        record.duration = 0.0125
+        let line = AccessLog.line(record)
+        #expect(!line.contains("\n"))
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        #expect(object["path"] as? String == "/a\"b\\c\n\u{1}é")
+        #expect(object["response_code"] as? Int == 403)
+        #expect(object["authz_policy"] as? String == "demo/deny-a")
+        #expect(object["authz_rule"] as? Int == 0)
+        #expect(object["authz_dry_run"] as? [String] == ["demo/x"])
+        #expect(object["authority"] is NSNull)
+        #expect(object["duration"] as? Int == 13)
+        #expect(object["start_time"] as? String == "2027-01-15T08:00:00.250Z")
     }
 }
