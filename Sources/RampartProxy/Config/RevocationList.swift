@@ -11,7 +11,7 @@ public struct RevocationList: Sendable, Hashable {
     }
 
     /// True when the serial is revoked.
-    public func contains(serial: String) -> Bool { serials.contains(Self.normalize(serial)) }
+    public func contains(serial: String) -> Bool { serials.contains(serial) || serials.contains(Self.normalize(serial)) }
 
     /// Lower-case hex without separators, `0x`, or leading zeros.
     public static func normalize(_ serial: String) -> String {

@@ -110,14 +110,23 @@ struct JSONLine {
         return text
     }
 
+    private var first = true
+
     private mutating func key(_ name: String) {
-        if text.utf8.count > 1 { text += "," }
+        if !first { text += "," }
+        first = false
         string(name)
         text += ":"
     }
 
     private mutating func string(_ value: String) {
         text += "\""
+        // Most values need no escaping: append them whole.
+        if !value.utf8.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C }) {
+            text += value
+            text += "\""
+            return
+        }
         for scalar in value.unicodeScalars {
             switch scalar {
             case "\"": text += "\\\""

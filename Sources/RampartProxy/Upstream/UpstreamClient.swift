@@ -86,7 +86,7 @@ public final class UpstreamClient: Sendable {
     private let connectTimeout: TimeAmount
 
     /// Creates a client.
-    public init(group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, maxIdlePerTarget: Int = 16, maxBodyBytes: Int, connectTimeout: TimeAmount = .seconds(5)) {
+    public init(group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, maxIdlePerTarget: Int = 256, maxBodyBytes: Int, connectTimeout: TimeAmount = .seconds(5)) {
         self.group = group
         self.maxIdlePerTarget = maxIdlePerTarget
         self.maxBodyBytes = maxBodyBytes
