@@ -47,7 +47,7 @@ struct InboundHTTP: Sendable {
             return .local(.forbidden, "RBAC: access denied (this proxy has not yet received its config from the control plane)\n")
         }
         // A certificate revoked after the handshake stops working on the connection it opened.
-        if let peer = info.peer, config.revoked.contains(serial: peer.serial) {
+        if let peer = info.peer, config.revoked.serials.contains(peer.serial) {
             record.responseFlags = "UAEX"
             record.responseDetails = "peer_certificate_revoked"
             var response = BufferedResponse.local(.forbidden, "the client certificate \(peer.serial) was revoked by the CA\n")
