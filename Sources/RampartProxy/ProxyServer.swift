@@ -5,8 +5,11 @@ import Synchronization
 
 /// The addresses a running proxy bound.
 public struct ProxyAddresses: Sendable, Equatable {
+    /// The inbound listener's port.
     public var inbound: Int
+    /// The outbound listener's port.
     public var outbound: Int
+    /// The admin listener's port.
     public var admin: Int
 }
 
@@ -15,10 +18,13 @@ public struct ProxyAddresses: Sendable, Equatable {
 public struct ProxyServer: Sendable {
     /// Listen addresses.
     public struct Listeners: Sendable {
+        /// The inbound listener's address (port 0 picks a free port).
         public var inboundHost: String
         public var inboundPort: Int
+        /// The outbound listener's address.
         public var outboundHost: String
         public var outboundPort: Int
+        /// The admin listener's address.
         public var adminHost: String
         public var adminPort: Int
         /// The address other proxies reach the inbound listener at, as registered.

@@ -15,8 +15,10 @@ import Synchronization
 public final class ConfigStream: Service, Sendable {
     /// Where the control plane listens, and the root its serving certificate chains to.
     public struct Endpoint: Sendable {
+        /// The control plane's gRPC address.
         public let host: String
         public let port: Int
+        /// The root its serving certificate chains to, as PEM.
         public let rootPEM: String
 
         /// Creates an endpoint.
@@ -203,6 +205,7 @@ public final class ConfigStream: Service, Sendable {
 
 /// The proxy's software version, as registrations and `/server_info` report it.
 public enum ProxyVersion {
+    /// This build's version string.
     public static let current = "rampart-proxy/0.1"
 }
 

@@ -6,16 +6,20 @@ public struct RequestRecord: Sendable {
     /// `destination` on the inbound side, `source` on the outbound side, as Istio reports.
     public enum Reporter: String, Sendable { case source, destination }
 
+    /// Which side reports.
     public var reporter: Reporter
+    /// When the request arrived, and how long it took, in seconds.
     public var startTime: Date
     public var duration: TimeInterval
     /// `HTTP/1.1`, `HTTP/2`, or `TCP`.
     public var protocolName: String
+    /// The request line and the headers the log shows.
     public var method: String?
     public var path: String?
     public var authority: String?
     public var requestID: String?
     public var userAgent: String?
+    /// The status sent back (0 for TCP).
     public var responseCode: Int
     /// Envoy's response flags (`-` when none): `RBAC` for a policy denial, `UAEX` for a refused
     /// token, `NR` for no route, `UH` for no endpoint, `UF` for a failed upstream connection,
@@ -23,14 +27,17 @@ public struct RequestRecord: Sendable {
     public var responseFlags: String
     /// Envoy's response code details, e.g. `rbac_access_denied_matched_policy[ns/name]`.
     public var responseDetails: String?
+    /// Body bytes in each direction.
     public var bytesReceived: Int
     public var bytesSent: Int
+    /// The source workload, as its certificate and the registry describe it.
     public var sourcePrincipal: String?
     public var sourceWorkload: String?
     public var sourceNamespace: String?
     public var sourceApp: String?
     public var sourceVersion: String?
     public var sourceAddress: String?
+    /// The destination workload and service.
     public var destinationPrincipal: String?
     public var destinationWorkload: String?
     public var destinationNamespace: String?
@@ -39,6 +46,7 @@ public struct RequestRecord: Sendable {
     public var destinationService: String?
     public var destinationServiceName: String?
     public var destinationServiceNamespace: String?
+    /// The address the request was forwarded to.
     public var upstreamHost: String?
     /// `mutual_tls` or `none`.
     public var connectionSecurityPolicy: String
