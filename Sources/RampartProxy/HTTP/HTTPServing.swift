@@ -63,10 +63,12 @@ enum HTTPServing {
         } else if request.version == .http1_0 {
             head.headers.replaceOrAdd(name: "connection", value: "keep-alive")
         }
-        try await outbound.write(.head(head))
+        // One write of all parts: one hop to the event loop per response rather than one per part.
+        var parts: [HTTPServerResponsePart] = [.head(head)]
         if !bodyless && response.body.readableBytes > 0 {
-            try await outbound.write(.body(.byteBuffer(response.body)))
+            parts.append(.body(.byteBuffer(response.body)))
         }
-        try await outbound.write(.end(response.trailers))
+        parts.append(.end(response.trailers))
+        try await outbound.write(contentsOf: parts)
     }
 }
