@@ -29,6 +29,9 @@ struct ProxyBench: AsyncParsableCommand {
     @Option(help: "wrk connections.")
     var connections: Int = 32
 
+    @Option(help: ArgumentHelp("Event-loop threads in each Rampart proxy (default: one per CPU).", valueName: "n"))
+    var proxyEventLoops: Int?
+
     @Option(help: "wrk threads.")
     var threads: Int = 2
 
@@ -112,6 +115,7 @@ struct ProxyBench: AsyncParsableCommand {
                 "--access-log", "/dev/null", "--log-level", "warning",
             ]
             for service in services { arguments += ["--service", service] }
+            if let loops = proxyEventLoops { arguments += ["--event-loops", String(loops)] }
             return try BenchChild.spawn(name: "proxy \(workload.uppercased())", file: "proxy-\(workload)", arguments: arguments, logDirectory: directory)
         }
         let proxyB = try proxy("b", identity: mesh.identityB, services: ["b:\(appPort)"])

@@ -68,10 +68,16 @@ struct Proxy: AsyncParsableCommand {
     @Option(help: ArgumentHelp("How long the upstream may take to answer, in seconds.", valueName: "seconds"))
     var upstreamTimeout: Int = 60
 
+    @Option(help: ArgumentHelp("Event-loop threads for the listeners and connections (default: one per CPU).", valueName: "n"))
+    var eventLoops: Int?
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error.")
     var logLevel: String = "info"
 
     func validate() throws {
+        if let eventLoops, !(1...256).contains(eventLoops) {
+            throw ValidationError("--event-loops \(eventLoops): give 1 to 256 threads")
+        }
         guard ServicePort.isDNSLabel(workload) else { throw ValidationError("--workload \(workload): use a DNS label, such as reviews-v1") }
         guard ServicePort.isDNSLabel(namespace) else { throw ValidationError("--namespace \(namespace): use a DNS label, such as default") }
         _ = try Self.parseLabels(labels)
@@ -109,6 +115,7 @@ struct Proxy: AsyncParsableCommand {
     }
 
     func run() async throws {
+        if let eventLoops { NIOSingletons.groupLoopCountSuggestion = eventLoops }
         LoggingSetup.bootstrap(level: Logger.Level(rawValue: logLevel) ?? .info)
         let logger = Logger(label: "rampart.proxy")
         let registry = PrometheusCollectorRegistry()
