@@ -78,6 +78,7 @@ struct ResolutionTests {
     let registry = ServiceRegistry(services: [
         MeshService(name: "reviews", namespace: "bookinfo", port: 9080, endpoints: [ServiceEndpoint(host: "127.0.0.1", port: 1, spiffeID: "spiffe://cluster.local/ns/bookinfo/sa/reviews", workload: "reviews-v1")]),
         MeshService(name: "ratings", namespace: "other", port: 9080, endpoints: []),
+        MeshService(name: "ratings", namespace: "other", port: 9000, endpoints: []),
     ])
 
     @Test("a short name resolves in the client's namespace, longer names anywhere")
@@ -88,7 +89,13 @@ struct ResolutionTests {
         #expect(registry.resolve(host: "reviews.bookinfo.svc", clientNamespace: "other") != nil)
         #expect(registry.resolve(host: "Reviews.Bookinfo.svc.cluster.local.", clientNamespace: "other") != nil)
         #expect(registry.resolve(host: "reviews.bookinfo.svc.example.org", clientNamespace: "other") == nil)
-        #expect(registry.resolve(host: "ratings.other.svc.cluster.local", clientNamespace: "bookinfo")?.port == 9080)
+        #expect(registry.resolve(host: "ratings.other.svc.cluster.local", clientNamespace: "bookinfo")?.port == 9000)
+    }
+
+    @Test("a service served on several ports keeps every port, lowest first")
+    func multiplePorts() {
+        #expect(registry.resolveAll(host: "ratings.other", clientNamespace: "bookinfo").map(\.port) == [9000, 9080])
+        #expect(registry.resolveAll(host: "nosuch", clientNamespace: "bookinfo").isEmpty)
     }
 
     @Test("workloads are found by the identity they present")

@@ -145,8 +145,16 @@ struct DataPathTests {
             #expect(try await TestClient.plain(port: clientProxy.outboundPort, host: "nosuch").head.status == .badGateway)
             #expect(try await TestClient.plain(port: clientProxy.outboundPort, host: "server:9999").head.status == .notFound)
 
+            // A second port of the same service is reachable by its own number.
+            try clientProxy.install(SnapshotBuilder.snapshot(version: 2, services: [
+                ("server", "default", 8080, [(endpoint, server.spiffeID, "server-v1")]), ("server", "default", 9090, [(endpoint, server.spiffeID, "server-v1")]),
+            ]))
+            #expect(try await TestClient.plain(port: clientProxy.outboundPort, host: "server:9090").head.status == .ok)
+            #expect(try await TestClient.plain(port: clientProxy.outboundPort, host: "server:8080").head.status == .ok)
+            #expect(try await TestClient.plain(port: clientProxy.outboundPort, host: "server:9999").head.status == .notFound)
+
             // The registry expects another identity for the service: the server is refused.
-            try clientProxy.install(SnapshotBuilder.snapshot(version: 2, services: [("server", "default", 8080, [(endpoint, "spiffe://cluster.local/ns/default/sa/impostor", "server-v1")])]))
+            try clientProxy.install(SnapshotBuilder.snapshot(version: 3, services: [("server", "default", 8080, [(endpoint, "spiffe://cluster.local/ns/default/sa/impostor", "server-v1")])]))
             let refused = try await TestClient.plain(port: clientProxy.outboundPort, host: "server")
             #expect(refused.head.status == .serviceUnavailable)
             #expect(String(buffer: refused.body).contains("not an identity the registry expects"))

@@ -54,8 +54,9 @@ public struct PeerWorkload: Sendable, Hashable {
 
 /// Every service of the mesh, as the control plane streamed it, with Kubernetes-style name lookup.
 public struct ServiceRegistry: Sendable {
-    /// The services by namespace, then name.
-    public let services: [String: [String: MeshService]]
+    /// The services by namespace, then name; a name served on several ports has one entry per
+    /// port, lowest port first.
+    public let services: [String: [String: [MeshService]]]
     /// Workloads by the SPIFFE ID they present.
     public let workloads: [String: PeerWorkload]
     /// The cluster domain of fully qualified names.
@@ -63,10 +64,10 @@ public struct ServiceRegistry: Sendable {
 
     /// Builds the lookup tables.
     public init(services: [MeshService], domain: String = "cluster.local") {
-        var byNamespace: [String: [String: MeshService]] = [:]
+        var byNamespace: [String: [String: [MeshService]]] = [:]
         var workloads: [String: PeerWorkload] = [:]
-        for service in services {
-            byNamespace[service.namespace, default: [:]][service.name] = service
+        for service in services.sorted(by: { $0.port < $1.port }) {
+            byNamespace[service.namespace, default: [:]][service.name, default: []].append(service)
             for endpoint in service.endpoints {
                 workloads[endpoint.spiffeID] = PeerWorkload(workload: endpoint.workload, namespace: service.namespace, labels: endpoint.labels)
             }
@@ -80,6 +81,16 @@ public struct ServiceRegistry: Sendable {
     /// `reviews` (the client's namespace), `reviews.ns`, `reviews.ns.svc` or
     /// `reviews.ns.svc.cluster.local`, case-insensitively and without a trailing dot.
     public func resolve(host: String, clientNamespace: String) -> MeshService? {
+        resolveAll(host: host, clientNamespace: clientNamespace).first
+    }
+
+    /// Every port of the service a host names (see `resolve`), lowest port first; empty when the
+    /// registry has no such service.
+    public func resolveAll(host: String, clientNamespace: String) -> [MeshService] {
+        lookup(host: host, clientNamespace: clientNamespace) ?? []
+    }
+
+    private func lookup(host: String, clientNamespace: String) -> [MeshService]? {
         var name = host.lowercased()
         if name.hasSuffix(".") { name.removeLast() }
         let labels = name.split(separator: ".", omittingEmptySubsequences: false).map(String.init)

@@ -132,16 +132,18 @@ struct OutboundHTTP: Sendable {
             record.responseFlags = "NC"
             return .local(.serviceUnavailable, "no config received from the control plane yet, so no service is known\n")
         }
-        guard let service = config.registry.resolve(host: target.host, clientNamespace: context.workload.namespace) else {
+        let ports = config.registry.resolveAll(host: target.host, clientNamespace: context.workload.namespace)
+        guard let first = ports.first else {
             return await passthrough(BufferedRequest(head: head, body: request.body), target: target, record: &record)
         }
-        let fqdn = service.hostname(domain: config.registry.domain)
+        let fqdn = first.hostname(domain: config.registry.domain)
         record.destinationService = fqdn
-        record.destinationServiceName = service.name
-        record.destinationServiceNamespace = service.namespace
-        if let port = target.port, port != service.port {
+        record.destinationServiceName = first.name
+        record.destinationServiceNamespace = first.namespace
+        // A port, when the client names one, picks the service port; without one, the lowest port.
+        guard let service = target.port.map({ port in ports.first { $0.port == port } }) ?? first else {
             record.responseFlags = "NR"
-            return .local(.notFound, "service \(fqdn) serves port \(service.port), not \(port)\n")
+            return .local(.notFound, "service \(fqdn) serves port \(ports.map { String($0.port) }.joined(separator: ", ")), not \(target.port ?? 0)\n")
         }
         guard let endpoint = balancer.pick(service.endpoints, service: fqdn) else {
             record.responseFlags = "UH"

@@ -61,7 +61,7 @@ enum ProxyAdmin {
                 "nonce": config.nonce, "config_version": config.configVersion, "applied_at": formatter.string(from: config.appliedAt),
                 "resources": config.resourceCounts, "authorization_policies": config.policies.policyCount,
                 "mtls_mode": config.policies.peer.mode(port: context.appPort).rawValue,
-                "services": config.registry.services.values.flatMap { $0.values }.map { service in
+                "services": config.registry.services.values.flatMap { $0.values.joined() }.map { service in
                     ["name": service.hostname(domain: config.registry.domain), "port": service.port, "endpoints": service.endpoints.map { "\($0.host):\($0.port)" }] as [String: Any]
                 },
                 "revoked_serials": config.revoked.serials.count,
