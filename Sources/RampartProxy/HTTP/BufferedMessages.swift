@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 import NIOHTTP1
 
@@ -75,14 +76,3 @@ public enum HopByHop {
         if keepsTrailers { headers.add(name: "te", value: "trailers") }
     }
 }
-
-extension Substring {
-    fileprivate func trimmingCharacters(in set: CharacterSet) -> String {
-        var text = self[...]
-        while let first = text.first, first == " " || first == "\t" { text.removeFirst() }
-        while let last = text.last, last == " " || last == "\t" { text.removeLast() }
-        return String(text)
-    }
-}
-
-private enum CharacterSet { case whitespaces }

@@ -32,7 +32,7 @@ struct InboundHTTP: Sendable {
         let start = Date()
         var record = RequestRecord(reporter: .destination, startTime: start, protocolName: request.protocolName)
         let response = await handle(request, info: info, record: &record)
-        finish(&record, request: request, response: response, start: start)
+        finish(&record, response: response, start: start)
         return response
     }
 
@@ -167,7 +167,6 @@ struct InboundHTTP: Sendable {
         record.method = request.head.method.rawValue
         record.path = request.head.uri
         record.authority = request.head.headers.first(name: "host")
-        record.requestID = request.head.headers.first(name: "x-request-id")
         record.userAgent = request.head.headers.first(name: "user-agent")
         record.bytesReceived = request.body.readableBytes
         record.sourceAddress = info.remote.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" }
@@ -187,11 +186,10 @@ struct InboundHTTP: Sendable {
         }
     }
 
-    private func finish(_ record: inout RequestRecord, request: BufferedRequest, response: BufferedResponse, start: Date) {
+    private func finish(_ record: inout RequestRecord, response: BufferedResponse, start: Date) {
         record.responseCode = Int(response.head.status.code)
         record.bytesSent = response.body.readableBytes
         record.duration = Date().timeIntervalSince(start)
-        if record.requestID == nil { record.requestID = request.head.headers.first(name: "x-request-id") }
         context.metrics.recordRequest(record)
         context.accessLog.write(record)
     }
