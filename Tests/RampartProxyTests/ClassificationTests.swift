@@ -152,6 +152,25 @@ struct HeaderTests {
         #expect(headers.map(\.name) == ["x-kept"])
     }
 
+    @Test("hop-by-hop names match in any case; te: trailers survives; other headers keep their order")
+    func hopByHopCaseAndTrailers() {
+        var headers = HTTPHeaders([
+            ("Connection", "Keep-Alive, X-Private"), ("X-PRIVATE", "1"), ("Keep-Alive", "5"), ("a", "1"), ("TE", "trailers"),
+            ("Transfer-Encoding", "chunked"), ("Upgrade", "h2c"), ("b", "2"), ("Proxy-Authorization", "Basic x"), ("connectionx", "kept"),
+        ])
+        HopByHop.strip(&headers)
+        #expect(headers.map(\.name) == ["a", "b", "connectionx", "te"])
+        #expect(headers["te"] == ["trailers"])
+
+        var clean = HTTPHeaders([("host", "b"), ("x-request-id", "1")])
+        HopByHop.strip(&clean)
+        #expect(clean.map(\.name) == ["host", "x-request-id"])
+
+        var teOnly = HTTPHeaders([("te", "gzip")])
+        HopByHop.strip(&teOnly)
+        #expect(teOnly.isEmpty)
+    }
+
     @Test("x-request-id is kept when present and generated when absent")
     func requestID() {
         var headers = HTTPHeaders([("x-request-id", "abc")])
@@ -230,5 +249,20 @@ struct AccessLogTests {
         #expect(object["authority"] is NSNull)
         #expect(object["duration"] as? Int == 13)
         #expect(object["start_time"] as? String == "2027-01-15T08:00:00.250Z")
+    }
+
+    @Test("timestamps are RFC 3339 UTC with milliseconds truncated, across day and year boundaries")
+    func timestamps() throws {
+        let cases: [(TimeInterval, String)] = [
+            (0, "1970-01-01T00:00:00.000Z"),
+            (1_798_761_599.9996, "2026-12-31T23:59:59.999Z"),
+            (1_798_761_600.001, "2027-01-01T00:00:00.001Z"),
+            (951_782_400.5, "2000-02-29T00:00:00.500Z"),
+        ]
+        for (seconds, expected) in cases {
+            let record = RequestRecord(reporter: .source, startTime: Date(timeIntervalSince1970: seconds), protocolName: "HTTP/1.1")
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(AccessLog.line(record).utf8)) as? [String: Any])
+            #expect(object["start_time"] as? String == expected)
+        }
     }
 }

@@ -67,12 +67,46 @@ public enum HopByHop {
         "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "proxy-authorization", "proxy-authenticate",
     ]
 
+    /// The same names as bytes, for a case-insensitive scan without allocating.
+    private static let nameBytes: [[UInt8]] = names.map { Array($0.utf8) }
+
     /// Removes hop-by-hop headers, including any the `connection` header lists. `te: trailers`
     /// is kept: gRPC requires it, and HTTP/2 allows exactly that value.
+    ///
+    /// This runs on every request and response in each direction, so it reads the headers once and
+    /// removes only what it found.
     public static func strip(_ headers: inout HTTPHeaders) {
-        let listed = headers["connection"].flatMap { $0.split(separator: ",") }.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
-        let keepsTrailers = headers["te"].contains { $0.lowercased().contains("trailers") }
-        for name in names.union(listed) { headers.remove(name: name) }
+        var found: [String] = []
+        var listed: [String] = []
+        var keepsTrailers = false
+        for (name, value) in headers where isHopByHop(name) {
+            let lowered = name.lowercased()
+            if !found.contains(lowered) { found.append(lowered) }
+            switch lowered {
+            case "connection":
+                for token in value.split(separator: ",") {
+                    let option = token.trimmingCharacters(in: .whitespaces).lowercased()
+                    if !option.isEmpty && !listed.contains(option) { listed.append(option) }
+                }
+            case "te":
+                keepsTrailers = keepsTrailers || value.lowercased().contains("trailers")
+            default:
+                break
+            }
+        }
+        guard !found.isEmpty else { return }
+        for name in found { headers.remove(name: name) }
+        for name in listed where !found.contains(name) { headers.remove(name: name) }
         if keepsTrailers { headers.add(name: "te", value: "trailers") }
+    }
+
+    /// Whether `name` is one of ``names``, compared as ASCII without regard to case.
+    static func isHopByHop(_ name: String) -> Bool {
+        var name = name
+        return name.withUTF8 { bytes in
+            nameBytes.contains { candidate in
+                candidate.count == bytes.count && zip(candidate, bytes).allSatisfy { $0 == (0x41...0x5A ~= $1 ? $1 | 0x20 : $1) }
+            }
+        }
     }
 }

@@ -16,6 +16,30 @@ public struct ConnectionInfo: Sendable {
     /// The effective PeerAuthentication mode when the connection was accepted.
     public let mode: MTLSMode
 
+    /// Derived once per connection rather than on every request: the peer's and this side's IP,
+    /// the peer's `ip:port`, and the peer's SPIFFE ID, Istio principal and namespace.
+    public let remoteIP: String?
+    public let localIP: String?
+    public let sourceAddress: String?
+    public let peerID: String?
+    public let peerPrincipal: String?
+    public let peerNamespace: String?
+
+    /// Describes a connection.
+    public init(remote: SocketAddress?, local: SocketAddress?, tls: Bool, peer: VerifiedPeer?, mode: MTLSMode) {
+        self.remote = remote
+        self.local = local
+        self.tls = tls
+        self.peer = peer
+        self.mode = mode
+        self.remoteIP = remote?.ipAddress
+        self.localIP = local?.ipAddress
+        self.sourceAddress = remote.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" }
+        self.peerID = peer?.spiffeID.string
+        self.peerPrincipal = peer?.spiffeID.principal
+        self.peerNamespace = peer?.spiffeID.istioWorkload?.namespace
+    }
+
     /// `mutual_tls` or `none`, as Istio's `connection_security_policy` label reports.
     public var securityPolicy: String { peer != nil ? "mutual_tls" : "none" }
 }

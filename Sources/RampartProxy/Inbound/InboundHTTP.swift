@@ -54,7 +54,7 @@ struct InboundHTTP: Sendable {
             response.head.headers.replaceOrAdd(name: "connection", value: "close")
             return response
         }
-        if let peer = info.peer, let source = config.registry.workloads[peer.spiffeID.string] {
+        if let peerID = info.peerID, let source = config.registry.workloads[peerID] {
             record.sourceWorkload = source.workload
             record.sourceNamespace = source.namespace
             record.sourceApp = source.labels["app"]
@@ -112,14 +112,14 @@ struct InboundHTTP: Sendable {
         if let authority { headers[":authority"] = authority }
         headers[":method"] = request.head.method.rawValue
         headers[":path"] = request.head.uri
-        let ip = info.remote?.ipAddress
+        let ip = info.remoteIP
         return AuthzRequest(
             transport: .http,
             source: AuthzRequest.Source(
-                principal: info.peer?.spiffeID.principal, namespace: info.peer?.spiffeID.istioWorkload?.namespace, ip: ip, remoteIP: ip,
+                principal: info.peerPrincipal, namespace: info.peerNamespace, ip: ip, remoteIP: ip,
                 mtls: info.peer != nil
             ),
-            destination: AuthzRequest.Destination(namespace: workload.namespace, labels: workload.labels, port: appPort, ip: info.local?.ipAddress),
+            destination: AuthzRequest.Destination(namespace: workload.namespace, labels: workload.labels, port: appPort, ip: info.localIP),
             method: request.head.method.rawValue, host: authority, path: request.head.uri, headers: headers
         )
     }
@@ -169,9 +169,9 @@ struct InboundHTTP: Sendable {
         record.authority = request.head.headers.first(name: "host")
         record.userAgent = request.head.headers.first(name: "user-agent")
         record.bytesReceived = request.body.readableBytes
-        record.sourceAddress = info.remote.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" }
-        record.sourcePrincipal = info.peer?.spiffeID.string
-        record.sourceNamespace = info.peer?.spiffeID.istioWorkload?.namespace
+        record.sourceAddress = info.sourceAddress
+        record.sourcePrincipal = info.peerID
+        record.sourceNamespace = info.peerNamespace
         record.connectionSecurityPolicy = info.securityPolicy
         let workload = context.workload
         record.destinationPrincipal = context.identity.current?.identity.spiffeID.string

@@ -12,9 +12,9 @@ struct InboundTCP: Sendable {
     func serve(_ downstream: NIOAsyncChannel<ByteBuffer, ByteBuffer>, info: ConnectionInfo) async {
         let start = Date()
         var record = RequestRecord(reporter: .destination, startTime: start, protocolName: "TCP")
-        record.sourceAddress = info.remote.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" }
-        record.sourcePrincipal = info.peer?.spiffeID.string
-        record.sourceNamespace = info.peer?.spiffeID.istioWorkload?.namespace
+        record.sourceAddress = info.sourceAddress
+        record.sourcePrincipal = info.peerID
+        record.sourceNamespace = info.peerNamespace
         record.connectionSecurityPolicy = info.securityPolicy
         record.destinationPrincipal = context.identity.current?.identity.spiffeID.string
         record.destinationWorkload = context.workload.name
@@ -26,15 +26,15 @@ struct InboundTCP: Sendable {
             deny(downstream, record: &record, start: start, reason: "no config received yet")
             return
         }
-        if let peer = info.peer, let source = config.registry.workloads[peer.spiffeID.string] {
+        if let peerID = info.peerID, let source = config.registry.workloads[peerID] {
             record.sourceWorkload = source.workload
             record.sourceNamespace = source.namespace
         }
-        let ip = info.remote?.ipAddress
+        let ip = info.remoteIP
         let request = AuthzRequest(
             transport: .tcp,
-            source: AuthzRequest.Source(principal: info.peer?.spiffeID.principal, namespace: info.peer?.spiffeID.istioWorkload?.namespace, ip: ip, remoteIP: ip, mtls: info.peer != nil),
-            destination: AuthzRequest.Destination(namespace: context.workload.namespace, labels: context.workload.labels, port: context.appPort, ip: info.local?.ipAddress)
+            source: AuthzRequest.Source(principal: info.peerPrincipal, namespace: info.peerNamespace, ip: ip, remoteIP: ip, mtls: info.peer != nil),
+            destination: AuthzRequest.Destination(namespace: context.workload.namespace, labels: context.workload.labels, port: context.appPort, ip: info.localIP)
         )
         let decision = config.policies.evaluate(request)
         record.policy = decision.policy

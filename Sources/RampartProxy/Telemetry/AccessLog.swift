@@ -35,22 +35,26 @@ public final class AccessLog: Sendable {
     /// Writes the record's line.
     public func write(_ record: RequestRecord) {
         guard isEnabled else { return }
-        let line = Self.line(record)
+        var bytes = Self.lineBytes(record)
+        bytes.append(UInt8(ascii: "\n"))
+        let data = Data(bytes)
         handle.withLock { file in
-            file?.write(Data((line + "\n").utf8))
+            file?.write(data)
         }
     }
 
-    /// RFC 3339 with milliseconds, UTC.
-    static let timestampStyle = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
-
     /// The JSON line for a record, its keys in a fixed order, absent values as null.
-    ///
-    /// Written field by field: this runs once per request, and a general JSON serializer with
-    /// sorted keys cost more than the rest of the request.
     public static func line(_ record: RequestRecord) -> String {
+        String(decoding: lineBytes(record), as: UTF8.self)
+    }
+
+    /// The line as UTF-8 bytes, without its newline.
+    ///
+    /// Written field by field into one buffer: this runs once per request, and a general JSON
+    /// serializer with sorted keys cost more than the rest of the request.
+    static func lineBytes(_ record: RequestRecord) -> [UInt8] {
         var json = JSONLine()
-        json.field("start_time", record.startTime.formatted(timestampStyle))
+        json.timestampField("start_time", record.startTime)
         json.field("reporter", record.reporter.rawValue)
         json.field("protocol", record.protocolName)
         json.field("method", record.method)
@@ -81,64 +85,122 @@ public final class AccessLog: Sendable {
     }
 }
 
-/// A one-line JSON object built field by field, strings escaped as RFC 8259 requires.
+/// A one-line JSON object built field by field as UTF-8 bytes, strings escaped as RFC 8259 requires.
 struct JSONLine {
-    private var text = "{"
+    private(set) var bytes: [UInt8]
+    private var first = true
+
+    init() {
+        bytes = []
+        bytes.reserveCapacity(1024)
+        bytes.append(UInt8(ascii: "{"))
+    }
 
     mutating func field(_ name: String, _ value: String?) {
         key(name)
-        if let value { string(value) } else { text += "null" }
+        if let value { string(value) } else { literal("null") }
     }
 
     mutating func field(_ name: String, _ value: Int?) {
         key(name)
-        text += value.map(String.init) ?? "null"
+        literal(value.map(String.init) ?? "null")
     }
 
     mutating func field(_ name: String, _ values: [String]) {
         key(name)
-        text += "["
+        bytes.append(UInt8(ascii: "["))
         for (index, value) in values.enumerated() {
-            if index > 0 { text += "," }
+            if index > 0 { bytes.append(UInt8(ascii: ",")) }
             string(value)
         }
-        text += "]"
+        bytes.append(UInt8(ascii: "]"))
     }
 
-    mutating func finish() -> String {
-        text += "}"
-        return text
+    /// A time as RFC 3339 in UTC with milliseconds, e.g. `"2027-01-15T08:00:00.250Z"`.
+    mutating func timestampField(_ name: String, _ date: Date) {
+        key(name)
+        // Whole microseconds first, so that a binary fraction just below a millisecond boundary
+        // (.001 stored as .000999…) keeps that millisecond; then milliseconds, truncated. Every
+        // value here is a whole number a Double holds exactly.
+        let micros = (date.timeIntervalSince1970 * 1_000_000).rounded()
+        let totalMillis = (micros / 1000).rounded(.down)
+        let seconds = (totalMillis / 1000).rounded(.down)
+        let millis = Int(totalMillis - seconds * 1000)
+        var time = time_t(seconds)
+        var parts = tm()
+        gmtime_r(&time, &parts)
+        bytes.append(UInt8(ascii: "\""))
+        digits(Int(parts.tm_year) + 1900, width: 4)
+        bytes.append(UInt8(ascii: "-"))
+        digits(Int(parts.tm_mon) + 1, width: 2)
+        bytes.append(UInt8(ascii: "-"))
+        digits(Int(parts.tm_mday), width: 2)
+        bytes.append(UInt8(ascii: "T"))
+        digits(Int(parts.tm_hour), width: 2)
+        bytes.append(UInt8(ascii: ":"))
+        digits(Int(parts.tm_min), width: 2)
+        bytes.append(UInt8(ascii: ":"))
+        digits(Int(parts.tm_sec), width: 2)
+        bytes.append(UInt8(ascii: "."))
+        digits(millis, width: 3)
+        bytes.append(UInt8(ascii: "Z"))
+        bytes.append(UInt8(ascii: "\""))
     }
 
-    private var first = true
+    mutating func finish() -> [UInt8] {
+        bytes.append(UInt8(ascii: "}"))
+        return bytes
+    }
 
     private mutating func key(_ name: String) {
-        if !first { text += "," }
+        if !first { bytes.append(UInt8(ascii: ",")) }
         first = false
         string(name)
-        text += ":"
+        bytes.append(UInt8(ascii: ":"))
     }
 
+    private mutating func literal(_ text: String) {
+        bytes.append(contentsOf: text.utf8)
+    }
+
+    /// A non-negative number in decimal, zero-padded to `width` digits.
+    private mutating func digits(_ value: Int, width: Int) {
+        var divisor = 1
+        for _ in 1..<width { divisor *= 10 }
+        var rest = max(0, value)
+        while divisor > 0 {
+            bytes.append(UInt8(ascii: "0") + UInt8((rest / divisor) % 10))
+            rest %= divisor
+            divisor /= 10
+        }
+    }
+
+    /// A JSON string. Bytes of multi-byte UTF-8 sequences pass through: the value is valid UTF-8,
+    /// and only quotes, backslashes and control characters need escapes.
     private mutating func string(_ value: String) {
-        text += "\""
-        // Most values need no escaping: append them whole.
-        if !value.utf8.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C }) {
-            text += value
-            text += "\""
+        bytes.append(UInt8(ascii: "\""))
+        // Most values need no escape: copy them whole.
+        if !value.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+            bytes.append(contentsOf: value.utf8)
+            bytes.append(UInt8(ascii: "\""))
             return
         }
-        for scalar in value.unicodeScalars {
-            switch scalar {
-            case "\"": text += "\\\""
-            case "\\": text += "\\\\"
-            case "\n": text += "\\n"
-            case "\r": text += "\\r"
-            case "\t": text += "\\t"
-            case _ where scalar.value < 0x20:
-                text += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count) + String(scalar.value, radix: 16)
-            default: text.unicodeScalars.append(scalar)
+        for byte in value.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""): literal("\\\"")
+            case UInt8(ascii: "\\"): literal("\\\\")
+            case UInt8(ascii: "\n"): literal("\\n")
+            case UInt8(ascii: "\r"): literal("\\r")
+            case UInt8(ascii: "\t"): literal("\\t")
+            case 0..<0x20:
+                let hex = Array("0123456789abcdef".utf8)
+                literal("\\u00")
+                bytes.append(hex[Int(byte >> 4)])
+                bytes.append(hex[Int(byte & 0x0F)])
+            default:
+                bytes.append(byte)
             }
         }
-        text += "\""
+        bytes.append(UInt8(ascii: "\""))
     }
 }
