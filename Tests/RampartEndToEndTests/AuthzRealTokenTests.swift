@@ -85,6 +85,7 @@ struct AuthzRealTokenTests {
     @Test("a good token in the Authorization header is verified and allowed by its request principal")
     func goodToken() throws {
         let dir = try Paths.temporaryDirectory("authz-jwt")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let issuer = Issuer()
         let policies = try Self.policies(issuer, in: dir)
         let token = try issuer.token(Self.claims())
@@ -104,6 +105,7 @@ struct AuthzRealTokenTests {
     @Test("a bad token is refused with 401 and a reason saying what was wrong")
     func badToken() throws {
         let dir = try Paths.temporaryDirectory("authz-jwt-bad")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let issuer = Issuer()
         let policies = try Self.policies(issuer, in: dir)
         let forged = try Issuer().token(Self.claims())
@@ -127,6 +129,7 @@ struct AuthzRealTokenTests {
     @Test("an abstract jwt block keeps precedence over a token in the headers")
     func abstractBlockWins() throws {
         let dir = try Paths.temporaryDirectory("authz-jwt-abstract")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let issuer = Issuer()
         let policies = try Self.policies(issuer, in: dir)
         let request = Self.request(headers: "{authorization: \"Bearer not-a-token\"}") + """

@@ -16,6 +16,7 @@ struct PolicyCommandTests {
     @Test("analyze names file:line, resource, field and fix for a broken file, and exits 1")
     func analyzeBroken() throws {
         let dir = try Paths.temporaryDirectory("analyze")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let file = "\(dir)/broken.yaml"
         try """
             apiVersion: security.istio.io/v1
@@ -45,6 +46,7 @@ struct PolicyCommandTests {
     @Test("authz check prints the decision as JSON, names the deciding policy and rule, and exits 0 on deny")
     func checkDecision() throws {
         let dir = try Paths.temporaryDirectory("authz")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let request = "\(dir)/request.json"
         try """
             {"protocol": "HTTP", "source": {"principal": "cluster.local/ns/shop/sa/web"},
@@ -67,6 +69,7 @@ struct PolicyCommandTests {
     @Test("authz check refuses a malformed request with the field at fault and a non-zero exit")
     func checkBadRequest() throws {
         let dir = try Paths.temporaryDirectory("authz-bad")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let request = "\(dir)/request.yaml"
         try "protocol: HTTP\ndestination: {namespace: shop, port: eighty}\n".write(toFile: request, atomically: true, encoding: .utf8)
         let result = try rampart("authz", "check", "--policies", Self.policies, "--request", request)
