@@ -23,8 +23,12 @@ public enum CSRInspection {
     public static func inspect(pem: String) throws(PKIError) -> CSRFacts {
         let csr: CertificateSigningRequest
         do {
-            let text = pem.trimmingCharacters(in: .whitespacesAndNewlines)
-            if !text.isEmpty, !text.hasPrefix("-----"), let der = Data(base64Encoded: text, options: .ignoreUnknownCharacters) {
+            // PEM is the common case; only text that does not start with a PEM boundary is tried
+            // as bare base64 DER.
+            let first = pem.utf8.first { !Self.isWhitespace($0) }
+            if let first, first != UInt8(ascii: "-"),
+                let der = Data(base64Encoded: pem.trimmingCharacters(in: .whitespacesAndNewlines), options: .ignoreUnknownCharacters)
+            {
                 csr = try CertificateSigningRequest(derEncoded: Array(der))
             } else {
                 csr = try CertificateSigningRequest(pemEncoded: pem)
@@ -82,6 +86,11 @@ public enum CSRInspection {
     /// Refuses CSRs that ask for a CA certificate or for an identity other than `identity`.
     ///
     /// A CSR with no URI SAN is fine: the identity always comes from the caller.
+    /// ASCII whitespace, as PEM files may carry around their boundaries.
+    static func isWhitespace(_ byte: UInt8) -> Bool {
+        byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\n") || byte == UInt8(ascii: "\r") || byte == UInt8(ascii: "\t")
+    }
+
     public static func check(_ facts: CSRFacts, for identity: String) throws(PKIError) {
         if facts.requestsCA {
             throw PKIError(.caRequested, "CSR requests CA:true: workload certificates are never CAs; remove the basicConstraints CA:true extension")
