@@ -181,6 +181,21 @@ struct HeaderTests {
         #expect(empty.first(name: "x-request-id") == made)
     }
 
+    @Test("generated request IDs are distinct version 4 UUIDs, across many refills of the random pool")
+    func generatedIDsAreUUIDv4() throws {
+        var seen = Set<String>()
+        for _ in 0..<2000 {
+            let id = RequestIDs.randomUUID()
+            let parsed = try #require(UUID(uuidString: id), "\(id) is not a UUID")
+            #expect(parsed.uuidString.lowercased() == id)
+            let bytes = withUnsafeBytes(of: parsed.uuid) { Array($0) }
+            #expect(bytes[6] >> 4 == 4)
+            #expect(bytes[8] & 0xC0 == 0x80)
+            seen.insert(id)
+        }
+        #expect(seen.count == 2000)
+    }
+
     @Test("x-forwarded-client-cert appends this hop's element")
     func xfcc() throws {
         let peer = VerifiedPeer(spiffeID: try .init(parsing: "spiffe://cluster.local/ns/a/sa/b"), serial: "1", certificateHash: "ab")

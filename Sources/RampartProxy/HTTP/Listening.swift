@@ -43,6 +43,17 @@ enum Listening {
         }
     }
 
+    /// Configures `channel` as an HTTP/1.1 server and wraps it for async code.
+    ///
+    /// Without NIO's pipelining assistance: ``HTTPServing`` reads a connection's requests one after
+    /// another and answers each before it takes the next, so pipelined requests are answered in
+    /// order without it, and the socket's read interest is not switched off and on around every
+    /// request. Protocol errors still get a 400.
+    static func configureHTTP1Server(_ channel: any Channel) throws -> NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart> {
+        try channel.pipeline.syncOperations.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: true)
+        return try NIOAsyncChannel(wrappingChannelSynchronously: channel)
+    }
+
     /// An HTTP/2 server connection whose streams arrive as HTTP/1-style parts.
     typealias HTTP2Streams = NIOHTTP2Handler.AsyncStreamMultiplexer<NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>>
 

@@ -96,8 +96,7 @@ public final class InboundListener: Service, Sendable {
     private static func application(_ channel: any Channel, _ sniffed: SniffedProtocol, info: ConnectionInfo) throws -> InboundConnection {
         switch sniffed {
         case .http1:
-            try channel.pipeline.syncOperations.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: true)
-            return .http1(try NIOAsyncChannel(wrappingChannelSynchronously: channel), info)
+            return .http1(try Listening.configureHTTP1Server(channel), info)
         case .http2:
             return .http2(try Listening.configureHTTP2Server(channel), channel, info)
         case .tcp, .tls:

@@ -69,8 +69,7 @@ extension OutboundListener {
                     promise.succeed(.http2(try Listening.configureHTTP2Server(channel), channel, channel.remoteAddress))
                 case .http1, .tcp, .tls:
                     // Anything that is not HTTP/2 is parsed as HTTP/1.1; garbage gets a 400 from the codec.
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: true)
-                    promise.succeed(.http1(try NIOAsyncChannel(wrappingChannelSynchronously: channel), channel.remoteAddress))
+                    promise.succeed(.http1(try Listening.configureHTTP1Server(channel), channel.remoteAddress))
                 }
             },
             failed: { promise.fail($0) }
