@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOHTTP1
+import NIOPosix
 @testable import RampartProxy
 import Testing
 
@@ -94,6 +95,22 @@ struct DataPathTests {
             #expect(headers["x-forwarded-client-cert"] == nil)
             #expect(headers["x-forwarded-proto"] == "http")
             #expect(try await TestClient.mtls(port: proxy.inboundPort, identityDirectory: client.directory).response.head.status == .ok)
+        }
+    }
+
+    @Test("pipelined HTTP/1.1 requests sent in one write are answered in order, and Connection: close ends the exchange")
+    func pipelinedRequests() async throws {
+        try await withServer { _, proxy, _ in
+            try proxy.install(SnapshotBuilder.snapshot(version: 2, resources: [SnapshotBuilder.peerAuthentication(name: "default", namespace: "istio-system", mode: "PERMISSIVE")]))
+            let requests = (1...3).map { "GET /req-\($0) HTTP/1.1\r\nHost: app\r\n\r\n" }.joined() + "GET /req-4 HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n"
+            let received = try await RawHTTP.untilClosed(port: proxy.inboundPort, sending: requests)
+            // Each answer's body ends without a newline, so the next status line follows it directly.
+            #expect(received.components(separatedBy: "HTTP/1.1 ").count - 1 == 4)
+            #expect(received.components(separatedBy: "HTTP/1.1 200 OK\r\n").count - 1 == 4)
+            // The echo app's JSON names each path; their order in the stream is the answers' order.
+            let order = (1...4).map { received.range(of: "req-\($0)")?.lowerBound }
+            #expect(order.allSatisfy { $0 != nil })
+            #expect(order.compactMap { $0 } == order.compactMap { $0 }.sorted())
         }
     }
 
@@ -213,6 +230,34 @@ struct DataPathTests {
             let after = try await upstream.send(TestClient.request(path: "/", host: "app", headers: []), to: target)
             #expect(after.response.head.status == .forbidden)
             #expect(String(buffer: after.response.body).contains("revoked"))
+        }
+    }
+}
+
+/// A plaintext client that writes bytes as they are and reads until the server closes.
+enum RawHTTP {
+    static func untilClosed(port: Int, sending text: String, timeout: Duration = .seconds(5)) async throws -> String {
+        let client = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(host: "127.0.0.1", port: port) { channel in
+                channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
+            }
+        return try await client.executeThenClose { inbound, outbound in
+            try await outbound.write(ByteBuffer(string: text))
+            return try await withThrowingTaskGroup(of: String?.self) { group in
+                group.addTask {
+                    var received = ""
+                    for try await chunk in inbound { received += String(buffer: chunk) }
+                    return received
+                }
+                group.addTask {
+                    try await Task.sleep(for: timeout)
+                    return nil
+                }
+                let first = try await group.next() ?? nil
+                group.cancelAll()
+                guard let first else { throw ProxyError(.upstream, "the server did not close the connection within \(timeout)") }
+                return first
+            }
         }
     }
 }
