@@ -265,7 +265,14 @@ public final class UpstreamClient: Sendable {
         let deadline = channel.eventLoop.scheduleTask(in: timeout) {
             promise.fail(ProxyError(.upstream, "the upstream did not answer within \(timeout.nanoseconds / 1_000_000) ms"))
         }
-        channel.writeAndFlush(UpstreamExchange(request: request, promise: promise), promise: nil)
+        // A connection that closed just before this write never sees the request: nothing else
+        // would complete the response, so the failed write does, as a closed upstream that
+        // answered nothing (which lets an idempotent request on a pooled connection be retried).
+        let written = channel.eventLoop.makePromise(of: Void.self)
+        written.futureResult.whenFailure { error in
+            promise.fail(error as? ChannelError == .ioOnClosedChannel ? UpstreamClosed() : error)
+        }
+        channel.writeAndFlush(UpstreamExchange(request: request, promise: promise), promise: written)
         defer { deadline.cancel() }
         return try await promise.futureResult.get()
     }
@@ -295,7 +302,9 @@ final class UpstreamExchangeHandler: ChannelDuplexHandler, RemovableChannelHandl
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let exchange = unwrapOutboundIn(data)
         guard pending == nil else {
-            exchange.promise.fail(ProxyError(.upstream, "an upstream connection was given a second request before the first was answered"))
+            let error = ProxyError(.upstream, "an upstream connection was given a second request before the first was answered")
+            exchange.promise.fail(error)
+            promise?.fail(error)
             return
         }
         pending = exchange.promise
