@@ -31,6 +31,9 @@ public struct ProxyContext: Sendable {
     /// Which HTTP version the application speaks.
     public let appProtocol: AppProtocol
     public let logger: Logger
+    /// The service this proxy's inbound side reports as the destination: the one on the
+    /// application's port, else the first registered. Fixed for the proxy's life, so made once.
+    let destinationService: (fqdn: String, name: String)?
 
     /// Creates a context.
     public init(
@@ -52,6 +55,9 @@ public struct ProxyContext: Sendable {
         self.upstreamTimeout = upstreamTimeout
         self.outboundPolicy = outboundPolicy
         self.logger = logger
+        self.destinationService = (workload.services.first { $0.port == appPort } ?? workload.services.first).map {
+            (fqdn: "\($0.name).\(workload.namespace).svc.cluster.local", name: $0.name)
+        }
     }
 }
 

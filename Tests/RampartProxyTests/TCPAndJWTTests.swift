@@ -6,13 +6,15 @@ import NIOPosix
 @testable import RampartProxy
 import Testing
 
-/// A TCP echo server on loopback: every byte received is sent back.
+/// A TCP echo server on loopback: every byte received is sent back. A client's FIN ends only
+/// its direction: the server still answers what it read, then closes.
 final class TCPEcho: Sendable {
     let channel: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>
     var port: Int { channel.channel.localAddress?.port ?? 0 }
 
     init() async throws {
         channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
             .bind(host: "127.0.0.1", port: 0) { channel in
                 channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
             }
@@ -79,10 +81,22 @@ struct TCPAndJWTTests {
         let echoTask = Task { await echo.run() }
         defer { echoTask.cancel() }
         let server = try await mesh.identity(namespace: "default", serviceAccount: "db")
-        let proxy = try await TestProxy(workload: WorkloadInfo(name: "db", namespace: "default", appPort: echo.port), identityDirectory: server.directory, appPort: echo.port)
+        let log = "\(mesh.directory)/tcp-access.log"
+        let workload = WorkloadInfo(name: "db", namespace: "default", services: [ServicePort(name: "db", port: echo.port)], appPort: echo.port)
+        let proxy = try await TestProxy(workload: workload, identityDirectory: server.directory, appPort: echo.port, logFile: log)
         try proxy.install(SnapshotBuilder.snapshot())
         let reply = try await TCPEcho.exchange(port: proxy.inboundPort, text: "\u{0}\u{1}binary protocol\n")
         #expect(reply == "\u{0}\u{1}binary protocol\n")
+        // The connection's record, written when it closes, names the service on the application's port.
+        var line: [String: Any]?
+        for _ in 0..<100 where line == nil {
+            let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+            line = text.split(separator: "\n").first.flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            if line == nil { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        #expect(line?["protocol"] as? String == "TCP")
+        #expect(line?["destination_service"] as? String == "db.default.svc.cluster.local")
+        #expect(line?["destination_workload"] as? String == "db")
 
         try proxy.install(SnapshotBuilder.snapshot(version: 2, resources: [
             SnapshotBuilder.authorizationPolicy(name: "deny-loopback", namespace: "default", body: "action: DENY\nrules:\n- from:\n  - source:\n      ipBlocks: [\"127.0.0.0/8\"]"),
@@ -95,6 +109,49 @@ struct TCPAndJWTTests {
             SnapshotBuilder.authorizationPolicy(name: "allow-get", namespace: "default", body: "action: ALLOW\nrules:\n- to:\n  - operation:\n      methods: [\"GET\"]"),
         ]))
         #expect(try await TCPEcho.exchange(port: proxy.inboundPort, text: "\u{0}x\n").isEmpty)
+        await proxy.stop()
+        try? await echo.channel.channel.close()
+    }
+
+    @Test("a TCP client's half-close reaches the application, whose answer and close come back")
+    func tcpHalfClose() async throws {
+        let mesh = try MeshFixture()
+        defer { mesh.remove() }
+        let echo = try await TCPEcho()
+        let echoTask = Task { await echo.run() }
+        defer { echoTask.cancel() }
+        let server = try await mesh.identity(namespace: "default", serviceAccount: "db")
+        let proxy = try await TestProxy(workload: WorkloadInfo(name: "db", namespace: "default", appPort: echo.port), identityDirectory: server.directory, appPort: echo.port)
+        try proxy.install(SnapshotBuilder.snapshot())
+        // The echo app answers until it reads EOF, then closes: the client sees every byte and
+        // then EOF only if the proxy passed its FIN on and the app's close back.
+        let client = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelOption(.allowRemoteHalfClosure, value: true)
+            .connect(host: "127.0.0.1", port: proxy.inboundPort) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
+                }
+            }
+        let payload = "\u{0}\u{2}half-closed request\n"
+        let received = try await client.executeThenClose { inbound, outbound in
+            try await outbound.write(ByteBuffer(string: payload))
+            outbound.finish()
+            return try await withThrowingTaskGroup(of: String?.self) { group in
+                group.addTask {
+                    var text = ""
+                    for try await chunk in inbound { text += String(buffer: chunk) }
+                    return text
+                }
+                group.addTask {
+                    try await Task.sleep(for: .seconds(5))
+                    return nil
+                }
+                let first = try await group.next() ?? nil
+                group.cancelAll()
+                return first
+            }
+        }
+        #expect(received == payload, "the connection did not end with the whole answer (nil: it did not end)")
         await proxy.stop()
         try? await echo.channel.channel.close()
     }

@@ -13,6 +13,8 @@ import X509
 public struct ProxyIdentity: Sendable {
     /// The workload's SPIFFE ID, from the leaf's URI SAN.
     public let spiffeID: SPIFFEID
+    /// The same ID as text, made once: requests name it in headers, logs and metrics.
+    public let spiffeIDString: String
     /// The leaf certificate.
     public let leaf: Certificate
     /// The chain, leaf first, as NIOSSL certificates.
@@ -56,6 +58,7 @@ public struct ProxyIdentity: Sendable {
                 throw ProxyError(.identity, "\(source): the leaf certificate carries no spiffe:// URI SAN; it is not an X.509-SVID")
             }
             self.spiffeID = id
+            self.spiffeIDString = id.string
             var hasher = SHA256()
             hasher.update(data: Array(chainPEM.utf8))
             hasher.update(data: Array(keyPEM.utf8))

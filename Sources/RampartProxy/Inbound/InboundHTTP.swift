@@ -84,7 +84,7 @@ struct InboundHTTP: Sendable {
             return .local(.forbidden, "RBAC: access denied\n")
         }
         var forwarded = request
-        Self.prepareForApplication(&forwarded.head, info: info, own: context.identity.current?.identity.spiffeID.string ?? "")
+        Self.prepareForApplication(&forwarded.head, info: info, own: context.identity.current?.identity.spiffeIDString ?? "")
         Self.apply(decision.headerEdits.isEmpty ? [] : authn.map { $0.failure == nil ? $0.headerEdits : [] } ?? [], token: authz.jwt?.raw, to: &forwarded.head.headers)
         do {
             let http2 = context.appProtocol.usesHTTP2(for: request)
@@ -174,13 +174,13 @@ struct InboundHTTP: Sendable {
         record.sourceNamespace = info.peerNamespace
         record.connectionSecurityPolicy = info.securityPolicy
         let workload = context.workload
-        record.destinationPrincipal = context.identity.current?.identity.spiffeID.string
+        record.destinationPrincipal = context.identity.current?.identity.spiffeIDString
         record.destinationWorkload = workload.name
         record.destinationNamespace = workload.namespace
         record.destinationApp = workload.labels["app"]
         record.destinationVersion = workload.labels["version"]
-        if let service = workload.services.first(where: { $0.port == context.appPort }) ?? workload.services.first {
-            record.destinationService = "\(service.name).\(workload.namespace).svc.cluster.local"
+        if let service = context.destinationService {
+            record.destinationService = service.fqdn
             record.destinationServiceName = service.name
             record.destinationServiceNamespace = workload.namespace
         }

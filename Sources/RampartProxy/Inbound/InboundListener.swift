@@ -100,7 +100,9 @@ public final class InboundListener: Service, Sendable {
         case .http2:
             return .http2(try Listening.configureHTTP2Server(channel), channel, info)
         case .tcp, .tls:
-            return .tcp(try NIOAsyncChannel(wrappingChannelSynchronously: channel), info)
+            // A plaintext client's FIN ends only its direction, as TCP allows; TLS has no half-close.
+            if !info.tls { try channel.syncOptions?.setOption(.allowRemoteHalfClosure, value: true) }
+            return .tcp(try NIOAsyncChannel(wrappingChannelSynchronously: channel, configuration: TCPSplice.channelConfiguration), info)
         }
     }
 }

@@ -16,11 +16,16 @@ struct InboundTCP: Sendable {
         record.sourcePrincipal = info.peerID
         record.sourceNamespace = info.peerNamespace
         record.connectionSecurityPolicy = info.securityPolicy
-        record.destinationPrincipal = context.identity.current?.identity.spiffeID.string
+        record.destinationPrincipal = context.identity.current?.identity.spiffeIDString
         record.destinationWorkload = context.workload.name
         record.destinationNamespace = context.workload.namespace
         record.destinationApp = context.workload.labels["app"]
         record.destinationVersion = context.workload.labels["version"]
+        if let service = context.destinationService {
+            record.destinationService = service.fqdn
+            record.destinationServiceName = service.name
+            record.destinationServiceNamespace = context.workload.namespace
+        }
         guard let config = context.config.current else {
             record.responseFlags = "NC"
             deny(downstream, record: &record, start: start, reason: "no config received yet")
@@ -50,8 +55,11 @@ struct InboundTCP: Sendable {
         do {
             upstream = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .connectTimeout(.seconds(5))
+                .channelOption(.allowRemoteHalfClosure, value: true)
                 .connect(host: context.appHost, port: context.appPort) { channel in
-                    channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
+                    channel.eventLoop.makeCompletedFuture {
+                        try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel, configuration: TCPSplice.channelConfiguration)
+                    }
                 }
         } catch {
             record.responseFlags = "UF"
@@ -80,40 +88,67 @@ struct InboundTCP: Sendable {
     }
 }
 
-/// Copies bytes both ways between two connections until both directions end.
+/// Copies bytes both ways between two connections, as a TCP proxy does.
+///
+/// A side that half-closes (sends FIN but keeps reading) has its FIN passed on, and the other
+/// direction keeps flowing until it ends too. A side that closes completely ends the whole
+/// connection: the other side is closed as well, so no connection outlives its peer.
 enum TCPSplice {
+    /// Both connections' async wrappers: finishing a writer sends FIN rather than doing nothing.
+    static let channelConfiguration = NIOAsyncChannel<ByteBuffer, ByteBuffer>.Configuration(isOutboundHalfClosureEnabled: true)
+
     /// Returns the bytes sent to the downstream and received from it.
     static func splice(_ downstream: NIOAsyncChannel<ByteBuffer, ByteBuffer>, _ upstream: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async -> (sent: Int, received: Int) {
+        let downChannel = downstream.channel
+        let upChannel = upstream.channel
         let result: (Int, Int)? = try? await downstream.executeThenClose { downIn, downOut in
             try await upstream.executeThenClose { upIn, upOut in
-                try await withThrowingTaskGroup(of: (Int, Bool).self) { group in
+                try await withThrowingTaskGroup(of: Direction.self) { group in
                     group.addTask {
                         var total = 0
-                        for try await chunk in downIn {
-                            total += chunk.readableBytes
-                            try await upOut.write(chunk)
+                        do {
+                            for try await chunk in downIn {
+                                total += chunk.readableBytes
+                                try await upOut.write(chunk)
+                            }
+                        } catch {
+                            // A failed read or write, or cancellation, ends this direction.
                         }
                         upOut.finish()
-                        return (total, false)
+                        return Direction(bytes: total, toDownstream: false, sourceStillOpen: downChannel.isActive)
                     }
                     group.addTask {
                         var total = 0
-                        for try await chunk in upIn {
-                            total += chunk.readableBytes
-                            try await downOut.write(chunk)
+                        do {
+                            for try await chunk in upIn {
+                                total += chunk.readableBytes
+                                try await downOut.write(chunk)
+                            }
+                        } catch {
+                            // As above.
                         }
                         downOut.finish()
-                        return (total, true)
+                        return Direction(bytes: total, toDownstream: true, sourceStillOpen: upChannel.isActive)
                     }
                     var sent = 0
                     var received = 0
-                    for try await (count, toDownstream) in group {
-                        if toDownstream { sent = count } else { received = count }
+                    for try await direction in group {
+                        if direction.toDownstream { sent = direction.bytes } else { received = direction.bytes }
+                        // A side that closed completely takes the other direction with it.
+                        if !direction.sourceStillOpen { group.cancelAll() }
                     }
                     return (sent, received)
                 }
             }
         }
         return result ?? (0, 0)
+    }
+
+    /// How one direction ended.
+    struct Direction: Sendable {
+        let bytes: Int
+        let toDownstream: Bool
+        /// Whether the side it read from only half-closed and can still take bytes.
+        let sourceStillOpen: Bool
     }
 }

@@ -103,7 +103,7 @@ struct OutboundHTTP: Sendable {
         record.bytesReceived = request.body.readableBytes
         record.sourceAddress = remote.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" }
         let own = context.identity.current?.identity
-        record.sourcePrincipal = own?.spiffeID.string
+        record.sourcePrincipal = own?.spiffeIDString
         record.sourceWorkload = context.workload.name
         record.sourceNamespace = context.workload.namespace
         record.sourceApp = context.workload.labels["app"]
