@@ -2,6 +2,7 @@ import Foundation
 import NIOCore
 import NIOEmbedded
 import NIOHTTP1
+import NIOPosix
 @testable import RampartProxy
 import Testing
 
@@ -279,5 +280,26 @@ struct AccessLogTests {
             let object = try #require(try JSONSerialization.jsonObject(with: Data(AccessLog.line(record).utf8)) as? [String: Any])
             #expect(object["start_time"] as? String == expected)
         }
+    }
+}
+
+@Suite("Event loop executor")
+struct EventLoopExecutorTests {
+    @Test("a task that prefers an event loop's executor runs there, before and after it awaits")
+    func runsOnItsLoop() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        let loop = group.next()
+        let other = group.next()
+        let observed = await Task(executorPreference: EventLoopExecutor(loop)) { () async -> [Bool] in
+            var seen = [loop.inEventLoop]
+            // A future completed on another loop resumes the task on its own loop again.
+            let value = try? await other.submit { 7 }.get()
+            seen.append(loop.inEventLoop && value == 7)
+            await Task.yield()
+            seen.append(loop.inEventLoop)
+            return seen
+        }.value
+        #expect(observed == [true, true, true])
+        try await group.shutdownGracefully()
     }
 }

@@ -28,7 +28,8 @@ enum Listening {
             try await withThrowingDiscardingTaskGroup { group in
                 try await server.executeThenClose { connections in
                     for try await negotiated in connections {
-                        group.addTask {
+                        // The connection's task runs on its channel's event loop (see EventLoopExecutor).
+                        group.addTask(executorPreference: EventLoopExecutor(negotiated.eventLoop)) {
                             do {
                                 await handle(try await negotiated.get())
                             } catch {

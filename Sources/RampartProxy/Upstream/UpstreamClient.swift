@@ -78,8 +78,17 @@ public final class UpstreamClient: Sendable {
         let peer: VerifiedPeer?
     }
 
+    /// Idle connections are kept per target and per event loop: a request takes one on the loop
+    /// its own task runs on, so the exchange completes without a hop to another thread. Callers
+    /// that run off the group's loops share one pool (`loop` nil).
+    private struct PoolKey: Hashable {
+        let target: UpstreamTarget
+        let loop: ObjectIdentifier?
+    }
+
     private let group: any EventLoopGroup
-    private let idle = Mutex<[UpstreamTarget: [Pooled]]>([:])
+    private let loops: Set<ObjectIdentifier>
+    private let idle = Mutex<[PoolKey: [Pooled]]>([:])
     private let multiplexed = Mutex<[UpstreamTarget: Multiplexed]>([:])
     private let maxIdlePerTarget: Int
     private let maxBodyBytes: Int
@@ -88,6 +97,7 @@ public final class UpstreamClient: Sendable {
     /// Creates a client.
     public init(group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, maxIdlePerTarget: Int = 256, maxBodyBytes: Int, connectTimeout: TimeAmount = .seconds(5)) {
         self.group = group
+        self.loops = Set(group.makeIterator().map { ObjectIdentifier($0) })
         self.maxIdlePerTarget = maxIdlePerTarget
         self.maxBodyBytes = maxBodyBytes
         self.connectTimeout = connectTimeout
@@ -98,21 +108,30 @@ public final class UpstreamClient: Sendable {
         if target.http2 { return try await sendHTTP2(request, to: target, timeout: timeout) }
         var request = request
         if request.head.version.major == 2 { request.head.version = .http1_1 }
-        let (connection, reused) = try await acquire(target)
+        let current = currentLoop()
+        let key = PoolKey(target: target, loop: current.map { ObjectIdentifier($0) })
+        let loop = current ?? group.next()
+        let (connection, reused) = try await acquire(key, on: loop)
         do {
-            return try await exchange(request, on: connection, target: target, timeout: timeout)
+            return try await exchange(request, on: connection, key: key, timeout: timeout)
         } catch is UpstreamClosed where reused && Self.idempotent.contains(request.head.method.rawValue) {
             // A pooled connection the server closed while it sat idle: the server answered
             // nothing, so an idempotent request is sent once more on a new connection.
-            return try await exchange(request, on: try await connect(target), target: target, timeout: timeout)
+            return try await exchange(request, on: try await connect(target, on: loop), key: key, timeout: timeout)
         }
     }
 
-    private func exchange(_ request: BufferedRequest, on connection: Pooled, target: UpstreamTarget, timeout: TimeAmount) async throws -> UpstreamResult {
+    /// The event loop the calling task runs on, when it is one of the group's.
+    private func currentLoop() -> (any EventLoop)? {
+        guard let current = MultiThreadedEventLoopGroup.currentEventLoop, loops.contains(ObjectIdentifier(current)) else { return nil }
+        return current
+    }
+
+    private func exchange(_ request: BufferedRequest, on connection: Pooled, key: PoolKey, timeout: TimeAmount) async throws -> UpstreamResult {
         do {
             let response = try await exchange(request, on: connection.channel, timeout: timeout)
             if request.head.isKeepAlive && response.head.isKeepAlive && connection.channel.isActive {
-                release(connection, target: target)
+                release(connection, key: key)
             } else {
                 connection.channel.close(promise: nil)
             }
@@ -165,7 +184,7 @@ public final class UpstreamClient: Sendable {
 
     private func multiplexedConnection(_ target: UpstreamTarget) async throws -> Multiplexed {
         if let existing = multiplexed.withLock({ $0[target] }), existing.channel.isActive { return existing }
-        let (connected, peer) = try await open(target) { channel in
+        let (connected, peer) = try await open(target, on: group.next()) { channel in
             let multiplexer = try channel.pipeline.syncOperations.configureAsyncHTTP2Pipeline(mode: .client) { stream in
                 stream.eventLoop.makeSucceededVoidFuture()
             }
@@ -191,26 +210,26 @@ public final class UpstreamClient: Sendable {
         }
     }
 
-    /// A pooled connection (reused) or a new one.
-    private func acquire(_ target: UpstreamTarget) async throws -> (Pooled, reused: Bool) {
-        while let pooled = idle.withLock({ pool -> Pooled? in pool[target]?.popLast() }) {
+    /// A pooled connection of `key` (reused) or a new one on `loop`.
+    private func acquire(_ key: PoolKey, on loop: any EventLoop) async throws -> (Pooled, reused: Bool) {
+        while let pooled = idle.withLock({ pool -> Pooled? in pool[key]?.popLast() }) {
             if pooled.channel.isActive { return (pooled, true) }
         }
-        return (try await connect(target), false)
+        return (try await connect(key.target, on: loop), false)
     }
 
-    private func release(_ connection: Pooled, target: UpstreamTarget) {
+    private func release(_ connection: Pooled, key: PoolKey) {
         let kept = idle.withLock { pool -> Bool in
-            guard pool[target, default: []].count < maxIdlePerTarget else { return false }
-            pool[target, default: []].append(connection)
+            guard pool[key, default: []].count < maxIdlePerTarget else { return false }
+            pool[key, default: []].append(connection)
             return true
         }
         if !kept { connection.channel.close(promise: nil) }
     }
 
-    private func connect(_ target: UpstreamTarget) async throws -> Pooled {
+    private func connect(_ target: UpstreamTarget, on loop: any EventLoop) async throws -> Pooled {
         let maxBodyBytes = self.maxBodyBytes
-        let (channel, peer) = try await open(target) { channel in
+        let (channel, peer) = try await open(target, on: loop) { channel in
             try channel.pipeline.syncOperations.addHTTPClientHandlers()
             try channel.pipeline.syncOperations.addHandler(UpstreamExchangeHandler(maxBodyBytes: maxBodyBytes))
             return channel
@@ -222,10 +241,9 @@ public final class UpstreamClient: Sendable {
     /// pipeline, and waits for the handshake, so a refused server identity is reported as such
     /// rather than as a broken exchange. Returns what `configure` built and the verified server.
     private func open<Output: Sendable>(
-        _ target: UpstreamTarget, configure: @escaping @Sendable (any Channel) throws -> Output
+        _ target: UpstreamTarget, on loop: any EventLoop, configure: @escaping @Sendable (any Channel) throws -> Output
     ) async throws -> (Output, VerifiedPeer?) {
         let box = PeerBox()
-        let loop = group.next()
         let handshake = target.tls == nil ? nil : loop.makePromise(of: Void.self)
         let output: Output
         let channel: any Channel
