@@ -8,6 +8,13 @@
 public enum PathNormalizer {
     /// The normalized path; returns the input itself when nothing needs changing.
     public static func normalize(_ raw: String) -> String {
+        normalizedIfChanged(raw) ?? raw
+    }
+
+    /// The normalized path, or `nil` when normalization leaves `raw` as it is (the common case,
+    /// which then costs one scan and no copy).
+    @inline(__always)
+    static func normalizedIfChanged(_ raw: String) -> String? {
         let fast = raw.utf8.withContiguousStorageIfAvailable { bytes -> String?? in
             switch scan(bytes) {
             case .clean: return .some(nil)
@@ -16,9 +23,11 @@ public enum PathNormalizer {
             }
         }
         switch fast {
-        case .some(.some(nil)): return raw
+        case .some(.some(nil)): return nil
         case .some(.some(let trimmed?)): return trimmed
-        default: return slowNormalize(raw)
+        default:
+            let normalized = slowNormalize(raw)
+            return normalized == raw ? nil : normalized
         }
     }
 
