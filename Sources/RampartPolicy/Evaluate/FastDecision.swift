@@ -70,7 +70,8 @@ extension WorkloadProgram {
         let namespace = group.byNamespace.count == 0 ? -1 : facts.namespaceID(identities, request)
         let method = group.byMethod.count == 0 || !facts.isHTTP ? -1 : facts.methodID(identities, request)
         var cursor = group.candidates(
-            principal: principal, namespace: namespace, method: method, isHTTP: facts.isHTTP, in: view.words)
+            principal: principal, namespace: namespace, method: method, port: request.destination.port,
+            isHTTP: facts.isHTTP, in: view.words)
         let dropHTTP = !facts.isHTTP
         while let position = cursor.next(view.words) {
             let rule = view.rule(Int(position))
