@@ -71,7 +71,7 @@ extension WorkloadProgram {
         let method = group.byMethod.count == 0 || !facts.isHTTP ? -1 : facts.methodID(identities, request)
         var cursor = group.candidates(
             principal: principal, namespace: namespace, method: method, port: request.destination.port,
-            isHTTP: facts.isHTTP, in: view.words)
+            authenticated: facts.requestPrincipal != nil, isHTTP: facts.isHTTP, in: view.words)
         let dropHTTP = !facts.isHTTP
         while let position = cursor.next(view.words) {
             let rule = view.rule(Int(position))

@@ -3,18 +3,26 @@
 ///
 /// A rule whose every `from` entry requires exact principals or exact namespaces can match only a
 /// request with one of them, so it is filed in those buckets. The others ("identity-wild") are
-/// filed, for HTTP requests, under the exact methods every `to` entry requires, else under the
-/// ports every `to` entry requires, else as wild; for TCP requests, where method checks are
-/// dropped but port checks are not, under their ports or as wild. A request visits the wild rules
-/// and its principal's, namespace's, method's and port's buckets, merged in evaluation order, so
-/// rules written for other callers, methods or ports cost nothing.
+/// filed, for HTTP requests, under the exact methods every `to` entry requires, else with the
+/// rules for authenticated requests when every `from` entry requires request principals, else
+/// under the ports every `to` entry requires, else as wild; for TCP requests, where method and
+/// request-principal checks are dropped but port checks are not, under their ports or as wild. A
+/// request visits the wild rules (with the rules for authenticated requests when it carries a
+/// request principal) and its principal's, namespace's, method's and port's buckets, merged in
+/// evaluation order, so rules written for other callers, methods, ports or for JWT holders cost
+/// nothing.
 ///
 /// All lists live in the program's `ProgramCode`: a wild list is a run of rule offsets, each
 /// bucket list a run of `(id, offset)` word pairs sorted by id, offsets ascending within an id.
 /// Method ids are the snapshot's; port ids are the port numbers.
 struct RuleGroup: Sendable {
-    /// Offsets of identity-wild rules filed neither by method nor by port, ascending (HTTP).
+    /// Offsets of identity-wild rules filed neither by method, nor by request principal, nor by
+    /// port, ascending (HTTP).
     let wild: PoolRange
+    /// Offsets of the `wild` rules and of the identity-wild rules not filed by method whose every
+    /// `from` entry requires request principals, ascending (HTTP requests with a request
+    /// principal, in place of `wild`).
+    let wildAuthenticated: PoolRange
     /// Offsets of identity-wild rules not filed by port, ascending (TCP).
     let wildTCP: PoolRange
     /// `(principal id, rule offset)` pairs.
@@ -25,7 +33,7 @@ struct RuleGroup: Sendable {
     /// exact methods; HTTP requests visit their method's run instead of all of them.
     let byMethod: PoolRange
     /// `(port, rule offset)` pairs of identity-wild rules whose every `to` entry requires ports,
-    /// those filed by method excepted (HTTP).
+    /// those filed by method or request principal excepted (HTTP).
     let byPort: PoolRange
     /// `(port, rule offset)` pairs of every identity-wild rule whose every `to` entry requires
     /// ports (TCP).
@@ -36,24 +44,29 @@ struct RuleGroup: Sendable {
     /// Whether some rule is filed under an identity (so the request's ids are worth looking up).
     var isIndexed: Bool { byPrincipal.count > 0 || byNamespace.count > 0 }
 
-    /// The candidates for a request with these ids (`-1`: unknown or absent) and destination port
-    /// (`nil`: none). On TCP (`isHTTP` false) method checks are dropped, so rules filed by method
-    /// are candidates whatever the method.
+    /// The candidates for a request with these ids (`-1`: unknown or absent), destination port
+    /// (`nil`: none) and request principal or not. On TCP (`isHTTP` false) method and
+    /// request-principal checks are dropped, so rules filed by them are candidates regardless.
     func candidates(
-        principal: Int32, namespace: Int32, method: Int32, port: Int? = nil, isHTTP: Bool, in code: ProgramCode
+        principal: Int32, namespace: Int32, method: Int32, port: Int? = nil, authenticated: Bool = false,
+        isHTTP: Bool, in code: ProgramCode
     ) -> CandidateCursor {
         code.words.withUnsafeBufferPointer {
-            candidates(principal: principal, namespace: namespace, method: method, port: port, isHTTP: isHTTP, in: $0)
+            candidates(
+                principal: principal, namespace: namespace, method: method, port: port, authenticated: authenticated,
+                isHTTP: isHTTP, in: $0)
         }
     }
 
-    /// `candidates(principal:namespace:method:port:isHTTP:in:)` over the code's words.
+    /// `candidates(principal:namespace:method:port:authenticated:isHTTP:in:)` over the code's words.
     @inline(__always)
     func candidates(
-        principal: Int32, namespace: Int32, method: Int32, port: Int?, isHTTP: Bool, in code: UnsafeBufferPointer<UInt32>
+        principal: Int32, namespace: Int32, method: Int32, port: Int?, authenticated: Bool, isHTTP: Bool,
+        in code: UnsafeBufferPointer<UInt32>
     ) -> CandidateCursor {
         let portID = port.map { Self.portID($0) } ?? -1
         if isHTTP {
+            let wild = authenticated ? wildAuthenticated : self.wild
             return CandidateCursor(
                 wild: wild.lower..<wild.upper, principal: Self.run(byPrincipal, principal, code),
                 namespace: Self.run(byNamespace, namespace, code), method: Self.run(byMethod, method, code),

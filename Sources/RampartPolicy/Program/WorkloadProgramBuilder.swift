@@ -4,12 +4,15 @@ struct WorkloadProgramBuilder {
     /// The rules of one action before indexing: wild rule offsets and bucket entries (see
     /// `RuleGroup`).
     struct PendingGroup {
-        /// Identity-wild rules filed neither by method nor by port (visited by every HTTP request).
+        /// Identity-wild rules filed neither by method, nor by request principal, nor by port
+        /// (visited by every HTTP request).
         var wild: [Int32] = []
+        /// Identity-wild rules not filed by method that require request principals (HTTP).
+        var authenticated: [Int32] = []
         /// Identity-wild rules not filed by port (visited by every TCP request).
         var wildTCP: [Int32] = []
         var methods: [(id: Int32, position: Int32)] = []
-        /// Identity-wild rules filed by port and not by method (HTTP).
+        /// Identity-wild rules filed by port, and neither by method nor by request principal (HTTP).
         var ports: [(id: Int32, position: Int32)] = []
         /// Every identity-wild rule filed by port (TCP).
         var portsTCP: [(id: Int32, position: Int32)] = []
@@ -56,6 +59,8 @@ struct WorkloadProgramBuilder {
                     }
                     if let methods = Self.methods(of: rule).flatMap({ ids($0, identities.methods) }) {
                         for id in methods { pending.methods.append((id, offset)) }
+                    } else if Self.requiresRequestPrincipal(rule) {
+                        pending.authenticated.append(offset)
                     } else if let ports {
                         for port in ports { pending.ports.append((port, offset)) }
                     } else {
@@ -88,6 +93,9 @@ struct WorkloadProgramBuilder {
         // Entries were appended in offset order, so sorting by id keeps offsets ascending per id.
         let wild = PoolRange(start: Int32(code.end), count: Int32(pending.wild.count))
         code.append(pending.wild.map { UInt32(bitPattern: $0) })
+        let withAuthenticated = (pending.wild + pending.authenticated).sorted()
+        let wildAuthenticated = PoolRange(start: Int32(code.end), count: Int32(withAuthenticated.count))
+        code.append(withAuthenticated.map { UInt32(bitPattern: $0) })
         let wildTCP = PoolRange(start: Int32(code.end), count: Int32(pending.wildTCP.count))
         code.append(pending.wildTCP.map { UInt32(bitPattern: $0) })
         func buckets(_ entries: [(id: Int32, position: Int32)]) -> PoolRange {
@@ -104,7 +112,7 @@ struct WorkloadProgramBuilder {
         let ports = buckets(pending.ports)
         let portsTCP = buckets(pending.portsTCP)
         return RuleGroup(
-            wild: wild, wildTCP: wildTCP, byPrincipal: principals, byNamespace: namespaces, byMethod: methods,
+            wild: wild, wildAuthenticated: wildAuthenticated, wildTCP: wildTCP, byPrincipal: principals, byNamespace: namespaces, byMethod: methods,
             byPort: ports, byPortTCP: portsTCP, ruleCount: pending.ruleCount)
     }
 
@@ -302,6 +310,21 @@ struct WorkloadProgramBuilder {
             methods += values
         }
         return methods
+    }
+
+    /// Whether every `from` entry of a rule holds a positive request principals check with at least
+    /// one pattern: an HTTP request without a request principal fails that check. (On TCP the
+    /// check is dropped, so TCP requests ignore this.)
+    static func requiresRequestPrincipal(_ rule: CompiledRule) -> Bool {
+        !rule.froms.isEmpty
+            && rule.froms.allSatisfy { clause in
+                clause.contains { check in
+                    guard check.attribute == .requestPrincipal, !check.negated,
+                        case .strings(let matchers) = check.matcher
+                    else { return false }
+                    return !matchers.isEmpty
+                }
+            }
     }
 
     /// The ports an identity-wild rule requires, as bucket ids, or `nil` when it can match any port.

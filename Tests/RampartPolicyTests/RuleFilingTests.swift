@@ -103,3 +103,89 @@ struct PortIndexTests {
         #expect(engine.snapshot.evaluate(Fixture.http(port: 9090, method: "POST", path: "/b")).decision == .allow)
     }
 }
+
+@Suite("request-principal filing of workload programs")
+struct RequestPrincipalIndexTests {
+    /// Rule positions: 0 request principals; 1 request principals in one `from` entry only;
+    /// 2 notRequestPrincipals; 3 request principals and exact methods; 4 request principals and a
+    /// port; 5 in every `from` entry, with other fields; 6 nothing.
+    private static let rules = """
+          - from: [{source: {requestPrincipals: ["https://idp/*"]}}]
+          - from: [{source: {requestPrincipals: ["*"]}}, {source: {namespaces: ["a*"]}}]
+          - from: [{source: {notRequestPrincipals: ["https://idp/x"]}}]
+          - from: [{source: {requestPrincipals: ["*"]}}]
+            to: [{operation: {methods: ["GET"]}}]
+          - from: [{source: {requestPrincipals: ["*"]}}]
+            to: [{operation: {ports: ["8080"]}}]
+          - from: [{source: {requestPrincipals: ["a/b"], ipBlocks: ["10.0.0.0/8"]}}, {source: {requestPrincipals: ["c/*"]}}]
+          - {}
+        """
+
+    private static func engine(action: String) -> PolicyEngine {
+        Fixture.engine(
+            Fixture.policy("p", action: action, rules: rules) + """
+
+                ---
+                apiVersion: security.istio.io/v1
+                kind: RequestAuthentication
+                metadata: {name: jwt, namespace: ns1}
+                spec:
+                  jwtRules:
+                  - issuer: "https://idp"
+                    jwksUri: "https://idp/jwks"
+                """)
+    }
+
+    private static func visited(authenticated: Bool, http: Bool = true, method: String = "POST") -> [Int32] {
+        let program = engine(action: "DENY").snapshot.workload(namespace: "ns1", labels: [:]).resolved.program
+        var cursor = program.deny.candidates(
+            principal: -1, namespace: -1, method: program.identities.methods[method] ?? -1, port: 8080,
+            authenticated: authenticated, isHTTP: http, in: program.code)
+        var found: [Int32] = []
+        while let offset = cursor.next(program.code) { found.append(program.position(ofRuleAt: offset) ?? -1) }
+        return found
+    }
+
+    @Test("HTTP requests without a request principal skip rules that require one; TCP requests visit them")
+    func filing() {
+        #expect(Self.visited(authenticated: true) == [0, 1, 2, 4, 5, 6])
+        #expect(Self.visited(authenticated: true, method: "GET") == [0, 1, 2, 3, 4, 5, 6])
+        #expect(Self.visited(authenticated: false) == [1, 2, 6])
+        #expect(Self.visited(authenticated: false, method: "GET") == [1, 2, 3, 6])
+        #expect(Self.visited(authenticated: false, http: false) == [0, 1, 2, 3, 4, 5, 6])
+    }
+
+    @Test("decisions with and without tokens agree with the reference evaluation", arguments: ["DENY", "ALLOW", "CUSTOM"])
+    func decisions(action: String) {
+        let snapshot = Self.engine(action: action).snapshot
+        let workload = snapshot.workload(namespace: "ns1", labels: [:])
+        func token(_ subject: String?) -> JWTOutcome {
+            var claims: [String: ClaimValue] = ["iss": .string("https://idp")]
+            if let subject { claims["sub"] = .string(subject) }
+            return JWTOutcome(present: true, valid: true, claims: .object(claims), requestPrincipal: subject.map { "https://idp/\($0)" })
+        }
+        var requests: [AuthzRequest] = []
+        for jwt in [nil, token("x"), token(nil)] {
+            for method in ["GET", "POST"] {
+                requests.append(
+                    AuthzRequest(
+                        transport: .http, source: AuthzRequest.Source(principal: "cluster.local/ns/a/sa/b", ip: "10.1.2.3"),
+                        destination: AuthzRequest.Destination(namespace: "ns1", port: 8080), method: method, path: "/",
+                        jwt: jwt))
+            }
+        }
+        requests.append(Fixture.tcp(port: 8080, labels: [:]))
+        for request in requests {
+            let decision = snapshot.evaluate(request)
+            #expect(decision == workload.evaluateReference(request), "\(request)")
+            #expect(decision == workload.explain(request).decision, "\(request)")
+        }
+        if action == "DENY" {
+            // The accepted token reaches rule 0; without one, rule 1 matches through its namespace
+            // entry; on TCP the request-principal check is dropped, so rule 0 matches again.
+            #expect(snapshot.evaluate(requests[2]).rule == 0 && snapshot.evaluate(requests[2]).policy == "ns1/p")
+            #expect(snapshot.evaluate(requests[0]).rule == 1)
+            #expect(snapshot.evaluate(requests[6]).rule == 0)
+        }
+    }
+}
