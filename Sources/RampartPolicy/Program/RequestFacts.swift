@@ -25,6 +25,9 @@ struct RequestFacts {
 
     private var namespaceDone = false
     private var namespaceValue: String?
+    private var splitDone = false
+    /// Where the namespace lies in the bytes of an ASCII Istio workload principal.
+    private var namespaceRange: Range<Int>?
     private var serviceAccountDone = false
     private var serviceAccountValue: String?
     private var hostState = Derived.unknown
@@ -68,10 +71,32 @@ struct RequestFacts {
         if !namespaceDone {
             namespaceDone = true
             if let principal = principal(request) {
-                namespaceValue = PreparedRequest.istioNamespace(principal) ?? request.source.namespace
+                if let range = namespaceBytes(request) {
+                    namespaceValue = principal.utf8.withContiguousStorageIfAvailable {
+                        String(decoding: UnsafeBufferPointer(rebasing: $0[range]), as: UTF8.self)
+                    }
+                }
+                if namespaceValue == nil {
+                    namespaceValue = PreparedRequest.istioNamespace(principal) ?? request.source.namespace
+                }
             }
         }
         return namespaceValue
+    }
+
+    /// Where the namespace lies in the principal's UTF-8 bytes, found once; `nil` when the principal
+    /// is absent, not an Istio workload principal, or not ASCII (the general split then decides).
+    @inline(__always)
+    private mutating func namespaceBytes(_ request: AuthzRequest) -> Range<Int>? {
+        if !splitDone {
+            splitDone = true
+            namespaceRange =
+                principal(request)?.utf8.withContiguousStorageIfAvailable { bytes -> Range<Int>? in
+                    guard case .ranges(let namespace, _) = PreparedRequest.workloadRanges(bytes) else { return nil }
+                    return namespace
+                } ?? nil
+        }
+        return namespaceRange
     }
 
     /// `namespace/serviceAccount` of an Istio workload principal.
@@ -196,12 +221,19 @@ struct RequestFacts {
         return principalIDValue
     }
 
-    /// The snapshot's id of the namespace, looked up once.
+    /// The snapshot's id of the namespace, looked up once: for an ASCII Istio principal, straight
+    /// from the namespace's bytes inside it, without building the namespace string.
     @inline(__always)
     mutating func namespaceID(_ identities: IdentityIDs, _ request: AuthzRequest) -> Int32 {
         if namespaceIDValue == -2 {
             namespaceIDValue = -1
-            if let namespace = namespace(request), let id = identities.namespaceTable.id(namespace) {
+            if let range = namespaceBytes(request), let principal = principal(request),
+                let found = principal.utf8.withContiguousStorageIfAvailable({
+                    identities.namespaceTable.id(bytes: UnsafeBufferPointer(rebasing: $0[range]))
+                })
+            {
+                namespaceIDValue = found ?? -1
+            } else if let namespace = namespace(request), let id = identities.namespaceTable.id(namespace) {
                 namespaceIDValue = id
             }
         }
