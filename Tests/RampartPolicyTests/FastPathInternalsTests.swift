@@ -15,6 +15,15 @@ struct FastPathInternalsTests {
         #expect(InternTable([:]).id("anything") == nil)
         let small = InternTable(["GET": 0, "POST": 1, "": 2])
         #expect(small.id("GET") == 0 && small.id("POST") == 1 && small.id("") == 2 && small.id("PUT") == nil)
+        // A slice of a larger string, as the namespace inside a principal is looked up.
+        let namespaces = InternTable(["team-1": 7, "team-12": 8])
+        let principal = Array("cluster.local/ns/team-12/sa/app".utf8)
+        principal.withUnsafeBufferPointer { bytes in
+            #expect(namespaces.id(bytes: UnsafeBufferPointer(rebasing: bytes[17..<24])) == 8)
+            #expect(namespaces.id(bytes: UnsafeBufferPointer(rebasing: bytes[17..<23])) == 7)
+            #expect(namespaces.id(bytes: UnsafeBufferPointer(rebasing: bytes[17..<22])) == nil)
+            #expect(namespaces.id(bytes: UnsafeBufferPointer(rebasing: bytes[0..<0])) == nil)
+        }
     }
 
     @Test("splits Istio workload principals, falling back for non-ASCII ones", arguments: [
