@@ -43,6 +43,22 @@ struct FastPathInternalsTests {
         #expect(PreparedRequest.istioNamespace(principal) == namespace)
     }
 
+    @Test("the word-at-a-time path scan normalizes exactly as the byte-by-byte normalization")
+    func pathScan() {
+        let pieces = ["a", "bc", "/", "/", ".", "..", "?", "#", "%2E", "%41", "\\", "x=1", "é", "/api/v1/orders"]
+        var random = SeededGenerator(seed: 11)
+        var differences: [String] = []
+        for _ in 0..<4000 {
+            let path = "/" + (0..<random.index(12)).map { _ in random.pick(pieces) }.joined()
+            if PathNormalizer.normalize(path) != PathNormalizer.slowNormalize(path) { differences.append(path) }
+        }
+        #expect(differences.isEmpty, "\(differences.prefix(5))")
+        #expect(PathNormalizer.normalizedIfChanged("/api/v1/orders/12345") == nil)
+        #expect(PathNormalizer.normalizedIfChanged("/api/v1/orders/1234?a=b") == "/api/v1/orders/1234")
+        #expect(PathNormalizer.normalizedIfChanged("/api/v1/orders/123/.x") == nil)
+        #expect(PathNormalizer.normalizedIfChanged("/api/v1/orders/123/./x") == "/api/v1/orders/123/x")
+    }
+
     /// The workload policies of one DENY policy `p` in ns1 with these rules.
     private static func policies(_ rules: String) -> WorkloadPolicies {
         Fixture.engine(Fixture.policy("p", action: "DENY", rules: rules)).snapshot.workload(namespace: "ns1", labels: [:])
