@@ -59,6 +59,23 @@ struct FastPathInternalsTests {
         #expect(PathNormalizer.normalizedIfChanged("/api/v1/orders/123/./x") == "/api/v1/orders/123/x")
     }
 
+    @Test("the allocation-free dotted-digits parse agrees with the general IPv4 parser")
+    func dottedDigits() {
+        let pieces = ["0", "1", "9", "25", "255", "256", "007", "1234", ".", ".", "a", ""]
+        var random = SeededGenerator(seed: 5)
+        var differences: [String] = []
+        for _ in 0..<5000 {
+            let text = (0..<random.index(9)).map { _ in random.pick(pieces) }.joined()
+            let general = text.allSatisfy { $0 == "." || ("0"..."9").contains($0) } ? IPAddress.parseV4(text) : nil
+            switch IPAddress.parseDottedDigits(text) {
+            case .address(let value): if general != value { differences.append(text) }
+            case .invalid: if general != nil || !text.allSatisfy({ $0 == "." || $0.isNumber }) { differences.append(text) }
+            case .notDigits: if text.allSatisfy({ $0 == "." || ("0"..."9").contains($0) }) { differences.append(text) }
+            }
+        }
+        #expect(differences.isEmpty, "\(differences.prefix(5))")
+    }
+
     /// The workload policies of one DENY policy `p` in ns1 with these rules.
     private static func policies(_ rules: String) -> WorkloadPolicies {
         Fixture.engine(Fixture.policy("p", action: "DENY", rules: rules)).snapshot.workload(namespace: "ns1", labels: [:])
