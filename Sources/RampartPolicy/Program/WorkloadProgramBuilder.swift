@@ -112,8 +112,8 @@ struct WorkloadProgramBuilder {
         let ports = buckets(pending.ports)
         let portsTCP = buckets(pending.portsTCP)
         return RuleGroup(
-            wild: wild, wildAuthenticated: wildAuthenticated, wildTCP: wildTCP, byPrincipal: principals, byNamespace: namespaces, byMethod: methods,
-            byPort: ports, byPortTCP: portsTCP, ruleCount: pending.ruleCount)
+            wild: wild, wildAuthenticated: wildAuthenticated, wildTCP: wildTCP, byPrincipal: principals,
+            byNamespace: namespaces, byMethod: methods, byPort: ports, byPortTCP: portsTCP, ruleCount: pending.ruleCount)
     }
 
     private func ids(_ values: [String], _ table: [String: Int32]) -> [Int32]? {
