@@ -15,6 +15,15 @@ struct FastPathInternalsTests {
         #expect(InternTable([:]).id("anything") == nil)
         let small = InternTable(["GET": 0, "POST": 1, "": 2])
         #expect(small.id("GET") == 0 && small.id("POST") == 1 && small.id("") == 2 && small.id("PUT") == nil)
+        // A slice of a larger string, as the namespace inside a principal is looked up.
+        let namespaces = InternTable(["team-1": 7, "team-12": 8])
+        let principal = Array("cluster.local/ns/team-12/sa/app".utf8)
+        principal.withUnsafeBufferPointer { bytes in
+            #expect(namespaces.id(bytes: UnsafeBufferPointer(rebasing: bytes[17..<24])) == 8)
+            #expect(namespaces.id(bytes: UnsafeBufferPointer(rebasing: bytes[17..<23])) == 7)
+            #expect(namespaces.id(bytes: UnsafeBufferPointer(rebasing: bytes[17..<22])) == nil)
+            #expect(namespaces.id(bytes: UnsafeBufferPointer(rebasing: bytes[0..<0])) == nil)
+        }
     }
 
     @Test("splits Istio workload principals, falling back for non-ASCII ones", arguments: [
@@ -32,6 +41,39 @@ struct FastPathInternalsTests {
         #expect(workload?.namespace == namespace)
         #expect(workload?.serviceAccount == serviceAccount)
         #expect(PreparedRequest.istioNamespace(principal) == namespace)
+    }
+
+    @Test("the word-at-a-time path scan normalizes exactly as the byte-by-byte normalization")
+    func pathScan() {
+        let pieces = ["a", "bc", "/", "/", ".", "..", "?", "#", "%2E", "%41", "\\", "x=1", "é", "/api/v1/orders"]
+        var random = SeededGenerator(seed: 11)
+        var differences: [String] = []
+        for _ in 0..<4000 {
+            let path = "/" + (0..<random.index(12)).map { _ in random.pick(pieces) }.joined()
+            if PathNormalizer.normalize(path) != PathNormalizer.slowNormalize(path) { differences.append(path) }
+        }
+        #expect(differences.isEmpty, "\(differences.prefix(5))")
+        #expect(PathNormalizer.normalizedIfChanged("/api/v1/orders/12345") == nil)
+        #expect(PathNormalizer.normalizedIfChanged("/api/v1/orders/1234?a=b") == "/api/v1/orders/1234")
+        #expect(PathNormalizer.normalizedIfChanged("/api/v1/orders/123/.x") == nil)
+        #expect(PathNormalizer.normalizedIfChanged("/api/v1/orders/123/./x") == "/api/v1/orders/123/x")
+    }
+
+    @Test("the allocation-free dotted-digits parse agrees with the general IPv4 parser")
+    func dottedDigits() {
+        let pieces = ["0", "1", "9", "25", "255", "256", "007", "1234", ".", ".", "a", ""]
+        var random = SeededGenerator(seed: 5)
+        var differences: [String] = []
+        for _ in 0..<5000 {
+            let text = (0..<random.index(9)).map { _ in random.pick(pieces) }.joined()
+            let general = text.allSatisfy { $0 == "." || ("0"..."9").contains($0) } ? IPAddress.parseV4(text) : nil
+            switch IPAddress.parseDottedDigits(text) {
+            case .address(let value): if general != value { differences.append(text) }
+            case .invalid: if general != nil || !text.allSatisfy({ $0 == "." || $0.isNumber }) { differences.append(text) }
+            case .notDigits: if text.allSatisfy({ $0 == "." || ("0"..."9").contains($0) }) { differences.append(text) }
+            }
+        }
+        #expect(differences.isEmpty, "\(differences.prefix(5))")
     }
 
     /// The workload policies of one DENY policy `p` in ns1 with these rules.

@@ -9,24 +9,29 @@ struct DestinationHasher {
     /// Mixes in `string`'s UTF-8 bytes and its length (so `("ab", "c")` and `("a", "bc")` differ).
     @inline(__always)
     mutating func combine(_ string: String) {
-        var string = string
-        let count = string.utf8.count
-        string.withUTF8 { bytes in
-            let raw = UnsafeRawBufferPointer(bytes)
-            var offset = 0
-            while offset + 8 <= count {
-                mix(raw.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
-                offset += 8
-            }
-            var tail: UInt64 = 0
-            var shift: UInt64 = 0
-            while offset < count {
-                tail |= UInt64(bytes[offset]) << shift
-                shift += 8
-                offset += 1
-            }
-            mix(tail ^ UInt64(count) << 56)
+        if let done: Void = string.utf8.withContiguousStorageIfAvailable({ combine(bytes: $0) }) { return done }
+        var copy = string
+        copy.withUTF8 { combine(bytes: $0) }
+    }
+
+    /// Mixes in bytes and their count, as `combine(_:)` does for a string of those UTF-8 bytes.
+    @inline(__always)
+    mutating func combine(bytes: UnsafeBufferPointer<UInt8>) {
+        let count = bytes.count
+        let raw = UnsafeRawBufferPointer(bytes)
+        var offset = 0
+        while offset + 8 <= count {
+            mix(raw.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
+            offset += 8
         }
+        var tail: UInt64 = 0
+        var shift: UInt64 = 0
+        while offset < count {
+            tail |= UInt64(bytes[offset]) << shift
+            shift += 8
+            offset += 1
+        }
+        mix(tail ^ UInt64(count) << 56)
     }
 
     /// Mixes in whether a value is absent, then the value.

@@ -1,15 +1,15 @@
-/// The open-addressing table behind `WorkloadCache`: one array of slots holding the hash, the key
-/// and the policies together (so a hit touches one slot), linear probing, at most half full,
-/// emptied when `capacity` entries are held.
+/// The open-addressing table behind `WorkloadCache`: linear probing over a dense array of slots
+/// (8 bytes each: the key's hash and the entry's index), at most half full, emptied when
+/// `capacity` entries are held.
+///
+/// Keys and policies live in entry arrays apart from the slots, so a probe reads one small array
+/// and touches a key only when its hash matches; the key is compared where it is stored, not
+/// copied out.
 struct DestinationTable {
-    private struct Slot {
-        let hash: UInt64
-        let key: WorkloadKey
-        let value: WorkloadPolicies
-    }
-
-    private var slots: [Slot?]
-    private var count = 0
+    /// Per slot: the upper 32 bits of the key's hash, then the entry index + 1 (0: empty).
+    private var slots: [UInt64]
+    private var keys: [WorkloadKey] = []
+    private var values: [WorkloadPolicies] = []
     private let capacity: Int
     private let mask: Int
 
@@ -17,31 +17,43 @@ struct DestinationTable {
         self.capacity = max(capacity, 1)
         var size = 2
         while size < self.capacity * 2 { size *= 2 }
-        slots = Array(repeating: nil, count: size)
+        slots = Array(repeating: 0, count: size)
         mask = size - 1
     }
 
     /// The policies remembered for `key`, whose `cheapHash` is `hash`.
     @inline(__always)
     func find(_ key: WorkloadKey, hash: UInt64) -> WorkloadPolicies? {
+        guard let entry = entry(of: key, hash: hash) else { return nil }
+        return values[entry]
+    }
+
+    /// The entry holding `key`, or `nil`.
+    @inline(__always)
+    private func entry(of key: WorkloadKey, hash: UInt64) -> Int? {
+        let tag = hash >> 32
         var index = Int(truncatingIfNeeded: hash) & mask
-        while let slot = slots[index] {
-            if slot.hash == hash && slot.key == key { return slot.value }
+        while true {
+            let slot = slots[index]
+            if slot == 0 { return nil }
+            let entry = Int(truncatingIfNeeded: slot & 0xffff_ffff) - 1
+            if slot >> 32 == tag && keys[entry] == key { return entry }
             index = (index + 1) & mask
         }
-        return nil
     }
 
     /// Remembers `value` for `key`, emptying the table first when it holds `capacity` entries.
     mutating func insert(_ key: WorkloadKey, hash: UInt64, _ value: WorkloadPolicies) {
-        if find(key, hash: hash) != nil { return }
-        if count >= capacity {
-            for index in slots.indices { slots[index] = nil }
-            count = 0
+        if entry(of: key, hash: hash) != nil { return }
+        if keys.count >= capacity {
+            for index in slots.indices { slots[index] = 0 }
+            keys.removeAll(keepingCapacity: true)
+            values.removeAll(keepingCapacity: true)
         }
         var index = Int(truncatingIfNeeded: hash) & mask
-        while slots[index] != nil { index = (index + 1) & mask }
-        slots[index] = Slot(hash: hash, key: key, value: value)
-        count += 1
+        while slots[index] != 0 { index = (index + 1) & mask }
+        keys.append(key)
+        values.append(value)
+        slots[index] = (hash >> 32) << 32 | UInt64(keys.count)
     }
 }

@@ -30,12 +30,14 @@ struct AuthnOutcome: Sendable {
             return AuthnOutcome(principal: nil, rawClaims: nil, provider: nil, rejection: .jwtInvalid(jwt.failure))
         }
         let issuer = jwt.issuer
-        guard let firstCandidate = providers.first(where: { $0.accepts(issuer: issuer) }) else {
+        // Indexes rather than copies of the providers: a provider is a large value.
+        guard let firstCandidate = providers.firstIndex(where: { $0.accepts(issuer: issuer) }) else {
             return AuthnOutcome(principal: nil, rawClaims: nil, provider: nil, rejection: .jwtUnknownIssuer(issuer))
         }
         guard providers.contains(where: { $0.accepts(issuer: issuer) && $0.keysAvailable }) else {
             return AuthnOutcome(
-                principal: nil, rawClaims: nil, provider: nil, rejection: .jwtKeysUnavailable(firstCandidate.rule.jwksURI))
+                principal: nil, rawClaims: nil, provider: nil,
+                rejection: .jwtKeysUnavailable(providers[firstCandidate].rule.jwksURI))
         }
         guard
             let provider = providers.first(where: {

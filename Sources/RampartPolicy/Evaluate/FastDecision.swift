@@ -18,7 +18,7 @@ extension ResolvedWorkload {
         let visible = mode != .disable && request.source.isMTLS
         var facts = RequestFacts(
             isHTTP: request.transport == .http,
-            principal: visible && !(request.source.principal?.isEmpty ?? true) ? request.source.principal : nil,
+            principalVisible: visible && !(request.source.principal?.isEmpty ?? true),
             requestPrincipal: authn?.principal, claims: authn?.rawClaims,
             spaceDelimitedClaims: authn?.provider?.spaceDelimitedClaims)
         let program = self.program
@@ -66,11 +66,12 @@ extension WorkloadProgram {
         -> Int32?
     {
         guard group.ruleCount > 0 else { return nil }
-        let principal = group.byPrincipal.count == 0 ? -1 : facts.principalID(identities)
+        let principal = group.byPrincipal.count == 0 ? -1 : facts.principalID(identities, request)
         let namespace = group.byNamespace.count == 0 ? -1 : facts.namespaceID(identities, request)
         let method = group.byMethod.count == 0 || !facts.isHTTP ? -1 : facts.methodID(identities, request)
         var cursor = group.candidates(
-            principal: principal, namespace: namespace, method: method, isHTTP: facts.isHTTP, in: view.words)
+            principal: principal, namespace: namespace, method: method, port: request.destination.port,
+            authenticated: facts.requestPrincipal != nil, isHTTP: facts.isHTTP, in: view.words)
         let dropHTTP = !facts.isHTTP
         while let position = cursor.next(view.words) {
             let rule = view.rule(Int(position))

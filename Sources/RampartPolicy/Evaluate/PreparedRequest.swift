@@ -111,7 +111,7 @@ struct PreparedRequest {
     }
 
     /// Where the namespace and service account lie in an ASCII principal.
-    private enum Ranges {
+    enum Ranges {
         case ranges(Range<Int>, Range<Int>)
         case none
         case notASCII
@@ -119,7 +119,7 @@ struct PreparedRequest {
 
     /// Splits an ASCII principal at its four slashes, checking the `ns` and `sa` segments.
     @inline(__always)
-    private static func workloadRanges(_ bytes: UnsafeBufferPointer<UInt8>) -> Ranges {
+    static func workloadRanges(_ bytes: UnsafeBufferPointer<UInt8>) -> Ranges {
         guard let base = bytes.baseAddress else { return .none }
         let count = bytes.count
         /// The offset of the next slash at or after `from`, or `count`.

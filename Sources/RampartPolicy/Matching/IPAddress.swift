@@ -60,23 +60,32 @@ public struct IPAddress: Sendable, Hashable, CustomStringConvertible {
         var parts = 0
         var valid = true
         for byte in bytes {
-            if byte == UInt8(ascii: ".") {
-                if digits == 0 || part > 255 || (leadingZero && digits > 1) { valid = false }
+            let digit = byte &- UInt8(ascii: "0")
+            if digit < 10 {
+                if digits == 0 { leadingZero = digit == 0 }
+                digits &+= 1
+                // Wraps harmlessly past three digits: the part is then invalid anyway.
+                part = part &* 10 &+ UInt32(digit)
+            } else if byte == UInt8(ascii: ".") {
+                valid = valid && validPart(part, digits: digits, leadingZero: leadingZero)
                 value = value << 8 | (part & 0xFF)
-                parts += 1
+                parts &+= 1
                 part = 0
                 digits = 0
-                continue
+            } else {
+                return .notDigits
             }
-            guard byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") else { return .notDigits }
-            if digits == 0 { leadingZero = byte == UInt8(ascii: "0") }
-            digits += 1
-            if digits > 3 { valid = false } else { part = part * 10 + UInt32(byte - UInt8(ascii: "0")) }
         }
-        if digits == 0 || part > 255 || (leadingZero && digits > 1) { valid = false }
-        parts += 1
+        valid = valid && validPart(part, digits: digits, leadingZero: leadingZero)
+        parts &+= 1
         guard valid, parts == 4 else { return .invalid }
         return .address(value << 8 | part)
+    }
+
+    /// One to three digits below 256, without a leading zero.
+    @inline(__always)
+    private static func validPart(_ part: UInt32, digits: Int, leadingZero: Bool) -> Bool {
+        digits >= 1 && digits <= 3 && part <= 255 && !(leadingZero && digits > 1)
     }
 
     static func parseV4(_ text: some StringProtocol) -> UInt32? {

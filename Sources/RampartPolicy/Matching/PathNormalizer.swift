@@ -8,6 +8,13 @@
 public enum PathNormalizer {
     /// The normalized path; returns the input itself when nothing needs changing.
     public static func normalize(_ raw: String) -> String {
+        normalizedIfChanged(raw) ?? raw
+    }
+
+    /// The normalized path, or `nil` when normalization leaves `raw` as it is (the common case,
+    /// which then costs one scan and no copy).
+    @inline(__always)
+    static func normalizedIfChanged(_ raw: String) -> String? {
         let fast = raw.utf8.withContiguousStorageIfAvailable { bytes -> String?? in
             switch scan(bytes) {
             case .clean: return .some(nil)
@@ -16,9 +23,11 @@ public enum PathNormalizer {
             }
         }
         switch fast {
-        case .some(.some(nil)): return raw
+        case .some(.some(nil)): return nil
         case .some(.some(let trimmed?)): return trimmed
-        default: return slowNormalize(raw)
+        default:
+            let normalized = slowNormalize(raw)
+            return normalized == raw ? nil : normalized
         }
     }
 
@@ -34,23 +43,53 @@ public enum PathNormalizer {
 
     /// Looks for anything normalization changes: a missing leading `/`, `\`, `%`, a `.` starting a
     /// segment; and for the query or fragment.
+    ///
+    /// Eight bytes at a time: a word holding none of `?`, `#`, `\`, `%` and `.` is clean as a whole;
+    /// only words holding one of them are looked at byte by byte.
     @inline(__always)
     private static func scan(_ bytes: UnsafeBufferPointer<UInt8>) -> Scan {
         guard let first = bytes.first, first == UInt8(ascii: "/") else { return .needsWork }
+        let raw = UnsafeRawBufferPointer(bytes)
         var previous: UInt8 = 0
-        for index in bytes.indices {
-            let byte = bytes[index]
-            switch byte {
-            case UInt8(ascii: "?"), UInt8(ascii: "#"): return .cleanBefore(index)
-            case UInt8(ascii: "\\"), UInt8(ascii: "%"): return .needsWork
-            case UInt8(ascii: ".") where previous == UInt8(ascii: "/"): return .needsWork
-            default: previous = byte
+        var index = 0
+        while index < bytes.count {
+            if index + 8 <= bytes.count, !mayMatter(raw.loadUnaligned(fromByteOffset: index, as: UInt64.self)) {
+                previous = bytes[index + 7]
+                index += 8
+                continue
+            }
+            let end = min(index + 8, bytes.count)
+            while index < end {
+                let byte = bytes[index]
+                switch byte {
+                case UInt8(ascii: "?"), UInt8(ascii: "#"): return .cleanBefore(index)
+                case UInt8(ascii: "\\"), UInt8(ascii: "%"): return .needsWork
+                case UInt8(ascii: ".") where previous == UInt8(ascii: "/"): return .needsWork
+                default: previous = byte
+                }
+                index += 1
             }
         }
         return .clean
     }
 
-    private static func slowNormalize(_ raw: String) -> String {
+    /// Whether a word of eight path bytes holds `?`, `#`, `\`, `%` or `.`.
+    @inline(__always)
+    private static func mayMatter(_ word: UInt64) -> Bool {
+        holds(word, UInt8(ascii: "?")) || holds(word, UInt8(ascii: "#")) || holds(word, UInt8(ascii: "\\"))
+            || holds(word, UInt8(ascii: "%")) || holds(word, UInt8(ascii: "."))
+    }
+
+    /// Whether some byte of `word` equals `byte` (the exact "has a zero byte" test on `word ^ byte…`).
+    @inline(__always)
+    private static func holds(_ word: UInt64, _ byte: UInt8) -> Bool {
+        let lows: UInt64 = 0x0101_0101_0101_0101
+        let difference = word ^ (lows &* UInt64(byte))
+        return (difference &- lows) & ~difference & (lows << 7) != 0
+    }
+
+    /// The full normalization, byte by byte (what `normalize` falls back to).
+    static func slowNormalize(_ raw: String) -> String {
         var bytes: [UInt8] = []
         bytes.reserveCapacity(raw.utf8.count + 1)
         var input = Array(raw.utf8)

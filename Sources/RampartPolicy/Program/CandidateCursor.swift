@@ -1,23 +1,27 @@
-/// Walks the union of four ascending lists of rule offsets in ascending order, each offset once:
-/// the wild rules and the request's principal, namespace and method buckets (word offsets into
-/// the code).
+/// Walks the union of ascending lists of rule offsets in ascending order, each offset once: the
+/// wild rules and the request's principal, namespace, method and port buckets (positions of words
+/// in the code that hold rule offsets).
 struct CandidateCursor {
+    /// Positions of the wild rules' offsets, one word apart.
     private var wild: Range<Int>
-    private var principal: StrideTo<Int>.Iterator
-    private var namespace: StrideTo<Int>.Iterator
-    private var nextPrincipal: Int?
-    private var nextNamespace: Int?
-    private var method: StrideTo<Int>.Iterator
-    private var nextMethod: Int?
+    /// Positions of each bucket's offsets, two words apart (`(id, offset)` pairs): the next one to
+    /// read and the end.
+    private var principal: (next: Int, end: Int)
+    private var namespace: (next: Int, end: Int)
+    private var method: (next: Int, end: Int)
+    private var port: (next: Int, end: Int)
 
-    init(wild: Range<Int>, principal: StrideTo<Int>, namespace: StrideTo<Int>, method: StrideTo<Int>) {
+    /// Starts a walk over buckets given as (position of the first offset, end).
+    @inline(__always)
+    init(
+        wild: Range<Int>, principal: (next: Int, end: Int), namespace: (next: Int, end: Int),
+        method: (next: Int, end: Int), port: (next: Int, end: Int)
+    ) {
         self.wild = wild
-        self.principal = principal.makeIterator()
-        self.namespace = namespace.makeIterator()
-        self.method = method.makeIterator()
-        nextPrincipal = self.principal.next()
-        nextNamespace = self.namespace.next()
-        nextMethod = self.method.next()
+        self.principal = principal
+        self.namespace = namespace
+        self.method = method
+        self.port = port
     }
 
     /// The next candidate rule offset in `code`, or `nil` when all are visited.
@@ -28,19 +32,18 @@ struct CandidateCursor {
     /// The next candidate rule offset, reading the lists from the code's words.
     @inline(__always)
     mutating func next(_ code: UnsafeBufferPointer<UInt32>) -> Int32? {
-        if nextPrincipal == nil && nextNamespace == nil && nextMethod == nil {
-            guard let index = wild.popFirst() else { return nil }
-            return Int32(bitPattern: code[index])
-        }
         var best = UInt32.max
-        if let index = wild.first { best = code[index] }
-        if let index = nextPrincipal { best = min(best, code[index]) }
-        if let index = nextNamespace { best = min(best, code[index]) }
-        if let index = nextMethod { best = min(best, code[index]) }
-        if let index = wild.first, code[index] == best { wild.removeFirst() }
-        if let index = nextPrincipal, code[index] == best { nextPrincipal = principal.next() }
-        if let index = nextNamespace, code[index] == best { nextNamespace = namespace.next() }
-        if let index = nextMethod, code[index] == best { nextMethod = method.next() }
+        if !wild.isEmpty { best = code[wild.lowerBound] }
+        if principal.next < principal.end { best = min(best, code[principal.next]) }
+        if namespace.next < namespace.end { best = min(best, code[namespace.next]) }
+        if method.next < method.end { best = min(best, code[method.next]) }
+        if port.next < port.end { best = min(best, code[port.next]) }
+        if best == UInt32.max { return nil }
+        if !wild.isEmpty && code[wild.lowerBound] == best { wild = wild.dropFirst() }
+        if principal.next < principal.end && code[principal.next] == best { principal.next += 2 }
+        if namespace.next < namespace.end && code[namespace.next] == best { namespace.next += 2 }
+        if method.next < method.end && code[method.next] == best { method.next += 2 }
+        if port.next < port.end && code[port.next] == best { port.next += 2 }
         return Int32(bitPattern: best)
     }
 }

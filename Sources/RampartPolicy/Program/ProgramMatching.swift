@@ -53,12 +53,12 @@ extension WorkloadProgram {
             for index in 0..<Int(check.count) where view.port(Int(check.start), index) == port { return true }
             return false
         case .method: return anyPattern(request.method, check, view)
-        case .principal: return anyPattern(facts.principal, check, view)
+        case .principal: return anyPattern(facts.principal(request), check, view)
         case .namespace: return anyPattern(facts.namespace(request), check, view)
         case .requestPrincipal: return anyPattern(facts.requestPrincipal, check, view)
         case .sni: return anyPattern(request.sni, check, view)
         case .host: return anyPattern(facts.host(request), check, view)
-        case .serviceAccount: return anyPattern(facts.serviceAccount(), check, view)
+        case .serviceAccount: return anyPattern(facts.serviceAccount(request), check, view)
         case .header: return anyPattern(facts.header(check.slot, headerNames, request), check, view)
         case .path: return anyPattern(facts.path(request), check, view)
         case .sourceIP, .remoteIP, .destinationIP:

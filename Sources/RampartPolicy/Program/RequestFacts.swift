@@ -1,11 +1,23 @@
 /// The request attributes the fast path reads, computed on first use and kept for the rest of the
 /// decision: nothing is parsed, normalized or looked up unless some candidate rule reads it.
 ///
+/// Attributes the request already holds as they are compared (the peer principal, a path that
+/// normalization leaves alone, a host without capitals) are read from the request itself on each
+/// use rather than copied here, so holding facts costs no reference counting for them; only values
+/// derived from the request are stored.
+///
 /// Values are the same as `PreparedRequest` computes (the explain path), so both paths decide alike.
 struct RequestFacts {
+    /// Whether a derived string is still to be computed, is the request's own value, or is stored.
+    private enum Derived: UInt8 {
+        case unknown
+        case asInRequest
+        case stored
+    }
+
     let isHTTP: Bool
-    /// The peer principal when mTLS identity is visible and non-empty.
-    let principal: String?
+    /// Whether the peer principal is visible (mTLS identity) and non-empty.
+    private let principalVisible: Bool
     /// The accepted JWT's `iss/sub`.
     let requestPrincipal: String?
     private let claims: ClaimValue?
@@ -13,12 +25,15 @@ struct RequestFacts {
 
     private var namespaceDone = false
     private var namespaceValue: String?
+    private var splitDone = false
+    /// Where the namespace lies in the bytes of an ASCII Istio workload principal.
+    private var namespaceRange: Range<Int>?
     private var serviceAccountDone = false
     private var serviceAccountValue: String?
-    private var hostDone = false
-    private var hostValue: String?
-    private var pathDone = false
-    private var pathValue: String?
+    private var hostState = Derived.unknown
+    private var loweredHost: String?
+    private var pathState = Derived.unknown
+    private var normalizedPath: String?
     private var addressesDone: UInt8 = 0
     private var sourceIPValue: IPAddress?
     private var remoteIPValue: IPAddress?
@@ -31,16 +46,23 @@ struct RequestFacts {
     private var headersDone: UInt8 = 0
     private var headerValues: (String?, String?, String?, String?) = (nil, nil, nil, nil)
 
-    /// Starts from what authentication settled: the visible peer principal and the accepted JWT.
+    /// Starts from what authentication settled: whether the peer principal is visible and the
+    /// accepted JWT.
     init(
-        isHTTP: Bool, principal: String?, requestPrincipal: String?, claims: ClaimValue?,
+        isHTTP: Bool, principalVisible: Bool, requestPrincipal: String?, claims: ClaimValue?,
         spaceDelimitedClaims: Set<String>?
     ) {
         self.isHTTP = isHTTP
-        self.principal = principal
+        self.principalVisible = principalVisible
         self.requestPrincipal = requestPrincipal
         self.claims = claims
         self.spaceDelimitedClaims = spaceDelimitedClaims
+    }
+
+    /// The peer principal when mTLS identity is visible and non-empty.
+    @inline(__always)
+    func principal(_ request: AuthzRequest) -> String? {
+        principalVisible ? request.source.principal : nil
     }
 
     /// The peer namespace: the principal's, else the namespace the source claims (with a principal only).
@@ -48,18 +70,40 @@ struct RequestFacts {
     mutating func namespace(_ request: AuthzRequest) -> String? {
         if !namespaceDone {
             namespaceDone = true
-            if let principal {
-                namespaceValue = PreparedRequest.istioNamespace(principal) ?? request.source.namespace
+            if let principal = principal(request) {
+                if let range = namespaceBytes(request) {
+                    namespaceValue = principal.utf8.withContiguousStorageIfAvailable {
+                        String(decoding: UnsafeBufferPointer(rebasing: $0[range]), as: UTF8.self)
+                    }
+                }
+                if namespaceValue == nil {
+                    namespaceValue = PreparedRequest.istioNamespace(principal) ?? request.source.namespace
+                }
             }
         }
         return namespaceValue
     }
 
+    /// Where the namespace lies in the principal's UTF-8 bytes, found once; `nil` when the principal
+    /// is absent, not an Istio workload principal, or not ASCII (the general split then decides).
+    @inline(__always)
+    private mutating func namespaceBytes(_ request: AuthzRequest) -> Range<Int>? {
+        if !splitDone {
+            splitDone = true
+            namespaceRange =
+                principal(request)?.utf8.withContiguousStorageIfAvailable { bytes -> Range<Int>? in
+                    guard case .ranges(let namespace, _) = PreparedRequest.workloadRanges(bytes) else { return nil }
+                    return namespace
+                } ?? nil
+        }
+        return namespaceRange
+    }
+
     /// `namespace/serviceAccount` of an Istio workload principal.
-    mutating func serviceAccount() -> String? {
+    mutating func serviceAccount(_ request: AuthzRequest) -> String? {
         if !serviceAccountDone {
             serviceAccountDone = true
-            serviceAccountValue = principal.flatMap(PreparedRequest.istioWorkload).map {
+            serviceAccountValue = principal(request).flatMap(PreparedRequest.istioWorkload).map {
                 "\($0.namespace)/\($0.serviceAccount)"
             }
         }
@@ -67,23 +111,31 @@ struct RequestFacts {
     }
 
     /// The host, lower-cased when it holds ASCII capitals.
+    @inline(__always)
     mutating func host(_ request: AuthzRequest) -> String? {
-        if !hostDone {
-            hostDone = true
-            if let host = request.host {
-                hostValue = PreparedRequest.hasUppercaseASCII(host) ? host.lowercased() : host
+        if hostState == .unknown {
+            if let host = request.host, PreparedRequest.hasUppercaseASCII(host) {
+                loweredHost = host.lowercased()
+                hostState = .stored
+            } else {
+                hostState = .asInRequest
             }
         }
-        return hostValue
+        return hostState == .stored ? loweredHost : request.host
     }
 
     /// The normalized path.
+    @inline(__always)
     mutating func path(_ request: AuthzRequest) -> String? {
-        if !pathDone {
-            pathDone = true
-            pathValue = request.path.map(PathNormalizer.normalize)
+        if pathState == .unknown {
+            if let path = request.path, let normalized = PathNormalizer.normalizedIfChanged(path) {
+                normalizedPath = normalized
+                pathState = .stored
+            } else {
+                pathState = .asInRequest
+            }
         }
-        return pathValue
+        return pathState == .stored ? normalizedPath : request.path
     }
 
     /// The value of the header in `slot` of the program (named `names[slot]`), looked up once for
@@ -159,18 +211,31 @@ struct RequestFacts {
 
     /// The snapshot's id of the principal, looked up once.
     @inline(__always)
-    mutating func principalID(_ identities: IdentityIDs) -> Int32 {
+    mutating func principalID(_ identities: IdentityIDs, _ request: AuthzRequest) -> Int32 {
         if principalIDValue == -2 {
-            principalIDValue = principal.flatMap(identities.principalTable.id) ?? -1
+            principalIDValue = -1
+            if let principal = principal(request), let id = identities.principalTable.id(principal) {
+                principalIDValue = id
+            }
         }
         return principalIDValue
     }
 
-    /// The snapshot's id of the namespace, looked up once.
+    /// The snapshot's id of the namespace, looked up once: for an ASCII Istio principal, straight
+    /// from the namespace's bytes inside it, without building the namespace string.
     @inline(__always)
     mutating func namespaceID(_ identities: IdentityIDs, _ request: AuthzRequest) -> Int32 {
         if namespaceIDValue == -2 {
-            namespaceIDValue = namespace(request).flatMap(identities.namespaceTable.id) ?? -1
+            namespaceIDValue = -1
+            if let range = namespaceBytes(request), let principal = principal(request),
+                let found = principal.utf8.withContiguousStorageIfAvailable({
+                    identities.namespaceTable.id(bytes: UnsafeBufferPointer(rebasing: $0[range]))
+                })
+            {
+                namespaceIDValue = found ?? -1
+            } else if let namespace = namespace(request), let id = identities.namespaceTable.id(namespace) {
+                namespaceIDValue = id
+            }
         }
         return namespaceIDValue
     }
@@ -179,7 +244,10 @@ struct RequestFacts {
     @inline(__always)
     mutating func methodID(_ identities: IdentityIDs, _ request: AuthzRequest) -> Int32 {
         if methodIDValue == -2 {
-            methodIDValue = request.method.flatMap(identities.methodTable.id) ?? -1
+            methodIDValue = -1
+            if let method = request.method, let id = identities.methodTable.id(method) {
+                methodIDValue = id
+            }
         }
         return methodIDValue
     }

@@ -4,9 +4,10 @@
 /// Rules, with their clauses, checks (cheapest first within each ANDed list), port values, pattern
 /// entries and the candidate lists of each action, live in one `ProgramCode` array, so a decision
 /// starts with few cache misses. IP blocks are inline too; literals share one byte pool; each action's
-/// rules are indexed by the exact principals and namespaces they require (`RuleGroup`), as
-/// snapshot-wide ids (`IdentityIDs`). Built once per resolved workload and immutable afterwards;
-/// the explain path keeps using the `CompiledPolicy` objects it came from.
+/// rules are indexed by the exact principals, namespaces and methods they require, as snapshot-wide
+/// ids (`IdentityIDs`), and by the ports and request principals they require (`RuleGroup`). Built
+/// once per resolved workload and immutable afterwards; the explain path keeps using the
+/// `CompiledPolicy` objects it came from.
 final class WorkloadProgram: Sendable {
     let code: ProgramCode
     let custom: RuleGroup

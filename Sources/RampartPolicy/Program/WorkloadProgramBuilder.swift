@@ -1,13 +1,21 @@
 /// Lays `CompiledPolicy` objects out as a `WorkloadProgram`: rules with their clauses, checks, port
 /// and IP values and pattern entries in one `ProgramCode`, with the literals' bytes beside them.
 struct WorkloadProgramBuilder {
-    /// The rules of one action before indexing: wild rule offsets and identity-bucket entries.
+    /// The rules of one action before indexing: wild rule offsets and bucket entries (see
+    /// `RuleGroup`).
     struct PendingGroup {
-        /// Identity-wild rules that do not require exact methods (visited by every HTTP request).
+        /// Identity-wild rules filed neither by method, nor by request principal, nor by port
+        /// (visited by every HTTP request).
         var wild: [Int32] = []
-        /// Every identity-wild rule (visited on TCP, where method checks are dropped).
-        var wildAll: [Int32] = []
+        /// Identity-wild rules not filed by method that require request principals (HTTP).
+        var authenticated: [Int32] = []
+        /// Identity-wild rules not filed by port (visited by every TCP request).
+        var wildTCP: [Int32] = []
         var methods: [(id: Int32, position: Int32)] = []
+        /// Identity-wild rules filed by port, and neither by method nor by request principal (HTTP).
+        var ports: [(id: Int32, position: Int32)] = []
+        /// Every identity-wild rule filed by port (TCP).
+        var portsTCP: [(id: Int32, position: Int32)] = []
         var principals: [(id: Int32, position: Int32)] = []
         var namespaces: [(id: Int32, position: Int32)] = []
         var ruleCount = 0
@@ -43,9 +51,18 @@ struct WorkloadProgramBuilder {
                     let principals = ids(identity.principals, identities.principals),
                     let namespaces = ids(identity.namespaces, identities.namespaces)
                 else {
-                    pending.wildAll.append(offset)
+                    let ports = Self.ports(of: rule)
+                    if let ports {
+                        for port in ports { pending.portsTCP.append((port, offset)) }
+                    } else {
+                        pending.wildTCP.append(offset)
+                    }
                     if let methods = Self.methods(of: rule).flatMap({ ids($0, identities.methods) }) {
                         for id in methods { pending.methods.append((id, offset)) }
+                    } else if Self.requiresRequestPrincipal(rule) {
+                        pending.authenticated.append(offset)
+                    } else if let ports {
+                        for port in ports { pending.ports.append((port, offset)) }
                     } else {
                         pending.wild.append(offset)
                     }
@@ -76,8 +93,11 @@ struct WorkloadProgramBuilder {
         // Entries were appended in offset order, so sorting by id keeps offsets ascending per id.
         let wild = PoolRange(start: Int32(code.end), count: Int32(pending.wild.count))
         code.append(pending.wild.map { UInt32(bitPattern: $0) })
-        let wildAll = PoolRange(start: Int32(code.end), count: Int32(pending.wildAll.count))
-        code.append(pending.wildAll.map { UInt32(bitPattern: $0) })
+        let withAuthenticated = (pending.wild + pending.authenticated).sorted()
+        let wildAuthenticated = PoolRange(start: Int32(code.end), count: Int32(withAuthenticated.count))
+        code.append(withAuthenticated.map { UInt32(bitPattern: $0) })
+        let wildTCP = PoolRange(start: Int32(code.end), count: Int32(pending.wildTCP.count))
+        code.append(pending.wildTCP.map { UInt32(bitPattern: $0) })
         func buckets(_ entries: [(id: Int32, position: Int32)]) -> PoolRange {
             let unique = Self.unique(entries).enumerated().sorted {
                 ($0.element.id, $0.offset) < ($1.element.id, $1.offset)
@@ -89,9 +109,11 @@ struct WorkloadProgramBuilder {
         let principals = buckets(pending.principals)
         let namespaces = buckets(pending.namespaces)
         let methods = buckets(pending.methods)
+        let ports = buckets(pending.ports)
+        let portsTCP = buckets(pending.portsTCP)
         return RuleGroup(
-            wild: wild, wildAll: wildAll, byPrincipal: principals, byNamespace: namespaces, byMethod: methods,
-            ruleCount: pending.ruleCount)
+            wild: wild, wildAuthenticated: wildAuthenticated, wildTCP: wildTCP, byPrincipal: principals,
+            byNamespace: namespaces, byMethod: methods, byPort: ports, byPortTCP: portsTCP, ruleCount: pending.ruleCount)
     }
 
     private func ids(_ values: [String], _ table: [String: Int32]) -> [Int32]? {
@@ -288,6 +310,42 @@ struct WorkloadProgramBuilder {
             methods += values
         }
         return methods
+    }
+
+    /// Whether every `from` entry of a rule holds a positive request principals check with at least
+    /// one pattern: an HTTP request without a request principal fails that check. (On TCP the
+    /// check is dropped, so TCP requests ignore this.)
+    static func requiresRequestPrincipal(_ rule: CompiledRule) -> Bool {
+        !rule.froms.isEmpty
+            && rule.froms.allSatisfy { clause in
+                clause.contains { check in
+                    guard check.attribute == .requestPrincipal, !check.negated,
+                        case .strings(let matchers) = check.matcher
+                    else { return false }
+                    return !matchers.isEmpty
+                }
+            }
+    }
+
+    /// The ports an identity-wild rule requires, as bucket ids, or `nil` when it can match any port.
+    ///
+    /// Every `to` entry must hold a positive ports check with at least one port, all within
+    /// 0...65535; a request to another port, or without one, fails that check. Port checks apply
+    /// on TCP too, so TCP requests use this as well.
+    static func ports(of rule: CompiledRule) -> [Int32]? {
+        guard !rule.tos.isEmpty else { return nil }
+        var ports: [Int32] = []
+        for clause in rule.tos {
+            let found = clause.first { check in
+                guard check.attribute == .port, !check.negated, case .ports(let values) = check.matcher else {
+                    return false
+                }
+                return !values.isEmpty && values.allSatisfy { RuleGroup.portID($0) >= 0 }
+            }
+            guard let found, case .ports(let values) = found.matcher else { return nil }
+            ports += values.map(RuleGroup.portID)
+        }
+        return ports
     }
 
     private static func exactValues(_ clause: [Check], _ attribute: Attribute) -> [String]? {

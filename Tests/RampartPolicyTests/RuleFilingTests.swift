@@ -1,0 +1,191 @@
+import Testing
+
+@testable import RampartPolicy
+
+@Suite("port index of workload programs")
+struct PortIndexTests {
+    /// Rule positions: 0 ports only; 1 ports and exact methods; 2 notPorts; 3 one `to` entry
+    /// without ports; 4 ports in every entry; 5 exact identity and ports; 6 ports and an HTTP-only
+    /// path; 7 no `to`; 8 a port outside 0...65535.
+    private static let rules = """
+          - to: [{operation: {ports: ["8080"]}}]
+          - to: [{operation: {ports: ["8080"], methods: ["DELETE"]}}]
+          - to: [{operation: {notPorts: ["8080"]}}]
+          - to: [{operation: {ports: ["9090"]}}, {operation: {paths: ["/x"]}}]
+          - to: [{operation: {ports: ["8080"]}}, {operation: {ports: ["9090", "8080"]}}]
+          - from: [{source: {principals: ["cluster.local/ns/a/sa/x"]}}]
+            to: [{operation: {ports: ["9090"]}}]
+          - to: [{operation: {ports: ["8080"], paths: ["/admin*"]}}]
+          - when: [{key: "request.headers[x-a]", values: ["1"]}]
+          - to: [{operation: {ports: ["70000"]}}]
+        """
+
+    private static func workload(action: String = "DENY") -> WorkloadPolicies {
+        Fixture.engine(Fixture.policy("p", action: action, rules: rules)).snapshot.workload(namespace: "ns1", labels: [:])
+    }
+
+    /// The positions of the rules a request visits.
+    private static func visited(_ method: String?, port: Int?, http: Bool = true, principal: String? = nil) -> [Int32] {
+        let program = workload().resolved.program
+        var cursor = program.deny.candidates(
+            principal: principal.flatMap { program.identities.principals[$0] } ?? -1, namespace: -1,
+            method: method.flatMap { program.identities.methods[$0] } ?? -1, port: port, isHTTP: http, in: program.code)
+        var found: [Int32] = []
+        while let offset = cursor.next(program.code) { found.append(program.position(ofRuleAt: offset) ?? -1) }
+        return found
+    }
+
+    @Test("HTTP requests visit the rules filed under their port, their method's rules and the wild ones")
+    func http() {
+        #expect(Self.visited("GET", port: 8080) == [0, 2, 3, 4, 6, 7, 8])
+        #expect(Self.visited("DELETE", port: 8080) == [0, 1, 2, 3, 4, 6, 7, 8])
+        #expect(Self.visited("GET", port: 9090) == [2, 3, 4, 7, 8])
+        #expect(Self.visited("GET", port: 5432) == [2, 3, 7, 8])
+        #expect(Self.visited("GET", port: nil) == [2, 3, 7, 8])
+        #expect(Self.visited("GET", port: -1) == [2, 3, 7, 8])
+        #expect(Self.visited("GET", port: 9090, principal: "cluster.local/ns/a/sa/x") == [2, 3, 4, 5, 7, 8])
+    }
+
+    @Test("TCP requests drop method filing but keep port filing")
+    func tcp() {
+        #expect(Self.visited(nil, port: 8080, http: false) == [0, 1, 2, 3, 4, 6, 7, 8])
+        #expect(Self.visited(nil, port: 5432, http: false) == [2, 3, 7, 8])
+    }
+
+    @Test("decisions with the port index agree with the reference evaluation", arguments: ["DENY", "ALLOW", "AUDIT"])
+    func decisions(action: String) {
+        let workload = Self.workload(action: action)
+        var requests: [AuthzRequest] = []
+        for port in [8080, 9090, 5432, 70000] {
+            for method in ["GET", "DELETE"] {
+                for path in ["/", "/x", "/admin/a"] {
+                    requests.append(Fixture.http(port: port, method: method, path: path, headers: ["x-a": "1"]))
+                    requests.append(Fixture.http(principal: "cluster.local/ns/a/sa/x", port: port, method: method, path: path))
+                }
+            }
+            requests.append(Fixture.tcp(port: port))
+        }
+        requests.append(
+            AuthzRequest(
+                transport: .http, source: AuthzRequest.Source(principal: "cluster.local/ns/ns1/sa/a"),
+                destination: AuthzRequest.Destination(namespace: "ns1", labels: [:]), method: "GET", path: "/"))
+        for request in requests {
+            #expect(workload.evaluate(request) == workload.evaluateReference(request), "\(request)")
+        }
+    }
+
+    @Test("a DENY rule with a port and only HTTP fields otherwise denies TCP to that port alone")
+    func denyOnTCP() {
+        let engine = Fixture.engine(
+            Fixture.policy(
+                "p", action: "DENY",
+                rules: """
+                      - to: [{operation: {ports: ["8080"], paths: ["/admin*"]}}]
+                    """))
+        let denied = engine.snapshot.evaluate(Fixture.tcp(port: 8080))
+        #expect(denied.decision == .deny && denied.policy == "ns1/p" && denied.rule == 0)
+        #expect(engine.snapshot.evaluate(Fixture.tcp(port: 5432)).decision == .allow)
+        #expect(engine.snapshot.evaluate(Fixture.http(port: 8080, path: "/api")).decision == .allow)
+        #expect(engine.snapshot.evaluate(Fixture.http(port: 8080, path: "/admin/x")).decision == .deny)
+    }
+
+    @Test("the first DENY policy in order decides even when a later one is filed by port")
+    func ordering() {
+        let engine = Fixture.engine(
+            [
+                Fixture.policy("first", action: "DENY", rules: "  - to: [{operation: {paths: [\"/a\"]}}]"),
+                Fixture.policy("second", action: "DENY", rules: "  - to: [{operation: {ports: [\"8080\"]}}]"),
+                Fixture.policy("third", action: "DENY", rules: "  - to: [{operation: {methods: [\"GET\"]}}]"),
+            ].joined(separator: "\n---\n"))
+        #expect(engine.snapshot.evaluate(Fixture.http(port: 8080, path: "/a")).policy == "ns1/first")
+        #expect(engine.snapshot.evaluate(Fixture.http(port: 8080, path: "/b")).policy == "ns1/second")
+        #expect(engine.snapshot.evaluate(Fixture.http(port: 9090, path: "/b")).policy == "ns1/third")
+        #expect(engine.snapshot.evaluate(Fixture.http(port: 9090, method: "POST", path: "/b")).decision == .allow)
+    }
+}
+
+@Suite("request-principal filing of workload programs")
+struct RequestPrincipalIndexTests {
+    /// Rule positions: 0 request principals; 1 request principals in one `from` entry only;
+    /// 2 notRequestPrincipals; 3 request principals and exact methods; 4 request principals and a
+    /// port; 5 in every `from` entry, with other fields; 6 nothing.
+    private static let rules = """
+          - from: [{source: {requestPrincipals: ["https://idp/*"]}}]
+          - from: [{source: {requestPrincipals: ["*"]}}, {source: {namespaces: ["a*"]}}]
+          - from: [{source: {notRequestPrincipals: ["https://idp/x"]}}]
+          - from: [{source: {requestPrincipals: ["*"]}}]
+            to: [{operation: {methods: ["GET"]}}]
+          - from: [{source: {requestPrincipals: ["*"]}}]
+            to: [{operation: {ports: ["8080"]}}]
+          - from: [{source: {requestPrincipals: ["a/b"], ipBlocks: ["10.0.0.0/8"]}}, {source: {requestPrincipals: ["c/*"]}}]
+          - {}
+        """
+
+    private static func engine(action: String) -> PolicyEngine {
+        Fixture.engine(
+            Fixture.policy("p", action: action, rules: rules) + """
+
+                ---
+                apiVersion: security.istio.io/v1
+                kind: RequestAuthentication
+                metadata: {name: jwt, namespace: ns1}
+                spec:
+                  jwtRules:
+                  - issuer: "https://idp"
+                    jwksUri: "https://idp/jwks"
+                """)
+    }
+
+    private static func visited(authenticated: Bool, http: Bool = true, method: String = "POST") -> [Int32] {
+        let program = engine(action: "DENY").snapshot.workload(namespace: "ns1", labels: [:]).resolved.program
+        var cursor = program.deny.candidates(
+            principal: -1, namespace: -1, method: program.identities.methods[method] ?? -1, port: 8080,
+            authenticated: authenticated, isHTTP: http, in: program.code)
+        var found: [Int32] = []
+        while let offset = cursor.next(program.code) { found.append(program.position(ofRuleAt: offset) ?? -1) }
+        return found
+    }
+
+    @Test("HTTP requests without a request principal skip rules that require one; TCP requests visit them")
+    func filing() {
+        #expect(Self.visited(authenticated: true) == [0, 1, 2, 4, 5, 6])
+        #expect(Self.visited(authenticated: true, method: "GET") == [0, 1, 2, 3, 4, 5, 6])
+        #expect(Self.visited(authenticated: false) == [1, 2, 6])
+        #expect(Self.visited(authenticated: false, method: "GET") == [1, 2, 3, 6])
+        #expect(Self.visited(authenticated: false, http: false) == [0, 1, 2, 3, 4, 5, 6])
+    }
+
+    @Test("decisions with and without tokens agree with the reference evaluation", arguments: ["DENY", "ALLOW", "CUSTOM"])
+    func decisions(action: String) {
+        let snapshot = Self.engine(action: action).snapshot
+        let workload = snapshot.workload(namespace: "ns1", labels: [:])
+        func token(_ subject: String?) -> JWTOutcome {
+            var claims: [String: ClaimValue] = ["iss": .string("https://idp")]
+            if let subject { claims["sub"] = .string(subject) }
+            return JWTOutcome(present: true, valid: true, claims: .object(claims), requestPrincipal: subject.map { "https://idp/\($0)" })
+        }
+        var requests: [AuthzRequest] = []
+        for jwt in [nil, token("x"), token(nil)] {
+            for method in ["GET", "POST"] {
+                requests.append(
+                    AuthzRequest(
+                        transport: .http, source: AuthzRequest.Source(principal: "cluster.local/ns/a/sa/b", ip: "10.1.2.3"),
+                        destination: AuthzRequest.Destination(namespace: "ns1", port: 8080), method: method, path: "/",
+                        jwt: jwt))
+            }
+        }
+        requests.append(Fixture.tcp(port: 8080, labels: [:]))
+        for request in requests {
+            let decision = snapshot.evaluate(request)
+            #expect(decision == workload.evaluateReference(request), "\(request)")
+            #expect(decision == workload.explain(request).decision, "\(request)")
+        }
+        if action == "DENY" {
+            // The accepted token reaches rule 0; without one, rule 1 matches through its namespace
+            // entry; on TCP the request-principal check is dropped, so rule 0 matches again.
+            #expect(snapshot.evaluate(requests[2]).rule == 0 && snapshot.evaluate(requests[2]).policy == "ns1/p")
+            #expect(snapshot.evaluate(requests[0]).rule == 1)
+            #expect(snapshot.evaluate(requests[6]).rule == 0)
+        }
+    }
+}
