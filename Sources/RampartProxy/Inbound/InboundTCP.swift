@@ -105,30 +105,10 @@ enum TCPSplice {
             try await upstream.executeThenClose { upIn, upOut in
                 try await withThrowingTaskGroup(of: Direction.self) { group in
                     group.addTask {
-                        var total = 0
-                        do {
-                            for try await chunk in downIn {
-                                total += chunk.readableBytes
-                                try await upOut.write(chunk)
-                            }
-                        } catch {
-                            // A failed read or write, or cancellation, ends this direction.
-                        }
-                        upOut.finish()
-                        return Direction(bytes: total, toDownstream: false, sourceStillOpen: downChannel.isActive)
+                        Direction(bytes: await pump(downIn, into: upOut), toDownstream: false, sourceStillOpen: downChannel.isActive)
                     }
                     group.addTask {
-                        var total = 0
-                        do {
-                            for try await chunk in upIn {
-                                total += chunk.readableBytes
-                                try await downOut.write(chunk)
-                            }
-                        } catch {
-                            // As above.
-                        }
-                        downOut.finish()
-                        return Direction(bytes: total, toDownstream: true, sourceStillOpen: upChannel.isActive)
+                        Direction(bytes: await pump(upIn, into: downOut), toDownstream: true, sourceStillOpen: upChannel.isActive)
                     }
                     var sent = 0
                     var received = 0
@@ -142,6 +122,22 @@ enum TCPSplice {
             }
         }
         return result ?? (0, 0)
+    }
+
+    /// Copies one direction until its source ends, then half-closes the destination; returns the
+    /// bytes copied. A failed read or write, or cancellation, ends the direction too.
+    private static func pump(_ source: NIOAsyncChannelInboundStream<ByteBuffer>, into sink: NIOAsyncChannelOutboundWriter<ByteBuffer>) async -> Int {
+        var total = 0
+        do {
+            for try await chunk in source {
+                total += chunk.readableBytes
+                try await sink.write(chunk)
+            }
+        } catch {
+            // The direction is over either way; the caller closes what is left.
+        }
+        sink.finish()
+        return total
     }
 
     /// How one direction ended.
