@@ -103,7 +103,7 @@ struct DataPathTests {
         try await withServer { _, proxy, _ in
             try proxy.install(SnapshotBuilder.snapshot(version: 2, resources: [SnapshotBuilder.peerAuthentication(name: "default", namespace: "istio-system", mode: "PERMISSIVE")]))
             let requests = (1...3).map { "GET /req-\($0) HTTP/1.1\r\nHost: app\r\n\r\n" }.joined() + "GET /req-4 HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n"
-            let received = try await RawHTTP.untilClosed(port: proxy.inboundPort, sending: requests)
+            let received = try await RawClient.untilClosed(port: proxy.inboundPort, sending: requests)
             // Each answer's body ends without a newline, so the next status line follows it directly.
             #expect(received.components(separatedBy: "HTTP/1.1 ").count - 1 == 4)
             #expect(received.components(separatedBy: "HTTP/1.1 200 OK\r\n").count - 1 == 4)
@@ -238,14 +238,20 @@ struct DataPathTests {
 }
 
 /// A plaintext client that writes bytes as they are and reads until the server closes.
-enum RawHTTP {
-    static func untilClosed(port: Int, sending text: String, timeout: Duration = .seconds(5)) async throws -> String {
+enum RawClient {
+    /// Sends `text` and returns everything received until the server closes the connection.
+    /// With `halfClose`, the client sends FIN right after `text` and keeps reading.
+    static func untilClosed(port: Int, sending text: String, halfClose: Bool = false, timeout: Duration = .seconds(5)) async throws -> String {
         let client = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelOption(.allowRemoteHalfClosure, value: halfClose)
             .connect(host: "127.0.0.1", port: port) { channel in
-                channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
+                channel.eventLoop.makeCompletedFuture {
+                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: halfClose))
+                }
             }
         return try await client.executeThenClose { inbound, outbound in
             try await outbound.write(ByteBuffer(string: text))
+            if halfClose { outbound.finish() }
             return try await withThrowingTaskGroup(of: String?.self) { group in
                 group.addTask {
                     var received = ""

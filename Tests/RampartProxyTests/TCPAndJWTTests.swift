@@ -73,8 +73,9 @@ struct TokenClaims: JWTPayload {
 
 @Suite("Proxy: opaque TCP and request authentication", .serialized)
 struct TCPAndJWTTests {
-    @Test("opaque TCP is spliced to the application, and denied on its L4 attributes")
-    func tcp() async throws {
+    /// Runs `body` with a proxy in front of a TCP echo app, as workload `db` serving service `db`,
+    /// its access log in `log` under the mesh's directory; then stops both.
+    func withEchoProxy(_ body: (TestProxy, _ log: String) async throws -> Void) async throws {
         let mesh = try MeshFixture()
         defer { mesh.remove() }
         let echo = try await TCPEcho()
@@ -85,75 +86,56 @@ struct TCPAndJWTTests {
         let workload = WorkloadInfo(name: "db", namespace: "default", services: [ServicePort(name: "db", port: echo.port)], appPort: echo.port)
         let proxy = try await TestProxy(workload: workload, identityDirectory: server.directory, appPort: echo.port, logFile: log)
         try proxy.install(SnapshotBuilder.snapshot())
-        let reply = try await TCPEcho.exchange(port: proxy.inboundPort, text: "\u{0}\u{1}binary protocol\n")
-        #expect(reply == "\u{0}\u{1}binary protocol\n")
-        // The connection's record, written when it closes, names the service on the application's port.
-        var line: [String: Any]?
-        for _ in 0..<100 where line == nil {
-            let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-            line = text.split(separator: "\n").first.flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
-            if line == nil { try await Task.sleep(for: .milliseconds(20)) }
+        do {
+            try await body(proxy, log)
+        } catch {
+            await proxy.stop()
+            try? await echo.channel.channel.close()
+            throw error
         }
-        #expect(line?["protocol"] as? String == "TCP")
-        #expect(line?["destination_service"] as? String == "db.default.svc.cluster.local")
-        #expect(line?["destination_workload"] as? String == "db")
-
-        try proxy.install(SnapshotBuilder.snapshot(version: 2, resources: [
-            SnapshotBuilder.authorizationPolicy(name: "deny-loopback", namespace: "default", body: "action: DENY\nrules:\n- from:\n  - source:\n      ipBlocks: [\"127.0.0.0/8\"]"),
-        ]))
-        let denied = try await TCPEcho.exchange(port: proxy.inboundPort, text: "\u{0}\u{1}again\n")
-        #expect(denied.isEmpty, "a denied TCP connection was answered: \(denied)")
-
-        // An ALLOW rule with only HTTP fields is dropped on TCP: nothing is allowed.
-        try proxy.install(SnapshotBuilder.snapshot(version: 3, resources: [
-            SnapshotBuilder.authorizationPolicy(name: "allow-get", namespace: "default", body: "action: ALLOW\nrules:\n- to:\n  - operation:\n      methods: [\"GET\"]"),
-        ]))
-        #expect(try await TCPEcho.exchange(port: proxy.inboundPort, text: "\u{0}x\n").isEmpty)
         await proxy.stop()
         try? await echo.channel.channel.close()
     }
 
+    @Test("opaque TCP is spliced to the application, and denied on its L4 attributes")
+    func tcp() async throws {
+        try await withEchoProxy { proxy, log in
+            let reply = try await TCPEcho.exchange(port: proxy.inboundPort, text: "\u{0}\u{1}binary protocol\n")
+            #expect(reply == "\u{0}\u{1}binary protocol\n")
+            // The connection's record, written when it closes, names the service on the application's port.
+            var line: [String: Any]?
+            for _ in 0..<100 where line == nil {
+                let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+                line = text.split(separator: "\n").first.flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+                if line == nil { try await Task.sleep(for: .milliseconds(20)) }
+            }
+            #expect(line?["protocol"] as? String == "TCP")
+            #expect(line?["destination_service"] as? String == "db.default.svc.cluster.local")
+            #expect(line?["destination_workload"] as? String == "db")
+
+            try proxy.install(SnapshotBuilder.snapshot(version: 2, resources: [
+                SnapshotBuilder.authorizationPolicy(name: "deny-loopback", namespace: "default", body: "action: DENY\nrules:\n- from:\n  - source:\n      ipBlocks: [\"127.0.0.0/8\"]"),
+            ]))
+            let denied = try await TCPEcho.exchange(port: proxy.inboundPort, text: "\u{0}\u{1}again\n")
+            #expect(denied.isEmpty, "a denied TCP connection was answered: \(denied)")
+
+            // An ALLOW rule with only HTTP fields is dropped on TCP: nothing is allowed.
+            try proxy.install(SnapshotBuilder.snapshot(version: 3, resources: [
+                SnapshotBuilder.authorizationPolicy(name: "allow-get", namespace: "default", body: "action: ALLOW\nrules:\n- to:\n  - operation:\n      methods: [\"GET\"]"),
+            ]))
+            #expect(try await TCPEcho.exchange(port: proxy.inboundPort, text: "\u{0}x\n").isEmpty)
+        }
+    }
+
     @Test("a TCP client's half-close reaches the application, whose answer and close come back")
     func tcpHalfClose() async throws {
-        let mesh = try MeshFixture()
-        defer { mesh.remove() }
-        let echo = try await TCPEcho()
-        let echoTask = Task { await echo.run() }
-        defer { echoTask.cancel() }
-        let server = try await mesh.identity(namespace: "default", serviceAccount: "db")
-        let proxy = try await TestProxy(workload: WorkloadInfo(name: "db", namespace: "default", appPort: echo.port), identityDirectory: server.directory, appPort: echo.port)
-        try proxy.install(SnapshotBuilder.snapshot())
-        // The echo app answers until it reads EOF, then closes: the client sees every byte and
-        // then EOF only if the proxy passed its FIN on and the app's close back.
-        let client = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .channelOption(.allowRemoteHalfClosure, value: true)
-            .connect(host: "127.0.0.1", port: proxy.inboundPort) { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
-                }
-            }
-        let payload = "\u{0}\u{2}half-closed request\n"
-        let received = try await client.executeThenClose { inbound, outbound in
-            try await outbound.write(ByteBuffer(string: payload))
-            outbound.finish()
-            return try await withThrowingTaskGroup(of: String?.self) { group in
-                group.addTask {
-                    var text = ""
-                    for try await chunk in inbound { text += String(buffer: chunk) }
-                    return text
-                }
-                group.addTask {
-                    try await Task.sleep(for: .seconds(5))
-                    return nil
-                }
-                let first = try await group.next() ?? nil
-                group.cancelAll()
-                return first
-            }
+        try await withEchoProxy { proxy, _ in
+            // The echo app answers until it reads EOF, then closes: the client sees every byte and
+            // then EOF only if the proxy passed its FIN on and the app's close back.
+            let payload = "\u{0}\u{2}half-closed request\n"
+            let received = try await RawClient.untilClosed(port: proxy.inboundPort, sending: payload, halfClose: true)
+            #expect(received == payload)
         }
-        #expect(received == payload, "the connection did not end with the whole answer (nil: it did not end)")
-        await proxy.stop()
-        try? await echo.channel.channel.close()
     }
 
     @Test("RequestAuthentication: an invalid token gets 401, a valid one reaches the app with its claims, none passes without a principal")
