@@ -245,6 +245,27 @@ final class CAChildProcess {
 /// the signal mask of the spawning thread, where the Swift runtime may have SIGALRM blocked, and
 /// then never stops. posix_spawn lets the mask be reset for the child.
 enum UnmaskedSpawn {
+    /// Starts `arguments` (the first looked up in PATH unless it has a slash) with `actions`, an
+    /// empty signal mask and default actions for the signals children rely on; returns
+    /// posix_spawnp's result (0 on success) and sets `pid`.
+    static func spawn(_ arguments: [String], actions: inout posix_spawn_file_actions_t, pid: inout pid_t) -> Int32 {
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        posix_spawnattr_setsigmask(&attributes, &empty)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for signal in [SIGALRM, SIGPIPE, SIGCHLD, SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2] { sigaddset(&defaults, signal) }
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
+        defer { for pointer in argv { free(pointer) } }
+        return posix_spawnp(&pid, arguments[0], &actions, &attributes, &argv, environ)
+    }
+
+    /// Runs `arguments` to the end and returns its standard output, or nil when it cannot start.
     static func run(_ arguments: [String]) -> String? {
         var fds: [Int32] = [0, 0]
         guard pipe(&fds) == 0 else { return nil }
@@ -254,21 +275,8 @@ enum UnmaskedSpawn {
         posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
         posix_spawn_file_actions_addclose(&actions, fds[0])
         posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var empty = sigset_t()
-        sigemptyset(&empty)
-        posix_spawnattr_setsigmask(&attributes, &empty)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for signal in [SIGALRM, SIGPIPE, SIGCHLD, SIGINT, SIGTERM] { sigaddset(&defaults, signal) }
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-        var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
-        defer { for pointer in argv { free(pointer) } }
         var pid: pid_t = 0
-        let spawned = posix_spawnp(&pid, arguments[0], &actions, &attributes, &argv, environ)
+        let spawned = spawn(arguments, actions: &actions, pid: &pid)
         close(fds[1])
         defer { close(fds[0]) }
         guard spawned == 0 else { return nil }
