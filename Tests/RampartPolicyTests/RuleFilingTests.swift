@@ -6,7 +6,7 @@ import Testing
 struct PortIndexTests {
     /// Rule positions: 0 ports only; 1 ports and exact methods; 2 notPorts; 3 one `to` entry
     /// without ports; 4 ports in every entry; 5 exact identity and ports; 6 ports and an HTTP-only
-    /// path; 7 no `to`; 8 a port outside 0...65535.
+    /// path (filed by path on HTTP); 7 no `to`; 8 a port outside 0...65535.
     private static let rules = """
           - to: [{operation: {ports: ["8080"]}}]
           - to: [{operation: {ports: ["8080"], methods: ["DELETE"]}}]
@@ -25,11 +25,14 @@ struct PortIndexTests {
     }
 
     /// The positions of the rules a request visits.
-    private static func visited(_ method: String?, port: Int?, http: Bool = true, principal: String? = nil) -> [Int32] {
+    private static func visited(
+        _ method: String?, port: Int?, http: Bool = true, principal: String? = nil, path: String = "/admin/x"
+    ) -> [Int32] {
         let program = workload().resolved.program
         var cursor = program.deny.candidates(
             principal: principal.flatMap { program.identities.principals[$0] } ?? -1, namespace: -1,
-            method: method.flatMap { program.identities.methods[$0] } ?? -1, port: port, isHTTP: http, in: program.code)
+            method: method.flatMap { program.identities.methods[$0] } ?? -1, port: port, path: path, isHTTP: http,
+            in: program.code)
         var found: [Int32] = []
         while let offset = cursor.next(program.code) { found.append(program.position(ofRuleAt: offset) ?? -1) }
         return found
@@ -38,17 +41,21 @@ struct PortIndexTests {
     @Test("HTTP requests visit the rules filed under their port, their method's rules and the wild ones")
     func http() {
         #expect(Self.visited("GET", port: 8080) == [0, 2, 3, 4, 6, 7, 8])
+        #expect(Self.visited("GET", port: 8080, path: "/api") == [0, 2, 3, 4, 7, 8])
         #expect(Self.visited("DELETE", port: 8080) == [0, 1, 2, 3, 4, 6, 7, 8])
-        #expect(Self.visited("GET", port: 9090) == [2, 3, 4, 7, 8])
-        #expect(Self.visited("GET", port: 5432) == [2, 3, 7, 8])
-        #expect(Self.visited("GET", port: nil) == [2, 3, 7, 8])
-        #expect(Self.visited("GET", port: -1) == [2, 3, 7, 8])
-        #expect(Self.visited("GET", port: 9090, principal: "cluster.local/ns/a/sa/x") == [2, 3, 4, 5, 7, 8])
+        // Rule 6 is filed by its path on HTTP, so its port does not keep other ports' requests away.
+        #expect(Self.visited("GET", port: 9090) == [2, 3, 4, 6, 7, 8])
+        #expect(Self.visited("GET", port: 9090, path: "/api") == [2, 3, 4, 7, 8])
+        #expect(Self.visited("GET", port: 5432, path: "/api") == [2, 3, 7, 8])
+        #expect(Self.visited("GET", port: nil, path: "/api") == [2, 3, 7, 8])
+        #expect(Self.visited("GET", port: -1, path: "/api") == [2, 3, 7, 8])
+        #expect(Self.visited("GET", port: 9090, principal: "cluster.local/ns/a/sa/x", path: "/api") == [2, 3, 4, 5, 7, 8])
     }
 
     @Test("TCP requests drop method filing but keep port filing")
     func tcp() {
         #expect(Self.visited(nil, port: 8080, http: false) == [0, 1, 2, 3, 4, 6, 7, 8])
+        #expect(Self.visited(nil, port: 8080, http: false, path: "/api") == [0, 1, 2, 3, 4, 6, 7, 8])
         #expect(Self.visited(nil, port: 5432, http: false) == [2, 3, 7, 8])
     }
 
@@ -186,6 +193,105 @@ struct RequestPrincipalIndexTests {
             #expect(snapshot.evaluate(requests[2]).rule == 0 && snapshot.evaluate(requests[2]).policy == "ns1/p")
             #expect(snapshot.evaluate(requests[0]).rule == 1)
             #expect(snapshot.evaluate(requests[6]).rule == 0)
+        }
+    }
+}
+
+@Suite("path index of workload programs")
+struct PathIndexTests {
+    /// Rule positions: 0 an exact path; 1 a prefix; 2 a suffix; 3 a prefix and a suffix in one
+    /// check; 4 a literal too short to file; 5 a template; 6 notPaths; 7 one `to` entry without
+    /// paths; 8 paths in every entry; 9 paths and exact methods (filed by method); 10 `*`; 11 paths
+    /// and a port; 12 two prefixes of different lengths.
+    private static let rules = """
+          - to: [{operation: {paths: ["/healthz"]}}]
+          - to: [{operation: {paths: ["/api/v2*"]}}]
+          - to: [{operation: {paths: ["*.php"]}}]
+          - to: [{operation: {paths: ["/admin*", "*/.env"]}}]
+          - to: [{operation: {paths: ["/a*"]}}]
+          - to: [{operation: {paths: ["/v1/{*}/x"]}}]
+          - to: [{operation: {notPaths: ["/healthz"]}}]
+          - to: [{operation: {paths: ["/metrics"]}}, {operation: {ports: ["9090"]}}]
+          - to: [{operation: {paths: ["/metrics"]}}, {operation: {paths: ["/stats/*"]}}]
+          - to: [{operation: {paths: ["/debug/*"], methods: ["GET"]}}]
+          - to: [{operation: {paths: ["*"]}}]
+          - to: [{operation: {paths: ["/internal*"], ports: ["8080"]}}]
+          - to: [{operation: {paths: ["/static/images/*", "/favicon.ico"]}}]
+        """
+
+    private static func workload(action: String = "DENY") -> WorkloadPolicies {
+        Fixture.engine(Fixture.policy("p", action: action, rules: rules)).snapshot.workload(namespace: "ns1", labels: [:])
+    }
+
+    /// The positions of the rules an HTTP POST to port 8080 with this normalized path visits.
+    private static func visited(_ path: String?) -> [Int32] {
+        let program = workload().resolved.program
+        var cursor = program.deny.candidates(
+            principal: -1, namespace: -1, method: program.identities.methods["POST"] ?? -1, port: 8080, path: path,
+            isHTTP: true, in: program.code)
+        var found: [Int32] = []
+        while let offset = cursor.next(program.code) { found.append(program.position(ofRuleAt: offset) ?? -1) }
+        return found
+    }
+
+    /// Rules every HTTP POST visits: those filed neither by path nor by method.
+    private static let unfiled: [Int32] = [4, 5, 6, 7, 10]
+
+    /// The unfiled rules with `filed`, in rule order.
+    private static func with(_ filed: Int32) -> [Int32] { (unfiled + [filed]).sorted() }
+
+    @Test("an HTTP request visits the rules filed under its path's start and end, and the unfiled ones")
+    func visits() {
+        #expect(Self.visited("/healthz") == Self.with(0))
+        #expect(Self.visited("/api/v2/users") == Self.with(1))
+        #expect(Self.visited("/index.php") == Self.with(2))
+        #expect(Self.visited("/admin/users") == Self.with(3))
+        #expect(Self.visited("/app/.env") == Self.with(3))
+        #expect(Self.visited("/metrics") == Self.with(8))
+        #expect(Self.visited("/stats/cpu") == Self.with(8))
+        #expect(Self.visited("/internal/x") == Self.with(11))
+        #expect(Self.visited("/favicon.ico") == Self.with(12))
+        #expect(Self.visited("/static/images/logo.png") == Self.with(12))
+        #expect(Self.visited("/other/page") == Self.unfiled)
+        #expect(Self.visited("/x") == Self.unfiled)
+        #expect(Self.visited(nil) == Self.unfiled)
+    }
+
+    @Test("only positive path checks of exact, prefix and suffix literals of four bytes or more file a rule")
+    func filing() {
+        let program = Self.workload().resolved.program
+        let positions = (program.deny.wild.lower..<program.deny.wild.upper).map {
+            program.position(ofRuleAt: Int32(bitPattern: program.code.word($0))) ?? -1
+        }
+        #expect(positions == Self.unfiled)
+        #expect(program.deny.pathKeys == PathKeys(prefixes: [Array("/admin".utf8)], suffixes: [Array(".php".utf8)]))
+    }
+
+    @Test("decisions with the path index agree with the reference evaluation", arguments: ["DENY", "ALLOW", "AUDIT"])
+    func decisions(action: String) {
+        let workload = Self.workload(action: action)
+        let paths = [
+            "/healthz", "/healthz?probe=1", "/HEALTHZ", "/api/v2", "/api/v2/x", "/api/v1/../v2/x", "/api%2Fv2/x",
+            "/api//v2/x", "/index.php", "/a/b.php?x=1", "/admin", "/admin/", "/x/.env", "/x/.ENV", "/a", "/", "",
+            "/v1/y/x", "/metrics", "/stats/a", "/debug/x", "/internal", "/favicon.ico", "/static/images/a.png",
+            "/static/image", "a", "/abc",
+        ]
+        var requests: [AuthzRequest] = []
+        for path in paths {
+            for method in ["GET", "POST"] {
+                for port in [8080, 9090] {
+                    requests.append(Fixture.http(port: port, method: method, path: path))
+                }
+            }
+        }
+        requests.append(Fixture.tcp(port: 8080))
+        requests.append(Fixture.tcp(port: 9090))
+        requests.append(
+            AuthzRequest(
+                transport: .http, source: AuthzRequest.Source(principal: "cluster.local/ns/ns1/sa/a"),
+                destination: AuthzRequest.Destination(namespace: "ns1", port: 8080), method: "GET"))
+        for request in requests {
+            #expect(workload.evaluate(request) == workload.evaluateReference(request), "\(request)")
         }
     }
 }

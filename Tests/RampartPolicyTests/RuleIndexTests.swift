@@ -14,7 +14,7 @@ struct RuleIndexTests {
           - from: [{source: {principals: ["cluster.local/ns/a/sa/x", "cluster.local/ns/a/sa/y"]}}]
           - from: [{source: {namespaces: ["b"]}}, {source: {principals: ["cluster.local/ns/a/sa/x"]}}]
           - from: [{source: {principals: ["cluster.local/ns/*"]}}]
-          - to: [{operation: {paths: ["/open"]}}]
+          - to: [{operation: {hosts: ["open.example.com"]}}]
           - from: [{source: {notPrincipals: ["cluster.local/ns/a/sa/x"]}}]
         """
 

@@ -11,49 +11,85 @@ public struct JWTProvider: Sendable, Hashable {
         case cookie(String)
     }
 
-    /// The RequestAuthentication it came from (`namespace/name`).
-    public let policy: String
-    /// The index in `jwtRules`.
-    public let ruleIndex: Int
-    /// The rule as written.
-    public let rule: JWTRule
-    /// The token locations, Istio's defaults when the rule lists none.
-    public let locations: [TokenLocation]
-    /// Claims whose string value is split on spaces (`scope`, `permission` and the rule's own).
-    public let spaceDelimitedClaims: Set<String>
-    /// Whether the issuer's keys can be used (inline JWKS, or a URI the environment reaches in time).
-    public let keysAvailable: Bool
+    /// The provider's fields, held by reference: a provider is copied into every authentication
+    /// outcome, and one reference costs less to copy than its dozen strings and collections.
+    private let storage: Storage
 
+    /// The RequestAuthentication it came from (`namespace/name`).
+    public var policy: String { storage.policy }
+    /// The index in `jwtRules`.
+    public var ruleIndex: Int { storage.ruleIndex }
+    /// The rule as written.
+    public var rule: JWTRule { storage.rule }
+    /// The token locations, Istio's defaults when the rule lists none.
+    public var locations: [TokenLocation] { storage.locations }
+    /// Claims whose string value is split on spaces (`scope`, `permission` and the rule's own).
+    public var spaceDelimitedClaims: Set<String> { storage.spaceDelimitedClaims }
+    /// Whether the issuer's keys can be used (inline JWKS, or a URI the environment reaches in time).
+    public var keysAvailable: Bool { storage.keysAvailable }
     /// The header edits that do not depend on the token: removing the token header, setting the payload header.
-    let fixedHeaderEdits: [HeaderEdit]
+    var fixedHeaderEdits: [HeaderEdit] { storage.fixedHeaderEdits }
 
     /// Istio's default JWKS fetch timeout.
     public static let defaultTimeoutMilliseconds = 5000.0
 
+    private final class Storage: Sendable {
+        let policy: String
+        let ruleIndex: Int
+        let rule: JWTRule
+        let locations: [TokenLocation]
+        let spaceDelimitedClaims: Set<String>
+        let keysAvailable: Bool
+        let fixedHeaderEdits: [HeaderEdit]
+
+        init(
+            policy: String, ruleIndex: Int, rule: JWTRule, locations: [TokenLocation], spaceDelimitedClaims: Set<String>,
+            keysAvailable: Bool, fixedHeaderEdits: [HeaderEdit]
+        ) {
+            self.policy = policy
+            self.ruleIndex = ruleIndex
+            self.rule = rule
+            self.locations = locations
+            self.spaceDelimitedClaims = spaceDelimitedClaims
+            self.keysAvailable = keysAvailable
+            self.fixedHeaderEdits = fixedHeaderEdits
+        }
+    }
+
     init(policy: String, ruleIndex: Int, rule: JWTRule, environment: JWKSEnvironment) {
-        self.policy = policy
-        self.ruleIndex = ruleIndex
-        self.rule = rule
         var locations: [TokenLocation] = rule.fromHeaders.map { .header(name: $0.name.lowercased(), prefix: $0.prefix) }
         locations += rule.fromParams.map(TokenLocation.queryParameter)
         locations += rule.fromCookies.map(TokenLocation.cookie)
         if locations.isEmpty {
             locations = [.header(name: "authorization", prefix: "Bearer "), .queryParameter("access_token")]
         }
-        self.locations = locations
         var edits: [HeaderEdit] = []
         if !rule.forwardOriginalToken {
             for case .header(let name, _) in locations { edits.append(.remove(name)) }
         }
         if !rule.outputPayloadToHeader.isEmpty { edits.append(.setPayload(rule.outputPayloadToHeader)) }
-        fixedHeaderEdits = edits
-        spaceDelimitedClaims = Set(["scope", "permission"] + rule.spaceDelimitedClaims)
-        if !rule.jwks.isEmpty {
-            keysAvailable = true
-        } else {
-            keysAvailable = environment.reachable(
-                rule.jwksURI, within: rule.timeoutMilliseconds ?? Self.defaultTimeoutMilliseconds)
-        }
+        let keysAvailable =
+            !rule.jwks.isEmpty
+            || environment.reachable(rule.jwksURI, within: rule.timeoutMilliseconds ?? Self.defaultTimeoutMilliseconds)
+        storage = Storage(
+            policy: policy, ruleIndex: ruleIndex, rule: rule, locations: locations,
+            spaceDelimitedClaims: Set(["scope", "permission"] + rule.spaceDelimitedClaims), keysAvailable: keysAvailable,
+            fixedHeaderEdits: edits)
+    }
+
+    public static func == (lhs: JWTProvider, rhs: JWTProvider) -> Bool {
+        lhs.storage === rhs.storage
+            || (lhs.policy == rhs.policy && lhs.ruleIndex == rhs.ruleIndex && lhs.rule == rhs.rule
+                && lhs.locations == rhs.locations && lhs.spaceDelimitedClaims == rhs.spaceDelimitedClaims
+                && lhs.keysAvailable == rhs.keysAvailable && lhs.fixedHeaderEdits == rhs.fixedHeaderEdits)
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(policy)
+        hasher.combine(ruleIndex)
+        hasher.combine(rule)
+        hasher.combine(locations)
+        hasher.combine(keysAvailable)
     }
 
     /// Whether a token with this issuer and audience list is for this provider.

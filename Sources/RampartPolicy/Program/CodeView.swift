@@ -58,6 +58,15 @@ struct CodeView {
             low: UInt64(words[at + 3]) | UInt64(words[at + 4]) << 32, prefixLength: Int(head >> 1))
     }
 
+    /// Up to eight bytes from `from` as one little-endian word.
+    @inline(__always)
+    static func word(_ bytes: UnsafeBufferPointer<UInt8>, from: Int, count: Int) -> UInt64 {
+        if count == 8 { return UnsafeRawBufferPointer(bytes).loadUnaligned(fromByteOffset: from, as: UInt64.self) }
+        var word: UInt64 = 0
+        for index in 0..<count { word |= UInt64(bytes[from + index]) << UInt64(8 * index) }
+        return word
+    }
+
     /// Whether `count` bytes of `value` from `offset` equal the literal bytes at `literal`.
     @inline(__always)
     func equal(_ value: UnsafeBufferPointer<UInt8>, _ offset: Int, _ literal: Int, _ count: Int) -> Bool {

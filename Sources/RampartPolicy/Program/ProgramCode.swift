@@ -16,7 +16,7 @@ struct ProgramCode: Sendable {
     static let ruleWords = 8
     static let clauseWords = 2
     static let checkWords = 4
-    static let patternWords = 2
+    static let patternWords = 4
 
     /// How a pattern entry compares (the low byte of its first word).
     enum PatternForm: UInt32 {
@@ -28,14 +28,16 @@ struct ProgramCode: Sendable {
         case template = 4
     }
 
-    /// Appends pattern entries for `matchers` (two words each: form and literal length, then the
-    /// literal's offset in `bytes` or the template's index) and returns the offset of the first.
+    /// Appends pattern entries for `matchers` and returns the offset of the first. Each is four
+    /// words: form and literal length; the literal's offset in `bytes` or the template's index;
+    /// then the probe, a 64-bit word of the literal's bytes that rejects most values without
+    /// comparing them (see `probe(_:_:)`).
     mutating func appendPatterns(_ matchers: [PathMatcher], templates: inout [PathTemplate]) -> Int {
         let start = words.count
         for matcher in matchers {
             switch matcher {
             case .template(let template):
-                words += [PatternForm.template.rawValue, UInt32(templates.count)]
+                words += [PatternForm.template.rawValue, UInt32(templates.count), 0, 0]
                 templates.append(template)
             case .string(let string):
                 let form: PatternForm
@@ -46,11 +48,33 @@ struct ProgramCode: Sendable {
                 case .presence: form = .presence
                 }
                 let literal = Array(string.literal.utf8)
-                words += [form.rawValue | UInt32(literal.count) << 8, UInt32(bytes.count)]
+                let probe = literal.withUnsafeBufferPointer { Self.probe(form, $0) }
+                words += [
+                    form.rawValue | UInt32(literal.count) << 8, UInt32(bytes.count), UInt32(truncatingIfNeeded: probe),
+                    UInt32(truncatingIfNeeded: probe >> 32),
+                ]
                 bytes += literal
             }
         }
         return start
+    }
+
+    /// The bytes of a pattern's literal its probe holds: the last eight at most for exact and
+    /// suffix patterns (exact values such as principals share long beginnings), the first eight at
+    /// most for prefix ones, none for `*`.
+    static func probeRange(_ form: PatternForm, length: Int) -> Range<Int> {
+        let width = min(8, length)
+        switch form {
+        case .prefix: return 0..<width
+        case .exact, .suffix: return (length - width)..<length
+        case .presence, .template: return 0..<0
+        }
+    }
+
+    /// The probe of a literal (see `probeRange`), its bytes little-endian.
+    static func probe(_ form: PatternForm, _ literal: UnsafeBufferPointer<UInt8>) -> UInt64 {
+        let range = probeRange(form, length: literal.count)
+        return CodeView.word(literal, from: range.lowerBound, count: range.count)
     }
 
     /// The offset the next word will be written at.

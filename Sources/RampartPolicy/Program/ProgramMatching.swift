@@ -5,6 +5,8 @@ extension WorkloadProgram {
     func matches(
         _ rule: FlatRule, _ view: CodeView, _ request: AuthzRequest, _ facts: inout RequestFacts, dropHTTP: Bool
     ) -> Bool {
+        // A rule without entries is one ANDed list (see `WorkloadProgramBuilder.append`).
+        if rule.froms.count == 0 && rule.tos.count == 0 { return all(rule.whens, view, request, &facts, dropHTTP) }
         var order = rule.order
         for _ in 0..<3 {
             switch order & 3 {
@@ -54,7 +56,10 @@ extension WorkloadProgram {
             return false
         case .method: return anyPattern(request.method, check, view)
         case .principal: return anyPattern(facts.principal(request), check, view)
-        case .namespace: return anyPattern(facts.namespace(request), check, view)
+        case .namespace:
+            // The namespace inside an Istio principal is compared where it lies, without a copy.
+            if let found = facts.withNamespaceBytes(request, { anyPattern($0, check, view) }) { return found }
+            return anyPattern(facts.namespace(request), check, view)
         case .requestPrincipal: return anyPattern(facts.requestPrincipal, check, view)
         case .sni: return anyPattern(request.sni, check, view)
         case .host: return anyPattern(facts.host(request), check, view)
@@ -85,15 +90,31 @@ extension WorkloadProgram {
         for _ in 0..<Int(check.count) {
             let head = view.words[at]
             let argument = Int(view.words[at + 1])
+            let probe = UInt64(view.words[at + 2]) | UInt64(view.words[at + 3]) << 32
             at += ProgramCode.patternWords
             let length = Int(head >> 8)
+            // The probe holds up to eight of the literal's bytes (see `ProgramCode.probeRange`);
+            // only the bytes it leaves out are compared one by one.
+            let width = min(8, length)
             switch ProgramCode.PatternForm(rawValue: head & 0xff) {
             case .exact?:
-                if value.count == length && view.equal(value, 0, argument, length) { return true }
+                if value.count == length && CodeView.word(value, from: length - width, count: width) == probe
+                    && view.equal(value, 0, argument, length - width)
+                {
+                    return true
+                }
             case .prefix?:
-                if value.count >= length && view.equal(value, 0, argument, length) { return true }
+                if value.count >= length && CodeView.word(value, from: 0, count: width) == probe
+                    && view.equal(value, width, argument + width, length - width)
+                {
+                    return true
+                }
             case .suffix?:
-                if value.count >= length && view.equal(value, value.count - length, argument, length) { return true }
+                if value.count >= length && CodeView.word(value, from: value.count - width, count: width) == probe
+                    && view.equal(value, value.count - length, argument, length - width)
+                {
+                    return true
+                }
             case .presence?:
                 if !value.isEmpty { return true }
             case .template?:

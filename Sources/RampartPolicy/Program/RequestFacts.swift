@@ -24,16 +24,15 @@ struct RequestFacts {
     private let spaceDelimitedClaims: Set<String>?
 
     private var namespaceDone = false
-    private var namespaceValue: String?
     private var splitDone = false
     /// Where the namespace lies in the bytes of an ASCII Istio workload principal.
     private var namespaceRange: Range<Int>?
     private var serviceAccountDone = false
-    private var serviceAccountValue: String?
     private var hostState = Derived.unknown
-    private var loweredHost: String?
     private var pathState = Derived.unknown
-    private var normalizedPath: String?
+    /// The strings built from the request, allocated only when the first one is: most decisions
+    /// build none, and then holding facts costs one reference instead of four.
+    private var built: BuiltStrings?
     private var addressesDone: UInt8 = 0
     private var sourceIPValue: IPAddress?
     private var remoteIPValue: IPAddress?
@@ -42,9 +41,28 @@ struct RequestFacts {
     private var principalIDValue: Int32 = -2
     private var namespaceIDValue: Int32 = -2
     private var methodIDValue: Int32 = -2
-    /// Header values already looked up, by the program's header slot (the first four slots).
+    /// Where the headers of the program's first four header slots are in the request's headers,
+    /// looked up once (a position holds no reference).
     private var headersDone: UInt8 = 0
-    private var headerValues: (String?, String?, String?, String?) = (nil, nil, nil, nil)
+    private var headerIndexes: (HeaderIndex?, HeaderIndex?, HeaderIndex?, HeaderIndex?) = (nil, nil, nil, nil)
+
+    private typealias HeaderIndex = Dictionary<String, String>.Index
+
+    /// Strings derived from the request (see `built`).
+    private final class BuiltStrings {
+        var namespace: String?
+        var serviceAccount: String?
+        var loweredHost: String?
+        var normalizedPath: String?
+    }
+
+    /// The derived strings, allocated on first use.
+    private mutating func strings() -> BuiltStrings {
+        if let built { return built }
+        let created = BuiltStrings()
+        built = created
+        return created
+    }
 
     /// Starts from what authentication settled: whether the peer principal is visible and the
     /// accepted JWT.
@@ -71,17 +89,25 @@ struct RequestFacts {
         if !namespaceDone {
             namespaceDone = true
             if let principal = principal(request) {
+                var value: String?
                 if let range = namespaceBytes(request) {
-                    namespaceValue = principal.utf8.withContiguousStorageIfAvailable {
+                    value = principal.utf8.withContiguousStorageIfAvailable {
                         String(decoding: UnsafeBufferPointer(rebasing: $0[range]), as: UTF8.self)
                     }
                 }
-                if namespaceValue == nil {
-                    namespaceValue = PreparedRequest.istioNamespace(principal) ?? request.source.namespace
-                }
+                strings().namespace = value ?? PreparedRequest.istioNamespace(principal) ?? request.source.namespace
             }
         }
-        return namespaceValue
+        return built?.namespace
+    }
+
+    /// Calls `body` with the namespace's bytes inside the principal and returns its result; `nil`
+    /// when the principal is absent or not an ASCII Istio workload principal (then `namespace`
+    /// decides).
+    @inline(__always)
+    mutating func withNamespaceBytes<R>(_ request: AuthzRequest, _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R? {
+        guard let range = namespaceBytes(request), let principal = principal(request) else { return nil }
+        return principal.utf8.withContiguousStorageIfAvailable { body(UnsafeBufferPointer(rebasing: $0[range])) }
     }
 
     /// Where the namespace lies in the principal's UTF-8 bytes, found once; `nil` when the principal
@@ -103,11 +129,11 @@ struct RequestFacts {
     mutating func serviceAccount(_ request: AuthzRequest) -> String? {
         if !serviceAccountDone {
             serviceAccountDone = true
-            serviceAccountValue = principal(request).flatMap(PreparedRequest.istioWorkload).map {
-                "\($0.namespace)/\($0.serviceAccount)"
+            if let workload = principal(request).flatMap(PreparedRequest.istioWorkload) {
+                strings().serviceAccount = "\(workload.namespace)/\(workload.serviceAccount)"
             }
         }
-        return serviceAccountValue
+        return built?.serviceAccount
     }
 
     /// The host, lower-cased when it holds ASCII capitals.
@@ -115,13 +141,13 @@ struct RequestFacts {
     mutating func host(_ request: AuthzRequest) -> String? {
         if hostState == .unknown {
             if let host = request.host, PreparedRequest.hasUppercaseASCII(host) {
-                loweredHost = host.lowercased()
+                strings().loweredHost = host.lowercased()
                 hostState = .stored
             } else {
                 hostState = .asInRequest
             }
         }
-        return hostState == .stored ? loweredHost : request.host
+        return hostState == .stored ? built?.loweredHost : request.host
     }
 
     /// The normalized path.
@@ -129,38 +155,48 @@ struct RequestFacts {
     mutating func path(_ request: AuthzRequest) -> String? {
         if pathState == .unknown {
             if let path = request.path, let normalized = PathNormalizer.normalizedIfChanged(path) {
-                normalizedPath = normalized
+                strings().normalizedPath = normalized
                 pathState = .stored
             } else {
                 pathState = .asInRequest
             }
         }
-        return pathState == .stored ? normalizedPath : request.path
+        return pathState == .stored ? built?.normalizedPath : request.path
     }
 
-    /// The value of the header in `slot` of the program (named `names[slot]`), looked up once for
-    /// the first four slots.
+    /// The keys of the normalized path for a group's path index; none without a path.
+    @inline(__always)
+    mutating func pathKeys(_ keys: PathKeys, _ request: AuthzRequest) -> (prefix: Int32, suffix: Int32) {
+        guard let path = path(request) else { return PathKeys.none }
+        if let found = path.utf8.withContiguousStorageIfAvailable({ keys.keys($0) }) { return found }
+        return Array(path.utf8).withUnsafeBufferPointer { keys.keys($0) }
+    }
+
+    /// The value of the header in `slot` of the program (named `names[slot]`), found once for the
+    /// first four slots.
     @inline(__always)
     mutating func header(_ slot: Int32, _ names: [String], _ request: AuthzRequest) -> String? {
         guard slot < 4 else { return request.headers[names[Int(slot)]] }
         let bit = UInt8(1) << UInt8(slot)
+        let index: HeaderIndex?
         if headersDone & bit == 0 {
             headersDone |= bit
-            let value = request.headers[names[Int(slot)]]
+            index = request.headers.index(forKey: names[Int(slot)])
             switch slot {
-            case 0: headerValues.0 = value
-            case 1: headerValues.1 = value
-            case 2: headerValues.2 = value
-            default: headerValues.3 = value
+            case 0: headerIndexes.0 = index
+            case 1: headerIndexes.1 = index
+            case 2: headerIndexes.2 = index
+            default: headerIndexes.3 = index
             }
-            return value
+        } else {
+            switch slot {
+            case 0: index = headerIndexes.0
+            case 1: index = headerIndexes.1
+            case 2: index = headerIndexes.2
+            default: index = headerIndexes.3
+            }
         }
-        switch slot {
-        case 0: return headerValues.0
-        case 1: return headerValues.1
-        case 2: return headerValues.2
-        default: return headerValues.3
-        }
+        return index.map { request.headers.values[$0] }
     }
 
     /// The source, remote or destination address.

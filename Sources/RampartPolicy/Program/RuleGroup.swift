@@ -5,12 +5,12 @@
 /// request with one of them, so it is filed in those buckets. The others ("identity-wild") are
 /// filed, for HTTP requests, under the exact methods every `to` entry requires, else with the
 /// rules for authenticated requests when every `from` entry requires request principals, else
-/// under the ports every `to` entry requires, else as wild; for TCP requests, where method and
-/// request-principal checks are dropped but port checks are not, under their ports or as wild. A
-/// request visits the wild rules (with the rules for authenticated requests when it carries a
-/// request principal) and its principal's, namespace's, method's and port's buckets, merged in
-/// evaluation order, so rules written for other callers, methods, ports or for JWT holders cost
-/// nothing.
+/// under the paths every `to` entry requires (see `PathKeys`), else under the ports every `to`
+/// entry requires, else as wild; for TCP requests, where method, request-principal and path
+/// checks are dropped but port checks are not, under their ports or as wild. A request visits the
+/// wild rules (with the rules for authenticated requests when it carries a request principal) and
+/// its principal's, namespace's, method's, path's and port's buckets, merged in evaluation order,
+/// so rules written for other callers, methods, paths, ports or for JWT holders cost nothing.
 ///
 /// All lists live in the program's `ProgramCode`: a wild list is a run of rule offsets, each
 /// bucket list a run of `(id, offset)` word pairs sorted by id, offsets ascending within an id.
@@ -38,31 +38,46 @@ struct RuleGroup: Sendable {
     /// `(port, rule offset)` pairs of every identity-wild rule whose every `to` entry requires
     /// ports (TCP).
     let byPortTCP: PoolRange
+    /// `(key, rule offset)` pairs of identity-wild rules filed by path, neither by method nor by
+    /// request principal, keyed by the start of their exact and prefix paths (HTTP).
+    let byPathPrefix: PoolRange
+    /// The same, keyed by the end of their suffix paths (HTTP).
+    let byPathSuffix: PoolRange
+    /// How many bytes of a path the keys read.
+    let pathKeys: PathKeys
     /// The number of rules in the group.
     let ruleCount: Int
 
     /// Whether some rule is filed under an identity (so the request's ids are worth looking up).
     var isIndexed: Bool { byPrincipal.count > 0 || byNamespace.count > 0 }
 
+    /// Whether some rule is filed by path (so the request's path is worth reading).
+    var hasPathIndex: Bool { byPathPrefix.count > 0 || byPathSuffix.count > 0 }
+
     /// The candidates for a request with these ids (`-1`: unknown or absent), destination port
-    /// (`nil`: none) and request principal or not. On TCP (`isHTTP` false) method and
-    /// request-principal checks are dropped, so rules filed by them are candidates regardless.
+    /// (`nil`: none), request principal or not, and normalized path (`nil`: none). On TCP (`isHTTP`
+    /// false) method, request-principal and path checks are dropped, so rules filed by them are
+    /// candidates regardless.
     func candidates(
         principal: Int32, namespace: Int32, method: Int32, port: Int? = nil, authenticated: Bool = false,
-        isHTTP: Bool, in code: ProgramCode
+        path: String? = nil, isHTTP: Bool, in code: ProgramCode
     ) -> CandidateCursor {
-        code.words.withUnsafeBufferPointer {
+        let keys = path.map { path in
+            Array(path.utf8).withUnsafeBufferPointer { pathKeys.keys($0) }
+        } ?? PathKeys.none
+        return code.words.withUnsafeBufferPointer {
             candidates(
                 principal: principal, namespace: namespace, method: method, port: port, authenticated: authenticated,
-                isHTTP: isHTTP, in: $0)
+                pathKeys: keys, isHTTP: isHTTP, in: $0)
         }
     }
 
-    /// `candidates(principal:namespace:method:port:authenticated:isHTTP:in:)` over the code's words.
+    /// `candidates(principal:namespace:method:port:authenticated:path:isHTTP:in:)` over the code's
+    /// words, with the path's keys (`PathKeys.keys`) instead of the path.
     @inline(__always)
     func candidates(
-        principal: Int32, namespace: Int32, method: Int32, port: Int?, authenticated: Bool, isHTTP: Bool,
-        in code: UnsafeBufferPointer<UInt32>
+        principal: Int32, namespace: Int32, method: Int32, port: Int?, authenticated: Bool,
+        pathKeys keys: (prefix: Int32, suffix: Int32), isHTTP: Bool, in code: UnsafeBufferPointer<UInt32>
     ) -> CandidateCursor {
         let portID = port.map { Self.portID($0) } ?? -1
         if isHTTP {
@@ -70,7 +85,8 @@ struct RuleGroup: Sendable {
             return CandidateCursor(
                 wild: wild.lower..<wild.upper, principal: Self.run(byPrincipal, principal, code),
                 namespace: Self.run(byNamespace, namespace, code), method: Self.run(byMethod, method, code),
-                port: Self.run(byPort, portID, code))
+                port: Self.run(byPort, portID, code), pathPrefix: Self.run(byPathPrefix, keys.prefix, code),
+                pathSuffix: Self.run(byPathSuffix, keys.suffix, code))
         }
         return CandidateCursor(
             wild: wildTCP.lower..<wildTCP.upper, principal: Self.run(byPrincipal, principal, code),
@@ -108,5 +124,64 @@ struct RuleGroup: Sendable {
         var upper = low
         while upper < Int(pairs.count) && code[pairs.lower + 2 * upper] == key { upper += 1 }
         return (pairs.lower + 2 * low + 1, pairs.lower + 2 * upper + 1)
+    }
+}
+
+/// How a rule group keys paths: by their first `prefixLength` bytes (exact and prefix patterns) and
+/// their last `suffixLength` bytes (suffix patterns), at most eight bytes each, hashed to a
+/// non-negative 31-bit key.
+///
+/// A rule is filed by path when every `to` entry holds a positive `paths` check whose patterns are
+/// all exact, prefix or suffix strings of at least `minimumLiteral` bytes (no templates, no `*`):
+/// such a rule can match only a path that starts or ends with one of its literals. The group reads
+/// as many bytes as its shortest literal of each kind, so every filed literal is keyed; a request
+/// visits the rules under its path's keys. Keys of different bytes may collide, which costs a
+/// visit, never a decision: a visited rule still checks its paths in full.
+struct PathKeys: Sendable, Hashable {
+    /// Bytes of the start of a path that prefix keys read, `0` when no rule is filed by prefix.
+    let prefixLength: Int
+    /// Bytes of the end of a path that suffix keys read, `0` when no rule is filed by suffix.
+    let suffixLength: Int
+
+    /// The shortest literal a rule may be filed under: shorter ones select too little to be worth
+    /// a probe (every path starts with `/`).
+    static let minimumLiteral = 4
+    /// No keys: the path is absent or no rule is filed by path.
+    static let none: (prefix: Int32, suffix: Int32) = (-1, -1)
+
+    /// The group's lengths for these literals: the shortest of each kind, at most eight.
+    init(prefixes: [[UInt8]], suffixes: [[UInt8]]) {
+        prefixLength = min(8, prefixes.map(\.count).min() ?? 0)
+        suffixLength = min(8, suffixes.map(\.count).min() ?? 0)
+    }
+
+    /// The prefix and suffix keys of a normalized path, `-1` where the path is too short (so no
+    /// filed literal can match it) or nothing is filed.
+    @inline(__always)
+    func keys(_ path: UnsafeBufferPointer<UInt8>) -> (prefix: Int32, suffix: Int32) {
+        let count = path.count
+        let prefix = prefixLength > 0 && count >= prefixLength ? Self.key(path, from: 0, length: prefixLength) : -1
+        let suffix =
+            suffixLength > 0 && count >= suffixLength
+            ? Self.key(path, from: count - suffixLength, length: suffixLength) : -1
+        return (prefix, suffix)
+    }
+
+    /// The key of a literal filed by prefix (`true`) or suffix.
+    func key(literal: [UInt8], prefix: Bool) -> Int32 {
+        literal.withUnsafeBufferPointer {
+            prefix
+                ? Self.key($0, from: 0, length: prefixLength)
+                : Self.key($0, from: $0.count - suffixLength, length: suffixLength)
+        }
+    }
+
+    /// Hashes `length` (at most eight) bytes from `from` into a non-negative 31-bit key.
+    @inline(__always)
+    static func key(_ bytes: UnsafeBufferPointer<UInt8>, from: Int, length: Int) -> Int32 {
+        var word: UInt64 = 0
+        for index in 0..<length { word |= UInt64(bytes[from + index]) << UInt64(8 * index) }
+        let product = (word ^ UInt64(length) << 59).multipliedFullWidth(by: 0x9E37_79B9_7F4A_7C15)
+        return Int32(truncatingIfNeeded: (product.high ^ product.low) >> 33)
     }
 }

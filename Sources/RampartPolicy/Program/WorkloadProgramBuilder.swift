@@ -12,7 +12,11 @@ struct WorkloadProgramBuilder {
         /// Identity-wild rules not filed by port (visited by every TCP request).
         var wildTCP: [Int32] = []
         var methods: [(id: Int32, position: Int32)] = []
-        /// Identity-wild rules filed by port, and neither by method nor by request principal (HTTP).
+        /// Identity-wild rules filed by path, neither by method nor by request principal, with
+        /// their literals (HTTP).
+        var paths: [(position: Int32, prefixes: [[UInt8]], suffixes: [[UInt8]])] = []
+        /// Identity-wild rules filed by port, and neither by method, nor by request principal,
+        /// nor by path (HTTP).
         var ports: [(id: Int32, position: Int32)] = []
         /// Every identity-wild rule filed by port (TCP).
         var portsTCP: [(id: Int32, position: Int32)] = []
@@ -37,15 +41,30 @@ struct WorkloadProgramBuilder {
         self.identities = identities
     }
 
+    /// A rule's conditions, to find rules that repeat an earlier one.
+    private struct Conditions: Hashable {
+        let froms: [[Check]]
+        let tos: [[Check]]
+        let whens: [Check]
+    }
+
     /// Adds policies of one action, in evaluation order, and files their rules for indexing.
+    ///
+    /// A rule with the same conditions as an earlier rule of the action matches exactly when that
+    /// one does, so it can never be the first match: it is laid out (dry-run results and policy
+    /// tables still list it) but filed nowhere, so no request visits it.
     mutating func add(_ compiled: [CompiledPolicy]) -> PendingGroup {
         var pending = PendingGroup()
+        var seen = Set<Conditions>()
         for policy in compiled {
             let first = ruleOffsets.count
             for rule in policy.rules {
                 let offset = append(
                     rule, policy: Int32(policies.count), skipOnTCP: policy.action == .allow && rule.hasHTTPOnly)
                 pending.ruleCount += 1
+                guard seen.insert(Conditions(froms: rule.froms, tos: rule.tos, whens: rule.whens)).inserted else {
+                    continue
+                }
                 // A rule whose identities are not all interned is treated as wild: slower, never wrong.
                 guard let identity = Self.identity(of: rule),
                     let principals = ids(identity.principals, identities.principals),
@@ -61,6 +80,8 @@ struct WorkloadProgramBuilder {
                         for id in methods { pending.methods.append((id, offset)) }
                     } else if Self.requiresRequestPrincipal(rule) {
                         pending.authenticated.append(offset)
+                    } else if let literals = Self.pathLiterals(of: rule) {
+                        pending.paths.append((offset, literals.prefixes, literals.suffixes))
                     } else if let ports {
                         for port in ports { pending.ports.append((port, offset)) }
                     } else {
@@ -111,9 +132,16 @@ struct WorkloadProgramBuilder {
         let methods = buckets(pending.methods)
         let ports = buckets(pending.ports)
         let portsTCP = buckets(pending.portsTCP)
+        let keys = PathKeys(
+            prefixes: pending.paths.flatMap(\.prefixes), suffixes: pending.paths.flatMap(\.suffixes))
+        let pathPrefixes = buckets(
+            pending.paths.flatMap { rule in rule.prefixes.map { (keys.key(literal: $0, prefix: true), rule.position) } })
+        let pathSuffixes = buckets(
+            pending.paths.flatMap { rule in rule.suffixes.map { (keys.key(literal: $0, prefix: false), rule.position) } })
         return RuleGroup(
             wild: wild, wildAuthenticated: wildAuthenticated, wildTCP: wildTCP, byPrincipal: principals,
-            byNamespace: namespaces, byMethod: methods, byPort: ports, byPortTCP: portsTCP, ruleCount: pending.ruleCount)
+            byNamespace: namespaces, byMethod: methods, byPort: ports, byPortTCP: portsTCP, byPathPrefix: pathPrefixes,
+            byPathSuffix: pathSuffixes, pathKeys: keys, ruleCount: pending.ruleCount)
     }
 
     private func ids(_ values: [String], _ table: [String: Int32]) -> [Int32]? {
@@ -130,10 +158,22 @@ struct WorkloadProgramBuilder {
     }
 
     /// Lays out a rule: header, clause entries, then each list's checks with their port values.
+    ///
+    /// A rule with at most one `from` and one `to` entry is an AND of all its checks, so it is laid
+    /// out as one list of them (as `when` checks, no entries), ordered across sections by how likely
+    /// each check is to fail; only rules that OR entries keep their sections.
     @discardableResult
     private mutating func append(_ rule: CompiledRule, policy: Int32, skipOnTCP: Bool) -> Int32 {
         let header = code.reserve(ProgramCode.ruleWords)
         ruleOffsets.append(Int32(header))
+        if rule.froms.count <= 1 && rule.tos.count <= 1 {
+            let checks = checkRange((rule.froms.first ?? []) + (rule.tos.first ?? []) + rule.whens)
+            let flat = FlatRule(
+                policy: policy, index: Int32(rule.index), froms: .empty, tos: .empty, whens: checks,
+                skipOnTCP: skipOnTCP, order: FlatRule.writtenOrder)
+            code.write(ProgramCode.encode(flat), at: header)
+            return Int32(header)
+        }
         let fromEntries = code.reserve(rule.froms.count * ProgramCode.clauseWords)
         let toEntries = code.reserve(rule.tos.count * ProgramCode.clauseWords)
         for (index, list) in rule.froms.enumerated() {
@@ -325,6 +365,41 @@ struct WorkloadProgramBuilder {
                     return !matchers.isEmpty
                 }
             }
+    }
+
+    /// The path literals an identity-wild rule requires, split into exact-or-prefix and suffix ones,
+    /// or `nil` when it can match paths no literal bounds (see `PathKeys`).
+    ///
+    /// Every `to` entry must hold a positive paths check whose patterns are all exact, prefix or
+    /// suffix strings of at least `PathKeys.minimumLiteral` bytes; an HTTP request whose path
+    /// neither starts with one of the exact and prefix literals nor ends with one of the suffix
+    /// literals fails that check. On TCP path checks are dropped, so TCP requests ignore this.
+    static func pathLiterals(of rule: CompiledRule) -> (prefixes: [[UInt8]], suffixes: [[UInt8]])? {
+        guard !rule.tos.isEmpty else { return nil }
+        var prefixes: [[UInt8]] = []
+        var suffixes: [[UInt8]] = []
+        for clause in rule.tos {
+            let found = clause.first { check in
+                guard check.attribute == .path, !check.negated, case .paths(let matchers) = check.matcher,
+                    !matchers.isEmpty
+                else { return false }
+                return matchers.allSatisfy { matcher in
+                    guard case .string(let string) = matcher, !string.ignoreCase, string.form != .presence else {
+                        return false
+                    }
+                    return string.literal.utf8.count >= PathKeys.minimumLiteral
+                }
+            }
+            guard let found, case .paths(let matchers) = found.matcher else { return nil }
+            for case .string(let string) in matchers {
+                if string.form == .suffix {
+                    suffixes.append(Array(string.literal.utf8))
+                } else {
+                    prefixes.append(Array(string.literal.utf8))
+                }
+            }
+        }
+        return (prefixes, suffixes)
     }
 
     /// The ports an identity-wild rule requires, as bucket ids, or `nil` when it can match any port.

@@ -1,0 +1,85 @@
+import Testing
+
+@testable import RampartPolicy
+
+@Suite("workload program matching")
+struct ProgramMatchingTests {
+    /// Exact, prefix and suffix literals shorter than, as long as and longer than the eight bytes a
+    /// pattern's probe holds, for every string attribute the program compares as bytes.
+    private static let literals = ["/a/b", "/abcdefg", "/abcdefgh", "/abcdefghi", "/api/v1/orders/items"]
+
+    private static func values(_ literal: String) -> [String] {
+        var values = [literal, literal + "x", "x" + literal, String(literal.dropLast()), String(literal.dropFirst())]
+        // The same length with one byte changed at the start, in the middle and at the end.
+        for position in [0, literal.utf8.count / 2, literal.utf8.count - 1] {
+            var bytes = Array(literal.utf8)
+            bytes[position] = bytes[position] == UInt8(ascii: "z") ? UInt8(ascii: "y") : UInt8(ascii: "z")
+            values.append(String(decoding: bytes, as: UTF8.self))
+        }
+        return values
+    }
+
+    @Test("exact, prefix and suffix patterns of every length decide as the reference evaluation", arguments: literals)
+    func patterns(literal: String) {
+        for form in ["\(literal)", "\(literal)*", "*\(literal)"] {
+            let engine = Fixture.engine(
+                Fixture.policy(
+                    "p", action: "ALLOW",
+                    rules: """
+                          - to: [{operation: {paths: ["\(form)"]}}]
+                          - to: [{operation: {hosts: ["\(form)"]}}]
+                          - when: [{key: "request.headers[x-v]", values: ["\(form)"]}]
+                          - from: [{source: {principals: ["\(form)"]}}]
+                        """))
+            let workload = engine.snapshot.workload(namespace: "ns1", labels: ["app": "b"])
+            for value in Self.values(literal) {
+                let requests = [
+                    Fixture.http(principal: "cluster.local/ns/x/sa/y", path: value),
+                    Fixture.http(principal: "cluster.local/ns/x/sa/y", path: "/", host: value),
+                    Fixture.http(principal: "cluster.local/ns/x/sa/y", path: "/", headers: ["x-v": value]),
+                    Fixture.http(principal: value, path: "/"),
+                ]
+                for request in requests {
+                    let decision = workload.evaluate(request)
+                    #expect(decision == workload.evaluateReference(request), "\(form) against \(value)")
+                }
+            }
+            let exact = workload.evaluate(Fixture.http(principal: "cluster.local/ns/x/sa/y", path: literal))
+            #expect(exact.decision == .allow && exact.rule == 0, "\(form)")
+        }
+    }
+
+    @Test("a rule repeating an earlier one's conditions is never visited; the earlier one decides")
+    func repeatedRules() {
+        let rules = """
+              - from: [{source: {ipBlocks: ["192.0.2.0/24"]}}]
+              - to: [{operation: {ports: ["8080"], paths: ["/admin*"]}}]
+            """
+        let engine = Fixture.engine(
+            [
+                Fixture.policy("first", action: "DENY", rules: rules),
+                Fixture.policy("second", action: "DENY", rules: rules),
+                Fixture.policy("third", action: "DENY", rules: "  - to: [{operation: {paths: [\"/admin*\"]}}]"),
+            ].joined(separator: "\n---\n"))
+        let workload = engine.snapshot.workload(namespace: "ns1", labels: [:])
+        let program = workload.resolved.program
+        var cursor = program.deny.candidates(
+            principal: -1, namespace: -1, method: -1, port: 8080, path: "/admin/x", isHTTP: true, in: program.code)
+        var visited: [Int32] = []
+        while let offset = cursor.next(program.code) { visited.append(program.position(ofRuleAt: offset) ?? -1) }
+        #expect(visited == [0, 1, 4])
+        #expect(program.deny.ruleCount == 5)
+
+        let fromBlock = AuthzRequest(
+            source: AuthzRequest.Source(principal: "cluster.local/ns/a/sa/b", ip: "192.0.2.7"),
+            destination: AuthzRequest.Destination(namespace: "ns1", port: 8080), method: "GET", path: "/admin/x")
+        let decision = workload.evaluate(fromBlock)
+        #expect(decision.decision == .deny && decision.policy == "ns1/first" && decision.rule == 0)
+        #expect(decision == workload.evaluateReference(fromBlock))
+        let admin = Fixture.http(port: 8080, path: "/admin/x")
+        #expect(workload.evaluate(admin).policy == "ns1/first" && workload.evaluate(admin).rule == 1)
+        let otherPort = Fixture.http(port: 9090, path: "/admin/x")
+        #expect(workload.evaluate(otherPort).policy == "ns1/third")
+        #expect(workload.evaluate(otherPort) == workload.evaluateReference(otherPort))
+    }
+}
