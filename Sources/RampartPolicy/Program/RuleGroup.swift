@@ -109,21 +109,56 @@ struct RuleGroup: Sendable {
     }
 
     /// The word positions of the offsets filed under `id`: the first and the end, two words apart;
-    /// empty for `-1` or no rules.
+    /// empty for `-1` or no rules. One probe of the run table after the pairs finds them.
     @inline(__always)
     static func run(_ pairs: PoolRange, _ id: Int32, _ code: UnsafeBufferPointer<UInt32>) -> (next: Int, end: Int) {
         guard id >= 0, pairs.count > 0 else { return (0, 0) }
-        let key = UInt32(bitPattern: id)
-        // Binary search for the first pair with this id.
-        var low = 0
-        var high = Int(pairs.count)
-        while low < high {
-            let middle = (low + high) / 2
-            if code[pairs.lower + 2 * middle] < key { low = middle + 1 } else { high = middle }
+        let table = pairs.upper + Int(pairs.count)
+        let mask = Int(code[table]) - 1
+        let key = UInt32(bitPattern: id) &+ 1
+        var slot = slot(of: id) & mask
+        while true {
+            let at = table + 1 + 3 * slot
+            let found = code[at]
+            if found == 0 { return (0, 0) }
+            if found == key {
+                let first = Int(code[at + 1])
+                return (pairs.lower + 2 * first + 1, pairs.lower + 2 * (first + Int(code[at + 2])) + 1)
+            }
+            slot = (slot + 1) & mask
         }
-        var upper = low
-        while upper < Int(pairs.count) && code[pairs.lower + 2 * upper] == key { upper += 1 }
-        return (pairs.lower + 2 * low + 1, pairs.lower + 2 * upper + 1)
+    }
+
+    /// The home slot of an id in a run table (before masking).
+    @inline(__always)
+    private static func slot(of id: Int32) -> Int {
+        Int(truncatingIfNeeded: (UInt64(UInt32(bitPattern: id)) &* 0x9E37_79B9_7F4A_7C15) >> 40)
+    }
+
+    /// The run table of a bucket list whose pairs have these ids (sorted): its size, a power of two
+    /// at least twice the distinct ids, then per slot three words: the id + 1 (0 when empty), the
+    /// index of its first pair and its number of pairs. It follows the pairs in the code.
+    static func runTable(_ ids: [Int32]) -> [UInt32] {
+        var runs: [(id: Int32, first: Int, count: Int)] = []
+        for (index, id) in ids.enumerated() {
+            if let last = runs.last, last.id == id {
+                runs[runs.count - 1].count += 1
+            } else {
+                runs.append((id, index, 1))
+            }
+        }
+        var size = 2
+        while size < runs.count * 2 { size *= 2 }
+        var table = [UInt32](repeating: 0, count: 1 + 3 * size)
+        table[0] = UInt32(size)
+        for run in runs {
+            var slot = slot(of: run.id) & (size - 1)
+            while table[1 + 3 * slot] != 0 { slot = (slot + 1) & (size - 1) }
+            table[1 + 3 * slot] = UInt32(bitPattern: run.id) &+ 1
+            table[2 + 3 * slot] = UInt32(run.first)
+            table[3 + 3 * slot] = UInt32(run.count)
+        }
+        return table
     }
 }
 
