@@ -11,6 +11,31 @@ public enum PathNormalizer {
         normalizedIfChanged(raw) ?? raw
     }
 
+    /// What normalizing a path does to it, found without copying it in the common cases.
+    enum Outcome {
+        /// Nothing changes.
+        case unchanged
+        /// Only the query or fragment from this byte offset is dropped.
+        case truncated(Int)
+        /// The normalized path differs otherwise.
+        case changed(String)
+    }
+
+    /// What normalization does to `raw`: one scan, and a copy only when more than a cut is needed.
+    @inline(__always)
+    static func outcome(_ raw: String) -> Outcome {
+        let fast = raw.utf8.withContiguousStorageIfAvailable { bytes -> Outcome? in
+            switch scan(bytes) {
+            case .clean: return .unchanged
+            case .cleanBefore(let cut): return .truncated(cut)
+            case .needsWork: return nil
+            }
+        }
+        if let fast = fast ?? nil { return fast }
+        let normalized = slowNormalize(raw)
+        return normalized == raw ? .unchanged : .changed(normalized)
+    }
+
     /// The normalized path, or `nil` when normalization leaves `raw` as it is (the common case,
     /// which then costs one scan and no copy).
     @inline(__always)

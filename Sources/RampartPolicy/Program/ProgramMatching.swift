@@ -65,7 +65,7 @@ extension WorkloadProgram {
         case .host: return anyPattern(facts.host(request), check, view)
         case .serviceAccount: return anyPattern(facts.serviceAccount(request), check, view)
         case .header: return anyPattern(facts.header(check.slot, headerNames, request), check, view)
-        case .path: return anyPattern(facts.path(request), check, view)
+        case .path: return facts.withPath(request) { anyPattern($0, check, view) } ?? false
         case .sourceIP, .remoteIP, .destinationIP:
             guard let address = facts.address(check.kind, request) else { return false }
             for index in 0..<Int(check.count) where view.block(Int(check.start), index, contains: address) { return true }

@@ -15,6 +15,15 @@ struct RequestFacts {
         case stored
     }
 
+    /// The normalized path: not yet found, the request's path, the start of it (without the query
+    /// or fragment), or a stored string.
+    private enum PathState {
+        case unknown
+        case asInRequest
+        case truncated(Int)
+        case stored
+    }
+
     let isHTTP: Bool
     /// Whether the peer principal is visible (mTLS identity) and non-empty.
     private let principalVisible: Bool
@@ -29,7 +38,7 @@ struct RequestFacts {
     private var namespaceRange: Range<Int>?
     private var serviceAccountDone = false
     private var hostState = Derived.unknown
-    private var pathState = Derived.unknown
+    private var pathState = PathState.unknown
     /// The strings built from the request, allocated only when the first one is: most decisions
     /// build none, and then holding facts costs one reference instead of four.
     private var built: BuiltStrings?
@@ -150,26 +159,52 @@ struct RequestFacts {
         return hostState == .stored ? built?.loweredHost : request.host
     }
 
-    /// The normalized path.
+    /// Finds what normalization does to the path, once.
     @inline(__always)
-    mutating func path(_ request: AuthzRequest) -> String? {
-        if pathState == .unknown {
-            if let path = request.path, let normalized = PathNormalizer.normalizedIfChanged(path) {
-                strings().normalizedPath = normalized
-                pathState = .stored
-            } else {
-                pathState = .asInRequest
-            }
+    private mutating func settlePath(_ request: AuthzRequest) {
+        guard case .unknown = pathState else { return }
+        guard let path = request.path else {
+            pathState = .asInRequest
+            return
         }
-        return pathState == .stored ? built?.normalizedPath : request.path
+        switch PathNormalizer.outcome(path) {
+        case .unchanged: pathState = .asInRequest
+        case .truncated(let cut): pathState = .truncated(cut)
+        case .changed(let normalized):
+            strings().normalizedPath = normalized
+            pathState = .stored
+        }
+    }
+
+    /// Calls `body` with the normalized path's UTF-8 bytes, read in place from the request when
+    /// normalization only drops the query; `nil` without a path.
+    @inline(__always)
+    mutating func withPath<R>(_ request: AuthzRequest, _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R? {
+        settlePath(request)
+        let path: String?
+        var cut = Int.max
+        switch pathState {
+        case .stored: path = built?.normalizedPath
+        case .truncated(let at):
+            path = request.path
+            cut = at
+        default: path = request.path
+        }
+        guard let path else { return nil }
+        let limit = cut
+        if let result = path.utf8.withContiguousStorageIfAvailable({
+            body(UnsafeBufferPointer(rebasing: $0[..<min(limit, $0.count)]))
+        }) {
+            return result
+        }
+        let bytes = Array(path.utf8)
+        return bytes.withUnsafeBufferPointer { body(UnsafeBufferPointer(rebasing: $0[..<min(limit, $0.count)])) }
     }
 
     /// The keys of the normalized path for a group's path index; none without a path.
     @inline(__always)
     mutating func pathKeys(_ keys: PathKeys, _ request: AuthzRequest) -> (prefix: Int32, suffix: Int32) {
-        guard let path = path(request) else { return PathKeys.none }
-        if let found = path.utf8.withContiguousStorageIfAvailable({ keys.keys($0) }) { return found }
-        return Array(path.utf8).withUnsafeBufferPointer { keys.keys($0) }
+        withPath(request) { keys.keys($0) } ?? PathKeys.none
     }
 
     /// The value of the header in `slot` of the program (named `names[slot]`), found once for the
