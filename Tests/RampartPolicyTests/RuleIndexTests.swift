@@ -74,6 +74,28 @@ struct RuleIndexTests {
         #expect(RuleGroup.bucket(program.allow.byNamespace, namespace, program.code).map { _ in 1 }.count == 1)
     }
 
+    @Test("finds every id's run in short scanned bucket lists and in long ones with a run table", arguments: [3, 8, 9, 40])
+    func runs(principals count: Int) {
+        // Rule i names principals i and i+1, so each principal but the ends has a run of two rules.
+        let rules = (0..<count).map { index in
+            "  - from: [{source: {principals: [\"cluster.local/ns/a/sa/p\(index)\", \"cluster.local/ns/a/sa/p\(index + 1)\"]}}]"
+        }
+        let program = Fixture.engine(Fixture.policy("p", rules: rules.joined(separator: "\n"))).snapshot
+            .workload(namespace: "ns1", labels: [:]).resolved.program
+        let pairs = program.allow.byPrincipal
+        #expect(Int(pairs.count) == 2 * count)
+        for index in 0...count {
+            let id = program.principalIDs["cluster.local/ns/a/sa/p\(index)"] ?? -1
+            let positions = RuleGroup.bucket(pairs, id, program.code).map {
+                program.position(ofRuleAt: Int32(bitPattern: program.code.word($0))) ?? -1
+            }
+            let expected = [index - 1, index].filter { $0 >= 0 && $0 < count }.map(Int32.init)
+            #expect(positions == expected, "p\(index)")
+        }
+        #expect(RuleGroup.bucket(pairs, Int32(10_000), program.code).map { $0 }.isEmpty)
+        #expect(RuleGroup.bucket(pairs, -1, program.code).map { $0 }.isEmpty)
+    }
+
     @Test("files identity-wild rules that require exact methods under those methods; TCP visits them all")
     func methodIndex() {
         let engine = Fixture.engine(

@@ -108,20 +108,32 @@ struct RuleGroup: Sendable {
         }
     }
 
+    /// Bucket lists of at most this many pairs (one cache line) are scanned and have no run table.
+    static let scannedPairs = 8
+
     /// The word positions of the offsets filed under `id`: the first and the end, two words apart;
-    /// empty for `-1` or no rules. One probe of the run table after the pairs finds them.
+    /// empty for `-1` or no rules. A short list is scanned; a longer one is found with one probe of
+    /// the run table after its pairs.
     @inline(__always)
     static func run(_ pairs: PoolRange, _ id: Int32, _ code: UnsafeBufferPointer<UInt32>) -> (next: Int, end: Int) {
         guard id >= 0, pairs.count > 0 else { return (0, 0) }
+        let key = UInt32(bitPattern: id)
+        if pairs.count <= scannedPairs {
+            var first = pairs.lower
+            let end = pairs.lower + 2 * Int(pairs.count)
+            while first < end && code[first] < key { first += 2 }
+            var last = first
+            while last < end && code[last] == key { last += 2 }
+            return first == last ? (0, 0) : (first + 1, last + 1)
+        }
         let table = pairs.upper + Int(pairs.count)
         let mask = Int(code[table]) - 1
-        let key = UInt32(bitPattern: id) &+ 1
         var slot = slot(of: id) & mask
         while true {
             let at = table + 1 + 3 * slot
             let found = code[at]
             if found == 0 { return (0, 0) }
-            if found == key {
+            if found == key &+ 1 {
                 let first = Int(code[at + 1])
                 return (pairs.lower + 2 * first + 1, pairs.lower + 2 * (first + Int(code[at + 2])) + 1)
             }

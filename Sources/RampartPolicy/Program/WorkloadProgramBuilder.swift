@@ -125,7 +125,7 @@ struct WorkloadProgramBuilder {
             }.map(\.element)
             let start = Int32(code.end)
             code.append(unique.flatMap { [UInt32(bitPattern: $0.id), UInt32(bitPattern: $0.position)] })
-            if !unique.isEmpty { code.append(RuleGroup.runTable(unique.map(\.id))) }
+            if unique.count > RuleGroup.scannedPairs { code.append(RuleGroup.runTable(unique.map(\.id))) }
             return PoolRange(start: start, count: Int32(unique.count))
         }
         let principals = buckets(pending.principals)
