@@ -58,10 +58,17 @@ struct CodeView {
             low: UInt64(words[at + 3]) | UInt64(words[at + 4]) << 32, prefixLength: Int(head >> 1))
     }
 
-    /// Up to eight bytes from `from` as one little-endian word.
+    /// Up to eight bytes from `from` as one little-endian word (zero above them). From a buffer of
+    /// eight bytes or more this is one load of the eight bytes around them, shifted and masked.
     @inline(__always)
     static func word(_ bytes: UnsafeBufferPointer<UInt8>, from: Int, count: Int) -> UInt64 {
-        if count == 8 { return UnsafeRawBufferPointer(bytes).loadUnaligned(fromByteOffset: from, as: UInt64.self) }
+        guard count > 0 else { return 0 }
+        if bytes.count >= 8 {
+            let raw = UnsafeRawBufferPointer(bytes)
+            let start = min(from, bytes.count - 8)
+            let loaded = raw.loadUnaligned(fromByteOffset: start, as: UInt64.self) >> UInt64(8 * (from - start))
+            return count == 8 ? loaded : loaded & (UInt64(1) << UInt64(8 * count) &- 1)
+        }
         var word: UInt64 = 0
         for index in 0..<count { word |= UInt64(bytes[from + index]) << UInt64(8 * index) }
         return word

@@ -226,8 +226,7 @@ struct PathKeys: Sendable, Hashable {
     /// Hashes `length` (at most eight) bytes from `from` into a non-negative 31-bit key.
     @inline(__always)
     static func key(_ bytes: UnsafeBufferPointer<UInt8>, from: Int, length: Int) -> Int32 {
-        var word: UInt64 = 0
-        for index in 0..<length { word |= UInt64(bytes[from + index]) << UInt64(8 * index) }
+        let word = CodeView.word(bytes, from: from, count: length)
         let product = (word ^ UInt64(length) << 59).multipliedFullWidth(by: 0x9E37_79B9_7F4A_7C15)
         return Int32(truncatingIfNeeded: (product.high ^ product.low) >> 33)
     }
