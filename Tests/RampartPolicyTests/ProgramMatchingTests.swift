@@ -82,4 +82,43 @@ struct ProgramMatchingTests {
         #expect(workload.evaluate(otherPort).policy == "ns1/third")
         #expect(workload.evaluate(otherPort) == workload.evaluateReference(otherPort))
     }
+
+    @Test("a principal named by a rule gives its namespace's id without parsing; others are parsed")
+    func namespacesOfInternedPrincipals() {
+        let engine = Fixture.engine(
+            Fixture.policy(
+                "p", action: "ALLOW",
+                rules: """
+                      - from: [{source: {principals: ["cluster.local/ns/a/sa/x", "other-domain/workload", "cluster.local/ns/zzz/sa/q"]}}]
+                        to: [{operation: {paths: ["/p"]}}]
+                      - from: [{source: {namespaces: ["a"]}}]
+                        to: [{operation: {paths: ["/a"]}}]
+                      - from: [{source: {namespaces: ["b"]}}]
+                        to: [{operation: {paths: ["/b"]}}]
+                    """))
+        let workload = engine.snapshot.workload(namespace: "ns1", labels: [:])
+        func request(_ principal: String, namespace: String? = nil, path: String) -> AuthzRequest {
+            AuthzRequest(
+                source: AuthzRequest.Source(principal: principal, namespace: namespace),
+                destination: AuthzRequest.Destination(namespace: "ns1", port: 8080), method: "GET", path: path)
+        }
+        let cases: [(AuthzRequest, Int?)] = [
+            (request("cluster.local/ns/a/sa/x", path: "/a"), 1),
+            (request("cluster.local/ns/a/sa/x", path: "/b"), nil),
+            // Not an Istio workload principal: the namespace the source claims counts.
+            (request("other-domain/workload", namespace: "b", path: "/b"), 2),
+            (request("other-domain/workload", namespace: "a", path: "/b"), nil),
+            // Interned, in a namespace no rule names.
+            (request("cluster.local/ns/zzz/sa/q", path: "/a"), nil),
+            (request("cluster.local/ns/zzz/sa/q", path: "/p"), 0),
+            // Not interned: parsed.
+            (request("cluster.local/ns/b/sa/y", path: "/b"), 2),
+            (request("cluster.local/ns/a/sa/y", path: "/a"), 1),
+        ]
+        for (request, rule) in cases {
+            let decision = workload.evaluate(request)
+            #expect(decision.rule == rule && (decision.decision == .allow) == (rule != nil), "\(request)")
+            #expect(decision == workload.evaluateReference(request), "\(request)")
+        }
+    }
 }

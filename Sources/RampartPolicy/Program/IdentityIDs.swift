@@ -11,6 +11,10 @@ final class IdentityIDs: Sendable {
     let principalTable: InternTable
     let namespaceTable: InternTable
     let methodTable: InternTable
+    /// By principal id: the id of the principal's Istio namespace (`-1` when no rule names it), or
+    /// `-2` when the principal is not an Istio workload principal, whose namespace then depends on
+    /// the request. A request whose principal is interned gets its namespace id without parsing.
+    let principalNamespaces: [Int32]
 
     /// Interns the exact identities and methods the rules of `policies` require.
     init(policies: [CompiledPolicy]) {
@@ -34,6 +38,13 @@ final class IdentityIDs: Sendable {
         self.principals = principals
         self.namespaces = namespaces
         self.methods = methods
+        var principalNamespaces = [Int32](repeating: -2, count: principals.count)
+        for (principal, id) in principals {
+            if let namespace = PreparedRequest.istioNamespace(principal) {
+                principalNamespaces[Int(id)] = namespaces[namespace] ?? -1
+            }
+        }
+        self.principalNamespaces = principalNamespaces
         principalTable = InternTable(principals)
         namespaceTable = InternTable(namespaces)
         methodTable = InternTable(methods)

@@ -298,6 +298,13 @@ struct RequestFacts {
     mutating func namespaceID(_ identities: IdentityIDs, _ request: AuthzRequest) -> Int32 {
         if namespaceIDValue == -2 {
             namespaceIDValue = -1
+            if !identities.principalNamespaces.isEmpty {
+                let principal = principalID(identities, request)
+                if principal >= 0 && identities.principalNamespaces[Int(principal)] != -2 {
+                    namespaceIDValue = identities.principalNamespaces[Int(principal)]
+                    return namespaceIDValue
+                }
+            }
             if let range = namespaceBytes(request), let principal = principal(request),
                 let found = principal.utf8.withContiguousStorageIfAvailable({
                     identities.namespaceTable.id(bytes: UnsafeBufferPointer(rebasing: $0[range]))
