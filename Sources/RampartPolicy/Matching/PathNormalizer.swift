@@ -40,19 +40,10 @@ public enum PathNormalizer {
     /// which then costs one scan and no copy).
     @inline(__always)
     static func normalizedIfChanged(_ raw: String) -> String? {
-        let fast = raw.utf8.withContiguousStorageIfAvailable { bytes -> String?? in
-            switch scan(bytes) {
-            case .clean: return .some(nil)
-            case .cleanBefore(let cut): return String(decoding: UnsafeBufferPointer(rebasing: bytes[..<cut]), as: UTF8.self)
-            case .needsWork: return nil
-            }
-        }
-        switch fast {
-        case .some(.some(nil)): return nil
-        case .some(.some(let trimmed?)): return trimmed
-        default:
-            let normalized = slowNormalize(raw)
-            return normalized == raw ? nil : normalized
+        switch outcome(raw) {
+        case .unchanged: return nil
+        case .truncated(let cut): return String(decoding: raw.utf8.prefix(cut), as: UTF8.self)
+        case .changed(let normalized): return normalized
         }
     }
 
