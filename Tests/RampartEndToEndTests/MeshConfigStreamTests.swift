@@ -247,7 +247,8 @@ struct MeshConfigStreamTests {
         ackFirst.send(.ack("nothing-yet"))
         ackFirst.close()
         await ackFirstDone
-        let invalid = try #require(await ackFirst.end(within: .seconds(5)).error as? RPCError)
+        let ackEnd = await ackFirst.end(within: .seconds(5))
+        let invalid = try #require(ackEnd.error as? RPCError, "ended: \(ackEnd.ended), error: \(String(describing: ackEnd.error))")
         #expect(invalid.code == .invalidArgument)
         #expect(invalid.message.contains("must be a Registration"), "\(invalid.message)")
 

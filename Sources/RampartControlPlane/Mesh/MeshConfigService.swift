@@ -74,6 +74,18 @@ public struct MeshConfigService: Rampart_Config_V1_MeshConfigService.SimpleServi
                 // finished because the control plane is shutting down.
                 _ = try await group.next()
                 group.cancelAll()
+                // A refusal by `receive` also finishes the session, which ends `send` normally; if
+                // the group sees `send` first, the refusal is still the stream's outcome and must
+                // reach the proxy. Anything else the other side ends with is its cancellation.
+                while true {
+                    do {
+                        if try await group.next() == nil { break }
+                    } catch let refusal as RPCError {
+                        throw refusal
+                    } catch {
+                        continue
+                    }
+                }
             }
         } catch let error as RPCError {
             logger.info("config stream ended", metadata: ["mesh.result": "\(error.code)", "mesh.reason": "\(error.message)", "peer": "\(context.remotePeer)"])
