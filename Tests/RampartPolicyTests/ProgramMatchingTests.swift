@@ -64,7 +64,8 @@ struct ProgramMatchingTests {
         let workload = engine.snapshot.workload(namespace: "ns1", labels: [:])
         let program = workload.resolved.program
         var cursor = program.deny.candidates(
-            principal: -1, namespace: -1, method: -1, port: 8080, path: "/admin/x", isHTTP: true, in: program.code)
+            principal: -1, namespace: -1, method: -1, port: 8080, path: "/admin/x", source: IPAddress("192.0.2.7"),
+            isHTTP: true, in: program.code)
         var visited: [Int32] = []
         while let offset = cursor.next(program.code) { visited.append(program.position(ofRuleAt: offset) ?? -1) }
         #expect(visited == [0, 1, 4])

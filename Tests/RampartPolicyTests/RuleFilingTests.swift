@@ -295,3 +295,121 @@ struct PathIndexTests {
         }
     }
 }
+
+@Suite("address index of workload programs")
+struct AddressIndexTests {
+    /// Rule positions: 0 two source blocks; 1 two remote blocks, one of a /10; 2 a source block
+    /// too wide to file; 3 notIpBlocks; 4 an IPv6 block; 5 a source block in one entry and a
+    /// remote block in the other; 6 a source block in one entry and none in the other; 7 a single
+    /// address; 8 an IPv4-mapped IPv6 block; 9 source blocks with a port (filed by address on
+    /// both transports); 10 a source /8.
+    private static let rules = """
+          - from: [{source: {ipBlocks: ["192.0.2.0/24", "198.51.100.0/24"]}}]
+          - from: [{source: {remoteIpBlocks: ["203.0.113.0/24", "100.64.0.0/10"]}}]
+          - from: [{source: {ipBlocks: ["0.0.0.0/0"]}}]
+          - from: [{source: {notIpBlocks: ["10.0.0.0/8"]}}]
+          - from: [{source: {ipBlocks: ["2001:db8::/32"]}}]
+          - from: [{source: {ipBlocks: ["192.0.2.0/24"]}}, {source: {remoteIpBlocks: ["203.0.113.0/24"]}}]
+          - from: [{source: {ipBlocks: ["192.0.2.0/24"]}}, {source: {namespaces: ["ns*"]}}]
+          - from: [{source: {ipBlocks: ["10.1.2.3"]}}]
+          - from: [{source: {ipBlocks: ["::ffff:192.0.2.0/120"]}}]
+          - from: [{source: {ipBlocks: ["198.51.100.7/32"]}}]
+            to: [{operation: {ports: ["8080"]}}]
+          - from: [{source: {ipBlocks: ["10.0.0.0/8"]}}]
+        """
+
+    private static func workload(action: String = "DENY") -> WorkloadPolicies {
+        Fixture.engine(Fixture.policy("p", action: action, rules: rules)).snapshot.workload(namespace: "ns1", labels: [:])
+    }
+
+    /// The positions of the rules a request from these addresses visits.
+    private static func visited(_ source: String?, remote: String? = nil, http: Bool = true) -> [Int32] {
+        let program = workload().resolved.program
+        let sourceAddress = source.flatMap(IPAddress.init)
+        var cursor = program.deny.candidates(
+            principal: -1, namespace: -1, method: -1, port: 8080, source: sourceAddress,
+            remote: remote.flatMap(IPAddress.init) ?? sourceAddress, isHTTP: http, in: program.code)
+        var found: [Int32] = []
+        while let offset = cursor.next(program.code) { found.append(program.position(ofRuleAt: offset) ?? -1) }
+        return found
+    }
+
+    /// Rules every request visits: those that some address outside their blocks could still match.
+    private static let unfiled: [Int32] = [2, 3, 6]
+
+    /// The unfiled rules with `filed`, in rule order.
+    private static func with(_ filed: Int32...) -> [Int32] { (unfiled + filed).sorted() }
+
+    @Test("a request visits the rules filed under its source and remote addresses, and the unfiled ones")
+    func visits() {
+        #expect(Self.visited("192.0.2.9") == Self.with(0, 5))
+        #expect(Self.visited("10.4.1.2") == Self.with(7, 10))
+        #expect(Self.visited("10.4.1.2", remote: "203.0.113.5") == Self.with(1, 5, 7, 10))
+        #expect(Self.visited("10.4.1.2", remote: "100.127.0.1") == Self.with(1, 7, 10))
+        #expect(Self.visited("198.51.100.7") == Self.with(0, 9))
+        #expect(Self.visited("2001:db8::1") == Self.with(4))
+        #expect(Self.visited("::ffff:192.0.2.1") == Self.with(8))
+        #expect(Self.visited("172.16.0.1") == Self.unfiled)
+        #expect(Self.visited("not-an-address") == Self.unfiled)
+        #expect(Self.visited(nil) == Self.unfiled)
+        #expect(Self.visited("198.51.100.7", http: false) == Self.with(0, 9))
+        #expect(Self.visited("172.16.0.1", http: false) == Self.unfiled)
+    }
+
+    @Test("only positive source or remote block checks of /8 and longer (IPv6 /16) file a rule")
+    func filing() {
+        let program = Self.workload().resolved.program
+        for wild in [program.deny.wild, program.deny.wildTCP] {
+            let positions = (wild.lower..<wild.upper).map {
+                program.position(ofRuleAt: Int32(bitPattern: program.code.word($0))) ?? -1
+            }
+            #expect(positions == Self.unfiled)
+        }
+        #expect(RuleGroup.addressID(of: IPBlock("100.64.0.0/10")!) == 100)
+        #expect(RuleGroup.addressID(of: IPBlock("1.0.0.0/7")!) == nil)
+        #expect(RuleGroup.addressID(of: IPBlock("2001:db8::/32")!) == Int32(256 + 0x2001))
+        #expect(RuleGroup.addressID(of: IPBlock("2001::/15")!) == nil)
+        #expect(RuleGroup.addressID(IPAddress("::ffff:192.0.2.1")!) == 256)
+    }
+
+    @Test("an address's id read from its text is the id of the parsed address; unparsable text gets -1 or a harmless id")
+    func textIDs() {
+        for text in ["0.0.0.0", "9.1.2.3", "10.4.1.2", "192.0.2.9", "255.255.255.255", "2001:db8::1", "::1", "::ffff:10.1.2.3", "fe80::1"] {
+            #expect(RuleGroup.addressID(text: text) == RuleGroup.addressID(IPAddress(text)!), "\(text)")
+        }
+        for text in ["", "bad", "256.1.2.3", "1234.1.2.3", "12345", ":::"] {
+            #expect(RuleGroup.addressID(text: text) == -1, "\(text)")
+        }
+        // Starts like an IPv4 address: keyed by its first octet, and still matched by no block.
+        #expect(RuleGroup.addressID(text: "10.1.2") == 10)
+    }
+
+    @Test("decisions with the address index agree with the reference evaluation", arguments: ["DENY", "ALLOW", "AUDIT"])
+    func decisions(action: String) {
+        let workload = Self.workload(action: action)
+        let addresses: [String?] = [
+            nil, "192.0.2.9", "192.0.3.9", "198.51.100.7", "198.51.100.8", "203.0.113.5", "100.64.0.1", "100.127.255.255",
+            "100.128.0.1", "10.1.2.3", "10.1.2.4", "10.200.0.1", "11.0.0.1", "2001:db8::1", "2001:db9::1",
+            "::ffff:192.0.2.1", "::ffff:10.1.2.3", "0.0.0.0", "255.255.255.255", "::", "192.0.2", "bad", "",
+        ]
+        var requests: [AuthzRequest] = []
+        for source in addresses {
+            for remote in [nil, "203.0.113.5", "10.1.2.3", "2001:db8::2"] {
+                for transport in [AuthzRequest.TransportProtocol.http, .tcp] {
+                    for port in [8080, 9090] {
+                        requests.append(
+                            AuthzRequest(
+                                transport: transport,
+                                source: AuthzRequest.Source(
+                                    principal: "cluster.local/ns/ns1/sa/a", ip: source, remoteIP: remote),
+                                destination: AuthzRequest.Destination(namespace: "ns1", port: port), method: "GET",
+                                path: "/"))
+                    }
+                }
+            }
+        }
+        for request in requests {
+            #expect(workload.evaluate(request) == workload.evaluateReference(request), "\(request)")
+        }
+    }
+}

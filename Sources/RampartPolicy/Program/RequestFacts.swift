@@ -46,6 +46,8 @@ struct RequestFacts {
     private var sourceIPValue: IPAddress?
     private var remoteIPValue: IPAddress?
     private var destinationIPValue: IPAddress?
+    /// The bucket ids of the source and remote addresses, once found.
+    private var addressIDsValue: (source: Int32, remote: Int32)?
     /// The snapshot's ids of the principal and namespace; `-2` until looked up, `-1` when unknown.
     private var principalIDValue: Int32 = -2
     private var namespaceIDValue: Int32 = -2
@@ -261,6 +263,17 @@ struct RequestFacts {
             }
             return destinationIPValue
         }
+    }
+
+    /// The bucket ids (`RuleGroup.addressID(text:)`) of the source and remote addresses, `-1` for
+    /// one that is absent or does not parse; the remote address defaults to the source's.
+    @inline(__always)
+    mutating func addressIDs(_ request: AuthzRequest) -> (source: Int32, remote: Int32) {
+        if let addressIDsValue { return addressIDsValue }
+        let source = request.source.ip.map(RuleGroup.addressID(text:)) ?? -1
+        let found = (source: source, remote: request.source.remoteIP.map(RuleGroup.addressID(text:)) ?? source)
+        addressIDsValue = found
+        return found
     }
 
     /// The claim at `path`, with a space-delimited top-level claim split as the provider asks.

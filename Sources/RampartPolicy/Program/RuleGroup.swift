@@ -2,15 +2,18 @@
 /// carry for them to match.
 ///
 /// A rule whose every `from` entry requires exact principals or exact namespaces can match only a
-/// request with one of them, so it is filed in those buckets. The others ("identity-wild") are
-/// filed, for HTTP requests, under the exact methods every `to` entry requires, else with the
+/// request with one of them, so it is filed in those buckets. The others ("identity-wild") whose
+/// every `from` entry requires source or remote IP blocks are filed under the blocks' leading
+/// bits (see `addressID`), for HTTP and TCP requests alike, since address checks apply to both.
+/// The rest are filed, for HTTP requests, under the exact methods every `to` entry requires, else with the
 /// rules for authenticated requests when every `from` entry requires request principals, else
 /// under the paths every `to` entry requires (see `PathKeys`), else under the ports every `to`
 /// entry requires, else as wild; for TCP requests, where method, request-principal and path
 /// checks are dropped but port checks are not, under their ports or as wild. A request visits the
 /// wild rules (with the rules for authenticated requests when it carries a request principal) and
-/// its principal's, namespace's, method's, path's and port's buckets, merged in evaluation order,
-/// so rules written for other callers, methods, paths, ports or for JWT holders cost nothing.
+/// its principal's, namespace's, addresses', method's, path's and port's buckets, merged in
+/// evaluation order, so rules written for other callers, networks, methods, paths, ports or for
+/// JWT holders cost nothing.
 ///
 /// All lists live in the program's `ProgramCode`: a wild list is a run of rule offsets, each
 /// bucket list a run of `(id, offset)` word pairs sorted by id, offsets ascending within an id.
@@ -43,6 +46,12 @@ struct RuleGroup: Sendable {
     let byPathPrefix: PoolRange
     /// The same, keyed by the end of their suffix paths (HTTP).
     let byPathSuffix: PoolRange
+    /// `(address id, rule offset)` pairs of identity-wild rules whose every `from` entry requires
+    /// source IP blocks (`ipBlocks`), or remote ones (`remoteIpBlocks`) for entries filed in
+    /// `byRemoteAddress` (HTTP and TCP).
+    let bySourceAddress: PoolRange
+    /// The same, for `from` entries requiring remote IP blocks.
+    let byRemoteAddress: PoolRange
     /// How many bytes of a path the keys read.
     let pathKeys: PathKeys
     /// The number of rules in the group.
@@ -54,44 +63,93 @@ struct RuleGroup: Sendable {
     /// Whether some rule is filed by path (so the request's path is worth reading).
     var hasPathIndex: Bool { byPathPrefix.count > 0 || byPathSuffix.count > 0 }
 
+    /// Whether some rule is filed by address (so the request's addresses are worth parsing).
+    var hasAddressIndex: Bool { bySourceAddress.count > 0 || byRemoteAddress.count > 0 }
+
+    /// The bucket id of an address: its first octet for IPv4 (0...255), 256 plus its first 16 bits
+    /// for IPv6; IPv4 and IPv6 never match each other's blocks, so their ids never meet.
+    @inline(__always)
+    static func addressID(_ address: IPAddress) -> Int32 {
+        address.isV4 ? Int32(truncatingIfNeeded: address.low >> 24 & 0xFF) : 256 + Int32(truncatingIfNeeded: address.high >> 48)
+    }
+
+    /// The bucket id of an address written as text, `-1` when it does not parse; for text that
+    /// starts with one to three digits and a dot, the first octet without parsing the rest.
+    ///
+    /// Text that starts that way and is not a valid address gets an id all the same, which can only
+    /// cost a visit: the visited rule's block check parses the address in full and fails.
+    static func addressID(text: String) -> Int32 {
+        let octet = text.utf8.withContiguousStorageIfAvailable(leadingOctet) ?? -1
+        return octet >= 0 ? octet : IPAddress(text).map(addressID) ?? -1
+    }
+
+    /// The value of one to three leading digits followed by a dot, if at most 255; else `-1`.
+    private static func leadingOctet(_ bytes: UnsafeBufferPointer<UInt8>) -> Int32 {
+        var octet: Int32 = 0
+        var index = 0
+        while index < bytes.count && index < 4 {
+            let byte = bytes[index]
+            let digit = byte &- UInt8(ascii: "0")
+            if digit < 10 && index < 3 {
+                octet = octet &* 10 &+ Int32(digit)
+            } else {
+                return byte == UInt8(ascii: ".") && index > 0 && octet <= 255 ? octet : -1
+            }
+            index += 1
+        }
+        return -1
+    }
+
+    /// The bucket id every address of a block has, or `nil` when its prefix is shorter than the
+    /// bits the id reads (8 for IPv4, 16 for IPv6), so its addresses have several ids.
+    static func addressID(of block: IPBlock) -> Int32? {
+        guard block.prefixLength >= (block.address.isV4 ? 8 : 16) else { return nil }
+        return addressID(block.address)
+    }
+
     /// The candidates for a request with these ids (`-1`: unknown or absent), destination port
-    /// (`nil`: none), request principal or not, and normalized path (`nil`: none). On TCP (`isHTTP`
-    /// false) method, request-principal and path checks are dropped, so rules filed by them are
-    /// candidates regardless.
+    /// (`nil`: none), request principal or not, normalized path (`nil`: none) and source and remote
+    /// addresses (`nil`: none or unparsable). On TCP (`isHTTP` false) method, request-principal and
+    /// path checks are dropped, so rules filed by them are candidates regardless.
     func candidates(
         principal: Int32, namespace: Int32, method: Int32, port: Int? = nil, authenticated: Bool = false,
-        path: String? = nil, isHTTP: Bool, in code: ProgramCode
+        path: String? = nil, source: IPAddress? = nil, remote: IPAddress? = nil, isHTTP: Bool, in code: ProgramCode
     ) -> CandidateCursor {
+        let addresses = (source.map(Self.addressID) ?? -1, remote.map(Self.addressID) ?? -1)
         let keys = path.map { path in
             Array(path.utf8).withUnsafeBufferPointer { pathKeys.keys($0) }
         } ?? PathKeys.none
         return code.words.withUnsafeBufferPointer {
             candidates(
                 principal: principal, namespace: namespace, method: method, port: port, authenticated: authenticated,
-                pathKeys: keys, isHTTP: isHTTP, in: $0)
+                pathKeys: keys, addresses: addresses, isHTTP: isHTTP, in: $0)
         }
     }
 
-    /// `candidates(principal:namespace:method:port:authenticated:path:isHTTP:in:)` over the code's
-    /// words, with the path's keys (`PathKeys.keys`) instead of the path.
+    /// `candidates(principal:namespace:method:port:authenticated:path:source:remote:isHTTP:in:)`
+    /// over the code's words, with the path's keys (`PathKeys.keys`) and the addresses' ids
+    /// (`addressID`, `-1` for none) instead of the path and addresses.
     @inline(__always)
     func candidates(
         principal: Int32, namespace: Int32, method: Int32, port: Int?, authenticated: Bool,
-        pathKeys keys: (prefix: Int32, suffix: Int32), isHTTP: Bool, in code: UnsafeBufferPointer<UInt32>
+        pathKeys keys: (prefix: Int32, suffix: Int32), addresses: (source: Int32, remote: Int32), isHTTP: Bool,
+        in code: UnsafeBufferPointer<UInt32>
     ) -> CandidateCursor {
         let portID = port.map { Self.portID($0) } ?? -1
+        let source = Self.run(bySourceAddress, addresses.source, code)
+        let remote = Self.run(byRemoteAddress, addresses.remote, code)
         if isHTTP {
             let wild = authenticated ? wildAuthenticated : self.wild
             return CandidateCursor(
                 wild: wild.lower..<wild.upper, principal: Self.run(byPrincipal, principal, code),
                 namespace: Self.run(byNamespace, namespace, code), method: Self.run(byMethod, method, code),
                 port: Self.run(byPort, portID, code), pathPrefix: Self.run(byPathPrefix, keys.prefix, code),
-                pathSuffix: Self.run(byPathSuffix, keys.suffix, code))
+                pathSuffix: Self.run(byPathSuffix, keys.suffix, code), source: source, remote: remote)
         }
         return CandidateCursor(
             wild: wildTCP.lower..<wildTCP.upper, principal: Self.run(byPrincipal, principal, code),
             namespace: Self.run(byNamespace, namespace, code), method: (0, 0),
-            port: Self.run(byPortTCP, portID, code))
+            port: Self.run(byPortTCP, portID, code), source: source, remote: remote)
     }
 
     /// The bucket id of a port: the port number, or `-1` (no bucket) outside 0...65535.

@@ -22,6 +22,10 @@ struct WorkloadProgramBuilder {
         var portsTCP: [(id: Int32, position: Int32)] = []
         var principals: [(id: Int32, position: Int32)] = []
         var namespaces: [(id: Int32, position: Int32)] = []
+        /// Identity-wild rules filed by the source IP blocks they require (HTTP and TCP).
+        var sourceAddresses: [(id: Int32, position: Int32)] = []
+        /// Identity-wild rules filed by the remote IP blocks they require (HTTP and TCP).
+        var remoteAddresses: [(id: Int32, position: Int32)] = []
         var ruleCount = 0
     }
 
@@ -70,6 +74,11 @@ struct WorkloadProgramBuilder {
                     let principals = ids(identity.principals, identities.principals),
                     let namespaces = ids(identity.namespaces, identities.namespaces)
                 else {
+                    if let addresses = Self.addresses(of: rule) {
+                        for id in addresses.source { pending.sourceAddresses.append((id, offset)) }
+                        for id in addresses.remote { pending.remoteAddresses.append((id, offset)) }
+                        continue
+                    }
                     let ports = Self.ports(of: rule)
                     if let ports {
                         for port in ports { pending.portsTCP.append((port, offset)) }
@@ -139,10 +148,13 @@ struct WorkloadProgramBuilder {
             pending.paths.flatMap { rule in rule.prefixes.map { (keys.key(literal: $0, prefix: true), rule.position) } })
         let pathSuffixes = buckets(
             pending.paths.flatMap { rule in rule.suffixes.map { (keys.key(literal: $0, prefix: false), rule.position) } })
+        let sourceAddresses = buckets(pending.sourceAddresses)
+        let remoteAddresses = buckets(pending.remoteAddresses)
         return RuleGroup(
             wild: wild, wildAuthenticated: wildAuthenticated, wildTCP: wildTCP, byPrincipal: principals,
             byNamespace: namespaces, byMethod: methods, byPort: ports, byPortTCP: portsTCP, byPathPrefix: pathPrefixes,
-            byPathSuffix: pathSuffixes, pathKeys: keys, ruleCount: pending.ruleCount)
+            byPathSuffix: pathSuffixes, bySourceAddress: sourceAddresses, byRemoteAddress: remoteAddresses,
+            pathKeys: keys, ruleCount: pending.ruleCount)
     }
 
     private func ids(_ values: [String], _ table: [String: Int32]) -> [Int32]? {
@@ -336,6 +348,38 @@ struct WorkloadProgramBuilder {
             }
         }
         return (principals, namespaces)
+    }
+
+    /// The address ids (`RuleGroup.addressID`) an identity-wild rule requires of the source and
+    /// remote addresses, or `nil` when it can match addresses no id bounds.
+    ///
+    /// Every `from` entry must hold a positive source (preferred) or remote IP blocks check whose
+    /// blocks all have prefixes long enough for one id: a request whose address has none of those
+    /// ids fails that check. An entry whose blocks all failed to parse contributes no id, since it
+    /// matches no address. Address checks apply on TCP too, so TCP requests use this as well.
+    static func addresses(of rule: CompiledRule) -> (source: [Int32], remote: [Int32])? {
+        guard !rule.froms.isEmpty else { return nil }
+        var source: [Int32] = []
+        var remote: [Int32] = []
+        for clause in rule.froms {
+            if let ids = addressIDs(clause, .sourceIP) {
+                source += ids
+            } else if let ids = addressIDs(clause, .remoteIP) {
+                remote += ids
+            } else {
+                return nil
+            }
+        }
+        return (source, remote)
+    }
+
+    private static func addressIDs(_ clause: [Check], _ attribute: Attribute) -> [Int32]? {
+        for check in clause where check.attribute == attribute && !check.negated {
+            guard case .ips(let blocks) = check.matcher else { continue }
+            let ids = blocks.compactMap(RuleGroup.addressID(of:))
+            if ids.count == blocks.count { return ids }
+        }
+        return nil
     }
 
     /// The exact methods an identity-wild rule requires, or `nil` when it can match any method.
