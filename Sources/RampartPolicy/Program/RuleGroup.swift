@@ -172,10 +172,21 @@ struct RuleGroup: Sendable {
     /// The word positions of the offsets filed under `id`: the first and the end, two words apart;
     /// empty for `-1` or no rules. A short list is scanned; a longer one is found with one probe of
     /// the run table after its pairs.
+    ///
+    /// Only the test for an empty list or an absent id is inlined: a request looks up to eight
+    /// lists, and one shared copy of the search keeps the code a decision runs through small.
     @inline(__always)
     static func run(_ pairs: PoolRange, _ id: Int32, _ code: UnsafeBufferPointer<UInt32>) -> (next: Int, end: Int) {
         guard id >= 0, pairs.count > 0 else { return (0, 0) }
-        let key = UInt32(bitPattern: id)
+        return search(pairs, UInt32(bitPattern: id), code)
+    }
+
+    /// `run(_:_:_:)` for a list with pairs and a present id.
+    @inline(never)
+    private static func search(_ pairs: PoolRange, _ key: UInt32, _ code: UnsafeBufferPointer<UInt32>) -> (
+        next: Int, end: Int
+    ) {
+        let id = Int32(bitPattern: key)
         if pairs.count <= scannedPairs {
             var first = pairs.lower
             let end = pairs.lower + 2 * Int(pairs.count)
