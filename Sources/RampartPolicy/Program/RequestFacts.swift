@@ -271,7 +271,8 @@ struct RequestFacts {
     mutating func addressIDs(_ request: AuthzRequest) -> (source: Int32, remote: Int32) {
         if let addressIDsValue { return addressIDsValue }
         let source = request.source.ip.map(RuleGroup.addressID(text:)) ?? -1
-        let found = (source: source, remote: request.source.remoteIP.map(RuleGroup.addressID(text:)) ?? source)
+        let remote = request.source.remoteIP.map(RuleGroup.addressID(text:)) ?? source
+        let found = (source: source, remote: remote)
         addressIDsValue = found
         return found
     }

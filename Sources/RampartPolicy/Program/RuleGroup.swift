@@ -5,15 +5,15 @@
 /// request with one of them, so it is filed in those buckets. The others ("identity-wild") whose
 /// every `from` entry requires source or remote IP blocks are filed under the blocks' leading
 /// bits (see `addressID`), for HTTP and TCP requests alike, since address checks apply to both.
-/// The rest are filed, for HTTP requests, under the exact methods every `to` entry requires, else with the
-/// rules for authenticated requests when every `from` entry requires request principals, else
-/// under the paths every `to` entry requires (see `PathKeys`), else under the ports every `to`
-/// entry requires, else as wild; for TCP requests, where method, request-principal and path
-/// checks are dropped but port checks are not, under their ports or as wild. A request visits the
-/// wild rules (with the rules for authenticated requests when it carries a request principal) and
-/// its principal's, namespace's, addresses', method's, path's and port's buckets, merged in
-/// evaluation order, so rules written for other callers, networks, methods, paths, ports or for
-/// JWT holders cost nothing.
+/// The rest are filed, for HTTP requests, under the exact methods every `to` entry requires, else
+/// with the rules for authenticated requests when every `from` entry requires request
+/// principals, else under the paths every `to` entry requires (see `PathKeys`), else under the
+/// ports every `to` entry requires, else as wild; for TCP requests, where method,
+/// request-principal and path checks are dropped but port checks are not, under their ports or as
+/// wild. A request visits the wild rules (with the rules for authenticated requests when it
+/// carries a request principal) and its principal's, namespace's, addresses', method's, path's and
+/// port's buckets, merged in evaluation order, so rules written for other callers, networks,
+/// methods, paths, ports or for JWT holders cost nothing.
 ///
 /// All lists live in the program's `ProgramCode`: a wild list is a run of rule offsets, each
 /// bucket list a run of `(id, offset)` word pairs sorted by id, offsets ascending within an id.
@@ -70,7 +70,9 @@ struct RuleGroup: Sendable {
     /// for IPv6; IPv4 and IPv6 never match each other's blocks, so their ids never meet.
     @inline(__always)
     static func addressID(_ address: IPAddress) -> Int32 {
-        address.isV4 ? Int32(truncatingIfNeeded: address.low >> 24 & 0xFF) : 256 + Int32(truncatingIfNeeded: address.high >> 48)
+        address.isV4
+            ? Int32(truncatingIfNeeded: address.low >> 24 & 0xFF)
+            : 256 + Int32(truncatingIfNeeded: address.high >> 48)
     }
 
     /// The bucket id of an address written as text, `-1` when it does not parse; for text that
