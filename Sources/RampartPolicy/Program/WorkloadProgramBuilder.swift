@@ -335,19 +335,7 @@ struct WorkloadProgramBuilder {
     /// Every `from` entry must hold a positive principals (preferred) or namespaces check whose
     /// values are all exact; a request without one of those values fails that check.
     static func identity(of rule: CompiledRule) -> (principals: [String], namespaces: [String])? {
-        guard !rule.froms.isEmpty else { return nil }
-        var principals: [String] = []
-        var namespaces: [String] = []
-        for clause in rule.froms {
-            if let values = exactValues(clause, .sourcePrincipal) {
-                principals += values
-            } else if let values = exactValues(clause, .sourceNamespace) {
-                namespaces += values
-            } else {
-                return nil
-            }
-        }
-        return (principals, namespaces)
+        fromEntries(rule, { exactValues($0, .sourcePrincipal) }, { exactValues($0, .sourceNamespace) })
     }
 
     /// The address ids (`RuleGroup.addressID`) an identity-wild rule requires of the source and
@@ -358,19 +346,27 @@ struct WorkloadProgramBuilder {
     /// ids fails that check. An entry whose blocks all failed to parse contributes no id, since it
     /// matches no address. Address checks apply on TCP too, so TCP requests use this as well.
     static func addresses(of rule: CompiledRule) -> (source: [Int32], remote: [Int32])? {
+        fromEntries(rule, { addressIDs($0, .sourceIP) }, { addressIDs($0, .remoteIP) })
+    }
+
+    /// What `preferred`, or else `other`, finds in each `from` entry of a rule, gathered per
+    /// function; `nil` when the rule has no `from` entry or some entry gives neither anything.
+    private static func fromEntries<Value>(
+        _ rule: CompiledRule, _ preferred: ([Check]) -> [Value]?, _ other: ([Check]) -> [Value]?
+    ) -> ([Value], [Value])? {
         guard !rule.froms.isEmpty else { return nil }
-        var source: [Int32] = []
-        var remote: [Int32] = []
+        var first: [Value] = []
+        var second: [Value] = []
         for clause in rule.froms {
-            if let ids = addressIDs(clause, .sourceIP) {
-                source += ids
-            } else if let ids = addressIDs(clause, .remoteIP) {
-                remote += ids
+            if let values = preferred(clause) {
+                first += values
+            } else if let values = other(clause) {
+                second += values
             } else {
                 return nil
             }
         }
-        return (source, remote)
+        return (first, second)
     }
 
     private static func addressIDs(_ clause: [Check], _ attribute: Attribute) -> [Int32]? {
