@@ -62,34 +62,33 @@ public struct BufferedResponse: Sendable {
 
 /// Header rules for forwarding.
 public enum HopByHop {
-    /// Headers that describe one connection and are never forwarded (RFC 9110 §7.6.1).
-    public static let names: Set<String> = [
+    /// Headers that describe one connection and are never forwarded (RFC 9110 §7.6.1), lowercase.
+    public static let names: [String] = [
         "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "proxy-authorization", "proxy-authenticate",
     ]
 
-    /// The same names as bytes, for a case-insensitive scan without allocating.
+    /// The same names as bytes, for a case-insensitive comparison without allocating.
     private static let nameBytes: [[UInt8]] = names.map { Array($0.utf8) }
 
     /// Removes hop-by-hop headers, including any the `connection` header lists. `te: trailers`
     /// is kept: gRPC requires it, and HTTP/2 allows exactly that value.
     ///
-    /// This runs on every request and response in each direction, so it reads the headers once and
-    /// removes only what it found.
+    /// This runs on every request and response in each direction, so it reads the headers once,
+    /// compares names as bytes, and removes only what it found.
     public static func strip(_ headers: inout HTTPHeaders) {
         var found: [String] = []
         var listed: [String] = []
         var keepsTrailers = false
-        for (name, value) in headers where isHopByHop(name) {
-            let lowered = name.lowercased()
-            if !found.contains(lowered) { found.append(lowered) }
-            switch lowered {
+        for (name, value) in headers {
+            guard let known = hopByHopName(name) else { continue }
+            if !found.contains(known) { found.append(known) }
+            switch known {
             case "connection":
-                for token in value.split(separator: ",") {
-                    let option = token.trimmingCharacters(in: .whitespaces).lowercased()
-                    if !option.isEmpty && !listed.contains(option) { listed.append(option) }
+                for option in lowercasedTokens(value) where !listed.contains(option) {
+                    listed.append(option)
                 }
             case "te":
-                keepsTrailers = keepsTrailers || value.lowercased().contains("trailers")
+                keepsTrailers = keepsTrailers || lowercasedTokens(value).contains { $0 == "trailers" || $0.hasPrefix("trailers;") }
             default:
                 break
             }
@@ -102,11 +101,54 @@ public enum HopByHop {
 
     /// Whether `name` is one of ``names``, compared as ASCII without regard to case.
     static func isHopByHop(_ name: String) -> Bool {
+        hopByHopName(name) != nil
+    }
+
+    /// The lowercase entry of ``names`` that `name` spells in any case, or nil.
+    static func hopByHopName(_ name: String) -> String? {
         var name = name
-        return name.withUTF8 { bytes in
-            nameBytes.contains { candidate in
-                candidate.count == bytes.count && zip(candidate, bytes).allSatisfy { $0 == (0x41...0x5A ~= $1 ? $1 | 0x20 : $1) }
+        return name.withUTF8 { bytes -> String? in
+            // Every name is 2, 7, 10 or 16 to 19 bytes long: most headers are ruled out here.
+            switch bytes.count {
+            case 2, 7, 10, 16...19: break
+            default: return nil
+            }
+            for (index, candidate) in nameBytes.enumerated() where candidate.count == bytes.count {
+                var same = true
+                for offset in 0..<bytes.count where candidate[offset] != asciiLowercase(bytes[offset]) {
+                    same = false
+                    break
+                }
+                if same { return names[index] }
+            }
+            return nil
+        }
+    }
+
+    /// A comma-separated header value's elements, without surrounding spaces or tabs, in ASCII
+    /// lowercase; empty elements are left out.
+    static func lowercasedTokens(_ value: String) -> [String] {
+        var tokens: [String] = []
+        var current: [UInt8] = []
+        func finish() {
+            while let last = current.last, last == UInt8(ascii: " ") || last == UInt8(ascii: "\t") { current.removeLast() }
+            if !current.isEmpty { tokens.append(String(decoding: current, as: UTF8.self)) }
+            current.removeAll(keepingCapacity: true)
+        }
+        for byte in value.utf8 {
+            if byte == UInt8(ascii: ",") {
+                finish()
+            } else if current.isEmpty && (byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t")) {
+                continue
+            } else {
+                current.append(asciiLowercase(byte))
             }
         }
+        finish()
+        return tokens
+    }
+
+    private static func asciiLowercase(_ byte: UInt8) -> UInt8 {
+        0x41...0x5A ~= byte ? byte | 0x20 : byte
     }
 }
