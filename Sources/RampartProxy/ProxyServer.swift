@@ -79,6 +79,7 @@ public struct ProxyServer: Sendable {
         )
         try await group.run()
         context.upstream.shutdown()
+        context.accessLog.flush()
     }
 }
 

@@ -132,8 +132,12 @@ struct ProxyEndToEndTests {
             #expect(restored != nil, "removing the policy never restored 200")
             #expect((restored ?? 99) <= 1.0, "removing the policy took \(restored ?? 0) s to take effect")
 
-            // The access log names the policy that denied.
-            let log = try String(contentsOfFile: mesh.b.accessLog, encoding: .utf8)
+            // The access log names the policy that denied (lines are written at least once a second).
+            var log = ""
+            try await eventually(timeout: 5, "the denied request's access-log line") {
+                log = (try? String(contentsOfFile: mesh.b.accessLog, encoding: .utf8)) ?? ""
+                return log.contains("\"response_code\":403")
+            }
             let deniedLine = log.split(separator: "\n").first { $0.contains("\"response_code\":403") }
             #expect(deniedLine?.contains("\"authz_policy\":\"demo/deny-a\"") == true, "\(log)")
             #expect(deniedLine?.contains("\"response_flags\":\"RBAC\"") == true)

@@ -172,6 +172,25 @@ struct HeaderTests {
         #expect(teOnly.isEmpty)
     }
 
+    @Test("the connection header's options are split on commas, trimmed of spaces and tabs, and matched in any case")
+    func connectionOptions() {
+        #expect(HopByHop.lowercasedTokens(" Keep-Alive ,\tX-Private\t,, upgrade") == ["keep-alive", "x-private", "upgrade"])
+        #expect(HopByHop.lowercasedTokens("") == [])
+        #expect(HopByHop.lowercasedTokens(" , ") == [])
+
+        var headers = HTTPHeaders([("Connection", "\tX-One ,x-TWO"), ("x-one", "1"), ("X-Two", "2"), ("x-three", "3"), ("TE", "gzip, Trailers")])
+        HopByHop.strip(&headers)
+        #expect(headers.map(\.name) == ["x-three", "te"])
+        #expect(headers["te"] == ["trailers"])
+
+        for name in ["Proxy-Connection", "TRAILER", "proxy-authenticate", "Upgrade"] {
+            #expect(HopByHop.isHopByHop(name), "\(name)")
+        }
+        for name in ["t", "tex", "trailers", "connection-x", "x-forwarded-proto", ""] {
+            #expect(!HopByHop.isHopByHop(name), "\(name)")
+        }
+    }
+
     @Test("x-request-id is kept when present and generated when absent")
     func requestID() {
         var headers = HTTPHeaders([("x-request-id", "abc")])
@@ -280,6 +299,121 @@ struct AccessLogTests {
             let object = try #require(try JSONSerialization.jsonObject(with: Data(AccessLog.line(record).utf8)) as? [String: Any])
             #expect(object["start_time"] as? String == expected)
         }
+    }
+}
+
+@Suite("Access log buffering")
+struct AccessLogBufferingTests {
+    private func temporaryPath() -> String {
+        FileManager.default.temporaryDirectory.appendingPathComponent("rampart-access-\(UUID().uuidString).log").path
+    }
+
+    private func record(_ path: String) -> RequestRecord {
+        var record = RequestRecord(reporter: .destination, startTime: Date(), protocolName: "HTTP/1.1")
+        record.path = path
+        record.responseCode = 200
+        return record
+    }
+
+    private func lines(_ path: String) -> [Substring] {
+        ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").split(separator: "\n")
+    }
+
+    @Test("lines wait in the buffer until flush, then arrive whole and in order, appended to what the file held")
+    func flushWritesInOrder() throws {
+        let path = temporaryPath()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try "earlier\n".write(toFile: path, atomically: false, encoding: .utf8)
+        let log = try AccessLog(path: path, flushInterval: .seconds(3600))
+        for index in 0..<3 { log.write(record("/\(index)")) }
+        #expect(lines(path) == ["earlier"])
+        log.flush()
+        let written = lines(path)
+        #expect(written.count == 4)
+        #expect(written.first == "earlier")
+        let paths = try written.dropFirst().map { line in
+            try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])["path"] as? String
+        }
+        #expect(paths == ["/0", "/1", "/2"])
+    }
+
+    @Test("a full buffer is written without waiting for the interval")
+    func fullBufferWrites() throws {
+        let path = temporaryPath()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let log = try AccessLog(path: path, flushInterval: .seconds(3600))
+        let long = "/" + String(repeating: "x", count: 1000)
+        for _ in 0..<100 { log.write(record(long)) }
+        #expect(lines(path).count >= 60, "about 64 KiB of lines should have been written")
+        log.flush()
+        #expect(lines(path).count == 100)
+    }
+
+    @Test("a quiet log's lines are written by the timer within about an interval")
+    func timerWrites() async throws {
+        let path = temporaryPath()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let log = try AccessLog(path: path, flushInterval: .milliseconds(50))
+        log.write(record("/quiet"))
+        var found = false
+        for _ in 0..<200 where !found {
+            found = lines(path).count == 1
+            if !found { try await Task.sleep(for: .milliseconds(10)) }
+        }
+        #expect(found, "the buffered line was never written")
+    }
+
+    @Test("a log file that cannot be opened is refused, naming the path")
+    func unopenable() throws {
+        #expect {
+            _ = try AccessLog(path: "/nonexistent-directory/access.log")
+        } throws: { error in
+            "\(error)".contains("/nonexistent-directory/access.log")
+        }
+        #expect(try !AccessLog(path: "off").isEnabled)
+        #expect(try !AccessLog(path: nil).isEnabled)
+    }
+}
+
+@Suite("Metric series")
+struct MetricSeriesTests {
+    private func record(code: Int, path: String, principal: String? = "cluster.local/ns/a/sa/a") -> RequestRecord {
+        var record = RequestRecord(reporter: .destination, startTime: Date(), protocolName: "HTTP/1.1")
+        record.responseCode = code
+        record.path = path
+        record.duration = Double(path.count)
+        record.sourcePrincipal = principal
+        record.destinationWorkload = "b"
+        return record
+    }
+
+    @Test("a series is made once per label set; fields outside Istio's labels do not make new ones")
+    func oneSeriesPerLabelSet() {
+        let cache = SeriesCache<ProxyMetrics.SeriesKey, Int>()
+        var made = 0
+        func series(_ record: RequestRecord) -> Int {
+            cache.get(ProxyMetrics.SeriesKey(record)) {
+                made += 1
+                return made
+            }
+        }
+        let first = series(record(code: 200, path: "/a"))
+        #expect(series(record(code: 200, path: "/b")) == first)
+        let denied = series(record(code: 403, path: "/a"))
+        #expect(denied != first)
+        let other = series(record(code: 200, path: "/a", principal: "cluster.local/ns/c/sa/c"))
+        #expect(other != first && other != denied)
+        #expect(made == 3)
+    }
+
+    @Test("records with the same key have the same labels")
+    func keyDeterminesLabels() {
+        let a = record(code: 503, path: "/x")
+        let b = record(code: 503, path: "/y")
+        #expect(ProxyMetrics.SeriesKey(a) == ProxyMetrics.SeriesKey(b))
+        #expect(ProxyMetrics.labels(a).map { "\($0.0)=\($0.1)" } == ProxyMetrics.labels(b).map { "\($0.0)=\($0.1)" })
+        #expect(ProxyMetrics.labels(a).contains { $0 == ("response_code", "503") })
+        #expect(ProxyMetrics.labels(a).contains { $0 == ("source_principal", "spiffe://cluster.local/ns/a/sa/a") })
     }
 }
 

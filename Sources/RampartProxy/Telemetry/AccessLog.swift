@@ -1,46 +1,127 @@
 import Foundation
+import NIOCore
+import NIOPosix
 import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Writes one JSON line per request or TCP connection, in the spirit of Envoy's JSON access log
 /// with Istio's fields.
+///
+/// Lines are buffered, as Envoy buffers its file access logs, and written together: when the
+/// buffer passes 64 KiB, once the oldest buffered line is a flush interval (1 s by default) old,
+/// checked on each line and by a timer four times an interval, and by ``flush()``, which the
+/// proxy calls when it shuts down. A line reaches the file at most about 1¼ intervals after its
+/// request.
 public final class AccessLog: Sendable {
-    private let handle: Mutex<FileHandle?>
+    private struct Output {
+        /// The file descriptor, or -1 when lines go nowhere.
+        var descriptor: Int32
+        /// Whether this log opened the descriptor (and closes it).
+        var owned: Bool
+        /// Lines not yet written.
+        var pending: [UInt8]
+        /// When the oldest pending line was added.
+        var oldest: NIODeadline
+    }
+
+    private static let bufferLimit = 64 * 1024
+    private let output: Mutex<Output>
+    private let enabled: Bool
+    private let flushInterval: TimeAmount
+    private let timer: Mutex<RepeatedTask?> = Mutex(nil)
 
     /// Logs to a file (appended, created with mode 0644), to standard output when `path` is `-`,
-    /// or nowhere when `path` is nil or `off`.
-    public init(path: String?) throws(ProxyError) {
-        guard let path, path != "off" else {
-            handle = Mutex(nil)
-            return
-        }
-        if path == "-" {
-            handle = Mutex(FileHandle.standardOutput)
-            return
-        }
-        if !FileManager.default.fileExists(atPath: path) {
-            guard FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o644]) else {
-                throw ProxyError(.badConfiguration, "--access-log \(path): cannot create the file; check that its directory exists and is writable")
+    /// or nowhere when `path` is nil or `off`. Buffered lines are written at least every
+    /// `flushInterval`.
+    public init(path: String?, flushInterval: TimeAmount = .seconds(1)) throws(ProxyError) {
+        self.flushInterval = flushInterval
+        var output = Output(descriptor: -1, owned: false, pending: [], oldest: .now())
+        if let path, path != "off" {
+            if path == "-" {
+                output.descriptor = STDOUT_FILENO
+            } else {
+                let descriptor = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
+                guard descriptor >= 0 else {
+                    let reason = String(cString: strerror(errno))
+                    throw ProxyError(.badConfiguration, "--access-log \(path): cannot open the file for appending (\(reason)); check that its directory exists and is writable")
+                }
+                output.descriptor = descriptor
+                output.owned = true
             }
+            output.pending.reserveCapacity(Self.bufferLimit + 2048)
         }
-        guard let file = FileHandle(forWritingAtPath: path) else {
-            throw ProxyError(.badConfiguration, "--access-log \(path): cannot open the file for writing")
+        self.output = Mutex(output)
+        enabled = output.descriptor >= 0
+        guard enabled else { return }
+        let period = max(TimeAmount.nanoseconds(flushInterval.nanoseconds / 4), .milliseconds(10))
+        let task = MultiThreadedEventLoopGroup.singleton.any().scheduleRepeatedTask(initialDelay: period, delay: period) { [weak self] _ in
+            self?.flushIfDue()
         }
-        file.seekToEndOfFile()
-        handle = Mutex(file)
+        timer.withLock { $0 = task }
+    }
+
+    deinit {
+        timer.withLock { $0?.cancel() }
+        output.withLock { output in
+            Self.drain(&output)
+            if output.owned { close(output.descriptor) }
+        }
     }
 
     /// Whether lines are written anywhere.
-    public var isEnabled: Bool { handle.withLock { $0 != nil } }
+    public var isEnabled: Bool { enabled }
 
-    /// Writes the record's line.
+    /// Adds the record's line, and writes the buffer when it is full or an interval old.
     public func write(_ record: RequestRecord) {
-        guard isEnabled else { return }
-        var bytes = Self.lineBytes(record)
-        bytes.append(UInt8(ascii: "\n"))
-        let data = Data(bytes)
-        handle.withLock { file in
-            file?.write(data)
+        guard enabled else { return }
+        var line = Self.lineBytes(record)
+        line.append(UInt8(ascii: "\n"))
+        let now = NIODeadline.now()
+        let interval = flushInterval
+        output.withLock { output in
+            if output.pending.isEmpty { output.oldest = now }
+            output.pending.append(contentsOf: line)
+            if output.pending.count >= Self.bufferLimit || now - output.oldest >= interval {
+                Self.drain(&output)
+            }
         }
+    }
+
+    /// Writes every buffered line now.
+    public func flush() {
+        output.withLock { output in Self.drain(&output) }
+    }
+
+    private func flushIfDue() {
+        let now = NIODeadline.now()
+        let interval = flushInterval
+        output.withLock { output in
+            if !output.pending.isEmpty && now - output.oldest >= interval { Self.drain(&output) }
+        }
+    }
+
+    /// Writes the pending bytes whole (retrying short writes and interruptions); a failing
+    /// descriptor drops them rather than growing the buffer without bound.
+    private static func drain(_ output: inout Output) {
+        guard output.descriptor >= 0, !output.pending.isEmpty else { return }
+        let descriptor = output.descriptor
+        output.pending.withUnsafeBytes { bytes in
+            var offset = 0
+            while offset < bytes.count {
+                let written = Glibc.write(descriptor, bytes.baseAddress! + offset, bytes.count - offset)
+                if written > 0 {
+                    offset += written
+                } else if written < 0 && errno == EINTR {
+                    continue
+                } else {
+                    return
+                }
+            }
+        }
+        output.pending.removeAll(keepingCapacity: true)
     }
 
     /// The JSON line for a record, its keys in a fixed order, absent values as null.
@@ -96,17 +177,17 @@ struct JSONLine {
         bytes.append(UInt8(ascii: "{"))
     }
 
-    mutating func field(_ name: String, _ value: String?) {
+    mutating func field(_ name: StaticString, _ value: String?) {
         key(name)
         if let value { string(value) } else { literal("null") }
     }
 
-    mutating func field(_ name: String, _ value: Int?) {
+    mutating func field(_ name: StaticString, _ value: Int?) {
         key(name)
         literal(value.map(String.init) ?? "null")
     }
 
-    mutating func field(_ name: String, _ values: [String]) {
+    mutating func field(_ name: StaticString, _ values: [String]) {
         key(name)
         bytes.append(UInt8(ascii: "["))
         for (index, value) in values.enumerated() {
@@ -117,7 +198,7 @@ struct JSONLine {
     }
 
     /// A time as RFC 3339 in UTC with milliseconds, e.g. `"2027-01-15T08:00:00.250Z"`.
-    mutating func timestampField(_ name: String, _ date: Date) {
+    mutating func timestampField(_ name: StaticString, _ date: Date) {
         key(name)
         // Whole microseconds first, so that a binary fraction just below a millisecond boundary
         // (.001 stored as .000999…) keeps that millisecond; then milliseconds, truncated. Every
@@ -152,10 +233,13 @@ struct JSONLine {
         return bytes
     }
 
-    private mutating func key(_ name: String) {
+    /// A key: the names are this file's own literals, which need no escapes.
+    private mutating func key(_ name: StaticString) {
         if !first { bytes.append(UInt8(ascii: ",")) }
         first = false
-        string(name)
+        bytes.append(UInt8(ascii: "\""))
+        name.withUTF8Buffer { bytes.append(contentsOf: $0) }
+        bytes.append(UInt8(ascii: "\""))
         bytes.append(UInt8(ascii: ":"))
     }
 
@@ -180,8 +264,13 @@ struct JSONLine {
     private mutating func string(_ value: String) {
         bytes.append(UInt8(ascii: "\""))
         // Most values need no escape: copy them whole.
-        if !value.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
-            bytes.append(contentsOf: value.utf8)
+        var value = value
+        let plain = value.withUTF8 { utf8 in
+            for byte in utf8 where byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") { return false }
+            bytes.append(contentsOf: utf8)
+            return true
+        }
+        if plain {
             bytes.append(UInt8(ascii: "\""))
             return
         }

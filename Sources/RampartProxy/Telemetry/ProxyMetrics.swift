@@ -22,16 +22,47 @@ public struct ProxyMetrics: Sendable {
         let responseBytes: Recorder
     }
 
-    private let series = SeriesCache<RequestSeries>()
+    private let series = SeriesCache<SeriesKey, RequestSeries>()
+
+    /// The fields of a record that Istio's labels are made of, compared and hashed as they are:
+    /// a request whose label set was seen before finds its series without building the labels.
+    struct SeriesKey: Hashable, Sendable {
+        let reporter: RequestRecord.Reporter
+        let sourceWorkload, sourceNamespace, sourcePrincipal, sourceApp, sourceVersion: String?
+        let destinationWorkload, destinationNamespace, destinationPrincipal, destinationApp, destinationVersion: String?
+        let destinationService, destinationServiceName, destinationServiceNamespace: String?
+        let responseFlags, connectionSecurityPolicy: String
+        let responseCode: Int
+
+        init(_ record: RequestRecord) {
+            reporter = record.reporter
+            sourceWorkload = record.sourceWorkload
+            sourceNamespace = record.sourceNamespace
+            sourcePrincipal = record.sourcePrincipal
+            sourceApp = record.sourceApp
+            sourceVersion = record.sourceVersion
+            destinationWorkload = record.destinationWorkload
+            destinationNamespace = record.destinationNamespace
+            destinationPrincipal = record.destinationPrincipal
+            destinationApp = record.destinationApp
+            destinationVersion = record.destinationVersion
+            destinationService = record.destinationService
+            destinationServiceName = record.destinationServiceName
+            destinationServiceNamespace = record.destinationServiceNamespace
+            responseFlags = record.responseFlags
+            connectionSecurityPolicy = record.connectionSecurityPolicy
+            responseCode = record.responseCode
+        }
+    }
 
     /// Creates the recorder.
     public init() {}
 
     /// Records a finished HTTP request.
     public func recordRequest(_ record: RequestRecord) {
-        let labels = Self.labels(record)
-        let metrics = series.get(labels) {
-            RequestSeries(
+        let metrics = series.get(SeriesKey(record)) {
+            let labels = Self.labels(record)
+            return RequestSeries(
                 requests: Counter(label: "istio_requests_total", dimensions: labels),
                 duration: Recorder(label: "istio_request_duration_milliseconds", dimensions: labels, aggregate: true),
                 requestBytes: Recorder(label: "istio_request_bytes", dimensions: labels, aggregate: true),
@@ -95,16 +126,11 @@ public struct ProxyMetrics: Sendable {
 }
 
 /// Metric objects by label set, so each label set is registered with the backend once.
-final class SeriesCache<Series: Sendable>: Sendable {
-    private let entries = Mutex<[String: Series]>([:])
+final class SeriesCache<Key: Hashable & Sendable, Series: Sendable>: Sendable {
+    private let entries = Mutex<[Key: Series]>([:])
 
-    /// The series for `labels`, made by `make` the first time.
-    func get(_ labels: [(String, String)], make: () -> Series) -> Series {
-        var key = ""
-        for (_, value) in labels {
-            key += value
-            key += "\u{1F}"
-        }
+    /// The series for `key`, made by `make` the first time.
+    func get(_ key: Key, make: () -> Series) -> Series {
         if let found = entries.withLock({ $0[key] }) { return found }
         let made = make()
         return entries.withLock { entries in
