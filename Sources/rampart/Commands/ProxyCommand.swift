@@ -53,7 +53,7 @@ struct Proxy: AsyncParsableCommand {
     @Option(help: ArgumentHelp("The admin listener: /stats/prometheus, /healthz/ready, /config_dump.", valueName: "host:port"))
     var admin: String = "127.0.0.1:15020"
 
-    @Option(help: ArgumentHelp("Where to write one JSON line per request: a file, - for standard output, or off.", valueName: "path"))
+    @Option(help: ArgumentHelp("Where to write one JSON line per request: a file, - for standard output, or off. Lines are written at least once a second.", valueName: "path"))
     var accessLog: String = "-"
 
     @Option(help: "The application's HTTP version: auto (HTTP/2 for gRPC, HTTP/1.1 otherwise), http or http2.")
