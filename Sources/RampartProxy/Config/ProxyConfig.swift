@@ -4,9 +4,12 @@ import RampartPolicy
 
 /// One config snapshot from the control plane, compiled for this proxy's workload.
 ///
-/// Immutable: a new snapshot replaces the whole value, and a request decided with one value is
+/// Immutable: a new snapshot replaces the whole config, and a request decided with one config is
 /// decided entirely by it.
-public struct ProxyConfig: Sendable {
+///
+/// A class: every connection and request reads the config in force, and a copy of a reference
+/// costs one retain where a copy of this many fields cost one each.
+public final class ProxyConfig: Sendable {
     /// The snapshot's name, which the proxy's ACK repeats.
     public let nonce: String
     /// The control plane's config version.
@@ -25,6 +28,21 @@ public struct ProxyConfig: Sendable {
     public let resourceCounts: [String: Int]
     /// When the proxy applied it.
     public let appliedAt: Date
+
+    init(
+        nonce: String, configVersion: Int64, snapshot: PolicySnapshot, policies: WorkloadPolicies, jwtProviders: [JWTProvider],
+        registry: ServiceRegistry, revoked: RevocationList, resourceCounts: [String: Int], appliedAt: Date
+    ) {
+        self.nonce = nonce
+        self.configVersion = configVersion
+        self.snapshot = snapshot
+        self.policies = policies
+        self.jwtProviders = jwtProviders
+        self.registry = registry
+        self.revoked = revoked
+        self.resourceCounts = resourceCounts
+        self.appliedAt = appliedAt
+    }
 
     /// Compiles a snapshot; throws (and the proxy NACKs) when any resource does not load or validate.
     public static func compile(_ message: Rampart_Config_V1_Snapshot, workload: WorkloadInfo, now: Date = Date()) throws(ProxyError) -> ProxyConfig {

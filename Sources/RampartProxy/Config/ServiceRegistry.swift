@@ -28,6 +28,9 @@ public struct MeshService: Sendable, Hashable {
     public let port: Int
     /// Its instances.
     public let endpoints: [ServiceEndpoint]
+    /// The identities the service's instances may present, collected once: every outbound
+    /// request to the service checks its server against them.
+    public let expectedIdentities: Set<String>
 
     /// Creates a service.
     public init(name: String, namespace: String, port: Int, endpoints: [ServiceEndpoint]) {
@@ -35,13 +38,11 @@ public struct MeshService: Sendable, Hashable {
         self.namespace = namespace
         self.port = port
         self.endpoints = endpoints
+        self.expectedIdentities = Set(endpoints.map(\.spiffeID))
     }
 
     /// The fully qualified name, `name.namespace.svc.<domain>`.
     public func hostname(domain: String) -> String { "\(name).\(namespace).svc.\(domain)" }
-
-    /// The identities the service's instances may present.
-    public var expectedIdentities: Set<String> { Set(endpoints.map(\.spiffeID)) }
 }
 
 /// What the registry knows about one workload, found from the identity it presented.

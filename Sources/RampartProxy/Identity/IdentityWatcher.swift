@@ -7,13 +7,21 @@ import ServiceLifecycle
 import Synchronization
 
 /// The proxy's current identity and its TLS contexts.
-public struct CurrentIdentity: Sendable {
+///
+/// A class: requests read it for the proxy's own SPIFFE ID, and a reference is copied with one retain.
+public final class CurrentIdentity: Sendable {
     /// The identity.
     public let identity: ProxyIdentity
     /// Its TLS contexts.
     public let contexts: TLSContexts
     /// Increases with every rotation, so pools can tell old connections from new ones.
     public let generation: Int
+
+    init(identity: ProxyIdentity, contexts: TLSContexts, generation: Int) {
+        self.identity = identity
+        self.contexts = contexts
+        self.generation = generation
+    }
 }
 
 /// Follows the node agent and swaps in each rotated identity.

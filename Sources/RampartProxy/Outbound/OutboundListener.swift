@@ -35,16 +35,19 @@ public final class OutboundListener: Service, Sendable {
             handle: { connection in
                 switch connection {
                 case .http1(let channel, let remote):
+                    // The client's address is spelled once per connection.
+                    let source = OutboundHTTP.describe(remote)
                     do {
                         try await HTTPServing.serve(channel, maxBodyBytes: context.maxBodyBytes) { request in
-                            await OutboundHTTP(context: context, balancer: balancer).handle(request, remote: remote)
+                            await OutboundHTTP(context: context, balancer: balancer).handle(request, source: source)
                         }
                     } catch {
                         context.logger.debug("outbound connection ended", metadata: ["error": "\(error)"])
                     }
                 case .http2(let streams, let channel, let remote):
+                    let source = OutboundHTTP.describe(remote)
                     await Listening.serveStreams(streams, connection: channel, maxBodyBytes: context.maxBodyBytes, logger: context.logger) { request in
-                        await OutboundHTTP(context: context, balancer: balancer).handle(request, remote: remote)
+                        await OutboundHTTP(context: context, balancer: balancer).handle(request, source: source)
                     }
                 }
             }
@@ -84,10 +87,16 @@ struct OutboundHTTP: Sendable {
     let context: ProxyContext
     let balancer: RoundRobin
 
-    func handle(_ request: BufferedRequest, remote: SocketAddress?) async -> BufferedResponse {
+    /// `host:port` of a client, as the access log shows it.
+    static func describe(_ remote: SocketAddress?) -> String? {
+        remote.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" }
+    }
+
+    /// Routes one request from the application at `source`.
+    func handle(_ request: BufferedRequest, source: String?) async -> BufferedResponse {
         let start = Date()
         var record = RequestRecord(reporter: .source, startTime: start, protocolName: request.protocolName)
-        let response = await route(request, remote: remote, record: &record)
+        let response = await route(request, source: source, record: &record)
         record.responseCode = Int(response.head.status.code)
         record.bytesSent = response.body.readableBytes
         record.duration = Date().timeIntervalSince(start)
@@ -96,12 +105,12 @@ struct OutboundHTTP: Sendable {
         return response
     }
 
-    private func route(_ request: BufferedRequest, remote: SocketAddress?, record: inout RequestRecord) async -> BufferedResponse {
+    private func route(_ request: BufferedRequest, source: String?, record: inout RequestRecord) async -> BufferedResponse {
         var head = request.head
         record.method = head.method.rawValue
         record.userAgent = head.headers.first(name: "user-agent")
         record.bytesReceived = request.body.readableBytes
-        record.sourceAddress = remote.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" }
+        record.sourceAddress = source
         let own = context.identity.current?.identity
         record.sourcePrincipal = own?.spiffeIDString
         record.sourceWorkload = context.workload.name
