@@ -66,6 +66,47 @@ struct PolicyCommandTests {
         #expect(steps.contains { $0["policy"] as? String == "istio-system/deny-admin" })
     }
 
+    @Test("authz check gets each JWKS as a proxy would: a valid token is refused (401) when its issuer's keys cannot be had")
+    func checkFetchesKeys() throws {
+        let dir = try Paths.temporaryDirectory("authz-jwks")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let request = "\(dir)/request.yaml"
+        try """
+            protocol: HTTP
+            source: {principal: cluster.local/ns/shop/sa/web, namespace: shop}
+            destination: {namespace: shop, labels: {app: cart}, port: 8080}
+            method: GET
+            host: cart
+            path: /
+            jwt: {present: true, valid: true, claims: {iss: issuer-1, sub: alice}, request_principal: issuer-1/alice}
+            """.write(toFile: request, atomically: true, encoding: .utf8)
+        func decision(jwksURI: String, timeout: String? = nil) throws -> (String?, Int?) {
+            let policy = "\(dir)/policy.yaml"
+            try """
+                apiVersion: security.istio.io/v1
+                kind: RequestAuthentication
+                metadata: {name: jwt, namespace: shop}
+                spec:
+                  selector: {matchLabels: {app: cart}}
+                  jwtRules:
+                  - issuer: issuer-1
+                    jwksUri: "\(jwksURI)"
+                \(timeout.map { "    timeout: \($0)" } ?? "")
+                """.write(toFile: policy, atomically: true, encoding: .utf8)
+            let result = try rampart("authz", "check", "--policies", policy, "--request", request, "--json")
+            #expect(result.succeeded, "\(result.stderr)")
+            let object = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
+            return (object?["decision"] as? String, object?["status"] as? Int)
+        }
+        // Nothing listens on port 1 of loopback: the keys never arrive.
+        #expect(try decision(jwksURI: "http://127.0.0.1:1/jwks.json", timeout: "1s") == ("deny", 401))
+        // The corpus's test JWT server, answering after its delay: too late for 10 ms, in time for 2 s.
+        #expect(try decision(jwksURI: "<JWKS server>?delay=500ms", timeout: "10ms") == ("deny", 401))
+        #expect(try decision(jwksURI: "<JWKS server>?delay=500ms", timeout: "2s") == ("allow", 200))
+        // Istio's published sample JWKS, answered from its public key without a network.
+        #expect(try decision(jwksURI: "https://raw.githubusercontent.com/istio/istio/master/security/tools/jwt/samples/jwks.json") == ("allow", 200))
+    }
+
     @Test("authz check refuses a malformed request with the field at fault and a non-zero exit")
     func checkBadRequest() throws {
         let dir = try Paths.temporaryDirectory("authz-bad")

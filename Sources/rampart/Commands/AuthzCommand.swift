@@ -42,7 +42,7 @@ struct AuthzCheck: AsyncParsableCommand {
     @Option(help: "The mesh's root namespace, whose policies apply mesh-wide.")
     var rootNamespace: String = "istio-system"
 
-    @Option(help: ArgumentHelp("A YAML file stating JWKS fetch outcomes for offline checks: {unreachable: [uri], latency_ms: {uri: ms}}.", valueName: "file"))
+    @Option(help: ArgumentHelp("A YAML file stating JWKS fetch outcomes instead of fetching: {unreachable: [uri], latency_ms: {uri: ms}}.", valueName: "file"))
     var jwksEnv: String?
 
     func validate() throws {
@@ -56,13 +56,22 @@ struct AuthzCheck: AsyncParsableCommand {
             FileHandle.standardError.write(Data((PolicyEngine.renderHuman(errors) + "\n").utf8))
             throw ValidationError("the policies could not be read (\(errors.count) error\(errors.count == 1 ? "" : "s") above); fix them, then check again")
         }
-        var environment = JWKSEnvironment()
+        // Keys come as a proxy would get them: each JWKS URI is fetched (see JWKSProbe), unless
+        // an environment file states the outcomes.
+        let fetcher = PublishedJWKSFetcher()
+        let environment: JWKSEnvironment
         if let jwksEnv {
             do {
                 environment = JWKSEnvironment.from(try PlainYAML.parse(file: jwksEnv))
             } catch {
                 throw ValidationError("--jwks-env \(jwksEnv): \(error)")
             }
+        } else {
+            let rules = loaded.resources.flatMap { resource -> [JWTRule] in
+                if case .requestAuthentication(let authentication) = resource { return authentication.jwtRules }
+                return []
+            }
+            environment = await JWKSProbe.environment(rules: rules, fetcher: fetcher)
         }
         let engine = PolicyEngine(loaded: loaded, options: SnapshotOptions(rootNamespace: rootNamespace, jwks: environment))
         let parsed: AuthzRequest
@@ -71,7 +80,7 @@ struct AuthzCheck: AsyncParsableCommand {
         } catch {
             throw ValidationError("request \(request): \(error)")
         }
-        let authn = await Self.authenticate(parsed, snapshot: engine.snapshot, environment: environment)
+        let authn = await Self.authenticate(parsed, snapshot: engine.snapshot, environment: environment, fetcher: fetcher)
         let checked = authn.map { parsed.with(jwt: $0.outcome) } ?? parsed
         let result = Self.render(checked, authn: authn, snapshot: engine.snapshot, explain: explain)
         if json {
@@ -84,11 +93,11 @@ struct AuthzCheck: AsyncParsableCommand {
     /// Verifies a real token when the request has no abstract `jwt:` block (which has precedence)
     /// and carries one in a location the workload's RequestAuthentication reads; `nil` otherwise.
     static func authenticate(
-        _ request: AuthzRequest, snapshot: PolicySnapshot, environment: JWKSEnvironment
+        _ request: AuthzRequest, snapshot: PolicySnapshot, environment: JWKSEnvironment, fetcher: any HTTPFetcher = AsyncHTTPClientFetcher()
     ) async -> RequestAuthnResult? {
         guard request.jwt == nil else { return nil }
         let providers = snapshot.jwtProviders(namespace: request.destination.namespace, labels: request.destination.labels)
-        let authenticator = RequestAuthenticator(fetcher: JWKSEnvironmentFetcher(environment: environment))
+        let authenticator = RequestAuthenticator(fetcher: JWKSEnvironmentFetcher(environment: environment, base: fetcher))
         let result = await authenticator.authenticate(request, providers: providers)
         return result.tokenPresent ? result : nil
     }

@@ -1,0 +1,126 @@
+import Foundation
+import RampartPolicy
+
+/// Works out, for a check made without a proxy (`rampart authz check`), whether each JWKS URI
+/// the RequestAuthentications name would give a proxy its keys, and how soon.
+///
+/// A proxy whose keys for an issuer never arrive refuses that issuer's tokens (401), even ones
+/// that are correctly signed, and so does a check of an abstract token (`jwt: {valid: true}`)
+/// whose provider's keys cannot be had:
+/// - an `http`/`https` URI is fetched once, within the longest `timeout` any rule gives it; one
+///   that does not answer 200 with a JWKS document is unreachable, and one that answers late is
+///   reachable only for rules whose timeout it met;
+/// - `<JWKS server>`, the conformance corpus's name for Istio's test JWT server, is reachable, and
+///   `<JWKS server>?delay=500ms` answers after the delay, as that server does;
+/// - inline `jwks` need no fetch; OIDC discovery (neither field) is left to the token check.
+public enum JWKSProbe {
+    /// The corpus's placeholder for Istio's test JWT server (tests/common/jwt/jwks.json).
+    public static let testServer = "<JWKS server>"
+
+    /// The states of the URIs `rules` fetch their keys from.
+    public static func environment(rules: [JWTRule], fetcher: any HTTPFetcher) async -> JWKSEnvironment {
+        var timeouts: [String: Double] = [:]
+        var order: [String] = []
+        for rule in rules where rule.jwks.isEmpty && !rule.jwksURI.isEmpty {
+            let timeout = rule.timeoutMilliseconds ?? JWTProvider.defaultTimeoutMilliseconds
+            if timeouts[rule.jwksURI] == nil { order.append(rule.jwksURI) }
+            timeouts[rule.jwksURI] = max(timeouts[rule.jwksURI] ?? 0, timeout)
+        }
+        var states: [String: JWKSEnvironment.State] = [:]
+        for uri in order {
+            if uri.hasPrefix(testServer) {
+                if let delay = testServerDelay(uri) { states[uri] = .latency(delay) }
+                continue
+            }
+            let start = ContinuousClock.now
+            do {
+                let body = try await fetcher.get(uri, timeout: .milliseconds(timeouts[uri] ?? JWTProvider.defaultTimeoutMilliseconds))
+                let elapsed = ContinuousClock.now - start
+                states[uri] = isJWKS(body) ? .latency(milliseconds(elapsed)) : .unreachable
+            } catch {
+                states[uri] = .unreachable
+            }
+        }
+        return JWKSEnvironment(states: states)
+    }
+
+    /// The `delay` query parameter of a test-server URI, in milliseconds, written as a Go duration
+    /// (`500ms`, `1s`, `1m30s`); nil when there is none or it does not parse.
+    public static func testServerDelay(_ uri: String) -> Double? {
+        guard let query = uri.split(separator: "?", maxSplits: 1).dropFirst().first else { return nil }
+        for item in query.split(separator: "&") {
+            let pair = item.split(separator: "=", maxSplits: 1)
+            if pair.count == 2 && pair[0] == "delay" { return goDuration(String(pair[1])) }
+        }
+        return nil
+    }
+
+    /// A Go duration (a sequence of decimal numbers, each with a unit of ns, us, µs, ms, s, m or h)
+    /// in milliseconds.
+    static func goDuration(_ text: String) -> Double? {
+        let units: [(String, Double)] = [("ns", 1e-6), ("us", 1e-3), ("µs", 1e-3), ("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000)]
+        var rest = Substring(text)
+        var total = 0.0
+        guard !rest.isEmpty else { return nil }
+        while !rest.isEmpty {
+            let number = rest.prefix { $0.isNumber || $0 == "." }
+            guard !number.isEmpty, let value = Double(number) else { return nil }
+            rest = rest.dropFirst(number.count)
+            // The longest unit that matches ("ms" before "m").
+            guard let (unit, scale) = units.filter({ rest.hasPrefix($0.0) }).max(by: { $0.0.count < $1.0.count }) else { return nil }
+            rest = rest.dropFirst(unit.count)
+            total += value * scale
+        }
+        return total
+    }
+
+    /// Whether `body` is a JSON object with a `keys` array.
+    static func isJWKS(_ body: String) -> Bool {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any] else { return false }
+        return object["keys"] is [Any]
+    }
+
+    private static func milliseconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) * 1000 + Double(duration.components.attoseconds) / 1e15
+    }
+}
+
+/// A fetcher for checks made without a proxy: it answers for the JWKS document Istio publishes
+/// for its documentation's examples from a copy of its public key, and fetches everything else
+/// with `base`.
+///
+/// Istio's tasks point `jwksUri` at
+/// `https://raw.githubusercontent.com/istio/istio/<branch>/security/tools/jwt/samples/jwks.json`
+/// and sign their demo tokens with its key, so those examples check the same with or without a
+/// network.
+public struct PublishedJWKSFetcher: HTTPFetcher {
+    /// The fetcher tried first.
+    public let base: any HTTPFetcher
+
+    /// Creates a fetcher over `base`.
+    public init(base: any HTTPFetcher = AsyncHTTPClientFetcher()) {
+        self.base = base
+    }
+
+    /// Istio's sample JWKS (security/tools/jwt/samples/jwks.json): one RSA key.
+    static let istioSampleJWKS = """
+        {"keys":[{"e":"AQAB","kid":"DHFbpoIUqrY8t2zpA2qXfCmr5VO5ZEr4RzHU_-envvQ","kty":"RSA",\
+        "n":"xAE7eB6qugXyCAG3yhh7pkDkT65pHymX-P7KfIupjf59vsdo91bSP9C8H07pSAGQO1MV_xFj9VswgsCg4R6otmg5PV2He95lZdHtOcU5DXIg_pbhLdKXbi66GlVeK6ABZOUW3WYtnNHD-91gVuoeJT_DwtGGcp4ignkgXfkiEm4sw-4sfb4qdt5oLbyVpmW6x9cfa7vs2WTfURiCrBoUqgBo_-4WTiULmmHSGZHOjzwa8WtrtOQGsAFjIbno85jp6MnGGGZPYZbDAa_b3y5u-YpW7ypZrvD8BgtKVjgtQgZhLAGezMt0ua3DRrWnKqTZ0BJ_EyxOGuHJrLsn00fnMQ"}]}
+        """
+
+    /// The published document at `url`, if it is one.
+    static func published(_ url: String) -> String? {
+        let prefix = "https://raw.githubusercontent.com/istio/istio/"
+        let suffix = "/security/tools/jwt/samples/jwks.json"
+        guard url.hasPrefix(prefix), url.hasSuffix(suffix), url.count > prefix.count + suffix.count else { return nil }
+        let branch = url.dropFirst(prefix.count).dropLast(suffix.count)
+        guard !branch.contains("/") || branch.hasPrefix("refs/heads/") else { return nil }
+        return istioSampleJWKS
+    }
+
+    /// The published copy for Istio's sample URI, or the document from `base`.
+    public func get(_ url: String, timeout: Duration) async throws(AuthnError) -> String {
+        if let document = Self.published(url) { return document }
+        return try await base.get(url, timeout: timeout)
+    }
+}

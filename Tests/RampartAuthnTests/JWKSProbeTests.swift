@@ -1,0 +1,99 @@
+import Foundation
+import RampartAuthn
+import RampartPolicy
+import Testing
+
+@Suite("JWKS probe for checks without a proxy")
+struct JWKSProbeTests {
+    static let jwks = #"{"keys":[{"kty":"EC","crv":"P-256","kid":"k1","x":"AAAA","y":"AAAA"}]}"#
+
+    private func rule(_ uri: String, jwks: String = "", timeout: Double? = nil) -> JWTRule {
+        JWTRule(issuer: "https://issuer.example.com", jwksURI: uri, jwks: jwks, timeoutMilliseconds: timeout)
+    }
+
+    @Test("a URI that answers a JWKS is reachable; one that fails, or answers something else, is not")
+    func fetchedOutcomes() async {
+        let fetcher = ScriptedFetcher()
+        fetcher.serve("https://keys.example.com/good", Self.jwks)
+        fetcher.serve("https://keys.example.com/html", "<html>not keys</html>")
+        fetcher.fail("https://keys.example.com/down")
+        let environment = await JWKSProbe.environment(
+            rules: [
+                rule("https://keys.example.com/good"), rule("https://keys.example.com/html"), rule("https://keys.example.com/down"),
+                rule("https://keys.example.com/missing"),
+            ],
+            fetcher: fetcher)
+        #expect(environment.reachable("https://keys.example.com/good", within: 5000))
+        #expect(!environment.reachable("https://keys.example.com/html", within: 5000))
+        #expect(!environment.reachable("https://keys.example.com/down", within: 5000))
+        #expect(!environment.reachable("https://keys.example.com/missing", within: 5000))
+    }
+
+    @Test("each URI is fetched once, inline keys and discovery are not fetched")
+    func fetchesOnce() async {
+        let fetcher = ScriptedFetcher()
+        fetcher.serve("https://keys.example.com/a", Self.jwks)
+        let environment = await JWKSProbe.environment(
+            rules: [
+                rule("https://keys.example.com/a", timeout: 10), rule("https://keys.example.com/a", timeout: 2000),
+                rule("https://keys.example.com/inline", jwks: Self.jwks), rule(""),
+            ],
+            fetcher: fetcher)
+        #expect(fetcher.calls("https://keys.example.com/a") == 1)
+        #expect(fetcher.calls("https://keys.example.com/inline") == 0)
+        #expect(environment.states["https://keys.example.com/inline"] == nil)
+        #expect(environment.states[""] == nil)
+    }
+
+    @Test("the test JWT server placeholder is reachable, after its delay when it names one")
+    func testServerDelay() async {
+        let environment = await JWKSProbe.environment(
+            rules: [rule("<JWKS server>"), rule("<JWKS server>?delay=500ms", timeout: 10)], fetcher: ScriptedFetcher())
+        #expect(environment.reachable("<JWKS server>", within: 10))
+        #expect(!environment.reachable("<JWKS server>?delay=500ms", within: 10))
+        #expect(environment.reachable("<JWKS server>?delay=500ms", within: 1000))
+        #expect(JWKSProbe.testServerDelay("<JWKS server>?a=1&delay=1m30s") == 90_000)
+        #expect(JWKSProbe.testServerDelay("<JWKS server>?delay=250us") == 0.25)
+        #expect(JWKSProbe.testServerDelay("<JWKS server>?delay=1.5s") == 1500)
+        #expect(JWKSProbe.testServerDelay("<JWKS server>?delay=soon") == nil)
+        #expect(JWKSProbe.testServerDelay("<JWKS server>?delay=") == nil)
+        #expect(JWKSProbe.testServerDelay("<JWKS server>") == nil)
+    }
+
+    @Test("a real server on loopback: a served JWKS is reachable, a 404 and a closed port are not")
+    func loopbackServer() async throws {
+        let server = try LocalHTTPServer()
+        defer { server.stop() }
+        try server.serve(Self.jwks, at: "jwks.json")
+        // A port that was just free: nothing listens there.
+        let closed = "http://127.0.0.1:\(server.port == 65535 ? 1 : server.port + 1)/jwks.json"
+        let environment = await JWKSProbe.environment(
+            rules: [rule(server.url("jwks.json")), rule(server.url("missing.json")), rule(closed, timeout: 2000)],
+            fetcher: AsyncHTTPClientFetcher())
+        #expect(environment.reachable(server.url("jwks.json"), within: 5000))
+        #expect(!environment.reachable(server.url("missing.json"), within: 5000))
+        #expect(!environment.reachable(closed, within: 5000))
+    }
+
+    @Test("Istio's published sample JWKS is answered from its public key, on any branch; other URIs are fetched")
+    func publishedSample() async throws {
+        let base = ScriptedFetcher()
+        let fetcher = PublishedJWKSFetcher(base: base)
+        for branch in ["master", "release-1.24"] {
+            let body = try await fetcher.get(
+                "https://raw.githubusercontent.com/istio/istio/\(branch)/security/tools/jwt/samples/jwks.json", timeout: .seconds(1))
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any])
+            let keys = try #require(object["keys"] as? [[String: Any]])
+            #expect(keys.first?["kid"] as? String == "DHFbpoIUqrY8t2zpA2qXfCmr5VO5ZEr4RzHU_-envvQ")
+        }
+        #expect(base.calls("https://raw.githubusercontent.com/istio/istio/master/security/tools/jwt/samples/jwks.json") == 0)
+        for other in [
+            "https://raw.githubusercontent.com/istio/istio/master/tests/common/jwt/jwks-not-exist.json",
+            "https://raw.githubusercontent.com/other/istio/master/security/tools/jwt/samples/jwks.json",
+            "https://raw.githubusercontent.com/istio/istio/a/b/security/tools/jwt/samples/jwks.json",
+        ] {
+            await #expect(throws: AuthnError.self) { _ = try await fetcher.get(other, timeout: .seconds(1)) }
+            #expect(base.calls(other) == 1)
+        }
+    }
+}
