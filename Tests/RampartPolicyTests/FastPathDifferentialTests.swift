@@ -80,4 +80,65 @@ struct FastPathDifferentialTests {
         }
         #expect(failures.isEmpty, "\(failures)")
     }
+
+    @Test("a workload whose policies read no header decides alike without the request's headers")
+    func headersOnlyWhenRead() throws {
+        // The corpus: its cases carry headers, and many of their workloads have no header condition.
+        let corpus = try Corpus.object("authz-cases.yaml")
+        let sets = try #require(corpus["policy_sets"] as? [String: String])
+        let cases = try #require(corpus["cases"] as? [[String: Any]])
+        let environment = JWKSEnvironment.from(try PlainYAML.parse(Corpus.text("jwks-environment.yaml")))
+        var reading = 0
+        var notReading = 0
+        var disagreements: [String] = []
+        for item in cases {
+            let names = item["policy_set"] as? [String] ?? []
+            let yaml = names.compactMap { sets[$0] }.joined(separator: "\n---\n")
+            let snapshot = PolicyEngine(yaml: yaml, options: SnapshotOptions(jwks: environment)).snapshot
+            let request = try AuthzRequest(object: item["request"])
+            let workload = snapshot.workload(namespace: request.destination.namespace, labels: request.destination.labels)
+            guard !workload.readsHeaders else {
+                reading += 1
+                continue
+            }
+            if !request.headers.isEmpty { notReading += 1 }
+            let bare = AuthzRequest(
+                transport: request.transport, source: request.source, destination: request.destination, method: request.method,
+                host: request.host, path: request.path, headers: [:], extAuthz: request.extAuthz, sni: request.sni, jwt: request.jwt)
+            if workload.evaluate(bare) != workload.evaluate(request) { disagreements.append(item["id"] as? String ?? "?") }
+        }
+        #expect(reading > 0 && notReading > 0, "the corpus should have cases of both kinds: \(reading) read headers, \(notReading) with headers do not")
+        #expect(disagreements.isEmpty, "\(disagreements.count) disagreements, first: \(disagreements.first ?? "")")
+
+        func reads(_ yaml: String) -> Bool {
+            PolicyEngine(yaml: yaml).snapshot.workload(namespace: "shop", labels: ["app": "cart"]).readsHeaders
+        }
+        let header = """
+            apiVersion: security.istio.io/v1
+            kind: AuthorizationPolicy
+            metadata: {name: p, namespace: shop}
+            spec:
+              rules: [{when: [{key: "request.headers[x-user]", values: [alice]}]}]
+            """
+        let paths = """
+            apiVersion: security.istio.io/v1
+            kind: AuthorizationPolicy
+            metadata: {name: p, namespace: shop}
+            spec:
+              rules: [{to: [{operation: {paths: [/a], hosts: [cart]}}]}]
+            """
+        let jwt = """
+            apiVersion: security.istio.io/v1
+            kind: RequestAuthentication
+            metadata: {name: j, namespace: shop}
+            spec:
+              jwtRules: [{issuer: iss, jwks: '{"keys":[]}'}]
+            """
+        let dryRun = header.replacingOccurrences(of: "metadata: {name: p, namespace: shop}", with: "metadata: {name: p, namespace: shop, annotations: {istio.io/dry-run: \"true\"}}")
+        #expect(reads(header))
+        #expect(!reads(paths))
+        #expect(reads(jwt))
+        #expect(reads(dryRun))
+        #expect(!reads(""))
+    }
 }

@@ -80,6 +80,25 @@ struct DataPathTests {
         }
     }
 
+    @Test("header conditions see the request's headers, in any case and with repeated values joined")
+    func headerConditions() async throws {
+        try await withServer { mesh, proxy, _ in
+            let client = try await mesh.identity(namespace: "default", serviceAccount: "client")
+            try proxy.install(SnapshotBuilder.snapshot(version: 2, resources: [
+                SnapshotBuilder.authorizationPolicy(
+                    name: "tenant", namespace: "default",
+                    body: "action: ALLOW\nrules:\n- when:\n  - key: request.headers[x-tenant]\n    values: [\"blue\", \"red,green\"]"),
+            ]))
+            func status(_ headers: [(String, String)]) async throws -> HTTPResponseStatus {
+                try await TestClient.mtls(port: proxy.inboundPort, identityDirectory: client.directory, headers: headers).response.head.status
+            }
+            #expect(try await status([("X-Tenant", "blue")]) == .ok)
+            #expect(try await status([("x-tenant", "red"), ("x-tenant", "green")]) == .ok)
+            #expect(try await status([("x-tenant", "yellow")]) == .forbidden)
+            #expect(try await status([]) == .forbidden)
+        }
+    }
+
     @Test("STRICT refuses plaintext; PERMISSIVE accepts plaintext and mTLS on the same port")
     func peerAuthenticationModes() async throws {
         try await withServer { mesh, proxy, _ in

@@ -7,7 +7,9 @@ struct RequestNeeds: OptionSet, Sendable, Hashable {
     static let sourceIP = RequestNeeds(rawValue: 1 << 1)
     static let remoteIP = RequestNeeds(rawValue: 1 << 2)
     static let destinationIP = RequestNeeds(rawValue: 1 << 3)
-    static let all: RequestNeeds = [.serviceAccount, .sourceIP, .remoteIP, .destinationIP]
+    /// Some check reads a request header (`request.headers[...]`).
+    static let headers = RequestNeeds(rawValue: 1 << 4)
+    static let all: RequestNeeds = [.serviceAccount, .sourceIP, .remoteIP, .destinationIP, .headers]
 
     /// What the checks of `policies` read.
     init(policies: [CompiledPolicy]) {
@@ -32,6 +34,7 @@ struct RequestNeeds: OptionSet, Sendable, Hashable {
         case .sourceIP: self = .sourceIP
         case .remoteIP: self = .remoteIP
         case .destinationIP: self = .destinationIP
+        case .header: self = .headers
         default: self = []
         }
     }

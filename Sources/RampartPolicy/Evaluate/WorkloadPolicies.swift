@@ -14,6 +14,12 @@ public struct WorkloadPolicies: Sendable {
     /// The resolved mTLS modes.
     public var peer: PeerModes { resolved.peer }
 
+    /// Whether deciding may read the request's headers: some policy (enforced, dry-run or audit)
+    /// has a `request.headers[...]` condition, or a JWT provider applies (tokens and CORS
+    /// preflights are found in headers). When false, a caller may leave `AuthzRequest.headers`
+    /// empty and get the same decision.
+    public var readsHeaders: Bool { !resolved.providers.isEmpty || resolved.needs.contains(.headers) }
+
     /// The number of authorization policies that apply (enforced and dry-run).
     public var policyCount: Int {
         resolved.custom.count + resolved.deny.count + resolved.allow.count + resolved.audit.count

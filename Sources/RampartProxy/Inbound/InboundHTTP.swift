@@ -60,7 +60,8 @@ struct InboundHTTP: Sendable {
             record.sourceApp = source.labels["app"]
             record.sourceVersion = source.labels["version"]
         }
-        var authz = Self.authzRequest(request, info: info, workload: context.workload, appPort: context.appPort)
+        var authz = Self.authzRequest(
+            request, info: info, workload: context.workload, appPort: context.appPort, headers: config.policies.readsHeaders)
         var authn: RequestAuthnResult?
         if !config.jwtProviders.isEmpty {
             let result = await context.authenticator.authenticate(authz, providers: config.jwtProviders)
@@ -101,17 +102,22 @@ struct InboundHTTP: Sendable {
         }
     }
 
-    /// The request as the evaluator sees it.
-    static func authzRequest(_ request: BufferedRequest, info: ConnectionInfo, workload: WorkloadInfo, appPort: Int) -> AuthzRequest {
+    /// The request as the evaluator sees it. Its header map is built only when `headers` says
+    /// the workload's policies may read it (see `WorkloadPolicies.readsHeaders`).
+    static func authzRequest(
+        _ request: BufferedRequest, info: ConnectionInfo, workload: WorkloadInfo, appPort: Int, headers readsHeaders: Bool = true
+    ) -> AuthzRequest {
         var headers: [String: String] = [:]
-        for (name, value) in request.head.headers {
-            let key = name.lowercased()
-            headers[key] = headers[key].map { "\($0),\(value)" } ?? value
-        }
         let authority = request.head.headers.first(name: "host")
-        if let authority { headers[":authority"] = authority }
-        headers[":method"] = request.head.method.rawValue
-        headers[":path"] = request.head.uri
+        if readsHeaders {
+            for (name, value) in request.head.headers {
+                let key = name.lowercased()
+                headers[key] = headers[key].map { "\($0),\(value)" } ?? value
+            }
+            if let authority { headers[":authority"] = authority }
+            headers[":method"] = request.head.method.rawValue
+            headers[":path"] = request.head.uri
+        }
         let ip = info.remoteIP
         return AuthzRequest(
             transport: .http,
