@@ -3,7 +3,17 @@
 public enum ForwardedClientCert {
     /// The element describing one verified peer.
     public static func element(by own: String, peer: VerifiedPeer) -> String {
-        "By=\(own);Hash=\(peer.certificateHash);Subject=\"\";URI=\(peer.spiffeID.string)"
+        element(by: own, peerFields: peerFields(peer))
+    }
+
+    /// The element from the peer's part, which a connection makes once for all its requests.
+    public static func element(by own: String, peerFields: String) -> String {
+        "By=\(own);\(peerFields)"
+    }
+
+    /// The peer's part of its element: `Hash=…;Subject="";URI=…`.
+    public static func peerFields(_ peer: VerifiedPeer) -> String {
+        "Hash=\(peer.certificateHash);Subject=\"\";URI=\(peer.spiffeID.string)"
     }
 
     /// The header's value after this hop: the peer's element appended to what the previous hop sent.

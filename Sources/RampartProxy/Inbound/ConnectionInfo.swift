@@ -24,6 +24,8 @@ public struct ConnectionInfo: Sendable {
     public let peerID: String?
     public let peerPrincipal: String?
     public let peerNamespace: String?
+    /// The peer's part of the `x-forwarded-client-cert` element.
+    public let forwardedClientCertPeer: String?
 
     /// Describes a connection.
     public init(remote: SocketAddress?, local: SocketAddress?, tls: Bool, peer: VerifiedPeer?, mode: MTLSMode) {
@@ -38,6 +40,7 @@ public struct ConnectionInfo: Sendable {
         self.peerID = peer?.spiffeID.string
         self.peerPrincipal = peer?.spiffeID.principal
         self.peerNamespace = peer?.spiffeID.istioWorkload?.namespace
+        self.forwardedClientCertPeer = peer.map(ForwardedClientCert.peerFields)
     }
 
     /// `mutual_tls` or `none`, as Istio's `connection_security_policy` label reports.

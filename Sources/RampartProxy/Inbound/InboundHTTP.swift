@@ -135,11 +135,11 @@ struct InboundHTTP: Sendable {
     /// and a request ID.
     static func prepareForApplication(_ head: inout HTTPRequestHead, info: ConnectionInfo, own: String) {
         HopByHop.strip(&head.headers)
-        if let peer = info.peer {
+        if let peerFields = info.forwardedClientCertPeer {
             let existing = head.headers["x-forwarded-client-cert"].joined(separator: ",")
             head.headers.replaceOrAdd(
                 name: "x-forwarded-client-cert",
-                value: ForwardedClientCert.appending(ForwardedClientCert.element(by: own, peer: peer), to: existing.isEmpty ? nil : existing)
+                value: ForwardedClientCert.appending(ForwardedClientCert.element(by: own, peerFields: peerFields), to: existing.isEmpty ? nil : existing)
             )
         } else {
             head.headers.remove(name: "x-forwarded-client-cert")
