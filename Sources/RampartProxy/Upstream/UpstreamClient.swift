@@ -47,9 +47,11 @@ public struct TLSOrigination: Sendable, Hashable {
         lhs.generation == rhs.generation && lhs.verifier.expected == rhs.verifier.expected && lhs.verifier.revoked == rhs.verifier.revoked
     }
 
+    /// Hashes the generation alone: pools look their key up on every request, and hashing the
+    /// set of expected identities (and the revocation list `==` compares) would cost more than a
+    /// rare shared bucket. Equal originations still hash alike.
     public func hash(into hasher: inout Hasher) {
         hasher.combine(generation)
-        hasher.combine(verifier.expected)
     }
 }
 
@@ -219,10 +221,17 @@ public final class UpstreamClient: Sendable {
     }
 
     private func release(_ connection: Pooled, key: PoolKey) {
+        let limit = maxIdlePerTarget
         let kept = idle.withLock { pool -> Bool in
-            guard pool[key, default: []].count < maxIdlePerTarget else { return false }
-            pool[key, default: []].append(connection)
-            return true
+            // One lookup: the list is updated in place.
+            var kept = false
+            modify(&pool[key, default: []]) { list in
+                if list.count < limit {
+                    list.append(connection)
+                    kept = true
+                }
+            }
+            return kept
         }
         if !kept { connection.channel.close(promise: nil) }
     }
@@ -417,4 +426,10 @@ final class HandshakeWatcher: ChannelInboundHandler, RemovableChannelHandler {
 /// The upstream closed the connection before sending any of its response.
 struct UpstreamClosed: Error, CustomStringConvertible {
     var description: String { "the upstream closed the connection before answering" }
+}
+
+/// Runs `body` on a value in place (a dictionary's `default:` subscript yields its slot once).
+@inline(__always)
+private func modify<Value>(_ value: inout Value, _ body: (inout Value) -> Void) {
+    body(&value)
 }
