@@ -29,7 +29,7 @@ struct JWKSProbeTests {
         #expect(!environment.reachable("https://keys.example.com/missing", within: 5000))
     }
 
-    @Test("each URI is fetched once, inline keys and discovery are not fetched")
+    @Test("a URI that answers is fetched once, inline keys and discovery are not fetched")
     func fetchesOnce() async {
         let fetcher = ScriptedFetcher()
         fetcher.serve("https://keys.example.com/a", Self.jwks)
@@ -40,9 +40,23 @@ struct JWKSProbeTests {
             ],
             fetcher: fetcher)
         #expect(fetcher.calls("https://keys.example.com/a") == 1)
+        #expect(environment.reachable("https://keys.example.com/a", within: 10))
         #expect(fetcher.calls("https://keys.example.com/inline") == 0)
         #expect(environment.states["https://keys.example.com/inline"] == nil)
         #expect(environment.states[""] == nil)
+    }
+
+    @Test("a URI that answers only within a longer timeout is late for the rules with shorter ones")
+    func shortAndLongTimeouts() async {
+        let fetcher = DeadlineFetcher(answersAfter: 300, body: Self.jwks)
+        let environment = await JWKSProbe.environment(
+            rules: [rule("https://keys.example.com/slow", timeout: 100), rule("https://keys.example.com/slow", timeout: 1000)],
+            fetcher: fetcher)
+        #expect(!environment.reachable("https://keys.example.com/slow", within: 100))
+        #expect(environment.reachable("https://keys.example.com/slow", within: 1000))
+        let never = await JWKSProbe.environment(rules: [rule("https://keys.example.com/slow", timeout: 100)], fetcher: fetcher)
+        #expect(!never.reachable("https://keys.example.com/slow", within: 100))
+        #expect(!never.reachable("https://keys.example.com/slow", within: 5000))
     }
 
     @Test("the test JWT server placeholder is reachable, after its delay when it names one")
@@ -68,7 +82,7 @@ struct JWKSProbeTests {
         // A port that was just free: nothing listens there.
         let closed = "http://127.0.0.1:\(server.port == 65535 ? 1 : server.port + 1)/jwks.json"
         let environment = await JWKSProbe.environment(
-            rules: [rule(server.url("jwks.json")), rule(server.url("missing.json")), rule(closed, timeout: 2000)],
+            rules: [rule(server.url("jwks.json"), timeout: 60_000), rule(server.url("missing.json"), timeout: 60_000), rule(closed, timeout: 2000)],
             fetcher: AsyncHTTPClientFetcher())
         #expect(environment.reachable(server.url("jwks.json"), within: 5000))
         #expect(!environment.reachable(server.url("missing.json"), within: 5000))
@@ -95,5 +109,20 @@ struct JWKSProbeTests {
             await #expect(throws: AuthnError.self) { _ = try await fetcher.get(other, timeout: .seconds(1)) }
             #expect(base.calls(other) == 1)
         }
+    }
+}
+
+/// A fetcher whose server answers after a fixed delay, judged against each request's timeout
+/// without waiting: the deadline decides, as the HTTP client's does.
+struct DeadlineFetcher: HTTPFetcher {
+    let answersAfter: Double
+    let body: String
+
+    func get(_ url: String, timeout: Duration) async throws(AuthnError) -> String {
+        let milliseconds = Double(timeout.components.seconds) * 1000 + Double(timeout.components.attoseconds) / 1e15
+        guard answersAfter <= milliseconds else {
+            throw AuthnError(.keySourceUnavailable, "\(url) did not answer within \(Int(milliseconds)) ms")
+        }
+        return body
     }
 }

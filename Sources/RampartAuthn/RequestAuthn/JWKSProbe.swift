@@ -7,9 +7,8 @@ import RampartPolicy
 /// A proxy whose keys for an issuer never arrive refuses that issuer's tokens (401), even ones
 /// that are correctly signed, and so does a check of an abstract token (`jwt: {valid: true}`)
 /// whose provider's keys cannot be had:
-/// - an `http`/`https` URI is fetched once, within the longest `timeout` any rule gives it; one
-///   that does not answer 200 with a JWKS document is unreachable, and one that answers late is
-///   reachable only for rules whose timeout it met;
+/// - an `http`/`https` URI is fetched within the `timeout` its rules give it (5 s by default); one
+///   that does not answer 200 with a JWKS document in time is unreachable for that rule;
 /// - `<JWKS server>`, the conformance corpus's name for Istio's test JWT server, is reachable, and
 ///   `<JWKS server>?delay=500ms` answers after the delay, as that server does;
 /// - inline `jwks` need no fetch; OIDC discovery (neither field) is left to the token check.
@@ -18,13 +17,18 @@ public enum JWKSProbe {
     public static let testServer = "<JWKS server>"
 
     /// The states of the URIs `rules` fetch their keys from.
+    ///
+    /// A URI is fetched with the shortest timeout a rule gives it, then, if that fails, with the
+    /// next longer one, and so on: the HTTP client's deadline decides, so a busy machine does not
+    /// turn a fetch that succeeded into one that was late. A URI that answers only within a
+    /// longer timeout is recorded as answering after that timeout, which the rules with shorter
+    /// ones do not wait for.
     public static func environment(rules: [JWTRule], fetcher: any HTTPFetcher) async -> JWKSEnvironment {
-        var timeouts: [String: Double] = [:]
+        var timeouts: [String: Set<Double>] = [:]
         var order: [String] = []
         for rule in rules where rule.jwks.isEmpty && !rule.jwksURI.isEmpty {
-            let timeout = rule.timeoutMilliseconds ?? JWTProvider.defaultTimeoutMilliseconds
             if timeouts[rule.jwksURI] == nil { order.append(rule.jwksURI) }
-            timeouts[rule.jwksURI] = max(timeouts[rule.jwksURI] ?? 0, timeout)
+            timeouts[rule.jwksURI, default: []].insert(rule.timeoutMilliseconds ?? JWTProvider.defaultTimeoutMilliseconds)
         }
         var states: [String: JWKSEnvironment.State] = [:]
         for uri in order {
@@ -32,13 +36,12 @@ public enum JWKSProbe {
                 if let delay = testServerDelay(uri) { states[uri] = .latency(delay) }
                 continue
             }
-            let start = ContinuousClock.now
-            do {
-                let body = try await fetcher.get(uri, timeout: .milliseconds(timeouts[uri] ?? JWTProvider.defaultTimeoutMilliseconds))
-                let elapsed = ContinuousClock.now - start
-                states[uri] = isJWKS(body) ? .latency(milliseconds(elapsed)) : .unreachable
-            } catch {
-                states[uri] = .unreachable
+            let tried = (timeouts[uri] ?? []).sorted()
+            states[uri] = .unreachable
+            for (index, timeout) in tried.enumerated() {
+                guard let body = try? await fetcher.get(uri, timeout: .milliseconds(timeout)), isJWKS(body) else { continue }
+                states[uri] = index == 0 ? nil : .latency(timeout)
+                break
             }
         }
         return JWKSEnvironment(states: states)
@@ -78,10 +81,6 @@ public enum JWKSProbe {
     static func isJWKS(_ body: String) -> Bool {
         guard let object = try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any] else { return false }
         return object["keys"] is [Any]
-    }
-
-    private static func milliseconds(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) * 1000 + Double(duration.components.attoseconds) / 1e15
     }
 }
 
