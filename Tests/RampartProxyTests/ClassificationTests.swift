@@ -114,6 +114,18 @@ struct ResolutionTests {
         let bare = try OutboundTarget(head: HTTPRequestHead(version: .http1_1, method: .GET, uri: "http://reviews"))
         #expect(bare.path == "/")
         #expect(bare.port == nil)
+        // The scheme in any case; a host merely starting with "http" is not a scheme.
+        let upper = try OutboundTarget(head: HTTPRequestHead(version: .http1_1, method: .GET, uri: "HTTP://Ratings:9080?q=1"))
+        #expect(upper.host == "ratings")
+        #expect(upper.path == "/?q=1")
+        var head = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/http://not-a-target")
+        head.headers.add(name: "host", value: "details")
+        let origin = try OutboundTarget(head: head)
+        #expect(origin.host == "details")
+        #expect(origin.path == "/http://not-a-target")
+        #expect(OutboundTarget.hasScheme("https://", "HtTpS://x"))
+        #expect(!OutboundTarget.hasScheme("https://", "http://x"))
+        #expect(!OutboundTarget.hasScheme("http://", "http:/"))
     }
 
     @Test("an origin-form target takes its destination from the Host header")
@@ -128,6 +140,7 @@ struct ResolutionTests {
     @Test("https, CONNECT, a missing Host and a bad port are refused with what to do")
     func refusals() {
         #expect(throws: ProxyError.self) { try OutboundTarget(head: HTTPRequestHead(version: .http1_1, method: .GET, uri: "https://reviews/")) }
+        #expect(throws: ProxyError.self) { try OutboundTarget(head: HTTPRequestHead(version: .http1_1, method: .GET, uri: "HTTPS://reviews/")) }
         #expect(throws: ProxyError.self) { try OutboundTarget(head: HTTPRequestHead(version: .http1_1, method: .CONNECT, uri: "reviews:443")) }
         #expect(throws: ProxyError.self) { try OutboundTarget(head: HTTPRequestHead(version: .http1_1, method: .GET, uri: "/")) }
         var head = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/")

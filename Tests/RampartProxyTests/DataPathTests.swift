@@ -289,3 +289,32 @@ enum RawClient {
         }
     }
 }
+
+@Suite("Upstream request framing")
+struct UpstreamFramingTests {
+    @Test("content-length is sent for a body and for bodiless POST, and left out of a GET without one")
+    func contentLength() async throws {
+        let app = try await EchoApp()
+        let appTask = Task { await app.run() }
+        defer { appTask.cancel() }
+        let client = UpstreamClient(maxBodyBytes: 1 << 16)
+        defer { client.shutdown() }
+        func sent(_ method: HTTPMethod, body: String, claimed: String? = nil) async throws -> (length: String?, bytes: Int?) {
+            var head = HTTPRequestHead(version: .http1_1, method: method, uri: "/")
+            head.headers.add(name: "host", value: "app")
+            if let claimed { head.headers.add(name: "content-length", value: claimed) }
+            let result = try await client.send(
+                BufferedRequest(head: head, body: ByteBuffer(string: body)), to: UpstreamTarget(host: "127.0.0.1", port: app.port))
+            let echo = try TestClient.echo(result.response)
+            return ((echo["headers"] as? [String: String])?["content-length"], echo["body_bytes"] as? Int)
+        }
+        #expect(try await sent(.GET, body: "") == (nil, 0))
+        // A stale length from the client is dropped, not forwarded.
+        #expect(try await sent(.GET, body: "", claimed: "12") == (nil, 0))
+        #expect(try await sent(.POST, body: "") == ("0", 0))
+        #expect(try await sent(.POST, body: "hello", claimed: "99") == ("5", 5))
+        #expect(try await sent(.DELETE, body: "abc") == ("3", 3))
+        #expect(UpstreamExchangeHandler.usuallyBodiless(.HEAD) && !UpstreamExchangeHandler.usuallyBodiless(.PUT))
+        try? await app.serverChannel.close()
+    }
+}

@@ -37,7 +37,7 @@ enum HTTPServing {
                         : await respond(BufferedRequest(head: requestHead, body: body, trailers: trailers))
                     // An HTTP/2 stream carries one exchange; HTTP/1.1 keeps the connection while both sides agree.
                     let http2 = requestHead.version.major == 2
-                    let closing = response.head.headers["connection"].contains { $0.lowercased() == "close" }
+                    let closing = !response.head.headers.isEmpty && HopByHop.lowercasedTokens(response.head.headers["connection"].joined(separator: ",")).contains("close")
                     let keepAlive = http2 || (requestHead.isKeepAlive && !tooLarge && !closing)
                     try await write(response, for: requestHead, keepAlive: keepAlive, to: outbound)
                     if http2 || !keepAlive { return }
@@ -64,7 +64,9 @@ enum HTTPServing {
             head.headers.replaceOrAdd(name: "connection", value: "keep-alive")
         }
         // One write of all parts: one hop to the event loop per response rather than one per part.
-        var parts: [HTTPServerResponsePart] = [.head(head)]
+        var parts: [HTTPServerResponsePart] = []
+        parts.reserveCapacity(3)
+        parts.append(.head(head))
         if !bodyless && response.body.readableBytes > 0 {
             parts.append(.body(.byteBuffer(response.body)))
         }

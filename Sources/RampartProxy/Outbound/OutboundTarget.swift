@@ -16,11 +16,11 @@ public struct OutboundTarget: Sendable, Hashable {
     public init(head: HTTPRequestHead) throws(ProxyError) {
         var uri = head.uri
         var authority: String?
-        let lower = uri.lowercased()
-        if lower.hasPrefix("https://") {
+        // Origin-form targets (`/x`), the common case, start with a slash: no scheme to look for.
+        if !uri.hasPrefix("/") && Self.hasScheme("https://", uri) {
             throw ProxyError(.badConfiguration, "the outbound listener originates mTLS itself: send plain http:// requests to it, not https://")
         }
-        if lower.hasPrefix("http://") {
+        if !uri.hasPrefix("/") && Self.hasScheme("http://", uri) {
             uri.removeFirst("http://".count)
             let slash = uri.firstIndex(where: { $0 == "/" || $0 == "?" }) ?? uri.endIndex
             authority = String(uri[..<slash])
@@ -43,6 +43,12 @@ public struct OutboundTarget: Sendable, Hashable {
         self.port = port
         self.path = uri
         self.authority = named
+    }
+
+    /// Whether `uri` starts with `scheme` (lowercase, with its `://`) in any case.
+    static func hasScheme(_ scheme: String, _ uri: String) -> Bool {
+        let head = uri.utf8.prefix(scheme.utf8.count)
+        return head.count == scheme.utf8.count && zip(head, scheme.utf8).allSatisfy { ($0 >= 0x41 && $0 <= 0x5A ? $0 | 0x20 : $0) == $1 }
     }
 
     /// Splits `host[:port]`, `[v6][:port]`; a port that is not a number is left in the host so

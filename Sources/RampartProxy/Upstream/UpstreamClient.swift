@@ -338,15 +338,26 @@ final class UpstreamExchangeHandler: ChannelDuplexHandler, RemovableChannelHandl
         head = nil
         body.clear()
         var requestHead = exchange.request.head
-        requestHead.headers.replaceOrAdd(name: "content-length", value: String(exchange.request.body.readableBytes))
-        if exchange.request.body.readableBytes == 0 && ["GET", "HEAD", "DELETE", "OPTIONS", "TRACE"].contains(requestHead.method.rawValue) {
+        let length = exchange.request.body.readableBytes
+        // Methods without a body in practice get no content-length when they carry none.
+        if length == 0 && Self.usuallyBodiless(requestHead.method) {
             requestHead.headers.remove(name: "content-length")
+        } else {
+            requestHead.headers.replaceOrAdd(name: "content-length", value: String(length))
         }
         context.write(wrapOutboundOut(.head(requestHead)), promise: nil)
         if exchange.request.body.readableBytes > 0 {
             context.write(wrapOutboundOut(.body(.byteBuffer(exchange.request.body))), promise: nil)
         }
         context.writeAndFlush(wrapOutboundOut(.end(exchange.request.trailers)), promise: promise)
+    }
+
+    /// GET, HEAD, DELETE, OPTIONS and TRACE.
+    static func usuallyBodiless(_ method: HTTPMethod) -> Bool {
+        switch method {
+        case .GET, .HEAD, .DELETE, .OPTIONS, .TRACE: return true
+        default: return false
+        }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
