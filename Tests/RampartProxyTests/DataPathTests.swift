@@ -318,3 +318,63 @@ struct UpstreamFramingTests {
         try? await app.serverChannel.close()
     }
 }
+
+/// A TCP server on loopback that accepts connections, reads what they send, and never answers.
+final class SilentServer: Sendable {
+    let channel: any Channel
+    var port: Int { channel.localAddress?.port ?? 0 }
+
+    init() async throws {
+        channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .bind(host: "127.0.0.1", port: 0).get()
+    }
+
+    func stop() async {
+        try? await channel.close()
+    }
+}
+
+@Suite("Upstream timeout")
+struct UpstreamTimeoutTests {
+    @Test("an upstream that never answers fails the exchange with a timeout after the request's deadline")
+    func clientTimesOut() async throws {
+        let server = try await SilentServer()
+        let client = UpstreamClient(maxBodyBytes: 1 << 16)
+        defer { client.shutdown() }
+        await #expect(throws: UpstreamTimeout.self) {
+            _ = try await client.send(
+                TestClient.request(path: "/", host: "app", headers: []), to: UpstreamTarget(host: "127.0.0.1", port: server.port),
+                timeout: .milliseconds(200))
+        }
+        await server.stop()
+    }
+
+    @Test("an application that never answers gets the client 504 upstream request timeout, logged as UT")
+    func proxyAnswers504() async throws {
+        let mesh = try MeshFixture()
+        defer { mesh.remove() }
+        let app = try await SilentServer()
+        let server = try await mesh.identity(namespace: "default", serviceAccount: "server")
+        let log = "\(mesh.directory)/timeout-access.log"
+        let workload = WorkloadInfo(name: "server-v1", namespace: "default", labels: ["app": "server"], appPort: app.port)
+        let proxy = try await TestProxy(
+            workload: workload, identityDirectory: server.directory, appPort: app.port, logFile: log, upstreamTimeout: .milliseconds(300))
+        try proxy.install(SnapshotBuilder.snapshot())
+        let client = try await mesh.identity(namespace: "default", serviceAccount: "client")
+        let result = try await TestClient.mtls(port: proxy.inboundPort, identityDirectory: client.directory)
+        #expect(result.response.head.status == .gatewayTimeout)
+        #expect(String(buffer: result.response.body).contains("upstream request timeout"))
+        var line: [String: Any]?
+        for _ in 0..<100 where line == nil {
+            let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+            line = text.split(separator: "\n").first.flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            if line == nil { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        #expect(line?["response_code"] as? Int == 504)
+        #expect(line?["response_flags"] as? String == "UT")
+        #expect(line?["response_code_details"] as? String == "upstream_response_timeout")
+        await proxy.stop()
+        await app.stop()
+    }
+}

@@ -95,10 +95,8 @@ struct InboundHTTP: Sendable {
             record.upstreamHost = "\(context.appHost):\(context.appPort)"
             return result.response
         } catch {
-            record.responseFlags = "UF"
-            record.responseDetails = "upstream_reset_before_response_started"
             context.logger.warning("cannot reach the application", metadata: ["proxy.app": "\(context.appHost):\(context.appPort)", "error": "\(error)"])
-            return .local(.serviceUnavailable, "upstream connect error or disconnect/reset before headers\n")
+            return UpstreamFailure(error, resetDetails: "upstream_reset_before_response_started").answer(&record)
         }
     }
 

@@ -179,10 +179,8 @@ struct OutboundHTTP: Sendable {
             record.destinationPrincipal = result.peer?.spiffeID.string
             return result.response
         } catch {
-            record.responseFlags = "UF"
-            record.responseDetails = "upstream_connect_failure"
             context.logger.warning("outbound request failed", metadata: ["proxy.service": "\(fqdn)", "proxy.endpoint": "\(endpoint.host):\(endpoint.port)", "error": "\(error)"])
-            return .local(.serviceUnavailable, "upstream connect error or disconnect/reset before headers: \(error)\n")
+            return UpstreamFailure(error, resetDetails: "upstream_connect_failure").answer(&record)
         }
     }
 
@@ -199,8 +197,7 @@ struct OutboundHTTP: Sendable {
         do {
             return try await context.upstream.send(request, to: UpstreamTarget(host: target.host, port: port), timeout: context.upstreamTimeout).response
         } catch {
-            record.responseFlags = "UF"
-            return .local(.serviceUnavailable, "upstream connect error or disconnect/reset before headers: \(error)\n")
+            return UpstreamFailure(error, resetDetails: "upstream_connect_failure").answer(&record)
         }
     }
 }

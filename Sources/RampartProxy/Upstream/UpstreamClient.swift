@@ -290,7 +290,7 @@ public final class UpstreamClient: Sendable {
     private func exchange(_ request: BufferedRequest, on channel: any Channel, timeout: TimeAmount) async throws -> BufferedResponse {
         let promise = channel.eventLoop.makePromise(of: BufferedResponse.self)
         let deadline = channel.eventLoop.scheduleTask(in: timeout) {
-            promise.fail(ProxyError(.upstream, "the upstream did not answer within \(timeout.nanoseconds / 1_000_000) ms"))
+            promise.fail(UpstreamTimeout(milliseconds: timeout.nanoseconds / 1_000_000))
         }
         // A connection that closed just before this write never sees the request: nothing else
         // would complete the response, so the failed write does, as a closed upstream that
@@ -431,6 +431,45 @@ final class HandshakeWatcher: ChannelInboundHandler, RemovableChannelHandler {
         promise?.fail(ProxyError(.upstream, "the connection closed during the TLS handshake"))
         promise = nil
         context.fireChannelInactive()
+    }
+}
+
+/// The upstream did not finish its response within the request's timeout. The proxy answers
+/// 504 with Envoy's `UT` response flag.
+public struct UpstreamTimeout: Error, CustomStringConvertible {
+    /// The timeout that passed.
+    public let milliseconds: Int64
+
+    public var description: String { "the upstream did not answer within \(milliseconds) ms" }
+}
+
+/// How a failed upstream exchange is answered and logged, as Envoy answers it: 504 `UT` for a
+/// timeout, 503 `UF` for a connection that failed or was reset before the response.
+struct UpstreamFailure {
+    let status: HTTPResponseStatus
+    let flags: String
+    let details: String
+    let body: String
+
+    init(_ error: any Error, resetDetails: String) {
+        if let timeout = error as? UpstreamTimeout {
+            status = .gatewayTimeout
+            flags = "UT"
+            details = "upstream_response_timeout"
+            body = "upstream request timeout (\(timeout.milliseconds) ms)\n"
+        } else {
+            status = .serviceUnavailable
+            flags = "UF"
+            details = resetDetails
+            body = "upstream connect error or disconnect/reset before headers: \(error)\n"
+        }
+    }
+
+    /// Records the failure and makes the local response.
+    func answer(_ record: inout RequestRecord) -> BufferedResponse {
+        record.responseFlags = flags
+        record.responseDetails = details
+        return .local(status, body)
     }
 }
 
