@@ -189,6 +189,7 @@ struct TCPAndJWTTests {
         let forged = token.dropLast(4) + "AAAA"
         let invalid = try await TestClient.mtls(port: proxy.inboundPort, identityDirectory: client.directory, headers: [("authorization", "Bearer \(forged)")])
         #expect(invalid.response.head.status == .unauthorized)
+        #expect(invalid.response.head.headers.first(name: "www-authenticate") == #"Bearer realm="https://app/", error="invalid_token""#)
 
         let none = try await TestClient.mtls(port: proxy.inboundPort, identityDirectory: client.directory)
         #expect(none.response.head.status == .ok)

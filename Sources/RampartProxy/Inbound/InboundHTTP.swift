@@ -78,7 +78,9 @@ struct InboundHTTP: Sendable {
             if decision.status == 401 {
                 record.responseFlags = "UAEX"
                 record.responseDetails = "jwt_authn_access_denied"
-                return .local(.unauthorized, "Jwt verification fails\n")
+                var response = BufferedResponse.local(.unauthorized, "Jwt verification fails\n")
+                response.head.headers.add(name: "www-authenticate", value: Self.bearerChallenge(request.head, tls: info.tls))
+                return response
             }
             record.responseFlags = "RBAC"
             record.responseDetails = decision.policy.map { "rbac_access_denied_matched_policy[\($0)]" } ?? "rbac_access_denied_matched_policy[none]"
@@ -148,6 +150,15 @@ struct InboundHTTP: Sendable {
             head.headers.replaceOrAdd(name: "connection", value: "keep-alive")
             if head.version.minor == 0 { head.version = .http1_1 }
         }
+    }
+
+    /// The `www-authenticate` challenge of a refused token, as Envoy's JWT filter writes it:
+    /// `Bearer realm="<scheme>://<host><path>", error="invalid_token"`, the path without its query.
+    static func bearerChallenge(_ head: HTTPRequestHead, tls: Bool) -> String {
+        let host = head.headers.first(name: "host") ?? ""
+        let path = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? "/"
+        let realm = "\(tls ? "https" : "http")://\(host)\(path)".replacingOccurrences(of: "\"", with: "%22")
+        return "Bearer realm=\"\(realm)\", error=\"invalid_token\""
     }
 
     /// Applies RequestAuthentication's header edits.
