@@ -98,7 +98,7 @@ struct InboundHTTP: Sendable {
             return result.response
         } catch {
             context.logger.warning("cannot reach the application", metadata: ["proxy.app": "\(context.appHost):\(context.appPort)", "error": "\(error)"])
-            return UpstreamFailure(error, resetDetails: "upstream_reset_before_response_started").answer(&record)
+            return UpstreamFailure(error, resetDetails: "upstream_reset_before_response_started", showError: false).answer(&record)
         }
     }
 

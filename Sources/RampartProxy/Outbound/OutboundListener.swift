@@ -180,7 +180,7 @@ struct OutboundHTTP: Sendable {
             return result.response
         } catch {
             context.logger.warning("outbound request failed", metadata: ["proxy.service": "\(fqdn)", "proxy.endpoint": "\(endpoint.host):\(endpoint.port)", "error": "\(error)"])
-            return UpstreamFailure(error, resetDetails: "upstream_connect_failure").answer(&record)
+            return UpstreamFailure(error, resetDetails: "upstream_connect_failure", showError: true).answer(&record)
         }
     }
 
@@ -197,7 +197,7 @@ struct OutboundHTTP: Sendable {
         do {
             return try await context.upstream.send(request, to: UpstreamTarget(host: target.host, port: port), timeout: context.upstreamTimeout).response
         } catch {
-            return UpstreamFailure(error, resetDetails: "upstream_connect_failure").answer(&record)
+            return UpstreamFailure(error, resetDetails: "upstream_connect_failure", showError: true).answer(&record)
         }
     }
 }

@@ -451,17 +451,19 @@ struct UpstreamFailure {
     let details: String
     let body: String
 
-    init(_ error: any Error, resetDetails: String) {
-        if let timeout = error as? UpstreamTimeout {
+    /// `showError` adds the error to the body: the outbound side tells its own application what
+    /// failed; the inbound side does not tell a remote client about the application behind it.
+    init(_ error: any Error, resetDetails: String, showError: Bool) {
+        if error is UpstreamTimeout {
             status = .gatewayTimeout
             flags = "UT"
             details = "upstream_response_timeout"
-            body = "upstream request timeout (\(timeout.milliseconds) ms)\n"
+            body = "upstream request timeout\n"
         } else {
             status = .serviceUnavailable
             flags = "UF"
             details = resetDetails
-            body = "upstream connect error or disconnect/reset before headers: \(error)\n"
+            body = "upstream connect error or disconnect/reset before headers" + (showError ? ": \(error)\n" : "\n")
         }
     }
 
