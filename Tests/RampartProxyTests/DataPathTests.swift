@@ -335,8 +335,71 @@ final class SilentServer: Sendable {
     }
 }
 
+/// An HTTP/1.1 server on loopback that answers every request at once, except those whose path
+/// starts with `/slow`, which it never answers.
+final class SelectiveServer: Sendable {
+    let channel: any Channel
+    var port: Int { channel.localAddress?.port ?? 0 }
+
+    init() async throws {
+        channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                    try channel.pipeline.syncOperations.addHandler(Handler())
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+    }
+
+    private final class Handler: ChannelInboundHandler {
+        typealias InboundIn = HTTPServerRequestPart
+        typealias OutboundOut = HTTPServerResponsePart
+        private var silent = false
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            switch unwrapInboundIn(data) {
+            case .head(let head): silent = head.uri.hasPrefix("/slow")
+            case .body: break
+            case .end:
+                guard !silent else { return }
+                let headers = HTTPHeaders([("content-length", "2")])
+                context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)
+                context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: "ok")))), promise: nil)
+                context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            }
+        }
+    }
+
+    func stop() async {
+        try? await channel.close()
+    }
+}
+
 @Suite("Upstream timeout")
 struct UpstreamTimeoutTests {
+    @Test("on a kept-alive connection, each exchange keeps its own deadline: a long one before does not delay a short one")
+    func deadlinePerExchange() async throws {
+        let server = try await SelectiveServer()
+        let client = UpstreamClient(maxIdlePerTarget: 1, maxBodyBytes: 1 << 16)
+        defer { client.shutdown() }
+        let target = UpstreamTarget(host: "127.0.0.1", port: server.port)
+        func send(_ path: String, _ timeout: TimeAmount) async throws -> HTTPResponseStatus {
+            try await client.send(TestClient.request(path: path, host: "app", headers: []), to: target, timeout: timeout).response.head.status
+        }
+        // Answered exchanges leave the connection's timer set for their (long) deadline.
+        #expect(try await send("/fast", .seconds(30)) == .ok)
+        #expect(try await send("/fast", .seconds(30)) == .ok)
+        let start = ContinuousClock.now
+        await #expect(throws: UpstreamTimeout.self) { _ = try await send("/slow", .milliseconds(300)) }
+        let waited = ContinuousClock.now - start
+        #expect(waited < .seconds(10), "the short deadline waited for the earlier long one: \(waited)")
+        // The timed-out connection was closed; a new one answers.
+        #expect(try await send("/fast", .milliseconds(2000)) == .ok)
+        await server.stop()
+    }
+
     @Test("an upstream that never answers fails the exchange with a timeout after the request's deadline")
     func clientTimesOut() async throws {
         let server = try await SilentServer()

@@ -289,9 +289,6 @@ public final class UpstreamClient: Sendable {
 
     private func exchange(_ request: BufferedRequest, on channel: any Channel, timeout: TimeAmount) async throws -> BufferedResponse {
         let promise = channel.eventLoop.makePromise(of: BufferedResponse.self)
-        let deadline = channel.eventLoop.scheduleTask(in: timeout) {
-            promise.fail(UpstreamTimeout(milliseconds: timeout.nanoseconds / 1_000_000))
-        }
         // A connection that closed just before this write never sees the request: nothing else
         // would complete the response, so the failed write does, as a closed upstream that
         // answered nothing (which lets an idempotent request on a pooled connection be retried).
@@ -299,8 +296,7 @@ public final class UpstreamClient: Sendable {
         written.futureResult.whenFailure { error in
             promise.fail(error as? ChannelError == .ioOnClosedChannel ? UpstreamClosed() : error)
         }
-        channel.writeAndFlush(UpstreamExchange(request: request, promise: promise), promise: written)
-        defer { deadline.cancel() }
+        channel.writeAndFlush(UpstreamExchange(request: request, promise: promise, deadline: .now() + timeout, timeout: timeout), promise: written)
         return try await promise.futureResult.get()
     }
 }
@@ -309,9 +305,19 @@ public final class UpstreamClient: Sendable {
 struct UpstreamExchange: Sendable {
     let request: BufferedRequest
     let promise: EventLoopPromise<BufferedResponse>
+    /// When the whole response must have arrived, and the timeout it came from.
+    let deadline: NIODeadline
+    let timeout: TimeAmount
 }
 
-/// Writes one request at a time and assembles the response.
+/// Writes one request at a time, assembles the response, and fails an exchange whose response
+/// has not arrived by its deadline (closing the connection).
+///
+/// The deadline is watched by one timer per connection rather than one per request: the timer
+/// is set for the pending exchange's deadline and left running when the response arrives; when
+/// it fires it fails the exchange then pending if that one's deadline has passed, sets itself for
+/// it otherwise, and stops when none is pending. A keep-alive connection answering in
+/// milliseconds thus schedules about one timer per timeout period instead of one per request.
 final class UpstreamExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPClientResponsePart
     typealias OutboundIn = UpstreamExchange
@@ -319,11 +325,48 @@ final class UpstreamExchangeHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     private let maxBodyBytes: Int
     private var pending: EventLoopPromise<BufferedResponse>?
+    private var pendingDeadline = NIODeadline.distantFuture
+    private var pendingTimeout = TimeAmount.zero
+    private var timer: Scheduled<Void>?
+    private var timerDeadline = NIODeadline.distantFuture
     private var head: HTTPResponseHead?
     private var body = ByteBuffer()
 
     init(maxBodyBytes: Int) {
         self.maxBodyBytes = maxBodyBytes
+    }
+
+    /// Sets the timer for the pending exchange's deadline unless it already fires by then.
+    private func armTimer(context: ChannelHandlerContext) {
+        guard timer == nil || timerDeadline > pendingDeadline else { return }
+        timer?.cancel()
+        timerDeadline = pendingDeadline
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        timer = context.eventLoop.scheduleTask(deadline: pendingDeadline) {
+            let (handler, context) = bound.value
+            handler.timerFired(context: context)
+        }
+    }
+
+    private func timerFired(context: ChannelHandlerContext) {
+        timer = nil
+        timerDeadline = .distantFuture
+        guard pending != nil else { return }
+        if NIODeadline.now() >= pendingDeadline {
+            fail(UpstreamTimeout(milliseconds: pendingTimeout.nanoseconds / 1_000_000), context: context)
+        } else {
+            armTimer(context: context)
+        }
+    }
+
+    private func stopTimer() {
+        timer?.cancel()
+        timer = nil
+        timerDeadline = .distantFuture
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        stopTimer()
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
@@ -335,6 +378,9 @@ final class UpstreamExchangeHandler: ChannelDuplexHandler, RemovableChannelHandl
             return
         }
         pending = exchange.promise
+        pendingDeadline = exchange.deadline
+        pendingTimeout = exchange.timeout
+        armTimer(context: context)
         head = nil
         body.clear()
         var requestHead = exchange.request.head
@@ -383,6 +429,7 @@ final class UpstreamExchangeHandler: ChannelDuplexHandler, RemovableChannelHandl
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        stopTimer()
         if let pending {
             self.pending = nil
             pending.fail(head == nil && body.readableBytes == 0 ? UpstreamClosed() : ProxyError(.upstream, "the upstream closed the connection in the middle of its response"))
