@@ -10,6 +10,8 @@ public struct ProxyContext: Sendable {
     /// Where the application listens.
     public let appHost: String
     public let appPort: Int
+    /// `appHost:appPort` (`[v6]:port`), as access logs show the inbound side's upstream.
+    public let appAddress: String
     /// The workload identity.
     public let identity: IdentityWatcher
     /// The config in force.
@@ -45,6 +47,7 @@ public struct ProxyContext: Sendable {
         self.workload = workload
         self.appHost = appHost
         self.appPort = appPort
+        self.appAddress = EndpointAddress.join(appHost, appPort)
         self.identity = identity
         self.config = config
         self.upstream = upstream

@@ -93,6 +93,16 @@ struct ResolutionTests {
         #expect(registry.resolve(host: "ratings.other.svc.cluster.local", clientNamespace: "bookinfo")?.port == 9000)
     }
 
+    @Test("a service's fully qualified name in any domain, and an endpoint's address")
+    func namesAndAddresses() throws {
+        let reviews = try #require(registry.resolve(host: "reviews.bookinfo", clientNamespace: "other"))
+        #expect(reviews.hostname(domain: "cluster.local") == "reviews.bookinfo.svc.cluster.local")
+        #expect(reviews.hostname(domain: "example.org") == "reviews.bookinfo.svc.example.org")
+        #expect(reviews.endpoints.first?.address == "127.0.0.1:1")
+        #expect(ServiceEndpoint(host: "::1", port: 8080, spiffeID: "x", workload: "w").address == "[::1]:8080")
+        #expect(EndpointAddress.split(EndpointAddress.join("::1", 15006))! == ("::1", 15006))
+    }
+
     @Test("a service served on several ports keeps every port, lowest first")
     func multiplePorts() {
         #expect(registry.resolveAll(host: "ratings.other", clientNamespace: "bookinfo").map(\.port) == [9000, 9080])

@@ -91,6 +91,11 @@ public final class ProxyConfig: Sendable {
 
 /// `host:port` and `[v6]:port` addresses.
 public enum EndpointAddress {
+    /// `host:port`, with an IPv6 host in brackets.
+    public static func join(_ host: String, _ port: Int) -> String {
+        host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+    }
+
     /// Splits an address; `nil` when it is not `host:port` with a port of 0-65535.
     public static func split(_ address: String) -> (String, Int)? {
         if address.hasPrefix("[") {

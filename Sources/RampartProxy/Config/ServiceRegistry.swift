@@ -8,6 +8,8 @@ public struct ServiceEndpoint: Sendable, Hashable {
     /// The workload's name and labels.
     public let workload: String
     public let labels: [String: String]
+    /// `host:port` (`[v6]:port`), as access logs show the upstream.
+    public let address: String
 
     /// Creates an endpoint.
     public init(host: String, port: Int, spiffeID: String, workload: String, labels: [String: String] = [:]) {
@@ -16,6 +18,7 @@ public struct ServiceEndpoint: Sendable, Hashable {
         self.spiffeID = spiffeID
         self.workload = workload
         self.labels = labels
+        self.address = EndpointAddress.join(host, port)
     }
 }
 
@@ -39,10 +42,20 @@ public struct MeshService: Sendable, Hashable {
         self.port = port
         self.endpoints = endpoints
         self.expectedIdentities = Set(endpoints.map(\.spiffeID))
+        self.localHostname = "\(name).\(namespace).svc.\(MeshService.defaultDomain)"
     }
 
+    /// The fully qualified name in the default domain, made once: outbound requests label their
+    /// metrics and log lines with it.
+    private let localHostname: String
+
     /// The fully qualified name, `name.namespace.svc.<domain>`.
-    public func hostname(domain: String) -> String { "\(name).\(namespace).svc.\(domain)" }
+    public func hostname(domain: String) -> String {
+        domain == MeshService.defaultDomain ? localHostname : "\(name).\(namespace).svc.\(domain)"
+    }
+
+    /// Kubernetes' default cluster domain.
+    public static let defaultDomain = "cluster.local"
 }
 
 /// What the registry knows about one workload, found from the identity it presented.

@@ -36,7 +36,7 @@ public struct ConnectionInfo: Sendable {
         self.mode = mode
         self.remoteIP = remote?.ipAddress
         self.localIP = local?.ipAddress
-        self.sourceAddress = remote.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" }
+        self.sourceAddress = remote.map { EndpointAddress.join($0.ipAddress ?? "?", $0.port ?? 0) }
         self.peerID = peer?.spiffeID.string
         self.peerPrincipal = peer?.spiffeID.principal
         self.peerNamespace = peer?.spiffeID.istioWorkload?.namespace

@@ -94,7 +94,7 @@ struct InboundHTTP: Sendable {
             let result = try await context.upstream.send(
                 forwarded, to: UpstreamTarget(host: context.appHost, port: context.appPort, http2: http2), timeout: context.upstreamTimeout
             )
-            record.upstreamHost = "\(context.appHost):\(context.appPort)"
+            record.upstreamHost = context.appAddress
             return result.response
         } catch {
             context.logger.warning("cannot reach the application", metadata: ["proxy.app": "\(context.appHost):\(context.appPort)", "error": "\(error)"])

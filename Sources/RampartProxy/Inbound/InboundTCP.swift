@@ -67,7 +67,7 @@ struct InboundTCP: Sendable {
             finish(&record, start: start)
             return
         }
-        record.upstreamHost = "\(context.appHost):\(context.appPort)"
+        record.upstreamHost = context.appAddress
         let (sent, received) = await TCPSplice.splice(downstream, upstream)
         record.bytesReceived = received
         record.bytesSent = sent

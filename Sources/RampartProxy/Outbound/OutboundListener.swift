@@ -89,7 +89,7 @@ struct OutboundHTTP: Sendable {
 
     /// `host:port` of a client, as the access log shows it.
     static func describe(_ remote: SocketAddress?) -> String? {
-        remote.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" }
+        remote.map { EndpointAddress.join($0.ipAddress ?? "?", $0.port ?? 0) }
     }
 
     /// Routes one request from the application at `source`.
@@ -157,7 +157,7 @@ struct OutboundHTTP: Sendable {
             record.responseFlags = "UH"
             return .local(.serviceUnavailable, "no healthy upstream: service \(fqdn) has no registered endpoints\n")
         }
-        record.upstreamHost = "\(endpoint.host):\(endpoint.port)"
+        record.upstreamHost = endpoint.address
         record.destinationWorkload = endpoint.workload
         record.destinationNamespace = service.namespace
         record.destinationApp = endpoint.labels["app"]
@@ -193,7 +193,7 @@ struct OutboundHTTP: Sendable {
             return .local(.badGateway, "\(target.host) is not a service in the mesh registry, and the outbound traffic policy is REGISTRY_ONLY\n")
         }
         let port = target.port ?? 80
-        record.upstreamHost = "\(target.host):\(port)"
+        record.upstreamHost = EndpointAddress.join(target.host, port)
         do {
             return try await context.upstream.send(request, to: UpstreamTarget(host: target.host, port: port), timeout: context.upstreamTimeout).response
         } catch {

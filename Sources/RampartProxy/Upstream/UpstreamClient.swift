@@ -89,7 +89,8 @@ public final class UpstreamClient: Sendable {
     }
 
     private let group: any EventLoopGroup
-    private let loops: Set<ObjectIdentifier>
+    /// The group's loops (a handful: one per core), searched in order.
+    private let loops: [ObjectIdentifier]
     private let idle = Mutex<[PoolKey: [Pooled]]>([:])
     private let multiplexed = Mutex<[UpstreamTarget: Multiplexed]>([:])
     private let maxIdlePerTarget: Int
@@ -99,7 +100,7 @@ public final class UpstreamClient: Sendable {
     /// Creates a client.
     public init(group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, maxIdlePerTarget: Int = 256, maxBodyBytes: Int, connectTimeout: TimeAmount = .seconds(5)) {
         self.group = group
-        self.loops = Set(group.makeIterator().map { ObjectIdentifier($0) })
+        self.loops = group.makeIterator().map { ObjectIdentifier($0) }
         self.maxIdlePerTarget = maxIdlePerTarget
         self.maxBodyBytes = maxBodyBytes
         self.connectTimeout = connectTimeout
