@@ -6,22 +6,18 @@ import Testing
 struct AuthzCorpusTests {
     @Test("every case of authz-cases.yaml gets the decision Istio gives")
     func everyCase() throws {
-        let corpus = try Corpus.object("authz-cases.yaml")
-        let sets = try #require(corpus["policy_sets"] as? [String: String])
-        let cases = try #require(corpus["cases"] as? [[String: Any]])
-        let environment = JWKSEnvironment.from(try PlainYAML.parse(Corpus.text("jwks-environment.yaml")))
+        let (cases, environment) = try Corpus.authzCases()
         var failures: [String] = []
-        for item in cases {
-            let id = item["id"] as? String ?? "?"
-            let names = item["policy_set"] as? [String] ?? []
-            let yaml = names.compactMap { sets[$0] }.joined(separator: "\n---\n")
-            let engine = PolicyEngine(yaml: yaml, file: id, options: SnapshotOptions(jwks: environment))
+        for corpusCase in cases {
+            let id = corpusCase.id
+            let item = corpusCase.item
+            let engine = PolicyEngine(yaml: corpusCase.yaml, file: id, options: SnapshotOptions(jwks: environment))
             let schemaErrors = engine.diagnostics.filter { $0.code.rawValue < "RP010" }
             if !schemaErrors.isEmpty {
                 failures.append("\(id): policies unreadable: \(schemaErrors.map(\.description).joined(separator: "; "))")
                 continue
             }
-            let request = try AuthzRequest(object: item["request"])
+            let request = try corpusCase.request()
             let decision = engine.snapshot.evaluate(request)
             let expected = "\(item["expected"] ?? "")"
             let status = item["http_status"] as? Int

@@ -20,6 +20,30 @@ enum Corpus {
         }
         return object
     }
+
+    /// One case of authz-cases.yaml: its id, the YAML of the policy sets it names, and the case.
+    struct AuthzCase {
+        let id: String
+        let yaml: String
+        let item: [String: Any]
+
+        /// The case's request.
+        func request() throws -> AuthzRequest { try AuthzRequest(object: item["request"]) }
+    }
+
+    /// Every case of authz-cases.yaml, and the JWKS environment of jwks-environment.yaml that the
+    /// network-dependent ones assume.
+    static func authzCases() throws -> (cases: [AuthzCase], environment: JWKSEnvironment) {
+        let corpus = try object("authz-cases.yaml")
+        guard let sets = corpus["policy_sets"] as? [String: String], let items = corpus["cases"] as? [[String: Any]] else {
+            throw CorpusError(reason: "authz-cases.yaml has no policy_sets mapping or cases list")
+        }
+        let cases = items.map { item in
+            let names = item["policy_set"] as? [String] ?? []
+            return AuthzCase(id: item["id"] as? String ?? "?", yaml: names.compactMap { sets[$0] }.joined(separator: "\n---\n"), item: item)
+        }
+        return (cases, JWKSEnvironment.from(try PlainYAML.parse(text("jwks-environment.yaml"))))
+    }
 }
 
 struct CorpusError: Error, CustomStringConvertible {

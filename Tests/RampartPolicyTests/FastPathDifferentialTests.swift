@@ -62,20 +62,15 @@ struct FastPathDifferentialTests {
 
     @Test("every corpus case decides alike on both paths")
     func corpus() throws {
-        let corpus = try Corpus.object("authz-cases.yaml")
-        let sets = try #require(corpus["policy_sets"] as? [String: String])
-        let cases = try #require(corpus["cases"] as? [[String: Any]])
-        let environment = JWKSEnvironment.from(try PlainYAML.parse(Corpus.text("jwks-environment.yaml")))
+        let (cases, environment) = try Corpus.authzCases()
         var failures: [String] = []
-        for item in cases {
-            let names = item["policy_set"] as? [String] ?? []
-            let yaml = names.compactMap { sets[$0] }.joined(separator: "\n---\n")
-            let engine = PolicyEngine(yaml: yaml, options: SnapshotOptions(jwks: environment))
-            let request = try AuthzRequest(object: item["request"])
+        for corpusCase in cases {
+            let engine = PolicyEngine(yaml: corpusCase.yaml, options: SnapshotOptions(jwks: environment))
+            let request = try corpusCase.request()
             let workload = engine.snapshot.workload(
                 namespace: request.destination.namespace, labels: request.destination.labels)
             if engine.snapshot.evaluate(request) != workload.evaluateReference(request) {
-                failures.append(item["id"] as? String ?? "?")
+                failures.append(corpusCase.id)
             }
         }
         #expect(failures.isEmpty, "\(failures)")
@@ -84,18 +79,13 @@ struct FastPathDifferentialTests {
     @Test("a workload whose policies read no header decides alike without the request's headers")
     func headersOnlyWhenRead() throws {
         // The corpus: its cases carry headers, and many of their workloads have no header condition.
-        let corpus = try Corpus.object("authz-cases.yaml")
-        let sets = try #require(corpus["policy_sets"] as? [String: String])
-        let cases = try #require(corpus["cases"] as? [[String: Any]])
-        let environment = JWKSEnvironment.from(try PlainYAML.parse(Corpus.text("jwks-environment.yaml")))
+        let (cases, environment) = try Corpus.authzCases()
         var reading = 0
         var notReading = 0
         var disagreements: [String] = []
-        for item in cases {
-            let names = item["policy_set"] as? [String] ?? []
-            let yaml = names.compactMap { sets[$0] }.joined(separator: "\n---\n")
-            let snapshot = PolicyEngine(yaml: yaml, options: SnapshotOptions(jwks: environment)).snapshot
-            let request = try AuthzRequest(object: item["request"])
+        for corpusCase in cases {
+            let snapshot = PolicyEngine(yaml: corpusCase.yaml, options: SnapshotOptions(jwks: environment)).snapshot
+            let request = try corpusCase.request()
             let workload = snapshot.workload(namespace: request.destination.namespace, labels: request.destination.labels)
             guard !workload.readsHeaders else {
                 reading += 1
@@ -105,7 +95,7 @@ struct FastPathDifferentialTests {
             let bare = AuthzRequest(
                 transport: request.transport, source: request.source, destination: request.destination, method: request.method,
                 host: request.host, path: request.path, headers: [:], extAuthz: request.extAuthz, sni: request.sni, jwt: request.jwt)
-            if workload.evaluate(bare) != workload.evaluate(request) { disagreements.append(item["id"] as? String ?? "?") }
+            if workload.evaluate(bare) != workload.evaluate(request) { disagreements.append(corpusCase.id) }
         }
         #expect(reading > 0 && notReading > 0, "the corpus should have cases of both kinds: \(reading) read headers, \(notReading) with headers do not")
         #expect(disagreements.isEmpty, "\(disagreements.count) disagreements, first: \(disagreements.first ?? "")")

@@ -319,22 +319,6 @@ struct UpstreamFramingTests {
     }
 }
 
-/// A TCP server on loopback that accepts connections, reads what they send, and never answers.
-final class SilentServer: Sendable {
-    let channel: any Channel
-    var port: Int { channel.localAddress?.port ?? 0 }
-
-    init() async throws {
-        channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .bind(host: "127.0.0.1", port: 0).get()
-    }
-
-    func stop() async {
-        try? await channel.close()
-    }
-}
-
 /// An HTTP/1.1 server on loopback that answers every request at once, except those whose path
 /// starts with `/slow`, which it never answers.
 final class SelectiveServer: Sendable {
@@ -402,12 +386,12 @@ struct UpstreamTimeoutTests {
 
     @Test("an upstream that never answers fails the exchange with a timeout after the request's deadline")
     func clientTimesOut() async throws {
-        let server = try await SilentServer()
+        let server = try await SelectiveServer()
         let client = UpstreamClient(maxBodyBytes: 1 << 16)
         defer { client.shutdown() }
         await #expect(throws: UpstreamTimeout.self) {
             _ = try await client.send(
-                TestClient.request(path: "/", host: "app", headers: []), to: UpstreamTarget(host: "127.0.0.1", port: server.port),
+                TestClient.request(path: "/slow", host: "app", headers: []), to: UpstreamTarget(host: "127.0.0.1", port: server.port),
                 timeout: .milliseconds(200))
         }
         await server.stop()
@@ -417,7 +401,7 @@ struct UpstreamTimeoutTests {
     func proxyAnswers504() async throws {
         let mesh = try MeshFixture()
         defer { mesh.remove() }
-        let app = try await SilentServer()
+        let app = try await SelectiveServer()
         let server = try await mesh.identity(namespace: "default", serviceAccount: "server")
         let log = "\(mesh.directory)/timeout-access.log"
         let workload = WorkloadInfo(name: "server-v1", namespace: "default", labels: ["app": "server"], appPort: app.port)
@@ -425,7 +409,7 @@ struct UpstreamTimeoutTests {
             workload: workload, identityDirectory: server.directory, appPort: app.port, logFile: log, upstreamTimeout: .milliseconds(300))
         try proxy.install(SnapshotBuilder.snapshot())
         let client = try await mesh.identity(namespace: "default", serviceAccount: "client")
-        let result = try await TestClient.mtls(port: proxy.inboundPort, identityDirectory: client.directory)
+        let result = try await TestClient.mtls(port: proxy.inboundPort, identityDirectory: client.directory, path: "/slow")
         #expect(result.response.head.status == .gatewayTimeout)
         #expect(String(buffer: result.response.body).contains("upstream request timeout"))
         var line: [String: Any]?

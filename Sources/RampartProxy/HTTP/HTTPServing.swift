@@ -37,7 +37,7 @@ enum HTTPServing {
                         : await respond(BufferedRequest(head: requestHead, body: body, trailers: trailers))
                     // An HTTP/2 stream carries one exchange; HTTP/1.1 keeps the connection while both sides agree.
                     let http2 = requestHead.version.major == 2
-                    let closing = !response.head.headers.isEmpty && HopByHop.lowercasedTokens(response.head.headers["connection"].joined(separator: ",")).contains("close")
+                    let closing = response.head.headers["connection"].contains { HopByHop.lowercasedTokens($0).contains("close") }
                     let keepAlive = http2 || (requestHead.isKeepAlive && !tooLarge && !closing)
                     try await write(response, for: requestHead, keepAlive: keepAlive, to: outbound)
                     if http2 || !keepAlive { return }
