@@ -54,3 +54,119 @@ struct DestinationTableTests {
         #expect(table.find(keys[2], hash: keys[2].cheapHash)?.resolved === values[2].resolved)
     }
 }
+
+@Suite("destination identity memo")
+struct IdentityMemoTests {
+    private static func identity(_ namespace: String, _ labels: [String: String]) -> DestinationIdentity {
+        guard let identity = DestinationIdentity(namespace: namespace, labels: labels) else {
+            Issue.record("String or Dictionary has an unexpected size on this platform")
+            return DestinationIdentity(namespace: "", labels: [:])!
+        }
+        return identity
+    }
+
+    @Test("one label dictionary has one identity; an equal dictionary built apart has another")
+    func identities() {
+        let labels = ["app": "reviews-\(Int.random(in: 0..<1000))", "version": "v1"]
+        let shared = labels
+        #expect(Self.identity("ns1", labels) == Self.identity("ns1", shared))
+        var rebuilt: [String: String] = [:]
+        for (key, value) in labels { rebuilt[key] = value }
+        #expect(rebuilt == labels)
+        #expect(Self.identity("ns1", rebuilt) != Self.identity("ns1", labels))
+        #expect(Self.identity("ns2", labels) != Self.identity("ns1", labels))
+    }
+
+    @Test("finds what it remembered, forgets on removeAll, and replaces within its probe window")
+    func remembers() {
+        var memo = IdentityMemo(size: 8)
+        let dictionaries = (0..<20).map { ["app": "a-\($0)"] }
+        let identities = dictionaries.map { Self.identity("ns", $0) }
+        for (index, identity) in identities.enumerated() {
+            memo.remember(identity, namespace: "ns", labels: dictionaries[index], entry: index)
+            // The one just remembered is always found, with its entry.
+            #expect(memo.entry(of: identity) == index)
+        }
+        // Eight slots cannot hold twenty: whatever is found is found with its own entry.
+        var found = 0
+        for (index, identity) in identities.enumerated() {
+            if let entry = memo.entry(of: identity) {
+                #expect(entry == index)
+                found += 1
+            }
+        }
+        #expect(found > 0 && found <= 8)
+        memo.removeAll()
+        #expect(identities.allSatisfy { memo.entry(of: $0) == nil })
+    }
+}
+
+@Suite("per-request destination lookup")
+struct DestinationLookupTests {
+    private static let yaml = """
+        apiVersion: security.istio.io/v1
+        kind: AuthorizationPolicy
+        metadata: {name: reviews-only-a, namespace: ns1}
+        spec:
+          selector: {matchLabels: {app: reviews}}
+          rules: [{from: [{source: {principals: ["cluster.local/ns/ns1/sa/a"]}}]}]
+        ---
+        apiVersion: security.istio.io/v1
+        kind: AuthorizationPolicy
+        metadata: {name: ratings-deny-get, namespace: ns1}
+        spec:
+          selector: {matchLabels: {app: ratings}}
+          action: DENY
+          rules: [{to: [{operation: {methods: ["GET"]}}]}]
+        """
+
+    private static func request(_ labels: [String: String], principal: String = "cluster.local/ns/ns1/sa/z")
+        -> AuthzRequest
+    {
+        Fixture.http(principal: principal, labels: labels)
+    }
+
+    @Test("a label dictionary seen before, a copy of it, and an equal one built apart decide alike")
+    func sharedAndRebuilt() {
+        let snapshot = Fixture.engine(Self.yaml).snapshot
+        let reviews = ["app": "reviews", "version": "v1"]
+        for _ in 0..<3 {
+            #expect(snapshot.evaluate(Self.request(reviews)).policy == nil)
+            #expect(snapshot.evaluate(Self.request(reviews)).decision == .deny)
+            #expect(snapshot.evaluate(Self.request(reviews, principal: "cluster.local/ns/ns1/sa/a")).decision == .allow)
+        }
+        var rebuilt: [String: String] = [:]
+        rebuilt["version"] = "v1"
+        rebuilt["app"] = "reviews"
+        #expect(snapshot.evaluate(Self.request(rebuilt)).decision == .deny)
+        #expect(snapshot.evaluate(Self.request(rebuilt, principal: "cluster.local/ns/ns1/sa/a")).decision == .allow)
+    }
+
+    @Test("a dictionary changed after it was seen is looked up by its new labels")
+    func mutatedCopy() {
+        let snapshot = Fixture.engine(Self.yaml).snapshot
+        var labels = ["app": "reviews"]
+        #expect(snapshot.evaluate(Self.request(labels)).decision == .deny)
+        labels["app"] = "ratings"
+        let ratings = snapshot.evaluate(Self.request(labels))
+        #expect(ratings.decision == .deny && ratings.policy == "ns1/ratings-deny-get")
+        labels["app"] = "details"
+        #expect(snapshot.evaluate(Self.request(labels)).decision == .allow)
+    }
+
+    @Test("dictionaries made and dropped by the thousand each get their own workload's decision")
+    func churn() {
+        let snapshot = Fixture.engine(Self.yaml).snapshot
+        let apps = ["reviews", "ratings", "details"]
+        let expected = apps.map { app in
+            snapshot.workload(namespace: "ns1", labels: ["app": app]).evaluate(Self.request(["app": app])).decision
+        }
+        #expect(expected == [.deny, .deny, .allow])
+        for index in 0..<6000 {
+            // A fresh dictionary each time, freed after its request: storage addresses get reused.
+            let app = apps[index % 3]
+            let labels = ["app": app, "pod-template-hash": String(index, radix: 16)]
+            #expect(snapshot.evaluate(Self.request(labels)).decision == expected[index % 3])
+        }
+    }
+}
