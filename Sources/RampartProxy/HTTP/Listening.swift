@@ -50,34 +50,38 @@ enum Listening {
     /// another and answers each before it takes the next, so pipelined requests are answered in
     /// order without it, and the socket's read interest is not switched off and on around every
     /// request. Protocol errors still get a 400.
-    static func configureHTTP1Server(_ channel: any Channel) throws -> NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart> {
+    /// Requests reach async code whole (see ``HTTPRequestAssembler``), bodies up to `maxBodyBytes`.
+    static func configureHTTP1Server(_ channel: any Channel, maxBodyBytes: Int) throws -> HTTPServing.Connection {
         try channel.pipeline.syncOperations.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: true)
+        try channel.pipeline.syncOperations.addHandler(HTTPRequestAssembler(maxBodyBytes: maxBodyBytes))
         return try NIOAsyncChannel(wrappingChannelSynchronously: channel)
     }
 
     /// An HTTP/2 server connection whose streams arrive as HTTP/1-style parts.
-    typealias HTTP2Streams = NIOHTTP2Handler.AsyncStreamMultiplexer<NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>>
+    typealias HTTP2Streams = NIOHTTP2Handler.AsyncStreamMultiplexer<HTTPServing.Connection>
 
-    /// Configures `channel` as an HTTP/2 server whose streams each speak HTTP/1-style parts.
-    static func configureHTTP2Server(_ channel: any Channel) throws -> HTTP2Streams {
+    /// Configures `channel` as an HTTP/2 server whose streams each carry one whole request (bodies
+    /// up to `maxBodyBytes`), converted from HTTP/2 frames to HTTP/1-style parts and assembled.
+    static func configureHTTP2Server(_ channel: any Channel, maxBodyBytes: Int) throws -> HTTP2Streams {
         try channel.pipeline.syncOperations.configureAsyncHTTP2Pipeline(mode: .server) { stream in
             stream.eventLoop.makeCompletedFuture {
                 try stream.pipeline.syncOperations.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
-                return try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(wrappingChannelSynchronously: stream)
+                try stream.pipeline.syncOperations.addHandler(HTTPRequestAssembler(maxBodyBytes: maxBodyBytes))
+                return try HTTPServing.Connection(wrappingChannelSynchronously: stream)
             }
         }
     }
 
     /// Serves every stream of an HTTP/2 connection, each one request answered by `respond`, then closes it.
     static func serveStreams(
-        _ streams: HTTP2Streams, connection: any Channel, maxBodyBytes: Int, logger: Logger,
+        _ streams: HTTP2Streams, connection: any Channel, logger: Logger,
         respond: @escaping @Sendable (BufferedRequest) async -> BufferedResponse
     ) async {
         do {
             try await withThrowingDiscardingTaskGroup { group in
                 for try await stream in streams.inbound {
                     group.addTask {
-                        try? await HTTPServing.serve(stream, maxBodyBytes: maxBodyBytes, respond: respond)
+                        try? await HTTPServing.serve(stream, respond: respond)
                     }
                 }
             }

@@ -49,7 +49,7 @@ public struct ConnectionInfo: Sendable {
 
 /// A connection the inbound listener accepted, with its protocol known.
 enum InboundConnection: Sendable {
-    case http1(NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, ConnectionInfo)
+    case http1(HTTPServing.Connection, ConnectionInfo)
     case http2(Listening.HTTP2Streams, any Channel, ConnectionInfo)
     case tcp(NIOAsyncChannel<ByteBuffer, ByteBuffer>, ConnectionInfo)
 }

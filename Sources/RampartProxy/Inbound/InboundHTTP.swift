@@ -11,9 +11,9 @@ struct InboundHTTP: Sendable {
     let context: ProxyContext
 
     /// Serves one HTTP/1.1 connection.
-    func serve(_ channel: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, info: ConnectionInfo) async {
+    func serve(_ channel: HTTPServing.Connection, info: ConnectionInfo) async {
         do {
-            try await HTTPServing.serve(channel, maxBodyBytes: context.maxBodyBytes) { request in
+            try await HTTPServing.serve(channel) { request in
                 await respond(request, info: info)
             }
         } catch {
@@ -23,7 +23,7 @@ struct InboundHTTP: Sendable {
 
     /// Serves one HTTP/2 connection: each stream is one request, decided and forwarded on its own.
     func serve(_ streams: Listening.HTTP2Streams, connection: any Channel, info: ConnectionInfo) async {
-        await Listening.serveStreams(streams, connection: connection, maxBodyBytes: context.maxBodyBytes, logger: context.logger) { request in
+        await Listening.serveStreams(streams, connection: connection, logger: context.logger) { request in
             await respond(request, info: info)
         }
     }

@@ -68,7 +68,7 @@ public final class InboundListener: Service, Sendable {
                     let inner = ProtocolSniffer(
                         tlsAllowed: false,
                         configure: { channel, sniffed in
-                            promise.succeed(try Self.application(channel, sniffed, info: info(channel, tls: true, peer: box.peer, mode: mode)))
+                            promise.succeed(try Self.application(channel, sniffed, info: info(channel, tls: true, peer: box.peer, mode: mode), maxBodyBytes: context.maxBodyBytes))
                         },
                         failed: fail
                     )
@@ -79,7 +79,7 @@ public final class InboundListener: Service, Sendable {
                     }
                     // DISABLE passes a TLS stream through untouched, as opaque TCP.
                     let plain: SniffedProtocol = sniffed == .tls ? .tcp : sniffed
-                    promise.succeed(try Self.application(channel, plain, info: info(channel, tls: false, peer: nil, mode: mode)))
+                    promise.succeed(try Self.application(channel, plain, info: info(channel, tls: false, peer: nil, mode: mode), maxBodyBytes: context.maxBodyBytes))
                 }
             },
             failed: fail
@@ -93,12 +93,12 @@ public final class InboundListener: Service, Sendable {
     }
 
     /// Builds the application-protocol end of the pipeline and wraps it for async code.
-    private static func application(_ channel: any Channel, _ sniffed: SniffedProtocol, info: ConnectionInfo) throws -> InboundConnection {
+    private static func application(_ channel: any Channel, _ sniffed: SniffedProtocol, info: ConnectionInfo, maxBodyBytes: Int) throws -> InboundConnection {
         switch sniffed {
         case .http1:
-            return .http1(try Listening.configureHTTP1Server(channel), info)
+            return .http1(try Listening.configureHTTP1Server(channel, maxBodyBytes: maxBodyBytes), info)
         case .http2:
-            return .http2(try Listening.configureHTTP2Server(channel), channel, info)
+            return .http2(try Listening.configureHTTP2Server(channel, maxBodyBytes: maxBodyBytes), channel, info)
         case .tcp, .tls:
             // A plaintext client's FIN ends only its direction, as TCP allows; TLS has no half-close.
             if !info.tls { try channel.syncOptions?.setOption(.allowRemoteHalfClosure, value: true) }

@@ -31,14 +31,14 @@ public final class OutboundListener: Service, Sendable {
         let balancer = self.balancer
         try await Listening.serve(
             host: host, port: port, name: "outbound", logger: context.logger, onBound: onBound,
-            negotiate: { channel in try Self.negotiate(channel) },
+            negotiate: { channel in try Self.negotiate(channel, maxBodyBytes: context.maxBodyBytes) },
             handle: { connection in
                 switch connection {
                 case .http1(let channel, let remote):
                     // The client's address is spelled once per connection.
                     let source = OutboundHTTP.describe(remote)
                     do {
-                        try await HTTPServing.serve(channel, maxBodyBytes: context.maxBodyBytes) { request in
+                        try await HTTPServing.serve(channel) { request in
                             await OutboundHTTP(context: context, balancer: balancer).handle(request, source: source)
                         }
                     } catch {
@@ -46,7 +46,7 @@ public final class OutboundListener: Service, Sendable {
                     }
                 case .http2(let streams, let channel, let remote):
                     let source = OutboundHTTP.describe(remote)
-                    await Listening.serveStreams(streams, connection: channel, maxBodyBytes: context.maxBodyBytes, logger: context.logger) { request in
+                    await Listening.serveStreams(streams, connection: channel, logger: context.logger) { request in
                         await OutboundHTTP(context: context, balancer: balancer).handle(request, source: source)
                     }
                 }
@@ -58,21 +58,21 @@ public final class OutboundListener: Service, Sendable {
 extension OutboundListener {
     /// A connection from an application: HTTP/1.1, or HTTP/2 with prior knowledge (gRPC clients).
     enum Connection: Sendable {
-        case http1(NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, SocketAddress?)
+        case http1(HTTPServing.Connection, SocketAddress?)
         case http2(Listening.HTTP2Streams, any Channel, SocketAddress?)
     }
 
-    static func negotiate(_ channel: any Channel) throws -> EventLoopFuture<Connection> {
+    static func negotiate(_ channel: any Channel, maxBodyBytes: Int) throws -> EventLoopFuture<Connection> {
         let promise = channel.eventLoop.makePromise(of: Connection.self)
         let sniffer = ProtocolSniffer(
             tlsAllowed: false,
             configure: { channel, sniffed in
                 switch sniffed {
                 case .http2:
-                    promise.succeed(.http2(try Listening.configureHTTP2Server(channel), channel, channel.remoteAddress))
+                    promise.succeed(.http2(try Listening.configureHTTP2Server(channel, maxBodyBytes: maxBodyBytes), channel, channel.remoteAddress))
                 case .http1, .tcp, .tls:
                     // Anything that is not HTTP/2 is parsed as HTTP/1.1; garbage gets a 400 from the codec.
-                    promise.succeed(.http1(try Listening.configureHTTP1Server(channel), channel.remoteAddress))
+                    promise.succeed(.http1(try Listening.configureHTTP1Server(channel, maxBodyBytes: maxBodyBytes), channel.remoteAddress))
                 }
             },
             failed: { promise.fail($0) }

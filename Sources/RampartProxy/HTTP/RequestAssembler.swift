@@ -1,0 +1,98 @@
+import NIOCore
+import NIOHTTP1
+
+/// A request as a server connection hands it to async code: whole, or only its head when its body
+/// went past the limit (the body is then read and dropped, so the connection stays in step).
+enum AssembledRequest: Sendable {
+    case complete(BufferedRequest)
+    case tooLarge(HTTPRequestHead, limit: Int)
+}
+
+/// A response framed for its client (see `HTTPServing.frame`): written as its head, its body when
+/// it has one, and its end.
+struct FramedResponse: Sendable {
+    var head: HTTPResponseHead
+    var body: ByteBuffer?
+    var trailers: HTTPHeaders?
+}
+
+/// The state machine behind `HTTPRequestAssembler`: request parts in, whole requests out.
+struct RequestAssembly {
+    private enum State {
+        case idle
+        case reading(HTTPRequestHead, ByteBuffer)
+        case discarding(HTTPRequestHead)
+    }
+
+    private var state = State.idle
+    let maxBodyBytes: Int
+    /// The body of bodiless requests, allocated once per connection.
+    private let empty = ByteBuffer()
+
+    init(maxBodyBytes: Int) {
+        self.maxBodyBytes = maxBodyBytes
+    }
+
+    /// Takes one part; returns the request its end completes.
+    mutating func receive(_ part: HTTPServerRequestPart) -> AssembledRequest? {
+        switch (part, state) {
+        case (.head(let head), _):
+            state = .reading(head, empty)
+            return nil
+        case (.body(var chunk), .reading(let head, var body)):
+            state = .idle  // drops this copy's reference so `body` grows in place
+            if body.readableBytes + chunk.readableBytes > maxBodyBytes {
+                state = .discarding(head)
+            } else {
+                if body.readableBytes == 0 {
+                    body = chunk
+                } else {
+                    body.writeBuffer(&chunk)
+                }
+                state = .reading(head, body)
+            }
+            return nil
+        case (.body, _):
+            return nil
+        case (.end(let trailers), .reading(let head, let body)):
+            state = .idle
+            return .complete(BufferedRequest(head: head, body: body, trailers: trailers))
+        case (.end, .discarding(let head)):
+            state = .idle
+            return .tooLarge(head, limit: maxBodyBytes)
+        case (.end, .idle):
+            return nil
+        }
+    }
+}
+
+/// Assembles a server connection's request parts into whole requests, and writes each framed
+/// response as its parts, so the connection's async code gets one element per request and
+/// writes one per response.
+final class HTTPRequestAssembler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = AssembledRequest
+    typealias OutboundIn = FramedResponse
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private var assembly: RequestAssembly
+
+    init(maxBodyBytes: Int) {
+        assembly = RequestAssembly(maxBodyBytes: maxBodyBytes)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if let request = assembly.receive(unwrapInboundIn(data)) {
+            context.fireChannelRead(wrapInboundOut(request))
+        }
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        let response = unwrapOutboundIn(data)
+        context.write(wrapOutboundOut(.head(response.head)), promise: nil)
+        if let body = response.body {
+            context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        }
+        context.write(wrapOutboundOut(.end(response.trailers)), promise: promise)
+    }
+}
