@@ -214,6 +214,27 @@ struct HeaderTests {
         }
     }
 
+    @Test("keep-alive is read as NIO reads it: HTTP/1.1 unless close, HTTP/1.0 only with keep-alive")
+    func keepAlive() {
+        let cases: [([(String, String)], HTTPVersion, Bool)] = [
+            ([], .http1_1, true),
+            ([], .http1_0, false),
+            ([("Connection", "close")], .http1_1, false),
+            ([("connection", "Keep-Alive")], .http1_0, true),
+            ([("Connection", "upgrade, CLOSE")], .http1_1, false),
+            ([("connection", "x-private"), ("Connection", "keep-alive")], .http1_0, true),
+            ([("connection", "keep-alive"), ("connection", "close")], .http1_1, false),
+            ([("connectionx", "close"), ("x-connection", "close")], .http1_1, true),
+        ]
+        for (fields, version, expected) in cases {
+            var head = HTTPRequestHead(version: version, method: .GET, uri: "/", headers: HTTPHeaders(fields))
+            // An edit, as forwarding makes, so NIO answers from the headers rather than the parser.
+            head.headers.replaceOrAdd(name: "x-forwarded-proto", value: "https")
+            #expect(HopByHop.isKeepAlive(head.headers, version: version) == expected, "\(fields) \(version)")
+            #expect(head.isKeepAlive == expected, "NIO: \(fields) \(version)")
+        }
+    }
+
     @Test("x-request-id is kept when present and generated when absent")
     func requestID() {
         var headers = HTTPHeaders([("x-request-id", "abc")])

@@ -99,6 +99,24 @@ public enum HopByHop {
         if keepsTrailers { headers.add(name: "te", value: "trailers") }
     }
 
+    /// Whether a message with these headers lets its connection stay open after it: HTTP/1.1 and
+    /// later unless a `connection` header says `close`, HTTP/1.0 only when one says `keep-alive`.
+    ///
+    /// This is `HTTPRequestHead.isKeepAlive`'s answer, read without NIO's canonical header form,
+    /// which it rebuilds (splitting every value) for headers changed since they were parsed, as
+    /// a request the proxy forwards always is.
+    static func isKeepAlive(_ headers: HTTPHeaders, version: HTTPVersion) -> Bool {
+        var close = false
+        var keepAlive = false
+        for (name, value) in headers where name.utf8.count == 10 && hopByHopName(name) == "connection" {
+            for token in lowercasedTokens(value) {
+                if token == "close" { close = true } else if token == "keep-alive" { keepAlive = true }
+            }
+        }
+        if close { return false }
+        return version.major > 1 || (version.major == 1 && version.minor >= 1) || keepAlive
+    }
+
     /// Whether `name` is one of ``names``, compared as ASCII without regard to case.
     static func isHopByHop(_ name: String) -> Bool {
         hopByHopName(name) != nil

@@ -136,12 +136,14 @@ struct InboundHTTP: Sendable {
     static func prepareForApplication(_ head: inout HTTPRequestHead, info: ConnectionInfo, own: String) {
         HopByHop.strip(&head.headers)
         if let peerFields = info.forwardedClientCertPeer {
-            let existing = head.headers["x-forwarded-client-cert"].joined(separator: ",")
+            // The subscript splits and trims every value; most requests carry no XFCC to read.
+            let existing = head.headers.contains(name: "x-forwarded-client-cert")
+                ? head.headers["x-forwarded-client-cert"].joined(separator: ",") : ""
             head.headers.replaceOrAdd(
                 name: "x-forwarded-client-cert",
                 value: ForwardedClientCert.appending(ForwardedClientCert.element(by: own, peerFields: peerFields), to: existing.isEmpty ? nil : existing)
             )
-        } else {
+        } else if head.headers.contains(name: "x-forwarded-client-cert") {
             head.headers.remove(name: "x-forwarded-client-cert")
         }
         head.headers.replaceOrAdd(name: "x-forwarded-proto", value: info.tls ? "https" : "http")

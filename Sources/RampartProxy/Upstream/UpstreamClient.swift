@@ -133,7 +133,10 @@ public final class UpstreamClient: Sendable {
     private func exchange(_ request: BufferedRequest, on connection: Pooled, key: PoolKey, timeout: TimeAmount) async throws -> UpstreamResult {
         do {
             let response = try await exchange(request, on: connection.channel, timeout: timeout)
-            if request.head.isKeepAlive && response.head.isKeepAlive && connection.channel.isActive {
+            // The request's headers were edited for forwarding: read without NIO's canonical form.
+            if HopByHop.isKeepAlive(request.head.headers, version: request.head.version) && response.head.isKeepAlive
+                && connection.channel.isActive
+            {
                 release(connection, key: key)
             } else {
                 connection.channel.close(promise: nil)
