@@ -40,22 +40,25 @@ struct IdentityMemo {
         var entry: Int32 = -1
     }
 
-    private var slots: [Slot]
+    /// Allocated at the first `remember`: a snapshot only ever resolved through
+    /// `PolicySnapshot.workload(namespace:labels:)`, as a proxy's is, never needs them.
+    private var slots: [Slot] = []
     /// Per slot, the namespace and labels whose storage its identity refers to, kept alive.
-    private var held: [(namespace: String, labels: [String: String])]
+    private var held: [(namespace: String, labels: [String: String])] = []
+    private let size: Int
     private let mask: Int
     static let probes = 4
 
     /// A memo of `size` slots (a power of two).
     init(size: Int) {
-        slots = Array(repeating: Slot(), count: size)
-        held = Array(repeating: ("", [:]), count: size)
+        self.size = size
         mask = size - 1
     }
 
     /// The entry remembered for `identity`, or `nil`.
     @inline(__always)
     func entry(of identity: DestinationIdentity) -> Int? {
+        if slots.isEmpty { return nil }
         var index = Int(truncatingIfNeeded: identity.cheapHash) & mask
         for _ in 0..<Self.probes {
             let slot = slots[index]
@@ -68,6 +71,10 @@ struct IdentityMemo {
 
     /// Remembers that `identity`, made from `namespace` and `labels`, names `entry`.
     mutating func remember(_ identity: DestinationIdentity, namespace: String, labels: [String: String], entry: Int) {
+        if slots.isEmpty {
+            slots = Array(repeating: Slot(), count: size)
+            held = Array(repeating: ("", [:]), count: size)
+        }
         let home = Int(truncatingIfNeeded: identity.cheapHash) & mask
         var chosen = home
         var index = home
@@ -84,9 +91,7 @@ struct IdentityMemo {
 
     /// Forgets everything, releasing what was held.
     mutating func removeAll() {
-        for index in slots.indices {
-            slots[index] = Slot()
-            held[index] = ("", [:])
-        }
+        slots = []
+        held = []
     }
 }
