@@ -214,7 +214,7 @@ struct HeaderTests {
         }
     }
 
-    @Test("keep-alive is read as NIO reads it: HTTP/1.1 unless close, HTTP/1.0 only with keep-alive")
+    @Test("keep-alive is read as NIO reads it: HTTP/1.1 unless close, HTTP/1.0 only with keep-alive; close is found in any connection header")
     func keepAlive() {
         let cases: [([(String, String)], HTTPVersion, Bool)] = [
             ([], .http1_1, true),
@@ -232,6 +232,8 @@ struct HeaderTests {
             head.headers.replaceOrAdd(name: "x-forwarded-proto", value: "https")
             #expect(HopByHop.isKeepAlive(head.headers, version: version) == expected, "\(fields) \(version)")
             #expect(head.isKeepAlive == expected, "NIO: \(fields) \(version)")
+            let saysClose = fields.contains { $0.0.lowercased() == "connection" && $0.1.lowercased().contains("close") }
+            #expect(HopByHop.asksToClose(head.headers) == saysClose, "close: \(fields)")
         }
     }
 

@@ -106,15 +106,26 @@ public enum HopByHop {
     /// which it rebuilds (splitting every value) for headers changed since they were parsed, as
     /// a request the proxy forwards always is.
     static func isKeepAlive(_ headers: HTTPHeaders, version: HTTPVersion) -> Bool {
-        var close = false
-        var keepAlive = false
+        let options = connectionOptions(headers)
+        if options.close { return false }
+        return version.major > 1 || (version.major == 1 && version.minor >= 1) || options.keepAlive
+    }
+
+    /// Whether a `connection` header of these says `close`.
+    static func asksToClose(_ headers: HTTPHeaders) -> Bool {
+        connectionOptions(headers).close
+    }
+
+    /// Whether the `connection` headers list `close` and `keep-alive`, found in one pass over the
+    /// headers without NIO's canonical form.
+    private static func connectionOptions(_ headers: HTTPHeaders) -> (close: Bool, keepAlive: Bool) {
+        var options = (close: false, keepAlive: false)
         for (name, value) in headers where name.utf8.count == 10 && hopByHopName(name) == "connection" {
             for token in lowercasedTokens(value) {
-                if token == "close" { close = true } else if token == "keep-alive" { keepAlive = true }
+                if token == "close" { options.close = true } else if token == "keep-alive" { options.keepAlive = true }
             }
         }
-        if close { return false }
-        return version.major > 1 || (version.major == 1 && version.minor >= 1) || keepAlive
+        return options
     }
 
     /// Whether `name` is one of ``names``, compared as ASCII without regard to case.

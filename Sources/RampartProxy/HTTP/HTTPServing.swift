@@ -26,9 +26,7 @@ enum HTTPServing {
                 }
                 // An HTTP/2 stream carries one exchange; HTTP/1.1 keeps the connection while both sides agree.
                 let http2 = requestHead.version.major == 2
-                let closing = response.head.headers.contains(name: "connection")
-                    && response.head.headers["connection"].contains { HopByHop.lowercasedTokens($0).contains("close") }
-                let keepAlive = http2 || (requestHead.isKeepAlive && !tooLarge && !closing)
+                let keepAlive = http2 || (requestHead.isKeepAlive && !tooLarge && !HopByHop.asksToClose(response.head.headers))
                 try await outbound.write(frame(response, for: requestHead, keepAlive: keepAlive))
                 if http2 || !keepAlive { return }
             }

@@ -50,6 +50,7 @@ enum Listening {
     /// another and answers each before it takes the next, so pipelined requests are answered in
     /// order without it, and the socket's read interest is not switched off and on around every
     /// request. Protocol errors still get a 400.
+    ///
     /// Requests reach async code whole (see ``HTTPRequestAssembler``), bodies up to `maxBodyBytes`.
     static func configureHTTP1Server(_ channel: any Channel, maxBodyBytes: Int) throws -> HTTPServing.Connection {
         try channel.pipeline.syncOperations.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: true)
@@ -57,7 +58,7 @@ enum Listening {
         return try NIOAsyncChannel(wrappingChannelSynchronously: channel)
     }
 
-    /// An HTTP/2 server connection whose streams arrive as HTTP/1-style parts.
+    /// An HTTP/2 server connection whose streams each arrive as one whole request.
     typealias HTTP2Streams = NIOHTTP2Handler.AsyncStreamMultiplexer<HTTPServing.Connection>
 
     /// Configures `channel` as an HTTP/2 server whose streams each carry one whole request (bodies
