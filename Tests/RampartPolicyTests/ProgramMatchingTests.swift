@@ -106,8 +106,8 @@ struct ProgramMatchingTests {
         let cases: [(AuthzRequest, Int?)] = [
             (request("cluster.local/ns/a/sa/x", path: "/a"), 1),
             (request("cluster.local/ns/a/sa/x", path: "/b"), nil),
-            // Not an Istio workload principal: the namespace the source claims counts.
-            (request("other-domain/workload", namespace: "b", path: "/b"), 2),
+            // Not an Istio workload principal: no namespace, whatever the source claims (as in Istio).
+            (request("other-domain/workload", namespace: "b", path: "/b"), nil),
             (request("other-domain/workload", namespace: "a", path: "/b"), nil),
             // Interned, in a namespace no rule names.
             (request("cluster.local/ns/zzz/sa/q", path: "/a"), nil),

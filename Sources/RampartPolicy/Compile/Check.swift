@@ -4,6 +4,8 @@ enum ValueMatcher: Sendable, Hashable {
     case paths([PathMatcher])
     case ips([IPBlock])
     case ports([Int])
+    /// Request principals, each a pattern on the token's issuer and one on its subject.
+    case requestPrincipals([RequestPrincipalPattern])
     case never
 }
 
@@ -45,7 +47,11 @@ struct Check: Sendable, Hashable {
         case .path:
             matcher = .paths(values.map(PathMatcher.init))
         case .host:
-            matcher = .strings(values.map { StringMatcher($0, ignoreCase: true) })
+            matcher = .strings(values.map { StringMatcher($0, ignoreCase: true, wildcard: .present) })
+        case .method, .header:
+            matcher = .strings(values.map { StringMatcher($0, wildcard: .present) })
+        case .requestPrincipal:
+            matcher = .requestPrincipals(values.map(RequestPrincipalPattern.init))
         case .filterMetadata:
             matcher = .never
         default:
@@ -78,6 +84,10 @@ struct Check: Sendable, Hashable {
         case .paths(let matchers):
             guard let path = request.path else { return false }
             return matchers.contains { $0.matches(path) }
+        case .requestPrincipals(let patterns):
+            guard let token = RequestPrincipalPattern.parts(principal: request.requestPrincipal, claims: request.claims)
+            else { return false }
+            return patterns.contains { $0.matches(issuer: token.issuer, subject: token.subject) }
         case .strings(let matchers):
             switch attribute {
             case .claim(let path):

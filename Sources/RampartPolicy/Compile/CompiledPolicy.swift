@@ -20,7 +20,7 @@ final class CompiledPolicy: Sendable {
         dryRun = policy.dryRunValue.flatMap(GoBool.parse) ?? false
         provider = policy.provider
         self.order = order
-        rules = (policy.rules ?? []).enumerated().map { Self.compile($1, index: $0) }
+        rules = (policy.rules ?? []).enumerated().map { Self.compile($1, index: $0, namespace: policy.id.namespace) }
         tcpRules = action == .allow ? rules.filter { !$0.hasHTTPOnly } : rules
     }
 
@@ -36,14 +36,18 @@ final class CompiledPolicy: Sendable {
         }
     }
 
-    static func compile(_ rule: AuthorizationRule, index: Int) -> CompiledRule {
+    /// Compiles one rule of a policy in `namespace` (the namespace a service account written
+    /// without one belongs to).
+    static func compile(_ rule: AuthorizationRule, index: Int, namespace: String) -> CompiledRule {
         let froms = (rule.from ?? []).enumerated().map { offset, source in
-            checks(source?.fields ?? [:], names: RuleSource.fieldNames, prefix: "rules[\(index)].from[\(offset)].source")
+            checks(
+                source?.fields ?? [:], names: RuleSource.fieldNames,
+                prefix: "rules[\(index)].from[\(offset)].source", namespace: namespace)
         }
         let tos = (rule.to ?? []).enumerated().map { offset, operation in
             checks(
                 operation?.fields ?? [:], names: RuleOperation.fieldNames,
-                prefix: "rules[\(index)].to[\(offset)].operation")
+                prefix: "rules[\(index)].to[\(offset)].operation", namespace: namespace)
         }
         var whens: [Check] = []
         for (offset, condition) in (rule.when ?? []).enumerated() {
@@ -53,22 +57,33 @@ final class CompiledPolicy: Sendable {
                 continue
             }
             if !condition.values.isEmpty {
-                whens.append(
-                    Check(attribute: attribute, values: condition.values, negated: false, field: "\(field).values"))
+                let values = qualified(condition.values, attribute, namespace)
+                whens.append(Check(attribute: attribute, values: values, negated: false, field: "\(field).values"))
             }
             if !condition.notValues.isEmpty {
-                whens.append(
-                    Check(attribute: attribute, values: condition.notValues, negated: true, field: "\(field).notValues"))
+                let values = qualified(condition.notValues, attribute, namespace)
+                whens.append(Check(attribute: attribute, values: values, negated: true, field: "\(field).notValues"))
             }
         }
         return CompiledRule(index: index, froms: froms, tos: tos, whens: whens)
     }
 
-    private static func checks(_ fields: [String: [String]], names: [String], prefix: String) -> [Check] {
+    private static func checks(_ fields: [String: [String]], names: [String], prefix: String, namespace: String)
+        -> [Check]
+    {
         names.compactMap { name in
             guard let values = fields[name], let attribute = Attribute.forField(name) else { return nil }
-            return Check(attribute: attribute, values: values, negated: name.hasPrefix("not"), field: "\(prefix).\(name)")
+            return Check(
+                attribute: attribute, values: qualified(values, attribute, namespace), negated: name.hasPrefix("not"),
+                field: "\(prefix).\(name)")
         }
+    }
+
+    /// Service accounts written without a namespace (`name`) belong to the policy's namespace, as
+    /// in Istio: they are compared as `namespace/name`. Other values are kept as written.
+    private static func qualified(_ values: [String], _ attribute: Attribute, _ namespace: String) -> [String] {
+        guard attribute == .serviceAccount else { return values }
+        return values.map { $0.contains("/") ? $0 : "\(namespace)/\($0)" }
     }
 }
 

@@ -31,7 +31,8 @@ struct PreparedRequest {
         if peerIdentityVisible, request.source.isMTLS, let principal = request.source.principal, !principal.isEmpty {
             self.principal = principal
             let workload = Self.istioWorkload(principal)
-            namespace = workload?.namespace ?? request.source.namespace
+            // Only an Istio workload principal carries a namespace; the source's own claim is not trusted.
+            namespace = workload?.namespace
             serviceAccount =
                 needs.contains(.serviceAccount) ? workload.map { "\($0.namespace)/\($0.serviceAccount)" } : nil
         } else {

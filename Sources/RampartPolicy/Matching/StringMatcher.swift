@@ -1,11 +1,27 @@
-/// One Istio string pattern: exact, `prefix*`, `*suffix`, or `*` (any non-empty value).
+/// One Istio string pattern: exact, `prefix*`, `*suffix`, or `*`.
+///
+/// `*` means "any non-empty value" for most attributes (Istio compiles it to the regex `.+`), but
+/// "the header is present, whatever its value" for attributes read from request headers (headers,
+/// the host, the method), which Istio compiles to a presence match: a header sent with an empty
+/// value matches it.
 public struct StringMatcher: Sendable, Hashable {
     /// The form of the pattern.
     public enum Form: Sendable, Hashable {
         case exact
         case prefix
         case suffix
+        /// `*`: any non-empty value.
         case presence
+        /// `*` on a header-valued attribute: any value, the empty one included.
+        case anyValue
+    }
+
+    /// What `*` alone means.
+    public enum Wildcard: Sendable {
+        /// Any non-empty value.
+        case nonEmpty
+        /// Any value of a present header, even empty.
+        case present
     }
 
     /// The form.
@@ -16,13 +32,13 @@ public struct StringMatcher: Sendable, Hashable {
     public let ignoreCase: Bool
 
     /// Compiles a pattern as written in a policy.
-    public init(_ pattern: String, ignoreCase: Bool = false) {
+    public init(_ pattern: String, ignoreCase: Bool = false, wildcard: Wildcard = .nonEmpty) {
         let text = ignoreCase ? pattern.lowercased() : pattern
         self.ignoreCase = ignoreCase
         // Byte-wise, as Envoy reads patterns: a combining mark after `*` does not hide the wildcard.
         let bytes = text.utf8
         if text == "*" {
-            form = .presence
+            form = wildcard == .present ? .anyValue : .presence
             literal = ""
         } else if bytes.first == UInt8(ascii: "*") {
             form = .suffix
@@ -36,12 +52,20 @@ public struct StringMatcher: Sendable, Hashable {
         }
     }
 
+    /// A pattern of a given form and literal (the literal taken as it is, `*` included).
+    init(form: Form, literal: String, ignoreCase: Bool = false) {
+        self.form = form
+        self.literal = literal
+        self.ignoreCase = ignoreCase
+    }
+
     /// Whether `value` matches, comparing UTF-8 bytes as Envoy does; callers lower-case the value
     /// first when `ignoreCase` is set.
     @inline(__always)
     public func matches(_ value: String) -> Bool {
         switch form {
         case .presence: return !value.isEmpty
+        case .anyValue: return true
         case .exact: return value.utf8.count == literal.utf8.count && Self.bytes(of: value, at: .start, equal: literal)
         case .prefix: return Self.bytes(of: value, at: .start, equal: literal)
         case .suffix: return Self.bytes(of: value, at: .end, equal: literal)

@@ -48,6 +48,14 @@ struct FlatCheck: Sendable {
     let count: Int32
     /// The header-name or claim-path slot, for `header` and `claim`.
     let slot: Int32
+
+    /// The check reduced to its pattern entry at `index` (request principals keep two per value).
+    @inline(__always)
+    func entry(_ index: Int) -> FlatCheck {
+        FlatCheck(
+            kind: kind, negated: negated, httpOnly: httpOnly, start: start + Int32(index * ProgramCode.patternWords),
+            count: 1, slot: slot)
+    }
 }
 
 /// A range of a program pool, stored as two 32-bit integers.

@@ -26,6 +26,8 @@ struct ProgramCode: Sendable {
         case presence = 3
         /// A `{*}`/`{**}` template; the second word is its index in the program's templates.
         case template = 4
+        /// `*` on a header-valued attribute: any value, even empty.
+        case anyValue = 5
     }
 
     /// Appends pattern entries for `matchers` and returns the offset of the first. Each is four
@@ -46,6 +48,7 @@ struct ProgramCode: Sendable {
                 case .prefix: form = .prefix
                 case .suffix: form = .suffix
                 case .presence: form = .presence
+                case .anyValue: form = .anyValue
                 }
                 let literal = Array(string.literal.utf8)
                 let probe = literal.withUnsafeBufferPointer { Self.probe(form, $0) }
@@ -67,7 +70,7 @@ struct ProgramCode: Sendable {
         switch form {
         case .prefix: return 0..<width
         case .exact, .suffix: return (length - width)..<length
-        case .presence, .template: return 0..<0
+        case .presence, .anyValue, .template: return 0..<0
         }
     }
 

@@ -60,7 +60,16 @@ extension WorkloadProgram {
             // The namespace inside an Istio principal is compared where it lies, without a copy.
             if let found = facts.withNamespaceBytes(request, { anyPattern($0, check, view) }) { return found }
             return anyPattern(facts.namespace(request), check, view)
-        case .requestPrincipal: return anyPattern(facts.requestPrincipal, check, view)
+        case .requestPrincipal:
+            guard let token = facts.token() else { return false }
+            // Two entries per value: the issuer's pattern, then the subject's.
+            for index in 0..<Int(check.count) {
+                let issuer = check.entry(2 * index)
+                if anyPattern(token.issuer, issuer, view) && anyPattern(token.subject, check.entry(2 * index + 1), view) {
+                    return true
+                }
+            }
+            return false
         case .sni: return anyPattern(request.sni, check, view)
         case .host: return anyPattern(facts.host(request), check, view)
         case .serviceAccount: return anyPattern(facts.serviceAccount(request), check, view)
@@ -117,6 +126,8 @@ extension WorkloadProgram {
                 }
             case .presence?:
                 if !value.isEmpty { return true }
+            case .anyValue?:
+                return true
             case .template?:
                 if templates[argument].matches(bytes: value) { return true }
             case nil:

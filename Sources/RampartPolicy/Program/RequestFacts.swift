@@ -88,13 +88,19 @@ struct RequestFacts {
         self.spaceDelimitedClaims = spaceDelimitedClaims
     }
 
+    /// The accepted token's issuer and subject (see `RequestPrincipalPattern.parts`); `nil` without one.
+    func token() -> (issuer: String, subject: String)? {
+        RequestPrincipalPattern.parts(principal: requestPrincipal, claims: claims)
+    }
+
     /// The peer principal when mTLS identity is visible and non-empty.
     @inline(__always)
     func principal(_ request: AuthzRequest) -> String? {
         principalVisible ? request.source.principal : nil
     }
 
-    /// The peer namespace: the principal's, else the namespace the source claims (with a principal only).
+    /// The peer namespace, read from an Istio workload principal (`<td>/ns/<ns>/sa/<sa>`) only: as
+    /// in Istio, a namespace the source merely claims, or a principal of another shape, gives none.
     @inline(__always)
     mutating func namespace(_ request: AuthzRequest) -> String? {
         if !namespaceDone {
@@ -106,7 +112,7 @@ struct RequestFacts {
                         String(decoding: UnsafeBufferPointer(rebasing: $0[range]), as: UTF8.self)
                     }
                 }
-                strings().namespace = value ?? PreparedRequest.istioNamespace(principal) ?? request.source.namespace
+                strings().namespace = value ?? PreparedRequest.istioNamespace(principal)
             }
         }
         return built?.namespace

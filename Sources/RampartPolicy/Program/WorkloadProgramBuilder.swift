@@ -245,6 +245,7 @@ struct WorkloadProgramBuilder {
         case .never: return .never
         case .ports: return .port
         case .paths: return .path
+        case .requestPrincipals: return .requestPrincipal
         case .ips:
             switch check.attribute {
             case .sourceIP: return .sourceIP
@@ -292,6 +293,12 @@ struct WorkloadProgramBuilder {
             kind = .path
             range = PoolRange(
                 start: Int32(code.appendPatterns(matchers, templates: &templates)), count: Int32(matchers.count))
+        case .requestPrincipals(let patterns):
+            // Two pattern entries per value, its issuer's then its subject's; `count` counts values.
+            kind = .requestPrincipal
+            let entries = patterns.flatMap { [PathMatcher.string($0.issuer), PathMatcher.string($0.subject)] }
+            range = PoolRange(
+                start: Int32(code.appendPatterns(entries, templates: &templates)), count: Int32(patterns.count))
         case .strings(let matchers):
             switch check.attribute {
             case .sourcePrincipal: kind = .principal
@@ -401,9 +408,9 @@ struct WorkloadProgramBuilder {
             && rule.froms.allSatisfy { clause in
                 clause.contains { check in
                     guard check.attribute == .requestPrincipal, !check.negated,
-                        case .strings(let matchers) = check.matcher
+                        case .requestPrincipals(let patterns) = check.matcher
                     else { return false }
-                    return !matchers.isEmpty
+                    return !patterns.isEmpty
                 }
             }
     }
@@ -425,7 +432,9 @@ struct WorkloadProgramBuilder {
                     !matchers.isEmpty
                 else { return false }
                 return matchers.allSatisfy { matcher in
-                    guard case .string(let string) = matcher, !string.ignoreCase, string.form != .presence else {
+                    guard case .string(let string) = matcher, !string.ignoreCase, string.form != .presence,
+                        string.form != .anyValue
+                    else {
                         return false
                     }
                     return string.literal.utf8.count >= PathKeys.minimumLiteral

@@ -16,7 +16,8 @@ public struct AuthzRequest: Sendable, Hashable {
     public struct Source: Sendable, Hashable {
         /// The SPIFFE ID without `spiffe://`; `nil` means no verified peer certificate.
         public let principal: String?
-        /// The namespace the caller claims (the principal's namespace wins when both exist).
+        /// The namespace the caller claims. Informational: policies read the namespace from an Istio
+        /// workload principal only, as Istio does.
         public let namespace: String?
         /// The peer's address (`source.ip`, `ipBlocks`).
         public let ip: String?

@@ -44,7 +44,7 @@ public enum PolicyAnalyzer {
         guard policy.action == .deny else { return [] }
         var reporter = Reporter(resource: policy.id, location: policy.location)
         for (index, rule) in (policy.rules ?? []).enumerated() {
-            let compiled = CompiledPolicy.compile(rule, index: index)
+            let compiled = CompiledPolicy.compile(rule, index: index, namespace: policy.id.namespace)
             guard compiled.hasHTTPOnly else { continue }
             let tcpOpen: ([Check]) -> Bool = { $0.allSatisfy(\.attribute.isHTTPOnly) }
             let fromOpen = compiled.froms.isEmpty || compiled.froms.contains(where: tcpOpen)

@@ -1,0 +1,70 @@
+/// One `requestPrincipals` (or `request.auth.principal`) value, compared the way Istio compares it:
+/// not as one string against `iss/sub`, but as a pattern on the token's issuer and one on its
+/// subject.
+///
+/// The value is split at its last `/`: what comes before is the issuer (which may itself hold
+/// slashes, as URLs do), what comes after is the subject. Then:
+///
+/// | value | issuer | subject |
+/// |---|---|---|
+/// | `*` | any non-empty | any non-empty |
+/// | `*/sub` | any non-empty | exactly `sub` |
+/// | `*iss-end/sub` | ends with `iss-end` | exactly `sub` |
+/// | `*sub-end` (no `/`) | any non-empty | ends with `sub-end` |
+/// | `iss/*` | exactly `iss` | any non-empty |
+/// | `iss/sub-start*` | exactly `iss` | starts with `sub-start` |
+/// | `iss-start*` (no `/`) | starts with `iss-start` | any non-empty |
+/// | `iss/sub` | exactly `iss` | exactly `sub` |
+///
+/// So `*/sub` does not match a token whose subject is `team/sub`, and `https://issuer*` matches
+/// nothing (its last `/` makes `https:/` the issuer), as in Istio.
+struct RequestPrincipalPattern: Sendable, Hashable {
+    let issuer: StringMatcher
+    let subject: StringMatcher
+
+    init(_ value: String) {
+        let any = StringMatcher(form: .presence, literal: "")
+        let slash = value.lastIndex(of: "/")
+        let issuerPart = slash.map { String(value[..<$0]) } ?? value
+        let subjectPart = slash.map { String(value[value.index(after: $0)...]) } ?? ""
+        if value == "*" {
+            issuer = any
+            subject = any
+        } else if value.hasPrefix("*") {
+            if slash != nil {
+                issuer = issuerPart == "*" ? any : StringMatcher(form: .suffix, literal: String(issuerPart.dropFirst()))
+                subject = StringMatcher(form: .exact, literal: subjectPart)
+            } else {
+                issuer = any
+                subject = StringMatcher(form: .suffix, literal: String(value.dropFirst()))
+            }
+        } else if value.hasSuffix("*") {
+            if slash != nil {
+                issuer = StringMatcher(form: .exact, literal: issuerPart)
+                subject = subjectPart == "*" ? any : StringMatcher(form: .prefix, literal: String(subjectPart.dropLast()))
+            } else {
+                issuer = StringMatcher(form: .prefix, literal: String(value.dropLast()))
+                subject = any
+            }
+        } else {
+            issuer = StringMatcher(form: .exact, literal: issuerPart)
+            subject = StringMatcher(form: .exact, literal: subjectPart)
+        }
+    }
+
+    /// Whether a token with this issuer and subject matches.
+    func matches(issuer value: String, subject: String) -> Bool {
+        issuer.matches(value) && self.subject.matches(subject)
+    }
+
+    /// The issuer and subject of an accepted token: its `iss` and `sub` claims; without them (a
+    /// token outcome given only as `iss/sub`), the request principal split at its last `/`.
+    static func parts(principal: String?, claims: ClaimValue?) -> (issuer: String, subject: String)? {
+        guard let principal else { return nil }
+        if case .string(let issuer)? = claims?["iss"], case .string(let subject)? = claims?["sub"] {
+            return (issuer, subject)
+        }
+        guard let slash = principal.lastIndex(of: "/") else { return (principal, "") }
+        return (String(principal[..<slash]), String(principal[principal.index(after: slash)...]))
+    }
+}

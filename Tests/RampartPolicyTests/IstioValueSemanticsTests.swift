@@ -1,0 +1,173 @@
+@testable import RampartPolicy
+import Testing
+
+/// How particular field values are read, where Istio's translation to Envoy gives them a meaning of
+/// their own (pilot/pkg/security/authz/model/generator.go and matcher/header.go in istio/istio):
+/// request principals compared as an issuer pattern and a subject pattern, `*` on headers as a
+/// presence match, service accounts without a namespace, and namespaces read from the principal only.
+/// Every case is decided by both evaluation paths (the fast path and the traced one).
+@Suite("Istio value semantics")
+struct IstioValueSemanticsTests {
+    /// A workload `app: b` in ns1 with one ALLOW policy holding `rules`, and a RequestAuthentication
+    /// for issuers `a` and `https://issuer.example.com` with an inline (empty) key set, so a token
+    /// outcome given in the request is accepted.
+    static func engine(rules: String) -> PolicyEngine {
+        Fixture.engine(
+            Fixture.policy("p", extra: "", rules: rules) + """
+
+            ---
+            apiVersion: security.istio.io/v1
+            kind: RequestAuthentication
+            metadata: {name: jwt, namespace: ns1}
+            spec:
+              jwtRules:
+              - {issuer: a, jwks: '{"keys":[]}'}
+              - {issuer: "https://issuer.example.com", jwks: '{"keys":[]}'}
+            """)
+    }
+
+    static func token(issuer: String, subject: String) -> AuthzRequest {
+        AuthzRequest(
+            source: AuthzRequest.Source(principal: "cluster.local/ns/ns1/sa/a"),
+            destination: AuthzRequest.Destination(namespace: "ns1", labels: ["app": "b"], port: 8080), method: "GET",
+            host: "b.ns1", path: "/",
+            jwt: JWTOutcome(
+                present: true, valid: true,
+                claims: .object(["iss": .string(issuer), "sub": .string(subject)]),
+                requestPrincipal: "\(issuer)/\(subject)"))
+    }
+
+    /// The decision of both paths, which must agree.
+    static func decide(_ engine: PolicyEngine, _ request: AuthzRequest) -> Decision.Verdict {
+        let fast = engine.snapshot.evaluate(request)
+        let traced = engine.snapshot.explain(request).decision
+        #expect(fast == traced, "the fast path and the traced path disagree")
+        return fast.decision
+    }
+
+    @Test(
+        "requestPrincipals split the value at its last slash into an issuer and a subject pattern",
+        arguments: [
+            // (pattern, issuer, subject, allowed)
+            ("a/sub1", "a", "sub1", true),
+            ("a/sub1", "a", "x/sub1", false),
+            ("*", "a", "x/sub1", true),
+            ("*/sub1", "a", "sub1", true),
+            ("*/sub1", "a", "x/sub1", false),
+            ("*a/sub1", "a", "sub1", true),
+            ("*a/sub1", "a", "x/sub1", false),
+            ("*sub1", "a", "x/sub1", true),
+            ("*sub1", "a", "sub2", false),
+            ("a/*", "a", "anything/at/all", true),
+            ("b/*", "a", "sub1", false),
+            ("a/su*", "a", "sub1", true),
+            ("a/su*", "a", "x-sub1", false),
+            ("a*", "a", "sub1", true),
+            ("https://issuer.example.com/*", "https://issuer.example.com", "u1", true),
+            ("https://issuer.example.com/u1", "https://issuer.example.com", "u1", true),
+            // Its last slash makes `https:/` the issuer and `issuer*` the subject prefix: no match.
+            ("https://issuer*", "https://issuer.example.com", "u1", false),
+            ("*.example.com/u1", "https://issuer.example.com", "u1", true),
+        ])
+    func requestPrincipals(pattern: String, issuer: String, subject: String, allowed: Bool) {
+        let engine = Self.engine(rules: "  - from: [{source: {requestPrincipals: [\"\(pattern)\"]}}]")
+        #expect(Self.decide(engine, Self.token(issuer: issuer, subject: subject)) == (allowed ? .allow : .deny))
+    }
+
+    @Test("request.auth.principal conditions and notRequestPrincipals read the same split")
+    func requestPrincipalConditions() {
+        let condition = Self.engine(rules: "  - when: [{key: request.auth.principal, values: [\"*/sub1\"]}]")
+        #expect(Self.decide(condition, Self.token(issuer: "a", subject: "sub1")) == .allow)
+        #expect(Self.decide(condition, Self.token(issuer: "a", subject: "x/sub1")) == .deny)
+        let negated = Self.engine(rules: "  - from: [{source: {notRequestPrincipals: [\"*/sub1\"]}}]")
+        #expect(Self.decide(negated, Self.token(issuer: "a", subject: "x/sub1")) == .allow)
+        #expect(Self.decide(negated, Self.token(issuer: "a", subject: "sub1")) == .deny)
+    }
+
+    @Test("without iss and sub claims, the request principal is split at its last slash")
+    func principalOnly() {
+        let engine = Self.engine(rules: "  - from: [{source: {requestPrincipals: [\"*/sub1\"]}}]")
+        func request(_ principal: String) -> AuthzRequest {
+            AuthzRequest(
+                source: AuthzRequest.Source(principal: "cluster.local/ns/ns1/sa/a"),
+                destination: AuthzRequest.Destination(namespace: "ns1", labels: ["app": "b"], port: 8080),
+                method: "GET", host: "b.ns1", path: "/",
+                jwt: JWTOutcome(present: true, valid: true, requestPrincipal: principal))
+        }
+        #expect(Self.decide(engine, request("a/sub1")) == .allow)
+        #expect(Self.decide(engine, request("a/sub2")) == .deny)
+        #expect(RequestPrincipalPattern.parts(principal: "https://i.example/x/s", claims: nil)! == ("https://i.example/x", "s"))
+    }
+
+    @Test("* on a header, the host or the method matches a present header even when its value is empty")
+    func headerPresence() {
+        let header = Fixture.engine(
+            Fixture.policy("p", rules: "  - when: [{key: \"request.headers[x-foo]\", values: [\"*\"]}]"))
+        #expect(Self.decide(header, Fixture.http(headers: ["x-foo": ""])) == .allow)
+        #expect(Self.decide(header, Fixture.http(headers: ["x-foo": "v"])) == .allow)
+        #expect(Self.decide(header, Fixture.http()) == .deny)
+        let host = Fixture.engine(Fixture.policy("p", rules: "  - to: [{operation: {hosts: [\"*\"]}}]"))
+        #expect(Self.decide(host, Fixture.http(host: "")) == .allow)
+        // Other attributes keep `*` as "any non-empty value": a principal must be there.
+        let principal = Fixture.engine(Fixture.policy("p", rules: "  - from: [{source: {principals: [\"*\"]}}]"))
+        #expect(Self.decide(principal, Fixture.http(principal: nil)) == .deny)
+        #expect(Self.decide(principal, Fixture.http()) == .allow)
+    }
+
+    @Test("a service account without a namespace is the policy's namespace's")
+    func shortServiceAccounts() {
+        let engine = Fixture.engine(Fixture.policy("p", rules: "  - from: [{source: {serviceAccounts: [\"a\"]}}]"))
+        #expect(Self.decide(engine, Fixture.http(principal: "cluster.local/ns/ns1/sa/a")) == .allow)
+        #expect(Self.decide(engine, Fixture.http(principal: "cluster.local/ns/ns2/sa/a")) == .deny)
+        #expect(Self.decide(engine, Fixture.http(principal: "cluster.local/ns/ns1/sa/b")) == .deny)
+        let condition = Fixture.engine(
+            Fixture.policy("p", rules: "  - when: [{key: source.serviceAccount, notValues: [\"a\"]}]"))
+        #expect(Self.decide(condition, Fixture.http(principal: "cluster.local/ns/ns1/sa/a")) == .deny)
+        #expect(Self.decide(condition, Fixture.http(principal: "cluster.local/ns/ns2/sa/a")) == .allow)
+    }
+
+    @Test("namespaces are read from an Istio workload principal, never from what the source claims")
+    func namespaceFromPrincipalOnly() {
+        let engine = Fixture.engine(Fixture.policy("p", rules: "  - from: [{source: {namespaces: [\"ns1\"]}}]"))
+        func request(_ principal: String?) -> AuthzRequest {
+            AuthzRequest(
+                source: AuthzRequest.Source(principal: principal, namespace: "ns1"),
+                destination: AuthzRequest.Destination(namespace: "ns1", labels: ["app": "b"], port: 8080),
+                method: "GET", host: "b.ns1", path: "/")
+        }
+        #expect(Self.decide(engine, request("cluster.local/ns/ns1/sa/a")) == .allow)
+        #expect(Self.decide(engine, request("example.org/custom/id")) == .deny)
+        #expect(Self.decide(engine, request(nil)) == .deny)
+    }
+}
+
+@Suite("service account validation")
+struct ServiceAccountValidationTests {
+    static func errors(_ values: [String]) -> [Diagnostic] {
+        let list = values.map { "\"\($0)\"" }.joined(separator: ", ")
+        let yaml = Fixture.policy("p", rules: "  - from: [{source: {serviceAccounts: [\(list)]}}]")
+        let loaded = PolicyLoader.load(yaml: yaml, file: "sa.yaml")
+        return (loaded.diagnostics + PolicyAnalyzer.analyze(loaded.resources)).filter { $0.severity == .error }
+    }
+
+    @Test("name and namespace/name are accepted", arguments: [["a"], ["ns1/a"], ["a", "ns2/b"]])
+    func accepted(values: [String]) {
+        #expect(Self.errors(values).isEmpty)
+    }
+
+    @Test(
+        "more than one slash, an empty part, a wildcard or more than 320 characters are refused with the field named",
+        arguments: [["ns/a/b"], ["/a"], ["ns/"], ["ns1/*"], [String(repeating: "x", count: 321)]])
+    func refused(values: [String]) throws {
+        let error = try #require(Self.errors(values).first)
+        #expect(error.code == .badServiceAccount)
+        #expect(error.field == "spec.rules[0].from[0].source.serviceAccounts")
+        #expect(!error.fix.isEmpty)
+    }
+
+    @Test("at most 16 service accounts in one field")
+    func tooMany() {
+        #expect(Self.errors((1...16).map { "sa\($0)" }).isEmpty)
+        #expect(Self.errors((1...17).map { "sa\($0)" }).map(\.code) == [.badServiceAccount])
+    }
+}
