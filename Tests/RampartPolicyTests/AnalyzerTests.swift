@@ -40,4 +40,23 @@ struct AnalyzerTests {
         #expect(conflicts.map { $0.resource?.name } == ["cart-2"])
         #expect(Self.analyze(documents).filter { $0.code == .conflictingPeerAuthentication }.isEmpty)
     }
+
+    @Test(
+        "a DENY rule whose HTTP conditions drop out on TCP is warned about; one limited by ports or TCP sources is not",
+        arguments: [
+            // (rule, warned)
+            ("{to: [{operation: {paths: [/admin]}}]}", true),
+            ("{from: [{source: {principals: ['*']}}], to: [{operation: {paths: [/admin]}}]}", true),
+            ("{from: [{source: {requestPrincipals: ['*']}}]}", true),
+            ("{when: [{key: 'request.headers[x-a]', values: ['1']}]}", true),
+            ("{to: [{operation: {paths: [/admin], ports: ['8080']}}]}", false),
+            ("{from: [{source: {principals: ['*']}}]}", false),
+            ("{from: [{source: {namespaces: [ns2]}}], when: [{key: 'request.headers[x-a]', values: ['1']}]}", false),
+        ])
+    func denyWithoutPorts(rule: String, warned: Bool) {
+        let policy = Fixture.policy("p", action: "DENY", rules: "  - \(rule)")
+        let warnings = Self.analyze([policy]).filter { $0.code == .denyAllOnTCP }
+        #expect(warnings.isEmpty == !warned, "\(rule): \(warnings.map(\.description))")
+        #expect(warnings.allSatisfy { $0.severity == .warning && $0.field.hasPrefix("spec.rules[0]") && !$0.fix.isEmpty })
+    }
 }

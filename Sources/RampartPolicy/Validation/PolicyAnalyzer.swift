@@ -39,7 +39,10 @@ public enum PolicyAnalyzer {
         return diagnostics
     }
 
-    /// A DENY rule whose conditions are all HTTP-only becomes "deny everything" on TCP ports.
+    /// A DENY rule that, on TCP ports, loses the HTTP conditions that were meant to narrow it, and so
+    /// denies far more than it seems to. Warned, as Istio's webhook does, when the rule's `to` has no
+    /// ports (nothing limits it to the HTTP ports it was written for), or when it has `from` entries
+    /// with HTTP attributes only and no `to`; and also when every condition it has is HTTP-only.
     static func denyOnTCP(_ policy: AuthorizationPolicy) -> [Diagnostic] {
         guard policy.action == .deny else { return [] }
         var reporter = Reporter(resource: policy.id, location: policy.location)
@@ -49,11 +52,23 @@ public enum PolicyAnalyzer {
             let tcpOpen: ([Check]) -> Bool = { $0.allSatisfy(\.attribute.isHTTPOnly) }
             let fromOpen = compiled.froms.isEmpty || compiled.froms.contains(where: tcpOpen)
             let toOpen = compiled.tos.isEmpty || compiled.tos.contains(where: tcpOpen)
+            let tcpInFrom = compiled.froms.contains { !tcpOpen($0) }
+            let tcpInTo = compiled.tos.contains { !tcpOpen($0) }
             if fromOpen && toOpen && tcpOpen(compiled.whens) {
                 reporter.add(
                     .denyAllOnTCP, "spec.rules[\(index)]",
                     "this DENY rule only uses HTTP attributes; on TCP ports they are ignored and the rule denies every connection",
                     fix: "add ports (to.operation.ports) to limit the rule to the HTTP ports it is meant for")
+            } else if !compiled.tos.isEmpty && !tcpInTo {
+                reporter.add(
+                    .denyAllOnTCP, "spec.rules[\(index)].to",
+                    "this DENY rule's to names no ports; on TCP ports its HTTP fields are ignored, so the rule denies every connection its other conditions match",
+                    fix: "add ports (to.operation.ports) to limit the rule to the HTTP ports it is meant for")
+            } else if !compiled.froms.isEmpty && compiled.tos.isEmpty && !tcpInFrom {
+                reporter.add(
+                    .denyAllOnTCP, "spec.rules[\(index)].from",
+                    "this DENY rule's from uses HTTP attributes only and it has no to; on TCP ports they are ignored, so the rule denies every connection its other conditions match",
+                    fix: "add a to with ports (to.operation.ports) to limit the rule to the HTTP ports it is meant for")
             }
         }
         return reporter.diagnostics
