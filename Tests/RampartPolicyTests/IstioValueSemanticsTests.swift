@@ -84,19 +84,20 @@ struct IstioValueSemanticsTests {
         #expect(Self.decide(negated, Self.token(issuer: "a", subject: "sub1")) == .deny)
     }
 
-    @Test("without iss and sub claims, the request principal is split at its last slash")
-    func principalOnly() {
-        let engine = Self.engine(rules: "  - from: [{source: {requestPrincipals: [\"*/sub1\"]}}]")
-        func request(_ principal: String) -> AuthzRequest {
-            AuthzRequest(
-                source: AuthzRequest.Source(principal: "cluster.local/ns/ns1/sa/a"),
-                destination: AuthzRequest.Destination(namespace: "ns1", labels: ["app": "b"], port: 8080),
-                method: "GET", host: "b.ns1", path: "/",
-                jwt: JWTOutcome(present: true, valid: true, requestPrincipal: principal))
-        }
-        #expect(Self.decide(engine, request("a/sub1")) == .allow)
-        #expect(Self.decide(engine, request("a/sub2")) == .deny)
-        #expect(RequestPrincipalPattern.parts(principal: "https://i.example/x/s", claims: nil)! == ("https://i.example/x", "s"))
+    @Test("the principal is split after the token's issuer, so an issuer URL's slashes and a subject's slashes stay apart")
+    func issuerWithSlashes() {
+        let issuer = "https://issuer.example.com"
+        let anySubject = Self.engine(rules: "  - from: [{source: {requestPrincipals: [\"\(issuer)/*\"]}}]")
+        #expect(Self.decide(anySubject, Self.token(issuer: issuer, subject: "team/u1")) == .allow)
+        // Split at the last slash, the issuer would be https://issuer.example.com/team and this would match.
+        let exactSubject = Self.engine(rules: "  - from: [{source: {requestPrincipals: [\"*/u1\"]}}]")
+        #expect(Self.decide(exactSubject, Self.token(issuer: issuer, subject: "team/u1")) == .deny)
+        #expect(Self.decide(exactSubject, Self.token(issuer: issuer, subject: "u1")) == .allow)
+        #expect(RequestPrincipalPattern.issuerLength("\(issuer)/team/u1", issuer) == issuer.utf8.count)
+        #expect(RequestPrincipalPattern.issuerLength("other/u1", issuer) == -1)
+        #expect(RequestPrincipalPattern.parts(principal: "https://i.example/x/s", issuerLength: -1)! == ("https://i.example/x", "s"))
+        #expect(RequestPrincipalPattern.parts(principal: "https://i.example/x/s", issuerLength: 17)! == ("https://i.example", "x/s"))
+        #expect(RequestPrincipalPattern.parts(principal: "no-slash", issuerLength: -1)! == ("no-slash", ""))
     }
 
     @Test("* on a header, the host or the method matches a present header even when its value is empty")

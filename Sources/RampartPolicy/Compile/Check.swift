@@ -85,7 +85,9 @@ struct Check: Sendable, Hashable {
             guard let path = request.path else { return false }
             return matchers.contains { $0.matches(path) }
         case .requestPrincipals(let patterns):
-            guard let token = RequestPrincipalPattern.parts(principal: request.requestPrincipal, claims: request.claims)
+            guard
+                let token = RequestPrincipalPattern.parts(
+                    principal: request.requestPrincipal, issuerLength: request.requestIssuerLength)
             else { return false }
             return patterns.contains { $0.matches(issuer: token.issuer, subject: token.subject) }
         case .strings(let matchers):

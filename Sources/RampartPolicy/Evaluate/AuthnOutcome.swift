@@ -8,6 +8,9 @@ struct AuthnOutcome: Sendable {
     let provider: JWTProvider?
     /// Set when the request is rejected before authorization.
     let rejection: Decision.Cause?
+    /// The UTF-8 length of the issuer at the start of `principal` (`iss` + `/` + `sub`), or `-1`
+    /// when the principal does not start with the token's issuer and a slash.
+    var issuerLength = -1
 
     static let anonymous = AuthnOutcome(principal: nil, rawClaims: nil, provider: nil, rejection: nil)
 
@@ -50,8 +53,9 @@ struct AuthnOutcome: Sendable {
         if principal == nil, case .string(let iss)? = jwt.claims?["iss"], case .string(let sub)? = jwt.claims?["sub"] {
             principal = "\(iss)/\(sub)"
         }
-        return AuthnOutcome(
-            principal: principal, rawClaims: jwt.claims, provider: provider, rejection: nil)
+        var outcome = AuthnOutcome(principal: principal, rawClaims: jwt.claims, provider: provider, rejection: nil)
+        if let principal, let issuer { outcome.issuerLength = RequestPrincipalPattern.issuerLength(principal, issuer) }
+        return outcome
     }
 
     /// Envoy lets CORS preflights through JWT checks: OPTIONS with Origin and Access-Control-Request-Method.

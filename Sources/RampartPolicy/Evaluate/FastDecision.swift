@@ -19,7 +19,7 @@ extension ResolvedWorkload {
         var facts = RequestFacts(
             isHTTP: request.transport == .http,
             principalVisible: visible && !(request.source.principal?.isEmpty ?? true),
-            requestPrincipal: authn?.principal, claims: authn?.rawClaims,
+            requestPrincipal: authn?.principal, requestIssuerLength: authn?.issuerLength ?? -1, claims: authn?.rawClaims,
             spaceDelimitedClaims: authn?.provider?.spaceDelimitedClaims)
         let program = self.program
         return program.withView { view in decideRules(program, request, mode, authn, &facts, view) }

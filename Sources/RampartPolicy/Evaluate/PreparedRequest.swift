@@ -14,6 +14,8 @@ struct PreparedRequest {
     let namespace: String?
     let serviceAccount: String?
     let requestPrincipal: String?
+    /// Where the issuer ends in `requestPrincipal` (see `AuthnOutcome.issuerLength`).
+    let requestIssuerLength: Int
     let claims: ClaimValue?
     let sourceIP: IPAddress?
     let remoteIP: IPAddress?
@@ -41,6 +43,7 @@ struct PreparedRequest {
             serviceAccount = nil
         }
         requestPrincipal = authn.principal
+        requestIssuerLength = authn.issuerLength
         claims = authn.claims
         sourceIP = needs.contains(.sourceIP) ? request.source.ip.flatMap(IPAddress.init) : nil
         remoteIP =

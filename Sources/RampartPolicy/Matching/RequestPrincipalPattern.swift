@@ -57,14 +57,31 @@ struct RequestPrincipalPattern: Sendable, Hashable {
         issuer.matches(value) && self.subject.matches(subject)
     }
 
-    /// The issuer and subject of an accepted token: its `iss` and `sub` claims; without them (a
-    /// token outcome given only as `iss/sub`), the request principal split at its last `/`.
-    static func parts(principal: String?, claims: ClaimValue?) -> (issuer: String, subject: String)? {
+    /// The token's issuer and subject, read from its request principal (`iss/sub`): split after
+    /// the issuer when its length is known (`issuerLength`, from the token's `iss` claim), else at
+    /// the principal's last `/`.
+    static func parts(principal: String?, issuerLength: Int) -> (issuer: String, subject: String)? {
         guard let principal else { return nil }
-        if case .string(let issuer)? = claims?["iss"], case .string(let subject)? = claims?["sub"] {
-            return (issuer, subject)
-        }
-        guard let slash = principal.lastIndex(of: "/") else { return (principal, "") }
-        return (String(principal[..<slash]), String(principal[principal.index(after: slash)...]))
+        let bytes = Array(principal.utf8)
+        let split = split(bytes.count, issuerLength) { bytes.lastIndex(of: UInt8(ascii: "/")) }
+        guard let split else { return (principal, "") }
+        return (
+            String(decoding: bytes[..<split], as: UTF8.self), String(decoding: bytes[(split + 1)...], as: UTF8.self)
+        )
+    }
+
+    /// Where the slash between issuer and subject is: after `issuerLength` bytes when that is a
+    /// valid length, else where `lastSlash` says (`nil`: no slash).
+    @inline(__always)
+    static func split(_ count: Int, _ issuerLength: Int, lastSlash: () -> Int?) -> Int? {
+        issuerLength >= 0 && issuerLength < count ? issuerLength : lastSlash()
+    }
+
+    /// The length of `issuer` when `principal` starts with it followed by a slash, else `-1`.
+    static func issuerLength(_ principal: String, _ issuer: String) -> Int {
+        let length = issuer.utf8.count
+        guard principal.utf8.count > length, principal.utf8.starts(with: issuer.utf8) else { return -1 }
+        let slash = principal.utf8[principal.utf8.index(principal.utf8.startIndex, offsetBy: length)]
+        return slash == UInt8(ascii: "/") ? length : -1
     }
 }

@@ -61,15 +61,16 @@ extension WorkloadProgram {
             if let found = facts.withNamespaceBytes(request, { anyPattern($0, check, view) }) { return found }
             return anyPattern(facts.namespace(request), check, view)
         case .requestPrincipal:
-            guard let token = facts.token() else { return false }
             // Two entries per value: the issuer's pattern, then the subject's.
-            for index in 0..<Int(check.count) {
-                let issuer = check.entry(2 * index)
-                if anyPattern(token.issuer, issuer, view) && anyPattern(token.subject, check.entry(2 * index + 1), view) {
+            return facts.withToken { issuer, subject in
+                for index in 0..<Int(check.count)
+                where anyPattern(issuer, check.entry(2 * index), view)
+                    && anyPattern(subject, check.entry(2 * index + 1), view)
+                {
                     return true
                 }
-            }
-            return false
+                return false
+            } ?? false
         case .sni: return anyPattern(request.sni, check, view)
         case .host: return anyPattern(facts.host(request), check, view)
         case .serviceAccount: return anyPattern(facts.serviceAccount(request), check, view)

@@ -29,6 +29,8 @@ struct RequestFacts {
     private let principalVisible: Bool
     /// The accepted JWT's `iss/sub`.
     let requestPrincipal: String?
+    /// Where the issuer ends in `requestPrincipal` (see `AuthnOutcome.issuerLength`).
+    private let requestIssuerLength: Int
     private let claims: ClaimValue?
     private let spaceDelimitedClaims: Set<String>?
 
@@ -78,19 +80,31 @@ struct RequestFacts {
     /// Starts from what authentication settled: whether the peer principal is visible and the
     /// accepted JWT.
     init(
-        isHTTP: Bool, principalVisible: Bool, requestPrincipal: String?, claims: ClaimValue?,
+        isHTTP: Bool, principalVisible: Bool, requestPrincipal: String?, requestIssuerLength: Int = -1,
+        claims: ClaimValue?,
         spaceDelimitedClaims: Set<String>?
     ) {
         self.isHTTP = isHTTP
         self.principalVisible = principalVisible
         self.requestPrincipal = requestPrincipal
+        self.requestIssuerLength = requestIssuerLength
         self.claims = claims
         self.spaceDelimitedClaims = spaceDelimitedClaims
     }
 
-    /// The accepted token's issuer and subject (see `RequestPrincipalPattern.parts`); `nil` without one.
-    func token() -> (issuer: String, subject: String)? {
-        RequestPrincipalPattern.parts(principal: requestPrincipal, claims: claims)
+    /// Calls `body` with the bytes of the accepted token's issuer and subject, read in place from the
+    /// request principal (see `RequestPrincipalPattern.parts`); `nil` without a token.
+    func withToken<R>(_ body: (UnsafeBufferPointer<UInt8>, UnsafeBufferPointer<UInt8>) -> R) -> R? {
+        guard let principal = requestPrincipal else { return nil }
+        let issuerLength = requestIssuerLength
+        func split(_ bytes: UnsafeBufferPointer<UInt8>) -> R {
+            let slash = RequestPrincipalPattern.split(bytes.count, issuerLength) { bytes.lastIndex(of: UInt8(ascii: "/")) }
+            guard let slash else { return body(bytes, UnsafeBufferPointer(rebasing: bytes[bytes.count...])) }
+            return body(
+                UnsafeBufferPointer(rebasing: bytes[..<slash]), UnsafeBufferPointer(rebasing: bytes[(slash + 1)...]))
+        }
+        if let result = principal.utf8.withContiguousStorageIfAvailable(split) { return result }
+        return Array(principal.utf8).withUnsafeBufferPointer(split)
     }
 
     /// The peer principal when mTLS identity is visible and non-empty.
