@@ -34,7 +34,10 @@ extension ResolvedWorkload {
     ) -> Decision {
         let shadow = program.hasDryRun ? program.shadowResults(request, &facts, view) : []
         // With the ext-authz provider allowing, a matching CUSTOM policy passes the request on.
-        if request.extAuthz != .allow, let position = program.firstMatch(program.custom, request, &facts, view) {
+        // The CUSTOM group is usually empty: a flag beside the others says so, and the group stays unread.
+        if program.hasCustom, request.extAuthz != .allow,
+            let position = program.firstMatch(program.custom, request, &facts, view)
+        {
             let rule = view.rule(Int(position))
             let cause: Decision.Cause = request.extAuthz == .deny ? .customDenied : .customUnanswered
             return decided(

@@ -1,3 +1,11 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// One `requestPrincipals` (or `request.auth.principal`) value, compared the way Istio compares it:
 /// not as one string against `iss/sub`, but as a pattern on the token's issuer and one on its
 /// subject.
@@ -80,8 +88,14 @@ struct RequestPrincipalPattern: Sendable, Hashable {
     /// The length of `issuer` when `principal` starts with it followed by a slash, else `-1`.
     static func issuerLength(_ principal: String, _ issuer: String) -> Int {
         let length = issuer.utf8.count
-        guard principal.utf8.count > length, principal.utf8.starts(with: issuer.utf8) else { return -1 }
+        guard principal.utf8.count > length else { return -1 }
+        let fast = principal.utf8.withContiguousStorageIfAvailable { whole in
+            issuer.utf8.withContiguousStorageIfAvailable { start in
+                whole[length] == UInt8(ascii: "/") && (length == 0 || memcmp(whole.baseAddress!, start.baseAddress!, length) == 0)
+            }
+        }
+        if let fast, let found = fast { return found ? length : -1 }
         let slash = principal.utf8[principal.utf8.index(principal.utf8.startIndex, offsetBy: length)]
-        return slash == UInt8(ascii: "/") ? length : -1
+        return slash == UInt8(ascii: "/") && principal.utf8.starts(with: issuer.utf8) ? length : -1
     }
 }

@@ -85,13 +85,3 @@ struct CodeView {
         return true
     }
 }
-
-extension WorkloadProgram {
-    /// Runs `body` with the program's code borrowed as a `CodeView`.
-    @inline(__always)
-    func withView<R>(_ body: (CodeView) -> R) -> R {
-        code.words.withUnsafeBufferPointer { words in
-            code.bytes.withUnsafeBufferPointer { bytes in body(CodeView(words: words, bytes: bytes)) }
-        }
-    }
-}

@@ -19,6 +19,12 @@
 /// bucket list a run of `(id, offset)` word pairs sorted by id, offsets ascending within an id.
 /// Method ids are the snapshot's; port ids are the port numbers.
 struct RuleGroup: Sendable {
+    /// The number of rules in the group. The count and the path keys come first, and the group is
+    /// kept small (104 bytes), so that a decision reads a group's header in as few cache lines as
+    /// possible, and an empty group in one load.
+    let ruleCount: Int32
+    /// How many bytes of a path the keys read.
+    let pathKeys: PathKeys
     /// Offsets of identity-wild rules filed neither by method, nor by request principal, nor by
     /// port, ascending (HTTP).
     let wild: PoolRange
@@ -52,10 +58,28 @@ struct RuleGroup: Sendable {
     let bySourceAddress: PoolRange
     /// The same, for `from` entries requiring remote IP blocks.
     let byRemoteAddress: PoolRange
-    /// How many bytes of a path the keys read.
-    let pathKeys: PathKeys
-    /// The number of rules in the group.
-    let ruleCount: Int
+
+    init(
+        wild: PoolRange, wildAuthenticated: PoolRange, wildTCP: PoolRange, byPrincipal: PoolRange,
+        byNamespace: PoolRange, byMethod: PoolRange, byPort: PoolRange, byPortTCP: PoolRange, byPathPrefix: PoolRange,
+        byPathSuffix: PoolRange, bySourceAddress: PoolRange, byRemoteAddress: PoolRange, pathKeys: PathKeys,
+        ruleCount: Int
+    ) {
+        self.ruleCount = Int32(ruleCount)
+        self.pathKeys = pathKeys
+        self.wild = wild
+        self.wildAuthenticated = wildAuthenticated
+        self.wildTCP = wildTCP
+        self.byPrincipal = byPrincipal
+        self.byNamespace = byNamespace
+        self.byMethod = byMethod
+        self.byPort = byPort
+        self.byPortTCP = byPortTCP
+        self.byPathPrefix = byPathPrefix
+        self.byPathSuffix = byPathSuffix
+        self.bySourceAddress = bySourceAddress
+        self.byRemoteAddress = byRemoteAddress
+    }
 
     /// Whether some rule is filed under an identity (so the request's ids are worth looking up).
     var isIndexed: Bool { byPrincipal.count > 0 || byNamespace.count > 0 }
@@ -256,10 +280,17 @@ struct RuleGroup: Sendable {
 /// visits the rules under its path's keys. Keys of different bytes may collide, which costs a
 /// visit, never a decision: a visited rule still checks its paths in full.
 struct PathKeys: Sendable, Hashable {
+    /// Bytes of the start of a path that prefix keys read (at most eight), `0` when no rule is
+    /// filed by prefix.
+    private let prefixBytes: UInt8
+    /// Bytes of the end of a path that suffix keys read (at most eight), `0` when no rule is filed
+    /// by suffix.
+    private let suffixBytes: UInt8
+
     /// Bytes of the start of a path that prefix keys read, `0` when no rule is filed by prefix.
-    let prefixLength: Int
+    @inline(__always) var prefixLength: Int { Int(prefixBytes) }
     /// Bytes of the end of a path that suffix keys read, `0` when no rule is filed by suffix.
-    let suffixLength: Int
+    @inline(__always) var suffixLength: Int { Int(suffixBytes) }
 
     /// The shortest literal a rule may be filed under: shorter ones select too little to be worth
     /// a probe (every path starts with `/`).
@@ -269,8 +300,8 @@ struct PathKeys: Sendable, Hashable {
 
     /// The group's lengths for these literals: the shortest of each kind, at most eight.
     init(prefixes: [[UInt8]], suffixes: [[UInt8]]) {
-        prefixLength = min(8, prefixes.map(\.count).min() ?? 0)
-        suffixLength = min(8, suffixes.map(\.count).min() ?? 0)
+        prefixBytes = UInt8(min(8, prefixes.map(\.count).min() ?? 0))
+        suffixBytes = UInt8(min(8, suffixes.map(\.count).min() ?? 0))
     }
 
     /// The prefix and suffix keys of a normalized path, `-1` where the path is too short (so no

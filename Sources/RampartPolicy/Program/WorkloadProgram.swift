@@ -9,25 +9,35 @@
 /// once per resolved workload and immutable afterwards; the explain path keeps using the
 /// `CompiledPolicy` objects it came from.
 final class WorkloadProgram: Sendable {
-    let code: ProgramCode
-    let custom: RuleGroup
-    let deny: RuleGroup
-    let allow: RuleGroup
+    // What every decision reads comes first, so that it shares the object's first cache lines: the
+    // flags, the identity ids, where the code lies, then the DENY and ALLOW groups and the (usually
+    // empty) CUSTOM one.
+
     /// Whether an enforced ALLOW policy applies (even one without rules).
     let hasAllow: Bool
+    /// Whether there are dry-run policies (kept beside the groups so the common case reads no array).
+    let hasDryRun: Bool
+    /// Whether an enforced CUSTOM policy has rules (so the CUSTOM group is read at all).
+    let hasCustom: Bool
+    /// Ids of the exact principals and namespaces the groups are indexed by.
+    let identities: IdentityIDs
+    /// The program's own copy of the code's words and bytes, freed with the program. A decision
+    /// reads them through these addresses and counts, without reaching the arrays' headers.
+    private let words: CodeMemory<UInt32>
+    private let bytes: CodeMemory<UInt8>
+    let deny: RuleGroup
+    let allow: RuleGroup
+    let custom: RuleGroup
+    let policies: [FlatPolicy]
+    let code: ProgramCode
     /// Path templates, addressed by the code's pattern entries.
     let templates: [PathTemplate]
     let headerNames: [String]
     let claimPaths: [[String]]
-    let policies: [FlatPolicy]
     /// The header offset of each rule, by position (policy order, then rule order).
     let ruleOffsets: [Int32]
-    /// Ids of the exact principals and namespaces the groups are indexed by.
-    let identities: IdentityIDs
     /// Dry-run policies, as indexes into `policies`.
     let dryRun: [Int32]
-    /// Whether there are dry-run policies (kept beside the groups so the common case reads no array).
-    let hasDryRun: Bool
 
     /// Compiles `policies` (in evaluation order) with the snapshot's identity ids, or with ids of its
     /// own when none are given.
@@ -43,13 +53,27 @@ final class WorkloadProgram: Sendable {
         self.custom = builder.group(custom)
         self.deny = builder.group(deny)
         self.allow = builder.group(allow)
+        hasCustom = self.custom.ruleCount > 0
         code = builder.code
+        words = CodeMemory(code.words)
+        bytes = CodeMemory(code.bytes)
         templates = builder.templates
         headerNames = builder.headerNames
         claimPaths = builder.claimPaths
         policies = builder.policies
         ruleOffsets = builder.ruleOffsets
         self.identities = builder.identities
+    }
+
+    deinit {
+        words.free()
+        bytes.free()
+    }
+
+    /// Runs `body` with the program's code borrowed as a `CodeView`.
+    @inline(__always)
+    func withView<R>(_ body: (CodeView) -> R) -> R {
+        withExtendedLifetime(self) { body(CodeView(words: words.buffer, bytes: bytes.buffer)) }
     }
 
     /// Ids of the exact principals the groups are indexed by.
@@ -75,5 +99,22 @@ final class WorkloadProgram: Sendable {
                 (0..<Int(list.count)).map { code.check(list.lower + ProgramCode.checkWords * $0) }
             }
         }
+    }
+}
+
+/// A copy of an array in memory of its own, freed with its owner: its address and count sit in the
+/// owner's object, so reading them touches no array header. Immutable once made.
+struct CodeMemory<Element: BitwiseCopyable>: @unchecked Sendable {
+    let buffer: UnsafeBufferPointer<Element>
+
+    init(_ elements: [Element]) {
+        let memory = UnsafeMutableBufferPointer<Element>.allocate(capacity: max(elements.count, 1))
+        _ = memory.initialize(from: elements)
+        buffer = UnsafeBufferPointer(start: memory.baseAddress, count: elements.count)
+    }
+
+    /// Frees the memory; called once, by the owner's `deinit`.
+    func free() {
+        UnsafeMutableRawPointer(mutating: buffer.baseAddress)?.deallocate()
     }
 }
