@@ -135,4 +135,25 @@ struct FastPathInternalsTests {
             #expect(policies.evaluate(request) == policies.evaluateReference(request))
         }
     }
+
+    @Test("a rule group's header stays within 104 bytes, its count and path keys first")
+    func groupLayout() {
+        #expect(MemoryLayout<RuleGroup>.size <= 104)
+        #expect(MemoryLayout<RuleGroup>.offset(of: \.ruleCount) == 0)
+        #expect(MemoryLayout<PathKeys>.size == 2)
+    }
+
+    @Test("a program's own copy of its code reads as the code it was built from")
+    func codeMemory() {
+        let engine = Fixture.engine(
+            Fixture.policy("p", rules: "  - to: [{operation: {paths: [\"/admin\"], methods: [GET]}}]"))
+        let program = engine.snapshot.workload(namespace: "ns1", labels: ["app": "b"]).resolved.program
+        program.withView { view in
+            #expect(Array(view.words) == program.code.words)
+            #expect(Array(view.bytes) == program.code.bytes)
+        }
+        let empty = CodeMemory<UInt8>([])
+        #expect(empty.buffer.isEmpty)
+        empty.free()
+    }
 }
