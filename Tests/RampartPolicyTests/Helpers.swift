@@ -37,4 +37,19 @@ enum Fixture {
         \(rules)
         """
     }
+
+    /// A RequestAuthentication for every workload of `namespace`, one `jwtRules` entry per line of
+    /// flow-style YAML in `rules`, as a document to append to others.
+    static func requestAuthentication(_ rules: [String], namespace: String = "ns1") -> String {
+        """
+
+        ---
+        apiVersion: security.istio.io/v1
+        kind: RequestAuthentication
+        metadata: {name: jwt, namespace: \(namespace)}
+        spec:
+          jwtRules:
+        \(rules.map { "  - \($0)" }.joined(separator: "\n"))
+        """
+    }
 }

@@ -13,17 +13,11 @@ struct IstioValueSemanticsTests {
     /// outcome given in the request is accepted.
     static func engine(rules: String) -> PolicyEngine {
         Fixture.engine(
-            Fixture.policy("p", extra: "", rules: rules) + """
-
-            ---
-            apiVersion: security.istio.io/v1
-            kind: RequestAuthentication
-            metadata: {name: jwt, namespace: ns1}
-            spec:
-              jwtRules:
-              - {issuer: a, jwks: '{"keys":[]}'}
-              - {issuer: "https://issuer.example.com", jwks: '{"keys":[]}'}
-            """)
+            Fixture.policy("p", rules: rules)
+                + Fixture.requestAuthentication([
+                    "{issuer: a, jwks: '{\"keys\":[]}'}",
+                    "{issuer: \"https://issuer.example.com\", jwks: '{\"keys\":[]}'}",
+                ]))
     }
 
     static func token(issuer: String, subject: String) -> AuthzRequest {

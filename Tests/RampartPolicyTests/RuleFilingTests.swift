@@ -130,17 +130,8 @@ struct RequestPrincipalIndexTests {
 
     private static func engine(action: String) -> PolicyEngine {
         Fixture.engine(
-            Fixture.policy("p", action: action, rules: rules) + """
-
-                ---
-                apiVersion: security.istio.io/v1
-                kind: RequestAuthentication
-                metadata: {name: jwt, namespace: ns1}
-                spec:
-                  jwtRules:
-                  - issuer: "https://idp"
-                    jwksUri: "https://idp/jwks"
-                """)
+            Fixture.policy("p", action: action, rules: rules)
+                + Fixture.requestAuthentication(["{issuer: \"https://idp\", jwksUri: \"https://idp/jwks\"}"]))
     }
 
     private static func visited(authenticated: Bool, http: Bool = true, method: String = "POST") -> [Int32] {
