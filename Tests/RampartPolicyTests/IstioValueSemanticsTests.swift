@@ -160,6 +160,24 @@ struct ServiceAccountValidationTests {
         #expect(!error.fix.isEmpty)
     }
 
+    @Test("source.serviceAccount conditions follow the same rules, and a CUSTOM policy may not use them")
+    func conditions() throws {
+        func diagnostics(_ values: [String], action: String = "ALLOW") -> [Diagnostic] {
+            let list = values.map { "\"\($0)\"" }.joined(separator: ", ")
+            let yaml = Fixture.policy(
+                "p", action: action, rules: "  - when: [{key: source.serviceAccount, notValues: [\(list)]}]")
+            let loaded = PolicyLoader.load(yaml: yaml, file: "sa.yaml")
+            return (loaded.diagnostics + PolicyAnalyzer.analyze(loaded.resources)).filter { $0.severity == .error }
+        }
+        #expect(diagnostics(["a", "ns2/b"]).isEmpty)
+        let error = try #require(diagnostics(["ns/a/b"]).first)
+        #expect(error.code == .badServiceAccount)
+        #expect(error.field == "spec.rules[0].when[0].notValues")
+        #expect(diagnostics((1...17).map { "sa\($0)" }).map(\.code) == [.badServiceAccount])
+        let custom = diagnostics(["a"], action: "CUSTOM").map(\.code)
+        #expect(custom.contains(.unsupportedWithCustom))
+    }
+
     @Test("at most 16 service accounts in one field")
     func tooMany() {
         #expect(Self.errors((1...16).map { "sa\($0)" }).isEmpty)

@@ -102,4 +102,39 @@ enum CommonChecks {
     static func isHeaderName(_ text: String) -> Bool {
         !text.isEmpty && text.allSatisfy { ($0.isLetter || $0.isNumber) && $0.isASCII || $0 == "-" || $0 == "_" }
     }
+
+    /// The longest service account value, and the most values a field may list (Istio's limits).
+    static let serviceAccountLimit = 320
+    static let serviceAccountValueLimit = 16
+
+    /// Istio's rules for service accounts, in `serviceAccounts`, `notServiceAccounts` and
+    /// `source.serviceAccount` conditions alike: each `name` (in the policy's namespace) or
+    /// `namespace/name`, no wildcard, at most 320 characters, at most 16 in one list.
+    static func serviceAccounts(_ values: [String], field: String, _ reporter: inout Reporter) {
+        if values.count > serviceAccountValueLimit {
+            reporter.add(
+                .badServiceAccount, field,
+                "\(values.count) service accounts are listed; at most \(serviceAccountValueLimit) are allowed",
+                fix: "split the rule, or name the callers by namespaces or principals")
+        }
+        for value in values where !value.isEmpty {
+            if value.contains("*") {
+                reporter.add(
+                    .badServiceAccount, field, "service account \"\(value)\" contains a wildcard, which is not allowed",
+                    fix: "list each service account as name or namespace/name, or use principals with a wildcard")
+                continue
+            }
+            let parts = value.split(separator: "/", omittingEmptySubsequences: false)
+            if parts.count > 2 || parts.contains(where: \.isEmpty) {
+                reporter.add(
+                    .badServiceAccount, field, "service account \"\(value)\" is neither name nor namespace/name",
+                    fix: "write it as <service-account> (the policy's namespace) or <namespace>/<service-account>, e.g. default/productpage")
+            } else if value.utf8.count > serviceAccountLimit {
+                reporter.add(
+                    .badServiceAccount, field,
+                    "service account \"\(value.prefix(40))...\" is \(value.utf8.count) characters long; at most \(serviceAccountLimit) are allowed",
+                    fix: "shorten it to a real namespace/name pair")
+            }
+        }
+    }
 }

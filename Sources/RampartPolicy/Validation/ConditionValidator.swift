@@ -18,7 +18,10 @@ struct ConditionValidator {
             reporter.add(.badCondition, "\(path).key", problem.message, fix: problem.fix)
             return
         }
-        if action == .custom && (key == "source.namespace" || key == "source.principal" || key.hasPrefix("request.auth.")) {
+        if action == .custom
+            && (key == "source.namespace" || key == "source.serviceAccount" || key == "source.principal"
+                || key.hasPrefix("request.auth."))
+        {
             reporter.add(
                 .unsupportedWithCustom, "\(path).key", "condition key \(key) cannot be used in a CUSTOM policy",
                 fix: "move this condition to an ALLOW or DENY policy")
@@ -39,6 +42,8 @@ struct ConditionValidator {
                     .badIP, field, "\"\(value)\" is not an IP address or CIDR block for \(key)",
                     fix: "write an address like 10.0.0.1 or a block like 10.0.0.0/16")
             }
+        case "source.serviceAccount":
+            CommonChecks.serviceAccounts(values, field: field, &reporter)
         case "destination.port":
             for value in values where !value.isEmpty && !CommonChecks.isValidPort(value) {
                 reporter.add(
@@ -73,7 +78,7 @@ struct ConditionValidator {
         }
         if Attribute.forConditionKey(key) == nil {
             return ("unknown condition key \(key)",
-                    "use a supported key: request.headers[..], source.ip, remote.ip, source.namespace, source.principal, request.auth.principal, request.auth.audiences, request.auth.presenter, request.auth.claims[..], destination.ip, destination.port, connection.sni, experimental.envoy.filters.*")
+                    "use a supported key: request.headers[..], source.ip, remote.ip, source.namespace, source.serviceAccount, source.principal, request.auth.principal, request.auth.audiences, request.auth.presenter, request.auth.claims[..], destination.ip, destination.port, connection.sni, experimental.envoy.filters.*")
         }
         return nil
     }

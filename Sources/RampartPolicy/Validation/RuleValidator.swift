@@ -76,13 +76,7 @@ struct RuleValidator {
                 }
             }
             if name == "serviceAccounts" || name == "notServiceAccounts" {
-                if values.count > Self.serviceAccountValueLimit {
-                    reporter.add(
-                        .badServiceAccount, field,
-                        "\(values.count) service accounts are listed; at most \(Self.serviceAccountValueLimit) are allowed",
-                        fix: "split the rule, or name the callers by namespaces or principals")
-                }
-                for value in values where !value.isEmpty { checkServiceAccount(value, field: field, &reporter) }
+                CommonChecks.serviceAccounts(values, field: field, &reporter)
             }
         }
         let hasSA = source.fields["serviceAccounts"] != nil || source.fields["notServiceAccounts"] != nil
@@ -93,33 +87,6 @@ struct RuleValidator {
                 fix: "use serviceAccounts alone, or express the identity with principals")
         }
     }
-
-    /// Istio's rules for a service account: `name` (in the policy's namespace) or
-    /// `namespace/name`, no wildcard, at most 320 characters.
-    private func checkServiceAccount(_ value: String, field: String, _ reporter: inout Reporter) {
-        if value.contains("*") {
-            reporter.add(
-                .badServiceAccount, field, "service account \"\(value)\" contains a wildcard, which is not allowed",
-                fix: "list each service account as name or namespace/name, or use principals with a wildcard")
-            return
-        }
-        let parts = value.split(separator: "/", omittingEmptySubsequences: false)
-        if parts.count > 2 || parts.contains(where: \.isEmpty) {
-            reporter.add(
-                .badServiceAccount, field,
-                "service account \"\(value)\" is neither name nor namespace/name",
-                fix: "write it as <service-account> (the policy's namespace) or <namespace>/<service-account>, e.g. default/productpage")
-        } else if value.utf8.count > Self.serviceAccountLimit {
-            reporter.add(
-                .badServiceAccount, field,
-                "service account \"\(value.prefix(40))...\" is \(value.utf8.count) characters long; at most \(Self.serviceAccountLimit) are allowed",
-                fix: "shorten it to a real namespace/name pair")
-        }
-    }
-
-    /// The longest service account value, and the most values a field may list (Istio's limits).
-    static let serviceAccountLimit = 320
-    static let serviceAccountValueLimit = 16
 
     private func checkOperation(_ operation: RuleOperation, path: String, _ reporter: inout Reporter) {
         for name in RuleOperation.fieldNames {
