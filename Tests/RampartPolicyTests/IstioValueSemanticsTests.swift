@@ -184,3 +184,45 @@ struct ServiceAccountValidationTests {
         #expect(Self.errors((1...17).map { "sa\($0)" }).map(\.code) == [.badServiceAccount])
     }
 }
+
+/// Paths with `{*}`/`{**}` templates, checked as Istio's webhook checks `paths` and `notPaths`.
+/// Cases from TestCheckValidPathTemplate and TestIsValidLiteral in istio/istio
+/// pkg/config/security/security_test.go (the outcome only; the messages are Rampart's).
+@Suite("path template validation")
+struct PathTemplateValidationTests {
+    static func errors(_ path: String, field: String = "paths") -> [Diagnostic] {
+        let yaml = Fixture.policy("p", rules: "  - to: [{operation: {\(field): [\"\(path)\"]}}]")
+        let loaded = PolicyLoader.load(yaml: yaml, file: "paths.yaml")
+        return (loaded.diagnostics + PolicyAnalyzer.analyze(loaded.resources)).filter { $0.severity == .error }
+    }
+
+    @Test(
+        "whole-segment operators with literal segments are accepted",
+        arguments: [
+            "/{*}/foo", "/{*}/foo/", "/foo/{**}/bar", "/foo/bar/{**}", "/{*}/{*}/x", "/a/{*}/b/{**}",
+            "/v1/{*}/-._~%20!$&'()+,;:@=", "/plain/path", "/prefix*", "*suffix", "/a*b",
+        ])
+    func accepted(path: String) {
+        #expect(Self.errors(path).isEmpty)
+        #expect(Self.errors(path, field: "notPaths").isEmpty)
+    }
+
+    @Test(
+        "misplaced operators, named variables, stray braces and non-literal characters are refused",
+        arguments: [
+            "/foo/{**}buzz/bar", "/{*}/foo/{}/bar", "/foo/{*}/bar/*", "/foo/{*}/bar/**/buzz", "/foo/{buzz}/bar",
+            "/{buzz}", "/foo/{buzz}/bar/{**}", "/foo/{buzz=*}/bar/{**}", "/{*}/foo/{buzz=**}/bar",
+            "/{*}/foo/{**}bar", "/{*}/foo/{*}.txt", "/{*}/foo/{temp", "/{*}/foo/temp}/bar", "/{*}/foo/temp}/*",
+            "/{**}/foo/temp/{*}/bar", "/{**}/{**}", "/{**}/foo/temp/{**}/bar", "/{*}/foo/?abc", "/{*}/ab*c",
+            "/{*}/a b", "/a//{*}", "/x/{y}",
+        ])
+    func refused(path: String) throws {
+        for field in ["paths", "notPaths"] {
+            let error = try #require(Self.errors(path, field: field).first)
+            #expect(error.code == .badPathTemplate)
+            #expect(error.field == "spec.rules[0].to[0].operation.\(field)")
+            #expect(error.message.contains(path))
+            #expect(!error.fix.isEmpty)
+        }
+    }
+}

@@ -101,11 +101,12 @@ struct RuleValidator {
                 }
             }
             if name == "paths" || name == "notPaths" {
-                for value in values where PathTemplate.isTemplate(value) {
+                for value in values where !value.isEmpty {
                     if let problem = PathTemplateRules.problem(value) {
                         reporter.add(
-                            .badPathTemplate, field, "path template \"\(value)\" is not supported: \(problem)",
-                            fix: "use {*} for one segment and {**} for the rest, each as a whole segment, {**} last")
+                            .badPathTemplate, field, "path \"\(value)\" is not supported: \(problem)",
+                            fix: "use {*} for one segment and {**} for any number of segments, each as a whole "
+                                + "segment with {**} the last operator, and only literal characters elsewhere")
                     }
                 }
             }
@@ -125,19 +126,48 @@ struct RuleValidator {
     }
 }
 
-/// Rules for `{*}`/`{**}` path templates.
+/// Rules for paths with `{*}`/`{**}` templates, as Istio's webhook applies them to `paths` and
+/// `notPaths`.
+///
+/// The path is split into segments after its leading and trailing slashes. `{*}` and `{**}`
+/// must each be a whole segment, and nothing may follow `{**}` but literal segments. Braces
+/// anywhere else are refused in every path, template or not (`/{name}` is a named variable,
+/// which Envoy's templates do not support). In a path that holds a template, every literal
+/// segment must be non-empty and made of RFC 3986 path characters (`pchar`) other than `*`.
 enum PathTemplateRules {
-    /// What is wrong with a template, or `nil`.
-    static func problem(_ template: String) -> String? {
-        var sawAnything = false
-        for segment in template.split(separator: "/", omittingEmptySubsequences: false) {
-            let isOperator = segment == "{*}" || segment == "{**}"
-            if isOperator && sawAnything { return "{**} must be the last operator" }
-            if segment == "{**}" { sawAnything = true }
-            if !isOperator && (segment.contains("*") || segment.contains("{") || segment.contains("}")) {
-                return "segment \"\(segment)\" mixes a wildcard or brace with literal text"
+    /// What is wrong with a path, or `nil`.
+    static func problem(_ path: String) -> String? {
+        let isTemplate = PathTemplate.isTemplate(path)
+        var trimmed = Substring(path)
+        while trimmed.first == "/" { trimmed.removeFirst() }
+        while trimmed.last == "/" { trimmed.removeLast() }
+        var sawMatchAny = false
+        for segment in trimmed.split(separator: "/", omittingEmptySubsequences: false) {
+            if segment == "{*}" || segment == "{**}" {
+                if sawMatchAny { return "{**} must be the last operator, but \(segment) follows it" }
+                sawMatchAny = segment == "{**}"
+                continue
+            }
+            if segment.contains(where: { $0 == "{" || $0 == "}" }) {
+                return "segment \"\(segment)\" has a brace outside {*} or {**}"
+            }
+            if isTemplate {
+                if segment.isEmpty { return "a path template may not have an empty segment (//)" }
+                if let bad = segment.unicodeScalars.first(where: { !isLiteral($0) }) {
+                    return "segment \"\(segment)\" of a path template has \"\(bad)\", which is not a literal path "
+                        + "character (letters, digits, -._~%!$&'()+,;:@= only; no *)"
+                }
             }
         }
         return nil
+    }
+
+    /// RFC 3986 `pchar` without `*`: unreserved, `%`, sub-delims other than `*`, `:`, `@`.
+    private static func isLiteral(_ scalar: Unicode.Scalar) -> Bool {
+        switch scalar {
+        case "a"..."z", "A"..."Z", "0"..."9": true
+        case "-", ".", "_", "~", "%", "!", "$", "&", "'", "(", ")", "+", ",", ";", ":", "@", "=": true
+        default: false
+        }
     }
 }
