@@ -3,6 +3,8 @@ enum Attribute: Sendable, Hashable {
     case sourcePrincipal
     case sourceNamespace
     case serviceAccount
+    /// The trust domain of the peer's SPIFFE ID: its principal up to the first `/`.
+    case trustDomain
     case requestPrincipal
     case sourceIP
     case remoteIP
@@ -13,6 +15,9 @@ enum Attribute: Sendable, Hashable {
     case destinationIP
     case sni
     case header(String)
+    /// `request.experimental.inline.headers[name]`: matches one element of the header's
+    /// comma-separated value list.
+    case inlineHeader(String)
     case claim([String])
     case audiences
     case presenter
@@ -22,7 +27,7 @@ enum Attribute: Sendable, Hashable {
     /// Whether the attribute exists only for HTTP (dropped or fatal on TCP, by action).
     var isHTTPOnly: Bool {
         switch self {
-        case .requestPrincipal, .host, .method, .path, .header, .claim, .audiences, .presenter: return true
+        case .requestPrincipal, .host, .method, .path, .header, .inlineHeader, .claim, .audiences, .presenter: return true
         default: return false
         }
     }
@@ -36,6 +41,7 @@ enum Attribute: Sendable, Hashable {
         case "ipBlocks", "notIpBlocks": return .sourceIP
         case "remoteIpBlocks", "notRemoteIpBlocks": return .remoteIP
         case "serviceAccounts", "notServiceAccounts": return .serviceAccount
+        case "trustDomains", "notTrustDomains": return .trustDomain
         case "hosts", "notHosts": return .host
         case "ports", "notPorts": return .port
         case "methods", "notMethods": return .method
@@ -52,6 +58,7 @@ enum Attribute: Sendable, Hashable {
         case "source.namespace": return .sourceNamespace
         case "source.principal": return .sourcePrincipal
         case "source.serviceAccount": return .serviceAccount
+        case "source.trustDomain": return .trustDomain
         case "request.auth.principal": return .requestPrincipal
         case "request.auth.audiences": return .audiences
         case "request.auth.presenter": return .presenter
@@ -63,6 +70,9 @@ enum Attribute: Sendable, Hashable {
         if key.hasPrefix("experimental.envoy.filters."), bracketed(key) != nil { return .filterMetadata(key) }
         if key.hasPrefix("request.headers["), let names = bracketed(key), names.count == 1 {
             return .header(names[0].lowercased())
+        }
+        if key.hasPrefix("request.experimental.inline.headers["), let names = bracketed(key), names.count == 1 {
+            return .inlineHeader(names[0].lowercased())
         }
         if key.hasPrefix("request.auth.claims["), let names = bracketed(key) { return .claim(names) }
         return nil

@@ -48,7 +48,7 @@ struct Check: Sendable, Hashable {
             matcher = .paths(values.map(PathMatcher.init))
         case .host:
             matcher = .strings(values.map { StringMatcher($0, ignoreCase: true, wildcard: .present) })
-        case .method, .header:
+        case .method, .header, .inlineHeader:
             matcher = .strings(values.map { StringMatcher($0, wildcard: .present) })
         case .requestPrincipal:
             matcher = .requestPrincipals(values.map(RequestPrincipalPattern.init))
@@ -98,6 +98,12 @@ struct Check: Sendable, Hashable {
                 return anyMatch(matchers, request.claims?["aud"])
             case .presenter:
                 return anyMatch(matchers, request.claims?["azp"])
+            case .inlineHeader(let name):
+                // One element of the comma-separated list matches, as Istio's inline header regex does.
+                guard let value = request.headers[name] else { return false }
+                return value.split(separator: ",", omittingEmptySubsequences: false).contains { element in
+                    matchers.contains { $0.matches(String(element)) }
+                }
             default:
                 guard let value = request.string(for: attribute) else { return false }
                 return matchers.contains { $0.matches(value) }

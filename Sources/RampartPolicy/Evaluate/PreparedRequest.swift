@@ -13,6 +13,8 @@ struct PreparedRequest {
     let principal: String?
     let namespace: String?
     let serviceAccount: String?
+    /// The trust domain of the peer's SPIFFE ID (see `trustDomain(of:)`).
+    let trustDomain: String?
     let requestPrincipal: String?
     /// Where the issuer ends in `requestPrincipal` (see `AuthnOutcome.issuerLength`).
     let requestIssuerLength: Int
@@ -37,10 +39,12 @@ struct PreparedRequest {
             namespace = workload?.namespace
             serviceAccount =
                 needs.contains(.serviceAccount) ? workload.map { "\($0.namespace)/\($0.serviceAccount)" } : nil
+            trustDomain = needs.contains(.trustDomain) ? String(Self.trustDomain(of: principal)) : nil
         } else {
             principal = nil
             namespace = nil
             serviceAccount = nil
+            trustDomain = nil
         }
         requestPrincipal = authn.principal
         requestIssuerLength = authn.issuerLength
@@ -67,6 +71,7 @@ struct PreparedRequest {
         case .sourcePrincipal: return principal
         case .sourceNamespace: return namespace
         case .serviceAccount: return serviceAccount
+        case .trustDomain: return trustDomain
         case .requestPrincipal: return requestPrincipal
         case .host: return host
         case .method: return method
@@ -74,6 +79,12 @@ struct PreparedRequest {
         case .header(let name): return headers[name]
         default: return nil
         }
+    }
+
+    /// The trust domain of a principal (a SPIFFE ID without `spiffe://`): everything before its
+    /// first `/`, or the whole principal when it has no path.
+    static func trustDomain(of principal: String) -> Substring {
+        principal[..<(principal.firstIndex(of: "/") ?? principal.endIndex)]
     }
 
     /// The namespace and service account of `<td>/ns/<ns>/sa/<sa>`.

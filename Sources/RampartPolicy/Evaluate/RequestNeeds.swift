@@ -9,7 +9,8 @@ struct RequestNeeds: OptionSet, Sendable, Hashable {
     static let destinationIP = RequestNeeds(rawValue: 1 << 3)
     /// Some check reads a request header (`request.headers[...]`).
     static let headers = RequestNeeds(rawValue: 1 << 4)
-    static let all: RequestNeeds = [.serviceAccount, .sourceIP, .remoteIP, .destinationIP, .headers]
+    static let trustDomain = RequestNeeds(rawValue: 1 << 5)
+    static let all: RequestNeeds = [.serviceAccount, .sourceIP, .remoteIP, .destinationIP, .headers, .trustDomain]
 
     /// What the checks of `policies` read.
     init(policies: [CompiledPolicy]) {
@@ -34,7 +35,8 @@ struct RequestNeeds: OptionSet, Sendable, Hashable {
         case .sourceIP: self = .sourceIP
         case .remoteIP: self = .remoteIP
         case .destinationIP: self = .destinationIP
-        case .header: self = .headers
+        case .header, .inlineHeader: self = .headers
+        case .trustDomain: self = .trustDomain
         default: self = []
         }
     }

@@ -77,6 +77,7 @@ public struct RuleSource: Sendable, Hashable {
     public static let fieldNames = [
         "principals", "notPrincipals", "requestPrincipals", "notRequestPrincipals", "namespaces", "notNamespaces",
         "ipBlocks", "notIpBlocks", "remoteIpBlocks", "notRemoteIpBlocks", "serviceAccounts", "notServiceAccounts",
+        "trustDomains", "notTrustDomains",
     ]
 
     /// Creates a source.

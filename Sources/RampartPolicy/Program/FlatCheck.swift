@@ -20,6 +20,8 @@ struct FlatCheck: Sendable {
         case claim
         case audiences
         case presenter
+        case trustDomain
+        case inlineHeader
 
         /// A rough cost rank: cheaper and more selective kinds are checked first within a clause.
         var cost: Int {
@@ -27,11 +29,11 @@ struct FlatCheck: Sendable {
             case .never: return 0
             case .port: return 1
             case .method: return 2
-            case .principal, .namespace, .requestPrincipal, .sni: return 3
+            case .principal, .namespace, .requestPrincipal, .sni, .trustDomain: return 3
             case .host, .serviceAccount: return 4
             case .sourceIP, .remoteIP, .destinationIP: return 5
             case .path: return 6
-            case .header: return 7
+            case .header, .inlineHeader: return 7
             case .claim, .audiences, .presenter: return 8
             }
         }

@@ -74,7 +74,22 @@ extension WorkloadProgram {
         case .sni: return anyPattern(request.sni, check, view)
         case .host: return anyPattern(facts.host(request), check, view)
         case .serviceAccount: return anyPattern(facts.serviceAccount(request), check, view)
+        case .trustDomain:
+            // The trust domain is compared where it lies in the principal, without a copy.
+            guard let principal = facts.principal(request) else { return false }
+            if let found = principal.utf8.withContiguousStorageIfAvailable({ bytes -> Bool in
+                let end = bytes.firstIndex(of: UInt8(ascii: "/")) ?? bytes.count
+                return anyPattern(UnsafeBufferPointer(rebasing: bytes[..<end]), check, view)
+            }) {
+                return found
+            }
+            return anyPattern(String(PreparedRequest.trustDomain(of: principal)), check, view)
         case .header: return anyPattern(facts.header(check.slot, headerNames, request), check, view)
+        case .inlineHeader:
+            guard let value = facts.header(check.slot, headerNames, request) else { return false }
+            return value.split(separator: ",", omittingEmptySubsequences: false).contains {
+                anyPattern(String($0), check, view)
+            }
         case .path: return facts.withPath(request) { anyPattern($0, check, view) } ?? false
         case .sourceIP, .remoteIP, .destinationIP:
             guard let address = facts.address(check.kind, request) else { return false }

@@ -257,6 +257,7 @@ struct WorkloadProgramBuilder {
             case .sourcePrincipal: return .principal
             case .sourceNamespace: return .namespace
             case .serviceAccount: return .serviceAccount
+            case .trustDomain: return .trustDomain
             case .requestPrincipal: return .requestPrincipal
             case .host: return .host
             case .method: return .method
@@ -264,6 +265,7 @@ struct WorkloadProgramBuilder {
             case .audiences: return .audiences
             case .presenter: return .presenter
             case .header: return .header
+            case .inlineHeader: return .inlineHeader
             case .claim: return .claim
             default: return .never
             }
@@ -304,14 +306,15 @@ struct WorkloadProgramBuilder {
             case .sourcePrincipal: kind = .principal
             case .sourceNamespace: kind = .namespace
             case .serviceAccount: kind = .serviceAccount
+            case .trustDomain: kind = .trustDomain
             case .requestPrincipal: kind = .requestPrincipal
             case .host: kind = .host
             case .method: kind = .method
             case .sni: kind = .sni
             case .audiences: kind = .audiences
             case .presenter: kind = .presenter
-            case .header(let name):
-                kind = .header
+            case .header(let name), .inlineHeader(let name):
+                if case .header = check.attribute { kind = .header } else { kind = .inlineHeader }
                 if let existing = headerSlots[name] {
                     slot = existing
                 } else {

@@ -53,7 +53,8 @@ enum CommonChecks {
         }
         let all = (targetRef.map { [("spec.targetRef", $0)] } ?? [])
             + targetRefs.enumerated().map { ("spec.targetRefs[\($0.offset)]", $0.element) }
-        let allowed = [("", "Service"), ("networking.istio.io", "ServiceEntry"),
+        // A Service's group is the core group, written empty or as "core".
+        let allowed = [("", "Service"), ("core", "Service"), ("networking.istio.io", "ServiceEntry"),
                        ("gateway.networking.k8s.io", "Gateway"), ("gateway.networking.k8s.io", "GatewayClass")]
         for (path, ref) in all {
             if let namespace = ref.namespace, !namespace.isEmpty {

@@ -20,6 +20,7 @@ struct ConditionValidator {
         }
         if action == .custom
             && (key == "source.namespace" || key == "source.serviceAccount" || key == "source.principal"
+                || key == "source.trustDomain"
                 || key.hasPrefix("request.auth."))
         {
             reporter.add(
@@ -71,14 +72,16 @@ struct ConditionValidator {
         if key == "destination.name" || key == "destination.user" {
             return ("\(key) was removed from the API and is not supported", "match on source or operation fields instead")
         }
-        let mapped = ["request.headers", "request.auth.claims", "experimental.envoy.filters."]
+        let mapped = [
+            "request.headers", "request.experimental.inline.headers", "request.auth.claims", "experimental.envoy.filters.",
+        ]
         if let base = mapped.first(where: { key.hasPrefix($0) }), Attribute.forConditionKey(key) == nil {
             return ("key \(key) must have the form \(base.hasSuffix(".") ? base + "<filter>" : base)[name] with a non-empty name",
                     "write the key like request.headers[x-user] or request.auth.claims[groups]")
         }
         if Attribute.forConditionKey(key) == nil {
             return ("unknown condition key \(key)",
-                    "use a supported key: request.headers[..], source.ip, remote.ip, source.namespace, source.serviceAccount, source.principal, request.auth.principal, request.auth.audiences, request.auth.presenter, request.auth.claims[..], destination.ip, destination.port, connection.sni, experimental.envoy.filters.*")
+                    "use a supported key: request.headers[..], source.ip, remote.ip, source.namespace, source.serviceAccount, source.principal, source.trustDomain, request.auth.principal, request.auth.audiences, request.auth.presenter, request.auth.claims[..], destination.ip, destination.port, connection.sni, experimental.envoy.filters.*")
         }
         return nil
     }

@@ -4,6 +4,12 @@ enum PeerAuthenticationValidator {
         var reporter = Reporter(resource: policy.id, location: policy.location)
         CommonChecks.metadata(policy.metadata, &reporter)
         CommonChecks.selector(policy.selector, "spec.selector", &reporter)
+        if policy.metadata.annotations[ResourceMetadata.dryRunAnnotation] != nil {
+            reporter.add(
+                .badDryRun, "metadata.annotations.\(ResourceMetadata.dryRunAnnotation)",
+                "PeerAuthentication does not support dry run; only AuthorizationPolicy does",
+                fix: "remove the istio.io/dry-run annotation")
+        }
         guard let ports = policy.portLevelMTLS else { return reporter.diagnostics }
         if policy.selector?.matchLabels.isEmpty ?? true {
             reporter.add(

@@ -28,13 +28,10 @@ enum RequestAuthenticationValidator {
         if rule.audiences.contains("") {
             reporter.add(.emptyValue, "\(path).audiences", "an audience is an empty string", fix: "remove the empty audience")
         }
-        if !rule.jwksURI.isEmpty {
-            let scheme = rule.jwksURI.components(separatedBy: "://").first ?? ""
-            if !rule.jwksURI.contains("://") || (scheme != "http" && scheme != "https") {
-                reporter.add(
-                    .badJWTRule, "\(path).jwksUri", "jwksUri \"\(rule.jwksURI)\" must use the http or https scheme",
-                    fix: "write the full URL, e.g. https://issuer.example.com/.well-known/jwks.json")
-            }
+        if !rule.jwksURI.isEmpty, let problem = JWKSURIRules.problem(rule.jwksURI) {
+            reporter.add(
+                .badJWTRule, "\(path).jwksUri", "jwksUri \"\(rule.jwksURI)\" \(problem)",
+                fix: "write the full URL, e.g. https://issuer.example.com/.well-known/jwks.json")
         }
         if !rule.jwks.isEmpty { checkJWKS(rule.jwks, field: "\(path).jwks", &reporter) }
         for (offset, header) in rule.fromHeaders.enumerated() where header.name.isEmpty {
@@ -42,7 +39,10 @@ enum RequestAuthenticationValidator {
                 .missingValue, "\(path).fromHeaders[\(offset)].name", "a token header has an empty name",
                 fix: "name the header, e.g. {name: x-jwt-assertion, prefix: \"Bearer \"}")
         }
-        for (name, values) in [("fromParams", rule.fromParams), ("fromCookies", rule.fromCookies)] where values.contains("") {
+        for (name, values) in [
+            ("fromParams", rule.fromParams), ("fromCookies", rule.fromCookies),
+            ("spaceDelimitedClaims", rule.spaceDelimitedClaims),
+        ] where values.contains("") {
             reporter.add(.emptyValue, "\(path).\(name)", "the list holds an empty name", fix: "remove the empty value")
         }
         if !rule.outputPayloadToHeader.isEmpty && !CommonChecks.isHeaderName(rule.outputPayloadToHeader) {
@@ -63,9 +63,15 @@ enum RequestAuthenticationValidator {
                 reporter.add(.missingValue, "\(field).claim", "the claim name is empty", fix: "name the claim, e.g. sub")
             }
         }
-        if let timeout = rule.timeoutMilliseconds, timeout < 1 {
-            reporter.add(
-                .badDuration, "\(path).timeout", "timeout must be at least 1ms", fix: "use a timeout such as 5s")
+        if let timeout = rule.timeoutMilliseconds {
+            if timeout < 1 {
+                reporter.add(
+                    .badDuration, "\(path).timeout", "timeout must be at least 1ms", fix: "use a timeout such as 5s")
+            } else if (timeout * 1_000_000).rounded().truncatingRemainder(dividingBy: 1_000_000) != 0 {
+                reporter.add(
+                    .badDuration, "\(path).timeout", "timeout \(timeout)ms is finer than a millisecond; only whole milliseconds are supported",
+                    fix: "round the timeout to whole milliseconds, e.g. 1500ms or 1.5s")
+            }
         }
     }
 

@@ -6,7 +6,7 @@ struct RuleValidator {
 
     private static let customForbiddenSources: Set<String> = [
         "principals", "notPrincipals", "requestPrincipals", "notRequestPrincipals", "namespaces", "notNamespaces",
-        "serviceAccounts", "notServiceAccounts",
+        "serviceAccounts", "notServiceAccounts", "trustDomains", "notTrustDomains",
     ]
     private static let ipFields: Set<String> = ["ipBlocks", "notIpBlocks", "remoteIpBlocks", "notRemoteIpBlocks"]
 
@@ -78,13 +78,24 @@ struct RuleValidator {
             if name == "serviceAccounts" || name == "notServiceAccounts" {
                 CommonChecks.serviceAccounts(values, field: field, &reporter)
             }
+            if name == "trustDomains" || name == "notTrustDomains" {
+                for value in values where CommonChecks.hasInnerWildcard(value) {
+                    reporter.add(
+                        .badWildcard, field, "trust domain \"\(value)\" has a * in the middle; a wildcard may only lead or trail",
+                        fix: "use an exact trust domain, a prefix (cluster.*), a suffix (*.local) or * for any")
+                }
+            }
         }
-        let hasSA = source.fields["serviceAccounts"] != nil || source.fields["notServiceAccounts"] != nil
-        if hasSA && (source.fields["namespaces"] != nil || source.fields["principals"] != nil) {
+        // As Istio's webhook: a source naming service accounts names no principals or namespaces,
+        // positive or negated.
+        func count(_ names: String...) -> Int { names.reduce(0) { $0 + (source.fields[$1]?.count ?? 0) } }
+        let accounts = count("serviceAccounts", "notServiceAccounts")
+        if accounts > 0 && count("principals", "notPrincipals", "namespaces", "notNamespaces") > 0 {
+            let field = source.fields["serviceAccounts"]?.isEmpty == false ? "serviceAccounts" : "notServiceAccounts"
             reporter.add(
-                .badServiceAccount, "\(path).serviceAccounts",
-                "serviceAccounts cannot be combined with namespaces or principals in one source",
-                fix: "use serviceAccounts alone, or express the identity with principals")
+                .badServiceAccount, "\(path).\(field)",
+                "serviceAccounts or notServiceAccounts cannot be combined with principals, notPrincipals, namespaces or notNamespaces in one source",
+                fix: "use the service account fields alone, or express the identities with principals and namespaces")
         }
     }
 

@@ -1,0 +1,99 @@
+@testable import RampartPolicy
+import Testing
+
+/// `trustDomains`/`notTrustDomains` and `source.trustDomain` (istio/api#3665, istio/istio#59358),
+/// and `request.experimental.inline.headers[...]` (pilot/pkg/security/authz/model/generator.go,
+/// requestInlineHeaderGenerator). Every case is decided by both evaluation paths.
+@Suite("trust domains and inline headers")
+struct TrustDomainAndInlineHeaderTests {
+    static func request(principal: String? = "cluster.local/ns/ns1/sa/a", headers: [String: String] = [:], tcp: Bool = false)
+        -> AuthzRequest
+    {
+        AuthzRequest(
+            transport: tcp ? .tcp : .http,
+            source: AuthzRequest.Source(principal: principal, mtls: principal != nil),
+            destination: AuthzRequest.Destination(namespace: "ns1", labels: ["app": "b"], port: 8080),
+            method: tcp ? nil : "GET", host: tcp ? nil : "b.ns1", path: tcp ? nil : "/", headers: headers)
+    }
+
+    static func decide(_ rules: String, action: String = "ALLOW", _ request: AuthzRequest) -> Decision.Verdict {
+        IstioValueSemanticsTests.decide(Fixture.engine(Fixture.policy("p", action: action, rules: rules)), request)
+    }
+
+    @Test(
+        "trustDomains match the part of the peer's SPIFFE ID before its first slash, exactly, by prefix, suffix or *",
+        arguments: [
+            // (value, principal, matches)
+            ("cluster.local", "cluster.local/ns/ns1/sa/a", true),
+            ("other.local", "cluster.local/ns/ns1/sa/a", false),
+            ("cluster.*", "cluster.local/ns/ns1/sa/a", true),
+            ("*.local", "east.local/ns/ns1/sa/a", true),
+            ("*.local", "east.local.example/ns/ns1/sa/a", false),
+            ("*", "any.example/workload", true),
+            // A prefix pattern stays inside the trust domain: it does not reach into the path.
+            ("cluster.local/ns*", "cluster.local/ns/ns1/sa/a", false),
+            ("*ns1", "cluster.local/ns/ns1", false),
+            ("example.org", "example.org", true),
+        ])
+    func trustDomains(value: String, principal: String, matches: Bool) {
+        let allow = Self.decide("  - from: [{source: {trustDomains: [\"\(value)\"]}}]", Self.request(principal: principal))
+        #expect(allow == (matches ? .allow : .deny))
+        let negated = Self.decide(
+            "  - from: [{source: {notTrustDomains: [\"\(value)\"]}}]", Self.request(principal: principal))
+        #expect(negated == (matches ? .deny : .allow))
+        let condition = Self.decide(
+            "  - when: [{key: source.trustDomain, values: [\"\(value)\"]}]", Self.request(principal: principal))
+        #expect(condition == allow)
+    }
+
+    @Test("a plaintext peer has no trust domain: trustDomains never match it and notTrustDomains always do")
+    func plaintext() {
+        #expect(Self.decide("  - from: [{source: {trustDomains: [\"*\"]}}]", Self.request(principal: nil)) == .deny)
+        #expect(Self.decide("  - from: [{source: {notTrustDomains: [cluster.local]}}]", Self.request(principal: nil)) == .allow)
+    }
+
+    @Test("trustDomains apply to TCP traffic too")
+    func tcp() {
+        #expect(Self.decide("  - from: [{source: {trustDomains: [cluster.local]}}]", Self.request(tcp: true)) == .allow)
+        #expect(
+            Self.decide("  - from: [{source: {trustDomains: [cluster.local]}}]", action: "DENY", Self.request(tcp: true))
+                == .deny)
+    }
+
+    @Test("trust domains are validated: a * in the middle, an empty value and CUSTOM use are refused")
+    func validation() throws {
+        func errors(_ rules: String, action: String = "ALLOW") -> [Diagnostic] {
+            let loaded = PolicyLoader.load(yaml: Fixture.policy("p", action: action, rules: rules), file: "td.yaml")
+            return (loaded.diagnostics + PolicyAnalyzer.analyze(loaded.resources)).filter { $0.severity == .error }
+        }
+        #expect(errors("  - from: [{source: {trustDomains: [a.local, \"*.b\", \"c.*\", \"*\"]}}]").isEmpty)
+        let middle = try #require(errors("  - from: [{source: {notTrustDomains: [\"fo*-bar\"]}}]").first)
+        #expect(middle.code == .badWildcard)
+        #expect(middle.field == "spec.rules[0].from[0].source.notTrustDomains")
+        #expect(errors("  - when: [{key: source.trustDomain, values: [\"fo*-bar\"]}]").map(\.code) == [.badWildcard])
+        #expect(errors("  - from: [{source: {trustDomains: [\"\"]}}]").map(\.code) == [.emptyValue])
+        #expect(errors("  - from: [{source: {trustDomains: [a.local]}}]", action: "CUSTOM").map(\.code).contains(.unsupportedWithCustom))
+    }
+
+    @Test(
+        "an inline header condition matches one element of the comma-separated value",
+        arguments: [
+            // (pattern, header value or nil, matches)
+            ("a", "a", true), ("a", "b,a", true), ("a", "a,b", true), ("a", "b,a,c", true), ("a", "ab", false),
+            ("a", "b, a", false), ("a", nil, false), ("a*", "x,abc", true), ("*c", "abc,x", true), ("*", "", true),
+            ("*", nil, false),
+        ] as [(String, String?, Bool)])
+    func inlineHeader(pattern: String, value: String?, matches: Bool) {
+        let rules = "  - when: [{key: \"request.experimental.inline.headers[X-A]\", values: [\"\(pattern)\"]}]"
+        let request = Self.request(headers: value.map { ["x-a": $0] } ?? [:])
+        #expect(Self.decide(rules, request) == (matches ? .allow : .deny))
+        #expect(Self.decide(rules, action: "DENY", request) == (matches ? .deny : .allow))
+    }
+
+    @Test("inline headers are HTTP-only: on TCP an ALLOW rule with one is dropped, a DENY rule loses the condition")
+    func inlineHeaderOnTCP() {
+        let rules = "  - when: [{key: \"request.experimental.inline.headers[x-a]\", values: [a]}]"
+        #expect(Self.decide(rules, Self.request(tcp: true)) == .deny)
+        #expect(Self.decide(rules, action: "DENY", Self.request(tcp: true)) == .deny)
+    }
+}

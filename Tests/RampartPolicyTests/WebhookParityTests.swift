@@ -1,0 +1,106 @@
+@testable import RampartPolicy
+import Testing
+
+/// Outcomes of Istio's admission webhook (pkg/config/validation/validation.go and
+/// pkg/config/security/security.go in istio/istio) on inputs beyond the conformance corpus.
+@Suite("webhook parity")
+struct WebhookParityTests {
+    static func errors(_ yaml: String) -> [Diagnostic] {
+        let loaded = PolicyLoader.load(yaml: yaml, file: "parity.yaml")
+        return (loaded.diagnostics + PolicyAnalyzer.analyze(loaded.resources)).filter { $0.severity == .error }
+    }
+
+    @Test(
+        "service account fields exclude principals and namespaces, positive or negated, in one source",
+        arguments: [
+            "serviceAccounts: [ns/sa], notPrincipals: [x]", "serviceAccounts: [ns/sa], notNamespaces: [x]",
+            "notServiceAccounts: [ns/sa], notPrincipals: [x]", "notServiceAccounts: [ns/sa], namespaces: [x]",
+            "serviceAccounts: [ns/sa], principals: [x]",
+        ])
+    func serviceAccountCombinations(source: String) throws {
+        let error = try #require(Self.errors(Fixture.policy("p", rules: "  - from: [{source: {\(source)}}]")).first)
+        #expect(error.code == .badServiceAccount)
+        #expect(error.field.hasPrefix("spec.rules[0].from[0].source."))
+    }
+
+    @Test("service accounts combine with the other source fields")
+    func serviceAccountsWithOthers() {
+        let rules = "  - from: [{source: {serviceAccounts: [ns/sa], ipBlocks: [10.0.0.0/8], trustDomains: [td]}}]"
+        #expect(Self.errors(Fixture.policy("p", rules: rules)).isEmpty)
+    }
+
+    @Test("a Service target may name its group empty or core", arguments: ["\"\"", "core"])
+    func serviceTargetGroup(group: String) {
+        let yaml = """
+            apiVersion: security.istio.io/v1
+            kind: AuthorizationPolicy
+            metadata: {name: p, namespace: ns1}
+            spec:
+              targetRefs: [{group: \(group), kind: Service, name: reviews}]
+              rules: [{}]
+            """
+        #expect(Self.errors(yaml).isEmpty)
+        #expect(!Self.errors(yaml.replacingOccurrences(of: "kind: Service", with: "kind: Pod")).isEmpty)
+    }
+
+    @Test(
+        "inline header condition keys are accepted in the request.headers form only",
+        arguments: [
+            ("request.experimental.inline.headers[x-a]", true), ("request.experimental.inline.headers[]", false),
+            ("request.experimental.inline.headers", false),
+        ])
+    func inlineHeaderKeys(key: String, valid: Bool) {
+        let errors = Self.errors(Fixture.policy("p", rules: "  - when: [{key: \"\(key)\", values: [a]}]"))
+        #expect(errors.isEmpty == valid)
+        if !valid { #expect(errors.map(\.code) == [.badCondition]) }
+    }
+
+    @Test(
+        "jwksUri must parse as an http or https URL",
+        arguments: [
+            ("https://issuer.example.com/jwks", true), ("HTTPS://issuer.example.com/jwks", true),
+            ("http://issuer.example.com:8080/keys", true), ("https://[::1]:8443/keys", true),
+            ("https://issuer.example.com:/keys", true), ("https://user@issuer.example.com/keys", true),
+            ("https://issuer.example.com/a%20b", true),
+            ("https://issuer.example.com:not-a-number", false), ("https://issuer.example.com/%zz", false),
+            ("https://issuer example.com/jwks", false), ("ftp://issuer.example.com/jwks", false),
+            ("issuer.example.com/jwks", false), ("https://[::1/keys", false), ("https://issuer.example.com/a%2", false),
+        ])
+    func jwksURI(uri: String, valid: Bool) throws {
+        let yaml = Fixture.requestAuthentication(["{issuer: a, jwksUri: \"\(uri)\"}"])
+        let errors = Self.errors(yaml)
+        #expect(errors.isEmpty == valid, "\(errors.map(\.description))")
+        if !valid {
+            let error = try #require(errors.first)
+            #expect(error.code == .badJWTRule)
+            #expect(error.field == "spec.jwtRules[0].jwksUri")
+        }
+    }
+
+    @Test(
+        "a JWKS fetch timeout is at least a millisecond and whole milliseconds",
+        arguments: [("5s", true), ("1ms", true), ("1.5s", true), ("0.5ms", false), ("1500us", false), ("1.0005s", false)])
+    func timeout(value: String, valid: Bool) {
+        let errors = Self.errors(Fixture.requestAuthentication(["{issuer: a, jwksUri: \"https://a.example/k\", timeout: \(value)}"]))
+        #expect(errors.map(\.code) == (valid ? [] : [.badDuration]))
+    }
+
+    @Test("spaceDelimitedClaims may not hold an empty name")
+    func spaceDelimitedClaims() {
+        let errors = Self.errors(Fixture.requestAuthentication(["{issuer: a, spaceDelimitedClaims: [scope, \"\"]}"]))
+        #expect(errors.map(\.code) == [.emptyValue])
+        #expect(errors.first?.field == "spec.jwtRules[0].spaceDelimitedClaims")
+    }
+
+    @Test("only AuthorizationPolicy takes the dry-run annotation", arguments: ["\"true\"", "\"false\""])
+    func peerAuthenticationDryRun(value: String) {
+        let yaml = """
+            apiVersion: security.istio.io/v1
+            kind: PeerAuthentication
+            metadata: {name: p, namespace: ns1, annotations: {istio.io/dry-run: \(value)}}
+            spec: {mtls: {mode: STRICT}}
+            """
+        #expect(Self.errors(yaml).map(\.code) == [.badDryRun])
+        #expect(Self.errors(yaml.replacingOccurrences(of: ", annotations: {istio.io/dry-run: \(value)}", with: "")).isEmpty)
+    }
+}
