@@ -146,7 +146,11 @@ public struct CAServer: Sendable {
             trustDomain: trustDomain, authority: authority, jwtSigner: jwtSigner, authenticator: authenticator,
             peers: peers, sequence: UInt64(max(0, now.timeIntervalSince1970)), logger: logger
         )
-        let watcher = ConfigWatcher(store: store, options: SnapshotOptions(rootNamespace: configuration.rootNamespace), logger: logger)
+        let watcher = ConfigWatcher(
+            store: store,
+            options: SnapshotOptions(
+                rootNamespace: configuration.rootNamespace, trustDomains: TrustDomainBundle(trustDomain: trustDomain.name)),
+            logger: logger)
         let registry = MeshRegistry(grace: configuration.registrationGrace, logger: logger)
         let revocations = RevocationPoller(store: store, logger: logger)
         let mesh = MeshConfigService(

@@ -97,3 +97,52 @@ struct TrustDomainAndInlineHeaderTests {
         #expect(Self.decide(rules, action: "DENY", Self.request(tcp: true)) == .deny)
     }
 }
+
+/// `cluster.local` in principals stands for the mesh's trust domain and aliases, as Istio's
+/// trust domain bundle (pilot/pkg/security/trustdomain/bundle.go) rewrites them.
+@Suite("trust domain aliases")
+struct TrustDomainAliasTests {
+    @Test(
+        "principals in cluster.local, the trust domain or an alias stand for every trust domain of the mesh",
+        arguments: [
+            // (trust domain, aliases, principal in the policy, expanded)
+            ("cluster.local", [], "cluster.local/ns/a/sa/b", ["cluster.local/ns/a/sa/b"]),
+            ("td1", [], "cluster.local/ns/a/sa/b", ["td1/ns/a/sa/b"]),
+            ("td2", ["td1"], "cluster.local/ns/a/sa/b", ["td2/ns/a/sa/b", "td1/ns/a/sa/b"]),
+            ("td2", ["td1"], "td1/ns/a/sa/b", ["td2/ns/a/sa/b", "td1/ns/a/sa/b"]),
+            ("td2", ["td1"], "other/ns/a/sa/b", ["other/ns/a/sa/b"]),
+            ("td2", ["td1"], "*/ns/a/sa/b", ["*/ns/a/sa/b"]),
+            ("td2", ["td1"], "cluster.local/ns/a/sa/b/extra", ["cluster.local/ns/a/sa/b/extra"]),
+            ("td2", ["td1"], "cluster.local/*", ["cluster.local/*"]),
+            ("td2", ["td1"], "*", ["*"]),
+        ] as [(String, [String], String, [String])])
+    func expand(trustDomain: String, aliases: [String], principal: String, expanded: [String]) {
+        #expect(TrustDomainBundle(trustDomain: trustDomain, aliases: aliases).expand([principal]) == expanded)
+    }
+
+    @Test("a mesh under another trust domain matches its own workloads by their cluster.local principals")
+    func decisions() {
+        let yaml = Fixture.policy(
+            "p",
+            rules: """
+                  - from: [{source: {principals: [cluster.local/ns/ns1/sa/a]}}]
+                  - when: [{key: source.principal, notValues: [cluster.local/ns/ns1/sa/x]}]
+                    to: [{operation: {paths: [/when]}}]
+                """)
+        let engine = PolicyEngine(
+            yaml: yaml, options: SnapshotOptions(trustDomains: TrustDomainBundle(trustDomain: "td2", aliases: ["td1"])))
+        for (principal, allowed) in [
+            ("td2/ns/ns1/sa/a", true), ("td1/ns/ns1/sa/a", true), ("cluster.local/ns/ns1/sa/a", false),
+            ("td3/ns/ns1/sa/a", false),
+        ] {
+            #expect(IstioValueSemanticsTests.decide(engine, Fixture.http(principal: principal)) == (allowed ? .allow : .deny))
+        }
+        // The condition's notValues are expanded too: td1's x is refused on /when, td3's is not.
+        #expect(IstioValueSemanticsTests.decide(engine, Fixture.http(principal: "td1/ns/ns1/sa/x", path: "/when")) == .deny)
+        #expect(IstioValueSemanticsTests.decide(engine, Fixture.http(principal: "td3/ns/ns1/sa/x", path: "/when")) == .allow)
+        // With the default trust domain nothing changes.
+        let plain = Fixture.engine(yaml)
+        #expect(IstioValueSemanticsTests.decide(plain, Fixture.http(principal: "cluster.local/ns/ns1/sa/a")) == .allow)
+        #expect(IstioValueSemanticsTests.decide(plain, Fixture.http(principal: "td2/ns/ns1/sa/a")) == .deny)
+    }
+}

@@ -13,14 +13,16 @@ final class CompiledPolicy: Sendable {
     let tcpRules: [CompiledRule]
     let order: Int
 
-    init(_ policy: AuthorizationPolicy, order: Int) {
+    init(_ policy: AuthorizationPolicy, order: Int, trustDomains: TrustDomainBundle = TrustDomainBundle()) {
         id = policy.id
         name = policy.id.qualifiedName
         action = policy.action
         dryRun = policy.dryRunValue.flatMap(GoBool.parse) ?? false
         provider = policy.provider
         self.order = order
-        rules = (policy.rules ?? []).enumerated().map { Self.compile($1, index: $0, namespace: policy.id.namespace) }
+        rules = (policy.rules ?? []).enumerated().map {
+            Self.compile($1, index: $0, namespace: policy.id.namespace, trustDomains: trustDomains)
+        }
         tcpRules = action == .allow ? rules.filter { !$0.hasHTTPOnly } : rules
     }
 
@@ -37,17 +39,20 @@ final class CompiledPolicy: Sendable {
     }
 
     /// Compiles one rule of a policy in `namespace` (the namespace a service account written
-    /// without one belongs to).
-    static func compile(_ rule: AuthorizationRule, index: Int, namespace: String) -> CompiledRule {
+    /// without one belongs to), reading principals against the mesh's `trustDomains`.
+    static func compile(
+        _ rule: AuthorizationRule, index: Int, namespace: String, trustDomains: TrustDomainBundle = TrustDomainBundle()
+    ) -> CompiledRule {
+        let scope = Scope(namespace: namespace, trustDomains: trustDomains)
         let froms = (rule.from ?? []).enumerated().map { offset, source in
             checks(
                 source?.fields ?? [:], names: RuleSource.fieldNames,
-                prefix: "rules[\(index)].from[\(offset)].source", namespace: namespace)
+                prefix: "rules[\(index)].from[\(offset)].source", scope: scope)
         }
         let tos = (rule.to ?? []).enumerated().map { offset, operation in
             checks(
                 operation?.fields ?? [:], names: RuleOperation.fieldNames,
-                prefix: "rules[\(index)].to[\(offset)].operation", namespace: namespace)
+                prefix: "rules[\(index)].to[\(offset)].operation", scope: scope)
         }
         var whens: [Check] = []
         for (offset, condition) in (rule.when ?? []).enumerated() {
@@ -57,33 +62,43 @@ final class CompiledPolicy: Sendable {
                 continue
             }
             if !condition.values.isEmpty {
-                let values = qualified(condition.values, attribute, namespace)
+                let values = scope.qualified(condition.values, attribute)
                 whens.append(Check(attribute: attribute, values: values, negated: false, field: "\(field).values"))
             }
             if !condition.notValues.isEmpty {
-                let values = qualified(condition.notValues, attribute, namespace)
+                let values = scope.qualified(condition.notValues, attribute)
                 whens.append(Check(attribute: attribute, values: values, negated: true, field: "\(field).notValues"))
             }
         }
         return CompiledRule(index: index, froms: froms, tos: tos, whens: whens)
     }
 
-    private static func checks(_ fields: [String: [String]], names: [String], prefix: String, namespace: String)
+    private static func checks(_ fields: [String: [String]], names: [String], prefix: String, scope: Scope)
         -> [Check]
     {
         names.compactMap { name in
             guard let values = fields[name], let attribute = Attribute.forField(name) else { return nil }
             return Check(
-                attribute: attribute, values: qualified(values, attribute, namespace), negated: name.hasPrefix("not"),
+                attribute: attribute, values: scope.qualified(values, attribute), negated: name.hasPrefix("not"),
                 field: "\(prefix).\(name)")
         }
     }
 
-    /// Service accounts written without a namespace (`name`) belong to the policy's namespace, as
-    /// in Istio: they are compared as `namespace/name`. Other values are kept as written.
-    private static func qualified(_ values: [String], _ attribute: Attribute, _ namespace: String) -> [String] {
-        guard attribute == .serviceAccount else { return values }
-        return values.map { $0.contains("/") ? $0 : "\(namespace)/\($0)" }
+    /// What a policy's values are read against.
+    private struct Scope {
+        let namespace: String
+        let trustDomains: TrustDomainBundle
+
+        /// Service accounts written without a namespace (`name`) belong to the policy's namespace,
+        /// as in Istio: they are compared as `namespace/name`. Principals stand for every trust
+        /// domain of the mesh (see `TrustDomainBundle`). Other values are kept as written.
+        func qualified(_ values: [String], _ attribute: Attribute) -> [String] {
+            switch attribute {
+            case .serviceAccount: return values.map { $0.contains("/") ? $0 : "\(namespace)/\($0)" }
+            case .sourcePrincipal: return trustDomains.expand(values)
+            default: return values
+            }
+        }
     }
 }
 

@@ -4,11 +4,18 @@ public struct SnapshotOptions: Sendable, Hashable {
     public let rootNamespace: String
     /// What is known about fetching JWKS documents.
     public let jwks: JWKSEnvironment
+    /// The mesh's trust domain and aliases, which `cluster.local` in principals stands for.
+    public let trustDomains: TrustDomainBundle
 
-    /// Creates options; the root namespace defaults to `istio-system`.
-    public init(rootNamespace: String = "istio-system", jwks: JWKSEnvironment = JWKSEnvironment()) {
+    /// Creates options; the root namespace defaults to `istio-system` and the trust domain to
+    /// `cluster.local`.
+    public init(
+        rootNamespace: String = "istio-system", jwks: JWKSEnvironment = JWKSEnvironment(),
+        trustDomains: TrustDomainBundle = TrustDomainBundle()
+    ) {
         self.rootNamespace = rootNamespace
         self.jwks = jwks
+        self.trustDomains = trustDomains
     }
 }
 
@@ -38,7 +45,7 @@ public struct PolicySnapshot: Sendable {
             case .authorizationPolicy(let policy):
                 authz.append(
                     Scoped(
-                        value: CompiledPolicy(policy, order: order), namespace: policy.metadata.namespace,
+                        value: CompiledPolicy(policy, order: order, trustDomains: options.trustDomains), namespace: policy.metadata.namespace,
                         selectors: ScopeIndex<CompiledPolicy>.selectors(
                             selector: policy.selector, targetRef: policy.targetRef, targetRefs: policy.targetRefs),
                         order: order))

@@ -3,6 +3,7 @@ import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
 import RampartAPI
+import RampartPolicy
 import ServiceLifecycle
 import Synchronization
 
@@ -124,6 +125,8 @@ public final class ConfigStream: Service, Sendable {
         let logger = self.logger
         let identity = self.identity
         let generation = current.generation
+        // `cluster.local` in the policies' principals stands for the trust domain of this proxy's identity.
+        let trustDomains = TrustDomainBundle(trustDomain: current.identity.spiffeID.trustDomain.name)
         try await withGRPCClient(transport: transport) { client in
             // A rotated certificate ends the session, so the control plane sees the new one.
             try await withThrowingTaskGroup(of: Void.self) { group in
@@ -133,7 +136,9 @@ public final class ConfigStream: Service, Sendable {
                     }
                 }
                 group.addTask {
-                    try await Self.follow(client: client, registration: registration, acks: acks, ackSink: ackSink, workload: workload, holder: holder, received: received, logger: logger)
+                    try await Self.follow(
+                        client: client, registration: registration, acks: acks, ackSink: ackSink, workload: workload,
+                        trustDomains: trustDomains, holder: holder, received: received, logger: logger)
                 }
                 try await group.next()
                 group.cancelAll()
@@ -143,7 +148,8 @@ public final class ConfigStream: Service, Sendable {
 
     private static func follow(
         client: GRPCClient<HTTP2ClientTransport.Posix>, registration: Rampart_Config_V1_Registration, acks: AsyncStream<Rampart_Config_V1_Ack>,
-        ackSink: AsyncStream<Rampart_Config_V1_Ack>.Continuation, workload: WorkloadInfo, holder: ConfigHolder, received: SnapshotCounter, logger: Logger
+        ackSink: AsyncStream<Rampart_Config_V1_Ack>.Continuation, workload: WorkloadInfo, trustDomains: TrustDomainBundle,
+        holder: ConfigHolder, received: SnapshotCounter, logger: Logger
     ) async throws {
         let service = Rampart_Config_V1_MeshConfigService.Client(wrapping: client)
         try await service.streamConfig(
@@ -165,7 +171,7 @@ public final class ConfigStream: Service, Sendable {
                     var ack = Rampart_Config_V1_Ack()
                     ack.nonce = snapshot.nonce
                     do {
-                        let config = try ProxyConfig.compile(snapshot, workload: workload)
+                        let config = try ProxyConfig.compile(snapshot, workload: workload, trustDomains: trustDomains)
                         holder.install(config)
                         ack.accepted = true
                         logger.info(

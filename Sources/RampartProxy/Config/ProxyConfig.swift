@@ -45,7 +45,10 @@ public final class ProxyConfig: Sendable {
     }
 
     /// Compiles a snapshot; throws (and the proxy NACKs) when any resource does not load or validate.
-    public static func compile(_ message: Rampart_Config_V1_Snapshot, workload: WorkloadInfo, now: Date = Date()) throws(ProxyError) -> ProxyConfig {
+    public static func compile(
+        _ message: Rampart_Config_V1_Snapshot, workload: WorkloadInfo, trustDomains: TrustDomainBundle = TrustDomainBundle(),
+        now: Date = Date()
+    ) throws(ProxyError) -> ProxyConfig {
         var resources: [SecurityResource] = []
         var counts: [String: Int] = [:]
         for resource in message.resources {
@@ -67,7 +70,7 @@ public final class ProxyConfig: Sendable {
             throw ProxyError(.badSnapshot, "snapshot \(message.nonce) holds an invalid resource: \(error.description)")
         }
         let rootNamespace = message.rootNamespace.isEmpty ? "istio-system" : message.rootNamespace
-        let snapshot = PolicySnapshot(resources: resources, options: SnapshotOptions(rootNamespace: rootNamespace))
+        let snapshot = PolicySnapshot(resources: resources, options: SnapshotOptions(rootNamespace: rootNamespace, trustDomains: trustDomains))
         var services: [MeshService] = []
         for service in message.services {
             var endpoints: [ServiceEndpoint] = []

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import RampartAuthn
+import RampartIdentity
 import RampartPolicy
 
 /// `rampart authz`: ask the policy engine about a request.
@@ -42,11 +43,24 @@ struct AuthzCheck: AsyncParsableCommand {
     @Option(help: "The mesh's root namespace, whose policies apply mesh-wide.")
     var rootNamespace: String = "istio-system"
 
+    @Option(help: "The mesh's trust domain; cluster.local in a policy's principals stands for it and its aliases.")
+    var trustDomain: String = "cluster.local"
+
+    @Option(help: ArgumentHelp("Another trust domain the mesh accepts as its own (repeatable), as when migrating.", valueName: "domain"))
+    var trustDomainAlias: [String] = []
+
     @Option(help: ArgumentHelp("A YAML file stating JWKS fetch outcomes instead of fetching: {unreachable: [uri], latency_ms: {uri: ms}}.", valueName: "file"))
     var jwksEnv: String?
 
     func validate() throws {
         guard !policies.isEmpty else { throw ValidationError("--policies needs at least one YAML file or folder") }
+        for (flag, value) in [("--trust-domain", trustDomain)] + trustDomainAlias.map({ ("--trust-domain-alias", $0) }) {
+            do {
+                _ = try TrustDomain(value)
+            } catch {
+                throw ValidationError("\(flag) \(value): \(error)")
+            }
+        }
     }
 
     func run() async throws {
@@ -73,7 +87,9 @@ struct AuthzCheck: AsyncParsableCommand {
             }
             environment = await JWKSProbe.environment(rules: rules, fetcher: fetcher)
         }
-        let engine = PolicyEngine(loaded: loaded, options: SnapshotOptions(rootNamespace: rootNamespace, jwks: environment))
+        let engine = PolicyEngine(loaded: loaded, options: SnapshotOptions(
+                rootNamespace: rootNamespace, jwks: environment,
+                trustDomains: TrustDomainBundle(trustDomain: trustDomain, aliases: trustDomainAlias)))
         let parsed: AuthzRequest
         do {
             parsed = try AuthzRequest(file: request)
