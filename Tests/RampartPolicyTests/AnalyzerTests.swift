@@ -19,7 +19,8 @@ struct AnalyzerTests {
 
     @Test("two namespace-wide PeerAuthentications in one namespace: the second is reported as ignored, naming the first")
     func competingNamespaceWide() throws {
-        let diagnostics = Self.analyze([Self.peer("a", "shop"), Self.peer("b", "shop", mode: "PERMISSIVE"), Self.peer("c", "pay")])
+        // Loaded second, but first by name: `a` is the one in force, as in Istio.
+        let diagnostics = Self.analyze([Self.peer("b", "shop", mode: "PERMISSIVE"), Self.peer("a", "shop"), Self.peer("c", "pay")])
         let conflicts = diagnostics.filter { $0.code == .conflictingPeerAuthentication }
         #expect(conflicts.count == 1)
         let conflict = try #require(conflicts.first)

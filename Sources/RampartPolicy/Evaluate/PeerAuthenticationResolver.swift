@@ -1,3 +1,5 @@
+import Foundation
+
 /// The mTLS modes in force for one workload, after mesh → namespace → workload → port inheritance.
 public struct PeerModes: Sendable, Hashable {
     /// The mode for ports without a port-level setting.
@@ -19,10 +21,26 @@ public struct PeerModes: Sendable, Hashable {
 ///
 /// The mesh policy is the root namespace's one without a selector, the namespace policy the
 /// workload namespace's one without a selector, and the workload policy the one in the workload's
-/// namespace whose selector matches; where several compete, the first loaded wins (Istio takes the
-/// oldest). UNSET inherits from the next wider scope; with nothing set the mode is PERMISSIVE.
+/// namespace whose selector matches; where several compete, the oldest wins, as in Istio (see
+/// `precedes`). UNSET inherits from the next wider scope; with nothing set the mode is PERMISSIVE.
 /// Selector policies in the root namespace are not applied to other namespaces, as in Istio.
 enum PeerAuthenticationResolver {
+    /// Istio's order among competing policies: the older `creationTimestamp` first (a policy
+    /// without one counts as created at the same moment as any other without one), then
+    /// `name.namespace` in byte order.
+    static func precedes(_ a: PeerAuthentication, _ b: PeerAuthentication) -> Bool {
+        let first = a.metadata.creationTimestamp ?? .distantPast
+        let second = b.metadata.creationTimestamp ?? .distantPast
+        if first != second { return first < second }
+        return Array("\(a.metadata.name).\(a.metadata.namespace)".utf8)
+            .lexicographicallyPrecedes(Array("\(b.metadata.name).\(b.metadata.namespace)".utf8))
+    }
+
+    /// The policies in Istio's order.
+    static func ordered(_ policies: [PeerAuthentication]) -> [PeerAuthentication] {
+        policies.sorted(by: precedes)
+    }
+
     static func resolve(
         _ byNamespace: [String: [(policy: PeerAuthentication, order: Int)]], rootNamespace: String,
         namespace: String, labels: [String: String]
@@ -30,11 +48,11 @@ enum PeerAuthenticationResolver {
         var mesh: PeerAuthentication?
         var scope: PeerAuthentication?
         var workload: PeerAuthentication?
-        for (policy, _) in byNamespace[rootNamespace] ?? [] where isWide(policy) && mesh == nil {
+        for policy in ordered((byNamespace[rootNamespace] ?? []).map(\.policy)) where isWide(policy) && mesh == nil {
             mesh = policy
         }
         if namespace != rootNamespace {
-            for (policy, _) in byNamespace[namespace] ?? [] {
+            for policy in ordered((byNamespace[namespace] ?? []).map(\.policy)) {
                 if isWide(policy) {
                     if scope == nil { scope = policy }
                 } else if workload == nil, policy.selector?.matches(labels) ?? false {

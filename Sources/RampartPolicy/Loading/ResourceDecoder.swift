@@ -1,3 +1,4 @@
+import Foundation
 import Yams
 
 /// Turns one YAML document into a security resource, reporting every schema problem it finds.
@@ -88,6 +89,7 @@ struct ResourceDecoder {
         ]
         let entries = context.mapping(node, "metadata", allowed: allowed, what: "metadata") ?? []
         var name = "", namespace: String?, annotations: [String: String] = [:], labels: [String: String] = [:]
+        var created: Date?
         for (key, value) in entries {
             let path = "metadata.\(key)"
             switch key {
@@ -95,10 +97,28 @@ struct ResourceDecoder {
             case "namespace": namespace = context.string(value, path)
             case "annotations": annotations = context.stringMap(value, path, what: "annotations") ?? [:]
             case "labels": labels = context.stringMap(value, path, what: "labels") ?? [:]
+            case "creationTimestamp":
+                guard let text = context.string(value, path) else { break }
+                created = Self.timestamp(text)
+                if created == nil {
+                    context.report(
+                        .badMetadata, path, value, "creationTimestamp \"\(text)\" is not an RFC 3339 time",
+                        fix: "write it as Kubernetes does, e.g. 2024-05-01T12:00:00Z, or remove it")
+                }
             default: break
             }
         }
-        return ResourceMetadata(name: name, namespace: namespace, annotations: annotations, labels: labels)
+        return ResourceMetadata(
+            name: name, namespace: namespace, annotations: annotations, labels: labels, creationTimestamp: created)
+    }
+
+    /// An RFC 3339 time, with or without fractional seconds.
+    static func timestamp(_ text: String) -> Date? {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime]
+        if let date = formatter.date(from: text) { return date }
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return formatter.date(from: text)
     }
 }
 

@@ -1,3 +1,5 @@
+import Foundation
+
 /// The metadata block of a resource: name, namespace and annotations.
 public struct ResourceMetadata: Sendable, Hashable {
     /// The resource name.
@@ -8,15 +10,22 @@ public struct ResourceMetadata: Sendable, Hashable {
     public let annotations: [String: String]
     /// The labels (kept for completeness; policies do not use them).
     public let labels: [String: String]
+    /// `metadata.creationTimestamp` when the resource states one (as `kubectl get -o yaml` writes
+    /// it): where several PeerAuthentications compete, the oldest wins.
+    public let creationTimestamp: Date?
 
     /// The annotation that turns a policy into a dry run.
     public static let dryRunAnnotation = "istio.io/dry-run"
 
     /// Creates metadata.
-    public init(name: String, namespace: String?, annotations: [String: String] = [:], labels: [String: String] = [:]) {
+    public init(
+        name: String, namespace: String?, annotations: [String: String] = [:], labels: [String: String] = [:],
+        creationTimestamp: Date? = nil
+    ) {
         self.name = name
         self.namespace = namespace ?? "default"
         self.annotations = annotations
         self.labels = labels
+        self.creationTimestamp = creationTimestamp
     }
 }

@@ -1,15 +1,15 @@
 /// Finds PeerAuthentications that compete for the same scope, of which only one takes effect.
 ///
 /// Istio uses one namespace-wide (or mesh-wide) PeerAuthentication per namespace and one
-/// workload PeerAuthentication per workload; with several, the oldest wins. Rampart, which has no
-/// creation times in files, uses the first one loaded. Either way the others are silently ignored.
+/// workload PeerAuthentication per workload; with several, the oldest wins: the one with the older
+/// `metadata.creationTimestamp`, then the first by `name.namespace`. The others are silently ignored.
 enum PeerAuthenticationConflicts {
     /// Warnings for every PeerAuthentication that another one of the same scope shadows.
     static func analyze(_ resources: [SecurityResource], workloads: [Workload]?) -> [Diagnostic] {
-        let policies = resources.compactMap { resource -> PeerAuthentication? in
+        let policies = PeerAuthenticationResolver.ordered(resources.compactMap { resource -> PeerAuthentication? in
             if case .peerAuthentication(let policy) = resource { return policy }
             return nil
-        }
+        })
         var diagnostics: [Diagnostic] = []
         var namespaceWide: [String: PeerAuthentication] = [:]
         for policy in policies where policy.selector?.matchLabels.isEmpty ?? true {
