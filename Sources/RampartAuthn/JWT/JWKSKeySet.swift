@@ -1,71 +1,139 @@
 import Foundation
 import JWTKit
 
-/// A JWKS document loaded into jwt-kit, one single-key collection per key, each pinned to one algorithm.
+/// A JWKS document loaded into jwt-kit, one single-key collection per key and algorithm.
 ///
 /// jwt-kit falls back to the first key of a collection when a token names an unknown `kid`, so a
 /// collection holds exactly one key here and callers choose the key by `kid` themselves
-/// (``candidates(kid:algorithm:)``). A key without `alg` (optional in RFC 7517) is pinned to the
-/// algorithm its type and curve imply, so no token header can choose it.
+/// (``candidates(kid:algorithm:)``). As in Envoy's JWT verifier:
+/// - a key without `alg` (optional in RFC 7517) verifies the algorithms its type allows: an RSA
+///   key RS256/384/512 and PS256/384/512, an EC key the ES algorithm of its curve;
+/// - each key is read on its own: one the verifier cannot use (an unknown `kty`, a damaged
+///   modulus) is left out, and the set fails only when none of its keys is usable.
 public struct JWKSKeySet: Sendable {
-    /// One key of the set.
+    /// One key of the set, for one algorithm.
     public struct Key: Sendable {
         /// The key's `kid`, if the document gives one.
         public let kid: String?
-        /// The algorithm the key is pinned to (`ES256`, `RS256`, `PS256` …).
+        /// The algorithm this entry verifies (`ES256`, `RS256`, `PS256` …).
         public let algorithm: String
         /// A collection holding only this key, as its default.
         let collection: JWTKeyCollection
     }
 
-    /// The keys, in document order.
+    /// The keys, in document order (a key without `alg` once per algorithm it verifies).
     public let keys: [Key]
+    /// Why keys of the document were left out, one line each.
+    public let skipped: [String]
 
     /// The `kid`s of the keys that have one.
     public var kids: Set<String> { Set(keys.compactMap(\.kid)) }
 
     /// Parses a JWKS document; `origin` names it in errors (for example "the JWKS of ISS from URL").
     public static func load(json: String, origin: String) async throws(AuthnError) -> JWKSKeySet {
-        let document: JWKS
-        do {
-            document = try JSONDecoder().decode(JWKS.self, from: Data(json.utf8))
-        } catch {
-            throw AuthnError(.keySourceUnavailable, "\(origin) does not parse as a JWKS document {\"keys\": [...]}: \(error)")
+        guard let object = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any],
+            let list = object["keys"] as? [Any]
+        else {
+            throw AuthnError(.keySourceUnavailable, "\(origin) does not parse as a JWKS document {\"keys\": [...]}")
         }
         var keys: [Key] = []
-        for (index, original) in document.keys.enumerated() {
-            var jwk = original
+        var skipped: [String] = []
+        for (index, element) in list.enumerated() {
+            let name = ((element as? [String: Any])?["kid"] as? String) ?? "#\(index)"
+            if let members = element as? [String: Any], members["kty"] as? String == "oct" {
+                switch await symmetricKeys(members, index: index) {
+                case .success(let found): keys += found
+                case .failure(let problem): skipped.append("key \(name) (kty oct) \(problem.text)")
+                }
+                continue
+            }
+            guard let data = try? JSONSerialization.data(withJSONObject: element),
+                let jwk = try? JSONDecoder().decode(JWK.self, from: data)
+            else {
+                let type = ((element as? [String: Any])?["kty"] as? String) ?? "none"
+                skipped.append("key \(name) (kty \(type)) is not an EC, RSA, OKP or oct JWK Rampart can read")
+                continue
+            }
             let kid = jwk.keyIdentifier?.string
-            if jwk.algorithm == nil { jwk.algorithm = JWKAlgorithms.pinned(for: jwk) }
-            guard let algorithm = jwk.algorithm else {
-                throw AuthnError(
-                    .keySourceUnavailable,
-                    "key \(kid ?? "#\(index)") in \(origin) has no alg and key type \(jwk.keyType.rawValue), whose algorithm cannot be inferred: give the key an alg (ES256, RS256, PS256 …)")
+            let algorithms = jwk.algorithm.map { [$0] } ?? JWKAlgorithms.accepted(for: jwk)
+            guard !algorithms.isEmpty else {
+                skipped.append("key \(name) has no alg and key type \(jwk.keyType.rawValue), whose algorithm cannot be inferred")
+                continue
             }
-            // The collection needs a kid to store the key; a key without one gets a private name,
-            // and is found only by algorithm (tokens without a kid), never by a token's kid.
-            if kid == nil { jwk.keyIdentifier = JWKIdentifier(string: "rampart.unnamed.\(index)") }
-            let collection = JWTKeyCollection()
-            do {
-                try await collection.add(jwk: jwk, isDefault: true)
-            } catch {
-                throw AuthnError(.keySourceUnavailable, "key \(kid ?? "#\(index)") in \(origin) is not a usable \(algorithm.rawValue) key: \(error)")
+            for algorithm in algorithms {
+                var pinned = jwk
+                pinned.algorithm = algorithm
+                // The collection needs a kid to store the key; a key without one gets a private name.
+                if kid == nil { pinned.keyIdentifier = JWKIdentifier(string: "rampart.unnamed.\(index)") }
+                let collection = JWTKeyCollection()
+                do {
+                    try await collection.add(jwk: pinned, isDefault: true)
+                } catch {
+                    skipped.append("key \(name) is not a usable \(algorithm.rawValue) key: \(error)")
+                    break
+                }
+                keys.append(Key(kid: kid, algorithm: algorithm.rawValue, collection: collection))
             }
-            keys.append(Key(kid: kid, algorithm: algorithm.rawValue, collection: collection))
         }
-        return JWKSKeySet(keys: keys)
+        if keys.isEmpty && !list.isEmpty {
+            throw AuthnError(
+                .keySourceUnavailable,
+                "\(origin) has no usable key: \(skipped.joined(separator: "; ")): publish EC (P-256, P-384, P-521), RSA or oct (HMAC) keys")
+        }
+        return JWKSKeySet(keys: keys, skipped: skipped)
     }
 
-    /// The key with this `kid`, if there is one.
-    public func key(kid: String) -> Key? {
-        keys.first { $0.kid == kid }
+    /// The entries of a symmetric (`oct`) key: HS256, HS384 and HS512, or the one its `alg` names.
+    private static func symmetricKeys(_ members: [String: Any], index: Int) async -> Result<[Key], KeyProblem> {
+        guard let encoded = members["k"] as? String, let secret = base64URLDecoded(encoded), !secret.isEmpty else {
+            return .failure(KeyProblem("has no base64url k member"))
+        }
+        // RFC 7518 §3.2: the secret is at least as long as the hash, which jwt-kit also asserts.
+        let all: [(String, DigestAlgorithm, Int)] = [("HS256", .sha256, 32), ("HS384", .sha384, 48), ("HS512", .sha512, 64)]
+        let named = members["alg"] as? String
+        let algorithms = (named.map { alg in all.filter { $0.0 == alg } } ?? all).filter { secret.count >= $0.2 }
+        guard !algorithms.isEmpty else {
+            if let named, !all.contains(where: { $0.0 == named }) {
+                return .failure(KeyProblem("names alg \(named), which is not HS256, HS384 or HS512"))
+            }
+            return .failure(KeyProblem("has a \(secret.count)-byte secret, shorter than its hash (at least 32 bytes for HS256)"))
+        }
+        let kid = members["kid"] as? String
+        var keys: [Key] = []
+        for (algorithm, digest, _) in algorithms {
+            let collection = JWTKeyCollection()
+            await collection.add(
+                hmac: HMACKey(from: secret), digestAlgorithm: digest,
+                kid: JWKIdentifier(string: kid ?? "rampart.unnamed.\(index)"))
+            keys.append(Key(kid: kid, algorithm: algorithm, collection: collection))
+        }
+        return .success(keys)
     }
 
-    /// The keys a token may be verified with: the one its `kid` names, or, when it names none,
-    /// every key of the header's algorithm (as Envoy does).
+    private struct KeyProblem: Error {
+        let text: String
+        init(_ text: String) { self.text = text }
+    }
+
+    private static func base64URLDecoded(_ text: String) -> [UInt8]? {
+        var base64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        while base64.count % 4 != 0 { base64 += "=" }
+        return Data(base64Encoded: base64).map { Array($0) }
+    }
+
+    /// The entry of the key with this `kid` for the token's algorithm (the key's only entry when
+    /// it names its `alg`).
+    public func key(kid: String, algorithm: String?) -> Key? {
+        let named = keys.filter { $0.kid == kid }
+        return named.first { $0.algorithm == algorithm } ?? named.first
+    }
+
+    /// The keys a token may be verified with, as Envoy chooses them: when the token names a `kid`,
+    /// the keys with that `kid` and the keys without one; when it names none, every key. The
+    /// caller then keeps those whose algorithm is the token's.
     public func candidates(kid: String?, algorithm: String?) -> [Key] {
-        if let kid { return keys.filter { $0.kid == kid } }
-        return keys.filter { $0.algorithm == algorithm }
+        guard let kid else { return keys }
+        return keys.filter { $0.kid == nil || $0.kid == kid }
     }
 }
 

@@ -68,7 +68,9 @@ public actor JWTAuthenticator {
         }
         let claims: ServiceAccountClaims
         do {
-            guard let key = keys.keySet.key(kid: kid) else { throw JWTError.unknownKID(JWKIdentifier(string: kid)) }
+            guard let key = keys.keySet.key(kid: kid, algorithm: header.alg) else {
+                throw JWTError.unknownKID(JWKIdentifier(string: kid))
+            }
             claims = try await key.verify(token, as: ServiceAccountClaims.self)
         } catch {
             throw AuthnError(.invalidCredential, "JWT signature does not verify with key \(kid) of \(iss): \(error)")

@@ -99,8 +99,16 @@ public struct JWTBundle: Sendable, Equatable {
     }
 }
 
-/// The algorithm a JWK without `alg` is pinned to, so no token header can choose it.
+/// The algorithms a JWK without `alg` may verify.
 enum JWKAlgorithms {
+    /// For tokens of a RequestAuthentication, as Envoy's verifier allows: an RSA key verifies the
+    /// RS and PS algorithms, an EC key the ES algorithm of its curve.
+    static func accepted(for key: JWK) -> [JWK.Algorithm] {
+        if key.keyType == .rsa { return [.rs256, .rs384, .rs512, .ps256, .ps384, .ps512] }
+        return pinned(for: key).map { [$0] } ?? []
+    }
+
+    /// For JWT-SVIDs: one algorithm per key, so no token header can choose it.
     static func pinned(for key: JWK) -> JWK.Algorithm? {
         switch (key.keyType, key.curve?.rawValue) {
         case (.rsa, _): return .rs256

@@ -27,9 +27,12 @@ public struct RequestAuthenticator: Sendable {
 
     /// Finds and verifies the request's tokens with the workload's rules.
     public func authenticate(_ request: AuthzRequest, providers: [JWTProvider]) async -> RequestAuthnResult {
-        guard request.transport == .http, !providers.isEmpty, !Self.isCORSPreflight(request) else { return .noToken }
+        guard request.transport == .http, !providers.isEmpty else { return .noToken }
+        let sanitizing = JWTProvider.sanitizing(providers)
+        let anonymous = RequestAuthnResult(outcome: .absent, found: [], verified: [], failure: nil, headerEdits: sanitizing)
+        guard !Self.isCORSPreflight(request) else { return anonymous }
         let found = TokenExtractor.extract(from: request, providers: providers)
-        guard !found.isEmpty else { return .noToken }
+        guard !found.isEmpty else { return anonymous }
         let verifier = TokenVerifier(cache: cache)
         let now = clock.now
         var verified: [VerifiedToken] = []
@@ -47,10 +50,11 @@ public struct RequestAuthenticator: Sendable {
             location: first.found.locationDescription, raw: first.found.token)
         return RequestAuthnResult(
             outcome: outcome, found: found, verified: verified, failure: nil,
-            headerEdits: verified.flatMap(Self.headerEdits))
+            headerEdits: sanitizing + verified.flatMap(Self.headerEdits))
     }
 
-    /// The header edits a verified token's rule asks for: remove the header it came in
+    /// The header edits a verified token's rule asks for (after the sanitizing removals of every
+    /// rule's output headers): remove the header it came in
     /// (`forwardOriginalToken: false`), the payload in `outputPayloadToHeader`, claims in `outputClaimToHeaders`.
     public static func headerEdits(_ token: VerifiedToken) -> [HeaderEdit] {
         let rule = token.provider.rule

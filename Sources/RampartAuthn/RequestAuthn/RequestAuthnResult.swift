@@ -11,7 +11,8 @@ public struct RequestAuthnResult: Sendable, Hashable {
     public let verified: [VerifiedToken]
     /// Why a token was refused, if one was.
     public let failure: JWTFailure?
-    /// Header changes for the upstream request (only when every token verified).
+    /// Header changes for the upstream request (none when a token was refused): the removal of
+    /// every header the rules write, then what verified tokens put there.
     public let headerEdits: [HeaderEdit]
 
     /// 200 when no token was refused; otherwise the failure's status (401, or 403 for the audience).

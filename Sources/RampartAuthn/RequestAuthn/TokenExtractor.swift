@@ -33,8 +33,15 @@ public enum TokenExtractor {
         let value: String?
         switch location {
         case .header(let name, let prefix):
-            guard let header = headers[name.lowercased()], header.hasPrefix(prefix) else { return nil }
-            value = String(header.dropFirst(prefix.count))
+            // As Envoy's extractor: the prefix may stand anywhere in the value, and the token is
+            // the run of base64url characters and dots after it, whatever follows.
+            guard let header = headers[name.lowercased()] else { return nil }
+            var rest = Substring(header)
+            if !prefix.isEmpty {
+                guard let range = header.range(of: prefix) else { return nil }
+                rest = header[range.upperBound...]
+            }
+            value = jwtRun(rest)
         case .queryParameter(let name):
             value = query[name]
         case .cookie(let name):
@@ -42,6 +49,23 @@ public enum TokenExtractor {
         }
         guard let token = value?.trimmingCharacters(in: .whitespaces), !token.isEmpty else { return nil }
         return token
+    }
+
+    /// The first run of base64url characters and dots in `text` (Envoy's `extractJWT`), or the
+    /// whole text when it has none.
+    static func jwtRun(_ text: Substring) -> String {
+        func isTokenCharacter(_ byte: UInt8) -> Bool {
+            switch byte {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
+                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."):
+                return true
+            default: return false
+            }
+        }
+        let bytes = Array(text.utf8)
+        guard let start = bytes.firstIndex(where: isTokenCharacter) else { return String(text) }
+        let end = bytes[start...].firstIndex(where: { !isTokenCharacter($0) }) ?? bytes.endIndex
+        return String(decoding: bytes[start..<end], as: UTF8.self)
     }
 
     /// The query parameters of a path, percent-decoded; the first of repeated names wins.

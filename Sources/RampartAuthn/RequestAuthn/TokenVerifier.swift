@@ -20,6 +20,9 @@ struct TokenVerifier: Sendable {
         } catch {
             return .failure(JWTFailure(.malformed, "the token in \(found.locationDescription) is not a JWT (\(error)): send a signed JWT of three base64url parts"))
         }
+        if let problem = Self.claimTypeProblem(payload) {
+            return .failure(JWTFailure(.malformed, "the token in \(found.locationDescription) \(problem): the issuer must follow RFC 7519's claim types"))
+        }
         let issuer = payload.string("iss")
         let candidates = found.providers.filter { $0.rule.issuer.isEmpty || $0.rule.issuer == issuer }
         guard !candidates.isEmpty else {
@@ -63,6 +66,8 @@ struct TokenVerifier: Sendable {
         }
         var verified: ClaimsPayload?
         var lastFailure: JWTFailure?
+        // A key of the token's algorithm that did not verify says more than one of another algorithm.
+        var signatureFailure: JWTFailure?
         for key in keys {
             guard key.algorithm == algorithm else {
                 lastFailure = JWTFailure(.algorithmMismatch, "the token's alg is \(algorithm ?? "<none>") but key \(key.kid ?? "without kid") of issuer \(issuer) is \(key.algorithm): the token was not signed with that key")
@@ -72,14 +77,17 @@ struct TokenVerifier: Sendable {
                 verified = try await key.verify(found.token, as: ClaimsPayload.self)
                 break
             } catch {
-                lastFailure = JWTFailure(.badSignature, "the token's signature does not verify with key \(key.kid ?? "without kid") (\(key.algorithm)) of issuer \(issuer) from \(source): the token was altered or signed by another key")
+                signatureFailure = JWTFailure(.badSignature, "the token's signature does not verify with key \(key.kid ?? "without kid") (\(key.algorithm)) of issuer \(issuer) from \(source): the token was altered or signed by another key")
             }
         }
         guard let claims = verified else {
-            return .failure(lastFailure ?? JWTFailure(.badSignature, "the token's signature does not verify with any key of issuer \(issuer)"))
+            return .failure(signatureFailure ?? lastFailure ?? JWTFailure(.badSignature, "the token's signature does not verify with any key of issuer \(issuer)"))
         }
         if let failure = checkTimes(claims, issuer: issuer, now: now) { return .failure(failure) }
-        if !rule.audiences.isEmpty, !claims.audiences.contains(where: rule.audiences.contains) {
+        if !rule.audiences.isEmpty,
+            !claims.audiences.map(JWTProvider.sanitizedAudience).contains(
+                where: rule.audiences.map(JWTProvider.sanitizedAudience).contains)
+        {
             let got = claims.audiences.isEmpty ? "no aud claim" : "aud [\(claims.audiences.joined(separator: ", "))]"
             return .failure(JWTFailure(.audienceNotAllowed, "the token of issuer \(issuer) has \(got), but \(provider.policy) jwtRules[\(provider.ruleIndex)] accepts only [\(rule.audiences.joined(separator: ", "))]: request a token for one of those audiences",
                 verifiedClaims: claims.claims))
@@ -87,6 +95,29 @@ struct TokenVerifier: Sendable {
         let subject = claims.string("sub")
         let principal = (claims.string("iss")).flatMap { iss in subject.map { "\(iss)/\($0)" } }
         return .success(VerifiedToken(found: found, provider: provider, claims: claims.claims, requestPrincipal: principal))
+    }
+
+    /// What makes the payload's registered claims unreadable to Envoy's JWT library, if anything:
+    /// `iss`, `sub` and `jti` must be strings, `aud` a string or a list of strings, and `exp`,
+    /// `nbf` and `iat` non-negative numbers. Such a token is refused, whatever its signature.
+    static func claimTypeProblem(_ payload: ClaimsPayload) -> String? {
+        for name in ["iss", "sub", "jti"] {
+            if let value = payload.members[name], value.stringValue == nil {
+                return "has a \(name) claim that is not a string"
+            }
+        }
+        switch payload.members["aud"] {
+        case nil, .string?: break
+        case .array(let items)? where items.allSatisfy({ $0.stringValue != nil }): break
+        default: return "has an aud claim that is neither a string nor a list of strings"
+        }
+        for name in ["exp", "nbf", "iat"] {
+            guard let value = payload.members[name] else { continue }
+            guard case .number(let seconds) = value, seconds >= 0, seconds.isFinite else {
+                return "has an \(name) claim that is not a non-negative number of seconds"
+            }
+        }
+        return nil
     }
 
     private func checkTimes(_ claims: ClaimsPayload, issuer: String, now: Date) -> JWTFailure? {

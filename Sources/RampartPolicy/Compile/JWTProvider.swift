@@ -77,6 +77,24 @@ public struct JWTProvider: Sendable, Hashable {
             fixedHeaderEdits: edits)
     }
 
+    /// The headers a rule writes (`outputPayloadToHeader`, `outputClaimToHeaders`), lower-cased.
+    public var outputHeaders: [String] {
+        ([rule.outputPayloadToHeader] + rule.outputClaimToHeaders.map(\.header)).filter { !$0.isEmpty }.map {
+            $0.lowercased()
+        }
+    }
+
+    /// Removals of every header the providers write, as Envoy's JWT filter sanitizes them on every
+    /// request: a client cannot send its own `x-jwt-payload` or claim header past the proxy, with
+    /// a token, with a token lacking the claim, or with none.
+    public static func sanitizing(_ providers: [JWTProvider]) -> [HeaderEdit] {
+        var names: [String] = []
+        for provider in providers {
+            for name in provider.outputHeaders where !names.contains(name) { names.append(name) }
+        }
+        return names.map(HeaderEdit.remove)
+    }
+
     public static func == (lhs: JWTProvider, rhs: JWTProvider) -> Bool {
         lhs.storage === rhs.storage
             || (lhs.policy == rhs.policy && lhs.ruleIndex == rhs.ruleIndex && lhs.rule == rhs.rule
@@ -97,11 +115,24 @@ public struct JWTProvider: Sendable, Hashable {
         rule.issuer.isEmpty || rule.issuer == issuer
     }
 
+    /// An audience as Envoy compares it: without an `http://` or `https://` scheme and without a
+    /// trailing `/`, so `https://api.example.com/` and `api.example.com` are the same audience.
+    public static func sanitizedAudience(_ audience: String) -> Substring {
+        var value = Substring(audience)
+        for scheme in ["http://", "https://"] where value.hasPrefix(scheme) {
+            value = value.dropFirst(scheme.count)
+            break
+        }
+        if value.hasSuffix("/") { value = value.dropLast() }
+        return value
+    }
+
     /// Whether the token's `aud` satisfies the rule's audiences.
     func acceptsAudience(_ claims: ClaimValue?) -> Bool {
         guard !rule.audiences.isEmpty else { return true }
-        let audiences = claims?["aud"]?.matchableStrings ?? []
-        return audiences.contains { rule.audiences.contains($0) }
+        let audiences = (claims?["aud"]?.matchableStrings ?? []).map(Self.sanitizedAudience)
+        let accepted = rule.audiences.map(Self.sanitizedAudience)
+        return audiences.contains { accepted.contains($0) }
     }
 
     /// The claims with the space-delimited ones split into lists.

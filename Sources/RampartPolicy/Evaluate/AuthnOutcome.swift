@@ -64,11 +64,14 @@ struct AuthnOutcome: Sendable {
             && !(request.headers["access-control-request-method"] ?? "").isEmpty
     }
 
-    /// The header changes the accepted provider asks for.
-    func headerEdits(_ jwt: JWTOutcome?) -> [HeaderEdit] {
-        guard let provider else { return [] }
-        if provider.rule.outputClaimToHeaders.isEmpty { return provider.fixedHeaderEdits }
-        var edits: [HeaderEdit] = []
+    /// The header changes for the upstream request: `sanitizing` (see `JWTProvider.sanitizing`),
+    /// then what the accepted provider asks for.
+    func headerEdits(_ jwt: JWTOutcome?, sanitizing: [HeaderEdit]) -> [HeaderEdit] {
+        guard let provider else { return sanitizing }
+        if provider.rule.outputClaimToHeaders.isEmpty {
+            return sanitizing.isEmpty ? provider.fixedHeaderEdits : sanitizing + provider.fixedHeaderEdits
+        }
+        var edits = sanitizing
         if !provider.rule.forwardOriginalToken {
             for case .header(let name, _) in provider.locations { edits.append(.remove(name)) }
         }

@@ -48,7 +48,7 @@ extension ResolvedWorkload {
             return decided(
                 .deny, 403, program.policies[Int(rule.policy)].name, Int(rule.index), mode, .denyMatched, shadow, [])
         }
-        let edits = authn.map { $0.headerEdits(request.jwt) } ?? []
+        let edits = authn.map { $0.headerEdits(request.jwt, sanitizing: sanitizing) } ?? []
         if !program.hasAllow {
             return decided(.allow, 200, nil, nil, mode, .noAllowPolicy, shadow, edits)
         }

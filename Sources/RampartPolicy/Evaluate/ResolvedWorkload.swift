@@ -14,6 +14,8 @@ final class ResolvedWorkload: Sendable {
     let dryRun: [CompiledPolicy]
     /// The costlier request attributes these policies read (explain path).
     let needs: RequestNeeds
+    /// Removals of the headers the providers write, made on every HTTP request.
+    let sanitizing: [HeaderEdit]
 
     init(policies: [CompiledPolicy], providers: [JWTProvider], peer: PeerModes, identities: IdentityIDs?) {
         let enforced = policies.filter { !$0.dryRun }
@@ -23,6 +25,7 @@ final class ResolvedWorkload: Sendable {
         audit = enforced.filter { $0.action == .audit }
         dryRun = policies.filter(\.dryRun)
         self.providers = providers
+        sanitizing = JWTProvider.sanitizing(providers)
         self.peer = peer
         needs = RequestNeeds(policies: policies)
         program = WorkloadProgram(policies: policies, identities: identities)
@@ -60,7 +63,7 @@ final class ResolvedWorkload: Sendable {
             return decided(.deny, 403, policy.name, rule, mode, .denyMatched, shadow, [])
         }
         _ = firstMatching(audit, prepared, &trace, stop: false)
-        let edits = authn.provider == nil ? [] : authn.headerEdits(request.jwt)
+        let edits = request.transport == .http ? authn.headerEdits(request.jwt, sanitizing: sanitizing) : []
         if allow.isEmpty {
             return decided(.allow, 200, nil, nil, mode, .noAllowPolicy, shadow, edits)
         }

@@ -61,7 +61,11 @@ public enum ClaimValue: Sendable, Hashable {
     public var headerValue: String? {
         switch self {
         case .string(let string): return string
-        case .number(let number): return number == number.rounded() ? String(Int(number)) : String(number)
+        case .number(let number):
+            // As Envoy writes claims to headers: a whole non-negative number as an integer, any other
+            // number as C's `%f` (six decimals).
+            if number >= 0, number < 18_446_744_073_709_551_616, number == number.rounded() { return String(UInt64(number)) }
+            return number.isFinite ? String(format: "%f", number) : nil
         case .bool(let bool): return bool ? "true" : "false"
         default: return nil
         }

@@ -88,7 +88,9 @@ struct InboundHTTP: Sendable {
         }
         var forwarded = request
         Self.prepareForApplication(&forwarded.head, info: info, own: context.identity.current?.identity.spiffeIDString ?? "")
-        Self.apply(decision.headerEdits.isEmpty ? [] : authn.map { $0.failure == nil ? $0.headerEdits : [] } ?? [], token: authz.jwt?.raw, to: &forwarded.head.headers)
+        // Without a token the decision's edits are the removals of the headers the JWT rules write.
+        let edits = decision.headerEdits.isEmpty ? [] : authn.map { $0.failure == nil ? $0.headerEdits : [] } ?? decision.headerEdits
+        Self.apply(edits, token: authz.jwt?.raw, to: &forwarded.head.headers)
         do {
             let http2 = context.appProtocol.usesHTTP2(for: request)
             let result = try await context.upstream.send(

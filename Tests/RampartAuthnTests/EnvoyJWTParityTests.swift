@@ -1,0 +1,157 @@
+import Foundation
+import JWTKit
+import RampartAuthn
+import RampartPolicy
+import Testing
+
+/// Where Envoy's JWT filter (and the jwt_verify_lib it uses) decides in ways a plain JWT library
+/// does not: claim types, audience spelling, keys without `kid` or `alg`, mixed key sets, token
+/// extraction, and the sanitizing of output headers. Keys and tokens are made by the tests.
+@Suite("RequestAuthentication: Envoy's JWT rules")
+struct EnvoyJWTParityTests {
+    let clock = ManualClock()
+    let key = IssuerKey(kid: "k1")
+
+    func authenticate(_ token: String, rules: [String], header: String = "authorization", value: String? = nil)
+        async throws -> RequestAuthnResult
+    {
+        let request = cartRequest(headers: [header: value ?? "Bearer \(token)"])
+        return await RequestAuthenticator(fetcher: ScriptedFetcher(), clock: clock)
+            .authenticate(request, providers: try providers(rules: rules))
+    }
+
+    @Test(
+        "registered claims of the wrong type make the token invalid, whatever its signature",
+        arguments: [
+            ("exp", JSONValue.string("4102444800")), ("nbf", .bool(true)), ("iat", .number(-1)), ("sub", .number(7)),
+            ("iss", .array([])), ("aud", .number(3)), ("aud", .array([.string("shop"), .number(1)])), ("jti", .number(1)),
+        ])
+    func claimTypes(name: String, value: JSONValue) async throws {
+        var claims = requestClaims(now: clock.now)
+        claims.members[name] = value
+        let result = try await authenticate(try await key.sign(any: claims), rules: [inlineRule(try jwksJSON([key.jwk]))])
+        #expect(result.failure?.kind == .malformed, "\(name): \(result.failure?.reason ?? "accepted")")
+        #expect(result.status == 401)
+    }
+
+    @Test("audiences compare without http:// or https:// and without a trailing slash")
+    func audienceSpelling() async throws {
+        let jwks = try jwksJSON([key.jwk])
+        for (accepted, audience) in [("https://shop.example/", "shop.example"), ("shop.example", "http://shop.example/")] {
+            let token = try await key.sign(any: requestClaims(now: clock.now, audience: .string(audience)))
+            let rule = "{issuer: '\(requestIssuer)', audiences: ['\(accepted)'], jwks: '\(jwks)'}"
+            #expect(try await authenticate(token, rules: [rule]).failure == nil, "\(accepted) vs \(audience)")
+        }
+        let other = try await key.sign(any: requestClaims(now: clock.now, audience: .string("https://other.example/")))
+        let rule = "{issuer: '\(requestIssuer)', audiences: ['https://shop.example/'], jwks: '\(jwks)'}"
+        #expect(try await authenticate(other, rules: [rule]).failure?.kind == .audienceNotAllowed)
+    }
+
+    @Test("a key without kid verifies tokens that name any kid; a key with another kid does not")
+    func keyWithoutKid() async throws {
+        var anonymous = key.jwk
+        anonymous["kid"] = nil
+        let token = try await key.sign(any: requestClaims(now: clock.now), headerKid: "whatever")
+        #expect(try await authenticate(token, rules: [inlineRule(try jwksJSON([anonymous]))]).failure == nil)
+        let named = try await authenticate(token, rules: [inlineRule(try jwksJSON([key.jwk]))])
+        #expect(named.failure?.kind == .unknownKid)
+    }
+
+    @Test("an RSA key without alg verifies RS and PS tokens")
+    func rsaWithoutAlg() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let rsa = try RSAIssuerKey(kid: "r1", in: directory)
+        let rules = [inlineRule(try jwksJSON([try rsa.jwk(includeAlg: false)]))]
+        for pss in [false, true] {
+            let token = try await rsa.sign(any: requestClaims(now: clock.now), pss: pss)
+            #expect(try await authenticate(token, rules: rules).failure == nil, pss ? "PS256" : "RS256")
+        }
+    }
+
+    @Test("a key Rampart cannot use is left out of the set; the others still verify")
+    func mixedKeySet() async throws {
+        let broken: [String: String] = ["kty": "RSA", "kid": "bad", "n": "%%%", "e": "AQAB"]
+        let unknown: [String: String] = ["kty": "XYZ", "kid": "odd"]
+        let token = try await key.sign(any: requestClaims(now: clock.now))
+        #expect(try await authenticate(token, rules: [inlineRule(try jwksJSON([unknown, broken, key.jwk]))]).failure == nil)
+        let none = try await authenticate(token, rules: [inlineRule(try jwksJSON([unknown, broken]))])
+        #expect(none.failure?.kind == .keysUnavailable)
+        #expect(none.failure?.reason.contains("no usable key") == true, "\(none.failure?.reason ?? "")")
+    }
+
+    @Test("an oct key verifies HS256, HS384 and HS512 tokens; a token signed with another secret is refused")
+    func hmac() async throws {
+        let secret = Array("a shared secret long enough for HS512, so sixty-four bytes or more".utf8)
+        let encoded = Data(secret).base64EncodedString().replacingOccurrences(of: "+", with: "-")
+            .replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+        let rules = [inlineRule(try jwksJSON([["kty": "oct", "kid": "h1", "k": encoded]]))]
+        for digest in [DigestAlgorithm.sha256, .sha384, .sha512] {
+            let keys = JWTKeyCollection()
+            await keys.add(hmac: HMACKey(from: secret), digestAlgorithm: digest, kid: JWKIdentifier(string: "h1"))
+            let token = try await keys.sign(requestClaims(now: clock.now), kid: JWKIdentifier(string: "h1"))
+            #expect(try await authenticate(token, rules: rules).failure == nil)
+        }
+        let forged = JWTKeyCollection()
+        await forged.add(hmac: HMACKey(from: "another secret, also long enough for HS256"), digestAlgorithm: .sha256, kid: JWKIdentifier(string: "h1"))
+        let token = try await forged.sign(requestClaims(now: clock.now), kid: JWKIdentifier(string: "h1"))
+        let forgedResult = try await authenticate(token, rules: rules)
+        #expect(forgedResult.failure?.kind == .badSignature, "\(forgedResult.failure?.reason ?? "accepted")")
+    }
+
+    @Test("an oct key shorter than a hash verifies only the algorithms it is long enough for")
+    func shortSecret() async throws {
+        let secret = Array("thirty-two bytes of shared secret".utf8).prefix(32)
+        let encoded = Data(secret).base64EncodedString().replacingOccurrences(of: "+", with: "-")
+            .replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+        let keys = JWTKeyCollection()
+        await keys.add(hmac: HMACKey(from: Array(secret)), digestAlgorithm: .sha256, kid: JWKIdentifier(string: "h1"))
+        let token = try await keys.sign(requestClaims(now: clock.now), kid: JWKIdentifier(string: "h1"))
+        #expect(try await authenticate(token, rules: [inlineRule(try jwksJSON([["kty": "oct", "kid": "h1", "k": encoded]]))]).failure == nil)
+        let tooShort = String(encoded.prefix(20))
+        let refused = try await authenticate(token, rules: [inlineRule(try jwksJSON([["kty": "oct", "kid": "h1", "k": tooShort]]))])
+        #expect(refused.failure?.kind == .keysUnavailable)
+    }
+
+    @Test("a header's prefix may stand anywhere in its value, and text after the token is ignored")
+    func extraction() async throws {
+        let token = try await key.sign(any: requestClaims(now: clock.now))
+        let jwks = try jwksJSON([key.jwk])
+        let custom = [inlineRule(jwks, more: "fromHeaders: [{name: x-jwt, prefix: 'Bearer '}]")]
+        let prefixed = try await authenticate(token, rules: custom, header: "x-jwt", value: "Token Bearer \(token)")
+        #expect(prefixed.outcome.requestPrincipal == "\(requestIssuer)/alice")
+        let trailing = try await authenticate(token, rules: [inlineRule(jwks)], value: "Bearer \(token), other")
+        #expect(trailing.failure == nil)
+        #expect(trailing.outcome.valid)
+        let missing = try await authenticate(token, rules: custom, header: "x-jwt", value: "bearer \(token)")
+        #expect(!missing.tokenPresent)
+    }
+
+    @Test("the headers rules write are removed from every request, with or without a token")
+    func sanitizing() async throws {
+        let rules = [
+            inlineRule(
+                try jwksJSON([key.jwk]),
+                more: "outputPayloadToHeader: x-jwt-payload, outputClaimToHeaders: [{header: X-Sub, claim: sub}, {header: x-missing, claim: nope}]")
+        ]
+        let request = cartRequest(headers: ["x-jwt-payload": "forged", "x-sub": "admin", "x-missing": "forged"])
+        let anonymous = await RequestAuthenticator(fetcher: ScriptedFetcher(), clock: clock)
+            .authenticate(request, providers: try providers(rules: rules))
+        #expect(!anonymous.tokenPresent)
+        #expect(anonymous.headerEdits == [.remove("x-jwt-payload"), .remove("x-sub"), .remove("x-missing")])
+        let token = try await key.sign(any: requestClaims(now: clock.now))
+        let verified = try await authenticate(token, rules: rules)
+        #expect(verified.headerEdits.contains(.remove("x-missing")))
+        #expect(verified.headerEdits.contains(.set("x-sub", "alice")))
+        #expect(!verified.headerEdits.contains { if case .set("x-missing", _) = $0 { return true } else { return false } })
+    }
+
+    @Test("numbers written to headers follow Envoy: whole non-negative numbers as integers, others with six decimals")
+    func numericClaimHeaders() {
+        #expect(ClaimValue.number(42).headerValue == "42")
+        #expect(ClaimValue.number(1.5).headerValue == "1.500000")
+        #expect(ClaimValue.number(-3).headerValue == "-3.000000")
+        #expect(ClaimValue.number(1e30).headerValue == "1000000000000000019884624838656.000000")
+        #expect(ClaimValue.bool(true).headerValue == "true")
+    }
+}
