@@ -2,11 +2,13 @@
 /// the compiled policies by action (for `explain`), the JWT providers, the mTLS modes and the flat
 /// `WorkloadProgram` the fast path evaluates.
 final class ResolvedWorkload: Sendable {
-    // The fast path reads the first three; they come first, to share the object's first cache line.
+    // The fast path reads the first four; they come first, to share the object's first cache line.
     let peer: PeerModes
     let providers: [JWTProvider]
     /// The flat form the fast path evaluates.
     let program: WorkloadProgram
+    /// Removals of the headers the providers write, made on every HTTP request.
+    let sanitizing: [HeaderEdit]
     let custom: [CompiledPolicy]
     let deny: [CompiledPolicy]
     let allow: [CompiledPolicy]
@@ -14,8 +16,6 @@ final class ResolvedWorkload: Sendable {
     let dryRun: [CompiledPolicy]
     /// The costlier request attributes these policies read (explain path).
     let needs: RequestNeeds
-    /// Removals of the headers the providers write, made on every HTTP request.
-    let sanitizing: [HeaderEdit]
 
     init(policies: [CompiledPolicy], providers: [JWTProvider], peer: PeerModes, identities: IdentityIDs?) {
         let enforced = policies.filter { !$0.dryRun }
