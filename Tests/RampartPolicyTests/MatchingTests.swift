@@ -34,6 +34,17 @@ struct MatchingTests {
         ("/a/%2Fb", "/a/%2Fb"), ("/a/%7e", "/a/~"), ("/a/./b/", "/a/b/"), ("/..", "/"), ("/plain", "/plain"),
         ("/?q=1", "/"), ("/a/b#frag", "/a/b"), ("/a/b?x=/../c", "/a/b"), ("/a/../b?x=1", "/b"), ("a/b", "/a/b"),
         ("/api/v1/orders?page=2&limit=50", "/api/v1/orders"), ("/a.b/.c", "/a.b/.c"),
+        // Kept escapes keep their case; unreserved ones are decoded whatever their case.
+        ("/a%2fb", "/a%2fb"), ("/a%2Fb", "/a%2Fb"), ("/caf%c3%a9", "/caf%c3%a9"), ("/%61dmin", "/admin"),
+        ("/public/%2e%2E%2fadmin", "/public/..%2fadmin"), ("/a%3fb", "/a%3fb"), ("/%7E%7e", "/~~"),
+        // Characters a canonical path does not hold raw are escaped, with upper-case hex.
+        ("/café", "/caf%C3%A9"), ("/a b", "/a%20b"), ("/a{b}", "/a%7Bb%7D"), ("/a|b^c`d", "/a%7Cb%5Ec%60d"),
+        ("/q\"<>", "/q%22%3C%3E"), ("/[x]", "/[x]"), ("/a*b;c=d@e:f!$&'()+,", "/a*b;c=d@e:f!$&'()+,"),
+        // Invalid escapes pass through; a stray % never turns into an escape it was not.
+        ("/a%zz", "/a%zz"), ("/a%", "/a%"), ("/a%%30", "/a%0"), ("/a%%300", "/a%2500"), ("/%%%30%30", "/%%2500"),
+        // Dots written as escapes, backslashes as slashes, and `..` never above the root.
+        ("/a/%2e%2e/b", "/b"), ("/a\\..\\b", "/b"), ("/a/..", "/"), ("/a/b/..", "/a/"), ("//..", "/"),
+        ("/a/.../b", "/a/.../b"), ("/a/..b/c", "/a/..b/c"), ("", "/"), ("\\a", "/a"),
     ])
     func normalization(raw: String, normalized: String) {
         #expect(PathNormalizer.normalize(raw) == normalized)
@@ -43,6 +54,8 @@ struct MatchingTests {
         ("/allow/admin/{**}", "/allow/admin/", true), ("/allow/admin/{**}", "/allow/admin", false),
         ("/foo/{*}/bar/{**}", "/foo/buzz/bar/bat.txt", true), ("/foo/{*}/bar/{**}", "/foo//bar/bat.txt", false),
         ("/store/{**}/cart", "/store//cart", true), ("/store/{**}/cart", "/store/cart", false),
+        ("/foo/{*}/bar/{**}", "/foo/a*b/bar/z", false), ("/foo/{*}", "/foo/a[b]", false),
+        ("/foo/{*}", "/foo/a%2Fb;v=1@x", true), ("/foo/{**}", "/foo/a/b/c*", false), ("/foo/{**}", "/foo/a/b/c~", true),
         ("/store/{**}/cart", "/store/a/b/cart", true),
     ])
     func templates(template: String, path: String, expected: Bool) {

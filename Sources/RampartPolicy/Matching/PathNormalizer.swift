@@ -1,9 +1,12 @@
 /// Normalizes request paths the way Istio's default (`BASE`) normalization does before authorization.
 ///
-/// BASE is RFC 3986 normalization as Envoy's `normalize_path` applies it: the query and fragment are
-/// dropped, backslashes become slashes, percent-encoded unreserved characters are decoded (so `%2E`
-/// is a dot), remaining escapes get upper-case hex, and `.`/`..` segments are resolved. Slashes are
-/// not merged and `%2F`/`%5C` stay encoded; those belong to the stronger MERGE_SLASHES and
+/// BASE is Envoy's `normalize_path`, the canonicalization of the URL library Envoy carries: the
+/// query and fragment are dropped, backslashes become slashes, escapes of unreserved characters
+/// (letters, digits, `-`, `.`, `_`, `~`) are decoded, other valid escapes are kept exactly as sent
+/// (hex case included), characters a canonical path may not hold raw (spaces, controls, `"`, `<`,
+/// `>`, `^`, `` ` ``, `{`, `|`, `}`, DEL and every non-ASCII byte) are escaped with upper-case hex,
+/// and `.`/`..` segments, written plainly or as `%2E`, are resolved. Slashes are not merged and
+/// `%2F`/`%5C` stay encoded; those belong to the stronger MERGE_SLASHES and
 /// DECODE_AND_MERGE_SLASHES options.
 public enum PathNormalizer {
     /// The normalized path; returns the input itself when nothing needs changing.
@@ -81,7 +84,9 @@ public enum PathNormalizer {
                 case UInt8(ascii: "?"), UInt8(ascii: "#"): return .cleanBefore(index)
                 case UInt8(ascii: "\\"), UInt8(ascii: "%"): return .needsWork
                 case UInt8(ascii: ".") where previous == UInt8(ascii: "/"): return .needsWork
-                default: previous = byte
+                default:
+                    if mustEscape(byte) { return .needsWork }
+                    previous = byte
                 }
                 index += 1
             }
@@ -89,11 +94,21 @@ public enum PathNormalizer {
         return .clean
     }
 
-    /// Whether a word of eight path bytes holds `?`, `#`, `\`, `%` or `.`.
+    /// Whether a word of eight path bytes may hold something normalization looks at: `?`, `#`,
+    /// a backslash, `%`, `.`, a byte below `!` or above `~` (controls, space, DEL, non-ASCII), or
+    /// one of `"`, `<`, `>`, `^`, `` ` ``, `{`, `|`, `}`.
     @inline(__always)
     private static func mayMatter(_ word: UInt64) -> Bool {
-        holds(word, UInt8(ascii: "?")) || holds(word, UInt8(ascii: "#")) || holds(word, UInt8(ascii: "\\"))
-            || holds(word, UInt8(ascii: "%")) || holds(word, UInt8(ascii: "."))
+        let lows: UInt64 = 0x0101_0101_0101_0101
+        let highs: UInt64 = 0x8080_8080_8080_8080
+        // A high-bit byte, or a byte below 0x21 (the exact "has a byte less than n" test).
+        if word & highs != 0 || (word &- lows &* 0x21) & ~word & highs != 0 { return true }
+        // A byte of 0x7B-0x7F (`{`, `|`, `}`, `~`, DEL): adding 0x05 carries it into the high bit.
+        if (word &+ lows &* 0x05) & highs != 0 { return true }
+        return holds(word, UInt8(ascii: "?")) || holds(word, UInt8(ascii: "#")) || holds(word, UInt8(ascii: "\\"))
+            || holds(word, UInt8(ascii: "%")) || holds(word, UInt8(ascii: ".")) || holds(word, UInt8(ascii: "\""))
+            || holds(word, UInt8(ascii: "<")) || holds(word, UInt8(ascii: ">")) || holds(word, UInt8(ascii: "^"))
+            || holds(word, UInt8(ascii: "`"))
     }
 
     /// Whether some byte of `word` equals `byte` (the exact "has a zero byte" test on `word ^ byte…`).
@@ -104,63 +119,125 @@ public enum PathNormalizer {
         return (difference &- lows) & ~difference & (lows << 7) != 0
     }
 
-    /// The full normalization, byte by byte (what `normalize` falls back to).
+    /// The full normalization, byte by byte, in one pass as the canonicalizer makes it: a dot
+    /// segment is resolved when it is met, against the output written so far.
     static func slowNormalize(_ raw: String) -> String {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(raw.utf8.count + 1)
         var input = Array(raw.utf8)
         if let cut = input.firstIndex(where: { $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "#") }) {
             input.removeSubrange(cut...)
         }
+        var output: [UInt8] = []
+        output.reserveCapacity(input.count + 8)
+        if let first = input.first, isSlash(first) {
+        } else {
+            output.append(UInt8(ascii: "/"))
+        }
+        // Where the last `%` that began no valid escape was written, for the nested-escape rule.
+        var strayPercent = Int.min
         var index = 0
         while index < input.count {
             let byte = input[index]
-            if byte == UInt8(ascii: "\\") {
-                bytes.append(UInt8(ascii: "/"))
-            } else if byte == UInt8(ascii: "%"), index + 2 < input.count,
-                let high = hex(input[index + 1]), let low = hex(input[index + 2])
-            {
-                let decoded = high << 4 | low
-                if isUnreserved(decoded) {
-                    bytes.append(decoded)
-                } else {
-                    bytes += [UInt8(ascii: "%"), upperHex(high), upperHex(low)]
+            if let dot = dotLength(input, index) {
+                guard output.last == UInt8(ascii: "/") else {
+                    output.append(UInt8(ascii: "."))  // a dot inside a name
+                    index += dot
+                    continue
                 }
-                index += 3
+                let after = index + dot
+                if after == input.count {
+                    index = after  // `/.` at the end: the current directory
+                } else if isSlash(input[after]) {
+                    index = after + 1  // `/./`
+                } else if let second = dotLength(input, after),
+                    after + second == input.count || isSlash(input[after + second])
+                {
+                    // `/..` or `/../`: back up to the previous slash, never above the first.
+                    backUp(&output)
+                    index = after + second + (after + second == input.count ? 0 : 1)
+                } else {
+                    output.append(UInt8(ascii: "."))  // a name that starts with a dot
+                    index = after
+                }
                 continue
+            }
+            if isSlash(byte) {
+                output.append(UInt8(ascii: "/"))
+            } else if byte == UInt8(ascii: "%") {
+                if index + 2 < input.count, let high = hex(input[index + 1]), let low = hex(input[index + 2]) {
+                    let decoded = high << 4 | low
+                    if isUnreserved(decoded) {
+                        output.append(decoded)
+                        if strayPercent >= output.count - 3 {
+                            guardNestedEscape(
+                                &output, stray: strayPercent, next: index + 3 < input.count ? input[index + 3] : nil)
+                        }
+                    } else {
+                        output += input[index...(index + 2)]  // kept exactly, hex case included
+                    }
+                    index += 3
+                    continue
+                }
+                strayPercent = output.count
+                output.append(byte)
+            } else if mustEscape(byte) {
+                output += [UInt8(ascii: "%"), upperHex(byte >> 4), upperHex(byte & 0x0f)]
             } else {
-                bytes.append(byte)
+                output.append(byte)
             }
             index += 1
         }
-        if bytes.first != UInt8(ascii: "/") { bytes.insert(UInt8(ascii: "/"), at: 0) }
-        return String(decoding: removeDotSegments(bytes), as: UTF8.self)
+        if output.isEmpty { output.append(UInt8(ascii: "/")) }
+        return String(decoding: output, as: UTF8.self)
     }
 
-    /// RFC 3986 section 5.2.4 on an absolute path.
-    static func removeDotSegments(_ path: [UInt8]) -> [UInt8] {
-        let segments = path.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false).dropFirst()
-        var output: [ArraySlice<UInt8>] = []
-        var trailingSlash = false
-        for (offset, segment) in segments.enumerated() {
-            let isLast = offset == segments.count - 1
-            if segment.elementsEqual([UInt8(ascii: ".")]) {
-                trailingSlash = isLast
-            } else if segment.elementsEqual([UInt8(ascii: "."), UInt8(ascii: ".")]) {
-                if !output.isEmpty { output.removeLast() }
-                trailingSlash = isLast
-            } else {
-                output.append(segment)
-                trailingSlash = false
-            }
+    /// The length of a dot at `index`: 1 for `.`, 3 for `%2E` or `%2e`, `nil` for anything else.
+    private static func dotLength(_ input: [UInt8], _ index: Int) -> Int? {
+        if input[index] == UInt8(ascii: ".") { return 1 }
+        if input[index] == UInt8(ascii: "%"), index + 2 < input.count, input[index + 1] == UInt8(ascii: "2"),
+            input[index + 2] | 0x20 == UInt8(ascii: "e")
+        {
+            return 3
         }
-        var result: [UInt8] = []
-        for segment in output {
-            result.append(UInt8(ascii: "/"))
-            result += segment
+        return nil
+    }
+
+    /// A slash or a backslash (which is written as a slash).
+    private static func isSlash(_ byte: UInt8) -> Bool {
+        byte == UInt8(ascii: "/") || byte == 0x5c
+    }
+
+    /// Drops the last segment of output, which ends with a slash; the first slash stays.
+    private static func backUp(_ output: inout [UInt8]) {
+        guard output.count > 1 else { return }
+        var end = output.count - 2
+        while end > 0 && output[end] != UInt8(ascii: "/") { end -= 1 }
+        output.removeSubrange((end + 1)...)
+    }
+
+    /// After a decoded byte lands within two bytes of a `%` that began no escape, the output could
+    /// read as an escape the request did not hold (`%%30` then `0` reads `%00`). As the
+    /// canonicalizer does, such a `%` is then written as `%25`.
+    private static func guardNestedEscape(_ output: inout [UInt8], stray: Int, next: UInt8?) {
+        var probe = output
+        if stray == output.count - 2 {
+            guard let next, next < 0x80 else { return }
+            probe.append(next)
         }
-        if trailingSlash || result.isEmpty { result.append(UInt8(ascii: "/")) }
-        return result
+        guard probe.count >= stray + 3, hex(probe[stray + 1]) != nil, hex(probe[stray + 2]) != nil else { return }
+        output.insert(contentsOf: [UInt8(ascii: "2"), UInt8(ascii: "5")], at: stray + 1)
+    }
+
+    /// Bytes a canonical path never holds raw: controls, space, `"`, `<`, `>`, `^`, `` ` ``, `{`,
+    /// `|`, `}`, DEL and non-ASCII bytes.
+    @inline(__always)
+    static func mustEscape(_ byte: UInt8) -> Bool {
+        switch byte {
+        case 0..<0x21, 0x7f...0xff: return true
+        case UInt8(ascii: "\""), UInt8(ascii: "<"), UInt8(ascii: ">"), UInt8(ascii: "^"), UInt8(ascii: "`"),
+            UInt8(ascii: "{"), UInt8(ascii: "|"), UInt8(ascii: "}"):
+            return true
+        default: return false
+        }
     }
 
     private static func hex(_ byte: UInt8) -> UInt8? {

@@ -1,4 +1,6 @@
-/// A path template with `{*}` (exactly one non-empty segment) and `{**}` (anything, slashes included).
+/// A path template with `{*}` (exactly one non-empty segment) and `{**}` (anything, slashes
+/// included), matched as Envoy's URI templates match: an operator covers only path characters
+/// (see `isSegmentByte`), so `{*}` does not match `a*b` or `a[b]`.
 ///
 /// `/store/{**}/cart` matches `/store//cart` and `/store/a/b/cart`; `/allow/admin/{**}` needs the
 /// slash after `admin`. The template is split into tokens once, at compile time.
@@ -63,7 +65,7 @@ public struct PathTemplate: Sendable, Hashable {
         case .oneSegment:
             var length = 0
             for byte in input {
-                if byte == UInt8(ascii: "/") { break }
+                guard Self.isSegmentByte(byte) else { break }
                 length += 1
                 if match(rest, input.dropFirst(length)) { return true }
             }
@@ -72,8 +74,29 @@ public struct PathTemplate: Sendable, Hashable {
             var length = 0
             while length <= input.count {
                 if match(rest, input.dropFirst(length)) { return true }
+                guard length < input.count, input[input.startIndex + length] == UInt8(ascii: "/")
+                    || Self.isSegmentByte(input[input.startIndex + length])
+                else { return false }
                 length += 1
             }
+            return false
+        }
+    }
+
+    /// The bytes Envoy's URI templates let an operator match inside a segment: RFC 3986 `pchar`
+    /// other than `*` (letters, digits, `-._~%!$&'()+,;:@=`). `{*}` takes one or more of them,
+    /// `{**}` any number of them and slashes.
+    static func isSegmentByte(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+            UInt8(ascii: "0")...UInt8(ascii: "9"):
+            return true
+        case UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"), UInt8(ascii: "%"),
+            UInt8(ascii: "!"), UInt8(ascii: "$"), UInt8(ascii: "&"), UInt8(ascii: "'"), UInt8(ascii: "("),
+            UInt8(ascii: ")"), UInt8(ascii: "+"), UInt8(ascii: ","), UInt8(ascii: ";"), UInt8(ascii: ":"),
+            UInt8(ascii: "@"), UInt8(ascii: "="):
+            return true
+        default:
             return false
         }
     }
