@@ -47,7 +47,7 @@ struct FastPathInternalsTests {
     func pathScan() {
         let pieces = [
             "a", "bc", "/", "/", ".", "..", "?", "#", "%2E", "%41", "\\", "x=1", "é", "/api/v1/orders", "%2f", "%",
-            "%3", " ", "{", "~", "|", "%2e", "\u{7f}", "^",
+            "%3", " ", "{", "~", "|", "%2e", "\u{7f}", "^", "<", ">", "`", "\"", "=", "]", "!", "$", "\t", "%2F",
         ]
         var random = SeededGenerator(seed: 11)
         var differences: [String] = []

@@ -118,21 +118,25 @@ public struct JWTProvider: Sendable, Hashable {
     /// An audience as Envoy compares it: without an `http://` or `https://` scheme and without a
     /// trailing `/`, so `https://api.example.com/` and `api.example.com` are the same audience.
     public static func sanitizedAudience(_ audience: String) -> Substring {
-        var value = Substring(audience)
-        for scheme in ["http://", "https://"] where value.hasPrefix(scheme) {
-            value = value.dropFirst(scheme.count)
+        let bytes = audience.utf8
+        var start = bytes.startIndex
+        var end = bytes.endIndex
+        for scheme in ["http://", "https://"] where bytes.starts(with: scheme.utf8) {
+            start = bytes.index(start, offsetBy: scheme.utf8.count)
             break
         }
-        if value.hasSuffix("/") { value = value.dropLast() }
-        return value
+        if start < end, bytes[bytes.index(before: end)] == UInt8(ascii: "/") { end = bytes.index(before: end) }
+        return Substring(audience.utf8[start..<end])
     }
 
-    /// Whether the token's `aud` satisfies the rule's audiences.
+    /// Whether the token's `aud` satisfies the rule's audiences: an audience equal to one of them
+    /// as written, or once both are sanitized (see `sanitizedAudience`).
     func acceptsAudience(_ claims: ClaimValue?) -> Bool {
         guard !rule.audiences.isEmpty else { return true }
-        let audiences = (claims?["aud"]?.matchableStrings ?? []).map(Self.sanitizedAudience)
+        let audiences = claims?["aud"]?.matchableStrings ?? []
+        if audiences.contains(where: rule.audiences.contains) { return true }
         let accepted = rule.audiences.map(Self.sanitizedAudience)
-        return audiences.contains { accepted.contains($0) }
+        return audiences.contains { accepted.contains(Self.sanitizedAudience($0)) }
     }
 
     /// The claims with the space-delimited ones split into lists.

@@ -60,11 +60,11 @@ public enum PathNormalizer {
         case needsWork
     }
 
-    /// Looks for anything normalization changes: a missing leading `/`, `\`, `%`, a `.` starting a
-    /// segment; and for the query or fragment.
+    /// Looks for anything normalization changes: a missing leading `/`, a backslash, `%`, a `.`
+    /// starting a segment, a byte that must be escaped; and for the query or fragment.
     ///
-    /// Eight bytes at a time: a word holding none of `?`, `#`, `\`, `%` and `.` is clean as a whole;
-    /// only words holding one of them are looked at byte by byte.
+    /// Eight bytes at a time: a word holding none of the bytes normalization looks at (see
+    /// `mayMatter`) is clean as a whole; only words holding one are looked at byte by byte.
     @inline(__always)
     private static func scan(_ bytes: UnsafeBufferPointer<UInt8>) -> Scan {
         guard let first = bytes.first, first == UInt8(ascii: "/") else { return .needsWork }
@@ -82,7 +82,7 @@ public enum PathNormalizer {
                 let byte = bytes[index]
                 switch byte {
                 case UInt8(ascii: "?"), UInt8(ascii: "#"): return .cleanBefore(index)
-                case UInt8(ascii: "\\"), UInt8(ascii: "%"): return .needsWork
+                case 0x5c, UInt8(ascii: "%"): return .needsWork
                 case UInt8(ascii: ".") where previous == UInt8(ascii: "/"): return .needsWork
                 default:
                     if mustEscape(byte) { return .needsWork }
@@ -94,29 +94,26 @@ public enum PathNormalizer {
         return .clean
     }
 
-    /// Whether a word of eight path bytes may hold something normalization looks at: `?`, `#`,
-    /// a backslash, `%`, `.`, a byte below `!` or above `~` (controls, space, DEL, non-ASCII), or
-    /// one of `"`, `<`, `>`, `^`, `` ` ``, `{`, `|`, `}`.
+    /// Whether a word of eight path bytes may hold a byte normalization looks at: a control,
+    /// space, `"`, `#`, `%`, `.`, `<`, `>`, `?`, a backslash, `^`, `` ` ``, `{`, `|`, `}`, DEL or a
+    /// non-ASCII byte. A few neighbours (`!`, `$`, `=`, `]`, `~`) answer yes as well; the byte
+    /// loop then finds them harmless.
     @inline(__always)
     private static func mayMatter(_ word: UInt64) -> Bool {
         let lows: UInt64 = 0x0101_0101_0101_0101
         let highs: UInt64 = 0x8080_8080_8080_8080
-        // A high-bit byte, or a byte below 0x21 (the exact "has a byte less than n" test).
-        if word & highs != 0 || (word &- lows &* 0x21) & ~word & highs != 0 { return true }
-        // A byte of 0x7B-0x7F (`{`, `|`, `}`, `~`, DEL): adding 0x05 carries it into the high bit.
-        if (word &+ lows &* 0x05) & highs != 0 { return true }
-        return holds(word, UInt8(ascii: "?")) || holds(word, UInt8(ascii: "#")) || holds(word, UInt8(ascii: "\\"))
-            || holds(word, UInt8(ascii: "%")) || holds(word, UInt8(ascii: ".")) || holds(word, UInt8(ascii: "\""))
-            || holds(word, UInt8(ascii: "<")) || holds(word, UInt8(ascii: ">")) || holds(word, UInt8(ascii: "^"))
-            || holds(word, UInt8(ascii: "`"))
-    }
-
-    /// Whether some byte of `word` equals `byte` (the exact "has a zero byte" test on `word ^ byte…`).
-    @inline(__always)
-    private static func holds(_ word: UInt64, _ byte: UInt8) -> Bool {
-        let lows: UInt64 = 0x0101_0101_0101_0101
-        let difference = word ^ (lows &* UInt64(byte))
-        return (difference &- lows) & ~difference & (lows << 7) != 0
+        /// Whether some byte of `value` is below `limit` (exact as a whole; `limit` at most 0x80).
+        @inline(__always) func below(_ value: UInt64, _ limit: UInt64) -> Bool {
+            (value &- lows &* limit) & ~value & highs != 0
+        }
+        // Non-ASCII, or 0x7B and up (`{`, `|`, `}`, `~`, DEL): adding 5 carries into the high bit.
+        if (word | (word &+ lows &* 0x05)) & highs != 0 { return true }
+        return below(word, 0x21)  // controls and space
+            || below(word ^ (lows &* 0x20), 0x06)  // `"`, `#`, `%` (and `!`, `$`)
+            || below(word ^ (lows &* 0x3c), 0x04)  // `<`, `>`, `?` (and `=`)
+            || below(word ^ (lows &* 0x5c), 0x03)  // backslash, `^` (and `]`)
+            || below(word ^ (lows &* 0x60), 0x01)  // `` ` ``
+            || below(word ^ (lows &* 0x2e), 0x01)  // `.`
     }
 
     /// The full normalization, byte by byte, in one pass as the canonicalizer makes it: a dot
