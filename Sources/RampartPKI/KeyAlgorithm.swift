@@ -40,7 +40,9 @@ public enum KeyAlgorithm: String, Sendable, CaseIterable, Codable {
         if P521.Signing.PublicKey(key) != nil {
             return .failure(PKIError(.unsupportedKey, "EC P-521 keys are not accepted: use EC P-256 (the default), P-384, or RSA of at least 2048 bits"))
         }
-        return .failure(PKIError(.unsupportedKey, "key type \(key) is not accepted: use EC P-256 (the default), P-384, or RSA of at least 2048 bits"))
+        // The key's description names its type, e.g. `Ed25519.PublicKey`.
+        let type = String(describing: key).replacingOccurrences(of: ".PublicKey", with: "")
+        return .failure(PKIError(.unsupportedKey, "\(type) keys are not accepted: use EC P-256 (the default), P-384, or RSA of at least 2048 bits"))
     }
 
     /// Whether keys of this algorithm are RSA keys.

@@ -233,7 +233,8 @@ struct CSRInspectionTests {
         let doubled = try makeCSR(key: try KeyAlgorithm.ecP256.generate(), uris: [cartIdentity, cartIdentity])
         let doubledFacts = try CSRInspection.inspect(pem: doubled)
         #expect(doubledFacts.requestedURIs == [cartIdentity, cartIdentity])
-        await expectPKIError(.identityMismatch) { try CSRInspection.check(doubledFacts, for: cartIdentity) }
+        // Both the caller's own: not an identity mismatch but a malformed request (INVALID_ARGUMENT).
+        await expectPKIError(.malformedCSR) { try CSRInspection.check(doubledFacts, for: cartIdentity) }
     }
 
     // MARK: - Helpers

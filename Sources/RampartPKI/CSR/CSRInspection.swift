@@ -49,7 +49,7 @@ public enum CSRInspection {
             if !trimmed.hasPrefix("-----BEGIN CERTIFICATE REQUEST-----") {
                 throw PKIError(.malformedCSR, "csr is not a PEM certificate request: it must start with -----BEGIN CERTIFICATE REQUEST-----")
             }
-            throw PKIError(.malformedCSR, "csr does not parse as PKCS#10 (\(error)): regenerate it, e.g. with openssl req -new")
+            throw PKIError(.malformedCSR, "csr is PEM, but its body is not a well-formed DER PKCS#10 certificate request (truncated or corrupted): regenerate it, e.g. with openssl req -new")
         }
         guard csr.publicKey.isValidSignature(csr.signature, for: csr) else {
             throw PKIError(.badCSRSignature, "CSR signature does not verify against its own public key: the request was altered or signed with another key")
@@ -102,7 +102,7 @@ public enum CSRInspection {
             )
         }
         if facts.requestedURIs.count > 1 {
-            throw PKIError(.identityMismatch, "CSR asks for \(facts.requestedURIs.count) URI SANs: an X.509-SVID has exactly one")
+            throw PKIError(.malformedCSR, "CSR asks for \(facts.requestedURIs.count) URI SANs: an X.509-SVID has exactly one; request the workload's SPIFFE ID alone, or no URI SAN")
         }
     }
 

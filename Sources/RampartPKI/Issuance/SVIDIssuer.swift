@@ -66,8 +66,10 @@ public struct SVIDIssuer: Sendable {
         case .success(let value): algorithm = value
         case .failure(let error): throw error
         }
-        let notBefore = now.addingTimeInterval(-policy.backdate)
-        let notAfter = min(now.addingTimeInterval(ttl), authority.latestNotAfter)
+        // Whole seconds, as X.509 writes them, so the store records exactly the certificate's validity.
+        let notBefore = Date(timeIntervalSince1970: (now.timeIntervalSince1970 - policy.backdate).rounded(.down))
+        let notAfter = Date(
+            timeIntervalSince1970: min(now.addingTimeInterval(ttl), authority.latestNotAfter).timeIntervalSince1970.rounded(.down))
         guard notAfter > now else {
             throw PKIError(.badCAMaterial, "the CA certificate expires at \(authority.latestNotAfter): rotate the CA before issuing")
         }
