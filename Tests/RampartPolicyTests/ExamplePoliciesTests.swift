@@ -9,7 +9,9 @@ struct ExamplePoliciesTests {
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("policies")
 
-    static let files = ["mesh-strict-mtls.yaml", "allow-nothing.yaml", "namespace-isolation.yaml", "ingress-jwt-required.yaml", "deny-admin-paths.yaml", "dry-run.yaml"]
+    static let files = [
+        "mesh-strict-mtls.yaml", "allow-nothing.yaml", "namespace-isolation.yaml", "ingress-jwt-required.yaml", "deny-admin-paths.yaml", "dry-run.yaml", "federated-trust-domains.yaml",
+    ]
 
     static func engine(_ file: String) -> PolicyEngine {
         PolicyEngine(paths: [folder.appendingPathComponent(file).path])
@@ -69,5 +71,23 @@ struct ExamplePoliciesTests {
         let decision = engine.snapshot.evaluate(delete)
         #expect(decision.decision == .allow)
         #expect(decision.dryRun.contains { $0.policy == "shop/deny-delete-trial" })
+    }
+
+    @Test("federated-trust-domains admits the mesh's and the partner's trust domains only, over mTLS")
+    func federatedTrustDomains() {
+        let engine = Self.engine("federated-trust-domains.yaml")
+        func decide(_ principal: String?, path: String = "/v1/orders") -> Decision.Verdict {
+            let request = AuthzRequest(
+                transport: .http, source: .init(principal: principal),
+                destination: .init(namespace: "partners", labels: ["app": "partner-api"], port: 8080),
+                method: "GET", host: "partner-api", path: path, headers: [:])
+            return engine.snapshot.evaluate(request).decision
+        }
+        #expect(decide("cluster.local/ns/shop/sa/frontend") == .allow)
+        #expect(decide("east.partner.example/ns/billing/sa/sync") == .allow)
+        #expect(decide("partner.example.evil/ns/x/sa/y") == .deny)
+        #expect(decide("other.example/ns/shop/sa/frontend") == .deny)
+        #expect(decide(nil) == .deny)
+        #expect(decide("cluster.local/ns/shop/sa/frontend", path: "/admin") == .deny)
     }
 }
