@@ -26,7 +26,11 @@ struct CAMaterialTests {
         let sans = try #require(try cert.extensions.subjectAlternativeNames)
         #expect(Array(sans) == [.uniformResourceIdentifier("spiffe://example.org")])
         #expect(cert.notValidBefore < now)
-        #expect(cert.notValidAfter == now.addingTimeInterval(CAMaterial.rootLifetime))
+        #expect(cert.notValidAfter == CAMaterial.rootExpiry(createdAt: now))
+        let years = Calendar(identifier: .gregorian).dateComponents(
+            in: TimeZone(identifier: "UTC")!, from: cert.notValidAfter).year! - Calendar(identifier: .gregorian)
+            .dateComponents(in: TimeZone(identifier: "UTC")!, from: now).year!
+        #expect(years == 10)
         #expect(root.chain == [cert])
         #expect(root.roots == [cert])
         #expect(root.latestNotAfter == cert.notValidAfter)

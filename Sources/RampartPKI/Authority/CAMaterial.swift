@@ -17,8 +17,24 @@ public enum CAMaterial {
         public static let rootCert = "root-cert.pem"
     }
 
-    /// How long a self-signed root is valid: 10 years.
-    public static let rootLifetime: TimeInterval = 10 * 365 * 24 * 3600
+    /// How long a self-signed root is valid: 10 calendar years (UTC).
+    public static let rootLifetimeYears = 10
+
+    /// When a root created at `date` expires: the same moment, 10 calendar years later.
+    public static func rootExpiry(createdAt date: Date) -> Date {
+        rootCalendar.date(byAdding: .year, value: rootLifetimeYears, to: date) ?? date.addingTimeInterval(3652 * 86400)
+    }
+
+    /// When a root must be created to expire at `date` (tests use it for roots near their end).
+    public static func rootCreation(expiringAt date: Date) -> Date {
+        rootCalendar.date(byAdding: .year, value: -rootLifetimeYears, to: date) ?? date.addingTimeInterval(-3652 * 86400)
+    }
+
+    private static var rootCalendar: Calendar {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC") ?? calendar.timeZone
+        return calendar
+    }
 
     /// Creates a self-signed root CA for a trust domain.
     public static func createRoot(trustDomain: TrustDomain, keyAlgorithm: KeyAlgorithm, now: Date) throws -> CertificateAuthority {
@@ -38,7 +54,7 @@ public enum CAMaterial {
             serialNumber: SVIDIssuer.randomSerial(),
             publicKey: key.publicKey,
             notValidBefore: now.addingTimeInterval(-300),
-            notValidAfter: now.addingTimeInterval(rootLifetime),
+            notValidAfter: rootExpiry(createdAt: now),
             issuer: name,
             subject: name,
             signatureAlgorithm: key.rampartSignatureAlgorithm,
