@@ -129,7 +129,7 @@ struct IndependentClientTests {
         #expect(metrics.contains("rampart_ca_issuance_duration_seconds_count 2"))
         let expiry = metrics.split(separator: "\n").first { $0.hasPrefix("rampart_ca_cert_expiry_seconds ") }
         let seconds = expiry.flatMap { Double($0.split(separator: " ").last ?? "") } ?? 0
-        // About ten years; a day of slack for wall-clock adjustments between init and the scrape.
-        #expect(seconds > 9 * 365 * 86400 && seconds < 10 * 365 * 86400 + 86400, "\(String(describing: expiry))")
+        // Ten calendar years (3652 or 3653 days with their leap days), less the moments since init.
+        #expect(seconds > 3651 * 86400 && seconds <= 3653 * 86400, "\(String(describing: expiry))")
     }
 }
