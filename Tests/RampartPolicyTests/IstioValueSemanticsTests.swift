@@ -226,3 +226,28 @@ struct PathTemplateValidationTests {
         }
     }
 }
+
+/// `serviceAccounts` against SPIFFE IDs that are not Istio workload IDs, matched with the regex
+/// Istio's generator builds (`spiffe://.+/ns/<ns>/(.+/|)sa/<sa>(/.+)?`,
+/// pilot/pkg/security/authz/model/generator.go serviceAccountRegex).
+@Suite("service accounts in other SPIFFE IDs")
+struct ServiceAccountRegexTests {
+    @Test(
+        "extra segments between the namespace and sa, and after the name, still match; partial names do not",
+        arguments: [
+            ("cluster.local/ns/ns1/sa/a", true), ("cluster.local/ns/ns1/sa/a/extra", true),
+            ("cluster.local/ns/ns1/x/y/sa/a", true), ("td/with/slashes/ns/ns1/sa/a", true),
+            ("cluster.local/ns/ns1/sa/a/", false), ("cluster.local/ns/ns1/sa/ab", false),
+            ("cluster.local/ns/ns1/xsa/a", false), ("cluster.local/ns/ns2/sa/a", false),
+            ("cluster.local/ns/ns1x/sa/a", false), ("cluster.local/ns/ns1/sa", false),
+        ])
+    func regex(principal: String, matches: Bool) {
+        let pattern = ServiceAccountPattern("ns1/a")
+        #expect(pattern?.matches(principal: principal) == matches)
+        let engine = Fixture.engine(Fixture.policy("p", rules: "  - from: [{source: {serviceAccounts: [ns1/a]}}]"))
+        #expect(IstioValueSemanticsTests.decide(engine, Fixture.http(principal: principal)) == (matches ? .allow : .deny))
+        let negated = Fixture.engine(
+            Fixture.policy("p", action: "DENY", rules: "  - when: [{key: source.serviceAccount, notValues: [a]}]"))
+        #expect(IstioValueSemanticsTests.decide(negated, Fixture.http(principal: principal)) == (matches ? .allow : .deny))
+    }
+}

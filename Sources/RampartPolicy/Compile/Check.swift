@@ -98,6 +98,14 @@ struct Check: Sendable, Hashable {
                 return anyMatch(matchers, request.claims?["aud"])
             case .presenter:
                 return anyMatch(matchers, request.claims?["azp"])
+            case .serviceAccount:
+                if let account = request.serviceAccount { return matchers.contains { $0.matches(account) } }
+                // A principal of another shape is matched with Istio's regex (see ServiceAccountPattern).
+                guard let principal = request.principal else { return false }
+                return matchers.contains { matcher in
+                    matcher.form == .exact
+                        && ServiceAccountPattern(matcher.literal)?.matches(principal: principal) == true
+                }
             case .inlineHeader(let name):
                 // One element of the comma-separated list matches, as Istio's inline header regex does.
                 guard let value = request.headers[name] else { return false }

@@ -73,7 +73,11 @@ extension WorkloadProgram {
             } ?? false
         case .sni: return anyPattern(request.sni, check, view)
         case .host: return anyPattern(facts.host(request), check, view)
-        case .serviceAccount: return anyPattern(facts.serviceAccount(request), check, view)
+        case .serviceAccount:
+            if let account = facts.serviceAccount(request) { return anyPattern(account, check, view) }
+            // A principal of another shape is matched with Istio's regex (see ServiceAccountPattern).
+            guard let principal = facts.principal(request) else { return false }
+            return accountPatterns[Int(check.slot)].contains { $0.matches(principal: principal) }
         case .trustDomain:
             // The trust domain is compared where it lies in the principal, without a copy.
             guard let principal = facts.principal(request) else { return false }

@@ -34,6 +34,8 @@ final class WorkloadProgram: Sendable {
     let templates: [PathTemplate]
     let headerNames: [String]
     let claimPaths: [[String]]
+    /// Each service-account check's values (see `WorkloadProgramBuilder.accountPatterns`).
+    let accountPatterns: [[ServiceAccountPattern]]
     /// The header offset of each rule, by position (policy order, then rule order).
     let ruleOffsets: [Int32]
     /// Dry-run policies, as indexes into `policies`.
@@ -60,6 +62,7 @@ final class WorkloadProgram: Sendable {
         templates = builder.templates
         headerNames = builder.headerNames
         claimPaths = builder.claimPaths
+        accountPatterns = builder.accountPatterns
         policies = builder.policies
         ruleOffsets = builder.ruleOffsets
         self.identities = builder.identities

@@ -40,6 +40,8 @@ struct WorkloadProgramBuilder {
     /// The slot of each header name, so checks reading one header share its slot (and its memo).
     private var headerSlots: [String: Int32] = [:]
     private(set) var claimPaths: [[String]] = []
+    /// The values of each service-account check, for principals that are not Istio workload IDs.
+    private(set) var accountPatterns: [[ServiceAccountPattern]] = []
 
     init(identities: IdentityIDs) {
         self.identities = identities
@@ -305,7 +307,11 @@ struct WorkloadProgramBuilder {
             switch check.attribute {
             case .sourcePrincipal: kind = .principal
             case .sourceNamespace: kind = .namespace
-            case .serviceAccount: kind = .serviceAccount
+            case .serviceAccount:
+                kind = .serviceAccount
+                slot = Int32(accountPatterns.count)
+                accountPatterns.append(
+                    matchers.filter { $0.form == .exact }.compactMap { ServiceAccountPattern($0.literal) })
             case .trustDomain: kind = .trustDomain
             case .requestPrincipal: kind = .requestPrincipal
             case .host: kind = .host
