@@ -41,6 +41,7 @@ public struct JWTProvider: Sendable, Hashable {
         let spaceDelimitedClaims: Set<String>
         let keysAvailable: Bool
         let fixedHeaderEdits: [HeaderEdit]
+        let outputHeaders: [String]
 
         init(
             policy: String, ruleIndex: Int, rule: JWTRule, locations: [TokenLocation], spaceDelimitedClaims: Set<String>,
@@ -53,6 +54,8 @@ public struct JWTProvider: Sendable, Hashable {
             self.spaceDelimitedClaims = spaceDelimitedClaims
             self.keysAvailable = keysAvailable
             self.fixedHeaderEdits = fixedHeaderEdits
+            outputHeaders = ([rule.outputPayloadToHeader] + rule.outputClaimToHeaders.map(\.header))
+                .filter { !$0.isEmpty }.map { $0.lowercased() }
         }
     }
 
@@ -77,17 +80,16 @@ public struct JWTProvider: Sendable, Hashable {
             fixedHeaderEdits: edits)
     }
 
-    /// The headers a rule writes (`outputPayloadToHeader`, `outputClaimToHeaders`), lower-cased.
-    public var outputHeaders: [String] {
-        ([rule.outputPayloadToHeader] + rule.outputClaimToHeaders.map(\.header)).filter { !$0.isEmpty }.map {
-            $0.lowercased()
-        }
-    }
+    /// The headers a rule writes (`outputPayloadToHeader`, `outputClaimToHeaders`), lower-cased,
+    /// found once when the provider is made.
+    public var outputHeaders: [String] { storage.outputHeaders }
 
     /// Removals of every header the providers write, as Envoy's JWT filter sanitizes them on every
     /// request: a client cannot send its own `x-jwt-payload` or claim header past the proxy, with
     /// a token, with a token lacking the claim, or with none.
     public static func sanitizing(_ providers: [JWTProvider]) -> [HeaderEdit] {
+        // The usual rule writes no header: nothing to build, on the proxy's per-request path.
+        guard providers.contains(where: { !$0.storage.outputHeaders.isEmpty }) else { return [] }
         var names: [String] = []
         for provider in providers {
             for name in provider.outputHeaders where !names.contains(name) { names.append(name) }
