@@ -133,6 +133,19 @@ struct DataPathTests {
         }
     }
 
+    @Test("bytes that are not HTTP/1.1 after a request: the request is answered, then 400, then the connection closes")
+    func malformedAfterRequest() async throws {
+        try await withServer { _, proxy, _ in
+            try proxy.install(SnapshotBuilder.snapshot(version: 2, resources: [SnapshotBuilder.peerAuthentication(name: "default", namespace: "istio-system", mode: "PERMISSIVE")]))
+            let received = try await RawClient.untilClosed(port: proxy.inboundPort, sending: "GET /first HTTP/1.1\r\nHost: app\r\n\r\nGET /x HTTP/1.1\r\nHost app\r\n\r\n")
+            let ok = received.range(of: "HTTP/1.1 200 OK\r\n")
+            let bad = received.range(of: "HTTP/1.1 400 Bad Request\r\n")
+            #expect(ok != nil && bad != nil)
+            if let ok, let bad { #expect(ok.lowerBound < bad.lowerBound) }
+            #expect(received.contains("/first"))
+        }
+    }
+
     @Test("a request body over the proxy's limit gets 413 and the connection is closed; one within it is forwarded")
     func bodyLimit() async throws {
         try await withServer { _, proxy, _ in

@@ -13,7 +13,7 @@ public enum ForwardedClientCert {
 
     /// The peer's part of its element: `Hash=…;Subject="";URI=…`.
     public static func peerFields(_ peer: VerifiedPeer) -> String {
-        "Hash=\(peer.certificateHash);Subject=\"\";URI=\(peer.spiffeID.string)"
+        "Hash=\(peer.certificateHash);Subject=\"\";URI=\(peer.spiffeIDString)"
     }
 
     /// The header's value after this hop: the peer's element appended to what the previous hop sent.

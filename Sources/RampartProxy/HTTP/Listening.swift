@@ -44,18 +44,27 @@ enum Listening {
         }
     }
 
-    /// Configures `channel` as an HTTP/1.1 server and wraps it for async code.
+    /// Configures `channel` as an HTTP/1.1 server whose requests are answered by `respond` in
+    /// the channel's own handlers (see ``HTTPExchangeServer``).
     ///
-    /// Without NIO's pipelining assistance: ``HTTPServing`` reads a connection's requests one after
-    /// another and answers each before it takes the next, so pipelined requests are answered in
-    /// order without it, and the socket's read interest is not switched off and on around every
-    /// request. Protocol errors still get a 400.
+    /// Without NIO's pipelining assistance: the exchange server answers a connection's requests
+    /// one after another, so pipelined requests are answered in order without it, and the
+    /// socket's read interest is not switched off and on around every request. Without NIO's
+    /// protocol-error handler, which every response part would pass through: the exchange server
+    /// answers bytes the parser refuses with 400 itself, after the requests before them.
     ///
-    /// Requests reach async code whole (see ``HTTPRequestAssembler``), bodies up to `maxBodyBytes`.
-    static func configureHTTP1Server(_ channel: any Channel, maxBodyBytes: Int) throws -> HTTPServing.Connection {
-        try channel.pipeline.syncOperations.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: true)
-        try channel.pipeline.syncOperations.addHandler(HTTPRequestAssembler(maxBodyBytes: maxBodyBytes))
-        return try NIOAsyncChannel(wrappingChannelSynchronously: channel)
+    /// Requests reach `respond` whole, bodies up to `maxBodyBytes`.
+    static func configureHTTP1Server(_ channel: any Channel, maxBodyBytes: Int, respond: @escaping HTTPExchangeServer.Respond) throws {
+        try channel.pipeline.syncOperations.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: false)
+        try channel.pipeline.syncOperations.addHandler(HTTPExchangeServer(maxBodyBytes: maxBodyBytes, respond: respond))
+    }
+
+    /// Answers a request of async code (an HTTP/2 stream) with a responder of the channel
+    /// handlers' kind.
+    static func answer(_ request: BufferedRequest, on loop: any EventLoop, _ respond: HTTPExchangeServer.Respond) async -> BufferedResponse {
+        await withCheckedContinuation { continuation in
+            respond(request, loop) { continuation.resume(returning: $0) }
+        }
     }
 
     /// An HTTP/2 server connection whose streams each arrive as one whole request.

@@ -37,7 +37,7 @@ public struct ConnectionInfo: Sendable {
         self.remoteIP = remote?.ipAddress
         self.localIP = local?.ipAddress
         self.sourceAddress = remote.map { EndpointAddress.join($0.ipAddress ?? "?", $0.port ?? 0) }
-        self.peerID = peer?.spiffeID.string
+        self.peerID = peer?.spiffeIDString
         self.peerPrincipal = peer?.spiffeID.principal
         self.peerNamespace = peer?.spiffeID.istioWorkload?.namespace
         self.forwardedClientCertPeer = peer.map(ForwardedClientCert.peerFields)
@@ -49,7 +49,8 @@ public struct ConnectionInfo: Sendable {
 
 /// A connection the inbound listener accepted, with its protocol known.
 enum InboundConnection: Sendable {
-    case http1(HTTPServing.Connection, ConnectionInfo)
+    /// Served by its channel handlers (see ``HTTPExchangeServer``) until it closes.
+    case http1(any Channel)
     case http2(Listening.HTTP2Streams, any Channel, ConnectionInfo)
     case tcp(NIOAsyncChannel<ByteBuffer, ByteBuffer>, ConnectionInfo)
 }

@@ -10,41 +10,45 @@ import RampartPolicy
 struct InboundHTTP: Sendable {
     let context: ProxyContext
 
-    /// Serves one HTTP/1.1 connection.
-    func serve(_ channel: HTTPServing.Connection, info: ConnectionInfo) async {
-        do {
-            try await HTTPServing.serve(channel) { request in
-                await respond(request, info: info)
-            }
-        } catch {
-            context.logger.debug("inbound HTTP connection ended", metadata: ["error": "\(error)"])
-        }
-    }
-
     /// Serves one HTTP/2 connection: each stream is one request, decided and forwarded on its own.
     func serve(_ streams: Listening.HTTP2Streams, connection: any Channel, info: ConnectionInfo) async {
         await Listening.serveStreams(streams, connection: connection, logger: context.logger) { request in
-            await respond(request, info: info)
+            await Listening.answer(request, on: connection.eventLoop) { request, loop, answer in respond(request, info: info, on: loop, answer: answer) }
         }
     }
 
-    private func respond(_ request: BufferedRequest, info: ConnectionInfo) async -> BufferedResponse {
+    /// Answers one request: decides it, forwards it when allowed, records it in the metrics and
+    /// the access log, and calls `answer` with the response. Runs on `loop`, the connection's
+    /// event loop; `answer` runs there too unless a JWT check or a new connection to the
+    /// application made the request wait as a task.
+    func respond(_ request: BufferedRequest, info: ConnectionInfo, on loop: any EventLoop, answer: @escaping HTTPExchangeServer.Answer) {
         let start = Date()
         var record = RequestRecord(reporter: .destination, startTime: start, protocolName: request.protocolName)
-        let response = await handle(request, info: info, record: &record)
-        finish(&record, response: response, start: start)
-        return response
+        describe(&record, request: request, info: info)
+        let context = self.context
+        handle(request, info: info, record: record, on: loop) { response, record in
+            var record = record
+            Self.finish(&record, response: response, start: start, context: context)
+            answer(response)
+        }
     }
 
+    /// What receives a response and the record of the exchange that made it.
+    typealias Handled = @Sendable (BufferedResponse, RequestRecord) -> Void
+
     /// Decides one request and, when it is allowed, forwards it to the application.
-    func handle(_ request: BufferedRequest, info: ConnectionInfo, record: inout RequestRecord) async -> BufferedResponse {
+    ///
+    /// Everything up to the application runs at once on the connection's loop; only a JWT check
+    /// (whose keys may have to be fetched) waits as a task, and the decision then goes on on `loop`.
+    func handle(_ request: BufferedRequest, info: ConnectionInfo, record: RequestRecord, on loop: any EventLoop, done: @escaping Handled) {
         var request = request
-        describe(&record, request: request, info: info)
+        var record = record
         record.requestID = RequestIDs.ensure(&request.head.headers)
         guard let config = context.config.current else {
             record.responseFlags = "NC"
             record.responseDetails = "no_config_received"
-            return .local(.forbidden, "RBAC: access denied (this proxy has not yet received its config from the control plane)\n")
+            done(.local(.forbidden, "RBAC: access denied (this proxy has not yet received its config from the control plane)\n"), record)
+            return
         }
         // A certificate revoked after the handshake stops working on the connection it opened.
         if let peer = info.peer, config.revoked.serials.contains(peer.serial) {
@@ -52,7 +56,8 @@ struct InboundHTTP: Sendable {
             record.responseDetails = "peer_certificate_revoked"
             var response = BufferedResponse.local(.forbidden, "the client certificate \(peer.serial) was revoked by the CA\n")
             response.head.headers.replaceOrAdd(name: "connection", value: "close")
-            return response
+            done(response, record)
+            return
         }
         if let peerID = info.peerID, let source = config.registry.workloads[peerID] {
             record.sourceWorkload = source.workload
@@ -60,47 +65,70 @@ struct InboundHTTP: Sendable {
             record.sourceApp = source.labels["app"]
             record.sourceVersion = source.labels["version"]
         }
-        var authz = Self.authzRequest(
+        let authz = Self.authzRequest(
             request, info: info, workload: context.workload, appPort: context.appPort, headers: config.policies.readsHeaders)
-        var authn: RequestAuthnResult?
-        if !config.jwtProviders.isEmpty {
-            let result = await context.authenticator.authenticate(authz, providers: config.jwtProviders)
-            if result.tokenPresent {
-                authz = authz.with(jwt: result.outcome)
-                authn = result
+        guard !config.jwtProviders.isEmpty else {
+            decide(request, authz: authz, authn: nil, config: config, info: info, record: record, on: loop, done: done)
+            return
+        }
+        let authenticator = context.authenticator
+        Task { [request, record] in
+            let result = await authenticator.authenticate(authz, providers: config.jwtProviders)
+            loop.execute {
+                if result.tokenPresent {
+                    self.decide(request, authz: authz.with(jwt: result.outcome), authn: result, config: config, info: info, record: record, on: loop, done: done)
+                } else {
+                    self.decide(request, authz: authz, authn: nil, config: config, info: info, record: record, on: loop, done: done)
+                }
             }
         }
+    }
+
+    /// Authorizes the request (after any JWT check) and forwards it when allowed.
+    private func decide(
+        _ request: BufferedRequest, authz: AuthzRequest, authn: RequestAuthnResult?, config: ProxyConfig, info: ConnectionInfo,
+        record: RequestRecord, on loop: any EventLoop, done: @escaping Handled
+    ) {
+        var record = record
         let decision = config.policies.evaluate(authz)
         record.policy = decision.policy
         record.rule = decision.rule
-        record.dryRun = decision.dryRun.filter { $0.wouldBe == .deny }.map(\.policy)
+        if !decision.dryRun.isEmpty {
+            record.dryRun = decision.dryRun.filter { $0.wouldBe == .deny }.map(\.policy)
+        }
         guard decision.decision == .allow else {
             if decision.status == 401 {
                 record.responseFlags = "UAEX"
                 record.responseDetails = "jwt_authn_access_denied"
                 var response = BufferedResponse.local(.unauthorized, "Jwt verification fails\n")
                 response.head.headers.add(name: "www-authenticate", value: Self.bearerChallenge(request.head, tls: info.tls))
-                return response
+                done(response, record)
+                return
             }
             record.responseFlags = "RBAC"
             record.responseDetails = decision.policy.map { "rbac_access_denied_matched_policy[\($0)]" } ?? "rbac_access_denied_matched_policy[none]"
-            return .local(.forbidden, "RBAC: access denied\n")
+            done(.local(.forbidden, "RBAC: access denied\n"), record)
+            return
         }
         var forwarded = request
         Self.prepareForApplication(&forwarded.head, info: info, own: context.identity.current?.identity.spiffeIDString ?? "")
         // Without a token the decision's edits are the removals of the headers the JWT rules write.
         let edits = decision.headerEdits.isEmpty ? [] : authn.map { $0.failure == nil ? $0.headerEdits : [] } ?? decision.headerEdits
         Self.apply(edits, token: authz.jwt?.raw, to: &forwarded.head.headers)
-        do {
-            let http2 = context.appProtocol.usesHTTP2(for: request)
-            let result = try await context.upstream.send(
-                forwarded, to: UpstreamTarget(host: context.appHost, port: context.appPort, http2: http2), timeout: context.upstreamTimeout
-            )
-            record.upstreamHost = context.appAddress
-            return result.response
-        } catch {
-            context.logger.warning("cannot reach the application", metadata: ["proxy.app": "\(context.appHost):\(context.appPort)", "error": "\(error)"])
-            return UpstreamFailure(error, resetDetails: "upstream_reset_before_response_started", showError: false).answer(&record)
+        let context = self.context
+        let http2 = context.appProtocol.usesHTTP2(for: request)
+        let target = UpstreamTarget(host: context.appHost, port: context.appPort, http2: http2)
+        context.upstream.send(forwarded, to: target, timeout: context.upstreamTimeout, on: loop) { [record] outcome in
+            var record = record
+            switch outcome {
+            case .success(let result):
+                record.upstreamHost = context.appAddress
+                done(result.response, record)
+            case .failure(let error):
+                context.logger.warning("cannot reach the application", metadata: ["proxy.app": "\(context.appHost):\(context.appPort)", "error": "\(error)"])
+                let response = UpstreamFailure(error, resetDetails: "upstream_reset_before_response_started", showError: false).answer(&record)
+                done(response, record)
+            }
         }
     }
 
@@ -205,7 +233,7 @@ struct InboundHTTP: Sendable {
         }
     }
 
-    private func finish(_ record: inout RequestRecord, response: BufferedResponse, start: Date) {
+    private static func finish(_ record: inout RequestRecord, response: BufferedResponse, start: Date, context: ProxyContext) {
         record.responseCode = Int(response.head.status.code)
         record.bytesSent = response.body.readableBytes
         record.duration = Date().timeIntervalSince(start)

@@ -38,7 +38,7 @@ public final class InboundListener: Service, Sendable {
             negotiate: { channel in try Self.negotiate(channel, context: context) },
             handle: { connection in
                 switch connection {
-                case .http1(let channel, let info): await http.serve(channel, info: info)
+                case .http1(let channel): try? await channel.closeFuture.get()
                 case .http2(let streams, let channel, let info): await http.serve(streams, connection: channel, info: info)
                 case .tcp(let channel, let info): await tcp.serve(channel, info: info)
                 }
@@ -68,7 +68,7 @@ public final class InboundListener: Service, Sendable {
                     let inner = ProtocolSniffer(
                         tlsAllowed: false,
                         configure: { channel, sniffed in
-                            promise.succeed(try Self.application(channel, sniffed, info: info(channel, tls: true, peer: box.peer, mode: mode), maxBodyBytes: context.maxBodyBytes))
+                            promise.succeed(try Self.application(channel, sniffed, info: info(channel, tls: true, peer: box.peer, mode: mode), context: context))
                         },
                         failed: fail
                     )
@@ -79,7 +79,7 @@ public final class InboundListener: Service, Sendable {
                     }
                     // DISABLE passes a TLS stream through untouched, as opaque TCP.
                     let plain: SniffedProtocol = sniffed == .tls ? .tcp : sniffed
-                    promise.succeed(try Self.application(channel, plain, info: info(channel, tls: false, peer: nil, mode: mode), maxBodyBytes: context.maxBodyBytes))
+                    promise.succeed(try Self.application(channel, plain, info: info(channel, tls: false, peer: nil, mode: mode), context: context))
                 }
             },
             failed: fail
@@ -92,11 +92,17 @@ public final class InboundListener: Service, Sendable {
         ConnectionInfo(remote: channel.remoteAddress, local: channel.localAddress, tls: tls, peer: peer, mode: mode)
     }
 
-    /// Builds the application-protocol end of the pipeline and wraps it for async code.
-    private static func application(_ channel: any Channel, _ sniffed: SniffedProtocol, info: ConnectionInfo, maxBodyBytes: Int) throws -> InboundConnection {
+    /// Builds the application-protocol end of the pipeline: HTTP/1.1 served by its handlers, the
+    /// rest wrapped for async code.
+    private static func application(_ channel: any Channel, _ sniffed: SniffedProtocol, info: ConnectionInfo, context: ProxyContext) throws -> InboundConnection {
+        let maxBodyBytes = context.maxBodyBytes
         switch sniffed {
         case .http1:
-            return .http1(try Listening.configureHTTP1Server(channel, maxBodyBytes: maxBodyBytes), info)
+            let http = InboundHTTP(context: context)
+            try Listening.configureHTTP1Server(channel, maxBodyBytes: maxBodyBytes) { request, loop, answer in
+                http.respond(request, info: info, on: loop, answer: answer)
+            }
+            return .http1(channel)
         case .http2:
             return .http2(try Listening.configureHTTP2Server(channel, maxBodyBytes: maxBodyBytes), channel, info)
         case .tcp, .tls:

@@ -31,23 +31,18 @@ public final class OutboundListener: Service, Sendable {
         let balancer = self.balancer
         try await Listening.serve(
             host: host, port: port, name: "outbound", logger: context.logger, onBound: onBound,
-            negotiate: { channel in try Self.negotiate(channel, maxBodyBytes: context.maxBodyBytes) },
+            negotiate: { channel in try Self.negotiate(channel, context: context, balancer: balancer) },
             handle: { connection in
                 switch connection {
-                case .http1(let channel, let remote):
-                    // The client's address is spelled once per connection.
-                    let source = OutboundHTTP.describe(remote)
-                    do {
-                        try await HTTPServing.serve(channel) { request in
-                            await OutboundHTTP(context: context, balancer: balancer).handle(request, source: source)
-                        }
-                    } catch {
-                        context.logger.debug("outbound connection ended", metadata: ["error": "\(error)"])
-                    }
+                case .http1(let channel):
+                    try? await channel.closeFuture.get()
                 case .http2(let streams, let channel, let remote):
                     let source = OutboundHTTP.describe(remote)
+                    let outbound = OutboundHTTP(context: context, balancer: balancer)
                     await Listening.serveStreams(streams, connection: channel, logger: context.logger) { request in
-                        await OutboundHTTP(context: context, balancer: balancer).handle(request, source: source)
+                        await Listening.answer(request, on: channel.eventLoop) { request, loop, answer in
+                            outbound.handle(request, source: source, on: loop, answer: answer)
+                        }
                     }
                 }
             }
@@ -58,11 +53,13 @@ public final class OutboundListener: Service, Sendable {
 extension OutboundListener {
     /// A connection from an application: HTTP/1.1, or HTTP/2 with prior knowledge (gRPC clients).
     enum Connection: Sendable {
-        case http1(HTTPServing.Connection, SocketAddress?)
+        /// Served by its channel handlers (see ``HTTPExchangeServer``) until it closes.
+        case http1(any Channel)
         case http2(Listening.HTTP2Streams, any Channel, SocketAddress?)
     }
 
-    static func negotiate(_ channel: any Channel, maxBodyBytes: Int) throws -> EventLoopFuture<Connection> {
+    static func negotiate(_ channel: any Channel, context: ProxyContext, balancer: RoundRobin) throws -> EventLoopFuture<Connection> {
+        let maxBodyBytes = context.maxBodyBytes
         let promise = channel.eventLoop.makePromise(of: Connection.self)
         let sniffer = ProtocolSniffer(
             tlsAllowed: false,
@@ -72,7 +69,13 @@ extension OutboundListener {
                     promise.succeed(.http2(try Listening.configureHTTP2Server(channel, maxBodyBytes: maxBodyBytes), channel, channel.remoteAddress))
                 case .http1, .tcp, .tls:
                     // Anything that is not HTTP/2 is parsed as HTTP/1.1; garbage gets a 400 from the codec.
-                    promise.succeed(.http1(try Listening.configureHTTP1Server(channel, maxBodyBytes: maxBodyBytes), channel.remoteAddress))
+                    // The client's address is spelled once per connection.
+                    let source = OutboundHTTP.describe(channel.remoteAddress)
+                    let outbound = OutboundHTTP(context: context, balancer: balancer)
+                    try Listening.configureHTTP1Server(channel, maxBodyBytes: maxBodyBytes) { request, loop, answer in
+                        outbound.handle(request, source: source, on: loop, answer: answer)
+                    }
+                    promise.succeed(.http1(channel))
                 }
             },
             failed: { promise.fail($0) }
@@ -92,20 +95,32 @@ struct OutboundHTTP: Sendable {
         remote.map { EndpointAddress.join($0.ipAddress ?? "?", $0.port ?? 0) }
     }
 
-    /// Routes one request from the application at `source`.
-    func handle(_ request: BufferedRequest, source: String?) async -> BufferedResponse {
+    /// Routes one request from the application at `source`, records it in the metrics and the
+    /// access log, and calls `answer` with the response. Runs on `loop`, the connection's event
+    /// loop; `answer` runs there too unless a new upstream connection made the request wait as a task.
+    func handle(_ request: BufferedRequest, source: String?, on loop: any EventLoop, answer: @escaping HTTPExchangeServer.Answer) {
         let start = Date()
         var record = RequestRecord(reporter: .source, startTime: start, protocolName: request.protocolName)
-        let response = await route(request, source: source, record: &record)
+        let context = self.context
+        route(request, source: source, record: &record, on: loop) { response, record in
+            var record = record
+            Self.finish(&record, response: response, start: start, context: context)
+            answer(response)
+        }
+    }
+
+    private static func finish(_ record: inout RequestRecord, response: BufferedResponse, start: Date, context: ProxyContext) {
         record.responseCode = Int(response.head.status.code)
         record.bytesSent = response.body.readableBytes
         record.duration = Date().timeIntervalSince(start)
         context.metrics.recordRequest(record)
         context.accessLog.write(record)
-        return response
     }
 
-    private func route(_ request: BufferedRequest, source: String?, record: inout RequestRecord) async -> BufferedResponse {
+    /// What receives a response and the record of the exchange that made it.
+    typealias Routed = @Sendable (BufferedResponse, RequestRecord) -> Void
+
+    private func route(_ request: BufferedRequest, source: String?, record: inout RequestRecord, on loop: any EventLoop, done: @escaping Routed) {
         var head = request.head
         record.method = head.method.rawValue
         record.userAgent = head.headers.first(name: "user-agent")
@@ -123,7 +138,8 @@ struct OutboundHTTP: Sendable {
             target = try OutboundTarget(head: head)
         } catch {
             record.responseFlags = "NR"
-            return .local(.badRequest, error.reason + "\n")
+            done(.local(.badRequest, error.reason + "\n"), record)
+            return
         }
         record.path = target.path
         record.authority = target.authority
@@ -138,11 +154,13 @@ struct OutboundHTTP: Sendable {
 
         guard let config = context.config.current else {
             record.responseFlags = "NC"
-            return .local(.serviceUnavailable, "no config received from the control plane yet, so no service is known\n")
+            done(.local(.serviceUnavailable, "no config received from the control plane yet, so no service is known\n"), record)
+            return
         }
         let ports = config.registry.resolveAll(host: target.host, clientNamespace: context.workload.namespace)
         guard let first = ports.first else {
-            return await passthrough(BufferedRequest(head: head, body: request.body), target: target, record: &record)
+            passthrough(BufferedRequest(head: head, body: request.body), target: target, record: record, on: loop, done: done)
+            return
         }
         let fqdn = first.hostname(domain: config.registry.domain)
         record.destinationService = fqdn
@@ -151,11 +169,13 @@ struct OutboundHTTP: Sendable {
         // A port, when the client names one, picks the service port; without one, the lowest port.
         guard let service = target.port.map({ port in ports.first { $0.port == port } }) ?? first else {
             record.responseFlags = "NR"
-            return .local(.notFound, "service \(fqdn) serves port \(ports.map { String($0.port) }.joined(separator: ", ")), not \(target.port ?? 0)\n")
+            done(.local(.notFound, "service \(fqdn) serves port \(ports.map { String($0.port) }.joined(separator: ", ")), not \(target.port ?? 0)\n"), record)
+            return
         }
         guard let endpoint = balancer.pick(service.endpoints, service: fqdn) else {
             record.responseFlags = "UH"
-            return .local(.serviceUnavailable, "no healthy upstream: service \(fqdn) has no registered endpoints\n")
+            done(.local(.serviceUnavailable, "no healthy upstream: service \(fqdn) has no registered endpoints\n"), record)
+            return
         }
         record.upstreamHost = endpoint.address
         record.destinationWorkload = endpoint.workload
@@ -164,40 +184,49 @@ struct OutboundHTTP: Sendable {
         record.destinationVersion = endpoint.labels["version"]
         guard let current = context.identity.current else {
             record.responseFlags = "UF"
-            return .local(.serviceUnavailable, "this proxy has no workload identity yet, so it cannot originate mTLS\n")
+            done(.local(.serviceUnavailable, "this proxy has no workload identity yet, so it cannot originate mTLS\n"), record)
+            return
         }
         let verifier = PeerVerifier(roots: current.identity.roots, revoked: config.revoked, expected: service.expectedIdentities)
         // HTTP/2 and gRPC stay HTTP/2 between the proxies; HTTP/1.1 stays HTTP/1.1.
         let http2 = request.isHTTP2 || request.isGRPC
         let tls = TLSOrigination(generation: current.generation, verifier: verifier, context: http2 ? current.contexts.clientHTTP2 : current.contexts.client)
-        do {
-            let result = try await context.upstream.send(
-                BufferedRequest(head: head, body: request.body, trailers: request.trailers),
-                to: UpstreamTarget(host: endpoint.host, port: endpoint.port, tls: tls, http2: http2), timeout: context.upstreamTimeout
-            )
-            record.connectionSecurityPolicy = "mutual_tls"
-            record.destinationPrincipal = result.peer?.spiffeID.string
-            return result.response
-        } catch {
-            context.logger.warning("outbound request failed", metadata: ["proxy.service": "\(fqdn)", "proxy.endpoint": "\(endpoint.host):\(endpoint.port)", "error": "\(error)"])
-            return UpstreamFailure(error, resetDetails: "upstream_connect_failure", showError: true).answer(&record)
+        let logger = context.logger
+        context.upstream.send(
+            BufferedRequest(head: head, body: request.body, trailers: request.trailers),
+            to: UpstreamTarget(host: endpoint.host, port: endpoint.port, tls: tls, http2: http2), timeout: context.upstreamTimeout, on: loop
+        ) { [record] outcome in
+            var record = record
+            switch outcome {
+            case .success(let result):
+                record.connectionSecurityPolicy = "mutual_tls"
+                record.destinationPrincipal = result.peer?.spiffeIDString
+                done(result.response, record)
+            case .failure(let error):
+                logger.warning("outbound request failed", metadata: ["proxy.service": "\(fqdn)", "proxy.endpoint": "\(endpoint.host):\(endpoint.port)", "error": "\(error)"])
+                done(UpstreamFailure(error, resetDetails: "upstream_connect_failure", showError: true).answer(&record), record)
+            }
         }
     }
 
     /// Hosts outside the registry: forwarded in plaintext under ALLOW_ANY, refused under REGISTRY_ONLY.
-    private func passthrough(_ request: BufferedRequest, target: OutboundTarget, record: inout RequestRecord) async -> BufferedResponse {
+    private func passthrough(_ request: BufferedRequest, target: OutboundTarget, record: RequestRecord, on loop: any EventLoop, done: @escaping Routed) {
+        var record = record
         record.destinationService = target.host
         guard context.outboundPolicy == .allowAny else {
             record.responseFlags = "NR"
             record.responseDetails = "BlackHoleCluster"
-            return .local(.badGateway, "\(target.host) is not a service in the mesh registry, and the outbound traffic policy is REGISTRY_ONLY\n")
+            done(.local(.badGateway, "\(target.host) is not a service in the mesh registry, and the outbound traffic policy is REGISTRY_ONLY\n"), record)
+            return
         }
         let port = target.port ?? 80
         record.upstreamHost = EndpointAddress.join(target.host, port)
-        do {
-            return try await context.upstream.send(request, to: UpstreamTarget(host: target.host, port: port), timeout: context.upstreamTimeout).response
-        } catch {
-            return UpstreamFailure(error, resetDetails: "upstream_connect_failure", showError: true).answer(&record)
+        context.upstream.send(request, to: UpstreamTarget(host: target.host, port: port), timeout: context.upstreamTimeout, on: loop) { [record] outcome in
+            var record = record
+            switch outcome {
+            case .success(let result): done(result.response, record)
+            case .failure(let error): done(UpstreamFailure(error, resetDetails: "upstream_connect_failure", showError: true).answer(&record), record)
+            }
         }
     }
 }

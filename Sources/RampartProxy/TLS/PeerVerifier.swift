@@ -14,6 +14,16 @@ public struct VerifiedPeer: Sendable, Hashable {
     public let serial: String
     /// SHA-256 of the leaf's DER, lower-case hex (the `Hash` of `x-forwarded-client-cert`).
     public let certificateHash: String
+    /// The SPIFFE ID as text, spelled once per connection rather than per request.
+    public let spiffeIDString: String
+
+    /// Creates a verified peer.
+    public init(spiffeID: SPIFFEID, serial: String, certificateHash: String) {
+        self.spiffeID = spiffeID
+        self.serial = serial
+        self.certificateHash = certificateHash
+        self.spiffeIDString = spiffeID.string
+    }
 }
 
 /// Verifies a peer's certificate chain as an X.509-SVID of this mesh: it chains to the trust

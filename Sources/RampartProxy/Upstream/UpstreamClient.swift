@@ -109,18 +109,74 @@ public final class UpstreamClient: Sendable {
     /// Sends a request and waits for the whole response.
     public func send(_ request: BufferedRequest, to target: UpstreamTarget, timeout: TimeAmount = .seconds(60)) async throws -> UpstreamResult {
         if target.http2 { return try await sendHTTP2(request, to: target, timeout: timeout) }
+        let current = currentLoop()
+        let loop = current ?? group.next()
+        let promise = loop.makePromise(of: UpstreamResult.self)
+        send(request, to: target, timeout: timeout, poolLoop: current, on: loop) { promise.completeWith($0) }
+        return try await promise.futureResult.get()
+    }
+
+    /// Sends a request from code running on `loop` (a connection's channel handlers), and calls
+    /// `completion` with the response or the failure.
+    ///
+    /// When `loop` is one of the group's, the request takes an idle connection of that loop's
+    /// pool: an exchange on a pooled connection is then a write and a read on the one thread,
+    /// with no task and no future, and `completion` runs on `loop`. Opening a connection, and
+    /// HTTP/2, run as tasks; their `completion` may run on another thread.
+    public func send(
+        _ request: BufferedRequest, to target: UpstreamTarget, timeout: TimeAmount = .seconds(60), on loop: any EventLoop,
+        completion: @escaping @Sendable (Result<UpstreamResult, any Error>) -> Void
+    ) {
+        if target.http2 {
+            Task {
+                do {
+                    completion(.success(try await self.sendHTTP2(request, to: target, timeout: timeout)))
+                } catch {
+                    completion(.failure(error))
+                }
+            }
+            return
+        }
+        let own = loops.contains(ObjectIdentifier(loop)) ? loop : nil
+        send(request, to: target, timeout: timeout, poolLoop: own, on: own ?? group.next(), completion: completion)
+    }
+
+    /// The HTTP/1.1 exchange: an idle connection of `poolLoop`'s pool (the shared pool when nil),
+    /// or a new one on `loop`.
+    private func send(
+        _ request: BufferedRequest, to target: UpstreamTarget, timeout: TimeAmount, poolLoop: (any EventLoop)?, on loop: any EventLoop,
+        completion: @escaping @Sendable (Result<UpstreamResult, any Error>) -> Void
+    ) {
         var request = request
         if request.head.version.major == 2 { request.head.version = .http1_1 }
-        let current = currentLoop()
-        let key = PoolKey(target: target, loop: current.map { ObjectIdentifier($0) })
-        let loop = current ?? group.next()
-        let (connection, reused) = try await acquire(key, on: loop)
-        do {
-            return try await exchange(request, on: connection, key: key, timeout: timeout)
-        } catch is UpstreamClosed where reused && Self.idempotent.contains(request.head.method.rawValue) {
+        let key = PoolKey(target: target, loop: poolLoop.map { ObjectIdentifier($0) })
+        guard let pooled = takeIdle(key) else {
+            exchangeOnNewConnection(request, key: key, on: loop, timeout: timeout, completion: completion)
+            return
+        }
+        let retry = Self.idempotent.contains(request.head.method.rawValue)
+        exchange(request, on: pooled, key: key, timeout: timeout) { [request] result in
             // A pooled connection the server closed while it sat idle: the server answered
             // nothing, so an idempotent request is sent once more on a new connection.
-            return try await exchange(request, on: try await connect(target, on: loop), key: key, timeout: timeout)
+            if retry, case .failure(let error) = result, error is UpstreamClosed {
+                self.exchangeOnNewConnection(request, key: key, on: loop, timeout: timeout, completion: completion)
+            } else {
+                completion(result)
+            }
+        }
+    }
+
+    private func exchangeOnNewConnection(
+        _ request: BufferedRequest, key: PoolKey, on loop: any EventLoop, timeout: TimeAmount,
+        completion: @escaping @Sendable (Result<UpstreamResult, any Error>) -> Void
+    ) {
+        Task {
+            do {
+                let connection = try await self.connect(key.target, on: loop)
+                self.exchange(request, on: connection, key: key, timeout: timeout, completion: completion)
+            } catch {
+                completion(.failure(error))
+            }
         }
     }
 
@@ -130,21 +186,25 @@ public final class UpstreamClient: Sendable {
         return current
     }
 
-    private func exchange(_ request: BufferedRequest, on connection: Pooled, key: PoolKey, timeout: TimeAmount) async throws -> UpstreamResult {
-        do {
-            let response = try await exchange(request, on: connection.channel, timeout: timeout)
-            // The request's headers were edited for forwarding: read without NIO's canonical form.
-            if HopByHop.isKeepAlive(request.head.headers, version: request.head.version) && response.head.isKeepAlive
-                && connection.channel.isActive
-            {
-                release(connection, key: key)
-            } else {
-                connection.channel.close(promise: nil)
+    private func exchange(
+        _ request: BufferedRequest, on connection: Pooled, key: PoolKey, timeout: TimeAmount,
+        completion: @escaping @Sendable (Result<UpstreamResult, any Error>) -> Void
+    ) {
+        let channel = connection.channel
+        exchange(request, on: channel, timeout: timeout) { result in
+            switch result {
+            case .success(let response):
+                // The request's headers were edited for forwarding: read without NIO's canonical form.
+                if HopByHop.isKeepAlive(request.head.headers, version: request.head.version) && response.head.isKeepAlive && channel.isActive {
+                    self.release(connection, key: key)
+                } else {
+                    channel.close(promise: nil)
+                }
+                completion(.success(UpstreamResult(response: response, peer: connection.peer)))
+            case .failure(let error):
+                channel.close(promise: nil)
+                completion(.failure(error))
             }
-            return UpstreamResult(response: response, peer: connection.peer)
-        } catch {
-            connection.channel.close(promise: nil)
-            throw error
         }
     }
 
@@ -216,12 +276,12 @@ public final class UpstreamClient: Sendable {
         }
     }
 
-    /// A pooled connection of `key` (reused) or a new one on `loop`.
-    private func acquire(_ key: PoolKey, on loop: any EventLoop) async throws -> (Pooled, reused: Bool) {
+    /// An idle connection of `key`'s pool that is still open, if there is one.
+    private func takeIdle(_ key: PoolKey) -> Pooled? {
         while let pooled = idle.withLock({ pool -> Pooled? in pool[key]?.popLast() }) {
-            if pooled.channel.isActive { return (pooled, true) }
+            if pooled.channel.isActive { return pooled }
         }
-        return (try await connect(key.target, on: loop), false)
+        return nil
     }
 
     private func release(_ connection: Pooled, key: PoolKey) {
@@ -291,27 +351,71 @@ public final class UpstreamClient: Sendable {
         return (output, box.peer)
     }
 
-    private func exchange(_ request: BufferedRequest, on channel: any Channel, timeout: TimeAmount) async throws -> BufferedResponse {
-        let promise = channel.eventLoop.makePromise(of: BufferedResponse.self)
-        // A connection that closed just before this write never sees the request: nothing else
-        // would complete the response, so the failed write does, as a closed upstream that
-        // answered nothing (which lets an idempotent request on a pooled connection be retried).
+    /// Writes one exchange into `channel` (whose last handler is an ``UpstreamExchangeHandler``).
+    private func exchange(
+        _ request: BufferedRequest, on channel: any Channel, timeout: TimeAmount,
+        completion: @escaping @Sendable (Result<BufferedResponse, any Error>) -> Void
+    ) {
+        let exchange = UpstreamExchange(request: request, completion: completion, deadline: .now() + timeout, timeout: timeout)
+        if channel.eventLoop.inEventLoop && channel.isActive {
+            // On the channel's own thread an open channel hands the write to its handler at
+            // once; a failure after that reaches the handler, which completes the exchange.
+            channel.writeAndFlush(exchange, promise: nil)
+            return
+        }
+        // A connection that closes before this write reaches its handler never sees the request:
+        // nothing else would complete the exchange, so the failed write does, as a closed upstream
+        // that answered nothing (which lets an idempotent request on a pooled connection be retried).
         let written = channel.eventLoop.makePromise(of: Void.self)
         written.futureResult.whenFailure { error in
-            promise.fail(error as? ChannelError == .ioOnClosedChannel ? UpstreamClosed() : error)
+            exchange.complete(.failure(error as? ChannelError == .ioOnClosedChannel ? UpstreamClosed() : error))
         }
-        channel.writeAndFlush(UpstreamExchange(request: request, promise: promise, deadline: .now() + timeout, timeout: timeout), promise: written)
+        channel.writeAndFlush(exchange, promise: written)
+    }
+
+    /// The HTTP/2 stream's exchange, awaited.
+    private func exchange(_ request: BufferedRequest, on stream: any Channel, timeout: TimeAmount) async throws -> BufferedResponse {
+        let promise = stream.eventLoop.makePromise(of: BufferedResponse.self)
+        exchange(request, on: stream, timeout: timeout) { promise.completeWith($0) }
         return try await promise.futureResult.get()
     }
 }
 
-/// One request and the promise of its response, written into an upstream channel.
+/// One request and what to call with its response, written into an upstream channel.
 struct UpstreamExchange: Sendable {
     let request: BufferedRequest
-    let promise: EventLoopPromise<BufferedResponse>
     /// When the whole response must have arrived, and the timeout it came from.
     let deadline: NIODeadline
     let timeout: TimeAmount
+    private let completion: Completion
+
+    init(request: BufferedRequest, completion: @escaping @Sendable (Result<BufferedResponse, any Error>) -> Void, deadline: NIODeadline, timeout: TimeAmount) {
+        self.request = request
+        self.completion = Completion(completion)
+        self.deadline = deadline
+        self.timeout = timeout
+    }
+
+    /// Completes the exchange; only the first call has an effect (a write that fails after it
+    /// reached the handler is reported by both).
+    func complete(_ result: Result<BufferedResponse, any Error>) {
+        completion.run(result)
+    }
+
+    /// The exchange's callback, run once. Only the upstream channel's event loop touches it.
+    private final class Completion: @unchecked Sendable {
+        private var body: (@Sendable (Result<BufferedResponse, any Error>) -> Void)?
+
+        init(_ body: @escaping @Sendable (Result<BufferedResponse, any Error>) -> Void) {
+            self.body = body
+        }
+
+        func run(_ result: Result<BufferedResponse, any Error>) {
+            guard let body else { return }
+            self.body = nil
+            body(result)
+        }
+    }
 }
 
 /// Writes one request at a time, assembles the response, and fails an exchange whose response
@@ -328,7 +432,7 @@ final class UpstreamExchangeHandler: ChannelDuplexHandler, RemovableChannelHandl
     typealias OutboundOut = HTTPClientRequestPart
 
     private let maxBodyBytes: Int
-    private var pending: EventLoopPromise<BufferedResponse>?
+    private var pending: UpstreamExchange?
     private var pendingDeadline = NIODeadline.distantFuture
     private var pendingTimeout = TimeAmount.zero
     private var timer: Scheduled<Void>?
@@ -377,11 +481,11 @@ final class UpstreamExchangeHandler: ChannelDuplexHandler, RemovableChannelHandl
         let exchange = unwrapOutboundIn(data)
         guard pending == nil else {
             let error = ProxyError(.upstream, "an upstream connection was given a second request before the first was answered")
-            exchange.promise.fail(error)
+            exchange.complete(.failure(error))
             promise?.fail(error)
             return
         }
-        pending = exchange.promise
+        pending = exchange
         pendingDeadline = exchange.deadline
         pendingTimeout = exchange.timeout
         armTimer(context: context)
@@ -428,7 +532,7 @@ final class UpstreamExchangeHandler: ChannelDuplexHandler, RemovableChannelHandl
             self.head = nil
             let response = BufferedResponse(head: head, body: body, trailers: trailers)
             body = ByteBuffer()
-            pending.succeed(response)
+            pending.complete(.success(response))
         }
     }
 
@@ -436,7 +540,7 @@ final class UpstreamExchangeHandler: ChannelDuplexHandler, RemovableChannelHandl
         stopTimer()
         if let pending {
             self.pending = nil
-            pending.fail(head == nil && body.readableBytes == 0 ? UpstreamClosed() : ProxyError(.upstream, "the upstream closed the connection in the middle of its response"))
+            pending.complete(.failure(head == nil && body.readableBytes == 0 ? UpstreamClosed() : ProxyError(.upstream, "the upstream closed the connection in the middle of its response")))
         }
         context.fireChannelInactive()
     }
@@ -448,7 +552,7 @@ final class UpstreamExchangeHandler: ChannelDuplexHandler, RemovableChannelHandl
     private func fail(_ error: any Error, context: ChannelHandlerContext) {
         if let pending {
             self.pending = nil
-            pending.fail(error)
+            pending.complete(.failure(error))
         }
         context.close(promise: nil)
     }
@@ -465,11 +569,13 @@ final class HandshakeWatcher: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        context.fireUserInboundEventTriggered(event)
         if case .handshakeCompleted = event as? TLSUserEvent {
             promise?.succeed()
             promise = nil
+            // Its work is done: every read of the connection would otherwise pass through it.
+            context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
         }
-        context.fireUserInboundEventTriggered(event)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
