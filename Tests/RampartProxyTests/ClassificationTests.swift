@@ -190,6 +190,13 @@ struct HeaderTests {
         HopByHop.strip(&clean)
         #expect(clean.map(\.name) == ["host", "x-request-id"])
 
+        // The usual single values remove the connection header and, for keep-alive, a keep-alive header.
+        var usual = HTTPHeaders([("Connection", " Keep-Alive"), ("Keep-Alive", "timeout=5"), ("close", "kept: not a hop-by-hop name"), ("host", "b")])
+        HopByHop.strip(&usual)
+        #expect(usual.map(\.name) == ["close", "host"])
+        #expect(HopByHop.connectionValue("\tclose ") == .close && HopByHop.connectionValue("Keep-Alive") == .keepAlive)
+        #expect(HopByHop.connectionValue("close, x-one") == nil && HopByHop.connectionValue("") == nil)
+
         var teOnly = HTTPHeaders([("te", "gzip")])
         HopByHop.strip(&teOnly)
         #expect(teOnly.isEmpty)
@@ -225,6 +232,10 @@ struct HeaderTests {
             ([("connection", "x-private"), ("Connection", "keep-alive")], .http1_0, true),
             ([("connection", "keep-alive"), ("connection", "close")], .http1_1, false),
             ([("connectionx", "close"), ("x-connection", "close")], .http1_1, true),
+            ([("Connection", " \tClOsE \t")], .http1_1, false),
+            ([("Connection", "\tKEEP-ALIVE ")], .http1_0, true),
+            ([("Connection", "keep-alive-ish")], .http1_0, false),
+            ([("Connection", "clos")], .http1_1, true),
         ]
         for (fields, version, expected) in cases {
             var head = HTTPRequestHead(version: version, method: .GET, uri: "/", headers: HTTPHeaders(fields))

@@ -84,6 +84,9 @@ public enum HopByHop {
             if !found.contains(known) { found.append(known) }
             switch known {
             case "connection":
+                // `close` names no header and `keep-alive` is a hop-by-hop name already: the
+                // usual values list nothing more to remove, and are read without allocating.
+                if connectionValue(value) != nil { continue }
                 for option in lowercasedTokens(value) where !listed.contains(option) {
                     listed.append(option)
                 }
@@ -121,11 +124,41 @@ public enum HopByHop {
     private static func connectionOptions(_ headers: HTTPHeaders) -> (close: Bool, keepAlive: Bool) {
         var options = (close: false, keepAlive: false)
         for (name, value) in headers where name.utf8.count == 10 && hopByHopName(name) == "connection" {
-            for token in lowercasedTokens(value) {
-                if token == "close" { options.close = true } else if token == "keep-alive" { options.keepAlive = true }
+            switch connectionValue(value) {
+            case .close?: options.close = true
+            case .keepAlive?: options.keepAlive = true
+            case nil:
+                for token in lowercasedTokens(value) {
+                    if token == "close" { options.close = true } else if token == "keep-alive" { options.keepAlive = true }
+                }
             }
         }
         return options
+    }
+
+    /// The two usual `connection` values.
+    enum ConnectionValue { case close, keepAlive }
+
+    /// Which of the two usual values `value` is, alone and in any case, with spaces or tabs
+    /// around it; nil for anything else (a list, other options), which ``lowercasedTokens(_:)``
+    /// then reads.
+    static func connectionValue(_ value: String) -> ConnectionValue? {
+        var value = value
+        return value.withUTF8 { bytes -> ConnectionValue? in
+            var start = 0
+            var end = bytes.count
+            while start < end && (bytes[start] == UInt8(ascii: " ") || bytes[start] == UInt8(ascii: "\t")) { start += 1 }
+            while end > start && (bytes[end - 1] == UInt8(ascii: " ") || bytes[end - 1] == UInt8(ascii: "\t")) { end -= 1 }
+            func spells(_ word: StaticString) -> Bool {
+                guard end - start == word.utf8CodeUnitCount else { return false }
+                let letters = word.utf8Start
+                for offset in 0..<(end - start) where asciiLowercase(bytes[start + offset]) != letters[offset] { return false }
+                return true
+            }
+            if spells("keep-alive") { return .keepAlive }
+            if spells("close") { return .close }
+            return nil
+        }
     }
 
     /// Whether `name` is one of ``names``, compared as ASCII without regard to case.

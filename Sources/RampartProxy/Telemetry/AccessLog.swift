@@ -77,6 +77,8 @@ public final class AccessLog: Sendable {
     /// Adds the record's line, and writes the buffer when it is full or an interval old.
     public func write(_ record: RequestRecord) {
         guard enabled else { return }
+        // Built outside the lock: the event loops of a proxy share this log, and a line takes
+        // longer to build than to copy.
         var line = Self.lineBytes(record)
         line.append(UInt8(ascii: "\n"))
         let now = NIODeadline.now()

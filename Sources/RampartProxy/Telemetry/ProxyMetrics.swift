@@ -53,6 +53,19 @@ public struct ProxyMetrics: Sendable {
             connectionSecurityPolicy = record.connectionSecurityPolicy
             responseCode = record.responseCode
         }
+
+        /// Hashes the fields that tell a proxy's series apart (the peer, the service, the
+        /// outcome), not all seventeen: the key is hashed on every request, and the rest (the
+        /// workload names, apps and versions that go with a principal) rarely differ where these
+        /// agree. Equal keys still hash alike; `==` compares every field.
+        func hash(into hasher: inout Hasher) {
+            hasher.combine(reporter)
+            hasher.combine(responseCode)
+            hasher.combine(responseFlags)
+            hasher.combine(sourcePrincipal)
+            hasher.combine(destinationPrincipal)
+            hasher.combine(destinationService)
+        }
     }
 
     /// Creates the recorder.
