@@ -4,7 +4,10 @@ import RampartAuthn
 
 /// What the listeners share: the workload, its identity and config, the upstream client and
 /// the telemetry sinks.
-public struct ProxyContext: Sendable {
+///
+/// A class: each request's callbacks hold the context, and a reference costs them one retain
+/// where a copy of the structure cost one per field.
+public final class ProxyContext: Sendable {
     /// The workload beside the proxy.
     public let workload: WorkloadInfo
     /// Where the application listens.

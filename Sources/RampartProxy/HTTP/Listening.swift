@@ -51,11 +51,16 @@ enum Listening {
     /// one after another, so pipelined requests are answered in order without it, and the
     /// socket's read interest is not switched off and on around every request. Without NIO's
     /// protocol-error handler, which every response part would pass through: the exchange server
-    /// answers bytes the parser refuses with 400 itself, after the requests before them.
+    /// answers bytes the parser refuses with 400 itself, after the requests before them. Without
+    /// NIO's check of outbound response headers: every response header value the listeners write
+    /// was parsed from an upstream (HTTP/1.1 by llhttp, HTTP/2 by NIO's header-block validation,
+    /// both of which refuse control characters) or is the proxy's own, made from such values.
+    /// Requests to upstreams keep the check: they may carry JWT claims copied into headers.
     ///
     /// Requests reach `respond` whole, bodies up to `maxBodyBytes`.
     static func configureHTTP1Server(_ channel: any Channel, maxBodyBytes: Int, respond: @escaping HTTPExchangeServer.Respond) throws {
-        try channel.pipeline.syncOperations.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: false)
+        try channel.pipeline.syncOperations.configureHTTPServerPipeline(
+            withPipeliningAssistance: false, withErrorHandling: false, withOutboundHeaderValidation: false)
         try channel.pipeline.syncOperations.addHandler(HTTPExchangeServer(maxBodyBytes: maxBodyBytes, respond: respond))
     }
 

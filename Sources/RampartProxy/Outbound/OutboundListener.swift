@@ -145,7 +145,9 @@ struct OutboundHTTP: Sendable {
         record.authority = target.authority
         head.uri = target.path
         HopByHop.strip(&head.headers)
-        head.headers.remove(name: "x-forwarded-client-cert")
+        // An application may not forge the identity header; most requests carry none, and a
+        // removal would copy the shared header list even then.
+        if head.headers.contains(name: "x-forwarded-client-cert") { head.headers.remove(name: "x-forwarded-client-cert") }
         head.headers.replaceOrAdd(name: "host", value: target.authority)
         if head.version.major == 1 {
             head.headers.replaceOrAdd(name: "connection", value: "keep-alive")

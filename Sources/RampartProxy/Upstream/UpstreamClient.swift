@@ -495,7 +495,7 @@ final class UpstreamExchangeHandler: ChannelDuplexHandler, RemovableChannelHandl
         let length = exchange.request.body.readableBytes
         // Methods without a body in practice get no content-length when they carry none.
         if length == 0 && Self.usuallyBodiless(requestHead.method) {
-            requestHead.headers.remove(name: "content-length")
+            if requestHead.headers.contains(name: "content-length") { requestHead.headers.remove(name: "content-length") }
         } else {
             requestHead.headers.replaceOrAdd(name: "content-length", value: String(length))
         }
@@ -525,7 +525,12 @@ final class UpstreamExchangeHandler: ChannelDuplexHandler, RemovableChannelHandl
                 fail(ProxyError(.upstream, "the upstream response body exceeds \(maxBodyBytes) bytes"), context: context)
                 return
             }
-            body.writeBuffer(&chunk)
+            if body.readableBytes == 0 {
+                // Most responses arrive in one chunk: it is kept as it came, not copied.
+                body = chunk
+            } else {
+                body.writeBuffer(&chunk)
+            }
         case .end(let trailers):
             guard let head, let pending else { return }
             self.pending = nil
