@@ -10,7 +10,8 @@ struct CAMaterialTests {
 
     @Test("a new root is a self-signed CA for the trust domain", arguments: [KeyAlgorithm.ecP256, .rsa2048])
     func rootShape(algorithm: KeyAlgorithm) throws {
-        let now = wholeSecondNow()
+        // Most of a second past a whole one: certificates hold whole seconds.
+        let now = wholeSecondNow().addingTimeInterval(0.7)
         let trustDomain = try TrustDomain("example.org")
         let root = try CAMaterial.createRoot(trustDomain: trustDomain, keyAlgorithm: algorithm, now: now)
         let cert = root.certificate
@@ -26,7 +27,9 @@ struct CAMaterialTests {
         let sans = try #require(try cert.extensions.subjectAlternativeNames)
         #expect(Array(sans) == [.uniformResourceIdentifier("spiffe://example.org")])
         #expect(cert.notValidBefore < now)
-        #expect(cert.notValidAfter == CAMaterial.rootExpiry(createdAt: now))
+        // Ten calendar years from the whole second the root was made in, never later than `now` + 10 years.
+        #expect(cert.notValidAfter == CAMaterial.rootExpiry(createdAt: Date(timeIntervalSince1970: now.timeIntervalSince1970.rounded(.down))))
+        #expect(cert.notValidAfter <= CAMaterial.rootExpiry(createdAt: now))
         let years = Calendar(identifier: .gregorian).dateComponents(
             in: TimeZone(identifier: "UTC")!, from: cert.notValidAfter).year! - Calendar(identifier: .gregorian)
             .dateComponents(in: TimeZone(identifier: "UTC")!, from: now).year!

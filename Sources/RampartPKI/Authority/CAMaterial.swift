@@ -49,12 +49,15 @@ public enum CAMaterial {
             SubjectKeyIdentifier(hash: key.publicKey)
             SubjectAlternativeNames([.uniformResourceIdentifier(trustDomain.idString)])
         }
+        // Whole seconds, as certificates hold them: an expiry rounded up in encoding would put
+        // it after the ten years.
+        let start = Date(timeIntervalSince1970: now.timeIntervalSince1970.rounded(.down))
         let root = try Certificate(
             version: .v3,
             serialNumber: SVIDIssuer.randomSerial(),
             publicKey: key.publicKey,
-            notValidBefore: now.addingTimeInterval(-300),
-            notValidAfter: rootExpiry(createdAt: now),
+            notValidBefore: start.addingTimeInterval(-300),
+            notValidAfter: rootExpiry(createdAt: start),
             issuer: name,
             subject: name,
             signatureAlgorithm: key.rampartSignatureAlgorithm,
