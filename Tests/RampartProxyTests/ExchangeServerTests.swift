@@ -167,3 +167,51 @@ struct ExchangeServerTests {
         #expect(text.hasPrefix("HTTP/1.1 200 OK\r\n") && text.hasSuffix("answer to /late"))
     }
 }
+
+@Suite("Write coalescing in front of TLS")
+struct WriteCoalescerTests {
+    @Test("buffers written between flushes leave as one, in order, and every write's promise completes")
+    func joins() throws {
+        let channel = EmbeddedChannel(handler: WriteCoalescer())
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 8443)).wait()
+        let first = channel.eventLoop.makePromise(of: Void.self)
+        let last = channel.eventLoop.makePromise(of: Void.self)
+        channel.write(IOData.byteBuffer(ByteBuffer(string: "HTTP/1.1 200 OK\r\n\r\n")), promise: first)
+        channel.write(IOData.byteBuffer(ByteBuffer(string: "body")), promise: nil)
+        channel.write(IOData.byteBuffer(ByteBuffer(string: "")), promise: last)
+        #expect(try channel.readOutbound(as: IOData.self) == nil, "nothing leaves before the flush")
+        channel.flush()
+        guard case .byteBuffer(let joined)? = try channel.readOutbound(as: IOData.self) else {
+            Issue.record("no buffer was written")
+            return
+        }
+        #expect(String(buffer: joined) == "HTTP/1.1 200 OK\r\n\r\nbody")
+        #expect(try channel.readOutbound(as: IOData.self) == nil)
+        let completed = Mutex(0)
+        first.futureResult.whenSuccess { completed.withLock { $0 += 1 } }
+        last.futureResult.whenSuccess { completed.withLock { $0 += 1 } }
+        channel.embeddedEventLoop.run()
+        #expect(completed.withLock { $0 } == 2)
+        // The next message is a buffer of its own.
+        channel.writeAndFlush(IOData.byteBuffer(ByteBuffer(string: "next")), promise: nil)
+        guard case .byteBuffer(let next)? = try channel.readOutbound(as: IOData.self) else {
+            Issue.record("the next message was not written")
+            return
+        }
+        #expect(String(buffer: next) == "next")
+        _ = try channel.finish()
+    }
+
+    @Test("a write never flushed fails when the connection closes")
+    func closeFailsPending() throws {
+        let channel = EmbeddedChannel(handler: WriteCoalescer())
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 8443)).wait()
+        let promise = channel.eventLoop.makePromise(of: Void.self)
+        channel.write(IOData.byteBuffer(ByteBuffer(string: "never sent")), promise: promise)
+        let failure = Mutex<ChannelError?>(nil)
+        promise.futureResult.whenFailure { error in failure.withLock { $0 = error as? ChannelError } }
+        _ = try? channel.close().wait()
+        channel.embeddedEventLoop.run()
+        #expect(failure.withLock { $0 } == .ioOnClosedChannel)
+    }
+}

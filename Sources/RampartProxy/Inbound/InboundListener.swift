@@ -65,6 +65,7 @@ public final class InboundListener: Service, Sendable {
                     let verifier = PeerVerifier(roots: current.identity.roots, revoked: config?.revoked ?? RevocationList(serials: []))
                     let tls = NIOSSLServerHandler(context: current.contexts.server, customVerificationCallbackWithMetadata: verifier.callback(box: box))
                     try channel.pipeline.syncOperations.addHandler(tls)
+                    try channel.pipeline.syncOperations.addHandler(WriteCoalescer())
                     let inner = ProtocolSniffer(
                         tlsAllowed: false,
                         configure: { channel, sniffed in

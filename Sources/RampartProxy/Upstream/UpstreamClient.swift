@@ -303,7 +303,11 @@ public final class UpstreamClient: Sendable {
     private func connect(_ target: UpstreamTarget, on loop: any EventLoop) async throws -> Pooled {
         let maxBodyBytes = self.maxBodyBytes
         let (channel, peer) = try await open(target, on: loop) { channel in
-            try channel.pipeline.syncOperations.addHTTPClientHandlers()
+            // Requests to another proxy over mTLS carry what the application sent (parsed by
+            // llhttp or NIO's HTTP/2 validation) and the proxy's own headers; requests in
+            // plaintext (to the application, or out of the mesh) may carry JWT claims the inbound
+            // side copied into headers, and keep NIO's check of outbound header values.
+            try channel.pipeline.syncOperations.addHTTPClientHandlers(enableOutboundHeaderValidation: target.tls == nil)
             try channel.pipeline.syncOperations.addHandler(UpstreamExchangeHandler(maxBodyBytes: maxBodyBytes))
             return channel
         }
@@ -331,6 +335,7 @@ public final class UpstreamClient: Sendable {
                                 context: tls.context, serverHostname: nil, customVerificationCallbackWithMetadata: tls.verifier.callback(box: box)
                             )
                             try channel.pipeline.syncOperations.addHandler(handler)
+                            try channel.pipeline.syncOperations.addHandler(WriteCoalescer())
                             try channel.pipeline.syncOperations.addHandler(HandshakeWatcher(promise: handshake))
                         }
                         return (try configure(channel), channel)
