@@ -1,8 +1,9 @@
 import NIOCore
 import NIOHTTP1
 
-/// Answers the whole requests of a server connection (see `HTTPRequestAssembler`) through
-/// `respond`, keeping the connection alive while the client wants it.
+/// Answers the whole requests of a connection that async code serves (an HTTP/2 stream, see
+/// `HTTPRequestAssembler`) through `respond`, and frames responses for their clients (HTTP/1.1
+/// connections are served by ``HTTPExchangeServer``, which frames its responses here too).
 enum HTTPServing {
     /// A server connection or HTTP/2 stream as async code sees it.
     typealias Connection = NIOAsyncChannel<AssembledRequest, FramedResponse>
