@@ -1,0 +1,218 @@
+import NIOCore
+import NIOHTTP1
+import NIOTLS
+
+/// One request and what to call with its response, written into an upstream channel.
+struct UpstreamExchange: Sendable {
+    let request: BufferedRequest
+    /// When the whole response must have arrived, and the timeout it came from.
+    let deadline: NIODeadline
+    let timeout: TimeAmount
+    private let completion: Completion
+
+    init(request: BufferedRequest, completion: @escaping @Sendable (Result<BufferedResponse, any Error>) -> Void, deadline: NIODeadline, timeout: TimeAmount) {
+        self.request = request
+        self.completion = Completion(completion)
+        self.deadline = deadline
+        self.timeout = timeout
+    }
+
+    /// Completes the exchange; only the first call has an effect (a write that fails after it
+    /// reached the handler is reported by both).
+    func complete(_ result: Result<BufferedResponse, any Error>) {
+        completion.run(result)
+    }
+
+    /// The exchange's callback, run once. Only the upstream channel's event loop touches it.
+    private final class Completion: @unchecked Sendable {
+        private var body: (@Sendable (Result<BufferedResponse, any Error>) -> Void)?
+
+        init(_ body: @escaping @Sendable (Result<BufferedResponse, any Error>) -> Void) {
+            self.body = body
+        }
+
+        func run(_ result: Result<BufferedResponse, any Error>) {
+            guard let body else { return }
+            self.body = nil
+            body(result)
+        }
+    }
+}
+
+/// Writes one request at a time, assembles the response, and fails an exchange whose response
+/// has not arrived by its deadline (closing the connection).
+///
+/// The deadline is watched by one timer per connection rather than one per request: the timer
+/// is set for the pending exchange's deadline and left running when the response arrives; when
+/// it fires it fails the exchange then pending if that one's deadline has passed, sets itself for
+/// it otherwise, and stops when none is pending. A keep-alive connection answering in
+/// milliseconds thus schedules about one timer per timeout period instead of one per request.
+final class UpstreamExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPClientResponsePart
+    typealias OutboundIn = UpstreamExchange
+    typealias OutboundOut = HTTPClientRequestPart
+
+    private let maxBodyBytes: Int
+    private var pending: UpstreamExchange?
+    private var pendingDeadline = NIODeadline.distantFuture
+    private var pendingTimeout = TimeAmount.zero
+    private var timer: Scheduled<Void>?
+    private var timerDeadline = NIODeadline.distantFuture
+    private var head: HTTPResponseHead?
+    private var body = ByteBuffer()
+
+    init(maxBodyBytes: Int) {
+        self.maxBodyBytes = maxBodyBytes
+    }
+
+    /// Sets the timer for the pending exchange's deadline unless it already fires by then.
+    private func armTimer(context: ChannelHandlerContext) {
+        guard timer == nil || timerDeadline > pendingDeadline else { return }
+        timer?.cancel()
+        timerDeadline = pendingDeadline
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        timer = context.eventLoop.scheduleTask(deadline: pendingDeadline) {
+            let (handler, context) = bound.value
+            handler.timerFired(context: context)
+        }
+    }
+
+    private func timerFired(context: ChannelHandlerContext) {
+        timer = nil
+        timerDeadline = .distantFuture
+        guard pending != nil else { return }
+        if NIODeadline.now() >= pendingDeadline {
+            fail(UpstreamTimeout(milliseconds: pendingTimeout.nanoseconds / 1_000_000), context: context)
+        } else {
+            armTimer(context: context)
+        }
+    }
+
+    private func stopTimer() {
+        timer?.cancel()
+        timer = nil
+        timerDeadline = .distantFuture
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        stopTimer()
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        let exchange = unwrapOutboundIn(data)
+        guard pending == nil else {
+            let error = ProxyError(.upstream, "an upstream connection was given a second request before the first was answered")
+            exchange.complete(.failure(error))
+            promise?.fail(error)
+            return
+        }
+        pending = exchange
+        pendingDeadline = exchange.deadline
+        pendingTimeout = exchange.timeout
+        armTimer(context: context)
+        head = nil
+        body.clear()
+        var requestHead = exchange.request.head
+        let length = exchange.request.body.readableBytes
+        // Methods without a body in practice get no content-length when they carry none.
+        if length == 0 && Self.usuallyBodiless(requestHead.method) {
+            if requestHead.headers.contains(name: "content-length") { requestHead.headers.remove(name: "content-length") }
+        } else {
+            requestHead.headers.replaceOrAdd(name: "content-length", value: String(length))
+        }
+        context.write(wrapOutboundOut(.head(requestHead)), promise: nil)
+        if exchange.request.body.readableBytes > 0 {
+            context.write(wrapOutboundOut(.body(.byteBuffer(exchange.request.body))), promise: nil)
+        }
+        context.writeAndFlush(wrapOutboundOut(.end(exchange.request.trailers)), promise: promise)
+    }
+
+    /// GET, HEAD, DELETE, OPTIONS and TRACE.
+    static func usuallyBodiless(_ method: HTTPMethod) -> Bool {
+        switch method {
+        case .GET, .HEAD, .DELETE, .OPTIONS, .TRACE: return true
+        default: return false
+        }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let responseHead):
+            // 1xx interim responses are not forwarded.
+            if responseHead.status.code >= 100 && responseHead.status.code < 200 { return }
+            head = responseHead
+        case .body(var chunk):
+            if body.readableBytes + chunk.readableBytes > maxBodyBytes {
+                fail(ProxyError(.upstream, "the upstream response body exceeds \(maxBodyBytes) bytes"), context: context)
+                return
+            }
+            if body.readableBytes == 0 {
+                // Most responses arrive in one chunk: it is kept as it came, not copied.
+                body = chunk
+            } else {
+                body.writeBuffer(&chunk)
+            }
+        case .end(let trailers):
+            guard let head, let pending else { return }
+            self.pending = nil
+            self.head = nil
+            let response = BufferedResponse(head: head, body: body, trailers: trailers)
+            body = ByteBuffer()
+            pending.complete(.success(response))
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        stopTimer()
+        if let pending {
+            self.pending = nil
+            pending.complete(.failure(head == nil && body.readableBytes == 0 ? UpstreamClosed() : ProxyError(.upstream, "the upstream closed the connection in the middle of its response")))
+        }
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        fail(error, context: context)
+    }
+
+    private func fail(_ error: any Error, context: ChannelHandlerContext) {
+        if let pending {
+            self.pending = nil
+            pending.complete(.failure(error))
+        }
+        context.close(promise: nil)
+    }
+}
+
+/// Completes a promise when the TLS handshake finishes, or fails it when the connection ends first.
+final class HandshakeWatcher: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = NIOAny
+
+    private var promise: EventLoopPromise<Void>?
+
+    init(promise: EventLoopPromise<Void>?) {
+        self.promise = promise
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        context.fireUserInboundEventTriggered(event)
+        if case .handshakeCompleted = event as? TLSUserEvent {
+            promise?.succeed()
+            promise = nil
+            // Its work is done: every read of the connection would otherwise pass through it.
+            context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        promise?.fail(error)
+        promise = nil
+        context.fireErrorCaught(error)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        promise?.fail(ProxyError(.upstream, "the connection closed during the TLS handshake"))
+        promise = nil
+        context.fireChannelInactive()
+    }
+}
