@@ -1,9 +1,8 @@
 import NIOCore
 import NIOHTTP1
 
-/// Answers the whole requests of a connection that async code serves (an HTTP/2 stream, see
-/// `HTTPRequestAssembler`) through `respond`, and frames responses for their clients (HTTP/1.1
-/// connections are served by ``HTTPExchangeServer``, which frames its responses here too).
+/// Answers the whole requests of a server connection (see `HTTPRequestAssembler`) through
+/// `respond`, keeping the connection alive while the client wants it.
 enum HTTPServing {
     /// A server connection or HTTP/2 stream as async code sees it.
     typealias Connection = NIOAsyncChannel<AssembledRequest, FramedResponse>
@@ -12,26 +11,47 @@ enum HTTPServing {
     static func serve(_ channel: Connection, respond: (BufferedRequest) async -> BufferedResponse) async throws {
         try await channel.executeThenClose { inbound, outbound in
             for try await assembled in inbound {
-                let requestHead: HTTPRequestHead
-                let response: BufferedResponse
-                let tooLarge: Bool
-                switch assembled {
-                case .complete(let request):
-                    requestHead = request.head
-                    response = await respond(request)
-                    tooLarge = false
-                case .tooLarge(let head, let limit):
-                    requestHead = head
-                    response = BufferedResponse.local(.payloadTooLarge, "request body exceeds \(limit) bytes\n")
-                    tooLarge = true
-                }
-                // An HTTP/2 stream carries one exchange; HTTP/1.1 keeps the connection while both sides agree.
-                let http2 = requestHead.version.major == 2
-                let keepAlive = http2 || (requestHead.isKeepAlive && !tooLarge && !HopByHop.asksToClose(response.head.headers))
-                try await outbound.write(frame(response, for: requestHead, keepAlive: keepAlive))
-                if http2 || !keepAlive { return }
+                let (framed, last) = await answer(assembled, respond: respond)
+                try await outbound.write(framed)
+                if last { return }
             }
         }
+    }
+
+    /// Serves an HTTP/1.1 connection through its inbox until the client closes it or asks to.
+    static func serve(_ stream: HTTPRequestStream, respond: (BufferedRequest) async -> BufferedResponse) async {
+        while let assembled = await stream.next() {
+            let (framed, last) = await answer(assembled, respond: respond)
+            if last {
+                stream.writeAndClose(framed)
+                return
+            }
+            stream.write(framed)
+        }
+        stream.close()
+    }
+
+    /// The framed answer to one request, and whether it is the connection's last.
+    private static func answer(
+        _ assembled: AssembledRequest, respond: (BufferedRequest) async -> BufferedResponse
+    ) async -> (FramedResponse, last: Bool) {
+        let requestHead: HTTPRequestHead
+        let response: BufferedResponse
+        let tooLarge: Bool
+        switch assembled {
+        case .complete(let request):
+            requestHead = request.head
+            response = await respond(request)
+            tooLarge = false
+        case .tooLarge(let head, let limit):
+            requestHead = head
+            response = BufferedResponse.local(.payloadTooLarge, "request body exceeds \(limit) bytes\n")
+            tooLarge = true
+        }
+        // An HTTP/2 stream carries one exchange; HTTP/1.1 keeps the connection while both sides agree.
+        let http2 = requestHead.version.major == 2
+        let keepAlive = http2 || (requestHead.isKeepAlive && !tooLarge && !HopByHop.asksToClose(response.head.headers))
+        return (frame(response, for: requestHead, keepAlive: keepAlive), http2 || !keepAlive)
     }
 
     /// A response framed for this client: hop-by-hop headers removed, `content-length` set,

@@ -44,33 +44,43 @@ enum Listening {
         }
     }
 
-    /// Configures `channel` as an HTTP/1.1 server whose requests are answered by `respond` in
-    /// the channel's own handlers (see ``HTTPExchangeServer``).
+    /// Configures `channel` as an HTTP/1.1 server whose requests its task takes one at a time
+    /// (see ``HTTPRequestInbox``) and answers (see ``HTTPServing``).
     ///
-    /// Without NIO's pipelining assistance: the exchange server answers a connection's requests
-    /// one after another, so pipelined requests are answered in order without it, and the
-    /// socket's read interest is not switched off and on around every request. Without NIO's
-    /// protocol-error handler, which every response part would pass through: the exchange server
-    /// answers bytes the parser refuses with 400 itself, after the requests before them. Without
-    /// NIO's check of outbound response headers: every response header value the listeners write
-    /// was parsed from an upstream (HTTP/1.1 by llhttp, HTTP/2 by NIO's header-block validation,
-    /// both of which refuse control characters) or is the proxy's own, made from such values.
-    /// Requests to upstreams keep the check: they may carry JWT claims copied into headers.
+    /// Without NIO's pipelining assistance: ``HTTPServing`` reads a connection's requests one after
+    /// another and answers each before it takes the next, so pipelined requests are answered in
+    /// order without it, and the socket's read interest is not switched off and on around every
+    /// request. Without NIO's protocol-error handler, which every response part would pass
+    /// through: ``HTTPRequestAssembler`` answers bytes the parser refuses with 400 itself, after
+    /// the responses to the requests before them. Without NIO's check of outbound response
+    /// headers: every response header value the listeners write was parsed from an upstream
+    /// (HTTP/1.1 by llhttp, HTTP/2 by NIO's header-block validation, both of which refuse control
+    /// characters) or is the proxy's own, made from such values. Plaintext requests to upstreams
+    /// keep the check: they may carry JWT claims copied into headers.
     ///
-    /// Requests reach `respond` whole, bodies up to `maxBodyBytes`.
-    static func configureHTTP1Server(_ channel: any Channel, maxBodyBytes: Int, respond: @escaping HTTPExchangeServer.Respond) throws {
+    /// Requests reach async code whole (see ``HTTPRequestAssembler``), bodies up to `maxBodyBytes`.
+    static func configureHTTP1Server(_ channel: any Channel, maxBodyBytes: Int) throws -> HTTPRequestStream {
         try channel.pipeline.syncOperations.configureHTTPServerPipeline(
             withPipeliningAssistance: false, withErrorHandling: false, withOutboundHeaderValidation: false)
-        try channel.pipeline.syncOperations.addHandler(HTTPExchangeServer(maxBodyBytes: maxBodyBytes, respond: respond))
+        try channel.pipeline.syncOperations.addHandler(HTTPRequestAssembler(maxBodyBytes: maxBodyBytes, answersParseErrors: true))
+        let inbox = HTTPRequestInbox()
+        try channel.pipeline.syncOperations.addHandler(inbox)
+        return HTTPRequestStream(channel: channel, inbox: inbox)
     }
 
-    /// Answers a request of async code (an HTTP/2 stream) with a responder of the channel
-    /// handlers' kind.
-    static func answer(_ request: BufferedRequest, on loop: any EventLoop, _ respond: HTTPExchangeServer.Respond) async -> BufferedResponse {
+    /// Answers one request from a connection's task: the decision is made at once in the task
+    /// (`respond` runs inside the continuation's closure), and the task waits only for the
+    /// upstream exchange, which completes through a callback rather than a future.
+    static func answer(_ request: BufferedRequest, on loop: any EventLoop, _ respond: Respond) async -> BufferedResponse {
         await withCheckedContinuation { continuation in
             respond(request, loop) { continuation.resume(returning: $0) }
         }
     }
+
+    /// Receives a response; may be called on any thread.
+    typealias Answer = @Sendable (BufferedResponse) -> Void
+    /// Decides one request and calls its `Answer` once.
+    typealias Respond = (BufferedRequest, any EventLoop, @escaping Answer) -> Void
 
     /// An HTTP/2 server connection whose streams each arrive as one whole request.
     typealias HTTP2Streams = NIOHTTP2Handler.AsyncStreamMultiplexer<HTTPServing.Connection>

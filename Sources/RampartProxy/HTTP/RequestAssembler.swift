@@ -69,6 +69,10 @@ struct RequestAssembly {
 /// Assembles a server connection's request parts into whole requests, and writes each framed
 /// response as its parts, so the connection's async code gets one element per request and
 /// writes one per response.
+///
+/// With `answersParseErrors` it also answers bytes the HTTP/1.1 parser refuses: with 400 and the
+/// end of the connection, after the responses to the requests handed on before them (NIO's
+/// protocol-error handler writes its 400 at once, ahead of a response async code is still making).
 final class HTTPRequestAssembler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias InboundOut = AssembledRequest
@@ -76,15 +80,21 @@ final class HTTPRequestAssembler: ChannelDuplexHandler, RemovableChannelHandler 
     typealias OutboundOut = HTTPServerResponsePart
 
     private var assembly: RequestAssembly
+    private let answersParseErrors: Bool
+    /// Requests handed on whose responses have not been written yet.
+    private var unanswered = 0
+    /// The parser refused the connection's bytes after the requests handed on so far.
+    private var refused = false
 
-    init(maxBodyBytes: Int) {
+    init(maxBodyBytes: Int, answersParseErrors: Bool = false) {
         assembly = RequestAssembly(maxBodyBytes: maxBodyBytes)
+        self.answersParseErrors = answersParseErrors
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if let request = assembly.receive(unwrapInboundIn(data)) {
-            context.fireChannelRead(wrapInboundOut(request))
-        }
+        guard !refused, let request = assembly.receive(unwrapInboundIn(data)) else { return }
+        unanswered += 1
+        context.fireChannelRead(wrapInboundOut(request))
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
@@ -94,5 +104,29 @@ final class HTTPRequestAssembler: ChannelDuplexHandler, RemovableChannelHandler 
             context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
         }
         context.write(wrapOutboundOut(.end(response.trailers)), promise: promise)
+        unanswered = max(0, unanswered - 1)
+        if refused && unanswered == 0 { refuse(context: context) }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        guard answersParseErrors, error is HTTPParserError else {
+            context.fireErrorCaught(error)
+            return
+        }
+        // The parser reads nothing after an error: the requests before it are answered in
+        // order, then the 400.
+        guard !refused else { return }
+        refused = true
+        if unanswered == 0 { refuse(context: context) }
+    }
+
+    /// Answers the refused bytes with 400 and closes the connection once it is written.
+    private func refuse(context: ChannelHandlerContext) {
+        var headers = HTTPHeaders()
+        headers.add(name: "connection", value: "close")
+        headers.add(name: "content-length", value: "0")
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .badRequest, headers: headers))), promise: nil)
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
     }
 }

@@ -49,8 +49,7 @@ public struct ConnectionInfo: Sendable {
 
 /// A connection the inbound listener accepted, with its protocol known.
 enum InboundConnection: Sendable {
-    /// Served by its channel handlers (see ``HTTPExchangeServer``) until it closes.
-    case http1(any Channel)
+    case http1(HTTPRequestStream, ConnectionInfo)
     case http2(Listening.HTTP2Streams, any Channel, ConnectionInfo)
     case tcp(NIOAsyncChannel<ByteBuffer, ByteBuffer>, ConnectionInfo)
 }

@@ -10,6 +10,14 @@ import RampartPolicy
 struct InboundHTTP: Sendable {
     let context: ProxyContext
 
+    /// Serves one HTTP/1.1 connection: its task decides each request and waits for its answer.
+    func serve(_ stream: HTTPRequestStream, info: ConnectionInfo) async {
+        let loop = stream.channel.eventLoop
+        await HTTPServing.serve(stream) { request in
+            await Listening.answer(request, on: loop) { request, loop, answer in respond(request, info: info, on: loop, answer: answer) }
+        }
+    }
+
     /// Serves one HTTP/2 connection: each stream is one request, decided and forwarded on its own.
     func serve(_ streams: Listening.HTTP2Streams, connection: any Channel, info: ConnectionInfo) async {
         await Listening.serveStreams(streams, connection: connection, logger: context.logger) { request in
@@ -18,10 +26,10 @@ struct InboundHTTP: Sendable {
     }
 
     /// Answers one request: decides it, forwards it when allowed, records it in the metrics and
-    /// the access log, and calls `answer` with the response. Runs on `loop`, the connection's
-    /// event loop; `answer` runs there too unless a JWT check or a new connection to the
-    /// application made the request wait as a task.
-    func respond(_ request: BufferedRequest, info: ConnectionInfo, on loop: any EventLoop, answer: @escaping HTTPExchangeServer.Answer) {
+    /// the access log, and calls `answer` with the response. Called by the connection's task
+    /// (see ``Listening/answer(_:on:_:)``), which runs on `loop`, the connection's event loop;
+    /// `answer` runs on the loop of the upstream connection, or in the task of a JWT check.
+    func respond(_ request: BufferedRequest, info: ConnectionInfo, on loop: any EventLoop, answer: @escaping Listening.Answer) {
         let start = Date()
         var record = RequestRecord(reporter: .destination, startTime: start, protocolName: request.protocolName)
         describe(&record, request: request, info: info)

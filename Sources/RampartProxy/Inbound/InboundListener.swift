@@ -38,7 +38,7 @@ public final class InboundListener: Service, Sendable {
             negotiate: { channel in try Self.negotiate(channel, context: context) },
             handle: { connection in
                 switch connection {
-                case .http1(let channel): try? await channel.closeFuture.get()
+                case .http1(let channel, let info): await http.serve(channel, info: info)
                 case .http2(let streams, let channel, let info): await http.serve(streams, connection: channel, info: info)
                 case .tcp(let channel, let info): await tcp.serve(channel, info: info)
                 }
@@ -93,17 +93,12 @@ public final class InboundListener: Service, Sendable {
         ConnectionInfo(remote: channel.remoteAddress, local: channel.localAddress, tls: tls, peer: peer, mode: mode)
     }
 
-    /// Builds the application-protocol end of the pipeline: HTTP/1.1 served by its handlers, the
-    /// rest wrapped for async code.
+    /// Builds the application-protocol end of the pipeline and wraps it for async code.
     private static func application(_ channel: any Channel, _ sniffed: SniffedProtocol, info: ConnectionInfo, context: ProxyContext) throws -> InboundConnection {
         let maxBodyBytes = context.maxBodyBytes
         switch sniffed {
         case .http1:
-            let http = InboundHTTP(context: context)
-            try Listening.configureHTTP1Server(channel, maxBodyBytes: maxBodyBytes) { request, loop, answer in
-                http.respond(request, info: info, on: loop, answer: answer)
-            }
-            return .http1(channel)
+            return .http1(try Listening.configureHTTP1Server(channel, maxBodyBytes: maxBodyBytes), info)
         case .http2:
             return .http2(try Listening.configureHTTP2Server(channel, maxBodyBytes: maxBodyBytes), channel, info)
         case .tcp, .tls:

@@ -31,11 +31,19 @@ public final class OutboundListener: Service, Sendable {
         let balancer = self.balancer
         try await Listening.serve(
             host: host, port: port, name: "outbound", logger: context.logger, onBound: onBound,
-            negotiate: { channel in try Self.negotiate(channel, context: context, balancer: balancer) },
+            negotiate: { channel in try Self.negotiate(channel, maxBodyBytes: context.maxBodyBytes) },
             handle: { connection in
                 switch connection {
-                case .http1(let channel):
-                    try? await channel.closeFuture.get()
+                case .http1(let channel, let remote):
+                    // The client's address is spelled once per connection.
+                    let source = OutboundHTTP.describe(remote)
+                    let outbound = OutboundHTTP(context: context, balancer: balancer)
+                    let loop = channel.channel.eventLoop
+                    await HTTPServing.serve(channel) { request in
+                        await Listening.answer(request, on: loop) { request, loop, answer in
+                            outbound.handle(request, source: source, on: loop, answer: answer)
+                        }
+                    }
                 case .http2(let streams, let channel, let remote):
                     let source = OutboundHTTP.describe(remote)
                     let outbound = OutboundHTTP(context: context, balancer: balancer)
@@ -53,13 +61,11 @@ public final class OutboundListener: Service, Sendable {
 extension OutboundListener {
     /// A connection from an application: HTTP/1.1, or HTTP/2 with prior knowledge (gRPC clients).
     enum Connection: Sendable {
-        /// Served by its channel handlers (see ``HTTPExchangeServer``) until it closes.
-        case http1(any Channel)
+        case http1(HTTPRequestStream, SocketAddress?)
         case http2(Listening.HTTP2Streams, any Channel, SocketAddress?)
     }
 
-    static func negotiate(_ channel: any Channel, context: ProxyContext, balancer: RoundRobin) throws -> EventLoopFuture<Connection> {
-        let maxBodyBytes = context.maxBodyBytes
+    static func negotiate(_ channel: any Channel, maxBodyBytes: Int) throws -> EventLoopFuture<Connection> {
         let promise = channel.eventLoop.makePromise(of: Connection.self)
         let sniffer = ProtocolSniffer(
             tlsAllowed: false,
@@ -69,13 +75,7 @@ extension OutboundListener {
                     promise.succeed(.http2(try Listening.configureHTTP2Server(channel, maxBodyBytes: maxBodyBytes), channel, channel.remoteAddress))
                 case .http1, .tcp, .tls:
                     // Anything that is not HTTP/2 is parsed as HTTP/1.1; garbage gets a 400 from the codec.
-                    // The client's address is spelled once per connection.
-                    let source = OutboundHTTP.describe(channel.remoteAddress)
-                    let outbound = OutboundHTTP(context: context, balancer: balancer)
-                    try Listening.configureHTTP1Server(channel, maxBodyBytes: maxBodyBytes) { request, loop, answer in
-                        outbound.handle(request, source: source, on: loop, answer: answer)
-                    }
-                    promise.succeed(.http1(channel))
+                    promise.succeed(.http1(try Listening.configureHTTP1Server(channel, maxBodyBytes: maxBodyBytes), channel.remoteAddress))
                 }
             },
             failed: { promise.fail($0) }
@@ -96,9 +96,9 @@ struct OutboundHTTP: Sendable {
     }
 
     /// Routes one request from the application at `source`, records it in the metrics and the
-    /// access log, and calls `answer` with the response. Runs on `loop`, the connection's event
-    /// loop; `answer` runs there too unless a new upstream connection made the request wait as a task.
-    func handle(_ request: BufferedRequest, source: String?, on loop: any EventLoop, answer: @escaping HTTPExchangeServer.Answer) {
+    /// access log, and calls `answer` with the response. Called by the connection's task (see
+    /// ``Listening/answer(_:on:_:)``), which runs on `loop`, the connection's event loop.
+    func handle(_ request: BufferedRequest, source: String?, on loop: any EventLoop, answer: @escaping Listening.Answer) {
         let start = Date()
         var record = RequestRecord(reporter: .source, startTime: start, protocolName: request.protocolName)
         let context = self.context

@@ -1,0 +1,185 @@
+import NIOCore
+import NIOEmbedded
+import NIOHTTP1
+@testable import RampartProxy
+import Synchronization
+import Testing
+
+@Suite("HTTP/1.1 bytes the parser refuses")
+struct ParseErrorTests {
+    /// A server pipeline as the listeners build it, without the async wrapper.
+    private static func server() throws -> EmbeddedChannel {
+        let channel = EmbeddedChannel()
+        try channel.pipeline.syncOperations.configureHTTPServerPipeline(
+            withPipeliningAssistance: false, withErrorHandling: false, withOutboundHeaderValidation: false)
+        try channel.pipeline.syncOperations.addHandler(HTTPRequestAssembler(maxBodyBytes: 1024, answersParseErrors: true))
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 8080)).wait()
+        #expect(channel.isActive)
+        return channel
+    }
+
+    /// Everything the server wrote so far, as text.
+    private static func written(_ channel: EmbeddedChannel) throws -> String {
+        var text = ""
+        while var buffer = try channel.readOutbound(as: ByteBuffer.self) {
+            text += buffer.readString(length: buffer.readableBytes) ?? ""
+        }
+        return text
+    }
+
+    private static func answer(_ channel: EmbeddedChannel, _ text: String) throws {
+        let response = BufferedResponse.local(.ok, text)
+        try channel.writeOutbound(FramedResponse(head: response.head, body: response.body, trailers: nil))
+    }
+
+    @Test("after a request: its response is written first, then 400, then the connection closes")
+    func afterRequest() throws {
+        let channel = try Self.server()
+        try channel.writeInbound(ByteBuffer(string: "GET /fine HTTP/1.1\r\nHost: b\r\n\r\nthis is not HTTP\r\n\r\n"))
+        guard case .complete(let request)? = try channel.readInbound(as: AssembledRequest.self) else {
+            Issue.record("the request before the bad bytes was not handed on")
+            return
+        }
+        #expect(request.head.uri == "/fine")
+        #expect(try channel.readInbound(as: AssembledRequest.self) == nil)
+        // Nothing is written while the request ahead of the bad bytes is being answered.
+        #expect(try Self.written(channel).isEmpty)
+        #expect(channel.isActive)
+        try Self.answer(channel, "answer to /fine")
+        let text = try Self.written(channel)
+        let ok = text.range(of: "HTTP/1.1 200 OK\r\n")
+        let bad = text.range(of: "HTTP/1.1 400 Bad Request\r\n")
+        #expect(ok != nil && bad != nil)
+        if let ok, let bad { #expect(ok.lowerBound < bad.lowerBound) }
+        #expect(text.contains("answer to /fine"))
+        #expect(text.lowercased().contains("connection: close"))
+        channel.embeddedEventLoop.run()
+        #expect(!channel.isActive)
+    }
+
+    @Test("first thing on the connection: 400 at once, and the connection closes")
+    func first() throws {
+        let channel = try Self.server()
+        try channel.writeInbound(ByteBuffer(string: "\u{1}\u{2}garbage\r\n\r\n"))
+        #expect(try channel.readInbound(as: AssembledRequest.self) == nil)
+        #expect(try Self.written(channel).hasPrefix("HTTP/1.1 400 Bad Request\r\n"))
+        channel.embeddedEventLoop.run()
+        #expect(!channel.isActive)
+    }
+
+    @Test("without the option, parse errors go on to the handlers behind, as from NIO")
+    func passedOn() throws {
+        let channel = EmbeddedChannel()
+        try channel.pipeline.syncOperations.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: false)
+        try channel.pipeline.syncOperations.addHandler(HTTPRequestAssembler(maxBodyBytes: 1024))
+        #expect(throws: HTTPParserError.self) { try channel.writeInbound(ByteBuffer(string: "garbage\r\n\r\n")) }
+    }
+}
+
+@Suite("HTTP/1.1 request inbox")
+struct RequestInboxTests {
+    /// Counts the reads the handlers behind it ask the socket for.
+    final class ReadCounter: ChannelOutboundHandler, Sendable {
+        typealias OutboundIn = Any
+        let reads = Mutex(0)
+
+        func read(context: ChannelHandlerContext) {
+            reads.withLock { $0 += 1 }
+            context.read()
+        }
+    }
+
+    private static func request(_ uri: String) -> AssembledRequest {
+        .complete(BufferedRequest(head: HTTPRequestHead(version: .http1_1, method: .GET, uri: uri, headers: ["host": "b"])))
+    }
+
+    private static func take(_ inbox: HTTPRequestInbox) async -> String? {
+        let next = await withCheckedContinuation { inbox.take($0) }
+        guard case .complete(let request)? = next else { return nil }
+        return request.head.uri
+    }
+
+    @Test("requests are taken in the order they arrived, and the end of the connection ends them")
+    func order() async throws {
+        let inbox = HTTPRequestInbox()
+        let channel = EmbeddedChannel(handler: inbox)
+        try await channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 8080)).get()
+        for uri in ["/1", "/2", "/3"] { try channel.writeInbound(Self.request(uri)) }
+        #expect(await Self.take(inbox) == "/1")
+        #expect(await Self.take(inbox) == "/2")
+        #expect(await Self.take(inbox) == "/3")
+        try channel.writeInbound(Self.request("/dropped"))
+        channel.pipeline.fireChannelInactive()
+        #expect(await Self.take(inbox) == nil, "the connection ended: a request still queued is not answered")
+        #expect(await Self.take(inbox) == nil)
+    }
+
+    @Test("a client that pipelines without end is held back: past the queue's bound no more reads are asked for, until the task drains it")
+    func queueBound() async throws {
+        let inbox = HTTPRequestInbox()
+        let counter = ReadCounter()
+        let channel = EmbeddedChannel()
+        try channel.pipeline.syncOperations.addHandler(counter)
+        try channel.pipeline.syncOperations.addHandler(inbox)
+        try await channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 8080)).get()
+        let count = HTTPRequestInbox.maxQueued + 4
+        for index in 1...count { try channel.writeInbound(Self.request("/r\(index)")) }
+        let before = counter.reads.withLock { $0 }
+        channel.read()
+        #expect(counter.reads.withLock { $0 } == before, "a read was asked for with the queue full")
+        // Four requests taken leave the queue at its bound; the fifth takes it below, and the held read goes out.
+        for index in 1...4 { #expect(await Self.take(inbox) == "/r\(index)") }
+        #expect(counter.reads.withLock { $0 } == before)
+        #expect(await Self.take(inbox) == "/r5")
+        #expect(counter.reads.withLock { $0 } == before + 1)
+        for index in 6...count { #expect(await Self.take(inbox) == "/r\(index)") }
+    }
+}
+
+@Suite("Write coalescing in front of TLS")
+struct WriteCoalescerTests {
+    @Test("buffers written between flushes leave as one, in order, and every write's promise completes")
+    func joins() throws {
+        let channel = EmbeddedChannel(handler: WriteCoalescer())
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 8443)).wait()
+        let first = channel.eventLoop.makePromise(of: Void.self)
+        let last = channel.eventLoop.makePromise(of: Void.self)
+        channel.write(IOData.byteBuffer(ByteBuffer(string: "HTTP/1.1 200 OK\r\n\r\n")), promise: first)
+        channel.write(IOData.byteBuffer(ByteBuffer(string: "body")), promise: nil)
+        channel.write(IOData.byteBuffer(ByteBuffer(string: "")), promise: last)
+        #expect(try channel.readOutbound(as: IOData.self) == nil, "nothing leaves before the flush")
+        channel.flush()
+        guard case .byteBuffer(let joined)? = try channel.readOutbound(as: IOData.self) else {
+            Issue.record("no buffer was written")
+            return
+        }
+        #expect(String(buffer: joined) == "HTTP/1.1 200 OK\r\n\r\nbody")
+        #expect(try channel.readOutbound(as: IOData.self) == nil)
+        let completed = Mutex(0)
+        first.futureResult.whenSuccess { completed.withLock { $0 += 1 } }
+        last.futureResult.whenSuccess { completed.withLock { $0 += 1 } }
+        channel.embeddedEventLoop.run()
+        #expect(completed.withLock { $0 } == 2)
+        // The next message is a buffer of its own.
+        channel.writeAndFlush(IOData.byteBuffer(ByteBuffer(string: "next")), promise: nil)
+        guard case .byteBuffer(let next)? = try channel.readOutbound(as: IOData.self) else {
+            Issue.record("the next message was not written")
+            return
+        }
+        #expect(String(buffer: next) == "next")
+        _ = try channel.finish()
+    }
+
+    @Test("a write never flushed fails when the connection closes")
+    func closeFailsPending() throws {
+        let channel = EmbeddedChannel(handler: WriteCoalescer())
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 8443)).wait()
+        let promise = channel.eventLoop.makePromise(of: Void.self)
+        channel.write(IOData.byteBuffer(ByteBuffer(string: "never sent")), promise: promise)
+        let failure = Mutex<ChannelError?>(nil)
+        promise.futureResult.whenFailure { error in failure.withLock { $0 = error as? ChannelError } }
+        _ = try? channel.close().wait()
+        channel.embeddedEventLoop.run()
+        #expect(failure.withLock { $0 } == .ioOnClosedChannel)
+    }
+}
