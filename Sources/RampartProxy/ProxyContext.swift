@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import NIOCore
 import RampartAuthn
@@ -64,6 +65,16 @@ public final class ProxyContext: Sendable {
         self.destinationService = (workload.services.first { $0.port == appPort } ?? workload.services.first).map {
             (fqdn: "\($0.name).\(workload.namespace).svc.cluster.local", name: $0.name)
         }
+    }
+
+    /// Completes a request's record with its response and duration, and reports it to the
+    /// metrics and the access log.
+    func finish(_ record: inout RequestRecord, response: BufferedResponse, start: Date) {
+        record.responseCode = Int(response.head.status.code)
+        record.bytesSent = response.body.readableBytes
+        record.duration = Date().timeIntervalSince(start)
+        metrics.recordRequest(record)
+        accessLog.write(record)
     }
 }
 

@@ -36,7 +36,7 @@ struct InboundHTTP: Sendable {
         let context = self.context
         handle(request, info: info, record: record, on: loop) { response, record in
             var record = record
-            Self.finish(&record, response: response, start: start, context: context)
+            context.finish(&record, response: response, start: start)
             answer(response)
         }
     }
@@ -82,12 +82,10 @@ struct InboundHTTP: Sendable {
         let authenticator = context.authenticator
         Task { [request, record] in
             let result = await authenticator.authenticate(authz, providers: config.jwtProviders)
+            let authenticated = result.tokenPresent ? authz.with(jwt: result.outcome) : authz
+            let authn = result.tokenPresent ? result : nil
             loop.execute {
-                if result.tokenPresent {
-                    self.decide(request, authz: authz.with(jwt: result.outcome), authn: result, config: config, info: info, record: record, on: loop, done: done)
-                } else {
-                    self.decide(request, authz: authz, authn: nil, config: config, info: info, record: record, on: loop, done: done)
-                }
+                self.decide(request, authz: authenticated, authn: authn, config: config, info: info, record: record, on: loop, done: done)
             }
         }
     }
@@ -239,13 +237,5 @@ struct InboundHTTP: Sendable {
             record.destinationServiceName = service.name
             record.destinationServiceNamespace = workload.namespace
         }
-    }
-
-    private static func finish(_ record: inout RequestRecord, response: BufferedResponse, start: Date, context: ProxyContext) {
-        record.responseCode = Int(response.head.status.code)
-        record.bytesSent = response.body.readableBytes
-        record.duration = Date().timeIntervalSince(start)
-        context.metrics.recordRequest(record)
-        context.accessLog.write(record)
     }
 }

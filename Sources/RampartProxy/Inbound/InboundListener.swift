@@ -69,7 +69,7 @@ public final class InboundListener: Service, Sendable {
                     let inner = ProtocolSniffer(
                         tlsAllowed: false,
                         configure: { channel, sniffed in
-                            promise.succeed(try Self.application(channel, sniffed, info: info(channel, tls: true, peer: box.peer, mode: mode), context: context))
+                            promise.succeed(try Self.application(channel, sniffed, info: info(channel, tls: true, peer: box.peer, mode: mode), maxBodyBytes: context.maxBodyBytes))
                         },
                         failed: fail
                     )
@@ -80,7 +80,7 @@ public final class InboundListener: Service, Sendable {
                     }
                     // DISABLE passes a TLS stream through untouched, as opaque TCP.
                     let plain: SniffedProtocol = sniffed == .tls ? .tcp : sniffed
-                    promise.succeed(try Self.application(channel, plain, info: info(channel, tls: false, peer: nil, mode: mode), context: context))
+                    promise.succeed(try Self.application(channel, plain, info: info(channel, tls: false, peer: nil, mode: mode), maxBodyBytes: context.maxBodyBytes))
                 }
             },
             failed: fail
@@ -94,8 +94,7 @@ public final class InboundListener: Service, Sendable {
     }
 
     /// Builds the application-protocol end of the pipeline and wraps it for async code.
-    private static func application(_ channel: any Channel, _ sniffed: SniffedProtocol, info: ConnectionInfo, context: ProxyContext) throws -> InboundConnection {
-        let maxBodyBytes = context.maxBodyBytes
+    private static func application(_ channel: any Channel, _ sniffed: SniffedProtocol, info: ConnectionInfo, maxBodyBytes: Int) throws -> InboundConnection {
         switch sniffed {
         case .http1:
             return .http1(try Listening.configureHTTP1Server(channel, maxBodyBytes: maxBodyBytes), info)

@@ -104,17 +104,9 @@ struct OutboundHTTP: Sendable {
         let context = self.context
         route(request, source: source, record: &record, on: loop) { response, record in
             var record = record
-            Self.finish(&record, response: response, start: start, context: context)
+            context.finish(&record, response: response, start: start)
             answer(response)
         }
-    }
-
-    private static func finish(_ record: inout RequestRecord, response: BufferedResponse, start: Date, context: ProxyContext) {
-        record.responseCode = Int(response.head.status.code)
-        record.bytesSent = response.body.readableBytes
-        record.duration = Date().timeIntervalSince(start)
-        context.metrics.recordRequest(record)
-        context.accessLog.write(record)
     }
 
     /// What receives a response and the record of the exchange that made it.
