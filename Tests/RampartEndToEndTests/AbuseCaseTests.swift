@@ -54,6 +54,19 @@ struct AbuseCaseTests {
         let foreignSigned = try rampart("cert", "sign", "--state", foreign.state, "--csr", "\(dir)/good.csr", "--spiffe-id", id)
         #expect(foreignSigned.succeeded)
 
+        // Signed with this CA's own key by openssl, outside the CA: it chains, but no record of it
+        // exists, so it cannot renew.
+        let unrecordedExtensions = "\(dir)/unrecorded.ext"
+        try "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=critical,URI:\(id)\n"
+            .write(toFile: unrecordedExtensions, atomically: true, encoding: .utf8)
+        let unrecordedSigned = try run(
+            "openssl",
+            [
+                "x509", "-req", "-in", "\(dir)/good.csr", "-CA", "\(ca.state)/ca-cert.pem", "-CAkey", "\(ca.state)/ca-key.pem",
+                "-set_serial", "0x5eed0000000000000000000000000001", "-days", "1", "-sha256", "-extfile", unrecordedExtensions,
+            ])
+        #expect(unrecordedSigned.succeeded, "openssl x509 -req failed: \(unrecordedSigned.stderr)")
+
         var tampered = Array(Data(base64Encoded: good.components(separatedBy: "\n").filter { !$0.hasPrefix("-----") }.joined())!)
         tampered[tampered.count - 5] ^= 0x01
         let badSignature = "-----BEGIN CERTIFICATE REQUEST-----\n\(Data(tampered).base64EncodedString(options: .lineLength64Characters))\n-----END CERTIFICATE REQUEST-----\n"
@@ -77,6 +90,7 @@ struct AbuseCaseTests {
             Case(name: "validity below 10 seconds", expected: .invalidArgument, mentions: "minimum", attempt: Attempt(csr: good, validity: 5, bearer: sparedToken)),
             Case(name: "negative validity", expected: .invalidArgument, mentions: "negative", attempt: Attempt(csr: good, validity: -60, bearer: sparedToken)),
             Case(name: "renewal with a revoked certificate", expected: .permissionDenied, mentions: "revoked", attempt: Attempt(csr: good, chain: revokedChain.joined(separator: "\n"), key: goodKey)),
+            Case(name: "renewal with a certificate this CA's key signed but never recorded", expected: .unauthenticated, mentions: "no record", attempt: Attempt(csr: good, chain: unrecordedSigned.stdout, key: goodKey)),
             Case(name: "renewal with another CA's certificate", expected: .unauthenticated, mentions: "does not chain", attempt: Attempt(csr: good, chain: foreignSigned.stdout, key: goodKey)),
             Case(name: "CSR for another identity while renewing", expected: .permissionDenied, mentions: "authenticated as", attempt: Attempt(csr: try csr("renew-other", ["-addext", "subjectAltName=URI:spiffe://cluster.local/ns/x/sa/y"]), chain: validChain.joined(separator: "\n"), key: goodKey)),
         ]

@@ -113,6 +113,35 @@ struct SVIDIssuanceTests {
         #expect(serials.count == 32)
     }
 
+    @Test("serials are positive, 16 bytes, and spread over their bits")
+    func serialBits() async throws {
+        let now = Date()
+        let issuer = try SVIDIssuer(authority: try CAMaterial.createRoot(trustDomain: .clusterLocal, keyAlgorithm: .ecP256, now: now))
+        let key = try KeyAlgorithm.ecP256.generate().publicKey
+        var seen = [Int](repeating: 0, count: 128)
+        for _ in 0..<256 {
+            let bytes = try await issuer.issue(publicKey: key, spiffeID: try cartID(), ttl: 600, now: now).certificate.serialNumber.bytes
+            #expect(bytes.count == 16)
+            #expect(bytes[0] & 0xC0 == 0x40)
+            for bit in 0..<128 where bytes[bit / 8] & (0x80 >> UInt8(bit % 8)) != 0 { seen[bit] += 1 }
+        }
+        // Bits 0 and 1 are fixed (positive, no leading zero byte); every other bit takes both values.
+        #expect(seen[0] == 0 && seen[1] == 256)
+        #expect(seen[2...].allSatisfy { (1..<256).contains($0) })
+    }
+
+    @Test("the leaf's PEM in the chain is exactly SwiftASN1's PEM of the certificate", arguments: rootAlgorithms, leafAlgorithms)
+    func leafPEMText(rootAlgorithm: KeyAlgorithm, leafAlgorithm: KeyAlgorithm) async throws {
+        let now = Date()
+        let issuer = try SVIDIssuer(authority: try CAMaterial.createRoot(trustDomain: .clusterLocal, keyAlgorithm: rootAlgorithm, now: now))
+        let issued = try await issuer.issue(publicKey: try leafAlgorithm.generate().publicKey, spiffeID: try cartID(), ttl: 600, now: now)
+        #expect(issued.chainPEM[0] == (try issued.certificate.serializeAsPEM().pemString))
+        #expect(try Certificate(pemEncoded: issued.chainPEM[0]) == issued.certificate)
+        for root in issuer.authority.roots {
+            #expect(try root.pemText() == (try root.serializeAsPEM().pemString))
+        }
+    }
+
     @Test("the lifetime is clamped to the CA's notAfter when the ttl reaches past it")
     func clampedToCAExpiry() async throws {
         let now = wholeSecondNow()

@@ -13,6 +13,9 @@ public struct AuthenticatedCaller: Sendable, Equatable {
     public let method: AuthenticationMethod
     /// A bootstrap token still to be spent once the request is known to be acceptable.
     let pendingTokenHash: String?
+    /// The serial of the client certificate whose record (on file, not revoked) is still to be
+    /// checked, in the transaction that records what is issued to this caller.
+    var pendingRecordCheck: String? = nil
     /// A short description of the credential for the audit log (never the secret).
     public let credential: String
 }
@@ -61,7 +64,14 @@ public struct CallerAuthenticator: Sendable {
     }
 
     /// Authenticates from the `authorization` metadata value and the peer certificate.
-    public func authenticate(authorization: String?, peerCertificate: Certificate?, now: Date) async throws(Refusal) -> AuthenticatedCaller {
+    ///
+    /// With `deferringRecordCheck`, a caller authenticated by its certificate is returned before
+    /// the store is asked whether that certificate is on record and not revoked: the caller then
+    /// carries ``AuthenticatedCaller/pendingRecordCheck``, and whoever records the issuance must
+    /// make that check in the same transaction (``SQLiteStore/recordIssued(_:audit:renewing:)``).
+    public func authenticate(
+        authorization: String?, peerCertificate: Certificate?, now: Date, deferringRecordCheck: Bool = false
+    ) async throws(Refusal) -> AuthenticatedCaller {
         if let authorization {
             let parts = authorization.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
             guard parts.count == 2, parts[0].lowercased() == "bearer" else {
@@ -77,7 +87,7 @@ public struct CallerAuthenticator: Sendable {
             throw Refusal(.unauthenticated, "bearer credential is neither a bootstrap token (rbt_…) nor a JWT: create a token with 'rampart token create'")
         }
         if let peerCertificate {
-            return try await certificate(peerCertificate, now: now)
+            return try await certificate(peerCertificate, now: now, deferringRecordCheck: deferringRecordCheck)
         }
         throw Refusal(
             .unauthenticated,
@@ -141,7 +151,7 @@ public struct CallerAuthenticator: Sendable {
         }
     }
 
-    private func certificate(_ certificate: Certificate, now: Date) async throws(Refusal) -> AuthenticatedCaller {
+    private func certificate(_ certificate: Certificate, now: Date, deferringRecordCheck: Bool) async throws(Refusal) -> AuthenticatedCaller {
         let serial = certificate.serialNumber.hexString
         let id: SPIFFEID
         if let known = validated.identity(of: certificate, at: now) {
@@ -154,22 +164,32 @@ public struct CallerAuthenticator: Sendable {
             }
             validated.remember(certificate, as: id)
         }
+        var caller = AuthenticatedCaller(identity: id, method: .mtls, pendingTokenHash: nil, credential: "cert:\(serial)")
+        if deferringRecordCheck {
+            caller.pendingRecordCheck = serial
+            return caller
+        }
         let record: CertificateStatusRecord?
         do {
             record = try store.status(serial: serial)
         } catch {
             throw Refusal(.unavailable, "the CA's store is unavailable: \(error)")
         }
+        try Self.check(record, serial: serial, identity: id)
+        return caller
+    }
+
+    /// Refuses a client certificate the store has no record of, or has revoked.
+    static func check(_ record: CertificateStatusRecord?, serial: String, identity: SPIFFEID) throws(Refusal) {
         guard let record else {
             throw Refusal(.unauthenticated, "client certificate \(serial) was not issued by this CA (no record of it): bootstrap again with a token")
         }
         if record.status == .revoked {
             throw Refusal(
                 .permissionDenied,
-                "client certificate \(serial) for \(id) was revoked at \(record.revokedAt.map(Self.format) ?? "?")\(record.revocationReason.map { " (\($0))" } ?? ""): it cannot renew; bootstrap again with a new token"
+                "client certificate \(serial) for \(identity) was revoked at \(record.revokedAt.map(Self.format) ?? "?")\(record.revocationReason.map { " (\($0))" } ?? ""): it cannot renew; bootstrap again with a new token"
             )
         }
-        return AuthenticatedCaller(identity: id, method: .mtls, pendingTokenHash: nil, credential: "cert:\(serial)")
     }
 
     static func format(_ date: Date) -> String {

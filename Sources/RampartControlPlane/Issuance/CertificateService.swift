@@ -56,7 +56,10 @@ public struct CertificateService: Istio_V1_Auth_IstioCertificateService.ServiceP
 
     /// The whole decision for one request, independent of gRPC.
     func sign(request: Istio_V1_Auth_IstioCertificateRequest, authorization: String?, peerCertificate: Certificate?, now: Date) async throws(Refusal) -> [String] {
-        let caller = try await authenticator.authenticate(authorization: authorization, peerCertificate: peerCertificate, now: now)
+        // A renewing certificate's record (on file, not revoked) is checked in the transaction
+        // that records the new certificate, so no revocation committed before it can be missed.
+        let caller = try await authenticator.authenticate(
+            authorization: authorization, peerCertificate: peerCertificate, now: now, deferringRecordCheck: true)
         let ttl: TimeInterval
         let facts: CSRFacts
         do {
@@ -83,8 +86,12 @@ public struct CertificateService: Istio_V1_Auth_IstioCertificateService.ServiceP
                         time: now, type: .certificateIssued, actor: caller.credential, subject: issued.serialHex,
                         details: ["spiffe_id": issued.spiffeID.string, "auth": caller.method.rawValue, "not_after": CallerAuthenticator.format(issued.notAfter)]
                     )
-                ]
+                ],
+                renewing: caller.pendingRecordCheck
             )
+        } catch let refusal as RenewalRefusal {
+            try CallerAuthenticator.check(refusal.statusRecord, serial: refusal.serial, identity: caller.identity)
+            throw Refusal(.internalError, "the store refused certificate \(refusal.serial) for renewal without saying why")
         } catch {
             // A certificate the store does not hold never leaves the CA.
             throw Refusal(.unavailable, "the certificate could not be recorded, so it was not issued: \(error); retry")

@@ -102,7 +102,7 @@ public struct SVIDIssuer: Sendable {
         try await validator.validate(certificate, expecting: spiffeID, at: now)
         let leafPEM: String
         do {
-            leafPEM = try certificate.serializeAsPEM().pemString
+            leafPEM = try certificate.pemText()
         } catch {
             throw PKIError(.validationFailed, "could not encode the signed certificate: \(error)")
         }
@@ -118,10 +118,14 @@ public struct SVIDIssuer: Sendable {
     }
 
     /// A random, positive, 128-bit serial number.
+    ///
+    /// The system generator is asked for two 64-bit words (one `getrandom` call each) rather than
+    /// for every byte.
     static func randomSerial() -> Certificate.SerialNumber {
-        var bytes = [UInt8](repeating: 0, count: 16)
         var rng = SystemRandomNumberGenerator()
-        for index in bytes.indices { bytes[index] = rng.next() }
+        let words = (rng.next() as UInt64, rng.next() as UInt64)
+        var bytes = [UInt8](repeating: 0, count: 16)
+        withUnsafeBytes(of: words) { source in bytes.withUnsafeMutableBytes { $0.copyMemory(from: source) } }
         bytes[0] = (bytes[0] & 0x7F) | 0x40
         return Certificate.SerialNumber(bytes: bytes)
     }

@@ -94,6 +94,38 @@ public struct CertificateStatusRecord: Sendable, Equatable {
     public var revocationReason: String?
 }
 
+/// Why a certificate cannot be used to renew: the store's answer when issuance to a caller
+/// authenticated by that certificate is refused inside the commit.
+public struct RenewalRefusal: Error, Sendable, Equatable {
+    /// What the store holds for the certificate.
+    public enum Reason: Sendable, Equatable {
+        /// No certificate with this serial was ever recorded.
+        case unknown
+        /// It was revoked, when and why as recorded.
+        case revoked(at: Date?, reason: String?)
+    }
+
+    /// The serial, lowercase hex.
+    public let serial: String
+    /// What was found.
+    public let reason: Reason
+
+    /// Creates a refusal.
+    public init(serial: String, reason: Reason) {
+        self.serial = serial
+        self.reason = reason
+    }
+
+    /// The same answer as a status record (`nil` for an unknown certificate), as
+    /// ``SQLiteStore/status(serial:)`` gives it.
+    public var statusRecord: CertificateStatusRecord? {
+        switch reason {
+        case .unknown: return nil
+        case .revoked(let at, let reason): return CertificateStatusRecord(status: .revoked, revokedAt: at, revocationReason: reason)
+        }
+    }
+}
+
 /// A revoked certificate that has not yet expired: what a proxy needs to refuse it as a peer.
 public struct RevokedCertificate: Sendable, Hashable {
     /// Serial number, lowercase hex.

@@ -7,12 +7,21 @@ import Synchronization
 /// synchronous transaction, resumes those callers, and repeats while more arrived meanwhile.
 /// The commit path never waits for the cooperative thread pool, which is busy with signing, so
 /// batches grow with load instead of queueing behind it. Every caller returns only after its
-/// items are committed. When a batch fails, each caller's items are retried on their own, so a
-/// caller gets an error only for its own bad write.
+/// items are committed.
+///
+/// `flush` gets each caller's items as a list of its own and answers, per caller, `nil` when the
+/// items were written or the error that refused them (a condition checked inside the
+/// transaction, such as a renewing certificate found revoked): a refused caller's items are left
+/// out and the others still commit. When the transaction itself fails, each caller's items are
+/// retried on their own, so a caller gets an error only for its own bad write.
 final class GroupCommitter<Item: Sendable>: Sendable {
     private struct Waiter: Sendable {
         let items: [Item]
         let continuation: CheckedContinuation<Void, any Error>
+
+        func resume(_ refusal: (any Error)?) {
+            if let refusal { continuation.resume(throwing: refusal) } else { continuation.resume() }
+        }
     }
 
     private struct State {
@@ -22,9 +31,9 @@ final class GroupCommitter<Item: Sendable>: Sendable {
 
     private let state = Mutex(State())
     private let queue: DispatchQueue
-    private let flush: @Sendable ([Item]) throws -> Void
+    private let flush: @Sendable ([[Item]]) throws -> [(any Error)?]
 
-    init(label: String, flush: @escaping @Sendable ([Item]) throws -> Void) {
+    init(label: String, flush: @escaping @Sendable ([[Item]]) throws -> [(any Error)?]) {
         self.queue = DispatchQueue(label: label)
         self.flush = flush
     }
@@ -52,8 +61,8 @@ final class GroupCommitter<Item: Sendable>: Sendable {
             }
             if batch.isEmpty { return }
             do {
-                try flush(batch.flatMap(\.items))
-                for waiter in batch { waiter.continuation.resume() }
+                let outcomes = try flush(batch.map(\.items))
+                for (waiter, outcome) in zip(batch, outcomes) { waiter.resume(outcome) }
             } catch {
                 // One caller's bad write (a duplicate key, say) must not fail the others batched
                 // with it: commit each caller's items on its own, and fail only those that fail.
@@ -63,8 +72,7 @@ final class GroupCommitter<Item: Sendable>: Sendable {
                 }
                 for waiter in batch {
                     do {
-                        try flush(waiter.items)
-                        waiter.continuation.resume()
+                        waiter.resume(try flush([waiter.items]).first ?? nil)
                     } catch {
                         waiter.continuation.resume(throwing: error)
                     }

@@ -12,6 +12,9 @@ public final class SQLiteStore: Sendable {
     private let issuance: GroupCommitter<PendingWrite>
 
     enum PendingWrite: Sendable {
+        /// A condition checked first, inside the transaction: the certificate with this serial
+        /// (normalized) is on record and not revoked.
+        case renewing(String)
         case certificate(CertificateRecord)
         case audit(AuditEntry)
     }
@@ -31,18 +34,43 @@ public final class SQLiteStore: Sendable {
             throw StoreError(.unavailable, "cannot open the store at \(path): \(error). Check the path and its permissions, or run 'rampart ca init' first")
         }
         let pool = self.pool
-        issuance = GroupCommitter(label: "rampart.store.group-commit") { batch in
+        issuance = GroupCommitter(label: "rampart.store.group-commit") { callers in
             try pool.write { db in
                 var audits: [AuditEntry] = []
-                for write in batch {
-                    switch write {
-                    case .certificate(let record): try Self.insert(record, in: db)
-                    case .audit(let entry): audits.append(entry)
+                var outcomes: [(any Error)?] = []
+                outcomes.reserveCapacity(callers.count)
+                for writes in callers {
+                    // A caller's conditions come first, so a refused caller has written nothing.
+                    if case .renewing(let serial)? = writes.first, let refusal = try Self.renewalRefusal(serial, in: db) {
+                        outcomes.append(refusal)
+                        continue
                     }
+                    for write in writes {
+                        switch write {
+                        case .renewing: break
+                        case .certificate(let record): try Self.insert(record, in: db)
+                        case .audit(let entry): audits.append(entry)
+                        }
+                    }
+                    outcomes.append(nil)
                 }
                 try AuditChain.append(audits, in: db)
+                return outcomes
             }
         }
+    }
+
+    /// Why the certificate with this (normalized) serial cannot renew, or `nil` when it can: it is
+    /// on record and not revoked. One indexed read through a cached statement.
+    static func renewalRefusal(_ serial: String, in db: Database) throws -> RenewalRefusal? {
+        let statement = try db.cachedStatement(sql: "SELECT status, revoked_at, revocation_reason FROM issued_certificates WHERE serial = ?")
+        guard let row = try Row.fetchOne(statement, arguments: [serial]) else {
+            return RenewalRefusal(serial: serial, reason: .unknown)
+        }
+        guard CertificateStatus(rawValue: row["status"]) == .active else {
+            return RenewalRefusal(serial: serial, reason: .revoked(at: row["revoked_at"], reason: row["revocation_reason"]))
+        }
+        return nil
     }
 
     /// Inserts on the issuance path through a cached statement.
@@ -83,8 +111,21 @@ public final class SQLiteStore: Sendable {
 
 extension SQLiteStore: IssuedCertificateStore {
     public func recordIssued(_ records: [CertificateRecord], audit: [AuditEntry]) async throws {
+        try await recordIssued(records, audit: audit, renewing: nil)
+    }
+
+    /// Records certificates issued to a caller who authenticated with the certificate `renewing`
+    /// (its serial, hex), in the same transaction that checks that certificate is on record and
+    /// not revoked. When it is not, nothing is written and ``RenewalRefusal`` says why; a
+    /// revocation committed before this call is always seen.
+    public func recordIssued(_ records: [CertificateRecord], audit: [AuditEntry], renewing: String?) async throws {
+        var writes: [PendingWrite] = []
+        writes.reserveCapacity(records.count + audit.count + 1)
+        if let renewing { writes.append(.renewing(Self.normalizeSerial(renewing))) }
+        writes += records.map(PendingWrite.certificate)
+        writes += audit.map(PendingWrite.audit)
         do {
-            try await issuance.submit(records.map(PendingWrite.certificate) + audit.map(PendingWrite.audit))
+            try await issuance.submit(writes)
         } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_PRIMARYKEY {
             throw StoreError(.alreadyExists, "a certificate with one of the serials \(records.map(\.serial).joined(separator: ", ")) is already recorded: \(error.message ?? "")")
         }
@@ -158,10 +199,21 @@ extension SQLiteStore: IssuedCertificateStore {
 
     /// Serials are stored as lowercase hex without separators; accept `AB:CD`, `0xabcd` and upper case.
     static func normalizeSerial(_ serial: String) -> String {
+        if isNormalSerial(serial) { return serial }
         var text = serial.lowercased().replacingOccurrences(of: ":", with: "")
         if text.hasPrefix("0x") { text.removeFirst(2) }
         while text.hasPrefix("0") && text.count > 1 { text.removeFirst() }
         return text
+    }
+
+    /// Whether a serial is already in stored form (lowercase hex digits, no leading zero), as the
+    /// CA's own serials are: checked over bytes, so the renewal path copies nothing.
+    private static func isNormalSerial(_ serial: String) -> Bool {
+        let utf8 = serial.utf8
+        return utf8.withContiguousStorageIfAvailable { bytes in
+            guard let first = bytes.first, first != UInt8(ascii: "0") || bytes.count == 1 else { return false }
+            return bytes.allSatisfy { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains($0) }
+        } ?? false
     }
 }
 
