@@ -142,6 +142,16 @@ struct SVIDIssuanceTests {
         }
     }
 
+    @Test("the leaf's key identifier is RFC 5280's SHA-1 of its key, as swift-certificates computes it", arguments: [KeyAlgorithm.ecP256, .ecP384, .rsa2048])
+    func leafKeyIdentifier(leafAlgorithm: KeyAlgorithm) async throws {
+        let now = Date()
+        let issuer = try SVIDIssuer(authority: try CAMaterial.createRoot(trustDomain: .clusterLocal, keyAlgorithm: .ecP256, now: now))
+        let key = try leafAlgorithm.generate().publicKey
+        let issued = try await issuer.issue(publicKey: key, spiffeID: try cartID(), ttl: 600, now: now)
+        #expect(try issued.certificate.extensions.subjectKeyIdentifier == SubjectKeyIdentifier(hash: key))
+        #expect(issued.publicKeySHA256 == key.sha256Hex)
+    }
+
     @Test("the lifetime is clamped to the CA's notAfter when the ttl reaches past it")
     func clampedToCAExpiry() async throws {
         let now = wholeSecondNow()

@@ -74,13 +74,21 @@ public struct SVIDIssuer: Sendable {
             throw PKIError(.badCAMaterial, "the CA certificate expires at \(authority.latestNotAfter): rotate the CA before issuing")
         }
         let serial = Self.randomSerial()
+        // The key's SubjectPublicKeyInfo is encoded once, for both its SHA-256 and the key
+        // identifier: each encoding of an EC key converts its point to affine coordinates.
+        let digests: PublicKeyDigests
+        do {
+            digests = try PublicKeyDigests(publicKey)
+        } catch {
+            throw PKIError(.validationFailed, "could not encode the public key: \(error)")
+        }
         let certificate: Certificate
         do {
             let extensions = try Certificate.Extensions {
                 Critical(BasicConstraints.notCertificateAuthority)
                 Critical(KeyUsage(digitalSignature: true, keyEncipherment: algorithm.isRSA))
                 try ExtendedKeyUsage([.serverAuth, .clientAuth])
-                SubjectKeyIdentifier(hash: publicKey)
+                SubjectKeyIdentifier(keyIdentifier: digests.keyIdentifier)
                 AuthorityKeyIdentifier(keyIdentifier: authorityKeyID)
                 Critical(SubjectAlternativeNames([.uniformResourceIdentifier(spiffeID.string)] + extraSANs))
             }
@@ -110,7 +118,7 @@ public struct SVIDIssuer: Sendable {
             certificate: certificate,
             chainPEM: [leafPEM] + chainPEMAboveLeaf,
             serialHex: serial.hexString,
-            publicKeySHA256: publicKey.sha256Hex,
+            publicKeySHA256: digests.sha256Hex,
             spiffeID: spiffeID,
             notBefore: notBefore,
             notAfter: notAfter
@@ -134,6 +142,27 @@ public struct SVIDIssuer: Sendable {
 extension Certificate.SerialNumber {
     /// The serial as lowercase hex, without separators.
     public var hexString: String { bytes.hexString }
+}
+
+/// What is derived from a public key's DER SubjectPublicKeyInfo, from one encoding of it.
+struct PublicKeyDigests {
+    /// SHA-256 of the whole SubjectPublicKeyInfo, lowercase hex.
+    let sha256Hex: String
+    /// SHA-1 of the subjectPublicKey BIT STRING's value: RFC 5280's first method, as
+    /// `SubjectKeyIdentifier(hash:)` computes it.
+    let keyIdentifier: ArraySlice<UInt8>
+
+    init(_ publicKey: Certificate.PublicKey) throws {
+        var serializer = DER.Serializer()
+        try serializer.serialize(publicKey)
+        let spki = serializer.serializedBytes
+        sha256Hex = Array(SHA256.hash(data: spki)).hexString
+        let key = try DER.sequence(try DER.parse(spki), identifier: .sequence) { nodes in
+            _ = nodes.next()  // the AlgorithmIdentifier
+            return try ASN1BitString(derEncoded: &nodes)
+        }
+        keyIdentifier = ArraySlice(Insecure.SHA1.hash(data: key.bytes))
+    }
 }
 
 extension Certificate.PublicKey {

@@ -81,7 +81,7 @@ enum AuditChain {
                 previous: previous, sequence: sequence, time: time, type: entry.type.rawValue,
                 actor: entry.actor, subject: entry.subject, details: details
             )
-            try insert.execute(arguments: [sequence, time, entry.type.rawValue, entry.actor, entry.subject, details, previous, hash])
+            try insert.execute(arguments: [sequence, StoredDate.text(time), entry.type.rawValue, entry.actor, entry.subject, details, previous, hash])
             previous = hash
         }
     }

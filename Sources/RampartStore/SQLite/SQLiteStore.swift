@@ -83,8 +83,9 @@ public final class SQLiteStore: Sendable {
                 """
         )
         try statement.execute(arguments: [
-            record.serial, record.spiffeID, record.publicKeySHA256, record.notBefore, record.notAfter, record.issuedAt,
-            record.callerIdentity, record.authMethod.rawValue, record.chainPEM, record.status.rawValue, record.revokedAt, record.revocationReason,
+            record.serial, record.spiffeID, record.publicKeySHA256, StoredDate.text(record.notBefore), StoredDate.text(record.notAfter),
+            StoredDate.text(record.issuedAt), record.callerIdentity, record.authMethod.rawValue, record.chainPEM, record.status.rawValue,
+            record.revokedAt.map(StoredDate.text), record.revocationReason,
         ])
     }
 
