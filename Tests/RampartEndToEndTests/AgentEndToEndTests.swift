@@ -270,3 +270,25 @@ struct RenewBenchCommandTests {
         #expect((object["ca_peak_rss_mib"] as? Double ?? 0) > 0)
     }
 }
+
+@Suite("CA benchmark command")
+struct CABenchCommandTests {
+    @Test("a short run issues without failures and reports rate, latency, CPU per issuance and the baseline as JSON")
+    func shortRun() throws {
+        let result = try run(
+            Paths.rampart, ["bench", "ca", "--duration", "1", "--concurrency", "4", "--baseline", "--json", "--no-openssl"], timeout: 120)
+        #expect(result.succeeded, "\(result.stdout)\(result.stderr)")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        #expect(object["failed"] as? Int == 0)
+        #expect((object["issued"] as? Int ?? 0) > 0)
+        #expect((object["per_second"] as? Double ?? 0) > 0)
+        #expect((object["p50_ms"] as? Double ?? 0) > 0)
+        #expect((object["p99_ms"] as? Double ?? 0) >= (object["p50_ms"] as? Double ?? 0))
+        #expect((object["ca_cpu_ms_per_issuance"] as? Double ?? 0) > 0)
+        #expect((object["client_cpu_ms_per_issuance"] as? Double ?? 0) > 0)
+        #expect(object["baseline_failed"] as? Int == 0)
+        #expect((object["baseline_per_second"] as? Double ?? 0) > 0)
+        #expect((object["baseline_ca_cpu_ms_per_call"] as? Double ?? 0) > 0)
+        #expect(object["share_of_crypto_limit"] == nil, "--no-openssl leaves the crypto comparison out")
+    }
+}

@@ -39,6 +39,9 @@ struct CABench: AsyncParsableCommand {
     @Flag(help: "Skip the openssl speed comparison.")
     var noOpenssl = false
 
+    @Flag(help: "Then drive the CA's trust-bundle call (no signing, no store) with the same clients, as the transport's own cost.")
+    var baseline = false
+
     func validate() throws {
         guard (1...600).contains(duration) else { throw ValidationError("--duration must be 1…600 seconds") }
         guard (1...1024).contains(concurrency) else { throw ValidationError("--concurrency must be 1…1024") }
@@ -81,11 +84,42 @@ struct CABench: AsyncParsableCommand {
         let clients = credentials.map {
             CAClient(host: "127.0.0.1", port: ca.grpcPort, rootPEM: rootPEM, clientChainPEM: $0.chain, clientKeyPEM: $0.key)
         }
-        let result = try await Self.drive(clients: clients, csrs: csrs, seconds: duration)
+        let requests = csrs
+        var result = try await Self.measured(ca) {
+            try await Self.drive(clients: clients, seconds: duration) { connection, index in
+                try await connection.createCertificate(csrPEM: requests[index], validitySeconds: 3600).count >= 2
+            }
+        }
+        if baseline {
+            result.baseline = Baseline(
+                try await Self.measured(ca) {
+                    try await Self.drive(clients: clients, seconds: duration) { connection, _ in
+                        try await !connection.trustBundle().x509Authorities.isEmpty
+                    }
+                })
+        }
 
         var speed: OpenSSLSpeed?
         if !noOpenssl { speed = OpenSSLSpeed.measure() }
         report(result, speed: speed)
+    }
+
+    /// Runs `drive` and adds the CPU time the CA process and this process (the clients) used.
+    static func measured(_ ca: CAChildProcess, _ drive: () async throws -> BenchResult) async throws -> BenchResult {
+        let caBefore = ca.cpuSeconds()
+        let clientsBefore = ownCPUSeconds()
+        var result = try await drive()
+        if let before = caBefore, let after = ca.cpuSeconds() { result.caCPUSeconds = after - before }
+        result.clientCPUSeconds = ownCPUSeconds() - clientsBefore
+        return result
+    }
+
+    /// User plus system CPU seconds this process has used, all threads.
+    static func ownCPUSeconds() -> Double {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        let seconds = { (time: timeval) in Double(time.tv_sec) + Double(time.tv_usec) / 1e6 }
+        return seconds(usage.ru_utime) + seconds(usage.ru_stime)
     }
 
     struct BenchResult: Sendable {
@@ -94,13 +128,33 @@ struct CABench: AsyncParsableCommand {
         var elapsed: Double
         var latencies: [Double]
         var firstError: String?
+        /// CPU seconds used meanwhile by the CA process and by this process's clients.
+        var caCPUSeconds: Double?
+        var clientCPUSeconds: Double?
+        /// The same clients on the trust-bundle call, when asked for.
+        var baseline: Baseline?
+
+        /// Calls per second and CPU milliseconds per call, for the report.
+        var perSecond: Double { Double(issued) / max(elapsed, 0.001) }
+        var caCPUMillisecondsPerCall: Double? { caCPUSeconds.map { $0 * 1000 / Double(max(issued, 1)) } }
+        var clientCPUMillisecondsPerCall: Double? { clientCPUSeconds.map { $0 * 1000 / Double(max(issued, 1)) } }
     }
 
-    static func drive(clients: [CAClient], csrs: [String], seconds: Int) async throws -> BenchResult {
+    /// A run of the trust-bundle call (a `BenchResult` without a baseline of its own).
+    final class Baseline: Sendable {
+        let result: BenchResult
+        init(_ result: BenchResult) { self.result = result }
+    }
+
+    /// Each client calls `call` (its connection and index; true when the answer is complete) back
+    /// to back until `seconds` have passed.
+    static func drive(
+        clients: [CAClient], seconds: Int, call: @escaping @Sendable (CAClient.Connection, Int) async throws -> Bool
+    ) async throws -> BenchResult {
         let start = ContinuousClock.now
         let deadline = start + .seconds(seconds)
         let parts = try await withThrowingTaskGroup(of: BenchResult.self) { group in
-            for (client, csr) in zip(clients, csrs) {
+            for (index, client) in clients.enumerated() {
                 group.addTask {
                     var part = BenchResult(issued: 0, failed: 0, elapsed: 0, latencies: [], firstError: nil)
                     try await client.withConnection { connection in
@@ -110,8 +164,7 @@ struct CABench: AsyncParsableCommand {
                             remaining -= 1
                             let began = ContinuousClock.now
                             do {
-                                let chain = try await connection.createCertificate(csrPEM: csr, validitySeconds: 3600)
-                                if chain.count >= 2 { part.issued += 1 } else { part.failed += 1 }
+                                if try await call(connection, index) { part.issued += 1 } else { part.failed += 1 }
                             } catch {
                                 part.failed += 1
                                 if part.firstError == nil { part.firstError = "\(error)" }
@@ -143,7 +196,8 @@ struct CABench: AsyncParsableCommand {
         let percentile: (Double) -> Double = { p in
             sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int((Double(sorted.count) * p).rounded(.up)) - 1)]
         }
-        let perSecond = Double(result.issued) / max(result.elapsed, 0.001)
+        let perSecond = result.perSecond
+        let milliseconds = { (value: Double) in (value * 1000).rounded() / 1000 }
         var object: [String: Any] = [
             "per_second": (perSecond * 10).rounded() / 10,
             "issued": result.issued,
@@ -154,6 +208,14 @@ struct CABench: AsyncParsableCommand {
             "concurrency": concurrency,
         ]
         if let firstError = result.firstError { object["first_error"] = firstError }
+        if let value = result.caCPUMillisecondsPerCall { object["ca_cpu_ms_per_issuance"] = milliseconds(value) }
+        if let value = result.clientCPUMillisecondsPerCall { object["client_cpu_ms_per_issuance"] = milliseconds(value) }
+        if let baseline = result.baseline?.result {
+            object["baseline_per_second"] = (baseline.perSecond * 10).rounded() / 10
+            object["baseline_failed"] = baseline.failed
+            if let value = baseline.caCPUMillisecondsPerCall { object["baseline_ca_cpu_ms_per_call"] = milliseconds(value) }
+            if let value = baseline.clientCPUMillisecondsPerCall { object["baseline_client_cpu_ms_per_call"] = milliseconds(value) }
+        }
         if let speed {
             let limit = 1 / (1 / speed.sign + 1 / speed.verify)
             object["openssl_sign_per_s"] = speed.sign
@@ -173,6 +235,15 @@ struct CABench: AsyncParsableCommand {
         print(String(format: "  latency p50   %.2f ms", percentile(0.50)))
         print(String(format: "  latency p99   %.2f ms", percentile(0.99)))
         if let firstError = result.firstError { print("  first error   \(firstError)") }
+        if let ca = result.caCPUMillisecondsPerCall, let clients = result.clientCPUMillisecondsPerCall {
+            print(String(format: "  CPU per issuance: CA %.3f ms, clients %.3f ms", ca, clients))
+        }
+        if let baseline = result.baseline?.result {
+            print(String(format: "  baseline, the trust-bundle call (no signing, no store): %.1f/s (%d failed)", baseline.perSecond, baseline.failed))
+            if let ca = baseline.caCPUMillisecondsPerCall, let clients = baseline.clientCPUMillisecondsPerCall {
+                print(String(format: "  CPU per baseline call: CA %.3f ms, clients %.3f ms", ca, clients))
+            }
+        }
         if let speed {
             let limit = 1 / (1 / speed.sign + 1 / speed.verify)
             print(String(format: "  openssl speed ecdsap256: sign %.1f/s, verify %.1f/s", speed.sign, speed.verify))
