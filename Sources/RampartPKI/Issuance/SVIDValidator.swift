@@ -8,13 +8,14 @@ import SwiftASN1
 /// Used right after signing (as SPIRE's credential validator does) and to check a caller's
 /// certificate before renewal.
 public struct SVIDValidator: Sendable {
-    let roots: [Certificate]
-    let intermediates: [Certificate]
+    /// The trust bundle and the intermediates, indexed once (by subject) rather than per validation.
+    let roots: CertificateStore
+    let intermediates: CertificateStore
 
     /// Creates a validator for a trust bundle and the CA's intermediates.
     public init(roots: [Certificate], intermediates: [Certificate] = []) {
-        self.roots = roots
-        self.intermediates = intermediates
+        self.roots = CertificateStore(roots)
+        self.intermediates = CertificateStore(intermediates)
     }
 
     /// Validates `leaf` at `now`, and returns the SPIFFE ID it names.
@@ -26,11 +27,11 @@ public struct SVIDValidator: Sendable {
         if let expected, expected != id {
             throw PKIError(.validationFailed, "certificate names \(id) but \(expected) was expected")
         }
-        var verifier = Verifier(rootCertificates: CertificateStore(roots)) {
+        var verifier = Verifier(rootCertificates: roots) {
             RFC5280Policy(fixedExpiryValidationTime: now)
             SPIFFELeafPolicy()
         }
-        let result = await verifier.validate(leaf: leaf, intermediates: CertificateStore(intermediates))
+        let result = await verifier.validate(leaf: leaf, intermediates: intermediates)
         switch result {
         case .validCertificate:
             return id
