@@ -166,11 +166,9 @@ struct PublicKeyDigests {
 }
 
 extension Certificate.PublicKey {
-    /// SHA-256 of the SubjectPublicKeyInfo, as lowercase hex.
+    /// SHA-256 of the SubjectPublicKeyInfo, as lowercase hex (empty if the key does not encode).
     public var sha256Hex: String {
-        var serializer = DER.Serializer()
-        guard (try? serializer.serialize(self)) != nil else { return "" }
-        return Array(SHA256.hash(data: serializer.serializedBytes)).hexString
+        (try? PublicKeyDigests(self))?.sha256Hex ?? ""
     }
 }
 

@@ -61,16 +61,23 @@ public final class SQLiteStore: Sendable {
     }
 
     /// Why the certificate with this (normalized) serial cannot renew, or `nil` when it can: it is
-    /// on record and not revoked. One indexed read through a cached statement.
+    /// on record and not revoked.
     static func renewalRefusal(_ serial: String, in db: Database) throws -> RenewalRefusal? {
-        let statement = try db.cachedStatement(sql: "SELECT status, revoked_at, revocation_reason FROM issued_certificates WHERE serial = ?")
-        guard let row = try Row.fetchOne(statement, arguments: [serial]) else {
-            return RenewalRefusal(serial: serial, reason: .unknown)
-        }
-        guard CertificateStatus(rawValue: row["status"]) == .active else {
-            return RenewalRefusal(serial: serial, reason: .revoked(at: row["revoked_at"], reason: row["revocation_reason"]))
+        guard let record = try statusRecord(serial, in: db) else { return RenewalRefusal(serial: serial, reason: .unknown) }
+        guard record.status == .active else {
+            return RenewalRefusal(serial: serial, reason: .revoked(at: record.revokedAt, reason: record.revocationReason))
         }
         return nil
+    }
+
+    /// The revocation state of the certificate with this (normalized) serial: one indexed read
+    /// through a cached statement. A status this version does not know counts as revoked.
+    static func statusRecord(_ serial: String, in db: Database) throws -> CertificateStatusRecord? {
+        let statement = try db.cachedStatement(sql: "SELECT status, revoked_at, revocation_reason FROM issued_certificates WHERE serial = ?")
+        guard let row = try Row.fetchOne(statement, arguments: [serial]) else { return nil }
+        return CertificateStatusRecord(
+            status: CertificateStatus(rawValue: row["status"]) ?? .revoked, revokedAt: row["revoked_at"], revocationReason: row["revocation_reason"]
+        )
     }
 
     /// Inserts on the issuance path through a cached statement.
@@ -138,13 +145,7 @@ extension SQLiteStore: IssuedCertificateStore {
     /// to a reader queue and back.
     public func status(serial: String) throws -> CertificateStatusRecord? {
         let key = Self.normalizeSerial(serial)
-        return try pool.read { db in
-            let statement = try db.cachedStatement(sql: "SELECT status, revoked_at, revocation_reason FROM issued_certificates WHERE serial = ?")
-            guard let row = try Row.fetchOne(statement, arguments: [key]) else { return nil }
-            return CertificateStatusRecord(
-                status: CertificateStatus(rawValue: row["status"]) ?? .revoked, revokedAt: row["revoked_at"], revocationReason: row["revocation_reason"]
-            )
-        }
+        return try pool.read { db in try Self.statusRecord(key, in: db) }
     }
 
     public func certificate(serial: String) async throws -> CertificateRecord? {

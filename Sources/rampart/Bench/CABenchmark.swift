@@ -85,23 +85,23 @@ struct CABench: AsyncParsableCommand {
             CAClient(host: "127.0.0.1", port: ca.grpcPort, rootPEM: rootPEM, clientChainPEM: $0.chain, clientKeyPEM: $0.key)
         }
         let requests = csrs
-        var result = try await Self.measured(ca) {
+        let result = try await Self.measured(ca) {
             try await Self.drive(clients: clients, seconds: duration) { connection, index in
                 try await connection.createCertificate(csrPEM: requests[index], validitySeconds: 3600).count >= 2
             }
         }
+        var trustBundleCalls: BenchResult?
         if baseline {
-            result.baseline = Baseline(
-                try await Self.measured(ca) {
-                    try await Self.drive(clients: clients, seconds: duration) { connection, _ in
-                        try await !connection.trustBundle().x509Authorities.isEmpty
-                    }
-                })
+            trustBundleCalls = try await Self.measured(ca) {
+                try await Self.drive(clients: clients, seconds: duration) { connection, _ in
+                    try await !connection.trustBundle().x509Authorities.isEmpty
+                }
+            }
         }
 
         var speed: OpenSSLSpeed?
         if !noOpenssl { speed = OpenSSLSpeed.measure() }
-        report(result, speed: speed)
+        report(result, baseline: trustBundleCalls, speed: speed)
     }
 
     /// Runs `drive` and adds the CPU time the CA process and this process (the clients) used.
@@ -131,19 +131,11 @@ struct CABench: AsyncParsableCommand {
         /// CPU seconds used meanwhile by the CA process and by this process's clients.
         var caCPUSeconds: Double?
         var clientCPUSeconds: Double?
-        /// The same clients on the trust-bundle call, when asked for.
-        var baseline: Baseline?
 
         /// Calls per second and CPU milliseconds per call, for the report.
         var perSecond: Double { Double(issued) / max(elapsed, 0.001) }
         var caCPUMillisecondsPerCall: Double? { caCPUSeconds.map { $0 * 1000 / Double(max(issued, 1)) } }
         var clientCPUMillisecondsPerCall: Double? { clientCPUSeconds.map { $0 * 1000 / Double(max(issued, 1)) } }
-    }
-
-    /// A run of the trust-bundle call (a `BenchResult` without a baseline of its own).
-    final class Baseline: Sendable {
-        let result: BenchResult
-        init(_ result: BenchResult) { self.result = result }
     }
 
     /// Each client calls `call` (its connection and index; true when the answer is complete) back
@@ -191,7 +183,8 @@ struct CABench: AsyncParsableCommand {
         return result
     }
 
-    func report(_ result: BenchResult, speed: OpenSSLSpeed?) {
+    /// Prints the run, and `baseline` (the same clients on the trust-bundle call) when measured.
+    func report(_ result: BenchResult, baseline: BenchResult?, speed: OpenSSLSpeed?) {
         let sorted = result.latencies.sorted()
         let percentile: (Double) -> Double = { p in
             sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int((Double(sorted.count) * p).rounded(.up)) - 1)]
@@ -210,7 +203,7 @@ struct CABench: AsyncParsableCommand {
         if let firstError = result.firstError { object["first_error"] = firstError }
         if let value = result.caCPUMillisecondsPerCall { object["ca_cpu_ms_per_issuance"] = milliseconds(value) }
         if let value = result.clientCPUMillisecondsPerCall { object["client_cpu_ms_per_issuance"] = milliseconds(value) }
-        if let baseline = result.baseline?.result {
+        if let baseline {
             object["baseline_per_second"] = (baseline.perSecond * 10).rounded() / 10
             object["baseline_failed"] = baseline.failed
             if let value = baseline.caCPUMillisecondsPerCall { object["baseline_ca_cpu_ms_per_call"] = milliseconds(value) }
@@ -238,7 +231,7 @@ struct CABench: AsyncParsableCommand {
         if let ca = result.caCPUMillisecondsPerCall, let clients = result.clientCPUMillisecondsPerCall {
             print(String(format: "  CPU per issuance: CA %.3f ms, clients %.3f ms", ca, clients))
         }
-        if let baseline = result.baseline?.result {
+        if let baseline {
             print(String(format: "  baseline, the trust-bundle call (no signing, no store): %.1f/s (%d failed)", baseline.perSecond, baseline.failed))
             if let ca = baseline.caCPUMillisecondsPerCall, let clients = baseline.clientCPUMillisecondsPerCall {
                 print(String(format: "  CPU per baseline call: CA %.3f ms, clients %.3f ms", ca, clients))
