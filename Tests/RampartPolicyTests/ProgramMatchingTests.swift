@@ -63,13 +63,13 @@ struct ProgramMatchingTests {
             ].joined(separator: "\n---\n"))
         let workload = engine.snapshot.workload(namespace: "ns1", labels: [:])
         let program = workload.resolved.program
-        var cursor = program.deny.candidates(
+        var cursor = program.enforced.candidates(
             principal: -1, namespace: -1, method: -1, port: 8080, path: "/admin/x", source: IPAddress("192.0.2.7"),
             isHTTP: true, in: program.code)
         var visited: [Int32] = []
         while let offset = cursor.next(program.code) { visited.append(program.position(ofRuleAt: offset) ?? -1) }
         #expect(visited == [0, 1, 4])
-        #expect(program.deny.ruleCount == 5)
+        #expect(program.enforced.ruleCount == 5)
 
         let fromBlock = AuthzRequest(
             source: AuthzRequest.Source(principal: "cluster.local/ns/a/sa/b", ip: "192.0.2.7"),
@@ -82,6 +82,63 @@ struct ProgramMatchingTests {
         let otherPort = Fixture.http(port: 9090, path: "/admin/x")
         #expect(workload.evaluate(otherPort).policy == "ns1/third")
         #expect(workload.evaluate(otherPort) == workload.evaluateReference(otherPort))
+    }
+
+    @Test("DENY and ALLOW rules share one index: every DENY candidate is met before the first ALLOW one")
+    func denyBeforeAllow() {
+        // The ALLOW policy comes first in the file and names the same principal, path and port as the
+        // DENY policies, so its rules are filed in the same buckets.
+        let caller = "cluster.local/ns/ns2/sa/client"
+        let engine = Fixture.engine(
+            [
+                Fixture.policy(
+                    "allow-caller", action: "ALLOW",
+                    rules: """
+                          - from: [{source: {principals: ["\(caller)"]}}]
+                          - to: [{operation: {paths: ["/admin*"]}}]
+                        """),
+                Fixture.policy(
+                    "deny-admin", action: "DENY",
+                    rules: """
+                          - from: [{source: {principals: ["\(caller)"]}}]
+                            to: [{operation: {paths: ["/admin*"]}}]
+                          - to: [{operation: {ports: ["9090"]}}]
+                        """),
+            ].joined(separator: "\n---\n"))
+        let workload = engine.snapshot.workload(namespace: "ns1", labels: [:])
+        let program = workload.resolved.program
+        #expect(program.enforced.ruleCount == 4)
+        let principal = program.principalIDs[caller] ?? -1
+        var cursor = program.enforced.candidates(
+            principal: principal, namespace: -1, method: -1, port: 9090, path: "/admin/x", isHTTP: true,
+            in: program.code)
+        var visited: [Int32] = []
+        while let offset = cursor.next(program.code) {
+            visited.append(offset)
+            #expect(visited.count < 2 || visited[visited.count - 2] < offset, "candidates ascend")
+        }
+        // Positions are in policy order (DENY first), then rule order.
+        let positions = visited.map { program.position(ofRuleAt: $0) ?? -1 }
+        #expect(positions == [0, 1, 2, 3])
+        #expect(visited.filter { $0 < program.allowStart }.count == 2)
+
+        let cases: [(AuthzRequest, Decision.Verdict, String?, Int?)] = [
+            (Fixture.http(principal: caller, path: "/admin/x"), .deny, "ns1/deny-admin", 0),
+            (Fixture.http(principal: caller, port: 9090, path: "/"), .deny, "ns1/deny-admin", 1),
+            (Fixture.http(principal: caller, path: "/orders"), .allow, "ns1/allow-caller", 0),
+            (Fixture.http(principal: "cluster.local/ns/ns3/sa/other", path: "/admin/x"), .allow, "ns1/allow-caller", 1),
+            (Fixture.http(principal: "cluster.local/ns/ns3/sa/other", path: "/orders"), .deny, nil, nil),
+            // On TCP the DENY rule's path condition is dropped, so it denies the caller outright, and
+            // the ALLOW rule on paths is dropped whole.
+            (Fixture.tcp(principal: caller, port: 5432), .deny, "ns1/deny-admin", 0),
+            (Fixture.tcp(principal: "cluster.local/ns/ns3/sa/other", port: 9090), .deny, "ns1/deny-admin", 1),
+            (Fixture.tcp(principal: "cluster.local/ns/ns3/sa/other", port: 5432), .deny, nil, nil),
+        ]
+        for (request, verdict, policy, rule) in cases {
+            let decision = workload.evaluate(request)
+            #expect(decision.decision == verdict && decision.policy == policy && decision.rule == rule, "\(request)")
+            #expect(decision == workload.evaluateReference(request))
+        }
     }
 
     @Test("a principal named by a rule gives its namespace's id without parsing; others are parsed")

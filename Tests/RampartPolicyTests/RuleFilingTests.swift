@@ -29,7 +29,7 @@ struct PortIndexTests {
         _ method: String?, port: Int?, http: Bool = true, principal: String? = nil, path: String = "/admin/x"
     ) -> [Int32] {
         let program = workload().resolved.program
-        var cursor = program.deny.candidates(
+        var cursor = program.enforced.candidates(
             principal: principal.flatMap { program.identities.principals[$0] } ?? -1, namespace: -1,
             method: method.flatMap { program.identities.methods[$0] } ?? -1, port: port, path: path, isHTTP: http,
             in: program.code)
@@ -136,7 +136,7 @@ struct RequestPrincipalIndexTests {
 
     private static func visited(authenticated: Bool, http: Bool = true, method: String = "POST") -> [Int32] {
         let program = engine(action: "DENY").snapshot.workload(namespace: "ns1", labels: [:]).resolved.program
-        var cursor = program.deny.candidates(
+        var cursor = program.enforced.candidates(
             principal: -1, namespace: -1, method: program.identities.methods[method] ?? -1, port: 8080,
             authenticated: authenticated, isHTTP: http, in: program.code)
         var found: [Int32] = []
@@ -217,7 +217,7 @@ struct PathIndexTests {
     /// The positions of the rules an HTTP POST to port 8080 with this normalized path visits.
     private static func visited(_ path: String?) -> [Int32] {
         let program = workload().resolved.program
-        var cursor = program.deny.candidates(
+        var cursor = program.enforced.candidates(
             principal: -1, namespace: -1, method: program.identities.methods["POST"] ?? -1, port: 8080, path: path,
             isHTTP: true, in: program.code)
         var found: [Int32] = []
@@ -251,11 +251,11 @@ struct PathIndexTests {
     @Test("only positive path checks of exact, prefix and suffix literals of four bytes or more file a rule")
     func filing() {
         let program = Self.workload().resolved.program
-        let positions = (program.deny.wild.lower..<program.deny.wild.upper).map {
+        let positions = (program.enforced.wild.lower..<program.enforced.wild.upper).map {
             program.position(ofRuleAt: Int32(bitPattern: program.code.word($0))) ?? -1
         }
         #expect(positions == Self.unfiled)
-        #expect(program.deny.pathKeys == PathKeys(prefixes: [Array("/admin".utf8)], suffixes: [Array(".php".utf8)]))
+        #expect(program.enforced.pathKeys == PathKeys(prefixes: [Array("/admin".utf8)], suffixes: [Array(".php".utf8)]))
     }
 
     @Test("decisions with the path index agree with the reference evaluation", arguments: ["DENY", "ALLOW", "AUDIT"])
@@ -317,7 +317,7 @@ struct AddressIndexTests {
     private static func visited(_ source: String?, remote: String? = nil, http: Bool = true) -> [Int32] {
         let program = workload().resolved.program
         let sourceAddress = source.flatMap(IPAddress.init)
-        var cursor = program.deny.candidates(
+        var cursor = program.enforced.candidates(
             principal: -1, namespace: -1, method: -1, port: 8080, source: sourceAddress,
             remote: remote.flatMap(IPAddress.init) ?? sourceAddress, isHTTP: http, in: program.code)
         var found: [Int32] = []
@@ -350,7 +350,7 @@ struct AddressIndexTests {
     @Test("only positive source or remote block checks of /8 and longer (IPv6 /16) file a rule")
     func filing() {
         let program = Self.workload().resolved.program
-        for wild in [program.deny.wild, program.deny.wildTCP] {
+        for wild in [program.enforced.wild, program.enforced.wildTCP] {
             let positions = (wild.lower..<wild.upper).map {
                 program.position(ofRuleAt: Int32(bitPattern: program.code.word($0))) ?? -1
             }

@@ -24,7 +24,7 @@ struct RuleIndexTests {
     }
 
     private func candidates(_ program: WorkloadProgram, principal: String?, namespace: String?) -> [Int32] {
-        let group = program.allow
+        let group = program.enforced
         var cursor = group.candidates(
             principal: principal.flatMap { program.principalIDs[$0] } ?? -1,
             namespace: namespace.flatMap { program.namespaceIDs[$0] } ?? -1, method: -1, isHTTP: true, in: program.code)
@@ -42,9 +42,9 @@ struct RuleIndexTests {
     @Test("files exact-identity rules under their principals and namespaces, the rest as wild")
     func filing() {
         let program = program()
-        #expect(wild(program, program.allow) == [2, 3, 4])
+        #expect(wild(program, program.enforced) == [2, 3, 4])
         #expect(program.principalIDs.count == 2 && program.namespaceIDs.keys.sorted() == ["b"])
-        #expect(program.allow.ruleCount == 5)
+        #expect(program.enforced.ruleCount == 5)
     }
 
     @Test("visits each candidate once, in rule order, merging buckets with the wild rules")
@@ -59,7 +59,7 @@ struct RuleIndexTests {
     @Test("buckets hold (id, offset) pairs by id, offsets ascending, and find an id's run")
     func buckets() {
         let program = program()
-        let pairs = program.allow.byPrincipal
+        let pairs = program.enforced.byPrincipal
         let x = program.principalIDs["cluster.local/ns/a/sa/x"]
         let y = program.principalIDs["cluster.local/ns/a/sa/y"]
         func positions(_ id: Int32) -> [Int32] {
@@ -71,7 +71,7 @@ struct RuleIndexTests {
         #expect(positions(y ?? -1) == [0])
         #expect(positions(-1).isEmpty && positions(9).isEmpty)
         let namespace = program.namespaceIDs["b"] ?? -1
-        #expect(RuleGroup.bucket(program.allow.byNamespace, namespace, program.code).map { _ in 1 }.count == 1)
+        #expect(RuleGroup.bucket(program.enforced.byNamespace, namespace, program.code).map { _ in 1 }.count == 1)
     }
 
     @Test("finds every id's run in short scanned bucket lists and in long ones with a run table", arguments: [3, 8, 9, 40])
@@ -82,7 +82,7 @@ struct RuleIndexTests {
         }
         let program = Fixture.engine(Fixture.policy("p", rules: rules.joined(separator: "\n"))).snapshot
             .workload(namespace: "ns1", labels: [:]).resolved.program
-        let pairs = program.allow.byPrincipal
+        let pairs = program.enforced.byPrincipal
         #expect(Int(pairs.count) == 2 * count)
         for index in 0...count {
             let id = program.principalIDs["cluster.local/ns/a/sa/p\(index)"] ?? -1
@@ -109,7 +109,7 @@ struct RuleIndexTests {
                     """))
         let program = engine.snapshot.workload(namespace: "ns1", labels: [:]).resolved.program
         func visited(_ method: String?, http: Bool = true) -> [Int32] {
-            var cursor = program.deny.candidates(
+            var cursor = program.enforced.candidates(
                 principal: -1, namespace: -1, method: method.flatMap { program.identities.methods[$0] } ?? -1,
                 isHTTP: http, in: program.code)
             var found: [Int32] = []

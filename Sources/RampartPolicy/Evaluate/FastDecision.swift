@@ -43,17 +43,21 @@ extension ResolvedWorkload {
             return decided(
                 .deny, 403, program.policies[Int(rule.policy)].name, Int(rule.index), mode, cause, shadow, [])
         }
-        if let position = program.firstMatch(program.deny, request, &facts, view) {
+        // DENY and ALLOW rules share one index, DENY rules first: the first rule that matches
+        // decides, and it can be an ALLOW rule only when no DENY rule matched.
+        let match = program.firstMatch(program.enforced, request, &facts, view)
+        if let position = match, position < program.allowStart {
             let rule = view.rule(Int(position))
             return decided(
                 .deny, 403, program.policies[Int(rule.policy)].name, Int(rule.index), mode, .denyMatched, shadow, [])
         }
-        let edits = authn.map { $0.headerEdits(request.jwt, sanitizing: sanitizing) } ?? []
-        if !program.hasAllow {
+        guard program.hasAllow else {
+            let edits = authn.map { $0.headerEdits(request.jwt, sanitizing: sanitizing) } ?? []
             return decided(.allow, 200, nil, nil, mode, .noAllowPolicy, shadow, edits)
         }
-        if let position = program.firstMatch(program.allow, request, &facts, view) {
+        if let position = match {
             let rule = view.rule(Int(position))
+            let edits = authn.map { $0.headerEdits(request.jwt, sanitizing: sanitizing) } ?? []
             return decided(
                 .allow, 200, program.policies[Int(rule.policy)].name, Int(rule.index), mode, .allowMatched, shadow,
                 edits)

@@ -1,5 +1,5 @@
-/// The rules of one action (CUSTOM, DENY or ALLOW) of a workload, indexed by what a request must
-/// carry for them to match.
+/// The CUSTOM rules of a workload, or its DENY rules followed by its ALLOW rules, indexed by what a
+/// request must carry for them to match.
 ///
 /// A rule whose every `from` entry requires exact principals or exact namespaces can match only a
 /// request with one of them, so it is filed in those buckets. The others ("identity-wild") whose

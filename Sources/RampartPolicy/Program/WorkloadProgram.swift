@@ -10,7 +10,7 @@
 /// `CompiledPolicy` objects it came from.
 final class WorkloadProgram: Sendable {
     // What every decision reads comes first, so that it shares the object's first cache lines: the
-    // flags, the identity ids, where the code lies, then the DENY and ALLOW groups and the (usually
+    // flags, the identity ids, where the code lies, then the DENY-and-ALLOW group and the (usually
     // empty) CUSTOM one.
 
     /// Whether an enforced ALLOW policy applies (even one without rules).
@@ -25,8 +25,13 @@ final class WorkloadProgram: Sendable {
     /// reads them through these addresses and counts, without reaching the arrays' headers.
     private let words: CodeMemory<UInt32>
     private let bytes: CodeMemory<UInt8>
-    let deny: RuleGroup
-    let allow: RuleGroup
+    /// Where the ALLOW rules start: every DENY rule's header lies before this offset, every ALLOW
+    /// rule's at or after it.
+    let allowStart: Int32
+    /// The DENY rules, then the ALLOW rules, in one index: a request's candidates are found with
+    /// one lookup per list, and its walk meets every DENY candidate before the first ALLOW one, so
+    /// the first rule that matches decides (see `ResolvedWorkload.decide`).
+    let enforced: RuleGroup
     let custom: RuleGroup
     let policies: [FlatPolicy]
     let code: ProgramCode
@@ -48,13 +53,13 @@ final class WorkloadProgram: Sendable {
         let enforced = compiled.filter { !$0.dryRun }
         let custom = builder.add(enforced.filter { $0.action == .custom })
         let deny = builder.add(enforced.filter { $0.action == .deny })
+        allowStart = Int32(builder.code.end)
         let allow = builder.add(enforced.filter { $0.action == .allow })
         dryRun = builder.addPolicies(compiled.filter(\.dryRun)).map(Int32.init)
         hasAllow = enforced.contains { $0.action == .allow }
         hasDryRun = !dryRun.isEmpty
         self.custom = builder.group(custom)
-        self.deny = builder.group(deny)
-        self.allow = builder.group(allow)
+        self.enforced = builder.group(deny.followed(by: allow))
         hasCustom = self.custom.ruleCount > 0
         code = builder.code
         words = CodeMemory(code.words)

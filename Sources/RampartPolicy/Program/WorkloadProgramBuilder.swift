@@ -27,6 +27,26 @@ struct WorkloadProgramBuilder {
         /// Identity-wild rules filed by the remote IP blocks they require (HTTP and TCP).
         var remoteAddresses: [(id: Int32, position: Int32)] = []
         var ruleCount = 0
+
+        /// This group's entries, then those of `later`, whose rules were all added after this
+        /// group's: offsets stay ascending in every list, so one walk meets this group's
+        /// candidates first.
+        func followed(by later: PendingGroup) -> PendingGroup {
+            var both = self
+            both.wild += later.wild
+            both.authenticated += later.authenticated
+            both.wildTCP += later.wildTCP
+            both.methods += later.methods
+            both.paths += later.paths
+            both.ports += later.ports
+            both.portsTCP += later.portsTCP
+            both.principals += later.principals
+            both.namespaces += later.namespaces
+            both.sourceAddresses += later.sourceAddresses
+            both.remoteAddresses += later.remoteAddresses
+            both.ruleCount += later.ruleCount
+            return both
+        }
     }
 
     let identities: IdentityIDs
