@@ -287,6 +287,97 @@ struct PathIndexTests {
     }
 }
 
+@Suite("header index of workload programs")
+struct HeaderIndexTests {
+    /// Rule positions: 0 user-agent prefixes and a suffix, with a port; 1 an exact user-agent;
+    /// 2 a literal too short to file; 3 `*`; 4 notValues; 5 x-tenant (another header, with a port);
+    /// 6 x-canary (another header, no port); 7 user-agent and a path (filed by path); 8 presence
+    /// only (`*`) and an exact user-agent in a second condition.
+    private static let rules = """
+          - to: [{operation: {ports: ["8080"]}}]
+            when: [{key: "request.headers[user-agent]", values: ["sqlmap*", "*nikto", "masscan*"]}]
+          - when: [{key: "request.headers[user-agent]", values: ["curl/8.5.0"]}]
+          - when: [{key: "request.headers[user-agent]", values: ["go*"]}]
+          - when: [{key: "request.headers[user-agent]", values: ["*"]}]
+          - when: [{key: "request.headers[user-agent]", notValues: ["sqlmap*"]}]
+          - to: [{operation: {ports: ["8080"]}}]
+            when: [{key: "request.headers[x-tenant]", values: ["tenant-a"]}]
+          - when: [{key: "request.headers[x-canary]", values: ["true"]}]
+          - to: [{operation: {paths: ["/admin*"]}}]
+            when: [{key: "request.headers[user-agent]", values: ["sqlmap*"]}]
+          - when: [{key: "request.headers[x-canary]", values: ["*"]}, {key: "request.headers[user-agent]", values: ["wget/1.21"]}]
+        """
+
+    private static func workload(action: String = "DENY") -> WorkloadPolicies {
+        Fixture.engine(Fixture.policy("p", action: action, rules: rules)).snapshot.workload(namespace: "ns1", labels: [:])
+    }
+
+    /// The positions of the rules an HTTP GET of `/` to `port` with this user-agent visits.
+    private static func visited(_ agent: String?, port: Int = 9090) -> [Int32] {
+        let program = workload().resolved.program
+        var cursor = program.enforced.candidates(
+            principal: -1, namespace: -1, method: -1, port: port, path: "/", header: agent, isHTTP: true,
+            in: program.code)
+        var found: [Int32] = []
+        while let offset = cursor.next(program.code) { found.append(program.position(ofRuleAt: offset) ?? -1) }
+        return found
+    }
+
+    /// Rules every HTTP request to port 9090 visits: those filed by nothing.
+    private static let unfiled: [Int32] = [2, 3, 4, 6]
+
+    @Test("a request visits the rules filed under its header value's start and end, and the unfiled ones")
+    func visits() {
+        #expect(Self.visited("sqlmap/1.7") == [0] + Self.unfiled)
+        #expect(Self.visited("masscan/1.3") == [0] + Self.unfiled)
+        #expect(Self.visited("scanner-nikto") == [0] + Self.unfiled)
+        #expect(Self.visited("curl/8.5.0") == (Self.unfiled + [1]).sorted())
+        #expect(Self.visited("wget/1.21") == Self.unfiled + [8])
+        #expect(Self.visited("envoy-client/1.29") == Self.unfiled)
+        #expect(Self.visited("") == Self.unfiled)
+        #expect(Self.visited(nil) == Self.unfiled)
+        // x-tenant's rule falls back to its port.
+        #expect(Self.visited("envoy", port: 8080) == [2, 3, 4, 5, 6])
+    }
+
+    @Test("one header per group: the one the most rules can be filed by, with its literals' shortest lengths")
+    func filing() {
+        let program = Self.workload().resolved.program
+        let group = program.enforced
+        #expect(group.headerSlot >= 0 && program.headerNames[Int(group.headerSlot)] == "user-agent")
+        #expect(group.headerKeys == PathKeys(prefixes: [Array("sqlmap".utf8)], suffixes: [Array("nikto".utf8)]))
+        let wild = (group.wild.lower..<group.wild.upper).map {
+            program.position(ofRuleAt: Int32(bitPattern: program.code.word($0))) ?? -1
+        }
+        #expect(wild == Self.unfiled)
+    }
+
+    @Test("decisions with the header index agree with the reference evaluation", arguments: ["DENY", "ALLOW", "AUDIT"])
+    func decisions(action: String) {
+        let workload = Self.workload(action: action)
+        let agents: [String?] = [
+            nil, "", "sqlmap", "sqlmap/1.7", "SQLMAP/1.7", "xsqlmap", "nikto", "a nikto", "niktox", "masscan",
+            "curl/8.5.0", "curl/8.5.0 ", "curl/8.5", "go", "gopher", "wget/1.21", "envoy-client/1.29",
+        ]
+        var requests: [AuthzRequest] = []
+        for agent in agents {
+            for extra in [[:], ["x-tenant": "tenant-a"], ["x-canary": "true"], ["x-canary": "", "x-tenant": "tenant-b"]] {
+                for port in [8080, 9090] {
+                    var headers = extra
+                    if let agent { headers["user-agent"] = agent }
+                    requests.append(Fixture.http(port: port, path: "/", headers: headers))
+                    requests.append(Fixture.http(port: port, path: "/admin/x", headers: headers))
+                }
+            }
+        }
+        requests.append(Fixture.tcp(port: 8080))
+        requests.append(Fixture.tcp(port: 9090))
+        for request in requests {
+            #expect(workload.evaluate(request) == workload.evaluateReference(request), "\(request)")
+        }
+    }
+}
+
 @Suite("address index of workload programs")
 struct AddressIndexTests {
     /// Rule positions: 0 two source blocks; 1 two remote blocks, one of a /10; 2 a source block

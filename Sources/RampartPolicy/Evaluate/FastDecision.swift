@@ -77,10 +77,14 @@ extension WorkloadProgram {
         let namespace = group.byNamespace.count == 0 ? -1 : facts.namespaceID(identities, request)
         let method = group.byMethod.count == 0 || !facts.isHTTP ? -1 : facts.methodID(identities, request)
         let pathKeys = group.hasPathIndex && facts.isHTTP ? facts.pathKeys(group.pathKeys, request) : PathKeys.none
+        let headerKeys =
+            group.hasHeaderIndex && facts.isHTTP
+            ? facts.headerKeys(group.headerKeys, group.headerSlot, headerNames, request) : PathKeys.none
         let addresses = group.hasAddressIndex ? facts.addressIDs(request) : (source: -1, remote: -1)
         var cursor = group.candidates(
             principal: principal, namespace: namespace, method: method, port: request.destination.port,
-            authenticated: facts.requestPrincipal != nil, pathKeys: pathKeys, addresses: addresses,
+            authenticated: facts.requestPrincipal != nil, pathKeys: pathKeys, headerKeys: headerKeys,
+            addresses: addresses,
             isHTTP: facts.isHTTP, in: view.words)
         let dropHTTP = !facts.isHTTP
         while let position = cursor.next(view.words) {

@@ -7,48 +7,44 @@ import Foundation
 /// Keys are kept as UTF-8 bytes in one pool, so a lookup can take a slice of a larger string (the
 /// namespace inside a principal) without building a `String`.
 struct InternTable: Sendable {
-    /// Slot → entry index + 1 (0 is empty); a power-of-two count, at most half full.
-    private let slots: [Int32]
-    /// Each entry's hash, the offset and length of its key in `bytes`, and its id.
-    private let hashes: [UInt64]
-    private let starts: [Int32]
-    private let lengths: [Int32]
-    private let ids: [Int32]
+    /// Open-addressed slots, a power-of-two count at most half full: 0 when empty, else the high 32
+    /// bits of the key's hash above the entry's index + 1, so a probe rejects other keys without
+    /// leaving the slot's cache line.
+    private let slots: [UInt64]
+    /// Each key's place in `bytes` and its id, together so that a hit reads one entry.
+    private let entries: [Entry]
     private let bytes: [UInt8]
+
+    private struct Entry {
+        let start: Int32
+        let length: Int32
+        let id: Int32
+    }
 
     /// Builds the table from `dictionary`'s pairs.
     init(_ dictionary: [String: Int32]) {
         var capacity = 8
         while capacity < dictionary.count * 2 { capacity *= 2 }
-        var slots = [Int32](repeating: 0, count: capacity)
-        var hashes: [UInt64] = []
-        var starts: [Int32] = []
-        var lengths: [Int32] = []
-        var ids: [Int32] = []
+        var slots = [UInt64](repeating: 0, count: capacity)
+        var entries: [Entry] = []
         var bytes: [UInt8] = []
         for (key, id) in dictionary {
             let hash = Self.hash(key)
             var slot = Int(truncatingIfNeeded: hash) & (capacity - 1)
             while slots[slot] != 0 { slot = (slot + 1) & (capacity - 1) }
-            hashes.append(hash)
-            starts.append(Int32(bytes.count))
-            lengths.append(Int32(key.utf8.count))
-            ids.append(id)
+            entries.append(Entry(start: Int32(bytes.count), length: Int32(key.utf8.count), id: id))
             bytes += key.utf8
-            slots[slot] = Int32(ids.count)
+            slots[slot] = (hash >> 32) << 32 | UInt64(entries.count)
         }
         self.slots = slots
-        self.hashes = hashes
-        self.starts = starts
-        self.lengths = lengths
-        self.ids = ids
+        self.entries = entries
         self.bytes = bytes
     }
 
     /// The id of `key`, or `nil` when it was not interned.
     @inline(__always)
     func id(_ key: String) -> Int32? {
-        guard !ids.isEmpty else { return nil }
+        guard !entries.isEmpty else { return nil }
         if let found = key.utf8.withContiguousStorageIfAvailable({ id(bytes: $0) }) { return found }
         var copy = key
         return copy.withUTF8 { id(bytes: $0) }
@@ -57,17 +53,19 @@ struct InternTable: Sendable {
     /// The id of the string made of these UTF-8 bytes, or `nil` when it was not interned.
     @inline(__always)
     func id(bytes key: UnsafeBufferPointer<UInt8>) -> Int32? {
-        guard !ids.isEmpty else { return nil }
+        guard !entries.isEmpty else { return nil }
         var hasher = DestinationHasher()
         hasher.combine(bytes: key)
         let hash = hasher.value
+        let tag = hash >> 32
         let mask = slots.count - 1
         var slot = Int(truncatingIfNeeded: hash) & mask
         while true {
-            let entry = Int(slots[slot]) - 1
-            if entry < 0 { return nil }
-            if hashes[entry] == hash && Int(lengths[entry]) == key.count && equal(key, at: Int(starts[entry])) {
-                return ids[entry]
+            let value = slots[slot]
+            if value == 0 { return nil }
+            if value >> 32 == tag {
+                let entry = entries[Int(truncatingIfNeeded: value & 0xffff_ffff) - 1]
+                if Int(entry.length) == key.count && equal(key, at: Int(entry.start)) { return entry.id }
             }
             slot = (slot + 1) & mask
         }

@@ -8,12 +8,14 @@
 /// The rest are filed, for HTTP requests, under the exact methods every `to` entry requires, else
 /// with the rules for authenticated requests when every `from` entry requires request
 /// principals, else under the paths every `to` entry requires (see `PathKeys`), else under the
-/// ports every `to` entry requires, else as wild; for TCP requests, where method,
+/// values a `when` condition requires of a header (keyed as paths are; one header per group, the
+/// one the most rules can be filed by), else under the ports every `to` entry requires, else as
+/// wild; for TCP requests, where method,
 /// request-principal and path checks are dropped but port checks are not, under their ports or as
 /// wild. A request visits the wild rules (with the rules for authenticated requests when it
-/// carries a request principal) and its principal's, namespace's, addresses', method's, path's and
-/// port's buckets, merged in evaluation order, so rules written for other callers, networks,
-/// methods, paths, ports or for JWT holders cost nothing.
+/// carries a request principal) and its principal's, namespace's, addresses', method's, path's,
+/// header's and port's buckets, merged in evaluation order, so rules written for other callers,
+/// networks, methods, paths, header values, ports or for JWT holders cost nothing.
 ///
 /// All lists live in the program's `ProgramCode`: a wild list is a run of rule offsets, each
 /// bucket list a run of `(id, offset)` word pairs sorted by id, offsets ascending within an id.
@@ -58,12 +60,23 @@ struct RuleGroup: Sendable {
     let bySourceAddress: PoolRange
     /// The same, for `from` entries requiring remote IP blocks.
     let byRemoteAddress: PoolRange
+    /// `(key, rule offset)` pairs of identity-wild rules filed neither by method, nor by request
+    /// principal, nor by path, whose `when` conditions require the header in `headerSlot` to start
+    /// with one of their exact or prefix literals, keyed by the start of those literals (HTTP).
+    let byHeaderPrefix: PoolRange
+    /// The same, keyed by the end of their suffix literals.
+    let byHeaderSuffix: PoolRange
+    /// The program's slot of the header rules are filed by (`-1`: none).
+    let headerSlot: Int32
+    /// How the header's value is keyed, as paths are.
+    let headerKeys: PathKeys
 
     init(
         wild: PoolRange, wildAuthenticated: PoolRange, wildTCP: PoolRange, byPrincipal: PoolRange,
         byNamespace: PoolRange, byMethod: PoolRange, byPort: PoolRange, byPortTCP: PoolRange, byPathPrefix: PoolRange,
         byPathSuffix: PoolRange, bySourceAddress: PoolRange, byRemoteAddress: PoolRange, pathKeys: PathKeys,
-        ruleCount: Int
+        byHeaderPrefix: PoolRange = .empty, byHeaderSuffix: PoolRange = .empty, headerKeys: PathKeys = PathKeys(),
+        headerSlot: Int32 = -1, ruleCount: Int
     ) {
         self.ruleCount = Int32(ruleCount)
         self.pathKeys = pathKeys
@@ -79,6 +92,10 @@ struct RuleGroup: Sendable {
         self.byPathSuffix = byPathSuffix
         self.bySourceAddress = bySourceAddress
         self.byRemoteAddress = byRemoteAddress
+        self.byHeaderPrefix = byHeaderPrefix
+        self.byHeaderSuffix = byHeaderSuffix
+        self.headerKeys = headerKeys
+        self.headerSlot = headerSlot
     }
 
     /// Whether some rule is filed under an identity (so the request's ids are worth looking up).
@@ -86,6 +103,9 @@ struct RuleGroup: Sendable {
 
     /// Whether some rule is filed by path (so the request's path is worth reading).
     var hasPathIndex: Bool { byPathPrefix.count > 0 || byPathSuffix.count > 0 }
+
+    /// Whether some rule is filed by a header (so the request's header is worth reading).
+    var hasHeaderIndex: Bool { byHeaderPrefix.count > 0 || byHeaderSuffix.count > 0 }
 
     /// Whether some rule is filed by address (so the request's addresses are worth parsing).
     var hasAddressIndex: Bool { bySourceAddress.count > 0 || byRemoteAddress.count > 0 }
@@ -139,27 +159,32 @@ struct RuleGroup: Sendable {
     /// path checks are dropped, so rules filed by them are candidates regardless.
     func candidates(
         principal: Int32, namespace: Int32, method: Int32, port: Int? = nil, authenticated: Bool = false,
-        path: String? = nil, source: IPAddress? = nil, remote: IPAddress? = nil, isHTTP: Bool, in code: ProgramCode
+        path: String? = nil, header: String? = nil, source: IPAddress? = nil, remote: IPAddress? = nil, isHTTP: Bool,
+        in code: ProgramCode
     ) -> CandidateCursor {
         let addresses = (source.map(Self.addressID) ?? -1, remote.map(Self.addressID) ?? -1)
         let keys = path.map { path in
             Array(path.utf8).withUnsafeBufferPointer { pathKeys.keys($0) }
         } ?? PathKeys.none
+        let valueKeys = header.map { value in
+            Array(value.utf8).withUnsafeBufferPointer { headerKeys.keys($0) }
+        } ?? PathKeys.none
         return code.words.withUnsafeBufferPointer {
             candidates(
                 principal: principal, namespace: namespace, method: method, port: port, authenticated: authenticated,
-                pathKeys: keys, addresses: addresses, isHTTP: isHTTP, in: $0)
+                pathKeys: keys, headerKeys: valueKeys, addresses: addresses, isHTTP: isHTTP, in: $0)
         }
     }
 
-    /// `candidates(principal:namespace:method:port:authenticated:path:source:remote:isHTTP:in:)`
-    /// over the code's words, with the path's keys (`PathKeys.keys`) and the addresses' ids
-    /// (`addressID`, `-1` for none) instead of the path and addresses.
+    /// `candidates(principal:namespace:method:port:authenticated:path:header:source:remote:isHTTP:in:)`
+    /// over the code's words, with the path's and the header's keys (`PathKeys.keys`, `PathKeys.none`
+    /// without a path or without the header) and the addresses' ids (`addressID`, `-1` for none)
+    /// instead of the path, the header and the addresses.
     @inline(__always)
     func candidates(
         principal: Int32, namespace: Int32, method: Int32, port: Int?, authenticated: Bool,
-        pathKeys keys: (prefix: Int32, suffix: Int32), addresses: (source: Int32, remote: Int32), isHTTP: Bool,
-        in code: UnsafeBufferPointer<UInt32>
+        pathKeys keys: (prefix: Int32, suffix: Int32), headerKeys: (prefix: Int32, suffix: Int32),
+        addresses: (source: Int32, remote: Int32), isHTTP: Bool, in code: UnsafeBufferPointer<UInt32>
     ) -> CandidateCursor {
         let portID = port.map { Self.portID($0) } ?? -1
         let source = Self.run(bySourceAddress, addresses.source, code)
@@ -170,7 +195,9 @@ struct RuleGroup: Sendable {
                 wild: wild.lower..<wild.upper, principal: Self.run(byPrincipal, principal, code),
                 namespace: Self.run(byNamespace, namespace, code), method: Self.run(byMethod, method, code),
                 port: Self.run(byPort, portID, code), pathPrefix: Self.run(byPathPrefix, keys.prefix, code),
-                pathSuffix: Self.run(byPathSuffix, keys.suffix, code), source: source, remote: remote)
+                pathSuffix: Self.run(byPathSuffix, keys.suffix, code),
+                headerPrefix: Self.run(byHeaderPrefix, headerKeys.prefix, code),
+                headerSuffix: Self.run(byHeaderSuffix, headerKeys.suffix, code), source: source, remote: remote)
         }
         return CandidateCursor(
             wild: wildTCP.lower..<wildTCP.upper, principal: Self.run(byPrincipal, principal, code),
@@ -199,7 +226,7 @@ struct RuleGroup: Sendable {
     /// empty for `-1` or no rules. A short list is scanned; a longer one is found with one probe of
     /// the run table after its pairs.
     ///
-    /// Only the test for an empty list or an absent id is inlined: a request looks up to eight
+    /// Only the test for an empty list or an absent id is inlined: a request looks up to ten
     /// lists, and one shared copy of the search keeps the code a decision runs through small.
     @inline(__always)
     static func run(_ pairs: PoolRange, _ id: Int32, _ code: UnsafeBufferPointer<UInt32>) -> (next: Int, end: Int) {
@@ -297,6 +324,12 @@ struct PathKeys: Sendable, Hashable {
     static let minimumLiteral = 4
     /// No keys: the path is absent or no rule is filed by path.
     static let none: (prefix: Int32, suffix: Int32) = (-1, -1)
+
+    /// No keys: nothing is filed.
+    init() {
+        prefixBytes = 0
+        suffixBytes = 0
+    }
 
     /// The group's lengths for these literals: the shortest of each kind, at most eight.
     init(prefixes: [[UInt8]], suffixes: [[UInt8]]) {

@@ -15,8 +15,13 @@ struct WorkloadProgramBuilder {
         /// Identity-wild rules filed by path, neither by method nor by request principal, with
         /// their literals (HTTP).
         var paths: [(position: Int32, prefixes: [[UInt8]], suffixes: [[UInt8]])] = []
+        /// Identity-wild rules neither filed by method, nor by request principal, nor by path,
+        /// whose `when` conditions require a header to start or end with one of some literals:
+        /// the header's name, its literals, and the ports the rule requires (`nil`: none), for
+        /// the rules `RuleGroup` does not file by their header (HTTP).
+        var headers: [(position: Int32, name: String, prefixes: [[UInt8]], suffixes: [[UInt8]], ports: [Int32]?)] = []
         /// Identity-wild rules filed by port, and neither by method, nor by request principal,
-        /// nor by path (HTTP).
+        /// nor by path, nor by header (HTTP).
         var ports: [(id: Int32, position: Int32)] = []
         /// Every identity-wild rule filed by port (TCP).
         var portsTCP: [(id: Int32, position: Int32)] = []
@@ -38,6 +43,7 @@ struct WorkloadProgramBuilder {
             both.wildTCP += later.wildTCP
             both.methods += later.methods
             both.paths += later.paths
+            both.headers += later.headers
             both.ports += later.ports
             both.portsTCP += later.portsTCP
             both.principals += later.principals
@@ -113,6 +119,8 @@ struct WorkloadProgramBuilder {
                         pending.authenticated.append(offset)
                     } else if let literals = Self.pathLiterals(of: rule) {
                         pending.paths.append((offset, literals.prefixes, literals.suffixes))
+                    } else if let header = Self.headerLiterals(of: rule) {
+                        pending.headers.append((offset, header.name, header.prefixes, header.suffixes, ports))
                     } else if let ports {
                         for port in ports { pending.ports.append((port, offset)) }
                     } else {
@@ -141,8 +149,24 @@ struct WorkloadProgramBuilder {
     }
 
     /// Writes a group's candidate lists after the rules and indexes them.
-    mutating func group(_ pending: PendingGroup) -> RuleGroup {
-        // Entries were appended in offset order, so sorting by id keeps offsets ascending per id.
+    mutating func group(_ given: PendingGroup) -> RuleGroup {
+        // One header is indexed: the one the most rules can be filed by. The rules filable by
+        // another header fall back to their ports, else to the wild rules.
+        var pending = given
+        var counts: [String: Int] = [:]
+        for entry in pending.headers { counts[entry.name, default: 0] += 1 }
+        let indexed = pending.headers.first { entry in counts[entry.name] == counts.values.max() }?.name
+        var byHeader: [(position: Int32, prefixes: [[UInt8]], suffixes: [[UInt8]])] = []
+        for entry in pending.headers {
+            if entry.name == indexed {
+                byHeader.append((entry.position, entry.prefixes, entry.suffixes))
+            } else if let ports = entry.ports {
+                for port in ports { pending.ports.append((port, entry.position)) }
+            } else {
+                pending.wild.append(entry.position)
+            }
+        }
+        pending.wild.sort()
         let wild = PoolRange(start: Int32(code.end), count: Int32(pending.wild.count))
         code.append(pending.wild.map { UInt32(bitPattern: $0) })
         let withAuthenticated = (pending.wild + pending.authenticated).sorted()
@@ -151,9 +175,7 @@ struct WorkloadProgramBuilder {
         let wildTCP = PoolRange(start: Int32(code.end), count: Int32(pending.wildTCP.count))
         code.append(pending.wildTCP.map { UInt32(bitPattern: $0) })
         func buckets(_ entries: [(id: Int32, position: Int32)]) -> PoolRange {
-            let unique = Self.unique(entries).enumerated().sorted {
-                ($0.element.id, $0.offset) < ($1.element.id, $1.offset)
-            }.map(\.element)
+            let unique = Self.unique(entries).sorted { ($0.id, $0.position) < ($1.id, $1.position) }
             let start = Int32(code.end)
             code.append(unique.flatMap { [UInt32(bitPattern: $0.id), UInt32(bitPattern: $0.position)] })
             if unique.count > RuleGroup.scannedPairs { code.append(RuleGroup.runTable(unique.map(\.id))) }
@@ -172,11 +194,17 @@ struct WorkloadProgramBuilder {
             pending.paths.flatMap { rule in rule.suffixes.map { (keys.key(literal: $0, prefix: false), rule.position) } })
         let sourceAddresses = buckets(pending.sourceAddresses)
         let remoteAddresses = buckets(pending.remoteAddresses)
+        let headerKeys = PathKeys(prefixes: byHeader.flatMap(\.prefixes), suffixes: byHeader.flatMap(\.suffixes))
+        let headerPrefixes = buckets(
+            byHeader.flatMap { rule in rule.prefixes.map { (headerKeys.key(literal: $0, prefix: true), rule.position) } })
+        let headerSuffixes = buckets(
+            byHeader.flatMap { rule in rule.suffixes.map { (headerKeys.key(literal: $0, prefix: false), rule.position) } })
         return RuleGroup(
             wild: wild, wildAuthenticated: wildAuthenticated, wildTCP: wildTCP, byPrincipal: principals,
             byNamespace: namespaces, byMethod: methods, byPort: ports, byPortTCP: portsTCP, byPathPrefix: pathPrefixes,
             byPathSuffix: pathSuffixes, bySourceAddress: sourceAddresses, byRemoteAddress: remoteAddresses,
-            pathKeys: keys, ruleCount: pending.ruleCount)
+            pathKeys: keys, byHeaderPrefix: headerPrefixes, byHeaderSuffix: headerSuffixes, headerKeys: headerKeys,
+            headerSlot: indexed.flatMap { headerSlots[$0] } ?? -1, ruleCount: pending.ruleCount)
     }
 
     private func ids(_ values: [String], _ table: [String: Int32]) -> [Int32]? {
@@ -479,6 +507,36 @@ struct WorkloadProgramBuilder {
             }
         }
         return (prefixes, suffixes)
+    }
+
+    /// The header a rule's `when` conditions require to start or end with one of some literals, with
+    /// those literals, or `nil` when there is none.
+    ///
+    /// The first positive `request.headers[name]` condition whose values are all exact, prefix or
+    /// suffix strings of at least `PathKeys.minimumLiteral` bytes (no `*`, no presence) qualifies:
+    /// `when` conditions are ANDed over the whole rule, so a request whose header has none of those
+    /// starts or ends, or that lacks the header, fails the rule.
+    static func headerLiterals(of rule: CompiledRule) -> (name: String, prefixes: [[UInt8]], suffixes: [[UInt8]])? {
+        for check in rule.whens {
+            guard case .header(let name) = check.attribute, !check.negated, case .strings(let matchers) = check.matcher,
+                !matchers.isEmpty,
+                matchers.allSatisfy({ matcher in
+                    !matcher.ignoreCase && matcher.form != .presence && matcher.form != .anyValue
+                        && matcher.literal.utf8.count >= PathKeys.minimumLiteral
+                })
+            else { continue }
+            var prefixes: [[UInt8]] = []
+            var suffixes: [[UInt8]] = []
+            for matcher in matchers {
+                if matcher.form == .suffix {
+                    suffixes.append(Array(matcher.literal.utf8))
+                } else {
+                    prefixes.append(Array(matcher.literal.utf8))
+                }
+            }
+            return (name, prefixes, suffixes)
+        }
+        return nil
     }
 
     /// The ports an identity-wild rule requires, as bucket ids, or `nil` when it can match any port.
