@@ -287,12 +287,99 @@ struct PathIndexTests {
     }
 }
 
+@Suite("filing of rules for peers without a principal")
+struct AnonymousFilingTests {
+    /// Rule positions: 0 notPrincipals `*` with write methods; 1 notPrincipals `*` alone; 2
+    /// notPrincipals `*` in one `from` entry only; 3 notPrincipals of one principal; 4 notPrincipals
+    /// `*` and a namespace in every entry; 5 an exact principal.
+    private static let rules = """
+          - from: [{source: {notPrincipals: ["*"]}}]
+            to: [{operation: {methods: ["POST", "PUT", "DELETE"]}}]
+          - from: [{source: {notPrincipals: ["*"]}}]
+          - from: [{source: {notPrincipals: ["*"]}}, {source: {namespaces: ["ns2"]}}]
+          - from: [{source: {notPrincipals: ["cluster.local/ns/ns2/sa/a"]}}]
+          - from: [{source: {notPrincipals: ["cluster.local/ns/x/sa/y", "*"], namespaces: ["ns*"]}}]
+          - from: [{source: {principals: ["cluster.local/ns/ns2/sa/a"]}}]
+        """
+
+    private static func workload(action: String = "DENY", mode: String? = nil) -> WorkloadPolicies {
+        var yaml = Fixture.policy("p", action: action, rules: rules)
+        if let mode {
+            yaml += """
+
+                ---
+                apiVersion: security.istio.io/v1
+                kind: PeerAuthentication
+                metadata: {name: default, namespace: ns1}
+                spec:
+                  mtls: {mode: \(mode)}
+                  portLevelMtls: {"9090": {mode: DISABLE}}
+                """
+        }
+        return Fixture.engine(yaml).snapshot.workload(namespace: "ns1", labels: [:])
+    }
+
+    /// The positions of the rules an HTTP POST to port 8080 visits, from a peer with this principal
+    /// id (`RuleGroup.anonymous` for none).
+    private static func visited(principal: Int32) -> [Int32] {
+        let program = workload().resolved.program
+        var cursor = program.enforced.candidates(
+            principal: principal, namespace: -1, method: program.identities.methods["POST"] ?? -1, port: 8080,
+            isHTTP: true, in: program.code)
+        var found: [Int32] = []
+        while let offset = cursor.next(program.code) { found.append(program.position(ofRuleAt: offset) ?? -1) }
+        return found
+    }
+
+    @Test("rules requiring a peer without a principal are visited only by requests without one")
+    func visits() {
+        let program = Self.workload().resolved.program
+        let known = program.principalIDs["cluster.local/ns/ns2/sa/a"] ?? -9
+        #expect(Self.visited(principal: RuleGroup.anonymous) == [0, 1, 2, 3, 4])
+        #expect(Self.visited(principal: known) == [2, 3, 5])
+        #expect(Self.visited(principal: -1) == [2, 3])
+    }
+
+    @Test("decisions with and without a peer principal agree with the reference evaluation",
+        arguments: ["DENY", "ALLOW", "AUDIT"])
+    func decisions(action: String) {
+        for mode in [nil, "STRICT", "PERMISSIVE", "DISABLE"] {
+            let workload = Self.workload(action: action, mode: mode)
+            var requests: [AuthzRequest] = []
+            for principal in [nil, "", "cluster.local/ns/ns2/sa/a", "cluster.local/ns/x/sa/y", "spiffe-less"] {
+                for method in ["GET", "POST"] {
+                    for port in [8080, 9090] {
+                        requests.append(Fixture.http(principal: principal, port: port, method: method))
+                        requests.append(
+                            AuthzRequest(
+                                transport: .http, source: AuthzRequest.Source(ip: "10.0.0.1", mtls: false),
+                                destination: AuthzRequest.Destination(namespace: "ns1", port: port), method: method,
+                                path: "/"))
+                    }
+                }
+                requests.append(Fixture.tcp(principal: principal, port: 8080))
+                requests.append(Fixture.tcp(principal: principal, port: 9090))
+            }
+            for request in requests {
+                #expect(workload.evaluate(request) == workload.evaluateReference(request), "\(mode ?? "none") \(request)")
+            }
+            let plaintext = AuthzRequest(
+                transport: .http, source: AuthzRequest.Source(ip: "10.0.0.1", mtls: false),
+                destination: AuthzRequest.Destination(namespace: "ns1", port: 9090), method: "POST", path: "/")
+            if action == "DENY" && mode != "STRICT" {
+                #expect(workload.evaluate(plaintext).decision == .deny && workload.evaluate(plaintext).rule == 0)
+            }
+        }
+    }
+}
+
 @Suite("header index of workload programs")
 struct HeaderIndexTests {
     /// Rule positions: 0 user-agent prefixes and a suffix, with a port; 1 an exact user-agent;
-    /// 2 a literal too short to file; 3 `*`; 4 notValues; 5 x-tenant (another header, with a port);
-    /// 6 x-canary (another header, no port); 7 user-agent and a path (filed by path); 8 presence
-    /// only (`*`) and an exact user-agent in a second condition.
+    /// 2 a literal too short to file; 3 `*`; 4 notValues; 5 x-tenant (the second header indexed,
+    /// with a port); 6 x-canary (a third header, no port: wild); 7 user-agent and a path (filed by
+    /// path); 8 presence only (`*`) and an exact user-agent in a second condition; 9 x-debug (a
+    /// fourth header, with a port: filed by port).
     private static let rules = """
           - to: [{operation: {ports: ["8080"]}}]
             when: [{key: "request.headers[user-agent]", values: ["sqlmap*", "*nikto", "masscan*"]}]
@@ -306,17 +393,19 @@ struct HeaderIndexTests {
           - to: [{operation: {paths: ["/admin*"]}}]
             when: [{key: "request.headers[user-agent]", values: ["sqlmap*"]}]
           - when: [{key: "request.headers[x-canary]", values: ["*"]}, {key: "request.headers[user-agent]", values: ["wget/1.21"]}]
+          - to: [{operation: {ports: ["8080"]}}]
+            when: [{key: "request.headers[x-debug]", values: ["enabled"]}]
         """
 
     private static func workload(action: String = "DENY") -> WorkloadPolicies {
         Fixture.engine(Fixture.policy("p", action: action, rules: rules)).snapshot.workload(namespace: "ns1", labels: [:])
     }
 
-    /// The positions of the rules an HTTP GET of `/` to `port` with this user-agent visits.
-    private static func visited(_ agent: String?, port: Int = 9090) -> [Int32] {
+    /// The positions of the rules an HTTP GET of `/` to `port` with this user-agent and x-tenant visits.
+    private static func visited(_ agent: String?, tenant: String? = nil, port: Int = 9090) -> [Int32] {
         let program = workload().resolved.program
         var cursor = program.enforced.candidates(
-            principal: -1, namespace: -1, method: -1, port: port, path: "/", header: agent, isHTTP: true,
+            principal: -1, namespace: -1, method: -1, port: port, path: "/", headers: (agent, tenant), isHTTP: true,
             in: program.code)
         var found: [Int32] = []
         while let offset = cursor.next(program.code) { found.append(program.position(ofRuleAt: offset) ?? -1) }
@@ -336,16 +425,22 @@ struct HeaderIndexTests {
         #expect(Self.visited("envoy-client/1.29") == Self.unfiled)
         #expect(Self.visited("") == Self.unfiled)
         #expect(Self.visited(nil) == Self.unfiled)
-        // x-tenant's rule falls back to its port.
-        #expect(Self.visited("envoy", port: 8080) == [2, 3, 4, 5, 6])
+        #expect(Self.visited("envoy", tenant: "tenant-a") == [2, 3, 4, 5, 6])
+        #expect(Self.visited("sqlmap", tenant: "tenant-a") == [0, 2, 3, 4, 5, 6])
+        #expect(Self.visited("envoy", tenant: "tenant-b") == Self.unfiled)
+        // x-debug's rule falls back to its port, x-canary's to the wild rules.
+        #expect(Self.visited("envoy", port: 8080) == [2, 3, 4, 6, 9])
     }
 
-    @Test("one header per group: the one the most rules can be filed by, with its literals' shortest lengths")
+    @Test("two headers per group: those the most rules can be filed by, with their literals' shortest lengths")
     func filing() {
         let program = Self.workload().resolved.program
         let group = program.enforced
-        #expect(group.headerSlot >= 0 && program.headerNames[Int(group.headerSlot)] == "user-agent")
-        #expect(group.headerKeys == PathKeys(prefixes: [Array("sqlmap".utf8)], suffixes: [Array("nikto".utf8)]))
+        let (first, second) = group.headers
+        #expect(first.slot >= 0 && program.headerNames[Int(first.slot)] == "user-agent")
+        #expect(first.keys == PathKeys(prefixes: [Array("sqlmap".utf8)], suffixes: [Array("nikto".utf8)]))
+        #expect(second.slot >= 0 && program.headerNames[Int(second.slot)] == "x-tenant")
+        #expect(second.keys == PathKeys(prefixes: [Array("tenant-a".utf8)], suffixes: []))
         let wild = (group.wild.lower..<group.wild.upper).map {
             program.position(ofRuleAt: Int32(bitPattern: program.code.word($0))) ?? -1
         }
@@ -361,7 +456,10 @@ struct HeaderIndexTests {
         ]
         var requests: [AuthzRequest] = []
         for agent in agents {
-            for extra in [[:], ["x-tenant": "tenant-a"], ["x-canary": "true"], ["x-canary": "", "x-tenant": "tenant-b"]] {
+            for extra in [
+                [:], ["x-tenant": "tenant-a"], ["x-canary": "true"], ["x-canary": "", "x-tenant": "tenant-b"],
+                ["x-debug": "enabled"], ["x-debug": "enabled!", "x-tenant": "tenant-a"],
+            ] {
                 for port in [8080, 9090] {
                     var headers = extra
                     if let agent { headers["user-agent"] = agent }

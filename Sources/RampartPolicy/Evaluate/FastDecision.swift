@@ -73,13 +73,19 @@ extension WorkloadProgram {
         -> Int32?
     {
         guard group.ruleCount > 0 else { return nil }
-        let principal = group.byPrincipal.count == 0 ? -1 : facts.principalID(identities, request)
+        // A request without a peer principal looks up the rules filed for such requests.
+        let principal =
+            group.byPrincipal.count == 0
+            ? -1 : facts.principal(request) == nil ? RuleGroup.anonymous : facts.principalID(identities, request)
         let namespace = group.byNamespace.count == 0 ? -1 : facts.namespaceID(identities, request)
         let method = group.byMethod.count == 0 || !facts.isHTTP ? -1 : facts.methodID(identities, request)
         let pathKeys = group.hasPathIndex && facts.isHTTP ? facts.pathKeys(group.pathKeys, request) : PathKeys.none
         let headerKeys =
             group.hasHeaderIndex && facts.isHTTP
-            ? facts.headerKeys(group.headerKeys, group.headerSlot, headerNames, request) : PathKeys.none
+            ? (
+                facts.headerKeys(group.headers.0.keys, group.headers.0.slot, 0, headerNames, request),
+                facts.headerKeys(group.headers.1.keys, group.headers.1.slot, 1, headerNames, request)
+            ) : (PathKeys.none, PathKeys.none)
         let addresses = group.hasAddressIndex ? facts.addressIDs(request) : (source: -1, remote: -1)
         var cursor = group.candidates(
             principal: principal, namespace: namespace, method: method, port: request.destination.port,

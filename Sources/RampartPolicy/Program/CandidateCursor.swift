@@ -3,14 +3,14 @@
 /// buckets (positions of words in the code that hold rule offsets).
 ///
 /// Only the buckets that hold something are kept, packed at the front of `runs`, and a bucket is
-/// dropped once read, so each step compares the few live lists rather than all ten.
+/// dropped once read, so each step compares the few live lists rather than all twelve.
 struct CandidateCursor {
     /// Positions of the wild rules' offsets, one word apart.
     private var wild: Range<Int>
     /// Positions of the live buckets' offsets, two words apart (`(id, offset)` pairs): the next one
     /// to read and the end; the first `live` entries are in use. Positions are 32-bit, as rule
     /// offsets are, so the cursor stays small enough to be returned in place.
-    private var runs: InlineArray<10, (next: UInt32, end: UInt32)>
+    private var runs: InlineArray<12, (next: UInt32, end: UInt32)>
     private var live = 0
 
     /// Starts a walk over buckets given as (position of the first offset, end).
@@ -18,9 +18,10 @@ struct CandidateCursor {
     init(
         wild: Range<Int>, principal: (next: Int, end: Int), namespace: (next: Int, end: Int),
         method: (next: Int, end: Int), port: (next: Int, end: Int), pathPrefix: (next: Int, end: Int) = (0, 0),
-        pathSuffix: (next: Int, end: Int) = (0, 0), headerPrefix: (next: Int, end: Int) = (0, 0),
-        headerSuffix: (next: Int, end: Int) = (0, 0), source: (next: Int, end: Int) = (0, 0),
-        remote: (next: Int, end: Int) = (0, 0)
+        pathSuffix: (next: Int, end: Int) = (0, 0),
+        headers: ((next: Int, end: Int), (next: Int, end: Int), (next: Int, end: Int), (next: Int, end: Int)) = (
+            (0, 0), (0, 0), (0, 0), (0, 0)
+        ), source: (next: Int, end: Int) = (0, 0), remote: (next: Int, end: Int) = (0, 0)
     ) {
         self.wild = wild
         runs = InlineArray(repeating: (0, 0))
@@ -30,8 +31,10 @@ struct CandidateCursor {
         keep(port)
         keep(pathPrefix)
         keep(pathSuffix)
-        keep(headerPrefix)
-        keep(headerSuffix)
+        keep(headers.0)
+        keep(headers.1)
+        keep(headers.2)
+        keep(headers.3)
         keep(source)
         keep(remote)
     }

@@ -229,15 +229,17 @@ struct RequestFacts {
         withPath(request) { keys.keys($0) } ?? PathKeys.none
     }
 
-    /// The keys of the value of the header in `slot` for a group's header index; none without
-    /// the header.
+    /// The keys (`RuleGroup.headerKey`) of the value of the header in `slot`, a group's indexed
+    /// header of index `index`; none without the header or when `slot` is `-1`.
     @inline(__always)
-    mutating func headerKeys(_ keys: PathKeys, _ slot: Int32, _ names: [String], _ request: AuthzRequest)
+    mutating func headerKeys(_ keys: PathKeys, _ slot: Int16, _ index: Int, _ names: [String], _ request: AuthzRequest)
         -> (prefix: Int32, suffix: Int32)
     {
-        guard let value = header(slot, names, request) else { return PathKeys.none }
-        if let found = value.utf8.withContiguousStorageIfAvailable({ keys.keys($0) }) { return found }
-        return Array(value.utf8).withUnsafeBufferPointer { keys.keys($0) }
+        guard slot >= 0, let value = header(Int32(slot), names, request) else { return PathKeys.none }
+        let found =
+            value.utf8.withContiguousStorageIfAvailable { keys.keys($0) }
+            ?? Array(value.utf8).withUnsafeBufferPointer { keys.keys($0) }
+        return (RuleGroup.headerKey(found.prefix, index), RuleGroup.headerKey(found.suffix, index))
     }
 
     /// The value of the header in `slot` of the program (named `names[slot]`), found once for the

@@ -2,14 +2,16 @@
 /// request must carry for them to match.
 ///
 /// A rule whose every `from` entry requires exact principals or exact namespaces can match only a
-/// request with one of them, so it is filed in those buckets. The others ("identity-wild") whose
+/// request with one of them, so it is filed in those buckets; one whose every `from` entry
+/// requires the peer to have no principal (`notPrincipals: ["*"]`) is filed under the principal
+/// id `anonymous`, which only requests without a peer principal look up. The others ("identity-wild") whose
 /// every `from` entry requires source or remote IP blocks are filed under the blocks' leading
 /// bits (see `addressID`), for HTTP and TCP requests alike, since address checks apply to both.
 /// The rest are filed, for HTTP requests, under the exact methods every `to` entry requires, else
 /// with the rules for authenticated requests when every `from` entry requires request
 /// principals, else under the paths every `to` entry requires (see `PathKeys`), else under the
-/// values a `when` condition requires of a header (keyed as paths are; one header per group, the
-/// one the most rules can be filed by), else under the ports every `to` entry requires, else as
+/// values a `when` condition requires of a header (keyed as paths are; two headers per group,
+/// those the most rules can be filed by), else under the ports every `to` entry requires, else as
 /// wild; for TCP requests, where method,
 /// request-principal and path checks are dropped but port checks are not, under their ports or as
 /// wild. A request visits the wild rules (with the rules for authenticated requests when it
@@ -61,22 +63,29 @@ struct RuleGroup: Sendable {
     /// The same, for `from` entries requiring remote IP blocks.
     let byRemoteAddress: PoolRange
     /// `(key, rule offset)` pairs of identity-wild rules filed neither by method, nor by request
-    /// principal, nor by path, whose `when` conditions require the header in `headerSlot` to start
-    /// with one of their exact or prefix literals, keyed by the start of those literals (HTTP).
+    /// principal, nor by path, whose `when` conditions require one of the indexed headers to start
+    /// with one of their exact or prefix literals, keyed by the start of those literals mixed with
+    /// the header's index (`headerKey`) (HTTP).
     let byHeaderPrefix: PoolRange
     /// The same, keyed by the end of their suffix literals.
     let byHeaderSuffix: PoolRange
-    /// The program's slot of the header rules are filed by (`-1`: none).
-    let headerSlot: Int32
-    /// How the header's value is keyed, as paths are.
-    let headerKeys: PathKeys
+    /// The indexed headers: each one's slot in the program (`-1`: none) and how its value is keyed.
+    let headers: ((slot: Int16, keys: PathKeys), (slot: Int16, keys: PathKeys))
+
+    /// How many headers a group indexes.
+    static let indexedHeaders = 2
+    /// The principal id under which `byPrincipal` files the rules only a request without a peer
+    /// principal can match (see `WorkloadProgramBuilder.requiresNoPrincipal`); interned ids are
+    /// smaller.
+    static let anonymous = Int32.max - 1
 
     init(
         wild: PoolRange, wildAuthenticated: PoolRange, wildTCP: PoolRange, byPrincipal: PoolRange,
         byNamespace: PoolRange, byMethod: PoolRange, byPort: PoolRange, byPortTCP: PoolRange, byPathPrefix: PoolRange,
         byPathSuffix: PoolRange, bySourceAddress: PoolRange, byRemoteAddress: PoolRange, pathKeys: PathKeys,
-        byHeaderPrefix: PoolRange = .empty, byHeaderSuffix: PoolRange = .empty, headerKeys: PathKeys = PathKeys(),
-        headerSlot: Int32 = -1, ruleCount: Int
+        byHeaderPrefix: PoolRange = .empty, byHeaderSuffix: PoolRange = .empty,
+        headers: ((slot: Int32, keys: PathKeys), (slot: Int32, keys: PathKeys)) = ((-1, PathKeys()), (-1, PathKeys())),
+        ruleCount: Int
     ) {
         self.ruleCount = Int32(ruleCount)
         self.pathKeys = pathKeys
@@ -94,8 +103,7 @@ struct RuleGroup: Sendable {
         self.byRemoteAddress = byRemoteAddress
         self.byHeaderPrefix = byHeaderPrefix
         self.byHeaderSuffix = byHeaderSuffix
-        self.headerKeys = headerKeys
-        self.headerSlot = headerSlot
+        self.headers = ((Int16(headers.0.slot), headers.0.keys), (Int16(headers.1.slot), headers.1.keys))
     }
 
     /// Whether some rule is filed under an identity (so the request's ids are worth looking up).
@@ -104,7 +112,14 @@ struct RuleGroup: Sendable {
     /// Whether some rule is filed by path (so the request's path is worth reading).
     var hasPathIndex: Bool { byPathPrefix.count > 0 || byPathSuffix.count > 0 }
 
-    /// Whether some rule is filed by a header (so the request's header is worth reading).
+    /// The key of a header value's key (`PathKeys.keys`) for the header of index `index`; `-1`
+    /// stays `-1`.
+    @inline(__always)
+    static func headerKey(_ key: Int32, _ index: Int) -> Int32 {
+        key < 0 ? -1 : (key ^ Int32(truncatingIfNeeded: index &* 0x2545_F491)) & 0x7fff_ffff
+    }
+
+    /// Whether some rule is filed by a header (so the request's headers are worth reading).
     var hasHeaderIndex: Bool { byHeaderPrefix.count > 0 || byHeaderSuffix.count > 0 }
 
     /// Whether some rule is filed by address (so the request's addresses are worth parsing).
@@ -159,20 +174,24 @@ struct RuleGroup: Sendable {
     /// path checks are dropped, so rules filed by them are candidates regardless.
     func candidates(
         principal: Int32, namespace: Int32, method: Int32, port: Int? = nil, authenticated: Bool = false,
-        path: String? = nil, header: String? = nil, source: IPAddress? = nil, remote: IPAddress? = nil, isHTTP: Bool,
-        in code: ProgramCode
+        path: String? = nil, headers: (String?, String?) = (nil, nil), source: IPAddress? = nil,
+        remote: IPAddress? = nil, isHTTP: Bool, in code: ProgramCode
     ) -> CandidateCursor {
         let addresses = (source.map(Self.addressID) ?? -1, remote.map(Self.addressID) ?? -1)
         let keys = path.map { path in
             Array(path.utf8).withUnsafeBufferPointer { pathKeys.keys($0) }
         } ?? PathKeys.none
-        let valueKeys = header.map { value in
-            Array(value.utf8).withUnsafeBufferPointer { headerKeys.keys($0) }
-        } ?? PathKeys.none
+        func valueKeys(_ value: String?, _ index: Int, _ keys: PathKeys) -> (prefix: Int32, suffix: Int32) {
+            guard let value else { return PathKeys.none }
+            let found = Array(value.utf8).withUnsafeBufferPointer { keys.keys($0) }
+            return (Self.headerKey(found.prefix, index), Self.headerKey(found.suffix, index))
+        }
+        let first = valueKeys(headers.0, 0, self.headers.0.keys)
+        let second = valueKeys(headers.1, 1, self.headers.1.keys)
         return code.words.withUnsafeBufferPointer {
             candidates(
                 principal: principal, namespace: namespace, method: method, port: port, authenticated: authenticated,
-                pathKeys: keys, headerKeys: valueKeys, addresses: addresses, isHTTP: isHTTP, in: $0)
+                pathKeys: keys, headerKeys: (first, second), addresses: addresses, isHTTP: isHTTP, in: $0)
         }
     }
 
@@ -183,7 +202,8 @@ struct RuleGroup: Sendable {
     @inline(__always)
     func candidates(
         principal: Int32, namespace: Int32, method: Int32, port: Int?, authenticated: Bool,
-        pathKeys keys: (prefix: Int32, suffix: Int32), headerKeys: (prefix: Int32, suffix: Int32),
+        pathKeys keys: (prefix: Int32, suffix: Int32),
+        headerKeys: ((prefix: Int32, suffix: Int32), (prefix: Int32, suffix: Int32)),
         addresses: (source: Int32, remote: Int32), isHTTP: Bool, in code: UnsafeBufferPointer<UInt32>
     ) -> CandidateCursor {
         let portID = port.map { Self.portID($0) } ?? -1
@@ -196,8 +216,10 @@ struct RuleGroup: Sendable {
                 namespace: Self.run(byNamespace, namespace, code), method: Self.run(byMethod, method, code),
                 port: Self.run(byPort, portID, code), pathPrefix: Self.run(byPathPrefix, keys.prefix, code),
                 pathSuffix: Self.run(byPathSuffix, keys.suffix, code),
-                headerPrefix: Self.run(byHeaderPrefix, headerKeys.prefix, code),
-                headerSuffix: Self.run(byHeaderSuffix, headerKeys.suffix, code), source: source, remote: remote)
+                headers: (
+                    Self.run(byHeaderPrefix, headerKeys.0.prefix, code), Self.run(byHeaderSuffix, headerKeys.0.suffix, code),
+                    Self.run(byHeaderPrefix, headerKeys.1.prefix, code), Self.run(byHeaderSuffix, headerKeys.1.suffix, code)
+                ), source: source, remote: remote)
         }
         return CandidateCursor(
             wild: wildTCP.lower..<wildTCP.upper, principal: Self.run(byPrincipal, principal, code),
@@ -226,7 +248,7 @@ struct RuleGroup: Sendable {
     /// empty for `-1` or no rules. A short list is scanned; a longer one is found with one probe of
     /// the run table after its pairs.
     ///
-    /// Only the test for an empty list or an absent id is inlined: a request looks up to ten
+    /// Only the test for an empty list or an absent id is inlined: a request looks up to twelve
     /// lists, and one shared copy of the search keeps the code a decision runs through small.
     @inline(__always)
     static func run(_ pairs: PoolRange, _ id: Int32, _ code: UnsafeBufferPointer<UInt32>) -> (next: Int, end: Int) {

@@ -25,6 +25,8 @@ struct WorkloadProgramBuilder {
         var ports: [(id: Int32, position: Int32)] = []
         /// Every identity-wild rule filed by port (TCP).
         var portsTCP: [(id: Int32, position: Int32)] = []
+        /// Rules filed by exact principals, and (under `RuleGroup.anonymous`) identity-wild rules
+        /// whose every `from` entry requires the peer to have no principal.
         var principals: [(id: Int32, position: Int32)] = []
         var namespaces: [(id: Int32, position: Int32)] = []
         /// Identity-wild rules filed by the source IP blocks they require (HTTP and TCP).
@@ -102,6 +104,11 @@ struct WorkloadProgramBuilder {
                     let principals = ids(identity.principals, identities.principals),
                     let namespaces = ids(identity.namespaces, identities.namespaces)
                 else {
+                    // Principal checks apply to TCP too, so such a rule is filed alike for both.
+                    if Self.requiresNoPrincipal(rule) {
+                        pending.principals.append((RuleGroup.anonymous, offset))
+                        continue
+                    }
                     if let addresses = Self.addresses(of: rule) {
                         for id in addresses.source { pending.sourceAddresses.append((id, offset)) }
                         for id in addresses.remote { pending.remoteAddresses.append((id, offset)) }
@@ -150,16 +157,20 @@ struct WorkloadProgramBuilder {
 
     /// Writes a group's candidate lists after the rules and indexes them.
     mutating func group(_ given: PendingGroup) -> RuleGroup {
-        // One header is indexed: the one the most rules can be filed by. The rules filable by
-        // another header fall back to their ports, else to the wild rules.
+        // Two headers are indexed: those the most rules can be filed by (first filed first on a
+        // tie). The rules filable by another header fall back to their ports, else to the wild rules.
         var pending = given
         var counts: [String: Int] = [:]
         for entry in pending.headers { counts[entry.name, default: 0] += 1 }
-        let indexed = pending.headers.first { entry in counts[entry.name] == counts.values.max() }?.name
-        var byHeader: [(position: Int32, prefixes: [[UInt8]], suffixes: [[UInt8]])] = []
+        var indexed: [String] = []
+        for entry in pending.headers where !indexed.contains(entry.name) { indexed.append(entry.name) }
+        indexed = Array(
+            indexed.enumerated().sorted { (-(counts[$0.element] ?? 0), $0.offset) < (-(counts[$1.element] ?? 0), $1.offset) }
+                .map(\.element).prefix(RuleGroup.indexedHeaders))
+        var byHeader: [[(position: Int32, prefixes: [[UInt8]], suffixes: [[UInt8]])]] = indexed.map { _ in [] }
         for entry in pending.headers {
-            if entry.name == indexed {
-                byHeader.append((entry.position, entry.prefixes, entry.suffixes))
+            if let index = indexed.firstIndex(of: entry.name) {
+                byHeader[index].append((entry.position, entry.prefixes, entry.suffixes))
             } else if let ports = entry.ports {
                 for port in ports { pending.ports.append((port, entry.position)) }
             } else {
@@ -194,17 +205,35 @@ struct WorkloadProgramBuilder {
             pending.paths.flatMap { rule in rule.suffixes.map { (keys.key(literal: $0, prefix: false), rule.position) } })
         let sourceAddresses = buckets(pending.sourceAddresses)
         let remoteAddresses = buckets(pending.remoteAddresses)
-        let headerKeys = PathKeys(prefixes: byHeader.flatMap(\.prefixes), suffixes: byHeader.flatMap(\.suffixes))
-        let headerPrefixes = buckets(
-            byHeader.flatMap { rule in rule.prefixes.map { (headerKeys.key(literal: $0, prefix: true), rule.position) } })
-        let headerSuffixes = buckets(
-            byHeader.flatMap { rule in rule.suffixes.map { (headerKeys.key(literal: $0, prefix: false), rule.position) } })
+        // Both headers' keys share the two lists, each mixed with its header's index.
+        let headerKeys = byHeader.map { rules in
+            PathKeys(prefixes: rules.flatMap(\.prefixes), suffixes: rules.flatMap(\.suffixes))
+        }
+        var prefixEntries: [(id: Int32, position: Int32)] = []
+        var suffixEntries: [(id: Int32, position: Int32)] = []
+        for (index, rules) in byHeader.enumerated() {
+            let keys = headerKeys[index]
+            for rule in rules {
+                for literal in rule.prefixes {
+                    prefixEntries.append((RuleGroup.headerKey(keys.key(literal: literal, prefix: true), index), rule.position))
+                }
+                for literal in rule.suffixes {
+                    suffixEntries.append((RuleGroup.headerKey(keys.key(literal: literal, prefix: false), index), rule.position))
+                }
+            }
+        }
+        let headerPrefixes = buckets(prefixEntries)
+        let headerSuffixes = buckets(suffixEntries)
+        let slots = indexed.map { headerSlots[$0] ?? -1 }
         return RuleGroup(
             wild: wild, wildAuthenticated: wildAuthenticated, wildTCP: wildTCP, byPrincipal: principals,
             byNamespace: namespaces, byMethod: methods, byPort: ports, byPortTCP: portsTCP, byPathPrefix: pathPrefixes,
             byPathSuffix: pathSuffixes, bySourceAddress: sourceAddresses, byRemoteAddress: remoteAddresses,
-            pathKeys: keys, byHeaderPrefix: headerPrefixes, byHeaderSuffix: headerSuffixes, headerKeys: headerKeys,
-            headerSlot: indexed.flatMap { headerSlots[$0] } ?? -1, ruleCount: pending.ruleCount)
+            pathKeys: keys, byHeaderPrefix: headerPrefixes, byHeaderSuffix: headerSuffixes,
+            headers: (
+                (slots.first ?? -1, headerKeys.first ?? PathKeys()),
+                (slots.count > 1 ? slots[1] : -1, headerKeys.count > 1 ? headerKeys[1] : PathKeys())
+            ), ruleCount: pending.ruleCount)
     }
 
     private func ids(_ values: [String], _ table: [String: Int32]) -> [Int32]? {
@@ -507,6 +536,20 @@ struct WorkloadProgramBuilder {
             }
         }
         return (prefixes, suffixes)
+    }
+
+    /// Whether every `from` entry of a rule requires the peer to have no principal (a negated
+    /// principals check holding `*`, Istio's way of saying "without an mTLS identity"): only a
+    /// request without one can match it.
+    static func requiresNoPrincipal(_ rule: CompiledRule) -> Bool {
+        !rule.froms.isEmpty
+            && rule.froms.allSatisfy { clause in
+                clause.contains { check in
+                    guard check.attribute == .sourcePrincipal, check.negated, case .strings(let matchers) = check.matcher
+                    else { return false }
+                    return matchers.contains { $0.form == .presence }
+                }
+            }
     }
 
     /// The header a rule's `when` conditions require to start or end with one of some literals, with
