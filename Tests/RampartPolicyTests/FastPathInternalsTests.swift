@@ -159,4 +159,78 @@ struct FastPathInternalsTests {
         #expect(empty.buffer.isEmpty)
         empty.free()
     }
+
+    @Test("a rule's path filter admits every path its literals match, and skips most others")
+    func pathFilter() {
+        var random = SystemRandomNumberGenerator()
+        let alphabet = Array("/abcdefgh.-_0123456789".utf8)
+        func text(_ length: Int) -> [UInt8] { (0..<length).map { _ in alphabet.randomElement(using: &random)! } }
+        var skipped = 0
+        var unrelated = 0
+        for _ in 0..<300 {
+            let prefixes = (0..<Int.random(in: 0...3, using: &random)).map { _ in text(Int.random(in: 1...12, using: &random)) }
+            let suffixes = (0..<Int.random(in: 0...2, using: &random)).map { _ in text(Int.random(in: 1...12, using: &random)) }
+            let filter = PathFilter(prefixes: prefixes, suffixes: suffixes)
+            #expect(filter.isEmpty == (prefixes.isEmpty && suffixes.isEmpty))
+            func admits(_ path: [UInt8]) -> Bool { path.withUnsafeBufferPointer { filter.admits($0) } }
+            for literal in prefixes {
+                #expect(admits(literal) && admits(literal + text(5)), "\(prefixes) \(suffixes)")
+            }
+            for literal in suffixes {
+                #expect(admits(literal) && admits(text(5) + literal), "\(prefixes) \(suffixes)")
+            }
+            guard !filter.isEmpty else { continue }
+            for _ in 0..<20 {
+                let path = text(Int.random(in: 0...20, using: &random))
+                let matches =
+                    prefixes.contains { path.starts(with: $0) } || suffixes.contains { path.reversed().starts(with: $0.reversed()) }
+                if matches {
+                    #expect(admits(path))
+                } else {
+                    unrelated += 1
+                    if !admits(path) { skipped += 1 }
+                }
+            }
+        }
+        // With a few literals in 24 bits, most unrelated paths are skipped.
+        #expect(skipped * 2 > unrelated, "\(skipped) of \(unrelated)")
+    }
+
+    @Test("rules filed by principal with methods and paths skip other methods and paths, deciding as before",
+        arguments: ["DENY", "ALLOW"])
+    func methodAndPathFilters(action: String) {
+        let engine = Fixture.engine(
+            Fixture.policy(
+                "p", action: action,
+                rules: """
+                      - from: [{source: {principals: ["cluster.local/ns/ns1/sa/a"]}}]
+                        to: [{operation: {methods: ["GET", "HEAD"], paths: ["/api/v1/orders*", "*.json"]}}]
+                      - from: [{source: {principals: ["cluster.local/ns/ns1/sa/a"]}}]
+                        to: [{operation: {methods: ["POST"]}}, {operation: {paths: ["/upload"]}}]
+                      - from: [{source: {principals: ["cluster.local/ns/ns1/sa/a"]}}]
+                        to: [{operation: {paths: ["/healthz"]}}, {operation: {paths: ["/status*"]}}]
+                    """))
+        let workload = engine.snapshot.workload(namespace: "ns1", labels: ["app": "b"])
+        let program = workload.resolved.program
+        let rules = program.ruleOffsets.map { program.code.rule(Int($0)) }
+        #expect(rules[0].methods != 0 && !rules[0].paths.isEmpty)
+        #expect(rules[1].methods == 0 && rules[1].paths.isEmpty)
+        #expect(rules[2].methods == 0 && !rules[2].paths.isEmpty)
+        for method in ["GET", "HEAD", "POST", "PUT", "get"] {
+            for path in ["/api/v1/orders", "/api/v1/orders/7", "/x/a.json", "/api/v1/order", "/upload", "/healthz",
+                "/status/x", "/other", "/", "/api/v1/orders?x=1", "/api/v1/../v1/orders/1"]
+            {
+                for principal in ["cluster.local/ns/ns1/sa/a", "cluster.local/ns/ns1/sa/b"] {
+                    let request = Fixture.http(principal: principal, method: method, path: path)
+                    #expect(workload.evaluate(request) == workload.evaluateReference(request), "\(method) \(path)")
+                }
+            }
+        }
+        let tcp = Fixture.tcp(principal: "cluster.local/ns/ns1/sa/a")
+        #expect(workload.evaluate(tcp) == workload.evaluateReference(tcp))
+        let allowed = workload.evaluate(Fixture.http(method: "GET", path: "/api/v1/orders/7"))
+        #expect(allowed.rule == 0 && allowed.decision == (action == "ALLOW" ? .allow : .deny))
+        let other = workload.evaluate(Fixture.http(method: "PUT", path: "/status/x"))
+        #expect(other.rule == 2)
+    }
 }

@@ -95,10 +95,28 @@ extension WorkloadProgram {
         let dropHTTP = !facts.isHTTP
         while let position = cursor.next(view.words) {
             let rule = view.rule(Int(position))
-            if dropHTTP && rule.skipOnTCP { continue }
+            if dropHTTP {
+                if rule.skipOnTCP { continue }
+            } else if !admits(rule, request, &facts) {
+                continue
+            }
             if matches(rule, view, request, &facts, dropHTTP: dropHTTP) { return position }
         }
         return nil
+    }
+
+    /// Whether an HTTP request passes a rule's method and path filters (see `FlatRule`), read from
+    /// its header, so a rule for other methods or paths costs no check.
+    @inline(__always)
+    private func admits(_ rule: FlatRule, _ request: AuthzRequest, _ facts: inout RequestFacts) -> Bool {
+        if rule.methods != 0 {
+            let method = facts.methodID(identities, request)
+            guard method >= 0 && method < 32 && rule.methods & 1 << UInt32(method) != 0 else { return false }
+        }
+        if !rule.paths.isEmpty {
+            return facts.withPath(request) { rule.paths.admits($0) } ?? false
+        }
+        return true
     }
 
     /// What each dry-run policy would have decided alone.

@@ -16,7 +16,8 @@ struct CodeView {
             froms: PoolRange(start: Int32(bitPattern: words[offset + 2]), count: Int32(bitPattern: words[offset + 3])),
             tos: PoolRange(start: Int32(bitPattern: words[offset + 4]), count: Int32(bitPattern: words[offset + 5])),
             whens: PoolRange(start: Int32(bitPattern: words[offset + 6]), count: Int32(bitPattern: words[offset + 7])),
-            skipOnTCP: flags & 0x8000_0000 != 0, order: UInt8(truncatingIfNeeded: flags >> 24) & 0x3f)
+            skipOnTCP: flags & 0x8000_0000 != 0, order: UInt8(truncatingIfNeeded: flags >> 24) & 0x3f,
+            methods: words[offset + 8], paths: PathFilter(bits: words[offset + 9]))
     }
 
     /// The checks of the clause entry at `offset`, as (offset of the first check, count).

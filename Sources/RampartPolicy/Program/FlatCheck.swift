@@ -89,8 +89,72 @@ struct FlatRule: Sendable {
     /// stops at the first failure whatever the order.
     var order: UInt8 = FlatRule.writtenOrder
 
+    /// The snapshot's ids (below 32) of the exact methods every `to` entry requires, one bit each;
+    /// `0` when the rule may match any method. An HTTP request with another method skips the rule
+    /// without reading its checks.
+    var methods: UInt32 = 0
+    /// What the rule requires of the path (`PathFilter`), `0` for nothing: an HTTP request whose
+    /// path cannot match skips the rule without reading its checks.
+    var paths: PathFilter = PathFilter()
+
     /// `from`, then `to`, then `when`.
     static let writtenOrder: UInt8 = 0 | 1 << 2 | 2 << 4
+}
+
+/// A rule's path requirement in one word: the lengths its prefix and suffix keys read (four bits
+/// each, `0` for none) and a 24-bit Bloom filter of the keys of its literals (`PathKeys.key`).
+///
+/// A rule gets one when every `to` entry requires paths that are exact, prefix or suffix literals
+/// (`WorkloadProgramBuilder.pathLiterals`): a path none of whose keys is in the filter cannot
+/// match, and the rule is skipped. Keys that share a bit cost a visit, never a decision.
+struct PathFilter: Sendable, Hashable {
+    let bits: UInt32
+
+    init(bits: UInt32 = 0) {
+        self.bits = bits
+    }
+
+    /// The filter of these literals (exact and prefix ones keyed by their start, suffix ones by
+    /// their end), reading as many bytes as the shortest of each kind, at most eight.
+    init(prefixes: [[UInt8]], suffixes: [[UInt8]]) {
+        let prefixLength = min(8, prefixes.map(\.count).min() ?? 0)
+        let suffixLength = min(8, suffixes.map(\.count).min() ?? 0)
+        var bits = UInt32(prefixLength) | UInt32(suffixLength) << 4
+        for literal in prefixes where prefixLength > 0 {
+            literal.withUnsafeBufferPointer { bits |= Self.bit(PathKeys.key($0, from: 0, length: prefixLength), suffix: false) }
+        }
+        for literal in suffixes where suffixLength > 0 {
+            literal.withUnsafeBufferPointer {
+                bits |= Self.bit(PathKeys.key($0, from: $0.count - suffixLength, length: suffixLength), suffix: true)
+            }
+        }
+        self.bits = prefixLength + suffixLength > 0 ? bits : 0
+    }
+
+    /// Whether the filter says nothing (every path passes).
+    @inline(__always) var isEmpty: Bool { bits == 0 }
+
+    /// The filter bit of a key.
+    @inline(__always)
+    private static func bit(_ key: Int32, suffix: Bool) -> UInt32 {
+        let mixed = UInt64(UInt32(bitPattern: key) ^ (suffix ? 0x5bd1_e995 : 0)) &* 0x9E37_79B9_7F4A_7C15
+        return 1 << (8 + UInt32(truncatingIfNeeded: (mixed >> 32) % 24))
+    }
+
+    /// Whether a normalized path may match (no filter: always).
+    @inline(__always)
+    func admits(_ path: UnsafeBufferPointer<UInt8>) -> Bool {
+        let prefixLength = Int(bits & 0xf)
+        let suffixLength = Int(bits >> 4 & 0xf)
+        if prefixLength > 0 && path.count >= prefixLength
+            && bits & Self.bit(PathKeys.key(path, from: 0, length: prefixLength), suffix: false) != 0
+        {
+            return true
+        }
+        return suffixLength > 0 && path.count >= suffixLength
+            && bits & Self.bit(PathKeys.key(path, from: path.count - suffixLength, length: suffixLength), suffix: true)
+                != 0
+    }
 }
 
 /// A policy as the fast path reports it.

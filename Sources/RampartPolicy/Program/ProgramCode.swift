@@ -2,8 +2,8 @@
 /// array of 32-bit words, so a decision touches one allocation and neighbouring cache lines
 /// instead of a dozen separately allocated tables.
 ///
-/// Each rule is laid out with everything it reads: an 8-word header (`FlatRule`: policy; index,
-/// section order and TCP flag; the three section ranges), then its clause
+/// Each rule is laid out with everything it reads: a 10-word header (`FlatRule`: policy; index,
+/// section order and TCP flag; the three section ranges; its method and path filters), then its clause
 /// entries (2 words: first check offset, check count), then its checks (4 words: `FlatCheck`), with
 /// port values inline. A rule is named by the word offset of its header; offsets ascend with
 /// evaluation order, so candidate lists of offsets merge like positions. Candidate lists (wild
@@ -13,7 +13,7 @@ struct ProgramCode: Sendable {
     /// The UTF-8 bytes of every string and path literal, addressed by pattern entries.
     private(set) var bytes: [UInt8] = []
 
-    static let ruleWords = 8
+    static let ruleWords = 10
     static let clauseWords = 2
     static let checkWords = 4
     static let patternWords = 4
@@ -117,7 +117,7 @@ struct ProgramCode: Sendable {
                 | (rule.skipOnTCP ? 0x8000_0000 : 0),
             UInt32(bitPattern: rule.froms.start), UInt32(bitPattern: rule.froms.count),
             UInt32(bitPattern: rule.tos.start), UInt32(bitPattern: rule.tos.count),
-            UInt32(bitPattern: rule.whens.start), UInt32(bitPattern: rule.whens.count),
+            UInt32(bitPattern: rule.whens.start), UInt32(bitPattern: rule.whens.count), rule.methods, rule.paths.bits,
         ]
     }
 

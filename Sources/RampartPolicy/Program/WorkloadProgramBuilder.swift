@@ -262,7 +262,7 @@ struct WorkloadProgramBuilder {
             let checks = checkRange((rule.froms.first ?? []) + (rule.tos.first ?? []) + rule.whens)
             let flat = FlatRule(
                 policy: policy, index: Int32(rule.index), froms: .empty, tos: .empty, whens: checks,
-                skipOnTCP: skipOnTCP, order: FlatRule.writtenOrder)
+                skipOnTCP: skipOnTCP, order: FlatRule.writtenOrder, methods: methodFilter(rule), paths: Self.pathFilter(rule))
             code.write(ProgramCode.encode(flat), at: header)
             return Int32(header)
         }
@@ -281,9 +281,25 @@ struct WorkloadProgramBuilder {
             policy: policy, index: Int32(rule.index),
             froms: PoolRange(start: Int32(fromEntries), count: Int32(rule.froms.count)),
             tos: PoolRange(start: Int32(toEntries), count: Int32(rule.tos.count)), whens: whens, skipOnTCP: skipOnTCP,
-            order: Self.sectionOrder(rule))
+            order: Self.sectionOrder(rule), methods: methodFilter(rule), paths: Self.pathFilter(rule))
         code.write(ProgramCode.encode(flat), at: header)
         return Int32(header)
+    }
+
+    /// The method filter of a rule (see `FlatRule.methods`): a bit for each exact method every `to`
+    /// entry requires, or `0` when some entry allows any method or a method's id is 32 or more.
+    private func methodFilter(_ rule: CompiledRule) -> UInt32 {
+        guard let methods = Self.methods(of: rule), let ids = ids(methods, identities.methods),
+            ids.allSatisfy({ (0..<32).contains($0) })
+        else { return 0 }
+        return ids.reduce(0) { $0 | 1 << UInt32($1) }
+    }
+
+    /// The path filter of a rule (see `FlatRule.paths`), empty when some `to` entry allows paths
+    /// that are not exact, prefix or suffix literals.
+    static func pathFilter(_ rule: CompiledRule) -> PathFilter {
+        guard let literals = pathLiterals(of: rule) else { return PathFilter() }
+        return PathFilter(prefixes: literals.prefixes, suffixes: literals.suffixes)
     }
 
     /// How likely a check is to fail, lowest first: positive checks before negated ones, then by cost.
