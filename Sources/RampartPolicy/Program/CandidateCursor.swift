@@ -2,7 +2,7 @@
 /// wild rules and the request's principal, namespace, method, port, path, header and address
 /// buckets (positions of words in the code that hold rule offsets).
 ///
-/// Only the buckets that hold something are kept, packed at the front of `runs`, and a bucket is
+/// Only the buckets that hold something are kept, packed at the front of `nexts` and `ends`, and a bucket is
 /// dropped once read, so each step compares the few live lists rather than all twelve.
 struct CandidateCursor {
     /// Positions of the wild rules' offsets, one word apart.
@@ -10,40 +10,43 @@ struct CandidateCursor {
     /// Positions of the live buckets' offsets, two words apart (`(id, offset)` pairs): the next one
     /// to read and the end; the first `live` entries are in use. Positions are 32-bit, as rule
     /// offsets are, so the cursor stays small enough to be returned in place.
-    private var runs: InlineArray<12, (next: UInt32, end: UInt32)>
+    private var nexts: Slots = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+    private var ends: Slots = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
     private var live = 0
 
-    /// Starts a walk over buckets given as (position of the first offset, end).
+    /// Twelve positions, read and written by index through their bytes.
+    private typealias Slots = (UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32)
+
     @inline(__always)
-    init(
-        wild: Range<Int>, principal: (next: Int, end: Int), namespace: (next: Int, end: Int),
-        method: (next: Int, end: Int), port: (next: Int, end: Int), pathPrefix: (next: Int, end: Int) = (0, 0),
-        pathSuffix: (next: Int, end: Int) = (0, 0),
-        headers: ((next: Int, end: Int), (next: Int, end: Int), (next: Int, end: Int), (next: Int, end: Int)) = (
-            (0, 0), (0, 0), (0, 0), (0, 0)
-        ), source: (next: Int, end: Int) = (0, 0), remote: (next: Int, end: Int) = (0, 0)
-    ) {
-        self.wild = wild
-        runs = InlineArray(repeating: (0, 0))
-        keep(principal)
-        keep(namespace)
-        keep(method)
-        keep(port)
-        keep(pathPrefix)
-        keep(pathSuffix)
-        keep(headers.0)
-        keep(headers.1)
-        keep(headers.2)
-        keep(headers.3)
-        keep(source)
-        keep(remote)
+    private static func read(_ slots: inout Slots, _ index: Int) -> UInt32 {
+        withUnsafeBytes(of: &slots) { $0.load(fromByteOffset: index &* 4, as: UInt32.self) }
     }
 
     @inline(__always)
-    private mutating func keep(_ run: (next: Int, end: Int)) {
-        guard run.next < run.end else { return }
-        runs[live] = (UInt32(truncatingIfNeeded: run.next), UInt32(truncatingIfNeeded: run.end))
-        live += 1
+    private static func write(_ slots: inout Slots, _ index: Int, _ value: UInt32) {
+        withUnsafeMutableBytes(of: &slots) { $0.storeBytes(of: value, toByteOffset: index &* 4, as: UInt32.self) }
+    }
+
+    /// Starts a walk over the wild rules; `add` adds the buckets.
+    @inline(__always)
+    init(wild: Range<Int>) {
+        self.wild = wild
+    }
+
+    /// Adds the bucket of `id` in a list of `(id, offset)` pairs (see `RuleGroup.run`), if the id
+    /// is present (not `-1`) and the list holds something.
+    ///
+    /// Each bucket is added where it is found, and kept without a branch (the slot at `live` is
+    /// always written; `live` grows only for a bucket that holds something): when the twelve
+    /// searches were made first and their results kept afterwards, the compiler laid out a copy of
+    /// the remaining code for each combination of empty results (24 KiB for the cursor's start).
+    @inline(__always)
+    mutating func add(_ pairs: PoolRange, _ id: Int32, _ code: UnsafeBufferPointer<UInt32>) {
+        guard id >= 0, pairs.count > 0 else { return }
+        let run = RuleGroup.search(pairs, UInt32(bitPattern: id), code)
+        Self.write(&nexts, live, UInt32(truncatingIfNeeded: run.next))
+        Self.write(&ends, live, UInt32(truncatingIfNeeded: run.end))
+        live &+= run.next < run.end ? 1 : 0
     }
 
     /// The next candidate rule offset in `code`, or `nil` when all are visited.
@@ -57,21 +60,23 @@ struct CandidateCursor {
         var best = wild.isEmpty ? UInt32.max : code[wild.lowerBound]
         var index = 0
         while index < live {
-            best = min(best, code[Int(runs[index].next)])
+            best = min(best, code[Int(Self.read(&nexts, index))])
             index += 1
         }
         if best == UInt32.max { return nil }
         if !wild.isEmpty && code[wild.lowerBound] == best { wild = wild.dropFirst() }
         index = 0
         while index < live {
-            if code[Int(runs[index].next)] == best {
-                runs[index].next += 2
-                if runs[index].next >= runs[index].end {
+            let next = Self.read(&nexts, index)
+            if code[Int(next)] == best {
+                if next &+ 2 >= Self.read(&ends, index) {
                     // Read to its end: the last live bucket takes its place.
                     live -= 1
-                    runs[index] = runs[live]
+                    Self.write(&nexts, index, Self.read(&nexts, live))
+                    Self.write(&ends, index, Self.read(&ends, live))
                     continue
                 }
+                Self.write(&nexts, index, next &+ 2)
             }
             index += 1
         }

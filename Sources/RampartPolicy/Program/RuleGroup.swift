@@ -207,24 +207,27 @@ struct RuleGroup: Sendable {
         addresses: (source: Int32, remote: Int32), isHTTP: Bool, in code: UnsafeBufferPointer<UInt32>
     ) -> CandidateCursor {
         let portID = port.map { Self.portID($0) } ?? -1
-        let source = Self.run(bySourceAddress, addresses.source, code)
-        let remote = Self.run(byRemoteAddress, addresses.remote, code)
+        var cursor: CandidateCursor
         if isHTTP {
             let wild = authenticated ? wildAuthenticated : self.wild
-            return CandidateCursor(
-                wild: wild.lower..<wild.upper, principal: Self.run(byPrincipal, principal, code),
-                namespace: Self.run(byNamespace, namespace, code), method: Self.run(byMethod, method, code),
-                port: Self.run(byPort, portID, code), pathPrefix: Self.run(byPathPrefix, keys.prefix, code),
-                pathSuffix: Self.run(byPathSuffix, keys.suffix, code),
-                headers: (
-                    Self.run(byHeaderPrefix, headerKeys.0.prefix, code), Self.run(byHeaderSuffix, headerKeys.0.suffix, code),
-                    Self.run(byHeaderPrefix, headerKeys.1.prefix, code), Self.run(byHeaderSuffix, headerKeys.1.suffix, code)
-                ), source: source, remote: remote)
+            cursor = CandidateCursor(wild: wild.lower..<wild.upper)
+            cursor.add(byMethod, method, code)
+            cursor.add(byPort, portID, code)
+            cursor.add(byPathPrefix, keys.prefix, code)
+            cursor.add(byPathSuffix, keys.suffix, code)
+            cursor.add(byHeaderPrefix, headerKeys.0.prefix, code)
+            cursor.add(byHeaderSuffix, headerKeys.0.suffix, code)
+            cursor.add(byHeaderPrefix, headerKeys.1.prefix, code)
+            cursor.add(byHeaderSuffix, headerKeys.1.suffix, code)
+        } else {
+            cursor = CandidateCursor(wild: wildTCP.lower..<wildTCP.upper)
+            cursor.add(byPortTCP, portID, code)
         }
-        return CandidateCursor(
-            wild: wildTCP.lower..<wildTCP.upper, principal: Self.run(byPrincipal, principal, code),
-            namespace: Self.run(byNamespace, namespace, code), method: (0, 0),
-            port: Self.run(byPortTCP, portID, code), source: source, remote: remote)
+        cursor.add(byPrincipal, principal, code)
+        cursor.add(byNamespace, namespace, code)
+        cursor.add(bySourceAddress, addresses.source, code)
+        cursor.add(byRemoteAddress, addresses.remote, code)
+        return cursor
     }
 
     /// The bucket id of a port: the port number, or `-1` (no bucket) outside 0...65535.
@@ -258,7 +261,7 @@ struct RuleGroup: Sendable {
 
     /// `run(_:_:_:)` for a list with pairs and a present id.
     @inline(never)
-    private static func search(_ pairs: PoolRange, _ key: UInt32, _ code: UnsafeBufferPointer<UInt32>) -> (
+    static func search(_ pairs: PoolRange, _ key: UInt32, _ code: UnsafeBufferPointer<UInt32>) -> (
         next: Int, end: Int
     ) {
         let id = Int32(bitPattern: key)
