@@ -10,8 +10,8 @@
 /// `CompiledPolicy` objects it came from.
 final class WorkloadProgram: Sendable {
     // What every decision reads comes first, so that it shares the object's first cache lines: the
-    // flags, the identity ids, where the code lies, then the DENY-and-ALLOW group and the (usually
-    // empty) CUSTOM one.
+    // flags, the identity ids, where the code lies, the policy table (for the deciding policy's
+    // name), then the DENY-and-ALLOW group and the (usually empty) CUSTOM one.
 
     /// Whether an enforced ALLOW policy applies (even one without rules).
     let hasAllow: Bool
@@ -25,6 +25,8 @@ final class WorkloadProgram: Sendable {
     /// reads them through these addresses and counts, without reaching the arrays' headers.
     private let words: CodeMemory<UInt32>
     private let bytes: CodeMemory<UInt8>
+    /// The policies, for the name of the one that decides.
+    let policies: [FlatPolicy]
     /// Where the ALLOW rules start: every DENY rule's header lies before this offset, every ALLOW
     /// rule's at or after it.
     let allowStart: Int32
@@ -33,7 +35,6 @@ final class WorkloadProgram: Sendable {
     /// the first rule that matches decides (see `ResolvedWorkload.decide`).
     let enforced: RuleGroup
     let custom: RuleGroup
-    let policies: [FlatPolicy]
     let code: ProgramCode
     /// Path templates, addressed by the code's pattern entries.
     let templates: [PathTemplate]
