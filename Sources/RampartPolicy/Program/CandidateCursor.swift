@@ -2,8 +2,8 @@
 /// wild rules and the request's principal, namespace, method, port, path, header and address
 /// buckets (positions of words in the code that hold rule offsets).
 ///
-/// Only the buckets that hold something are kept, packed at the front of `nexts` and `ends`, and a bucket is
-/// dropped once read, so each step compares the few live lists rather than all twelve.
+/// Only the buckets that hold something are kept, packed at the front of `nexts` and `ends`, and
+/// a bucket is dropped once read, so each step compares the few live lists rather than all twelve.
 struct CandidateCursor {
     /// Positions of the wild rules' offsets, one word apart.
     private var wild: Range<Int>
