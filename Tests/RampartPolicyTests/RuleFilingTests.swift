@@ -340,6 +340,36 @@ struct AnonymousFilingTests {
         #expect(Self.visited(principal: -1) == [2, 3])
     }
 
+    @Test("the anonymous id is found in a principal list long enough to have a run table")
+    func longList() {
+        // Twelve rules filed by exact principals and two for peers without one: fourteen pairs.
+        let named = (0..<12).map { "  - from: [{source: {principals: [\"cluster.local/ns/ns2/sa/p\($0)\"]}}]" }
+        let anonymous = [
+            "  - from: [{source: {notPrincipals: [\"*\"]}}]",
+            "  - from: [{source: {notPrincipals: [\"*\"]}}]\n    to: [{operation: {methods: [\"GET\"]}}]",
+        ]
+        let rules = (named + anonymous).joined(separator: "\n")
+        let workload = Fixture.engine(Fixture.policy("p", action: "DENY", rules: rules))
+            .snapshot.workload(namespace: "ns1", labels: [:])
+        let program = workload.resolved.program
+        #expect(program.enforced.byPrincipal.count == 14)
+        let run = RuleGroup.bucket(program.enforced.byPrincipal, RuleGroup.anonymous, program.code).map {
+            program.position(ofRuleAt: Int32(bitPattern: program.code.word($0))) ?? -1
+        }
+        #expect(run == [12, 13])
+        let plaintext = AuthzRequest(
+            transport: .http, source: AuthzRequest.Source(ip: "10.0.0.1", mtls: false),
+            destination: AuthzRequest.Destination(namespace: "ns1", port: 8080), method: "POST", path: "/")
+        #expect(workload.evaluate(plaintext).rule == 12)
+        let named5 = Fixture.http(principal: "cluster.local/ns/ns2/sa/p5")
+        #expect(workload.evaluate(named5).rule == 5)
+        let other = Fixture.http(principal: "cluster.local/ns/ns2/sa/other")
+        #expect(workload.evaluate(other).decision == .allow)
+        for request in [plaintext, named5, other] {
+            #expect(workload.evaluate(request) == workload.evaluateReference(request))
+        }
+    }
+
     @Test("decisions with and without a peer principal agree with the reference evaluation",
         arguments: ["DENY", "ALLOW", "AUDIT"])
     func decisions(action: String) {
