@@ -182,9 +182,9 @@ struct HeaderIndexTests {
         let program = Self.workload().resolved.program
         let group = program.enforced
         let (first, second) = group.headers
-        #expect(first.slot >= 0 && program.headerNames[Int(first.slot)] == "user-agent")
+        #expect(first.slot >= 0 && program.headerNames[Int(first.slot)].name == "user-agent")
         #expect(first.keys == PathKeys(prefixes: [Array("sqlmap".utf8)], suffixes: [Array("nikto".utf8)]))
-        #expect(second.slot >= 0 && program.headerNames[Int(second.slot)] == "x-tenant")
+        #expect(second.slot >= 0 && program.headerNames[Int(second.slot)].name == "x-tenant")
         #expect(second.keys == PathKeys(prefixes: [Array("tenant-a".utf8)], suffixes: []))
         let wild = (group.wild.lower..<group.wild.upper).map {
             program.position(ofRuleAt: Int32(bitPattern: program.code.word($0))) ?? -1

@@ -54,12 +54,10 @@ struct RequestFacts {
     private var principalIDValue: Int32 = -2
     private var namespaceIDValue: Int32 = -2
     private var methodIDValue: Int32 = -2
-    /// Where the headers of the program's first four header slots are in the request's headers,
-    /// looked up once (a position holds no reference).
+    /// Where the headers of the program's first four header slots are in the request's header
+    /// table (`-1`: absent), looked up once.
     private var headersDone: UInt8 = 0
-    private var headerIndexes: (HeaderIndex?, HeaderIndex?, HeaderIndex?, HeaderIndex?) = (nil, nil, nil, nil)
-
-    private typealias HeaderIndex = Dictionary<String, String>.Index
+    private var headerIndexes: (Int32, Int32, Int32, Int32) = (-1, -1, -1, -1)
 
     /// Strings derived from the request (see `built`).
     private final class BuiltStrings {
@@ -232,7 +230,7 @@ struct RequestFacts {
     /// The keys (`RuleGroup.headerKey`) of the value of the header in `slot`, a group's indexed
     /// header of index `index`; none without the header or when `slot` is `-1`.
     @inline(__always)
-    mutating func headerKeys(_ keys: PathKeys, _ slot: Int16, _ index: Int, _ names: [String], _ request: AuthzRequest)
+    mutating func headerKeys(_ keys: PathKeys, _ slot: Int16, _ index: Int, _ names: [HeaderName], _ request: AuthzRequest)
         -> (prefix: Int32, suffix: Int32)
     {
         guard slot >= 0, let value = header(Int32(slot), names, request) else { return PathKeys.none }
@@ -245,13 +243,14 @@ struct RequestFacts {
     /// The value of the header in `slot` of the program (named `names[slot]`), found once for the
     /// first four slots.
     @inline(__always)
-    mutating func header(_ slot: Int32, _ names: [String], _ request: AuthzRequest) -> String? {
-        guard slot < 4 else { return request.headers[names[Int(slot)]] }
+    mutating func header(_ slot: Int32, _ names: [HeaderName], _ request: AuthzRequest) -> String? {
+        let table = request.headerTable
+        guard slot < 4 else { return table.value(of: names[Int(slot)]) }
         let bit = UInt8(1) << UInt8(slot)
-        let index: HeaderIndex?
+        let index: Int32
         if headersDone & bit == 0 {
             headersDone |= bit
-            index = request.headers.index(forKey: names[Int(slot)])
+            index = Int32(truncatingIfNeeded: table.index(of: names[Int(slot)]))
             switch slot {
             case 0: headerIndexes.0 = index
             case 1: headerIndexes.1 = index
@@ -266,7 +265,7 @@ struct RequestFacts {
             default: index = headerIndexes.3
             }
         }
-        return index.map { request.headers.values[$0] }
+        return index < 0 ? nil : table.entries[Int(index)].value
     }
 
     /// The source, remote or destination address.

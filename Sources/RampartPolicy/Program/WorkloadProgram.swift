@@ -38,7 +38,8 @@ final class WorkloadProgram: Sendable {
     let code: ProgramCode
     /// Path templates, addressed by the code's pattern entries.
     let templates: [PathTemplate]
-    let headerNames: [String]
+    /// The headers the checks read, by slot.
+    let headerNames: [HeaderName]
     let claimPaths: [[String]]
     /// Each service-account check's values (see `WorkloadProgramBuilder.accountPatterns`).
     let accountPatterns: [[ServiceAccountPattern]]
@@ -66,7 +67,7 @@ final class WorkloadProgram: Sendable {
         words = CodeMemory(code.words)
         bytes = CodeMemory(code.bytes)
         templates = builder.templates
-        headerNames = builder.headerNames
+        headerNames = builder.headerNames.map(HeaderName.init)
         claimPaths = builder.claimPaths
         accountPatterns = builder.accountPatterns
         policies = builder.policies

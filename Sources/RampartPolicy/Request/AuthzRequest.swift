@@ -82,6 +82,8 @@ public struct AuthzRequest: Sendable, Hashable {
     public let sni: String?
     /// The JWT outcome, `nil` when no token.
     public let jwt: JWTOutcome?
+    /// `headers` as the list the fast path scans, built here as a proxy builds it while parsing.
+    let headerTable: HeaderTable
 
     /// Creates a request; header names are lower-cased.
     public init(
@@ -98,6 +100,7 @@ public struct AuthzRequest: Sendable, Hashable {
         var lowered: [String: String] = [:]
         for (name, value) in headers { lowered[name.lowercased()] = value }
         self.headers = lowered
+        headerTable = HeaderTable(lowered)
         self.extAuthz = extAuthz
         self.sni = sni
         self.jwt = jwt
