@@ -40,7 +40,6 @@ struct FastPathInternalsTests {
         let workload = PreparedRequest.istioWorkload(principal)
         #expect(workload?.namespace == namespace)
         #expect(workload?.serviceAccount == serviceAccount)
-        #expect(PreparedRequest.istioNamespace(principal) == namespace)
     }
 
     @Test("the word-at-a-time path scan normalizes exactly as the byte-by-byte normalization")

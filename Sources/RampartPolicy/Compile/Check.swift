@@ -98,6 +98,10 @@ struct Check: Sendable, Hashable {
                 return anyMatch(matchers, request.claims?["aud"])
             case .presenter:
                 return anyMatch(matchers, request.claims?["azp"])
+            case .sourceNamespace:
+                // Istio reads the namespace out of the peer's SPIFFE ID with a regex (see NamespacePattern).
+                guard let principal = request.principal else { return false }
+                return matchers.contains { NamespacePattern($0).matches(principal: principal) }
             case .serviceAccount:
                 if let account = request.serviceAccount { return matchers.contains { $0.matches(account) } }
                 // A principal of another shape is matched with Istio's regex (see ServiceAccountPattern).

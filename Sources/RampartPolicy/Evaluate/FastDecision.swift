@@ -38,6 +38,7 @@ extension ResolvedWorkload {
         if program.hasCustom, request.extAuthz != .allow,
             let position = program.firstMatch(program.custom, request, &facts, view)
         {
+            if position == WorkloadProgram.undecided { return reference(request) }
             let rule = view.rule(Int(position))
             let cause: Decision.Cause = request.extAuthz == .deny ? .customDenied : .customUnanswered
             return decided(
@@ -46,6 +47,7 @@ extension ResolvedWorkload {
         // DENY and ALLOW rules share one index, DENY rules first: the first rule that matches
         // decides, and it can be an ALLOW rule only when no DENY rule matched.
         let match = program.firstMatch(program.enforced, request, &facts, view)
+        if match == WorkloadProgram.undecided { return reference(request) }
         if let position = match, position < program.allowStart {
             let rule = view.rule(Int(position))
             return decided(
@@ -64,10 +66,24 @@ extension ResolvedWorkload {
         }
         return decided(.deny, 403, nil, nil, mode, .noAllowMatched, shadow, [])
     }
+
+    /// Decides by the reference evaluation, for the rare request the index cannot serve (see
+    /// `WorkloadProgram.undecided`).
+    @inline(never)
+    private func reference(_ request: AuthzRequest) -> Decision {
+        var trace = NoTrace()
+        return run(request, &trace)
+    }
 }
 
 extension WorkloadProgram {
-    /// The header offset of the first rule of `group` that matches, in evaluation order.
+    /// What `firstMatch` returns when the request's peer principal holds `/ns/` more than once and
+    /// the group indexes rules by namespace: several namespaces may match it, the index looks up
+    /// one, so the decision is left to the reference evaluation.
+    static let undecided = Int32.min
+
+    /// The header offset of the first rule of `group` that matches, in evaluation order, or
+    /// `undecided`.
     @inline(__always)
     func firstMatch(_ group: RuleGroup, _ request: AuthzRequest, _ facts: inout RequestFacts, _ view: CodeView)
         -> Int32?
@@ -78,6 +94,7 @@ extension WorkloadProgram {
             group.byPrincipal.count == 0
             ? -1 : facts.principal(request) == nil ? RuleGroup.anonymous : facts.principalID(identities, request)
         let namespace = group.byNamespace.count == 0 ? -1 : facts.namespaceID(identities, request)
+        if namespace == IdentityIDs.ambiguousNamespace { return Self.undecided }
         let method = group.byMethod.count == 0 || !facts.isHTTP ? -1 : facts.methodID(identities, request)
         let pathKeys = group.hasPathIndex && facts.isHTTP ? facts.pathKeys(group.pathKeys, request) : PathKeys.none
         let headerKeys =

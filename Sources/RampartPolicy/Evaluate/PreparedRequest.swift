@@ -11,7 +11,6 @@ import Darwin
 struct PreparedRequest {
     let isHTTP: Bool
     let principal: String?
-    let namespace: String?
     let serviceAccount: String?
     /// The trust domain of the peer's SPIFFE ID (see `trustDomain(of:)`).
     let trustDomain: String?
@@ -34,15 +33,14 @@ struct PreparedRequest {
         isHTTP = request.transport == .http
         if peerIdentityVisible, request.source.isMTLS, let principal = request.source.principal, !principal.isEmpty {
             self.principal = principal
-            let workload = Self.istioWorkload(principal)
-            // Only an Istio workload principal carries a namespace; the source's own claim is not trusted.
-            namespace = workload?.namespace
+            // Namespaces are read from the principal itself (see NamespacePattern); the source's own
+            // claim is not trusted.
             serviceAccount =
-                needs.contains(.serviceAccount) ? workload.map { "\($0.namespace)/\($0.serviceAccount)" } : nil
+                needs.contains(.serviceAccount)
+                ? Self.istioWorkload(principal).map { "\($0.namespace)/\($0.serviceAccount)" } : nil
             trustDomain = needs.contains(.trustDomain) ? String(Self.trustDomain(of: principal)) : nil
         } else {
             principal = nil
-            namespace = nil
             serviceAccount = nil
             trustDomain = nil
         }
@@ -69,7 +67,6 @@ struct PreparedRequest {
     func string(for attribute: Attribute) -> String? {
         switch attribute {
         case .sourcePrincipal: return principal
-        case .sourceNamespace: return namespace
         case .serviceAccount: return serviceAccount
         case .trustDomain: return trustDomain
         case .requestPrincipal: return requestPrincipal
@@ -101,22 +98,6 @@ struct PreparedRequest {
         case .workload(let namespace, let serviceAccount)?: return (namespace, serviceAccount)
         case .none?: return nil
         case .notASCII?, nil: return splitIstioWorkload(principal)
-        }
-    }
-
-    /// The namespace of `<td>/ns/<ns>/sa/<sa>`, without building the service account.
-    static func istioNamespace(_ principal: String) -> String? {
-        let fast = principal.utf8.withContiguousStorageIfAvailable { bytes -> FastSplit in
-            switch workloadRanges(bytes) {
-            case .ranges(let namespace, _): return .workload(text(bytes, namespace), "")
-            case .none: return .none
-            case .notASCII: return .notASCII
-            }
-        }
-        switch fast {
-        case .workload(let namespace, _)?: return namespace
-        case .none?: return nil
-        case .notASCII?, nil: return splitIstioWorkload(principal)?.namespace
         }
     }
 

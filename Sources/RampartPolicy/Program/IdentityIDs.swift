@@ -11,10 +11,14 @@ final class IdentityIDs: Sendable {
     let principalTable: InternTable
     let namespaceTable: InternTable
     let methodTable: InternTable
-    /// By principal id: the id of the principal's Istio namespace (`-1` when no rule names it), or
-    /// `-2` when the principal is not an Istio workload principal, whose namespace then depends on
-    /// the request. A request whose principal is interned gets its namespace id without parsing.
+    /// By principal id: the id of the namespace segment of the principal (`NamespacePattern.segment`),
+    /// `-1` when it has none or no rule names it, or `ambiguousNamespace` when `/ns/` occurs in it
+    /// more than once. A request whose principal is interned gets its namespace id without a scan.
     let principalNamespaces: [Int32]
+
+    /// The namespace id of a principal in which `/ns/` occurs more than once, so that several
+    /// namespace values may match it and the namespace index cannot be used.
+    static let ambiguousNamespace: Int32 = -3
 
     /// Interns the exact identities and methods the rules of `policies` require.
     init(policies: [CompiledPolicy]) {
@@ -38,10 +42,12 @@ final class IdentityIDs: Sendable {
         self.principals = principals
         self.namespaces = namespaces
         self.methods = methods
-        var principalNamespaces = [Int32](repeating: -2, count: principals.count)
+        var principalNamespaces = [Int32](repeating: -1, count: principals.count)
         for (principal, id) in principals {
-            if let namespace = PreparedRequest.istioNamespace(principal) {
-                principalNamespaces[Int(id)] = namespaces[namespace] ?? -1
+            switch NamespacePattern.segment(of: principal) {
+            case (.one, let namespace?): principalNamespaces[Int(id)] = namespaces[namespace] ?? -1
+            case (.ambiguous, _): principalNamespaces[Int(id)] = Self.ambiguousNamespace
+            default: break
             }
         }
         self.principalNamespaces = principalNamespaces

@@ -57,9 +57,20 @@ extension WorkloadProgram {
         case .method: return anyPattern(request.method, check, view)
         case .principal: return anyPattern(facts.principal(request), check, view)
         case .namespace:
-            // The namespace inside an Istio principal is compared where it lies, without a copy.
-            if let found = facts.withNamespaceBytes(request, { anyPattern($0, check, view) }) { return found }
-            return anyPattern(facts.namespace(request), check, view)
+            let values = namespaceChecks[Int(check.slot)]
+            switch facts.namespaceSegment(request) {
+            case .none:
+                // Every value's regex needs `/ns/` and a later slash.
+                return false
+            case .one where values.anySegment:
+                return true
+            case .one where values.bySegment:
+                // The segment is compared where it lies in the principal, without a copy.
+                return facts.withNamespaceBytes(request) { anyPattern($0, check, view) } ?? false
+            default:
+                guard let principal = facts.principal(request) else { return false }
+                return values.patterns.contains { $0.matches(principal: principal) }
+            }
         case .requestPrincipal:
             // Two entries per value: the issuer's pattern, then the subject's.
             return facts.withToken { issuer, subject in

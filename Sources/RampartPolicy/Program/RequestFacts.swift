@@ -34,15 +34,14 @@ struct RequestFacts {
     private let claims: ClaimValue?
     private let spaceDelimitedClaims: Set<String>?
 
-    private var namespaceDone = false
-    private var splitDone = false
-    /// Where the namespace lies in the bytes of an ASCII Istio workload principal.
-    private var namespaceRange: Range<Int>?
+    private var segmentDone = false
+    /// Where the namespace lies in the principal's bytes (see `namespaceSegment`).
+    private var segmentValue = NamespacePattern.Segment.none
     private var serviceAccountDone = false
     private var hostState = Derived.unknown
     private var pathState = PathState.unknown
     /// The strings built from the request, allocated only when the first one is: most decisions
-    /// build none, and then holding facts costs one reference instead of four.
+    /// build none, and then holding facts costs one reference instead of three.
     private var built: BuiltStrings?
     private var addressesDone: UInt8 = 0
     private var sourceIPValue: IPAddress?
@@ -61,7 +60,6 @@ struct RequestFacts {
 
     /// Strings derived from the request (see `built`).
     private final class BuiltStrings {
-        var namespace: String?
         var serviceAccount: String?
         var loweredHost: String?
         var normalizedPath: String?
@@ -111,47 +109,30 @@ struct RequestFacts {
         principalVisible ? request.source.principal : nil
     }
 
-    /// The peer namespace, read from an Istio workload principal (`<td>/ns/<ns>/sa/<sa>`) only: as
-    /// in Istio, a namespace the source merely claims, or a principal of another shape, gives none.
+    /// The namespace segment of the peer principal (see `NamespacePattern.Segment`), found once;
+    /// `.none` without a visible principal.
     @inline(__always)
-    mutating func namespace(_ request: AuthzRequest) -> String? {
-        if !namespaceDone {
-            namespaceDone = true
+    mutating func namespaceSegment(_ request: AuthzRequest) -> NamespacePattern.Segment {
+        if !segmentDone {
+            segmentDone = true
             if let principal = principal(request) {
-                var value: String?
-                if let range = namespaceBytes(request) {
-                    value = principal.utf8.withContiguousStorageIfAvailable {
-                        String(decoding: UnsafeBufferPointer(rebasing: $0[range]), as: UTF8.self)
-                    }
-                }
-                strings().namespace = value ?? PreparedRequest.istioNamespace(principal)
+                segmentValue =
+                    principal.utf8.withContiguousStorageIfAvailable(NamespacePattern.segment(of:))
+                    ?? Array(principal.utf8).withUnsafeBufferPointer(NamespacePattern.segment(of:))
             }
         }
-        return built?.namespace
+        return segmentValue
     }
 
-    /// Calls `body` with the namespace's bytes inside the principal and returns its result; `nil`
-    /// when the principal is absent or not an ASCII Istio workload principal (then `namespace`
-    /// decides).
+    /// Calls `body` with the bytes of the peer principal's namespace segment and returns its result;
+    /// `nil` when the principal has no segment, or more than one (see `namespaceSegment`).
     @inline(__always)
     mutating func withNamespaceBytes<R>(_ request: AuthzRequest, _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R? {
-        guard let range = namespaceBytes(request), let principal = principal(request) else { return nil }
-        return principal.utf8.withContiguousStorageIfAvailable { body(UnsafeBufferPointer(rebasing: $0[range])) }
-    }
-
-    /// Where the namespace lies in the principal's UTF-8 bytes, found once; `nil` when the principal
-    /// is absent, not an Istio workload principal, or not ASCII (the general split then decides).
-    @inline(__always)
-    private mutating func namespaceBytes(_ request: AuthzRequest) -> Range<Int>? {
-        if !splitDone {
-            splitDone = true
-            namespaceRange =
-                principal(request)?.utf8.withContiguousStorageIfAvailable { bytes -> Range<Int>? in
-                    guard case .ranges(let namespace, _) = PreparedRequest.workloadRanges(bytes) else { return nil }
-                    return namespace
-                } ?? nil
+        guard case .one(let range) = namespaceSegment(request), let principal = principal(request) else { return nil }
+        if let found = principal.utf8.withContiguousStorageIfAvailable({ body(UnsafeBufferPointer(rebasing: $0[range])) }) {
+            return found
         }
-        return namespaceRange
+        return Array(principal.utf8).withUnsafeBufferPointer { body(UnsafeBufferPointer(rebasing: $0[range])) }
     }
 
     /// `namespace/serviceAccount` of an Istio workload principal.
@@ -338,27 +319,27 @@ struct RequestFacts {
         return principalIDValue
     }
 
-    /// The snapshot's id of the namespace, looked up once: for an ASCII Istio principal, straight
-    /// from the namespace's bytes inside it, without building the namespace string.
+    /// The snapshot's id of the namespace, looked up once: the id of the principal's namespace
+    /// segment, read from the principal's own id when it is interned, else looked up straight from
+    /// the segment's bytes; `IdentityIDs.ambiguousNamespace` when `/ns/` occurs in the principal
+    /// more than once.
     @inline(__always)
     mutating func namespaceID(_ identities: IdentityIDs, _ request: AuthzRequest) -> Int32 {
         if namespaceIDValue == -2 {
             namespaceIDValue = -1
             if !identities.principalNamespaces.isEmpty {
                 let principal = principalID(identities, request)
-                if principal >= 0 && identities.principalNamespaces[Int(principal)] != -2 {
+                if principal >= 0 {
                     namespaceIDValue = identities.principalNamespaces[Int(principal)]
                     return namespaceIDValue
                 }
             }
-            if let range = namespaceBytes(request), let principal = principal(request),
-                let found = principal.utf8.withContiguousStorageIfAvailable({
-                    identities.namespaceTable.id(bytes: UnsafeBufferPointer(rebasing: $0[range]))
-                })
-            {
+            switch namespaceSegment(request) {
+            case .none: break
+            case .ambiguous: namespaceIDValue = IdentityIDs.ambiguousNamespace
+            case .one:
+                let found = withNamespaceBytes(request) { identities.namespaceTable.id(bytes: $0) ?? -1 }
                 namespaceIDValue = found ?? -1
-            } else if let namespace = namespace(request), let id = identities.namespaceTable.id(namespace) {
-                namespaceIDValue = id
             }
         }
         return namespaceIDValue

@@ -6,7 +6,15 @@ extension WorkloadProgramBuilder {
     /// Every `from` entry must hold a positive principals (preferred) or namespaces check whose
     /// values are all exact; a request without one of those values fails that check.
     static func identity(of rule: CompiledRule) -> (principals: [String], namespaces: [String])? {
-        fromEntries(rule, { exactValues($0, .sourcePrincipal) }, { exactValues($0, .sourceNamespace) })
+        fromEntries(rule, { exactValues($0, .sourcePrincipal) }, indexableNamespaces)
+    }
+
+    /// The exact namespaces a `from` entry requires, when each can be looked up by a principal's
+    /// namespace segment (see `NamespacePattern.isIndexable`).
+    private static func indexableNamespaces(_ clause: [Check]) -> [String]? {
+        guard let values = exactValues(clause, .sourceNamespace), values.allSatisfy(NamespacePattern.isIndexable)
+        else { return nil }
+        return values
     }
 
     /// The address ids (`RuleGroup.addressID`) an identity-wild rule requires of the source and

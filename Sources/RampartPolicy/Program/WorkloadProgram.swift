@@ -43,6 +43,8 @@ final class WorkloadProgram: Sendable {
     let claimPaths: [[String]]
     /// Each service-account check's values (see `WorkloadProgramBuilder.accountPatterns`).
     let accountPatterns: [[ServiceAccountPattern]]
+    /// Each namespace check's values.
+    let namespaceChecks: [NamespaceCheck]
     /// The header offset of each rule, by position (policy order, then rule order).
     let ruleOffsets: [Int32]
     /// Dry-run policies, as indexes into `policies`.
@@ -70,6 +72,7 @@ final class WorkloadProgram: Sendable {
         headerNames = builder.headerNames.map(HeaderName.init)
         claimPaths = builder.claimPaths
         accountPatterns = builder.accountPatterns
+        namespaceChecks = builder.namespaceChecks
         policies = builder.policies
         ruleOffsets = builder.ruleOffsets
         self.identities = builder.identities
@@ -109,6 +112,27 @@ final class WorkloadProgram: Sendable {
                 (0..<Int(list.count)).map { code.check(list.lower + ProgramCode.checkWords * $0) }
             }
         }
+    }
+}
+
+/// The values of one `namespaces` or `source.namespace` check, matched against the peer's SPIFFE
+/// ID as Istio's regex matches them (see `NamespacePattern`).
+struct NamespaceCheck: Sendable {
+    /// Whether a value is `*`: then every principal with one namespace segment
+    /// (`NamespacePattern.Segment.one`) matches.
+    let anySegment: Bool
+    /// Whether every value is exact or a prefix, with neither `*` nor `/` in its text: then a
+    /// principal with one namespace segment matches exactly when the segment itself matches one of
+    /// the check's pattern entries, which is cheaper to compare.
+    let bySegment: Bool
+    let patterns: [NamespacePattern]
+
+    init(_ matchers: [StringMatcher]) {
+        anySegment = matchers.contains { $0.form == .presence || $0.form == .anyValue }
+        bySegment = matchers.allSatisfy { matcher in
+            (matcher.form == .exact || matcher.form == .prefix) && NamespacePattern.isIndexable(matcher.literal)
+        }
+        patterns = matchers.map(NamespacePattern.init)
     }
 }
 

@@ -70,6 +70,8 @@ struct WorkloadProgramBuilder {
     private(set) var claimPaths: [[String]] = []
     /// The values of each service-account check, for principals that are not Istio workload IDs.
     private(set) var accountPatterns: [[ServiceAccountPattern]] = []
+    /// Each namespace check's values (see `NamespaceCheck`), by slot.
+    private(set) var namespaceChecks: [NamespaceCheck] = []
 
     init(identities: IdentityIDs) {
         self.identities = identities
@@ -399,7 +401,10 @@ struct WorkloadProgramBuilder {
         case .strings(let matchers):
             switch check.attribute {
             case .sourcePrincipal: kind = .principal
-            case .sourceNamespace: kind = .namespace
+            case .sourceNamespace:
+                kind = .namespace
+                slot = Int32(namespaceChecks.count)
+                namespaceChecks.append(NamespaceCheck(matchers))
             case .serviceAccount:
                 kind = .serviceAccount
                 slot = Int32(accountPatterns.count)
