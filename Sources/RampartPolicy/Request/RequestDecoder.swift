@@ -57,7 +57,9 @@ extension AuthzRequest {
             labels: labels, port: try Self.int(destinationObject["port"], "destination.port"),
             ip: try Self.string(destinationObject["ip"], "destination.ip"))
         var headers: [String: String] = [:]
-        for (key, value) in try Self.map(root["headers"], "headers") ?? [:] { headers[key] = "\(value)" }
+        for (key, value) in try Self.map(root["headers"], "headers") ?? [:] {
+            headers[key] = try Self.headerValue(value, "headers.\(key)")
+        }
         var extAuthz: ExtAuthzAnswer?
         if let answer = try Self.string(root["ext_authz"], "ext_authz") {
             guard let parsed = ExtAuthzAnswer(rawValue: answer.lowercased()) else {
@@ -94,6 +96,34 @@ extension AuthzRequest {
         case let int as Int: return String(int)
         default: throw RequestDecodingError(field: field, reason: "expected a string")
         }
+    }
+
+    /// A header's value: a scalar as written, or a list of them for a header sent more than once,
+    /// joined with `,` as Envoy joins repeated headers before matching them.
+    private static func headerValue(_ value: Any, _ field: String) throws(RequestDecodingError) -> String {
+        func scalar(_ value: Any) -> String? {
+            switch value {
+            case is NSNull, is [Any], is [String: Any]: return nil
+            case let string as String: return string
+            default: return "\(value)"
+            }
+        }
+        if let list = value as? [Any] {
+            var values: [String] = []
+            for element in list {
+                guard let text = scalar(element) else {
+                    throw RequestDecodingError(
+                        field: field, reason: "expected a list of strings (one per time the header is sent)")
+                }
+                values.append(text)
+            }
+            return values.joined(separator: ",")
+        }
+        guard let text = scalar(value) else {
+            throw RequestDecodingError(
+                field: field, reason: "expected a string, or a list of strings for a header sent more than once")
+        }
+        return text
     }
 
     private static func int(_ value: Any?, _ field: String) throws(RequestDecodingError) -> Int? {
