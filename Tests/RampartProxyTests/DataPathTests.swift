@@ -60,7 +60,7 @@ struct DataPathTests {
         }
     }
 
-    @Test("a DENY policy gets 403, and an ALLOW policy that names another identity denies too")
+    @Test("a DENY policy gets 403, a path the normalization refuses 400, and an ALLOW policy that names another identity denies too")
     func authorization() async throws {
         try await withServer { mesh, proxy, _ in
             let client = try await mesh.identity(namespace: "default", serviceAccount: "client")
@@ -69,6 +69,9 @@ struct DataPathTests {
             ]))
             #expect(try await TestClient.mtls(port: proxy.inboundPort, identityDirectory: client.directory, path: "/admin/x").response.head.status == .forbidden)
             #expect(try await TestClient.mtls(port: proxy.inboundPort, identityDirectory: client.directory, path: "/ok").response.head.status == .ok)
+            // A path the normalization refuses never reaches the policies: 400, not a way past the DENY.
+            let refused = try await TestClient.mtls(port: proxy.inboundPort, identityDirectory: client.directory, path: "/x/%00../admin")
+            #expect(refused.response.head.status == .badRequest)
             try proxy.install(SnapshotBuilder.snapshot(version: 3, resources: [
                 SnapshotBuilder.authorizationPolicy(name: "only-frontend", namespace: "default", body: "action: ALLOW\nrules:\n- from:\n  - source:\n      principals: [\"cluster.local/ns/default/sa/frontend\"]"),
             ]))

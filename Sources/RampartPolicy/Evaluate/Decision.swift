@@ -18,6 +18,8 @@ public struct Decision: Sendable, Hashable {
         case customUnanswered
         case customAllowed
         case plaintextUnderStrict
+        /// The path is one Istio's default path normalization refuses (`PathNormalizer.rejects`).
+        case invalidPath
         case jwtInvalid(String?)
         case jwtUnknownIssuer(String?)
         case jwtKeysUnavailable(String)
@@ -39,7 +41,7 @@ public struct Decision: Sendable, Hashable {
 
     /// Allow or deny.
     public let decision: Verdict
-    /// 200, 401 or 403.
+    /// 200, 400 (a path the normalization refuses), 401 or 403.
     public let status: Int
     /// The deciding policy (`namespace/name`), if one decided.
     public let policy: String?
@@ -66,6 +68,9 @@ public struct Decision: Sendable, Hashable {
         case .customUnanswered: return "denied: CUSTOM policy\(by) matched but the ext-authz provider gave no answer"
         case .customAllowed: return "allowed: the ext-authz provider of CUSTOM policy\(by) allowed it"
         case .plaintextUnderStrict: return "denied: plaintext connection to a port whose PeerAuthentication is STRICT"
+        case .invalidPath:
+            return "400: the path holds an escaped NUL (%00), which Istio's default path normalization refuses before"
+                + " any policy is evaluated"
         case .jwtInvalid(let why): return "401: the JWT failed verification" + (why.map { " (\($0))" } ?? "")
         case .jwtUnknownIssuer(let issuer):
             return "401: no RequestAuthentication rule for this workload accepts issuer \(issuer ?? "<none>")"

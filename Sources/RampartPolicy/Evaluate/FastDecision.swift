@@ -8,6 +8,7 @@ extension ResolvedWorkload {
         if mode == .strict && !request.source.isMTLS {
             return decided(.deny, 403, nil, nil, mode, .plaintextUnderStrict, [], [])
         }
+        if Self.rejectsPath(request) { return decided(.deny, 400, nil, nil, mode, .invalidPath, [], []) }
         // Without providers, or on TCP, request authentication is anonymous and skipped.
         let authn = providers.isEmpty || request.transport != .http
             ? nil : AuthnOutcome.evaluate(request, providers: providers)

@@ -31,6 +31,14 @@ final class ResolvedWorkload: Sendable {
         program = WorkloadProgram(policies: policies, identities: identities)
     }
 
+    /// Whether an HTTP request's path is refused by the normalization before authorization (see
+    /// `PathNormalizer.rejects`).
+    @inline(__always)
+    static func rejectsPath(_ request: AuthzRequest) -> Bool {
+        guard request.transport == .http, let path = request.path else { return false }
+        return PathNormalizer.rejects(path)
+    }
+
     /// The straightforward evaluation over `CompiledPolicy` objects, reporting every step to `trace`;
     /// `explain` uses it, and tests compare the fast path against it.
     func run<T: Tracer>(_ request: AuthzRequest, _ trace: inout T) -> Decision {
@@ -39,6 +47,7 @@ final class ResolvedWorkload: Sendable {
         if mode == .strict && !request.source.isMTLS {
             return decided(.deny, 403, nil, nil, mode, .plaintextUnderStrict, [], [])
         }
+        if Self.rejectsPath(request) { return decided(.deny, 400, nil, nil, mode, .invalidPath, [], []) }
         let authn = AuthnOutcome.evaluate(request, providers: providers)
         trace.authn(providers, authn)
         if let rejection = authn.rejection {

@@ -1,3 +1,11 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Normalizes request paths the way Istio's default (`BASE`) normalization does before authorization.
 ///
 /// BASE is Envoy's `normalize_path`, the canonicalization of the URL library Envoy carries: the
@@ -12,6 +20,36 @@ public enum PathNormalizer {
     /// The normalized path; returns the input itself when nothing needs changing.
     public static func normalize(_ raw: String) -> String {
         normalizedIfChanged(raw) ?? raw
+    }
+
+    /// Whether the path is one the normalization refuses, so that the request is answered 400
+    /// before any policy sees it: its path (before any query or fragment) holds an escaped NUL
+    /// (`%00`, as in `/a/.%00../b` or `/a/%%0000/b`) or a raw one, which the URL library's
+    /// canonicalization flags as invalid.
+    public static func rejects(_ raw: String) -> Bool {
+        if let found = raw.utf8.withContiguousStorageIfAvailable(rejects) { return found }
+        return Array(raw.utf8).withUnsafeBufferPointer(rejects)
+    }
+
+    @inline(__always)
+    private static func rejects(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard let base = bytes.baseAddress else { return false }
+        // Most paths have neither byte: two vectorised searches settle them.
+        let percent = memchr(base, Int32(UInt8(ascii: "%")), bytes.count)
+        let nul = memchr(base, 0, bytes.count)
+        guard percent != nil || nul != nil else { return false }
+        var index = 0
+        while index < bytes.count {
+            switch bytes[index] {
+            case UInt8(ascii: "?"), UInt8(ascii: "#"): return false
+            case 0: return true
+            case UInt8(ascii: "%")
+            where index + 2 < bytes.count && bytes[index + 1] == UInt8(ascii: "0") && bytes[index + 2] == UInt8(ascii: "0"):
+                return true
+            default: index += 1
+            }
+        }
+        return false
     }
 
     /// What normalizing a path does to it, found without copying it in the common cases.

@@ -103,6 +103,12 @@ struct InboundHTTP: Sendable {
             record.dryRun = decision.dryRun.filter { $0.wouldBe == .deny }.map(\.policy)
         }
         guard decision.decision == .allow else {
+            if decision.status == 400 {
+                // The path normalization refused the path before any policy was evaluated.
+                record.responseDetails = "path_normalization_failed"
+                done(.local(.badRequest, "Bad Request\n"), record)
+                return
+            }
             if decision.status == 401 {
                 record.responseFlags = "UAEX"
                 record.responseDetails = "jwt_authn_access_denied"
