@@ -169,4 +169,34 @@ struct DestinationLookupTests {
             #expect(snapshot.evaluate(Self.request(labels)).decision == expected[index % 3])
         }
     }
+
+    @Test("the hasher reads a string's last bytes in one load exactly as one byte at a time")
+    func hasherTail() {
+        /// The hash with every byte after the whole words read one at a time.
+        func reference(_ bytes: [UInt8]) -> UInt64 {
+            var value: UInt64 = 0x243F_6A88_85A3_08D3
+            func mix(_ word: UInt64) {
+                let product = (value ^ word).multipliedFullWidth(by: 0x9E37_79B9_7F4A_7C15)
+                value = product.high ^ product.low
+            }
+            var offset = 0
+            while offset + 8 <= bytes.count {
+                var word: UInt64 = 0
+                for index in 0..<8 { word |= UInt64(bytes[offset + index]) << UInt64(8 * index) }
+                mix(word)
+                offset += 8
+            }
+            var tail: UInt64 = 0
+            for index in offset..<bytes.count { tail |= UInt64(bytes[index]) << UInt64(8 * (index - offset)) }
+            mix(tail ^ UInt64(bytes.count) << 56)
+            return value
+        }
+        let text = Array("cluster.local/ns/payments-0/sa/api-0/é".utf8)
+        for length in 0...text.count {
+            var hasher = DestinationHasher()
+            let prefix = Array(text[..<length])
+            prefix.withUnsafeBufferPointer { hasher.combine(bytes: $0) }
+            #expect(hasher.value == reference(prefix), "\(length)")
+        }
+    }
 }

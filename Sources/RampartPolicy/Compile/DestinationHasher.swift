@@ -25,11 +25,18 @@ struct DestinationHasher {
             offset += 8
         }
         var tail: UInt64 = 0
-        var shift: UInt64 = 0
-        while offset < count {
-            tail |= UInt64(bytes[offset]) << shift
-            shift += 8
-            offset += 1
+        let left = count - offset
+        if left > 0 && count >= 8 {
+            // The last eight bytes in one load, shifted so that only the unread ones remain, in the
+            // places the byte-by-byte loop below would put them.
+            tail = raw.loadUnaligned(fromByteOffset: count - 8, as: UInt64.self) >> UInt64(8 * (8 - left))
+        } else {
+            var shift: UInt64 = 0
+            while offset < count {
+                tail |= UInt64(bytes[offset]) << shift
+                shift += 8
+                offset += 1
+            }
         }
         mix(tail ^ UInt64(count) << 56)
     }
