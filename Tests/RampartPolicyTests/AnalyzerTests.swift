@@ -1,4 +1,4 @@
-import RampartPolicy
+@testable import RampartPolicy
 import Testing
 
 @Suite("analyzer warnings")
@@ -59,5 +59,18 @@ struct AnalyzerTests {
         let warnings = Self.analyze([policy]).filter { $0.code == .denyAllOnTCP }
         #expect(warnings.isEmpty == !warned, "\(rule): \(warnings.map(\.description))")
         #expect(warnings.allSatisfy { $0.severity == .warning && $0.field.hasPrefix("spec.rules[0]") && !$0.fix.isEmpty })
+    }
+
+    @Test("an invalid resource name gets a fix that is itself a valid name")
+    func nameFix() throws {
+        for (name, suggestion) in [("Bad_Name", "bad-name"), ("-Web.API_", "web.api"), ("a b", "a-b")] {
+            let loaded = PolicyLoader.load(
+                yaml: "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: \"\(name)\", namespace: shop}\nspec: {}\n",
+                file: "p.yaml")
+            let diagnostics = loaded.diagnostics + PolicyAnalyzer.validate(loaded.resources)
+            let diagnostic = try #require(diagnostics.first { $0.field == "metadata.name" }, "\(name)")
+            #expect(diagnostic.fix.hasSuffix("for example \(suggestion)"), "\(diagnostic.fix)")
+        }
+        #expect(CommonChecks.suggestedName("___") == nil)
     }
 }

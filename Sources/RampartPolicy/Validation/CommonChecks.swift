@@ -1,3 +1,5 @@
+import Foundation
+
 /// Checks shared by the three kinds: metadata, selectors, target references, IPs, ports, wildcards.
 enum CommonChecks {
     static func metadata(_ metadata: ResourceMetadata, _ reporter: inout Reporter) {
@@ -7,13 +9,26 @@ enum CommonChecks {
             reporter.add(
                 .badMetadata, "metadata.name",
                 "name \"\(metadata.name)\" is not a DNS-1123 subdomain (lower-case letters, digits, '-' and '.')",
-                fix: "rename the resource, for example \(metadata.name.lowercased())")
+                fix: suggestedName(metadata.name).map { "rename the resource, for example \($0)" }
+                    ?? "rename the resource with lower-case letters, digits, '-' and '.'")
         }
         if !isDNSLabel(metadata.namespace) {
             reporter.add(
                 .badMetadata, "metadata.namespace", "namespace \"\(metadata.namespace)\" is not a DNS-1123 label",
                 fix: "use a namespace of lower-case letters, digits and '-'")
         }
+    }
+
+    /// A DNS-1123 subdomain close to `name`: lower-cased, every other character a `-`, without
+    /// leading or trailing `-` or `.`; `nil` when nothing valid is left.
+    static func suggestedName(_ name: String) -> String? {
+        let mapped = String(
+            name.lowercased().map { character -> Character in
+                character.isASCII && (character.isLetter || character.isNumber || character == ".") ? character : "-"
+            })
+        let trimmed = mapped.trimmingCharacters(in: CharacterSet(charactersIn: "-."))
+        let candidate = String(trimmed.prefix(253)).trimmingCharacters(in: CharacterSet(charactersIn: "-."))
+        return isDNSSubdomain(candidate) ? candidate : nil
     }
 
     static func selector(_ selector: WorkloadSelector?, _ path: String, _ reporter: inout Reporter) {
