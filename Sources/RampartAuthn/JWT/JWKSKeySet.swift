@@ -69,7 +69,7 @@ public struct JWKSKeySet: Sendable {
                 do {
                     try await collection.add(jwk: pinned, isDefault: true)
                 } catch {
-                    skipped.append("key \(name) is not a usable \(algorithm.rawValue) key: \(error)")
+                    skipped.append("key \(name) is not a usable \(algorithm.rawValue) key: \(ErrorText.describe(error))")
                     break
                 }
                 keys.append(Key(kid: kid, algorithm: algorithm.rawValue, collection: collection))

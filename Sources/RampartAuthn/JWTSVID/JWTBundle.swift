@@ -92,7 +92,7 @@ public struct JWTBundle: Sendable, Equatable {
             } catch let error as AuthnError {
                 throw error
             } catch {
-                throw AuthnError(.keySourceUnavailable, "JWT bundle key \(kid) is not a usable JWK: \(error)")
+                throw AuthnError(.keySourceUnavailable, "JWT bundle key \(kid) is not a usable JWK: \(ErrorText.describe(error))")
             }
         }
         return (collection, kids)

@@ -18,7 +18,7 @@ struct TokenVerifier: Sendable {
         do {
             (header, payload, _) = try DefaultJWTParser().parse(Array(found.token.utf8), as: ClaimsPayload.self)
         } catch {
-            return .failure(JWTFailure(.malformed, "the token in \(found.locationDescription) is not a JWT (\(error)): send a signed JWT of three base64url parts"))
+            return .failure(JWTFailure(.malformed, "the token in \(found.locationDescription) is not a JWT (\(ErrorText.describe(error))): send a signed JWT of three base64url parts"))
         }
         if let problem = Self.claimTypeProblem(payload) {
             return .failure(JWTFailure(.malformed, "the token in \(found.locationDescription) \(problem): the issuer must follow RFC 7519's claim types"))

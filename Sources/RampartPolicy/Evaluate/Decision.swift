@@ -59,7 +59,31 @@ public struct Decision: Sendable, Hashable {
     /// A human explanation of the decision.
     public var reason: String {
         let by = policy.map { " \($0)" + (rule.map { " rule \($0)" } ?? "") } ?? ""
-        switch cause {
+        return cause.message(by: by)
+    }
+
+    /// Renders the decision for the CLI: decision, status, policy, rule, mtls_mode, reason.
+    public func jsonObject(trace: ExplainTrace? = nil) -> [String: Any] {
+        var object: [String: Any] = [
+            "decision": decision.rawValue, "status": status, "mtls_mode": mtlsMode.rawValue, "reason": reason,
+            "policy": policy.map { $0 as Any } ?? NSNull(), "rule": rule.map { $0 as Any } ?? NSNull(),
+        ]
+        if !dryRun.isEmpty {
+            object["dry_run"] = dryRun.map {
+                ["policy": $0.policy, "action": $0.action.rawValue, "rule": $0.rule.map { $0 as Any } ?? NSNull(),
+                 "would_be": $0.wouldBe.rawValue] as [String: Any]
+            }
+        }
+        if let trace { object["explain"] = trace.jsonObject }
+        return object
+    }
+}
+
+extension Decision.Cause {
+    /// The cause as people read it; `by` names the deciding policy and rule (` ns/name rule 0`),
+    /// empty when none decided.
+    public func message(by: String = "") -> String {
+        switch self {
         case .noAllowPolicy: return "allowed: no DENY policy matched and no ALLOW policy applies to the workload"
         case .allowMatched: return "allowed by ALLOW policy\(by)"
         case .noAllowMatched: return "denied: ALLOW policies apply to the workload but none matched"
@@ -78,21 +102,5 @@ public struct Decision: Sendable, Hashable {
         case .jwtAudienceNotAllowed: return "403: the JWT's audience is not one the issuer's rule accepts"
         case .jwtRequired: return "401: a JWT is required and none was found"
         }
-    }
-
-    /// Renders the decision for the CLI: decision, status, policy, rule, mtls_mode, reason.
-    public func jsonObject(trace: ExplainTrace? = nil) -> [String: Any] {
-        var object: [String: Any] = [
-            "decision": decision.rawValue, "status": status, "mtls_mode": mtlsMode.rawValue, "reason": reason,
-            "policy": policy.map { $0 as Any } ?? NSNull(), "rule": rule.map { $0 as Any } ?? NSNull(),
-        ]
-        if !dryRun.isEmpty {
-            object["dry_run"] = dryRun.map {
-                ["policy": $0.policy, "action": $0.action.rawValue, "rule": $0.rule.map { $0 as Any } ?? NSNull(),
-                 "would_be": $0.wouldBe.rawValue] as [String: Any]
-            }
-        }
-        if let trace { object["explain"] = trace.jsonObject }
-        return object
     }
 }

@@ -27,7 +27,7 @@ struct RecordingTrace: Tracer {
         guard !providers.isEmpty else { return }
         var notes = providers.map { "jwtRules[\($0.ruleIndex)] of \($0.policy): issuer \($0.rule.issuer)" }
         if let rejection = outcome.rejection {
-            notes.append("rejected: \(rejection)")
+            notes.append("rejected: \(rejection.message())")
         } else if let principal = outcome.principal {
             notes.append("request principal \(principal)")
         } else {
