@@ -126,6 +126,50 @@ struct AuthzRealTokenTests {
         #expect(denied["status"] as? Int == 403)
     }
 
+    @Test("a key source that cannot be reached is reported with the real reason; a malformed token without library internals")
+    func unreachableKeys() throws {
+        let dir = try Paths.temporaryDirectory("authz-jwt-down")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let issuer = Issuer()
+        // Nothing listens on port 1 of the loopback address: the connection is refused.
+        let file = "\(dir)/down.yaml"
+        try """
+            apiVersion: security.istio.io/v1
+            kind: RequestAuthentication
+            metadata: {name: jwt, namespace: shop}
+            spec:
+              jwtRules:
+              - issuer: \(Self.issuer)
+                jwksUri: http://127.0.0.1:1/jwks.json
+                timeout: 1s
+            """.write(toFile: file, atomically: true, encoding: .utf8)
+        let token = try issuer.token(Self.claims())
+        let refused = try Self.check(policies: file, request: Self.request(headers: "{authorization: \"Bearer \(token)\"}"), in: dir)
+        #expect(refused["status"] as? Int == 401)
+        let reason = try #require(refused["reason"] as? String)
+        #expect(reason.contains("http://127.0.0.1:1/jwks.json") && !reason.contains("stated unreachable"), "\(reason)")
+
+        let policies = try Self.policies(issuer, in: dir)
+        let garbage = try Self.check(policies: policies, request: Self.request(headers: "{authorization: \"Bearer a.b\"}"), in: dir)
+        #expect(garbage["status"] as? Int == 401)
+        let text = try #require(garbage["reason"] as? String)
+        #expect(text.contains("is not a JWT") && !text.contains("JWTKitError") && !text.contains("Optional("), "\(text)")
+    }
+
+    @Test("a --jwks-env file that does not say what the schema says is refused")
+    func malformedEnvironment() throws {
+        let dir = try Paths.temporaryDirectory("authz-jwt-env")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let policies = try Self.policies(Issuer(), in: dir)
+        let request = "\(dir)/request.yaml"
+        try Self.request().write(toFile: request, atomically: true, encoding: .utf8)
+        let environment = "\(dir)/env.yaml"
+        try "unreachabel: [http://127.0.0.1:1/jwks.json]\n".write(toFile: environment, atomically: true, encoding: .utf8)
+        let result = try rampart("authz", "check", "--policies", policies, "--request", request, "--jwks-env", environment)
+        #expect(!result.succeeded)
+        #expect(result.stderr.contains("--jwks-env") && result.stderr.contains("unreachabel"), "\(result.stderr)")
+    }
+
     @Test("an abstract jwt block keeps precedence over a token in the headers")
     func abstractBlockWins() throws {
         let dir = try Paths.temporaryDirectory("authz-jwt-abstract")

@@ -42,7 +42,7 @@ enum Corpus {
             let names = item["policy_set"] as? [String] ?? []
             return AuthzCase(id: item["id"] as? String ?? "?", yaml: names.compactMap { sets[$0] }.joined(separator: "\n---\n"), item: item)
         }
-        return (cases, JWKSEnvironment.from(try PlainYAML.parse(text("jwks-environment.yaml"))))
+        return (cases, try JWKSEnvironment.from(try PlainYAML.parse(text("jwks-environment.yaml"))))
     }
 }
 

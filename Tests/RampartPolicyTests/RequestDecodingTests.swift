@@ -36,3 +36,94 @@ struct RequestDecodingTests {
         }
     }
 }
+
+@Suite("request files refuse what they cannot mean")
+struct RequestFileStrictnessTests {
+    private static let destination = "destination: {namespace: ns1, labels: {app: b}, port: 8080}\n"
+
+    @Test(
+        "a wrongly typed, out-of-range or misspelt field is refused, naming it",
+        arguments: [
+            ("jwt: {present: true, valid: \"false\"}", "jwt.valid"),
+            ("jwt: {present: true, valid: 0}", "jwt.valid"),
+            ("jwt: {present: \"yes\"}", "jwt.present"),
+            ("jwt: {present: true, claims: notamap}", "jwt.claims"),
+            ("jwt: {present: true, vaild: true}", "jwt.vaild"),
+            ("source: {principal: cluster.local/ns/a/sa/b, mtls: \"false\"}", "source.mtls"),
+            ("source: {principal: 5}", "source.principal"),
+            ("source: {ip: 999.1.1.1}", "source.ip"),
+            ("source: {remote_ip: not-an-ip}", "source.remote_ip"),
+            ("source: {principle: x}", "source.principle"),
+            ("methdo: GET", "methdo"),
+            ("path: [a]", "path"),
+        ])
+    func refused(line: String, field: String) {
+        do {
+            _ = try AuthzRequest(text: Self.destination + line + "\n")
+            Issue.record("accepted \(line)")
+        } catch {
+            #expect(error.field == field, "\(line)")
+            #expect(!error.reason.isEmpty)
+        }
+    }
+
+    @Test("ports outside 1-65535 are refused")
+    func ports() {
+        for port in ["-1", "0", "99999", "\"http\"", "80.5"] {
+            do {
+                _ = try AuthzRequest(text: "destination: {namespace: ns1, port: \(port)}\n")
+                Issue.record("accepted \(port)")
+            } catch {
+                #expect(error.field == "destination.port", "\(port)")
+            }
+        }
+        #expect((try? AuthzRequest(text: "destination: {namespace: ns1, port: \"8080\"}\n"))?.destination.port == 8080)
+    }
+
+    @Test("the corpus's own fields are all accepted")
+    func corpusFields() throws {
+        let request = try AuthzRequest(
+            text: """
+                protocol: HTTP
+                source: {principal: cluster.local/ns/a/sa/b, namespace: a, ip: 10.0.0.1, remote_ip: "2001:db8::1", mtls: true}
+                destination: {namespace: ns1, labels: {app: b, version: 1}, port: 8080, ip: 10.0.0.2}
+                method: GET
+                host: b.ns1
+                path: /x
+                headers: {x-a: "1"}
+                ext_authz: allow
+                sni: b.ns1
+                jwt: {present: true, valid: false, claims: {iss: i, sub: s}, request_principal: i/s, location: header, raw: r, reason: bad, note: n}
+                """)
+        #expect(request.jwt?.valid == false)
+        #expect(request.source.remoteIP == "2001:db8::1")
+        #expect(request.destination.labels["version"] == "1")
+    }
+}
+
+@Suite("JWKS environment files")
+struct JWKSEnvironmentFileTests {
+    @Test("a list, a misspelt key, a string or a quoted latency is refused, naming the field")
+    func refused() throws {
+        for (text, field) in [
+            ("[a, b]", ""), ("unreachabel: [http://x]", "unreachabel"), ("unreachable: http://x", "unreachable"),
+            ("latency_ms: {\"http://x\": \"9000\"}", "latency_ms.http://x"), ("latency_ms: [1]", "latency_ms"),
+        ] {
+            do {
+                _ = try JWKSEnvironment.from(try PlainYAML.parse(text))
+                Issue.record("accepted \(text)")
+            } catch let error as RequestDecodingError {
+                #expect(error.field == field, "\(text)")
+            }
+        }
+    }
+
+    @Test("a well-formed file, or an empty one, is read")
+    func accepted() throws {
+        let environment = try JWKSEnvironment.from(
+            try PlainYAML.parse("unreachable: [\"http://a\"]\nlatency_ms: {\"http://b\": 250}"))
+        #expect(environment.states["http://a"] == .unreachable)
+        #expect(environment.states["http://b"] == .latency(250))
+        #expect(try JWKSEnvironment.from(try PlainYAML.parse("")).states.isEmpty)
+    }
+}

@@ -24,6 +24,21 @@ public enum JWKSProbe {
     /// longer timeout is recorded as answering after that timeout, which the rules with shorter
     /// ones do not wait for.
     public static func environment(rules: [JWTRule], fetcher: any HTTPFetcher) async -> JWKSEnvironment {
+        await probe(rules: rules, fetcher: fetcher).environment
+    }
+
+    /// `environment(rules:fetcher:)`, and a fetcher that answers each probed URI as it answered
+    /// the probe (its body, or its error with the real reason) without fetching it again, and
+    /// passes any other URI (OIDC discovery) to `fetcher`.
+    public static func probe(rules: [JWTRule], fetcher: any HTTPFetcher) async -> (
+        environment: JWKSEnvironment, fetcher: any HTTPFetcher
+    ) {
+        let recording = RecordingFetcher(base: fetcher)
+        let environment = await probedEnvironment(rules: rules, fetcher: recording)
+        return (environment, await recording.replay())
+    }
+
+    private static func probedEnvironment(rules: [JWTRule], fetcher: any HTTPFetcher) async -> JWKSEnvironment {
         var timeouts: [String: Set<Double>] = [:]
         var order: [String] = []
         for rule in rules where rule.jwks.isEmpty && !rule.jwksURI.isEmpty {
@@ -120,6 +135,46 @@ public struct PublishedJWKSFetcher: HTTPFetcher {
     /// The published copy for Istio's sample URI, or the document from `base`.
     public func get(_ url: String, timeout: Duration) async throws(AuthnError) -> String {
         if let document = Self.published(url) { return document }
+        return try await base.get(url, timeout: timeout)
+    }
+}
+
+/// Fetches with `base` and keeps the last answer of each URI, for `JWKSProbe.probe`.
+private actor RecordingFetcher: HTTPFetcher {
+    let base: any HTTPFetcher
+    private var answers: [String: Result<String, AuthnError>] = [:]
+
+    init(base: any HTTPFetcher) {
+        self.base = base
+    }
+
+    nonisolated func get(_ url: String, timeout: Duration) async throws(AuthnError) -> String {
+        let answer: Result<String, AuthnError>
+        do throws(AuthnError) {
+            answer = .success(try await base.get(url, timeout: timeout))
+        } catch {
+            answer = .failure(error)
+        }
+        await record(url, answer)
+        return try answer.get()
+    }
+
+    private func record(_ url: String, _ answer: Result<String, AuthnError>) {
+        answers[url] = answer
+    }
+
+    func replay() -> ReplayingFetcher {
+        ReplayingFetcher(answers: answers, base: base)
+    }
+}
+
+/// Answers the URIs a probe fetched as they answered it; others are fetched by `base`.
+struct ReplayingFetcher: HTTPFetcher {
+    let answers: [String: Result<String, AuthnError>]
+    let base: any HTTPFetcher
+
+    func get(_ url: String, timeout: Duration) async throws(AuthnError) -> String {
+        if let answer = answers[url] { return try answer.get() }
         return try await base.get(url, timeout: timeout)
     }
 }

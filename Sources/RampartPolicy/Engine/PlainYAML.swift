@@ -36,13 +36,38 @@ extension Workload {
 }
 
 extension JWKSEnvironment {
-    /// Reads `{unreachable: [uri, ...], latency_ms: {uri: 500}}`.
-    public static func from(_ value: Any?) -> JWKSEnvironment {
-        guard let object = value as? [String: Any] else { return JWKSEnvironment() }
+    /// Reads `{unreachable: [uri, ...], latency_ms: {uri: 500}}`; an empty document states nothing.
+    /// Anything else is refused, naming the field, so that a misspelt environment cannot pass
+    /// for one in which every key source answers.
+    public static func from(_ value: Any?) throws(RequestDecodingError) -> JWKSEnvironment {
+        if value == nil || value is NSNull { return JWKSEnvironment() }
+        guard let object = value as? [String: Any] else {
+            throw RequestDecodingError(
+                field: "", reason: "expected a mapping with unreachable: [URI, ...] and latency_ms: {URI: milliseconds}")
+        }
+        for key in object.keys.sorted() where key != "unreachable" && key != "latency_ms" {
+            throw RequestDecodingError(field: key, reason: "unknown field; the environment has unreachable and latency_ms")
+        }
         var states: [String: State] = [:]
-        for uri in object["unreachable"] as? [String] ?? [] { states[uri] = .unreachable }
-        for (uri, latency) in object["latency_ms"] as? [String: Any] ?? [:] {
-            if let milliseconds = (latency as? Int).map(Double.init) ?? (latency as? Double) {
+        if let unreachable = object["unreachable"], !(unreachable is NSNull) {
+            guard let uris = unreachable as? [Any], uris.allSatisfy({ $0 is String }) else {
+                throw RequestDecodingError(field: "unreachable", reason: "expected a list of JWKS or issuer URIs")
+            }
+            for case let uri as String in uris { states[uri] = .unreachable }
+        }
+        if let latencies = object["latency_ms"], !(latencies is NSNull) {
+            guard let map = latencies as? [String: Any] else {
+                throw RequestDecodingError(field: "latency_ms", reason: "expected a mapping of URI to milliseconds")
+            }
+            for (uri, latency) in map {
+                let milliseconds: Double
+                switch latency {
+                case let value as Int where value >= 0: milliseconds = Double(value)
+                case let value as Double where value >= 0: milliseconds = value
+                default:
+                    throw RequestDecodingError(
+                        field: "latency_ms.\(uri)", reason: "expected a number of milliseconds, found \(latency)")
+                }
                 states[uri] = .latency(milliseconds)
             }
         }

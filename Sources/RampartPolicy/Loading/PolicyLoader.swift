@@ -20,6 +20,14 @@ public struct LoadResult: Sendable {
 
 /// Reads Istio security resources from YAML text, files and folders with Yams' node API.
 public enum PolicyLoader {
+    /// The warning for paths that hold no security resource at all: every request is then
+    /// decided without policies, which is rarely what was meant.
+    public static func nothingFoundWarning(_ paths: [String]) -> String {
+        "warning: no AuthorizationPolicy, PeerAuthentication or RequestAuthentication found in "
+            + paths.joined(separator: ", ")
+            + " (folders are searched for files ending in .yaml or .yml); check the paths and the files' extensions"
+    }
+
     /// Decodes every document of a multi-document YAML string.
     public static func load(yaml: String, file: String = "<input>") -> LoadResult {
         var resources: [SecurityResource] = []

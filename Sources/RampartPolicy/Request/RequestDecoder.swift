@@ -31,31 +31,45 @@ extension AuthzRequest {
         try self.init(text: text)
     }
 
+    /// The fields of each object of the schema, for refusing misspelt ones.
+    private static let rootFields = [
+        "protocol", "source", "destination", "method", "host", "path", "headers", "ext_authz", "sni", "jwt",
+    ]
+    private static let sourceFields = ["principal", "namespace", "ip", "remote_ip", "mtls"]
+    private static let destinationFields = ["namespace", "labels", "port", "ip"]
+    private static let jwtFields = ["present", "valid", "claims", "request_principal", "location", "raw", "reason", "note"]
+
     /// Decodes a request from a parsed JSON/YAML object.
     public init(object: Any?) throws(RequestDecodingError) {
         guard let root = object as? [String: Any] else {
             throw RequestDecodingError(field: "", reason: "expected a mapping with protocol, source, destination, ...")
         }
+        try Self.checkFields(root, Self.rootFields, "")
         let protocolText = try Self.string(root["protocol"], "protocol") ?? "HTTP"
         guard let transport = TransportProtocol(rawValue: protocolText.uppercased()) else {
             throw RequestDecodingError(field: "protocol", reason: "expected HTTP or TCP, found \(protocolText)")
         }
         let sourceObject = try Self.map(root["source"], "source") ?? [:]
+        try Self.checkFields(sourceObject, Self.sourceFields, "source")
         let source = Source(
             principal: try Self.string(sourceObject["principal"], "source.principal"),
             namespace: try Self.string(sourceObject["namespace"], "source.namespace"),
-            ip: try Self.string(sourceObject["ip"], "source.ip"),
-            remoteIP: try Self.string(sourceObject["remote_ip"], "source.remote_ip"),
-            mtls: sourceObject["mtls"] as? Bool)
+            ip: try Self.address(sourceObject["ip"], "source.ip"),
+            remoteIP: try Self.address(sourceObject["remote_ip"], "source.remote_ip"),
+            mtls: try Self.bool(sourceObject["mtls"], "source.mtls"))
         let destinationObject = try Self.map(root["destination"], "destination") ?? [:]
+        try Self.checkFields(destinationObject, Self.destinationFields, "destination")
         var labels: [String: String] = [:]
         for (key, value) in try Self.map(destinationObject["labels"], "destination.labels") ?? [:] {
             labels[key] = "\(value)"
         }
+        let port = try Self.int(destinationObject["port"], "destination.port")
+        if let port, !(1...65535).contains(port) {
+            throw RequestDecodingError(field: "destination.port", reason: "expected a port from 1 to 65535, found \(port)")
+        }
         let destination = Destination(
             namespace: try Self.string(destinationObject["namespace"], "destination.namespace") ?? "default",
-            labels: labels, port: try Self.int(destinationObject["port"], "destination.port"),
-            ip: try Self.string(destinationObject["ip"], "destination.ip"))
+            labels: labels, port: port, ip: try Self.address(destinationObject["ip"], "destination.ip"))
         var headers: [String: String] = [:]
         for (key, value) in try Self.map(root["headers"], "headers") ?? [:] {
             headers[key] = try Self.headerValue(value, "headers.\(key)")
@@ -76,25 +90,65 @@ extension AuthzRequest {
 
     private static func jwt(_ value: Any?) throws(RequestDecodingError) -> JWTOutcome? {
         guard let object = try map(value, "jwt") else { return nil }
-        let present = object["present"] as? Bool ?? false
+        try checkFields(object, jwtFields, "jwt")
+        let present = try bool(object["present"], "jwt.present") ?? false
+        let valid = try bool(object["valid"], "jwt.valid") ?? true
         guard present else { return .absent }
-        let claims = object["claims"].map { ClaimValue(any: $0) }
+        let claims = try map(object["claims"], "jwt.claims").map { ClaimValue(any: $0) }
         var principal = try string(object["request_principal"], "jwt.request_principal")
         if principal == nil, case .string(let iss)? = claims?["iss"], case .string(let sub)? = claims?["sub"] {
             principal = "\(iss)/\(sub)"
         }
         return JWTOutcome(
-            present: true, valid: object["valid"] as? Bool ?? true, claims: claims, requestPrincipal: principal,
+            present: true, valid: valid, claims: claims, requestPrincipal: principal,
             location: try string(object["location"], "jwt.location"), raw: try string(object["raw"], "jwt.raw"),
             failure: try string(object["reason"], "jwt.reason"))
+    }
+
+    /// Refuses a field the schema does not have, naming the ones it has.
+    private static func checkFields(_ object: [String: Any], _ known: [String], _ path: String)
+        throws(RequestDecodingError)
+    {
+        for key in object.keys.sorted() where !known.contains(key) {
+            let field = path.isEmpty ? key : "\(path).\(key)"
+            throw RequestDecodingError(
+                field: field,
+                reason: "unknown field; \(path.isEmpty ? "a request" : path) has \(known.joined(separator: ", "))")
+        }
+    }
+
+    /// A `true` or `false`; quoted text and numbers are refused, so that `"false"` cannot read as true.
+    private static func bool(_ value: Any?, _ field: String) throws(RequestDecodingError) -> Bool? {
+        switch value {
+        case nil, is NSNull: return nil
+        case let flag as Bool: return flag
+        default: throw RequestDecodingError(field: field, reason: "expected true or false, found \(describe(value))")
+        }
+    }
+
+    /// An IP address, checked to parse.
+    private static func address(_ value: Any?, _ field: String) throws(RequestDecodingError) -> String? {
+        guard let text = try string(value, field) else { return nil }
+        guard IPAddress(text) != nil else {
+            throw RequestDecodingError(field: field, reason: "expected an IPv4 or IPv6 address, found \(text)")
+        }
+        return text
+    }
+
+    /// A value as the error messages quote it.
+    private static func describe(_ value: Any?) -> String {
+        switch value {
+        case let string as String: return "\"\(string)\""
+        case let value?: return "\(value)"
+        case nil: return "nothing"
+        }
     }
 
     private static func string(_ value: Any?, _ field: String) throws(RequestDecodingError) -> String? {
         switch value {
         case nil, is NSNull: return nil
         case let string as String: return string
-        case let int as Int: return String(int)
-        default: throw RequestDecodingError(field: field, reason: "expected a string")
+        default: throw RequestDecodingError(field: field, reason: "expected a string, found \(describe(value))")
         }
     }
 
@@ -131,9 +185,11 @@ extension AuthzRequest {
         case nil, is NSNull: return nil
         case let int as Int: return int
         case let string as String:
-            guard let int = Int(string) else { throw RequestDecodingError(field: field, reason: "expected a number") }
+            guard let int = Int(string) else {
+                throw RequestDecodingError(field: field, reason: "expected a number, found \(describe(value))")
+            }
             return int
-        default: throw RequestDecodingError(field: field, reason: "expected a number")
+        default: throw RequestDecodingError(field: field, reason: "expected a number, found \(describe(value))")
         }
     }
 

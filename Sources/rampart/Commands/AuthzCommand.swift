@@ -70,22 +70,31 @@ struct AuthzCheck: AsyncParsableCommand {
             FileHandle.standardError.write(Data((PolicyEngine.renderHuman(errors) + "\n").utf8))
             throw ValidationError("the policies could not be read (\(errors.count) error\(errors.count == 1 ? "" : "s") above); fix them, then check again")
         }
+        if loaded.resources.isEmpty {
+            FileHandle.standardError.write(Data((PolicyLoader.nothingFoundWarning(policies) + "\n").utf8))
+        }
         // Keys come as a proxy would get them: each JWKS URI is fetched (see JWKSProbe), unless
         // an environment file states the outcomes.
         let fetcher = PublishedJWKSFetcher()
         let environment: JWKSEnvironment
+        // What a real token's keys are fetched with: the stated environment over the network, or
+        // the probe's own answers (so each URI is fetched once and its failure keeps its reason).
+        let tokenFetcher: any HTTPFetcher
         if let jwksEnv {
             do {
-                environment = JWKSEnvironment.from(try PlainYAML.parse(file: jwksEnv))
+                environment = try JWKSEnvironment.from(try PlainYAML.parse(file: jwksEnv))
             } catch {
                 throw ValidationError("--jwks-env \(jwksEnv): \(error)")
             }
+            tokenFetcher = JWKSEnvironmentFetcher(environment: environment, base: fetcher, statedBy: "--jwks-env \(jwksEnv)")
         } else {
             let rules = loaded.resources.flatMap { resource -> [JWTRule] in
                 if case .requestAuthentication(let authentication) = resource { return authentication.jwtRules }
                 return []
             }
-            environment = await JWKSProbe.environment(rules: rules, fetcher: fetcher)
+            let probed = await JWKSProbe.probe(rules: rules, fetcher: fetcher)
+            environment = probed.environment
+            tokenFetcher = probed.fetcher
         }
         let engine = PolicyEngine(loaded: loaded, options: SnapshotOptions(
                 rootNamespace: rootNamespace, jwks: environment,
@@ -96,7 +105,7 @@ struct AuthzCheck: AsyncParsableCommand {
         } catch {
             throw ValidationError("request \(request): \(error)")
         }
-        let authn = await Self.authenticate(parsed, snapshot: engine.snapshot, environment: environment, fetcher: fetcher)
+        let authn = await Self.authenticate(parsed, snapshot: engine.snapshot, fetcher: tokenFetcher)
         let checked = authn.map { parsed.with(jwt: $0.outcome) } ?? parsed
         let result = Self.render(checked, authn: authn, snapshot: engine.snapshot, explain: explain)
         if json {
@@ -109,11 +118,11 @@ struct AuthzCheck: AsyncParsableCommand {
     /// Verifies a real token when the request has no abstract `jwt:` block (which has precedence)
     /// and carries one in a location the workload's RequestAuthentication reads; `nil` otherwise.
     static func authenticate(
-        _ request: AuthzRequest, snapshot: PolicySnapshot, environment: JWKSEnvironment, fetcher: any HTTPFetcher = AsyncHTTPClientFetcher()
+        _ request: AuthzRequest, snapshot: PolicySnapshot, fetcher: any HTTPFetcher
     ) async -> RequestAuthnResult? {
         guard request.jwt == nil else { return nil }
         let providers = snapshot.jwtProviders(namespace: request.destination.namespace, labels: request.destination.labels)
-        let authenticator = RequestAuthenticator(fetcher: JWKSEnvironmentFetcher(environment: environment, base: fetcher))
+        let authenticator = RequestAuthenticator(fetcher: fetcher)
         let result = await authenticator.authenticate(request, providers: providers)
         return result.tokenPresent ? result : nil
     }
