@@ -162,6 +162,9 @@ struct ConfigCommandTests {
         #expect(result.stderr.contains("spec.rules[0].to[0].operation.pathz"))
         #expect(result.stderr.contains("fix:"))
         #expect(result.stderr.contains("nothing was stored"))
+        // One finding, counted once: the invalid resource's document is not also reported as cut wrongly.
+        #expect(result.stderr.contains("1 error in"), "\(result.stderr)")
+        #expect(!result.stderr.contains("does not read back"), "\(result.stderr)")
         #expect(result.stdout.isEmpty, "\(result.stdout)")
 
         let stored = try rampart("get", "ap", "-A", "--json", "--state", ca.state)

@@ -74,4 +74,21 @@ struct LoadingTests {
         #expect(diagnostics.map(\.code) == [.selectsNothing])
         #expect(diagnostics.first?.severity == .warning)
     }
+
+    @Test("a key written twice in one mapping is reported at its second line, naming the first")
+    func duplicateKey() throws {
+        let yaml = """
+            apiVersion: security.istio.io/v1
+            kind: AuthorizationPolicy
+            metadata: {name: p, namespace: ns1}
+            spec:
+              action: DENY
+              action: ALLOW
+            """
+        let loaded = PolicyLoader.load(yaml: yaml, file: "d.yaml")
+        let diagnostic = try #require(loaded.diagnostics.first)
+        #expect(diagnostic.code == .unreadable && diagnostic.line == 6, "\(diagnostic)")
+        #expect(diagnostic.message.contains("\"action\"") && diagnostic.message.contains("line 5"), "\(diagnostic.message)")
+        #expect(!diagnostic.message.contains("Context"))
+    }
 }

@@ -98,11 +98,32 @@ public enum PolicyLoader {
         if let yamlError = error as? YamlError {
             switch yamlError {
             case .scanner(_, _, let mark, _), .parser(_, _, let mark, _): line = mark.line
+            case .duplicatedKeysInMapping(let duplicates, let context):
+                let first = context.mark.line
+                let key = duplicates.first ?? ""
+                let again = repeatedKeyLine(key, after: context.mark, in: context.text)
+                let names = duplicates.map { "\"\($0)\"" }.joined(separator: ", ")
+                return Diagnostic(
+                    code: .unreadable, file: file, line: again ?? first, resource: nil, field: "",
+                    message: "the YAML does not parse: \(names) appears more than once in one mapping (first at line \(first))",
+                    fix: "keep one \(key) in that mapping")
             default: break
             }
         }
         return Diagnostic(
             code: .unreadable, file: file, line: line, resource: nil, field: "",
             message: "the YAML does not parse: \(error)", fix: "correct the YAML syntax at this line")
+    }
+
+    /// The line of the next `key:` at the same column as the first one, after it.
+    private static func repeatedKeyLine(_ key: String, after mark: Mark, in text: String) -> Int? {
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        guard mark.line >= 1, mark.line < lines.count else { return nil }
+        let indent = String(repeating: " ", count: max(mark.column - 1, 0))
+        for index in mark.line..<lines.count {
+            let line = lines[index]
+            if line.hasPrefix(indent + key + ":") || line.hasPrefix(indent + "\"" + key + "\":") { return index + 1 }
+        }
+        return nil
     }
 }

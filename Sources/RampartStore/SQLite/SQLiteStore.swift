@@ -30,6 +30,10 @@ public final class SQLiteStore: Sendable {
         do {
             pool = try DatabasePool(path: path, configuration: configuration)
             try Migrations.migrator.migrate(pool)
+        } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED {
+            throw StoreError(
+                .unavailable,
+                "cannot open the store at \(path): another process held it locked for more than 10 seconds (\(error.message ?? "database is locked")). Wait for that process (another apply, or a stuck one) to finish, then try again")
         } catch {
             throw StoreError(.unavailable, "cannot open the store at \(path): \(error). Check the path and its permissions, or run 'rampart ca init' first")
         }

@@ -41,7 +41,10 @@ struct ConfigBatch {
                 )
                 continue
             }
-            if let problem = isolationProblem(document, id: id, location: location) {
+            // A resource with errors of its own is refused for them; its document reads back with
+            // the same errors, which say nothing about how it was cut.
+            let refused = diagnostics.contains { $0.severity == .error && $0.resource == id }
+            if let problem = isolationProblem(document, id: id, location: location, refused: refused) {
                 problems.append(problem)
                 continue
             }
@@ -57,9 +60,11 @@ struct ConfigBatch {
 
     /// Re-loads the cut document on its own: it must be exactly the resource the whole file gave,
     /// so that what is stored reads back as what was validated.
-    private static func isolationProblem(_ document: YAMLDocumentSpan, id: ResourceID, location: SourceLocation) -> String? {
+    private static func isolationProblem(
+        _ document: YAMLDocumentSpan, id: ResourceID, location: SourceLocation, refused: Bool
+    ) -> String? {
         let alone = PolicyLoader.load(yaml: document.text, file: location.file)
-        if alone.resources.count == 1, alone.resources.first?.id == id, !alone.hasErrors { return nil }
+        if alone.resources.count == 1, alone.resources.first?.id == id, refused || !alone.hasErrors { return nil }
         return "\(location.file):\(location.line): error: \(id): its YAML document (lines \(document.firstLine)-\(document.lastLine)) does not read back on its own as this one resource (fix: put each resource in its own document, separated by a line holding only ---)"
     }
 }
