@@ -1,3 +1,4 @@
+import Foundation
 @testable import RampartPolicy
 import Testing
 
@@ -72,5 +73,22 @@ struct AnalyzerTests {
             #expect(diagnostic.fix.hasSuffix("for example \(suggestion)"), "\(diagnostic.fix)")
         }
         #expect(CommonChecks.suggestedName("___") == nil)
+    }
+
+    @Test("a resource defined twice is an error at the second definition; a file given twice is read once")
+    func duplicates() throws {
+        let policy = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: dup, namespace: shop}\nspec: {action: DENY, rules: [{}]}\n"
+        let diagnostics = Self.analyze([policy, policy.replacingOccurrences(of: "DENY", with: "ALLOW")])
+        let duplicate = try #require(diagnostics.first { $0.code == .duplicateResource })
+        #expect(duplicate.severity == .error && duplicate.line > 5, "\(duplicate)")
+        #expect(duplicate.message.contains("mesh.yaml:1"))
+
+        let folder = NSTemporaryDirectory() + "rampart-dup-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try policy.write(toFile: folder + "/a.yaml", atomically: true, encoding: .utf8)
+        let twice = PolicyEngine.analyze(paths: [folder + "/a.yaml", folder + "/./a.yaml", folder])
+        #expect(twice.isEmpty, "\(twice)")
+        #expect(PolicyLoader.load(paths: [folder, folder + "/a.yaml"]).resources.count == 1)
     }
 }

@@ -90,7 +90,16 @@ public enum PolicyLoader {
             files += entries.filter { $0.hasSuffix(".yaml") || $0.hasSuffix(".yml") }.sorted()
                 .map { (path as NSString).appendingPathComponent($0) }
         }
-        return files
+        // A file named twice (directly, through two spellings, or also inside a folder given) is
+        // read once: its resources are not duplicates of themselves.
+        var seen: Set<String> = []
+        return files.filter { seen.insert(canonical($0)).inserted }
+    }
+
+    /// The absolute, standardized form of a path, symbolic links resolved.
+    private static func canonical(_ path: String) -> String {
+        let absolute = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+        return URL(fileURLWithPath: absolute).standardizedFileURL.resolvingSymlinksInPath().path
     }
 
     private static func unreadable(_ file: String, _ error: Error) -> Diagnostic {

@@ -68,6 +68,8 @@ public enum DiagnosticCode: String, Sendable, Hashable, CaseIterable {
     case conflictingPeerAuthentication = "RP063"
     /// A policy with targetRefs that Rampart does not attach to sidecar workloads.
     case targetNotEnforced = "RP064"
+    /// The same kind, namespace and name defined twice among the files given.
+    case duplicateResource = "RP065"
 
     /// The severity a finding with this code has unless stated otherwise.
     public var defaultSeverity: Diagnostic.Severity {

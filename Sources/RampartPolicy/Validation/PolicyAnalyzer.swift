@@ -36,6 +36,27 @@ public enum PolicyAnalyzer {
             if let workloads { diagnostics += selectsNothing(resource, workloads, rootNamespace: rootNamespace) }
         }
         diagnostics += PeerAuthenticationConflicts.analyze(resources, workloads: workloads)
+        diagnostics += duplicates(resources)
+        return diagnostics
+    }
+
+    /// A resource defined again among the files given: only one definition can be stored or be
+    /// in force, and which one would depend on the order the files are read in.
+    static func duplicates(_ resources: [SecurityResource]) -> [Diagnostic] {
+        var first: [ResourceID: SourceLocation] = [:]
+        var diagnostics: [Diagnostic] = []
+        for resource in resources {
+            guard let earlier = first[resource.id] else {
+                first[resource.id] = resource.location
+                continue
+            }
+            var reporter = Reporter(resource: resource.id, location: resource.location)
+            reporter.add(
+                .duplicateResource, "metadata.name",
+                "defined again (first at \(earlier.file):\(earlier.line)); only one definition can be in force",
+                fix: "keep one definition, or give this one another name")
+            diagnostics += reporter.diagnostics
+        }
         return diagnostics
     }
 

@@ -27,12 +27,8 @@ struct ConfigBatch {
         for resource in loaded.resources {
             let id = resource.id
             let location = resource.location
-            if let first = firstSeen[id] {
-                problems.append(
-                    "\(location.file):\(location.line): error: \(id): defined again in this batch (first at \(first.file):\(first.line)) (fix: keep one definition; apply stores one document per resource)"
-                )
-                continue
-            }
+            // A second definition is reported by the analyzer (RP065) and refuses the batch.
+            if firstSeen[id] != nil { continue }
             firstSeen[id] = location
             if documents[location.file] == nil { documents[location.file] = spans(of: location.file) }
             guard let document = documents[location.file]?.first(where: { $0.contains(line: location.line) }) else {
