@@ -280,6 +280,35 @@ struct ConfigCommandTests {
         return false
     }
 
+    @Test("a document that says the same in other words (comments, key order, layout) is unchanged")
+    func sameContent() throws {
+        let ca = try CAProcess(label: "config-same")
+        let file = "\(ca.directory)/p.yaml"
+        try Self.write(file, action: "DENY", paths: "[/admin]")
+        #expect(try rampart("apply", "-f", file, "--state", ca.state).succeeded)
+        try """
+            # the same policy, written another way
+            kind: AuthorizationPolicy
+            apiVersion: "security.istio.io/v1"
+            metadata:
+              namespace: shop
+              name: deny-admin
+            spec:
+              rules:
+              - to:
+                - operation:
+                    paths: ["/admin"]
+                    ports: ["8080"]
+              action: DENY
+            """.write(toFile: file, atomically: true, encoding: .utf8)
+        let same = try rampart("apply", "-f", file, "--state", ca.state)
+        #expect(same.stdout == "authorizationpolicy.security.istio.io shop/deny-admin unchanged\nconfig version 1 (nothing changed)\n", "\(same.stdout)\(same.stderr)")
+        // Another path is another policy: configured.
+        try Self.write(file, action: "DENY", paths: "[/admin, /debug]")
+        let changed = try rampart("apply", "-f", file, "--state", ca.state)
+        #expect(changed.stdout.contains("configured") && changed.stdout.contains("config version 2"), "\(changed.stdout)")
+    }
+
     static func write(_ file: String, action: String, paths: String) throws {
         try """
             apiVersion: security.istio.io/v1

@@ -33,6 +33,27 @@ struct Apply: AsyncParsableCommand {
         guard !filenames.isEmpty else { throw ValidationError("give the resources to apply: -f FILE or -f FOLDER") }
     }
 
+    /// The inputs, with the stored text in place of any document that says the same as the stored
+    /// one in other words (comments, key order, quoting, layout): such a resource is unchanged, as
+    /// kubectl reports it, and neither its generation nor the config version moves.
+    static func keepingStoredText(_ inputs: [ConfigResourceInput], store: any ConfigStore) async throws
+        -> [ConfigResourceInput]
+    {
+        var kept: [ConfigResourceInput] = []
+        for input in inputs {
+            if let stored = try await store.configResource(input.key), stored.yaml != input.yaml,
+                YAMLDocuments.sameContent(stored.yaml, input.yaml)
+            {
+                kept.append(
+                    ConfigResourceInput(
+                        kind: input.key.kind, namespace: input.key.namespace, name: input.key.name, yaml: stored.yaml))
+            } else {
+                kept.append(input)
+            }
+        }
+        return kept
+    }
+
     func run() async throws {
         let store = try StateDirectory(stateOptions.state).openStore()
         let stdin = try filenames.contains("-") ? Self.stageStandardInput() : nil
@@ -55,10 +76,11 @@ struct Apply: AsyncParsableCommand {
         }
         let result: ConfigApplyResult
         do {
+            let inputs = try await Self.keepingStoredText(batch.inputs, store: store)
             result =
                 dryRun
-                ? try await store.previewConfig(batch.inputs, at: Date(), actor: "admin")
-                : try await store.applyConfig(batch.inputs, at: Date(), actor: "admin")
+                ? try await store.previewConfig(inputs, at: Date(), actor: "admin")
+                : try await store.applyConfig(inputs, at: Date(), actor: "admin")
         } catch let error as StoreError {
             ConfigOutput.stderr("error: \(error.reason)")
             throw ExitCode.failure

@@ -1,3 +1,6 @@
+import Foundation
+import RampartPolicy
+
 /// One document of a multi-document YAML file: its text as written and the lines it spans.
 struct YAMLDocumentSpan: Equatable {
     /// The document's text, without its `---` marker line and surrounding blank lines, ending in a newline.
@@ -74,5 +77,30 @@ enum YAMLDocuments {
         while let first = body.first, isBlank(first) { body = body.dropFirst() }
         while let last = body.last, isBlank(last) { body = body.dropLast() }
         return body.joined(separator: "\n") + "\n"
+    }
+}
+
+extension YAMLDocuments {
+    /// Whether two documents say the same thing: equal once parsed, whatever their comments, key
+    /// order, quoting style or flow versus block layout. A value's type counts (`1` is not `"1"`).
+    static func sameContent(_ first: String, _ second: String) -> Bool {
+        guard let a = try? PlainYAML.parse(first), let b = try? PlainYAML.parse(second) else { return false }
+        return equal(a, b)
+    }
+
+    private static func equal(_ a: Any?, _ b: Any?) -> Bool {
+        switch (a, b) {
+        case (nil, nil): return true
+        case (let x as [String: Any], let y as [String: Any]):
+            return x.count == y.count && x.allSatisfy { key, value in y.keys.contains(key) && equal(value, y[key]) }
+        case (let x as [Any], let y as [Any]):
+            return x.count == y.count && zip(x, y).allSatisfy { equal($0, $1) }
+        case (let x as String, let y as String): return x == y
+        case (let x as Bool, let y as Bool): return x == y
+        case (let x as Int, let y as Int): return x == y
+        case (let x as Double, let y as Double): return x == y
+        case (is NSNull, is NSNull): return true
+        default: return false
+        }
     }
 }
