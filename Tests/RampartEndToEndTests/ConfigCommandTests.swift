@@ -195,6 +195,17 @@ struct ConfigCommandTests {
         let badKind = try rampart("delete", "gateway", "x", "--state", ca.state)
         #expect(!badKind.succeeded)
         #expect(badKind.stderr.contains("unknown kind \"gateway\""), "\(badKind.stderr)")
+        // delete -f reads kinds and names only: a spec gone wrong does not stop the deletion.
+        let edited = "\(ca.directory)/edited.yaml"
+        try """
+            apiVersion: security.istio.io/v1
+            kind: AuthorizationPolicy
+            metadata: {name: cart-from-frontend, namespace: shop}
+            spec: {action: BOGUS, rulez: 3}
+            """.write(toFile: edited, atomically: true, encoding: .utf8)
+        let byFile = try rampart("delete", "-f", edited, "--state", ca.state)
+        #expect(byFile.succeeded, "\(byFile.stdout)\(byFile.stderr)")
+        #expect(byFile.stdout.contains("shop/cart-from-frontend deleted"), "\(byFile.stdout)")
         let events = try rampart("audit", "list", "--state", ca.state).stdout
         #expect(events.contains("config.deleted"))
         #expect(try rampart("audit", "verify", "--state", ca.state).succeeded)

@@ -49,6 +49,41 @@ public enum PolicyLoader {
         return LoadResult(resources: resources, diagnostics: diagnostics)
     }
 
+    /// The kind, namespace and name of every resource in files and folders, read as `load` reads
+    /// them but without their specs: for deleting what files define, whatever their specs say.
+    public static func identities(paths: [String]) -> (ids: [ResourceID], diagnostics: [Diagnostic]) {
+        var ids: [ResourceID] = []
+        var diagnostics: [Diagnostic] = []
+        for file in expand(paths, diagnostics: &diagnostics) {
+            guard let data = FileManager.default.contents(atPath: file), let text = String(data: data, encoding: .utf8)
+            else {
+                diagnostics.append(
+                    Diagnostic(
+                        code: .unreadable, file: file, line: 0, resource: nil, field: "",
+                        message: "the file could not be read as UTF-8 text",
+                        fix: "check the path and permissions, and save the file as UTF-8"))
+                continue
+            }
+            var documents: YamlSequence<Node>
+            do {
+                documents = try Yams.compose_all(yaml: text)
+            } catch {
+                diagnostics.append(unreadable(file, error))
+                continue
+            }
+            while let document = documents.next() {
+                if DecodeContext.isNull(document) { continue }
+                let context = DecodeContext(file: file)
+                let found = ResourceDecoder(context: context).identify(document)
+                // Only the document's header was read, so these are about its kind or metadata.
+                diagnostics += context.diagnostics
+                if let found, !context.diagnostics.contains(where: { $0.severity == .error }) { ids.append(found.id) }
+            }
+            if let error = documents.error { diagnostics.append(unreadable(file, error)) }
+        }
+        return (ids, diagnostics)
+    }
+
     /// Loads files and folders (recursively, `*.yaml`, `*.yml`), in sorted path order.
     public static func load(paths: [String]) -> LoadResult {
         var resources: [SecurityResource] = []

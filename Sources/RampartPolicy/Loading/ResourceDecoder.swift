@@ -5,8 +5,17 @@ import Yams
 struct ResourceDecoder {
     let context: DecodeContext
 
-    /// Decodes the document; `nil` when it is not a resource at all or has fatal schema errors.
-    func decode(_ root: Node) -> SecurityResource? {
+    /// What every resource starts with: its kind, metadata and top-level fields.
+    private struct Header {
+        let kind: ResourceKind
+        let metadata: ResourceMetadata
+        let fields: [String: Node]
+        let line: Int
+    }
+
+    /// Reads the document's apiVersion, kind and metadata; `nil` (reported) when it is not a
+    /// resource of a supported kind.
+    private func header(_ root: Node) -> Header? {
         let documentLine = DecodeContext.line(of: root)
         guard case .mapping = root else {
             context.report(
@@ -29,6 +38,21 @@ struct ResourceDecoder {
         }
         let metadata = decodeMetadata(fields["metadata"], kind: kind, line: documentLine)
         context.resource = ResourceID(kind: kind, namespace: metadata.namespace, name: metadata.name)
+        return Header(kind: kind, metadata: metadata, fields: fields, line: documentLine)
+    }
+
+    /// The kind, namespace and name of the document, its spec left unread (for `delete -f`).
+    func identify(_ root: Node) -> (id: ResourceID, line: Int)? {
+        header(root).map { (ResourceID(kind: $0.kind, namespace: $0.metadata.namespace, name: $0.metadata.name), $0.line) }
+    }
+
+    /// Decodes the document; `nil` when it is not a resource at all or has fatal schema errors.
+    func decode(_ root: Node) -> SecurityResource? {
+        guard let header = header(root) else { return nil }
+        let kind = header.kind
+        let metadata = header.metadata
+        let fields = header.fields
+        let documentLine = header.line
         let errorsBefore = context.diagnostics.count
         let spec = fields["spec"].flatMap { DecodeContext.isNull($0) ? nil : $0 }
         let resource: SecurityResource?

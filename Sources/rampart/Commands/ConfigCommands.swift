@@ -258,7 +258,7 @@ struct Delete: AsyncParsableCommand {
     /// The resources the files define; a file that cannot be read or a document without a kind,
     /// namespace and name refuses the deletion.
     static func keys(in paths: [String]) throws -> [ConfigResourceKey] {
-        let loaded = PolicyLoader.load(paths: paths)
+        let loaded = PolicyLoader.identities(paths: paths)
         let errors = loaded.diagnostics.filter { $0.severity == .error }
         guard errors.isEmpty else {
             ConfigOutput.stderr(errors.map(\.description).joined(separator: "\n"))
@@ -267,11 +267,11 @@ struct Delete: AsyncParsableCommand {
                 "error: \(errors.count) error\(errors.count == 1 ? "" : "s") reading \(sources): nothing was deleted. Fix the files, or delete by name: rampart delete KIND NAME -n NAMESPACE")
             throw ExitCode.failure
         }
-        guard !loaded.resources.isEmpty else {
+        guard !loaded.ids.isEmpty else {
             ConfigOutput.stderr(
                 "error: no AuthorizationPolicy, PeerAuthentication or RequestAuthentication found in \(paths.joined(separator: ", ")): nothing was deleted. Check the paths (folders are searched for .yaml and .yml files)")
             throw ExitCode.failure
         }
-        return loaded.resources.map { ConfigResourceKey(kind: $0.id.kind.rawValue, namespace: $0.id.namespace, name: $0.id.name) }
+        return loaded.ids.map { ConfigResourceKey(kind: $0.kind.rawValue, namespace: $0.namespace, name: $0.name) }
     }
 }
