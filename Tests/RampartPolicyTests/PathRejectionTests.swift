@@ -24,6 +24,12 @@ struct PathRejectionTests {
             ("/a#%00", false),
             ("/%2e%2e/%41", false),
             ("", false),
+            // Across and after the eight-byte words the fast scan reads.
+            ("/abcdef%00", true),
+            ("/abcdefg%00x", true),
+            ("/abcdefghijklmno\u{0}", true),
+            ("/abcdefghijklmnop%41%42/%2e", false),
+            ("/abcdefghijklmnop?%00", false),
         ])
     func rejects(path: String, refused: Bool) {
         #expect(PathNormalizer.rejects(path) == refused)

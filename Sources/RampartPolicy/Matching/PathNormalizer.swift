@@ -26,6 +26,7 @@ public enum PathNormalizer {
     /// before any policy sees it: its path (before any query or fragment) holds an escaped NUL
     /// (`%00`, as in `/a/.%00../b` or `/a/%%0000/b`) or a raw one, which the URL library's
     /// canonicalization flags as invalid.
+    @inline(__always)
     public static func rejects(_ raw: String) -> Bool {
         if let found = raw.utf8.withContiguousStorageIfAvailable(rejects) { return found }
         return Array(raw.utf8).withUnsafeBufferPointer(rejects)
@@ -33,11 +34,40 @@ public enum PathNormalizer {
 
     @inline(__always)
     private static func rejects(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
-        guard let base = bytes.baseAddress else { return false }
-        // Most paths have neither byte: two vectorised searches settle them.
-        let percent = memchr(base, Int32(UInt8(ascii: "%")), bytes.count)
-        let nul = memchr(base, 0, bytes.count)
-        guard percent != nil || nul != nil else { return false }
+        // Most paths hold neither `%` nor NUL: eight bytes at a time settle them.
+        let raw = UnsafeRawBufferPointer(bytes)
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highs: UInt64 = 0x8080_8080_8080_8080
+        let percents: UInt64 = 0x2525_2525_2525_2525
+        var offset = 0
+        var suspect = false
+        while offset + 8 <= raw.count {
+            let word = raw.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
+            let escaped = word ^ percents
+            // A byte is zero in `word` (NUL) or in `escaped` (`%`) when this flags it.
+            if ((word &- ones) & ~word | (escaped &- ones) & ~escaped) & highs != 0 {
+                suspect = true
+                break
+            }
+            offset += 8
+        }
+        if !suspect {
+            while offset < raw.count {
+                let byte = raw[offset]
+                if byte == 0 || byte == UInt8(ascii: "%") {
+                    suspect = true
+                    break
+                }
+                offset += 1
+            }
+            if !suspect { return false }
+        }
+        return rejectsSlowly(bytes)
+    }
+
+    /// The byte-by-byte check, for a path holding `%` or NUL somewhere.
+    @inline(never)
+    private static func rejectsSlowly(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
         var index = 0
         while index < bytes.count {
             switch bytes[index] {
