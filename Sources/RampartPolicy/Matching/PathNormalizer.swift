@@ -39,30 +39,30 @@ public enum PathNormalizer {
         let ones: UInt64 = 0x0101_0101_0101_0101
         let highs: UInt64 = 0x8080_8080_8080_8080
         let percents: UInt64 = 0x2525_2525_2525_2525
-        var offset = 0
-        var suspect = false
-        while offset + 8 <= raw.count {
-            let word = raw.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
+        /// Whether a word holds a NUL or a `%` byte.
+        func flags(_ word: UInt64) -> Bool {
             let escaped = word ^ percents
-            // A byte is zero in `word` (NUL) or in `escaped` (`%`) when this flags it.
-            if ((word &- ones) & ~word | (escaped &- ones) & ~escaped) & highs != 0 {
-                suspect = true
-                break
+            return ((word &- ones) & ~word | (escaped &- ones) & ~escaped) & highs != 0
+        }
+        let count = raw.count
+        if count < 8 {
+            var index = 0
+            while index < count {
+                if raw[index] == 0 || raw[index] == UInt8(ascii: "%") { return rejectsSlowly(bytes) }
+                index += 1
             }
+            return false
+        }
+        var offset = 0
+        while offset + 8 <= count {
+            if flags(raw.loadUnaligned(fromByteOffset: offset, as: UInt64.self)) { return rejectsSlowly(bytes) }
             offset += 8
         }
-        if !suspect {
-            while offset < raw.count {
-                let byte = raw[offset]
-                if byte == 0 || byte == UInt8(ascii: "%") {
-                    suspect = true
-                    break
-                }
-                offset += 1
-            }
-            if !suspect { return false }
+        // The last bytes, in one load of the last eight (overlapping words already read).
+        if offset < count && flags(raw.loadUnaligned(fromByteOffset: count - 8, as: UInt64.self)) {
+            return rejectsSlowly(bytes)
         }
-        return rejectsSlowly(bytes)
+        return false
     }
 
     /// The byte-by-byte check, for a path holding `%` or NUL somewhere.
