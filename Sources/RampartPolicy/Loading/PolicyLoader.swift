@@ -32,20 +32,11 @@ public enum PolicyLoader {
     public static func load(yaml: String, file: String = "<input>") -> LoadResult {
         var resources: [SecurityResource] = []
         var diagnostics: [Diagnostic] = []
-        var documents: YamlSequence<Node>
-        do {
-            documents = try Yams.compose_all(yaml: yaml)
-        } catch {
-            return LoadResult(resources: [], diagnostics: [unreadable(file, error)])
-        }
-        while let document = documents.next() {
-            if DecodeContext.isNull(document) { continue }
+        forEachDocument(yaml: yaml, file: file, &diagnostics) { file, document in
             let context = DecodeContext(file: file)
-            let resource = ResourceDecoder(context: context).decode(document)
-            diagnostics += context.diagnostics
-            if let resource { resources.append(resource) }
+            if let resource = ResourceDecoder(context: context).decode(document) { resources.append(resource) }
+            return context.diagnostics
         }
-        if let error = documents.error { diagnostics.append(unreadable(file, error)) }
         return LoadResult(resources: resources, diagnostics: diagnostics)
     }
 
@@ -54,32 +45,12 @@ public enum PolicyLoader {
     public static func identities(paths: [String]) -> (ids: [ResourceID], diagnostics: [Diagnostic]) {
         var ids: [ResourceID] = []
         var diagnostics: [Diagnostic] = []
-        for file in expand(paths, diagnostics: &diagnostics) {
-            guard let data = FileManager.default.contents(atPath: file), let text = String(data: data, encoding: .utf8)
-            else {
-                diagnostics.append(
-                    Diagnostic(
-                        code: .unreadable, file: file, line: 0, resource: nil, field: "",
-                        message: "the file could not be read as UTF-8 text",
-                        fix: "check the path and permissions, and save the file as UTF-8"))
-                continue
-            }
-            var documents: YamlSequence<Node>
-            do {
-                documents = try Yams.compose_all(yaml: text)
-            } catch {
-                diagnostics.append(unreadable(file, error))
-                continue
-            }
-            while let document = documents.next() {
-                if DecodeContext.isNull(document) { continue }
-                let context = DecodeContext(file: file)
-                let found = ResourceDecoder(context: context).identify(document)
-                // Only the document's header was read, so these are about its kind or metadata.
-                diagnostics += context.diagnostics
-                if let found, !context.diagnostics.contains(where: { $0.severity == .error }) { ids.append(found.id) }
-            }
-            if let error = documents.error { diagnostics.append(unreadable(file, error)) }
+        forEachDocument(paths: paths, &diagnostics) { file, document in
+            let context = DecodeContext(file: file)
+            let found = ResourceDecoder(context: context).identify(document)
+            // Only the document's header was read, so these are about its kind or metadata.
+            if let found, !context.diagnostics.contains(where: { $0.severity == .error }) { ids.append(found.id) }
+            return context.diagnostics
         }
         return (ids, diagnostics)
     }
@@ -88,6 +59,19 @@ public enum PolicyLoader {
     public static func load(paths: [String]) -> LoadResult {
         var resources: [SecurityResource] = []
         var diagnostics: [Diagnostic] = []
+        forEachDocument(paths: paths, &diagnostics) { file, document in
+            let context = DecodeContext(file: file)
+            if let resource = ResourceDecoder(context: context).decode(document) { resources.append(resource) }
+            return context.diagnostics
+        }
+        return LoadResult(resources: resources, diagnostics: diagnostics)
+    }
+
+    /// Calls `body` with each document of the files and folders that is not empty, adding what
+    /// it reports to `diagnostics`; a file that cannot be read or parsed is reported there.
+    private static func forEachDocument(
+        paths: [String], _ diagnostics: inout [Diagnostic], _ body: (String, Node) -> [Diagnostic]
+    ) {
         for file in expand(paths, diagnostics: &diagnostics) {
             guard let data = FileManager.default.contents(atPath: file), let text = String(data: data, encoding: .utf8)
             else {
@@ -98,11 +82,26 @@ public enum PolicyLoader {
                         fix: "check the path and permissions, and save the file as UTF-8"))
                 continue
             }
-            let result = load(yaml: text, file: file)
-            resources += result.resources
-            diagnostics += result.diagnostics
+            forEachDocument(yaml: text, file: file, &diagnostics, body)
         }
-        return LoadResult(resources: resources, diagnostics: diagnostics)
+    }
+
+    /// `forEachDocument(paths:_:_:)` for one YAML string.
+    private static func forEachDocument(
+        yaml: String, file: String, _ diagnostics: inout [Diagnostic], _ body: (String, Node) -> [Diagnostic]
+    ) {
+        var documents: YamlSequence<Node>
+        do {
+            documents = try Yams.compose_all(yaml: yaml)
+        } catch {
+            diagnostics.append(unreadable(file, error))
+            return
+        }
+        while let document = documents.next() {
+            if DecodeContext.isNull(document) { continue }
+            diagnostics += body(file, document)
+        }
+        if let error = documents.error { diagnostics.append(unreadable(file, error)) }
     }
 
     private static func expand(_ paths: [String], diagnostics: inout [Diagnostic]) -> [String] {
