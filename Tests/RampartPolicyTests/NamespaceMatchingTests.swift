@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 
 @testable import RampartPolicy
@@ -134,5 +135,27 @@ struct NamespaceMatchingTests {
         let any = Self.engine("  - from: [{source: {namespaces: [\"*\"]}}]", action: "ALLOW")
         #expect(Self.decide(any, principal: "cluster.local/ns//sa/b") == .allow)
         #expect(Self.decide(any, principal: "spiffe-less/no-namespace") == .deny)
+    }
+
+    @Test("random values and IDs match exactly when Istio's regex matches")
+    func againstTheRegex() throws {
+        // Small alphabets, so that `/ns/`, stars and repeated segments come up often.
+        let valueAlphabet = Array("ans*-")
+        let idAlphabet = Array("ans/-")
+        var generator = SeededGenerator(seed: 0x4E53)
+        for _ in 0..<3000 {
+            let value = String((0..<Int.random(in: 0...4, using: &generator)).map { _ in valueAlphabet.randomElement(using: &generator)! })
+            let principal = String((0..<Int.random(in: 0...14, using: &generator)).map { _ in idAlphabet.randomElement(using: &generator)! })
+            let regexText = "^.*/ns/" + value.split(separator: "*", omittingEmptySubsequences: false)
+                .map { NSRegularExpression.escapedPattern(for: String($0)) }.joined(separator: ".*") + "/.*$"
+            let regex = try NSRegularExpression(pattern: regexText, options: [.dotMatchesLineSeparators])
+            let uri = "spiffe://" + principal
+            let expected = regex.firstMatch(in: uri, range: NSRange(uri.startIndex..., in: uri)) != nil
+            #expect(NamespacePattern(value).matches(principal: principal) == expected, "\(value) \(principal)")
+            // A principal's segment, when it has one, is the only slash-free exact value that matches.
+            if case (.one, let segment?) = NamespacePattern.segment(of: principal), !value.contains("*"), !value.contains("/") {
+                #expect(NamespacePattern(value).matches(principal: principal) == (value == segment), "\(value) \(principal)")
+            }
+        }
     }
 }
