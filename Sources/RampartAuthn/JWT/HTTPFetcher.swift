@@ -33,14 +33,8 @@ public struct AsyncHTTPClientFetcher: HTTPFetcher {
         } catch let error as AuthnError {
             throw error
         } catch {
-            throw AuthnError(.keySourceUnavailable, "\(url) cannot be fetched within \(timeout): \(Self.describe(error))")
+            throw AuthnError(.keySourceUnavailable, "\(url) cannot be fetched within \(timeout): \(ErrorText.describe(error))")
         }
-    }
-
-    /// A network error as people read it: a system error by its message, others as described.
-    static func describe(_ error: any Error) -> String {
-        if let io = error as? IOError { return String(cString: strerror(io.errnoCode)) }
-        return String(describing: error)
     }
 
     private static func nanoseconds(_ duration: Duration) -> Int64 {

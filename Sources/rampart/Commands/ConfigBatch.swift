@@ -22,14 +22,13 @@ struct ConfigBatch {
         let diagnostics = loaded.diagnostics + PolicyAnalyzer.analyze(loaded.resources)
         var problems: [String] = []
         var inputs: [ConfigResourceInput] = []
-        var firstSeen: [ResourceID: SourceLocation] = [:]
+        var seen: Set<ResourceID> = []
         var documents: [String: [YAMLDocumentSpan]] = [:]
         for resource in loaded.resources {
             let id = resource.id
             let location = resource.location
             // A second definition is reported by the analyzer (RP065) and refuses the batch.
-            if firstSeen[id] != nil { continue }
-            firstSeen[id] = location
+            guard seen.insert(id).inserted else { continue }
             if documents[location.file] == nil { documents[location.file] = spans(of: location.file) }
             guard let document = documents[location.file]?.first(where: { $0.contains(line: location.line) }) else {
                 problems.append(
