@@ -8,8 +8,10 @@ token or JWT) and/or a client certificate, and writes the returned chain.
 Exit codes: 0 issued; 3 the CA refused (stdout: "<STATUS_NAME>: <message>"); 2 usage.
 """
 import argparse
+import atexit
 import importlib
 import os
+import shutil
 import sys
 import tempfile
 
@@ -21,6 +23,7 @@ from grpc_tools import protoc
 def load_stubs():
     here = os.path.dirname(os.path.abspath(__file__))
     out = tempfile.mkdtemp(prefix="istio-ca-stubs-")
+    atexit.register(shutil.rmtree, out, ignore_errors=True)
     well_known = os.path.join(os.path.dirname(grpc_tools.__file__), "_proto")
     code = protoc.main([
         "protoc", f"-I{os.path.join(here, 'proto')}", f"-I{well_known}",
