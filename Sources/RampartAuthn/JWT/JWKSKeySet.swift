@@ -7,7 +7,8 @@ import JWTKit
 /// collection holds exactly one key here and callers choose the key by `kid` themselves
 /// (``candidates(kid:algorithm:)``). As in Envoy's JWT verifier:
 /// - a key without `alg` (optional in RFC 7517) verifies the algorithms its type allows: an RSA
-///   key RS256/384/512 and PS256/384/512, an EC key the ES algorithm of its curve;
+///   key RS256/384/512 and PS256/384/512, an EC key the ES algorithm of its curve (P-256 when it
+///   names no curve), an Ed25519 key EdDSA;
 /// - each key is read on its own: one the verifier cannot use (an unknown `kty`, a damaged
 ///   modulus) is left out, and the set fails only when none of its keys is usable.
 public struct JWKSKeySet: Sendable {
@@ -47,7 +48,7 @@ public struct JWKSKeySet: Sendable {
                 }
                 continue
             }
-            guard let data = try? JSONSerialization.data(withJSONObject: element),
+            guard let data = try? JSONSerialization.data(withJSONObject: Self.withDefaultCurve(element)),
                 let jwk = try? JSONDecoder().decode(JWK.self, from: data)
             else {
                 let type = ((element as? [String: Any])?["kty"] as? String) ?? "none"
@@ -78,7 +79,7 @@ public struct JWKSKeySet: Sendable {
         if keys.isEmpty && !list.isEmpty {
             throw AuthnError(
                 .keySourceUnavailable,
-                "\(origin) has no usable key: \(skipped.joined(separator: "; ")): publish EC (P-256, P-384, P-521), RSA or oct (HMAC) keys")
+                "\(origin) has no usable key: \(skipped.joined(separator: "; ")): publish EC (P-256, P-384, P-521), RSA, Ed25519 or oct (HMAC) keys")
         }
         return JWKSKeySet(keys: keys, skipped: skipped)
     }
@@ -110,6 +111,20 @@ public struct JWKSKeySet: Sendable {
         return .success(keys)
     }
 
+    /// An EC key without `crv` gets the curve of its `alg`, or P-256 when it names none, as
+    /// Envoy's JWKS reader assumes.
+    private static func withDefaultCurve(_ element: Any) -> Any {
+        guard var members = element as? [String: Any], members["kty"] as? String == "EC", members["crv"] == nil else {
+            return element
+        }
+        switch members["alg"] as? String {
+        case "ES384": members["crv"] = "P-384"
+        case "ES512": members["crv"] = "P-521"
+        default: members["crv"] = "P-256"
+        }
+        return members
+    }
+
     private struct KeyProblem: Error {
         let text: String
         init(_ text: String) { self.text = text }
@@ -134,6 +149,13 @@ public struct JWKSKeySet: Sendable {
     public func candidates(kid: String?, algorithm: String?) -> [Key] {
         guard let kid else { return keys }
         return keys.filter { $0.kid == nil || $0.kid == kid }
+    }
+}
+
+extension JWKSKeySet {
+    /// The algorithms some of `keys` verify, for messages: `ES256, RS256`.
+    static func algorithmNames(of keys: [Key]) -> String {
+        Set(keys.map(\.algorithm)).sorted().joined(separator: ", ")
     }
 }
 

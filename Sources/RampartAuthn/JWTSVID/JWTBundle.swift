@@ -102,9 +102,10 @@ public struct JWTBundle: Sendable, Equatable {
 /// The algorithms a JWK without `alg` may verify.
 enum JWKAlgorithms {
     /// For tokens of a RequestAuthentication, as Envoy's verifier allows: an RSA key verifies the
-    /// RS and PS algorithms, an EC key the ES algorithm of its curve.
+    /// RS and PS algorithms, an EC key the ES algorithm of its curve, an Ed25519 key EdDSA.
     static func accepted(for key: JWK) -> [JWK.Algorithm] {
         if key.keyType == .rsa { return [.rs256, .rs384, .rs512, .ps256, .ps384, .ps512] }
+        if key.keyType == .octetKeyPair, key.curve?.rawValue == "Ed25519" { return [.eddsa] }
         return pinned(for: key).map { [$0] } ?? []
     }
 

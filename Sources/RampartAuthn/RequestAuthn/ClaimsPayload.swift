@@ -25,10 +25,11 @@ struct ClaimsPayload: JWTPayload {
     /// A string claim.
     func string(_ name: String) -> String? { members[name]?.stringValue }
 
-    /// A NumericDate claim (`exp`, `nbf`), in seconds since the epoch.
-    func date(_ name: String) -> Date? {
-        if case .number(let seconds)? = members[name] { return Date(timeIntervalSince1970: seconds) }
-        return nil
+    /// A NumericDate claim in whole seconds, its fraction dropped, as Envoy reads it; `nil` when
+    /// absent or not a number from 0 to 2^64.
+    func seconds(_ name: String) -> UInt64? {
+        guard case .number(let value)? = members[name], value >= 0, value < 18_446_744_073_709_551_616 else { return nil }
+        return UInt64(value)
     }
 
     /// The `aud` claim as a list: a single string or an array of strings.

@@ -6,7 +6,7 @@ public struct JWTFailure: Error, Sendable, Hashable, CustomStringConvertible {
     public enum Kind: String, Sendable, Hashable {
         /// Not three base64url parts of JSON.
         case malformed
-        /// No rule reading the token's location accepts its `iss`.
+        /// The rule reading the token's location is for another `iss`.
         case unknownIssuer
         /// The issuer's JWKS could not be loaded.
         case keysUnavailable
@@ -29,14 +29,10 @@ public struct JWTFailure: Error, Sendable, Hashable, CustomStringConvertible {
     /// What was wrong, where the token was, and what was expected.
     public let reason: String
 
-    /// The verified claims of a token refused only for its audience (its signature and times were good).
-    public let verifiedClaims: ClaimValue?
-
     /// Creates a failure.
-    public init(_ kind: Kind, _ reason: String, verifiedClaims: ClaimValue? = nil) {
+    public init(_ kind: Kind, _ reason: String) {
         self.kind = kind
         self.reason = reason
-        self.verifiedClaims = verifiedClaims
     }
 
     /// 403 for an audience the rule does not accept (Envoy's JwtAudienceNotAllowed), 401 otherwise.

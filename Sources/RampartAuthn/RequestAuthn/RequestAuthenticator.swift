@@ -2,12 +2,14 @@ import Foundation
 import RampartPolicy
 
 /// Verifies the JWTs of requests against a workload's RequestAuthentication rules, as Envoy's
-/// jwt_authn filter does for Istio.
+/// jwt_authn filter does with the requirement Istio gives it.
 ///
-/// Every token found in a location some rule reads must verify (Envoy's rule: a request must not
-/// carry a good token next to a bad one). A request with several valid tokens in different
-/// locations takes its request principal and claims from the first, in rule and location order;
-/// Istio leaves that case undefined.
+/// The rules are tried one after the other, sorted by issuer as Istio sorts them. A rule accepts
+/// the request when it finds a token in its own locations and every token it finds there verifies
+/// for it (Envoy's rule: a good token must not stand beside a bad one); the first rule that
+/// accepts decides, and the request principal and claims are those of its first token. A request
+/// with no token in any rule's locations is anonymous. Otherwise it is refused with the first
+/// rule's refusal, in that order, of a token it found.
 public struct RequestAuthenticator: Sendable {
     /// Where the issuers' keys come from.
     public let cache: JWKSCache
@@ -31,26 +33,32 @@ public struct RequestAuthenticator: Sendable {
         let sanitizing = JWTProvider.sanitizing(providers)
         let anonymous = RequestAuthnResult(outcome: .absent, found: [], verified: [], failure: nil, headerEdits: sanitizing)
         guard !Self.isCORSPreflight(request) else { return anonymous }
-        let found = TokenExtractor.extract(from: request, providers: providers)
+        let ordered = JWTProvider.istioOrder(providers)
+        let found = TokenExtractor.extract(from: request, providers: ordered)
         guard !found.isEmpty else { return anonymous }
         let verifier = TokenVerifier(cache: cache)
         let now = clock.now
-        var verified: [VerifiedToken] = []
-        for token in found {
-            switch await verifier.verify(token, now: now) {
-            case .success(let accepted):
-                verified.append(accepted)
-            case .failure(let failure):
-                return Self.refused(token, failure, found: found, verified: verified, raw: token.token)
+        var refusals: [Refusal] = []
+        rules: for provider in ordered {
+            var verified: [VerifiedToken] = []
+            for token in found where token.providers.contains(provider) {
+                switch await verifier.verify(token, by: provider, now: now) {
+                case .success(let accepted):
+                    verified.append(accepted)
+                case .failure(let failure):
+                    refusals.append(Refusal(token: token, failure: failure))
+                    continue rules
+                }
             }
+            guard let first = verified.first else { continue }
+            let outcome = JWTOutcome(
+                present: true, valid: true, claims: first.claims, requestPrincipal: first.requestPrincipal,
+                location: first.found.locationDescription, raw: first.found.token)
+            return RequestAuthnResult(
+                outcome: outcome, found: found, verified: verified, failure: nil,
+                headerEdits: sanitizing + verified.flatMap(Self.headerEdits))
         }
-        let first = verified[0]
-        let outcome = JWTOutcome(
-            present: true, valid: true, claims: first.claims, requestPrincipal: first.requestPrincipal,
-            location: first.found.locationDescription, raw: first.found.token)
-        return RequestAuthnResult(
-            outcome: outcome, found: found, verified: verified, failure: nil,
-            headerEdits: sanitizing + verified.flatMap(Self.headerEdits))
+        return Self.refused(refusals, found: found)
     }
 
     /// The header edits a verified token's rule asks for (after the sanitizing removals of every
@@ -80,22 +88,26 @@ public struct RequestAuthenticator: Sendable {
             && !(request.headers["access-control-request-method"] ?? "").isEmpty
     }
 
-    /// The result for a refused token. An audience refusal hands policy the verified claims, so that
-    /// policy answers 403 as Envoy does; any other refusal is an invalid token (401).
-    private static func refused(
-        _ token: FoundToken, _ failure: JWTFailure, found: [FoundToken], verified: [VerifiedToken], raw: String
-    ) -> RequestAuthnResult {
-        let outcome: JWTOutcome
-        if let claims = failure.verifiedClaims {
-            var principal: String?
-            if case .string(let iss)? = claims["iss"], case .string(let sub)? = claims["sub"] { principal = "\(iss)/\(sub)" }
-            outcome = JWTOutcome(
-                present: true, valid: true, claims: claims, requestPrincipal: principal,
-                location: token.locationDescription, raw: raw, failure: failure.reason)
-        } else {
-            outcome = JWTOutcome(
-                present: true, valid: false, location: token.locationDescription, raw: raw, failure: failure.reason)
-        }
-        return RequestAuthnResult(outcome: outcome, found: found, verified: verified, failure: failure, headerEdits: [])
+    /// A rule's refusal of one token it found.
+    private struct Refusal {
+        let token: FoundToken
+        let failure: JWTFailure
+    }
+
+    /// The result when no rule accepted the request: the first refusal decides the status (401,
+    /// or 403 for an audience the rule does not accept, as Envoy answers); the reason gives every
+    /// rule's refusal when several rules read the token.
+    private static func refused(_ refusals: [Refusal], found: [FoundToken]) -> RequestAuthnResult {
+        let first = refusals[0]
+        let reason =
+            refusals.count == 1
+            ? first.failure.reason
+            : "no jwtRule accepted the request's token: "
+                + refusals.map(\.failure.reason).joined(separator: "; and ")
+        let failure = JWTFailure(first.failure.kind, reason)
+        let outcome = JWTOutcome(
+            present: true, valid: false, location: first.token.locationDescription, raw: first.token.token,
+            failure: reason, audienceRefused: failure.kind == .audienceNotAllowed)
+        return RequestAuthnResult(outcome: outcome, found: found, verified: [], failure: failure, headerEdits: [])
     }
 }

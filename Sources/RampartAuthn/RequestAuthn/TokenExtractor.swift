@@ -30,25 +30,27 @@ public enum TokenExtractor {
     static func token(
         at location: JWTProvider.TokenLocation, headers: [String: String], query: [String: String], cookies: [String: String]
     ) -> String? {
-        let value: String?
         switch location {
         case .header(let name, let prefix):
-            // As Envoy's extractor: the prefix may stand anywhere in the value, and the token is
-            // the run of base64url characters and dots after it, whatever follows.
-            guard let header = headers[name.lowercased()] else { return nil }
-            var rest = Substring(header)
-            if !prefix.isEmpty {
-                guard let range = header.range(of: prefix) else { return nil }
-                rest = header[range.upperBound...]
-            }
-            value = jwtRun(rest)
+            // As Envoy's extractor: without a prefix the whole value is the token; with one, the
+            // prefix may stand anywhere in the value, and the token is the run of base64url
+            // characters and dots after it, whatever follows.
+            // Spaces and tabs around a value are not part of it (an HTTP parser drops them).
+            guard let header = headers[name.lowercased()]?.trimmingCharacters(in: CharacterSet(charactersIn: " \t")),
+                !header.isEmpty
+            else { return nil }
+            guard !prefix.isEmpty else { return header }
+            guard let range = header.range(of: prefix) else { return nil }
+            let token = jwtRun(header[range.upperBound...])
+            return token.isEmpty ? nil : token
         case .queryParameter(let name):
-            value = query[name]
+            // The decoded value as it is, spaces included: Envoy does not trim it either.
+            guard let value = query[name], !value.isEmpty else { return nil }
+            return value
         case .cookie(let name):
-            value = cookies[name]
+            guard let value = cookies[name]?.trimmingCharacters(in: .whitespaces), !value.isEmpty else { return nil }
+            return value
         }
-        guard let token = value?.trimmingCharacters(in: .whitespaces), !token.isEmpty else { return nil }
-        return token
     }
 
     /// The first run of base64url characters and dots in `text` (Envoy's `extractJWT`), or the

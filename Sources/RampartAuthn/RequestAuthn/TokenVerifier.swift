@@ -2,49 +2,58 @@ import Foundation
 import JWTKit
 import RampartPolicy
 
-/// Checks one found token against the rules that read its location: the rule for its issuer, that
-/// rule's keys (by `kid`, or by algorithm when the header names none), then expiry and audience.
+/// Checks one found token against one JWT rule, in the order Envoy's jwt_authn checks it: the
+/// token parses, its issuer is the rule's, `exp` and `nbf` hold, its audience is one the rule
+/// accepts, and only then its signature verifies with a key of the rule's JWKS (by `kid`, or by
+/// algorithm when the header names none).
 struct TokenVerifier: Sendable {
-    /// The clock skew allowed on `exp` and `nbf` (Envoy's default).
-    static let clockSkew: TimeInterval = 60
+    /// The clock skew allowed on `exp` and `nbf`, in whole seconds (Envoy's default).
+    static let clockSkew: UInt64 = 60
 
     /// Where keys come from.
     let cache: JWKSCache
 
-    /// Verifies `found` at `now`; the value says which rule accepted it, or why none did.
-    func verify(_ found: FoundToken, now: Date) async -> Result<VerifiedToken, JWTFailure> {
-        let header: JWTHeader
-        let payload: ClaimsPayload
-        do {
-            (header, payload, _) = try DefaultJWTParser().parse(Array(found.token.utf8), as: ClaimsPayload.self)
-        } catch {
-            return .failure(JWTFailure(.malformed, "the token in \(found.locationDescription) is not a JWT (\(ErrorText.describe(error))): send a signed JWT of three base64url parts"))
+    /// Verifies `found` for `provider` at `now`: the verified token, or why the rule refuses it.
+    func verify(_ found: FoundToken, by provider: JWTProvider, now: Date) async -> Result<VerifiedToken, JWTFailure> {
+        guard let (header, payload, _) = try? DefaultJWTParser().parse(Array(found.token.utf8), as: ClaimsPayload.self)
+        else {
+            return .failure(JWTFailure(.malformed, "the token in \(found.locationDescription) is not a JWT (\(TokenShape.problem(found.token))): send a signed JWT of three base64url parts"))
+        }
+        if let problem = Self.headerProblem(header) {
+            return .failure(JWTFailure(.malformed, "the token in \(found.locationDescription) \(problem)"))
         }
         if let problem = Self.claimTypeProblem(payload) {
             return .failure(JWTFailure(.malformed, "the token in \(found.locationDescription) \(problem): the issuer must follow RFC 7519's claim types"))
         }
+        let rule = provider.rule
         let issuer = payload.string("iss")
-        let candidates = found.providers.filter { $0.rule.issuer.isEmpty || $0.rule.issuer == issuer }
-        guard !candidates.isEmpty else {
-            let accepted = found.providers.map(\.rule.issuer).joined(separator: ", ")
-            return .failure(JWTFailure(.unknownIssuer, "the token in \(found.locationDescription) has issuer \(issuer ?? "<no iss claim>"), but the rules reading that location accept only \(accepted): use a token from one of those issuers or add a jwtRule for this one"))
+        guard rule.issuer.isEmpty || rule.issuer == issuer else {
+            return .failure(JWTFailure(.unknownIssuer, "the token in \(found.locationDescription) has issuer \(issuer ?? "<no iss claim>"), but \(provider.policy) jwtRules[\(provider.ruleIndex)], which reads that location, accepts only \(rule.issuer): use a token from that issuer or add a jwtRule for this one"))
         }
-        var failures: [JWTFailure] = []
-        for provider in candidates {
-            switch await verify(found, header: header, payload: payload, with: provider, now: now) {
-            case .success(let verified): return .success(verified)
-            case .failure(let failure): failures.append(failure)
-            }
+        let named = issuer ?? rule.issuer
+        if let failure = Self.timeProblem(payload, issuer: named, now: now) { return .failure(failure) }
+        if !rule.audiences.isEmpty,
+            !payload.audiences.map(JWTProvider.sanitizedAudience).contains(
+                where: rule.audiences.map(JWTProvider.sanitizedAudience).contains)
+        {
+            let got = payload.audiences.isEmpty ? "no aud claim" : "aud [\(payload.audiences.joined(separator: ", "))]"
+            return .failure(JWTFailure(.audienceNotAllowed, "the token of issuer \(named) has \(got), but \(provider.policy) jwtRules[\(provider.ruleIndex)] accepts only [\(rule.audiences.joined(separator: ", "))]: request a token for one of those audiences"))
         }
-        // A rule that got as far as the audience saw a genuine token; its answer is the most telling.
-        return .failure(failures.first { $0.kind == .audienceNotAllowed } ?? failures[0])
+        switch await verifySignature(found, header: header, issuer: named, with: provider) {
+        case .failure(let failure):
+            return .failure(failure)
+        case .success(let claims):
+            let subject = claims.string("sub")
+            let principal = claims.string("iss").flatMap { iss in subject.map { "\(iss)/\($0)" } }
+            return .success(VerifiedToken(found: found, provider: provider, claims: claims.claims, requestPrincipal: principal))
+        }
     }
 
-    private func verify(
-        _ found: FoundToken, header: JWTHeader, payload: ClaimsPayload, with provider: JWTProvider, now: Date
-    ) async -> Result<VerifiedToken, JWTFailure> {
+    /// The payload as signed, once a key of the rule's JWKS verifies the token's signature.
+    private func verifySignature(
+        _ found: FoundToken, header: JWTHeader, issuer: String, with provider: JWTProvider
+    ) async -> Result<ClaimsPayload, JWTFailure> {
         let rule = provider.rule
-        let issuer = payload.string("iss") ?? rule.issuer
         let source = JWKSSource(rule: rule)
         let timeout = Duration.milliseconds(rule.timeoutMilliseconds ?? JWTProvider.defaultTimeoutMilliseconds)
         let keySet: JWKSKeySet
@@ -54,47 +63,35 @@ struct TokenVerifier: Sendable {
             return .failure(JWTFailure(.keysUnavailable, "the keys of issuer \(issuer) (\(provider.policy) jwtRules[\(provider.ruleIndex)]) are unavailable: \(error.reason)"))
         }
         let kid = header.kid
-        let algorithm = header.alg
-        let keys = keySet.candidates(kid: kid, algorithm: algorithm)
-        guard !keys.isEmpty else {
-            if let kid {
-                let known = keySet.kids.sorted().joined(separator: ", ")
-                return .failure(JWTFailure(.unknownKid, "the token's kid \(kid) is not in the JWKS of issuer \(issuer) from \(source) (kids: \(known.isEmpty ? "none" : known)): the token was signed by a key the issuer does not publish"))
-            }
-            let algorithms = Set(keySet.keys.map(\.algorithm)).sorted().joined(separator: ", ")
-            return .failure(JWTFailure(.algorithmMismatch, "the token names no kid and its alg \(algorithm ?? "<none>") matches no key of issuer \(issuer) from \(source) (algorithms: \(algorithms)): sign with one of those algorithms"))
+        let algorithm = header.alg ?? "<none>"
+        let candidates = keySet.candidates(kid: kid, algorithm: algorithm)
+        guard !candidates.isEmpty else {
+            let known = keySet.kids.sorted().joined(separator: ", ")
+            return .failure(JWTFailure(.unknownKid, "the token's kid \(kid ?? "") is not in the JWKS of issuer \(issuer) from \(source) (kids: \(known.isEmpty ? "none" : known)): the token was signed by a key the issuer does not publish"))
         }
-        var verified: ClaimsPayload?
-        var lastFailure: JWTFailure?
-        // A key of the token's algorithm that did not verify says more than one of another algorithm.
-        var signatureFailure: JWTFailure?
-        for key in keys {
-            guard key.algorithm == algorithm else {
-                lastFailure = JWTFailure(.algorithmMismatch, "the token's alg is \(algorithm ?? "<none>") but key \(key.kid ?? "without kid") of issuer \(issuer) is \(key.algorithm): the token was not signed with that key")
-                continue
-            }
-            do {
-                verified = try await key.verify(found.token, as: ClaimsPayload.self)
-                break
-            } catch {
-                signatureFailure = JWTFailure(.badSignature, "the token's signature does not verify with key \(key.kid ?? "without kid") (\(key.algorithm)) of issuer \(issuer) from \(source): the token was altered or signed by another key")
-            }
+        let usable = candidates.filter { $0.algorithm == algorithm }
+        guard !usable.isEmpty else {
+            let algorithms = JWKSKeySet.algorithmNames(of: candidates)
+            let which = kid.map { "key \($0) of issuer \(issuer)" } ?? "the keys of issuer \(issuer)"
+            return .failure(JWTFailure(.algorithmMismatch, "the token's alg is \(algorithm), but \(which) from \(source) can verify only \(algorithms): sign with one of those algorithms"))
         }
-        guard let claims = verified else {
-            return .failure(signatureFailure ?? lastFailure ?? JWTFailure(.badSignature, "the token's signature does not verify with any key of issuer \(issuer)"))
+        for key in usable {
+            if let verified = try? await key.verify(found.token, as: ClaimsPayload.self) { return .success(verified) }
         }
-        if let failure = checkTimes(claims, issuer: issuer, now: now) { return .failure(failure) }
-        if !rule.audiences.isEmpty,
-            !claims.audiences.map(JWTProvider.sanitizedAudience).contains(
-                where: rule.audiences.map(JWTProvider.sanitizedAudience).contains)
-        {
-            let got = claims.audiences.isEmpty ? "no aud claim" : "aud [\(claims.audiences.joined(separator: ", "))]"
-            return .failure(JWTFailure(.audienceNotAllowed, "the token of issuer \(issuer) has \(got), but \(provider.policy) jwtRules[\(provider.ruleIndex)] accepts only [\(rule.audiences.joined(separator: ", "))]: request a token for one of those audiences",
-                verifiedClaims: claims.claims))
+        let which = usable.count == 1 ? "key \(usable[0].kid ?? "without kid") (\(algorithm))" : "any \(algorithm) key"
+        return .failure(JWTFailure(.badSignature, "the token's signature does not verify with \(which) of issuer \(issuer) from \(source): the token was altered or signed by another key"))
+    }
+
+    /// What in the header makes the token unverifiable before any key is tried: an unsigned token
+    /// (`alg` none or missing), or a `kid` that is not a string (Envoy's JwtHeaderBadKid).
+    static func headerProblem(_ header: JWTHeader) -> String? {
+        guard let algorithm = header.alg, algorithm.lowercased() != "none" else {
+            return "is unsigned (alg \(header.alg ?? "missing")): only signed tokens are accepted; send a token signed by the issuer"
         }
-        let subject = claims.string("sub")
-        let principal = (claims.string("iss")).flatMap { iss in subject.map { "\(iss)/\($0)" } }
-        return .success(VerifiedToken(found: found, provider: provider, claims: claims.claims, requestPrincipal: principal))
+        if let kid = header.fields["kid"], kid.asString == nil {
+            return "has a kid that is not a string: the issuer must name its keys with strings"
+        }
+        return nil
     }
 
     /// What makes the payload's registered claims unreadable to Envoy's JWT library, if anything:
@@ -116,17 +113,24 @@ struct TokenVerifier: Sendable {
             guard case .number(let seconds) = value, seconds >= 0, seconds.isFinite else {
                 return "has an \(name) claim that is not a non-negative number of seconds"
             }
+            guard seconds < 18_446_744_073_709_551_616 else {
+                return "has an \(name) claim too large for a time (at least 2^64 seconds)"
+            }
         }
         return nil
     }
 
-    private func checkTimes(_ claims: ClaimsPayload, issuer: String, now: Date) -> JWTFailure? {
+    /// Whether `exp` has passed or `nbf` is yet to come at `now`, compared in whole seconds with
+    /// the skew, as Envoy does; a claim of 0 counts as absent.
+    static func timeProblem(_ payload: ClaimsPayload, issuer: String, now: Date) -> JWTFailure? {
+        let seconds = UInt64(max(0, now.timeIntervalSince1970.rounded(.down)))
         let iso = ISO8601DateFormatter()
-        if let exp = claims.date("exp"), now > exp.addingTimeInterval(Self.clockSkew) {
-            return JWTFailure(.expired, "the token of issuer \(issuer) expired at \(iso.string(from: exp)) (now \(iso.string(from: now)), \(Int(Self.clockSkew)) s skew allowed): ask the issuer for a fresh token")
+        func text(_ value: UInt64) -> String { iso.string(from: Date(timeIntervalSince1970: Double(value))) }
+        if let exp = payload.seconds("exp"), exp != 0, seconds > exp, seconds - exp > clockSkew {
+            return JWTFailure(.expired, "the token of issuer \(issuer) expired at \(text(exp)) (now \(text(seconds)), \(clockSkew) s skew allowed): ask the issuer for a fresh token")
         }
-        if let nbf = claims.date("nbf"), nbf > now.addingTimeInterval(Self.clockSkew) {
-            return JWTFailure(.notYetValid, "the token of issuer \(issuer) is not valid before \(iso.string(from: nbf)) (now \(iso.string(from: now)), \(Int(Self.clockSkew)) s skew allowed): check the issuer's clock")
+        if let nbf = payload.seconds("nbf"), nbf != 0, nbf > seconds, nbf - seconds > clockSkew {
+            return JWTFailure(.notYetValid, "the token of issuer \(issuer) is not valid before \(text(nbf)) (now \(text(seconds)), \(clockSkew) s skew allowed): check the issuer's clock")
         }
         return nil
     }

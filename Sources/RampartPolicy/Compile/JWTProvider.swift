@@ -97,6 +97,15 @@ public struct JWTProvider: Sendable, Hashable {
         return names.map(HeaderEdit.remove)
     }
 
+    /// The providers in the order Istio gives them to Envoy: sorted by issuer (an empty issuer
+    /// first), the configuration order kept among rules of one issuer.
+    public static func istioOrder(_ providers: [JWTProvider]) -> [JWTProvider] {
+        guard providers.count > 1 else { return providers }
+        return providers.enumerated()
+            .sorted { ($0.element.rule.issuer, $0.offset) < ($1.element.rule.issuer, $1.offset) }
+            .map(\.element)
+    }
+
     public static func == (lhs: JWTProvider, rhs: JWTProvider) -> Bool {
         lhs.storage === rhs.storage
             || (lhs.policy == rhs.policy && lhs.ruleIndex == rhs.ruleIndex && lhs.rule == rhs.rule

@@ -78,15 +78,17 @@ public struct PolicySnapshot: Sendable {
     public func workload(namespace: String, labels: [String: String]) -> WorkloadPolicies {
         WorkloadPolicies(
             policies: authorization.applicable(namespace: namespace, labels: labels),
-            providers: requestAuthentication.applicable(namespace: namespace, labels: labels).flatMap { $0 },
+            providers: jwtProviders(namespace: namespace, labels: labels),
             peer: PeerAuthenticationResolver.resolve(
                 peerAuthentications, rootNamespace: options.rootNamespace, namespace: namespace, labels: labels),
             identities: identities)
     }
 
     /// The JWT providers RampartAuthn must verify tokens against for a workload.
+    /// They come in the order Istio gives them to Envoy (`JWTProvider.istioOrder`), the order in
+    /// which a token is tried against them.
     public func jwtProviders(namespace: String, labels: [String: String]) -> [JWTProvider] {
-        requestAuthentication.applicable(namespace: namespace, labels: labels).flatMap { $0 }
+        JWTProvider.istioOrder(requestAuthentication.applicable(namespace: namespace, labels: labels).flatMap { $0 })
     }
 
     /// The destination's policies through the cache of destinations already seen.

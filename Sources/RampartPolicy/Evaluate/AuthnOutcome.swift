@@ -30,7 +30,8 @@ struct AuthnOutcome: Sendable {
         }
         if isCORSPreflight(request) { return .anonymous }
         guard jwt.valid else {
-            return AuthnOutcome(principal: nil, rawClaims: nil, provider: nil, rejection: .jwtInvalid(jwt.failure))
+            let rejection: Decision.Cause = jwt.audienceRefused ? .jwtAudienceNotAllowed : .jwtInvalid(jwt.failure)
+            return AuthnOutcome(principal: nil, rawClaims: nil, provider: nil, rejection: rejection)
         }
         let issuer = jwt.issuer
         // Indexes rather than copies of the providers: a provider is a large value.

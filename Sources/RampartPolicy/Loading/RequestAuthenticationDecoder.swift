@@ -31,7 +31,7 @@ struct RequestAuthenticationDecoder {
     }
 
     private static let ruleFields: Set<String> = [
-        "issuer", "audiences", "jwksUri", "jwks", "fromHeaders", "fromParams", "fromCookies", "outputPayloadToHeader",
+        "issuer", "audiences", "jwksUri", "jwks_uri", "jwks", "fromHeaders", "fromParams", "fromCookies", "outputPayloadToHeader",
         "forwardOriginalToken", "outputClaimToHeaders", "timeout", "spaceDelimitedClaims", "presence",
     ]
 
@@ -49,7 +49,14 @@ struct RequestAuthenticationDecoder {
             switch key {
             case "issuer": issuer = context.string(value, fieldPath) ?? ""
             case "audiences": audiences = context.stringList(value, fieldPath) ?? []
-            case "jwksUri": jwksURI = context.string(value, fieldPath) ?? ""
+            case "jwksUri", "jwks_uri":
+                // Istio's CRD accepts `jwks_uri` as another name of `jwksUri`; giving both is ambiguous.
+                if !jwksURI.isEmpty {
+                    context.report(
+                        .badJWTRule, fieldPath, value, "jwksUri and jwks_uri are one field, given twice",
+                        fix: "keep one of jwksUri and jwks_uri")
+                }
+                jwksURI = context.string(value, fieldPath) ?? ""
             case "jwks": jwks = context.string(value, fieldPath) ?? ""
             case "fromParams": params = context.stringList(value, fieldPath) ?? []
             case "fromCookies": cookies = context.stringList(value, fieldPath) ?? []

@@ -57,10 +57,14 @@ public enum ClaimValue: Sendable, Hashable {
         }
     }
 
-    /// The header value Envoy writes for a claim: strings as-is, numbers and booleans as text.
+    /// The header value Envoy writes for a claim: strings as-is, numbers and booleans as text;
+    /// `nil` (no header) for an empty string, as Envoy writes none, and for a string holding CR,
+    /// LF or NUL, which no header value may carry.
     public var headerValue: String? {
         switch self {
-        case .string(let string): return string
+        case .string(let string):
+            guard !string.isEmpty, !string.utf8.contains(where: { $0 == 0x0D || $0 == 0x0A || $0 == 0 }) else { return nil }
+            return string
         case .number(let number):
             // As Envoy writes claims to headers: a whole non-negative number as an integer, any other
             // number as C's `%f` (six decimals).

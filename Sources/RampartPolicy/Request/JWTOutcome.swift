@@ -18,11 +18,14 @@ public struct JWTOutcome: Sendable, Hashable {
     public let raw: String?
     /// Why verification failed, when it did.
     public let failure: String?
+    /// Whether the token was refused only because its audience is not one the rule accepts: the
+    /// request is then answered 403, as Envoy answers it, instead of 401.
+    public let audienceRefused: Bool
 
     /// Creates an outcome.
     public init(
         present: Bool, valid: Bool = true, claims: ClaimValue? = nil, requestPrincipal: String? = nil,
-        location: String? = nil, raw: String? = nil, failure: String? = nil
+        location: String? = nil, raw: String? = nil, failure: String? = nil, audienceRefused: Bool = false
     ) {
         self.present = present
         self.valid = valid
@@ -31,6 +34,7 @@ public struct JWTOutcome: Sendable, Hashable {
         self.location = location
         self.raw = raw
         self.failure = failure
+        self.audienceRefused = audienceRefused
     }
 
     /// No token.
