@@ -10,6 +10,26 @@ struct Rampart: AsyncParsableCommand {
         abstract: "A service mesh's security system: certificate authority, agents, policies and proxies.",
         subcommands: [CA.self, Agent.self, Proxy.self, Token.self, Cert.self, Audit.self, Analyze.self, Authz.self, Apply.self, Get.self, Delete.self, Status.self, Bench.self]
     )
+
+    /// Parses and runs the command. Bad input a command finds while running (a file that cannot
+    /// be read, policies that do not load), which it throws as a `ValidationError`, is printed
+    /// without a usage text: the usage at hand would be the top command's, and says nothing about
+    /// the mistake. Errors found while parsing keep the usage of the command given.
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var asynchronous = command as? AsyncParsableCommand {
+                try await asynchronous.run()
+            } else {
+                try command.run()
+            }
+        } catch let error as ValidationError {
+            FileHandle.standardError.write(Data("Error: \(error.message)\n".utf8))
+            Foundation.exit(ExitCode.validationFailure.rawValue)
+        } catch {
+            exit(withError: error)
+        }
+    }
 }
 
 /// Global logging setup: the executable alone bootstraps the logging backend.

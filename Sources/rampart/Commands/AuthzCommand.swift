@@ -99,6 +99,13 @@ struct AuthzCheck: AsyncParsableCommand {
         let engine = PolicyEngine(loaded: loaded, options: SnapshotOptions(
                 rootNamespace: rootNamespace, jwks: environment,
                 trustDomains: TrustDomainBundle(trustDomain: trustDomain, aliases: trustDomainAlias)))
+        // Istio's webhook would refuse these resources; they are evaluated as written, and said.
+        let refused = engine.diagnostics.filter { $0.severity == .error }
+        if !refused.isEmpty {
+            FileHandle.standardError.write(Data((
+                "warning: validation refuses what follows, as Istio's webhook would (see 'rampart analyze'); "
+                + "the resources are evaluated as written:\n" + PolicyEngine.renderHuman(refused) + "\n").utf8))
+        }
         let parsed: AuthzRequest
         do {
             parsed = try AuthzRequest(file: request)
