@@ -117,6 +117,19 @@ struct ConfigCommandTests {
         #expect(!missing.succeeded)
         #expect(missing.stderr.contains("istio-system/default not found") && missing.stderr.contains("rampart get pa -n istio-system"), "\(missing.stderr)")
 
+        // As kubectl: -n is the namespace of documents that name none, and refuses documents naming another.
+        let unnamed = "\(ca.directory)/unnamed.yaml"
+        try "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: plain}\nspec: {}\n"
+            .write(toFile: unnamed, atomically: true, encoding: .utf8)
+        #expect(try rampart("apply", "-f", unnamed, "--state", ca.state).succeeded)
+        let elsewhere = try rampart("delete", "-f", unnamed, "-n", "shop", "--state", ca.state)
+        #expect(!elsewhere.succeeded && elsewhere.stderr.contains("shop/plain not found"), "\(elsewhere.stderr)")
+        #expect(try rampart("get", "ap", "plain", "--state", ca.state).succeeded)
+        let mismatch = try rampart("delete", "-f", "\(Self.policies)/namespace-isolation.yaml", "-n", "default", "--state", ca.state)
+        #expect(!mismatch.succeeded && mismatch.stderr.contains("not default as -n says"), "\(mismatch.stderr)")
+        #expect(mismatch.stderr.contains("nothing was deleted"), "\(mismatch.stderr)")
+        #expect(try rampart("delete", "-f", unnamed, "-n", "default", "--state", ca.state).succeeded)
+
         let both = try rampart("delete", "ap", "x", "-f", file, "--state", ca.state)
         #expect(!both.succeeded && both.stderr.contains("either KIND NAME or -f FILE"), "\(both.stderr)")
         let neither = try rampart("delete", "--state", ca.state)
@@ -230,7 +243,7 @@ struct ConfigCommandTests {
         #expect(ca.log.contains("config changed"), "\(ca.log)")
     }
 
-    @Test("each document is stored as written whatever the layout: markers with content, document ends, CRLF line ends")
+    @Test("each document is stored as written whatever the layout: markers with content, document ends, CRLF line ends and a byte-order mark")
     func documentLayouts() throws {
         let ca = try CAProcess(label: "config-layouts")
         let file = "\(ca.directory)/layouts.yaml"
@@ -259,11 +272,12 @@ struct ConfigCommandTests {
 
             """.write(toFile: file, atomically: true, encoding: .utf8)
         let crlf = "\(ca.directory)/crlf.yaml"
-        try "apiVersion: security.istio.io/v1\r\nkind: AuthorizationPolicy\r\nmetadata: {name: two, namespace: shop}\r\nspec: {}\r\n"
+        // Saved on Windows: a byte-order mark, CRLF line ends, two documents.
+        try "\u{FEFF}apiVersion: security.istio.io/v1\r\nkind: AuthorizationPolicy\r\nmetadata: {name: two, namespace: shop}\r\nspec: {}\r\n---\r\napiVersion: security.istio.io/v1\r\nkind: AuthorizationPolicy\r\nmetadata: {name: three, namespace: shop}\r\nspec: {}\r\n"
             .write(toFile: crlf, atomically: true, encoding: .utf8)
         let applied = try rampart("apply", "-f", file, "-f", crlf, "--state", ca.state)
         #expect(applied.succeeded, "\(applied.stdout)\(applied.stderr)")
-        #expect(applied.stdout.components(separatedBy: " created\n").count - 1 == 4, "\(applied.stdout)")
+        #expect(applied.stdout.components(separatedBy: " created\n").count - 1 == 5, "\(applied.stdout)")
 
         let one = try rampart("get", "ap", "one", "-n", "shop", "-o", "yaml", "--state", ca.state).stdout
         #expect(one == "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: one, namespace: shop}\nspec: {action: DENY, rules: [{to: [{operation: {ports: [\"8080\"], paths: [/a]}}]}]}\n", "\(one)")
@@ -273,7 +287,8 @@ struct ConfigCommandTests {
         #expect(jwt.hasPrefix("apiVersion: security.istio.io/v1\nkind: RequestAuthentication"), "\(jwt)")
         #expect(jwt.hasSuffix("jwksUri: https://issuer.example.com/jwks.json\n"), "\(jwt)")
         let two = try rampart("get", "ap", "two", "-n", "shop", "-o", "yaml", "--state", ca.state).stdout
-        #expect(two.contains("kind: AuthorizationPolicy\r\n"), "\(two)")
+        // Stored with LF line ends and no mark, so a `get -o yaml` backup applies again anywhere.
+        #expect(two == "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: two, namespace: shop}\nspec: {}\n", "\(two)")
 
         let again = try rampart("apply", "-f", file, "-f", crlf, "--state", ca.state)
         #expect(again.stdout.hasSuffix("config version 1 (nothing changed)\n"), "\(again.stdout)")

@@ -1,3 +1,5 @@
+import RampartIdentity
+
 /// What a proxy said about its workload when it connected, once checked.
 ///
 /// The registry's plain-data view of a wire `Registration`; ``ProxyRegistration/init(validating:caller:)``
@@ -51,11 +53,5 @@ public struct ProxyRegistration: Sendable, Hashable {
 
     /// Whether `text` is a DNS label as Kubernetes names are: 1–63 of `a-z`, `0-9` and `-`,
     /// starting and ending with a letter or digit.
-    public static func isDNSLabel(_ text: String) -> Bool {
-        let bytes = Array(text.utf8)
-        guard (1...63).contains(bytes.count) else { return false }
-        func alphanumeric(_ byte: UInt8) -> Bool { (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) }
-        guard let first = bytes.first, let last = bytes.last, alphanumeric(first), alphanumeric(last) else { return false }
-        return bytes.allSatisfy { alphanumeric($0) || $0 == UInt8(ascii: "-") }
-    }
+    public static func isDNSLabel(_ text: String) -> Bool { DNSName.isLabel(text) }
 }

@@ -25,7 +25,7 @@ public enum PolicyLoader {
     public static func nothingFoundWarning(_ paths: [String]) -> String {
         "warning: no AuthorizationPolicy, PeerAuthentication or RequestAuthentication found in "
             + paths.joined(separator: ", ")
-            + " (folders are searched for files ending in .yaml or .yml); check the paths and the files' extensions"
+            + " (folders are searched for files ending in .yaml, .yml or .json); check the paths and the files' extensions"
     }
 
     /// Decodes every document of a multi-document YAML string.
@@ -42,20 +42,24 @@ public enum PolicyLoader {
 
     /// The kind, namespace and name of every resource in files and folders, read as `load` reads
     /// them but without their specs: for deleting what files define, whatever their specs say.
-    public static func identities(paths: [String]) -> (ids: [ResourceID], diagnostics: [Diagnostic]) {
+    public static func identities(paths: [String]) -> (ids: [ResourceID], namespaceGiven: [Bool], diagnostics: [Diagnostic]) {
         var ids: [ResourceID] = []
+        var given: [Bool] = []
         var diagnostics: [Diagnostic] = []
         forEachDocument(paths: paths, &diagnostics) { file, document in
             let context = DecodeContext(file: file)
             let found = ResourceDecoder(context: context).identify(document)
             // Only the document's header was read, so these are about its kind or metadata.
-            if let found, !context.diagnostics.contains(where: { $0.severity == .error }) { ids.append(found.id) }
+            if let found, !context.diagnostics.contains(where: { $0.severity == .error }) {
+                ids.append(found.id)
+                given.append(found.namespaceGiven)
+            }
             return context.diagnostics
         }
-        return (ids, diagnostics)
+        return (ids, given, diagnostics)
     }
 
-    /// Loads files and folders (recursively, `*.yaml`, `*.yml`), in sorted path order.
+    /// Loads files and folders (recursively, `*.yaml`, `*.yml`, `*.json`, hidden ones left out), in sorted path order.
     public static func load(paths: [String]) -> LoadResult {
         var resources: [SecurityResource] = []
         var diagnostics: [Diagnostic] = []
@@ -67,19 +71,32 @@ public enum PolicyLoader {
         return LoadResult(resources: resources, diagnostics: diagnostics)
     }
 
+    /// A file's text as every command reads it: UTF-8 without a byte-order mark, with CRLF line
+    /// ends made LF, so that a file saved on Windows splits into the same documents, on the same
+    /// lines, for `analyze` and `apply`, and is stored with LF line ends. `nil` when the file
+    /// cannot be read or is not UTF-8.
+    public static func text(ofFile file: String) -> String? {
+        guard let data = FileManager.default.contents(atPath: file), var text = String(data: data, encoding: .utf8) else {
+            return nil
+        }
+        if text.hasPrefix("\u{FEFF}") { text.removeFirst() }
+        if text.contains("\r\n") { text = text.replacingOccurrences(of: "\r\n", with: "\n") }
+        return text
+    }
+
     /// Calls `body` with each document of the files and folders that is not empty, adding what
     /// it reports to `diagnostics`; a file that cannot be read or parsed is reported there.
     private static func forEachDocument(
         paths: [String], _ diagnostics: inout [Diagnostic], _ body: (String, Node) -> [Diagnostic]
     ) {
         for file in expand(paths, diagnostics: &diagnostics) {
-            guard let data = FileManager.default.contents(atPath: file), let text = String(data: data, encoding: .utf8)
-            else {
+            guard let text = text(ofFile: file) else {
+                let readable = FileManager.default.isReadableFile(atPath: file)
                 diagnostics.append(
                     Diagnostic(
                         code: .unreadable, file: file, line: 0, resource: nil, field: "",
-                        message: "the file could not be read as UTF-8 text",
-                        fix: "check the path and permissions, and save the file as UTF-8"))
+                        message: readable ? "the file is not UTF-8 text" : "the file cannot be read (permission denied)",
+                        fix: readable ? "save the file as UTF-8" : "give the user running rampart read access to it"))
                 continue
             }
             forEachDocument(yaml: text, file: file, &diagnostics, body)
@@ -104,6 +121,9 @@ public enum PolicyLoader {
         if let error = documents.error { diagnostics.append(unreadable(file, error)) }
     }
 
+    /// The files a folder is searched for, as kubectl searches one.
+    public static let policyExtensions = [".yaml", ".yml", ".json"]
+
     private static func expand(_ paths: [String], diagnostics: inout [Diagnostic]) -> [String] {
         var files: [String] = []
         let manager = FileManager.default
@@ -120,9 +140,20 @@ public enum PolicyLoader {
                 files.append(path)
                 continue
             }
-            let entries = (manager.enumerator(atPath: path)?.allObjects as? [String]) ?? []
-            files += entries.filter { $0.hasSuffix(".yaml") || $0.hasSuffix(".yml") }.sorted()
-                .map { (path as NSString).appendingPathComponent($0) }
+            guard manager.isReadableFile(atPath: path), let entries = manager.enumerator(atPath: path)?.allObjects as? [String]
+            else {
+                diagnostics.append(
+                    Diagnostic(
+                        code: .unreadable, file: path, line: 0, resource: nil, field: "",
+                        message: "the folder cannot be read (permission denied)",
+                        fix: "give the user running rampart read access to it"))
+                continue
+            }
+            // Hidden files and folders (.git, .github) hold no policies of the folder's.
+            files += entries.filter { entry in
+                Self.policyExtensions.contains { entry.hasSuffix($0) }
+                    && !entry.split(separator: "/").contains { $0.hasPrefix(".") }
+            }.sorted().map { (path as NSString).appendingPathComponent($0) }
         }
         // A file named twice (directly, through two spellings, or also inside a folder given) is
         // read once: its resources are not duplicates of themselves.

@@ -23,27 +23,29 @@ struct ResourceDecoder {
                 fix: "write the resource as a YAML mapping")
             return nil
         }
+        // What the document is comes first: a document of another kind is one finding, not a
+        // list of fields a security resource does not have.
+        let apiVersion = root["apiVersion"].flatMap { context.string($0, "apiVersion") } ?? ""
+        let kindName = root["kind"].flatMap { context.string($0, "kind") } ?? ""
+        guard let kind = ResourceKind(rawValue: kindName), ResourceKind.apiVersions.contains(apiVersion) else {
+            let (field, message, fix) = Self.unsupported(apiVersion: apiVersion, kind: kindName)
+            context.report(.unknownKind, field, line: documentLine, message, fix: fix)
+            return nil
+        }
         let top = context.mapping(
             root, "", allowed: ["apiVersion", "kind", "metadata", "spec", "status"], what: "a resource") ?? []
         let fields = Dictionary(top.map { ($0.key, $0.value) }, uniquingKeysWith: { first, _ in first })
-        let apiVersion = fields["apiVersion"].flatMap { context.string($0, "apiVersion") } ?? ""
-        let kindName = fields["kind"].flatMap { context.string($0, "kind") } ?? ""
-        guard let kind = ResourceKind(rawValue: kindName), ResourceKind.apiVersions.contains(apiVersion) else {
-            let known = ResourceKind.allCases.map(\.rawValue).joined(separator: ", ")
-            context.report(
-                .unknownKind, kindName.isEmpty ? "kind" : "apiVersion", line: documentLine,
-                "unknown resource \(apiVersion.isEmpty ? "<no apiVersion>" : apiVersion) \(kindName.isEmpty ? "<no kind>" : kindName); expected apiVersion security.istio.io/v1 or v1beta1 with kind \(known)",
-                fix: "set apiVersion: security.istio.io/v1 and one of the supported kinds")
-            return nil
-        }
         let metadata = decodeMetadata(fields["metadata"], kind: kind, line: documentLine)
         context.resource = ResourceID(kind: kind, namespace: metadata.namespace, name: metadata.name)
         return Header(kind: kind, metadata: metadata, fields: fields, line: documentLine)
     }
 
     /// The kind, namespace and name of the document, its spec left unread (for `delete -f`).
-    func identify(_ root: Node) -> (id: ResourceID, line: Int)? {
-        header(root).map { (ResourceID(kind: $0.kind, namespace: $0.metadata.namespace, name: $0.metadata.name), $0.line) }
+    func identify(_ root: Node) -> (id: ResourceID, line: Int, namespaceGiven: Bool)? {
+        header(root).map {
+            (ResourceID(kind: $0.kind, namespace: $0.metadata.namespace, name: $0.metadata.name), $0.line,
+             $0.metadata.namespaceGiven)
+        }
     }
 
     /// Decodes the document; `nil` when it is not a resource at all or has fatal schema errors.
@@ -73,6 +75,55 @@ struct ResourceDecoder {
         if context.diagnostics.count > errorsBefore, resource == nil { return nil }
         // Rebuild with the final field lines (they were still being recorded while decoding).
         return resource.map { rebind($0, location: location(documentLine)) }
+    }
+
+    /// The field, message and fix for a document that is not a supported security resource.
+    static func unsupported(apiVersion: String, kind: String) -> (field: String, message: String, fix: String) {
+        let known = ResourceKind.allCases.map(\.rawValue)
+        let supported = "Rampart reads \(known.joined(separator: ", ")) of security.istio.io/v1 or v1beta1"
+        if kind.isEmpty || apiVersion.isEmpty {
+            let missing = kind.isEmpty ? "kind" : "apiVersion"
+            return (missing, "the document has no \(missing); \(supported)", "set apiVersion: security.istio.io/v1 and kind")
+        }
+        if kind == "List" || kind.hasSuffix("List") {
+            return (
+                "kind", "a \(kind) of several resources is not read; \(supported), one per document",
+                "write each of its items as a document of its own, separated by lines holding only ---"
+            )
+        }
+        guard apiVersion.hasPrefix("security.istio.io/") else {
+            return (
+                "kind", "\(kind) (\(apiVersion)) is not a security policy; \(supported)",
+                "remove this document, or leave its file out of the paths given"
+            )
+        }
+        if let match = known.first(where: { $0.lowercased() == kind.lowercased() })
+            ?? known.first(where: { Self.editDistance($0.lowercased(), kind.lowercased()) <= 3 })
+        {
+            if match != kind { return ("kind", "unknown kind \(kind); \(supported)", "did you mean kind: \(match)?") }
+        } else {
+            return ("kind", "unknown kind \(kind); \(supported)", "use one of \(known.joined(separator: ", "))")
+        }
+        return (
+            "apiVersion", "\(apiVersion) is not a version Rampart reads; \(supported)",
+            "set apiVersion: security.istio.io/v1"
+        )
+    }
+
+    /// The Levenshtein distance between two short strings.
+    private static func editDistance(_ a: String, _ b: String) -> Int {
+        let a = Array(a), b = Array(b)
+        var row = Array(0...b.count)
+        for i in 1...max(a.count, 1) where !a.isEmpty {
+            var previous = row[0]
+            row[0] = i
+            for j in stride(from: 1, through: b.count, by: 1) {
+                let replaced = previous + (a[i - 1] == b[j - 1] ? 0 : 1)
+                previous = row[j]
+                row[j] = min(replaced, row[j] + 1, row[j - 1] + 1)
+            }
+        }
+        return a.isEmpty ? b.count : row[b.count]
     }
 
     private func location(_ line: Int) -> SourceLocation {
@@ -109,12 +160,13 @@ struct ResourceDecoder {
         }
         let allowed: Set<String> = [
             "name", "namespace", "annotations", "labels", "uid", "resourceVersion", "generation",
-            "creationTimestamp", "generateName", "ownerReferences", "finalizers", "managedFields",
+            "creationTimestamp", "generateName", "ownerReferences", "finalizers", "managedFields", "selfLink",
         ]
         let entries = context.mapping(node, "metadata", allowed: allowed, what: "metadata") ?? []
         var name = "", namespace: String?, annotations: [String: String] = [:], labels: [String: String] = [:]
         var created: Date?
-        for (key, value) in entries {
+        // A null field is not set, as in Kubernetes (`namespace: null`, `labels:` left empty).
+        for (key, value) in entries where !DecodeContext.isNull(value) {
             let path = "metadata.\(key)"
             switch key {
             case "name": name = context.string(value, path) ?? ""

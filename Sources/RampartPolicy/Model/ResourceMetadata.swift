@@ -6,6 +6,8 @@ public struct ResourceMetadata: Sendable, Hashable {
     public let name: String
     /// The namespace, `default` when absent.
     public let namespace: String
+    /// Whether the document names its namespace (kubectl's `-n` fills in only the others).
+    public let namespaceGiven: Bool
     /// The annotations, such as `istio.io/dry-run`.
     public let annotations: [String: String]
     /// The labels (kept for completeness; policies do not use them).
@@ -24,6 +26,7 @@ public struct ResourceMetadata: Sendable, Hashable {
     ) {
         self.name = name
         self.namespace = namespace ?? "default"
+        namespaceGiven = namespace != nil
         self.annotations = annotations
         self.labels = labels
         self.creationTimestamp = creationTimestamp

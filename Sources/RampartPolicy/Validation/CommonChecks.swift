@@ -1,4 +1,5 @@
 import Foundation
+import RampartIdentity
 
 /// Checks shared by the three kinds: metadata, selectors, target references, IPs, ports, wildcards.
 enum CommonChecks {
@@ -8,13 +9,14 @@ enum CommonChecks {
         } else if !isDNSSubdomain(metadata.name) {
             reporter.add(
                 .badMetadata, "metadata.name",
-                "name \"\(metadata.name)\" is not a DNS-1123 subdomain (lower-case letters, digits, '-' and '.')",
+                "name \"\(metadata.name)\" is not a DNS-1123 subdomain (at most 253 ASCII lower-case letters, digits, '-' and '.', starting and ending with a letter or digit)",
                 fix: suggestedName(metadata.name).map { "rename the resource, for example \($0)" }
                     ?? "rename the resource with lower-case letters, digits, '-' and '.'")
         }
         if !isDNSLabel(metadata.namespace) {
             reporter.add(
-                .badMetadata, "metadata.namespace", "namespace \"\(metadata.namespace)\" is not a DNS-1123 label",
+                .badMetadata, "metadata.namespace",
+                "namespace \"\(metadata.namespace)\" is not a DNS-1123 label (at most 63 ASCII lower-case letters, digits and '-', starting and ending with a letter or digit)",
                 fix: "use a namespace of lower-case letters, digits and '-'")
         }
     }
@@ -93,7 +95,9 @@ enum CommonChecks {
     static func isValidIPOrCIDR(_ text: String) -> Bool { IPBlock(text) != nil }
 
     static func isValidPort(_ text: String) -> Bool {
-        guard let port = Int(text), text.allSatisfy(\.isNumber) else { return false }
+        guard let port = Int(text), text.utf8.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }) else {
+            return false
+        }
         return (0...65535).contains(port)
     }
 
@@ -103,17 +107,9 @@ enum CommonChecks {
         return value.dropFirst().dropLast().contains("*")
     }
 
-    static func isDNSLabel(_ text: String) -> Bool {
-        guard (1...63).contains(text.count), let first = text.first, let last = text.last else { return false }
-        return text.allSatisfy { ($0.isLowercase && $0.isASCII) || $0.isNumber || $0 == "-" } && first != "-"
-            && last != "-"
-    }
+    static func isDNSLabel(_ text: String) -> Bool { DNSName.isLabel(text) }
 
-    static func isDNSSubdomain(_ text: String) -> Bool {
-        text.count <= 253 && text.split(separator: ".", omittingEmptySubsequences: false).allSatisfy {
-            isDNSLabel(String($0))
-        }
-    }
+    static func isDNSSubdomain(_ text: String) -> Bool { DNSName.isSubdomain(text) }
 
     static func isHeaderName(_ text: String) -> Bool {
         !text.isEmpty && text.allSatisfy { ($0.isLetter || $0.isNumber) && $0.isASCII || $0 == "-" || $0 == "_" }

@@ -1,3 +1,5 @@
+import RampartIdentity
+
 /// The workload a proxy stands beside, as its command line describes it.
 public struct WorkloadInfo: Sendable, Hashable {
     /// The workload's name (`reviews-v1`).
@@ -44,8 +46,5 @@ public struct ServicePort: Sendable, Hashable {
     }
 
     /// True for a lower-case RFC 1123 label.
-    public static func isDNSLabel(_ text: String) -> Bool {
-        guard !text.isEmpty, text.utf8.count <= 63, text.first != "-", text.last != "-" else { return false }
-        return text.utf8.allSatisfy { ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2D }
-    }
+    public static func isDNSLabel(_ text: String) -> Bool { DNSName.isLabel(text) }
 }

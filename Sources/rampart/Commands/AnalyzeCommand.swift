@@ -14,7 +14,7 @@ struct Analyze: ParsableCommand {
             """
     )
 
-    @Argument(help: ArgumentHelp("YAML files or folders (every .yaml/.yml/.json file inside, recursively).", valueName: "path"))
+    @Argument(help: ArgumentHelp("YAML or JSON files or folders (every .yaml, .yml and .json file inside, recursively, hidden ones left out).", valueName: "path"))
     var paths: [String]
 
     @Option(help: ArgumentHelp("A YAML/JSON list of known workloads ([{namespace, labels}]): selectors that match none of them are reported.", valueName: "file"))

@@ -38,7 +38,12 @@ struct ConfigBatch {
             }
             // A resource with errors of its own is refused for them; its document reads back with
             // the same errors, which say nothing about how it was cut.
-            let refused = diagnostics.contains { $0.severity == .error && $0.resource == id }
+            let refused = diagnostics.contains { diagnostic in
+                diagnostic.severity == .error
+                    && (diagnostic.resource == id
+                        || (diagnostic.resource == nil && diagnostic.file == location.file
+                            && document.contains(line: diagnostic.line)))
+            }
             if let problem = isolationProblem(document, id: id, location: location, refused: refused) {
                 problems.append(problem)
                 continue
@@ -49,8 +54,8 @@ struct ConfigBatch {
     }
 
     private static func spans(of file: String) -> [YAMLDocumentSpan] {
-        guard let data = FileManager.default.contents(atPath: file) else { return [] }
-        return YAMLDocuments.split(String(decoding: data, as: UTF8.self))
+        guard let text = PolicyLoader.text(ofFile: file) else { return [] }
+        return YAMLDocuments.split(text)
     }
 
     /// Re-loads the cut document on its own: it must be exactly the resource the whole file gave,

@@ -21,7 +21,7 @@ struct Apply: AsyncParsableCommand {
 
     @Option(
         name: [.customShort("f"), .customLong("filename")], parsing: .upToNextOption,
-        help: ArgumentHelp("YAML files or folders (every .yaml/.yml inside, recursively), or - for standard input; repeatable.", valueName: "path"))
+        help: ArgumentHelp("YAML or JSON files or folders (every .yaml, .yml and .json file inside, recursively, hidden ones left out), or - for standard input; repeatable.", valueName: "path"))
     var filenames: [String] = []
 
     @Flag(help: "Validate and show what would be created, configured or unchanged, and store nothing.")
@@ -65,13 +65,15 @@ struct Apply: AsyncParsableCommand {
         let sources = filenames.map { $0 == "-" ? "<stdin>" : $0 }.joined(separator: ", ")
         guard batch.errorCount == 0 else {
             let count = batch.errorCount
+            // The files can be analyzed again as they are; standard input cannot be read twice.
+            let hint = stdin == nil ? " ('rampart analyze \(filenames.joined(separator: " "))' shows the same findings)" : ""
             ConfigOutput.stderr(
-                "error: \(count) error\(count == 1 ? "" : "s") in \(sources): nothing was stored. Fix \(count == 1 ? "it" : "them") and apply again ('rampart analyze \(sources)' shows the same findings)"
+                "error: \(count) error\(count == 1 ? "" : "s") in \(sources): nothing was stored. Fix \(count == 1 ? "it" : "them") and apply again\(hint)"
             )
             throw ExitCode.failure
         }
         guard !batch.inputs.isEmpty else {
-            ConfigOutput.stderr("error: no AuthorizationPolicy, PeerAuthentication or RequestAuthentication found in \(sources): nothing was stored. Check the paths (folders are searched for .yaml and .yml files)")
+            ConfigOutput.stderr("error: no AuthorizationPolicy, PeerAuthentication or RequestAuthentication found in \(sources): nothing was stored. Check the paths (folders are searched for .yaml, .yml and .json files)")
             throw ExitCode.failure
         }
         let result: ConfigApplyResult
@@ -204,8 +206,10 @@ struct Delete: AsyncParsableCommand {
     @Argument(help: "The resource's name.")
     var name: String?
 
-    @Option(name: .shortAndLong, help: "The namespace.")
-    var namespace: String = "default"
+    @Option(
+        name: .shortAndLong,
+        help: "The namespace (default: default). With -f, the namespace of documents that name none; a document naming another is refused, as kubectl does.")
+    var namespace: String?
 
     @Option(
         name: [.customShort("f"), .customLong("filename")], parsing: .upToNextOption,
@@ -233,9 +237,9 @@ struct Delete: AsyncParsableCommand {
         let store = try StateDirectory(stateOptions.state).openStore()
         let keys: [ConfigResourceKey]
         if let kind, let name {
-            keys = [ConfigResourceKey(kind: kind.rawValue, namespace: namespace, name: name)]
+            keys = [ConfigResourceKey(kind: kind.rawValue, namespace: namespace ?? "default", name: name)]
         } else {
-            keys = try Self.keys(in: filenames)
+            keys = try Self.keys(in: filenames, namespace: namespace)
         }
         let result: ConfigBatchDeletion
         do {
@@ -255,9 +259,10 @@ struct Delete: AsyncParsableCommand {
         throw ExitCode.failure
     }
 
-    /// The resources the files define; a file that cannot be read or a document without a kind,
-    /// namespace and name refuses the deletion.
-    static func keys(in paths: [String]) throws -> [ConfigResourceKey] {
+    /// The resources the files define, a document without a namespace taking `namespace` (or
+    /// `default`); a file that cannot be read, a document without a kind and name, or one naming
+    /// a namespace other than `namespace` refuses the deletion.
+    static func keys(in paths: [String], namespace: String?) throws -> [ConfigResourceKey] {
         let loaded = PolicyLoader.identities(paths: paths)
         let errors = loaded.diagnostics.filter { $0.severity == .error }
         guard errors.isEmpty else {
@@ -269,9 +274,25 @@ struct Delete: AsyncParsableCommand {
         }
         guard !loaded.ids.isEmpty else {
             ConfigOutput.stderr(
-                "error: no AuthorizationPolicy, PeerAuthentication or RequestAuthentication found in \(paths.joined(separator: ", ")): nothing was deleted. Check the paths (folders are searched for .yaml and .yml files)")
+                "error: no AuthorizationPolicy, PeerAuthentication or RequestAuthentication found in \(paths.joined(separator: ", ")): nothing was deleted. Check the paths (folders are searched for .yaml, .yml and .json files)")
             throw ExitCode.failure
         }
-        return loaded.ids.map { ConfigResourceKey(kind: $0.kind.rawValue, namespace: $0.namespace, name: $0.name) }
+        var keys: [ConfigResourceKey] = []
+        var mismatched: [String] = []
+        for (id, given) in zip(loaded.ids, loaded.namespaceGiven) {
+            let resolved = given ? id.namespace : namespace ?? "default"
+            if given, let namespace, namespace != id.namespace {
+                mismatched.append(
+                    "error: \(ConfigKind.qualified(id.kind)) \(id.namespace)/\(id.name) is in namespace \(id.namespace), not \(namespace) as -n says")
+            }
+            keys.append(ConfigResourceKey(kind: id.kind.rawValue, namespace: resolved, name: id.name))
+        }
+        guard mismatched.isEmpty else {
+            ConfigOutput.stderr(mismatched.joined(separator: "\n"))
+            ConfigOutput.stderr(
+                "error: nothing was deleted: drop -n to delete each resource in the namespace its document names, or give the namespace the documents name")
+            throw ExitCode.failure
+        }
+        return keys
     }
 }

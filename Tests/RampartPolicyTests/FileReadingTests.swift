@@ -1,0 +1,116 @@
+import Foundation
+import RampartIdentity
+import Testing
+
+@testable import RampartPolicy
+
+/// How files and folders are read as kubectl users write them: Windows line ends, a byte-order
+/// mark, JSON files, hidden folders, null metadata, other kinds mixed in, Kubernetes' name rules.
+@Suite("Reading files as kubectl does")
+struct FileReadingTests {
+    static func policy(_ name: String, namespace: String = "shop") -> String {
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: \(name)\n  namespace: \(namespace)\nspec:\n  action: DENY\n  rules:\n  - to: [{operation: {paths: [\"/admin\"]}}]\n"
+    }
+
+    func folder() throws -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("rampart-reading-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url
+    }
+
+    @Test("a file with CRLF line ends and a byte-order mark reads as the same documents on the same lines")
+    func windowsFiles() throws {
+        let directory = try folder()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let text = Self.policy("one") + "---\n" + Self.policy("two")
+        let plain = directory.appendingPathComponent("plain.yaml")
+        let windows = directory.appendingPathComponent("windows.yaml")
+        try Data(text.utf8).write(to: plain)
+        try Data([0xEF, 0xBB, 0xBF] + Array(text.replacingOccurrences(of: "\n", with: "\r\n").utf8)).write(to: windows)
+        let expected = PolicyLoader.load(paths: [plain.path])
+        let loaded = PolicyLoader.load(paths: [windows.path])
+        #expect(loaded.diagnostics.isEmpty, "\(loaded.diagnostics)")
+        #expect(loaded.resources.map(\.id) == expected.resources.map(\.id))
+        #expect(loaded.resources.map(\.location.line) == expected.resources.map(\.location.line))
+        let read = try #require(PolicyLoader.text(ofFile: windows.path))
+        #expect(!read.contains("\r") && !read.hasPrefix("\u{FEFF}"))
+    }
+
+    @Test("folders are searched for .yaml, .yml and .json files; hidden files and folders are left out")
+    func folderSearch() throws {
+        let directory = try folder()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let hidden = directory.appendingPathComponent(".github/workflows")
+        try FileManager.default.createDirectory(at: hidden, withIntermediateDirectories: true)
+        try Data("on: push\njobs: {}\n".utf8).write(to: hidden.appendingPathComponent("ci.yml"))
+        try Data(Self.policy("hidden").utf8).write(to: directory.appendingPathComponent(".draft.yaml"))
+        try Data(Self.policy("a").utf8).write(to: directory.appendingPathComponent("a.yaml"))
+        try Data(Self.policy("b").utf8).write(to: directory.appendingPathComponent("b.yml"))
+        let json = #"{"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy", "metadata": {"name": "c", "namespace": "shop"}, "spec": {}}"#
+        try Data(json.utf8).write(to: directory.appendingPathComponent("c.json"))
+        let loaded = PolicyLoader.load(paths: [directory.path])
+        #expect(loaded.diagnostics.isEmpty, "\(loaded.diagnostics)")
+        #expect(loaded.resources.map(\.id.name) == ["a", "b", "c"])
+    }
+
+    @Test("null metadata fields are not set, as in Kubernetes; selfLink from old exports is accepted")
+    func nullMetadata() {
+        let yaml = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: p\n  namespace: null\n  labels:\n  annotations: ~\n  selfLink: /apis/x\nspec: {}\n"
+        let loaded = PolicyLoader.load(yaml: yaml, file: "m.yaml")
+        #expect(loaded.diagnostics.isEmpty, "\(loaded.diagnostics)")
+        #expect(loaded.resources.first?.id.namespace == "default")
+        guard case .authorizationPolicy(let policy)? = loaded.resources.first else {
+            Issue.record("no AuthorizationPolicy")
+            return
+        }
+        #expect(!policy.metadata.namespaceGiven)
+    }
+
+    @Test(
+        "a document that is not a supported resource gives one finding, at the field to fix",
+        arguments: [
+            ("apiVersion: v1\nkind: List\nitems:\n- {kind: AuthorizationPolicy}\n", "kind", "document of its own"),
+            ("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec: {replicas: 1}\n", "kind", "not a security policy"),
+            ("apiVersion: security.istio.io/v1\nkind: AuthorisationPolicy\nmetadata: {name: d}\nspec: {}\n", "kind", "did you mean kind: AuthorizationPolicy"),
+            ("apiVersion: security.istio.io/v2\nkind: PeerAuthentication\nmetadata: {name: d}\nspec: {}\n", "apiVersion", "security.istio.io/v1"),
+            ("kind: PeerAuthentication\nmetadata: {name: d}\n", "apiVersion", "set apiVersion"),
+        ])
+    func otherKinds(yaml: String, field: String, words: String) {
+        let loaded = PolicyLoader.load(yaml: yaml, file: "k.yaml")
+        #expect(loaded.resources.isEmpty)
+        #expect(loaded.diagnostics.count == 1, "\(loaded.diagnostics)")
+        #expect(loaded.diagnostics.first?.code == .unknownKind)
+        #expect(loaded.diagnostics.first?.field == field)
+        let text = loaded.diagnostics.first.map { $0.message + " " + $0.fix } ?? ""
+        #expect(text.contains(words), "\(text)")
+    }
+
+    @Test("names and namespaces follow Kubernetes' DNS-1123 rules: ASCII only, 253 characters for a name, 63 for a namespace")
+    func dnsNames() {
+        #expect(DNSName.isSubdomain(String(repeating: "a", count: 64)))
+        #expect(DNSName.isSubdomain(String(repeating: "a", count: 120) + "." + String(repeating: "b", count: 132)))
+        #expect(!DNSName.isSubdomain(String(repeating: "a", count: 254)))
+        #expect(!DNSName.isLabel(String(repeating: "a", count: 64)))
+        for bad in ["web٣", "ns½", "x²", "Web", "-a", "a-", "a_b", ""] {
+            #expect(!DNSName.isLabel(bad) && !DNSName.isSubdomain(bad), "\(bad)")
+        }
+        let analyzed = PolicyEngine(yaml: Self.policy("web٣") + "---\n" + Self.policy("ok", namespace: "ns½"), file: "n.yaml")
+        #expect(analyzed.diagnostics.filter { $0.code == .badMetadata }.map(\.field) == ["metadata.name", "metadata.namespace"])
+    }
+
+    @Test("jwks_uri is another name of jwksUri, as Istio's CRD accepts it; both at once is an error")
+    func jwksURIAlias() throws {
+        func rule(_ fields: String) -> String {
+            "apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: r, namespace: shop}\nspec:\n  jwtRules:\n  - {issuer: 'https://idp.example', \(fields)}\n"
+        }
+        let alias = PolicyLoader.load(yaml: rule("jwks_uri: 'https://idp.example/keys'"), file: "r.yaml")
+        #expect(alias.diagnostics.isEmpty, "\(alias.diagnostics)")
+        guard case .requestAuthentication(let loaded)? = alias.resources.first else {
+            Issue.record("no RequestAuthentication")
+            return
+        }
+        #expect(loaded.jwtRules.first?.jwksURI == "https://idp.example/keys")
+        let both = PolicyLoader.load(yaml: rule("jwksUri: 'https://a.example/k', jwks_uri: 'https://b.example/k'"), file: "r.yaml")
+        #expect(both.diagnostics.map(\.code) == [.badJWTRule])
+    }
+}
