@@ -32,9 +32,9 @@ struct ConfigCommandTests {
         let table = try rampart("get", "authorizationpolicies", "-A", "--state", ca.state)
         #expect(table.succeeded, "\(table.stderr)")
         let rows = table.stdout.split(separator: "\n").map(String.init)
-        #expect(rows.first?.split(separator: " ", omittingEmptySubsequences: true) == ["NAMESPACE", "NAME", "GENERATION", "AGE"])
-        let row = try #require(rows.first { $0.contains("allow-nothing") })
-        #expect(row.split(separator: " ", omittingEmptySubsequences: true).prefix(3) == ["shop", "allow-nothing", "1"])
+        #expect(rows.first?.split(separator: " ", omittingEmptySubsequences: true) == ["NAMESPACE", "NAME", "ACTION", "GENERATION", "AGE"])
+        let row = try #require(rows.first { $0.contains("cart-from-frontend") })
+        #expect(row.split(separator: " ", omittingEmptySubsequences: true).prefix(4) == ["shop", "cart-from-frontend", "ALLOW", "1"])
         #expect(rows.count - 1 == expected.filter { $0 == "AuthorizationPolicy" }.count)
 
         let json = try rampart("get", "ap", "-n", "shop", "--json", "--state", ca.state)
@@ -93,6 +93,42 @@ struct ConfigCommandTests {
         #expect(refused.stderr.contains("nothing was stored"), "\(refused.stderr)")
     }
 
+    @Test("get and delete take kubectl's forms: KIND,KIND, KIND NAME..., and KIND/NAME as get -o name prints it")
+    func kubectlForms() throws {
+        let ca = try CAProcess(label: "config-kubectl-forms")
+        #expect(try rampart("apply", "-f", Self.policies, "--state", ca.state).succeeded)
+        let both = try rampart("get", "ap,pa", "-A", "--state", ca.state)
+        #expect(both.succeeded, "\(both.stderr)")
+        let headers = both.stdout.split(separator: "\n").filter { $0.hasPrefix("NAMESPACE") }
+        #expect(headers.map { $0.split(separator: " ", omittingEmptySubsequences: true) } == [
+            ["NAMESPACE", "NAME", "ACTION", "GENERATION", "AGE"], ["NAMESPACE", "NAME", "MODE", "GENERATION", "AGE"],
+        ], "\(both.stdout)")
+        #expect(both.stdout.contains("peerauthentication.security.istio.io/default"), "\(both.stdout)")
+
+        let one = try rampart("get", "ap", "-n", "shop", "--state", ca.state).stdout
+        #expect(one.split(separator: "\n").first?.split(separator: " ", omittingEmptySubsequences: true) == ["NAME", "ACTION", "GENERATION", "AGE"], "\(one)")
+        let denyRow = one.split(separator: "\n").first { $0.hasPrefix("deny-delete-trial ") }
+        #expect(denyRow?.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first == "DENY", "\(one)")
+
+        let names = try rampart("get", "ap", "-n", "shop", "-o", "name", "--state", ca.state).stdout
+            .split(separator: "\n").map(String.init)
+        #expect(names.contains("authorizationpolicy.security.istio.io/allow-nothing"), "\(names)")
+        let again = try run(Paths.rampart, ["get"] + names + ["-n", "shop", "-o", "name", "--state", ca.state])
+        #expect(again.stdout.split(separator: "\n").map(String.init) == names, "\(again.stderr)")
+
+        let partly = try rampart("get", "ap", "allow-nothing", "nope", "-n", "shop", "--state", ca.state)
+        #expect(!partly.succeeded && partly.stdout.contains("allow-nothing") && partly.stderr.contains("shop/nope not found"), "\(partly.stdout)\(partly.stderr)")
+        let mixed = try rampart("get", "ap/allow-nothing", "pa", "--state", ca.state)
+        #expect(!mixed.succeeded && mixed.stderr.contains("not both"), "\(mixed.stderr)")
+
+        let deleted = try run(Paths.rampart, ["delete"] + names + ["-n", "shop", "--state", ca.state])
+        #expect(deleted.succeeded, "\(deleted.stderr)")
+        #expect(deleted.stdout.split(separator: "\n").filter { $0.hasSuffix(" deleted") }.count == names.count, "\(deleted.stdout)")
+        #expect(deleted.stdout.hasSuffix("config version 2\n"), "\(deleted.stdout)")
+        let several = try rampart("delete", "pa", "default", "default", "-n", "payments", "--state", ca.state)
+        #expect(several.succeeded, "\(several.stderr)")
+    }
+
     @Test("delete -f removes what the files define in one version bump; a missing one is an error unless ignored")
     func deleteFromFiles() throws {
         let ca = try CAProcess(label: "config-delete-f")
@@ -131,7 +167,7 @@ struct ConfigCommandTests {
         #expect(try rampart("delete", "-f", unnamed, "-n", "default", "--state", ca.state).succeeded)
 
         let both = try rampart("delete", "ap", "x", "-f", file, "--state", ca.state)
-        #expect(!both.succeeded && both.stderr.contains("either KIND NAME or -f FILE"), "\(both.stderr)")
+        #expect(!both.succeeded && both.stderr.contains("either KIND NAME... or -f FILE"), "\(both.stderr)")
         let neither = try rampart("delete", "--state", ca.state)
         #expect(!neither.succeeded && neither.stderr.contains("say what to delete"), "\(neither.stderr)")
     }

@@ -34,6 +34,17 @@ public final class SQLiteStore: Sendable {
             throw StoreError(
                 .unavailable,
                 "cannot open the store at \(path): another process held it locked for more than 10 seconds (\(error.message ?? "database is locked")). Wait for that process (another apply, or a stuck one) to finish, then try again")
+        } catch let error as DatabaseError
+            where [.SQLITE_READONLY, .SQLITE_PERM, .SQLITE_CANTOPEN, .SQLITE_AUTH].contains(error.resultCode)
+        {
+            // Opening brings the schema up to date and keeps SQLite's WAL files beside the
+            // database, so even a command that only reads needs to write there.
+            let exists = FileManager.default.fileExists(atPath: path)
+            throw StoreError(
+                .unavailable,
+                exists
+                    ? "cannot open the store at \(path) for writing (\(error.message ?? "\(error.resultCode)")): rampart needs read and write access to the database and to its directory, even to read. Run it as the user that owns the state directory"
+                    : "cannot create the store at \(path) (\(error.message ?? "\(error.resultCode)")): check that the directory exists and is writable, or run 'rampart ca init' first")
         } catch {
             throw StoreError(.unavailable, "cannot open the store at \(path): \(error). Check the path and its permissions, or run 'rampart ca init' first")
         }

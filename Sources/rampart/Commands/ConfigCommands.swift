@@ -125,8 +125,11 @@ struct Get: AsyncParsableCommand {
         discussion: """
             KIND is AuthorizationPolicy (authorizationpolicies, ap), PeerAuthentication (peerauthentications, pa) or \
             RequestAuthentication (requestauthentications, ra), in any case, optionally with .security.istio.io. \
-            As with kubectl, the namespace is 'default' unless -n or -A says otherwise. '-o yaml' prints each \
-            resource's YAML document exactly as it was applied.
+            As with kubectl, resources are named KIND (all of that kind), KIND,KIND, KIND NAME... or \
+            KIND/NAME... (as '-o name' prints them), and the namespace is 'default' unless -n or -A says \
+            otherwise; a name not found is an error, printed after what was found. The table shows NAMESPACE \
+            with -A, and ACTION or MODE as Istio's CRDs do. '-o yaml' prints each resource's YAML document \
+            exactly as it was applied.
             """
     )
 
@@ -135,11 +138,11 @@ struct Get: AsyncParsableCommand {
         case table, json, yaml, name
     }
 
-    @Argument(help: ArgumentHelp("AuthorizationPolicy (ap), PeerAuthentication (pa) or RequestAuthentication (ra).", valueName: "kind"), transform: ConfigKind.parse)
-    var kind: ResourceKind
-
-    @Argument(help: "One resource's name; every resource of the kind when absent.")
-    var name: String?
+    @Argument(
+        help: ArgumentHelp(
+            "KIND (every resource of it), KIND,KIND, KIND NAME..., or KIND/NAME... as '-o name' prints them. KIND is AuthorizationPolicy (ap), PeerAuthentication (pa) or RequestAuthentication (ra).",
+            valueName: "resources"))
+    var resources: [String] = []
 
     @Option(name: .shortAndLong, help: "The namespace (default: default).")
     var namespace: String?
@@ -156,34 +159,64 @@ struct Get: AsyncParsableCommand {
     @OptionGroup var stateOptions: StateOptions
 
     func validate() throws {
+        let selection = try ConfigKind.selection(resources)
         if allNamespaces && namespace != nil { throw ValidationError("give -n NAMESPACE or -A, not both") }
-        if allNamespaces && name != nil { throw ValidationError("a resource name needs one namespace: use -n NAMESPACE instead of -A") }
+        if allNamespaces && selection.names != nil {
+            throw ValidationError("a resource name needs one namespace: use -n NAMESPACE instead of -A")
+        }
     }
 
     func run() async throws {
+        let selection = try ConfigKind.selection(resources)
         let store = try StateDirectory(stateOptions.state).openStore()
         let scope = allNamespaces ? nil : (namespace ?? "default")
-        var records = try await store.configResources(kind: kind.rawValue, namespace: scope)
-        if let name {
-            records = records.filter { $0.name == name }
-            guard !records.isEmpty else {
-                ConfigOutput.stderr(
-                    "error: \(ConfigKind.qualified(kind)) \(scope ?? "default")/\(name) not found in the config store at \(stateOptions.state); list what is stored with 'rampart get \(ConfigKind.shortName(kind)) -A --state \(stateOptions.state)'"
-                )
-                throw ExitCode.failure
+        // Each kind's records, in the order the kinds (and names) were given; kubectl prints what
+        // it found and reports each name it did not find.
+        var sections: [(kind: ResourceKind, records: [ConfigResourceRecord])] = []
+        var missing: [String] = []
+        for kind in selection.kinds {
+            let stored = try await store.configResources(kind: kind.rawValue, namespace: scope)
+            guard let names = selection.names(of: kind) else {
+                sections.append((kind, stored))
+                continue
             }
+            var found: [ConfigResourceRecord] = []
+            for name in names {
+                if let record = stored.first(where: { $0.name == name }) {
+                    found.append(record)
+                } else {
+                    missing.append(
+                        "error: \(ConfigKind.qualified(kind)) \(scope ?? "default")/\(name) not found in the config store at \(stateOptions.state); list what is stored with 'rampart get \(ConfigKind.shortName(kind)) -A --state \(stateOptions.state)'")
+                }
+            }
+            sections.append((kind, found))
         }
+        defer { if !missing.isEmpty { ConfigOutput.stderr(missing.joined(separator: "\n")) } }
+        let records = sections.flatMap(\.records)
         let format: Format = json ? .json : output
         if records.isEmpty && format != .json {
-            ConfigOutput.stderr(scope.map { "No resources found in \($0) namespace." } ?? "No resources found.")
-            return
+            if missing.isEmpty {
+                ConfigOutput.stderr(scope.map { "No resources found in \($0) namespace." } ?? "No resources found.")
+                return
+            }
+            throw ExitCode.failure
         }
         switch format {
-        case .table: print(ConfigOutput.table(records, now: Date()), terminator: "")
+        case .table:
+            // With several kinds, one table each, names written KIND/NAME as kubectl writes them.
+            let tables = sections.filter { !$0.records.isEmpty }.map { section in
+                ConfigOutput.table(
+                    section.records, now: Date(), kind: sections.count > 1 ? section.kind : nil, namespaces: scope == nil)
+            }
+            print(tables.joined(separator: "\n"), terminator: "")
         case .json: print(try JSONText.render(records.map(ConfigOutput.json)))
         case .yaml: print(records.map(\.yaml).joined(separator: "---\n"), terminator: "")
-        case .name: for record in records { print("\(ConfigKind.qualified(kind))/\(record.name)") }
+        case .name:
+            for section in sections {
+                for record in section.records { print("\(ConfigKind.qualified(section.kind))/\(record.name)") }
+            }
         }
+        if !missing.isEmpty { throw ExitCode.failure }
     }
 }
 
@@ -200,11 +233,11 @@ struct Delete: AsyncParsableCommand {
             """
     )
 
-    @Argument(help: ArgumentHelp("The kind, such as authorizationpolicy or ap.", valueName: "kind"), transform: ConfigKind.parse)
-    var kind: ResourceKind?
-
-    @Argument(help: "The resource's name.")
-    var name: String?
+    @Argument(
+        help: ArgumentHelp(
+            "KIND NAME..., or KIND/NAME... as 'get -o name' prints them. KIND is AuthorizationPolicy (ap), PeerAuthentication (pa) or RequestAuthentication (ra).",
+            valueName: "resources"))
+    var resources: [String] = []
 
     @Option(
         name: .shortAndLong,
@@ -223,11 +256,11 @@ struct Delete: AsyncParsableCommand {
 
     func validate() throws {
         if filenames.isEmpty {
-            guard kind != nil, name != nil else {
-                throw ValidationError("say what to delete: KIND NAME [-n NAMESPACE], or -f FILE to delete what a file defines")
+            guard !resources.isEmpty, try ConfigKind.selection(resources).names != nil else {
+                throw ValidationError("say what to delete: KIND NAME... or KIND/NAME... [-n NAMESPACE], or -f FILE to delete what a file defines")
             }
-        } else if kind != nil || name != nil {
-            throw ValidationError("give either KIND NAME or -f FILE, not both")
+        } else if !resources.isEmpty {
+            throw ValidationError("give either KIND NAME... or -f FILE, not both")
         } else if filenames.contains("-") {
             throw ValidationError("delete -f reads files and folders; standard input (-f -) is only for apply")
         }
@@ -236,8 +269,9 @@ struct Delete: AsyncParsableCommand {
     func run() async throws {
         let store = try StateDirectory(stateOptions.state).openStore()
         let keys: [ConfigResourceKey]
-        if let kind, let name {
-            keys = [ConfigResourceKey(kind: kind.rawValue, namespace: namespace ?? "default", name: name)]
+        if filenames.isEmpty {
+            let named = try ConfigKind.selection(resources).names ?? []
+            keys = named.map { ConfigResourceKey(kind: $0.kind.rawValue, namespace: namespace ?? "default", name: $0.name) }
         } else {
             keys = try Self.keys(in: filenames, namespace: namespace)
         }

@@ -37,4 +37,56 @@ enum ConfigKind {
         let known = ResourceKind.allCases.map { "\($0.rawValue) (\(plural($0)), \(shortName($0)))" }.joined(separator: ", ")
         throw ValidationError("unknown kind \"\(text)\": the config store holds \(known)")
     }
+
+    /// What `get` or `delete` names on its command line, in kubectl's forms: `KIND`,
+    /// `KIND,KIND`, `KIND NAME...` or `KIND/NAME...` (as `get -o name` prints them).
+    struct Selection: Equatable {
+        /// The kinds named, in order, each once.
+        let kinds: [ResourceKind]
+        /// The resources named, or `nil` for every resource of `kinds`.
+        let names: [Named]?
+
+        struct Named: Equatable {
+            let kind: ResourceKind
+            let name: String
+        }
+
+        /// The names given for `kind`.
+        func names(of kind: ResourceKind) -> [String]? {
+            names.map { $0.filter { $0.kind == kind }.map(\.name) }
+        }
+    }
+
+    /// Reads the arguments of `get` or `delete`.
+    static func selection(_ arguments: [String]) throws -> Selection {
+        guard let first = arguments.first else {
+            throw ValidationError("say what to list: KIND, KIND,KIND, KIND NAME... or KIND/NAME...")
+        }
+        if arguments.contains(where: { $0.contains("/") }) {
+            guard arguments.allSatisfy({ $0.contains("/") }) else {
+                throw ValidationError(
+                    "give every resource as KIND/NAME, or the kind once and then names (KIND NAME...), not both")
+            }
+            let named = try arguments.map { argument -> Selection.Named in
+                let parts = argument.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
+                guard parts.count == 2, !parts[1].isEmpty, !parts[1].contains("/") else {
+                    throw ValidationError("\"\(argument)\" is not KIND/NAME, such as ap/allow-nothing")
+                }
+                return Selection.Named(kind: try parse(String(parts[0])), name: String(parts[1]))
+            }
+            return Selection(kinds: unique(named.map(\.kind)), names: named)
+        }
+        let kinds = unique(try first.split(separator: ",", omittingEmptySubsequences: false).map { try parse(String($0)) })
+        let names = Array(arguments.dropFirst())
+        guard !names.isEmpty else { return Selection(kinds: kinds, names: nil) }
+        guard kinds.count == 1 else {
+            throw ValidationError("names need one kind: KIND NAME..., or KIND/NAME for each resource")
+        }
+        return Selection(kinds: kinds, names: names.map { Selection.Named(kind: kinds[0], name: $0) })
+    }
+
+    private static func unique(_ kinds: [ResourceKind]) -> [ResourceKind] {
+        var seen: Set<ResourceKind> = []
+        return kinds.filter { seen.insert($0).inserted }
+    }
 }

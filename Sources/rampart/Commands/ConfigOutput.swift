@@ -15,16 +15,44 @@ enum ConfigOutput {
         return "\(kind) \(key.namespace)/\(key.name)"
     }
 
-    /// A table of NAMESPACE, NAME, GENERATION and AGE, columns padded as kubectl pads them.
-    static func table(_ records: [ConfigResourceRecord], now: Date) -> String {
-        let rows = [["NAMESPACE", "NAME", "GENERATION", "AGE"]]
-            + records.map { [$0.namespace, $0.name, String($0.generation), age(from: $0.createdAt, to: now)] }
-        let widths = (0..<4).map { column in rows.map { $0[column].count }.max() ?? 0 }
+    /// A table as kubectl prints Istio's kinds: NAMESPACE (when listing every namespace), NAME
+    /// (written KIND/NAME when `kind` is given, as with several kinds), the column Istio's CRD
+    /// adds (ACTION of an AuthorizationPolicy, MODE of a PeerAuthentication), GENERATION and AGE;
+    /// columns padded as kubectl pads them.
+    static func table(_ records: [ConfigResourceRecord], now: Date, kind: ResourceKind? = nil, namespaces: Bool) -> String {
+        let recordKind = records.first.flatMap { ResourceKind(rawValue: $0.kind) }
+        let extra: String? =
+            switch recordKind {
+            case .authorizationPolicy?: "ACTION"
+            case .peerAuthentication?: "MODE"
+            default: nil
+            }
+        var header = namespaces ? ["NAMESPACE", "NAME"] : ["NAME"]
+        if let extra { header.append(extra) }
+        header += ["GENERATION", "AGE"]
+        let rows = [header] + records.map { record -> [String] in
+            var row = namespaces ? [record.namespace] : []
+            row.append(kind.map { "\(ConfigKind.qualified($0))/\(record.name)" } ?? record.name)
+            if extra != nil { row.append(printedColumn(record)) }
+            return row + [String(record.generation), age(from: record.createdAt, to: now)]
+        }
+        let widths = header.indices.map { column in rows.map { $0[column].count }.max() ?? 0 }
         return rows.map { row in
             row.enumerated().map { column, cell in
                 column == row.count - 1 ? cell : cell.padding(toLength: widths[column] + 3, withPad: " ", startingAt: 0)
             }.joined() + "\n"
         }.joined()
+    }
+
+    /// The `spec.action` of an AuthorizationPolicy as stored (empty when the document leaves it
+    /// out, as kubectl prints an absent field), or the mode of a PeerAuthentication (UNSET when
+    /// it names none).
+    private static func printedColumn(_ record: ConfigResourceRecord) -> String {
+        switch PolicyLoader.load(yaml: record.yaml, file: record.name).resources.first {
+        case .authorizationPolicy(let policy)?: return policy.actionGiven ? policy.action.rawValue : ""
+        case .peerAuthentication(let peer)?: return peer.mode.rawValue
+        default: return ""
+        }
     }
 
     /// One resource as JSON: kind, namespace, name, generation, times and the YAML as applied.
