@@ -328,6 +328,26 @@ struct ConfigCommandTests {
 
         let again = try rampart("apply", "-f", file, "-f", crlf, "--state", ca.state)
         #expect(again.stdout.hasSuffix("config version 1 (nothing changed)\n"), "\(again.stdout)")
+
+        // A backup of every kind applies again to a new store: no empty document between a
+        // separator and a document stored with its own marker.
+        var backup = ""
+        for kind in ["ap", "pa", "ra"] {
+            let listed = try rampart("get", kind, "-A", "-o", "yaml", "--state", ca.state)
+            backup += (backup.isEmpty || listed.stdout.hasPrefix("---") ? "" : "---\n") + listed.stdout
+        }
+        #expect(!backup.contains("---\n---"), "\(backup)")
+        let restored = try CAProcess(label: "config-layouts-restore")
+        let copy = "\(restored.directory)/backup.yaml"
+        try backup.write(toFile: copy, atomically: true, encoding: .utf8)
+        let reapplied = try rampart("apply", "-f", copy, "--state", restored.state)
+        #expect(reapplied.succeeded, "\(reapplied.stderr)")
+        #expect(reapplied.stdout.components(separatedBy: " created\n").count - 1 == 5, "\(reapplied.stdout)")
+
+        // The audit log names who applied: admin and the user running rampart.
+        let audit = try rampart("audit", "list", "--state", ca.state).stdout
+        let events = audit.split(separator: "\n").filter { $0.contains("config.applied") }
+        #expect(!events.isEmpty && events.allSatisfy { $0.split(separator: "\t").dropFirst(3).first?.hasPrefix("admin:") == true }, "\(audit)")
     }
 
     /// Polls the admin /metrics until the sample equals `value`, for at most `timeout` seconds.

@@ -83,6 +83,8 @@ struct FileReadingTests {
         #expect(loaded.diagnostics.first?.field == field)
         let text = loaded.diagnostics.first.map { $0.message + " " + $0.fix } ?? ""
         #expect(text.contains(words), "\(text)")
+        // In --json every key is there; no resource is null.
+        #expect(loaded.diagnostics.first?.jsonObject["resource"] is NSNull)
     }
 
     @Test("names and namespaces follow Kubernetes' DNS-1123 rules: ASCII only, 253 characters for a name, 63 for a namespace")

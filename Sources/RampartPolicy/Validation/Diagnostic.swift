@@ -1,3 +1,5 @@
+import Foundation
+
 /// One finding about a resource: an error that rejects it or a warning about what it will really do.
 ///
 /// Diagnostics are values so the CLI, the control plane and tests can sort, filter and render them.
@@ -51,13 +53,13 @@ public struct Diagnostic: Sendable, Hashable, CustomStringConvertible {
 
     /// A JSON-compatible dictionary of this diagnostic.
     public var jsonObject: [String: Any] {
-        var object: [String: Any] = [
+        // Every key is present in every diagnostic: `resource` is null for one about the file
+        // itself (it cannot be read, a document is not a resource).
+        [
             "code": code.rawValue, "severity": severity.rawValue, "file": file, "line": line,
             "field": field, "message": message, "fix": fix,
+            "resource": resource.map { ["kind": $0.kind.rawValue, "namespace": $0.namespace, "name": $0.name] as Any }
+                ?? NSNull(),
         ]
-        if let resource {
-            object["resource"] = ["kind": resource.kind.rawValue, "namespace": resource.namespace, "name": resource.name]
-        }
-        return object
     }
 }

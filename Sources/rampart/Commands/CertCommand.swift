@@ -131,7 +131,7 @@ struct Cert: AsyncParsableCommand {
         func run() async throws {
             let store = try StateDirectory(stateOptions.state).openStore()
             do {
-                let record = try await store.revoke(serial: serial, reason: reason, at: Date(), actor: "admin")
+                let record = try await store.revoke(serial: serial, reason: reason, at: Date(), actor: Operator.actor)
                 print("revoked \(record.serial) (\(record.spiffeID))")
             } catch let error as StoreError {
                 throw ValidationError(error.reason)
@@ -175,7 +175,7 @@ struct Cert: AsyncParsableCommand {
             let store = try state.openStore()
             try await store.recordIssued(
                 [CertificateRecord(issued, issuedAt: now, callerIdentity: "admin", authMethod: .admin)],
-                audit: [AuditEntry(time: now, type: .certificateIssued, actor: "admin", subject: issued.serialHex, details: ["spiffe_id": id.string, "auth": "admin"])]
+                audit: [AuditEntry(time: now, type: .certificateIssued, actor: Operator.actor, subject: issued.serialHex, details: ["spiffe_id": id.string, "auth": "admin"])]
             )
             print(issued.chainPEM.joined(separator: "\n"))
         }

@@ -81,8 +81,8 @@ struct Apply: AsyncParsableCommand {
             let inputs = try await Self.keepingStoredText(batch.inputs, store: store)
             result =
                 dryRun
-                ? try await store.previewConfig(inputs, at: Date(), actor: "admin")
-                : try await store.applyConfig(inputs, at: Date(), actor: "admin")
+                ? try await store.previewConfig(inputs, at: Date(), actor: Operator.actor)
+                : try await store.applyConfig(inputs, at: Date(), actor: Operator.actor)
         } catch let error as StoreError {
             ConfigOutput.stderr("error: \(error.reason)")
             throw ExitCode.failure
@@ -210,7 +210,12 @@ struct Get: AsyncParsableCommand {
             }
             print(tables.joined(separator: "\n"), terminator: "")
         case .json: print(try JSONText.render(records.map(ConfigOutput.json)))
-        case .yaml: print(records.map(\.yaml).joined(separator: "---\n"), terminator: "")
+        case .yaml:
+            // A document stored with its own marker (`--- {...}`) needs no second one.
+            let documents = records.enumerated().map { index, record in
+                index == 0 || record.yaml.hasPrefix("---") ? record.yaml : "---\n" + record.yaml
+            }
+            print(documents.joined(), terminator: "")
         case .name:
             for section in sections {
                 for record in section.records { print("\(ConfigKind.qualified(section.kind))/\(record.name)") }
@@ -277,7 +282,7 @@ struct Delete: AsyncParsableCommand {
         }
         let result: ConfigBatchDeletion
         do {
-            result = try await store.deleteConfig(keys, at: Date(), actor: "admin")
+            result = try await store.deleteConfig(keys, at: Date(), actor: Operator.actor)
         } catch let error as StoreError {
             ConfigOutput.stderr("error: \(error.reason)")
             throw ExitCode.failure

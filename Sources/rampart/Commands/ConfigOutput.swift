@@ -81,3 +81,14 @@ enum ConfigOutput {
         }
     }
 }
+
+/// Who runs a command that changes the store, as its audit events name them: `admin:<user>`, the
+/// login name of the effective user (or `admin:uid<N>` when it has none), so that the audit log
+/// tells operators apart.
+enum Operator {
+    static var actor: String {
+        let uid = geteuid()
+        guard let entry = getpwuid(uid), let name = entry.pointee.pw_name else { return "admin:uid\(uid)" }
+        return "admin:\(String(cString: name))"
+    }
+}
