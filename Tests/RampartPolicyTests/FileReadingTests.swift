@@ -100,6 +100,19 @@ struct FileReadingTests {
         #expect(analyzed.diagnostics.filter { $0.code == .badMetadata }.map(\.field) == ["metadata.name", "metadata.namespace"])
     }
 
+    @Test("a name of the wrong type is one error, and its text still names the resource; the quoting hint comes only where it helps")
+    func wrongTypes() {
+        let loaded = PolicyLoader.load(
+            yaml: "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: 123, namespace: shop}\nspec: 5\n",
+            file: "t.yaml")
+        let engine = PolicyEngine(loaded: loaded)
+        let errors = engine.diagnostics.filter { $0.severity == .error }
+        #expect(errors.map(\.field) == ["metadata.name", "spec"], "\(errors)")
+        #expect(errors.last?.resource?.name == "123")
+        #expect(errors.first?.fix.contains("quote numbers") == true)
+        #expect(errors.last?.fix.contains("quote") == false, "\(errors.last?.fix ?? "")")
+    }
+
     @Test("jwks_uri is another name of jwksUri, as Istio's CRD accepts it; both at once is an error")
     func jwksURIAlias() throws {
         func rule(_ fields: String) -> String {

@@ -51,10 +51,17 @@ final class DecodeContext {
         }
     }
 
+    /// Whether the node is a plain scalar YAML reads as a number, boolean or null.
+    private static func isUnquotedScalar(_ node: Node) -> Bool {
+        guard case .scalar(let scalar) = node, scalar.style == .plain else { return false }
+        return ["an integer", "a number", "a boolean", "null"].contains { typeName(node).hasPrefix($0) }
+    }
+
     private func wrongType(_ path: String, _ node: Node, expected: String, fix: String? = nil) {
         report(
             .wrongType, path, node, "expected \(expected), found \(Self.typeName(node))",
-            fix: fix ?? "write \(expected) here (quote numbers and booleans that are meant as strings)")
+            fix: fix ?? "write \(expected) here" + (expected.hasPrefix("a string") && Self.isUnquotedScalar(node)
+                ? " (quote numbers and booleans that are meant as strings)" : ""))
     }
 
     /// A mapping's entries; unknown keys are reported and dropped.

@@ -169,7 +169,8 @@ struct ResourceDecoder {
         for (key, value) in entries where !DecodeContext.isNull(value) {
             let path = "metadata.\(key)"
             switch key {
-            case "name": name = context.string(value, path) ?? ""
+            // A name of the wrong type is reported as such; its text still names the resource.
+            case "name": name = context.string(value, path) ?? value.scalar?.string ?? ""
             case "namespace": namespace = context.string(value, path)
             case "annotations": annotations = context.stringMap(value, path, what: "annotations") ?? [:]
             case "labels": labels = context.stringMap(value, path, what: "labels") ?? [:]
