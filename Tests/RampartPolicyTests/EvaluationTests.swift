@@ -90,11 +90,20 @@ struct EvaluationTests {
         #expect(engine.snapshot.evaluate(Fixture.http(principal: nil)).decision == .deny)
     }
 
-    @Test("explains which rule and field failed for each policy")
+    @Test("explains which rule and field failed for each policy, with what the request had and the values it was compared with")
     func explain() {
         let engine = Fixture.engine(Fixture.policy("p", rules: "  - to: [{operation: {paths: [\"/a\"]}}]"))
         let (decision, trace) = engine.snapshot.explain(Fixture.http(path: "/b"))
         #expect(decision.decision == .deny)
-        #expect(trace.lines.contains { $0.contains("rules[0].to[0].operation.paths did not match") })
+        #expect(trace.lines.contains { $0.contains(#"rules[0].to[0].operation.paths: "/b" does not match ["/a"]"#) }, "\(trace.lines)")
+
+        // A when condition names its key; a not-field says the value was excluded; a plaintext peer has no identity.
+        let conditions = Fixture.engine(Fixture.policy("q", rules: """
+              - when: [{key: "request.headers[x-env]", notValues: ["prod"]}]
+              - from: [{source: {principals: ["cluster.local/ns/a/sa/b"]}}]
+            """))
+        let (_, explained) = conditions.snapshot.explain(Fixture.http(principal: nil, headers: ["x-env": "prod"]))
+        #expect(explained.lines.contains { $0.contains(#"when[0].notValues (request.headers[x-env]): "prod" matches ["prod"], which the rule excludes"#) }, "\(explained.lines)")
+        #expect(explained.lines.contains { $0.contains("source.principals: no peer identity") }, "\(explained.lines)")
     }
 }

@@ -20,12 +20,23 @@ struct ClassificationTests {
         #expect(ProtocolClassifier.classify([0x16, 0x03, 0x01], tlsAllowed: false) == .tcp)
     }
 
-    @Test("HTTP/1 request lines are recognised by their method, once it is complete")
+    @Test("HTTP/1 is a whole request line, whatever its method, as Envoy's HTTP inspector reads it")
     func http1() {
         #expect(ProtocolClassifier.classify(Array("GET / HTTP/1.1\r\n".utf8)) == .http1)
         #expect(ProtocolClassifier.classify(Array("OPTIONS * HTTP/1.1".utf8)) == .http1)
-        #expect(ProtocolClassifier.classify(Array("POS".utf8)) == nil)
-        #expect(ProtocolClassifier.classify(Array("GETX".utf8)) == .tcp)
+        // Methods beyond the usual nine, lower case, empty lines first, an absolute-form target.
+        for line in ["PROPFIND /d HTTP/1.1", "PURGE /cache HTTP/1.1", "get / HTTP/1.0", "\r\nGET / HTTP/1.1",
+                     "GET http://app.example/admin HTTP/1.1"] {
+            #expect(ProtocolClassifier.classify(Array(line.utf8)) == .http1, "\(line)")
+        }
+        // Not yet decided: the line is not complete.
+        for start in ["POS", "GETX", "GET /a", "GET /a HTTP/"] {
+            #expect(ProtocolClassifier.classify(Array(start.utf8)) == nil, "\(start)")
+        }
+        // A line protocol that starts with a word is not HTTP.
+        for line in ["SET key value\r\n", "GETX\r\n", "HELLO world 3\r\n", "GET / SMTP/1.0\r\n"] {
+            #expect(ProtocolClassifier.classify(Array(line.utf8)) == .tcp, "\(line)")
+        }
     }
 
     @Test("the HTTP/2 preface is recognised only when whole")
@@ -37,7 +48,7 @@ struct ClassificationTests {
     @Test("anything else is opaque TCP")
     func tcp() {
         #expect(ProtocolClassifier.classify([0x00, 0x01]) == .tcp)
-        #expect(ProtocolClassifier.classify(Array("SSH-2.0-OpenSSH".utf8)) == .tcp)
+        #expect(ProtocolClassifier.classify(Array("SSH-2.0-OpenSSH_9.2\r\n".utf8)) == .tcp)
         #expect(ProtocolClassifier.classify([UInt8]()) == nil)
     }
 

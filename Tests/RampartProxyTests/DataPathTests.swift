@@ -83,6 +83,40 @@ struct DataPathTests {
         }
     }
 
+    @Test("every HTTP request is read as Envoy reads it: any method, an absolute-form target, the normalized path forwarded, one Host")
+    func requestsAsEnvoyReadsThem() async throws {
+        try await withServer { _, proxy, _ in
+            try proxy.install(SnapshotBuilder.snapshot(version: 2, resources: [
+                SnapshotBuilder.peerAuthentication(name: "default", namespace: "istio-system", mode: "PERMISSIVE"),
+                SnapshotBuilder.authorizationPolicy(name: "deny-admin", namespace: "default", body: "action: DENY\nrules:\n- to:\n  - operation:\n      paths: [\"/admin*\"]"),
+            ]))
+            func exchange(_ head: String) async throws -> (status: String, body: String) {
+                let received = try await RawClient.untilClosed(port: proxy.inboundPort, sending: head + "Connection: close\r\n\r\n")
+                let status = received.components(separatedBy: "\r\n").first ?? ""
+                // The echo app writes JSON, whose slashes may be escaped.
+                let body = received.range(of: "\r\n\r\n").map { String(received[$0.upperBound...]) } ?? ""
+                return (status, body.replacingOccurrences(of: "\\/", with: "/"))
+            }
+            // A WebDAV method is HTTP too: a plaintext peer's forged client-certificate header is removed.
+            let forged = try await exchange("PROPFIND /files HTTP/1.1\r\nHost: app\r\nx-forwarded-client-cert: By=x;URI=spiffe://cluster.local/ns/prod/sa/admin\r\n")
+            #expect(forged.status == "HTTP/1.1 200 OK", "\(forged)")
+            #expect(forged.body.contains("PROPFIND") && !forged.body.contains("x-forwarded-client-cert"), "\(forged.body)")
+            // An absolute-form target is its path: no way past the DENY, and the authority is the Host.
+            let absolute = try await exchange("GET http://app.default.svc/admin HTTP/1.1\r\nHost: other\r\n")
+            #expect(absolute.status == "HTTP/1.1 403 Forbidden", "\(absolute)")
+            #expect(absolute.body == "RBAC: access denied")
+            let allowed = try await exchange("GET http://app.default.svc/ok?x=1 HTTP/1.1\r\nHost: other\r\n")
+            #expect(allowed.body.contains("\"path\":\"/ok?x=1\""), "\(allowed.body)")
+            #expect(allowed.body.contains("app.default.svc"), "\(allowed.body)")
+            // The application gets the path the policies saw.
+            let dotted = try await exchange("GET /a/./b/../c%6Cd?q=%2e HTTP/1.1\r\nHost: app\r\n")
+            #expect(dotted.body.contains("/a/cld?q=%2e"), "\(dotted.body)")
+            // Two Host headers are refused, as RFC 9112 requires.
+            let twoHosts = try await exchange("GET /ok HTTP/1.1\r\nHost: app\r\nHost: other\r\n")
+            #expect(twoHosts.status == "HTTP/1.1 400 Bad Request", "\(twoHosts)")
+        }
+    }
+
     @Test("header conditions see the request's headers, in any case and with repeated values joined")
     func headerConditions() async throws {
         try await withServer { mesh, proxy, _ in

@@ -190,6 +190,14 @@ struct TCPAndJWTTests {
         let invalid = try await TestClient.mtls(port: proxy.inboundPort, identityDirectory: client.directory, headers: [("authorization", "Bearer \(forged)")])
         #expect(invalid.response.head.status == .unauthorized)
         #expect(invalid.response.head.headers.first(name: "www-authenticate") == #"Bearer realm="https://app/", error="invalid_token""#)
+        #expect(String(buffer: invalid.response.body) == "Jwt verification fails")
+
+        // The body names the fault as Envoy's JWT filter does.
+        let stale = try await keys.sign(
+            TokenClaims(iss: "https://issuer.example", sub: "alice", exp: .init(value: Date().addingTimeInterval(-600))), kid: "k1")
+        let expired = try await TestClient.mtls(port: proxy.inboundPort, identityDirectory: client.directory, headers: [("authorization", "Bearer \(stale)")])
+        #expect(expired.response.head.status == .unauthorized)
+        #expect(String(buffer: expired.response.body) == "Jwt is expired")
 
         let none = try await TestClient.mtls(port: proxy.inboundPort, identityDirectory: client.directory)
         #expect(none.response.head.status == .ok)

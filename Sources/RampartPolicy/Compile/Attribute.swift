@@ -24,6 +24,31 @@ enum Attribute: Sendable, Hashable {
     /// `experimental.envoy.filters.*`: filter metadata Rampart does not produce, so it never matches.
     case filterMetadata(String)
 
+    /// The `when` key that reads the attribute, for explanations.
+    var key: String {
+        switch self {
+        case .sourcePrincipal: return "source.principal"
+        case .sourceNamespace: return "source.namespace"
+        case .serviceAccount: return "source.serviceAccount"
+        case .trustDomain: return "source.trustDomain"
+        case .requestPrincipal: return "request.auth.principal"
+        case .sourceIP: return "source.ip"
+        case .remoteIP: return "remote.ip"
+        case .host: return "request.host"
+        case .method: return "request.method"
+        case .path: return "request.path"
+        case .port: return "destination.port"
+        case .destinationIP: return "destination.ip"
+        case .sni: return "connection.sni"
+        case .header(let name): return "request.headers[\(name)]"
+        case .inlineHeader(let name): return "request.experimental.inline.headers[\(name)]"
+        case .claim(let path): return "request.auth.claims[\(path.joined(separator: "]["))]"
+        case .audiences: return "request.auth.audiences"
+        case .presenter: return "request.auth.presenter"
+        case .filterMetadata(let key): return key
+        }
+    }
+
     /// Whether the attribute exists only for HTTP (dropped or fatal on TCP, by action).
     var isHTTPOnly: Bool {
         switch self {

@@ -34,11 +34,14 @@ struct Check: Sendable, Hashable {
     let negated: Bool
     /// The field path, for explanations (`from[0].source.principals`).
     let field: String
+    /// The values as compared (trust domain aliases added), for explanations.
+    let values: [String]
 
     init(attribute: Attribute, values: [String], negated: Bool, field: String) {
         self.attribute = attribute
         self.negated = negated
         self.field = field
+        self.values = values
         switch attribute {
         case .sourceIP, .remoteIP, .destinationIP:
             matcher = .ips(values.compactMap(IPBlock.init))
@@ -132,6 +135,49 @@ struct Check: Sendable, Hashable {
             }
             return false
         default: return false
+        }
+    }
+}
+
+extension Check {
+    /// Why the check failed, in words: the field, what the request had and the values it was
+    /// compared with, for `explain` (`to[0].operation.paths: "/api/items" does not match ["/admin*"]`).
+    func failureText(_ request: PreparedRequest) -> String {
+        let listed = values.isEmpty ? "" : " [" + values.map { "\"\($0)\"" }.joined(separator: ", ") + "]"
+        let key = field.contains(".when[") ? " (\(attribute.key))" : ""
+        let actual = requestValue(request)
+        if negated { return "\(field)\(key): \(actual) matches\(listed), which the rule excludes" }
+        if case .filterMetadata = attribute { return "\(field)\(key): filter metadata Rampart does not have never matches" }
+        return "\(field)\(key): \(actual) does not match\(listed)"
+    }
+
+    /// What the request had for this check's attribute, quoted, or what it lacked.
+    private func requestValue(_ request: PreparedRequest) -> String {
+        func quoted(_ text: String?, _ missing: String) -> String { text.map { "\"\($0)\"" } ?? missing }
+        switch attribute {
+        case .sourceIP: return quoted(request.sourceIP?.description, "no source address")
+        case .remoteIP: return quoted(request.remoteIP?.description, "no remote address")
+        case .destinationIP: return quoted(request.destinationIP?.description, "no destination address")
+        case .port: return quoted(request.port.map(String.init), "no port")
+        case .path: return quoted(request.path, "no path")
+        case .sourcePrincipal, .sourceNamespace, .serviceAccount, .trustDomain:
+            return quoted(request.principal, "no peer identity (plaintext, or hidden by the mTLS mode)")
+        case .requestPrincipal: return quoted(request.requestPrincipal, "no request principal (no verified JWT)")
+        case .claim(let path): return quoted(request.claims?.value(at: path).map(Self.text), "no claim \(path.joined(separator: "."))")
+        case .audiences: return quoted(request.claims?["aud"].map(Self.text), "no aud claim")
+        case .presenter: return quoted(request.claims?["azp"].map(Self.text), "no azp claim")
+        case .inlineHeader(let name): return quoted(request.headers[name], "no \(name) header")
+        case .header(let name): return quoted(request.headers[name], "no \(name) header")
+        case .filterMetadata: return "no filter metadata"
+        default: return quoted(request.string(for: attribute), "no value")
+        }
+    }
+
+    private static func text(_ value: ClaimValue) -> String {
+        switch value {
+        case .string(let string): return string
+        case .array(let items): return items.map(text).joined(separator: ", ")
+        default: return "\(value.jsonObject)"
         }
     }
 }

@@ -50,20 +50,21 @@ final class CompiledRule: Sendable {
         }
     }
 
-    /// The first check that fails, for explanations; `nil` when the rule matches.
+    /// The first check that fails, with what the request had and the values it was compared
+    /// with, for explanations; `nil` when the rule matches. With several `from` or `to` entries,
+    /// each entry's failing check.
     func firstFailure(_ request: PreparedRequest, dropHTTP: Bool) -> String? {
-        if !froms.isEmpty && !froms.contains(where: { Self.all($0, request, dropHTTP) }) {
-            return froms.count == 1 ? failing(froms[0], request, dropHTTP) : "no entry of from matched"
-        }
-        if !tos.isEmpty && !tos.contains(where: { Self.all($0, request, dropHTTP) }) {
-            return tos.count == 1 ? failing(tos[0], request, dropHTTP) : "no entry of to matched"
+        for (lists, name) in [(froms, "from"), (tos, "to")] where !lists.isEmpty {
+            guard !lists.contains(where: { Self.all($0, request, dropHTTP) }) else { continue }
+            if lists.count == 1 { return failing(lists[0], request, dropHTTP) }
+            return "no entry of \(name) matched: " + lists.map { failing($0, request, dropHTTP) }.joined(separator: "; ")
         }
         return Self.all(whens, request, dropHTTP) ? nil : failing(whens, request, dropHTTP)
     }
 
     private func failing(_ checks: [Check], _ request: PreparedRequest, _ dropHTTP: Bool) -> String {
         for check in checks where !(dropHTTP && check.attribute.isHTTPOnly) && !check.passes(request) {
-            return "\(check.field) did not match"
+            return check.failureText(request)
         }
         return "no match"
     }

@@ -49,7 +49,13 @@ struct AuthorizationPolicyDecoder {
         var from: [RuleSource?]?
         var to: [RuleOperation?]?
         var when: [RuleCondition]?
-        if DecodeContext.isNull(node) { return AuthorizationRule(from: nil, to: nil, when: nil) }
+        if DecodeContext.isNull(node) {
+            // Istio's webhook refuses a nil rule; read as `{}` it would match every request.
+            context.report(
+                .emptyClause, path, node, "the rule is null (a bare -), which Istio refuses",
+                fix: "write the rule's from, to and when, write {} for a rule that matches every request, or remove the dash")
+            return AuthorizationRule(from: nil, to: nil, when: nil)
+        }
         for (key, value) in context.mapping(node, path, allowed: ["from", "to", "when"], what: "a rule") ?? [] {
             let fieldPath = "\(path).\(key)"
             if DecodeContext.isNull(value) { continue }

@@ -89,6 +89,16 @@ enum CommonChecks {
             if ref.name.isEmpty {
                 reporter.add(.badTargetRef, "\(path).name", "the target reference has no name", fix: "set name")
             }
+            // Attachable, but not to anything Rampart runs: a Gateway's pods are found by the label
+            // Istio gives them; a Service, ServiceEntry or GatewayClass reference attaches the policy
+            // to a waypoint or to every gateway of a class, neither of which a companion proxy is.
+            let attached = ref.group == "gateway.networking.k8s.io" && ref.kind == "Gateway"
+            if !attached, allowed.contains(where: { $0.0 == ref.group && $0.1 == ref.kind }) {
+                reporter.add(
+                    .targetNotEnforced, path,
+                    "a \(ref.kind) target attaches the policy to \(ref.kind == "GatewayClass" ? "the gateways of that class" : "the \(ref.kind)'s waypoint (ambient mode)"), which Rampart does not run: the policy applies to no workload",
+                    fix: "select the workloads with spec.selector.matchLabels instead (for a Service, the labels of its pods)")
+            }
         }
     }
 

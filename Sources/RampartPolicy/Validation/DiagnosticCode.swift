@@ -70,12 +70,22 @@ public enum DiagnosticCode: String, Sendable, Hashable, CaseIterable {
     case targetNotEnforced = "RP064"
     /// The same kind, namespace and name defined twice among the files given.
     case duplicateResource = "RP065"
+    /// An mTLS-only field (principals, namespaces) where plaintext is accepted or peer identity is
+    /// hidden: plaintext requests slip past a DENY, or through an ALLOW's not-field, or never match.
+    case identityWithoutStrict = "RP066"
+    /// A request principal or JWT claim condition where no RequestAuthentication of the files given
+    /// can apply: requests have none, so the rule never matches as written.
+    case noRequestAuthentication = "RP067"
+    /// A value that can never match a request: a path without its leading /, a method in lower
+    /// case, a principal written with spiffe://.
+    case neverMatches = "RP068"
 
     /// The severity a finding with this code has unless stated otherwise.
     public var defaultSeverity: Diagnostic.Severity {
         switch self {
         case .emptySelector, .privateJWKS, .denyAllOnTCP, .selectsNothing, .literalWildcard,
-            .conflictingPeerAuthentication, .targetNotEnforced:
+            .conflictingPeerAuthentication, .targetNotEnforced, .identityWithoutStrict, .noRequestAuthentication,
+            .neverMatches:
             return .warning
         default:
             return .error

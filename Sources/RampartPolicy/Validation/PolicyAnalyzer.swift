@@ -36,6 +36,7 @@ public enum PolicyAnalyzer {
             if let workloads { diagnostics += selectsNothing(resource, workloads, rootNamespace: rootNamespace) }
         }
         diagnostics += PeerAuthenticationConflicts.analyze(resources, workloads: workloads)
+        diagnostics += PolicyPitfalls.analyze(resources, rootNamespace: rootNamespace)
         diagnostics += duplicates(resources)
         return diagnostics
     }

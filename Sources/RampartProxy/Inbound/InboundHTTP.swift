@@ -52,6 +52,12 @@ struct InboundHTTP: Sendable {
         var request = request
         var record = record
         record.requestID = RequestIDs.ensure(&request.head.headers)
+        // The request target as Envoy's HTTP codec makes it, before anything reads it.
+        if let problem = Self.originForm(&request.head) {
+            record.responseDetails = problem
+            done(.local(.badRequest, "Bad Request"), record)
+            return
+        }
         guard let config = context.config.current else {
             record.responseFlags = "NC"
             record.responseDetails = "no_config_received"
@@ -106,23 +112,27 @@ struct InboundHTTP: Sendable {
             if decision.status == 400 {
                 // The path normalization refused the path before any policy was evaluated.
                 record.responseDetails = "path_normalization_failed"
-                done(.local(.badRequest, "Bad Request\n"), record)
+                done(.local(.badRequest, ""), record)
                 return
             }
-            if decision.status == 401 {
-                record.responseFlags = "UAEX"
-                record.responseDetails = "jwt_authn_access_denied"
-                var response = BufferedResponse.local(.unauthorized, "Jwt verification fails\n")
+            if decision.status == 401 || decision.cause == .jwtAudienceNotAllowed {
+                // Envoy's JWT filter answers with its status text, and a challenge even for the audience (403).
+                let text = Self.jwtStatusText(authn?.failure?.kind, audience: decision.cause == .jwtAudienceNotAllowed)
+                record.responseDetails = "jwt_authn_access_denied{\(text.replacingOccurrences(of: " ", with: "_"))}"
+                var response = BufferedResponse.local(decision.status == 401 ? .unauthorized : .forbidden, text)
                 response.head.headers.add(name: "www-authenticate", value: Self.bearerChallenge(request.head, tls: info.tls))
                 done(response, record)
                 return
             }
             record.responseFlags = "RBAC"
             record.responseDetails = decision.policy.map { "rbac_access_denied_matched_policy[\($0)]" } ?? "rbac_access_denied_matched_policy[none]"
-            done(.local(.forbidden, "RBAC: access denied\n"), record)
+            done(.local(.forbidden, "RBAC: access denied"), record)
             return
         }
         var forwarded = request
+        // The application gets the path the policies were checked against, as Envoy's
+        // normalize_path also rewrites the upstream :path.
+        forwarded.head.uri = Self.normalizedTarget(request.head.uri)
         Self.prepareForApplication(&forwarded.head, info: info, own: context.identity.current?.identity.spiffeIDString ?? "")
         // Without a token the decision's edits are the removals of the headers the JWT rules write.
         let edits = decision.headerEdits.isEmpty ? [] : authn.map { $0.failure == nil ? $0.headerEdits : [] } ?? decision.headerEdits
@@ -193,6 +203,52 @@ struct InboundHTTP: Sendable {
         if head.version.major == 1 {
             head.headers.replaceOrAdd(name: "connection", value: "keep-alive")
             if head.version.minor == 0 { head.version = .http1_1 }
+        }
+    }
+
+    /// Makes an absolute-form request target (`GET http://host/path`, RFC 9112 §3.2.2) the
+    /// origin-form Envoy's codec makes of it: the path (and query) as the target, the authority as
+    /// `Host`. Returns why the request is refused (400), or `nil`: an absolute target without an
+    /// authority, or a request with more than one `Host` header (RFC 9112 §3.2).
+    static func originForm(_ head: inout HTTPRequestHead) -> String? {
+        if head.headers.filter({ $0.name.lowercased() == "host" }).count > 1 { return "multiple_host_headers" }
+        let uri = head.uri
+        guard !uri.hasPrefix("/"), uri != "*" else { return nil }
+        let lowered = uri.lowercased()
+        guard let scheme = ["http://", "https://"].first(where: { lowered.hasPrefix($0) }) else { return nil }
+        let rest = uri.dropFirst(scheme.count)
+        let end = rest.firstIndex { $0 == "/" || $0 == "?" || $0 == "#" } ?? rest.endIndex
+        let authority = String(rest[..<end])
+        guard !authority.isEmpty, !authority.contains("@") else { return "absolute_path_rejected" }
+        var target = String(rest[end...])
+        if !target.hasPrefix("/") { target = "/" + target }
+        head.uri = target
+        head.headers.replaceOrAdd(name: "host", value: authority)
+        return nil
+    }
+
+    /// The request target with its path normalized as the policies saw it (see `PathNormalizer`)
+    /// and its query kept; a fragment is dropped.
+    static func normalizedTarget(_ uri: String) -> String {
+        guard uri.hasPrefix("/") else { return uri }
+        let path = PathNormalizer.normalize(uri)
+        guard let mark = uri.firstIndex(where: { $0 == "?" || $0 == "#" }), uri[mark] == "?" else { return path }
+        let query = uri[mark...].prefix { $0 != "#" }
+        return path + query
+    }
+
+    /// The body Envoy's JWT filter answers a refused token with (jwt_verify_lib's status text).
+    static func jwtStatusText(_ kind: JWTFailure.Kind?, audience: Bool) -> String {
+        if audience { return "Audiences in Jwt are not allowed" }
+        switch kind {
+        case .expired?: return "Jwt is expired"
+        case .notYetValid?: return "Jwt not yet valid"
+        case .unknownIssuer?: return "Jwt issuer is not configured"
+        case .malformed?: return "Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections"
+        case .keysUnavailable?: return "Jwks remote fetch is failed"
+        case .unknownKid?, .algorithmMismatch?: return "Jwks doesn't have key to match kid or alg from Jwt"
+        case .audienceNotAllowed?: return "Audiences in Jwt are not allowed"
+        case .badSignature?, nil: return "Jwt verification fails"
         }
     }
 

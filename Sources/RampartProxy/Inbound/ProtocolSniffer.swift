@@ -15,10 +15,18 @@ public enum SniffedProtocol: Sendable, Hashable {
 /// Classifies a connection from its first bytes, the way Istio's inbound listener tells TLS from
 /// plaintext (PERMISSIVE mode) and HTTP from opaque TCP.
 ///
+/// HTTP/1 is recognized, as Envoy's HTTP inspector recognizes it, by a whole request line: any
+/// method token (WebDAV's `PROPFIND`, `PURGE`, a custom one), a request target, then `HTTP/1.`;
+/// empty lines before it are skipped, as servers skip them. So a request with an unusual method
+/// still goes through the HTTP checks (client certificate header, JWT, header sanitizing), and a
+/// line protocol that merely starts with a word (`SET key value`) stays TCP.
+///
 /// A pure function of the bytes seen so far: `nil` means it needs more.
 public enum ProtocolClassifier {
-    static let methods: [[UInt8]] = ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"].map { Array($0.utf8) + [0x20] }
     static let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
+    static let version = Array(" HTTP/1.".utf8)
+    /// How far a request line is looked for before the bytes count as TCP.
+    static let requestLineLimit = 8192
 
     /// Classifies `bytes`; `tlsAllowed` is false once TLS has been terminated.
     public static func classify(_ bytes: some Collection<UInt8>, tlsAllowed: Bool = true) -> SniffedProtocol? {
@@ -28,19 +36,49 @@ public enum ProtocolClassifier {
             if bytes.count < 2 { return nil }
             return bytes.dropFirst().first == 0x03 ? .tls : .tcp
         }
-        let prefix = Array(bytes.prefix(preface.count))
-        if prefix.elementsEqual(preface.prefix(prefix.count)) {
-            return prefix.count == preface.count ? .http2 : nil
+        let prefix = Array(bytes.prefix(max(preface.count, requestLineLimit)))
+        if prefix.prefix(preface.count).elementsEqual(preface.prefix(min(prefix.count, preface.count))) {
+            if prefix.count < preface.count { return nil }
+            if prefix.prefix(preface.count).elementsEqual(preface) { return .http2 }
         }
-        var undecided = false
-        for method in methods {
-            let head = prefix.prefix(method.count)
-            if head.elementsEqual(method.prefix(head.count)) {
-                if head.count == method.count { return .http1 }
-                undecided = true
-            }
+        return requestLine(prefix)
+    }
+
+    /// `.http1` for a request line, `.tcp` for anything that cannot start one, `nil` for a start
+    /// that needs more bytes.
+    private static func requestLine(_ bytes: [UInt8]) -> SniffedProtocol? {
+        var index = 0
+        while index < bytes.count, bytes[index] == 0x0D || bytes[index] == 0x0A {
+            index += 1
+            if index > 8 { return .tcp }
         }
-        return undecided ? nil : .tcp
+        let methodStart = index
+        while index < bytes.count, isTokenCharacter(bytes[index]) {
+            index += 1
+            if index - methodStart > 32 { return .tcp }
+        }
+        guard index < bytes.count else { return bytes.count >= requestLineLimit ? .tcp : nil }
+        guard index > methodStart, bytes[index] == 0x20 else { return .tcp }
+        index += 1
+        guard index < bytes.count else { return nil }
+        // origin-form (/), asterisk-form (*) or absolute-form (a scheme).
+        let target = bytes[index]
+        guard target == UInt8(ascii: "/") || target == UInt8(ascii: "*") || isLetter(target) else { return .tcp }
+        while index < bytes.count, bytes[index] > 0x20, bytes[index] != 0x7F { index += 1 }
+        guard index < bytes.count else { return bytes.count >= requestLineLimit ? .tcp : nil }
+        let rest = bytes[index...].prefix(version.count)
+        guard rest.elementsEqual(version.prefix(rest.count)) else { return .tcp }
+        return rest.count == version.count ? .http1 : nil
+    }
+
+    /// RFC 9110's `tchar`: the characters of a method token.
+    private static func isTokenCharacter(_ byte: UInt8) -> Bool {
+        if isLetter(byte) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) { return true }
+        return Array("!#$%&'*+-.^_`|~".utf8).contains(byte)
+    }
+
+    private static func isLetter(_ byte: UInt8) -> Bool {
+        (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte) || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte)
     }
 }
 

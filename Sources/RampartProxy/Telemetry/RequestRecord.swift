@@ -21,8 +21,8 @@ public struct RequestRecord: Sendable {
     public var userAgent: String?
     /// The status sent back (0 for TCP).
     public var responseCode: Int
-    /// Envoy's response flags (`-` when none): `RBAC` for a policy denial, `UAEX` for a refused
-    /// token, `NR` for no route, `UH` for no endpoint, `UF` for a failed upstream connection,
+    /// Envoy's response flags (`-` when none): `RBAC` for a policy denial, `UAEX` for a revoked
+    /// peer certificate, `NR` for no route, `UH` for no endpoint, `UF` for a failed upstream connection,
     /// `UT` for an upstream timeout, `NC` for no config yet.
     public var responseFlags: String
     /// Envoy's response code details, e.g. `rbac_access_denied_matched_policy[ns/name]`.

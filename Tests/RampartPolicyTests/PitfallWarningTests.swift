@@ -1,0 +1,76 @@
+import Foundation
+import Testing
+
+@testable import RampartPolicy
+
+/// Policies Istio admits that do not do what they seem to: each gets its own warning, and the
+/// sound variant of each gets none. Sources: Istio's security advisory ISTIO-SECURITY-2021-004
+/// (mTLS-only fields without STRICT), istio/api's AuthorizationPolicy reference (targetRefs,
+/// request principals), istio/istio pkg/config/validation (a nil rule).
+@Suite("Analyzer: policies that cannot work as written")
+struct PitfallWarningTests {
+    static func policy(_ name: String, action: String, rules: String, extra: String = "") -> String {
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: \(name), namespace: foo}\nspec:\n  action: \(action)\n\(extra)  rules:\n\(rules)\n"
+    }
+
+    static let strict = "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: foo}\nspec: {mtls: {mode: STRICT}}\n"
+    static let disabled = "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: foo}\nspec: {mtls: {mode: DISABLE}}\n"
+    static let requestAuthentication = "apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: jwt, namespace: foo}\nspec:\n  jwtRules: [{issuer: 'https://idp.example', jwksUri: 'https://idp.example/keys'}]\n"
+
+    func codes(_ documents: String...) -> [DiagnosticCode] {
+        PolicyAnalyzer.analyze(PolicyLoader.load(yaml: documents.joined(separator: "---\n"), file: "p.yaml").resources).map(\.code)
+    }
+
+    @Test("mTLS-only fields where plaintext is accepted: a DENY on principals, an ALLOW with notNamespaces, an ALLOW under DISABLE")
+    func identityWithoutStrict() {
+        let deny = Self.policy("deny-bad", action: "DENY", rules: "  - from: [{source: {principals: [cluster.local/ns/x/sa/bad]}}]")
+        let allowNot = Self.policy("allow-not", action: "ALLOW", rules: "  - from: [{source: {notNamespaces: [foo]}}]")
+        let allow = Self.policy("allow", action: "ALLOW", rules: "  - from: [{source: {namespaces: [bar]}}]")
+        #expect(codes(deny).contains(.identityWithoutStrict))
+        #expect(codes(allowNot).contains(.identityWithoutStrict))
+        #expect(!codes(allow).contains(.identityWithoutStrict))
+        #expect(codes(allow, Self.disabled).contains(.identityWithoutStrict))
+        for sound in [deny, allowNot, allow] { #expect(!codes(sound, Self.strict).contains(.identityWithoutStrict)) }
+    }
+
+    @Test("request principals or JWT claims where no RequestAuthentication applies")
+    func noRequestAuthentication() {
+        let principals = Self.policy("jwt", action: "ALLOW", rules: "  - from: [{source: {requestPrincipals: [\"*\"]}}]")
+        let claims = Self.policy("claims", action: "ALLOW", rules: "  - when: [{key: \"request.auth.claims[groups]\", values: [admin]}]")
+        #expect(codes(principals).contains(.noRequestAuthentication))
+        #expect(codes(claims).contains(.noRequestAuthentication))
+        #expect(!codes(principals, Self.requestAuthentication).contains(.noRequestAuthentication))
+    }
+
+    @Test("values no request has: a path without /, a method in lower case, a principal with spiffe://")
+    func neverMatches() {
+        for rule in [
+            "  - to: [{operation: {paths: [api/v1/*]}}]", "  - to: [{operation: {methods: [get]}}]",
+            "  - from: [{source: {principals: [\"spiffe://cluster.local/ns/a/sa/b\"]}}]",
+        ] {
+            #expect(codes(Self.policy("p", action: "ALLOW", rules: rule), Self.strict).contains(.neverMatches), "\(rule)")
+        }
+        let sound = Self.policy("p", action: "ALLOW", rules: "  - to: [{operation: {paths: [/api/*, \"*.json\"], methods: [GET]}}]")
+        #expect(!codes(sound).contains(.neverMatches))
+    }
+
+    @Test("a Service targetRef attaches to a waypoint Rampart does not run; a Gateway one to the gateway's pods")
+    func targetRefs() {
+        let service = Self.policy(
+            "svc", action: "ALLOW", rules: "  - {}",
+            extra: "  targetRefs: [{kind: Service, group: \"\", name: api}]\n")
+        let gateway = Self.policy(
+            "gw", action: "ALLOW", rules: "  - {}",
+            extra: "  targetRefs: [{kind: Gateway, group: gateway.networking.k8s.io, name: ingress}]\n")
+        #expect(codes(service).contains(.targetNotEnforced))
+        #expect(!codes(gateway).contains(.targetNotEnforced))
+    }
+
+    @Test("a null rule (a bare -) is an error, not a rule that matches everything")
+    func nullRule() {
+        let loaded = PolicyLoader.load(yaml: Self.policy("null", action: "ALLOW", rules: "  -"), file: "p.yaml")
+        #expect(loaded.diagnostics.contains { $0.code == .emptyClause && $0.severity == .error && $0.field == "spec.rules[0]" }, "\(loaded.diagnostics)")
+        #expect(PolicyEngine(loaded: loaded, excludeInvalid: true).snapshot.evaluate(Fixture.http()).decision == .allow)
+        #expect(PolicyEngine(loaded: loaded, excludeInvalid: true).snapshot.workload(namespace: "foo", labels: [:]).policyCount == 0)
+    }
+}
