@@ -117,6 +117,27 @@ struct DataPathTests {
         }
     }
 
+    @Test("a port declared HTTP (--app-protocol http) is never passed through as TCP: a line protocol gets 400, HTTP is served")
+    func declaredHTTP() async throws {
+        let mesh = try MeshFixture()
+        defer { mesh.remove() }
+        let app = try await EchoApp()
+        let appTask = Task { await app.run() }
+        defer { appTask.cancel() }
+        let server = try await mesh.identity(namespace: "default", serviceAccount: "server")
+        let workload = WorkloadInfo(name: "server-v1", namespace: "default", labels: ["app": "server"], appPort: app.port)
+        let proxy = try await TestProxy(workload: workload, identityDirectory: server.directory, appPort: app.port, appProtocol: .http1)
+        try proxy.install(SnapshotBuilder.snapshot(version: 2, resources: [
+            SnapshotBuilder.peerAuthentication(name: "default", namespace: "istio-system", mode: "PERMISSIVE"),
+        ]))
+        let line = try await RawClient.untilClosed(port: proxy.inboundPort, sending: "SET key value\r\n\r\n")
+        #expect(line.hasPrefix("HTTP/1.1 400 Bad Request"), "\(line)")
+        let http = try await RawClient.untilClosed(port: proxy.inboundPort, sending: "GET /ok HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n")
+        #expect(http.hasPrefix("HTTP/1.1 200 OK"), "\(http)")
+        await proxy.stop()
+        try? await app.serverChannel.close()
+    }
+
     @Test("header conditions see the request's headers, in any case and with repeated values joined")
     func headerConditions() async throws {
         try await withServer { mesh, proxy, _ in

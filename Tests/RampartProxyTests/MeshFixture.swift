@@ -221,7 +221,10 @@ final class TestProxy: Sendable {
     let outboundPort: Int
     let group: ServiceGroup
 
-    init(workload: WorkloadInfo, identityDirectory: String, appPort: Int, logFile: String? = nil, upstreamTimeout: TimeAmount = .seconds(10)) async throws {
+    init(
+        workload: WorkloadInfo, identityDirectory: String, appPort: Int, logFile: String? = nil, upstreamTimeout: TimeAmount = .seconds(10),
+        appProtocol: AppProtocol = .auto
+    ) async throws {
         var logger = Logger(label: "test.proxy")
         logger.logLevel = .warning
         let identity = IdentityWatcher(directory: identityDirectory, logger: logger)
@@ -229,7 +232,7 @@ final class TestProxy: Sendable {
         context = ProxyContext(
             workload: workload, appHost: "127.0.0.1", appPort: appPort, identity: identity, config: ConfigHolder(),
             upstream: UpstreamClient(maxBodyBytes: 1 << 20), authenticator: RequestAuthenticator(), metrics: ProxyMetrics(),
-            accessLog: try AccessLog(path: logFile, flushInterval: .milliseconds(100)), maxBodyBytes: 1 << 20, upstreamTimeout: upstreamTimeout, outboundPolicy: .registryOnly, logger: logger
+            accessLog: try AccessLog(path: logFile, flushInterval: .milliseconds(100)), maxBodyBytes: 1 << 20, upstreamTimeout: upstreamTimeout, outboundPolicy: .registryOnly, appProtocol: appProtocol, logger: logger
         )
         let inboundBound = PortBox()
         let outboundBound = PortBox()

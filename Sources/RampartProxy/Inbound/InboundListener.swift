@@ -53,6 +53,11 @@ public final class InboundListener: Service, Sendable {
         let config = context.config.current
         let mode = config?.policies.peer.mode(port: context.appPort) ?? .permissive
         let box = PeerBox()
+        // A port whose application is declared HTTP (--app-protocol http or http2) is always
+        // served as HTTP, as Istio serves a port declared HTTP: bytes that are not HTTP get 400,
+        // and a client slow to send its first request is not passed through as opaque TCP.
+        let declaredHTTP = context.appProtocol != .auto
+        let served: (SniffedProtocol) -> SniffedProtocol = { sniffed in sniffed == .tcp && declaredHTTP ? .http1 : sniffed }
         let fail: (any Error) -> Void = { error in promise.fail(InboundRefusal(reason: box.refusal ?? InboundRefusal.describe(error), remote: channel.remoteAddress)) }
         let sniffer = ProtocolSniffer(
             tlsAllowed: true,
@@ -69,7 +74,7 @@ public final class InboundListener: Service, Sendable {
                     let inner = ProtocolSniffer(
                         tlsAllowed: false,
                         configure: { channel, sniffed in
-                            promise.succeed(try Self.application(channel, sniffed, info: info(channel, tls: true, peer: box.peer, mode: mode), maxBodyBytes: context.maxBodyBytes))
+                            promise.succeed(try Self.application(channel, served(sniffed), info: info(channel, tls: true, peer: box.peer, mode: mode), maxBodyBytes: context.maxBodyBytes))
                         },
                         failed: fail
                     )
@@ -79,7 +84,7 @@ public final class InboundListener: Service, Sendable {
                         throw ProxyError(.peerRefused, "plaintext refused: PeerAuthentication mode is STRICT on port \(context.appPort); connect with mTLS through a Rampart proxy")
                     }
                     // DISABLE passes a TLS stream through untouched, as opaque TCP.
-                    let plain: SniffedProtocol = sniffed == .tls ? .tcp : sniffed
+                    let plain: SniffedProtocol = sniffed == .tls ? .tcp : served(sniffed)
                     promise.succeed(try Self.application(channel, plain, info: info(channel, tls: false, peer: nil, mode: mode), maxBodyBytes: context.maxBodyBytes))
                 }
             },
