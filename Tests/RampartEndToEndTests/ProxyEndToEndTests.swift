@@ -132,6 +132,28 @@ struct ProxyEndToEndTests {
             #expect(restored != nil, "removing the policy never restored 200")
             #expect((restored ?? 99) <= 1.0, "removing the policy took \(restored ?? 0) s to take effect")
 
+            // A dry-run DENY is not enforced; its would-be denial is counted as Envoy's shadow
+            // engine counts it, under the name Istio's dry-run task reads.
+            try await mesh.apply(
+                """
+                apiVersion: security.istio.io/v1
+                kind: AuthorizationPolicy
+                metadata:
+                  name: deny-dry
+                  namespace: demo
+                  annotations: {istio.io/dry-run: "true"}
+                spec:
+                  selector: {matchLabels: {app: b}}
+                  action: DENY
+                  rules: [{to: [{operation: {paths: ["/dry"]}}]}]
+                """, name: "deny-dry")
+            try await eventuallyAsync(timeout: 10, "the dry-run DENY to be counted\n\(mesh.b.proxy.log)") {
+                guard try await mesh.callB("/dry").code == 200 else { return false }
+                let metrics = try await Curl.get("http://127.0.0.1:\(mesh.b.admin)/stats/prometheus").body
+                return metrics.split(separator: "\n").contains { $0.hasPrefix("envoy_http_rbac_istio_dry_run_deny_shadow_denied ") }
+            }
+            try await mesh.delete("AuthorizationPolicy", "deny-dry")
+
             // The access log names the policy that denied (lines are written at least once a second).
             var log = ""
             try await eventually(timeout: 5, "the denied request's access-log line") {

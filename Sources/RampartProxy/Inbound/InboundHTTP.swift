@@ -107,6 +107,7 @@ struct InboundHTTP: Sendable {
         record.rule = decision.rule
         if !decision.dryRun.isEmpty {
             record.dryRun = decision.dryRun.filter { $0.wouldBe == .deny }.map(\.policy)
+            context.metrics.recordDryRun(decision.dryRun)
         }
         guard decision.decision == .allow else {
             if decision.status == 400 {

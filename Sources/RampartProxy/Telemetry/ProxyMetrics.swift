@@ -1,4 +1,5 @@
 import CoreMetrics
+import RampartPolicy
 import Synchronization
 
 /// Istio's standard metrics, with Istio's names and labels, recorded through swift-metrics.
@@ -86,6 +87,20 @@ public struct ProxyMetrics: Sendable {
         metrics.duration.record(record.duration * 1000)
         metrics.requestBytes.record(record.bytesReceived)
         metrics.responseBytes.record(record.bytesSent)
+    }
+
+    /// Records what the dry-run policies would have decided, as Envoy's shadow RBAC engines count
+    /// it for Istio's `istio.io/dry-run` (the counters Istio's dry-run task reads): the DENY
+    /// engine denies when some dry-run DENY policy matches, the ALLOW engine allows when some
+    /// dry-run ALLOW policy matches; an engine with no dry-run policy counts nothing.
+    public func recordDryRun(_ results: [Decision.DryRunResult]) {
+        for action in [AuthorizationPolicy.Action.deny, .allow] {
+            let engine = results.filter { $0.action == action }
+            guard !engine.isEmpty else { continue }
+            let denied = action == .deny ? engine.contains { $0.wouldBe == .deny } : !engine.contains { $0.wouldBe == .allow }
+            let name = "envoy_http_rbac_istio_dry_run_\(action == .deny ? "deny" : "allow")_shadow_\(denied ? "denied" : "allowed")"
+            Counter(label: name).increment()
+        }
     }
 
     /// Records a TCP connection opening.
