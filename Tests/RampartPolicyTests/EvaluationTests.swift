@@ -106,4 +106,24 @@ struct EvaluationTests {
         #expect(explained.lines.contains { $0.contains(#"when[0].notValues (request.headers[x-env]): "prod" matches ["prod"], which the rule excludes"#) }, "\(explained.lines)")
         #expect(explained.lines.contains { $0.contains("source.principals: no peer identity") }, "\(explained.lines)")
     }
+
+    @Test("explain lists AUDIT before DENY, as Istio orders its filters, and ends with the namespace's policies that do not apply and why")
+    func explainOrderAndSkipped() {
+        let yaml = [
+            Fixture.policy("deny-all", action: "DENY", rules: "  - {}"),
+            Fixture.policy("audit-all", action: "AUDIT", rules: "  - {}"),
+            Fixture.policy("typo", action: "DENY", rules: "  - {}").replacingOccurrences(of: "spec:\n", with: "spec:\n  selector: {matchLabels: {app: bb}}\n"),
+            Fixture.policy("waypoint", rules: "  - {}").replacingOccurrences(of: "spec:\n", with: "spec:\n  targetRefs: [{kind: Service, group: \"\", name: b}]\n"),
+            Fixture.policy("elsewhere", namespace: "ns2", rules: "  - {}"),
+        ].joined(separator: "\n---\n")
+        let (decision, trace) = Fixture.engine(yaml).snapshot.explain(Fixture.http())
+        #expect(decision.policy == "ns1/deny-all")
+        let kinds = trace.steps.map { "\($0.kind) \($0.policy)" }
+        let audit = kinds.firstIndex(of: "AUDIT ns1/audit-all"), deny = kinds.firstIndex(of: "DENY ns1/deny-all")
+        #expect(audit != nil && deny != nil && audit! < deny!, "\(kinds)")
+        let typo = trace.steps.first { $0.policy == "ns1/typo" }
+        #expect(typo?.notes.first?.contains("it selects {app: bb}, and the workload's labels are {app: b}") == true, "\(trace.lines)")
+        #expect(trace.steps.first { $0.policy == "ns1/waypoint" }?.notes.first?.contains("targetRefs") == true, "\(trace.lines)")
+        #expect(!trace.steps.contains { $0.policy == "ns2/elsewhere" })
+    }
 }

@@ -27,6 +27,9 @@ public struct PolicySnapshot: Sendable {
     /// The options it was compiled with.
     public let options: SnapshotOptions
     let authorization: ScopeIndex<CompiledPolicy>
+    /// Every AuthorizationPolicy with its scope, in load order, so that `explain` can say why the
+    /// ones of the destination's namespace that do not apply do not.
+    let scopedAuthorization: [Scoped<CompiledPolicy>]
     let requestAuthentication: ScopeIndex<[JWTProvider]>
     let peerAuthentications: [String: [(policy: PeerAuthentication, order: Int)]]
     /// The policies of destinations already evaluated.
@@ -66,6 +69,7 @@ public struct PolicySnapshot: Sendable {
             }
         }
         authorization = ScopeIndex(rootNamespace: options.rootNamespace, entries: authz)
+        scopedAuthorization = authz
         identities = IdentityIDs(policies: authz.map(\.value))
         requestAuthentication = ScopeIndex(rootNamespace: options.rootNamespace, entries: authn)
         peerAuthentications = peers
@@ -105,8 +109,32 @@ public struct PolicySnapshot: Sendable {
         cachedWorkload(request.destination).evaluate(request)
     }
 
-    /// Evaluates one request and records why.
+    /// Evaluates one request and records why, ending with the policies of the destination's
+    /// namespace (and the root namespace) that do not apply to it, and why not: the question
+    /// "why did my policy not apply?" is often the one asked.
     public func explain(_ request: AuthzRequest) -> (decision: Decision, trace: ExplainTrace) {
-        cachedWorkload(request.destination).explain(request)
+        let destination = request.destination
+        let (decision, trace) = cachedWorkload(destination).explain(request)
+        let applied = Set(
+            authorization.applicable(namespace: destination.namespace, labels: destination.labels).map(\.name))
+        let skipped = scopedAuthorization.filter { entry in
+            (entry.namespace == destination.namespace || entry.namespace == options.rootNamespace)
+                && !applied.contains(entry.value.name)
+        }.map { entry -> ExplainTrace.PolicyStep in
+            let reason: String
+            if let selectors = entry.selectors, selectors.isEmpty {
+                reason = "not applied: its targetRefs attach it to a waypoint or a class of gateways, not to a workload"
+            } else {
+                let wanted = (entry.selectors ?? []).map(Self.labelText).joined(separator: " or ")
+                reason = "not applied: it selects \(wanted), and the workload's labels are \(Self.labelText(WorkloadSelector(matchLabels: destination.labels)))"
+            }
+            return ExplainTrace.PolicyStep(
+                policy: entry.value.name, kind: entry.value.action.rawValue, dryRun: entry.value.dryRun, notes: [reason])
+        }
+        return (decision, ExplainTrace(steps: trace.steps + skipped))
+    }
+
+    private static func labelText(_ selector: WorkloadSelector) -> String {
+        "{" + selector.matchLabels.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ") + "}"
     }
 }

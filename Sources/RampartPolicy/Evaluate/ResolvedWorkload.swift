@@ -68,10 +68,11 @@ final class ResolvedWorkload: Sendable {
             case nil: return decided(.deny, 403, policy.name, rule, mode, .customUnanswered, shadow, [])
             }
         }
+        // AUDIT comes before DENY, as Istio orders its filters: a denied request is audited too.
+        _ = firstMatching(audit, prepared, &trace, stop: false)
         if let (policy, rule) = firstMatching(deny, prepared, &trace, stop: true) {
             return decided(.deny, 403, policy.name, rule, mode, .denyMatched, shadow, [])
         }
-        _ = firstMatching(audit, prepared, &trace, stop: false)
         let edits = request.transport == .http ? authn.headerEdits(request.jwt, sanitizing: sanitizing) : []
         if allow.isEmpty {
             return decided(.allow, 200, nil, nil, mode, .noAllowPolicy, shadow, edits)
