@@ -66,6 +66,31 @@ struct PitfallWarningTests {
         #expect(!codes(gateway).contains(.targetNotEnforced))
     }
 
+    @Test("with a workload list: a namespace without workloads, and a namespaces value naming one, are warned")
+    func unknownNamespaces() {
+        let workloads = [Workload(namespace: "foo", labels: ["app": "api"]), Workload(namespace: "bar", labels: ["app": "client"])]
+        func found(_ yaml: String) -> [DiagnosticCode] {
+            PolicyAnalyzer.analyze(PolicyLoader.load(yaml: yaml, file: "p.yaml").resources, workloads: workloads).map(\.code)
+        }
+        let typo = Self.policy("p", action: "ALLOW", rules: "  - from: [{source: {namespaces: [barr, bar, \"b*\"]}}]")
+        #expect(found(typo).filter { $0 == .unknownNamespace }.count == 1)
+        let empty = Self.policy("p", action: "ALLOW", rules: "  - {}").replacingOccurrences(of: "namespace: foo", with: "namespace: nowhere")
+        #expect(found(empty).contains(.selectsNothing))
+        #expect(!found(Self.policy("p", action: "ALLOW", rules: "  - {}")).contains(.selectsNothing))
+    }
+
+    @Test("ipBlocks or source.ip on an ingress gateway is warned: remoteIpBlocks sees the client")
+    func gatewayClientAddress() {
+        let gateway = Self.policy(
+            "gw", action: "DENY", rules: "  - from: [{source: {ipBlocks: [203.0.113.0/24]}}]",
+            extra: "  selector: {matchLabels: {istio: ingressgateway}}\n")
+        #expect(codes(gateway, Self.strict).contains(.ipBlocksAtGateway))
+        let remote = gateway.replacingOccurrences(of: "ipBlocks", with: "remoteIpBlocks")
+        #expect(!codes(remote, Self.strict).contains(.ipBlocksAtGateway))
+        let sidecar = gateway.replacingOccurrences(of: "istio: ingressgateway", with: "app: api")
+        #expect(!codes(sidecar, Self.strict).contains(.ipBlocksAtGateway))
+    }
+
     @Test("a null rule (a bare -) is an error, not a rule that matches everything")
     func nullRule() {
         let loaded = PolicyLoader.load(yaml: Self.policy("null", action: "ALLOW", rules: "  -"), file: "p.yaml")

@@ -23,6 +23,16 @@ struct RequestDecodingTests {
         #expect(policies.evaluateReference(request).decision == .allow)
     }
 
+    @Test("an absolute-form path is read as the proxy reads it: its path, its authority the host")
+    func absoluteFormPath() throws {
+        let request = try AuthzRequest(text: "destination: {namespace: ns1}\nhost: other\npath: http://app.ns1.svc/admin?x=1\n")
+        #expect(request.path == "/admin?x=1")
+        #expect(request.host == "app.ns1.svc")
+        let denied = Fixture.engine(Fixture.policy("p", action: "DENY", rules: "  - to: [{operation: {paths: [\"/admin*\"]}}]"))
+        #expect(denied.snapshot.evaluate(request).decision == .deny)
+        #expect(throws: RequestDecodingError.self) { try AuthzRequest(text: "destination: {namespace: ns1}\npath: http://user@app/x\n") }
+    }
+
     @Test("a header value that is a mapping, null or a nested list is refused, naming the header")
     func badHeaderValues() {
         for value in ["{a: b}", "null", "[a, [b]]", "[a, {b: c}]"] {

@@ -81,10 +81,20 @@ extension AuthzRequest {
             }
             extAuthz = parsed
         }
+        // An absolute-form path is read as the proxy reads it: its path, its authority the host.
+        var host = try Self.string(root["host"], "host")
+        var path = try Self.string(root["path"], "path")
+        if let target = path, let (authority, origin) = RequestTarget.absoluteForm(target) {
+            guard !authority.isEmpty else {
+                throw RequestDecodingError(field: "path", reason: "\(target) names no host (or user information), which the proxy answers 400")
+            }
+            host = authority
+            path = origin
+        }
         self.init(
             transport: transport, source: source, destination: destination,
-            method: try Self.string(root["method"], "method"), host: try Self.string(root["host"], "host"),
-            path: try Self.string(root["path"], "path"), headers: headers, extAuthz: extAuthz,
+            method: try Self.string(root["method"], "method"), host: host,
+            path: path, headers: headers, extAuthz: extAuthz,
             sni: try Self.string(root["sni"], "sni"), jwt: try Self.jwt(root["jwt"]))
     }
 

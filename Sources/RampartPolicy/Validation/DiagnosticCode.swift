@@ -79,13 +79,17 @@ public enum DiagnosticCode: String, Sendable, Hashable, CaseIterable {
     /// A value that can never match a request: a path without its leading /, a method in lower
     /// case, a principal written with spiffe://.
     case neverMatches = "RP068"
+    /// A `namespaces` value naming a namespace where no known workload runs (with a workload list).
+    case unknownNamespace = "RP069"
+    /// `ipBlocks` or `source.ip` on an ingress gateway, where they see the load balancer's address.
+    case ipBlocksAtGateway = "RP070"
 
     /// The severity a finding with this code has unless stated otherwise.
     public var defaultSeverity: Diagnostic.Severity {
         switch self {
         case .emptySelector, .privateJWKS, .denyAllOnTCP, .selectsNothing, .literalWildcard,
             .conflictingPeerAuthentication, .targetNotEnforced, .identityWithoutStrict, .noRequestAuthentication,
-            .neverMatches:
+            .neverMatches, .unknownNamespace, .ipBlocksAtGateway:
             return .warning
         default:
             return .error

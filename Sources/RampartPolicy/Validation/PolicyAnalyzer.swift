@@ -37,6 +37,7 @@ public enum PolicyAnalyzer {
         }
         diagnostics += PeerAuthenticationConflicts.analyze(resources, workloads: workloads)
         diagnostics += PolicyPitfalls.analyze(resources, rootNamespace: rootNamespace)
+        if let workloads { diagnostics += unknownNamespaces(resources, workloads, rootNamespace: rootNamespace) }
         diagnostics += duplicates(resources)
         return diagnostics
     }
@@ -96,6 +97,32 @@ public enum PolicyAnalyzer {
         return reporter.diagnostics
     }
 
+    /// `namespaces`/`notNamespaces` values (exact ones) naming a namespace where no known
+    /// workload runs: usually a typo, and the rule then never matches (or always, for `not`).
+    static func unknownNamespaces(_ resources: [SecurityResource], _ workloads: [Workload], rootNamespace: String)
+        -> [Diagnostic]
+    {
+        let known = Set(workloads.map(\.namespace)).union([rootNamespace])
+        var diagnostics: [Diagnostic] = []
+        for case .authorizationPolicy(let policy) in resources {
+            var reporter = Reporter(resource: policy.id, location: policy.location)
+            for (index, rule) in (policy.rules ?? []).enumerated() {
+                for (entry, source) in (rule.from ?? []).enumerated() {
+                    for field in ["namespaces", "notNamespaces"] {
+                        for value in source?.fields[field] ?? [] where !value.contains("*") && !known.contains(value) {
+                            reporter.add(
+                                .unknownNamespace, "spec.rules[\(index)].from[\(entry)].source.\(field)",
+                                "no known workload runs in namespace \"\(value)\", so no request comes from it",
+                                fix: "check the spelling against the namespaces in --workloads")
+                        }
+                    }
+                }
+            }
+            diagnostics += reporter.diagnostics
+        }
+        return diagnostics
+    }
+
     static func selectsNothing(_ resource: SecurityResource, _ workloads: [Workload], rootNamespace: String)
         -> [Diagnostic]
     {
@@ -105,8 +132,17 @@ public enum PolicyAnalyzer {
         case .peerAuthentication(let policy): selector = policy.selector
         case .requestAuthentication(let policy): selector = policy.selector
         }
-        guard let selector, !selector.matchLabels.isEmpty else { return [] }
         let namespace = resource.id.namespace
+        guard let selector, !selector.matchLabels.isEmpty else {
+            // A namespace-wide resource of a namespace where no known workload runs.
+            guard namespace != rootNamespace, !workloads.contains(where: { $0.namespace == namespace }) else { return [] }
+            var reporter = Reporter(resource: resource.id, location: resource.location)
+            reporter.add(
+                .selectsNothing, "metadata.namespace",
+                "no known workload runs in namespace \(namespace), so the resource applies to nothing",
+                fix: "check the namespace, or list the namespace's workloads in --workloads")
+            return reporter.diagnostics
+        }
         let inScope = workloads.filter { namespace == rootNamespace || $0.namespace == namespace }
         guard !inScope.contains(where: { selector.matches($0.labels) }) else { return [] }
         var reporter = Reporter(resource: resource.id, location: resource.location)

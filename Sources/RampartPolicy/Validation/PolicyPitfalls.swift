@@ -19,6 +19,7 @@ enum PolicyPitfalls {
             identityWithoutStrict(policy, peers: peers, rootNamespace: rootNamespace, &reporter)
             noRequestAuthentication(policy, authentications, rootNamespace: rootNamespace, &reporter)
             neverMatches(policy, &reporter)
+            ipBlocksAtGateway(policy, &reporter)
             diagnostics += reporter.diagnostics
         }
         return diagnostics
@@ -95,6 +96,38 @@ enum PolicyPitfalls {
                     .noRequestAuthentication, path,
                     "\(field) comes from a verified JWT, but no RequestAuthentication among the resources given applies in namespace \(namespace) or the root namespace: requests have no request principal or claims, \(consequence)",
                     fix: "add a RequestAuthentication for the token's issuer in namespace \(namespace) (or the root namespace), or analyze it together with this policy")
+            }
+        }
+    }
+
+    /// Whether a policy selects an ingress gateway: Istio's default gateway labels, or a Gateway
+    /// target reference.
+    private static func selectsGateway(_ policy: AuthorizationPolicy) -> Bool {
+        let labels = policy.selector?.matchLabels ?? [:]
+        if labels["istio"] == "ingressgateway" || labels["app"] == "istio-ingressgateway" { return true }
+        let targets = (policy.targetRef.map { [$0] } ?? []) + policy.targetRefs
+        return targets.contains { $0.kind == "Gateway" }
+    }
+
+    /// `ipBlocks`/`notIpBlocks` or a `source.ip` condition on an ingress gateway: behind a load
+    /// balancer they see its address, not the client's, as Istio's ingress documentation warns.
+    private static func ipBlocksAtGateway(_ policy: AuthorizationPolicy, _ reporter: inout Reporter) {
+        guard selectsGateway(policy) else { return }
+        for (index, rule) in (policy.rules ?? []).enumerated() {
+            var paths: [String] = []
+            for (entry, source) in (rule.from ?? []).enumerated() {
+                for field in ["ipBlocks", "notIpBlocks"] where source?.fields[field] != nil {
+                    paths.append("spec.rules[\(index)].from[\(entry)].source.\(field)")
+                }
+            }
+            for (entry, condition) in (rule.when ?? []).enumerated() where condition.key == "source.ip" {
+                paths.append("spec.rules[\(index)].when[\(entry)]")
+            }
+            for path in paths {
+                reporter.add(
+                    .ipBlocksAtGateway, path,
+                    "this policy selects an ingress gateway, where the peer address is usually the load balancer's, not the client's",
+                    fix: "match the original client with remoteIpBlocks (or remote.ip), which read X-Forwarded-For or the PROXY protocol")
             }
         }
     }

@@ -213,17 +213,9 @@ struct InboundHTTP: Sendable {
     /// authority, or a request with more than one `Host` header (RFC 9112 §3.2).
     static func originForm(_ head: inout HTTPRequestHead) -> String? {
         if head.headers.filter({ $0.name.lowercased() == "host" }).count > 1 { return "multiple_host_headers" }
-        let uri = head.uri
-        guard !uri.hasPrefix("/"), uri != "*" else { return nil }
-        let lowered = uri.lowercased()
-        guard let scheme = ["http://", "https://"].first(where: { lowered.hasPrefix($0) }) else { return nil }
-        let rest = uri.dropFirst(scheme.count)
-        let end = rest.firstIndex { $0 == "/" || $0 == "?" || $0 == "#" } ?? rest.endIndex
-        let authority = String(rest[..<end])
-        guard !authority.isEmpty, !authority.contains("@") else { return "absolute_path_rejected" }
-        var target = String(rest[end...])
-        if !target.hasPrefix("/") { target = "/" + target }
-        head.uri = target
+        guard let (authority, path) = RequestTarget.absoluteForm(head.uri) else { return nil }
+        guard !authority.isEmpty else { return "absolute_path_rejected" }
+        head.uri = path
         head.headers.replaceOrAdd(name: "host", value: authority)
         return nil
     }
