@@ -156,7 +156,7 @@ struct ServiceAccountValidationTests {
     func refused(values: [String]) throws {
         let error = try #require(Self.errors(values).first)
         #expect(error.code == .badServiceAccount)
-        #expect(error.field == "spec.rules[0].from[0].source.serviceAccounts")
+        #expect(error.field == "spec.rules[0].from[0].source.serviceAccounts[0]")
         #expect(!error.fix.isEmpty)
     }
 
@@ -172,7 +172,7 @@ struct ServiceAccountValidationTests {
         #expect(diagnostics(["a", "ns2/b"]).isEmpty)
         let error = try #require(diagnostics(["ns/a/b"]).first)
         #expect(error.code == .badServiceAccount)
-        #expect(error.field == "spec.rules[0].when[0].notValues")
+        #expect(error.field == "spec.rules[0].when[0].notValues[0]")
         #expect(diagnostics((1...17).map { "sa\($0)" }).map(\.code) == [.badServiceAccount])
         let custom = diagnostics(["a"], action: "CUSTOM").map(\.code)
         #expect(custom.contains(.unsupportedWithCustom))
@@ -220,7 +220,7 @@ struct PathTemplateValidationTests {
         for field in ["paths", "notPaths"] {
             let error = try #require(Self.errors(path, field: field).first)
             #expect(error.code == .badPathTemplate)
-            #expect(error.field == "spec.rules[0].to[0].operation.\(field)")
+            #expect(error.field == "spec.rules[0].to[0].operation.\(field)[0]")
             #expect(error.message.contains(path))
             #expect(!error.fix.isEmpty)
         }

@@ -59,11 +59,38 @@ struct LoadingTests {
               - from:
                 - source:
                     ipBlocks: ["1.2.3.4", "ip1"]
+                to:
+                - operation:
+                    ports:
+                    - "80"
+                    - "http"
             """
         let loaded = PolicyLoader.load(yaml: yaml, file: "v.yaml")
-        let diagnostic = try #require(PolicyAnalyzer.validate(loaded.resources).first)
+        let diagnostics = PolicyAnalyzer.validate(loaded.resources)
+        let diagnostic = try #require(diagnostics.first)
         #expect(diagnostic.code == .badIP && diagnostic.line == 8)
-        #expect(diagnostic.field == "spec.rules[0].from[0].source.ipBlocks")
+        #expect(diagnostic.field == "spec.rules[0].from[0].source.ipBlocks[1]")
+        // A value of a block list is found at its own line, with its index.
+        let port = try #require(diagnostics.first { $0.code == .badPort })
+        #expect(port.field == "spec.rules[0].to[0].operation.ports[1]" && port.line == 13, "\(port)")
+    }
+
+    @Test("a field whose value is a block mapping is reported at its key's line")
+    func keyLines() throws {
+        let yaml = """
+            apiVersion: security.istio.io/v1
+            kind: PeerAuthentication
+            metadata: {name: p, namespace: ns1}
+            spec:
+              selector:
+                matchLabels: {app: a}
+              portLevelMtls:
+                70000:
+                  mode: STRICT
+            """
+        let diagnostics = PolicyAnalyzer.validate(PolicyLoader.load(yaml: yaml, file: "k.yaml").resources)
+        let port = try #require(diagnostics.first { $0.field.contains("portLevelMtls") })
+        #expect(port.line == 8, "\(diagnostics)")
     }
 
     @Test("warns when a selector matches no known workload")

@@ -69,7 +69,7 @@ struct TrustDomainAndInlineHeaderTests {
         #expect(errors("  - from: [{source: {trustDomains: [a.local, \"*.b\", \"c.*\", \"*\"]}}]").isEmpty)
         let middle = try #require(errors("  - from: [{source: {notTrustDomains: [\"fo*-bar\"]}}]").first)
         #expect(middle.code == .badWildcard)
-        #expect(middle.field == "spec.rules[0].from[0].source.notTrustDomains")
+        #expect(middle.field == "spec.rules[0].from[0].source.notTrustDomains[0]")
         #expect(errors("  - when: [{key: source.trustDomain, values: [\"fo*-bar\"]}]").map(\.code) == [.badWildcard])
         #expect(errors("  - from: [{source: {trustDomains: [\"\"]}}]").map(\.code) == [.emptyValue])
         #expect(errors("  - from: [{source: {trustDomains: [a.local]}}]", action: "CUSTOM").map(\.code).contains(.unsupportedWithCustom))

@@ -14,8 +14,10 @@ final class DecodeContext {
 
     static func line(of node: Node) -> Int { node.mark?.line ?? 0 }
 
+    /// Records the line of a field path once: a field's line is its key's, recorded by the
+    /// enclosing mapping before its value (which may start on a later line) is read.
     func record(_ path: String, _ node: Node) {
-        fieldLines[path] = Self.line(of: node)
+        if fieldLines[path] == nil { fieldLines[path] = Self.line(of: node) }
     }
 
     func report(_ code: DiagnosticCode, _ path: String, line: Int, _ message: String, fix: String) {

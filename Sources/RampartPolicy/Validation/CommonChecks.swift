@@ -139,21 +139,21 @@ enum CommonChecks {
                 "\(values.count) service accounts are listed; at most \(serviceAccountValueLimit) are allowed",
                 fix: "split the rule, or name the callers by namespaces or principals")
         }
-        for value in values where !value.isEmpty {
+        for (position, value) in values.enumerated() where !value.isEmpty {
             if value.contains("*") {
                 reporter.add(
-                    .badServiceAccount, field, "service account \"\(value)\" contains a wildcard, which is not allowed",
+                    .badServiceAccount, "\(field)[\(position)]", "service account \"\(value)\" contains a wildcard, which is not allowed",
                     fix: "list each service account as name or namespace/name, or use principals with a wildcard")
                 continue
             }
             let parts = value.split(separator: "/", omittingEmptySubsequences: false)
             if parts.count > 2 || parts.contains(where: \.isEmpty) {
                 reporter.add(
-                    .badServiceAccount, field, "service account \"\(value)\" is neither name nor namespace/name",
+                    .badServiceAccount, "\(field)[\(position)]", "service account \"\(value)\" is neither name nor namespace/name",
                     fix: "write it as <service-account> (the policy's namespace) or <namespace>/<service-account>, e.g. default/productpage")
             } else if value.utf8.count > serviceAccountLimit {
                 reporter.add(
-                    .badServiceAccount, field,
+                    .badServiceAccount, "\(field)[\(position)]",
                     "service account \"\(value.prefix(40))...\" is \(value.utf8.count) characters long; at most \(serviceAccountLimit) are allowed",
                     fix: "shorten it to a real namespace/name pair")
             }

@@ -33,28 +33,28 @@ struct ConditionValidator {
     }
 
     private func checkValues(_ key: String, _ values: [String], field: String, _ reporter: inout Reporter) {
-        if values.contains("") {
-            reporter.add(.emptyValue, field, "the list holds an empty string", fix: "remove the empty value")
+        if let position = values.firstIndex(of: "") {
+            reporter.add(.emptyValue, "\(field)[\(position)]", "the list holds an empty string", fix: "remove the empty value")
         }
         switch key {
         case "source.ip", "remote.ip", "destination.ip":
-            for value in values where !value.isEmpty && !CommonChecks.isValidIPOrCIDR(value) {
+            for (position, value) in values.enumerated() where !value.isEmpty && !CommonChecks.isValidIPOrCIDR(value) {
                 reporter.add(
-                    .badIP, field, "\"\(value)\" is not an IP address or CIDR block for \(key)",
+                    .badIP, "\(field)[\(position)]", "\"\(value)\" is not an IP address or CIDR block for \(key)",
                     fix: "write an address like 10.0.0.1 or a block like 10.0.0.0/16")
             }
         case "source.serviceAccount":
             CommonChecks.serviceAccounts(values, field: field, &reporter)
         case "destination.port":
-            for value in values where !value.isEmpty && !CommonChecks.isValidPort(value) {
+            for (position, value) in values.enumerated() where !value.isEmpty && !CommonChecks.isValidPort(value) {
                 reporter.add(
-                    .badPort, field, "\"\(value)\" is not a port number in 0-65535",
+                    .badPort, "\(field)[\(position)]", "\"\(value)\" is not a port number in 0-65535",
                     fix: "write the port as a quoted number, e.g. \"8080\"")
             }
         default:
-            for value in values where CommonChecks.hasInnerWildcard(value) {
+            for (position, value) in values.enumerated() where CommonChecks.hasInnerWildcard(value) {
                 reporter.add(
-                    .badWildcard, field, "\"\(value)\" has a * in the middle; a wildcard may only lead or trail",
+                    .badWildcard, "\(field)[\(position)]", "\"\(value)\" has a * in the middle; a wildcard may only lead or trail",
                     fix: "use a prefix (abc*) or suffix (*abc) pattern, or list the values")
             }
         }

@@ -109,9 +109,10 @@ public enum PolicyAnalyzer {
             for (index, rule) in (policy.rules ?? []).enumerated() {
                 for (entry, source) in (rule.from ?? []).enumerated() {
                     for field in ["namespaces", "notNamespaces"] {
-                        for value in source?.fields[field] ?? [] where !value.contains("*") && !known.contains(value) {
+                        for (position, value) in (source?.fields[field] ?? []).enumerated()
+                        where !value.contains("*") && !known.contains(value) {
                             reporter.add(
-                                .unknownNamespace, "spec.rules[\(index)].from[\(entry)].source.\(field)",
+                                .unknownNamespace, "spec.rules[\(index)].from[\(entry)].source.\(field)[\(position)]",
                                 "no known workload runs in namespace \"\(value)\", so no request comes from it",
                                 fix: "check the spelling against the namespaces in --workloads")
                         }

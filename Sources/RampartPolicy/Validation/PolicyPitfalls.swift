@@ -138,17 +138,18 @@ enum PolicyPitfalls {
                 guard let fields = operation?.fields else { continue }
                 let path = "spec.rules[\(index)].to[\(entry)].operation"
                 for field in ["paths", "notPaths"] {
-                    for value in fields[field] ?? [] where !value.isEmpty && !value.hasPrefix("/") && !value.hasPrefix("*") {
+                    for (position, value) in (fields[field] ?? []).enumerated()
+                    where !value.isEmpty && !value.hasPrefix("/") && !value.hasPrefix("*") {
                         reporter.add(
-                            .neverMatches, "\(path).\(field)",
+                            .neverMatches, "\(path).\(field)[\(position)]",
                             "path \"\(value)\" does not start with /, and every request path does, so it never matches",
                             fix: "write it as /\(value)")
                     }
                 }
                 for field in ["methods", "notMethods"] {
-                    for value in fields[field] ?? [] where value != value.uppercased() {
+                    for (position, value) in (fields[field] ?? []).enumerated() where value != value.uppercased() {
                         reporter.add(
-                            .neverMatches, "\(path).\(field)",
+                            .neverMatches, "\(path).\(field)[\(position)]",
                             "method \"\(value)\" is not upper case; methods are compared exactly, and requests send them in upper case, so it never matches",
                             fix: "write it as \(value.uppercased())")
                     }
@@ -157,9 +158,9 @@ enum PolicyPitfalls {
             for (entry, source) in (rule.from ?? []).enumerated() {
                 guard let fields = source?.fields else { continue }
                 for field in ["principals", "notPrincipals"] {
-                    for value in fields[field] ?? [] where value.lowercased().hasPrefix("spiffe://") {
+                    for (position, value) in (fields[field] ?? []).enumerated() where value.lowercased().hasPrefix("spiffe://") {
                         reporter.add(
-                            .neverMatches, "spec.rules[\(index)].from[\(entry)].source.\(field)",
+                            .neverMatches, "spec.rules[\(index)].from[\(entry)].source.\(field)[\(position)]",
                             "principal \"\(value)\" starts with spiffe://; principals are compared without it, so it never matches",
                             fix: "write it as \(value.dropFirst("spiffe://".count))")
                     }

@@ -69,9 +69,9 @@ struct RuleValidator {
                     fix: "match on ipBlocks, remoteIpBlocks or operation fields, or move this rule to an ALLOW/DENY policy")
             }
             if Self.ipFields.contains(name) {
-                for value in values where !value.isEmpty && !CommonChecks.isValidIPOrCIDR(value) {
+                for (position, value) in values.enumerated() where !value.isEmpty && !CommonChecks.isValidIPOrCIDR(value) {
                     reporter.add(
-                        .badIP, field, "\"\(value)\" is not an IP address or CIDR block",
+                        .badIP, "\(field)[\(position)]", "\"\(value)\" is not an IP address or CIDR block",
                         fix: "write an address like 10.0.0.1 or a block like 10.0.0.0/16")
                 }
             }
@@ -79,9 +79,9 @@ struct RuleValidator {
                 CommonChecks.serviceAccounts(values, field: field, &reporter)
             }
             if name == "trustDomains" || name == "notTrustDomains" {
-                for value in values where CommonChecks.hasInnerWildcard(value) {
+                for (position, value) in values.enumerated() where CommonChecks.hasInnerWildcard(value) {
                     reporter.add(
-                        .badWildcard, field, "trust domain \"\(value)\" has a * in the middle; a wildcard may only lead or trail",
+                        .badWildcard, "\(field)[\(position)]", "trust domain \"\(value)\" has a * in the middle; a wildcard may only lead or trail",
                         fix: "use an exact trust domain, a prefix (cluster.*), a suffix (*.local) or * for any")
                 }
             }
@@ -105,17 +105,17 @@ struct RuleValidator {
             let field = "\(path).\(name)"
             checkValues(values, field: field, &reporter, paths: name.hasSuffix("aths"))
             if name == "ports" || name == "notPorts" {
-                for value in values where !value.isEmpty && !CommonChecks.isValidPort(value) {
+                for (position, value) in values.enumerated() where !value.isEmpty && !CommonChecks.isValidPort(value) {
                     reporter.add(
-                        .badPort, field, "\"\(value)\" is not a port number in 0-65535",
+                        .badPort, "\(field)[\(position)]", "\"\(value)\" is not a port number in 0-65535",
                         fix: "write the port as a quoted number, e.g. \"8080\"")
                 }
             }
             if name == "paths" || name == "notPaths" {
-                for value in values where !value.isEmpty {
+                for (position, value) in values.enumerated() where !value.isEmpty {
                     if let problem = PathTemplateRules.problem(value) {
                         reporter.add(
-                            .badPathTemplate, field, "path \"\(value)\" is not supported: \(problem)",
+                            .badPathTemplate, "\(field)[\(position)]", "path \"\(value)\" is not supported: \(problem)",
                             fix: "use {*} for one segment and {**} for any number of segments, each as a whole "
                                 + "segment with {**} the last operator, and only literal characters elsewhere")
                     }
@@ -125,12 +125,12 @@ struct RuleValidator {
     }
 
     private func checkValues(_ values: [String], field: String, _ reporter: inout Reporter, paths: Bool = false) {
-        if values.contains("") {
-            reporter.add(.emptyValue, field, "the list holds an empty string", fix: "remove the empty value")
+        if let position = values.firstIndex(of: "") {
+            reporter.add(.emptyValue, "\(field)[\(position)]", "the list holds an empty string", fix: "remove the empty value")
         }
-        for value in values where !paths && CommonChecks.hasInnerWildcard(value) {
+        for (position, value) in values.enumerated() where !paths && CommonChecks.hasInnerWildcard(value) {
             reporter.add(
-                .literalWildcard, field,
+                .literalWildcard, "\(field)[\(position)]",
                 "\"\(value)\" has a * in the middle; only a leading or trailing * is a wildcard, so it matches literally",
                 fix: "use a prefix (abc*) or suffix (*abc) pattern")
         }
