@@ -113,6 +113,18 @@ struct FileReadingTests {
         #expect(errors.last?.fix.contains("quote") == false, "\(errors.last?.fix ?? "")")
     }
 
+    @Test("analyze reports file by file in the order read, and by line within a file")
+    func readingOrder() throws {
+        let directory = try folder()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let file = directory.appendingPathComponent("p.yaml")
+        // The template error (line 9) is found before the wildcard warning (line 7) by the validator.
+        let yaml = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: p, namespace: ns1}\nspec:\n  rules:\n  - to:\n    - operation:\n        methods: [\"G*T\"]\n        paths: [\"/{x}\"]\n"
+        try Data(yaml.utf8).write(to: file)
+        let lines = PolicyEngine.analyze(paths: [file.path]).map(\.line)
+        #expect(lines.count >= 2 && lines == lines.sorted(), "\(lines)")
+    }
+
     @Test("jwks_uri is another name of jwksUri, as Istio's CRD accepts it; both at once is an error")
     func jwksURIAlias() throws {
         func rule(_ fields: String) -> String {

@@ -51,8 +51,21 @@ public struct PolicyEngine: Sendable {
         paths: [String], workloads: [Workload]? = nil, rootNamespace: String = "istio-system"
     ) -> [Diagnostic] {
         let loaded = PolicyLoader.load(paths: paths)
-        return loaded.diagnostics
-            + PolicyAnalyzer.analyze(loaded.resources, workloads: workloads, rootNamespace: rootNamespace)
+        return inReadingOrder(
+            loaded.diagnostics + PolicyAnalyzer.analyze(loaded.resources, workloads: workloads, rootNamespace: rootNamespace))
+    }
+
+    /// Diagnostics file by file, in the order the files were read, and by line within a file
+    /// (findings on one line keep the order they were made in).
+    public static func inReadingOrder(_ diagnostics: [Diagnostic]) -> [Diagnostic] {
+        var files: [String: Int] = [:]
+        for diagnostic in diagnostics where files[diagnostic.file] == nil { files[diagnostic.file] = files.count }
+        return diagnostics.enumerated().sorted { a, b in
+            let (fileA, fileB) = (files[a.element.file] ?? 0, files[b.element.file] ?? 0)
+            if fileA != fileB { return fileA < fileB }
+            if a.element.line != b.element.line { return a.element.line < b.element.line }
+            return a.offset < b.offset
+        }.map(\.element)
     }
 
     /// Renders diagnostics one per line: `file:line: severity CODE: resource field: message (fix: ...)`.

@@ -19,7 +19,7 @@ struct ConfigBatch {
     /// Loads and checks files and folders; never throws, every problem is reported.
     static func load(paths: [String]) -> ConfigBatch {
         let loaded = PolicyLoader.load(paths: paths)
-        let diagnostics = loaded.diagnostics + PolicyAnalyzer.analyze(loaded.resources)
+        let diagnostics = PolicyEngine.inReadingOrder(loaded.diagnostics + PolicyAnalyzer.analyze(loaded.resources))
         var problems: [String] = []
         var inputs: [ConfigResourceInput] = []
         var seen: Set<ResourceID> = []
