@@ -212,7 +212,9 @@ struct InboundHTTP: Sendable {
     /// `Host`. Returns why the request is refused (400), or `nil`: an absolute target without an
     /// authority, or a request with more than one `Host` header (RFC 9112 §3.2).
     static func originForm(_ head: inout HTTPRequestHead) -> String? {
-        if head.headers.filter({ $0.name.lowercased() == "host" }).count > 1 { return "multiple_host_headers" }
+        var hosts = 0
+        for (name, _) in head.headers where name.utf8.count == 4 && name.lowercased() == "host" { hosts += 1 }
+        if hosts > 1 { return "multiple_host_headers" }
         guard let (authority, path) = RequestTarget.absoluteForm(head.uri) else { return nil }
         guard !authority.isEmpty else { return "absolute_path_rejected" }
         head.uri = path
