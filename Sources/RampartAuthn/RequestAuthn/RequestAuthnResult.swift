@@ -7,12 +7,12 @@ public struct RequestAuthnResult: Sendable, Hashable {
     public let outcome: JWTOutcome
     /// Every token found, in rule and location order.
     public let found: [FoundToken]
-    /// The tokens that verified (all of them when ``failure`` is `nil`).
+    /// The tokens of the rule that accepted the request (none when ``failure`` is set).
     public let verified: [VerifiedToken]
     /// Why a token was refused, if one was.
     public let failure: JWTFailure?
     /// Header changes for the upstream request (none when a token was refused): the removal of
-    /// every header the rules write, then what verified tokens put there.
+    /// every header the rules write, then what the accepting rule's tokens put there.
     public let headerEdits: [HeaderEdit]
 
     /// 200 when no token was refused; otherwise the failure's status (401, or 403 for the audience).

@@ -55,7 +55,7 @@ struct InboundHTTP: Sendable {
         // The request target as Envoy's HTTP codec makes it, before anything reads it.
         if let problem = Self.originForm(&request.head) {
             record.responseDetails = problem
-            done(.local(.badRequest, "Bad Request"), record)
+            done(.local(.badRequest, ""), record)
             return
         }
         guard let config = context.config.current else {
