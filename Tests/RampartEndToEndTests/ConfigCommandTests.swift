@@ -129,6 +129,22 @@ struct ConfigCommandTests {
         #expect(several.succeeded, "\(several.stderr)")
     }
 
+    @Test("apply warns when a PeerAuthentication competes with one already stored, as it would within one batch")
+    func conflictWithStored() throws {
+        let ca = try CAProcess(label: "config-stored-conflict")
+        func peer(_ name: String, _ mode: String) throws -> String {
+            let file = "\(ca.directory)/\(name).yaml"
+            try "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: \(name), namespace: istio-system}\nspec: {mtls: {mode: \(mode)}}\n"
+                .write(toFile: file, atomically: true, encoding: .utf8)
+            return file
+        }
+        let first = try rampart("apply", "-f", try peer("a", "STRICT"), "--state", ca.state)
+        #expect(first.succeeded && !first.stderr.contains("RP063"), "\(first.stderr)")
+        let second = try rampart("apply", "-f", try peer("b", "PERMISSIVE"), "--state", ca.state)
+        #expect(second.succeeded, "\(second.stderr)")
+        #expect(second.stderr.contains("warning RP063") && second.stderr.contains("istio-system/a (config store"), "\(second.stderr)")
+    }
+
     @Test("delete -f removes what the files define in one version bump; a missing one is an error unless ignored")
     func deleteFromFiles() throws {
         let ca = try CAProcess(label: "config-delete-f")

@@ -42,6 +42,32 @@ public enum PolicyAnalyzer {
         return diagnostics
     }
 
+    /// The findings that appear only when `batch` joins `stored` (what a config store already
+    /// holds; a batch resource replaces the stored one of its kind, namespace and name): a
+    /// PeerAuthentication competing with a stored one for a scope (RP063), which neither the batch
+    /// nor the store shows alone.
+    public static func conflicts(adding batch: [SecurityResource], to stored: [SecurityResource]) -> [Diagnostic] {
+        let replaced = Set(batch.map(\.id))
+        let merged = stored.filter { !replaced.contains($0.id) } + batch
+        let known = Set(
+            (PeerAuthenticationConflicts.analyze(stored, workloads: nil)
+                + PeerAuthenticationConflicts.analyze(batch, workloads: nil)).map(ConflictKey.init))
+        return PeerAuthenticationConflicts.analyze(merged, workloads: nil).filter { !known.contains(ConflictKey($0)) }
+    }
+
+    /// What makes two conflict findings the same one, wherever the resources were read from.
+    private struct ConflictKey: Hashable {
+        let code: DiagnosticCode
+        let resource: ResourceID?
+        let message: String
+
+        init(_ diagnostic: Diagnostic) {
+            code = diagnostic.code
+            resource = diagnostic.resource
+            message = diagnostic.message
+        }
+    }
+
     /// A resource defined again among the files given: only one definition can be stored or be
     /// in force, and which one would depend on the order the files are read in.
     static func duplicates(_ resources: [SecurityResource]) -> [Diagnostic] {

@@ -7,6 +7,8 @@ import RampartStore
 struct ConfigBatch {
     /// The resources, in load order (files sorted by path, documents in file order).
     let inputs: [ConfigResourceInput]
+    /// The same resources as read.
+    let resources: [SecurityResource]
     /// Loading, validation and analysis findings, errors and warnings.
     let diagnostics: [Diagnostic]
     /// Problems found by `apply` itself (a resource named twice, a document it could not isolate),
@@ -50,7 +52,7 @@ struct ConfigBatch {
             }
             inputs.append(ConfigResourceInput(kind: id.kind.rawValue, namespace: id.namespace, name: id.name, yaml: document.text))
         }
-        return ConfigBatch(inputs: inputs, diagnostics: diagnostics, problems: problems)
+        return ConfigBatch(inputs: inputs, resources: loaded.resources, diagnostics: diagnostics, problems: problems)
     }
 
     private static func spans(of file: String) -> [YAMLDocumentSpan] {

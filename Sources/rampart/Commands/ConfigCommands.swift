@@ -76,6 +76,11 @@ struct Apply: AsyncParsableCommand {
             ConfigOutput.stderr("error: no AuthorizationPolicy, PeerAuthentication or RequestAuthentication found in \(sources): nothing was stored. Check the paths (folders are searched for .yaml, .yml and .json files)")
             throw ExitCode.failure
         }
+        // What only shows with the store's contents: a PeerAuthentication competing with a stored one.
+        let stored = try await store.configResources(kind: ResourceKind.peerAuthentication.rawValue, namespace: nil)
+            .flatMap { PolicyLoader.load(yaml: $0.yaml, file: "config store").resources }
+        let conflicts = PolicyAnalyzer.conflicts(adding: batch.resources, to: stored)
+        if !conflicts.isEmpty { ConfigOutput.stderr(conflicts.map(\.description).joined(separator: "\n")) }
         let result: ConfigApplyResult
         do {
             let inputs = try await Self.keepingStoredText(batch.inputs, store: store)
