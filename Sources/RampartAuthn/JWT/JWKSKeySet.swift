@@ -86,7 +86,7 @@ public struct JWKSKeySet: Sendable {
 
     /// The entries of a symmetric (`oct`) key: HS256, HS384 and HS512, or the one its `alg` names.
     private static func symmetricKeys(_ members: [String: Any], index: Int) async -> Result<[Key], KeyProblem> {
-        guard let encoded = members["k"] as? String, let secret = base64URLDecoded(encoded), !secret.isEmpty else {
+        guard let encoded = members["k"] as? String, let secret = Base64URL.decode(encoded).map(Array.init), !secret.isEmpty else {
             return .failure(KeyProblem("has no base64url k member"))
         }
         // RFC 7518 §3.2: the secret is at least as long as the hash, which jwt-kit also asserts.
@@ -128,12 +128,6 @@ public struct JWKSKeySet: Sendable {
     private struct KeyProblem: Error {
         let text: String
         init(_ text: String) { self.text = text }
-    }
-
-    private static func base64URLDecoded(_ text: String) -> [UInt8]? {
-        var base64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
-        while base64.count % 4 != 0 { base64 += "=" }
-        return Data(base64Encoded: base64).map { Array($0) }
     }
 
     /// The entry of the key with this `kid` for the token's algorithm (the key's only entry when

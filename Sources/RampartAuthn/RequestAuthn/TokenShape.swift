@@ -11,28 +11,13 @@ enum TokenShape {
             return "it has \(parts.count) part\(parts.count == 1 ? "" : "s") separated by dots, where a signed JWT has three"
         }
         for (index, name) in [(0, "header"), (1, "payload")] {
-            guard let data = base64URLDecoded(parts[index]) else { return "its \(name) is not base64url" }
+            guard let data = Base64URL.decode(parts[index]) else { return "its \(name) is not base64url" }
             guard let object = try? JSONSerialization.jsonObject(with: data) else {
                 return "its \(name) is not JSON Rampart can read (malformed, or nested too deeply)"
             }
             guard object is [String: Any] else { return "its \(name) is JSON but not an object" }
         }
-        if base64URLDecoded(parts[2]) == nil { return "its signature is not base64url" }
+        if Base64URL.decode(parts[2]) == nil { return "its signature is not base64url" }
         return "its header or payload does not have the members and types a JWT has"
-    }
-
-    private static func base64URLDecoded(_ part: Substring) -> Data? {
-        guard part.utf8.allSatisfy({ byte in
-            switch byte {
-            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
-                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "="):
-                return true
-            default: return false
-            }
-        }) else { return nil }
-        var base64 = part.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
-        base64 = base64.replacingOccurrences(of: "=", with: "")
-        while base64.count % 4 != 0 { base64 += "=" }
-        return Data(base64Encoded: base64)
     }
 }

@@ -91,7 +91,7 @@ enum PolicyPitfalls {
             where condition.key.hasPrefix("request.auth.") && !condition.values.isEmpty {
                 found.append(("spec.rules[\(index)].when[\(entry)]", condition.key))
             }
-            for (path, field) in found.prefix(1) {
+            if let (path, field) = found.first {
                 reporter.add(
                     .noRequestAuthentication, path,
                     "\(field) comes from a verified JWT, but no RequestAuthentication among the resources given applies in namespace \(namespace) or the root namespace: requests have no request principal or claims, \(consequence)",

@@ -71,10 +71,12 @@ public enum ProtocolClassifier {
         return rest.count == version.count ? .http1 : nil
     }
 
+    /// The symbols RFC 9110's `tchar` allows beside letters and digits.
+    private static let tokenSymbols = Array("!#$%&'*+-.^_`|~".utf8)
+
     /// RFC 9110's `tchar`: the characters of a method token.
     private static func isTokenCharacter(_ byte: UInt8) -> Bool {
-        if isLetter(byte) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) { return true }
-        return Array("!#$%&'*+-.^_`|~".utf8).contains(byte)
+        isLetter(byte) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) || tokenSymbols.contains(byte)
     }
 
     private static func isLetter(_ byte: UInt8) -> Bool {
