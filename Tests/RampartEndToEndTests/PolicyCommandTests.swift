@@ -64,6 +64,22 @@ struct PolicyCommandTests {
         #expect((object["reason"] as? String)?.isEmpty == false)
         let steps = try #require(object["explain"] as? [[String: Any]])
         #expect(steps.contains { $0["policy"] as? String == "istio-system/deny-admin" })
+        #expect(object["mtls_policy"] as? String == "payments/default", "\(object)")
+        #expect(result.stderr.isEmpty, "\(result.stderr)")
+
+        // A principal over plaintext, and a request without the port a portLevelMtls names: said on stderr.
+        let plaintext = "\(dir)/plaintext.yaml"
+        try """
+            source: {principal: cluster.local/ns/shop/sa/web, mtls: false}
+            destination: {namespace: payments, labels: {app: ledger}, port: 80}
+            method: GET
+            path: /
+            """.write(toFile: plaintext, atomically: true, encoding: .utf8)
+        let refused = try rampart("authz", "check", "--policies", Self.policies, "--request", plaintext)
+        #expect(refused.succeeded, "\(refused.stderr)")
+        #expect(refused.stderr.contains("source.principal is ignored because source.mtls is false"), "\(refused.stderr)")
+        #expect(refused.stdout.contains("(set by PeerAuthentication payments/default)"), "\(refused.stdout)")
+        #expect(refused.stdout.contains("plaintext connection to port 80"), "\(refused.stdout)")
     }
 
     @Test("authz check gets each JWKS as a proxy would: a valid token is refused (401) when its issuer's keys cannot be had")

@@ -6,7 +6,7 @@ import Testing
 struct DestinationTableTests {
     /// Distinct resolved policies to store, told apart by identity.
     private static func policies(_ count: Int) -> [WorkloadPolicies] {
-        (0..<count).map { _ in WorkloadPolicies(policies: [], providers: [], peer: PeerModes(workloadMode: .permissive, portModes: [:], sources: [])) }
+        (0..<count).map { _ in WorkloadPolicies(policies: [], providers: [], peer: PeerModes(workloadMode: .permissive, portModes: [:], layers: [])) }
     }
 
     private static func key(_ app: String, namespace: String = "ns1") -> WorkloadKey {

@@ -118,4 +118,21 @@ struct LoadingTests {
         #expect(diagnostic.message.contains("\"action\"") && diagnostic.message.contains("line 5"), "\(diagnostic.message)")
         #expect(!diagnostic.message.contains("Context"))
     }
+
+    @Test("a metadata error names its resource, and a port key that is not a number is one error, not also 'no port'")
+    func metadataAndPortKeyErrors() {
+        let yaml = """
+            apiVersion: security.istio.io/v1
+            kind: PeerAuthentication
+            metadata: {name: web, namespace: shop, creationTimestamp: yesterday}
+            spec:
+              selector: {matchLabels: {app: web}}
+              portLevelMtls: {abc: {mode: DISABLE}}
+            """
+        let loaded = PolicyLoader.load(yaml: yaml, file: "p.yaml")
+        let all = loaded.diagnostics + PolicyAnalyzer.analyze(loaded.resources)
+        let timestamp = all.first { $0.field == "metadata.creationTimestamp" }
+        #expect(timestamp?.resource?.name == "web" && timestamp?.resource?.namespace == "shop", "\(all)")
+        #expect(all.filter { $0.field.hasPrefix("spec.portLevelMtls") }.map(\.code) == [.badPort], "\(all)")
+    }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import RampartPolicy
 import Testing
 
@@ -35,6 +36,78 @@ struct PeerAuthenticationTests {
         #expect(snapshot.workload(namespace: "ns1", labels: ["app": "c"]).peer.mode(port: 80) == .strict)
         #expect(snapshot.workload(namespace: "ns2", labels: [:]).peer.mode(port: 80) == .strict)
         #expect(PolicySnapshot(resources: []).workload(namespace: "x", labels: [:]).peer.mode(port: 1) == .permissive)
+    }
+
+    @Test("names the PeerAuthentication that set each port's mode, and explain shows every level")
+    func provenance() throws {
+        let engine = Fixture.engine(Self.yaml)
+        let b = engine.snapshot.workload(namespace: "ns1", labels: ["app": "b"]).peer
+        #expect(b.layers.map(\.scope) == [.mesh, .namespace, .workload])
+        #expect(b.setBy(port: 8080) == "ns1/b")  // its portLevelMtls
+        #expect(b.setBy(port: 8443) == "ns1/b")  // UNSET at the port: the workload's own PERMISSIVE
+        let c = engine.snapshot.workload(namespace: "ns1", labels: ["app": "c"]).peer
+        #expect(c.setBy(port: 80) == "istio-system/default")  // the namespace's UNSET inherits the mesh's
+        #expect(PolicySnapshot(resources: []).workload(namespace: "x", labels: [:]).peer.setBy(port: 1) == nil)
+
+        let strict = engine.check(Fixture.http(principal: nil, labels: ["app": "c"]), explain: true)
+        #expect(strict["mtls_policy"] as? String == "istio-system/default")
+        let steps = try #require(strict["explain"] as? [[String: Any]])
+        let notes = try #require(steps.first?["notes"] as? [String])
+        #expect(notes.contains("namespace-wide ns1/ns: mtls.mode UNSET, inherits STRICT"), "\(notes)")
+        #expect(notes.contains("port 8080: STRICT, set by istio-system/default"), "\(notes)")
+        #expect(notes.contains { $0.contains("plaintext: STRICT refuses it") }, "\(notes)")
+
+        let port = engine.snapshot.explain(Fixture.http(port: 8080)).trace.lines
+        #expect(port.contains { $0.contains("workload ns1/b: mtls.mode PERMISSIVE; portLevelMtls 8080: DISABLE, 8443: UNSET") }, "\(port)")
+        #expect(port.contains { $0.contains("port 8080: DISABLE, from the portLevelMtls of ns1/b") }, "\(port)")
+        #expect(port.contains { $0.contains("DISABLE: the peer's certificate is not used") }, "\(port)")
+        let none = Fixture.engine("").check(Fixture.http(), explain: true)
+        #expect(none["mtls_policy"] is NSNull)
+    }
+
+    @Test("explain lists the PeerAuthentications that do not apply: a younger competitor, a root-namespace selector, another workload's")
+    func skippedInExplain() {
+        let yaml = Self.yaml + """
+
+            ---
+            apiVersion: security.istio.io/v1
+            kind: PeerAuthentication
+            metadata: {name: young, namespace: ns1, creationTimestamp: "2030-01-01T00:00:00Z"}
+            spec: {mtls: {mode: DISABLE}}
+            ---
+            apiVersion: security.istio.io/v1
+            kind: PeerAuthentication
+            metadata: {name: rooted, namespace: istio-system}
+            spec:
+              selector: {matchLabels: {app: b}}
+              mtls: {mode: DISABLE}
+            ---
+            apiVersion: security.istio.io/v1
+            kind: PeerAuthentication
+            metadata: {name: other, namespace: ns1}
+            spec:
+              selector: {matchLabels: {app: c}}
+              mtls: {mode: DISABLE}
+            """
+        let engine = Fixture.engine(yaml)
+        let peer = engine.snapshot.workload(namespace: "ns1", labels: ["app": "b"]).peer
+        #expect(peer.sources == ["istio-system/default", "ns1/ns", "ns1/b"])
+        #expect(peer.skipped.map(\.policy) == ["istio-system/rooted", "ns1/other", "ns1/young"])
+        let lines = engine.snapshot.explain(Fixture.http(port: 9000)).trace.lines
+        #expect(lines.contains { $0.contains("ns1/young not applied: ns1/ns is also namespace-wide") }, "\(lines)")
+        #expect(lines.contains { $0.contains("istio-system/rooted not applied: a PeerAuthentication with a selector in the root namespace is ignored") }, "\(lines)")
+        #expect(lines.contains { $0.contains("ns1/other not applied: it selects {app: c}, and the workload's labels are {app: b}") }, "\(lines)")
+        // The policy that selects nothing here is not listed for a workload it does select.
+        #expect(!engine.snapshot.workload(namespace: "ns1", labels: ["app": "c"]).peer.skipped.map(\.policy).contains("ns1/other"))
+    }
+
+    @Test("a plaintext request refused by STRICT names the port and the PeerAuthentication in its reason")
+    func strictReason() {
+        let result = Fixture.engine(Self.yaml).check(Fixture.http(principal: nil, labels: ["app": "c"], port: 8443))
+        #expect(result["status"] as? Int == 403)
+        let reason = result["reason"] as? String ?? ""
+        #expect(reason.contains("port 8443, which PeerAuthentication istio-system/default makes STRICT"), "\(reason)")
+        #expect(reason.contains("fix:"), "\(reason)")
     }
 
     @Test("denies plaintext under STRICT and accepts it under PERMISSIVE")

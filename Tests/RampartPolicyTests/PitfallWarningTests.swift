@@ -42,6 +42,19 @@ struct PitfallWarningTests {
         #expect(!codes(principals, Self.requestAuthentication).contains(.noRequestAuthentication))
     }
 
+    @Test("a PeerAuthentication with a selector in the root namespace is ignored by Istio: RP071")
+    func rootPeerSelector() {
+        let rooted = "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: web, namespace: istio-system}\nspec:\n  selector: {matchLabels: {app: web}}\n  mtls: {mode: STRICT}\n"
+        let diagnostics = PolicyAnalyzer.analyze(PolicyLoader.load(yaml: rooted, file: "p.yaml").resources)
+        let finding = diagnostics.first { $0.code == .rootPeerSelector }
+        #expect(finding?.severity == .warning && finding?.field == "spec.selector" && finding?.line == 5, "\(diagnostics)")
+        #expect(!codes(Self.strict).contains(.rootPeerSelector))
+        let meshWide = "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: istio-system}\nspec: {mtls: {mode: STRICT}}\n"
+        #expect(!codes(meshWide).contains(.rootPeerSelector))
+        let other = PolicyAnalyzer.analyze(PolicyLoader.load(yaml: rooted, file: "p.yaml").resources, rootNamespace: "mesh-root")
+        #expect(!other.contains { $0.code == .rootPeerSelector })
+    }
+
     @Test("values no request has: a path without /, a method in lower case, a principal with spiffe://")
     func neverMatches() {
         for rule in [

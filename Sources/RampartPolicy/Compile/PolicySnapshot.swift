@@ -103,6 +103,11 @@ public struct PolicySnapshot: Sendable {
         }
     }
 
+    /// The mTLS modes in force at a destination, with the PeerAuthentications they come from.
+    public func peerModes(for destination: AuthzRequest.Destination) -> PeerModes {
+        cachedWorkload(destination).peer
+    }
+
     /// Evaluates one request: finds the destination's policies (cached per namespace and selected
     /// labels, see `WorkloadCache`) and decides.
     public func evaluate(_ request: AuthzRequest) -> Decision {

@@ -1,3 +1,5 @@
+import Foundation
+
 /// The entry point the CLI calls: load policies, analyze them, and check requests.
 public struct PolicyEngine: Sendable {
     /// The compiled snapshot (resources with validation errors are left out).
@@ -34,11 +36,36 @@ public struct PolicyEngine: Sendable {
     /// Evaluates a request and renders `decision`, `status`, `policy`, `rule`, `mtls_mode`, `reason`
     /// (and `explain` when asked) as a JSON-compatible dictionary.
     public func check(_ request: AuthzRequest, explain: Bool = false) -> [String: Any] {
+        var object: [String: Any]
+        let decision: Decision
         if explain {
-            let (decision, trace) = snapshot.explain(request)
-            return decision.jsonObject(trace: trace)
+            let (explained, trace) = snapshot.explain(request)
+            decision = explained
+            object = explained.jsonObject(trace: trace)
+        } else {
+            decision = snapshot.evaluate(request)
+            object = decision.jsonObject()
         }
-        return snapshot.evaluate(request).jsonObject()
+        Self.describePeer(&object, decision, snapshot, request)
+        return object
+    }
+
+    /// Adds `mtls_policy`, the PeerAuthentication that set the destination port's mTLS mode
+    /// (`namespace/name`, or null when none did and the mode is PERMISSIVE by default), and names
+    /// it and the port in the reason of a plaintext request refused by STRICT.
+    public static func describePeer(
+        _ object: inout [String: Any], _ decision: Decision, _ snapshot: PolicySnapshot, _ request: AuthzRequest
+    ) {
+        let port = request.destination.port
+        let setter = snapshot.peerModes(for: request.destination).setBy(port: port)
+        object["mtls_policy"] = setter.map { $0 as Any } ?? NSNull()
+        if decision.cause == .plaintextUnderStrict {
+            let portText = port.map { "port \($0)" } ?? "the port"
+            object["reason"] =
+                "denied: plaintext connection to \(portText), which PeerAuthentication \(setter ?? "-") makes STRICT;"
+                + " a sidecar refuses it in the TLS handshake, before any HTTP response (fix: send it with mTLS"
+                + " from a workload in the mesh, or set the port PERMISSIVE with portLevelMtls)"
+        }
     }
 
     /// Evaluates a request file (JSON or YAML) and renders the decision.

@@ -6,8 +6,32 @@ public struct PeerModes: Sendable, Hashable {
     public let workloadMode: MTLSMode
     /// Port-level modes, already resolved (never UNSET).
     public let portModes: [Int: MTLSMode]
+    /// The policies that took part, widest first: mesh, namespace, workload.
+    public let layers: [PeerLayer]
+    /// The PeerAuthentications of the mesh and of the workload's namespace that do not apply, each
+    /// with why (`namespace/name`, reason), for `explain`.
+    public let skipped: [(policy: String, reason: String)]
+
+    init(workloadMode: MTLSMode, portModes: [Int: MTLSMode], layers: [PeerLayer], skipped: [(policy: String, reason: String)] = []) {
+        self.workloadMode = workloadMode
+        self.portModes = portModes
+        self.layers = layers
+        self.skipped = skipped
+    }
+
+    public static func == (a: PeerModes, b: PeerModes) -> Bool {
+        a.workloadMode == b.workloadMode && a.portModes == b.portModes && a.layers == b.layers
+            && a.skipped.map(\.policy) == b.skipped.map(\.policy) && a.skipped.map(\.reason) == b.skipped.map(\.reason)
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(workloadMode)
+        hasher.combine(portModes)
+        hasher.combine(layers)
+    }
+
     /// The policies that took part, most specific last (`namespace/name`).
-    public let sources: [String]
+    public var sources: [String] { layers.map(\.policy) }
 
     /// The mode for a port.
     @inline(__always)
@@ -15,6 +39,72 @@ public struct PeerModes: Sendable, Hashable {
         guard let port, !portModes.isEmpty, let mode = portModes[port] else { return workloadMode }
         return mode
     }
+
+    /// The policy that set the mode in force on a port (`namespace/name`), nil when none did and
+    /// the mode is Istio's default, PERMISSIVE.
+    public func setBy(port: Int?) -> String? {
+        if let port, let workload = layers.last, workload.scope == .workload, let portMode = workload.ports[port],
+            portMode != .unset
+        {
+            return workload.policy
+        }
+        return layers.last { $0.mode != .unset }?.policy
+    }
+
+    /// How the mode on a port came about, one line per policy and one for the port, for `explain`.
+    public func explanation(port: Int?) -> [String] {
+        guard !layers.isEmpty else {
+            return ["no PeerAuthentication applies to the workload: PERMISSIVE, Istio's default"]
+        }
+        var inherited = MTLSMode.permissive
+        var lines: [String] = []
+        for layer in layers {
+            var line = "\(layer.scope.rawValue) \(layer.policy): mtls.mode \(layer.mode.rawValue)"
+            if layer.mode == .unset {
+                line += ", inherits \(inherited.rawValue)"
+            } else {
+                inherited = layer.mode
+            }
+            if !layer.ports.isEmpty {
+                line += "; portLevelMtls "
+                    + layer.ports.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value.rawValue)" }
+                    .joined(separator: ", ")
+            }
+            lines.append(line)
+        }
+        let mode = self.mode(port: port)
+        let portText = port.map { "port \($0)" } ?? "the connection (no port given)"
+        if let port, let workload = layers.last, workload.ports[port] != nil {
+            let raw = workload.ports[port] ?? .unset
+            lines.append(
+                "\(portText): \(mode.rawValue), from the portLevelMtls of \(workload.policy)"
+                    + (raw == .unset ? " (UNSET there, so the workload's mode)" : ""))
+        } else if let setter = setBy(port: port) {
+            lines.append("\(portText): \(mode.rawValue), set by \(setter)")
+        } else {
+            lines.append("\(portText): PERMISSIVE, Istio's default (every policy that applies leaves the mode UNSET)")
+        }
+        return lines
+    }
+}
+
+/// One PeerAuthentication that took part in a workload's mTLS mode.
+public struct PeerLayer: Sendable, Hashable {
+    /// Where the policy applies.
+    public enum Scope: String, Sendable, Hashable {
+        case mesh = "mesh-wide"
+        case namespace = "namespace-wide"
+        case workload = "workload"
+    }
+
+    /// Its scope.
+    public let scope: Scope
+    /// The policy (`namespace/name`).
+    public let policy: String
+    /// Its `mtls.mode` as written (UNSET when absent).
+    public let mode: MTLSMode
+    /// Its `portLevelMtls` as written (only a workload policy's is applied).
+    public let ports: [Int: MTLSMode]
 }
 
 /// Resolves PeerAuthentications the way Istio composes them for a workload.
@@ -48,29 +138,63 @@ enum PeerAuthenticationResolver {
         var mesh: PeerAuthentication?
         var scope: PeerAuthentication?
         var workload: PeerAuthentication?
-        for policy in ordered((byNamespace[rootNamespace] ?? []).map(\.policy)) where isWide(policy) && mesh == nil {
-            mesh = policy
+        var skipped: [(policy: String, reason: String)] = []
+        let oldest = "Istio applies only the oldest (creationTimestamp, then name)"
+        for policy in ordered((byNamespace[rootNamespace] ?? []).map(\.policy)) {
+            if isWide(policy) {
+                if let mesh {
+                    skipped.append((policy.id.qualifiedName, "not applied: \(mesh.id.qualifiedName) is also mesh-wide, and \(oldest)"))
+                } else {
+                    mesh = policy
+                }
+            } else if policy.selector?.matches(labels) ?? false {
+                skipped.append(
+                    (policy.id.qualifiedName,
+                     "not applied: a PeerAuthentication with a selector in the root namespace is ignored, as in Istio"))
+            }
         }
         if namespace != rootNamespace {
             for policy in ordered((byNamespace[namespace] ?? []).map(\.policy)) {
+                let name = policy.id.qualifiedName
                 if isWide(policy) {
-                    if scope == nil { scope = policy }
-                } else if workload == nil, policy.selector?.matches(labels) ?? false {
-                    workload = policy
+                    if let scope {
+                        skipped.append((name, "not applied: \(scope.id.qualifiedName) is also namespace-wide, and \(oldest)"))
+                    } else {
+                        scope = policy
+                    }
+                } else if policy.selector?.matches(labels) ?? false {
+                    if let workload {
+                        skipped.append((name, "not applied: \(workload.id.qualifiedName) also selects the workload, and \(oldest)"))
+                    } else {
+                        workload = policy
+                    }
+                } else {
+                    skipped.append(
+                        (name,
+                         "not applied: it selects \(Self.labelText(policy.selector?.matchLabels ?? [:])), and the workload's"
+                            + " labels are \(Self.labelText(labels))"))
                 }
             }
         }
         var mode = MTLSMode.permissive
-        var sources: [String] = []
-        for policy in [mesh, scope, workload].compactMap({ $0 }) {
-            sources.append(policy.id.qualifiedName)
+        var layers: [PeerLayer] = []
+        for (level, policy) in [(PeerLayer.Scope.mesh, mesh), (.namespace, scope), (.workload, workload)] {
+            guard let policy else { continue }
+            layers.append(
+                PeerLayer(
+                    scope: level, policy: policy.id.qualifiedName, mode: policy.mode,
+                    ports: level == .workload ? policy.portLevelMTLS ?? [:] : [:]))
             if policy.mode != .unset { mode = policy.mode }
         }
         var ports: [Int: MTLSMode] = [:]
         for (port, portMode) in workload?.portLevelMTLS ?? [:] {
             ports[port] = portMode == .unset ? mode : portMode
         }
-        return PeerModes(workloadMode: mode, portModes: ports, sources: sources)
+        return PeerModes(workloadMode: mode, portModes: ports, layers: layers, skipped: skipped)
+    }
+
+    private static func labelText(_ labels: [String: String]) -> String {
+        "{" + labels.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ") + "}"
     }
 
     private static func isWide(_ policy: PeerAuthentication) -> Bool {

@@ -43,7 +43,7 @@ final class ResolvedWorkload: Sendable {
     /// `explain` uses it, and tests compare the fast path against it.
     func run<T: Tracer>(_ request: AuthzRequest, _ trace: inout T) -> Decision {
         let mode = peer.mode(port: request.destination.port)
-        trace.peer(peer, mode: mode)
+        trace.peer(peer, port: request.destination.port, mode: mode, plaintext: !request.source.isMTLS)
         if mode == .strict && !request.source.isMTLS {
             return decided(.deny, 403, nil, nil, mode, .plaintextUnderStrict, [], [])
         }

@@ -1,13 +1,13 @@
 /// Receives evaluation events; the no-op version compiles away on the hot path.
 protocol Tracer {
-    mutating func peer(_ modes: PeerModes, mode: MTLSMode)
+    mutating func peer(_ modes: PeerModes, port: Int?, mode: MTLSMode, plaintext: Bool)
     mutating func authn(_ providers: [JWTProvider], _ outcome: AuthnOutcome)
     mutating func policy(_ policy: CompiledPolicy, _ rule: Int?, _ request: PreparedRequest)
 }
 
 /// Records nothing.
 struct NoTrace: Tracer {
-    @inline(__always) mutating func peer(_ modes: PeerModes, mode: MTLSMode) {}
+    @inline(__always) mutating func peer(_ modes: PeerModes, port: Int?, mode: MTLSMode, plaintext: Bool) {}
     @inline(__always) mutating func authn(_ providers: [JWTProvider], _ outcome: AuthnOutcome) {}
     @inline(__always) mutating func policy(_ policy: CompiledPolicy, _ rule: Int?, _ request: PreparedRequest) {}
 }
@@ -16,11 +16,24 @@ struct NoTrace: Tracer {
 struct RecordingTrace: Tracer {
     var steps: [ExplainTrace.PolicyStep] = []
 
-    mutating func peer(_ modes: PeerModes, mode: MTLSMode) {
-        let from = modes.sources.isEmpty ? "no PeerAuthentication applies" : modes.sources.joined(separator: " -> ")
-        steps.append(
-            ExplainTrace.PolicyStep(
-                policy: from, kind: "PeerAuthentication", dryRun: false, notes: ["effective mode \(mode.rawValue)"]))
+    mutating func peer(_ modes: PeerModes, port: Int?, mode: MTLSMode, plaintext: Bool) {
+        let from = modes.sources.isEmpty ? "(none)" : modes.sources.joined(separator: " -> ")
+        var notes = modes.explanation(port: port)
+        notes += modes.skipped.map { "\($0.policy) \($0.reason)" }
+        switch (mode, plaintext) {
+        case (.strict, true):
+            notes.append("the connection is plaintext: STRICT refuses it before any AuthorizationPolicy is evaluated")
+        case (.disable, false):
+            notes.append(
+                "DISABLE: the peer's certificate is not used, so principals, namespaces and source.* identity"
+                    + " conditions see no identity")
+        case (.permissive, true), (.disable, true):
+            notes.append(
+                "the connection is plaintext: accepted, with no peer identity (principals and namespaces cannot match)")
+        default:
+            break
+        }
+        steps.append(ExplainTrace.PolicyStep(policy: from, kind: "PeerAuthentication", dryRun: false, notes: notes))
     }
 
     mutating func authn(_ providers: [JWTProvider], _ outcome: AuthnOutcome) {

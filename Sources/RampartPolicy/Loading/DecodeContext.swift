@@ -14,6 +14,18 @@ final class DecodeContext {
 
     static func line(of node: Node) -> Int { node.mark?.line ?? 0 }
 
+    /// Names the resource in the diagnostics reported since `start`: those about its metadata,
+    /// read before its name and namespace were known.
+    func attribute(_ resource: ResourceID, since start: Int) {
+        self.resource = resource
+        for index in diagnostics.indices.dropFirst(start) where diagnostics[index].resource == nil {
+            let old = diagnostics[index]
+            diagnostics[index] = Diagnostic(
+                code: old.code, severity: old.severity, file: old.file, line: old.line, resource: resource,
+                field: old.field, message: old.message, fix: old.fix)
+        }
+    }
+
     /// Records the line of a field path once: a field's line is its key's, recorded by the
     /// enclosing mapping before its value (which may start on a later line) is read.
     func record(_ path: String, _ node: Node) {

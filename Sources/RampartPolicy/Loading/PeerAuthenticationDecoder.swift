@@ -18,7 +18,8 @@ struct PeerAuthenticationDecoder {
                 case "mtls": mode = self.mode(value, path)
                 case "portLevelMtls":
                     var map: [Int: MTLSMode] = [:]
-                    for (portText, modeNode) in context.mapping(value, path, allowed: nil, what: "portLevelMtls") ?? [] {
+                    let entries = context.mapping(value, path, allowed: nil, what: "portLevelMtls") ?? []
+                    for (portText, modeNode) in entries {
                         let portPath = "\(path).\(portText)"
                         guard let port = Int(portText) else {
                             context.report(
@@ -28,7 +29,8 @@ struct PeerAuthenticationDecoder {
                         }
                         map[port] = self.mode(modeNode, portPath)
                     }
-                    ports = map
+                    // Entries whose port key was refused are reported above; they are not "no port".
+                    ports = map.isEmpty && !entries.isEmpty ? nil : map
                 default: break
                 }
             }

@@ -35,8 +35,9 @@ struct ResourceDecoder {
         let top = context.mapping(
             root, "", allowed: ["apiVersion", "kind", "metadata", "spec", "status"], what: "a resource") ?? []
         let fields = Dictionary(top.map { ($0.key, $0.value) }, uniquingKeysWith: { first, _ in first })
+        let start = context.diagnostics.count
         let metadata = decodeMetadata(fields["metadata"], kind: kind, line: documentLine)
-        context.resource = ResourceID(kind: kind, namespace: metadata.namespace, name: metadata.name)
+        context.attribute(ResourceID(kind: kind, namespace: metadata.namespace, name: metadata.name), since: start)
         return Header(kind: kind, metadata: metadata, fields: fields, line: documentLine)
     }
 

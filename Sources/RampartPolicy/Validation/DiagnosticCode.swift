@@ -83,13 +83,15 @@ public enum DiagnosticCode: String, Sendable, Hashable, CaseIterable {
     case unknownNamespace = "RP069"
     /// `ipBlocks` or `source.ip` on an ingress gateway, where they see the load balancer's address.
     case ipBlocksAtGateway = "RP070"
+    /// A PeerAuthentication with a workload selector in the root namespace, which Istio ignores.
+    case rootPeerSelector = "RP071"
 
     /// The severity a finding with this code has unless stated otherwise.
     public var defaultSeverity: Diagnostic.Severity {
         switch self {
         case .emptySelector, .privateJWKS, .denyAllOnTCP, .selectsNothing, .literalWildcard,
             .conflictingPeerAuthentication, .targetNotEnforced, .identityWithoutStrict, .noRequestAuthentication,
-            .neverMatches, .unknownNamespace, .ipBlocksAtGateway:
+            .neverMatches, .unknownNamespace, .ipBlocksAtGateway, .rootPeerSelector:
             return .warning
         default:
             return .error

@@ -22,6 +22,16 @@ enum PolicyPitfalls {
             ipBlocksAtGateway(policy, &reporter)
             diagnostics += reporter.diagnostics
         }
+        for case .peerAuthentication(let peer) in resources where peer.metadata.namespace == rootNamespace {
+            guard let selector = peer.selector, !selector.matchLabels.isEmpty else { continue }
+            var reporter = Reporter(resource: peer.id, location: peer.location)
+            reporter.add(
+                .rootPeerSelector, "spec.selector",
+                "a PeerAuthentication with a workload selector in the root namespace (\(rootNamespace)) is ignored, as"
+                    + " in Istio: it applies neither mesh-wide nor to the workloads it selects",
+                fix: "move it to the namespace of the workloads it selects, or remove the selector to make it the mesh-wide policy")
+            diagnostics += reporter.diagnostics
+        }
         return diagnostics
     }
 

@@ -112,6 +112,9 @@ struct AuthzCheck: AsyncParsableCommand {
         } catch {
             throw ValidationError("request \(request): \(error)")
         }
+        for warning in Self.requestWarnings(parsed, engine.snapshot) {
+            FileHandle.standardError.write(Data("warning: request \(request): \(warning)\n".utf8))
+        }
         let authn = await Self.authenticate(parsed, snapshot: engine.snapshot, fetcher: tokenFetcher)
         let checked = authn.map { parsed.with(jwt: $0.outcome) } ?? parsed
         let result = Self.render(checked, authn: authn, snapshot: engine.snapshot, explain: explain)
@@ -134,6 +137,24 @@ struct AuthzCheck: AsyncParsableCommand {
         return result.tokenPresent ? result : nil
     }
 
+    /// What in a request file is probably not what its author meant.
+    static func requestWarnings(_ request: AuthzRequest, _ snapshot: PolicySnapshot) -> [String] {
+        var warnings: [String] = []
+        if request.source.principal != nil, request.source.mtls == false {
+            warnings.append(
+                "source.principal is ignored because source.mtls is false: a plaintext connection has no peer"
+                    + " identity (remove mtls: false to send it over mTLS)")
+        }
+        let peer = snapshot.peerModes(for: request.destination)
+        if request.destination.port == nil, !peer.portModes.isEmpty {
+            let ports = peer.portModes.keys.sorted().map(String.init).joined(separator: ", ")
+            warnings.append(
+                "destination.port is not given, so the portLevelMtls of \(peer.sources.last ?? "-") (ports \(ports))"
+                    + " is not considered (add destination.port)")
+        }
+        return warnings
+    }
+
     /// The decision object: `decision`, `status`, `policy`, `rule`, `mtls_mode`, `reason`, and
     /// `header_edits` when request authentication asks for any.
     static func render(_ request: AuthzRequest, authn: RequestAuthnResult?, snapshot: PolicySnapshot, explain: Bool) -> [String: Any] {
@@ -147,6 +168,7 @@ struct AuthzCheck: AsyncParsableCommand {
             decision = snapshot.evaluate(request)
             object = decision.jsonObject()
         }
+        PolicyEngine.describePeer(&object, decision, snapshot, request)
         if case .jwtAudienceNotAllowed = decision.cause, let failure = authn?.failure {
             object["reason"] = "\(decision.reason) (\(failure.reason))"
         }
@@ -182,7 +204,8 @@ struct AuthzCheck: AsyncParsableCommand {
         var lines = [
             "decision:  \(text(result["decision"])) (\(text(result["status"])))",
             "policy:    \(text(result["policy"]))\(result["rule"] is NSNull ? "" : ", rule \(text(result["rule"]))")",
-            "mTLS mode: \(text(result["mtls_mode"]))",
+            "mTLS mode: \(text(result["mtls_mode"]))"
+                + ((result["mtls_policy"] as? String).map { " (set by PeerAuthentication \($0))" } ?? ""),
             "reason:    \(text(result["reason"]))",
         ]
         for edit in result["header_edits"] as? [[String: Any]] ?? [] {
