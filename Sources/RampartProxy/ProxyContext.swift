@@ -36,6 +36,9 @@ public final class ProxyContext: Sendable {
     public let outboundPolicy: OutboundTrafficPolicy
     /// Which HTTP version the application speaks.
     public let appProtocol: AppProtocol
+    /// Whether HTTP/1.0 requests are served; without it they get 426, as from Istio's sidecars
+    /// unless `ISTIO_META_HTTP10` is set.
+    public let acceptHTTP10: Bool
     public let logger: Logger
     /// The service this proxy's inbound side reports as the destination: the one on the
     /// application's port, else the first registered. Fixed for the proxy's life, so made once.
@@ -45,9 +48,10 @@ public final class ProxyContext: Sendable {
     public init(
         workload: WorkloadInfo, appHost: String, appPort: Int, identity: IdentityWatcher, config: ConfigHolder, upstream: UpstreamClient,
         authenticator: RequestAuthenticator, metrics: ProxyMetrics, accessLog: AccessLog, maxBodyBytes: Int, upstreamTimeout: TimeAmount,
-        outboundPolicy: OutboundTrafficPolicy, appProtocol: AppProtocol = .auto, logger: Logger
+        outboundPolicy: OutboundTrafficPolicy, appProtocol: AppProtocol = .auto, acceptHTTP10: Bool = false, logger: Logger
     ) {
         self.appProtocol = appProtocol
+        self.acceptHTTP10 = acceptHTTP10
         self.workload = workload
         self.appHost = appHost
         self.appPort = appPort
@@ -65,6 +69,17 @@ public final class ProxyContext: Sendable {
         self.destinationService = (workload.services.first { $0.port == appPort } ?? workload.services.first).map {
             (fqdn: "\($0.name).\(workload.namespace).svc.cluster.local", name: $0.name)
         }
+    }
+
+    /// The 426 an HTTP/1.0 request gets when the proxy does not accept that version, as Envoy's
+    /// HTTP/1 codec answers it (`accept_http_10` off): no body, and the connection closes. Nil
+    /// when the request may go on.
+    func refusesVersion(_ request: BufferedRequest, _ record: inout RequestRecord) -> BufferedResponse? {
+        guard !acceptHTTP10, request.head.version.major == 1, request.head.version.minor == 0 else { return nil }
+        record.responseDetails = "low_version"
+        var response = BufferedResponse.local(.upgradeRequired, "")
+        response.head.headers.replaceOrAdd(name: "connection", value: "close")
+        return response
     }
 
     /// Completes a request's record with its response and duration, and reports it to the

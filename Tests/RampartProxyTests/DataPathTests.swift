@@ -114,6 +114,11 @@ struct DataPathTests {
             // Two Host headers are refused, as RFC 9112 requires.
             let twoHosts = try await exchange("GET /ok HTTP/1.1\r\nHost: app\r\nHost: other\r\n")
             #expect(twoHosts.status == "HTTP/1.1 400 Bad Request", "\(twoHosts)")
+            // HTTP/1.0 gets 426 with no body, as from Istio's sidecars (Envoy's accept_http_10 is off).
+            let old = try await exchange("GET /ok HTTP/1.0\r\nHost: app\r\n")
+            #expect(old.status.hasSuffix(" 426 Upgrade Required") && old.body.isEmpty, "\(old)")
+            let outbound = try await RawClient.untilClosed(port: proxy.outboundPort, sending: "GET /ok HTTP/1.0\r\nHost: app\r\n\r\n")
+            #expect(outbound.hasPrefix("HTTP/1.") && outbound.contains(" 426 Upgrade Required\r\n"), "\(outbound)")
         }
     }
 
@@ -134,6 +139,27 @@ struct DataPathTests {
         #expect(line.hasPrefix("HTTP/1.1 400 Bad Request"), "\(line)")
         let http = try await RawClient.untilClosed(port: proxy.inboundPort, sending: "GET /ok HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n")
         #expect(http.hasPrefix("HTTP/1.1 200 OK"), "\(http)")
+        await proxy.stop()
+        try? await app.serverChannel.close()
+    }
+
+    @Test("with --accept-http10 an HTTP/1.0 request is served, inbound, and outbound gets no 426 either")
+    func acceptedHTTP10() async throws {
+        let mesh = try MeshFixture()
+        defer { mesh.remove() }
+        let app = try await EchoApp()
+        let appTask = Task { await app.run() }
+        defer { appTask.cancel() }
+        let server = try await mesh.identity(namespace: "default", serviceAccount: "server")
+        let workload = WorkloadInfo(name: "server-v1", namespace: "default", labels: ["app": "server"], appPort: app.port)
+        let proxy = try await TestProxy(workload: workload, identityDirectory: server.directory, appPort: app.port, acceptHTTP10: true)
+        try proxy.install(SnapshotBuilder.snapshot(version: 2, resources: [
+            SnapshotBuilder.peerAuthentication(name: "default", namespace: "istio-system", mode: "PERMISSIVE"),
+        ]))
+        let inbound = try await RawClient.untilClosed(port: proxy.inboundPort, sending: "GET /ok HTTP/1.0\r\nHost: app\r\n\r\n")
+        #expect(inbound.contains(" 200 OK"), "\(inbound)")
+        let outbound = try await RawClient.untilClosed(port: proxy.outboundPort, sending: "GET /ok HTTP/1.0\r\nHost: nowhere.invalid\r\n\r\n")
+        #expect(!outbound.contains(" 426 "), "\(outbound)")
         await proxy.stop()
         try? await app.serverChannel.close()
     }

@@ -52,6 +52,10 @@ struct InboundHTTP: Sendable {
         var request = request
         var record = record
         record.requestID = RequestIDs.ensure(&request.head.headers)
+        if let refusal = context.refusesVersion(request, &record) {
+            done(refusal, record)
+            return
+        }
         // The request target as Envoy's HTTP codec makes it, before anything reads it.
         if let problem = Self.originForm(&request.head) {
             record.responseDetails = problem

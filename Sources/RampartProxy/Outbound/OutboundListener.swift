@@ -125,6 +125,10 @@ struct OutboundHTTP: Sendable {
         record.sourceApp = context.workload.labels["app"]
         record.sourceVersion = context.workload.labels["version"]
         record.requestID = RequestIDs.ensure(&head.headers)
+        if let refusal = context.refusesVersion(request, &record) {
+            done(refusal, record)
+            return
+        }
         let target: OutboundTarget
         do {
             target = try OutboundTarget(head: head)

@@ -59,6 +59,11 @@ struct Proxy: AsyncParsableCommand {
     @Option(help: "The application's HTTP version: auto (HTTP/2 for gRPC, HTTP/1.1 otherwise), http or http2.")
     var appProtocol: String = "auto"
 
+    @Flag(
+        name: .customLong("accept-http10"),
+        help: "Serve HTTP/1.0 requests too (Istio's ISTIO_META_HTTP10). Without it they get 426 Upgrade Required, as from Istio's sidecars.")
+    var acceptHTTP10 = false
+
     @Option(help: "What to do with hosts outside the registry: ALLOW_ANY (forward in plaintext) or REGISTRY_ONLY (refuse with 502).")
     var outboundTrafficPolicy: String = "ALLOW_ANY"
 
@@ -148,7 +153,7 @@ struct Proxy: AsyncParsableCommand {
             upstream: UpstreamClient(maxBodyBytes: maxBodyBytes), authenticator: RequestAuthenticator(), metrics: ProxyMetrics(),
             accessLog: try AccessLog(path: accessLog), maxBodyBytes: maxBodyBytes, upstreamTimeout: .seconds(Int64(upstreamTimeout)),
             outboundPolicy: OutboundTrafficPolicy(rawValue: outboundTrafficPolicy) ?? .allowAny,
-            appProtocol: AppProtocol(rawValue: appProtocol) ?? .auto, logger: logger
+            appProtocol: AppProtocol(rawValue: appProtocol) ?? .auto, acceptHTTP10: acceptHTTP10, logger: logger
         )
         let server = ProxyServer(
             context: context,
