@@ -50,6 +50,9 @@ struct ConfigCommandTests {
         #expect(yaml.stdout.hasPrefix("# Default deny for one namespace"), "\(yaml.stdout)")
         #expect(yaml.stdout.hasSuffix("spec: {}\n"), "\(yaml.stdout)")
         #expect(allowNothing["yaml"] as? String == yaml.stdout)
+        // kubectl's joined short options: -nNS, -oyaml.
+        let joined = try rampart("get", "ap", "allow-nothing", "-nshop", "-oyaml", "--state", ca.state)
+        #expect(joined.succeeded && joined.stdout == yaml.stdout, "\(joined.stdout)\(joined.stderr)")
 
         let peer = try rampart("get", "pa", "-n", "istio-system", "-o", "name", "--state", ca.state)
         #expect(peer.stdout == "peerauthentication.security.istio.io/default\n", "\(peer.stdout)\(peer.stderr)")

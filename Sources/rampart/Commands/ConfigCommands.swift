@@ -20,7 +20,7 @@ struct Apply: AsyncParsableCommand {
     )
 
     @Option(
-        name: [.customShort("f"), .customLong("filename")], parsing: .upToNextOption,
+        name: [.customShort("f", allowingJoined: true), .customLong("filename")], parsing: .upToNextOption,
         help: ArgumentHelp("YAML or JSON files or folders (every .yaml, .yml and .json file inside, recursively, hidden ones left out), or - for standard input; repeatable.", valueName: "path"))
     var filenames: [String] = []
 
@@ -149,7 +149,7 @@ struct Get: AsyncParsableCommand {
             valueName: "resources"))
     var resources: [String] = []
 
-    @Option(name: .shortAndLong, help: "The namespace (default: default).")
+    @Option(name: [.customShort("n", allowingJoined: true), .customLong("namespace")], help: "The namespace (default: default).")
     var namespace: String?
 
     @Flag(name: [.customShort("A"), .customLong("all-namespaces")], help: "List every namespace.")
@@ -158,7 +158,7 @@ struct Get: AsyncParsableCommand {
     @Flag(help: "Print a JSON array (the same as -o json).")
     var json = false
 
-    @Option(name: .shortAndLong, help: "Output format: table, json, yaml or name.")
+    @Option(name: [.customShort("o", allowingJoined: true), .customLong("output")], help: "Output format: table, json, yaml or name.")
     var output: Format = .table
 
     @OptionGroup var stateOptions: StateOptions
@@ -250,12 +250,12 @@ struct Delete: AsyncParsableCommand {
     var resources: [String] = []
 
     @Option(
-        name: .shortAndLong,
+        name: [.customShort("n", allowingJoined: true), .customLong("namespace")],
         help: "The namespace (default: default). With -f, the namespace of documents that name none; a document naming another is refused, as kubectl does.")
     var namespace: String?
 
     @Option(
-        name: [.customShort("f"), .customLong("filename")], parsing: .upToNextOption,
+        name: [.customShort("f", allowingJoined: true), .customLong("filename")], parsing: .upToNextOption,
         help: ArgumentHelp("YAML files or folders naming the resources to delete; repeatable.", valueName: "path"))
     var filenames: [String] = []
 
