@@ -92,10 +92,23 @@ struct JWTRequirementTests {
         let betaRule = inlineRule(try jwksJSON([beta.jwk]), issuer: Self.betaIssuer)
         let bad = try await token(beta, Self.betaIssuer, tamper: true)
         let result = try await run(["authorization": "Bearer \(bad)"], rules: [alphaRule, betaRule])
-        #expect(result.failure?.kind == .unknownIssuer)
+        // Envoy's requires_any reports the fault of the rule the token was for, not alpha's
+        // "issuer not configured" (verifier.cc AnyVerifierImpl, envoyproxy/envoy#15194).
+        #expect(result.failure?.kind == .badSignature)
         #expect(result.failure?.reason.contains("does not verify") == true, "\(result.failure?.reason ?? "")")
+        #expect(result.failure?.reason.contains(Self.alphaIssuer) == true, "\(result.failure?.reason ?? "")")
         let good = try await run(["authorization": "Bearer \(try await token(beta, Self.betaIssuer))"], rules: [alphaRule, betaRule])
         #expect(good.failure == nil)
+        // A token for beta's issuer with another audience is 403, as its own rule refuses it.
+        let audienceRule = inlineRule(try jwksJSON([beta.jwk]), issuer: Self.betaIssuer)
+        var claims = requestClaims(now: clock.now, issuer: Self.betaIssuer, audience: .string("elsewhere"))
+        claims.members["sub"] = .string("bob")
+        let foreign = try await beta.sign(any: claims)
+        let refused = try await run(["authorization": "Bearer \(foreign)"], rules: [alphaRule, audienceRule])
+        #expect(refused.failure?.kind == .audienceNotAllowed && refused.status == 403, "\(refused.failure?.reason ?? "")")
+        // A token no rule's issuer matches is "issuer not configured", 401.
+        let stranger = try await run(["authorization": "Bearer \(try await token(beta, "https://gamma.example"))"], rules: [alphaRule, audienceRule])
+        #expect(stranger.failure?.kind == .unknownIssuer && stranger.status == 401)
     }
 
     @Test("the audience is checked before the signature: a token for another audience is 403 even when altered")

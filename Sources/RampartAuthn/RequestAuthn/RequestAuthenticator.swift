@@ -8,8 +8,8 @@ import RampartPolicy
 /// the request when it finds a token in its own locations and every token it finds there verifies
 /// for it (Envoy's rule: a good token must not stand beside a bad one); the first rule that
 /// accepts decides, and the request principal and claims are those of its first token. A request
-/// with no token in any rule's locations is anonymous. Otherwise it is refused with the first
-/// rule's refusal, in that order, of a token it found.
+/// with no token in any rule's locations is anonymous. Otherwise it is refused, with the last
+/// rule's refusal of a token it found that is not "issuer not configured", else with that.
 public struct RequestAuthenticator: Sendable {
     /// Where the issuers' keys come from.
     public let cache: JWKSCache
@@ -94,19 +94,21 @@ public struct RequestAuthenticator: Sendable {
         let failure: JWTFailure
     }
 
-    /// The result when no rule accepted the request: the first refusal decides the status (401,
-    /// or 403 for an audience the rule does not accept, as Envoy answers); the reason gives every
-    /// rule's refusal when several rules read the token.
+    /// The result when no rule accepted the request. The status comes from the refusal Envoy's
+    /// `requires_any` reports: the last one, in the rules' order, that is not "issuer not
+    /// configured" (a token meant for another rule), else that one (401, or 403 for an audience
+    /// the rule does not accept); the reason gives every rule's refusal when several rules read
+    /// the token.
     private static func refused(_ refusals: [Refusal], found: [FoundToken]) -> RequestAuthnResult {
-        let first = refusals[0]
+        let decisive = refusals.last { $0.failure.kind != .unknownIssuer } ?? refusals[0]
         let reason =
             refusals.count == 1
-            ? first.failure.reason
+            ? decisive.failure.reason
             : "no jwtRule accepted the request's token: "
                 + refusals.map(\.failure.reason).joined(separator: "; and ")
-        let failure = JWTFailure(first.failure.kind, reason)
+        let failure = JWTFailure(decisive.failure.kind, reason)
         let outcome = JWTOutcome(
-            present: true, valid: false, location: first.token.locationDescription, raw: first.token.token,
+            present: true, valid: false, location: decisive.token.locationDescription, raw: decisive.token.token,
             failure: reason, audienceRefused: failure.kind == .audienceNotAllowed)
         return RequestAuthnResult(outcome: outcome, found: found, verified: [], failure: failure, headerEdits: [])
     }
