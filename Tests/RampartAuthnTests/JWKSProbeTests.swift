@@ -29,21 +29,61 @@ struct JWKSProbeTests {
         #expect(!environment.reachable("https://keys.example.com/missing", within: 5000))
     }
 
-    @Test("a URI that answers is fetched once, inline keys and discovery are not fetched")
+    @Test("a URI that answers is fetched once; inline keys are not fetched")
     func fetchesOnce() async {
         let fetcher = ScriptedFetcher()
         fetcher.serve("https://keys.example.com/a", Self.jwks)
         let environment = await JWKSProbe.environment(
             rules: [
                 rule("https://keys.example.com/a", timeout: 10), rule("https://keys.example.com/a", timeout: 2000),
-                rule("https://keys.example.com/inline", jwks: Self.jwks), rule(""),
+                rule("https://keys.example.com/inline", jwks: Self.jwks),
             ],
             fetcher: fetcher)
         #expect(fetcher.calls("https://keys.example.com/a") == 1)
         #expect(environment.reachable("https://keys.example.com/a", within: 10))
         #expect(fetcher.calls("https://keys.example.com/inline") == 0)
         #expect(environment.states["https://keys.example.com/inline"] == nil)
-        #expect(environment.states[""] == nil)
+    }
+
+    @Test("without jwksUri or jwks the keys come by OIDC discovery, as a proxy gets them; a set with no key is no keys")
+    func discoveryAndEmptySets() async {
+        let fetcher = ScriptedFetcher()
+        func issuer(_ name: String) -> JWTRule { JWTRule(issuer: "https://\(name).example.com/") }
+        fetcher.serve("https://good.example.com/.well-known/openid-configuration", #"{"issuer": "https://good.example.com/", "jwks_uri": "https://good.example.com/keys"}"#)
+        fetcher.serve("https://good.example.com/keys", Self.jwks)
+        fetcher.serve("https://nouri.example.com/.well-known/openid-configuration", #"{"issuer": "https://nouri.example.com/"}"#)
+        fetcher.serve("https://empty.example.com/.well-known/openid-configuration", #"{"jwks_uri": "https://empty.example.com/keys"}"#)
+        fetcher.serve("https://empty.example.com/keys", #"{"keys": []}"#)
+        fetcher.serve("https://keys.example.com/empty", #"{"keys": []}"#)
+        let environment = await JWKSProbe.environment(
+            rules: [issuer("good"), issuer("missing"), issuer("nouri"), issuer("empty"), rule("https://keys.example.com/empty")],
+            fetcher: fetcher)
+        #expect(environment.reachable("https://good.example.com/.well-known/openid-configuration", within: 5000))
+        #expect(fetcher.calls("https://good.example.com/keys") == 1)
+        for name in ["missing", "nouri", "empty"] {
+            #expect(!environment.reachable("https://\(name).example.com/.well-known/openid-configuration", within: 5000), "\(name)")
+        }
+        #expect(!environment.reachable("https://keys.example.com/empty", within: 5000))
+
+        // An abstract valid token of an issuer whose keys cannot be had is refused, naming where they come from.
+        let yaml = """
+            apiVersion: security.istio.io/v1
+            kind: RequestAuthentication
+            metadata: {name: jwt, namespace: shop}
+            spec:
+              jwtRules:
+              - issuer: "https://missing.example.com/"
+              - issuer: "https://inline.example.com"
+                jwks: '{"keys": []}'
+            """
+        let engine = PolicyEngine(yaml: yaml, file: "jwt.yaml", options: SnapshotOptions(jwks: environment))
+        for (issuer, source) in [("https://missing.example.com/", "OIDC discovery at https://missing.example.com/.well-known/openid-configuration"), ("https://inline.example.com", "the rule's inline jwks")] {
+            let request = AuthzRequest(
+                destination: .init(namespace: "shop", labels: [:], port: 8080), method: "GET", host: "cart", path: "/",
+                jwt: JWTOutcome(present: true, valid: true, claims: .object(["iss": .string(issuer), "sub": .string("u")]), requestPrincipal: "\(issuer)/u"))
+            let decision = engine.snapshot.evaluate(request)
+            #expect(decision.status == 401 && decision.reason.contains(source), "\(decision.reason)")
+        }
     }
 
     @Test("a URI that answers only within a longer timeout is late for the rules with shorter ones")

@@ -11,7 +11,11 @@ import RampartPolicy
 ///   that does not answer 200 with a JWKS document in time is unreachable for that rule;
 /// - `<JWKS server>`, the conformance corpus's name for Istio's test JWT server, is reachable, and
 ///   `<JWKS server>?delay=500ms` answers after the delay, as that server does;
-/// - inline `jwks` need no fetch; OIDC discovery (neither field) is left to the token check.
+/// - a rule with neither field gets its keys by OIDC discovery: its issuer's
+///   `/.well-known/openid-configuration` is fetched, then the `jwks_uri` it names, each within
+///   the rule's timeout; the outcome is recorded under the discovery URL;
+/// - a document that is not a JWKS, or one with an empty `keys` list, gives no keys;
+/// - inline `jwks` need no fetch (one that holds no key gives none, see `JWTProvider`).
 public enum JWKSProbe {
     /// The corpus's placeholder for Istio's test JWT server (tests/common/jwt/jwks.json).
     public static let testServer = "<JWKS server>"
@@ -41,25 +45,39 @@ public enum JWKSProbe {
     private static func probedEnvironment(rules: [JWTRule], fetcher: any HTTPFetcher) async -> JWKSEnvironment {
         var timeouts: [String: Set<Double>] = [:]
         var order: [String] = []
-        for rule in rules where rule.jwks.isEmpty && !rule.jwksURI.isEmpty {
-            if timeouts[rule.jwksURI] == nil { order.append(rule.jwksURI) }
-            timeouts[rule.jwksURI, default: []].insert(rule.timeoutMilliseconds ?? JWTProvider.defaultTimeoutMilliseconds)
+        for rule in rules {
+            guard let location = rule.fetchedFrom else { continue }
+            if timeouts[location] == nil { order.append(location) }
+            timeouts[location, default: []].insert(rule.timeoutMilliseconds ?? JWTProvider.defaultTimeoutMilliseconds)
         }
+        let discovery = Set(rules.filter { $0.jwks.isEmpty && $0.jwksURI.isEmpty }.compactMap(\.fetchedFrom))
         var states: [String: JWKSEnvironment.State] = [:]
-        for uri in order {
-            if uri.hasPrefix(testServer) {
-                if let delay = testServerDelay(uri) { states[uri] = .latency(delay) }
+        for location in order {
+            if location.hasPrefix(testServer) {
+                if let delay = testServerDelay(location) { states[location] = .latency(delay) }
                 continue
             }
-            let tried = (timeouts[uri] ?? []).sorted()
-            states[uri] = .unreachable
+            let tried = (timeouts[location] ?? []).sorted()
+            states[location] = .unreachable
             for (index, timeout) in tried.enumerated() {
-                guard let body = try? await fetcher.get(uri, timeout: .milliseconds(timeout)), isJWKS(body) else { continue }
-                states[uri] = index == 0 ? nil : .latency(timeout)
+                let keys = discovery.contains(location)
+                    ? await discoveredKeys(location, timeout: timeout, fetcher: fetcher)
+                    : try? await fetcher.get(location, timeout: .milliseconds(timeout))
+                guard let keys, isJWKS(keys) else { continue }
+                states[location] = index == 0 ? nil : .latency(timeout)
                 break
             }
         }
         return JWKSEnvironment(states: states)
+    }
+
+    /// The JWKS an OIDC discovery document names, each fetch within `timeout` milliseconds, as a
+    /// proxy would get it; nil when either fetch fails or the document names none.
+    private static func discoveredKeys(_ url: String, timeout: Double, fetcher: any HTTPFetcher) async -> String? {
+        guard let document = try? await fetcher.get(url, timeout: .milliseconds(timeout)),
+            let uri = try? JWKSDocumentLoader.jwksURI(inDiscoveryDocument: document, url: url)
+        else { return nil }
+        return try? await fetcher.get(uri, timeout: .milliseconds(timeout))
     }
 
     /// The `delay` query parameter of a test-server URI, in milliseconds, written as a Go duration
@@ -92,10 +110,10 @@ public enum JWKSProbe {
         return total
     }
 
-    /// Whether `body` is a JSON object with a `keys` array.
+    /// Whether `body` is a JWKS that holds keys (a JSON object with a non-empty `keys` array):
+    /// with none, a proxy verifies no token of the issuer.
     static func isJWKS(_ body: String) -> Bool {
-        guard let object = try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any] else { return false }
-        return object["keys"] is [Any]
+        JWTRule.holdsKeys(body)
     }
 }
 

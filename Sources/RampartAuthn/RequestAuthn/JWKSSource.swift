@@ -22,9 +22,7 @@ public enum JWKSSource: Sendable, Hashable, CustomStringConvertible {
 
     /// The OIDC discovery URL of an issuer: `<issuer>/.well-known/openid-configuration`.
     public static func discoveryURL(issuer: String) -> String {
-        var base = issuer
-        while base.hasSuffix("/") { base.removeLast() }
-        return base + "/.well-known/openid-configuration"
+        JWTRule.discoveryURL(issuer: issuer)
     }
 
     /// Whether the keys are fetched (and so refreshed) rather than written into the rule.

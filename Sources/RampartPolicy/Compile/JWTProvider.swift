@@ -25,7 +25,8 @@ public struct JWTProvider: Sendable, Hashable {
     public var locations: [TokenLocation] { storage.locations }
     /// Claims whose string value is split on spaces (`scope`, `permission` and the rule's own).
     public var spaceDelimitedClaims: Set<String> { storage.spaceDelimitedClaims }
-    /// Whether the issuer's keys can be used (inline JWKS, or a URI the environment reaches in time).
+    /// Whether the issuer's keys can be used: an inline JWKS that holds keys, or a `jwksUri` (or,
+    /// without one, an OIDC discovery URL) the environment reaches in time.
     public var keysAvailable: Bool { storage.keysAvailable }
     /// The header edits that do not depend on the token: removing the token header, setting the payload header.
     var fixedHeaderEdits: [HeaderEdit] { storage.fixedHeaderEdits }
@@ -71,9 +72,12 @@ public struct JWTProvider: Sendable, Hashable {
             for case .header(let name, _) in locations { edits.append(.remove(name)) }
         }
         if !rule.outputPayloadToHeader.isEmpty { edits.append(.setPayload(rule.outputPayloadToHeader)) }
-        let keysAvailable =
-            !rule.jwks.isEmpty
-            || environment.reachable(rule.jwksURI, within: rule.timeoutMilliseconds ?? Self.defaultTimeoutMilliseconds)
+        let keysAvailable: Bool
+        if let location = rule.fetchedFrom {
+            keysAvailable = environment.reachable(location, within: rule.timeoutMilliseconds ?? Self.defaultTimeoutMilliseconds)
+        } else {
+            keysAvailable = JWTRule.holdsKeys(rule.jwks)
+        }
         storage = Storage(
             policy: policy, ruleIndex: ruleIndex, rule: rule, locations: locations,
             spaceDelimitedClaims: Set(["scope", "permission"] + rule.spaceDelimitedClaims), keysAvailable: keysAvailable,
@@ -162,7 +166,8 @@ public struct JWTProvider: Sendable, Hashable {
     }
 }
 
-/// What the environment knows about fetching JWKS documents: unreachable URIs and slow ones.
+/// What the environment knows about fetching JWKS documents: unreachable URIs and slow ones. A
+/// rule without `jwksUri` or `jwks` is looked up by its issuer's OIDC discovery URL.
 public struct JWKSEnvironment: Sendable, Hashable {
     /// The state of one JWKS URI.
     public enum State: Sendable, Hashable {

@@ -41,7 +41,7 @@ struct AuthnOutcome: Sendable {
         guard providers.contains(where: { $0.accepts(issuer: issuer) && $0.keysAvailable }) else {
             return AuthnOutcome(
                 principal: nil, rawClaims: nil, provider: nil,
-                rejection: .jwtKeysUnavailable(providers[firstCandidate].rule.jwksURI))
+                rejection: .jwtKeysUnavailable(providers[firstCandidate].rule.keySourceText))
         }
         guard
             let provider = providers.first(where: {

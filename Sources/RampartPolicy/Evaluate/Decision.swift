@@ -22,6 +22,7 @@ public struct Decision: Sendable, Hashable {
         case invalidPath
         case jwtInvalid(String?)
         case jwtUnknownIssuer(String?)
+        /// The keys of the token's issuer cannot be had; it names where they come from.
         case jwtKeysUnavailable(String)
         case jwtAudienceNotAllowed
         case jwtRequired
@@ -98,7 +99,8 @@ extension Decision.Cause {
         case .jwtInvalid(let why): return "401: the JWT failed verification" + (why.map { " (\($0))" } ?? "")
         case .jwtUnknownIssuer(let issuer):
             return "401: no RequestAuthentication rule for this workload accepts issuer \(issuer ?? "<none>")"
-        case .jwtKeysUnavailable(let uri): return "401: the issuer's JWKS could not be fetched from \(uri)"
+        case .jwtKeysUnavailable(let source):
+            return "401: no usable keys for the token's issuer from \(source) (unreachable, late, or holding no key)"
         case .jwtAudienceNotAllowed: return "403: the JWT's audience is not one the issuer's rule accepts"
         case .jwtRequired: return "401: a JWT is required and none was found"
         }

@@ -1,3 +1,5 @@
+import Foundation
+
 /// An Istio RequestAuthentication: which JWT issuers a workload accepts and how tokens are found.
 public struct RequestAuthentication: Sendable, Hashable {
     /// Name, namespace and annotations.
@@ -116,5 +118,35 @@ public struct JWTRule: Sendable, Hashable {
         self.timeoutMilliseconds = timeoutMilliseconds
         self.spaceDelimitedClaims = spaceDelimitedClaims
         self.presence = presence
+    }
+
+    /// Where the rule's keys are fetched from: `jwksUri`, else the issuer's OIDC discovery
+    /// document; nil when the rule holds its keys inline (`jwks`).
+    public var fetchedFrom: String? {
+        guard jwks.isEmpty else { return nil }
+        return jwksURI.isEmpty ? Self.discoveryURL(issuer: issuer) : jwksURI
+    }
+
+    /// Where the keys come from, for messages.
+    public var keySourceText: String {
+        if !jwks.isEmpty { return "the rule's inline jwks" }
+        if !jwksURI.isEmpty { return "jwksUri \(jwksURI)" }
+        return "OIDC discovery at \(Self.discoveryURL(issuer: issuer))"
+    }
+
+    /// The OIDC discovery URL of an issuer: `<issuer>/.well-known/openid-configuration`.
+    public static func discoveryURL(issuer: String) -> String {
+        var base = issuer
+        while base.hasSuffix("/") { base.removeLast() }
+        return base + "/.well-known/openid-configuration"
+    }
+
+    /// Whether a JWKS document holds keys: a JSON object with a non-empty `keys` array. Envoy
+    /// verifies no token with a document that holds none (an empty set, or text that is not a JWKS).
+    public static func holdsKeys(_ document: String) -> Bool {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(document.utf8)) as? [String: Any],
+            let keys = object["keys"] as? [Any]
+        else { return false }
+        return !keys.isEmpty
     }
 }
