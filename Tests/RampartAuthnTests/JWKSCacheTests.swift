@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import RampartAuthn
 import RampartPolicy
 import Testing
@@ -54,6 +55,37 @@ struct JWKSCacheTests {
         #expect(try await cache.keys(for: source, timeout: .seconds(5)).get().kids == ["k2"])
         #expect(await cache.consecutiveFailures(for: source) == 0)
         #expect(JWKSCache.backoff(failures: 40, initial: 1, max: 1200) == 1200)
+    }
+
+    @Test("the back-off counts from when a slow failed fetch ended, so the requests after it do not fetch again")
+    func backoffAfterSlowFailure() async throws {
+        let clock = ManualClock()
+        let fetcher = SlowFailingFetcher(clock: clock, takes: 5)
+        let cache = JWKSCache(fetcher: fetcher, clock: clock)
+        let source = JWKSSource.uri(jwksURL)
+        _ = await cache.keys(for: source, timeout: .seconds(5))
+        #expect(await cache.nextFetch(for: source) == clock.now.addingTimeInterval(1))
+        _ = await cache.keys(for: source, timeout: .seconds(5))
+        #expect(fetcher.calls == 1, "a request right after a 5 s failure waits out the 1 s back-off instead of fetching")
+        clock.advance(by: 1)
+        _ = await cache.keys(for: source, timeout: .seconds(5))
+        #expect(fetcher.calls == 2)
+        #expect(await cache.nextFetch(for: source) == clock.now.addingTimeInterval(2))
+    }
+
+    @Test("a refused connection fails the fetch at once, with its own reason, not at the deadline; a 2xx answer is a document")
+    func refusedConnection() async throws {
+        let server = try LocalHTTPServer()
+        let closed = server.url("keys.json")
+        server.stop()
+        do {
+            _ = try await AsyncHTTPClientFetcher().get(closed, timeout: .seconds(30))
+            Issue.record("a closed port answered")
+        } catch {
+            #expect(!error.reason.contains("did not answer within"), "\(error.reason)")
+            // The connection's own error, not the deadline that retrying connections would reach.
+            #expect(error.reason.lowercased().contains("refused"), "\(error.reason)")
+        }
     }
 
     @Test("with no keys ever fetched, the issuer's tokens fail with 401 and the fetch error")
@@ -132,5 +164,25 @@ struct JWKSCacheTests {
         await #expect(throws: AuthnError.self) { _ = try await stated.get("https://down.example/jwks", timeout: .seconds(5)) }
         #expect(fetcher.calls(jwksURL) == 0)
         #expect(try await stated.get(jwksURL, timeout: .seconds(1)) == "{}")
+    }
+}
+
+/// A fetcher whose every fetch fails after `takes` seconds of the manual clock.
+final class SlowFailingFetcher: HTTPFetcher {
+    let clock: ManualClock
+    let takes: TimeInterval
+    private let count = Mutex(0)
+
+    init(clock: ManualClock, takes: TimeInterval) {
+        self.clock = clock
+        self.takes = takes
+    }
+
+    var calls: Int { count.withLock { $0 } }
+
+    func get(_ url: String, timeout: Duration) async throws(AuthnError) -> String {
+        count.withLock { $0 += 1 }
+        clock.advance(by: takes)
+        throw AuthnError(.keySourceUnavailable, "\(url) did not answer within \(timeout)")
     }
 }

@@ -8,32 +8,48 @@ public protocol HTTPFetcher: Sendable {
     func get(_ url: String, timeout: Duration) async throws(AuthnError) -> String
 }
 
-/// The default fetcher, on AsyncHTTPClient's shared client.
+/// The default fetcher, on an AsyncHTTPClient client of its own.
 public struct AsyncHTTPClientFetcher: HTTPFetcher {
     /// The largest body accepted.
     public let maxBodyBytes: Int
 
-    /// Creates a fetcher that accepts bodies up to `maxBodyBytes`.
-    public init(maxBodyBytes: Int = 1 << 20) {
+    /// Creates a fetcher that accepts bodies up to `maxBodyBytes` (8 MiB by default).
+    public init(maxBodyBytes: Int = 8 << 20) {
         self.maxBodyBytes = maxBodyBytes
     }
 
-    /// GETs `url` within `timeout` and returns the body of a 200 answer.
+    /// The client every fetcher shares, for the life of the process. It does not retry a failed
+    /// connection until the deadline, as AsyncHTTPClient's shared client does: a refused
+    /// connection or a certificate that does not verify fails the fetch at once, so a request
+    /// waiting for keys is not held for the whole timeout.
+    private static let client: HTTPClient = {
+        var configuration = HTTPClient.Configuration()
+        configuration.connectionPool.retryConnectionEstablishment = false
+        return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+    }()
+
+    /// GETs `url` within `timeout` and returns the body of a 2xx answer (redirects are followed).
     public func get(_ url: String, timeout: Duration) async throws(AuthnError) -> String {
         let deadline = NIODeadline.now() + TimeAmount.nanoseconds(Self.nanoseconds(timeout))
         do {
             var request = HTTPClientRequest(url: url)
             request.headers.add(name: "accept", value: "application/json")
-            let response = try await HTTPClient.shared.execute(request, deadline: deadline)
-            guard response.status == .ok else {
-                throw AuthnError(.keySourceUnavailable, "\(url) answered HTTP \(response.status.code), expected 200")
+            let response = try await Self.client.execute(request, deadline: deadline)
+            guard (200..<300).contains(response.status.code) else {
+                throw AuthnError(.keySourceUnavailable, "\(url) answered HTTP \(response.status.code), expected a 2xx answer with the document")
             }
-            let body = try await response.body.collect(upTo: maxBodyBytes)
-            return String(buffer: body)
+            do {
+                let body = try await response.body.collect(upTo: maxBodyBytes)
+                return String(buffer: body)
+            } catch is NIOTooManyBytesError {
+                throw AuthnError(.keySourceUnavailable, "\(url) answered a body larger than \(maxBodyBytes / (1 << 20)) MiB; a JWKS is far smaller, so check the URL")
+            }
         } catch let error as AuthnError {
             throw error
+        } catch let error as HTTPClientError where error == .deadlineExceeded {
+            throw AuthnError(.keySourceUnavailable, "\(url) did not answer within \(timeout) (the rule's timeout)")
         } catch {
-            throw AuthnError(.keySourceUnavailable, "\(url) cannot be fetched within \(timeout): \(ErrorText.describe(error))")
+            throw AuthnError(.keySourceUnavailable, "\(url) cannot be fetched: \(ErrorText.describe(error))")
         }
     }
 

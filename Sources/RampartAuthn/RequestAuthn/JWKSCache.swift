@@ -56,9 +56,10 @@ public actor JWKSCache {
         } else {
             let previous = entries[source]
             let loader = self.loader
+            let clock = self.clock
             let schedule = (refresh: refreshInterval, initial: initialBackoff, max: maxBackoff)
             task = Task {
-                await Self.refreshed(previous, source: source, loader: loader, timeout: timeout, now: now, schedule: schedule)
+                await Self.refreshed(previous, source: source, loader: loader, timeout: timeout, clock: clock, schedule: schedule)
             }
             inFlight[source] = task
         }
@@ -93,10 +94,14 @@ public actor JWKSCache {
     }
 
     private static func refreshed(
-        _ previous: Entry?, source: JWKSSource, loader: JWKSDocumentLoader, timeout: Duration, now: Date,
+        _ previous: Entry?, source: JWKSSource, loader: JWKSDocumentLoader, timeout: Duration, clock: any AuthnClock,
         schedule: (refresh: TimeInterval, initial: TimeInterval, max: TimeInterval)
     ) async -> Entry {
-        switch await load(source, loader: loader, timeout: timeout) {
+        let result = await load(source, loader: loader, timeout: timeout)
+        // The next fetch is counted from when this one ended: a fetch that took longer than the
+        // back-off would otherwise leave every later request to fetch again, and wait as long.
+        let now = clock.now
+        switch result {
         case .success(let keys):
             // Inline keys are part of the configuration and never change.
             let next = source.isRemote ? now.addingTimeInterval(schedule.refresh) : .distantFuture
