@@ -111,4 +111,38 @@ struct PitfallWarningTests {
         #expect(PolicyEngine(loaded: loaded, excludeInvalid: true).snapshot.evaluate(Fixture.http()).decision == .allow)
         #expect(PolicyEngine(loaded: loaded, excludeInvalid: true).snapshot.workload(namespace: "foo", labels: [:]).policyCount == 0)
     }
+
+    @Test("with workload ports: a TCP port where ALLOW policies apply but no rule can match TCP is warned (RP072)")
+    func tcpPortShut() throws {
+        let workloads = try Workload.list(from: PlainYAML.parse("""
+            - {namespace: foo, name: db, labels: {app: db}, ports: [{port: 5432, name: tcp-postgres}, {port: 8080, name: http}, 9000]}
+            - {namespace: foo, name: web, labels: {app: web}, ports: [{port: 8080, appProtocol: http, name: tcp-x}]}
+            """))
+        #expect(workloads[0].ports == [Workload.Port(port: 5432, isHTTP: false), Workload.Port(port: 8080, isHTTP: true)])
+        #expect(workloads[1].ports == [Workload.Port(port: 8080, isHTTP: true)], "appProtocol is read before the name")
+        func findings(_ documents: String...) -> [Diagnostic] {
+            PolicyAnalyzer.analyze(PolicyLoader.load(yaml: documents.joined(separator: "---\n"), file: "p.yaml").resources, workloads: workloads)
+                .filter { $0.code == .tcpPortShut }
+        }
+        let extra = "  selector: {matchLabels: {app: db}}\n"
+        let http = Self.policy("db-http", action: "ALLOW", rules: "  - to: [{operation: {paths: [\"/admin*\"]}}]", extra: extra)
+        let shut = findings(http)
+        #expect(shut.count == 1 && shut.first?.message.contains("TCP port 5432 of foo/db") == true, "\(shut)")
+        // A TCP-only rule for another port does not open 5432; one for 5432, or for no port, does.
+        let other = Self.policy("db-other", action: "ALLOW", rules: "  - to: [{operation: {ports: [\"6379\"]}}]", extra: extra)
+        #expect(findings(http, other).count == 1)
+        let open = Self.policy("db-tcp", action: "ALLOW", rules: "  - from: [{source: {principals: [cluster.local/ns/foo/sa/app]}}]\n    to: [{operation: {ports: [\"5432\"]}}]", extra: extra)
+        #expect(findings(http, open).isEmpty)
+        let namespaceWide = Self.policy("ns", action: "ALLOW", rules: "  - from: [{source: {namespaces: [foo]}}]")
+        #expect(findings(http, namespaceWide).isEmpty)
+        // No ALLOW policy (everything allowed), a DENY policy, or a workload whose ports are HTTP: nothing to warn.
+        #expect(findings(Self.policy("deny", action: "DENY", rules: "  - to: [{operation: {paths: [\"/x\"], ports: [\"8080\"]}}]", extra: extra)).isEmpty)
+        #expect(findings(Self.policy("web", action: "ALLOW", rules: "  - to: [{operation: {paths: [\"/\"]}}]", extra: "  selector: {matchLabels: {app: web}}\n")).isEmpty)
+
+        // A list that is not one is refused, naming the entry and field.
+        for (text, field) in [("- {namespace: foo, labls: {}}", "[0].labls"), ("- {namespace: foo, ports: [{port: 0, name: tcp}]}", "[0].ports[0].port"), ("- {namespace: [foo]}", "[0].namespace")] {
+            #expect(throws: RequestDecodingError.self) { try Workload.list(from: PlainYAML.parse(text)) }
+            do { _ = try Workload.list(from: PlainYAML.parse(text)) } catch { #expect(error.field == field, "\(text)") }
+        }
+    }
 }

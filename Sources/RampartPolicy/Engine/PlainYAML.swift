@@ -23,14 +23,75 @@ public enum PlainYAML {
 }
 
 extension Workload {
-    /// Reads a workload list: `[{namespace: ns1, labels: {app: b}}, ...]`.
+    /// Reads a workload list: `[{namespace: ns1, name: b, labels: {app: b}, ports: [...]}, ...]`.
+    /// `name` and `ports` are optional. A port is a number, or `{port, name, appProtocol}` as in a
+    /// Kubernetes Service (`protocol: TCP|UDP|SCTP` is accepted and ignored); its protocol is read as
+    /// Istio reads it, from `appProtocol`, else from the name's prefix (`http-web`, `tcp-db`,
+    /// `grpc`); a port whose protocol is neither given is left out of the port checks.
     public static func list(from value: Any?) throws(RequestDecodingError) -> [Workload] {
-        guard let items = value as? [[String: Any]] else {
+        guard let items = value as? [Any] else {
             throw RequestDecodingError(field: "", reason: "expected a list of {namespace, labels} mappings")
         }
-        return items.map { item in
-            let labels = (item["labels"] as? [String: Any] ?? [:]).mapValues { "\($0)" }
-            return Workload(namespace: item["namespace"] as? String ?? "default", labels: labels)
+        var workloads: [Workload] = []
+        for (index, element) in items.enumerated() {
+            let at = "[\(index)]"
+            guard let item = element as? [String: Any] else {
+                throw RequestDecodingError(field: at, reason: "expected a mapping with namespace, labels, and optionally name and ports")
+            }
+            for key in item.keys.sorted() where !["namespace", "labels", "name", "ports"].contains(key) {
+                throw RequestDecodingError(field: "\(at).\(key)", reason: "unknown field; a workload has namespace, labels, name and ports")
+            }
+            guard let namespace = item["namespace"] as? String ?? (item["namespace"] == nil ? "default" : nil) else {
+                throw RequestDecodingError(field: "\(at).namespace", reason: "expected a namespace name")
+            }
+            guard let labelMap = item["labels"] as? [String: Any] ?? (item["labels"] == nil ? [:] : nil) else {
+                throw RequestDecodingError(field: "\(at).labels", reason: "expected a mapping of label names to values")
+            }
+            let name = item["name"].map { "\($0)" }
+            var ports: [Port] = []
+            if let raw = item["ports"] {
+                guard let list = raw as? [Any] else {
+                    throw RequestDecodingError(field: "\(at).ports", reason: "expected a list of ports")
+                }
+                for (position, entry) in list.enumerated() {
+                    if let port = try Self.port(entry, field: "\(at).ports[\(position)]") { ports.append(port) }
+                }
+            }
+            workloads.append(Workload(namespace: namespace, labels: labelMap.mapValues { "\($0)" }, name: name, ports: ports))
+        }
+        return workloads
+    }
+
+    /// One port entry, nil when its protocol is not given (Istio then sniffs it).
+    private static func port(_ entry: Any, field: String) throws(RequestDecodingError) -> Port? {
+        if entry is Int { return nil }
+        guard let object = entry as? [String: Any] else {
+            throw RequestDecodingError(field: field, reason: "expected a port number or {port, name, appProtocol}")
+        }
+        for key in object.keys.sorted() where !["port", "name", "appProtocol", "protocol", "targetPort"].contains(key) {
+            throw RequestDecodingError(field: "\(field).\(key)", reason: "unknown field; a port has port, name and appProtocol")
+        }
+        guard let number = object["port"] as? Int, (1...65535).contains(number) else {
+            throw RequestDecodingError(field: "\(field).port", reason: "expected a port number from 1 to 65535")
+        }
+        let declared = (object["appProtocol"] as? String) ?? (object["name"] as? String).map(Self.protocolOfName)
+        guard let declared, let isHTTP = Self.isHTTP(protocol: declared) else { return nil }
+        return Port(port: number, isHTTP: isHTTP)
+    }
+
+    /// The protocol a port name declares in Istio's convention: `<protocol>[-<suffix>]`.
+    static func protocolOfName(_ name: String) -> String {
+        let lower = name.lowercased()
+        if lower == "grpc-web" || lower.hasPrefix("grpc-web-") { return "grpc-web" }
+        return String(lower.split(separator: "-", maxSplits: 1).first ?? "")
+    }
+
+    /// Whether Istio serves a protocol as HTTP (true), as TCP (false), or does not know it (nil).
+    static func isHTTP(protocol name: String) -> Bool? {
+        switch name.lowercased() {
+        case "http", "http2", "grpc", "grpc-web", "kubernetes.io/h2c": return true
+        case "tcp", "tls", "https", "mongo", "mysql", "redis": return false
+        default: return nil
         }
     }
 }

@@ -85,13 +85,15 @@ public enum DiagnosticCode: String, Sendable, Hashable, CaseIterable {
     case ipBlocksAtGateway = "RP070"
     /// A PeerAuthentication with a workload selector in the root namespace, which Istio ignores.
     case rootPeerSelector = "RP071"
+    /// A TCP port of a listed workload where ALLOW policies apply but no rule can match TCP.
+    case tcpPortShut = "RP072"
 
     /// The severity a finding with this code has unless stated otherwise.
     public var defaultSeverity: Diagnostic.Severity {
         switch self {
         case .emptySelector, .privateJWKS, .denyAllOnTCP, .selectsNothing, .literalWildcard,
             .conflictingPeerAuthentication, .targetNotEnforced, .identityWithoutStrict, .noRequestAuthentication,
-            .neverMatches, .unknownNamespace, .ipBlocksAtGateway, .rootPeerSelector:
+            .neverMatches, .unknownNamespace, .ipBlocksAtGateway, .rootPeerSelector, .tcpPortShut:
             return .warning
         default:
             return .error

@@ -1,14 +1,41 @@
-/// A workload known to the mesh, for the analyzer's "selects nothing" check.
-public struct Workload: Sendable, Hashable {
+/// A workload known to the mesh, for the analyzer's checks against real workloads.
+public struct Workload: Sendable, Hashable, CustomStringConvertible {
+    /// One port the workload serves, and whether Istio treats it as HTTP.
+    public struct Port: Sendable, Hashable {
+        /// The port number.
+        public let port: Int
+        /// Whether the port carries HTTP (HTTP, HTTP2, gRPC), as opposed to TCP or TLS.
+        public let isHTTP: Bool
+
+        /// Creates a port.
+        public init(port: Int, isHTTP: Bool) {
+            self.port = port
+            self.isHTTP = isHTTP
+        }
+    }
+
     /// Its namespace.
     public let namespace: String
     /// Its labels.
     public let labels: [String: String]
+    /// Its name, when the list gives one.
+    public let name: String?
+    /// The ports the list gives for it, whose protocol is known.
+    public let ports: [Port]
 
     /// Creates a workload.
-    public init(namespace: String, labels: [String: String]) {
+    public init(namespace: String, labels: [String: String], name: String? = nil, ports: [Port] = []) {
         self.namespace = namespace
         self.labels = labels
+        self.name = name
+        self.ports = ports
+    }
+
+    /// `namespace/name`, or the namespace and labels when it has no name.
+    public var description: String {
+        if let name { return "\(namespace)/\(name)" }
+        let labels = labels.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ")
+        return "\(namespace)/{\(labels)}"
     }
 }
 
@@ -37,7 +64,10 @@ public enum PolicyAnalyzer {
         }
         diagnostics += PeerAuthenticationConflicts.analyze(resources, workloads: workloads)
         diagnostics += PolicyPitfalls.analyze(resources, rootNamespace: rootNamespace)
-        if let workloads { diagnostics += unknownNamespaces(resources, workloads, rootNamespace: rootNamespace) }
+        if let workloads {
+            diagnostics += unknownNamespaces(resources, workloads, rootNamespace: rootNamespace)
+            diagnostics += TCPPortReach.analyze(resources, workloads, rootNamespace: rootNamespace)
+        }
         diagnostics += duplicates(resources)
         return diagnostics
     }

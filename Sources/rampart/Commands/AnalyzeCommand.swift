@@ -17,7 +17,7 @@ struct Analyze: ParsableCommand {
     @Argument(help: ArgumentHelp("YAML or JSON files or folders (every .yaml, .yml and .json file inside, recursively, hidden ones left out).", valueName: "path"))
     var paths: [String]
 
-    @Option(help: ArgumentHelp("A YAML/JSON list of known workloads ([{namespace, labels}]): selectors that match none of them are reported.", valueName: "file"))
+    @Option(help: ArgumentHelp("A YAML/JSON list of known workloads ([{namespace, labels, name, ports}]): selectors that match none of them, and TCP ports no ALLOW rule can reach, are reported.", valueName: "file"))
     var workloads: String?
 
     @Option(help: "The mesh's root namespace, whose policies apply mesh-wide.")
