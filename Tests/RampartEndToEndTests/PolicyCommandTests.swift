@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import Testing
 
 /// `rampart analyze` and `rampart authz check` as a user runs them.
@@ -82,6 +83,36 @@ struct PolicyCommandTests {
         #expect(refused.stdout.contains("plaintext connection to port 80"), "\(refused.stdout)")
     }
 
+    @Test("authz check fetches keys only when the request has a token: a key server that never answers holds up no other request")
+    func probesOnlyWithToken() throws {
+        let dir = try Paths.temporaryDirectory("authz-probe")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let listener = try SilentListener()
+        defer { listener.close() }
+        let policy = "\(dir)/policy.yaml"
+        try """
+            apiVersion: security.istio.io/v1
+            kind: RequestAuthentication
+            metadata: {name: jwt, namespace: shop}
+            spec:
+              jwtRules:
+              - {issuer: issuer-1, jwksUri: "http://127.0.0.1:\(listener.port)/jwks.json", timeout: 1s}
+            """.write(toFile: policy, atomically: true, encoding: .utf8)
+        func check(_ extra: String) throws -> Int? {
+            let request = "\(dir)/request.yaml"
+            try "destination: {namespace: shop, labels: {app: cart}, port: 8080}\nmethod: GET\npath: /\n\(extra)"
+                .write(toFile: request, atomically: true, encoding: .utf8)
+            let result = try rampart("authz", "check", "--policies", policy, "--request", request, "--json")
+            #expect(result.succeeded, "\(result.stderr)")
+            let object = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
+            return object?["status"] as? Int
+        }
+        #expect(try check("headers: {x-other: value}") == 200)
+        #expect(listener.connections() == 0, "no token, so the keys were not fetched")
+        #expect(try check("jwt: {present: true, valid: true, claims: {iss: issuer-1, sub: alice}}") == 401)
+        #expect(listener.connections() >= 1, "a token, so the keys were fetched (and never came)")
+    }
+
     @Test("authz check gets each JWKS as a proxy would: a valid token is refused (401) when its issuer's keys cannot be had")
     func checkFetchesKeys() throws {
         let dir = try Paths.temporaryDirectory("authz-jwks")
@@ -136,4 +167,44 @@ struct PolicyCommandTests {
         #expect(!missing.succeeded)
         #expect(missing.stderr.contains("nope.yaml"), "\(missing.stderr)")
     }
+}
+
+/// A loopback TCP listener that never answers; it counts the connections made to it.
+final class SilentListener {
+    private let socket: Int32
+    let port: Int
+
+    init() throws {
+        let fd = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, length) }
+        }
+        guard bound == 0, listen(fd, 16) == 0 else {
+            Glibc.close(fd)
+            throw CocoaError(.fileWriteUnknown)
+        }
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        socket = fd
+        port = Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    /// Accepts (and closes) every connection waiting, and returns how many there were.
+    func connections() -> Int {
+        var count = 0
+        while case let connection = accept(socket, nil, nil), connection >= 0 {
+            count += 1
+            Glibc.close(connection)
+        }
+        return count
+    }
+
+    func close() { Glibc.close(socket) }
 }

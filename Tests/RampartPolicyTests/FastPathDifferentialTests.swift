@@ -122,7 +122,7 @@ struct FastPathDifferentialTests {
             kind: RequestAuthentication
             metadata: {name: j, namespace: shop}
             spec:
-              jwtRules: [{issuer: iss, jwks: '{"keys":[]}'}]
+              jwtRules: [{issuer: iss, jwks: '{"keys":[{"kty":"EC","crv":"P-256","x":"AAAA","y":"AAAA"}]}'}]
             """
         let dryRun = header.replacingOccurrences(of: "metadata: {name: p, namespace: shop}", with: "metadata: {name: p, namespace: shop, annotations: {istio.io/dry-run: \"true\"}}")
         #expect(reads(header))

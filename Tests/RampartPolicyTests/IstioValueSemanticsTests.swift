@@ -9,14 +9,14 @@ import Testing
 @Suite("Istio value semantics")
 struct IstioValueSemanticsTests {
     /// A workload `app: b` in ns1 with one ALLOW policy holding `rules`, and a RequestAuthentication
-    /// for issuers `a` and `https://issuer.example.com` with an inline (empty) key set, so a token
+    /// for issuers `a` and `https://issuer.example.com` with an inline key set (a placeholder key), so a token
     /// outcome given in the request is accepted.
     static func engine(rules: String) -> PolicyEngine {
         Fixture.engine(
             Fixture.policy("p", rules: rules)
                 + Fixture.requestAuthentication([
-                    "{issuer: a, jwks: '{\"keys\":[]}'}",
-                    "{issuer: \"https://issuer.example.com\", jwks: '{\"keys\":[]}'}",
+                    "{issuer: a, jwks: '{\"keys\":[{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"AAAA\",\"y\":\"AAAA\"}]}'}",
+                    "{issuer: \"https://issuer.example.com\", jwks: '{\"keys\":[{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"AAAA\",\"y\":\"AAAA\"}]}'}",
                 ]))
     }
 

@@ -73,8 +73,15 @@ struct AuthzCheck: AsyncParsableCommand {
         if loaded.resources.isEmpty {
             FileHandle.standardError.write(Data((PolicyLoader.nothingFoundWarning(policies) + "\n").utf8))
         }
-        // Keys come as a proxy would get them: each JWKS URI is fetched (see JWKSProbe), unless
-        // an environment file states the outcomes.
+        let parsed: AuthzRequest
+        do {
+            parsed = try AuthzRequest(file: request)
+        } catch {
+            throw ValidationError("request \(request): \(error)")
+        }
+        // Keys come as a proxy would get them: each JWKS URI of the rules that apply to the
+        // destination is fetched (see JWKSProbe) when the request carries a token, unless an
+        // environment file states the outcomes.
         let fetcher = PublishedJWKSFetcher()
         let environment: JWKSEnvironment
         // What a real token's keys are fetched with: the stated environment over the network, or
@@ -88,10 +95,7 @@ struct AuthzCheck: AsyncParsableCommand {
             }
             tokenFetcher = JWKSEnvironmentFetcher(environment: environment, base: fetcher, statedBy: "--jwks-env \(jwksEnv)")
         } else {
-            let rules = loaded.resources.flatMap { resource -> [JWTRule] in
-                if case .requestAuthentication(let authentication) = resource { return authentication.jwtRules }
-                return []
-            }
+            let rules = Self.rulesToProbe(parsed, loaded: loaded, rootNamespace: rootNamespace)
             let probed = await JWKSProbe.probe(rules: rules, fetcher: fetcher)
             environment = probed.environment
             tokenFetcher = probed.fetcher
@@ -106,12 +110,6 @@ struct AuthzCheck: AsyncParsableCommand {
                 "warning: validation refuses what follows, as Istio's webhook would (see 'rampart analyze'); "
                 + "the resources are evaluated as written:\n" + PolicyEngine.renderHuman(refused) + "\n").utf8))
         }
-        let parsed: AuthzRequest
-        do {
-            parsed = try AuthzRequest(file: request)
-        } catch {
-            throw ValidationError("request \(request): \(error)")
-        }
         for warning in Self.requestWarnings(parsed, engine.snapshot) {
             FileHandle.standardError.write(Data("warning: request \(request): \(warning)\n".utf8))
         }
@@ -123,6 +121,21 @@ struct AuthzCheck: AsyncParsableCommand {
             return
         }
         print(Self.human(result))
+    }
+
+    /// The JWT rules whose keys the decision can depend on: those that apply to the destination,
+    /// when the request has a token (an abstract `jwt:` block that is present, or a real token
+    /// where one of them looks); none otherwise, so a slow key server does not hold up a request
+    /// without a token.
+    static func rulesToProbe(_ request: AuthzRequest, loaded: LoadResult, rootNamespace: String) -> [JWTRule] {
+        let authentications = loaded.resources.filter {
+            if case .requestAuthentication = $0 { return true }
+            return false
+        }
+        let providers = PolicySnapshot(resources: authentications, options: SnapshotOptions(rootNamespace: rootNamespace))
+            .jwtProviders(namespace: request.destination.namespace, labels: request.destination.labels)
+        if let jwt = request.jwt { return jwt.present ? providers.map(\.rule) : [] }
+        return TokenExtractor.extract(from: request, providers: providers).isEmpty ? [] : providers.map(\.rule)
     }
 
     /// Verifies a real token when the request has no abstract `jwt:` block (which has precedence)
