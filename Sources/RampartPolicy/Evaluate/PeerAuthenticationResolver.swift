@@ -6,17 +6,30 @@ public struct PeerModes: Sendable, Hashable {
     public let workloadMode: MTLSMode
     /// Port-level modes, already resolved (never UNSET).
     public let portModes: [Int: MTLSMode]
+    /// Where the modes came from, for `explain`: one reference, so that the modes stay three
+    /// words in the resolved workload's first cache line, which the fast path reads.
+    private let provenance: Provenance
+
+    private final class Provenance: Sendable {
+        let layers: [PeerLayer]
+        let skipped: [(policy: String, reason: String)]
+
+        init(layers: [PeerLayer], skipped: [(policy: String, reason: String)]) {
+            self.layers = layers
+            self.skipped = skipped
+        }
+    }
+
     /// The policies that took part, widest first: mesh, namespace, workload.
-    public let layers: [PeerLayer]
+    public var layers: [PeerLayer] { provenance.layers }
     /// The PeerAuthentications of the mesh and of the workload's namespace that do not apply, each
     /// with why (`namespace/name`, reason), for `explain`.
-    public let skipped: [(policy: String, reason: String)]
+    public var skipped: [(policy: String, reason: String)] { provenance.skipped }
 
     init(workloadMode: MTLSMode, portModes: [Int: MTLSMode], layers: [PeerLayer], skipped: [(policy: String, reason: String)] = []) {
         self.workloadMode = workloadMode
         self.portModes = portModes
-        self.layers = layers
-        self.skipped = skipped
+        provenance = Provenance(layers: layers, skipped: skipped)
     }
 
     public static func == (a: PeerModes, b: PeerModes) -> Bool {
