@@ -12,7 +12,10 @@ struct DataPathTests {
     static let serverWorkload = WorkloadInfo(name: "server-v1", namespace: "default", labels: ["app": "server", "version": "v1"], services: [ServicePort(name: "server", port: 8080)], appPort: 0)
 
     /// Runs `body` with a mesh, an echo app, and a server-side proxy in front of it.
-    func withServer(http2App: Bool = false, _ body: (MeshFixture, TestProxy, (directory: String, serial: String, spiffeID: String)) async throws -> Void) async throws {
+    func withServer(
+        http2App: Bool = false, appProtocol: AppProtocol = .auto, acceptHTTP10: Bool = false,
+        _ body: (MeshFixture, TestProxy, (directory: String, serial: String, spiffeID: String)) async throws -> Void
+    ) async throws {
         let mesh = try MeshFixture()
         defer { mesh.remove() }
         let app = try await EchoApp(http2: http2App)
@@ -20,7 +23,8 @@ struct DataPathTests {
         defer { appTask.cancel() }
         let server = try await mesh.identity(namespace: "default", serviceAccount: "server")
         let workload = WorkloadInfo(name: "server-v1", namespace: "default", labels: ["app": "server", "version": "v1"], services: [ServicePort(name: "server", port: app.port)], appPort: app.port)
-        let proxy = try await TestProxy(workload: workload, identityDirectory: server.directory, appPort: app.port)
+        let proxy = try await TestProxy(
+            workload: workload, identityDirectory: server.directory, appPort: app.port, appProtocol: appProtocol, acceptHTTP10: acceptHTTP10)
         do {
             try await body(mesh, proxy, server)
         } catch {
@@ -124,44 +128,28 @@ struct DataPathTests {
 
     @Test("a port declared HTTP (--app-protocol http) is never passed through as TCP: a line protocol gets 400, HTTP is served")
     func declaredHTTP() async throws {
-        let mesh = try MeshFixture()
-        defer { mesh.remove() }
-        let app = try await EchoApp()
-        let appTask = Task { await app.run() }
-        defer { appTask.cancel() }
-        let server = try await mesh.identity(namespace: "default", serviceAccount: "server")
-        let workload = WorkloadInfo(name: "server-v1", namespace: "default", labels: ["app": "server"], appPort: app.port)
-        let proxy = try await TestProxy(workload: workload, identityDirectory: server.directory, appPort: app.port, appProtocol: .http1)
-        try proxy.install(SnapshotBuilder.snapshot(version: 2, resources: [
-            SnapshotBuilder.peerAuthentication(name: "default", namespace: "istio-system", mode: "PERMISSIVE"),
-        ]))
-        let line = try await RawClient.untilClosed(port: proxy.inboundPort, sending: "SET key value\r\n\r\n")
-        #expect(line.hasPrefix("HTTP/1.1 400 Bad Request"), "\(line)")
-        let http = try await RawClient.untilClosed(port: proxy.inboundPort, sending: "GET /ok HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n")
-        #expect(http.hasPrefix("HTTP/1.1 200 OK"), "\(http)")
-        await proxy.stop()
-        try? await app.serverChannel.close()
+        try await withServer(appProtocol: .http1) { _, proxy, _ in
+            try proxy.install(SnapshotBuilder.snapshot(version: 2, resources: [
+                SnapshotBuilder.peerAuthentication(name: "default", namespace: "istio-system", mode: "PERMISSIVE"),
+            ]))
+            let line = try await RawClient.untilClosed(port: proxy.inboundPort, sending: "SET key value\r\n\r\n")
+            #expect(line.hasPrefix("HTTP/1.1 400 Bad Request"), "\(line)")
+            let http = try await RawClient.untilClosed(port: proxy.inboundPort, sending: "GET /ok HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n")
+            #expect(http.hasPrefix("HTTP/1.1 200 OK"), "\(http)")
+        }
     }
 
     @Test("with --accept-http10 an HTTP/1.0 request is served, inbound, and outbound gets no 426 either")
     func acceptedHTTP10() async throws {
-        let mesh = try MeshFixture()
-        defer { mesh.remove() }
-        let app = try await EchoApp()
-        let appTask = Task { await app.run() }
-        defer { appTask.cancel() }
-        let server = try await mesh.identity(namespace: "default", serviceAccount: "server")
-        let workload = WorkloadInfo(name: "server-v1", namespace: "default", labels: ["app": "server"], appPort: app.port)
-        let proxy = try await TestProxy(workload: workload, identityDirectory: server.directory, appPort: app.port, acceptHTTP10: true)
-        try proxy.install(SnapshotBuilder.snapshot(version: 2, resources: [
-            SnapshotBuilder.peerAuthentication(name: "default", namespace: "istio-system", mode: "PERMISSIVE"),
-        ]))
-        let inbound = try await RawClient.untilClosed(port: proxy.inboundPort, sending: "GET /ok HTTP/1.0\r\nHost: app\r\n\r\n")
-        #expect(inbound.contains(" 200 OK"), "\(inbound)")
-        let outbound = try await RawClient.untilClosed(port: proxy.outboundPort, sending: "GET /ok HTTP/1.0\r\nHost: nowhere.invalid\r\n\r\n")
-        #expect(!outbound.contains(" 426 "), "\(outbound)")
-        await proxy.stop()
-        try? await app.serverChannel.close()
+        try await withServer(acceptHTTP10: true) { _, proxy, _ in
+            try proxy.install(SnapshotBuilder.snapshot(version: 2, resources: [
+                SnapshotBuilder.peerAuthentication(name: "default", namespace: "istio-system", mode: "PERMISSIVE"),
+            ]))
+            let inbound = try await RawClient.untilClosed(port: proxy.inboundPort, sending: "GET /ok HTTP/1.0\r\nHost: app\r\n\r\n")
+            #expect(inbound.contains(" 200 OK"), "\(inbound)")
+            let outbound = try await RawClient.untilClosed(port: proxy.outboundPort, sending: "GET /ok HTTP/1.0\r\nHost: nowhere.invalid\r\n\r\n")
+            #expect(!outbound.contains(" 426 "), "\(outbound)")
+        }
     }
 
     @Test("header conditions see the request's headers, in any case and with repeated values joined")

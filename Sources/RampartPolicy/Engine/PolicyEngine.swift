@@ -36,6 +36,14 @@ public struct PolicyEngine: Sendable {
     /// Evaluates a request and renders `decision`, `status`, `policy`, `rule`, `mtls_mode`, `reason`
     /// (and `explain` when asked) as a JSON-compatible dictionary.
     public func check(_ request: AuthzRequest, explain: Bool = false) -> [String: Any] {
+        Self.check(request, snapshot: snapshot, explain: explain).object
+    }
+
+    /// Decides a request on `snapshot` and renders it (see `check(_:explain:)`), returning the
+    /// decision too, for callers that add to the rendering.
+    public static func check(_ request: AuthzRequest, snapshot: PolicySnapshot, explain: Bool) -> (
+        decision: Decision, object: [String: Any]
+    ) {
         var object: [String: Any]
         let decision: Decision
         if explain {
@@ -46,8 +54,8 @@ public struct PolicyEngine: Sendable {
             decision = snapshot.evaluate(request)
             object = decision.jsonObject()
         }
-        Self.describePeer(&object, decision, snapshot, request)
-        return object
+        describePeer(&object, decision, snapshot, request)
+        return (decision, object)
     }
 
     /// Adds `mtls_policy`, the PeerAuthentication that set the destination port's mTLS mode

@@ -171,17 +171,7 @@ struct AuthzCheck: AsyncParsableCommand {
     /// The decision object: `decision`, `status`, `policy`, `rule`, `mtls_mode`, `reason`, and
     /// `header_edits` when request authentication asks for any.
     static func render(_ request: AuthzRequest, authn: RequestAuthnResult?, snapshot: PolicySnapshot, explain: Bool) -> [String: Any] {
-        let decision: Decision
-        var object: [String: Any]
-        if explain {
-            let (explained, trace) = snapshot.explain(request)
-            decision = explained
-            object = explained.jsonObject(trace: trace)
-        } else {
-            decision = snapshot.evaluate(request)
-            object = decision.jsonObject()
-        }
-        PolicyEngine.describePeer(&object, decision, snapshot, request)
+        var (decision, object) = PolicyEngine.check(request, snapshot: snapshot, explain: explain)
         if case .jwtAudienceNotAllowed = decision.cause, let failure = authn?.failure {
             object["reason"] = "\(decision.reason) (\(failure.reason))"
         }
