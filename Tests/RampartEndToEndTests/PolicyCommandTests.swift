@@ -44,6 +44,30 @@ struct PolicyCommandTests {
         #expect((first["code"] as? String)?.hasPrefix("RP") == true)
     }
 
+    @Test("analyze and authz check read - as standard input, as kubectl reads -f -; once only")
+    func standardInput() throws {
+        let broken = """
+            apiVersion: security.istio.io/v1
+            kind: AuthorizationPolicy
+            metadata: {name: api, namespace: shop}
+            spec:
+              rules: [{to: [{operation: {pathz: [/a]}}]}]
+            """
+        let analyzed = try run(Paths.rampart, ["analyze", "-", "--json"], input: broken)
+        #expect(analyzed.status == 1, "\(analyzed.stdout)\(analyzed.stderr)")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(analyzed.stdout.utf8)) as? [String: Any])
+        let first = try #require((object["diagnostics"] as? [[String: Any]])?.first)
+        #expect(first["file"] as? String == "<stdin>" && first["line"] as? Int == 5, "\(first)")
+        #expect(analyzed.stderr.isEmpty, "\(analyzed.stderr)")
+
+        let request = "destination: {namespace: payments, labels: {app: ledger}, port: 80}\nsource: {principal: cluster.local/ns/shop/sa/web}\nmethod: GET\npath: /admin/keys\n"
+        let checked = try run(Paths.rampart, ["authz", "check", "--policies", Self.policies, "--request", "-", "--json"], input: request)
+        #expect(checked.succeeded, "\(checked.stderr)")
+        #expect(checked.stdout.contains("istio-system/deny-admin"), "\(checked.stdout)")
+        let both = try run(Paths.rampart, ["authz", "check", "--policies", "-", "--request", "-"], input: request)
+        #expect(both.status == 64 && both.stderr.contains("standard input can be read once"), "\(both.stderr)")
+    }
+
     @Test("authz check prints the decision as JSON, names the deciding policy and rule, and exits 0 on deny")
     func checkDecision() throws {
         let dir = try Paths.temporaryDirectory("authz")

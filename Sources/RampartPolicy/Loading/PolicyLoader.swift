@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Yams
 
 /// What loading produced: the resources that decoded and every diagnostic found on the way.
@@ -24,8 +25,13 @@ public enum PolicyLoader {
     /// decided without policies, which is rarely what was meant.
     public static func nothingFoundWarning(_ paths: [String]) -> String {
         "warning: no AuthorizationPolicy, PeerAuthentication or RequestAuthentication found in "
-            + paths.joined(separator: ", ")
+            + displayNames(paths)
             + " (folders are searched for files ending in .yaml, .yml or .json); check the paths and the files' extensions"
+    }
+
+    /// Paths as findings name them, standard input as `<stdin>`.
+    public static func displayNames(_ paths: [String]) -> String {
+        paths.map { $0 == standardInput ? standardInputName : $0 }.joined(separator: ", ")
     }
 
     /// Decodes every document of a multi-document YAML string.
@@ -76,13 +82,35 @@ public enum PolicyLoader {
     /// lines, for `analyze` and `apply`, and is stored with LF line ends. `nil` when the file
     /// cannot be read or is not UTF-8.
     public static func text(ofFile file: String) -> String? {
-        guard let data = FileManager.default.contents(atPath: file), var text = String(data: data, encoding: .utf8) else {
-            return nil
-        }
+        guard let data = FileManager.default.contents(atPath: file) else { return nil }
+        return text(of: data)
+    }
+
+    /// Bytes read as `text(ofFile:)` reads a file's.
+    public static func text(of data: Data) -> String? {
+        guard var text = String(data: data, encoding: .utf8) else { return nil }
         if text.hasPrefix("\u{FEFF}") { text.removeFirst() }
         if text.contains("\r\n") { text = text.replacingOccurrences(of: "\r\n", with: "\n") }
         return text
     }
+
+    /// Standard input as text (see `text(of:)`), read once and kept, so that every reading of
+    /// `-` in one run sees the same documents; nil when it is not UTF-8.
+    public static func standardInputText() -> String? {
+        stdinText.withLock { cached in
+            if let cached { return cached }
+            let text = text(of: FileHandle.standardInput.readDataToEndOfFile())
+            cached = .some(text)
+            return text
+        }
+    }
+
+    private static let stdinText = Mutex<String??>(nil)
+
+    /// The path that stands for standard input, as with kubectl's `-f -`.
+    public static let standardInput = "-"
+    /// How standard input is named in findings.
+    public static let standardInputName = "<stdin>"
 
     /// Calls `body` with each document of the files and folders that is not empty, adding what
     /// it reports to `diagnostics`; a file that cannot be read or parsed is reported there.
@@ -90,6 +118,17 @@ public enum PolicyLoader {
         paths: [String], _ diagnostics: inout [Diagnostic], _ body: (String, Node) -> [Diagnostic]
     ) {
         for file in expand(paths, diagnostics: &diagnostics) {
+            if file == standardInput {
+                guard let text = standardInputText() else {
+                    diagnostics.append(
+                        Diagnostic(
+                            code: .unreadable, file: standardInputName, line: 0, resource: nil, field: "",
+                            message: "standard input is not UTF-8 text", fix: "send the resources as UTF-8"))
+                    continue
+                }
+                forEachDocument(yaml: text, file: standardInputName, &diagnostics, body)
+                continue
+            }
             guard let text = text(ofFile: file) else {
                 let readable = FileManager.default.isReadableFile(atPath: file)
                 diagnostics.append(
@@ -128,6 +167,10 @@ public enum PolicyLoader {
         var files: [String] = []
         let manager = FileManager.default
         for path in paths {
+            if path == standardInput {
+                files.append(path)
+                continue
+            }
             var isDirectory: ObjCBool = false
             guard manager.fileExists(atPath: path, isDirectory: &isDirectory) else {
                 diagnostics.append(
@@ -158,7 +201,7 @@ public enum PolicyLoader {
         // A file named twice (directly, through two spellings, or also inside a folder given) is
         // read once: its resources are not duplicates of themselves.
         var seen: Set<String> = []
-        return files.filter { seen.insert(canonical($0)).inserted }
+        return files.filter { seen.insert($0 == standardInput ? $0 : canonical($0)).inserted }
     }
 
     /// The absolute, standardized form of a path, symbolic links resolved.

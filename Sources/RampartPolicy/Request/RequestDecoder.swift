@@ -25,8 +25,13 @@ extension AuthzRequest {
 
     /// Decodes a request from a JSON or YAML file.
     public init(file: String) throws(RequestDecodingError) {
-        guard let data = FileManager.default.contents(atPath: file), let text = String(data: data, encoding: .utf8) else {
-            throw RequestDecodingError(field: "", reason: "cannot read request file \(file)")
+        let text = file == PolicyLoader.standardInput
+            ? PolicyLoader.standardInputText() : FileManager.default.contents(atPath: file).flatMap(PolicyLoader.text(of:))
+        guard let text else {
+            throw RequestDecodingError(
+                field: "",
+                reason: file == PolicyLoader.standardInput
+                    ? "standard input holds no UTF-8 request" : "cannot read request file \(file)")
         }
         try self.init(text: text)
     }

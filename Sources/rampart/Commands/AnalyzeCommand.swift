@@ -14,7 +14,7 @@ struct Analyze: ParsableCommand {
             """
     )
 
-    @Argument(help: ArgumentHelp("YAML or JSON files or folders (every .yaml, .yml and .json file inside, recursively, hidden ones left out).", valueName: "path"))
+    @Argument(help: ArgumentHelp("YAML or JSON files or folders (every .yaml, .yml and .json file inside, recursively, hidden ones left out), or - for standard input.", valueName: "path"))
     var paths: [String]
 
     @Option(help: ArgumentHelp("A YAML/JSON list of known workloads ([{namespace, labels, name, ports}]): selectors that match none of them, and TCP ports no ALLOW rule can reach, are reported.", valueName: "file"))
@@ -50,7 +50,7 @@ struct Analyze: ParsableCommand {
             print(try JSONText.render(object))
         } else {
             if !diagnostics.isEmpty { print(PolicyEngine.renderHuman(diagnostics)) }
-            print("\(errors) error\(errors == 1 ? "" : "s"), \(warnings) warning\(warnings == 1 ? "" : "s") in \(paths.joined(separator: ", "))")
+            print("\(errors) error\(errors == 1 ? "" : "s"), \(warnings) warning\(warnings == 1 ? "" : "s") in \(PolicyLoader.displayNames(paths))")
         }
         if errors > 0 { throw ExitCode(1) }
     }

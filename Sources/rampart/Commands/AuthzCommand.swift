@@ -28,10 +28,10 @@ struct AuthzCheck: AsyncParsableCommand {
             """
     )
 
-    @Option(parsing: .upToNextOption, help: ArgumentHelp("Policy YAML files or folders.", valueName: "path"))
+    @Option(parsing: .upToNextOption, help: ArgumentHelp("Policy YAML files or folders, or - for standard input.", valueName: "path"))
     var policies: [String]
 
-    @Option(help: ArgumentHelp("The request, as JSON or YAML.", valueName: "file"))
+    @Option(help: ArgumentHelp("The request, as JSON or YAML, or - for standard input.", valueName: "file"))
     var request: String
 
     @Flag(help: "Add every policy considered and, for each, the rule and field that matched or failed.")
@@ -54,6 +54,9 @@ struct AuthzCheck: AsyncParsableCommand {
 
     func validate() throws {
         guard !policies.isEmpty else { throw ValidationError("--policies needs at least one YAML file or folder") }
+        if policies.contains(PolicyLoader.standardInput) && request == PolicyLoader.standardInput {
+            throw ValidationError("standard input can be read once: give the policies or the request as - , not both")
+        }
         for (flag, value) in [("--trust-domain", trustDomain)] + trustDomainAlias.map({ ("--trust-domain-alias", $0) }) {
             do {
                 _ = try TrustDomain(value)
