@@ -69,7 +69,6 @@ struct FileReadingTests {
     @Test(
         "a document that is not a supported resource gives one finding, at the field to fix",
         arguments: [
-            ("apiVersion: v1\nkind: List\nitems:\n- {kind: AuthorizationPolicy}\n", "kind", "document of its own"),
             ("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec: {replicas: 1}\n", "kind", "not a security policy"),
             ("apiVersion: security.istio.io/v1\nkind: AuthorisationPolicy\nmetadata: {name: d}\nspec: {}\n", "kind", "did you mean kind: AuthorizationPolicy"),
             ("apiVersion: security.istio.io/v2\nkind: PeerAuthentication\nmetadata: {name: d}\nspec: {}\n", "apiVersion", "security.istio.io/v1"),
@@ -85,6 +84,35 @@ struct FileReadingTests {
         #expect(text.contains(words), "\(text)")
         // In --json every key is there; no resource is null.
         #expect(loaded.diagnostics.first?.jsonObject["resource"] is NSNull)
+    }
+
+    @Test("a List, as kubectl get -o yaml prints it, is read as its items, at their own lines; apply's reading refuses it")
+    func lists() throws {
+        let yaml = """
+            apiVersion: v1
+            kind: List
+            items:
+            - apiVersion: security.istio.io/v1
+              kind: AuthorizationPolicy
+              metadata: {name: a, namespace: shop, resourceVersion: "7", uid: 1f, generation: 2}
+              spec: {}
+              status: {}
+            - apiVersion: security.istio.io/v1
+              kind: PeerAuthentication
+              metadata: {name: default, namespace: shop}
+              spec: {mtls: {mode: STRICTT}}
+            metadata: {resourceVersion: ""}
+            """
+        let loaded = PolicyLoader.load(yaml: yaml, file: "list.yaml")
+        #expect(loaded.resources.map(\.id.name) == ["a", "default"])
+        #expect(loaded.diagnostics.map(\.line) == [12], "\(loaded.diagnostics)")
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("rampart-list-\(UUID().uuidString).yaml").path
+        try yaml.write(toFile: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        #expect(PolicyLoader.load(paths: [file]).resources.count == 2)
+        let refused = PolicyLoader.load(paths: [file], expandingLists: false)
+        #expect(refused.resources.isEmpty)
+        #expect(refused.diagnostics.first?.code == .unknownKind && refused.diagnostics.first?.message.contains("List is not applied") == true)
     }
 
     @Test("names and namespaces follow Kubernetes' DNS-1123 rules: ASCII only, 253 characters for a name, 63 for a namespace")

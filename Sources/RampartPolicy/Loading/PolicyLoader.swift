@@ -66,10 +66,12 @@ public enum PolicyLoader {
     }
 
     /// Loads files and folders (recursively, `*.yaml`, `*.yml`, `*.json`, hidden ones left out), in sorted path order.
-    public static func load(paths: [String]) -> LoadResult {
+    /// A `List` (`kubectl get ... -o yaml`) is read as its items, unless `expandingLists` is false
+    /// (for `apply`, which stores each resource as a document of its own).
+    public static func load(paths: [String], expandingLists: Bool = true) -> LoadResult {
         var resources: [SecurityResource] = []
         var diagnostics: [Diagnostic] = []
-        forEachDocument(paths: paths, &diagnostics) { file, document in
+        forEachDocument(paths: paths, expandingLists: expandingLists, &diagnostics) { file, document in
             let context = DecodeContext(file: file)
             if let resource = ResourceDecoder(context: context).decode(document) { resources.append(resource) }
             return context.diagnostics
@@ -115,7 +117,7 @@ public enum PolicyLoader {
     /// Calls `body` with each document of the files and folders that is not empty, adding what
     /// it reports to `diagnostics`; a file that cannot be read or parsed is reported there.
     private static func forEachDocument(
-        paths: [String], _ diagnostics: inout [Diagnostic], _ body: (String, Node) -> [Diagnostic]
+        paths: [String], expandingLists: Bool = true, _ diagnostics: inout [Diagnostic], _ body: (String, Node) -> [Diagnostic]
     ) {
         for file in expand(paths, diagnostics: &diagnostics) {
             if file == standardInput {
@@ -126,7 +128,7 @@ public enum PolicyLoader {
                             message: "standard input is not UTF-8 text", fix: "send the resources as UTF-8"))
                     continue
                 }
-                forEachDocument(yaml: text, file: standardInputName, &diagnostics, body)
+                forEachDocument(yaml: text, file: standardInputName, expandingLists: expandingLists, &diagnostics, body)
                 continue
             }
             guard let text = text(ofFile: file) else {
@@ -138,13 +140,14 @@ public enum PolicyLoader {
                         fix: readable ? "save the file as UTF-8" : "give the user running rampart read access to it"))
                 continue
             }
-            forEachDocument(yaml: text, file: file, &diagnostics, body)
+            forEachDocument(yaml: text, file: file, expandingLists: expandingLists, &diagnostics, body)
         }
     }
 
     /// `forEachDocument(paths:_:_:)` for one YAML string.
     private static func forEachDocument(
-        yaml: String, file: String, _ diagnostics: inout [Diagnostic], _ body: (String, Node) -> [Diagnostic]
+        yaml: String, file: String, expandingLists: Bool = true, _ diagnostics: inout [Diagnostic],
+        _ body: (String, Node) -> [Diagnostic]
     ) {
         var documents: YamlSequence<Node>
         do {
@@ -155,9 +158,23 @@ public enum PolicyLoader {
         }
         while let document = documents.next() {
             if DecodeContext.isNull(document) { continue }
+            if expandingLists, let items = listItems(document) {
+                for item in items where !DecodeContext.isNull(item) { diagnostics += body(file, item) }
+                continue
+            }
             diagnostics += body(file, document)
         }
         if let error = documents.error { diagnostics.append(unreadable(file, error)) }
+    }
+
+    /// The items of a Kubernetes list (`kind: List`, or `AuthorizationPolicyList` and the like, with
+    /// an `items` sequence), as `kubectl get ... -o yaml` prints several resources; nil for any
+    /// other document.
+    private static func listItems(_ document: Node) -> [Node]? {
+        guard let mapping = document.mapping, let kind = mapping["kind"]?.string, kind.hasSuffix("List"),
+            case .sequence(let items)? = mapping["items"]
+        else { return nil }
+        return Array(items)
     }
 
     /// The files a folder is searched for, as kubectl searches one.

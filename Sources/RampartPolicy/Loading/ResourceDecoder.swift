@@ -88,7 +88,9 @@ struct ResourceDecoder {
         }
         if kind == "List" || kind.hasSuffix("List") {
             return (
-                "kind", "a \(kind) of several resources is not read; \(supported), one per document",
+                "kind",
+                "a \(kind) is not applied: the config store keeps each resource as a YAML document of its own"
+                    + " (analyze and authz check read a List's items)",
                 "write each of its items as a document of its own, separated by lines holding only ---"
             )
         }

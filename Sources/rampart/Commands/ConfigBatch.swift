@@ -20,7 +20,7 @@ struct ConfigBatch {
 
     /// Loads and checks files and folders; never throws, every problem is reported.
     static func load(paths: [String]) -> ConfigBatch {
-        let loaded = PolicyLoader.load(paths: paths)
+        let loaded = PolicyLoader.load(paths: paths, expandingLists: false)
         let diagnostics = PolicyEngine.inReadingOrder(loaded.diagnostics + PolicyAnalyzer.analyze(loaded.resources))
         var problems: [String] = []
         var inputs: [ConfigResourceInput] = []
