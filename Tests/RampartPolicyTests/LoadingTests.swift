@@ -135,4 +135,23 @@ struct LoadingTests {
         #expect(timestamp?.resource?.name == "web" && timestamp?.resource?.namespace == "shop", "\(all)")
         #expect(all.filter { $0.field.hasPrefix("spec.portLevelMtls") }.map(\.code) == [.badPort], "\(all)")
     }
+
+    @Test("a port written twice in portLevelMtls, as a number and as text, is a warning (RP073); the resource is kept")
+    func duplicatePortKey() {
+        let yaml = """
+            apiVersion: security.istio.io/v1
+            kind: PeerAuthentication
+            metadata: {name: w, namespace: shop}
+            spec:
+              selector: {matchLabels: {app: w}}
+              portLevelMtls:
+                8080: {mode: DISABLE}
+                "8080": {mode: STRICT}
+                9090: {mode: PERMISSIVE}
+            """
+        let loaded = PolicyLoader.load(yaml: yaml, file: "p.yaml")
+        #expect(loaded.resources.count == 1)
+        #expect(loaded.diagnostics.map(\.code) == [.duplicatePort], "\(loaded.diagnostics)")
+        #expect(loaded.diagnostics.first?.severity == .warning && loaded.diagnostics.first?.line == 8)
+    }
 }

@@ -27,6 +27,12 @@ struct PeerAuthenticationDecoder {
                                 fix: "key portLevelMtls by the workload's port number, such as 8080")
                             continue
                         }
+                        if map[port] != nil {
+                            context.report(
+                                .duplicatePort, portPath, modeNode,
+                                "port \(port) is listed twice in portLevelMtls (as a number and as text); Kubernetes keeps one of the two, with no defined winner",
+                                fix: "keep one entry for port \(port)")
+                        }
                         map[port] = self.mode(modeNode, portPath)
                     }
                     // Entries whose port key was refused are reported above; they are not "no port".

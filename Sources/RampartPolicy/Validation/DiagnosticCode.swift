@@ -87,13 +87,16 @@ public enum DiagnosticCode: String, Sendable, Hashable, CaseIterable {
     case rootPeerSelector = "RP071"
     /// A TCP port of a listed workload where ALLOW policies apply but no rule can match TCP.
     case tcpPortShut = "RP072"
+    /// A port written twice in one portLevelMtls (`8080` and `"8080"`), which Kubernetes merges
+    /// with no defined winner.
+    case duplicatePort = "RP073"
 
     /// The severity a finding with this code has unless stated otherwise.
     public var defaultSeverity: Diagnostic.Severity {
         switch self {
         case .emptySelector, .privateJWKS, .denyAllOnTCP, .selectsNothing, .literalWildcard,
             .conflictingPeerAuthentication, .targetNotEnforced, .identityWithoutStrict, .noRequestAuthentication,
-            .neverMatches, .unknownNamespace, .ipBlocksAtGateway, .rootPeerSelector, .tcpPortShut:
+            .neverMatches, .unknownNamespace, .ipBlocksAtGateway, .rootPeerSelector, .tcpPortShut, .duplicatePort:
             return .warning
         default:
             return .error
