@@ -135,6 +135,10 @@ struct PitfallWarningTests {
         #expect(findings(http, open).isEmpty)
         let namespaceWide = Self.policy("ns", action: "ALLOW", rules: "  - from: [{source: {namespaces: [foo]}}]")
         #expect(findings(http, namespaceWide).isEmpty)
+        // An ALLOW policy without rules (allow-nothing) shuts every port on purpose; one whose HTTP
+        // rules name only other ports was not written for 5432.
+        #expect(findings(Self.policy("nothing", action: "ALLOW", rules: "", extra: extra).replacingOccurrences(of: "  rules:\n\n", with: "")).isEmpty)
+        #expect(findings(Self.policy("db-8080", action: "ALLOW", rules: "  - to: [{operation: {paths: [\"/admin\"], ports: [\"8080\"]}}]", extra: extra)).isEmpty)
         // No ALLOW policy (everything allowed), a DENY policy, or a workload whose ports are HTTP: nothing to warn.
         #expect(findings(Self.policy("deny", action: "DENY", rules: "  - to: [{operation: {paths: [\"/x\"], ports: [\"8080\"]}}]", extra: extra)).isEmpty)
         #expect(findings(Self.policy("web", action: "ALLOW", rules: "  - to: [{operation: {paths: [\"/\"]}}]", extra: "  selector: {matchLabels: {app: web}}\n")).isEmpty)

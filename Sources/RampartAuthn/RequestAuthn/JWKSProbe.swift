@@ -8,7 +8,7 @@ import RampartPolicy
 /// that are correctly signed, and so does a check of an abstract token (`jwt: {valid: true}`)
 /// whose provider's keys cannot be had:
 /// - an `http`/`https` URI is fetched within the `timeout` its rules give it (5 s by default); one
-///   that does not answer 200 with a JWKS document in time is unreachable for that rule;
+///   that does not answer 2xx with a JWKS document in time is unreachable for that rule;
 /// - `<JWKS server>`, the conformance corpus's name for Istio's test JWT server, is reachable, and
 ///   `<JWKS server>?delay=500ms` answers after the delay, as that server does;
 /// - a rule with neither field gets its keys by OIDC discovery: its issuer's

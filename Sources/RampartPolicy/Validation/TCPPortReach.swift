@@ -1,7 +1,7 @@
 /// With a workload list that gives ports, the TCP ports ALLOW policies shut by accident: a port
 /// where ALLOW policies apply but none of their rules can match a TCP connection (Istio drops
 /// ALLOW rules with HTTP fields on TCP, and a rule whose `to` names other ports does not match),
-/// so every connection to it is denied.
+/// so every connection to it is denied, while a rule with HTTP fields was written for it.
 enum TCPPortReach {
     static func analyze(_ resources: [SecurityResource], _ workloads: [Workload], rootNamespace: String) -> [Diagnostic] {
         let allows: [AuthorizationPolicy] = resources.compactMap {
@@ -18,7 +18,12 @@ enum TCPPortReach {
             guard !tcpPorts.isEmpty else { continue }
             let applying = allows.filter { applies($0, to: workload, rootNamespace: rootNamespace) }
             guard let first = applying.first else { continue }
-            for port in tcpPorts where !applying.contains(where: { reaches($0, port: port) }) {
+            // Only where a rule meant for the port is dropped for its HTTP fields: an ALLOW policy
+            // without rules (allow-nothing) shuts every port on purpose.
+            for port in tcpPorts
+            where !applying.contains(where: { reaches($0, port: port, tcp: true) })
+                && applying.contains(where: { reaches($0, port: port, tcp: false) })
+            {
                 if let index = shut.firstIndex(where: { $0.policy.id == first.id && $0.port == port }) {
                     shut[index].workloads.append(workload.description)
                 } else {
@@ -50,11 +55,14 @@ enum TCPPortReach {
         return selector.matches(workload.labels)
     }
 
-    /// Whether some rule of the policy can match a TCP connection to `port`.
-    private static func reaches(_ policy: AuthorizationPolicy, port: Int) -> Bool {
+    /// Whether some rule of the policy can match a connection to `port`: on TCP (`tcp`), where
+    /// rules with HTTP fields are dropped, or by its ports alone.
+    private static func reaches(_ policy: AuthorizationPolicy, port: Int, tcp: Bool) -> Bool {
         for (index, rule) in (policy.rules ?? []).enumerated() {
-            let compiled = CompiledPolicy.compile(rule, index: index, namespace: policy.id.namespace)
-            guard !compiled.hasHTTPOnly else { continue }
+            if tcp {
+                let compiled = CompiledPolicy.compile(rule, index: index, namespace: policy.id.namespace)
+                guard !compiled.hasHTTPOnly else { continue }
+            }
             let operations = (rule.to ?? []).compactMap { $0 }
             if operations.isEmpty { return true }
             for operation in operations {
