@@ -64,6 +64,8 @@ struct PolicyCommandTests {
         let checked = try run(Paths.rampart, ["authz", "check", "--policies", Self.policies, "--request", "-", "--json"], input: request)
         #expect(checked.succeeded, "\(checked.stderr)")
         #expect(checked.stdout.contains("istio-system/deny-admin"), "\(checked.stdout)")
+        let malformed = try run(Paths.rampart, ["authz", "check", "--policies", Self.policies, "--request", "-"], input: "methdo: GET\n")
+        #expect(malformed.status != 0 && malformed.stderr.contains("request <stdin>: "), "\(malformed.stderr)")
         let both = try run(Paths.rampart, ["authz", "check", "--policies", "-", "--request", "-"], input: request)
         #expect(both.status == 64 && both.stderr.contains("standard input can be read once"), "\(both.stderr)")
     }

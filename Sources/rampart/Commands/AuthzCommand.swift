@@ -80,7 +80,7 @@ struct AuthzCheck: AsyncParsableCommand {
         do {
             parsed = try AuthzRequest(file: request)
         } catch {
-            throw ValidationError("request \(request): \(error)")
+            throw ValidationError("request \(PolicyLoader.displayNames([request])): \(error)")
         }
         // Keys come as a proxy would get them: each JWKS URI of the rules that apply to the
         // destination is fetched (see JWKSProbe) when the request carries a token, unless an
@@ -114,7 +114,7 @@ struct AuthzCheck: AsyncParsableCommand {
                 + "the resources are evaluated as written:\n" + PolicyEngine.renderHuman(refused) + "\n").utf8))
         }
         for warning in Self.requestWarnings(parsed, engine.snapshot) {
-            FileHandle.standardError.write(Data("warning: request \(request): \(warning)\n".utf8))
+            FileHandle.standardError.write(Data("warning: request \(PolicyLoader.displayNames([request])): \(warning)\n".utf8))
         }
         let authn = await Self.authenticate(parsed, snapshot: engine.snapshot, fetcher: tokenFetcher)
         let checked = authn.map { parsed.with(jwt: $0.outcome) } ?? parsed
