@@ -63,7 +63,7 @@ public enum JWKSProbe {
                 let keys = discovery.contains(location)
                     ? await discoveredKeys(location, timeout: timeout, fetcher: fetcher)
                     : try? await fetcher.get(location, timeout: .milliseconds(timeout))
-                guard let keys, isJWKS(keys) else { continue }
+                guard let keys, JWTRule.holdsKeys(keys) else { continue }
                 states[location] = index == 0 ? nil : .latency(timeout)
                 break
             }
@@ -108,12 +108,6 @@ public enum JWKSProbe {
             total += value * scale
         }
         return total
-    }
-
-    /// Whether `body` is a JWKS that holds keys (a JSON object with a non-empty `keys` array):
-    /// with none, a proxy verifies no token of the issuer.
-    static func isJWKS(_ body: String) -> Bool {
-        JWTRule.holdsKeys(body)
     }
 }
 

@@ -31,12 +31,12 @@ public enum JWKSSource: Sendable, Hashable, CustomStringConvertible {
         return true
     }
 
-    /// Where the keys come from, for messages.
+    /// Where the keys come from, for messages (the words `JWTRule.keySourceText` uses).
     public var description: String {
         switch self {
-        case .inline: return "the rule's inline jwks"
-        case .uri(let uri): return "jwksUri \(uri)"
-        case .discovery(let issuer): return "OIDC discovery at \(Self.discoveryURL(issuer: issuer))"
+        case .inline(let json): return JWTRule.keySourceText(jwks: json, jwksURI: "", issuer: "")
+        case .uri(let uri): return JWTRule.keySourceText(jwks: "", jwksURI: uri, issuer: "")
+        case .discovery(let issuer): return JWTRule.keySourceText(jwks: "", jwksURI: "", issuer: issuer)
         }
     }
 }

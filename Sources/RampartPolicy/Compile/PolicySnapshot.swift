@@ -130,16 +130,12 @@ public struct PolicySnapshot: Sendable {
             if let selectors = entry.selectors, selectors.isEmpty {
                 reason = "not applied: its targetRefs attach it to a waypoint or a class of gateways, not to a workload"
             } else {
-                let wanted = (entry.selectors ?? []).map(Self.labelText).joined(separator: " or ")
-                reason = "not applied: it selects \(wanted), and the workload's labels are \(Self.labelText(WorkloadSelector(matchLabels: destination.labels)))"
+                let wanted = (entry.selectors ?? []).map { WorkloadSelector.text($0.matchLabels) }.joined(separator: " or ")
+                reason = "not applied: it selects \(wanted), and the workload's labels are \(WorkloadSelector.text(destination.labels))"
             }
             return ExplainTrace.PolicyStep(
                 policy: entry.value.name, kind: entry.value.action.rawValue, dryRun: entry.value.dryRun, notes: [reason])
         }
         return (decision, ExplainTrace(steps: trace.steps + skipped))
-    }
-
-    private static func labelText(_ selector: WorkloadSelector) -> String {
-        "{" + selector.matchLabels.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ") + "}"
     }
 }

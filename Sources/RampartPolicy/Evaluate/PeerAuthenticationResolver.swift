@@ -184,8 +184,8 @@ enum PeerAuthenticationResolver {
                 } else {
                     skipped.append(
                         (name,
-                         "not applied: it selects \(Self.labelText(policy.selector?.matchLabels ?? [:])), and the workload's"
-                            + " labels are \(Self.labelText(labels))"))
+                         "not applied: it selects \(WorkloadSelector.text(policy.selector?.matchLabels ?? [:])), and the workload's"
+                            + " labels are \(WorkloadSelector.text(labels))"))
                 }
             }
         }
@@ -204,10 +204,6 @@ enum PeerAuthenticationResolver {
             ports[port] = portMode == .unset ? mode : portMode
         }
         return PeerModes(workloadMode: mode, portModes: ports, layers: layers, skipped: skipped)
-    }
-
-    private static func labelText(_ labels: [String: String]) -> String {
-        "{" + labels.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ") + "}"
     }
 
     private static func isWide(_ policy: PeerAuthentication) -> Bool {

@@ -129,9 +129,15 @@ public struct JWTRule: Sendable, Hashable {
 
     /// Where the keys come from, for messages.
     public var keySourceText: String {
+        Self.keySourceText(jwks: jwks, jwksURI: jwksURI, issuer: issuer)
+    }
+
+    /// Where a rule with these fields gets its keys, for messages: its inline `jwks`, else its
+    /// `jwksUri`, else its issuer's OIDC discovery.
+    public static func keySourceText(jwks: String, jwksURI: String, issuer: String) -> String {
         if !jwks.isEmpty { return "the rule's inline jwks" }
         if !jwksURI.isEmpty { return "jwksUri \(jwksURI)" }
-        return "OIDC discovery at \(Self.discoveryURL(issuer: issuer))"
+        return "OIDC discovery at \(discoveryURL(issuer: issuer))"
     }
 
     /// The OIDC discovery URL of an issuer: `<issuer>/.well-known/openid-configuration`.

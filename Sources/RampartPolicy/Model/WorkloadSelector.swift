@@ -13,6 +13,11 @@ public struct WorkloadSelector: Sendable, Hashable {
         for (key, value) in matchLabels where labels[key] != value { return false }
         return true
     }
+
+    /// Labels as messages show them: `{app: web, version: v1}`, sorted by name.
+    static func text(_ labels: [String: String]) -> String {
+        "{" + labels.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ") + "}"
+    }
 }
 
 /// A reference to the resource a policy attaches to instead of a selector (Gateway, Service, ...).

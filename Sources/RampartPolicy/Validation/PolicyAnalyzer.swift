@@ -34,8 +34,7 @@ public struct Workload: Sendable, Hashable, CustomStringConvertible {
     /// `namespace/name`, or the namespace and labels when it has no name.
     public var description: String {
         if let name { return "\(namespace)/\(name)" }
-        let labels = labels.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ")
-        return "\(namespace)/{\(labels)}"
+        return "\(namespace)/\(WorkloadSelector.text(labels))"
     }
 }
 

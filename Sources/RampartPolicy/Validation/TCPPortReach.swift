@@ -4,11 +4,11 @@
 /// so every connection to it is denied, while a rule with HTTP fields was written for it.
 enum TCPPortReach {
     static func analyze(_ resources: [SecurityResource], _ workloads: [Workload], rootNamespace: String) -> [Diagnostic] {
-        let allows: [AuthorizationPolicy] = resources.compactMap {
+        let allows: [Allow] = resources.compactMap {
             guard case .authorizationPolicy(let policy) = $0, policy.action == .allow,
                 policy.targetRef == nil, policy.targetRefs.isEmpty, policy.dryRunValue?.lowercased() != "true"
             else { return nil }
-            return policy
+            return Allow(policy)
         }
         guard !allows.isEmpty else { return [] }
         // One finding per first policy and port, naming every workload it concerns.
@@ -16,18 +16,18 @@ enum TCPPortReach {
         for workload in workloads {
             let tcpPorts = workload.ports.filter { !$0.isHTTP }.map(\.port)
             guard !tcpPorts.isEmpty else { continue }
-            let applying = allows.filter { applies($0, to: workload, rootNamespace: rootNamespace) }
+            let applying = allows.filter { applies($0.policy, to: workload, rootNamespace: rootNamespace) }
             guard let first = applying.first else { continue }
             // Only where a rule meant for the port is dropped for its HTTP fields: an ALLOW policy
             // without rules (allow-nothing) shuts every port on purpose.
             for port in tcpPorts
-            where !applying.contains(where: { reaches($0, port: port, tcp: true) })
-                && applying.contains(where: { reaches($0, port: port, tcp: false) })
+            where !applying.contains(where: { $0.reaches(port, tcp: true) })
+                && applying.contains(where: { $0.reaches(port, tcp: false) })
             {
-                if let index = shut.firstIndex(where: { $0.policy.id == first.id && $0.port == port }) {
+                if let index = shut.firstIndex(where: { $0.policy.id == first.policy.id && $0.port == port }) {
                     shut[index].workloads.append(workload.description)
                 } else {
-                    shut.append((first, port, applying.map(\.id.qualifiedName), [workload.description]))
+                    shut.append((first.policy, port, applying.map(\.policy.id.qualifiedName), [workload.description]))
                 }
             }
         }
@@ -55,22 +55,34 @@ enum TCPPortReach {
         return selector.matches(workload.labels)
     }
 
-    /// Whether some rule of the policy can match a connection to `port`: on TCP (`tcp`), where
-    /// rules with HTTP fields are dropped, or by its ports alone.
-    private static func reaches(_ policy: AuthorizationPolicy, port: Int, tcp: Bool) -> Bool {
-        for (index, rule) in (policy.rules ?? []).enumerated() {
-            if tcp {
+    /// An ALLOW policy's rules as far as ports are concerned, read once: whether each has HTTP
+    /// fields (and so is dropped on TCP), and the `ports`/`notPorts` of its `to` entries.
+    private struct Allow {
+        let policy: AuthorizationPolicy
+        let rules: [(httpOnly: Bool, operations: [(ports: [String], notPorts: [String])])]
+
+        init(_ policy: AuthorizationPolicy) {
+            self.policy = policy
+            rules = (policy.rules ?? []).enumerated().map { index, rule in
                 let compiled = CompiledPolicy.compile(rule, index: index, namespace: policy.id.namespace)
-                guard !compiled.hasHTTPOnly else { continue }
-            }
-            let operations = (rule.to ?? []).compactMap { $0 }
-            if operations.isEmpty { return true }
-            for operation in operations {
-                let ports = operation.fields["ports"] ?? []
-                let notPorts = operation.fields["notPorts"] ?? []
-                if (ports.isEmpty || ports.contains(String(port))) && !notPorts.contains(String(port)) { return true }
+                let operations = (rule.to ?? []).compactMap { $0 }.map {
+                    (ports: $0.fields["ports"] ?? [], notPorts: $0.fields["notPorts"] ?? [])
+                }
+                return (compiled.hasHTTPOnly, operations)
             }
         }
-        return false
+
+        /// Whether some rule can match a connection to `port`: on TCP (`tcp`), where rules with
+        /// HTTP fields are dropped, or by its ports alone.
+        func reaches(_ port: Int, tcp: Bool) -> Bool {
+            let text = String(port)
+            return rules.contains { rule in
+                guard !(tcp && rule.httpOnly) else { return false }
+                return rule.operations.isEmpty
+                    || rule.operations.contains {
+                        ($0.ports.isEmpty || $0.ports.contains(text)) && !$0.notPorts.contains(text)
+                    }
+            }
+        }
     }
 }
