@@ -245,6 +245,19 @@ struct ConfigCommandTests {
         let duplicate = try rampart("apply", "-f", twice, "--state", ca.state)
         #expect(duplicate.status == 1)
         #expect(duplicate.stderr.contains("defined again"), "\(duplicate.stderr)")
+
+        // A List, as kubectl get -o yaml prints it, is refused with its own code, without
+        // pointing at analyze (which reads the List's items and so would find nothing wrong).
+        let list = "\(ca.directory)/list.yaml"
+        let item = doc.split(separator: "\n").map { "  " + $0 }.joined(separator: "\n")
+        try "apiVersion: v1\nkind: List\nitems:\n- \(item.dropFirst(2))\n".write(toFile: list, atomically: true, encoding: .utf8)
+        let refused = try rampart("apply", "-f", list, "--state", ca.state)
+        #expect(refused.status == 1)
+        #expect(refused.stderr.contains("RP009"), "\(refused.stderr)")
+        #expect(refused.stderr.contains("nothing was stored"), "\(refused.stderr)")
+        #expect(!refused.stderr.contains("rampart analyze"), "\(refused.stderr)")
+        let analyzed = try rampart("analyze", list)
+        #expect(analyzed.status == 0, "\(analyzed.stdout)\(analyzed.stderr)")
     }
 
     @Test("delete removes a resource and bumps the version; a missing one is an error naming it")

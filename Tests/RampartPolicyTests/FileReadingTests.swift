@@ -112,7 +112,7 @@ struct FileReadingTests {
         #expect(PolicyLoader.load(paths: [file]).resources.count == 2)
         let refused = PolicyLoader.load(paths: [file], expandingLists: false)
         #expect(refused.resources.isEmpty)
-        #expect(refused.diagnostics.first?.code == .unknownKind && refused.diagnostics.first?.message.contains("List is not applied") == true)
+        #expect(refused.diagnostics.first?.code == .listNotApplied && refused.diagnostics.first?.message.contains("List is not applied") == true)
     }
 
     @Test("names and namespaces follow Kubernetes' DNS-1123 rules: ASCII only, 253 characters for a name, 63 for a namespace")

@@ -28,8 +28,8 @@ struct ResourceDecoder {
         let apiVersion = root["apiVersion"].flatMap { context.string($0, "apiVersion") } ?? ""
         let kindName = root["kind"].flatMap { context.string($0, "kind") } ?? ""
         guard let kind = ResourceKind(rawValue: kindName), ResourceKind.apiVersions.contains(apiVersion) else {
-            let (field, message, fix) = Self.unsupported(apiVersion: apiVersion, kind: kindName)
-            context.report(.unknownKind, field, line: documentLine, message, fix: fix)
+            let (code, field, message, fix) = Self.unsupported(apiVersion: apiVersion, kind: kindName)
+            context.report(code, field, line: documentLine, message, fix: fix)
             return nil
         }
         let top = context.mapping(
@@ -79,16 +79,18 @@ struct ResourceDecoder {
     }
 
     /// The field, message and fix for a document that is not a supported security resource.
-    static func unsupported(apiVersion: String, kind: String) -> (field: String, message: String, fix: String) {
+    static func unsupported(apiVersion: String, kind: String) -> (
+        code: DiagnosticCode, field: String, message: String, fix: String
+    ) {
         let known = ResourceKind.allCases.map(\.rawValue)
         let supported = "Rampart reads \(known.joined(separator: ", ")) of security.istio.io/v1 or v1beta1"
         if kind.isEmpty || apiVersion.isEmpty {
             let missing = kind.isEmpty ? "kind" : "apiVersion"
-            return (missing, "the document has no \(missing); \(supported)", "set apiVersion: security.istio.io/v1 and kind")
+            return (.unknownKind, missing, "the document has no \(missing); \(supported)", "set apiVersion: security.istio.io/v1 and kind")
         }
         if kind == "List" || kind.hasSuffix("List") {
             return (
-                "kind",
+                .listNotApplied, "kind",
                 "a \(kind) is not applied: the config store keeps each resource as a YAML document of its own"
                     + " (analyze and authz check read a List's items)",
                 "write each of its items as a document of its own, separated by lines holding only ---"
@@ -96,19 +98,19 @@ struct ResourceDecoder {
         }
         guard apiVersion.hasPrefix("security.istio.io/") else {
             return (
-                "kind", "\(kind) (\(apiVersion)) is not a security policy; \(supported)",
+                .unknownKind, "kind", "\(kind) (\(apiVersion)) is not a security policy; \(supported)",
                 "remove this document, or leave its file out of the paths given"
             )
         }
         if let match = known.first(where: { $0.lowercased() == kind.lowercased() })
             ?? known.first(where: { Self.editDistance($0.lowercased(), kind.lowercased()) <= 3 })
         {
-            if match != kind { return ("kind", "unknown kind \(kind); \(supported)", "did you mean kind: \(match)?") }
+            if match != kind { return (.unknownKind, "kind", "unknown kind \(kind); \(supported)", "did you mean kind: \(match)?") }
         } else {
-            return ("kind", "unknown kind \(kind); \(supported)", "use one of \(known.joined(separator: ", "))")
+            return (.unknownKind, "kind", "unknown kind \(kind); \(supported)", "use one of \(known.joined(separator: ", "))")
         }
         return (
-            "apiVersion", "\(apiVersion) is not a version Rampart reads; \(supported)",
+            .unknownKind, "apiVersion", "\(apiVersion) is not a version Rampart reads; \(supported)",
             "set apiVersion: security.istio.io/v1"
         )
     }

@@ -67,7 +67,7 @@ struct Apply: AsyncParsableCommand {
             let count = batch.errorCount
             // The files can be analyzed again as they are; standard input cannot be read twice.
             // (analyze reads a List's items, so it does not show a List's refusal.)
-            let list = batch.diagnostics.contains { $0.message.contains("List is not applied") }
+            let list = batch.diagnostics.contains { $0.code == .listNotApplied }
             let hint = stdin == nil && !list ? " ('rampart analyze \(filenames.joined(separator: " "))' shows the same findings)" : ""
             ConfigOutput.stderr(
                 "error: \(count) error\(count == 1 ? "" : "s") in \(sources): nothing was stored. Fix \(count == 1 ? "it" : "them") and apply again\(hint)"
