@@ -62,14 +62,6 @@ struct AuthzRealTokenTests {
         return ["iss": issuer, "sub": sub, "aud": "shop", "iat": now, "exp": now + Int(exp)]
     }
 
-    static func check(policies: String, request: String, in dir: String) throws -> [String: Any] {
-        let file = "\(dir)/request-\(UUID().uuidString.prefix(6)).yaml"
-        try request.write(toFile: file, atomically: true, encoding: .utf8)
-        let result = try rampart("authz", "check", "--policies", policies, "--request", file, "--json")
-        try #require(result.succeeded, "\(result.stderr)")
-        return try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
-    }
-
     static func request(headers: String = "{}", path: String = "/items") -> String {
         """
         protocol: HTTP
@@ -89,7 +81,7 @@ struct AuthzRealTokenTests {
         let issuer = Issuer()
         let policies = try Self.policies(issuer, in: dir)
         let token = try issuer.token(Self.claims())
-        let object = try Self.check(policies: policies, request: Self.request(headers: "{authorization: \"Bearer \(token)\"}"), in: dir)
+        let object = try authzCheckJSON(policies: policies, request: Self.request(headers: "{authorization: \"Bearer \(token)\"}"), in: dir)
         #expect(object["decision"] as? String == "allow", "\(object)")
         #expect(object["status"] as? Int == 200)
         #expect(object["policy"] as? String == "shop/alice-only")
@@ -98,7 +90,7 @@ struct AuthzRealTokenTests {
         #expect(edits.contains { $0["header"] as? String == "x-user" && $0["value"] as? String == "alice" })
 
         // The same token as ?access_token= in the path.
-        let query = try Self.check(policies: policies, request: Self.request(path: "/items?access_token=\(token)"), in: dir)
+        let query = try authzCheckJSON(policies: policies, request: Self.request(path: "/items?access_token=\(token)"), in: dir)
         #expect(query["decision"] as? String == "allow", "\(query)")
     }
 
@@ -109,20 +101,20 @@ struct AuthzRealTokenTests {
         let issuer = Issuer()
         let policies = try Self.policies(issuer, in: dir)
         let forged = try Issuer().token(Self.claims())
-        let refused = try Self.check(policies: policies, request: Self.request(headers: "{authorization: \"Bearer \(forged)\"}"), in: dir)
+        let refused = try authzCheckJSON(policies: policies, request: Self.request(headers: "{authorization: \"Bearer \(forged)\"}"), in: dir)
         #expect(refused["decision"] as? String == "deny")
         #expect(refused["status"] as? Int == 401)
         #expect((refused["reason"] as? String)?.contains("signature") == true, "\(refused)")
         #expect(refused["header_edits"] == nil)
 
         let expired = try issuer.token(Self.claims(exp: -3600))
-        let late = try Self.check(policies: policies, request: Self.request(headers: "{authorization: \"Bearer \(expired)\"}"), in: dir)
+        let late = try authzCheckJSON(policies: policies, request: Self.request(headers: "{authorization: \"Bearer \(expired)\"}"), in: dir)
         #expect(late["status"] as? Int == 401)
         #expect((late["reason"] as? String)?.contains("expired at") == true, "\(late)")
 
         // A token of bob verifies but is not allowed: 403 from the ALLOW policy, not 401.
         let bob = try issuer.token(Self.claims(sub: "bob"))
-        let denied = try Self.check(policies: policies, request: Self.request(headers: "{authorization: \"Bearer \(bob)\"}"), in: dir)
+        let denied = try authzCheckJSON(policies: policies, request: Self.request(headers: "{authorization: \"Bearer \(bob)\"}"), in: dir)
         #expect(denied["status"] as? Int == 403)
     }
 
@@ -144,13 +136,13 @@ struct AuthzRealTokenTests {
                 timeout: 1s
             """.write(toFile: file, atomically: true, encoding: .utf8)
         let token = try issuer.token(Self.claims())
-        let refused = try Self.check(policies: file, request: Self.request(headers: "{authorization: \"Bearer \(token)\"}"), in: dir)
+        let refused = try authzCheckJSON(policies: file, request: Self.request(headers: "{authorization: \"Bearer \(token)\"}"), in: dir)
         #expect(refused["status"] as? Int == 401)
         let reason = try #require(refused["reason"] as? String)
         #expect(reason.contains("http://127.0.0.1:1/jwks.json") && !reason.contains("stated unreachable"), "\(reason)")
 
         let policies = try Self.policies(issuer, in: dir)
-        let garbage = try Self.check(policies: policies, request: Self.request(headers: "{authorization: \"Bearer a.b\"}"), in: dir)
+        let garbage = try authzCheckJSON(policies: policies, request: Self.request(headers: "{authorization: \"Bearer a.b\"}"), in: dir)
         #expect(garbage["status"] as? Int == 401)
         let text = try #require(garbage["reason"] as? String)
         #expect(text.contains("is not a JWT") && !text.contains("JWTKitError") && !text.contains("Optional("), "\(text)")
@@ -180,7 +172,7 @@ struct AuthzRealTokenTests {
 
             jwt: {present: true, valid: true, claims: {iss: \(Self.issuer), sub: alice, aud: shop}}
             """
-        let object = try Self.check(policies: policies, request: request, in: dir)
+        let object = try authzCheckJSON(policies: policies, request: request, in: dir)
         #expect(object["decision"] as? String == "allow", "\(object)")
     }
 }

@@ -125,13 +125,8 @@ struct PolicyCommandTests {
               - {issuer: issuer-1, jwksUri: "http://127.0.0.1:\(listener.port)/jwks.json", timeout: 1s}
             """.write(toFile: policy, atomically: true, encoding: .utf8)
         func check(_ extra: String) throws -> Int? {
-            let request = "\(dir)/request.yaml"
-            try "destination: {namespace: shop, labels: {app: cart}, port: 8080}\nmethod: GET\npath: /\n\(extra)"
-                .write(toFile: request, atomically: true, encoding: .utf8)
-            let result = try rampart("authz", "check", "--policies", policy, "--request", request, "--json")
-            #expect(result.succeeded, "\(result.stderr)")
-            let object = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
-            return object?["status"] as? Int
+            let request = "destination: {namespace: shop, labels: {app: cart}, port: 8080}\nmethod: GET\npath: /\n\(extra)"
+            return try authzCheckJSON(policies: policy, request: request, in: dir)["status"] as? Int
         }
         #expect(try check("headers: {x-other: value}") == 200)
         #expect(listener.connections() == 0, "no token, so the keys were not fetched")
@@ -143,8 +138,7 @@ struct PolicyCommandTests {
     func checkFetchesKeys() throws {
         let dir = try Paths.temporaryDirectory("authz-jwks")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let request = "\(dir)/request.yaml"
-        try """
+        let request = """
             protocol: HTTP
             source: {principal: cluster.local/ns/shop/sa/web, namespace: shop}
             destination: {namespace: shop, labels: {app: cart}, port: 8080}
@@ -152,7 +146,7 @@ struct PolicyCommandTests {
             host: cart
             path: /
             jwt: {present: true, valid: true, claims: {iss: issuer-1, sub: alice}, request_principal: issuer-1/alice}
-            """.write(toFile: request, atomically: true, encoding: .utf8)
+            """
         func decision(jwksURI: String, timeout: String? = nil) throws -> (String?, Int?) {
             let policy = "\(dir)/policy.yaml"
             try """
@@ -166,10 +160,8 @@ struct PolicyCommandTests {
                     jwksUri: "\(jwksURI)"
                 \(timeout.map { "    timeout: \($0)" } ?? "")
                 """.write(toFile: policy, atomically: true, encoding: .utf8)
-            let result = try rampart("authz", "check", "--policies", policy, "--request", request, "--json")
-            #expect(result.succeeded, "\(result.stderr)")
-            let object = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
-            return (object?["decision"] as? String, object?["status"] as? Int)
+            let object = try authzCheckJSON(policies: policy, request: request, in: dir)
+            return (object["decision"] as? String, object["status"] as? Int)
         }
         // Nothing listens on port 1 of loopback: the keys never arrive.
         #expect(try decision(jwksURI: "http://127.0.0.1:1/jwks.json", timeout: "1s") == ("deny", 401))

@@ -61,6 +61,17 @@ func rampart(_ arguments: String...) throws -> CommandResult {
     try run(Paths.rampart, arguments)
 }
 
+/// Writes `request` (the request file's YAML or JSON) to a new file in `dir`, runs
+/// `rampart authz check --policies POLICIES --request FILE --json`, requires it to succeed, and
+/// returns the decision object it prints.
+func authzCheckJSON(policies: String, request: String, in dir: String) throws -> [String: Any] {
+    let file = "\(dir)/request-\(UUID().uuidString.prefix(8)).yaml"
+    try request.write(toFile: file, atomically: true, encoding: .utf8)
+    let result = try rampart("authz", "check", "--policies", policies, "--request", file, "--json")
+    try #require(result.succeeded, "\(result.stderr)")
+    return try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+}
+
 /// Drains a pipe on a background thread so a chatty child never blocks.
 final class ReadAll: @unchecked Sendable {
     private var data = Data()
