@@ -113,16 +113,21 @@ struct EnvoyJWTParityTests {
         #expect(refused.failure?.kind == .keysUnavailable)
     }
 
-    @Test("a header's prefix may stand anywhere in its value, and text after the token is ignored")
+    @Test("a header's prefix may stand anywhere in its value, and the token is the rest of the value after it")
     func extraction() async throws {
         let token = try await key.sign(any: requestClaims(now: clock.now))
         let jwks = try jwksJSON([key.jwk])
         let custom = [inlineRule(jwks, more: "fromHeaders: [{name: x-jwt, prefix: 'Bearer '}]")]
         let prefixed = try await authenticate(token, rules: custom, header: "x-jwt", value: "Token Bearer \(token)")
         #expect(prefixed.outcome.requestPrincipal == "\(requestIssuer)/alice")
-        let trailing = try await authenticate(token, rules: [inlineRule(jwks)], value: "Bearer \(token), other")
-        #expect(trailing.failure == nil)
-        #expect(trailing.outcome.valid)
+        // Envoy keeps what follows the token: `<jwt>, other` and `<jwt> .junk` do not parse.
+        for value in ["Bearer \(token), other", "Bearer \(token) .jjjj", "Bearer \(token)!"] {
+            let trailing = try await authenticate(token, rules: [inlineRule(jwks)], value: value)
+            #expect(trailing.failure?.kind == .malformed, "\(value): \(String(describing: trailing.failure))")
+        }
+        // Characters that cannot start a token are skipped after the prefix (`Bearer  "<jwt>`).
+        let quoted = try await authenticate(token, rules: [inlineRule(jwks)], value: "Bearer  \"\(token)")
+        #expect(quoted.failure == nil && quoted.outcome.valid)
         let missing = try await authenticate(token, rules: custom, header: "x-jwt", value: "bearer \(token)")
         #expect(!missing.tokenPresent)
     }

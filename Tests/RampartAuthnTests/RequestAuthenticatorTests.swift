@@ -198,6 +198,30 @@ struct RequestAuthenticatorTests {
         #expect(oneBad.outcome.location == "query parameter token")
     }
 
+    @Test("a header sent twice holds two tokens, and both must verify; a token from a parameter is removed from the target")
+    func repeatedHeaderAndParameter() async throws {
+        let rules = try self.rules()
+        let alice = try await key.sign(any: requestClaims(now: clock.now))
+        let expired = try await key.sign(any: requestClaims(now: clock.now, extra: ["exp": .number(clock.now.timeIntervalSince1970 - 3600)]))
+        func request(_ values: [String]) -> AuthzRequest {
+            AuthzRequest(
+                destination: .init(namespace: "shop", labels: ["app": "cart"], port: 8080), method: "GET", host: "cart",
+                path: "/items", headers: ["authorization": values.joined(separator: ",")],
+                repeatedHeaders: ["authorization": values])
+        }
+        let twice = await authenticator().authenticate(request(["Bearer \(alice)", "Bearer \(alice)"]), providers: rules)
+        #expect(twice.failure == nil && twice.outcome.requestPrincipal == "\(requestIssuer)/alice")
+        let oneBad = await authenticator().authenticate(request(["Bearer \(alice)", "Bearer \(expired)"]), providers: rules)
+        #expect(oneBad.failure?.kind == .expired && oneBad.status == 401)
+
+        let fromQuery = await authenticator().authenticate(cartRequest(path: "/items?page=2&access_token=\(alice)"), providers: rules)
+        #expect(fromQuery.failure == nil)
+        #expect(fromQuery.headerEdits == [.removeQueryParameter("access_token")])
+        let kept = await authenticator().authenticate(
+            cartRequest(path: "/items?access_token=\(alice)"), providers: try self.rules(more: "forwardOriginalToken: true"))
+        #expect(kept.headerEdits.isEmpty)
+    }
+
     @Test("a CORS preflight and TCP traffic skip JWT checks, as Envoy does")
     func preflightAndTCP() async throws {
         let headers = ["authorization": "Bearer garbage", "origin": "https://shop.example", "access-control-request-method": "POST"]

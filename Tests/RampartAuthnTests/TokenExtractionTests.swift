@@ -45,4 +45,39 @@ struct TokenExtractionTests {
         #expect(found.count == 1)
         #expect(found.first?.providers.count == 2)
     }
+
+    @Test("a header value holds the rest of the value after the prefix, as Envoy's extractor reads it")
+    func restOfValue() throws {
+        #expect(TokenExtractor.headerToken("Bearer a.b.c, other", prefix: "Bearer ") == "a.b.c, other")
+        #expect(TokenExtractor.headerToken("preamble CCCDDD=jwt_token,extra=more", prefix: "CCCDDD") == "jwt_token,extra=more")
+        #expect(TokenExtractor.headerToken("CCCDDD=\"and0X3Rva2Vu\"", prefix: "CCCDDD") == "and0X3Rva2Vu\"")
+        // Nothing a token can start with after the prefix: the value is taken whole, and fails to parse.
+        #expect(TokenExtractor.headerToken("Bearer !!!", prefix: "Bearer ") == "Bearer !!!")
+        #expect(TokenExtractor.headerToken("  a.b.c\t", prefix: "") == "a.b.c")
+        #expect(TokenExtractor.headerToken("bearer a.b.c", prefix: "Bearer ") == nil)
+    }
+
+    @Test("a header sent more than once is read value by value: each value may hold a token")
+    func repeatedHeader() throws {
+        let rules = try providers(rules: [inlineRule(jwks)])
+        let request = AuthzRequest(
+            destination: .init(namespace: "shop", labels: ["app": "cart"], port: 8080), method: "GET", host: "cart",
+            path: "/items", headers: ["authorization": "Bearer a.b.c,Bearer d.e.f"],
+            repeatedHeaders: ["Authorization": ["Bearer a.b.c", "Bearer d.e.f"]])
+        #expect(request.repeatedHeaders["authorization"] == ["Bearer a.b.c", "Bearer d.e.f"])
+        let found = TokenExtractor.extract(from: request, providers: rules)
+        #expect(found.map(\.token) == ["a.b.c", "d.e.f"])
+        // The same text in one value is one token that does not parse.
+        let joined = TokenExtractor.extract(from: cartRequest(headers: ["authorization": "Bearer a.b.c,Bearer d.e.f"]), providers: rules)
+        #expect(joined.map(\.token) == ["a.b.c,Bearer d.e.f"])
+    }
+
+    @Test("a token read from a query parameter is removed from the target when the rule does not forward it")
+    func queryParameterRemoval() {
+        #expect(RequestTarget.removingQueryParameter("access_token", from: "/items?access_token=a.b.c") == "/items")
+        #expect(RequestTarget.removingQueryParameter("access_token", from: "/items?x=1&access_token=a.b.c&y=2") == "/items?x=1&y=2")
+        #expect(RequestTarget.removingQueryParameter("access_token", from: "/items?access%5Ftoken=a&access_token=b#top") == "/items#top")
+        #expect(RequestTarget.removingQueryParameter("access_token", from: "/items?token=a") == "/items?token=a")
+        #expect(RequestTarget.removingQueryParameter("access_token", from: "/items") == "/items")
+    }
 }

@@ -92,6 +92,19 @@ struct AuthzRealTokenTests {
         // The same token as ?access_token= in the path.
         let query = try authzCheckJSON(policies: policies, request: Self.request(path: "/items?access_token=\(token)"), in: dir)
         #expect(query["decision"] as? String == "allow", "\(query)")
+        // Not forwarded: the parameter is taken out of the path the application gets.
+        let queryEdits = try #require(query["header_edits"] as? [[String: Any]])
+        #expect(queryEdits.contains { $0["op"] as? String == "remove" && $0["query_parameter"] as? String == "access_token" }, "\(queryEdits)")
+
+        // Authorization sent twice, as a list in the request file: each value is a token, and
+        // each must verify; text after the token in one value makes it a token that does not parse.
+        let forged = try Issuer().token(Self.claims())
+        let twice = try authzCheckJSON(
+            policies: policies, request: Self.request(headers: "{authorization: [\"Bearer \(token)\", \"Bearer \(forged)\"]}"), in: dir)
+        #expect(twice["status"] as? Int == 401, "\(twice)")
+        let trailing = try authzCheckJSON(
+            policies: policies, request: Self.request(headers: "{authorization: \"Bearer \(token), other\"}"), in: dir)
+        #expect(trailing["status"] as? Int == 401, "\(trailing)")
     }
 
     @Test("a bad token is refused with 401 and a reason saying what was wrong")

@@ -201,6 +201,20 @@ struct TCPAndJWTTests {
 
         let none = try await TestClient.mtls(port: proxy.inboundPort, identityDirectory: client.directory)
         #expect(none.response.head.status == .ok)
+
+        // A token in ?access_token= is verified, then taken out of the path the app gets.
+        let fromQuery = try await TestClient.mtls(
+            port: proxy.inboundPort, identityDirectory: client.directory, path: "/items?page=2&access_token=\(token)")
+        #expect(fromQuery.response.head.status == .ok)
+        let echoed = try TestClient.echo(fromQuery.response)
+        #expect(echoed["path"] as? String == "/items?page=2", "\(echoed)")
+        #expect((echoed["headers"] as? [String: String])?["x-jwt-sub"] == "alice")
+
+        // Authorization sent twice: each value is a token, and a forged second one is refused.
+        let twice = try await TestClient.mtls(
+            port: proxy.inboundPort, identityDirectory: client.directory,
+            headers: [("authorization", "Bearer \(token)"), ("authorization", "Bearer \(forged)")])
+        #expect(twice.response.head.status == .unauthorized)
         await proxy.stop()
         try? await app.serverChannel.close()
     }

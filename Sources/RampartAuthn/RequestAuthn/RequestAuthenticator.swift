@@ -62,13 +62,17 @@ public struct RequestAuthenticator: Sendable {
     }
 
     /// The header edits a verified token's rule asks for (after the sanitizing removals of every
-    /// rule's output headers): remove the header it came in
+    /// rule's output headers): remove the header or query parameter it came in
     /// (`forwardOriginalToken: false`), the payload in `outputPayloadToHeader`, claims in `outputClaimToHeaders`.
     public static func headerEdits(_ token: VerifiedToken) -> [HeaderEdit] {
         let rule = token.provider.rule
         var edits: [HeaderEdit] = []
-        if !rule.forwardOriginalToken, case .header(let name, _) = token.found.location {
-            edits.append(.remove(name))
+        if !rule.forwardOriginalToken {
+            switch token.found.location {
+            case .header(let name, _): edits.append(.remove(name))
+            case .queryParameter(let name): edits.append(.removeQueryParameter(name))
+            case .cookie: break  // Envoy leaves a cookie in place.
+            }
         }
         if !rule.outputPayloadToHeader.isEmpty {
             edits.append(.set(rule.outputPayloadToHeader.lowercased(), token.payloadSegment))

@@ -6,8 +6,10 @@ import RampartPolicy
 public enum TokenExtractor {
     /// Every distinct token in a location some rule reads, in rule and location order.
     ///
-    /// A header whose value lacks the location's prefix holds no token. The same token in the same
-    /// location is found once, with every rule that reads that location.
+    /// A header sent more than once (`AuthzRequest.repeatedHeaders`) is read value by value, as
+    /// Envoy's extractor reads it, so each of its values may hold a token of its own. A value that
+    /// lacks the location's prefix holds no token. The same token in the same location is found
+    /// once, with every rule that reads that location.
     public static func extract(from request: AuthzRequest, providers: [JWTProvider]) -> [FoundToken] {
         let query = queryParameters(of: request.path ?? "")
         let cookies = cookies(in: request.headers["cookie"] ?? "")
@@ -15,34 +17,36 @@ public enum TokenExtractor {
         var readers: [Key: [JWTProvider]] = [:]
         for provider in providers {
             for location in provider.locations {
-                guard let token = token(at: location, headers: request.headers, query: query, cookies: cookies) else {
-                    continue
+                for token in tokens(at: location, request: request, query: query, cookies: cookies) {
+                    let key = Key(token: token, location: location)
+                    if readers[key] == nil { order.append(key) }
+                    if readers[key]?.contains(provider) != true { readers[key, default: []].append(provider) }
                 }
-                let key = Key(token: token, location: location)
-                if readers[key] == nil { order.append(key) }
-                if readers[key]?.contains(provider) != true { readers[key, default: []].append(provider) }
             }
         }
         return order.map { FoundToken(token: $0.token, location: $0.location, providers: readers[$0] ?? []) }
     }
 
-    /// The token at one location, if there is one.
+    /// The tokens at one location: one per value of a header, at most one in a query parameter or
+    /// a cookie.
+    static func tokens(
+        at location: JWTProvider.TokenLocation, request: AuthzRequest, query: [String: String], cookies: [String: String]
+    ) -> [String] {
+        guard case .header(let name, let prefix) = location else {
+            return token(at: location, headers: request.headers, query: query, cookies: cookies).map { [$0] } ?? []
+        }
+        let key = name.lowercased()
+        let values = request.repeatedHeaders[key] ?? request.headers[key].map { [$0] } ?? []
+        return values.compactMap { headerToken($0, prefix: prefix) }
+    }
+
+    /// The token at one location, if there is one (of a header, its value as a whole).
     static func token(
         at location: JWTProvider.TokenLocation, headers: [String: String], query: [String: String], cookies: [String: String]
     ) -> String? {
         switch location {
         case .header(let name, let prefix):
-            // As Envoy's extractor: without a prefix the whole value is the token; with one, the
-            // prefix may stand anywhere in the value, and the token is the run of base64url
-            // characters and dots after it, whatever follows.
-            // Spaces and tabs around a value are not part of it (an HTTP parser drops them).
-            guard let header = headers[name.lowercased()]?.trimmingCharacters(in: CharacterSet(charactersIn: " \t")),
-                !header.isEmpty
-            else { return nil }
-            guard !prefix.isEmpty else { return header }
-            guard let range = header.range(of: prefix) else { return nil }
-            let token = jwtRun(header[range.upperBound...])
-            return token.isEmpty ? nil : token
+            return headers[name.lowercased()].flatMap { headerToken($0, prefix: prefix) }
         case .queryParameter(let name):
             // The decoded value as it is, spaces included: Envoy does not trim it either.
             guard let value = query[name], !value.isEmpty else { return nil }
@@ -53,21 +57,29 @@ public enum TokenExtractor {
         }
     }
 
-    /// The first run of base64url characters and dots in `text` (Envoy's `extractJWT`), or the
-    /// whole text when it has none.
-    static func jwtRun(_ text: Substring) -> String {
-        func isTokenCharacter(_ byte: UInt8) -> Bool {
-            switch byte {
-            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
-                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."):
-                return true
-            default: return false
-            }
+    /// The token in one header value, as Envoy's extractor finds it: without a prefix the whole
+    /// value; with one, the prefix may stand anywhere in the value, and the token is the rest of
+    /// the value from the first base64url character or dot after it (a value with none after the
+    /// prefix is taken whole). So `Bearer <jwt>, other` holds the token `<jwt>, other`, which does
+    /// not parse. Spaces and tabs around a value are not part of it (an HTTP parser drops them).
+    public static func headerToken(_ value: String, prefix: String) -> String? {
+        let value = value.trimmingCharacters(in: CharacterSet(charactersIn: " \t"))
+        guard !value.isEmpty else { return nil }
+        guard !prefix.isEmpty else { return value }
+        guard let range = value.range(of: prefix) else { return nil }
+        let rest = value[range.upperBound...]
+        guard let start = rest.utf8.firstIndex(where: isTokenCharacter) else { return value }
+        return String(rest[start...])
+    }
+
+    /// Whether a byte is a base64url character or a dot.
+    private static func isTokenCharacter(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
+            UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."):
+            return true
+        default: return false
         }
-        let bytes = Array(text.utf8)
-        guard let start = bytes.firstIndex(where: isTokenCharacter) else { return String(text) }
-        let end = bytes[start...].firstIndex(where: { !isTokenCharacter($0) }) ?? bytes.endIndex
-        return String(decoding: bytes[start..<end], as: UTF8.self)
     }
 
     /// The query parameters of a path, percent-decoded; the first of repeated names wins.

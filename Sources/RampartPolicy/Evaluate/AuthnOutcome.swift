@@ -97,4 +97,6 @@ public enum HeaderEdit: Sendable, Hashable {
     case setPayload(String)
     /// Set the header to a claim's value.
     case set(String, String)
+    /// Remove the query parameter that carried the token (`forwardOriginalToken: false`).
+    case removeQueryParameter(String)
 }

@@ -74,8 +74,12 @@ public struct AuthzRequest: Sendable, Hashable {
     public let host: String?
     /// The raw path, possibly with a query.
     public let path: String?
-    /// Request headers, keyed by lower-case name.
+    /// Request headers, keyed by lower-case name. A header sent more than once holds its values
+    /// joined with commas, as Envoy's header matchers see it.
     public let headers: [String: String]
+    /// The separate values of each header sent more than once, keyed by lower-case name: JWT
+    /// extraction reads each value on its own (a token in each). Empty when no header repeats.
+    public let repeatedHeaders: [String: [String]]
     /// The ext-authz answer for CUSTOM policies.
     public let extAuthz: ExtAuthzAnswer?
     /// The TLS server name.
@@ -89,7 +93,8 @@ public struct AuthzRequest: Sendable, Hashable {
     public init(
         transport: TransportProtocol = .http, source: Source = Source(), destination: Destination,
         method: String? = nil, host: String? = nil, path: String? = nil, headers: [String: String] = [:],
-        extAuthz: ExtAuthzAnswer? = nil, sni: String? = nil, jwt: JWTOutcome? = nil
+        extAuthz: ExtAuthzAnswer? = nil, sni: String? = nil, jwt: JWTOutcome? = nil,
+        repeatedHeaders: [String: [String]] = [:]
     ) {
         self.transport = transport
         self.source = source
@@ -101,6 +106,9 @@ public struct AuthzRequest: Sendable, Hashable {
         for (name, value) in headers { lowered[name.lowercased()] = value }
         self.headers = lowered
         headerTable = HeaderTable(lowered)
+        var repeated: [String: [String]] = [:]
+        for (name, values) in repeatedHeaders where values.count > 1 { repeated[name.lowercased()] = values }
+        self.repeatedHeaders = repeated
         self.extAuthz = extAuthz
         self.sni = sni
         self.jwt = jwt

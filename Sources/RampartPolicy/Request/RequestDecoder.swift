@@ -76,8 +76,11 @@ extension AuthzRequest {
             namespace: try Self.string(destinationObject["namespace"], "destination.namespace") ?? "default",
             labels: labels, port: port, ip: try Self.address(destinationObject["ip"], "destination.ip"))
         var headers: [String: String] = [:]
+        var repeatedHeaders: [String: [String]] = [:]
         for (key, value) in try Self.map(root["headers"], "headers") ?? [:] {
-            headers[key] = try Self.headerValue(value, "headers.\(key)")
+            let values = try Self.headerValues(value, "headers.\(key)")
+            headers[key] = values.joined(separator: ",")
+            if values.count > 1 { repeatedHeaders[key] = values }
         }
         var extAuthz: ExtAuthzAnswer?
         if let answer = try Self.string(root["ext_authz"], "ext_authz") {
@@ -100,7 +103,7 @@ extension AuthzRequest {
             transport: transport, source: source, destination: destination,
             method: try Self.string(root["method"], "method"), host: host,
             path: path, headers: headers, extAuthz: extAuthz,
-            sni: try Self.string(root["sni"], "sni"), jwt: try Self.jwt(root["jwt"]))
+            sni: try Self.string(root["sni"], "sni"), jwt: try Self.jwt(root["jwt"]), repeatedHeaders: repeatedHeaders)
     }
 
     private static func jwt(_ value: Any?) throws(RequestDecodingError) -> JWTOutcome? {
@@ -169,7 +172,8 @@ extension AuthzRequest {
 
     /// A header's value: a scalar as written, or a list of them for a header sent more than once,
     /// joined with `,` as Envoy joins repeated headers before matching them.
-    private static func headerValue(_ value: Any, _ field: String) throws(RequestDecodingError) -> String {
+    /// A header's value, or its values when the request file lists them (a header sent more than once).
+    private static func headerValues(_ value: Any, _ field: String) throws(RequestDecodingError) -> [String] {
         func scalar(_ value: Any) -> String? {
             switch value {
             case is NSNull, is [Any], is [String: Any]: return nil
@@ -186,13 +190,13 @@ extension AuthzRequest {
                 }
                 values.append(text)
             }
-            return values.joined(separator: ",")
+            return values
         }
         guard let text = scalar(value) else {
             throw RequestDecodingError(
                 field: field, reason: "expected a string, or a list of strings for a header sent more than once")
         }
-        return text
+        return [text]
     }
 
     private static func int(_ value: Any?, _ field: String) throws(RequestDecodingError) -> Int? {

@@ -15,4 +15,24 @@ public enum RequestTarget {
         if !path.hasPrefix("/") { path = "/" + path }
         return (authority.contains("@") ? "" : authority, path)
     }
+
+    /// The target without the query parameter `name` (compared percent-decoded, every occurrence),
+    /// the other parameters kept as sent; without a `?` when none is left. Envoy's JWT filter
+    /// removes a token read from a parameter this way when the rule does not forward it.
+    public static func removingQueryParameter(_ name: String, from target: String) -> String {
+        guard let mark = target.firstIndex(of: "?") else { return target }
+        let path = target[..<mark]
+        var query = target[target.index(after: mark)...]
+        var fragment: Substring = ""
+        if let hash = query.firstIndex(of: "#") {
+            fragment = query[hash...]
+            query = query[..<hash]
+        }
+        let kept = query.split(separator: "&", omittingEmptySubsequences: false).filter { pair in
+            let key = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)[0]
+            return (String(key).removingPercentEncoding ?? String(key)) != name
+        }
+        let rest = kept.joined(separator: "&")
+        return String(path) + (rest.isEmpty ? "" : "?" + rest) + fragment
+    }
 }

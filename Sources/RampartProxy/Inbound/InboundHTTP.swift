@@ -142,6 +142,9 @@ struct InboundHTTP: Sendable {
         // Without a token the decision's edits are the removals of the headers the JWT rules write.
         let edits = decision.headerEdits.isEmpty ? [] : authn.map { $0.failure == nil ? $0.headerEdits : [] } ?? decision.headerEdits
         Self.apply(edits, token: authz.jwt?.raw, to: &forwarded.head.headers)
+        for case .removeQueryParameter(let name) in edits {
+            forwarded.head.uri = RequestTarget.removingQueryParameter(name, from: forwarded.head.uri)
+        }
         let context = self.context
         let http2 = context.appProtocol.usesHTTP2(for: request)
         let target = UpstreamTarget(host: context.appHost, port: context.appPort, http2: http2)
@@ -165,11 +168,17 @@ struct InboundHTTP: Sendable {
         _ request: BufferedRequest, info: ConnectionInfo, workload: WorkloadInfo, appPort: Int, headers readsHeaders: Bool = true
     ) -> AuthzRequest {
         var headers: [String: String] = [:]
+        var repeated: [String: [String]] = [:]
         let authority = request.head.headers.first(name: "host")
         if readsHeaders {
             for (name, value) in request.head.headers {
                 let key = name.lowercased()
-                headers[key] = headers[key].map { "\($0),\(value)" } ?? value
+                if let earlier = headers[key] {
+                    headers[key] = "\(earlier),\(value)"
+                    repeated[key, default: [earlier]].append(value)
+                } else {
+                    headers[key] = value
+                }
             }
             if let authority { headers[":authority"] = authority }
             headers[":method"] = request.head.method.rawValue
@@ -183,7 +192,8 @@ struct InboundHTTP: Sendable {
                 mtls: info.peer != nil
             ),
             destination: AuthzRequest.Destination(namespace: workload.namespace, labels: workload.labels, port: appPort, ip: info.localIP),
-            method: request.head.method.rawValue, host: authority, path: request.head.uri, headers: headers
+            method: request.head.method.rawValue, host: authority, path: request.head.uri, headers: headers,
+            repeatedHeaders: repeated
         )
     }
 
@@ -273,6 +283,8 @@ struct InboundHTTP: Sendable {
                 }
             case .set(let name, let value):
                 headers.replaceOrAdd(name: name, value: value)
+            case .removeQueryParameter:
+                break  // A change to the target, made where the target is rewritten.
             }
         }
     }

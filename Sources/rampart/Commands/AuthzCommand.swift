@@ -187,6 +187,7 @@ struct AuthzCheck: AsyncParsableCommand {
                 case .remove(let name): return ["op": "remove", "header": name]
                 case .setPayload(let name): return ["op": "set", "header": name, "value": payload.map { $0 as Any } ?? NSNull()]
                 case .set(let name, let value): return ["op": "set", "header": name, "value": value]
+                case .removeQueryParameter(let name): return ["op": "remove", "query_parameter": name]
                 }
             }
         }
