@@ -20,6 +20,22 @@ struct EvaluationTests {
         #expect(engine.snapshot.evaluate(Fixture.http(principal: "cluster.local/ns/ns3/sa/z", path: "/y")).decision == .deny)
     }
 
+    @Test("a field with an empty list is not set: it asks nothing of the request, on the fast path and in explain")
+    func emptyListFields() {
+        let engine = Fixture.engine(
+            Fixture.policy(
+                "p",
+                rules: """
+                  - from: [{source: {principals: [], notNamespaces: [], namespaces: ["ns3"]}}]
+                    to: [{operation: {methods: [], notPaths: [], paths: ["/x*"]}}]
+                """))
+        let request = Fixture.http(principal: "cluster.local/ns/ns3/sa/z", path: "/x1")
+        #expect(engine.snapshot.evaluate(request).decision == .allow)
+        #expect(engine.snapshot.explain(request).decision.decision == .allow)
+        #expect(engine.snapshot.evaluate(Fixture.http(principal: "cluster.local/ns/ns4/sa/z", path: "/x1")).decision == .deny)
+        #expect(engine.snapshot.evaluate(Fixture.http(principal: "cluster.local/ns/ns3/sa/z", path: "/y")).decision == .deny)
+    }
+
     @Test("ANDs when conditions and negates notValues, also for a missing header")
     func conditions() {
         let engine = Fixture.engine(

@@ -104,3 +104,92 @@ struct WebhookParityTests {
         #expect(Self.errors(yaml.replacingOccurrences(of: ", annotations: {istio.io/dry-run: \(value)}", with: "")).isEmpty)
     }
 }
+
+/// What Istio's webhook and CRD schema refuse on top of the above: sources and operations that set
+/// only empty lists, strict claim header names, both key sources, and the schema's limits.
+@Suite("webhook and schema parity: empty lists, names and limits")
+struct SchemaLimitTests {
+    static func ra(_ rule: String) -> String {
+        """
+        apiVersion: security.istio.io/v1
+        kind: RequestAuthentication
+        metadata: {name: jwt, namespace: ns1}
+        spec:
+          jwtRules:
+          - \(rule)
+        """
+    }
+
+    @Test(
+        "a source or operation whose every field is an empty list is refused; one non-empty field is enough",
+        arguments: [
+            ("  - from: [{source: {principals: [], ipBlocks: []}}]", "spec.rules[0].from[0].source", false),
+            ("  - to: [{operation: {methods: [], paths: []}}]", "spec.rules[0].to[0].operation", false),
+            ("  - from: [{source: {principals: [], namespaces: [ns1]}}]", "", true),
+            ("  - to: [{operation: {methods: [], paths: [/a]}}]", "", true),
+        ])
+    func emptyLists(rules: String, field: String, valid: Bool) {
+        let errors = WebhookParityTests.errors(Fixture.policy("p", rules: rules))
+        #expect(errors.isEmpty == valid, "\(errors)")
+        if !valid {
+            #expect(errors.map(\.code) == [.emptyClause] && errors.first?.field == field, "\(errors)")
+            #expect(errors.first?.message.contains("only empty lists") == true)
+        }
+    }
+
+    @Test("claim headers take Istio's strict names: letters, digits and '-' only", arguments: [
+        ("x-user", true), ("X-User-2", true), ("x_user", false), ("x-user_id", false), ("x user", false),
+    ])
+    func claimHeaderNames(header: String, valid: Bool) {
+        let errors = WebhookParityTests.errors(Self.ra("{issuer: iss, jwksUri: \"https://iss.example/jwks\", outputClaimToHeaders: [{header: \"\(header)\", claim: sub}]}"))
+        #expect(errors.isEmpty == valid, "\(errors)")
+        if !valid { #expect(errors.map(\.code) == [.badHeaderName] && errors.first?.field.hasSuffix(".header") == true) }
+    }
+
+    @Test("jwks and jwksUri together are refused")
+    func bothKeySources() {
+        let jwks = #"{\"keys\":[{\"kty\":\"oct\",\"k\":\"YWJj\"}]}"#
+        let errors = WebhookParityTests.errors(Self.ra("{issuer: iss, jwksUri: \"https://iss.example/jwks\", jwks: \"\(jwks)\"}"))
+        #expect(errors.map(\.code) == [.badJWTRule], "\(errors)")
+        #expect(errors.first?.field == "spec.jwtRules[0].jwks")
+    }
+
+    @Test("the schema's limits: 512 rules, 16 targetRefs, a 2048-character jwksUri")
+    func limits() {
+        let rules = String(repeating: "  - to: [{operation: {paths: [/a]}}]\n", count: 513)
+        #expect(WebhookParityTests.errors(Fixture.policy("p", rules: rules)).map(\.code) == [.overLimit])
+        let fewer = String(repeating: "  - to: [{operation: {paths: [/a]}}]\n", count: 512)
+        #expect(WebhookParityTests.errors(Fixture.policy("p", rules: fewer)).isEmpty)
+        let refs = (0..<17).map { "{kind: Service, group: \"\", name: s\($0)}" }.joined(separator: ", ")
+        let targeted = """
+            apiVersion: security.istio.io/v1
+            kind: AuthorizationPolicy
+            metadata: {name: p, namespace: ns1}
+            spec:
+              targetRefs: [\(refs)]
+              rules: [{}]
+            """
+        #expect(WebhookParityTests.errors(targeted).map(\.code) == [.overLimit])
+        let long = "https://iss.example/" + String(repeating: "a", count: 2048)
+        #expect(WebhookParityTests.errors(Self.ra("{issuer: iss, jwksUri: \"\(long)\"}")).map(\.code) == [.overLimit])
+    }
+
+    @Test("selector labels are Kubernetes labels: keys and values of at most 63 characters of the allowed set", arguments: [
+        ("app", "reviews", true), ("app.kubernetes.io/name", "reviews", true), ("app", "", true), ("app", "v1.2_b-c", true),
+        ("app", String(repeating: "a", count: 64), false), ("app", "-reviews", false), ("app", "rev iews", false),
+        ("Bad_Prefix/app", "x", false), (String(repeating: "k", count: 64), "x", false),
+    ])
+    func labels(key: String, value: String, valid: Bool) {
+        let yaml = """
+            apiVersion: security.istio.io/v1
+            kind: AuthorizationPolicy
+            metadata: {name: p, namespace: ns1}
+            spec:
+              selector: {matchLabels: {"\(key)": "\(value)"}}
+              rules: [{}]
+            """
+        let errors = WebhookParityTests.errors(yaml)
+        #expect(errors.isEmpty == valid, "\(errors)")
+        if !valid { #expect(errors.map(\.code) == [.badSelector], "\(errors)") }
+    }
+}

@@ -76,8 +76,9 @@ final class CompiledPolicy: Sendable {
     private static func checks(_ fields: [String: [String]], names: [String], prefix: String, scope: Scope)
         -> [Check]
     {
+        // A field with an empty list is not set, as Istio reads it (`principals: []` asks nothing).
         names.compactMap { name in
-            guard let values = fields[name], let attribute = Attribute.forField(name) else { return nil }
+            guard let values = fields[name], !values.isEmpty, let attribute = Attribute.forField(name) else { return nil }
             return Check(
                 attribute: attribute, values: scope.qualified(values, attribute), negated: name.hasPrefix("not"),
                 field: "\(prefix).\(name)")

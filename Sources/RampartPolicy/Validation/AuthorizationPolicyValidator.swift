@@ -8,6 +8,11 @@ enum AuthorizationPolicyValidator {
             selector: policy.selector, targetRef: policy.targetRef, targetRefs: policy.targetRefs, &reporter)
         checkAction(policy, &reporter)
         checkDryRun(policy, &reporter)
+        if let rules = policy.rules, rules.count > 512 {
+            reporter.add(
+                .overLimit, "spec.rules", "the policy has \(rules.count) rules; Istio's schema allows at most 512",
+                fix: "split the rules over several policies")
+        }
         for (index, rule) in (policy.rules ?? []).enumerated() {
             RuleValidator(action: policy.action, prefix: "spec.rules[\(index)]", index: index).validate(rule, &reporter)
         }

@@ -50,8 +50,47 @@ enum CommonChecks {
                 reporter.add(
                     .badSelector, "\(field).\(key)", "wildcards are not supported in selector labels (\(key)=\(value))",
                     fix: "list the exact label value")
+            } else if let problem = labelKeyProblem(key) {
+                reporter.add(
+                    .badSelector, "\(field).\(key)", "label key \"\(key)\" \(problem)",
+                    fix: "use a Kubernetes label key: an optional DNS prefix and /, then a name of at most 63 characters")
+            } else if !isLabelValue(value) {
+                reporter.add(
+                    .badSelector, "\(field).\(key)",
+                    "label value \"\(value)\" is not a Kubernetes label value: at most 63 characters, letters, digits, '-', '_' and '.', starting and ending with a letter or digit",
+                    fix: "use the label value the workload carries")
             }
         }
+    }
+
+    /// Whether `text` is a Kubernetes label value (empty, or at most 63 characters of letters,
+    /// digits, `-`, `_` and `.` that start and end with a letter or digit).
+    static func isLabelValue(_ text: String) -> Bool {
+        text.isEmpty || text.utf8.count <= 63 && isLabelName(text)
+    }
+
+    /// What is wrong with a label key (`[prefix/]name`), or nil.
+    static func labelKeyProblem(_ key: String) -> String? {
+        let parts = key.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
+        let name = String(parts.last ?? "")
+        if parts.count == 2 {
+            let prefix = String(parts[0])
+            guard isDNSSubdomain(prefix) else { return "has a prefix that is not a DNS subdomain" }
+        }
+        guard !name.isEmpty, name.utf8.count <= 63, isLabelName(name) else {
+            return "has a name that is not at most 63 letters, digits, '-', '_' and '.' starting and ending with a letter or digit"
+        }
+        return nil
+    }
+
+    private static func isLabelName(_ text: String) -> Bool {
+        let bytes = Array(text.utf8)
+        func alphanumeric(_ byte: UInt8) -> Bool {
+            (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte) || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte)
+                || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
+        }
+        guard let first = bytes.first, let last = bytes.last, alphanumeric(first), alphanumeric(last) else { return false }
+        return bytes.allSatisfy { alphanumeric($0) || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: ".") }
     }
 
     static func targets(
@@ -62,6 +101,11 @@ enum CommonChecks {
             reporter.add(
                 .badTargetRef, "spec.selector", "selector and targetRef/targetRefs are both set; only one may be",
                 fix: "keep either the selector or the target references")
+        }
+        if targetRefs.count > 16 {
+            reporter.add(
+                .overLimit, "spec.targetRefs", "targetRefs lists \(targetRefs.count) references; Istio's schema allows at most 16",
+                fix: "split the references over several policies")
         }
         if targetRef != nil && !targetRefs.isEmpty {
             reporter.add(
@@ -120,6 +164,11 @@ enum CommonChecks {
     static func isDNSLabel(_ text: String) -> Bool { DNSName.isLabel(text) }
 
     static func isDNSSubdomain(_ text: String) -> Bool { DNSName.isSubdomain(text) }
+
+    /// Istio's strict header names (`ValidateStrictHTTPHeaderName`): ASCII letters, digits and `-`.
+    static func isStrictHeaderName(_ text: String) -> Bool {
+        !text.isEmpty && text.allSatisfy { ($0.isLetter || $0.isNumber) && $0.isASCII || $0 == "-" }
+    }
 
     static func isHeaderName(_ text: String) -> Bool {
         !text.isEmpty && text.allSatisfy { ($0.isLetter || $0.isNumber) && $0.isASCII || $0 == "-" || $0 == "_" }

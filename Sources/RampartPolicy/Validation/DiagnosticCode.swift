@@ -24,6 +24,8 @@ public enum DiagnosticCode: String, Sendable, Hashable, CaseIterable {
     case emptySelector = "RP011"
     /// A targetRef/targetRefs problem.
     case badTargetRef = "RP012"
+    /// A list or value longer than Istio's CRD schema allows (rules, targetRefs, jwksUri).
+    case overLimit = "RP013"
     /// The action and provider do not fit together.
     case badAction = "RP020"
     /// A DENY or CUSTOM policy without rules.

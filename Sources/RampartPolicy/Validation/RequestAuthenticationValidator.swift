@@ -34,6 +34,16 @@ enum RequestAuthenticationValidator {
                 fix: "write the full URL, e.g. https://issuer.example.com/.well-known/jwks.json")
         }
         if !rule.jwks.isEmpty { checkJWKS(rule.jwks, field: "\(path).jwks", &reporter) }
+        if !rule.jwks.isEmpty && !rule.jwksURI.isEmpty {
+            reporter.add(
+                .badJWTRule, "\(path).jwks", "jwks and jwksUri are both set; Istio accepts only one of them",
+                fix: "keep the inline jwks, or the jwksUri to fetch the keys from")
+        }
+        if rule.jwksURI.utf8.count > 2048 {
+            reporter.add(
+                .overLimit, "\(path).jwksUri", "jwksUri is \(rule.jwksURI.utf8.count) characters long; Istio's schema allows at most 2048",
+                fix: "use a shorter URL for the key set")
+        }
         for (offset, header) in rule.fromHeaders.enumerated() where header.name.isEmpty {
             reporter.add(
                 .missingValue, "\(path).fromHeaders[\(offset)].name", "a token header has an empty name",
@@ -53,10 +63,11 @@ enum RequestAuthenticationValidator {
         }
         for (offset, mapping) in rule.outputClaimToHeaders.enumerated() {
             let field = "\(path).outputClaimToHeaders[\(offset)]"
-            if !CommonChecks.isHeaderName(mapping.header) {
+            if !CommonChecks.isStrictHeaderName(mapping.header) {
+                let underscore = mapping.header.contains("_") ? " ('_' included: Istio refuses it here)" : ""
                 reporter.add(
                     .badHeaderName, "\(field).header",
-                    "\"\(mapping.header)\" is not a valid header name (letters, digits, '-' and '_')",
+                    "\"\(mapping.header)\" is not a header name Istio accepts for a claim: only ASCII letters, digits and '-'\(underscore)",
                     fix: "pick a header name such as x-jwt-sub")
             }
             if mapping.claim.isEmpty {

@@ -21,10 +21,12 @@ struct RuleValidator {
                         fix: "write the entry as - source: {principals: [...]} or remove it")
                     continue
                 }
-                if source.fields.isEmpty {
+                // Istio counts a field with an empty list as not set.
+                if source.fields.values.allSatisfy(\.isEmpty) {
+                    let what = source.fields.isEmpty ? "sets no field" : "sets only empty lists (\(Self.names(source.fields)))"
                     reporter.add(
-                        .emptyClause, "\(path).source", "the source of rule \(index) sets no field",
-                        fix: "set at least one source field, or remove the from entry to match any source")
+                        .emptyClause, "\(path).source", "the source of rule \(index) \(what), which Istio refuses",
+                        fix: "set at least one source field to a non-empty list, or remove the from entry to match any source")
                 }
                 checkSource(source, path: "\(path).source", &reporter)
             }
@@ -39,10 +41,11 @@ struct RuleValidator {
                         fix: "write the entry as - operation: {paths: [...]} or remove it")
                     continue
                 }
-                if operation.fields.isEmpty {
+                if operation.fields.values.allSatisfy(\.isEmpty) {
+                    let what = operation.fields.isEmpty ? "sets no field" : "sets only empty lists (\(Self.names(operation.fields)))"
                     reporter.add(
-                        .emptyClause, "\(path).operation", "the operation of rule \(index) sets no field",
-                        fix: "set at least one operation field, or remove the to entry to match any operation")
+                        .emptyClause, "\(path).operation", "the operation of rule \(index) \(what), which Istio refuses",
+                        fix: "set at least one operation field to a non-empty list, or remove the to entry to match any operation")
                 }
                 checkOperation(operation, path: "\(path).operation", &reporter)
             }
@@ -50,6 +53,11 @@ struct RuleValidator {
         for (offset, condition) in (rule.when ?? []).enumerated() {
             ConditionValidator(action: action, path: "\(prefix).when[\(offset)]").validate(condition, &reporter)
         }
+    }
+
+    /// The names of a source's or operation's fields, sorted, for messages.
+    private static func names(_ fields: [String: [String]]) -> String {
+        fields.keys.sorted().joined(separator: ", ")
     }
 
     private func emptyClause(_ path: String, _ name: String, _ reporter: inout Reporter) {
