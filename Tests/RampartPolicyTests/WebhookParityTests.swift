@@ -89,7 +89,7 @@ struct WebhookParityTests {
     func spaceDelimitedClaims() {
         let errors = Self.errors(Fixture.requestAuthentication(["{issuer: a, spaceDelimitedClaims: [scope, \"\"]}"]))
         #expect(errors.map(\.code) == [.emptyValue])
-        #expect(errors.first?.field == "spec.jwtRules[0].spaceDelimitedClaims")
+        #expect(errors.first?.field == "spec.jwtRules[0].spaceDelimitedClaims[1]")
     }
 
     @Test("only AuthorizationPolicy takes the dry-run annotation", arguments: ["\"true\"", "\"false\""])
@@ -191,5 +191,54 @@ struct SchemaLimitTests {
         let errors = WebhookParityTests.errors(yaml)
         #expect(errors.isEmpty == valid, "\(errors)")
         if !valid { #expect(errors.map(\.code) == [.badSelector], "\(errors)") }
+    }
+
+    @Test("service account fields and principal or namespace fields may not both be written, even as empty lists")
+    func serviceAccountsWithEmptyLists() {
+        let errors = WebhookParityTests.errors(Fixture.policy("p", rules: "  - from: [{source: {serviceAccounts: [sa], principals: []}}]"))
+        #expect(errors.map(\.code) == [.badServiceAccount], "\(errors)")
+    }
+
+    @Test("Istio's internal annotations are refused", arguments: ["internal.istio.io/webhook-always-reject", "internal.istio.io/parents"])
+    func internalAnnotations(key: String) {
+        let errors = WebhookParityTests.errors(Fixture.policy("p", extra: ", annotations: {\(key): \"x\"}", rules: "  - {}"))
+        #expect(errors.map(\.code) == [.badMetadata] && errors.first?.field == "metadata.annotations.\(key)", "\(errors)")
+        #expect(WebhookParityTests.errors(Fixture.policy("p", extra: ", annotations: {example.com/owner: \"x\"}", rules: "  - {}")).isEmpty)
+    }
+
+    @Test("a finding that only restates a reading error is left out; errors name the entry and field at fault")
+    func followOnsAndPlaces() throws {
+        let yaml = """
+            apiVersion: security.istio.io/v1
+            kind: AuthorizationPolicy
+            metadata: {name: a, namespace: ns1}
+            spec:
+              selector: {matchLabels: {version: 1}}
+              rules:
+              - to: [{operation: {pathz: [/a]}}]
+                when: [{key: "destination.port", values: [8080]}]
+              - to: [{operation: {}}]
+            ---
+            apiVersion: security.istio.io/v1
+            kind: RequestAuthentication
+            metadata: {name: r, namespace: ns1}
+            spec:
+              jwtRules:
+              - {issuer: iss, jwksUri: "https://iss.example/jwks", audiences: [a, ""], fromParams: [t, ""], timeout: -1s}
+              targetRefs: [{group: apps, kind: Service, name: x}]
+            """
+        let loaded = PolicyLoader.load(yaml: yaml, file: "f.yaml")
+        let found = PolicyEngine.withoutFollowOns(loaded.diagnostics, PolicyAnalyzer.analyze(loaded.resources))
+        let fields = found.map { "\($0.code.rawValue) \($0.field)" }
+        #expect(
+            Set(fields) == [
+                "RP005 spec.selector.matchLabels.version", "RP004 spec.rules[0].to[0].operation.pathz",
+                "RP005 spec.rules[0].when[0].values[0]", "RP024 spec.rules[1].to[0].operation",
+                "RP025 spec.jwtRules[0].audiences[1]", "RP025 spec.jwtRules[0].fromParams[1]",
+                "RP044 spec.jwtRules[0].timeout", "RP012 spec.targetRefs[0].group",
+            ], "\(fields)")
+        #expect(found.first { $0.code == .badDuration }?.message.contains("negative") == true)
+        // Without the filter the empty selector, operation and condition would be reported too.
+        #expect(loaded.diagnostics.count + PolicyAnalyzer.analyze(loaded.resources).count > found.count)
     }
 }

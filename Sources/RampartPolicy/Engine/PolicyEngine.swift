@@ -87,7 +87,25 @@ public struct PolicyEngine: Sendable {
     ) -> [Diagnostic] {
         let loaded = PolicyLoader.load(paths: paths)
         return inReadingOrder(
-            loaded.diagnostics + PolicyAnalyzer.analyze(loaded.resources, workloads: workloads, rootNamespace: rootNamespace))
+            withoutFollowOns(
+                loaded.diagnostics,
+                PolicyAnalyzer.analyze(loaded.resources, workloads: workloads, rootNamespace: rootNamespace)))
+    }
+
+    /// The reading errors and the findings of validation, without the findings that only restate
+    /// a reading error: a source, operation, condition or selector found empty because the field
+    /// it held was misspelt or of the wrong type (that field's error says what to fix).
+    public static func withoutFollowOns(_ reading: [Diagnostic], _ findings: [Diagnostic]) -> [Diagnostic] {
+        let causes = reading.filter { $0.code == .wrongType || $0.code == .unknownField }
+        guard !causes.isEmpty else { return reading + findings }
+        let emptiness: Set<DiagnosticCode> = [.emptyClause, .emptySelector, .badCondition]
+        return reading + findings.filter { finding in
+            guard emptiness.contains(finding.code), !finding.field.isEmpty else { return true }
+            return !causes.contains { cause in
+                cause.file == finding.file && cause.resource == finding.resource
+                    && (cause.field.hasPrefix(finding.field + ".") || cause.field.hasPrefix(finding.field + "["))
+            }
+        }
     }
 
     /// Diagnostics file by file, in the order the files were read, and by line within a file

@@ -76,8 +76,10 @@ struct RequestAuthenticationDecoder {
             case "timeout":
                 guard let text = context.string(value, fieldPath) else { continue }
                 guard let parsed = GoDuration.milliseconds(text) else {
+                    let negative = text.hasPrefix("-") && GoDuration.milliseconds(String(text.dropFirst())) != nil
                     context.report(
-                        .badDuration, fieldPath, value, "\"\(text)\" is not a duration",
+                        .badDuration, fieldPath, value,
+                        negative ? "\"\(text)\" is negative; a timeout must be at least 1ms" : "\"\(text)\" is not a duration",
                         fix: "write a duration such as 500ms, 5s or 1m")
                     continue
                 }

@@ -13,6 +13,13 @@ enum CommonChecks {
                 fix: suggestedName(metadata.name).map { "rename the resource, for example \($0)" }
                     ?? "rename the resource with lower-case letters, digits, '-' and '.'")
         }
+        // Istio's webhook refuses its internal annotations on resources users write.
+        for key in ["internal.istio.io/webhook-always-reject", "internal.istio.io/parents"]
+        where metadata.annotations[key] != nil {
+            reporter.add(
+                .badMetadata, "metadata.annotations.\(key)", "the annotation \(key) is Istio's own and may not be set on a resource",
+                fix: "remove the annotation")
+        }
         if !isDNSLabel(metadata.namespace) {
             reporter.add(
                 .badMetadata, "metadata.namespace",
@@ -125,8 +132,10 @@ enum CommonChecks {
                     fix: "remove the namespace field; the policy's own namespace is used")
             }
             if !allowed.contains(where: { $0.0 == ref.group && $0.1 == ref.kind }) {
+                // A known kind with another group is the group's fault.
+                let field = allowed.contains(where: { $0.1 == ref.kind }) ? "group" : "kind"
                 reporter.add(
-                    .badTargetRef, "\(path).kind",
+                    .badTargetRef, "\(path).\(field)",
                     "target \(ref.group.isEmpty ? "" : ref.group + "/")\(ref.kind) is not attachable; expected Service, networking.istio.io ServiceEntry, or gateway.networking.k8s.io Gateway or GatewayClass",
                     fix: "point the reference at a Gateway, GatewayClass, Service or ServiceEntry")
             }

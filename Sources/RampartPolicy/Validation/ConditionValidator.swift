@@ -76,8 +76,15 @@ struct ConditionValidator {
             "request.headers", "request.experimental.inline.headers", "request.auth.claims", "experimental.envoy.filters.",
         ]
         if let base = mapped.first(where: { key.hasPrefix($0) }), Attribute.forConditionKey(key) == nil {
+            let example: String
+            switch base {
+            case "request.auth.claims": example = "request.auth.claims[groups], or request.auth.claims[org][team] for a nested claim"
+            case "experimental.envoy.filters.": example = "experimental.envoy.filters.network.mysql_proxy[db.table]"
+            case "request.experimental.inline.headers": example = "request.experimental.inline.headers[x-user]"
+            default: example = "request.headers[x-user]"
+            }
             return ("key \(key) must have the form \(base.hasSuffix(".") ? base + "<filter>" : base)[name] with a non-empty name",
-                    "write the key like request.headers[x-user] or request.auth.claims[groups]")
+                    "write the key like \(example)")
         }
         if Attribute.forConditionKey(key) == nil {
             return ("unknown condition key \(key)",

@@ -25,8 +25,9 @@ enum RequestAuthenticationValidator {
                 .badJWTRule, path, "the JWT rule has neither issuer nor jwksUri",
                 fix: "set issuer (and jwksUri or jwks) for the token issuer")
         }
-        if rule.audiences.contains("") {
-            reporter.add(.emptyValue, "\(path).audiences", "an audience is an empty string", fix: "remove the empty audience")
+        for (offset, audience) in rule.audiences.enumerated() where audience.isEmpty {
+            reporter.add(
+                .emptyValue, "\(path).audiences[\(offset)]", "audience \(offset) is an empty string", fix: "remove the empty audience")
         }
         if !rule.jwksURI.isEmpty, let problem = JWKSURIRules.problem(rule.jwksURI) {
             reporter.add(
@@ -52,8 +53,11 @@ enum RequestAuthenticationValidator {
         for (name, values) in [
             ("fromParams", rule.fromParams), ("fromCookies", rule.fromCookies),
             ("spaceDelimitedClaims", rule.spaceDelimitedClaims),
-        ] where values.contains("") {
-            reporter.add(.emptyValue, "\(path).\(name)", "the list holds an empty name", fix: "remove the empty value")
+        ] {
+            for (offset, value) in values.enumerated() where value.isEmpty {
+                reporter.add(
+                    .emptyValue, "\(path).\(name)[\(offset)]", "entry \(offset) of \(name) is an empty name", fix: "remove the empty value")
+            }
         }
         if !rule.outputPayloadToHeader.isEmpty && !CommonChecks.isHeaderName(rule.outputPayloadToHeader) {
             reporter.add(

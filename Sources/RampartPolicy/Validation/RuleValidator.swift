@@ -94,12 +94,11 @@ struct RuleValidator {
                 }
             }
         }
-        // As Istio's webhook: a source naming service accounts names no principals or namespaces,
-        // positive or negated.
-        func count(_ names: String...) -> Int { names.reduce(0) { $0 + (source.fields[$1]?.count ?? 0) } }
-        let accounts = count("serviceAccounts", "notServiceAccounts")
-        if accounts > 0 && count("principals", "notPrincipals", "namespaces", "notNamespaces") > 0 {
-            let field = source.fields["serviceAccounts"]?.isEmpty == false ? "serviceAccounts" : "notServiceAccounts"
+        // As Istio's CRD schema: a source naming service accounts names no principals or
+        // namespaces, positive or negated; a field written with an empty list counts as written.
+        func written(_ names: String...) -> Bool { names.contains { source.fields[$0] != nil } }
+        if written("serviceAccounts", "notServiceAccounts") && written("principals", "notPrincipals", "namespaces", "notNamespaces") {
+            let field = source.fields["serviceAccounts"] != nil ? "serviceAccounts" : "notServiceAccounts"
             reporter.add(
                 .badServiceAccount, "\(path).\(field)",
                 "serviceAccounts or notServiceAccounts cannot be combined with principals, notPrincipals, namespaces or notNamespaces in one source",

@@ -21,7 +21,8 @@ struct ConfigBatch {
     /// Loads and checks files and folders; never throws, every problem is reported.
     static func load(paths: [String]) -> ConfigBatch {
         let loaded = PolicyLoader.load(paths: paths, expandingLists: false)
-        let diagnostics = PolicyEngine.inReadingOrder(loaded.diagnostics + PolicyAnalyzer.analyze(loaded.resources))
+        let diagnostics = PolicyEngine.inReadingOrder(
+            PolicyEngine.withoutFollowOns(loaded.diagnostics, PolicyAnalyzer.analyze(loaded.resources)))
         var problems: [String] = []
         var inputs: [ConfigResourceInput] = []
         var seen: Set<ResourceID> = []
