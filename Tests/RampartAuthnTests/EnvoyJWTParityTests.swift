@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import JWTKit
 import RampartAuthn
@@ -99,18 +100,26 @@ struct EnvoyJWTParityTests {
         #expect(forgedResult.failure?.kind == .badSignature, "\(forgedResult.failure?.reason ?? "accepted")")
     }
 
-    @Test("an oct key shorter than a hash verifies only the algorithms it is long enough for")
+    @Test("an oct key of any length verifies, as in Envoy: a short secret too, checked against swift-crypto's HMAC")
     func shortSecret() async throws {
-        let secret = Array("thirty-two bytes of shared secret".utf8).prefix(32)
-        let encoded = Data(secret).base64EncodedString().replacingOccurrences(of: "+", with: "-")
-            .replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
-        let keys = JWTKeyCollection()
-        await keys.add(hmac: HMACKey(from: Array(secret)), digestAlgorithm: .sha256, kid: JWKIdentifier(string: "h1"))
-        let token = try await keys.sign(requestClaims(now: clock.now), kid: JWKIdentifier(string: "h1"))
-        #expect(try await authenticate(token, rules: [inlineRule(try jwksJSON([["kty": "oct", "kid": "h1", "k": encoded]]))]).failure == nil)
-        let tooShort = String(encoded.prefix(20))
-        let refused = try await authenticate(token, rules: [inlineRule(try jwksJSON([["kty": "oct", "kid": "h1", "k": tooShort]]))])
-        #expect(refused.failure?.kind == .keysUnavailable)
+        func base64URL(_ data: some Sequence<UInt8>) -> String {
+            Data(data).base64EncodedString().replacingOccurrences(of: "+", with: "-")
+                .replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+        }
+        let secret = Array("sixteen byte key".utf8)
+        let header = base64URL(Data(#"{"alg":"HS256","kid":"h1","typ":"JWT"}"#.utf8))
+        let now = Int(clock.now.timeIntervalSince1970)
+        let payload = base64URL(Data(#"{"aud":"shop","iss":"\#(requestIssuer)","sub":"alice","exp":\#(now + 600)}"#.utf8))
+        // Signed with the 16-byte secret itself, by swift-crypto, not by the verifier's library.
+        let mac = HMAC<SHA256>.authenticationCode(for: Data("\(header).\(payload)".utf8), using: SymmetricKey(data: secret))
+        let token = "\(header).\(payload).\(base64URL(mac))"
+        let jwks = try jwksJSON([["kty": "oct", "kid": "h1", "k": base64URL(secret)]])
+        let accepted = try await authenticate(token, rules: [inlineRule(jwks)])
+        #expect(accepted.failure == nil, "\(String(describing: accepted.failure))")
+        #expect(accepted.outcome.requestPrincipal == "\(requestIssuer)/alice")
+        // Another short secret does not verify it.
+        let other = try jwksJSON([["kty": "oct", "kid": "h1", "k": base64URL(Array("sixteen byte kez".utf8))]])
+        #expect(try await authenticate(token, rules: [inlineRule(other)]).failure != nil)
     }
 
     @Test("a header's prefix may stand anywhere in its value, and the token is the rest of the value after it")
