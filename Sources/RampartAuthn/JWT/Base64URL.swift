@@ -13,9 +13,14 @@ enum Base64URL {
     }
 
     private static func isAlphabet(_ byte: UInt8) -> Bool {
+        isCharacter(byte) || byte == UInt8(ascii: "=")
+    }
+
+    /// Whether a byte is one of the 64 characters of the base64url alphabet (padding excluded).
+    static func isCharacter(_ byte: UInt8) -> Bool {
         switch byte {
         case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
-            UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "="):
+            UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "_"):
             return true
         default: return false
         }

@@ -74,12 +74,7 @@ public enum TokenExtractor {
 
     /// Whether a byte is a base64url character or a dot.
     private static func isTokenCharacter(_ byte: UInt8) -> Bool {
-        switch byte {
-        case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
-            UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."):
-            return true
-        default: return false
-        }
+        Base64URL.isCharacter(byte) || byte == UInt8(ascii: ".")
     }
 
     /// The query parameters of a path, percent-decoded; the first of repeated names wins.
