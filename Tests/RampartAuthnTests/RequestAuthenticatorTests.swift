@@ -198,6 +198,21 @@ struct RequestAuthenticatorTests {
         #expect(oneBad.outcome.location == "query parameter token")
     }
 
+    @Test("presence IGNORED: a token that fails its issuer's rule is as no token; under OPTIONAL it is refused")
+    func ignoredPresence() async throws {
+        let expired = try await key.sign(any: requestClaims(now: clock.now, extra: ["exp": .number(clock.now.timeIntervalSince1970 - 3600)]))
+        let request = cartRequest(headers: ["authorization": "Bearer \(expired)"])
+        let ignored = await authenticator().authenticate(request, providers: try rules(more: "presence: IGNORED, failedStatusInMetadata: jwt_failure"))
+        #expect(ignored.failure == nil && !ignored.outcome.present, "\(String(describing: ignored.failure))")
+        let refused = await authenticator().authenticate(request, providers: try rules(more: "presence: OPTIONAL"))
+        #expect(refused.failure?.kind == .expired && refused.status == 401)
+        // A good token under IGNORED is verified as usual.
+        let alice = try await key.sign(any: requestClaims(now: clock.now))
+        let accepted = await authenticator().authenticate(
+            cartRequest(headers: ["authorization": "Bearer \(alice)"]), providers: try rules(more: "presence: IGNORED"))
+        #expect(accepted.failure == nil && accepted.outcome.requestPrincipal == "\(requestIssuer)/alice")
+    }
+
     @Test("a header sent twice holds two tokens, and both must verify; a token from a parameter is removed from the target")
     func repeatedHeaderAndParameter() async throws {
         let rules = try self.rules()

@@ -46,7 +46,7 @@ public struct RequestAuthenticator: Sendable {
                 case .success(let accepted):
                     verified.append(accepted)
                 case .failure(let failure):
-                    refusals.append(Refusal(token: token, failure: failure))
+                    refusals.append(Refusal(token: token, failure: failure, rule: provider.rule))
                     continue rules
                 }
             }
@@ -58,7 +58,20 @@ public struct RequestAuthenticator: Sendable {
                 outcome: outcome, found: found, verified: verified, failure: nil,
                 headerEdits: sanitizing + verified.flatMap(Self.headerEdits))
         }
+        // A token refused by the rules of its issuer, when their presence is IGNORED, is as no
+        // token (Envoy's allow_missing_or_failed); one no rule claims, when every rule reading it
+        // says IGNORED.
+        let claimants = refusals.filter { $0.failure.kind != .unknownIssuer }
+        if !refusals.isEmpty, (claimants.isEmpty ? refusals : claimants).allSatisfy({ $0.rule.presence == .ignored }) {
+            return anonymous
+        }
         return Self.refused(refusals, found: found)
+    }
+
+    /// The refusal Envoy's `requires_any` reports: the last one, in the rules' order, that is not
+    /// "issuer not configured" (a token meant for another rule), else the first.
+    private static func decisive(_ refusals: [Refusal]) -> Refusal? {
+        refusals.last { $0.failure.kind != .unknownIssuer } ?? refusals.first
     }
 
     /// The header edits a verified token's rule asks for (after the sanitizing removals of every
@@ -96,6 +109,7 @@ public struct RequestAuthenticator: Sendable {
     private struct Refusal {
         let token: FoundToken
         let failure: JWTFailure
+        let rule: JWTRule
     }
 
     /// The result when no rule accepted the request. The status comes from the refusal Envoy's
@@ -104,7 +118,7 @@ public struct RequestAuthenticator: Sendable {
     /// the rule does not accept); the reason gives every rule's refusal when several rules read
     /// the token.
     private static func refused(_ refusals: [Refusal], found: [FoundToken]) -> RequestAuthnResult {
-        let decisive = refusals.last { $0.failure.kind != .unknownIssuer } ?? refusals[0]
+        let decisive = Self.decisive(refusals) ?? refusals[0]
         let reason =
             refusals.count == 1
             ? decisive.failure.reason

@@ -29,6 +29,19 @@ struct AuthnOutcome: Sendable {
             return .anonymous
         }
         if isCORSPreflight(request) { return .anonymous }
+        let outcome = verified(jwt, providers: providers)
+        // A token that fails the rule of its issuer, when that rule's presence is IGNORED, is as
+        // no token; one no rule claims, when every rule says IGNORED.
+        if outcome.rejection != nil {
+            let claimed = providers.filter { $0.accepts(issuer: jwt.issuer) }
+            let deciding = claimed.isEmpty ? providers : claimed
+            if deciding.allSatisfy({ $0.rule.presence == .ignored }) { return .anonymous }
+        }
+        return outcome
+    }
+
+    /// The outcome of a present token against the providers, before `presence: IGNORED` applies.
+    private static func verified(_ jwt: JWTOutcome, providers: [JWTProvider]) -> AuthnOutcome {
         guard jwt.valid else {
             let rejection: Decision.Cause = jwt.audienceRefused ? .jwtAudienceNotAllowed : .jwtInvalid(jwt.failure)
             return AuthnOutcome(principal: nil, rawClaims: nil, provider: nil, rejection: rejection)

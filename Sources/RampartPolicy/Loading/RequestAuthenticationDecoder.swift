@@ -33,6 +33,7 @@ struct RequestAuthenticationDecoder {
     private static let ruleFields: Set<String> = [
         "issuer", "audiences", "jwksUri", "jwks_uri", "jwks", "fromHeaders", "fromParams", "fromCookies", "outputPayloadToHeader",
         "forwardOriginalToken", "outputClaimToHeaders", "timeout", "spaceDelimitedClaims", "presence",
+        "failedStatusInMetadata",
     ]
 
     private func jwtRule(_ node: Node, _ path: String) -> JWTRule {
@@ -43,6 +44,7 @@ struct RequestAuthenticationDecoder {
         var forward = false
         var timeout: Double?
         var presence: JWTRule.Presence?
+        var failedStatus = ""
         for (key, value) in context.mapping(node, path, allowed: Self.ruleFields, what: "a JWT rule") ?? []
         where !DecodeContext.isNull(value) {
             let fieldPath = "\(path).\(key)"
@@ -89,9 +91,10 @@ struct RequestAuthenticationDecoder {
                 presence = JWTRule.Presence(rawValue: text)
                 if presence == nil {
                     context.report(
-                        .badEnum, fieldPath, value, "unknown presence \"\(text)\"; expected OPTIONAL or REQUIRED",
-                        fix: "use OPTIONAL or REQUIRED")
+                        .badEnum, fieldPath, value, "unknown presence \"\(text)\"; expected OPTIONAL, REQUIRED or IGNORED",
+                        fix: "use OPTIONAL, REQUIRED or IGNORED")
                 }
+            case "failedStatusInMetadata": failedStatus = context.string(value, fieldPath) ?? ""
             default: break
             }
         }
@@ -99,7 +102,7 @@ struct RequestAuthenticationDecoder {
             issuer: issuer, audiences: audiences, jwksURI: jwksURI, jwks: jwks, fromHeaders: headers,
             fromParams: params, fromCookies: cookies, outputPayloadToHeader: payloadHeader, forwardOriginalToken: forward,
             outputClaimToHeaders: claimHeaders, timeoutMilliseconds: timeout, spaceDelimitedClaims: spaceDelimited,
-            presence: presence)
+            presence: presence, failedStatusInMetadata: failedStatus)
     }
 
     private func pairs(_ node: Node, _ path: String, allowed: Set<String>, what: String) -> [String: String] {

@@ -64,10 +64,15 @@ public struct JWTRule: Sendable, Hashable {
         }
     }
 
-    /// Whether a token from this rule is required (`presence`).
+    /// What the rule does with a missing or failing token (`presence`).
     public enum Presence: String, Sendable, Hashable {
+        /// No token is let through anonymous; a token that fails is refused (the default).
         case optional = "OPTIONAL"
+        /// A request without a token is refused (401).
         case required = "REQUIRED"
+        /// A token that fails this rule is ignored: the request goes on as one without a token
+        /// (Envoy's `allow_missing_or_failed`).
+        case ignored = "IGNORED"
     }
 
     /// The expected `iss`.
@@ -94,8 +99,11 @@ public struct JWTRule: Sendable, Hashable {
     public let timeoutMilliseconds: Double?
     /// Claims whose string value is split on spaces, in addition to `scope` and `permission`.
     public let spaceDelimitedClaims: [String]
-    /// Whether a token is required.
+    /// Whether a token is required, or a failing one ignored.
     public let presence: Presence?
+    /// The dynamic-metadata key a proxy writes a failed verification's status under
+    /// (`failedStatusInMetadata`); read and kept, since Rampart's proxy has no dynamic metadata.
+    public let failedStatusInMetadata: String
 
     /// Creates a JWT rule.
     public init(
@@ -103,7 +111,7 @@ public struct JWTRule: Sendable, Hashable {
         fromHeaders: [HeaderLocation] = [], fromParams: [String] = [], fromCookies: [String] = [],
         outputPayloadToHeader: String = "", forwardOriginalToken: Bool = false,
         outputClaimToHeaders: [ClaimToHeader] = [], timeoutMilliseconds: Double? = nil,
-        spaceDelimitedClaims: [String] = [], presence: Presence? = nil
+        spaceDelimitedClaims: [String] = [], presence: Presence? = nil, failedStatusInMetadata: String = ""
     ) {
         self.issuer = issuer
         self.audiences = audiences
@@ -118,6 +126,7 @@ public struct JWTRule: Sendable, Hashable {
         self.timeoutMilliseconds = timeoutMilliseconds
         self.spaceDelimitedClaims = spaceDelimitedClaims
         self.presence = presence
+        self.failedStatusInMetadata = failedStatusInMetadata
     }
 
     /// Where the rule's keys are fetched from: `jwksUri`, else the issuer's OIDC discovery
