@@ -61,7 +61,7 @@ struct JWTPresenceTests {
 
     @Test("an ignored token gives no request principal: a policy that requires one denies with 403")
     func ignoredHasNoPrincipal() {
-        let rule = "{issuer: \"\(Self.issuer)\", jwks: '{\"keys\":[{\"kty\":\"oct\",\"k\":\"c2VjcmV0\"}]}', presence: IGNORED, failedStatusInMetadata: jwt_failure}"
+        let rule = "{issuer: \"\(Self.issuer)\", jwks: '{\"keys\":[{\"kty\":\"oct\",\"k\":\"c2VjcmV0\"}]}', presence: IGNORED, failedStatusInMetadata: true}"
         let engine = Fixture.engine(
             Fixture.policy("jwt", rules: "  - from: [{source: {requestPrincipals: [\"*\"]}}]")
                 + Fixture.requestAuthentication([rule]))
@@ -78,5 +78,8 @@ struct JWTPresenceTests {
         let refused = PolicyLoader.load(yaml: Fixture.requestAuthentication(["{issuer: a, presence: MANDATORY}"]), file: "p.yaml")
         #expect(refused.diagnostics.map(\.code) == [.badEnum])
         #expect(refused.diagnostics.first?.message.contains("IGNORED") == true)
+        // failedStatusInMetadata is a boolean, as in istio/api.
+        let text = PolicyLoader.load(yaml: Fixture.requestAuthentication(["{issuer: a, failedStatusInMetadata: key}"]), file: "p.yaml")
+        #expect(text.diagnostics.map(\.code) == [.wrongType])
     }
 }

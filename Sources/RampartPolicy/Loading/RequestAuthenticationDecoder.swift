@@ -44,7 +44,7 @@ struct RequestAuthenticationDecoder {
         var forward = false
         var timeout: Double?
         var presence: JWTRule.Presence?
-        var failedStatus = ""
+        var failedStatus = false
         for (key, value) in context.mapping(node, path, allowed: Self.ruleFields, what: "a JWT rule") ?? []
         where !DecodeContext.isNull(value) {
             let fieldPath = "\(path).\(key)"
@@ -94,7 +94,7 @@ struct RequestAuthenticationDecoder {
                         .badEnum, fieldPath, value, "unknown presence \"\(text)\"; expected OPTIONAL, REQUIRED or IGNORED",
                         fix: "use OPTIONAL, REQUIRED or IGNORED")
                 }
-            case "failedStatusInMetadata": failedStatus = context.string(value, fieldPath) ?? ""
+            case "failedStatusInMetadata": failedStatus = context.bool(value, fieldPath) ?? false
             default: break
             }
         }

@@ -101,9 +101,9 @@ public struct JWTRule: Sendable, Hashable {
     public let spaceDelimitedClaims: [String]
     /// Whether a token is required, or a failing one ignored.
     public let presence: Presence?
-    /// The dynamic-metadata key a proxy writes a failed verification's status under
+    /// Whether a proxy writes a failed verification's status into its dynamic metadata
     /// (`failedStatusInMetadata`); read and kept, since Rampart's proxy has no dynamic metadata.
-    public let failedStatusInMetadata: String
+    public let failedStatusInMetadata: Bool
 
     /// Creates a JWT rule.
     public init(
@@ -111,7 +111,7 @@ public struct JWTRule: Sendable, Hashable {
         fromHeaders: [HeaderLocation] = [], fromParams: [String] = [], fromCookies: [String] = [],
         outputPayloadToHeader: String = "", forwardOriginalToken: Bool = false,
         outputClaimToHeaders: [ClaimToHeader] = [], timeoutMilliseconds: Double? = nil,
-        spaceDelimitedClaims: [String] = [], presence: Presence? = nil, failedStatusInMetadata: String = ""
+        spaceDelimitedClaims: [String] = [], presence: Presence? = nil, failedStatusInMetadata: Bool = false
     ) {
         self.issuer = issuer
         self.audiences = audiences
