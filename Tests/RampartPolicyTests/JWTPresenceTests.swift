@@ -50,7 +50,13 @@ struct JWTPresenceTests {
         let engine = Self.engine("IGNORED")
         let ignored = engine.snapshot.evaluate(Self.request(Self.failing))
         #expect(ignored.status == 200 && ignored.decision == .allow)
-        #expect(engine.snapshot.explain(Self.request(Self.failing)).decision.status == 200)
+        let explained = engine.snapshot.explain(Self.request(Self.failing))
+        #expect(explained.decision.status == 200)
+        let notes = explained.trace.steps.flatMap(\.notes)
+        #expect(notes.contains { $0.contains("presence IGNORED, so it is ignored") }, "\(notes)")
+        // A token the authenticator already marked ignored is as no token too.
+        let marked = JWTOutcome(present: true, valid: false, failure: "expired", ignored: true)
+        #expect(Self.engine(nil).snapshot.evaluate(Self.request(marked)).status == 200)
         // A token no rule claims is ignored when every rule says IGNORED ...
         #expect(engine.snapshot.evaluate(Self.request(Self.other)).status == 200)
         // ... and refused when another rule does not.

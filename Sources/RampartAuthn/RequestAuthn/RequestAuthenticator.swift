@@ -63,7 +63,11 @@ public struct RequestAuthenticator: Sendable {
         // says IGNORED.
         let claimants = refusals.filter { $0.failure.kind != .unknownIssuer }
         if !refusals.isEmpty, (claimants.isEmpty ? refusals : claimants).allSatisfy({ $0.rule.presence == .ignored }) {
-            return anonymous
+            let refused = Self.refused(refusals, found: found).outcome
+            let ignored = JWTOutcome(
+                present: true, valid: false, location: refused.location, raw: refused.raw, failure: refused.failure,
+                ignored: true)
+            return RequestAuthnResult(outcome: ignored, found: found, verified: [], failure: nil, headerEdits: sanitizing)
         }
         return Self.refused(refusals, found: found)
     }

@@ -28,7 +28,7 @@ struct AuthnOutcome: Sendable {
             }
             return .anonymous
         }
-        if isCORSPreflight(request) { return .anonymous }
+        if isCORSPreflight(request) || jwt.ignored { return .anonymous }
         let outcome = verified(jwt, providers: providers)
         // A token that fails the rule of its issuer, when that rule's presence is IGNORED, is as
         // no token; one no rule claims, when every rule says IGNORED.

@@ -49,7 +49,7 @@ final class ResolvedWorkload: Sendable {
         }
         if Self.rejectsPath(request) { return decided(.deny, 400, nil, nil, mode, .invalidPath, [], []) }
         let authn = AuthnOutcome.evaluate(request, providers: providers)
-        trace.authn(providers, authn)
+        trace.authn(providers, authn, token: request.jwt)
         if let rejection = authn.rejection {
             let status = rejection == .jwtAudienceNotAllowed ? 403 : 401
             return decided(.deny, status, nil, nil, mode, rejection, [], [])

@@ -1,14 +1,14 @@
 /// Receives evaluation events; the no-op version compiles away on the hot path.
 protocol Tracer {
     mutating func peer(_ modes: PeerModes, port: Int?, mode: MTLSMode, plaintext: Bool)
-    mutating func authn(_ providers: [JWTProvider], _ outcome: AuthnOutcome)
+    mutating func authn(_ providers: [JWTProvider], _ outcome: AuthnOutcome, token: JWTOutcome?)
     mutating func policy(_ policy: CompiledPolicy, _ rule: Int?, _ request: PreparedRequest)
 }
 
 /// Records nothing.
 struct NoTrace: Tracer {
     @inline(__always) mutating func peer(_ modes: PeerModes, port: Int?, mode: MTLSMode, plaintext: Bool) {}
-    @inline(__always) mutating func authn(_ providers: [JWTProvider], _ outcome: AuthnOutcome) {}
+    @inline(__always) mutating func authn(_ providers: [JWTProvider], _ outcome: AuthnOutcome, token: JWTOutcome?) {}
     @inline(__always) mutating func policy(_ policy: CompiledPolicy, _ rule: Int?, _ request: PreparedRequest) {}
 }
 
@@ -36,13 +36,21 @@ struct RecordingTrace: Tracer {
         steps.append(ExplainTrace.PolicyStep(policy: from, kind: "PeerAuthentication", dryRun: false, notes: notes))
     }
 
-    mutating func authn(_ providers: [JWTProvider], _ outcome: AuthnOutcome) {
+    mutating func authn(_ providers: [JWTProvider], _ outcome: AuthnOutcome, token: JWTOutcome?) {
         guard !providers.isEmpty else { return }
-        var notes = providers.map { "jwtRules[\($0.ruleIndex)] of \($0.policy): issuer \($0.rule.issuer)" }
+        var notes = providers.map { rule -> String in
+            let presence = rule.rule.presence.map { " (presence \($0.rawValue))" } ?? ""
+            return "jwtRules[\(rule.ruleIndex)] of \(rule.policy): issuer \(rule.rule.issuer)\(presence)"
+        }
         if let rejection = outcome.rejection {
             notes.append("rejected: \(rejection.message())")
         } else if let principal = outcome.principal {
             notes.append("request principal \(principal)")
+        } else if let token, token.present, token.ignored || !token.valid {
+            let why = token.failure.map { " (\($0))" } ?? ""
+            notes.append("the token failed\(why) a rule with presence IGNORED, so it is ignored: no request principal")
+        } else if token?.present == true {
+            notes.append("the token is not checked on a CORS preflight: no request principal")
         } else {
             notes.append("no token: no request principal")
         }

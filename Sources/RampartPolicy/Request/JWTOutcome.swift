@@ -21,11 +21,15 @@ public struct JWTOutcome: Sendable, Hashable {
     /// Whether the token was refused only because its audience is not one the rule accepts: the
     /// request is then answered 403, as Envoy answers it, instead of 401.
     public let audienceRefused: Bool
+    /// Whether the token failed a rule whose `presence` is IGNORED: the request is then treated as
+    /// one without a token.
+    public let ignored: Bool
 
     /// Creates an outcome.
     public init(
         present: Bool, valid: Bool = true, claims: ClaimValue? = nil, requestPrincipal: String? = nil,
-        location: String? = nil, raw: String? = nil, failure: String? = nil, audienceRefused: Bool = false
+        location: String? = nil, raw: String? = nil, failure: String? = nil, audienceRefused: Bool = false,
+        ignored: Bool = false
     ) {
         self.present = present
         self.valid = valid
@@ -35,6 +39,7 @@ public struct JWTOutcome: Sendable, Hashable {
         self.raw = raw
         self.failure = failure
         self.audienceRefused = audienceRefused
+        self.ignored = ignored
     }
 
     /// No token.
