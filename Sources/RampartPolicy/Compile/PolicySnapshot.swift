@@ -46,24 +46,26 @@ public struct PolicySnapshot: Sendable {
         for (order, resource) in resources.enumerated() {
             switch resource {
             case .authorizationPolicy(let policy):
+                let scope = ScopeIndex<CompiledPolicy>.attachment(
+                    namespace: policy.metadata.namespace, selector: policy.selector, targetRef: policy.targetRef,
+                    targetRefs: policy.targetRefs)
                 authz.append(
                     Scoped(
                         value: CompiledPolicy(policy, order: order, trustDomains: options.trustDomains), namespace: policy.metadata.namespace,
-                        selectors: ScopeIndex<CompiledPolicy>.selectors(
-                            selector: policy.selector, targetRef: policy.targetRef, targetRefs: policy.targetRefs),
-                        order: order))
+                        selectors: scope.selectors, order: order, namespaceBound: scope.namespaceBound))
             case .requestAuthentication(let policy):
                 let providers = policy.jwtRules.enumerated().map {
                     JWTProvider(
                         policy: policy.id.qualifiedName, ruleIndex: $0.offset, rule: $0.element,
                         environment: options.jwks)
                 }
+                let scope = ScopeIndex<[JWTProvider]>.attachment(
+                    namespace: policy.metadata.namespace, selector: policy.selector, targetRef: policy.targetRef,
+                    targetRefs: policy.targetRefs)
                 authn.append(
                     Scoped(
-                        value: providers, namespace: policy.metadata.namespace,
-                        selectors: ScopeIndex<[JWTProvider]>.selectors(
-                            selector: policy.selector, targetRef: policy.targetRef, targetRefs: policy.targetRefs),
-                        order: order))
+                        value: providers, namespace: policy.metadata.namespace, selectors: scope.selectors, order: order,
+                        namespaceBound: scope.namespaceBound))
             case .peerAuthentication(let policy):
                 peers[policy.metadata.namespace, default: []].append((policy, order))
             }
@@ -97,6 +99,12 @@ public struct PolicySnapshot: Sendable {
 
     /// The destination's policies through the cache of destinations already seen.
     @inline(__always)
+    /// The first CUSTOM policy (`namespace/name`) and rule that match the request, whatever its
+    /// ext-authz answer.
+    public func customMatch(_ request: AuthzRequest) -> (policy: String, rule: Int)? {
+        cachedWorkload(request.destination).resolved.firstCustomMatch(request)
+    }
+
     func cachedWorkload(_ destination: AuthzRequest.Destination) -> WorkloadPolicies {
         cache.policies(namespace: destination.namespace, labels: destination.labels) {
             workload(namespace: $0, labels: $1)
@@ -128,7 +136,9 @@ public struct PolicySnapshot: Sendable {
         }.map { entry -> ExplainTrace.PolicyStep in
             let reason: String
             if let selectors = entry.selectors, selectors.isEmpty {
-                reason = "not applied: its targetRefs attach it to a waypoint or a class of gateways, not to a workload"
+                reason = "not applied: its targetRefs attach it to a waypoint, a class of gateways or a gateway of another namespace, not to a workload"
+            } else if entry.namespaceBound && entry.namespace != destination.namespace {
+                reason = "not applied: its targetRefs attach it only to gateways of its own namespace, \(entry.namespace), even in the root namespace"
             } else {
                 let wanted = (entry.selectors ?? []).map { WorkloadSelector.text($0.matchLabels) }.joined(separator: " or ")
                 reason = "not applied: it selects \(wanted), and the workload's labels are \(WorkloadSelector.text(destination.labels))"

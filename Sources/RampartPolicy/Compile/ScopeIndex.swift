@@ -11,6 +11,9 @@ struct Scoped<Value: Sendable>: Sendable {
     /// `nil`: every workload of the namespace; otherwise any selector matching selects the workload.
     let selectors: [WorkloadSelector]?
     let order: Int
+    /// Whether it applies only in its own namespace, even from the root namespace (a policy
+    /// attached by `targetRefs`).
+    var namespaceBound = false
 }
 
 /// Finds the policies that apply to a workload without looking at the others.
@@ -50,7 +53,7 @@ struct ScopeIndex<Value: Sendable>: Sendable {
     func applicable(namespace: String, labels: [String: String]) -> [Value] {
         var found: [Scoped<Value>] = []
         collect(namespace, labels, into: &found)
-        if namespace != rootNamespace { collect(rootNamespace, labels, into: &found) }
+        if namespace != rootNamespace { collect(rootNamespace, labels, into: &found, fromRoot: true) }
         if found.count > 1 { found.sort { $0.order < $1.order } }
         var result: [Value] = []
         result.reserveCapacity(found.count)
@@ -62,26 +65,38 @@ struct ScopeIndex<Value: Sendable>: Sendable {
         return result
     }
 
-    private func collect(_ namespace: String, _ labels: [String: String], into found: inout [Scoped<Value>]) {
+    private func collect(
+        _ namespace: String, _ labels: [String: String], into found: inout [Scoped<Value>], fromRoot: Bool = false
+    ) {
         if let entries = wide[namespace] { found += entries }
         guard let index = byLabel[namespace], !labels.isEmpty else { return }
         for (key, value) in labels {
             guard let entries = index[LabelKey(key: key, value: value)] else { continue }
-            for entry in entries where entry.selectors?.contains(where: { $0.matches(labels) }) ?? true {
+            for entry in entries
+            where !(fromRoot && entry.namespaceBound) && entry.selectors?.contains(where: { $0.matches(labels) }) ?? true {
                 found.append(entry)
             }
         }
     }
 
-    /// The selectors a policy's selector or Gateway targetRefs stand for (`nil`: namespace-wide).
-    static func selectors(
-        selector: WorkloadSelector?, targetRef: PolicyTargetReference?, targetRefs: [PolicyTargetReference]
-    ) -> [WorkloadSelector]? {
-        if let selector { return selector.matchLabels.isEmpty ? nil : [selector] }
+    /// Where a policy in `namespace` applies, as Istio attaches it (`ShouldAttachPolicy`): with
+    /// target references, only to the Gateways they name in the policy's own namespace (the
+    /// workloads labelled with the gateway's name), whatever the selector says and even from the
+    /// root namespace; references to other kinds attach it to no workload here; otherwise by its
+    /// selector (`nil`: namespace-wide).
+    static func attachment(
+        namespace: String, selector: WorkloadSelector?, targetRef: PolicyTargetReference?,
+        targetRefs: [PolicyTargetReference]
+    ) -> (selectors: [WorkloadSelector]?, namespaceBound: Bool) {
         let targets = (targetRef.map { [$0] } ?? []) + targetRefs
-        if targets.isEmpty { return nil }
-        return targets.filter { $0.kind == "Gateway" && $0.group == "gateway.networking.k8s.io" }.map {
-            WorkloadSelector(matchLabels: [PolicyTargetReference.gatewayNameLabel: $0.name])
+        guard !targets.isEmpty else {
+            guard let selector, !selector.matchLabels.isEmpty else { return (nil, false) }
+            return ([selector], false)
         }
+        let gateways = targets.filter { target in
+            let sameNamespace = (target.namespace ?? "").isEmpty || target.namespace == namespace
+            return target.kind == "Gateway" && target.group == "gateway.networking.k8s.io" && sameNamespace
+        }
+        return (gateways.map { WorkloadSelector(matchLabels: [PolicyTargetReference.gatewayNameLabel: $0.name]) }, true)
     }
 }

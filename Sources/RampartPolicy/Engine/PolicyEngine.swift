@@ -55,6 +55,13 @@ public struct PolicyEngine: Sendable {
             object = decision.jsonObject()
         }
         describePeer(&object, decision, snapshot, request)
+        // An allowed request that a CUSTOM policy sent to its provider: say so, since the decision
+        // names only the ALLOW policy (if any) that let it through.
+        if decision.decision == .allow, request.extAuthz == .allow, let (policy, rule) = snapshot.customMatch(request) {
+            object["custom_policy"] = policy
+            object["reason"] =
+                "\(object["reason"] as? String ?? decision.reason); CUSTOM policy \(policy) rule \(rule) matched, and its ext-authz provider allowed the request (ext_authz: allow)"
+        }
         return (decision, object)
     }
 

@@ -83,6 +83,20 @@ final class ResolvedWorkload: Sendable {
         return decided(.deny, 403, nil, nil, mode, .noAllowMatched, shadow, [])
     }
 
+    /// The first CUSTOM policy and rule that match the request, whatever its ext-authz answer (for
+    /// explanations: an allowed request that a CUSTOM policy sent to its provider).
+    func firstCustomMatch(_ request: AuthzRequest) -> (policy: String, rule: Int)? {
+        guard !custom.isEmpty else { return nil }
+        let mode = peer.mode(port: request.destination.port)
+        let authn = AuthnOutcome.evaluate(request, providers: providers)
+        guard authn.rejection == nil else { return nil }
+        let prepared = PreparedRequest(request, peerIdentityVisible: mode != .disable, authn: authn, needs: needs)
+        for policy in custom {
+            if let rule = policy.firstMatch(prepared) { return (policy.name, rule) }
+        }
+        return nil
+    }
+
     /// Evaluates policies in order, tracing each, and returns the first that matches with its rule;
     /// without `stop` every policy is evaluated (AUDIT). Policies are borrowed in place, not retained.
     @inline(__always)
