@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 
 @testable import RampartPolicy
@@ -135,5 +136,49 @@ struct JWKSEnvironmentFileTests {
         #expect(environment.states["http://a"] == .unreachable)
         #expect(environment.states["http://b"] == .latency(250))
         #expect(try JWKSEnvironment.from(try PlainYAML.parse("")).states.isEmpty)
+    }
+
+    @Test("a key that is a mapping or a list is refused with an error, not a crash")
+    func complexKeys() {
+        for text in [
+            #"{"destination": {"namespace": "ns1"}, "method": "GET"} :"#,
+            "? [a, b]\n: x\n",
+            "destination:\n  ? {namespace: ns1}\n  : x\n",
+        ] {
+            do {
+                _ = try AuthzRequest(text: text)
+                Issue.record("\(text) was accepted")
+            } catch {
+                #expect(error.reason.contains("is a mapping or a list"), "\(error)")
+            }
+        }
+    }
+
+    @Test("aliases expand, up to a bound: a document that expands without end is refused")
+    func aliasExpansion() throws {
+        let request = try AuthzRequest(text: "destination: &d {namespace: ns1, labels: {app: b}}\nmethod: GET\nheaders: {x-a: &v one, x-b: *v}\n")
+        #expect(request.headers["x-b"] == "one")
+        var laughs = "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+        for level in 1...8 {
+            let items = Array(repeating: "*\(level == 1 ? "a" : "l\(level - 1)")", count: 10).joined(separator: ", ")
+            laughs += "l\(level): &l\(level) [\(items)]\n"
+        }
+        do {
+            _ = try PlainYAML.parse(laughs)
+            Issue.record("the expansion was accepted")
+        } catch {
+            #expect(error.reason.contains("more than"), "\(error)")
+        }
+    }
+
+    @Test("scalars keep YAML's types: null, booleans, integers, floats, else strings")
+    func scalarTypes() throws {
+        let value = try PlainYAML.parse("a: ~\nb: true\nc: 8080\nd: 1.5\ne: \"8080\"\nf: text\n") as? [String: Any]
+        #expect(value?["a"] is NSNull)
+        #expect(value?["b"] as? Bool == true)
+        #expect(value?["c"] as? Int == 8080)
+        #expect(value?["d"] as? Double == 1.5)
+        #expect(value?["e"] as? String == "8080")
+        #expect(value?["f"] as? String == "text")
     }
 }

@@ -5,11 +5,64 @@ import Yams
 /// for input files that are not Istio resources: requests, workload lists, JWKS environments.
 public enum PlainYAML {
     /// Parses the first document of the text.
+    ///
+    /// The document is composed into nodes and converted here rather than by Yams' own
+    /// constructor, which stops the process on a key that is itself a mapping or a list
+    /// (`{a: 1}: x`); such keys, and documents that expand through aliases to more than
+    /// `valueLimit` values, are refused with an error instead.
     public static func parse(_ text: String) throws(RequestDecodingError) -> Any? {
+        let node: Node?
         do {
-            return try Yams.load(yaml: text)
+            node = try Yams.compose(yaml: text)
         } catch {
             throw RequestDecodingError(field: "", reason: "not valid YAML or JSON: \(error)")
+        }
+        guard let node else { return nil }
+        var budget = valueLimit
+        return try plain(node, path: "", budget: &budget)
+    }
+
+    /// The most values (scalars, mappings and lists, aliases counted each time they are used) a
+    /// document may hold.
+    static let valueLimit = 1_000_000
+
+    /// A node as plain values: a mapping with string keys, a list, or a scalar as the type YAML 1.1
+    /// resolves it to (null, bool, int, float, else string).
+    private static func plain(_ node: Node, path: String, budget: inout Int) throws(RequestDecodingError) -> Any {
+        budget -= 1
+        guard budget >= 0 else {
+            throw RequestDecodingError(
+                field: path, reason: "the document holds more than \(valueLimit) values (aliases expand each time they are used)")
+        }
+        switch node {
+        case .scalar(let scalar):
+            switch node.tag.rawValue {
+            case Tag.Name.null.rawValue: return NSNull()
+            case Tag.Name.bool.rawValue: return node.bool ?? scalar.string
+            case Tag.Name.int.rawValue: return node.int ?? scalar.string
+            case Tag.Name.float.rawValue: return node.float ?? scalar.string
+            default: return scalar.string
+            }
+        case .mapping(let mapping):
+            var object: [String: Any] = [:]
+            for (key, value) in mapping {
+                guard case .scalar(let name) = key else {
+                    let line = key.mark.map { " (line \($0.line))" } ?? ""
+                    throw RequestDecodingError(
+                        field: path, reason: "a key\(line) is a mapping or a list; keys must be plain names")
+                }
+                let field = path.isEmpty ? name.string : "\(path).\(name.string)"
+                object[name.string] = try plain(value, path: field, budget: &budget)
+            }
+            return object
+        case .sequence(let sequence):
+            var list: [Any] = []
+            for (index, element) in sequence.enumerated() {
+                list.append(try plain(element, path: "\(path)[\(index)]", budget: &budget))
+            }
+            return list
+        case .alias:
+            throw RequestDecodingError(field: path, reason: "an alias (*name) that refers to nothing")
         }
     }
 

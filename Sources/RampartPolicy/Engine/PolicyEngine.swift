@@ -103,15 +103,24 @@ public struct PolicyEngine: Sendable {
     /// a reading error: a source, operation, condition or selector found empty because the field
     /// it held was misspelt or of the wrong type (that field's error says what to fix).
     public static func withoutFollowOns(_ reading: [Diagnostic], _ findings: [Diagnostic]) -> [Diagnostic] {
-        let causes = reading.filter { $0.code == .wrongType || $0.code == .unknownField }
-        guard !causes.isEmpty else { return reading + findings }
+        // Every field that holds a misspelt or wrongly typed field, with its file and resource.
+        struct Holder: Hashable {
+            let file: String
+            let resource: ResourceID?
+            let field: String
+        }
+        var holders: Set<Holder> = []
+        for cause in reading where cause.code == .wrongType || cause.code == .unknownField {
+            let field = cause.field
+            for index in field.indices where index != field.startIndex && (field[index] == "." || field[index] == "[") {
+                holders.insert(Holder(file: cause.file, resource: cause.resource, field: String(field[..<index])))
+            }
+        }
+        guard !holders.isEmpty else { return reading + findings }
         let emptiness: Set<DiagnosticCode> = [.emptyClause, .emptySelector, .badCondition]
         return reading + findings.filter { finding in
-            guard emptiness.contains(finding.code), !finding.field.isEmpty else { return true }
-            return !causes.contains { cause in
-                cause.file == finding.file && cause.resource == finding.resource
-                    && (cause.field.hasPrefix(finding.field + ".") || cause.field.hasPrefix(finding.field + "["))
-            }
+            !emptiness.contains(finding.code)
+                || !holders.contains(Holder(file: finding.file, resource: finding.resource, field: finding.field))
         }
     }
 

@@ -16,9 +16,11 @@ extension AuthzRequest {
     public init(text: String) throws(RequestDecodingError) {
         let object: Any?
         do {
-            object = try Yams.load(yaml: text)
+            object = try PlainYAML.parse(text)
         } catch {
-            throw RequestDecodingError(field: "", reason: "the request is neither JSON nor YAML: \(error)")
+            throw RequestDecodingError(
+                field: error.field, reason: error.field.isEmpty ? error.reason.replacingOccurrences(
+                    of: "not valid YAML or JSON", with: "the request is neither JSON nor YAML") : error.reason)
         }
         try self.init(object: object)
     }
