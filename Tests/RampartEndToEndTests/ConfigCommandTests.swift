@@ -260,6 +260,26 @@ struct ConfigCommandTests {
         #expect(analyzed.status == 0, "\(analyzed.stdout)\(analyzed.stderr)")
     }
 
+    @Test("an emptied store file is refused, not taken for a new store; a damaged one is named as such")
+    func emptiedStore() throws {
+        let ca = try CAProcess(label: "config-emptied")
+        let file = "\(ca.directory)/p.yaml"
+        try Self.write(file, action: "DENY", paths: "[/admin]")
+        #expect(try rampart("apply", "-f", file, "--state", ca.state).succeeded)
+        let database = "\(ca.state)/rampart.sqlite"
+        for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: database + suffix) }
+        #expect(FileManager.default.createFile(atPath: database, contents: Data()))
+        let get = try rampart("get", "ap", "-A", "--state", ca.state)
+        #expect(get.status != 0 && get.stderr.contains("is empty") && get.stderr.contains("backup"), "\(get.stderr)")
+        let apply = try rampart("apply", "-f", file, "--state", ca.state)
+        #expect(apply.status != 0 && apply.stderr.contains("is empty"), "\(apply.stderr)")
+        #expect((try? FileManager.default.attributesOfItem(atPath: database))?[.size] as? Int == 0)
+
+        try Data(repeating: 0x41, count: 4096).write(to: URL(fileURLWithPath: database))
+        let damaged = try rampart("get", "ap", "-A", "--state", ca.state)
+        #expect(damaged.status != 0 && damaged.stderr.contains("damaged"), "\(damaged.stderr)")
+    }
+
     @Test("delete removes a resource and bumps the version; a missing one is an error naming it")
     func delete() throws {
         let ca = try CAProcess(label: "config-delete")

@@ -170,4 +170,15 @@ struct FileReadingTests {
         let both = PolicyLoader.load(yaml: rule("jwksUri: 'https://a.example/k', jwks_uri: 'https://b.example/k'"), file: "r.yaml")
         #expect(both.diagnostics.map(\.code) == [.badJWTRule])
     }
+
+    @Test("a YAML syntax error names its line and column in words, without echoing a long line")
+    func syntaxErrorMessage() {
+        let long = String(repeating: "a", count: 50_000)
+        let yaml = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: a, namespace: ns1, x: [\(long)\n"
+        let loaded = PolicyLoader.load(yaml: yaml, file: "long.yaml")
+        let error = loaded.diagnostics.first
+        #expect(error?.code == .unreadable && error?.line == 4, "\(loaded.diagnostics)")
+        #expect((error?.message.count ?? 0) < 400, "\(error?.message.count ?? 0) characters")
+        #expect(error?.message.contains("column") == true)
+    }
 }

@@ -35,6 +35,22 @@ struct StoreLifecycleTests {
         #expect(try await directory.open().integrityCheck() == ["ok"])
     }
 
+    @Test("a file that is not a SQLite database is refused as damaged, and left as it is")
+    func damagedFile() throws {
+        let directory = try StoreDirectory()
+        defer { directory.remove() }
+        let garbage = Data((0..<4096).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) })
+        try garbage.write(to: URL(fileURLWithPath: directory.databasePath))
+        do {
+            _ = try directory.open()
+            Issue.record("a damaged store was opened")
+        } catch {
+            #expect("\(error)".contains("damaged or is not a SQLite database"), "\(error)")
+            #expect("\(error)".contains("backup"), "\(error)")
+        }
+        #expect(try Data(contentsOf: URL(fileURLWithPath: directory.databasePath)) == garbage)
+    }
+
     @Test("a store cannot be opened in a directory that does not exist")
     func missingDirectory() async throws {
         let directory = try StoreDirectory()

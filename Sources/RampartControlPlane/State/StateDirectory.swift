@@ -43,6 +43,15 @@ public struct StateDirectory: Sendable {
     /// Opens the store, refusing when the directory was never initialized.
     public func openStore() throws -> SQLiteStore {
         _ = try loadConfig()
+        // An initialized directory whose store file was emptied (truncated, or replaced by an empty
+        // file) would otherwise open as a new, empty store, and its records would be lost silently.
+        if let size = (try? FileManager.default.attributesOfItem(atPath: databasePath))?[.size] as? NSNumber,
+            size.intValue == 0
+        {
+            throw ControlPlaneError(
+                .stateMissing,
+                "\(databasePath) is empty, though \(path) was initialized: the store's records are not there. Restore the file from a backup; to start over with an empty store on purpose, remove the file")
+        }
         return try SQLiteStore(path: databasePath)
     }
 

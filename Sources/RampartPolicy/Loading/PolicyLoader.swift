@@ -228,10 +228,15 @@ public enum PolicyLoader {
     }
 
     private static func unreadable(_ file: String, _ error: Error) -> Diagnostic {
-        var line = 0
         if let yamlError = error as? YamlError {
             switch yamlError {
-            case .scanner(_, _, let mark, _), .parser(_, _, let mark, _): line = mark.line
+            case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _):
+                // Said in words with the position, without echoing the line, which can be very long.
+                let within = context.map { " (\($0.text) at line \($0.mark.line), column \($0.mark.column))" } ?? ""
+                return Diagnostic(
+                    code: .unreadable, file: file, line: mark.line, resource: nil, field: "",
+                    message: "the YAML does not parse: \(problem) at line \(mark.line), column \(mark.column)\(within)",
+                    fix: "correct the YAML syntax at this line")
             case .duplicatedKeysInMapping(let duplicates, let context):
                 let first = context.mark.line
                 let key = duplicates.first ?? ""
@@ -244,9 +249,11 @@ public enum PolicyLoader {
             default: break
             }
         }
+        var text = "\(error)"
+        if text.count > 300 { text = String(text.prefix(300)) + "…" }
         return Diagnostic(
-            code: .unreadable, file: file, line: line, resource: nil, field: "",
-            message: "the YAML does not parse: \(error)", fix: "correct the YAML syntax at this line")
+            code: .unreadable, file: file, line: 0, resource: nil, field: "",
+            message: "the YAML does not parse: \(text)", fix: "correct the YAML syntax")
     }
 
     /// The line of the next `key:` at the same column as the first one, after it.

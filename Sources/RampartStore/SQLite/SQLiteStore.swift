@@ -34,6 +34,10 @@ public final class SQLiteStore: Sendable {
             throw StoreError(
                 .unavailable,
                 "cannot open the store at \(path): another process held it locked for more than 10 seconds (\(error.message ?? "database is locked")). Wait for that process (another apply, or a stuck one) to finish, then try again")
+        } catch let error as DatabaseError where error.resultCode == .SQLITE_CORRUPT || error.resultCode == .SQLITE_NOTADB {
+            throw StoreError(
+                .unavailable,
+                "the store at \(path) is damaged or is not a SQLite database (\(error.message ?? "\(error.resultCode)")): nothing was read or written. Restore the file from a backup, or check what replaced it")
         } catch let error as DatabaseError
             where [.SQLITE_READONLY, .SQLITE_PERM, .SQLITE_CANTOPEN, .SQLITE_AUTH].contains(error.resultCode)
         {
