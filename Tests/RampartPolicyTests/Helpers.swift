@@ -8,12 +8,13 @@ enum Fixture {
 
     static func http(
         principal: String? = "cluster.local/ns/ns1/sa/a", namespace: String = "ns1", labels: [String: String] = ["app": "b"],
-        port: Int = 8080, method: String = "GET", path: String = "/", host: String = "b.ns1", headers: [String: String] = [:]
+        port: Int = 8080, method: String = "GET", path: String = "/", host: String = "b.ns1", headers: [String: String] = [:],
+        jwt: JWTOutcome? = nil, extAuthz: AuthzRequest.ExtAuthzAnswer? = nil
     ) -> AuthzRequest {
         AuthzRequest(
             transport: .http, source: AuthzRequest.Source(principal: principal),
             destination: AuthzRequest.Destination(namespace: namespace, labels: labels, port: port), method: method,
-            host: host, path: path, headers: headers)
+            host: host, path: path, headers: headers, extAuthz: extAuthz, jwt: jwt)
     }
 
     static func tcp(principal: String? = "cluster.local/ns/ns1/sa/a", port: Int = 9000, labels: [String: String] = ["app": "b"])

@@ -15,12 +15,7 @@ struct JWTPresenceTests {
         return Fixture.engine(allowAll + Fixture.requestAuthentication([rule] + (more.isEmpty ? [] : [more])))
     }
 
-    static func request(_ jwt: JWTOutcome?) -> AuthzRequest {
-        AuthzRequest(
-            transport: .http, source: AuthzRequest.Source(principal: "cluster.local/ns/ns1/sa/a"),
-            destination: AuthzRequest.Destination(namespace: "ns1", labels: ["app": "b"], port: 8080), method: "GET",
-            host: "b.ns1", path: "/", jwt: jwt)
-    }
+    static func request(_ jwt: JWTOutcome?) -> AuthzRequest { Fixture.http(jwt: jwt) }
 
     static let failing = JWTOutcome(
         present: true, valid: false, claims: .object(["iss": .string(issuer), "sub": .string("alice")]),

@@ -71,12 +71,7 @@ struct PolicyAttachmentTests {
               rules: [{to: [{operation: {paths: ["/admin*"]}}]}]
             """
         let engine = Fixture.engine(custom)
-        func request(_ path: String) -> AuthzRequest {
-            AuthzRequest(
-                transport: .http, source: AuthzRequest.Source(principal: "cluster.local/ns/ns1/sa/a"),
-                destination: AuthzRequest.Destination(namespace: "ns1", labels: ["app": "b"], port: 8080), method: "GET",
-                host: "b", path: path, extAuthz: .allow)
-        }
+        func request(_ path: String) -> AuthzRequest { Fixture.http(path: path, extAuthz: .allow) }
         let sent = engine.check(request("/admin/x"))
         #expect(sent["decision"] as? String == "allow" && sent["custom_policy"] as? String == "ns1/ext")
         #expect((sent["reason"] as? String)?.contains("CUSTOM policy ns1/ext rule 0 matched") == true, "\(sent)")
