@@ -32,28 +32,18 @@ public enum TokenExtractor {
     static func tokens(
         at location: JWTProvider.TokenLocation, request: AuthzRequest, query: [String: String], cookies: [String: String]
     ) -> [String] {
-        guard case .header(let name, let prefix) = location else {
-            return token(at: location, headers: request.headers, query: query, cookies: cookies).map { [$0] } ?? []
-        }
-        let key = name.lowercased()
-        let values = request.repeatedHeaders[key] ?? request.headers[key].map { [$0] } ?? []
-        return values.compactMap { headerToken($0, prefix: prefix) }
-    }
-
-    /// The token at one location, if there is one (of a header, its value as a whole).
-    static func token(
-        at location: JWTProvider.TokenLocation, headers: [String: String], query: [String: String], cookies: [String: String]
-    ) -> String? {
         switch location {
         case .header(let name, let prefix):
-            return headers[name.lowercased()].flatMap { headerToken($0, prefix: prefix) }
+            let key = name.lowercased()
+            let values = request.repeatedHeaders[key] ?? request.headers[key].map { [$0] } ?? []
+            return values.compactMap { headerToken($0, prefix: prefix) }
         case .queryParameter(let name):
             // The decoded value as it is, spaces included: Envoy does not trim it either.
-            guard let value = query[name], !value.isEmpty else { return nil }
-            return value
+            guard let value = query[name], !value.isEmpty else { return [] }
+            return [value]
         case .cookie(let name):
-            guard let value = cookies[name]?.trimmingCharacters(in: .whitespaces), !value.isEmpty else { return nil }
-            return value
+            guard let value = cookies[name]?.trimmingCharacters(in: .whitespaces), !value.isEmpty else { return [] }
+            return [value]
         }
     }
 

@@ -111,9 +111,10 @@ public struct PolicyEngine: Sendable {
         }
         var holders: Set<Holder> = []
         for cause in reading where cause.code == .wrongType || cause.code == .unknownField {
-            let field = cause.field
-            for index in field.indices where index != field.startIndex && (field[index] == "." || field[index] == "[") {
-                holders.insert(Holder(file: cause.file, resource: cause.resource, field: String(field[..<index])))
+            let field = cause.field.utf8
+            for index in field.indices where index != field.startIndex && (field[index] == 0x2E || field[index] == 0x5B) {
+                // "." or "[": the part before is a field that holds the one at fault.
+                holders.insert(Holder(file: cause.file, resource: cause.resource, field: String(cause.field[..<index])))
             }
         }
         guard !holders.isEmpty else { return reading + findings }

@@ -14,15 +14,7 @@ public struct RequestDecodingError: Error, Sendable, CustomStringConvertible {
 extension AuthzRequest {
     /// Decodes a request from JSON or YAML text in the corpus schema.
     public init(text: String) throws(RequestDecodingError) {
-        let object: Any?
-        do {
-            object = try PlainYAML.parse(text)
-        } catch {
-            throw RequestDecodingError(
-                field: error.field, reason: error.field.isEmpty ? error.reason.replacingOccurrences(
-                    of: "not valid YAML or JSON", with: "the request is neither JSON nor YAML") : error.reason)
-        }
-        try self.init(object: object)
+        try self.init(object: try PlainYAML.parse(text))
     }
 
     /// Decodes a request from a JSON or YAML file.
