@@ -29,6 +29,19 @@ public struct StateDirectory: Sendable {
     /// Reads the settings, or explains that `ca init` is needed.
     public func loadConfig() throws -> CAConfig {
         guard let data = FileManager.default.contents(atPath: configPath) else {
+            var isDirectory: ObjCBool = false
+            if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue,
+                access(path, R_OK | X_OK) != 0
+            {
+                throw ControlPlaneError(
+                    .stateMissing,
+                    "\(path) cannot be read by this user (ca init makes it mode 0700): run the command as the directory's owner, or have the owner give this user read access to it and its files")
+            }
+            if FileManager.default.fileExists(atPath: configPath) {
+                throw ControlPlaneError(
+                    .stateMissing,
+                    "\(configPath) cannot be read by this user: give it read access to the state directory's files, or run the command as the directory's owner")
+            }
             throw ControlPlaneError(.stateMissing, "\(path) is not an initialized CA state directory (no ca.json): run 'rampart ca init --state \(path)' first")
         }
         do {
@@ -40,8 +53,10 @@ public struct StateDirectory: Sendable {
         }
     }
 
-    /// Opens the store, refusing when the directory was never initialized.
-    public func openStore() throws -> SQLiteStore {
+    /// Opens the store, refusing when the directory was never initialized. Commands that only
+    /// read ask for `.readOnly`, so that users who may read the directory but not write it can
+    /// run them (see `SQLiteStore.Access`).
+    public func openStore(_ access: SQLiteStore.Access = .readWrite) throws -> SQLiteStore {
         _ = try loadConfig()
         // An initialized directory whose store file was emptied (truncated, or replaced by an empty
         // file) would otherwise open as a new, empty store, and its records would be lost silently.
@@ -52,7 +67,7 @@ public struct StateDirectory: Sendable {
                 .stateMissing,
                 "\(databasePath) is empty, though \(path) was initialized: the store's records are not there. Restore the file from a backup; to start over with an empty store on purpose, remove the file")
         }
-        return try SQLiteStore(path: databasePath)
+        return try SQLiteStore(path: databasePath, access: access)
     }
 
     /// Loads the JWT-SVID signing key. A state directory initialized before JWT-SVIDs existed has

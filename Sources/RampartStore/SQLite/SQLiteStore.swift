@@ -8,7 +8,9 @@ import GRDB
 public final class SQLiteStore: Sendable {
     /// The database file.
     public let path: String
-    let pool: DatabasePool
+    /// A pool of connections for a store opened to write; one read-only connection for a store
+    /// opened only to read by someone who cannot write it (see `init(path:access:)`).
+    let pool: any DatabaseWriter
     private let issuance: GroupCommitter<PendingWrite>
 
     enum PendingWrite: Sendable {
@@ -19,38 +21,24 @@ public final class SQLiteStore: Sendable {
         case audit(AuditEntry)
     }
 
-    /// Opens (or creates) the store at `path` and brings its schema up to date.
-    public init(path: String) throws {
+    /// How a command means to use the store.
+    public enum Access: Sendable {
+        /// To read and write: the store is created if absent and its schema brought up to date.
+        case readWrite
+        /// Only to read. Someone who may write the database and its directory opens it as for
+        /// `readWrite`; anyone else (an operator reading the owner's store, a copy on read-only
+        /// media) gets a read-only connection that creates, changes and locks nothing of the owner's.
+        case readOnly
+    }
+
+    /// Opens the store at `path`: for `readWrite` (the default), creating it if absent and
+    /// bringing its schema up to date; for `readOnly`, see `Access.readOnly`.
+    public init(path: String, access: Access = .readWrite) throws {
         self.path = path
-        var configuration = Configuration()
-        configuration.busyMode = .timeout(10)
-        configuration.prepareDatabase { db in
-            try db.execute(sql: "PRAGMA synchronous = FULL")
-        }
-        do {
-            pool = try DatabasePool(path: path, configuration: configuration)
-            try Migrations.migrator.migrate(pool)
-        } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED {
-            throw StoreError(
-                .unavailable,
-                "cannot open the store at \(path): another process held it locked for more than 10 seconds (\(error.message ?? "database is locked")). Wait for that process (another apply, or a stuck one) to finish, then try again")
-        } catch let error as DatabaseError where error.resultCode == .SQLITE_CORRUPT || error.resultCode == .SQLITE_NOTADB {
-            throw StoreError(
-                .unavailable,
-                "the store at \(path) is damaged or is not a SQLite database (\(error.message ?? "\(error.resultCode)")): nothing was read or written. Restore the file from a backup, or check what replaced it")
-        } catch let error as DatabaseError
-            where [.SQLITE_READONLY, .SQLITE_PERM, .SQLITE_CANTOPEN, .SQLITE_AUTH].contains(error.resultCode)
-        {
-            // Opening brings the schema up to date and keeps SQLite's WAL files beside the
-            // database, so even a command that only reads needs to write there.
-            let exists = FileManager.default.fileExists(atPath: path)
-            throw StoreError(
-                .unavailable,
-                exists
-                    ? "cannot open the store at \(path) for writing (\(error.message ?? "\(error.resultCode)")): rampart needs read and write access to the database and to its directory, even to read. Run it as the user that owns the state directory"
-                    : "cannot create the store at \(path) (\(error.message ?? "\(error.resultCode)")): check that the directory exists and is writable, or run 'rampart ca init' first")
-        } catch {
-            throw StoreError(.unavailable, "cannot open the store at \(path): \(error). Check the path and its permissions, or run 'rampart ca init' first")
+        if access == .readOnly && !Self.canWrite(path) {
+            pool = try Self.openReadOnly(path)
+        } else {
+            pool = try Self.openReadWrite(path)
         }
         let pool = self.pool
         issuance = GroupCommitter(label: "rampart.store.group-commit") { callers in
@@ -76,6 +64,112 @@ public final class SQLiteStore: Sendable {
                 try AuditChain.append(audits, in: db)
                 return outcomes
             }
+        }
+    }
+
+    /// Whether this process may write the database, its directory, and the WAL files beside it,
+    /// as opening it for writing requires.
+    static func canWrite(_ path: String) -> Bool {
+        // Checked for the effective user, who is the one SQLite opens the files as.
+        func writable(_ file: String) -> Bool { faccessat(AT_FDCWD, file, W_OK, AT_EACCESS) == 0 }
+        let directory = (path as NSString).deletingLastPathComponent
+        guard writable(directory.isEmpty ? "." : directory) else { return false }
+        for file in [path, path + "-wal", path + "-shm"] where FileManager.default.fileExists(atPath: file) {
+            guard writable(file) else { return false }
+        }
+        return true
+    }
+
+    /// One read-only connection to a store this process cannot write.
+    ///
+    /// While a writer has the store open, its `-wal` and `-shm` files are beside the database
+    /// and SQLite reads through them without writing. Without a `-wal` file every change is in
+    /// the database itself (SQLite removes the file when its last writer closes cleanly), and the
+    /// file is opened as immutable: SQLite then creates no `-shm` file, which would be the
+    /// reader's and could keep the owner's next writer out. A writer starting during such a read
+    /// is not seen by it; the command reads again when run again.
+    static func openReadOnly(_ path: String) throws -> DatabaseQueue {
+        var configuration = Configuration()
+        configuration.readonly = true
+        configuration.busyMode = .timeout(10)
+        let walFile = FileManager.default.fileExists(atPath: path + "-wal")
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw StoreError(
+                .unavailable,
+                "there is no store at \(path), and this user cannot create one there: check the path, or run 'rampart ca init' as the directory's owner")
+        }
+        let location: String
+        if walFile {
+            location = path
+        } else {
+            let escaped = path.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed) ?? path
+            location = "file:\(escaped)?immutable=1"
+        }
+        let queue: DatabaseQueue
+        do {
+            queue = try DatabaseQueue(path: location, configuration: configuration)
+            let current = try queue.read { db in try Migrations.migrator.hasCompletedMigrations(db) }
+            guard current else {
+                throw StoreError(
+                    .unavailable,
+                    "the store at \(path) was written by an older rampart, and this user cannot bring its schema up to date: run any rampart command on it once as the directory's owner (or restart 'rampart ca serve'), then read it again")
+            }
+        } catch let error as StoreError {
+            throw error
+        } catch let error as DatabaseError where error.resultCode == .SQLITE_CORRUPT || error.resultCode == .SQLITE_NOTADB {
+            throw StoreError(
+                .unavailable,
+                "the store at \(path) is damaged or is not a SQLite database (\(error.message ?? "\(error.resultCode)")): nothing was read or written. Restore the file from a backup, or check what replaced it")
+        } catch let error as DatabaseError {
+            let files = walFile ? "the database and the -wal and -shm files beside it" : "the database"
+            throw StoreError(
+                .unavailable,
+                "cannot read the store at \(path) (\(error.message ?? "\(error.resultCode)")): this user cannot write it, so rampart opens it read-only, which needs read access to \(files). Give this user read access, or run the command as the directory's owner")
+        } catch {
+            throw StoreError(.unavailable, "cannot read the store at \(path): \(error)")
+        }
+        return queue
+    }
+
+    /// The pool of a store opened to write, created if absent, its schema brought up to date.
+    static func openReadWrite(_ path: String) throws -> DatabasePool {
+        // SQLite would open a file it may not write read-only and fail at the first write, or not
+        // at all when the write turns out to change nothing; a command that writes is refused first.
+        if FileManager.default.fileExists(atPath: path) && !canWrite(path) {
+            throw StoreError(
+                .unavailable,
+                "cannot open the store at \(path) for writing: this user may not write the database, the files beside it, or its directory, and this command changes the store. Run it as the user that owns the state directory")
+        }
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(10)
+        configuration.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+        }
+        do {
+            let pool = try DatabasePool(path: path, configuration: configuration)
+            try Migrations.migrator.migrate(pool)
+            return pool
+        } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED {
+            throw StoreError(
+                .unavailable,
+                "cannot open the store at \(path): another process held it locked for more than 10 seconds (\(error.message ?? "database is locked")). Wait for that process (another apply, or a stuck one) to finish, then try again")
+        } catch let error as DatabaseError where error.resultCode == .SQLITE_CORRUPT || error.resultCode == .SQLITE_NOTADB {
+            throw StoreError(
+                .unavailable,
+                "the store at \(path) is damaged or is not a SQLite database (\(error.message ?? "\(error.resultCode)")): nothing was read or written. Restore the file from a backup, or check what replaced it")
+        } catch let error as DatabaseError
+            where [.SQLITE_READONLY, .SQLITE_PERM, .SQLITE_CANTOPEN, .SQLITE_AUTH].contains(error.resultCode)
+        {
+            // Opening brings the schema up to date and keeps SQLite's WAL files beside the
+            // database, so even a command that only reads needs to write there.
+            let exists = FileManager.default.fileExists(atPath: path)
+            throw StoreError(
+                .unavailable,
+                exists
+                    ? "cannot open the store at \(path) for writing (\(error.message ?? "\(error.resultCode)")): this command changes the store, so it needs write access to the database and to its directory. Run it as the user that owns the state directory"
+                    : "cannot create the store at \(path) (\(error.message ?? "\(error.resultCode)")): check that the directory exists and is writable, or run 'rampart ca init' first")
+        } catch {
+            throw StoreError(.unavailable, "cannot open the store at \(path): \(error). Check the path and its permissions, or run 'rampart ca init' first")
         }
     }
 

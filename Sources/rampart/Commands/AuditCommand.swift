@@ -16,7 +16,7 @@ struct Audit: AsyncParsableCommand {
         @OptionGroup var stateOptions: StateOptions
 
         func run() async throws {
-            let store = try StateDirectory(stateOptions.state).openStore()
+            let store = try StateDirectory(stateOptions.state).openStore(.readOnly)
             switch try await store.verifyAuditChain() {
             case .intact(let count):
                 print("audit chain intact: \(count) event(s)")
@@ -33,7 +33,7 @@ struct Audit: AsyncParsableCommand {
         @OptionGroup var stateOptions: StateOptions
 
         func run() async throws {
-            let store = try StateDirectory(stateOptions.state).openStore()
+            let store = try StateDirectory(stateOptions.state).openStore(.readOnly)
             let iso = ISO8601DateFormatter()
             for event in try await store.events() {
                 print("\(event.sequence)\t\(iso.string(from: event.time))\t\(event.eventType)\t\(event.actor)\t\(event.subject)\t\(event.details)")

@@ -67,7 +67,7 @@ struct Cert: AsyncParsableCommand {
         var json = false
 
         func run() async throws {
-            let store = try StateDirectory(stateOptions.state).openStore()
+            let store = try StateDirectory(stateOptions.state).openStore(.readOnly)
             let now = Date()
             var filter = CertificateFilter(spiffeID: spiffeId)
             if let expiringWithin {
@@ -101,7 +101,7 @@ struct Cert: AsyncParsableCommand {
         var json = false
 
         func run() async throws {
-            let store = try StateDirectory(stateOptions.state).openStore()
+            let store = try StateDirectory(stateOptions.state).openStore(.readOnly)
             guard let record = try await store.certificate(serial: serial) else {
                 throw ValidationError("no certificate with serial \(serial) in this CA's store: list serials with 'rampart cert list --state \(stateOptions.state)'")
             }

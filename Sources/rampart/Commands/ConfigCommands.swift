@@ -175,7 +175,7 @@ struct Get: AsyncParsableCommand {
 
     func run() async throws {
         let selection = try ConfigKind.selection(resources)
-        let store = try StateDirectory(stateOptions.state).openStore()
+        let store = try StateDirectory(stateOptions.state).openStore(.readOnly)
         let scope = allNamespaces ? nil : (namespace ?? "default")
         // Each kind's records, in the order the kinds (and names) were given; kubectl prints what
         // it found and reports each name it did not find.
