@@ -31,7 +31,7 @@ public struct StateDirectory: Sendable {
         guard let data = FileManager.default.contents(atPath: configPath) else {
             var isDirectory: ObjCBool = false
             if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue,
-                access(path, R_OK | X_OK) != 0
+                faccessat(AT_FDCWD, path, R_OK | X_OK, AT_EACCESS) != 0
             {
                 throw ControlPlaneError(
                     .stateMissing,

@@ -138,7 +138,7 @@ public final class SQLiteStore: Sendable {
         if FileManager.default.fileExists(atPath: path) && !canWrite(path) {
             throw StoreError(
                 .unavailable,
-                "cannot open the store at \(path) for writing: this user may not write the database, the files beside it, or its directory, and this command changes the store. Run it as the user that owns the state directory")
+                "cannot open the store at \(path) for writing: this user may not write the database, the files beside it, or its directory (or they are on a read-only file system), and this command changes the store. Run it as the user that owns the state directory")
         }
         var configuration = Configuration()
         configuration.busyMode = .timeout(10)
