@@ -44,8 +44,25 @@ public struct Decision: Sendable, Hashable {
     public let decision: Verdict
     /// 200, 400 (a path the normalization refuses), 401 or 403.
     public let status: Int
+    /// Where the deciding policy's name is read from: written out, or the program that decided
+    /// and the policy's index in it. The fast path keeps the program, whose object it has just
+    /// read, rather than the name, whose storage it has not: the name is read only when asked for.
+    enum DecidingPolicy: Sendable {
+        case name(String)
+        case program(WorkloadProgram, Int32)
+    }
+
+    /// The deciding policy, if one decided.
+    let deciding: DecidingPolicy?
+
     /// The deciding policy (`namespace/name`), if one decided.
-    public let policy: String?
+    public var policy: String? {
+        switch deciding {
+        case nil: return nil
+        case .name(let name)?: return name
+        case .program(let program, let index)?: return program.policies[Int(index)].name
+        }
+    }
     /// The matching rule of that policy.
     public let rule: Int?
     /// The effective mTLS mode for the destination port.
@@ -56,6 +73,23 @@ public struct Decision: Sendable, Hashable {
     public let dryRun: [DryRunResult]
     /// Header changes request authentication asks for, on allowed HTTP requests.
     public let headerEdits: [HeaderEdit]
+
+    public static func == (left: Decision, right: Decision) -> Bool {
+        left.decision == right.decision && left.status == right.status && left.policy == right.policy
+            && left.rule == right.rule && left.mtlsMode == right.mtlsMode && left.cause == right.cause
+            && left.dryRun == right.dryRun && left.headerEdits == right.headerEdits
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(decision)
+        hasher.combine(status)
+        hasher.combine(policy)
+        hasher.combine(rule)
+        hasher.combine(mtlsMode)
+        hasher.combine(cause)
+        hasher.combine(dryRun)
+        hasher.combine(headerEdits)
+    }
 
     /// A human explanation of the decision.
     public var reason: String {

@@ -43,7 +43,7 @@ extension ResolvedWorkload {
             let rule = view.rule(Int(position))
             let cause: Decision.Cause = request.extAuthz == .deny ? .customDenied : .customUnanswered
             return decided(
-                .deny, 403, program.policies[Int(rule.policy)].name, Int(rule.index), mode, cause, shadow, [])
+                .deny, 403, by: .program(program, rule.policy), Int(rule.index), mode, cause, shadow, [])
         }
         // DENY and ALLOW rules share one index, DENY rules first: the first rule that matches
         // decides, and it can be an ALLOW rule only when no DENY rule matched.
@@ -52,7 +52,7 @@ extension ResolvedWorkload {
         if let position = match, position < program.allowStart {
             let rule = view.rule(Int(position))
             return decided(
-                .deny, 403, program.policies[Int(rule.policy)].name, Int(rule.index), mode, .denyMatched, shadow, [])
+                .deny, 403, by: .program(program, rule.policy), Int(rule.index), mode, .denyMatched, shadow, [])
         }
         guard program.hasAllow else {
             let edits = authn.map { $0.headerEdits(request.jwt, sanitizing: sanitizing) } ?? []
@@ -62,7 +62,7 @@ extension ResolvedWorkload {
             let rule = view.rule(Int(position))
             let edits = authn.map { $0.headerEdits(request.jwt, sanitizing: sanitizing) } ?? []
             return decided(
-                .allow, 200, program.policies[Int(rule.policy)].name, Int(rule.index), mode, .allowMatched, shadow,
+                .allow, 200, by: .program(program, rule.policy), Int(rule.index), mode, .allowMatched, shadow,
                 edits)
         }
         return decided(.deny, 403, nil, nil, mode, .noAllowMatched, shadow, [])

@@ -131,8 +131,17 @@ final class ResolvedWorkload: Sendable {
         _ verdict: Decision.Verdict, _ status: Int, _ policy: String?, _ rule: Int?, _ mode: MTLSMode,
         _ cause: Decision.Cause, _ shadow: [Decision.DryRunResult], _ edits: [HeaderEdit]
     ) -> Decision {
+        decided(verdict, status, by: policy.map(Decision.DecidingPolicy.name), rule, mode, cause, shadow, edits)
+    }
+
+    /// A decision whose deciding policy is named by `deciding`.
+    @inline(__always)
+    func decided(
+        _ verdict: Decision.Verdict, _ status: Int, by deciding: Decision.DecidingPolicy?, _ rule: Int?,
+        _ mode: MTLSMode, _ cause: Decision.Cause, _ shadow: [Decision.DryRunResult], _ edits: [HeaderEdit]
+    ) -> Decision {
         Decision(
-            decision: verdict, status: status, policy: policy, rule: rule, mtlsMode: mode, cause: cause, dryRun: shadow,
-            headerEdits: edits)
+            decision: verdict, status: status, deciding: deciding, rule: rule, mtlsMode: mode, cause: cause,
+            dryRun: shadow, headerEdits: edits)
     }
 }
