@@ -174,12 +174,19 @@ struct SchemaLimitTests {
         #expect(WebhookParityTests.errors(Self.ra("{issuer: iss, jwksUri: \"\(long)\"}")).map(\.code) == [.overLimit])
     }
 
-    @Test("selector labels are Kubernetes labels: keys and values of at most 63 characters of the allowed set", arguments: [
-        ("app", "reviews", true), ("app.kubernetes.io/name", "reviews", true), ("app", "", true), ("app", "v1.2_b-c", true),
-        ("app", String(repeating: "a", count: 64), false), ("app", "-reviews", false), ("app", "rev iews", false),
-        ("Bad_Prefix/app", "x", false), (String(repeating: "k", count: 64), "x", false),
+    /// What a selector label gets: nothing, a warning that no workload can carry it (RP074), or an
+    /// error where Istio's webhook or schema refuses it (RP010: an empty key, a `*`, a value over 63
+    /// characters).
+    enum LabelOutcome: Sendable { case valid, warning, error }
+
+    @Test("selector labels: Istio refuses empty keys, wildcards and values over 63 characters; other non-Kubernetes labels are warned about", arguments: [
+        ("app", "reviews", LabelOutcome.valid), ("app.kubernetes.io/name", "reviews", .valid), ("app", "", .valid),
+        ("app", "v1.2_b-c", .valid), ("app", String(repeating: "a", count: 63), .valid),
+        ("app", String(repeating: "a", count: 64), .error), ("app", "rev*", .error), ("ap*", "x", .error), ("", "x", .error),
+        ("app", "-reviews", .warning), ("app", "rev iews", .warning), ("app", "a/b", .warning),
+        ("Bad_Prefix/app", "x", .warning), ("my key", "v", .warning), (String(repeating: "k", count: 64), "x", .warning),
     ])
-    func labels(key: String, value: String, valid: Bool) {
+    func labels(key: String, value: String, outcome: LabelOutcome) {
         let yaml = """
             apiVersion: security.istio.io/v1
             kind: AuthorizationPolicy
@@ -188,9 +195,26 @@ struct SchemaLimitTests {
               selector: {matchLabels: {"\(key)": "\(value)"}}
               rules: [{}]
             """
-        let errors = WebhookParityTests.errors(yaml)
-        #expect(errors.isEmpty == valid, "\(errors)")
-        if !valid { #expect(errors.map(\.code) == [.badSelector], "\(errors)") }
+        let loaded = PolicyLoader.load(yaml: yaml, file: "parity.yaml")
+        let found = loaded.diagnostics + PolicyAnalyzer.analyze(loaded.resources)
+        let codes = found.map(\.code)
+        switch outcome {
+        case .valid: #expect(codes.isEmpty, "\(found)")
+        case .warning:
+            #expect(codes == [.unusualLabel] && found[0].severity == .warning, "\(found)")
+            #expect(found.first?.field == "spec.selector.matchLabels.\(key)", "\(found)")
+        case .error: #expect(codes == [.badSelector] && found[0].severity == .error, "\(found)")
+        }
+    }
+
+    @Test("a RequestAuthentication's issuer, when written, is not empty (Istio's schema); left out, any issuer is accepted")
+    func emptyIssuer() {
+        let empty = WebhookParityTests.errors(Self.ra("{issuer: \"\", jwksUri: \"https://iss.example/jwks\"}"))
+        #expect(empty.map(\.code) == [.badJWTRule] && empty.first?.field == "spec.jwtRules[0].issuer", "\(empty)")
+        #expect(empty.first?.line == 6, "\(empty)")
+        #expect(WebhookParityTests.errors(Self.ra("{jwksUri: \"https://iss.example/jwks\"}")).isEmpty)
+        let neither = WebhookParityTests.errors(Self.ra("{issuer: \"\"}"))
+        #expect(Set(neither.map(\.code)) == [.badJWTRule] && neither.count == 2, "\(neither)")
     }
 
     @Test("service account fields and principal or namespace fields may not both be written, even as empty lists")

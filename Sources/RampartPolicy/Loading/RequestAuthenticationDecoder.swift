@@ -49,7 +49,16 @@ struct RequestAuthenticationDecoder {
         where !DecodeContext.isNull(value) {
             let fieldPath = "\(path).\(key)"
             switch key {
-            case "issuer": issuer = context.string(value, fieldPath) ?? ""
+            case "issuer":
+                let text = context.string(value, fieldPath)
+                issuer = text ?? ""
+                // Istio's schema gives `issuer` a minimum length of one: the API server refuses an
+                // empty string even where the webhook would accept a rule with only `jwksUri`.
+                if text?.isEmpty == true {
+                    context.report(
+                        .badJWTRule, fieldPath, value, "issuer is an empty string",
+                        fix: "give the token issuer (the tokens' iss claim), or remove the field to accept any issuer the keys verify")
+                }
             case "audiences": audiences = context.stringList(value, fieldPath) ?? []
             case "jwksUri", "jwks_uri":
                 // Istio's CRD accepts `jwks_uri` as another name of `jwksUri`; giving both is ambiguous.

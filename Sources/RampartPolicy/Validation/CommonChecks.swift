@@ -57,14 +57,22 @@ enum CommonChecks {
                 reporter.add(
                     .badSelector, "\(field).\(key)", "wildcards are not supported in selector labels (\(key)=\(value))",
                     fix: "list the exact label value")
-            } else if let problem = labelKeyProblem(key) {
+            } else if value.utf8.count > 63 {
+                // Istio's schema limits label values to 63 characters, as Kubernetes does.
                 reporter.add(
-                    .badSelector, "\(field).\(key)", "label key \"\(key)\" \(problem)",
+                    .badSelector, "\(field).\(key)",
+                    "label value \"\(value)\" is \(value.utf8.count) characters long; Istio's schema allows at most 63",
+                    fix: "use the label value the workload carries (Kubernetes label values have at most 63 characters)")
+            } else if let problem = labelKeyProblem(key) {
+                // Istio accepts any other key, but no workload can carry it.
+                reporter.add(
+                    .unusualLabel, "\(field).\(key)",
+                    "label key \"\(key)\" \(problem), so no Kubernetes workload carries it and the selector selects nothing",
                     fix: "use a Kubernetes label key: an optional DNS prefix and /, then a name of at most 63 characters")
             } else if !isLabelValue(value) {
                 reporter.add(
-                    .badSelector, "\(field).\(key)",
-                    "label value \"\(value)\" is not a Kubernetes label value: at most 63 characters, letters, digits, '-', '_' and '.', starting and ending with a letter or digit",
+                    .unusualLabel, "\(field).\(key)",
+                    "label value \"\(value)\" is not a Kubernetes label value (letters, digits, '-', '_' and '.', starting and ending with a letter or digit), so no workload carries it and the selector selects nothing",
                     fix: "use the label value the workload carries")
             }
         }

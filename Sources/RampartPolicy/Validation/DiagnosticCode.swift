@@ -94,13 +94,17 @@ public enum DiagnosticCode: String, Sendable, Hashable, CaseIterable {
     /// A port written twice in one portLevelMtls (`8080` and `"8080"`), which Kubernetes merges
     /// with no defined winner.
     case duplicatePort = "RP073"
+    /// A selector label that Istio's schema accepts but no Kubernetes workload can carry (a key or
+    /// value outside Kubernetes' label syntax): the selector selects nothing.
+    case unusualLabel = "RP074"
 
     /// The severity a finding with this code has unless stated otherwise.
     public var defaultSeverity: Diagnostic.Severity {
         switch self {
         case .emptySelector, .privateJWKS, .denyAllOnTCP, .selectsNothing, .literalWildcard,
             .conflictingPeerAuthentication, .targetNotEnforced, .identityWithoutStrict, .noRequestAuthentication,
-            .neverMatches, .unknownNamespace, .ipBlocksAtGateway, .rootPeerSelector, .tcpPortShut, .duplicatePort:
+            .neverMatches, .unknownNamespace, .ipBlocksAtGateway, .rootPeerSelector, .tcpPortShut, .duplicatePort,
+            .unusualLabel:
             return .warning
         default:
             return .error
