@@ -68,6 +68,48 @@ struct IstioValueSemanticsTests {
         #expect(Self.decide(engine, Self.token(issuer: issuer, subject: subject)) == (allowed ? .allow : .deny))
     }
 
+    @Test(
+        "request.headers conditions on :authority, :method and :path read the request's host, method and path, as Envoy's header matchers do",
+        arguments: [
+            // (key, values, method, host, path, allowed)
+            (":authority", "[b.ns1]", "GET", "b.ns1", "/", true),
+            // Only `hosts` ignores case; a header matcher on :authority does not.
+            (":authority", "[b.ns1]", "GET", "B.ns1", "/", false),
+            (":authority", "[\"*.ns1\"]", "GET", "b.ns1", "/", true),
+            (":authority", "[\"*\"]", "GET", "b.ns1", "/", true),
+            (":method", "[GET, HEAD]", "HEAD", "b.ns1", "/", true),
+            (":method", "[GET]", "POST", "b.ns1", "/", false),
+            // :path is the normalized path with its query, which `paths` leave out.
+            (":path", "[/api]", "GET", "b.ns1", "/api", true),
+            (":path", "[/api]", "GET", "b.ns1", "/api?x=1", false),
+            (":path", "[\"/api?x=*\"]", "GET", "b.ns1", "/api?x=1", true),
+            (":path", "[/api/b]", "GET", "b.ns1", "/api/./a/../b#frag", true),
+            (":path", "[\"/api/b?q\"]", "GET", "b.ns1", "/api/a/../b?q#frag", true),
+            (":scheme", "[\"*\"]", "GET", "b.ns1", "/", false),
+        ])
+    func pseudoHeaders(key: String, values: String, method: String, host: String, path: String, allowed: Bool) {
+        let engine = Self.engine(rules: "  - when: [{key: \"request.headers[\(key)]\", values: \(values)}]")
+        let request = Fixture.http(method: method, path: path, host: host)
+        #expect(Self.decide(engine, request) == (allowed ? .allow : .deny), "\(key) \(values) \(method) \(host) \(path)")
+    }
+
+    @Test("a DENY unless :authority or :method is listed lets the listed ones through; a header the request carries wins")
+    func pseudoHeaderDeny() {
+        let deny = Fixture.engine(
+            Fixture.policy(
+                "d", action: "DENY", rules: "  - when: [{key: \"request.headers[:authority]\", notValues: [b.ns1, \"b.ns1:8080\"]}]"))
+        #expect(Self.decide(deny, Fixture.http(host: "b.ns1")) == .allow)
+        #expect(Self.decide(deny, Fixture.http(host: "b.ns1:8080")) == .allow)
+        #expect(Self.decide(deny, Fixture.http(host: "evil.example")) == .deny)
+        #expect(Self.decide(deny, Fixture.http(host: "evil.example", headers: [":authority": "b.ns1"])) == .allow)
+        let method = Fixture.engine(
+            Fixture.policy("m", action: "DENY", rules: "  - when: [{key: \"request.headers[:method]\", notValues: [GET]}]"))
+        #expect(Self.decide(method, Fixture.http(method: "GET")) == .allow)
+        #expect(Self.decide(method, Fixture.http(method: "DELETE")) == .deny)
+        // On TCP the HTTP condition is dropped and the DENY rule matches every connection, as Istio does.
+        #expect(Self.decide(method, Fixture.tcp()) == .deny)
+    }
+
     @Test("request.auth.principal conditions and notRequestPrincipals read the same split")
     func requestPrincipalConditions() {
         let condition = Self.engine(rules: "  - when: [{key: request.auth.principal, values: [\"*/sub1\"]}]")

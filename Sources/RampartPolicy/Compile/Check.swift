@@ -115,7 +115,7 @@ struct Check: Sendable, Hashable {
                 }
             case .inlineHeader(let name):
                 // One element of the comma-separated list matches, as Istio's inline header regex does.
-                guard let value = request.headers[name] else { return false }
+                guard let value = request.header(name) else { return false }
                 return value.split(separator: ",", omittingEmptySubsequences: false).contains { element in
                     matchers.contains { $0.matches(String(element)) }
                 }
@@ -166,8 +166,8 @@ extension Check {
         case .claim(let path): return quoted(request.claims?.value(at: path).map(Self.text), "no claim \(path.joined(separator: "."))")
         case .audiences: return quoted(request.claims?["aud"].map(Self.text), "no aud claim")
         case .presenter: return quoted(request.claims?["azp"].map(Self.text), "no azp claim")
-        case .inlineHeader(let name): return quoted(request.headers[name], "no \(name) header")
-        case .header(let name): return quoted(request.headers[name], "no \(name) header")
+        case .inlineHeader(let name): return quoted(request.header(name), "no \(name) header")
+        case .header(let name): return quoted(request.header(name), "no \(name) header")
         case .filterMetadata: return "no filter metadata"
         default: return quoted(request.string(for: attribute), "no value")
         }

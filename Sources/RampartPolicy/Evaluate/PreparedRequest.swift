@@ -26,7 +26,8 @@ struct PreparedRequest {
     let path: String?
     let port: Int?
     let sni: String?
-    let headers: [String: String]
+    /// The request, for its headers (see `header(_:)`).
+    let request: AuthzRequest
 
     /// Prepares `request`; attributes outside `needs` are left `nil` because no check reads them.
     init(_ request: AuthzRequest, peerIdentityVisible: Bool, authn: AuthnOutcome, needs: RequestNeeds = .all) {
@@ -60,7 +61,7 @@ struct PreparedRequest {
         path = request.path.map(PathNormalizer.normalize)
         port = request.destination.port
         sni = request.sni
-        headers = request.headers
+        self.request = request
     }
 
     @inline(__always)
@@ -73,10 +74,13 @@ struct PreparedRequest {
         case .host: return host
         case .method: return method
         case .sni: return sni
-        case .header(let name): return headers[name]
+        case .header(let name): return header(name)
         default: return nil
         }
     }
+
+    /// The value a header condition reads (see `AuthzRequest.header(_:)`).
+    func header(_ name: String) -> String? { request.header(name) }
 
     /// The trust domain of a principal (a SPIFFE ID without `spiffe://`): everything before its
     /// first `/`, or the whole principal when it has no path.

@@ -222,16 +222,21 @@ struct RequestFacts {
     }
 
     /// The value of the header in `slot` of the program (named `names[slot]`), found once for the
-    /// first four slots.
+    /// first four slots; a pseudo-header the request does not carry is read from its fields.
     @inline(__always)
     mutating func header(_ slot: Int32, _ names: [HeaderName], _ request: AuthzRequest) -> String? {
         let table = request.headerTable
-        guard slot < 4 else { return table.value(of: names[Int(slot)]) }
+        guard slot < 4 else {
+            let name = names[Int(slot)]
+            return table.value(of: name) ?? (name.isPseudo ? request.pseudoHeader(name.name) : nil)
+        }
         let bit = UInt8(1) << UInt8(slot)
-        let index: Int32
+        var index: Int32
         if headersDone & bit == 0 {
             headersDone |= bit
-            index = Int32(truncatingIfNeeded: table.index(of: names[Int(slot)]))
+            let name = names[Int(slot)]
+            index = Int32(truncatingIfNeeded: table.index(of: name))
+            if index < 0 && name.isPseudo { index = Self.pseudo }
             switch slot {
             case 0: headerIndexes.0 = index
             case 1: headerIndexes.1 = index
@@ -246,8 +251,12 @@ struct RequestFacts {
             default: index = headerIndexes.3
             }
         }
-        return index < 0 ? nil : table.entries[Int(index)].value
+        if index >= 0 { return table.entries[Int(index)].value }
+        return index == Self.pseudo ? request.pseudoHeader(names[Int(slot)].name) : nil
     }
+
+    /// The header index kept for a pseudo-header the request does not carry as a header.
+    private static let pseudo: Int32 = -2
 
     /// The source, remote or destination address.
     mutating func address(_ kind: FlatCheck.Kind, _ request: AuthzRequest) -> IPAddress? {

@@ -89,6 +89,33 @@ public struct AuthzRequest: Sendable, Hashable {
     /// `headers` as the list the fast path scans, built here as a proxy builds it while parsing.
     let headerTable: HeaderTable
 
+    /// The value a `request.headers[...]` condition reads for `name` (lower-case): the header the
+    /// request carries, else, for the pseudo-headers Envoy's header matchers see (`:authority`,
+    /// `:method`, `:path`), the request's own host, method and path (see `pseudoHeader(_:)`).
+    public func header(_ name: String) -> String? {
+        headers[name] ?? (name.utf8.first == UInt8(ascii: ":") ? pseudoHeader(name) : nil)
+    }
+
+    /// The value of an HTTP/2 pseudo-header as Envoy's header matchers see it after path
+    /// normalization: `:authority` is the host as sent, `:method` the method, and `:path` the
+    /// normalized path followed by the query (no fragment), unlike `paths`, which ignore the query.
+    /// `nil` for other names, on TCP, and when the request lacks the field.
+    func pseudoHeader(_ name: String) -> String? {
+        guard transport == .http else { return nil }
+        switch name {
+        case ":authority": return host
+        case ":method": return method
+        case ":path":
+            guard let path else { return nil }
+            let normalized = PathNormalizer.normalize(path)
+            guard let mark = path.firstIndex(where: { $0 == "?" || $0 == "#" }), path[mark] == "?" else {
+                return normalized
+            }
+            return normalized + path[mark...].prefix { $0 != "#" }
+        default: return nil
+        }
+    }
+
     /// Creates a request; header names are lower-cased.
     public init(
         transport: TransportProtocol = .http, source: Source = Source(), destination: Destination,

@@ -60,9 +60,13 @@ struct HeaderTable: Sendable, Hashable {
 struct HeaderName: Sendable, Hashable {
     let name: String
     let tag: UInt64
+    /// Whether the name is a pseudo-header (`:authority`), read from the request's own fields when
+    /// the request does not carry it as a header (see `AuthzRequest.pseudoHeader(_:)`).
+    let isPseudo: Bool
 
     init(_ name: String) {
         self.name = name
         tag = HeaderTable.tag(name)
+        isPseudo = name.utf8.first == UInt8(ascii: ":")
     }
 }
