@@ -115,9 +115,46 @@ struct TrustDomainAliasTests {
             ("td2", ["td1"], "cluster.local/ns/a/sa/b/extra", ["cluster.local/ns/a/sa/b/extra"]),
             ("td2", ["td1"], "cluster.local/*", ["cluster.local/*"]),
             ("td2", ["td1"], "*", ["*"]),
+            // Trust domains written as patterns, read as Istio's bundle reads them (the outcomes of
+            // istio/istio pilot/pkg/security/trustdomain/bundle_test.go and the builder's
+            // trust-domain-wildcard-in-principal golden file).
+            ("td2", ["foo-td1", "cluster.local"], "*-td1/ns/foo/sa/bar",
+             ["td2/ns/foo/sa/bar", "*-td1/ns/foo/sa/bar", "cluster.local/ns/foo/sa/bar"]),
+            ("td1", ["foobar"], "*bar/ns/foo/sa/x", ["td1/ns/foo/sa/x", "*bar/ns/foo/sa/x"]),
+            ("td1", ["td2", "some-td"], "some-td/ns/foo/sa/bar",
+             ["td1/ns/foo/sa/bar", "td2/ns/foo/sa/bar", "some-td/ns/foo/sa/bar"]),
+            ("new-td", ["td2", "td3"], "td1/ns/some-ns/sa/some-sa", ["td1/ns/some-ns/sa/some-sa"]),
+            // A prefix pattern covering a trust domain stands for the exact identity in each.
+            ("cluster.local", [], "cl*/ns/ns1/sa/a", ["cluster.local/ns/ns1/sa/a"]),
+            ("td2", ["td1"], "td*/ns/ns1/sa/a", ["td2/ns/ns1/sa/a", "td1/ns/ns1/sa/a"]),
+            ("td2", ["td1"], "xy*/ns/ns1/sa/a", ["xy*/ns/ns1/sa/a"]),
+            ("cluster.local", [], "*-td1/ns/ns1/sa/a", ["*-td1/ns/ns1/sa/a"]),
+            ("cluster.local", [], "*.local/ns/ns1/sa/a", ["*.local/ns/ns1/sa/a"]),
         ] as [(String, [String], String, [String])])
     func expand(trustDomain: String, aliases: [String], principal: String, expanded: [String]) {
         #expect(TrustDomainBundle(trustDomain: trustDomain, aliases: aliases).expand([principal]) == expanded)
+    }
+
+    @Test("a trust domain pattern in a principal decides as Istio's rewritten principals do, and is not warned about as a literal *")
+    func trustDomainPatterns() {
+        func decide(_ principal: String, peer: String, trustDomain: String = "cluster.local", aliases: [String] = []) -> Decision.Verdict {
+            let engine = PolicyEngine(
+                yaml: Fixture.policy("p", rules: "  - from: [{source: {principals: [\"\(principal)\"]}}]"),
+                options: SnapshotOptions(trustDomains: TrustDomainBundle(trustDomain: trustDomain, aliases: aliases)))
+            let request = Fixture.http(principal: peer)
+            let fast = engine.snapshot.evaluate(request)
+            #expect(fast == engine.snapshot.explain(request).decision)
+            return fast.decision
+        }
+        #expect(decide("cl*/ns/ns1/sa/a", peer: "cluster.local/ns/ns1/sa/a") == .allow)
+        #expect(decide("cl*/ns/ns1/sa/a", peer: "clx/ns/ns1/sa/a") == .deny)
+        #expect(decide("*bar/ns/ns1/sa/a", peer: "td1/ns/ns1/sa/a", trustDomain: "td1", aliases: ["foobar"]) == .allow)
+        #expect(decide("*bar/ns/ns1/sa/a", peer: "xbar/ns/ns1/sa/a", trustDomain: "td1", aliases: ["foobar"]) == .allow)
+        #expect(decide("*bar/ns/ns1/sa/a", peer: "td2/ns/ns1/sa/a", trustDomain: "td1", aliases: ["foobar"]) == .deny)
+        let loaded = PolicyLoader.load(
+            yaml: Fixture.policy("p", rules: "  - from: [{source: {principals: [\"cl*/ns/ns1/sa/a\", \"cluster.local/ns/*/sa/a\"], namespaces: [\"n*1\"]}}]"))
+        let warned = (loaded.diagnostics + PolicyAnalyzer.analyze(loaded.resources)).filter { $0.code == .literalWildcard }
+        #expect(warned.map(\.field) == ["spec.rules[0].from[0].source.principals[1]"], "\(warned)")
     }
 
     @Test("a mesh under another trust domain matches its own workloads by their cluster.local principals")

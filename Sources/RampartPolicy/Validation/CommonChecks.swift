@@ -178,6 +178,15 @@ enum CommonChecks {
         return value.dropFirst().dropLast().contains("*")
     }
 
+    /// Whether `principal` is `<td>/ns/<ns>/sa/<sa>` whose only `*` leads or ends its trust domain
+    /// (`cl*/ns/a/sa/b`): the pattern is read against the mesh's trust domains.
+    static func hasTrustDomainPattern(_ principal: String) -> Bool {
+        let parts = principal.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 5, parts[1...].allSatisfy({ !$0.contains("*") }) else { return false }
+        let domain = parts[0]
+        return domain.count > 1 && domain.filter { $0 == "*" }.count == 1 && (domain.hasPrefix("*") || domain.hasSuffix("*"))
+    }
+
     static func isDNSLabel(_ text: String) -> Bool { DNSName.isLabel(text) }
 
     static func isDNSSubdomain(_ text: String) -> Bool { DNSName.isSubdomain(text) }

@@ -70,7 +70,7 @@ struct RuleValidator {
         for name in RuleSource.fieldNames {
             guard let values = source.fields[name] else { continue }
             let field = "\(path).\(name)"
-            checkValues(values, field: field, &reporter)
+            checkValues(values, field: field, &reporter, wildcard: Self.wildcardReading(name))
             if action == .custom && Self.customForbiddenSources.contains(name) {
                 reporter.add(
                     .unsupportedWithCustom, field, "\(name) cannot be used in a CUSTOM policy",
@@ -131,11 +131,40 @@ struct RuleValidator {
         }
     }
 
-    private func checkValues(_ values: [String], field: String, _ reporter: inout Reporter, paths: Bool = false) {
+    /// How a field reads a `*` inside a value.
+    enum WildcardReading {
+        /// Only a leading or trailing `*` is a wildcard.
+        case ends
+        /// Every `*` is a wildcard (Istio's namespace regex).
+        case everywhere
+        /// As `ends`, but a principal's trust domain may be a `prefix*` or `*suffix` pattern, which
+        /// is read against the mesh's trust domains (see `TrustDomainBundle`).
+        case principal
+        /// Paths, whose templates are checked on their own.
+        case path
+    }
+
+    static func wildcardReading(_ field: String) -> WildcardReading {
+        switch field {
+        case "namespaces", "notNamespaces": return .everywhere
+        case "principals", "notPrincipals": return .principal
+        default: return .ends
+        }
+    }
+
+    private func checkValues(
+        _ values: [String], field: String, _ reporter: inout Reporter, paths: Bool = false, wildcard: WildcardReading = .ends
+    ) {
         if let position = values.firstIndex(of: "") {
             reporter.add(.emptyValue, "\(field)[\(position)]", "the list holds an empty string", fix: "remove the empty value")
         }
-        for (position, value) in values.enumerated() where !paths && CommonChecks.hasInnerWildcard(value) {
+        let reading = paths ? .path : wildcard
+        for (position, value) in values.enumerated() where CommonChecks.hasInnerWildcard(value) {
+            switch reading {
+            case .path, .everywhere: continue
+            case .principal where CommonChecks.hasTrustDomainPattern(value): continue
+            case .principal, .ends: break
+            }
             reporter.add(
                 .literalWildcard, "\(field)[\(position)]",
                 "\"\(value)\" has a * in the middle; only a leading or trailing * is a wildcard, so it matches literally",
