@@ -58,6 +58,20 @@ struct EnvoyJWTParityTests {
         #expect(named.failure?.kind == .unknownKid)
     }
 
+    @Test("an empty kid, in the token or on a key, counts as none: every key is tried")
+    func emptyKid() async throws {
+        let blank = try await key.sign(any: requestClaims(now: clock.now), headerKid: "")
+        #expect(try await authenticate(blank, rules: [inlineRule(try jwksJSON([key.jwk]))]).failure == nil)
+        var unnamed = key.jwk
+        unnamed["kid"] = ""
+        let named = try await key.sign(any: requestClaims(now: clock.now), headerKid: "k9")
+        #expect(try await authenticate(named, rules: [inlineRule(try jwksJSON([unnamed]))]).failure == nil)
+        // Another key's kid still rules a key out.
+        var other = key.jwk
+        other["kid"] = "k2"
+        #expect(try await authenticate(named, rules: [inlineRule(try jwksJSON([other]))]).failure?.kind == .unknownKid)
+    }
+
     @Test("an RSA key without alg verifies RS and PS tokens")
     func rsaWithoutAlg() async throws {
         let directory = try TemporaryDirectory()

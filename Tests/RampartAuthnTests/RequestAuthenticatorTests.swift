@@ -238,6 +238,14 @@ struct RequestAuthenticatorTests {
         #expect(kept.headerEdits.isEmpty)
     }
 
+    @Test("an empty access_token parameter is a token that does not parse (401), not a missing one")
+    func emptyParameter() async throws {
+        let empty = await authenticator().authenticate(cartRequest(path: "/items?access_token="), providers: try rules())
+        #expect(empty.tokenPresent && empty.status == 401, "\(String(describing: empty.failure))")
+        let none = await authenticator().authenticate(cartRequest(path: "/items?page=1"), providers: try rules())
+        #expect(!none.tokenPresent && none.failure == nil && none.status == 200)
+    }
+
     @Test("a CORS preflight and TCP traffic skip JWT checks, as Envoy does")
     func preflightAndTCP() async throws {
         let headers = ["authorization": "Bearer garbage", "origin": "https://shop.example", "access-control-request-method": "POST"]

@@ -38,6 +38,18 @@ struct TokenExtractionTests {
         #expect(found.map(\.locationDescription) == ["header x-token (prefix \"Token \")", "query parameter jwt", "cookie session"])
     }
 
+    @Test("a parameter, a cookie or an unprefixed header that is present holds a token even when empty; a prefixed header without its prefix holds none")
+    func emptyValues() throws {
+        let rules = try providers(rules: [
+            inlineRule(jwks, more: "fromHeaders: [{name: x-jwt}, {name: x-token, prefix: 'Token '}], fromParams: [jwt], fromCookies: [session]")
+        ])
+        let request = cartRequest(path: "/items?jwt=&page=2", headers: ["x-jwt": "", "x-token": "", "cookie": "session=; theme=dark"])
+        let found = TokenExtractor.extract(from: request, providers: rules)
+        #expect(found.map(\.token) == ["", "", ""], "\(found.map(\.token))")
+        #expect(found.map(\.locationDescription) == ["header x-jwt", "query parameter jwt", "cookie session"])
+        #expect(TokenExtractor.extract(from: cartRequest(path: "/items?page=2"), providers: rules).isEmpty)
+    }
+
     @Test("a location read by several rules yields the token once, with every rule that reads it")
     func sharedLocation() throws {
         let rules = try providers(rules: [inlineRule(jwks), inlineRule(jwks, issuer: "https://other.example")])

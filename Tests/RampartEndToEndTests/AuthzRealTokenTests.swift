@@ -107,6 +107,32 @@ struct AuthzRealTokenTests {
         #expect(trailing["status"] as? Int == 401, "\(trailing)")
     }
 
+    @Test("a rule that reads only a query parameter still takes its token out of the forwarded path")
+    func parameterOnlyRule() throws {
+        let dir = try Paths.temporaryDirectory("authz-jwt-param")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let issuer = Issuer()
+        let file = "\(dir)/policies.yaml"
+        try """
+            apiVersion: security.istio.io/v1
+            kind: RequestAuthentication
+            metadata: {name: jwt, namespace: shop}
+            spec:
+              jwtRules:
+              - issuer: \(Self.issuer)
+                jwks: '\(issuer.jwks)'
+                fromParams: [token]
+            """.write(toFile: file, atomically: true, encoding: .utf8)
+        let token = try issuer.token(Self.claims())
+        let object = try authzCheckJSON(policies: file, request: Self.request(path: "/items?token=\(token)&page=2"), in: dir)
+        #expect(object["decision"] as? String == "allow", "\(object)")
+        let edits = try #require(object["header_edits"] as? [[String: Any]], "\(object)")
+        #expect(edits.contains { $0["op"] as? String == "remove" && $0["query_parameter"] as? String == "token" }, "\(edits)")
+        // An empty parameter is a token that does not parse.
+        let empty = try authzCheckJSON(policies: file, request: Self.request(path: "/items?token="), in: dir)
+        #expect(empty["status"] as? Int == 401, "\(empty)")
+    }
+
     @Test("a bad token is refused with 401 and a reason saying what was wrong")
     func badToken() throws {
         let dir = try Paths.temporaryDirectory("authz-jwt-bad")

@@ -138,11 +138,12 @@ public struct JWKSKeySet: Sendable {
     }
 
     /// The keys a token may be verified with, as Envoy chooses them: when the token names a `kid`,
-    /// the keys with that `kid` and the keys without one; when it names none, every key. The
-    /// caller then keeps those whose algorithm is the token's.
+    /// the keys with that `kid` and the keys without one; when it names none (or an empty one),
+    /// every key. A key whose `kid` is empty counts as one without. The caller then keeps those
+    /// whose algorithm is the token's.
     public func candidates(kid: String?, algorithm: String?) -> [Key] {
-        guard let kid else { return keys }
-        return keys.filter { $0.kid == nil || $0.kid == kid }
+        guard let kid, !kid.isEmpty else { return keys }
+        return keys.filter { ($0.kid ?? "").isEmpty || $0.kid == kid }
     }
 }
 

@@ -38,23 +38,22 @@ public enum TokenExtractor {
             let values = request.repeatedHeaders[key] ?? request.headers[key].map { [$0] } ?? []
             return values.compactMap { headerToken($0, prefix: prefix) }
         case .queryParameter(let name):
-            // The decoded value as it is, spaces included: Envoy does not trim it either.
-            guard let value = query[name], !value.isEmpty else { return [] }
-            return [value]
+            // The decoded value as it is, spaces included: Envoy does not trim it either. A
+            // parameter or cookie that is present holds a token even when empty, which then fails
+            // to parse (401), as in Envoy: only an absent token is let through anonymous.
+            return query[name].map { [$0] } ?? []
         case .cookie(let name):
-            guard let value = cookies[name]?.trimmingCharacters(in: .whitespaces), !value.isEmpty else { return [] }
-            return [value]
+            return cookies[name].map { [$0.trimmingCharacters(in: .whitespaces)] } ?? []
         }
     }
 
     /// The token in one header value, as Envoy's extractor finds it: without a prefix the whole
-    /// value; with one, the prefix may stand anywhere in the value, and the token is the rest of
+    /// value (an empty one too, which then fails to parse); with one, the prefix may stand anywhere in the value, and the token is the rest of
     /// the value from the first base64url character or dot after it (a value with none after the
     /// prefix is taken whole). So `Bearer <jwt>, other` holds the token `<jwt>, other`, which does
     /// not parse. Spaces and tabs around a value are not part of it (an HTTP parser drops them).
     public static func headerToken(_ value: String, prefix: String) -> String? {
         let value = value.trimmingCharacters(in: CharacterSet(charactersIn: " \t"))
-        guard !value.isEmpty else { return nil }
         guard !prefix.isEmpty else { return value }
         guard let range = value.range(of: prefix) else { return nil }
         let rest = value[range.upperBound...]

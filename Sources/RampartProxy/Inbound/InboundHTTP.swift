@@ -140,7 +140,7 @@ struct InboundHTTP: Sendable {
         forwarded.head.uri = Self.normalizedTarget(request.head.uri)
         Self.prepareForApplication(&forwarded.head, info: info, own: context.identity.current?.identity.spiffeIDString ?? "")
         // Without a token the decision's edits are the removals of the headers the JWT rules write.
-        let edits = decision.headerEdits.isEmpty ? [] : authn.map { $0.failure == nil ? $0.headerEdits : [] } ?? decision.headerEdits
+        let edits = decision.decision != .allow ? [] : authn.map { $0.failure == nil ? $0.headerEdits : [] } ?? decision.headerEdits
         Self.apply(edits, token: authz.jwt?.raw, to: &forwarded.head.headers)
         for case .removeQueryParameter(let name) in edits {
             forwarded.head.uri = RequestTarget.removingQueryParameter(name, from: forwarded.head.uri)
@@ -180,9 +180,8 @@ struct InboundHTTP: Sendable {
                     headers[key] = value
                 }
             }
-            if let authority { headers[":authority"] = authority }
-            headers[":method"] = request.head.method.rawValue
-            headers[":path"] = request.head.uri
+            // `:authority`, `:method` and `:path` are read from the host, method and path (see
+            // `AuthzRequest.pseudoHeader`), `:path` normalized as Envoy's is.
         }
         let ip = info.remoteIP
         return AuthzRequest(

@@ -179,7 +179,7 @@ struct AuthzCheck: AsyncParsableCommand {
             object["reason"] = "\(decision.reason) (\(failure.reason))"
         }
         // Edits apply to allowed requests; a verified real token's edits name the header it came in and carry its payload.
-        let edits = decision.headerEdits.isEmpty ? [] : authn.map { $0.failure == nil ? $0.headerEdits : [] } ?? decision.headerEdits
+        let edits = decision.decision != .allow ? [] : authn.map { $0.failure == nil ? $0.headerEdits : [] } ?? decision.headerEdits
         if !edits.isEmpty {
             let payload = request.jwt?.raw.map(Self.payloadSegment)
             object["header_edits"] = edits.map { edit -> [String: Any] in
