@@ -246,6 +246,43 @@ struct RequestAuthenticatorTests {
         #expect(!none.tokenPresent && none.failure == nil && none.status == 200)
     }
 
+    @Test("of several failing tokens, the one Envoy checks first decides 401 or 403: a rule's parameters before its headers, the first refusing rule before the others")
+    func whichFailureDecides() async throws {
+        let other = "https://other.example"
+        let keys = try jwksJSON([key.jwk])
+        let one = try providers(rules: [inlineRule(keys)])
+        let two = try providers(rules: [inlineRule(keys), inlineRule(keys, issuer: other)])
+        let now = clock.now
+        func token(_ issuer: String = requestIssuer, audience: String = "shop", expired: Bool = false) async throws -> String {
+            let exp: [String: JSONValue] = expired ? ["exp": .number(now.timeIntervalSince1970 - 3600)] : [:]
+            return try await key.sign(any: requestClaims(now: now, issuer: issuer, audience: .string(audience), extra: exp))
+        }
+        func status(header: String, parameter: String, _ rules: [JWTProvider]) async -> Int {
+            let request = cartRequest(path: "/items?access_token=\(parameter)", headers: ["authorization": "Bearer \(header)"])
+            return await authenticator().authenticate(request, providers: rules).status
+        }
+        // One rule: the parameter is checked first, and its failure stops the rule.
+        #expect(await status(header: try await token(audience: "web"), parameter: try await token(expired: true), one) == 401)
+        #expect(await status(header: try await token(expired: true), parameter: try await token(audience: "web"), one) == 403)
+        // Two rules sharing the default locations: each first meets the parameter. The first rule
+        // refuses the other issuer's token as "issuer not configured", so the second rule's
+        // refusal decides.
+        #expect(await status(header: try await token(audience: "web"), parameter: try await token(other, expired: true), two) == 401)
+        #expect(await status(header: try await token(expired: true), parameter: try await token(other, audience: "web"), two) == 403)
+        // One token, for the first rule, with a wrong audience: that refusal decides over the
+        // second rule's "issuer not configured".
+        let single = cartRequest(headers: ["authorization": "Bearer \(try await token(audience: "web"))"])
+        #expect(await authenticator().authenticate(single, providers: two).status == 403)
+        // Each rule reading a header of its own: the first rule's refusal decides.
+        let own = try providers(rules: [
+            inlineRule(keys, more: "fromHeaders: [{name: x-a}]"), inlineRule(keys, issuer: other, more: "fromHeaders: [{name: x-b}]"),
+        ])
+        let firstAud = cartRequest(headers: ["x-a": try await token(audience: "web"), "x-b": try await token(other, expired: true)])
+        #expect(await authenticator().authenticate(firstAud, providers: own).status == 403)
+        let firstExpired = cartRequest(headers: ["x-a": try await token(expired: true), "x-b": try await token(other, audience: "web")])
+        #expect(await authenticator().authenticate(firstExpired, providers: own).status == 401)
+    }
+
     @Test("a CORS preflight and TCP traffic skip JWT checks, as Envoy does")
     func preflightAndTCP() async throws {
         let headers = ["authorization": "Bearer garbage", "origin": "https://shop.example", "access-control-request-method": "POST"]

@@ -8,8 +8,8 @@ import RampartPolicy
 /// the request when it finds a token in its own locations and every token it finds there verifies
 /// for it (Envoy's rule: a good token must not stand beside a bad one); the first rule that
 /// accepts decides, and the request principal and claims are those of its first token. A request
-/// with no token in any rule's locations is anonymous. Otherwise it is refused, with the last
-/// rule's refusal of a token it found that is not "issuer not configured", else with that.
+/// with no token in any rule's locations is anonymous. Otherwise it is refused as Envoy refuses it
+/// under Istio's requirement (see `decisive`).
 public struct RequestAuthenticator: Sendable {
     /// Where the issuers' keys come from.
     public let cache: JWKSCache
@@ -41,10 +41,12 @@ public struct RequestAuthenticator: Sendable {
         var refusals: [Refusal] = []
         rules: for provider in ordered {
             var verified: [VerifiedToken] = []
-            for token in found where token.providers.contains(provider) {
+            // Envoy checks a rule's tokens from the last it extracted (cookies, then parameters,
+            // then headers) and stops at the first that fails.
+            for token in Self.envoyOrder(found.filter { $0.providers.contains(provider) }).reversed() {
                 switch await verifier.verify(token, by: provider, now: now) {
                 case .success(let accepted):
-                    verified.append(accepted)
+                    verified.insert(accepted, at: 0)
                 case .failure(let failure):
                     refusals.append(Refusal(token: token, failure: failure, rule: provider.rule))
                     continue rules
@@ -72,10 +74,33 @@ public struct RequestAuthenticator: Sendable {
         return Self.refused(refusals, found: found)
     }
 
-    /// The refusal Envoy's `requires_any` reports: the last one, in the rules' order, that is not
-    /// "issuer not configured" (a token meant for another rule), else the first.
-    private static func decisive(_ refusals: [Refusal]) -> Refusal? {
-        refusals.last { $0.failure.kind != .unknownIssuer } ?? refusals.first
+    /// The refusal Envoy reports under Istio's requirement, `requires_any[P1…Pn,
+    /// requires_all[requires_any[Pi, allow_missing]…]]` (one rule: `requires_any[P1,
+    /// allow_missing]`), given one refusal per refusing rule in the rules' order: the `requires_all`
+    /// comes last and reports the first rule's refusal, which `requires_any` keeps unless it is
+    /// "issuer not configured" (a token meant for another rule); then the last refusal that is not
+    /// that, else that.
+    static func decisive(_ refusals: [Refusal]) -> Refusal? {
+        guard let first = refusals.first else { return nil }
+        guard first.failure.kind == .unknownIssuer else { return first }
+        return refusals.last { $0.failure.kind != .unknownIssuer } ?? first
+    }
+
+    /// A rule's tokens in the order Envoy's extractor lists them: headers, then query parameters,
+    /// then cookies, each kind by its location's name (a header's name and prefix), the values of
+    /// one header in the order sent.
+    static func envoyOrder(_ tokens: [FoundToken]) -> [FoundToken] {
+        func key(_ location: JWTProvider.TokenLocation) -> (Int, String) {
+            switch location {
+            case .header(let name, let prefix): return (0, name.lowercased() + prefix)
+            case .queryParameter(let name): return (1, name)
+            case .cookie(let name): return (2, name)
+            }
+        }
+        return tokens.enumerated().sorted { left, right in
+            let (a, b) = (key(left.element.location), key(right.element.location))
+            return a != b ? a < b : left.offset < right.offset
+        }.map(\.element)
     }
 
     /// The header edits a verified token's rule asks for (after the sanitizing removals of every
@@ -110,7 +135,7 @@ public struct RequestAuthenticator: Sendable {
     }
 
     /// A rule's refusal of one token it found.
-    private struct Refusal {
+    struct Refusal {
         let token: FoundToken
         let failure: JWTFailure
         let rule: JWTRule
