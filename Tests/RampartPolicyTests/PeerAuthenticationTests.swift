@@ -118,7 +118,7 @@ struct PeerAuthenticationTests {
         #expect(snapshot.evaluate(Fixture.http(principal: nil, port: 9000)).decision == .allow)
     }
 
-    /// Istio sorts competing PeerAuthentications by creation time, then `name.namespace`
+    /// Istio sorts competing PeerAuthentications by creation time, then name, then namespace
     /// (pilot/pkg/model/config.go sortConfigByCreationTime), and the first wins at each level.
     static func competing(_ documents: [(name: String, created: String?, selector: Bool, mode: String)], namespace: String = "ns1")
         -> String
@@ -142,6 +142,10 @@ struct PeerAuthenticationTests {
             // Names alone: aaa sorts first.
             ([("zzz", nil, false, "STRICT"), ("aaa", nil, false, "PERMISSIVE")], MTLSMode.permissive),
             ([("aaa", nil, false, "PERMISSIVE"), ("zzz", nil, false, "STRICT")], .permissive),
+            // A name before a longer one it starts: `a` before `a-b` and `a.b` (the joined
+            // `a-b.ns1` would sort before `a.ns1`).
+            ([("a-b", nil, false, "STRICT"), ("a", nil, false, "DISABLE")], .disable),
+            ([("a.b", nil, false, "STRICT"), ("a", nil, false, "DISABLE")], .disable),
             // The older creation time wins over the name.
             ([("newer", "2024-01-01T00:00:00Z", false, "STRICT"), ("older", "2020-01-01T00:00:00Z", false, "PERMISSIVE")], .permissive),
             ([("aaa", "2024-01-01T00:00:00Z", false, "STRICT"), ("zzz", "2020-01-01T00:00:00Z", false, "DISABLE")], .disable),

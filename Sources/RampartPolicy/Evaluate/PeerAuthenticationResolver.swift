@@ -129,14 +129,16 @@ public struct PeerLayer: Sendable, Hashable {
 /// Selector policies in the root namespace are not applied to other namespaces, as in Istio.
 enum PeerAuthenticationResolver {
     /// Istio's order among competing policies: the older `creationTimestamp` first (a policy
-    /// without one counts as created at the same moment as any other without one), then
-    /// `name.namespace` in byte order.
+    /// without one counts as created at the same moment as any other without one), then the name,
+    /// then the namespace, each in byte order (so `a` before `a-b`).
     static func precedes(_ a: PeerAuthentication, _ b: PeerAuthentication) -> Bool {
         let first = a.metadata.creationTimestamp ?? .distantPast
         let second = b.metadata.creationTimestamp ?? .distantPast
         if first != second { return first < second }
-        return Array("\(a.metadata.name).\(a.metadata.namespace)".utf8)
-            .lexicographicallyPrecedes(Array("\(b.metadata.name).\(b.metadata.namespace)".utf8))
+        if a.metadata.name != b.metadata.name {
+            return Array(a.metadata.name.utf8).lexicographicallyPrecedes(Array(b.metadata.name.utf8))
+        }
+        return Array(a.metadata.namespace.utf8).lexicographicallyPrecedes(Array(b.metadata.namespace.utf8))
     }
 
     /// The policies in Istio's order.

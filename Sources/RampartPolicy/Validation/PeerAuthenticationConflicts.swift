@@ -2,7 +2,7 @@
 ///
 /// Istio uses one namespace-wide (or mesh-wide) PeerAuthentication per namespace and one
 /// workload PeerAuthentication per workload; with several, the oldest wins: the one with the older
-/// `metadata.creationTimestamp`, then the first by `name.namespace`. The others are silently ignored.
+/// `metadata.creationTimestamp`, then the first by name (then namespace). The others are silently ignored.
 enum PeerAuthenticationConflicts {
     /// Warnings for every PeerAuthentication that another one of the same scope shadows.
     static func analyze(_ resources: [SecurityResource], workloads: [Workload]?) -> [Diagnostic] {
