@@ -45,6 +45,15 @@ struct MatchingTests {
         // Dots written as escapes, backslashes as slashes, and `..` never above the root.
         ("/a/%2e%2e/b", "/b"), ("/a\\..\\b", "/b"), ("/a/..", "/"), ("/a/b/..", "/a/"), ("//..", "/"),
         ("/a/.../b", "/a/.../b"), ("/a/..b/c", "/a/..b/c"), ("", "/"), ("\\a", "/a"),
+        // A stray % that a `..` cuts away no longer guards the escapes after it (googleurl's
+        // url_canon_unittest.cc: `/5%\../>%41` is `/%3EA`).
+        ("/5%\\../>%41", "/%3EA"), ("/a%/../bcd%30%30", "/bcd00"), ("/abc%/../xyz%30%300", "/xyz000"),
+        // The parameters of `.` and `..` segments are dropped first, as current Envoy does
+        // (path_utility_test.cc, StripDotSegmentWithParameters); other parameters stay.
+        ("/..;/admin", "/admin"), ("/xyz/..;foo=bar/abc", "/abc"), ("/..;foo=bar/abc", "/abc"), ("/xyz/..;foo=bar", "/"),
+        ("/xyz/.;foo=bar/abc", "/xyz/abc"), ("/xyz/.;foo=bar", "/xyz/"),
+        ("/xyz/..;foo=bar/.;fff=zzz/remain;blah-bluh?query", "/remain;blah-bluh"), ("/admin;a=b", "/admin;a=b"),
+        ("/;/admin", "/;/admin"), ("/a.;b/c", "/a.;b/c"), ("/a?x=/..;/b", "/a"),
     ])
     func normalization(raw: String, normalized: String) {
         #expect(PathNormalizer.normalize(raw) == normalized)

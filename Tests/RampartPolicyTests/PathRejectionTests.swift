@@ -30,6 +30,9 @@ struct PathRejectionTests {
             ("/abcdefghijklmno\u{0}", true),
             ("/abcdefghijklmnop%41%42/%2e", false),
             ("/abcdefghijklmnop?%00", false),
+            // A NUL in a dot segment's parameters goes with them.
+            ("/a/..;%00/b", false),
+            ("/a/..;x/%00", true),
         ])
     func rejects(path: String, refused: Bool) {
         #expect(PathNormalizer.rejects(path) == refused)

@@ -15,7 +15,9 @@ import Darwin
 /// `>`, `^`, `` ` ``, `{`, `|`, `}`, DEL and every non-ASCII byte) are escaped with upper-case hex,
 /// and `.`/`..` segments, written plainly or as `%2E`, are resolved. Slashes are not merged and
 /// `%2F`/`%5C` stay encoded; those belong to the stronger MERGE_SLASHES and
-/// DECODE_AND_MERGE_SLASHES options.
+/// DECODE_AND_MERGE_SLASHES options. First, as current Envoy does, the parameters of a `.` or `..`
+/// segment are dropped (`/..;/admin` is `/../admin`, so `/admin`), which some servers would
+/// otherwise read past a policy.
 public enum PathNormalizer {
     /// The normalized path; returns the input itself when nothing needs changing.
     public static func normalize(_ raw: String) -> String {
@@ -68,6 +70,14 @@ public enum PathNormalizer {
     /// The byte-by-byte check, for a path holding `%` or NUL somewhere.
     @inline(never)
     private static func rejectsSlowly(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        // A NUL inside a dot segment's parameters is dropped with them before canonicalization.
+        if let stripped = strippingDotSegmentParameters(Array(bytes)) {
+            return stripped.withUnsafeBufferPointer { checksSlowly($0) }
+        }
+        return checksSlowly(bytes)
+    }
+
+    private static func checksSlowly(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
         var index = 0
         while index < bytes.count {
             switch bytes[index] {
@@ -188,6 +198,7 @@ public enum PathNormalizer {
     /// segment is resolved when it is met, against the output written so far.
     static func slowNormalize(_ raw: String) -> String {
         var input = Array(raw.utf8)
+        if let stripped = strippingDotSegmentParameters(input) { input = stripped }
         if let cut = input.firstIndex(where: { $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "#") }) {
             input.removeSubrange(cut...)
         }
@@ -216,8 +227,10 @@ public enum PathNormalizer {
                 } else if let second = dotLength(input, after),
                     after + second == input.count || isSlash(input[after + second])
                 {
-                    // `/..` or `/../`: back up to the previous slash, never above the first.
+                    // `/..` or `/../`: back up to the previous slash, never above the first. A
+                    // stray `%` cut away no longer counts for the nested-escape rule.
                     backUp(&output)
+                    if strayPercent >= output.count { strayPercent = Int.min }
                     index = after + second + (after + second == input.count ? 0 : 1)
                 } else {
                     output.append(UInt8(ascii: "."))  // a name that starts with a dot
@@ -253,6 +266,29 @@ public enum PathNormalizer {
         }
         if output.isEmpty { output.append(UInt8(ascii: "/")) }
         return String(decoding: output, as: UTF8.self)
+    }
+
+    /// The path with each segment that starts with `.;` or `..;` cut to `.` or `..` (its
+    /// parameters dropped), as Envoy does before canonicalizing; `nil` when the path (before any
+    /// query or fragment) holds no `.;`. Segments are split at `/` only.
+    static func strippingDotSegmentParameters(_ input: [UInt8]) -> [UInt8]? {
+        let end = input.firstIndex { $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "#") } ?? input.count
+        let dot = UInt8(ascii: "."), semicolon = UInt8(ascii: ";")
+        guard end > 1, (1..<end).contains(where: { input[$0] == semicolon && input[$0 - 1] == dot }) else { return nil }
+        var output: [UInt8] = []
+        output.reserveCapacity(input.count)
+        for segment in input[..<end].split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false) {
+            if !output.isEmpty || segment.startIndex > 0 { output.append(UInt8(ascii: "/")) }
+            if segment.starts(with: [dot, dot, semicolon]) {
+                output += [dot, dot]
+            } else if segment.starts(with: [dot, semicolon]) {
+                output.append(dot)
+            } else {
+                output += segment
+            }
+        }
+        output += input[end...]
+        return output
     }
 
     /// The length of a dot at `index`: 1 for `.`, 3 for `%2E` or `%2e`, `nil` for anything else.
