@@ -12,6 +12,8 @@ public struct IdentityError: CodedError {
         case dotSegment
         case trailingSlash
         case notAWorkloadIdentity
+        /// A SPIFFE ID made from parts would be longer than `SPIFFEID.maxLength` bytes.
+        case tooLong
     }
 
     /// The kind of failure.

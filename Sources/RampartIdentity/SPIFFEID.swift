@@ -12,6 +12,10 @@ public struct SPIFFEID: Sendable, Hashable, Comparable, CustomStringConvertible 
 
     private static let scheme = "spiffe://"
 
+    /// The longest SPIFFE ID, in bytes, Rampart makes: the specification asks every implementation
+    /// to accept IDs up to 2048 bytes and to generate none longer. Longer IDs are still parsed.
+    public static let maxLength = 2048
+
     /// Parses a SPIFFE ID from its string form.
     public init(parsing string: String) throws(IdentityError) {
         guard !string.isEmpty else {
@@ -43,13 +47,18 @@ public struct SPIFFEID: Sendable, Hashable, Comparable, CustomStringConvertible 
         self.path = path
     }
 
-    /// Builds an ID from a trust domain and path segments, validating each segment.
+    /// Builds an ID from a trust domain and path segments, validating each segment; an ID longer
+    /// than `maxLength` bytes is refused.
     public init(trustDomain: TrustDomain, segments: [String]) throws(IdentityError) {
-        for segment in segments {
-            try Self.validateSegment(segment)
+        let path = try Self.join(segments)
+        let length = Self.scheme.utf8.count + trustDomain.name.utf8.count + path.utf8.count
+        guard length <= Self.maxLength else {
+            throw IdentityError(
+                .tooLong,
+                "SPIFFE ID would be \(length) bytes long; SPIFFE IDs are at most \(Self.maxLength) bytes: use shorter segments")
         }
         self.trustDomain = trustDomain
-        self.path = Self.join(segments)
+        self.path = path
     }
 
     /// The Istio workload identity `spiffe://<td>/ns/<namespace>/sa/<serviceAccount>`.
@@ -61,9 +70,13 @@ public struct SPIFFEID: Sendable, Hashable, Comparable, CustomStringConvertible 
         try SPIFFEID(trustDomain: trustDomain, segments: ["ns", namespace, "sa", serviceAccount])
     }
 
-    /// Joins segments into a path (`/a/b`), or the empty path for no segments.
-    public static func join(_ segments: [String]) -> String {
-        segments.isEmpty ? "" : "/" + segments.joined(separator: "/")
+    /// Joins segments into a path (`/a/b`), or the empty path for no segments; each segment must be
+    /// a valid one (`validateSegment`), so `""`, `.`, `..` and `a/b` are refused.
+    public static func join(_ segments: [String]) throws(IdentityError) -> String {
+        for segment in segments {
+            try validateSegment(segment)
+        }
+        return segments.isEmpty ? "" : "/" + segments.joined(separator: "/")
     }
 
     /// Checks one path segment against the SPIFFE rules.

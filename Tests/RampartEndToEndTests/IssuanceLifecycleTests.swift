@@ -99,6 +99,13 @@ struct IssuanceLifecycleTests {
         let wrongDomain = try rampart("cert", "sign", "--state", ca.state, "--csr", csr, "--spiffe-id", "spiffe://other.org/ns/a/sa/b")
         #expect(!wrongDomain.succeeded)
         #expect(wrongDomain.stderr.contains("trust domain"))
+        // The CA makes no SPIFFE ID longer than the specification's 2048 bytes.
+        let long = "spiffe://cluster.local/ns/batch/sa/" + String(repeating: "j", count: 2100)
+        let tooLong = try rampart("cert", "sign", "--state", ca.state, "--csr", csr, "--spiffe-id", long)
+        #expect(!tooLong.succeeded)
+        #expect(tooLong.stderr.contains("2048 bytes"), "\(tooLong.stderr)")
+        let token = try rampart("token", "create", "--state", ca.state, "--spiffe-id", long)
+        #expect(!token.succeeded && token.stderr.contains("2048 bytes"), "\(token.stderr)")
     }
 }
 

@@ -97,7 +97,7 @@ struct SPIFFEIDConformanceTests {
                 if let id, let path = c.expected_path { #expect(id.path == path) }
                 checked += 1
             case ("JoinPathSegments", .list(let list)?):
-                #expect(SPIFFEID.join(list) == c.expected_path)
+                #expect((try? SPIFFEID.join(list)) == c.expected_path)
                 checked += 1
             default:
                 continue
@@ -126,6 +126,35 @@ struct WorkloadIdentityTests {
         #expect(KubernetesServiceAccount.spiffeID(forSubject: "user:alice", trustDomain: td) == nil)
         #expect(KubernetesServiceAccount.spiffeID(forSubject: "system:serviceaccount:a:b:c", trustDomain: td) == nil)
         #expect(KubernetesServiceAccount.spiffeID(forSubject: "system:serviceaccount::b", trustDomain: td) == nil)
+    }
+
+    @Test("joining segments checks each one, as go-spiffe's JoinPathSegments does")
+    func joinChecksSegments() throws {
+        #expect(try SPIFFEID.join(["a", "b"]) == "/a/b")
+        #expect(try SPIFFEID.join([]) == "")
+        for (segment, code) in [("", IdentityError.Code.emptySegment), (".", .dotSegment), ("..", .dotSegment), ("/", .badPathCharacter), ("a/b", .badPathCharacter)] {
+            do {
+                _ = try SPIFFEID.join(["ok", segment])
+                Issue.record("\(segment) joined")
+            } catch {
+                #expect(error.code == code, "\(segment): \(error)")
+            }
+        }
+    }
+
+    @Test("an ID made from parts is at most 2048 bytes, as go-spiffe makes them; a longer one still parses")
+    func maxLength() throws {
+        // spiffe://cluster.local (22 bytes) + "/" + 2025 bytes = 2048.
+        let longest = try SPIFFEID(trustDomain: .clusterLocal, segments: [String(repeating: "a", count: 2025)])
+        #expect(longest.string.utf8.count == 2048)
+        do {
+            _ = try SPIFFEID(trustDomain: .clusterLocal, segments: [String(repeating: "a", count: 2026)])
+            Issue.record("a 2049-byte ID was made")
+        } catch {
+            #expect(error.code == .tooLong && error.reason.contains("2049"), "\(error)")
+        }
+        let parsed = try SPIFFEID(parsing: "spiffe://cluster.local/" + String(repeating: "a", count: 3000))
+        #expect(parsed.path.utf8.count == 3001)
     }
 
     @Test("error messages name the offending value")

@@ -24,6 +24,10 @@ struct Cert: AsyncParsableCommand {
         guard id.isWorkloadIdentity else {
             throw ValidationError("--spiffe-id \(text) has no path: give a workload identity such as spiffe://\(trustDomain)/ns/default/sa/default")
         }
+        guard id.string.utf8.count <= SPIFFEID.maxLength else {
+            throw ValidationError(
+                "--spiffe-id is \(id.string.utf8.count) bytes long; the CA issues SPIFFE IDs of at most \(SPIFFEID.maxLength) bytes, as the SPIFFE specification asks: use a shorter path")
+        }
         return id
     }
 
