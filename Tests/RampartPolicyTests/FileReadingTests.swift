@@ -53,6 +53,62 @@ struct FileReadingTests {
         #expect(loaded.resources.map(\.id.name) == ["a", "b", "c"])
     }
 
+    @Test("a file that is not UTF-8, or not YAML, is reported at the line at fault, in one line of words")
+    func placesOfBadFiles() throws {
+        let directory = try folder()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let latin1 = directory.appendingPathComponent("latin1.yaml")
+        try Data(Array("apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: a".utf8) + [0xE9] + Array(", namespace: ns}\n".utf8))
+            .write(to: latin1)
+        let bad = PolicyLoader.load(paths: [latin1.path]).diagnostics
+        #expect(bad.map(\.line) == [3] && bad.first?.message.contains("not UTF-8") == true, "\(bad)")
+
+        for (text, line, words) in [
+            ("apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: a\u{7}, namespace: ns}\nspec: {}\n", 3, "control characters"),
+            ("apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: a, namespace: ns}\nspec: {action: *nope}\n", 4, "undefined alias"),
+            ("a: " + String(repeating: "[", count: 2000) + "\n", 1, "nests too deeply"),
+        ] {
+            let found = PolicyLoader.load(yaml: text, file: "bad.yaml").diagnostics
+            #expect(found.count == 1 && found[0].code == .unreadable && found[0].line == line, "\(found)")
+            let message = found.first?.message ?? ""
+            #expect(message.contains(words) && !message.contains("\n") && !message.contains("\u{7}") && !message.contains("yaml_"), "\(message)")
+        }
+    }
+
+    @Test("old Mac line ends (a lone CR) read as line ends, on the same lines as LF")
+    func carriageReturns() throws {
+        let text = "# exported\n" + Self.policy("one") + "---\n" + Self.policy("two")
+        let crOnly = try #require(PolicyLoader.text(of: Data(text.replacingOccurrences(of: "\n", with: "\r").utf8)))
+        #expect(crOnly == text)
+    }
+
+    @Test("a symbolic link to nothing, a folder named like a file and an unreadable device are each reported for what they are")
+    func fileSystemOddities() throws {
+        let directory = try folder()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try Data(Self.policy("a").utf8).write(to: directory.appendingPathComponent("a.yaml"))
+        try FileManager.default.createSymbolicLink(
+            atPath: directory.appendingPathComponent("gone.yaml").path, withDestinationPath: directory.appendingPathComponent("missing.yaml").path)
+        try FileManager.default.createDirectory(at: directory.appendingPathComponent("more.yaml"), withIntermediateDirectories: true)
+        try Data(Self.policy("b").utf8).write(to: directory.appendingPathComponent("more.yaml/b.yaml"))
+        let loaded = PolicyLoader.load(paths: [directory.path])
+        #expect(loaded.resources.map(\.id.name) == ["a", "b"])
+        #expect(loaded.diagnostics.map(\.message) == ["the file is a symbolic link to nothing (its target is missing, or links loop)"], "\(loaded.diagnostics)")
+        #expect(loaded.diagnostics.first?.file.hasSuffix("gone.yaml") == true)
+        // An empty device reads as no documents; one that fails to read is an I/O error.
+        #expect(PolicyLoader.load(paths: ["/dev/null"]).diagnostics.isEmpty)
+        let unreadable = PolicyLoader.load(paths: ["/proc/self/mem"]).diagnostics
+        #expect(unreadable.map(\.code) == [.unreadable] && unreadable.first?.message.contains("cannot be read") == true, "\(unreadable)")
+    }
+
+    @Test("control and bidirectional characters from a file are escaped when a finding is printed")
+    func escapedOutput() {
+        let yaml = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: \"a\\e[2J\\u202Eb\", namespace: ns}\nspec: {}\n"
+        let loaded = PolicyLoader.load(yaml: yaml, file: "e.yaml")
+        let printed = (loaded.diagnostics + PolicyAnalyzer.analyze(loaded.resources)).map(\.description).joined()
+        #expect(!printed.isEmpty && !printed.contains("\u{1B}") && !printed.contains("\u{202E}") && printed.contains("\\u{1B}"), "\(printed)")
+    }
+
     @Test("null metadata fields are not set, as in Kubernetes; selfLink from old exports is accepted")
     func nullMetadata() {
         let yaml = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: p\n  namespace: null\n  labels:\n  annotations: ~\n  selfLink: /apis/x\nspec: {}\n"

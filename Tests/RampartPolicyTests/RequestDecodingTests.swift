@@ -78,6 +78,43 @@ struct RequestFileStrictnessTests {
         }
     }
 
+    @Test("an empty request, or one without a destination, is refused; a wrong type is named as a mapping or list, not printed")
+    func requiredAndTypes() throws {
+        for (text, field, words) in [
+            ("{}", "destination", "the request is empty"),
+            ("protocol: HTTP\npath: /\n", "destination", "missing"),
+            ("destination: {namespace: ns1}\njwt: {request_principal: {a: b}}\n", "jwt.request_principal", "found a mapping"),
+            ("destination: {namespace: ns1}\nmethod: [GET]\n", "method", "found a list"),
+        ] {
+            do {
+                _ = try AuthzRequest(text: text)
+                Issue.record("accepted \(text)")
+            } catch {
+                #expect(error.field == field && error.reason.contains(words), "\(text): \(error)")
+            }
+        }
+        #expect(try AuthzRequest(text: "destination: {namespace: ns1}\n").destination.namespace == "ns1")
+    }
+
+    @Test("a request that is not YAML is refused with the place and the problem in one line; a file that is not UTF-8 says so")
+    func unreadableRequests() throws {
+        do {
+            _ = try AuthzRequest(text: "{\"destination\": {\"namespace\": \"ns1\"}\n\"method\" \"GET\"}")
+            Issue.record("accepted")
+        } catch {
+            #expect(error.reason.contains("line 2") && !error.reason.contains("\n"), "\(error)")
+        }
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("request-\(UUID().uuidString).yaml")
+        defer { try? FileManager.default.removeItem(at: file) }
+        try Data(Array("destination: {namespace: ns1}\nmethod: G".utf8) + [0xFF]).write(to: file)
+        do {
+            _ = try AuthzRequest(file: file.path)
+            Issue.record("accepted")
+        } catch {
+            #expect(error.reason.contains("not UTF-8") && error.reason.contains("line 2"), "\(error)")
+        }
+    }
+
     @Test("ports outside 1-65535 are refused")
     func ports() {
         for port in ["-1", "0", "99999", "\"http\"", "80.5"] {

@@ -15,7 +15,7 @@ public enum PlainYAML {
         do {
             node = try Yams.compose(yaml: text)
         } catch {
-            throw RequestDecodingError(field: "", reason: "not valid YAML or JSON: \(error)")
+            throw RequestDecodingError(field: "", reason: "not valid YAML or JSON: \(YAMLProblem(error).message)")
         }
         guard let node else { return nil }
         var budget = valueLimit

@@ -84,8 +84,60 @@ public enum PolicyLoader {
     /// lines, for `analyze` and `apply`, and is stored with LF line ends. `nil` when the file
     /// cannot be read or is not UTF-8.
     public static func text(ofFile file: String) -> String? {
-        guard let data = FileManager.default.contents(atPath: file) else { return nil }
+        guard let data = contents(ofFile: file) else { return nil }
         return text(of: data)
+    }
+
+    /// The bytes of a file; a pipe or device (`<(kubectl get ...)`, `/dev/stdin`) is read to its
+    /// end. `nil` when it cannot be opened or read, or is a folder.
+    static func contents(ofFile file: String) -> Data? {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: file, isDirectory: &isDirectory), !isDirectory.boolValue else { return nil }
+        // A pipe is read once, by one open: reading it a second way would find it drained.
+        let type = (try? FileManager.default.attributesOfItem(atPath: file))?[.type] as? FileAttributeType
+        if type == .typeRegular { return FileManager.default.contents(atPath: file) }
+        guard let handle = FileHandle(forReadingAtPath: file) else { return nil }
+        defer { try? handle.close() }
+        do { return try handle.readToEnd() ?? Data() } catch { return nil }
+    }
+
+    /// Why a file yields no text, as a message and a fix: it does not exist (or is a symbolic link
+    /// to nothing), is a folder, cannot be opened or read, or is not UTF-8 (with the line of the
+    /// first byte that is not).
+    static func readProblem(_ file: String) -> (line: Int, message: String, fix: String) {
+        let manager = FileManager.default
+        var isDirectory: ObjCBool = false
+        guard manager.fileExists(atPath: file, isDirectory: &isDirectory) else {
+            if (try? manager.destinationOfSymbolicLink(atPath: file)) != nil {
+                return (0, "the file is a symbolic link to nothing (its target is missing, or links loop)",
+                        "point the link at a policy file, or remove it")
+            }
+            return (0, "no such file or folder", "pass an existing policy file or folder")
+        }
+        if isDirectory.boolValue {
+            return (0, "this is a folder, not a file", "pass the folder itself, or a file inside it")
+        }
+        guard manager.isReadableFile(atPath: file) else {
+            return (0, "the file cannot be read (permission denied)", "give the user running rampart read access to it")
+        }
+        guard let data = contents(ofFile: file) else {
+            return (0, "the file cannot be read (an input/output error)", "pass a regular policy file")
+        }
+        return (firstNonUTF8Line(data), "the file is not UTF-8 text", "save the file as UTF-8")
+    }
+
+    /// The line (from 1) holding the first byte that is not part of valid UTF-8.
+    static func firstNonUTF8Line(_ data: Data) -> Int {
+        var line = 1
+        var iterator = data.makeIterator()
+        var decoder = UTF8()
+        while true {
+            switch decoder.decode(&iterator) {
+            case .scalarValue(let scalar): if scalar == "\n" { line += 1 }
+            case .emptyInput: return line
+            case .error: return line
+            }
+        }
     }
 
     /// Bytes read as `text(ofFile:)` reads a file's.
@@ -93,6 +145,8 @@ public enum PolicyLoader {
         guard var text = String(data: data, encoding: .utf8) else { return nil }
         if text.hasPrefix("\u{FEFF}") { text.removeFirst() }
         if text.contains("\r\n") { text = text.replacingOccurrences(of: "\r\n", with: "\n") }
+        // A lone CR ends a line in YAML too (old Mac line ends).
+        if text.contains("\r") { text = text.replacingOccurrences(of: "\r", with: "\n") }
         return text
     }
 
@@ -132,12 +186,11 @@ public enum PolicyLoader {
                 continue
             }
             guard let text = text(ofFile: file) else {
-                let readable = FileManager.default.isReadableFile(atPath: file)
+                let problem = readProblem(file)
                 diagnostics.append(
                     Diagnostic(
-                        code: .unreadable, file: file, line: 0, resource: nil, field: "",
-                        message: readable ? "the file is not UTF-8 text" : "the file cannot be read (permission denied)",
-                        fix: readable ? "save the file as UTF-8" : "give the user running rampart read access to it"))
+                        code: .unreadable, file: file, line: problem.line, resource: nil, field: "",
+                        message: problem.message, fix: problem.fix))
                 continue
             }
             forEachDocument(yaml: text, file: file, expandingLists: expandingLists, &diagnostics, body)
@@ -200,25 +253,47 @@ public enum PolicyLoader {
                 files.append(path)
                 continue
             }
-            guard manager.isReadableFile(atPath: path), let entries = manager.enumerator(atPath: path)?.allObjects as? [String]
-            else {
-                diagnostics.append(
-                    Diagnostic(
-                        code: .unreadable, file: path, line: 0, resource: nil, field: "",
-                        message: "the folder cannot be read (permission denied)",
-                        fix: "give the user running rampart read access to it"))
-                continue
-            }
-            // Hidden files and folders (.git, .github) hold no policies of the folder's.
-            files += entries.filter { entry in
-                Self.policyExtensions.contains { entry.hasSuffix($0) }
-                    && !entry.split(separator: "/").contains { $0.hasPrefix(".") }
-            }.sorted().map { (path as NSString).appendingPathComponent($0) }
+            var found: [String] = []
+            var visited: Set<String> = []
+            walk(path, relative: "", into: &found, visited: &visited, &diagnostics)
+            files += found.sorted().map { (path as NSString).appendingPathComponent($0) }
         }
         // A file named twice (directly, through two spellings, or also inside a folder given) is
         // read once: its resources are not duplicates of themselves.
         var seen: Set<String> = []
         return files.filter { seen.insert($0 == standardInput ? $0 : canonical($0)).inserted }
+    }
+
+    /// Collects the policy files under `root/relative` (their paths relative to `root`), in every
+    /// subfolder, hidden ones (`.git`) left out. A folder that cannot be read, or a policy file that
+    /// is a symbolic link to nothing, is reported, so that no part of a batch is skipped unsaid; a
+    /// folder reached again through a symbolic link is read once.
+    private static func walk(
+        _ root: String, relative: String, into files: inout [String], visited: inout Set<String>,
+        _ diagnostics: inout [Diagnostic]
+    ) {
+        let manager = FileManager.default
+        let folder = relative.isEmpty ? root : (root as NSString).appendingPathComponent(relative)
+        guard visited.insert(canonical(folder)).inserted else { return }
+        guard manager.isReadableFile(atPath: folder), let entries = try? manager.contentsOfDirectory(atPath: folder) else {
+            diagnostics.append(
+                Diagnostic(
+                    code: .unreadable, file: folder, line: 0, resource: nil, field: "",
+                    message: "the folder cannot be read (permission denied)",
+                    fix: "give the user running rampart read and search access to it, or move the policies out of it"))
+            return
+        }
+        for entry in entries.sorted() where !entry.hasPrefix(".") {
+            let path = relative.isEmpty ? entry : (relative as NSString).appendingPathComponent(entry)
+            let full = (root as NSString).appendingPathComponent(path)
+            var isDirectory: ObjCBool = false
+            let exists = manager.fileExists(atPath: full, isDirectory: &isDirectory)
+            if exists && isDirectory.boolValue {
+                walk(root, relative: path, into: &files, visited: &visited, &diagnostics)
+            } else if Self.policyExtensions.contains(where: { entry.hasSuffix($0) }) {
+                files.append(path)  // a broken link is reported when it is read
+            }
+        }
     }
 
     /// The absolute, standardized form of a path, symbolic links resolved.
@@ -228,32 +303,21 @@ public enum PolicyLoader {
     }
 
     private static func unreadable(_ file: String, _ error: Error) -> Diagnostic {
-        if let yamlError = error as? YamlError {
-            switch yamlError {
-            case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _):
-                // Said in words with the position, without echoing the line, which can be very long.
-                let within = context.map { " (\($0.text) at line \($0.mark.line), column \($0.mark.column))" } ?? ""
-                return Diagnostic(
-                    code: .unreadable, file: file, line: mark.line, resource: nil, field: "",
-                    message: "the YAML does not parse: \(problem) at line \(mark.line), column \(mark.column)\(within)",
-                    fix: "correct the YAML syntax at this line")
-            case .duplicatedKeysInMapping(let duplicates, let context):
-                let first = context.mark.line
-                let key = duplicates.first ?? ""
-                let again = repeatedKeyLine(key, after: context.mark, in: context.text)
-                let names = duplicates.map { "\"\($0)\"" }.joined(separator: ", ")
-                return Diagnostic(
-                    code: .unreadable, file: file, line: again ?? first, resource: nil, field: "",
-                    message: "the YAML does not parse: \(names) appears more than once in one mapping (first at line \(first))",
-                    fix: "keep one \(key) in that mapping")
-            default: break
-            }
+        if case .duplicatedKeysInMapping(let duplicates, let context)? = error as? YamlError {
+            let first = context.mark.line
+            let key = duplicates.first ?? ""
+            let again = repeatedKeyLine(key, after: context.mark, in: context.text)
+            let names = duplicates.map { "\"\(DiagnosticText.escaped($0))\"" }.joined(separator: ", ")
+            return Diagnostic(
+                code: .unreadable, file: file, line: again ?? first, resource: nil, field: "",
+                message: "the YAML does not parse: \(names) appears more than once in one mapping (first at line \(first))",
+                fix: "keep one \(DiagnosticText.escaped(key)) in that mapping")
         }
-        var text = "\(error)"
-        if text.count > 300 { text = String(text.prefix(300)) + "…" }
+        let problem = YAMLProblem(error)
         return Diagnostic(
-            code: .unreadable, file: file, line: 0, resource: nil, field: "",
-            message: "the YAML does not parse: \(text)", fix: "correct the YAML syntax")
+            code: .unreadable, file: file, line: problem.line, resource: nil, field: "",
+            message: "the YAML does not parse: \(problem.message)",
+            fix: problem.line > 0 ? "correct the YAML syntax at this line" : "correct the YAML syntax")
     }
 
     /// The line of the next `key:` at the same column as the first one, after it.

@@ -8,7 +8,7 @@ public struct RequestDecodingError: Error, Sendable, CustomStringConvertible {
     /// What was wrong and what was expected.
     public let reason: String
 
-    public var description: String { field.isEmpty ? reason : "\(field): \(reason)" }
+    public var description: String { DiagnosticText.escaped(field.isEmpty ? reason : "\(field): \(reason)") }
 }
 
 extension AuthzRequest {
@@ -19,13 +19,14 @@ extension AuthzRequest {
 
     /// Decodes a request from a JSON or YAML file.
     public init(file: String) throws(RequestDecodingError) {
-        let text = file == PolicyLoader.standardInput
-            ? PolicyLoader.standardInputText() : FileManager.default.contents(atPath: file).flatMap(PolicyLoader.text(of:))
+        let text = file == PolicyLoader.standardInput ? PolicyLoader.standardInputText() : PolicyLoader.text(ofFile: file)
         guard let text else {
+            if file == PolicyLoader.standardInput {
+                throw RequestDecodingError(field: "", reason: "standard input holds no UTF-8 request")
+            }
+            let problem = PolicyLoader.readProblem(file)
             throw RequestDecodingError(
-                field: "",
-                reason: file == PolicyLoader.standardInput
-                    ? "standard input holds no UTF-8 request" : "cannot read request file \(file)")
+                field: "", reason: "\(problem.message)\(problem.line > 0 ? " (line \(problem.line))" : ""): \(problem.fix)")
         }
         try self.init(text: text)
     }
@@ -56,7 +57,14 @@ extension AuthzRequest {
             ip: try Self.address(sourceObject["ip"], "source.ip"),
             remoteIP: try Self.address(sourceObject["remote_ip"], "source.remote_ip"),
             mtls: try Self.bool(sourceObject["mtls"], "source.mtls"))
-        let destinationObject = try Self.map(root["destination"], "destination") ?? [:]
+        // Which workload's policies apply is the one thing a request must say.
+        guard let destinationObject = try Self.map(root["destination"], "destination") else {
+            throw RequestDecodingError(
+                field: "destination",
+                reason: root.isEmpty
+                    ? "the request is empty: give at least destination {namespace, labels} and the request's fields"
+                    : "missing: give the workload receiving the request, e.g. destination: {namespace: shop, labels: {app: cart}, port: 8080}")
+        }
         try Self.checkFields(destinationObject, Self.destinationFields, "destination")
         var labels: [String: String] = [:]
         for (key, value) in try Self.map(destinationObject["labels"], "destination.labels") ?? [:] {
@@ -105,16 +113,20 @@ extension AuthzRequest {
         try checkFields(object, jwtFields, "jwt")
         let present = try bool(object["present"], "jwt.present") ?? false
         let valid = try bool(object["valid"], "jwt.valid") ?? true
-        guard present else { return .absent }
+        // Every field is checked, even when the token is absent and they are not used.
         let claims = try map(object["claims"], "jwt.claims").map { ClaimValue(any: $0) }
         var principal = try string(object["request_principal"], "jwt.request_principal")
+        let location = try string(object["location"], "jwt.location")
+        let raw = try string(object["raw"], "jwt.raw")
+        let failure = try string(object["reason"], "jwt.reason")
+        _ = try string(object["note"], "jwt.note")
+        guard present else { return .absent }
         if principal == nil, case .string(let iss)? = claims?["iss"], case .string(let sub)? = claims?["sub"] {
             principal = "\(iss)/\(sub)"
         }
         return JWTOutcome(
-            present: true, valid: valid, claims: claims, requestPrincipal: principal,
-            location: try string(object["location"], "jwt.location"), raw: try string(object["raw"], "jwt.raw"),
-            failure: try string(object["reason"], "jwt.reason"))
+            present: true, valid: valid, claims: claims, requestPrincipal: principal, location: location, raw: raw,
+            failure: failure)
     }
 
     /// Refuses a field the schema does not have, naming the ones it has.
@@ -148,10 +160,14 @@ extension AuthzRequest {
     }
 
     /// A value as the error messages quote it.
+    /// A value read from the file, said as its kind (a mapping, a list) or, for a scalar, itself.
     private static func describe(_ value: Any?) -> String {
         switch value {
-        case let string as String: return "\"\(string)\""
-        case let value?: return "\(value)"
+        case let string as String: return "\"\(DiagnosticText.escaped(string))\""
+        case is [String: Any]: return "a mapping"
+        case is [Any]: return "a list"
+        case is NSNull: return "null"
+        case let value?: return DiagnosticText.escaped("\(value)")
         case nil: return "nothing"
         }
     }

@@ -44,11 +44,14 @@ public struct Diagnostic: Sendable, Hashable, CustomStringConvertible {
         self.fix = fix
     }
 
-    /// The human rendering: `file:line: severity CODE: resource field: message (fix: ...)`.
+    /// The human rendering: `file:line: severity CODE: resource field: message (fix: ...)`, with
+    /// control and bidirectional characters that came from the input escaped (`DiagnosticText`),
+    /// so that a finding cannot rewrite the terminal it is printed on.
     public var description: String {
         let subject = resource.map { "\($0) " } ?? ""
         let where_ = field.isEmpty ? "" : "\(field): "
-        return "\(file):\(line): \(severity.rawValue) \(code.rawValue): \(subject)\(where_)\(message) (fix: \(fix))"
+        return DiagnosticText.escaped(
+            "\(file):\(line): \(severity.rawValue) \(code.rawValue): \(subject)\(where_)\(message) (fix: \(fix))")
     }
 
     /// A JSON-compatible dictionary of this diagnostic.

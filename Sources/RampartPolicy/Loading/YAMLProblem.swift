@@ -1,0 +1,81 @@
+import Foundation
+import Yams
+
+/// A YAML syntax error said in one line of words, with its place: the line (from 1; 0 when the
+/// parser gives none), and the text without the parser's echo of the source line, which can hold
+/// control characters and be very long.
+struct YAMLProblem {
+    let line: Int
+    let column: Int?
+    let message: String
+
+    init(_ error: Error) {
+        guard let yamlError = error as? YamlError else {
+            line = 0
+            column = nil
+            message = Self.clip("\(error)")
+            return
+        }
+        switch yamlError {
+        case .reader(let problem, let offset, let value, let yaml):
+            line = offset.map { Self.line(ofByte: $0, in: yaml) } ?? 0
+            column = nil
+            let byte = value >= 0 && value < 0x110000 ? String(format: " (U+%04X)", value) : ""
+            message = "\(Self.words(problem))\(byte)\(line > 0 ? " at line \(line)" : "")"
+        case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _),
+            .composer(let context, let problem, let mark, _):
+            line = mark.line
+            column = mark.column
+            let within = context.map { " (\(Self.words($0.text)) at line \($0.mark.line), column \($0.mark.column))" } ?? ""
+            message = "\(Self.words(problem)) at line \(mark.line), column \(mark.column)\(within)"
+        default:
+            line = 0
+            column = nil
+            message = Self.clip("\(yamlError)")
+        }
+    }
+
+    /// libyaml's wording, with its internals left out.
+    private static func words(_ problem: String) -> String {
+        if problem.hasPrefix("Maximum nesting level reached") { return "the document nests too deeply" }
+        return clip(problem)
+    }
+
+    /// The line (from 1) of the byte at `offset` of the text.
+    private static func line(ofByte offset: Int, in text: String) -> Int {
+        1 + text.utf8.prefix(max(0, offset)).reduce(0) { $0 + ($1 == UInt8(ascii: "\n") ? 1 : 0) }
+    }
+
+    /// At most 300 characters, on one line, with control characters escaped.
+    static func clip(_ text: String) -> String {
+        var oneLine = DiagnosticText.escaped(text.replacingOccurrences(of: "\n", with: " "))
+        if oneLine.count > 300 { oneLine = String(oneLine.prefix(300)) + "…" }
+        return oneLine
+    }
+}
+
+/// Text from an input file made safe to print: control characters (C0, DEL, C1) and the Unicode
+/// bidirectional controls, which could rewrite a terminal's screen or reorder what it shows, are
+/// written as `\u{…}`.
+public enum DiagnosticText {
+    public static func escaped(_ text: String) -> String {
+        guard text.unicodeScalars.contains(where: isUnsafe) else { return text }
+        var out = ""
+        for scalar in text.unicodeScalars {
+            if isUnsafe(scalar) {
+                out += "\\u{\(String(scalar.value, radix: 16, uppercase: true))}"
+            } else {
+                out.unicodeScalars.append(scalar)
+            }
+        }
+        return out
+    }
+
+    private static func isUnsafe(_ scalar: Unicode.Scalar) -> Bool {
+        switch scalar.value {
+        case 0..<0x20, 0x7F..<0xA0: return scalar != "\t"
+        case 0x200E, 0x200F, 0x202A...0x202E, 0x2066...0x2069: return true
+        default: return false
+        }
+    }
+}
