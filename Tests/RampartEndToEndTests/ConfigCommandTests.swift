@@ -54,6 +54,21 @@ struct ConfigCommandTests {
         let joined = try rampart("get", "ap", "allow-nothing", "-nshop", "-oyaml", "--state", ca.state)
         #expect(joined.succeeded && joined.stdout == yaml.stdout, "\(joined.stdout)\(joined.stderr)")
 
+        // -o json prints the resources as kubectl does: one named resource as itself, a listing as
+        // a List, with the namespace and generation in metadata.
+        let object = try rampart("get", "ap", "allow-nothing", "-n", "shop", "-o", "json", "--state", ca.state)
+        let resource = try #require(try JSONSerialization.jsonObject(with: Data(object.stdout.utf8)) as? [String: Any], "\(object.stderr)")
+        #expect(resource["kind"] as? String == "AuthorizationPolicy" && resource["apiVersion"] as? String == "security.istio.io/v1")
+        let metadata = try #require(resource["metadata"] as? [String: Any])
+        #expect(metadata["name"] as? String == "allow-nothing" && metadata["namespace"] as? String == "shop")
+        #expect(metadata["generation"] as? Int == 1 && metadata["creationTimestamp"] is String)
+        #expect(resource["spec"] as? [String: Any] != nil)
+        let list = try rampart("get", "ap", "-n", "shop", "-ojson", "--state", ca.state)
+        let listed = try #require(try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [String: Any], "\(list.stderr)")
+        #expect(listed["kind"] as? String == "List" && (listed["items"] as? [Any])?.count == items.count)
+        let both = try rampart("get", "ap", "-n", "shop", "--json", "-o", "yaml", "--state", ca.state)
+        #expect(!both.succeeded && both.stderr.contains("not both"), "\(both.stderr)")
+
         let peer = try rampart("get", "pa", "-n", "istio-system", "-o", "name", "--state", ca.state)
         #expect(peer.stdout == "peerauthentication.security.istio.io/default\n", "\(peer.stdout)\(peer.stderr)")
         let none = try rampart("get", "ra", "--state", ca.state)

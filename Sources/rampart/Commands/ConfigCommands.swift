@@ -140,9 +140,12 @@ struct Get: AsyncParsableCommand {
             """
     )
 
-    /// The output formats of `-o`.
+    /// The output formats of `-o`; `records` is what `--json` prints.
     enum Format: String, ExpressibleByArgument, CaseIterable {
         case table, json, yaml, name
+        case records
+
+        static var allValueStrings: [String] { ["table", "json", "yaml", "name"] }
     }
 
     @Argument(
@@ -157,10 +160,12 @@ struct Get: AsyncParsableCommand {
     @Flag(name: [.customShort("A"), .customLong("all-namespaces")], help: "List every namespace.")
     var allNamespaces = false
 
-    @Flag(help: "Print a JSON array (the same as -o json).")
+    @Flag(help: "Print a JSON array of the stored records: kind, api_group, namespace, name, generation, created_at, updated_at and the YAML as applied.")
     var json = false
 
-    @Option(name: [.customShort("o", allowingJoined: true), .customLong("output")], help: "Output format: table, json, yaml or name.")
+    @Option(
+        name: [.customShort("o", allowingJoined: true), .customLong("output")],
+        help: "Output format: table, json (the resource as kubectl prints it, or a List of them), yaml or name.")
     var output: Format = .table
 
     @OptionGroup var stateOptions: StateOptions
@@ -200,8 +205,9 @@ struct Get: AsyncParsableCommand {
         }
         defer { if !missing.isEmpty { ConfigOutput.stderr(missing.joined(separator: "\n")) } }
         let records = sections.flatMap(\.records)
-        let format: Format = json ? .json : output
-        if records.isEmpty && format != .json {
+        if json && output != .table { throw ValidationError("give --json or -o \(output.rawValue), not both") }
+        let format: Format = json ? .records : output
+        if records.isEmpty && format != .records && !(format == .json && selection.names == nil) {
             if missing.isEmpty {
                 ConfigOutput.stderr(scope.map { "No resources found in \($0) namespace." } ?? "No resources found.")
                 return
@@ -216,7 +222,15 @@ struct Get: AsyncParsableCommand {
                     section.records, now: Date(), kind: sections.count > 1 ? section.kind : nil, namespaces: scope == nil)
             }
             print(tables.joined(separator: "\n"), terminator: "")
-        case .json: print(try JSONText.render(records.map(ConfigOutput.json)))
+        case .records: print(try JSONText.render(records.map(ConfigOutput.json)))
+        case .json:
+            // One named resource is printed as itself; a listing as a List, as kubectl does.
+            let objects = records.map(ConfigOutput.object)
+            if selection.names != nil && objects.count == 1 && missing.isEmpty {
+                print(try JSONText.render(objects[0]))
+            } else {
+                print(try JSONText.render(["apiVersion": "v1", "kind": "List", "items": objects, "metadata": [String: Any]()]))
+            }
         case .yaml:
             // A document stored with its own marker (`--- {...}`) needs no second one.
             let documents = records.enumerated().map { index, record in

@@ -65,6 +65,22 @@ enum ConfigOutput {
         ]
     }
 
+    /// One resource as kubectl prints it in JSON: the document as applied, with its namespace
+    /// (`default` when the document names none), its generation and the time it was first stored
+    /// filled into `metadata` where the document leaves them out.
+    static func object(_ record: ConfigResourceRecord) -> [String: Any] {
+        var object = ((try? PlainYAML.parse(record.yaml)) as? [String: Any]) ?? [:]
+        var metadata = object["metadata"] as? [String: Any] ?? [:]
+        metadata["name"] = record.name
+        metadata["namespace"] = record.namespace
+        metadata["generation"] = record.generation
+        if metadata["creationTimestamp"] == nil || metadata["creationTimestamp"] is NSNull {
+            metadata["creationTimestamp"] = ISO8601DateFormatter().string(from: record.createdAt)
+        }
+        object["metadata"] = metadata
+        return object
+    }
+
     /// A short age in kubectl's style: `42s`, `5m10s`, `3h`, `2d4h`, `300d`.
     static func age(from start: Date, to now: Date) -> String {
         let seconds = max(0, Int(now.timeIntervalSince(start)))
