@@ -66,6 +66,9 @@ struct ConfigCommandTests {
         let list = try rampart("get", "ap", "-n", "shop", "-ojson", "--state", ca.state)
         let listed = try #require(try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [String: Any], "\(list.stderr)")
         #expect(listed["kind"] as? String == "List" && (listed["items"] as? [Any])?.count == items.count)
+        // -A wins over -n, as in kubectl.
+        let everywhere = try rampart("get", "ap", "-n", "nowhere", "-A", "-o", "name", "--state", ca.state)
+        #expect(everywhere.succeeded && everywhere.stdout.contains("/allow-nothing"), "\(everywhere.stdout)\(everywhere.stderr)")
         let both = try rampart("get", "ap", "-n", "shop", "--json", "-o", "yaml", "--state", ca.state)
         #expect(!both.succeeded && both.stderr.contains("not both"), "\(both.stderr)")
 

@@ -157,7 +157,7 @@ struct Get: AsyncParsableCommand {
     @Option(name: [.customShort("n", allowingJoined: true), .customLong("namespace")], help: "The namespace (default: default).")
     var namespace: String?
 
-    @Flag(name: [.customShort("A"), .customLong("all-namespaces")], help: "List every namespace.")
+    @Flag(name: [.customShort("A"), .customLong("all-namespaces")], help: "List every namespace (over -n, as kubectl).")
     var allNamespaces = false
 
     @Flag(help: "Print a JSON array of the stored records: kind, api_group, namespace, name, generation, created_at, updated_at and the YAML as applied.")
@@ -172,7 +172,6 @@ struct Get: AsyncParsableCommand {
 
     func validate() throws {
         let selection = try ConfigKind.selection(resources)
-        if allNamespaces && namespace != nil { throw ValidationError("give -n NAMESPACE or -A, not both") }
         if allNamespaces && selection.names != nil {
             throw ValidationError("a resource name needs one namespace: use -n NAMESPACE instead of -A")
         }
