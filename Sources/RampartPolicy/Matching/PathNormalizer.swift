@@ -71,7 +71,7 @@ public enum PathNormalizer {
     @inline(never)
     private static func rejectsSlowly(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
         // A NUL inside a dot segment's parameters is dropped with them before canonicalization.
-        if let stripped = strippingDotSegmentParameters(Array(bytes)) {
+        if let stripped = strippingDotSegmentParameters(bytes) {
             return stripped.withUnsafeBufferPointer { checksSlowly($0) }
         }
         return checksSlowly(bytes)
@@ -198,7 +198,7 @@ public enum PathNormalizer {
     /// segment is resolved when it is met, against the output written so far.
     static func slowNormalize(_ raw: String) -> String {
         var input = Array(raw.utf8)
-        if let stripped = strippingDotSegmentParameters(input) { input = stripped }
+        if let stripped = input.withUnsafeBufferPointer(strippingDotSegmentParameters) { input = stripped }
         if let cut = input.firstIndex(where: { $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "#") }) {
             input.removeSubrange(cut...)
         }
@@ -271,7 +271,8 @@ public enum PathNormalizer {
     /// The path with each segment that starts with `.;` or `..;` cut to `.` or `..` (its
     /// parameters dropped), as Envoy does before canonicalizing; `nil` when the path (before any
     /// query or fragment) holds no `.;`. Segments are split at `/` only.
-    static func strippingDotSegmentParameters(_ input: [UInt8]) -> [UInt8]? {
+    /// Only a path that holds `.;` is copied.
+    static func strippingDotSegmentParameters(_ input: UnsafeBufferPointer<UInt8>) -> [UInt8]? {
         let end = input.firstIndex { $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "#") } ?? input.count
         let dot = UInt8(ascii: "."), semicolon = UInt8(ascii: ";")
         guard end > 1, (1..<end).contains(where: { input[$0] == semicolon && input[$0 - 1] == dot }) else { return nil }
