@@ -142,7 +142,7 @@ struct FileReadingTests {
         #expect(loaded.diagnostics.first?.jsonObject["resource"] is NSNull)
     }
 
-    @Test("a List, as kubectl get -o yaml prints it, is read as its items, at their own lines; apply's reading refuses it")
+    @Test("a List, as kubectl get -o yaml prints it, is read as its items, at their own lines; one without items is an error")
     func lists() throws {
         let yaml = """
             apiVersion: v1
@@ -166,9 +166,19 @@ struct FileReadingTests {
         try yaml.write(toFile: file, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(atPath: file) }
         #expect(PolicyLoader.load(paths: [file]).resources.count == 2)
-        let refused = PolicyLoader.load(paths: [file], expandingLists: false)
-        #expect(refused.resources.isEmpty)
-        #expect(refused.diagnostics.first?.code == .listNotApplied && refused.diagnostics.first?.message.contains("List is not applied") == true)
+        // Read into another namespace (apply -n), the item that names none goes there.
+        let placed = PolicyLoader.load(paths: [file], defaultNamespace: "web")
+        #expect(placed.resources.map(\.id.namespace) == ["shop", "shop"])
+        let item = Self.policy("n").replacingOccurrences(of: "  namespace: shop\n", with: "").split(separator: "\n").joined(separator: "\n  ")
+        try "apiVersion: v1\nkind: List\nitems:\n- \(item)\n".write(toFile: file, atomically: true, encoding: .utf8)
+        #expect(PolicyLoader.load(paths: [file]).resources.map(\.id.namespace) == ["default"])
+        #expect(PolicyLoader.load(paths: [file], defaultNamespace: "web").resources.map(\.id.namespace) == ["web"])
+        // A List with no items list is an error that says so.
+        for broken in ["apiVersion: v1\nkind: List\n", "apiVersion: v1\nkind: List\nitems: {a: 1}\n"] {
+            let refused = PolicyLoader.load(yaml: broken, file: "l.yaml")
+            #expect(refused.resources.isEmpty)
+            #expect(refused.diagnostics.map(\.code) == [.listWithoutItems] && refused.diagnostics.first?.field == "items", "\(refused.diagnostics)")
+        }
     }
 
     @Test("names and namespaces follow Kubernetes' DNS-1123 rules: ASCII only, 253 characters for a name, 63 for a namespace")

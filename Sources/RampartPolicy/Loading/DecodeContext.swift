@@ -4,12 +4,15 @@ import Yams
 /// reporting unknown fields and wrong types as diagnostics instead of throwing.
 final class DecodeContext {
     let file: String
+    /// The namespace of a resource whose metadata names none.
+    let defaultNamespace: String
     var resource: ResourceID?
     private(set) var diagnostics: [Diagnostic] = []
     private(set) var fieldLines: [String: Int] = [:]
 
-    init(file: String) {
+    init(file: String, defaultNamespace: String = "default") {
         self.file = file
+        self.defaultNamespace = defaultNamespace
     }
 
     static func line(of node: Node) -> Int { node.mark?.line ?? 0 }

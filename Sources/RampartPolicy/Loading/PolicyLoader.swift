@@ -66,13 +66,13 @@ public enum PolicyLoader {
     }
 
     /// Loads files and folders (recursively, `*.yaml`, `*.yml`, `*.json`, hidden ones left out), in sorted path order.
-    /// A `List` (`kubectl get ... -o yaml`) is read as its items, unless `expandingLists` is false
-    /// (for `apply`, which stores each resource as a document of its own).
-    public static func load(paths: [String], expandingLists: Bool = true) -> LoadResult {
+    /// A `List` (`kubectl get ... -o yaml`) is read as its items. A resource whose metadata names
+    /// no namespace is read into `defaultNamespace` (`apply -n`).
+    public static func load(paths: [String], defaultNamespace: String = "default") -> LoadResult {
         var resources: [SecurityResource] = []
         var diagnostics: [Diagnostic] = []
-        forEachDocument(paths: paths, expandingLists: expandingLists, &diagnostics) { file, document in
-            let context = DecodeContext(file: file)
+        forEachDocument(paths: paths, &diagnostics) { file, document in
+            let context = DecodeContext(file: file, defaultNamespace: defaultNamespace)
             if let resource = ResourceDecoder(context: context).decode(document) { resources.append(resource) }
             return context.diagnostics
         }
@@ -171,7 +171,7 @@ public enum PolicyLoader {
     /// Calls `body` with each document of the files and folders that is not empty, adding what
     /// it reports to `diagnostics`; a file that cannot be read or parsed is reported there.
     private static func forEachDocument(
-        paths: [String], expandingLists: Bool = true, _ diagnostics: inout [Diagnostic], _ body: (String, Node) -> [Diagnostic]
+        paths: [String], _ diagnostics: inout [Diagnostic], _ body: (String, Node) -> [Diagnostic]
     ) {
         for file in expand(paths, diagnostics: &diagnostics) {
             if file == standardInput {
@@ -182,7 +182,7 @@ public enum PolicyLoader {
                             message: "standard input is not UTF-8 text", fix: "send the resources as UTF-8"))
                     continue
                 }
-                forEachDocument(yaml: text, file: standardInputName, expandingLists: expandingLists, &diagnostics, body)
+                forEachDocument(yaml: text, file: standardInputName, &diagnostics, body)
                 continue
             }
             guard let text = text(ofFile: file) else {
@@ -193,13 +193,13 @@ public enum PolicyLoader {
                         message: problem.message, fix: problem.fix))
                 continue
             }
-            forEachDocument(yaml: text, file: file, expandingLists: expandingLists, &diagnostics, body)
+            forEachDocument(yaml: text, file: file, &diagnostics, body)
         }
     }
 
     /// `forEachDocument(paths:_:_:)` for one YAML string.
     private static func forEachDocument(
-        yaml: String, file: String, expandingLists: Bool = true, _ diagnostics: inout [Diagnostic],
+        yaml: String, file: String, _ diagnostics: inout [Diagnostic],
         _ body: (String, Node) -> [Diagnostic]
     ) {
         var documents: YamlSequence<Node>
@@ -211,7 +211,7 @@ public enum PolicyLoader {
         }
         while let document = documents.next() {
             if DecodeContext.isNull(document) { continue }
-            if expandingLists, let items = listItems(document) {
+            if let items = listItems(document) {
                 for item in items where !DecodeContext.isNull(item) { diagnostics += body(file, item) }
                 continue
             }
@@ -223,7 +223,7 @@ public enum PolicyLoader {
     /// The items of a Kubernetes list (`kind: List`, or `AuthorizationPolicyList` and the like, with
     /// an `items` sequence), as `kubectl get ... -o yaml` prints several resources; nil for any
     /// other document.
-    private static func listItems(_ document: Node) -> [Node]? {
+    static func listItems(_ document: Node) -> [Node]? {
         guard let mapping = document.mapping, let kind = mapping["kind"]?.string, kind.hasSuffix("List"),
             case .sequence(let items)? = mapping["items"]
         else { return nil }

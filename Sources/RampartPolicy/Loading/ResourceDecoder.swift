@@ -90,10 +90,9 @@ struct ResourceDecoder {
         }
         if kind == "List" || kind.hasSuffix("List") {
             return (
-                .listNotApplied, "kind",
-                "a \(kind) is not applied: the config store keeps each resource as a YAML document of its own"
-                    + " (analyze and authz check read a List's items)",
-                "write each of its items as a document of its own, separated by lines holding only ---"
+                .listWithoutItems, "items",
+                "a \(kind) holds its resources in a list under items, and this one has none",
+                "put the resources in a list under items: (each item a resource), or write each as a document of its own, separated by lines holding only ---"
             )
         }
         guard apiVersion.hasPrefix("security.istio.io/") else {
@@ -161,7 +160,7 @@ struct ResourceDecoder {
             context.report(
                 .badMetadata, "metadata", line: line, "\(kind.rawValue) has no metadata; a name is required",
                 fix: "add metadata: {name: ..., namespace: ...}")
-            return ResourceMetadata(name: "", namespace: nil)
+            return ResourceMetadata(name: "", namespace: nil, defaultNamespace: context.defaultNamespace)
         }
         let allowed: Set<String> = [
             "name", "namespace", "annotations", "labels", "uid", "resourceVersion", "generation",
@@ -191,7 +190,8 @@ struct ResourceDecoder {
             }
         }
         return ResourceMetadata(
-            name: name, namespace: namespace, annotations: annotations, labels: labels, creationTimestamp: created)
+            name: name, namespace: namespace, annotations: annotations, labels: labels, creationTimestamp: created,
+            defaultNamespace: context.defaultNamespace)
     }
 
     /// An RFC 3339 time, with or without fractional seconds.

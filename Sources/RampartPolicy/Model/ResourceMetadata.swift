@@ -4,7 +4,8 @@ import Foundation
 public struct ResourceMetadata: Sendable, Hashable {
     /// The resource name.
     public let name: String
-    /// The namespace, `default` when absent.
+    /// The namespace: when the document names none, the namespace it was read into (`default`
+    /// unless `apply -n` says otherwise).
     public let namespace: String
     /// Whether the document names its namespace (kubectl's `-n` fills in only the others).
     public let namespaceGiven: Bool
@@ -22,10 +23,10 @@ public struct ResourceMetadata: Sendable, Hashable {
     /// Creates metadata.
     public init(
         name: String, namespace: String?, annotations: [String: String] = [:], labels: [String: String] = [:],
-        creationTimestamp: Date? = nil
+        creationTimestamp: Date? = nil, defaultNamespace: String = "default"
     ) {
         self.name = name
-        self.namespace = namespace ?? "default"
+        self.namespace = namespace ?? defaultNamespace
         namespaceGiven = namespace != nil
         self.annotations = annotations
         self.labels = labels

@@ -16,8 +16,8 @@ public enum DiagnosticCode: String, Sendable, Hashable, CaseIterable {
     case badEnum = "RP007"
     /// metadata.name or namespace is malformed.
     case badMetadata = "RP008"
-    /// A `List` of resources given to `apply`, which stores each resource as a document of its own.
-    case listNotApplied = "RP009"
+    /// A `List` (or `AuthorizationPolicyList` and the like) without a list of items.
+    case listWithoutItems = "RP009"
     /// A workload selector that is malformed.
     case badSelector = "RP010"
     /// A selector given without labels: it selects every workload.

@@ -19,19 +19,59 @@ struct ConfigBatch {
     var errorCount: Int { diagnostics.filter { $0.severity == .error }.count + problems.count }
 
     /// Loads and checks files and folders; never throws, every problem is reported.
-    static func load(paths: [String]) -> ConfigBatch {
-        let loaded = PolicyLoader.load(paths: paths, expandingLists: false)
+    ///
+    /// Each resource is stored as its own YAML document, cut out of its file as written. An item
+    /// of a `List`, and a document naming no namespace when `namespace` (`apply -n`) is given, have
+    /// no such document: they are stored rendered on their own, the namespace written in. As with
+    /// kubectl, a document naming a namespace other than `namespace` refuses the batch.
+    static func load(paths: [String], namespace: String? = nil) -> ConfigBatch {
+        let loaded = PolicyLoader.load(paths: paths, defaultNamespace: namespace ?? "default")
         let diagnostics = PolicyEngine.inReadingOrder(
             PolicyEngine.withoutFollowOns(loaded.diagnostics, PolicyAnalyzer.analyze(loaded.resources)))
         var problems: [String] = []
         var inputs: [ConfigResourceInput] = []
         var seen: Set<ResourceID> = []
         var documents: [String: [YAMLDocumentSpan]] = [:]
+        var standalone: [String: [StandaloneDocuments.Entry]] = [:]
         for resource in loaded.resources {
             let id = resource.id
             let location = resource.location
             // A second definition is reported by the analyzer (RP065) and refuses the batch.
             guard seen.insert(id).inserted else { continue }
+            if standalone[location.file] == nil {
+                standalone[location.file] =
+                    PolicyLoader.text(ofFile: location.file).map {
+                        StandaloneDocuments.entries(yaml: $0, file: location.file, namespace: namespace)
+                    } ?? []
+            }
+            let entry = standalone[location.file]?.first { $0.id == id && $0.line == location.line }
+            if let namespace, entry?.namespaceGiven == true, id.namespace != namespace {
+                problems.append(
+                    "\(location.file):\(location.line): error: \(id): the document names namespace \(id.namespace), not \(namespace) as -n says (fix: drop -n to apply each resource in the namespace its document names, or give -n \(id.namespace))"
+                )
+                continue
+            }
+            // A resource with errors of its own is refused for them; its document reads back with
+            // the same errors, which say nothing about how it was cut.
+            func refused(within document: YAMLDocumentSpan?) -> Bool {
+                diagnostics.contains { diagnostic in
+                    diagnostic.severity == .error
+                        && (diagnostic.resource == id
+                            || (diagnostic.resource == nil && diagnostic.file == location.file
+                                && document?.contains(line: diagnostic.line) == true))
+                }
+            }
+            if let rendered = entry?.rendered {
+                if let problem = isolationProblem(
+                    rendered, what: "its YAML, rendered on its own,", id: id, location: location, refused: refused(within: nil),
+                    fix: "write it as a document of its own, separated by lines holding only ---")
+                {
+                    problems.append(problem)
+                    continue
+                }
+                inputs.append(ConfigResourceInput(kind: id.kind.rawValue, namespace: id.namespace, name: id.name, yaml: rendered))
+                continue
+            }
             if documents[location.file] == nil { documents[location.file] = spans(of: location.file) }
             guard let document = documents[location.file]?.first(where: { $0.contains(line: location.line) }) else {
                 problems.append(
@@ -39,15 +79,11 @@ struct ConfigBatch {
                 )
                 continue
             }
-            // A resource with errors of its own is refused for them; its document reads back with
-            // the same errors, which say nothing about how it was cut.
-            let refused = diagnostics.contains { diagnostic in
-                diagnostic.severity == .error
-                    && (diagnostic.resource == id
-                        || (diagnostic.resource == nil && diagnostic.file == location.file
-                            && document.contains(line: diagnostic.line)))
-            }
-            if let problem = isolationProblem(document, id: id, location: location, refused: refused) {
+            if let problem = isolationProblem(
+                document.text, what: "its YAML document (lines \(document.firstLine)-\(document.lastLine))", id: id,
+                location: location, refused: refused(within: document),
+                fix: "put each resource in its own document, separated by a line holding only ---")
+            {
                 problems.append(problem)
                 continue
             }
@@ -61,13 +97,13 @@ struct ConfigBatch {
         return YAMLDocuments.split(text)
     }
 
-    /// Re-loads the cut document on its own: it must be exactly the resource the whole file gave,
-    /// so that what is stored reads back as what was validated.
+    /// Re-loads the document to store on its own: it must be exactly the resource the whole file
+    /// gave, so that what is stored reads back as what was validated.
     private static func isolationProblem(
-        _ document: YAMLDocumentSpan, id: ResourceID, location: SourceLocation, refused: Bool
+        _ text: String, what: String, id: ResourceID, location: SourceLocation, refused: Bool, fix: String
     ) -> String? {
-        let alone = PolicyLoader.load(yaml: document.text, file: location.file)
+        let alone = PolicyLoader.load(yaml: text, file: location.file)
         if alone.resources.count == 1, alone.resources.first?.id == id, refused || !alone.hasErrors { return nil }
-        return "\(location.file):\(location.line): error: \(id): its YAML document (lines \(document.firstLine)-\(document.lastLine)) does not read back on its own as this one resource (fix: put each resource in its own document, separated by a line holding only ---)"
+        return "\(location.file):\(location.line): error: \(id): \(what) does not read back on its own as this one resource (fix: \(fix))"
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import RampartControlPlane
+import RampartIdentity
 import RampartPolicy
 import RampartStore
 
@@ -15,7 +16,9 @@ struct Apply: AsyncParsableCommand {
             Warnings are printed but do not block. Otherwise the batch is stored in one transaction: each resource \
             is created, configured (its generation goes up) or unchanged, and the config version goes up by one \
             when anything changed. A running 'rampart ca serve' picks the change up within a second. With --dry-run \
-            the same checks run and the outcomes are printed, but nothing is stored or audited.
+            the same checks run and the outcomes are printed, but nothing is stored or audited. Each resource is \
+            stored as its own YAML document, as written; the items of a List (what 'kubectl get -o yaml' and \
+            'rampart get -o json' print) and documents that -n gives a namespace are stored rendered on their own.
             """
     )
 
@@ -24,6 +27,11 @@ struct Apply: AsyncParsableCommand {
         help: ArgumentHelp("YAML or JSON files or folders (every .yaml, .yml and .json file inside, recursively, hidden ones left out), or - for standard input; repeatable.", valueName: "path"))
     var filenames: [String] = []
 
+    @Option(
+        name: [.customShort("n", allowingJoined: true), .customLong("namespace")],
+        help: "The namespace of documents that name none (default: default); they are stored with it written in. A document naming another namespace is refused, as kubectl does.")
+    var namespace: String?
+
     @Flag(help: "Validate and show what would be created, configured or unchanged, and store nothing.")
     var dryRun = false
 
@@ -31,6 +39,10 @@ struct Apply: AsyncParsableCommand {
 
     func validate() throws {
         guard !filenames.isEmpty else { throw ValidationError("give the resources to apply: -f FILE or -f FOLDER") }
+        if let namespace, !DNSName.isLabel(namespace) {
+            throw ValidationError(
+                "-n \"\(namespace)\" is not a namespace name: at most 63 lower-case letters, digits and '-', starting and ending with a letter or digit")
+        }
     }
 
     /// The inputs, with the stored text in place of any document that says the same as the stored
@@ -58,17 +70,18 @@ struct Apply: AsyncParsableCommand {
         let store = try StateDirectory(stateOptions.state).openStore()
         let stdin = try filenames.contains("-") ? Self.stageStandardInput() : nil
         defer { if let stdin { try? FileManager.default.removeItem(atPath: (stdin as NSString).deletingLastPathComponent) } }
-        let batch = ConfigBatch.load(paths: filenames.map { $0 == "-" ? stdin ?? $0 : $0 })
+        let batch = ConfigBatch.load(paths: filenames.map { $0 == "-" ? stdin ?? $0 : $0 }, namespace: namespace)
         var findings = batch.diagnostics.map(\.description) + batch.problems
         if let stdin { findings = findings.map { $0.replacingOccurrences(of: stdin, with: "<stdin>") } }
         if !findings.isEmpty { ConfigOutput.stderr(findings.joined(separator: "\n")) }
         let sources = filenames.map { $0 == "-" ? "<stdin>" : $0 }.joined(separator: ", ")
         guard batch.errorCount == 0 else {
             let count = batch.errorCount
-            // The files can be analyzed again as they are; standard input cannot be read twice.
-            // (analyze reads a List's items, so it does not show a List's refusal.)
-            let list = batch.diagnostics.contains { $0.code == .listNotApplied }
-            let hint = stdin == nil && !list ? " ('rampart analyze \(filenames.joined(separator: " "))' shows the same findings)" : ""
+            // The files can be analyzed again as they are; standard input cannot be read twice,
+            // and analyze has no -n.
+            let hint =
+                stdin == nil && namespace == nil
+                ? " ('rampart analyze \(filenames.joined(separator: " "))' shows the same findings)" : ""
             ConfigOutput.stderr(
                 "error: \(count) error\(count == 1 ? "" : "s") in \(sources): nothing was stored. Fix \(count == 1 ? "it" : "them") and apply again\(hint)"
             )

@@ -1,0 +1,89 @@
+import Yams
+
+/// The resources of a YAML text, each as a document that reads back on its own as that resource:
+/// what `rampart apply` stores for each.
+///
+/// A document that is one resource and names its namespace is stored as written, comments
+/// included, so its entry carries no text: the caller cuts it out of the file. Two kinds of
+/// resource have no such document and are rendered anew from their YAML nodes:
+/// - an item of a `List` (`kubectl get … -o yaml` writes several resources so);
+/// - a document that names no namespace when `apply -n` gives one: the namespace is written into
+///   its `metadata`, so that the stored text says where it lives.
+public enum StandaloneDocuments {
+    /// One resource found in the text.
+    public struct Entry: Sendable, Hashable {
+        /// Its kind, namespace (the default one filled in) and name.
+        public let id: ResourceID
+        /// The line its mapping starts on.
+        public let line: Int
+        /// Whether the document names its namespace.
+        public let namespaceGiven: Bool
+        /// The text to store when the resource's document as written cannot be stored as it is;
+        /// nil when it can.
+        public let rendered: String?
+    }
+
+    /// The resources of `yaml`, in document order, a `List`'s items in their order. Documents
+    /// that are not resources of a supported kind, or whose kind or metadata cannot be read, are
+    /// left out: loading reports them. `namespace` is `apply -n`'s namespace, nil without it.
+    public static func entries(yaml: String, file: String, namespace: String?) -> [Entry] {
+        guard var documents = try? Yams.compose_all(yaml: yaml) else { return [] }
+        var entries: [Entry] = []
+        while let document = documents.next() {
+            if DecodeContext.isNull(document) { continue }
+            if let items = PolicyLoader.listItems(document) {
+                for item in items where !DecodeContext.isNull(item) {
+                    if let entry = entry(item, file: file, namespace: namespace, inList: true) { entries.append(entry) }
+                }
+            } else if let entry = entry(document, file: file, namespace: namespace, inList: false) {
+                entries.append(entry)
+            }
+        }
+        return entries
+    }
+
+    private static func entry(_ node: Node, file: String, namespace: String?, inList: Bool) -> Entry? {
+        let context = DecodeContext(file: file, defaultNamespace: namespace ?? "default")
+        guard let found = ResourceDecoder(context: context).identify(node),
+            !context.diagnostics.contains(where: { $0.severity == .error })
+        else { return nil }
+        let filling = found.namespaceGiven ? nil : namespace
+        let rendered = inList || filling != nil ? render(node, namespace: filling) : nil
+        return Entry(id: found.id, line: found.line, namespaceGiven: found.namespaceGiven, rendered: rendered)
+    }
+
+    /// The node as a block-style document of its own, with `metadata.namespace` set when
+    /// `namespace` is given.
+    static func render(_ node: Node, namespace: String?) -> String? {
+        guard case .mapping(var root) = node else { return nil }
+        if let namespace {
+            guard case .mapping(var metadata)? = root["metadata"] else { return nil }
+            metadata["namespace"] = Node(namespace, Tag(.str))
+            root["metadata"] = .mapping(metadata)
+        }
+        return try? Yams.serialize(node: restyled(.mapping(root)), width: -1, allowUnicode: true)
+    }
+
+    /// The node laid out as a resource is usually written: collections in block style, strings
+    /// plain unless plain text would read as another type (`"8080"`, `"true"`, `"null"` stay
+    /// quoted), every other scalar as written. A JSON document's quoting goes, its values stay.
+    private static func restyled(_ node: Node) -> Node {
+        switch node {
+        case .scalar(var scalar):
+            let type = Resolver.default.resolveTag(of: node)
+            let plainType = Resolver.default.resolveTag(of: Node(scalar.string))
+            scalar.style = type == .str && plainType != .str ? .singleQuoted : .any
+            if type == .str { scalar.tag = Tag(.str) }
+            return .scalar(scalar)
+        case .mapping(let mapping):
+            var pairs: [(Node, Node)] = []
+            for (key, value) in mapping { pairs.append((restyled(key), restyled(value))) }
+            return .mapping(Node.Mapping(pairs, mapping.tag, pairs.isEmpty ? .flow : .block, mapping.mark))
+        case .sequence(let sequence):
+            let items = sequence.map(restyled)
+            return .sequence(Node.Sequence(items, sequence.tag, items.isEmpty ? .flow : .block, sequence.mark))
+        case .alias:
+            return node
+        }
+    }
+}

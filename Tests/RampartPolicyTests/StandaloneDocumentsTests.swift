@@ -1,0 +1,75 @@
+import Foundation
+import Testing
+
+@testable import RampartPolicy
+
+/// The documents `apply` stores for resources without one of their own: a List's items, and
+/// documents `-n` gives a namespace.
+@Suite("Standalone documents")
+struct StandaloneDocumentsTests {
+    static let list = """
+        apiVersion: v1
+        kind: List
+        items:
+        - apiVersion: security.istio.io/v1
+          kind: AuthorizationPolicy
+          metadata: {name: a, namespace: shop, generation: 2, labels: {"8080": "true"}}
+          spec:
+            rules:
+            - to: [{operation: {ports: ["8080"], paths: ["*.json", "/x: y", "null", "1.5"], methods: [GET]}}]
+              when: [{key: "request.headers[x-a]", values: ["true", "~", "0x10", ""]}]
+        - {"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication", "metadata": {"name": "b"}, "spec": {"mtls": {"mode": "STRICT"}, "portLevelMtls": {"8080": {"mode": "DISABLE"}}, "selector": {"matchLabels": {"app": "x"}}}}
+        """
+
+    /// The parsed values, with types: a string that became a number would differ.
+    static func plain(_ text: String) throws -> String {
+        let value = try PlainYAML.parse(text)
+        let data = try JSONSerialization.data(withJSONObject: value ?? NSNull(), options: [.sortedKeys, .fragmentsAllowed])
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    @Test("a List's items are rendered on their own as block YAML with every value and its type kept")
+    func listItems() throws {
+        let entries = StandaloneDocuments.entries(yaml: Self.list, file: "l.yaml", namespace: nil)
+        #expect(entries.map { "\($0.id)" } == ["AuthorizationPolicy shop/a", "PeerAuthentication default/b"])
+        #expect(entries.map(\.line) == [4, 11])
+        let items = try #require(try PlainYAML.parse(Self.list) as? [String: Any])["items"] as? [Any]
+        for (entry, item) in zip(entries, items ?? []) {
+            let rendered = try #require(entry.rendered)
+            #expect(!rendered.contains("{\""), "\(rendered)")
+            let original = try JSONSerialization.data(withJSONObject: item, options: [.sortedKeys])
+            #expect(try Self.plain(rendered) == String(decoding: original, as: UTF8.self), "\(rendered)")
+            let alone = PolicyLoader.load(yaml: rendered)
+            #expect(alone.resources.map(\.id) == [entry.id] && !alone.hasErrors, "\(alone.diagnostics)")
+        }
+    }
+
+    @Test("-n writes the namespace into documents naming none; one naming its own is kept as written")
+    func namespaceFilled() throws {
+        let yaml = """
+            # kept
+            apiVersion: security.istio.io/v1
+            kind: AuthorizationPolicy
+            metadata:
+              name: a
+              namespace: null
+            spec: {}
+            ---
+            apiVersion: security.istio.io/v1
+            kind: AuthorizationPolicy
+            metadata: {name: b, namespace: shop}
+            spec: {}
+            """
+        let entries = StandaloneDocuments.entries(yaml: yaml, file: "p.yaml", namespace: "web")
+        #expect(entries.map { "\($0.id)" } == ["AuthorizationPolicy web/a", "AuthorizationPolicy shop/b"])
+        #expect(entries.map(\.namespaceGiven) == [false, true])
+        #expect(entries[1].rendered == nil)
+        let rendered = try #require(entries[0].rendered)
+        #expect(PolicyLoader.load(yaml: rendered).resources.map(\.id.namespace) == ["web"], "\(rendered)")
+        // Without -n nothing is rendered: each document is stored as written.
+        #expect(StandaloneDocuments.entries(yaml: yaml, file: "p.yaml", namespace: nil).allSatisfy { $0.rendered == nil })
+        // A namespace that plain YAML would read as something else stays a string.
+        let odd = StandaloneDocuments.entries(yaml: yaml, file: "p.yaml", namespace: "null")
+        #expect(PolicyLoader.load(yaml: try #require(odd[0].rendered)).resources.map(\.id.namespace) == ["null"])
+    }
+}
