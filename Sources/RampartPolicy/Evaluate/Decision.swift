@@ -20,6 +20,8 @@ public struct Decision: Sendable, Hashable {
         case plaintextUnderStrict
         /// The path is one Istio's default path normalization refuses (`PathNormalizer.rejects`).
         case invalidPath
+        /// The request is one Istio's proxies refuse before any policy (`AuthzRequest.malformation`).
+        case malformedRequest(String)
         case jwtInvalid(String?)
         case jwtUnknownIssuer(String?)
         /// The keys of the token's issuer cannot be had; it names where they come from.
@@ -42,7 +44,7 @@ public struct Decision: Sendable, Hashable {
 
     /// Allow or deny.
     public let decision: Verdict
-    /// 200, 400 (a path the normalization refuses), 401 or 403.
+    /// 200, 400 (a malformed request, or a path the normalization refuses), 401 or 403.
     public let status: Int
     /// Where the deciding policy's name is read from: written out, or the program that decided
     /// and the policy's index in it. The fast path keeps the program, whose object it has just
@@ -130,6 +132,8 @@ extension Decision.Cause {
         case .invalidPath:
             return "400: the path holds an escaped NUL (%00), which Istio's default path normalization refuses before"
                 + " any policy is evaluated"
+        case .malformedRequest(let why):
+            return "400: \(why), and Istio's proxies refuse such a request before any policy is evaluated"
         case .jwtInvalid(let why): return "401: the JWT failed verification" + (why.map { " (\($0))" } ?? "")
         case .jwtUnknownIssuer(let issuer):
             return "401: no RequestAuthentication rule for this workload accepts issuer \(issuer ?? "<none>")"

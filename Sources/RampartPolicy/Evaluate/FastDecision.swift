@@ -8,6 +8,7 @@ extension ResolvedWorkload {
         if mode == .strict && !request.source.isMTLS {
             return decided(.deny, 403, nil, nil, mode, .plaintextUnderStrict, [], [])
         }
+        if request.isMalformed { return malformed(request, mode) }
         if Self.rejectsPath(request) { return decided(.deny, 400, nil, nil, mode, .invalidPath, [], []) }
         // Without providers, or on TCP, request authentication is anonymous and skipped.
         let authn = providers.isEmpty || request.transport != .http

@@ -31,6 +31,12 @@ final class ResolvedWorkload: Sendable {
         program = WorkloadProgram(policies: policies, identities: identities)
     }
 
+    /// The 400 for a request Istio's proxies refuse before any policy (see `AuthzRequest.malformation`).
+    @inline(never)
+    func malformed(_ request: AuthzRequest, _ mode: MTLSMode) -> Decision {
+        decided(.deny, 400, nil, nil, mode, .malformedRequest(request.malformation ?? "the request is malformed"), [], [])
+    }
+
     /// Whether an HTTP request's path is refused by the normalization before authorization (see
     /// `PathNormalizer.rejects`).
     @inline(__always)
@@ -47,6 +53,7 @@ final class ResolvedWorkload: Sendable {
         if mode == .strict && !request.source.isMTLS {
             return decided(.deny, 403, nil, nil, mode, .plaintextUnderStrict, [], [])
         }
+        if request.isMalformed { return malformed(request, mode) }
         if Self.rejectsPath(request) { return decided(.deny, 400, nil, nil, mode, .invalidPath, [], []) }
         let authn = AuthnOutcome.evaluate(request, providers: providers)
         trace.authn(providers, authn, token: request.jwt)

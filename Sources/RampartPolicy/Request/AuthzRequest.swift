@@ -88,6 +88,9 @@ public struct AuthzRequest: Sendable, Hashable {
     public let jwt: JWTOutcome?
     /// `headers` as the list the fast path scans, built here as a proxy builds it while parsing.
     let headerTable: HeaderTable
+    /// Whether the request is one Istio's proxies refuse with 400 before any policy is evaluated
+    /// (see `malformation`); worked out once, when the request is made.
+    let isMalformed: Bool
 
     /// The value a `request.headers[...]` condition reads for `name` (lower-case): the header the
     /// request carries, else, for the pseudo-headers Envoy's header matchers see (`:authority`,
@@ -139,5 +142,57 @@ public struct AuthzRequest: Sendable, Hashable {
         self.extAuthz = extAuthz
         self.sni = sni
         self.jwt = jwt
+        isMalformed = Self.malformation(transport, method, lowered, repeated) != nil
+    }
+
+    /// Why Istio's proxies refuse this HTTP request with 400 before any policy is evaluated, or
+    /// `nil`. Istio's normalization documentation states two of these: a method that is not upper
+    /// case (a request sent as `get` is not let past a DENY on `GET`), and a header name holding
+    /// white space. The HTTP codec refuses the others: a method or header name that is not an HTTP
+    /// token, and a header value holding a NUL, CR or LF.
+    public var malformation: String? { Self.malformation(transport, method, headers, repeatedHeaders) }
+
+    private static func malformation(
+        _ transport: TransportProtocol, _ method: String?, _ headers: [String: String], _ repeatedHeaders: [String: [String]]
+    ) -> String? {
+        guard transport == .http else { return nil }
+        if let method {
+            if method.isEmpty { return "the method is empty" }
+            if method.utf8.contains(where: { $0 >= UInt8(ascii: "a") && $0 <= UInt8(ascii: "z") }) {
+                return "the method \"\(DiagnosticText.escaped(method))\" is not upper case"
+            }
+            if !method.utf8.allSatisfy(isTokenByte) {
+                return "the method \"\(DiagnosticText.escaped(method))\" is not an HTTP token"
+            }
+        }
+        let names = headers.keys.sorted()
+        for name in names {
+            let text = name.utf8.first == UInt8(ascii: ":") ? name.utf8.dropFirst() : name.utf8[...]
+            if text.isEmpty { return "a header has an empty name" }
+            if text.contains(where: { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") }) {
+                return "the header name \"\(DiagnosticText.escaped(name))\" holds white space"
+            }
+            if !text.allSatisfy(isTokenByte) {
+                return "the header name \"\(DiagnosticText.escaped(name))\" is not an HTTP token"
+            }
+        }
+        let forbidden: Set<UInt8> = [0, UInt8(ascii: "\r"), UInt8(ascii: "\n")]
+        for name in names {
+            let values = repeatedHeaders[name] ?? [headers[name] ?? ""]
+            if values.contains(where: { $0.utf8.contains(where: forbidden.contains) }) {
+                return "the value of header \"\(DiagnosticText.escaped(name))\" holds a NUL, CR or LF"
+            }
+        }
+        return nil
+    }
+
+    /// RFC 9110's `tchar`: the bytes of a method or header name.
+    static func isTokenByte(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+            return true
+        default:
+            return "!#$%&'*+-.^_`|~".utf8.contains(byte)
+        }
     }
 }

@@ -115,8 +115,12 @@ struct InboundHTTP: Sendable {
         }
         guard decision.decision == .allow else {
             if decision.status == 400 {
-                // The path normalization refused the path before any policy was evaluated.
-                record.responseDetails = "path_normalization_failed"
+                // The request (a lower-case method, say) or its path was refused before any policy.
+                if case .malformedRequest = decision.cause {
+                    record.responseDetails = "codec_error"
+                } else {
+                    record.responseDetails = "path_normalization_failed"
+                }
                 done(.local(.badRequest, ""), record)
                 return
             }
