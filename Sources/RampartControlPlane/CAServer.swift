@@ -118,6 +118,14 @@ public struct CAServer: Sendable {
         let trustDomain = try config.parsedTrustDomain()
         let authority = try await configuration.state.loadAuthority(now: now)
         let store = try configuration.state.openStore()
+        // Every page is read once before serving: a store damaged inside (a page that no longer
+        // reads back) would otherwise be found by the first issuance that needs it, or never.
+        let check = try await store.quickCheck()
+        guard check == ["ok"] else {
+            throw ControlPlaneError(
+                .startFailed,
+                "the store at \(store.path) is damaged (SQLite's quick_check: \(check.prefix(3).joined(separator: "; "))): ca serve does not start on it, so that no certificate leaves the CA unrecorded. Restore the file from a backup")
+        }
         let issuer = try SVIDIssuer(authority: authority, policy: configuration.policy)
 
         let jwt = configuration.jwtIssuers.isEmpty ? nil : JWTAuthenticator(issuers: configuration.jwtIssuers, audience: configuration.jwtAudience, trustDomain: trustDomain)

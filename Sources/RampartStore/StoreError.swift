@@ -1,3 +1,4 @@
+import GRDB
 import RampartIdentity
 
 /// Why a store operation failed.
@@ -20,5 +21,18 @@ public struct StoreError: CodedError {
     public init(_ code: Code, _ reason: String) {
         self.code = code
         self.reason = reason
+    }
+}
+
+extension StoreError {
+    /// The error to report for SQLite finding the store damaged part-way through an operation
+    /// (a page that does not read back, a file that is not a database); `nil` for any other error.
+    public static func damage(_ error: any Error, path: String? = nil) -> StoreError? {
+        guard let error = error as? DatabaseError, error.resultCode == .SQLITE_CORRUPT || error.resultCode == .SQLITE_NOTADB
+        else { return nil }
+        let file = path ?? "rampart.sqlite in the state directory"
+        return StoreError(
+            .corrupt,
+            "the store (\(file)) is damaged: SQLite reports \"\(error.message ?? "\(error.resultCode)")\" while reading it. Stop writing to it, see the damage with sqlite3 FILE 'PRAGMA integrity_check', and restore the file from a backup")
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import RampartStore
 
 /// The `rampart` command: a service mesh's security system.
 @main
@@ -27,6 +28,11 @@ struct Rampart: AsyncParsableCommand {
             FileHandle.standardError.write(Data("Error: \(error.message)\n".utf8))
             Foundation.exit(ExitCode.validationFailure.rawValue)
         } catch {
+            // SQLite finding the store damaged part-way through a command: say so in words.
+            if let damage = StoreError.damage(error) {
+                FileHandle.standardError.write(Data("Error: \(damage.reason)\n".utf8))
+                Foundation.exit(ExitCode.failure.rawValue)
+            }
             exit(withError: error)
         }
     }

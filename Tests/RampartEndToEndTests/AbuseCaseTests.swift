@@ -13,6 +13,7 @@ struct AbuseCaseTests {
         var bearer: String?
         var chain: String?
         var key: String?
+        var fields: [String: String] = [:]
     }
 
     struct Case {
@@ -47,6 +48,8 @@ struct AbuseCaseTests {
         let validChain = try await ca.client().withConnection { try await $0.createCertificate(csrPEM: good, bearer: try token()) }
         let revokedChain = try await ca.client().withConnection { try await $0.createCertificate(csrPEM: good, bearer: try token()) }
         #expect(try rampart("cert", "revoke", "--state", ca.state, try serial(of: revokedChain[0], in: dir)).succeeded)
+        // Each PEM of the chain ends with a newline, as istiod sends them: joined, openssl reads them.
+        #expect(validChain.count == 2 && validChain.allSatisfy { $0.hasSuffix("-----END CERTIFICATE-----\n") }, "\(validChain)")
         let expiring = try rampart("cert", "sign", "--state", ca.state, "--csr", "\(dir)/good.csr", "--spiffe-id", id, "--ttl", "10s")
         #expect(expiring.succeeded, "\(expiring.stderr)")
         let expiringSignedAt = Date()
@@ -92,6 +95,7 @@ struct AbuseCaseTests {
             Case(name: "renewal with a revoked certificate", expected: .permissionDenied, mentions: "revoked", attempt: Attempt(csr: good, chain: revokedChain.joined(separator: "\n"), key: goodKey)),
             Case(name: "renewal with a certificate this CA's key signed but never recorded", expected: .unauthenticated, mentions: "no record", attempt: Attempt(csr: good, chain: unrecordedSigned.stdout, key: goodKey)),
             Case(name: "renewal with another CA's certificate", expected: .unauthenticated, mentions: "does not chain", attempt: Attempt(csr: good, chain: foreignSigned.stdout, key: goodKey)),
+            Case(name: "Istio's ImpersonatedIdentity metadata", expected: .unauthenticated, mentions: "ImpersonatedIdentity spiffe://cluster.local/ns/admin/sa/root", attempt: Attempt(csr: good, bearer: sparedToken, fields: ["ImpersonatedIdentity": "spiffe://cluster.local/ns/admin/sa/root"])),
             Case(name: "CSR for another identity while renewing", expected: .permissionDenied, mentions: "authenticated as", attempt: Attempt(csr: try csr("renew-other", ["-addext", "subjectAltName=URI:spiffe://cluster.local/ns/x/sa/y"]), chain: validChain.joined(separator: "\n"), key: goodKey)),
         ]
         #expect(cases.count >= 15)
@@ -101,7 +105,9 @@ struct AbuseCaseTests {
         for item in cases {
             do {
                 let chain = try await ca.client(chainPEM: item.attempt.chain, keyPEM: item.attempt.key).withConnection {
-                    try await $0.createCertificate(csrPEM: item.attempt.csr, validitySeconds: item.attempt.validity, bearer: item.attempt.bearer)
+                    try await $0.createCertificate(
+                        csrPEM: item.attempt.csr, validitySeconds: item.attempt.validity, bearer: item.attempt.bearer,
+                        fields: item.attempt.fields)
                 }
                 Issue.record("\(item.name): issued a chain of \(chain.count) instead of refusing")
             } catch let error as RPCError {

@@ -304,6 +304,41 @@ struct ConfigCommandTests {
         #expect(damaged.status != 0 && damaged.stderr.contains("damaged"), "\(damaged.stderr)")
     }
 
+    @Test("a deleted store file is refused, not replaced by an empty store; damage inside one is found and named")
+    func deletedAndDamagedStore() throws {
+        let ca = try CAProcess(label: "store-damage")
+        let database = "\(ca.state)/rampart.sqlite"
+        // Enough audit rows for the file to hold pages beyond its first few.
+        for index in 0..<60 {
+            let made = try rampart("token", "create", "--state", ca.state, "--spiffe-id", "spiffe://cluster.local/ns/a/sa/s\(index)")
+            #expect(made.succeeded, "\(made.stderr)")
+        }
+        let backup = "\(ca.directory)/backup.sqlite"
+        try FileManager.default.copyItem(atPath: database, toPath: backup)
+
+        for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: database + suffix) }
+        for command in [["cert", "list"], ["audit", "verify"], ["token", "create", "--spiffe-id", "spiffe://cluster.local/ns/a/sa/b"]] {
+            let result = try run(Paths.rampart, command + ["--state", ca.state])
+            #expect(result.status == 1 && result.stderr.contains("rampart.sqlite is missing") && result.stderr.contains("backup"), "\(command): \(result.stderr)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: database), "a command made a new, empty store")
+        let serve = try run(Paths.rampart, ["ca", "serve", "--state", ca.state, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"], timeout: 30)
+        #expect(serve.status != 0 && serve.stderr.contains("is missing"), "\(serve.stderr)")
+
+        // One page in the middle of the file overwritten: SQLite's quick_check finds it.
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: backup))
+        let pages = bytes.count / 4096
+        #expect(pages > 8)
+        let page = (pages - 3) * 4096
+        bytes.replaceSubrange(page..<page + 4096, with: Data(repeating: 0xA5, count: 4096))
+        try bytes.write(to: URL(fileURLWithPath: database))
+        let verify = try rampart("audit", "verify", "--state", ca.state)
+        #expect(verify.status == 1 && (verify.stdout + verify.stderr).contains("damaged"), "\(verify.stdout)\(verify.stderr)")
+        #expect(!(verify.stdout + verify.stderr).contains("SQLite error 11"), "\(verify.stderr)")
+        let refused = try run(Paths.rampart, ["ca", "serve", "--state", ca.state, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"], timeout: 30)
+        #expect(refused.status != 0 && refused.stderr.contains("damaged") && refused.stderr.contains("backup"), "\(refused.stderr)")
+    }
+
     @Test("delete removes a resource and bumps the version; a missing one is an error naming it")
     func delete() throws {
         let ca = try CAProcess(label: "config-delete")

@@ -2,6 +2,7 @@ import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import RampartAPI
+import SwiftProtobuf
 
 /// A client of the CA's gRPC certificate service, for the CLI, the benchmark and tests.
 ///
@@ -46,11 +47,18 @@ public struct CAClient: Sendable {
             return try await identity.mintJWTSVID(request, metadata: metadata)
         }
 
-        /// Sends a CSR and returns the chain, leaf first.
-        public func createCertificate(csrPEM: String, validitySeconds: Int64 = 0, bearer: String? = nil) async throws -> [String] {
+        /// Sends a CSR, with `fields` as the request's metadata, and returns the chain, leaf first.
+        public func createCertificate(
+            csrPEM: String, validitySeconds: Int64 = 0, bearer: String? = nil, fields: [String: String] = [:]
+        ) async throws -> [String] {
             var request = Istio_V1_Auth_IstioCertificateRequest()
             request.csr = csrPEM
             request.validityDuration = validitySeconds
+            for (key, value) in fields {
+                var entry = Google_Protobuf_Value()
+                entry.stringValue = value
+                request.metadata.fields[key] = entry
+            }
             var metadata: Metadata = [:]
             if let bearer { metadata.addString("Bearer \(bearer)", forKey: "authorization") }
             return try await client.createCertificate(request, metadata: metadata).certChain
@@ -70,8 +78,12 @@ public struct CAClient: Sendable {
                 config.privateKey = .bytes(Array(key.utf8), format: .pem)
             }
         }
+        // An IP address is dialled as one, with no server name sent (TLS allows no IP there); the
+        // CA's certificate names its IP addresses.
         let isIPv4 = host.split(separator: ".").count == 4 && host.split(separator: ".").allSatisfy({ UInt8($0) != nil })
-        let target: any ResolvableTarget = isIPv4 ? .ipv4(address: host, port: port) : .dns(host: host, port: port)
+        let target: any ResolvableTarget =
+            host.contains(":")
+            ? .ipv6(address: host, port: port) : isIPv4 ? .ipv4(address: host, port: port) : .dns(host: host, port: port)
         let transport = try HTTP2ClientTransport.Posix(target: target, transportSecurity: security)
         return try await withGRPCClient(transport: transport) { client in
             try await body(Connection(client: Istio_V1_Auth_IstioCertificateService.Client(wrapping: client), identity: Rampart_Ca_V1_WorkloadIdentityService.Client(wrapping: client)))

@@ -60,6 +60,14 @@ public struct CertificateService: Istio_V1_Auth_IstioCertificateService.ServiceP
         // that records the new certificate, so no revocation committed before it can be missed.
         let caller = try await authenticator.authenticate(
             authorization: authorization, peerCertificate: peerCertificate, now: now, deferringRecordCheck: true)
+        // Istio lets a trusted node agent (ztunnel) ask for another workload's certificate with this
+        // metadata; Rampart has no node authorizer, so such a request is refused, as istiod refuses
+        // it without one, rather than answered with the caller's own identity.
+        if let impersonated = request.metadata.fields["ImpersonatedIdentity"]?.stringValue, !impersonated.isEmpty {
+            throw Refusal(
+                .unauthenticated,
+                "the request's metadata asks for ImpersonatedIdentity \(impersonated), and this CA lets no caller request another identity's certificate: remove ImpersonatedIdentity and request the caller's own identity (\(caller.identity.string))")
+        }
         let ttl: TimeInterval
         let facts: CSRFacts
         do {
@@ -96,7 +104,9 @@ public struct CertificateService: Istio_V1_Auth_IstioCertificateService.ServiceP
             // A certificate the store does not hold never leaves the CA.
             throw Refusal(.unavailable, "the certificate could not be recorded, so it was not issued: \(error); retry")
         }
-        return issued.chainPEM
+        // Each certificate's PEM ends with a newline, as istiod sends them, so that the entries
+        // can be concatenated into a file that openssl reads.
+        return issued.chainPEM.map { $0.hasSuffix("\n") ? $0 : $0 + "\n" }
     }
 }
 

@@ -67,6 +67,12 @@ public struct StateDirectory: Sendable {
                 .stateMissing,
                 "\(databasePath) is empty, though \(path) was initialized: the store's records are not there. Restore the file from a backup; to start over with an empty store on purpose, remove the file")
         }
+        // So would a deleted one: `ca init` makes the store with the rest of the directory.
+        if !FileManager.default.fileExists(atPath: databasePath) {
+            throw ControlPlaneError(
+                .stateMissing,
+                "\(databasePath) is missing, though \(path) was initialized (its ca.json is there): the records of every certificate issued and the audit chain are in that file. Restore it from a backup; to start over with an empty store on purpose, initialize a new state directory with 'rampart ca init' (--plugin-certs DIR keeps this CA's keys)")
+        }
         return try SQLiteStore(path: databasePath, access: access)
     }
 

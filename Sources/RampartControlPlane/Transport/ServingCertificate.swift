@@ -9,7 +9,8 @@ import X509
 
 /// The CA's own TLS certificate for its gRPC port, signed by the CA at start-up.
 ///
-/// It names DNS `localhost`, IP `127.0.0.1` (and the listen address when that is another IP),
+/// It names DNS `localhost`, IP `127.0.0.1` (and the listen address when that is another IP, `::1`
+/// when it is `::`),
 /// and the CA's SPIFFE ID. Its key lives only in memory; the certificate is recorded in the store
 /// like every other certificate the CA signs.
 struct ServingCertificate {
@@ -23,7 +24,7 @@ struct ServingCertificate {
         let key = P256.Signing.PrivateKey()
         let id = try SPIFFEID.workload(trustDomain: trustDomain, namespace: "istio-system", serviceAccount: "rampart-ca")
         var sans: [GeneralName] = [.dnsName("localhost"), .ipAddress(ASN1OctetString(contentBytes: [127, 0, 0, 1]))]
-        if let bytes = ipv4Bytes(listenHost), bytes != [127, 0, 0, 1], bytes != [0, 0, 0, 0] {
+        for bytes in listenAddresses(listenHost) {
             sans.append(.ipAddress(ASN1OctetString(contentBytes: ArraySlice(bytes))))
         }
         let issued = try await issuer.issue(
@@ -35,10 +36,21 @@ struct ServingCertificate {
         return ServingCertificate(chain: chain, key: nioKey, record: record)
     }
 
-    static func ipv4Bytes(_ host: String) -> [UInt8]? {
-        let parts = host.split(separator: ".")
-        guard parts.count == 4 else { return nil }
-        let bytes = parts.compactMap { UInt8($0) }
-        return bytes.count == 4 ? bytes : nil
+    /// The addresses to name beside 127.0.0.1 for a listen host: an IPv4 or IPv6 address as
+    /// itself, IPv6's `::` (every address) as `::1`, the loopback clients dial; nothing for a name,
+    /// 127.0.0.1 and 0.0.0.0.
+    static func listenAddresses(_ host: String) -> [[UInt8]] {
+        let host = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
+        var v4 = in_addr()
+        if inet_pton(AF_INET, host, &v4) == 1 {
+            let bytes = withUnsafeBytes(of: &v4) { Array($0) }
+            return bytes == [127, 0, 0, 1] || bytes == [0, 0, 0, 0] ? [] : [bytes]
+        }
+        var v6 = in6_addr()
+        if inet_pton(AF_INET6, host, &v6) == 1 {
+            let bytes = withUnsafeBytes(of: &v6) { Array($0) }
+            return bytes == [UInt8](repeating: 0, count: 16) ? [[UInt8](repeating: 0, count: 15) + [1]] : [bytes]
+        }
+        return []
     }
 }

@@ -219,6 +219,16 @@ public final class SQLiteStore: Sendable {
         try await pool.read { db in try String.fetchAll(db, sql: "PRAGMA integrity_check") }
     }
 
+    /// Runs SQLite's `PRAGMA quick_check`, which reads every page of the file, and returns its
+    /// lines (`["ok"]` when healthy); a store too damaged to run it throws the `damage` error.
+    public func quickCheck() async throws -> [String] {
+        do {
+            return try await pool.read { db in try String.fetchAll(db, sql: "PRAGMA quick_check") }
+        } catch {
+            throw StoreError.damage(error, path: path) ?? error
+        }
+    }
+
     /// The names of the migrations applied, in order.
     public func appliedMigrations() async throws -> [String] {
         try await pool.read { db in try Migrations.migrator.appliedMigrations(db) }

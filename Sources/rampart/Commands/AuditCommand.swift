@@ -11,12 +11,17 @@ struct Audit: AsyncParsableCommand {
     )
 
     struct Verify: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Check every audit row's hash and link; exits non-zero at the first break.")
+        static let configuration = CommandConfiguration(abstract: "Check the store's pages, then every audit row's hash and link; exits non-zero at the first break.")
 
         @OptionGroup var stateOptions: StateOptions
 
         func run() async throws {
             let store = try StateDirectory(stateOptions.state).openStore(.readOnly)
+            let check = try await store.quickCheck()
+            guard check == ["ok"] else {
+                print("store damaged: SQLite's quick_check of \(store.path) reports \(check.prefix(3).joined(separator: "; ")); restore the file from a backup")
+                throw ExitCode(1)
+            }
             switch try await store.verifyAuditChain() {
             case .intact(let count):
                 print("audit chain intact: \(count) event(s)")
