@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import RampartProxy
 import RampartStore
 
 /// The `rampart` command: a service mesh's security system.
@@ -9,6 +10,7 @@ struct Rampart: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rampart",
         abstract: "A service mesh's security system: certificate authority, agents, policies and proxies.",
+        version: "rampart 0.1 (\(ProxyVersion.current))",
         subcommands: [CA.self, Agent.self, Proxy.self, Token.self, Cert.self, Audit.self, Analyze.self, Authz.self, Apply.self, Get.self, Delete.self, Status.self, Bench.self]
     )
 

@@ -131,5 +131,10 @@ struct IndependentClientTests {
         let seconds = expiry.flatMap { Double($0.split(separator: " ").last ?? "") } ?? 0
         // Ten calendar years (3652 or 3653 days with their leap days), less the moments since init.
         #expect(seconds > 3651 * 86400 && seconds <= 3653 * 86400, "\(String(describing: expiry))")
+        // Every family has its HELP line, so Prometheus's own linter accepts the exposition.
+        #expect(metrics.contains("# HELP rampart_ca_issuances_total "), "\(metrics)")
+        let body = try run("curl", ["-s", "http://127.0.0.1:\(ca.adminPort)/metrics"]).stdout
+        let lint = try run("promtool", ["check", "metrics"], input: body)
+        #expect(lint.status == 0, "promtool check metrics: \(lint.stdout)\(lint.stderr)")
     }
 }

@@ -106,7 +106,7 @@ struct CA: AsyncParsableCommand {
                 registrationGrace: .milliseconds(Int64((registrationGrace * 1000).rounded()))
             )
             let server = CAServer(configuration: configuration, logger: Logger(label: "rampart.ca"))
-            try await server.run(metricsText: { registry.emitToString() }) { addresses in
+            try await server.run(metricsText: { MetricsHelp.annotate(registry.emitToString()) }) { addresses in
                 let line = "rampart ca ready grpc=\(grpc.host):\(addresses.grpcPort) admin=\(adminAddress.host):\(addresses.adminPort)\n"
                 FileHandle.standardOutput.write(Data(line.utf8))
             }

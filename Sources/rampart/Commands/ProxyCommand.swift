@@ -5,6 +5,7 @@ import Metrics
 import NIOCore
 import Prometheus
 import RampartAuthn
+import RampartControlPlane
 import RampartProxy
 
 /// `rampart proxy`: the companion sidecar that enforces the mesh's policies for one workload.
@@ -163,7 +164,7 @@ struct Proxy: AsyncParsableCommand {
             ),
             controlPlane: ConfigStream.Endpoint(host: controlPlaneAddress.host, port: controlPlaneAddress.port, rootPEM: rootPEM)
         )
-        try await server.run(metricsText: { registry.emitToString() }) { ports in
+        try await server.run(metricsText: { MetricsHelp.annotate(registry.emitToString()) }) { ports in
             let line = "rampart proxy ready inbound=\(inboundAddress.host):\(ports.inbound) outbound=\(outboundAddress.host):\(ports.outbound) admin=\(adminAddress.host):\(ports.admin)\n"
             FileHandle.standardError.write(Data(line.utf8))
         }
