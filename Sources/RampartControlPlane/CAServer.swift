@@ -117,6 +117,11 @@ public struct CAServer: Sendable {
         let config = try configuration.state.loadConfig()
         let trustDomain = try config.parsedTrustDomain()
         let authority = try await configuration.state.loadAuthority(now: now)
+        for (file, mode) in configuration.state.looseKeyFiles() {
+            logger.warning(
+                "a private key is readable by other users: chmod 600 it",
+                metadata: ["file": "\(file)", "mode": "\(String(mode, radix: 8))"])
+        }
         let store = try configuration.state.openStore()
         // Every page is read once before serving: a store damaged inside (a page that no longer
         // reads back) would otherwise be found by the first issuance that needs it, or never.

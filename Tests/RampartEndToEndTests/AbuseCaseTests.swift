@@ -86,6 +86,8 @@ struct AbuseCaseTests {
             Case(name: "CSR with a bad signature", expected: .invalidArgument, mentions: "signature", attempt: Attempt(csr: badSignature, bearer: sparedToken)),
             Case(name: "RSA 1024 key", expected: .invalidArgument, mentions: "1024", attempt: Attempt(csr: try csr("rsa1024", key: "rsa:1024"), bearer: sparedToken)),
             Case(name: "P-521 key", expected: .invalidArgument, mentions: "P-521", attempt: Attempt(csr: try csr("p521", key: "p521"), bearer: sparedToken)),
+            Case(name: "P-224 key", expected: .invalidArgument, mentions: "curve P-224", attempt: Attempt(csr: try csr("p224", key: "p224"), bearer: sparedToken)),
+            Case(name: "secp256k1 key", expected: .invalidArgument, mentions: "curve secp256k1", attempt: Attempt(csr: try csr("k1", key: "secp256k1"), bearer: sparedToken)),
             Case(name: "RSA-PSS signed CSR", expected: .invalidArgument, mentions: "CSR", attempt: Attempt(csr: try csr("pss", key: "rsa:2048", ["-sigopt", "rsa_padding_mode:pss", "-sha256"]), bearer: sparedToken)),
             Case(name: "CSR asking for another identity", expected: .permissionDenied, mentions: "spiffe://cluster.local/ns/admin/sa/root", attempt: Attempt(csr: try csr("other", ["-addext", "subjectAltName=URI:spiffe://cluster.local/ns/admin/sa/root"]), bearer: sparedToken)),
             Case(name: "CSR asking for CA:true", expected: .invalidArgument, mentions: "CA:true", attempt: Attempt(csr: try csr("ca", ["-addext", "basicConstraints=critical,CA:TRUE"]), bearer: sparedToken)),

@@ -228,6 +228,34 @@ struct CAMaterialTests {
         }
     }
 
+    @Test("a CA key that is missing, encrypted or not a key says which, without the library's internals")
+    func keyProblemsNamed() async throws {
+        let now = Date()
+        let (root, intermediate) = try makeRootAndIntermediate(now: now)
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        try writePlugInLayout(
+            in: directory, caCert: [intermediate.certificate], caKey: intermediate.key,
+            chain: [intermediate.certificate, root.certificate], roots: [root.certificate]
+        )
+        let keyFile = directory.file(CAMaterial.FileName.caKey)
+        let plain = "\(directory.path)/plain.pem"
+        try FileManager.default.copyItem(atPath: keyFile, toPath: plain)
+        let encrypted = try openssl(["pkey", "-in", plain, "-aes256", "-passout", "pass:secret", "-out", keyFile])
+        #expect(encrypted.status == 0, "\(encrypted.output)")
+        let cases: [(prepare: () throws -> Void, words: String)] = [
+            ({}, "encrypted with a passphrase"),
+            ({ try directory.write("not a key", to: CAMaterial.FileName.caKey) }, "is not a PEM private key rampart reads"),
+            ({ try FileManager.default.removeItem(atPath: keyFile) }, "is missing"),
+        ]
+        for (prepare, words) in cases {
+            try prepare()
+            let error = await expectPKIError(.badCAMaterial) { _ = try await CAMaterial.load(directory: directory.path, now: now) }
+            #expect(error?.reason.contains(words) == true, "\(error?.reason ?? "")")
+            #expect(error?.reason.contains(".swift") == false, "\(error?.reason ?? "")")
+        }
+    }
+
     @Test("an expired ca-cert.pem is refused, though it loads while still valid")
     func expiredIntermediate() async throws {
         let directory = try TemporaryDirectory()

@@ -76,6 +76,18 @@ public struct StateDirectory: Sendable {
         return try SQLiteStore(path: databasePath, access: access)
     }
 
+    /// The private key files (`ca-key.pem`, `jwt-key.pem`) whose mode lets users other than the
+    /// owner read or write them, with that mode: `ca init` makes them 0600, plug-in files copied in
+    /// by hand may not be.
+    public func looseKeyFiles() -> [(file: String, mode: Int)] {
+        [file(CAMaterial.FileName.caKey), jwtKeyPath].compactMap { path in
+            guard let mode = (try? FileManager.default.attributesOfItem(atPath: path))?[.posixPermissions] as? Int,
+                mode & 0o077 != 0
+            else { return nil }
+            return (path, mode & 0o777)
+        }
+    }
+
     /// Loads the JWT-SVID signing key. A state directory initialized before JWT-SVIDs existed has
     /// none; one is then created (mode 0600) and `created` is true.
     public func loadJWTSigner() async throws -> (signer: JWTSVIDSigner, created: Bool) {

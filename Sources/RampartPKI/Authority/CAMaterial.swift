@@ -67,6 +67,34 @@ public enum CAMaterial {
         return CertificateAuthority(certificate: root, privateKey: key, chain: [root], roots: [root])
     }
 
+    /// Reads the CA's private key, saying which of the usual mistakes was made when it cannot.
+    static func readKey(_ keyPath: String) throws(PKIError) -> Certificate.PrivateKey {
+        guard FileManager.default.fileExists(atPath: keyPath) else {
+            throw PKIError(.badCAMaterial, "\(keyPath) is missing: put the CA's private key there, in PEM")
+        }
+        guard FileManager.default.isReadableFile(atPath: keyPath),
+            let text = try? String(contentsOfFile: keyPath, encoding: .utf8)
+        else {
+            throw PKIError(
+                .badCAMaterial,
+                FileManager.default.isReadableFile(atPath: keyPath)
+                    ? "\(keyPath) is not text: give the CA's private key in PEM (PKCS#8, SEC1 or PKCS#1)"
+                    : "\(keyPath) cannot be read by this user (permission denied): run rampart as the user that owns the CA's files (the key stays mode 0600)")
+        }
+        if text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") || text.contains("Proc-Type: 4,ENCRYPTED") {
+            throw PKIError(
+                .badCAMaterial,
+                "\(keyPath) is encrypted with a passphrase, and rampart reads unencrypted keys: decrypt it (openssl pkey -in ca-key.pem -out ca-key.plain.pem), keep the result mode 0600, and use that")
+        }
+        do {
+            return try Certificate.PrivateKey(pemEncoded: text)
+        } catch {
+            throw PKIError(
+                .badCAMaterial,
+                "\(keyPath) is not a PEM private key rampart reads: give the CA's P-256, P-384 or RSA key in PEM (PKCS#8 \"PRIVATE KEY\", SEC1 \"EC PRIVATE KEY\" or PKCS#1 \"RSA PRIVATE KEY\")")
+        }
+    }
+
     /// Loads and checks CA files in Istio's plug-in layout from `directory`.
     ///
     /// Checks that `ca-cert.pem` is a CA, that `ca-key.pem` matches it, and that it chains
@@ -77,12 +105,7 @@ public enum CAMaterial {
             throw PKIError(.badCAMaterial, "\(path(directory, FileName.caCert)) holds \(caCert.count) certificates: it must hold exactly the signing CA certificate")
         }
         let keyPath = path(directory, FileName.caKey)
-        let key: Certificate.PrivateKey
-        do {
-            key = try Certificate.PrivateKey(pemEncoded: try String(contentsOfFile: keyPath, encoding: .utf8))
-        } catch {
-            throw PKIError(.badCAMaterial, "\(keyPath) is missing or is not a PEM private key (\(error)): give the CA's private key in PEM (PKCS#8, SEC1 or PKCS#1)")
-        }
+        let key = try readKey(keyPath)
         let chainFile = try readCertificates(directory, FileName.certChain)
         let roots = try readCertificates(directory, FileName.rootCert)
         guard !roots.isEmpty else {

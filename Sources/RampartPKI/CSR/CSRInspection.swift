@@ -42,6 +42,11 @@ public enum CSRInspection {
             if let bits = rsaModulusBits(pem: pem), bits < 2048 {
                 throw PKIError(.unsupportedKey, "RSA key of \(bits) bits is too small: use RSA of at least 2048 bits, or EC P-256")
             }
+            if let curve = ellipticCurve(pem: pem) {
+                throw PKIError(
+                    .unsupportedKey,
+                    "the CSR's key is an EC key on curve \(curve), which the CA does not accept: use EC P-256 or P-384, or RSA of at least 2048 bits")
+            }
             let trimmed = pem.trimmingCharacters(in: .whitespacesAndNewlines)
             if trimmed.isEmpty {
                 throw PKIError(.malformedCSR, "csr is empty: send a PEM-encoded PKCS#10 request (-----BEGIN CERTIFICATE REQUEST-----)")
@@ -110,14 +115,7 @@ public enum CSRInspection {
     ///
     /// Reads CertificationRequest → CertificationRequestInfo → SubjectPublicKeyInfo with SwiftASN1.
     static func rsaModulusBits(pem: String) -> Int? {
-        guard let document = try? PEMDocument(pemString: pem),
-            let root = try? DER.parse(document.derBytes),
-            case .constructed(let request) = root.content,
-            let info = request.first(where: { _ in true }),
-            case .constructed(let infoFields) = info.content
-        else { return nil }
-        let fields = Array(infoFields)
-        guard fields.count >= 3, let spki = try? SubjectPublicKeyInfoView(derEncoded: fields[2]) else { return nil }
+        guard let spki = publicKeyInfo(pem: pem) else { return nil }
         guard spki.algorithm == ASN1ObjectIdentifier("1.2.840.113549.1.1.1") else { return nil }
         guard let key = try? DER.parse(spki.keyBytes), case .constructed(let parts) = key.content,
             let modulus = parts.first(where: { _ in true }), case .primitive(let bytes) = modulus.content
@@ -128,21 +126,55 @@ public enum CSRInspection {
     }
 }
 
-/// Just the algorithm and key bits of a SubjectPublicKeyInfo.
+extension CSRInspection {
+    /// The subjectPublicKeyInfo of a CSR the certificate library could not read whole.
+    static func publicKeyInfo(pem: String) -> SubjectPublicKeyInfoView? {
+        guard let document = try? PEMDocument(pemString: pem),
+            let root = try? DER.parse(document.derBytes),
+            case .constructed(let request) = root.content,
+            let info = request.first(where: { _ in true }),
+            case .constructed(let infoFields) = info.content
+        else { return nil }
+        let fields = Array(infoFields)
+        guard fields.count >= 3 else { return nil }
+        return try? SubjectPublicKeyInfoView(derEncoded: fields[2])
+    }
+
+    /// The named curve of an EC key the CA does not accept (P-224, secp256k1, brainpool…), by name
+    /// where it has a common one and by OID otherwise; nil for other keys.
+    static func ellipticCurve(pem: String) -> String? {
+        guard let spki = publicKeyInfo(pem: pem), spki.algorithm == ASN1ObjectIdentifier("1.2.840.10045.2.1") else { return nil }
+        guard let curve = spki.parameter else { return "(none named: explicit curve parameters)" }
+        let names: [String: String] = [
+            "1.2.840.10045.3.1.1": "P-192", "1.3.132.0.33": "P-224", "1.2.840.10045.3.1.7": "P-256", "1.3.132.0.34": "P-384",
+            "1.3.132.0.35": "P-521", "1.3.132.0.10": "secp256k1", "1.3.36.3.3.2.8.1.1.7": "brainpoolP256r1",
+            "1.3.36.3.3.2.8.1.1.11": "brainpoolP384r1", "1.3.36.3.3.2.8.1.1.13": "brainpoolP512r1",
+        ]
+        let oid = curve.description
+        return names[oid].map { "\($0) (\(oid))" } ?? oid
+    }
+}
+
+/// Just the algorithm, its parameter when that is an OID (an EC key's named curve), and the key
+/// bits of a SubjectPublicKeyInfo.
 struct SubjectPublicKeyInfoView: DERImplicitlyTaggable {
     static var defaultIdentifier: ASN1Identifier { .sequence }
     let algorithm: ASN1ObjectIdentifier
+    let parameter: ASN1ObjectIdentifier?
     let keyBytes: [UInt8]
 
     init(derEncoded root: ASN1Node, withIdentifier identifier: ASN1Identifier) throws {
-        (algorithm, keyBytes) = try DER.sequence(root, identifier: identifier) { nodes in
-            let algorithm = try DER.sequence(try nodes.next() ?? { throw ASN1Error.invalidASN1Object(reason: "no algorithm") }(), identifier: .sequence) { inner in
+        (algorithm, parameter, keyBytes) = try DER.sequence(root, identifier: identifier) { nodes in
+            let (algorithm, parameter) = try DER.sequence(
+                try nodes.next() ?? { throw ASN1Error.invalidASN1Object(reason: "no algorithm") }(), identifier: .sequence
+            ) { inner in
                 let oid = try ASN1ObjectIdentifier(derEncoded: &inner)
+                let parameter = inner.next().flatMap { try? ASN1ObjectIdentifier(derEncoded: $0) }
                 while inner.next() != nil {}
-                return oid
+                return (oid, parameter)
             }
             let bits = try ASN1BitString(derEncoded: &nodes)
-            return (algorithm, Array(bits.bytes))
+            return (algorithm, parameter, Array(bits.bytes))
         }
     }
 

@@ -61,6 +61,10 @@ struct Agent: AsyncParsableCommand {
                 throw ValidationError("give exactly one bootstrap credential: --token-file FILE or --jwt-file FILE")
             }
             _ = try HostPort.parse(caAddress, option: "--ca-address")
+            // The CA's bounds (IssuancePolicy): a lifetime outside them would be refused on every try.
+            guard ttl.seconds >= 10, ttl.seconds <= 90 * 86400 else {
+                throw ValidationError("--ttl \(ttl.text): the CA issues certificates for 10s to 90d; ask for a lifetime in that range, such as 1h or 24h")
+            }
             guard let mode = Int(socketMode, radix: 8), (0...0o777).contains(mode) else {
                 throw ValidationError("--socket-mode \(socketMode): give octal permissions such as 600")
             }

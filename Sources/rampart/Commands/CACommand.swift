@@ -106,9 +106,11 @@ struct CA: AsyncParsableCommand {
                 registrationGrace: .milliseconds(Int64((registrationGrace * 1000).rounded()))
             )
             let server = CAServer(configuration: configuration, logger: Logger(label: "rampart.ca"))
-            try await server.run(metricsText: { MetricsHelp.annotate(registry.emitToString()) }) { addresses in
-                let line = "rampart ca ready grpc=\(grpc.host):\(addresses.grpcPort) admin=\(adminAddress.host):\(addresses.adminPort)\n"
-                FileHandle.standardOutput.write(Data(line.utf8))
+            try await HostPort.naming(["--listen": listen, "--admin": admin]) {
+                try await server.run(metricsText: { MetricsHelp.annotate(registry.emitToString()) }) { addresses in
+                    let line = "rampart ca ready grpc=\(grpc.host):\(addresses.grpcPort) admin=\(adminAddress.host):\(addresses.adminPort)\n"
+                    FileHandle.standardOutput.write(Data(line.utf8))
+                }
             }
         }
     }
@@ -118,6 +120,25 @@ struct CA: AsyncParsableCommand {
 struct HostPort {
     let host: String
     let port: Int
+
+    /// Runs a server; when it cannot listen because an address is taken or not this machine's, the
+    /// error names the options (flag and value) that could be at fault, and what to do.
+    static func naming(_ options: KeyValuePairs<String, String>, _ body: () async throws -> Void) async throws {
+        do {
+            try await body()
+        } catch {
+            let text = "\(error)"
+            let given = options.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+            if text.contains("Address already in use") {
+                throw ValidationError(
+                    "cannot listen: another process already holds one of the addresses (\(given)). Stop it, or give a free port (port 0 picks one)")
+            }
+            if text.contains("Cannot assign requested address") {
+                throw ValidationError("cannot listen: one of the addresses (\(given)) is not an address of this machine. Give one it has, such as 127.0.0.1")
+            }
+            throw error
+        }
+    }
 
     static func parse(_ text: String, option: String) throws -> HostPort {
         guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else {

@@ -173,6 +173,10 @@ struct Cert: AsyncParsableCommand {
                 facts = try CSRInspection.inspect(pem: pem)
                 try CSRInspection.check(facts, for: id.string)
             } catch {
+                // The lifetime comes from --ttl here, not from a request's validity_duration.
+                if error.code == .badValidity {
+                    throw ValidationError("--ttl: " + error.reason.replacingOccurrences(of: "validity_duration ", with: "").replacingOccurrences(of: "send 0 for the default", with: "leave --ttl out for the default"))
+                }
                 throw ValidationError("\(csr): \(error.reason)")
             }
             let issued = try await issuer.issue(publicKey: facts.publicKey, spiffeID: id, ttl: lifetime, now: now)

@@ -164,9 +164,11 @@ struct Proxy: AsyncParsableCommand {
             ),
             controlPlane: ConfigStream.Endpoint(host: controlPlaneAddress.host, port: controlPlaneAddress.port, rootPEM: rootPEM)
         )
-        try await server.run(metricsText: { MetricsHelp.annotate(registry.emitToString()) }) { ports in
-            let line = "rampart proxy ready inbound=\(inboundAddress.host):\(ports.inbound) outbound=\(outboundAddress.host):\(ports.outbound) admin=\(adminAddress.host):\(ports.admin)\n"
-            FileHandle.standardError.write(Data(line.utf8))
+        try await HostPort.naming(["--inbound": inbound, "--outbound": outbound, "--admin": admin]) {
+            try await server.run(metricsText: { MetricsHelp.annotate(registry.emitToString()) }) { ports in
+                let line = "rampart proxy ready inbound=\(inboundAddress.host):\(ports.inbound) outbound=\(outboundAddress.host):\(ports.outbound) admin=\(adminAddress.host):\(ports.admin)\n"
+                FileHandle.standardError.write(Data(line.utf8))
+            }
         }
     }
 }

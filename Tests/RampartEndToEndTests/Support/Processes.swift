@@ -101,6 +101,8 @@ enum OpenSSL {
         case "ec": arguments += ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]
         case "p384": arguments += ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-384"]
         case "p521": arguments += ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-521"]
+        case "p224": arguments += ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-224"]
+        case "secp256k1": arguments += ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:secp256k1"]
         default: arguments += ["-newkey", key]
         }
         let result = try run("openssl", arguments + extraArguments)
