@@ -86,6 +86,15 @@ public final class ProxyContext: Sendable {
     /// metrics and the access log.
     func finish(_ record: inout RequestRecord, response: BufferedResponse, start: Date) {
         record.responseCode = Int(response.head.status.code)
+        if record.isGRPC {
+            // As the caller sees it (see `GRPCFraming`): a local reply is HTTP 200 with a gRPC status.
+            if response.isLocal && response.head.status != .ok {
+                record.grpcStatus = String(GRPCFraming.status(for: response.head.status.code))
+                record.responseCode = 200
+            } else {
+                record.grpcStatus = response.trailers?.first(name: "grpc-status") ?? response.head.headers.first(name: "grpc-status")
+            }
+        }
         record.bytesSent = response.body.readableBytes
         record.duration = Date().timeIntervalSince(start)
         metrics.recordRequest(record)

@@ -162,7 +162,9 @@ struct ProxyEndToEndTests {
             }
             let deniedLine = log.split(separator: "\n").first { $0.contains("\"response_code\":403") }
             #expect(deniedLine?.contains("\"authz_policy\":\"demo/deny-a\"") == true, "\(log)")
-            #expect(deniedLine?.contains("\"response_flags\":\"RBAC\"") == true)
+            // As Envoy's RBAC filter reports a denial: no response flag, the rule named in the details.
+            #expect(deniedLine?.contains("\"response_flags\":\"-\"") == true, "\(String(describing: deniedLine))")
+            #expect(deniedLine?.contains("rbac_access_denied_matched_policy[ns[demo]-policy[deny-a]-rule[0]]") == true, "\(String(describing: deniedLine))")
 
             // A real Prometheus server scrapes both proxies' Istio metrics.
             let prometheus = try await PrometheusProcess(directory: mesh.directory, scrapePorts: [mesh.a.admin, mesh.b.admin])
@@ -182,7 +184,10 @@ struct ProxyEndToEndTests {
             #expect(allowed["destination_service"] == "b.demo.svc.cluster.local")
             #expect(allowed["connection_security_policy"] == "mutual_tls")
             #expect(allowed["source_workload"] == "a")
-            #expect(series.contains { $0["response_code"] == "403" && $0["response_flags"] == "RBAC" })
+            #expect(series.contains { $0["response_code"] == "403" && $0["response_flags"] == "-" })
+            // Istio's canonical service labels, which Kiali groups by.
+            #expect(allowed["source_canonical_service"] == "a" && allowed["destination_canonical_service"] == "b", "\(allowed)")
+            #expect(allowed["source_canonical_revision"] == "v1" && allowed["request_protocol"] == "http", "\(allowed)")
             let outbound = try await prometheus.query("istio_requests_total{reporter=\"source\"}")
             #expect(outbound.contains { $0["destination_workload"] == "b" && $0["source_principal"] == mesh.a.spiffeID })
             #expect(!(try await prometheus.query("istio_request_duration_milliseconds_bucket")).isEmpty)

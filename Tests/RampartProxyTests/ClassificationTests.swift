@@ -336,7 +336,7 @@ struct AccessLogTests {
         record.method = "GET"
         record.path = "/a\"b\\c\n\u{1}é"
         record.responseCode = 403
-        record.responseFlags = "RBAC"
+        record.responseFlags = "-"
         record.policy = "demo/deny-a"
         record.rule = 0
         record.dryRun = ["demo/x"]
@@ -482,6 +482,42 @@ struct MetricSeriesTests {
         #expect(ProxyMetrics.labels(a).map { "\($0.0)=\($0.1)" } == ProxyMetrics.labels(b).map { "\($0.0)=\($0.1)" })
         #expect(ProxyMetrics.labels(a).contains { $0 == ("response_code", "503") })
         #expect(ProxyMetrics.labels(a).contains { $0 == ("source_principal", "spiffe://cluster.local/ns/a/sa/a") })
+    }
+
+    @Test("gRPC calls are labelled grpc with their status, and a different status is another series")
+    func grpcLabels() {
+        var call = record(code: 200, path: "/echo.Echo/Say")
+        call.isGRPC = true
+        call.grpcStatus = "7"
+        let labels = Dictionary(ProxyMetrics.labels(call), uniquingKeysWith: { first, _ in first })
+        #expect(labels["request_protocol"] == "grpc" && labels["grpc_response_status"] == "7")
+        var ok = call
+        ok.grpcStatus = "0"
+        #expect(ProxyMetrics.SeriesKey(ok) != ProxyMetrics.SeriesKey(call))
+        let plain = Dictionary(ProxyMetrics.labels(record(code: 200, path: "/")), uniquingKeysWith: { first, _ in first })
+        #expect(plain["request_protocol"] == "http" && plain["grpc_response_status"] == "")
+    }
+
+    @Test("canonical service and revision follow Istio's label order, then the workload name and latest")
+    func canonicalService() {
+        #expect(CanonicalService.name(labels: ["service.istio.io/canonical-name": "c", "app.kubernetes.io/name": "k", "app": "a"], workload: "w") == "c")
+        #expect(CanonicalService.name(labels: ["app.kubernetes.io/name": "k", "app": "a"], workload: "w") == "k")
+        #expect(CanonicalService.name(labels: ["app": "a"], workload: "w") == "a")
+        #expect(CanonicalService.name(labels: [:], workload: "w") == "w")
+        #expect(CanonicalService.revision(labels: ["service.istio.io/canonical-revision": "r", "version": "v1"]) == "r")
+        #expect(CanonicalService.revision(labels: ["app.kubernetes.io/version": "2", "version": "v1"]) == "2")
+        #expect(CanonicalService.revision(labels: ["version": "v1"]) == "v1")
+        #expect(CanonicalService.revision(labels: [:]) == "latest")
+        var denied = record(code: 403, path: "/")
+        denied.destination(labels: ["app": "reviews", "version": "v2"], workload: "reviews-v2")
+        let labels = Dictionary(ProxyMetrics.labels(denied), uniquingKeysWith: { first, _ in first })
+        #expect(labels["destination_canonical_service"] == "reviews" && labels["destination_canonical_revision"] == "v2")
+    }
+
+    @Test("a denial's details name the rule as Istio names it to Envoy's RBAC filter")
+    func rbacDetails() {
+        #expect(RequestRecord.rbacDetails("shop/deny-x", rule: 2) == "rbac_access_denied_matched_policy[ns[shop]-policy[deny-x]-rule[2]]")
+        #expect(RequestRecord.rbacDetails(nil, rule: nil) == "rbac_access_denied_matched_policy[none]")
     }
 }
 

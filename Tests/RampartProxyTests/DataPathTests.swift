@@ -337,8 +337,21 @@ struct DataPathTests {
             let echo = try TestClient.echo(response)
             #expect(echo["version"] as? String == "2.0")
             #expect((echo["headers"] as? [String: String])?["te"] == "trailers")
+            // A denial reaches a gRPC caller as a gRPC status, as Envoy sends it: HTTP 200, PERMISSION_DENIED.
             let denied = try await TestClient.plain(port: clientProxy.outboundPort, path: "/echo.Echo/Delete", host: "server:8080", headers: grpc, http2: true)
-            #expect(denied.head.status == .forbidden)
+            #expect(denied.head.status == .ok && denied.head.headers.first(name: "content-type") == "application/grpc")
+            #expect(denied.trailers?.first(name: "grpc-status") == "7", "\(String(describing: denied.trailers))")
+            #expect(denied.trailers?.first(name: "grpc-message") == "RBAC: access denied")
+            #expect(denied.body.readableBytes == 0)
+            // An error the server answers trailers-only keeps its status through both proxies.
+            let missing = try await TestClient.plain(port: clientProxy.outboundPort, path: "/echo.Echo/Missing", host: "server:8080", headers: grpc, http2: true)
+            #expect(missing.head.status == .ok && !missing.head.headers.contains(name: "grpc-status"))
+            #expect(missing.trailers?.first(name: "grpc-status") == "5", "\(missing.head.headers) \(String(describing: missing.trailers))")
+            #expect(missing.trailers?.first(name: "grpc-message") == "no such thing")
+            #expect(!missing.head.headers.contains(name: "content-length"), "\(missing.head.headers)")
+            // A plain HTTP/2 request still gets the plain 403.
+            let plain = try await TestClient.plain(port: clientProxy.outboundPort, path: "/echo.Echo/Delete", host: "server:8080", headers: [], http2: true)
+            #expect(plain.head.status == .forbidden)
         }
     }
 

@@ -195,6 +195,13 @@ final class EchoApp: Sendable {
                                 case .body(let chunk): body += chunk.readableBytes
                                 case .end:
                                     guard let request = head else { continue }
+                                    // A gRPC error answered "trailers-only": the status in the only headers.
+                                    if trailers && request.uri.hasSuffix("/Missing") {
+                                        let only = HTTPHeaders([("content-type", "application/grpc"), ("grpc-status", "5"), ("grpc-message", "no such thing")])
+                                        try await outbound.write(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: only)))
+                                        try await outbound.write(.end(nil))
+                                        continue
+                                    }
                                     var headers: [String: String] = [:]
                                     for (name, value) in request.headers { headers[name.lowercased()] = value }
                                     let object: [String: Any] = [

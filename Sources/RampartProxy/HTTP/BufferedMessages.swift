@@ -42,6 +42,8 @@ public struct BufferedResponse: Sendable {
     public var body: ByteBuffer
     /// Trailers (gRPC's `grpc-status` travels here).
     public var trailers: HTTPHeaders?
+    /// Whether the proxy made the response itself (a denial, a 502…) rather than relaying one.
+    public var isLocal = false
 
     /// Creates a response.
     public init(head: HTTPResponseHead, body: ByteBuffer = ByteBuffer(), trailers: HTTPHeaders? = nil) {
@@ -56,7 +58,71 @@ public struct BufferedResponse: Sendable {
         headers.add(name: "content-type", value: "text/plain")
         headers.add(name: "content-length", value: String(text.utf8.count))
         headers.add(name: "server", value: "rampart")
-        return BufferedResponse(head: HTTPResponseHead(version: version, status: status, headers: headers), body: ByteBuffer(string: text))
+        var response = BufferedResponse(head: HTTPResponseHead(version: version, status: status, headers: headers), body: ByteBuffer(string: text))
+        response.isLocal = true
+        return response
+    }
+}
+
+/// How gRPC calls get their answers over HTTP/2, as Envoy gives them.
+enum GRPCFraming {
+    /// The trailers that end a gRPC response.
+    static let trailerNames = ["grpc-status", "grpc-message", "grpc-status-details-bin"]
+
+    /// A gRPC response sent "trailers-only" (its status in its only HEADERS frame, as servers answer
+    /// errors) keeps its status as trailers: the headers, then the trailers that end the stream,
+    /// with no DATA frame between, which gRPC clients read as the call's status.
+    static func keepingStatus(_ response: inout BufferedResponse) {
+        guard response.trailers == nil, response.body.readableBytes == 0, response.head.headers.contains(name: "grpc-status")
+        else { return }
+        var trailers = HTTPHeaders()
+        for name in trailerNames {
+            for value in response.head.headers[name] { trailers.add(name: name, value: value) }
+            response.head.headers.remove(name: name)
+        }
+        response.trailers = trailers
+    }
+
+    /// A reply the proxy makes itself to a gRPC call: HTTP 200 with the status mapped as Envoy maps
+    /// it (403 → PERMISSION_DENIED, 401 → UNAUTHENTICATED…) and the text as `grpc-message`.
+    static func localReply(_ response: BufferedResponse) -> BufferedResponse {
+        var headers = HTTPHeaders()
+        headers.add(name: "content-type", value: "application/grpc")
+        for (name, value) in response.head.headers where !["content-type", "content-length"].contains(name.lowercased()) {
+            headers.add(name: name, value: value)
+        }
+        var trailers = HTTPHeaders()
+        trailers.add(name: "grpc-status", value: String(status(for: response.head.status.code)))
+        let text = String(buffer: response.body).trimmingCharacters(in: .whitespacesAndNewlines)
+        if !text.isEmpty { trailers.add(name: "grpc-message", value: percentEncoded(text)) }
+        var reply = BufferedResponse(head: HTTPResponseHead(version: response.head.version, status: .ok, headers: headers), trailers: trailers)
+        reply.isLocal = true
+        return reply
+    }
+
+    /// The gRPC status for an HTTP status (gRPC's HTTP-to-gRPC mapping, as Envoy applies it).
+    static func status(for code: UInt) -> Int {
+        switch code {
+        case 400: return 13  // INTERNAL
+        case 401: return 16  // UNAUTHENTICATED
+        case 403: return 7  // PERMISSION_DENIED
+        case 404: return 12  // UNIMPLEMENTED
+        case 429, 502, 503, 504: return 14  // UNAVAILABLE
+        default: return 2  // UNKNOWN
+        }
+    }
+
+    /// `grpc-message`'s encoding: bytes outside printable ASCII, and `%`, percent-encoded.
+    static func percentEncoded(_ text: String) -> String {
+        var out = ""
+        for byte in text.utf8 {
+            if byte >= 0x20 && byte <= 0x7E && byte != UInt8(ascii: "%") {
+                out.unicodeScalars.append(Unicode.Scalar(byte))
+            } else {
+                out += String(format: "%%%02X", byte)
+            }
+        }
+        return out
     }
 }
 

@@ -57,11 +57,22 @@ enum HTTPServing {
     /// A response framed for this client: hop-by-hop headers removed, `content-length` set,
     /// connection options as the exchange's version and keep-alive require.
     static func frame(_ response: BufferedResponse, for request: HTTPRequestHead, keepAlive: Bool) -> FramedResponse {
+        var response = response
+        var grpc = false
+        if request.version.major == 2, request.headers.first(name: "content-type")?.lowercased().hasPrefix("application/grpc") == true {
+            grpc = true
+            if response.isLocal && response.head.status != .ok {
+                response = GRPCFraming.localReply(response)
+            } else {
+                GRPCFraming.keepingStatus(&response)
+            }
+        }
         var head = response.head
         head.version = request.version
         HopByHop.strip(&head.headers)
         let bodyless = request.method == .HEAD || head.status.code == 204 || head.status.code == 304 || head.status.code < 200
-        if !bodyless {
+        // A gRPC response ends with trailers: its length is the DATA frames', not a header's.
+        if !bodyless && !(grpc && response.trailers != nil && !head.headers.contains(name: "content-length")) {
             head.headers.replaceOrAdd(name: "content-length", value: String(response.body.readableBytes))
         }
         if request.version.major == 2 {

@@ -32,6 +32,7 @@ struct InboundHTTP: Sendable {
     func respond(_ request: BufferedRequest, info: ConnectionInfo, on loop: any EventLoop, answer: @escaping Listening.Answer) {
         let start = Date()
         var record = RequestRecord(reporter: .destination, startTime: start, protocolName: request.protocolName)
+        record.isGRPC = request.isHTTP2 && request.isGRPC
         describe(&record, request: request, info: info)
         let context = self.context
         handle(request, info: info, record: record, on: loop) { response, record in
@@ -80,8 +81,7 @@ struct InboundHTTP: Sendable {
         if let peerID = info.peerID, let source = config.registry.workloads[peerID] {
             record.sourceWorkload = source.workload
             record.sourceNamespace = source.namespace
-            record.sourceApp = source.labels["app"]
-            record.sourceVersion = source.labels["version"]
+            record.source(labels: source.labels, workload: source.workload)
         }
         let authz = Self.authzRequest(
             request, info: info, workload: context.workload, appPort: context.appPort, headers: config.policies.readsHeaders)
@@ -133,8 +133,7 @@ struct InboundHTTP: Sendable {
                 done(response, record)
                 return
             }
-            record.responseFlags = "RBAC"
-            record.responseDetails = decision.policy.map { "rbac_access_denied_matched_policy[\($0)]" } ?? "rbac_access_denied_matched_policy[none]"
+            record.responseDetails = RequestRecord.rbacDetails(decision.policy, rule: decision.rule)
             done(.local(.forbidden, "RBAC: access denied"), record)
             return
         }
@@ -306,8 +305,7 @@ struct InboundHTTP: Sendable {
         record.destinationPrincipal = context.identity.current?.identity.spiffeIDString
         record.destinationWorkload = workload.name
         record.destinationNamespace = workload.namespace
-        record.destinationApp = workload.labels["app"]
-        record.destinationVersion = workload.labels["version"]
+        record.destination(labels: workload.labels, workload: workload.name)
         if let service = context.destinationService {
             record.destinationService = service.fqdn
             record.destinationServiceName = service.name

@@ -19,8 +19,7 @@ struct InboundTCP: Sendable {
         record.destinationPrincipal = context.identity.current?.identity.spiffeIDString
         record.destinationWorkload = context.workload.name
         record.destinationNamespace = context.workload.namespace
-        record.destinationApp = context.workload.labels["app"]
-        record.destinationVersion = context.workload.labels["version"]
+        record.destination(labels: context.workload.labels, workload: context.workload.name)
         if let service = context.destinationService {
             record.destinationService = service.fqdn
             record.destinationServiceName = service.name
@@ -34,6 +33,7 @@ struct InboundTCP: Sendable {
         if let peerID = info.peerID, let source = config.registry.workloads[peerID] {
             record.sourceWorkload = source.workload
             record.sourceNamespace = source.namespace
+            record.source(labels: source.labels, workload: source.workload)
         }
         let ip = info.remoteIP
         let request = AuthzRequest(
@@ -45,8 +45,7 @@ struct InboundTCP: Sendable {
         record.policy = decision.policy
         record.rule = decision.rule
         guard decision.decision == .allow else {
-            record.responseFlags = "RBAC"
-            record.responseDetails = decision.policy.map { "rbac_access_denied_matched_policy[\($0)]" }
+            record.responseDetails = RequestRecord.rbacDetails(decision.policy, rule: decision.rule)
             deny(downstream, record: &record, start: start, reason: decision.reason)
             return
         }

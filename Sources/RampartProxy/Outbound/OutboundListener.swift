@@ -101,6 +101,7 @@ struct OutboundHTTP: Sendable {
     func handle(_ request: BufferedRequest, source: String?, on loop: any EventLoop, answer: @escaping Listening.Answer) {
         let start = Date()
         var record = RequestRecord(reporter: .source, startTime: start, protocolName: request.protocolName)
+        record.isGRPC = request.isHTTP2 && request.isGRPC
         let context = self.context
         route(request, source: source, record: &record, on: loop) { response, record in
             var record = record
@@ -122,8 +123,7 @@ struct OutboundHTTP: Sendable {
         record.sourcePrincipal = own?.spiffeIDString
         record.sourceWorkload = context.workload.name
         record.sourceNamespace = context.workload.namespace
-        record.sourceApp = context.workload.labels["app"]
-        record.sourceVersion = context.workload.labels["version"]
+        record.source(labels: context.workload.labels, workload: context.workload.name)
         record.requestID = RequestIDs.ensure(&head.headers)
         if let refusal = context.refusesVersion(request, &record) {
             done(refusal, record)
@@ -178,8 +178,7 @@ struct OutboundHTTP: Sendable {
         record.upstreamHost = endpoint.address
         record.destinationWorkload = endpoint.workload
         record.destinationNamespace = service.namespace
-        record.destinationApp = endpoint.labels["app"]
-        record.destinationVersion = endpoint.labels["version"]
+        record.destination(labels: endpoint.labels, workload: endpoint.workload)
         guard let current = context.identity.current else {
             record.responseFlags = "UF"
             done(.local(.serviceUnavailable, "this proxy has no workload identity yet, so it cannot originate mTLS\n"), record)

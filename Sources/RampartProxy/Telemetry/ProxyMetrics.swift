@@ -30,7 +30,11 @@ public struct ProxyMetrics: Sendable {
     struct SeriesKey: Hashable, Sendable {
         let reporter: RequestRecord.Reporter
         let sourceWorkload, sourceNamespace, sourcePrincipal, sourceApp, sourceVersion: String?
+        let sourceCanonicalService, sourceCanonicalRevision: String?
         let destinationWorkload, destinationNamespace, destinationPrincipal, destinationApp, destinationVersion: String?
+        let destinationCanonicalService, destinationCanonicalRevision: String?
+        let isGRPC: Bool
+        let grpcStatus: String?
         let destinationService, destinationServiceName, destinationServiceNamespace: String?
         let responseFlags, connectionSecurityPolicy: String
         let responseCode: Int
@@ -42,11 +46,17 @@ public struct ProxyMetrics: Sendable {
             sourcePrincipal = record.sourcePrincipal
             sourceApp = record.sourceApp
             sourceVersion = record.sourceVersion
+            sourceCanonicalService = record.sourceCanonicalService
+            sourceCanonicalRevision = record.sourceCanonicalRevision
             destinationWorkload = record.destinationWorkload
             destinationNamespace = record.destinationNamespace
             destinationPrincipal = record.destinationPrincipal
             destinationApp = record.destinationApp
             destinationVersion = record.destinationVersion
+            destinationCanonicalService = record.destinationCanonicalService
+            destinationCanonicalRevision = record.destinationCanonicalRevision
+            isGRPC = record.isGRPC
+            grpcStatus = record.grpcStatus
             destinationService = record.destinationService
             destinationServiceName = record.destinationServiceName
             destinationServiceNamespace = record.destinationServiceNamespace
@@ -56,7 +66,7 @@ public struct ProxyMetrics: Sendable {
         }
 
         /// Hashes the fields that tell a proxy's series apart (the peer, the service, the
-        /// outcome), not all seventeen: the key is hashed on every request, and the rest (the
+        /// outcome), not all of them: the key is hashed on every request, and the rest (the
         /// workload names, apps and versions that go with a principal) rarely differ where these
         /// agree. Equal keys still hash alike; `==` compares every field.
         func hash(into hasher: inout Hasher) {
@@ -131,23 +141,27 @@ public struct ProxyMetrics: Sendable {
             ("source_principal", principal(record.sourcePrincipal)),
             ("source_app", value(record.sourceApp)),
             ("source_version", value(record.sourceVersion)),
+            ("source_canonical_service", value(record.sourceCanonicalService)),
+            ("source_canonical_revision", value(record.sourceCanonicalRevision)),
             ("source_cluster", "Kubernetes"),
             ("destination_workload", value(record.destinationWorkload)),
             ("destination_workload_namespace", value(record.destinationNamespace)),
             ("destination_principal", principal(record.destinationPrincipal)),
             ("destination_app", value(record.destinationApp)),
             ("destination_version", value(record.destinationVersion)),
+            ("destination_canonical_service", value(record.destinationCanonicalService)),
+            ("destination_canonical_revision", value(record.destinationCanonicalRevision)),
             ("destination_service", value(record.destinationService)),
             ("destination_service_name", value(record.destinationServiceName)),
             ("destination_service_namespace", value(record.destinationServiceNamespace)),
             ("destination_cluster", "Kubernetes"),
-            ("request_protocol", tcp ? "tcp" : "http"),
+            ("request_protocol", tcp ? "tcp" : record.isGRPC ? "grpc" : "http"),
             ("response_flags", record.responseFlags),
             ("connection_security_policy", record.connectionSecurityPolicy),
         ]
         if !tcp {
             labels.append(("response_code", String(record.responseCode)))
-            labels.append(("grpc_response_status", ""))
+            labels.append(("grpc_response_status", record.grpcStatus ?? ""))
         }
         return labels
     }

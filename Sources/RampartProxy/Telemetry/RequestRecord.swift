@@ -21,11 +21,11 @@ public struct RequestRecord: Sendable {
     public var userAgent: String?
     /// The status sent back (0 for TCP).
     public var responseCode: Int
-    /// Envoy's response flags (`-` when none): `RBAC` for a policy denial, `UAEX` for a revoked
-    /// peer certificate, `NR` for no route, `UH` for no endpoint, `UF` for a failed upstream connection,
+    /// Envoy's response flags (`-` when none, as for a policy denial, which Envoy's RBAC filter
+    /// flags in `responseDetails` only): `UAEX` for a revoked peer certificate, `NR` for no route, `UH` for no endpoint, `UF` for a failed upstream connection,
     /// `UT` for an upstream timeout, `NC` for no config yet.
     public var responseFlags: String
-    /// Envoy's response code details, e.g. `rbac_access_denied_matched_policy[ns/name]`.
+    /// Envoy's response code details, e.g. `rbac_access_denied_matched_policy[ns[shop]-policy[deny-x]-rule[0]]`.
     public var responseDetails: String?
     /// Body bytes in each direction.
     public var bytesReceived: Int
@@ -36,6 +36,9 @@ public struct RequestRecord: Sendable {
     public var sourceNamespace: String?
     public var sourceApp: String?
     public var sourceVersion: String?
+    /// Istio's canonical service and revision of the source workload (see `CanonicalService`).
+    public var sourceCanonicalService: String?
+    public var sourceCanonicalRevision: String?
     public var sourceAddress: String?
     /// The destination workload and service.
     public var destinationPrincipal: String?
@@ -43,6 +46,8 @@ public struct RequestRecord: Sendable {
     public var destinationNamespace: String?
     public var destinationApp: String?
     public var destinationVersion: String?
+    public var destinationCanonicalService: String?
+    public var destinationCanonicalRevision: String?
     public var destinationService: String?
     public var destinationServiceName: String?
     public var destinationServiceNamespace: String?
@@ -55,6 +60,9 @@ public struct RequestRecord: Sendable {
     public var rule: Int?
     /// Dry-run policies that would have changed the result.
     public var dryRun: [String]
+    /// Whether the request is a gRPC call, and the gRPC status its response carried.
+    public var isGRPC = false
+    public var grpcStatus: String?
 
     /// Creates a record with nothing known yet but the reporter and the start.
     public init(reporter: Reporter, startTime: Date, protocolName: String) {
@@ -68,5 +76,46 @@ public struct RequestRecord: Sendable {
         self.bytesSent = 0
         self.connectionSecurityPolicy = "none"
         self.dryRun = []
+    }
+}
+
+extension RequestRecord {
+    /// Sets the source workload's app, version and canonical service from its labels.
+    public mutating func source(labels: [String: String], workload: String?) {
+        sourceApp = labels["app"]
+        sourceVersion = labels["version"]
+        sourceCanonicalService = CanonicalService.name(labels: labels, workload: workload)
+        sourceCanonicalRevision = CanonicalService.revision(labels: labels)
+    }
+
+    /// Sets the destination workload's app, version and canonical service from its labels.
+    public mutating func destination(labels: [String: String], workload: String?) {
+        destinationApp = labels["app"]
+        destinationVersion = labels["version"]
+        destinationCanonicalService = CanonicalService.name(labels: labels, workload: workload)
+        destinationCanonicalRevision = CanonicalService.revision(labels: labels)
+    }
+
+    /// The Istio name of a policy's rule, as Envoy's RBAC filter reports the one that denied.
+    static func rbacDetails(_ policy: String?, rule: Int?) -> String {
+        guard let policy, let slash = policy.firstIndex(of: "/") else { return "rbac_access_denied_matched_policy[none]" }
+        let namespace = policy[..<slash], name = policy[policy.index(after: slash)...]
+        return "rbac_access_denied_matched_policy[ns[\(namespace)]-policy[\(name)]-rule[\(rule ?? 0)]]"
+    }
+}
+
+/// Istio's canonical service of a workload, which its dashboards (Kiali's among them) group by:
+/// the `service.istio.io/canonical-name` label, else `app.kubernetes.io/name`, else `app`, else
+/// the workload's name; its revision is `service.istio.io/canonical-revision`, else
+/// `app.kubernetes.io/version`, else `version`, else `latest`.
+public enum CanonicalService {
+    /// The canonical service name.
+    public static func name(labels: [String: String], workload: String?) -> String? {
+        labels["service.istio.io/canonical-name"] ?? labels["app.kubernetes.io/name"] ?? labels["app"] ?? workload
+    }
+
+    /// The canonical revision.
+    public static func revision(labels: [String: String]) -> String {
+        labels["service.istio.io/canonical-revision"] ?? labels["app.kubernetes.io/version"] ?? labels["version"] ?? "latest"
     }
 }
