@@ -156,6 +156,9 @@ struct ResolutionTests {
         let target = try OutboundTarget(head: head)
         #expect(target.host == "reviews")
         #expect(target.port == 9080)
+        // Two Host headers are refused, as the inbound side refuses them, rather than routed on the first.
+        head.headers.add(name: "Host", value: "ratings")
+        #expect(throws: ProxyError.self) { try OutboundTarget(head: head) }
     }
 
     @Test("https, CONNECT, a missing Host and a bad port are refused with what to do")

@@ -289,6 +289,12 @@ struct DataPathTests {
 
             #expect(try await TestClient.plain(port: clientProxy.outboundPort, host: "nosuch").head.status == .badGateway)
             #expect(try await TestClient.plain(port: clientProxy.outboundPort, host: "server:9999").head.status == .notFound)
+            // A request addressed to the outbound listener itself is refused at once, not sent round again.
+            for own in ["127.0.0.1", "localhost", "127.0.0.2"] {
+                let looped = try await TestClient.plain(port: clientProxy.outboundPort, host: "\(own):\(clientProxy.outboundPort)")
+                #expect(looped.head.status == .badGateway, "\(own)")
+                #expect(String(buffer: looped.body).contains("own outbound listener"), "\(String(buffer: looped.body))")
+            }
 
             // A second port of the same service is reachable by its own number.
             try clientProxy.install(SnapshotBuilder.snapshot(version: 2, services: [

@@ -5,6 +5,7 @@ import NIOHTTP1
 import NIOHTTP2
 import NIOPosix
 import ServiceLifecycle
+import Synchronization
 
 /// The outbound listener (Istio's 15001): applications send plain HTTP to it, as to an HTTP
 /// proxy or with the Host header of the service they want. It resolves the service from the
@@ -16,6 +17,8 @@ public final class OutboundListener: Service, Sendable {
     private let context: ProxyContext
     private let balancer = RoundRobin()
     private let onBound: @Sendable (Int) -> Void
+    /// Where the listener is bound, once it is: requests addressed there are refused, not looped.
+    private let own: OwnAddress
 
     /// Creates the listener; `onBound` receives the bound port.
     public init(host: String, port: Int, context: ProxyContext, onBound: @escaping @Sendable (Int) -> Void = { _ in }) {
@@ -23,21 +26,28 @@ public final class OutboundListener: Service, Sendable {
         self.port = port
         self.context = context
         self.onBound = onBound
+        own = OwnAddress(host: host)
     }
 
     /// Accepts connections until shutdown.
     public func run() async throws {
         let context = self.context
         let balancer = self.balancer
+        let own = self.own
+        let onBound = self.onBound
         try await Listening.serve(
-            host: host, port: port, name: "outbound", logger: context.logger, onBound: onBound,
+            host: host, port: port, name: "outbound", logger: context.logger,
+            onBound: { port in
+                own.port.store(port, ordering: .relaxed)
+                onBound(port)
+            },
             negotiate: { channel in try Self.negotiate(channel, maxBodyBytes: context.maxBodyBytes) },
             handle: { connection in
                 switch connection {
                 case .http1(let channel, let remote):
                     // The client's address is spelled once per connection.
                     let source = OutboundHTTP.describe(remote)
-                    let outbound = OutboundHTTP(context: context, balancer: balancer)
+                    let outbound = OutboundHTTP(context: context, balancer: balancer, own: own)
                     let loop = channel.channel.eventLoop
                     await HTTPServing.serve(channel) { request in
                         await Listening.answer(request, on: loop) { request, loop, answer in
@@ -46,7 +56,7 @@ public final class OutboundListener: Service, Sendable {
                     }
                 case .http2(let streams, let channel, let remote):
                     let source = OutboundHTTP.describe(remote)
-                    let outbound = OutboundHTTP(context: context, balancer: balancer)
+                    let outbound = OutboundHTTP(context: context, balancer: balancer, own: own)
                     await Listening.serveStreams(streams, connection: channel, logger: context.logger) { request in
                         await Listening.answer(request, on: channel.eventLoop) { request, loop, answer in
                             outbound.handle(request, source: source, on: loop, answer: answer)
@@ -89,6 +99,7 @@ extension OutboundListener {
 struct OutboundHTTP: Sendable {
     let context: ProxyContext
     let balancer: RoundRobin
+    var own = OwnAddress(host: "")
 
     /// `host:port` of a client, as the access log shows it.
     static func describe(_ remote: SocketAddress?) -> String? {
@@ -210,13 +221,21 @@ struct OutboundHTTP: Sendable {
     private func passthrough(_ request: BufferedRequest, target: OutboundTarget, record: RequestRecord, on loop: any EventLoop, done: @escaping Routed) {
         var record = record
         record.destinationService = target.host
+        let port = target.port ?? 80
+        // The outbound listener itself: forwarding there would send the request round again, and
+        // again, until sockets run out. Istio black-holes traffic addressed to 15001 the same way.
+        if own.isSelf(host: target.host, port: port) {
+            record.responseFlags = "NR"
+            record.responseDetails = "BlackHoleCluster"
+            done(.local(.badGateway, "\(EndpointAddress.join(target.host, port)) is this proxy's own outbound listener: send the request to a service (Host: reviews) or another address\n"), record)
+            return
+        }
         guard context.outboundPolicy == .allowAny else {
             record.responseFlags = "NR"
             record.responseDetails = "BlackHoleCluster"
             done(.local(.badGateway, "\(target.host) is not a service in the mesh registry, and the outbound traffic policy is REGISTRY_ONLY\n"), record)
             return
         }
-        let port = target.port ?? 80
         record.upstreamHost = EndpointAddress.join(target.host, port)
         context.upstream.send(request, to: UpstreamTarget(host: target.host, port: port), timeout: context.upstreamTimeout, on: loop) { [record] outcome in
             var record = record
@@ -225,5 +244,24 @@ struct OutboundHTTP: Sendable {
             case .failure(let error): done(UpstreamFailure(error, resetDetails: "upstream_connect_failure", showError: true).answer(&record), record)
             }
         }
+    }
+}
+
+/// The outbound listener's own address, as a request may name it: its port once bound, on its
+/// listen address, any loopback address, `localhost`, or the unspecified address.
+final class OwnAddress: Sendable {
+    let host: String
+    let port = Atomic<Int>(0)
+
+    init(host: String) {
+        self.host = host
+    }
+
+    func isSelf(host candidate: String, port candidatePort: Int) -> Bool {
+        let bound = port.load(ordering: .relaxed)
+        guard bound != 0, candidatePort == bound else { return false }
+        let name = candidate.lowercased()
+        if name == host.lowercased() || ["localhost", "::1", "0.0.0.0", "::", "[::1]", "[::]"].contains(name) { return true }
+        return name.hasPrefix("127.") && name.split(separator: ".").count == 4 && name.split(separator: ".").allSatisfy { UInt8($0) != nil }
     }
 }

@@ -29,6 +29,10 @@ public struct OutboundTarget: Sendable, Hashable {
         } else if head.method == .CONNECT {
             throw ProxyError(.badConfiguration, "CONNECT is not supported on the outbound listener: send plain HTTP requests and let the proxy originate mTLS")
         }
+        // Two Host headers name two destinations; which one was meant cannot be known (RFC 9112 §3.2).
+        guard head.headers["host"].count <= 1 else {
+            throw ProxyError(.badConfiguration, "the request has more than one Host header: send one, naming the service")
+        }
         guard let named = authority ?? head.headers.first(name: "host"), !named.isEmpty else {
             throw ProxyError(.badConfiguration, "the request names no destination: send a Host header naming the service (reviews, reviews.ns or reviews.ns.svc.cluster.local)")
         }
