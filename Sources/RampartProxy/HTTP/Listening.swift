@@ -4,6 +4,7 @@ import NIOHTTP1
 import NIOHTTP2
 import NIOPosix
 import ServiceLifecycle
+import Synchronization
 
 /// What the inbound and outbound listeners share: binding, the accept loop, and HTTP/2 streams.
 enum Listening {
@@ -11,15 +12,18 @@ enum Listening {
     /// `handle` for each negotiated connection in a task of its own until graceful shutdown.
     static func serve<Negotiated: Sendable>(
         host: String, port: Int, name: String, logger: Logger, onBound: @Sendable (Int) -> Void,
+        drain: TimeAmount = Listening.drainDuration,
         negotiate: @escaping @Sendable (any Channel) throws -> EventLoopFuture<Negotiated>,
         handle: @escaping @Sendable (Negotiated) async -> Void
     ) async throws {
+        let open = OpenConnections()
         let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(.backlog, value: 256)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .bind(host: host, port: port) { channel in
-                channel.eventLoop.makeCompletedFuture { try negotiate(channel) }
+                open.add(channel)
+                return channel.eventLoop.makeCompletedFuture { try negotiate(channel) }
             }
         let bound = server.channel.localAddress?.port ?? port
         onBound(bound)
@@ -40,9 +44,23 @@ enum Listening {
                 }
             }
         } onGracefulShutdown: {
+            // No new connections; those open get the drain period to finish (a peer's pooled
+            // connection may stay open and idle for ever), then are closed, as Envoy drains
+            // (Istio's terminationDrainDuration, 5 s by default).
             server.channel.close(promise: nil)
+            server.channel.eventLoop.scheduleTask(in: drain) {
+                let closing = open.all()
+                if !closing.isEmpty {
+                    logger.info("\(name) listener closing connections left after draining", metadata: ["proxy.connections": "\(closing.count)"])
+                }
+                for channel in closing { channel.close(promise: nil) }
+            }
         }
     }
+
+    /// How long open connections may go on after shutdown begins: Istio's default
+    /// `terminationDrainDuration`.
+    static let drainDuration: TimeAmount = .seconds(5)
 
     /// Configures `channel` as an HTTP/1.1 server whose requests its task takes one at a time
     /// (see ``HTTPRequestInbox``) and answers (see ``HTTPServing``).
@@ -114,5 +132,24 @@ enum Listening {
             logger.debug("HTTP/2 connection ended", metadata: ["error": "\(error)"])
         }
         try? await connection.close()
+    }
+}
+
+/// The connections a listener accepted that are still open, so that shutdown can close them.
+final class OpenConnections: Sendable {
+    private let channels = Mutex<[ObjectIdentifier: any Channel]>([:])
+
+    /// Keeps `channel` until it closes.
+    func add(_ channel: any Channel) {
+        let key = ObjectIdentifier(channel)
+        channels.withLock { $0[key] = channel }
+        channel.closeFuture.whenComplete { _ in
+            _ = self.channels.withLock { $0.removeValue(forKey: key) }
+        }
+    }
+
+    /// The connections open now.
+    func all() -> [any Channel] {
+        channels.withLock { Array($0.values) }
     }
 }
