@@ -126,6 +126,23 @@ struct DataPathTests {
         }
     }
 
+    @Test("Expect: 100-continue is answered by the proxy, as Envoy answers it, and not passed to the application")
+    func expectContinue() async throws {
+        try await withServer { _, proxy, _ in
+            try proxy.install(SnapshotBuilder.snapshot(version: 2, resources: [
+                SnapshotBuilder.peerAuthentication(name: "default", namespace: "istio-system", mode: "PERMISSIVE"),
+            ]))
+            let body = String(repeating: "x", count: 5000)
+            let head = "POST /upload HTTP/1.1\r\nHost: app\r\nContent-Length: \(body.utf8.count)\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n"
+            let (first, rest) = try await RawClient.expecting(port: proxy.inboundPort, head: head, body: body)
+            #expect(first.hasPrefix("HTTP/1.1 100 Continue\r\n"), "\(first)")
+            let all = first + rest
+            #expect(all.contains("HTTP/1.1 200 OK"), "\(all)")
+            #expect(all.contains("\"body_bytes\":5000"), "\(all)")
+            #expect(!all.lowercased().contains("\"expect\""), "the application was sent the Expect header: \(all)")
+        }
+    }
+
     @Test("a port declared HTTP (--app-protocol http) is never passed through as TCP: a line protocol gets 400, HTTP is served")
     func declaredHTTP() async throws {
         try await withServer(appProtocol: .http1) { _, proxy, _ in
@@ -383,6 +400,28 @@ struct DataPathTests {
 
 /// A plaintext client that writes bytes as they are and reads until the server closes.
 enum RawClient {
+    /// Sends `head`, returns what arrives first (within `timeout`), then sends `body` and returns
+    /// everything else received until the server closes.
+    static func expecting(port: Int, head: String, body: String, timeout: TimeAmount = .seconds(5)) async throws -> (first: String, rest: String) {
+        let client = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(host: "127.0.0.1", port: port) { channel in
+                channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
+            }
+        // A server that never answers is cut off rather than waited for.
+        let channel = client.channel
+        let watchdog = channel.eventLoop.scheduleTask(in: timeout) { channel.close(promise: nil) }
+        defer { watchdog.cancel() }
+        return try await client.executeThenClose { inbound, outbound in
+            var chunks = inbound.makeAsyncIterator()
+            try await outbound.write(ByteBuffer(string: head))
+            let first = try await chunks.next().map { String(buffer: $0) } ?? ""
+            try await outbound.write(ByteBuffer(string: body))
+            var rest = ""
+            while let chunk = try await chunks.next() { rest += String(buffer: chunk) }
+            return (first, rest)
+        }
+    }
+
     /// Sends `text` and returns everything received until the server closes the connection.
     /// With `halfClose`, the client sends FIN right after `text` and keeps reading.
     static func untilClosed(port: Int, sending text: String, halfClose: Bool = false, timeout: Duration = .seconds(5)) async throws -> String {

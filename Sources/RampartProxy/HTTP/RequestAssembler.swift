@@ -92,7 +92,20 @@ final class HTTPRequestAssembler: ChannelDuplexHandler, RemovableChannelHandler 
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard !refused, let request = assembly.receive(unwrapInboundIn(data)) else { return }
+        guard !refused else { return }
+        var part = unwrapInboundIn(data)
+        if case .head(var head) = part, head.version.major == 1, head.headers.contains(name: "expect") {
+            // `Expect: 100-continue` is answered here, as Envoy answers it, and not passed on: the
+            // request is read whole before it goes anywhere, so the client must send its body now.
+            let continues = head.headers["expect"].contains { $0.lowercased() == "100-continue" }
+            head.headers.remove(name: "expect")
+            part = .head(head)
+            let declared = head.headers.first(name: "content-length").flatMap(Int.init) ?? 0
+            if continues, head.version.minor >= 1, unanswered == 0, declared <= assembly.maxBodyBytes {
+                context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
+            }
+        }
+        guard let request = assembly.receive(part) else { return }
         unanswered += 1
         context.fireChannelRead(wrapInboundOut(request))
     }
