@@ -115,6 +115,13 @@ struct DataPathTests {
             // The application gets the path the policies saw.
             let dotted = try await exchange("GET /a/./b/../c%6Cd?q=%2e HTTP/1.1\r\nHost: app\r\n")
             #expect(dotted.body.contains("/a/cld?q=%2e"), "\(dotted.body)")
+            // Headers past Envoy's limits (60 KiB, 100 fields) get 431; just under them, the request is served.
+            let big = try await exchange("GET /ok HTTP/1.1\r\nHost: app\r\nx-big: \(String(repeating: "b", count: 61 * 1024))\r\n")
+            #expect(big.status == "HTTP/1.1 431 Request Header Fields Too Large", "\(big.status)")
+            let fits = try await exchange("GET /ok HTTP/1.1\r\nHost: app\r\nx-big: \(String(repeating: "b", count: 50 * 1024))\r\n")
+            #expect(fits.status == "HTTP/1.1 200 OK", "\(fits.status)")
+            let many = try await exchange("GET /ok HTTP/1.1\r\nHost: app\r\n" + (0..<101).map { "x-h\($0): v\r\n" }.joined())
+            #expect(many.status == "HTTP/1.1 431 Request Header Fields Too Large", "\(many.status)")
             // Two Host headers are refused, as RFC 9112 requires.
             let twoHosts = try await exchange("GET /ok HTTP/1.1\r\nHost: app\r\nHost: other\r\n")
             #expect(twoHosts.status == "HTTP/1.1 400 Bad Request", "\(twoHosts)")

@@ -58,6 +58,16 @@ enum Listening {
         }
     }
 
+    /// Envoy's default limits on a request's headers (`max_request_headers_kb` 60,
+    /// `max_headers_count` 100); past them a request is answered 431.
+    static var headerLimits: NIOHTTPDecoderLimitConfiguration {
+        var limits = NIOHTTPDecoderLimitConfiguration()
+        limits.maxHeaderListSize = 60 * 1024
+        limits.maxHeaderFieldSize = 60 * 1024
+        limits.maxHeaderFieldCount = 100
+        return limits
+    }
+
     /// How long open connections may go on after shutdown begins: Istio's default
     /// `terminationDrainDuration`.
     static let drainDuration: TimeAmount = .seconds(5)
@@ -79,7 +89,8 @@ enum Listening {
     /// Requests reach async code whole (see ``HTTPRequestAssembler``), bodies up to `maxBodyBytes`.
     static func configureHTTP1Server(_ channel: any Channel, maxBodyBytes: Int) throws -> HTTPRequestStream {
         try channel.pipeline.syncOperations.configureHTTPServerPipeline(
-            withPipeliningAssistance: false, withErrorHandling: false, withOutboundHeaderValidation: false)
+            withPipeliningAssistance: false, withErrorHandling: false, withOutboundHeaderValidation: false,
+            withEncoderConfiguration: .init(), withDecoderLimitConfiguration: headerLimits)
         try channel.pipeline.syncOperations.addHandler(HTTPRequestAssembler(maxBodyBytes: maxBodyBytes, answersParseErrors: true))
         let inbox = HTTPRequestInbox()
         try channel.pipeline.syncOperations.addHandler(inbox)

@@ -83,8 +83,10 @@ final class HTTPRequestAssembler: ChannelDuplexHandler, RemovableChannelHandler 
     private let answersParseErrors: Bool
     /// Requests handed on whose responses have not been written yet.
     private var unanswered = 0
-    /// The parser refused the connection's bytes after the requests handed on so far.
+    /// The parser refused the connection's bytes after the requests handed on so far, and the
+    /// status that says why (400, or 431 for headers past the limits).
     private var refused = false
+    private var refusal = HTTPResponseStatus.badRequest
 
     init(maxBodyBytes: Int, answersParseErrors: Bool = false) {
         assembly = RequestAssembly(maxBodyBytes: maxBodyBytes)
@@ -130,15 +132,16 @@ final class HTTPRequestAssembler: ChannelDuplexHandler, RemovableChannelHandler 
         // order, then the 400.
         guard !refused else { return }
         refused = true
+        if let error = error as? HTTPParserError, error == .headerOverflow { refusal = .requestHeaderFieldsTooLarge }
         if unanswered == 0 { refuse(context: context) }
     }
 
-    /// Answers the refused bytes with 400 and closes the connection once it is written.
+    /// Answers the refused bytes with 400 (431 for oversized headers) and closes the connection once it is written.
     private func refuse(context: ChannelHandlerContext) {
         var headers = HTTPHeaders()
         headers.add(name: "connection", value: "close")
         headers.add(name: "content-length", value: "0")
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .badRequest, headers: headers))), promise: nil)
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: refusal, headers: headers))), promise: nil)
         let channel = context.channel
         context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
     }
