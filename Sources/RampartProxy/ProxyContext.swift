@@ -96,6 +96,7 @@ public final class ProxyContext: Sendable {
             }
         }
         record.bytesSent = response.body.readableBytes
+        if !response.isLocal && record.responseDetails == nil { record.responseDetails = "via_upstream" }
         record.duration = Date().timeIntervalSince(start)
         metrics.recordRequest(record)
         accessLog.write(record)

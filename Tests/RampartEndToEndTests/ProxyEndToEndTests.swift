@@ -161,6 +161,9 @@ struct ProxyEndToEndTests {
                 return log.contains("\"response_code\":403")
             }
             let deniedLine = log.split(separator: "\n").first { $0.contains("\"response_code\":403") }
+            // A response the application sent is logged as Envoy logs it: via_upstream.
+            let allowedLine = log.split(separator: "\n").first { $0.contains("\"response_code\":200") }
+            #expect(allowedLine?.contains("\"response_code_details\":\"via_upstream\"") == true, "\(String(describing: allowedLine))")
             #expect(deniedLine?.contains("\"authz_policy\":\"demo/deny-a\"") == true, "\(log)")
             // As Envoy's RBAC filter reports a denial: no response flag, the rule named in the details.
             #expect(deniedLine?.contains("\"response_flags\":\"-\"") == true, "\(String(describing: deniedLine))")

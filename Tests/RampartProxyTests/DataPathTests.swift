@@ -592,6 +592,13 @@ struct UpstreamTimeoutTests {
         #expect(line?["response_code"] as? Int == 504)
         #expect(line?["response_flags"] as? String == "UT")
         #expect(line?["response_code_details"] as? String == "upstream_response_timeout")
+        // Istio's JSON access-log fields: the inbound cluster and route, and the keys of its format.
+        #expect(line?["upstream_cluster"] as? String == "inbound|\(app.port)||", "\(String(describing: line))")
+        #expect(line?["route_name"] as? String == "default")
+        #expect((line?["downstream_local_address"] as? String)?.hasSuffix(":\(proxy.inboundPort)") == true, "\(String(describing: line))")
+        for key in ["x_forwarded_for", "requested_server_name", "upstream_service_time", "upstream_local_address", "connection_termination_details", "upstream_transport_failure_reason"] {
+            #expect(line?.keys.contains(key) == true, "\(key)")
+        }
         await proxy.stop()
         await app.stop()
     }

@@ -298,6 +298,10 @@ struct InboundHTTP: Sendable {
         record.userAgent = request.head.headers.first(name: "user-agent")
         record.bytesReceived = request.body.readableBytes
         record.sourceAddress = info.sourceAddress
+        record.forwardedFor = request.head.headers.first(name: "x-forwarded-for")
+        record.downstreamLocalAddress = info.local.flatMap { address in address.ipAddress.map { EndpointAddress.join($0, address.port ?? 0) } }
+        record.routeName = "default"
+        record.upstreamCluster = "inbound|\(context.appPort)||"
         record.sourcePrincipal = info.peerID
         record.sourceNamespace = info.peerNamespace
         record.connectionSecurityPolicy = info.securityPolicy

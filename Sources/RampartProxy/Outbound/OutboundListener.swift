@@ -130,6 +130,8 @@ struct OutboundHTTP: Sendable {
         record.userAgent = head.headers.first(name: "user-agent")
         record.bytesReceived = request.body.readableBytes
         record.sourceAddress = source
+        record.forwardedFor = head.headers.first(name: "x-forwarded-for")
+        record.routeName = "default"
         let own = context.identity.current?.identity
         record.sourcePrincipal = own?.spiffeIDString
         record.sourceWorkload = context.workload.name
@@ -187,6 +189,7 @@ struct OutboundHTTP: Sendable {
             return
         }
         record.upstreamHost = endpoint.address
+        record.upstreamCluster = "outbound|\(service.port)||\(fqdn)"
         record.destinationWorkload = endpoint.workload
         record.destinationNamespace = service.namespace
         record.destination(labels: endpoint.labels, workload: endpoint.workload)
@@ -221,10 +224,12 @@ struct OutboundHTTP: Sendable {
     private func passthrough(_ request: BufferedRequest, target: OutboundTarget, record: RequestRecord, on loop: any EventLoop, done: @escaping Routed) {
         var record = record
         record.destinationService = target.host
+        record.upstreamCluster = context.outboundPolicy == .allowAny ? "PassthroughCluster" : "BlackHoleCluster"
         let port = target.port ?? 80
         // The outbound listener itself: forwarding there would send the request round again, and
         // again, until sockets run out. Istio black-holes traffic addressed to 15001 the same way.
         if own.isSelf(host: target.host, port: port) {
+            record.upstreamCluster = "BlackHoleCluster"
             record.responseFlags = "NR"
             record.responseDetails = "BlackHoleCluster"
             done(.local(.badGateway, "\(EndpointAddress.join(target.host, port)) is this proxy's own outbound listener: send the request to a service (Host: reviews) or another address\n"), record)

@@ -53,6 +53,15 @@ public struct RequestRecord: Sendable {
     public var destinationServiceNamespace: String?
     /// The address the request was forwarded to.
     public var upstreamHost: String?
+    /// Istio's name for where it went: `inbound|PORT||`, `outbound|PORT||FQDN`,
+    /// `PassthroughCluster` or `BlackHoleCluster`.
+    public var upstreamCluster: String?
+    /// The route that sent it there (`default`, as Istio names routes without a VirtualService).
+    public var routeName: String?
+    /// The request's `x-forwarded-for` header.
+    public var forwardedFor: String?
+    /// The listener address the request arrived on.
+    public var downstreamLocalAddress: String?
     /// `mutual_tls` or `none`.
     public var connectionSecurityPolicy: String
     /// The policy that decided (`namespace/name`), and its rule.
