@@ -191,6 +191,10 @@ struct TCPAndJWTTests {
         #expect(invalid.response.head.status == .unauthorized)
         #expect(invalid.response.head.headers.first(name: "www-authenticate") == #"Bearer realm="https://app/", error="invalid_token""#)
         #expect(String(buffer: invalid.response.body) == "Jwt verification fails")
+        // The realm keeps the query and is cut at 256 characters, as Envoy's JWT filter writes it.
+        let long = "/q?x=" + String(repeating: "y", count: 300)
+        let queried = try await TestClient.mtls(port: proxy.inboundPort, identityDirectory: client.directory, path: long, headers: [("authorization", "Bearer \(forged)")])
+        #expect(queried.response.head.headers.first(name: "www-authenticate") == "Bearer realm=\"https://app\(long.prefix(256))\", error=\"invalid_token\"")
 
         // The body names the fault as Envoy's JWT filter does.
         let stale = try await keys.sign(

@@ -266,8 +266,9 @@ struct InboundHTTP: Sendable {
     /// The `www-authenticate` challenge of a refused token, as Envoy's JWT filter writes it:
     /// `Bearer realm="<scheme>://<host><path>", error="invalid_token"`, the path without its query.
     static func bearerChallenge(_ head: HTTPRequestHead, tls: Bool) -> String {
+        // As Envoy's JWT filter builds it: the path with its query, cut at 256 characters.
         let host = head.headers.first(name: "host") ?? ""
-        let path = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? "/"
+        let path = String(head.uri.prefix(256))
         let realm = "\(tls ? "https" : "http")://\(host)\(path)".replacingOccurrences(of: "\"", with: "%22")
         return "Bearer realm=\"\(realm)\", error=\"invalid_token\""
     }
