@@ -422,7 +422,7 @@ enum RawClient {
             var chunks = inbound.makeAsyncIterator()
             try await outbound.write(ByteBuffer(string: head))
             let first = try await chunks.next().map { String(buffer: $0) } ?? ""
-            try await outbound.write(ByteBuffer(string: body))
+            if !body.isEmpty { try await outbound.write(ByteBuffer(string: body)) }
             var rest = ""
             while let chunk = try await chunks.next() { rest += String(buffer: chunk) }
             return (first, rest)

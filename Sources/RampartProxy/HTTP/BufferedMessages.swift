@@ -44,6 +44,9 @@ public struct BufferedResponse: Sendable {
     public var trailers: HTTPHeaders?
     /// Whether the proxy made the response itself (a denial, a 502…) rather than relaying one.
     public var isLocal = false
+    /// For a `101 Switching Protocols`: the upstream connection, now a byte stream, that the
+    /// client's connection is joined to once the 101 is written (see `HTTPUpgrade`).
+    public var upgraded: UpgradedConnection?
 
     /// Creates a response.
     public init(head: HTTPResponseHead, body: ByteBuffer = ByteBuffer(), trailers: HTTPHeaders? = nil) {

@@ -22,6 +22,11 @@ enum HTTPServing {
     static func serve(_ stream: HTTPRequestStream, respond: (BufferedRequest) async -> BufferedResponse) async {
         while let assembled = await stream.next() {
             let (framed, last) = await answer(assembled, respond: respond)
+            if let upgraded = framed.upgraded {
+                // The connection carries the upgraded protocol's bytes from now on.
+                stream.switchToBytes(after: framed, joining: upgraded)
+                return
+            }
             if last {
                 stream.writeAndClose(framed)
                 return
@@ -70,6 +75,7 @@ enum HTTPServing {
         var head = response.head
         head.version = request.version
         HopByHop.strip(&head.headers)
+        if head.status == .switchingProtocols { HTTPUpgrade.restore(&head.headers, from: response.head.headers) }
         let bodyless = request.method == .HEAD || head.status.code == 204 || head.status.code == 304 || head.status.code < 200
         // A gRPC response ends with trailers: its length is the DATA frames', not a header's.
         if !bodyless && !(grpc && response.trailers != nil && !head.headers.contains(name: "content-length")) {
@@ -84,6 +90,6 @@ enum HTTPServing {
             head.headers.replaceOrAdd(name: "connection", value: "keep-alive")
         }
         let body = !bodyless && response.body.readableBytes > 0 ? response.body : nil
-        return FramedResponse(head: head, body: body, trailers: response.trailers)
+        return FramedResponse(head: head, body: body, trailers: response.trailers, upgraded: response.upgraded)
     }
 }

@@ -14,6 +14,8 @@ struct FramedResponse: Sendable {
     var head: HTTPResponseHead
     var body: ByteBuffer?
     var trailers: HTTPHeaders?
+    /// The upstream byte stream to join the connection to once this 101 is written.
+    var upgraded: UpgradedConnection?
 }
 
 /// The state machine behind `HTTPRequestAssembler`: request parts in, whole requests out.

@@ -1,4 +1,5 @@
 import NIOCore
+import NIOHTTP1
 
 /// Hands an HTTP/1.1 connection's whole requests (see ``HTTPRequestAssembler``) to the
 /// connection's task, one at a time, and holds back reads while the task is behind.
@@ -125,5 +126,40 @@ struct HTTPRequestStream: Sendable {
     /// Closes the connection.
     func close() {
         channel.close(promise: nil)
+    }
+
+    /// Writes the 101 that ends the connection's HTTP, then makes it a byte stream joined to the
+    /// upstream's: the HTTP handlers go, a tunnel end takes their place.
+    func switchToBytes(after response: FramedResponse, joining upgraded: UpgradedConnection) {
+        let channel = self.channel
+        channel.writeAndFlush(response).whenComplete { result in
+            guard case .success = result else {
+                channel.close(promise: nil)
+                upgraded.tunnel.channel.close(promise: nil)
+                return
+            }
+            let pipeline = channel.pipeline.syncOperations
+            do {
+                for context in try Self.httpHandlers(pipeline) { try pipeline.removeHandler(context: context) }
+                let own = ByteTunnel(channel: channel)
+                try pipeline.addHandler(own)
+                own.join(upgraded.tunnel.channel)
+                upgraded.tunnel.join(channel)
+            } catch {
+                channel.close(promise: nil)
+                upgraded.tunnel.channel.close(promise: nil)
+            }
+        }
+    }
+
+    /// The handlers of an HTTP/1.1 server connection, from the codec to the inbox.
+    private static func httpHandlers(_ pipeline: ChannelPipeline.SynchronousOperations) throws -> [ChannelHandlerContext] {
+        [
+            try? pipeline.context(handlerType: HTTPRequestInbox.self),
+            try? pipeline.context(handlerType: HTTPRequestAssembler.self),
+            try? pipeline.context(handlerType: ByteToMessageHandler<HTTPRequestDecoder>.self),
+            try? pipeline.context(handlerType: HTTPResponseEncoder.self),
+            try? pipeline.context(handlerType: NIOHTTPResponseHeadersValidator.self),
+        ].compactMap { $0 }
     }
 }

@@ -149,6 +149,26 @@ struct InboundHTTP: Sendable {
             forwarded.head.uri = RequestTarget.removingQueryParameter(name, from: forwarded.head.uri)
         }
         let context = self.context
+        if HTTPUpgrade.isUpgrade(request.head) {
+            // A WebSocket: the application gets it on a connection of its own, joined to the
+            // client's once it answers 101.
+            HTTPUpgrade.restore(&forwarded.head.headers, from: request.head.headers)
+            let target = UpstreamTarget(host: context.appHost, port: context.appPort)
+            context.upstream.upgrade(forwarded, to: target, timeout: context.upstreamTimeout) { [record] outcome in
+                var record = record
+                switch outcome {
+                case .success((let result, let upgraded)):
+                    record.upstreamHost = context.appAddress
+                    var response = result.response
+                    response.upgraded = upgraded
+                    done(response, record)
+                case .failure(let error):
+                    context.logger.warning("cannot reach the application", metadata: ["proxy.app": "\(context.appHost):\(context.appPort)", "error": "\(error)"])
+                    done(UpstreamFailure(error, resetDetails: "upstream_reset_before_response_started", showError: false).answer(&record), record)
+                }
+            }
+            return
+        }
         let http2 = context.appProtocol.usesHTTP2(for: request)
         let target = UpstreamTarget(host: context.appHost, port: context.appPort, http2: http2)
         context.upstream.send(forwarded, to: target, timeout: context.upstreamTimeout, on: loop) { [record] outcome in

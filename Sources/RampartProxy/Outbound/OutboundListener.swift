@@ -203,6 +203,27 @@ struct OutboundHTTP: Sendable {
         let http2 = request.isHTTP2 || request.isGRPC
         let tls = TLSOrigination(generation: current.generation, verifier: verifier, context: http2 ? current.contexts.clientHTTP2 : current.contexts.client)
         let logger = context.logger
+        if HTTPUpgrade.isUpgrade(request.head) {
+            // A WebSocket goes to the peer's proxy on an mTLS connection of its own, as HTTP/1.1.
+            var upgrade = head
+            HTTPUpgrade.restore(&upgrade.headers, from: request.head.headers)
+            let target = UpstreamTarget(host: endpoint.host, port: endpoint.port, tls: tls)
+            context.upstream.upgrade(BufferedRequest(head: upgrade), to: target, timeout: context.upstreamTimeout) { [record] outcome in
+                var record = record
+                switch outcome {
+                case .success((let result, let upgraded)):
+                    record.connectionSecurityPolicy = "mutual_tls"
+                    record.destinationPrincipal = result.peer?.spiffeIDString
+                    var response = result.response
+                    response.upgraded = upgraded
+                    done(response, record)
+                case .failure(let error):
+                    logger.warning("outbound upgrade failed", metadata: ["proxy.service": "\(fqdn)", "proxy.endpoint": "\(endpoint.host):\(endpoint.port)", "error": "\(error)"])
+                    done(UpstreamFailure(error, resetDetails: "upstream_connect_failure", showError: true).answer(&record), record)
+                }
+            }
+            return
+        }
         context.upstream.send(
             BufferedRequest(head: head, body: request.body, trailers: request.trailers),
             to: UpstreamTarget(host: endpoint.host, port: endpoint.port, tls: tls, http2: http2), timeout: context.upstreamTimeout, on: loop

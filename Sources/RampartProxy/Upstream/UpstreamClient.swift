@@ -140,6 +140,42 @@ public final class UpstreamClient: Sendable {
         send(request, to: target, timeout: timeout, poolLoop: own, on: own ?? group.next(), completion: completion)
     }
 
+    /// Sends an upgrade request (WebSocket) on a connection of its own and waits for the head of
+    /// the answer. On `101` the connection comes back as a byte stream to join to the client's;
+    /// on any other answer it is closed and the response returned.
+    public func upgrade(
+        _ request: BufferedRequest, to target: UpstreamTarget, timeout: TimeAmount,
+        completion: @escaping @Sendable (Result<(UpstreamResult, UpgradedConnection?), any Error>) -> Void
+    ) {
+        let maxBodyBytes = self.maxBodyBytes
+        let loop = group.next()
+        Task {
+            do {
+                let promise = loop.makePromise(of: (BufferedResponse, UpgradedConnection?).self)
+                let (channel, peer) = try await self.open(target, on: loop) { channel in
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers(
+                        leftOverBytesStrategy: .forwardBytes, enableOutboundHeaderValidation: target.tls == nil)
+                    try channel.pipeline.syncOperations.addHandler(UpgradeResponseReader(promise: promise, maxBodyBytes: maxBodyBytes))
+                    return channel
+                }
+                var head = request.head
+                head.version = .http1_1
+                channel.write(HTTPClientRequestPart.head(head), promise: nil)
+                channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
+                let deadline = loop.scheduleTask(in: timeout) {
+                    promise.fail(UpstreamTimeout(milliseconds: timeout.nanoseconds / 1_000_000))
+                    channel.close(promise: nil)
+                }
+                let (response, upgraded) = try await promise.futureResult.get()
+                deadline.cancel()
+                if upgraded == nil { channel.close(promise: nil) }
+                completion(.success((UpstreamResult(response: response, peer: peer), upgraded)))
+            } catch {
+                completion(.failure(error))
+            }
+        }
+    }
+
     /// The HTTP/1.1 exchange: an idle connection of `poolLoop`'s pool (the shared pool when nil),
     /// or a new one on `loop`.
     private func send(

@@ -1,0 +1,180 @@
+import NIOCore
+import NIOHTTP1
+import Synchronization
+
+/// HTTP/1.1 upgrades (WebSocket): the request is authorized and forwarded like any other, on a
+/// connection of its own; when the upstream answers `101 Switching Protocols`, the client's
+/// connection and the upstream's stop speaking HTTP and carry bytes both ways, as Envoy does for
+/// the `websocket` upgrade Istio enables on every HTTP route.
+enum HTTPUpgrade {
+    /// Whether the request asks to switch protocols: HTTP/1.1, `Connection: upgrade` and an
+    /// `Upgrade` header (`h2c` excepted: that is HTTP/2, which the listeners serve themselves).
+    static func isUpgrade(_ head: HTTPRequestHead) -> Bool {
+        guard head.version == .http1_1, let protocolName = head.headers.first(name: "upgrade"),
+            protocolName.lowercased() != "h2c"
+        else { return false }
+        return head.headers["connection"].contains { value in
+            value.split(separator: ",").contains { $0.trimmingCharacters(in: .whitespaces).lowercased() == "upgrade" }
+        }
+    }
+
+    /// Puts back the two headers forwarding strips as hop-by-hop, which an upgrade must carry.
+    static func restore(_ headers: inout HTTPHeaders, from original: HTTPHeaders) {
+        guard let protocolName = original.first(name: "upgrade") else { return }
+        headers.replaceOrAdd(name: "connection", value: "upgrade")
+        headers.replaceOrAdd(name: "upgrade", value: protocolName)
+    }
+}
+
+/// An upstream connection an upgrade has turned into a byte stream, waiting for the client's
+/// connection to be joined to it (see `ByteTunnel`).
+public final class UpgradedConnection: Sendable {
+    let tunnel: ByteTunnel
+
+    init(tunnel: ByteTunnel) {
+        self.tunnel = tunnel
+    }
+}
+
+/// One side of a tunnel between two channels: what it reads is written to the other side's
+/// channel, and when either closes, both do. Bytes read before the other side joins are held:
+/// the upstream's first frames, sent in the moment between its 101 and the 101's reaching the
+/// client.
+final class ByteTunnel: ChannelInboundHandler, RemovableChannelHandler, Sendable {
+    typealias InboundIn = ByteBuffer
+
+    private struct State {
+        var partner: (any Channel)?
+        var held: [ByteBuffer] = []
+        var closed = false
+    }
+
+    private let state = Mutex(State())
+    /// The channel this side is installed in.
+    let channel: any Channel
+
+    init(channel: any Channel) {
+        self.channel = channel
+    }
+
+    /// Joins this side to `partner`: bytes held so far go there now, later ones as they come.
+    func join(_ partner: any Channel) {
+        let (held, closed) = state.withLock { state -> ([ByteBuffer], Bool) in
+            state.partner = partner
+            defer { state.held = [] }
+            return (state.held, state.closed)
+        }
+        for bytes in held { partner.write(bytes, promise: nil) }
+        partner.flush()
+        if closed { partner.close(promise: nil) }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let bytes = unwrapInboundIn(data)
+        let partner = state.withLock { state -> (any Channel)? in
+            if state.partner == nil { state.held.append(bytes) }
+            return state.partner
+        }
+        guard let partner else { return }
+        partner.writeAndFlush(bytes, promise: nil)
+        // Back-pressure: while the other side cannot keep up, this side stops reading; the other
+        // side's tunnel end turns reading back on once its channel drains.
+        if !partner.isWritable { _ = context.channel.setOption(ChannelOptions.autoRead, value: false) }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable, let partner = state.withLock({ $0.partner }) {
+            _ = partner.setOption(ChannelOptions.autoRead, value: true)
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        let partner = state.withLock { state -> (any Channel)? in
+            state.closed = true
+            return state.partner
+        }
+        partner?.close(promise: nil)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+}
+
+/// Reads the upstream's answer to an upgrade request. On `101` it makes the connection a byte
+/// stream (the HTTP codec removed, the bytes the server sent after its head kept) and completes
+/// with the head; on any other answer it completes with the whole response, and the connection
+/// is closed by the caller.
+final class UpgradeResponseReader: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPClientResponsePart
+
+    private let promise: EventLoopPromise<(BufferedResponse, UpgradedConnection?)>
+    private var completed = false
+    private var head: HTTPResponseHead?
+    private var body = ByteBuffer()
+    private let maxBodyBytes: Int
+
+    init(promise: EventLoopPromise<(BufferedResponse, UpgradedConnection?)>, maxBodyBytes: Int) {
+        self.promise = promise
+        self.maxBodyBytes = maxBodyBytes
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let received):
+            head = received
+        case .body(var chunk):
+            if body.readableBytes + chunk.readableBytes <= maxBodyBytes { body.writeBuffer(&chunk) }
+        case .end(let trailers):
+            guard let head, !completed else { return }
+            // The 101's end is the last HTTP the decoder hands on: what follows is the new protocol.
+            if head.status == .switchingProtocols {
+                switchToBytes(context: context, head: head)
+                return
+            }
+            completed = true
+            promise.succeed((BufferedResponse(head: head, body: body, trailers: trailers), nil))
+        }
+    }
+
+    /// Replaces the HTTP codec with a tunnel end, which holds what follows until joined.
+    private func switchToBytes(context: ChannelHandlerContext, head: HTTPResponseHead) {
+        completed = true
+        let channel = context.channel
+        let pipeline = channel.pipeline.syncOperations
+        let tunnel = ByteTunnel(channel: channel)
+        do {
+            // The tunnel end goes first in line after the decoder, so that the bytes the decoder
+            // hands on when it is removed (those after the 101's head) reach it.
+            try pipeline.addHandler(tunnel, position: .after(self))
+            try pipeline.removeHandler(self)
+            if let encoder = try? pipeline.handler(type: HTTPRequestEncoder.self) { try pipeline.removeHandler(encoder) }
+            if let validator = try? pipeline.handler(type: NIOHTTPRequestHeadersValidator.self) { try pipeline.removeHandler(validator) }
+            if let decoder = try? pipeline.handler(type: ByteToMessageHandler<HTTPResponseDecoder>.self) {
+                try pipeline.removeHandler(decoder)
+            }
+            promise.succeed((BufferedResponse(head: head), UpgradedConnection(tunnel: tunnel)))
+        } catch {
+            promise.fail(error)
+            channel.close(promise: nil)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if !completed {
+            completed = true
+            promise.fail(ProxyError(.upstream, "the upstream closed the connection before answering the upgrade"))
+        }
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if !completed {
+            completed = true
+            promise.fail(error)
+        }
+        context.close(promise: nil)
+    }
+}

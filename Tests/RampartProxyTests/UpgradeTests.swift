@@ -1,0 +1,105 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Testing
+
+@testable import RampartProxy
+
+/// An application that switches protocols: it answers an upgrade request naming `websocket` (in
+/// `Upgrade` and `Connection`) with 101, then sends back each chunk it reads upper-cased; any other
+/// request gets 400. It ends the connection after one echo. Raw bytes, so that what crosses the proxies is seen as it is.
+final class UpgradeApp: Sendable {
+    let channel: any Channel
+    var port: Int { channel.localAddress?.port ?? 0 }
+
+    init() async throws {
+        channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Handler()) }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+    }
+
+    private final class Handler: ChannelInboundHandler {
+        typealias InboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+        private var head = ""
+        private var switched = false
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            let text = String(buffer: unwrapInboundIn(data))
+            if switched {
+                // One echo, then the application ends the connection: the close must reach the client.
+                context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: text.uppercased()))).whenComplete { _ in context.close(promise: nil) }
+                return
+            }
+            head += text
+            guard head.contains("\r\n\r\n") else { return }
+            let lower = head.lowercased()
+            if lower.contains("\r\nupgrade: websocket\r\n") && lower.contains("\r\nconnection: upgrade\r\n") {
+                switched = true
+                let answer = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: x\r\n\r\n"
+                context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: answer)), promise: nil)
+            } else {
+                let answer = "HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: answer))).whenComplete { _ in context.close(promise: nil) }
+            }
+        }
+    }
+
+    func stop() async {
+        try? await channel.close()
+    }
+}
+
+@Suite("HTTP/1.1 upgrades (WebSocket)")
+struct UpgradeTests {
+    static let request = "GET /chat HTTP/1.1\r\nHost: server:8080\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+
+    @Test("a WebSocket goes through both proxies: 101 with its upgrade headers, then bytes both ways; a denied one gets 403")
+    func throughBothProxies() async throws {
+        let mesh = try MeshFixture()
+        defer { mesh.remove() }
+        let app = try await UpgradeApp()
+        let server = try await mesh.identity(namespace: "default", serviceAccount: "server")
+        let serverProxy = try await TestProxy(
+            workload: WorkloadInfo(name: "server-v1", namespace: "default", labels: ["app": "server"], appPort: app.port),
+            identityDirectory: server.directory, appPort: app.port)
+        try serverProxy.install(SnapshotBuilder.snapshot(resources: [
+            SnapshotBuilder.authorizationPolicy(name: "deny-admin", namespace: "default", body: "action: DENY\nrules:\n- to:\n  - operation:\n      paths: [\"/admin*\"]"),
+        ]))
+        let client = try await mesh.identity(namespace: "default", serviceAccount: "client")
+        let clientProxy = try await TestProxy(
+            workload: WorkloadInfo(name: "client-v1", namespace: "default", appPort: 1), identityDirectory: client.directory, appPort: 1)
+        try clientProxy.install(SnapshotBuilder.snapshot(services: [("server", "default", 8080, [("127.0.0.1:\(serverProxy.inboundPort)", server.spiffeID, "server-v1")])]))
+
+        let (first, rest) = try await RawClient.expecting(port: clientProxy.outboundPort, head: Self.request, body: "hello over the tunnel")
+        #expect(first.hasPrefix("HTTP/1.1 101 Switching Protocols\r\n"), "\(first)")
+        let lower = first.lowercased()
+        #expect(lower.contains("\r\nupgrade: websocket\r\n") && lower.contains("\r\nconnection: upgrade\r\n"), "\(first)")
+        #expect(!lower.contains("content-length"), "\(first)")
+        #expect((first + rest).contains("HELLO OVER THE TUNNEL"), "\(first)\(rest)")
+
+        let deniedRequest = Self.request.replacingOccurrences(of: "GET /chat", with: "GET /admin")
+            .replacingOccurrences(of: "Connection: Upgrade", with: "Connection: Upgrade, close")
+        let denied = try await RawClient.expecting(port: clientProxy.outboundPort, head: deniedRequest, body: "")
+        #expect(denied.first.hasPrefix("HTTP/1.1 403 Forbidden"), "\(denied.first)")
+
+        // An upgrade the application declines is answered as it answered: no tunnel.
+        let declined = try await RawClient.expecting(
+            port: clientProxy.outboundPort,
+            head: Self.request.replacingOccurrences(of: "Upgrade: websocket", with: "Upgrade: other-protocol")
+                .replacingOccurrences(of: "Connection: Upgrade", with: "Connection: Upgrade, close"), body: "")
+        #expect(declined.first.hasPrefix("HTTP/1.1 400 Bad Request"), "\(declined.first)")
+        // A request that does not ask to upgrade still reaches the application as plain HTTP.
+        #expect(!HTTPUpgrade.isUpgrade(HTTPRequestHead(version: .http1_1, method: .GET, uri: "/", headers: ["Upgrade": "websocket"])))
+        #expect(!HTTPUpgrade.isUpgrade(HTTPRequestHead(version: .http1_1, method: .GET, uri: "/", headers: ["Upgrade": "h2c", "Connection": "Upgrade"])))
+        #expect(HTTPUpgrade.isUpgrade(HTTPRequestHead(version: .http1_1, method: .GET, uri: "/", headers: ["Upgrade": "websocket", "Connection": "keep-alive, Upgrade"])))
+
+        await clientProxy.stop()
+        await serverProxy.stop()
+        await app.stop()
+    }
+}
