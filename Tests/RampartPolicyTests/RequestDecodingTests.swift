@@ -160,7 +160,7 @@ struct JWKSEnvironmentFileTests {
             do {
                 _ = try JWKSEnvironment.from(try PlainYAML.parse(text))
                 Issue.record("accepted \(text)")
-            } catch let error as RequestDecodingError {
+            } catch {
                 #expect(error.field == field, "\(text)")
             }
         }
