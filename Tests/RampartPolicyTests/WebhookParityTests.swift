@@ -23,6 +23,24 @@ struct WebhookParityTests {
         #expect(error.field.hasPrefix("spec.rules[0].from[0].source."))
     }
 
+    @Test(
+        "an inline JWKS holding a key of an unknown kty is refused, as the webhook's JWK parser refuses the set",
+        arguments: [(#"{"keys":[{"kty":"foo"}]}"#, true), (#"{"keys":[{"kty":"EC","crv":"P-256","x":"a","y":"b"},{"kty":"bar"}]}"#, true),
+                    (#"{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}"#, false), (#"{"keys":[{"kty":"OKP","crv":"Ed25519","x":"a"}]}"#, false)])
+    func unknownKeyType(jwks: String, refused: Bool) {
+        let yaml = """
+            apiVersion: security.istio.io/v1
+            kind: RequestAuthentication
+            metadata: {name: r, namespace: shop}
+            spec:
+              jwtRules:
+              - issuer: https://issuer.example
+                jwks: '\(jwks)'
+            """
+        let errors = Self.errors(yaml)
+        #expect(errors.contains { $0.code == .badJWKS && $0.message.contains("kty") } == refused, "\(errors)")
+    }
+
     @Test("service accounts combine with the other source fields")
     func serviceAccountsWithOthers() {
         let rules = "  - from: [{source: {serviceAccounts: [ns/sa], ipBlocks: [10.0.0.0/8], trustDomains: [td]}}]"

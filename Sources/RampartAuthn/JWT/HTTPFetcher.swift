@@ -25,11 +25,21 @@ public struct AsyncHTTPClientFetcher: HTTPFetcher {
     private static let client: HTTPClient = {
         var configuration = HTTPClient.Configuration()
         configuration.connectionPool.retryConnectionEstablishment = false
+        // As Go's client follows them for istiod: up to 10 redirects, to http and https only.
+        configuration.redirectConfiguration = .follow(max: 10, allowCycles: false)
         return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
     }()
 
     /// GETs `url` within `timeout` and returns the body of a 2xx answer (redirects are followed).
     public func get(_ url: String, timeout: Duration) async throws(AuthnError) -> String {
+        // Keys come over HTTP or HTTPS only, as istiod fetches them: a discovery document cannot
+        // point rampart at a local socket (`http+unix://`) or a file.
+        let scheme = url.prefix { $0 != ":" }.lowercased()
+        guard url.contains("://"), scheme == "http" || scheme == "https" else {
+            throw AuthnError(
+                .keySourceUnavailable,
+                "\(url) is not an http:// or https:// URL; JWKS and discovery documents are fetched over HTTP(S) only")
+        }
         let deadline = NIODeadline.now() + TimeAmount.nanoseconds(Self.nanoseconds(timeout))
         do {
             var request = HTTPClientRequest(url: url)

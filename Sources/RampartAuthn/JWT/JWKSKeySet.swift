@@ -48,7 +48,15 @@ public struct JWKSKeySet: Sendable {
                 }
                 continue
             }
-            guard let data = try? JSONSerialization.data(withJSONObject: Self.withDefaultCurve(element)),
+            // An RSA key whose public exponent is not 3 or 65537 is dropped, as Envoy drops it.
+            if let members = element as? [String: Any], members["kty"] as? String == "RSA",
+                let exponent = (members["e"] as? String).flatMap(Base64URL.decode).map(Array.init),
+                Array(exponent.drop { $0 == 0 }) != [3] && Array(exponent.drop { $0 == 0 }) != [1, 0, 1]
+            {
+                skipped.append("key \(name) (kty RSA) has a public exponent other than 3 or 65537")
+                continue
+            }
+            guard let data = try? JSONSerialization.data(withJSONObject: Self.withDefaultCurve(Self.withoutMistypedNames(element))),
                 let jwk = try? JSONDecoder().decode(JWK.self, from: data)
             else {
                 let type = ((element as? [String: Any])?["kty"] as? String) ?? "none"
@@ -109,6 +117,15 @@ public struct JWKSKeySet: Sendable {
             keys.append(Key(kid: kid, algorithm: algorithm, collection: collection))
         }
         return .success(keys)
+    }
+
+    /// A `kid` or `alg` that is not a string counts as absent, as Envoy's JWKS reader ignores it.
+    private static func withoutMistypedNames(_ element: Any) -> Any {
+        guard var members = element as? [String: Any] else { return element }
+        for name in ["kid", "alg"] where members[name] != nil && !(members[name] is String) {
+            members[name] = nil
+        }
+        return members
     }
 
     /// An EC key without `crv` gets the curve of its `alg`, or P-256 when it names none, as

@@ -10,6 +10,8 @@ public struct JWTFailure: Error, Sendable, Hashable, CustomStringConvertible {
         case unknownIssuer
         /// The issuer's JWKS could not be loaded.
         case keysUnavailable
+        /// The issuer's JWKS holds no key at all.
+        case noKeys
         /// The header names a `kid` the issuer's JWKS lacks.
         case unknownKid
         /// No key of the JWKS has the header's algorithm.

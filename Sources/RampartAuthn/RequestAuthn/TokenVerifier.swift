@@ -64,6 +64,9 @@ struct TokenVerifier: Sendable {
         }
         let kid = header.kid
         let algorithm = header.alg ?? "<none>"
+        guard !keySet.keys.isEmpty else {
+            return .failure(JWTFailure(.noKeys, "the JWKS of issuer \(issuer) from \(source) holds no key: publish the issuer's keys there"))
+        }
         let candidates = keySet.candidates(kid: kid, algorithm: algorithm)
         guard !candidates.isEmpty else {
             let known = keySet.kids.sorted().joined(separator: ", ")

@@ -100,6 +100,14 @@ enum RequestAuthenticationValidator {
                 fix: "paste the issuer's JWKS document, or use jwksUri")
             return
         }
+        // Istio's webhook parses the set whole: one key of a type no JWK library knows refuses it.
+        let known = ["EC", "RSA", "OKP", "oct"]
+        for (index, key) in keys.enumerated() {
+            guard let type = key["kty"] as? String, !known.contains(type) else { continue }
+            reporter.add(
+                .badJWKS, field, "key \(index) of the JWKS has kty \"\(DiagnosticText.escaped(type))\", which is not a key type (EC, RSA, OKP or oct)",
+                fix: "remove that key, or correct its kty")
+        }
         let privateMembers = ["d", "p", "q", "dp", "dq", "qi"]
         for (index, key) in keys.enumerated() where privateMembers.contains(where: { key[$0] != nil }) {
             reporter.add(

@@ -276,7 +276,9 @@ struct InboundHTTP: Sendable {
         case .notYetValid?: return "Jwt not yet valid"
         case .unknownIssuer?: return "Jwt issuer is not configured"
         case .malformed?: return "Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections"
-        case .keysUnavailable?: return "Jwks remote fetch is failed"
+        // Keys that cannot be fetched: istiod then gives Envoy a key that verifies nothing.
+        case .keysUnavailable?: return "Jwt verification fails"
+        case .noKeys?: return "Jwks doesn't have any valid public key"
         case .unknownKid?, .algorithmMismatch?: return "Jwks doesn't have key to match kid or alg from Jwt"
         case .audienceNotAllowed?: return "Audiences in Jwt are not allowed"
         case .badSignature?, nil: return "Jwt verification fails"

@@ -1,0 +1,58 @@
+import Foundation
+import RampartAuthn
+import Testing
+
+/// Where Envoy's JWKS reader and istiod's fetching decide what Rampart reads: key fields of the
+/// wrong type, RSA exponents, empty key sets, and the URLs keys may come from.
+@Suite("JWKS reading and fetching as Envoy and istiod do")
+struct JWKSReadingTests {
+    @Test("a kid or alg that is not a string counts as absent: the key stays usable")
+    func mistypedNames() async throws {
+        let key = IssuerKey(kid: "k1")
+        var members: [String: Any] = key.jwk
+        members["kid"] = 5
+        members["alg"] = 7
+        let json = String(decoding: try JSONSerialization.data(withJSONObject: ["keys": [members]]), as: UTF8.self)
+        let set = try await JWKSKeySet.load(json: json, origin: "test")
+        #expect(!set.keys.isEmpty && set.keys.allSatisfy { $0.kid == nil }, "\(set.keys.map(\.kid))")
+    }
+
+    @Test("an RSA key whose public exponent is not 3 or 65537 is dropped, and says why")
+    func rsaExponent() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        var jwk = try RSAIssuerKey(kid: "r1", in: directory).jwk()
+        #expect(jwk["e"] == "AQAB")
+        let usable = try await JWKSKeySet.load(json: try jwksJSON([jwk]), origin: "test")
+        #expect(usable.keys.count == 1)
+        jwk["e"] = "EQ"  // 17
+        let seventeen = try jwksJSON([jwk])
+        do {
+            _ = try await JWKSKeySet.load(json: seventeen, origin: "test")
+            Issue.record("a key with exponent 17 was kept")
+        } catch {
+            #expect(error.reason.contains("public exponent other than 3 or 65537"), "\(error.reason)")
+        }
+    }
+
+    @Test("a JWKS with no key at all refuses every token with its own failure")
+    func noKeys() async throws {
+        let key = IssuerKey(kid: "k1")
+        let token = try await key.sign(any: requestClaims(now: Date()))
+        let result = await RequestAuthenticator(fetcher: ScriptedFetcher(), clock: ManualClock())
+            .authenticate(cartRequest(headers: ["authorization": "Bearer \(token)"]), providers: try providers(rules: [inlineRule(#"{"keys": []}"#)]))
+        #expect(result.failure?.kind == .noKeys && result.status == 401, "\(String(describing: result.failure))")
+    }
+
+    @Test(
+        "keys are fetched over http and https only, as istiod fetches them",
+        arguments: ["http+unix://%2Ftmp%2Fs.sock/keys", "file:///etc/passwd", "ftp://127.0.0.1/keys", "/relative/keys", "unix:///tmp/s"])
+    func schemes(url: String) async throws {
+        do {
+            _ = try await AsyncHTTPClientFetcher().get(url, timeout: .seconds(1))
+            Issue.record("fetched \(url)")
+        } catch {
+            #expect(error.code == .keySourceUnavailable && error.reason.contains("http:// or https://"), "\(error.reason)")
+        }
+    }
+}
