@@ -68,7 +68,13 @@ public struct ProxyServer: Sendable {
                 let host = listeners.inboundHost.contains(":") ? "[\(listeners.inboundHost)]" : listeners.inboundHost
                 return "\(host):\(port)"
             },
-            holder: context.config, logger: context.logger
+            holder: context.config,
+            // The JWT rules' keys are fetched when the config arrives, not by the first token.
+            onInstall: { [authenticator = context.authenticator] config in
+                guard !config.jwtProviders.isEmpty else { return }
+                Task { await authenticator.prefetch(config.jwtProviders) }
+            },
+            logger: context.logger
         )
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(

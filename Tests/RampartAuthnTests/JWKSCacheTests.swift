@@ -25,6 +25,9 @@ struct JWKSCacheTests {
         #expect(try await cache.keys(for: source, timeout: .seconds(5)).get().kids == ["k1"])
         #expect(fetcher.calls(jwksURL) == 1)
         clock.advance(by: 1)
+        // Due for refresh: the request gets the keys it had at once, and the fetch runs beside it.
+        #expect(try await cache.keys(for: source, timeout: .seconds(5)).get().kids == ["k1"])
+        await cache.settle()
         #expect(try await cache.keys(for: source, timeout: .seconds(5)).get().kids == ["k2"])
         #expect(fetcher.calls(jwksURL) == 2)
     }
@@ -42,6 +45,7 @@ struct JWKSCacheTests {
         var expectedCalls = 1
         for delay in [1.0, 2, 4, 8] {
             #expect(try await cache.keys(for: source, timeout: .seconds(5)).get().kids == ["k1"])
+            await cache.settle()
             expectedCalls += 1
             #expect(fetcher.calls(jwksURL) == expectedCalls)
             #expect(await cache.nextFetch(for: source) == clock.now.addingTimeInterval(delay))
@@ -52,6 +56,8 @@ struct JWKSCacheTests {
         }
         #expect(await cache.consecutiveFailures(for: source) == 4)
         fetcher.serve(jwksURL, try jwksJSON([IssuerKey(kid: "k2").jwk]))
+        #expect(try await cache.keys(for: source, timeout: .seconds(5)).get().kids == ["k1"])
+        await cache.settle()
         #expect(try await cache.keys(for: source, timeout: .seconds(5)).get().kids == ["k2"])
         #expect(await cache.consecutiveFailures(for: source) == 0)
         #expect(JWKSCache.backoff(failures: 40, initial: 1, max: 1200) == 1200)
@@ -69,6 +75,7 @@ struct JWKSCacheTests {
         #expect(fetcher.calls == 1, "a request right after a 5 s failure waits out the 1 s back-off instead of fetching")
         clock.advance(by: 1)
         _ = await cache.keys(for: source, timeout: .seconds(5))
+        await cache.settle()
         #expect(fetcher.calls == 2)
         #expect(await cache.nextFetch(for: source) == clock.now.addingTimeInterval(2))
     }
@@ -88,6 +95,22 @@ struct JWKSCacheTests {
         }
     }
 
+    @Test("keys prefetched when the config arrives are there for the first token, which fetches nothing")
+    func prefetch() async throws {
+        let clock = ManualClock()
+        let fetcher = ScriptedFetcher()
+        let key = IssuerKey(kid: "k1")
+        fetcher.serve(jwksURL, try jwksJSON([key.jwk]))
+        let rules = try providers(rules: ["{issuer: '\(requestIssuer)', jwksUri: '\(jwksURL)'}"])
+        let authenticator = RequestAuthenticator(fetcher: fetcher, clock: clock)
+        await authenticator.prefetch(rules)
+        #expect(fetcher.calls(jwksURL) == 1)
+        let token = try await key.sign(any: requestClaims(now: clock.now))
+        let result = await authenticator.authenticate(cartRequest(headers: ["authorization": "Bearer \(token)"]), providers: rules)
+        #expect(result.failure == nil, "\(result.failure?.reason ?? "")")
+        #expect(fetcher.calls(jwksURL) == 1)
+    }
+
     @Test("with no keys ever fetched, the issuer's tokens fail with 401 and the fetch error")
     func noKeysMeansUnauthorized() async throws {
         let clock = ManualClock()
@@ -102,9 +125,13 @@ struct JWKSCacheTests {
         #expect(result.status == 401)
         #expect(result.failure?.reason.contains("503") == true, "\(result.failure?.reason ?? "")")
 
-        // After the back-off the JWKS answers, and the same token verifies.
+        // After the back-off the JWKS answers: the request that finds the retry due is answered
+        // at once (its fetch runs beside it), and once the keys are in, the same token verifies.
         fetcher.serve(jwksURL, try jwksJSON([key.jwk]))
         clock.advance(by: 1)
+        let due = await authenticator.authenticate(cartRequest(headers: ["authorization": "Bearer \(token)"]), providers: rules)
+        #expect(due.failure?.kind == .keysUnavailable)
+        await authenticator.cache.settle()
         let retried = await authenticator.authenticate(cartRequest(headers: ["authorization": "Bearer \(token)"]), providers: rules)
         #expect(retried.failure == nil, "\(retried.failure?.reason ?? "")")
     }

@@ -7,6 +7,10 @@ import Foundation
 /// doubling, at most ``maxBackoff``); until then the cached answer is served without fetching. A
 /// source that has never produced keys answers with its last error, so its tokens fail (401).
 /// Concurrent requests for a source share one fetch.
+///
+/// Only a source's first fetch is waited for. Later fetches, when the keys are due for refresh or
+/// a back-off has passed, run in the background while requests get the cached answer at once, as
+/// istiod refreshes keys out of the request path: a key server that hangs holds no request.
 public actor JWKSCache {
     /// Istio's JWKS refresh interval.
     public static let defaultRefreshInterval: TimeInterval = 20 * 60
@@ -46,29 +50,43 @@ public actor JWKSCache {
         self.maxBackoff = maxBackoff ?? refreshInterval
     }
 
-    /// The keys of `source`: cached ones while fresh, otherwise fetched (each request within `timeout`).
+    /// The keys of `source`: on first use, fetched (each request within `timeout`) and waited for;
+    /// afterwards the cached answer, with a fetch started in the background when one is due.
     public func keys(for source: JWKSSource, timeout: Duration) async -> Result<JWKSKeySet, AuthnError> {
         let now = clock.now
-        if let entry = entries[source], now < entry.nextFetch { return Self.answer(entry, source) }
-        let task: Task<Entry, Never>
-        if let running = inFlight[source] {
-            task = running
-        } else {
-            let previous = entries[source]
-            let loader = self.loader
-            let clock = self.clock
-            let schedule = (refresh: refreshInterval, initial: initialBackoff, max: maxBackoff)
-            task = Task {
-                await Self.refreshed(previous, source: source, loader: loader, timeout: timeout, clock: clock, schedule: schedule)
-            }
-            inFlight[source] = task
+        if let entry = entries[source] {
+            if now >= entry.nextFetch { refresh(source, timeout: timeout) }
+            return Self.answer(entry, source)
         }
-        let entry = await task.value
-        if inFlight[source] == task {
-            inFlight[source] = nil
-            entries[source] = entry
-        }
+        let entry = await refresh(source, timeout: timeout).value
         return Self.answer(entry, source)
+    }
+
+    /// Waits for every fetch under way (for tests and for callers that prefetch).
+    public func settle() async {
+        while let task = inFlight.values.first { _ = await task.value }
+    }
+
+    /// Starts a fetch of `source`, or joins the one under way; the cache takes its result when it ends.
+    @discardableResult
+    private func refresh(_ source: JWKSSource, timeout: Duration) -> Task<Entry, Never> {
+        if let running = inFlight[source] { return running }
+        let previous = entries[source]
+        let loader = self.loader
+        let clock = self.clock
+        let schedule = (refresh: refreshInterval, initial: initialBackoff, max: maxBackoff)
+        let task = Task {
+            let entry = await Self.refreshed(previous, source: source, loader: loader, timeout: timeout, clock: clock, schedule: schedule)
+            await self.store(entry, for: source)
+            return entry
+        }
+        inFlight[source] = task
+        return task
+    }
+
+    private func store(_ entry: Entry, for source: JWKSSource) {
+        inFlight[source] = nil
+        entries[source] = entry
     }
 
     /// When `source` will next be fetched, or `nil` before its first use.

@@ -27,6 +27,17 @@ public struct RequestAuthenticator: Sendable {
         self.init(cache: JWKSCache(fetcher: fetcher, clock: clock), clock: clock)
     }
 
+    /// Fetches the keys of `providers` that have not been fetched yet, as istiod fetches them when
+    /// it builds a proxy's config: the first token then finds them there.
+    public func prefetch(_ providers: [JWTProvider]) async {
+        await withTaskGroup(of: Void.self) { group in
+            for provider in providers {
+                let timeout = Duration.milliseconds(provider.rule.timeoutMilliseconds ?? JWTProvider.defaultTimeoutMilliseconds)
+                group.addTask { _ = await cache.keys(for: JWKSSource(rule: provider.rule), timeout: timeout) }
+            }
+        }
+    }
+
     /// Finds and verifies the request's tokens with the workload's rules.
     public func authenticate(_ request: AuthzRequest, providers: [JWTProvider]) async -> RequestAuthnResult {
         guard request.transport == .http, !providers.isEmpty else { return .noToken }

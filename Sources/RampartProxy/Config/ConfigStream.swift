@@ -35,6 +35,7 @@ public final class ConfigStream: Service, Sendable {
     private let workload: WorkloadInfo
     private let inboundAddress: @Sendable () -> String?
     private let holder: ConfigHolder
+    private let onInstall: @Sendable (ProxyConfig) -> Void
     private let logger: Logger
     private let initialBackoff: Duration
     private let maxBackoff: Duration
@@ -42,8 +43,10 @@ public final class ConfigStream: Service, Sendable {
     /// Creates the stream; nothing connects until `run`.
     public init(
         endpoint: Endpoint, identity: IdentityWatcher, workload: WorkloadInfo, inboundAddress: @escaping @Sendable () -> String?, holder: ConfigHolder,
-        initialBackoff: Duration = .milliseconds(200), maxBackoff: Duration = .seconds(10), logger: Logger
+        initialBackoff: Duration = .milliseconds(200), maxBackoff: Duration = .seconds(10),
+        onInstall: @escaping @Sendable (ProxyConfig) -> Void = { _ in }, logger: Logger
     ) {
+        self.onInstall = onInstall
         self.endpoint = endpoint
         self.identity = identity
         self.workload = workload
@@ -122,6 +125,7 @@ public final class ConfigStream: Service, Sendable {
         let registration = self.registration(inboundAddress: inbound)
         let workload = self.workload
         let holder = self.holder
+        let onInstall = self.onInstall
         let logger = self.logger
         let identity = self.identity
         let generation = current.generation
@@ -138,7 +142,7 @@ public final class ConfigStream: Service, Sendable {
                 group.addTask {
                     try await Self.follow(
                         client: client, registration: registration, acks: acks, ackSink: ackSink, workload: workload,
-                        trustDomains: trustDomains, holder: holder, received: received, logger: logger)
+                        trustDomains: trustDomains, holder: holder, onInstall: onInstall, received: received, logger: logger)
                 }
                 try await group.next()
                 group.cancelAll()
@@ -149,7 +153,7 @@ public final class ConfigStream: Service, Sendable {
     private static func follow(
         client: GRPCClient<HTTP2ClientTransport.Posix>, registration: Rampart_Config_V1_Registration, acks: AsyncStream<Rampart_Config_V1_Ack>,
         ackSink: AsyncStream<Rampart_Config_V1_Ack>.Continuation, workload: WorkloadInfo, trustDomains: TrustDomainBundle,
-        holder: ConfigHolder, received: SnapshotCounter, logger: Logger
+        holder: ConfigHolder, onInstall: @escaping @Sendable (ProxyConfig) -> Void, received: SnapshotCounter, logger: Logger
     ) async throws {
         let service = Rampart_Config_V1_MeshConfigService.Client(wrapping: client)
         try await service.streamConfig(
@@ -173,6 +177,7 @@ public final class ConfigStream: Service, Sendable {
                     do {
                         let config = try ProxyConfig.compile(snapshot, workload: workload, trustDomains: trustDomains)
                         holder.install(config)
+                        onInstall(config)
                         ack.accepted = true
                         logger.info(
                             "config snapshot applied",
