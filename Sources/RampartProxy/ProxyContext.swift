@@ -16,6 +16,9 @@ public final class ProxyContext: Sendable {
     public let appPort: Int
     /// `appHost:appPort` (`[v6]:port`), as access logs show the inbound side's upstream.
     public let appAddress: String
+    /// The workload's metrics labels, and its inbound cluster as Istio names it (`inbound|PORT||`).
+    let telemetry: WorkloadTelemetry
+    let inboundCluster: String
     /// The workload identity.
     public let identity: IdentityWatcher
     /// The config in force.
@@ -66,6 +69,8 @@ public final class ProxyContext: Sendable {
         self.upstreamTimeout = upstreamTimeout
         self.outboundPolicy = outboundPolicy
         self.logger = logger
+        telemetry = WorkloadTelemetry(labels: workload.labels, workload: workload.name)
+        inboundCluster = "inbound|\(appPort)||"
         self.destinationService = (workload.services.first { $0.port == appPort } ?? workload.services.first).map {
             (fqdn: "\($0.name).\(workload.namespace).svc.cluster.local", name: $0.name)
         }

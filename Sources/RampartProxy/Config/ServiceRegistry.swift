@@ -10,6 +10,8 @@ public struct ServiceEndpoint: Sendable, Hashable {
     public let labels: [String: String]
     /// `host:port` (`[v6]:port`), as access logs show the upstream.
     public let address: String
+    /// What its metrics labels say of it, worked out once.
+    public let telemetry: WorkloadTelemetry
 
     /// Creates an endpoint.
     public init(host: String, port: Int, spiffeID: String, workload: String, labels: [String: String] = [:]) {
@@ -19,6 +21,7 @@ public struct ServiceEndpoint: Sendable, Hashable {
         self.workload = workload
         self.labels = labels
         self.address = EndpointAddress.join(host, port)
+        telemetry = WorkloadTelemetry(labels: labels, workload: workload)
     }
 }
 
@@ -64,6 +67,16 @@ public struct PeerWorkload: Sendable, Hashable {
     public let workload: String
     public let namespace: String
     public let labels: [String: String]
+    /// What its metrics labels say of it, worked out once.
+    public let telemetry: WorkloadTelemetry
+
+    /// Creates a workload's record.
+    public init(workload: String, namespace: String, labels: [String: String]) {
+        self.workload = workload
+        self.namespace = namespace
+        self.labels = labels
+        telemetry = WorkloadTelemetry(labels: labels, workload: workload)
+    }
 }
 
 /// Every service of the mesh, as the control plane streamed it, with Kubernetes-style name lookup.

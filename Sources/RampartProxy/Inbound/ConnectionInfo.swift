@@ -21,6 +21,8 @@ public struct ConnectionInfo: Sendable {
     public let remoteIP: String?
     public let localIP: String?
     public let sourceAddress: String?
+    /// The listener's `ip:port` the connection arrived on, as access logs show it.
+    public let localAddress: String?
     public let peerID: String?
     public let peerPrincipal: String?
     public let peerNamespace: String?
@@ -35,8 +37,10 @@ public struct ConnectionInfo: Sendable {
         self.peer = peer
         self.mode = mode
         self.remoteIP = remote?.ipAddress
-        self.localIP = local?.ipAddress
+        let localIP = local?.ipAddress
+        self.localIP = localIP
         self.sourceAddress = remote.map { EndpointAddress.join($0.ipAddress ?? "?", $0.port ?? 0) }
+        self.localAddress = local.map { EndpointAddress.join(localIP ?? "?", $0.port ?? 0) }
         self.peerID = peer?.spiffeIDString
         self.peerPrincipal = peer?.spiffeID.principal
         self.peerNamespace = peer?.spiffeID.istioWorkload?.namespace

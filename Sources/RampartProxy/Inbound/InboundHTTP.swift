@@ -81,7 +81,7 @@ struct InboundHTTP: Sendable {
         if let peerID = info.peerID, let source = config.registry.workloads[peerID] {
             record.sourceWorkload = source.workload
             record.sourceNamespace = source.namespace
-            record.source(labels: source.labels, workload: source.workload)
+            record.source(source.telemetry)
         }
         let authz = Self.authzRequest(
             request, info: info, workload: context.workload, appPort: context.appPort, headers: config.policies.readsHeaders)
@@ -322,9 +322,9 @@ struct InboundHTTP: Sendable {
         record.bytesReceived = request.body.readableBytes
         record.sourceAddress = info.sourceAddress
         record.forwardedFor = request.head.headers.first(name: "x-forwarded-for")
-        record.downstreamLocalAddress = info.local.flatMap { address in address.ipAddress.map { EndpointAddress.join($0, address.port ?? 0) } }
+        record.downstreamLocalAddress = info.localAddress
         record.routeName = "default"
-        record.upstreamCluster = "inbound|\(context.appPort)||"
+        record.upstreamCluster = context.inboundCluster
         record.sourcePrincipal = info.peerID
         record.sourceNamespace = info.peerNamespace
         record.connectionSecurityPolicy = info.securityPolicy
@@ -332,7 +332,7 @@ struct InboundHTTP: Sendable {
         record.destinationPrincipal = context.identity.current?.identity.spiffeIDString
         record.destinationWorkload = workload.name
         record.destinationNamespace = workload.namespace
-        record.destination(labels: workload.labels, workload: workload.name)
+        record.destination(context.telemetry)
         if let service = context.destinationService {
             record.destinationService = service.fqdn
             record.destinationServiceName = service.name

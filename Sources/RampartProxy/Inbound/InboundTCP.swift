@@ -19,7 +19,7 @@ struct InboundTCP: Sendable {
         record.destinationPrincipal = context.identity.current?.identity.spiffeIDString
         record.destinationWorkload = context.workload.name
         record.destinationNamespace = context.workload.namespace
-        record.destination(labels: context.workload.labels, workload: context.workload.name)
+        record.destination(context.telemetry)
         if let service = context.destinationService {
             record.destinationService = service.fqdn
             record.destinationServiceName = service.name
@@ -33,7 +33,7 @@ struct InboundTCP: Sendable {
         if let peerID = info.peerID, let source = config.registry.workloads[peerID] {
             record.sourceWorkload = source.workload
             record.sourceNamespace = source.namespace
-            record.source(labels: source.labels, workload: source.workload)
+            record.source(source.telemetry)
         }
         let ip = info.remoteIP
         let request = AuthzRequest(

@@ -136,7 +136,7 @@ struct OutboundHTTP: Sendable {
         record.sourcePrincipal = own?.spiffeIDString
         record.sourceWorkload = context.workload.name
         record.sourceNamespace = context.workload.namespace
-        record.source(labels: context.workload.labels, workload: context.workload.name)
+        record.source(context.telemetry)
         record.requestID = RequestIDs.ensure(&head.headers)
         if let refusal = context.refusesVersion(request, &record) {
             done(refusal, record)
@@ -192,7 +192,7 @@ struct OutboundHTTP: Sendable {
         record.upstreamCluster = "outbound|\(service.port)||\(fqdn)"
         record.destinationWorkload = endpoint.workload
         record.destinationNamespace = service.namespace
-        record.destination(labels: endpoint.labels, workload: endpoint.workload)
+        record.destination(endpoint.telemetry)
         guard let current = context.identity.current else {
             record.responseFlags = "UF"
             done(.local(.serviceUnavailable, "this proxy has no workload identity yet, so it cannot originate mTLS\n"), record)

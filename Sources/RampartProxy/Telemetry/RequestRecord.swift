@@ -88,21 +88,43 @@ public struct RequestRecord: Sendable {
     }
 }
 
+/// What Istio's metrics labels say of a workload (app, version, canonical service and revision),
+/// worked out once from its labels rather than on every request.
+public struct WorkloadTelemetry: Sendable, Hashable {
+    public let app: String?
+    public let version: String?
+    public let canonicalService: String?
+    public let canonicalRevision: String
+
+    /// The labels' values for a workload with these labels and name.
+    public init(labels: [String: String], workload: String?) {
+        app = labels["app"]
+        version = labels["version"]
+        canonicalService = CanonicalService.name(labels: labels, workload: workload)
+        canonicalRevision = CanonicalService.revision(labels: labels)
+    }
+}
+
 extension RequestRecord {
-    /// Sets the source workload's app, version and canonical service from its labels.
-    public mutating func source(labels: [String: String], workload: String?) {
-        sourceApp = labels["app"]
-        sourceVersion = labels["version"]
-        sourceCanonicalService = CanonicalService.name(labels: labels, workload: workload)
-        sourceCanonicalRevision = CanonicalService.revision(labels: labels)
+    /// Sets the source workload's app, version and canonical service.
+    public mutating func source(_ telemetry: WorkloadTelemetry) {
+        sourceApp = telemetry.app
+        sourceVersion = telemetry.version
+        sourceCanonicalService = telemetry.canonicalService
+        sourceCanonicalRevision = telemetry.canonicalRevision
     }
 
-    /// Sets the destination workload's app, version and canonical service from its labels.
+    /// Sets the destination workload's app, version and canonical service.
+    public mutating func destination(_ telemetry: WorkloadTelemetry) {
+        destinationApp = telemetry.app
+        destinationVersion = telemetry.version
+        destinationCanonicalService = telemetry.canonicalService
+        destinationCanonicalRevision = telemetry.canonicalRevision
+    }
+
+    /// Sets the destination workload's values from its labels.
     public mutating func destination(labels: [String: String], workload: String?) {
-        destinationApp = labels["app"]
-        destinationVersion = labels["version"]
-        destinationCanonicalService = CanonicalService.name(labels: labels, workload: workload)
-        destinationCanonicalRevision = CanonicalService.revision(labels: labels)
+        destination(WorkloadTelemetry(labels: labels, workload: workload))
     }
 
     /// The Istio name of a policy's rule, as Envoy's RBAC filter reports the one that denied.
