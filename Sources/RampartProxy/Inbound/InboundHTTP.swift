@@ -323,7 +323,6 @@ struct InboundHTTP: Sendable {
         record.sourceAddress = info.sourceAddress
         record.forwardedFor = request.head.headers.first(name: "x-forwarded-for")
         record.downstreamLocalAddress = info.localAddress
-        record.routeName = "default"
         record.upstreamCluster = context.inboundCluster
         record.sourcePrincipal = info.peerID
         record.sourceNamespace = info.peerNamespace

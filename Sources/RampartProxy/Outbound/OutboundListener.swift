@@ -131,7 +131,6 @@ struct OutboundHTTP: Sendable {
         record.bytesReceived = request.body.readableBytes
         record.sourceAddress = source
         record.forwardedFor = head.headers.first(name: "x-forwarded-for")
-        record.routeName = "default"
         let own = context.identity.current?.identity
         record.sourcePrincipal = own?.spiffeIDString
         record.sourceWorkload = context.workload.name

@@ -138,7 +138,8 @@ public final class AccessLog: Sendable {
     static func lineBytes(_ record: RequestRecord) -> [UInt8] {
         var json = JSONLine()
         json.timestampField("start_time", record.startTime)
-        json.field("route_name", record.routeName)
+        // Every HTTP route is Istio's `default`: there are no VirtualServices; TCP has none.
+        json.field("route_name", record.protocolName == "TCP" ? nil : "default")
         json.field("reporter", record.reporter.rawValue)
         json.field("protocol", record.protocolName)
         json.field("method", record.method)

@@ -29,10 +29,10 @@ public struct ProxyMetrics: Sendable {
     /// a request whose label set was seen before finds its series without building the labels.
     struct SeriesKey: Hashable, Sendable {
         let reporter: RequestRecord.Reporter
-        let sourceWorkload, sourceNamespace, sourcePrincipal, sourceApp, sourceVersion: String?
-        let sourceCanonicalService, sourceCanonicalRevision: String?
-        let destinationWorkload, destinationNamespace, destinationPrincipal, destinationApp, destinationVersion: String?
-        let destinationCanonicalService, destinationCanonicalRevision: String?
+        let sourceWorkload, sourceNamespace, sourcePrincipal: String?
+        let sourceTelemetry: WorkloadTelemetry?
+        let destinationWorkload, destinationNamespace, destinationPrincipal: String?
+        let destinationTelemetry: WorkloadTelemetry?
         let isGRPC: Bool
         let grpcStatus: String?
         let destinationService, destinationServiceName, destinationServiceNamespace: String?
@@ -44,17 +44,11 @@ public struct ProxyMetrics: Sendable {
             sourceWorkload = record.sourceWorkload
             sourceNamespace = record.sourceNamespace
             sourcePrincipal = record.sourcePrincipal
-            sourceApp = record.sourceApp
-            sourceVersion = record.sourceVersion
-            sourceCanonicalService = record.sourceCanonicalService
-            sourceCanonicalRevision = record.sourceCanonicalRevision
+            sourceTelemetry = record.sourceTelemetry
             destinationWorkload = record.destinationWorkload
             destinationNamespace = record.destinationNamespace
             destinationPrincipal = record.destinationPrincipal
-            destinationApp = record.destinationApp
-            destinationVersion = record.destinationVersion
-            destinationCanonicalService = record.destinationCanonicalService
-            destinationCanonicalRevision = record.destinationCanonicalRevision
+            destinationTelemetry = record.destinationTelemetry
             isGRPC = record.isGRPC
             grpcStatus = record.grpcStatus
             destinationService = record.destinationService

@@ -34,20 +34,23 @@ public struct RequestRecord: Sendable {
     public var sourcePrincipal: String?
     public var sourceWorkload: String?
     public var sourceNamespace: String?
-    public var sourceApp: String?
-    public var sourceVersion: String?
-    /// Istio's canonical service and revision of the source workload (see `CanonicalService`).
-    public var sourceCanonicalService: String?
-    public var sourceCanonicalRevision: String?
+    /// The source workload's app, version, canonical service and revision, when known.
+    public var sourceTelemetry: WorkloadTelemetry?
+    public var sourceApp: String? { sourceTelemetry?.app }
+    public var sourceVersion: String? { sourceTelemetry?.version }
+    public var sourceCanonicalService: String? { sourceTelemetry?.canonicalService }
+    public var sourceCanonicalRevision: String? { sourceTelemetry?.canonicalRevision }
     public var sourceAddress: String?
     /// The destination workload and service.
     public var destinationPrincipal: String?
     public var destinationWorkload: String?
     public var destinationNamespace: String?
-    public var destinationApp: String?
-    public var destinationVersion: String?
-    public var destinationCanonicalService: String?
-    public var destinationCanonicalRevision: String?
+    /// The destination workload's app, version, canonical service and revision, when known.
+    public var destinationTelemetry: WorkloadTelemetry?
+    public var destinationApp: String? { destinationTelemetry?.app }
+    public var destinationVersion: String? { destinationTelemetry?.version }
+    public var destinationCanonicalService: String? { destinationTelemetry?.canonicalService }
+    public var destinationCanonicalRevision: String? { destinationTelemetry?.canonicalRevision }
     public var destinationService: String?
     public var destinationServiceName: String?
     public var destinationServiceNamespace: String?
@@ -56,8 +59,6 @@ public struct RequestRecord: Sendable {
     /// Istio's name for where it went: `inbound|PORT||`, `outbound|PORT||FQDN`,
     /// `PassthroughCluster` or `BlackHoleCluster`.
     public var upstreamCluster: String?
-    /// The route that sent it there (`default`, as Istio names routes without a VirtualService).
-    public var routeName: String?
     /// The request's `x-forwarded-for` header.
     public var forwardedFor: String?
     /// The listener address the request arrived on.
@@ -89,8 +90,9 @@ public struct RequestRecord: Sendable {
 }
 
 /// What Istio's metrics labels say of a workload (app, version, canonical service and revision),
-/// worked out once from its labels rather than on every request.
-public struct WorkloadTelemetry: Sendable, Hashable {
+/// worked out once from its labels rather than on every request. A class, so that a request's
+/// record, copied along its path, carries one reference rather than four strings.
+public final class WorkloadTelemetry: Sendable, Hashable {
     public let app: String?
     public let version: String?
     public let canonicalService: String?
@@ -103,23 +105,30 @@ public struct WorkloadTelemetry: Sendable, Hashable {
         canonicalService = CanonicalService.name(labels: labels, workload: workload)
         canonicalRevision = CanonicalService.revision(labels: labels)
     }
+
+    public static func == (lhs: WorkloadTelemetry, rhs: WorkloadTelemetry) -> Bool {
+        lhs === rhs
+            || (lhs.app == rhs.app && lhs.version == rhs.version && lhs.canonicalService == rhs.canonicalService
+                && lhs.canonicalRevision == rhs.canonicalRevision)
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(app)
+        hasher.combine(version)
+        hasher.combine(canonicalService)
+        hasher.combine(canonicalRevision)
+    }
 }
 
 extension RequestRecord {
     /// Sets the source workload's app, version and canonical service.
     public mutating func source(_ telemetry: WorkloadTelemetry) {
-        sourceApp = telemetry.app
-        sourceVersion = telemetry.version
-        sourceCanonicalService = telemetry.canonicalService
-        sourceCanonicalRevision = telemetry.canonicalRevision
+        sourceTelemetry = telemetry
     }
 
     /// Sets the destination workload's app, version and canonical service.
     public mutating func destination(_ telemetry: WorkloadTelemetry) {
-        destinationApp = telemetry.app
-        destinationVersion = telemetry.version
-        destinationCanonicalService = telemetry.canonicalService
-        destinationCanonicalRevision = telemetry.canonicalRevision
+        destinationTelemetry = telemetry
     }
 
     /// Sets the destination workload's values from its labels.
