@@ -1,4 +1,5 @@
 import Foundation
+import JWTKit
 import RampartAuthn
 import Testing
 
@@ -33,6 +34,32 @@ struct JWKSReadingTests {
         } catch {
             #expect(error.reason.contains("public exponent other than 3 or 65537"), "\(error.reason)")
         }
+    }
+
+    @Test("the X.509 form some issuers publish (kid → PEM certificate) is read as RS256 keys, as Envoy reads it")
+    func x509Form() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let keyPath = directory.file("issuer.key")
+        let certificatePath = directory.file("issuer.pem")
+        #expect(try runOnPath("openssl", ["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", keyPath]).status == 0)
+        #expect(try runOnPath("openssl", ["req", "-x509", "-key", keyPath, "-subj", "/CN=issuer", "-days", "1", "-out", certificatePath]).status == 0)
+        let json = String(
+            decoding: try JSONSerialization.data(withJSONObject: ["x1": try String(contentsOfFile: certificatePath, encoding: .utf8)]),
+            as: UTF8.self)
+        let set = try await JWKSKeySet.load(json: json, origin: "test")
+        #expect(set.keys.map(\.kid) == ["x1"] && set.keys.map(\.algorithm) == ["RS256"])
+
+        let signer = JWTKeyCollection()
+        await signer.add(
+            rsa: try Insecure.RSA.PrivateKey(pem: try String(contentsOfFile: keyPath, encoding: .utf8)), digestAlgorithm: .sha256,
+            kid: JWKIdentifier(string: "x1"))
+        let clock = ManualClock()
+        let token = try await signer.sign(requestClaims(now: clock.now), kid: JWKIdentifier(string: "x1"))
+        let rules = try providers(rules: [inlineRule(json)], validated: false)
+        let result = await RequestAuthenticator(fetcher: ScriptedFetcher(), clock: clock)
+            .authenticate(cartRequest(headers: ["authorization": "Bearer \(token)"]), providers: rules)
+        #expect(result.failure == nil, "\(result.failure?.reason ?? "")")
     }
 
     @Test("a JWKS with no key at all refuses every token with its own failure")

@@ -32,6 +32,11 @@ public struct JWKSKeySet: Sendable {
 
     /// Parses a JWKS document; `origin` names it in errors (for example "the JWKS of ISS from URL").
     public static func load(json: String, origin: String) async throws(AuthnError) -> JWKSKeySet {
+        if let certificates = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: String],
+            !certificates.isEmpty, certificates.values.allSatisfy({ $0.contains("-----BEGIN CERTIFICATE-----") })
+        {
+            return try await load(certificates: certificates, origin: origin)
+        }
         guard let object = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any],
             let list = object["keys"] as? [Any]
         else {
@@ -88,6 +93,26 @@ public struct JWKSKeySet: Sendable {
             throw AuthnError(
                 .keySourceUnavailable,
                 "\(origin) has no usable key: \(skipped.joined(separator: "; ")): publish EC (P-256, P-384, P-521), RSA, Ed25519 or oct (HMAC) keys")
+        }
+        return JWKSKeySet(keys: keys, skipped: skipped)
+    }
+
+    /// The keys of the X.509 form some issuers publish (Google's and Firebase's among them), read as
+    /// Envoy reads it: an object mapping each `kid` to a PEM certificate whose RSA key signs RS256.
+    private static func load(certificates: [String: String], origin: String) async throws(AuthnError) -> JWKSKeySet {
+        var keys: [Key] = []
+        var skipped: [String] = []
+        for (kid, pem) in certificates.sorted(by: { $0.key < $1.key }) {
+            guard let key = try? Insecure.RSA.PublicKey(certificatePEM: pem) else {
+                skipped.append("certificate \(kid) does not hold an RSA key Rampart can read")
+                continue
+            }
+            let collection = JWTKeyCollection()
+            await collection.add(rsa: key, digestAlgorithm: .sha256, kid: JWKIdentifier(string: kid))
+            keys.append(Key(kid: kid, algorithm: "RS256", collection: collection))
+        }
+        if keys.isEmpty {
+            throw AuthnError(.keySourceUnavailable, "\(origin) has no usable key: \(skipped.joined(separator: "; "))")
         }
         return JWKSKeySet(keys: keys, skipped: skipped)
     }
