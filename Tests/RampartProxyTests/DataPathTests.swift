@@ -405,62 +405,6 @@ struct DataPathTests {
     }
 }
 
-/// A plaintext client that writes bytes as they are and reads until the server closes.
-enum RawClient {
-    /// Sends `head`, returns what arrives first (within `timeout`), then sends `body` and returns
-    /// everything else received until the server closes.
-    static func expecting(port: Int, head: String, body: String, timeout: TimeAmount = .seconds(5)) async throws -> (first: String, rest: String) {
-        let client = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .connect(host: "127.0.0.1", port: port) { channel in
-                channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
-            }
-        // A server that never answers is cut off rather than waited for.
-        let channel = client.channel
-        let watchdog = channel.eventLoop.scheduleTask(in: timeout) { channel.close(promise: nil) }
-        defer { watchdog.cancel() }
-        return try await client.executeThenClose { inbound, outbound in
-            var chunks = inbound.makeAsyncIterator()
-            try await outbound.write(ByteBuffer(string: head))
-            let first = try await chunks.next().map { String(buffer: $0) } ?? ""
-            if !body.isEmpty { try await outbound.write(ByteBuffer(string: body)) }
-            var rest = ""
-            while let chunk = try await chunks.next() { rest += String(buffer: chunk) }
-            return (first, rest)
-        }
-    }
-
-    /// Sends `text` and returns everything received until the server closes the connection.
-    /// With `halfClose`, the client sends FIN right after `text` and keeps reading.
-    static func untilClosed(port: Int, sending text: String, halfClose: Bool = false, timeout: Duration = .seconds(5)) async throws -> String {
-        let client = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .channelOption(.allowRemoteHalfClosure, value: halfClose)
-            .connect(host: "127.0.0.1", port: port) { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: halfClose))
-                }
-            }
-        return try await client.executeThenClose { inbound, outbound in
-            try await outbound.write(ByteBuffer(string: text))
-            if halfClose { outbound.finish() }
-            return try await withThrowingTaskGroup(of: String?.self) { group in
-                group.addTask {
-                    var received = ""
-                    for try await chunk in inbound { received += String(buffer: chunk) }
-                    return received
-                }
-                group.addTask {
-                    try await Task.sleep(for: timeout)
-                    return nil
-                }
-                let first = try await group.next() ?? nil
-                group.cancelAll()
-                guard let first else { throw ProxyError(.upstream, "the server did not close the connection within \(timeout)") }
-                return first
-            }
-        }
-    }
-}
-
 @Suite("Upstream request framing")
 struct UpstreamFramingTests {
     @Test("content-length is sent for a body and for bodiless POST, and left out of a GET without one")
