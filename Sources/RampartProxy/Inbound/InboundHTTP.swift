@@ -286,7 +286,7 @@ struct InboundHTTP: Sendable {
     }
 
     /// The `www-authenticate` challenge of a refused token, as Envoy's JWT filter writes it:
-    /// `Bearer realm="<scheme>://<host><path>", error="invalid_token"`, the path without its query.
+    /// `Bearer realm="<scheme>://<host><path>", error="invalid_token"`, the path with its query.
     static func bearerChallenge(_ head: HTTPRequestHead, tls: Bool) -> String {
         // As Envoy's JWT filter builds it: the path with its query, cut at 256 characters.
         let host = head.headers.first(name: "host") ?? ""

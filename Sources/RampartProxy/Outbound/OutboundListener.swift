@@ -99,7 +99,7 @@ extension OutboundListener {
 struct OutboundHTTP: Sendable {
     let context: ProxyContext
     let balancer: RoundRobin
-    var own = OwnAddress(host: "")
+    let own: OwnAddress
 
     /// `host:port` of a client, as the access log shows it.
     static func describe(_ remote: SocketAddress?) -> String? {
