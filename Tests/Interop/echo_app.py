@@ -5,6 +5,7 @@ object naming the application, the method, the path and the headers it received.
 Usage: echo_app.py NAME  — listens on 127.0.0.1 on a port the OS picks, and prints
 `listening PORT` on stdout once it is ready."""
 import json
+import signal
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -36,6 +37,9 @@ class Echo(BaseHTTPRequestHandler):
 
 
 def main():
+    # A test runner's threads block most signals, and children inherit the mask: take SIGTERM
+    # back, so that stopping the application stops it at once.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGTERM, signal.SIGINT])
     server = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
     server.app_name = sys.argv[1] if len(sys.argv) > 1 else "echo"
     print(f"listening {server.server_address[1]}", flush=True)
