@@ -28,6 +28,8 @@ public struct CAServerConfiguration: Sendable {
     public var jwtIssuers: [TrustedIssuer]
     /// The audience JWTs must carry.
     public var jwtAudience: String
+    /// CA certificates trusted beside the system's roots when fetching a JWKS over https.
+    public var jwksExtraRoots: ExtraRootCertificates?
     /// Lifetimes.
     public var policy: IssuancePolicy
     /// The mesh's root namespace, whose stored policies apply mesh-wide.
@@ -39,8 +41,10 @@ public struct CAServerConfiguration: Sendable {
     public init(
         state: StateDirectory, listenHost: String = "127.0.0.1", listenPort: Int = 15012, adminHost: String = "127.0.0.1", adminPort: Int = 15014,
         jwtIssuers: [TrustedIssuer] = [], jwtAudience: String = "istio-ca", policy: IssuancePolicy = IssuancePolicy(),
-        rootNamespace: String = "istio-system", registrationGrace: Duration = .seconds(15)
+        rootNamespace: String = "istio-system", registrationGrace: Duration = .seconds(15),
+        jwksExtraRoots: ExtraRootCertificates? = nil
     ) {
+        self.jwksExtraRoots = jwksExtraRoots
         self.state = state
         self.listenHost = listenHost
         self.listenPort = listenPort
@@ -133,7 +137,9 @@ public struct CAServer: Sendable {
         }
         let issuer = try SVIDIssuer(authority: authority, policy: configuration.policy)
 
-        let jwt = configuration.jwtIssuers.isEmpty ? nil : JWTAuthenticator(issuers: configuration.jwtIssuers, audience: configuration.jwtAudience, trustDomain: trustDomain)
+        let jwt = configuration.jwtIssuers.isEmpty ? nil : JWTAuthenticator(
+                issuers: configuration.jwtIssuers, audience: configuration.jwtAudience, trustDomain: trustDomain,
+                fetcher: AsyncHTTPClientFetcher(extraRoots: configuration.jwksExtraRoots))
         try await jwt?.preload(now: now)
 
         let serving = try await ServingCertificate.make(issuer: issuer, trustDomain: trustDomain, listenHost: configuration.listenHost, now: now)

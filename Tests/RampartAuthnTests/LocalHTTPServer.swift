@@ -1,15 +1,18 @@
 import Foundation
 
 /// A static file server on 127.0.0.1 at a port the OS picks (Python's http.server), serving
-/// `directory`; it exits when the test process closes its stdin.
+/// `directory` over HTTP, or over HTTPS with a certificate and key given; it exits when the test
+/// process closes its stdin.
 final class LocalHTTPServer {
     let directory: TemporaryDirectory
     let port: Int
+    /// `https` when the server was given a certificate, else `http`.
+    let scheme: String
     private let process: Process
     private let input: Pipe
 
     static let script = """
-        import http.server, os, sys, threading
+        import http.server, os, ssl, sys, threading
         root = sys.argv[1]
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
@@ -25,16 +28,22 @@ final class LocalHTTPServer {
             def log_message(self, *args):
                 pass
         server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if len(sys.argv) > 3:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(sys.argv[2], sys.argv[3])
+            server.socket = context.wrap_socket(server.socket, server_side=True)
         print(server.server_address[1], flush=True)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         sys.stdin.read()
         """
 
-    init() throws {
+    /// Starts the server; with `tls`, it serves HTTPS with that certificate chain and key (PEM files).
+    init(tls: (certificateChain: String, key: String)? = nil) throws {
         directory = try TemporaryDirectory()
+        scheme = tls == nil ? "http" : "https"
         process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", "-u", "-c", Self.script, directory.path]
+        process.arguments = ["python3", "-u", "-c", Self.script, directory.path] + (tls.map { [$0.certificateChain, $0.key] } ?? [])
         let output = Pipe()
         input = Pipe()
         process.standardOutput = output
@@ -55,7 +64,7 @@ final class LocalHTTPServer {
     }
 
     /// The URL of `path` on this server.
-    func url(_ path: String) -> String { "http://127.0.0.1:\(port)/\(path)" }
+    func url(_ path: String) -> String { "\(scheme)://127.0.0.1:\(port)/\(path)" }
 
     /// Serves `contents` at `path`.
     func serve(_ contents: String, at path: String) throws {

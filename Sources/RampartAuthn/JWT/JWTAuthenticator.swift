@@ -13,6 +13,7 @@ public actor JWTAuthenticator {
     private let issuers: [String: TrustedIssuer]
     private var keySets: [String: LoadedKeys] = [:]
     private let refetchInterval: TimeInterval
+    private let fetcher: any HTTPFetcher
 
     private struct LoadedKeys {
         let keySet: JWKSKeySet
@@ -20,8 +21,12 @@ public actor JWTAuthenticator {
         var kids: Set<String> { keySet.kids }
     }
 
-    /// Creates an authenticator; keys load on first use.
-    public init(issuers: [TrustedIssuer], audience: String = "istio-ca", trustDomain: TrustDomain, refetchInterval: TimeInterval = 30) {
+    /// Creates an authenticator; keys load on first use, URLs through `fetcher`.
+    public init(
+        issuers: [TrustedIssuer], audience: String = "istio-ca", trustDomain: TrustDomain, refetchInterval: TimeInterval = 30,
+        fetcher: any HTTPFetcher = AsyncHTTPClientFetcher()
+    ) {
+        self.fetcher = fetcher
         self.issuers = Dictionary(issuers.map { ($0.issuer, $0) }, uniquingKeysWith: { _, last in last })
         self.audience = audience
         self.trustDomain = trustDomain
@@ -34,7 +39,7 @@ public actor JWTAuthenticator {
     /// Loads every issuer's keys now, so that a bad key source fails at start-up rather than on first use.
     public func preload(now: Date = Date()) async throws(AuthnError) {
         for issuer in issuers.values {
-            keySets[issuer.issuer] = try await Self.load(issuer, now: now)
+            keySets[issuer.issuer] = try await Self.load(issuer, now: now, fetcher: fetcher)
         }
     }
 
@@ -60,7 +65,7 @@ public actor JWTAuthenticator {
         }
         var keys = try await keySet(for: issuer, now: now)
         if !keys.kids.contains(kid), case .url = issuer.keys, now.timeIntervalSince(keys.fetchedAt) >= refetchInterval {
-            keys = try await Self.load(issuer, now: now)
+            keys = try await Self.load(issuer, now: now, fetcher: fetcher)
             keySets[iss] = keys
         }
         guard keys.kids.contains(kid) else {
@@ -98,12 +103,12 @@ public actor JWTAuthenticator {
 
     private func keySet(for issuer: TrustedIssuer, now: Date) async throws(AuthnError) -> LoadedKeys {
         if let loaded = keySets[issuer.issuer] { return loaded }
-        let loaded = try await Self.load(issuer, now: now)
+        let loaded = try await Self.load(issuer, now: now, fetcher: fetcher)
         keySets[issuer.issuer] = loaded
         return loaded
     }
 
-    private static func load(_ issuer: TrustedIssuer, now: Date) async throws(AuthnError) -> LoadedKeys {
+    private static func load(_ issuer: TrustedIssuer, now: Date, fetcher: any HTTPFetcher) async throws(AuthnError) -> LoadedKeys {
         let json: String
         switch issuer.keys {
         case .file(let path):
@@ -112,7 +117,7 @@ public actor JWTAuthenticator {
             }
             json = text
         case .url(let url):
-            json = try await fetch(url, issuer: issuer.issuer)
+            json = try await fetch(url, issuer: issuer.issuer, fetcher: fetcher)
         }
         let keySet = try await JWKSKeySet.load(json: json, origin: "the JWKS of \(issuer.issuer) from \(issuer.keys)")
         guard !keySet.keys.contains(where: { $0.kid == nil }) else {
@@ -121,9 +126,9 @@ public actor JWTAuthenticator {
         return LoadedKeys(keySet: keySet, fetchedAt: now)
     }
 
-    private static func fetch(_ url: String, issuer: String) async throws(AuthnError) -> String {
+    private static func fetch(_ url: String, issuer: String, fetcher: any HTTPFetcher) async throws(AuthnError) -> String {
         do throws(AuthnError) {
-            return try await AsyncHTTPClientFetcher().get(url, timeout: .seconds(10))
+            return try await fetcher.get(url, timeout: .seconds(10))
         } catch {
             throw AuthnError(.keySourceUnavailable, "JWKS URL \(url) for issuer \(issuer) cannot be used: \(error.reason)")
         }

@@ -52,7 +52,11 @@ struct AuthzCheck: AsyncParsableCommand {
     @Option(help: ArgumentHelp("A YAML file stating JWKS fetch outcomes instead of fetching: {unreachable: [uri], latency_ms: {uri: ms}}.", valueName: "file"))
     var jwksEnv: String?
 
+    @Option(help: ArgumentHelp("A PEM file of CA certificates trusted beside the system's roots when fetching a JWKS over https (a private CA's key server).", valueName: "file"))
+    var jwksExtraRootCA: String?
+
     func validate() throws {
+        _ = try jwksExtraRootCA.map(ExtraRootCertificates.option)
         guard !policies.isEmpty else { throw ValidationError("--policies needs at least one YAML file or folder") }
         if policies.contains(PolicyLoader.standardInput) && request == PolicyLoader.standardInput {
             throw ValidationError("standard input can be read once: give the policies or the request as - , not both")
@@ -85,7 +89,7 @@ struct AuthzCheck: AsyncParsableCommand {
         // Keys come as a proxy would get them: each JWKS URI of the rules that apply to the
         // destination is fetched (see JWKSProbe) when the request carries a token, unless an
         // environment file states the outcomes.
-        let fetcher = PublishedJWKSFetcher()
+        let fetcher = PublishedJWKSFetcher(base: AsyncHTTPClientFetcher(extraRoots: try jwksExtraRootCA.map(ExtraRootCertificates.option)))
         let environment: JWKSEnvironment
         // What a real token's keys are fetched with: the stated environment over the network, or
         // the probe's own answers (so each URI is fetched once and its failure keeps its reason).

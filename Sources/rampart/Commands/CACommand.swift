@@ -70,6 +70,9 @@ struct CA: AsyncParsableCommand {
         @Option(help: "The audience JWTs must carry.")
         var jwtAudience: String = "istio-ca"
 
+        @Option(help: ArgumentHelp("A PEM file of CA certificates trusted beside the system's roots when a --jwks URL is https (a private CA's key server).", valueName: "file"))
+        var jwksExtraRootCA: String?
+
         @Option(help: "The mesh's root namespace: its policies in the config store apply mesh-wide.")
         var rootNamespace: String = "istio-system"
 
@@ -89,6 +92,7 @@ struct CA: AsyncParsableCommand {
             }
             _ = try HostPort.parse(listen, option: "--listen")
             _ = try HostPort.parse(admin, option: "--admin")
+            _ = try jwksExtraRootCA.map(ExtraRootCertificates.option)
         }
 
         func run() async throws {
@@ -103,7 +107,8 @@ struct CA: AsyncParsableCommand {
                 adminHost: adminAddress.host, adminPort: adminAddress.port,
                 jwtIssuers: zip(jwtIssuers, jwks).map { TrustedIssuer(issuer: $0, keys: .init($1)) },
                 jwtAudience: jwtAudience, rootNamespace: rootNamespace,
-                registrationGrace: .milliseconds(Int64((registrationGrace * 1000).rounded()))
+                registrationGrace: .milliseconds(Int64((registrationGrace * 1000).rounded())),
+                jwksExtraRoots: try jwksExtraRootCA.map(ExtraRootCertificates.option)
             )
             let server = CAServer(configuration: configuration, logger: Logger(label: "rampart.ca"))
             try await HostPort.naming(["--listen": listen, "--admin": admin]) {

@@ -77,6 +77,9 @@ struct Proxy: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Event-loop threads for the listeners and connections (default: one per CPU).", valueName: "n"))
     var eventLoops: Int?
 
+    @Option(help: ArgumentHelp("A PEM file of CA certificates trusted beside the system's roots when fetching a JWKS over https (a private CA's key server).", valueName: "file"))
+    var jwksExtraRootCA: String?
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error.")
     var logLevel: String = "info"
 
@@ -105,6 +108,7 @@ struct Proxy: AsyncParsableCommand {
         }
         guard maxBodyBytes > 0 else { throw ValidationError("--max-body-bytes must be positive") }
         guard upstreamTimeout > 0 else { throw ValidationError("--upstream-timeout must be positive") }
+        _ = try jwksExtraRootCA.map(ExtraRootCertificates.option)
     }
 
     /// Parses `k=v,k2=v2`.
@@ -151,7 +155,8 @@ struct Proxy: AsyncParsableCommand {
         }
         let context = ProxyContext(
             workload: workloadInfo, appHost: appAddress.host, appPort: appAddress.port, identity: identity, config: ConfigHolder(),
-            upstream: UpstreamClient(maxBodyBytes: maxBodyBytes), authenticator: RequestAuthenticator(), metrics: ProxyMetrics(),
+            upstream: UpstreamClient(maxBodyBytes: maxBodyBytes), authenticator: RequestAuthenticator(
+                fetcher: AsyncHTTPClientFetcher(extraRoots: try jwksExtraRootCA.map(ExtraRootCertificates.option))), metrics: ProxyMetrics(),
             accessLog: try AccessLog(path: accessLog), maxBodyBytes: maxBodyBytes, upstreamTimeout: .seconds(Int64(upstreamTimeout)),
             outboundPolicy: OutboundTrafficPolicy(rawValue: outboundTrafficPolicy) ?? .allowAny,
             appProtocol: AppProtocol(rawValue: appProtocol) ?? .auto, acceptHTTP10: acceptHTTP10, logger: logger
