@@ -102,6 +102,20 @@ public final class ProxyContext: Sendable {
         }
         record.bytesSent = response.body.readableBytes
         if !response.isLocal && record.responseDetails == nil { record.responseDetails = "via_upstream" }
+        if let upgraded = response.upgraded {
+            // An upgraded exchange is reported when its connection ends, with the bytes carried
+            // after the 101 and the whole time it was open, as Envoy reports a WebSocket.
+            let (metrics, accessLog, record) = (metrics, accessLog, record)
+            upgraded.tally.whenClosed { fromClient, fromUpstream in
+                var record = record
+                record.bytesReceived += fromClient
+                record.bytesSent += fromUpstream
+                record.duration = Date().timeIntervalSince(start)
+                metrics.recordRequest(record)
+                accessLog.write(record)
+            }
+            return
+        }
         record.duration = Date().timeIntervalSince(start)
         metrics.recordRequest(record)
         accessLog.write(record)

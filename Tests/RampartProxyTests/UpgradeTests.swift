@@ -58,21 +58,35 @@ final class UpgradeApp: Sendable {
 struct UpgradeTests {
     static let request = "GET /chat HTTP/1.1\r\nHost: server:8080\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
 
+    /// The first access-log line of `path` that `matches`, waiting up to 5 s for it.
+    static func accessLogLine(_ path: String, where matches: ([String: Any]) -> Bool) async throws -> [String: Any] {
+        for _ in 0..<250 {
+            let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+            let lines = text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            if let line = lines.first(where: matches) { return line }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        throw ProxyError(.upstream, "no matching line in \(path) within 5 s: \((try? String(contentsOfFile: path, encoding: .utf8)) ?? "")")
+    }
+
     @Test("a WebSocket goes through both proxies: 101 with its upgrade headers, then bytes both ways; a denied one gets 403")
     func throughBothProxies() async throws {
         let mesh = try MeshFixture()
         defer { mesh.remove() }
         let app = try await UpgradeApp()
         let server = try await mesh.identity(namespace: "default", serviceAccount: "server")
+        let serverLog = "\(mesh.directory)/upgrade-server-access.log"
+        let clientLog = "\(mesh.directory)/upgrade-client-access.log"
         let serverProxy = try await TestProxy(
             workload: WorkloadInfo(name: "server-v1", namespace: "default", labels: ["app": "server"], appPort: app.port),
-            identityDirectory: server.directory, appPort: app.port)
+            identityDirectory: server.directory, appPort: app.port, logFile: serverLog)
         try serverProxy.install(SnapshotBuilder.snapshot(resources: [
             SnapshotBuilder.authorizationPolicy(name: "deny-admin", namespace: "default", body: "action: DENY\nrules:\n- to:\n  - operation:\n      paths: [\"/admin*\"]"),
         ]))
         let client = try await mesh.identity(namespace: "default", serviceAccount: "client")
         let clientProxy = try await TestProxy(
-            workload: WorkloadInfo(name: "client-v1", namespace: "default", appPort: 1), identityDirectory: client.directory, appPort: 1)
+            workload: WorkloadInfo(name: "client-v1", namespace: "default", appPort: 1), identityDirectory: client.directory, appPort: 1,
+            logFile: clientLog)
         try clientProxy.install(SnapshotBuilder.snapshot(services: [("server", "default", 8080, [("127.0.0.1:\(serverProxy.inboundPort)", server.spiffeID, "server-v1")])]))
 
         let (first, rest) = try await RawClient.expecting(port: clientProxy.outboundPort, head: Self.request, body: "hello over the tunnel")
@@ -81,6 +95,16 @@ struct UpgradeTests {
         #expect(lower.contains("\r\nupgrade: websocket\r\n") && lower.contains("\r\nconnection: upgrade\r\n"), "\(first)")
         #expect(!lower.contains("content-length"), "\(first)")
         #expect((first + rest).contains("HELLO OVER THE TUNNEL"), "\(first)\(rest)")
+
+        // Each proxy reports the exchange once its connections have closed, with the bytes carried
+        // after the 101 each way, as Envoy reports a WebSocket.
+        let carried = "hello over the tunnel".utf8.count
+        for log in [serverLog, clientLog] {
+            let line = try await Self.accessLogLine(log) { $0["response_code"] as? Int == 101 }
+            #expect(line["bytes_received"] as? Int == carried, "\(line)")
+            #expect(line["bytes_sent"] as? Int == carried, "\(line)")
+            #expect(line["response_code_details"] as? String == "via_upstream", "\(line)")
+        }
 
         let deniedRequest = Self.request.replacingOccurrences(of: "GET /chat", with: "GET /admin")
             .replacingOccurrences(of: "Connection: Upgrade", with: "Connection: Upgrade, close")

@@ -136,18 +136,20 @@ struct HTTPRequestStream: Sendable {
             guard case .success = result else {
                 channel.close(promise: nil)
                 upgraded.tunnel.channel.close(promise: nil)
+                upgraded.tally.sideClosed()
                 return
             }
             let pipeline = channel.pipeline.syncOperations
             do {
-                for context in try Self.httpHandlers(pipeline) { try pipeline.removeHandler(context: context) }
-                let own = ByteTunnel(channel: channel)
+                for context in try Self.httpHandlers(pipeline) { _ = pipeline.removeHandler(context: context) }
+                let own = ByteTunnel(channel: channel, tally: upgraded.tally, direction: .fromClient)
                 try pipeline.addHandler(own)
                 own.join(upgraded.tunnel.channel)
                 upgraded.tunnel.join(channel)
             } catch {
                 channel.close(promise: nil)
                 upgraded.tunnel.channel.close(promise: nil)
+                upgraded.tally.sideClosed()
             }
         }
     }

@@ -30,9 +30,67 @@ enum HTTPUpgrade {
 /// connection to be joined to it (see `ByteTunnel`).
 public final class UpgradedConnection: Sendable {
     let tunnel: ByteTunnel
+    /// The bytes both ends carry, reported when both have closed.
+    let tally: TunnelTally
 
-    init(tunnel: ByteTunnel) {
+    init(tunnel: ByteTunnel, tally: TunnelTally) {
         self.tunnel = tunnel
+        self.tally = tally
+    }
+}
+
+/// The bytes an upgraded connection carries each way after its 101, as Envoy counts them in the
+/// exchange's `bytes_received` and `bytes_sent` and reports the exchange when the stream ends.
+final class TunnelTally: Sendable {
+    /// Which way bytes go.
+    enum Direction: Sendable {
+        /// From the client towards the upstream.
+        case fromClient
+        /// From the upstream towards the client.
+        case fromUpstream
+    }
+
+    private struct State {
+        var fromClient = 0
+        var fromUpstream = 0
+        var openSides = 2
+        var whenClosed: (@Sendable (_ fromClient: Int, _ fromUpstream: Int) -> Void)?
+    }
+
+    private let state = Mutex(State())
+
+    /// Adds `count` bytes read going `direction`.
+    func add(_ count: Int, _ direction: Direction) {
+        state.withLock { state in
+            switch direction {
+            case .fromClient: state.fromClient += count
+            case .fromUpstream: state.fromUpstream += count
+            }
+        }
+    }
+
+    /// Marks one of the two sides closed (or never opened); once both are, the report runs.
+    func sideClosed() {
+        let report = state.withLock { state -> (@Sendable () -> Void)? in
+            state.openSides -= 1
+            guard state.openSides == 0, let whenClosed = state.whenClosed else { return nil }
+            state.whenClosed = nil
+            let (client, upstream) = (state.fromClient, state.fromUpstream)
+            return { whenClosed(client, upstream) }
+        }
+        report?()
+    }
+
+    /// Runs `report` with the byte counts once both sides have closed (at once if they have).
+    func whenClosed(_ report: @escaping @Sendable (_ fromClient: Int, _ fromUpstream: Int) -> Void) {
+        let counts = state.withLock { state -> (Int, Int)? in
+            guard state.openSides == 0 else {
+                state.whenClosed = report
+                return nil
+            }
+            return (state.fromClient, state.fromUpstream)
+        }
+        if let (client, upstream) = counts { report(client, upstream) }
     }
 }
 
@@ -52,9 +110,14 @@ final class ByteTunnel: ChannelInboundHandler, RemovableChannelHandler, Sendable
     private let state = Mutex(State())
     /// The channel this side is installed in.
     let channel: any Channel
+    /// Where the bytes this side reads are counted, and which way they go.
+    private let tally: TunnelTally
+    private let direction: TunnelTally.Direction
 
-    init(channel: any Channel) {
+    init(channel: any Channel, tally: TunnelTally, direction: TunnelTally.Direction) {
         self.channel = channel
+        self.tally = tally
+        self.direction = direction
     }
 
     /// Joins this side to `partner`: bytes held so far go there now, later ones as they come.
@@ -71,6 +134,7 @@ final class ByteTunnel: ChannelInboundHandler, RemovableChannelHandler, Sendable
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let bytes = unwrapInboundIn(data)
+        tally.add(bytes.readableBytes, direction)
         let partner = state.withLock { state -> (any Channel)? in
             if state.partner == nil { state.held.append(bytes) }
             return state.partner
@@ -95,6 +159,7 @@ final class ByteTunnel: ChannelInboundHandler, RemovableChannelHandler, Sendable
             return state.partner
         }
         partner?.close(promise: nil)
+        tally.sideClosed()
         context.fireChannelInactive()
     }
 
@@ -144,18 +209,19 @@ final class UpgradeResponseReader: ChannelInboundHandler, RemovableChannelHandle
         completed = true
         let channel = context.channel
         let pipeline = channel.pipeline.syncOperations
-        let tunnel = ByteTunnel(channel: channel)
+        let tally = TunnelTally()
+        let tunnel = ByteTunnel(channel: channel, tally: tally, direction: .fromUpstream)
         do {
             // The tunnel end goes first in line after the decoder, so that the bytes the decoder
             // hands on when it is removed (those after the 101's head) reach it.
             try pipeline.addHandler(tunnel, position: .after(self))
-            try pipeline.removeHandler(self)
-            if let encoder = try? pipeline.handler(type: HTTPRequestEncoder.self) { try pipeline.removeHandler(encoder) }
-            if let validator = try? pipeline.handler(type: NIOHTTPRequestHeadersValidator.self) { try pipeline.removeHandler(validator) }
+            _ = pipeline.removeHandler(self)
+            if let encoder = try? pipeline.handler(type: HTTPRequestEncoder.self) { _ = pipeline.removeHandler(encoder) }
+            if let validator = try? pipeline.handler(type: NIOHTTPRequestHeadersValidator.self) { _ = pipeline.removeHandler(validator) }
             if let decoder = try? pipeline.handler(type: ByteToMessageHandler<HTTPResponseDecoder>.self) {
-                try pipeline.removeHandler(decoder)
+                _ = pipeline.removeHandler(decoder)
             }
-            promise.succeed((BufferedResponse(head: head), UpgradedConnection(tunnel: tunnel)))
+            promise.succeed((BufferedResponse(head: head), UpgradedConnection(tunnel: tunnel, tally: tally)))
         } catch {
             promise.fail(error)
             channel.close(promise: nil)
