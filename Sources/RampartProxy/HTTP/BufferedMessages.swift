@@ -60,7 +60,6 @@ public struct BufferedResponse: Sendable {
         var headers = HTTPHeaders()
         headers.add(name: "content-type", value: "text/plain")
         headers.add(name: "content-length", value: String(text.utf8.count))
-        headers.add(name: "server", value: "rampart")
         var response = BufferedResponse(head: HTTPResponseHead(version: version, status: status, headers: headers), body: ByteBuffer(string: text))
         response.isLocal = true
         return response

@@ -37,6 +37,8 @@ struct InboundHTTP: Sendable {
         let context = self.context
         handle(request, info: info, record: record, on: loop) { response, record in
             var record = record
+            var response = response
+            ResponseStamp.apply(&response, server: ResponseStamp.inboundServer, serviceTime: record.upstreamServiceTime)
             context.finish(&record, response: response, start: start)
             answer(response)
         }
@@ -154,11 +156,13 @@ struct InboundHTTP: Sendable {
             // client's once it answers 101.
             HTTPUpgrade.restore(&forwarded.head.headers, from: request.head.headers)
             let target = UpstreamTarget(host: context.appHost, port: context.appPort)
+            let forwardedAt = NIODeadline.now()
             context.upstream.upgrade(forwarded, to: target, timeout: context.upstreamTimeout) { [record] outcome in
                 var record = record
                 switch outcome {
                 case .success((let result, let upgraded)):
                     record.upstreamHost = context.appAddress
+                    record.upstreamServiceTime = ResponseStamp.milliseconds(since: forwardedAt)
                     var response = result.response
                     response.upgraded = upgraded
                     done(response, record)
@@ -171,11 +175,13 @@ struct InboundHTTP: Sendable {
         }
         let http2 = context.appProtocol.usesHTTP2(for: request)
         let target = UpstreamTarget(host: context.appHost, port: context.appPort, http2: http2)
+        let forwardedAt = NIODeadline.now()
         context.upstream.send(forwarded, to: target, timeout: context.upstreamTimeout, on: loop) { [record] outcome in
             var record = record
             switch outcome {
             case .success(let result):
                 record.upstreamHost = context.appAddress
+                record.upstreamServiceTime = ResponseStamp.milliseconds(since: forwardedAt)
                 done(result.response, record)
             case .failure(let error):
                 context.logger.warning("cannot reach the application", metadata: ["proxy.app": "\(context.appHost):\(context.appPort)", "error": "\(error)"])

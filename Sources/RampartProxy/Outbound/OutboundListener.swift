@@ -116,6 +116,8 @@ struct OutboundHTTP: Sendable {
         let context = self.context
         route(request, source: source, record: &record, on: loop) { response, record in
             var record = record
+            var response = response
+            ResponseStamp.apply(&response, server: ResponseStamp.outboundServer, serviceTime: record.upstreamServiceTime)
             context.finish(&record, response: response, start: start)
             answer(response)
         }
@@ -207,10 +209,12 @@ struct OutboundHTTP: Sendable {
             var upgrade = head
             HTTPUpgrade.restore(&upgrade.headers, from: request.head.headers)
             let target = UpstreamTarget(host: endpoint.host, port: endpoint.port, tls: tls)
+            let forwardedAt = NIODeadline.now()
             context.upstream.upgrade(BufferedRequest(head: upgrade), to: target, timeout: context.upstreamTimeout) { [record] outcome in
                 var record = record
                 switch outcome {
                 case .success((let result, let upgraded)):
+                    record.upstreamServiceTime = ResponseStamp.milliseconds(since: forwardedAt)
                     record.connectionSecurityPolicy = "mutual_tls"
                     record.destinationPrincipal = result.peer?.spiffeIDString
                     var response = result.response
@@ -223,6 +227,7 @@ struct OutboundHTTP: Sendable {
             }
             return
         }
+        let forwardedAt = NIODeadline.now()
         context.upstream.send(
             BufferedRequest(head: head, body: request.body, trailers: request.trailers),
             to: UpstreamTarget(host: endpoint.host, port: endpoint.port, tls: tls, http2: http2), timeout: context.upstreamTimeout, on: loop
@@ -230,6 +235,7 @@ struct OutboundHTTP: Sendable {
             var record = record
             switch outcome {
             case .success(let result):
+                record.upstreamServiceTime = ResponseStamp.milliseconds(since: forwardedAt)
                 record.connectionSecurityPolicy = "mutual_tls"
                 record.destinationPrincipal = result.peer?.spiffeIDString
                 done(result.response, record)
@@ -262,10 +268,13 @@ struct OutboundHTTP: Sendable {
             return
         }
         record.upstreamHost = EndpointAddress.join(target.host, port)
+        let forwardedAt = NIODeadline.now()
         context.upstream.send(request, to: UpstreamTarget(host: target.host, port: port), timeout: context.upstreamTimeout, on: loop) { [record] outcome in
             var record = record
             switch outcome {
-            case .success(let result): done(result.response, record)
+            case .success(let result):
+                record.upstreamServiceTime = ResponseStamp.milliseconds(since: forwardedAt)
+                done(result.response, record)
             case .failure(let error): done(UpstreamFailure(error, resetDetails: "upstream_connect_failure", showError: true).answer(&record), record)
             }
         }

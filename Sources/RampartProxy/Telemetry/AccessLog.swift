@@ -153,7 +153,8 @@ public final class AccessLog: Sendable {
         // Istio's JSON format has these; Rampart does not track them, so they are null.
         json.field("connection_termination_details", nil as String?)
         json.field("upstream_transport_failure_reason", nil as String?)
-        json.field("upstream_service_time", nil as String?)
+        // As Istio's format reads it, from the response header: a string of milliseconds.
+        json.field("upstream_service_time", record.upstreamServiceTime.map { String($0) })
         json.field("x_forwarded_for", record.forwardedFor)
         json.field("bytes_received", record.bytesReceived)
         json.field("bytes_sent", record.bytesSent)

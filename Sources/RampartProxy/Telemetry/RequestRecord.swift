@@ -56,6 +56,9 @@ public struct RequestRecord: Sendable {
     public var destinationServiceNamespace: String?
     /// The address the request was forwarded to.
     public var upstreamHost: String?
+    /// Milliseconds from forwarding the request to having the upstream's response, sent to the
+    /// client as Envoy's `x-envoy-upstream-service-time`.
+    public var upstreamServiceTime: Int?
     /// Istio's name for where it went: `inbound|PORT||`, `outbound|PORT||FQDN`,
     /// `PassthroughCluster` or `BlackHoleCluster`.
     public var upstreamCluster: String?

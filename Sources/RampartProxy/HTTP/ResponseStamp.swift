@@ -1,0 +1,54 @@
+import Foundation
+import NIOCore
+import Synchronization
+
+/// The headers Envoy's connection manager and router put on every response of an Istio sidecar:
+/// `date`, `server` (`istio-envoy` on the inbound side, `envoy` on the outbound side, replacing
+/// the application's), and, on a response that came from upstream, `x-envoy-upstream-service-time`.
+enum ResponseStamp {
+    /// The `server` value of the inbound side, as Istio names its sidecars' inbound listeners.
+    static let inboundServer = "istio-envoy"
+    /// The `server` value of the outbound side, Envoy's default.
+    static let outboundServer = "envoy"
+
+    /// Stamps `response` with the date, `server`, and the upstream's service time when it came
+    /// from upstream.
+    static func apply(_ response: inout BufferedResponse, server: String, serviceTime: Int?) {
+        response.head.headers.replaceOrAdd(name: "date", value: HTTPDate.now())
+        response.head.headers.replaceOrAdd(name: "server", value: server)
+        if !response.isLocal, let serviceTime {
+            response.head.headers.replaceOrAdd(name: "x-envoy-upstream-service-time", value: String(serviceTime))
+        }
+    }
+
+    /// Whole milliseconds since `start`.
+    static func milliseconds(since start: NIODeadline) -> Int {
+        Int((NIODeadline.now() - start).nanoseconds / 1_000_000)
+    }
+}
+
+/// The current time as an HTTP date (RFC 9110's IMF-fixdate, `Sun, 06 Nov 1994 08:49:37 GMT`),
+/// formatted once per second.
+enum HTTPDate {
+    private static let cached = Mutex<(second: Int, text: String)>((-1, ""))
+    private static let days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
+    private static let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+
+    /// The current second's date.
+    static func now() -> String {
+        var seconds = time(nil)
+        if let text = cached.withLock({ $0.second == seconds ? $0.text : nil }) { return text }
+        let text = format(seconds: &seconds)
+        cached.withLock { $0 = (seconds, text) }
+        return text
+    }
+
+    /// `seconds` since 1970 as an HTTP date.
+    static func format(seconds: inout time_t) -> String {
+        var parts = tm()
+        gmtime_r(&seconds, &parts)
+        func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
+        return "\(days[Int(parts.tm_wday)]), \(two(parts.tm_mday)) \(months[Int(parts.tm_mon)]) \(parts.tm_year + 1900) "
+            + "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)) GMT"
+    }
+}
