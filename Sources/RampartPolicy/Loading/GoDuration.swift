@@ -7,6 +7,8 @@ enum GoDuration {
     /// The duration in milliseconds, or `nil` when the text is not a duration.
     static func milliseconds(_ text: String) -> Double? {
         var rest = Substring(text)
+        // Go's ParseDuration takes a leading + (a negative duration is no timeout).
+        if rest.first == "+" { rest = rest.dropFirst() }
         guard !rest.isEmpty else { return nil }
         if rest == "0" { return 0 }
         var total = 0.0

@@ -21,10 +21,17 @@ struct PeerAuthenticationDecoder {
                     let entries = context.mapping(value, path, allowed: nil, what: "portLevelMtls") ?? []
                     for (portText, modeNode) in entries {
                         let portPath = "\(path).\(portText)"
-                        guard let port = Int(portText) else {
+                        // The webhook reads the key as a JSON number: digits, without a sign or a leading zero.
+                        guard let port = Int(portText), portText.utf8.allSatisfy({ (48...57).contains($0) }) else {
                             context.report(
                                 .badPort, portPath, modeNode, "port key \"\(portText)\" is not a number",
                                 fix: "key portLevelMtls by the workload's port number, such as 8080")
+                            continue
+                        }
+                        guard portText == "0" || portText.first != "0" else {
+                            context.report(
+                                .badPort, portPath, modeNode, "port key \"\(portText)\" has a leading zero, which Istio's webhook cannot read as a port",
+                                fix: "write the port as \(port)")
                             continue
                         }
                         if map[port] != nil {

@@ -68,6 +68,13 @@ struct RequestAuthenticationDecoder {
                         fix: "keep one of jwksUri and jwks_uri")
                 }
                 jwksURI = context.string(value, fieldPath) ?? ""
+                // Istio's schema gives jwksUri a minimum length of one: an empty string is refused,
+                // not read as no URI.
+                if context.string(value, fieldPath)?.isEmpty == true {
+                    context.report(
+                        .badJWTRule, fieldPath, value, "\(key) is an empty string",
+                        fix: "give the URL of the issuer's JWKS, or remove the field to use OIDC discovery or inline jwks")
+                }
             case "jwks": jwks = context.string(value, fieldPath) ?? ""
             case "fromParams": params = context.stringList(value, fieldPath) ?? []
             case "fromCookies": cookies = context.stringList(value, fieldPath) ?? []

@@ -148,7 +148,10 @@ public struct IPBlock: Sendable, Hashable {
         guard parts.count <= 2, let address = IPAddress(String(parts[0])) else { return nil }
         let maximum = address.isV4 ? 32 : 128
         if parts.count == 2 {
-            guard let length = Int(parts[1]), (0...maximum).contains(length), parts[1].allSatisfy(\.isNumber) else {
+            // Digits only, and no leading zero (`/08`), as Go's netip.ParsePrefix reads the length.
+            guard let length = Int(parts[1]), (0...maximum).contains(length), parts[1].allSatisfy(\.isNumber),
+                parts[1] == "0" || parts[1].first != "0"
+            else {
                 return nil
             }
             prefixLength = length

@@ -196,6 +196,11 @@ public struct AuthzRequest: Sendable, Hashable {
         !value.utf8.contains { $0 == 0 || $0 == UInt8(ascii: "\r") || $0 == UInt8(ascii: "\n") }
     }
 
+    /// Whether `name` can name a header on the wire: one or more of RFC 9110's `tchar`.
+    public static func isHeaderToken(_ name: String) -> Bool {
+        !name.isEmpty && name.utf8.allSatisfy(isTokenByte)
+    }
+
     /// RFC 9110's `tchar`: the bytes of a method or header name.
     static func isTokenByte(_ byte: UInt8) -> Bool {
         switch byte {

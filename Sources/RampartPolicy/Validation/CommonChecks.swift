@@ -47,6 +47,11 @@ enum CommonChecks {
                 .emptySelector, path, "the selector has no labels, so it selects every workload in the namespace",
                 fix: "add matchLabels, or remove the selector to make the namespace-wide intent explicit")
         }
+        if selector.matchLabels.count > 4096 {
+            reporter.add(
+                .overLimit, "\(path).matchLabels", "the selector has \(selector.matchLabels.count) labels; Istio's schema allows at most 4096",
+                fix: "select by the few labels that identify the workloads, such as app")
+        }
         for (key, value) in selector.matchLabels.sorted(by: { $0.key < $1.key }) {
             let field = "\(path).matchLabels"
             if key.isEmpty {
@@ -140,15 +145,35 @@ enum CommonChecks {
                     fix: "remove the namespace field; the policy's own namespace is used")
             }
             if !allowed.contains(where: { $0.0 == ref.group && $0.1 == ref.kind }) {
-                // A known kind with another group is the group's fault.
-                let field = allowed.contains(where: { $0.1 == ref.kind }) ? "group" : "kind"
-                reporter.add(
-                    .badTargetRef, "\(path).\(field)",
-                    "target \(ref.group.isEmpty ? "" : ref.group + "/")\(ref.kind) is not attachable; expected Service, networking.istio.io ServiceEntry, or gateway.networking.k8s.io Gateway or GatewayClass",
-                    fix: "point the reference at a Gateway, GatewayClass, Service or ServiceEntry")
+                let groups = allowed.filter { $0.1 == ref.kind }.map(\.0)
+                let caseFolded = allowed.first { $0.1.lowercased() == ref.kind.lowercased() }?.1
+                if ref.kind.isEmpty {
+                    reporter.add(
+                        .badTargetRef, "\(path).kind", "the target reference has no kind",
+                        fix: "set kind: Gateway (group gateway.networking.k8s.io), Service (group \"\"), ServiceEntry (group networking.istio.io) or GatewayClass")
+                } else if let group = groups.first {
+                    // A known kind with another group is the group's fault.
+                    reporter.add(
+                        .badTargetRef, "\(path).group",
+                        "a \(ref.kind) reference has group \"\(ref.group)\"; \(ref.kind) is in group \"\(group)\"",
+                        fix: "set group: \"\(group)\"")
+                } else if let kind = caseFolded {
+                    reporter.add(
+                        .badTargetRef, "\(path).kind", "kind \"\(ref.kind)\" is not a kind Istio attaches to; kinds are case-sensitive",
+                        fix: "write kind: \(kind)")
+                } else {
+                    reporter.add(
+                        .badTargetRef, "\(path).kind",
+                        "target \(ref.group.isEmpty ? "" : ref.group + "/")\(ref.kind) is not attachable; expected Service, networking.istio.io ServiceEntry, or gateway.networking.k8s.io Gateway or GatewayClass",
+                        fix: "point the reference at a Gateway, GatewayClass, Service or ServiceEntry")
+                }
             }
             if ref.name.isEmpty {
                 reporter.add(.badTargetRef, "\(path).name", "the target reference has no name", fix: "set name")
+            } else if ref.name.utf8.count > 253 {
+                reporter.add(
+                    .overLimit, "\(path).name", "the target's name is \(ref.name.utf8.count) characters long; Istio's schema allows at most 253",
+                    fix: "name the \(ref.kind.isEmpty ? "target" : ref.kind) as it is named in its metadata (Kubernetes names have at most 253 characters)")
             }
             // Attachable, but not to anything Rampart runs: a Gateway's pods are found by the label
             // Istio gives them; a Service, ServiceEntry or GatewayClass reference attaches the policy
@@ -164,6 +189,24 @@ enum CommonChecks {
     }
 
     static func isValidIPOrCIDR(_ text: String) -> Bool { IPBlock(text) != nil }
+
+    /// Checks an `ipBlocks`-style value as Istio's webhook reads it (Go's netip): an address or a
+    /// block is sound; an IPv6 address with a zone (`fe80::1%eth0`) is accepted but can never
+    /// match, since the addresses of connections carry no zone; anything else is refused.
+    static func ipValue(_ value: String, field: String, attribute: String? = nil, _ reporter: inout Reporter) {
+        guard !value.isEmpty, IPBlock(value) == nil else { return }
+        if !value.contains("/"), let percent = value.firstIndex(of: "%"), value.index(after: percent) < value.endIndex,
+            value[..<percent].contains(":"), IPAddress(String(value[..<percent])) != nil
+        {
+            reporter.add(
+                .neverMatches, field, "\"\(value)\" names an IPv6 zone; Istio accepts it, but connection addresses carry no zone, so it never matches",
+                fix: "drop the zone: \(value[..<percent])")
+            return
+        }
+        reporter.add(
+            .badIP, field, "\"\(value)\" is not an IP address or CIDR block\(attribute.map { " for \($0)" } ?? "")",
+            fix: "write an address like 10.0.0.1 or a block like 10.0.0.0/16 (a prefix length without a leading zero)")
+    }
 
     static func isValidPort(_ text: String) -> Bool {
         guard let port = Int(text), text.utf8.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }) else {

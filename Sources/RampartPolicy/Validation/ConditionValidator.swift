@@ -38,10 +38,8 @@ struct ConditionValidator {
         }
         switch key {
         case "source.ip", "remote.ip", "destination.ip":
-            for (position, value) in values.enumerated() where !value.isEmpty && !CommonChecks.isValidIPOrCIDR(value) {
-                reporter.add(
-                    .badIP, "\(field)[\(position)]", "\"\(value)\" is not an IP address or CIDR block for \(key)",
-                    fix: "write an address like 10.0.0.1 or a block like 10.0.0.0/16")
+            for (position, value) in values.enumerated() {
+                CommonChecks.ipValue(value, field: "\(field)[\(position)]", attribute: key, &reporter)
             }
         case "source.serviceAccount":
             CommonChecks.serviceAccounts(values, field: field, &reporter)
@@ -51,10 +49,20 @@ struct ConditionValidator {
                     .badPort, "\(field)[\(position)]", "\"\(value)\" is not a port number in 0-65535",
                     fix: "write the port as a quoted number, e.g. \"8080\"")
             }
-        default:
+        case "source.trustDomain":
+            // Istio's webhook refuses a * inside a trust domain (CheckWildcardValues).
             for (position, value) in values.enumerated() where CommonChecks.hasInnerWildcard(value) {
                 reporter.add(
-                    .badWildcard, "\(field)[\(position)]", "\"\(value)\" has a * in the middle; a wildcard may only lead or trail",
+                    .badWildcard, "\(field)[\(position)]", "trust domain \"\(value)\" has a * in the middle; a wildcard may only lead or trail",
+                    fix: "use an exact trust domain, a prefix (cluster.*), a suffix (*.local) or * for any")
+            }
+        default:
+            // Elsewhere the webhook accepts it, and the * is matched as a character.
+            for (position, value) in values.enumerated() where CommonChecks.hasInnerWildcard(value) {
+                if key == "source.principal" && CommonChecks.hasTrustDomainPattern(value) { continue }
+                reporter.add(
+                    .literalWildcard, "\(field)[\(position)]",
+                    "\"\(value)\" has a * in the middle; only a leading or trailing * is a wildcard, so it matches literally",
                     fix: "use a prefix (abc*) or suffix (*abc) pattern, or list the values")
             }
         }

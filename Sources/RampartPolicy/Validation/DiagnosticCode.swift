@@ -97,6 +97,9 @@ public enum DiagnosticCode: String, Sendable, Hashable, CaseIterable {
     /// A selector label that Istio's schema accepts but no Kubernetes workload can carry (a key or
     /// value outside Kubernetes' label syntax): the selector selects nothing.
     case unusualLabel = "RP074"
+    /// An `outputPayloadToHeader` that is not an HTTP header name: the webhook accepts it, and the
+    /// payload is never sent.
+    case unsendableHeader = "RP075"
 
     /// The severity a finding with this code has unless stated otherwise.
     public var defaultSeverity: Diagnostic.Severity {
@@ -104,7 +107,7 @@ public enum DiagnosticCode: String, Sendable, Hashable, CaseIterable {
         case .emptySelector, .privateJWKS, .denyAllOnTCP, .selectsNothing, .literalWildcard,
             .conflictingPeerAuthentication, .targetNotEnforced, .identityWithoutStrict, .noRequestAuthentication,
             .neverMatches, .unknownNamespace, .ipBlocksAtGateway, .rootPeerSelector, .tcpPortShut, .duplicatePort,
-            .unusualLabel:
+            .unusualLabel, .unsendableHeader:
             return .warning
         default:
             return .error

@@ -12,9 +12,11 @@ enum PeerAuthenticationValidator {
         }
         guard let ports = policy.portLevelMTLS else { return reporter.diagnostics }
         if policy.selector?.matchLabels.isEmpty ?? true {
+            let why = policy.selector == nil
+                ? "port-level mTLS needs a workload selector; mesh and namespace policies cannot set it"
+                : "port-level mTLS needs a selector with labels; this selector has none, so it stands for the whole namespace"
             reporter.add(
-                .badPortLevelMTLS, "spec.portLevelMtls",
-                "port-level mTLS needs a workload selector; mesh and namespace policies cannot set it",
+                .badPortLevelMTLS, "spec.portLevelMtls", why,
                 fix: "add selector.matchLabels for the workload, or remove portLevelMtls")
         }
         if ports.isEmpty {

@@ -13,6 +13,11 @@ enum RequestAuthenticationValidator {
                 .badDryRun, "metadata.annotations.\(ResourceMetadata.dryRunAnnotation)",
                 "RequestAuthentication does not support dry run", fix: "remove the istio.io/dry-run annotation")
         }
+        if policy.jwtRules.count > 4096 {
+            reporter.add(
+                .overLimit, "spec.jwtRules", "the resource has \(policy.jwtRules.count) JWT rules; Istio's schema allows at most 4096",
+                fix: "split the rules over several RequestAuthentications")
+        }
         for (index, rule) in policy.jwtRules.enumerated() {
             check(rule, path: "spec.jwtRules[\(index)]", &reporter)
         }
@@ -24,6 +29,12 @@ enum RequestAuthenticationValidator {
             reporter.add(
                 .badJWTRule, path, "the JWT rule has neither issuer nor jwksUri",
                 fix: "set issuer (and jwksUri or jwks) for the token issuer")
+        }
+        if rule.spaceDelimitedClaims.count > 64 {
+            reporter.add(
+                .overLimit, "\(path).spaceDelimitedClaims",
+                "spaceDelimitedClaims lists \(rule.spaceDelimitedClaims.count) claims; Istio's schema allows at most 64",
+                fix: "list only the claims whose values are space-separated strings")
         }
         for (offset, audience) in rule.audiences.enumerated() where audience.isEmpty {
             reporter.add(
@@ -59,11 +70,12 @@ enum RequestAuthenticationValidator {
                     .emptyValue, "\(path).\(name)[\(offset)]", "entry \(offset) of \(name) is an empty name", fix: "remove the empty value")
             }
         }
-        if !rule.outputPayloadToHeader.isEmpty && !CommonChecks.isHeaderName(rule.outputPayloadToHeader) {
+        // Istio's webhook takes any name here; one that no request can carry is never sent.
+        if !rule.outputPayloadToHeader.isEmpty && !AuthzRequest.isHeaderToken(rule.outputPayloadToHeader) {
             reporter.add(
-                .badHeaderName, "\(path).outputPayloadToHeader",
-                "\"\(rule.outputPayloadToHeader)\" is not a valid header name (letters, digits, '-' and '_')",
-                fix: "pick a header name such as x-jwt-payload")
+                .unsendableHeader, "\(path).outputPayloadToHeader",
+                "\"\(rule.outputPayloadToHeader)\" is not an HTTP header name, so the payload is never sent to the application",
+                fix: "pick a header name such as x-jwt-payload (letters, digits, '-', and no spaces or ':')")
         }
         for (offset, mapping) in rule.outputClaimToHeaders.enumerated() {
             let field = "\(path).outputClaimToHeaders[\(offset)]"

@@ -13,6 +13,11 @@ struct RuleValidator {
     func validate(_ rule: AuthorizationRule, _ reporter: inout Reporter) {
         if let from = rule.from {
             if from.isEmpty { emptyClause("\(prefix).from", "from", &reporter) }
+            if from.count > 512 {
+                reporter.add(
+                    .overLimit, "\(prefix).from", "rule \(index) has \(from.count) from entries; Istio's schema allows at most 512",
+                    fix: "merge the sources into fewer entries (each field takes a list), or split the rule")
+            }
             for (offset, source) in from.enumerated() {
                 let path = "\(prefix).from[\(offset)]"
                 guard let source else {
@@ -77,10 +82,8 @@ struct RuleValidator {
                     fix: "match on ipBlocks, remoteIpBlocks or operation fields, or move this rule to an ALLOW/DENY policy")
             }
             if Self.ipFields.contains(name) {
-                for (position, value) in values.enumerated() where !value.isEmpty && !CommonChecks.isValidIPOrCIDR(value) {
-                    reporter.add(
-                        .badIP, "\(field)[\(position)]", "\"\(value)\" is not an IP address or CIDR block",
-                        fix: "write an address like 10.0.0.1 or a block like 10.0.0.0/16")
+                for (position, value) in values.enumerated() {
+                    CommonChecks.ipValue(value, field: "\(field)[\(position)]", &reporter)
                 }
             }
             if name == "serviceAccounts" || name == "notServiceAccounts" {
@@ -113,9 +116,11 @@ struct RuleValidator {
             checkValues(values, field: field, &reporter, paths: name.hasSuffix("aths"))
             if name == "ports" || name == "notPorts" {
                 for (position, value) in values.enumerated() where !value.isEmpty && !CommonChecks.isValidPort(value) {
+                    let range = value.split(separator: "-").count == 2 && value.split(separator: "-").allSatisfy { CommonChecks.isValidPort(String($0)) }
                     reporter.add(
-                        .badPort, "\(field)[\(position)]", "\"\(value)\" is not a port number in 0-65535",
-                        fix: "write the port as a quoted number, e.g. \"8080\"")
+                        .badPort, "\(field)[\(position)]",
+                        range ? "\"\(value)\" is a port range; Istio takes single ports only" : "\"\(value)\" is not a port number in 0-65535",
+                        fix: range ? "list each port as a quoted number, e.g. [\"8080\", \"8081\"]" : "write the port as a quoted number, e.g. \"8080\"")
                 }
             }
             if name == "paths" || name == "notPaths" {

@@ -308,7 +308,8 @@ struct InboundHTTP: Sendable {
             case .remove(let name):
                 headers.remove(name: name)
             case .setPayload(let name):
-                if let token {
+                // A name no request can carry (the webhook does not check it) is not sent.
+                if let token, AuthzRequest.isHeaderToken(name) {
                     let parts = token.split(separator: ".", omittingEmptySubsequences: false)
                     if parts.count == 3 { headers.replaceOrAdd(name: name, value: String(parts[1])) }
                 }

@@ -1,0 +1,123 @@
+@testable import RampartPolicy
+import Testing
+
+/// What Istio's CRD schema (manifests/charts/base/files/crd-all.gen.yaml in istio/istio) and its
+/// webhook's conversion and value checks accept and refuse, beyond the conformance corpus: size
+/// limits, where a `*` may sit, addresses as Go's netip reads them, and durations and map keys as
+/// the webhook's JSON decoding reads them.
+@Suite("schema and webhook parity")
+struct SchemaParityTests {
+    static func diagnostics(_ yaml: String) -> [Diagnostic] {
+        let loaded = PolicyLoader.load(yaml: yaml, file: "schema.yaml")
+        return loaded.diagnostics + PolicyAnalyzer.analyze(loaded.resources)
+    }
+
+    static func errors(_ yaml: String) -> [Diagnostic] { diagnostics(yaml).filter { $0.severity == .error } }
+
+    static func document(_ kind: String, _ spec: String) -> String {
+        "apiVersion: security.istio.io/v1\nkind: \(kind)\nmetadata: {name: p, namespace: ns1}\nspec:\n\(spec)"
+    }
+
+    @Test("size limits: 512 from entries, 4096 selector labels, 253-character target names, 4096 JWT rules, 64 space-delimited claims")
+    func sizeLimits() {
+        let cases: [(spec: (Int) -> String, kind: String, limit: Int, field: String)] = [
+            ({ "  rules:\n  - from:\n" + String(repeating: "    - source: {namespaces: [a]}\n", count: $0) }, "AuthorizationPolicy", 512,
+             "spec.rules[0].from"),
+            ({ "  selector:\n    matchLabels:\n" + (0..<$0).map { "      k\($0): v\n" }.joined() + "  rules: [{}]\n" }, "AuthorizationPolicy",
+             4096, "spec.selector.matchLabels"),
+            ({ "  targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: \(String(repeating: "a", count: $0))}]\n" },
+             "RequestAuthentication", 253, "spec.targetRefs[0].name"),
+            ({ "  jwtRules:\n" + (0..<$0).map { "  - {issuer: i\($0)}\n" }.joined() }, "RequestAuthentication", 4096, "spec.jwtRules"),
+            ({ "  jwtRules:\n  - issuer: iss\n    spaceDelimitedClaims: [\((0..<$0).map { "c\($0)" }.joined(separator: ","))]\n" },
+             "RequestAuthentication", 64, "spec.jwtRules[0].spaceDelimitedClaims"),
+        ]
+        for item in cases {
+            #expect(Self.errors(Self.document(item.kind, item.spec(item.limit))).isEmpty, "\(item.field) at \(item.limit)")
+            let over = Self.errors(Self.document(item.kind, item.spec(item.limit + 1)))
+            #expect(over.map(\.code) == [.overLimit] && over.first?.field == item.field, "\(item.field): \(over)")
+            #expect(over.first?.message.contains("\(item.limit)") == true)
+        }
+    }
+
+    @Test("an empty jwksUri is refused, as the schema's minimum length refuses it, not read as no URI")
+    func emptyJWKSURI() {
+        let errors = Self.errors(Self.document("RequestAuthentication", "  jwtRules:\n  - {issuer: iss, jwksUri: ''}\n"))
+        #expect(errors.map(\.code) == [.badJWTRule] && errors.first?.field == "spec.jwtRules[0].jwksUri", "\(errors)")
+    }
+
+    @Test(
+        "a * inside a when value is matched literally and warned of; inside a trust domain it is refused",
+        arguments: [
+            ("source.principal", "cluster.local/ns/*/sa/x", false), ("source.namespace", "a*b", false),
+            ("request.auth.audiences", "a*b", false), ("request.headers[x-id]", "a*b", false),
+            ("request.auth.claims[groups]", "a*b", false), ("connection.sni", "a*.example.com", false),
+            ("source.trustDomain", "fo*-bar", true),
+        ])
+    func innerWildcard(key: String, value: String, refused: Bool) {
+        let found = Self.diagnostics(Fixture.policy("p", rules: "  - when: [{key: \"\(key)\", values: [\"\(value)\"]}]"))
+        let errors = found.filter { $0.severity == .error }
+        if refused {
+            #expect(errors.map(\.code) == [.badWildcard], "\(found)")
+        } else {
+            #expect(errors.isEmpty, "\(errors)")
+            #expect(found.contains { $0.code == .literalWildcard && $0.field == "spec.rules[0].when[0].values[0]" }, "\(found)")
+        }
+    }
+
+    @Test(
+        "addresses as Go's netip reads them: no leading zero in a prefix length; an IPv6 zone accepted but never matching",
+        arguments: [
+            ("1.2.3.4/08", DiagnosticCode.badIP), ("10.0.0.0/0", nil), ("10.0.0.0/8", nil), ("2001:db8::/032", .badIP),
+            ("fe80::1%eth0", .neverMatches), ("fe80::1%eth0/64", .badIP), ("fe80::1%", .badIP), ("1.2.3.4%eth0", .badIP),
+        ])
+    func addresses(value: String, code: DiagnosticCode?) {
+        for rules in ["  - from: [{source: {ipBlocks: [\"\(value)\"]}}]", "  - when: [{key: destination.ip, values: [\"\(value)\"]}]"] {
+            let found = Self.diagnostics(Fixture.policy("p", rules: rules)).filter { $0.code == .badIP || $0.code == .neverMatches }
+            #expect(found.map(\.code) == (code.map { [$0] } ?? []), "\(value) in \(rules): \(found)")
+        }
+        // An address that cannot match is never matched by the evaluator either.
+        if code == .neverMatches {
+            let engine = Fixture.engine(Fixture.policy("p", action: "DENY", rules: "  - from: [{source: {ipBlocks: [\"\(value)\"]}}]"))
+            let request = AuthzRequest(
+                transport: .http, source: AuthzRequest.Source(principal: "cluster.local/ns/ns1/sa/a", ip: "fe80::1"),
+                destination: AuthzRequest.Destination(namespace: "ns1", labels: ["app": "b"], port: 8080), method: "GET", host: "b.ns1",
+                path: "/")
+            #expect(engine.snapshot.evaluate(request).decision == .allow)
+        }
+    }
+
+    @Test("a JWT timeout takes Go's leading +; portLevelMtls keys are JSON numbers, without a leading zero")
+    func durationsAndPortKeys() {
+        #expect(Self.errors(Self.document("RequestAuthentication", "  jwtRules:\n  - {issuer: iss, timeout: +5s}\n")).isEmpty)
+        #expect(Self.errors(Self.document("RequestAuthentication", "  jwtRules:\n  - {issuer: iss, timeout: -5s}\n")).map(\.code) == [.badDuration])
+        let zero = Self.errors(Self.document("PeerAuthentication", "  selector: {matchLabels: {app: a}}\n  portLevelMtls: {\"080\": {mode: STRICT}}\n"))
+        #expect(zero.map(\.code) == [.badPort] && zero.first?.message.contains("leading zero") == true, "\(zero)")
+        #expect(Self.errors(Self.document("PeerAuthentication", "  selector: {matchLabels: {app: a}}\n  portLevelMtls: {\"+80\": {mode: STRICT}}\n")).map(\.code) == [.badPort])
+        #expect(Self.errors(Self.document("PeerAuthentication", "  selector: {matchLabels: {app: a}}\n  portLevelMtls: {\"80\": {mode: STRICT}}\n")).isEmpty)
+    }
+
+    @Test("an outputPayloadToHeader no request can carry is accepted, as by the webhook, and warned of")
+    func payloadHeader() {
+        for name in ["x payload!", ":path"] {
+            let found = Self.diagnostics(Self.document("RequestAuthentication", "  jwtRules:\n  - {issuer: iss, outputPayloadToHeader: '\(name)'}\n"))
+            #expect(found.map(\.code) == [.unsendableHeader] && found.allSatisfy { $0.severity == .warning }, "\(found)")
+        }
+        #expect(Self.diagnostics(Self.document("RequestAuthentication", "  jwtRules:\n  - {issuer: iss, outputPayloadToHeader: x-jwt.payload}\n")).isEmpty)
+    }
+
+    @Test("a target reference's error names what is wrong: no kind, the group its kind belongs to, a kind's case")
+    func targetMessages() {
+        let cases: [(ref: String, field: String, says: String)] = [
+            ("{group: gateway.networking.k8s.io, name: g}", "spec.targetRefs[0].kind", "no kind"),
+            ("{group: \"\", kind: Gateway, name: g}", "spec.targetRefs[0].group", "gateway.networking.k8s.io"),
+            ("{group: \"\", kind: service, name: s}", "spec.targetRefs[0].kind", "case-sensitive"),
+        ]
+        for item in cases {
+            let errors = Self.errors(Self.document("AuthorizationPolicy", "  targetRefs: [\(item.ref)]\n  rules: [{}]\n"))
+                .filter { $0.code == .badTargetRef }
+            #expect(errors.count == 1 && errors[0].field == item.field && errors[0].message.contains(item.says), "\(item.ref): \(errors)")
+        }
+        let range = Self.errors(Fixture.policy("p", rules: "  - to: [{operation: {ports: [\"80-90\"]}}]"))
+        #expect(range.first?.message.contains("port range") == true, "\(range)")
+    }
+}
