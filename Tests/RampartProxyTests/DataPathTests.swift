@@ -118,6 +118,9 @@ struct DataPathTests {
             // Headers past Envoy's limits (60 KiB, 100 fields) get 431; just under them, the request is served.
             let big = try await exchange("GET /ok HTTP/1.1\r\nHost: app\r\nx-big: \(String(repeating: "b", count: 61 * 1024))\r\n")
             #expect(big.status == "HTTP/1.1 431 Request Header Fields Too Large", "\(big.status)")
+            let raw = try await RawClient.untilClosed(
+                port: proxy.inboundPort, sending: "GET /ok HTTP/1.1\r\nHost: app\r\nx-big: \(String(repeating: "b", count: 61 * 1024))\r\n\r\n")
+            #expect(raw.lowercased().contains("\r\ndate: "), "a refusal carries a date: \(raw.prefix(300))")
             let fits = try await exchange("GET /ok HTTP/1.1\r\nHost: app\r\nx-big: \(String(repeating: "b", count: 50 * 1024))\r\n")
             #expect(fits.status == "HTTP/1.1 200 OK", "\(fits.status)")
             let many = try await exchange("GET /ok HTTP/1.1\r\nHost: app\r\n" + (0..<101).map { "x-h\($0): v\r\n" }.joined())
@@ -253,6 +256,7 @@ struct DataPathTests {
             #expect(refused.hasPrefix("HTTP/1.1 413 Payload Too Large\r\n"))
             #expect(refused.contains("request body exceeds 1048576 bytes"))
             #expect(refused.lowercased().contains("connection: close"))
+            #expect(refused.lowercased().contains("\r\ndate: "), "\(refused.prefix(300))")
             // The connection ends with the refusal: the request sent after it is not answered.
             #expect(!refused.contains("/after"))
             let small = String(repeating: "y", count: 1 << 10)

@@ -50,7 +50,10 @@ enum HTTPServing {
             tooLarge = false
         case .tooLarge(let head, let limit):
             requestHead = head
-            response = BufferedResponse.local(.payloadTooLarge, "request body exceeds \(limit) bytes\n")
+            // Refused before either side's handler saw it: dated here, as every answer is.
+            var tooLargeResponse = BufferedResponse.local(.payloadTooLarge, "request body exceeds \(limit) bytes\n")
+            tooLargeResponse.head.headers.add(name: "date", value: HTTPDate.now())
+            response = tooLargeResponse
             tooLarge = true
         }
         // An HTTP/2 stream carries one exchange; HTTP/1.1 keeps the connection while both sides agree.

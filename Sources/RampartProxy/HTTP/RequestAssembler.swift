@@ -143,6 +143,7 @@ final class HTTPRequestAssembler: ChannelDuplexHandler, RemovableChannelHandler 
         var headers = HTTPHeaders()
         headers.add(name: "connection", value: "close")
         headers.add(name: "content-length", value: "0")
+        headers.add(name: "date", value: HTTPDate.now())
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: refusal, headers: headers))), promise: nil)
         let channel = context.channel
         context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
