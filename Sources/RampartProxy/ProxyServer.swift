@@ -11,6 +11,8 @@ public struct ProxyAddresses: Sendable, Equatable {
     public var outbound: Int
     /// The admin listener's port.
     public var admin: Int
+    /// The status listener's port, when one was asked for.
+    public var status: Int?
 }
 
 /// The `rampart proxy` daemon: identity watcher, config stream, inbound and outbound listeners and
@@ -29,9 +31,17 @@ public struct ProxyServer: Sendable {
         public var adminPort: Int
         /// The address other proxies reach the inbound listener at, as registered.
         public var advertisedInbound: String?
+        /// The status listener's address (Istio's 15021, readiness only), if any.
+        public var statusHost: String?
+        public var statusPort: Int
 
         /// Creates listener settings.
-        public init(inboundHost: String, inboundPort: Int, outboundHost: String, outboundPort: Int, adminHost: String, adminPort: Int, advertisedInbound: String? = nil) {
+        public init(
+            inboundHost: String, inboundPort: Int, outboundHost: String, outboundPort: Int, adminHost: String, adminPort: Int,
+            advertisedInbound: String? = nil, statusHost: String? = nil, statusPort: Int = 15021
+        ) {
+            self.statusHost = statusHost
+            self.statusPort = statusPort
             self.inboundHost = inboundHost
             self.inboundPort = inboundPort
             self.outboundHost = outboundHost
@@ -53,12 +63,16 @@ public struct ProxyServer: Sendable {
         self.controlPlane = controlPlane
     }
 
-    /// Runs until a signal arrives; `onReady` receives the bound ports once all three are bound.
+    /// Runs until a signal arrives; `onReady` receives the bound ports once every listener is bound.
     public func run(metricsText: @escaping @Sendable () -> String, onReady: @escaping @Sendable (ProxyAddresses) -> Void) async throws {
-        let ports = BoundPorts(onReady: onReady)
+        let ports = BoundPorts(expectsStatus: listeners.statusHost != nil, onReady: onReady)
         let inbound = InboundListener(host: listeners.inboundHost, port: listeners.inboundPort, context: context) { port in ports.set(.inbound, port) }
         let outbound = OutboundListener(host: listeners.outboundHost, port: listeners.outboundPort, context: context) { port in ports.set(.outbound, port) }
         let admin = ProxyAdmin.make(host: listeners.adminHost, port: listeners.adminPort, context: context, metricsText: metricsText) { port in ports.set(.admin, port) }
+        let statusPort = self.listeners.statusPort
+        let status: [any Service] = self.listeners.statusHost.map { host in
+            [ProxyAdmin.makeStatus(host: host, port: statusPort, context: context) { port in ports.set(.status, port) }]
+        } ?? []
         let listeners = self.listeners
         let stream = ConfigStream(
             endpoint: controlPlane, identity: context.identity, workload: context.workload,
@@ -78,7 +92,7 @@ public struct ProxyServer: Sendable {
         )
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(
-                services: ([context.identity, inbound, outbound, admin, stream] as [any Service]).map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
+                services: ([context.identity, inbound, outbound, admin, stream] + status).map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: context.logger
             )
@@ -91,27 +105,33 @@ public struct ProxyServer: Sendable {
 
 /// Collects the bound ports and reports once all are known.
 final class BoundPorts: Sendable {
-    private let ports = Mutex<(inbound: Int?, outbound: Int?, admin: Int?)>((nil, nil, nil))
+    private let ports = Mutex<(inbound: Int?, outbound: Int?, admin: Int?, status: Int?, reported: Bool)>((nil, nil, nil, nil, false))
+    private let expectsStatus: Bool
     private let onReady: @Sendable (ProxyAddresses) -> Void
 
-    init(onReady: @escaping @Sendable (ProxyAddresses) -> Void) {
+    init(expectsStatus: Bool = false, onReady: @escaping @Sendable (ProxyAddresses) -> Void) {
+        self.expectsStatus = expectsStatus
         self.onReady = onReady
     }
 
-    enum Slot { case inbound, outbound, admin }
+    enum Slot { case inbound, outbound, admin, status }
 
     var inbound: Int? { ports.withLock { $0.inbound } }
 
     func set(_ slot: Slot, _ port: Int) {
+        let expectsStatus = self.expectsStatus
         let ready: ProxyAddresses? = ports.withLock { value in
-            let wasReady = value.inbound != nil && value.outbound != nil && value.admin != nil
             switch slot {
             case .inbound: value.inbound = port
             case .outbound: value.outbound = port
             case .admin: value.admin = port
+            case .status: value.status = port
             }
-            guard !wasReady, let inbound = value.inbound, let outbound = value.outbound, let admin = value.admin else { return nil }
-            return ProxyAddresses(inbound: inbound, outbound: outbound, admin: admin)
+            guard !value.reported, let inbound = value.inbound, let outbound = value.outbound, let admin = value.admin,
+                !expectsStatus || value.status != nil
+            else { return nil }
+            value.reported = true
+            return ProxyAddresses(inbound: inbound, outbound: outbound, admin: admin, status: value.status)
         }
         if let ready { onReady(ready) }
     }

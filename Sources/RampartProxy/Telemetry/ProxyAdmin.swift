@@ -11,14 +11,7 @@ enum ProxyAdmin {
         onRunning: @escaping @Sendable (Int) async -> Void
     ) -> Application<RouterResponder<BasicRequestContext>> {
         let router = Router()
-        router.get("/healthz/ready") { _, _ -> Response in
-            let problems = Self.readinessProblems(context)
-            return Response(
-                status: problems.isEmpty ? .ok : .serviceUnavailable,
-                headers: [.contentType: "text/plain; charset=utf-8"],
-                body: ResponseBody(byteBuffer: ByteBuffer(string: problems.isEmpty ? "ready\n" : problems.joined(separator: "\n") + "\n"))
-            )
-        }
+        router.get("/healthz/ready") { _, _ -> Response in readiness(context) }
         router.get("/stats/prometheus") { _, _ -> Response in
             Response(
                 status: .ok,
@@ -35,6 +28,31 @@ enum ProxyAdmin {
             configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "rampart-proxy-admin"),
             onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? port) },
             logger: context.logger
+        )
+    }
+
+    /// The status port (Istio's 15021, which pilot-agent serves for probes): readiness alone, so
+    /// that it can listen where the admin port's metrics and config dump should not.
+    static func makeStatus(
+        host: String, port: Int, context: ProxyContext, onRunning: @escaping @Sendable (Int) async -> Void
+    ) -> Application<RouterResponder<BasicRequestContext>> {
+        let router = Router()
+        router.get("/healthz/ready") { _, _ -> Response in readiness(context) }
+        return Application(
+            router: router,
+            configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "rampart-proxy-status"),
+            onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? port) },
+            logger: context.logger
+        )
+    }
+
+    /// 200 `ready` once the proxy has an identity and its config; 503 with what it still lacks.
+    static func readiness(_ context: ProxyContext) -> Response {
+        let problems = readinessProblems(context)
+        return Response(
+            status: problems.isEmpty ? .ok : .serviceUnavailable,
+            headers: [.contentType: "text/plain; charset=utf-8"],
+            body: ResponseBody(byteBuffer: ByteBuffer(string: problems.isEmpty ? "ready\n" : problems.joined(separator: "\n") + "\n"))
         )
     }
 

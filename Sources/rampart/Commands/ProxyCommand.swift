@@ -54,6 +54,9 @@ struct Proxy: AsyncParsableCommand {
     @Option(help: ArgumentHelp("The admin listener: /stats/prometheus, /healthz/ready, /config_dump.", valueName: "host:port"))
     var admin: String = "127.0.0.1:15020"
 
+    @Option(help: ArgumentHelp("A status listener serving /healthz/ready alone, as Istio's sidecars do on port 15021 (off unless given).", valueName: "host:port"))
+    var status: String?
+
     @Option(help: ArgumentHelp("Where to write one JSON line per request: a file, - for standard output, or off. Lines are written at least once a second.", valueName: "path"))
     var accessLog: String = "-"
 
@@ -97,6 +100,7 @@ struct Proxy: AsyncParsableCommand {
             _ = try HostPort.parse(text, option: option)
         }
         if let advertise { _ = try HostPort.parse(advertise, option: "--advertise") }
+        if let status { _ = try HostPort.parse(status, option: "--status") }
         guard (identityDir == nil) != (workloadAPI == nil) else {
             throw ValidationError("give exactly one identity source: --identity-dir DIR (the agent's --out) or --workload-api SOCKET (the agent's --socket)")
         }
@@ -137,6 +141,7 @@ struct Proxy: AsyncParsableCommand {
         let inboundAddress = try HostPort.parse(inbound, option: "--inbound")
         let outboundAddress = try HostPort.parse(outbound, option: "--outbound")
         let adminAddress = try HostPort.parse(admin, option: "--admin")
+        let statusAddress = try status.map { try HostPort.parse($0, option: "--status") }
         let controlPlaneAddress = try HostPort.parse(controlPlane, option: "--control-plane")
         guard let rootPEM = try? String(contentsOfFile: caRoot, encoding: .utf8), rootPEM.contains("BEGIN CERTIFICATE") else {
             throw ValidationError("--ca-root \(caRoot) cannot be read as PEM certificates: give the CA's root-cert.pem")
@@ -165,15 +170,22 @@ struct Proxy: AsyncParsableCommand {
             context: context,
             listeners: ProxyServer.Listeners(
                 inboundHost: inboundAddress.host, inboundPort: inboundAddress.port, outboundHost: outboundAddress.host, outboundPort: outboundAddress.port,
-                adminHost: adminAddress.host, adminPort: adminAddress.port, advertisedInbound: advertise
+                adminHost: adminAddress.host, adminPort: adminAddress.port, advertisedInbound: advertise,
+                statusHost: statusAddress?.host, statusPort: statusAddress?.port ?? 15021
             ),
             controlPlane: ConfigStream.Endpoint(host: controlPlaneAddress.host, port: controlPlaneAddress.port, rootPEM: rootPEM)
         )
-        try await HostPort.naming(["--inbound": inbound, "--outbound": outbound, "--admin": admin]) {
+        let serve: () async throws -> Void = {
             try await server.run(metricsText: { MetricsHelp.annotate(registry.emitToString()) }) { ports in
-                let line = "rampart proxy ready inbound=\(inboundAddress.host):\(ports.inbound) outbound=\(outboundAddress.host):\(ports.outbound) admin=\(adminAddress.host):\(ports.admin)\n"
+                let statusPart = statusAddress.flatMap { address in ports.status.map { " status=\(address.host):\($0)" } } ?? ""
+                let line = "rampart proxy ready inbound=\(inboundAddress.host):\(ports.inbound) outbound=\(outboundAddress.host):\(ports.outbound) admin=\(adminAddress.host):\(ports.admin)\(statusPart)\n"
                 FileHandle.standardError.write(Data(line.utf8))
             }
+        }
+        if let status {
+            try await HostPort.naming(["--inbound": inbound, "--outbound": outbound, "--admin": admin, "--status": status], serve)
+        } else {
+            try await HostPort.naming(["--inbound": inbound, "--outbound": outbound, "--admin": admin], serve)
         }
     }
 }
