@@ -145,14 +145,68 @@ struct HostPort {
         }
     }
 
+    /// Parses `host:port`: an IPv4 address, a host name, or an IPv6 address in brackets
+    /// (`[::1]:15012`), and a port from 0 to 65535 (0 picks a free one where the option listens).
     static func parse(_ text: String, option: String) throws -> HostPort {
-        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else {
-            throw ValidationError("\(option) \(text): expected host:port, such as 127.0.0.1:15012")
+        let example = "such as 127.0.0.1:15012, localhost:15012 or [::1]:15012"
+        if text.contains("://") {
+            throw ValidationError("\(option) \(text): give host:port without a scheme, \(example)")
         }
-        var host = String(text[..<colon])
-        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        guard !host.isEmpty else { throw ValidationError("\(option) \(text): the host is missing; use 127.0.0.1:\(port) for loopback") }
+        let host: String
+        let portText: Substring
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]"), text[text.index(after: close)...].hasPrefix(":") else {
+                throw ValidationError("\(option) \(text): expected [IPv6 address]:port, such as [::1]:15012")
+            }
+            host = String(text[text.index(after: text.startIndex)..<close])
+            portText = text[text.index(close, offsetBy: 2)...]
+            guard isIPv6(host) else {
+                throw ValidationError("\(option) \(text): \(host) is not an IPv6 address; write [::1]:15012 for IPv6 loopback")
+            }
+        } else {
+            guard let colon = text.lastIndex(of: ":") else {
+                throw ValidationError("\(option) \(text): expected host:port, \(example)")
+            }
+            host = String(text[..<colon])
+            portText = text[text.index(after: colon)...]
+            if host.contains(":") {
+                throw ValidationError("\(option) \(text): put an IPv6 address in brackets, such as [::1]:15012")
+            }
+            guard !host.isEmpty else {
+                throw ValidationError("\(option) \(text): the host is missing; use 127.0.0.1:\(portText) for loopback")
+            }
+            guard isIPv4(host) || isHostName(host) else {
+                throw ValidationError("\(option) \(text): \(host) is neither an IPv4 address nor a host name, \(example)")
+            }
+        }
+        guard !portText.isEmpty, portText.allSatisfy({ $0.isASCII && $0.isNumber }), let port = Int(portText), (0...65535).contains(port) else {
+            throw ValidationError("\(option) \(text): the port must be a number from 0 to 65535, \(example)")
+        }
         return HostPort(host: host, port: port)
+    }
+
+    private static func isIPv6(_ text: String) -> Bool {
+        var address = in6_addr()
+        return inet_pton(AF_INET6, text, &address) == 1
+    }
+
+    /// Four dotted decimal numbers (inet_pton's strict form: not `1.2.3`, which the resolver
+    /// would read as 1.2.0.3).
+    private static func isIPv4(_ text: String) -> Bool {
+        var address = in_addr()
+        return inet_pton(AF_INET, text, &address) == 1
+    }
+
+    /// A DNS name whose labels are letters, digits and '-', not one that looks like an address.
+    private static func isHostName(_ text: String) -> Bool {
+        let labels = text.split(separator: ".", omittingEmptySubsequences: false)
+        guard text.utf8.count <= 253, !labels.isEmpty else { return false }
+        let sound = labels.allSatisfy { label in
+            !label.isEmpty && label.utf8.count <= 63 && label.first != "-" && label.last != "-"
+                && label.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-") }
+        }
+        // Digits and dots alone are an address or nothing (1.2.3, 256.1.1.1).
+        return sound && !text.allSatisfy { $0.isNumber || $0 == "." }
     }
 }
 

@@ -64,7 +64,7 @@ struct Cert: AsyncParsableCommand {
         @Option(help: ArgumentHelp("Only certificates for this identity.", valueName: "spiffe-id"))
         var spiffeId: String?
 
-        @Option(help: ArgumentHelp("Only unexpired certificates that expire within this long, such as 1h.", valueName: "duration"))
+        @Option(help: ArgumentHelp("Only unexpired certificates that expire within this long, such as 1h.", valueName: "duration"), transform: TTL.parse)
         var expiringWithin: TTL?
 
         @Flag(help: "Print a JSON array.")
@@ -154,7 +154,7 @@ struct Cert: AsyncParsableCommand {
         @Option(help: ArgumentHelp("The identity to certify.", valueName: "spiffe-id"))
         var spiffeId: String
 
-        @Option(help: "Lifetime, such as 24h (the default) or 30d; at most 90d.")
+        @Option(help: "Lifetime, such as 24h (the default) or 30d; at most 90d.", transform: TTL.parse)
         var ttl: TTL?
 
         func run() async throws {
@@ -212,7 +212,7 @@ struct Cert: AsyncParsableCommand {
         @Option(help: ArgumentHelp("The key of --cert.", valueName: "file"))
         var key: String?
 
-        @Option(help: "Requested lifetime; the CA's default (24h) when absent.")
+        @Option(help: "Requested lifetime; the CA's default (24h) when absent.", transform: TTL.parse)
         var ttl: TTL?
 
         @Option(help: ArgumentHelp("Where to write the chain (leaf first); standard output when absent.", valueName: "file"))

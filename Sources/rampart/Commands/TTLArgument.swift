@@ -6,7 +6,29 @@ struct TTL: ExpressibleByArgument, Sendable, CustomStringConvertible {
     let seconds: TimeInterval
     let text: String
 
+    /// The longest lifetime any option takes: a hundred years, far past every limit the commands
+    /// apply, and short enough to count in whole seconds.
+    static let longest: TimeInterval = 100 * 365 * 86400
+
+    /// Parses an option's value, saying what was wrong (`transform:` of the options).
+    static func parse(_ text: String) throws -> TTL {
+        guard let ttl = TTL(argument: text) else {
+            if let value = TTL.total(text), value > longest {
+                throw ValidationError("\(text) is longer than a hundred years; give a lifetime such as 24h or 30d")
+            }
+            throw ValidationError("expected a positive lifetime in s, m, h or d, such as 30s, 10m, 24h or 1h30m (got \"\(text)\")")
+        }
+        return ttl
+    }
+
     init?(argument: String) {
+        guard let total = Self.total(argument), total > 0, total <= Self.longest else { return nil }
+        seconds = total
+        text = argument
+    }
+
+    /// The seconds `text` stands for, unbounded; `nil` when it is not a lifetime.
+    private static func total(_ argument: String) -> TimeInterval? {
         let units: [Character: TimeInterval] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
         var total: TimeInterval = 0
         var number = ""
@@ -24,9 +46,7 @@ struct TTL: ExpressibleByArgument, Sendable, CustomStringConvertible {
             guard let value = Double(number) else { return nil }
             total += value
         }
-        guard total > 0 else { return nil }
-        seconds = total
-        text = argument
+        return total.isFinite ? total : nil
     }
 
     var description: String { text }
