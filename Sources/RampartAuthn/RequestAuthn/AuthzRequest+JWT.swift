@@ -5,6 +5,6 @@ extension AuthzRequest {
     public func with(jwt: JWTOutcome?) -> AuthzRequest {
         AuthzRequest(
             transport: transport, source: source, destination: destination, method: method, host: host, path: path,
-            headers: headers, extAuthz: extAuthz, sni: sni, jwt: jwt)
+            headers: headers, extAuthz: extAuthz, sni: sni, jwt: jwt, repeatedHeaders: repeatedHeaders)
     }
 }

@@ -17,12 +17,28 @@ extension ResolvedWorkload {
             let status = rejection == .jwtAudienceNotAllowed ? 403 : 401
             return decided(.deny, status, nil, nil, mode, rejection, [], [])
         }
+        if authnEditsReachPolicies, let authn, request.transport == .http {
+            return decideAfterAuthentication(afterAuthentication(request, authn), mode, authn)
+        }
         let visible = mode != .disable && request.source.isMTLS
         var facts = RequestFacts(
             isHTTP: request.transport == .http,
             principalVisible: visible && !(request.source.principal?.isEmpty ?? true),
             requestPrincipal: authn?.principal, requestIssuerLength: authn?.issuerLength ?? -1, claims: authn?.rawClaims,
             spaceDelimitedClaims: authn?.provider?.spaceDelimitedClaims)
+        let program = self.program
+        return program.withView { view in decideRules(program, request, mode, authn, &facts, view) }
+    }
+
+    /// The rest of `decide` for a request whose headers the JWT filter changed in ways the
+    /// policies read; kept out of line, as few workloads need it.
+    @inline(never)
+    private func decideAfterAuthentication(_ request: AuthzRequest, _ mode: MTLSMode, _ authn: AuthnOutcome) -> Decision {
+        let visible = mode != .disable && request.source.isMTLS
+        var facts = RequestFacts(
+            isHTTP: true, principalVisible: visible && !(request.source.principal?.isEmpty ?? true),
+            requestPrincipal: authn.principal, requestIssuerLength: authn.issuerLength, claims: authn.rawClaims,
+            spaceDelimitedClaims: authn.provider?.spaceDelimitedClaims)
         let program = self.program
         return program.withView { view in decideRules(program, request, mode, authn, &facts, view) }
     }

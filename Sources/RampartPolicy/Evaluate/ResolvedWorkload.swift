@@ -7,6 +7,10 @@ final class ResolvedWorkload: Sendable {
     let providers: [JWTProvider]
     /// The flat form the fast path evaluates.
     let program: WorkloadProgram
+    /// Whether request authentication can change a header the policies read (a token header it
+    /// removes, a claim or payload header it writes or sanitizes): then authorization reads the
+    /// headers as the JWT filter leaves them, as Envoy's RBAC filter does after jwt_authn.
+    let authnEditsReachPolicies: Bool
     /// Removals of the headers the providers write, made on every HTTP request.
     let sanitizing: [HeaderEdit]
     let custom: [CompiledPolicy]
@@ -29,6 +33,39 @@ final class ResolvedWorkload: Sendable {
         self.peer = peer
         needs = RequestNeeds(policies: policies)
         program = WorkloadProgram(policies: policies, identities: identities)
+        authnEditsReachPolicies = Self.authnEditsReach(policies, providers)
+    }
+
+    /// Whether some header a check reads is one a provider removes (its token header, unless the
+    /// token is forwarded) or writes (payload and claim headers, sanitized on every request).
+    private static func authnEditsReach(_ policies: [CompiledPolicy], _ providers: [JWTProvider]) -> Bool {
+        guard !providers.isEmpty else { return false }
+        var touched: Set<String> = []
+        for provider in providers {
+            touched.formUnion(provider.outputHeaders)
+            if !provider.rule.forwardOriginalToken {
+                for case .header(let name, _) in provider.locations { touched.insert(name) }
+            }
+        }
+        for policy in policies {
+            for rule in policy.rules {
+                for check in Array(rule.froms.joined()) + Array(rule.tos.joined()) + rule.whens {
+                    switch check.attribute {
+                    case .header(let name), .inlineHeader(let name):
+                        if touched.contains(name.lowercased()) { return true }
+                    default: continue
+                    }
+                }
+            }
+        }
+        return false
+    }
+
+    /// The request as the authorization filter sees it once the JWT filter has run: the token
+    /// header removed, claim and payload headers written, headers the providers write sanitized.
+    @inline(never)
+    func afterAuthentication(_ request: AuthzRequest, _ authn: AuthnOutcome) -> AuthzRequest {
+        request.applying(authn.headerEdits(request.jwt, sanitizing: sanitizing))
     }
 
     /// The 400 for a request Istio's proxies refuse before any policy (see `AuthzRequest.malformation`).
@@ -61,6 +98,8 @@ final class ResolvedWorkload: Sendable {
             let status = rejection == .jwtAudienceNotAllowed ? 403 : 401
             return decided(.deny, status, nil, nil, mode, rejection, [], [])
         }
+        let original = request
+        let request = authnEditsReachPolicies && request.transport == .http ? afterAuthentication(request, authn) : request
         let prepared = PreparedRequest(request, peerIdentityVisible: mode != .disable, authn: authn, needs: needs)
         let shadow = dryRun.isEmpty ? [] : shadowResults(prepared, &trace)
         for policy in custom {
@@ -80,7 +119,7 @@ final class ResolvedWorkload: Sendable {
         if let (policy, rule) = firstMatching(deny, prepared, &trace, stop: true) {
             return decided(.deny, 403, policy.name, rule, mode, .denyMatched, shadow, [])
         }
-        let edits = request.transport == .http ? authn.headerEdits(request.jwt, sanitizing: sanitizing) : []
+        let edits = request.transport == .http ? authn.headerEdits(original.jwt, sanitizing: sanitizing) : []
         if allow.isEmpty {
             return decided(.allow, 200, nil, nil, mode, .noAllowPolicy, shadow, edits)
         }
@@ -97,6 +136,7 @@ final class ResolvedWorkload: Sendable {
         let mode = peer.mode(port: request.destination.port)
         let authn = AuthnOutcome.evaluate(request, providers: providers)
         guard authn.rejection == nil else { return nil }
+        let request = authnEditsReachPolicies && request.transport == .http ? afterAuthentication(request, authn) : request
         let prepared = PreparedRequest(request, peerIdentityVisible: mode != .disable, authn: authn, needs: needs)
         for policy in custom {
             if let rule = policy.firstMatch(prepared) { return (policy.name, rule) }

@@ -196,6 +196,35 @@ public struct AuthzRequest: Sendable, Hashable {
         !value.utf8.contains { $0 == 0 || $0 == UInt8(ascii: "\r") || $0 == UInt8(ascii: "\n") }
     }
 
+    /// The request with `edits` made to its headers, as a proxy makes them before authorization:
+    /// removals, claim values, and the token's payload (from `jwt.raw`) under a header name a
+    /// request can carry. Query parameter removals leave the request as it is.
+    public func applying(_ edits: [HeaderEdit]) -> AuthzRequest {
+        guard !edits.isEmpty else { return self }
+        var headers = self.headers
+        var repeated = repeatedHeaders
+        for edit in edits {
+            switch edit {
+            case .remove(let name):
+                headers[name] = nil
+                repeated[name] = nil
+            case .set(let name, let value):
+                headers[name] = value
+                repeated[name] = nil
+            case .setPayload(let name):
+                let parts = jwt?.raw?.split(separator: ".", omittingEmptySubsequences: false) ?? []
+                guard parts.count == 3, Self.isHeaderToken(name) else { continue }
+                headers[name] = String(parts[1])
+                repeated[name] = nil
+            case .removeQueryParameter:
+                continue
+            }
+        }
+        return AuthzRequest(
+            transport: transport, source: source, destination: destination, method: method, host: host, path: path,
+            headers: headers, extAuthz: extAuthz, sni: sni, jwt: jwt, repeatedHeaders: repeated)
+    }
+
     /// Whether `name` can name a header on the wire: one or more of RFC 9110's `tchar`.
     public static func isHeaderToken(_ name: String) -> Bool {
         !name.isEmpty && name.utf8.allSatisfy(isTokenByte)
