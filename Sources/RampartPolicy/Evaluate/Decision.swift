@@ -17,6 +17,9 @@ public struct Decision: Sendable, Hashable {
         case customDenied
         case customUnanswered
         case customAllowed
+        /// A CUSTOM rule matched where the workload's CUSTOM policies name several providers
+        /// (listed): Istio allows one per workload and makes every CUSTOM rule a denial.
+        case customProvidersConflict([String])
         case plaintextUnderStrict
         /// The path is one Istio's default path normalization refuses (`PathNormalizer.rejects`).
         case invalidPath
@@ -128,6 +131,9 @@ extension Decision.Cause {
         case .customDenied: return "denied by the ext-authz provider of CUSTOM policy\(by)"
         case .customUnanswered: return "denied: CUSTOM policy\(by) matched but the ext-authz provider gave no answer"
         case .customAllowed: return "allowed: the ext-authz provider of CUSTOM policy\(by) allowed it"
+        case .customProvidersConflict(let providers):
+            return "denied: CUSTOM policy\(by) matched, and the workload's CUSTOM policies name \(providers.count) providers"
+                + " (\(providers.joined(separator: ", "))); Istio takes one per workload and makes every CUSTOM rule deny"
         case .plaintextUnderStrict: return "denied: plaintext connection to a port whose PeerAuthentication is STRICT"
         case .invalidPath:
             return "400: the path holds an escaped NUL (%00), which Istio's default path normalization refuses before"

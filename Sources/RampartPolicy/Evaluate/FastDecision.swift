@@ -53,12 +53,15 @@ extension ResolvedWorkload {
         let shadow = program.hasDryRun ? program.shadowResults(request, &facts, view) : []
         // With the ext-authz provider allowing, a matching CUSTOM policy passes the request on.
         // The CUSTOM group is usually empty: a flag beside the others says so, and the group stays unread.
-        if program.hasCustom, request.extAuthz != .allow,
+        if program.hasCustom, request.extAuthz != .allow || !conflictingCustomProviders.isEmpty,
             let position = program.firstMatch(program.custom, request, &facts, view)
         {
             if position == WorkloadProgram.undecided { return reference(request) }
             let rule = view.rule(Int(position))
-            let cause: Decision.Cause = request.extAuthz == .deny ? .customDenied : .customUnanswered
+            let cause: Decision.Cause =
+                !conflictingCustomProviders.isEmpty
+                ? .customProvidersConflict(conflictingCustomProviders)
+                : request.extAuthz == .deny ? .customDenied : .customUnanswered
             return decided(
                 .deny, 403, by: .program(program, rule.policy), Int(rule.index), mode, cause, shadow, [])
         }

@@ -20,6 +20,9 @@ final class ResolvedWorkload: Sendable {
     let dryRun: [CompiledPolicy]
     /// The costlier request attributes these policies read (explain path).
     let needs: RequestNeeds
+    /// The providers the CUSTOM policies name, when they name more than one: Istio then sends no
+    /// request to any of them and denies what a CUSTOM rule matches.
+    let conflictingCustomProviders: [String]
 
     init(policies: [CompiledPolicy], providers: [JWTProvider], peer: PeerModes, identities: IdentityIDs?) {
         let enforced = policies.filter { !$0.dryRun }
@@ -34,6 +37,8 @@ final class ResolvedWorkload: Sendable {
         needs = RequestNeeds(policies: policies)
         program = WorkloadProgram(policies: policies, identities: identities)
         authnEditsReachPolicies = Self.authnEditsReach(policies, providers)
+        let named = Set(custom.compactMap(\.provider)).sorted()
+        conflictingCustomProviders = named.count > 1 ? named : []
     }
 
     /// Whether some header a check reads is one a provider removes (its token header, unless the
@@ -108,6 +113,9 @@ final class ResolvedWorkload: Sendable {
                 continue
             }
             trace.policy(policy, rule, prepared)
+            if !conflictingCustomProviders.isEmpty {
+                return decided(.deny, 403, policy.name, rule, mode, .customProvidersConflict(conflictingCustomProviders), shadow, [])
+            }
             switch request.extAuthz {
             case .allow?: continue
             case .deny?: return decided(.deny, 403, policy.name, rule, mode, .customDenied, shadow, [])
