@@ -150,6 +150,14 @@ enum PeerAuthenticationResolver {
         _ byNamespace: [String: [(policy: PeerAuthentication, order: Int)]], rootNamespace: String,
         namespace: String, labels: [String: String]
     ) -> PeerModes {
+        if WorkloadSelector.isGateway(labels) {
+            // PeerAuthentication governs sidecars; a gateway's listeners take their TLS from its
+            // Gateway servers, so it accepts plaintext and mTLS whatever the mesh's mode.
+            let candidates = ordered(((byNamespace[rootNamespace] ?? []) + (namespace == rootNamespace ? [] : byNamespace[namespace] ?? [])).map(\.policy))
+                .filter { isWide($0) || ($0.selector?.matches(labels) ?? false) }
+            let reason = "not applied: the workload is a gateway (its labels), and PeerAuthentication governs sidecars only; a gateway accepts plaintext and mTLS"
+            return PeerModes(workloadMode: .permissive, portModes: [:], layers: [], skipped: candidates.map { ($0.id.qualifiedName, reason) })
+        }
         var mesh: PeerAuthentication?
         var scope: PeerAuthentication?
         var workload: PeerAuthentication?

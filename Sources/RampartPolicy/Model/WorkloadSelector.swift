@@ -8,6 +8,16 @@ public struct WorkloadSelector: Sendable, Hashable {
         self.matchLabels = matchLabels
     }
 
+    /// Whether `labels` are those of an Istio gateway's pods: the default install's
+    /// `istio: ingressgateway` or `egressgateway` (or `app: istio-ingressgateway`,
+    /// `istio-egressgateway`), or the `gateway.networking.k8s.io/gateway-name` label Istio puts on
+    /// the pods it deploys for a Gateway API gateway.
+    public static func isGateway(_ labels: [String: String]) -> Bool {
+        if let istio = labels["istio"], istio == "ingressgateway" || istio == "egressgateway" { return true }
+        if let app = labels["app"], app == "istio-ingressgateway" || app == "istio-egressgateway" { return true }
+        return labels["gateway.networking.k8s.io/gateway-name"] != nil
+    }
+
     /// Whether a workload with `labels` is selected.
     public func matches(_ labels: [String: String]) -> Bool {
         for (key, value) in matchLabels where labels[key] != value { return false }

@@ -114,7 +114,11 @@ enum PolicyPitfalls {
     /// target reference.
     private static func selectsGateway(_ policy: AuthorizationPolicy) -> Bool {
         let labels = policy.selector?.matchLabels ?? [:]
-        if labels["istio"] == "ingressgateway" || labels["app"] == "istio-ingressgateway" { return true }
+        if labels["istio"] == "ingressgateway" || labels["app"] == "istio-ingressgateway"
+            || labels["gateway.networking.k8s.io/gateway-name"] != nil
+        {
+            return true
+        }
         let targets = (policy.targetRef.map { [$0] } ?? []) + policy.targetRefs
         return targets.contains { $0.kind == "Gateway" }
     }
