@@ -29,6 +29,9 @@ struct Rampart: AsyncParsableCommand {
         } catch let error as ValidationError {
             FileHandle.standardError.write(Data("Error: \(error.message)\n".utf8))
             Foundation.exit(ExitCode.validationFailure.rawValue)
+        } catch let failure as CommandFailure {
+            FileHandle.standardError.write(Data("Error: \(failure.message)\n".utf8))
+            Foundation.exit(ExitCode.failure.rawValue)
         } catch {
             // SQLite finding the store damaged part-way through a command: say so in words.
             if let damage = StoreError.damage(error) {
@@ -36,6 +39,34 @@ struct Rampart: AsyncParsableCommand {
                 Foundation.exit(ExitCode.failure.rawValue)
             }
             exit(withError: error)
+        }
+    }
+}
+
+/// A command that ran and failed for a reason outside its input (a server that does not answer, an
+/// output that cannot be written): printed as an error, with exit status 1.
+struct CommandFailure: Error {
+    let message: String
+
+    init(_ message: String) {
+        self.message = message
+    }
+}
+
+/// Standard output for what a command exists to deliver (a token, a certificate chain): a write
+/// that fails (a full disk, a closed pipe) fails the command instead of passing in silence.
+enum StandardOutput {
+    static func deliver(_ text: String, what: String) throws {
+        fflush(nil)  // what print() buffered goes first
+        let bytes = Array(text.utf8)
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes.withUnsafeBytes { write(STDOUT_FILENO, $0.baseAddress! + offset, $0.count - offset) }
+            if written < 0 {
+                if errno == EINTR { continue }
+                throw CommandFailure("\(what) could not be written to standard output (\(String(cString: strerror(errno)))); it was not delivered")
+            }
+            offset += written
         }
     }
 }

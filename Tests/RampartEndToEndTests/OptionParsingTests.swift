@@ -44,3 +44,61 @@ struct OptionParsingTests {
         }
     }
 }
+
+/// Files and sockets a command would write or take, checked before it does anything that cannot be
+/// undone: spending a token, issuing a certificate, or taking another agent's socket.
+@Suite("output files and sockets")
+struct OutputCheckTests {
+    @Test("cert request refuses an --out that is one of its inputs or cannot be written, before contacting the CA")
+    func certRequestOut() throws {
+        let dir = try Paths.temporaryDirectory("out-checks")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (csr, key) = try OpenSSL.csr(in: dir, name: "w")
+        try "not a root".write(toFile: "\(dir)/root.pem", atomically: true, encoding: .utf8)
+        let keyBefore = try String(contentsOfFile: key, encoding: .utf8)
+        let base = ["cert", "request", "--ca", "127.0.0.1:1", "--root-cert", "\(dir)/root.pem", "--csr", csr]
+        let cases: [(extra: [String], says: String)] = [
+            (["--cert", csr, "--key", key, "--out", key], "is the --key file"),
+            (["--token", "t", "--out", csr], "is the --csr file"),
+            (["--token", "t", "--out", "\(dir)/missing/chain.pem"], "does not exist"),
+            (["--token", "t", "--out", dir], "is a folder"),
+        ]
+        for item in cases {
+            let result = try run(Paths.rampart, base + item.extra, timeout: 20)
+            #expect(result.status == 64 && result.stderr.contains("--out") && result.stderr.contains(item.says), "\(item.extra): \(result.stderr)")
+            #expect(!result.stderr.contains("127.0.0.1:1"), "the CA was contacted: \(result.stderr)")
+        }
+        #expect(try String(contentsOfFile: key, encoding: .utf8) == keyBefore)
+    }
+
+    @Test("token create fails when its token cannot be delivered; agent status fails with status 1 when no agent answers")
+    func undeliveredAndUnanswered() throws {
+        let ca = try CAProcess(label: "out-checks")
+        let full = try run("/bin/sh", ["-c", "'\(Paths.rampart)' token create --state '\(ca.state)' --spiffe-id spiffe://cluster.local/ns/a/sa/b > /dev/full"])
+        #expect(full.status == 1 && full.stderr.contains("not delivered"), "\(full.status): \(full.stderr)")
+        // A socket file nobody listens on: what a crashed agent leaves.
+        let stale = "\(ca.directory)/stale.sock"
+        let made = try run("python3", ["-c", "import socket; s = socket.socket(socket.AF_UNIX); s.bind('\(stale)'); s.close()"])
+        #expect(made.succeeded, "\(made.stderr)")
+        let status = try run(Paths.rampart, ["agent", "status", "--socket", stale], timeout: 20)
+        #expect(status.status == 1 && status.stderr.contains("no agent answers"), "\(status.status): \(status.stderr)")
+    }
+
+    @Test("an agent refuses a socket another process answers on, and an --out that is a file, before bootstrapping")
+    func agentSocketAndOut() throws {
+        let ca = try CAProcess(label: "agent-checks")
+        let socket = "\(ca.directory)/live.sock"
+        let listener = try ServiceProcess(
+            "/usr/bin/python3",
+            ["-c", "import signal, socket, sys, time; signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGTERM]); s = socket.socket(socket.AF_UNIX); s.bind('\(socket)'); s.listen(1); print('listening', flush=True); time.sleep(60)"],
+            logFile: "\(ca.directory)/listener.log", marker: "listening")
+        defer { listener.stop() }
+        try "t".write(toFile: "\(ca.directory)/token", atomically: true, encoding: .utf8)
+        let base = ["agent", "--ca-address", "127.0.0.1:1", "--ca-root", ca.rootPath, "--token-file", "\(ca.directory)/token"]
+        let taken = try run(Paths.rampart, base + ["--out", "\(ca.directory)/out", "--socket", socket], timeout: 20)
+        #expect(taken.status == 64 && taken.stderr.contains("is in use"), "\(taken.stderr)")
+        #expect(FileManager.default.fileExists(atPath: socket), "the live socket was removed")
+        let fileOut = try run(Paths.rampart, base + ["--out", ca.rootPath], timeout: 20)
+        #expect(fileOut.status == 64 && fileOut.stderr.contains("is not a folder"), "\(fileOut.stderr)")
+    }
+}

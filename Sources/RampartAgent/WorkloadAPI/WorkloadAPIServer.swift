@@ -31,12 +31,17 @@ public struct WorkloadAPIServer: Service {
         self.onListening = onListening
     }
 
-    /// Removes a stale socket from an earlier run; refuses to touch anything that is not a socket.
+    /// Removes a stale socket from an earlier run; refuses to touch anything that is not a socket,
+    /// or a socket something still answers on (another agent's).
     public static func prepare(socketPath: String) throws {
         var info = stat()
         if lstat(socketPath, &info) == 0 {
             guard (info.st_mode & S_IFMT) == S_IFSOCK else {
                 throw AgentError(.badConfiguration, "--socket \(socketPath) exists and is not a socket: choose another path or remove the file")
+            }
+            if isListenedOn(socketPath) {
+                throw AgentError(
+                    .badConfiguration, "--socket \(socketPath) is in use: another process (a running agent?) answers on it. Stop it, or choose another path")
             }
             unlink(socketPath)
         }
@@ -51,6 +56,24 @@ public struct WorkloadAPIServer: Service {
         if socketPath.utf8.count >= 108 {
             throw AgentError(.badConfiguration, "--socket \(socketPath) is \(socketPath.utf8.count) bytes long; Unix socket paths must be under 108: choose a shorter path")
         }
+    }
+
+    /// Whether a process accepts connections on the Unix socket at `path`.
+    static func isListenedOn(_ path: String) -> Bool {
+        let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard descriptor >= 0 else { return false }
+        defer { close(descriptor) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return false }
+        withUnsafeMutableBytes(of: &address.sun_path) { buffer in
+            for (index, byte) in bytes.enumerated() { buffer[index] = byte }
+        }
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        return connected == 0
     }
 
     public func run() async throws {

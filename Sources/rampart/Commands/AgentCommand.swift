@@ -80,6 +80,15 @@ struct Agent: AsyncParsableCommand {
             let logger = Logger(label: "rampart.agent")
             let address = try HostPort.parse(caAddress, option: "--ca-address")
             let roots = try Self.readRoots(caRoot)
+            // Checked before bootstrap, which spends a one-time token.
+            try FileOptions.checkWritableFolder(out, option: "--out")
+            if let socket {
+                do {
+                    try WorkloadAPIServer.prepare(socketPath: (socket as NSString).standardizingPath)
+                } catch let error as AgentError {
+                    throw ValidationError(error.reason)
+                }
+            }
             let credential: BootstrapCredentialSource = tokenFile.map { .tokenFile($0) } ?? .jwtFile(jwtFile!)
             let agent = NodeAgent(
                 configuration: AgentConfiguration(
@@ -136,6 +145,10 @@ struct Agent: AsyncParsableCommand {
             guard FileManager.default.fileExists(atPath: socket) else {
                 throw ValidationError("no agent socket at \(socket): is the agent running with --socket \(socket)?")
             }
+            var info = stat()
+            guard lstat(socket, &info) == 0, (info.st_mode & S_IFMT) == S_IFSOCK else {
+                throw ValidationError("\(socket) is not a socket: give the agent's --socket path")
+            }
             let status: Rampart_Agent_V1_AgentStatus
             do {
                 let transport = try HTTP2ClientTransport.Posix(target: .unixDomainSocket(path: socket), transportSecurity: .plaintext)
@@ -145,7 +158,7 @@ struct Agent: AsyncParsableCommand {
                     return try await Rampart_Agent_V1_AgentStatusService.Client(wrapping: client).getStatus(Rampart_Agent_V1_GetStatusRequest(), options: options)
                 }
             } catch let error as RPCError {
-                throw CleanExit.message("cannot read the agent's status from \(socket): \(error.code): \(error.message)")
+                throw CommandFailure("no agent answers on \(socket) (\(error.code)): is 'rampart agent --socket \(socket)' running?")
             }
             if json {
                 print(Self.json(status))

@@ -185,7 +185,7 @@ struct Cert: AsyncParsableCommand {
                 [CertificateRecord(issued, issuedAt: now, callerIdentity: "admin", authMethod: .admin)],
                 audit: [AuditEntry(time: now, type: .certificateIssued, actor: Operator.actor, subject: issued.serialHex, details: ["spiffe_id": id.string, "auth": "admin"])]
             )
-            print(issued.chainPEM.joined(separator: "\n"))
+            try StandardOutput.deliver(issued.chainPEM.joined(separator: "\n") + "\n", what: "the issued chain (recorded in the store)")
         }
     }
 
@@ -225,15 +225,17 @@ struct Cert: AsyncParsableCommand {
 
         func run() async throws {
             let address = try HostPort.parse(ca, option: "--ca")
-            let read: (String, String) throws -> String = { path, option in
-                guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw ValidationError("\(option) \(path) cannot be read") }
-                return text
+            let rootPEM = try FileOptions.readText(rootCert, option: "--root-cert", expected: "the CA's root-cert.pem")
+            let chainPEM = try cert.map { try FileOptions.readText($0, option: "--cert", expected: "the current certificate chain") }
+            let keyPEM = try key.map { try FileOptions.readText($0, option: "--key", expected: "the key of --cert") }
+            let csrPEM = try FileOptions.readText(csr, option: "--csr", expected: "a PEM certificate request (openssl req -new)")
+            // Checked before the request: a token is spent, and a certificate issued, only once.
+            if let out {
+                try FileOptions.checkWritable(
+                    out, option: "--out", inputs: [("--key", key), ("--cert", cert), ("--csr", csr), ("--root-cert", rootCert)])
             }
             let client = CAClient(
-                host: address.host, port: address.port, rootPEM: try read(rootCert, "--root-cert"),
-                clientChainPEM: try cert.map { try read($0, "--cert") }, clientKeyPEM: try key.map { try read($0, "--key") }
-            )
-            let csrPEM = try read(csr, "--csr")
+                host: address.host, port: address.port, rootPEM: rootPEM, clientChainPEM: chainPEM, clientKeyPEM: keyPEM)
             let chain = try await client.withConnection { connection in
                 try await connection.createCertificate(csrPEM: csrPEM, validitySeconds: Int64(ttl?.seconds ?? 0), bearer: token)
             }
@@ -241,7 +243,7 @@ struct Cert: AsyncParsableCommand {
             if let out {
                 try text.write(toFile: out, atomically: true, encoding: .utf8)
             } else {
-                print(text, terminator: "")
+                try StandardOutput.deliver(text, what: "the issued chain")
             }
         }
     }

@@ -29,7 +29,7 @@ struct Token: AsyncParsableCommand {
             let id = try Cert.parseIdentity(spiffeId, trustDomain: trustDomain)
             let store = try state.openStore()
             let token = try await BootstrapTokens.create(store: store, spiffeID: id, ttl: ttl.seconds)
-            print(token)
+            try StandardOutput.deliver(token + "\n", what: "the token (stored as its hash only: unused, it expires on its own)")
         }
     }
 }
