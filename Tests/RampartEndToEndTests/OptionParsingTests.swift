@@ -102,3 +102,35 @@ struct OutputCheckTests {
         #expect(fileOut.status == 64 && fileOut.stderr.contains("is not a folder"), "\(fileOut.stderr)")
     }
 }
+
+/// `cert request` against a running CA: what went wrong at the other end, in words.
+@Suite("cert request failures")
+struct CertRequestFailureTests {
+    @Test("a wrong root, the admin port and a closed port are each named; with the right ones the chain is issued")
+    func failuresInWords() throws {
+        let ca = try CAProcess(label: "request-failures")
+        try ca.start()
+        defer { ca.stop() }
+        let other = try CAProcess(label: "request-other-root")
+        let (csr, _) = try OpenSSL.csr(in: ca.directory, name: "w")
+        func request(_ address: String, root: String, token: String) throws -> CommandResult {
+            try run(Paths.rampart, ["cert", "request", "--ca", address, "--root-cert", root, "--csr", csr, "--token", token], timeout: 30)
+        }
+        let token = try rampart("token", "create", "--state", ca.state, "--spiffe-id", "spiffe://cluster.local/ns/a/sa/b").trimmedOutput
+        let cases: [(address: String, root: String, says: String)] = [
+            ("127.0.0.1:\(ca.grpcPort)", other.rootPath, "does not chain to --root-cert"),
+            ("127.0.0.1:\(ca.adminPort)", ca.rootPath, "admin port"),
+            ("127.0.0.1:1", ca.rootPath, "connection refused"),
+        ]
+        for item in cases {
+            let result = try request(item.address, root: item.root, token: token)
+            #expect(result.status == 1 && result.stderr.contains(item.says), "\(item.address): \(result.stderr)")
+            #expect(!result.stderr.contains("NIOSSL") && !result.stderr.contains("errno") && !result.stderr.contains(".swift"), "\(result.stderr)")
+        }
+        // None of those spent the token.
+        let issued = try request("127.0.0.1:\(ca.grpcPort)", root: ca.rootPath, token: token)
+        #expect(issued.succeeded && issued.stdout.contains("BEGIN CERTIFICATE"), "\(issued.stderr)")
+        let refused = try request("127.0.0.1:\(ca.grpcPort)", root: ca.rootPath, token: token)
+        #expect(refused.status == 1 && refused.stderr.contains("the CA refused the request"), "\(refused.stderr)")
+    }
+}

@@ -152,11 +152,12 @@ public struct GRPCIdentityProvider: IdentityProvider {
     }
 
     private func describe(_ error: RPCError) -> String {
+        let server = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
         switch error.code {
         case .unavailable, .deadlineExceeded:
-            return "the CA at \(host):\(port) is unavailable (\(error.code)): \(error.message)"
+            return "the CA at \(server) cannot be used: " + RPCFailureText.describe(error, server: server, rootHint: "--ca-root")
         default:
-            return "the CA at \(host):\(port) refused (\(error.code)): \(error.message)"
+            return "the CA at \(server) refused (\(error.code)): \(error.message)"
         }
     }
 }

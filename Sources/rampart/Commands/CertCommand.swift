@@ -1,5 +1,7 @@
 import ArgumentParser
 import Foundation
+import GRPCCore
+import RampartAPI
 import RampartControlPlane
 import RampartIdentity
 import RampartPKI
@@ -236,8 +238,15 @@ struct Cert: AsyncParsableCommand {
             }
             let client = CAClient(
                 host: address.host, port: address.port, rootPEM: rootPEM, clientChainPEM: chainPEM, clientKeyPEM: keyPEM)
-            let chain = try await client.withConnection { connection in
-                try await connection.createCertificate(csrPEM: csrPEM, validitySeconds: Int64(ttl?.seconds ?? 0), bearer: token)
+            let chain: [String]
+            do {
+                chain = try await client.withConnection { connection in
+                    try await connection.createCertificate(csrPEM: csrPEM, validitySeconds: Int64(ttl?.seconds ?? 0), bearer: token)
+                }
+            } catch let error as RPCError where [.unavailable, .deadlineExceeded].contains(error.code) {
+                throw CommandFailure(RPCFailureText.describe(error, server: ca, rootHint: "--root-cert \(rootCert)"))
+            } catch let error as RPCError {
+                throw CommandFailure("the CA refused the request (\(error.code)): \(error.message)")
             }
             let text = chain.map { $0.hasSuffix("\n") ? $0 : $0 + "\n" }.joined()
             if let out {
