@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import RampartIdentity
 import RampartProxy
 import RampartStore
 
@@ -73,6 +74,18 @@ enum StandardOutput {
 
 /// Global logging setup: the executable alone bootstraps the logging backend.
 enum LoggingSetup {
+    /// Refuses a `--log-level` that is not one of swift-log's levels.
+    static func check(_ level: String) throws {
+        guard Logger.Level(rawValue: level) == nil else { return }
+        throw ValidationError("--log-level \(level): use one of trace, debug, info, notice, warning, error, critical")
+    }
+
+    /// Refuses a namespace option that is not a Kubernetes namespace name (a DNS label).
+    static func checkNamespace(_ namespace: String, option: String) throws {
+        guard !DNSName.isLabel(namespace) else { return }
+        throw ValidationError("\(option) \"\(namespace)\" is not a namespace name: use lower-case letters, digits and '-', at most 63, such as istio-system")
+    }
+
     static func bootstrap(level: Logger.Level = .info) {
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)

@@ -134,3 +134,26 @@ struct CertRequestFailureTests {
         #expect(refused.status == 1 && refused.stderr.contains("the CA refused the request"), "\(refused.stderr)")
     }
 }
+
+/// Values checked before a command runs: log levels, namespaces, serials, revocation reasons.
+@Suite("option values")
+struct OptionValueTests {
+    @Test("each bad value is refused with its option and what to give")
+    func refused() throws {
+        let cases: [(arguments: [String], says: String)] = [
+            (["ca", "serve", "--state", "/nonexistent", "--log-level", "verbose"], "--log-level verbose"),
+            (["agent", "--ca-root", "/nonexistent", "--out", "/tmp/unused", "--token-file", "/nonexistent", "--log-level", "loud"], "--log-level loud"),
+            (["analyze", "--root-namespace", "Bad NS", "/nonexistent"], "--root-namespace \"Bad NS\""),
+            (["authz", "check", "--policies", "/nonexistent", "--request", "/nonexistent", "--root-namespace", ""], "--root-namespace \"\""),
+            (["get", "ap", "-n", "Bad_NS", "--state", "/nonexistent"], "-n \"Bad_NS\""),
+            (["delete", "ap", "x", "-n", "UPPER", "--state", "/nonexistent"], "-n \"UPPER\""),
+            (["cert", "show", "--state", "/nonexistent", "zz"], "not hexadecimal"),
+            (["cert", "revoke", "--state", "/nonexistent", "0a", "--reason", "a\nb"], "control character"),
+            (["analyze", "-", "-"], "give - once"),
+        ]
+        for item in cases {
+            let result = try run(Paths.rampart, item.arguments, timeout: 20)
+            #expect(result.status == 64 && result.stderr.contains(item.says), "\(item.arguments): \(result.status) \(result.stderr)")
+        }
+    }
+}

@@ -61,6 +61,7 @@ struct Agent: AsyncParsableCommand {
                 throw ValidationError("give exactly one bootstrap credential: --token-file FILE or --jwt-file FILE")
             }
             _ = try HostPort.parse(caAddress, option: "--ca-address")
+            try LoggingSetup.check(logLevel)
             // The CA's bounds (IssuancePolicy): a lifetime outside them would be refused on every try.
             guard ttl.seconds >= 10, ttl.seconds <= 90 * 86400 else {
                 throw ValidationError("--ttl \(ttl.text): the CA issues certificates for 10s to 90d; ask for a lifetime in that range, such as 1h or 24h")

@@ -86,7 +86,8 @@ struct CA: AsyncParsableCommand {
             guard registrationGrace.isFinite, registrationGrace >= 0, registrationGrace <= 86400 else {
                 throw ValidationError("--registration-grace \(registrationGrace): expected seconds from 0 to 86400, such as 15")
             }
-            guard !rootNamespace.isEmpty else { throw ValidationError("--root-namespace must not be empty (Istio's default is istio-system)") }
+            try LoggingSetup.checkNamespace(rootNamespace, option: "--root-namespace")
+            try LoggingSetup.check(logLevel)
             guard jwtIssuers.count == jwks.count else {
                 throw ValidationError("give one --jwks for each --jwt-issuer (got \(jwtIssuers.count) issuers and \(jwks.count) key sources)")
             }

@@ -8,6 +8,16 @@ import RampartPKI
 import RampartStore
 
 struct Cert: AsyncParsableCommand {
+    /// Refuses a serial that is not hexadecimal (colons and 0x allowed), before the store is read.
+    static func checkSerial(_ serial: String) throws {
+        var digits = Substring(serial)
+        if digits.lowercased().hasPrefix("0x") { digits = digits.dropFirst(2) }
+        let hex = digits.filter { $0 != ":" }
+        guard !hex.isEmpty, hex.allSatisfy(\.isHexDigit) else {
+            throw ValidationError("serial \"\(serial)\" is not hexadecimal: give it as 'rampart cert list' shows it, such as 3f2a9c")
+        }
+    }
+
     static let configuration = CommandConfiguration(
         commandName: "cert",
         abstract: "List, inspect, revoke, sign and request workload certificates.",
@@ -106,6 +116,10 @@ struct Cert: AsyncParsableCommand {
         @Flag(help: "Print JSON.")
         var json = false
 
+        func validate() throws {
+            try Cert.checkSerial(serial)
+        }
+
         func run() async throws {
             let store = try StateDirectory(stateOptions.state).openStore(.readOnly)
             guard let record = try await store.certificate(serial: serial) else {
@@ -133,6 +147,16 @@ struct Cert: AsyncParsableCommand {
 
         @Option(help: "Why, for the record (keyCompromise, superseded, …).")
         var reason: String?
+
+        func validate() throws {
+            try Cert.checkSerial(serial)
+            if let reason, reason.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
+                throw ValidationError("--reason holds a control character (a newline, an escape): write the reason on one line of printable text")
+            }
+            if let reason, reason.count > 256 {
+                throw ValidationError("--reason is \(reason.count) characters long: keep it under 256, such as keyCompromise")
+            }
+        }
 
         func run() async throws {
             let store = try StateDirectory(stateOptions.state).openStore()

@@ -184,6 +184,7 @@ struct Get: AsyncParsableCommand {
     @OptionGroup var stateOptions: StateOptions
 
     func validate() throws {
+        if let namespace { try LoggingSetup.checkNamespace(namespace, option: "-n") }
         let selection = try ConfigKind.selection(resources)
         if allNamespaces && selection.names != nil {
             throw ValidationError("a resource name needs one namespace: use -n NAMESPACE instead of -A")
@@ -293,6 +294,7 @@ struct Delete: AsyncParsableCommand {
     @OptionGroup var stateOptions: StateOptions
 
     func validate() throws {
+        if let namespace { try LoggingSetup.checkNamespace(namespace, option: "-n") }
         if filenames.isEmpty {
             guard !resources.isEmpty, try ConfigKind.selection(resources).names != nil else {
                 throw ValidationError("say what to delete: KIND NAME... or KIND/NAME... [-n NAMESPACE], or -f FILE to delete what a file defines")

@@ -113,6 +113,7 @@ struct Proxy: AsyncParsableCommand {
         guard maxBodyBytes > 0 else { throw ValidationError("--max-body-bytes must be positive") }
         guard upstreamTimeout > 0 else { throw ValidationError("--upstream-timeout must be positive") }
         _ = try jwksExtraRootCA.map(ExtraRootCertificates.option)
+        try LoggingSetup.check(logLevel)
     }
 
     /// Parses `k=v,k2=v2`.
