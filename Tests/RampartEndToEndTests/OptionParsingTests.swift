@@ -157,3 +157,24 @@ struct OptionValueTests {
         }
     }
 }
+
+/// A store changed outside Rampart (a value of the wrong type, a table dropped) is reported as
+/// such, without the database library's own text.
+@Suite("stores changed outside Rampart")
+struct AlteredStoreTests {
+    @Test("audit verify, audit list and cert list name the alteration and the way out")
+    func altered() throws {
+        for statement in ["UPDATE audit_events SET time = 'notadate'", "DROP TABLE audit_events", "UPDATE issued_certificates SET not_after = 'x'"] {
+            let ca = try CAProcess(label: "altered-store")
+            _ = try rampart("token", "create", "--state", ca.state, "--spiffe-id", "spiffe://cluster.local/ns/a/sa/b")
+            let (csr, _) = try OpenSSL.csr(in: ca.directory, name: "w")
+            _ = try rampart("cert", "sign", "--state", ca.state, "--csr", csr, "--spiffe-id", "spiffe://cluster.local/ns/a/sa/b")
+            let altered = try run("python3", ["-c", "import sqlite3; c = sqlite3.connect('\(ca.state)/rampart.sqlite'); c.execute(\"\(statement)\"); c.commit()"])
+            try #require(altered.succeeded, "\(altered.stderr)")
+            let command = statement.contains("issued_certificates") ? ["cert", "list", "--state", ca.state] : ["audit", "verify", "--state", ca.state]
+            let result = try run(Paths.rampart, command)
+            #expect(result.status == 1 && result.stderr.contains("changed outside Rampart") && result.stderr.contains("backup"), "\(statement): \(result.stderr)")
+            #expect(!result.stderr.contains("SELECT") && !result.stderr.contains("row:"), "\(result.stderr)")
+        }
+    }
+}
