@@ -22,12 +22,12 @@ struct YAMLProblem {
             column = nil
             let byte = value >= 0 && value < 0x110000 ? String(format: " (U+%04X)", value) : ""
             message = "\(Self.words(problem))\(byte)\(line > 0 ? " at line \(line)" : "")"
-        case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _),
-            .composer(let context, let problem, let mark, _):
+        case .scanner(let context, let problem, let mark, let yaml), .parser(let context, let problem, let mark, let yaml),
+            .composer(let context, let problem, let mark, let yaml):
             line = mark.line
             column = mark.column
             let within = context.map { " (\(Self.words($0.text)) at line \($0.mark.line), column \($0.mark.column))" } ?? ""
-            message = "\(Self.words(problem)) at line \(mark.line), column \(mark.column)\(within)"
+            message = "\(Self.words(problem)) at line \(mark.line), column \(mark.column)\(within)\(Self.tabHint(yaml, line: mark.line))"
         default:
             line = 0
             column = nil
@@ -39,6 +39,15 @@ struct YAMLProblem {
     private static func words(_ problem: String) -> String {
         if problem.hasPrefix("Maximum nesting level reached") { return "the document nests too deeply" }
         return clip(problem)
+    }
+
+    /// A note when line `line` (from 1) is indented with a tab: libyaml only says it found a
+    /// character that cannot start a token.
+    private static func tabHint(_ yaml: String, line: Int) -> String {
+        guard line > 0 else { return "" }
+        let lines = yaml.split(separator: "\n", omittingEmptySubsequences: false)
+        guard line <= lines.count, lines[line - 1].prefix(while: { $0 == " " || $0 == "\t" }).contains("\t") else { return "" }
+        return "; the line is indented with a tab, and YAML indents with spaces only"
     }
 
     /// The line (from 1) of the byte at `offset` of the text.
