@@ -118,6 +118,39 @@ struct CSRInspectionTests {
         await expectPKIError(.badCSRSignature) { _ = try CSRInspection.inspect(pem: pemEncode(der, label: "CERTIFICATE REQUEST")) }
     }
 
+    @Test("a P-256 CSR whose signature no longer reads as DER is a damaged signature, not an unsupported curve")
+    func unreadableSignature() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        var der = try derBytes(fromPEM: try opensslCSR(in: directory, keyOptions: OpenSSLKey.ecP256))
+        // The ECDSA signature's SEQUENCE tag, just inside the closing BIT STRING's unused-bits byte.
+        let bitString = try #require((0..<der.count - 3).last { der[$0] == 0x03 && der[$0 + 2] == 0x00 && der[$0 + 3] == 0x30 })
+        der[bitString + 3] = 0x31
+        do {
+            _ = try CSRInspection.inspect(pem: pemEncode(der, label: "CERTIFICATE REQUEST"))
+            Issue.record("a CSR with an unreadable signature was accepted")
+        } catch {
+            #expect(error.code == .badCSRSignature && error.reason.contains("cannot be read") && !error.reason.contains("curve"), "\(error.reason)")
+        }
+    }
+
+    @Test("PEM wrapped at 76 characters, as Python and other tools write it, is read; two requests in one text are refused")
+    func pemLineLengthsAndCount() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let csr = try opensslCSR(in: directory, keyOptions: OpenSSLKey.ecP256)
+        let base64 = Data(try derBytes(fromPEM: csr)).base64EncodedString(options: [.lineLength76Characters, .endLineWithLineFeed])
+        let wide = "-----BEGIN CERTIFICATE REQUEST-----\n\(base64)\n-----END CERTIFICATE REQUEST-----\n"
+        #expect(wide.split(separator: "\n").contains { $0.count == 76 })
+        _ = try CSRInspection.inspect(pem: wide)
+        do {
+            _ = try CSRInspection.inspect(pem: csr + csr)
+            Issue.record("two requests were read as one")
+        } catch {
+            #expect(error.code == .malformedCSR && error.reason.contains("2 certificate requests"), "\(error.reason)")
+        }
+    }
+
     @Test("a swift-certificates CSR whose signature or content was tampered with is refused")
     func tamperedSwiftCertificatesCSR() async throws {
         let key = try KeyAlgorithm.ecP256.generate()

@@ -30,6 +30,10 @@ public enum CSRInspection {
                 let der = Data(base64Encoded: pem.trimmingCharacters(in: .whitespacesAndNewlines), options: .ignoreUnknownCharacters)
             {
                 csr = try CertificateSigningRequest(derEncoded: Array(der))
+            } else if let der = derBytes(pem: pem) {
+                // Read leniently, as openssl reads it: lines of any length (Python and others wrap
+                // base64 at 76 characters, not PEM's 64).
+                csr = try CertificateSigningRequest(derEncoded: der)
             } else {
                 csr = try CertificateSigningRequest(pemEncoded: pem)
             }
@@ -53,6 +57,21 @@ public enum CSRInspection {
             }
             if !trimmed.hasPrefix("-----BEGIN CERTIFICATE REQUEST-----") {
                 throw PKIError(.malformedCSR, "csr is not a PEM certificate request: it must start with -----BEGIN CERTIFICATE REQUEST-----")
+            }
+            let requests = trimmed.components(separatedBy: "-----BEGIN CERTIFICATE REQUEST-----").count - 1
+            if requests > 1 {
+                throw PKIError(.malformedCSR, "csr holds \(requests) certificate requests: send one request per call")
+            }
+            // The request's outer structure reads, but not the whole: its signature is the part at fault.
+            if let algorithm = signatureAlgorithm(pem: pem) {
+                if algorithm == ASN1ObjectIdentifier("1.2.840.113549.1.1.10") {
+                    throw PKIError(
+                        .unsupportedSignatureAlgorithm,
+                        "CSR is signed with RSA-PSS, which the CA does not accept: sign it with RSA PKCS#1 v1.5 and SHA-256, or use an EC P-256 key")
+                }
+                throw PKIError(
+                    .badCSRSignature,
+                    "CSR signature cannot be read (algorithm \(algorithm)): the request was altered or damaged; regenerate it, e.g. with openssl req -new")
             }
             throw PKIError(.malformedCSR, "csr is PEM, but its body is not a well-formed DER PKCS#10 certificate request (truncated or corrupted): regenerate it, e.g. with openssl req -new")
         }
@@ -127,10 +146,21 @@ public enum CSRInspection {
 }
 
 extension CSRInspection {
+    /// The DER of the one `CERTIFICATE REQUEST` block of `pem`, its base64 read whatever the line
+    /// length; nil without exactly one such block, or when its body is not base64.
+    static func derBytes(pem: String) -> [UInt8]? {
+        let begin = "-----BEGIN CERTIFICATE REQUEST-----", end = "-----END CERTIFICATE REQUEST-----"
+        guard pem.components(separatedBy: begin).count == 2, let start = pem.range(of: begin),
+            let stop = pem.range(of: end, range: start.upperBound..<pem.endIndex)
+        else { return nil }
+        let body = pem[start.upperBound..<stop.lowerBound].filter { !$0.isWhitespace }
+        return Data(base64Encoded: String(body)).map { Array($0) }
+    }
+
     /// The subjectPublicKeyInfo of a CSR the certificate library could not read whole.
     static func publicKeyInfo(pem: String) -> SubjectPublicKeyInfoView? {
-        guard let document = try? PEMDocument(pemString: pem),
-            let root = try? DER.parse(document.derBytes),
+        guard let der = derBytes(pem: pem),
+            let root = try? DER.parse(der),
             case .constructed(let request) = root.content,
             let info = request.first(where: { _ in true }),
             case .constructed(let infoFields) = info.content
@@ -138,6 +168,19 @@ extension CSRInspection {
         let fields = Array(infoFields)
         guard fields.count >= 3 else { return nil }
         return try? SubjectPublicKeyInfoView(derEncoded: fields[2])
+    }
+
+    /// The signature algorithm of a CSR whose outer structure (request info, algorithm, signature)
+    /// reads as DER and whose request info holds a readable key, nil otherwise.
+    static func signatureAlgorithm(pem: String) -> ASN1ObjectIdentifier? {
+        guard publicKeyInfo(pem: pem) != nil, let der = derBytes(pem: pem),
+            let root = try? DER.parse(der), case .constructed(let request) = root.content
+        else { return nil }
+        let parts = Array(request)
+        guard parts.count == 3, case .constructed(let algorithm) = parts[1].content, let oid = algorithm.first(where: { _ in true }) else {
+            return nil
+        }
+        return try? ASN1ObjectIdentifier(derEncoded: oid)
     }
 
     /// The named curve of an EC key the CA does not accept (P-224, secp256k1, brainpool…), by name
@@ -151,6 +194,8 @@ extension CSRInspection {
             "1.3.36.3.3.2.8.1.1.11": "brainpoolP384r1", "1.3.36.3.3.2.8.1.1.13": "brainpoolP512r1",
         ]
         let oid = curve.description
+        // P-256 and P-384 are accepted: a request on them failed for another reason.
+        guard oid != "1.2.840.10045.3.1.7", oid != "1.3.132.0.34" else { return nil }
         return names[oid].map { "\($0) (\(oid))" } ?? oid
     }
 }
