@@ -35,7 +35,7 @@ public enum CAInitializer {
         do {
             try fm.createDirectory(atPath: state.path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         } catch {
-            throw ControlPlaneError(.badArgument, "cannot create state directory \(state.path): \(error)")
+            throw ControlPlaneError(.badArgument, "cannot create state directory \(state.path): \(ReadableError.describe(error))")
         }
 
         let authority: CertificateAuthority

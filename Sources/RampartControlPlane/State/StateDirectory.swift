@@ -49,7 +49,8 @@ public struct StateDirectory: Sendable {
             decoder.dateDecodingStrategy = .iso8601
             return try decoder.decode(CAConfig.self, from: data)
         } catch {
-            throw ControlPlaneError(.stateMissing, "\(configPath) does not parse (\(error)): restore it from backup or re-run 'rampart ca init' in a new directory")
+            let why = data.isEmpty ? "it is empty" : ReadableError.describe(error)
+            throw ControlPlaneError(.stateMissing, "\(configPath) does not parse (\(why)): restore it from a backup, or run 'rampart ca init' in a new directory")
         }
     }
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import AsyncHTTPClient
 import Foundation
+import RampartIdentity
 import NIOCore
 import RampartControlPlane
 
@@ -30,7 +31,7 @@ struct Status: AsyncParsableCommand {
         do {
             status = try JSONDecoder().decode(SyncStatus.self, from: body)
         } catch {
-            throw ValidationError("\(url) did not answer with sync status JSON (\(error)): check that --admin \(admin) is a 'rampart ca serve' admin address")
+            throw CommandFailure("\(url) did not answer with Rampart's sync status (\(ReadableError.describe(error))): check that --admin \(admin) is a 'rampart ca serve' admin address")
         }
         if json {
             print(String(decoding: try status.json(), as: UTF8.self))
@@ -67,13 +68,18 @@ struct Status: AsyncParsableCommand {
             request.headers.add(name: "accept", value: "application/json")
             response = try await client.execute(request, timeout: .seconds(10))
         } catch {
-            let reason = "\(error)".lowercased().contains("refused") ? "connection refused" : "\(error)"
-            throw ValidationError(
-                "cannot reach the control plane's admin server at \(admin): \(reason). Is 'rampart ca serve' running there? Pass its admin address with --admin host:port"
+            let text = "\(error)"
+            let reason =
+                text.lowercased().contains("refused") ? "connection refused"
+                : text.contains("deadlineExceeded") || text.contains("readTimeout") ? "no answer within 10 s"
+                : text.contains("remoteConnectionClosed") ? "it closed the connection without an HTTP answer (a gRPC port?)"
+                : text.contains("connectTimeout") ? "the connection timed out" : "it cannot be reached"
+            throw CommandFailure(
+                "cannot reach the control plane's admin server at \(admin): \(reason). Is 'rampart ca serve' running there? Pass its admin address (15014 by default) with --admin host:port"
             )
         }
         guard response.status == .ok else {
-            throw ValidationError("\(url) answered HTTP \(response.status.code), expected 200: check that --admin \(admin) is a 'rampart ca serve' admin address")
+            throw CommandFailure("\(url) answered HTTP \(response.status.code), expected 200: check that --admin \(admin) is a 'rampart ca serve' admin address")
         }
         let buffer = try await response.body.collect(upTo: 16 << 20)
         return Data(buffer.readableBytesView)
