@@ -100,6 +100,10 @@ struct OutputCheckTests {
         #expect(FileManager.default.fileExists(atPath: socket), "the live socket was removed")
         let fileOut = try run(Paths.rampart, base + ["--out", ca.rootPath], timeout: 20)
         #expect(fileOut.status == 64 && fileOut.stderr.contains("is not a folder"), "\(fileOut.stderr)")
+        let folderToken = try run(
+            Paths.rampart, ["agent", "--ca-address", "127.0.0.1:1", "--ca-root", ca.rootPath, "--token-file", ca.directory, "--out", "\(ca.directory)/out2"],
+            timeout: 20)
+        #expect(folderToken.status == 64 && folderToken.stderr.contains("--token-file") && folderToken.stderr.contains("is a folder"), "\(folderToken.stderr)")
     }
 }
 
@@ -150,6 +154,8 @@ struct OptionValueTests {
             (["cert", "show", "--state", "/nonexistent", "zz"], "not hexadecimal"),
             (["cert", "revoke", "--state", "/nonexistent", "0a", "--reason", "a\nb"], "control character"),
             (["analyze", "-", "-"], "give - once"),
+            (["authz", "check", "--policies", Paths.packageRoot.appendingPathComponent("policies").path, "--request", "/tmp"], "give one request file"),
+            (["delete", "-f", "/nonexistent.yaml", "ap/foo", "--state", "/nonexistent"], "ap/foo follows -f"),
         ]
         for item in cases {
             let result = try run(Paths.rampart, item.arguments, timeout: 20)

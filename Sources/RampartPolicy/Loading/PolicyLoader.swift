@@ -104,18 +104,18 @@ public enum PolicyLoader {
     /// Why a file yields no text, as a message and a fix: it does not exist (or is a symbolic link
     /// to nothing), is a folder, cannot be opened or read, or is not UTF-8 (with the line of the
     /// first byte that is not).
-    static func readProblem(_ file: String) -> (line: Int, message: String, fix: String) {
+    static func readProblem(_ file: String, what: String = "policy file") -> (line: Int, message: String, fix: String) {
         let manager = FileManager.default
         var isDirectory: ObjCBool = false
         guard manager.fileExists(atPath: file, isDirectory: &isDirectory) else {
             if (try? manager.destinationOfSymbolicLink(atPath: file)) != nil {
                 return (0, "the file is a symbolic link to nothing (its target is missing, or links loop)",
-                        "point the link at a policy file, or remove it")
+                        "point the link at a \(what), or remove it")
             }
-            return (0, "no such file or folder", "pass an existing policy file or folder")
+            return (0, "no such file or folder", "pass an existing \(what)\(what == "policy file" ? " or folder" : "")")
         }
         if isDirectory.boolValue {
-            return (0, "this is a folder, not a file", "pass the folder itself, or a file inside it")
+            return (0, "this is a folder, not a file", what == "policy file" ? "pass the folder itself, or a file inside it" : "give one \(what)")
         }
         guard manager.isReadableFile(atPath: file) else {
             return (0, "the file cannot be read (permission denied)", "give the user running rampart read access to it")

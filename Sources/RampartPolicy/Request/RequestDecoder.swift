@@ -24,7 +24,7 @@ extension AuthzRequest {
             if file == PolicyLoader.standardInput {
                 throw RequestDecodingError(field: "", reason: "standard input holds no UTF-8 request")
             }
-            let problem = PolicyLoader.readProblem(file)
+            let problem = PolicyLoader.readProblem(file, what: "request file")
             throw RequestDecodingError(
                 field: "", reason: "\(problem.message)\(problem.line > 0 ? " (line \(problem.line))" : ""): \(problem.fix)")
         }

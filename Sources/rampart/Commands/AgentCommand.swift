@@ -83,6 +83,15 @@ struct Agent: AsyncParsableCommand {
             let roots = try Self.readRoots(caRoot)
             // Checked before bootstrap, which spends a one-time token.
             try FileOptions.checkWritableFolder(out, option: "--out")
+            // Without an identity to renew, the agent must bootstrap now: its credential must be readable.
+            if !FileManager.default.fileExists(atPath: "\(out)/cert-chain.pem") {
+                if let tokenFile {
+                    _ = try FileOptions.readText(tokenFile, option: "--token-file", expected: "a file holding the token from 'rampart token create'")
+                }
+                if let jwtFile {
+                    _ = try FileOptions.readText(jwtFile, option: "--jwt-file", expected: "a file holding a JWT from an issuer the CA trusts")
+                }
+            }
             if let socket {
                 do {
                     try WorkloadAPIServer.prepare(socketPath: (socket as NSString).standardizingPath)

@@ -304,6 +304,12 @@ struct Delete: AsyncParsableCommand {
         } else if filenames.contains("-") {
             throw ValidationError("delete -f reads files and folders; standard input (-f -) is only for apply")
         }
+        // -f takes every value up to the next option: a KIND/NAME after it would be read as a file.
+        for name in filenames where !FileManager.default.fileExists(atPath: name) {
+            if name.contains("/"), (try? ConfigKind.selection([name]))?.names != nil {
+                throw ValidationError("\(name) follows -f, so it is read as a file: give either KIND/NAME... or -f FILE, not both")
+            }
+        }
     }
 
     func run() async throws {
