@@ -154,6 +154,9 @@ struct OptionValueTests {
             (["cert", "show", "--state", "/nonexistent", "zz"], "not hexadecimal"),
             (["cert", "revoke", "--state", "/nonexistent", "0a", "--reason", "a\nb"], "control character"),
             (["analyze", "-", "-"], "give - once"),
+            (["agent", "--ca-root", "/nonexistent", "--out", "/tmp/unused", "--token-file", "/nonexistent", "--grace-ratio", "-0.5"], "--grace-ratio -0.5"),
+            (["proxy", "--workload", "w", "--namespace", "n", "--app", "127.0.0.1:1", "--identity-dir", "/tmp", "--ca-root", "/nonexistent",
+              "--upstream-timeout", "-5"], "--upstream-timeout"),
             (["authz", "check", "--policies", Paths.packageRoot.appendingPathComponent("policies").path, "--request", "/tmp"], "give one request file"),
             (["delete", "-f", "/nonexistent.yaml", "ap/foo", "--state", "/nonexistent"], "ap/foo follows -f"),
         ]

@@ -41,7 +41,7 @@ struct Agent: AsyncParsableCommand {
         @Option(help: ArgumentHelp("Serve the SPIFFE Workload API (and the agent's status) on this Unix socket.", valueName: "path"))
         var socket: String?
 
-        @Option(help: ArgumentHelp("The socket's permissions, octal.", valueName: "mode"))
+        @Option(parsing: .unconditional, help: ArgumentHelp("The socket's permissions, octal.", valueName: "mode"))
         var socketMode: String = "600"
 
         @Option(help: "The workload key type: ec-p256 or rsa-2048. A new key is made for every certificate.")
@@ -50,7 +50,7 @@ struct Agent: AsyncParsableCommand {
         @Option(help: "The certificate lifetime to ask for, such as 30s, 1h or 24h.", transform: TTL.parse)
         var ttl: TTL = TTL(argument: "24h")!
 
-        @Option(help: "The share of the lifetime left when renewal is due: 0.5 renews at half the lifetime.")
+        @Option(parsing: .unconditional, help: "The share of the lifetime left when renewal is due: 0.5 renews at half the lifetime.")
         var graceRatio: Double = 0.5
 
         @Option(help: "Log level: trace, debug, info, notice, warning, error.")

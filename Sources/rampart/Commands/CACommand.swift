@@ -76,7 +76,7 @@ struct CA: AsyncParsableCommand {
         @Option(help: "The mesh's root namespace: its policies in the config store apply mesh-wide.")
         var rootNamespace: String = "istio-system"
 
-        @Option(help: ArgumentHelp("How long a disconnected proxy's registration and endpoints are kept, in seconds.", valueName: "seconds"))
+        @Option(parsing: .unconditional, help: ArgumentHelp("How long a disconnected proxy's registration and endpoints are kept, in seconds.", valueName: "seconds"))
         var registrationGrace: Double = 15
 
         @Option(help: "Log level: trace, debug, info, notice, warning, error.")

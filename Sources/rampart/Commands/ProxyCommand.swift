@@ -71,13 +71,13 @@ struct Proxy: AsyncParsableCommand {
     @Option(help: "What to do with hosts outside the registry: ALLOW_ANY (forward in plaintext) or REGISTRY_ONLY (refuse with 502).")
     var outboundTrafficPolicy: String = "ALLOW_ANY"
 
-    @Option(help: ArgumentHelp("The largest request or response body the proxy holds, in bytes.", valueName: "bytes"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("The largest request or response body the proxy holds, in bytes.", valueName: "bytes"))
     var maxBodyBytes: Int = 16 * 1024 * 1024
 
-    @Option(help: ArgumentHelp("How long the upstream may take to answer, in seconds.", valueName: "seconds"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("How long the upstream may take to answer, in seconds.", valueName: "seconds"))
     var upstreamTimeout: Int = 60
 
-    @Option(help: ArgumentHelp("Event-loop threads for the listeners and connections (default: one per CPU).", valueName: "n"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Event-loop threads for the listeners and connections (default: one per CPU).", valueName: "n"))
     var eventLoops: Int?
 
     @Option(help: ArgumentHelp("A PEM file of CA certificates trusted beside the system's roots when fetching a JWKS over https (a private CA's key server).", valueName: "file"))
