@@ -49,6 +49,27 @@ struct CAInitTests {
         #expect(verified.succeeded, "\(verified.stdout)\(verified.stderr)")
     }
 
+    @Test("plug-in CAs on keys the CA cannot use are refused as such, and no state directory is left", arguments: [
+        (["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-224"], "key the CA cannot use"),
+        (["-newkey", "rsa:1024"], "RSA key under 2048 bits"),
+    ])
+    func unusablePluginKeys(key: [String], says: String) throws {
+        let dir = try Paths.temporaryDirectory("plugin-key")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let plugin = "\(dir)/cacerts"
+        try FileManager.default.createDirectory(atPath: plugin, withIntermediateDirectories: true)
+        let made = try run("openssl", ["req", "-x509"] + key + ["-nodes", "-keyout", "\(plugin)/ca-key.pem", "-out", "\(plugin)/ca-cert.pem",
+                                                            "-days", "30", "-subj", "/CN=Weak CA", "-addext", "basicConstraints=critical,CA:TRUE"])
+        try #require(made.succeeded, "\(made.stderr)")
+        for name in ["root-cert.pem", "cert-chain.pem"] {
+            try FileManager.default.copyItem(atPath: "\(plugin)/ca-cert.pem", toPath: "\(plugin)/\(name)")
+        }
+        let result = try rampart("ca", "init", "--state", "\(dir)/state", "--plugin-certs", plugin)
+        #expect(!result.succeeded && result.stderr.contains(says), "\(result.stderr)")
+        #expect(!result.stderr.contains("Optional(") && !result.stderr.contains(".swift"), "\(result.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: "\(dir)/state"), "a refused init left its state directory behind")
+    }
+
     @Test("plug-in files that do not fit together are refused with the reason", arguments: ["mismatched-key", "not-a-ca", "wrong-root", "missing-file"])
     func badPluginCerts(defect: String) throws {
         let dir = try Paths.temporaryDirectory("badplugin")

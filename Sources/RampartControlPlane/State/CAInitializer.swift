@@ -32,11 +32,6 @@ public enum CAInitializer {
                 "\(state.path) already holds CA state (\(existing.joined(separator: ", "))): refusing to overwrite it. Use another --state directory, or move the old one away if you really mean to start over"
             )
         }
-        do {
-            try fm.createDirectory(atPath: state.path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        } catch {
-            throw ControlPlaneError(.badArgument, "cannot create state directory \(state.path): \(ReadableError.describe(error))")
-        }
 
         let authority: CertificateAuthority
         let origin: String
@@ -51,6 +46,12 @@ public enum CAInitializer {
             origin = "self-signed"
         }
 
+        // Made once the CA's material is known to be usable: a refused plug-in leaves nothing behind.
+        do {
+            try fm.createDirectory(atPath: state.path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw ControlPlaneError(.badArgument, "cannot create state directory \(state.path): \(ReadableError.describe(error))")
+        }
         try CAMaterial.write(authority, to: state.path)
         do {
             try SecretFile.write(JWTSVIDSigner.generateKeyPEM(), to: state.jwtKeyPath)

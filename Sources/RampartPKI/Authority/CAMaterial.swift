@@ -177,7 +177,18 @@ public enum CAMaterial {
                 .filter { $0.discriminator == "CERTIFICATE" }
                 .map { try Certificate(pemDocument: $0) }
         } catch {
-            throw PKIError(.badCAMaterial, "\(source) is not PEM certificates (\(error)): give one or more -----BEGIN CERTIFICATE----- blocks")
+            let text = String(describing: error)
+            if text.contains("unsupportedPublicKeyAlgorithm") {
+                throw PKIError(
+                    .badCAMaterial,
+                    "\(source) holds a certificate whose key the CA cannot use (an EC curve other than P-256 and P-384, or another key type): issue the CA with EC P-256, P-384 or RSA of at least 2048 bits")
+            }
+            if text.contains("incorrectParameterSize") {
+                throw PKIError(
+                    .badCAMaterial, "\(source) holds a certificate with an RSA key under 2048 bits: issue the CA with RSA of at least 2048 bits, or EC P-256")
+            }
+            let reason = text.contains("invalidPEMDocument") || text.contains("PEM") ? "its PEM does not parse" : "a certificate in it does not parse"
+            throw PKIError(.badCAMaterial, "\(source) is not PEM certificates (\(reason)): give one or more -----BEGIN CERTIFICATE----- blocks")
         }
     }
 
