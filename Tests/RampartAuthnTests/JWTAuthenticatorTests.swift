@@ -29,6 +29,24 @@ struct JWTAuthenticatorTests {
         }
     }
 
+    @Test("a JWKS file that is a folder, not text, or holds no key is refused at start with what is wrong")
+    func unusableKeyFiles() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let empty = try directory.write(#"{"keys": []}"#, to: "empty.json")
+        let binary = directory.file("binary.json")
+        FileManager.default.createFile(atPath: binary, contents: Data([0xff, 0xfe, 0x00, 0x81]))
+        for (path, says) in [(empty, "holds no key"), (binary, "not UTF-8 text"), (directory.path, "is a folder"), (directory.file("none.json"), "does not exist")] {
+            let authenticator = JWTAuthenticator(issuers: [TrustedIssuer(issuer: trustedIssuer, keys: .file(path))], trustDomain: .clusterLocal)
+            do {
+                try await authenticator.preload()
+                Issue.record("\(path) was accepted as a key source")
+            } catch {
+                #expect(error.reason.contains(says), "\(error.reason)")
+            }
+        }
+    }
+
     @Test("a valid service-account token maps to its SPIFFE ID")
     func validToken() async throws {
         let fixture = try Fixture()

@@ -29,6 +29,7 @@ enum ErrorText {
             if client == .redirectCycleDetected { return "its redirects go round in a cycle" }
             if client == .emptyScheme { return "the URL has no http or https scheme" }
             if client == .emptyHost { return "the URL has no host" }
+            if client == .invalidURL { return "the URL does not parse" }
         }
         if error is CryptoKitError {
             return "the key material is not valid for its algorithm"

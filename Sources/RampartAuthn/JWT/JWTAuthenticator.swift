@@ -112,14 +112,28 @@ public actor JWTAuthenticator {
         let json: String
         switch issuer.keys {
         case .file(let path):
-            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-                throw AuthnError(.keySourceUnavailable, "JWKS file \(path) for issuer \(issuer.issuer) cannot be read: check the --jwks path")
+            var isFolder: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder), !isFolder.boolValue else {
+                throw AuthnError(
+                    .keySourceUnavailable,
+                    "JWKS file \(path) for issuer \(issuer.issuer) \(isFolder.boolValue ? "is a folder" : "does not exist"): give the issuer's JWKS file, or its http(s) URL")
+            }
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw AuthnError(.keySourceUnavailable, "JWKS file \(path) for issuer \(issuer.issuer) cannot be read (permission denied): give this user read access")
+            }
+            guard let text = String(data: data, encoding: .utf8) else {
+                throw AuthnError(.keySourceUnavailable, "JWKS file \(path) for issuer \(issuer.issuer) is not UTF-8 text: give the issuer's JWKS, a JSON document")
             }
             json = text
         case .url(let url):
             json = try await fetch(url, issuer: issuer.issuer, fetcher: fetcher)
         }
         let keySet = try await JWKSKeySet.load(json: json, origin: "the JWKS of \(issuer.issuer) from \(issuer.keys)")
+        guard !keySet.keys.isEmpty else {
+            throw AuthnError(
+                .keySourceUnavailable,
+                "the JWKS of \(issuer.issuer) (\(issuer.keys)) holds no key the CA can use: publish the issuer's signing keys there")
+        }
         guard !keySet.keys.contains(where: { $0.kid == nil }) else {
             throw AuthnError(.keySourceUnavailable, "a key in the JWKS of \(issuer.issuer) (\(issuer.keys)) has no kid: give every key a kid")
         }

@@ -91,6 +91,9 @@ struct CA: AsyncParsableCommand {
             guard jwtIssuers.count == jwks.count else {
                 throw ValidationError("give one --jwks for each --jwt-issuer (got \(jwtIssuers.count) issuers and \(jwks.count) key sources)")
             }
+            for source in jwks where source.contains("://") && !source.hasPrefix("http://") && !source.hasPrefix("https://") {
+                throw ValidationError("--jwks \(source): give a JWKS file or an http:// or https:// URL")
+            }
             _ = try HostPort.parse(listen, option: "--listen")
             _ = try HostPort.parse(admin, option: "--admin")
             _ = try jwksExtraRootCA.map(ExtraRootCertificates.option)
