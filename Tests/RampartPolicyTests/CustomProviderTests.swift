@@ -43,4 +43,26 @@ struct CustomProviderTests {
         #expect(Self.decide(yaml, path: "/httpbin1", answer: .allow).decision == .allow)
         #expect(Self.decide(yaml, path: "/httpbin2", answer: .deny).cause == .customDenied)
     }
+
+    static func warnings(_ yaml: String, workloads: [Workload]? = nil) -> [Diagnostic] {
+        let loaded = PolicyLoader.load(yaml: yaml, file: "custom.yaml")
+        return PolicyAnalyzer.analyze(loaded.resources, workloads: workloads).filter { $0.code == .customProviderConflict }
+    }
+
+    @Test("analyze warns of two providers for the same workloads, once, on the later policy; not of one provider, nor of policies that never meet")
+    func analyzerWarning() {
+        let found = Self.warnings(Self.policies("default", "another"))
+        #expect(found.count == 1 && found[0].severity == .warning && found[0].resource?.name == "ext2", "\(found)")
+        #expect(found.first?.message.contains("default") == true && found.first?.message.contains("another") == true)
+        #expect(Self.warnings(Self.policies("default", "default")).isEmpty)
+        // Selectors that differ meet only on a workload both select.
+        let apart = Self.policies("default", "another").replacingOccurrences(of: "metadata: {name: ext2, namespace: ns1}", with: "metadata: {name: ext2, namespace: ns2}")
+        #expect(Self.warnings(apart).isEmpty)
+        let split = """
+            \(Self.policies("default", "another"))
+            """.replacingOccurrences(of: "spec:\n  action: CUSTOM\n  provider: {name: another}", with: "spec:\n  selector: {matchLabels: {app: other}}\n  action: CUSTOM\n  provider: {name: another}")
+        let workloads = [Workload(namespace: "ns1", labels: ["app": "b"])]
+        #expect(Self.warnings(split, workloads: workloads).isEmpty, "a policy for app=other meets no listed workload of the other")
+        #expect(Self.warnings(split, workloads: workloads + [Workload(namespace: "ns1", labels: ["app": "other"])]).count == 1)
+    }
 }

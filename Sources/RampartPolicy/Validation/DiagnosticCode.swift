@@ -100,6 +100,9 @@ public enum DiagnosticCode: String, Sendable, Hashable, CaseIterable {
     /// An `outputPayloadToHeader` that is not an HTTP header name: the webhook accepts it, and the
     /// payload is never sent.
     case unsendableHeader = "RP075"
+    /// CUSTOM policies naming different ext-authz providers for the same workloads: Istio asks
+    /// none of them and denies what their rules match.
+    case customProviderConflict = "RP076"
 
     /// The severity a finding with this code has unless stated otherwise.
     public var defaultSeverity: Diagnostic.Severity {
@@ -107,7 +110,7 @@ public enum DiagnosticCode: String, Sendable, Hashable, CaseIterable {
         case .emptySelector, .privateJWKS, .denyAllOnTCP, .selectsNothing, .literalWildcard,
             .conflictingPeerAuthentication, .targetNotEnforced, .identityWithoutStrict, .noRequestAuthentication,
             .neverMatches, .unknownNamespace, .ipBlocksAtGateway, .rootPeerSelector, .tcpPortShut, .duplicatePort,
-            .unusualLabel, .unsendableHeader:
+            .unusualLabel, .unsendableHeader, .customProviderConflict:
             return .warning
         default:
             return .error

@@ -62,6 +62,7 @@ public enum PolicyAnalyzer {
             if let workloads { diagnostics += selectsNothing(resource, workloads, rootNamespace: rootNamespace) }
         }
         diagnostics += PeerAuthenticationConflicts.analyze(resources, workloads: workloads)
+        diagnostics += CustomProviderConflicts.analyze(resources, workloads: workloads, rootNamespace: rootNamespace)
         diagnostics += PolicyPitfalls.analyze(resources, rootNamespace: rootNamespace)
         if let workloads {
             diagnostics += unknownNamespaces(resources, workloads, rootNamespace: rootNamespace)
