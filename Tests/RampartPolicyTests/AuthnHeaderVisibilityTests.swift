@@ -1,3 +1,4 @@
+import Foundation
 @testable import RampartPolicy
 import Testing
 
@@ -56,6 +57,18 @@ struct AuthnHeaderVisibilityTests {
             when: "{key: 'request.headers[x-test-payload]', values: ['eyJzdWIiOiJzdWItMSJ9']}")
         #expect(Self.decide(yaml, headers: ["authorization": "Bearer t"], jwt: Self.token()) == .allow)
         #expect(Self.decide(yaml, headers: ["x-test-payload": "eyJzdWIiOiJzdWItMSJ9"]) == .deny)
+        // A request file's abstract token has claims but no raw text: the payload is its claims as JSON.
+        let abstract = JWTOutcome(
+            present: true, claims: .object(["iss": .string(Self.issuer), "sub": .string("sub-1")]), requestPrincipal: "\(Self.issuer)/sub-1")
+        let any = Self.policies(
+            jwtRule: "{issuer: '\(Self.issuer)', outputPayloadToHeader: x-test-payload}", when: "{key: 'request.headers[x-test-payload]', values: ['*']}")
+        #expect(Self.decide(any, jwt: abstract) == .allow)
+        let edited = Fixture.http(jwt: abstract).applying([.setPayload("x-test-payload")])
+        let payload = edited.headers["x-test-payload"] ?? ""
+        let padded = payload.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+            + String(repeating: "=", count: (4 - payload.count % 4) % 4)
+        let decoded = Data(base64Encoded: padded).flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: String] }
+        #expect(decoded == ["iss": Self.issuer, "sub": "sub-1"], "\(payload)")
     }
 
     @Test("the token header is gone unless forwardOriginalToken keeps it")

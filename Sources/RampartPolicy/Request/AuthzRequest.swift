@@ -1,3 +1,4 @@
+import Foundation
 /// One request (or TCP connection) to authorize, in the schema of the conformance corpus.
 public struct AuthzRequest: Sendable, Hashable {
     /// The application protocol.
@@ -212,9 +213,8 @@ public struct AuthzRequest: Sendable, Hashable {
                 headers[name] = value
                 repeated[name] = nil
             case .setPayload(let name):
-                let parts = jwt?.raw?.split(separator: ".", omittingEmptySubsequences: false) ?? []
-                guard parts.count == 3, Self.isHeaderToken(name) else { continue }
-                headers[name] = String(parts[1])
+                guard Self.isHeaderToken(name), let payload = jwtPayload else { continue }
+                headers[name] = payload
                 repeated[name] = nil
             case .removeQueryParameter:
                 continue
@@ -223,6 +223,20 @@ public struct AuthzRequest: Sendable, Hashable {
         return AuthzRequest(
             transport: transport, source: source, destination: destination, method: method, host: host, path: path,
             headers: headers, extAuthz: extAuthz, sni: sni, jwt: jwt, repeatedHeaders: repeated)
+    }
+
+    /// The token's payload as its base64url text: from the raw token when given, else the claims of
+    /// a request file's abstract `jwt` block written as JSON.
+    private var jwtPayload: String? {
+        if let raw = jwt?.raw {
+            let parts = raw.split(separator: ".", omittingEmptySubsequences: false)
+            return parts.count == 3 ? String(parts[1]) : nil
+        }
+        guard let claims = jwt?.claims,
+            let data = try? JSONSerialization.data(withJSONObject: claims.jsonObject, options: [.sortedKeys, .withoutEscapingSlashes])
+        else { return nil }
+        return data.base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
     }
 
     /// Whether `name` can name a header on the wire: one or more of RFC 9110's `tchar`.
