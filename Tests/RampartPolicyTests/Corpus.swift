@@ -33,10 +33,10 @@ enum Corpus {
 
     /// Every case of authz-cases.yaml, and the JWKS environment of jwks-environment.yaml that the
     /// network-dependent ones assume.
-    static func authzCases() throws -> (cases: [AuthzCase], environment: JWKSEnvironment) {
-        let corpus = try object("authz-cases.yaml")
+    static func authzCases(_ file: String = "authz-cases.yaml") throws -> (cases: [AuthzCase], environment: JWKSEnvironment) {
+        let corpus = try object(file)
         guard let sets = corpus["policy_sets"] as? [String: String], let items = corpus["cases"] as? [[String: Any]] else {
-            throw CorpusError(reason: "authz-cases.yaml has no policy_sets mapping or cases list")
+            throw CorpusError(reason: "\(file) has no policy_sets mapping or cases list")
         }
         let cases = items.map { item in
             let names = item["policy_set"] as? [String] ?? []
