@@ -30,7 +30,7 @@ struct IdentityTests {
         #expect {
             try ProxyIdentity(directory: "\(mesh.directory)/nowhere")
         } throws: { error in
-            (error as? ProxyError)?.reason.contains("cert-chain.pem") == true
+            (error as? ProxyError)?.reason.contains("--identity-dir") == true
         }
         let issued = try await mesh.identity(namespace: "default", serviceAccount: "web")
         try "not a certificate".write(toFile: "\(issued.directory)/cert-chain.pem", atomically: true, encoding: .utf8)

@@ -53,7 +53,15 @@ public struct ProxyIdentity: Sendable {
             self.keyPEM = keyPEM
             self.chain = try NIOSSLCertificate.fromPEMBytes(Array(chainPEM.utf8))
             self.nioRoots = try NIOSSLCertificate.fromPEMBytes(Array(rootsPEM.utf8))
-            self.key = try NIOSSLPrivateKey(bytes: Array(keyPEM.utf8), format: .pem)
+            do {
+                self.key = try NIOSSLPrivateKey(bytes: Array(keyPEM.utf8), format: .pem)
+            } catch {
+                throw ProxyError(.identity, "\(source): the private key does not parse as PEM; the node agent writes it as key.pem")
+            }
+            // The key must be the leaf's: a chain and key from two rotations cannot make a handshake.
+            if let parsed = try? Certificate.PrivateKey(pemEncoded: keyPEM), parsed.publicKey != leaf.publicKey {
+                throw ProxyError(.identity, "\(source): the private key is not the key of the leaf certificate (files from two rotations?); the proxy waits for the agent's next write")
+            }
             guard let id = Self.uriSAN(of: leaf) else {
                 throw ProxyError(.identity, "\(source): the leaf certificate carries no spiffe:// URI SAN; it is not an X.509-SVID")
             }
@@ -73,13 +81,20 @@ public struct ProxyIdentity: Sendable {
 
     /// Reads the node agent's output directory.
     public init(directory: String) throws(ProxyError) {
+        var isFolder: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isFolder), isFolder.boolValue else {
+            let what = FileManager.default.fileExists(atPath: directory) ? "is a file, not a folder" : "does not exist yet"
+            throw ProxyError(.identity, "--identity-dir \(directory) \(what): point it at the node agent's --out directory")
+        }
         func read(_ name: String) throws(ProxyError) -> String {
             let path = (directory as NSString).appendingPathComponent(name)
-            do {
-                return try String(contentsOfFile: path, encoding: .utf8)
-            } catch {
-                throw ProxyError(.identity, "cannot read \(path): \(error.localizedDescription); point --identity-dir at the node agent's output directory")
+            guard FileManager.default.fileExists(atPath: path) else {
+                throw ProxyError(.identity, "\(directory) has no \(name) yet: is the node agent running with --out \(directory)?")
             }
+            guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+                throw ProxyError(.identity, "\(path) cannot be read (permission denied, or not text): give the proxy's user read access to the agent's files")
+            }
+            return text
         }
         try self.init(chainPEM: try read("cert-chain.pem"), keyPEM: try read("key.pem"), rootsPEM: try read("root-cert.pem"), source: directory)
     }

@@ -39,7 +39,11 @@ public struct TLSContexts: Sendable {
             client.applicationProtocols = ["h2"]
             self.clientHTTP2 = try NIOSSLContext(configuration: client)
         } catch {
-            throw ProxyError(.identity, "cannot build TLS contexts for \(identity.spiffeID): \(error)")
+            let text = "\(error)"
+            let why =
+                text.contains("PrivateKey") ? "the private key cannot be used with the certificate chain"
+                : text.contains("Certificate") ? "the certificate chain cannot be loaded" : "the TLS library refused the material"
+            throw ProxyError(.identity, "cannot build TLS contexts for \(identity.spiffeID): \(why); check the identity's files")
         }
     }
 }
