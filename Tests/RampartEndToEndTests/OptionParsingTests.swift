@@ -154,6 +154,7 @@ struct OptionValueTests {
             (["cert", "show", "--state", "/nonexistent", "zz"], "not hexadecimal"),
             (["cert", "revoke", "--state", "/nonexistent", "0a", "--reason", "a\nb"], "control character"),
             (["analyze", "-", "-"], "give - once"),
+            (["bench", "authz", "--policies", "10,,20"], "--policies 10,,20"),
             (["agent", "--ca-root", "/nonexistent", "--out", "/tmp/unused", "--token-file", "/nonexistent", "--grace-ratio", "-0.5"], "--grace-ratio -0.5"),
             (["proxy", "--workload", "w", "--namespace", "n", "--app", "127.0.0.1:1", "--identity-dir", "/tmp", "--ca-root", "/nonexistent",
               "--upstream-timeout", "-5"], "--upstream-timeout"),

@@ -61,7 +61,11 @@ struct AuthzBench: ParsableCommand {
         }
     }
 
-    var sizes: [Int] { policies.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
+    /// The sizes, or none when any entry is not a number (`10,,20`, `10,x`).
+    var sizes: [Int] {
+        let entries = policies.split(separator: ",", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        return entries.contains(nil) ? [] : entries.compactMap { $0 }
+    }
 
     func run() throws {
         if let profile, let path = AuthzBenchmark.Path(rawValue: profile), let size = sizes.first {

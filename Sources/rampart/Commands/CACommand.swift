@@ -39,10 +39,9 @@ struct CA: AsyncParsableCommand {
 
         func run() async throws {
             let state = StateDirectory(stateOptions.state)
-            let outcome = try await CAInitializer.run(
-                state: state, trustDomain: try TrustDomain(trustDomain), keyAlgorithm: keyType, pluginDirectory: pluginCerts
-            )
-            print("initialized \(outcome.origin) CA for trust domain \(trustDomain) in \(state.path)")
+            let domain = try TrustDomain(trustDomain)
+            let outcome = try await CAInitializer.run(state: state, trustDomain: domain, keyAlgorithm: keyType, pluginDirectory: pluginCerts)
+            print("initialized \(outcome.origin) CA for trust domain \(domain.name) in \(state.path)")
             print("  signing certificate serial \(outcome.authority.certificate.serialNumber.hexString), valid until \(ISO8601DateFormatter().string(from: outcome.authority.certificate.notValidAfter))")
             print("  trust bundle: \(state.rootCertPath)")
         }
