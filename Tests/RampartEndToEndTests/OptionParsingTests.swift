@@ -188,3 +188,26 @@ struct AlteredStoreTests {
         }
     }
 }
+
+/// A listen address another process holds is refused before any service starts.
+@Suite("listen addresses in use")
+struct ListenAddressTests {
+    @Test("ca serve and proxy name the option whose address is taken, without the start-up noise of services stopping")
+    func taken() throws {
+        let ca = try CAProcess(label: "taken-port")
+        let holder = try ServiceProcess(
+            "/usr/bin/python3",
+            ["-c", "import signal, socket, time; signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGTERM]); s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(1); print('listening', s.getsockname()[1], flush=True); time.sleep(60)"],
+            logFile: "\(ca.directory)/holder.log", marker: "listening")
+        defer { holder.stop() }
+        let port = try #require(holder.port(after: "listening "))
+        let serve = try run(Paths.rampart, ["ca", "serve", "--state", ca.state, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:\(port)"], timeout: 20)
+        #expect(serve.status == 64 && serve.stderr.contains("--admin 127.0.0.1:\(port)") && serve.stderr.contains("already listens"), "\(serve.stderr)")
+        #expect(!serve.stderr.contains("CancellationError"), "\(serve.stderr)")
+        let proxy = try run(
+            Paths.rampart,
+            ["proxy", "--workload", "w", "--namespace", "n", "--app", "127.0.0.1:1", "--identity-dir", "\(ca.directory)/none", "--ca-root", ca.rootPath,
+             "--inbound", "127.0.0.1:\(port)", "--outbound", "127.0.0.1:0", "--admin", "127.0.0.1:0"], timeout: 20)
+        #expect(proxy.status == 64 && proxy.stderr.contains("--inbound 127.0.0.1:\(port)") && proxy.stderr.contains("already listens"), "\(proxy.stderr)")
+    }
+}

@@ -93,8 +93,8 @@ struct CA: AsyncParsableCommand {
             for source in jwks where source.contains("://") && !source.hasPrefix("http://") && !source.hasPrefix("https://") {
                 throw ValidationError("--jwks \(source): give a JWKS file or an http:// or https:// URL")
             }
-            _ = try HostPort.parse(listen, option: "--listen")
-            _ = try HostPort.parse(admin, option: "--admin")
+            try HostPort.checkFree(listen, option: "--listen")
+            try HostPort.checkFree(admin, option: "--admin")
             _ = try jwksExtraRootCA.map(ExtraRootCertificates.option)
         }
 
@@ -186,6 +186,38 @@ struct HostPort {
             throw ValidationError("\(option) \(text): the port must be a number from 0 to 65535, \(example)")
         }
         return HostPort(host: host, port: port)
+    }
+
+    /// Refuses, before any service starts, an address another process already listens on or
+    /// that is not this machine's (port 0 always binds). A probe socket is bound and closed, with
+    /// SO_REUSEADDR as the servers bind theirs, so a connection left in TIME_WAIT does not count.
+    static func checkFree(_ text: String, option: String) throws {
+        let address = try parse(text, option: option)
+        guard address.port != 0 else { return }
+        var hints = addrinfo()
+        hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var found: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(address.host, String(address.port), &hints, &found) == 0, let first = found else {
+            throw ValidationError("\(option) \(text): the host \(address.host) cannot be resolved: give an address of this machine, such as 127.0.0.1")
+        }
+        defer { freeaddrinfo(found) }
+        let descriptor = socket(first.pointee.ai_family, first.pointee.ai_socktype, first.pointee.ai_protocol)
+        guard descriptor >= 0 else { return }
+        defer { close(descriptor) }
+        var one: Int32 = 1
+        setsockopt(descriptor, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        guard bind(descriptor, first.pointee.ai_addr, first.pointee.ai_addrlen) != 0 else { return }
+        switch errno {
+        case EADDRINUSE:
+            throw ValidationError("\(option) \(text): another process already listens on this address: stop it, or give a free port (port 0 picks one)")
+        case EADDRNOTAVAIL:
+            throw ValidationError("\(option) \(text): \(address.host) is not an address of this machine: give one it has, such as 127.0.0.1")
+        case EACCES:
+            throw ValidationError("\(option) \(text): this user may not listen on port \(address.port) (ports below 1024 need privileges): give a port of 1024 or more")
+        default:
+            return
+        }
     }
 
     private static func isIPv6(_ text: String) -> Bool {

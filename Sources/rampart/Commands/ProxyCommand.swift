@@ -101,6 +101,9 @@ struct Proxy: AsyncParsableCommand {
         }
         if let advertise { _ = try HostPort.parse(advertise, option: "--advertise") }
         if let status { _ = try HostPort.parse(status, option: "--status") }
+        for (text, option) in [(inbound, "--inbound"), (outbound, "--outbound"), (admin, "--admin")] + (status.map { [($0, "--status")] } ?? []) {
+            try HostPort.checkFree(text, option: option)
+        }
         guard (identityDir == nil) != (workloadAPI == nil) else {
             throw ValidationError("give exactly one identity source: --identity-dir DIR (the agent's --out) or --workload-api SOCKET (the agent's --socket)")
         }
