@@ -172,6 +172,17 @@ struct OptionValueTests {
 /// such, without the database library's own text.
 @Suite("stores changed outside Rampart")
 struct AlteredStoreTests {
+    @Test("a store file replaced by a folder is named as such, not as a permission problem")
+    func storeIsAFolder() throws {
+        let ca = try CAProcess(label: "store-folder")
+        try FileManager.default.removeItem(atPath: "\(ca.state)/rampart.sqlite")
+        try FileManager.default.createDirectory(atPath: "\(ca.state)/rampart.sqlite", withIntermediateDirectories: false)
+        for command in [["cert", "list"], ["audit", "verify"], ["get", "ap"]] {
+            let result = try run(Paths.rampart, command + ["--state", ca.state])
+            #expect(!result.succeeded && result.stderr.contains("is a folder, not the store"), "\(command): \(result.stderr)")
+        }
+    }
+
     @Test("audit verify, audit list and cert list name the alteration and the way out")
     func altered() throws {
         for statement in ["UPDATE audit_events SET time = 'notadate'", "DROP TABLE audit_events", "UPDATE issued_certificates SET not_after = 'x'"] {

@@ -68,6 +68,12 @@ public struct StateDirectory: Sendable {
                 .stateMissing,
                 "\(databasePath) is empty, though \(path) was initialized: the store's records are not there. Restore the file from a backup; to start over with an empty store on purpose, remove the file")
         }
+        var isFolder: ObjCBool = false
+        if FileManager.default.fileExists(atPath: databasePath, isDirectory: &isFolder), isFolder.boolValue {
+            throw ControlPlaneError(
+                .stateMissing,
+                "\(databasePath) is a folder, not the store: the records are not there. Move it away and restore the store file from a backup")
+        }
         // So would a deleted one: `ca init` makes the store with the rest of the directory.
         if !FileManager.default.fileExists(atPath: databasePath) {
             throw ControlPlaneError(
