@@ -66,7 +66,7 @@ public struct StateDirectory: Sendable {
         {
             throw ControlPlaneError(
                 .stateMissing,
-                "\(databasePath) is empty, though \(path) was initialized: the store's records are not there. Restore the file from a backup; to start over with an empty store on purpose, remove the file")
+                "\(databasePath) is empty, though \(path) was initialized: the store's records are not there. Restore the file from a backup; to start over with an empty store on purpose, initialize a new state directory with 'rampart ca init' (--plugin-certs DIR keeps this CA's keys)")
         }
         var isFolder: ObjCBool = false
         if FileManager.default.fileExists(atPath: databasePath, isDirectory: &isFolder), isFolder.boolValue {
