@@ -40,3 +40,24 @@ public enum ReadableError {
         }
     }
 }
+
+/// Reading a file an option or a rule names, with why it cannot be read in words.
+public enum FileProblem {
+    /// The file's bytes, or why there are none: it does not exist, is a folder, or cannot be read.
+    public static func contents(_ path: String) -> Result<Data, Reason> {
+        var isFolder: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else { return .failure(Reason("does not exist")) }
+        guard !isFolder.boolValue else { return .failure(Reason("is a folder")) }
+        guard let data = FileManager.default.contents(atPath: path) else { return .failure(Reason("cannot be read (permission denied)")) }
+        return .success(data)
+    }
+
+    /// Why a file cannot be read, as words that follow its name.
+    public struct Reason: Error, Sendable, CustomStringConvertible {
+        public let description: String
+
+        init(_ description: String) {
+            self.description = description
+        }
+    }
+}

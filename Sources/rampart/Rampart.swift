@@ -72,10 +72,10 @@ enum StandardOutput {
     }
 }
 
-/// Global logging setup: the executable alone bootstraps the logging backend.
-enum LoggingSetup {
+/// Checks of option values several commands take, made before a command runs.
+enum OptionValues {
     /// Refuses a `--log-level` that is not one of swift-log's levels.
-    static func check(_ level: String) throws {
+    static func checkLogLevel(_ level: String) throws {
         guard Logger.Level(rawValue: level) == nil else { return }
         throw ValidationError("--log-level \(level): use one of trace, debug, info, notice, warning, error, critical")
     }
@@ -85,7 +85,10 @@ enum LoggingSetup {
         guard !DNSName.isLabel(namespace) else { return }
         throw ValidationError("\(option) \"\(namespace)\" is not a namespace name: use lower-case letters, digits and '-', at most 63, such as istio-system")
     }
+}
 
+/// Global logging setup: the executable alone bootstraps the logging backend.
+enum LoggingSetup {
     static func bootstrap(level: Logger.Level = .info) {
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import RampartIdentity
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOSSL
@@ -21,10 +22,10 @@ public struct ExtraRootCertificates: Sendable, Hashable {
     /// Reads every certificate of the PEM file at `path`; throws when the file cannot be read or
     /// holds no certificate.
     public init(path: String) throws(AuthnError) {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            var isFolder: ObjCBool = false
-            let exists = FileManager.default.fileExists(atPath: path, isDirectory: &isFolder)
-            let reason = !exists ? "does not exist" : isFolder.boolValue ? "is a folder" : "cannot be read (check its permissions)"
+        let data: Data
+        switch FileProblem.contents(path) {
+        case .success(let bytes): data = bytes
+        case .failure(let reason):
             throw AuthnError(.keySourceUnavailable, "extra root CA file \(path) \(reason): give the PEM file of the CA that signs the key servers' certificates")
         }
         guard String(decoding: data, as: UTF8.self).contains("-----BEGIN CERTIFICATE-----") else {

@@ -112,14 +112,12 @@ public actor JWTAuthenticator {
         let json: String
         switch issuer.keys {
         case .file(let path):
-            var isFolder: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder), !isFolder.boolValue else {
+            let data: Data
+            switch FileProblem.contents(path) {
+            case .success(let bytes): data = bytes
+            case .failure(let reason):
                 throw AuthnError(
-                    .keySourceUnavailable,
-                    "JWKS file \(path) for issuer \(issuer.issuer) \(isFolder.boolValue ? "is a folder" : "does not exist"): give the issuer's JWKS file, or its http(s) URL")
-            }
-            guard let data = FileManager.default.contents(atPath: path) else {
-                throw AuthnError(.keySourceUnavailable, "JWKS file \(path) for issuer \(issuer.issuer) cannot be read (permission denied): give this user read access")
+                    .keySourceUnavailable, "JWKS file \(path) for issuer \(issuer.issuer) \(reason): give the issuer's JWKS file (readable by this user), or its http(s) URL")
             }
             guard let text = String(data: data, encoding: .utf8) else {
                 throw AuthnError(.keySourceUnavailable, "JWKS file \(path) for issuer \(issuer.issuer) is not UTF-8 text: give the issuer's JWKS, a JSON document")

@@ -18,27 +18,28 @@ extension ResolvedWorkload {
             return decided(.deny, status, nil, nil, mode, rejection, [], [])
         }
         if authnEditsReachPolicies, let authn, request.transport == .http {
-            return decideAfterAuthentication(afterAuthentication(request, authn), mode, authn)
+            return decideRewritten(afterAuthentication(request, authn), mode, authn)
         }
+        return decideAuthenticated(request, mode, authn)
+    }
+
+    /// `decideAuthenticated` for the few workloads whose policies read what the JWT filter
+    /// changes, kept out of line so that the common path's code stays as small as it was.
+    @inline(never)
+    private func decideRewritten(_ request: AuthzRequest, _ mode: MTLSMode, _ authn: AuthnOutcome) -> Decision {
+        decideAuthenticated(request, mode, authn)
+    }
+
+    /// CUSTOM, DENY and ALLOW for a request authentication has settled (and, where the policies
+    /// read what it changes, rewritten: see `afterAuthentication`).
+    @inline(__always)
+    private func decideAuthenticated(_ request: AuthzRequest, _ mode: MTLSMode, _ authn: AuthnOutcome?) -> Decision {
         let visible = mode != .disable && request.source.isMTLS
         var facts = RequestFacts(
             isHTTP: request.transport == .http,
             principalVisible: visible && !(request.source.principal?.isEmpty ?? true),
             requestPrincipal: authn?.principal, requestIssuerLength: authn?.issuerLength ?? -1, claims: authn?.rawClaims,
             spaceDelimitedClaims: authn?.provider?.spaceDelimitedClaims)
-        let program = self.program
-        return program.withView { view in decideRules(program, request, mode, authn, &facts, view) }
-    }
-
-    /// The rest of `decide` for a request whose headers the JWT filter changed in ways the
-    /// policies read; kept out of line, as few workloads need it.
-    @inline(never)
-    private func decideAfterAuthentication(_ request: AuthzRequest, _ mode: MTLSMode, _ authn: AuthnOutcome) -> Decision {
-        let visible = mode != .disable && request.source.isMTLS
-        var facts = RequestFacts(
-            isHTTP: true, principalVisible: visible && !(request.source.principal?.isEmpty ?? true),
-            requestPrincipal: authn.principal, requestIssuerLength: authn.issuerLength, claims: authn.rawClaims,
-            spaceDelimitedClaims: authn.provider?.spaceDelimitedClaims)
         let program = self.program
         return program.withView { view in decideRules(program, request, mode, authn, &facts, view) }
     }

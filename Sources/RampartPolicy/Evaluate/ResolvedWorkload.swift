@@ -103,7 +103,6 @@ final class ResolvedWorkload: Sendable {
             let status = rejection == .jwtAudienceNotAllowed ? 403 : 401
             return decided(.deny, status, nil, nil, mode, rejection, [], [])
         }
-        let original = request
         let request = authnEditsReachPolicies && request.transport == .http ? afterAuthentication(request, authn) : request
         let prepared = PreparedRequest(request, peerIdentityVisible: mode != .disable, authn: authn, needs: needs)
         let shadow = dryRun.isEmpty ? [] : shadowResults(prepared, &trace)
@@ -127,7 +126,7 @@ final class ResolvedWorkload: Sendable {
         if let (policy, rule) = firstMatching(deny, prepared, &trace, stop: true) {
             return decided(.deny, 403, policy.name, rule, mode, .denyMatched, shadow, [])
         }
-        let edits = request.transport == .http ? authn.headerEdits(original.jwt, sanitizing: sanitizing) : []
+        let edits = request.transport == .http ? authn.headerEdits(request.jwt, sanitizing: sanitizing) : []
         if allow.isEmpty {
             return decided(.allow, 200, nil, nil, mode, .noAllowPolicy, shadow, edits)
         }

@@ -67,10 +67,11 @@ struct RequestAuthenticationDecoder {
                         .badJWTRule, fieldPath, value, "jwksUri and jwks_uri are one field, given twice",
                         fix: "keep one of jwksUri and jwks_uri")
                 }
-                jwksURI = context.string(value, fieldPath) ?? ""
+                let text = context.string(value, fieldPath)
+                jwksURI = text ?? ""
                 // Istio's schema gives jwksUri a minimum length of one: an empty string is refused,
                 // not read as no URI.
-                if context.string(value, fieldPath)?.isEmpty == true {
+                if text?.isEmpty == true {
                     context.report(
                         .badJWTRule, fieldPath, value, "\(key) is an empty string",
                         fix: "give the URL of the issuer's JWKS, or remove the field to use OIDC discovery or inline jwks")

@@ -13,9 +13,14 @@ public struct WorkloadSelector: Sendable, Hashable {
     /// `istio-egressgateway`), or the `gateway.networking.k8s.io/gateway-name` label Istio puts on
     /// the pods it deploys for a Gateway API gateway.
     public static func isGateway(_ labels: [String: String]) -> Bool {
-        if let istio = labels["istio"], istio == "ingressgateway" || istio == "egressgateway" { return true }
-        if let app = labels["app"], app == "istio-ingressgateway" || app == "istio-egressgateway" { return true }
-        return labels["gateway.networking.k8s.io/gateway-name"] != nil
+        isIngressGateway(labels) || labels["istio"] == "egressgateway" || labels["app"] == "istio-egressgateway"
+    }
+
+    /// Whether `labels` are those of an ingress gateway's pods: Istio's default ingress labels, or
+    /// a Gateway API gateway's.
+    public static func isIngressGateway(_ labels: [String: String]) -> Bool {
+        labels["istio"] == "ingressgateway" || labels["app"] == "istio-ingressgateway"
+            || labels["gateway.networking.k8s.io/gateway-name"] != nil
     }
 
     /// Whether a workload with `labels` is selected.

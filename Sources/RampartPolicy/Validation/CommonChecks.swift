@@ -188,8 +188,6 @@ enum CommonChecks {
         }
     }
 
-    static func isValidIPOrCIDR(_ text: String) -> Bool { IPBlock(text) != nil }
-
     /// Checks an `ipBlocks`-style value as Istio's webhook reads it (Go's netip): an address or a
     /// block is sound; an IPv6 address with a zone (`fe80::1%eth0`) is accepted but can never
     /// match, since the addresses of connections carry no zone; anything else is refused.

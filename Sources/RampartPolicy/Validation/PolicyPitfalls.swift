@@ -113,12 +113,7 @@ enum PolicyPitfalls {
     /// Whether a policy selects an ingress gateway: Istio's default gateway labels, or a Gateway
     /// target reference.
     private static func selectsGateway(_ policy: AuthorizationPolicy) -> Bool {
-        let labels = policy.selector?.matchLabels ?? [:]
-        if labels["istio"] == "ingressgateway" || labels["app"] == "istio-ingressgateway"
-            || labels["gateway.networking.k8s.io/gateway-name"] != nil
-        {
-            return true
-        }
+        if WorkloadSelector.isIngressGateway(policy.selector?.matchLabels ?? [:]) { return true }
         let targets = (policy.targetRef.map { [$0] } ?? []) + policy.targetRefs
         return targets.contains { $0.kind == "Gateway" }
     }

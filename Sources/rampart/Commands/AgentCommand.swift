@@ -61,7 +61,7 @@ struct Agent: AsyncParsableCommand {
                 throw ValidationError("give exactly one bootstrap credential: --token-file FILE or --jwt-file FILE")
             }
             _ = try HostPort.parse(caAddress, option: "--ca-address")
-            try LoggingSetup.check(logLevel)
+            try OptionValues.checkLogLevel(logLevel)
             // The CA's bounds (IssuancePolicy): a lifetime outside them would be refused on every try.
             guard ttl.seconds >= 10, ttl.seconds <= 90 * 86400 else {
                 throw ValidationError("--ttl \(ttl.text): the CA issues certificates for 10s to 90d; ask for a lifetime in that range, such as 1h or 24h")
@@ -124,9 +124,7 @@ struct Agent: AsyncParsableCommand {
         }
 
         static func readRoots(_ path: String) throws -> [Certificate] {
-            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-                throw ValidationError("--ca-root \(path) cannot be read: give the CA's root-cert.pem")
-            }
+            let text = try FileOptions.readText(path, option: "--ca-root", expected: "the CA's root-cert.pem")
             let roots: [Certificate]
             do {
                 roots = try PEMDocument.parseMultiple(pemString: text).map { try Certificate(pemDocument: $0) }

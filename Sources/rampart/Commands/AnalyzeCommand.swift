@@ -28,7 +28,7 @@ struct Analyze: ParsableCommand {
 
     func validate() throws {
         guard !paths.isEmpty else { throw ValidationError("give at least one YAML file or folder to analyze") }
-        try LoggingSetup.checkNamespace(rootNamespace, option: "--root-namespace")
+        try OptionValues.checkNamespace(rootNamespace, option: "--root-namespace")
         if paths.filter({ $0 == PolicyLoader.standardInput }).count > 1 {
             throw ValidationError("standard input can be read once: give - once")
         }

@@ -57,7 +57,7 @@ struct AuthzCheck: AsyncParsableCommand {
 
     func validate() throws {
         _ = try jwksExtraRootCA.map(ExtraRootCertificates.option)
-        try LoggingSetup.checkNamespace(rootNamespace, option: "--root-namespace")
+        try OptionValues.checkNamespace(rootNamespace, option: "--root-namespace")
         guard !policies.isEmpty else { throw ValidationError("--policies needs at least one YAML file or folder") }
         if policies.contains(PolicyLoader.standardInput) && request == PolicyLoader.standardInput {
             throw ValidationError("standard input can be read once: give the policies or the request as - , not both")

@@ -85,8 +85,8 @@ struct CA: AsyncParsableCommand {
             guard registrationGrace.isFinite, registrationGrace >= 0, registrationGrace <= 86400 else {
                 throw ValidationError("--registration-grace \(registrationGrace): expected seconds from 0 to 86400, such as 15")
             }
-            try LoggingSetup.checkNamespace(rootNamespace, option: "--root-namespace")
-            try LoggingSetup.check(logLevel)
+            try OptionValues.checkNamespace(rootNamespace, option: "--root-namespace")
+            try OptionValues.checkLogLevel(logLevel)
             guard jwtIssuers.count == jwks.count else {
                 throw ValidationError("give one --jwks for each --jwt-issuer (got \(jwtIssuers.count) issuers and \(jwks.count) key sources)")
             }

@@ -39,10 +39,7 @@ struct Apply: AsyncParsableCommand {
 
     func validate() throws {
         guard !filenames.isEmpty else { throw ValidationError("give the resources to apply: -f FILE or -f FOLDER") }
-        if let namespace, !DNSName.isLabel(namespace) {
-            throw ValidationError(
-                "-n \"\(namespace)\" is not a namespace name: at most 63 lower-case letters, digits and '-', starting and ending with a letter or digit")
-        }
+        if let namespace { try OptionValues.checkNamespace(namespace, option: "-n") }
     }
 
     /// The inputs, with the stored text in place of any document that says the same as the stored
@@ -184,7 +181,7 @@ struct Get: AsyncParsableCommand {
     @OptionGroup var stateOptions: StateOptions
 
     func validate() throws {
-        if let namespace { try LoggingSetup.checkNamespace(namespace, option: "-n") }
+        if let namespace { try OptionValues.checkNamespace(namespace, option: "-n") }
         let selection = try ConfigKind.selection(resources)
         if allNamespaces && selection.names != nil {
             throw ValidationError("a resource name needs one namespace: use -n NAMESPACE instead of -A")
@@ -294,7 +291,7 @@ struct Delete: AsyncParsableCommand {
     @OptionGroup var stateOptions: StateOptions
 
     func validate() throws {
-        if let namespace { try LoggingSetup.checkNamespace(namespace, option: "-n") }
+        if let namespace { try OptionValues.checkNamespace(namespace, option: "-n") }
         if filenames.isEmpty {
             guard !resources.isEmpty, try ConfigKind.selection(resources).names != nil else {
                 throw ValidationError("say what to delete: KIND NAME... or KIND/NAME... [-n NAMESPACE], or -f FILE to delete what a file defines")

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import RampartIdentity
 
 /// Files named by options, checked before a command does anything that cannot be undone (spending
 /// a token, issuing a certificate): each problem is named with the option and what to do.
@@ -7,13 +8,10 @@ enum FileOptions {
     /// Reads a text file an option names, saying why it cannot be: missing, a folder, unreadable,
     /// or binary (DER, for example).
     static func readText(_ path: String, option: String, expected: String) throws -> String {
-        var isFolder: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else {
-            throw ValidationError("\(option) \(path) does not exist: give \(expected)")
-        }
-        guard !isFolder.boolValue else { throw ValidationError("\(option) \(path) is a folder: give \(expected)") }
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw ValidationError("\(option) \(path) cannot be read (permission denied): give \(expected) this user can read")
+        let data: Data
+        switch FileProblem.contents(path) {
+        case .success(let bytes): data = bytes
+        case .failure(let reason): throw ValidationError("\(option) \(path) \(reason): give \(expected)")
         }
         guard let text = String(data: data, encoding: .utf8), !data.contains(0) else {
             let der = data.first == 0x30 ? "; it looks like DER: convert it with 'openssl req -inform DER -in \(path) -out \(path).pem' (or 'openssl x509 -inform DER' for a certificate)" : ""

@@ -116,7 +116,7 @@ struct Proxy: AsyncParsableCommand {
         guard maxBodyBytes > 0 else { throw ValidationError("--max-body-bytes must be positive") }
         guard upstreamTimeout > 0 else { throw ValidationError("--upstream-timeout must be positive") }
         _ = try jwksExtraRootCA.map(ExtraRootCertificates.option)
-        try LoggingSetup.check(logLevel)
+        try OptionValues.checkLogLevel(logLevel)
     }
 
     /// Parses `k=v,k2=v2`.
@@ -147,7 +147,8 @@ struct Proxy: AsyncParsableCommand {
         let adminAddress = try HostPort.parse(admin, option: "--admin")
         let statusAddress = try status.map { try HostPort.parse($0, option: "--status") }
         let controlPlaneAddress = try HostPort.parse(controlPlane, option: "--control-plane")
-        guard let rootPEM = try? String(contentsOfFile: caRoot, encoding: .utf8), rootPEM.contains("BEGIN CERTIFICATE") else {
+        let rootPEM = try FileOptions.readText(caRoot, option: "--ca-root", expected: "the CA's root-cert.pem")
+        guard rootPEM.contains("BEGIN CERTIFICATE") else {
             throw ValidationError("--ca-root \(caRoot) cannot be read as PEM certificates: give the CA's root-cert.pem")
         }
         let workloadInfo = WorkloadInfo(
