@@ -20,6 +20,10 @@ struct Rampart: AsyncParsableCommand {
     /// without a usage text: the usage at hand would be the top command's, and says nothing about
     /// the mistake. Errors found while parsing keep the usage of the command given.
     static func main() async {
+        if let complaint = HelpTopics.unknownTopic(Array(CommandLine.arguments.dropFirst())) {
+            FileHandle.standardError.write(Data("Error: \(complaint)\n".utf8))
+            Foundation.exit(ExitCode.validationFailure.rawValue)
+        }
         do {
             var command = try parseAsRoot()
             if var asynchronous = command as? AsyncParsableCommand {
@@ -41,6 +45,41 @@ struct Rampart: AsyncParsableCommand {
             }
             exit(withError: error)
         }
+    }
+}
+
+/// `rampart help TOPIC...` for a topic that is no command: the argument parser would print the
+/// nearest command's help and exit 0, as if the topic existed.
+enum HelpTopics {
+    /// What is wrong with a `help` invocation's topics, or `nil` when they name a command (or the
+    /// arguments are no `help` invocation).
+    static func unknownTopic(_ arguments: [String]) -> String? {
+        guard arguments.first == "help" else { return nil }
+        var command: ParsableCommand.Type = Rampart.self
+        var path = [commandName(Rampart.self)]
+        for topic in arguments.dropFirst() where !topic.hasPrefix("-") {
+            var names: [String] = []
+            var found: ParsableCommand.Type?
+            for subcommand in command.configuration.subcommands {
+                let name = commandName(subcommand)
+                names.append(name)
+                if name == topic || subcommand.configuration.aliases.contains(topic) { found = subcommand }
+            }
+            guard let next = found else {
+                let known =
+                    names.isEmpty
+                    ? "'\(path.joined(separator: " "))' has no subcommands"
+                    : "use one of: \(names.joined(separator: ", "))"
+                return "'\(topic)' is not a command of '\(path.joined(separator: " "))': \(known)"
+            }
+            command = next
+            path.append(topic)
+        }
+        return nil
+    }
+
+    private static func commandName(_ command: ParsableCommand.Type) -> String {
+        command._commandName
     }
 }
 

@@ -160,10 +160,21 @@ struct OptionValueTests {
               "--upstream-timeout", "-5"], "--upstream-timeout"),
             (["authz", "check", "--policies", Paths.packageRoot.appendingPathComponent("policies").path, "--request", "/tmp"], "give one request file"),
             (["delete", "-f", "/nonexistent.yaml", "ap/foo", "--state", "/nonexistent"], "ap/foo follows -f"),
+            (["help", "bogus"], "'bogus' is not a command of 'rampart': use one of: ca, agent"),
+            (["help", "cert", "lst"], "'lst' is not a command of 'rampart cert'"),
+            (["help", "analyze", "x"], "'rampart analyze' has no subcommands"),
         ]
         for item in cases {
             let result = try run(Paths.rampart, item.arguments, timeout: 20)
             #expect(result.status == 64 && result.stderr.contains(item.says), "\(item.arguments): \(result.status) \(result.stderr)")
+        }
+    }
+
+    @Test("help for a command that exists prints its help and exits 0")
+    func helpTopics() throws {
+        for topics in [["help"], ["help", "cert", "list"], ["help", "ca", "serve"], ["help", "agent", "status"]] {
+            let result = try run(Paths.rampart, topics, timeout: 20)
+            #expect(result.status == 0 && result.stdout.contains("USAGE: rampart"), "\(topics): \(result.status) \(result.stderr)")
         }
     }
 }
