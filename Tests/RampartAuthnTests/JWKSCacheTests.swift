@@ -95,6 +95,21 @@ struct JWKSCacheTests {
         }
     }
 
+    @Test("a server that sends its headers and then stalls fails the fetch at the rule's timeout")
+    func stalledBody() async throws {
+        let server = try LocalHTTPServer()
+        defer { server.stop() }
+        let started = ContinuousClock.now
+        do {
+            _ = try await AsyncHTTPClientFetcher().get(server.url("stall"), timeout: .milliseconds(500))
+            Issue.record("a stalled body was read")
+        } catch {
+            #expect(error.reason.contains("did not answer within"), "\(error.reason)")
+        }
+        // Bounded by the timeout, not by the server's 60 s stall.
+        #expect(ContinuousClock.now - started < .seconds(20))
+    }
+
     @Test("keys prefetched when the config arrives are there for the first token, which fetches nothing")
     func prefetch() async throws {
         let clock = ManualClock()

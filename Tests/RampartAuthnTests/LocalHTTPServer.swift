@@ -2,7 +2,7 @@ import Foundation
 
 /// A static file server on 127.0.0.1 at a port the OS picks (Python's http.server), serving
 /// `directory` over HTTP, or over HTTPS with a certificate and key given; it exits when the test
-/// process closes its stdin.
+/// process closes its stdin. `/stall` answers its headers and the start of a body, then stalls.
 final class LocalHTTPServer {
     let directory: TemporaryDirectory
     let port: Int
@@ -12,10 +12,18 @@ final class LocalHTTPServer {
     private let input: Pipe
 
     static let script = """
-        import http.server, os, ssl, sys, threading
+        import http.server, os, ssl, sys, threading, time
         root = sys.argv[1]
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
+                if self.path == "/stall":
+                    self.send_response(200)
+                    self.send_header("content-length", "1000")
+                    self.end_headers()
+                    self.wfile.write(b'{"keys": [')
+                    self.wfile.flush()
+                    time.sleep(60)
+                    return
                 path = os.path.normpath(os.path.join(root, self.path.split("?")[0].lstrip("/")))
                 if not path.startswith(root) or not os.path.isfile(path):
                     self.send_response(404); self.end_headers(); return

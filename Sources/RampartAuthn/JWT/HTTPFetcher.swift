@@ -99,7 +99,10 @@ public struct AsyncHTTPClientFetcher: HTTPFetcher {
                 throw AuthnError(.keySourceUnavailable, "\(url) answered HTTP \(response.status.code), expected a 2xx answer with the document")
             }
             do {
-                let body = try await response.body.collect(upTo: maxBodyBytes)
+                // The deadline covers the body too, as istiod's does: a server that sends its
+                // headers and then stalls must not hold the requests waiting for its keys.
+                let limit = maxBodyBytes
+                let body = try await Self.before(deadline) { try await response.body.collect(upTo: limit) }
                 return String(buffer: body)
             } catch is NIOTooManyBytesError {
                 throw AuthnError(.keySourceUnavailable, "\(url) answered a body larger than \(maxBodyBytes / (1 << 20)) MiB; a JWKS is far smaller, so check the URL")
@@ -114,6 +117,26 @@ public struct AsyncHTTPClientFetcher: HTTPFetcher {
             throw AuthnError(.keySourceUnavailable, "\(url) cannot be fetched: the server's TLS certificate does not verify against \(trusted)\(hint)")
         } catch {
             throw AuthnError(.keySourceUnavailable, "\(url) cannot be fetched: \(ErrorText.describe(error))")
+        }
+    }
+
+    /// The result of `work`, or `HTTPClientError.deadlineExceeded` once `deadline` passes first;
+    /// `work` is then cancelled (a response body's reader ends the request when cancelled).
+    private static func before<T: Sendable>(
+        _ deadline: NIODeadline, _ work: @escaping @Sendable () async throws -> T
+    ) async throws -> T {
+        try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask { try await work() }
+            group.addTask {
+                let left = deadline - .now()
+                if left.nanoseconds > 0 { try await Task.sleep(nanoseconds: UInt64(left.nanoseconds)) }
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let value = first else {
+                throw HTTPClientError.deadlineExceeded
+            }
+            return value
         }
     }
 
