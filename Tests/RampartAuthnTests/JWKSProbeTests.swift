@@ -16,14 +16,20 @@ struct JWKSProbeTests {
         let fetcher = ScriptedFetcher()
         fetcher.serve("https://keys.example.com/good", Self.jwks)
         fetcher.serve("https://keys.example.com/html", "<html>not keys</html>")
+        // The X.509 form: each kid mapped to a PEM certificate.
+        fetcher.serve("https://keys.example.com/x509", #"{"k1": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"}"#)
+        fetcher.serve("https://keys.example.com/strings", #"{"k1": "not a certificate"}"#)
         fetcher.fail("https://keys.example.com/down")
         let environment = await JWKSProbe.environment(
             rules: [
                 rule("https://keys.example.com/good"), rule("https://keys.example.com/html"), rule("https://keys.example.com/down"),
-                rule("https://keys.example.com/missing"),
+                rule("https://keys.example.com/missing"), rule("https://keys.example.com/x509"),
+                rule("https://keys.example.com/strings"),
             ],
             fetcher: fetcher)
         #expect(environment.reachable("https://keys.example.com/good", within: 5000))
+        #expect(environment.reachable("https://keys.example.com/x509", within: 5000))
+        #expect(!environment.reachable("https://keys.example.com/strings", within: 5000))
         #expect(!environment.reachable("https://keys.example.com/html", within: 5000))
         #expect(!environment.reachable("https://keys.example.com/down", within: 5000))
         #expect(!environment.reachable("https://keys.example.com/missing", within: 5000))

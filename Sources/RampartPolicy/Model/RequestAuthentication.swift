@@ -156,12 +156,16 @@ public struct JWTRule: Sendable, Hashable {
         return base + "/.well-known/openid-configuration"
     }
 
-    /// Whether a JWKS document holds keys: a JSON object with a non-empty `keys` array. Envoy
-    /// verifies no token with a document that holds none (an empty set, or text that is not a JWKS).
+    /// Whether a JWKS document holds keys: a JSON object with a non-empty `keys` array, or the
+    /// X.509 form some issuers publish (each `kid` mapped to a PEM certificate), which Envoy reads
+    /// too. Envoy verifies no token with a document that holds none (an empty set, or text that is
+    /// neither form).
     public static func holdsKeys(_ document: String) -> Bool {
-        guard let object = try? JSONSerialization.jsonObject(with: Data(document.utf8)) as? [String: Any],
-            let keys = object["keys"] as? [Any]
-        else { return false }
-        return !keys.isEmpty
+        guard let object = try? JSONSerialization.jsonObject(with: Data(document.utf8)) as? [String: Any] else {
+            return false
+        }
+        if let keys = object["keys"] as? [Any] { return !keys.isEmpty }
+        return !object.isEmpty
+            && object.values.allSatisfy { ($0 as? String)?.contains("-----BEGIN CERTIFICATE-----") == true }
     }
 }
