@@ -71,6 +71,38 @@ struct AuthnHeaderVisibilityTests {
         #expect(decoded == ["iss": Self.issuer, "sub": "sub-1"], "\(payload)")
     }
 
+    @Test("of two rules for one issuer, the one that verified the token writes its claim headers")
+    func ruleThatVerified() {
+        let yaml = """
+            apiVersion: security.istio.io/v1
+            kind: RequestAuthentication
+            metadata: {name: jwt, namespace: ns1}
+            spec:
+              jwtRules:
+              - {issuer: '\(Self.issuer)', outputClaimToHeaders: [{header: x-first, claim: sub}]}
+              - {issuer: '\(Self.issuer)', outputClaimToHeaders: [{header: x-second, claim: sub}]}
+            ---
+            \(Fixture.policy("p", rules: "  - when: [{key: 'request.headers[x-second]', values: [sub-1]}]"))
+            """
+        let engine = Fixture.engine(yaml)
+        let workload = engine.snapshot.workload(namespace: "ns1", labels: ["app": "b"])
+        #expect(workload.providers.count == 2)
+        func token(acceptedBy index: Int?) -> JWTOutcome {
+            JWTOutcome(
+                present: true, claims: .object(["iss": .string(Self.issuer), "sub": .string("sub-1")]),
+                requestPrincipal: "\(Self.issuer)/sub-1", location: "header", raw: "eyJhbGciOiJub25lIn0.eyJzdWIiOiJzdWItMSJ9.c2ln",
+                acceptedBy: index.map { workload.providers[$0].rule })
+        }
+        for (index, expected) in [(1, Decision.Verdict.allow), (0, .deny)] {
+            let request = Fixture.http(headers: ["authorization": "Bearer t"], jwt: token(acceptedBy: index))
+            let fast = workload.evaluate(request)
+            #expect(fast == workload.evaluateReference(request))
+            #expect(fast.decision == expected, "verified by jwtRules[\(index)]: \(fast.reason)")
+        }
+        // Without the verifier's word, the first rule for the issuer applies, as before.
+        #expect(workload.evaluate(Fixture.http(headers: ["authorization": "Bearer t"], jwt: token(acceptedBy: nil))).decision == .deny)
+    }
+
     @Test("the token header is gone unless forwardOriginalToken keeps it")
     func tokenHeader() {
         let when = "{key: 'request.headers[authorization]', values: ['*']}"

@@ -66,7 +66,7 @@ public struct RequestAuthenticator: Sendable {
             guard let first = verified.first else { continue }
             let outcome = JWTOutcome(
                 present: true, valid: true, claims: first.claims, requestPrincipal: first.requestPrincipal,
-                location: first.found.locationDescription, raw: first.found.token)
+                location: first.found.locationDescription, raw: first.found.token, acceptedBy: provider.rule)
             return RequestAuthnResult(
                 outcome: outcome, found: found, verified: verified, failure: nil,
                 headerEdits: sanitizing + verified.flatMap(Self.headerEdits))

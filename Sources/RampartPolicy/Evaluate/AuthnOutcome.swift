@@ -56,10 +56,14 @@ struct AuthnOutcome: Sendable {
                 principal: nil, rawClaims: nil, provider: nil,
                 rejection: .jwtKeysUnavailable(providers[firstCandidate].rule.keySourceText))
         }
+        // The rule the verifier names, when it names one: several rules may share an issuer, and
+        // the one that verified the token is the one whose outputs and claim splitting apply.
+        let named = jwt.acceptedBy.flatMap { accepted in providers.first { $0.rule == accepted.rule } }
         guard
-            let provider = providers.first(where: {
-                $0.accepts(issuer: issuer) && $0.keysAvailable && $0.acceptsAudience(jwt.claims)
-            })
+            let provider = named
+                ?? providers.first(where: {
+                    $0.accepts(issuer: issuer) && $0.keysAvailable && $0.acceptsAudience(jwt.claims)
+                })
         else {
             return AuthnOutcome(principal: nil, rawClaims: nil, provider: nil, rejection: .jwtAudienceNotAllowed)
         }

@@ -24,12 +24,15 @@ public struct JWTOutcome: Sendable, Hashable {
     /// Whether the token failed a rule whose `presence` is IGNORED: the request is then treated as
     /// one without a token.
     public let ignored: Bool
+    /// The rule that verified the token, when the verifier says: of several rules for one issuer,
+    /// the one whose claim headers, payload header and space-delimited claims then apply.
+    public let acceptedBy: AcceptingRule?
 
     /// Creates an outcome.
     public init(
         present: Bool, valid: Bool = true, claims: ClaimValue? = nil, requestPrincipal: String? = nil,
         location: String? = nil, raw: String? = nil, failure: String? = nil, audienceRefused: Bool = false,
-        ignored: Bool = false
+        ignored: Bool = false, acceptedBy: JWTRule? = nil
     ) {
         self.present = present
         self.valid = valid
@@ -40,6 +43,7 @@ public struct JWTOutcome: Sendable, Hashable {
         self.failure = failure
         self.audienceRefused = audienceRefused
         self.ignored = ignored
+        self.acceptedBy = acceptedBy.map(AcceptingRule.init)
     }
 
     /// No token.
@@ -50,5 +54,22 @@ public struct JWTOutcome: Sendable, Hashable {
         if case .string(let issuer)? = claims?["iss"] { return issuer }
         guard let principal = requestPrincipal, let slash = principal.firstIndex(of: "/") else { return nil }
         return String(principal[..<slash])
+    }
+}
+
+/// The rule that verified a token, held by reference so that a request's token outcome stays small.
+public final class AcceptingRule: Sendable, Hashable {
+    public let rule: JWTRule
+
+    init(_ rule: JWTRule) {
+        self.rule = rule
+    }
+
+    public static func == (left: AcceptingRule, right: AcceptingRule) -> Bool {
+        left.rule == right.rule
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(rule)
     }
 }
