@@ -51,24 +51,39 @@ public enum JWKSProbe {
             timeouts[location, default: []].insert(rule.timeoutMilliseconds ?? JWTProvider.defaultTimeoutMilliseconds)
         }
         let discovery = Set(rules.filter { $0.jwks.isEmpty && $0.jwksURI.isEmpty }.compactMap(\.fetchedFrom))
-        var states: [String: JWKSEnvironment.State] = [:]
-        for location in order {
-            if location.hasPrefix(testServer) {
-                if let delay = testServerDelay(location) { states[location] = .latency(delay) }
-                continue
+        // The locations are probed side by side, as a proxy's keys arrive: a check waits for the
+        // slowest key server, not for the sum of them.
+        let states = await withTaskGroup(of: (String, JWKSEnvironment.State?).self) { group in
+            for location in order {
+                let tried = (timeouts[location] ?? []).sorted()
+                let discovered = discovery.contains(location)
+                group.addTask {
+                    (location, await state(of: location, timeouts: tried, discovered: discovered, fetcher: fetcher))
+                }
             }
-            let tried = (timeouts[location] ?? []).sorted()
-            states[location] = .unreachable
-            for (index, timeout) in tried.enumerated() {
-                let keys = discovery.contains(location)
-                    ? await discoveredKeys(location, timeout: timeout, fetcher: fetcher)
-                    : try? await fetcher.get(location, timeout: .milliseconds(timeout))
-                guard let keys, JWTRule.holdsKeys(keys) else { continue }
-                states[location] = index == 0 ? nil : .latency(timeout)
-                break
-            }
+            var states: [String: JWKSEnvironment.State] = [:]
+            for await (location, state) in group { states[location] = state }
+            return states
         }
         return JWKSEnvironment(states: states)
+    }
+
+    /// The state of one location: fetched with each timeout a rule gives it, shortest first, until
+    /// one fetch gives keys (see `environment(rules:fetcher:)`); `nil` when the first does.
+    private static func state(
+        of location: String, timeouts: [Double], discovered: Bool, fetcher: any HTTPFetcher
+    ) async -> JWKSEnvironment.State? {
+        if location.hasPrefix(testServer) {
+            return testServerDelay(location).map { .latency($0) }
+        }
+        for (index, timeout) in timeouts.enumerated() {
+            let keys = discovered
+                ? await discoveredKeys(location, timeout: timeout, fetcher: fetcher)
+                : try? await fetcher.get(location, timeout: .milliseconds(timeout))
+            guard let keys, JWTRule.holdsKeys(keys) else { continue }
+            return index == 0 ? nil : .latency(timeout)
+        }
+        return .unreachable
     }
 
     /// The JWKS an OIDC discovery document names, each fetch within `timeout` milliseconds, as a
