@@ -24,6 +24,32 @@ struct RequestDecodingTests {
         #expect(policies.evaluateReference(request).decision == .allow)
     }
 
+    @Test("header and label values are the text written: 1.10, 0123, 0x1F and yes are not numbers or booleans")
+    func valuesAsWritten() throws {
+        let request = try AuthzRequest(
+            text: """
+                destination: {namespace: ns1, labels: {app: b, version: 1.10, build: 0x1F}}
+                headers: {x-version: 1.10, x-code: 0123, x-flag: yes, x-list: [1.0, on]}
+                """)
+        #expect(request.destination.labels == ["app": "b", "version": "1.10", "build": "0x1F"])
+        #expect(request.headers["x-version"] == "1.10" && request.headers["x-code"] == "0123" && request.headers["x-flag"] == "yes")
+        #expect(request.headers["x-list"] == "1.0,on")
+        // A policy written for the text matches it.
+        let workload = Fixture.engine(
+            Fixture.policy("p", rules: "  - when: [{key: \"request.headers[x-version]\", values: [\"1.10\"]}]")
+        ).snapshot.workload(namespace: "ns1", labels: ["app": "b"])
+        #expect(workload.evaluate(request).decision == .allow)
+    }
+
+    @Test("a peer's SPIFFE ID is read with or without spiffe://; an empty one is refused")
+    func principalSpelling() throws {
+        let written = try AuthzRequest(text: "source: {principal: spiffe://cluster.local/ns/a/sa/b}\ndestination: {namespace: ns1}\n")
+        #expect(written.source.principal == "cluster.local/ns/a/sa/b")
+        let bare = try AuthzRequest(text: "source: {principal: cluster.local/ns/a/sa/b}\ndestination: {namespace: ns1}\n")
+        #expect(bare.source.principal == "cluster.local/ns/a/sa/b")
+        #expect(throws: RequestDecodingError.self) { try AuthzRequest(text: "source: {principal: ''}\ndestination: {namespace: ns1}\n") }
+    }
+
     @Test("an absolute-form path is read as the proxy reads it: its path, its authority the host")
     func absoluteFormPath() throws {
         let request = try AuthzRequest(text: "destination: {namespace: ns1}\nhost: other\npath: http://app.ns1.svc/admin?x=1\n")
@@ -112,6 +138,23 @@ struct RequestFileStrictnessTests {
             Issue.record("accepted")
         } catch {
             #expect(error.reason.contains("not UTF-8") && error.reason.contains("line 2"), "\(error)")
+        }
+    }
+
+    @Test("two spellings of one header, a label that is not text, and a namespace that is not one are refused, naming the field")
+    func ambiguousOrInvalid() {
+        let cases: [(String, String, String)] = [
+            ("destination: {namespace: ns1}\nheaders: {X-Env: prod, x-env: dev}\n", "headers", "X-Env and x-env name the same header"),
+            ("destination: {namespace: ns1, labels: {app: {a: b}}}\n", "destination.labels.app", "expected a string, found a mapping"),
+            ("destination: {namespace: Shop_NS}\n", "destination.namespace", "is not a namespace name"),
+        ]
+        for (text, field, says) in cases {
+            do {
+                _ = try AuthzRequest(text: text)
+                Issue.record("accepted: \(text)")
+            } catch {
+                #expect(error.field == field && error.reason.contains(says), "\(error)")
+            }
         }
     }
 

@@ -10,7 +10,11 @@ public enum PlainYAML {
     /// constructor, which stops the process on a key that is itself a mapping or a list
     /// (`{a: 1}: x`); such keys, and documents that expand through aliases to more than
     /// `valueLimit` values, are refused with an error instead.
-    public static func parse(_ text: String) throws(RequestDecodingError) -> Any? {
+    ///
+    /// Scalars at paths `verbatim` accepts (`headers.x-env`, `destination.labels.version`) are
+    /// kept as written, not resolved: a header or label value `1.10` stays `1.10`, not the number
+    /// 1.1, and `yes` stays `yes`.
+    public static func parse(_ text: String, verbatim: (String) -> Bool = { _ in false }) throws(RequestDecodingError) -> Any? {
         let node: Node?
         do {
             node = try Yams.compose(yaml: text)
@@ -19,7 +23,7 @@ public enum PlainYAML {
         }
         guard let node else { return nil }
         var budget = valueLimit
-        return try plain(node, path: "", budget: &budget)
+        return try plain(node, path: "", verbatim: verbatim, budget: &budget)
     }
 
     /// The most values (scalars, mappings and lists, aliases counted each time they are used) a
@@ -28,7 +32,9 @@ public enum PlainYAML {
 
     /// A node as plain values: a mapping with string keys, a list, or a scalar as the type YAML 1.1
     /// resolves it to (null, bool, int, float, else string).
-    private static func plain(_ node: Node, path: String, budget: inout Int) throws(RequestDecodingError) -> Any {
+    private static func plain(
+        _ node: Node, path: String, verbatim: (String) -> Bool, budget: inout Int
+    ) throws(RequestDecodingError) -> Any {
         budget -= 1
         guard budget >= 0 else {
             throw RequestDecodingError(
@@ -36,6 +42,7 @@ public enum PlainYAML {
         }
         switch node {
         case .scalar(let scalar):
+            if verbatim(path) && node.tag.rawValue != Tag.Name.null.rawValue { return scalar.string }
             switch node.tag.rawValue {
             case Tag.Name.null.rawValue: return NSNull()
             case Tag.Name.bool.rawValue: return node.bool ?? scalar.string
@@ -52,13 +59,13 @@ public enum PlainYAML {
                         field: path, reason: "a key\(line) is a mapping or a list; keys must be plain names")
                 }
                 let field = path.isEmpty ? name.string : "\(path).\(name.string)"
-                object[name.string] = try plain(value, path: field, budget: &budget)
+                object[name.string] = try plain(value, path: field, verbatim: verbatim, budget: &budget)
             }
             return object
         case .sequence(let sequence):
             var list: [Any] = []
             for (index, element) in sequence.enumerated() {
-                list.append(try plain(element, path: "\(path)[\(index)]", budget: &budget))
+                list.append(try plain(element, path: "\(path)[\(index)]", verbatim: verbatim, budget: &budget))
             }
             return list
         case .alias:

@@ -1,4 +1,5 @@
 import Foundation
+import RampartIdentity
 import Yams
 
 /// Why a request file could not be read.
@@ -14,7 +15,11 @@ public struct RequestDecodingError: Error, Sendable, CustomStringConvertible {
 extension AuthzRequest {
     /// Decodes a request from JSON or YAML text in the corpus schema.
     public init(text: String) throws(RequestDecodingError) {
-        try self.init(object: try PlainYAML.parse(text))
+        // Header and label values are text: `1.10` is not the number 1.1, nor `on` a boolean.
+        try self.init(
+            object: try PlainYAML.parse(text) { path in
+                path.hasPrefix("headers.") || path.hasPrefix("destination.labels.")
+            })
     }
 
     /// Decodes a request from a JSON or YAML file.
@@ -52,7 +57,7 @@ extension AuthzRequest {
         let sourceObject = try Self.map(root["source"], "source") ?? [:]
         try Self.checkFields(sourceObject, Self.sourceFields, "source")
         let source = Source(
-            principal: try Self.string(sourceObject["principal"], "source.principal"),
+            principal: try Self.principal(sourceObject["principal"]),
             namespace: try Self.string(sourceObject["namespace"], "source.namespace"),
             ip: try Self.address(sourceObject["ip"], "source.ip"),
             remoteIP: try Self.address(sourceObject["remote_ip"], "source.remote_ip"),
@@ -68,21 +73,41 @@ extension AuthzRequest {
         try Self.checkFields(destinationObject, Self.destinationFields, "destination")
         var labels: [String: String] = [:]
         for (key, value) in try Self.map(destinationObject["labels"], "destination.labels") ?? [:] {
-            labels[key] = "\(value)"
+            guard let text = value as? String else {
+                throw RequestDecodingError(
+                    field: "destination.labels.\(key)", reason: "expected a string, found \(Self.describe(value)): a label's value is text")
+            }
+            labels[key] = text
         }
         let port = try Self.int(destinationObject["port"], "destination.port")
         if let port, !(1...65535).contains(port) {
             throw RequestDecodingError(field: "destination.port", reason: "expected a port from 1 to 65535, found \(port)")
         }
+        let namespace = try Self.string(destinationObject["namespace"], "destination.namespace") ?? "default"
+        guard DNSName.isLabel(namespace) else {
+            throw RequestDecodingError(
+                field: "destination.namespace",
+                reason: "\"\(namespace)\" is not a namespace name: use lower-case letters, digits and '-', at most 63, such as shop")
+        }
         let destination = Destination(
-            namespace: try Self.string(destinationObject["namespace"], "destination.namespace") ?? "default",
+            namespace: namespace,
             labels: labels, port: port, ip: try Self.address(destinationObject["ip"], "destination.ip"))
         var headers: [String: String] = [:]
         var repeatedHeaders: [String: [String]] = [:]
+        var spelled: [String: String] = [:]
         for (key, value) in try Self.map(root["headers"], "headers") ?? [:] {
+            // Header names are case-insensitive: two spellings of one name would leave which
+            // value counts to chance.
+            let name = key.lowercased()
+            if let other = spelled.updateValue(key, forKey: name) {
+                let (first, second) = other < key ? (other, key) : (key, other)
+                throw RequestDecodingError(
+                    field: "headers",
+                    reason: "\(first) and \(second) name the same header (header names are case-insensitive): give it once, with a list of its values if it is sent more than once")
+            }
             let values = try Self.headerValues(value, "headers.\(key)")
-            headers[key] = values.joined(separator: ",")
-            if values.count > 1 { repeatedHeaders[key] = values }
+            headers[name] = values.joined(separator: ",")
+            if values.count > 1 { repeatedHeaders[name] = values }
         }
         var extAuthz: ExtAuthzAnswer?
         if let answer = try Self.string(root["ext_authz"], "ext_authz") {
@@ -170,6 +195,19 @@ extension AuthzRequest {
         case let value?: return DiagnosticText.escaped("\(value)")
         case nil: return "nothing"
         }
+    }
+
+    /// The peer's SPIFFE ID as Istio's principals spell it, without `spiffe://` (which is dropped
+    /// when given); an empty one is refused, since "no principal" is said by leaving it out.
+    private static func principal(_ value: Any?) throws(RequestDecodingError) -> String? {
+        guard var principal = try string(value, "source.principal") else { return nil }
+        if principal.lowercased().hasPrefix("spiffe://") { principal.removeFirst("spiffe://".count) }
+        guard !principal.isEmpty else {
+            throw RequestDecodingError(
+                field: "source.principal",
+                reason: "is empty: leave it out for a plaintext request, or give the peer's SPIFFE ID, such as cluster.local/ns/shop/sa/cart")
+        }
+        return principal
     }
 
     private static func string(_ value: Any?, _ field: String) throws(RequestDecodingError) -> String? {
