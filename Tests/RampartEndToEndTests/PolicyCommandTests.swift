@@ -172,6 +172,19 @@ struct PolicyCommandTests {
         #expect(try decision(jwksURI: "https://raw.githubusercontent.com/istio/istio/master/security/tools/jwt/samples/jwks.json") == ("allow", 200))
     }
 
+    @Test("authz check refuses policies that define one resource twice, naming both places")
+    func duplicateDefinitions() throws {
+        let dir = try Paths.temporaryDirectory("authz-dup")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let policy = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: p, namespace: shop}\nspec: {action: %@}\n"
+        try String(format: policy, "DENY").write(toFile: "\(dir)/a.yaml", atomically: true, encoding: .utf8)
+        try String(format: policy, "ALLOW").write(toFile: "\(dir)/b.yaml", atomically: true, encoding: .utf8)
+        try "destination: {namespace: shop}\nmethod: GET\npath: /\n".write(toFile: "\(dir)/request.yaml", atomically: true, encoding: .utf8)
+        let result = try rampart("authz", "check", "--policies", "\(dir)/a.yaml", "\(dir)/b.yaml", "--request", "\(dir)/request.yaml")
+        #expect(result.status == 64, "\(result.stdout)")
+        #expect(result.stderr.contains("b.yaml:3: error RP065") && result.stderr.contains("first at \(dir)/a.yaml:1"), "\(result.stderr)")
+    }
+
     @Test("authz check refuses a malformed request with the field at fault and a non-zero exit")
     func checkBadRequest() throws {
         let dir = try Paths.temporaryDirectory("authz-bad")

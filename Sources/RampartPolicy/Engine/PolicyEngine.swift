@@ -55,6 +55,9 @@ public struct PolicyEngine: Sendable {
             object = decision.jsonObject()
         }
         describePeer(&object, decision, snapshot, request)
+        if case .noAllowMatched = decision.cause {
+            object["reason"] = noAllowMatchedReason(request, snapshot, explained: explain)
+        }
         // An allowed request that a CUSTOM policy sent to its provider: say so, since the decision
         // names only the ALLOW policy (if any) that let it through.
         if decision.decision == .allow, request.extAuthz == .allow, let (policy, rule) = snapshot.customMatch(request) {
@@ -63,6 +66,27 @@ public struct PolicyEngine: Sendable {
                 "\(object["reason"] as? String ?? decision.reason); CUSTOM policy \(policy) rule \(rule) matched, and its ext-authz provider allowed the request (ext_authz: allow)"
         }
         return (decision, object)
+    }
+
+    /// The reason of a default deny, naming the ALLOW policies that were tried (and, on TCP, the
+    /// rules dropped because they hold HTTP-only fields), so the question "which policy should
+    /// have let this in?" has its answer without `--explain`.
+    static func noAllowMatchedReason(_ request: AuthzRequest, _ snapshot: PolicySnapshot, explained: Bool) -> String {
+        let allow = snapshot.workload(namespace: request.destination.namespace, labels: request.destination.labels).resolved.allow
+        let shown = 5
+        var names = allow.prefix(shown).map(\.name).joined(separator: ", ")
+        if allow.count > shown { names += " and \(allow.count - shown) more" }
+        var reason = "denied: no rule of the ALLOW policies that apply to the workload (\(names)) matched"
+        if allow.allSatisfy({ $0.rules.isEmpty }) {
+            return "denied: the ALLOW policies that apply to the workload (\(names)) have no rules, so they allow nothing"
+        }
+        if request.transport == .tcp {
+            let dropped = allow.reduce(0) { $0 + $1.rules.count - $1.tcpRules.count }
+            if dropped > 0 {
+                reason += "; on TCP, \(dropped) of their rules \(dropped == 1 ? "is" : "are") left out for holding HTTP-only fields"
+            }
+        }
+        return explained ? reason : reason + " (--explain shows which field of each rule failed)"
     }
 
     /// Adds `mtls_policy`, the PeerAuthentication that set the destination port's mTLS mode

@@ -100,7 +100,7 @@ public enum PolicyAnalyzer {
 
     /// A resource defined again among the files given: only one definition can be stored or be
     /// in force, and which one would depend on the order the files are read in.
-    static func duplicates(_ resources: [SecurityResource]) -> [Diagnostic] {
+    public static func duplicates(_ resources: [SecurityResource]) -> [Diagnostic] {
         var first: [ResourceID: SourceLocation] = [:]
         var diagnostics: [Diagnostic] = []
         for resource in resources {

@@ -78,6 +78,13 @@ struct AuthzCheck: AsyncParsableCommand {
             FileHandle.standardError.write(Data((PolicyEngine.renderHuman(errors) + "\n").utf8))
             throw ValidationError("the policies could not be read (\(errors.count) error\(errors.count == 1 ? "" : "s") above); fix them, then check again")
         }
+        // A resource defined twice cannot be in force twice, and which one would be depends on
+        // the order the files are read in: refused, as apply refuses it.
+        let duplicates = PolicyAnalyzer.duplicates(loaded.resources)
+        if !duplicates.isEmpty {
+            FileHandle.standardError.write(Data((PolicyEngine.renderHuman(duplicates) + "\n").utf8))
+            throw ValidationError("the policies define a resource more than once (\(duplicates.count) above); keep one definition of each, then check again")
+        }
         if loaded.resources.isEmpty {
             FileHandle.standardError.write(Data((PolicyLoader.nothingFoundWarning(policies) + "\n").utf8))
         }
