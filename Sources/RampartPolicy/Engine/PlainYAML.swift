@@ -21,7 +21,8 @@ public enum PlainYAML {
         } catch {
             throw RequestDecodingError(field: "", reason: "not valid YAML or JSON: \(YAMLProblem(error).message)")
         }
-        guard let node else { return nil }
+        guard var node else { return nil }
+        if YAMLExpansion.survey(node).hasMerges { node = YAMLExpansion.resolvingMerges(node) }
         var budget = valueLimit
         return try plain(node, path: "", verbatim: verbatim, budget: &budget)
     }

@@ -209,8 +209,19 @@ public enum PolicyLoader {
             diagnostics.append(unreadable(file, error))
             return
         }
-        while let document = documents.next() {
+        while var document = documents.next() {
             if DecodeContext.isNull(document) { continue }
+            let survey = YAMLExpansion.survey(document)
+            if survey.exceeds {
+                diagnostics.append(
+                    Diagnostic(
+                        code: .unreadable, file: file, line: DecodeContext.line(of: document), resource: nil, field: "",
+                        message: "the document expands through its aliases (*name) to more than \(YAMLExpansion.valueLimit) values,"
+                            + " as a \"billion laughs\" document does; it is not read",
+                        fix: "write the values out instead of repeating aliases of aliases, or split the resource"))
+                continue
+            }
+            if survey.hasMerges { document = YAMLExpansion.resolvingMerges(document) }
             if let items = listItems(document) {
                 for item in items where !DecodeContext.isNull(item) { diagnostics += body(file, item) }
                 continue
