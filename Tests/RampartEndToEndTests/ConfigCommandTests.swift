@@ -502,6 +502,43 @@ struct ConfigCommandTests {
         #expect(changed.stdout.contains("configured") && changed.stdout.contains("config version 2"), "\(changed.stdout)")
     }
 
+    @Test("what get -o json prints, or a cluster's export with its server fields, applies back unchanged; -o json shows this store's generation")
+    func serverFields() throws {
+        let ca = try CAProcess(label: "config-server-fields")
+        let file = "\(ca.directory)/p.yaml"
+        try Self.write(file, action: "DENY", paths: "[/admin]")
+        #expect(try rampart("apply", "-f", file, "--state", ca.state).succeeded)
+        for _ in 0..<2 {
+            let json = try rampart("get", "ap", "deny-admin", "-n", "shop", "-o", "json", "--state", ca.state)
+            #expect(json.succeeded && json.stdout.contains("\"generation\" : 1"), "\(json.stdout)")
+            let again = try run(Paths.rampart, ["apply", "-f", "-", "--state", ca.state], input: json.stdout)
+            #expect(again.stdout.hasSuffix("config version 1 (nothing changed)\n"), "\(again.stdout)\(again.stderr)")
+        }
+        // An export from a cluster: server fields, the last applied configuration, status, v1beta1, an empty namespace field
+        // beside -n, all say the same policy.
+        try """
+            apiVersion: security.istio.io/v1beta1
+            kind: AuthorizationPolicy
+            metadata:
+              annotations:
+                kubectl.kubernetes.io/last-applied-configuration: '{"spec":{}}'
+              creationTimestamp: "2024-01-01T00:00:00Z"
+              generation: 7
+              name: deny-admin
+              namespace: ""
+              resourceVersion: "12345"
+              uid: 0b0e3d2c-1111-2222-3333-444455556666
+              managedFields: [{manager: kubectl, operation: Update}]
+            spec:
+              action: DENY
+              rules:
+              - to: [{operation: {ports: ["8080"], paths: [/admin]}}]
+            status: {}
+            """.write(toFile: file, atomically: true, encoding: .utf8)
+        let exported = try rampart("apply", "-f", file, "-n", "shop", "--state", ca.state)
+        #expect(exported.stdout == "authorizationpolicy.security.istio.io shop/deny-admin unchanged\nconfig version 1 (nothing changed)\n", "\(exported.stdout)\(exported.stderr)")
+    }
+
     static func write(_ file: String, action: String, paths: String) throws {
         try """
             apiVersion: security.istio.io/v1

@@ -142,6 +142,19 @@ struct FileReadingTests {
         #expect(loaded.diagnostics.first?.jsonObject["resource"] is NSNull)
     }
 
+    @Test("an empty namespace is no namespace and the deletion fields of a resource being deleted are metadata, as kubectl reads them")
+    func kubectlMetadata() {
+        let yaml = """
+            apiVersion: security.istio.io/v1
+            kind: AuthorizationPolicy
+            metadata: {name: a, namespace: "", deletionTimestamp: "2024-01-01T00:00:00Z", deletionGracePeriodSeconds: 0}
+            spec: {}
+            """
+        let loaded = PolicyLoader.load(yaml: yaml, file: "k.yaml")
+        #expect(!loaded.hasErrors, "\(loaded.diagnostics)")
+        #expect(loaded.resources.first?.id.namespace == "default")
+    }
+
     @Test("a List, as kubectl get -o yaml prints it, is read as its items, at their own lines; one without items is an error")
     func lists() throws {
         let yaml = """

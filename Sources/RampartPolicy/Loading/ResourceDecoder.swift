@@ -165,6 +165,7 @@ struct ResourceDecoder {
         let allowed: Set<String> = [
             "name", "namespace", "annotations", "labels", "uid", "resourceVersion", "generation",
             "creationTimestamp", "generateName", "ownerReferences", "finalizers", "managedFields", "selfLink",
+            "deletionTimestamp", "deletionGracePeriodSeconds",
         ]
         let entries = context.mapping(node, "metadata", allowed: allowed, what: "metadata") ?? []
         var name = "", namespace: String?, annotations: [String: String] = [:], labels: [String: String] = [:]
@@ -175,7 +176,8 @@ struct ResourceDecoder {
             switch key {
             // A name of the wrong type is reported as such; its text still names the resource.
             case "name": name = context.string(value, path) ?? value.scalar?.string ?? ""
-            case "namespace": namespace = context.string(value, path)
+            // An empty namespace is no namespace, as kubectl reads it.
+            case "namespace": namespace = context.string(value, path).flatMap { $0.isEmpty ? nil : $0 }
             case "annotations": annotations = context.stringMap(value, path, what: "annotations") ?? [:]
             case "labels": labels = context.stringMap(value, path, what: "labels") ?? [:]
             case "creationTimestamp":

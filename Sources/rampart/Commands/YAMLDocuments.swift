@@ -83,9 +83,45 @@ enum YAMLDocuments {
 extension YAMLDocuments {
     /// Whether two documents say the same thing: equal once parsed, whatever their comments, key
     /// order, quoting style or flow versus block layout. A value's type counts (`1` is not `"1"`).
-    static func sameContent(_ first: String, _ second: String) -> Bool {
-        guard let a = try? PlainYAML.parse(first), let b = try? PlainYAML.parse(second) else { return false }
-        return equal(a, b)
+    ///
+    /// Both documents are of the same resource (kind, namespace and name), so what only says so
+    /// differently does not count either: the fields a Kubernetes API server sets
+    /// (`metadata.generation`, `uid`, `resourceVersion`, `managedFields`, `selfLink`, the deletion
+    /// fields, `status`; `creationTimestamp` only where the stored document has none, since one it
+    /// gives orders competing PeerAuthentications) and kubectl's `last-applied-configuration`
+    /// annotation, which `get -o json` and exports from a cluster carry; the namespace written or
+    /// left to its default; and `v1beta1` for `v1`, one resource under two versions of its API.
+    static func sameContent(_ stored: String, _ applied: String) -> Bool {
+        guard let a = try? PlainYAML.parse(stored), let b = try? PlainYAML.parse(applied) else { return false }
+        let storedCreation = ((a as? [String: Any])?["metadata"] as? [String: Any])?["creationTimestamp"]
+        let keepCreation = storedCreation != nil && !(storedCreation is NSNull)
+        return equal(withoutServerFields(a, keepCreation), withoutServerFields(b, keepCreation))
+    }
+
+    /// The metadata fields a Kubernetes API server owns, `creationTimestamp` aside.
+    static let serverMetadata = [
+        "generation", "uid", "resourceVersion", "managedFields", "selfLink", "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+    ]
+
+    /// A parsed document without what `sameContent` leaves out of the comparison.
+    private static func withoutServerFields(_ document: Any, _ keepCreation: Bool) -> Any {
+        guard var object = document as? [String: Any] else { return document }
+        object["status"] = nil
+        if let version = object["apiVersion"] as? String, version == "security.istio.io/v1beta1" {
+            object["apiVersion"] = "security.istio.io/v1"
+        }
+        if var metadata = object["metadata"] as? [String: Any] {
+            for field in serverMetadata + ["name", "namespace"] + (keepCreation ? [] : ["creationTimestamp"]) {
+                metadata[field] = nil
+            }
+            if var annotations = metadata["annotations"] as? [String: Any] {
+                annotations["kubectl.kubernetes.io/last-applied-configuration"] = nil
+                metadata["annotations"] = annotations.isEmpty ? nil : annotations
+            }
+            object["metadata"] = metadata.isEmpty ? nil : metadata
+        }
+        return object
     }
 
     private static func equal(_ a: Any?, _ b: Any?) -> Bool {
