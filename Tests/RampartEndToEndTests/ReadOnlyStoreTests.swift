@@ -137,6 +137,33 @@ struct ReadOnlyStoreTests {
         #expect(try rampart("get", "ap", "-A", "--state", ca.state, "-o", "name").stdout.contains("deny-admin"))
     }
 
+    @Test("the owner's read commands neither wait for another process's write nor change the file")
+    func ownerReadsWithoutWriting() throws {
+        let ca = try CAProcess(label: "owner-read")
+        let file = "\(ca.directory)/deny.yaml"
+        try Self.policy("deny-admin").write(toFile: file, atomically: true, encoding: .utf8)
+        #expect(try rampart("apply", "-f", file, "--state", ca.state).succeeded)
+        let database = "\(ca.state)/rampart.sqlite"
+        let version = "import sqlite3,sys; print(sqlite3.connect('file:' + sys.argv[1] + '?mode=ro', uri=True).execute('PRAGMA schema_version').fetchone()[0])"
+        let before = try run("python3", ["-c", version, database]).stdout
+        // Another process holds the write lock for 8 s; reading must not wait for it (the busy timeout is 10 s).
+        let holder = Process()
+        holder.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        holder.arguments = ["python3", "-c", "import sqlite3,sys,time; c=sqlite3.connect(sys.argv[1], isolation_level=None); c.execute('BEGIN IMMEDIATE'); print('locked', flush=True); time.sleep(8); c.execute('ROLLBACK')", database]
+        let output = Pipe()
+        holder.standardOutput = output
+        try holder.run()
+        defer { holder.waitUntilExit() }
+        _ = output.fileHandleForReading.availableData  // "locked"
+        let started = Date()
+        let get = try rampart("get", "ap", "-A", "--state", ca.state, "-o", "name")
+        let verify = try rampart("audit", "verify", "--state", ca.state)
+        #expect(Date().timeIntervalSince(started) < 6, "the reads waited for the writer")
+        #expect(get.succeeded && get.stdout.contains("deny-admin"), "\(get.stderr)")
+        #expect(verify.succeeded && verify.stdout.contains("intact"), "\(verify.stdout)\(verify.stderr)")
+        #expect(try run("python3", ["-c", version, database]).stdout == before, "a read changed the schema cookie")
+    }
+
     @Test("a reader sees what a running CA has written and not yet checkpointed")
     func readWhileServing() throws {
         let ca = try CAProcess(label: "read-serving")

@@ -174,6 +174,8 @@ extension SQLiteStore: ConfigStore {
             if error.resultCode == .SQLITE_CONSTRAINT {
                 throw StoreError(.conflict, "\(what) broke a constraint of the config store (\(error.message ?? "\(error)")); nothing was stored. Kind, namespace and name must be non-empty")
             }
+            // A damaged file is no passing failure: retrying cannot help.
+            if let damage = StoreError.damage(error, path: path) { throw damage }
             throw StoreError(.unavailable, "the config store at \(path) could not be written (\(error.message ?? "\(error)")); nothing was stored. Retry, and check the disk and file permissions")
         }
     }

@@ -25,9 +25,11 @@ public final class SQLiteStore: Sendable {
     public enum Access: Sendable {
         /// To read and write: the store is created if absent and its schema brought up to date.
         case readWrite
-        /// Only to read. Someone who may write the database and its directory opens it as for
-        /// `readWrite`; anyone else (an operator reading the owner's store, a copy on read-only
-        /// media) gets a read-only connection that creates, changes and locks nothing of the owner's.
+        /// Only to read: a read-only connection that creates, changes and locks nothing, so that a
+        /// read neither waits for another process's write nor touches a damaged file. It serves
+        /// the owner as well as anyone else (an operator reading the owner's store, a copy on
+        /// read-only media). Only a store written by an older rampart, whose schema must be brought
+        /// up to date first, is opened as for `readWrite` by a user who may write it.
         case readOnly
     }
 
@@ -35,10 +37,16 @@ public final class SQLiteStore: Sendable {
     /// bringing its schema up to date; for `readOnly`, see `Access.readOnly`.
     public init(path: String, access: Access = .readWrite) throws {
         self.path = path
-        if access == .readOnly && !Self.canWrite(path) {
-            pool = try Self.openReadOnly(path)
-        } else {
+        switch access {
+        case .readWrite:
             pool = try Self.openReadWrite(path)
+        case .readOnly:
+            let owner = Self.canWrite(path)
+            if let queue = try Self.openReadOnly(path, outdated: owner ? .reportNil : .refuse) {
+                pool = queue
+            } else {
+                pool = try Self.openReadWrite(path)
+            }
         }
         let pool = self.pool
         issuance = GroupCommitter(label: "rampart.store.group-commit") { callers in
@@ -88,7 +96,15 @@ public final class SQLiteStore: Sendable {
     /// file is opened as immutable: SQLite then creates no `-shm` file, which would be the
     /// reader's and could keep the owner's next writer out. A writer starting during such a read
     /// is not seen by it; the command reads again when run again.
-    static func openReadOnly(_ path: String) throws -> DatabaseQueue {
+    /// What `openReadOnly` does with a store whose schema is older than this rampart's.
+    enum OutdatedSchema {
+        /// Refuse it, saying who can bring it up to date.
+        case refuse
+        /// Return nil: the caller may write the store and opens it to do so.
+        case reportNil
+    }
+
+    static func openReadOnly(_ path: String, outdated: OutdatedSchema = .refuse) throws -> DatabaseQueue? {
         var configuration = Configuration()
         configuration.readonly = true
         configuration.busyMode = .timeout(10)
@@ -109,6 +125,7 @@ public final class SQLiteStore: Sendable {
         do {
             queue = try DatabaseQueue(path: location, configuration: configuration)
             let current = try queue.read { db in try Migrations.migrator.hasCompletedMigrations(db) }
+            if !current && outdated == .reportNil { return nil }
             guard current else {
                 throw StoreError(
                     .unavailable,
@@ -147,7 +164,12 @@ public final class SQLiteStore: Sendable {
         }
         do {
             let pool = try DatabasePool(path: path, configuration: configuration)
-            try Migrations.migrator.migrate(pool)
+            // Bringing the schema up to date takes the write lock even when there is nothing to
+            // do; a store already up to date is left alone, so that a command opening it waits for
+            // no other process's write.
+            if try !pool.read({ db in try Migrations.migrator.hasCompletedMigrations(db) }) {
+                try Migrations.migrator.migrate(pool)
+            }
             return pool
         } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED {
             throw StoreError(
