@@ -539,6 +539,40 @@ struct ConfigCommandTests {
         #expect(exported.stdout == "authorizationpolicy.security.istio.io shop/deny-admin unchanged\nconfig version 1 (nothing changed)\n", "\(exported.stdout)\(exported.stderr)")
     }
 
+    @Test("audit verify finds events cut from the log's end and config rows changed without an event")
+    func auditAgainstStore() throws {
+        let ca = try CAProcess(label: "config-audit")
+        let file = "\(ca.directory)/p.yaml"
+        try Self.write(file, action: "DENY", paths: "[/admin]")
+        #expect(try rampart("apply", "-f", file, "--state", ca.state).succeeded)
+        try Self.write(file, action: "DENY", paths: "[/admin, /debug]")
+        #expect(try rampart("apply", "-f", file, "--state", ca.state).succeeded)
+        let intact = try rampart("audit", "verify", "--state", ca.state)
+        #expect(intact.succeeded && intact.stdout.contains("config store matches the audit log"), "\(intact.stdout)")
+
+        func tampered(_ label: String, _ sql: String) throws -> CommandResult {
+            let copy = "\(ca.directory)/\(label)"
+            try FileManager.default.copyItem(atPath: ca.state, toPath: copy)
+            let edit = try run("python3", ["-c", "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.executescript(sys.argv[2]); c.commit()", "\(copy)/rampart.sqlite", sql])
+            #expect(edit.succeeded, "\(edit.stderr)")
+            return try rampart("audit", "verify", "--state", copy)
+        }
+        // The last event cut: the chain still links, but the config version has no event.
+        let cut = try tampered("cut", "DELETE FROM audit_events WHERE seq = (SELECT max(seq) FROM audit_events);")
+        #expect(cut.status == 1 && cut.stdout.contains("audit events were removed"), "\(cut.stdout)")
+        // A document edited and another added in the store's tables, with no event.
+        let edited = try tampered(
+            "edited",
+            """
+            UPDATE config_resources SET yaml = replace(yaml, 'DENY', 'ALLOW');
+            INSERT INTO config_resources (kind, namespace, name, generation, yaml, created_at, updated_at)
+              SELECT kind, 'istio-system', 'sneaky', 1, yaml, created_at, updated_at FROM config_resources;
+            """)
+        #expect(edited.status == 1, "\(edited.stdout)")
+        #expect(edited.stdout.contains("shop/deny-admin's stored document is not the one its last audit event"), "\(edited.stdout)")
+        #expect(edited.stdout.contains("istio-system/sneaky is stored, but no audit event records it"), "\(edited.stdout)")
+    }
+
     static func write(_ file: String, action: String, paths: String) throws {
         try """
             apiVersion: security.istio.io/v1

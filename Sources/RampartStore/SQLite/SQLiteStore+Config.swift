@@ -180,3 +180,60 @@ extension SQLiteStore: ConfigStore {
         }
     }
 }
+
+extension SQLiteStore {
+    /// Where the config store and the audit log disagree, one sentence each; empty when they agree.
+    ///
+    /// Every change to the config store writes its audit events in the same transaction, so the
+    /// log says what the store must hold: the config version of the last change, and for each
+    /// resource whether it was last applied (with the digest of its document and its generation)
+    /// or deleted. A hash chain alone cannot show events cut from its end, nor rows changed in
+    /// the config tables without an event; this comparison shows both.
+    public func configDisagreements() async throws -> [String] {
+        try await pool.read { db in
+            struct Last {
+                let sequence: Int64
+                let applied: Bool
+                let digest: String?
+                let generation: Int64?
+            }
+            var last: [String: Last] = [:]
+            var lastVersion: Int64 = 0
+            let types = [AuditEventType.configApplied.rawValue, AuditEventType.configDeleted.rawValue]
+            for event in try AuditEvent.filter(types.contains(Column("event_type"))).order(Column("seq")).fetchAll(db) {
+                let details = (try? JSONSerialization.jsonObject(with: Data(event.details.utf8))) as? [String: Any] ?? [:]
+                if let version = (details["version"] as? String).flatMap({ Int64($0) }) { lastVersion = max(lastVersion, version) }
+                last[event.subject] = Last(
+                    sequence: event.sequence, applied: event.eventType == AuditEventType.configApplied.rawValue,
+                    digest: details["yaml_sha256"] as? String, generation: (details["generation"] as? String).flatMap { Int64($0) })
+            }
+            var problems: [String] = []
+            let version = try Self.currentVersion(in: db)
+            if version != lastVersion {
+                problems.append(
+                    "the config version is \(version), but the audit log's last config change is version \(lastVersion):"
+                        + " audit events were removed, or the version was changed outside Rampart")
+            }
+            var stored = Set<String>()
+            for record in try ConfigResourceRecord.fetchAll(db) {
+                let subject = record.key.description
+                stored.insert(subject)
+                guard let entry = last[subject] else {
+                    problems.append("\(subject) is stored, but no audit event records it: it was added outside Rampart")
+                    continue
+                }
+                if !entry.applied {
+                    problems.append("\(subject) is stored, but its last audit event (\(entry.sequence)) deleted it: it was put back outside Rampart")
+                } else if let digest = entry.digest, digest != Self.sha256Hex(record.yaml) {
+                    problems.append("\(subject)'s stored document is not the one its last audit event (\(entry.sequence)) records: it was changed outside Rampart")
+                } else if let generation = entry.generation, generation != record.generation {
+                    problems.append("\(subject) is at generation \(record.generation), but its last audit event (\(entry.sequence)) records \(generation): it was changed outside Rampart")
+                }
+            }
+            for (subject, entry) in last where entry.applied && !stored.contains(subject) {
+                problems.append("\(subject) was applied (audit event \(entry.sequence)) and is no longer stored, but no deletion is recorded: it was removed outside Rampart")
+            }
+            return problems.sorted()
+        }
+    }
+}

@@ -11,7 +11,7 @@ struct Audit: AsyncParsableCommand {
     )
 
     struct Verify: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Check the store's pages, then every audit row's hash and link; exits non-zero at the first break.")
+        static let configuration = CommandConfiguration(abstract: "Check the store's pages, every audit row's hash and link, and the config store against the log; exits non-zero at the first break.")
 
         @OptionGroup var stateOptions: StateOptions
 
@@ -29,6 +29,16 @@ struct Audit: AsyncParsableCommand {
                 print("audit chain broken at event \(sequence): \(reason)")
                 throw ExitCode(1)
             }
+            // The chain cannot show events cut from its end, nor config rows changed without an
+            // event: the config store is checked against what the log says it holds.
+            let disagreements = try await store.configDisagreements()
+            guard disagreements.isEmpty else {
+                print("config store and audit log disagree (\(disagreements.count)):")
+                for problem in disagreements { print("  \(problem)") }
+                print("restore the store from a backup, and find out who changed it")
+                throw ExitCode(1)
+            }
+            print("config store matches the audit log")
         }
     }
 
