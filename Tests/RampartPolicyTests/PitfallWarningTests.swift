@@ -33,6 +33,39 @@ struct PitfallWarningTests {
         for sound in [deny, allowNot, allow] { #expect(!codes(sound, Self.strict).contains(.identityWithoutStrict)) }
     }
 
+    @Test("the other identity fields and conditions, and ports portLevelMtls leaves open to plaintext, are warned too")
+    func identityConditionsAndPorts() {
+        let accounts = Self.policy("deny-sa", action: "DENY", rules: "  - from: [{source: {serviceAccounts: [bar/attacker]}}]")
+        let domains = Self.policy("deny-td", action: "DENY", rules: "  - from: [{source: {trustDomains: [evil.example]}}]")
+        let denyWhen = Self.policy("deny-ns", action: "DENY", rules: "  - when: [{key: source.namespace, values: [untrusted]}]")
+        let allowNotWhen = Self.policy("allow-np", action: "ALLOW", rules: "  - when: [{key: source.principal, notValues: [cluster.local/ns/x/sa/bad]}]")
+        for warned in [accounts, domains, denyWhen, allowNotWhen] {
+            #expect(codes(warned).contains(.identityWithoutStrict), "\(warned)")
+            #expect(!codes(warned, Self.strict).contains(.identityWithoutStrict), "\(warned)")
+        }
+        // A DENY on a condition's notValues, or an ALLOW on its values, fails closed for plaintext: not warned.
+        let allowWhen = Self.policy("allow-ns", action: "ALLOW", rules: "  - when: [{key: source.namespace, values: [foo]}]")
+        #expect(!codes(allowWhen).contains(.identityWithoutStrict))
+        // STRICT for the namespace, but port 8080 left PERMISSIVE for the workload.
+        let ported = "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: web, namespace: foo}\nspec:\n  selector: {matchLabels: {app: web}}\n  portLevelMtls: {8080: {mode: PERMISSIVE}}\n"
+        let onWeb = Self.policy("deny-web", action: "DENY", rules: "  - from: [{source: {namespaces: [bad]}}]", extra: "  selector: {matchLabels: {app: web}}\n")
+        let found = PolicyAnalyzer.analyze(PolicyLoader.load(yaml: [onWeb, Self.strict, ported].joined(separator: "---\n"), file: "p.yaml").resources)
+        #expect(found.contains { $0.code == .identityWithoutStrict && $0.message.contains("port 8080 (PERMISSIVE)") }, "\(found)")
+    }
+
+    @Test("no identity warning where a DENY policy for the same workloads refuses requests without a peer identity, as the advisory advises")
+    func advisoryFixFollowed() {
+        let deny = Self.policy("deny-bad", action: "DENY", rules: "  - from: [{source: {namespaces: [bad]}}]", extra: "  selector: {matchLabels: {app: web}}\n")
+        let refuse = Self.policy("deny-plaintext", action: "DENY", rules: "  - from: [{source: {notPrincipals: [\"*\"]}}]")
+        #expect(codes(deny).contains(.identityWithoutStrict))
+        #expect(!codes(deny, refuse).contains(.identityWithoutStrict))
+        // One limited to other paths, for other workloads, or in dry run does not refuse them all.
+        let partial = Self.policy("deny-plaintext", action: "DENY", rules: "  - from: [{source: {notPrincipals: [\"*\"]}}]\n    to: [{operation: {paths: [/admin]}}]")
+        let elsewhere = Self.policy("deny-plaintext", action: "DENY", rules: "  - from: [{source: {notPrincipals: [\"*\"]}}]", extra: "  selector: {matchLabels: {app: db}}\n")
+        let dryRun = refuse.replacingOccurrences(of: "namespace: foo}", with: "namespace: foo, annotations: {istio.io/dry-run: \"true\"}}")
+        for weaker in [partial, elsewhere, dryRun] { #expect(codes(deny, weaker).contains(.identityWithoutStrict), "\(weaker)") }
+    }
+
     @Test("request principals or JWT claims where no RequestAuthentication applies")
     func noRequestAuthentication() {
         let principals = Self.policy("jwt", action: "ALLOW", rules: "  - from: [{source: {requestPrincipals: [\"*\"]}}]")
@@ -53,6 +86,18 @@ struct PitfallWarningTests {
         #expect(!codes(meshWide).contains(.rootPeerSelector))
         let other = PolicyAnalyzer.analyze(PolicyLoader.load(yaml: rooted, file: "p.yaml").resources, rootNamespace: "mesh-root")
         #expect(!other.contains { $0.code == .rootPeerSelector })
+    }
+
+    @Test("a * in the middle of a path is warned with the template that means it; templates and ends are not")
+    func pathInnerWildcard() {
+        let inner = Self.policy("p", action: "ALLOW", rules: "  - to: [{operation: {paths: [\"/api/*/users\"]}}]")
+        let found = PolicyAnalyzer.analyze(PolicyLoader.load(yaml: inner, file: "p.yaml").resources)
+            + PolicyLoader.load(yaml: inner, file: "p.yaml").diagnostics
+        #expect(found.contains { $0.code == .literalWildcard && $0.fix.contains("/api/{*}/users") }, "\(found)")
+        for sound in ["/api/{*}/users", "/api/*", "*.json", "/api/{**}"] {
+            let yaml = Self.policy("p", action: "ALLOW", rules: "  - to: [{operation: {paths: [\"\(sound)\"]}}]")
+            #expect(!PolicyLoader.load(yaml: yaml, file: "p.yaml").diagnostics.contains { $0.code == .literalWildcard }, "\(sound)")
+        }
     }
 
     @Test("values no request has: a path without /, a method in lower case, a principal with spiffe://")

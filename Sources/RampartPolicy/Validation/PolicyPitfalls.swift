@@ -14,9 +14,12 @@ enum PolicyPitfalls {
             }
         }
         var diagnostics: [Diagnostic] = []
+        var plaintextDenied: [AuthorizationPolicy] = []
+        for case .authorizationPolicy(let policy) in resources where refusesPlaintext(policy) { plaintextDenied.append(policy) }
         for case .authorizationPolicy(let policy) in resources {
             var reporter = Reporter(resource: policy.id, location: policy.location)
-            identityWithoutStrict(policy, peers: peers, rootNamespace: rootNamespace, &reporter)
+            identityWithoutStrict(
+                policy, peers: peers, rootNamespace: rootNamespace, plaintextDenied: plaintextDenied, &reporter)
             noRequestAuthentication(policy, authentications, rootNamespace: rootNamespace, &reporter)
             neverMatches(policy, &reporter)
             ipBlocksAtGateway(policy, &reporter)
@@ -35,25 +38,45 @@ enum PolicyPitfalls {
         return diagnostics
     }
 
-    /// The mTLS mode a policy's workloads get from the PeerAuthentications given: those its
-    /// selector's labels select, else its namespace's, else the mesh's (PERMISSIVE when none).
-    private static func mode(
+    /// The mTLS modes a policy's workloads get from the PeerAuthentications given (those its
+    /// selector's labels select, else its namespace's, else the mesh's; PERMISSIVE when none):
+    /// the workload's mode, and each port of `portLevelMtls` whose mode accepts plaintext when the
+    /// workload's does not.
+    private static func modes(
         of policy: AuthorizationPolicy, peers: [String: [(policy: PeerAuthentication, order: Int)]], rootNamespace: String
-    ) -> MTLSMode {
-        PeerAuthenticationResolver.resolve(
+    ) -> (workload: MTLSMode, plaintextPorts: [(port: Int, mode: MTLSMode)]) {
+        let resolved = PeerAuthenticationResolver.resolve(
             peers, rootNamespace: rootNamespace, namespace: policy.metadata.namespace,
-            labels: policy.selector?.matchLabels ?? [:]
-        ).workloadMode
+            labels: policy.selector?.matchLabels ?? [:])
+        let ports = resolved.portModes.filter { $0.value != .strict }.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+        return (resolved.workloadMode, resolved.workloadMode == .strict ? ports : [])
     }
 
+    /// The `from` fields and `when` keys matched against the peer's mTLS identity, which a
+    /// plaintext request does not have (the fields and conditions ISTIO-SECURITY-2021-004 names,
+    /// with the service-account and trust-domain forms Istio derives from the principal).
+    static let identityFields = ["principals", "namespaces", "serviceAccounts", "trustDomains"]
+    static let identityKeys: Set<String> = ["source.principal", "source.namespace", "source.serviceAccount", "source.trustDomain"]
+
+    /// Warns (RP066) of an identity condition where plaintext is accepted: a DENY rule on a peer
+    /// identity never matches a plaintext request, so the request is not denied; an ALLOW rule on
+    /// a negated identity matches it, so it is let in. No warning where another DENY policy for
+    /// the same workloads refuses every request without a peer identity, as the advisory's fix has it.
     private static func identityWithoutStrict(
         _ policy: AuthorizationPolicy, peers: [String: [(policy: PeerAuthentication, order: Int)]], rootNamespace: String,
-        _ reporter: inout Reporter
+        plaintextDenied: [AuthorizationPolicy], _ reporter: inout Reporter
     ) {
         guard policy.action == .allow || policy.action == .deny else { return }
-        let mode = mode(of: policy, peers: peers, rootNamespace: rootNamespace)
-        guard mode != .strict else { return }
-        let positive = ["principals", "namespaces"], negative = ["notPrincipals", "notNamespaces"]
+        let (mode, ports) = modes(of: policy, peers: peers, rootNamespace: rootNamespace)
+        guard mode != .strict || !ports.isEmpty else { return }
+        if plaintextDenied.contains(where: { covers($0, policy, rootNamespace: rootNamespace) }) { return }
+        let accepted =
+            mode != .strict
+            ? "the workloads accept plaintext (mTLS mode \(mode.rawValue) among the PeerAuthentications given)"
+            : "portLevelMtls accepts plaintext on port\(ports.count == 1 ? "" : "s") "
+                + ports.map { "\($0.port) (\($0.mode.rawValue))" }.joined(separator: ", ")
+        let fix = "require mTLS with a STRICT PeerAuthentication for these workloads (and their ports), or add a DENY policy for them that refuses requests without a peer identity (from: [{source: {notPrincipals: [\"*\"]}}])"
+        let positive = Self.identityFields, negative = Self.identityFields.map { "not" + $0.prefix(1).uppercased() + $0.dropFirst() }
         for (index, rule) in (policy.rules ?? []).enumerated() {
             for (entry, source) in (rule.from ?? []).enumerated() {
                 guard let fields = source?.fields else { continue }
@@ -65,9 +88,7 @@ enum PolicyPitfalls {
                         ? "a plaintext request has no peer identity, so this DENY rule never matches it and the request is not denied"
                         : "a plaintext request has no peer identity, so \(field) matches it and this ALLOW rule lets it in"
                     reporter.add(
-                        .identityWithoutStrict, "\(path).\(field)",
-                        "\(field) needs mTLS, but the workloads accept plaintext (mTLS mode \(mode.rawValue) among the PeerAuthentications given): \(what)",
-                        fix: "require mTLS with a STRICT PeerAuthentication for these workloads, or add a rule that denies requests without a peer identity (notPrincipals: [\"*\"])")
+                        .identityWithoutStrict, "\(path).\(field)", "\(field) needs mTLS, but \(accepted): \(what)", fix: fix)
                 } else if policy.action == .allow, mode == .disable, let field = positive.first(where: { fields[$0] != nil }) {
                     reporter.add(
                         .identityWithoutStrict, "\(path).\(field)",
@@ -75,7 +96,45 @@ enum PolicyPitfalls {
                         fix: "set the PeerAuthentication's mode to STRICT or PERMISSIVE, or match on something other than the peer identity")
                 }
             }
+            for (entry, condition) in (rule.when ?? []).enumerated() where Self.identityKeys.contains(condition.key) {
+                let path = "spec.rules[\(index)].when[\(entry)]"
+                if policy.action == .deny && !condition.values.isEmpty {
+                    reporter.add(
+                        .identityWithoutStrict, "\(path).values",
+                        "\(condition.key) needs mTLS, but \(accepted): a plaintext request has no peer identity, so this condition never matches it and the request is not denied",
+                        fix: fix)
+                } else if policy.action == .allow && !condition.notValues.isEmpty {
+                    reporter.add(
+                        .identityWithoutStrict, "\(path).notValues",
+                        "\(condition.key) needs mTLS, but \(accepted): a plaintext request has no peer identity, so notValues holds for it and this ALLOW rule lets it in",
+                        fix: fix)
+                }
+            }
         }
+    }
+
+    /// Whether `denial` is a DENY policy with a rule refusing every request without a peer
+    /// identity (every `from` entry only `notPrincipals: ["*"]` or `notNamespaces: ["*"]`, no `to`
+    /// or `when`), enforced on at least the workloads `policy` selects.
+    static func refusesPlaintext(_ denial: AuthorizationPolicy) -> Bool {
+        guard denial.action == .deny, denial.dryRunValue.flatMap(GoBool.parse) != true else { return false }
+        return (denial.rules ?? []).contains { rule in
+            guard (rule.to ?? []).isEmpty, (rule.when ?? []).isEmpty, let from = rule.from, !from.isEmpty else { return false }
+            return from.allSatisfy { source in
+                guard let fields = source?.fields, fields.count == 1, let (field, values) = fields.first else { return false }
+                return (field == "notPrincipals" || field == "notNamespaces") && values.contains("*")
+            }
+        }
+    }
+
+    private static func covers(_ denial: AuthorizationPolicy, _ policy: AuthorizationPolicy, rootNamespace: String) -> Bool {
+        guard denial.targetRefs.isEmpty, denial.targetRef == nil else { return false }
+        guard denial.metadata.namespace == policy.metadata.namespace || denial.metadata.namespace == rootNamespace else {
+            return false
+        }
+        guard let labels = denial.selector?.matchLabels, !labels.isEmpty else { return true }
+        let selected = policy.selector?.matchLabels ?? [:]
+        return labels.allSatisfy { selected[$0.key] == $0.value }
     }
 
     private static func noRequestAuthentication(

@@ -166,7 +166,15 @@ struct RuleValidator {
         let reading = paths ? .path : wildcard
         for (position, value) in values.enumerated() where CommonChecks.hasInnerWildcard(value) {
             switch reading {
-            case .path, .everywhere: continue
+            case .everywhere: continue
+            case .path where value.contains("{"): continue  // a template, checked on its own
+            case .path:
+                reporter.add(
+                    .literalWildcard, "\(field)[\(position)]",
+                    "\"\(value)\" has a * in the middle; only a leading or trailing * is a wildcard in a path, so it matches literally",
+                    fix: "use a template for the segments that vary ({*} for one segment, {**} for any number), e.g. "
+                        + "\"\(value.replacingOccurrences(of: "/*/", with: "/{*}/"))\", or a prefix (/api/*) or suffix (*.json) pattern")
+                continue
             case .principal where CommonChecks.hasTrustDomainPattern(value): continue
             case .principal, .ends: break
             }
