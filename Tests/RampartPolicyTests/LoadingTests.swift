@@ -45,7 +45,8 @@ struct LoadingTests {
         let result = PolicyLoader.load(yaml: "apiVersion: security.istio.io/v2\nkind: AuthorizationPolicy\nmetadata: {name: p}\n---\napiVersion: security.istio.io/v1\nkind: Sidecar\nmetadata: {name: s}\n", file: "k.yaml")
         #expect(result.resources.isEmpty)
         #expect(result.diagnostics.map(\.code) == [.unknownKind, .unknownKind])
-        #expect(result.diagnostics.map(\.line) == [1, 5])
+        // Each at the line of the field at fault: the first document's apiVersion, the second's kind.
+        #expect(result.diagnostics.map(\.line) == [1, 6])
     }
 
     @Test("validation points at the offending field's line")

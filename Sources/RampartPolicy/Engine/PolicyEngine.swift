@@ -141,12 +141,28 @@ public struct PolicyEngine: Sendable {
                 holders.insert(Holder(file: cause.file, resource: cause.resource, field: String(cause.field[..<index])))
             }
         }
-        guard !holders.isEmpty else { return reading + findings }
-        let emptiness: Set<DiagnosticCode> = [.emptyClause, .emptySelector, .badCondition]
-        return reading + findings.filter { finding in
-            !emptiness.contains(finding.code)
-                || !holders.contains(Holder(file: finding.file, resource: finding.resource, field: finding.field))
+        // The resource without metadata has no name either: one finding says both.
+        var unnamed: Set<Holder> = []
+        for cause in reading + findings where cause.code == .badMetadata && cause.field == "metadata" {
+            unnamed.insert(Holder(file: cause.file, resource: cause.resource, field: "metadata"))
         }
+        guard !holders.isEmpty || !unnamed.isEmpty else { return reading + findings }
+        // Found empty because the field it held was misspelt or mistyped.
+        let emptiness: Set<DiagnosticCode> = [.emptyClause, .emptySelector, .badCondition]
+        // Found missing beside a misspelt key: the value written under that key is the one missing.
+        let missing: Set<DiagnosticCode> = [.missingValue, .badTargetRef, .badAction]
+        func followsOn(_ finding: Diagnostic) -> Bool {
+            let holder = Holder(file: finding.file, resource: finding.resource, field: finding.field)
+            if emptiness.contains(finding.code) && holders.contains(holder) { return true }
+            if finding.code == .badMetadata && finding.field == "metadata.name"
+                && unnamed.contains(Holder(file: finding.file, resource: finding.resource, field: "metadata"))
+            {
+                return true
+            }
+            guard missing.contains(finding.code), let dot = finding.field.lastIndex(of: ".") else { return false }
+            return holders.contains(Holder(file: finding.file, resource: finding.resource, field: String(finding.field[..<dot])))
+        }
+        return reading.filter { !followsOn($0) } + findings.filter { !followsOn($0) }
     }
 
     /// Diagnostics file by file, in the order the files were read, and by line within a file

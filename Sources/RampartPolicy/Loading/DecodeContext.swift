@@ -97,15 +97,38 @@ final class DecodeContext {
             let childPath = path.isEmpty ? key.string : "\(path).\(key.string)"
             if let allowed, !allowed.contains(key.string) {
                 let known = allowed.sorted().joined(separator: ", ")
+                let fix = Self.nearest(key.string, among: allowed).map { "did you mean \($0)?" }
+                    ?? "remove the field or correct its spelling (field names are camelCase)"
                 report(
                     .unknownField, childPath, keyNode, "\(what) has no field \"\(key.string)\"; known fields: \(known)",
-                    fix: "remove the field or correct its spelling (field names are camelCase)")
+                    fix: fix)
                 continue
             }
             record(childPath, keyNode)
             entries.append((key.string, value))
         }
         return entries
+    }
+
+    /// The known field a misspelt one most likely meant: the same name in another case, else the
+    /// only one within a few edits (fewer for short names); nil when none or several are that close.
+    static func nearest(_ name: String, among known: Set<String>) -> String? {
+        if let same = known.first(where: { $0.lowercased() == name.lowercased() }) { return same }
+        // Two neighbouring letters swapped (`form` for `from`).
+        let letters = Array(name)
+        let swapped = known.filter { field in
+            let other = Array(field)
+            guard other.count == letters.count else { return false }
+            let differing = other.indices.filter { other[$0] != letters[$0] }
+            return differing.count == 2 && differing[1] == differing[0] + 1
+                && other[differing[0]] == letters[differing[1]] && other[differing[1]] == letters[differing[0]]
+        }
+        if swapped.count == 1 { return swapped.first }
+        let limit = name.count <= 4 ? 1 : name.count <= 8 ? 2 : 3
+        let close = known.map { ($0, ResourceDecoder.editDistance($0.lowercased(), name.lowercased())) }
+            .filter { $0.1 <= limit }
+        guard let best = close.min(by: { $0.1 < $1.1 }) else { return nil }
+        return close.filter { $0.1 == best.1 }.count == 1 ? best.0 : nil
     }
 
     /// A string scalar; numbers and booleans written without quotes are wrong types.

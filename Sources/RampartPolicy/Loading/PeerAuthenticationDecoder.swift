@@ -19,24 +19,31 @@ struct PeerAuthenticationDecoder {
                 case "portLevelMtls":
                     var map: [Int: MTLSMode] = [:]
                     let entries = context.mapping(value, path, allowed: nil, what: "portLevelMtls") ?? []
-                    for (portText, modeNode) in entries {
+                    // Each entry's key line, in order (the mapping keeps every scalar key): a port's
+                    // problem is reported at its key, not at its value's line.
+                    let keyLines = (value.mapping.map(Array.init) ?? []).compactMap { pair -> Int? in
+                        guard case .scalar = pair.key else { return nil }
+                        return DecodeContext.line(of: pair.key)
+                    }
+                    for (index, (portText, modeNode)) in entries.enumerated() {
                         let portPath = "\(path).\(portText)"
+                        let keyLine = index < keyLines.count ? keyLines[index] : DecodeContext.line(of: modeNode)
                         // The webhook reads the key as a JSON number: digits, without a sign or a leading zero.
                         guard let port = Int(portText), portText.utf8.allSatisfy({ (48...57).contains($0) }) else {
                             context.report(
-                                .badPort, portPath, modeNode, "port key \"\(portText)\" is not a number",
+                                .badPort, portPath, line: keyLine, "port key \"\(portText)\" is not a number",
                                 fix: "key portLevelMtls by the workload's port number, such as 8080")
                             continue
                         }
                         guard portText == "0" || portText.first != "0" else {
                             context.report(
-                                .badPort, portPath, modeNode, "port key \"\(portText)\" has a leading zero, which Istio's webhook cannot read as a port",
+                                .badPort, portPath, line: keyLine, "port key \"\(portText)\" has a leading zero, which Istio's webhook cannot read as a port",
                                 fix: "write the port as \(port)")
                             continue
                         }
                         if map[port] != nil {
                             context.report(
-                                .duplicatePort, portPath, modeNode,
+                                .duplicatePort, portPath, line: keyLine,
                                 "port \(port) is listed twice in portLevelMtls (as a number and as text); Kubernetes keeps one of the two, with no defined winner",
                                 fix: "keep one entry for port \(port)")
                         }

@@ -29,13 +29,22 @@ struct ResourceDecoder {
         let kindName = root["kind"].flatMap { context.string($0, "kind") } ?? ""
         guard let kind = ResourceKind(rawValue: kindName), ResourceKind.apiVersions.contains(apiVersion) else {
             let (code, field, message, fix) = Self.unsupported(apiVersion: apiVersion, kind: kindName)
-            context.report(code, field, line: documentLine, message, fix: fix)
+            // At the field's own line when the document has it, else at the document's.
+            let line = root[field].map { DecodeContext.line(of: $0) } ?? documentLine
+            context.report(code, field, line: line, message, fix: fix)
+            // A known kind in a version Rampart does not read still names its resource.
+            if let kind = ResourceKind(rawValue: kindName), let metadata = root["metadata"] {
+                let name = metadata["name"]?.string ?? ""
+                let namespace = metadata["namespace"]?.string.flatMap { $0.isEmpty ? nil : $0 } ?? context.defaultNamespace
+                context.attribute(ResourceID(kind: kind, namespace: namespace, name: name), since: context.diagnostics.count - 1)
+            }
             return nil
         }
+        // Findings from here on, the top level's unknown fields included, name the resource.
+        let start = context.diagnostics.count
         let top = context.mapping(
             root, "", allowed: ["apiVersion", "kind", "metadata", "spec", "status"], what: "a resource") ?? []
         let fields = Dictionary(top.map { ($0.key, $0.value) }, uniquingKeysWith: { first, _ in first })
-        let start = context.diagnostics.count
         let metadata = decodeMetadata(fields["metadata"], kind: kind, line: documentLine)
         context.attribute(ResourceID(kind: kind, namespace: metadata.namespace, name: metadata.name), since: start)
         return Header(kind: kind, metadata: metadata, fields: fields, line: documentLine)
@@ -115,7 +124,7 @@ struct ResourceDecoder {
     }
 
     /// The Levenshtein distance between two short strings.
-    private static func editDistance(_ a: String, _ b: String) -> Int {
+    static func editDistance(_ a: String, _ b: String) -> Int {
         let a = Array(a), b = Array(b)
         var row = Array(0...b.count)
         for i in 1...max(a.count, 1) where !a.isEmpty {

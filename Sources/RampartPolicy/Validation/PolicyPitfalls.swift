@@ -208,17 +208,19 @@ enum PolicyPitfalls {
                 for field in ["paths", "notPaths"] {
                     for (position, value) in (fields[field] ?? []).enumerated()
                     where !value.isEmpty && !value.hasPrefix("/") && !value.hasPrefix("*") {
+                        let effect = field.hasPrefix("not") ? "so it excludes nothing" : "so it never matches"
                         reporter.add(
                             .neverMatches, "\(path).\(field)[\(position)]",
-                            "path \"\(value)\" does not start with /, and every request path does, so it never matches",
+                            "path \"\(value)\" does not start with /, and every request path does, \(effect)",
                             fix: "write it as /\(value)")
                     }
                 }
                 for field in ["methods", "notMethods"] {
                     for (position, value) in (fields[field] ?? []).enumerated() where value != value.uppercased() {
+                        let effect = field.hasPrefix("not") ? "so it excludes nothing" : "so it never matches"
                         reporter.add(
                             .neverMatches, "\(path).\(field)[\(position)]",
-                            "method \"\(value)\" is not upper case; methods are compared exactly, and requests send them in upper case, so it never matches",
+                            "method \"\(value)\" is not upper case; methods are compared exactly, and requests send them in upper case, \(effect)",
                             fix: "write it as \(value.uppercased())")
                     }
                 }
@@ -227,9 +229,10 @@ enum PolicyPitfalls {
                 guard let fields = source?.fields else { continue }
                 for field in ["principals", "notPrincipals"] {
                     for (position, value) in (fields[field] ?? []).enumerated() where value.lowercased().hasPrefix("spiffe://") {
+                        let effect = field.hasPrefix("not") ? "so it excludes nothing" : "so it never matches"
                         reporter.add(
                             .neverMatches, "spec.rules[\(index)].from[\(entry)].source.\(field)[\(position)]",
-                            "principal \"\(value)\" starts with spiffe://; principals are compared without it, so it never matches",
+                            "principal \"\(value)\" starts with spiffe://; principals are compared without it, \(effect)",
                             fix: "write it as \(value.dropFirst("spiffe://".count))")
                     }
                 }

@@ -97,7 +97,7 @@ enum RequestAuthenticationValidator {
             } else if (timeout * 1_000_000).rounded().truncatingRemainder(dividingBy: 1_000_000) != 0 {
                 reporter.add(
                     .badDuration, "\(path).timeout", "timeout \(timeout)ms is finer than a millisecond; only whole milliseconds are supported",
-                    fix: "round the timeout to whole milliseconds, e.g. 1500ms or 1.5s")
+                    fix: "round the timeout to whole milliseconds: \(Int(timeout.rounded(.down)))ms or \(Int(timeout.rounded(.up)))ms")
             }
         }
     }
