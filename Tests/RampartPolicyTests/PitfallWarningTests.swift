@@ -88,6 +88,39 @@ struct PitfallWarningTests {
         #expect(!other.contains { $0.code == .rootPeerSelector })
     }
 
+    @Test("values that cannot match as meant: principals without a trust domain, request principals without an issuer, paths with a query")
+    func valuesWithoutTheirParts() {
+        func found(_ rules: String, action: String = "ALLOW", _ others: String...) -> [Diagnostic] {
+            let yaml = ([Self.policy("p", action: action, rules: rules)] + others).joined(separator: "---\n")
+            return PolicyAnalyzer.analyze(PolicyLoader.load(yaml: yaml, file: "p.yaml").resources)
+                .filter { $0.code == .neverMatches }
+        }
+        #expect(found("  - from: [{source: {principals: [sleep, ns/foo/sa/sleep]}}]", Self.strict).count == 2)
+        #expect(found("  - from: [{source: {principals: [cluster.local/ns/foo/sa/sleep, \"*\", \"*/sa/sleep\"]}}]", Self.strict).isEmpty)
+        #expect(found("  - from: [{source: {requestPrincipals: [alice]}}]", Self.requestAuthentication).count == 1)
+        #expect(found("  - from: [{source: {requestPrincipals: [\"https://idp.example/alice\", \"*\"]}}]", Self.requestAuthentication).isEmpty)
+        let query = found("  - to: [{operation: {paths: [\"/api?debug=true\"], notPaths: [\"/x?y\"]}}]")
+        #expect(query.count == 2 && query.contains { $0.message.contains("excludes nothing") }, "\(query)")
+        // An ALLOW on "no peer identity" under STRICT everywhere is allow-nothing in disguise.
+        let anonymous = "  - from: [{source: {notPrincipals: [\"*\"]}}]"
+        #expect(found(anonymous, Self.strict).count == 1)
+        #expect(found(anonymous).isEmpty)
+    }
+
+    @Test("notRequestPrincipals with no RequestAuthentication holds for every request; a RequestAuthentication no policy backs lets tokenless requests in")
+    func tokensNotRequired() {
+        let deny = Self.policy("p", action: "DENY", rules: "  - from: [{source: {notRequestPrincipals: [\"*\"]}}]")
+        #expect(codes(deny).contains(.noRequestAuthentication))
+        #expect(!codes(deny, Self.requestAuthentication).contains(.noRequestAuthentication))
+        // The RequestAuthentication alone, with a policy that reads no request principal, and with one that does.
+        #expect(codes(Self.requestAuthentication).contains(.tokenNotRequired))
+        let unrelated = Self.policy("q", action: "ALLOW", rules: "  - to: [{operation: {methods: [GET]}}]")
+        #expect(codes(Self.requestAuthentication, unrelated).contains(.tokenNotRequired))
+        let required = Self.policy("q", action: "ALLOW", rules: "  - from: [{source: {requestPrincipals: [\"*\"]}}]")
+        #expect(!codes(Self.requestAuthentication, required).contains(.tokenNotRequired))
+        #expect(!codes(Self.requestAuthentication, deny).contains(.tokenNotRequired))
+    }
+
     @Test("a * in the middle of a path is warned with the template that means it; templates and ends are not")
     func pathInnerWildcard() {
         let inner = Self.policy("p", action: "ALLOW", rules: "  - to: [{operation: {paths: [\"/api/*/users\"]}}]")

@@ -103,6 +103,9 @@ public enum DiagnosticCode: String, Sendable, Hashable, CaseIterable {
     /// CUSTOM policies naming different ext-authz providers for the same workloads: Istio asks
     /// none of them and denies what their rules match.
     case customProviderConflict = "RP076"
+    /// A RequestAuthentication no AuthorizationPolicy of the files given backs with a request
+    /// principal requirement: a request without a token is let in.
+    case tokenNotRequired = "RP077"
 
     /// The severity a finding with this code has unless stated otherwise.
     public var defaultSeverity: Diagnostic.Severity {
@@ -110,7 +113,7 @@ public enum DiagnosticCode: String, Sendable, Hashable, CaseIterable {
         case .emptySelector, .privateJWKS, .denyAllOnTCP, .selectsNothing, .literalWildcard,
             .conflictingPeerAuthentication, .targetNotEnforced, .identityWithoutStrict, .noRequestAuthentication,
             .neverMatches, .unknownNamespace, .ipBlocksAtGateway, .rootPeerSelector, .tcpPortShut, .duplicatePort,
-            .unusualLabel, .unsendableHeader, .customProviderConflict:
+            .unusualLabel, .unsendableHeader, .customProviderConflict, .tokenNotRequired:
             return .warning
         default:
             return .error

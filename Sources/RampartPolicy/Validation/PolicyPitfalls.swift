@@ -25,6 +25,9 @@ enum PolicyPitfalls {
             ipBlocksAtGateway(policy, &reporter)
             diagnostics += reporter.diagnostics
         }
+        for authentication in authentications {
+            diagnostics += tokenNotRequired(authentication, resources, rootNamespace: rootNamespace)
+        }
         for case .peerAuthentication(let peer) in resources where peer.metadata.namespace == rootNamespace {
             guard let selector = peer.selector, !selector.matchLabels.isEmpty else { continue }
             var reporter = Reporter(resource: peer.id, location: peer.location)
@@ -68,6 +71,7 @@ enum PolicyPitfalls {
     ) {
         guard policy.action == .allow || policy.action == .deny else { return }
         let (mode, ports) = modes(of: policy, peers: peers, rootNamespace: rootNamespace)
+        if mode == .strict && ports.isEmpty { allowsNoIdentityUnderStrict(policy, &reporter) }
         guard mode != .strict || !ports.isEmpty else { return }
         if plaintextDenied.contains(where: { covers($0, policy, rootNamespace: rootNamespace) }) { return }
         let accepted =
@@ -109,6 +113,48 @@ enum PolicyPitfalls {
                         "\(condition.key) needs mTLS, but \(accepted): a plaintext request has no peer identity, so notValues holds for it and this ALLOW rule lets it in",
                         fix: fix)
                 }
+            }
+        }
+    }
+
+    /// Warns (RP077) of a RequestAuthentication that no AuthorizationPolicy backs: it refuses
+    /// invalid tokens, but a request with no token passes it, and only a policy that reads the
+    /// request principal (an ALLOW with `requestPrincipals`, a DENY with `notRequestPrincipals`)
+    /// makes a token required, as Istio's documentation of JWT authentication says.
+    static func tokenNotRequired(
+        _ authentication: RequestAuthentication, _ resources: [SecurityResource], rootNamespace: String
+    ) -> [Diagnostic] {
+        guard !authentication.jwtRules.isEmpty else { return [] }
+        let namespace = authentication.metadata.namespace
+        let backed = resources.contains { resource in
+            guard case .authorizationPolicy(let policy) = resource,
+                policy.metadata.namespace == namespace || policy.metadata.namespace == rootNamespace || namespace == rootNamespace
+            else { return false }
+            return (policy.rules ?? []).contains { rule in
+                (rule.from ?? []).contains { source in
+                    source?.fields["requestPrincipals"] != nil || source?.fields["notRequestPrincipals"] != nil
+                } || (rule.when ?? []).contains { $0.key.hasPrefix("request.auth.") }
+            }
+        }
+        guard !backed else { return [] }
+        var reporter = Reporter(resource: authentication.id, location: authentication.location)
+        reporter.add(
+            .tokenNotRequired, "spec.jwtRules",
+            "no AuthorizationPolicy among the resources given reads the request principal in namespace \(namespace) or the root namespace: this RequestAuthentication refuses invalid tokens, but a request without a token is let in",
+            fix: "to require a token, add an AuthorizationPolicy for the same workloads that allows requestPrincipals: [\"*\"] (or denies notRequestPrincipals: [\"*\"]), or analyze it together with this RequestAuthentication")
+        return reporter.diagnostics
+    }
+
+    /// Warns (RP068) of an ALLOW rule on `notPrincipals: ["*"]` where every request has a peer
+    /// identity (STRICT on every port): it matches no request.
+    private static func allowsNoIdentityUnderStrict(_ policy: AuthorizationPolicy, _ reporter: inout Reporter) {
+        guard policy.action == .allow else { return }
+        for (index, rule) in (policy.rules ?? []).enumerated() {
+            for (entry, source) in (rule.from ?? []).enumerated() where source?.fields["notPrincipals"]?.contains("*") == true {
+                reporter.add(
+                    .neverMatches, "spec.rules[\(index)].from[\(entry)].source.notPrincipals",
+                    "notPrincipals: [\"*\"] matches only requests without a peer identity, and under STRICT mTLS every request has one, so this rule never matches",
+                    fix: "to allow callers with an identity, use principals: [\"*\"]; to refuse plaintext, STRICT already does")
             }
         }
     }
@@ -159,6 +205,16 @@ enum PolicyPitfalls {
             for (entry, condition) in (rule.when ?? []).enumerated()
             where condition.key.hasPrefix("request.auth.") && !condition.values.isEmpty {
                 found.append(("spec.rules[\(index)].when[\(entry)]", condition.key))
+            }
+            for (entry, source) in (rule.from ?? []).enumerated() where source?.fields["notRequestPrincipals"] != nil {
+                let effect =
+                    policy.action == .deny
+                    ? "so notRequestPrincipals holds for every request, and this DENY rule denies every request its other conditions match"
+                    : "so notRequestPrincipals holds for every request, and this rule lets in every request its other conditions match"
+                reporter.add(
+                    .noRequestAuthentication, "spec.rules[\(index)].from[\(entry)].source.notRequestPrincipals",
+                    "notRequestPrincipals reads a verified JWT, but no RequestAuthentication among the resources given applies in namespace \(namespace) or the root namespace: no request has a request principal, \(effect)",
+                    fix: "add a RequestAuthentication for the token's issuer in namespace \(namespace) (or the root namespace), or analyze it together with this policy")
             }
             if let (path, field) = found.first {
                 reporter.add(
@@ -222,6 +278,46 @@ enum PolicyPitfalls {
                             .neverMatches, "\(path).\(field)[\(position)]",
                             "method \"\(value)\" is not upper case; methods are compared exactly, and requests send them in upper case, \(effect)",
                             fix: "write it as \(value.uppercased())")
+                    }
+                }
+            }
+            for (entry, operation) in (rule.to ?? []).enumerated() {
+                guard let fields = operation?.fields else { continue }
+                for field in ["paths", "notPaths"] {
+                    for (position, value) in (fields[field] ?? []).enumerated() where value.contains("?") {
+                        let effect = field.hasPrefix("not") ? "so it excludes nothing" : "so it never matches"
+                        let bare = String(value.prefix { $0 != "?" })
+                        reporter.add(
+                            .neverMatches, "spec.rules[\(index)].to[\(entry)].operation.\(field)[\(position)]",
+                            "path \"\(value)\" holds a query, but the query is taken off the request's path before paths are compared, \(effect)",
+                            fix: bare.isEmpty ? "remove the query" : "write the path alone (\(bare)); paths cannot select by query")
+                    }
+                }
+            }
+            for (entry, source) in (rule.from ?? []).enumerated() {
+                guard let fields = source?.fields else { continue }
+                let path = "spec.rules[\(index)].from[\(entry)].source"
+                for field in ["principals", "notPrincipals"] {
+                    for (position, value) in (fields[field] ?? []).enumerated()
+                    where !value.contains("*") && !value.lowercased().hasPrefix("spiffe://")
+                        && (!value.contains("/") || value.hasPrefix("ns/"))
+                    {
+                        let effect = field.hasPrefix("not") ? "so it excludes nothing" : "so it never matches"
+                        reporter.add(
+                            .neverMatches, "\(path).\(field)[\(position)]",
+                            "principal \"\(value)\" has no trust domain; a peer's principal is its SPIFFE ID without spiffe://, such as cluster.local/ns/NAMESPACE/sa/ACCOUNT, \(effect)",
+                            fix: value.hasPrefix("ns/")
+                                ? "write it with the trust domain, e.g. cluster.local/\(value), or use serviceAccounts: [NAMESPACE/ACCOUNT]"
+                                : "write the full principal, e.g. cluster.local/ns/NAMESPACE/sa/\(value), or use serviceAccounts")
+                    }
+                }
+                for field in ["requestPrincipals", "notRequestPrincipals"] {
+                    for (position, value) in (fields[field] ?? []).enumerated() where !value.contains("*") && !value.contains("/") {
+                        let effect = field.hasPrefix("not") ? "so it excludes nothing" : "so it never matches"
+                        reporter.add(
+                            .neverMatches, "\(path).\(field)[\(position)]",
+                            "request principal \"\(value)\" has no issuer; a request principal is the token's iss/sub, \(effect)",
+                            fix: "write it as ISSUER/\(value), such as https://accounts.example.com/\(value), or ISSUER/* for any subject")
                     }
                 }
             }
