@@ -185,6 +185,31 @@ struct PolicyCommandTests {
         #expect(result.stderr.contains("b.yaml:3: error RP065") && result.stderr.contains("first at \(dir)/a.yaml:1"), "\(result.stderr)")
     }
 
+    @Test("authz check warns of a token no rule checks, a jwt block beside a header token, and a policy in a namespace one letter off")
+    func requestWarnings() throws {
+        let dir = try Paths.temporaryDirectory("authz-warn")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try """
+            apiVersion: security.istio.io/v1
+            kind: AuthorizationPolicy
+            metadata: {name: allow-frontend, namespace: shpo}
+            spec: {rules: [{}]}
+            """.write(toFile: "\(dir)/p.yaml", atomically: true, encoding: .utf8)
+        try "destination: {namespace: shop}\nmethod: GET\npath: /\nheaders: {authorization: Bearer abc}\n"
+            .write(toFile: "\(dir)/token.yaml", atomically: true, encoding: .utf8)
+        let token = try rampart("authz", "check", "--policies", "\(dir)/p.yaml", "--request", "\(dir)/token.yaml")
+        #expect(token.succeeded, "\(token.stderr)")
+        #expect(token.stderr.contains("no RequestAuthentication applies to shop"), "\(token.stderr)")
+        #expect(token.stderr.contains("AuthorizationPolicy shpo/allow-frontend is in namespace shpo, not shop"), "\(token.stderr)")
+        try "destination: {namespace: shop}\nmethod: GET\npath: /\nheaders: {authorization: Bearer abc}\njwt: {present: false}\n"
+            .write(toFile: "\(dir)/both.yaml", atomically: true, encoding: .utf8)
+        let both = try rampart("authz", "check", "--policies", "\(dir)/p.yaml", "--request", "\(dir)/both.yaml")
+        #expect(both.stderr.contains("the jwt: block is used, and the token is not checked"), "\(both.stderr)")
+        try "# no request here\n".write(toFile: "\(dir)/empty.yaml", atomically: true, encoding: .utf8)
+        let empty = try rampart("authz", "check", "--policies", "\(dir)/p.yaml", "--request", "\(dir)/empty.yaml")
+        #expect(empty.status == 64 && empty.stderr.contains("the request is empty"), "\(empty.stderr)")
+    }
+
     @Test("authz check refuses a malformed request with the field at fault and a non-zero exit")
     func checkBadRequest() throws {
         let dir = try Paths.temporaryDirectory("authz-bad")

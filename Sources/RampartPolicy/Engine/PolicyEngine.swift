@@ -58,6 +58,16 @@ public struct PolicyEngine: Sendable {
         if case .noAllowMatched = decision.cause {
             object["reason"] = noAllowMatchedReason(request, snapshot, explained: explain)
         }
+        if case .jwtAudienceNotAllowed = decision.cause, let jwt = request.jwt, jwt.failure == nil {
+            object["reason"] = audienceReason(jwt, request, snapshot)
+        }
+        // An allowed request that a dry-run policy would deny if it were enforced: said beside the
+        // enforced reason, since "no DENY policy matched" does not count the dry-run ones.
+        let overturned = decision.decision == .allow ? decision.dryRun.filter { $0.wouldBe == .deny } : []
+        if !overturned.isEmpty {
+            let said = overturned.map { "\($0.policy) would \($0.wouldBe.rawValue)" }.joined(separator: ", ")
+            object["reason"] = "\(object["reason"] as? String ?? decision.reason); in dry run, \(said)"
+        }
         // An allowed request that a CUSTOM policy sent to its provider: say so, since the decision
         // names only the ALLOW policy (if any) that let it through.
         if decision.decision == .allow, request.extAuthz == .allow, let (policy, rule) = snapshot.customMatch(request) {
@@ -66,6 +76,23 @@ public struct PolicyEngine: Sendable {
                 "\(object["reason"] as? String ?? decision.reason); CUSTOM policy \(policy) rule \(rule) matched, and its ext-authz provider allowed the request (ext_authz: allow)"
         }
         return (decision, object)
+    }
+
+    /// The reason of a 403 for an abstract token whose audience no rule of its issuer accepts:
+    /// the token's audiences and those the rules accept.
+    static func audienceReason(_ jwt: JWTOutcome, _ request: AuthzRequest, _ snapshot: PolicySnapshot) -> String {
+        let providers = snapshot.jwtProviders(namespace: request.destination.namespace, labels: request.destination.labels)
+            .filter { $0.accepts(issuer: jwt.issuer) }
+        var audiences: [String] = []
+        switch jwt.claims?["aud"] {
+        case .string(let one)?: audiences = [one]
+        case .array(let many)?: audiences = many.compactMap { if case .string(let text) = $0 { return text } else { return nil } }
+        default: break
+        }
+        let has = audiences.isEmpty ? "no aud claim" : "aud [\(audiences.joined(separator: ", "))]"
+        let rules = providers.map { "\($0.policy) jwtRules[\($0.ruleIndex)]" }.joined(separator: ", ")
+        let accepted = Array(Set(providers.flatMap(\.rule.audiences))).sorted().joined(separator: ", ")
+        return "403: the JWT's audience is not one the issuer's rule accepts: the token has \(has), and \(rules) accept\(providers.count == 1 ? "s" : "") only [\(accepted)]"
     }
 
     /// The reason of a default deny, naming the ALLOW policies that were tried (and, on TCP, the

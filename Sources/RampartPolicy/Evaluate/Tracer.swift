@@ -3,6 +3,8 @@ protocol Tracer {
     mutating func peer(_ modes: PeerModes, port: Int?, mode: MTLSMode, plaintext: Bool)
     mutating func authn(_ providers: [JWTProvider], _ outcome: AuthnOutcome, token: JWTOutcome?)
     mutating func policy(_ policy: CompiledPolicy, _ rule: Int?, _ request: PreparedRequest)
+    /// Policies that apply but were not evaluated, because an earlier one decided.
+    mutating func notReached(_ policies: ArraySlice<CompiledPolicy>, _ why: String)
 }
 
 /// Records nothing.
@@ -10,6 +12,7 @@ struct NoTrace: Tracer {
     @inline(__always) mutating func peer(_ modes: PeerModes, port: Int?, mode: MTLSMode, plaintext: Bool) {}
     @inline(__always) mutating func authn(_ providers: [JWTProvider], _ outcome: AuthnOutcome, token: JWTOutcome?) {}
     @inline(__always) mutating func policy(_ policy: CompiledPolicy, _ rule: Int?, _ request: PreparedRequest) {}
+    @inline(__always) mutating func notReached(_ policies: ArraySlice<CompiledPolicy>, _ why: String) {}
 }
 
 /// Records every step for `explain`.
@@ -37,7 +40,19 @@ struct RecordingTrace: Tracer {
     }
 
     mutating func authn(_ providers: [JWTProvider], _ outcome: AuthnOutcome, token: JWTOutcome?) {
-        guard !providers.isEmpty else { return }
+        guard !providers.isEmpty else {
+            // A token with no RequestAuthentication to check it: said, since the policies that
+            // read a request principal then never match.
+            if token?.present == true {
+                steps.append(
+                    ExplainTrace.PolicyStep(
+                        policy: "(none)", kind: "RequestAuthentication", dryRun: false,
+                        notes: [
+                            "no RequestAuthentication applies to this workload, so the token is not checked: the request has no request principal or claims"
+                        ]))
+            }
+            return
+        }
         var notes = providers.map { rule -> String in
             let presence = rule.rule.presence.map { " (presence \($0.rawValue))" } ?? ""
             return "jwtRules[\(rule.ruleIndex)] of \(rule.policy): issuer \(rule.rule.issuer)\(presence)"
@@ -79,5 +94,12 @@ struct RecordingTrace: Tracer {
         steps.append(
             ExplainTrace.PolicyStep(
                 policy: policy.name, kind: policy.action.rawValue, dryRun: policy.dryRun, notes: notes))
+    }
+
+    mutating func notReached(_ policies: ArraySlice<CompiledPolicy>, _ why: String) {
+        for policy in policies {
+            steps.append(
+                ExplainTrace.PolicyStep(policy: policy.name, kind: policy.action.rawValue, dryRun: false, notes: [why]))
+        }
     }
 }

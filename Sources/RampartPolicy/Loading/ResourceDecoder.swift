@@ -240,3 +240,11 @@ extension DecodeContext {
             namespace: values["namespace"])
     }
 }
+
+/// How many single-character edits turn one short text into another (Levenshtein), for "did you
+/// mean" hints.
+public enum EditDistance {
+    public static func between(_ a: String, _ b: String) -> Int {
+        ResourceDecoder.editDistance(a, b)
+    }
+}

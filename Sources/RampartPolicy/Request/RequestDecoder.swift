@@ -46,6 +46,10 @@ extension AuthzRequest {
 
     /// Decodes a request from a parsed JSON/YAML object.
     public init(object: Any?) throws(RequestDecodingError) {
+        guard object != nil else {
+            throw RequestDecodingError(
+                field: "", reason: "the request is empty: give at least destination {namespace, labels} and the request's fields")
+        }
         guard let root = object as? [String: Any] else {
             throw RequestDecodingError(field: "", reason: "expected a mapping with protocol, source, destination, ...")
         }

@@ -125,7 +125,7 @@ struct AuthzCheck: AsyncParsableCommand {
                 "warning: validation refuses what follows, as Istio's webhook would (see 'rampart analyze'); "
                 + "the resources are evaluated as written:\n" + PolicyEngine.renderHuman(refused) + "\n").utf8))
         }
-        for warning in Self.requestWarnings(parsed, engine.snapshot) {
+        for warning in Self.requestWarnings(parsed, engine.snapshot) + Self.namespaceWarnings(parsed, loaded, rootNamespace: rootNamespace) {
             FileHandle.standardError.write(Data("warning: request \(PolicyLoader.displayNames([request])): \(warning)\n".utf8))
         }
         let authn = await Self.authenticate(parsed, snapshot: engine.snapshot, fetcher: tokenFetcher)
@@ -165,9 +165,35 @@ struct AuthzCheck: AsyncParsableCommand {
         return result.tokenPresent ? result : nil
     }
 
+    /// Policies written for a namespace one or two letters from the destination's: probably meant
+    /// for it, and not applying because of the typo.
+    static func namespaceWarnings(_ request: AuthzRequest, _ loaded: LoadResult, rootNamespace: String) -> [String] {
+        let destination = request.destination.namespace
+        var near: [String: [String]] = [:]
+        for resource in loaded.resources {
+            let namespace = resource.id.namespace
+            guard namespace != destination, namespace != rootNamespace,
+                EditDistance.between(namespace, destination) <= 2
+            else { continue }
+            near[namespace, default: []].append("\(resource.id.kind.rawValue) \(resource.id.qualifiedName)")
+        }
+        return near.keys.sorted().map { namespace in
+            "\(near[namespace]!.joined(separator: ", ")) \(near[namespace]!.count == 1 ? "is" : "are") in namespace \(namespace), not \(destination), so \(near[namespace]!.count == 1 ? "it does" : "they do") not apply to this request; if \(destination) was meant, correct metadata.namespace"
+        }
+    }
+
     /// What in a request file is probably not what its author meant.
     static func requestWarnings(_ request: AuthzRequest, _ snapshot: PolicySnapshot) -> [String] {
         var warnings: [String] = []
+        let providers = snapshot.jwtProviders(namespace: request.destination.namespace, labels: request.destination.labels)
+        let bearer = request.headers["authorization"].map { $0.lowercased().hasPrefix("bearer ") } ?? false
+        if request.jwt != nil && bearer {
+            warnings.append(
+                "the request has both a jwt: block and a token in its authorization header: the jwt: block is used, and the token is not checked (remove the block to check the token)")
+        } else if providers.isEmpty && (bearer || request.jwt?.present == true) {
+            warnings.append(
+                "the request carries a token, but no RequestAuthentication applies to \(request.destination.namespace) \(request.destination.labels.isEmpty ? "(no labels)" : "\(request.destination.labels)"): the token is not checked, and the request has no request principal")
+        }
         if request.source.principal != nil, request.source.mtls == false {
             warnings.append(
                 "source.principal is ignored because source.mtls is false: a plaintext connection has no peer"
@@ -228,6 +254,10 @@ struct AuthzCheck: AsyncParsableCommand {
             "reason:    \(text(result["reason"]))",
         ]
         for edit in result["header_edits"] as? [[String: Any]] ?? [] {
+            if let parameter = edit["query_parameter"] {
+                lines.append("query:     \(text(edit["op"])) \(text(parameter))")
+                continue
+            }
             lines.append("header:    \(text(edit["op"])) \(text(edit["header"]))\(edit["value"].map { " = \(text($0))" } ?? "")")
         }
         if let dryRun = result["dry_run"] as? [[String: Any]] {

@@ -1,0 +1,84 @@
+import Foundation
+import Testing
+
+@testable import RampartPolicy
+
+/// `--explain` lists every policy that applies, those a decision made unnecessary included, says
+/// when a token goes unchecked, and the reason says what a dry run or an audience refusal means.
+@Suite("what an explanation says")
+struct ExplainCompletenessTests {
+    static let policies = """
+        apiVersion: security.istio.io/v1
+        kind: AuthorizationPolicy
+        metadata: {name: deny-admin, namespace: ns1}
+        spec:
+          action: DENY
+          rules: [{to: [{operation: {paths: ["/admin"]}}]}]
+        ---
+        apiVersion: security.istio.io/v1
+        kind: AuthorizationPolicy
+        metadata: {name: allow-get, namespace: ns1}
+        spec:
+          rules: [{to: [{operation: {methods: [GET]}}]}]
+        ---
+        apiVersion: security.istio.io/v1
+        kind: AuthorizationPolicy
+        metadata: {name: allow-all, namespace: ns1}
+        spec:
+          rules: [{}]
+        ---
+        apiVersion: security.istio.io/v1
+        kind: AuthorizationPolicy
+        metadata: {name: dry-deny, namespace: ns1, annotations: {istio.io/dry-run: "true"}}
+        spec:
+          action: DENY
+          rules: [{to: [{operation: {paths: ["/x"]}}]}]
+        """
+
+    static func steps(_ request: AuthzRequest, _ yaml: String = policies) -> [ExplainTrace.PolicyStep] {
+        Fixture.engine(yaml).snapshot.explain(request).1.steps
+    }
+
+    @Test("policies a decision made unnecessary are listed, with the policy that decided")
+    func notReached() {
+        let denied = Self.steps(Fixture.http(path: "/admin"))
+        #expect(denied.contains { $0.policy == "ns1/allow-get" && $0.notes == ["not evaluated: the request was already denied by ns1/deny-admin"] })
+        #expect(denied.contains { $0.policy == "ns1/allow-all" && $0.notes.first?.hasPrefix("not evaluated") == true })
+        let allowed = Self.steps(Fixture.http(path: "/"))
+        #expect(allowed.contains { $0.policy == "ns1/allow-all" && $0.notes == ["not evaluated: the request was already allowed by ns1/allow-get"] })
+        #expect(!allowed.contains { $0.policy == "ns1/allow-get" && $0.notes.first?.hasPrefix("not evaluated") == true })
+    }
+
+    @Test("a token with no RequestAuthentication to check it is said to go unchecked")
+    func uncheckedToken() {
+        let token = JWTOutcome(present: true, claims: .object(["iss": .string("https://idp"), "sub": .string("a")]))
+        let step = Self.steps(Fixture.http(jwt: token)).first { $0.kind == "RequestAuthentication" }
+        #expect(step?.notes.first?.contains("no RequestAuthentication applies to this workload, so the token is not checked") == true)
+        #expect(!Self.steps(Fixture.http()).contains { $0.kind == "RequestAuthentication" })
+    }
+
+    @Test("an allowed request a dry-run DENY would deny says so in its reason")
+    func dryRunInReason() {
+        let snapshot = Fixture.engine(Self.policies).snapshot
+        let reason = PolicyEngine.check(Fixture.http(path: "/x"), snapshot: snapshot, explain: false).object["reason"] as? String
+        #expect(reason?.hasSuffix("; in dry run, ns1/dry-deny would deny") == true, "\(reason ?? "")")
+        let plain = PolicyEngine.check(Fixture.http(path: "/y"), snapshot: snapshot, explain: false).object["reason"] as? String
+        #expect(plain?.contains("dry run") == false, "\(plain ?? "")")
+    }
+
+    @Test("an abstract token's audience refusal names the token's audiences and the ones accepted")
+    func audienceReason() {
+        let yaml = Self.policies + "\n---\n" + Fixture.requestAuthentication(["{issuer: 'https://idp', audiences: [cart, shop], jwks: '{\"keys\": [{\"kty\": \"oct\", \"k\": \"c2VjcmV0\", \"alg\": \"HS256\"}]}'}"])
+        let snapshot = Fixture.engine(yaml).snapshot
+        func reason(_ claims: [String: ClaimValue]) -> String {
+            let token = JWTOutcome(present: true, claims: .object(claims))
+            let (decision, object) = PolicyEngine.check(Fixture.http(jwt: token), snapshot: snapshot, explain: false)
+            #expect(decision.status == 403)
+            return object["reason"] as? String ?? ""
+        }
+        let none = reason(["iss": .string("https://idp"), "sub": .string("a")])
+        #expect(none.contains("the token has no aud claim") && none.contains("accepts only [cart, shop]"), "\(none)")
+        let other = reason(["iss": .string("https://idp"), "sub": .string("a"), "aud": .array([.string("pay")])])
+        #expect(other.contains("the token has aud [pay]"), "\(other)")
+    }
+}
