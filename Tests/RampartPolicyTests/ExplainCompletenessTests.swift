@@ -49,6 +49,17 @@ struct ExplainCompletenessTests {
         #expect(!allowed.contains { $0.policy == "ns1/allow-get" && $0.notes.first?.hasPrefix("not evaluated") == true })
     }
 
+    @Test("every failing part of a rule is named, and a rule left out on TCP names its HTTP-only fields")
+    func everyFailure() {
+        let yaml = Fixture.policy(
+            "cart", rules: "  - to: [{operation: {methods: [GET], paths: [\"/api/*\"]}}]\n    when: [{key: \"request.headers[x-team]\", values: [a]}]")
+        let notes = Self.steps(Fixture.http(method: "POST", path: "/x"), yaml).first { $0.policy == "ns1/cart" }?.notes ?? []
+        let note = notes.first ?? ""
+        #expect(note.contains("operation.methods") && note.contains("operation.paths") && note.contains("request.headers[x-team]"), "\(notes)")
+        let tcp = Self.steps(Fixture.tcp(), yaml).first { $0.policy == "ns1/cart" }?.notes.first ?? ""
+        #expect(tcp.contains("skipped on TCP") && tcp.contains("rules[0].to[0].operation.methods"), "\(tcp)")
+    }
+
     @Test("a token with no RequestAuthentication to check it is said to go unchecked")
     func uncheckedToken() {
         let token = JWTOutcome(present: true, claims: .object(["iss": .string("https://idp"), "sub": .string("a")]))

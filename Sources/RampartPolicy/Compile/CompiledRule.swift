@@ -53,20 +53,30 @@ final class CompiledRule: Sendable {
     /// The first check that fails, with what the request had and the values it was compared
     /// with, for explanations; `nil` when the rule matches. With several `from` or `to` entries,
     /// each entry's failing check.
+    /// Why the rule does not match the request, every failing part of it (its `from`, its `to`, each
+    /// failing `when` and field), so that fixing one does not reveal another; nil when it matches.
     func firstFailure(_ request: PreparedRequest, dropHTTP: Bool) -> String? {
+        var failures: [String] = []
         for (lists, name) in [(froms, "from"), (tos, "to")] where !lists.isEmpty {
             guard !lists.contains(where: { Self.all($0, request, dropHTTP) }) else { continue }
-            if lists.count == 1 { return failing(lists[0], request, dropHTTP) }
-            return "no entry of \(name) matched: " + lists.map { failing($0, request, dropHTTP) }.joined(separator: "; ")
+            if lists.count == 1 {
+                failures.append(failing(lists[0], request, dropHTTP))
+            } else {
+                failures.append("no entry of \(name) matched: " + lists.map { failing($0, request, dropHTTP) }.joined(separator: "; "))
+            }
         }
-        return Self.all(whens, request, dropHTTP) ? nil : failing(whens, request, dropHTTP)
+        if !Self.all(whens, request, dropHTTP) { failures.append(failing(whens, request, dropHTTP)) }
+        return failures.isEmpty ? nil : failures.joined(separator: "; and ")
     }
 
     private func failing(_ checks: [Check], _ request: PreparedRequest, _ dropHTTP: Bool) -> String {
-        for check in checks where !(dropHTTP && check.attribute.isHTTPOnly) && !check.passes(request) {
-            return check.failureText(request)
-        }
-        return "no match"
+        let failed = checks.filter { !(dropHTTP && $0.attribute.isHTTPOnly) && !$0.passes(request) }
+        return failed.isEmpty ? "no match" : failed.map { $0.failureText(request) }.joined(separator: ", and ")
+    }
+
+    /// The HTTP-only fields of the rule, which TCP traffic cannot be checked against.
+    var httpOnlyFields: [String] {
+        (Array(froms.joined()) + Array(tos.joined()) + whens).filter { $0.attribute.isHTTPOnly }.map(\.field)
     }
 
     /// The fields that took part in a match, for explanations.

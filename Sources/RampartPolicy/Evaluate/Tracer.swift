@@ -82,11 +82,13 @@ struct RecordingTrace: Tracer {
         for candidate in policy.rules {
             let label = "rules[\(candidate.index)]"
             if dropHTTP && policy.action == .allow && candidate.hasHTTPOnly {
-                notes.append("\(label): skipped on TCP (uses HTTP-only fields in an ALLOW policy)")
+                let fields = Array(Set(candidate.httpOnlyFields)).sorted().joined(separator: ", ")
+                notes.append("\(label): skipped on TCP (an ALLOW rule with HTTP-only fields: \(fields))")
             } else if let failure = candidate.firstFailure(request, dropHTTP: dropHTTP) {
                 notes.append("\(label): \(failure)")
             } else {
-                let dropped = dropHTTP && candidate.hasHTTPOnly ? " (HTTP-only fields ignored on TCP)" : ""
+                let ignored = Array(Set(candidate.httpOnlyFields)).sorted().joined(separator: ", ")
+                let dropped = dropHTTP && candidate.hasHTTPOnly ? " (HTTP-only fields ignored on TCP: \(ignored))" : ""
                 notes.append("\(label): \(candidate.matchedFields(dropHTTP: dropHTTP))\(dropped)")
                 if candidate.index == rule { break }
             }
