@@ -36,6 +36,23 @@ struct JWKSReadingTests {
         }
     }
 
+    @Test("a key marked with an alg its type cannot verify (an RSA key marked ES256) is left out, and says why")
+    func algForAnotherKeyType() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        var jwk = try RSAIssuerKey(kid: "r1", in: directory).jwk()
+        jwk["alg"] = "ES256"
+        let marked = try jwksJSON([jwk])
+        do {
+            _ = try await JWKSKeySet.load(json: marked, origin: "test")
+            Issue.record("an RSA key marked ES256 was kept")
+        } catch {
+            #expect(error.reason.contains("key r1 (kty RSA) declares alg ES256, which such a key cannot verify"), "\(error.reason)")
+        }
+        jwk["alg"] = "PS256"
+        #expect(try await JWKSKeySet.load(json: try jwksJSON([jwk]), origin: "test").keys.map(\.algorithm) == ["PS256"])
+    }
+
     @Test("the X.509 form some issuers publish (kid → PEM certificate) is read as RS256 keys, as Envoy reads it")
     func x509Form() async throws {
         let directory = try TemporaryDirectory()

@@ -196,6 +196,8 @@ struct RequestAuthenticatorTests {
         #expect(oneBad.failure?.kind == .expired)
         #expect(oneBad.status == 401)
         #expect(oneBad.outcome.location == "query parameter token")
+        // With two tokens, the reason says which one failed.
+        #expect(oneBad.failure?.reason.hasPrefix("the token in query parameter token") == true, "\(oneBad.failure?.reason ?? "")")
     }
 
     @Test("presence IGNORED: a token that fails its issuer's rule is as no token; under OPTIONAL it is refused")
@@ -227,6 +229,8 @@ struct RequestAuthenticatorTests {
         }
         let twice = await authenticator().authenticate(request(["Bearer \(alice)", "Bearer \(alice)"]), providers: rules)
         #expect(twice.failure == nil && twice.outcome.requestPrincipal == "\(requestIssuer)/alice")
+        // The header both came in is removed once.
+        #expect(twice.headerEdits.filter { $0 == .remove("authorization") }.count == 1, "\(twice.headerEdits)")
         let oneBad = await authenticator().authenticate(request(["Bearer \(alice)", "Bearer \(expired)"]), providers: rules)
         #expect(oneBad.failure?.kind == .expired && oneBad.status == 401)
 

@@ -69,7 +69,16 @@ public struct JWKSKeySet: Sendable {
                 continue
             }
             let kid = jwk.keyIdentifier?.string
-            let algorithms = jwk.algorithm.map { [$0] } ?? JWKAlgorithms.accepted(for: jwk)
+            // A key whose alg its type cannot verify (an RSA key marked ES256) is left out, as
+            // Envoy leaves it out when it reads the set.
+            let verifiable = JWKAlgorithms.accepted(for: jwk)
+            if let declared = jwk.algorithm, !verifiable.isEmpty, !verifiable.contains(declared) {
+                let type = ((element as? [String: Any])?["kty"] as? String) ?? jwk.keyType.rawValue
+                skipped.append(
+                    "key \(name) (kty \(type)) declares alg \(declared.rawValue), which such a key cannot verify (it verifies \(verifiable.map(\.rawValue).joined(separator: ", ")))")
+                continue
+            }
+            let algorithms = jwk.algorithm.map { [$0] } ?? verifiable
             guard !algorithms.isEmpty else {
                 skipped.append("key \(name) has no alg and key type \(jwk.keyType.rawValue), whose algorithm cannot be inferred")
                 continue

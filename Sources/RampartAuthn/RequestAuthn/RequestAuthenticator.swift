@@ -69,7 +69,7 @@ public struct RequestAuthenticator: Sendable {
                 location: first.found.locationDescription, raw: first.found.token, acceptedBy: provider.rule)
             return RequestAuthnResult(
                 outcome: outcome, found: found, verified: verified, failure: nil,
-                headerEdits: sanitizing + verified.flatMap(Self.headerEdits))
+                headerEdits: Self.once(sanitizing + verified.flatMap(Self.headerEdits)))
         }
         // A token refused by the rules of its issuer, when their presence is IGNORED, is as no
         // token (Envoy's allow_missing_or_failed); one no rule claims, when every rule reading it
@@ -83,6 +83,12 @@ public struct RequestAuthenticator: Sendable {
             return RequestAuthnResult(outcome: ignored, found: found, verified: [], failure: nil, headerEdits: sanitizing)
         }
         return Self.refused(refusals, found: found)
+    }
+
+    /// The edits without repeats, in their order: two tokens taken from one header remove it once.
+    static func once(_ edits: [HeaderEdit]) -> [HeaderEdit] {
+        var seen = Set<HeaderEdit>()
+        return edits.filter { seen.insert($0).inserted }
     }
 
     /// The refusal Envoy reports under Istio's requirement, `requires_any[P1…Pn,
@@ -159,11 +165,17 @@ public struct RequestAuthenticator: Sendable {
     /// the token.
     private static func refused(_ refusals: [Refusal], found: [FoundToken]) -> RequestAuthnResult {
         let decisive = Self.decisive(refusals) ?? refusals[0]
+        // With several tokens in the request, each refusal says which token it is about.
+        func said(_ refusal: Refusal) -> String {
+            let reason = refusal.failure.reason
+            guard found.count > 1, !reason.hasPrefix("the token in ") else { return reason }
+            return "the token in \(refusal.token.locationDescription): \(reason)"
+        }
         let reason =
             refusals.count == 1
-            ? decisive.failure.reason
+            ? said(decisive)
             : "no jwtRule accepted the request's token: "
-                + refusals.map(\.failure.reason).joined(separator: "; and ")
+                + refusals.map(said).joined(separator: "; and ")
         let failure = JWTFailure(decisive.failure.kind, reason)
         let outcome = JWTOutcome(
             present: true, valid: false, location: decisive.token.locationDescription, raw: decisive.token.token,
