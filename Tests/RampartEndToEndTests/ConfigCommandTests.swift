@@ -137,6 +137,15 @@ struct ConfigCommandTests {
         let again = try run(Paths.rampart, ["get"] + names + ["-n", "shop", "-o", "name", "--state", ca.state])
         #expect(again.stdout.split(separator: "\n").map(String.init) == names, "\(again.stderr)")
 
+        // Istio's CRD categories stand for every kind; a kind may carry its version and group.
+        let category = try rampart("get", "istio-io", "-A", "-o", "name", "--state", ca.state)
+        #expect(category.stdout.contains("authorizationpolicy.security.istio.io/") && category.stdout.contains("peerauthentication.security.istio.io/"), "\(category.stdout)")
+        let versioned = try rampart("get", "authorizationpolicies.v1.security.istio.io", "-n", "shop", "-o", "name", "--state", ca.state)
+        #expect(versioned.stdout.split(separator: "\n").map(String.init) == names, "\(versioned.stdout)\(versioned.stderr)")
+        // Nothing to list in YAML is an empty List, as kubectl prints it.
+        let empty = try rampart("get", "ra", "-n", "shop", "-o", "yaml", "--state", ca.state)
+        #expect(empty.succeeded && empty.stdout.contains("kind: List") && empty.stdout.contains("items: []"), "\(empty.stdout)")
+
         let partly = try rampart("get", "ap", "allow-nothing", "nope", "-n", "shop", "--state", ca.state)
         #expect(!partly.succeeded && partly.stdout.contains("allow-nothing") && partly.stderr.contains("shop/nope not found"), "\(partly.stdout)\(partly.stderr)")
         let mixed = try rampart("get", "ap/allow-nothing", "pa", "--state", ca.state)

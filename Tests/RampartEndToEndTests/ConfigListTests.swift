@@ -134,6 +134,7 @@ struct ConfigListTests {
         let other = try rampart("apply", "-f", file, "-n", "shop", "--state", ca.state)
         #expect(other.status == 1)
         #expect(other.stderr.contains("names namespace web, not shop as -n says"), "\(other.stderr)")
+        #expect(other.stderr.contains(" metadata.namespace: the document names"), "\(other.stderr)")
         #expect(other.stderr.contains("nothing was stored"), "\(other.stderr)")
         let shop = try rampart("get", "ap", "-n", "shop", "-o", "name", "--state", ca.state)
         #expect(shop.stdout.isEmpty, "\(shop.stdout)")

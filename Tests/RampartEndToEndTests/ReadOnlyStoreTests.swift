@@ -125,6 +125,11 @@ struct ReadOnlyStoreTests {
         // Nothing was created beside the store, and nothing in it changed.
         #expect(try Self.files(in: ca.state) == before)
 
+        // A dry run only reads, so the reader may make one.
+        let preview = try reader.rampart("apply", "-f", file, "--dry-run", "--state", ca.state)
+        #expect(preview.succeeded && preview.stdout.contains("unchanged (dry run)"), "\(preview.stdout)\(preview.stderr)")
+        #expect(try Self.files(in: ca.state) == before)
+
         // The commands that write still need the owner, say so, and change nothing.
         let apply = try reader.rampart("apply", "-f", file, "--state", ca.state)
         #expect(!apply.succeeded && apply.stderr.contains("for writing"), "\(apply.stderr)")

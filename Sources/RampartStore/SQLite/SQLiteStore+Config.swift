@@ -13,16 +13,30 @@ extension SQLiteStore: ConfigStore {
         }
     }
 
+    /// What `applyConfig` would do, worked out with reads alone: a dry run needs no write access,
+    /// takes no lock and waits for no writer.
     public func previewConfig(_ resources: [ConfigResourceInput], at time: Date, actor: String) async throws -> ConfigApplyResult {
         try await mapConfigErrors(batch: resources.count) {
-            try await pool.write { db in
-                var result: ConfigApplyResult?
-                try db.inSavepoint {
-                    result = try Self.apply(resources, at: time, actor: actor, in: db)
-                    return .rollback
+            try await pool.read { db in
+                var seen: [ConfigResourceKey: Int] = [:]
+                var outcomes: [ConfigApplyOutcome] = []
+                for (index, input) in resources.enumerated() {
+                    if let first = seen[input.key] {
+                        throw StoreError(.conflict, "the batch names \(input.key) twice (items \(first + 1) and \(index + 1)); nothing would be stored. Keep one of them")
+                    }
+                    seen[input.key] = index
+                    if let existing = try ConfigResourceRecord.fetchOne(db, key: Self.columns(input.key)) {
+                        outcomes.append(
+                            existing.yaml == input.yaml
+                                ? ConfigApplyOutcome(key: input.key, change: .unchanged, generation: existing.generation)
+                                : ConfigApplyOutcome(key: input.key, change: .configured, generation: existing.generation + 1))
+                    } else {
+                        outcomes.append(ConfigApplyOutcome(key: input.key, change: .created, generation: 1))
+                    }
                 }
-                guard let result else { throw StoreError(.unavailable, "the preview of the batch did not run; try again") }
-                return result
+                let current = try Self.currentVersion(in: db)
+                let changed = outcomes.contains { $0.change != .unchanged }
+                return ConfigApplyResult(outcomes: outcomes, version: changed ? current + 1 : current)
             }
         }
     }

@@ -46,8 +46,9 @@ struct ConfigBatch {
             }
             let entry = standalone[location.file]?.first { $0.id == id && $0.line == location.line }
             if let namespace, entry?.namespaceGiven == true, id.namespace != namespace {
+                let line = location.line(of: "metadata.namespace")
                 problems.append(
-                    "\(location.file):\(location.line): error: \(id): the document names namespace \(id.namespace), not \(namespace) as -n says (fix: drop -n to apply each resource in the namespace its document names, or give -n \(id.namespace))"
+                    "\(location.file):\(line): error: \(id) metadata.namespace: the document names namespace \(id.namespace), not \(namespace) as -n says (fix: drop -n to apply each resource in the namespace its document names, or give -n \(id.namespace))"
                 )
                 continue
             }

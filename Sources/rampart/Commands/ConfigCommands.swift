@@ -64,7 +64,8 @@ struct Apply: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let store = try StateDirectory(stateOptions.state).openStore()
+        // A dry run only reads: it works for a user who may read the store but not write it.
+        let store = try StateDirectory(stateOptions.state).openStore(dryRun ? .readOnly : .readWrite)
         let stdin = try filenames.contains("-") ? Self.stageStandardInput() : nil
         defer { if let stdin { try? FileManager.default.removeItem(atPath: (stdin as NSString).deletingLastPathComponent) } }
         let batch = ConfigBatch.load(paths: filenames.map { $0 == "-" ? stdin ?? $0 : $0 }, namespace: namespace)
@@ -217,6 +218,11 @@ struct Get: AsyncParsableCommand {
         let records = sections.flatMap(\.records)
         if json && output != .table { throw ValidationError("give --json or -o \(output.rawValue), not both") }
         let format: Format = json ? .records : output
+        // An empty listing in JSON or YAML is an empty List, as kubectl prints it.
+        if records.isEmpty && format == .yaml && selection.names == nil {
+            print("apiVersion: v1\nitems: []\nkind: List\nmetadata: {}")
+            return
+        }
         if records.isEmpty && format != .records && !(format == .json && selection.names == nil) {
             if missing.isEmpty {
                 ConfigOutput.stderr(scope.map { "No resources found in \($0) namespace." } ?? "No resources found.")

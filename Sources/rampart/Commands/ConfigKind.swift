@@ -31,11 +31,21 @@ enum ConfigKind {
     static func parse(_ text: String) throws -> ResourceKind {
         var name = text.lowercased()
         if name.hasSuffix(".\(group)") { name.removeLast(group.count + 1) }
+        // kind.version.group, as kubectl takes it: authorizationpolicies.v1.security.istio.io.
+        for version in ["v1", "v1beta1"] where name.hasSuffix(".\(version)") { name.removeLast(version.count + 1) }
         for kind in ResourceKind.allCases where [kind.rawValue.lowercased(), plural(kind), shortName(kind)].contains(name) {
             return kind
         }
         let known = ResourceKind.allCases.map { "\($0.rawValue) (\(plural($0)), \(shortName($0)))" }.joined(separator: ", ")
         throw ValidationError("unknown kind \"\(text)\": the config store holds \(known)")
+    }
+
+    /// The categories Istio's CRDs declare, which kubectl reads as every kind in them.
+    static let categories = ["istio-io", "security-istio-io"]
+
+    /// The kinds a name on the command line stands for: every kind for a category, else one.
+    static func kinds(_ text: String) throws -> [ResourceKind] {
+        categories.contains(text.lowercased()) ? ResourceKind.allCases : [try parse(text)]
     }
 
     /// What `get` or `delete` names on its command line, in kubectl's forms: `KIND`,
@@ -76,7 +86,7 @@ enum ConfigKind {
             }
             return Selection(kinds: unique(named.map(\.kind)), names: named)
         }
-        let kinds = unique(try first.split(separator: ",", omittingEmptySubsequences: false).map { try parse(String($0)) })
+        let kinds = unique(try first.split(separator: ",", omittingEmptySubsequences: false).flatMap { try Self.kinds(String($0)) })
         let names = Array(arguments.dropFirst())
         guard !names.isEmpty else { return Selection(kinds: kinds, names: nil) }
         guard kinds.count == 1 else {
