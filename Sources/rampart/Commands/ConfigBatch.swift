@@ -31,20 +31,28 @@ struct ConfigBatch {
         var problems: [String] = []
         var inputs: [ConfigResourceInput] = []
         var seen: Set<ResourceID> = []
+        // Per file, looked up by the resource's position: a batch of thousands of documents in one
+        // file takes no scan per resource.
         var documents: [String: [YAMLDocumentSpan]] = [:]
-        var standalone: [String: [StandaloneDocuments.Entry]] = [:]
+        var standalone: [String: [ResourceLine: StandaloneDocuments.Entry]] = [:]
+        // The files and resources with errors, for `refused(within:)`.
+        let errors = diagnostics.filter { $0.severity == .error }
+        let refusedResources = Set(errors.compactMap(\.resource))
+        let unattributed = errors.filter { $0.resource == nil }
         for resource in loaded.resources {
             let id = resource.id
             let location = resource.location
             // A second definition is reported by the analyzer (RP065) and refuses the batch.
             guard seen.insert(id).inserted else { continue }
             if standalone[location.file] == nil {
-                standalone[location.file] =
+                let entries =
                     PolicyLoader.text(ofFile: location.file).map {
                         StandaloneDocuments.entries(yaml: $0, file: location.file, namespace: namespace)
                     } ?? []
+                standalone[location.file] = Dictionary(
+                    entries.map { (ResourceLine(id: $0.id, line: $0.line), $0) }, uniquingKeysWith: { first, _ in first })
             }
-            let entry = standalone[location.file]?.first { $0.id == id && $0.line == location.line }
+            let entry = standalone[location.file]?[ResourceLine(id: id, line: location.line)]
             if let namespace, entry?.namespaceGiven == true, id.namespace != namespace {
                 let line = location.line(of: "metadata.namespace")
                 problems.append(
@@ -55,12 +63,10 @@ struct ConfigBatch {
             // A resource with errors of its own is refused for them; its document reads back with
             // the same errors, which say nothing about how it was cut.
             func refused(within document: YAMLDocumentSpan?) -> Bool {
-                diagnostics.contains { diagnostic in
-                    diagnostic.severity == .error
-                        && (diagnostic.resource == id
-                            || (diagnostic.resource == nil && diagnostic.file == location.file
-                                && document?.contains(line: diagnostic.line) == true))
-                }
+                refusedResources.contains(id)
+                    || unattributed.contains { diagnostic in
+                        diagnostic.file == location.file && document?.contains(line: diagnostic.line) == true
+                    }
             }
             if let rendered = entry?.rendered {
                 if let problem = isolationProblem(
@@ -74,7 +80,7 @@ struct ConfigBatch {
                 continue
             }
             if documents[location.file] == nil { documents[location.file] = spans(of: location.file) }
-            guard let document = documents[location.file]?.first(where: { $0.contains(line: location.line) }) else {
+            guard let document = documents[location.file].flatMap({ Self.span($0, holding: location.line) }) else {
                 problems.append(
                     "\(location.file):\(location.line): error: \(id): the resource's own YAML document could not be cut out of the file (fix: separate documents with a line holding only ---)"
                 )
@@ -91,6 +97,22 @@ struct ConfigBatch {
             inputs.append(ConfigResourceInput(kind: id.kind.rawValue, namespace: id.namespace, name: id.name, yaml: document.text))
         }
         return ConfigBatch(inputs: inputs, resources: loaded.resources, diagnostics: diagnostics, problems: problems)
+    }
+
+    /// A resource at a line of its file.
+    private struct ResourceLine: Hashable {
+        let id: ResourceID
+        let line: Int
+    }
+
+    /// The span holding `line`, found by bisection: spans come in file order and do not overlap.
+    private static func span(_ spans: [YAMLDocumentSpan], holding line: Int) -> YAMLDocumentSpan? {
+        var low = 0, high = spans.count
+        while low < high {
+            let middle = (low + high) / 2
+            if spans[middle].lastLine < line { low = middle + 1 } else { high = middle }
+        }
+        return low < spans.count && spans[low].contains(line: line) ? spans[low] : nil
     }
 
     private static func spans(of file: String) -> [YAMLDocumentSpan] {
