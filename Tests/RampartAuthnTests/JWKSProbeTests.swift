@@ -30,6 +30,11 @@ struct JWKSProbeTests {
         #expect(environment.reachable("https://keys.example.com/good", within: 5000))
         #expect(environment.reachable("https://keys.example.com/x509", within: 5000))
         #expect(!environment.reachable("https://keys.example.com/strings", within: 5000))
+        // Each failure keeps its own reason, for the 401 to give.
+        #expect(environment.problem("https://keys.example.com/down", within: 5000)?.contains("answered HTTP 503") == true)
+        #expect(environment.problem("https://keys.example.com/html", within: 5000)?.contains("holds no key") == true)
+        #expect(environment.problem("https://keys.example.com/good", within: 5000) == nil)
+        #expect(JWKSEnvironment(states: ["u": .latency(2000)]).problem("u", within: 1000) == "u answered after 2 s, past the rule's timeout of 1 s")
         #expect(!environment.reachable("https://keys.example.com/html", within: 5000))
         #expect(!environment.reachable("https://keys.example.com/down", within: 5000))
         #expect(!environment.reachable("https://keys.example.com/missing", within: 5000))

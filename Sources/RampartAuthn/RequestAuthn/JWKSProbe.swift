@@ -53,7 +53,7 @@ public enum JWKSProbe {
         let discovery = Set(rules.filter { $0.jwks.isEmpty && $0.jwksURI.isEmpty }.compactMap(\.fetchedFrom))
         // The locations are probed side by side, as a proxy's keys arrive: a check waits for the
         // slowest key server, not for the sum of them.
-        let states = await withTaskGroup(of: (String, JWKSEnvironment.State?).self) { group in
+        let found = await withTaskGroup(of: (String, Probed).self) { group in
             for location in order {
                 let tried = (timeouts[location] ?? []).sorted()
                 let discovered = discovery.contains(location)
@@ -62,37 +62,70 @@ public enum JWKSProbe {
                 }
             }
             var states: [String: JWKSEnvironment.State] = [:]
-            for await (location, state) in group { states[location] = state }
-            return states
+            var reasons: [String: String] = [:]
+            for await (location, probed) in group {
+                states[location] = probed.state
+                if let reason = probed.reason { reasons[location] = reason }
+            }
+            return (states, reasons)
         }
-        return JWKSEnvironment(states: states)
+        return JWKSEnvironment(states: found.0, reasons: found.1)
+    }
+
+    /// What probing one location found: its state, and why it failed when it did.
+    private struct Probed: Sendable {
+        let state: JWKSEnvironment.State?
+        let reason: String?
     }
 
     /// The state of one location: fetched with each timeout a rule gives it, shortest first, until
     /// one fetch gives keys (see `environment(rules:fetcher:)`); `nil` when the first does.
     private static func state(
         of location: String, timeouts: [Double], discovered: Bool, fetcher: any HTTPFetcher
-    ) async -> JWKSEnvironment.State? {
+    ) async -> Probed {
         if location.hasPrefix(testServer) {
-            return testServerDelay(location).map { .latency($0) }
+            return Probed(state: testServerDelay(location).map { .latency($0) }, reason: nil)
         }
+        var reason: String?
         for (index, timeout) in timeouts.enumerated() {
-            let keys = discovered
+            let fetched = discovered
                 ? await discoveredKeys(location, timeout: timeout, fetcher: fetcher)
-                : try? await fetcher.get(location, timeout: .milliseconds(timeout))
-            guard let keys, JWTRule.holdsKeys(keys) else { continue }
-            return index == 0 ? nil : .latency(timeout)
+                : await fetch(location, timeout: timeout, fetcher: fetcher)
+            switch fetched {
+            case .success(let keys) where JWTRule.holdsKeys(keys):
+                return Probed(state: index == 0 ? nil : .latency(timeout), reason: nil)
+            case .success:
+                reason = "\(location) answered a document that holds no key"
+            case .failure(let error):
+                reason = error.reason
+            }
         }
-        return .unreachable
+        return Probed(state: .unreachable, reason: reason)
+    }
+
+    private static func fetch(_ url: String, timeout: Double, fetcher: any HTTPFetcher) async -> Result<String, AuthnError> {
+        do throws(AuthnError) {
+            return .success(try await fetcher.get(url, timeout: .milliseconds(timeout)))
+        } catch {
+            return .failure(error)
+        }
     }
 
     /// The JWKS an OIDC discovery document names, each fetch within `timeout` milliseconds, as a
-    /// proxy would get it; nil when either fetch fails or the document names none.
-    private static func discoveredKeys(_ url: String, timeout: Double, fetcher: any HTTPFetcher) async -> String? {
-        guard let document = try? await fetcher.get(url, timeout: .milliseconds(timeout)),
-            let uri = try? JWKSDocumentLoader.jwksURI(inDiscoveryDocument: document, url: url)
-        else { return nil }
-        return try? await fetcher.get(uri, timeout: .milliseconds(timeout))
+    /// proxy would get it; the failure of either fetch, or a document that names none.
+    private static func discoveredKeys(_ url: String, timeout: Double, fetcher: any HTTPFetcher) async -> Result<String, AuthnError> {
+        let document: String
+        switch await fetch(url, timeout: timeout, fetcher: fetcher) {
+        case .success(let text): document = text
+        case .failure(let error): return .failure(error)
+        }
+        let uri: String
+        do throws(AuthnError) {
+            uri = try JWKSDocumentLoader.jwksURI(inDiscoveryDocument: document, url: url)
+        } catch {
+            return .failure(error)
+        }
+        return await fetch(uri, timeout: timeout, fetcher: fetcher)
     }
 
     /// The `delay` query parameter of a test-server URI, in milliseconds, written as a Go duration

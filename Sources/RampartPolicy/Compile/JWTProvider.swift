@@ -27,7 +27,10 @@ public struct JWTProvider: Sendable, Hashable {
     public var spaceDelimitedClaims: Set<String> { storage.spaceDelimitedClaims }
     /// Whether the issuer's keys can be used: an inline JWKS that holds keys, or a `jwksUri` (or,
     /// without one, an OIDC discovery URL) the environment reaches in time.
-    public var keysAvailable: Bool { storage.keysAvailable }
+    public var keysAvailable: Bool { storage.keysProblem == nil }
+    /// Why the issuer's keys cannot be used, when they cannot: the fetch's failure or lateness, or
+    /// a key set holding no key.
+    public var keysProblem: String? { storage.keysProblem }
     /// The header edits that do not depend on the token: removing the token header, setting the payload header.
     var fixedHeaderEdits: [HeaderEdit] { storage.fixedHeaderEdits }
 
@@ -40,20 +43,20 @@ public struct JWTProvider: Sendable, Hashable {
         let rule: JWTRule
         let locations: [TokenLocation]
         let spaceDelimitedClaims: Set<String>
-        let keysAvailable: Bool
+        let keysProblem: String?
         let fixedHeaderEdits: [HeaderEdit]
         let outputHeaders: [String]
 
         init(
             policy: String, ruleIndex: Int, rule: JWTRule, locations: [TokenLocation], spaceDelimitedClaims: Set<String>,
-            keysAvailable: Bool, fixedHeaderEdits: [HeaderEdit]
+            keysProblem: String?, fixedHeaderEdits: [HeaderEdit]
         ) {
             self.policy = policy
             self.ruleIndex = ruleIndex
             self.rule = rule
             self.locations = locations
             self.spaceDelimitedClaims = spaceDelimitedClaims
-            self.keysAvailable = keysAvailable
+            self.keysProblem = keysProblem
             self.fixedHeaderEdits = fixedHeaderEdits
             outputHeaders = ([rule.outputPayloadToHeader] + rule.outputClaimToHeaders.map(\.header))
                 .filter { !$0.isEmpty }.map { $0.lowercased() }
@@ -72,15 +75,15 @@ public struct JWTProvider: Sendable, Hashable {
             for case .header(let name, _) in locations { edits.append(.remove(name)) }
         }
         if !rule.outputPayloadToHeader.isEmpty { edits.append(.setPayload(rule.outputPayloadToHeader)) }
-        let keysAvailable: Bool
+        let keysProblem: String?
         if let location = rule.fetchedFrom {
-            keysAvailable = environment.reachable(location, within: rule.timeoutMilliseconds ?? Self.defaultTimeoutMilliseconds)
+            keysProblem = environment.problem(location, within: rule.timeoutMilliseconds ?? Self.defaultTimeoutMilliseconds)
         } else {
-            keysAvailable = JWTRule.holdsKeys(rule.jwks)
+            keysProblem = JWTRule.holdsKeys(rule.jwks) ? nil : "the inline jwks holds no key"
         }
         storage = Storage(
             policy: policy, ruleIndex: ruleIndex, rule: rule, locations: locations,
-            spaceDelimitedClaims: Set(["scope", "permission"] + rule.spaceDelimitedClaims), keysAvailable: keysAvailable,
+            spaceDelimitedClaims: Set(["scope", "permission"] + rule.spaceDelimitedClaims), keysProblem: keysProblem,
             fixedHeaderEdits: edits)
     }
 
@@ -179,10 +182,29 @@ public struct JWKSEnvironment: Sendable, Hashable {
 
     /// The known states; URIs not listed are reachable at once.
     public let states: [String: State]
+    /// Why an unreachable URI failed, where known (a fetch's own error).
+    public let reasons: [String: String]
 
     /// Creates an environment.
-    public init(states: [String: State] = [:]) {
+    public init(states: [String: State] = [:], reasons: [String: String] = [:]) {
         self.states = states
+        self.reasons = reasons
+    }
+
+    /// Why keys from `uri` do not arrive within `timeout` milliseconds, or nil when they do.
+    public func problem(_ uri: String, within timeout: Double) -> String? {
+        switch states[uri] {
+        case nil: return nil
+        case .unreachable?: return reasons[uri] ?? "\(uri) could not be fetched"
+        case .latency(let milliseconds)?:
+            return milliseconds <= timeout
+                ? nil : "\(uri) answered after \(Self.text(milliseconds)), past the rule's timeout of \(Self.text(timeout))"
+        }
+    }
+
+    private static func text(_ milliseconds: Double) -> String {
+        milliseconds >= 1000 && milliseconds.truncatingRemainder(dividingBy: 1000) == 0
+            ? "\(Int(milliseconds / 1000)) s" : "\(Int(milliseconds.rounded())) ms"
     }
 
     /// Whether keys from `uri` arrive within `timeout` milliseconds.

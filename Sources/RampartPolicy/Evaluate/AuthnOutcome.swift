@@ -54,7 +54,9 @@ struct AuthnOutcome: Sendable {
         guard providers.contains(where: { $0.accepts(issuer: issuer) && $0.keysAvailable }) else {
             return AuthnOutcome(
                 principal: nil, rawClaims: nil, provider: nil,
-                rejection: .jwtKeysUnavailable(providers[firstCandidate].rule.keySourceText))
+                rejection: .jwtKeysUnavailable(
+                    providers[firstCandidate].rule.keySourceText
+                        + (providers[firstCandidate].keysProblem.map { " (\($0))" } ?? " (unreachable, late, or holding no key)")))
         }
         // The rule the verifier names, when it names one: several rules may share an issuer, and
         // the one that verified the token is the one whose outputs and claim splitting apply.

@@ -144,7 +144,7 @@ extension Decision.Cause {
         case .jwtUnknownIssuer(let issuer):
             return "401: no RequestAuthentication rule for this workload accepts issuer \(issuer ?? "<none>")"
         case .jwtKeysUnavailable(let source):
-            return "401: no usable keys for the token's issuer from \(source) (unreachable, late, or holding no key)"
+            return "401: no usable keys for the token's issuer from \(source)"
         case .jwtAudienceNotAllowed: return "403: the JWT's audience is not one the issuer's rule accepts"
         case .jwtRequired: return "401: a JWT is required and none was found"
         }
