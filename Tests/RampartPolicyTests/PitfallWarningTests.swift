@@ -165,6 +165,9 @@ struct PitfallWarningTests {
         }
         let typo = Self.policy("p", action: "ALLOW", rules: "  - from: [{source: {namespaces: [barr, bar, \"b*\"]}}]")
         #expect(found(typo).filter { $0 == .unknownNamespace }.count == 1)
+        // Patterns count too, matched as Istio matches them: qux-* and *-prod name no listed namespace.
+        let patterns = Self.policy("p", action: "ALLOW", rules: "  - from: [{source: {namespaces: [\"qux-*\", \"*-prod\", \"f*\", \"*\"]}}]")
+        #expect(found(patterns).filter { $0 == .unknownNamespace }.count == 2)
         let empty = Self.policy("p", action: "ALLOW", rules: "  - {}").replacingOccurrences(of: "namespace: foo", with: "namespace: nowhere")
         #expect(found(empty).contains(.selectsNothing))
         #expect(!found(Self.policy("p", action: "ALLOW", rules: "  - {}")).contains(.selectsNothing))

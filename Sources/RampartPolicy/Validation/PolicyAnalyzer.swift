@@ -165,12 +165,25 @@ public enum PolicyAnalyzer {
             for (index, rule) in (policy.rules ?? []).enumerated() {
                 for (entry, source) in (rule.from ?? []).enumerated() {
                     for field in ["namespaces", "notNamespaces"] {
-                        for (position, value) in (source?.fields[field] ?? []).enumerated()
-                        where !value.contains("*") && !known.contains(value) {
+                        for (position, value) in (source?.fields[field] ?? []).enumerated() where value != "*" {
+                            let path = "spec.rules[\(index)].from[\(entry)].source.\(field)[\(position)]"
+                            if !value.contains("*") {
+                                guard !known.contains(value) else { continue }
+                                reporter.add(
+                                    .unknownNamespace, path,
+                                    "no known workload runs in namespace \"\(value)\", so no request comes from it",
+                                    fix: "check the spelling against the namespaces in --workloads")
+                                continue
+                            }
+                            // A pattern, matched as Istio matches it against a peer's ID.
+                            let pattern = NamespacePattern(value)
+                            guard !known.contains(where: { pattern.matches(principal: "cluster.local/ns/\($0)/sa/default") }) else {
+                                continue
+                            }
                             reporter.add(
-                                .unknownNamespace, "spec.rules[\(index)].from[\(entry)].source.\(field)[\(position)]",
-                                "no known workload runs in namespace \"\(value)\", so no request comes from it",
-                                fix: "check the spelling against the namespaces in --workloads")
+                                .unknownNamespace, path,
+                                "no known workload runs in a namespace matching \"\(value)\", so no request comes from one",
+                                fix: "check the pattern against the namespaces in --workloads")
                         }
                     }
                 }
