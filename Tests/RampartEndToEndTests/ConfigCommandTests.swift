@@ -582,6 +582,32 @@ struct ConfigCommandTests {
         #expect(edited.stdout.contains("istio-system/sneaky is stored, but no audit event records it"), "\(edited.stdout)")
     }
 
+    @Test("apply warns of a RequestAuthentication no policy backs (RP077) unless a stored policy requires its tokens")
+    func tokenRequirementAgainstStore() throws {
+        let ca = try CAProcess(label: "config-rp077")
+        let authentication = "\(ca.directory)/ra.yaml"
+        try """
+            apiVersion: security.istio.io/v1
+            kind: RequestAuthentication
+            metadata: {name: jwt, namespace: shop}
+            spec:
+              jwtRules: [{issuer: "https://idp.example", jwksUri: "https://idp.example/keys"}]
+            """.write(toFile: authentication, atomically: true, encoding: .utf8)
+        let alone = try rampart("apply", "-f", authentication, "--dry-run", "--state", ca.state)
+        #expect(alone.stderr.contains("RP077"), "\(alone.stderr)")
+        let policy = "\(ca.directory)/require.yaml"
+        try """
+            apiVersion: security.istio.io/v1
+            kind: AuthorizationPolicy
+            metadata: {name: require-jwt, namespace: shop}
+            spec:
+              rules: [{from: [{source: {requestPrincipals: ["*"]}}]}]
+            """.write(toFile: policy, atomically: true, encoding: .utf8)
+        #expect(try rampart("apply", "-f", policy, "--state", ca.state).succeeded)
+        let backed = try rampart("apply", "-f", authentication, "--state", ca.state)
+        #expect(backed.succeeded && !backed.stderr.contains("RP077"), "\(backed.stderr)")
+    }
+
     static func write(_ file: String, action: String, paths: String) throws {
         try """
             apiVersion: security.istio.io/v1

@@ -195,11 +195,11 @@ struct PolicyCommandTests {
             metadata: {name: allow-frontend, namespace: shpo}
             spec: {rules: [{}]}
             """.write(toFile: "\(dir)/p.yaml", atomically: true, encoding: .utf8)
-        try "destination: {namespace: shop}\nmethod: GET\npath: /\nheaders: {authorization: Bearer abc}\n"
+        try "destination: {namespace: shop, labels: {version: v1, app: cart}}\nmethod: GET\npath: /\nheaders: {authorization: Bearer abc}\n"
             .write(toFile: "\(dir)/token.yaml", atomically: true, encoding: .utf8)
         let token = try rampart("authz", "check", "--policies", "\(dir)/p.yaml", "--request", "\(dir)/token.yaml")
         #expect(token.succeeded, "\(token.stderr)")
-        #expect(token.stderr.contains("no RequestAuthentication applies to shop"), "\(token.stderr)")
+        #expect(token.stderr.contains("no RequestAuthentication applies to shop {app: cart, version: v1}"), "\(token.stderr)")
         #expect(token.stderr.contains("AuthorizationPolicy shpo/allow-frontend is in namespace shpo, not shop"), "\(token.stderr)")
         try "destination: {namespace: shop}\nmethod: GET\npath: /\nheaders: {authorization: Bearer abc}\njwt: {present: false}\n"
             .write(toFile: "\(dir)/both.yaml", atomically: true, encoding: .utf8)

@@ -56,7 +56,7 @@ public struct PolicyEngine: Sendable {
         }
         describePeer(&object, decision, snapshot, request)
         if case .noAllowMatched = decision.cause {
-            object["reason"] = noAllowMatchedReason(request, snapshot, explained: explain)
+            object["reason"] = noAllowMatchedReason(request, snapshot)
         }
         if case .jwtAudienceNotAllowed = decision.cause, let jwt = request.jwt, jwt.failure == nil {
             object["reason"] = audienceReason(jwt, request, snapshot)
@@ -98,7 +98,7 @@ public struct PolicyEngine: Sendable {
     /// The reason of a default deny, naming the ALLOW policies that were tried (and, on TCP, the
     /// rules dropped because they hold HTTP-only fields), so the question "which policy should
     /// have let this in?" has its answer without `--explain`.
-    static func noAllowMatchedReason(_ request: AuthzRequest, _ snapshot: PolicySnapshot, explained: Bool) -> String {
+    static func noAllowMatchedReason(_ request: AuthzRequest, _ snapshot: PolicySnapshot) -> String {
         let allow = snapshot.workload(namespace: request.destination.namespace, labels: request.destination.labels).resolved.allow
         let shown = 5
         var names = allow.prefix(shown).map(\.name).joined(separator: ", ")
@@ -113,7 +113,7 @@ public struct PolicyEngine: Sendable {
                 reason += "; on TCP, \(dropped) of their rules \(dropped == 1 ? "is" : "are") left out for holding HTTP-only fields"
             }
         }
-        return explained ? reason : reason + " (--explain shows which field of each rule failed)"
+        return reason
     }
 
     /// Adds `mtls_policy`, the PeerAuthentication that set the destination port's mTLS mode

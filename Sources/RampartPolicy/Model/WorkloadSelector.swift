@@ -30,7 +30,7 @@ public struct WorkloadSelector: Sendable, Hashable {
     }
 
     /// Labels as messages show them: `{app: web, version: v1}`, sorted by name.
-    static func text(_ labels: [String: String]) -> String {
+    public static func text(_ labels: [String: String]) -> String {
         "{" + labels.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ") + "}"
     }
 }

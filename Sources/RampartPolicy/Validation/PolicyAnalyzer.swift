@@ -98,6 +98,20 @@ public enum PolicyAnalyzer {
         }
     }
 
+    /// The RequestAuthentications among `resources` that no AuthorizationPolicy among them backs
+    /// with a request principal requirement (RP077), for callers that know more resources than one
+    /// batch (`apply`, against the store).
+    public static func unbackedRequestAuthentications(_ resources: [SecurityResource], rootNamespace: String = "istio-system")
+        -> Set<ResourceID>
+    {
+        var unbacked: Set<ResourceID> = []
+        for case .requestAuthentication(let authentication) in resources
+        where !PolicyPitfalls.tokenNotRequired(authentication, resources, rootNamespace: rootNamespace).isEmpty {
+            unbacked.insert(authentication.id)
+        }
+        return unbacked
+    }
+
     /// A resource defined again among the files given: only one definition can be stored or be
     /// in force, and which one would depend on the order the files are read in.
     public static func duplicates(_ resources: [SecurityResource]) -> [Diagnostic] {

@@ -192,7 +192,7 @@ struct AuthzCheck: AsyncParsableCommand {
                 "the request has both a jwt: block and a token in its authorization header: the jwt: block is used, and the token is not checked (remove the block to check the token)")
         } else if providers.isEmpty && (bearer || request.jwt?.present == true) {
             warnings.append(
-                "the request carries a token, but no RequestAuthentication applies to \(request.destination.namespace) \(request.destination.labels.isEmpty ? "(no labels)" : "\(request.destination.labels)"): the token is not checked, and the request has no request principal")
+                "the request carries a token, but no RequestAuthentication applies to \(request.destination.namespace) \(request.destination.labels.isEmpty ? "(no labels)" : WorkloadSelector.text(request.destination.labels)): the token is not checked, and the request has no request principal")
         }
         if request.source.principal != nil, request.source.mtls == false {
             warnings.append(
@@ -259,6 +259,9 @@ struct AuthzCheck: AsyncParsableCommand {
                 continue
             }
             lines.append("header:    \(text(edit["op"])) \(text(edit["header"]))\(edit["value"].map { " = \(text($0))" } ?? "")")
+        }
+        if result["explain"] == nil, result["policy"] is NSNull, (result["reason"] as? String)?.hasPrefix("denied: no rule of") == true {
+            lines.append("hint:      --explain shows which field of each rule failed")
         }
         if let dryRun = result["dry_run"] as? [[String: Any]] {
             for entry in dryRun {

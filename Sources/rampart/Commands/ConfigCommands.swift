@@ -69,7 +69,15 @@ struct Apply: AsyncParsableCommand {
         let stdin = try filenames.contains("-") ? Self.stageStandardInput() : nil
         defer { if let stdin { try? FileManager.default.removeItem(atPath: (stdin as NSString).deletingLastPathComponent) } }
         let batch = ConfigBatch.load(paths: filenames.map { $0 == "-" ? stdin ?? $0 : $0 }, namespace: namespace)
-        var findings = batch.diagnostics.map(\.description) + batch.problems
+        var diagnostics = batch.diagnostics
+        // A RequestAuthentication whose tokens a stored AuthorizationPolicy requires is backed.
+        if diagnostics.contains(where: { $0.code == .tokenNotRequired }) {
+            let stored = try await store.configResources(kind: ResourceKind.authorizationPolicy.rawValue, namespace: nil)
+                .flatMap { PolicyLoader.load(yaml: $0.yaml, file: "config store").resources }
+            let unbacked = PolicyAnalyzer.unbackedRequestAuthentications(batch.resources + stored)
+            diagnostics.removeAll { $0.code == .tokenNotRequired && !($0.resource.map(unbacked.contains) ?? false) }
+        }
+        var findings = diagnostics.map(\.description) + batch.problems
         if let stdin { findings = findings.map { $0.replacingOccurrences(of: stdin, with: "<stdin>") } }
         if !findings.isEmpty { ConfigOutput.stderr(findings.joined(separator: "\n")) }
         let sources = filenames.map { $0 == "-" ? "<stdin>" : $0 }.joined(separator: ", ")
