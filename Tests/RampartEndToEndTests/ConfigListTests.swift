@@ -129,6 +129,11 @@ struct ConfigListTests {
         // Without -n the same document goes to default, as with kubectl.
         let plain = try rampart("apply", "-f", file, "--state", ca.state)
         #expect(plain.stdout.contains("authorizationpolicy.security.istio.io default/allow-get created"), "\(plain.stdout)")
+        // -o yaml writes the namespace in, as kubectl does, so the output applies back where it came from.
+        let printed = try rampart("get", "ap", "allow-get", "-n", "default", "-o", "yaml", "--state", ca.state)
+        #expect(printed.stdout.contains("namespace: default"), "\(printed.stdout)")
+        let moved = try run(Paths.rampart, ["apply", "-f", "-", "-n", "web", "--state", ca.state], input: printed.stdout)
+        #expect(moved.status == 1 && moved.stderr.contains("names namespace default, not web"), "\(moved.stdout)\(moved.stderr)")
 
         // A document naming another namespace refuses the batch; nothing is stored.
         let other = try rampart("apply", "-f", file, "-n", "shop", "--state", ca.state)

@@ -161,6 +161,7 @@ struct OptionValueTests {
             (["authz", "check", "--policies", Paths.packageRoot.appendingPathComponent("policies").path, "--request", "/tmp"], "give one request file"),
             (["delete", "-f", "/nonexistent.yaml", "ap/foo", "--state", "/nonexistent"], "ap/foo follows -f"),
             (["help", "bogus"], "'bogus' is not a command of 'rampart': use one of: ca, agent"),
+            (["authz", "check", "--policies", "/nonexistent", "--request", "a.yaml", "--request", "b.yaml"], "--request is given 2 times"),
             (["help", "cert", "lst"], "'lst' is not a command of 'rampart cert'"),
             (["help", "analyze", "x"], "'rampart analyze' has no subcommands"),
         ]

@@ -87,6 +87,10 @@ struct ExplainCompletenessTests {
             #expect(decision.status == 403)
             return object["reason"] as? String ?? ""
         }
+        let refused = PolicyEngine.check(
+            Fixture.http(jwt: JWTOutcome(present: true, claims: .object(["iss": .string("https://idp")]))), snapshot: snapshot,
+            explain: false)
+        #expect(refused.object["request_authentication"] as? String == "ns1/jwt", "\(refused.object)")
         let none = reason(["iss": .string("https://idp"), "sub": .string("a")])
         #expect(none.contains("the token has no aud claim") && none.contains("accepts only [cart, shop]"), "\(none)")
         let other = reason(["iss": .string("https://idp"), "sub": .string("a"), "aud": .array([.string("pay")])])

@@ -58,6 +58,14 @@ public struct PolicyEngine: Sendable {
         if case .noAllowMatched = decision.cause {
             object["reason"] = noAllowMatchedReason(request, snapshot)
         }
+        // A request refused by request authentication names the RequestAuthentications whose
+        // rules refused it, as mtls_policy names the PeerAuthentication.
+        if decision.status == 401 || decision.cause == .jwtAudienceNotAllowed {
+            let providers = snapshot.jwtProviders(namespace: request.destination.namespace, labels: request.destination.labels)
+            let claimed = providers.filter { $0.accepts(issuer: request.jwt?.issuer) }
+            let names = Array(Set((claimed.isEmpty ? providers : claimed).map(\.policy))).sorted()
+            object["request_authentication"] = names.isEmpty ? NSNull() : names.joined(separator: ", ") as Any
+        }
         if case .jwtAudienceNotAllowed = decision.cause, let jwt = request.jwt, jwt.failure == nil {
             object["reason"] = audienceReason(jwt, request, snapshot)
         }

@@ -54,6 +54,17 @@ public enum StandaloneDocuments {
 
     /// The node as a block-style document of its own, with `metadata.namespace` set when
     /// `namespace` is given.
+    /// A stored document as `get -o yaml` prints it: as written when it names its namespace, else
+    /// rendered anew with `namespace` written in, as kubectl always prints the namespace (so that
+    /// the output applies back to the same namespace whatever `-n` says).
+    public static func withNamespace(_ yaml: String, namespace: String) -> String {
+        guard let node = try? Yams.compose(yaml: yaml), case .mapping(let root) = node,
+            case .mapping(let metadata)? = root["metadata"]
+        else { return yaml }
+        if let written = metadata["namespace"]?.string, !written.isEmpty { return yaml }
+        return render(node, namespace: namespace) ?? yaml
+    }
+
     static func render(_ node: Node, namespace: String?) -> String? {
         guard case .mapping(var root) = node else { return nil }
         if let namespace {

@@ -56,6 +56,9 @@ struct AuthzCheck: AsyncParsableCommand {
     var jwksExtraRootCA: String?
 
     func validate() throws {
+        // The option takes one file; a second would silently replace the first.
+        let given = CommandLine.arguments.filter { $0 == "--request" || $0.hasPrefix("--request=") }.count
+        if given > 1 { throw ValidationError("--request is given \(given) times: give one request file") }
         _ = try jwksExtraRootCA.map(ExtraRootCertificates.option)
         try OptionValues.checkNamespace(rootNamespace, option: "--root-namespace")
         guard !policies.isEmpty else { throw ValidationError("--policies needs at least one YAML file or folder") }

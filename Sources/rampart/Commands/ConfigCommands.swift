@@ -258,7 +258,8 @@ struct Get: AsyncParsableCommand {
         case .yaml:
             // A document stored with its own marker (`--- {...}`) needs no second one.
             let documents = records.enumerated().map { index, record in
-                index == 0 || record.yaml.hasPrefix("---") ? record.yaml : "---\n" + record.yaml
+                let yaml = StandaloneDocuments.withNamespace(record.yaml, namespace: record.namespace)
+                return index == 0 || yaml.hasPrefix("---") ? yaml : "---\n" + yaml
             }
             print(documents.joined(), terminator: "")
         case .name:
