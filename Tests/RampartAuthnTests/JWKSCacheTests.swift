@@ -106,8 +106,9 @@ struct JWKSCacheTests {
         } catch {
             #expect(error.reason.contains("did not answer within"), "\(error.reason)")
         }
-        // Bounded by the timeout, not by the server's 60 s stall.
-        #expect(ContinuousClock.now - started < .seconds(20))
+        // Bounded by the timeout, not by the server's 300 s stall (with room for a loaded machine:
+        // alone, it takes about a second).
+        #expect(ContinuousClock.now - started < .seconds(100))
     }
 
     @Test("keys prefetched when the config arrives are there for the first token, which fetches nothing")

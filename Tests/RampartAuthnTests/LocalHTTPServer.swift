@@ -22,7 +22,7 @@ final class LocalHTTPServer {
                     self.end_headers()
                     self.wfile.write(b'{"keys": [')
                     self.wfile.flush()
-                    time.sleep(60)
+                    time.sleep(300)
                     return
                 path = os.path.normpath(os.path.join(root, self.path.split("?")[0].lstrip("/")))
                 if not path.startswith(root) or not os.path.isfile(path):
