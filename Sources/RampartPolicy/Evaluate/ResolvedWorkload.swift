@@ -124,9 +124,8 @@ final class ResolvedWorkload: Sendable {
         // AUDIT comes before DENY, as Istio orders its filters: a denied request is audited too.
         _ = firstMatching(audit, prepared, &trace, stop: false)
         if let (policy, rule) = firstMatching(deny, prepared, &trace, stop: true) {
-            let after = deny.firstIndex { $0 === policy }.map { deny[($0 + 1)...] } ?? []
-            trace.notReached(after, "not evaluated: the request was already denied by \(policy.name)")
-            trace.notReached(allow[...], "not evaluated: the request was already denied by \(policy.name)")
+            trace.notReached(deny, after: policy, "denied")
+            trace.notReached(allow, after: policy, "denied")
             return decided(.deny, 403, policy.name, rule, mode, .denyMatched, shadow, [])
         }
         let edits = request.transport == .http ? authn.headerEdits(request.jwt, sanitizing: sanitizing) : []
@@ -134,8 +133,7 @@ final class ResolvedWorkload: Sendable {
             return decided(.allow, 200, nil, nil, mode, .noAllowPolicy, shadow, edits)
         }
         if let (policy, rule) = firstMatching(allow, prepared, &trace, stop: true) {
-            let after = allow.firstIndex { $0 === policy }.map { allow[($0 + 1)...] } ?? []
-            trace.notReached(after, "not evaluated: the request was already allowed by \(policy.name)")
+            trace.notReached(allow, after: policy, "allowed")
             return decided(.allow, 200, policy.name, rule, mode, .allowMatched, shadow, edits)
         }
         return decided(.deny, 403, nil, nil, mode, .noAllowMatched, shadow, [])

@@ -3,8 +3,9 @@ protocol Tracer {
     mutating func peer(_ modes: PeerModes, port: Int?, mode: MTLSMode, plaintext: Bool)
     mutating func authn(_ providers: [JWTProvider], _ outcome: AuthnOutcome, token: JWTOutcome?)
     mutating func policy(_ policy: CompiledPolicy, _ rule: Int?, _ request: PreparedRequest)
-    /// Policies that apply but were not evaluated, because an earlier one decided.
-    mutating func notReached(_ policies: ArraySlice<CompiledPolicy>, _ why: String)
+    /// The policies of `policies` after `decider` (all of them when it is not among them), which
+    /// apply but were not evaluated because `decider` had already `decided` (denied, allowed).
+    mutating func notReached(_ policies: [CompiledPolicy], after decider: CompiledPolicy, _ decided: String)
 }
 
 /// Records nothing.
@@ -12,7 +13,7 @@ struct NoTrace: Tracer {
     @inline(__always) mutating func peer(_ modes: PeerModes, port: Int?, mode: MTLSMode, plaintext: Bool) {}
     @inline(__always) mutating func authn(_ providers: [JWTProvider], _ outcome: AuthnOutcome, token: JWTOutcome?) {}
     @inline(__always) mutating func policy(_ policy: CompiledPolicy, _ rule: Int?, _ request: PreparedRequest) {}
-    @inline(__always) mutating func notReached(_ policies: ArraySlice<CompiledPolicy>, _ why: String) {}
+    @inline(__always) mutating func notReached(_ policies: [CompiledPolicy], after decider: CompiledPolicy, _ decided: String) {}
 }
 
 /// Records every step for `explain`.
@@ -98,10 +99,13 @@ struct RecordingTrace: Tracer {
                 policy: policy.name, kind: policy.action.rawValue, dryRun: policy.dryRun, notes: notes))
     }
 
-    mutating func notReached(_ policies: ArraySlice<CompiledPolicy>, _ why: String) {
-        for policy in policies {
+    mutating func notReached(_ policies: [CompiledPolicy], after decider: CompiledPolicy, _ decided: String) {
+        let start = policies.firstIndex { $0 === decider }.map { $0 + 1 } ?? 0
+        for policy in policies[start...] {
             steps.append(
-                ExplainTrace.PolicyStep(policy: policy.name, kind: policy.action.rawValue, dryRun: false, notes: [why]))
+                ExplainTrace.PolicyStep(
+                    policy: policy.name, kind: policy.action.rawValue, dryRun: false,
+                    notes: ["not evaluated: the request was already \(decided) by \(decider.name)"]))
         }
     }
 }
