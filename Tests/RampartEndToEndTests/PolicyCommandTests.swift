@@ -205,6 +205,20 @@ struct PolicyCommandTests {
             .write(toFile: "\(dir)/both.yaml", atomically: true, encoding: .utf8)
         let both = try rampart("authz", "check", "--policies", "\(dir)/p.yaml", "--request", "\(dir)/both.yaml")
         #expect(both.stderr.contains("the jwt: block is used, and the token is not checked"), "\(both.stderr)")
+        // A token the rule does not read: the prefix in another case, or a cookie no rule lists.
+        try """
+            apiVersion: security.istio.io/v1
+            kind: RequestAuthentication
+            metadata: {name: jwt, namespace: shop}
+            spec:
+              jwtRules: [{issuer: "https://idp.example", jwks: '{"keys": [{"kty": "oct", "k": "c2VjcmV0", "alg": "HS256"}]}'}]
+            """.write(toFile: "\(dir)/ra.yaml", atomically: true, encoding: .utf8)
+        try "destination: {namespace: shop}\nmethod: GET\npath: /\nheaders: {authorization: bearer eyJabc, cookie: session=eyJdef}\n"
+            .write(toFile: "\(dir)/lower.yaml", atomically: true, encoding: .utf8)
+        let lower = try rampart("authz", "check", "--policies", "\(dir)/ra.yaml", "--request", "\(dir)/lower.yaml")
+        #expect(lower.succeeded, "\(lower.stderr)")
+        #expect(lower.stderr.contains("header authorization starts with \"bearer \", but jwtRules[0] of shop/jwt reads the prefix \"Bearer \""), "\(lower.stderr)")
+        #expect(lower.stderr.contains("no jwtRule for this workload lists fromCookies"), "\(lower.stderr)")
         try "# no request here\n".write(toFile: "\(dir)/empty.yaml", atomically: true, encoding: .utf8)
         let empty = try rampart("authz", "check", "--policies", "\(dir)/p.yaml", "--request", "\(dir)/empty.yaml")
         #expect(empty.status == 64 && empty.stderr.contains("the request is empty"), "\(empty.stderr)")

@@ -173,6 +173,18 @@ struct PitfallWarningTests {
         #expect(!found(Self.policy("p", action: "ALLOW", rules: "  - {}")).contains(.selectsNothing))
     }
 
+    @Test("a selector naming a Gateway API gateway's pods is warned with the targetRefs Istio asks for (RP078, Istio's IST0166)")
+    func selectorOnGatewayPods() {
+        let selected = Self.policy(
+            "gw", action: "ALLOW", rules: "  - {}", extra: "  selector: {matchLabels: {gateway.networking.k8s.io/gateway-name: web}}\n")
+        let found = PolicyAnalyzer.analyze(PolicyLoader.load(yaml: selected, file: "p.yaml").resources)
+        #expect(found.contains { $0.code == .selectorOnGatewayPods && $0.fix.contains("kind: Gateway, name: web") }, "\(found)")
+        let targeted = Self.policy(
+            "gw", action: "ALLOW", rules: "  - {}", extra: "  targetRefs: [{kind: Gateway, group: gateway.networking.k8s.io, name: web}]\n")
+        #expect(!codes(targeted).contains(.selectorOnGatewayPods))
+        #expect(!codes(Self.policy("app", action: "ALLOW", rules: "  - {}", extra: "  selector: {matchLabels: {app: web}}\n")).contains(.selectorOnGatewayPods))
+    }
+
     @Test("ipBlocks or source.ip on an ingress gateway is warned: remoteIpBlocks sees the client")
     func gatewayClientAddress() {
         let gateway = Self.policy(

@@ -106,6 +106,9 @@ public enum DiagnosticCode: String, Sendable, Hashable, CaseIterable {
     /// A RequestAuthentication no AuthorizationPolicy of the files given backs with a request
     /// principal requirement: a request without a token is let in.
     case tokenNotRequired = "RP077"
+    /// A selector naming a Gateway API gateway's pods, where Istio asks for `targetRefs` to the
+    /// Gateway instead (its analyzer's IST0166).
+    case selectorOnGatewayPods = "RP078"
 
     /// The severity a finding with this code has unless stated otherwise.
     public var defaultSeverity: Diagnostic.Severity {
@@ -113,7 +116,7 @@ public enum DiagnosticCode: String, Sendable, Hashable, CaseIterable {
         case .emptySelector, .privateJWKS, .denyAllOnTCP, .selectsNothing, .literalWildcard,
             .conflictingPeerAuthentication, .targetNotEnforced, .identityWithoutStrict, .noRequestAuthentication,
             .neverMatches, .unknownNamespace, .ipBlocksAtGateway, .rootPeerSelector, .tcpPortShut, .duplicatePort,
-            .unusualLabel, .unsendableHeader, .customProviderConflict, .tokenNotRequired:
+            .unusualLabel, .unsendableHeader, .customProviderConflict, .tokenNotRequired, .selectorOnGatewayPods:
             return .warning
         default:
             return .error

@@ -28,6 +28,7 @@ enum PolicyPitfalls {
         for authentication in authentications {
             diagnostics += tokenNotRequired(authentication, resources, rootNamespace: rootNamespace)
         }
+        for resource in resources { diagnostics += selectorOnGatewayPods(resource) }
         for case .peerAuthentication(let peer) in resources where peer.metadata.namespace == rootNamespace {
             guard let selector = peer.selector, !selector.matchLabels.isEmpty else { continue }
             var reporter = Reporter(resource: peer.id, location: peer.location)
@@ -142,6 +143,26 @@ enum PolicyPitfalls {
             .tokenNotRequired, "spec.jwtRules",
             "no AuthorizationPolicy among the resources given reads the request principal in namespace \(namespace) or the root namespace: this RequestAuthentication refuses invalid tokens, but a request without a token is let in",
             fix: "to require a token, add an AuthorizationPolicy for the same workloads that allows requestPrincipals: [\"*\"] (or denies notRequestPrincipals: [\"*\"]), or analyze it together with this RequestAuthentication")
+        return reporter.diagnostics
+    }
+
+    /// Warns (RP078) of an AuthorizationPolicy or RequestAuthentication whose selector names a
+    /// Gateway API gateway's pods by `gateway.networking.k8s.io/gateway-name`: Istio applies it,
+    /// but its analyzer (IST0166) asks for `targetRefs` to the Gateway, which follow the gateway
+    /// whatever its pods are labelled.
+    static func selectorOnGatewayPods(_ resource: SecurityResource) -> [Diagnostic] {
+        let selector: WorkloadSelector?
+        switch resource {
+        case .authorizationPolicy(let policy): selector = policy.selector
+        case .requestAuthentication(let authentication): selector = authentication.selector
+        case .peerAuthentication: return []
+        }
+        guard let gateway = selector?.matchLabels[PolicyTargetReference.gatewayNameLabel] else { return [] }
+        var reporter = Reporter(resource: resource.id, location: resource.location)
+        reporter.add(
+            .selectorOnGatewayPods, "spec.selector.matchLabels",
+            "the selector names the pods of Gateway \(gateway) by their \(PolicyTargetReference.gatewayNameLabel) label; Istio applies it, but asks for a targetRefs to the Gateway instead",
+            fix: "replace the selector with targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: \(gateway)}]")
         return reporter.diagnostics
     }
 

@@ -193,6 +193,22 @@ struct AuthzCheck: AsyncParsableCommand {
         if request.jwt != nil && bearer {
             warnings.append(
                 "the request has both a jwt: block and a token in its authorization header: the jwt: block is used, and the token is not checked (remove the block to check the token)")
+        } else if request.jwt == nil, !providers.isEmpty, TokenExtractor.extract(from: request, providers: providers).isEmpty {
+            // A token the rules do not read: a prefix in another case, or a cookie no rule lists.
+            for provider in providers {
+                for case .header(let name, let prefix) in provider.locations where !prefix.isEmpty {
+                    guard let value = request.headers[name], !value.hasPrefix(prefix),
+                        value.lowercased().hasPrefix(prefix.lowercased())
+                    else { continue }
+                    warnings.append(
+                        "header \(name) starts with \"\(value.prefix(prefix.count))\", but jwtRules[\(provider.ruleIndex)] of \(provider.policy) reads the prefix \"\(prefix)\", compared case-sensitively as Envoy compares it: the token is not read, and the request counts as one without a token")
+                }
+            }
+            let readsCookies = providers.contains { $0.locations.contains { if case .cookie = $0 { return true } else { return false } } }
+            if !readsCookies, let cookie = request.headers["cookie"], cookie.contains("eyJ") {
+                warnings.append(
+                    "the cookie header seems to hold a JWT, but no jwtRule for this workload lists fromCookies: the token is not read, and the request counts as one without a token")
+            }
         } else if providers.isEmpty && (bearer || request.jwt?.present == true) {
             warnings.append(
                 "the request carries a token, but no RequestAuthentication applies to \(request.destination.namespace) \(request.destination.labels.isEmpty ? "(no labels)" : WorkloadSelector.text(request.destination.labels)): the token is not checked, and the request has no request principal")
