@@ -1,0 +1,104 @@
+import Foundation
+import Testing
+
+/// What the config store holds, measured against what else says it: a cluster's export and
+/// `get -o json` applied back, the audit log, and the policies already stored.
+@Suite("config commands: the store against exports, the audit log and stored policies")
+struct ConfigStoreConsistencyTests {
+    @Test("what get -o json prints, or a cluster's export with its server fields, applies back unchanged; -o json shows this store's generation")
+    func serverFields() throws {
+        let ca = try CAProcess(label: "config-server-fields")
+        let file = "\(ca.directory)/p.yaml"
+        try ConfigCommandTests.write(file, action: "DENY", paths: "[/admin]")
+        #expect(try rampart("apply", "-f", file, "--state", ca.state).succeeded)
+        for _ in 0..<2 {
+            let json = try rampart("get", "ap", "deny-admin", "-n", "shop", "-o", "json", "--state", ca.state)
+            #expect(json.succeeded && json.stdout.contains("\"generation\" : 1"), "\(json.stdout)")
+            let again = try run(Paths.rampart, ["apply", "-f", "-", "--state", ca.state], input: json.stdout)
+            #expect(again.stdout.hasSuffix("config version 1 (nothing changed)\n"), "\(again.stdout)\(again.stderr)")
+        }
+        // An export from a cluster: server fields, the last applied configuration, status, v1beta1, an empty namespace field
+        // beside -n, all say the same policy.
+        try """
+            apiVersion: security.istio.io/v1beta1
+            kind: AuthorizationPolicy
+            metadata:
+              annotations:
+                kubectl.kubernetes.io/last-applied-configuration: '{"spec":{}}'
+              creationTimestamp: "2024-01-01T00:00:00Z"
+              generation: 7
+              name: deny-admin
+              namespace: ""
+              resourceVersion: "12345"
+              uid: 0b0e3d2c-1111-2222-3333-444455556666
+              managedFields: [{manager: kubectl, operation: Update}]
+            spec:
+              action: DENY
+              rules:
+              - to: [{operation: {ports: ["8080"], paths: [/admin]}}]
+            status: {}
+            """.write(toFile: file, atomically: true, encoding: .utf8)
+        let exported = try rampart("apply", "-f", file, "-n", "shop", "--state", ca.state)
+        #expect(exported.stdout == "authorizationpolicy.security.istio.io shop/deny-admin unchanged\nconfig version 1 (nothing changed)\n", "\(exported.stdout)\(exported.stderr)")
+    }
+
+    @Test("audit verify finds events cut from the log's end and config rows changed without an event")
+    func auditAgainstStore() throws {
+        let ca = try CAProcess(label: "config-audit")
+        let file = "\(ca.directory)/p.yaml"
+        try ConfigCommandTests.write(file, action: "DENY", paths: "[/admin]")
+        #expect(try rampart("apply", "-f", file, "--state", ca.state).succeeded)
+        try ConfigCommandTests.write(file, action: "DENY", paths: "[/admin, /debug]")
+        #expect(try rampart("apply", "-f", file, "--state", ca.state).succeeded)
+        let intact = try rampart("audit", "verify", "--state", ca.state)
+        #expect(intact.succeeded && intact.stdout.contains("config store matches the audit log"), "\(intact.stdout)")
+
+        func tampered(_ label: String, _ sql: String) throws -> CommandResult {
+            let copy = "\(ca.directory)/\(label)"
+            try FileManager.default.copyItem(atPath: ca.state, toPath: copy)
+            let edit = try run("python3", ["-c", "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.executescript(sys.argv[2]); c.commit()", "\(copy)/rampart.sqlite", sql])
+            #expect(edit.succeeded, "\(edit.stderr)")
+            return try rampart("audit", "verify", "--state", copy)
+        }
+        // The last event cut: the chain still links, but the config version has no event.
+        let cut = try tampered("cut", "DELETE FROM audit_events WHERE seq = (SELECT max(seq) FROM audit_events);")
+        #expect(cut.status == 1 && cut.stdout.contains("audit events were removed"), "\(cut.stdout)")
+        // A document edited and another added in the store's tables, with no event.
+        let edited = try tampered(
+            "edited",
+            """
+            UPDATE config_resources SET yaml = replace(yaml, 'DENY', 'ALLOW');
+            INSERT INTO config_resources (kind, namespace, name, generation, yaml, created_at, updated_at)
+              SELECT kind, 'istio-system', 'sneaky', 1, yaml, created_at, updated_at FROM config_resources;
+            """)
+        #expect(edited.status == 1, "\(edited.stdout)")
+        #expect(edited.stdout.contains("shop/deny-admin's stored document is not the one its last audit event"), "\(edited.stdout)")
+        #expect(edited.stdout.contains("istio-system/sneaky is stored, but no audit event records it"), "\(edited.stdout)")
+    }
+
+    @Test("apply warns of a RequestAuthentication no policy backs (RP077) unless a stored policy requires its tokens")
+    func tokenRequirementAgainstStore() throws {
+        let ca = try CAProcess(label: "config-rp077")
+        let authentication = "\(ca.directory)/ra.yaml"
+        try """
+            apiVersion: security.istio.io/v1
+            kind: RequestAuthentication
+            metadata: {name: jwt, namespace: shop}
+            spec:
+              jwtRules: [{issuer: "https://idp.example", jwksUri: "https://idp.example/keys"}]
+            """.write(toFile: authentication, atomically: true, encoding: .utf8)
+        let alone = try rampart("apply", "-f", authentication, "--dry-run", "--state", ca.state)
+        #expect(alone.stderr.contains("RP077"), "\(alone.stderr)")
+        let policy = "\(ca.directory)/require.yaml"
+        try """
+            apiVersion: security.istio.io/v1
+            kind: AuthorizationPolicy
+            metadata: {name: require-jwt, namespace: shop}
+            spec:
+              rules: [{from: [{source: {requestPrincipals: ["*"]}}]}]
+            """.write(toFile: policy, atomically: true, encoding: .utf8)
+        #expect(try rampart("apply", "-f", policy, "--state", ca.state).succeeded)
+        let backed = try rampart("apply", "-f", authentication, "--state", ca.state)
+        #expect(backed.succeeded && !backed.stderr.contains("RP077"), "\(backed.stderr)")
+    }
+}
