@@ -142,34 +142,47 @@ struct Check: Sendable, Hashable {
 extension Check {
     /// Why the check failed, in words: the field, what the request had and the values it was
     /// compared with, for `explain` (`to[0].operation.paths: "/api/items" does not match ["/admin*"]`).
-    func failureText(_ request: PreparedRequest) -> String {
+    func failureText(_ request: PreparedRequest) -> String { failure(request).message }
+
+    /// Why the check failed: the field, the `when` key, what the request had (or why it had nothing),
+    /// the values it was compared with, and all of that in words.
+    func failure(_ request: PreparedRequest) -> ExplainTrace.FieldFailure {
         let listed = values.isEmpty ? "" : " [" + values.map { "\"\($0)\"" }.joined(separator: ", ") + "]"
-        let key = field.contains(".when[") ? " (\(attribute.key))" : ""
-        let actual = requestValue(request)
-        if negated { return "\(field)\(key): \(actual) matches\(listed), which the rule excludes" }
-        if case .filterMetadata = attribute { return "\(field)\(key): filter metadata Rampart does not have never matches" }
-        return "\(field)\(key): \(actual) does not match\(listed)"
+        let isCondition = field.contains(".when[")
+        let key = isCondition ? " (\(attribute.key))" : ""
+        let (value, missing) = requestValue(request)
+        let actual = value.map { "\"\($0)\"" } ?? missing
+        let message: String
+        if negated {
+            message = "\(field)\(key): \(actual) matches\(listed), which the rule excludes"
+        } else if case .filterMetadata = attribute {
+            message = "\(field)\(key): filter metadata Rampart does not have never matches"
+        } else {
+            message = "\(field)\(key): \(actual) does not match\(listed)"
+        }
+        return ExplainTrace.FieldFailure(
+            field: field, key: isCondition ? attribute.key : nil, value: value, missing: value == nil ? missing : nil,
+            values: values, negated: negated, message: message)
     }
 
-    /// What the request had for this check's attribute, quoted, or what it lacked.
-    private func requestValue(_ request: PreparedRequest) -> String {
-        func quoted(_ text: String?, _ missing: String) -> String { text.map { "\"\($0)\"" } ?? missing }
+    /// What the request had for this check's attribute, or why it had nothing.
+    private func requestValue(_ request: PreparedRequest) -> (value: String?, missing: String) {
         switch attribute {
-        case .sourceIP: return quoted(request.sourceIP?.description, "no source address")
-        case .remoteIP: return quoted(request.remoteIP?.description, "no remote address")
-        case .destinationIP: return quoted(request.destinationIP?.description, "no destination address")
-        case .port: return quoted(request.port.map(String.init), "no port")
-        case .path: return quoted(request.path, "no path")
+        case .sourceIP: return (request.sourceIP?.description, "no source address")
+        case .remoteIP: return (request.remoteIP?.description, "no remote address")
+        case .destinationIP: return (request.destinationIP?.description, "no destination address")
+        case .port: return (request.port.map(String.init), "no port")
+        case .path: return (request.path, "no path")
         case .sourcePrincipal, .sourceNamespace, .serviceAccount, .trustDomain:
-            return quoted(request.principal, "no peer identity (plaintext, or hidden by the mTLS mode)")
-        case .requestPrincipal: return quoted(request.requestPrincipal, "no request principal (no verified JWT)")
-        case .claim(let path): return quoted(request.claims?.value(at: path).map(Self.text), "no claim \(path.joined(separator: "."))")
-        case .audiences: return quoted(request.claims?["aud"].map(Self.text), "no aud claim")
-        case .presenter: return quoted(request.claims?["azp"].map(Self.text), "no azp claim")
-        case .inlineHeader(let name): return quoted(request.header(name), "no \(name) header")
-        case .header(let name): return quoted(request.header(name), "no \(name) header")
-        case .filterMetadata: return "no filter metadata"
-        default: return quoted(request.string(for: attribute), "no value")
+            return (request.principal, "no peer identity (plaintext, or hidden by the mTLS mode)")
+        case .requestPrincipal: return (request.requestPrincipal, "no request principal (no verified JWT)")
+        case .claim(let path): return (request.claims?.value(at: path).map(Self.text), "no claim \(path.joined(separator: "."))")
+        case .audiences: return (request.claims?["aud"].map(Self.text), "no aud claim")
+        case .presenter: return (request.claims?["azp"].map(Self.text), "no azp claim")
+        case .inlineHeader(let name): return (request.header(name), "no \(name) header")
+        case .header(let name): return (request.header(name), "no \(name) header")
+        case .filterMetadata: return (nil, "no filter metadata")
+        default: return (request.string(for: attribute), "no value")
         }
     }
 

@@ -50,9 +50,6 @@ final class CompiledRule: Sendable {
         }
     }
 
-    /// The first check that fails, with what the request had and the values it was compared
-    /// with, for explanations; `nil` when the rule matches. With several `from` or `to` entries,
-    /// each entry's failing check.
     /// Why the rule does not match the request, every failing part of it (its `from`, its `to`, each
     /// failing `when` and field), so that fixing one does not reveal another; nil when it matches.
     func firstFailure(_ request: PreparedRequest, dropHTTP: Bool) -> String? {
@@ -69,8 +66,24 @@ final class CompiledRule: Sendable {
         return failures.isEmpty ? nil : failures.joined(separator: "; and ")
     }
 
+    /// The checks the request fails, each with what the request had and the values it was
+    /// compared with: those of every `from` or `to` entry when none of the entries matches, and
+    /// each failing `when` condition; empty when the rule matches.
+    func failures(_ request: PreparedRequest, dropHTTP: Bool) -> [ExplainTrace.FieldFailure] {
+        var failures: [ExplainTrace.FieldFailure] = []
+        for lists in [froms, tos] where !lists.contains(where: { Self.all($0, request, dropHTTP) }) {
+            for list in lists { failures += failed(list, request, dropHTTP).map { $0.failure(request) } }
+        }
+        failures += failed(whens, request, dropHTTP).map { $0.failure(request) }
+        return failures
+    }
+
+    private func failed(_ checks: [Check], _ request: PreparedRequest, _ dropHTTP: Bool) -> [Check] {
+        checks.filter { !(dropHTTP && $0.attribute.isHTTPOnly) && !$0.passes(request) }
+    }
+
     private func failing(_ checks: [Check], _ request: PreparedRequest, _ dropHTTP: Bool) -> String {
-        let failed = checks.filter { !(dropHTTP && $0.attribute.isHTTPOnly) && !$0.passes(request) }
+        let failed = failed(checks, request, dropHTTP)
         return failed.isEmpty ? "no match" : failed.map { $0.failureText(request) }.joined(separator: ", and ")
     }
 
@@ -79,10 +92,14 @@ final class CompiledRule: Sendable {
         (Array(froms.joined()) + Array(tos.joined()) + whens).filter { $0.attribute.isHTTPOnly }.map(\.field)
     }
 
+    /// The fields that take part in a match (HTTP-only ones left out when `dropHTTP`).
+    func fieldsMatched(dropHTTP: Bool) -> [String] {
+        (Array(froms.joined()) + Array(tos.joined()) + whens).filter { !(dropHTTP && $0.attribute.isHTTPOnly) }.map(\.field)
+    }
+
     /// The fields that took part in a match, for explanations.
     func matchedFields(dropHTTP: Bool) -> String {
-        let fields = (Array(froms.joined()) + Array(tos.joined()) + whens).filter { !(dropHTTP && $0.attribute.isHTTPOnly) }
-            .map(\.field)
+        let fields = fieldsMatched(dropHTTP: dropHTTP)
         return fields.isEmpty ? "empty rule matches every request" : "matched on " + fields.joined(separator: ", ")
     }
 }

@@ -144,7 +144,8 @@ public struct PolicySnapshot: Sendable {
                 reason = "not applied: it selects \(wanted), and the workload's labels are \(WorkloadSelector.text(destination.labels))"
             }
             return ExplainTrace.PolicyStep(
-                policy: entry.value.name, kind: entry.value.action.rawValue, dryRun: entry.value.dryRun, notes: [reason])
+                policy: entry.value.name, kind: entry.value.action.rawValue, dryRun: entry.value.dryRun, notes: [reason],
+                outcome: .notApplied)
         }
         return (decision, ExplainTrace(steps: trace.steps + skipped))
     }

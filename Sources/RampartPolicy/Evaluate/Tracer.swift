@@ -79,24 +79,43 @@ struct RecordingTrace: Tracer {
     mutating func policy(_ policy: CompiledPolicy, _ rule: Int?, _ request: PreparedRequest) {
         let dropHTTP = !request.isHTTP
         var notes: [String] = []
+        var rules: [ExplainTrace.RuleStep] = []
         if policy.rules.isEmpty { notes.append("no rules: matches nothing") }
         for candidate in policy.rules {
             let label = "rules[\(candidate.index)]"
+            let httpOnly = dropHTTP ? Array(Set(candidate.httpOnlyFields)).sorted() : []
             if dropHTTP && policy.action == .allow && candidate.hasHTTPOnly {
-                let fields = Array(Set(candidate.httpOnlyFields)).sorted().joined(separator: ", ")
-                notes.append("\(label): skipped on TCP (an ALLOW rule with HTTP-only fields: \(fields))")
+                notes.append("\(label): skipped on TCP (an ALLOW rule with HTTP-only fields: \(httpOnly.joined(separator: ", ")))")
+                rules.append(step(candidate, .skippedOnTCP, httpOnly: httpOnly))
             } else if let failure = candidate.firstFailure(request, dropHTTP: dropHTTP) {
                 notes.append("\(label): \(failure)")
+                rules.append(
+                    step(candidate, .notMatched, failures: candidate.failures(request, dropHTTP: dropHTTP), httpOnly: httpOnly))
             } else {
-                let ignored = Array(Set(candidate.httpOnlyFields)).sorted().joined(separator: ", ")
-                let dropped = dropHTTP && candidate.hasHTTPOnly ? " (HTTP-only fields ignored on TCP: \(ignored))" : ""
-                notes.append("\(label): \(candidate.matchedFields(dropHTTP: dropHTTP))\(dropped)")
+                let matched = candidate.fieldsMatched(dropHTTP: dropHTTP)
+                let ignored = httpOnly.joined(separator: ", ")
+                if matched.isEmpty && !httpOnly.isEmpty {
+                    notes.append("\(label): matches every TCP request: its fields are all HTTP-only (\(ignored)), and TCP ignores them")
+                } else {
+                    let dropped = httpOnly.isEmpty ? "" : " (HTTP-only fields ignored on TCP: \(ignored))"
+                    notes.append("\(label): \(candidate.matchedFields(dropHTTP: dropHTTP))\(dropped)")
+                }
+                rules.append(step(candidate, .matched, matched: matched, httpOnly: httpOnly))
                 if candidate.index == rule { break }
             }
         }
         steps.append(
             ExplainTrace.PolicyStep(
-                policy: policy.name, kind: policy.action.rawValue, dryRun: policy.dryRun, notes: notes))
+                policy: policy.name, kind: policy.action.rawValue, dryRun: policy.dryRun, notes: notes,
+                outcome: rule == nil ? .notMatched : .matched, matchedRule: rule, rules: rules))
+    }
+
+    private func step(
+        _ rule: CompiledRule, _ outcome: ExplainTrace.RuleStep.Outcome, failures: [ExplainTrace.FieldFailure] = [],
+        matched: [String] = [], httpOnly: [String]
+    ) -> ExplainTrace.RuleStep {
+        ExplainTrace.RuleStep(
+            index: rule.index, outcome: outcome, failures: failures, matchedFields: matched, httpOnlyFields: httpOnly)
     }
 
     mutating func notReached(_ policies: [CompiledPolicy], after decider: CompiledPolicy, _ decided: String) {
@@ -105,7 +124,8 @@ struct RecordingTrace: Tracer {
             steps.append(
                 ExplainTrace.PolicyStep(
                     policy: policy.name, kind: policy.action.rawValue, dryRun: false,
-                    notes: ["not evaluated: the request was already \(decided) by \(decider.name)"]))
+                    notes: ["not evaluated: the request was already \(decided) by \(decider.name)"],
+                    outcome: .notEvaluated))
         }
     }
 }
