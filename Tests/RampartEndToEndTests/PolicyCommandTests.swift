@@ -65,7 +65,7 @@ struct PolicyCommandTests {
         #expect(checked.succeeded, "\(checked.stderr)")
         #expect(checked.stdout.contains("istio-system/deny-admin"), "\(checked.stdout)")
         let malformed = try run(Paths.rampart, ["authz", "check", "--policies", Self.policies, "--request", "-"], input: "methdo: GET\n")
-        #expect(malformed.status != 0 && malformed.stderr.contains("request <stdin>: "), "\(malformed.stderr)")
+        #expect(malformed.status != 0 && malformed.stderr.contains("request <stdin>:1: methdo"), "\(malformed.stderr)")
         let both = try run(Paths.rampart, ["authz", "check", "--policies", "-", "--request", "-"], input: request)
         #expect(both.status == 64 && both.stderr.contains("standard input can be read once"), "\(both.stderr)")
     }

@@ -261,4 +261,36 @@ struct JWKSEnvironmentFileTests {
         #expect(value?["e"] as? String == "8080")
         #expect(value?["f"] as? String == "text")
     }
+
+    @Test("a field at fault in a request file or a workload list is placed at its line")
+    func faultLines() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("lines-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        func failure(_ text: String, workloads: Bool = false) throws -> RequestDecodingError? {
+            let file = directory.appendingPathComponent("\(UUID().uuidString).yaml")
+            try Data(text.utf8).write(to: file)
+            do {
+                if workloads { _ = try Workload.list(file: file.path) } else { _ = try AuthzRequest(file: file.path) }
+                return nil
+            } catch {
+                return error
+            }
+        }
+        let misspelt = try #require(try failure("protocol: HTTP\ndestination:\n  namespace: shop\n  labelz: {app: a}\n"))
+        #expect(misspelt.field == "destination.labelz" && misspelt.line == 4)
+        #expect(misspelt.place("r.yaml") == "r.yaml:4")
+        let port = try #require(try failure("{\"destination\": {\"namespace\": \"shop\",\n  \"port\": \"http\"}}"))
+        #expect(port.field == "destination.port" && port.line == 2)
+        // A header name with a dot in it is one key, not two.
+        let header = try #require(try failure("destination: {namespace: shop}\nheaders:\n  x-a: b\n  x.y: {a: 1}\n"))
+        #expect(header.field == "headers.x.y" && header.line == 4, "\(header)")
+        let workload = try #require(
+            try failure("- namespace: shop\n  labels: {app: a}\n- namespace: shop\n  ports:\n  - {port: 0, name: http}\n", workloads: true))
+        #expect(workload.field == "[1].ports[0].port" && workload.line == 5, "\(workload)")
+        // A whole document at fault has no line; the workload list wrapped in a key says how to unwrap it.
+        let wrapped = try #require(try failure("workloads:\n- namespace: shop\n", workloads: true))
+        #expect(wrapped.line == nil && wrapped.reason.contains("remove the `workloads:` key"))
+        #expect(wrapped.place("w.yaml") == "w.yaml")
+    }
 }

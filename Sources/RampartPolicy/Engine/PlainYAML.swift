@@ -74,12 +74,50 @@ public enum PlainYAML {
         }
     }
 
+    /// The line of the field at `path` (`destination.labels`, `[1].ports[0].port`, `headers.x-env`)
+    /// in the first document of `text`: that of its key in a mapping, of its entry in a list; the
+    /// line of the deepest field found when the path goes further than the document.
+    public static func line(of path: String, in text: String) -> Int? {
+        guard let root = try? Yams.compose(yaml: text) else { return nil }
+        var node = root
+        var line = root.mark?.line
+        var rest = Substring(path)
+        while !rest.isEmpty {
+            if rest.hasPrefix(".") { rest = rest.dropFirst() }
+            if rest.hasPrefix("[") {
+                guard let close = rest.firstIndex(of: "]"), let index = Int(rest[rest.index(after: rest.startIndex)..<close]),
+                    case .sequence(let sequence) = node, sequence.indices.contains(index)
+                else { break }
+                node = sequence[index]
+                line = node.mark?.line ?? line
+                rest = rest[rest.index(after: close)...]
+                continue
+            }
+            guard case .mapping(let mapping) = node else { break }
+            // The longest key the path continues from (a header name may hold a dot).
+            let match = mapping.compactMap { key, value -> (name: String, key: Node, value: Node)? in
+                guard case .scalar(let scalar) = key, rest.hasPrefix(scalar.string) else { return nil }
+                let after = rest.dropFirst(scalar.string.count)
+                return after.isEmpty || after.hasPrefix(".") || after.hasPrefix("[") ? (scalar.string, key, value) : nil
+            }.max { $0.name.count < $1.name.count }
+            guard let match else { break }
+            line = match.key.mark?.line ?? line
+            node = match.value
+            rest = rest.dropFirst(match.name.count)
+        }
+        return line
+    }
+
     /// Reads and parses a file.
     public static func parse(file: String) throws(RequestDecodingError) -> Any? {
         guard let data = FileManager.default.contents(atPath: file), let text = String(data: data, encoding: .utf8) else {
             throw RequestDecodingError(field: "", reason: "cannot read \(file)")
         }
-        return try parse(text)
+        do {
+            return try parse(text)
+        } catch {
+            throw error.located(in: text)
+        }
     }
 }
 
@@ -89,9 +127,25 @@ extension Workload {
     /// Kubernetes Service (`protocol: TCP|UDP|SCTP` is accepted and ignored); its protocol is read as
     /// Istio reads it, from `appProtocol`, else from the name's prefix (`http-web`, `tcp-db`,
     /// `grpc`); a port whose protocol is neither given is left out of the port checks.
+    public static func list(file: String) throws(RequestDecodingError) -> [Workload] {
+        guard let data = FileManager.default.contents(atPath: file), let text = String(data: data, encoding: .utf8) else {
+            throw RequestDecodingError(field: "", reason: "cannot read \(file)")
+        }
+        do {
+            return try list(from: PlainYAML.parse(text))
+        } catch {
+            throw error.located(in: text)
+        }
+    }
+
     public static func list(from value: Any?) throws(RequestDecodingError) -> [Workload] {
         guard let items = value as? [Any] else {
-            throw RequestDecodingError(field: "", reason: "expected a list of {namespace, labels} mappings")
+            let wrapped = (value as? [String: Any]).map { Array($0.keys) == ["workloads"] } ?? false
+            throw RequestDecodingError(
+                field: "",
+                reason: wrapped
+                    ? "expected a list of {namespace, labels} mappings at the top level; remove the `workloads:` key and keep its list"
+                    : "expected a list of {namespace, labels} mappings (`- namespace: shop` then `labels: {app: cart}`)")
         }
         var workloads: [Workload] = []
         for (index, element) in items.enumerated() {

@@ -8,8 +8,25 @@ public struct RequestDecodingError: Error, Sendable, CustomStringConvertible {
     public let field: String
     /// What was wrong and what was expected.
     public let reason: String
+    /// The line of the file the field is on, when known.
+    public var line: Int?
+
+    public init(field: String, reason: String, line: Int? = nil) {
+        self.field = field
+        self.reason = reason
+        self.line = line
+    }
 
     public var description: String { DiagnosticText.escaped(field.isEmpty ? reason : "\(field): \(reason)") }
+
+    /// The error with the line of its field in `text` (the text it was decoded from), if the field is there.
+    func located(in text: String) -> RequestDecodingError {
+        guard line == nil, !field.isEmpty, let found = PlainYAML.line(of: field, in: text) else { return self }
+        return RequestDecodingError(field: field, reason: reason, line: found)
+    }
+
+    /// `file:line` (or `file`) for messages that name where the fault is.
+    public func place(_ file: String) -> String { line.map { "\(file):\($0)" } ?? file }
 }
 
 extension AuthzRequest {
@@ -33,7 +50,11 @@ extension AuthzRequest {
             throw RequestDecodingError(
                 field: "", reason: "\(problem.message)\(problem.line > 0 ? " (line \(problem.line))" : ""): \(problem.fix)")
         }
-        try self.init(text: text)
+        do {
+            try self.init(text: text)
+        } catch {
+            throw error.located(in: text)
+        }
     }
 
     /// The fields of each object of the schema, for refusing misspelt ones.

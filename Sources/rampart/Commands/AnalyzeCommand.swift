@@ -38,9 +38,9 @@ struct Analyze: ParsableCommand {
         var known: [Workload]?
         if let workloads {
             do {
-                known = try Workload.list(from: PlainYAML.parse(file: workloads))
+                known = try Workload.list(file: workloads)
             } catch {
-                throw ValidationError("--workloads \(workloads): \(error)")
+                throw ValidationError("--workloads \(error.place(workloads)): \(error)")
             }
         }
         let diagnostics = PolicyEngine.analyze(paths: paths, workloads: known, rootNamespace: rootNamespace)

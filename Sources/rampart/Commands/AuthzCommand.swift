@@ -95,7 +95,7 @@ struct AuthzCheck: AsyncParsableCommand {
         do {
             parsed = try AuthzRequest(file: request)
         } catch {
-            throw ValidationError("request \(PolicyLoader.displayNames([request])): \(error)")
+            throw ValidationError("request \(error.place(PolicyLoader.displayNames([request]))): \(error)")
         }
         // Keys come as a proxy would get them: each JWKS URI of the rules that apply to the
         // destination is fetched (see JWKSProbe) when the request carries a token, unless an
