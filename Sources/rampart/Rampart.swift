@@ -25,7 +25,7 @@ struct Rampart: AsyncParsableCommand {
             Foundation.exit(ExitCode.validationFailure.rawValue)
         }
         do {
-            var command = try parseAsRoot()
+            var command = try parseAsRoot(try KubectlForms.normalized(Array(CommandLine.arguments.dropFirst())))
             if var asynchronous = command as? AsyncParsableCommand {
                 try await asynchronous.run()
             } else {
@@ -44,6 +44,25 @@ struct Rampart: AsyncParsableCommand {
                 Foundation.exit(ExitCode.failure.rawValue)
             }
             exit(withError: error)
+        }
+    }
+}
+
+/// kubectl's spellings of options the config commands take in their own form.
+enum KubectlForms {
+    /// The arguments with `apply`'s `--dry-run=client` and `--dry-run=server` read as `--dry-run`
+    /// (Rampart's dry run validates against the stored resources, as the server's does), and
+    /// `--dry-run=none` as no dry run.
+    static func normalized(_ arguments: [String]) throws -> [String] {
+        guard arguments.first == "apply" else { return arguments }
+        return try arguments.compactMap { argument in
+            guard argument.hasPrefix("--dry-run=") else { return argument }
+            switch argument.dropFirst("--dry-run=".count) {
+            case "client", "server": return "--dry-run"
+            case "none": return nil
+            case let value:
+                throw ValidationError("--dry-run=\(value): use --dry-run, or kubectl's --dry-run=client, --dry-run=server or --dry-run=none")
+            }
         }
     }
 }

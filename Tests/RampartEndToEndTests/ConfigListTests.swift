@@ -147,4 +147,19 @@ struct ConfigListTests {
         let badName = try rampart("apply", "-f", file, "-n", "Not_A_Namespace", "--state", ca.state)
         #expect(badName.status == 64 && badName.stderr.contains("is not a namespace name"), "\(badName.stderr)")
     }
+
+    @Test("kubectl's --dry-run=client and --dry-run=server store nothing, --dry-run=none stores, and another value is refused")
+    func kubectlDryRun() throws {
+        let ca = try CAProcess(label: "config-dry-run-forms")
+        for form in ["--dry-run=client", "--dry-run=server"] {
+            let previewed = try rampart("apply", "-f", ConfigCommandTests.policies, form, "--state", ca.state)
+            #expect(previewed.succeeded && previewed.stdout.contains("(dry run: nothing was stored)"), "\(form): \(previewed.stdout)\(previewed.stderr)")
+        }
+        let empty = try rampart("get", "ap", "-A", "--state", ca.state)
+        #expect(empty.succeeded && empty.stdout.isEmpty && empty.stderr.contains("No resources found"), "\(empty.stdout)\(empty.stderr)")
+        let refused = try rampart("apply", "-f", ConfigCommandTests.policies, "--dry-run=true", "--state", ca.state)
+        #expect(refused.status == 64 && refused.stderr.contains("--dry-run=client, --dry-run=server or --dry-run=none"), "\(refused.stderr)")
+        let stored = try rampart("apply", "-f", ConfigCommandTests.policies, "--dry-run=none", "--state", ca.state)
+        #expect(stored.succeeded && stored.stdout.contains("config version 1\n"), "\(stored.stdout)\(stored.stderr)")
+    }
 }

@@ -32,7 +32,8 @@ struct Apply: AsyncParsableCommand {
         help: "The namespace of documents that name none (default: default); they are stored with it written in. A document naming another namespace is refused, as kubectl does.")
     var namespace: String?
 
-    @Flag(help: "Validate and show what would be created, configured or unchanged, and store nothing.")
+    @Flag(
+        help: "Validate and show what would be created, configured or unchanged, and store nothing (kubectl's --dry-run=client and --dry-run=server are read as this).")
     var dryRun = false
 
     @OptionGroup var stateOptions: StateOptions
