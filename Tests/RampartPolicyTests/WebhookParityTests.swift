@@ -284,4 +284,47 @@ struct SchemaLimitTests {
         // Without the filter the empty selector, operation and condition would be reported too.
         #expect(loaded.diagnostics.count + PolicyAnalyzer.analyze(loaded.resources).count > found.count)
     }
+
+    @Test(
+        "targetRefs written as an empty list counts as set beside a selector or a targetRef, as the schema's has() counts it",
+        arguments: [
+            ("AuthorizationPolicy", "selector: {matchLabels: {app: a}}\n  targetRefs: []", "spec.selector"),
+            ("AuthorizationPolicy", "targetRef: {kind: Gateway, group: gateway.networking.k8s.io, name: g}\n  targetRefs: []", "spec.targetRefs"),
+            ("RequestAuthentication", "selector: {matchLabels: {app: a}}\n  targetRefs: []", "spec.selector"),
+        ])
+    func emptyTargetRefs(kind: String, spec: String, field: String) throws {
+        let yaml = """
+            apiVersion: security.istio.io/v1
+            kind: \(kind)
+            metadata: {name: p, namespace: ns1}
+            spec:
+              \(spec)
+            """
+        let error = try #require(WebhookParityTests.errors(yaml).first { $0.code == .badTargetRef })
+        #expect(error.field == field && error.message.contains("targetRefs: [] counts as set"), "\(error)")
+        // Alone, or written as null, an empty targetRefs is no target reference.
+        #expect(WebhookParityTests.errors(yaml.replacingOccurrences(of: "targetRefs: []", with: "targetRefs: null")).isEmpty)
+        let alone = spec.split(separator: "\n").last.map(String.init) ?? ""
+        #expect(WebhookParityTests.errors(yaml.replacingOccurrences(of: spec, with: alone)).isEmpty)
+    }
+
+    @Test("a known kind under a misspelt or foreign group blames apiVersion and names the group")
+    func misspeltGroup() throws {
+        let yaml = Fixture.policy("p", rules: "  - {}").replacingOccurrences(of: "security.istio.io/v1", with: "securty.istio.io/v1beta1")
+        let error = try #require(WebhookParityTests.errors(yaml).first)
+        #expect(error.code == .unknownKind && error.field == "apiVersion")
+        #expect(error.message.contains("misspelling of security.istio.io") && error.fix == "write apiVersion: security.istio.io/v1beta1", "\(error)")
+        let foreign = try #require(WebhookParityTests.errors(yaml.replacingOccurrences(of: "securty.istio.io", with: "networking.istio.io")).first)
+        #expect(foreign.field == "apiVersion" && !foreign.message.contains("misspelling"), "\(foreign)")
+    }
+
+    @Test("an empty principal is one error, with no second warning about its trust domain")
+    func emptyPrincipal() {
+        let loaded = PolicyLoader.load(
+            yaml: Fixture.policy("p", action: "DENY", rules: "  - from: [{source: {principals: [\"\"], requestPrincipals: [\"\"]}}]"),
+            file: "p.yaml")
+        let found = loaded.diagnostics + PolicyAnalyzer.analyze(loaded.resources)
+        #expect(found.filter { $0.code == .emptyValue }.count == 2, "\(found)")
+        #expect(!found.contains { $0.code == .neverMatches }, "\(found)")
+    }
 }

@@ -8,6 +8,7 @@ struct AuthorizationPolicyDecoder {
         var selector: WorkloadSelector?
         var targetRef: PolicyTargetReference?
         var targetRefs: [PolicyTargetReference] = []
+        var targetRefsWritten = false
         var action: AuthorizationPolicy.Action?
         var provider: String?
         var rules: [AuthorizationRule]?
@@ -20,6 +21,7 @@ struct AuthorizationPolicyDecoder {
                 case "selector": selector = context.selector(value, path)
                 case "targetRef": targetRef = context.targetRef(value, path)
                 case "targetRefs":
+                    targetRefsWritten = true
                     targetRefs = (context.list(value, path) ?? []).compactMap { context.targetRef($0.node, $0.path) }
                 case "action":
                     guard let raw = context.string(value, path) else { continue }
@@ -42,6 +44,7 @@ struct AuthorizationPolicyDecoder {
         }
         return AuthorizationPolicy(
             metadata: metadata, location: location, selector: selector, targetRef: targetRef, targetRefs: targetRefs,
+            targetRefsWritten: targetRefsWritten,
             action: action, provider: provider, rules: rules)
     }
 

@@ -8,6 +8,7 @@ struct RequestAuthenticationDecoder {
         var selector: WorkloadSelector?
         var targetRef: PolicyTargetReference?
         var targetRefs: [PolicyTargetReference] = []
+        var targetRefsWritten = false
         var rules: [JWTRule] = []
         if let spec {
             let allowed: Set<String> = ["selector", "targetRef", "targetRefs", "jwtRules"]
@@ -18,6 +19,7 @@ struct RequestAuthenticationDecoder {
                 case "selector": selector = context.selector(value, path)
                 case "targetRef": targetRef = context.targetRef(value, path)
                 case "targetRefs":
+                    targetRefsWritten = true
                     targetRefs = (context.list(value, path) ?? []).compactMap { context.targetRef($0.node, $0.path) }
                 case "jwtRules":
                     rules = (context.list(value, path) ?? []).map { jwtRule($0.node, $0.path) }
@@ -27,6 +29,7 @@ struct RequestAuthenticationDecoder {
         }
         return RequestAuthentication(
             metadata: metadata, location: location, selector: selector, targetRef: targetRef, targetRefs: targetRefs,
+            targetRefsWritten: targetRefsWritten,
             jwtRules: rules)
     }
 

@@ -104,6 +104,17 @@ struct ResourceDecoder {
                 "put the resources in a list under items: (each item a resource), or write each as a document of its own, separated by lines holding only ---"
             )
         }
+        if !apiVersion.hasPrefix("security.istio.io/"), known.contains(kind) {
+            // The kind is one of Rampart's: the group is what is wrong.
+            let group = apiVersion.split(separator: "/", omittingEmptySubsequences: false).first.map(String.init) ?? apiVersion
+            let version = apiVersion.contains("/") ? String(apiVersion.split(separator: "/").last ?? "v1") : "v1"
+            let near = Self.editDistance(group, "security.istio.io") <= 3 ? " (a misspelling of security.istio.io?)" : ""
+            return (
+                .unknownKind, "apiVersion",
+                "\(kind) is a kind of security.istio.io, and apiVersion \(apiVersion) names the group \(group)\(near); \(supported)",
+                "write apiVersion: security.istio.io/\(["v1", "v1beta1"].contains(version) ? version : "v1")"
+            )
+        }
         guard apiVersion.hasPrefix("security.istio.io/") else {
             return (
                 .unknownKind, "kind", "\(kind) (\(apiVersion)) is not a security policy; \(supported)",
@@ -149,7 +160,7 @@ struct ResourceDecoder {
             return .authorizationPolicy(
                 AuthorizationPolicy(
                     metadata: p.metadata, location: location, selector: p.selector, targetRef: p.targetRef,
-                    targetRefs: p.targetRefs, action: p.actionGiven ? p.action : nil, provider: p.provider,
+                    targetRefs: p.targetRefs, targetRefsWritten: p.targetRefsWritten, action: p.actionGiven ? p.action : nil, provider: p.provider,
                     rules: p.rules))
         case .peerAuthentication(let p):
             return .peerAuthentication(
@@ -160,7 +171,7 @@ struct ResourceDecoder {
             return .requestAuthentication(
                 RequestAuthentication(
                     metadata: p.metadata, location: location, selector: p.selector, targetRef: p.targetRef,
-                    targetRefs: p.targetRefs, jwtRules: p.jwtRules))
+                    targetRefs: p.targetRefs, targetRefsWritten: p.targetRefsWritten, jwtRules: p.jwtRules))
         }
     }
 

@@ -18,6 +18,9 @@ public struct AuthorizationPolicy: Sendable, Hashable {
     public let targetRef: PolicyTargetReference?
     /// `targetRefs`, if given.
     public let targetRefs: [PolicyTargetReference]
+    /// Whether `targetRefs` was written, even as an empty list: Istio's schema counts a field
+    /// present when it is written (`has()`), so `selector` beside `targetRefs: []` is refused.
+    public let targetRefsWritten: Bool
     /// The action; ALLOW when absent.
     public let action: Action
     /// Whether `action` was written in the YAML.
@@ -30,7 +33,7 @@ public struct AuthorizationPolicy: Sendable, Hashable {
     /// Creates a policy.
     public init(
         metadata: ResourceMetadata, location: SourceLocation, selector: WorkloadSelector?,
-        targetRef: PolicyTargetReference?, targetRefs: [PolicyTargetReference], action: Action?,
+        targetRef: PolicyTargetReference?, targetRefs: [PolicyTargetReference], targetRefsWritten: Bool? = nil, action: Action?,
         provider: String?, rules: [AuthorizationRule]?
     ) {
         self.metadata = metadata
@@ -38,6 +41,7 @@ public struct AuthorizationPolicy: Sendable, Hashable {
         self.selector = selector
         self.targetRef = targetRef
         self.targetRefs = targetRefs
+        self.targetRefsWritten = targetRefsWritten ?? !targetRefs.isEmpty
         self.action = action ?? .allow
         self.actionGiven = action != nil
         self.provider = provider

@@ -12,19 +12,23 @@ public struct RequestAuthentication: Sendable, Hashable {
     public let targetRef: PolicyTargetReference?
     /// `targetRefs`, if given.
     public let targetRefs: [PolicyTargetReference]
+    /// Whether `targetRefs` was written, even as an empty list: Istio's schema counts a field
+    /// present when it is written (`has()`), so `selector` beside `targetRefs: []` is refused.
+    public let targetRefsWritten: Bool
     /// The JWT rules.
     public let jwtRules: [JWTRule]
 
     /// Creates a request authentication.
     public init(
         metadata: ResourceMetadata, location: SourceLocation, selector: WorkloadSelector?,
-        targetRef: PolicyTargetReference?, targetRefs: [PolicyTargetReference], jwtRules: [JWTRule]
+        targetRef: PolicyTargetReference?, targetRefs: [PolicyTargetReference], targetRefsWritten: Bool? = nil, jwtRules: [JWTRule]
     ) {
         self.metadata = metadata
         self.location = location
         self.selector = selector
         self.targetRef = targetRef
         self.targetRefs = targetRefs
+        self.targetRefsWritten = targetRefsWritten ?? !targetRefs.isEmpty
         self.jwtRules = jwtRules
     }
 

@@ -5,7 +5,8 @@ enum AuthorizationPolicyValidator {
         CommonChecks.metadata(policy.metadata, &reporter)
         CommonChecks.selector(policy.selector, "spec.selector", &reporter)
         CommonChecks.targets(
-            selector: policy.selector, targetRef: policy.targetRef, targetRefs: policy.targetRefs, &reporter)
+            selector: policy.selector, targetRef: policy.targetRef, targetRefs: policy.targetRefs,
+            targetRefsWritten: policy.targetRefsWritten, &reporter)
         checkAction(policy, &reporter)
         checkDryRun(policy, &reporter)
         if let rules = policy.rules, rules.count > 512 {

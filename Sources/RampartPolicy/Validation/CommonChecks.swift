@@ -115,11 +115,13 @@ enum CommonChecks {
 
     static func targets(
         selector: WorkloadSelector?, targetRef: PolicyTargetReference?, targetRefs: [PolicyTargetReference],
-        _ reporter: inout Reporter
+        targetRefsWritten: Bool, _ reporter: inout Reporter
     ) {
-        if selector != nil && (targetRef != nil || !targetRefs.isEmpty) {
+        // Istio's schema counts a field as set when it is written, an empty list included.
+        let empty = targetRefsWritten && targetRefs.isEmpty ? " (targetRefs: [] counts as set; remove the key)" : ""
+        if selector != nil && (targetRef != nil || targetRefsWritten) {
             reporter.add(
-                .badTargetRef, "spec.selector", "selector and targetRef/targetRefs are both set; only one may be",
+                .badTargetRef, "spec.selector", "selector and targetRef/targetRefs are both set; only one may be\(empty)",
                 fix: "keep either the selector or the target references")
         }
         if targetRefs.count > 16 {
@@ -127,9 +129,9 @@ enum CommonChecks {
                 .overLimit, "spec.targetRefs", "targetRefs lists \(targetRefs.count) references; Istio's schema allows at most 16",
                 fix: "split the references over several policies")
         }
-        if targetRef != nil && !targetRefs.isEmpty {
+        if targetRef != nil && targetRefsWritten {
             reporter.add(
-                .badTargetRef, "spec.targetRefs", "targetRef and targetRefs are both set; only one may be",
+                .badTargetRef, "spec.targetRefs", "targetRef and targetRefs are both set; only one may be\(empty)",
                 fix: "move the single targetRef into targetRefs")
         }
         let all = (targetRef.map { [("spec.targetRef", $0)] } ?? [])

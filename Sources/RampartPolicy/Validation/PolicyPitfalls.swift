@@ -77,7 +77,9 @@ enum PolicyPitfalls {
         if plaintextDenied.contains(where: { covers($0, policy, rootNamespace: rootNamespace) }) { return }
         let accepted =
             mode != .strict
-            ? "the workloads accept plaintext (mTLS mode \(mode.rawValue) among the PeerAuthentications given)"
+            ? peers.values.allSatisfy(\.isEmpty)
+                ? "the workloads accept plaintext (no PeerAuthentication is among the files given, and Istio's default mode is PERMISSIVE)"
+                : "the workloads accept plaintext (mTLS mode \(mode.rawValue) among the PeerAuthentications given)"
             : "portLevelMtls accepts plaintext on port\(ports.count == 1 ? "" : "s") "
                 + ports.map { "\($0.port) (\($0.mode.rawValue))" }.joined(separator: ", ")
         let fix = "require mTLS with a STRICT PeerAuthentication for these workloads (and their ports), or add a DENY policy for them that refuses requests without a peer identity (from: [{source: {notPrincipals: [\"*\"]}}])"
@@ -320,7 +322,7 @@ enum PolicyPitfalls {
                 let path = "spec.rules[\(index)].from[\(entry)].source"
                 for field in ["principals", "notPrincipals"] {
                     for (position, value) in (fields[field] ?? []).enumerated()
-                    where !value.contains("*") && !value.lowercased().hasPrefix("spiffe://")
+                    where !value.isEmpty && !value.contains("*") && !value.lowercased().hasPrefix("spiffe://")
                         && (!value.contains("/") || value.hasPrefix("ns/"))
                     {
                         let effect = field.hasPrefix("not") ? "so it excludes nothing" : "so it never matches"
@@ -333,7 +335,8 @@ enum PolicyPitfalls {
                     }
                 }
                 for field in ["requestPrincipals", "notRequestPrincipals"] {
-                    for (position, value) in (fields[field] ?? []).enumerated() where !value.contains("*") && !value.contains("/") {
+                    for (position, value) in (fields[field] ?? []).enumerated()
+                    where !value.isEmpty && !value.contains("*") && !value.contains("/") {
                         let effect = field.hasPrefix("not") ? "so it excludes nothing" : "so it never matches"
                         reporter.add(
                             .neverMatches, "\(path).\(field)[\(position)]",

@@ -7,7 +7,8 @@ enum RequestAuthenticationValidator {
         CommonChecks.metadata(policy.metadata, &reporter)
         CommonChecks.selector(policy.selector, "spec.selector", &reporter)
         CommonChecks.targets(
-            selector: policy.selector, targetRef: policy.targetRef, targetRefs: policy.targetRefs, &reporter)
+            selector: policy.selector, targetRef: policy.targetRef, targetRefs: policy.targetRefs,
+            targetRefsWritten: policy.targetRefsWritten, &reporter)
         if policy.metadata.annotations[ResourceMetadata.dryRunAnnotation] != nil {
             reporter.add(
                 .badDryRun, "metadata.annotations.\(ResourceMetadata.dryRunAnnotation)",
