@@ -1,5 +1,6 @@
 import Foundation
 import RampartControlPlane
+import RampartPolicy
 import RampartStore
 import Testing
 
@@ -106,5 +107,37 @@ struct MeshSnapshotTests {
         #expect(lines.contains { $0.hasPrefix("web.front") && $0.contains("NACK: bad rule") })
         #expect(lines.contains { $0.hasPrefix("ratings.shop") && $0.contains("STALE (acked none, current 7)") && $0.hasSuffix("disconnected") })
         #expect(lines.contains { $0.hasPrefix("reviews-v1.shop") && $0.contains("SYNCED") && $0.hasSuffix("connected") })
+    }
+
+    @Test("competing PeerAuthentications are decided by the store's creation times, whatever their names or YAML say")
+    func peerAuthenticationAge() throws {
+        func peer(_ name: String, _ mode: String, created: TimeInterval, stated: String = "") -> ConfigResourceRecord {
+            let yaml = """
+                apiVersion: security.istio.io/v1
+                kind: PeerAuthentication
+                metadata: {name: \(name), namespace: shop\(stated)}
+                spec: {mtls: {mode: \(mode)}}
+
+                """
+            let at = start.addingTimeInterval(created)
+            return ConfigResourceRecord(kind: "PeerAuthentication", namespace: "shop", name: name, generation: 1, yaml: yaml, createdAt: at, updatedAt: at)
+        }
+        let destination = AuthzRequest.Destination(namespace: "shop", labels: ["app": "cart"], port: 8080)
+        // Stored in name order; zz-strict was created first, and its YAML's own timestamp is the later one.
+        let records = [
+            peer("aa-disable", "DISABLE", created: 60, stated: ", creationTimestamp: \"2020-01-01T00:00:00Z\""),
+            peer("zz-strict", "STRICT", created: 0),
+        ]
+        let state = ConfigState.compile(ConfigSnapshotRecords(version: 2, resources: records))
+        #expect(state.snapshot.peerModes(for: destination).mode(port: 8080) == .strict)
+        // The proxy is told the creation times, and decides the same.
+        let wire = MeshSnapshot(config: state, services: [], revoked: [])
+            .wire(namespace: "shop", rootNamespace: "istio-system", proxySpiffeID: "spiffe://cluster.local/ns/shop/sa/cart", nonce: "n")
+        #expect(wire.resources.map { $0.createdAt.date } == records.map(\.createdAt))
+        // Created the other way round, the other one wins.
+        let swapped = ConfigState.compile(ConfigSnapshotRecords(version: 3, resources: [
+            peer("aa-disable", "DISABLE", created: 0), peer("zz-strict", "STRICT", created: 60),
+        ]))
+        #expect(swapped.snapshot.peerModes(for: destination).mode(port: 8080) == .disable)
     }
 }

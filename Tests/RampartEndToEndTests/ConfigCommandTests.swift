@@ -173,6 +173,10 @@ struct ConfigCommandTests {
         let second = try rampart("apply", "-f", try peer("b", "PERMISSIVE"), "--state", ca.state)
         #expect(second.succeeded, "\(second.stderr)")
         #expect(second.stderr.contains("warning RP063") && second.stderr.contains("istio-system/a (config store"), "\(second.stderr)")
+        // A later one whose name sorts first is still the one ignored: the store dates each, and the oldest wins.
+        let third = try rampart("apply", "-f", try peer("0-disable", "DISABLE"), "--state", ca.state)
+        let warning = third.stderr.split(separator: "\n").first { $0.contains("PeerAuthentication istio-system/0-disable") } ?? ""
+        #expect(warning.contains("RP063") && warning.contains("this one is ignored"), "\(third.stderr)")
     }
 
     @Test("delete -f removes what the files define in one version bump; a missing one is an error unless ignored")

@@ -28,6 +28,19 @@ struct SnapshotTests {
         #expect(config.resourceCounts == ["AuthorizationPolicy": 1, "PeerAuthentication": 1])
     }
 
+    @Test("the control plane's creation times decide between competing PeerAuthentications, not their names")
+    func peerAuthenticationAge() throws {
+        var snapshot = SnapshotBuilder.snapshot(resources: [
+            SnapshotBuilder.peerAuthentication(name: "aa-disable", namespace: "bookinfo", mode: "DISABLE"),
+            SnapshotBuilder.peerAuthentication(name: "zz-strict", namespace: "bookinfo", mode: "STRICT"),
+        ])
+        // Without creation times, the first by name wins.
+        #expect(try ProxyConfig.compile(snapshot, workload: workload).policies.peer.mode(port: 9080) == .disable)
+        snapshot.resources[0].createdAt = .init(date: Date(timeIntervalSince1970: 2_000_000_060))
+        snapshot.resources[1].createdAt = .init(date: Date(timeIntervalSince1970: 2_000_000_000))
+        #expect(try ProxyConfig.compile(snapshot, workload: workload).policies.peer.mode(port: 9080) == .strict)
+    }
+
     @Test("a snapshot with a resource that does not load is refused, naming it")
     func refusesBadYAML() {
         let bad = SnapshotBuilder.authorizationPolicy(name: "broken", namespace: "bookinfo", body: "action: MAYBE")

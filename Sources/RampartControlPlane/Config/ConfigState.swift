@@ -49,7 +49,7 @@ public struct ConfigState: Sendable {
                 continue
             }
             keys[id] = record.key
-            resources.append(resource)
+            resources.append(resource.created(at: record.createdAt))
             loadedRecords.append(record)
         }
         let validation = PolicyAnalyzer.validate(resources)

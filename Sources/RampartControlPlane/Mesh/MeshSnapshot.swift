@@ -1,4 +1,5 @@
 import RampartAPI
+import SwiftProtobuf
 import RampartPolicy
 import RampartStore
 
@@ -45,6 +46,7 @@ public struct MeshSnapshot: Sendable {
             resource.namespace = record.namespace
             resource.name = record.name
             resource.yaml = record.yaml
+            resource.createdAt = Google_Protobuf_Timestamp(date: record.createdAt)
             return resource
         }
         snapshot.services = services.map { service in

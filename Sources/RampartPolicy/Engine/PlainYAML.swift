@@ -122,11 +122,7 @@ public enum PlainYAML {
 }
 
 extension Workload {
-    /// Reads a workload list: `[{namespace: ns1, name: b, labels: {app: b}, ports: [...]}, ...]`.
-    /// `name` and `ports` are optional. A port is a number, or `{port, name, appProtocol}` as in a
-    /// Kubernetes Service (`protocol: TCP|UDP|SCTP` is accepted and ignored); its protocol is read as
-    /// Istio reads it, from `appProtocol`, else from the name's prefix (`http-web`, `tcp-db`,
-    /// `grpc`); a port whose protocol is neither given is left out of the port checks.
+    /// Reads a workload list from a file (see `list(from:)`); a field at fault is placed at its line.
     public static func list(file: String) throws(RequestDecodingError) -> [Workload] {
         guard let data = FileManager.default.contents(atPath: file), let text = String(data: data, encoding: .utf8) else {
             throw RequestDecodingError(field: "", reason: "cannot read \(file)")
@@ -138,6 +134,11 @@ extension Workload {
         }
     }
 
+    /// Reads a workload list: `[{namespace: ns1, name: b, labels: {app: b}, ports: [...]}, ...]`.
+    /// `name` and `ports` are optional. A port is a number, or `{port, name, appProtocol}` as in a
+    /// Kubernetes Service (`protocol: TCP|UDP|SCTP` is accepted and ignored); its protocol is read as
+    /// Istio reads it, from `appProtocol`, else from the name's prefix (`http-web`, `tcp-db`,
+    /// `grpc`); a port whose protocol is neither given is left out of the port checks.
     public static func list(from value: Any?) throws(RequestDecodingError) -> [Workload] {
         guard let items = value as? [Any] else {
             let wrapped = (value as? [String: Any]).map { Array($0.keys) == ["workloads"] } ?? false

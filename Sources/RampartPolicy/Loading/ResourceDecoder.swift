@@ -106,12 +106,13 @@ struct ResourceDecoder {
         }
         if !apiVersion.hasPrefix("security.istio.io/"), known.contains(kind) {
             // The kind is one of Rampart's: the group is what is wrong.
-            let group = apiVersion.split(separator: "/", omittingEmptySubsequences: false).first.map(String.init) ?? apiVersion
-            let version = apiVersion.contains("/") ? String(apiVersion.split(separator: "/").last ?? "v1") : "v1"
+            let parts = apiVersion.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+            let (group, version) = parts.count == 2 ? (parts[0], parts[1]) : ("", apiVersion)
             let near = Self.editDistance(group, "security.istio.io") <= 3 ? " (a misspelling of security.istio.io?)" : ""
+            let names = group.isEmpty ? "names no group" : "names the group \(group)\(near)"
             return (
                 .unknownKind, "apiVersion",
-                "\(kind) is a kind of security.istio.io, and apiVersion \(apiVersion) names the group \(group)\(near); \(supported)",
+                "\(kind) is a kind of security.istio.io, and apiVersion \(apiVersion) \(names); \(supported)",
                 "write apiVersion: security.istio.io/\(["v1", "v1beta1"].contains(version) ? version : "v1")"
             )
         }

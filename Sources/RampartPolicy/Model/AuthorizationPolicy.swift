@@ -9,7 +9,7 @@ public struct AuthorizationPolicy: Sendable, Hashable {
     }
 
     /// Name, namespace and annotations.
-    public let metadata: ResourceMetadata
+    public internal(set) var metadata: ResourceMetadata
     /// Where the resource was read from.
     public let location: SourceLocation
     /// The workload selector, if any.

@@ -1,7 +1,7 @@
 /// An Istio PeerAuthentication: the mTLS mode a workload's inbound connections must use.
 public struct PeerAuthentication: Sendable, Hashable {
     /// Name, namespace and annotations.
-    public let metadata: ResourceMetadata
+    public internal(set) var metadata: ResourceMetadata
     /// Where the resource was read from.
     public let location: SourceLocation
     /// The workload selector, if any.

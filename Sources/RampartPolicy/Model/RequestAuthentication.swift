@@ -3,7 +3,7 @@ import Foundation
 /// An Istio RequestAuthentication: which JWT issuers a workload accepts and how tokens are found.
 public struct RequestAuthentication: Sendable, Hashable {
     /// Name, namespace and annotations.
-    public let metadata: ResourceMetadata
+    public internal(set) var metadata: ResourceMetadata
     /// Where the resource was read from.
     public let location: SourceLocation
     /// The workload selector, if any.

@@ -15,7 +15,7 @@ public struct ResourceMetadata: Sendable, Hashable {
     public let labels: [String: String]
     /// `metadata.creationTimestamp` when the resource states one (as `kubectl get -o yaml` writes
     /// it): where several PeerAuthentications compete, the oldest wins.
-    public let creationTimestamp: Date?
+    public internal(set) var creationTimestamp: Date?
 
     /// The annotation that turns a policy into a dry run.
     public static let dryRunAnnotation = "istio.io/dry-run"

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Any of the three security resources, as read from YAML.
 public enum SecurityResource: Sendable, Hashable {
     case authorizationPolicy(AuthorizationPolicy)
@@ -22,3 +24,32 @@ public enum SecurityResource: Sendable, Hashable {
         }
     }
 }
+
+extension SecurityResource {
+    /// The wrapped resource's `metadata.creationTimestamp`.
+    public var createdAt: Date? {
+        switch self {
+        case .authorizationPolicy(let policy): return policy.metadata.creationTimestamp
+        case .peerAuthentication(let policy): return policy.metadata.creationTimestamp
+        case .requestAuthentication(let policy): return policy.metadata.creationTimestamp
+        }
+    }
+
+    /// The resource as a config store holds it: created at `date`, whatever `creationTimestamp` its
+    /// document states, as a Kubernetes API server sets the field itself. Where PeerAuthentications
+    /// compete, the one created first then wins, as in Istio.
+    public func created(at date: Date) -> SecurityResource {
+        switch self {
+        case .authorizationPolicy(var policy):
+            policy.metadata.creationTimestamp = date
+            return .authorizationPolicy(policy)
+        case .peerAuthentication(var policy):
+            policy.metadata.creationTimestamp = date
+            return .peerAuthentication(policy)
+        case .requestAuthentication(var policy):
+            policy.metadata.creationTimestamp = date
+            return .requestAuthentication(policy)
+        }
+    }
+}
+

@@ -64,7 +64,8 @@ public final class ProxyConfig: Sendable {
                 throw ProxyError(.badSnapshot, "resource \(name) in snapshot \(message.nonce) describes \(only.id) instead")
             }
             counts[resource.kind, default: 0] += 1
-            resources.append(only)
+            // The store's creation time decides between competing PeerAuthentications.
+            resources.append(resource.hasCreatedAt ? only.created(at: resource.createdAt.date) : only)
         }
         if let error = PolicyAnalyzer.validate(resources).first(where: { $0.severity == .error }) {
             throw ProxyError(.badSnapshot, "snapshot \(message.nonce) holds an invalid resource: \(error.description)")

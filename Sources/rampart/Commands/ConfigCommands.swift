@@ -99,9 +99,18 @@ struct Apply: AsyncParsableCommand {
             throw ExitCode.failure
         }
         // What only shows with the store's contents: a PeerAuthentication competing with a stored one.
-        let stored = try await store.configResources(kind: ResourceKind.peerAuthentication.rawValue, namespace: nil)
-            .flatMap { PolicyLoader.load(yaml: $0.yaml, file: "config store").resources }
-        let conflicts = PolicyAnalyzer.conflicts(adding: batch.resources, to: stored)
+        // Each is dated as the store dates it: a stored one by its creation, one the batch adds now;
+        // where PeerAuthentications compete, the one created first wins.
+        let storedPeers = try await store.configResources(kind: ResourceKind.peerAuthentication.rawValue, namespace: nil)
+        let stored = storedPeers.flatMap { record in
+            PolicyLoader.load(yaml: record.yaml, file: "config store").resources.map { $0.created(at: record.createdAt) }
+        }
+        let created = Dictionary(stored.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+        let now = Date()
+        let incoming = batch.resources.map { resource in
+            created[resource.id].map { resource.created(at: $0.createdAt ?? now) } ?? resource.created(at: now)
+        }
+        let conflicts = PolicyAnalyzer.conflicts(adding: incoming, to: stored)
         if !conflicts.isEmpty { ConfigOutput.stderr(conflicts.map(\.description).joined(separator: "\n")) }
         let result: ConfigApplyResult
         do {

@@ -140,9 +140,22 @@ public nonisolated struct Rampart_Config_V1_Resource: Sendable {
 
   public var yaml: String = String()
 
+  /// When the store created it: the resource's creationTimestamp, whatever its YAML states, as
+  /// an API server sets it. Where PeerAuthentications compete, the one created first wins.
+  public var createdAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_createdAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_createdAt = newValue}
+  }
+  /// Returns true if `createdAt` has been explicitly set.
+  public var hasCreatedAt: Bool {self._createdAt != nil}
+  /// Clears the value of `createdAt`. Subsequent reads from it will return its default value.
+  public mutating func clearCreatedAt() {self._createdAt = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+
+  fileprivate var _createdAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
 }
 
 /// One instance of a service.
@@ -439,7 +452,7 @@ nonisolated extension Rampart_Config_V1_ProxyMessage: SwiftProtobuf.Message, Swi
 
 nonisolated extension Rampart_Config_V1_Resource: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Resource"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}kind\0\u{1}namespace\0\u{1}name\0\u{1}yaml\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}kind\0\u{1}namespace\0\u{1}name\0\u{1}yaml\0\u{3}created_at\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -451,12 +464,17 @@ nonisolated extension Rampart_Config_V1_Resource: SwiftProtobuf.Message, SwiftPr
       case 2: try { try decoder.decodeSingularStringField(value: &self.namespace) }()
       case 3: try { try decoder.decodeSingularStringField(value: &self.name) }()
       case 4: try { try decoder.decodeSingularStringField(value: &self.yaml) }()
+      case 5: try { try decoder.decodeSingularMessageField(value: &self._createdAt) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
     if !self.kind.isEmpty {
       try visitor.visitSingularStringField(value: self.kind, fieldNumber: 1)
     }
@@ -469,6 +487,9 @@ nonisolated extension Rampart_Config_V1_Resource: SwiftProtobuf.Message, SwiftPr
     if !self.yaml.isEmpty {
       try visitor.visitSingularStringField(value: self.yaml, fieldNumber: 4)
     }
+    try { if let v = self._createdAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -477,6 +498,7 @@ nonisolated extension Rampart_Config_V1_Resource: SwiftProtobuf.Message, SwiftPr
     if lhs.namespace != rhs.namespace {return false}
     if lhs.name != rhs.name {return false}
     if lhs.yaml != rhs.yaml {return false}
+    if lhs._createdAt != rhs._createdAt {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
