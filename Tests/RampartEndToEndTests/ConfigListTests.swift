@@ -162,4 +162,20 @@ struct ConfigListTests {
         let stored = try rampart("apply", "-f", ConfigCommandTests.policies, "--dry-run=none", "--state", ca.state)
         #expect(stored.succeeded && stored.stdout.contains("config version 1\n"), "\(stored.stdout)\(stored.stderr)")
     }
+
+    @Test("a pipe (<(...)) is read once and read alike by every command: apply stores from it, analyze and --workloads read it")
+    func processSubstitution() throws {
+        let ca = try CAProcess(label: "config-pipe")
+        let file = "\(ConfigCommandTests.policies)/allow-nothing.yaml"
+        func shell(_ command: String) throws -> CommandResult {
+            try run("/bin/bash", ["-c", command])
+        }
+        let applied = try shell("'\(Paths.rampart)' apply -f <(cat '\(file)') --state '\(ca.state)'")
+        #expect(applied.succeeded && applied.stdout.contains("shop/allow-nothing created"), "\(applied.stdout)\(applied.stderr)")
+        let analyzed = try shell("'\(Paths.rampart)' analyze <(cat '\(file)')")
+        #expect(analyzed.status == 0 && !analyzed.stderr.contains("found in"), "\(analyzed.stdout)\(analyzed.stderr)")
+        let workloads = "- namespace: shop\n  labels: {app: cart}\n- namespace: shop\n  lables: {app: x}\n"
+        let listed = try shell("'\(Paths.rampart)' analyze '\(file)' --workloads <(printf '%s' '\(workloads)')")
+        #expect(listed.status == 64 && listed.stderr.contains(":4: [1].lables: unknown field"), "\(listed.stderr)")
+    }
 }

@@ -110,7 +110,7 @@ public enum PlainYAML {
 
     /// Reads and parses a file.
     public static func parse(file: String) throws(RequestDecodingError) -> Any? {
-        guard let data = FileManager.default.contents(atPath: file), let text = String(data: data, encoding: .utf8) else {
+        guard let data = PolicyLoader.contents(ofFile: file), let text = String(data: data, encoding: .utf8) else {
             throw RequestDecodingError(field: "", reason: "cannot read \(file)")
         }
         do {
@@ -124,7 +124,7 @@ public enum PlainYAML {
 extension Workload {
     /// Reads a workload list from a file (see `list(from:)`); a field at fault is placed at its line.
     public static func list(file: String) throws(RequestDecodingError) -> [Workload] {
-        guard let data = FileManager.default.contents(atPath: file), let text = String(data: data, encoding: .utf8) else {
+        guard let data = PolicyLoader.contents(ofFile: file), let text = String(data: data, encoding: .utf8) else {
             throw RequestDecodingError(field: "", reason: "cannot read \(file)")
         }
         do {

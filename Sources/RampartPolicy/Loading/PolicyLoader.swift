@@ -90,16 +90,28 @@ public enum PolicyLoader {
 
     /// The bytes of a file; a pipe or device (`<(kubectl get ...)`, `/dev/stdin`) is read to its
     /// end. `nil` when it cannot be opened or read, or is a folder.
+    ///
+    /// A pipe is drained by its first read, and a command may read a path twice (`apply` loads the
+    /// resources, then cuts each one's document out of the text): what a pipe held is kept for the
+    /// rest of the process, so every read of the path gets the same bytes.
     static func contents(ofFile file: String) -> Data? {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: file, isDirectory: &isDirectory), !isDirectory.boolValue else { return nil }
-        // A pipe is read once, by one open: reading it a second way would find it drained.
         let type = (try? FileManager.default.attributesOfItem(atPath: file))?[.type] as? FileAttributeType
         if type == .typeRegular { return FileManager.default.contents(atPath: file) }
-        guard let handle = FileHandle(forReadingAtPath: file) else { return nil }
-        defer { try? handle.close() }
-        do { return try handle.readToEnd() ?? Data() } catch { return nil }
+        return drained.withLock { read in
+            if let kept = read[file] { return kept }
+            // A pipe is read by one open: reading it a second way would find it drained.
+            guard let handle = FileHandle(forReadingAtPath: file) else { return nil }
+            defer { try? handle.close() }
+            guard let data = try? handle.readToEnd() ?? Data() else { return nil }
+            read[file] = data
+            return data
+        }
     }
+
+    /// What each pipe or device read so far held, by path.
+    private static let drained = Mutex<[String: Data]>([:])
 
     /// Why a file yields no text, as a message and a fix: it does not exist (or is a symbolic link
     /// to nothing), is a folder, cannot be opened or read, or is not UTF-8 (with the line of the
