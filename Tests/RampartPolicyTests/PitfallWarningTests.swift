@@ -21,6 +21,30 @@ struct PitfallWarningTests {
         PolicyAnalyzer.analyze(PolicyLoader.load(yaml: documents.joined(separator: "---\n"), file: "p.yaml").resources).map(\.code)
     }
 
+    @Test("a policy without a selector covers the workloads other PeerAuthentications select: their plaintext ports and modes count")
+    func identityWithoutStrictOnSelectedWorkloads() {
+        let deny = Self.policy("deny-bad", action: "DENY", rules: "  - from: [{source: {principals: [cluster.local/ns/x/sa/bad]}}]")
+        func peer(_ namespace: String, _ spec: String) -> String {
+            "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: cart, namespace: \(namespace)}\nspec:\n  selector: {matchLabels: {app: cart}}\n\(spec)\n"
+        }
+        let plaintextPort = peer("foo", "  mtls: {mode: STRICT}\n  portLevelMtls: {'8080': {mode: PERMISSIVE}}")
+        #expect(codes(deny, Self.strict, plaintextPort).contains(.identityWithoutStrict))
+        #expect(codes(deny, Self.strict, peer("foo", "  mtls: {mode: DISABLE}")).contains(.identityWithoutStrict))
+        // Another namespace's workloads are not this policy's; a STRICT one changes nothing.
+        #expect(!codes(deny, Self.strict, peer("bar", "  mtls: {mode: DISABLE}")).contains(.identityWithoutStrict))
+        #expect(!codes(deny, Self.strict, peer("foo", "  mtls: {mode: STRICT}")).contains(.identityWithoutStrict))
+        // A policy whose selector another PeerAuthentication's labels contradict does not cover its workloads.
+        let selected = Self.policy(
+            "deny-bad", action: "DENY", rules: "  - from: [{source: {principals: [cluster.local/ns/x/sa/bad]}}]",
+            extra: "  selector: {matchLabels: {app: web}}\n")
+        #expect(!codes(selected, Self.strict, plaintextPort).contains(.identityWithoutStrict))
+        // In the root namespace, a policy covers every namespace's workloads.
+        let mesh = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: deny-bad, namespace: istio-system}\nspec:\n  action: DENY\n  rules: [{from: [{source: {principals: [cluster.local/ns/x/sa/bad]}}]}]\n"
+        let meshStrict = "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: istio-system}\nspec: {mtls: {mode: STRICT}}\n"
+        #expect(!codes(mesh, meshStrict).contains(.identityWithoutStrict))
+        #expect(codes(mesh, meshStrict, peer("bar", "  mtls: {mode: PERMISSIVE}")).contains(.identityWithoutStrict))
+    }
+
     @Test("mTLS-only fields where plaintext is accepted: a DENY on principals, an ALLOW with notNamespaces, an ALLOW under DISABLE")
     func identityWithoutStrict() {
         let deny = Self.policy("deny-bad", action: "DENY", rules: "  - from: [{source: {principals: [cluster.local/ns/x/sa/bad]}}]")

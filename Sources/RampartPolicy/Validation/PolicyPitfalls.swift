@@ -46,14 +46,36 @@ enum PolicyPitfalls {
     /// selector's labels select, else its namespace's, else the mesh's; PERMISSIVE when none):
     /// the workload's mode, and each port of `portLevelMtls` whose mode accepts plaintext when the
     /// workload's does not.
+    ///
+    /// The policy's workloads include those that workload-level PeerAuthentications select: a
+    /// namespace-wide policy covers every workload of its namespace (every namespace, in the root
+    /// namespace), one with a selector the workloads that also carry another PeerAuthentication's
+    /// labels. The weakest mode any of them gets is the one returned.
     private static func modes(
         of policy: AuthorizationPolicy, peers: [String: [(policy: PeerAuthentication, order: Int)]], rootNamespace: String
     ) -> (workload: MTLSMode, plaintextPorts: [(port: Int, mode: MTLSMode)]) {
-        let resolved = PeerAuthenticationResolver.resolve(
-            peers, rootNamespace: rootNamespace, namespace: policy.metadata.namespace,
-            labels: policy.selector?.matchLabels ?? [:])
-        let ports = resolved.portModes.filter { $0.value != .strict }.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
-        return (resolved.workloadMode, resolved.workloadMode == .strict ? ports : [])
+        let base = policy.selector?.matchLabels ?? [:]
+        let namespaces =
+            policy.metadata.namespace == rootNamespace
+            ? [rootNamespace] + peers.keys.filter { $0 != rootNamespace }.sorted() : [policy.metadata.namespace]
+        var workloads: [(namespace: String, labels: [String: String])] = [(policy.metadata.namespace, base)]
+        for namespace in namespaces where namespace != rootNamespace {
+            if namespace != policy.metadata.namespace { workloads.append((namespace, base)) }
+            for peer in peers[namespace] ?? [] {
+                guard let selected = peer.policy.selector?.matchLabels, !selected.isEmpty,
+                    selected.allSatisfy({ label in base[label.key].map { $0 == label.value } ?? true })
+                else { continue }
+                workloads.append((namespace, base.merging(selected) { own, _ in own }))
+            }
+        }
+        var ports: [Int: MTLSMode] = [:]
+        for workload in workloads {
+            let resolved = PeerAuthenticationResolver.resolve(
+                peers, rootNamespace: rootNamespace, namespace: workload.namespace, labels: workload.labels)
+            if resolved.workloadMode != .strict { return (resolved.workloadMode, []) }
+            for (port, mode) in resolved.portModes where mode != .strict && ports[port] == nil { ports[port] = mode }
+        }
+        return (.strict, ports.sorted { $0.key < $1.key }.map { ($0.key, $0.value) })
     }
 
     /// The `from` fields and `when` keys matched against the peer's mTLS identity, which a
