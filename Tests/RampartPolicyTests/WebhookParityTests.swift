@@ -318,6 +318,13 @@ struct SchemaLimitTests {
         #expect(foreign.field == "apiVersion" && !foreign.message.contains("misspelling"), "\(foreign)")
     }
 
+    @Test("a trust domain with a * in the middle is one error (RP030), with no second warning that it matches literally")
+    func innerWildcardTrustDomain() {
+        let loaded = PolicyLoader.load(yaml: Fixture.policy("p", rules: "  - from: [{source: {trustDomains: [\"a*b\"]}}]"), file: "p.yaml")
+        let found = loaded.diagnostics + PolicyAnalyzer.analyze(loaded.resources)
+        #expect(found.map(\.code) == [.badWildcard], "\(found)")
+    }
+
     @Test("an empty principal is one error, with no second warning about its trust domain")
     func emptyPrincipal() {
         let loaded = PolicyLoader.load(

@@ -147,12 +147,15 @@ struct RuleValidator {
         case principal
         /// Paths, whose templates are checked on their own.
         case path
+        /// Trust domains, where a `*` in the middle is an error of its own (RP030), not a warning.
+        case refused
     }
 
     static func wildcardReading(_ field: String) -> WildcardReading {
         switch field {
         case "namespaces", "notNamespaces": return .everywhere
         case "principals", "notPrincipals": return .principal
+        case "trustDomains", "notTrustDomains": return .refused
         default: return .ends
         }
     }
@@ -166,7 +169,7 @@ struct RuleValidator {
         let reading = paths ? .path : wildcard
         for (position, value) in values.enumerated() where CommonChecks.hasInnerWildcard(value) {
             switch reading {
-            case .everywhere: continue
+            case .everywhere, .refused: continue
             case .path where value.contains("{"): continue  // a template, checked on its own
             case .path:
                 reporter.add(
