@@ -73,3 +73,25 @@ struct StandaloneDocumentsTests {
         #expect(PolicyLoader.load(yaml: try #require(odd[0].rendered)).resources.map(\.id.namespace) == ["null"])
     }
 }
+
+@Suite("documents as get -o yaml prints them")
+struct PrintedDocumentsTests {
+    @Test("a document applied as JSON is printed as block YAML with the same content; YAML as written stays as written")
+    func jsonAsYAML() throws {
+        let json = #"{"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy", "metadata": {"name": "j", "namespace": "shop"}, "spec": {"rules": [{"to": [{"operation": {"ports": ["8080"]}}]}]}}"# + "\n"
+        let printed = StandaloneDocuments.withNamespace(json, namespace: "shop")
+        #expect(!printed.hasPrefix("{") && printed.contains("kind: AuthorizationPolicy\n") && printed.contains("'8080'"), "\(printed)")
+        // The same resource reads back: name, namespace and rules.
+        func policy(_ text: String) throws -> AuthorizationPolicy {
+            let loaded = PolicyLoader.load(yaml: text, file: "p.yaml")
+            guard loaded.diagnostics.isEmpty, case .authorizationPolicy(let policy)? = loaded.resources.first else {
+                throw CancellationError()
+            }
+            return policy
+        }
+        let (before, after) = (try policy(json), try policy(printed))
+        #expect(after.metadata == before.metadata && after.rules == before.rules)
+        let yaml = "# kept\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: y, namespace: shop}\nspec: {}\n"
+        #expect(StandaloneDocuments.withNamespace(yaml, namespace: "shop") == yaml)
+    }
+}

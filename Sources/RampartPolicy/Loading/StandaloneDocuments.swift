@@ -52,19 +52,33 @@ public enum StandaloneDocuments {
         return Entry(id: found.id, line: found.line, namespaceGiven: found.namespaceGiven, rendered: rendered)
     }
 
-    /// The node as a block-style document of its own, with `metadata.namespace` set when
-    /// `namespace` is given.
     /// A stored document as `get -o yaml` prints it: as written when it names its namespace, else
     /// rendered anew with `namespace` written in, as kubectl always prints the namespace (so that
-    /// the output applies back to the same namespace whatever `-n` says).
+    /// the output applies back to the same namespace whatever `-n` says). A document applied as
+    /// JSON (a flow mapping) is rendered as block YAML, as kubectl prints YAML whatever was applied.
     public static func withNamespace(_ yaml: String, namespace: String) -> String {
         guard let node = try? Yams.compose(yaml: yaml), case .mapping(let root) = node,
             case .mapping(let metadata)? = root["metadata"]
         else { return yaml }
-        if let written = metadata["namespace"]?.string, !written.isEmpty { return yaml }
-        return render(node, namespace: namespace) ?? yaml
+        let named = metadata["namespace"]?.string.map { !$0.isEmpty } ?? false
+        if named && !isFlow(yaml) { return yaml }
+        return render(node, namespace: named ? nil : namespace) ?? yaml
     }
 
+    /// Whether a document's content is one flow mapping (`{...}`, as JSON is written), after any
+    /// comments and a leading `---`.
+    static func isFlow(_ yaml: String) -> Bool {
+        for line in yaml.split(separator: "\n", omittingEmptySubsequences: true) {
+            var text = line.drop { $0 == " " || $0 == "\t" || $0 == "\r" || $0 == "\u{FEFF}" }
+            if text.isEmpty || text.hasPrefix("#") || text == "---" { continue }
+            if text.hasPrefix("---") { text = text.dropFirst(3).drop { $0 == " " || $0 == "\t" } }
+            return text.hasPrefix("{")
+        }
+        return false
+    }
+
+    /// The node as a block-style document of its own, with `metadata.namespace` set when
+    /// `namespace` is given.
     static func render(_ node: Node, namespace: String?) -> String? {
         guard case .mapping(var root) = node else { return nil }
         if let namespace {

@@ -160,12 +160,13 @@ struct Get: AsyncParsableCommand {
         abstract: "List resources in the control plane's config store.",
         discussion: """
             KIND is AuthorizationPolicy (authorizationpolicies, ap), PeerAuthentication (peerauthentications, pa) or \
-            RequestAuthentication (requestauthentications, ra), in any case, optionally with .security.istio.io. \
-            As with kubectl, resources are named KIND (all of that kind), KIND,KIND, KIND NAME... or \
+            RequestAuthentication (requestauthentications, ra), in any case, optionally with .security.istio.io or \
+            .v1.security.istio.io; the categories istio-io and security-istio-io name all three. As with kubectl, resources are named KIND (all of that kind), KIND,KIND, KIND NAME... or \
             KIND/NAME... (as '-o name' prints them), and the namespace is 'default' unless -n or -A says \
             otherwise; a name not found is an error, printed after what was found. The table shows NAMESPACE \
             with -A, and ACTION or MODE as Istio's CRDs do. '-o yaml' prints each resource's YAML document \
-            exactly as it was applied.
+            as it was applied, comments included (a document applied as JSON is printed as YAML, and one \
+            that named no namespace gets it written in).
             """
     )
 
