@@ -172,7 +172,7 @@ struct ConfigCommandTests {
         #expect(first.succeeded && !first.stderr.contains("RP063"), "\(first.stderr)")
         let second = try rampart("apply", "-f", try peer("b", "PERMISSIVE"), "--state", ca.state)
         #expect(second.succeeded, "\(second.stderr)")
-        #expect(second.stderr.contains("warning RP063") && second.stderr.contains("istio-system/a (config store"), "\(second.stderr)")
+        #expect(second.stderr.contains("warning RP063") && second.stderr.contains("istio-system/a (stored)"), "\(second.stderr)")
         // A later one whose name sorts first is still the one ignored: the store dates each, and the oldest wins.
         let third = try rampart("apply", "-f", try peer("0-disable", "DISABLE"), "--state", ca.state)
         let warning = third.stderr.split(separator: "\n").first { $0.contains("PeerAuthentication istio-system/0-disable") } ?? ""

@@ -79,6 +79,9 @@ public enum PolicyLoader {
         return LoadResult(resources: resources, diagnostics: diagnostics)
     }
 
+    /// The file name resources read back from the config store are loaded under.
+    public static let configStore = "config store"
+
     /// A file's text as every command reads it: UTF-8 without a byte-order mark, with CRLF line
     /// ends made LF, so that a file saved on Windows splits into the same documents, on the same
     /// lines, for `analyze` and `apply`, and is stored with LF line ends. `nil` when the file

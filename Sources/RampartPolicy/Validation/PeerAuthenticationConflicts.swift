@@ -39,7 +39,7 @@ enum PeerAuthenticationConflicts {
         var reporter = Reporter(resource: policy.id, location: policy.location)
         reporter.add(
             .conflictingPeerAuthentication, policy.selector == nil ? "metadata.name" : "spec.selector",
-            "another PeerAuthentication, \(first.id.qualifiedName) (\(first.location.file):\(first.location.line)), is already \(scope); only one applies, and this one is ignored",
+            "another PeerAuthentication, \(first.id.qualifiedName) (\(first.location.file == PolicyLoader.configStore ? "stored" : "\(first.location.file):\(first.location.line)")), is already \(scope); only one applies, and this one is ignored",
             fix: "merge the two into one PeerAuthentication (use portLevelMtls for per-port modes), or give this one a selector of its own")
         return reporter.diagnostics[0]
     }

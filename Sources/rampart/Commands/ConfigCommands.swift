@@ -74,7 +74,7 @@ struct Apply: AsyncParsableCommand {
         // A RequestAuthentication whose tokens a stored AuthorizationPolicy requires is backed.
         if diagnostics.contains(where: { $0.code == .tokenNotRequired }) {
             let stored = try await store.configResources(kind: ResourceKind.authorizationPolicy.rawValue, namespace: nil)
-                .flatMap { PolicyLoader.load(yaml: $0.yaml, file: "config store").resources }
+                .flatMap { PolicyLoader.load(yaml: $0.yaml, file: PolicyLoader.configStore).resources }
             let unbacked = PolicyAnalyzer.unbackedRequestAuthentications(batch.resources + stored)
             diagnostics.removeAll { $0.code == .tokenNotRequired && !($0.resource.map(unbacked.contains) ?? false) }
         }
@@ -103,7 +103,7 @@ struct Apply: AsyncParsableCommand {
         // where PeerAuthentications compete, the one created first wins.
         let storedPeers = try await store.configResources(kind: ResourceKind.peerAuthentication.rawValue, namespace: nil)
         let stored = storedPeers.flatMap { record in
-            PolicyLoader.load(yaml: record.yaml, file: "config store").resources.map { $0.created(at: record.createdAt) }
+            PolicyLoader.load(yaml: record.yaml, file: PolicyLoader.configStore).resources.map { $0.created(at: record.createdAt) }
         }
         let created = Dictionary(stored.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
         let now = Date()
