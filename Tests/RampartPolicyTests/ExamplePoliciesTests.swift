@@ -90,4 +90,52 @@ struct ExamplePoliciesTests {
         #expect(decide(nil) == .deny)
         #expect(decide("cluster.local/ns/shop/sa/frontend", path: "/admin") == .deny)
     }
+
+    /// The decisions `Docs/POLICY.md` ("Worked examples") gives, against the whole folder.
+    @Test(
+        "the worked examples decide as Docs/POLICY.md says",
+        arguments: [
+            // mesh-strict-mtls: plaintext refused before any AuthorizationPolicy.
+            ("plaintext to web", nil, "web", ["app": "web"], 8080, "GET", "/", nil, Decision.Verdict.deny, 403, nil),
+            ("mTLS to web", "cluster.local/ns/web/sa/a", "web", ["app": "web"], 8080, "GET", "/", nil, .allow, 200, nil),
+            // allow-nothing
+            ("frontend POST to cart", "cluster.local/ns/shop/sa/frontend", "shop", ["app": "cart"], 8080, "POST", "/api/cart/items", nil, .allow, 200, "shop/cart-from-frontend"),
+            ("frontend DELETE to cart", "cluster.local/ns/shop/sa/frontend", "shop", ["app": "cart"], 8080, "DELETE", "/api/cart/items", nil, .deny, 403, nil),
+            ("frontend to catalog", "cluster.local/ns/shop/sa/frontend", "shop", ["app": "catalog"], 8080, "GET", "/", nil, .deny, 403, nil),
+            // namespace-isolation
+            ("ledger to payments", "cluster.local/ns/payments/sa/ledger", "payments", ["app": "api"], 8080, "GET", "/", nil, .allow, 200, "payments/same-namespace-only"),
+            ("gateway to payments", "cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account", "payments", ["app": "api"], 8080, "GET", "/", nil, .allow, 200, "payments/same-namespace-only"),
+            ("cart to payments", "cluster.local/ns/shop/sa/cart", "payments", ["app": "api"], 8080, "GET", "/", nil, .deny, 403, nil),
+            // ingress-jwt-required (the gateway accepts plaintext whatever the mesh's mode)
+            ("no token", nil, "istio-system", ["istio": "ingressgateway"], 8080, "GET", "/products", nil, .deny, 403, nil),
+            ("health check", nil, "istio-system", ["istio": "ingressgateway"], 8080, "GET", "/healthz", nil, .allow, 200, "istio-system/require-jwt"),
+            ("valid token", nil, "istio-system", ["istio": "ingressgateway"], 8080, "GET", "/products", "shop.example.com", .allow, 200, "istio-system/require-jwt"),
+            ("token for another audience", nil, "istio-system", ["istio": "ingressgateway"], 8080, "GET", "/products", "other", .deny, 403, nil),
+            ("token failing verification", nil, "istio-system", ["istio": "ingressgateway"], 8080, "GET", "/products", "", .deny, 401, nil),
+            // deny-admin-paths
+            ("admin from shop", "cluster.local/ns/shop/sa/a", "web", ["app": "web"], 8080, "GET", "/x/../admin", nil, .deny, 403, "istio-system/deny-admin"),
+            ("admin from ops", "cluster.local/ns/ops/sa/a", "web", ["app": "web"], 8080, "GET", "/admin/users", nil, .allow, 200, nil),
+            ("admin on another port", "cluster.local/ns/shop/sa/a", "web", ["app": "web"], 9000, "GET", "/admin", nil, .allow, 200, nil),
+            // federated-trust-domains
+            ("partner caller", "eu.partner.example/ns/x/sa/y", "partners", ["app": "partner-api"], 8080, "POST", "/v1/orders", nil, .allow, 200, "partners/partner-api-callers"),
+            ("look-alike caller", "partner.example.evil/ns/x/sa/y", "partners", ["app": "partner-api"], 8080, "GET", "/v1/orders", nil, .deny, 403, nil),
+        ] as [(String, String?, String, [String: String], Int, String, String, String?, Decision.Verdict, Int, String?)])
+    func documentedDecisions(
+        _ case: (String, String?, String, [String: String], Int, String, String, String?, Decision.Verdict, Int, String?)
+    ) {
+        let (label, principal, namespace, labels, port, method, path, audience, verdict, status, policy) = `case`
+        let jwt = audience.map { audience in
+            JWTOutcome(
+                present: true, valid: !audience.isEmpty,
+                claims: .object(["iss": .string("https://accounts.example.com"), "sub": .string("u1"), "aud": .string(audience)]),
+                requestPrincipal: "https://accounts.example.com/u1")
+        }
+        let request = AuthzRequest(
+            transport: .http, source: .init(principal: principal),
+            destination: .init(namespace: namespace, labels: labels, port: port), method: method, host: "host", path: path,
+            headers: [:], jwt: jwt)
+        let decision = PolicyEngine(paths: [Self.folder.path]).snapshot.evaluate(request)
+        #expect(decision.decision == verdict && decision.status == status, "\(label): \(decision.reason)")
+        #expect(decision.policy == policy, "\(label): \(decision.reason)")
+    }
 }
