@@ -98,6 +98,13 @@ struct IssuanceLifecycleTests {
         #expect(list.stdout.contains("\"auth_method\" : \"admin\""))
         let wrongDomain = try rampart("cert", "sign", "--state", ca.state, "--csr", csr, "--spiffe-id", "spiffe://other.org/ns/a/sa/b")
         #expect(!wrongDomain.succeeded)
+        // A lifetime out of the CA's bounds is refused in the terms it was given in, and nothing is issued.
+        for (ttl, bound) in [("91d", "longest certificate lifetime, 90d"), ("5s", "shortest certificate lifetime, 10s")] {
+            let refused = try rampart("cert", "sign", "--state", ca.state, "--csr", csr, "--spiffe-id", "spiffe://cluster.local/ns/batch/sa/job", "--ttl", ttl)
+            #expect(refused.status == 64 && refused.stderr.contains("--ttl \(ttl) is") && refused.stderr.contains(bound), "\(refused.stderr)")
+        }
+        let after = try rampart("cert", "list", "--state", ca.state, "--spiffe-id", "spiffe://cluster.local/ns/batch/sa/job", "--json")
+        #expect(after.stdout == list.stdout)
         #expect(wrongDomain.stderr.contains("trust domain"))
         // The CA makes no SPIFFE ID longer than the specification's 2048 bytes.
         let long = "spiffe://cluster.local/ns/batch/sa/" + String(repeating: "j", count: 2100)

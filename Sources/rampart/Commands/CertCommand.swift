@@ -192,6 +192,16 @@ struct Cert: AsyncParsableCommand {
             }
             let now = Date()
             let issuer = try SVIDIssuer(authority: try await state.loadAuthority(now: now))
+            if let ttl {
+                // Said in the user's own terms: --ttl 91d, not 7862400s.
+                let (longest, shortest) = (issuer.policy.maxTTL, issuer.policy.minTTL)
+                if ttl.seconds > longest {
+                    throw ValidationError("--ttl \(ttl.text) is longer than the CA's longest certificate lifetime, \(TTL.words(longest)): give at most \(TTL.words(longest))")
+                }
+                if ttl.seconds < shortest {
+                    throw ValidationError("--ttl \(ttl.text) is shorter than the CA's shortest certificate lifetime, \(TTL.words(shortest)): give at least \(TTL.words(shortest))")
+                }
+            }
             let facts: CSRFacts
             let lifetime: TimeInterval
             do {

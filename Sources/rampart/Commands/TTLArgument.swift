@@ -10,6 +10,15 @@ struct TTL: ExpressibleByArgument, Sendable, CustomStringConvertible {
     /// apply, and short enough to count in whole seconds.
     static let longest: TimeInterval = 100 * 365 * 86400
 
+    /// A lifetime in the largest whole unit that writes it exactly (`90d`, `36h`, `10s`).
+    static func words(_ seconds: TimeInterval) -> String {
+        let whole = Int(seconds.rounded())
+        for (unit, size) in [("d", 86400), ("h", 3600), ("m", 60)] where whole >= size && whole % size == 0 {
+            return "\(whole / size)\(unit)"
+        }
+        return "\(whole)s"
+    }
+
     /// Parses an option's value, saying what was wrong (`transform:` of the options).
     static func parse(_ text: String) throws -> TTL {
         guard let ttl = TTL(argument: text) else {
