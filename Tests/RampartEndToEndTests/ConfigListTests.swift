@@ -178,4 +178,23 @@ struct ConfigListTests {
         let listed = try shell("'\(Paths.rampart)' analyze '\(file)' --workloads <(printf '%s' '\(workloads)')")
         #expect(listed.status == 64 && listed.stderr.contains(":4: [1].lables: unknown field"), "\(listed.stderr)")
     }
+
+    @Test("apply --root-namespace works the warnings out against the mesh's root namespace, as ca serve --root-namespace has it")
+    func rootNamespace() throws {
+        let ca = try CAProcess(label: "config-root-namespace")
+        func peer(_ namespace: String) throws -> String {
+            let file = "\(ca.directory)/\(namespace).yaml"
+            try "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: web, namespace: \(namespace)}\nspec:\n  selector: {matchLabels: {app: web}}\n  mtls: {mode: STRICT}\n"
+                .write(toFile: file, atomically: true, encoding: .utf8)
+            return file
+        }
+        let meshRoot = try rampart("apply", "--dry-run", "-f", try peer("mesh-root"), "--root-namespace", "mesh-root", "--state", ca.state)
+        #expect(meshRoot.succeeded && meshRoot.stderr.contains("RP071"), "\(meshRoot.stderr)")
+        let ordinary = try rampart("apply", "--dry-run", "-f", try peer("istio-system"), "--root-namespace", "mesh-root", "--state", ca.state)
+        #expect(ordinary.succeeded && !ordinary.stderr.contains("RP071"), "\(ordinary.stderr)")
+        let byDefault = try rampart("apply", "--dry-run", "-f", try peer("istio-system"), "--state", ca.state)
+        #expect(byDefault.stderr.contains("RP071"), "\(byDefault.stderr)")
+        let refused = try rampart("apply", "-f", try peer("istio-system"), "--root-namespace", "Not_A_Namespace", "--state", ca.state)
+        #expect(refused.status == 64 && refused.stderr.contains("--root-namespace"), "\(refused.stderr)")
+    }
 }

@@ -86,6 +86,9 @@ struct IstioValueSemanticsTests {
             (":path", "[/api/b]", "GET", "b.ns1", "/api/./a/../b#frag", true),
             (":path", "[\"/api/b?q\"]", "GET", "b.ns1", "/api/a/../b?q#frag", true),
             (":scheme", "[\"*\"]", "GET", "b.ns1", "/", false),
+            // Envoy's header map keeps Host as :authority, so `host` reads the host too.
+            ("host", "[b.ns1]", "GET", "b.ns1", "/", true),
+            ("host", "[\"other.*\"]", "GET", "b.ns1", "/", false),
         ])
     func pseudoHeaders(key: String, values: String, method: String, host: String, path: String, allowed: Bool) {
         let engine = Self.engine(rules: "  - when: [{key: \"request.headers[\(key)]\", values: \(values)}]")
@@ -291,5 +294,36 @@ struct ServiceAccountRegexTests {
         let negated = Fixture.engine(
             Fixture.policy("p", action: "DENY", rules: "  - when: [{key: source.serviceAccount, notValues: [a]}]"))
         #expect(IstioValueSemanticsTests.decide(negated, Fixture.http(principal: principal)) == (matches ? .allow : .deny))
+    }
+}
+
+/// The headers a sidecar sets before its policies read a request, as `authz check` gives them.
+@Suite("headers the proxy sets")
+struct ProxyHeaderTests {
+    @Test("a request is given the headers a sidecar sets before its policies: x-request-id, x-forwarded-proto, x-forwarded-client-cert")
+    func proxyHeaders() {
+        let plain = AuthzRequest(
+            transport: .http, source: .init(mtls: false), destination: .init(namespace: "ns1", labels: [:], port: 80),
+            method: "GET", host: "b", path: "/",
+            headers: ["x-forwarded-client-cert": "URI=spiffe://cluster.local/ns/ns1/sa/admin", "x-forwarded-proto": "https"])
+        let seen = plain.withProxyHeaders(requestID: "id-1")
+        #expect(seen.headers["x-request-id"] == "id-1")
+        #expect(seen.headers["x-forwarded-proto"] == "http")
+        #expect(seen.headers["x-forwarded-client-cert"] == nil)
+        // Over mTLS the peer's element is appended; an x-request-id the request has is kept.
+        let mutual = AuthzRequest(
+            transport: .http, source: .init(principal: "cluster.local/ns/ns1/sa/a"), destination: .init(namespace: "ns1", labels: [:], port: 80),
+            method: "GET", host: "b", path: "/", headers: ["x-request-id": "given", "x-forwarded-client-cert": "URI=spiffe://x"])
+        let forwarded = mutual.withProxyHeaders(requestID: "id-2")
+        #expect(forwarded.headers["x-request-id"] == "given")
+        #expect(forwarded.headers["x-forwarded-proto"] == "https")
+        #expect(forwarded.headers["x-forwarded-client-cert"] == "URI=spiffe://x,URI=spiffe://cluster.local/ns/ns1/sa/a")
+        // A policy on the forged header no longer matches a plaintext request.
+        let engine = IstioValueSemanticsTests.engine(rules: "  - when: [{key: \"request.headers[x-forwarded-client-cert]\", values: [\"*sa/admin\"]}]")
+        #expect(IstioValueSemanticsTests.decide(engine, plain) == .allow)
+        #expect(IstioValueSemanticsTests.decide(engine, seen) == .deny)
+        // TCP has no headers to set.
+        let tcp = Fixture.tcp()
+        #expect(tcp.withProxyHeaders(requestID: "id-3").headers.isEmpty)
     }
 }

@@ -95,9 +95,10 @@ public struct AuthzRequest: Sendable, Hashable {
 
     /// The value a `request.headers[...]` condition reads for `name` (lower-case): the header the
     /// request carries, else, for the pseudo-headers Envoy's header matchers see (`:authority`,
-    /// `:method`, `:path`), the request's own host, method and path (see `pseudoHeader(_:)`).
+    /// `:method`, `:path`, and `host`, which Envoy's header map keeps as `:authority`), the
+    /// request's own host, method and path (see `pseudoHeader(_:)`).
     public func header(_ name: String) -> String? {
-        headers[name] ?? (name.utf8.first == UInt8(ascii: ":") ? pseudoHeader(name) : nil)
+        headers[name] ?? (HeaderName.readsRequestField(name) ? pseudoHeader(name) : nil)
     }
 
     /// The value of an HTTP/2 pseudo-header as Envoy's header matchers see it after path
@@ -107,7 +108,7 @@ public struct AuthzRequest: Sendable, Hashable {
     func pseudoHeader(_ name: String) -> String? {
         guard transport == .http else { return nil }
         switch name {
-        case ":authority": return host
+        case ":authority", "host": return host
         case ":method": return method
         case ":path":
             guard let path else { return nil }
@@ -118,6 +119,31 @@ public struct AuthzRequest: Sendable, Hashable {
             return normalized + path[mark...].prefix { $0 != "#" }
         default: return nil
         }
+    }
+
+    /// The request with the headers a sidecar sets before its policies read any, as Envoy's
+    /// connection manager sets them before its filters (a TCP request is returned as it is):
+    /// - `x-request-id`, when the request carries none;
+    /// - `x-forwarded-proto`, `https` over mTLS and `http` over plaintext, whatever was sent;
+    /// - `x-forwarded-client-cert`: removed from a plaintext request, so that it cannot be forged;
+    ///   over mTLS, an element `URI=spiffe://<principal>` appended for the peer (the proxy's own
+    ///   element also holds `By` and the certificate's `Hash`, which a request file does not give).
+    public func withProxyHeaders(requestID id: @autoclosure () -> String) -> AuthzRequest {
+        guard transport == .http else { return self }
+        var headers = self.headers
+        if headers["x-request-id"] == nil { headers["x-request-id"] = id() }
+        headers["x-forwarded-proto"] = source.isMTLS ? "https" : "http"
+        if source.isMTLS, let principal = source.principal, !principal.isEmpty {
+            let element = "URI=spiffe://\(principal)"
+            headers["x-forwarded-client-cert"] = headers["x-forwarded-client-cert"].map { "\($0),\(element)" } ?? element
+        } else {
+            headers["x-forwarded-client-cert"] = nil
+        }
+        var repeated = repeatedHeaders
+        for name in ["x-forwarded-proto", "x-forwarded-client-cert"] { repeated[name] = nil }
+        return AuthzRequest(
+            transport: transport, source: source, destination: destination, method: method, host: host, path: path,
+            headers: headers, extAuthz: extAuthz, sni: sni, jwt: jwt, repeatedHeaders: repeated)
     }
 
     /// Creates a request; header names are lower-cased.

@@ -67,6 +67,12 @@ struct HeaderName: Sendable, Hashable {
     init(_ name: String) {
         self.name = name
         tag = HeaderTable.tag(name)
-        isPseudo = name.utf8.first == UInt8(ascii: ":")
+        isPseudo = Self.readsRequestField(name)
+    }
+
+    /// Whether a header the request does not carry is read from its own fields: the
+    /// pseudo-headers, and `host`, which Envoy's header map holds as `:authority`.
+    static func readsRequestField(_ name: String) -> Bool {
+        name.utf8.first == UInt8(ascii: ":") || name == "host"
     }
 }

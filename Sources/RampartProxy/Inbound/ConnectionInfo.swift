@@ -15,6 +15,8 @@ public struct ConnectionInfo: Sendable {
     public let peer: VerifiedPeer?
     /// The effective PeerAuthentication mode when the connection was accepted.
     public let mode: MTLSMode
+    /// The server name a TLS client asked for in its ClientHello (`connection.sni`).
+    public let sni: String?
 
     /// Derived once per connection rather than on every request: the peer's and this side's IP,
     /// the peer's `ip:port`, and the peer's SPIFFE ID, Istio principal and namespace.
@@ -30,12 +32,13 @@ public struct ConnectionInfo: Sendable {
     public let forwardedClientCertPeer: String?
 
     /// Describes a connection.
-    public init(remote: SocketAddress?, local: SocketAddress?, tls: Bool, peer: VerifiedPeer?, mode: MTLSMode) {
+    public init(remote: SocketAddress?, local: SocketAddress?, tls: Bool, peer: VerifiedPeer?, mode: MTLSMode, sni: String? = nil) {
         self.remote = remote
         self.local = local
         self.tls = tls
         self.peer = peer
         self.mode = mode
+        self.sni = sni
         self.remoteIP = remote?.ipAddress
         let localIP = local?.ipAddress
         self.localIP = localIP

@@ -85,6 +85,9 @@ struct InboundHTTP: Sendable {
             record.sourceNamespace = source.namespace
             record.source(source.telemetry)
         }
+        // The forwarding headers are set before the policies read the request, as Envoy's
+        // connection manager sets them before its filters: a client cannot forge them past a policy.
+        Self.setForwardingHeaders(&request.head, info: info, own: context.identity.current?.identity.spiffeIDString ?? "")
         let authz = Self.authzRequest(
             request, info: info, workload: context.workload, appPort: context.appPort, headers: config.policies.readsHeaders)
         guard !config.jwtProviders.isEmpty else {
@@ -143,7 +146,7 @@ struct InboundHTTP: Sendable {
         // The application gets the path the policies were checked against, as Envoy's
         // normalize_path also rewrites the upstream :path.
         forwarded.head.uri = Self.normalizedTarget(request.head.uri)
-        Self.prepareForApplication(&forwarded.head, info: info, own: context.identity.current?.identity.spiffeIDString ?? "")
+        Self.prepareForApplication(&forwarded.head)
         // Without a token the decision's edits are the removals of the headers the JWT rules write.
         let edits = decision.decision != .allow ? [] : authn.map { $0.failure == nil ? $0.headerEdits : [] } ?? decision.headerEdits
         Self.apply(edits, token: authz.jwt?.raw, to: &forwarded.head.headers)
@@ -221,15 +224,14 @@ struct InboundHTTP: Sendable {
             ),
             destination: AuthzRequest.Destination(namespace: workload.namespace, labels: workload.labels, port: appPort, ip: info.localIP),
             method: request.head.method.rawValue, host: authority, path: request.head.uri, headers: headers,
-            repeatedHeaders: repeated
+            sni: info.sni, repeatedHeaders: repeated
         )
     }
 
-    /// Headers the application receives: hop-by-hop removed, `x-forwarded-client-cert` appended
-    /// for an mTLS peer (and removed for plaintext, so a client cannot forge it), the protocol,
-    /// and a request ID.
-    static func prepareForApplication(_ head: inout HTTPRequestHead, info: ConnectionInfo, own: String) {
-        HopByHop.strip(&head.headers)
+    /// The headers Istio's sidecar sets on every inbound request before its filters run:
+    /// `x-forwarded-client-cert` appended for an mTLS peer (`APPEND_FORWARD`) and removed for
+    /// plaintext, so a client cannot forge it, and `x-forwarded-proto` from the connection.
+    static func setForwardingHeaders(_ head: inout HTTPRequestHead, info: ConnectionInfo, own: String) {
         if let peerFields = info.forwardedClientCertPeer {
             // The subscript splits and trims every value; most requests carry no XFCC to read.
             let existing = head.headers.contains(name: "x-forwarded-client-cert")
@@ -242,6 +244,12 @@ struct InboundHTTP: Sendable {
             head.headers.remove(name: "x-forwarded-client-cert")
         }
         head.headers.replaceOrAdd(name: "x-forwarded-proto", value: info.tls ? "https" : "http")
+    }
+
+    /// Headers the application receives (after `setForwardingHeaders`): hop-by-hop removed, and a
+    /// request ID.
+    static func prepareForApplication(_ head: inout HTTPRequestHead) {
+        HopByHop.strip(&head.headers)
         RequestIDs.ensure(&head.headers)
         if head.version.major == 1 {
             head.headers.replaceOrAdd(name: "connection", value: "keep-alive")

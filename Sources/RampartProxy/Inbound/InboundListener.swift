@@ -59,8 +59,10 @@ public final class InboundListener: Service, Sendable {
         let declaredHTTP = context.appProtocol != .auto
         let served: (SniffedProtocol) -> SniffedProtocol = { sniffed in sniffed == .tcp && declaredHTTP ? .http1 : sniffed }
         let fail: (any Error) -> Void = { error in promise.fail(InboundRefusal(reason: box.refusal ?? InboundRefusal.describe(error), remote: channel.remoteAddress)) }
+        let requested = ServerNameHolder()
         let sniffer = ProtocolSniffer(
             tlsAllowed: true,
+            serverName: { requested.name = $0 },
             configure: { channel, sniffed in
                 switch sniffed {
                 case .tls where mode != .disable:
@@ -74,7 +76,7 @@ public final class InboundListener: Service, Sendable {
                     let inner = ProtocolSniffer(
                         tlsAllowed: false,
                         configure: { channel, sniffed in
-                            promise.succeed(try Self.application(channel, served(sniffed), info: info(channel, tls: true, peer: box.peer, mode: mode), maxBodyBytes: context.maxBodyBytes))
+                            promise.succeed(try Self.application(channel, served(sniffed), info: info(channel, tls: true, peer: box.peer, mode: mode, sni: requested.name), maxBodyBytes: context.maxBodyBytes))
                         },
                         failed: fail
                     )
@@ -94,8 +96,14 @@ public final class InboundListener: Service, Sendable {
         return promise.futureResult
     }
 
-    private static func info(_ channel: any Channel, tls: Bool, peer: VerifiedPeer?, mode: MTLSMode) -> ConnectionInfo {
-        ConnectionInfo(remote: channel.remoteAddress, local: channel.localAddress, tls: tls, peer: peer, mode: mode)
+    private static func info(_ channel: any Channel, tls: Bool, peer: VerifiedPeer?, mode: MTLSMode, sni: String? = nil) -> ConnectionInfo {
+        ConnectionInfo(remote: channel.remoteAddress, local: channel.localAddress, tls: tls, peer: peer, mode: mode, sni: sni)
+    }
+
+    /// The server name one connection's ClientHello asked for, kept from the sniffer that reads it
+    /// to the pipeline built after the handshake; both run on the connection's event loop.
+    private final class ServerNameHolder {
+        var name: String?
     }
 
     /// Builds the application-protocol end of the pipeline and wraps it for async code.

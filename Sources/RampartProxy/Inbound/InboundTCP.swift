@@ -39,7 +39,8 @@ struct InboundTCP: Sendable {
         let request = AuthzRequest(
             transport: .tcp,
             source: AuthzRequest.Source(principal: info.peerPrincipal, namespace: info.peerNamespace, ip: ip, remoteIP: ip, mtls: info.peer != nil),
-            destination: AuthzRequest.Destination(namespace: context.workload.namespace, labels: context.workload.labels, port: context.appPort, ip: info.localIP)
+            destination: AuthzRequest.Destination(namespace: context.workload.namespace, labels: context.workload.labels, port: context.appPort, ip: info.localIP),
+            sni: info.sni
         )
         let decision = config.policies.evaluate(request)
         record.policy = decision.policy

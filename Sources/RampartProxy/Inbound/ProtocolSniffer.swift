@@ -96,13 +96,21 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
     private let timeout: TimeAmount
     private let configure: (Channel, SniffedProtocol) throws -> Void
     private let failed: (any Error) -> Void
+    /// Told the server name a TLS client asks for (`nil`: none), before `configure` is called.
+    private let serverName: ((String?) -> Void)?
     private var buffer: ByteBuffer?
     private var timer: Scheduled<Void>?
     private var decided = false
+    /// Whether the bytes are TLS and the rest of the ClientHello's record is awaited.
+    private var awaitingClientHello = false
 
-    init(tlsAllowed: Bool, timeout: TimeAmount = .seconds(5), configure: @escaping (Channel, SniffedProtocol) throws -> Void, failed: @escaping (any Error) -> Void) {
+    init(
+        tlsAllowed: Bool, timeout: TimeAmount = .seconds(5), serverName: ((String?) -> Void)? = nil,
+        configure: @escaping (Channel, SniffedProtocol) throws -> Void, failed: @escaping (any Error) -> Void
+    ) {
         self.tlsAllowed = tlsAllowed
         self.timeout = timeout
+        self.serverName = serverName
         self.configure = configure
         self.failed = failed
     }
@@ -111,7 +119,9 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         timer = context.eventLoop.scheduleTask(in: timeout) {
             let (handler, context) = loopBound.value
-            handler.decide(.tcp, context: context)
+            // A TLS client whose ClientHello never completes is still TLS; the handshake then fails.
+            if handler.awaitingClientHello { handler.serverName?(nil) }
+            handler.decide(handler.awaitingClientHello ? .tls : .tcp, context: context)
         }
     }
 
@@ -119,6 +129,16 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
         var incoming = unwrapInboundIn(data)
         if buffer == nil { buffer = incoming } else { buffer?.writeBuffer(&incoming) }
         guard let bytes = buffer?.readableBytesView, let sniffed = ProtocolClassifier.classify(bytes, tlsAllowed: tlsAllowed) else { return }
+        if sniffed == .tls, let serverName {
+            // The server name is in the ClientHello: its first record is read whole first.
+            switch ClientHelloInspector.inspect(bytes) {
+            case .needMore:
+                awaitingClientHello = true
+                return
+            case .none: serverName(nil)
+            case .serverName(let name): serverName(name)
+            }
+        }
         decide(sniffed, context: context)
     }
 

@@ -91,11 +91,19 @@ struct AuthzCheck: AsyncParsableCommand {
         if loaded.resources.isEmpty {
             FileHandle.standardError.write(Data((PolicyLoader.nothingFoundWarning(policies) + "\n").utf8))
         }
-        let parsed: AuthzRequest
+        let written: AuthzRequest
         do {
-            parsed = try AuthzRequest(file: request)
+            written = try AuthzRequest(file: request)
         } catch {
             throw ValidationError("request \(error.place(PolicyLoader.displayNames([request]))): \(error)")
+        }
+        // The headers a sidecar sets before any policy reads the request.
+        let parsed = written.withProxyHeaders(requestID: UUID().uuidString.lowercased())
+        for (name, value) in written.headers.sorted(by: { $0.key < $1.key })
+        where ["x-forwarded-proto", "x-forwarded-client-cert"].contains(name) && parsed.headers[name] != value {
+            let now = parsed.headers[name].map { "becomes \"\(DiagnosticText.escaped($0))\"" } ?? "is removed (a plaintext request has no client certificate to forward)"
+            FileHandle.standardError.write(Data(
+                "warning: request \(PolicyLoader.displayNames([request])): \(name) is set by the proxy before any policy reads it, as Envoy sets it: \"\(DiagnosticText.escaped(value))\" \(now)\n".utf8))
         }
         // Keys come as a proxy would get them: each JWKS URI of the rules that apply to the
         // destination is fetched (see JWKSProbe) when the request carries a token, unless an

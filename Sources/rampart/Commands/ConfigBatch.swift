@@ -24,10 +24,10 @@ struct ConfigBatch {
     /// of a `List`, and a document naming no namespace when `namespace` (`apply -n`) is given, have
     /// no such document: they are stored rendered on their own, the namespace written in. As with
     /// kubectl, a document naming a namespace other than `namespace` refuses the batch.
-    static func load(paths: [String], namespace: String? = nil) -> ConfigBatch {
+    static func load(paths: [String], namespace: String? = nil, rootNamespace: String = "istio-system") -> ConfigBatch {
         let loaded = PolicyLoader.load(paths: paths, defaultNamespace: namespace ?? "default")
         let diagnostics = PolicyEngine.inReadingOrder(
-            PolicyEngine.withoutFollowOns(loaded.diagnostics, PolicyAnalyzer.analyze(loaded.resources)))
+            PolicyEngine.withoutFollowOns(loaded.diagnostics, PolicyAnalyzer.analyze(loaded.resources, rootNamespace: rootNamespace)))
         var problems: [String] = []
         var inputs: [ConfigResourceInput] = []
         var seen: Set<ResourceID> = []

@@ -36,11 +36,15 @@ struct Apply: AsyncParsableCommand {
         help: "Validate and show what would be created, configured or unchanged, and store nothing (kubectl's --dry-run=client and --dry-run=server are read as this).")
     var dryRun = false
 
+    @Option(help: "The mesh's root namespace, as 'ca serve --root-namespace' gives it: the warnings about mesh-wide policies are worked out against it.")
+    var rootNamespace: String = "istio-system"
+
     @OptionGroup var stateOptions: StateOptions
 
     func validate() throws {
         guard !filenames.isEmpty else { throw ValidationError("give the resources to apply: -f FILE or -f FOLDER") }
         if let namespace { try OptionValues.checkNamespace(namespace, option: "-n") }
+        try OptionValues.checkNamespace(rootNamespace, option: "--root-namespace")
     }
 
     /// The inputs, with the stored text in place of any document that says the same as the stored
@@ -69,13 +73,13 @@ struct Apply: AsyncParsableCommand {
         let store = try StateDirectory(stateOptions.state).openStore(dryRun ? .readOnly : .readWrite)
         let stdin = try filenames.contains("-") ? Self.stageStandardInput() : nil
         defer { if let stdin { try? FileManager.default.removeItem(atPath: (stdin as NSString).deletingLastPathComponent) } }
-        let batch = ConfigBatch.load(paths: filenames.map { $0 == "-" ? stdin ?? $0 : $0 }, namespace: namespace)
+        let batch = ConfigBatch.load(paths: filenames.map { $0 == "-" ? stdin ?? $0 : $0 }, namespace: namespace, rootNamespace: rootNamespace)
         var diagnostics = batch.diagnostics
         // A RequestAuthentication whose tokens a stored AuthorizationPolicy requires is backed.
         if diagnostics.contains(where: { $0.code == .tokenNotRequired }) {
             let stored = try await store.configResources(kind: ResourceKind.authorizationPolicy.rawValue, namespace: nil)
                 .flatMap { PolicyLoader.load(yaml: $0.yaml, file: PolicyLoader.configStore).resources }
-            let unbacked = PolicyAnalyzer.unbackedRequestAuthentications(batch.resources + stored)
+            let unbacked = PolicyAnalyzer.unbackedRequestAuthentications(batch.resources + stored, rootNamespace: rootNamespace)
             diagnostics.removeAll { $0.code == .tokenNotRequired && !($0.resource.map(unbacked.contains) ?? false) }
         }
         var findings = diagnostics.map(\.description) + batch.problems

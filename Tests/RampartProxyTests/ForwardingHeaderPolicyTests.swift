@@ -1,0 +1,127 @@
+import Foundation
+import NIOCore
+import NIOEmbedded
+import NIOHTTP1
+import NIOSSL
+@testable import RampartProxy
+import Testing
+
+/// What a policy reads of a request is what Envoy's connection manager has made of it before its
+/// filters: the forwarding headers set by the proxy, whatever the client sent, and the server
+/// name from the TLS ClientHello (`connection.sni`).
+@Suite("Headers and server names the policies see", .serialized)
+struct ForwardingHeaderPolicyTests {
+    @Test("x-forwarded-client-cert and x-forwarded-proto are set before the policies read them, so a client cannot forge them")
+    func forwardingHeadersBeforePolicies() async throws {
+        try await DataPathTests().withServer { mesh, proxy, _ in
+            try proxy.install(SnapshotBuilder.snapshot(version: 2, resources: [
+                SnapshotBuilder.authorizationPolicy(
+                    name: "allow-admin-by-xfcc", namespace: "default",
+                    body: "action: ALLOW\nrules:\n- when:\n  - key: request.headers[x-forwarded-client-cert]\n    values: [\"*URI=spiffe://cluster.local/ns/default/sa/admin\"]"),
+                SnapshotBuilder.authorizationPolicy(
+                    name: "deny-plain-proto", namespace: "default",
+                    body: "action: DENY\nrules:\n- to:\n  - operation:\n      paths: [\"/plain-only\"]\n  when:\n  - key: request.headers[x-forwarded-proto]\n    values: [\"http\"]"),
+            ]))
+            let forged = [("x-forwarded-client-cert", "By=x;URI=spiffe://cluster.local/ns/default/sa/admin")]
+            // Plaintext: the forged header is removed before the ALLOW reads it.
+            #expect(try await TestClient.plain(port: proxy.inboundPort, headers: forged).head.status == .forbidden)
+            // The real admin over mTLS, sending no header: the proxy's own element is what matches.
+            let admin = try await mesh.identity(namespace: "default", serviceAccount: "admin")
+            #expect(try await TestClient.mtls(port: proxy.inboundPort, identityDirectory: admin.directory).response.head.status == .ok)
+            // Another identity over mTLS, forging the admin's element: the proxy's element is appended, and it is not the admin's.
+            let other = try await mesh.identity(namespace: "default", serviceAccount: "other")
+            let appended = try await TestClient.mtls(port: proxy.inboundPort, identityDirectory: other.directory, headers: forged)
+            #expect(appended.response.head.status == .forbidden)
+            // x-forwarded-proto is http for plaintext even when the client claims https.
+            let claimed = try await TestClient.plain(
+                port: proxy.inboundPort, path: "/plain-only", headers: forged + [("x-forwarded-proto", "https")])
+            #expect(claimed.head.status == .forbidden)
+            let overTLS = try await TestClient.mtls(port: proxy.inboundPort, identityDirectory: admin.directory, path: "/plain-only")
+            #expect(overTLS.response.head.status == .ok)
+        }
+    }
+
+    @Test("connection.sni is the server name of the client's ClientHello, for DENY and ALLOW alike")
+    func serverNameFromClientHello() async throws {
+        try await DataPathTests().withServer { mesh, proxy, _ in
+            try proxy.install(SnapshotBuilder.snapshot(version: 2, resources: [
+                SnapshotBuilder.authorizationPolicy(
+                    name: "deny-legacy-name", namespace: "default",
+                    body: "action: DENY\nrules:\n- when:\n  - key: connection.sni\n    values: [\"legacy.example.com\"]"),
+                SnapshotBuilder.authorizationPolicy(
+                    name: "allow-cluster-names", namespace: "default",
+                    body: "action: ALLOW\nrules:\n- when:\n  - key: connection.sni\n    values: [\"*.svc.cluster.local\"]"),
+            ]))
+            let client = try await mesh.identity(namespace: "default", serviceAccount: "client")
+            func status(serverName: String?) throws -> String {
+                var arguments = [
+                    "-s", "-o", "/dev/null", "-w", "%{http_code}", "-k", "--max-time", "10",
+                    "--cert", "\(client.directory)/cert-chain.pem", "--key", "\(client.directory)/key.pem",
+                ]
+                let host = serverName ?? "127.0.0.1"
+                if let serverName { arguments += ["--resolve", "\(serverName):\(proxy.inboundPort):127.0.0.1"] }
+                arguments.append("https://\(host):\(proxy.inboundPort)/")
+                let curl = Process()
+                curl.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+                curl.arguments = arguments
+                let output = Pipe()
+                curl.standardOutput = output
+                try curl.run()
+                curl.waitUntilExit()
+                return String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            }
+            #expect(try status(serverName: "reviews.default.svc.cluster.local") == "200")
+            #expect(try status(serverName: "legacy.example.com") == "403")
+            #expect(try status(serverName: "reviews.example.com") == "403")
+            // curl sends no server name for an IP address: nothing for the ALLOW to match.
+            #expect(try status(serverName: nil) == "403")
+        }
+    }
+}
+
+/// The ClientHello reader, on the bytes BoringSSL (through NIOSSL) sends, and on broken ones.
+@Suite("ClientHello server names")
+struct ClientHelloInspectorTests {
+    /// The first flight of a NIOSSL client asking for `serverName`.
+    static func clientHello(serverName: String?) throws -> [UInt8] {
+        let context = try NIOSSLContext(configuration: .makeClientConfiguration())
+        let channel = EmbeddedChannel()
+        try channel.pipeline.syncOperations.addHandler(try NIOSSLClientHandler(context: context, serverHostname: serverName))
+        channel.pipeline.fireChannelActive()
+        var bytes: [UInt8] = []
+        while let buffer = try channel.readOutbound(as: ByteBuffer.self) { bytes += Array(buffer.readableBytesView) }
+        _ = try? channel.finish()
+        return bytes
+    }
+
+    @Test("the name a real client sends is read; no name, a short read and other bytes are told apart")
+    func realClientHello() throws {
+        let hello = try Self.clientHello(serverName: "reviews.default.svc.cluster.local")
+        #expect(ClientHelloInspector.inspect(hello) == .serverName("reviews.default.svc.cluster.local"))
+        #expect(ClientHelloInspector.inspect(try Self.clientHello(serverName: nil)) == .none)
+        #expect(ClientHelloInspector.inspect(hello.prefix(3)) == .needMore)
+        #expect(ClientHelloInspector.inspect(hello.prefix(hello.count - 1)) == .needMore)
+        #expect(ClientHelloInspector.inspect(Array("GET / HTTP/1.1\r\n".utf8)) == .none)
+    }
+
+    @Test("no cut or changed byte of a ClientHello makes the reader fail other than by answering none or needMore")
+    func brokenClientHellos() throws {
+        let hello = try Self.clientHello(serverName: "a.example")
+        var generator = SystemRandomNumberGenerator()
+        for length in 0..<hello.count {
+            let outcome = ClientHelloInspector.inspect(hello.prefix(length))
+            #expect(outcome == .needMore || outcome == .none, "prefix \(length): \(outcome)")
+        }
+        // Bounded: a few thousand changed copies, each read once.
+        for _ in 0..<3000 {
+            var changed = hello
+            for _ in 0..<Int.random(in: 1...4, using: &generator) {
+                changed[Int.random(in: 0..<changed.count, using: &generator)] = UInt8.random(in: 0...255, using: &generator)
+            }
+            switch ClientHelloInspector.inspect(changed) {
+            case .serverName(let name): #expect(!name.isEmpty && name.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F })
+            case .none, .needMore: break
+            }
+        }
+    }
+}
