@@ -93,5 +93,9 @@ struct PrintedDocumentsTests {
         #expect(after.metadata == before.metadata && after.rules == before.rules)
         let yaml = "# kept\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: y, namespace: shop}\nspec: {}\n"
         #expect(StandaloneDocuments.withNamespace(yaml, namespace: "shop") == yaml)
+        // A YAML flow mapping is YAML as written, and stays so.
+        let flow = "--- {apiVersion: security.istio.io/v1, kind: AuthorizationPolicy, metadata: {name: f, namespace: shop}, spec: {}}\n"
+        #expect(StandaloneDocuments.withNamespace(flow, namespace: "shop") == flow)
+        #expect(StandaloneDocuments.isJSON("# c\n---\n { \"a\": 1}") && !StandaloneDocuments.isJSON("{a: 1}"))
     }
 }

@@ -55,26 +55,33 @@ public enum StandaloneDocuments {
     /// A stored document as `get -o yaml` prints it: as written when it names its namespace, else
     /// rendered anew with `namespace` written in, as kubectl always prints the namespace (so that
     /// the output applies back to the same namespace whatever `-n` says). A document applied as
-    /// JSON (a flow mapping) is rendered as block YAML, as kubectl prints YAML whatever was applied.
+    /// JSON is rendered as block YAML, as kubectl prints YAML whatever was applied.
     public static func withNamespace(_ yaml: String, namespace: String) -> String {
         guard let node = try? Yams.compose(yaml: yaml), case .mapping(let root) = node,
             case .mapping(let metadata)? = root["metadata"]
         else { return yaml }
         let named = metadata["namespace"]?.string.map { !$0.isEmpty } ?? false
-        if named && !isFlow(yaml) { return yaml }
+        if named && !isJSON(yaml) { return yaml }
         return render(node, namespace: named ? nil : namespace) ?? yaml
     }
 
-    /// Whether a document's content is one flow mapping (`{...}`, as JSON is written), after any
-    /// comments and a leading `---`.
-    static func isFlow(_ yaml: String) -> Bool {
-        for line in yaml.split(separator: "\n", omittingEmptySubsequences: true) {
-            var text = line.drop { $0 == " " || $0 == "\t" || $0 == "\r" || $0 == "\u{FEFF}" }
-            if text.isEmpty || text.hasPrefix("#") || text == "---" { continue }
-            if text.hasPrefix("---") { text = text.dropFirst(3).drop { $0 == " " || $0 == "\t" } }
-            return text.hasPrefix("{")
+    /// Whether a document is written as JSON: one mapping whose first key is quoted (`{"apiVersion":`),
+    /// after any comments and a leading `---`. A YAML flow mapping (`{apiVersion: ...}`) is not.
+    static func isJSON(_ yaml: String) -> Bool {
+        let blank: (Character) -> Bool = { $0 == " " || $0 == "\t" || $0 == "\r" || $0 == "\n" || $0 == "\u{FEFF}" }
+        var text = Substring(yaml)
+        while true {
+            text = text.drop(while: blank)
+            if text.hasPrefix("#") {
+                text = text.drop { $0 != "\n" }
+            } else if text.hasPrefix("---") {
+                text = text.dropFirst(3)
+            } else {
+                break
+            }
         }
-        return false
+        guard text.hasPrefix("{") else { return false }
+        return text.dropFirst().drop(while: blank).hasPrefix("\"")
     }
 
     /// The node as a block-style document of its own, with `metadata.namespace` set when
