@@ -87,7 +87,7 @@ public final class InboundListener: Service, Sendable {
                     }
                     // DISABLE passes a TLS stream through untouched, as opaque TCP.
                     let plain: SniffedProtocol = sniffed == .tls ? .tcp : served(sniffed)
-                    promise.succeed(try Self.application(channel, plain, info: info(channel, tls: false, peer: nil, mode: mode), maxBodyBytes: context.maxBodyBytes))
+                    promise.succeed(try Self.application(channel, plain, info: info(channel, tls: false, peer: nil, mode: mode, sni: requested.name), maxBodyBytes: context.maxBodyBytes))
                 }
             },
             failed: fail
