@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOEmbedded
+import NIOHPACK
 import NIOHTTP1
 import NIOSSL
 @testable import RampartProxy
@@ -76,6 +77,46 @@ struct ForwardingHeaderPolicyTests {
             // curl sends no server name for an IP address: nothing for the ALLOW to match.
             #expect(try status(serverName: nil) == "403")
         }
+    }
+}
+
+/// How the proxy reads a request's authority and cookies, as Envoy's codecs read them.
+@Suite("Authority and cookies as Envoy reads them", .serialized)
+struct AuthorityAndCookieTests {
+    @Test("an HTTP/2 request's :authority wins over a host field, and a host field alone becomes the :authority")
+    func authority() {
+        var both = HPACKHeaders([(":method", "GET"), (":scheme", "http"), (":authority", "good.example"), (":path", "/"), ("host", "evil.example"), ("x-a", "1")])
+        var normalized = HTTP2AuthorityNormalizer.normalized(both)
+        #expect(normalized[":authority"] == ["good.example"] && normalized["host"].isEmpty)
+        #expect(normalized.map(\.name) == [":method", ":scheme", ":authority", ":path", "x-a"])
+        both = HPACKHeaders([(":method", "GET"), (":scheme", "http"), (":path", "/"), ("host", "only.example"), ("x-a", "1")])
+        normalized = HTTP2AuthorityNormalizer.normalized(both)
+        #expect(normalized[":authority"] == ["only.example"] && normalized["host"].isEmpty)
+        // Pseudo-headers stay first, the authority among them.
+        #expect(normalized.map(\.name) == [":method", ":scheme", ":path", ":authority", "x-a"])
+        let neither = HPACKHeaders([(":method", "GET"), (":scheme", "http"), (":path", "/")])
+        #expect(HTTP2AuthorityNormalizer.normalized(neither) == neither)
+    }
+
+    @Test("cookies sent in several fields are one field joined with '; ', for the policies and the application")
+    func cookies() async throws {
+        try await DataPathTests().withServer { _, proxy, _ in
+            try proxy.install(SnapshotBuilder.snapshot(version: 2, resources: [
+                SnapshotBuilder.authorizationPolicy(
+                    name: "deny-cookie-pair", namespace: "default",
+                    body: "action: DENY\nrules:\n- to:\n  - operation:\n      paths: [\"/pair\"]\n  when:\n  - key: request.headers[cookie]\n    values: [\"a=1; b=2\"]"),
+            ]))
+            let split = [("cookie", "a=1"), ("cookie", "b=2")]
+            #expect(try await TestClient.plain(port: proxy.inboundPort, path: "/pair", headers: split).head.status == .forbidden)
+            let echoed = try TestClient.echo(try await TestClient.plain(port: proxy.inboundPort, path: "/other", headers: split))
+            #expect((echoed["headers"] as? [String: String])?["cookie"] == "a=1; b=2")
+        }
+    }
+
+    @Test("a token refused for keys that cannot be fetched gets Envoy's unknown-kid text, as istiod's stand-in key set makes it")
+    func unavailableKeysText() {
+        #expect(InboundHTTP.jwtStatusText(.keysUnavailable, audience: false) == "Jwks doesn't have key to match kid or alg from Jwt")
+        #expect(InboundHTTP.jwtStatusText(.badSignature, audience: false) == "Jwt verification fails")
     }
 }
 

@@ -119,6 +119,7 @@ enum Listening {
     static func configureHTTP2Server(_ channel: any Channel, maxBodyBytes: Int) throws -> HTTP2Streams {
         try channel.pipeline.syncOperations.configureAsyncHTTP2Pipeline(mode: .server) { stream in
             stream.eventLoop.makeCompletedFuture {
+                try stream.pipeline.syncOperations.addHandler(HTTP2AuthorityNormalizer())
                 try stream.pipeline.syncOperations.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
                 try stream.pipeline.syncOperations.addHandler(HTTPRequestAssembler(maxBodyBytes: maxBodyBytes))
                 return try HTTPServing.Connection(wrappingChannelSynchronously: stream)

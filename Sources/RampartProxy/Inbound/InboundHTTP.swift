@@ -88,6 +88,7 @@ struct InboundHTTP: Sendable {
         // The forwarding headers are set before the policies read the request, as Envoy's
         // connection manager sets them before its filters: a client cannot forge them past a policy.
         Self.setForwardingHeaders(&request.head, info: info, own: context.identity.current?.identity.spiffeIDString ?? "")
+        Self.joinCookies(&request.head.headers)
         let authz = Self.authzRequest(
             request, info: info, workload: context.workload, appPort: context.appPort, headers: config.policies.readsHeaders)
         guard !config.jwtProviders.isEmpty else {
@@ -246,6 +247,17 @@ struct InboundHTTP: Sendable {
         head.headers.replaceOrAdd(name: "x-forwarded-proto", value: info.tls ? "https" : "http")
     }
 
+    /// Joins the pieces of a request's cookies into one `cookie` field with `; `, as Envoy joins
+    /// the crumbs an HTTP/2 client splits them into (RFC 9113 §8.2.3) and as RFC 6265 writes them:
+    /// a policy or a `fromCookies` rule reads every cookie, and the application gets one field.
+    static func joinCookies(_ headers: inout HTTPHeaders) {
+        var pieces: [String] = []
+        for (name, value) in headers where name.utf8.count == 6 && name.lowercased() == "cookie" { pieces.append(value) }
+        guard pieces.count > 1 else { return }
+        headers.remove(name: "cookie")
+        headers.add(name: "cookie", value: pieces.joined(separator: "; "))
+    }
+
     /// Headers the application receives (after `setForwardingHeaders`): hop-by-hop removed, and a
     /// request ID.
     static func prepareForApplication(_ head: inout HTTPRequestHead) {
@@ -290,10 +302,10 @@ struct InboundHTTP: Sendable {
         case .notYetValid?: return "Jwt not yet valid"
         case .unknownIssuer?: return "Jwt issuer is not configured"
         case .malformed?: return "Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections"
-        // Keys that cannot be fetched: istiod then gives Envoy a key that verifies nothing.
-        case .keysUnavailable?: return "Jwt verification fails"
+        // Keys that cannot be fetched: istiod then gives Envoy a stand-in key set (one key, kid
+        // "abc") that no token's kid names, so Envoy answers as for an unknown kid.
         case .noKeys?: return "Jwks doesn't have any valid public key"
-        case .unknownKid?, .algorithmMismatch?: return "Jwks doesn't have key to match kid or alg from Jwt"
+        case .keysUnavailable?, .unknownKid?, .algorithmMismatch?: return "Jwks doesn't have key to match kid or alg from Jwt"
         case .audienceNotAllowed?: return "Audiences in Jwt are not allowed"
         case .badSignature?, nil: return "Jwt verification fails"
         }

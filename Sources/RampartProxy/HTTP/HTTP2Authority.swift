@@ -1,0 +1,48 @@
+import NIOCore
+import NIOHPACK
+import NIOHTTP2
+
+/// Makes an HTTP/2 request's authority what Envoy makes it before anything reads the request:
+/// `:authority` when the request has one (a `host` field beside it is dropped, as Envoy's codec
+/// drops it), else the `host` field as `:authority`. Without this, the HTTP/1 view of the stream
+/// would take a client's `host` over its `:authority`, so a host policy would read one value and
+/// the application's routing another; and a request with `host` alone would be reset, where
+/// Envoy serves it.
+final class HTTP2AuthorityNormalizer: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTP2Frame.FramePayload
+    typealias InboundOut = HTTP2Frame.FramePayload
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard case .headers(var payload) = unwrapInboundIn(data) else {
+            context.fireChannelRead(data)
+            return
+        }
+        // The request's first HEADERS frame: trailers carry no pseudo-headers and are left alone.
+        if payload.headers.contains(name: ":method") {
+            payload.headers = Self.normalized(payload.headers)
+        }
+        context.fireChannelRead(wrapInboundOut(.headers(payload)))
+        // Only the request's head needs this; its body and trailers pass straight on.
+        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+    }
+
+    /// `headers` with one authority, as above; unchanged when they hold neither.
+    static func normalized(_ headers: HPACKHeaders) -> HPACKHeaders {
+        let hasAuthority = headers.contains(name: ":authority")
+        let hosts = headers[canonicalForm: "host"]
+        guard !hosts.isEmpty else { return headers }
+        var result = HPACKHeaders()
+        var placed = hasAuthority
+        for (name, value, indexable) in headers {
+            if name.lowercased() == "host" { continue }
+            // Pseudo-headers come first: the authority goes in among them.
+            if !placed && !name.hasPrefix(":") {
+                result.add(name: ":authority", value: String(hosts[0]))
+                placed = true
+            }
+            result.add(name: name, value: value, indexing: indexable)
+        }
+        if !placed { result.add(name: ":authority", value: String(hosts[0])) }
+        return result
+    }
+}
