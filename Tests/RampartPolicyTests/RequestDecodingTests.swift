@@ -293,4 +293,11 @@ struct JWKSEnvironmentFileTests {
         #expect(wrapped.line == nil && wrapped.reason.contains("remove the `workloads:` key"))
         #expect(wrapped.place("w.yaml") == "w.yaml")
     }
+
+    @Test("a cookie header listed several times is one cookie field joined with '; ', as Envoy joins cookie pieces; other headers join with ','")
+    func cookiePieces() throws {
+        let request = try AuthzRequest(text: "destination: {namespace: ns1}\nheaders: {cookie: [a=1, b=2], x-list: [c, d]}\n")
+        #expect(request.headers["cookie"] == "a=1; b=2")
+        #expect(request.headers["x-list"] == "c,d")
+    }
 }

@@ -131,6 +131,11 @@ extension AuthzRequest {
                     reason: "\(first) and \(second) name the same header (header names are case-insensitive): give it once, with a list of its values if it is sent more than once")
             }
             let values = try Self.headerValues(value, "headers.\(key)")
+            if name == "cookie" {
+                // Cookies sent in several fields are one, joined with "; " as Envoy joins them.
+                headers[name] = values.joined(separator: "; ")
+                continue
+            }
             headers[name] = values.joined(separator: ",")
             if values.count > 1 { repeatedHeaders[name] = values }
         }
@@ -243,9 +248,9 @@ extension AuthzRequest {
         }
     }
 
-    /// A header's value: a scalar as written, or a list of them for a header sent more than once,
-    /// joined with `,` as Envoy joins repeated headers before matching them.
-    /// A header's value, or its values when the request file lists them (a header sent more than once).
+    /// A header's value, or its values when the request file lists them (a header sent more than
+    /// once): the caller joins them with `,`, as Envoy joins repeated headers before matching them
+    /// (cookies with `; `).
     private static func headerValues(_ value: Any, _ field: String) throws(RequestDecodingError) -> [String] {
         func scalar(_ value: Any) -> String? {
             switch value {
