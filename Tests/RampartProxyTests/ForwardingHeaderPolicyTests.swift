@@ -80,6 +80,35 @@ struct ForwardingHeaderPolicyTests {
     }
 }
 
+/// The server name one proxy's outbound side sends, as Istio's sidecars send it.
+@Suite("Server names between proxies", .serialized)
+struct MeshServerNameTests {
+    @Test("the outbound side names the service in its ClientHello (outbound_.PORT_._.FQDN), which the peer's connection.sni reads")
+    func meshServerName() async throws {
+        try await DataPathTests().withServer { mesh, serverProxy, server in
+            let sni = "outbound_.8080_._.server.default.svc.cluster.local"
+            try serverProxy.install(SnapshotBuilder.snapshot(version: 2, resources: [
+                SnapshotBuilder.authorizationPolicy(
+                    name: "allow-by-name", namespace: "default",
+                    body: "action: ALLOW\nrules:\n- when:\n  - key: connection.sni\n    values: [\"\(sni)\"]"),
+            ]))
+            let client = try await mesh.identity(namespace: "default", serviceAccount: "client")
+            let clientWorkload = WorkloadInfo(name: "client-v1", namespace: "default", labels: ["app": "client"], appPort: 1)
+            let clientProxy = try await TestProxy(workload: clientWorkload, identityDirectory: client.directory, appPort: 1)
+            defer { Task { await clientProxy.stop() } }
+            let endpoint = "127.0.0.1:\(serverProxy.inboundPort)"
+            try clientProxy.install(SnapshotBuilder.snapshot(services: [("server", "default", 8080, [(endpoint, server.spiffeID, "server-v1")])]))
+            #expect(try await TestClient.plain(port: clientProxy.outboundPort, host: "server:8080").head.status == .ok)
+            try serverProxy.install(SnapshotBuilder.snapshot(version: 3, resources: [
+                SnapshotBuilder.authorizationPolicy(
+                    name: "deny-by-name", namespace: "default",
+                    body: "action: DENY\nrules:\n- when:\n  - key: connection.sni\n    values: [\"outbound_.8080_._.*\"]"),
+            ]))
+            #expect(try await TestClient.plain(port: clientProxy.outboundPort, host: "server:8080").head.status == .forbidden)
+        }
+    }
+}
+
 /// How the proxy reads a request's authority and cookies, as Envoy's codecs read them.
 @Suite("Authority and cookies as Envoy reads them", .serialized)
 struct AuthorityAndCookieTests {

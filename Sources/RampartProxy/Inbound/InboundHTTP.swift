@@ -348,6 +348,7 @@ struct InboundHTTP: Sendable {
         record.userAgent = request.head.headers.first(name: "user-agent")
         record.bytesReceived = request.body.readableBytes
         record.sourceAddress = info.sourceAddress
+        record.requestedServerName = info.sni
         record.forwardedFor = request.head.headers.first(name: "x-forwarded-for")
         record.downstreamLocalAddress = info.localAddress
         record.upstreamCluster = context.inboundCluster

@@ -13,6 +13,7 @@ struct InboundTCP: Sendable {
         let start = Date()
         var record = RequestRecord(reporter: .destination, startTime: start, protocolName: "TCP")
         record.sourceAddress = info.sourceAddress
+        record.requestedServerName = info.sni
         record.sourcePrincipal = info.peerID
         record.sourceNamespace = info.peerNamespace
         record.connectionSecurityPolicy = info.securityPolicy

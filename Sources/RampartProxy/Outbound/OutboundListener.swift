@@ -202,7 +202,11 @@ struct OutboundHTTP: Sendable {
         let verifier = PeerVerifier(roots: current.identity.roots, revoked: config.revoked, expected: service.expectedIdentities)
         // HTTP/2 and gRPC stay HTTP/2 between the proxies; HTTP/1.1 stays HTTP/1.1.
         let http2 = request.isHTTP2 || request.isGRPC
-        let tls = TLSOrigination(generation: current.generation, verifier: verifier, context: http2 ? current.contexts.clientHTTP2 : current.contexts.client)
+        // The ClientHello names the service as Istio's sidecars name it, which the peer's
+        // `connection.sni` conditions read.
+        let tls = TLSOrigination(
+            generation: current.generation, verifier: verifier, context: http2 ? current.contexts.clientHTTP2 : current.contexts.client,
+            serverName: "outbound_.\(service.port)_._.\(fqdn)")
         let logger = context.logger
         if HTTPUpgrade.isUpgrade(request.head) {
             // A WebSocket goes to the peer's proxy on an mTLS connection of its own, as HTTP/1.1.

@@ -161,7 +161,7 @@ public final class AccessLog: Sendable {
         json.field("duration", Int((record.duration * 1000).rounded()))
         json.field("downstream_remote_address", record.sourceAddress)
         json.field("downstream_local_address", record.downstreamLocalAddress)
-        json.field("requested_server_name", nil as String?)
+        json.field("requested_server_name", record.requestedServerName)
         json.field("upstream_host", record.upstreamHost)
         json.field("upstream_cluster", record.upstreamCluster)
         json.field("upstream_local_address", nil as String?)

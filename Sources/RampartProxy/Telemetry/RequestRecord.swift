@@ -64,6 +64,8 @@ public struct RequestRecord: Sendable {
     public var upstreamCluster: String?
     /// The request's `x-forwarded-for` header.
     public var forwardedFor: String?
+    /// The server name the client's TLS ClientHello asked for.
+    public var requestedServerName: String?
     /// The listener address the request arrived on.
     public var downstreamLocalAddress: String?
     /// `mutual_tls` or `none`.

@@ -34,16 +34,21 @@ public struct TLSOrigination: Sendable, Hashable {
     public let verifier: PeerVerifier
     /// The client context.
     public let context: NIOSSLContext
+    /// The server name the ClientHello asks for (SNI), as Istio's sidecars name the service they
+    /// call (`outbound_.8080_._.reviews.bookinfo.svc.cluster.local`); `nil` sends none.
+    public let serverName: String?
 
     /// Creates an origination.
-    public init(generation: Int, verifier: PeerVerifier, context: NIOSSLContext) {
+    public init(generation: Int, verifier: PeerVerifier, context: NIOSSLContext, serverName: String? = nil) {
         self.generation = generation
         self.verifier = verifier
         self.context = context
+        self.serverName = serverName
     }
 
     public static func == (lhs: TLSOrigination, rhs: TLSOrigination) -> Bool {
-        lhs.generation == rhs.generation && lhs.verifier.expected == rhs.verifier.expected && lhs.verifier.revoked == rhs.verifier.revoked
+        lhs.generation == rhs.generation && lhs.serverName == rhs.serverName && lhs.verifier.expected == rhs.verifier.expected
+            && lhs.verifier.revoked == rhs.verifier.revoked
     }
 
     /// Hashes the generation alone: pools look their key up on every request, and hashing the
@@ -367,7 +372,7 @@ public final class UpstreamClient: Sendable {
                     channel.eventLoop.makeCompletedFuture {
                         if let tls = target.tls {
                             let handler = try NIOSSLClientHandler(
-                                context: tls.context, serverHostname: nil, customVerificationCallbackWithMetadata: tls.verifier.callback(box: box)
+                                context: tls.context, serverHostname: tls.serverName, customVerificationCallbackWithMetadata: tls.verifier.callback(box: box)
                             )
                             try channel.pipeline.syncOperations.addHandler(handler)
                             try channel.pipeline.syncOperations.addHandler(WriteCoalescer())
