@@ -288,6 +288,21 @@ struct JWKSEnvironmentFileTests {
         let workload = try #require(
             try failure("- namespace: shop\n  labels: {app: a}\n- namespace: shop\n  ports:\n  - {port: 0, name: http}\n", workloads: true))
         #expect(workload.field == "[1].ports[0].port" && workload.line == 5, "\(workload)")
+        // A list that cannot be read says why and what to do.
+        do {
+            _ = try Workload.list(file: directory.appendingPathComponent("missing.yaml").path)
+            Issue.record("a missing workload list was read")
+        } catch {
+            #expect(error.reason.contains("no such file") && error.reason.contains("workload list"), "\(error)")
+        }
+        let notText = directory.appendingPathComponent("latin1.yaml")
+        try Data([0x2D, 0x20, 0xE9, 0x0A]).write(to: notText)
+        do {
+            _ = try Workload.list(file: notText.path)
+            Issue.record("a workload list that is not UTF-8 was read")
+        } catch {
+            #expect(error.reason.contains("UTF-8"), "\(error)")
+        }
         // A whole document at fault has no line; the workload list wrapped in a key says how to unwrap it.
         let wrapped = try #require(try failure("workloads:\n- namespace: shop\n", workloads: true))
         #expect(wrapped.line == nil && wrapped.reason.contains("remove the `workloads:` key"))

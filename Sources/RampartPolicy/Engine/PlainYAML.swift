@@ -110,11 +110,21 @@ public enum PlainYAML {
 
     /// Reads and parses a file.
     public static func parse(file: String) throws(RequestDecodingError) -> Any? {
-        guard let data = PolicyLoader.contents(ofFile: file), let text = String(data: data, encoding: .utf8) else {
-            throw RequestDecodingError(field: "", reason: "cannot read \(file)")
+        try decode(file: file, what: "file") { value throws(RequestDecodingError) in value }
+    }
+
+    /// Reads `file` (a pipe too), parses it and hands the value to `decode`. A file that cannot be
+    /// read says why and what to do; an error `decode` throws is placed at its field's line.
+    static func decode<T>(
+        file: String, what: String, _ decode: (Any?) throws(RequestDecodingError) -> T
+    ) throws(RequestDecodingError) -> T {
+        guard let text = PolicyLoader.text(ofFile: file) else {
+            let problem = PolicyLoader.readProblem(file, what: what)
+            throw RequestDecodingError(
+                field: "", reason: "\(problem.message)\(problem.line > 0 ? " (line \(problem.line))" : ""): \(problem.fix)")
         }
         do {
-            return try parse(text)
+            return try decode(try parse(text))
         } catch {
             throw error.located(in: text)
         }
@@ -124,14 +134,7 @@ public enum PlainYAML {
 extension Workload {
     /// Reads a workload list from a file (see `list(from:)`); a field at fault is placed at its line.
     public static func list(file: String) throws(RequestDecodingError) -> [Workload] {
-        guard let data = PolicyLoader.contents(ofFile: file), let text = String(data: data, encoding: .utf8) else {
-            throw RequestDecodingError(field: "", reason: "cannot read \(file)")
-        }
-        do {
-            return try list(from: PlainYAML.parse(text))
-        } catch {
-            throw error.located(in: text)
-        }
+        try PlainYAML.decode(file: file, what: "workload list") { value throws(RequestDecodingError) in try list(from: value) }
     }
 
     /// Reads a workload list: `[{namespace: ns1, name: b, labels: {app: b}, ports: [...]}, ...]`.
