@@ -2,6 +2,7 @@ import Foundation
 import NIOCore
 import NIOEmbedded
 import NIOHPACK
+import NIOHTTP2
 import NIOHTTP1
 import NIOSSL
 @testable import RampartProxy
@@ -125,6 +126,36 @@ struct AuthorityAndCookieTests {
         #expect(normalized.map(\.name) == [":method", ":scheme", ":path", ":authority", "x-a"])
         let neither = HPACKHeaders([(":method", "GET"), (":scheme", "http"), (":path", "/")])
         #expect(HTTP2AuthorityNormalizer.normalized(neither) == neither)
+    }
+
+    @Test("an HTTP/2 request with neither :authority nor host is answered 400 on its stream, as Envoy answers it, and nothing reaches the proxy's HTTP view")
+    func missingAuthority() throws {
+        let channel = EmbeddedChannel(handler: HTTP2AuthorityNormalizer())
+        let request = HPACKHeaders([(":method", "GET"), (":scheme", "http"), (":path", "/")])
+        try channel.writeInbound(HTTP2Frame.FramePayload.headers(.init(headers: request)))
+        try channel.writeInbound(HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(ByteBuffer(string: "body")), endStream: true)))
+        #expect(try channel.readInbound(as: HTTP2Frame.FramePayload.self) == nil)
+        guard case .headers(let head) = try channel.readOutbound(as: HTTP2Frame.FramePayload.self),
+            case .data(let data) = try channel.readOutbound(as: HTTP2Frame.FramePayload.self),
+            case .byteBuffer(let body) = data.data
+        else {
+            Issue.record("expected a HEADERS frame and a DATA frame")
+            return
+        }
+        #expect(head.headers.first(name: ":status") == "400" && !head.endStream)
+        #expect(head.headers.first(name: "content-length") == String(body.readableBytes))
+        #expect(String(buffer: body).contains(":authority") && data.endStream)
+        #expect(try channel.readOutbound(as: HTTP2Frame.FramePayload.self) == nil)
+
+        // A request with an authority passes on, and so does what follows it.
+        let served = EmbeddedChannel(handler: HTTP2AuthorityNormalizer())
+        try served.writeInbound(HTTP2Frame.FramePayload.headers(.init(headers: HPACKHeaders([(":method", "GET"), (":scheme", "http"), (":path", "/"), ("host", "a.example")]))))
+        guard case .headers(let passed) = try served.readInbound(as: HTTP2Frame.FramePayload.self) else {
+            Issue.record("expected the request's HEADERS frame")
+            return
+        }
+        #expect(passed.headers[":authority"] == ["a.example"])
+        #expect(try served.readOutbound(as: HTTP2Frame.FramePayload.self) == nil)
     }
 
     @Test("cookies sent in several fields are one field joined with '; ', for the policies and the application")
