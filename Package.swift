@@ -73,6 +73,7 @@ let package = Package(
             dependencies: [
                 "RampartIdentity", "RampartPolicy",
                 .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),

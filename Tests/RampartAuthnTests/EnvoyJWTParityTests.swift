@@ -35,6 +35,40 @@ struct EnvoyJWTParityTests {
         #expect(result.status == 401)
     }
 
+    /// A token whose header and payload are the given JSON texts, as written, signed with `key`.
+    func signed(header: String, payload: String) -> String {
+        func part(_ text: String) -> String {
+            Data(text.utf8).base64EncodedString().replacingOccurrences(of: "+", with: "-")
+                .replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+        }
+        let input = part(header) + "." + part(payload)
+        let signature = try! key.privateKey.signature(for: Data(input.utf8)).rawRepresentation
+        return input + "." + signature.base64EncodedString().replacingOccurrences(of: "+", with: "-")
+            .replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+    }
+
+    @Test("JSON that protobuf's parser refuses makes the token malformed, as in Envoy: a member named twice, a trailing comma")
+    func strictJSON() async throws {
+        let header = #"{"alg":"ES256","kid":"k1","typ":"JWT"}"#
+        let exp = Int(clock.now.timeIntervalSince1970) + 600
+        let claims = #""iss":"\#(requestIssuer)","aud":"shop","exp":\#(exp)"#
+        let rules = [inlineRule(try jwksJSON([key.jwk]))]
+        // The same claims, written plainly, are accepted: the check is the JSON, not the token.
+        let plain = try await authenticate(signed(header: header, payload: "{\(claims),\"sub\":\"alice\"}"), rules: rules)
+        #expect(plain.failure == nil, "\(plain.failure?.reason ?? "")")
+        #expect(plain.verified.first?.requestPrincipal == "\(requestIssuer)/alice")
+        for (what, header, payload) in [
+            ("sub twice", header, "{\(claims),\"sub\":\"alice\",\"sub\":\"mallory\"}"),
+            ("trailing comma in the payload", header, "{\(claims),\"sub\":\"alice\",}"),
+            ("trailing comma in a claim's list", header, "{\(claims),\"sub\":\"alice\",\"groups\":[\"a\",]}"),
+            ("trailing comma in the header", #"{"alg":"ES256","kid":"k1",}"#, "{\(claims),\"sub\":\"alice\"}"),
+        ] {
+            let result = try await authenticate(signed(header: header, payload: payload), rules: rules)
+            #expect(result.failure?.kind == .malformed && result.status == 401, "\(what): \(result.failure?.reason ?? "accepted")")
+            #expect(result.failure?.reason.contains("not strict") == true, "\(what): \(result.failure?.reason ?? "")")
+        }
+    }
+
     @Test("audiences compare without http:// or https:// and without a trailing slash")
     func audienceSpelling() async throws {
         let jwks = try jwksJSON([key.jwk])

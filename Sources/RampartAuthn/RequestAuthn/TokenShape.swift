@@ -1,4 +1,5 @@
 import Foundation
+import SwiftProtobuf
 
 /// Says, in words, why a string that failed to parse as a JWT is not one, so that a refusal names
 /// the part at fault instead of the parser's internals. Only called once parsing has failed.
@@ -21,3 +22,26 @@ enum TokenShape {
         return "its header or payload does not have the members and types a JWT has"
     }
 }
+
+/// The JSON of a token's header and payload read as Envoy's JWT library reads it: as a
+/// `google.protobuf.Struct` by protobuf's JSON parser, which refuses what Foundation's lenient
+/// reader lets through, a member named twice (`"sub":"alice",…,"sub":"mallory"`) and a trailing
+/// comma. A token whose JSON that parser refuses is malformed (401), so the decision and an
+/// application reading the forwarded payload can never take two different `sub`s from it.
+enum StrictTokenJSON {
+    /// What is wrong with the JSON of the token's header or payload, or nil when both parse.
+    static func problem(_ token: String) -> String? {
+        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 3 else { return nil }
+        for (index, name) in [(0, "header"), (1, "payload")] {
+            guard let data = Base64URL.decode(parts[index]) else { return nil }
+            do {
+                _ = try Google_Protobuf_Struct(jsonUTF8Data: data)
+            } catch {
+                return "has a \(name) whose JSON is not strict (a member named twice, a trailing comma, or other syntax JSON does not allow)"
+            }
+        }
+        return nil
+    }
+}
+

@@ -19,6 +19,9 @@ struct TokenVerifier: Sendable {
         else {
             return .failure(JWTFailure(.malformed, "the token in \(found.locationDescription) is not a JWT (\(TokenShape.problem(found.token))): send a signed JWT of three base64url parts"))
         }
+        if let problem = StrictTokenJSON.problem(found.token) {
+            return .failure(JWTFailure(.malformed, "the token in \(found.locationDescription) \(problem): send a token whose header and payload are plain JSON objects"))
+        }
         if let problem = Self.headerProblem(header) {
             return .failure(JWTFailure(.malformed, "the token in \(found.locationDescription) \(problem)"))
         }
