@@ -53,7 +53,9 @@ struct ConfigBatch {
                     entries.map { (ResourceLine(id: $0.id, line: $0.line), $0) }, uniquingKeysWith: { first, _ in first })
             }
             let entry = standalone[location.file]?[ResourceLine(id: id, line: location.line)]
-            if let namespace, entry?.namespaceGiven == true, id.namespace != namespace {
+            // A resource refused for its own errors (an invalid namespace among them) is not
+            // also told to match -n: the fix it would be given could name that invalid namespace.
+            if let namespace, entry?.namespaceGiven == true, id.namespace != namespace, !refusedResources.contains(id) {
                 let line = location.line(of: "metadata.namespace")
                 problems.append(
                     "\(location.file):\(line): error: \(id) metadata.namespace: the document names namespace \(id.namespace), not \(namespace) as -n says (fix: drop -n to apply each resource in the namespace its document names, or give -n \(id.namespace))"
@@ -125,8 +127,11 @@ struct ConfigBatch {
     private static func isolationProblem(
         _ text: String, what: String, id: ResourceID, location: SourceLocation, refused: Bool, fix: String
     ) -> String? {
+        // A resource refused for its own errors is refused for them; how its document reads
+        // alone (without -n's namespace, say) adds nothing the user can act on.
+        if refused { return nil }
         let alone = PolicyLoader.load(yaml: text, file: location.file)
-        if alone.resources.count == 1, alone.resources.first?.id == id, refused || !alone.hasErrors { return nil }
+        if alone.resources.count == 1, alone.resources.first?.id == id, !alone.hasErrors { return nil }
         return "\(location.file):\(location.line): error: \(id): \(what) does not read back on its own as this one resource (fix: \(fix))"
     }
 }
