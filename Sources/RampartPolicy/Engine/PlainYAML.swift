@@ -19,7 +19,10 @@ public enum PlainYAML {
         do {
             node = try Yams.compose(yaml: text)
         } catch {
-            throw RequestDecodingError(field: "", reason: "not valid YAML or JSON: \(YAMLProblem(error).message)")
+            let problem = YAMLProblem(error)
+            throw RequestDecodingError(
+                field: "", reason: "not valid YAML or JSON: \(problem.message) (fix: \(problem.fix))",
+                line: problem.line > 0 ? problem.line : nil)
         }
         guard var node else { return nil }
         if YAMLExpansion.survey(node).hasMerges { node = YAMLExpansion.resolvingMerges(node) }
@@ -29,7 +32,7 @@ public enum PlainYAML {
 
     /// The most values (scalars, mappings and lists, aliases counted each time they are used) a
     /// document may hold.
-    static let valueLimit = 1_000_000
+    static let valueLimit = 100_000
 
     /// A node as plain values: a mapping with string keys, a list, or a scalar as the type YAML 1.1
     /// resolves it to (null, bool, int, float, else string).
@@ -40,6 +43,9 @@ public enum PlainYAML {
         guard budget >= 0 else {
             throw RequestDecodingError(
                 field: path, reason: "the document holds more than \(valueLimit) values (aliases expand each time they are used)")
+        }
+        if let problem = YAMLTags.problem(node) {
+            throw RequestDecodingError(field: path, reason: "\(problem.message) (fix: \(problem.fix))", line: problem.line)
         }
         switch node {
         case .scalar(let scalar):
@@ -216,6 +222,11 @@ extension Workload {
 }
 
 extension JWKSEnvironment {
+    /// Reads an environment from a file; a field at fault is placed at its line.
+    public static func from(file: String) throws(RequestDecodingError) -> JWKSEnvironment {
+        try PlainYAML.decode(file: file, what: "JWKS environment") { value throws(RequestDecodingError) in try from(value) }
+    }
+
     /// Reads `{unreachable: [uri, ...], latency_ms: {uri: 500}}`; an empty document states nothing.
     /// Anything else is refused, naming the field, so that a misspelt environment cannot pass
     /// for one in which every key source answers.

@@ -224,16 +224,37 @@ public enum PolicyLoader {
             diagnostics.append(unreadable(file, error))
             return
         }
+        var index = -1
         while var document = documents.next() {
+            index += 1
             if DecodeContext.isNull(document) { continue }
             let survey = YAMLExpansion.survey(document)
             if survey.exceeds {
                 diagnostics.append(
                     Diagnostic(
                         code: .unreadable, file: file, line: DecodeContext.line(of: document), resource: nil, field: "",
-                        message: "the document expands through its aliases (*name) to more than \(YAMLExpansion.valueLimit) values,"
+                        message: "the document expands through its aliases (*name) to more than \(YAMLExpansion.valueLimit) values"
+                            + " or \(YAMLExpansion.byteLimit / 1_048_576) MiB of text,"
                             + " as a \"billion laughs\" document does; it is not read",
                         fix: "write the values out instead of repeating aliases of aliases, or split the resource"))
+                continue
+            }
+            if index > 0, let borrowed = YAMLExpansion.earlierDocumentLine(in: document) {
+                diagnostics.append(
+                    Diagnostic(
+                        code: .unreadable, file: file, line: DecodeContext.line(of: document), resource: nil, field: "",
+                        message: "an alias (*name) in this document refers to an anchor of an earlier document (at line \(borrowed));"
+                            + " an anchor reaches only within its own document, as kubectl reads each document alone",
+                        fix: "define the anchor in this document, or write the value out"))
+                continue
+            }
+            let tags = YAMLTags.problems(in: document)
+            if !tags.isEmpty {
+                diagnostics += tags.map { problem in
+                    Diagnostic(
+                        code: .unreadable, file: file, line: problem.line, resource: nil, field: "",
+                        message: problem.message, fix: problem.fix)
+                }
                 continue
             }
             if survey.hasMerges { document = YAMLExpansion.resolvingMerges(document) }
@@ -329,32 +350,9 @@ public enum PolicyLoader {
     }
 
     private static func unreadable(_ file: String, _ error: Error) -> Diagnostic {
-        if case .duplicatedKeysInMapping(let duplicates, let context)? = error as? YamlError {
-            let first = context.mark.line
-            let key = duplicates.first ?? ""
-            let again = repeatedKeyLine(key, after: context.mark, in: context.text)
-            let names = duplicates.map { "\"\(DiagnosticText.escaped($0))\"" }.joined(separator: ", ")
-            return Diagnostic(
-                code: .unreadable, file: file, line: again ?? first, resource: nil, field: "",
-                message: "the YAML does not parse: \(names) appears more than once in one mapping (first at line \(first))",
-                fix: "keep one \(DiagnosticText.escaped(key)) in that mapping")
-        }
         let problem = YAMLProblem(error)
         return Diagnostic(
             code: .unreadable, file: file, line: problem.line, resource: nil, field: "",
-            message: "the YAML does not parse: \(problem.message)",
-            fix: problem.line > 0 ? "correct the YAML syntax at this line" : "correct the YAML syntax")
-    }
-
-    /// The line of the next `key:` at the same column as the first one, after it.
-    private static func repeatedKeyLine(_ key: String, after mark: Mark, in text: String) -> Int? {
-        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
-        guard mark.line >= 1, mark.line < lines.count else { return nil }
-        let indent = String(repeating: " ", count: max(mark.column - 1, 0))
-        for index in mark.line..<lines.count {
-            let line = lines[index]
-            if line.hasPrefix(indent + key + ":") || line.hasPrefix(indent + "\"" + key + "\":") { return index + 1 }
-        }
-        return nil
+            message: "the YAML does not parse: \(problem.message)", fix: problem.fix)
     }
 }

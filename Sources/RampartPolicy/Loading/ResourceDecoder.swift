@@ -135,9 +135,12 @@ struct ResourceDecoder {
         )
     }
 
-    /// The Levenshtein distance between two short strings.
-    static func editDistance(_ a: String, _ b: String) -> Int {
+    /// The Levenshtein distance between two short strings; for strings whose lengths differ by
+    /// more than `exactUpTo`, that difference (a lower bound), so that a megabyte-long value costs
+    /// no quadratic work.
+    static func editDistance(_ a: String, _ b: String, exactUpTo: Int = 8) -> Int {
         let a = Array(a), b = Array(b)
+        if abs(a.count - b.count) > exactUpTo { return abs(a.count - b.count) }
         var row = Array(0...b.count)
         for i in 1...max(a.count, 1) where !a.isEmpty {
             var previous = row[0]
@@ -254,7 +257,7 @@ extension DecodeContext {
 }
 
 /// How many single-character edits turn one short text into another (Levenshtein), for "did you
-/// mean" hints.
+/// mean" hints: exact up to 8; texts whose lengths differ by more get that difference.
 public enum EditDistance {
     public static func between(_ a: String, _ b: String) -> Int {
         ResourceDecoder.editDistance(a, b)

@@ -3,7 +3,8 @@ import Yams
 /// What a document's aliases and merge keys make of it, settled before the document is decoded.
 ///
 /// - Aliases (`*name`) expand each time they are used. A document whose aliases multiply it past
-///   `valueLimit` values (a "billion laughs" document) is refused before any of it is decoded, as
+///   `valueLimit` values or `byteLimit` bytes of text (a "billion laughs" document) is refused
+///   before any of it is decoded, as
 ///   Kubernetes' YAML reader refuses excessive aliasing; no document Kubernetes can store holds
 ///   that many values written out.
 /// - Merge keys (`<<: *defaults`, or a list of such mappings) are resolved as YAML 1.1 and
@@ -13,11 +14,16 @@ enum YAMLExpansion {
     /// The most values (scalars, mappings and lists, aliases counted each time they are used) a
     /// document may hold.
     static let valueLimit = PlainYAML.valueLimit
+    /// The most bytes of scalar text a document may hold once its aliases expand: the
+    /// Kubernetes API server's limit on a request body (3 MiB), which no resource kubectl can
+    /// apply goes past.
+    static let byteLimit = 3 * 1024 * 1024
 
-    /// Whether the document holds more than `limit` values once its aliases expand, and whether it
-    /// has merge keys. The walk stops as soon as the limit is passed.
-    static func survey(_ node: Node, limit: Int = valueLimit) -> (exceeds: Bool, hasMerges: Bool) {
+    /// Whether the document holds more than `limit` values or `byteLimit` bytes of text once its
+    /// aliases expand, and whether it has merge keys. The walk stops as soon as a limit is passed.
+    static func survey(_ node: Node, limit: Int = valueLimit, byteLimit: Int = byteLimit) -> (exceeds: Bool, hasMerges: Bool) {
         var budget = limit
+        var bytes = byteLimit
         var merges = false
         var pending = [node]
         while let next = pending.popLast() {
@@ -27,6 +33,35 @@ enum YAMLExpansion {
             case .mapping(let mapping):
                 for (key, value) in mapping {
                     if isMergeKey(key) { merges = true }
+                    if case .scalar(let name) = key { bytes -= name.string.utf8.count }
+                    pending.append(value)
+                }
+            case .sequence(let sequence):
+                pending.append(contentsOf: sequence)
+            case .scalar(let scalar):
+                bytes -= scalar.string.utf8.count
+            case .alias:
+                break
+            }
+            if bytes < 0 { return (true, merges) }
+        }
+        return (false, merges)
+    }
+
+    /// The line of a value the document holds through an alias to an anchor of an earlier
+    /// document, if it holds one. The parser keeps anchors from one document to the next, where
+    /// YAML (and kubectl, which reads each document alone) scopes them to their own; a value
+    /// that an alias copied from an earlier document keeps its place there, before this
+    /// document's first line.
+    static func earlierDocumentLine(in document: Node) -> Int? {
+        guard let start = document.mark?.line else { return nil }
+        var pending = [document]
+        while let next = pending.popLast() {
+            if let line = next.mark?.line, line < start { return line }
+            switch next {
+            case .mapping(let mapping):
+                for (key, value) in mapping {
+                    pending.append(key)
                     pending.append(value)
                 }
             case .sequence(let sequence):
@@ -35,7 +70,7 @@ enum YAMLExpansion {
                 break
             }
         }
-        return (false, merges)
+        return nil
     }
 
     /// Whether a mapping key is YAML's merge key: a plain `<<`.

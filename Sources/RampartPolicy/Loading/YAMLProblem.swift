@@ -8,12 +8,26 @@ struct YAMLProblem {
     let line: Int
     let column: Int?
     let message: String
+    /// What to do about it.
+    let fix: String
 
     init(_ error: Error) {
         guard let yamlError = error as? YamlError else {
             line = 0
             column = nil
             message = Self.clip("\(error)")
+            fix = "correct the YAML syntax"
+            return
+        }
+        if case .duplicatedKeysInMapping(let duplicates, let context) = yamlError {
+            // Said without the parser's echo of the mapping, which can hold a credential.
+            let first = context.mark.line
+            let key = duplicates.first ?? ""
+            line = Self.repeatedKeyLine(key, after: context.mark, in: context.text) ?? first
+            column = nil
+            let names = duplicates.map { "\"\(Self.clip($0))\"" }.joined(separator: ", ")
+            message = "\(names) appears more than once in one mapping (first at line \(first))"
+            fix = "keep one \(Self.clip(key)) in that mapping"
             return
         }
         switch yamlError {
@@ -33,6 +47,7 @@ struct YAMLProblem {
             column = nil
             message = Self.clip("\(yamlError)")
         }
+        fix = line > 0 ? "correct the YAML syntax at this line" : "correct the YAML syntax"
     }
 
     /// libyaml's wording, with its internals left out.
@@ -48,6 +63,18 @@ struct YAMLProblem {
         let lines = yaml.split(separator: "\n", omittingEmptySubsequences: false)
         guard line <= lines.count, lines[line - 1].prefix(while: { $0 == " " || $0 == "\t" }).contains("\t") else { return "" }
         return "; the line is indented with a tab, and YAML indents with spaces only"
+    }
+
+    /// The line of the next `key:` at the same column as the first one, after it.
+    private static func repeatedKeyLine(_ key: String, after mark: Mark, in text: String) -> Int? {
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        guard mark.line >= 1, mark.line < lines.count else { return nil }
+        let indent = String(repeating: " ", count: max(mark.column - 1, 0))
+        for index in mark.line..<lines.count {
+            let line = lines[index]
+            if line.hasPrefix(indent + key + ":") || line.hasPrefix(indent + "\"" + key + "\":") { return index + 1 }
+        }
+        return nil
     }
 
     /// The line (from 1) of the byte at `offset` of the text.
@@ -67,6 +94,16 @@ struct YAMLProblem {
 /// bidirectional controls, which could rewrite a terminal's screen or reorder what it shows, are
 /// written as `\u{…}`.
 public enum DiagnosticText {
+    /// `text` when it has at most `limit` characters; else its start and its end around a note of
+    /// how much was left out, `limit` characters or a few more in all.
+    public static func clipped(_ text: String, to limit: Int) -> String {
+        guard text.utf8.count > limit, text.count > limit else { return text }
+        let tail = limit / 4
+        let head = limit - tail
+        let omitted = text.count - head - tail
+        return "\(text.prefix(head))…(\(omitted) characters left out)…\(text.suffix(tail))"
+    }
+
     public static func escaped(_ text: String) -> String {
         guard text.unicodeScalars.contains(where: isUnsafe) else { return text }
         var out = ""

@@ -39,9 +39,10 @@ public struct Diagnostic: Sendable, Hashable, CustomStringConvertible {
         self.file = file
         self.line = line
         self.resource = resource
-        self.field = field
-        self.message = message
-        self.fix = fix
+        // A value from the input can be a megabyte long: what is said of it stays readable.
+        self.field = DiagnosticText.clipped(field, to: 300)
+        self.message = DiagnosticText.clipped(message, to: 800)
+        self.fix = DiagnosticText.clipped(fix, to: 800)
     }
 
     /// The human rendering: `file:line: severity CODE: resource field: message (fix: ...)`, with

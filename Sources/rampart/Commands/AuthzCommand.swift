@@ -115,9 +115,9 @@ struct AuthzCheck: AsyncParsableCommand {
         let tokenFetcher: any HTTPFetcher
         if let jwksEnv {
             do {
-                environment = try JWKSEnvironment.from(try PlainYAML.parse(file: jwksEnv))
+                environment = try JWKSEnvironment.from(file: jwksEnv)
             } catch {
-                throw ValidationError("--jwks-env \(jwksEnv): \(error)")
+                throw ValidationError("--jwks-env \(error.place(jwksEnv)): \(error)")
             }
             tokenFetcher = JWKSEnvironmentFetcher(environment: environment, base: fetcher, statedBy: "--jwks-env \(jwksEnv)")
         } else {
