@@ -270,6 +270,14 @@ struct ConfigCommandTests {
         #expect(stored.succeeded)
         #expect(stored.trimmedOutput == "[\n\n]" || stored.trimmedOutput == "[]", "\(stored.stdout)")
 
+        // With -n, a document without metadata is refused for that alone, not also for how it reads
+        // without -n's namespace.
+        let nameless = "\(ca.directory)/nameless.yaml"
+        try "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nspec: {}\n".write(toFile: nameless, atomically: true, encoding: .utf8)
+        let unnamed = try rampart("apply", "-f", nameless, "-n", "shop", "--state", ca.state)
+        #expect(unnamed.status == 1 && unnamed.stderr.contains("RP008"), "\(unnamed.stderr)")
+        #expect(unnamed.stderr.contains("1 error in") && !unnamed.stderr.contains("does not read back"), "\(unnamed.stderr)")
+
         let twice = "\(ca.directory)/twice.yaml"
         let doc = try String(contentsOfFile: "\(folder)/a-good.yaml", encoding: .utf8)
         try (doc + "---\n" + doc).write(toFile: twice, atomically: true, encoding: .utf8)
