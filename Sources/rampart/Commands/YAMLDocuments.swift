@@ -32,7 +32,10 @@ enum YAMLDocuments {
             guard lastLine >= firstLine else { return }
             let body = trimmed(current)
             guard !body.isEmpty else { return }
-            documents.append(YAMLDocumentSpan(text: body, firstLine: firstLine, lastLine: lastLine))
+            // The span ends at its last line with content: the blank lines after it (the file's
+            // final newline among them) are not part of it.
+            let blank = current.reversed().prefix { $0.allSatisfy { $0 == " " || $0 == "\t" || $0 == "\r" } }.count
+            documents.append(YAMLDocumentSpan(text: body, firstLine: firstLine, lastLine: lastLine - blank))
         }
 
         for (index, line) in lines.enumerated() {
