@@ -25,14 +25,15 @@ public enum PlainYAML {
                 line: problem.line > 0 ? problem.line : nil)
         }
         guard var node else { return nil }
-        if YAMLExpansion.survey(node).hasMerges { node = YAMLExpansion.resolvingMerges(node) }
+        if YAMLExpansion.survey(node, limit: valueLimit, byteLimit: .max).hasMerges { node = YAMLExpansion.resolvingMerges(node) }
         var budget = valueLimit
         return try plain(node, path: "", verbatim: verbatim, budget: &budget)
     }
 
     /// The most values (scalars, mappings and lists, aliases counted each time they are used) a
-    /// document may hold.
-    static let valueLimit = 100_000
+    /// document may hold; a workload list for a mesh of tens of thousands of workloads stays well
+    /// below it.
+    static let valueLimit = 1_000_000
 
     /// A node as plain values: a mapping with string keys, a list, or a scalar as the type YAML 1.1
     /// resolves it to (null, bool, int, float, else string).

@@ -12,8 +12,8 @@ import Yams
 ///   itself, an earlier mapping of a list taking precedence over a later one.
 enum YAMLExpansion {
     /// The most values (scalars, mappings and lists, aliases counted each time they are used) a
-    /// document may hold.
-    static let valueLimit = PlainYAML.valueLimit
+    /// resource's document may hold: far more than any resource the API server would take.
+    static let valueLimit = 100_000
     /// The most bytes of scalar text a document may hold once its aliases expand: the
     /// Kubernetes API server's limit on a request body (3 MiB), which no resource kubectl can
     /// apply goes past.
