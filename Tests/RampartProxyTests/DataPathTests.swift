@@ -109,6 +109,13 @@ struct DataPathTests {
             let absolute = try await exchange("GET http://app.default.svc/admin HTTP/1.1\r\nHost: other\r\n")
             #expect(absolute.status == "HTTP/1.1 403 Forbidden", "\(absolute)")
             #expect(absolute.body == "RBAC: access denied")
+            // A target in any other form is refused before a policy reads it, as Envoy's codec
+            // refuses it: a ws:// URL or a bare word would otherwise be a path no rule names, which
+            // an application may still read as /admin.
+            for target in ["ws://app.default.svc/admin", "ftp://app/admin", "admin", "HTTPS:/admin"] {
+                let other = try await exchange("GET \(target) HTTP/1.1\r\nHost: app\r\n")
+                #expect(other.status == "HTTP/1.1 400 Bad Request", "\(target): \(other)")
+            }
             let allowed = try await exchange("GET http://app.default.svc/ok?x=1 HTTP/1.1\r\nHost: other\r\n")
             #expect(allowed.body.contains("\"path\":\"/ok?x=1\""), "\(allowed.body)")
             #expect(allowed.body.contains("app.default.svc"), "\(allowed.body)")

@@ -158,6 +158,28 @@ struct AuthorityAndCookieTests {
         #expect(try served.readOutbound(as: HTTP2Frame.FramePayload.self) == nil)
     }
 
+    @Test("a request target is origin-form before a policy reads it: http(s) URLs are cut to their path, other forms refused as Envoy refuses them")
+    func requestTargets() {
+        func head(_ method: HTTPMethod, _ uri: String, http2: Bool = false) -> HTTPRequestHead {
+            HTTPRequestHead(version: http2 ? .http2 : .http1_1, method: method, uri: uri, headers: ["host": "app"])
+        }
+        var absolute = head(.GET, "http://svc.ns/admin?x=1")
+        #expect(InboundHTTP.originForm(&absolute) == nil && absolute.uri == "/admin?x=1" && absolute.headers["host"] == ["svc.ns"])
+        for target in ["ws://svc/admin", "wss://svc/admin", "admin", "*"] {
+            var other = head(.GET, target)
+            #expect(InboundHTTP.originForm(&other)?.status == .badRequest, "\(target)")
+        }
+        for target in ["ws://svc/admin", "http://svc/admin", "admin"] {
+            var other = head(.GET, target, http2: true)
+            let refused = InboundHTTP.originForm(&other)
+            #expect(refused?.status == .notFound && refused?.details == "absolute_path_rejected", "\(target)")
+        }
+        var options = head(.OPTIONS, "*")
+        var connect = head(.CONNECT, "svc:443")
+        var plain = head(.GET, "/admin", http2: true)
+        #expect(InboundHTTP.originForm(&options) == nil && InboundHTTP.originForm(&connect) == nil && InboundHTTP.originForm(&plain) == nil)
+    }
+
     @Test("cookies sent in several fields are one field joined with '; ', for the policies and the application")
     func cookies() async throws {
         try await DataPathTests().withServer { _, proxy, _ in

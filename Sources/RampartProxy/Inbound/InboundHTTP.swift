@@ -61,8 +61,8 @@ struct InboundHTTP: Sendable {
         }
         // The request target as Envoy's HTTP codec makes it, before anything reads it.
         if let problem = Self.originForm(&request.head) {
-            record.responseDetails = problem
-            done(.local(.badRequest, ""), record)
+            record.responseDetails = problem.details
+            done(.local(problem.status, ""), record)
             return
         }
         guard let config = context.config.current else {
@@ -271,14 +271,24 @@ struct InboundHTTP: Sendable {
 
     /// Makes an absolute-form request target (`GET http://host/path`, RFC 9112 §3.2.2) the
     /// origin-form Envoy's codec makes of it: the path (and query) as the target, the authority as
-    /// `Host`. Returns why the request is refused (400), or `nil`: an absolute target without an
-    /// authority, or a request with more than one `Host` header (RFC 9112 §3.2).
-    static func originForm(_ head: inout HTTPRequestHead) -> String? {
+    /// `Host`. Returns why the request is refused, or `nil`:
+    /// - an absolute target without an authority, or a request with more than one `Host` header
+    ///   (RFC 9112 §3.2): 400;
+    /// - an HTTP/1 target in another form (`ws://host/admin`, `admin`): 400, as Envoy's codec
+    ///   accepts absolute URLs of http and https only. Policies would read such a target as a
+    ///   path no rule names, while the application may read `/admin` out of it;
+    /// - an HTTP/2 `:path` that does not start with `/`: 404, as Envoy's connection manager
+    ///   answers a path that is not relative (`absolute_path_rejected`).
+    ///
+    /// `OPTIONS *` and the authority of a `CONNECT` are left as they are.
+    static func originForm(_ head: inout HTTPRequestHead) -> (status: HTTPResponseStatus, details: String)? {
         var hosts = 0
         for (name, _) in head.headers where name.utf8.count == 4 && name.lowercased() == "host" { hosts += 1 }
-        if hosts > 1 { return "multiple_host_headers" }
-        guard let (authority, path) = RequestTarget.absoluteForm(head.uri) else { return nil }
-        guard !authority.isEmpty else { return "absolute_path_rejected" }
+        if hosts > 1 { return (.badRequest, "multiple_host_headers") }
+        if head.uri.hasPrefix("/") || head.method == .CONNECT || (head.uri == "*" && head.method == .OPTIONS) { return nil }
+        if head.version.major == 2 { return (.notFound, "absolute_path_rejected") }
+        guard let (authority, path) = RequestTarget.absoluteForm(head.uri) else { return (.badRequest, "http1.codec_error") }
+        guard !authority.isEmpty else { return (.badRequest, "absolute_path_rejected") }
         head.uri = path
         head.headers.replaceOrAdd(name: "host", value: authority)
         return nil
