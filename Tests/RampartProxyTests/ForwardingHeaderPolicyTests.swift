@@ -165,10 +165,14 @@ struct AuthorityAndCookieTests {
         }
         var absolute = head(.GET, "http://svc.ns/admin?x=1")
         #expect(InboundHTTP.originForm(&absolute) == nil && absolute.uri == "/admin?x=1" && absolute.headers["host"] == ["svc.ns"])
-        for target in ["ws://svc/admin", "wss://svc/admin", "admin", "*"] {
+        for target in ["ws://svc/admin", "wss://svc/admin", "admin", "HTTPS:/admin"] {
             var other = head(.GET, target)
             #expect(InboundHTTP.originForm(&other)?.status == .badRequest, "\(target)")
         }
+        var star = head(.GET, "*")
+        #expect(InboundHTTP.originForm(&star)?.status == .notFound)
+        var hostless = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/admin")
+        #expect(InboundHTTP.originForm(&hostless)?.details == "missing_host_header")
         for target in ["ws://svc/admin", "http://svc/admin", "admin"] {
             var other = head(.GET, target, http2: true)
             let refused = InboundHTTP.originForm(&other)
@@ -178,6 +182,20 @@ struct AuthorityAndCookieTests {
         var connect = head(.CONNECT, "svc:443")
         var plain = head(.GET, "/admin", http2: true)
         #expect(InboundHTTP.originForm(&options) == nil && InboundHTTP.originForm(&connect) == nil && InboundHTTP.originForm(&plain) == nil)
+    }
+
+    @Test("a client cannot have Host, the forwarding headers or the request ID removed by naming them in Connection")
+    func connectionNominations() {
+        var headers: HTTPHeaders = [
+            "host": "app", "connection": "x-forwarded-client-cert, x-request-id, host, x-forwarded-proto, x-custom",
+            "x-forwarded-client-cert": "By=a;URI=spiffe://cluster.local/ns/a/sa/b", "x-request-id": "r1",
+            "x-forwarded-proto": "https", "x-custom": "1", "x-envoy-attempt-count": "1",
+        ]
+        HopByHop.strip(&headers)
+        #expect(headers["host"] == ["app"] && headers["x-request-id"] == ["r1"] && headers["x-forwarded-proto"] == ["https"])
+        #expect(headers.contains(name: "x-forwarded-client-cert") && headers.contains(name: "x-envoy-attempt-count"))
+        // Other nominated headers are still removed, with Connection itself.
+        #expect(!headers.contains(name: "x-custom") && !headers.contains(name: "connection"))
     }
 
     @Test("cookies sent in several fields are one field joined with '; ', for the policies and the application")

@@ -166,8 +166,17 @@ public enum HopByHop {
         }
         guard !found.isEmpty else { return }
         for name in found { headers.remove(name: name) }
-        for name in listed where !found.contains(name) { headers.remove(name: name) }
+        for name in listed where !found.contains(name) && !isProxyOwned(name) { headers.remove(name: name) }
         if keepsTrailers { headers.add(name: "te", value: "trailers") }
+    }
+
+    /// Headers a client cannot have removed by naming them in `Connection`: the request's `Host`,
+    /// and those the proxy itself sets and the application relies on (the forwarding headers, the
+    /// request ID the access log records, Envoy's own), as Envoy removes only its fixed hop-by-hop
+    /// set. Listing `x-forwarded-client-cert` there would otherwise drop the peer's identity.
+    static func isProxyOwned(_ lowercased: String) -> Bool {
+        ["host", "content-length", "x-forwarded-client-cert", "x-forwarded-proto", "x-forwarded-for", "x-request-id"]
+            .contains(lowercased) || lowercased.hasPrefix("x-envoy-")
     }
 
     /// Whether a message with these headers lets its connection stay open after it: HTTP/1.1 and

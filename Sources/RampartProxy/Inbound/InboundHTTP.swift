@@ -274,19 +274,22 @@ struct InboundHTTP: Sendable {
     /// `Host`. Returns why the request is refused, or `nil`:
     /// - an absolute target without an authority, or a request with more than one `Host` header
     ///   (RFC 9112 §3.2): 400;
+    /// - an HTTP/1.1 request without `Host`: 400 (`missing_host_header`), as Envoy answers it;
     /// - an HTTP/1 target in another form (`ws://host/admin`, `admin`): 400, as Envoy's codec
     ///   accepts absolute URLs of http and https only. Policies would read such a target as a
     ///   path no rule names, while the application may read `/admin` out of it;
-    /// - an HTTP/2 `:path` that does not start with `/`: 404, as Envoy's connection manager
-    ///   answers a path that is not relative (`absolute_path_rejected`).
+    /// - an HTTP/2 `:path` that does not start with `/`, or `*` other than for `OPTIONS`: 404, as
+    ///   Envoy's connection manager answers a path that is not relative (`absolute_path_rejected`).
     ///
     /// `OPTIONS *` and the authority of a `CONNECT` are left as they are.
     static func originForm(_ head: inout HTTPRequestHead) -> (status: HTTPResponseStatus, details: String)? {
         var hosts = 0
         for (name, _) in head.headers where name.utf8.count == 4 && name.lowercased() == "host" { hosts += 1 }
         if hosts > 1 { return (.badRequest, "multiple_host_headers") }
-        if head.uri.hasPrefix("/") || head.method == .CONNECT || (head.uri == "*" && head.method == .OPTIONS) { return nil }
-        if head.version.major == 2 { return (.notFound, "absolute_path_rejected") }
+        if head.uri.hasPrefix("/") || head.method == .CONNECT || (head.uri == "*" && head.method == .OPTIONS) {
+            return hosts == 0 && head.version == .http1_1 ? (.badRequest, "missing_host_header") : nil
+        }
+        if head.version.major == 2 || head.uri == "*" { return (.notFound, "absolute_path_rejected") }
         guard let (authority, path) = RequestTarget.absoluteForm(head.uri) else { return (.badRequest, "http1.codec_error") }
         guard !authority.isEmpty else { return (.badRequest, "absolute_path_rejected") }
         head.uri = path
