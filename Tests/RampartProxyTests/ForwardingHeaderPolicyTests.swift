@@ -198,6 +198,19 @@ struct AuthorityAndCookieTests {
         #expect(!headers.contains(name: "x-custom") && !headers.contains(name: "connection"))
     }
 
+    @Test("an HTTP/2 connection is closed after a connection error's GOAWAY, and kept after one stream's error")
+    func closesAfterConnectionError() throws {
+        let failed = EmbeddedChannel(handler: HTTP2ConnectionErrorCloser())
+        try failed.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        failed.pipeline.fireErrorCaught(NIOHTTP2Errors.unableToParseFrame())
+        #expect(!failed.isActive)
+        let streamFailed = EmbeddedChannel(handler: HTTP2ConnectionErrorCloser())
+        try streamFailed.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        streamFailed.pipeline.fireErrorCaught(NIOHTTP2Errors.streamError(streamID: 1, baseError: NIOHTTP2Errors.unableToParseFrame()))
+        #expect(streamFailed.isActive)
+        _ = try? streamFailed.finish()
+    }
+
     @Test("cookies sent in several fields are one field joined with '; ', for the policies and the application")
     func cookies() async throws {
         try await DataPathTests().withServer { _, proxy, _ in

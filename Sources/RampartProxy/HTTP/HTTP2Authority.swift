@@ -76,3 +76,19 @@ final class HTTP2AuthorityNormalizer: ChannelInboundHandler, RemovableChannelHan
         return result
     }
 }
+
+/// Closes an HTTP/2 connection once it has failed as a whole. On a connection error (a protocol
+/// or compression error, a flood) NIO's handler sends GOAWAY but leaves the connection open and
+/// goes on reading it; RFC 9113 §5.4.1 asks that it be closed after the GOAWAY, as Envoy closes
+/// it. An error of one stream (reset on its own) leaves the connection as it is.
+final class HTTP2ConnectionErrorCloser: ChannelInboundHandler {
+    typealias InboundIn = HTTP2Frame
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.fireErrorCaught(error)
+        if error is NIOHTTP2Errors.StreamError { return }
+        context.flush()
+        context.close(promise: nil)
+    }
+}
+

@@ -117,7 +117,7 @@ enum Listening {
     /// Configures `channel` as an HTTP/2 server whose streams each carry one whole request (bodies
     /// up to `maxBodyBytes`), converted from HTTP/2 frames to HTTP/1-style parts and assembled.
     static func configureHTTP2Server(_ channel: any Channel, maxBodyBytes: Int) throws -> HTTP2Streams {
-        try channel.pipeline.syncOperations.configureAsyncHTTP2Pipeline(mode: .server) { stream in
+        let streams = try channel.pipeline.syncOperations.configureAsyncHTTP2Pipeline(mode: .server) { stream in
             stream.eventLoop.makeCompletedFuture {
                 try stream.pipeline.syncOperations.addHandler(HTTP2AuthorityNormalizer())
                 try stream.pipeline.syncOperations.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
@@ -125,6 +125,8 @@ enum Listening {
                 return try HTTPServing.Connection(wrappingChannelSynchronously: stream)
             }
         }
+        try channel.pipeline.syncOperations.addHandler(HTTP2ConnectionErrorCloser())
+        return streams
     }
 
     /// Serves every stream of an HTTP/2 connection, each one request answered by `respond`, then closes it.
