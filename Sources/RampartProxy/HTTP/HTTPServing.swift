@@ -55,6 +55,13 @@ enum HTTPServing {
             tooLargeResponse.head.headers.add(name: "date", value: HTTPDate.now())
             response = tooLargeResponse
             tooLarge = true
+        case .overloaded(let head, let limit):
+            requestHead = head
+            var overloaded = BufferedResponse.local(
+                .serviceUnavailable, "the proxy holds its limit of request bodies being read (\(limit / 1_048_576) MiB): retry later\n")
+            overloaded.head.headers.add(name: "date", value: HTTPDate.now())
+            response = overloaded
+            tooLarge = true
         }
         // An HTTP/2 stream carries one exchange; HTTP/1.1 keeps the connection while both sides agree.
         let http2 = requestHead.version.major == 2

@@ -1,11 +1,51 @@
 import NIOCore
 import NIOHTTP1
+import Synchronization
 
 /// A request as a server connection hands it to async code: whole, or only its head when its body
 /// went past the limit (the body is then read and dropped, so the connection stays in step).
 enum AssembledRequest: Sendable {
     case complete(BufferedRequest)
     case tooLarge(HTTPRequestHead, limit: Int)
+    /// The proxy already holds its limit of request bodies being read (`BodyBudget`).
+    case overloaded(HTTPRequestHead, limit: Int)
+}
+
+/// How many bytes of request bodies the whole proxy holds while it reads them, across every
+/// connection and stream. Each request's body is held whole before it is decided, up to
+/// `--max-body-bytes`; without a bound over all of them, clients that start many uploads and stall
+/// them would make the proxy hold gigabytes. A body that would take the total past `limit` is
+/// read and dropped, and its request answered 503, as Envoy's overload manager sheds load.
+final class BodyBudget: Sendable {
+    let limit: Int
+    private let held = Atomic<Int>(0)
+
+    init(limit: Int) {
+        self.limit = limit
+    }
+
+    /// The budget every listener of the process shares: 256 MiB.
+    static let shared = BodyBudget(limit: 256 * 1024 * 1024)
+
+    /// Bytes held now.
+    var bytesHeld: Int { held.load(ordering: .relaxed) }
+
+    /// Takes `bytes` from the budget, or nothing and `false` when they do not fit.
+    func reserve(_ bytes: Int) -> Bool {
+        var current = held.load(ordering: .relaxed)
+        while true {
+            guard current + bytes <= limit else { return false }
+            let (exchanged, original) = held.compareExchange(
+                expected: current, desired: current + bytes, ordering: .relaxed)
+            if exchanged { return true }
+            current = original
+        }
+    }
+
+    /// Gives `bytes` back.
+    func release(_ bytes: Int) {
+        if bytes > 0 { held.subtract(bytes, ordering: .relaxed) }
+    }
 }
 
 /// A response framed for its client (see `HTTPServing.frame`): written as its head, its body when
@@ -23,28 +63,36 @@ struct RequestAssembly {
     private enum State {
         case idle
         case reading(HTTPRequestHead, ByteBuffer)
-        case discarding(HTTPRequestHead)
+        case discarding(HTTPRequestHead, overloaded: Bool)
     }
 
     private var state = State.idle
     let maxBodyBytes: Int
+    /// What every connection's bodies are held against.
+    let budget: BodyBudget
     /// The body of bodiless requests, allocated once per connection.
     private let empty = ByteBuffer()
 
-    init(maxBodyBytes: Int) {
+    init(maxBodyBytes: Int, budget: BodyBudget = .shared) {
         self.maxBodyBytes = maxBodyBytes
+        self.budget = budget
     }
 
     /// Takes one part; returns the request its end completes.
     mutating func receive(_ part: HTTPServerRequestPart) -> AssembledRequest? {
         switch (part, state) {
         case (.head(let head), _):
+            releaseHeld()
             state = .reading(head, empty)
             return nil
         case (.body(var chunk), .reading(let head, var body)):
             state = .idle  // drops this copy's reference so `body` grows in place
             if body.readableBytes + chunk.readableBytes > maxBodyBytes {
-                state = .discarding(head)
+                budget.release(body.readableBytes)
+                state = .discarding(head, overloaded: false)
+            } else if !budget.reserve(chunk.readableBytes) {
+                budget.release(body.readableBytes)
+                state = .discarding(head, overloaded: true)
             } else {
                 if body.readableBytes == 0 {
                     body = chunk
@@ -57,14 +105,23 @@ struct RequestAssembly {
         case (.body, _):
             return nil
         case (.end(let trailers), .reading(let head, let body)):
+            // Handed on: the body is no longer one being read.
+            budget.release(body.readableBytes)
             state = .idle
             return .complete(BufferedRequest(head: head, body: body, trailers: trailers))
-        case (.end, .discarding(let head)):
+        case (.end, .discarding(let head, let overloaded)):
             state = .idle
-            return .tooLarge(head, limit: maxBodyBytes)
+            return overloaded ? .overloaded(head, limit: budget.limit) : .tooLarge(head, limit: maxBodyBytes)
         case (.end, .idle):
             return nil
         }
+    }
+
+    /// Gives back what a body being read holds: when the connection or stream goes away with the
+    /// request unfinished.
+    mutating func releaseHeld() {
+        if case .reading(_, let body) = state { budget.release(body.readableBytes) }
+        state = .idle
     }
 }
 
@@ -90,8 +147,8 @@ final class HTTPRequestAssembler: ChannelDuplexHandler, RemovableChannelHandler 
     private var refused = false
     private var refusal = HTTPResponseStatus.badRequest
 
-    init(maxBodyBytes: Int, answersParseErrors: Bool = false) {
-        assembly = RequestAssembly(maxBodyBytes: maxBodyBytes)
+    init(maxBodyBytes: Int, answersParseErrors: Bool = false, budget: BodyBudget = .shared) {
+        assembly = RequestAssembly(maxBodyBytes: maxBodyBytes, budget: budget)
         self.answersParseErrors = answersParseErrors
     }
 
@@ -112,6 +169,15 @@ final class HTTPRequestAssembler: ChannelDuplexHandler, RemovableChannelHandler 
         guard let request = assembly.receive(part) else { return }
         unanswered += 1
         context.fireChannelRead(wrapInboundOut(request))
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        assembly.releaseHeld()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        assembly.releaseHeld()
+        context.fireChannelInactive()
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
