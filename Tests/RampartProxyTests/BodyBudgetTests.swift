@@ -1,6 +1,8 @@
 import NIOCore
 import NIOEmbedded
+import NIOHPACK
 import NIOHTTP1
+import NIOHTTP2
 @testable import RampartProxy
 import Testing
 
@@ -61,5 +63,59 @@ struct BodyBudgetTests {
         #expect(budget.bytesHeld == 40)
         _ = try? channel.finish()
         #expect(budget.bytesHeld == 0)
+    }
+}
+
+/// Envoy's stream idle timeout and connection idle timeout, driven by the idle events the
+/// listeners' `IdleStateHandler`s fire.
+@Suite("Stalled requests and idle connections")
+struct IdleTimeoutTests {
+    func http1Channel() throws -> EmbeddedChannel {
+        let activity = RequestActivity()
+        let channel = EmbeddedChannel()
+        try channel.pipeline.syncOperations.addHandler(StalledRequestCloser(activity: activity))
+        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(HTTPRequestDecoder()))
+        try channel.pipeline.syncOperations.addHandler(HTTPRequestAssembler(maxBodyBytes: 100, activity: activity))
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        return channel
+    }
+
+    @Test("an HTTP/1 connection stalled inside a request is closed when reads go idle; one between requests is kept")
+    func http1() throws {
+        let between = try http1Channel()
+        try between.writeInbound(ByteBuffer(string: "GET /a HTTP/1.1\r\nHost: app\r\n\r\n"))
+        between.pipeline.fireUserInboundEventTriggered(IdleStateHandler.IdleStateEvent.read)
+        #expect(between.isActive, "a connection idle after a whole request was closed")
+
+        let stalled = try http1Channel()
+        try stalled.writeInbound(ByteBuffer(string: "GET /a HTTP/1.1\r\nHost: ap"))
+        stalled.pipeline.fireUserInboundEventTriggered(IdleStateHandler.IdleStateEvent.read)
+        #expect(!stalled.isActive, "a connection stalled in its headers was kept")
+
+        let body = try http1Channel()
+        try body.writeInbound(ByteBuffer(string: "POST /a HTTP/1.1\r\nHost: app\r\nContent-Length: 10\r\n\r\nabc"))
+        body.pipeline.fireUserInboundEventTriggered(IdleStateHandler.IdleStateEvent.read)
+        #expect(!body.isActive, "a connection stalled in its body was kept")
+
+        // Nothing at all for the connection idle timeout closes even a connection between requests.
+        between.pipeline.fireUserInboundEventTriggered(IdleStateHandler.IdleStateEvent.all)
+        #expect(!between.isActive)
+    }
+
+    @Test("an HTTP/2 stream is reset when its client stops before ending the request, not while it waits for its response")
+    func http2() throws {
+        let request = HPACKHeaders([(":method", "POST"), (":scheme", "http"), (":path", "/"), (":authority", "app")])
+        let stalled = EmbeddedChannel(handler: StalledStreamCloser())
+        try stalled.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        try stalled.writeInbound(HTTP2Frame.FramePayload.headers(.init(headers: request)))
+        stalled.pipeline.fireUserInboundEventTriggered(IdleStateHandler.IdleStateEvent.read)
+        #expect(!stalled.isActive)
+
+        let ended = EmbeddedChannel(handler: StalledStreamCloser())
+        try ended.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        try ended.writeInbound(HTTP2Frame.FramePayload.headers(.init(headers: request)))
+        try ended.writeInbound(HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(ByteBuffer(string: "x")), endStream: true)))
+        ended.pipeline.fireUserInboundEventTriggered(IdleStateHandler.IdleStateEvent.read)
+        #expect(ended.isActive)
     }
 }

@@ -87,11 +87,18 @@ enum Listening {
     /// keep the check: they may carry JWT claims copied into headers.
     ///
     /// Requests reach async code whole (see ``HTTPRequestAssembler``), bodies up to `maxBodyBytes`.
-    static func configureHTTP1Server(_ channel: any Channel, maxBodyBytes: Int) throws -> HTTPRequestStream {
+    static func configureHTTP1Server(
+        _ channel: any Channel, maxBodyBytes: Int, timeouts: IdleTimeouts = .envoy
+    ) throws -> HTTPRequestStream {
+        let activity = RequestActivity()
+        try channel.pipeline.syncOperations.addHandler(
+            IdleStateHandler(readTimeout: timeouts.stalledRequest, allTimeout: timeouts.idleConnection))
+        try channel.pipeline.syncOperations.addHandler(StalledRequestCloser(activity: activity))
         try channel.pipeline.syncOperations.configureHTTPServerPipeline(
             withPipeliningAssistance: false, withErrorHandling: false, withOutboundHeaderValidation: false,
             withEncoderConfiguration: .init(), withDecoderLimitConfiguration: headerLimits)
-        try channel.pipeline.syncOperations.addHandler(HTTPRequestAssembler(maxBodyBytes: maxBodyBytes, answersParseErrors: true))
+        try channel.pipeline.syncOperations.addHandler(
+            HTTPRequestAssembler(maxBodyBytes: maxBodyBytes, answersParseErrors: true, activity: activity))
         let inbox = HTTPRequestInbox()
         try channel.pipeline.syncOperations.addHandler(inbox)
         return HTTPRequestStream(channel: channel, inbox: inbox)
@@ -116,9 +123,13 @@ enum Listening {
 
     /// Configures `channel` as an HTTP/2 server whose streams each carry one whole request (bodies
     /// up to `maxBodyBytes`), converted from HTTP/2 frames to HTTP/1-style parts and assembled.
-    static func configureHTTP2Server(_ channel: any Channel, maxBodyBytes: Int) throws -> HTTP2Streams {
+    static func configureHTTP2Server(
+        _ channel: any Channel, maxBodyBytes: Int, timeouts: IdleTimeouts = .envoy
+    ) throws -> HTTP2Streams {
         let streams = try channel.pipeline.syncOperations.configureAsyncHTTP2Pipeline(mode: .server) { stream in
             stream.eventLoop.makeCompletedFuture {
+                try stream.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: timeouts.stalledRequest))
+                try stream.pipeline.syncOperations.addHandler(StalledStreamCloser())
                 try stream.pipeline.syncOperations.addHandler(HTTP2AuthorityNormalizer())
                 try stream.pipeline.syncOperations.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
                 try stream.pipeline.syncOperations.addHandler(HTTPRequestAssembler(maxBodyBytes: maxBodyBytes))

@@ -147,7 +147,12 @@ final class HTTPRequestAssembler: ChannelDuplexHandler, RemovableChannelHandler 
     private var refused = false
     private var refusal = HTTPResponseStatus.badRequest
 
-    init(maxBodyBytes: Int, answersParseErrors: Bool = false, budget: BodyBudget = .shared) {
+    /// Told when a request has been handed on, so that a connection idle between requests is
+    /// not taken for one stalled in the middle of a request (see `StalledRequestCloser`).
+    private let activity: RequestActivity?
+
+    init(maxBodyBytes: Int, answersParseErrors: Bool = false, budget: BodyBudget = .shared, activity: RequestActivity? = nil) {
+        self.activity = activity
         assembly = RequestAssembly(maxBodyBytes: maxBodyBytes, budget: budget)
         self.answersParseErrors = answersParseErrors
     }
@@ -167,6 +172,7 @@ final class HTTPRequestAssembler: ChannelDuplexHandler, RemovableChannelHandler 
             }
         }
         guard let request = assembly.receive(part) else { return }
+        activity?.pending = false
         unanswered += 1
         context.fireChannelRead(wrapInboundOut(request))
     }

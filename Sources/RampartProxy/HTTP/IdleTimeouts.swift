@@ -1,0 +1,80 @@
+import NIOCore
+import NIOHTTP2
+
+/// How long a client may leave a request unfinished, and a connection unused, before the proxy
+/// closes it: Envoy's `stream_idle_timeout` (5 minutes) and its connection manager's
+/// `idle_timeout` (1 hour, as Istio sets it). Without them, a client that sends half a request
+/// line, half its headers or half its body and then nothing would hold its connection, and the
+/// body's memory, for ever.
+struct IdleTimeouts: Sendable {
+    /// No bytes from the client for this long while a request is unfinished closes the connection
+    /// (HTTP/1) or resets the stream (HTTP/2).
+    var stalledRequest: TimeAmount = .minutes(5)
+    /// Nothing read or written for this long closes an HTTP/1 connection.
+    var idleConnection: TimeAmount = .hours(1)
+
+    static let envoy = IdleTimeouts()
+}
+
+/// Whether an HTTP/1 connection has bytes of a request the proxy has not yet handed on. Set by
+/// `StalledRequestCloser` when bytes arrive, cleared by `HTTPRequestAssembler` when it hands a
+/// request on; both run on the connection's event loop.
+final class RequestActivity {
+    var pending = false
+}
+
+/// Closes an HTTP/1 connection whose client stopped in the middle of a request, or that nothing
+/// has used for an hour, on the events of the `IdleStateHandler` before it.
+final class StalledRequestCloser: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+
+    let activity: RequestActivity
+
+    init(activity: RequestActivity) {
+        self.activity = activity
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        activity.pending = true
+        context.fireChannelRead(data)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let idle = event as? IdleStateHandler.IdleStateEvent {
+            switch idle {
+            case .read where activity.pending, .all:
+                context.close(promise: nil)
+                return
+            default:
+                break
+            }
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+}
+
+/// Resets an HTTP/2 stream whose client stopped before ending its request, on the read-idle
+/// event of the `IdleStateHandler` before it. A stream whose request has ended waits for its
+/// response however long that takes (the upstream's own timeout bounds it).
+final class StalledStreamCloser: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTP2Frame.FramePayload
+
+    private var ended = false
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .headers(let headers) where headers.endStream: ended = true
+        case .data(let data) where data.endStream: ended = true
+        default: break
+        }
+        context.fireChannelRead(data)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read, !ended {
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+}
