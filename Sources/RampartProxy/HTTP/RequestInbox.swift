@@ -154,7 +154,7 @@ struct HTTPRequestStream: Sendable {
         }
     }
 
-    /// The handlers of an HTTP/1.1 server connection, from the codec to the inbox.
+    /// The handlers of an HTTP/1.1 server connection, from the idle timeouts to the inbox.
     private static func httpHandlers(_ pipeline: ChannelPipeline.SynchronousOperations) throws -> [ChannelHandlerContext] {
         [
             try? pipeline.context(handlerType: HTTPRequestInbox.self),
@@ -162,6 +162,10 @@ struct HTTPRequestStream: Sendable {
             try? pipeline.context(handlerType: ByteToMessageHandler<HTTPRequestDecoder>.self),
             try? pipeline.context(handlerType: HTTPResponseEncoder.self),
             try? pipeline.context(handlerType: NIOHTTPResponseHeadersValidator.self),
+            // The idle timeouts are those of HTTP requests: an upgraded connection's bytes may go
+            // one way only for long stretches.
+            try? pipeline.context(handlerType: StalledRequestCloser.self),
+            try? pipeline.context(handlerType: IdleStateHandler.self),
         ].compactMap { $0 }
     }
 }
