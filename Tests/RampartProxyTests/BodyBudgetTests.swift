@@ -119,3 +119,56 @@ struct IdleTimeoutTests {
         #expect(ended.isActive)
     }
 }
+
+/// The bound on WINDOW_UPDATE frames, Envoy's `max_inbound_window_update_frames_per_data_frame_sent`.
+@Suite("HTTP/2 WINDOW_UPDATE floods")
+struct WindowUpdateFloodTests {
+    static let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
+
+    /// One frame's bytes: its 9-byte header and payload.
+    static func frame(type: UInt8, stream: UInt32 = 0, payload: [UInt8]) -> [UInt8] {
+        let length = payload.count
+        return [UInt8(length >> 16 & 0xFF), UInt8(length >> 8 & 0xFF), UInt8(length & 0xFF), type, 0,
+            UInt8(stream >> 24 & 0x7F), UInt8(stream >> 16 & 0xFF), UInt8(stream >> 8 & 0xFF), UInt8(stream & 0xFF)] + payload
+    }
+
+    static let windowUpdate = frame(type: 0x8, payload: [0, 0, 0, 1])
+
+    @Test("the frames are found however the bytes are cut")
+    func scanner() {
+        var scanner = HTTP2FrameScanner(prefaceBytes: 24)
+        let bytes = Self.preface + Self.frame(type: 0x4, payload: Array(repeating: 0, count: 12)) + Self.windowUpdate
+            + Self.frame(type: 0x1, stream: 1, payload: Array(repeating: 7, count: 300)) + Self.windowUpdate
+        var types: [UInt8] = []
+        for size in [1, 2, 5, 9, 64, bytes.count] {
+            scanner = HTTP2FrameScanner(prefaceBytes: 24)
+            types = []
+            var start = 0
+            while start < bytes.count {
+                let end = min(start + size, bytes.count)
+                scanner.scan(ByteBuffer(bytes: bytes[start..<end])) { types.append($0) }
+                start = end
+            }
+            #expect(types == [0x4, 0x8, 0x1, 0x8], "cut every \(size) bytes: \(types)")
+        }
+    }
+
+    @Test("a client that floods WINDOW_UPDATE frames without being sent data is cut off; one opening its window for data it is sent is not")
+    func flood() throws {
+        let flooded = EmbeddedChannel(handler: HTTP2FloodGuard())
+        try flooded.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        try flooded.writeInbound(ByteBuffer(bytes: Self.preface))
+        for _ in 0..<6 { try flooded.writeInbound(ByteBuffer(bytes: Self.windowUpdate)) }
+        #expect(!flooded.isActive, "six WINDOW_UPDATE frames with nothing sent were let through")
+
+        let reading = EmbeddedChannel(handler: HTTP2FloodGuard())
+        try reading.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        try reading.writeInbound(ByteBuffer(bytes: Self.preface))
+        for _ in 0..<100 {
+            try reading.writeOutbound(ByteBuffer(bytes: Self.frame(type: 0x0, stream: 1, payload: Array(repeating: 1, count: 100))))
+            try reading.writeInbound(ByteBuffer(bytes: Self.windowUpdate + Self.windowUpdate))
+        }
+        #expect(reading.isActive)
+        _ = try? reading.finish()
+    }
+}

@@ -126,6 +126,7 @@ enum Listening {
     static func configureHTTP2Server(
         _ channel: any Channel, maxBodyBytes: Int, timeouts: IdleTimeouts = .envoy
     ) throws -> HTTP2Streams {
+        try channel.pipeline.syncOperations.addHandler(HTTP2FloodGuard())
         let streams = try channel.pipeline.syncOperations.configureAsyncHTTP2Pipeline(mode: .server) { stream in
             stream.eventLoop.makeCompletedFuture {
                 try stream.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: timeouts.stalledRequest))
