@@ -36,13 +36,13 @@ struct EnvoyJWTParityTests {
     }
 
     /// A token whose header and payload are the given JSON texts, as written, signed with `key`.
-    func signed(header: String, payload: String) -> String {
+    func signed(header: String, payload: String) throws -> String {
         func part(_ text: String) -> String {
             Data(text.utf8).base64EncodedString().replacingOccurrences(of: "+", with: "-")
                 .replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
         }
         let input = part(header) + "." + part(payload)
-        let signature = try! key.privateKey.signature(for: Data(input.utf8)).rawRepresentation
+        let signature = try key.privateKey.signature(for: Data(input.utf8)).rawRepresentation
         return input + "." + signature.base64EncodedString().replacingOccurrences(of: "+", with: "-")
             .replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
     }
@@ -54,7 +54,7 @@ struct EnvoyJWTParityTests {
         let claims = #""iss":"\#(requestIssuer)","aud":"shop","exp":\#(exp)"#
         let rules = [inlineRule(try jwksJSON([key.jwk]))]
         // The same claims, written plainly, are accepted: the check is the JSON, not the token.
-        let plain = try await authenticate(signed(header: header, payload: "{\(claims),\"sub\":\"alice\"}"), rules: rules)
+        let plain = try await authenticate(try signed(header: header, payload: "{\(claims),\"sub\":\"alice\"}"), rules: rules)
         #expect(plain.failure == nil, "\(plain.failure?.reason ?? "")")
         #expect(plain.verified.first?.requestPrincipal == "\(requestIssuer)/alice")
         for (what, header, payload) in [
@@ -63,7 +63,7 @@ struct EnvoyJWTParityTests {
             ("trailing comma in a claim's list", header, "{\(claims),\"sub\":\"alice\",\"groups\":[\"a\",]}"),
             ("trailing comma in the header", #"{"alg":"ES256","kid":"k1",}"#, "{\(claims),\"sub\":\"alice\"}"),
         ] {
-            let result = try await authenticate(signed(header: header, payload: payload), rules: rules)
+            let result = try await authenticate(try signed(header: header, payload: payload), rules: rules)
             #expect(result.failure?.kind == .malformed && result.status == 401, "\(what): \(result.failure?.reason ?? "accepted")")
             #expect(result.failure?.reason.contains("not strict") == true, "\(what): \(result.failure?.reason ?? "")")
         }
