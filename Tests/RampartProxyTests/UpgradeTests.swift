@@ -8,7 +8,7 @@ import Testing
 
 /// An application that switches protocols: it answers an upgrade request naming `websocket` (in
 /// `Upgrade` and `Connection`) with 101, then sends back each chunk it reads upper-cased; any other
-/// request gets 400. It ends the connection after one echo. Raw bytes, so that what crosses the proxies is seen as it is.
+/// request gets 400, and the connection is left open. It ends the connection after one echo. Raw bytes, so that what crosses the proxies is seen as it is.
 final class UpgradeApp: Sendable {
     let channel: any Channel
     var port: Int { channel.localAddress?.port ?? 0 }
@@ -43,8 +43,9 @@ final class UpgradeApp: Sendable {
                 let answer = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: x\r\n\r\n"
                 context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: answer)), promise: nil)
             } else {
-                let answer = "HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-                context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: answer))).whenComplete { _ in context.close(promise: nil) }
+                head = ""
+                let answer = "HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n"
+                context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: answer)), promise: nil)
             }
         }
     }
@@ -121,6 +122,20 @@ struct UpgradeTests {
         #expect(!HTTPUpgrade.isUpgrade(HTTPRequestHead(version: .http1_1, method: .GET, uri: "/", headers: ["Upgrade": "websocket"])))
         #expect(!HTTPUpgrade.isUpgrade(HTTPRequestHead(version: .http1_1, method: .GET, uri: "/", headers: ["Upgrade": "h2c", "Connection": "Upgrade"])))
         #expect(HTTPUpgrade.isUpgrade(HTTPRequestHead(version: .http1_1, method: .GET, uri: "/", headers: ["Upgrade": "websocket", "Connection": "keep-alive, Upgrade"])))
+
+        // A refused upgrade ends the connection, as Envoy ends it: the 403 (or the application's
+        // answer) says `connection: close`, and a request pipelined behind the upgrade, whose bytes
+        // were meant for the new protocol, is not read as HTTP.
+        let pipelined = "GET /after HTTP/1.1\r\nHost: server:8080\r\n\r\n"
+        for (head, status) in [
+            (Self.request.replacingOccurrences(of: "GET /chat", with: "GET /admin"), "403 Forbidden"),
+            (Self.request.replacingOccurrences(of: "Upgrade: websocket", with: "Upgrade: other-protocol"), "400 Bad Request"),
+        ] {
+            let received = try await RawClient.untilClosed(port: clientProxy.outboundPort, sending: head + pipelined)
+            #expect(received.hasPrefix("HTTP/1.1 \(status)\r\n"), "\(received)")
+            #expect(received.lowercased().contains("\r\nconnection: close\r\n"), "\(received)")
+            #expect(received.components(separatedBy: "HTTP/1.1 ").count == 2, "one answer only: \(received)")
+        }
 
         await clientProxy.stop()
         await serverProxy.stop()
