@@ -13,7 +13,7 @@ struct DataPathTests {
 
     /// Runs `body` with a mesh, an echo app, and a server-side proxy in front of it.
     func withServer(
-        http2App: Bool = false, appProtocol: AppProtocol = .auto, acceptHTTP10: Bool = false,
+        http2App: Bool = false, appProtocol: AppProtocol = .auto, acceptHTTP10: Bool = false, logFile: String? = nil,
         _ body: (MeshFixture, TestProxy, (directory: String, serial: String, spiffeID: String)) async throws -> Void
     ) async throws {
         let mesh = try MeshFixture()
@@ -24,7 +24,8 @@ struct DataPathTests {
         let server = try await mesh.identity(namespace: "default", serviceAccount: "server")
         let workload = WorkloadInfo(name: "server-v1", namespace: "default", labels: ["app": "server", "version": "v1"], services: [ServicePort(name: "server", port: app.port)], appPort: app.port)
         let proxy = try await TestProxy(
-            workload: workload, identityDirectory: server.directory, appPort: app.port, appProtocol: appProtocol, acceptHTTP10: acceptHTTP10)
+            workload: workload, identityDirectory: server.directory, appPort: app.port, logFile: logFile, appProtocol: appProtocol,
+            acceptHTTP10: acceptHTTP10)
         do {
             try await body(mesh, proxy, server)
         } catch {

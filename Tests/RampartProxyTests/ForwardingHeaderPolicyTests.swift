@@ -128,23 +128,22 @@ struct AuthorityAndCookieTests {
         #expect(HTTP2AuthorityNormalizer.normalized(neither) == neither)
     }
 
-    @Test("an HTTP/2 request with neither :authority nor host is answered 400 on its stream, as Envoy answers it, and nothing reaches the proxy's HTTP view")
+    @Test("an HTTP/2 request with neither :authority nor host reaches no policy: its head is handed on to be answered 400, and nothing else of it")
     func missingAuthority() throws {
-        let channel = EmbeddedChannel(handler: HTTP2AuthorityNormalizer())
-        let request = HPACKHeaders([(":method", "GET"), (":scheme", "http"), (":path", "/")])
+        let channel = EmbeddedChannel()
+        try channel.pipeline.syncOperations.addHandlers([
+            HTTP2AuthorityNormalizer(), HTTP2FramePayloadToHTTP1ServerCodec(), HTTPRequestAssembler(maxBodyBytes: 1 << 20),
+        ])
+        let request = HPACKHeaders([(":method", "POST"), (":scheme", "http"), (":path", "/admin?x=1"), ("x-a", "1")])
         try channel.writeInbound(HTTP2Frame.FramePayload.headers(.init(headers: request)))
         try channel.writeInbound(HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(ByteBuffer(string: "body")), endStream: true)))
-        #expect(try channel.readInbound(as: HTTP2Frame.FramePayload.self) == nil)
-        guard case .headers(let head) = try channel.readOutbound(as: HTTP2Frame.FramePayload.self),
-            case .data(let data) = try channel.readOutbound(as: HTTP2Frame.FramePayload.self),
-            case .byteBuffer(let body) = data.data
-        else {
-            Issue.record("expected a HEADERS frame and a DATA frame")
+        guard case .missingAuthority(let head)? = try channel.readInbound(as: AssembledRequest.self) else {
+            Issue.record("expected the request's head, refused for its missing authority")
             return
         }
-        #expect(head.headers.first(name: ":status") == "400" && !head.endStream)
-        #expect(head.headers.first(name: "content-length") == String(body.readableBytes))
-        #expect(String(buffer: body).contains(":authority") && data.endStream)
+        #expect(head.method == .POST && head.uri == "/admin?x=1" && head.version == .http2)
+        #expect(head.headers["x-a"] == ["1"] && !head.headers.contains(name: "host"))
+        #expect(try channel.readInbound(as: AssembledRequest.self) == nil)
         #expect(try channel.readOutbound(as: HTTP2Frame.FramePayload.self) == nil)
 
         // A request with an authority passes on, and so does what follows it.
@@ -156,6 +155,38 @@ struct AuthorityAndCookieTests {
         }
         #expect(passed.headers[":authority"] == ["a.example"])
         #expect(try served.readOutbound(as: HTTP2Frame.FramePayload.self) == nil)
+    }
+
+    @Test("a live proxy answers an HTTP/2 request without an authority 400 on its stream and a body past the limit 413, and logs both as Envoy does")
+    func missingAuthorityLive() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("rampart-authority-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let log = "\(directory)/access.log"
+        try await DataPathTests().withServer(logFile: log) { _, proxy, _ in
+            try proxy.install(SnapshotBuilder.snapshot(version: 2, resources: []))
+            let (head, body) = try await RawHTTP2.exchange(
+                port: proxy.inboundPort, headers: [(":method", "GET"), (":scheme", "http"), (":path", "/nowhere")])
+            #expect(head.first(name: ":status") == "400", "\(head)")
+            #expect(head.first(name: "server") == "istio-envoy" && head.first(name: "date") != nil, "\(head)")
+            #expect(body == HTTP2AuthorityNormalizer.missingAuthorityText)
+            let line = try await UpgradeTests.accessLogLine(log) { $0["response_code"] as? Int == 400 }
+            #expect(line["response_code_details"] as? String == "missing_host_header", "\(line)")
+            #expect(line["path"] as? String == "/nowhere" && line["protocol"] as? String == "HTTP/2", "\(line)")
+            // The connection serves the next stream.
+            let (served, _) = try await RawHTTP2.exchange(
+                port: proxy.inboundPort, headers: [(":method", "GET"), (":scheme", "http"), (":path", "/"), (":authority", "app")])
+            #expect(served.first(name: ":status") == "200", "\(served)")
+            // A body past the limit is logged too, with the details Envoy's buffer filter gives.
+            let large = String(repeating: "x", count: (1 << 20) + 1)
+            let answer = try await RawClient.untilClosed(
+                port: proxy.inboundPort,
+                sending: "POST /upload HTTP/1.1\r\nHost: app\r\nContent-Length: \(large.utf8.count)\r\n\r\n" + large)
+            #expect(answer.hasPrefix("HTTP/1.1 413 "), "\(answer.prefix(200))")
+            let tooLarge = try await UpgradeTests.accessLogLine(log) { $0["response_code"] as? Int == 413 }
+            #expect(tooLarge["response_code_details"] as? String == "request_payload_too_large", "\(tooLarge)")
+            #expect(tooLarge["path"] as? String == "/upload" && tooLarge["method"] as? String == "POST", "\(tooLarge)")
+        }
     }
 
     @Test("a request target is origin-form before a policy reads it: http(s) URLs are cut to their path, other forms refused as Envoy refuses them")

@@ -1,5 +1,7 @@
 import Foundation
 import NIOCore
+import NIOHPACK
+import NIOHTTP2
 import NIOPosix
 @testable import RampartProxy
 
@@ -55,6 +57,48 @@ enum RawClient {
                 guard let first else { throw ProxyError(.upstream, "the server did not close the connection within \(timeout)") }
                 return first
             }
+        }
+    }
+}
+
+/// An HTTP/2 client that sends a header block as written, pseudo-headers included, over
+/// cleartext with prior knowledge: for requests NIO's HTTP/1 view of a stream cannot make.
+enum RawHTTP2 {
+    /// Sends `headers` as one HEADERS frame ending the stream; returns the response's header
+    /// block and body.
+    static func exchange(port: Int, headers: [(String, String)], timeout: TimeAmount = .seconds(5)) async throws -> (HPACKHeaders, String) {
+        let (channel, multiplexer) = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(host: "127.0.0.1", port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let multiplexer = try channel.pipeline.syncOperations.configureAsyncHTTP2Pipeline(mode: .client) { stream in
+                        stream.eventLoop.makeSucceededVoidFuture()
+                    }
+                    return (channel, multiplexer)
+                }
+            }
+        defer { channel.close(promise: nil) }
+        let stream = try await multiplexer.openStream { stream in
+            stream.eventLoop.makeCompletedFuture { try NIOAsyncChannel<HTTP2Frame.FramePayload, HTTP2Frame.FramePayload>(wrappingChannelSynchronously: stream) }
+        }
+        let watchdog = channel.eventLoop.scheduleTask(in: timeout) { channel.close(promise: nil) }
+        defer { watchdog.cancel() }
+        return try await stream.executeThenClose { inbound, outbound in
+            try await outbound.write(.headers(.init(headers: HPACKHeaders(headers), endStream: true)))
+            var head = HPACKHeaders()
+            var body = ""
+            for try await frame in inbound {
+                switch frame {
+                case .headers(let block):
+                    if head.isEmpty { head = block.headers }
+                    if block.endStream { return (head, body) }
+                case .data(let data):
+                    if case .byteBuffer(let bytes) = data.data { body += String(buffer: bytes) }
+                    if data.endStream { return (head, body) }
+                default:
+                    continue
+                }
+            }
+            throw ProxyError(.upstream, "the stream ended without a response: \(head)")
         }
     }
 }

@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHPACK
+import NIOHTTP1
 import NIOHTTP2
 
 /// Makes an HTTP/2 request's authority what Envoy makes it before anything reads the request:
@@ -7,12 +8,17 @@ import NIOHTTP2
 /// drops it), else the `host` field as `:authority`. Without this, the HTTP/1 view of the stream
 /// would take a client's `host` over its `:authority`, so a host policy would read one value and
 /// the application's routing another; and a request with `host` alone would be reset, where
-/// Envoy serves it. A request with neither is answered 400 here, as Envoy answers it
-/// (`missing_required_header`), instead of being reset by the HTTP/1 view, which needs a host.
+/// Envoy serves it. A request with neither is not passed to the HTTP/1 view, which needs a host
+/// and would reset the stream: its head goes on as a `MissingAuthority` event, which the request
+/// assembler hands on to be answered 400 (`missing_host_header`) and logged, as Envoy does.
 final class HTTP2AuthorityNormalizer: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTP2Frame.FramePayload
     typealias InboundOut = HTTP2Frame.FramePayload
-    typealias OutboundOut = HTTP2Frame.FramePayload
+
+    /// The head of a request without an authority, as the HTTP/1 view would have made it.
+    struct MissingAuthority: Sendable {
+        let head: HTTPRequestHead
+    }
 
     /// Whether the stream's request was refused: what else the client sends on it is dropped.
     private var refused = false
@@ -27,7 +33,7 @@ final class HTTP2AuthorityNormalizer: ChannelInboundHandler, RemovableChannelHan
         if payload.headers.contains(name: ":method") {
             if Self.lacksAuthority(payload.headers) {
                 refused = true
-                Self.refuse(context: context, handler: self)
+                context.fireUserInboundEventTriggered(MissingAuthority(head: Self.head(payload.headers)))
                 return
             }
             payload.headers = Self.normalized(payload.headers)
@@ -45,15 +51,14 @@ final class HTTP2AuthorityNormalizer: ChannelInboundHandler, RemovableChannelHan
         !headers.contains(name: ":authority") && headers[canonicalForm: "host"].isEmpty
     }
 
-    /// Answers 400 on the stream itself, in one HEADERS and one DATA frame that ends it.
-    private static func refuse(context: ChannelHandlerContext, handler: HTTP2AuthorityNormalizer) {
-        let body = ByteBuffer(string: missingAuthorityText)
-        let headers = HPACKHeaders([
-            (":status", "400"), ("content-type", "text/plain"), ("content-length", String(body.readableBytes)),
-            ("date", HTTPDate.now()),
-        ])
-        context.write(handler.wrapOutboundOut(.headers(.init(headers: headers))), promise: nil)
-        context.writeAndFlush(handler.wrapOutboundOut(.data(.init(data: .byteBuffer(body), endStream: true))), promise: nil)
+    /// The request's head from its header block: method and path from the pseudo-headers (an
+    /// unknown method is kept as written, a missing one read as GET, a missing path as empty),
+    /// the other fields as they are.
+    static func head(_ headers: HPACKHeaders) -> HTTPRequestHead {
+        let method = headers.first(name: ":method").map { HTTPMethod(rawValue: $0) } ?? .GET
+        var fields = HTTPHeaders()
+        for (name, value, _) in headers where !name.hasPrefix(":") { fields.add(name: name, value: value) }
+        return HTTPRequestHead(version: .http2, method: method, uri: headers.first(name: ":path") ?? "", headers: fields)
     }
 
     /// `headers` with one authority, as above; unchanged when they hold neither.

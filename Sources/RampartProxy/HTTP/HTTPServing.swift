@@ -7,11 +7,18 @@ enum HTTPServing {
     /// A server connection or HTTP/2 stream as async code sees it.
     typealias Connection = NIOAsyncChannel<AssembledRequest, FramedResponse>
 
+    /// Records a request the proxy answers itself before anything decides it (a body past a
+    /// limit, an HTTP/2 request without authority) with the answer and the access log's response
+    /// details for it, and returns the answer as sent (stamped as the listener stamps its answers).
+    typealias Refused = @Sendable (_ head: HTTPRequestHead, _ response: BufferedResponse, _ details: String) -> BufferedResponse
+
     /// Serves the connection until the client closes it or asks to.
-    static func serve(_ channel: Connection, respond: (BufferedRequest) async -> BufferedResponse) async throws {
+    static func serve(
+        _ channel: Connection, respond: (BufferedRequest) async -> BufferedResponse, refused: Refused
+    ) async throws {
         try await channel.executeThenClose { inbound, outbound in
             for try await assembled in inbound {
-                let (framed, last) = await answer(assembled, respond: respond)
+                let (framed, last) = await answer(assembled, respond: respond, refused: refused)
                 try await outbound.write(framed)
                 if last { return }
             }
@@ -19,9 +26,11 @@ enum HTTPServing {
     }
 
     /// Serves an HTTP/1.1 connection through its inbox until the client closes it or asks to.
-    static func serve(_ stream: HTTPRequestStream, respond: (BufferedRequest) async -> BufferedResponse) async {
+    static func serve(
+        _ stream: HTTPRequestStream, respond: (BufferedRequest) async -> BufferedResponse, refused: Refused
+    ) async {
         while let assembled = await stream.next() {
-            let (framed, last) = await answer(assembled, respond: respond)
+            let (framed, last) = await answer(assembled, respond: respond, refused: refused)
             if let upgraded = framed.upgraded {
                 // The connection carries the upgraded protocol's bytes from now on.
                 stream.switchToBytes(after: framed, joining: upgraded)
@@ -38,30 +47,32 @@ enum HTTPServing {
 
     /// The framed answer to one request, and whether it is the connection's last.
     private static func answer(
-        _ assembled: AssembledRequest, respond: (BufferedRequest) async -> BufferedResponse
+        _ assembled: AssembledRequest, respond: (BufferedRequest) async -> BufferedResponse, refused: Refused
     ) async -> (FramedResponse, last: Bool) {
         let requestHead: HTTPRequestHead
         let response: BufferedResponse
-        let tooLarge: Bool
+        // Whether the request's body was dropped unread, which ends an HTTP/1.1 connection.
+        var tooLarge = false
         switch assembled {
         case .complete(let request):
             requestHead = request.head
             response = await respond(request)
-            tooLarge = false
         case .tooLarge(let head, let limit):
+            // Refused before either side's handler saw it, with the details Envoy's buffer filter gives.
             requestHead = head
-            // Refused before either side's handler saw it: dated here, as every answer is.
-            var tooLargeResponse = BufferedResponse.local(.payloadTooLarge, "request body exceeds \(limit) bytes\n")
-            tooLargeResponse.head.headers.add(name: "date", value: HTTPDate.now())
-            response = tooLargeResponse
+            response = refused(
+                head, .local(.payloadTooLarge, "request body exceeds \(limit) bytes\n"), "request_payload_too_large")
             tooLarge = true
         case .overloaded(let head, let limit):
             requestHead = head
-            var overloaded = BufferedResponse.local(
-                .serviceUnavailable, "the proxy holds its limit of request bodies being read (\(limit / 1_048_576) MiB): retry later\n")
-            overloaded.head.headers.add(name: "date", value: HTTPDate.now())
-            response = overloaded
+            response = refused(
+                head,
+                .local(.serviceUnavailable, "the proxy holds its limit of request bodies being read (\(limit / 1_048_576) MiB): retry later\n"),
+                "overload")
             tooLarge = true
+        case .missingAuthority(let head):
+            requestHead = head
+            response = refused(head, .local(.badRequest, HTTP2AuthorityNormalizer.missingAuthorityText), "missing_host_header")
         }
         // An HTTP/2 stream carries one exchange; HTTP/1.1 keeps the connection while both sides agree.
         let http2 = requestHead.version.major == 2

@@ -144,13 +144,13 @@ enum Listening {
     /// Serves every stream of an HTTP/2 connection, each one request answered by `respond`, then closes it.
     static func serveStreams(
         _ streams: HTTP2Streams, connection: any Channel, logger: Logger,
-        respond: @escaping @Sendable (BufferedRequest) async -> BufferedResponse
+        respond: @escaping @Sendable (BufferedRequest) async -> BufferedResponse, refused: @escaping HTTPServing.Refused
     ) async {
         do {
             try await withThrowingDiscardingTaskGroup { group in
                 for try await stream in streams.inbound {
                     group.addTask {
-                        try? await HTTPServing.serve(stream, respond: respond)
+                        try? await HTTPServing.serve(stream, respond: respond, refused: refused)
                     }
                 }
             }

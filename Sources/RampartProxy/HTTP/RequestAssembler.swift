@@ -2,13 +2,16 @@ import NIOCore
 import NIOHTTP1
 import Synchronization
 
-/// A request as a server connection hands it to async code: whole, or only its head when its body
-/// went past the limit (the body is then read and dropped, so the connection stays in step).
+/// A request as a server connection hands it to async code: whole, or only its head when the
+/// proxy answers it itself (a body past a limit is read and dropped, so the connection stays in
+/// step).
 enum AssembledRequest: Sendable {
     case complete(BufferedRequest)
     case tooLarge(HTTPRequestHead, limit: Int)
     /// The proxy already holds its limit of request bodies being read (`BodyBudget`).
     case overloaded(HTTPRequestHead, limit: Int)
+    /// An HTTP/2 request with neither `:authority` nor `host` (see `HTTP2AuthorityNormalizer`).
+    case missingAuthority(HTTPRequestHead)
 }
 
 /// How many bytes of request bodies the whole proxy holds while it reads them, across every
@@ -179,6 +182,15 @@ final class HTTPRequestAssembler: ChannelDuplexHandler, RemovableChannelHandler 
 
     func handlerRemoved(context: ChannelHandlerContext) {
         assembly.releaseHeld()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard let refused = event as? HTTP2AuthorityNormalizer.MissingAuthority else {
+            context.fireUserInboundEventTriggered(event)
+            return
+        }
+        unanswered += 1
+        context.fireChannelRead(wrapInboundOut(.missingAuthority(refused.head)))
     }
 
     func channelInactive(context: ChannelHandlerContext) {

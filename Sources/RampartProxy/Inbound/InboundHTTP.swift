@@ -13,16 +13,40 @@ struct InboundHTTP: Sendable {
     /// Serves one HTTP/1.1 connection: its task decides each request and waits for its answer.
     func serve(_ stream: HTTPRequestStream, info: ConnectionInfo) async {
         let loop = stream.channel.eventLoop
-        await HTTPServing.serve(stream) { request in
-            await Listening.answer(request, on: loop) { request, loop, answer in respond(request, info: info, on: loop, answer: answer) }
-        }
+        await HTTPServing.serve(
+            stream,
+            respond: { request in
+                await Listening.answer(request, on: loop) { request, loop, answer in respond(request, info: info, on: loop, answer: answer) }
+            },
+            refused: { head, response, details in refused(head, response, details: details, info: info) })
     }
 
     /// Serves one HTTP/2 connection: each stream is one request, decided and forwarded on its own.
     func serve(_ streams: Listening.HTTP2Streams, connection: any Channel, info: ConnectionInfo) async {
-        await Listening.serveStreams(streams, connection: connection, logger: context.logger) { request in
-            await Listening.answer(request, on: connection.eventLoop) { request, loop, answer in respond(request, info: info, on: loop, answer: answer) }
-        }
+        await Listening.serveStreams(
+            streams, connection: connection, logger: context.logger,
+            respond: { request in
+                await Listening.answer(request, on: connection.eventLoop) { request, loop, answer in
+                    respond(request, info: info, on: loop, answer: answer)
+                }
+            },
+            refused: { head, response, details in refused(head, response, details: details, info: info) })
+    }
+
+    /// Records a request answered before any policy read it (see `HTTPServing.Refused`) in the
+    /// metrics and the access log, and stamps its answer as every answer of this side is stamped.
+    func refused(_ head: HTTPRequestHead, _ response: BufferedResponse, details: String, info: ConnectionInfo) -> BufferedResponse {
+        let start = Date()
+        var request = BufferedRequest(head: head)
+        var record = RequestRecord(reporter: .destination, startTime: start, protocolName: request.protocolName)
+        record.isGRPC = request.isHTTP2 && request.isGRPC
+        record.requestID = RequestIDs.ensure(&request.head.headers)
+        describe(&record, request: request, info: info)
+        record.responseDetails = details
+        var response = response
+        ResponseStamp.apply(&response, server: ResponseStamp.inboundServer, serviceTime: nil)
+        context.finish(&record, response: response, start: start)
+        return response
     }
 
     /// Answers one request: decides it, forwards it when allowed, records it in the metrics and

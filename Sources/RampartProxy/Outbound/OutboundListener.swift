@@ -49,19 +49,25 @@ public final class OutboundListener: Service, Sendable {
                     let source = OutboundHTTP.describe(remote)
                     let outbound = OutboundHTTP(context: context, balancer: balancer, own: own)
                     let loop = channel.channel.eventLoop
-                    await HTTPServing.serve(channel) { request in
-                        await Listening.answer(request, on: loop) { request, loop, answer in
-                            outbound.handle(request, source: source, on: loop, answer: answer)
-                        }
-                    }
+                    await HTTPServing.serve(
+                        channel,
+                        respond: { request in
+                            await Listening.answer(request, on: loop) { request, loop, answer in
+                                outbound.handle(request, source: source, on: loop, answer: answer)
+                            }
+                        },
+                        refused: { head, response, details in outbound.refused(head, response, details: details, source: source) })
                 case .http2(let streams, let channel, let remote):
                     let source = OutboundHTTP.describe(remote)
                     let outbound = OutboundHTTP(context: context, balancer: balancer, own: own)
-                    await Listening.serveStreams(streams, connection: channel, logger: context.logger) { request in
-                        await Listening.answer(request, on: channel.eventLoop) { request, loop, answer in
-                            outbound.handle(request, source: source, on: loop, answer: answer)
-                        }
-                    }
+                    await Listening.serveStreams(
+                        streams, connection: channel, logger: context.logger,
+                        respond: { request in
+                            await Listening.answer(request, on: channel.eventLoop) { request, loop, answer in
+                                outbound.handle(request, source: source, on: loop, answer: answer)
+                            }
+                        },
+                        refused: { head, response, details in outbound.refused(head, response, details: details, source: source) })
                 }
             }
         )
@@ -125,6 +131,31 @@ struct OutboundHTTP: Sendable {
 
     /// What receives a response and the record of the exchange that made it.
     typealias Routed = @Sendable (BufferedResponse, RequestRecord) -> Void
+
+    /// Records a request answered before it was routed (see `HTTPServing.Refused`) in the metrics
+    /// and the access log, and stamps its answer as every answer of this side is stamped.
+    func refused(_ head: HTTPRequestHead, _ response: BufferedResponse, details: String, source: String?) -> BufferedResponse {
+        let start = Date()
+        var request = BufferedRequest(head: head)
+        var record = RequestRecord(reporter: .source, startTime: start, protocolName: request.protocolName)
+        record.isGRPC = request.isHTTP2 && request.isGRPC
+        record.method = head.method.rawValue
+        record.path = head.uri
+        record.authority = head.headers.first(name: "host")
+        record.userAgent = head.headers.first(name: "user-agent")
+        record.sourceAddress = source
+        record.forwardedFor = head.headers.first(name: "x-forwarded-for")
+        record.sourcePrincipal = context.identity.current?.identity.spiffeIDString
+        record.sourceWorkload = context.workload.name
+        record.sourceNamespace = context.workload.namespace
+        record.source(context.telemetry)
+        record.requestID = RequestIDs.ensure(&request.head.headers)
+        record.responseDetails = details
+        var response = response
+        ResponseStamp.apply(&response, server: ResponseStamp.outboundServer, serviceTime: nil)
+        context.finish(&record, response: response, start: start)
+        return response
+    }
 
     private func route(_ request: BufferedRequest, source: String?, record: inout RequestRecord, on loop: any EventLoop, done: @escaping Routed) {
         var head = request.head
