@@ -98,4 +98,44 @@ struct PrintedDocumentsTests {
         #expect(StandaloneDocuments.withNamespace(flow, namespace: "shop") == flow)
         #expect(StandaloneDocuments.isJSON("# c\n---\n { \"a\": 1}") && !StandaloneDocuments.isJSON("{a: 1}"))
     }
+
+    @Test("the store's creationTimestamp and generation go into the metadata as written, first, as kubectl orders them; the rest stays as written")
+    func storeFields() throws {
+        let created = "2026-11-30T10:00:00Z"
+        func fields(_ text: String) throws -> [String: String] {
+            let loaded = try #require(try PlainYAML.parse(text) as? [String: Any])
+            let metadata = try #require(loaded["metadata"] as? [String: Any])
+            return metadata.mapValues { "\($0)" }
+        }
+        // Block metadata: two lines above its first key, at its indentation; comments kept.
+        let block = "# top\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata:\n    name: p   # the name\n    namespace: shop\nspec:\n  mtls: {mode: STRICT}  # strict\n"
+        let printedBlock = StandaloneDocuments.withStoreFields(block, creationTimestamp: created, generation: 3)
+        #expect(printedBlock == block.replacingOccurrences(
+            of: "metadata:\n", with: "metadata:\n    creationTimestamp: \"\(created)\"\n    generation: 3\n"), "\(printedBlock)")
+        #expect(try fields(printedBlock) == ["creationTimestamp": created, "generation": "3", "name": "p", "namespace": "shop"])
+        // Flow metadata, and a whole document in flow style: just after the brace.
+        let flow = "--- {apiVersion: security.istio.io/v1, kind: AuthorizationPolicy, metadata: {name: f, namespace: shop}, spec: {}}\n"
+        #expect(StandaloneDocuments.withStoreFields(flow, creationTimestamp: created, generation: 1)
+            == flow.replacingOccurrences(of: "metadata: {", with: "metadata: {creationTimestamp: \"\(created)\", generation: 1, "))
+        // CRLF line ends stay CRLF.
+        let crlf = "apiVersion: security.istio.io/v1\r\nkind: AuthorizationPolicy\r\nmetadata:\r\n  name: c\r\n  namespace: shop\r\nspec: {}\r\n"
+        let printedCRLF = StandaloneDocuments.withStoreFields(crlf, creationTimestamp: created, generation: 2)
+        #expect(printedCRLF.contains("metadata:\r\n  creationTimestamp: \"\(created)\"\r\n  generation: 2\r\n  name: c\r\n"), "\(printedCRLF)")
+        // A creationTimestamp the document gives is kept; the generation is the store's.
+        let dated = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: d\n  namespace: shop\n  creationTimestamp: \"2020-01-01T00:00:00Z\"\nspec: {}\n"
+        let printedDated = StandaloneDocuments.withStoreFields(dated, creationTimestamp: created, generation: 4)
+        #expect(try fields(printedDated)["creationTimestamp"] == "2020-01-01T00:00:00Z" && printedDated.contains("  generation: 4\n  name: d\n"))
+        // Another server's generation is replaced: the document is rendered anew with the store's.
+        let exported = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: e, namespace: shop, generation: 9}\nspec: {}\n"
+        #expect(try fields(StandaloneDocuments.withStoreFields(exported, creationTimestamp: created, generation: 1))
+            == ["creationTimestamp": created, "generation": "1", "name": "e", "namespace": "shop"])
+        // Both already as the store has them: unchanged.
+        #expect(StandaloneDocuments.withStoreFields(printedDated, creationTimestamp: created, generation: 4) == printedDated)
+        // Every printed document loads back as the same resource, its creation time included.
+        for text in [printedBlock, printedCRLF, printedDated] {
+            let loaded = PolicyLoader.load(yaml: text, file: "p.yaml")
+            #expect(loaded.diagnostics.filter { $0.severity == .error }.isEmpty, "\(loaded.diagnostics)")
+            #expect(loaded.resources.count == 1)
+        }
+    }
 }

@@ -65,6 +65,63 @@ public enum StandaloneDocuments {
         return render(node, namespace: named ? nil : namespace) ?? yaml
     }
 
+    /// A stored document as `get -o yaml` prints it, with what the store knows of it in its
+    /// `metadata`, as kubectl prints a resource: `creationTimestamp` when the document gives none
+    /// (one it gives is kept: it orders competing PeerAuthentications) and the store's
+    /// `generation`. They are written into the text, first in the metadata (in kubectl's order),
+    /// so the rest of the document stays as written, comments included; a document they cannot
+    /// be written into so (one giving another generation, say) is rendered anew with them.
+    public static func withStoreFields(_ yaml: String, creationTimestamp: String, generation: Int) -> String {
+        guard let node = try? Yams.compose(yaml: yaml), case .mapping(var root) = node,
+            case .mapping(var metadata)? = root["metadata"]
+        else { return yaml }
+        let created = metadata["creationTimestamp"].flatMap { DecodeContext.isNull($0) ? nil : $0 }
+        let written = metadata["generation"]
+        if created != nil && written?.int == generation { return yaml }
+        var fields: [(key: String, value: String)] = []
+        if created == nil { fields.append(("creationTimestamp", "\"\(creationTimestamp)\"")) }
+        fields.append(("generation", String(generation)))
+        if written == nil, let inserted = inserting(fields, into: metadata, of: yaml),
+            let check = try? Yams.compose(yaml: inserted), case .mapping(let checkedRoot) = check,
+            case .mapping(let checked)? = checkedRoot["metadata"], checked["generation"]?.int == generation,
+            created != nil || checked["creationTimestamp"]?.string == creationTimestamp
+        {
+            return inserted
+        }
+        if created == nil { metadata[Node("creationTimestamp")] = Node(creationTimestamp, Tag(.str)) }
+        metadata[Node("generation")] = Node(String(generation), Tag(.int))
+        root["metadata"] = .mapping(metadata)
+        return (try? Yams.serialize(node: restyled(.mapping(root)), width: -1, allowUnicode: true)) ?? yaml
+    }
+
+    /// `yaml` with `fields` written first in the `metadata` mapping: in flow style
+    /// (`{name: a}`) just after its brace, in block style as lines above its first key, at that
+    /// key's indentation. Nil when the text is not laid out as the marks say.
+    private static func inserting(_ fields: [(key: String, value: String)], into metadata: Node.Mapping, of yaml: String) -> String? {
+        // Split on LF alone (a CRLF line keeps its CR), as the parser counts lines.
+        var lines = yaml.unicodeScalars.split(separator: "\n", omittingEmptySubsequences: false).map { String($0) }
+        guard let mark = metadata.mark, mark.line >= 1, mark.line <= lines.count else { return nil }
+        var scalars = Array(lines[mark.line - 1].unicodeScalars)
+        let at = mark.column - 1
+        guard at >= 0, at < scalars.count else { return nil }
+        if scalars[at] == "{" {
+            let empty = scalars[(at + 1)...].first { $0 != " " } == "}"
+            let text = fields.map { "\($0.key): \($0.value)" }.joined(separator: ", ") + (empty ? "" : ", ")
+            scalars.insert(contentsOf: text.unicodeScalars, at: at + 1)
+            var line = String.UnicodeScalarView()
+            line.append(contentsOf: scalars)
+            lines[mark.line - 1] = String(line)
+            return lines.joined(separator: "\n")
+        }
+        guard let first = metadata.keys.first?.mark, first.line >= 1, first.line <= lines.count else { return nil }
+        let keyLine = lines[first.line - 1]
+        let indent = keyLine.prefix { $0 == " " }
+        guard indent.count == first.column - 1 else { return nil }
+        let ending = keyLine.unicodeScalars.last == "\r" ? "\r" : ""
+        lines.insert(contentsOf: fields.map { "\(indent)\($0.key): \($0.value)\(ending)" }, at: first.line - 1)
+        return lines.joined(separator: "\n")
+    }
+
     /// Whether a document is written as JSON: one mapping whose first key is quoted (`{"apiVersion":`),
     /// after any comments and a leading `---`. A YAML flow mapping (`{apiVersion: ...}`) is not.
     static func isJSON(_ yaml: String) -> Bool {

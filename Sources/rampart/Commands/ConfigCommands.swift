@@ -169,8 +169,9 @@ struct Get: AsyncParsableCommand {
             KIND/NAME... (as '-o name' prints them), and the namespace is 'default' unless -n or -A says \
             otherwise; a name not found is an error, printed after what was found. The table shows NAMESPACE \
             with -A, and ACTION or MODE as Istio's CRDs do. '-o yaml' prints each resource's YAML document \
-            as it was applied, comments included (a document applied as JSON is printed as YAML, and one \
-            that named no namespace gets it written in).
+            as it was applied, comments included, with the store's creationTimestamp (unless the document \
+            gives one) and generation written into its metadata, as kubectl prints them (a document applied as \
+            JSON is printed as YAML, and one that named no namespace gets it written in).
             """
     )
 
@@ -273,7 +274,9 @@ struct Get: AsyncParsableCommand {
         case .yaml:
             // A document stored with its own marker (`--- {...}`) needs no second one.
             let documents = records.enumerated().map { index, record in
-                let yaml = StandaloneDocuments.withNamespace(record.yaml, namespace: record.namespace)
+                let yaml = StandaloneDocuments.withStoreFields(
+                    StandaloneDocuments.withNamespace(record.yaml, namespace: record.namespace),
+                    creationTimestamp: ISO8601DateFormatter().string(from: record.createdAt), generation: Int(record.generation))
                 return index == 0 || yaml.hasPrefix("---") ? yaml : "---\n" + yaml
             }
             print(documents.joined(), terminator: "")

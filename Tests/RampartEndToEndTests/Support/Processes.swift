@@ -131,3 +131,18 @@ enum OpenSSL {
         return try run("openssl", ["x509", "-noout", "-text", "-in", file]).stdout
     }
 }
+
+/// A document `get -o yaml` printed, without the `creationTimestamp` and `generation` the store
+/// writes into its metadata (in flow style or as lines of their own): the document as applied.
+func withoutStoreFields(_ printed: String) -> String {
+    let patterns = [
+        #"creationTimestamp: "[^"]*", generation: [0-9]+, "#, #"creationTimestamp: "[^"]*", generation: [0-9]+"#,
+        #"(?m)^ *creationTimestamp: "[^"]*"\n *generation: [0-9]+\n"#,
+    ]
+    var text = printed
+    for pattern in patterns {
+        let expression = try! NSRegularExpression(pattern: pattern)
+        text = expression.stringByReplacingMatches(in: text, range: NSRange(text.startIndex..., in: text), withTemplate: "")
+    }
+    return text
+}
