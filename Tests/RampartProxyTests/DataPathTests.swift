@@ -379,18 +379,28 @@ struct DataPathTests {
             let echo = try TestClient.echo(response)
             #expect(echo["version"] as? String == "2.0")
             #expect((echo["headers"] as? [String: String])?["te"] == "trailers")
-            // A denial reaches a gRPC caller as a gRPC status, as Envoy sends it: HTTP 200, PERMISSION_DENIED.
-            let denied = try await TestClient.plain(port: clientProxy.outboundPort, path: "/echo.Echo/Delete", host: "server:8080", headers: grpc, http2: true)
-            #expect(denied.head.status == .ok && denied.head.headers.first(name: "content-type") == "application/grpc")
-            #expect(denied.trailers?.first(name: "grpc-status") == "7", "\(String(describing: denied.trailers))")
-            #expect(denied.trailers?.first(name: "grpc-message") == "RBAC: access denied")
-            #expect(denied.body.readableBytes == 0)
-            // An error the server answers trailers-only keeps its status through both proxies.
-            let missing = try await TestClient.plain(port: clientProxy.outboundPort, path: "/echo.Echo/Missing", host: "server:8080", headers: grpc, http2: true)
-            #expect(missing.head.status == .ok && !missing.head.headers.contains(name: "grpc-status"))
-            #expect(missing.trailers?.first(name: "grpc-status") == "5", "\(missing.head.headers) \(String(describing: missing.trailers))")
-            #expect(missing.trailers?.first(name: "grpc-message") == "no such thing")
-            #expect(!missing.head.headers.contains(name: "content-length"), "\(missing.head.headers)")
+            // A denial reaches a gRPC caller as a gRPC status, as Envoy sends it: HTTP 200,
+            // PERMISSION_DENIED, "trailers-only" (one HEADERS frame that ends the stream).
+            func call(_ method: String) async throws -> RawHTTP2.Response {
+                try await RawHTTP2.frames(
+                    port: clientProxy.outboundPort,
+                    headers: [(":method", "POST"), (":scheme", "http"), (":path", "/echo.Echo/\(method)"), (":authority", "server:8080")] + grpc)
+            }
+            let denied = try await call("Delete")
+            #expect(denied.headEndsStream && denied.headerBlocks.count == 1 && denied.body.isEmpty, "\(denied.headerBlocks)")
+            #expect(denied.head.first(name: ":status") == "200" && denied.head.first(name: "content-type") == "application/grpc")
+            #expect(denied.head.first(name: "grpc-status") == "7" && denied.head.first(name: "grpc-message") == "RBAC: access denied")
+            #expect(!denied.head.contains(name: "content-length"), "\(denied.head)")
+            // An error the server answers trailers-only reaches the caller trailers-only through both proxies.
+            let missing = try await call("Missing")
+            #expect(missing.headEndsStream && missing.headerBlocks.count == 1, "\(missing.headerBlocks)")
+            #expect(missing.head.first(name: ":status") == "200" && missing.head.first(name: "grpc-status") == "5")
+            #expect(missing.head.first(name: "grpc-message") == "no such thing")
+            #expect(!missing.head.contains(name: "content-length"), "\(missing.head)")
+            // A call that returns a message keeps its head, its message and its trailers apart.
+            let said = try await call("Say")
+            #expect(!said.headEndsStream && said.headerBlocks.count == 2 && !said.body.isEmpty, "\(said.headerBlocks)")
+            #expect(said.headerBlocks.last?.first(name: "grpc-status") == "0")
             // A plain HTTP/2 request still gets the plain 403.
             let plain = try await TestClient.plain(port: clientProxy.outboundPort, path: "/echo.Echo/Delete", host: "server:8080", headers: [], http2: true)
             #expect(plain.head.status == .forbidden)

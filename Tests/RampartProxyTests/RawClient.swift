@@ -64,9 +64,27 @@ enum RawClient {
 /// An HTTP/2 client that sends a header block as written, pseudo-headers included, over
 /// cleartext with prior knowledge: for requests NIO's HTTP/1 view of a stream cannot make.
 enum RawHTTP2 {
+    /// A response as its frames came.
+    struct Response {
+        /// The first header block (the head, or the whole response when it is trailers-only).
+        var head = HPACKHeaders()
+        /// The DATA frames' bytes, as text.
+        var body = ""
+        /// Every header block, in order: the head, then any trailers.
+        var headerBlocks: [HPACKHeaders] = []
+        /// Whether the first header block ended the stream.
+        var headEndsStream = false
+    }
+
     /// Sends `headers` as one HEADERS frame ending the stream; returns the response's header
     /// block and body.
     static func exchange(port: Int, headers: [(String, String)], timeout: TimeAmount = .seconds(5)) async throws -> (HPACKHeaders, String) {
+        let response = try await frames(port: port, headers: headers, timeout: timeout)
+        return (response.head, response.body)
+    }
+
+    /// Sends `headers` as one HEADERS frame ending the stream; returns the response as framed.
+    static func frames(port: Int, headers: [(String, String)], timeout: TimeAmount = .seconds(5)) async throws -> Response {
         let (channel, multiplexer) = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connect(host: "127.0.0.1", port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -84,21 +102,24 @@ enum RawHTTP2 {
         defer { watchdog.cancel() }
         return try await stream.executeThenClose { inbound, outbound in
             try await outbound.write(.headers(.init(headers: HPACKHeaders(headers), endStream: true)))
-            var head = HPACKHeaders()
-            var body = ""
+            var response = Response()
             for try await frame in inbound {
                 switch frame {
                 case .headers(let block):
-                    if head.isEmpty { head = block.headers }
-                    if block.endStream { return (head, body) }
+                    if response.headerBlocks.isEmpty {
+                        response.head = block.headers
+                        response.headEndsStream = block.endStream
+                    }
+                    response.headerBlocks.append(block.headers)
+                    if block.endStream { return response }
                 case .data(let data):
-                    if case .byteBuffer(let bytes) = data.data { body += String(buffer: bytes) }
-                    if data.endStream { return (head, body) }
+                    if case .byteBuffer(let bytes) = data.data { response.body += String(buffer: bytes) }
+                    if data.endStream { return response }
                 default:
                     continue
                 }
             }
-            throw ProxyError(.upstream, "the stream ended without a response: \(head)")
+            throw ProxyError(.upstream, "the stream ended without a response: \(response.head)")
         }
     }
 }

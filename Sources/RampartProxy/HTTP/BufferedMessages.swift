@@ -72,11 +72,13 @@ enum GRPCFraming {
     static let trailerNames = ["grpc-status", "grpc-message", "grpc-status-details-bin"]
 
     /// A gRPC response sent "trailers-only" (its status in its only HEADERS frame, as servers answer
-    /// errors) keeps its status as trailers: the headers, then the trailers that end the stream,
-    /// with no DATA frame between, which gRPC clients read as the call's status.
+    /// errors) keeps its status as trailers, which is where the HTTP/1 view of a stream carries
+    /// it: `GRPCTrailersOnly` sends head and trailers as one HEADERS frame again. The length the
+    /// HTTP/1 view gave the message-less response goes: a gRPC response's length is its DATA frames'.
     static func keepingStatus(_ response: inout BufferedResponse) {
         guard response.trailers == nil, response.body.readableBytes == 0, response.head.headers.contains(name: "grpc-status")
         else { return }
+        response.head.headers.remove(name: "content-length")
         var trailers = HTTPHeaders()
         for name in trailerNames {
             for value in response.head.headers[name] { trailers.add(name: name, value: value) }

@@ -132,6 +132,7 @@ enum Listening {
                 try stream.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: timeouts.stalledRequest))
                 try stream.pipeline.syncOperations.addHandler(StalledStreamCloser())
                 try stream.pipeline.syncOperations.addHandler(HTTP2AuthorityNormalizer())
+                try stream.pipeline.syncOperations.addHandler(GRPCTrailersOnly())
                 try stream.pipeline.syncOperations.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
                 try stream.pipeline.syncOperations.addHandler(HTTPRequestAssembler(maxBodyBytes: maxBodyBytes))
                 return try HTTPServing.Connection(wrappingChannelSynchronously: stream)

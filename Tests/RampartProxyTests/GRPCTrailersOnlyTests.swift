@@ -1,0 +1,88 @@
+import NIOCore
+import NIOEmbedded
+import NIOHPACK
+import NIOHTTP1
+import NIOHTTP2
+import Testing
+
+@testable import RampartProxy
+
+/// gRPC responses without a message leave as one HEADERS frame ("trailers-only"), whatever the
+/// HTTP/1 view of the stream wrote.
+@Suite("gRPC trailers-only responses")
+struct GRPCTrailersOnlyTests {
+    /// A stream's pipeline as the listeners build it, from the trailers-only handler up.
+    static func stream() throws -> EmbeddedChannel {
+        let channel = EmbeddedChannel()
+        try channel.pipeline.syncOperations.addHandlers([GRPCTrailersOnly(), HTTP2FramePayloadToHTTP1ServerCodec()])
+        return channel
+    }
+
+    static func written(_ channel: EmbeddedChannel) throws -> [HTTP2Frame.FramePayload] {
+        var frames: [HTTP2Frame.FramePayload] = []
+        while let frame = try channel.readOutbound(as: HTTP2Frame.FramePayload.self) { frames.append(frame) }
+        return frames
+    }
+
+    static let grpcHead = HTTPResponseHead(version: .http2, status: .ok, headers: ["content-type": "application/grpc"])
+
+    @Test("head and trailers with no message between are one HEADERS frame that ends the stream, holding both")
+    func joined() throws {
+        let channel = try Self.stream()
+        let done = channel.eventLoop.makePromise(of: Void.self)
+        channel.write(HTTPServerResponsePart.head(Self.grpcHead), promise: nil)
+        channel.write(HTTPServerResponsePart.end(["grpc-status": "7", "grpc-message": "RBAC: access denied"]), promise: done)
+        channel.flush()
+        let frames = try Self.written(channel)
+        guard frames.count == 1, case .headers(let only) = frames[0] else {
+            Issue.record("expected one HEADERS frame, got \(frames)")
+            return
+        }
+        #expect(only.endStream)
+        #expect(only.headers.first(name: ":status") == "200" && only.headers.first(name: "content-type") == "application/grpc")
+        #expect(only.headers.first(name: "grpc-status") == "7" && only.headers.first(name: "grpc-message") == "RBAC: access denied")
+        try done.futureResult.wait()
+    }
+
+    @Test("a gRPC response with a message, a response without trailers, and a non-gRPC response pass as written")
+    func untouched() throws {
+        let message = try Self.stream()
+        message.write(HTTPServerResponsePart.head(Self.grpcHead), promise: nil)
+        message.write(HTTPServerResponsePart.body(.byteBuffer(ByteBuffer(bytes: [0, 0, 0, 0, 0]))), promise: nil)
+        message.write(HTTPServerResponsePart.end(["grpc-status": "0"]), promise: nil)
+        message.flush()
+        let frames = try Self.written(message)
+        #expect(frames.count == 3, "\(frames)")
+        if case .headers(let head)? = frames.first { #expect(!head.endStream && !head.headers.contains(name: "grpc-status")) }
+        if case .headers(let trailers)? = frames.last { #expect(trailers.endStream && trailers.headers.first(name: "grpc-status") == "0") }
+
+        let plain = try Self.stream()
+        plain.write(HTTPServerResponsePart.head(HTTPResponseHead(version: .http2, status: .forbidden, headers: ["content-type": "text/plain"])), promise: nil)
+        plain.write(HTTPServerResponsePart.end(["x-trailer": "1"]), promise: nil)
+        plain.flush()
+        #expect(try Self.written(plain).count == 2)
+
+        let bare = try Self.stream()
+        bare.write(HTTPServerResponsePart.head(Self.grpcHead), promise: nil)
+        bare.write(HTTPServerResponsePart.end(nil), promise: nil)
+        bare.flush()
+        let bareFrames = try Self.written(bare)
+        #expect(bareFrames.count == 2, "\(bareFrames)")
+    }
+
+    @Test("a gRPC head held for its trailers goes out on a flush, with its write's promise")
+    func flushReleases() throws {
+        let channel = try Self.stream()
+        let headWritten = channel.eventLoop.makePromise(of: Void.self)
+        channel.write(HTTPServerResponsePart.head(Self.grpcHead), promise: headWritten)
+        #expect(try Self.written(channel).isEmpty)
+        channel.flush()
+        let frames = try Self.written(channel)
+        guard frames.count == 1, case .headers(let head) = frames[0] else {
+            Issue.record("expected the head, got \(frames)")
+            return
+        }
+        #expect(!head.endStream)
+        try headWritten.futureResult.wait()
+    }
+}
