@@ -21,8 +21,8 @@ public struct BufferedRequest: Sendable {
     /// Whether the request arrived over HTTP/2.
     public var isHTTP2: Bool { head.version.major == 2 }
 
-    /// Whether the request is gRPC (`content-type: application/grpc…`).
-    public var isGRPC: Bool { head.headers.first(name: "content-type")?.lowercased().hasPrefix("application/grpc") ?? false }
+    /// Whether the request is gRPC (see `GRPCFraming.isGRPC(contentType:)`).
+    public var isGRPC: Bool { GRPCFraming.isGRPC(contentType: head.headers.first(name: "content-type")) }
 
     /// `HTTP/1.0`, `HTTP/1.1` or `HTTP/2`, as access logs spell it.
     public var protocolName: String {
@@ -70,6 +70,23 @@ public struct BufferedResponse: Sendable {
 enum GRPCFraming {
     /// The trailers that end a gRPC response.
     static let trailerNames = ["grpc-status", "grpc-message", "grpc-status-details-bin"]
+
+    /// Whether a content type is gRPC's as Envoy reads it: `application/grpc`, alone or followed by
+    /// `+` (`application/grpc+proto`) or `;` (parameters). gRPC-Web (`application/grpc-web…`) is not.
+    static func isGRPC(contentType: String?) -> Bool {
+        guard let contentType = contentType?.lowercased(), contentType.hasPrefix("application/grpc") else { return false }
+        let next = contentType.utf8.dropFirst(16).first
+        return next == nil || next == UInt8(ascii: "+") || next == UInt8(ascii: ";")
+    }
+
+    /// A gRPC reply the proxy makes itself, as HTTP/1.1 carries it: its status in the head (as
+    /// Envoy ends such a reply with its headers), and no body.
+    static func overHTTP1(_ reply: BufferedResponse) -> BufferedResponse {
+        var reply = reply
+        for (name, value) in reply.trailers ?? [:] { reply.head.headers.add(name: name, value: value) }
+        reply.trailers = nil
+        return reply
+    }
 
     /// A gRPC response sent "trailers-only" (its status in its only HEADERS frame, as servers answer
     /// errors) keeps its status as trailers, which is where the HTTP/1 view of a stream carries

@@ -56,6 +56,6 @@ final class GRPCTrailersOnly: ChannelOutboundHandler, RemovableChannelHandler {
     /// Whether a header block is the head of a gRPC response: a `:status` and a gRPC content type.
     static func isGRPCResponseHead(_ headers: HPACKHeaders) -> Bool {
         headers.contains(name: ":status")
-            && headers.first(name: "content-type")?.lowercased().hasPrefix("application/grpc") == true
+            && GRPCFraming.isGRPC(contentType: headers.first(name: "content-type"))
     }
 }

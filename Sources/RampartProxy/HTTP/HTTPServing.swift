@@ -90,11 +90,13 @@ enum HTTPServing {
     static func frame(_ response: BufferedResponse, for request: HTTPRequestHead, keepAlive: Bool) -> FramedResponse {
         var response = response
         var grpc = false
-        if request.version.major == 2, request.headers.first(name: "content-type")?.lowercased().hasPrefix("application/grpc") == true {
+        if GRPCFraming.isGRPC(contentType: request.headers.first(name: "content-type")) {
             grpc = true
             if response.isLocal && response.head.status != .ok {
+                // Envoy answers a gRPC call with a gRPC status over either version of HTTP.
                 response = GRPCFraming.localReply(response)
-            } else {
+                if request.version.major < 2 { response = GRPCFraming.overHTTP1(response) }
+            } else if request.version.major == 2 {
                 GRPCFraming.keepingStatus(&response)
             }
         }

@@ -39,7 +39,7 @@ struct InboundHTTP: Sendable {
         let start = Date()
         var request = BufferedRequest(head: head)
         var record = RequestRecord(reporter: .destination, startTime: start, protocolName: request.protocolName)
-        record.isGRPC = request.isHTTP2 && request.isGRPC
+        record.isGRPC = request.isGRPC
         record.requestID = RequestIDs.ensure(&request.head.headers)
         describe(&record, request: request, info: info)
         record.responseDetails = details
@@ -56,7 +56,7 @@ struct InboundHTTP: Sendable {
     func respond(_ request: BufferedRequest, info: ConnectionInfo, on loop: any EventLoop, answer: @escaping Listening.Answer) {
         let start = Date()
         var record = RequestRecord(reporter: .destination, startTime: start, protocolName: request.protocolName)
-        record.isGRPC = request.isHTTP2 && request.isGRPC
+        record.isGRPC = request.isGRPC
         describe(&record, request: request, info: info)
         let context = self.context
         handle(request, info: info, record: record, on: loop) { response, record in

@@ -118,7 +118,7 @@ struct OutboundHTTP: Sendable {
     func handle(_ request: BufferedRequest, source: String?, on loop: any EventLoop, answer: @escaping Listening.Answer) {
         let start = Date()
         var record = RequestRecord(reporter: .source, startTime: start, protocolName: request.protocolName)
-        record.isGRPC = request.isHTTP2 && request.isGRPC
+        record.isGRPC = request.isGRPC
         let context = self.context
         route(request, source: source, record: &record, on: loop) { response, record in
             var record = record
@@ -138,7 +138,7 @@ struct OutboundHTTP: Sendable {
         let start = Date()
         var request = BufferedRequest(head: head)
         var record = RequestRecord(reporter: .source, startTime: start, protocolName: request.protocolName)
-        record.isGRPC = request.isHTTP2 && request.isGRPC
+        record.isGRPC = request.isGRPC
         record.method = head.method.rawValue
         record.path = head.uri
         record.authority = head.headers.first(name: "host")

@@ -9,7 +9,7 @@ import Testing
 
 /// gRPC responses without a message leave as one HEADERS frame ("trailers-only"), whatever the
 /// HTTP/1 view of the stream wrote.
-@Suite("gRPC trailers-only responses")
+@Suite("gRPC responses: trailers-only, HTTP/1.1, content types")
 struct GRPCTrailersOnlyTests {
     /// A stream's pipeline as the listeners build it, from the trailers-only handler up.
     static func stream() throws -> EmbeddedChannel {
@@ -84,5 +84,31 @@ struct GRPCTrailersOnlyTests {
         }
         #expect(!head.endStream)
         try headWritten.futureResult.wait()
+    }
+
+    @Test("a gRPC content type is Envoy's: application/grpc alone or with + or ;, in any case; gRPC-Web is not")
+    func contentTypes() {
+        for type in ["application/grpc", "application/grpc+proto", "Application/GRPC; charset=utf-8", "application/grpc;x=1"] {
+            #expect(GRPCFraming.isGRPC(contentType: type), "\(type)")
+        }
+        for type in ["application/grpc-web", "application/grpc-web+proto", "application/grpcx", "application/json", "", nil] as [String?] {
+            #expect(!GRPCFraming.isGRPC(contentType: type), "\(String(describing: type))")
+        }
+    }
+
+    @Test("the proxy's own reply to a gRPC call over HTTP/1.1 is HTTP 200 with the gRPC status in its head; gRPC-Web gets the plain status")
+    func overHTTP1() {
+        func request(_ version: HTTPVersion, _ type: String) -> HTTPRequestHead {
+            HTTPRequestHead(version: version, method: .POST, uri: "/echo.Echo/Delete", headers: ["content-type": type, "host": "app"])
+        }
+        let denial = BufferedResponse.local(.forbidden, "RBAC: access denied")
+        let http1 = HTTPServing.frame(denial, for: request(.http1_1, "application/grpc"), keepAlive: true)
+        #expect(http1.head.status == .ok && http1.trailers == nil && http1.body == nil)
+        #expect(http1.head.headers["grpc-status"] == ["7"] && http1.head.headers["grpc-message"] == ["RBAC: access denied"])
+        #expect(http1.head.headers["content-type"] == ["application/grpc"] && http1.head.headers["content-length"] == ["0"])
+        let http2 = HTTPServing.frame(denial, for: request(.http2, "application/grpc+proto"), keepAlive: true)
+        #expect(http2.head.status == .ok && http2.trailers?["grpc-status"] == ["7"] && !http2.head.headers.contains(name: "grpc-status"))
+        let web = HTTPServing.frame(denial, for: request(.http2, "application/grpc-web+proto"), keepAlive: true)
+        #expect(web.head.status == .forbidden && web.trailers == nil)
     }
 }
