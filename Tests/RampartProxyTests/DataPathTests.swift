@@ -407,6 +407,30 @@ struct DataPathTests {
         }
     }
 
+    @Test("an HTTP/2 response larger than the client's flow-control window arrives whole, through both proxies and straight to the inbound side")
+    func largeHTTP2Responses() async throws {
+        // The application answers over HTTP/1.1; the proxies answer their clients over HTTP/2.
+        try await withServer { mesh, serverProxy, server in
+            try serverProxy.install(SnapshotBuilder.snapshot(resources: []))
+            let client = try await mesh.identity(namespace: "default", serviceAccount: "client")
+            let clientProxy = try await TestProxy(
+                workload: WorkloadInfo(name: "client-v1", namespace: "default", appPort: 1), identityDirectory: client.directory, appPort: 1)
+            defer { Task { await clientProxy.stop() } }
+            try clientProxy.install(SnapshotBuilder.snapshot(services: [("server", "default", 8080, [("127.0.0.1:\(serverProxy.inboundPort)", server.spiffeID, "server-v1")])]))
+            // 65,535 bytes is HTTP/2's initial window: each of these needs the client to open it again.
+            for size in [70_000, 300_000] {
+                let headers = [("x-response-bytes", String(size))]
+                let through = try await TestClient.plain(
+                    port: clientProxy.outboundPort, path: "/big", host: "server:8080", headers: headers, http2: true)
+                #expect(through.head.status == .ok, "\(through.head)")
+                #expect((try TestClient.echo(through)["padding"] as? String)?.utf8.count == size)
+                let direct = try await TestClient.mtls(port: serverProxy.inboundPort, identityDirectory: client.directory, path: "/big", headers: headers, http2: true)
+                #expect(direct.response.head.status == .ok && direct.response.body.readableBytes > size)
+                #expect((try TestClient.echo(direct.response)["padding"] as? String)?.utf8.count == size)
+            }
+        }
+    }
+
     @Test("a certificate revoked after its handshake stops working on the connection it opened")
     func revokedMidConnection() async throws {
         try await withServer { mesh, proxy, _ in

@@ -198,23 +198,31 @@ final class EchoApp: Sendable {
                                     // A gRPC error answered "trailers-only": the status in the only headers.
                                     if trailers && request.uri.hasSuffix("/Missing") {
                                         let only = HTTPHeaders([("content-type", "application/grpc"), ("grpc-status", "5"), ("grpc-message", "no such thing")])
-                                        try await outbound.write(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: only)))
-                                        try await outbound.write(.end(nil))
+                                        connection.channel.write(HTTPServerResponsePart.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: only)), promise: nil)
+                                        try await connection.channel.writeAndFlush(HTTPServerResponsePart.end(nil))
                                         continue
                                     }
                                     var headers: [String: String] = [:]
                                     for (name, value) in request.headers { headers[name.lowercased()] = value }
-                                    let object: [String: Any] = [
+                                    var object: [String: Any] = [
                                         "method": request.method.rawValue, "path": request.uri, "headers": headers, "body_bytes": body,
                                         "version": "\(request.version.major).\(request.version.minor)",
                                     ]
+                                    // `x-response-bytes: N` asks for a body N bytes longer, for responses past flow-control windows.
+                                    if let padding = headers["x-response-bytes"].flatMap(Int.init) {
+                                        object["padding"] = String(repeating: "p", count: padding)
+                                    }
                                     let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
                                     var responseHeaders = HTTPHeaders()
                                     responseHeaders.add(name: "content-type", value: "application/json")
                                     responseHeaders.add(name: "content-length", value: String(data.count))
-                                    try await outbound.write(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: responseHeaders)))
-                                    try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: data))))
-                                    try await outbound.write(.end(trailers ? HTTPHeaders([("grpc-status", "0"), ("grpc-message", "echoed")]) : nil))
+                                    // Written straight to the channel and waited for: an HTTP/2 stream closed with its
+                                    // answer still held for the client's flow-control window would cut the answer short.
+                                    let channel = connection.channel
+                                    channel.write(HTTPServerResponsePart.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: responseHeaders)), promise: nil)
+                                    channel.write(HTTPServerResponsePart.body(.byteBuffer(ByteBuffer(bytes: data))), promise: nil)
+                                    try await channel.writeAndFlush(
+                                        HTTPServerResponsePart.end(trailers ? HTTPHeaders([("grpc-status", "0"), ("grpc-message", "echoed")]) : nil))
                                 }
                             }
                         }

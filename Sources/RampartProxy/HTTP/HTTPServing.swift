@@ -19,10 +19,26 @@ enum HTTPServing {
         try await channel.executeThenClose { inbound, outbound in
             for try await assembled in inbound {
                 let (framed, last) = await answer(assembled, respond: respond, refused: refused)
+                if last {
+                    try await writeWhole(framed, on: channel.channel)
+                    return
+                }
                 try await outbound.write(framed)
-                if last { return }
             }
         }
+    }
+
+    /// Writes a stream's last response and waits until all of it has gone out, so that closing
+    /// the stream then drops nothing: an HTTP/2 stream sends its DATA only as the client's
+    /// flow-control window allows, and closing it with frames still held would reset it with
+    /// the answer cut short. A client that opens no window for `limit` (Envoy's
+    /// `stream_idle_timeout`) has its stream closed.
+    static func writeWhole(_ framed: FramedResponse, on channel: any Channel, limit: TimeAmount = .minutes(5)) async throws {
+        let written = channel.eventLoop.makePromise(of: Void.self)
+        let deadline = channel.eventLoop.scheduleTask(in: limit) { channel.close(promise: nil) }
+        defer { deadline.cancel() }
+        channel.writeAndFlush(framed, promise: written)
+        try await written.futureResult.get()
     }
 
     /// Serves an HTTP/1.1 connection through its inbox until the client closes it or asks to.
