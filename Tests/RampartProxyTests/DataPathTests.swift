@@ -502,13 +502,29 @@ final class SelectiveServer: Sendable {
         typealias InboundIn = HTTPServerRequestPart
         typealias OutboundOut = HTTPServerResponsePart
         private var silent = false
+        private var trickle = false
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             switch unwrapInboundIn(data) {
-            case .head(let head): silent = head.uri.hasPrefix("/slow")
+            case .head(let head):
+                silent = head.uri.hasPrefix("/slow")
+                trickle = head.uri.hasPrefix("/trickle")
             case .body: break
             case .end:
                 guard !silent else { return }
+                if trickle {
+                    // Ten bytes, one every 100 ms: never silent for long, done after a second.
+                    context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: ["content-length": "10"]))), promise: nil)
+                    let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+                    for index in 1...10 {
+                        context.eventLoop.scheduleTask(in: .milliseconds(Int64(100 * index))) {
+                            let (handler, context) = bound.value
+                            context.writeAndFlush(handler.wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: "x")))), promise: nil)
+                            if index == 10 { context.writeAndFlush(handler.wrapOutboundOut(.end(nil)), promise: nil) }
+                        }
+                    }
+                    return
+                }
                 let headers = HTTPHeaders([("content-length", "2")])
                 context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)
                 context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: "ok")))), promise: nil)
@@ -542,6 +558,29 @@ struct UpstreamTimeoutTests {
         #expect(waited < .seconds(10), "the short deadline waited for the earlier long one: \(waited)")
         // The timed-out connection was closed; a new one answers.
         #expect(try await send("/fast", .milliseconds(2000)) == .ok)
+        await server.stop()
+    }
+
+    @Test("without a timeout an upstream may take as long as it keeps sending; one silent for the stream idle time fails with SI")
+    func streamIdleTimeout() async throws {
+        let server = try await SelectiveServer()
+        let client = UpstreamClient(maxBodyBytes: 1 << 16, streamIdleTimeout: .milliseconds(400))
+        defer { client.shutdown() }
+        let target = UpstreamTarget(host: "127.0.0.1", port: server.port)
+        // A second of bytes 100 ms apart: longer than the idle time in all, never that long silent.
+        let trickled = try await client.send(TestClient.request(path: "/trickle", host: "app", headers: []), to: target, timeout: .zero)
+        #expect(trickled.response.head.status == .ok && String(buffer: trickled.response.body) == "xxxxxxxxxx")
+        // A total timeout still applies, however busy the upstream.
+        await #expect(throws: UpstreamTimeout.self) {
+            _ = try await client.send(TestClient.request(path: "/trickle", host: "app", headers: []), to: target, timeout: .milliseconds(500))
+        }
+        let start = ContinuousClock.now
+        await #expect(throws: UpstreamIdleTimeout.self) {
+            _ = try await client.send(TestClient.request(path: "/slow", host: "app", headers: []), to: target, timeout: .zero)
+        }
+        #expect(ContinuousClock.now - start < .seconds(10))
+        let failure = UpstreamFailure(UpstreamIdleTimeout(milliseconds: 300_000), resetDetails: "x", showError: false)
+        #expect(failure.status == .gatewayTimeout && failure.flags == "SI" && failure.details == "stream_idle_timeout")
         await server.stop()
     }
 

@@ -100,17 +100,25 @@ public final class UpstreamClient: Sendable {
     private let maxIdlePerTarget: Int
     private let maxBodyBytes: Int
     private let connectTimeout: TimeAmount
+    /// How long an upstream may send nothing while its response is awaited: Envoy's
+    /// `stream_idle_timeout`, which bounds an exchange that has no timeout of its own.
+    private let streamIdleTimeout: TimeAmount
 
     /// Creates a client.
-    public init(group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, maxIdlePerTarget: Int = 256, maxBodyBytes: Int, connectTimeout: TimeAmount = .seconds(5)) {
+    public init(
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, maxIdlePerTarget: Int = 256, maxBodyBytes: Int,
+        connectTimeout: TimeAmount = .seconds(5), streamIdleTimeout: TimeAmount = .minutes(5)
+    ) {
         self.group = group
         self.loops = group.makeIterator().map { ObjectIdentifier($0) }
         self.maxIdlePerTarget = maxIdlePerTarget
         self.maxBodyBytes = maxBodyBytes
         self.connectTimeout = connectTimeout
+        self.streamIdleTimeout = streamIdleTimeout
     }
 
-    /// Sends a request and waits for the whole response.
+    /// Sends a request and waits for the whole response. A `timeout` of zero sets none (the
+    /// upstream's silence is still bounded by the stream idle timeout).
     public func send(_ request: BufferedRequest, to target: UpstreamTarget, timeout: TimeAmount = .seconds(60)) async throws -> UpstreamResult {
         if target.http2 { return try await sendHTTP2(request, to: target, timeout: timeout) }
         let current = currentLoop()
@@ -167,8 +175,12 @@ public final class UpstreamClient: Sendable {
                 head.version = .http1_1
                 channel.write(HTTPClientRequestPart.head(head), promise: nil)
                 channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
-                let deadline = loop.scheduleTask(in: timeout) {
-                    promise.fail(UpstreamTimeout(milliseconds: timeout.nanoseconds / 1_000_000))
+                let idle = self.streamIdleTimeout
+                let deadline = loop.scheduleTask(in: timeout > .zero ? timeout : idle) {
+                    promise.fail(
+                        timeout > .zero
+                            ? UpstreamTimeout(milliseconds: timeout.nanoseconds / 1_000_000)
+                            : UpstreamIdleTimeout(milliseconds: idle.nanoseconds / 1_000_000))
                     channel.close(promise: nil)
                 }
                 let (response, upgraded) = try await promise.futureResult.get()
@@ -401,7 +413,9 @@ public final class UpstreamClient: Sendable {
         _ request: BufferedRequest, on channel: any Channel, timeout: TimeAmount,
         completion: @escaping @Sendable (Result<BufferedResponse, any Error>) -> Void
     ) {
-        let exchange = UpstreamExchange(request: request, completion: completion, deadline: .now() + timeout, timeout: timeout)
+        let exchange = UpstreamExchange(
+            request: request, completion: completion, deadline: timeout > .zero ? .now() + timeout : .distantFuture, timeout: timeout,
+            idle: streamIdleTimeout)
         if channel.eventLoop.inEventLoop && channel.isActive {
             // On the channel's own thread an open channel hands the write to its handler at
             // once; a failure after that reaches the handler, which completes the exchange.

@@ -5,16 +5,23 @@ import NIOTLS
 /// One request and what to call with its response, written into an upstream channel.
 struct UpstreamExchange: Sendable {
     let request: BufferedRequest
-    /// When the whole response must have arrived, and the timeout it came from.
+    /// When the whole response must have arrived (`distantFuture`: no timeout), and the timeout
+    /// it came from.
     let deadline: NIODeadline
     let timeout: TimeAmount
+    /// How long the upstream may send nothing meanwhile (Envoy's `stream_idle_timeout`).
+    let idle: TimeAmount
     private let completion: Completion
 
-    init(request: BufferedRequest, completion: @escaping @Sendable (Result<BufferedResponse, any Error>) -> Void, deadline: NIODeadline, timeout: TimeAmount) {
+    init(
+        request: BufferedRequest, completion: @escaping @Sendable (Result<BufferedResponse, any Error>) -> Void, deadline: NIODeadline,
+        timeout: TimeAmount, idle: TimeAmount = .minutes(5)
+    ) {
         self.request = request
         self.completion = Completion(completion)
         self.deadline = deadline
         self.timeout = timeout
+        self.idle = idle
     }
 
     /// Completes the exchange; only the first call has an effect (a write that fails after it
@@ -40,7 +47,8 @@ struct UpstreamExchange: Sendable {
 }
 
 /// Writes one request at a time, assembles the response, and fails an exchange whose response
-/// has not arrived by its deadline (closing the connection).
+/// has not arrived by its deadline, or whose upstream has sent nothing for its idle time (closing
+/// the connection).
 ///
 /// The deadline is watched by one timer per connection rather than one per request: the timer
 /// is set for the pending exchange's deadline and left running when the response arrives; when
@@ -54,6 +62,8 @@ final class UpstreamExchangeHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     private let maxBodyBytes: Int
     private var pending: UpstreamExchange?
+    /// When the pending exchange fails unless something arrives: its deadline, or its idle time
+    /// after the last read, whichever comes first.
     private var pendingDeadline = NIODeadline.distantFuture
     private var pendingTimeout = TimeAmount.zero
     private var timer: Scheduled<Void>?
@@ -80,9 +90,12 @@ final class UpstreamExchangeHandler: ChannelDuplexHandler, RemovableChannelHandl
     private func timerFired(context: ChannelHandlerContext) {
         timer = nil
         timerDeadline = .distantFuture
-        guard pending != nil else { return }
-        if NIODeadline.now() >= pendingDeadline {
+        guard let pending else { return }
+        let now = NIODeadline.now()
+        if now >= pending.deadline {
             fail(UpstreamTimeout(milliseconds: pendingTimeout.nanoseconds / 1_000_000), context: context)
+        } else if now >= pendingDeadline {
+            fail(UpstreamIdleTimeout(milliseconds: pending.idle.nanoseconds / 1_000_000), context: context)
         } else {
             armTimer(context: context)
         }
@@ -107,7 +120,7 @@ final class UpstreamExchangeHandler: ChannelDuplexHandler, RemovableChannelHandl
             return
         }
         pending = exchange
-        pendingDeadline = exchange.deadline
+        pendingDeadline = min(exchange.deadline, .now() + exchange.idle)
         pendingTimeout = exchange.timeout
         armTimer(context: context)
         head = nil
@@ -136,6 +149,10 @@ final class UpstreamExchangeHandler: ChannelDuplexHandler, RemovableChannelHandl
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        // Something arrived: the idle time starts again (the timer, when it fires, finds the later deadline).
+        if let pending, pending.deadline == .distantFuture || pending.idle < pending.timeout {
+            pendingDeadline = min(pending.deadline, .now() + pending.idle)
+        }
         switch unwrapInboundIn(data) {
         case .head(let responseHead):
             // 1xx interim responses are not forwarded.

@@ -9,8 +9,18 @@ public struct UpstreamTimeout: Error, CustomStringConvertible {
     public var description: String { "the upstream did not answer within \(milliseconds) ms" }
 }
 
+/// The upstream sent nothing for the stream idle timeout while its response was awaited (Envoy's
+/// `stream_idle_timeout`, 5 minutes). The proxy answers 504 with Envoy's `SI` response flag.
+public struct UpstreamIdleTimeout: Error, CustomStringConvertible {
+    /// The idle time that passed.
+    public let milliseconds: Int64
+
+    public var description: String { "the upstream sent nothing for \(milliseconds) ms" }
+}
+
 /// How a failed upstream exchange is answered and logged, as Envoy answers it: 504 `UT` for a
-/// timeout, 503 `UF` for a connection that failed or was reset before the response.
+/// timeout, 504 `SI` for an upstream silent past the stream idle timeout, 503 `UF` for a
+/// connection that failed or was reset before the response.
 struct UpstreamFailure {
     let status: HTTPResponseStatus
     let flags: String
@@ -25,6 +35,11 @@ struct UpstreamFailure {
             flags = "UT"
             details = "upstream_response_timeout"
             body = "upstream request timeout\n"
+        } else if error is UpstreamIdleTimeout {
+            status = .gatewayTimeout
+            flags = "SI"
+            details = "stream_idle_timeout"
+            body = "stream timeout\n"
         } else {
             status = .serviceUnavailable
             flags = "UF"

@@ -74,8 +74,12 @@ struct Proxy: AsyncParsableCommand {
     @Option(parsing: .unconditional, help: ArgumentHelp("The largest request or response body the proxy holds, in bytes.", valueName: "bytes"))
     var maxBodyBytes: Int = 16 * 1024 * 1024
 
-    @Option(parsing: .unconditional, help: ArgumentHelp("How long the upstream may take to answer, in seconds.", valueName: "seconds"))
-    var upstreamTimeout: Int = 60
+    @Option(
+        parsing: .unconditional,
+        help: ArgumentHelp(
+            "How long the upstream may take to answer a request, in seconds; 0 (the default, as on Istio's routes) sets no limit. An upstream that sends nothing for 5 minutes fails the request all the same (Envoy's stream idle timeout).",
+            valueName: "seconds"))
+    var upstreamTimeout: Int = 0
 
     @Option(parsing: .unconditional, help: ArgumentHelp("Event-loop threads for the listeners and connections (default: one per CPU).", valueName: "n"))
     var eventLoops: Int?
@@ -114,7 +118,7 @@ struct Proxy: AsyncParsableCommand {
             throw ValidationError("--app-protocol \(appProtocol): use auto, http or http2")
         }
         guard maxBodyBytes > 0 else { throw ValidationError("--max-body-bytes must be positive") }
-        guard upstreamTimeout > 0 else { throw ValidationError("--upstream-timeout must be positive") }
+        guard upstreamTimeout >= 0 else { throw ValidationError("--upstream-timeout must be 0 (no limit) or a number of seconds") }
         _ = try jwksExtraRootCA.map(ExtraRootCertificates.option)
         try OptionValues.checkLogLevel(logLevel)
     }
