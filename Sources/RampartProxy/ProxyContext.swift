@@ -100,7 +100,8 @@ public final class ProxyContext: Sendable {
                 record.grpcStatus = response.trailers?.first(name: "grpc-status") ?? response.head.headers.first(name: "grpc-status")
             }
         }
-        record.bytesSent = response.body.readableBytes
+        // A gRPC caller gets a local reply's text as `grpc-message`, with no body (see `GRPCFraming`).
+        record.bytesSent = record.isGRPC && response.isLocal && response.head.status != .ok ? 0 : response.body.readableBytes
         if !response.isLocal && record.responseDetails == nil { record.responseDetails = "via_upstream" }
         if let upgraded = response.upgraded {
             // An upgraded exchange is reported when its connection ends, with the bytes carried

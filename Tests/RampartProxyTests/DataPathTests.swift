@@ -363,7 +363,11 @@ struct DataPathTests {
 
     @Test("gRPC goes through both proxies over HTTP/2, with its trailers, and is authorized by path")
     func grpcEndToEnd() async throws {
-        try await withServer(http2App: true) { mesh, serverProxy, server in
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("rampart-grpc-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let log = "\(directory)/access.log"
+        try await withServer(http2App: true, logFile: log) { mesh, serverProxy, server in
             try serverProxy.install(SnapshotBuilder.snapshot(resources: [
                 SnapshotBuilder.authorizationPolicy(name: "deny-delete", namespace: "default", body: "action: DENY\nrules:\n- to:\n  - operation:\n      paths: [\"/echo.Echo/Delete\"]"),
             ]))
@@ -391,6 +395,10 @@ struct DataPathTests {
             #expect(denied.head.first(name: ":status") == "200" && denied.head.first(name: "content-type") == "application/grpc")
             #expect(denied.head.first(name: "grpc-status") == "7" && denied.head.first(name: "grpc-message") == "RBAC: access denied")
             #expect(!denied.head.contains(name: "content-length"), "\(denied.head)")
+            // Logged as the caller saw it: HTTP 200, no body bytes sent.
+            let logged = try await UpgradeTests.accessLogLine(log) { ($0["path"] as? String)?.hasSuffix("/Delete") == true }
+            #expect(logged["response_code"] as? Int == 200, "\(logged)")
+            #expect(logged["bytes_sent"] as? Int == 0, "\(logged)")
             // An error the server answers trailers-only reaches the caller trailers-only through both proxies.
             let missing = try await call("Missing")
             #expect(missing.headEndsStream && missing.headerBlocks.count == 1, "\(missing.headerBlocks)")
