@@ -103,6 +103,14 @@ public final class ProxyContext: Sendable {
         // A gRPC caller gets a local reply's text as `grpc-message`, with no body (see `GRPCFraming`).
         record.bytesSent = record.isGRPC && response.isLocal && response.head.status != .ok ? 0 : response.body.readableBytes
         if !response.isLocal && record.responseDetails == nil { record.responseDetails = "via_upstream" }
+        if record.downstreamDisconnected {
+            // Nothing reached the client: Envoy's record of a downstream that disconnected.
+            record.responseCode = 0
+            record.grpcStatus = nil
+            record.bytesSent = 0
+            record.responseFlags = "DC"
+            record.responseDetails = "downstream_remote_disconnect"
+        }
         if let upgraded = response.upgraded {
             // An upgraded exchange is reported when its connection ends, with the bytes carried
             // after the 101 and the whole time it was open, as Envoy reports a WebSocket.

@@ -2,6 +2,7 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import Synchronization
 @testable import RampartProxy
 import Testing
 
@@ -493,14 +494,24 @@ struct UpstreamFramingTests {
 final class SelectiveServer: Sendable {
     let channel: any Channel
     var port: Int { channel.localAddress?.port ?? 0 }
+    /// Connections that ended while a `/slow` request on them was unanswered.
+    let abandoned = Tally()
+
+    /// A count shared with the connections' handlers.
+    final class Tally: Sendable {
+        private let count = Atomic<Int>(0)
+        func add() { count.add(1, ordering: .relaxed) }
+        var value: Int { count.load(ordering: .relaxed) }
+    }
 
     init() async throws {
+        let abandoned = self.abandoned
         channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline()
-                    try channel.pipeline.syncOperations.addHandler(Handler())
+                    try channel.pipeline.syncOperations.addHandler(Handler(abandoned: abandoned))
                 }
             }
             .bind(host: "127.0.0.1", port: 0).get()
@@ -511,6 +522,17 @@ final class SelectiveServer: Sendable {
         typealias OutboundOut = HTTPServerResponsePart
         private var silent = false
         private var trickle = false
+        private var waiting = false
+        let abandoned: Tally
+
+        init(abandoned: Tally) {
+            self.abandoned = abandoned
+        }
+
+        func channelInactive(context: ChannelHandlerContext) {
+            if waiting { abandoned.add() }
+            context.fireChannelInactive()
+        }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             switch unwrapInboundIn(data) {
@@ -519,7 +541,10 @@ final class SelectiveServer: Sendable {
                 trickle = head.uri.hasPrefix("/trickle")
             case .body: break
             case .end:
-                guard !silent else { return }
+                guard !silent else {
+                    waiting = true
+                    return
+                }
                 if trickle {
                     // Ten bytes, one every 100 ms: never silent for long, done after a second.
                     context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: ["content-length": "10"]))), promise: nil)
@@ -590,6 +615,37 @@ struct UpstreamTimeoutTests {
         let failure = UpstreamFailure(UpstreamIdleTimeout(milliseconds: 300_000), resetDetails: "x", showError: false)
         #expect(failure.status == .gatewayTimeout && failure.flags == "SI" && failure.details == "stream_idle_timeout")
         await server.stop()
+    }
+
+    @Test("a client that goes away before its answer has its upstream request stopped, logged as Envoy logs it (0, DC)")
+    func clientGoneStopsUpstream() async throws {
+        let mesh = try MeshFixture()
+        defer { mesh.remove() }
+        let app = try await SelectiveServer()
+        let server = try await mesh.identity(namespace: "default", serviceAccount: "server")
+        let log = "\(mesh.directory)/gone-access.log"
+        let workload = WorkloadInfo(name: "server-v1", namespace: "default", labels: ["app": "server"], appPort: app.port)
+        let proxy = try await TestProxy(workload: workload, identityDirectory: server.directory, appPort: app.port, logFile: log)
+        try proxy.install(SnapshotBuilder.snapshot())
+        // HTTP/1.1: the client closes its connection while the application holds the request.
+        let client = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connect(host: "127.0.0.1", port: proxy.inboundPort).get()
+        try await client.writeAndFlush(ByteBuffer(string: "GET /slow/http1 HTTP/1.1\r\nHost: app\r\n\r\n"))
+        try await Task.sleep(for: .milliseconds(300))
+        try await client.close()
+        // HTTP/2: the client's connection, and with it the stream, goes while the request waits.
+        try await RawHTTP2.abandon(
+            port: proxy.inboundPort, headers: [(":method", "GET"), (":scheme", "http"), (":path", "/slow/http2"), (":authority", "app")],
+            after: .milliseconds(300))
+        for path in ["/slow/http1", "/slow/http2"] {
+            let line = try await UpgradeTests.accessLogLine(log) { $0["path"] as? String == path }
+            #expect(line["response_code"] as? Int == 0 && line["response_flags"] as? String == "DC", "\(line)")
+            #expect(line["response_code_details"] as? String == "downstream_remote_disconnect", "\(line)")
+        }
+        // The application saw both requests abandoned, well before any timeout.
+        for _ in 0..<100 where app.abandoned.value < 2 { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(app.abandoned.value == 2)
+        await proxy.stop()
+        await app.stop()
     }
 
     @Test("an upstream that never answers fails the exchange with a timeout after the request's deadline")

@@ -122,4 +122,26 @@ enum RawHTTP2 {
             throw ProxyError(.upstream, "the stream ended without a response: \(response.head)")
         }
     }
+
+    /// Sends `headers` as one HEADERS frame ending the stream, waits `after`, and closes the
+    /// connection without reading the answer: a client that gives up.
+    static func abandon(port: Int, headers: [(String, String)], after: Duration) async throws {
+        let (channel, multiplexer) = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(host: "127.0.0.1", port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let multiplexer = try channel.pipeline.syncOperations.configureAsyncHTTP2Pipeline(mode: .client) { stream in
+                        stream.eventLoop.makeSucceededVoidFuture()
+                    }
+                    return (channel, multiplexer)
+                }
+            }
+        let stream = try await multiplexer.openStream { stream in
+            stream.eventLoop.makeCompletedFuture { try NIOAsyncChannel<HTTP2Frame.FramePayload, HTTP2Frame.FramePayload>(wrappingChannelSynchronously: stream) }
+        }
+        try await stream.executeThenClose { _, outbound in
+            try await outbound.write(.headers(.init(headers: HPACKHeaders(headers), endStream: true)))
+            try await Task.sleep(for: after)
+        }
+        try await channel.close()
+    }
 }

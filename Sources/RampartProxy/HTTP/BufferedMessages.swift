@@ -10,6 +10,9 @@ public struct BufferedRequest: Sendable {
     public var body: ByteBuffer
     /// Trailers, if the client sent any (gRPC over HTTP/2 may).
     public var trailers: HTTPHeaders?
+    /// Set by the server connection it arrived on: what stops the work done for it when its
+    /// client goes away before the answer.
+    public var cancellation: RequestCancellation?
 
     /// Creates a request.
     public init(head: HTTPRequestHead, body: ByteBuffer = ByteBuffer(), trailers: HTTPHeaders? = nil) {

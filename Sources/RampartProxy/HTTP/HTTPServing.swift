@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHTTP1
+import Synchronization
 
 /// Answers the whole requests of a server connection (see `HTTPRequestAssembler`) through
 /// `respond`, keeping the connection alive while the client wants it.
@@ -18,7 +19,11 @@ enum HTTPServing {
     ) async throws {
         try await channel.executeThenClose { inbound, outbound in
             for try await assembled in inbound {
-                let (framed, last) = await answer(assembled, respond: respond, refused: refused)
+                // A stream the client resets (or whose connection goes) stops its upstream exchange.
+                let cancellation = RequestCancellation()
+                channel.channel.closeFuture.whenComplete { _ in cancellation.cancel() }
+                let (framed, last) = await answer(assembled, respond: respond, refused: refused, cancellation: cancellation)
+                cancellation.finish()
                 if last {
                     try await writeWhole(framed, on: channel.channel)
                     return
@@ -45,8 +50,16 @@ enum HTTPServing {
     static func serve(
         _ stream: HTTPRequestStream, respond: (BufferedRequest) async -> BufferedResponse, refused: Refused
     ) async {
+        // The request being answered: a client that closes the connection meanwhile stops its
+        // upstream exchange.
+        let current = Mutex<RequestCancellation?>(nil)
+        stream.channel.closeFuture.whenComplete { _ in current.withLock { $0 }?.cancel() }
         while let assembled = await stream.next() {
-            let (framed, last) = await answer(assembled, respond: respond, refused: refused)
+            let cancellation = RequestCancellation()
+            current.withLock { $0 = cancellation }
+            if !stream.channel.isActive { cancellation.cancel() }
+            let (framed, last) = await answer(assembled, respond: respond, refused: refused, cancellation: cancellation)
+            cancellation.finish()
             if let upgraded = framed.upgraded {
                 // The connection carries the upgraded protocol's bytes from now on.
                 stream.switchToBytes(after: framed, joining: upgraded)
@@ -63,15 +76,17 @@ enum HTTPServing {
 
     /// The framed answer to one request, and whether it is the connection's last.
     private static func answer(
-        _ assembled: AssembledRequest, respond: (BufferedRequest) async -> BufferedResponse, refused: Refused
+        _ assembled: AssembledRequest, respond: (BufferedRequest) async -> BufferedResponse, refused: Refused,
+        cancellation: RequestCancellation
     ) async -> (FramedResponse, last: Bool) {
         let requestHead: HTTPRequestHead
         let response: BufferedResponse
         // Whether the request's body was dropped unread, which ends an HTTP/1.1 connection.
         var tooLarge = false
         switch assembled {
-        case .complete(let request):
+        case .complete(var request):
             requestHead = request.head
+            request.cancellation = cancellation
             response = await respond(request)
         case .tooLarge(let head, let limit):
             // Refused before either side's handler saw it, with the details Envoy's buffer filter gives.

@@ -63,6 +63,7 @@ struct InboundHTTP: Sendable {
             var record = record
             var response = response
             ResponseStamp.apply(&response, server: ResponseStamp.inboundServer, serviceTime: record.upstreamServiceTime)
+            record.downstreamDisconnected = request.cancellation?.isCancelled ?? false
             context.finish(&record, response: response, start: start)
             answer(response)
         }

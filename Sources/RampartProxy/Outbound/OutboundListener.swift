@@ -124,6 +124,7 @@ struct OutboundHTTP: Sendable {
             var record = record
             var response = response
             ResponseStamp.apply(&response, server: ResponseStamp.outboundServer, serviceTime: record.upstreamServiceTime)
+            record.downstreamDisconnected = request.cancellation?.isCancelled ?? false
             context.finish(&record, response: response, start: start)
             answer(response)
         }

@@ -75,6 +75,9 @@ public struct RequestRecord: Sendable {
     public var rule: Int?
     /// Dry-run policies that would have changed the result.
     public var dryRun: [String]
+    /// Whether the client went away before its answer (reported as Envoy reports it: response
+    /// code 0, flag `DC`).
+    public var downstreamDisconnected = false
     /// Whether the request is a gRPC call, and the gRPC status its response carried.
     public var isGRPC = false
     public var grpcStatus: String?

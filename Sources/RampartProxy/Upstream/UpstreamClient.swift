@@ -210,7 +210,7 @@ public final class UpstreamClient: Sendable {
         exchange(request, on: pooled, key: key, timeout: timeout) { [request] result in
             // A pooled connection the server closed while it sat idle: the server answered
             // nothing, so an idempotent request is sent once more on a new connection.
-            if retry, case .failure(let error) = result, error is UpstreamClosed {
+            if retry, case .failure(let error) = result, error is UpstreamClosed, request.cancellation?.isCancelled != true {
                 self.exchangeOnNewConnection(request, key: key, on: loop, timeout: timeout, completion: completion)
             } else {
                 completion(result)
@@ -416,6 +416,10 @@ public final class UpstreamClient: Sendable {
         let exchange = UpstreamExchange(
             request: request, completion: completion, deadline: timeout > .zero ? .now() + timeout : .distantFuture, timeout: timeout,
             idle: streamIdleTimeout)
+        // A client gone before the answer ends the exchange: the connection (or HTTP/2 stream) is
+        // closed, so the application sees the request abandoned, as Envoy resets it; the
+        // exchange's handler then fails it, on the connection's own loop.
+        request.cancellation?.onCancel { channel.close(promise: nil) }
         if channel.eventLoop.inEventLoop && channel.isActive {
             // On the channel's own thread an open channel hands the write to its handler at
             // once; a failure after that reaches the handler, which completes the exchange.
