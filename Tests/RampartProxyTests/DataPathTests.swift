@@ -644,6 +644,25 @@ struct UpstreamTimeoutTests {
         // The application saw both requests abandoned, well before any timeout.
         for _ in 0..<100 where app.abandoned.value < 2 { try await Task.sleep(for: .milliseconds(20)) }
         #expect(app.abandoned.value == 2)
+
+        // Through a client-side proxy: its outbound side stops its request to the server's
+        // proxy, which stops the application's.
+        let caller = try await mesh.identity(namespace: "default", serviceAccount: "client")
+        let callerLog = "\(mesh.directory)/gone-caller-access.log"
+        let clientProxy = try await TestProxy(
+            workload: WorkloadInfo(name: "client-v1", namespace: "default", appPort: 1), identityDirectory: caller.directory, appPort: 1,
+            logFile: callerLog)
+        try clientProxy.install(SnapshotBuilder.snapshot(services: [("server", "default", 8080, [("127.0.0.1:\(proxy.inboundPort)", server.spiffeID, "server-v1")])]))
+        let outbound = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(host: "127.0.0.1", port: clientProxy.outboundPort).get()
+        try await outbound.writeAndFlush(ByteBuffer(string: "GET /slow/outbound HTTP/1.1\r\nHost: server:8080\r\n\r\n"))
+        try await Task.sleep(for: .milliseconds(300))
+        try await outbound.close()
+        let callerLine = try await UpgradeTests.accessLogLine(callerLog) { $0["path"] as? String == "/slow/outbound" }
+        #expect(callerLine["response_code"] as? Int == 0 && callerLine["response_flags"] as? String == "DC", "\(callerLine)")
+        for _ in 0..<100 where app.abandoned.value < 3 { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(app.abandoned.value == 3)
+        await clientProxy.stop()
         await proxy.stop()
         await app.stop()
     }

@@ -203,7 +203,9 @@ struct OutboundHTTP: Sendable {
         }
         let ports = config.registry.resolveAll(host: target.host, clientNamespace: context.workload.namespace)
         guard let first = ports.first else {
-            passthrough(BufferedRequest(head: head, body: request.body), target: target, record: record, on: loop, done: done)
+            var forwarded = BufferedRequest(head: head, body: request.body)
+            forwarded.cancellation = request.cancellation
+            passthrough(forwarded, target: target, record: record, on: loop, done: done)
             return
         }
         let fqdn = first.hostname(domain: config.registry.domain)
@@ -264,8 +266,10 @@ struct OutboundHTTP: Sendable {
             return
         }
         let forwardedAt = NIODeadline.now()
+        var forwarded = BufferedRequest(head: head, body: request.body, trailers: request.trailers)
+        forwarded.cancellation = request.cancellation
         context.upstream.send(
-            BufferedRequest(head: head, body: request.body, trailers: request.trailers),
+            forwarded,
             to: UpstreamTarget(host: endpoint.host, port: endpoint.port, tls: tls, http2: http2), timeout: context.upstreamTimeout, on: loop
         ) { [record] outcome in
             var record = record
