@@ -91,7 +91,7 @@ struct GRPCTrailersOnlyTests {
         for type in ["application/grpc", "application/grpc+proto", "Application/GRPC; charset=utf-8", "application/grpc;x=1"] {
             #expect(GRPCFraming.isGRPC(contentType: type), "\(type)")
         }
-        for type in ["application/grpc-web", "application/grpc-web+proto", "application/grpcx", "application/json", "", nil] as [String?] {
+        for type in ["application/grpc-web", "application/grpc-web+proto", "application/grpcx", "application/json", "application\u{0F}grpc", "application/grp", "", nil] as [String?] {
             #expect(!GRPCFraming.isGRPC(contentType: type), "\(String(describing: type))")
         }
     }

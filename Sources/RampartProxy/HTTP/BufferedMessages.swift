@@ -77,8 +77,13 @@ enum GRPCFraming {
     /// Whether a content type is gRPC's as Envoy reads it: `application/grpc`, alone or followed by
     /// `+` (`application/grpc+proto`) or `;` (parameters). gRPC-Web (`application/grpc-web…`) is not.
     static func isGRPC(contentType: String?) -> Bool {
-        guard let contentType = contentType?.lowercased(), contentType.hasPrefix("application/grpc") else { return false }
-        let next = contentType.utf8.dropFirst(16).first
+        guard let contentType else { return false }
+        // Compared byte by byte, case-insensitively, without making a lower-case copy.
+        var bytes = contentType.utf8.makeIterator()
+        for expected in "application/grpc".utf8 {
+            guard let byte = bytes.next(), (byte >= 0x41 && byte <= 0x5A ? byte | 0x20 : byte) == expected else { return false }
+        }
+        let next = bytes.next()
         return next == nil || next == UInt8(ascii: "+") || next == UInt8(ascii: ";")
     }
 

@@ -1,6 +1,5 @@
 import NIOCore
 import NIOHTTP1
-import Synchronization
 
 /// Answers the whole requests of a server connection (see `HTTPRequestAssembler`) through
 /// `respond`, keeping the connection alive while the client wants it.
@@ -50,13 +49,12 @@ enum HTTPServing {
     static func serve(
         _ stream: HTTPRequestStream, respond: (BufferedRequest) async -> BufferedResponse, refused: Refused
     ) async {
-        // The request being answered: a client that closes the connection meanwhile stops its
-        // upstream exchange.
-        let current = Mutex<RequestCancellation?>(nil)
-        stream.channel.closeFuture.whenComplete { _ in current.withLock { $0 }?.cancel() }
+        // A client that closes the connection while a request is answered stops its upstream
+        // exchange; one object serves the connection's requests in turn.
+        let cancellation = RequestCancellation()
+        stream.channel.closeFuture.whenComplete { _ in cancellation.cancel() }
         while let assembled = await stream.next() {
-            let cancellation = RequestCancellation()
-            current.withLock { $0 = cancellation }
+            cancellation.begin()
             if !stream.channel.isActive { cancellation.cancel() }
             let (framed, last) = await answer(assembled, respond: respond, refused: refused, cancellation: cancellation)
             cancellation.finish()

@@ -419,7 +419,7 @@ public final class UpstreamClient: Sendable {
         // A client gone before the answer ends the exchange: the connection (or HTTP/2 stream) is
         // closed, so the application sees the request abandoned, as Envoy resets it; the
         // exchange's handler then fails it, on the connection's own loop.
-        request.cancellation?.onCancel { channel.close(promise: nil) }
+        request.cancellation?.closing(channel)
         if channel.eventLoop.inEventLoop && channel.isActive {
             // On the channel's own thread an open channel hands the write to its handler at
             // once; a failure after that reaches the handler, which completes the exchange.
