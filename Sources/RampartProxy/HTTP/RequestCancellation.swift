@@ -37,6 +37,14 @@ public final class RequestCancellation: Sendable {
         if now { upstream.close(promise: nil) }
     }
 
+    /// The exchange on `upstream` is over and the connection goes back to its pool: the client's
+    /// going must not close it under another request.
+    func release(_ upstream: any Channel) {
+        state.withLock { state in
+            if state.upstream === upstream { state.upstream = nil }
+        }
+    }
+
     /// The client went away: closes the registered upstream, unless the answer was already written.
     func cancel() {
         let upstream = state.withLock { state -> (any Channel)? in

@@ -248,6 +248,7 @@ public final class UpstreamClient: Sendable {
             case .success(let response):
                 // The request's headers were edited for forwarding: read without NIO's canonical form.
                 if HopByHop.isKeepAlive(request.head.headers, version: request.head.version) && response.head.isKeepAlive && channel.isActive {
+                    request.cancellation?.release(channel)
                     self.release(connection, key: key)
                 } else {
                     channel.close(promise: nil)
