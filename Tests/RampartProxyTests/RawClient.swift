@@ -83,9 +83,9 @@ enum RawHTTP2 {
         return (response.head, response.body)
     }
 
-    /// Sends `headers` as one HEADERS frame ending the stream; returns the response as framed.
-    static func frames(port: Int, headers: [(String, String)], timeout: TimeAmount = .seconds(5)) async throws -> Response {
-        let (channel, multiplexer) = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+    /// A cleartext HTTP/2 connection with prior knowledge, and the streams it opens.
+    private static func connect(port: Int) async throws -> (any Channel, NIOHTTP2Handler.AsyncStreamMultiplexer<Void>) {
+        try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connect(host: "127.0.0.1", port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let multiplexer = try channel.pipeline.syncOperations.configureAsyncHTTP2Pipeline(mode: .client) { stream in
@@ -94,6 +94,11 @@ enum RawHTTP2 {
                     return (channel, multiplexer)
                 }
             }
+    }
+
+    /// Sends `headers` as one HEADERS frame ending the stream; returns the response as framed.
+    static func frames(port: Int, headers: [(String, String)], timeout: TimeAmount = .seconds(5)) async throws -> Response {
+        let (channel, multiplexer) = try await connect(port: port)
         defer { channel.close(promise: nil) }
         let stream = try await multiplexer.openStream { stream in
             stream.eventLoop.makeCompletedFuture { try NIOAsyncChannel<HTTP2Frame.FramePayload, HTTP2Frame.FramePayload>(wrappingChannelSynchronously: stream) }
@@ -126,15 +131,7 @@ enum RawHTTP2 {
     /// Sends `headers` as one HEADERS frame ending the stream, waits `after`, and closes the
     /// connection without reading the answer: a client that gives up.
     static func abandon(port: Int, headers: [(String, String)], after: Duration) async throws {
-        let (channel, multiplexer) = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .connect(host: "127.0.0.1", port: port) { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    let multiplexer = try channel.pipeline.syncOperations.configureAsyncHTTP2Pipeline(mode: .client) { stream in
-                        stream.eventLoop.makeSucceededVoidFuture()
-                    }
-                    return (channel, multiplexer)
-                }
-            }
+        let (channel, multiplexer) = try await connect(port: port)
         let stream = try await multiplexer.openStream { stream in
             stream.eventLoop.makeCompletedFuture { try NIOAsyncChannel<HTTP2Frame.FramePayload, HTTP2Frame.FramePayload>(wrappingChannelSynchronously: stream) }
         }
