@@ -140,17 +140,9 @@ struct OutboundHTTP: Sendable {
         var request = BufferedRequest(head: head)
         var record = RequestRecord(reporter: .source, startTime: start, protocolName: request.protocolName)
         record.isGRPC = request.isGRPC
-        record.method = head.method.rawValue
+        describe(&record, &request.head, source: source)
         record.path = head.uri
         record.authority = head.headers.first(name: "host")
-        record.userAgent = head.headers.first(name: "user-agent")
-        record.sourceAddress = source
-        record.forwardedFor = head.headers.first(name: "x-forwarded-for")
-        record.sourcePrincipal = context.identity.current?.identity.spiffeIDString
-        record.sourceWorkload = context.workload.name
-        record.sourceNamespace = context.workload.namespace
-        record.source(context.telemetry)
-        record.requestID = RequestIDs.ensure(&request.head.headers)
         record.responseDetails = details
         var response = response
         ResponseStamp.apply(&response, server: ResponseStamp.outboundServer, serviceTime: nil)
@@ -158,19 +150,25 @@ struct OutboundHTTP: Sendable {
         return response
     }
 
-    private func route(_ request: BufferedRequest, source: String?, record: inout RequestRecord, on loop: any EventLoop, done: @escaping Routed) {
-        var head = request.head
+    /// What the record says of the request and of this side as its source: method, user agent,
+    /// client address, `x-forwarded-for`, this workload's identity and labels, and the request ID
+    /// (generated into `head` when missing).
+    private func describe(_ record: inout RequestRecord, _ head: inout HTTPRequestHead, source: String?) {
         record.method = head.method.rawValue
         record.userAgent = head.headers.first(name: "user-agent")
-        record.bytesReceived = request.body.readableBytes
         record.sourceAddress = source
         record.forwardedFor = head.headers.first(name: "x-forwarded-for")
-        let own = context.identity.current?.identity
-        record.sourcePrincipal = own?.spiffeIDString
+        record.sourcePrincipal = context.identity.current?.identity.spiffeIDString
         record.sourceWorkload = context.workload.name
         record.sourceNamespace = context.workload.namespace
         record.source(context.telemetry)
         record.requestID = RequestIDs.ensure(&head.headers)
+    }
+
+    private func route(_ request: BufferedRequest, source: String?, record: inout RequestRecord, on loop: any EventLoop, done: @escaping Routed) {
+        var head = request.head
+        record.bytesReceived = request.body.readableBytes
+        describe(&record, &head, source: source)
         if let refusal = context.refusesVersion(request, &record) {
             done(refusal, record)
             return
