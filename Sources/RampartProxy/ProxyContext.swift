@@ -101,7 +101,8 @@ public final class ProxyContext: Sendable {
             }
         }
         // A gRPC caller gets a local reply's text as `grpc-message`, with no body (see `GRPCFraming`).
-        record.bytesSent = record.isGRPC && response.isLocal && response.head.status != .ok ? 0 : response.body.readableBytes
+        record.bytesSent =
+            record.isGRPC && response.isLocal && response.head.status != .ok ? 0 : response.relayedBytes ?? response.body.readableBytes
         if !response.isLocal && record.responseDetails == nil { record.responseDetails = "via_upstream" }
         if record.downstreamDisconnected {
             // Nothing reached the client: Envoy's record of a downstream that disconnected.

@@ -202,6 +202,50 @@ struct ProxyEndToEndTests {
         }
     }
 
+    @Test("grpcio's streaming calls stream through both proxies: ping-pong, a server stream, and an upload past the body limit")
+    func grpcStreaming() async throws {
+        try await withMesh { mesh in
+            let g = try await MeshWorkload.start(
+                name: "g", namespace: Self.namespace, ca: mesh.ca, directory: mesh.directory, app: "grpc_stream_app.py")
+            do {
+                let client = Paths.interop.appendingPathComponent("grpc_stream_client.py").path
+                let outbound = mesh.a.outbound
+                let result = try await offPool {
+                    try run("python3", [client, "127.0.0.1:\(outbound)", "g", "--wait", "30"], timeout: 120)
+                }
+                let calls = try #require(
+                    (try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8))) as? [String: Any], "\(result.stdout)\n\(result.stderr)")
+                // The client sends each ping only once the pong before it has arrived.
+                #expect(calls["pingpong"] as? [String] == ["pong: ping 1", "pong: ping 2", "pong: ping 3"], "\(calls)\n\(g.proxy.log)")
+                let countdown = calls["countdown"] as? [String: Any]
+                #expect(countdown?["messages"] as? [String] == ["tick 3", "tick 2", "tick 1"], "\(calls)")
+                // Sent 0.4 s apart, the ticks arrive apart, not together at the call's end.
+                #expect((countdown?["spread"] as? Double ?? 0) > 0.5, "\(calls)")
+                #expect(calls["upload"] as? String == "\(20 * 1024 * 1024) bytes in 20 messages", "\(calls)")
+
+                // Each call is logged once it ends, with its gRPC status and the bytes relayed.
+                var log = ""
+                try await eventually(timeout: 5, "the upload's access-log line") {
+                    log = (try? String(contentsOfFile: g.accessLog, encoding: .utf8)) ?? ""
+                    return log.contains("/test.Stream/Upload")
+                }
+                let upload = log.split(separator: "\n").first { $0.contains("/test.Stream/Upload") } ?? ""
+                let metrics = try await Curl.get("http://127.0.0.1:\(g.admin)/stats/prometheus").body
+                let grpcOK = metrics.split(separator: "\n").contains {
+                    $0.hasPrefix("istio_requests_total{") && $0.contains("grpc_response_status=\"0\"") && $0.contains("request_protocol=\"grpc\"")
+                }
+                #expect(grpcOK, "\(metrics)")
+                #expect(upload.contains("\"response_code\":200"), "\(upload)")
+                let received = (try? JSONSerialization.jsonObject(with: Data(upload.utf8)) as? [String: Any])?["bytes_received"] as? Int ?? 0
+                #expect(received > 20 * 1024 * 1024, "\(upload)")
+            } catch {
+                _ = try? await offPool { g.stop() }
+                throw error
+            }
+            _ = try? await offPool { g.stop() }
+        }
+    }
+
     @Test("STRICT refuses plaintext; curl and openssl interoperate over mTLS; a revoked client certificate is refused")
     func peerAuthenticationAndRevocation() async throws {
         try await withMesh { mesh in

@@ -118,6 +118,20 @@ struct IdleTimeoutTests {
         ended.pipeline.fireUserInboundEventTriggered(IdleStateHandler.IdleStateEvent.read)
         #expect(ended.isActive)
     }
+
+    @Test("a stream answering while its client still sends (a relayed gRPC call) is reset only when nothing goes either way")
+    func http2Streaming() throws {
+        let request = HPACKHeaders([(":method", "POST"), (":scheme", "http"), (":path", "/"), (":authority", "app"), ("content-type", "application/grpc")])
+        let streaming = EmbeddedChannel(handler: StalledStreamCloser())
+        try streaming.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        try streaming.writeInbound(HTTP2Frame.FramePayload.headers(.init(headers: request)))
+        try streaming.writeOutbound(HTTP2Frame.FramePayload.headers(.init(headers: [":status": "200", "content-type": "application/grpc"])))
+        // The client has sent nothing for the period, but the server streams to it.
+        streaming.pipeline.fireUserInboundEventTriggered(IdleStateHandler.IdleStateEvent.read)
+        #expect(streaming.isActive)
+        streaming.pipeline.fireUserInboundEventTriggered(IdleStateHandler.IdleStateEvent.all)
+        #expect(!streaming.isActive)
+    }
 }
 
 /// The bound on WINDOW_UPDATE frames, Envoy's `max_inbound_window_update_frames_per_data_frame_sent`.

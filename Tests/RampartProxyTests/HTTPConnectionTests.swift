@@ -29,7 +29,7 @@ struct ParseErrorTests {
 
     private static func answer(_ channel: EmbeddedChannel, _ text: String) throws {
         let response = BufferedResponse.local(.ok, text)
-        try channel.writeOutbound(FramedResponse(head: response.head, body: response.body, trailers: nil))
+        try channel.writeOutbound(ResponseWrite.whole(FramedResponse(head: response.head, body: response.body, trailers: nil)))
     }
 
     @Test("after a request: its response is written first, then 400, then the connection closes")

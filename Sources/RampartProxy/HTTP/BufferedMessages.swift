@@ -13,6 +13,9 @@ public struct BufferedRequest: Sendable {
     /// Set by the server connection it arrived on: what stops the work done for it when its
     /// client goes away before the answer.
     public var cancellation: RequestCancellation?
+    /// Whether the request was handed on at its head, its body to follow as it arrives (a gRPC
+    /// call over HTTP/2, see `StreamRelay`); `body` is then empty.
+    public var isStreamed = false
 
     /// Creates a request.
     public init(head: HTTPRequestHead, body: ByteBuffer = ByteBuffer(), trailers: HTTPHeaders? = nil) {
@@ -50,6 +53,14 @@ public struct BufferedResponse: Sendable {
     /// For a `101 Switching Protocols`: the upstream connection, now a byte stream, that the
     /// client's connection is joined to once the 101 is written (see `HTTPUpgrade`).
     public var upgraded: UpgradedConnection?
+    /// For a request passed on as it arrives: the exchange, still to run, that relays the call to
+    /// its upstream and the upstream's answer back (see `StreamRelay`).
+    var relay: StreamRelay?
+    /// Whether the body follows the head as the upstream sends it: the response gets no length of
+    /// the proxy's making.
+    var isStreamed = false
+    /// For a relayed response: the body bytes relayed to the client, which `body` does not hold.
+    var relayedBytes: Int?
 
     /// Creates a response.
     public init(head: HTTPResponseHead, body: ByteBuffer = ByteBuffer(), trailers: HTTPHeaders? = nil) {

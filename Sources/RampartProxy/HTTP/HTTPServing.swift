@@ -5,7 +5,7 @@ import NIOHTTP1
 /// `respond`, keeping the connection alive while the client wants it.
 enum HTTPServing {
     /// A server connection or HTTP/2 stream as async code sees it.
-    typealias Connection = NIOAsyncChannel<AssembledRequest, FramedResponse>
+    typealias Connection = NIOAsyncChannel<AssembledRequest, ResponseWrite>
 
     /// Records a request the proxy answers itself before anything decides it (a body past a
     /// limit, an HTTP/2 request without authority) with the answer and the access log's response
@@ -17,17 +17,26 @@ enum HTTPServing {
         _ channel: Connection, respond: (BufferedRequest) async -> BufferedResponse, refused: Refused
     ) async throws {
         try await channel.executeThenClose { inbound, outbound in
-            for try await assembled in inbound {
+            var parts = inbound.makeAsyncIterator()
+            while let assembled = try await parts.next() {
+                // The rest of a request whose exchange has ended (its stream is closing).
+                if case .bodyPart = assembled { continue }
+                if case .end = assembled { continue }
                 // A stream the client resets (or whose connection goes) stops its upstream exchange.
                 let cancellation = RequestCancellation()
                 channel.channel.closeFuture.whenComplete { _ in cancellation.cancel() }
                 let (framed, last) = await answer(assembled, respond: respond, refused: refused, cancellation: cancellation)
+                if let relay = framed.relay, case .complete(let request) = assembled {
+                    // A call passed on as it arrives: the relay reads the rest of the request.
+                    await relay.run(client: channel.channel, parts: &parts, requestHead: request.head, cancellation: cancellation)
+                    return
+                }
                 cancellation.finish()
                 if last {
                     try await writeWhole(framed, on: channel.channel)
                     return
                 }
-                try await outbound.write(framed)
+                try await outbound.write(.whole(framed))
             }
         }
     }
@@ -41,7 +50,7 @@ enum HTTPServing {
         let written = channel.eventLoop.makePromise(of: Void.self)
         let deadline = channel.eventLoop.scheduleTask(in: limit) { channel.close(promise: nil) }
         defer { deadline.cancel() }
-        channel.writeAndFlush(framed, promise: written)
+        channel.writeAndFlush(ResponseWrite.whole(framed), promise: written)
         try await written.futureResult.get()
     }
 
@@ -86,6 +95,9 @@ enum HTTPServing {
             requestHead = request.head
             request.cancellation = cancellation
             response = await respond(request)
+            if let relay = response.relay {
+                return (FramedResponse(head: response.head, relay: relay), true)
+            }
         case .tooLarge(let head, let limit):
             // Refused before either side's handler saw it, with the details Envoy's buffer filter gives.
             requestHead = head
@@ -102,6 +114,10 @@ enum HTTPServing {
         case .missingAuthority(let head):
             requestHead = head
             response = refused(head, .local(.badRequest, HTTP2AuthorityNormalizer.missingAuthorityText), "missing_host_header")
+        case .bodyPart, .end:
+            // Parts of a request handed on at its head reach its relay, never here.
+            requestHead = HTTPRequestHead(version: .http2, method: .GET, uri: "/")
+            response = .local(.badRequest, "")
         }
         // An HTTP/2 stream carries one exchange; HTTP/1.1 keeps the connection while both sides agree.
         let http2 = requestHead.version.major == 2
@@ -135,7 +151,8 @@ enum HTTPServing {
         if head.status == .switchingProtocols { HTTPUpgrade.restore(&head.headers, from: response.head.headers) }
         let bodyless = request.method == .HEAD || head.status.code == 204 || head.status.code == 304 || head.status.code < 200
         // A gRPC response ends with trailers: its length is the DATA frames', not a header's.
-        if !bodyless && !(grpc && response.trailers != nil && !head.headers.contains(name: "content-length")) {
+        // A relayed response's length is what the upstream said of it, if anything.
+        if !bodyless && !response.isStreamed && !(grpc && response.trailers != nil && !head.headers.contains(name: "content-length")) {
             head.headers.replaceOrAdd(name: "content-length", value: String(response.body.readableBytes))
         }
         if request.version.major == 2 {

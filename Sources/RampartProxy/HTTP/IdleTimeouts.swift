@@ -53,13 +53,19 @@ final class StalledRequestCloser: ChannelInboundHandler, RemovableChannelHandler
     }
 }
 
-/// Resets an HTTP/2 stream whose client stopped before ending its request, on the read-idle
-/// event of the `IdleStateHandler` before it. A stream whose request has ended waits for its
-/// response however long that takes (the upstream's own timeout bounds it).
-final class StalledStreamCloser: ChannelInboundHandler, RemovableChannelHandler {
+/// Resets an HTTP/2 stream whose client stopped before ending its request, on the idle events of
+/// the `IdleStateHandler` before it (which watches reads, and reads and writes together). A
+/// stream whose request has ended waits for its response however long that takes (the
+/// upstream's own timeout bounds it). A stream answering as it goes (a gRPC call relayed while
+/// its client is still sending, see `StreamRelay`) is reset only when nothing has gone either way
+/// for the period, as Envoy's `stream_idle_timeout` counts both directions: the client of a
+/// long-lived call may have nothing to send while the server streams to it.
+final class StalledStreamCloser: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTP2Frame.FramePayload
+    typealias OutboundIn = HTTP2Frame.FramePayload
 
     private var ended = false
+    private var responding = false
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
@@ -70,10 +76,20 @@ final class StalledStreamCloser: ChannelInboundHandler, RemovableChannelHandler 
         context.fireChannelRead(data)
     }
 
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        if case .headers = unwrapOutboundIn(data) { responding = true }
+        context.write(data, promise: promise)
+    }
+
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read, !ended {
-            context.close(promise: nil)
-            return
+        if let idle = event as? IdleStateHandler.IdleStateEvent, !ended {
+            switch idle {
+            case .read where !responding, .all:
+                context.close(promise: nil)
+                return
+            default:
+                break
+            }
         }
         context.fireUserInboundEventTriggered(event)
     }

@@ -129,12 +129,13 @@ enum Listening {
         try channel.pipeline.syncOperations.addHandler(HTTP2FloodGuard())
         let streams = try channel.pipeline.syncOperations.configureAsyncHTTP2Pipeline(mode: .server) { stream in
             stream.eventLoop.makeCompletedFuture {
-                try stream.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: timeouts.stalledRequest))
+                try stream.pipeline.syncOperations.addHandler(
+                    IdleStateHandler(readTimeout: timeouts.stalledRequest, allTimeout: timeouts.stalledRequest))
                 try stream.pipeline.syncOperations.addHandler(StalledStreamCloser())
                 try stream.pipeline.syncOperations.addHandler(HTTP2AuthorityNormalizer())
                 try stream.pipeline.syncOperations.addHandler(GRPCTrailersOnly())
                 try stream.pipeline.syncOperations.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
-                try stream.pipeline.syncOperations.addHandler(HTTPRequestAssembler(maxBodyBytes: maxBodyBytes))
+                try stream.pipeline.syncOperations.addHandler(HTTPRequestAssembler(maxBodyBytes: maxBodyBytes, streamsGRPC: true))
                 return try HTTPServing.Connection(wrappingChannelSynchronously: stream)
             }
         }

@@ -12,6 +12,10 @@ enum AssembledRequest: Sendable {
     case overloaded(HTTPRequestHead, limit: Int)
     /// An HTTP/2 request with neither `:authority` nor `host` (see `HTTP2AuthorityNormalizer`).
     case missingAuthority(HTTPRequestHead)
+    /// A piece of the body of a request handed on at its head (`BufferedRequest.isStreamed`).
+    case bodyPart(ByteBuffer)
+    /// The end of such a request, with its trailers.
+    case end(HTTPHeaders?)
 }
 
 /// How many bytes of request bodies the whole proxy holds while it reads them, across every
@@ -59,6 +63,18 @@ struct FramedResponse: Sendable {
     var trailers: HTTPHeaders?
     /// The upstream byte stream to join the connection to once this 101 is written.
     var upgraded: UpgradedConnection?
+    /// For a request passed on as it arrives: the exchange that makes the response (see
+    /// `StreamRelay`); `head` is then a placeholder.
+    var relay: StreamRelay?
+}
+
+/// What an HTTP/2 stream's async code writes: a whole response, or the parts of one relayed as
+/// the upstream sends them (see `StreamRelay`).
+enum ResponseWrite: Sendable {
+    case whole(FramedResponse)
+    case head(HTTPResponseHead)
+    case body(ByteBuffer)
+    case end(HTTPHeaders?)
 }
 
 /// The state machine behind `HTTPRequestAssembler`: request parts in, whole requests out.
@@ -67,18 +83,23 @@ struct RequestAssembly {
         case idle
         case reading(HTTPRequestHead, ByteBuffer)
         case discarding(HTTPRequestHead, overloaded: Bool)
+        /// A request handed on at its head: its body is handed on as it arrives.
+        case streaming
     }
 
     private var state = State.idle
     let maxBodyBytes: Int
+    /// Whether gRPC requests are handed on at their heads (HTTP/2 streams).
+    let streamsGRPC: Bool
     /// What every connection's bodies are held against.
     let budget: BodyBudget
     /// The body of bodiless requests, allocated once per connection.
     private let empty = ByteBuffer()
 
-    init(maxBodyBytes: Int, budget: BodyBudget = .shared) {
+    init(maxBodyBytes: Int, budget: BodyBudget = .shared, streamsGRPC: Bool = false) {
         self.maxBodyBytes = maxBodyBytes
         self.budget = budget
+        self.streamsGRPC = streamsGRPC
     }
 
     /// Takes one part; returns the request its end completes.
@@ -86,8 +107,21 @@ struct RequestAssembly {
         switch (part, state) {
         case (.head(let head), _):
             releaseHeld()
+            if streamsGRPC && GRPCFraming.isGRPC(contentType: head.headers.first(name: "content-type")) {
+                // A gRPC call's messages may be a stream in either direction: the call is
+                // decided on its head (no policy reads a body) and its body passed on as it comes.
+                state = .streaming
+                var request = BufferedRequest(head: head)
+                request.isStreamed = true
+                return .complete(request)
+            }
             state = .reading(head, empty)
             return nil
+        case (.body(let chunk), .streaming):
+            return .bodyPart(chunk)
+        case (.end(let trailers), .streaming):
+            state = .idle
+            return .end(trailers)
         case (.body(var chunk), .reading(let head, var body)):
             state = .idle  // drops this copy's reference so `body` grows in place
             if body.readableBytes + chunk.readableBytes > maxBodyBytes {
@@ -138,7 +172,7 @@ struct RequestAssembly {
 final class HTTPRequestAssembler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias InboundOut = AssembledRequest
-    typealias OutboundIn = FramedResponse
+    typealias OutboundIn = ResponseWrite
     typealias OutboundOut = HTTPServerResponsePart
 
     private var assembly: RequestAssembly
@@ -154,9 +188,12 @@ final class HTTPRequestAssembler: ChannelDuplexHandler, RemovableChannelHandler 
     /// not taken for one stalled in the middle of a request (see `StalledRequestCloser`).
     private let activity: RequestActivity?
 
-    init(maxBodyBytes: Int, answersParseErrors: Bool = false, budget: BodyBudget = .shared, activity: RequestActivity? = nil) {
+    init(
+        maxBodyBytes: Int, answersParseErrors: Bool = false, budget: BodyBudget = .shared, activity: RequestActivity? = nil,
+        streamsGRPC: Bool = false
+    ) {
         self.activity = activity
-        assembly = RequestAssembly(maxBodyBytes: maxBodyBytes, budget: budget)
+        assembly = RequestAssembly(maxBodyBytes: maxBodyBytes, budget: budget, streamsGRPC: streamsGRPC)
         self.answersParseErrors = answersParseErrors
     }
 
@@ -175,6 +212,14 @@ final class HTTPRequestAssembler: ChannelDuplexHandler, RemovableChannelHandler 
             }
         }
         guard let request = assembly.receive(part) else { return }
+        switch request {
+        case .bodyPart, .end:
+            // The rest of a request already handed on.
+            context.fireChannelRead(wrapInboundOut(request))
+            return
+        default:
+            break
+        }
         activity?.pending = false
         unanswered += 1
         context.fireChannelRead(wrapInboundOut(request))
@@ -199,7 +244,21 @@ final class HTTPRequestAssembler: ChannelDuplexHandler, RemovableChannelHandler 
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        let response = unwrapOutboundIn(data)
+        let response: FramedResponse
+        switch unwrapOutboundIn(data) {
+        case .whole(let whole):
+            response = whole
+        case .head(let head):
+            context.write(wrapOutboundOut(.head(head)), promise: promise)
+            return
+        case .body(let body):
+            context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: promise)
+            return
+        case .end(let trailers):
+            context.write(wrapOutboundOut(.end(trailers)), promise: promise)
+            unanswered = max(0, unanswered - 1)
+            return
+        }
         context.write(wrapOutboundOut(.head(response.head)), promise: nil)
         if let body = response.body {
             context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)

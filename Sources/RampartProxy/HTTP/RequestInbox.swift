@@ -11,8 +11,8 @@ import NIOHTTP1
 /// handler stops asking for reads, so a client that pipelines without end is held back by TCP.
 final class HTTPRequestInbox: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = AssembledRequest
-    typealias OutboundIn = FramedResponse
-    typealias OutboundOut = FramedResponse
+    typealias OutboundIn = ResponseWrite
+    typealias OutboundOut = ResponseWrite
 
     /// Requests held while the task is busy, before reads stop.
     static let maxQueued = 16
@@ -114,13 +114,13 @@ struct HTTPRequestStream: Sendable {
 
     /// Writes and flushes one response.
     func write(_ response: FramedResponse) {
-        channel.writeAndFlush(response, promise: nil)
+        channel.writeAndFlush(ResponseWrite.whole(response), promise: nil)
     }
 
     /// Writes the connection's last response, and closes it once the response has gone.
     func writeAndClose(_ response: FramedResponse) {
         let channel = self.channel
-        channel.writeAndFlush(response).whenComplete { _ in channel.close(promise: nil) }
+        channel.writeAndFlush(ResponseWrite.whole(response)).whenComplete { _ in channel.close(promise: nil) }
     }
 
     /// Closes the connection.
@@ -132,7 +132,7 @@ struct HTTPRequestStream: Sendable {
     /// upstream's: the HTTP handlers go, a tunnel end takes their place.
     func switchToBytes(after response: FramedResponse, joining upgraded: UpgradedConnection) {
         let channel = self.channel
-        channel.writeAndFlush(response).whenComplete { result in
+        channel.writeAndFlush(ResponseWrite.whole(response)).whenComplete { result in
             guard case .success = result else {
                 channel.close(promise: nil)
                 upgraded.tunnel.channel.close(promise: nil)

@@ -60,6 +60,13 @@ struct InboundHTTP: Sendable {
         describe(&record, request: request, info: info)
         let context = self.context
         handle(request, info: info, record: record, on: loop) { response, record in
+            if let relay = response.relay {
+                // A call relayed as it arrives is reported when it ends (its answer is stamped by
+                // the relay's `answered`, see `decide`).
+                relay.attach(record: record) { record, response in context.finish(&record, response: response, start: start) }
+                answer(response)
+                return
+            }
             var record = record
             var response = response
             ResponseStamp.apply(&response, server: ResponseStamp.inboundServer, serviceTime: record.upstreamServiceTime)
@@ -205,18 +212,36 @@ struct InboundHTTP: Sendable {
         let http2 = context.appProtocol.usesHTTP2(for: request)
         let target = UpstreamTarget(host: context.appHost, port: context.appPort, http2: http2)
         let forwardedAt = NIODeadline.now()
-        context.upstream.send(forwarded, to: target, timeout: context.upstreamTimeout, on: loop) { [record] outcome in
-            var record = record
+        // What the record says of the application's answer, or of its failure.
+        let described: @Sendable (Result<UpstreamResult, any Error>, inout RequestRecord) -> BufferedResponse = { outcome, record in
             switch outcome {
             case .success(let result):
                 record.upstreamHost = context.appAddress
                 record.upstreamServiceTime = ResponseStamp.milliseconds(since: forwardedAt)
-                done(result.response, record)
+                return result.response
             case .failure(let error):
                 context.logger.warning("cannot reach the application", metadata: ["proxy.app": "\(context.appHost):\(context.appPort)", "error": "\(error)"])
-                let response = UpstreamFailure(error, resetDetails: "upstream_reset_before_response_started", showError: false).answer(&record)
-                done(response, record)
+                return UpstreamFailure(error, resetDetails: "upstream_reset_before_response_started", showError: false).answer(&record)
             }
+        }
+        if request.isStreamed {
+            // A gRPC call: relayed to the application as it arrives (see `StreamRelay`).
+            var relayed = BufferedResponse(head: HTTPResponseHead(version: .http2, status: .ok))
+            relayed.relay = StreamRelay(
+                upstream: context.upstream, target: target, head: forwarded.head, timeout: context.upstreamTimeout,
+                maxBodyBytes: context.maxBodyBytes
+            ) { outcome, record in
+                var response = described(outcome, &record)
+                ResponseStamp.apply(&response, server: ResponseStamp.inboundServer, serviceTime: record.upstreamServiceTime)
+                return response
+            }
+            done(relayed, record)
+            return
+        }
+        context.upstream.send(forwarded, to: target, timeout: context.upstreamTimeout, on: loop) { [record] outcome in
+            var record = record
+            let response = described(outcome, &record)
+            done(response, record)
         }
     }
 

@@ -121,6 +121,12 @@ struct OutboundHTTP: Sendable {
         record.isGRPC = request.isGRPC
         let context = self.context
         route(request, source: source, record: &record, on: loop) { response, record in
+            if let relay = response.relay {
+                // A call relayed as it arrives is reported when it ends (see `StreamRelay`).
+                relay.attach(record: record) { record, response in context.finish(&record, response: response, start: start) }
+                answer(response)
+                return
+            }
             var record = record
             var response = response
             ResponseStamp.apply(&response, server: ResponseStamp.outboundServer, serviceTime: record.upstreamServiceTime)
@@ -203,6 +209,7 @@ struct OutboundHTTP: Sendable {
         guard let first = ports.first else {
             var forwarded = BufferedRequest(head: head, body: request.body)
             forwarded.cancellation = request.cancellation
+            forwarded.isStreamed = request.isStreamed
             passthrough(forwarded, target: target, record: record, on: loop, done: done)
             return
         }
@@ -264,23 +271,40 @@ struct OutboundHTTP: Sendable {
             return
         }
         let forwardedAt = NIODeadline.now()
-        var forwarded = BufferedRequest(head: head, body: request.body, trailers: request.trailers)
-        forwarded.cancellation = request.cancellation
-        context.upstream.send(
-            forwarded,
-            to: UpstreamTarget(host: endpoint.host, port: endpoint.port, tls: tls, http2: http2), timeout: context.upstreamTimeout, on: loop
-        ) { [record] outcome in
-            var record = record
+        // What the record says of the peer's answer, or of the failure.
+        let described: @Sendable (Result<UpstreamResult, any Error>, inout RequestRecord) -> BufferedResponse = { outcome, record in
             switch outcome {
             case .success(let result):
                 record.upstreamServiceTime = ResponseStamp.milliseconds(since: forwardedAt)
                 record.connectionSecurityPolicy = "mutual_tls"
                 record.destinationPrincipal = result.peer?.spiffeIDString
-                done(result.response, record)
+                return result.response
             case .failure(let error):
                 logger.warning("outbound request failed", metadata: ["proxy.service": "\(fqdn)", "proxy.endpoint": "\(endpoint.host):\(endpoint.port)", "error": "\(error)"])
-                done(UpstreamFailure(error, resetDetails: "upstream_connect_failure", showError: true).answer(&record), record)
+                return UpstreamFailure(error, resetDetails: "upstream_connect_failure", showError: true).answer(&record)
             }
+        }
+        let upstreamTarget = UpstreamTarget(host: endpoint.host, port: endpoint.port, tls: tls, http2: http2)
+        if request.isStreamed {
+            // A gRPC call: relayed to the peer's proxy as it arrives (see `StreamRelay`).
+            var relayed = BufferedResponse(head: HTTPResponseHead(version: .http2, status: .ok))
+            relayed.relay = StreamRelay(
+                upstream: context.upstream, target: upstreamTarget, head: head, timeout: context.upstreamTimeout,
+                maxBodyBytes: context.maxBodyBytes
+            ) { outcome, record in
+                var response = described(outcome, &record)
+                ResponseStamp.apply(&response, server: ResponseStamp.outboundServer, serviceTime: record.upstreamServiceTime)
+                return response
+            }
+            done(relayed, record)
+            return
+        }
+        var forwarded = BufferedRequest(head: head, body: request.body, trailers: request.trailers)
+        forwarded.cancellation = request.cancellation
+        context.upstream.send(forwarded, to: upstreamTarget, timeout: context.upstreamTimeout, on: loop) { [record] outcome in
+            var record = record
+            let response = described(outcome, &record)
+            done(response, record)
         }
     }
 
@@ -307,14 +331,33 @@ struct OutboundHTTP: Sendable {
         }
         record.upstreamHost = EndpointAddress.join(target.host, port)
         let forwardedAt = NIODeadline.now()
-        context.upstream.send(request, to: UpstreamTarget(host: target.host, port: port), timeout: context.upstreamTimeout, on: loop) { [record] outcome in
-            var record = record
+        let described: @Sendable (Result<UpstreamResult, any Error>, inout RequestRecord) -> BufferedResponse = { outcome, record in
             switch outcome {
             case .success(let result):
                 record.upstreamServiceTime = ResponseStamp.milliseconds(since: forwardedAt)
-                done(result.response, record)
-            case .failure(let error): done(UpstreamFailure(error, resetDetails: "upstream_connect_failure", showError: true).answer(&record), record)
+                return result.response
+            case .failure(let error):
+                return UpstreamFailure(error, resetDetails: "upstream_connect_failure", showError: true).answer(&record)
             }
+        }
+        if request.isStreamed {
+            // A gRPC call to a host outside the mesh: relayed as it arrives, over HTTP/2 in plaintext.
+            var relayed = BufferedResponse(head: HTTPResponseHead(version: .http2, status: .ok))
+            relayed.relay = StreamRelay(
+                upstream: context.upstream, target: UpstreamTarget(host: target.host, port: port, http2: true), head: request.head,
+                timeout: context.upstreamTimeout, maxBodyBytes: context.maxBodyBytes
+            ) { outcome, record in
+                var response = described(outcome, &record)
+                ResponseStamp.apply(&response, server: ResponseStamp.outboundServer, serviceTime: record.upstreamServiceTime)
+                return response
+            }
+            done(relayed, record)
+            return
+        }
+        context.upstream.send(request, to: UpstreamTarget(host: target.host, port: port), timeout: context.upstreamTimeout, on: loop) { [record] outcome in
+            var record = record
+            let response = described(outcome, &record)
+            done(response, record)
         }
     }
 }

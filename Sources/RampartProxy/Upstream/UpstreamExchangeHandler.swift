@@ -233,3 +233,46 @@ final class HandshakeWatcher: ChannelInboundHandler, RemovableChannelHandler {
         context.fireChannelInactive()
     }
 }
+
+/// Ends a relayed upstream stream (see `StreamRelay`) that runs past its timeout, or on which
+/// nothing has gone either way for the idle time (the `IdleStateHandler` before it): the
+/// stream's reader gets `UpstreamTimeout` or `UpstreamIdleTimeout`, and the stream is closed.
+final class RelayedStreamLimits: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPClientResponsePart
+    typealias InboundOut = HTTPClientResponsePart
+
+    private let timeout: TimeAmount
+    private let idle: TimeAmount
+    private var deadline: Scheduled<Void>?
+
+    init(timeout: TimeAmount, idle: TimeAmount) {
+        self.timeout = timeout
+        self.idle = idle
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        guard timeout > .zero else { return }
+        let timeout = self.timeout
+        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        deadline = context.eventLoop.scheduleTask(in: timeout) {
+            Self.end(bound.value, UpstreamTimeout(milliseconds: timeout.nanoseconds / 1_000_000))
+        }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        deadline?.cancel()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? IdleStateHandler.IdleStateEvent, event == .all {
+            Self.end(context, UpstreamIdleTimeout(milliseconds: idle.nanoseconds / 1_000_000))
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    private static func end(_ context: ChannelHandlerContext, _ error: any Error) {
+        context.fireErrorCaught(error)
+        context.close(promise: nil)
+    }
+}

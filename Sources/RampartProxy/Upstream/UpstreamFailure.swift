@@ -35,6 +35,11 @@ struct UpstreamFailure {
             flags = "UT"
             details = "upstream_response_timeout"
             body = "upstream request timeout\n"
+        } else if let tooLarge = error as? RelayBodyTooLarge {
+            status = .payloadTooLarge
+            flags = "-"
+            details = "request_payload_too_large"
+            body = "\(tooLarge.description)\n"
         } else if error is UpstreamIdleTimeout {
             status = .gatewayTimeout
             flags = "SI"

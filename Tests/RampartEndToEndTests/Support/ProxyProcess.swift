@@ -97,10 +97,14 @@ struct MeshWorkload {
     /// Starts an echo app, an agent bootstrapped with a fresh token, and a proxy in front of the app.
     /// With `workloadAPI`, the proxy takes its identity from the agent's Workload API socket
     /// instead of its files.
-    static func start(name: String, namespace: String, ca: CAProcess, directory: String, workloadAPI: Bool = false) async throws -> MeshWorkload {
+    /// `app` names the application's script in `Tests/Interop` (given `name` as its argument).
+    static func start(
+        name: String, namespace: String, ca: CAProcess, directory: String, workloadAPI: Bool = false, app script: String = "echo_app.py"
+    ) async throws -> MeshWorkload {
         let spiffeID = "spiffe://cluster.local/ns/\(namespace)/sa/\(name)"
         let app = try await offPool {
-            try ServiceProcess("/usr/bin/python3", [Paths.interop.appendingPathComponent("echo_app.py").path, name], logFile: "\(directory)/\(name)-app.log", marker: "listening")
+            // The Python on PATH, which has the test packages (grpcio) `install-deps.sh --test` installs.
+            try ServiceProcess("/usr/bin/env", ["python3", Paths.interop.appendingPathComponent(script).path, name], logFile: "\(directory)/\(name)-app.log", marker: "listening")
         }
         guard let appPort = app.port(after: "listening ") else { throw TestFailure("no port from the echo app: \(app.readyLine)") }
         let token = try await rampartAsync("token", "create", "--state", ca.state, "--spiffe-id", spiffeID).trimmedOutput

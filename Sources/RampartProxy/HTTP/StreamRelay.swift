@@ -1,0 +1,357 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+import Synchronization
+
+/// A gRPC call over HTTP/2 passed on as its messages come, in both directions at once, as Envoy
+/// passes a stream: the call is decided on its head (no policy reads a body), then its request
+/// messages go to the upstream as the client sends them and the upstream's messages come back as
+/// it sends them. A server-streaming call's messages reach the client one by one, and a
+/// bidirectional call whose client waits for each reply works.
+///
+/// Flow control holds both ways: a message is read from one side only once the one before it
+/// was written to the other, so a slow reader slows its sender through HTTP/2's windows rather
+/// than making the proxy hold the stream.
+///
+/// The side that decided the call (inbound or outbound) makes the relay with what it records of
+/// the upstream's answer (`Answered`) and how it reports the exchange (`attach`); the server
+/// stream that received the call runs it (`run`), and the exchange is reported when it ends,
+/// with the bytes relayed each way.
+final class StreamRelay: Sendable {
+    /// Records what the upstream answered (who, how fast) or how it failed, and returns the
+    /// response for the client, stamped as the side stamps its answers: the upstream's head, or
+    /// the local answer to a failure.
+    typealias Answered = @Sendable (_ outcome: Result<UpstreamResult, any Error>, _ record: inout RequestRecord) -> BufferedResponse
+    /// Reports the exchange, once, when it has ended.
+    typealias Report = @Sendable (_ record: inout RequestRecord, _ response: BufferedResponse) -> Void
+
+    /// The request as forwarded.
+    let head: HTTPRequestHead
+    let target: UpstreamTarget
+    let timeout: TimeAmount
+    private let upstream: UpstreamClient
+    /// For an upstream that speaks HTTP/1.1 only, the call's body is read whole, up to this.
+    private let maxBodyBytes: Int
+    private let answered: Answered
+
+    private struct State {
+        var record: RequestRecord?
+        var report: Report?
+        /// The client has been answered (the upstream's head, or a local answer).
+        var answered = false
+        /// The head the client got, and the trailers that ended the response.
+        var response: BufferedResponse?
+        var trailers: HTTPHeaders?
+        var bytesSent = 0
+        var bytesReceived = 0
+        /// The response ended as the upstream ended it.
+        var ended = false
+        /// The request ended as the client ended it.
+        var requestEnded = false
+        /// Why the response stopped after its head, as Envoy's flag and details say it.
+        var cut: (flags: String, details: String)?
+        /// The client went away (reset its stream, or stopped reading) before the response ended.
+        var clientGone = false
+    }
+
+    private let state = Mutex(State())
+
+    init(
+        upstream: UpstreamClient, target: UpstreamTarget, head: HTTPRequestHead, timeout: TimeAmount, maxBodyBytes: Int,
+        answered: @escaping Answered
+    ) {
+        self.upstream = upstream
+        self.target = target
+        self.head = head
+        self.timeout = timeout
+        self.maxBodyBytes = maxBodyBytes
+        self.answered = answered
+    }
+
+    /// Hands the relay the record of the exchange so far and how to report it when it ends.
+    func attach(record: RequestRecord, report: @escaping Report) {
+        state.withLock { state in
+            state.record = record
+            state.report = report
+        }
+    }
+
+    /// The client's side of the relay: the server stream the call came on, and what remains of
+    /// its request.
+    typealias RequestParts = NIOAsyncChannelInboundStream<AssembledRequest>.AsyncIterator
+
+    /// Relays the call, and reports it once both directions have ended. `client` is the server
+    /// stream; `parts` yields the request's body and end; `requestHead` is the head as received.
+    func run(client: any Channel, parts: inout RequestParts, requestHead: HTTPRequestHead, cancellation: RequestCancellation) async {
+        if target.http2 {
+            do {
+                try await upstream.relayStream(to: target, timeout: timeout) { upstreamStream, responses, peer in
+                    // A client that goes away resets the upstream stream, as Envoy resets it.
+                    cancellation.closing(upstreamStream)
+                    try await withThrowingTaskGroup(of: Void.self) { group in
+                        group.addTask {
+                            await self.relayResponse(
+                                responses, peer: peer, upstreamStream: upstreamStream, client: client, requestHead: requestHead,
+                                cancellation: cancellation)
+                        }
+                        try await upstreamStream.writeAndFlush(HTTPClientRequestPart.head(self.head)).get()
+                        await self.relayRequest(&parts, to: upstreamStream, client: client)
+                        try await group.waitForAll()
+                    }
+                }
+            } catch {
+                await answerLocally(error, client: client, requestHead: requestHead)
+            }
+        } else {
+            await relayWhole(client: client, parts: &parts, requestHead: requestHead, cancellation: cancellation)
+        }
+        cancellation.finish()
+        finish()
+    }
+
+    /// Passes the request's body and end on as they come. A client whose stream ends before its
+    /// request does (a reset, or a close) has its upstream stream closed.
+    private func relayRequest(_ parts: inout RequestParts, to upstream: any Channel, client: any Channel) async {
+        do {
+            while let part = try await parts.next() {
+                switch part {
+                case .bodyPart(let chunk):
+                    state.withLock { $0.bytesReceived += chunk.readableBytes }
+                    try await upstream.writeAndFlush(HTTPClientRequestPart.body(.byteBuffer(chunk))).get()
+                case .end(let trailers):
+                    try await upstream.writeAndFlush(HTTPClientRequestPart.end(trailers)).get()
+                    state.withLock { $0.requestEnded = true }
+                    return
+                default:
+                    continue
+                }
+            }
+        } catch {
+            // The client's stream failed, or the upstream's write did: the response side sees the
+            // upstream stream close and ends too.
+        }
+        // Unless the response had ended or been cut (and the relay closed the stream), the client went away.
+        state.withLock { state in
+            if !state.ended && state.cut == nil { state.clientGone = true }
+        }
+        upstream.close(promise: nil)
+    }
+
+    /// Passes the upstream's response on as it comes: its head once the side has recorded and
+    /// stamped it, then its messages, then its trailers. A failure before the head is answered
+    /// as the side answers failures; after it, the client's stream is reset.
+    private func relayResponse(
+        _ responses: NIOAsyncChannelInboundStream<HTTPClientResponsePart>, peer: VerifiedPeer?, upstreamStream: any Channel,
+        client: any Channel, requestHead: HTTPRequestHead, cancellation: RequestCancellation
+    ) async {
+        var iterator = responses.makeAsyncIterator()
+        var upstreamHead: HTTPResponseHead?
+        do {
+            while upstreamHead == nil {
+                guard let part = try await iterator.next() else { throw UpstreamClosed() }
+                // Informational heads (100, 103) are not passed on, as for the buffered exchange.
+                if case .head(let head) = part, head.status.code >= 200 { upstreamHead = head }
+            }
+        } catch {
+            await answerLocally(error, client: client, requestHead: requestHead)
+            return
+        }
+        guard let upstreamHead else { return }
+        var response = BufferedResponse(head: upstreamHead)
+        if upstreamHead.headers.contains(name: "grpc-status") {
+            // Trailers-only (a gRPC error): one HEADERS frame ended the stream; it goes to the
+            // client the same way, whole.
+            while let part = try? await iterator.next() {
+                if case .end = part { break }
+            }
+            GRPCFraming.keepingStatus(&response)
+            await answerWhole(.success(UpstreamResult(response: response, peer: peer)), client: client, requestHead: requestHead)
+            return
+        }
+        response.isStreamed = true
+        guard let stamped = claim(.success(UpstreamResult(response: response, peer: peer))) else { return }
+        let framed = HTTPServing.frame(stamped, for: requestHead, keepAlive: true)
+        do {
+            try await client.writeAndFlush(ResponseWrite.head(framed.head)).get()
+        } catch {
+            state.withLock { $0.clientGone = true }
+            upstreamStream.close(promise: nil)
+            return
+        }
+        var cut: (flags: String, details: String)?
+        var clientGone = false
+        relaying: do {
+            while true {
+                let part: HTTPClientResponsePart?
+                do {
+                    part = try await iterator.next()
+                } catch {
+                    // The upstream stream closed under the relay because the client went away
+                    // (see `RequestCancellation`), or it failed on its own.
+                    if cancellation.isCancelled { clientGone = true } else { cut = Self.cut(by: error) }
+                    break relaying
+                }
+                guard let part else {
+                    if cancellation.isCancelled { clientGone = true } else { cut = Self.cut(by: UpstreamClosed()) }
+                    break relaying
+                }
+                do {
+                    switch part {
+                    case .head:
+                        continue
+                    case .body(let chunk):
+                        state.withLock { $0.bytesSent += chunk.readableBytes }
+                        try await Self.send(.body(chunk), to: client)
+                    case .end(let trailers):
+                        // Awaited until the client's window has taken all of it: the stream is
+                        // closed after this, and must drop nothing.
+                        try await Self.send(.end(trailers), to: client)
+                        state.withLock { state in
+                            state.trailers = trailers
+                            state.ended = true
+                        }
+                        break relaying
+                    }
+                } catch {
+                    clientGone = true
+                    break relaying
+                }
+            }
+        }
+        state.withLock { state in
+            if let cut { state.cut = cut }
+            if clientGone { state.clientGone = true }
+        }
+        // The response is over: a request still being sent (the client reset, or the upstream
+        // answered before the request's end, as a gRPC server may) ends with the streams.
+        upstreamStream.close(promise: nil)
+        client.close(promise: nil)
+    }
+
+    /// Writes one part of the response and waits until it has gone out: HTTP/2 sends DATA only as
+    /// the client's window allows. A client that opens no window for `limit` (Envoy's
+    /// `stream_idle_timeout`) has its stream closed, which fails the write.
+    private static func send(_ part: ResponseWrite, to client: any Channel, limit: TimeAmount = .minutes(5)) async throws {
+        let deadline = client.eventLoop.scheduleTask(in: limit) { client.close(promise: nil) }
+        defer { deadline.cancel() }
+        try await client.writeAndFlush(part).get()
+    }
+
+    /// How a response cut after its head is logged, as Envoy logs it.
+    private static func cut(by error: any Error) -> (flags: String, details: String) {
+        if error is UpstreamTimeout { return ("UT", "upstream_response_timeout") }
+        if error is UpstreamIdleTimeout { return ("SI", "stream_idle_timeout") }
+        return ("UR", "upstream_reset_after_response_started{remote_reset}")
+    }
+
+    /// For an upstream that speaks HTTP/1.1 only: the call's body is read whole (up to the
+    /// proxy's limit) and the exchange made as any other.
+    private func relayWhole(client: any Channel, parts: inout RequestParts, requestHead: HTTPRequestHead, cancellation: RequestCancellation) async {
+        var body = ByteBuffer()
+        var trailers: HTTPHeaders?
+        do {
+            reading: while let part = try await parts.next() {
+                switch part {
+                case .bodyPart(var chunk):
+                    guard body.readableBytes + chunk.readableBytes <= maxBodyBytes else {
+                        await answerWhole(.failure(RelayBodyTooLarge(limit: maxBodyBytes)), client: client, requestHead: requestHead)
+                        return
+                    }
+                    body.writeBuffer(&chunk)
+                case .end(let end):
+                    trailers = end
+                    break reading
+                default:
+                    continue
+                }
+            }
+        } catch {
+            state.withLock { $0.clientGone = true }
+            return
+        }
+        state.withLock { $0.bytesReceived = body.readableBytes }
+        var request = BufferedRequest(head: head, body: body, trailers: trailers)
+        request.cancellation = cancellation
+        let outcome: Result<UpstreamResult, any Error>
+        do {
+            outcome = .success(try await upstream.send(request, to: target, timeout: timeout))
+        } catch {
+            outcome = .failure(error)
+        }
+        await answerWhole(outcome, client: client, requestHead: requestHead)
+    }
+
+    /// Answers the client with a failure before any of the upstream's response.
+    private func answerLocally(_ error: any Error, client: any Channel, requestHead: HTTPRequestHead) async {
+        await answerWhole(.failure(error), client: client, requestHead: requestHead)
+    }
+
+    /// Answers the client with one whole response, unless it has been answered, and ends its stream.
+    private func answerWhole(_ outcome: Result<UpstreamResult, any Error>, client: any Channel, requestHead: HTTPRequestHead) async {
+        guard let response = claim(outcome) else { return }
+        let framed = HTTPServing.frame(response, for: requestHead, keepAlive: true)
+        var written = true
+        do {
+            try await HTTPServing.writeWhole(framed, on: client)
+        } catch {
+            written = false
+        }
+        state.withLock { state in
+            state.ended = written
+            if !written { state.clientGone = true }
+        }
+        client.close(promise: nil)
+    }
+
+    /// The client's answer made by the side from `outcome`, if the client has none yet.
+    private func claim(_ outcome: Result<UpstreamResult, any Error>) -> BufferedResponse? {
+        state.withLock { state -> BufferedResponse? in
+            guard !state.answered, var record = state.record else { return nil }
+            state.answered = true
+            let response = answered(outcome, &record)
+            state.record = record
+            state.response = response
+            return response
+        }
+    }
+
+    /// Reports the exchange.
+    private func finish() {
+        let ending = state.withLock { state -> (RequestRecord, Report, BufferedResponse?, State)? in
+            guard let record = state.record, let report = state.report else { return nil }
+            state.report = nil
+            return (record, report, state.response, state)
+        }
+        guard let (initial, report, sent, final) = ending else { return }
+        var record = initial
+        record.bytesReceived = final.bytesReceived
+        guard var response = sent else {
+            // Nothing was answered: the client went before the upstream's head.
+            record.downstreamDisconnected = true
+            report(&record, .local(.serviceUnavailable, ""))
+            return
+        }
+        if response.isStreamed {
+            response.trailers = final.trailers
+            response.relayedBytes = final.bytesSent
+            if let cut = final.cut {
+                record.responseFlags = cut.flags
+                record.responseDetails = cut.details
+            } else if final.clientGone {
+                // The client went while the call was under way: Envoy keeps the status it sent.
+                record.responseFlags = "DC"
+                record.responseDetails = "downstream_remote_disconnect"
+            }
+        } else if final.clientGone {
+            record.downstreamDisconnected = true
+        }
+        report(&record, response)
+    }
+}
+
+/// A gRPC call relayed to an HTTP/1.1 upstream, whose body had to be read whole, passed the
+/// proxy's limit.
+struct RelayBodyTooLarge: Error, CustomStringConvertible {
+    let limit: Int
+    var description: String { "request body exceeds \(limit) bytes" }
+}
