@@ -349,6 +349,26 @@ final class StreamRelay: Sendable {
     }
 }
 
+extension BufferedResponse {
+    /// What a side answers for a call it relays (see `StreamRelay`): a placeholder carrying the
+    /// relay, which the server stream runs. `described` records the upstream's answer or failure
+    /// as the side records it; the response the client gets is then stamped as `server`'s.
+    static func relaying(
+        _ head: HTTPRequestHead, to target: UpstreamTarget, context: ProxyContext, server: String,
+        described: @escaping StreamRelay.Answered
+    ) -> BufferedResponse {
+        var placeholder = BufferedResponse(head: HTTPResponseHead(version: .http2, status: .ok))
+        placeholder.relay = StreamRelay(
+            upstream: context.upstream, target: target, head: head, timeout: context.upstreamTimeout, maxBodyBytes: context.maxBodyBytes
+        ) { outcome, record in
+            var response = described(outcome, &record)
+            ResponseStamp.apply(&response, server: server, serviceTime: record.upstreamServiceTime)
+            return response
+        }
+        return placeholder
+    }
+}
+
 /// A gRPC call relayed to an HTTP/1.1 upstream, whose body had to be read whole, passed the
 /// proxy's limit.
 struct RelayBodyTooLarge: Error, CustomStringConvertible {

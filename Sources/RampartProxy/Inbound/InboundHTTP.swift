@@ -226,16 +226,7 @@ struct InboundHTTP: Sendable {
         }
         if request.isStreamed {
             // A gRPC call: relayed to the application as it arrives (see `StreamRelay`).
-            var relayed = BufferedResponse(head: HTTPResponseHead(version: .http2, status: .ok))
-            relayed.relay = StreamRelay(
-                upstream: context.upstream, target: target, head: forwarded.head, timeout: context.upstreamTimeout,
-                maxBodyBytes: context.maxBodyBytes
-            ) { outcome, record in
-                var response = described(outcome, &record)
-                ResponseStamp.apply(&response, server: ResponseStamp.inboundServer, serviceTime: record.upstreamServiceTime)
-                return response
-            }
-            done(relayed, record)
+            done(.relaying(forwarded.head, to: target, context: context, server: ResponseStamp.inboundServer, described: described), record)
             return
         }
         context.upstream.send(forwarded, to: target, timeout: context.upstreamTimeout, on: loop) { [record] outcome in

@@ -287,16 +287,7 @@ struct OutboundHTTP: Sendable {
         let upstreamTarget = UpstreamTarget(host: endpoint.host, port: endpoint.port, tls: tls, http2: http2)
         if request.isStreamed {
             // A gRPC call: relayed to the peer's proxy as it arrives (see `StreamRelay`).
-            var relayed = BufferedResponse(head: HTTPResponseHead(version: .http2, status: .ok))
-            relayed.relay = StreamRelay(
-                upstream: context.upstream, target: upstreamTarget, head: head, timeout: context.upstreamTimeout,
-                maxBodyBytes: context.maxBodyBytes
-            ) { outcome, record in
-                var response = described(outcome, &record)
-                ResponseStamp.apply(&response, server: ResponseStamp.outboundServer, serviceTime: record.upstreamServiceTime)
-                return response
-            }
-            done(relayed, record)
+            done(.relaying(head, to: upstreamTarget, context: context, server: ResponseStamp.outboundServer, described: described), record)
             return
         }
         var forwarded = BufferedRequest(head: head, body: request.body, trailers: request.trailers)
@@ -342,16 +333,7 @@ struct OutboundHTTP: Sendable {
         }
         if request.isStreamed {
             // A gRPC call to a host outside the mesh: relayed as it arrives, over HTTP/2 in plaintext.
-            var relayed = BufferedResponse(head: HTTPResponseHead(version: .http2, status: .ok))
-            relayed.relay = StreamRelay(
-                upstream: context.upstream, target: UpstreamTarget(host: target.host, port: port, http2: true), head: request.head,
-                timeout: context.upstreamTimeout, maxBodyBytes: context.maxBodyBytes
-            ) { outcome, record in
-                var response = described(outcome, &record)
-                ResponseStamp.apply(&response, server: ResponseStamp.outboundServer, serviceTime: record.upstreamServiceTime)
-                return response
-            }
-            done(relayed, record)
+            done(.relaying(request.head, to: UpstreamTarget(host: target.host, port: port, http2: true), context: context, server: ResponseStamp.outboundServer, described: described), record)
             return
         }
         context.upstream.send(request, to: UpstreamTarget(host: target.host, port: port), timeout: context.upstreamTimeout, on: loop) { [record] outcome in
