@@ -95,7 +95,7 @@ final class StreamRelay: Sendable {
                                 cancellation: cancellation)
                         }
                         try await upstreamStream.writeAndFlush(HTTPClientRequestPart.head(self.head)).get()
-                        await self.relayRequest(&parts, to: upstreamStream, client: client)
+                        await self.relayRequest(&parts, to: upstreamStream)
                         try await group.waitForAll()
                     }
                 }
@@ -111,13 +111,28 @@ final class StreamRelay: Sendable {
 
     /// Passes the request's body and end on as they come. A client whose stream ends before its
     /// request does (a reset, or a close) has its upstream stream closed.
-    private func relayRequest(_ parts: inout RequestParts, to upstream: any Channel, client: any Channel) async {
-        do {
-            while let part = try await parts.next() {
+    private func relayRequest(_ parts: inout RequestParts, to upstream: any Channel) async {
+        while true {
+            let part: AssembledRequest?
+            do {
+                part = try await parts.next()
+            } catch {
+                part = nil
+            }
+            guard let part else {
+                // The client's stream ended before its request did. Unless the response had ended
+                // or been cut (and the relay closed the stream), the client went away.
+                state.withLock { state in
+                    if !state.ended && state.cut == nil { state.clientGone = true }
+                }
+                break
+            }
+            do {
                 switch part {
                 case .bodyPart(let chunk):
                     state.withLock { $0.bytesReceived += chunk.readableBytes }
                     try await upstream.writeAndFlush(HTTPClientRequestPart.body(.byteBuffer(chunk))).get()
+                    continue
                 case .end(let trailers):
                     try await upstream.writeAndFlush(HTTPClientRequestPart.end(trailers)).get()
                     state.withLock { $0.requestEnded = true }
@@ -125,14 +140,10 @@ final class StreamRelay: Sendable {
                 default:
                     continue
                 }
+            } catch {
+                // The upstream stream failed: the response side sees it and ends too.
+                break
             }
-        } catch {
-            // The client's stream failed, or the upstream's write did: the response side sees the
-            // upstream stream close and ends too.
-        }
-        // Unless the response had ended or been cut (and the relay closed the stream), the client went away.
-        state.withLock { state in
-            if !state.ended && state.cut == nil { state.clientGone = true }
         }
         upstream.close(promise: nil)
     }
