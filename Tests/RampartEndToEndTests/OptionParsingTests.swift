@@ -155,6 +155,7 @@ struct OptionValueTests {
             (["cert", "revoke", "--state", "/nonexistent", "0a", "--reason", "a\nb"], "control character"),
             (["analyze", "-", "-"], "give - once"),
             (["bench", "authz", "--policies", "10,,20"], "--policies 10,,20"),
+            (["bench", "proxy", "--grpc", "--streams", "0"], "--streams must be 1…1000"),
             (["agent", "--ca-root", "/nonexistent", "--out", "/tmp/unused", "--token-file", "/nonexistent", "--grace-ratio", "-0.5"], "--grace-ratio -0.5"),
             (["proxy", "--workload", "w", "--namespace", "n", "--app", "127.0.0.1:1", "--identity-dir", "/tmp", "--ca-root", "/nonexistent",
               "--upstream-timeout", "-5"], "--upstream-timeout"),

@@ -18,8 +18,10 @@ struct ProxyBench: AsyncParsableCommand {
             from the CA's files; a small HTTP app in this process (a constant 32-byte body); proxy A and proxy B as \
             'rampart proxy' processes. The same wrk command then drives two HAProxy processes configured for the same \
             two hops (plain HTTP in, TLS with client certificates between them). Each side gets the same warm-up and \
-            the same load; RSS and CPU time are read from /proc for each proxy process. Needs wrk, curl and haproxy: \
-            ./scripts/install-deps.sh --bench.
+            the same load; RSS and CPU time are read from /proc for each proxy process. With --grpc, h2load sends \
+            unary gRPC calls instead, over HTTP/2 on every hop (HAProxy with 'proto h2' and ALPN h2), to an HTTP/2 \
+            app that answers each with one message and grpc-status 0. A run fails rather than report figures when \
+            the app did not answer the calls. Needs wrk (or h2load), curl and haproxy: ./scripts/install-deps.sh --bench.
             """
     )
 
@@ -44,10 +46,23 @@ struct ProxyBench: AsyncParsableCommand {
     @Flag(help: "Measure Rampart only.")
     var skipHaproxy = false
 
+    @Flag(help: "Load unary gRPC calls over HTTP/2 with h2load (every hop HTTP/2, as gRPC goes) instead of HTTP/1.1 requests with wrk.")
+    var grpc = false
+
+    @Option(help: ArgumentHelp("With --grpc: concurrent calls per connection (h2load -m).", valueName: "n"))
+    var streams: Int = 1
+
+    @Option(help: ArgumentHelp("Run the CA and the proxies from this rampart executable instead of this one, to compare builds with the same harness.", valueName: "path"))
+    var executable: String?
+
     func validate() throws {
         guard (1...600).contains(duration) else { throw ValidationError("--duration must be 1…600 seconds") }
         guard (1...10000).contains(connections) else { throw ValidationError("--connections must be 1…10000") }
         guard (1...64).contains(threads) else { throw ValidationError("--threads must be 1…64") }
+        guard (1...1000).contains(streams) else { throw ValidationError("--streams must be 1…1000") }
+        if let executable, !FileManager.default.isExecutableFile(atPath: executable) {
+            throw ValidationError("--executable \(executable) is not an executable file: give the path of a rampart build")
+        }
         guard threads <= connections else { throw ValidationError("--threads (\(threads)) must not exceed --connections (\(connections)); wrk gives each thread at least one connection") }
     }
 
@@ -55,7 +70,7 @@ struct ProxyBench: AsyncParsableCommand {
     static let serviceHost = "b.bench"
 
     func run() async throws {
-        let missing = (["wrk", "curl"] + (skipHaproxy ? [] : ["haproxy"])).filter { Self.which($0) == nil }
+        let missing = ([grpc ? "h2load" : "wrk", "curl"] + (skipHaproxy ? [] : ["haproxy"])).filter { Self.which($0) == nil }
         guard missing.isEmpty else {
             throw BenchError("\(missing.joined(separator: ", ")) not found in PATH: run ./scripts/install-deps.sh --bench (or pass --skip-haproxy to measure Rampart alone)")
         }
@@ -77,12 +92,12 @@ struct ProxyBench: AsyncParsableCommand {
             }
         }
 
-        let app = try await ConstantApp.start()
+        let app = try await ConstantApp.start(grpc: grpc)
         let outcome: Result<(ProxyFigures, ProxyFigures?), any Error>
         do {
-            let mesh = try await BenchMesh.prepare(directory: directory, executable: Self.executable())
-            let rampart = try await measureRampart(mesh: mesh, appPort: app.port, directory: directory)
-            let haproxy = skipHaproxy ? nil : try await measureHAProxy(mesh: mesh, appPort: app.port, directory: directory)
+            let mesh = try await BenchMesh.prepare(directory: directory, executable: executable ?? Self.executable())
+            let rampart = try await measureRampart(mesh: mesh, app: app, directory: directory)
+            let haproxy = skipHaproxy ? nil : try await measureHAProxy(mesh: mesh, app: app, directory: directory)
             outcome = .success((rampart, haproxy))
         } catch {
             outcome = .failure(error)
@@ -91,13 +106,14 @@ struct ProxyBench: AsyncParsableCommand {
         let (rampart, haproxy) = try outcome.get()
         let report = ProxyBenchReport(
             duration: duration, connections: connections, threads: threads, cpus: ProcessInfo.processInfo.activeProcessorCount,
-            bodyBytes: ConstantApp.body.count, rampart: rampart, haproxy: haproxy
+            bodyBytes: ConstantApp.body.count, grpcStreams: grpc ? streams : nil, rampart: rampart, haproxy: haproxy
         )
         print(json ? report.json() : report.text())
     }
 
     /// Starts the control plane and both proxies, checks the path, loads it, and stops them.
-    func measureRampart(mesh: BenchMesh, appPort: Int, directory: String) async throws -> ProxyFigures {
+    func measureRampart(mesh: BenchMesh, app: ConstantApp, directory: String) async throws -> ProxyFigures {
+        let appPort = app.port
         let ca = try BenchChild.spawn(
             name: "rampart ca serve", file: "ca-serve",
             arguments: [mesh.executable, "ca", "serve", "--state", mesh.state, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--log-level", "warning"],
@@ -140,32 +156,52 @@ struct ProxyBench: AsyncParsableCommand {
             }
         }
         try await Self.checkPolicy(adminB: adminB, inboundB: inboundB, directory: directory, children: children)
-        try await Self.probePath(url: "http://127.0.0.1:\(outboundA)/", via: "proxy A → proxy B", directory: directory, children: children)
+        try await probePath(url: "http://127.0.0.1:\(outboundA)\(path)", via: "proxy A → proxy B", directory: directory, children: children)
 
-        let figures = try await load(side: "rampart", url: "http://127.0.0.1:\(outboundA)/", processes: [("proxy_a", proxyA), ("proxy_b", proxyB)], directory: directory)
+        let figures = try await load(
+            side: "rampart", url: "http://127.0.0.1:\(outboundA)\(path)", app: app, processes: [("proxy_a", proxyA), ("proxy_b", proxyB)],
+            directory: directory)
         return figures
     }
 
+    /// The path each request names: a gRPC method with --grpc.
+    var path: String { grpc ? "/rampart.bench.Constant/Call" : "/" }
+
     /// Starts the two HAProxy processes, checks the path, and loads it the same way.
-    func measureHAProxy(mesh: BenchMesh, appPort: Int, directory: String) async throws -> ProxyFigures {
-        let peer = try HAProxyPeer.write(directory: directory, appPort: appPort, rootCert: mesh.rootCert, clientPEM: mesh.haproxyPEMA, serverPEM: mesh.haproxyPEMB)
+    func measureHAProxy(mesh: BenchMesh, app: ConstantApp, directory: String) async throws -> ProxyFigures {
+        let peer = try HAProxyPeer.write(
+            directory: directory, appPort: app.port, rootCert: mesh.rootCert, clientPEM: mesh.haproxyPEMA, serverPEM: mesh.haproxyPEMB, http2: grpc)
         let (outbound, inbound) = try await peer.start(logDirectory: directory)
         defer {
             outbound.stop()
             inbound.stop()
         }
-        try await Self.probePath(url: "http://127.0.0.1:\(peer.outboundPort)/", via: "HAProxy A → HAProxy B", directory: directory, children: [outbound, inbound])
-        return try await load(side: "haproxy", url: "http://127.0.0.1:\(peer.outboundPort)/", processes: [("proxy_a", outbound), ("proxy_b", inbound)], directory: directory)
+        try await probePath(url: "http://127.0.0.1:\(peer.outboundPort)\(path)", via: "HAProxy A → HAProxy B", directory: directory, children: [outbound, inbound])
+        return try await load(
+            side: "haproxy", url: "http://127.0.0.1:\(peer.outboundPort)\(path)", app: app, processes: [("proxy_a", outbound), ("proxy_b", inbound)],
+            directory: directory)
+    }
+
+    /// One run of the load generator: wrk, or h2load with --grpc.
+    func run(url: String, seconds: Int, directory: String, file: String) async throws -> ProxyLoadResult {
+        if grpc {
+            return try await H2LoadRun.run(
+                url: url, authority: Self.serviceHost, threads: threads, connections: connections, streams: streams, seconds: seconds,
+                logDirectory: directory, file: file)
+        }
+        return try await WrkRun.run(
+            url: url, host: Self.serviceHost, threads: threads, connections: connections, seconds: seconds, logDirectory: directory, file: file)
     }
 
     /// A warm-up, then the measured wrk run, with each process's CPU time over the run and RSS after it.
-    func load(side: String, url: String, processes: [(String, BenchChild)], directory: String) async throws -> ProxyFigures {
+    func load(side: String, url: String, app: ConstantApp, processes: [(String, BenchChild)], directory: String) async throws -> ProxyFigures {
         let warmup = min(2, duration)
-        _ = try await WrkRun.run(
-            url: url, host: Self.serviceHost, threads: threads, connections: connections, seconds: warmup, logDirectory: directory, file: "wrk-\(side)-warmup")
+        let tool = grpc ? "h2load" : "wrk"
+        _ = try await run(url: url, seconds: warmup, directory: directory, file: "\(tool)-\(side)-warmup")
         let before = processes.map { $0.1.cpuSeconds() }
-        let result = try await WrkRun.run(
-            url: url, host: Self.serviceHost, threads: threads, connections: connections, seconds: duration, logDirectory: directory, file: "wrk-\(side)")
+        let answeredBefore = app.answered
+        let result = try await run(url: url, seconds: duration, directory: directory, file: "\(tool)-\(side)")
+        let answered = app.answered - answeredBefore
         var figures: [ProcessFigures] = []
         for ((role, child), start) in zip(processes, before) {
             guard child.isRunning, let start, let end = child.cpuSeconds(), let rss = child.residentKiB() else {
@@ -177,21 +213,30 @@ struct ProxyBench: AsyncParsableCommand {
         // a broken path) measures something else: refuse it rather than report it.
         if result.non2xx > result.requests / 1000 {
             throw BenchError(
-                "\(side): \(result.non2xx) of \(result.requests) responses were not 2xx/3xx (wrk's output is in \(directory)/wrk-\(side).out; --keep keeps it); the figures would not measure the proxied path"
+                "\(side): \(result.non2xx) of \(result.requests) responses were not 2xx/3xx (\(tool)'s output is in \(directory)/\(tool)-\(side).out; --keep keeps it); the figures would not measure the proxied path"
             )
         }
-        return ProxyFigures(side: side, wrk: result, processes: figures)
+        // A gRPC denial is HTTP 200 too: what counts is that the application answered the calls.
+        if answered < result.requests - result.requests / 1000 {
+            throw BenchError(
+                "\(side): the application answered \(answered) of the \(result.requests) successful responses; the rest came from a proxy (a denial, or an error), so the figures would not measure the proxied path"
+            )
+        }
+        return ProxyFigures(side: side, load: result, processes: figures)
     }
 
     /// Probes a path until the app's answer comes back through it, bounded; otherwise an error that
     /// says what came back and shows the processes' output.
-    static func probePath(url: String, via: String, directory: String, children: [BenchChild]) async throws {
-        let probe = await HTTPProbe.poll(url, host: serviceHost, logDirectory: directory, timeout: .seconds(15)) {
-            $0.status == 200 && $0.body == String(decoding: ConstantApp.body, as: UTF8.self)
+    func probePath(url: String, via: String, directory: String, children: [BenchChild]) async throws {
+        let expected = grpc ? String(decoding: ConstantApp.message.readableBytesView, as: UTF8.self) : String(decoding: ConstantApp.body, as: UTF8.self)
+        let probe = await HTTPProbe.poll(
+            url, host: Self.serviceHost, grpcMessage: grpc ? H2LoadRun.message : nil, logDirectory: directory, timeout: .seconds(15)
+        ) {
+            $0.status == 200 && $0.body == expected
         }
         guard probe.accepted else {
             let last = probe.last
-            var message = "a GET through \(via) (\(url), Host: \(serviceHost)) did not return the app's 200 within 15 s; the last answer was \(last.status == 0 ? "no response" : String(last.status)): \(last.body.prefix(300).trimmingCharacters(in: .whitespacesAndNewlines))"
+            var message = "\(grpc ? "a gRPC call" : "a GET") through \(via) (\(url), Host: \(Self.serviceHost)) did not return the app's 200 within 15 s; the last answer was \(last.status == 0 ? "no response" : String(last.status)): \(last.body.prefix(300).trimmingCharacters(in: .whitespacesAndNewlines))"
             if last.status == 403 {
                 message += "\nProxy B denied the request: it has no config (no control-plane config stream) or the ALLOW policy did not reach it. Nothing was measured."
             }

@@ -26,27 +26,28 @@ struct HAProxyPeer {
             timeout http-keep-alive 30s
         """
 
-    /// Writes both configuration files into `directory`.
-    static func write(directory: String, appPort: Int, rootCert: String, clientPEM: String, serverPEM: String) throws -> HAProxyPeer {
+    /// Writes both configuration files into `directory`. With `http2`, every hop speaks HTTP/2,
+    /// as for gRPC: cleartext with prior knowledge in and to the application, ALPN `h2` between.
+    static func write(directory: String, appPort: Int, rootCert: String, clientPEM: String, serverPEM: String, http2: Bool = false) throws -> HAProxyPeer {
         let outboundPort = try HTTPProbe.freePort()
         var inboundPort = try HTTPProbe.freePort()
         while inboundPort == outboundPort { inboundPort = try HTTPProbe.freePort() }
         let outbound = """
             \(defaults)
             frontend outbound
-                bind 127.0.0.1:\(outboundPort)
+                bind 127.0.0.1:\(outboundPort)\(http2 ? " proto h2" : "")
                 default_backend mesh
             backend mesh
-                server b 127.0.0.1:\(inboundPort) ssl crt \(clientPEM) ca-file \(rootCert) verify required
+                server b 127.0.0.1:\(inboundPort) ssl crt \(clientPEM) ca-file \(rootCert) verify required\(http2 ? " alpn h2" : "")
 
             """
         let inbound = """
             \(defaults)
             frontend inbound
-                bind 127.0.0.1:\(inboundPort) ssl crt \(serverPEM) ca-file \(rootCert) verify required
+                bind 127.0.0.1:\(inboundPort) ssl crt \(serverPEM) ca-file \(rootCert) verify required\(http2 ? " alpn h2" : "")
                 default_backend app
             backend app
-                server app 127.0.0.1:\(appPort)
+                server app 127.0.0.1:\(appPort)\(http2 ? " proto h2" : "")
 
             """
         let peer = HAProxyPeer(

@@ -12,12 +12,26 @@ enum HTTPProbe {
         var body: String
     }
 
-    /// `curl -sS --max-time 3 -H 'Host: host' url`.
-    static func get(_ url: String, host: String? = nil, logDirectory: String) async -> Response {
-        let bodyPath = "\(logDirectory)/probe-\(UUID().uuidString.prefix(8)).body"
-        defer { try? FileManager.default.removeItem(atPath: bodyPath) }
+    /// `curl -sS --max-time 3 -H 'Host: host' url`. With `grpcMessage`, a unary gRPC call instead:
+    /// the message POSTed over HTTP/2 with prior knowledge and gRPC's headers.
+    static func get(_ url: String, host: String? = nil, grpcMessage: [UInt8]? = nil, logDirectory: String) async -> Response {
+        let name = "\(logDirectory)/probe-\(UUID().uuidString.prefix(8))"
+        let bodyPath = "\(name).body"
+        let messagePath = "\(name).request"
+        defer {
+            try? FileManager.default.removeItem(atPath: bodyPath)
+            try? FileManager.default.removeItem(atPath: messagePath)
+        }
         var arguments = ["curl", "-sS", "--max-time", "3", "-o", bodyPath, "-w", "%{http_code}"]
         if let host { arguments += ["-H", "Host: \(host)"] }
+        if let grpcMessage {
+            guard (try? Data(grpcMessage).write(to: URL(fileURLWithPath: messagePath))) != nil else {
+                return Response(status: 0, body: "cannot write \(messagePath)")
+            }
+            arguments += [
+                "--http2-prior-knowledge", "-H", "content-type: application/grpc", "-H", "te: trailers", "--data-binary", "@\(messagePath)",
+            ]
+        }
         arguments.append(url)
         guard let curl = try? BenchChild.spawn(name: "curl", file: "probe", arguments: arguments, logDirectory: logDirectory) else {
             return Response(status: 0, body: "curl could not be started; run ./scripts/install-deps.sh")
@@ -30,12 +44,12 @@ enum HTTPProbe {
 
     /// Probes until `accept` holds for the response or `timeout` passes; returns the last response.
     static func poll(
-        _ url: String, host: String? = nil, logDirectory: String, timeout: Duration, until accept: (Response) -> Bool
+        _ url: String, host: String? = nil, grpcMessage: [UInt8]? = nil, logDirectory: String, timeout: Duration, until accept: (Response) -> Bool
     ) async -> (accepted: Bool, last: Response) {
         let deadline = ContinuousClock.now + timeout
         var last = Response(status: 0, body: "")
         while ContinuousClock.now < deadline {
-            last = await get(url, host: host, logDirectory: logDirectory)
+            last = await get(url, host: host, grpcMessage: grpcMessage, logDirectory: logDirectory)
             if accept(last) { return (true, last) }
             try? await Task.sleep(for: .milliseconds(200))
         }

@@ -15,11 +15,11 @@ struct ProcessFigures: Sendable {
     var cpuSecondsPerThousand: Double { requests > 0 ? cpuSeconds / Double(requests) * 1000 : 0 }
 }
 
-/// One side of the comparison: what wrk saw and what each of its two proxies cost.
+/// One side of the comparison: what the load generator saw and what each of its two proxies cost.
 struct ProxyFigures: Sendable {
     /// `rampart` or `haproxy`.
     let side: String
-    let wrk: WrkResult
+    let load: ProxyLoadResult
     let processes: [ProcessFigures]
 }
 
@@ -34,21 +34,23 @@ struct ProxyBenchReport {
     let threads: Int
     let cpus: Int
     let bodyBytes: Int
+    /// With `--grpc`: concurrent calls per connection; nil for HTTP/1.1 with wrk.
+    let grpcStreams: Int?
     let rampart: ProxyFigures
     let haproxy: ProxyFigures?
 
-    var throughputRatio: Double? { haproxy.map { rampart.wrk.requestsPerSecond / max($0.wrk.requestsPerSecond, 0.001) } }
-    var p99Ratio: Double? { haproxy.map { rampart.wrk.p99Milliseconds / max($0.wrk.p99Milliseconds, 0.001) } }
+    var throughputRatio: Double? { haproxy.map { rampart.load.requestsPerSecond / max($0.load.requestsPerSecond, 0.001) } }
+    var p99Ratio: Double? { haproxy.map { rampart.load.p99Milliseconds / max($0.load.p99Milliseconds, 0.001) } }
 
     func json() -> String {
         func side(_ figures: ProxyFigures) -> [String: Any] {
             var object: [String: Any] = [
-                "requests_per_s": round(figures.wrk.requestsPerSecond, 1),
-                "p50_ms": round(figures.wrk.p50Milliseconds, 3),
-                "p99_ms": round(figures.wrk.p99Milliseconds, 3),
-                "requests": figures.wrk.requests,
-                "non_2xx": figures.wrk.non2xx,
-                "socket_errors": figures.wrk.socketErrors,
+                "requests_per_s": round(figures.load.requestsPerSecond, 1),
+                "p50_ms": round(figures.load.p50Milliseconds, 3),
+                "p99_ms": round(figures.load.p99Milliseconds, 3),
+                "requests": figures.load.requests,
+                "non_2xx": figures.load.non2xx,
+                "socket_errors": figures.load.socketErrors,
             ]
             for process in figures.processes {
                 object[process.role] = [
@@ -61,8 +63,9 @@ struct ProxyBenchReport {
         }
         var object: [String: Any] = [
             "duration_s": duration, "connections": connections, "threads": threads, "cpus": cpus, "body_bytes": bodyBytes,
-            "rampart": side(rampart),
+            "rampart": side(rampart), "load": grpcStreams == nil ? "http1" : "grpc",
         ]
+        if let grpcStreams { object["streams"] = grpcStreams }
         if let haproxy, let throughputRatio, let p99Ratio {
             object["haproxy"] = side(haproxy)
             object["ratio_requests_per_s"] = round(throughputRatio, 3)
@@ -77,13 +80,16 @@ struct ProxyBenchReport {
     func text() -> String {
         let sides = [rampart] + (haproxy.map { [$0] } ?? [])
         var lines = [
-            "rampart bench proxy: wrk -t \(threads) -c \(connections) -d \(duration)s through two proxies (outbound, mTLS, inbound with an ALLOW policy) to a \(bodyBytes)-byte app, \(cpus) CPUs",
+            "rampart bench proxy: "
+                + (grpcStreams.map { "unary gRPC calls, h2load -t \(threads) -c \(connections) -m \($0) -D \(duration)" }
+                    ?? "wrk -t \(threads) -c \(connections) -d \(duration)s")
+                + " through two proxies (outbound, mTLS, inbound with an ALLOW policy) to a \(bodyBytes)-byte app, \(cpus) CPUs",
             row("", sides.map(\.side)),
-            row("requests/s", sides.map { String(format: "%.1f", $0.wrk.requestsPerSecond) }),
-            row("p50 latency ms", sides.map { String(format: "%.3f", $0.wrk.p50Milliseconds) }),
-            row("p99 latency ms", sides.map { String(format: "%.3f", $0.wrk.p99Milliseconds) }),
-            row("requests", sides.map { String($0.wrk.requests) }),
-            row("non-2xx, socket errors", sides.map { "\($0.wrk.non2xx), \($0.wrk.socketErrors)" }),
+            row("requests/s", sides.map { String(format: "%.1f", $0.load.requestsPerSecond) }),
+            row("p50 latency ms", sides.map { String(format: "%.3f", $0.load.p50Milliseconds) }),
+            row("p99 latency ms", sides.map { String(format: "%.3f", $0.load.p99Milliseconds) }),
+            row("requests", sides.map { String($0.load.requests) }),
+            row("non-2xx, socket errors", sides.map { "\($0.load.non2xx), \($0.load.socketErrors)" }),
         ]
         for (index, label) in ["A (outbound)", "B (inbound)"].enumerated() {
             lines.append(row("\(label) RSS MiB", sides.map { index < $0.processes.count ? String(format: "%.1f", $0.processes[index].rssMiB) : "-" }))

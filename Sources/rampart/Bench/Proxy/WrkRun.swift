@@ -1,7 +1,7 @@
 import Foundation
 
-/// What one `wrk --latency` run reports.
-struct WrkResult: Sendable, Equatable {
+/// What one load run reports: `wrk --latency`, or h2load with its per-request log (see `H2LoadRun`).
+struct ProxyLoadResult: Sendable, Equatable {
     /// Completed requests and the seconds wrk ran.
     var requests: Int
     var seconds: Double
@@ -16,8 +16,8 @@ struct WrkResult: Sendable, Equatable {
     var socketErrors: Int
 
     /// Reads wrk's text output.
-    static func parse(_ text: String) throws -> WrkResult {
-        var result = WrkResult(requests: -1, seconds: 0, requestsPerSecond: -1, p50Milliseconds: -1, p99Milliseconds: -1, non2xx: 0, socketErrors: 0)
+    static func parse(_ text: String) throws -> ProxyLoadResult {
+        var result = ProxyLoadResult(requests: -1, seconds: 0, requestsPerSecond: -1, p50Milliseconds: -1, p99Milliseconds: -1, non2xx: 0, socketErrors: 0)
         for raw in text.split(separator: "\n") {
             let line = raw.trimmingCharacters(in: .whitespaces)
             let words = line.split(separator: " ", omittingEmptySubsequences: true)
@@ -56,7 +56,7 @@ struct WrkResult: Sendable, Equatable {
 /// Runs wrk against one target and reads its report.
 enum WrkRun {
     /// `wrk -t threads -c connections -d seconds --latency -H 'Host: host' url`, bounded in time.
-    static func run(url: String, host: String, threads: Int, connections: Int, seconds: Int, logDirectory: String, file: String) async throws -> WrkResult {
+    static func run(url: String, host: String, threads: Int, connections: Int, seconds: Int, logDirectory: String, file: String) async throws -> ProxyLoadResult {
         let arguments = ["wrk", "-t", String(threads), "-c", String(connections), "-d", "\(seconds)s", "--timeout", "5s", "--latency", "-H", "Host: \(host)", url]
         let wrk = try BenchChild.spawn(name: "wrk", file: file, arguments: arguments, logDirectory: logDirectory)
         defer { wrk.stop() }
@@ -66,6 +66,6 @@ enum WrkRun {
         guard status == 0 else {
             throw BenchError("wrk exited with status \(status) (\(arguments.joined(separator: " "))):\n\(wrk.logTail())")
         }
-        return try WrkResult.parse(wrk.standardOutput)
+        return try ProxyLoadResult.parse(wrk.standardOutput)
     }
 }
