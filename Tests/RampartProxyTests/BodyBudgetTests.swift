@@ -108,27 +108,29 @@ struct IdleTimeoutTests {
         let stalled = EmbeddedChannel(handler: StalledStreamCloser())
         try stalled.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
         try stalled.writeInbound(HTTP2Frame.FramePayload.headers(.init(headers: request)))
-        stalled.pipeline.fireUserInboundEventTriggered(IdleStateHandler.IdleStateEvent.read)
+        stalled.pipeline.fireUserInboundEventTriggered(IdleStateHandler.IdleStateEvent.all)
         #expect(!stalled.isActive)
 
         let ended = EmbeddedChannel(handler: StalledStreamCloser())
         try ended.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
         try ended.writeInbound(HTTP2Frame.FramePayload.headers(.init(headers: request)))
         try ended.writeInbound(HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(ByteBuffer(string: "x")), endStream: true)))
-        ended.pipeline.fireUserInboundEventTriggered(IdleStateHandler.IdleStateEvent.read)
+        ended.pipeline.fireUserInboundEventTriggered(IdleStateHandler.IdleStateEvent.all)
         #expect(ended.isActive)
     }
 
-    @Test("a stream answering while its client still sends (a relayed gRPC call) is reset only when nothing goes either way")
+    @Test("a stream that has begun its answer is reset when nothing goes either way, even once its request has ended")
     func http2Streaming() throws {
         let request = HPACKHeaders([(":method", "POST"), (":scheme", "http"), (":path", "/"), (":authority", "app"), ("content-type", "application/grpc")])
         let streaming = EmbeddedChannel(handler: StalledStreamCloser())
         try streaming.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
-        try streaming.writeInbound(HTTP2Frame.FramePayload.headers(.init(headers: request)))
-        try streaming.writeOutbound(HTTP2Frame.FramePayload.headers(.init(headers: [":status": "200", "content-type": "application/grpc"])))
-        // The client has sent nothing for the period, but the server streams to it.
-        streaming.pipeline.fireUserInboundEventTriggered(IdleStateHandler.IdleStateEvent.read)
+        try streaming.writeInbound(HTTP2Frame.FramePayload.headers(.init(headers: request, endStream: true)))
+        // Waiting for its answer, the stream is kept however long it takes.
+        streaming.pipeline.fireUserInboundEventTriggered(IdleStateHandler.IdleStateEvent.all)
         #expect(streaming.isActive)
+        // Once answering (a relayed server stream), a period with nothing written (a silent
+        // server, or a client that opens no window) ends it.
+        try streaming.writeOutbound(HTTP2Frame.FramePayload.headers(.init(headers: [":status": "200", "content-type": "application/grpc"])))
         streaming.pipeline.fireUserInboundEventTriggered(IdleStateHandler.IdleStateEvent.all)
         #expect(!streaming.isActive)
     }

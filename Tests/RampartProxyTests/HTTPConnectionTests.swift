@@ -94,7 +94,7 @@ struct RequestInboxTests {
     }
 
     private static func take(_ inbox: HTTPRequestInbox) async -> String? {
-        let next = await withCheckedContinuation { inbox.take($0) }
+        let next = (try? await withCheckedThrowingContinuation { inbox.take($0) }) ?? nil
         guard case .complete(let request)? = next else { return nil }
         return request.head.uri
     }

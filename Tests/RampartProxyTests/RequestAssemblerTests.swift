@@ -32,6 +32,56 @@ struct RequestAssemblerTests {
         #expect(try channel.finish().isClean)
     }
 
+    @Test("a gRPC call over HTTP/2 is handed on at the end of the read that brought its head, with what came with it, then part by part")
+    func streamedCall() throws {
+        let channel = EmbeddedChannel()
+        try channel.pipeline.syncOperations.addHandler(HTTPRequestAssembler(maxBodyBytes: 4, streamsGRPC: true))
+        let call = HTTPRequestHead(version: .http2, method: .POST, uri: "/pkg.Service/Call", headers: ["host": "b", "content-type": "application/grpc"])
+        // A unary call in one read: head, message and end handed on as one request, past the limit on held bodies.
+        channel.pipeline.fireChannelRead(HTTPServerRequestPart.head(call))
+        channel.pipeline.fireChannelRead(HTTPServerRequestPart.body(ByteBuffer(string: "message")))
+        channel.pipeline.fireChannelRead(HTTPServerRequestPart.end(["x-t": "1"]))
+        #expect(try channel.readInbound(as: AssembledRequest.self) == nil)
+        channel.pipeline.fireChannelReadComplete()
+        guard case .complete(let unary)? = try channel.readInbound(as: AssembledRequest.self) else {
+            Issue.record("no call")
+            return
+        }
+        #expect(unary.isStreamed && unary.streamEnded && String(buffer: unary.body) == "message" && unary.trailers?["x-t"] == ["1"])
+        #expect(try channel.readInbound(as: AssembledRequest.self) == nil)
+
+        // A streaming call: its head alone, then each message and the end as they come.
+        channel.pipeline.fireChannelRead(HTTPServerRequestPart.head(call))
+        channel.pipeline.fireChannelReadComplete()
+        guard case .complete(let streaming)? = try channel.readInbound(as: AssembledRequest.self) else {
+            Issue.record("no call")
+            return
+        }
+        #expect(streaming.isStreamed && !streaming.streamEnded && streaming.body.readableBytes == 0)
+        channel.pipeline.fireChannelRead(HTTPServerRequestPart.body(ByteBuffer(string: "first")))
+        channel.pipeline.fireChannelRead(HTTPServerRequestPart.end(nil))
+        channel.pipeline.fireChannelReadComplete()
+        guard case .bodyPart(let first)? = try channel.readInbound(as: AssembledRequest.self),
+            case .end(nil)? = try channel.readInbound(as: AssembledRequest.self)
+        else {
+            Issue.record("the call's parts were not handed on")
+            return
+        }
+        #expect(String(buffer: first) == "first")
+
+        // Not gRPC: held whole, and refused past the limit.
+        var plain = call
+        plain.headers.replaceOrAdd(name: "content-type", value: "application/json")
+        channel.pipeline.fireChannelRead(HTTPServerRequestPart.head(plain))
+        channel.pipeline.fireChannelRead(HTTPServerRequestPart.body(ByteBuffer(string: "message")))
+        channel.pipeline.fireChannelRead(HTTPServerRequestPart.end(nil))
+        channel.pipeline.fireChannelReadComplete()
+        guard case .tooLarge? = try channel.readInbound(as: AssembledRequest.self) else {
+            Issue.record("a JSON body past the limit was not refused")
+            return
+        }
+    }
+
     @Test("body chunks are joined in order and trailers kept")
     func chunks() throws {
         let channel = try Self.channel()

@@ -14,8 +14,11 @@ public struct BufferedRequest: Sendable {
     /// client goes away before the answer.
     public var cancellation: RequestCancellation?
     /// Whether the request was handed on at its head, its body to follow as it arrives (a gRPC
-    /// call over HTTP/2, see `StreamRelay`); `body` is then empty.
+    /// call over HTTP/2, see `StreamRelay`); `body` then holds what came with the head.
     public var isStreamed = false
+    /// For a streamed request: whether its end came with its head, in `body` and `trailers`, so
+    /// nothing of it follows.
+    public var streamEnded = false
 
     /// Creates a request.
     public init(head: HTTPRequestHead, body: ByteBuffer = ByteBuffer(), trailers: HTTPHeaders? = nil) {

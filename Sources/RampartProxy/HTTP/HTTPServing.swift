@@ -28,7 +28,7 @@ enum HTTPServing {
                 let (framed, last) = await answer(assembled, respond: respond, refused: refused, cancellation: cancellation)
                 if let relay = framed.relay, case .complete(let request) = assembled {
                     // A call passed on as it arrives: the relay reads the rest of the request.
-                    await relay.run(client: channel.channel, parts: &parts, requestHead: request.head, cancellation: cancellation)
+                    await relay.run(client: channel.channel, parts: &parts, request: request, cancellation: cancellation)
                     return
                 }
                 cancellation.finish()

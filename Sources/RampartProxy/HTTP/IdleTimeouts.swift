@@ -53,13 +53,14 @@ final class StalledRequestCloser: ChannelInboundHandler, RemovableChannelHandler
     }
 }
 
-/// Resets an HTTP/2 stream whose client stopped before ending its request, on the idle events of
-/// the `IdleStateHandler` before it (which watches reads, and reads and writes together). A
+/// Resets an HTTP/2 stream whose client stopped before ending its request, on the idle event of
+/// the `IdleStateHandler` before it (nothing read or written for the period). A
 /// stream whose request has ended waits for its response however long that takes (the
-/// upstream's own timeout bounds it). A stream answering as it goes (a gRPC call relayed while
-/// its client is still sending, see `StreamRelay`) is reset only when nothing has gone either way
-/// for the period, as Envoy's `stream_idle_timeout` counts both directions: the client of a
-/// long-lived call may have nothing to send while the server streams to it.
+/// upstream's own timeout bounds it). A stream answering as it goes (a gRPC call relayed, see
+/// `StreamRelay`) is reset only when nothing has gone either way for the period, as Envoy's
+/// `stream_idle_timeout` counts both directions: the client of a long-lived call may have
+/// nothing to send while the server streams to it, and a client that opens no flow-control
+/// window lets no write complete.
 final class StalledStreamCloser: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTP2Frame.FramePayload
     typealias OutboundIn = HTTP2Frame.FramePayload
@@ -82,9 +83,10 @@ final class StalledStreamCloser: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if let idle = event as? IdleStateHandler.IdleStateEvent, !ended {
+        if let idle = event as? IdleStateHandler.IdleStateEvent {
             switch idle {
-            case .read where !responding, .all:
+            // Until the stream answers, nothing is written, so nothing either way is nothing read.
+            case .all where !ended || responding:
                 context.close(promise: nil)
                 return
             default:

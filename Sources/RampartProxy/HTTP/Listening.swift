@@ -130,7 +130,7 @@ enum Listening {
         let streams = try channel.pipeline.syncOperations.configureAsyncHTTP2Pipeline(mode: .server) { stream in
             stream.eventLoop.makeCompletedFuture {
                 try stream.pipeline.syncOperations.addHandler(
-                    IdleStateHandler(readTimeout: timeouts.stalledRequest, allTimeout: timeouts.stalledRequest))
+                    IdleStateHandler(allTimeout: timeouts.stalledRequest))
                 try stream.pipeline.syncOperations.addHandler(StalledStreamCloser())
                 try stream.pipeline.syncOperations.addHandler(HTTP2AuthorityNormalizer())
                 try stream.pipeline.syncOperations.addHandler(GRPCTrailersOnly())

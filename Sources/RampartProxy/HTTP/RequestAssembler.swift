@@ -83,6 +83,10 @@ struct RequestAssembly {
         case idle
         case reading(HTTPRequestHead, ByteBuffer)
         case discarding(HTTPRequestHead, overloaded: Bool)
+        /// A request to be handed on at its head, and what of it came in the same read: it is
+        /// handed on when that read is over (`startStream`), so that a unary call's head, message
+        /// and end are passed on together.
+        case startingStream(HTTPRequestHead, ByteBuffer, ended: Bool, trailers: HTTPHeaders?)
         /// A request handed on at its head: its body is handed on as it arrives.
         case streaming
     }
@@ -110,12 +114,22 @@ struct RequestAssembly {
             if streamsGRPC && GRPCFraming.isGRPC(contentType: head.headers.first(name: "content-type")) {
                 // A gRPC call's messages may be a stream in either direction: the call is
                 // decided on its head (no policy reads a body) and its body passed on as it comes.
-                state = .streaming
-                var request = BufferedRequest(head: head)
-                request.isStreamed = true
-                return .complete(request)
+                state = .startingStream(head, empty, ended: false, trailers: nil)
+                return nil
             }
             state = .reading(head, empty)
+            return nil
+        case (.body(var chunk), .startingStream(let head, var body, let ended, let trailers)):
+            state = .idle  // drops this copy's reference so `body` grows in place
+            if body.readableBytes == 0 {
+                body = chunk
+            } else {
+                body.writeBuffer(&chunk)
+            }
+            state = .startingStream(head, body, ended: ended, trailers: trailers)
+            return nil
+        case (.end(let trailers), .startingStream(let head, let body, _, _)):
+            state = .startingStream(head, body, ended: true, trailers: trailers)
             return nil
         case (.body(let chunk), .streaming):
             return .bodyPart(chunk)
@@ -152,6 +166,17 @@ struct RequestAssembly {
         case (.end, .idle):
             return nil
         }
+    }
+
+    /// Hands on a request to be streamed, with what of it has come so far, at the end of the read
+    /// that brought its head (see `State.startingStream`).
+    mutating func startStream() -> AssembledRequest? {
+        guard case .startingStream(let head, let body, let ended, let trailers) = state else { return nil }
+        state = ended ? .idle : .streaming
+        var request = BufferedRequest(head: head, body: body, trailers: trailers)
+        request.isStreamed = true
+        request.streamEnded = ended
+        return .complete(request)
     }
 
     /// Gives back what a body being read holds: when the connection or stream goes away with the
@@ -223,6 +248,14 @@ final class HTTPRequestAssembler: ChannelDuplexHandler, RemovableChannelHandler 
         activity?.pending = false
         unanswered += 1
         context.fireChannelRead(wrapInboundOut(request))
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if let request = assembly.startStream() {
+            unanswered += 1
+            context.fireChannelRead(wrapInboundOut(request))
+        }
+        context.fireChannelReadComplete()
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {

@@ -17,10 +17,7 @@ final class HTTPRequestInbox: ChannelDuplexHandler, RemovableChannelHandler {
     /// Requests held while the task is busy, before reads stop.
     static let maxQueued = 16
 
-    private var queue = CircularBuffer<AssembledRequest>(initialCapacity: 2)
-    private var waiting: CheckedContinuation<AssembledRequest?, Never>?
-    private var ended = false
-    private var readHeld = false
+    private var inbox = InboxQueue<AssembledRequest>(maxQueued: maxQueued)
     private var context: ChannelHandlerContext?
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -29,60 +26,95 @@ final class HTTPRequestInbox: ChannelDuplexHandler, RemovableChannelHandler {
 
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
-        end()
+        inbox.end(nil, droppingQueued: true)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard !ended else { return }
-        let request = unwrapInboundIn(data)
-        if let waiting {
-            self.waiting = nil
-            waiting.resume(returning: request)
-        } else {
-            queue.append(request)
-        }
+        inbox.deliver(unwrapInboundIn(data))
     }
 
     func read(context: ChannelHandlerContext) {
-        if queue.count >= Self.maxQueued {
+        inbox.read(context)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        inbox.end(nil, droppingQueued: true)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // A reset or a TLS failure ends the connection; its task sees the end of its requests.
+        inbox.end(nil, droppingQueued: true)
+        context.close(promise: nil)
+    }
+
+    /// The next request, or nil once the connection has ended. Called on the event loop.
+    func take(_ continuation: CheckedContinuation<AssembledRequest?, any Error>) {
+        inbox.take(continuation, context: context)
+    }
+}
+
+/// What a handler that hands a channel's elements to one task keeps (see `HTTPRequestInbox`,
+/// `UpstreamResponseInbox`): the elements the task has not taken yet, the task's continuation
+/// while it waits, and whether reads are held back because `maxQueued` elements wait. Used on the
+/// channel's event loop only.
+struct InboxQueue<Element: Sendable> {
+    private var queue = CircularBuffer<Element>(initialCapacity: 2)
+    private var waiting: CheckedContinuation<Element?, any Error>?
+    private(set) var ended = false
+    private var failure: (any Error)?
+    private var readHeld = false
+    let maxQueued: Int
+
+    init(maxQueued: Int) {
+        self.maxQueued = maxQueued
+    }
+
+    /// Hands `element` to the waiting task, or queues it.
+    mutating func deliver(_ element: Element) {
+        guard !ended else { return }
+        if let waiting {
+            self.waiting = nil
+            waiting.resume(returning: element)
+        } else {
+            queue.append(element)
+        }
+    }
+
+    /// Passes a read on unless `maxQueued` elements wait; then holds it until the task takes one.
+    mutating func read(_ context: ChannelHandlerContext) {
+        if queue.count >= maxQueued {
             readHeld = true
         } else {
             context.read()
         }
     }
 
-    func channelInactive(context: ChannelHandlerContext) {
-        end()
-        context.fireChannelInactive()
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        // A reset or a TLS failure ends the connection; its task sees the end of its requests.
-        end()
-        context.close(promise: nil)
-    }
-
-    /// The next request, or nil once the connection has ended. Called on the event loop.
-    func take(_ continuation: CheckedContinuation<AssembledRequest?, Never>) {
-        if let request = queue.popFirst() {
-            if readHeld && queue.count < Self.maxQueued, let context {
+    /// The next element, nil once ended, or the error that ended it.
+    mutating func take(_ continuation: CheckedContinuation<Element?, any Error>, context: ChannelHandlerContext?) {
+        if let element = queue.popFirst() {
+            if readHeld && queue.count < maxQueued, let context {
                 readHeld = false
                 context.read()
             }
-            continuation.resume(returning: request)
+            continuation.resume(returning: element)
         } else if ended {
-            continuation.resume(returning: nil)
+            if let failure { continuation.resume(throwing: failure) } else { continuation.resume(returning: nil) }
         } else {
             waiting = continuation
         }
     }
 
-    private func end() {
+    /// No more elements come: the waiting task gets nil (or `error`) now, a later one once it
+    /// has taken what is queued, unless `droppingQueued`.
+    mutating func end(_ error: (any Error)?, droppingQueued: Bool = false) {
+        guard !ended else { return }
         ended = true
-        queue.removeAll()
+        failure = error
+        if droppingQueued { queue.removeAll() }
         if let waiting {
             self.waiting = nil
-            waiting.resume(returning: nil)
+            if let error { waiting.resume(throwing: error) } else { waiting.resume(returning: nil) }
         }
     }
 }
@@ -103,13 +135,15 @@ struct HTTPRequestStream: Sendable {
     func next() async -> AssembledRequest? {
         let loop = channel.eventLoop
         let inbox = self.inbox
-        return await withCheckedContinuation { continuation in
+        // The inbox ends without an error: nothing is thrown.
+        let next = try? await withCheckedThrowingContinuation { continuation in
             if loop.inEventLoop {
                 inbox.value.take(continuation)
             } else {
                 loop.execute { inbox.value.take(continuation) }
             }
         }
+        return next ?? nil
     }
 
     /// Writes and flushes one response.

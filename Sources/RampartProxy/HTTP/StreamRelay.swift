@@ -9,9 +9,9 @@ import Synchronization
 /// it sends them. A server-streaming call's messages reach the client one by one, and a
 /// bidirectional call whose client waits for each reply works.
 ///
-/// Flow control holds both ways: a message is read from one side only once the one before it
-/// was written to the other, so a slow reader slows its sender through HTTP/2's windows rather
-/// than making the proxy hold the stream.
+/// Flow control holds both ways: the relay reads on from one side only while the other side
+/// takes what it writes (see `pass`), so a slow reader slows its sender through HTTP/2's windows
+/// rather than making the proxy hold the stream.
 ///
 /// The side that decided the call (inbound or outbound) makes the relay with what it records of
 /// the upstream's answer (`Answered`) and how it reports the exchange (`attach`); the server
@@ -81,20 +81,40 @@ final class StreamRelay: Sendable {
     typealias RequestParts = NIOAsyncChannelInboundStream<AssembledRequest>.AsyncIterator
 
     /// Relays the call, and reports it once both directions have ended. `client` is the server
-    /// stream; `parts` yields the request's body and end; `requestHead` is the head as received.
-    func run(client: any Channel, parts: inout RequestParts, requestHead: HTTPRequestHead, cancellation: RequestCancellation) async {
+    /// stream; `request` is the call as received, with what of its body came with its head;
+    /// `parts` yields the rest of its body and its end.
+    func run(client: any Channel, parts: inout RequestParts, request: BufferedRequest, cancellation: RequestCancellation) async {
+        let requestHead = request.head
+        state.withLock { $0.bytesReceived = request.body.readableBytes }
         if target.http2 {
             do {
                 try await upstream.relayStream(to: target, timeout: timeout) { upstreamStream, responses, peer in
                     // A client that goes away resets the upstream stream, as Envoy resets it.
                     cancellation.closing(upstreamStream)
+                    if request.streamEnded {
+                        // The whole call came with its head (a unary call): it goes in one flush,
+                        // and the response is read in this task; a failed write fails the stream,
+                        // which the response's reading sees.
+                        var whole: [HTTPClientRequestPart] = [.head(self.head)]
+                        if request.body.readableBytes > 0 { whole.append(.body(.byteBuffer(request.body))) }
+                        whole.append(.end(request.trailers))
+                        Self.send(whole, to: upstreamStream, promise: nil)
+                        self.state.withLock { $0.requestEnded = true }
+                        await self.relayResponse(
+                            responses, peer: peer, upstreamStream: upstreamStream, client: client, requestHead: requestHead,
+                            cancellation: cancellation)
+                        return
+                    }
                     try await withThrowingTaskGroup(of: Void.self) { group in
                         group.addTask {
                             await self.relayResponse(
                                 responses, peer: peer, upstreamStream: upstreamStream, client: client, requestHead: requestHead,
                                 cancellation: cancellation)
                         }
-                        try await upstreamStream.writeAndFlush(HTTPClientRequestPart.head(self.head)).get()
+                        // What came with the head goes in one flush, then the rest as it comes.
+                        var first: [HTTPClientRequestPart] = [.head(self.head)]
+                        if request.body.readableBytes > 0 { first.append(.body(.byteBuffer(request.body))) }
+                        try await Self.write(first, to: upstreamStream)
                         await self.relayRequest(&parts, to: upstreamStream)
                         try await group.waitForAll()
                     }
@@ -103,10 +123,47 @@ final class StreamRelay: Sendable {
                 await answerLocally(error, client: client, requestHead: requestHead)
             }
         } else {
-            await relayWhole(client: client, parts: &parts, requestHead: requestHead, cancellation: cancellation)
+            await relayWhole(client: client, parts: &parts, request: request, cancellation: cancellation)
         }
         cancellation.finish()
         finish()
+    }
+
+    /// Writes `parts` in one flush and waits until the last has been written.
+    private static func write<Part: Sendable>(_ parts: [Part], to channel: any Channel) async throws {
+        let written = channel.eventLoop.makePromise(of: Void.self)
+        send(parts, to: channel, promise: written)
+        try await written.futureResult.get()
+    }
+
+    /// Writes `parts` in one flush, in one task on the channel's event loop (one hop, not one per
+    /// part, from another thread).
+    private static func send<Part: Sendable>(_ parts: [Part], to channel: any Channel, promise: EventLoopPromise<Void>?) {
+        guard let last = parts.last else {
+            promise?.succeed()
+            return
+        }
+        let loop = channel.eventLoop
+        if loop.inEventLoop {
+            for part in parts.dropLast() { channel.write(part, promise: nil) }
+            channel.writeAndFlush(last, promise: promise)
+        } else {
+            loop.execute {
+                for part in parts.dropLast() { channel.write(part, promise: nil) }
+                channel.writeAndFlush(last, promise: promise)
+            }
+        }
+    }
+
+    /// Writes `parts` in one flush; waits until they have gone only when the channel takes no
+    /// more for now (HTTP/2 flow control, or a full socket), which is how a slow reader slows
+    /// the relay without every part costing a wait.
+    private static func pass<Part: Sendable>(_ parts: [Part], to channel: any Channel) async throws {
+        if channel.isWritable {
+            send(parts, to: channel, promise: nil)
+        } else {
+            try await write(parts, to: channel)
+        }
     }
 
     /// Passes the request's body and end on as they come. A client whose stream ends before its
@@ -131,10 +188,10 @@ final class StreamRelay: Sendable {
                 switch part {
                 case .bodyPart(let chunk):
                     state.withLock { $0.bytesReceived += chunk.readableBytes }
-                    try await upstream.writeAndFlush(HTTPClientRequestPart.body(.byteBuffer(chunk))).get()
+                    try await Self.pass([HTTPClientRequestPart.body(.byteBuffer(chunk))], to: upstream)
                     continue
                 case .end(let trailers):
-                    try await upstream.writeAndFlush(HTTPClientRequestPart.end(trailers)).get()
+                    try await Self.write([HTTPClientRequestPart.end(trailers)], to: upstream)
                     state.withLock { $0.requestEnded = true }
                     return
                 default:
@@ -149,19 +206,25 @@ final class StreamRelay: Sendable {
     }
 
     /// Passes the upstream's response on as it comes: its head once the side has recorded and
-    /// stamped it, then its messages, then its trailers. A failure before the head is answered
-    /// as the side answers failures; after it, the client's stream is reset.
+    /// stamped it, then its messages, then its trailers. What one read of the upstream stream
+    /// brought goes to the client in one flush (a unary call's head, message and trailers in one).
+    /// A failure before the head is answered as the side answers failures; after it, the client's
+    /// stream is reset.
     private func relayResponse(
-        _ responses: NIOAsyncChannelInboundStream<HTTPClientResponsePart>, peer: VerifiedPeer?, upstreamStream: any Channel,
+        _ batches: UpstreamResponses, peer: VerifiedPeer?, upstreamStream: any Channel,
         client: any Channel, requestHead: HTTPRequestHead, cancellation: RequestCancellation
     ) async {
-        var iterator = responses.makeAsyncIterator()
+        var batch = ArraySlice<HTTPClientResponsePart>()
         var upstreamHead: HTTPResponseHead?
         do {
             while upstreamHead == nil {
-                guard let part = try await iterator.next() else { throw UpstreamClosed() }
+                if batch.isEmpty {
+                    guard let next = try await batches.next() else { throw UpstreamClosed() }
+                    batch = next[...]
+                    continue
+                }
                 // Informational heads (100, 103) are not passed on, as for the buffered exchange.
-                if case .head(let head) = part, head.status.code >= 200 { upstreamHead = head }
+                if case .head(let head) = batch.removeFirst(), head.status.code >= 200 { upstreamHead = head }
             }
         } catch {
             await answerLocally(error, client: client, requestHead: requestHead)
@@ -172,61 +235,64 @@ final class StreamRelay: Sendable {
         if upstreamHead.headers.contains(name: "grpc-status") {
             // Trailers-only (a gRPC error): one HEADERS frame ended the stream; it goes to the
             // client the same way, whole.
-            while let part = try? await iterator.next() {
-                if case .end = part { break }
-            }
             GRPCFraming.keepingStatus(&response)
             await answerWhole(.success(UpstreamResult(response: response, peer: peer)), client: client, requestHead: requestHead)
             return
         }
         response.isStreamed = true
         guard let stamped = claim(.success(UpstreamResult(response: response, peer: peer))) else { return }
-        let framed = HTTPServing.frame(stamped, for: requestHead, keepAlive: true)
-        do {
-            try await client.writeAndFlush(ResponseWrite.head(framed.head)).get()
-        } catch {
-            state.withLock { $0.clientGone = true }
-            upstreamStream.close(promise: nil)
-            return
-        }
+        var writes: [ResponseWrite] = [.head(HTTPServing.frame(stamped, for: requestHead, keepAlive: true).head)]
         var cut: (flags: String, details: String)?
         var clientGone = false
-        relaying: do {
-            while true {
-                let part: HTTPClientResponsePart?
-                do {
-                    part = try await iterator.next()
-                } catch {
-                    // The upstream stream closed under the relay because the client went away
-                    // (see `RequestCancellation`), or it failed on its own.
-                    if cancellation.isCancelled { clientGone = true } else { cut = Self.cut(by: error) }
-                    break relaying
+        var ended = false
+        relaying: while true {
+            var trailers: HTTPHeaders?
+            for part in batch {
+                switch part {
+                case .head:
+                    continue
+                case .body(let chunk):
+                    state.withLock { $0.bytesSent += chunk.readableBytes }
+                    writes.append(.body(chunk))
+                case .end(let end):
+                    trailers = end
+                    writes.append(.end(end))
+                    ended = true
                 }
-                guard let part else {
+                if ended { break }
+            }
+            batch = []
+            do {
+                // The end is awaited until the client's window has taken all of it: the stream
+                // is closed after it, which must drop nothing.
+                if ended {
+                    try await Self.write(writes, to: client)
+                } else {
+                    try await Self.pass(writes, to: client)
+                }
+            } catch {
+                clientGone = true
+                break relaying
+            }
+            writes.removeAll()
+            if ended {
+                state.withLock { state in
+                    state.trailers = trailers
+                    state.ended = true
+                }
+                break relaying
+            }
+            do {
+                guard let next = try await batches.next() else {
                     if cancellation.isCancelled { clientGone = true } else { cut = Self.cut(by: UpstreamClosed()) }
                     break relaying
                 }
-                do {
-                    switch part {
-                    case .head:
-                        continue
-                    case .body(let chunk):
-                        state.withLock { $0.bytesSent += chunk.readableBytes }
-                        try await Self.send(.body(chunk), to: client)
-                    case .end(let trailers):
-                        // Awaited until the client's window has taken all of it: the stream is
-                        // closed after this, and must drop nothing.
-                        try await Self.send(.end(trailers), to: client)
-                        state.withLock { state in
-                            state.trailers = trailers
-                            state.ended = true
-                        }
-                        break relaying
-                    }
-                } catch {
-                    clientGone = true
-                    break relaying
-                }
+                batch = next[...]
+            } catch {
+                // The upstream stream closed under the relay because the client went away
+                // (see `RequestCancellation`), or it failed on its own.
+                if cancellation.isCancelled { clientGone = true } else { cut = Self.cut(by: error) }
+                break relaying
             }
         }
         state.withLock { state in
@@ -239,15 +305,6 @@ final class StreamRelay: Sendable {
         client.close(promise: nil)
     }
 
-    /// Writes one part of the response and waits until it has gone out: HTTP/2 sends DATA only as
-    /// the client's window allows. A client that opens no window for `limit` (Envoy's
-    /// `stream_idle_timeout`) has its stream closed, which fails the write.
-    private static func send(_ part: ResponseWrite, to client: any Channel, limit: TimeAmount = .minutes(5)) async throws {
-        let deadline = client.eventLoop.scheduleTask(in: limit) { client.close(promise: nil) }
-        defer { deadline.cancel() }
-        try await client.writeAndFlush(part).get()
-    }
-
     /// How a response cut after its head is logged, as Envoy logs it.
     private static func cut(by error: any Error) -> (flags: String, details: String) {
         if error is UpstreamTimeout { return ("UT", "upstream_response_timeout") }
@@ -257,35 +314,38 @@ final class StreamRelay: Sendable {
 
     /// For an upstream that speaks HTTP/1.1 only: the call's body is read whole (up to the
     /// proxy's limit) and the exchange made as any other.
-    private func relayWhole(client: any Channel, parts: inout RequestParts, requestHead: HTTPRequestHead, cancellation: RequestCancellation) async {
-        var body = ByteBuffer()
-        var trailers: HTTPHeaders?
-        do {
-            reading: while let part = try await parts.next() {
-                switch part {
-                case .bodyPart(var chunk):
-                    guard body.readableBytes + chunk.readableBytes <= maxBodyBytes else {
-                        await answerWhole(.failure(RelayBodyTooLarge(limit: maxBodyBytes)), client: client, requestHead: requestHead)
-                        return
+    private func relayWhole(client: any Channel, parts: inout RequestParts, request: BufferedRequest, cancellation: RequestCancellation) async {
+        let requestHead = request.head
+        var body = request.body
+        var trailers = request.trailers
+        if !request.streamEnded {
+            do {
+                reading: while let part = try await parts.next() {
+                    switch part {
+                    case .bodyPart(var chunk):
+                        guard body.readableBytes + chunk.readableBytes <= maxBodyBytes else {
+                            await answerWhole(.failure(RelayBodyTooLarge(limit: maxBodyBytes)), client: client, requestHead: requestHead)
+                            return
+                        }
+                        body.writeBuffer(&chunk)
+                    case .end(let end):
+                        trailers = end
+                        break reading
+                    default:
+                        continue
                     }
-                    body.writeBuffer(&chunk)
-                case .end(let end):
-                    trailers = end
-                    break reading
-                default:
-                    continue
                 }
+            } catch {
+                state.withLock { $0.clientGone = true }
+                return
             }
-        } catch {
-            state.withLock { $0.clientGone = true }
-            return
         }
         state.withLock { $0.bytesReceived = body.readableBytes }
-        var request = BufferedRequest(head: head, body: body, trailers: trailers)
-        request.cancellation = cancellation
+        var forwarded = BufferedRequest(head: head, body: body, trailers: trailers)
+        forwarded.cancellation = cancellation
         let outcome: Result<UpstreamResult, any Error>
         do {
-            outcome = .success(try await upstream.send(request, to: target, timeout: timeout))
+            outcome = .success(try await upstream.send(forwarded, to: target, timeout: timeout))
         } catch {
             outcome = .failure(error)
         }

@@ -303,36 +303,37 @@ public final class UpstreamClient: Sendable {
 
     /// Opens an HTTP/2 stream to `target` for a call relayed as it arrives (see `StreamRelay`),
     /// and runs `body` with the stream (to write the request's parts into), its response's parts
-    /// and the verified server; the stream is closed when `body` returns.
+    /// (those of each read together) and the verified server; the stream is closed when `body`
+    /// returns.
     ///
     /// The stream fails with `UpstreamTimeout` once `timeout` (when not zero) has passed, and with
     /// `UpstreamIdleTimeout` once nothing has gone either way for the stream idle timeout, as
     /// Envoy's route timeout and `stream_idle_timeout` bound a stream.
     func relayStream<Result: Sendable>(
-        to target: UpstreamTarget, timeout: TimeAmount,
-        _ body: (any Channel, NIOAsyncChannelInboundStream<HTTPClientResponsePart>, VerifiedPeer?) async throws -> Result
+        to target: UpstreamTarget, timeout: TimeAmount, _ body: (any Channel, UpstreamResponses, VerifiedPeer?) async throws -> Result
     ) async throws -> Result {
         let connection = try await multiplexedConnection(target)
         let idle = streamIdleTimeout
-        let stream: NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>
+        let responses: UpstreamResponses
         do {
-            stream = try await connection.multiplexer.openStream { streamChannel in
+            responses = try await connection.multiplexer.openStream { streamChannel in
                 streamChannel.eventLoop.makeCompletedFuture {
                     try streamChannel.pipeline.syncOperations.addHandler(IdleStateHandler(allTimeout: idle))
                     try streamChannel.pipeline.syncOperations.addHandler(
                         HTTP2FramePayloadToHTTP1ClientCodec(httpProtocol: target.tls == nil ? .http : .https))
                     try streamChannel.pipeline.syncOperations.addHandler(RelayedStreamLimits(timeout: timeout, idle: idle))
-                    return try NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>(wrappingChannelSynchronously: streamChannel)
+                    let inbox = UpstreamResponseInbox()
+                    try streamChannel.pipeline.syncOperations.addHandler(inbox)
+                    return UpstreamResponses(channel: streamChannel, inbox: inbox)
                 }
             }
         } catch {
             forget(connection, target: target)
             throw ProxyError(.upstream, "cannot open an HTTP/2 stream to \(target.host):\(target.port): \(error)")
         }
-        let channel = stream.channel
-        return try await stream.executeThenClose { inbound, _ in
-            try await body(channel, inbound, connection.peer)
-        }
+        let channel = responses.channel
+        defer { channel.close(promise: nil) }
+        return try await body(channel, responses, connection.peer)
     }
 
     private func multiplexedConnection(_ target: UpstreamTarget) async throws -> Multiplexed {

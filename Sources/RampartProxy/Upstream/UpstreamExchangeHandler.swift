@@ -276,3 +276,100 @@ final class RelayedStreamLimits: ChannelInboundHandler, RemovableChannelHandler 
         context.close(promise: nil)
     }
 }
+
+/// Hands a relayed upstream stream's response (see `StreamRelay`) to the relay's task, the parts
+/// of each read together, so that what came together goes to the client in one flush (a unary
+/// call's head, message and trailers).
+///
+/// A lighter bridge than `NIOAsyncChannel` for this one shape, as `HTTPRequestInbox` is for
+/// requests: a short queue of reads, at most one waiting continuation, and reads held back while
+/// the task is behind, so a fast upstream is slowed by HTTP/2 flow control.
+final class UpstreamResponseInbox: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPClientResponsePart
+    typealias OutboundIn = HTTPClientRequestPart
+    typealias OutboundOut = HTTPClientRequestPart
+
+    /// Reads held while the task is busy, before reads stop.
+    static let maxQueued = 4
+
+    /// The parts of the read under way.
+    private var pending: [HTTPClientResponsePart] = []
+    private var inbox = InboxQueue<[HTTPClientResponsePart]>(maxQueued: maxQueued)
+    private var context: ChannelHandlerContext?
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+        end(nil)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !inbox.ended else { return }
+        pending.append(unwrapInboundIn(data))
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        handOn()
+        context.fireChannelReadComplete()
+    }
+
+    func read(context: ChannelHandlerContext) {
+        inbox.read(context)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        end(nil)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // A reset, a timeout (see `RelayedStreamLimits`): the task sees it after what came before.
+        end(error)
+        context.close(promise: nil)
+    }
+
+    /// The next read's parts, nil once the stream has ended, or the error that ended it. Called
+    /// on the event loop.
+    func take(_ continuation: CheckedContinuation<[HTTPClientResponsePart]?, any Error>) {
+        inbox.take(continuation, context: context)
+    }
+
+    private func handOn() {
+        guard !pending.isEmpty else { return }
+        let batch = pending
+        pending.removeAll(keepingCapacity: true)
+        inbox.deliver(batch)
+    }
+
+    private func end(_ error: (any Error)?) {
+        handOn()
+        inbox.end(error)
+    }
+}
+
+/// A relayed upstream stream's response as the relay's task reads it (see `UpstreamResponseInbox`).
+struct UpstreamResponses: Sendable {
+    let channel: any Channel
+    private let inbox: NIOLoopBound<UpstreamResponseInbox>
+
+    init(channel: any Channel, inbox: UpstreamResponseInbox) {
+        self.channel = channel
+        self.inbox = NIOLoopBound(inbox, eventLoop: channel.eventLoop)
+    }
+
+    /// The parts of the next read, nil once the stream has ended; throws what failed the stream.
+    func next() async throws -> [HTTPClientResponsePart]? {
+        let loop = channel.eventLoop
+        let inbox = self.inbox
+        return try await withCheckedThrowingContinuation { continuation in
+            if loop.inEventLoop {
+                inbox.value.take(continuation)
+            } else {
+                loop.execute { inbox.value.take(continuation) }
+            }
+        }
+    }
+}
