@@ -64,6 +64,21 @@ final class BenchChild: Sendable {
     var isRunning: Bool { exitStatus == nil }
 
     /// Waits for the child to exit, up to `timeout`; returns its status, or nil if it still runs.
+    /// Runs a load generator to its end within `timeout` and returns its standard output; its
+    /// failure to finish, or a non-zero status, is an error that shows its output.
+    static func output(of arguments: [String], file: String, logDirectory: String, timeout: Duration) async throws -> String {
+        let name = arguments.first ?? "?"
+        let child = try spawn(name: name, file: file, arguments: arguments, logDirectory: logDirectory)
+        defer { child.stop() }
+        guard let status = await child.waitForExit(timeout: timeout) else {
+            throw BenchError("\(name) did not finish within \(timeout):\n\(child.logTail())")
+        }
+        guard status == 0 else {
+            throw BenchError("\(name) exited with status \(status) (\(arguments.joined(separator: " "))):\n\(child.logTail())")
+        }
+        return child.standardOutput
+    }
+
     func waitForExit(timeout: Duration) async -> Int32? {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {

@@ -24,16 +24,9 @@ enum H2LoadRun {
             "-d", body, "-H", ":authority: \(authority)", "-H", "content-type: application/grpc", "-H", "te: trailers",
             "--log-file", log, url,
         ]
-        let h2load = try BenchChild.spawn(name: "h2load", file: file, arguments: arguments, logDirectory: logDirectory)
-        defer { h2load.stop() }
-        guard let status = await h2load.waitForExit(timeout: .seconds(seconds + 30)) else {
-            throw BenchError("h2load did not finish within \(seconds + 30) s:\n\(h2load.logTail())")
-        }
-        guard status == 0 else {
-            throw BenchError("h2load exited with status \(status) (\(arguments.joined(separator: " "))):\n\(h2load.logTail())")
-        }
+        let output = try await BenchChild.output(of: arguments, file: file, logDirectory: logDirectory, timeout: .seconds(seconds + 30))
         let requests = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-        return try parse(h2load.standardOutput, requestLog: requests)
+        return try parse(output, requestLog: requests)
     }
 
     /// Reads h2load's summary (`finished in …, … req/s`, `requests: …`, `status codes: …`) and

@@ -58,14 +58,7 @@ enum WrkRun {
     /// `wrk -t threads -c connections -d seconds --latency -H 'Host: host' url`, bounded in time.
     static func run(url: String, host: String, threads: Int, connections: Int, seconds: Int, logDirectory: String, file: String) async throws -> ProxyLoadResult {
         let arguments = ["wrk", "-t", String(threads), "-c", String(connections), "-d", "\(seconds)s", "--timeout", "5s", "--latency", "-H", "Host: \(host)", url]
-        let wrk = try BenchChild.spawn(name: "wrk", file: file, arguments: arguments, logDirectory: logDirectory)
-        defer { wrk.stop() }
-        guard let status = await wrk.waitForExit(timeout: .seconds(seconds + 30)) else {
-            throw BenchError("wrk did not finish within \(seconds + 30) s:\n\(wrk.logTail())")
-        }
-        guard status == 0 else {
-            throw BenchError("wrk exited with status \(status) (\(arguments.joined(separator: " "))):\n\(wrk.logTail())")
-        }
-        return try ProxyLoadResult.parse(wrk.standardOutput)
+        let output = try await BenchChild.output(of: arguments, file: file, logDirectory: logDirectory, timeout: .seconds(seconds + 30))
+        return try ProxyLoadResult.parse(output)
     }
 }
