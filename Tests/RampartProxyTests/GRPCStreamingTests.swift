@@ -64,6 +64,29 @@ struct GRPCStreamingTests {
         }
     }
 
+    @Test("messages larger than HTTP/2's flow-control windows cross both ways, on many calls at once")
+    func largeMessagesConcurrently() async throws {
+        try await withMesh { _, outboundPort, _, _ in
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for call in 0..<8 {
+                    let letter = UInt8(ascii: "a") + UInt8(call)
+                    group.addTask {
+                        try await GRPCStreamClient.call(port: outboundPort, path: "/test.Stream/PingPong") { stream in
+                            // 300 KB each way: past the 64 KiB windows of every hop.
+                            for round in 0..<2 {
+                                let message = String(decoding: [UInt8](repeating: letter + UInt8(round), count: 300_000), as: UTF8.self)
+                                try await stream.send(message)
+                                #expect(try await stream.receive() == "pong: " + message)
+                            }
+                            #expect(try await stream.finish().first(name: "grpc-status") == "0")
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+        }
+    }
+
     @Test("a server-streaming call's messages reach the client one by one, each before the application sends the next")
     func serverStreaming() async throws {
         try await withMesh { app, outboundPort, _, _ in

@@ -34,7 +34,7 @@ final class HTTPRequestInbox: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func read(context: ChannelHandlerContext) {
-        inbox.read(context)
+        if inbox.admitsRead() { context.read() }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -50,7 +50,7 @@ final class HTTPRequestInbox: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// The next request, or nil once the connection has ended. Called on the event loop.
     func take(_ continuation: CheckedContinuation<AssembledRequest?, any Error>) {
-        inbox.take(continuation, context: context)
+        if inbox.take(continuation) { context?.read() }
     }
 }
 
@@ -81,28 +81,31 @@ struct InboxQueue<Element: Sendable> {
         }
     }
 
-    /// Passes a read on unless `maxQueued` elements wait; then holds it until the task takes one.
-    mutating func read(_ context: ChannelHandlerContext) {
+    /// Whether a read may be passed on: not while `maxQueued` elements wait (it is then held until
+    /// the task takes one). The caller passes it on, once this access has ended: a read can bring
+    /// elements at once, into `deliver`.
+    mutating func admitsRead() -> Bool {
         if queue.count >= maxQueued {
             readHeld = true
-        } else {
-            context.read()
+            return false
         }
+        return true
     }
 
-    /// The next element, nil once ended, or the error that ended it.
-    mutating func take(_ continuation: CheckedContinuation<Element?, any Error>, context: ChannelHandlerContext?) {
+    /// Gives the task the next element, nil once ended, or the error that ended it. Returns
+    /// whether a held read is to be passed on now (by the caller, as for `admitsRead`).
+    mutating func take(_ continuation: CheckedContinuation<Element?, any Error>) -> Bool {
         if let element = queue.popFirst() {
-            if readHeld && queue.count < maxQueued, let context {
-                readHeld = false
-                context.read()
-            }
+            let resumesReading = readHeld && queue.count < maxQueued
+            if resumesReading { readHeld = false }
             continuation.resume(returning: element)
+            return resumesReading
         } else if ended {
             if let failure { continuation.resume(throwing: failure) } else { continuation.resume(returning: nil) }
         } else {
             waiting = continuation
         }
+        return false
     }
 
     /// No more elements come: the waiting task gets nil (or `error`) now, a later one once it

@@ -317,7 +317,7 @@ final class UpstreamResponseInbox: ChannelDuplexHandler, RemovableChannelHandler
     }
 
     func read(context: ChannelHandlerContext) {
-        inbox.read(context)
+        if inbox.admitsRead() { context.read() }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -334,7 +334,7 @@ final class UpstreamResponseInbox: ChannelDuplexHandler, RemovableChannelHandler
     /// The next read's parts, nil once the stream has ended, or the error that ended it. Called
     /// on the event loop.
     func take(_ continuation: CheckedContinuation<[HTTPClientResponsePart]?, any Error>) {
-        inbox.take(continuation, context: context)
+        if inbox.take(continuation) { context?.read() }
     }
 
     private func handOn() {
