@@ -22,3 +22,15 @@ final class EventLoopExecutor: TaskExecutor, @unchecked Sendable {
         }
     }
 }
+
+extension EventLoop {
+    /// Runs `body` at once when called on this loop, otherwise as one task on it: work for a
+    /// channel's handlers from a task that may run on another thread.
+    func runOnLoop(_ body: @escaping @Sendable () -> Void) {
+        if inEventLoop {
+            body()
+        } else {
+            execute(body)
+        }
+    }
+}

@@ -140,11 +140,7 @@ struct HTTPRequestStream: Sendable {
         let inbox = self.inbox
         // The inbox ends without an error: nothing is thrown.
         let next = try? await withCheckedThrowingContinuation { continuation in
-            if loop.inEventLoop {
-                inbox.value.take(continuation)
-            } else {
-                loop.execute { inbox.value.take(continuation) }
-            }
+            loop.runOnLoop { inbox.value.take(continuation) }
         }
         return next ?? nil
     }

@@ -37,17 +37,14 @@ final class StreamRelay: Sendable {
     private struct State {
         var record: RequestRecord?
         var report: Report?
-        /// The client has been answered (the upstream's head, or a local answer).
-        var answered = false
-        /// The head the client got, and the trailers that ended the response.
+        /// The response the client got (the upstream's head, or a local answer), once it has one,
+        /// and the trailers that ended it.
         var response: BufferedResponse?
         var trailers: HTTPHeaders?
         var bytesSent = 0
         var bytesReceived = 0
         /// The response ended as the upstream ended it.
         var ended = false
-        /// The request ended as the client ended it.
-        var requestEnded = false
         /// Why the response stopped after its head, as Envoy's flag and details say it.
         var cut: (flags: String, details: String)?
         /// The client went away (reset its stream, or stopped reading) before the response ended.
@@ -99,7 +96,6 @@ final class StreamRelay: Sendable {
                         if request.body.readableBytes > 0 { whole.append(.body(.byteBuffer(request.body))) }
                         whole.append(.end(request.trailers))
                         Self.send(whole, to: upstreamStream, promise: nil)
-                        self.state.withLock { $0.requestEnded = true }
                         await self.relayResponse(
                             responses, peer: peer, upstreamStream: upstreamStream, client: client, requestHead: requestHead,
                             cancellation: cancellation)
@@ -120,7 +116,7 @@ final class StreamRelay: Sendable {
                     }
                 }
             } catch {
-                await answerLocally(error, client: client, requestHead: requestHead)
+                await answerWhole(.failure(error), client: client, requestHead: requestHead)
             }
         } else {
             await relayWhole(client: client, parts: &parts, request: request, cancellation: cancellation)
@@ -143,15 +139,9 @@ final class StreamRelay: Sendable {
             promise?.succeed()
             return
         }
-        let loop = channel.eventLoop
-        if loop.inEventLoop {
+        channel.eventLoop.runOnLoop {
             for part in parts.dropLast() { channel.write(part, promise: nil) }
             channel.writeAndFlush(last, promise: promise)
-        } else {
-            loop.execute {
-                for part in parts.dropLast() { channel.write(part, promise: nil) }
-                channel.writeAndFlush(last, promise: promise)
-            }
         }
     }
 
@@ -192,7 +182,6 @@ final class StreamRelay: Sendable {
                     continue
                 case .end(let trailers):
                     try await Self.write([HTTPClientRequestPart.end(trailers)], to: upstream)
-                    state.withLock { $0.requestEnded = true }
                     return
                 default:
                     continue
@@ -227,7 +216,7 @@ final class StreamRelay: Sendable {
                 if case .head(let head) = batch.removeFirst(), head.status.code >= 200 { upstreamHead = head }
             }
         } catch {
-            await answerLocally(error, client: client, requestHead: requestHead)
+            await answerWhole(.failure(error), client: client, requestHead: requestHead)
             return
         }
         guard let upstreamHead else { return }
@@ -352,11 +341,6 @@ final class StreamRelay: Sendable {
         await answerWhole(outcome, client: client, requestHead: requestHead)
     }
 
-    /// Answers the client with a failure before any of the upstream's response.
-    private func answerLocally(_ error: any Error, client: any Channel, requestHead: HTTPRequestHead) async {
-        await answerWhole(.failure(error), client: client, requestHead: requestHead)
-    }
-
     /// Answers the client with one whole response, unless it has been answered, and ends its stream.
     private func answerWhole(_ outcome: Result<UpstreamResult, any Error>, client: any Channel, requestHead: HTTPRequestHead) async {
         guard let response = claim(outcome) else { return }
@@ -377,8 +361,7 @@ final class StreamRelay: Sendable {
     /// The client's answer made by the side from `outcome`, if the client has none yet.
     private func claim(_ outcome: Result<UpstreamResult, any Error>) -> BufferedResponse? {
         state.withLock { state -> BufferedResponse? in
-            guard !state.answered, var record = state.record else { return nil }
-            state.answered = true
+            guard state.response == nil, var record = state.record else { return nil }
             let response = answered(outcome, &record)
             state.record = record
             state.response = response

@@ -365,11 +365,7 @@ struct UpstreamResponses: Sendable {
         let loop = channel.eventLoop
         let inbox = self.inbox
         return try await withCheckedThrowingContinuation { continuation in
-            if loop.inEventLoop {
-                inbox.value.take(continuation)
-            } else {
-                loop.execute { inbox.value.take(continuation) }
-            }
+            loop.runOnLoop { inbox.value.take(continuation) }
         }
     }
 }

@@ -219,7 +219,7 @@ struct ProxyBench: AsyncParsableCommand {
         // A gRPC denial is HTTP 200 too: what counts is that the application answered the calls.
         if answered < result.requests - result.requests / 1000 {
             throw BenchError(
-                "\(side): the application answered \(answered) of the \(result.requests) successful responses; the rest came from a proxy (a denial, or an error), so the figures would not measure the proxied path"
+                "\(side): the application answered \(answered) of the \(result.requests) successful responses; the rest came from a proxy (a denial, or an error), so the figures would not measure the proxied path; rerun with --keep and read the proxies' logs in \(directory) to see why"
             )
         }
         return ProxyFigures(side: side, load: result, processes: figures)
