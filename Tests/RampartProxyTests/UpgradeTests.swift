@@ -42,6 +42,11 @@ final class UpgradeApp: Sendable {
                 switched = true
                 let answer = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: x\r\n\r\n"
                 context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: answer)), promise: nil)
+                // Bytes that came with the head are the new protocol's first.
+                if let end = head.range(of: "\r\n\r\n"), !head[end.upperBound...].isEmpty {
+                    let early = String(head[end.upperBound...])
+                    context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: early.uppercased()))).whenComplete { _ in context.close(promise: nil) }
+                }
             } else {
                 head = ""
                 let answer = "HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n"
@@ -107,6 +112,12 @@ struct UpgradeTests {
             #expect(line["response_code_details"] as? String == "via_upstream", "\(line)")
         }
 
+        // A client that sends its first frame with the upgrade request, before the 101: the bytes
+        // wait in the proxies until the tunnel is open, then reach the application.
+        let early = try await RawClient.untilClosed(port: clientProxy.outboundPort, sending: Self.request + "sent before the answer")
+        #expect(early.hasPrefix("HTTP/1.1 101 Switching Protocols\r\n"), "\(early)")
+        #expect(early.hasSuffix("SENT BEFORE THE ANSWER"), "\(early)")
+
         let deniedRequest = Self.request.replacingOccurrences(of: "GET /chat", with: "GET /admin")
             .replacingOccurrences(of: "Connection: Upgrade", with: "Connection: Upgrade, close")
         let denied = try await RawClient.expecting(port: clientProxy.outboundPort, head: deniedRequest, body: "")
@@ -140,5 +151,28 @@ struct UpgradeTests {
         await clientProxy.stop()
         await serverProxy.stop()
         await app.stop()
+    }
+
+    @Test("an h2c upgrade offer on HTTP/1.1 is served as plain HTTP/1.1, and the connection goes on to its next request")
+    func h2cOfferDeclined() async throws {
+        let mesh = try MeshFixture()
+        defer { mesh.remove() }
+        let app = try await EchoApp()
+        let appTask = Task { await app.run() }
+        defer { appTask.cancel() }
+        let server = try await mesh.identity(namespace: "default", serviceAccount: "server")
+        let proxy = try await TestProxy(
+            workload: WorkloadInfo(name: "server-v1", namespace: "default", appPort: app.port), identityDirectory: server.directory,
+            appPort: app.port)
+        try proxy.install(SnapshotBuilder.snapshot())
+        // What `curl --http2` sends to a plaintext URL, then a second request on the same connection.
+        let offer = "GET /first HTTP/1.1\r\nHost: server\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n"
+        let next = "GET /second HTTP/1.1\r\nHost: server\r\nConnection: close\r\n\r\n"
+        let received = try await RawClient.untilClosed(port: proxy.inboundPort, sending: offer + next)
+        #expect(received.components(separatedBy: "HTTP/1.1 200 OK\r\n").count == 3, "two answers: \(received)")
+        #expect(received.contains("/first") && received.contains("/second"), "\(received)")
+        // The application is not offered HTTP/2 on the proxy's behalf.
+        #expect(!received.lowercased().contains("h2c") && !received.lowercased().contains("http2-settings"), "\(received)")
+        await proxy.stop()
     }
 }

@@ -65,6 +65,7 @@ enum HTTPServing {
         while let assembled = await stream.next() {
             cancellation.begin()
             if !stream.channel.isActive { cancellation.cancel() }
+            let stopsParser = if case .complete(let request) = assembled { HTTPUpgrade.stopsParser(request.head) } else { false }
             let (framed, last) = await answer(assembled, respond: respond, refused: refused, cancellation: cancellation)
             cancellation.finish()
             if let upgraded = framed.upgraded {
@@ -77,6 +78,7 @@ enum HTTPServing {
                 return
             }
             stream.write(framed)
+            if stopsParser { stream.resumeParsing() }
         }
         stream.close()
     }

@@ -94,14 +94,26 @@ enum Listening {
         try channel.pipeline.syncOperations.addHandler(
             IdleStateHandler(readTimeout: timeouts.stalledRequest, allTimeout: timeouts.idleConnection))
         try channel.pipeline.syncOperations.addHandler(StalledRequestCloser(activity: activity))
-        try channel.pipeline.syncOperations.configureHTTPServerPipeline(
-            withPipeliningAssistance: false, withErrorHandling: false, withOutboundHeaderValidation: false,
-            withEncoderConfiguration: .init(), withDecoderLimitConfiguration: headerLimits)
+        try addHTTP1Codec(channel.pipeline.syncOperations, position: .last)
         try channel.pipeline.syncOperations.addHandler(
             HTTPRequestAssembler(maxBodyBytes: maxBodyBytes, answersParseErrors: true, activity: activity))
         let inbox = HTTPRequestInbox()
         try channel.pipeline.syncOperations.addHandler(inbox)
         return HTTPRequestStream(channel: channel, inbox: inbox)
+    }
+
+    /// Adds NIO's HTTP/1.1 server codec at `position`: the response encoder and the request decoder,
+    /// paired so that answers to `HEAD` carry no body. The decoder keeps the bytes that follow a
+    /// request it stops at (an upgrade, see `HTTPUpgrade.stopsParser`) and hands them on when it
+    /// is removed: to the tunnel of a WebSocket (a client's first frames, sent before the 101), or
+    /// to the fresh codec of a connection that goes on with HTTP/1.1. NIO keeps them only when
+    /// given an upgrade configuration; one with no upgraders answers no upgrade itself, and its
+    /// handler leaves the pipeline at the connection's first request.
+    static func addHTTP1Codec(_ pipeline: ChannelPipeline.SynchronousOperations, position: ChannelPipeline.SynchronousOperations.Position) throws {
+        try pipeline.configureHTTPServerPipeline(
+            position: position, withPipeliningAssistance: false, withServerUpgrade: (upgraders: [], completionHandler: { _ in }),
+            withErrorHandling: false, withOutboundHeaderValidation: false,
+            withEncoderConfiguration: .init(), withDecoderLimitConfiguration: headerLimits)
     }
 
     /// Answers one request from a connection's task: the decision is made at once in the task

@@ -187,6 +187,25 @@ struct HTTPRequestStream: Sendable {
         }
     }
 
+    /// Gives the connection a fresh HTTP/1.1 codec, after the answer to a request the parser stopped
+    /// at (see `HTTPUpgrade.stopsParser`) that was not tunneled: an `h2c` offer, served as HTTP/1.1
+    /// as Envoy serves it. The old decoder hands the bytes it holds to the new one as it leaves.
+    func resumeParsing() {
+        let channel = self.channel
+        channel.eventLoop.runOnLoop {
+            let pipeline = channel.pipeline.syncOperations
+            do {
+                let decoder = try pipeline.context(handlerType: ByteToMessageHandler<HTTPRequestDecoder>.self)
+                let encoder = try pipeline.context(handlerType: HTTPResponseEncoder.self)
+                try Listening.addHTTP1Codec(pipeline, position: .after(decoder.handler))
+                pipeline.removeHandler(context: encoder, promise: nil)
+                pipeline.removeHandler(context: decoder, promise: nil)
+            } catch {
+                channel.close(promise: nil)
+            }
+        }
+    }
+
     /// The handlers of an HTTP/1.1 server connection, from the idle timeouts to the inbox.
     private static func httpHandlers(_ pipeline: ChannelPipeline.SynchronousOperations) throws -> [ChannelHandlerContext] {
         [

@@ -18,6 +18,19 @@ enum HTTPUpgrade {
         }
     }
 
+    /// Whether NIO's HTTP/1 parser (llhttp) stops at the end of this request, taking what follows
+    /// for another protocol: an `Upgrade` header with `upgrade` among the `Connection` options,
+    /// whatever the protocol named, or a `CONNECT`. A request the proxy does not tunnel (an `h2c`
+    /// offer, an upgrade refused) leaves the connection needing a fresh parser to go on with
+    /// HTTP/1.1 (see `HTTPRequestStream.resumeParsing`).
+    static func stopsParser(_ head: HTTPRequestHead) -> Bool {
+        if head.method == .CONNECT { return true }
+        guard head.headers.contains(name: "upgrade") else { return false }
+        return head.headers["connection"].contains { value in
+            value.split(separator: ",").contains { $0.trimmingCharacters(in: .whitespaces).lowercased() == "upgrade" }
+        }
+    }
+
     /// Puts back the two headers forwarding strips as hop-by-hop, which an upgrade must carry.
     static func restore(_ headers: inout HTTPHeaders, from original: HTTPHeaders) {
         guard let protocolName = original.first(name: "upgrade") else { return }
