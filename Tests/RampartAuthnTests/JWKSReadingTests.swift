@@ -18,6 +18,23 @@ struct JWKSReadingTests {
         #expect(!set.keys.isEmpty && set.keys.allSatisfy { $0.kid == nil }, "\(set.keys.map(\.kid))")
     }
 
+    @Test("an entry of keys that is not a JSON object is skipped, and the set's other keys still verify")
+    func nonObjectEntries() async throws {
+        let key = IssuerKey(kid: "k1")
+        let json = String(decoding: try JSONSerialization.data(withJSONObject: ["keys": ["a string", 5, NSNull(), [1, 2], key.jwk] as [Any]]), as: UTF8.self)
+        let set = try await JWKSKeySet.load(json: json, origin: "test")
+        #expect(set.keys.map(\.kid) == ["k1"], "\(set.keys.map(\.kid))")
+        #expect(set.skipped.count == 4, "\(set.skipped)")
+        #expect(set.skipped[0].contains("entry #0 of keys is a string"), "\(set.skipped)")
+        #expect(set.skipped[2].contains("entry #2 of keys is null"), "\(set.skipped)")
+        do {
+            _ = try await JWKSKeySet.load(json: #"{"keys": ["only a string"]}"#, origin: "test")
+            Issue.record("a set without one usable key was accepted")
+        } catch {
+            #expect(error.reason.contains("entry #0 of keys is a string, not a JWK object"), "\(error.reason)")
+        }
+    }
+
     @Test("an RSA key whose public exponent is not 3 or 65537 is dropped, and says why")
     func rsaExponent() async throws {
         let directory = try TemporaryDirectory()

@@ -41,6 +41,36 @@ struct WebhookParityTests {
         #expect(errors.contains { $0.code == .badJWKS && $0.message.contains("kty") } == refused, "\(errors)")
     }
 
+    static func jwksRule(_ jwks: String) -> String {
+        """
+        apiVersion: security.istio.io/v1
+        kind: RequestAuthentication
+        metadata: {name: r, namespace: shop}
+        spec:
+          jwtRules:
+          - issuer: https://issuer.example
+            jwks: '\(jwks)'
+        """
+    }
+
+    @Test("an inline key member that is not a string is refused, as the webhook's JWK parser refuses it")
+    func mistypedKeyMember() {
+        let errors = Self.errors(Self.jwksRule(#"{"keys":[{"kty":"EC","crv":"P-256","x":"WKn-ZIGevcwGIyyrzFoZNBdaq9_TsqzGl96oc0CWuis","y":7}]}"#))
+        #expect(errors.contains { $0.code == .badJWKS && $0.message.contains("has a y that is not a string") }, "\(errors)")
+    }
+
+    @Test("a lone key instead of a set is accepted with a warning that the proxy will find no keys in it")
+    func singleKey() {
+        let yaml = Self.jwksRule(#"{"kty":"EC","crv":"P-256","x":"WKn-ZIGevcwGIyyrzFoZNBdaq9_TsqzGl96oc0CWuis","y":"y77t-RvAHRKTsSGdIYUfweuOvwrvDD-Q3Hv5J0fSKbE"}"#)
+        #expect(Self.errors(yaml).isEmpty, "\(Self.errors(yaml))")
+        let loaded = PolicyLoader.load(yaml: yaml, file: "parity.yaml")
+        let warning = (loaded.diagnostics + PolicyAnalyzer.analyze(loaded.resources)).first { $0.code == .singleJWK }
+        #expect(warning?.severity == .warning && warning?.field == "spec.jwtRules[0].jwks", "\(String(describing: warning))")
+        #expect(warning?.fix.contains(#"{"keys": ["#) == true)
+        // Not a key either: still refused.
+        #expect(Self.errors(Self.jwksRule(#"{"issuer":"x"}"#)).contains { $0.code == .badJWKS })
+    }
+
     @Test("service accounts combine with the other source fields")
     func serviceAccountsWithOthers() {
         let rules = "  - from: [{source: {serviceAccounts: [ns/sa], ipBlocks: [10.0.0.0/8], trustDomains: [td]}}]"
@@ -97,7 +127,7 @@ struct WebhookParityTests {
 
     @Test(
         "a JWKS fetch timeout is at least a millisecond and whole milliseconds",
-        arguments: [("5s", true), ("1ms", true), ("1.5s", true), ("0.5ms", false), ("1500us", false), ("1.0005s", false)])
+        arguments: [("5s", true), ("1ms", true), ("1.5s", true), ("0.5ms", false), ("1500us", false), ("1.0005s", false), ("2562047h", true), ("2562048h", false), ("9999999h", false)])
     func timeout(value: String, valid: Bool) {
         let errors = Self.errors(Fixture.requestAuthentication(["{issuer: a, jwksUri: \"https://a.example/k\", timeout: \(value)}"]))
         #expect(errors.map(\.code) == (valid ? [] : [.badDuration]))
@@ -241,7 +271,7 @@ struct SchemaLimitTests {
         #expect(errors.map(\.code) == [.badServiceAccount], "\(errors)")
     }
 
-    @Test("Istio's internal annotations are refused", arguments: ["internal.istio.io/webhook-always-reject", "internal.istio.io/parents"])
+    @Test("Istio's internal annotations are refused", arguments: ["internal.istio.io/webhook-always-reject", "internal.istio.io/parents", "internal.istio.io/parent-namespace"])
     func internalAnnotations(key: String) {
         let errors = WebhookParityTests.errors(Fixture.policy("p", extra: ", annotations: {\(key): \"x\"}", rules: "  - {}"))
         #expect(errors.map(\.code) == [.badMetadata] && errors.first?.field == "metadata.annotations.\(key)", "\(errors)")

@@ -45,6 +45,12 @@ public struct JWKSKeySet: Sendable {
         var keys: [Key] = []
         var skipped: [String] = []
         for (index, element) in list.enumerated() {
+            // An entry that is not a JSON object (a string, a number, null) is skipped, as Envoy
+            // skips it, and the set's other keys still count.
+            guard element is [String: Any] else {
+                skipped.append("entry #\(index) of keys is \(Self.jsonTypeName(element)), not a JWK object")
+                continue
+            }
             let name = ((element as? [String: Any])?["kid"] as? String) ?? "#\(index)"
             if let members = element as? [String: Any], members["kty"] as? String == "oct" {
                 switch await symmetricKeys(members, index: index) {
@@ -61,7 +67,8 @@ public struct JWKSKeySet: Sendable {
                 skipped.append("key \(name) (kty RSA) has a public exponent other than 3 or 65537")
                 continue
             }
-            guard let data = try? JSONSerialization.data(withJSONObject: Self.withDefaultCurve(Self.withoutMistypedNames(element))),
+            let members = Self.withDefaultCurve(Self.withoutMistypedNames(element))
+            guard JSONSerialization.isValidJSONObject(members), let data = try? JSONSerialization.data(withJSONObject: members),
                 let jwk = try? JSONDecoder().decode(JWK.self, from: data)
             else {
                 let type = ((element as? [String: Any])?["kty"] as? String) ?? "none"
@@ -151,6 +158,17 @@ public struct JWKSKeySet: Sendable {
             keys.append(Key(kid: kid, algorithm: algorithm, collection: collection))
         }
         return .success(keys)
+    }
+
+    /// What a JSON value is, for messages.
+    private static func jsonTypeName(_ value: Any) -> String {
+        switch value {
+        case is NSNull: return "null"
+        case is String: return "a string"
+        case is [Any]: return "a list"
+        case is NSNumber: return "a number or boolean"
+        default: return "not an object"
+        }
     }
 
     /// A `kid` or `alg` that is not a string counts as absent, as Envoy's JWKS reader ignores it.

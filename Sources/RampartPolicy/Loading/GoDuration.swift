@@ -4,7 +4,11 @@ enum GoDuration {
         ("ns", 1e-6), ("us", 1e-3), ("µs", 1e-3), ("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000),
     ]
 
-    /// The duration in milliseconds, or `nil` when the text is not a duration.
+    /// The longest duration Go's `time.Duration` holds (2^63 − 1 ns, about 2562047h), in milliseconds.
+    static let maximumMilliseconds = Double(Int64.max) / 1e6
+
+    /// The duration in milliseconds, or `nil` when the text is not a duration. A duration past
+    /// ``maximumMilliseconds`` is returned as it is: Go refuses it, and callers say so.
     static func milliseconds(_ text: String) -> Double? {
         var rest = Substring(text)
         // Go's ParseDuration takes a leading + (a negative duration is no timeout).

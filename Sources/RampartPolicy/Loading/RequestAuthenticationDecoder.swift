@@ -105,6 +105,12 @@ struct RequestAuthenticationDecoder {
                         fix: "write a duration such as 500ms, 5s or 1m")
                     continue
                 }
+                guard parsed <= GoDuration.maximumMilliseconds else {
+                    context.report(
+                        .badDuration, fieldPath, value, "\"\(text)\" is longer than a duration can be (about 2562047h)",
+                        fix: "write a duration such as 500ms, 5s or 1m")
+                    continue
+                }
                 timeout = parsed
             case "presence":
                 guard let text = context.string(value, fieldPath) else { continue }

@@ -14,7 +14,7 @@ enum CommonChecks {
                     ?? "rename the resource with lower-case letters, digits, '-' and '.'")
         }
         // Istio's webhook refuses its internal annotations on resources users write.
-        for key in ["internal.istio.io/webhook-always-reject", "internal.istio.io/parents"]
+        for key in ["internal.istio.io/webhook-always-reject", "internal.istio.io/parents", "internal.istio.io/parent-namespace"]
         where metadata.annotations[key] != nil {
             reporter.add(
                 .badMetadata, "metadata.annotations.\(key)", "the annotation \(key) is Istio's own and may not be set on a resource",

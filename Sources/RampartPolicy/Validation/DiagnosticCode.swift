@@ -109,6 +109,9 @@ public enum DiagnosticCode: String, Sendable, Hashable, CaseIterable {
     /// A selector naming a Gateway API gateway's pods, where Istio asks for `targetRefs` to the
     /// Gateway instead (its analyzer's IST0166).
     case selectorOnGatewayPods = "RP078"
+    /// An inline `jwks` holding one key rather than a set: the webhook accepts it, and the proxy's
+    /// JWT check finds no keys in it.
+    case singleJWK = "RP079"
 
     /// The severity a finding with this code has unless stated otherwise.
     public var defaultSeverity: Diagnostic.Severity {
@@ -116,7 +119,7 @@ public enum DiagnosticCode: String, Sendable, Hashable, CaseIterable {
         case .emptySelector, .privateJWKS, .denyAllOnTCP, .selectsNothing, .literalWildcard,
             .conflictingPeerAuthentication, .targetNotEnforced, .identityWithoutStrict, .noRequestAuthentication,
             .neverMatches, .unknownNamespace, .ipBlocksAtGateway, .rootPeerSelector, .tcpPortShut, .duplicatePort,
-            .unusualLabel, .unsendableHeader, .customProviderConflict, .tokenNotRequired, .selectorOnGatewayPods:
+            .unusualLabel, .unsendableHeader, .customProviderConflict, .tokenNotRequired, .selectorOnGatewayPods, .singleJWK:
             return .warning
         default:
             return .error

@@ -104,10 +104,18 @@ enum RequestAuthenticationValidator {
     }
 
     private static func checkJWKS(_ text: String, field: String, _ reporter: inout Reporter) {
-        guard let data = text.data(using: .utf8),
-            let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-            let keys = object["keys"] as? [[String: Any]], keys.allSatisfy({ $0["kty"] is String })
-        else {
+        let object = text.data(using: .utf8).flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] }
+        if let object, object["keys"] == nil, object["kty"] is String {
+            // Istio's webhook reads a lone key as a set of one; the proxy's JWT check reads only a
+            // set, and finds no keys in it.
+            reporter.add(
+                .singleJWK, field,
+                "jwks is a single key, not a key set: it is accepted, but the proxy's JWT check finds no keys in it, so every token fails with 401",
+                fix: "wrap the key in a set: {\"keys\": [ ...the key... ]}")
+            checkKeyMembers([object], field: field, &reporter)
+            return
+        }
+        guard let object, let keys = object["keys"] as? [[String: Any]], keys.allSatisfy({ $0["kty"] is String }) else {
             reporter.add(
                 .badJWKS, field, "jwks is not a JSON Web Key Set ({\"keys\": [{\"kty\": ...}, ...]})",
                 fix: "paste the issuer's JWKS document, or use jwksUri")
@@ -121,11 +129,25 @@ enum RequestAuthenticationValidator {
                 .badJWKS, field, "key \(index) of the JWKS has kty \"\(DiagnosticText.escaped(type))\", which is not a key type (EC, RSA, OKP or oct)",
                 fix: "remove that key, or correct its kty")
         }
+        checkKeyMembers(keys, field: field, &reporter)
         let privateMembers = ["d", "p", "q", "dp", "dq", "qi"]
         for (index, key) in keys.enumerated() where privateMembers.contains(where: { key[$0] != nil }) {
             reporter.add(
                 .privateJWKS, field, "key \(index) of the JWKS includes private key material",
                 fix: "publish only the public members (n, e / x, y) of the key")
+        }
+    }
+
+    /// The key members holding base64url numbers or bytes must be strings, as the JWK library of
+    /// Istio's webhook reads them.
+    private static func checkKeyMembers(_ keys: [[String: Any]], field: String, _ reporter: inout Reporter) {
+        let encoded = ["n", "e", "x", "y", "k", "d", "p", "q", "dp", "dq", "qi"]
+        for (index, key) in keys.enumerated() {
+            for member in encoded where key[member] != nil && !(key[member] is String) {
+                reporter.add(
+                    .badJWKS, field, "key \(index) of the JWKS has a \(member) that is not a string",
+                    fix: "write \(member) as base64url text, as the issuer publishes it")
+            }
         }
     }
 }
