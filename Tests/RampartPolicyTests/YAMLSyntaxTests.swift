@@ -1,5 +1,6 @@
 @testable import RampartPolicy
 import Testing
+import Yams
 
 @Suite("YAML syntax errors")
 struct YAMLSyntaxTests {
@@ -11,6 +12,45 @@ struct YAMLSyntaxTests {
         let unclosed = PolicyLoader.load(yaml: "apiVersion: security.istio.io/v1\nkind: [AuthorizationPolicy\n", file: "u.yaml")
         let other = try #require(unclosed.diagnostics.first { $0.severity == .error })
         #expect(!other.message.contains("tab"), "\(other.message)")
+    }
+}
+
+@Suite("YAML scalars as kubectl reads them")
+struct KubernetesScalarTests {
+    static func policy(values: String) -> String {
+        """
+        apiVersion: security.istio.io/v1
+        kind: AuthorizationPolicy
+        metadata: {name: p, namespace: ns1}
+        spec:
+          rules:
+          - when:
+            - key: request.headers[x-window]
+              values: [\(values)]
+        """
+    }
+
+    @Test("a base-60 number (10:30) is a string, as go-yaml v2 reads it", arguments: ["10:30", "1:30.5", "190:20:30"])
+    func sexagesimalIsText(value: String) throws {
+        let loaded = PolicyLoader.load(yaml: Self.policy(values: value), file: "s.yaml")
+        #expect(!loaded.hasErrors, "\(loaded.diagnostics)")
+        let policy = try #require(loaded.resources.first)
+        #expect("\(policy)".contains(value), "the value is kept as written")
+    }
+
+    @Test("y, Y, n and N are booleans, as go-yaml v2 reads them: refused where a string belongs", arguments: ["y", "Y", "n", "N", "yes", "off"])
+    func shortBooleans(value: String) throws {
+        let loaded = PolicyLoader.load(yaml: Self.policy(values: value), file: "b.yaml")
+        let error = try #require(loaded.diagnostics.first { $0.severity == .error })
+        #expect(error.code == .wrongType && error.message.contains("a boolean (\(value))"), "\(error.message)")
+        #expect(error.fix.contains("quote"), "\(error.fix)")
+        #expect(!PolicyLoader.load(yaml: Self.policy(values: "\"\(value)\""), file: "q.yaml").hasErrors, "quoted, it is a string")
+    }
+
+    @Test("numbers and words that are neither stay as Yams reads them", arguments: ["10", "abc", "1e3", "0x1F"])
+    func unchanged(value: String) {
+        let node = Node(value)
+        #expect(KubernetesScalars.resolveTag(of: node) == Resolver.default.resolveTag(of: node))
     }
 }
 

@@ -48,7 +48,7 @@ final class DecodeContext {
     /// Whether the node is YAML null (`~`, `null` or empty), which proto JSON treats as absent.
     static func isNull(_ node: Node) -> Bool {
         guard case .scalar(let scalar) = node, scalar.style == .plain else { return false }
-        return Resolver.default.resolveTag(of: node) == .null
+        return KubernetesScalars.resolveTag(of: node) == .null
     }
 
     static func typeName(_ node: Node) -> String {
@@ -58,7 +58,7 @@ final class DecodeContext {
         case .alias: return "an alias"
         case .scalar(let scalar):
             if scalar.style != .plain { return "a string" }
-            switch Resolver.default.resolveTag(of: node) {
+            switch KubernetesScalars.resolveTag(of: node) {
             case .int: return "an integer (\(scalar.string))"
             case .float: return "a number (\(scalar.string))"
             case .bool: return "a boolean (\(scalar.string))"
@@ -139,7 +139,7 @@ final class DecodeContext {
             return nil
         }
         if scalar.style == .plain {
-            let tag = Resolver.default.resolveTag(of: node)
+            let tag = KubernetesScalars.resolveTag(of: node)
             if tag == .int || tag == .float || tag == .bool || tag == .null {
                 wrongType(path, node, expected: "a string")
                 return nil
@@ -152,7 +152,7 @@ final class DecodeContext {
     func bool(_ node: Node, _ path: String) -> Bool? {
         record(path, node)
         guard case .scalar(let scalar) = node, scalar.style == .plain,
-            Resolver.default.resolveTag(of: node) == .bool
+            KubernetesScalars.resolveTag(of: node) == .bool
         else {
             wrongType(path, node, expected: "a boolean (true or false)")
             return nil

@@ -159,8 +159,8 @@ public enum StandaloneDocuments {
     private static func restyled(_ node: Node) -> Node {
         switch node {
         case .scalar(var scalar):
-            let type = Resolver.default.resolveTag(of: node)
-            let plainType = Resolver.default.resolveTag(of: Node(scalar.string))
+            let type = KubernetesScalars.resolveTag(of: node)
+            let plainType = KubernetesScalars.resolveTag(of: Node(scalar.string))
             scalar.style = type == .str && plainType != .str ? .singleQuoted : .any
             if type == .str { scalar.tag = Tag(.str) }
             return .scalar(scalar)
