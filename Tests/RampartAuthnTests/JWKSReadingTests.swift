@@ -35,6 +35,31 @@ struct JWKSReadingTests {
         }
     }
 
+    @Test("an RSA key shorter than 2048 bits is left out with its length named")
+    func shortRSAKey() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let path = directory.file("short.key")
+        let generated = try runOnPath("openssl", ["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:1024", "-out", path])
+        try #require(generated.status == 0, "\(generated.output)")
+        let printed = try runOnPath("openssl", ["rsa", "-in", path, "-noout", "-modulus"])
+        let hex = try #require(printed.output.split(separator: "=").last?.trimmingCharacters(in: .whitespacesAndNewlines))
+        var modulus: [UInt8] = []
+        var index = hex.startIndex
+        while index < hex.endIndex {
+            let next = hex.index(index, offsetBy: 2)
+            modulus.append(try #require(UInt8(hex[index..<next], radix: 16)))
+            index = next
+        }
+        let json = try jwksJSON([["kty": "RSA", "kid": "short", "n": base64URL(modulus), "e": "AQAB"]])
+        do {
+            _ = try await JWKSKeySet.load(json: json, origin: "test")
+            Issue.record("a 1024-bit key was kept")
+        } catch {
+            #expect(error.reason.contains("key short is an RSA key of 1024 bits"), "\(error.reason)")
+        }
+    }
+
     @Test("an RSA key whose public exponent is not 3 or 65537 is dropped, and says why")
     func rsaExponent() async throws {
         let directory = try TemporaryDirectory()

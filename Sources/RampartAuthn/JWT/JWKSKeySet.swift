@@ -99,7 +99,13 @@ public struct JWKSKeySet: Sendable {
                 do {
                     try await collection.add(jwk: pinned, isDefault: true)
                 } catch {
-                    skipped.append("key \(name) is not a usable \(algorithm.rawValue) key: \(ErrorText.describe(error))")
+                    if let bits = Self.rsaModulusBits(element), bits < 2048 {
+                        // jwt-kit verifies with RSA keys of 2048 bits or more; Envoy takes shorter ones.
+                        skipped.append(
+                            "key \(name) is an RSA key of \(bits) bits; Rampart verifies RSA signatures only with keys of 2048 bits or more: ask the issuer to sign with a longer key")
+                    } else {
+                        skipped.append("key \(name) is not a usable \(algorithm.rawValue) key: \(ErrorText.describe(error))")
+                    }
                     break
                 }
                 keys.append(Key(kid: kid, algorithm: algorithm.rawValue, collection: collection))
@@ -158,6 +164,16 @@ public struct JWKSKeySet: Sendable {
             keys.append(Key(kid: kid, algorithm: algorithm, collection: collection))
         }
         return .success(keys)
+    }
+
+    /// The length in bits of an RSA key's modulus, if the entry is an RSA key whose `n` decodes.
+    private static func rsaModulusBits(_ element: Any) -> Int? {
+        guard let members = element as? [String: Any], members["kty"] as? String == "RSA",
+            let modulus = (members["n"] as? String).flatMap(Base64URL.decode).map(Array.init)
+        else { return nil }
+        let significant = modulus.drop { $0 == 0 }
+        guard let first = significant.first else { return 0 }
+        return (significant.count - 1) * 8 + (8 - first.leadingZeroBitCount)
     }
 
     /// What a JSON value is, for messages.
