@@ -210,10 +210,10 @@ struct JWTRequirementTests {
 
     @Test("a claim that is empty, or holds CR, LF or NUL, writes no header")
     func claimHeaders() async throws {
-        let rule = inlineRule(try jwksJSON([alpha.jwk]), more: "outputClaimToHeaders: [{header: x-e, claim: e}, {header: x-n, claim: n}, {header: x-s, claim: sub}]")
+        let rule = inlineRule(try jwksJSON([alpha.jwk]), more: "outputClaimToHeaders: [{header: x-e, claim: e}, {header: x-n, claim: crlf}, {header: x-s, claim: sub}]")
         var claims = requestClaims(now: clock.now)
         claims.members["e"] = .string("")
-        claims.members["n"] = .string("a\r\nx-injected: 1")
+        claims.members["crlf"] = .string("a\r\nx-injected: 1")
         let result = try await run(["authorization": "Bearer \(try await alpha.sign(any: claims))"], rules: [rule])
         let set = result.headerEdits.compactMap { edit -> String? in
             if case .set(let name, _) = edit { return name }
