@@ -189,6 +189,28 @@ struct AuthorityAndCookieTests {
         }
     }
 
+    @Test("a response past the limit on held bodies gets 500 response_payload_too_large, as Envoy answers a response its buffer cannot hold")
+    func responseTooLarge() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("rampart-large-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let log = "\(directory)/access.log"
+        try await DataPathTests().withServer(logFile: log) { _, proxy, _ in
+            try proxy.install(SnapshotBuilder.snapshot(version: 2, resources: []))
+            let request = "GET /download HTTP/1.1\r\nHost: app\r\nx-response-bytes: \((1 << 20) + 10)\r\nConnection: close\r\n\r\n"
+            let answer = try await RawClient.untilClosed(port: proxy.inboundPort, sending: request)
+            #expect(answer.hasPrefix("HTTP/1.1 500 "), "\(answer.prefix(200))")
+            #expect(answer.hasSuffix("response payload too large\n"), "\(answer.suffix(200))")
+            let line = try await UpgradeTests.accessLogLine(log) { $0["response_code"] as? Int == 500 }
+            #expect(line["response_code_details"] as? String == "response_payload_too_large", "\(line)")
+            #expect(line["response_flags"] as? String == "-", "\(line)")
+            // A response within the limit passes.
+            let small = try await RawClient.untilClosed(
+                port: proxy.inboundPort, sending: request.replacingOccurrences(of: "\((1 << 20) + 10)", with: "1000"))
+            #expect(small.hasPrefix("HTTP/1.1 200 "), "\(small.prefix(200))")
+        }
+    }
+
     @Test("a request target is origin-form before a policy reads it: http(s) URLs are cut to their path, other forms refused as Envoy refuses them")
     func requestTargets() {
         func head(_ method: HTTPMethod, _ uri: String, http2: Bool = false) -> HTTPRequestHead {

@@ -220,7 +220,8 @@ struct InboundHTTP: Sendable {
                 record.upstreamServiceTime = ResponseStamp.milliseconds(since: forwardedAt)
                 return result.response
             case .failure(let error):
-                context.logger.warning("cannot reach the application", metadata: ["proxy.app": "\(context.appHost):\(context.appPort)", "error": "\(error)"])
+                let what = error is ResponseTooLarge ? "the application's response is too large to pass on" : "cannot reach the application"
+                context.logger.warning("\(what)", metadata: ["proxy.app": "\(context.appHost):\(context.appPort)", "error": "\(error)"])
                 return UpstreamFailure(error, resetDetails: "upstream_reset_before_response_started", showError: false).answer(&record)
             }
         }

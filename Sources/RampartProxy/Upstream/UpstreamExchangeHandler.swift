@@ -160,7 +160,7 @@ final class UpstreamExchangeHandler: ChannelDuplexHandler, RemovableChannelHandl
             head = responseHead
         case .body(var chunk):
             if body.readableBytes + chunk.readableBytes > maxBodyBytes {
-                fail(ProxyError(.upstream, "the upstream response body exceeds \(maxBodyBytes) bytes"), context: context)
+                fail(ResponseTooLarge(limit: maxBodyBytes), context: context)
                 return
             }
             if body.readableBytes == 0 {

@@ -18,9 +18,22 @@ public struct UpstreamIdleTimeout: Error, CustomStringConvertible {
     public var description: String { "the upstream sent nothing for \(milliseconds) ms" }
 }
 
+/// The upstream's response body went past `--max-body-bytes` while the proxy held it. The proxy
+/// answers 500 with Envoy's `response_payload_too_large`, as Envoy answers a response its buffer
+/// limit cannot hold.
+public struct ResponseTooLarge: Error, CustomStringConvertible {
+    /// The limit on held bodies, in bytes.
+    public let limit: Int
+
+    public var description: String {
+        "the upstream's response body is larger than the \(limit) bytes the proxy holds (--max-body-bytes)"
+    }
+}
+
 /// How a failed upstream exchange is answered and logged, as Envoy answers it: 504 `UT` for a
-/// timeout, 504 `SI` for an upstream silent past the stream idle timeout, 503 `UF` for a
-/// connection that failed or was reset before the response.
+/// timeout, 504 `SI` for an upstream silent past the stream idle timeout, 500 for a response
+/// past the limit on held bodies, 503 `UF` for a connection that failed or was reset before the
+/// response.
 struct UpstreamFailure {
     let status: HTTPResponseStatus
     let flags: String
@@ -40,6 +53,11 @@ struct UpstreamFailure {
             flags = "-"
             details = "request_payload_too_large"
             body = "\(tooLarge.description)\n"
+        } else if error is ResponseTooLarge {
+            status = .internalServerError
+            flags = "-"
+            details = "response_payload_too_large"
+            body = "response payload too large" + (showError ? ": \(error)\n" : "\n")
         } else if error is UpstreamIdleTimeout {
             status = .gatewayTimeout
             flags = "SI"
