@@ -258,7 +258,6 @@ struct OutboundHTTP: Sendable {
                 switch outcome {
                 case .success((let result, let upgraded)):
                     record.upstreamServiceTime = ResponseStamp.milliseconds(since: forwardedAt)
-                    record.connectionSecurityPolicy = "mutual_tls"
                     record.destinationPrincipal = result.peer?.spiffeIDString
                     var response = result.response
                     response.upgraded = upgraded
@@ -276,7 +275,6 @@ struct OutboundHTTP: Sendable {
             switch outcome {
             case .success(let result):
                 record.upstreamServiceTime = ResponseStamp.milliseconds(since: forwardedAt)
-                record.connectionSecurityPolicy = "mutual_tls"
                 record.destinationPrincipal = result.peer?.spiffeIDString
                 return result.response
             case .failure(let error):

@@ -68,7 +68,7 @@ public struct RequestRecord: Sendable {
     public var requestedServerName: String?
     /// The listener address the request arrived on.
     public var downstreamLocalAddress: String?
-    /// `mutual_tls` or `none`.
+    /// `mutual_tls` or `none` as the destination reports it; `unknown` in the source's reports, as Istio labels them.
     public var connectionSecurityPolicy: String
     /// The policy that decided (`namespace/name`), and its rule.
     public var policy: String?
@@ -92,7 +92,8 @@ public struct RequestRecord: Sendable {
         self.responseFlags = "-"
         self.bytesReceived = 0
         self.bytesSent = 0
-        self.connectionSecurityPolicy = "none"
+        // As Istio labels it: the source's report cannot know the server's authentication policy.
+        self.connectionSecurityPolicy = reporter == .source ? "unknown" : "none"
         self.dryRun = []
     }
 }
