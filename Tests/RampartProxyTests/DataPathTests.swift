@@ -88,6 +88,25 @@ struct DataPathTests {
         }
     }
 
+    @Test("the access log shows the normalized path, for requests allowed and denied, as Envoy logs :path after normalize_path")
+    func loggedPathIsNormalized() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("rampart-logpath-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let log = "\(directory)/access.log"
+        try await withServer(logFile: log) { _, proxy, _ in
+            try proxy.install(SnapshotBuilder.snapshot(version: 2, resources: [
+                SnapshotBuilder.authorizationPolicy(name: "deny-admin", namespace: "default", body: "action: DENY\nrules:\n- to:\n  - operation:\n      paths: [\"/admin*\"]"),
+            ]))
+            for (target, status) in [("/a/../admin/%61?x=1", 403), ("/b/./c/../ok?y=2", 200)] {
+                _ = try await RawClient.untilClosed(port: proxy.inboundPort, sending: "GET \(target) HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n")
+                let line = try await UpgradeTests.accessLogLine(log) { $0["response_code"] as? Int == status }
+                #expect(line["path"] as? String == InboundHTTP.normalizedTarget(target), "\(line)")
+            }
+            #expect(InboundHTTP.normalizedTarget("/a/../admin/%61?x=1") == "/admin/a?x=1")
+        }
+    }
+
     @Test("every HTTP request is read as Envoy reads it: any method, an absolute-form target, the normalized path forwarded, one Host")
     func requestsAsEnvoyReadsThem() async throws {
         try await withServer { _, proxy, _ in

@@ -162,6 +162,9 @@ struct InboundHTTP: Sendable {
                 done(.local(.badRequest, ""), record)
                 return
             }
+            // The access log shows the path the policies read, as Envoy logs :path after its
+            // normalize_path has rewritten it.
+            record.path = Self.normalizedTarget(request.head.uri)
             if decision.status == 401 || decision.cause == .jwtAudienceNotAllowed {
                 // Envoy's JWT filter answers with its status text, and a challenge even for the audience (403).
                 let text = Self.jwtStatusText(authn?.failure?.kind, audience: decision.cause == .jwtAudienceNotAllowed)
@@ -179,6 +182,7 @@ struct InboundHTTP: Sendable {
         // The application gets the path the policies were checked against, as Envoy's
         // normalize_path also rewrites the upstream :path.
         forwarded.head.uri = Self.normalizedTarget(request.head.uri)
+        record.path = forwarded.head.uri
         Self.prepareForApplication(&forwarded.head)
         // Without a token the decision's edits are the removals of the headers the JWT rules write.
         let edits = decision.decision != .allow ? [] : authn.map { $0.failure == nil ? $0.headerEdits : [] } ?? decision.headerEdits
