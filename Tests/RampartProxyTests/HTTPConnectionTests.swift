@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 import NIOEmbedded
 import NIOHTTP1
@@ -32,7 +33,7 @@ struct ParseErrorTests {
         try channel.writeOutbound(ResponseWrite.whole(FramedResponse(head: response.head, body: response.body, trailers: nil)))
     }
 
-    @Test("after a request: its response is written first, then 400, then the connection closes")
+    @Test("after a request: the bad bytes are handed on behind it, as the connection's last element, and nothing is written for them")
     func afterRequest() throws {
         let channel = try Self.server()
         try channel.writeInbound(ByteBuffer(string: "GET /fine HTTP/1.1\r\nHost: b\r\n\r\nthis is not HTTP\r\n\r\n"))
@@ -41,30 +42,65 @@ struct ParseErrorTests {
             return
         }
         #expect(request.head.uri == "/fine")
+        guard case .unparsable(let status, let details)? = try channel.readInbound(as: AssembledRequest.self) else {
+            Issue.record("the bad bytes were not handed on")
+            return
+        }
+        #expect(status == .badRequest && details == "http1.codec_error")
         #expect(try channel.readInbound(as: AssembledRequest.self) == nil)
-        // Nothing is written while the request ahead of the bad bytes is being answered.
+        // The connection's task answers both, in order (see the live test below).
         #expect(try Self.written(channel).isEmpty)
         #expect(channel.isActive)
-        try Self.answer(channel, "answer to /fine")
-        let text = try Self.written(channel)
-        let ok = text.range(of: "HTTP/1.1 200 OK\r\n")
-        let bad = text.range(of: "HTTP/1.1 400 Bad Request\r\n")
-        #expect(ok != nil && bad != nil)
-        if let ok, let bad { #expect(ok.lowerBound < bad.lowerBound) }
-        #expect(text.contains("answer to /fine"))
-        #expect(text.lowercased().contains("connection: close"))
-        channel.embeddedEventLoop.run()
-        #expect(!channel.isActive)
     }
 
-    @Test("first thing on the connection: 400 at once, and the connection closes")
+    @Test("first thing on the connection: handed on at once; headers past the limits are named as such")
     func first() throws {
         let channel = try Self.server()
         try channel.writeInbound(ByteBuffer(string: "\u{1}\u{2}garbage\r\n\r\n"))
-        #expect(try channel.readInbound(as: AssembledRequest.self) == nil)
-        #expect(try Self.written(channel).hasPrefix("HTTP/1.1 400 Bad Request\r\n"))
-        channel.embeddedEventLoop.run()
-        #expect(!channel.isActive)
+        guard case .unparsable(let status, _)? = try channel.readInbound(as: AssembledRequest.self) else {
+            Issue.record("the bad bytes were not handed on")
+            return
+        }
+        #expect(status == .badRequest)
+        #expect(try channel.readInbound(as: AssembledRequest.self) == nil, "one element only")
+
+        let limited = EmbeddedChannel()
+        try limited.pipeline.syncOperations.configureHTTPServerPipeline(
+            withPipeliningAssistance: false, withErrorHandling: false, withOutboundHeaderValidation: false,
+            withEncoderConfiguration: .init(), withDecoderLimitConfiguration: Listening.headerLimits)
+        try limited.pipeline.syncOperations.addHandler(HTTPRequestAssembler(maxBodyBytes: 1024, answersParseErrors: true))
+        try limited.writeInbound(ByteBuffer(string: "GET / HTTP/1.1\r\nx-big: \(String(repeating: "b", count: 61 * 1024))\r\n\r\n"))
+        guard case .unparsable(let overflow, let details)? = try limited.readInbound(as: AssembledRequest.self) else {
+            Issue.record("oversized headers were not handed on")
+            return
+        }
+        #expect(overflow == .requestHeaderFieldsTooLarge && details == "http1.headers_too_large")
+    }
+
+    @Test("a live proxy answers bytes it cannot parse after the requests before them, closes, and logs them as Envoy logs a codec error")
+    func liveRefusal() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("rampart-codec-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let log = "\(directory)/access.log"
+        try await DataPathTests().withServer(logFile: log) { _, proxy, _ in
+            try proxy.install(SnapshotBuilder.snapshot(version: 2, resources: []))
+            // A request, then a second one with both Content-Length and Transfer-Encoding (smuggling).
+            let smuggled = "POST /x HTTP/1.1\r\nHost: app\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+            let text = try await RawClient.untilClosed(port: proxy.inboundPort, sending: "GET /fine HTTP/1.1\r\nHost: app\r\n\r\n" + smuggled)
+            let ok = try #require(text.range(of: "HTTP/1.1 200 OK\r\n"), "\(text)")
+            let bad = try #require(text.range(of: "HTTP/1.1 400 Bad Request\r\n"), "\(text)")
+            #expect(ok.lowerBound < bad.lowerBound)
+            #expect(text[bad.lowerBound...].lowercased().contains("connection: close"), "\(text)")
+            let line = try await UpgradeTests.accessLogLine(log) { $0["response_code"] as? Int == 400 }
+            #expect(line["response_flags"] as? String == "DPE" && line["response_code_details"] as? String == "http1.codec_error", "\(line)")
+            #expect(line["method"] is NSNull && line["path"] is NSNull, "\(line)")
+            let big = try await RawClient.untilClosed(
+                port: proxy.inboundPort, sending: "GET / HTTP/1.1\r\nHost: app\r\nx-big: \(String(repeating: "b", count: 61 * 1024))\r\n\r\n")
+            #expect(big.hasPrefix("HTTP/1.1 431 "), "\(big.prefix(100))")
+            let overflow = try await UpgradeTests.accessLogLine(log) { $0["response_code"] as? Int == 431 }
+            #expect(overflow["response_code_details"] as? String == "http1.headers_too_large", "\(overflow)")
+        }
     }
 
     @Test("without the option, parse errors go on to the handlers behind, as from NIO")

@@ -10,7 +10,8 @@ enum HTTPServing {
     /// Records a request the proxy answers itself before anything decides it (a body past a
     /// limit, an HTTP/2 request without authority) with the answer and the access log's response
     /// details for it, and returns the answer as sent (stamped as the listener stamps its answers).
-    typealias Refused = @Sendable (_ head: HTTPRequestHead, _ response: BufferedResponse, _ details: String) -> BufferedResponse
+    /// `head` is nil for bytes the HTTP/1.1 parser could not read as a request.
+    typealias Refused = @Sendable (_ head: HTTPRequestHead?, _ response: BufferedResponse, _ details: String) -> BufferedResponse
 
     /// Serves the connection until the client closes it or asks to.
     static func serve(
@@ -116,6 +117,11 @@ enum HTTPServing {
         case .missingAuthority(let head):
             requestHead = head
             response = refused(head, .local(.badRequest, HTTP2AuthorityNormalizer.missingAuthorityText), "missing_host_header")
+        case .unparsable(let status, let details):
+            // As Envoy's codec answers what it cannot parse: no body, and the connection ends.
+            requestHead = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/")
+            let response = refused(nil, .local(status, ""), details)
+            return (frame(response, for: requestHead, keepAlive: false), true)
         case .bodyPart, .end:
             // Parts of a request handed on at its head reach its relay, never here.
             requestHead = HTTPRequestHead(version: .http2, method: .GET, uri: "/")

@@ -12,6 +12,9 @@ enum AssembledRequest: Sendable {
     case overloaded(HTTPRequestHead, limit: Int)
     /// An HTTP/2 request with neither `:authority` nor `host` (see `HTTP2AuthorityNormalizer`).
     case missingAuthority(HTTPRequestHead)
+    /// Bytes the HTTP/1.1 parser refused: the connection's last element. `status` is 400, or 431
+    /// for headers past the limits; `details` is Envoy's `response_code_details` for it.
+    case unparsable(status: HTTPResponseStatus, details: String)
     /// A piece of the body of a request handed on at its head (`BufferedRequest.isStreamed`).
     case bodyPart(ByteBuffer)
     /// The end of such a request, with its trailers.
@@ -191,9 +194,11 @@ struct RequestAssembly {
 /// response as its parts, so the connection's async code gets one element per request and
 /// writes one per response.
 ///
-/// With `answersParseErrors` it also answers bytes the HTTP/1.1 parser refuses: with 400 and the
-/// end of the connection, after the responses to the requests handed on before them (NIO's
-/// protocol-error handler writes its 400 at once, ahead of a response async code is still making).
+/// With `answersParseErrors` it also hands on bytes the HTTP/1.1 parser refuses, as the
+/// connection's last element (`AssembledRequest.unparsable`): its task answers them with 400 (431
+/// for oversized headers), logs them and ends the connection, after the responses to the requests
+/// handed on before them (NIO's protocol-error handler writes its 400 at once, ahead of a response
+/// async code is still making, and logs nothing).
 final class HTTPRequestAssembler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias InboundOut = AssembledRequest
@@ -204,10 +209,8 @@ final class HTTPRequestAssembler: ChannelDuplexHandler, RemovableChannelHandler 
     private let answersParseErrors: Bool
     /// Requests handed on whose responses have not been written yet.
     private var unanswered = 0
-    /// The parser refused the connection's bytes after the requests handed on so far, and the
-    /// status that says why (400, or 431 for headers past the limits).
+    /// The parser refused the connection's bytes after the requests handed on so far.
     private var refused = false
-    private var refusal = HTTPResponseStatus.badRequest
 
     /// Told when a request has been handed on, so that a connection idle between requests is
     /// not taken for one stalled in the middle of a request (see `StalledRequestCloser`).
@@ -298,7 +301,6 @@ final class HTTPRequestAssembler: ChannelDuplexHandler, RemovableChannelHandler 
         }
         context.write(wrapOutboundOut(.end(response.trailers)), promise: promise)
         unanswered = max(0, unanswered - 1)
-        if refused && unanswered == 0 { refuse(context: context) }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -307,21 +309,14 @@ final class HTTPRequestAssembler: ChannelDuplexHandler, RemovableChannelHandler 
             return
         }
         // The parser reads nothing after an error: the requests before it are answered in
-        // order, then the 400.
+        // order, then the refusal, which the connection's task answers, logs and closes on.
         guard !refused else { return }
         refused = true
-        if let error = error as? HTTPParserError, error == .headerOverflow { refusal = .requestHeaderFieldsTooLarge }
-        if unanswered == 0 { refuse(context: context) }
-    }
-
-    /// Answers the refused bytes with 400 (431 for oversized headers) and closes the connection once it is written.
-    private func refuse(context: ChannelHandlerContext) {
-        var headers = HTTPHeaders()
-        headers.add(name: "connection", value: "close")
-        headers.add(name: "content-length", value: "0")
-        headers.add(name: "date", value: HTTPDate.now())
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: refusal, headers: headers))), promise: nil)
-        let channel = context.channel
-        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
+        let refusal: AssembledRequest =
+            error as? HTTPParserError == .headerOverflow
+            ? .unparsable(status: .requestHeaderFieldsTooLarge, details: "http1.headers_too_large")
+            : .unparsable(status: .badRequest, details: "http1.codec_error")
+        unanswered += 1
+        context.fireChannelRead(wrapInboundOut(refusal))
     }
 }

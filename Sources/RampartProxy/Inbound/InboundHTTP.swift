@@ -35,13 +35,17 @@ struct InboundHTTP: Sendable {
 
     /// Records a request answered before any policy read it (see `HTTPServing.Refused`) in the
     /// metrics and the access log, and stamps its answer as every answer of this side is stamped.
-    func refused(_ head: HTTPRequestHead, _ response: BufferedResponse, details: String, info: ConnectionInfo) -> BufferedResponse {
+    func refused(_ head: HTTPRequestHead?, _ response: BufferedResponse, details: String, info: ConnectionInfo) -> BufferedResponse {
         let start = Date()
-        var request = BufferedRequest(head: head)
+        var request = BufferedRequest(head: head ?? HTTPRequestHead(version: .http1_1, method: .GET, uri: ""))
         var record = RequestRecord(reporter: .destination, startTime: start, protocolName: request.protocolName)
         record.isGRPC = request.isGRPC
-        record.requestID = RequestIDs.ensure(&request.head.headers)
         describe(&record, request: request, info: info)
+        if head != nil {
+            record.requestID = RequestIDs.ensure(&request.head.headers)
+        } else {
+            Self.unparsable(&record)
+        }
         record.responseDetails = details
         var response = response
         ResponseStamp.apply(&response, server: ResponseStamp.inboundServer, serviceTime: nil)
@@ -398,6 +402,17 @@ struct InboundHTTP: Sendable {
                 break  // A change to the target, made where the target is rewritten.
             }
         }
+    }
+
+    /// A record of bytes the HTTP/1.1 parser refused names no request, and carries Envoy's flag for
+    /// a downstream protocol error.
+    static func unparsable(_ record: inout RequestRecord) {
+        record.method = nil
+        record.path = nil
+        record.authority = nil
+        record.userAgent = nil
+        record.forwardedFor = nil
+        record.responseFlags = "DPE"
     }
 
     private func describe(_ record: inout RequestRecord, request: BufferedRequest, info: ConnectionInfo) {

@@ -141,14 +141,19 @@ struct OutboundHTTP: Sendable {
 
     /// Records a request answered before it was routed (see `HTTPServing.Refused`) in the metrics
     /// and the access log, and stamps its answer as every answer of this side is stamped.
-    func refused(_ head: HTTPRequestHead, _ response: BufferedResponse, details: String, source: String?) -> BufferedResponse {
+    func refused(_ head: HTTPRequestHead?, _ response: BufferedResponse, details: String, source: String?) -> BufferedResponse {
         let start = Date()
-        var request = BufferedRequest(head: head)
+        var request = BufferedRequest(head: head ?? HTTPRequestHead(version: .http1_1, method: .GET, uri: ""))
         var record = RequestRecord(reporter: .source, startTime: start, protocolName: request.protocolName)
         record.isGRPC = request.isGRPC
         describe(&record, &request.head, source: source)
-        record.path = head.uri
-        record.authority = head.headers.first(name: "host")
+        if let head {
+            record.path = head.uri
+            record.authority = head.headers.first(name: "host")
+        } else {
+            record.requestID = nil
+            InboundHTTP.unparsable(&record)
+        }
         record.responseDetails = details
         var response = response
         ResponseStamp.apply(&response, server: ResponseStamp.outboundServer, serviceTime: nil)
