@@ -68,7 +68,11 @@ public struct ProxyServer: Sendable {
         let ports = BoundPorts(expectsStatus: listeners.statusHost != nil, onReady: onReady)
         let inbound = InboundListener(host: listeners.inboundHost, port: listeners.inboundPort, context: context) { port in ports.set(.inbound, port) }
         let outbound = OutboundListener(host: listeners.outboundHost, port: listeners.outboundPort, context: context) { port in ports.set(.outbound, port) }
-        let admin = ProxyAdmin.make(host: listeners.adminHost, port: listeners.adminPort, context: context, metricsText: metricsText) { port in ports.set(.admin, port) }
+        let shutdown = ShutdownTrigger()
+        let admin = ProxyAdmin.make(
+            host: listeners.adminHost, port: listeners.adminPort, context: context, metricsText: metricsText,
+            quit: { await shutdown.fire() }
+        ) { port in ports.set(.admin, port) }
         let statusPort = self.listeners.statusPort
         let status: [any Service] = self.listeners.statusHost.map { host in
             [ProxyAdmin.makeStatus(host: host, port: statusPort, context: context) { port in ports.set(.status, port) }]
@@ -97,9 +101,24 @@ public struct ProxyServer: Sendable {
                 logger: context.logger
             )
         )
+        shutdown.set(group)
         try await group.run()
         context.upstream.shutdown()
         context.accessLog.flush()
+    }
+}
+
+/// Starts a service group's graceful shutdown from a request (the admin port's /quitquitquit),
+/// as a signal would.
+final class ShutdownTrigger: Sendable {
+    private let group = Mutex<ServiceGroup?>(nil)
+
+    func set(_ group: ServiceGroup) {
+        self.group.withLock { $0 = group }
+    }
+
+    func fire() async {
+        await group.withLock { $0 }?.triggerGracefulShutdown()
     }
 }
 

@@ -333,6 +333,16 @@ struct ProxyEndToEndTests {
             }
             #expect(try await mesh.callB("/secret").code == 403)
             #expect(try await mesh.callB("/open").code == 200)
+
+            // pilot-agent's /quitquitquit, as a Kubernetes Job calls it: the proxy exits, cleanly.
+            let quitURL = "http://127.0.0.1:\(mesh.a.admin)/quitquitquit"
+            #expect(try await Curl.get(quitURL).code == 405)
+            #expect(mesh.a.proxy.process.isRunning)
+            let quit = try await Curl.get(quitURL, ["-X", "POST"])
+            #expect(quit.code == 200 && quit.body == "OK", "\(quit)")
+            let proxy = mesh.a.proxy.process
+            try await eventuallyAsync(timeout: 15, "the proxy to exit after /quitquitquit\n\(mesh.a.proxy.log)") { !proxy.isRunning }
+            #expect(proxy.terminationStatus == 0, "\(mesh.a.proxy.log)")
         }
     }
 }

@@ -5,13 +5,37 @@ import NIOCore
 
 /// The proxy's admin port (Istio's 15020): Prometheus metrics, readiness, and what config is in force.
 enum ProxyAdmin {
-    /// Builds the admin application.
+    /// A request on the admin port, with the address it came from.
+    struct AdminRequestContext: RequestContext, RemoteAddressRequestContext {
+        var coreContext: CoreRequestContextStorage
+        let remoteAddress: SocketAddress?
+
+        init(source: ApplicationRequestContextSource) {
+            coreContext = .init(source: source)
+            remoteAddress = source.channel.remoteAddress
+        }
+    }
+
+    /// Builds the admin application. `quit` starts the proxy's graceful shutdown.
     static func make(
         host: String, port: Int, context: ProxyContext, metricsText: @escaping @Sendable () -> String,
-        onRunning: @escaping @Sendable (Int) async -> Void
-    ) -> Application<RouterResponder<BasicRequestContext>> {
-        let router = Router()
+        quit: @escaping @Sendable () async -> Void = {}, onRunning: @escaping @Sendable (Int) async -> Void
+    ) -> Application<RouterResponder<AdminRequestContext>> {
+        let router = Router(context: AdminRequestContext.self)
         router.get("/healthz/ready") { _, _ -> Response in readiness(context) }
+        // pilot-agent's /quitquitquit, which a Kubernetes Job's container calls when its work is
+        // done so that the sidecar exits too: POST only, from the proxy's own host only.
+        router.on("/quitquitquit", method: .post) { _, request -> Response in
+            guard Self.isLoopback(request.remoteAddress) else {
+                return Response(status: .forbidden, body: ResponseBody(byteBuffer: ByteBuffer(string: "Only requests from localhost are allowed\n")))
+            }
+            context.logger.notice("/quitquitquit: shutting down")
+            Task { await quit() }
+            return Response(status: .ok, body: ResponseBody(byteBuffer: ByteBuffer(string: "OK")))
+        }
+        router.get("/quitquitquit") { _, _ -> Response in
+            Response(status: .methodNotAllowed, headers: [.allow: "POST"], body: ResponseBody(byteBuffer: ByteBuffer(string: "Method Not Allowed\n")))
+        }
         router.get("/stats/prometheus") { _, _ -> Response in
             Response(
                 status: .ok,
@@ -29,6 +53,12 @@ enum ProxyAdmin {
             onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? port) },
             logger: context.logger
         )
+    }
+
+    /// Whether a peer is on this host: an IPv4 or IPv6 loopback address (IPv4-mapped included).
+    static func isLoopback(_ address: SocketAddress?) -> Bool {
+        guard let ip = address?.ipAddress else { return false }
+        return ip.hasPrefix("127.") || ip == "::1" || ip.hasPrefix("::ffff:127.")
     }
 
     /// The status port (Istio's 15021, which pilot-agent serves for probes): readiness alone, so

@@ -51,7 +51,7 @@ struct Proxy: AsyncParsableCommand {
     @Option(help: ArgumentHelp("The node agent's SPIFFE Workload API socket ('rampart agent --socket').", valueName: "path"))
     var workloadAPI: String?
 
-    @Option(help: ArgumentHelp("The admin listener: /stats/prometheus, /healthz/ready, /config_dump.", valueName: "host:port"))
+    @Option(help: ArgumentHelp("The admin listener: /stats/prometheus, /healthz/ready, /config_dump, POST /quitquitquit.", valueName: "host:port"))
     var admin: String = "127.0.0.1:15020"
 
     @Option(help: ArgumentHelp("A status listener serving /healthz/ready alone, as Istio's sidecars do on port 15021 (off unless given).", valueName: "host:port"))
