@@ -12,6 +12,10 @@ public struct ProxyError: CodedError {
         case badSnapshot
         /// An upstream could not be reached or answered badly.
         case upstream
+        /// No connection to an upstream could be made: refused, unreachable, or its TLS handshake
+        /// failed. Nothing was sent, so the request may go to another endpoint (Envoy's
+        /// `connect-failure` retry condition).
+        case upstreamConnect
         /// A peer's certificate was refused.
         case peerRefused
     }

@@ -283,7 +283,7 @@ struct OutboundHTTP: Sendable {
                 record.destinationPrincipal = result.peer?.spiffeIDString
                 return result.response
             case .failure(let error):
-                logger.warning("outbound request failed", metadata: ["proxy.service": "\(fqdn)", "proxy.endpoint": "\(endpoint.host):\(endpoint.port)", "error": "\(error)"])
+                logger.warning("outbound request failed", metadata: ["proxy.service": "\(fqdn)", "proxy.endpoint": "\(record.upstreamHost ?? "")", "error": "\(error)"])
                 return UpstreamFailure(error, resetDetails: "upstream_connect_failure", showError: true).answer(&record)
             }
         }
@@ -295,7 +295,48 @@ struct OutboundHTTP: Sendable {
         }
         var forwarded = BufferedRequest(head: head, body: request.body, trailers: request.trailers)
         forwarded.cancellation = request.cancellation
-        context.upstream.send(forwarded, to: upstreamTarget, timeout: context.upstreamTimeout, on: loop) { [record] outcome in
+        let attempts = RetryAttempts(endpoints: service.endpoints, service: fqdn, first: endpoint) { endpoint in
+            UpstreamTarget(host: endpoint.host, port: endpoint.port, tls: tls, http2: http2)
+        }
+        send(forwarded, attempt: 1, to: endpoint, attempts: attempts, record: record, on: loop, described: described, done: done)
+    }
+
+    /// Istio's default retry policy for a service's routes (`retry.DefaultPolicy`): a request
+    /// whose connection could not be made (Envoy's `connect-failure`) is sent again, at most twice,
+    /// to an endpoint not tried yet when the service has one (`previous_hosts`), after Envoy's
+    /// jittered back-off (a random wait below 25 ms, then below 75 ms). Every attempt carries
+    /// `x-envoy-attempt-count`, as Istio's routes ask. A request whose connection was made is never
+    /// sent twice: Istio's default retries no status code.
+    private func send(
+        _ request: BufferedRequest, attempt: Int, to endpoint: ServiceEndpoint, attempts: RetryAttempts, record: RequestRecord,
+        on loop: any EventLoop, described: @escaping @Sendable (Result<UpstreamResult, any Error>, inout RequestRecord) -> BufferedResponse,
+        done: @escaping Routed
+    ) {
+        var request = request
+        request.head.headers.replaceOrAdd(name: "x-envoy-attempt-count", value: String(attempt))
+        var record = record
+        record.upstreamHost = endpoint.address
+        record.destinationWorkload = endpoint.workload
+        record.destination(endpoint.telemetry)
+        context.upstream.send(request, to: attempts.target(endpoint), timeout: context.upstreamTimeout, on: loop) { [self, request, record] outcome in
+            if case .failure(let error) = outcome, (error as? ProxyError)?.code == .upstreamConnect {
+                if attempt <= RetryAttempts.retries, request.cancellation?.isCancelled != true {
+                    context.logger.info(
+                        "outbound connection failed; retrying",
+                        metadata: ["proxy.endpoint": "\(endpoint.address)", "proxy.attempt": "\(attempt)", "error": "\(error)"])
+                    let next = attempts.next(after: endpoint, balancer: balancer)
+                    loop.scheduleTask(in: RetryAttempts.backOff(afterAttempt: attempt)) {
+                        send(request, attempt: attempt + 1, to: next, attempts: attempts, record: record, on: loop, described: described, done: done)
+                    }
+                    return
+                }
+                var record = record
+                let response = described(outcome, &record)
+                // The retries ran out, as Envoy flags it.
+                if attempt > 1 { record.responseFlags += ",URX" }
+                done(response, record)
+                return
+            }
             var record = record
             let response = described(outcome, &record)
             done(response, record)
@@ -349,6 +390,42 @@ struct OutboundHTTP: Sendable {
 
 /// The outbound listener's own address, as a request may name it: its port once bound, on its
 /// listen address, any loopback address, `localhost`, or the unspecified address.
+/// The endpoints one request may be sent to, and which of them it has tried.
+final class RetryAttempts: Sendable {
+    /// Istio's default number of retries.
+    static let retries = 2
+    /// Envoy's default base interval between retries.
+    static let baseInterval: TimeAmount = .milliseconds(25)
+
+    let endpoints: [ServiceEndpoint]
+    let service: String
+    let target: @Sendable (ServiceEndpoint) -> UpstreamTarget
+    private let tried: Mutex<Set<String>>
+
+    init(endpoints: [ServiceEndpoint], service: String, first: ServiceEndpoint, target: @escaping @Sendable (ServiceEndpoint) -> UpstreamTarget) {
+        self.endpoints = endpoints
+        self.service = service
+        self.target = target
+        tried = Mutex([first.address])
+    }
+
+    /// The endpoint for the next attempt: one not tried yet, or any when every one has been tried,
+    /// in a turn of its own, so that retries do not shift the service's round robin.
+    func next(after endpoint: ServiceEndpoint, balancer: RoundRobin) -> ServiceEndpoint {
+        let untried = tried.withLock { tried in endpoints.filter { !tried.contains($0.address) } }
+        let next = balancer.pick(untried.isEmpty ? endpoints : untried, service: "\(service) retries") ?? endpoint
+        tried.withLock { _ = $0.insert(next.address) }
+        return next
+    }
+
+    /// Envoy's back-off before retry `attempt` (1 for the first): a random time below
+    /// (2^attempt − 1) × 25 ms.
+    static func backOff(afterAttempt attempt: Int) -> TimeAmount {
+        let ceiling = ((1 << attempt) - 1) * baseInterval.nanoseconds
+        return .nanoseconds(Int64.random(in: 0..<max(ceiling, 1)))
+    }
+}
+
 final class OwnAddress: Sendable {
     let host: String
     let port = Atomic<Int>(0)

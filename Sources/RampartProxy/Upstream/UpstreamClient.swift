@@ -431,14 +431,14 @@ public final class UpstreamClient: Sendable {
                 }
         } catch {
             handshake?.fail(error)
-            throw ProxyError(.upstream, "cannot connect to \(target.host):\(target.port): \(error)")
+            throw ProxyError(.upstreamConnect, "cannot connect to \(target.host):\(target.port): \(error)")
         }
         if let handshake {
             do {
                 try await handshake.futureResult.get()
             } catch {
                 channel.close(promise: nil)
-                throw ProxyError(.upstream, "mTLS to \(target.host):\(target.port) failed: \(box.refusal ?? "\(error)")")
+                throw ProxyError(.upstreamConnect, "mTLS to \(target.host):\(target.port) failed: \(box.refusal ?? "\(error)")")
             }
         }
         return (output, box.peer)
