@@ -295,10 +295,8 @@ struct OutboundHTTP: Sendable {
         }
         var forwarded = BufferedRequest(head: head, body: request.body, trailers: request.trailers)
         forwarded.cancellation = request.cancellation
-        let attempts = RetryAttempts(endpoints: service.endpoints, service: fqdn, first: endpoint) { endpoint in
-            UpstreamTarget(host: endpoint.host, port: endpoint.port, tls: tls, http2: http2)
-        }
-        send(forwarded, attempt: 1, to: endpoint, attempts: attempts, record: record, on: loop, described: described, done: done)
+        let route = RetryRoute(endpoints: service.endpoints, service: fqdn, tls: tls, http2: http2)
+        send(forwarded, attempt: 1, to: endpoint, route: route, tried: nil, record: record, on: loop, described: described, done: done)
     }
 
     /// Istio's default retry policy for a service's routes (`retry.DefaultPolicy`): a request
@@ -308,7 +306,7 @@ struct OutboundHTTP: Sendable {
     /// `x-envoy-attempt-count`, as Istio's routes ask. A request whose connection was made is never
     /// sent twice: Istio's default retries no status code.
     private func send(
-        _ request: BufferedRequest, attempt: Int, to endpoint: ServiceEndpoint, attempts: RetryAttempts, record: RequestRecord,
+        _ request: BufferedRequest, attempt: Int, to endpoint: ServiceEndpoint, route: RetryRoute, tried: RetryAttempts?, record: RequestRecord,
         on loop: any EventLoop, described: @escaping @Sendable (Result<UpstreamResult, any Error>, inout RequestRecord) -> BufferedResponse,
         done: @escaping Routed
     ) {
@@ -318,15 +316,16 @@ struct OutboundHTTP: Sendable {
         record.upstreamHost = endpoint.address
         record.destinationWorkload = endpoint.workload
         record.destination(endpoint.telemetry)
-        context.upstream.send(request, to: attempts.target(endpoint), timeout: context.upstreamTimeout, on: loop) { [self, request, record] outcome in
+        context.upstream.send(request, to: route.target(endpoint), timeout: context.upstreamTimeout, on: loop) { [self, request, record] outcome in
             if case .failure(let error) = outcome, (error as? ProxyError)?.code == .upstreamConnect {
                 if attempt <= RetryAttempts.retries, request.cancellation?.isCancelled != true {
                     context.logger.info(
                         "outbound connection failed; retrying",
                         metadata: ["proxy.endpoint": "\(endpoint.address)", "proxy.attempt": "\(attempt)", "error": "\(error)"])
-                    let next = attempts.next(after: endpoint, balancer: balancer)
+                    let tried = tried ?? RetryAttempts(first: endpoint)
+                    let next = tried.next(after: endpoint, in: route, balancer: balancer)
                     loop.scheduleTask(in: RetryAttempts.backOff(afterAttempt: attempt)) {
-                        send(request, attempt: attempt + 1, to: next, attempts: attempts, record: record, on: loop, described: described, done: done)
+                        send(request, attempt: attempt + 1, to: next, route: route, tried: tried, record: record, on: loop, described: described, done: done)
                     }
                     return
                 }
@@ -390,30 +389,36 @@ struct OutboundHTTP: Sendable {
 
 /// The outbound listener's own address, as a request may name it: its port once bound, on its
 /// listen address, any loopback address, `localhost`, or the unspecified address.
-/// The endpoints one request may be sent to, and which of them it has tried.
+/// Where a service's request may go: its endpoints, and how each is reached.
+struct RetryRoute: Sendable {
+    let endpoints: [ServiceEndpoint]
+    let service: String
+    let tls: TLSOrigination
+    let http2: Bool
+
+    func target(_ endpoint: ServiceEndpoint) -> UpstreamTarget {
+        UpstreamTarget(host: endpoint.host, port: endpoint.port, tls: tls, http2: http2)
+    }
+}
+
+/// The endpoints one request has tried, made at its first retry.
 final class RetryAttempts: Sendable {
     /// Istio's default number of retries.
     static let retries = 2
     /// Envoy's default base interval between retries.
     static let baseInterval: TimeAmount = .milliseconds(25)
 
-    let endpoints: [ServiceEndpoint]
-    let service: String
-    let target: @Sendable (ServiceEndpoint) -> UpstreamTarget
     private let tried: Mutex<Set<String>>
 
-    init(endpoints: [ServiceEndpoint], service: String, first: ServiceEndpoint, target: @escaping @Sendable (ServiceEndpoint) -> UpstreamTarget) {
-        self.endpoints = endpoints
-        self.service = service
-        self.target = target
+    init(first: ServiceEndpoint) {
         tried = Mutex([first.address])
     }
 
     /// The endpoint for the next attempt: one not tried yet, or any when every one has been tried,
     /// in a turn of its own, so that retries do not shift the service's round robin.
-    func next(after endpoint: ServiceEndpoint, balancer: RoundRobin) -> ServiceEndpoint {
-        let untried = tried.withLock { tried in endpoints.filter { !tried.contains($0.address) } }
-        let next = balancer.pick(untried.isEmpty ? endpoints : untried, service: "\(service) retries") ?? endpoint
+    func next(after endpoint: ServiceEndpoint, in route: RetryRoute, balancer: RoundRobin) -> ServiceEndpoint {
+        let untried = tried.withLock { tried in route.endpoints.filter { !tried.contains($0.address) } }
+        let next = balancer.pick(untried.isEmpty ? route.endpoints : untried, service: "\(route.service) retries") ?? endpoint
         tried.withLock { _ = $0.insert(next.address) }
         return next
     }
