@@ -10,6 +10,9 @@ public struct AgentError: CodedError {
         case credential
         /// The CA refused or could not be reached.
         case caFailure
+        /// The CA refused the caller's credential itself (a revoked certificate, one it did not
+        /// issue, a spent token): presenting it again will not help.
+        case credentialRefused
         /// The CA answered with something unusable.
         case badResponse
         /// Writing the output files failed.

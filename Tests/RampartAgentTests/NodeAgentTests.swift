@@ -191,6 +191,29 @@ struct NodeAgentTests {
         #expect(h.ca.calls.last?.bearer == "rbt_fresh-token")
     }
 
+    @Test("a revoked certificate is replaced at its next renewal by bootstrapping with a fresh token from the file; without one the error says to put one there")
+    func revokedCertificateRebootstraps() async throws {
+        let h = try await harness(ttl: 100)
+        defer { Task { await h.stop() } }
+        let first = try await h.waitForSerial(different: nil)
+        h.ca.revoke(serial: first)
+        // The token in the file was spent at bootstrap: nothing to bootstrap with yet.
+        h.clock.advance(to: try await h.clock.nextSleep())
+        _ = try await h.clock.nextSleep()
+        let status = h.agent.state.status
+        #expect(status.lastError?.contains("was revoked") == true && status.lastError?.contains("put a new token") == true, "\(status.lastError ?? "")")
+        #expect(h.agent.state.current?.svid.serialHex == first)
+        // A fresh token: the next attempt bootstraps with it at once, without waiting for expiry.
+        try "rbt_after-revocation".write(toFile: h.scratch.file("token"), atomically: true, encoding: .utf8)
+        h.clock.advance(to: try await h.clock.nextSleep())
+        let second = try await h.waitForSerial(different: first)
+        let calls = h.ca.calls
+        #expect(calls.last?.bearer == "rbt_after-revocation" && calls.last?.presented == nil, "\(calls.map { ($0.bearer, $0.presented) })")
+        #expect(calls.dropLast().last?.presented == first, "the renewal was tried first")
+        #expect(second != first)
+        #expect(h.agent.state.current?.svid.notAfter ?? .distantPast > h.clock.now())
+    }
+
     @Test("a restarted agent resumes the valid identity on disk without its token")
     func resumeFromDisk() async throws {
         let h = try await harness(ttl: 1000)

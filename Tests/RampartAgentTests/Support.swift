@@ -97,7 +97,7 @@ final class InProcessCA: IdentityProvider {
     let clock: ManualClock
     let identity: SPIFFEID
     let jwtSigner: JWTSVIDSigner
-    private let state = Mutex<(failures: Int, calls: [Call], extraRoots: [Certificate])>((0, [], []))
+    private let state = Mutex<(failures: Int, calls: [Call], extraRoots: [Certificate], revoked: Set<String>)>((0, [], [], []))
 
     init(clock: ManualClock, identity: String = "spiffe://cluster.local/ns/demo/sa/web") async throws {
         self.clock = clock
@@ -107,6 +107,8 @@ final class InProcessCA: IdentityProvider {
         jwtSigner = try await JWTSVIDSigner(privateKeyPEM: JWTSVIDSigner.generateKeyPEM())
     }
 
+    /// Revokes a certificate: renewals presenting it are refused, as the CA refuses them.
+    func revoke(serial: String) { state.withLock { _ = $0.revoked.insert(serial) } }
     /// Makes the next `count` calls fail as an unreachable CA would.
     func failNext(_ count: Int) { state.withLock { $0.failures = count } }
     /// Adds a root to the published bundle (a root rotation in progress).
@@ -121,13 +123,17 @@ final class InProcessCA: IdentityProvider {
         case .bearer(let token): bearer = token
         case .certificate(let svid): presented = svid.serialHex
         }
-        let fail: Bool = state.withLock { state in
+        let (fail, revoked): (Bool, Bool) = state.withLock { state in
             state.calls.append(Call(bearer: bearer, presented: presented, publicKey: facts.publicKey, ttl: ttlSeconds))
+            if let presented, state.revoked.contains(presented) { return (false, true) }
             if state.failures > 0 {
                 state.failures -= 1
-                return true
+                return (true, false)
             }
-            return false
+            return (false, false)
+        }
+        if revoked {
+            throw AgentError(.credentialRefused, "the CA at 127.0.0.1:1 refused (permissionDenied): client certificate \(presented ?? "") was revoked")
         }
         if fail { throw AgentError(.caFailure, "the CA at 127.0.0.1:1 is unavailable (test outage)") }
         let issued = try await issuer.issue(publicKey: facts.publicKey, spiffeID: identity, ttl: TimeInterval(ttlSeconds), now: clock.now())

@@ -192,7 +192,7 @@ public final class NodeAgent: Service, Sendable {
         let now = clock.now()
         let key = try WorkloadKey.generate(configuration.keyType)
         let current = state.current
-        let credential: CallerCredential
+        var credential: CallerCredential
         var bearer: String?
         if let current, current.svid.notAfter > now.addingTimeInterval(1) {
             state.update { $0.phase = .renewing }
@@ -203,10 +203,34 @@ public final class NodeAgent: Service, Sendable {
             credential = .bearer(secret)
             bearer = secret
         }
-        let csr = try key.certificateSigningRequest(identity: credential.svid?.spiffeID)
-        let result = try await configuration.provider.issue(
-            csrPEM: csr, ttlSeconds: Int64(configuration.ttl.rounded()), credential: credential, trust: trustRoots(extra: current?.bundle.roots ?? [])
-        )
+        let trust = trustRoots(extra: current?.bundle.roots ?? [])
+        let ttl = Int64(configuration.ttl.rounded())
+        let result: IssuanceResult
+        do {
+            let csr = try key.certificateSigningRequest(identity: credential.svid?.spiffeID)
+            result = try await configuration.provider.issue(csrPEM: csr, ttlSeconds: ttl, credential: credential, trust: trust)
+        } catch let refusal as AgentError where refusal.code == .credentialRefused && credential.svid != nil {
+            // The CA will not renew this certificate (revoked, or not one it issued): the agent
+            // bootstraps again with its credential file, at once, rather than serve a certificate
+            // the CA has disowned until it expires.
+            let path = configuration.credential.path
+            let secret: String
+            do {
+                secret = try readCredential()
+            } catch {
+                throw AgentError(
+                    .credentialRefused,
+                    "\(refusal.reason); the credential file \(path) holds no token this agent has not spent: put a new token from 'rampart token create' in \(path) to bootstrap again")
+            }
+            logger.warning("the CA refused this certificate; bootstrapping again with the credential file", metadata: [
+                "agent.serial": "\(current?.svid.serialHex ?? "")", "agent.error": "\(refusal.reason)", "agent.credential": "\(path)",
+            ])
+            state.update { $0.phase = .bootstrapping }
+            credential = .bearer(secret)
+            bearer = secret
+            let csr = try key.certificateSigningRequest(identity: nil)
+            result = try await configuration.provider.issue(csrPEM: csr, ttlSeconds: ttl, credential: credential, trust: trust)
+        }
         var roots = current?.bundle.roots ?? configuration.caRoots
         var jwt = current?.bundle.jwt
         if let published = result.bundle {

@@ -143,7 +143,8 @@ public struct GRPCIdentityProvider: IdentityProvider {
             let transport = try HTTP2ClientTransport.Posix(target: target, transportSecurity: security)
             return try await withGRPCClient(transport: transport) { client in try await body(client) }
         } catch let error as RPCError {
-            throw AgentError(.caFailure, describe(error))
+            let refusesCredential = error.code == .permissionDenied || error.code == .unauthenticated
+            throw AgentError(refusesCredential ? .credentialRefused : .caFailure, describe(error))
         } catch let error as AgentError {
             throw error
         } catch {
