@@ -137,6 +137,31 @@ struct CertRequestFailureTests {
         let refused = try request("127.0.0.1:\(ca.grpcPort)", root: ca.rootPath, token: token)
         #expect(refused.status == 1 && refused.stderr.contains("the CA refused the request"), "\(refused.stderr)")
     }
+
+    @Test("a peer that takes the connection and never answers is given up on at --timeout, with a message")
+    func silentPeer() throws {
+        // A socket that listens and never accepts: the kernel completes the handshake, nothing answers.
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        try #require(listener >= 0)
+        defer { close(listener) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, length) } }
+        try #require(bound == 0 && listen(listener, 8) == 0)
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) } }
+        let port = Int(UInt16(bigEndian: address.sin_port))
+        let ca = try CAProcess(label: "request-silent")
+        let (csr, _) = try OpenSSL.csr(in: ca.directory, name: "s")
+        let started = Date()
+        let result = try run(
+            Paths.rampart, ["cert", "request", "--ca", "127.0.0.1:\(port)", "--root-cert", ca.rootPath, "--csr", csr, "--token", "t", "--timeout", "2"],
+            timeout: 30)
+        #expect(result.status == 1 && !result.stderr.isEmpty, "\(result.stderr)")
+        #expect(Date().timeIntervalSince(started) < 20, "it waited \(Date().timeIntervalSince(started)) s")
+        #expect(!result.stderr.contains(".swift"), "\(result.stderr)")
+    }
 }
 
 /// Values checked before a command runs: log levels, namespaces, serials, revocation reasons.

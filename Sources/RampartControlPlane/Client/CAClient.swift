@@ -17,24 +17,31 @@ public struct CAClient: Sendable {
     /// The client certificate chain and key, as PEM, for renewal over mTLS.
     public var clientChainPEM: String?
     public var clientKeyPEM: String?
+    /// How long one call may take, connecting included: a CA that accepts the connection and
+    /// never answers fails the call with DEADLINE_EXCEEDED rather than hanging it.
+    public var timeout: Duration
 
     /// Creates a client description; nothing connects until ``withConnection(_:)``.
-    public init(host: String, port: Int, rootPEM: String, clientChainPEM: String? = nil, clientKeyPEM: String? = nil) {
+    public init(
+        host: String, port: Int, rootPEM: String, clientChainPEM: String? = nil, clientKeyPEM: String? = nil, timeout: Duration = .seconds(30)
+    ) {
         self.host = host
         self.port = port
         self.rootPEM = rootPEM
         self.clientChainPEM = clientChainPEM
         self.clientKeyPEM = clientKeyPEM
+        self.timeout = timeout
     }
 
     /// An open connection to the CA.
     public struct Connection: Sendable {
         let client: Istio_V1_Auth_IstioCertificateService.Client<HTTP2ClientTransport.Posix>
         let identity: Rampart_Ca_V1_WorkloadIdentityService.Client<HTTP2ClientTransport.Posix>
+        let options: CallOptions
 
         /// The CA's trust bundle.
         public func trustBundle() async throws -> Rampart_Ca_V1_TrustBundle {
-            try await identity.getTrustBundle(Rampart_Ca_V1_GetTrustBundleRequest())
+            try await identity.getTrustBundle(Rampart_Ca_V1_GetTrustBundleRequest(), options: options)
         }
 
         /// Asks for a JWT-SVID for the identity of the client certificate.
@@ -44,7 +51,7 @@ public struct CAClient: Sendable {
             request.ttlSeconds = ttlSeconds
             var metadata: Metadata = [:]
             if let bearer { metadata.addString("Bearer \(bearer)", forKey: "authorization") }
-            return try await identity.mintJWTSVID(request, metadata: metadata)
+            return try await identity.mintJWTSVID(request, metadata: metadata, options: options)
         }
 
         /// Sends a CSR, with `fields` as the request's metadata, and returns the chain, leaf first.
@@ -61,7 +68,7 @@ public struct CAClient: Sendable {
             }
             var metadata: Metadata = [:]
             if let bearer { metadata.addString("Bearer \(bearer)", forKey: "authorization") }
-            return try await client.createCertificate(request, metadata: metadata).certChain
+            return try await client.createCertificate(request, metadata: metadata, options: options).certChain
         }
     }
 
@@ -85,8 +92,13 @@ public struct CAClient: Sendable {
             host.contains(":")
             ? .ipv6(address: host, port: port) : isIPv4 ? .ipv4(address: host, port: port) : .dns(host: host, port: port)
         let transport = try HTTP2ClientTransport.Posix(target: target, transportSecurity: security)
+        var options = CallOptions.defaults
+        options.timeout = timeout
         return try await withGRPCClient(transport: transport) { client in
-            try await body(Connection(client: Istio_V1_Auth_IstioCertificateService.Client(wrapping: client), identity: Rampart_Ca_V1_WorkloadIdentityService.Client(wrapping: client)))
+            try await body(
+                Connection(
+                    client: Istio_V1_Auth_IstioCertificateService.Client(wrapping: client),
+                    identity: Rampart_Ca_V1_WorkloadIdentityService.Client(wrapping: client), options: options))
         }
     }
 }

@@ -254,7 +254,11 @@ struct Cert: AsyncParsableCommand {
         @Option(help: ArgumentHelp("Where to write the chain (leaf first); standard output when absent.", valueName: "file"))
         var out: String?
 
+        @Option(help: ArgumentHelp("How long the request may take, connecting included, in seconds.", valueName: "seconds"))
+        var timeout: Int = 30
+
         func validate() throws {
+            guard timeout > 0 else { throw ValidationError("--timeout must be a positive number of seconds, such as 30") }
             if (cert == nil) != (key == nil) { throw ValidationError("--cert and --key go together") }
             if token == nil && cert == nil { throw ValidationError("give --token (bootstrap) or --cert and --key (renewal)") }
         }
@@ -271,7 +275,8 @@ struct Cert: AsyncParsableCommand {
                     out, option: "--out", inputs: [("--key", key), ("--cert", cert), ("--csr", csr), ("--root-cert", rootCert)])
             }
             let client = CAClient(
-                host: address.host, port: address.port, rootPEM: rootPEM, clientChainPEM: chainPEM, clientKeyPEM: keyPEM)
+                host: address.host, port: address.port, rootPEM: rootPEM, clientChainPEM: chainPEM, clientKeyPEM: keyPEM,
+                timeout: .seconds(timeout))
             let chain: [String]
             do {
                 chain = try await client.withConnection { connection in
