@@ -76,6 +76,46 @@ struct ConfigStoreConsistencyTests {
         #expect(edited.stdout.contains("istio-system/sneaky is stored, but no audit event records it"), "\(edited.stdout)")
     }
 
+    @Test("audit verify finds certificates and tokens changed without an event: un-revoked, un-spent, re-assigned, added, removed")
+    func auditAgainstIssuance() throws {
+        let ca = try CAProcess(label: "issuance-audit")
+        let id = "spiffe://cluster.local/ns/a/sa/b"
+        let token = try rampart("token", "create", "--state", ca.state, "--spiffe-id", id).trimmedOutput
+        try ca.start()
+        let (csr, _) = try OpenSSL.csr(in: ca.directory, name: "w")
+        let issued = try run(Paths.rampart, ["cert", "request", "--ca", "127.0.0.1:\(ca.grpcPort)", "--root-cert", ca.rootPath, "--csr", csr, "--token", token], timeout: 30)
+        try #require(issued.succeeded, "\(issued.stderr)")
+        ca.stop()
+        let signed = try rampart("cert", "sign", "--state", ca.state, "--csr", csr, "--spiffe-id", id)
+        try #require(signed.succeeded)
+        let list = try rampart("cert", "list", "--state", ca.state, "--spiffe-id", id, "--json")
+        let serials = (try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [[String: Any]] ?? []).compactMap { $0["serial"] as? String }
+        try #require(serials.count == 2, "\(list.stdout)")
+        #expect(try rampart("cert", "revoke", "--state", ca.state, serials[0], "--reason", "keyCompromise").succeeded)
+        let intact = try rampart("audit", "verify", "--state", ca.state)
+        #expect(intact.succeeded && intact.stdout.contains("certificates and tokens match the audit log"), "\(intact.stdout)")
+
+        func tampered(_ label: String, _ sql: String) throws -> CommandResult {
+            let copy = "\(ca.directory)/\(label)"
+            try FileManager.default.copyItem(atPath: ca.state, toPath: copy)
+            let edit = try run("python3", ["-c", "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.executescript(sys.argv[2]); c.commit()", "\(copy)/rampart.sqlite", sql])
+            #expect(edit.succeeded, "\(edit.stderr)")
+            return try rampart("audit", "verify", "--state", copy)
+        }
+        let cases: [(label: String, sql: String, says: String)] = [
+            ("unrevoked", "UPDATE issued_certificates SET status = 'active', revoked_at = NULL WHERE serial = '\(serials[0])';", "un-revoked outside Rampart"),
+            ("unspent", "UPDATE bootstrap_tokens SET used_at = NULL;", "could be spent again"),
+            ("reassigned", "UPDATE issued_certificates SET spiffe_id = 'spiffe://cluster.local/ns/admin/sa/root' WHERE serial = '\(serials[1])';", "was for \(id)"),
+            ("removed", "DELETE FROM issued_certificates WHERE serial = '\(serials[1])';", "removed outside Rampart"),
+            ("added", "INSERT INTO bootstrap_tokens (token_sha256, spiffe_id, created_at, expires_at) VALUES ('\(String(repeating: "ab", count: 32))', '\(id)', '2026-01-01 00:00:00.000', '2099-01-01 00:00:00.000');", "added outside Rampart"),
+        ]
+        for item in cases {
+            let result = try tampered(item.label, item.sql)
+            #expect(result.status == 1 && result.stdout.contains(item.says), "\(item.label): \(result.stdout)")
+            #expect(result.stdout.contains("audit chain intact"), "the chain itself is untouched: \(result.stdout)")
+        }
+    }
+
     @Test("apply warns of a RequestAuthentication no policy backs (RP077) unless a stored policy requires its tokens")
     func tokenRequirementAgainstStore() throws {
         let ca = try CAProcess(label: "config-rp077")

@@ -11,7 +11,7 @@ struct Audit: AsyncParsableCommand {
     )
 
     struct Verify: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Check the store's pages, every audit row's hash and link, and the config store against the log; exits non-zero at the first break.")
+        static let configuration = CommandConfiguration(abstract: "Check the store's pages, every audit row's hash and link, and the config store, certificates and tokens against the log; exits non-zero at the first break.")
 
         @OptionGroup var stateOptions: StateOptions
 
@@ -39,6 +39,17 @@ struct Audit: AsyncParsableCommand {
                 throw ExitCode(1)
             }
             print("config store matches the audit log")
+            // The same for the certificates and tokens: an un-revoked certificate or an un-spent
+            // token leaves the chain intact.
+            let issuance = try await store.issuanceDisagreements()
+            guard issuance.isEmpty else {
+                print("certificates and tokens disagree with the audit log (\(issuance.count)):")
+                for problem in issuance.prefix(50) { print("  \(problem)") }
+                if issuance.count > 50 { print("  … and \(issuance.count - 50) more") }
+                print("restore the store from a backup, and find out who changed it")
+                throw ExitCode(1)
+            }
+            print("certificates and tokens match the audit log")
         }
     }
 
