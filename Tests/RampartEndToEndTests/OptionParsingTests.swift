@@ -31,7 +31,7 @@ struct OptionParsingTests {
 
     @Test(
         "a lifetime that is not one, or past a hundred years, is refused with the units it takes; none crashes",
-        arguments: [("99999999999999999999s", "hundred years"), ("36600d", "hundred years"), ("10x", "s, m, h or d"), ("0", "positive")])
+        arguments: [("99999999999999999999s", "hundred years"), ("36600d", "hundred years"), ("10x", "s, m, h or d"), ("0", "positive"), ("-5m", "positive")])
     func lifetimes(value: String, says: String) throws {
         for command in [
             ["token", "create", "--state", "/nonexistent", "--spiffe-id", "spiffe://cluster.local/ns/a/sa/b", "--ttl", value],
@@ -69,6 +69,28 @@ struct OutputCheckTests {
             #expect(!result.stderr.contains("127.0.0.1:1"), "the CA was contacted: \(result.stderr)")
         }
         #expect(try String(contentsOfFile: key, encoding: .utf8) == keyBefore)
+    }
+
+    @Test("cert request names a --root-cert that is not certificates and a --key that is not --cert's, before contacting the CA")
+    func certRequestCredentials() throws {
+        let ca = try CAProcess(label: "request-credentials")
+        let (csr, _) = try OpenSSL.csr(in: ca.directory, name: "w")
+        let chain = "\(ca.directory)/chain.pem"
+        let signed = try rampart("cert", "sign", "--state", ca.state, "--csr", csr, "--spiffe-id", "spiffe://cluster.local/ns/a/sa/b")
+        try #require(signed.succeeded, "\(signed.stderr)")
+        try signed.stdout.write(toFile: chain, atomically: true, encoding: .utf8)
+        let (_, otherKey) = try OpenSSL.csr(in: ca.directory, name: "other")
+        let base = ["cert", "request", "--ca", "127.0.0.1:1", "--csr", csr]
+        let cases: [(extra: [String], says: String)] = [
+            (["--root-cert", csr, "--token", "t"], "--root-cert \(csr) holds no PEM certificate"),
+            (["--root-cert", ca.rootPath, "--cert", chain, "--key", otherKey], "is not the key of --cert"),
+            (["--root-cert", ca.rootPath, "--cert", chain, "--key", csr], "is not a PEM private key"),
+        ]
+        for item in cases {
+            let result = try run(Paths.rampart, base + item.extra, timeout: 20)
+            #expect(result.status == 64 && result.stderr.contains(item.says), "\(item.extra): \(result.stderr)")
+            #expect(!result.stderr.contains("transportError"), "\(result.stderr)")
+        }
     }
 
     @Test("token create fails when its token cannot be delivered; agent status fails with status 1 when no agent answers")

@@ -6,6 +6,8 @@ import RampartControlPlane
 import RampartIdentity
 import RampartPKI
 import RampartStore
+import SwiftASN1
+import X509
 
 struct Cert: AsyncParsableCommand {
     /// Refuses a serial that is not hexadecimal (colons and 0x allowed), before the store is read.
@@ -76,7 +78,7 @@ struct Cert: AsyncParsableCommand {
         @Option(help: ArgumentHelp("Only certificates for this identity.", valueName: "spiffe-id"))
         var spiffeId: String?
 
-        @Option(help: ArgumentHelp("Only unexpired certificates that expire within this long, such as 1h.", valueName: "duration"), transform: TTL.parse)
+        @Option(parsing: .unconditional, help: ArgumentHelp("Only unexpired certificates that expire within this long, such as 1h.", valueName: "duration"), transform: TTL.parse)
         var expiringWithin: TTL?
 
         @Flag(help: "Print a JSON array.")
@@ -180,7 +182,7 @@ struct Cert: AsyncParsableCommand {
         @Option(help: ArgumentHelp("The identity to certify.", valueName: "spiffe-id"))
         var spiffeId: String
 
-        @Option(help: "Lifetime, such as 24h (the default) or 30d; at most 90d.", transform: TTL.parse)
+        @Option(parsing: .unconditional, help: "Lifetime, such as 24h (the default) or 30d; at most 90d.", transform: TTL.parse)
         var ttl: TTL?
 
         func run() async throws {
@@ -226,6 +228,28 @@ struct Cert: AsyncParsableCommand {
     }
 
     struct Request: AsyncParsableCommand {
+        /// Checks the files TLS reads before connecting, so that a wrong file is named rather than
+        /// reported as the transport's failure: the roots are PEM certificates, the chain is, and
+        /// the key is the private key of the chain's first certificate.
+        static func checkCredentials(rootPEM: String, chainPEM: String?, keyPEM: String?, root: String, cert: String?, key: String?) throws {
+            func certificates(_ text: String, _ option: String, _ path: String, _ expected: String) throws -> [Certificate] {
+                let parsed = try? PEMDocument.parseMultiple(pemString: text).map { try Certificate(pemDocument: $0) }
+                guard let parsed, !parsed.isEmpty else {
+                    throw ValidationError("\(option) \(path) holds no PEM certificate: give \(expected)")
+                }
+                return parsed
+            }
+            _ = try certificates(rootPEM, "--root-cert", root, "the CA's root-cert.pem")
+            guard let chainPEM, let keyPEM, let cert, let key else { return }
+            let leaf = try certificates(chainPEM, "--cert", cert, "the certificate chain the CA issued (cert-chain.pem)")[0]
+            guard let privateKey = try? Certificate.PrivateKey(pemEncoded: keyPEM) else {
+                throw ValidationError("--key \(key) is not a PEM private key: give the key the CSR of --cert was made with (key.pem)")
+            }
+            guard privateKey.publicKey == leaf.publicKey else {
+                throw ValidationError("--key \(key) is not the key of --cert \(cert): give the key.pem that goes with that certificate")
+            }
+        }
+
         static let configuration = CommandConfiguration(
             abstract: "Ask a running CA for a certificate over gRPC, as a node agent does; writes the chain."
         )
@@ -248,7 +272,7 @@ struct Cert: AsyncParsableCommand {
         @Option(help: ArgumentHelp("The key of --cert.", valueName: "file"))
         var key: String?
 
-        @Option(help: "Requested lifetime; the CA's default (24h) when absent.", transform: TTL.parse)
+        @Option(parsing: .unconditional, help: "Requested lifetime; the CA's default (24h) when absent.", transform: TTL.parse)
         var ttl: TTL?
 
         @Option(help: ArgumentHelp("Where to write the chain (leaf first); standard output when absent.", valueName: "file"))
@@ -274,6 +298,7 @@ struct Cert: AsyncParsableCommand {
                 try FileOptions.checkWritable(
                     out, option: "--out", inputs: [("--key", key), ("--cert", cert), ("--csr", csr), ("--root-cert", rootCert)])
             }
+            try Self.checkCredentials(rootPEM: rootPEM, chainPEM: chainPEM, keyPEM: keyPEM, root: rootCert, cert: cert, key: key)
             let client = CAClient(
                 host: address.host, port: address.port, rootPEM: rootPEM, clientChainPEM: chainPEM, clientKeyPEM: keyPEM,
                 timeout: .seconds(timeout))

@@ -25,7 +25,7 @@ struct TTL: ExpressibleByArgument, Sendable, CustomStringConvertible {
             if let value = TTL.total(text), value > longest {
                 throw ValidationError("\(text) is longer than a hundred years; give a lifetime such as 24h or 30d")
             }
-            throw ValidationError("expected a positive lifetime in s, m, h or d, such as 30s, 10m, 24h or 1h30m (got \"\(text)\")")
+            throw ValidationError("expected a positive lifetime in s, m, h or d, such as 30s, 10m, 24h or 1h30m; a bare number is seconds (got \"\(text)\")")
         }
         return ttl
     }

@@ -20,7 +20,7 @@ struct Token: AsyncParsableCommand {
         @Option(help: ArgumentHelp("The identity the token grants, in the CA's trust domain.", valueName: "spiffe-id"))
         var spiffeId: String
 
-        @Option(help: "How long the token works, such as 10m or 1h.", transform: TTL.parse)
+        @Option(parsing: .unconditional, help: "How long the token works, such as 10m or 1h.", transform: TTL.parse)
         var ttl: TTL = TTL(argument: "10m")!
 
         func run() async throws {
