@@ -204,6 +204,25 @@ struct CSRInspectionTests {
         }
     }
 
+    @Test(
+        "a CSR signed with an algorithm the CA refuses is refused naming it",
+        arguments: [
+            (["-newkey", "ed448"], "Ed448"),
+            (OpenSSLKey.ecP256 + ["-sha1"], "ECDSA with SHA-1"), (OpenSSLKey.rsa2048 + ["-sha1"], "RSA with SHA-1"),
+            (OpenSSLKey.rsa2048 + ["-sigopt", "rsa_padding_mode:pss", "-sha256"], "RSA-PSS"),
+        ])
+    func refusedAlgorithmsNamed(options: [String], name: String) throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let csr = try opensslCSR(in: directory, keyOptions: options)
+        do {
+            _ = try CSRInspection.inspect(pem: csr)
+            Issue.record("a CSR signed with \(name) was accepted")
+        } catch {
+            #expect(error.reason.contains("signed with \(name), which the CA does not accept"), "\(error.reason)")
+        }
+    }
+
     // MARK: - What the CSR asks for
 
     @Test("a CSR asking for CA:true is refused by check")

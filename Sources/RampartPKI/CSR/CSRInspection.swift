@@ -38,9 +38,12 @@ public enum CSRInspection {
                 csr = try CertificateSigningRequest(pemEncoded: pem)
             }
         } catch let error as CertificateError where error.code == .unsupportedSignatureAlgorithm {
+            if let algorithm = signatureAlgorithm(pem: pem), let name = Self.refusedAlgorithms[algorithm] {
+                throw PKIError(.unsupportedSignatureAlgorithm, Self.refusal(name))
+            }
             throw PKIError(
                 .unsupportedSignatureAlgorithm,
-                "CSR is signed with an unsupported algorithm (RSA-PSS or similar): sign the CSR with ECDSA or RSA PKCS#1 v1.5 and SHA-256"
+                "CSR is signed with an algorithm the CA does not accept: sign the CSR with ECDSA or RSA PKCS#1 v1.5 and SHA-256"
             )
         } catch {
             if let bits = rsaModulusBits(pem: pem), bits < 2048 {
@@ -64,16 +67,18 @@ public enum CSRInspection {
             }
             // The request's outer structure reads, but not the whole: its signature is the part at fault.
             if let algorithm = signatureAlgorithm(pem: pem) {
-                if algorithm == ASN1ObjectIdentifier("1.2.840.113549.1.1.10") {
-                    throw PKIError(
-                        .unsupportedSignatureAlgorithm,
-                        "CSR is signed with RSA-PSS, which the CA does not accept: sign it with RSA PKCS#1 v1.5 and SHA-256, or use an EC P-256 key")
+                if let name = Self.refusedAlgorithms[algorithm] {
+                    throw PKIError(.unsupportedSignatureAlgorithm, Self.refusal(name))
                 }
                 throw PKIError(
                     .badCSRSignature,
                     "CSR signature cannot be read (algorithm \(algorithm)): the request was altered or damaged; regenerate it, e.g. with openssl req -new")
             }
             throw PKIError(.malformedCSR, "csr is PEM, but its body is not a well-formed DER PKCS#10 certificate request (truncated or corrupted): regenerate it, e.g. with openssl req -new")
+        }
+        // SHA-1 proves nothing any more; Go's x509, which Istio's CA uses, refuses it too.
+        if csr.signatureAlgorithm == .sha1WithRSAEncryption {
+            throw PKIError(.unsupportedSignatureAlgorithm, Self.refusal("RSA with SHA-1"))
         }
         guard csr.publicKey.isValidSignature(csr.signature, for: csr) else {
             throw PKIError(.badCSRSignature, "CSR signature does not verify against its own public key: the request was altered or signed with another key")
@@ -146,6 +151,23 @@ public enum CSRInspection {
 }
 
 extension CSRInspection {
+
+    /// Signature algorithms the CA refuses, by name, for messages that say which one a CSR used.
+    static let refusedAlgorithms: [ASN1ObjectIdentifier: String] = [
+        ASN1ObjectIdentifier("1.2.840.113549.1.1.10"): "RSA-PSS",
+        ASN1ObjectIdentifier("1.2.840.113549.1.1.5"): "RSA with SHA-1",
+        ASN1ObjectIdentifier("1.2.840.113549.1.1.4"): "RSA with MD5",
+        ASN1ObjectIdentifier("1.2.840.10045.4.1"): "ECDSA with SHA-1",
+        ASN1ObjectIdentifier("1.2.840.10040.4.3"): "DSA with SHA-1",
+        ASN1ObjectIdentifier("2.16.840.1.101.3.4.3.2"): "DSA with SHA-256",
+        ASN1ObjectIdentifier("1.3.101.112"): "Ed25519",
+        ASN1ObjectIdentifier("1.3.101.113"): "Ed448",
+    ]
+
+    static func refusal(_ name: String) -> String {
+        "CSR is signed with \(name), which the CA does not accept: make the request with an EC P-256 or P-384 key, or RSA of at least 2048 bits, signed with SHA-256 (openssl req -new -sha256)"
+    }
+
     /// The DER of the one `CERTIFICATE REQUEST` block of `pem`, its base64 read whatever the line
     /// length; nil without exactly one such block, or when its body is not base64.
     static func derBytes(pem: String) -> [UInt8]? {
