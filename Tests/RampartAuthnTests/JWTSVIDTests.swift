@@ -69,6 +69,14 @@ struct JWTSVIDTests {
         #expect(error?.reason.contains("reviews") == true && error?.reason.contains("billing") == true)
     }
 
+    @Test("text that is not a JWT is refused saying what a JWT-SVID looks like, without the library's type names", arguments: ["garbage", "a.b.c", "e30.e30", ""])
+    func notAJWT(text: String) async throws {
+        let signer = try await JWTSVIDSigner(privateKeyPEM: JWTSVIDSigner.generateKeyPEM())
+        let error = await #expect(throws: AuthnError.self) { try await validator(signer).validate(text, audience: "reviews", now: now) }
+        #expect(error?.reason.contains("not a compact JWT") == true, "\(error?.reason ?? "")")
+        #expect(error?.reason.contains("JWTKitError") == false && error?.reason.contains("DecodingError") == false, "\(error?.reason ?? "")")
+    }
+
     @Test("an expired token is refused")
     func expired() async throws {
         let signer = try await JWTSVIDSigner(privateKeyPEM: JWTSVIDSigner.generateKeyPEM())

@@ -93,6 +93,14 @@ struct OutputCheckTests {
         }
     }
 
+    @Test("cert list refuses a --spiffe-id that is not one rather than listing nothing")
+    func certListFilter() throws {
+        let ca = try CAProcess(label: "list-filter")
+        let result = try run(Paths.rampart, ["cert", "list", "--state", ca.state, "--spiffe-id", "cluster.local/ns/a/sa/b"], timeout: 20)
+        #expect(result.status == 64 && result.stderr.contains("--spiffe-id cluster.local/ns/a/sa/b is not a SPIFFE ID"), "\(result.stderr)")
+        #expect(try rampart("cert", "list", "--state", ca.state, "--spiffe-id", "spiffe://cluster.local/ns/a/sa/b").succeeded)
+    }
+
     @Test("token create fails when its token cannot be delivered; agent status fails with status 1 when no agent answers")
     func undeliveredAndUnanswered() throws {
         let ca = try CAProcess(label: "out-checks")

@@ -44,7 +44,9 @@ public struct JWTSVIDValidator: Sendable {
         do {
             (header, routed, _) = try DefaultJWTParser().parse(Array(token.utf8), as: SubjectOnlyClaims.self)
         } catch {
-            throw AuthnError(.invalidCredential, "the token is not a compact JWT (\(error)): pass the JWT-SVID exactly as fetched")
+            throw AuthnError(
+                .invalidCredential,
+                "the token is not a compact JWT (three base64url parts joined by dots, a JSON header and payload): \(ErrorText.describe(error)); pass the JWT-SVID exactly as fetched")
         }
         if let alg = header.alg, alg.lowercased() == "none" || alg.hasPrefix("HS") {
             throw AuthnError(.invalidCredential, "JWT-SVID algorithm \(alg) is not allowed: JWT-SVIDs are signed with an asymmetric key (ES256, RS256, …)")
@@ -77,7 +79,7 @@ public struct JWTSVIDValidator: Sendable {
             claims = try await keys.collection.verify(token, as: JWTSVIDClaims.self)
             all = try await keys.collection.verify(token, as: AllClaims.self)
         } catch {
-            throw AuthnError(.invalidCredential, "the JWT-SVID does not verify with key \(kid) of \(subject.trustDomain.name), or lacks sub, aud or exp: \(error)")
+            throw AuthnError(.invalidCredential, "the JWT-SVID does not verify with key \(kid) of \(subject.trustDomain.name), or lacks sub, aud or exp: \(ErrorText.describe(error))")
         }
         if claims.exp.value.addingTimeInterval(leeway) < now {
             throw AuthnError(.notPermitted, "the JWT-SVID expired at \(claims.exp.value.formatted(.iso8601)): fetch a fresh one")

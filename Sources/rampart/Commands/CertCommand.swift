@@ -87,6 +87,13 @@ struct Cert: AsyncParsableCommand {
         func run() async throws {
             let store = try StateDirectory(stateOptions.state).openStore(.readOnly)
             let now = Date()
+            if let spiffeId {
+                do {
+                    _ = try SPIFFEID(parsing: spiffeId)
+                } catch {
+                    throw ValidationError("--spiffe-id \(spiffeId) is not a SPIFFE ID (\(error.reason)): give one such as spiffe://cluster.local/ns/shop/sa/cart")
+                }
+            }
             var filter = CertificateFilter(spiffeID: spiffeId)
             if let expiringWithin {
                 filter.notAfterBefore = now.addingTimeInterval(expiringWithin.seconds)
