@@ -65,6 +65,14 @@ struct IndependentClientTests {
             #expect(refused.stdout.hasPrefix(status), "token \(index): \(refused.stdout)")
             #expect(refused.stdout.contains(mention), "token \(index): \(refused.stdout)")
         }
+        // An unsigned token (alg none, an empty signature) is refused as the JWT it is.
+        let unsigned = [#"{"alg":"none","typ":"JWT"}"#, #"{"iss":"x","sub":"y","exp":4102444800}"#].map {
+            Data($0.utf8).base64EncodedString().replacingOccurrences(of: "=", with: "").replacingOccurrences(of: "+", with: "-")
+                .replacingOccurrences(of: "/", with: "_")
+        }.joined(separator: ".") + "."
+        let none = try python(["--addr", addr, "--root", ca.rootPath, "--csr", csr, "--token", unsigned, "--out", "\(dir)/none.pem"])
+        #expect(!none.succeeded || !FileManager.default.fileExists(atPath: "\(dir)/none.pem"), "\(none.stdout)")
+        #expect(!none.stdout.contains("neither a bootstrap token") && none.stdout.contains("JWT"), "\(none.stdout)")
         let list = try rampart("cert", "list", "--state", ca.state, "--spiffe-id", "spiffe://cluster.local/ns/shop/sa/cart", "--json")
         #expect(list.stdout.contains("\"auth_method\" : \"jwt\""))
     }

@@ -271,6 +271,25 @@ struct SVIDValidatorTests {
         }
     }
 
+    @Test("a self-signed certificate with no URI SAN is named as not chaining to the CA, before its shape")
+    func strangerNamedAsSuch() async throws {
+        let now = Date()
+        let root = try CAMaterial.createRoot(trustDomain: .clusterLocal, keyAlgorithm: .ecP256, now: now)
+        let key = P256.Signing.PrivateKey()
+        let name = try DistinguishedName { CommonName("stranger") }
+        let stranger = try Certificate(
+            version: .v3, serialNumber: Certificate.SerialNumber(), publicKey: Certificate.PublicKey(key.publicKey),
+            notValidBefore: now.addingTimeInterval(-60), notValidAfter: now.addingTimeInterval(3600), issuer: name, subject: name,
+            signatureAlgorithm: .ecdsaWithSHA256, extensions: Certificate.Extensions {}, issuerPrivateKey: Certificate.PrivateKey(key))
+        do {
+            _ = try await SVIDValidator(roots: [root.certificate]).validate(stranger, at: now)
+            Issue.record("a stranger's certificate was accepted")
+        } catch {
+            #expect(error.code == .validationFailed && error.reason.contains("does not chain to this CA's trust bundle"), "\(error.reason)")
+            #expect(error.reason.contains("0 URI SANs"), "the shape is still mentioned: \(error.reason)")
+        }
+    }
+
     @Test("a CA certificate naming a workload is not accepted as an SVID leaf")
     func caIsNotALeaf() async throws {
         let now = Date()

@@ -81,7 +81,8 @@ public struct CallerAuthenticator: Sendable {
             if credential.hasPrefix(BootstrapTokens.prefix) {
                 return try await bootstrapToken(credential, now: now)
             }
-            if credential.split(separator: ".").count == 3 {
+            // Three parts, the last of which may be empty (an unsigned token, refused as a JWT).
+            if credential.split(separator: ".", omittingEmptySubsequences: false).count == 3 {
                 return try await jwtToken(credential, now: now)
             }
             throw Refusal(.unauthenticated, "bearer credential is neither a bootstrap token (rbt_…) nor a JWT: create a token with 'rampart token create'")

@@ -23,7 +23,18 @@ public struct SVIDValidator: Sendable {
     public func validate(_ leaf: Certificate, expecting expected: SPIFFEID? = nil, at now: Date)
         async throws(PKIError) -> SPIFFEID
     {
-        let id = try Self.spiffeID(of: leaf)
+        let id: SPIFFEID
+        do {
+            id = try Self.spiffeID(of: leaf)
+        } catch {
+            // A certificate that is no SVID of this CA is named as such first: its shape is the
+            // lesser problem.
+            var verifier = Verifier(rootCertificates: roots) { RFC5280Policy(fixedExpiryValidationTime: now) }
+            if case .couldNotValidate = await verifier.validate(leaf: leaf, intermediates: intermediates) {
+                throw PKIError(.validationFailed, "certificate does not chain to this CA's trust bundle (and \(error.reason))")
+            }
+            throw error
+        }
         if let expected, expected != id {
             throw PKIError(.validationFailed, "certificate names \(id) but \(expected) was expected")
         }
