@@ -112,6 +112,8 @@ struct TCPAndJWTTests {
             #expect(line?["protocol"] as? String == "TCP")
             #expect(line?["destination_service"] as? String == "db.default.svc.cluster.local")
             #expect(line?["destination_workload"] as? String == "db")
+            #expect((line?["upstream_cluster"] as? String)?.hasPrefix("inbound|") == true, "\(line ?? [:])")
+            #expect(line?["downstream_local_address"] is String, "\(line ?? [:])")
 
             try proxy.install(SnapshotBuilder.snapshot(version: 2, resources: [
                 SnapshotBuilder.authorizationPolicy(name: "deny-loopback", namespace: "default", body: "action: DENY\nrules:\n- from:\n  - source:\n      ipBlocks: [\"127.0.0.0/8\"]"),

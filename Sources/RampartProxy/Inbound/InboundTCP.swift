@@ -14,6 +14,8 @@ struct InboundTCP: Sendable {
         var record = RequestRecord(reporter: .destination, startTime: start, protocolName: "TCP")
         record.sourceAddress = info.sourceAddress
         record.requestedServerName = info.sni
+        record.downstreamLocalAddress = info.localAddress
+        record.upstreamCluster = context.inboundCluster
         record.sourcePrincipal = info.peerID
         record.sourceNamespace = info.peerNamespace
         record.connectionSecurityPolicy = info.securityPolicy
