@@ -208,6 +208,32 @@ struct JWTRequirementTests {
         }
     }
 
+    @Test("a malformed token's refusal carries the status text Envoy's JWT library gives that fault")
+    func envoyStatusTexts() async throws {
+        let rules = [inlineRule(try jwksJSON([alpha.jwk]))]
+        func part(_ json: String) -> String { base64URL(Array(json.utf8)) }
+        let payload = part(#"{"iss":"\#(requestIssuer)","sub":"alice","aud":"shop"}"#)
+        let cases: [(String, String)] = [
+            ("a.b", "Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections"),
+            ("a.\(payload).\(part("sig"))", "Jwt header is an invalid Base64url encoded"),
+            ("\(part("not json")).\(payload).\(part("sig"))", "Jwt header is an invalid JSON"),
+            ("\(part("{}")).\(payload).\(part("sig"))", "Jwt header [alg] field is required and must be a string"),
+            ("\(part(#"{"alg":"none"}"#)).\(payload).", "Jwt header [alg] is not supported"),
+            ("\(part(#"{"alg":"ES256","kid":7}"#)).\(payload).\(part("sig"))", "Jwt header [kid] field is not a string"),
+            ("\(part(#"{"alg":"ES256"}"#)).\(part("[1]")).\(part("sig"))", "Jwt payload is an invalid JSON"),
+            ("\(part(#"{"alg":"ES256"}"#)).\(payload).!!", "Jwt signature is an invalid Base64url encoded"),
+            ("\(part(#"{"alg":"ES256"}"#)).\(part(#"{"iss":5}"#)).\(part("sig"))", "Jwt payload [iss] field is not a string"),
+            ("\(part(#"{"alg":"ES256"}"#)).\(part(#"{"iss":"\#(requestIssuer)","exp":"soon"}"#)).\(part("sig"))", "Jwt payload [exp] field is not an integer"),
+        ]
+        for (token, text) in cases {
+            let failure = try await run(["authorization": "Bearer \(token)"], rules: rules).failure
+            #expect(failure?.kind == .malformed && failure?.envoyText == text, "\(token): \(failure?.envoyText ?? "none") / \(failure?.reason ?? "accepted")")
+        }
+        // A well-formed token refused for another reason carries none.
+        let signed = try await token(alpha, requestIssuer)
+        #expect(try await run(["authorization": "Bearer \(signed)x"], rules: rules).failure?.envoyText == nil)
+    }
+
     @Test("a claim that is empty, or holds CR, LF or NUL, writes no header")
     func claimHeaders() async throws {
         let rule = inlineRule(try jwksJSON([alpha.jwk]), more: "outputClaimToHeaders: [{header: x-e, claim: e}, {header: x-n, claim: crlf}, {header: x-s, claim: sub}]")

@@ -30,11 +30,15 @@ public struct JWTFailure: Error, Sendable, Hashable, CustomStringConvertible {
     public let kind: Kind
     /// What was wrong, where the token was, and what was expected.
     public let reason: String
+    /// For a malformed token, the status text Envoy's JWT library gives that fault ("Jwt header
+    /// is an invalid JSON" …), which the proxy's 401 carries.
+    public let envoyText: String?
 
     /// Creates a failure.
-    public init(_ kind: Kind, _ reason: String) {
+    public init(_ kind: Kind, _ reason: String, envoyText: String? = nil) {
         self.kind = kind
         self.reason = reason
+        self.envoyText = envoyText
     }
 
     /// 403 for an audience the rule does not accept (Envoy's JwtAudienceNotAllowed), 401 otherwise.

@@ -176,7 +176,7 @@ public struct RequestAuthenticator: Sendable {
             ? said(decisive)
             : "no jwtRule accepted the request's token: "
                 + refusals.map(said).joined(separator: "; and ")
-        let failure = JWTFailure(decisive.failure.kind, reason)
+        let failure = JWTFailure(decisive.failure.kind, reason, envoyText: decisive.failure.envoyText)
         let outcome = JWTOutcome(
             present: true, valid: false, location: decisive.token.locationDescription, raw: decisive.token.token,
             failure: reason, audienceRefused: failure.kind == .audienceNotAllowed)

@@ -23,6 +23,27 @@ enum TokenShape {
     }
 }
 
+extension TokenShape {
+    /// Envoy's JWT library's status text for a token that does not parse, checked in its order:
+    /// three parts, the header's base64url and JSON and `alg`, the payload's base64url and JSON,
+    /// the signature's base64url.
+    static func envoyStatus(_ token: String) -> String {
+        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 3 else { return envoyBadFormat }
+        guard let header = Base64URL.decode(parts[0]) else { return "Jwt header is an invalid Base64url encoded" }
+        guard let headerObject = (try? JSONSerialization.jsonObject(with: header)) as? [String: Any] else {
+            return "Jwt header is an invalid JSON"
+        }
+        guard headerObject["alg"] is String else { return "Jwt header [alg] field is required and must be a string" }
+        guard let payload = Base64URL.decode(parts[1]) else { return "Jwt payload is an invalid Base64url encoded" }
+        guard (try? JSONSerialization.jsonObject(with: payload)) is [String: Any] else { return "Jwt payload is an invalid JSON" }
+        if Base64URL.decode(parts[2]) == nil { return "Jwt signature is an invalid Base64url encoded" }
+        return envoyBadFormat
+    }
+
+    static let envoyBadFormat = "Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections"
+}
+
 /// The JSON of a token's header and payload read as Envoy's JWT library reads it: as a
 /// `google.protobuf.Struct` by protobuf's JSON parser, which refuses what Foundation's lenient
 /// reader lets through, a member named twice (`"sub":"alice",…,"sub":"mallory"`) and a trailing

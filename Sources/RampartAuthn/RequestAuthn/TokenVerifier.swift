@@ -17,16 +17,24 @@ struct TokenVerifier: Sendable {
     func verify(_ found: FoundToken, by provider: JWTProvider, now: Date) async -> Result<VerifiedToken, JWTFailure> {
         guard let (header, payload, _) = try? DefaultJWTParser().parse(Array(found.token.utf8), as: ClaimsPayload.self)
         else {
-            return .failure(JWTFailure(.malformed, "the token in \(found.locationDescription) is not a JWT (\(TokenShape.problem(found.token))): send a signed JWT of three base64url parts"))
+            return .failure(
+                JWTFailure(
+                    .malformed, "the token in \(found.locationDescription) is not a JWT (\(TokenShape.problem(found.token))): send a signed JWT of three base64url parts",
+                    envoyText: TokenShape.envoyStatus(found.token)))
         }
         if let problem = StrictTokenJSON.problem(found.token) {
-            return .failure(JWTFailure(.malformed, "the token in \(found.locationDescription) \(problem): send a token whose header and payload are plain JSON objects"))
+            return .failure(
+                JWTFailure(
+                    .malformed, "the token in \(found.locationDescription) \(problem): send a token whose header and payload are plain JSON objects",
+                    envoyText: problem.contains("header") ? "Jwt header is an invalid JSON" : "Jwt payload is an invalid JSON"))
         }
-        if let problem = Self.headerProblem(header) {
-            return .failure(JWTFailure(.malformed, "the token in \(found.locationDescription) \(problem)"))
+        if let (problem, envoyText) = Self.headerProblem(header) {
+            return .failure(JWTFailure(.malformed, "the token in \(found.locationDescription) \(problem)", envoyText: envoyText))
         }
-        if let problem = Self.claimTypeProblem(payload) {
-            return .failure(JWTFailure(.malformed, "the token in \(found.locationDescription) \(problem): the issuer must follow RFC 7519's claim types"))
+        if let (problem, envoyText) = Self.claimTypeProblem(payload) {
+            return .failure(
+                JWTFailure(
+                    .malformed, "the token in \(found.locationDescription) \(problem): the issuer must follow RFC 7519's claim types", envoyText: envoyText))
         }
         let rule = provider.rule
         let issuer = payload.string("iss")
@@ -90,12 +98,15 @@ struct TokenVerifier: Sendable {
 
     /// What in the header makes the token unverifiable before any key is tried: an unsigned token
     /// (`alg` none or missing), or a `kid` that is not a string (Envoy's JwtHeaderBadKid).
-    static func headerProblem(_ header: JWTHeader) -> String? {
+    static func headerProblem(_ header: JWTHeader) -> (String, envoyText: String)? {
         guard let algorithm = header.alg, algorithm.lowercased() != "none" else {
-            return "is unsigned (alg \(header.alg ?? "missing")): only signed tokens are accepted; send a token signed by the issuer"
+            return (
+                "is unsigned (alg \(header.alg ?? "missing")): only signed tokens are accepted; send a token signed by the issuer",
+                header.alg == nil ? "Jwt header [alg] field is required and must be a string" : "Jwt header [alg] is not supported"
+            )
         }
         if let kid = header.fields["kid"], kid.asString == nil {
-            return "has a kid that is not a string: the issuer must name its keys with strings"
+            return ("has a kid that is not a string: the issuer must name its keys with strings", "Jwt header [kid] field is not a string")
         }
         return nil
     }
@@ -103,24 +114,27 @@ struct TokenVerifier: Sendable {
     /// What makes the payload's registered claims unreadable to Envoy's JWT library, if anything:
     /// `iss`, `sub` and `jti` must be strings, `aud` a string or a list of strings, and `exp`,
     /// `nbf` and `iat` non-negative numbers. Such a token is refused, whatever its signature.
-    static func claimTypeProblem(_ payload: ClaimsPayload) -> String? {
+    static func claimTypeProblem(_ payload: ClaimsPayload) -> (String, envoyText: String)? {
         for name in ["iss", "sub", "jti"] {
             if let value = payload.members[name], value.stringValue == nil {
-                return "has a \(name) claim that is not a string"
+                return ("has a \(name) claim that is not a string", "Jwt payload [\(name)] field is not a string")
             }
         }
         switch payload.members["aud"] {
         case nil, .string?: break
         case .array(let items)? where items.allSatisfy({ $0.stringValue != nil }): break
-        default: return "has an aud claim that is neither a string nor a list of strings"
+        default: return ("has an aud claim that is neither a string nor a list of strings", "Jwt payload [aud] field is not a string or string list")
         }
         for name in ["exp", "nbf", "iat"] {
             guard let value = payload.members[name] else { continue }
-            guard case .number(let seconds) = value, seconds >= 0, seconds.isFinite else {
-                return "has an \(name) claim that is not a non-negative number of seconds"
+            guard case .number(let seconds) = value else {
+                return ("has an \(name) claim that is not a non-negative number of seconds", "Jwt payload [\(name)] field is not an integer")
+            }
+            guard seconds >= 0, seconds.isFinite else {
+                return ("has an \(name) claim that is not a non-negative number of seconds", "Jwt payload [\(name)] field is not a positive 64 bit integer")
             }
             guard seconds < 18_446_744_073_709_551_616 else {
-                return "has an \(name) claim too large for a time (at least 2^64 seconds)"
+                return ("has an \(name) claim too large for a time (at least 2^64 seconds)", "Jwt payload [\(name)] field is not a positive 64 bit integer")
             }
         }
         return nil

@@ -171,7 +171,7 @@ struct InboundHTTP: Sendable {
             record.path = Self.normalizedTarget(request.head.uri)
             if decision.status == 401 || decision.cause == .jwtAudienceNotAllowed {
                 // Envoy's JWT filter answers with its status text, and a challenge even for the audience (403).
-                let text = Self.jwtStatusText(authn?.failure?.kind, audience: decision.cause == .jwtAudienceNotAllowed)
+                let text = Self.jwtStatusText(authn?.failure?.kind, audience: decision.cause == .jwtAudienceNotAllowed, envoyText: authn?.failure?.envoyText)
                 record.responseDetails = "jwt_authn_access_denied{\(text.replacingOccurrences(of: " ", with: "_"))}"
                 var response = BufferedResponse.local(decision.status == 401 ? .unauthorized : .forbidden, text)
                 response.head.headers.add(name: "www-authenticate", value: Self.bearerChallenge(request.head, tls: info.tls))
@@ -358,8 +358,9 @@ struct InboundHTTP: Sendable {
     }
 
     /// The body Envoy's JWT filter answers a refused token with (jwt_verify_lib's status text).
-    static func jwtStatusText(_ kind: JWTFailure.Kind?, audience: Bool) -> String {
+    static func jwtStatusText(_ kind: JWTFailure.Kind?, audience: Bool, envoyText: String? = nil) -> String {
         if audience { return "Audiences in Jwt are not allowed" }
+        if let envoyText { return envoyText }
         switch kind {
         case .expired?: return "Jwt is expired"
         case .notYetValid?: return "Jwt not yet valid"
