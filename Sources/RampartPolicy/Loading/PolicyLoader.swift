@@ -233,10 +233,10 @@ public enum PolicyLoader {
                 diagnostics.append(
                     Diagnostic(
                         code: .unreadable, file: file, line: DecodeContext.line(of: document), resource: nil, field: "",
-                        message: "the document expands through its aliases (*name) to more than \(YAMLExpansion.valueLimit) values"
-                            + " or \(YAMLExpansion.byteLimit / 1_048_576) MiB of text,"
-                            + " as a \"billion laughs\" document does; it is not read",
-                        fix: "write the values out instead of repeating aliases of aliases, or split the resource"))
+                        message: "the document holds more than \(YAMLExpansion.valueLimit) values"
+                            + " or \(YAMLExpansion.byteLimit / 1_048_576) MiB of text once any aliases (*name) in it expand"
+                            + " (the Kubernetes API server takes no larger request, and a \"billion laughs\" document grows this way); it is not read",
+                        fix: "split the resource into smaller ones, and write values out instead of repeating aliases of aliases"))
                 continue
             }
             if index > 0, let borrowed = YAMLExpansion.earlierDocumentLine(in: document) {

@@ -44,8 +44,9 @@ enum CommonChecks {
         guard let selector else { return }
         if selector.matchLabels.isEmpty {
             reporter.add(
-                .emptySelector, path, "the selector has no labels, so it selects every workload in the namespace",
-                fix: "add matchLabels, or remove the selector to make the namespace-wide intent explicit")
+                .emptySelector, path,
+                "the selector has no labels, so it selects every workload in the namespace (in the root namespace, every workload of the mesh)",
+                fix: "add matchLabels, or remove the selector to make the namespace-wide (or mesh-wide) intent explicit")
         }
         if selector.matchLabels.count > 4096 {
             reporter.add(
