@@ -321,10 +321,20 @@ struct Delete: AsyncParsableCommand {
     @Flag(help: "Do not treat a resource that is not stored as an error.")
     var ignoreNotFound = false
 
+    @Flag(help: "Delete every stored resource of the KIND(s) in the namespace (-n, default: default), as kubectl delete --all.")
+    var all = false
+
     @OptionGroup var stateOptions: StateOptions
 
     func validate() throws {
         if let namespace { try OptionValues.checkNamespace(namespace, option: "-n") }
+        if all {
+            guard filenames.isEmpty, resources.count == 1, !resources[0].contains("/") else {
+                throw ValidationError("--all takes the kind alone: rampart delete KIND[,KIND] --all [-n NAMESPACE]")
+            }
+            _ = try ConfigKind.selection(resources)
+            return
+        }
         if filenames.isEmpty {
             guard !resources.isEmpty, try ConfigKind.selection(resources).names != nil else {
                 throw ValidationError("say what to delete: KIND NAME... or KIND/NAME... [-n NAMESPACE], or -f FILE to delete what a file defines")
@@ -345,7 +355,17 @@ struct Delete: AsyncParsableCommand {
     func run() async throws {
         let store = try StateDirectory(stateOptions.state).openStore()
         let keys: [ConfigResourceKey]
-        if filenames.isEmpty {
+        if all {
+            var every: [ConfigResourceKey] = []
+            for kind in try ConfigKind.selection(resources).kinds {
+                every += try await store.configResources(kind: kind.rawValue, namespace: namespace ?? "default").map(\.key)
+            }
+            guard !every.isEmpty else {
+                print("No resources found in \(namespace ?? "default") namespace.")
+                return
+            }
+            keys = every
+        } else if filenames.isEmpty {
             let named = try ConfigKind.selection(resources).names ?? []
             keys = named.map { ConfigResourceKey(kind: $0.kind.rawValue, namespace: namespace ?? "default", name: $0.name) }
         } else {

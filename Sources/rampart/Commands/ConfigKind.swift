@@ -89,10 +89,8 @@ enum ConfigKind {
         let kinds = unique(try first.split(separator: ",", omittingEmptySubsequences: false).flatMap { try Self.kinds(String($0)) })
         let names = Array(arguments.dropFirst())
         guard !names.isEmpty else { return Selection(kinds: kinds, names: nil) }
-        guard kinds.count == 1 else {
-            throw ValidationError("names need one kind: KIND NAME..., or KIND/NAME for each resource")
-        }
-        return Selection(kinds: kinds, names: names.map { Selection.Named(kind: kinds[0], name: $0) })
+        // As kubectl reads `ap,pa NAME`: each name under each kind.
+        return Selection(kinds: kinds, names: kinds.flatMap { kind in names.map { Selection.Named(kind: kind, name: $0) } })
     }
 
     private static func unique(_ kinds: [ResourceKind]) -> [ResourceKind] {
