@@ -42,6 +42,15 @@ struct ConfigStoreConsistencyTests {
         #expect(exported.stdout == "authorizationpolicy.security.istio.io shop/deny-admin unchanged\nconfig version 1 (nothing changed)\n", "\(exported.stdout)\(exported.stderr)")
     }
 
+    /// `audit verify` on a copy of `ca`'s state whose store `sql` changed behind Rampart's back.
+    static func auditVerify(copyOf ca: CAProcess, as label: String, after sql: String) throws -> CommandResult {
+        let copy = "\(ca.directory)/\(label)"
+        try FileManager.default.copyItem(atPath: ca.state, toPath: copy)
+        let edit = try run("python3", ["-c", "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.executescript(sys.argv[2]); c.commit()", "\(copy)/rampart.sqlite", sql])
+        #expect(edit.succeeded, "\(edit.stderr)")
+        return try rampart("audit", "verify", "--state", copy)
+    }
+
     @Test("audit verify finds events cut from the log's end and config rows changed without an event")
     func auditAgainstStore() throws {
         let ca = try CAProcess(label: "config-audit")
@@ -53,13 +62,7 @@ struct ConfigStoreConsistencyTests {
         let intact = try rampart("audit", "verify", "--state", ca.state)
         #expect(intact.succeeded && intact.stdout.contains("config store matches the audit log"), "\(intact.stdout)")
 
-        func tampered(_ label: String, _ sql: String) throws -> CommandResult {
-            let copy = "\(ca.directory)/\(label)"
-            try FileManager.default.copyItem(atPath: ca.state, toPath: copy)
-            let edit = try run("python3", ["-c", "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.executescript(sys.argv[2]); c.commit()", "\(copy)/rampart.sqlite", sql])
-            #expect(edit.succeeded, "\(edit.stderr)")
-            return try rampart("audit", "verify", "--state", copy)
-        }
+        func tampered(_ label: String, _ sql: String) throws -> CommandResult { try Self.auditVerify(copyOf: ca, as: label, after: sql) }
         // The last event cut: the chain still links, but the config version has no event.
         let cut = try tampered("cut", "DELETE FROM audit_events WHERE seq = (SELECT max(seq) FROM audit_events);")
         #expect(cut.status == 1 && cut.stdout.contains("audit events were removed"), "\(cut.stdout)")
@@ -95,13 +98,7 @@ struct ConfigStoreConsistencyTests {
         let intact = try rampart("audit", "verify", "--state", ca.state)
         #expect(intact.succeeded && intact.stdout.contains("certificates and tokens match the audit log"), "\(intact.stdout)")
 
-        func tampered(_ label: String, _ sql: String) throws -> CommandResult {
-            let copy = "\(ca.directory)/\(label)"
-            try FileManager.default.copyItem(atPath: ca.state, toPath: copy)
-            let edit = try run("python3", ["-c", "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.executescript(sys.argv[2]); c.commit()", "\(copy)/rampart.sqlite", sql])
-            #expect(edit.succeeded, "\(edit.stderr)")
-            return try rampart("audit", "verify", "--state", copy)
-        }
+        func tampered(_ label: String, _ sql: String) throws -> CommandResult { try Self.auditVerify(copyOf: ca, as: label, after: sql) }
         let cases: [(label: String, sql: String, says: String)] = [
             ("unrevoked", "UPDATE issued_certificates SET status = 'active', revoked_at = NULL WHERE serial = '\(serials[0])';", "un-revoked outside Rampart"),
             ("unspent", "UPDATE bootstrap_tokens SET used_at = NULL;", "could be spent again"),
