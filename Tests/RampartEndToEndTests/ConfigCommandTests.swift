@@ -161,47 +161,6 @@ struct ConfigCommandTests {
         #expect(several.succeeded, "\(several.stderr)")
     }
 
-    @Test("KIND,KIND NAME names that resource of each kind, and delete KIND --all empties the kind in one namespace, as kubectl does")
-    func multiKindNamesAndDeleteAll() throws {
-        let ca = try CAProcess(label: "config-delete-all")
-        let file = "\(ca.directory)/same.yaml"
-        try """
-            apiVersion: security.istio.io/v1
-            kind: AuthorizationPolicy
-            metadata: {name: same, namespace: shop}
-            spec: {}
-            ---
-            apiVersion: security.istio.io/v1
-            kind: PeerAuthentication
-            metadata: {name: same, namespace: shop}
-            spec: {mtls: {mode: STRICT}}
-            ---
-            apiVersion: security.istio.io/v1
-            kind: AuthorizationPolicy
-            metadata: {name: other, namespace: shop}
-            spec: {}
-            ---
-            apiVersion: security.istio.io/v1
-            kind: AuthorizationPolicy
-            metadata: {name: kept, namespace: default}
-            spec: {}
-            """.write(toFile: file, atomically: true, encoding: .utf8)
-        #expect(try rampart("apply", "-f", file, "--state", ca.state).succeeded)
-        let both = try rampart("get", "ap,pa", "same", "-n", "shop", "-o", "name", "--state", ca.state)
-        #expect(both.stdout == "authorizationpolicy.security.istio.io/same\npeerauthentication.security.istio.io/same\n", "\(both.stdout)\(both.stderr)")
-        let deleted = try rampart("delete", "ap,pa", "same", "-n", "shop", "--state", ca.state)
-        #expect(deleted.succeeded && deleted.stdout.hasSuffix("config version 2\n"), "\(deleted.stdout)\(deleted.stderr)")
-        let all = try rampart("delete", "ap", "--all", "-n", "shop", "--state", ca.state)
-        #expect(all.succeeded && all.stdout == "authorizationpolicy.security.istio.io shop/other deleted\nconfig version 3\n", "\(all.stdout)\(all.stderr)")
-        let none = try rampart("delete", "ap", "--all", "-n", "shop", "--state", ca.state)
-        #expect(none.succeeded && none.stdout.contains("No resources found in shop namespace."), "\(none.stdout)")
-        // Other namespaces keep theirs, and the log accounts for every deletion.
-        #expect(try rampart("get", "ap", "kept", "--state", ca.state).succeeded)
-        #expect(try rampart("audit", "verify", "--state", ca.state).succeeded)
-        let refused = try run(Paths.rampart, ["delete", "ap/other", "--all", "--state", ca.state])
-        #expect(refused.status == 64 && refused.stderr.contains("--all takes the kind alone"), "\(refused.stderr)")
-    }
-
     @Test("apply warns when a PeerAuthentication competes with one already stored, as it would within one batch")
     func conflictWithStored() throws {
         let ca = try CAProcess(label: "config-stored-conflict")
