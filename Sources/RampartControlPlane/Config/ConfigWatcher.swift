@@ -22,7 +22,7 @@ public final class ConfigWatcher: Service, Sendable {
 
     /// Creates a watcher that polls `store` every `interval` (a single-row read), often enough that
     /// `rampart apply` reaches connected proxies well within a second.
-    public init(store: any ConfigStore, interval: Duration = .milliseconds(250), options: SnapshotOptions = SnapshotOptions(), logger: Logger = Logger(label: "rampart.config")) {
+    public init(store: any ConfigStore, interval: Duration = .milliseconds(100), options: SnapshotOptions = SnapshotOptions(), logger: Logger = Logger(label: "rampart.config")) {
         self.store = store
         self.interval = interval
         self.options = options

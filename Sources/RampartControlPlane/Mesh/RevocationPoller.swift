@@ -20,7 +20,7 @@ public final class RevocationPoller: Service, Sendable {
 
     /// Creates a poller that reads `store` every `interval`.
     public init(
-        store: any IssuedCertificateStore, interval: Duration = .milliseconds(250), clock: @escaping @Sendable () -> Date = Date.init,
+        store: any IssuedCertificateStore, interval: Duration = .milliseconds(100), clock: @escaping @Sendable () -> Date = Date.init,
         logger: Logger = Logger(label: "rampart.revocation")
     ) {
         self.store = store
