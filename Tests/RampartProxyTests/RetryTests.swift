@@ -15,50 +15,41 @@ struct RetryTests {
 
     @Test("a request whose connection cannot be made goes to another endpoint, counting its attempts; with none left it gets 503 UF,URX")
     func connectFailureRetried() async throws {
-        let mesh = try MeshFixture()
-        defer { mesh.remove() }
-        let app = try await EchoApp()
-        let appTask = Task { await app.run() }
-        defer { appTask.cancel() }
-        let server = try await mesh.identity(namespace: "default", serviceAccount: "server")
-        let serverProxy = try await TestProxy(
-            workload: WorkloadInfo(name: "server-v1", namespace: "default", labels: ["app": "server"], appPort: app.port),
-            identityDirectory: server.directory, appPort: app.port)
-        try serverProxy.install(SnapshotBuilder.snapshot())
-        let client = try await mesh.identity(namespace: "default", serviceAccount: "client")
-        let clientLog = "\(mesh.directory)/retry-client-access.log"
-        let clientProxy = try await TestProxy(
-            workload: WorkloadInfo(name: "client-v1", namespace: "default", appPort: 1), identityDirectory: client.directory, appPort: 1,
-            logFile: clientLog)
-        let dead = try await Self.closedPort()
-        try clientProxy.install(SnapshotBuilder.snapshot(services: [
-            ("server", "default", 8080, [("127.0.0.1:\(dead)", server.spiffeID, "server-v0"), ("127.0.0.1:\(serverProxy.inboundPort)", server.spiffeID, "server-v1")]),
-            ("gone", "default", 8080, [("127.0.0.1:\(dead)", server.spiffeID, "server-v0")]),
-        ]))
+        try await DataPathTests().withServer { mesh, serverProxy, server in
+            try serverProxy.install(SnapshotBuilder.snapshot())
+            let client = try await mesh.identity(namespace: "default", serviceAccount: "client")
+            let clientLog = "\(mesh.directory)/retry-client-access.log"
+            let clientProxy = try await TestProxy(
+                workload: WorkloadInfo(name: "client-v1", namespace: "default", appPort: 1), identityDirectory: client.directory, appPort: 1,
+                logFile: clientLog)
+            let dead = try await Self.closedPort()
+            try clientProxy.install(SnapshotBuilder.snapshot(services: [
+                ("server", "default", 8080, [("127.0.0.1:\(dead)", server.spiffeID, "server-v0"), ("127.0.0.1:\(serverProxy.inboundPort)", server.spiffeID, "server-v1")]),
+                ("gone", "default", 8080, [("127.0.0.1:\(dead)", server.spiffeID, "server-v0")]),
+            ]))
 
-        // Round robin starts at either endpoint: every request is answered, some on the second attempt.
-        var counts: [String] = []
-        for index in 0..<4 {
-            let received = try await RawClient.untilClosed(
-                port: clientProxy.outboundPort, sending: "POST /r\(index) HTTP/1.1\r\nHost: server\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbody")
-            #expect(received.hasPrefix("HTTP/1.1 200 "), "\(received.prefix(300))")
-            let echo = received.range(of: "\r\n\r\n").map { String(received[$0.upperBound...]) } ?? ""
-            let object = (try? JSONSerialization.jsonObject(with: Data(echo.utf8)) as? [String: Any]) ?? [:]
-            let headers = object["headers"] as? [String: String] ?? [:]
-            counts.append(headers["x-envoy-attempt-count"] ?? "none")
-            #expect(object["body_bytes"] as? Int == 4, "the body goes with every attempt: \(object)")
+            // Round robin starts at either endpoint: every request is answered, some on the second attempt.
+            var counts: [String] = []
+            for index in 0..<4 {
+                let received = try await RawClient.untilClosed(
+                    port: clientProxy.outboundPort, sending: "POST /r\(index) HTTP/1.1\r\nHost: server\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbody")
+                #expect(received.hasPrefix("HTTP/1.1 200 "), "\(received.prefix(300))")
+                let echo = received.range(of: "\r\n\r\n").map { String(received[$0.upperBound...]) } ?? ""
+                let object = (try? JSONSerialization.jsonObject(with: Data(echo.utf8)) as? [String: Any]) ?? [:]
+                let headers = object["headers"] as? [String: String] ?? [:]
+                counts.append(headers["x-envoy-attempt-count"] ?? "none")
+                #expect(object["body_bytes"] as? Int == 4, "the body goes with every attempt: \(object)")
+            }
+            #expect(Set(counts) == ["1", "2"], "\(counts)")
+
+            // Nowhere to go: three attempts, then Envoy's answer and flags.
+            let failed = try await RawClient.untilClosed(port: clientProxy.outboundPort, sending: "GET / HTTP/1.1\r\nHost: gone\r\nConnection: close\r\n\r\n")
+            #expect(failed.hasPrefix("HTTP/1.1 503 "), "\(failed.prefix(300))")
+            let line = try await UpgradeTests.accessLogLine(clientLog) { $0["response_code"] as? Int == 503 }
+            #expect(line["response_flags"] as? String == "UF,URX", "\(line)")
+            #expect(line["upstream_host"] as? String == "127.0.0.1:\(dead)", "\(line)")
+            await clientProxy.stop()
         }
-        #expect(Set(counts) == ["1", "2"], "\(counts)")
-
-        // Nowhere to go: three attempts, then Envoy's answer and flags.
-        let failed = try await RawClient.untilClosed(port: clientProxy.outboundPort, sending: "GET / HTTP/1.1\r\nHost: gone\r\nConnection: close\r\n\r\n")
-        #expect(failed.hasPrefix("HTTP/1.1 503 "), "\(failed.prefix(300))")
-        let line = try await UpgradeTests.accessLogLine(clientLog) { $0["response_code"] as? Int == 503 }
-        #expect(line["response_flags"] as? String == "UF,URX", "\(line)")
-        #expect(line["upstream_host"] as? String == "127.0.0.1:\(dead)", "\(line)")
-
-        await clientProxy.stop()
-        await serverProxy.stop()
     }
 
     @Test("the back-off before each retry is below Envoy's ceiling for it", arguments: [1, 2])

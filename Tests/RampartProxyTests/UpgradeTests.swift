@@ -155,24 +155,16 @@ struct UpgradeTests {
 
     @Test("an h2c upgrade offer on HTTP/1.1 is served as plain HTTP/1.1, and the connection goes on to its next request")
     func h2cOfferDeclined() async throws {
-        let mesh = try MeshFixture()
-        defer { mesh.remove() }
-        let app = try await EchoApp()
-        let appTask = Task { await app.run() }
-        defer { appTask.cancel() }
-        let server = try await mesh.identity(namespace: "default", serviceAccount: "server")
-        let proxy = try await TestProxy(
-            workload: WorkloadInfo(name: "server-v1", namespace: "default", appPort: app.port), identityDirectory: server.directory,
-            appPort: app.port)
-        try proxy.install(SnapshotBuilder.snapshot())
-        // What `curl --http2` sends to a plaintext URL, then a second request on the same connection.
-        let offer = "GET /first HTTP/1.1\r\nHost: server\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n"
-        let next = "GET /second HTTP/1.1\r\nHost: server\r\nConnection: close\r\n\r\n"
-        let received = try await RawClient.untilClosed(port: proxy.inboundPort, sending: offer + next)
-        #expect(received.components(separatedBy: "HTTP/1.1 200 OK\r\n").count == 3, "two answers: \(received)")
-        #expect(received.contains("/first") && received.contains("/second"), "\(received)")
-        // The application is not offered HTTP/2 on the proxy's behalf.
-        #expect(!received.lowercased().contains("h2c") && !received.lowercased().contains("http2-settings"), "\(received)")
-        await proxy.stop()
+        try await DataPathTests().withServer { _, proxy, _ in
+            try proxy.install(SnapshotBuilder.snapshot())
+            // What `curl --http2` sends to a plaintext URL, then a second request on the same connection.
+            let offer = "GET /first HTTP/1.1\r\nHost: server\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n"
+            let next = "GET /second HTTP/1.1\r\nHost: server\r\nConnection: close\r\n\r\n"
+            let received = try await RawClient.untilClosed(port: proxy.inboundPort, sending: offer + next)
+            #expect(received.components(separatedBy: "HTTP/1.1 200 OK\r\n").count == 3, "two answers: \(received)")
+            #expect(received.contains("/first") && received.contains("/second"), "\(received)")
+            // The application is not offered HTTP/2 on the proxy's behalf.
+            #expect(!received.lowercased().contains("h2c") && !received.lowercased().contains("http2-settings"), "\(received)")
+        }
     }
 }
