@@ -28,16 +28,7 @@ struct WebhookParityTests {
         arguments: [(#"{"keys":[{"kty":"foo"}]}"#, true), (#"{"keys":[{"kty":"EC","crv":"P-256","x":"a","y":"b"},{"kty":"bar"}]}"#, true),
                     (#"{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}"#, false), (#"{"keys":[{"kty":"OKP","crv":"Ed25519","x":"a"}]}"#, false)])
     func unknownKeyType(jwks: String, refused: Bool) {
-        let yaml = """
-            apiVersion: security.istio.io/v1
-            kind: RequestAuthentication
-            metadata: {name: r, namespace: shop}
-            spec:
-              jwtRules:
-              - issuer: https://issuer.example
-                jwks: '\(jwks)'
-            """
-        let errors = Self.errors(yaml)
+        let errors = Self.errors(Self.jwksRule(jwks))
         #expect(errors.contains { $0.code == .badJWKS && $0.message.contains("kty") } == refused, "\(errors)")
     }
 
