@@ -4,7 +4,7 @@ import Testing
 /// `delete` and `get` in the forms kubectl reads that name several resources at once.
 @Suite("config commands: several resources at once")
 struct ConfigBulkCommandTests {
-    @Test("KIND,KIND NAME names that resource of each kind, and delete KIND --all empties the kind in one namespace, as kubectl does")
+    @Test("KIND,KIND NAME names that resource of each kind, delete KIND --all empties the kind in one namespace, and delete -f - reads standard input, as kubectl does")
     func multiKindNamesAndDeleteAll() throws {
         let ca = try CAProcess(label: "config-delete-all")
         let file = "\(ca.directory)/same.yaml"
@@ -40,8 +40,13 @@ struct ConfigBulkCommandTests {
         #expect(none.succeeded && none.stdout.contains("No resources found in shop namespace."), "\(none.stdout)")
         // Other namespaces keep theirs, and the log accounts for every deletion.
         #expect(try rampart("get", "ap", "kept", "--state", ca.state).succeeded)
-        #expect(try rampart("audit", "verify", "--state", ca.state).succeeded)
+        // What standard input defines, as kubectl's `delete -f -` reads it.
+        let piped = try run(
+            Paths.rampart, ["delete", "-f", "-", "--state", ca.state],
+            input: "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: kept, namespace: default}\nspec: {}\n")
+        #expect(piped.succeeded && piped.stdout.contains("authorizationpolicy.security.istio.io default/kept deleted"), "\(piped.stdout)\(piped.stderr)")
         let refused = try run(Paths.rampart, ["delete", "ap/other", "--all", "--state", ca.state])
         #expect(refused.status == 64 && refused.stderr.contains("--all takes the kind alone"), "\(refused.stderr)")
+        #expect(try rampart("audit", "verify", "--state", ca.state).succeeded)
     }
 }

@@ -315,7 +315,7 @@ struct Delete: AsyncParsableCommand {
 
     @Option(
         name: [.customShort("f", allowingJoined: true), .customLong("filename")], parsing: .upToNextOption,
-        help: ArgumentHelp("YAML files or folders naming the resources to delete; repeatable.", valueName: "path"))
+        help: ArgumentHelp("YAML files or folders naming the resources to delete, or - for standard input; repeatable.", valueName: "path"))
     var filenames: [String] = []
 
     @Flag(help: "Do not treat a resource that is not stored as an error.")
@@ -341,8 +341,6 @@ struct Delete: AsyncParsableCommand {
             }
         } else if !resources.isEmpty {
             throw ValidationError("give either KIND NAME... or -f FILE, not both")
-        } else if filenames.contains("-") {
-            throw ValidationError("delete -f reads files and folders; standard input (-f -) is only for apply")
         }
         // -f takes every value up to the next option: a KIND/NAME after it would be read as a file.
         for name in filenames where !FileManager.default.fileExists(atPath: name) {
