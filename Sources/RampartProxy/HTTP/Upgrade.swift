@@ -13,9 +13,7 @@ enum HTTPUpgrade {
         guard head.version == .http1_1, let protocolName = head.headers.first(name: "upgrade"),
             protocolName.lowercased() != "h2c"
         else { return false }
-        return head.headers["connection"].contains { value in
-            value.split(separator: ",").contains { $0.trimmingCharacters(in: .whitespaces).lowercased() == "upgrade" }
-        }
+        return listsUpgrade(head.headers)
     }
 
     /// Whether NIO's HTTP/1 parser (llhttp) stops at the end of this request, taking what follows
@@ -26,7 +24,12 @@ enum HTTPUpgrade {
     static func stopsParser(_ head: HTTPRequestHead) -> Bool {
         if head.method == .CONNECT { return true }
         guard head.headers.contains(name: "upgrade") else { return false }
-        return head.headers["connection"].contains { value in
+        return listsUpgrade(head.headers)
+    }
+
+    /// Whether `upgrade` is among the `Connection` header's options.
+    private static func listsUpgrade(_ headers: HTTPHeaders) -> Bool {
+        headers["connection"].contains { value in
             value.split(separator: ",").contains { $0.trimmingCharacters(in: .whitespaces).lowercased() == "upgrade" }
         }
     }
