@@ -37,7 +37,7 @@ struct UnreadableFolderTests {
         }
         let analyzed = try command("analyze", policies)
         #expect(analyzed.status == 1, "\(analyzed.stdout)\(analyzed.stderr)")
-        #expect(analyzed.stdout.contains("\(policies)/sub:0: error RP001: the folder cannot be read"), "\(analyzed.stdout)")
+        #expect(analyzed.stdout.contains("\(policies)/sub: error RP001: the folder cannot be read"), "\(analyzed.stdout)")
         let applied = try command("apply", "-f", policies, "--state", state)
         #expect(!applied.succeeded, "\(applied.stdout)")
         #expect((applied.stdout + applied.stderr).contains("the folder cannot be read"), "\(applied.stdout)\(applied.stderr)")

@@ -257,8 +257,13 @@ struct FileReadingTests {
         let yaml = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: a, namespace: ns1, x: [\(long)\n"
         let loaded = PolicyLoader.load(yaml: yaml, file: "long.yaml")
         let error = loaded.diagnostics.first
-        #expect(error?.code == .unreadable && error?.line == 4, "\(loaded.diagnostics)")
+        // The fault is found past the last line: it is placed on the last line, "at the end of the file".
+        #expect(error?.code == .unreadable && error?.line == 3, "\(loaded.diagnostics)")
+        #expect(error?.message.contains("at the end of the file") == true, "\(loaded.diagnostics)")
         #expect((error?.message.count ?? 0) < 400, "\(error?.message.count ?? 0) characters")
         #expect(error?.message.contains("column") == true)
+        // A fault within the text keeps its line and column.
+        let inside = PolicyLoader.load(yaml: "a: [1, 2\nb: 3\n", file: "inside.yaml").diagnostics.first
+        #expect(inside?.line == 2 && inside?.message.contains("at line 2, column") == true, "\(String(describing: inside))")
     }
 }

@@ -88,12 +88,22 @@ struct SchemaParityTests {
         }
     }
 
-    @Test("a JWT timeout takes Go's leading +; portLevelMtls keys are JSON numbers, without a leading zero")
-    func durationsAndPortKeys() {
+    @Test("a JWT timeout takes Go's leading +; portLevelMtls keys are unsigned decimals, a leading zero read and warned of")
+    func durationsAndPortKeys() throws {
         #expect(Self.errors(Self.document("RequestAuthentication", "  jwtRules:\n  - {issuer: iss, timeout: +5s}\n")).isEmpty)
         #expect(Self.errors(Self.document("RequestAuthentication", "  jwtRules:\n  - {issuer: iss, timeout: -5s}\n")).map(\.code) == [.badDuration])
-        let zero = Self.errors(Self.document("PeerAuthentication", "  selector: {matchLabels: {app: a}}\n  portLevelMtls: {\"080\": {mode: STRICT}}\n"))
-        #expect(zero.map(\.code) == [.badPort] && zero.first?.message.contains("leading zero") == true, "\(zero)")
+        // Proto JSON reads a uint32 map key with ParseUint and the schema's rule with int(key):
+        // both read "080" as 80.
+        let padded = Self.document("PeerAuthentication", "  selector: {matchLabels: {app: a}}\n  portLevelMtls: {\"080\": {mode: STRICT}}\n")
+        let zero = Self.diagnostics(padded)
+        #expect(zero.map(\.code) == [.paddedPortKey] && zero.first?.severity == .warning, "\(zero)")
+        #expect(zero.first?.message.contains("port 80") == true && zero.first?.line == 6, "\(zero)")
+        let loaded = PolicyLoader.load(yaml: padded, file: "schema.yaml")
+        guard case .peerAuthentication(let policy)? = loaded.resources.first else {
+            Issue.record("no PeerAuthentication read: \(loaded.diagnostics)")
+            return
+        }
+        #expect(policy.portLevelMTLS == [80: .strict])
         #expect(Self.errors(Self.document("PeerAuthentication", "  selector: {matchLabels: {app: a}}\n  portLevelMtls: {\"+80\": {mode: STRICT}}\n")).map(\.code) == [.badPort])
         #expect(Self.errors(Self.document("PeerAuthentication", "  selector: {matchLabels: {app: a}}\n  portLevelMtls: {\"80\": {mode: STRICT}}\n")).isEmpty)
     }

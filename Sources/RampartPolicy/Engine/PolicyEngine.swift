@@ -155,7 +155,8 @@ public struct PolicyEngine: Sendable {
         return inReadingOrder(
             withoutFollowOns(
                 loaded.diagnostics,
-                PolicyAnalyzer.analyze(loaded.resources, workloads: workloads, rootNamespace: rootNamespace)))
+                PolicyAnalyzer.analyze(
+                    loaded.resources, reading: loaded.diagnostics, workloads: workloads, rootNamespace: rootNamespace)))
     }
 
     /// The reading errors and the findings of validation, without the findings that only restate
@@ -169,6 +170,17 @@ public struct PolicyEngine: Sendable {
             let field: String
         }
         var holders: Set<Holder> = []
+        // Every value of the wrong type: what is found at or below it was found in the default
+        // that stood in for it (a list item that is not a mapping read as an empty entry).
+        var mistyped: Set<Holder> = []
+        // Every JWT rule whose issuer was written empty: that error already asks for the issuer.
+        var emptyIssuers: Set<Holder> = []
+        for cause in reading {
+            if cause.code == .wrongType { mistyped.insert(Holder(file: cause.file, resource: cause.resource, field: cause.field)) }
+            if cause.code == .badJWTRule && cause.field.hasSuffix(".issuer") {
+                emptyIssuers.insert(Holder(file: cause.file, resource: cause.resource, field: String(cause.field.dropLast(".issuer".count))))
+            }
+        }
         for cause in reading where cause.code == .wrongType || cause.code == .unknownField {
             let field = cause.field.utf8
             for index in field.indices where index != field.startIndex && (field[index] == 0x2E || field[index] == 0x5B) {
@@ -181,13 +193,23 @@ public struct PolicyEngine: Sendable {
         for cause in reading + findings where cause.code == .badMetadata && cause.field == "metadata" {
             unnamed.insert(Holder(file: cause.file, resource: cause.resource, field: "metadata"))
         }
-        guard !holders.isEmpty || !unnamed.isEmpty else { return reading + findings }
+        guard !holders.isEmpty || !unnamed.isEmpty || !mistyped.isEmpty || !emptyIssuers.isEmpty else { return reading + findings }
         // Found empty because the field it held was misspelt or mistyped.
         let emptiness: Set<DiagnosticCode> = [.emptyClause, .emptySelector, .badCondition]
         // Found missing beside a misspelt key: the value written under that key is the one missing.
         let missing: Set<DiagnosticCode> = [.missingValue, .badTargetRef, .badAction]
         func followsOn(_ finding: Diagnostic) -> Bool {
             let holder = Holder(file: finding.file, resource: finding.resource, field: finding.field)
+            if finding.code == .badJWTRule && emptyIssuers.contains(holder) { return true }
+            if finding.code != .wrongType && !mistyped.isEmpty {
+                // The field itself, or any field it holds.
+                let field = finding.field.utf8
+                if mistyped.contains(holder) { return true }
+                for index in field.indices where index != field.startIndex && (field[index] == 0x2E || field[index] == 0x5B) {
+                    let holding = Holder(file: finding.file, resource: finding.resource, field: String(finding.field[..<index]))
+                    if mistyped.contains(holding) { return true }
+                }
+            }
             if emptiness.contains(finding.code) && holders.contains(holder) { return true }
             if finding.code == .badMetadata && finding.field == "metadata.name"
                 && unnamed.contains(Holder(file: finding.file, resource: finding.resource, field: "metadata"))

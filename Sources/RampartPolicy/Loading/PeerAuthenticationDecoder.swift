@@ -18,6 +18,7 @@ struct PeerAuthenticationDecoder {
                 case "mtls": mode = self.mode(value, path)
                 case "portLevelMtls":
                     var map: [Int: MTLSMode] = [:]
+                    var spellings: [Int: String] = [:]
                     let entries = context.mapping(value, path, allowed: nil, what: "portLevelMtls") ?? []
                     // Each entry's key line, in order (the mapping keeps every scalar key): a port's
                     // problem is reported at its key, not at its value's line.
@@ -28,25 +29,28 @@ struct PeerAuthenticationDecoder {
                     for (index, (portText, modeNode)) in entries.enumerated() {
                         let portPath = "\(path).\(portText)"
                         let keyLine = index < keyLines.count ? keyLines[index] : DecodeContext.line(of: modeNode)
-                        // The webhook reads the key as a JSON number: digits, without a sign or a leading zero.
+                        // Istio reads the key as an unsigned decimal (proto JSON's map key, the schema's
+                        // `int(key)`): digits only, leading zeros allowed.
                         guard let port = Int(portText), portText.utf8.allSatisfy({ (48...57).contains($0) }) else {
                             context.report(
                                 .badPort, portPath, line: keyLine, "port key \"\(portText)\" is not a number",
                                 fix: "key portLevelMtls by the workload's port number, such as 8080")
                             continue
                         }
-                        guard portText == "0" || portText.first != "0" else {
+                        if portText.count > 1 && portText.first == "0" {
                             context.report(
-                                .badPort, portPath, line: keyLine, "port key \"\(portText)\" has a leading zero, which Istio's webhook cannot read as a port",
+                                .paddedPortKey, portPath, line: keyLine,
+                                "port key \"\(portText)\" has a leading zero; Istio reads it as port \(port)",
                                 fix: "write the port as \(port)")
-                            continue
                         }
-                        if map[port] != nil {
+                        if let earlier = spellings[port] {
+                            let how = earlier == portText ? "as a number and as text" : "as \"\(earlier)\" and \"\(portText)\""
                             context.report(
                                 .duplicatePort, portPath, line: keyLine,
-                                "port \(port) is listed twice in portLevelMtls (as a number and as text); Kubernetes keeps one of the two, with no defined winner",
+                                "port \(port) is listed twice in portLevelMtls (\(how)); only one of the two can be in force, with no defined winner",
                                 fix: "keep one entry for port \(port)")
                         }
+                        spellings[port] = portText
                         map[port] = self.mode(modeNode, portPath)
                     }
                     // Entries whose port key was refused are reported above; they are not "no port".

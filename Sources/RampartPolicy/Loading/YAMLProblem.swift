@@ -38,16 +38,29 @@ struct YAMLProblem {
             message = "\(Self.words(problem))\(byte)\(line > 0 ? " at line \(line)" : "")"
         case .scanner(let context, let problem, let mark, let yaml), .parser(let context, let problem, let mark, let yaml),
             .composer(let context, let problem, let mark, let yaml):
-            line = mark.line
-            column = mark.column
+            // libyaml places a fault found at the end of the text (an unclosed bracket or quote)
+            // on the line after the last: it is reported on the last line, which an editor shows.
+            let lines = Self.lineCount(yaml)
+            let atEnd = mark.line > lines
+            line = atEnd ? max(lines, 1) : mark.line
+            column = atEnd ? nil : mark.column
             let within = context.map { " (\(Self.words($0.text)) at line \($0.mark.line), column \($0.mark.column))" } ?? ""
-            message = "\(Self.words(problem)) at line \(mark.line), column \(mark.column)\(within)\(Self.tabHint(yaml, line: mark.line))"
+            let place = atEnd ? "at the end of the file" : "at line \(mark.line), column \(mark.column)"
+            message = "\(Self.words(problem)) \(place)\(within)\(Self.tabHint(yaml, line: mark.line))"
         default:
             line = 0
             column = nil
             message = Self.clip("\(yamlError)")
         }
         fix = line > 0 ? "correct the YAML syntax at this line" : "correct the YAML syntax"
+    }
+
+    /// The number of lines of the text, the last counted when it does not end with a newline.
+    private static func lineCount(_ text: String) -> Int {
+        var lines = 0
+        for byte in text.utf8 where byte == 0x0A { lines += 1 }
+        if let last = text.utf8.last, last != 0x0A { lines += 1 }
+        return lines
     }
 
     /// libyaml's wording, with its internals left out.

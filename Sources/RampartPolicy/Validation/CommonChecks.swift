@@ -13,6 +13,36 @@ enum CommonChecks {
                 fix: suggestedName(metadata.name).map { "rename the resource, for example \($0)" }
                     ?? "rename the resource with lower-case letters, digits, '-' and '.'")
         }
+        // The API server refuses labels and annotations whose keys are not qualified names
+        // (`[prefix/]name`), label values that are not label values, and more than 256 KiB of
+        // annotations; kubectl apply fails before Istio sees the resource.
+        for (key, value) in metadata.labels.sorted(by: { $0.key < $1.key }) {
+            if let problem = labelKeyProblem(key) {
+                reporter.add(
+                    .badMetadata, "metadata.labels.\(key)", "label key \"\(key)\" \(problem); Kubernetes refuses it",
+                    fix: "use a key such as app or example.com/tier: an optional DNS subdomain and /, then a name of at most 63 letters, digits, '-', '_' and '.'")
+            } else if !isLabelValue(value) {
+                reporter.add(
+                    .badMetadata, "metadata.labels.\(key)",
+                    "label value \"\(value)\" is not a Kubernetes label value (at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit); Kubernetes refuses it",
+                    fix: "shorten the value or replace the other characters, or move the text to an annotation")
+            }
+        }
+        for key in metadata.annotations.keys.sorted() {
+            // Kubernetes checks annotation keys in lower case: upper-case prefixes pass.
+            if let problem = labelKeyProblem(key.lowercased()) {
+                reporter.add(
+                    .badMetadata, "metadata.annotations.\(key)", "annotation key \"\(key)\" \(problem); Kubernetes refuses it",
+                    fix: "use a key such as example.com/owner: an optional DNS subdomain and /, then a name of at most 63 letters, digits, '-', '_' and '.'")
+            }
+        }
+        let annotationBytes = metadata.annotations.reduce(0) { $0 + $1.key.utf8.count + $1.value.utf8.count }
+        if annotationBytes > 256 * 1024 {
+            reporter.add(
+                .badMetadata, "metadata.annotations",
+                "the annotations hold \(annotationBytes) bytes; Kubernetes allows at most 262144 (256 KiB) in all",
+                fix: "keep large data out of annotations, in a ConfigMap or the policy itself")
+        }
         // Istio's webhook refuses its internal annotations on resources users write.
         for key in ["internal.istio.io/webhook-always-reject", "internal.istio.io/parents", "internal.istio.io/parent-namespace"]
         where metadata.annotations[key] != nil {

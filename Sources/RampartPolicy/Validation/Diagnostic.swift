@@ -51,8 +51,10 @@ public struct Diagnostic: Sendable, Hashable, CustomStringConvertible {
     public var description: String {
         let subject = resource.map { "\($0) " } ?? ""
         let where_ = field.isEmpty ? "" : "\(field): "
+        // Line 0 is no line: a file or folder that cannot be read at all.
+        let place = line > 0 ? "\(file):\(line)" : file
         return DiagnosticText.escaped(
-            "\(file):\(line): \(severity.rawValue) \(code.rawValue): \(subject)\(where_)\(message) (fix: \(fix))")
+            "\(place): \(severity.rawValue) \(code.rawValue): \(subject)\(where_)\(message) (fix: \(fix))")
     }
 
     /// A JSON-compatible dictionary of this diagnostic.

@@ -112,6 +112,8 @@ public enum DiagnosticCode: String, Sendable, Hashable, CaseIterable {
     /// An inline `jwks` holding one key rather than a set: the webhook accepts it, and the proxy's
     /// JWT check finds no keys in it.
     case singleJWK = "RP079"
+    /// A `portLevelMtls` key written with a leading zero (`"080"`): Istio reads it as the port.
+    case paddedPortKey = "RP080"
 
     /// The severity a finding with this code has unless stated otherwise.
     public var defaultSeverity: Diagnostic.Severity {
@@ -119,7 +121,8 @@ public enum DiagnosticCode: String, Sendable, Hashable, CaseIterable {
         case .emptySelector, .privateJWKS, .denyAllOnTCP, .selectsNothing, .literalWildcard,
             .conflictingPeerAuthentication, .targetNotEnforced, .identityWithoutStrict, .noRequestAuthentication,
             .neverMatches, .unknownNamespace, .ipBlocksAtGateway, .rootPeerSelector, .tcpPortShut, .duplicatePort,
-            .unusualLabel, .unsendableHeader, .customProviderConflict, .tokenNotRequired, .selectorOnGatewayPods, .singleJWK:
+            .unusualLabel, .unsendableHeader, .customProviderConflict, .tokenNotRequired, .selectorOnGatewayPods, .singleJWK,
+            .paddedPortKey:
             return .warning
         default:
             return .error

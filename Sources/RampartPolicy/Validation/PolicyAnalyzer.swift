@@ -52,21 +52,26 @@ public enum PolicyAnalyzer {
         }
     }
 
-    /// Validation plus analysis; `workloads`, when given, enables the selector check.
+    /// Validation plus analysis; `workloads`, when given, enables the selector check. `reading`
+    /// is what loading the resources reported: a resource with an error there or in validation
+    /// is one Istio refuses, so it takes no part in the analysis of how resources combine.
     public static func analyze(
-        _ resources: [SecurityResource], workloads: [Workload]? = nil, rootNamespace: String = "istio-system"
+        _ resources: [SecurityResource], reading: [Diagnostic] = [], workloads: [Workload]? = nil,
+        rootNamespace: String = "istio-system"
     ) -> [Diagnostic] {
         var diagnostics = validate(resources)
+        let refused = Set((reading + diagnostics).compactMap { $0.severity == .error ? $0.resource : nil })
+        let accepted = refused.isEmpty ? resources : resources.filter { !refused.contains($0.id) }
         for resource in resources {
             if case .authorizationPolicy(let policy) = resource { diagnostics += denyOnTCP(policy) }
             if let workloads { diagnostics += selectsNothing(resource, workloads, rootNamespace: rootNamespace) }
         }
-        diagnostics += PeerAuthenticationConflicts.analyze(resources, workloads: workloads)
-        diagnostics += CustomProviderConflicts.analyze(resources, workloads: workloads, rootNamespace: rootNamespace)
-        diagnostics += PolicyPitfalls.analyze(resources, rootNamespace: rootNamespace)
+        diagnostics += PeerAuthenticationConflicts.analyze(accepted, workloads: workloads)
+        diagnostics += CustomProviderConflicts.analyze(accepted, workloads: workloads, rootNamespace: rootNamespace)
+        diagnostics += PolicyPitfalls.analyze(accepted, rootNamespace: rootNamespace)
         if let workloads {
-            diagnostics += unknownNamespaces(resources, workloads, rootNamespace: rootNamespace)
-            diagnostics += TCPPortReach.analyze(resources, workloads, rootNamespace: rootNamespace)
+            diagnostics += unknownNamespaces(accepted, workloads, rootNamespace: rootNamespace)
+            diagnostics += TCPPortReach.analyze(accepted, workloads, rootNamespace: rootNamespace)
         }
         diagnostics += duplicates(resources)
         return diagnostics

@@ -27,7 +27,8 @@ struct ConfigBatch {
     static func load(paths: [String], namespace: String? = nil, rootNamespace: String = "istio-system") -> ConfigBatch {
         let loaded = PolicyLoader.load(paths: paths, defaultNamespace: namespace ?? "default")
         let diagnostics = PolicyEngine.inReadingOrder(
-            PolicyEngine.withoutFollowOns(loaded.diagnostics, PolicyAnalyzer.analyze(loaded.resources, rootNamespace: rootNamespace)))
+            PolicyEngine.withoutFollowOns(
+                loaded.diagnostics, PolicyAnalyzer.analyze(loaded.resources, reading: loaded.diagnostics, rootNamespace: rootNamespace)))
         var problems: [String] = []
         var inputs: [ConfigResourceInput] = []
         var seen: Set<ResourceID> = []
