@@ -225,6 +225,31 @@ struct DataPathTests {
         }
     }
 
+    @Test("remoteIpBlocks read the last x-forwarded-for address, as Istio's sidecar does; ipBlocks keep the peer's")
+    func remoteAddressFromForwardedFor() async throws {
+        try await withServer { mesh, proxy, _ in
+            let client = try await mesh.identity(namespace: "default", serviceAccount: "client")
+            // A policy that reads no header: the proxy still takes remote.ip from the header.
+            try proxy.install(SnapshotBuilder.snapshot(version: 2, resources: [
+                SnapshotBuilder.authorizationPolicy(
+                    name: "deny-client", namespace: "default",
+                    body: "action: DENY\nrules:\n- from:\n  - source:\n      remoteIpBlocks: [\"203.0.113.0/24\"]"),
+                SnapshotBuilder.authorizationPolicy(
+                    name: "deny-peer", namespace: "default",
+                    body: "action: DENY\nrules:\n- from:\n  - source:\n      ipBlocks: [\"203.0.113.0/24\"]"),
+            ]))
+            func status(_ headers: [(String, String)]) async throws -> HTTPResponseStatus {
+                try await TestClient.mtls(port: proxy.inboundPort, identityDirectory: client.directory, headers: headers).response.head.status
+            }
+            #expect(try await status([]) == .ok)
+            #expect(try await status([("X-Forwarded-For", "198.51.100.7, 203.0.113.9")]) == .forbidden)
+            #expect(try await status([("x-forwarded-for", "198.51.100.7"), ("x-forwarded-for", "203.0.113.9")]) == .forbidden)
+            // Only the last address counts, and one that does not parse leaves the peer's (loopback).
+            #expect(try await status([("x-forwarded-for", "203.0.113.9, 198.51.100.7")]) == .ok)
+            #expect(try await status([("x-forwarded-for", "203.0.113.9, unknown")]) == .ok)
+        }
+    }
+
     @Test("STRICT refuses plaintext; PERMISSIVE accepts plaintext and mTLS on the same port")
     func peerAuthenticationModes() async throws {
         try await withServer { mesh, proxy, _ in

@@ -22,7 +22,9 @@ public struct AuthzRequest: Sendable, Hashable {
         public let namespace: String?
         /// The peer's address (`source.ip`, `ipBlocks`).
         public let ip: String?
-        /// The original client's address (`remote.ip`, `remoteIpBlocks`); defaults to `ip`.
+        /// The original client's address (`remote.ip`, `remoteIpBlocks`); defaults to `ip`. A
+        /// request read from a file or by the proxy takes it from `x-forwarded-for` when the
+        /// header holds one (see `AuthzRequest.forwardedClient`).
         public let remoteIP: String?
         /// Whether the connection used mTLS; `nil` means "mTLS exactly when a principal is given".
         public let mtls: Bool?
@@ -119,6 +121,22 @@ public struct AuthzRequest: Sendable, Hashable {
             return normalized + path[mark...].prefix { $0 != "#" }
         default: return nil
         }
+    }
+
+    /// The client address a sidecar's connection manager trusts, given the request's
+    /// `x-forwarded-for` (its fields joined with `,`): Istio's inbound listener does not use the
+    /// remote address and trusts no hops, so Envoy takes the last address of the header, which
+    /// RBAC's `remote_ip` (`remoteIpBlocks`, `remote.ip`) then reads. Nil when there is no header
+    /// or its last entry is not an IP address: the peer's own address stands.
+    public static func forwardedClient(_ forwardedFor: String?) -> String? {
+        guard let forwardedFor else { return nil }
+        var last = Substring(forwardedFor)
+        // The text after the last comma; a comma at the very end leaves the whole, which is no address.
+        if let comma = forwardedFor.lastIndex(of: ","), forwardedFor.index(after: comma) < forwardedFor.endIndex {
+            last = forwardedFor[forwardedFor.index(after: comma)...]
+        }
+        let trimmed = last.trimmingCharacters(in: .whitespaces)
+        return IPAddress(trimmed) == nil ? nil : trimmed
     }
 
     /// The request with the headers a sidecar sets before its policies read any, as Envoy's

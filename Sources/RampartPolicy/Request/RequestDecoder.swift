@@ -156,8 +156,14 @@ extension AuthzRequest {
             host = authority
             path = origin
         }
+        // A sidecar takes the client's address from x-forwarded-for when the file does not say it.
+        var client = source
+        if transport == .http, source.remoteIP == nil, let forwarded = Self.forwardedClient(headers["x-forwarded-for"]) {
+            client = Source(
+                principal: source.principal, namespace: source.namespace, ip: source.ip, remoteIP: forwarded, mtls: source.mtls)
+        }
         self.init(
-            transport: transport, source: source, destination: destination,
+            transport: transport, source: client, destination: destination,
             method: try Self.string(root["method"], "method"), host: host,
             path: path, headers: headers, extAuthz: extAuthz,
             sni: try Self.string(root["sni"], "sni"), jwt: try Self.jwt(root["jwt"]), repeatedHeaders: repeatedHeaders)

@@ -267,10 +267,18 @@ struct InboundHTTP: Sendable {
             // `AuthzRequest.pseudoHeader`), `:path` normalized as Envoy's is.
         }
         let ip = info.remoteIP
+        // remote.ip is the last x-forwarded-for address when there is one, as at Istio's sidecar.
+        var forwardedFor = headers["x-forwarded-for"]
+        if !readsHeaders {
+            for (name, value) in request.head.headers where name.utf8.count == 15 && name.lowercased() == "x-forwarded-for" {
+                forwardedFor = forwardedFor.map { "\($0),\(value)" } ?? value
+            }
+        }
         return AuthzRequest(
             transport: .http,
             source: AuthzRequest.Source(
-                principal: info.peerPrincipal, namespace: info.peerNamespace, ip: ip, remoteIP: ip,
+                principal: info.peerPrincipal, namespace: info.peerNamespace, ip: ip,
+                remoteIP: AuthzRequest.forwardedClient(forwardedFor) ?? ip,
                 mtls: info.peer != nil
             ),
             destination: AuthzRequest.Destination(namespace: workload.namespace, labels: workload.labels, port: appPort, ip: info.localIP),
