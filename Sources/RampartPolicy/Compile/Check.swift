@@ -114,11 +114,8 @@ struct Check: Sendable, Hashable {
                         && ServiceAccountPattern(matcher.literal)?.matches(principal: principal) == true
                 }
             case .inlineHeader(let name):
-                // One element of the comma-separated list matches, as Istio's inline header regex does.
                 guard let value = request.header(name) else { return false }
-                return value.split(separator: ",", omittingEmptySubsequences: false).contains { element in
-                    matchers.contains { $0.matches(String(element)) }
-                }
+                return matchers.contains { Self.listed($0, in: value) }
             default:
                 guard let value = request.string(for: attribute) else { return false }
                 return matchers.contains { $0.matches(value) }
@@ -191,6 +188,29 @@ extension Check {
         case .string(let string): return string
         case .array(let items): return items.map(text).joined(separator: ", ")
         default: return "\(value.jsonObject)"
+        }
+    }
+
+    /// Whether `matcher` is found in the comma-separated list `value` as Istio's inline header
+    /// regex finds it (`^v$|^v,.*|.*,v,.*|.*,v$`): an exact value spans whole elements, a prefix
+    /// starts where an element starts, a suffix ends where one ends; elements are not trimmed.
+    static func listed(_ matcher: StringMatcher, in value: String) -> Bool {
+        let bytes = Array(value.utf8), literal = Array(matcher.literal.utf8), comma = UInt8(ascii: ",")
+        guard bytes.contains(comma) else { return matcher.matches(value) }
+        let starts = [0] + bytes.indices.filter { bytes[$0] == comma }.map { $0 + 1 }
+        let ends = bytes.indices.filter { bytes[$0] == comma } + [bytes.count]
+        switch matcher.form {
+        case .exact:
+            return starts.contains { start in
+                let end = start + literal.count
+                return end <= bytes.count && (end == bytes.count || bytes[end] == comma) && Array(bytes[start..<end]) == literal
+            }
+        case .prefix:
+            return starts.contains { bytes[$0...].starts(with: literal) }
+        case .suffix:
+            return ends.contains { end in end >= literal.count && Array(bytes[(end - literal.count)..<end]) == literal }
+        default:
+            return matcher.matches(value)
         }
     }
 }

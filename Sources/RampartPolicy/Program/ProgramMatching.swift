@@ -102,9 +102,8 @@ extension WorkloadProgram {
         case .header: return anyPattern(facts.header(check.slot, headerNames, request), check, view)
         case .inlineHeader:
             guard let value = facts.header(check.slot, headerNames, request) else { return false }
-            return value.split(separator: ",", omittingEmptySubsequences: false).contains {
-                anyPattern(String($0), check, view)
-            }
+            if let found = value.utf8.withContiguousStorageIfAvailable({ anyListed($0, check, view) }) { return found }
+            return Array(value.utf8).withUnsafeBufferPointer { anyListed($0, check, view) }
         case .path: return facts.withPath(request) { anyPattern($0, check, view) } ?? false
         case .sourceIP, .remoteIP, .destinationIP:
             guard let address = facts.address(check.kind, request) else { return false }
@@ -114,6 +113,41 @@ extension WorkloadProgram {
         case .audiences: return anyClaim(facts.member("aud"), check, view)
         case .presenter: return anyClaim(facts.member("azp"), check, view)
         }
+    }
+
+    /// Whether one of the check's patterns is found in the comma-separated list `value` as
+    /// Istio's inline header regex finds it (`^v$|^v,.*|.*,v,.*|.*,v$`, with `.*` for the `*` of
+    /// a prefix or suffix pattern): an exact value spans whole elements, a prefix starts where an
+    /// element starts, a suffix ends where one ends. Elements are not trimmed, and a pattern may
+    /// hold commas itself (`a,b` is found in `z,a,b`).
+    private func anyListed(_ value: UnsafeBufferPointer<UInt8>, _ check: FlatCheck, _ view: CodeView) -> Bool {
+        let comma = UInt8(ascii: ",")
+        // Without a comma the list is one element, which each pattern is matched against whole.
+        guard value.contains(comma) else { return anyPattern(value, check, view) }
+        var starts = [0], ends: [Int] = []
+        for index in value.indices where value[index] == comma {
+            ends.append(index)
+            starts.append(index + 1)
+        }
+        ends.append(value.count)
+        for index in 0..<Int(check.count) {
+            let one = check.entry(index)
+            let head = view.words[Int(one.start)]
+            let length = Int(head >> 8)
+            switch ProgramCode.PatternForm(rawValue: head & 0xff) {
+            case .exact?:
+                for start in starts where start + length <= value.count && (start + length == value.count || value[start + length] == comma) {
+                    if anyPattern(UnsafeBufferPointer(rebasing: value[start..<start + length]), one, view) { return true }
+                }
+            case .prefix?:
+                for start in starts where anyPattern(UnsafeBufferPointer(rebasing: value[start...]), one, view) { return true }
+            case .suffix?:
+                for end in ends where anyPattern(UnsafeBufferPointer(rebasing: value[..<end]), one, view) { return true }
+            default:
+                if anyPattern(value, one, view) { return true }
+            }
+        }
+        return false
     }
 
     /// Whether the value matches one of the check's patterns, compared as UTF-8 bytes.
