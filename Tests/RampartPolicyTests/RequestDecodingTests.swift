@@ -78,6 +78,17 @@ struct RequestDecodingTests {
 struct RequestFileStrictnessTests {
     private static let destination = "destination: {namespace: ns1, labels: {app: b}, port: 8080}\n"
 
+    @Test("the request principal is the claims' iss/sub; a stated one that agrees, or one without those claims, is kept")
+    func requestPrincipal() throws {
+        let derived = try AuthzRequest(text: Self.destination + "jwt: {present: true, claims: {iss: iss1, sub: sub1}}\n")
+        #expect(derived.jwt?.requestPrincipal == "iss1/sub1")
+        let agreeing = try AuthzRequest(
+            text: Self.destination + "jwt: {present: true, claims: {iss: iss1, sub: sub1}, request_principal: iss1/sub1}\n")
+        #expect(agreeing.jwt?.requestPrincipal == "iss1/sub1")
+        let stated = try AuthzRequest(text: Self.destination + "jwt: {present: true, claims: {aud: x}, request_principal: iss2/sub2}\n")
+        #expect(stated.jwt?.requestPrincipal == "iss2/sub2")
+    }
+
     @Test(
         "a wrongly typed, out-of-range or misspelt field is refused, naming it",
         arguments: [
@@ -93,6 +104,7 @@ struct RequestFileStrictnessTests {
             ("source: {principle: x}", "source.principle"),
             ("methdo: GET", "methdo"),
             ("path: [a]", "path"),
+            ("jwt: {present: true, claims: {iss: iss1, sub: sub1}, request_principal: iss9/zzz}", "jwt.request_principal"),
         ])
     func refused(line: String, field: String) {
         do {

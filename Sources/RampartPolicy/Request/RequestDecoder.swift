@@ -182,8 +182,15 @@ extension AuthzRequest {
         let failure = try string(object["reason"], "jwt.reason")
         _ = try string(object["note"], "jwt.note")
         guard present else { return .absent }
-        if principal == nil, case .string(let iss)? = claims?["iss"], case .string(let sub)? = claims?["sub"] {
-            principal = "\(iss)/\(sub)"
+        // Istio's request principal is the token's iss/sub: a stated one must agree with the claims.
+        if case .string(let iss)? = claims?["iss"], case .string(let sub)? = claims?["sub"] {
+            let derived = "\(iss)/\(sub)"
+            if let stated = principal, stated != derived {
+                throw RequestDecodingError(
+                    field: "jwt.request_principal",
+                    reason: "\"\(stated)\" is not the claims' iss/sub \"\(derived)\", which is what Istio takes as the request principal: correct it, or leave it out to use the claims")
+            }
+            principal = derived
         }
         return JWTOutcome(
             present: true, valid: valid, claims: claims, requestPrincipal: principal, location: location, raw: raw,
