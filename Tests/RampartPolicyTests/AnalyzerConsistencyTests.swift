@@ -89,6 +89,20 @@ struct AnalyzerConsistencyTests {
         }
     }
 
+    @Test("a block value of the wrong type is reported at its key's line")
+    func wrongTypeAtKey() {
+        let cases: [(spec: String, field: String, line: Int)] = [
+            ("  rules:\n    from: x\n", "spec.rules", 5),
+            ("  selector:\n    - a\n", "spec.selector", 5),
+            ("  rules:\n  - to:\n      operation: {paths: [/a]}\n", "spec.rules[0].to", 6),
+        ]
+        for (spec, field, line) in cases {
+            let yaml = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: p, namespace: shop}\nspec:\n\(spec)"
+            let found = Self.findings(yaml).filter { $0.code == .wrongType }
+            #expect(found.count == 1 && found.first?.field == field && found.first?.line == line, "\(spec): \(found)")
+        }
+    }
+
     @Test("an issuer written empty is one error, which asks for the issuer")
     func emptyIssuerOnce() {
         let yaml = "apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: r, namespace: shop}\nspec:\n  jwtRules:\n  - issuer: \"\"\n"

@@ -75,8 +75,9 @@ final class DecodeContext {
     }
 
     private func wrongType(_ path: String, _ node: Node, expected: String, fix: String? = nil) {
+        // At the field's key, where a block value (a list under `rules:`) starts a line later.
         report(
-            .wrongType, path, node, "expected \(expected), found \(Self.typeName(node))",
+            .wrongType, path, line: fieldLines[path] ?? Self.line(of: node), "expected \(expected), found \(Self.typeName(node))",
             fix: fix ?? "write \(expected) here" + (expected.hasPrefix("a string") && Self.isUnquotedScalar(node)
                 ? " (quote numbers and booleans that are meant as strings)" : ""))
     }
