@@ -120,7 +120,7 @@ struct EvaluationTests {
             """))
         let (_, explained) = conditions.snapshot.explain(Fixture.http(principal: nil, headers: ["x-env": "prod"]))
         #expect(explained.lines.contains { $0.contains(#"when[0].notValues (request.headers[x-env]): "prod" matches ["prod"], which the rule excludes"#) }, "\(explained.lines)")
-        #expect(explained.lines.contains { $0.contains("source.principals: no peer identity") }, "\(explained.lines)")
+        #expect(explained.lines.contains { $0.contains("source.principals: the request has no peer identity (plaintext, or hidden by the mTLS mode), so it does not match") }, "\(explained.lines)")
     }
 
     @Test("explain lists AUDIT before DENY, as Istio orders its filters, and ends with the namespace's policies that do not apply and why")

@@ -148,14 +148,23 @@ extension Check {
         let isCondition = field.contains(".when[")
         let key = isCondition ? " (\(attribute.key))" : ""
         let (value, missing) = requestValue(request)
-        let actual = value.map { "\"\($0)\"" } ?? missing
+        // A value read out of the peer's identity names the identity it came from.
+        var origin = ""
+        if let principal = request.principal, value != nil, value != principal {
+            switch attribute {
+            case .sourceNamespace, .serviceAccount, .trustDomain: origin = " (from peer identity \(principal))"
+            default: break
+            }
+        }
         let message: String
-        if negated {
-            message = "\(field)\(key): \(actual) matches\(listed), which the rule excludes"
+        if let value, negated {
+            message = "\(field)\(key): \"\(value)\"\(origin) matches\(listed), which the rule excludes"
         } else if case .filterMetadata = attribute {
             message = "\(field)\(key): filter metadata Rampart does not have never matches"
+        } else if let value {
+            message = "\(field)\(key): \"\(value)\"\(origin) does not match\(listed)"
         } else {
-            message = "\(field)\(key): \(actual) does not match\(listed)"
+            message = "\(field)\(key): the request has \(missing), so it does not match\(listed)"
         }
         return ExplainTrace.FieldFailure(
             field: field, key: isCondition ? attribute.key : nil, value: value, missing: value == nil ? missing : nil,
@@ -170,8 +179,18 @@ extension Check {
         case .destinationIP: return (request.destinationIP?.description, "no destination address")
         case .port: return (request.port.map(String.init), "no port")
         case .path: return (request.path, "no path")
-        case .sourcePrincipal, .sourceNamespace, .serviceAccount, .trustDomain:
+        case .sourcePrincipal:
             return (request.principal, "no peer identity (plaintext, or hidden by the mTLS mode)")
+        case .sourceNamespace:
+            // The namespace Istio reads out of the identity (its /ns/ segment), else the identity.
+            guard let principal = request.principal else { return (nil, "no peer identity (plaintext, or hidden by the mTLS mode)") }
+            return (NamespacePattern.segment(of: principal).1 ?? principal, "")
+        case .trustDomain:
+            guard let principal = request.principal else { return (nil, "no peer identity (plaintext, or hidden by the mTLS mode)") }
+            return (String(PreparedRequest.trustDomain(of: principal)), "")
+        case .serviceAccount:
+            guard let principal = request.principal else { return (nil, "no peer identity (plaintext, or hidden by the mTLS mode)") }
+            return (request.serviceAccount ?? principal, "")
         case .requestPrincipal: return (request.requestPrincipal, "no request principal (no verified JWT)")
         case .claim(let path): return (request.claims?.value(at: path).map(Self.text), "no claim \(path.joined(separator: "."))")
         case .audiences: return (request.claims?["aud"].map(Self.text), "no aud claim")

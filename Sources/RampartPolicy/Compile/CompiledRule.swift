@@ -92,14 +92,17 @@ final class CompiledRule: Sendable {
         (Array(froms.joined()) + Array(tos.joined()) + whens).filter { $0.attribute.isHTTPOnly }.map(\.field)
     }
 
-    /// The fields that take part in a match (HTTP-only ones left out when `dropHTTP`).
-    func fieldsMatched(dropHTTP: Bool) -> [String] {
-        (Array(froms.joined()) + Array(tos.joined()) + whens).filter { !(dropHTTP && $0.attribute.isHTTPOnly) }.map(\.field)
+    /// The fields that took part in the request's match (HTTP-only ones left out when
+    /// `dropHTTP`): of `from` and `to`, only the entries the request matches, since the entries
+    /// are alternatives.
+    func fieldsMatched(_ request: PreparedRequest, dropHTTP: Bool) -> [String] {
+        let entries = (froms + tos).filter { Self.all($0, request, dropHTTP) }
+        return (Array(entries.joined()) + whens).filter { !(dropHTTP && $0.attribute.isHTTPOnly) }.map(\.field)
     }
 
-    /// The fields that took part in a match, for explanations.
-    func matchedFields(dropHTTP: Bool) -> String {
-        let fields = fieldsMatched(dropHTTP: dropHTTP)
+    /// The fields that took part in the request's match, for explanations.
+    func matchedFields(_ request: PreparedRequest, dropHTTP: Bool) -> String {
+        let fields = fieldsMatched(request, dropHTTP: dropHTTP)
         return fields.isEmpty ? "empty rule matches every request" : "matched on " + fields.joined(separator: ", ")
     }
 }

@@ -92,13 +92,13 @@ struct RecordingTrace: Tracer {
                 rules.append(
                     step(candidate, .notMatched, failures: candidate.failures(request, dropHTTP: dropHTTP), httpOnly: httpOnly))
             } else {
-                let matched = candidate.fieldsMatched(dropHTTP: dropHTTP)
+                let matched = candidate.fieldsMatched(request, dropHTTP: dropHTTP)
                 let ignored = httpOnly.joined(separator: ", ")
                 if matched.isEmpty && !httpOnly.isEmpty {
                     notes.append("\(label): matches every TCP request: its fields are all HTTP-only (\(ignored)), and TCP ignores them")
                 } else {
                     let dropped = httpOnly.isEmpty ? "" : " (HTTP-only fields ignored on TCP: \(ignored))"
-                    notes.append("\(label): \(candidate.matchedFields(dropHTTP: dropHTTP))\(dropped)")
+                    notes.append("\(label): \(candidate.matchedFields(request, dropHTTP: dropHTTP))\(dropped)")
                 }
                 rules.append(step(candidate, .matched, matched: matched, httpOnly: httpOnly))
                 if candidate.index == rule { break }
