@@ -321,7 +321,7 @@ struct Cert: AsyncParsableCommand {
             }
             let text = chain.map { $0.hasSuffix("\n") ? $0 : $0 + "\n" }.joined()
             if let out {
-                try text.write(toFile: out, atomically: true, encoding: .utf8)
+                try FileOptions.write(text, to: out)
             } else {
                 try StandardOutput.deliver(text, what: "the issued chain")
             }

@@ -73,6 +73,24 @@ enum FileOptions {
         }
     }
 
+    /// Writes `text` to the file `path` names. A regular file (or a new one) is replaced whole, through
+    /// a temporary file and a rename, so a reader never sees half of it; a symbolic link is
+    /// followed, and the file it names replaced. Anything else that exists there (a device such as
+    /// `/dev/null` or `/dev/stdout`, a named pipe) is written into, never replaced.
+    static func write(_ text: String, to path: String) throws {
+        let target = resolved(path)
+        let type = (try? FileManager.default.attributesOfItem(atPath: target))?[.type] as? FileAttributeType
+        if let type, type != .typeRegular {
+            guard let handle = FileHandle(forWritingAtPath: target) else {
+                throw ValidationError("\(path) cannot be opened for writing")
+            }
+            defer { try? handle.close() }
+            try handle.write(contentsOf: Data(text.utf8))
+            return
+        }
+        try text.write(toFile: target, atomically: true, encoding: .utf8)
+    }
+
     /// The absolute path with symbolic links resolved, for comparing two names of one file.
     private static func resolved(_ path: String) -> String {
         let absolute = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
