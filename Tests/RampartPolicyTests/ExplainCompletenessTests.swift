@@ -60,6 +60,31 @@ struct ExplainCompletenessTests {
         #expect(tcp.contains("skipped on TCP") && tcp.contains("rules[0].to[0].operation.methods"), "\(tcp)")
     }
 
+    @Test("policies a refusal before them made unnecessary are listed: STRICT, a bad path, a refused token, a CUSTOM denial")
+    func refusedFirst() {
+        let strict = Self.policies + """
+
+            ---
+            apiVersion: security.istio.io/v1
+            kind: PeerAuthentication
+            metadata: {name: default, namespace: ns1}
+            spec: {mtls: {mode: STRICT}}
+            """
+        let plaintext = Self.steps(Fixture.http(principal: nil), strict)
+        for name in ["ns1/deny-admin", "ns1/allow-get", "ns1/allow-all"] {
+            #expect(plaintext.contains { $0.policy == name && $0.outcome == .notEvaluated
+                && $0.notes == ["not evaluated: STRICT mTLS refused the plaintext connection first"] }, "\(name): \(plaintext)")
+        }
+        let badPath = Self.steps(Fixture.http(path: "/a/%2e%2e%2f/b%00"))
+        #expect(badPath.contains { $0.policy == "ns1/allow-get" && $0.outcome == .notEvaluated }, "\(badPath)")
+        let custom = Fixture.policy("ext", action: "CUSTOM", extra: "", rules: "  - to: [{operation: {paths: [/x]}}]")
+            .replacingOccurrences(of: "  action: CUSTOM\n", with: "  action: CUSTOM\n  provider: {name: my-ext}\n")
+        let denied = Self.steps(Fixture.http(path: "/x", extAuthz: .deny), Self.policies + "\n---\n" + custom)
+        #expect(denied.contains { $0.policy == "ns1/ext" && $0.notes.first == "provider my-ext: asked only when a rule matches" }, "\(denied)")
+        #expect(denied.contains { $0.policy == "ns1/deny-admin" && $0.notes == ["not evaluated: the request was already denied by ns1/ext"] },
+                "\(denied)")
+    }
+
     @Test("a token with no RequestAuthentication to check it is said to go unchecked")
     func uncheckedToken() {
         let token = JWTOutcome(present: true, claims: .object(["iss": .string("https://idp"), "sub": .string("a")]))
@@ -72,7 +97,7 @@ struct ExplainCompletenessTests {
     func dryRunInReason() {
         let snapshot = Fixture.engine(Self.policies).snapshot
         let reason = PolicyEngine.check(Fixture.http(path: "/x"), snapshot: snapshot, explain: false).object["reason"] as? String
-        #expect(reason?.hasSuffix("; in dry run, ns1/dry-deny would deny") == true, "\(reason ?? "")")
+        #expect(reason?.hasSuffix("; in dry run, ns1/dry-deny would deny on its own (its rule 0 matches)") == true, "\(reason ?? "")")
         let plain = PolicyEngine.check(Fixture.http(path: "/y"), snapshot: snapshot, explain: false).object["reason"] as? String
         #expect(plain?.contains("dry run") == false, "\(plain ?? "")")
     }

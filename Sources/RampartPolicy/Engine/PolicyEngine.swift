@@ -73,7 +73,9 @@ public struct PolicyEngine: Sendable {
         // enforced reason, since "no DENY policy matched" does not count the dry-run ones.
         let overturned = decision.decision == .allow ? decision.dryRun.filter { $0.wouldBe == .deny } : []
         if !overturned.isEmpty {
-            let said = overturned.map { "\($0.policy) would \($0.wouldBe.rawValue)" }.joined(separator: ", ")
+            let said = overturned.map { result in
+                "\(result.policy) would \(result.wouldBe.rawValue) on its own (\(result.rule.map { "its rule \($0) matches" } ?? "no rule of it matches"))"
+            }.joined(separator: ", ")
             object["reason"] = "\(object["reason"] as? String ?? decision.reason); in dry run, \(said)"
         }
         // An allowed request that a CUSTOM policy sent to its provider: say so, since the decision

@@ -87,20 +87,31 @@ final class ResolvedWorkload: Sendable {
         return PathNormalizer.rejects(path)
     }
 
+    /// The enforced policies in the order Istio evaluates them, for `explain`.
+    private var enforcedInOrder: [CompiledPolicy] { custom + audit + deny + allow }
+
     /// The straightforward evaluation over `CompiledPolicy` objects, reporting every step to `trace`;
     /// `explain` uses it, and tests compare the fast path against it.
     func run<T: Tracer>(_ request: AuthzRequest, _ trace: inout T) -> Decision {
         let mode = peer.mode(port: request.destination.port)
         trace.peer(peer, port: request.destination.port, mode: mode, plaintext: !request.source.isMTLS)
         if mode == .strict && !request.source.isMTLS {
+            trace.refusedFirst(enforcedInOrder, "STRICT mTLS refused the plaintext connection first")
             return decided(.deny, 403, nil, nil, mode, .plaintextUnderStrict, [], [])
         }
-        if request.isMalformed { return malformed(request, mode) }
-        if Self.rejectsPath(request) { return decided(.deny, 400, nil, nil, mode, .invalidPath, [], []) }
+        if request.isMalformed {
+            trace.refusedFirst(enforcedInOrder, "the proxy refused the malformed request first (400)")
+            return malformed(request, mode)
+        }
+        if Self.rejectsPath(request) {
+            trace.refusedFirst(enforcedInOrder, "the proxy refused the path first (400)")
+            return decided(.deny, 400, nil, nil, mode, .invalidPath, [], [])
+        }
         let authn = AuthnOutcome.evaluate(request, providers: providers)
         trace.authn(providers, authn, token: request.jwt)
         if let rejection = authn.rejection {
             let status = rejection == .jwtAudienceNotAllowed ? 403 : 401
+            trace.refusedFirst(enforcedInOrder, "request authentication refused the request first (\(status))")
             return decided(.deny, status, nil, nil, mode, rejection, [], [])
         }
         let request = authnEditsReachPolicies && request.transport == .http ? afterAuthentication(request, authn) : request
@@ -117,8 +128,14 @@ final class ResolvedWorkload: Sendable {
             }
             switch request.extAuthz {
             case .allow?: continue
-            case .deny?: return decided(.deny, 403, policy.name, rule, mode, .customDenied, shadow, [])
-            case nil: return decided(.deny, 403, policy.name, rule, mode, .customUnanswered, shadow, [])
+            case .deny?:
+                trace.notReached(custom, after: policy, "denied")
+                trace.notReached(audit + deny + allow, after: policy, "denied")
+                return decided(.deny, 403, policy.name, rule, mode, .customDenied, shadow, [])
+            case nil:
+                trace.notReached(custom, after: policy, "denied")
+                trace.notReached(audit + deny + allow, after: policy, "denied")
+                return decided(.deny, 403, policy.name, rule, mode, .customUnanswered, shadow, [])
             }
         }
         // AUDIT comes before DENY, as Istio orders its filters: a denied request is audited too.

@@ -6,6 +6,9 @@ protocol Tracer {
     /// The policies of `policies` after `decider` (all of them when it is not among them), which
     /// apply but were not evaluated because `decider` had already `decided` (denied, allowed).
     mutating func notReached(_ policies: [CompiledPolicy], after decider: CompiledPolicy, _ decided: String)
+    /// The policies that apply but were not evaluated because the request was refused before
+    /// any of them (`why`).
+    mutating func refusedFirst(_ policies: [CompiledPolicy], _ why: String)
 }
 
 /// Records nothing.
@@ -14,6 +17,7 @@ struct NoTrace: Tracer {
     @inline(__always) mutating func authn(_ providers: [JWTProvider], _ outcome: AuthnOutcome, token: JWTOutcome?) {}
     @inline(__always) mutating func policy(_ policy: CompiledPolicy, _ rule: Int?, _ request: PreparedRequest) {}
     @inline(__always) mutating func notReached(_ policies: [CompiledPolicy], after decider: CompiledPolicy, _ decided: String) {}
+    @inline(__always) mutating func refusedFirst(_ policies: [CompiledPolicy], _ why: String) {}
 }
 
 /// Records every step for `explain`.
@@ -80,6 +84,7 @@ struct RecordingTrace: Tracer {
         let dropHTTP = !request.isHTTP
         var notes: [String] = []
         var rules: [ExplainTrace.RuleStep] = []
+        if policy.action == .custom { notes.append("provider \(policy.provider ?? "(none)"): asked only when a rule matches") }
         if policy.rules.isEmpty { notes.append("no rules: matches nothing") }
         for candidate in policy.rules {
             let label = "rules[\(candidate.index)]"
@@ -116,6 +121,15 @@ struct RecordingTrace: Tracer {
     ) -> ExplainTrace.RuleStep {
         ExplainTrace.RuleStep(
             index: rule.index, outcome: outcome, failures: failures, matchedFields: matched, httpOnlyFields: httpOnly)
+    }
+
+    mutating func refusedFirst(_ policies: [CompiledPolicy], _ why: String) {
+        for policy in policies {
+            steps.append(
+                ExplainTrace.PolicyStep(
+                    policy: policy.name, kind: policy.action.rawValue, dryRun: false, notes: ["not evaluated: \(why)"],
+                    outcome: .notEvaluated))
+        }
     }
 
     mutating func notReached(_ policies: [CompiledPolicy], after decider: CompiledPolicy, _ decided: String) {

@@ -292,7 +292,10 @@ struct AuthzCheck: AsyncParsableCommand {
         }
         if let dryRun = result["dry_run"] as? [[String: Any]] {
             for entry in dryRun {
-                lines.append("dry run:   \(text(entry["policy"])) \(text(entry["action"])) would \(text(entry["would_be"]))")
+                // As Istio's shadow result: the policy enforced on its own, whatever the others decide.
+                let matched = (entry["rule"] as? Int).map { "rule \($0) matches" } ?? "no rule matches"
+                lines.append(
+                    "dry run:   \(text(entry["policy"])) \(text(entry["action"])): \(matched), so enforced on its own it would \(text(entry["would_be"]))")
             }
         }
         if let steps = result["explain"] as? [[String: Any]] {
