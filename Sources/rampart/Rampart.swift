@@ -21,7 +21,7 @@ struct Rampart: AsyncParsableCommand {
     /// the mistake. Errors found while parsing keep the usage of the command given.
     static func main() async {
         if let complaint = HelpTopics.unknownTopic(Array(CommandLine.arguments.dropFirst())) {
-            FileHandle.standardError.write(Data("Error: \(complaint)\n".utf8))
+            StandardError.write(Data("Error: \(complaint)\n".utf8))
             Foundation.exit(ExitCode.validationFailure.rawValue)
         }
         do {
@@ -31,16 +31,22 @@ struct Rampart: AsyncParsableCommand {
             } else {
                 try command.run()
             }
+            // What print() buffered must reach standard output: a full disk or a closed pipe is a
+            // failure, not a success with the output lost.
+            if StandardOutputState.failed() {
+                StandardError.write(Data("Error: the output could not be written to standard output (\(String(cString: strerror(errno)))); it is incomplete\n".utf8))
+                Foundation.exit(ExitCode.failure.rawValue)
+            }
         } catch let error as ValidationError {
-            FileHandle.standardError.write(Data("Error: \(error.message)\n".utf8))
+            StandardError.write(Data("Error: \(error.message)\n".utf8))
             Foundation.exit(ExitCode.validationFailure.rawValue)
         } catch let failure as CommandFailure {
-            FileHandle.standardError.write(Data("Error: \(failure.message)\n".utf8))
+            StandardError.write(Data("Error: \(failure.message)\n".utf8))
             Foundation.exit(ExitCode.failure.rawValue)
         } catch {
             // SQLite finding the store damaged part-way through a command: say so in words.
             if let damage = StoreError.damage(error) {
-                FileHandle.standardError.write(Data("Error: \(damage.reason)\n".utf8))
+                StandardError.write(Data("Error: \(damage.reason)\n".utf8))
                 Foundation.exit(ExitCode.failure.rawValue)
             }
             exit(withError: error)
@@ -114,6 +120,14 @@ struct CommandFailure: Error {
 
 /// Standard output for what a command exists to deliver (a token, a certificate chain): a write
 /// that fails (a full disk, a closed pipe) fails the command instead of passing in silence.
+/// Standard error, written without trapping when it cannot be written (closed, or a full device):
+/// the message is lost, and the command's exit status still says what happened.
+enum StandardError {
+    static func write(_ data: Data) {
+        try? FileHandle.standardError.write(contentsOf: data)
+    }
+}
+
 enum StandardOutput {
     static func deliver(_ text: String, what: String) throws {
         fflush(nil)  // what print() buffered goes first

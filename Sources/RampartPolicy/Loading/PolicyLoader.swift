@@ -170,7 +170,9 @@ public enum PolicyLoader {
     public static func standardInputText() -> String? {
         stdinText.withLock { cached in
             if let cached { return cached }
-            let text = text(of: FileHandle.standardInput.readDataToEndOfFile())
+            // A closed standard input reads as empty, rather than trapping as readDataToEndOfFile does.
+            let data = (try? FileHandle.standardInput.readToEnd()) ?? nil
+            let text = text(of: data ?? Data())
             cached = .some(text)
             return text
         }

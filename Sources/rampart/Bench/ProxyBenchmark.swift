@@ -75,7 +75,7 @@ struct ProxyBench: AsyncParsableCommand {
             throw BenchError("\(missing.joined(separator: ", ")) not found in PATH: run ./scripts/install-deps.sh --bench (or pass --skip-haproxy to measure Rampart alone)")
         }
         #if DEBUG
-        FileHandle.standardError.write(
+        StandardError.write(
             Data("note: a debug build; the app and proxies run unoptimized, so figures say little. Use swift build -c release --product rampart\n".utf8))
         #endif
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("rampart-bench-proxy-\(UUID().uuidString.prefix(8))").path
@@ -86,7 +86,7 @@ struct ProxyBench: AsyncParsableCommand {
             for source in interrupts { source.cancel() }
             BenchChild.stopAll()
             if keep {
-                FileHandle.standardError.write(Data("kept \(directory)\n".utf8))
+                StandardError.write(Data("kept \(directory)\n".utf8))
             } else {
                 try? FileManager.default.removeItem(atPath: directory)
             }
@@ -297,7 +297,7 @@ struct ProxyBench: AsyncParsableCommand {
             source.setEventHandler {
                 BenchChild.stopAll()
                 if !keep { try? FileManager.default.removeItem(atPath: directory) }
-                FileHandle.standardError.write(Data("rampart bench proxy: interrupted; stopped every child process\n".utf8))
+                StandardError.write(Data("rampart bench proxy: interrupted; stopped every child process\n".utf8))
                 Glibc.exit(130)
             }
             source.resume()

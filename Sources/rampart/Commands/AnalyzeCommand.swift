@@ -45,7 +45,7 @@ struct Analyze: ParsableCommand {
         }
         let diagnostics = PolicyEngine.analyze(paths: paths, workloads: known, rootNamespace: rootNamespace)
         if diagnostics.isEmpty && PolicyLoader.load(paths: paths).resources.isEmpty {
-            FileHandle.standardError.write(Data((PolicyLoader.nothingFoundWarning(paths) + "\n").utf8))
+            StandardError.write(Data((PolicyLoader.nothingFoundWarning(paths) + "\n").utf8))
         }
         let errors = diagnostics.filter { $0.severity == .error }.count
         let warnings = diagnostics.count - errors

@@ -78,18 +78,18 @@ struct AuthzCheck: AsyncParsableCommand {
         let loaded = PolicyLoader.load(paths: policies)
         if loaded.hasErrors {
             let errors = loaded.diagnostics.filter { $0.severity == .error }
-            FileHandle.standardError.write(Data((PolicyEngine.renderHuman(errors) + "\n").utf8))
+            StandardError.write(Data((PolicyEngine.renderHuman(errors) + "\n").utf8))
             throw ValidationError("the policies could not be read (\(errors.count) error\(errors.count == 1 ? "" : "s") above); fix them, then check again")
         }
         // A resource defined twice cannot be in force twice, and which one would be depends on
         // the order the files are read in: refused, as apply refuses it.
         let duplicates = PolicyAnalyzer.duplicates(loaded.resources)
         if !duplicates.isEmpty {
-            FileHandle.standardError.write(Data((PolicyEngine.renderHuman(duplicates) + "\n").utf8))
+            StandardError.write(Data((PolicyEngine.renderHuman(duplicates) + "\n").utf8))
             throw ValidationError("the policies define a resource more than once (\(duplicates.count) above); keep one definition of each, then check again")
         }
         if loaded.resources.isEmpty {
-            FileHandle.standardError.write(Data((PolicyLoader.nothingFoundWarning(policies) + "\n").utf8))
+            StandardError.write(Data((PolicyLoader.nothingFoundWarning(policies) + "\n").utf8))
         }
         let written: AuthzRequest
         do {
@@ -102,7 +102,7 @@ struct AuthzCheck: AsyncParsableCommand {
         for (name, value) in written.headers.sorted(by: { $0.key < $1.key })
         where ["x-forwarded-proto", "x-forwarded-client-cert"].contains(name) && parsed.headers[name] != value {
             let now = parsed.headers[name].map { "becomes \"\(DiagnosticText.escaped($0))\"" } ?? "is removed (a plaintext request has no client certificate to forward)"
-            FileHandle.standardError.write(Data(
+            StandardError.write(Data(
                 "warning: request \(PolicyLoader.displayNames([request])): \(name) is set by the proxy before any policy reads it, as Envoy sets it: \"\(DiagnosticText.escaped(value))\" \(now)\n".utf8))
         }
         // Keys come as a proxy would get them: each JWKS URI of the rules that apply to the
@@ -132,12 +132,12 @@ struct AuthzCheck: AsyncParsableCommand {
         // Istio's webhook would refuse these resources; they are evaluated as written, and said.
         let refused = engine.diagnostics.filter { $0.severity == .error }
         if !refused.isEmpty {
-            FileHandle.standardError.write(Data((
+            StandardError.write(Data((
                 "warning: validation refuses what follows, as Istio's webhook would (see 'rampart analyze'); "
                 + "the resources are evaluated as written:\n" + PolicyEngine.renderHuman(refused) + "\n").utf8))
         }
         for warning in Self.requestWarnings(parsed, engine.snapshot) + Self.namespaceWarnings(parsed, loaded, rootNamespace: rootNamespace) {
-            FileHandle.standardError.write(Data("warning: request \(PolicyLoader.displayNames([request])): \(warning)\n".utf8))
+            StandardError.write(Data("warning: request \(PolicyLoader.displayNames([request])): \(warning)\n".utf8))
         }
         let authn = await Self.authenticate(parsed, snapshot: engine.snapshot, fetcher: tokenFetcher)
         let checked = authn.map { parsed.with(jwt: $0.outcome) } ?? parsed

@@ -117,7 +117,7 @@ struct CA: AsyncParsableCommand {
             try await HostPort.naming(["--listen": listen, "--admin": admin]) {
                 try await server.run(metricsText: { MetricsHelp.annotate(registry.emitToString()) }) { addresses in
                     let line = "rampart ca ready grpc=\(grpc.host):\(addresses.grpcPort) admin=\(adminAddress.host):\(addresses.adminPort)\n"
-                    FileHandle.standardOutput.write(Data(line.utf8))
+                    try? FileHandle.standardOutput.write(contentsOf: Data(line.utf8))
                 }
             }
         }

@@ -145,8 +145,11 @@ struct Apply: AsyncParsableCommand {
 extension Apply {
     /// Copies standard input (`-f -`) into a private temporary file, so it is read like any other file.
     static func stageStandardInput() throws -> String {
-        let data = FileHandle.standardInput.readDataToEndOfFile()
-        guard !data.isEmpty else { throw ValidationError("-f - reads resources from standard input, but standard input was empty") }
+        // A closed standard input reads as empty, rather than trapping as readDataToEndOfFile does.
+        let data = ((try? FileHandle.standardInput.readToEnd()) ?? nil) ?? Data()
+        guard !data.isEmpty else {
+            throw ValidationError("-f - reads resources from standard input, but standard input was empty or closed: pipe the YAML in, or give -f FILE")
+        }
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("rampart-apply-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
         let file = directory.appendingPathComponent("stdin.yaml").path

@@ -6,7 +6,7 @@ import RampartStore
 enum ConfigOutput {
     /// Writes a line to standard error.
     static func stderr(_ text: String) {
-        FileHandle.standardError.write(Data((text + "\n").utf8))
+        StandardError.write(Data((text + "\n").utf8))
     }
 
     /// `authorizationpolicy.security.istio.io shop/name`.

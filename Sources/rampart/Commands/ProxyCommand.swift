@@ -188,7 +188,7 @@ struct Proxy: AsyncParsableCommand {
             try await server.run(metricsText: { MetricsHelp.annotate(registry.emitToString()) }) { ports in
                 let statusPart = statusAddress.flatMap { address in ports.status.map { " status=\(address.host):\($0)" } } ?? ""
                 let line = "rampart proxy ready inbound=\(inboundAddress.host):\(ports.inbound) outbound=\(outboundAddress.host):\(ports.outbound) admin=\(adminAddress.host):\(ports.admin)\(statusPart)\n"
-                FileHandle.standardError.write(Data(line.utf8))
+                StandardError.write(Data(line.utf8))
             }
         }
         if let status {
