@@ -127,6 +127,9 @@ public struct CAServer: Sendable {
                 metadata: ["file": "\(file)", "mode": "\(String(mode, radix: 8))"])
         }
         let store = try configuration.state.openStore()
+        if let problem = try await configuration.state.foreignStoreProblem(store) {
+            throw ControlPlaneError(.startFailed, problem + "; ca serve does not start on it, so that no certificate is recorded in a store that is not this CA's")
+        }
         // Every page is read once before serving: a store damaged inside (a page that no longer
         // reads back) would otherwise be found by the first issuance that needs it, or never.
         let check = try await store.quickCheck()

@@ -83,6 +83,33 @@ public struct StateDirectory: Sendable {
         return try SQLiteStore(path: databasePath, access: access)
     }
 
+    /// Opens the store for a command that records something (a certificate, a token, a
+    /// resource): refused when the store does not record this directory's CA, or when SQLite
+    /// finds a page of it damaged, so that nothing is written where it would be lost.
+    public func openStoreForWriting() async throws -> SQLiteStore {
+        let store = try openStore(.readWrite)
+        if let problem = try await foreignStoreProblem(store) { throw ControlPlaneError(.stateMissing, problem) }
+        let check = try await store.quickCheck()
+        guard check == ["ok"] else {
+            throw ControlPlaneError(
+                .stateMissing,
+                "the store at \(store.path) is damaged (SQLite's quick_check: \(check.prefix(3).joined(separator: "; "))): nothing is written to it, so that no record is lost. Restore the file from a backup")
+        }
+        return store
+    }
+
+    /// Why the store is not this directory's, or nil: `ca init` records the CA of `ca-cert.pem`
+    /// in it, so a store without that record was replaced or belongs to another CA. Nil too when
+    /// `ca-cert.pem` cannot be read: loading the CA says what is wrong with it.
+    public func foreignStoreProblem(_ store: SQLiteStore) async throws -> String? {
+        guard let signing = (try? CAMaterial.readCertificates(path, CAMaterial.FileName.caCert))?.first else { return nil }
+        let serial = signing.serialNumber.hexString
+        let recorded = try await store.authorities().map(\.serial)
+        guard !recorded.contains(serial) else { return nil }
+        let found = recorded.isEmpty ? "records no CA at all" : "records other CAs (serials \(recorded.prefix(3).joined(separator: ", ")))"
+        return "the store at \(store.path) \(found), not the CA of \(file(CAMaterial.FileName.caCert)) (serial \(serial)): it was replaced, or belongs to another CA. Restore this directory's rampart.sqlite from a backup, or put back the CA files it was made with"
+    }
+
     /// The private key files (`ca-key.pem`, `jwt-key.pem`) whose mode lets users other than the
     /// owner read or write them, with that mode: `ca init` makes them 0600, plug-in files copied in
     /// by hand may not be.

@@ -16,10 +16,16 @@ struct Audit: AsyncParsableCommand {
         @OptionGroup var stateOptions: StateOptions
 
         func run() async throws {
-            let store = try StateDirectory(stateOptions.state).openStore(.readOnly)
+            let state = StateDirectory(stateOptions.state)
+            let store = try state.openStore(.readOnly)
             let check = try await store.quickCheck()
             guard check == ["ok"] else {
                 print("store damaged: SQLite's quick_check of \(store.path) reports \(check.prefix(3).joined(separator: "; ")); restore the file from a backup")
+                throw ExitCode(1)
+            }
+            // An intact chain in another store says nothing of this CA's records.
+            if let problem = try await state.foreignStoreProblem(store) {
+                print("store not this CA's: \(problem)")
                 throw ExitCode(1)
             }
             switch try await store.verifyAuditChain() {

@@ -168,7 +168,7 @@ struct Cert: AsyncParsableCommand {
         }
 
         func run() async throws {
-            let store = try StateDirectory(stateOptions.state).openStore()
+            let store = try await StateDirectory(stateOptions.state).openStoreForWriting()
             do {
                 let record = try await store.revoke(serial: serial, reason: reason, at: Date(), actor: Operator.actor)
                 print("revoked \(record.serial) (\(record.spiffeID))")
@@ -225,7 +225,7 @@ struct Cert: AsyncParsableCommand {
                 throw ValidationError("\(csr): \(error.reason)")
             }
             let issued = try await issuer.issue(publicKey: facts.publicKey, spiffeID: id, ttl: lifetime, now: now)
-            let store = try state.openStore()
+            let store = try await state.openStoreForWriting()
             try await store.recordIssued(
                 [CertificateRecord(issued, issuedAt: now, callerIdentity: "admin", authMethod: .admin)],
                 audit: [AuditEntry(time: now, type: .certificateIssued, actor: Operator.actor, subject: issued.serialHex, details: ["spiffe_id": id.string, "auth": "admin"])]

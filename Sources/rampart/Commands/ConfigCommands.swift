@@ -70,7 +70,8 @@ struct Apply: AsyncParsableCommand {
 
     func run() async throws {
         // A dry run only reads: it works for a user who may read the store but not write it.
-        let store = try StateDirectory(stateOptions.state).openStore(dryRun ? .readOnly : .readWrite)
+        let state = StateDirectory(stateOptions.state)
+        let store = dryRun ? try state.openStore(.readOnly) : try await state.openStoreForWriting()
         let stdin = try filenames.contains("-") ? Self.stageStandardInput() : nil
         defer { if let stdin { try? FileManager.default.removeItem(atPath: (stdin as NSString).deletingLastPathComponent) } }
         let batch = ConfigBatch.load(paths: filenames.map { $0 == "-" ? stdin ?? $0 : $0 }, namespace: namespace, rootNamespace: rootNamespace)
@@ -354,7 +355,7 @@ struct Delete: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let store = try StateDirectory(stateOptions.state).openStore()
+        let store = try await StateDirectory(stateOptions.state).openStoreForWriting()
         let keys: [ConfigResourceKey]
         if all {
             var every: [ConfigResourceKey] = []

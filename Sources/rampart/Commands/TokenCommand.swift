@@ -27,7 +27,7 @@ struct Token: AsyncParsableCommand {
             let state = StateDirectory(stateOptions.state)
             let trustDomain = try state.loadConfig().parsedTrustDomain()
             let id = try Cert.parseIdentity(spiffeId, trustDomain: trustDomain)
-            let store = try state.openStore()
+            let store = try await state.openStoreForWriting()
             let token = try await BootstrapTokens.create(store: store, spiffeID: id, ttl: ttl.seconds)
             try StandardOutput.deliver(token + "\n", what: "the token (stored as its hash only: unused, it expires on its own)")
         }

@@ -1,0 +1,64 @@
+import Foundation
+import Testing
+
+/// Commands that record something refuse a store that is not the state directory's own, or that
+/// SQLite finds damaged: what they would write there could be lost.
+@Suite("writing commands: a replaced or damaged store is refused")
+struct StoreOwnershipTests {
+    static let id = "spiffe://cluster.local/ns/a/sa/b"
+
+    static func stateDirectory(_ label: String) throws -> String {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("rampart-\(label)-\(UUID().uuidString.prefix(8))").path
+        #expect(try rampart("ca", "init", "--state", directory).succeeded)
+        return directory
+    }
+
+    @Test("another CA's store put in place is refused by token create, cert sign and apply, and audit verify says so")
+    func replacedStore() throws {
+        let own = try Self.stateDirectory("own"), other = try Self.stateDirectory("other")
+        defer { for directory in [own, other] { try? FileManager.default.removeItem(atPath: directory) } }
+        for suffix in ["", "-wal", "-shm"] {
+            try? FileManager.default.removeItem(atPath: "\(own)/rampart.sqlite\(suffix)")
+            if FileManager.default.fileExists(atPath: "\(other)/rampart.sqlite\(suffix)") {
+                try FileManager.default.copyItem(atPath: "\(other)/rampart.sqlite\(suffix)", toPath: "\(own)/rampart.sqlite\(suffix)")
+            }
+        }
+        let token = try rampart("token", "create", "--state", own, "--spiffe-id", Self.id)
+        #expect(token.status == 1 && token.stderr.contains("records other CAs") && token.stdout.isEmpty, "\(token.stderr)")
+        let (csr, _) = try OpenSSL.csr(in: own, name: "w")
+        let signed = try rampart("cert", "sign", "--state", own, "--csr", csr, "--spiffe-id", Self.id)
+        #expect(signed.status == 1 && !signed.stdout.contains("BEGIN CERTIFICATE"), "\(signed.stdout)\(signed.stderr)")
+        let policy = "\(own)/p.yaml"
+        try "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: p, namespace: shop}\nspec: {}\n"
+            .write(toFile: policy, atomically: true, encoding: .utf8)
+        let applied = try rampart("apply", "-f", policy, "--state", own)
+        #expect(applied.status == 1 && applied.stderr.contains("records other CAs"), "\(applied.stdout)\(applied.stderr)")
+        let verify = try rampart("audit", "verify", "--state", own)
+        #expect(verify.status == 1 && verify.stdout.contains("store not this CA's"), "\(verify.stdout)")
+        // The other directory, with its own store, is untouched and works.
+        #expect(try rampart("token", "create", "--state", other, "--spiffe-id", Self.id).succeeded)
+    }
+
+    @Test("a store with a damaged page is refused by a command that writes, even where it would not read that page")
+    func damagedStore() throws {
+        let state = try Self.stateDirectory("damaged")
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        #expect(try rampart("token", "create", "--state", state, "--spiffe-id", Self.id).succeeded)
+        // The config table's root page overwritten, after the log is folded into the file.
+        let damage = try run("python3", ["-c", """
+            import sqlite3, sys
+            path = sys.argv[1]
+            c = sqlite3.connect(path)
+            c.execute('PRAGMA wal_checkpoint(TRUNCATE)')
+            page = c.execute("SELECT rootpage FROM sqlite_master WHERE name = 'config_resources'").fetchone()[0]
+            size = c.execute('PRAGMA page_size').fetchone()[0]
+            c.close()
+            with open(path, 'r+b') as f:
+                f.seek((page - 1) * size)
+                f.write(bytes([0x0d]) + b'\\xff' * 64)
+            """, "\(state)/rampart.sqlite"])
+        try #require(damage.succeeded, "\(damage.stderr)")
+        let token = try rampart("token", "create", "--state", state, "--spiffe-id", Self.id)
+        #expect(token.status == 1 && token.stderr.contains("damaged") && token.stdout.isEmpty, "\(token.stdout)\(token.stderr)")
+    }
+}
