@@ -174,4 +174,8 @@ enum LoggingSetup {
 struct StateOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("The CA state directory made by 'rampart ca init'.", valueName: "dir"))
     var state: String
+
+    mutating func validate() throws {
+        guard !state.isEmpty else { throw ValidationError("--state is empty: give the CA state directory, such as ./ca-state") }
+    }
 }

@@ -191,6 +191,29 @@ struct CAMaterialTests {
         await expectPKIError(.badCAMaterial) { _ = try await CAMaterial.load(directory: directory.path, now: now) }
     }
 
+    @Test("a root-cert.pem holding a certificate that is not a CA's, beside the real root, is refused")
+    func leafAmongRoots() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let now = Date()
+        let (root, intermediate) = try makeRootAndIntermediate(now: now)
+        let leaf = try makeSubordinate(
+            issuer: intermediate, commonName: "a workload", notBefore: now.addingTimeInterval(-60), notAfter: now.addingTimeInterval(86400),
+            isCA: false)
+        try writePlugInLayout(
+            in: directory, caCert: [intermediate.certificate], caKey: intermediate.key,
+            chain: [intermediate.certificate, root.certificate], roots: [leaf.certificate, root.certificate]
+        )
+        let error = await expectPKIError(.badCAMaterial) { _ = try await CAMaterial.load(directory: directory.path, now: now) }
+        #expect(error?.reason.contains("certificate 1 of 2") == true && error?.reason.contains("not a CA certificate") == true, "\(error?.reason ?? "")")
+        // The real root alone loads.
+        try writePlugInLayout(
+            in: directory, caCert: [intermediate.certificate], caKey: intermediate.key,
+            chain: [intermediate.certificate, root.certificate], roots: [root.certificate]
+        )
+        _ = try await CAMaterial.load(directory: directory.path, now: now)
+    }
+
     @Test("a missing plug-in file is refused", arguments: allFiles)
     func missingFile(name: String) async throws {
         let directory = try TemporaryDirectory()

@@ -50,7 +50,7 @@ public enum CAInitializer {
         do {
             try fm.createDirectory(atPath: state.path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         } catch {
-            throw ControlPlaneError(.badArgument, "cannot create state directory \(state.path): \(ReadableError.describe(error))")
+            throw ControlPlaneError(.badArgument, "cannot create the state directory \(state.path): \(Self.creationProblem(state.path, error))")
         }
         try CAMaterial.write(authority, to: state.path)
         do {
@@ -85,5 +85,21 @@ public enum CAInitializer {
             )
         ])
         return Outcome(authority: authority, origin: origin)
+    }
+
+    /// Why a folder cannot be made at `path`, in words: a part of the path that is a file, or
+    /// the system's reason.
+    static func creationProblem(_ path: String, _ error: any Error) -> String {
+        var ancestor = path
+        while !ancestor.isEmpty && ancestor != "/" {
+            var isFolder: ObjCBool = false
+            if FileManager.default.fileExists(atPath: ancestor, isDirectory: &isFolder) {
+                if !isFolder.boolValue { return "\(ancestor) is a file, not a folder: give a path whose folders are folders" }
+                break
+            }
+            ancestor = (ancestor as NSString).deletingLastPathComponent
+        }
+        let underlying = ((error as NSError).userInfo[NSUnderlyingErrorKey] as? NSError).map { String(cString: strerror(Int32($0.code))) }
+        return underlying ?? ReadableError.describe(error)
     }
 }

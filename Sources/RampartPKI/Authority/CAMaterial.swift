@@ -111,6 +111,16 @@ public enum CAMaterial {
         guard !roots.isEmpty else {
             throw PKIError(.badCAMaterial, "\(path(directory, FileName.rootCert)) holds no certificate: put the root CA certificate there")
         }
+        // Every certificate there becomes a trust anchor of the mesh: a workload's or a server's
+        // certificate among them would be trusted to sign identities.
+        for (index, root) in roots.enumerated() {
+            guard case .isCertificateAuthority = try? root.extensions.basicConstraints else {
+                let subject = root.subject.description
+                throw PKIError(
+                    .badCAMaterial,
+                    "\(path(directory, FileName.rootCert)): certificate \(index + 1) of \(roots.count) (\(subject.isEmpty ? "no subject" : subject)) is not a CA certificate (basicConstraints CA:true is missing): keep only root CA certificates there")
+            }
+        }
 
         guard case .isCertificateAuthority = try? signing.extensions.basicConstraints else {
             throw PKIError(.badCAMaterial, "\(path(directory, FileName.caCert)) is not a CA certificate (basicConstraints CA:true is missing): give an intermediate or root CA certificate")

@@ -75,7 +75,9 @@ public struct ProxyIdentity: Sendable {
         } catch let error as ProxyError {
             throw error
         } catch {
-            throw ProxyError(.identity, "\(source): cannot parse the workload identity: \(error)")
+            throw ProxyError(
+                .identity,
+                "\(source): cannot parse the workload identity (\(PEMFault.describe(error, expected: "a CERTIFICATE or PRIVATE KEY"))): check that cert-chain.pem, key.pem and root-cert.pem hold what their names say")
         }
     }
 

@@ -5,6 +5,7 @@ import GRPCNIOTransportHTTP2
 import Logging
 import RampartAPI
 import RampartAgent
+import RampartIdentity
 import ServiceLifecycle
 import SwiftASN1
 import X509
@@ -129,7 +130,8 @@ struct Agent: AsyncParsableCommand {
             do {
                 roots = try PEMDocument.parseMultiple(pemString: text).map { try Certificate(pemDocument: $0) }
             } catch {
-                throw ValidationError("--ca-root \(path) is not PEM certificates (\(error)): give the CA's root-cert.pem")
+                throw ValidationError(
+                    "--ca-root \(path) is not PEM certificates (\(PEMFault.describe(error, expected: "a CERTIFICATE"))): give the CA's root-cert.pem")
             }
             guard !roots.isEmpty else {
                 throw ValidationError("--ca-root \(path) holds no certificate: give the CA's root-cert.pem")

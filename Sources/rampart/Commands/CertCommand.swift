@@ -196,9 +196,7 @@ struct Cert: AsyncParsableCommand {
             let state = StateDirectory(stateOptions.state)
             let trustDomain = try state.loadConfig().parsedTrustDomain()
             let id = try Cert.parseIdentity(spiffeId, trustDomain: trustDomain)
-            guard let pem = try? String(contentsOfFile: csr, encoding: .utf8) else {
-                throw ValidationError("--csr \(csr) cannot be read")
-            }
+            let pem = try FileOptions.readText(csr, option: "--csr", expected: "a PEM certificate request (openssl req -new)")
             let now = Date()
             let issuer = try SVIDIssuer(authority: try await state.loadAuthority(now: now))
             if let ttl {
