@@ -29,5 +29,19 @@ struct BadInputMessageTests {
             timeout: 30)
         #expect(agent.status == 64 && agent.stderr.contains("holds a PRIVATE KEY block where a CERTIFICATE was expected"), "\(agent.stderr)")
         #expect(!agent.stderr.contains("ASN1Error") && !agent.stderr.contains(".swift:"), "\(agent.stderr)")
+
+        // Two listeners on one address, a Workload API path that is a file, a state directory without ca.json.
+        let serve = try run(Paths.rampart, ["ca", "serve", "--state", state, "--listen", "127.0.0.1:41999", "--admin", "127.0.0.1:41999"], timeout: 30)
+        #expect(serve.status == 64 && serve.stderr.contains("name the same address"), "\(serve.stderr)")
+        let proxyBase = ["proxy", "--workload", "w", "--namespace", "n", "--app", "127.0.0.1:9", "--ca-root", "\(state)/root-cert.pem"]
+        let file = try run(Paths.rampart, proxyBase + ["--workload-api", "\(directory)/file"], timeout: 30)
+        #expect(file.status == 64 && file.stderr.contains("is not a socket"), "\(file.stderr)")
+        let wildcard = try run(
+            Paths.rampart, proxyBase + ["--identity-dir", directory, "--inbound", "127.0.0.1:41998", "--outbound", "0.0.0.0:41998"], timeout: 30)
+        #expect(wildcard.status == 64 && wildcard.stderr.contains("--inbound 127.0.0.1:41998 and --outbound 0.0.0.0:41998 name the same address"),
+                "\(wildcard.stderr)")
+        try FileManager.default.removeItem(atPath: "\(state)/ca.json")
+        let lost = try rampart("cert", "list", "--state", state)
+        #expect(lost.status == 1 && lost.stderr.contains("ca.json is missing") && lost.stderr.contains("restore ca.json from a backup"), "\(lost.stderr)")
     }
 }

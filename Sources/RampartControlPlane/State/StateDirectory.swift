@@ -42,6 +42,14 @@ public struct StateDirectory: Sendable {
                     .stateMissing,
                     "\(configPath) cannot be read by this user: give it read access to the state directory's files, or run the command as the directory's owner")
             }
+            // The rest of an initialized directory without its settings: ca.json was lost, and
+            // ca init would refuse to overwrite the CA files.
+            let left = ["rampart.sqlite", CAMaterial.FileName.caCert, CAMaterial.FileName.caKey].filter { FileManager.default.fileExists(atPath: file($0)) }
+            if !left.isEmpty {
+                throw ControlPlaneError(
+                    .stateMissing,
+                    "\(configPath) is missing, though \(path) holds \(left.joined(separator: ", ")) of an initialized directory: restore ca.json from a backup (it names the trust domain, the CA's origin and when it was made)")
+            }
             throw ControlPlaneError(.stateMissing, "\(path) is not an initialized CA state directory (no ca.json): run 'rampart ca init --state \(path)' first")
         }
         do {

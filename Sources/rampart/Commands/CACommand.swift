@@ -93,6 +93,7 @@ struct CA: AsyncParsableCommand {
             for source in jwks where source.contains("://") && !source.hasPrefix("http://") && !source.hasPrefix("https://") {
                 throw ValidationError("--jwks \(source): give a JWKS file or an http:// or https:// URL")
             }
+            try HostPort.checkDistinct([(listen, "--listen"), (admin, "--admin")])
             try HostPort.checkFree(listen, option: "--listen")
             try HostPort.checkFree(admin, option: "--admin")
             _ = try jwksExtraRootCA.map(ExtraRootCertificates.option)
@@ -191,6 +192,23 @@ struct HostPort {
     /// Refuses, before any service starts, an address another process already listens on or
     /// that is not this machine's (port 0 always binds). A probe socket is bound and closed, with
     /// SO_REUSEADDR as the servers bind theirs, so a connection left in TIME_WAIT does not count.
+    /// Refuses two listening options that name one address (the same port on the same host, or
+    /// on a host and the wildcard): the second listener could not start.
+    static func checkDistinct(_ listeners: [(text: String, option: String)]) throws {
+        let wildcards: Set<String> = ["0.0.0.0", "::", "[::]", "*", ""]
+        var seen: [(host: String, port: Int, option: String, text: String)] = []
+        for (text, option) in listeners {
+            let address = try parse(text, option: option)
+            guard address.port != 0 else { continue }
+            if let earlier = seen.first(where: { $0.port == address.port
+                && ($0.host == address.host || wildcards.contains($0.host) || wildcards.contains(address.host)) })
+            {
+                throw ValidationError("\(earlier.option) \(earlier.text) and \(option) \(text) name the same address: give each its own port")
+            }
+            seen.append((address.host, address.port, option, text))
+        }
+    }
+
     static func checkFree(_ text: String, option: String) throws {
         let address = try parse(text, option: option)
         guard address.port != 0 else { return }

@@ -105,11 +105,21 @@ struct Proxy: AsyncParsableCommand {
         }
         if let advertise { _ = try HostPort.parse(advertise, option: "--advertise") }
         if let status { _ = try HostPort.parse(status, option: "--status") }
-        for (text, option) in [(inbound, "--inbound"), (outbound, "--outbound"), (admin, "--admin")] + (status.map { [($0, "--status")] } ?? []) {
+        let listeners = [(inbound, "--inbound"), (outbound, "--outbound"), (admin, "--admin")] + (status.map { [($0, "--status")] } ?? [])
+        try HostPort.checkDistinct(listeners)
+        for (text, option) in listeners {
             try HostPort.checkFree(text, option: option)
         }
         guard (identityDir == nil) != (workloadAPI == nil) else {
             throw ValidationError("give exactly one identity source: --identity-dir DIR (the agent's --out) or --workload-api SOCKET (the agent's --socket)")
+        }
+        // A socket not there yet is waited for (the agent may start later); something else there never becomes one.
+        if let workloadAPI {
+            let path = workloadAPI.hasPrefix("unix://") ? String(workloadAPI.dropFirst("unix://".count)) : workloadAPI
+            var info = stat()
+            if lstat(path, &info) == 0, (info.st_mode & S_IFMT) != S_IFSOCK {
+                throw ValidationError("--workload-api \(workloadAPI) is not a socket: give the agent's --socket path")
+            }
         }
         guard OutboundTrafficPolicy(rawValue: outboundTrafficPolicy) != nil else {
             throw ValidationError("--outbound-traffic-policy \(outboundTrafficPolicy): use ALLOW_ANY or REGISTRY_ONLY")
