@@ -45,6 +45,24 @@ struct OptionParsingTests {
     }
 }
 
+/// A negative number given to a numeric option reaches the option's own check, rather than being
+/// read as an unknown option that leaves the value missing.
+@Suite("negative numbers")
+struct NegativeNumberTests {
+    @Test(
+        "a negative --duration or --timeout is refused by the range it breaks",
+        arguments: [
+            (["bench", "ca", "--duration", "-5"], "--duration must be 1…600 seconds"),
+            (["bench", "proxy", "--duration", "-5"], "--duration must be 1…600 seconds"),
+            (["cert", "request", "--ca", "127.0.0.1:1", "--root-cert", "x", "--csr", "y", "--token", "t", "--timeout", "-1"],
+             "--timeout must be a positive number of seconds"),
+        ])
+    func negative(command: [String], says: String) throws {
+        let result = try run(Paths.rampart, command, timeout: 20)
+        #expect(result.status == 64 && result.stderr.contains(says) && !result.stderr.contains("Missing value"), "\(result.stderr)")
+    }
+}
+
 /// Files and sockets a command would write or take, checked before it does anything that cannot be
 /// undone: spending a token, issuing a certificate, or taking another agent's socket.
 @Suite("output files and sockets")

@@ -27,7 +27,7 @@ struct CABench: AsyncParsableCommand {
         abstract: "Drive a CA on loopback end to end (gRPC over TLS, CSR checks, signing, durable commit) and compare with openssl speed."
     )
 
-    @Option(help: "Seconds to drive the CA.")
+    @Option(parsing: .unconditional, help: "Seconds to drive the CA.")
     var duration: Int = 10
 
     @Option(help: "Concurrent clients, each on its own mTLS connection.")

@@ -25,7 +25,7 @@ struct ProxyBench: AsyncParsableCommand {
             """
     )
 
-    @Option(help: "Seconds of load on each side (after a warm-up of up to 2 s).")
+    @Option(parsing: .unconditional, help: "Seconds of load on each side (after a warm-up of up to 2 s).")
     var duration: Int = 10
 
     @Option(help: "wrk connections.")

@@ -283,7 +283,7 @@ struct Cert: AsyncParsableCommand {
         @Option(help: ArgumentHelp("Where to write the chain (leaf first); standard output when absent.", valueName: "file"))
         var out: String?
 
-        @Option(help: ArgumentHelp("How long the request may take, connecting included, in seconds.", valueName: "seconds"))
+        @Option(parsing: .unconditional, help: ArgumentHelp("How long the request may take, connecting included, in seconds.", valueName: "seconds"))
         var timeout: Int = 30
 
         func validate() throws {
