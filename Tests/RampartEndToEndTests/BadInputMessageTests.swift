@@ -30,6 +30,20 @@ struct BadInputMessageTests {
         #expect(agent.status == 64 && agent.stderr.contains("holds a PRIVATE KEY block where a CERTIFICATE was expected"), "\(agent.stderr)")
         #expect(!agent.stderr.contains("ASN1Error") && !agent.stderr.contains(".swift:"), "\(agent.stderr)")
 
+        // Files that are not text: a token is named as a token, not as PEM; a plug-in file is not called missing.
+        try Data([0xff, 0xfe, 0x00, 0x81]).write(to: URL(fileURLWithPath: "\(directory)/binary"))
+        let token = try run(
+            Paths.rampart,
+            ["agent", "run", "--ca-address", "127.0.0.1:1", "--ca-root", "\(state)/root-cert.pem", "--out", "\(directory)/agent2", "--token-file", "\(directory)/binary"],
+            timeout: 30)
+        #expect(token.status == 64 && token.stderr.contains("is not text") && !token.stderr.contains("PEM"), "\(token.stderr)")
+        let plugin = "\(directory)/plugin"
+        try FileManager.default.createDirectory(atPath: plugin, withIntermediateDirectories: true)
+        for name in ["ca-key.pem", "cert-chain.pem", "root-cert.pem"] { try FileManager.default.copyItem(atPath: "\(state)/\(name)", toPath: "\(plugin)/\(name)") }
+        try FileManager.default.copyItem(atPath: "\(directory)/binary", toPath: "\(plugin)/ca-cert.pem")
+        let garbage = try rampart("ca", "init", "--state", "\(directory)/from-plugin", "--plugin-certs", plugin)
+        #expect(garbage.status != 0 && garbage.stderr.contains("ca-cert.pem is not text") && !garbage.stderr.contains("missing"), "\(garbage.stderr)")
+
         // Two listeners on one address, a Workload API path that is a file, a state directory without ca.json.
         let serve = try run(Paths.rampart, ["ca", "serve", "--state", state, "--listen", "127.0.0.1:41999", "--admin", "127.0.0.1:41999"], timeout: 30)
         #expect(serve.status == 64 && serve.stderr.contains("name the same address"), "\(serve.stderr)")

@@ -175,7 +175,14 @@ public enum CAMaterial {
     public static func readCertificates(_ directory: String, _ name: String) throws(PKIError) -> [Certificate] {
         let file = path(directory, name)
         guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
-            throw PKIError(.badCAMaterial, "\(file) is missing or unreadable: Istio's plug-in layout needs ca-cert.pem, ca-key.pem, cert-chain.pem and root-cert.pem")
+            var isFolder: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: file, isDirectory: &isFolder) else {
+                throw PKIError(.badCAMaterial, "\(file) is missing: Istio's plug-in layout needs ca-cert.pem, ca-key.pem, cert-chain.pem and root-cert.pem")
+            }
+            let problem =
+                isFolder.boolValue ? "is a folder"
+                : FileManager.default.isReadableFile(atPath: file) ? "is not text" : "cannot be read by this user (permission denied)"
+            throw PKIError(.badCAMaterial, "\(file) \(problem): give the certificates there in PEM (-----BEGIN CERTIFICATE----- blocks)")
         }
         return try parseCertificates(pem: text, source: file)
     }

@@ -87,10 +87,10 @@ struct Agent: AsyncParsableCommand {
             // Without an identity to renew, the agent must bootstrap now: its credential must be readable.
             if !FileManager.default.fileExists(atPath: "\(out)/cert-chain.pem") {
                 if let tokenFile {
-                    _ = try FileOptions.readText(tokenFile, option: "--token-file", expected: "a file holding the token from 'rampart token create'")
+                    _ = try FileOptions.readText(tokenFile, option: "--token-file", expected: "a file holding the token from 'rampart token create'", pem: false)
                 }
                 if let jwtFile {
-                    _ = try FileOptions.readText(jwtFile, option: "--jwt-file", expected: "a file holding a JWT from an issuer the CA trusts")
+                    _ = try FileOptions.readText(jwtFile, option: "--jwt-file", expected: "a file holding a JWT from an issuer the CA trusts", pem: false)
                 }
             }
             if let socket {

@@ -7,13 +7,14 @@ import RampartIdentity
 enum FileOptions {
     /// Reads a text file an option names, saying why it cannot be: missing, a folder, unreadable,
     /// or binary (DER, for example).
-    static func readText(_ path: String, option: String, expected: String) throws -> String {
+    static func readText(_ path: String, option: String, expected: String, pem: Bool = true) throws -> String {
         let data: Data
         switch FileProblem.contents(path) {
         case .success(let bytes): data = bytes
         case .failure(let reason): throw ValidationError("\(option) \(path) \(reason): give \(expected)")
         }
         guard let text = String(data: data, encoding: .utf8), !data.contains(0) else {
+            guard pem else { throw ValidationError("\(option) \(path) is not text: give \(expected)") }
             let der = data.first == 0x30 ? "; it looks like DER: convert it with 'openssl req -inform DER -in \(path) -out \(path).pem' (or 'openssl x509 -inform DER' for a certificate)" : ""
             throw ValidationError("\(option) \(path) is not text\(der): give \(expected) in PEM")
         }
