@@ -39,6 +39,16 @@ struct StoreOwnershipTests {
         #expect(try rampart("token", "create", "--state", other, "--spiffe-id", Self.id).succeeded)
     }
 
+    @Test("a store whose record of its schema was edited is refused in words")
+    func editedMigrations() throws {
+        let state = try Self.stateDirectory("migrations")
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        let edit = try run("python3", ["-c", "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('DELETE FROM grdb_migrations'); c.commit()", "\(state)/rampart.sqlite"])
+        try #require(edit.succeeded, "\(edit.stderr)")
+        let list = try rampart("cert", "list", "--state", state)
+        #expect(list.status == 1 && list.stderr.contains("grdb_migrations table was edited") && !list.stderr.contains("CREATE TABLE"), "\(list.stderr)")
+    }
+
     @Test("a store with a damaged page is refused by a command that writes, even where it would not read that page")
     func damagedStore() throws {
         let state = try Self.stateDirectory("damaged")

@@ -190,6 +190,12 @@ public final class SQLiteStore: Sendable {
                 exists
                     ? "cannot open the store at \(path) for writing (\(error.message ?? "\(error.resultCode)")): this command changes the store, so it needs write access to the database and to its directory. Run it as the user that owns the state directory"
                     : "cannot create the store at \(path) (\(error.message ?? "\(error.resultCode)")): check that the directory exists and is writable, or run 'rampart ca init' first")
+        } catch let error as DatabaseError where error.resultCode == .SQLITE_ERROR && (error.message ?? "").contains("already exists") {
+            // The record of applied migrations no longer matches the tables (rows of grdb_migrations
+            // removed): bringing the schema up to date would make tables that are there.
+            throw StoreError(
+                .unavailable,
+                "the store at \(path) does not record the schema its tables have (its grdb_migrations table was edited): nothing was read or written. Restore the file from a backup")
         } catch {
             throw StoreError(.unavailable, "cannot open the store at \(path): \(error). Check the path and its permissions, or run 'rampart ca init' first")
         }
