@@ -206,6 +206,13 @@ struct DataPathTests {
         }
     }
 
+    /// The status of an mTLS request with `headers` to the inbound port, as `client` sends it.
+    static func mtlsStatus(port: Int, identityDirectory: String) -> @Sendable ([(String, String)]) async throws -> HTTPResponseStatus {
+        { headers in
+            try await TestClient.mtls(port: port, identityDirectory: identityDirectory, headers: headers).response.head.status
+        }
+    }
+
     @Test("header conditions see the request's headers, in any case and with repeated values joined")
     func headerConditions() async throws {
         try await withServer { mesh, proxy, _ in
@@ -215,9 +222,7 @@ struct DataPathTests {
                     name: "tenant", namespace: "default",
                     body: "action: ALLOW\nrules:\n- when:\n  - key: request.headers[x-tenant]\n    values: [\"blue\", \"red,green\"]"),
             ]))
-            func status(_ headers: [(String, String)]) async throws -> HTTPResponseStatus {
-                try await TestClient.mtls(port: proxy.inboundPort, identityDirectory: client.directory, headers: headers).response.head.status
-            }
+            let status = Self.mtlsStatus(port: proxy.inboundPort, identityDirectory: client.directory)
             #expect(try await status([("X-Tenant", "blue")]) == .ok)
             #expect(try await status([("x-tenant", "red"), ("x-tenant", "green")]) == .ok)
             #expect(try await status([("x-tenant", "yellow")]) == .forbidden)
@@ -238,9 +243,7 @@ struct DataPathTests {
                     name: "deny-peer", namespace: "default",
                     body: "action: DENY\nrules:\n- from:\n  - source:\n      ipBlocks: [\"203.0.113.0/24\"]"),
             ]))
-            func status(_ headers: [(String, String)]) async throws -> HTTPResponseStatus {
-                try await TestClient.mtls(port: proxy.inboundPort, identityDirectory: client.directory, headers: headers).response.head.status
-            }
+            let status = Self.mtlsStatus(port: proxy.inboundPort, identityDirectory: client.directory)
             #expect(try await status([]) == .ok)
             #expect(try await status([("X-Forwarded-For", "198.51.100.7, 203.0.113.9")]) == .forbidden)
             #expect(try await status([("x-forwarded-for", "198.51.100.7"), ("x-forwarded-for", "203.0.113.9")]) == .forbidden)
