@@ -85,6 +85,15 @@ struct ExplainCompletenessTests {
                 "\(denied)")
     }
 
+    @Test("a root-namespace policy says it comes from the root namespace; the destination's own do not")
+    func rootNamespaceNamed() {
+        let mesh = Fixture.policy("mesh-deny", action: "DENY", namespace: "istio-system", rules: "  - to: [{operation: {paths: [/admin]}}]")
+        let steps = Self.steps(Fixture.http(path: "/"), Self.policies + "\n---\n" + mesh)
+        let root = steps.first { $0.policy == "istio-system/mesh-deny" }
+        #expect(root?.notes.first == "from the root namespace istio-system, whose policies apply in every namespace", "\(steps)")
+        #expect(!(steps.first { $0.policy == "ns1/deny-admin" }?.notes.contains { $0.hasPrefix("from the root namespace") } ?? true), "\(steps)")
+    }
+
     @Test("a token with no RequestAuthentication to check it is said to go unchecked")
     func uncheckedToken() {
         let token = JWTOutcome(present: true, claims: .object(["iss": .string("https://idp"), "sub": .string("a")]))

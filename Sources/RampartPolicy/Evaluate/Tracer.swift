@@ -84,6 +84,10 @@ struct RecordingTrace: Tracer {
         let dropHTTP = !request.isHTTP
         var notes: [String] = []
         var rules: [ExplainTrace.RuleStep] = []
+        // Only the root namespace's policies reach workloads of another namespace.
+        if policy.id.namespace != request.request.destination.namespace {
+            notes.append("from the root namespace \(policy.id.namespace), whose policies apply in every namespace")
+        }
         if policy.action == .custom { notes.append("provider \(policy.provider ?? "(none)"): asked only when a rule matches") }
         if policy.rules.isEmpty { notes.append("no rules: matches nothing") }
         for candidate in policy.rules {
