@@ -95,7 +95,7 @@ struct JWKSReadingTests {
         #expect(try await JWKSKeySet.load(json: try jwksJSON([jwk]), origin: "test").keys.map(\.algorithm) == ["PS256"])
     }
 
-    @Test("the X.509 form some issuers publish (kid → PEM certificate) is read as RS256 keys, as Envoy reads it")
+    @Test("the X.509 form some issuers publish (kid → PEM certificate) is read as RSA keys without alg, as Envoy reads it: RS and PS")
     func x509Form() async throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
@@ -107,18 +107,24 @@ struct JWKSReadingTests {
             decoding: try JSONSerialization.data(withJSONObject: ["x1": try String(contentsOfFile: certificatePath, encoding: .utf8)]),
             as: UTF8.self)
         let set = try await JWKSKeySet.load(json: json, origin: "test")
-        #expect(set.keys.map(\.kid) == ["x1"] && set.keys.map(\.algorithm) == ["RS256"])
+        #expect(Set(set.keys.map(\.kid)) == ["x1"])
+        #expect(set.keys.map(\.algorithm) == ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512"])
 
-        let signer = JWTKeyCollection()
-        await signer.add(
-            rsa: try Insecure.RSA.PrivateKey(pem: try String(contentsOfFile: keyPath, encoding: .utf8)), digestAlgorithm: .sha256,
-            kid: JWKIdentifier(string: "x1"))
+        let privateKey = try Insecure.RSA.PrivateKey(pem: try String(contentsOfFile: keyPath, encoding: .utf8))
         let clock = ManualClock()
-        let token = try await signer.sign(requestClaims(now: clock.now), kid: JWKIdentifier(string: "x1"))
         let rules = try providers(rules: [inlineRule(json)], validated: false)
-        let result = await RequestAuthenticator(fetcher: ScriptedFetcher(), clock: clock)
-            .authenticate(cartRequest(headers: ["authorization": "Bearer \(token)"]), providers: rules)
-        #expect(result.failure == nil, "\(result.failure?.reason ?? "")")
+        for pss in [false, true] {
+            let signer = JWTKeyCollection()
+            if pss {
+                await signer.add(pss: privateKey, digestAlgorithm: .sha256, kid: JWKIdentifier(string: "x1"))
+            } else {
+                await signer.add(rsa: privateKey, digestAlgorithm: .sha256, kid: JWKIdentifier(string: "x1"))
+            }
+            let token = try await signer.sign(requestClaims(now: clock.now), kid: JWKIdentifier(string: "x1"))
+            let result = await RequestAuthenticator(fetcher: ScriptedFetcher(), clock: clock)
+                .authenticate(cartRequest(headers: ["authorization": "Bearer \(token)"]), providers: rules)
+            #expect(result.failure == nil, "\(pss ? "PS256" : "RS256"): \(result.failure?.reason ?? "")")
+        }
     }
 
     @Test("a JWKS with no key at all refuses every token with its own failure")
@@ -128,6 +134,21 @@ struct JWKSReadingTests {
         let result = await RequestAuthenticator(fetcher: ScriptedFetcher(), clock: ManualClock())
             .authenticate(cartRequest(headers: ["authorization": "Bearer \(token)"]), providers: try providers(rules: [inlineRule(#"{"keys": []}"#)]))
         #expect(result.failure?.kind == .noKeys && result.status == 401, "\(String(describing: result.failure))")
+    }
+
+    @Test("redirects are followed as istiod's Go client follows them: nine, not ten")
+    func redirectLimit() async throws {
+        let server = try LocalHTTPServer()
+        defer { server.stop() }
+        try server.serve(#"{"keys": []}"#, at: "keys.json")
+        let fetcher = AsyncHTTPClientFetcher()
+        #expect(try await fetcher.get(server.url("hops/9/keys.json"), timeout: .seconds(10)) == #"{"keys": []}"#)
+        do {
+            _ = try await fetcher.get(server.url("hops/10/keys.json"), timeout: .seconds(10))
+            Issue.record("followed ten redirects")
+        } catch {
+            #expect(error.reason.contains("redirects 10 times or more"), "\(error.reason)")
+        }
     }
 
     @Test(

@@ -2,7 +2,8 @@ import Foundation
 
 /// A static file server on 127.0.0.1 at a port the OS picks (Python's http.server), serving
 /// `directory` over HTTP, or over HTTPS with a certificate and key given; it exits when the test
-/// process closes its stdin. `/stall` answers its headers and the start of a body, then stalls.
+/// process closes its stdin. `/stall` answers its headers and the start of a body, then stalls;
+/// `/hops/N/FILE` redirects N times before serving FILE.
 final class LocalHTTPServer {
     let directory: TemporaryDirectory
     let port: Int
@@ -16,6 +17,16 @@ final class LocalHTTPServer {
         root = sys.argv[1]
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
+                if self.path.startswith("/hops/"):
+                    # /hops/N/FILE redirects N times, then serves FILE.
+                    _, _, hops, name = self.path.split("/", 3)
+                    if int(hops) > 0:
+                        self.send_response(302)
+                        self.send_header("location", "/hops/%d/%s" % (int(hops) - 1, name))
+                        self.send_header("content-length", "0")
+                        self.end_headers()
+                        return
+                    self.path = "/" + name
                 if self.path == "/stall":
                     self.send_response(200)
                     self.send_header("content-length", "1000")

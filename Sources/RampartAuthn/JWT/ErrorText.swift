@@ -25,7 +25,7 @@ enum ErrorText {
             return "the TLS handshake failed"
         }
         if let client = error as? HTTPClientError {
-            if client == .redirectLimitReached { return "more than 10 redirects" }
+            if client == .redirectLimitReached { return "it redirects 10 times or more, where istiod's HTTP client stops" }
             if client == .redirectCycleDetected { return "its redirects go round in a cycle" }
             if client == .emptyScheme { return "the URL has no http or https scheme" }
             if client == .emptyHost { return "the URL has no host" }

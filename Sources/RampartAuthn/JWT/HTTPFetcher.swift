@@ -67,8 +67,9 @@ public struct AsyncHTTPClientFetcher: HTTPFetcher {
             if let client = clients[extraRoots] { return client }
             var configuration = HTTPClient.Configuration()
             configuration.connectionPool.retryConnectionEstablishment = false
-            // As Go's client follows them for istiod: up to 10 redirects, to http and https only.
-            configuration.redirectConfiguration = .follow(max: 10, allowCycles: false)
+            // As Go's client follows them for istiod: it stops at the tenth redirect, so at most
+            // nine are followed; to http and https only.
+            configuration.redirectConfiguration = .follow(max: 9, allowCycles: false)
             if let extraRoots {
                 var tls = TLSConfiguration.makeClientConfiguration()
                 tls.additionalTrustRoots = [.certificates(extraRoots.certificates)]

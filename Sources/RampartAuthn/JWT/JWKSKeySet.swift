@@ -120,7 +120,8 @@ public struct JWKSKeySet: Sendable {
     }
 
     /// The keys of the X.509 form some issuers publish (Google's and Firebase's among them), read as
-    /// Envoy reads it: an object mapping each `kid` to a PEM certificate whose RSA key signs RS256.
+    /// Envoy reads it: an object mapping each `kid` to a PEM certificate whose RSA key, having no
+    /// `alg`, verifies what any RSA key without one verifies: RS256/384/512 and PS256/384/512.
     private static func load(certificates: [String: String], origin: String) async throws(AuthnError) -> JWKSKeySet {
         var keys: [Key] = []
         var skipped: [String] = []
@@ -129,9 +130,17 @@ public struct JWKSKeySet: Sendable {
                 skipped.append("certificate \(kid) does not hold an RSA key Rampart can read")
                 continue
             }
-            let collection = JWTKeyCollection()
-            await collection.add(rsa: key, digestAlgorithm: .sha256, kid: JWKIdentifier(string: kid))
-            keys.append(Key(kid: kid, algorithm: "RS256", collection: collection))
+            let digests: [(DigestAlgorithm, String)] = [(.sha256, "256"), (.sha384, "384"), (.sha512, "512")]
+            for (digest, bits) in digests {
+                let pkcs1 = JWTKeyCollection()
+                await pkcs1.add(rsa: key, digestAlgorithm: digest, kid: JWKIdentifier(string: kid))
+                keys.append(Key(kid: kid, algorithm: "RS" + bits, collection: pkcs1))
+            }
+            for (digest, bits) in digests {
+                let pss = JWTKeyCollection()
+                await pss.add(pss: key, digestAlgorithm: digest, kid: JWKIdentifier(string: kid))
+                keys.append(Key(kid: kid, algorithm: "PS" + bits, collection: pss))
+            }
         }
         if keys.isEmpty {
             throw AuthnError(.keySourceUnavailable, "\(origin) has no usable key: \(skipped.joined(separator: "; "))")
