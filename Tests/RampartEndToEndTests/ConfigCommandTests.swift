@@ -175,10 +175,42 @@ struct ConfigCommandTests {
         let second = try rampart("apply", "-f", try peer("b", "PERMISSIVE"), "--state", ca.state)
         #expect(second.succeeded, "\(second.stderr)")
         #expect(second.stderr.contains("warning RP063") && second.stderr.contains("istio-system/a (stored)"), "\(second.stderr)")
-        // A later one whose name sorts first is still the one ignored: the store dates each, and the oldest wins.
+        // A later one whose name sorts first is still the one ignored: the store dates each, and the
+        // oldest wins. Dates are kept to the second, as Kubernetes keeps them (within one second,
+        // the name decides), so the third comes a second later.
+        Thread.sleep(forTimeInterval: 1.1)
         let third = try rampart("apply", "-f", try peer("0-disable", "DISABLE"), "--state", ca.state)
         let warning = third.stderr.split(separator: "\n").first { $0.contains("PeerAuthentication istio-system/0-disable") } ?? ""
         #expect(warning.contains("RP063") && warning.contains("this one is ignored"), "\(third.stderr)")
+    }
+
+    @Test("get's output orders competing PeerAuthentications as the store does, whatever creationTimestamp the applied files gave")
+    func exportKeepsPrecedence() throws {
+        let ca = try CAProcess(label: "config-export-order")
+        func apply(_ name: String, _ mode: String, created: String? = nil) throws {
+            let file = "\(ca.directory)/\(name).yaml"
+            let stamp = created.map { ", creationTimestamp: \"\($0)\"" } ?? ""
+            try "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: \(name), namespace: istio-system\(stamp)}\nspec: {mtls: {mode: \(mode)}}\n"
+                .write(toFile: file, atomically: true, encoding: .utf8)
+            let applied = try rampart("apply", "-f", file, "--state", ca.state)
+            #expect(applied.succeeded, "\(applied.stderr)")
+        }
+        try apply("zzz-first", "STRICT")
+        Thread.sleep(forTimeInterval: 1.1)
+        // Claims to be older than the first: the store dates it when it is applied, as an API server does.
+        try apply("aaa-second", "DISABLE", created: "2001-01-01T00:00:00Z")
+        let request = "\(ca.directory)/plain.yaml"
+        try "protocol: HTTP\nsource: {}\ndestination: {namespace: shop, labels: {app: cart}, port: 8080}\nmethod: GET\npath: /\n"
+            .write(toFile: request, atomically: true, encoding: .utf8)
+        for format in ["yaml", "json"] {
+            let exported = try rampart("get", "pa", "-n", "istio-system", "-o", format, "--state", ca.state)
+            #expect(exported.succeeded && !exported.stdout.contains("2001-01-01"), "\(exported.stdout)")
+            let file = "\(ca.directory)/export.\(format)"
+            try exported.stdout.write(toFile: file, atomically: true, encoding: .utf8)
+            let checked = try rampart("authz", "check", "--policies", file, "--request", request, "--json")
+            let result = try JSONSerialization.jsonObject(with: Data(checked.stdout.utf8)) as? [String: Any]
+            #expect(result?["mtls_mode"] as? String == "STRICT" && result?["decision"] as? String == "deny", "\(format): \(checked.stdout)")
+        }
     }
 
     @Test("delete -f removes what the files define in one version bump; a missing one is an error unless ignored")

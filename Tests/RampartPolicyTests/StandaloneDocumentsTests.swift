@@ -121,10 +121,14 @@ struct PrintedDocumentsTests {
         let crlf = "apiVersion: security.istio.io/v1\r\nkind: AuthorizationPolicy\r\nmetadata:\r\n  name: c\r\n  namespace: shop\r\nspec: {}\r\n"
         let printedCRLF = StandaloneDocuments.withStoreFields(crlf, creationTimestamp: created, generation: 2)
         #expect(printedCRLF.contains("metadata:\r\n  creationTimestamp: \"\(created)\"\r\n  generation: 2\r\n  name: c\r\n"), "\(printedCRLF)")
-        // A creationTimestamp the document gives is kept; the generation is the store's.
+        // A creationTimestamp the document gives is replaced by the store's, which orders competing
+        // PeerAuthentications; the generation is the store's.
         let dated = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: d\n  namespace: shop\n  creationTimestamp: \"2020-01-01T00:00:00Z\"\nspec: {}\n"
         let printedDated = StandaloneDocuments.withStoreFields(dated, creationTimestamp: created, generation: 4)
-        #expect(try fields(printedDated)["creationTimestamp"] == "2020-01-01T00:00:00Z" && printedDated.contains("  generation: 4\n  name: d\n"))
+        #expect(try fields(printedDated)["creationTimestamp"] == created && fields(printedDated)["generation"] == "4", "\(printedDated)")
+        // One that is already the store's is left as written.
+        let current = dated.replacingOccurrences(of: "2020-01-01T00:00:00Z", with: created).replacingOccurrences(of: "  name: d\n", with: "  generation: 4\n  name: d\n")
+        #expect(StandaloneDocuments.withStoreFields(current, creationTimestamp: created, generation: 4) == current)
         // Another server's generation is replaced: the document is rendered anew with the store's.
         let exported = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: e, namespace: shop, generation: 9}\nspec: {}\n"
         #expect(try fields(StandaloneDocuments.withStoreFields(exported, creationTimestamp: created, generation: 1))

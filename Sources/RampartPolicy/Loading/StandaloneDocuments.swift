@@ -66,29 +66,31 @@ public enum StandaloneDocuments {
     }
 
     /// A stored document as `get -o yaml` prints it, with what the store knows of it in its
-    /// `metadata`, as kubectl prints a resource: `creationTimestamp` when the document gives none
-    /// (one it gives is kept: it orders competing PeerAuthentications) and the store's
-    /// `generation`. They are written into the text, first in the metadata (in kubectl's order),
-    /// so the rest of the document stays as written, comments included; a document they cannot
-    /// be written into so (one giving another generation, say) is rendered anew with them.
+    /// `metadata`, as kubectl prints a resource: the store's `creationTimestamp` (one the document
+    /// gives, exported from elsewhere, is replaced: the store's orders competing
+    /// PeerAuthentications) and its `generation`. They are written into the text, first in the
+    /// metadata (in kubectl's order), so the rest of the document stays as written, comments
+    /// included; a document they cannot be written into so (one giving another generation or
+    /// creation time, say) is rendered anew with them.
     public static func withStoreFields(_ yaml: String, creationTimestamp: String, generation: Int) -> String {
         guard let node = try? Yams.compose(yaml: yaml), case .mapping(var root) = node,
             case .mapping(var metadata)? = root["metadata"]
         else { return yaml }
         let created = metadata["creationTimestamp"].flatMap { DecodeContext.isNull($0) ? nil : $0 }
+        let sameCreation = created?.string == creationTimestamp
         let written = metadata["generation"]
-        if created != nil && written?.int == generation { return yaml }
+        if sameCreation && written?.int == generation { return yaml }
         var fields: [(key: String, value: String)] = []
         if created == nil { fields.append(("creationTimestamp", "\"\(creationTimestamp)\"")) }
         fields.append(("generation", String(generation)))
-        if written == nil, let inserted = inserting(fields, into: metadata, of: yaml),
+        if written == nil, created == nil || sameCreation, let inserted = inserting(fields, into: metadata, of: yaml),
             let check = try? Yams.compose(yaml: inserted), case .mapping(let checkedRoot) = check,
             case .mapping(let checked)? = checkedRoot["metadata"], checked["generation"]?.int == generation,
-            created != nil || checked["creationTimestamp"]?.string == creationTimestamp
+            checked["creationTimestamp"]?.string == creationTimestamp
         {
             return inserted
         }
-        if created == nil { metadata[Node("creationTimestamp")] = Node(creationTimestamp, Tag(.str)) }
+        metadata[Node("creationTimestamp")] = Node(creationTimestamp, Tag(.str))
         metadata[Node("generation")] = Node(String(generation), Tag(.int))
         root["metadata"] = .mapping(metadata)
         return (try? Yams.serialize(node: restyled(.mapping(root)), width: -1, allowUnicode: true)) ?? yaml

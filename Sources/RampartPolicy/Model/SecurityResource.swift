@@ -38,7 +38,11 @@ extension SecurityResource {
     /// The resource as a config store holds it: created at `date`, whatever `creationTimestamp` its
     /// document states, as a Kubernetes API server sets the field itself. Where PeerAuthentications
     /// compete, the one created first then wins, as in Istio.
-    public func created(at date: Date) -> SecurityResource {
+    public func created(at time: Date) -> SecurityResource {
+        // Kubernetes keeps creationTimestamp to the second, and Istio orders competing policies
+        // by it and then by name: two stored within one second tie, and their names decide, as
+        // they would on a cluster and in what `get` prints.
+        let date = Date(timeIntervalSince1970: time.timeIntervalSince1970.rounded(.down))
         switch self {
         case .authorizationPolicy(var policy):
             policy.metadata.creationTimestamp = date

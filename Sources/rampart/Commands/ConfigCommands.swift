@@ -173,8 +173,8 @@ struct Get: AsyncParsableCommand {
             KIND/NAME... (as '-o name' prints them), and the namespace is 'default' unless -n or -A says \
             otherwise; a name not found is an error, printed after what was found. The table shows NAMESPACE \
             with -A, and ACTION or MODE as Istio's CRDs do. '-o yaml' prints each resource's YAML document \
-            as it was applied, comments included, with the store's creationTimestamp (unless the document \
-            gives one) and generation written into its metadata, as kubectl prints them (a document applied as \
+            as it was applied, comments included, with the store's creationTimestamp (replacing one the \
+            document gave) and generation written into its metadata, as kubectl prints them (a document applied as \
             JSON is printed as YAML, and one that named no namespace gets it written in).
             """
     )

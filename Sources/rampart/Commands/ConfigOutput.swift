@@ -67,18 +67,18 @@ enum ConfigOutput {
 
     /// One resource as kubectl prints it in JSON: the document as applied, with its namespace
     /// (`default` when the document names none), this store's generation, and the time it was
-    /// first stored where the document gives no `creationTimestamp` (one it gives is kept: it
-    /// orders competing PeerAuthentications). What another API server set in a document exported
-    /// from it (`uid`, `resourceVersion`, `managedFields`, `status`) is left out.
+    /// first stored as `creationTimestamp` (one the document gives is replaced, as an API server
+    /// replaces it: the store's time orders competing PeerAuthentications). What another API
+    /// server set in a document exported from it (`uid`, `resourceVersion`, `managedFields`,
+    /// `status`) is left out.
     static func object(_ record: ConfigResourceRecord) -> [String: Any] {
         var object = ((try? PlainYAML.parse(record.yaml)) as? [String: Any]) ?? [:]
         var metadata = object["metadata"] as? [String: Any] ?? [:]
-        let created = metadata["creationTimestamp"].flatMap { $0 is NSNull ? nil : $0 }
         for field in YAMLDocuments.serverMetadata { metadata[field] = nil }
         metadata["name"] = record.name
         metadata["namespace"] = record.namespace
         metadata["generation"] = record.generation
-        metadata["creationTimestamp"] = created ?? ISO8601DateFormatter().string(from: record.createdAt)
+        metadata["creationTimestamp"] = ISO8601DateFormatter().string(from: record.createdAt)
         object["metadata"] = metadata
         object["status"] = nil
         return object
