@@ -213,6 +213,20 @@ struct ConfigCommandTests {
         }
     }
 
+    @Test("kubectl's -R is taken, a URL is refused with how to pipe it in, and a warning on standard input names <stdin>")
+    func kubectlHabits() throws {
+        let ca = try CAProcess(label: "config-kubectl-habits")
+        let recursive = try rampart("apply", "-R", "-f", Self.policies, "--state", ca.state)
+        #expect(recursive.succeeded, "\(recursive.stderr)")
+        let url = try rampart("apply", "-f", "https://example.com/policy.yaml", "--state", ca.state)
+        #expect(url.status == 1 && url.stderr.contains("a URL: policies are read from files") && url.stderr.contains("curl -fsSL"), "\(url.stderr)")
+        // A PeerAuthentication competing with a stored one, sent on standard input.
+        let competing = "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: zz-other, namespace: istio-system}\nspec: {mtls: {mode: DISABLE}}\n"
+        let piped = try run(Paths.rampart, ["apply", "-f", "-", "--state", ca.state], input: competing)
+        #expect(piped.succeeded && piped.stderr.contains("RP063"), "\(piped.stderr)")
+        #expect(piped.stderr.contains("<stdin>") && !piped.stderr.contains("rampart-apply-"), "\(piped.stderr)")
+    }
+
     @Test("delete -f removes what the files define in one version bump; a missing one is an error unless ignored")
     func deleteFromFiles() throws {
         let ca = try CAProcess(label: "config-delete-f")

@@ -292,10 +292,14 @@ public enum PolicyLoader {
             }
             var isDirectory: ObjCBool = false
             guard manager.fileExists(atPath: path, isDirectory: &isDirectory) else {
+                // kubectl fetches -f URLs; Rampart reads local files only, and says how to get there.
+                let lower = path.lowercased()
+                let url = lower.hasPrefix("http://") || lower.hasPrefix("https://")
                 diagnostics.append(
                     Diagnostic(
                         code: .unreadable, file: path, line: 0, resource: nil, field: "",
-                        message: "no such file or folder", fix: "pass an existing policy file or folder"))
+                        message: url ? "a URL: policies are read from files, folders and standard input, not fetched" : "no such file or folder",
+                        fix: url ? "download it first, or pipe it in and give - as the path (curl -fsSL '\(path)' | rampart apply -f -)" : "pass an existing policy file or folder"))
                 continue
             }
             guard isDirectory.boolValue else {

@@ -27,6 +27,9 @@ struct Apply: AsyncParsableCommand {
         help: ArgumentHelp("YAML or JSON files or folders (every .yaml, .yml and .json file inside, recursively, hidden ones left out), or - for standard input; repeatable.", valueName: "path"))
     var filenames: [String] = []
 
+    @Flag(name: [.customShort("R"), .long], help: "Accepted as kubectl takes it: folders are always read recursively.")
+    var recursive = false
+
     @Option(
         name: [.customShort("n", allowingJoined: true), .customLong("namespace")],
         help: "The namespace of documents that name none (default: default); they are stored with it written in. A document naming another namespace is refused, as kubectl does.")
@@ -116,7 +119,10 @@ struct Apply: AsyncParsableCommand {
             created[resource.id].map { resource.created(at: $0.createdAt ?? now) } ?? resource.created(at: now)
         }
         let conflicts = PolicyAnalyzer.conflicts(adding: incoming, to: stored)
-        if !conflicts.isEmpty { ConfigOutput.stderr(conflicts.map(\.description).joined(separator: "\n")) }
+        if !conflicts.isEmpty {
+            let text = conflicts.map(\.description).joined(separator: "\n")
+            ConfigOutput.stderr(stdin.map { text.replacingOccurrences(of: $0, with: "<stdin>") } ?? text)
+        }
         let result: ConfigApplyResult
         do {
             let inputs = try await Self.keepingStoredText(batch.inputs, store: store)
@@ -321,6 +327,9 @@ struct Delete: AsyncParsableCommand {
         name: [.customShort("f", allowingJoined: true), .customLong("filename")], parsing: .upToNextOption,
         help: ArgumentHelp("YAML files or folders naming the resources to delete, or - for standard input; repeatable.", valueName: "path"))
     var filenames: [String] = []
+
+    @Flag(name: [.customShort("R"), .long], help: "Accepted as kubectl takes it: folders are always read recursively.")
+    var recursive = false
 
     @Flag(help: "Do not treat a resource that is not stored as an error.")
     var ignoreNotFound = false
