@@ -33,8 +33,8 @@ struct Rampart: AsyncParsableCommand {
             }
             // What print() buffered must reach standard output: a full disk or a closed pipe is a
             // failure, not a success with the output lost.
-            if StandardOutputState.failed() {
-                StandardError.write(Data("Error: the output could not be written to standard output (\(String(cString: strerror(errno)))); it is incomplete\n".utf8))
+            if let code = StandardOutputState.failure() {
+                StandardError.write(Data("Error: the output could not be written to standard output (\(String(cString: strerror(code)))); it is incomplete\n".utf8))
                 Foundation.exit(ExitCode.failure.rawValue)
             }
         } catch let error as ValidationError {
@@ -120,14 +120,6 @@ struct CommandFailure: Error {
 
 /// Standard output for what a command exists to deliver (a token, a certificate chain): a write
 /// that fails (a full disk, a closed pipe) fails the command instead of passing in silence.
-/// Standard error, written without trapping when it cannot be written (closed, or a full device):
-/// the message is lost, and the command's exit status still says what happened.
-enum StandardError {
-    static func write(_ data: Data) {
-        try? FileHandle.standardError.write(contentsOf: data)
-    }
-}
-
 enum StandardOutput {
     static func deliver(_ text: String, what: String) throws {
         fflush(nil)  // what print() buffered goes first
@@ -141,6 +133,14 @@ enum StandardOutput {
             }
             offset += written
         }
+    }
+}
+
+/// Standard error, written without trapping when it cannot be written (closed, or a full device):
+/// the message is lost, and the command's exit status still says what happened.
+enum StandardError {
+    static func write(_ data: Data) {
+        try? FileHandle.standardError.write(contentsOf: data)
     }
 }
 

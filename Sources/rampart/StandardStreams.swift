@@ -2,8 +2,10 @@
 
 /// The C standard output stream's state, which print() writes through.
 enum StandardOutputState {
-    /// Flushes what print() buffered, and says whether any write to standard output failed.
-    static func failed() -> Bool {
-        fflush(stdout) != 0 || ferror(stdout) != 0
+    /// Flushes what print() buffered; the error number when that or an earlier write to standard
+    /// output failed, else nil.
+    static func failure() -> Int32? {
+        if fflush(stdout) != 0 { return errno }
+        return ferror(stdout) != 0 ? EIO : nil
     }
 }
