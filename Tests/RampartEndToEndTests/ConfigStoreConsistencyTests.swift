@@ -5,6 +5,31 @@ import Testing
 /// `get -o json` applied back, the audit log, and the policies already stored.
 @Suite("config commands: the store against exports, the audit log and stored policies")
 struct ConfigStoreConsistencyTests {
+    @Test("a change to labels or annotations alone is configured and keeps the generation; a spec change raises it")
+    func metadataOnlyChange() throws {
+        let ca = try CAProcess(label: "config-metadata")
+        let file = "\(ca.directory)/deny.yaml"
+        try ConfigCommandTests.write(file, action: "DENY", paths: "[/admin]")
+        #expect(try rampart("apply", "-f", file, "--state", ca.state).succeeded)
+        let original = try String(contentsOfFile: file, encoding: .utf8)
+        let labelled = original.replacingOccurrences(
+            of: "namespace: shop}", with: "namespace: shop, labels: {team: web}, annotations: {owner: sre}}")
+        #expect(labelled != original, "the test's document must gain labels")
+        try labelled.write(toFile: file, atomically: true, encoding: .utf8)
+        let relabelled = try rampart("apply", "-f", file, "--state", ca.state)
+        #expect(relabelled.stdout == "authorizationpolicy.security.istio.io shop/deny-admin configured\nconfig version 2\n", "\(relabelled.stdout)\(relabelled.stderr)")
+        func generation() throws -> Int? {
+            let json = try rampart("get", "ap", "deny-admin", "-n", "shop", "--json", "--state", ca.state)
+            let items = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [[String: Any]]
+            return items?.first?["generation"] as? Int
+        }
+        #expect(try generation() == 1)
+        try ConfigCommandTests.write(file, action: "DENY", paths: "[/admin, /debug]")
+        let changed = try rampart("apply", "-f", file, "--state", ca.state)
+        #expect(changed.stdout.contains("configured\nconfig version 3\n"), "\(changed.stdout)\(changed.stderr)")
+        #expect(try generation() == 2)
+    }
+
     @Test("what get -o json prints, or a cluster's export with its server fields, applies back unchanged; -o json shows this store's generation")
     func serverFields() throws {
         let ca = try CAProcess(label: "config-server-fields")

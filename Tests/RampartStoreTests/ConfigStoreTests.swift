@@ -56,6 +56,35 @@ struct ConfigStoreTests {
         #expect(b.updatedAt == referenceTime, "an unchanged resource keeps its update time")
     }
 
+    @Test("a change the caller found to be metadata-only keeps the generation, unless the stored text moved on since")
+    func metadataOnlyChange() async throws {
+        let directory = try StoreDirectory()
+        defer { directory.remove() }
+        let store = try directory.open()
+        let key = ConfigResourceKey(kind: "AuthorizationPolicy", namespace: "shop", name: "a")
+        _ = try await store.applyConfig([configPolicy("a")], at: referenceTime, actor: "admin")
+        let labelled = policyYAML("a").replacingOccurrences(of: "namespace: shop}", with: "namespace: shop, labels: {team: web}}")
+
+        let relabel = ConfigResourceInput(
+            kind: "AuthorizationPolicy", namespace: "shop", name: "a", yaml: labelled, specSameAs: policyYAML("a"))
+        let preview = try await store.previewConfig([relabel], at: referenceTime, actor: "admin")
+        let applied = try await store.applyConfig([relabel], at: referenceTime.addingTimeInterval(5), actor: "admin")
+        #expect(preview == applied)
+        #expect(applied.outcomes.map(\.change) == [.configured] && applied.outcomes.map(\.generation) == [1])
+        #expect(applied.version == 2, "a metadata change is still a change of the config")
+        let stored = try #require(try await store.configResource(key))
+        #expect(stored.yaml == labelled && stored.generation == 1)
+
+        // Compared against a text the store no longer holds: the comparison says nothing about
+        // what is stored now, so the generation goes up.
+        let stale = ConfigResourceInput(
+            kind: "AuthorizationPolicy", namespace: "shop", name: "a", yaml: policyYAML("a", action: "DENY"),
+            specSameAs: policyYAML("a"))
+        let changed = try await store.applyConfig([stale], at: referenceTime.addingTimeInterval(10), actor: "admin")
+        #expect(changed.outcomes.map(\.generation) == [2])
+        #expect(try await store.configResource(key)?.generation == 2)
+    }
+
     @Test("a preview reports what apply would do and stores nothing: no rows, no version, no audit event")
     func preview() async throws {
         let directory = try StoreDirectory()

@@ -32,11 +32,22 @@ public struct ConfigResourceInput: Sendable, Equatable {
     public let key: ConfigResourceKey
     /// The YAML document, as written.
     public let yaml: String
+    /// The stored YAML this document repeats the `spec` of, when the caller compared them: if the
+    /// store still holds exactly that text, the change is to metadata alone (labels, annotations),
+    /// and the generation stays, as a Kubernetes API server keeps it for such a change.
+    public let specSameAs: String?
 
     /// Creates an input.
-    public init(kind: String, namespace: String, name: String, yaml: String) {
+    public init(kind: String, namespace: String, name: String, yaml: String, specSameAs: String? = nil) {
         self.key = ConfigResourceKey(kind: kind, namespace: namespace, name: name)
         self.yaml = yaml
+        self.specSameAs = specSameAs
+    }
+
+    /// The generation after storing this document over `existing` (a different text): one more,
+    /// unless only metadata changed (see `specSameAs`).
+    public func generation(over existing: ConfigResourceRecord) -> Int64 {
+        specSameAs == existing.yaml ? existing.generation : existing.generation + 1
     }
 }
 
@@ -48,7 +59,7 @@ public struct ConfigResourceRecord: Sendable, Codable, Equatable {
     public var namespace: String
     /// The name within the namespace.
     public var name: String
-    /// 1 when created; one more each time an apply changes its YAML.
+    /// 1 when created; one more each time an apply changes its `spec`.
     public var generation: Int64
     /// The YAML document as last applied.
     public var yaml: String
@@ -86,7 +97,7 @@ public struct ConfigResourceRecord: Sendable, Codable, Equatable {
 public enum ConfigChange: String, Sendable, Equatable {
     /// It was not stored before.
     case created
-    /// Its YAML changed; its generation went up by one.
+    /// Its YAML changed; its generation went up by one, unless only its metadata changed.
     case configured
     /// Its YAML was already stored as given; nothing was written.
     case unchanged

@@ -29,7 +29,7 @@ extension SQLiteStore: ConfigStore {
                         outcomes.append(
                             existing.yaml == input.yaml
                                 ? ConfigApplyOutcome(key: input.key, change: .unchanged, generation: existing.generation)
-                                : ConfigApplyOutcome(key: input.key, change: .configured, generation: existing.generation + 1))
+                                : ConfigApplyOutcome(key: input.key, change: .configured, generation: input.generation(over: existing)))
                     } else {
                         outcomes.append(ConfigApplyOutcome(key: input.key, change: .created, generation: 1))
                     }
@@ -121,7 +121,7 @@ extension SQLiteStore: ConfigStore {
                 if existing.yaml == input.yaml {
                     outcome = ConfigApplyOutcome(key: input.key, change: .unchanged, generation: existing.generation)
                 } else {
-                    existing.generation += 1
+                    existing.generation = input.generation(over: existing)
                     existing.yaml = input.yaml
                     existing.updatedAt = time
                     try existing.update(db)

@@ -14,7 +14,7 @@ struct Apply: AsyncParsableCommand {
             Every resource is validated first, as 'rampart analyze' does. One error anywhere refuses the whole batch: \
             nothing is stored, and each finding is printed with file:line, the resource, the field and the fix. \
             Warnings are printed but do not block. Otherwise the batch is stored in one transaction: each resource \
-            is created, configured (its generation goes up) or unchanged, and the config version goes up by one \
+            is created, configured (its generation goes up when its spec changed) or unchanged, and the config version goes up by one \
             when anything changed. A running 'rampart ca serve' picks the change up within a second. With --dry-run \
             the same checks run and the outcomes are printed, but nothing is stored or audited. Each resource is \
             stored as its own YAML document, as written; the items of a List (what 'kubectl get -o yaml' and \
@@ -50,25 +50,32 @@ struct Apply: AsyncParsableCommand {
         try OptionValues.checkNamespace(rootNamespace, option: "--root-namespace")
     }
 
-    /// The inputs, with the stored text in place of any document that says the same as the stored
-    /// one in other words (comments, key order, quoting, layout): such a resource is unchanged, as
-    /// kubectl reports it, and neither its generation nor the config version moves.
-    static func keepingStoredText(_ inputs: [ConfigResourceInput], store: any ConfigStore) async throws
+    /// The inputs compared with what is stored: a document that says the same as the stored one in
+    /// other words (comments, key order, quoting, layout) is replaced by the stored text, so the
+    /// resource is unchanged, as kubectl reports it, and neither its generation nor the config
+    /// version moves; a document that changes only metadata (labels, annotations) says so, so the
+    /// resource is configured and keeps its generation, as a Kubernetes API server keeps it.
+    static func comparedWithStored(_ inputs: [ConfigResourceInput], store: any ConfigStore) async throws
         -> [ConfigResourceInput]
     {
-        var kept: [ConfigResourceInput] = []
+        var compared: [ConfigResourceInput] = []
         for input in inputs {
-            if let stored = try await store.configResource(input.key), stored.yaml != input.yaml,
-                YAMLDocuments.sameContent(stored.yaml, input.yaml)
-            {
-                kept.append(
+            guard let stored = try await store.configResource(input.key), stored.yaml != input.yaml else {
+                compared.append(input)
+                continue
+            }
+            let key = input.key
+            if YAMLDocuments.sameContent(stored.yaml, input.yaml) {
+                compared.append(ConfigResourceInput(kind: key.kind, namespace: key.namespace, name: key.name, yaml: stored.yaml))
+            } else if YAMLDocuments.sameSpec(stored.yaml, input.yaml) {
+                compared.append(
                     ConfigResourceInput(
-                        kind: input.key.kind, namespace: input.key.namespace, name: input.key.name, yaml: stored.yaml))
+                        kind: key.kind, namespace: key.namespace, name: key.name, yaml: input.yaml, specSameAs: stored.yaml))
             } else {
-                kept.append(input)
+                compared.append(input)
             }
         }
-        return kept
+        return compared
     }
 
     func run() async throws {
@@ -125,7 +132,7 @@ struct Apply: AsyncParsableCommand {
         }
         let result: ConfigApplyResult
         do {
-            let inputs = try await Self.keepingStoredText(batch.inputs, store: store)
+            let inputs = try await Self.comparedWithStored(batch.inputs, store: store)
             result =
                 dryRun
                 ? try await store.previewConfig(inputs, at: Date(), actor: Operator.actor)

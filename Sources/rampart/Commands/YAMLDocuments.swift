@@ -101,6 +101,14 @@ extension YAMLDocuments {
         return equal(withoutServerFields(a, keepCreation), withoutServerFields(b, keepCreation))
     }
 
+    /// Whether two documents of one resource have the same `spec` (both without one counts as the
+    /// same): what differs between them is metadata, which leaves a resource's generation as it is.
+    static func sameSpec(_ stored: String, _ applied: String) -> Bool {
+        guard let a = try? PlainYAML.parse(stored) as? [String: Any], let b = try? PlainYAML.parse(applied) as? [String: Any]
+        else { return false }
+        return equal(a["spec"], b["spec"])
+    }
+
     /// The metadata fields a Kubernetes API server owns, `creationTimestamp` aside.
     static let serverMetadata = [
         "generation", "uid", "resourceVersion", "managedFields", "selfLink", "deletionTimestamp",
