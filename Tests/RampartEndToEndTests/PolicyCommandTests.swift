@@ -201,6 +201,18 @@ struct PolicyCommandTests {
         #expect(token.succeeded, "\(token.stderr)")
         #expect(token.stderr.contains("no RequestAuthentication applies to shop {app: cart, version: v1}"), "\(token.stderr)")
         #expect(token.stderr.contains("AuthorizationPolicy shpo/allow-frontend is in namespace shpo, not shop"), "\(token.stderr)")
+        // A RequestAuthentication with no jwtRules applies, and checks no token.
+        try """
+            apiVersion: security.istio.io/v1
+            kind: RequestAuthentication
+            metadata: {name: none, namespace: shop}
+            spec: {jwtRules: []}
+            """.write(toFile: "\(dir)/ra.yaml", atomically: true, encoding: .utf8)
+        let noRules = try rampart(
+            "authz", "check", "--policies", "\(dir)/p.yaml", "--policies", "\(dir)/ra.yaml", "--request", "\(dir)/token.yaml")
+        #expect(
+            noRules.stderr.contains("the RequestAuthentication applying to shop {app: cart, version: v1} has no jwtRules: the token is not checked"),
+            "\(noRules.stderr)")
         try "destination: {namespace: shop}\nmethod: GET\npath: /\nheaders: {authorization: Bearer abc}\njwt: {present: false}\n"
             .write(toFile: "\(dir)/both.yaml", atomically: true, encoding: .utf8)
         let both = try rampart("authz", "check", "--policies", "\(dir)/p.yaml", "--request", "\(dir)/both.yaml")

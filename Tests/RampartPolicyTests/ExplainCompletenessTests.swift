@@ -98,7 +98,7 @@ struct ExplainCompletenessTests {
     func uncheckedToken() {
         let token = JWTOutcome(present: true, claims: .object(["iss": .string("https://idp"), "sub": .string("a")]))
         let step = Self.steps(Fixture.http(jwt: token)).first { $0.kind == "RequestAuthentication" }
-        #expect(step?.notes.first?.contains("no RequestAuthentication applies to this workload, so the token is not checked") == true)
+        #expect(step?.notes.first?.contains("no RequestAuthentication with jwtRules applies to this workload, so the token is not checked") == true)
         #expect(!Self.steps(Fixture.http()).contains { $0.kind == "RequestAuthentication" })
     }
 

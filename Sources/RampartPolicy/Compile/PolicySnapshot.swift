@@ -97,14 +97,20 @@ public struct PolicySnapshot: Sendable {
         JWTProvider.istioOrder(requestAuthentication.applicable(namespace: namespace, labels: labels).flatMap { $0 })
     }
 
-    /// The destination's policies through the cache of destinations already seen.
-    @inline(__always)
+    /// How many RequestAuthentications apply to a workload, counting those with no `jwtRules`
+    /// (which check no token).
+    public func requestAuthenticationCount(namespace: String, labels: [String: String]) -> Int {
+        requestAuthentication.applicable(namespace: namespace, labels: labels).count
+    }
+
     /// The first CUSTOM policy (`namespace/name`) and rule that match the request, whatever its
     /// ext-authz answer.
     public func customMatch(_ request: AuthzRequest) -> (policy: String, rule: Int)? {
         cachedWorkload(request.destination).resolved.firstCustomMatch(request)
     }
 
+    /// The destination's policies through the cache of destinations already seen.
+    @inline(__always)
     func cachedWorkload(_ destination: AuthzRequest.Destination) -> WorkloadPolicies {
         cache.policies(namespace: destination.namespace, labels: destination.labels) {
             workload(namespace: $0, labels: $1)

@@ -53,7 +53,7 @@ struct RecordingTrace: Tracer {
                     ExplainTrace.PolicyStep(
                         policy: "(none)", kind: "RequestAuthentication", dryRun: false,
                         notes: [
-                            "no RequestAuthentication applies to this workload, so the token is not checked: the request has no request principal or claims"
+                            "no RequestAuthentication with jwtRules applies to this workload, so the token is not checked: the request has no request principal or claims"
                         ]))
             }
             return

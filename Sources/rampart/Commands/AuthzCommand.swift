@@ -218,8 +218,16 @@ struct AuthzCheck: AsyncParsableCommand {
                     "the cookie header seems to hold a JWT, but no jwtRule for this workload lists fromCookies: the token is not read, and the request counts as one without a token")
             }
         } else if providers.isEmpty && (bearer || request.jwt?.present == true) {
+            let destination =
+                "\(request.destination.namespace) \(request.destination.labels.isEmpty ? "(no labels)" : WorkloadSelector.text(request.destination.labels))"
+            let applying = snapshot.requestAuthenticationCount(
+                namespace: request.destination.namespace, labels: request.destination.labels)
+            let why =
+                applying == 0
+                ? "no RequestAuthentication applies to \(destination)"
+                : "the RequestAuthentication\(applying == 1 ? "" : "s") applying to \(destination) \(applying == 1 ? "has" : "have") no jwtRules"
             warnings.append(
-                "the request carries a token, but no RequestAuthentication applies to \(request.destination.namespace) \(request.destination.labels.isEmpty ? "(no labels)" : WorkloadSelector.text(request.destination.labels)): the token is not checked, and the request has no request principal")
+                "the request carries a token, but \(why): the token is not checked, and the request has no request principal")
         }
         if request.source.principal != nil, request.source.mtls == false {
             warnings.append(
