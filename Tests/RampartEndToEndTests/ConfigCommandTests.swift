@@ -482,10 +482,14 @@ struct ConfigCommandTests {
         #expect(reapplied.succeeded, "\(reapplied.stderr)")
         #expect(reapplied.stdout.components(separatedBy: " created\n").count - 1 == 5, "\(reapplied.stdout)")
 
-        // The audit log names who applied: admin and the user running rampart.
+        // The audit log names who initialized the CA, made a token and applied: admin and the
+        // user running rampart.
+        #expect(try rampart("token", "create", "--spiffe-id", "spiffe://cluster.local/ns/shop/sa/web", "--state", ca.state).succeeded)
         let audit = try rampart("audit", "list", "--state", ca.state).stdout
-        let events = audit.split(separator: "\n").filter { $0.contains("config.applied") }
-        #expect(!events.isEmpty && events.allSatisfy { $0.split(separator: "\t").dropFirst(3).first?.hasPrefix("admin:") == true }, "\(audit)")
+        let events = audit.split(separator: "\n").filter {
+            $0.contains("config.applied") || $0.contains("ca.initialized") || $0.contains("token.created")
+        }
+        #expect(events.count >= 3 && events.allSatisfy { $0.split(separator: "\t").dropFirst(3).first?.hasPrefix("admin:") == true }, "\(audit)")
     }
 
     /// Polls the admin /metrics until the sample equals `value`, for at most `timeout` seconds.

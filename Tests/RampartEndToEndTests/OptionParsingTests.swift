@@ -29,6 +29,18 @@ struct OptionParsingTests {
         }
     }
 
+    @Test("the ready line writes an IPv6 listener as the options take it, in brackets")
+    func readyLineIPv6() throws {
+        let ca = try CAProcess(label: "ready-ipv6")
+        let serve = try ServiceProcess(
+            Paths.rampart, ["ca", "serve", "--state", ca.state, "--listen", "[::1]:0", "--admin", "127.0.0.1:0"],
+            logFile: "\(ca.directory)/serve.log", marker: "rampart ca ready")
+        defer { serve.stop() }
+        #expect(serve.readyLine.contains("grpc=[::1]:") && serve.readyLine.contains(" admin=127.0.0.1:"), "\(serve.readyLine)")
+        let port = try #require(serve.port(after: "grpc=[::1]:"))
+        #expect(port > 0)
+    }
+
     @Test(
         "a lifetime that is not one, or past a hundred years, is refused with the units it takes; none crashes",
         arguments: [("99999999999999999999s", "hundred years"), ("36600d", "hundred years"), ("10x", "s, m, h or d"), ("0", "positive"), ("-5m", "positive")])

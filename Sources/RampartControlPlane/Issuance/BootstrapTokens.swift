@@ -10,7 +10,9 @@ public enum BootstrapTokens {
     public static let prefix = "rbt_"
 
     /// Creates a token granting `spiffeID` until `now + ttl`, stores its hash, and returns the secret.
-    public static func create(store: some BootstrapTokenStore, spiffeID: SPIFFEID, ttl: TimeInterval, now: Date = Date()) async throws -> String {
+    public static func create(
+        store: some BootstrapTokenStore, spiffeID: SPIFFEID, ttl: TimeInterval, actor: String = "admin", now: Date = Date()
+    ) async throws -> String {
         guard spiffeID.isWorkloadIdentity else {
             throw ControlPlaneError(.badArgument, "--spiffe-id \(spiffeID) has no path: give a workload identity such as spiffe://\(spiffeID.trustDomain)/ns/default/sa/default")
         }
@@ -24,7 +26,7 @@ public enum BootstrapTokens {
             .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
         try await store.createToken(
             BootstrapTokenRecord(tokenSHA256: hash(token), spiffeID: spiffeID.string, createdAt: now, expiresAt: now.addingTimeInterval(ttl)),
-            actor: "admin"
+            actor: actor
         )
         return token
     }

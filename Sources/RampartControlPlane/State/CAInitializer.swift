@@ -15,12 +15,14 @@ public enum CAInitializer {
         public let origin: String
     }
 
-    /// Initializes `state`. Refuses to touch a directory that already holds CA state.
+    /// Initializes `state`. Refuses to touch a directory that already holds CA state. `actor` is
+    /// who the audit event names (the CLI gives `admin:<user>`).
     public static func run(
         state: StateDirectory,
         trustDomain: TrustDomain,
         keyAlgorithm: KeyAlgorithm,
         pluginDirectory: String?,
+        actor: String = "admin",
         now: Date = Date()
     ) async throws -> Outcome {
         let fm = FileManager.default
@@ -80,7 +82,7 @@ public enum CAInitializer {
         }
         try await store.append([
             AuditEntry(
-                time: now, type: .caInitialized, actor: "admin", subject: authority.certificate.serialNumber.hexString,
+                time: now, type: .caInitialized, actor: actor, subject: authority.certificate.serialNumber.hexString,
                 details: ["trust_domain": trustDomain.name, "origin": origin, "key": keyAlgorithm.rawValue]
             )
         ])

@@ -48,7 +48,7 @@ struct Agent: AsyncParsableCommand {
         @Option(help: "The workload key type: ec-p256 or rsa-2048. A new key is made for every certificate.")
         var keyType: WorkloadKeyType = .ecP256
 
-        @Option(parsing: .unconditional, help: "The certificate lifetime to ask for, such as 30s, 1h or 24h.", transform: TTL.parse)
+        @Option(parsing: .unconditional, help: "The certificate lifetime to ask for, such as 30s, 1h or 24h (default: 24h).", transform: TTL.parse)
         var ttl: TTL = TTL(argument: "24h")!
 
         @Option(parsing: .unconditional, help: "The share of the lifetime left when renewal is due: 0.5 renews at half the lifetime.")

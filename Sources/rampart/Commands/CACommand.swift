@@ -40,7 +40,8 @@ struct CA: AsyncParsableCommand {
         func run() async throws {
             let state = StateDirectory(stateOptions.state)
             let domain = try TrustDomain(trustDomain)
-            let outcome = try await CAInitializer.run(state: state, trustDomain: domain, keyAlgorithm: keyType, pluginDirectory: pluginCerts)
+            let outcome = try await CAInitializer.run(
+                state: state, trustDomain: domain, keyAlgorithm: keyType, pluginDirectory: pluginCerts, actor: Operator.actor)
             print("initialized \(outcome.origin) CA for trust domain \(domain.name) in \(state.path)")
             print("  signing certificate serial \(outcome.authority.certificate.serialNumber.hexString), valid until \(ISO8601DateFormatter().string(from: outcome.authority.certificate.notValidAfter))")
             print("  trust bundle: \(state.rootCertPath)")
@@ -117,7 +118,7 @@ struct CA: AsyncParsableCommand {
             let server = CAServer(configuration: configuration, logger: Logger(label: "rampart.ca"))
             try await HostPort.naming(["--listen": listen, "--admin": admin]) {
                 try await server.run(metricsText: { MetricsHelp.annotate(registry.emitToString()) }) { addresses in
-                    let line = "rampart ca ready grpc=\(grpc.host):\(addresses.grpcPort) admin=\(adminAddress.host):\(addresses.adminPort)\n"
+                    let line = "rampart ca ready grpc=\(HostPort.text(grpc.host, addresses.grpcPort)) admin=\(HostPort.text(adminAddress.host, addresses.adminPort))\n"
                     try? FileHandle.standardOutput.write(contentsOf: Data(line.utf8))
                 }
             }
@@ -129,6 +130,11 @@ struct CA: AsyncParsableCommand {
 struct HostPort {
     let host: String
     let port: Int
+
+    /// `host:port` as the listen options take it: an IPv6 host in brackets (`[::]:15012`).
+    static func text(_ host: String, _ port: Int) -> String {
+        host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+    }
 
     /// Runs a server; when it cannot listen because an address is taken or not this machine's, the
     /// error names the options (flag and value) that could be at fault, and what to do.

@@ -196,8 +196,8 @@ struct Proxy: AsyncParsableCommand {
         )
         let serve: () async throws -> Void = {
             try await server.run(metricsText: { MetricsHelp.annotate(registry.emitToString()) }) { ports in
-                let statusPart = statusAddress.flatMap { address in ports.status.map { " status=\(address.host):\($0)" } } ?? ""
-                let line = "rampart proxy ready inbound=\(inboundAddress.host):\(ports.inbound) outbound=\(outboundAddress.host):\(ports.outbound) admin=\(adminAddress.host):\(ports.admin)\(statusPart)\n"
+                let statusPart = statusAddress.flatMap { address in ports.status.map { " status=\(HostPort.text(address.host, $0))" } } ?? ""
+                let line = "rampart proxy ready inbound=\(HostPort.text(inboundAddress.host, ports.inbound)) outbound=\(HostPort.text(outboundAddress.host, ports.outbound)) admin=\(HostPort.text(adminAddress.host, ports.admin))\(statusPart)\n"
                 StandardError.write(Data(line.utf8))
             }
         }

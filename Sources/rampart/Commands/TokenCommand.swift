@@ -20,7 +20,7 @@ struct Token: AsyncParsableCommand {
         @Option(help: ArgumentHelp("The identity the token grants, in the CA's trust domain.", valueName: "spiffe-id"))
         var spiffeId: String
 
-        @Option(parsing: .unconditional, help: "How long the token works, such as 10m or 1h.", transform: TTL.parse)
+        @Option(parsing: .unconditional, help: "How long the token works, such as 10m or 1h (default: 10m).", transform: TTL.parse)
         var ttl: TTL = TTL(argument: "10m")!
 
         func run() async throws {
@@ -28,7 +28,7 @@ struct Token: AsyncParsableCommand {
             let trustDomain = try state.loadConfig().parsedTrustDomain()
             let id = try Cert.parseIdentity(spiffeId, trustDomain: trustDomain)
             let store = try await state.openStoreForWriting()
-            let token = try await BootstrapTokens.create(store: store, spiffeID: id, ttl: ttl.seconds)
+            let token = try await BootstrapTokens.create(store: store, spiffeID: id, ttl: ttl.seconds, actor: Operator.actor)
             try StandardOutput.deliver(token + "\n", what: "the token (stored as its hash only: unused, it expires on its own)")
         }
     }
