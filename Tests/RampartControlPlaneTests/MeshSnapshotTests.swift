@@ -37,6 +37,35 @@ struct MeshSnapshotTests {
         #expect(Self.state.accepted.allSatisfy { $0.yaml.contains("kind: \($0.kind)") })
     }
 
+    @Test("an endpoint is marked plaintext where its PeerAuthentication resolves to DISABLE for its application port")
+    func plaintextEndpoints() {
+        let state = ConfigState.compile(
+            ConfigSnapshotRecords(version: 3, resources: [
+                Self.record("PeerAuthentication", "istio-system", "mesh", spec: "{mtls: {mode: STRICT}}"),
+                Self.record("PeerAuthentication", "legacy", "default", spec: "{mtls: {mode: DISABLE}}"),
+                Self.record(
+                    "PeerAuthentication", "legacy", "db-strict",
+                    spec: "{selector: {matchLabels: {app: db}}, mtls: {mode: STRICT}}"),
+                Self.record(
+                    "PeerAuthentication", "shop", "metrics-plain",
+                    spec: "{selector: {matchLabels: {app: cart}}, portLevelMtls: {\"9090\": {mode: DISABLE}}}"),
+            ]))
+        func endpoint(_ app: String, appPort: Int) -> MeshService.Endpoint {
+            MeshService.Endpoint(address: "10.0.0.1:15006", spiffeID: spiffe(app), workload: app, labels: ["app": app], appPort: appPort)
+        }
+        let services = [
+            MeshService(name: "old", namespace: "legacy", port: 80, endpoints: [endpoint("old", appPort: 8080), endpoint("db", appPort: 5432)]),
+            MeshService(name: "cart", namespace: "shop", port: 80, endpoints: [endpoint("cart", appPort: 9090), endpoint("cart", appPort: 8080)]),
+            MeshService(name: "web", namespace: "web", port: 80, endpoints: [endpoint("web", appPort: 0)]),
+        ]
+        let wire = MeshSnapshot(config: state, services: services, revoked: [])
+            .wire(namespace: "shop", rootNamespace: "istio-system", proxySpiffeID: spiffe("cart"), nonce: "n")
+        // Namespace DISABLE, unless the workload's own policy says STRICT; a port DISABLE under a
+        // mesh-wide STRICT; a workload under mesh-wide STRICT with no port known.
+        let plaintext = wire.services.map { service in service.endpoints.map { endpoint in endpoint.plaintext } }
+        #expect(plaintext == [[true, false], [true, false], [false]])
+    }
+
     @Test("a proxy is sent the resources of its namespace and of the root namespace, every kind, with the rest of the mesh")
     func wireSnapshot() {
         let service = MeshService(name: "reviews", namespace: "shop", port: 9080, endpoints: [

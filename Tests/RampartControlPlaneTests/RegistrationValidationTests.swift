@@ -89,6 +89,17 @@ struct RegistrationValidationTests {
         #expect(refusal?.message.contains("registration.inbound_address") == true)
     }
 
+    @Test("the application port is kept when it is a port, and refused past 65535")
+    func appPort() throws {
+        var wire = Self.wire()
+        wire.appPort = 9080
+        #expect(try ProxyRegistration(validating: wire, caller: Self.caller).appPort == 9080)
+        #expect(try ProxyRegistration(validating: Self.wire(), caller: Self.caller).appPort == 0)
+        wire.appPort = 70000
+        let refusal = Self.refusal(wire)
+        #expect(refusal?.kind == .invalidArgument && refusal?.message.contains("registration.app_port 70000") == true, "\(String(describing: refusal))")
+    }
+
     @Test("inbound addresses parse with IPv4, bracketed IPv6 and bare ports")
     func inboundParsing() {
         #expect(InboundAddress(parsing: "127.0.0.1:15006") == InboundAddress(parsing: "127.0.0.1:15006"))

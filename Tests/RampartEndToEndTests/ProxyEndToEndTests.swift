@@ -248,6 +248,53 @@ struct ProxyEndToEndTests {
         }
     }
 
+    @Test("a destination whose PeerAuthentication is DISABLE is called in plaintext, as Istio's auto mTLS calls it; STRICT again brings mTLS back")
+    func disabledDestination() async throws {
+        try await withMesh { mesh in
+            // The inbound side's log line for a request to B: how the connection was secured.
+            func securityOfCall(_ path: String) async throws -> String? {
+                var line: Substring?
+                try await eventually(timeout: 5, "the access-log line of \(path)") {
+                    let log = (try? String(contentsOfFile: mesh.b.accessLog, encoding: .utf8)) ?? ""
+                    line = log.split(separator: "\n").last { $0.contains("\"path\":\"\(path)\"") && $0.contains("\"reporter\":\"destination\"") }
+                    return line != nil
+                }
+                guard let line, let record = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { return nil }
+                return record["connection_security_policy"] as? String
+            }
+            #expect(try await securityOfCall("/") == "mutual_tls")
+
+            // B's proxy then takes plaintext only; A, told so by the control plane, stops
+            // originating mTLS to it (a pooled mTLS connection is not reused for it).
+            try await mesh.apply(
+                """
+                apiVersion: security.istio.io/v1
+                kind: PeerAuthentication
+                metadata: {name: default, namespace: demo}
+                spec: {mtls: {mode: DISABLE}}
+                """, name: "disable")
+            try await eventuallyAsync(timeout: 5, "a plaintext call from A to B\n\(mesh.a.proxy.log)\n\(mesh.b.proxy.log)") {
+                guard try await mesh.callB("/disabled").code == 200 else { return false }
+                return try await securityOfCall("/disabled") == "none"
+            }
+            let plain = try await mesh.callB("/disabled-again")
+            #expect(plain.code == 200, "\(plain)")
+            #expect(try await securityOfCall("/disabled-again") == "none")
+
+            try await mesh.apply(
+                """
+                apiVersion: security.istio.io/v1
+                kind: PeerAuthentication
+                metadata: {name: default, namespace: demo}
+                spec: {mtls: {mode: STRICT}}
+                """, name: "disable")
+            try await eventuallyAsync(timeout: 5, "an mTLS call from A to B\n\(mesh.a.proxy.log)\n\(mesh.b.proxy.log)") {
+                guard try await mesh.callB("/strict").code == 200 else { return false }
+                return try await securityOfCall("/strict") == "mutual_tls"
+            }
+        }
+    }
+
     @Test("STRICT refuses plaintext; curl and openssl interoperate over mTLS; a revoked client certificate is refused")
     func peerAuthenticationAndRevocation() async throws {
         try await withMesh { mesh in

@@ -12,13 +12,17 @@ public struct MeshService: Sendable, Hashable {
         public let workload: String
         /// The workload's labels.
         public let labels: [String: String]
+        /// The workload's application port (0 when its proxy did not say), where its
+        /// PeerAuthentication mode is read.
+        public let appPort: Int
 
         /// Creates an endpoint.
-        public init(address: String, spiffeID: String, workload: String, labels: [String: String]) {
+        public init(address: String, spiffeID: String, workload: String, labels: [String: String], appPort: Int = 0) {
             self.address = address
             self.spiffeID = spiffeID
             self.workload = workload
             self.labels = labels
+            self.appPort = appPort
         }
     }
 
@@ -62,7 +66,9 @@ public struct MeshService: Sendable, Hashable {
                     continue
                 }
                 grouped[key, default: []].append(
-                    Endpoint(address: address, spiffeID: proxy.spiffeID, workload: registration.workload, labels: registration.labels)
+                    Endpoint(
+                        address: address, spiffeID: proxy.spiffeID, workload: registration.workload, labels: registration.labels,
+                        appPort: registration.appPort)
                 )
             }
         }

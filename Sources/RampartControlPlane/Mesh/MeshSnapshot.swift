@@ -33,6 +33,15 @@ public struct MeshSnapshot: Sendable {
         }
     }
 
+    /// Whether an endpoint's PeerAuthentication resolves to DISABLE for its application port
+    /// (mesh → namespace → workload → port): its proxy then takes plaintext, and clients send it
+    /// plaintext, as Istio's auto mTLS sends it to such an endpoint.
+    func takesPlaintext(_ endpoint: MeshService.Endpoint, namespace: String) -> Bool {
+        let port = endpoint.appPort > 0 ? endpoint.appPort : nil
+        let destination = AuthzRequest.Destination(namespace: namespace, labels: endpoint.labels, port: port)
+        return config.snapshot.peerModes(for: destination).mode(port: port) == .disable
+    }
+
     /// The wire snapshot for a proxy in `namespace` whose certificate names `proxySpiffeID`.
     public func wire(namespace: String, rootNamespace: String, proxySpiffeID: String, nonce: String) -> Rampart_Config_V1_Snapshot {
         var snapshot = Rampart_Config_V1_Snapshot()
@@ -60,6 +69,7 @@ public struct MeshSnapshot: Sendable {
                 wire.spiffeID = endpoint.spiffeID
                 wire.workload = endpoint.workload
                 wire.labels = endpoint.labels
+                wire.plaintext = takesPlaintext(endpoint, namespace: service.namespace)
                 return wire
             }
             return wire

@@ -6,7 +6,7 @@ extension ProxyRegistration {
     ///
     /// `workload` and `namespace` must be DNS labels; when the caller's SPIFFE ID has Istio's
     /// `/ns/<ns>/sa/<sa>` form the namespace must be that one; each service needs a name and a port
-    /// in 1–65535; `inbound_address`, when given, must be `host:port`.
+    /// in 1–65535; `inbound_address`, when given, must be `host:port`; `app_port` is a port or 0.
     public init(validating wire: Rampart_Config_V1_Registration, caller: SPIFFEID) throws(Refusal) {
         for (field, value) in [("workload", wire.workload), ("namespace", wire.namespace)] {
             guard !value.isEmpty else {
@@ -41,9 +41,12 @@ extension ProxyRegistration {
                 "registration.inbound_address '\(wire.inboundAddress)' is not host:port with a port in 1-65535: give the inbound listener's address, such as 127.0.0.1:15006 or [::1]:15006"
             )
         }
+        guard wire.appPort <= 65535 else {
+            throw Refusal(.invalidArgument, "registration.app_port \(wire.appPort) is not a port: give the application's port (1-65535), or 0 when unknown")
+        }
         self.init(
             workload: wire.workload, namespace: wire.namespace, labels: wire.labels, services: services,
-            inboundAddress: wire.inboundAddress, proxyVersion: wire.proxyVersion
+            inboundAddress: wire.inboundAddress, proxyVersion: wire.proxyVersion, appPort: Int(wire.appPort)
         )
     }
 }

@@ -35,10 +35,13 @@ public struct ProxyRegistration: Sendable, Hashable {
     public let inboundAddress: String
     /// The proxy's software version.
     public let proxyVersion: String
+    /// The application's port, which PeerAuthentication's `portLevelMtls` names; 0 when unknown.
+    public let appPort: Int
 
     /// Creates a registration from values already checked.
     public init(
-        workload: String, namespace: String, labels: [String: String] = [:], services: [ServicePort] = [], inboundAddress: String = "", proxyVersion: String = ""
+        workload: String, namespace: String, labels: [String: String] = [:], services: [ServicePort] = [], inboundAddress: String = "", proxyVersion: String = "",
+        appPort: Int = 0
     ) {
         self.workload = workload
         self.namespace = namespace
@@ -46,6 +49,7 @@ public struct ProxyRegistration: Sendable, Hashable {
         self.services = Array(Set(services)).sorted()
         self.inboundAddress = inboundAddress
         self.proxyVersion = proxyVersion
+        self.appPort = appPort
     }
 
     /// `workload.namespace`, the name `rampart status` shows.

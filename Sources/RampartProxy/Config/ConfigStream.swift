@@ -71,6 +71,7 @@ public final class ConfigStream: Service, Sendable {
         }
         registration.inboundAddress = inboundAddress
         registration.proxyVersion = ProxyVersion.current
+        registration.appPort = UInt32(clamping: max(workload.appPort, 0))
         return registration
     }
 

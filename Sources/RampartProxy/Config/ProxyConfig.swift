@@ -79,7 +79,10 @@ public final class ProxyConfig: Sendable {
                 guard let (host, port) = EndpointAddress.split(endpoint.address) else {
                     throw ProxyError(.badSnapshot, "service \(service.name).\(service.namespace) in snapshot \(message.nonce) has an endpoint address '\(endpoint.address)' that is not host:port")
                 }
-                endpoints.append(ServiceEndpoint(host: host, port: port, spiffeID: endpoint.spiffeID, workload: endpoint.workload, labels: endpoint.labels))
+                endpoints.append(
+                    ServiceEndpoint(
+                        host: host, port: port, spiffeID: endpoint.spiffeID, workload: endpoint.workload, labels: endpoint.labels,
+                        plaintext: endpoint.plaintext))
             }
             services.append(MeshService(name: service.name, namespace: service.namespace, port: Int(service.port), endpoints: endpoints))
         }

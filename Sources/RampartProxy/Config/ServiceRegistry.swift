@@ -12,14 +12,18 @@ public struct ServiceEndpoint: Sendable, Hashable {
     public let address: String
     /// What its metrics labels say of it, worked out once.
     public let telemetry: WorkloadTelemetry
+    /// Whether it is reached in plaintext: its PeerAuthentication resolves to DISABLE, so its
+    /// proxy takes plaintext (the control plane works this out, as istiod does for auto mTLS).
+    public let plaintext: Bool
 
     /// Creates an endpoint.
-    public init(host: String, port: Int, spiffeID: String, workload: String, labels: [String: String] = [:]) {
+    public init(host: String, port: Int, spiffeID: String, workload: String, labels: [String: String] = [:], plaintext: Bool = false) {
         self.host = host
         self.port = port
         self.spiffeID = spiffeID
         self.workload = workload
         self.labels = labels
+        self.plaintext = plaintext
         self.address = EndpointAddress.join(host, port)
         telemetry = WorkloadTelemetry(labels: labels, workload: workload)
     }

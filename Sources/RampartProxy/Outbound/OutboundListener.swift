@@ -256,7 +256,7 @@ struct OutboundHTTP: Sendable {
             // A WebSocket goes to the peer's proxy on an mTLS connection of its own, as HTTP/1.1.
             var upgrade = head
             HTTPUpgrade.restore(&upgrade.headers, from: request.head.headers)
-            let target = UpstreamTarget(host: endpoint.host, port: endpoint.port, tls: tls)
+            let target = UpstreamTarget(host: endpoint.host, port: endpoint.port, tls: endpoint.plaintext ? nil : tls)
             let forwardedAt = NIODeadline.now()
             context.upstream.upgrade(BufferedRequest(head: upgrade), to: target, timeout: context.upstreamTimeout) { [record] outcome in
                 var record = record
@@ -287,7 +287,8 @@ struct OutboundHTTP: Sendable {
                 return UpstreamFailure(error, resetDetails: "upstream_connect_failure", showError: true).answer(&record)
             }
         }
-        let upstreamTarget = UpstreamTarget(host: endpoint.host, port: endpoint.port, tls: tls, http2: http2)
+        let route = RetryRoute(endpoints: service.endpoints, service: fqdn, tls: tls, http2: http2)
+        let upstreamTarget = route.target(endpoint)
         if request.isStreamed {
             // A gRPC call: relayed to the peer's proxy as it arrives (see `StreamRelay`).
             done(.relaying(head, to: upstreamTarget, context: context, server: ResponseStamp.outboundServer, described: described), record)
@@ -295,7 +296,6 @@ struct OutboundHTTP: Sendable {
         }
         var forwarded = BufferedRequest(head: head, body: request.body, trailers: request.trailers)
         forwarded.cancellation = request.cancellation
-        let route = RetryRoute(endpoints: service.endpoints, service: fqdn, tls: tls, http2: http2)
         send(forwarded, attempt: 1, to: endpoint, route: route, tried: nil, record: record, on: loop, described: described, done: done)
     }
 
@@ -396,8 +396,10 @@ struct RetryRoute: Sendable {
     let tls: TLSOrigination
     let http2: Bool
 
+    /// How `endpoint` is reached: mTLS, or plaintext when its PeerAuthentication disables mTLS
+    /// (HTTP/2 then with prior knowledge).
     func target(_ endpoint: ServiceEndpoint) -> UpstreamTarget {
-        UpstreamTarget(host: endpoint.host, port: endpoint.port, tls: tls, http2: http2)
+        UpstreamTarget(host: endpoint.host, port: endpoint.port, tls: endpoint.plaintext ? nil : tls, http2: http2)
     }
 }
 

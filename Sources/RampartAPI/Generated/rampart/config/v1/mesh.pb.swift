@@ -66,6 +66,10 @@ public nonisolated struct Rampart_Config_V1_Registration: Sendable {
   /// The proxy's own software version, for `rampart status`.
   public var proxyVersion: String = String()
 
+  /// The application's port (`--app`), the port a PeerAuthentication's `portLevelMtls` names for
+  /// this workload; 0 when the proxy does not say.
+  public var appPort: UInt32 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -173,6 +177,10 @@ public nonisolated struct Rampart_Config_V1_Endpoint: Sendable {
   public var workload: String = String()
 
   public var labels: Dictionary<String,String> = [:]
+
+  /// True when the workload's PeerAuthentication resolves to DISABLE for its application port:
+  /// its proxy takes plaintext, so clients send plaintext to it, as Istio's auto mTLS does.
+  public var plaintext: Bool = false
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -290,7 +298,7 @@ nonisolated extension Rampart_Config_V1_ServicePort: SwiftProtobuf.Message, Swif
 
 nonisolated extension Rampart_Config_V1_Registration: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Registration"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}workload\0\u{1}namespace\0\u{1}labels\0\u{1}services\0\u{3}inbound_address\0\u{3}proxy_version\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}workload\0\u{1}namespace\0\u{1}labels\0\u{1}services\0\u{3}inbound_address\0\u{3}proxy_version\0\u{3}app_port\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -304,6 +312,7 @@ nonisolated extension Rampart_Config_V1_Registration: SwiftProtobuf.Message, Swi
       case 4: try { try decoder.decodeRepeatedMessageField(value: &self.services) }()
       case 5: try { try decoder.decodeSingularStringField(value: &self.inboundAddress) }()
       case 6: try { try decoder.decodeSingularStringField(value: &self.proxyVersion) }()
+      case 7: try { try decoder.decodeSingularUInt32Field(value: &self.appPort) }()
       default: break
       }
     }
@@ -328,6 +337,9 @@ nonisolated extension Rampart_Config_V1_Registration: SwiftProtobuf.Message, Swi
     if !self.proxyVersion.isEmpty {
       try visitor.visitSingularStringField(value: self.proxyVersion, fieldNumber: 6)
     }
+    if self.appPort != 0 {
+      try visitor.visitSingularUInt32Field(value: self.appPort, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -338,6 +350,7 @@ nonisolated extension Rampart_Config_V1_Registration: SwiftProtobuf.Message, Swi
     if lhs.services != rhs.services {return false}
     if lhs.inboundAddress != rhs.inboundAddress {return false}
     if lhs.proxyVersion != rhs.proxyVersion {return false}
+    if lhs.appPort != rhs.appPort {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -506,7 +519,7 @@ nonisolated extension Rampart_Config_V1_Resource: SwiftProtobuf.Message, SwiftPr
 
 nonisolated extension Rampart_Config_V1_Endpoint: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Endpoint"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}address\0\u{3}spiffe_id\0\u{1}workload\0\u{1}labels\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}address\0\u{3}spiffe_id\0\u{1}workload\0\u{1}labels\0\u{1}plaintext\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -518,6 +531,7 @@ nonisolated extension Rampart_Config_V1_Endpoint: SwiftProtobuf.Message, SwiftPr
       case 2: try { try decoder.decodeSingularStringField(value: &self.spiffeID) }()
       case 3: try { try decoder.decodeSingularStringField(value: &self.workload) }()
       case 4: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.labels) }()
+      case 5: try { try decoder.decodeSingularBoolField(value: &self.plaintext) }()
       default: break
       }
     }
@@ -536,6 +550,9 @@ nonisolated extension Rampart_Config_V1_Endpoint: SwiftProtobuf.Message, SwiftPr
     if !self.labels.isEmpty {
       try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: self.labels, fieldNumber: 4)
     }
+    if self.plaintext != false {
+      try visitor.visitSingularBoolField(value: self.plaintext, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -544,6 +561,7 @@ nonisolated extension Rampart_Config_V1_Endpoint: SwiftProtobuf.Message, SwiftPr
     if lhs.spiffeID != rhs.spiffeID {return false}
     if lhs.workload != rhs.workload {return false}
     if lhs.labels != rhs.labels {return false}
+    if lhs.plaintext != rhs.plaintext {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
