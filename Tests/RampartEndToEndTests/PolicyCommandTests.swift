@@ -201,6 +201,23 @@ struct PolicyCommandTests {
         #expect(token.succeeded, "\(token.stderr)")
         #expect(token.stderr.contains("no RequestAuthentication applies to shop {app: cart, version: v1}"), "\(token.stderr)")
         #expect(token.stderr.contains("AuthorizationPolicy shpo/allow-frontend is in namespace shpo, not shop"), "\(token.stderr)")
+        // Two namespace-wide PeerAuthentications: which one applies depends on creation times.
+        try """
+            apiVersion: security.istio.io/v1
+            kind: PeerAuthentication
+            metadata: {name: z-strict, namespace: shop}
+            spec: {mtls: {mode: STRICT}}
+            ---
+            apiVersion: security.istio.io/v1
+            kind: PeerAuthentication
+            metadata: {name: a-permissive, namespace: shop}
+            spec: {mtls: {mode: PERMISSIVE}}
+            """.write(toFile: "\(dir)/pa.yaml", atomically: true, encoding: .utf8)
+        let competing = try rampart("authz", "check", "--policies", "\(dir)/pa.yaml", "--request", "\(dir)/token.yaml", "--json")
+        #expect(competing.succeeded && competing.stdout.contains("\"mtls_policy\" : \"shop/a-permissive\""), "\(competing.stdout)")
+        #expect(
+            competing.stderr.contains("PeerAuthentications compete where this request's mTLS mode is decided")
+                && competing.stderr.contains("pa.yaml:3: warning RP063"), "\(competing.stderr)")
         // A RequestAuthentication with no jwtRules applies, and checks no token.
         try """
             apiVersion: security.istio.io/v1

@@ -90,6 +90,12 @@ public enum PolicyAnalyzer {
         return PeerAuthenticationConflicts.analyze(merged, workloads: nil).filter { !known.contains(ConflictKey($0)) }
     }
 
+    /// The PeerAuthentications among `resources` that compete for one scope, and are ignored for
+    /// it (RP063).
+    public static func peerAuthenticationConflicts(_ resources: [SecurityResource]) -> [Diagnostic] {
+        PeerAuthenticationConflicts.analyze(resources, workloads: nil)
+    }
+
     /// What makes two conflict findings the same one, wherever the resources were read from.
     private struct ConflictKey: Hashable {
         let code: DiagnosticCode

@@ -136,6 +136,17 @@ struct AuthzCheck: AsyncParsableCommand {
                 "warning: validation refuses what follows, as Istio's webhook would (see 'rampart analyze'); "
                 + "the resources are evaluated as written:\n" + PolicyEngine.renderHuman(refused) + "\n").utf8))
         }
+        // Competing PeerAuthentications where the destination's mode is decided: which applies
+        // depends on creation times the files may not give.
+        let competing = PolicyAnalyzer.peerAuthenticationConflicts(loaded.resources).filter { diagnostic in
+            [parsed.destination.namespace, rootNamespace].contains(diagnostic.resource?.namespace ?? "")
+        }
+        if !competing.isEmpty {
+            StandardError.write(Data((
+                "warning: PeerAuthentications compete where this request's mTLS mode is decided; the one created first "
+                + "applies (by metadata.creationTimestamp; without one, by name), as in a config store, where that is "
+                + "the one applied first:\n" + PolicyEngine.renderHuman(competing) + "\n").utf8))
+        }
         for warning in Self.requestWarnings(parsed, engine.snapshot) + Self.namespaceWarnings(parsed, loaded, rootNamespace: rootNamespace) {
             StandardError.write(Data("warning: request \(PolicyLoader.displayNames([request])): \(warning)\n".utf8))
         }
