@@ -51,7 +51,7 @@ enum SnapshotBuilder {
     static func snapshot(
         version: Int64 = 1, resources: [(kind: String, namespace: String, name: String, yaml: String)] = [],
         services: [(name: String, namespace: String, port: Int, endpoints: [(address: String, spiffeID: String, workload: String)])] = [],
-        revoked: [String] = []
+        revoked: [String] = [], plaintext: Set<String> = []
     ) -> Rampart_Config_V1_Snapshot {
         var snapshot = Rampart_Config_V1_Snapshot()
         snapshot.nonce = "n\(version)"
@@ -74,6 +74,7 @@ enum SnapshotBuilder {
                 var value = Rampart_Config_V1_Endpoint()
                 value.address = endpoint.address
                 value.spiffeID = endpoint.spiffeID
+                value.plaintext = plaintext.contains(endpoint.address)
                 value.workload = endpoint.workload
                 return value
             }

@@ -52,6 +52,43 @@ struct RetryTests {
         }
     }
 
+    @Test("an endpoint the control plane marks plaintext is called without TLS; mTLS to a plaintext server fails with BoringSSL's reason alone")
+    func plaintextEndpoint() async throws {
+        let mesh = try MeshFixture()
+        defer { mesh.remove() }
+        let app = try await EchoApp()
+        let appTask = Task { await app.run() }
+        defer { appTask.cancel() }
+        let client = try await mesh.identity(namespace: "default", serviceAccount: "client")
+        let clientProxy = try await TestProxy(
+            workload: WorkloadInfo(name: "client-v1", namespace: "default", appPort: 1), identityDirectory: client.directory, appPort: 1)
+        let address = "127.0.0.1:\(app.port)"
+        let identity = "spiffe://cluster.local/ns/legacy/sa/plain"
+        try clientProxy.install(SnapshotBuilder.snapshot(
+            services: [
+                ("plain", "legacy", 8080, [(address, identity, "plain-v1")]),
+                ("expects-mtls", "legacy", 8080, [(address, identity, "plain-v1")]),
+            ],
+            plaintext: [address]))
+        let plain = try await RawClient.untilClosed(
+            port: clientProxy.outboundPort, sending: "GET /p HTTP/1.1\r\nHost: plain.legacy\r\nConnection: close\r\n\r\n")
+        #expect(plain.hasPrefix("HTTP/1.1 200 ") && plain.contains("\"path\""), "\(plain.prefix(300))")
+        // The same server where mTLS is expected: the handshake meets plaintext.
+        try clientProxy.install(SnapshotBuilder.snapshot(
+            version: 2, services: [("expects-mtls", "legacy", 8080, [(address, identity, "plain-v1")])]))
+        let failed = try await RawClient.untilClosed(
+            port: clientProxy.outboundPort, sending: "GET /m HTTP/1.1\r\nHost: expects-mtls.legacy\r\nConnection: close\r\n\r\n")
+        #expect(failed.hasPrefix("HTTP/1.1 503 "), "\(failed.prefix(300))")
+        #expect(failed.contains("TLS error: WRONG_VERSION_NUMBER") && !failed.contains(".cc:") && !failed.contains("BoringSSL"), "\(failed)")
+        await clientProxy.stop()
+    }
+
+    @Test("BoringSSL's reason is read out of its error text, without the library's source file")
+    func tlsReason() {
+        #expect(TLSFailureText.reason(of: "Error: 268435703 error:100000f7:SSL routines:OPENSSL_internal:WRONG_VERSION_NUMBER at /x/tls_record.cc:127") == "WRONG_VERSION_NUMBER")
+        #expect(TLSFailureText.reason(of: "CERTIFICATE_VERIFY_FAILED") == "CERTIFICATE_VERIFY_FAILED")
+    }
+
     @Test("the back-off before each retry is below Envoy's ceiling for it", arguments: [1, 2])
     func backOff(attempt: Int) {
         let ceiling = Int64((1 << attempt) - 1) * 25_000_000

@@ -131,6 +131,6 @@ struct InboundRefusal: Error, CustomStringConvertible {
     static func describe(_ error: any Error) -> String {
         if let refusal = error as? InboundRefusal { return refusal.description }
         if let proxy = error as? ProxyError { return proxy.reason }
-        return "\(error)"
+        return TLSFailureText.describe(error)
     }
 }

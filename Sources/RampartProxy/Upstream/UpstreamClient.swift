@@ -438,7 +438,7 @@ public final class UpstreamClient: Sendable {
                 try await handshake.futureResult.get()
             } catch {
                 channel.close(promise: nil)
-                throw ProxyError(.upstreamConnect, "mTLS to \(target.host):\(target.port) failed: \(box.refusal ?? "\(error)")")
+                throw ProxyError(.upstreamConnect, "mTLS to \(target.host):\(target.port) failed: \(box.refusal ?? TLSFailureText.describe(error))")
             }
         }
         return (output, box.peer)
