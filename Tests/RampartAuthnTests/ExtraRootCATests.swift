@@ -50,17 +50,17 @@ struct ExtraRootCATests {
         #expect(url.hasPrefix("https://"))
 
         do {
-            _ = try await AsyncHTTPClientFetcher().get(url, timeout: .seconds(5))
+            _ = try await AsyncHTTPClientFetcher().get(url, timeout: .seconds(30))
             Issue.record("a certificate of a private CA was accepted without that CA")
         } catch {
             #expect(error.reason.contains("does not verify") && error.reason.contains("--jwks-extra-root-ca"), "\(error.reason)")
         }
 
         let trusted = AsyncHTTPClientFetcher(extraRoots: try ExtraRootCertificates(path: ca.certificate))
-        #expect(try await trusted.get(url, timeout: .seconds(5)) == document)
+        #expect(try await trusted.get(url, timeout: .seconds(30)) == document)
 
         // The whole path: a token verified with keys from that server.
-        let rules = try providers(rules: ["{issuer: '\(requestIssuer)', jwksUri: '\(url)', timeout: 5s}"])
+        let rules = try providers(rules: ["{issuer: '\(requestIssuer)', jwksUri: '\(url)', timeout: 30s}"])
         let token = try await key.sign(any: requestClaims(now: Date()))
         let result = await RequestAuthenticator(fetcher: trusted)
             .authenticate(cartRequest(headers: ["authorization": "Bearer \(token)"]), providers: rules)
@@ -102,7 +102,7 @@ struct ExtraRootCATests {
         try server.serve(#"{"keys": []}"#, at: "jwks.json")
         let fetcher = AsyncHTTPClientFetcher(extraRoots: try ExtraRootCertificates(path: other.certificate))
         do {
-            _ = try await fetcher.get(server.url("jwks.json"), timeout: .seconds(5))
+            _ = try await fetcher.get(server.url("jwks.json"), timeout: .seconds(30))
             Issue.record("a certificate was accepted on another CA's word")
         } catch {
             #expect(error.reason.contains(other.certificate) && error.reason.contains("does not verify"), "\(error.reason)")

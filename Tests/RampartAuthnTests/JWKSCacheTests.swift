@@ -169,7 +169,7 @@ struct JWKSCacheTests {
         defer { server.stop() }
         let key = IssuerKey(kid: "k1")
         try server.serve(try jwksJSON([key.jwk]), at: "keys/jwks.json")
-        let rules = try providers(rules: ["{issuer: '\(requestIssuer)', jwksUri: '\(server.url("keys/jwks.json"))', timeout: 2s}"])
+        let rules = try providers(rules: ["{issuer: '\(requestIssuer)', jwksUri: '\(server.url("keys/jwks.json"))', timeout: 30s}"])
         let token = try await key.sign(any: requestClaims(now: Date()))
         let result = await RequestAuthenticator().authenticate(cartRequest(headers: ["authorization": "Bearer \(token)"]), providers: rules)
         #expect(result.failure == nil, "\(result.failure?.reason ?? "")")
@@ -189,7 +189,7 @@ struct JWKSCacheTests {
         let key = IssuerKey(kid: "oidc")
         try server.serve(try jwksJSON([key.jwk]), at: "realms/shop/certs")
         try server.serve(#"{"issuer": "\#(issuer)", "jwks_uri": "\#(server.url("realms/shop/certs"))"}"#, at: "realms/shop/.well-known/openid-configuration")
-        let rules = try providers(rules: ["{issuer: '\(issuer)'}"])
+        let rules = try providers(rules: ["{issuer: '\(issuer)', timeout: 30s}"])
         #expect(JWKSSource(rule: rules[0].rule) == .discovery(issuer: issuer))
         let token = try await key.sign(any: requestClaims(now: Date(), issuer: issuer))
         let result = await RequestAuthenticator().authenticate(cartRequest(path: "/items?access_token=\(token)"), providers: rules)

@@ -142,9 +142,11 @@ struct JWKSReadingTests {
         defer { server.stop() }
         try server.serve(#"{"keys": []}"#, at: "keys.json")
         let fetcher = AsyncHTTPClientFetcher()
-        #expect(try await fetcher.get(server.url("hops/9/keys.json"), timeout: .seconds(10)) == #"{"keys": []}"#)
+        // The count is under test, not the time: ten round trips to a Python server get a deadline
+        // a machine running the whole suite on two cores still meets.
+        #expect(try await fetcher.get(server.url("hops/9/keys.json"), timeout: .seconds(60)) == #"{"keys": []}"#)
         do {
-            _ = try await fetcher.get(server.url("hops/10/keys.json"), timeout: .seconds(10))
+            _ = try await fetcher.get(server.url("hops/10/keys.json"), timeout: .seconds(60))
             Issue.record("followed ten redirects")
         } catch {
             #expect(error.reason.contains("redirects 10 times or more"), "\(error.reason)")
