@@ -169,7 +169,7 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
-        .testTarget(name: "RampartIdentityTests", dependencies: ["RampartIdentity"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "RampartIdentityTests", dependencies: ["RampartIdentity"]),
         .testTarget(
             name: "RampartProxyTests",
             dependencies: [
@@ -187,7 +187,7 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
-        .testTarget(name: "RampartPolicyTests", dependencies: ["RampartPolicy", "RampartIdentity"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "RampartPolicyTests", dependencies: ["RampartPolicy", "RampartIdentity"]),
         .testTarget(
             name: "RampartPKITests",
             dependencies: [

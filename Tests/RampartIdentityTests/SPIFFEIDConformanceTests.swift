@@ -3,7 +3,7 @@ import Testing
 
 @testable import RampartIdentity
 
-/// One case of go-spiffe's parsing vectors (see Fixtures/spiffeid-cases.json for sources).
+/// One case of go-spiffe's parsing vectors (see Tests/Fixtures/spiffeid-cases.json and its NOTICE.md for sources).
 struct SPIFFECase: Decodable, CustomTestStringConvertible {
     enum Input: Decodable {
         case string(String)
@@ -37,7 +37,9 @@ struct SPIFFECorpus: Decodable {
     let cases: [SPIFFECase]
 
     static func load() throws -> [SPIFFECase] {
-        let url = try #require(Bundle.module.url(forResource: "spiffeid-cases", withExtension: "json", subdirectory: "Fixtures"))
+        // Tests/Fixtures, shared by the test targets, found from this file's own path.
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fixtures/spiffeid-cases.json")
         return try JSONDecoder().decode(SPIFFECorpus.self, from: Data(contentsOf: url)).cases
     }
 }
