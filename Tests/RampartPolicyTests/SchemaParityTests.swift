@@ -88,24 +88,35 @@ struct SchemaParityTests {
         }
     }
 
-    @Test("a JWT timeout takes Go's leading +; portLevelMtls keys are unsigned decimals, a leading zero read and warned of")
+    @Test("a JWT timeout takes Go's leading +; a quoted portLevelMtls key is a JSON number, with no sign or leading zero")
     func durationsAndPortKeys() throws {
         #expect(Self.errors(Self.document("RequestAuthentication", "  jwtRules:\n  - {issuer: iss, timeout: +5s}\n")).isEmpty)
         #expect(Self.errors(Self.document("RequestAuthentication", "  jwtRules:\n  - {issuer: iss, timeout: -5s}\n")).map(\.code) == [.badDuration])
-        // Proto JSON reads a uint32 map key with ParseUint and the schema's rule with int(key):
-        // both read "080" as 80.
-        let padded = Self.document("PeerAuthentication", "  selector: {matchLabels: {app: a}}\n  portLevelMtls: {\"080\": {mode: STRICT}}\n")
-        let zero = Self.diagnostics(padded)
-        #expect(zero.map(\.code) == [.paddedPortKey] && zero.first?.severity == .warning, "\(zero)")
-        #expect(zero.first?.message.contains("port 80") == true && zero.first?.line == 6, "\(zero)")
-        let loaded = PolicyLoader.load(yaml: padded, file: "schema.yaml")
-        guard case .peerAuthentication(let policy)? = loaded.resources.first else {
-            Issue.record("no PeerAuthentication read: \(loaded.diagnostics)")
+        // The schema's int(key) takes "080", but Istio's webhook decodes the spec with the legacy
+        // jsonpb, which reads a uint32 map key as a JSON number: "080" and "+80" are refused.
+        for key in ["\"080\"", "\"+80\"", "\"0x50\"", "\"80.0\"", "\" 80\""] {
+            let found = Self.errors(Self.document("PeerAuthentication", "  selector: {matchLabels: {app: a}}\n  portLevelMtls: {\(key): {mode: STRICT}}\n"))
+            #expect(found.map(\.code) == [.badPort] && found.first?.line == 6, "\(key): \(found)")
+        }
+        #expect(
+            Self.errors(Self.document("PeerAuthentication", "  selector: {matchLabels: {app: a}}\n  portLevelMtls: {\"080\": {mode: STRICT}}\n"))
+                .first?.message.contains("leading zero") == true)
+        #expect(Self.diagnostics(Self.document("PeerAuthentication", "  selector: {matchLabels: {app: a}}\n  portLevelMtls: {\"80\": {mode: STRICT}}\n")).isEmpty)
+    }
+
+    @Test(
+        "an unquoted portLevelMtls key is the number kubectl reads (YAML 1.1: octal, hex, underscores, exponents), warned of when not plain decimal",
+        arguments: [("010", 8), ("0x50", 80), ("8_080", 8080), ("+80", 80), ("1e3", 1000), ("080", 80), ("0o17", 15), ("0b1010000", 80), ("80.0", 80)])
+    func unquotedPortKeys(written: String, port: Int) throws {
+        let yaml = Self.document("PeerAuthentication", "  selector: {matchLabels: {app: a}}\n  portLevelMtls:\n    \(written): {mode: STRICT}\n")
+        let found = Self.diagnostics(yaml)
+        #expect(found.map(\.code) == [.paddedPortKey] && found.first?.severity == .warning && found.first?.line == 7, "\(found)")
+        #expect(found.first?.message.contains("port \(port)") == true, "\(found)")
+        guard case .peerAuthentication(let policy)? = PolicyLoader.load(yaml: yaml, file: "schema.yaml").resources.first else {
+            Issue.record("no PeerAuthentication read")
             return
         }
-        #expect(policy.portLevelMTLS == [80: .strict])
-        #expect(Self.errors(Self.document("PeerAuthentication", "  selector: {matchLabels: {app: a}}\n  portLevelMtls: {\"+80\": {mode: STRICT}}\n")).map(\.code) == [.badPort])
-        #expect(Self.errors(Self.document("PeerAuthentication", "  selector: {matchLabels: {app: a}}\n  portLevelMtls: {\"80\": {mode: STRICT}}\n")).isEmpty)
+        #expect(policy.portLevelMTLS == [port: .strict])
     }
 
     @Test("an outputPayloadToHeader no request can carry is accepted, as by the webhook, and warned of")

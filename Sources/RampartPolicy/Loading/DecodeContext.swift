@@ -91,22 +91,33 @@ final class DecodeContext {
         }
         var entries: [(key: String, value: Node)] = []
         for (keyNode, value) in mapping {
-            guard case .scalar(let key) = keyNode else {
+            guard case .scalar(let scalar) = keyNode, let reading = KubernetesScalars.jsonKey(of: keyNode) else {
                 wrongType(path, keyNode, expected: "a string key")
                 continue
             }
-            let childPath = path.isEmpty ? key.string : "\(path).\(key.string)"
-            if let allowed, !allowed.contains(key.string) {
+            guard case .key(let key) = reading else {
+                if case .unsupported(let what) = reading {
+                    report(
+                        .wrongType, path.isEmpty ? scalar.string : "\(path).\(scalar.string)", keyNode,
+                        "the key \(scalar.string) is \(what) to kubectl's YAML reader, which cannot make it a JSON key and refuses the file",
+                        fix: "quote the key (\"\(scalar.string)\") if it is meant as text")
+                }
+                continue
+            }
+            // An unquoted key kubectl reads as a number or boolean arrives as its JSON spelling.
+            let written = key == scalar.string ? "\"\(key)\"" : "\"\(scalar.string)\" (which kubectl sends as \"\(key)\")"
+            let childPath = path.isEmpty ? key : "\(path).\(key)"
+            if let allowed, !allowed.contains(key) {
                 let known = allowed.sorted().joined(separator: ", ")
-                let fix = Self.nearest(key.string, among: allowed).map { "did you mean \($0)?" }
+                let fix = Self.nearest(scalar.string, among: allowed).map { "did you mean \($0)?" }
                     ?? "remove the field or correct its spelling (field names are camelCase)"
                 report(
-                    .unknownField, childPath, keyNode, "\(what) has no field \"\(key.string)\"; known fields: \(known)",
+                    .unknownField, childPath, keyNode, "\(what) has no field \(written); known fields: \(known)",
                     fix: fix)
                 continue
             }
             record(childPath, keyNode)
-            entries.append((key.string, value))
+            entries.append((key, value))
         }
         return entries
     }

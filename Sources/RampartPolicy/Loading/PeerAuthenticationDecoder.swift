@@ -20,17 +20,18 @@ struct PeerAuthenticationDecoder {
                     var map: [Int: MTLSMode] = [:]
                     var spellings: [Int: String] = [:]
                     let entries = context.mapping(value, path, allowed: nil, what: "portLevelMtls") ?? []
-                    // Each entry's key line, in order (the mapping keeps every scalar key): a port's
-                    // problem is reported at its key, not at its value's line.
-                    let keyLines = (value.mapping.map(Array.init) ?? []).compactMap { pair -> Int? in
-                        guard case .scalar = pair.key else { return nil }
-                        return DecodeContext.line(of: pair.key)
+                    // Each entry's key as written, with its line, in the order `mapping` keeps them (a
+                    // scalar key kubectl can send): a port's problem is reported at its key.
+                    let writtenKeys = (value.mapping.map(Array.init) ?? []).compactMap { pair -> (text: String, plain: Bool, line: Int)? in
+                        guard case .scalar(let scalar) = pair.key, case .key = KubernetesScalars.jsonKey(of: pair.key) else { return nil }
+                        return (scalar.string, scalar.style == .plain, DecodeContext.line(of: pair.key))
                     }
                     for (index, (portText, modeNode)) in entries.enumerated() {
                         let portPath = "\(path).\(portText)"
-                        let keyLine = index < keyLines.count ? keyLines[index] : DecodeContext.line(of: modeNode)
-                        // Istio reads the key as an unsigned decimal (proto JSON's map key, the schema's
-                        // `int(key)`): digits only, leading zeros allowed.
+                        let written = index < writtenKeys.count ? writtenKeys[index] : nil
+                        let keyLine = written?.line ?? DecodeContext.line(of: modeNode)
+                        // Istio's webhook reads the key as a JSON number (the legacy jsonpb decoder
+                        // Istio keeps), after the schema's `int(key)`: decimal digits, no leading zero.
                         guard let port = Int(portText), portText.utf8.allSatisfy({ (48...57).contains($0) }) else {
                             context.report(
                                 .badPort, portPath, line: keyLine, "port key \"\(portText)\" is not a number",
@@ -39,18 +40,26 @@ struct PeerAuthenticationDecoder {
                         }
                         if portText.count > 1 && portText.first == "0" {
                             context.report(
-                                .paddedPortKey, portPath, line: keyLine,
-                                "port key \"\(portText)\" has a leading zero; Istio reads it as port \(port)",
+                                .badPort, portPath, line: keyLine,
+                                "port key \"\(portText)\" has a leading zero; Istio's webhook reads port keys as JSON numbers, which cannot start with 0, and refuses the resource",
                                 fix: "write the port as \(port)")
+                            continue
                         }
+                        if let written, written.plain, written.text != portText {
+                            context.report(
+                                .paddedPortKey, portPath, line: keyLine,
+                                "port key \(written.text) is an unquoted YAML 1.1 number, which kubectl sends as port \(port)",
+                                fix: "write the port in decimal digits, as \(port)")
+                        }
+                        let spelling = written?.text ?? portText
                         if let earlier = spellings[port] {
-                            let how = earlier == portText ? "as a number and as text" : "as \"\(earlier)\" and \"\(portText)\""
+                            let how = earlier == spelling ? "as a number and as text" : "as \(earlier) and \(spelling)"
                             context.report(
                                 .duplicatePort, portPath, line: keyLine,
                                 "port \(port) is listed twice in portLevelMtls (\(how)); only one of the two can be in force, with no defined winner",
                                 fix: "keep one entry for port \(port)")
                         }
-                        spellings[port] = portText
+                        spellings[port] = spelling
                         map[port] = self.mode(modeNode, portPath)
                     }
                     // Entries whose port key was refused are reported above; they are not "no port".

@@ -48,6 +48,7 @@ struct RequestAuthenticationDecoder {
         var timeout: Double?
         var presence: JWTRule.Presence?
         var failedStatus = false
+        var emptyJWKS: Node?, uriWritten = false
         for (key, value) in context.mapping(node, path, allowed: Self.ruleFields, what: "a JWT rule") ?? []
         where !DecodeContext.isNull(value) {
             let fieldPath = "\(path).\(key)"
@@ -72,6 +73,7 @@ struct RequestAuthenticationDecoder {
                 }
                 let text = context.string(value, fieldPath)
                 jwksURI = text ?? ""
+                uriWritten = true
                 // Istio's schema gives jwksUri a minimum length of one: an empty string is refused,
                 // not read as no URI.
                 if text?.isEmpty == true {
@@ -79,7 +81,10 @@ struct RequestAuthenticationDecoder {
                         .badJWTRule, fieldPath, value, "\(key) is an empty string",
                         fix: "give the URL of the issuer's JWKS, or remove the field to use OIDC discovery or inline jwks")
                 }
-            case "jwks": jwks = context.string(value, fieldPath) ?? ""
+            case "jwks":
+                let text = context.string(value, fieldPath)
+                jwks = text ?? ""
+                if text?.isEmpty == true { emptyJWKS = value }
             case "fromParams": params = context.stringList(value, fieldPath) ?? []
             case "fromCookies": cookies = context.stringList(value, fieldPath) ?? []
             case "spaceDelimitedClaims": spaceDelimited = context.stringList(value, fieldPath) ?? []
@@ -123,6 +128,15 @@ struct RequestAuthenticationDecoder {
             case "failedStatusInMetadata": failedStatus = context.bool(value, fieldPath) ?? false
             default: break
             }
+        }
+        // Istio's schema allows one of jwks and jwksUri, counting a field as set when it is written at
+        // all: `jwks: ""` beside a jwksUri is refused, though it holds no keys. (Both written with
+        // content is the validator's finding.)
+        if let emptyJWKS, uriWritten {
+            context.report(
+                .badJWTRule, "\(path).jwks", emptyJWKS,
+                "jwks is written (as an empty string) beside jwksUri; Istio's schema counts a written field as set and accepts only one of them",
+                fix: "remove the empty jwks field")
         }
         return JWTRule(
             issuer: issuer, audiences: audiences, jwksURI: jwksURI, jwks: jwks, fromHeaders: headers,

@@ -112,7 +112,8 @@ public enum DiagnosticCode: String, Sendable, Hashable, CaseIterable {
     /// An inline `jwks` holding one key rather than a set: the webhook accepts it, and the proxy's
     /// JWT check finds no keys in it.
     case singleJWK = "RP079"
-    /// A `portLevelMtls` key written with a leading zero (`"080"`): Istio reads it as the port.
+    /// A `portLevelMtls` key written as an unquoted number other than plain decimal (`010`, `0x50`,
+    /// `1e3`): kubectl sends the number it reads (port 8, 80, 1000), which may not be the port meant.
     case paddedPortKey = "RP080"
 
     /// The severity a finding with this code has unless stated otherwise.
