@@ -69,7 +69,7 @@ struct IstioValueSemanticsTests {
     }
 
     @Test(
-        "request.headers conditions on :authority, :method and :path read the request's host, method and path, as Envoy's header matchers do",
+        "request.headers conditions on :authority, :method, :path and :scheme read the request's host, method, path and scheme, as Envoy's header matchers do",
         arguments: [
             // (key, values, method, host, path, allowed)
             (":authority", "[b.ns1]", "GET", "b.ns1", "/", true),
@@ -85,7 +85,9 @@ struct IstioValueSemanticsTests {
             (":path", "[\"/api?x=*\"]", "GET", "b.ns1", "/api?x=1", true),
             (":path", "[/api/b]", "GET", "b.ns1", "/api/./a/../b#frag", true),
             (":path", "[\"/api/b?q\"]", "GET", "b.ns1", "/api/a/../b?q#frag", true),
-            (":scheme", "[\"*\"]", "GET", "b.ns1", "/", false),
+            // Envoy's connection manager sets :scheme on every request that lacks it.
+            (":scheme", "[\"*\"]", "GET", "b.ns1", "/", true),
+            (":scheme", "[ftp]", "GET", "b.ns1", "/", false),
             // Envoy's header map keeps Host as :authority, so `host` reads the host too.
             ("host", "[b.ns1]", "GET", "b.ns1", "/", true),
             ("host", "[\"other.*\"]", "GET", "b.ns1", "/", false),
@@ -325,5 +327,58 @@ struct ProxyHeaderTests {
         // TCP has no headers to set.
         let tcp = Fixture.tcp()
         #expect(tcp.withProxyHeaders(requestID: "id-3").headers.isEmpty)
+    }
+
+    static func seen(_ headers: [String: String], mtls: Bool = true) -> [String: String] {
+        AuthzRequest(
+            transport: .http, source: mtls ? .init(principal: "cluster.local/ns/ns1/sa/a") : .init(mtls: false),
+            destination: .init(namespace: "ns1", labels: [:], port: 80), method: "GET", host: "b", path: "/", headers: headers
+        ).withProxyHeaders(requestID: "id").headers
+    }
+
+    @Test("hop-by-hop headers are gone before the policies read the request, unless it asks for an upgrade; te only as trailers")
+    func hopByHop() {
+        let seen = Self.seen([
+            "connection": "keep-alive", "keep-alive": "timeout=5", "proxy-connection": "keep-alive", "transfer-encoding": "chunked",
+            "upgrade": "h2c", "te": "gzip", "x-kept": "1",
+        ])
+        for name in ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te"] {
+            #expect(seen[name] == nil, "\(name)")
+        }
+        #expect(seen["x-kept"] == "1")
+        #expect(Self.seen(["te": "gzip, trailers;q=0.5"])["te"] == "trailers")
+        let upgrade = Self.seen(["connection": "keep-alive, Upgrade", "upgrade": "websocket", "keep-alive": "1"])
+        #expect(upgrade["connection"] == "keep-alive, Upgrade" && upgrade["upgrade"] == "websocket" && upgrade["keep-alive"] == nil)
+        // Without an upgrade header, `connection: upgrade` asks for nothing and is removed.
+        #expect(Self.seen(["connection": "upgrade"])["connection"] == nil)
+
+        // A DENY on a hop-by-hop header's presence no longer sees it, as Envoy's RBAC does not.
+        let engine = Fixture.engine(Fixture.policy("p", action: "DENY", rules: "  - when: [{key: \"request.headers[keep-alive]\", values: [\"*\"]}]"))
+        let request = AuthzRequest(
+            transport: .http, source: .init(principal: "cluster.local/ns/ns1/sa/a"), destination: .init(namespace: "ns1", labels: ["app": "b"], port: 80),
+            method: "GET", host: "b", path: "/", headers: ["keep-alive": "timeout=5"])
+        #expect(IstioValueSemanticsTests.decide(engine, request) == .deny)
+        #expect(IstioValueSemanticsTests.decide(engine, request.withProxyHeaders(requestID: "id")) == .allow)
+    }
+
+    @Test("x-envoy-internal is always removed; Envoy's request-control headers only an internal request keeps")
+    func envoyInternalHeaders() {
+        let control = ["x-envoy-retry-on": "5xx", "x-envoy-upstream-rq-timeout-ms": "1", "x-envoy-original-url": "http://a/", "x-envoy-internal": "true",
+            "x-envoy-decorator-operation": "op"]
+        let external = Self.seen(control)
+        #expect(external["x-envoy-retry-on"] == nil && external["x-envoy-upstream-rq-timeout-ms"] == nil && external["x-envoy-original-url"] == nil)
+        #expect(external["x-envoy-internal"] == nil)
+        // Only an edge proxy removes the decorator operation.
+        #expect(external["x-envoy-decorator-operation"] == "op")
+        for (forwardedFor, isInternal) in [
+            ("10.1.2.3", true), ("172.20.0.1", true), ("192.168.1.1", true), ("127.0.0.1", true), ("fd00::1", true), ("::1", true),
+            ("8.8.8.8", false), ("172.32.0.1", false), ("10.0.0.1, 10.0.0.2", false), ("fe80::1", false), ("bogus", false),
+        ] {
+            var headers = control
+            headers["x-forwarded-for"] = forwardedFor
+            let seen = Self.seen(headers)
+            #expect((seen["x-envoy-retry-on"] == "5xx") == isInternal, "\(forwardedFor)")
+            #expect(seen["x-envoy-internal"] == nil, "\(forwardedFor)")
+        }
     }
 }

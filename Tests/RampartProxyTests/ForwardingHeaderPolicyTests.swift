@@ -43,6 +43,29 @@ struct ForwardingHeaderPolicyTests {
         }
     }
 
+    @Test("hop-by-hop headers, te other than trailers and Envoy's request-control headers are gone before the policies read the request")
+    func connectionManagerHeadersBeforePolicies() async throws {
+        try await DataPathTests().withServer { mesh, proxy, _ in
+            try proxy.install(SnapshotBuilder.snapshot(version: 2, resources: [
+                SnapshotBuilder.authorizationPolicy(
+                    name: "deny-present", namespace: "default",
+                    body: "action: DENY\nrules:\n- when:\n  - key: request.headers[keep-alive]\n    values: [\"*\"]\n- when:\n  - key: request.headers[te]\n    values: [gzip]\n- when:\n  - key: request.headers[x-envoy-retry-on]\n    values: [\"*\"]\n- when:\n  - key: request.headers[x-deny]\n    values: [\"*\"]"),
+            ]))
+            let client = try await mesh.identity(namespace: "default", serviceAccount: "client")
+            for headers in [[("keep-alive", "timeout=5")], [("te", "gzip")], [("x-envoy-retry-on", "5xx")]] {
+                let result = try await TestClient.mtls(port: proxy.inboundPort, identityDirectory: client.directory, headers: headers)
+                #expect(result.response.head.status == .ok, "\(headers)")
+            }
+            // A header the connection manager keeps is still read.
+            let denied = try await TestClient.mtls(port: proxy.inboundPort, identityDirectory: client.directory, headers: [("x-deny", "1")])
+            #expect(denied.response.head.status == .forbidden)
+            // Envoy keeps the request-control headers of an internal request (one internal x-forwarded-for address).
+            let fromInside = try await TestClient.mtls(
+                port: proxy.inboundPort, identityDirectory: client.directory, headers: [("x-envoy-retry-on", "5xx"), ("x-forwarded-for", "10.0.0.7")])
+            #expect(fromInside.response.head.status == .forbidden)
+        }
+    }
+
     @Test("connection.sni is the server name of the client's ClientHello, for DENY and ALLOW alike")
     func serverNameFromClientHello() async throws {
         try await DataPathTests().withServer { mesh, proxy, _ in

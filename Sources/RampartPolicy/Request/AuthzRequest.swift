@@ -112,6 +112,9 @@ public struct AuthzRequest: Sendable, Hashable {
         switch name {
         case ":authority", "host": return host
         case ":method": return method
+        // Envoy's connection manager sets `:scheme` when the request has none, from the
+        // connection's security (an HTTP/2 request always carries it).
+        case ":scheme": return source.isMTLS ? "https" : "http"
         case ":path":
             guard let path else { return nil }
             let normalized = PathNormalizer.normalize(path)
@@ -146,9 +149,22 @@ public struct AuthzRequest: Sendable, Hashable {
     /// - `x-forwarded-client-cert`: removed from a plaintext request, so that it cannot be forged;
     ///   over mTLS, an element `URI=spiffe://<principal>` appended for the peer (the proxy's own
     ///   element also holds `By` and the certificate's `Hash`, which a request file does not give).
+    /// Before these, the headers Envoy's connection manager removes or rewrites are treated as it
+    /// treats them (see `ConnectionManagerHeaders`).
     public func withProxyHeaders(requestID id: @autoclosure () -> String) -> AuthzRequest {
         guard transport == .http else { return self }
         var headers = self.headers
+        var repeated = repeatedHeaders
+        let circumstances = ConnectionManagerHeaders.Circumstances(
+            connection: headers["connection"], upgrade: headers["upgrade"], forwardedFor: headers["x-forwarded-for"])
+        for (name, value) in self.headers where ConnectionManagerHeaders.mayTreat(name) {
+            switch ConnectionManagerHeaders.treatment(of: name, value: value, in: circumstances) {
+            case .keep: continue
+            case .remove: headers[name] = nil
+            case .replace(let kept): headers[name] = kept
+            }
+            repeated[name] = nil
+        }
         if headers["x-request-id"] == nil { headers["x-request-id"] = id() }
         headers["x-forwarded-proto"] = source.isMTLS ? "https" : "http"
         if source.isMTLS, let principal = source.principal, !principal.isEmpty {
@@ -157,7 +173,6 @@ public struct AuthzRequest: Sendable, Hashable {
         } else {
             headers["x-forwarded-client-cert"] = nil
         }
-        var repeated = repeatedHeaders
         for name in ["x-forwarded-proto", "x-forwarded-client-cert"] { repeated[name] = nil }
         return AuthzRequest(
             transport: transport, source: source, destination: destination, method: method, host: host, path: path,

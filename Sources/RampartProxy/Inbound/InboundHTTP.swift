@@ -123,6 +123,7 @@ struct InboundHTTP: Sendable {
         }
         // The forwarding headers are set before the policies read the request, as Envoy's
         // connection manager sets them before its filters: a client cannot forge them past a policy.
+        Self.treatAsConnectionManager(&request.head.headers)
         Self.setForwardingHeaders(&request.head, info: info, own: context.identity.current?.identity.spiffeIDString ?? "")
         Self.joinCookies(&request.head.headers)
         let authz = Self.authzRequest(
@@ -303,6 +304,31 @@ struct InboundHTTP: Sendable {
             head.headers.remove(name: "x-forwarded-client-cert")
         }
         head.headers.replaceOrAdd(name: "x-forwarded-proto", value: info.tls ? "https" : "http")
+    }
+
+    /// Removes or rewrites the headers Envoy's connection manager removes or rewrites before its
+    /// filters (hop-by-hop headers, `te` other than `trailers`, `x-envoy-internal`, and Envoy's
+    /// request-control headers on an external request; see `ConnectionManagerHeaders`), so that the
+    /// policies read what Envoy's would. Most requests carry none of them and are left untouched.
+    static func treatAsConnectionManager(_ headers: inout HTTPHeaders) {
+        var found: [String] = []
+        for (name, _) in headers {
+            let lowered = name.lowercased()
+            if ConnectionManagerHeaders.mayTreat(lowered), !found.contains(lowered) { found.append(lowered) }
+        }
+        guard !found.isEmpty else { return }
+        func joined(_ name: String) -> String? {
+            headers.contains(name: name) ? headers[name].joined(separator: ",") : nil
+        }
+        let circumstances = ConnectionManagerHeaders.Circumstances(
+            connection: joined("connection"), upgrade: joined("upgrade"), forwardedFor: joined("x-forwarded-for"))
+        for name in found {
+            switch ConnectionManagerHeaders.treatment(of: name, value: joined(name) ?? "", in: circumstances) {
+            case .keep: continue
+            case .remove: headers.remove(name: name)
+            case .replace(let kept): headers.replaceOrAdd(name: name, value: kept)
+            }
+        }
     }
 
     /// Joins the pieces of a request's cookies into one `cookie` field with `; `, as Envoy joins

@@ -1,0 +1,94 @@
+import Foundation
+
+/// What Envoy's HTTP connection manager does to a request's headers before any filter reads them
+/// (`ConnectionManagerUtility::mutateRequestHeaders`), as at an Istio sidecar's inbound listener,
+/// which does not use the remote address and trusts no forwarding hops. Policies see the headers
+/// only as this leaves them, so a client cannot match or dodge a rule with a header the proxy
+/// never passes on:
+/// - `keep-alive`, `proxy-connection` and `transfer-encoding` are removed; `connection` and
+///   `upgrade` too unless the request asks for an upgrade (`connection` lists `upgrade` and an
+///   `upgrade` header is present); `te` is kept only as `te: trailers`;
+/// - `x-envoy-internal` is removed, and the request-control `x-envoy-*` headers (retries, timeouts,
+///   tracing, the original URL) are removed from an external request: one whose
+///   `x-forwarded-for` does not hold a single internal address (RFC 1918, loopback, or `fd00::/8`).
+public enum ConnectionManagerHeaders {
+    /// Envoy's request-control headers, which only an internal request may set.
+    public static let internalOnly: Set<String> = [
+        "x-envoy-retriable-status-codes", "x-envoy-retriable-header-names", "x-envoy-retry-on", "x-envoy-retry-grpc-on",
+        "x-envoy-max-retries", "x-envoy-upstream-alt-stat-name", "x-envoy-upstream-rq-timeout-ms",
+        "x-envoy-upstream-rq-per-try-timeout-ms", "x-envoy-upstream-rq-timeout-alt-response", "x-envoy-expected-rq-timeout-ms",
+        "x-envoy-force-trace", "x-envoy-ip-tags", "x-envoy-original-url", "x-envoy-hedge-on-per-try-timeout",
+    ]
+
+    /// What happens to one header (its name lower-case).
+    public enum Treatment: Equatable {
+        case keep
+        case remove
+        /// Kept with this value instead (`te: trailers`).
+        case replace(String)
+    }
+
+    /// The request's circumstances the treatment depends on, found once per request.
+    public struct Circumstances: Equatable, Sendable {
+        /// Whether the request asks for a protocol upgrade, which keeps `connection` and `upgrade`.
+        public let upgrade: Bool
+        /// Whether Envoy counts the request as internal, which keeps the request-control headers.
+        public let internalRequest: Bool
+
+        public init(upgrade: Bool, internalRequest: Bool) {
+            self.upgrade = upgrade
+            self.internalRequest = internalRequest
+        }
+
+        /// Works the circumstances out from the `connection`, `upgrade` and `x-forwarded-for`
+        /// values (each a header's fields joined with `,`, or nil when absent).
+        public init(connection: String?, upgrade: String?, forwardedFor: String?) {
+            let asksUpgrade = connection.map { value in
+                value.split(separator: ",").contains { $0.trimmingCharacters(in: .whitespaces).lowercased() == "upgrade" }
+            } ?? false
+            self.upgrade = asksUpgrade && upgrade != nil
+            self.internalRequest = forwardedFor.map(ConnectionManagerHeaders.isInternal) ?? false
+        }
+    }
+
+    /// Whether the names any header Envoy may change: most requests carry none, and are left alone.
+    @inline(__always)
+    public static func mayTreat(_ lowercasedName: String) -> Bool {
+        switch lowercasedName {
+        case "connection", "upgrade", "keep-alive", "proxy-connection", "transfer-encoding", "te", "x-envoy-internal": return true
+        default: return lowercasedName.hasPrefix("x-envoy-") && internalOnly.contains(lowercasedName)
+        }
+    }
+
+    /// The treatment of a header named `lowercasedName` with `value`.
+    public static func treatment(of lowercasedName: String, value: String, in circumstances: Circumstances) -> Treatment {
+        switch lowercasedName {
+        case "keep-alive", "proxy-connection", "transfer-encoding", "x-envoy-internal":
+            return .remove
+        case "connection", "upgrade":
+            return circumstances.upgrade ? .keep : .remove
+        case "te":
+            if circumstances.upgrade { return .keep }
+            let trailers = value.split(separator: ",").contains { token in
+                let name = token.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+                return name == "trailers"
+            }
+            return trailers ? .replace("trailers") : .remove
+        default:
+            return internalOnly.contains(lowercasedName) && !circumstances.internalRequest ? .remove : .keep
+        }
+    }
+
+    /// Whether an `x-forwarded-for` value makes the request internal to Envoy: a single address,
+    /// and an internal one.
+    static func isInternal(forwardedFor: String) -> Bool {
+        guard !forwardedFor.contains(","), let address = IPAddress(forwardedFor.trimmingCharacters(in: .whitespaces)) else {
+            return false
+        }
+        if address.isV4 {
+            let value = UInt32(truncatingIfNeeded: address.low)
+            return value >> 24 == 10 || value >> 20 == 0xAC1 || value >> 16 == 0xC0A8 || value >> 24 == 127
+        }
+        return (address.high == 0 && address.low == 1) || address.high >> 56 == 0xFD
+    }
+}
