@@ -75,6 +75,29 @@ struct PathRejectionTests {
         #expect(strict.evaluate(plaintext).cause == .plaintextUnderStrict)
     }
 
+    @Test("a path that does not start with / is answered 404 before normalization and any policy, on both evaluators")
+    func relativePath404() {
+        let deny = Self.policies(Fixture.policy("d", action: "DENY", rules: "  - to: [{operation: {paths: [\"/admin\"]}}]"))
+        let allowAll = Self.policies(Fixture.policy("a", rules: "  - {}"))
+        for policies in [deny, allowAll, Self.policies("")] {
+            // A backslash is not a slash until normalization, which Envoy runs after this check.
+            for path in ["\\admin", "admin", "*", "?x=1"] {
+                let request = Fixture.http(path: path)
+                let decision = policies.evaluate(request)
+                #expect(decision.decision == .deny && decision.status == 404 && decision.cause == .relativePath, "\(path)")
+                #expect(decision == policies.evaluateReference(request), "\(path)")
+            }
+            // OPTIONS * and CONNECT have targets that are not paths; the proxy lets them through.
+            #expect(policies.evaluate(Fixture.http(method: "OPTIONS", path: "*")).status != 404)
+            #expect(policies.evaluate(Fixture.http(method: "CONNECT", path: "b:443")).status != 404)
+            #expect(policies.evaluate(Fixture.http(path: "/\\admin")).status != 404)
+        }
+        // After the leading slash a backslash is normalized to a slash: `//admin`, which the
+        // default normalization does not merge, so `/admin` does not match it.
+        #expect(deny.evaluate(Fixture.http(path: "/\\admin")).decision == .allow)
+        #expect(deny.evaluate(Fixture.http(path: "/x/..\\admin")).decision == .deny)
+    }
+
     @Test("the path is refused before the JWT is checked")
     func beforeJWT() {
         let policies = Self.policies(

@@ -23,6 +23,9 @@ public struct Decision: Sendable, Hashable {
         case plaintextUnderStrict
         /// The path is one Istio's default path normalization refuses (`PathNormalizer.rejects`).
         case invalidPath
+        /// The path does not start with `/` (`ResolvedWorkload.refusesTarget`): Envoy's connection
+        /// manager serves relative paths only, and answers 404 before any filter.
+        case relativePath
         /// The request is one Istio's proxies refuse before any policy (`AuthzRequest.malformation`).
         case malformedRequest(String)
         case jwtInvalid(String?)
@@ -138,6 +141,9 @@ extension Decision.Cause {
         case .invalidPath:
             return "400: the path holds an escaped NUL (%00), which Istio's default path normalization refuses before"
                 + " any policy is evaluated"
+        case .relativePath:
+            return "404: the path does not start with /, and Envoy's connection manager answers such a request 404"
+                + " before any policy is evaluated"
         case .malformedRequest(let why):
             return "400: \(why), and Istio's proxies refuse such a request before any policy is evaluated"
         case .jwtInvalid(let why): return "401: the JWT failed verification" + (why.map { " (\($0))" } ?? "")

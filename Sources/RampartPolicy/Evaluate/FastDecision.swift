@@ -9,6 +9,7 @@ extension ResolvedWorkload {
             return decided(.deny, 403, nil, nil, mode, .plaintextUnderStrict, [], [])
         }
         if request.isMalformed { return malformed(request, mode) }
+        if Self.refusesTarget(request) { return decided(.deny, 404, nil, nil, mode, .relativePath, [], []) }
         if Self.rejectsPath(request) { return decided(.deny, 400, nil, nil, mode, .invalidPath, [], []) }
         // Without providers, or on TCP, request authentication is anonymous and skipped.
         let authn = providers.isEmpty || request.transport != .http

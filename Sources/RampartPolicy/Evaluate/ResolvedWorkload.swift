@@ -79,6 +79,17 @@ final class ResolvedWorkload: Sendable {
         decided(.deny, 400, nil, nil, mode, .malformedRequest(request.malformation ?? "the request is malformed"), [], [])
     }
 
+    /// Whether an HTTP request's path does not start with `/`, which Envoy's connection manager
+    /// answers with 404 before normalization and before any filter. `OPTIONS *` and CONNECT, whose
+    /// targets are not paths, are let through, as the proxy lets them through.
+    @inline(__always)
+    static func refusesTarget(_ request: AuthzRequest) -> Bool {
+        guard request.transport == .http, let path = request.path, let first = path.utf8.first, first != UInt8(ascii: "/") else {
+            return false
+        }
+        return !(path == "*" && request.method == "OPTIONS") && request.method != "CONNECT"
+    }
+
     /// Whether an HTTP request's path is refused by the normalization before authorization (see
     /// `PathNormalizer.rejects`).
     @inline(__always)
@@ -102,6 +113,10 @@ final class ResolvedWorkload: Sendable {
         if request.isMalformed {
             trace.refusedFirst(enforcedInOrder, "the proxy refused the malformed request first (400)")
             return malformed(request, mode)
+        }
+        if Self.refusesTarget(request) {
+            trace.refusedFirst(enforcedInOrder, "the proxy refused the path first: it does not start with / (404)")
+            return decided(.deny, 404, nil, nil, mode, .relativePath, [], [])
         }
         if Self.rejectsPath(request) {
             trace.refusedFirst(enforcedInOrder, "the proxy refused the path first (400)")

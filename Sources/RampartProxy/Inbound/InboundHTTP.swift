@@ -157,6 +157,12 @@ struct InboundHTTP: Sendable {
             context.metrics.recordDryRun(decision.dryRun)
         }
         guard decision.decision == .allow else {
+            if decision.cause == .relativePath {
+                // `originForm` answers these first; the policies' reading agrees.
+                record.responseDetails = "absolute_path_rejected"
+                done(.local(.notFound, ""), record)
+                return
+            }
             if decision.status == 400 {
                 // The request (a lower-case method, say) or its path was refused before any policy.
                 if case .malformedRequest = decision.cause {
