@@ -48,6 +48,9 @@ struct KubectlKeyTests {
             "AuthorizationPolicy", "  selector:\n    matchLabels:\n      yes: a\n      0x10: b\n      app: c\n  action: DENY\n  rules:\n  - {}\n")
         let loaded = PolicyLoader.load(yaml: yaml, file: "keys.yaml")
         #expect(loaded.diagnostics.filter { $0.severity == .error }.isEmpty, "\(loaded.diagnostics)")
+        let converted = loaded.diagnostics.filter { $0.code == .convertedKey }
+        #expect(converted.map(\.line).sorted() == [7, 8] && converted.allSatisfy { $0.severity == .warning }, "\(converted)")
+        #expect(converted.contains { $0.message.contains("yes") && $0.message.contains("\"true\"") && $0.field == "spec.selector.matchLabels.true" })
         guard case .authorizationPolicy(let policy)? = loaded.resources.first else {
             Issue.record("no AuthorizationPolicy read: \(loaded.diagnostics)")
             return

@@ -199,6 +199,15 @@ final class DecodeContext {
         for (key, value) in entries {
             if let string = string(value, "\(path).\(key)") { result[key] = string }
         }
+        // A key kubectl sends as other text than it shows (`yes` as `true`, `010` as `8`) is
+        // rarely meant: say what it becomes.
+        for case (.scalar(let written), _) in node.mapping.map(Array.init) ?? [] {
+            guard case .key(let key)? = KubernetesScalars.jsonKey(of: .scalar(written)), key != written.string else { continue }
+            report(
+                .convertedKey, "\(path).\(key)", line: Self.line(of: .scalar(written)),
+                "the key \(written.string) is an unquoted YAML 1.1 \(key == "true" || key == "false" ? "boolean" : "number"), which kubectl sends as \"\(key)\"",
+                fix: "quote the key ('\(written.string)') if \(written.string) is meant")
+        }
         return result
     }
 }

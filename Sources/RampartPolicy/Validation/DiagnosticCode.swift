@@ -115,6 +115,9 @@ public enum DiagnosticCode: String, Sendable, Hashable, CaseIterable {
     /// A `portLevelMtls` key written as an unquoted number other than plain decimal (`010`, `0x50`,
     /// `1e3`): kubectl sends the number it reads (port 8, 80, 1000), which may not be the port meant.
     case paddedPortKey = "RP080"
+    /// A label, selector or annotation key written unquoted that kubectl sends as other text
+    /// (`yes: a` as the label `true`, `010` as `8`).
+    case convertedKey = "RP081"
 
     /// The severity a finding with this code has unless stated otherwise.
     public var defaultSeverity: Diagnostic.Severity {
@@ -123,7 +126,7 @@ public enum DiagnosticCode: String, Sendable, Hashable, CaseIterable {
             .conflictingPeerAuthentication, .targetNotEnforced, .identityWithoutStrict, .noRequestAuthentication,
             .neverMatches, .unknownNamespace, .ipBlocksAtGateway, .rootPeerSelector, .tcpPortShut, .duplicatePort,
             .unusualLabel, .unsendableHeader, .customProviderConflict, .tokenNotRequired, .selectorOnGatewayPods, .singleJWK,
-            .paddedPortKey:
+            .paddedPortKey, .convertedKey:
             return .warning
         default:
             return .error
