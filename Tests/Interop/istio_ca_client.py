@@ -45,7 +45,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--addr", required=True, help="host:port of the CA")
     parser.add_argument("--root", required=True, help="trust bundle PEM")
-    parser.add_argument("--csr", required=True, help="CSR PEM")
+    parser.add_argument("--csr", help="CSR PEM (required unless --raw-hex)")
+    parser.add_argument("--raw-hex", help="send these bytes (hex) as the request, unparsed: a request that is not protobuf")
     parser.add_argument("--token", help="bearer token")
     parser.add_argument("--cert", help="client certificate chain PEM (renewal)")
     parser.add_argument("--key", help="client key PEM (renewal)")
@@ -53,6 +54,8 @@ def main():
     parser.add_argument("--out", required=True, help="where to write the chain")
     args = parser.parse_args()
 
+    if not args.csr and not args.raw_hex:
+        parser.error("one of --csr and --raw-hex is required")
     ca_pb2, ca_pb2_grpc = load_stubs()
     credentials = grpc.ssl_channel_credentials(
         root_certificates=read(args.root),
@@ -60,11 +63,18 @@ def main():
         certificate_chain=read(args.cert) if args.cert else None,
     )
     metadata = [("authorization", f"Bearer {args.token}")] if args.token else []
-    request = ca_pb2.IstioCertificateRequest(csr=read(args.csr).decode(), validity_duration=args.ttl)
     with grpc.secure_channel(args.addr, credentials) as channel:
-        stub = ca_pb2_grpc.IstioCertificateServiceStub(channel)
         try:
-            response = stub.CreateCertificate(request, metadata=metadata, timeout=30)
+            if args.raw_hex:
+                # The method called by name with bytes as they are: no serializer checks them.
+                call = channel.unary_unary(
+                    "/istio.v1.auth.IstioCertificateService/CreateCertificate",
+                    request_serializer=None, response_deserializer=ca_pb2.IstioCertificateResponse.FromString)
+                response = call(bytes.fromhex(args.raw_hex), metadata=metadata, timeout=30)
+            else:
+                request = ca_pb2.IstioCertificateRequest(csr=read(args.csr).decode(), validity_duration=args.ttl)
+                stub = ca_pb2_grpc.IstioCertificateServiceStub(channel)
+                response = stub.CreateCertificate(request, metadata=metadata, timeout=30)
         except grpc.RpcError as error:
             print(f"{error.code().name}: {error.details()}")
             return 3

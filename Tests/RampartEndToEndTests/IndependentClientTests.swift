@@ -118,6 +118,38 @@ struct IndependentClientTests {
         #expect(unknownKid.stdout.hasPrefix("UNAUTHENTICATED"), "\(unknownKid.stdout)")
     }
 
+    @Test("bytes that are not an IstioCertificateRequest are refused with a reason in words, counted and audited")
+    func undecodableRequests() async throws {
+        let ca = try CAProcess(label: "raw")
+        try ca.start()
+        let addr = "127.0.0.1:\(ca.grpcPort)"
+        let token = try rampart("token", "create", "--state", ca.state, "--spiffe-id", "spiffe://cluster.local/ns/a/sa/b").trimmedOutput
+        // csr (field 1) says 5 bytes and holds 1; then csr holding bytes that are not UTF-8.
+        for (hex, says) in [("0a0541", "truncated"), ("0a02fffe", "UTF-8")] {
+            let refused = try python(["--addr", addr, "--root", ca.rootPath, "--raw-hex", hex, "--token", token, "--out", "\(ca.directory)/raw.pem"])
+            #expect(refused.status == 3, "\(refused.stdout) \(refused.stderr)")
+            #expect(refused.stdout.hasPrefix("INVALID_ARGUMENT: ") && refused.stdout.contains(says), "\(refused.stdout)")
+            #expect(refused.stdout.contains("IstioCertificateRequest") && !refused.stdout.contains("Istio_V1_Auth"), "\(refused.stdout)")
+        }
+        let metrics = try run("curl", ["-s", "http://127.0.0.1:\(ca.adminPort)/metrics"]).stdout
+        #expect(metrics.contains("rampart_ca_issuances_total{result=\"invalid_argument\"} 2"), "\(metrics)")
+        // Audited as refusals; the token was not spent by requests that said nothing.
+        let query = """
+            import sqlite3, sys
+            c = sqlite3.connect("file:" + sys.argv[1] + "?mode=ro", uri=True)
+            print(c.execute("SELECT count(*) FROM audit_events WHERE details LIKE '%not an istio.v1.auth.IstioCertificateRequest%'").fetchone()[0])
+            """
+        var audited = ""
+        for _ in 0..<50 where audited != "2" {
+            audited = try run("python3", ["-c", query, "\(ca.state)/rampart.sqlite"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+            if audited != "2" { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(audited == "2")
+        let csr = try String(contentsOfFile: try OpenSSL.csr(in: ca.directory, name: "after").csr, encoding: .utf8)
+        let chain = try await ca.client().withConnection { try await $0.createCertificate(csrPEM: csr, bearer: token) }
+        #expect(chain.count == 2)
+    }
+
     @Test("curl reads readiness and Prometheus metrics from the admin port")
     func adminEndpoints() async throws {
         let ca = try CAProcess(label: "admin")

@@ -191,6 +191,37 @@ struct CAMaterialTests {
         await expectPKIError(.badCAMaterial) { _ = try await CAMaterial.load(directory: directory.path, now: now) }
     }
 
+    @Test("a cert-chain.pem that is not ca-cert's own path to the root is refused, naming the break")
+    func chainNotMatching() async throws {
+        let now = Date()
+        let (root, intermediate) = try makeRootAndIntermediate(now: now)
+        let (otherRoot, otherIntermediate) = try makeRootAndIntermediate(now: now)
+        let cases: [(chain: [Certificate], says: String)] = [
+            // Another CA's intermediate and root.
+            ([otherIntermediate.certificate, otherRoot.certificate], "did not issue"),
+            // Only another intermediate.
+            ([otherIntermediate.certificate], "did not issue"),
+            // Only another root.
+            ([otherRoot.certificate], "did not issue"),
+            // The right path with another root after it.
+            ([intermediate.certificate, root.certificate, otherRoot.certificate], "did not issue"),
+        ]
+        for (chain, says) in cases {
+            let directory = try TemporaryDirectory()
+            defer { directory.remove() }
+            try writePlugInLayout(in: directory, caCert: [intermediate.certificate], caKey: intermediate.key, chain: chain, roots: [root.certificate])
+            let error = await expectPKIError(.badCAMaterial) { _ = try await CAMaterial.load(directory: directory.path, now: now) }
+            #expect(error?.reason.contains(says) == true && error?.reason.contains("cert-chain.pem") == true, "\(error?.reason ?? "")")
+        }
+        // The path itself, with or without ca-cert and the root, loads.
+        for chain in [[intermediate.certificate, root.certificate], [intermediate.certificate], [root.certificate], []] {
+            let directory = try TemporaryDirectory()
+            defer { directory.remove() }
+            try writePlugInLayout(in: directory, caCert: [intermediate.certificate], caKey: intermediate.key, chain: chain, roots: [root.certificate])
+            #expect(try await CAMaterial.load(directory: directory.path, now: now).chain == [intermediate.certificate, root.certificate])
+        }
+    }
+
     @Test("a root-cert.pem holding a certificate that is not a CA's, beside the real root, is refused")
     func leafAmongRoots() async throws {
         let directory = try TemporaryDirectory()

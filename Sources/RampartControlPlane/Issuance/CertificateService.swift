@@ -1,11 +1,13 @@
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
+import GRPCProtobuf
 import Logging
 import RampartAPI
 import RampartIdentity
 import RampartPKI
 import RampartStore
+import SwiftProtobuf
 import X509
 
 /// `istio.v1.auth.IstioCertificateService/CreateCertificate`: authenticate, check the CSR, sign,
@@ -30,6 +32,30 @@ public struct CertificateService: Istio_V1_Auth_IstioCertificateService.ServiceP
         self.logger = logger
     }
 
+    /// Registers `CreateCertificate` with a deserializer that keeps a request that does not decode
+    /// as protobuf, so that it is refused like any other bad request: with a reason in words
+    /// (gRPC's own deserializer names a Swift type), counted in the metrics and audited.
+    public func registerMethods<Transport>(with router: inout RPCRouter<Transport>) where Transport: ServerTransport {
+        router.registerHandler(
+            forMethod: Istio_V1_Auth_IstioCertificateService.Method.CreateCertificate.descriptor,
+            deserializer: CertificateRequestDeserializer(),
+            serializer: ProtobufSerializer<Istio_V1_Auth_IstioCertificateResponse>(),
+            handler: { request, context in
+                let single = try await ServerRequest(stream: request)
+                switch single.message {
+                case .decoded(let message):
+                    let response = try await self.createCertificate(
+                        request: ServerRequest(metadata: single.metadata, message: message), context: context)
+                    return StreamingServerResponse(single: response)
+                case .undecodable(let reason):
+                    let refusal = Refusal(.invalidArgument, reason)
+                    await refused(refusal, started: ContinuousClock.now, now: clock(), context: context)
+                    throw RPCError(code: refusal.kind.rpcCode, message: refusal.message)
+                }
+            }
+        )
+    }
+
     public func createCertificate(
         request: ServerRequest<Istio_V1_Auth_IstioCertificateRequest>,
         context: ServerContext
@@ -45,13 +71,18 @@ public struct CertificateService: Istio_V1_Auth_IstioCertificateService.ServiceP
             response.certChain = chain
             return ServerResponse(message: response)
         } catch {
-            metrics.issued(result: error.kind, duration: ContinuousClock.now - started)
-            logger.info("certificate request refused", metadata: ["ca.result": "\(error.kind.rawValue)", "ca.reason": "\(error.message)", "peer": "\(context.remotePeer)"])
-            try? await store.appendBatched([
-                AuditEntry(time: now, type: .issuanceRefused, actor: context.remotePeer, subject: "-", details: ["status": error.kind.rawValue, "reason": error.message])
-            ])
+            await refused(error, started: started, now: now, context: context)
             throw RPCError(code: error.kind.rpcCode, message: error.message)
         }
+    }
+
+    /// Counts, logs and audits a refused request.
+    private func refused(_ refusal: Refusal, started: ContinuousClock.Instant, now: Date, context: ServerContext) async {
+        metrics.issued(result: refusal.kind, duration: ContinuousClock.now - started)
+        logger.info("certificate request refused", metadata: ["ca.result": "\(refusal.kind.rawValue)", "ca.reason": "\(refusal.message)", "peer": "\(context.remotePeer)"])
+        try? await store.appendBatched([
+            AuditEntry(time: now, type: .issuanceRefused, actor: context.remotePeer, subject: "-", details: ["status": refusal.kind.rawValue, "reason": refusal.message])
+        ])
     }
 
     /// The whole decision for one request, independent of gRPC.
@@ -66,7 +97,7 @@ public struct CertificateService: Istio_V1_Auth_IstioCertificateService.ServiceP
         if let impersonated = request.metadata.fields["ImpersonatedIdentity"]?.stringValue, !impersonated.isEmpty {
             throw Refusal(
                 .unauthenticated,
-                "the request's metadata asks for ImpersonatedIdentity \(impersonated), and this CA lets no caller request another identity's certificate: remove ImpersonatedIdentity and request the caller's own identity (\(caller.identity.string))")
+                "the request's metadata asks for ImpersonatedIdentity \(impersonated), and this CA has no node authorizer to allow impersonation, so it takes no ImpersonatedIdentity, not even the caller's own: remove ImpersonatedIdentity to get a certificate for the caller's identity (\(caller.identity.string))")
         }
         let ttl: TimeInterval
         let facts: CSRFacts
@@ -122,3 +153,34 @@ extension Refusal.Kind {
     }
 }
 
+
+/// A `CreateCertificate` request as read off the wire: the message, or why its bytes are not one.
+enum DecodedCertificateRequest: Sendable {
+    case decoded(Istio_V1_Auth_IstioCertificateRequest)
+    case undecodable(String)
+}
+
+/// Decodes `IstioCertificateRequest`, keeping a decoding failure as a value the handler refuses.
+struct CertificateRequestDeserializer: MessageDeserializer {
+    func deserialize<Bytes: GRPCContiguousBytes>(_ serializedMessageBytes: Bytes) throws -> DecodedCertificateRequest {
+        let data = serializedMessageBytes.withUnsafeBytes { Data($0) }
+        do {
+            return .decoded(try Istio_V1_Auth_IstioCertificateRequest(serializedBytes: data))
+        } catch {
+            return .undecodable(Self.reason(error))
+        }
+    }
+
+    /// What was wrong with the bytes, in words.
+    static func reason(_ error: any Error) -> String {
+        let problem: String
+        switch error as? BinaryDecodingError {
+        case .truncated?: problem = "it ends inside a field (truncated)"
+        case .invalidUTF8?: problem = "a string field (csr, or a metadata key or string) is not valid UTF-8"
+        case .messageDepthLimit?: problem = "its metadata nests deeper than the CA reads"
+        case .malformedProtobuf?: problem = "it is not well-formed protobuf (a field's tag, wire type or length is wrong)"
+        default: problem = "it is not well-formed protobuf"
+        }
+        return "the request is not an istio.v1.auth.IstioCertificateRequest: \(problem): send csr (field 1) as a UTF-8 PEM string, validity_duration (field 3) as an int64 and metadata (field 4) as a google.protobuf.Struct"
+    }
+}

@@ -142,6 +142,8 @@ public enum CAMaterial {
             chain.append(root)
         }
 
+        try checkOrder(chain, roots: roots, directory: directory)
+
         var verifier = Verifier(rootCertificates: CertificateStore(roots)) { RFC5280Policy(fixedExpiryValidationTime: now) }
         let result = await verifier.validate(leaf: signing, intermediates: CertificateStore(Array(chain.dropFirst())))
         guard case .validCertificate = result else {
@@ -154,6 +156,31 @@ public enum CAMaterial {
             )
         }
         return CertificateAuthority(certificate: signing, privateKey: key, chain: chain, roots: roots)
+    }
+
+    /// Checks that the chain the CA will send after each leaf is ca-cert's own path: each
+    /// certificate issued and signed by the next, ending at a root of `root-cert.pem`. A
+    /// `cert-chain.pem` with another CA's certificates in it would otherwise be sent to every
+    /// workload, whose last certificate a client may take for the root.
+    static func checkOrder(_ chain: [Certificate], roots: [Certificate], directory: String) throws(PKIError) {
+        let file = path(directory, FileName.certChain)
+        func named(_ certificate: Certificate) -> String {
+            let subject = certificate.subject.description
+            return subject.isEmpty ? "a certificate with no subject" : "\"\(subject)\""
+        }
+        for (child, parent) in zip(chain, chain.dropFirst()) {
+            guard child.issuer == parent.subject, parent.publicKey.isValidSignature(child.signature, for: child) else {
+                let what = child == chain[0] ? "\(path(directory, FileName.caCert)) (\(named(child)))" : named(child)
+                throw PKIError(
+                    .badCAMaterial,
+                    "\(file): \(named(parent)) did not issue \(what), which it follows: cert-chain.pem must hold ca-cert's chain in order, each certificate followed by its issuer, ending with the root, and nothing else")
+            }
+        }
+        if let last = chain.last, chain.count > 1, !roots.contains(last) {
+            throw PKIError(
+                .badCAMaterial,
+                "\(file) ends with \(named(last)), which is not a root of \(path(directory, FileName.rootCert)) and was not issued by one: end cert-chain.pem with the root that root-cert.pem holds")
+        }
     }
 
     /// Writes the CA's files into `directory` in the plug-in layout; the key gets mode 0600.

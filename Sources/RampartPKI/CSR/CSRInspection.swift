@@ -59,7 +59,7 @@ public enum CSRInspection {
                 throw PKIError(.malformedCSR, "csr is empty: send a PEM-encoded PKCS#10 request (-----BEGIN CERTIFICATE REQUEST-----)")
             }
             if !trimmed.hasPrefix("-----BEGIN CERTIFICATE REQUEST-----") {
-                throw PKIError(.malformedCSR, "csr is not a PEM certificate request: it must start with -----BEGIN CERTIFICATE REQUEST-----")
+                throw PKIError(.malformedCSR, "csr is not a PEM certificate request: it must start with -----BEGIN CERTIFICATE REQUEST----- (or be the request's DER alone, in base64)")
             }
             let requests = trimmed.components(separatedBy: "-----BEGIN CERTIFICATE REQUEST-----").count - 1
             if requests > 1 {
