@@ -67,6 +67,28 @@ struct ConfigStoreConsistencyTests {
         #expect(exported.stdout == "authorizationpolicy.security.istio.io shop/deny-admin unchanged\nconfig version 1 (nothing changed)\n", "\(exported.stdout)\(exported.stderr)")
     }
 
+    @Test("a stored export's creationTimestamp is not content: get -o yaml applied back, the export again and the clean source are unchanged")
+    func storedCreationTimestamp() throws {
+        let ca = try CAProcess(label: "config-created")
+        let clean = "\(ca.directory)/clean.yaml"
+        try ConfigCommandTests.write(clean, action: "DENY", paths: "[/admin]")
+        let source = try String(contentsOfFile: clean, encoding: .utf8)
+        let export = "\(ca.directory)/export.yaml"
+        try source.replacingOccurrences(of: "namespace: shop}", with: "namespace: shop, creationTimestamp: \"2020-01-01T00:00:00Z\"}")
+            .write(toFile: export, atomically: true, encoding: .utf8)
+        #expect(try String(contentsOfFile: export, encoding: .utf8).contains("2020-01-01"), "the export must carry a timestamp")
+        #expect(try rampart("apply", "-f", export, "--state", ca.state).succeeded)
+        let unchanged = "authorizationpolicy.security.istio.io shop/deny-admin unchanged\nconfig version 1 (nothing changed)\n"
+        let printed = try rampart("get", "ap", "deny-admin", "-n", "shop", "-o", "yaml", "--state", ca.state)
+        #expect(printed.succeeded && !printed.stdout.contains("2020-01-01"), "get prints the store's own time: \(printed.stdout)")
+        let back = try run(Paths.rampart, ["apply", "-f", "-", "--state", ca.state], input: printed.stdout)
+        #expect(back.stdout == unchanged, "\(back.stdout)\(back.stderr)")
+        for file in [export, clean] {
+            let again = try rampart("apply", "-f", file, "--state", ca.state)
+            #expect(again.stdout == unchanged, "\(file): \(again.stdout)\(again.stderr)")
+        }
+    }
+
     /// `audit verify` on a copy of `ca`'s state whose store `sql` changed behind Rampart's back.
     static func auditVerify(copyOf ca: CAProcess, as label: String, after sql: String) throws -> CommandResult {
         let copy = "\(ca.directory)/\(label)"

@@ -90,15 +90,13 @@ extension YAMLDocuments {
     /// Both documents are of the same resource (kind, namespace and name), so what only says so
     /// differently does not count either: the fields a Kubernetes API server sets
     /// (`metadata.generation`, `uid`, `resourceVersion`, `managedFields`, `selfLink`, the deletion
-    /// fields, `status`; `creationTimestamp` only where the stored document has none, since one it
-    /// gives orders competing PeerAuthentications) and kubectl's `last-applied-configuration`
+    /// fields, `status`, and `creationTimestamp`, which the store sets from when the resource was
+    /// first applied whatever a document says) and kubectl's `last-applied-configuration`
     /// annotation, which `get -o json` and exports from a cluster carry; the namespace written or
     /// left to its default; and `v1beta1` for `v1`, one resource under two versions of its API.
     static func sameContent(_ stored: String, _ applied: String) -> Bool {
         guard let a = try? PlainYAML.parse(stored), let b = try? PlainYAML.parse(applied) else { return false }
-        let storedCreation = ((a as? [String: Any])?["metadata"] as? [String: Any])?["creationTimestamp"]
-        let keepCreation = storedCreation != nil && !(storedCreation is NSNull)
-        return equal(withoutServerFields(a, keepCreation), withoutServerFields(b, keepCreation))
+        return equal(withoutServerFields(a), withoutServerFields(b))
     }
 
     /// Whether two documents of one resource have the same `spec` (both without one counts as the
@@ -109,21 +107,21 @@ extension YAMLDocuments {
         return equal(a["spec"], b["spec"])
     }
 
-    /// The metadata fields a Kubernetes API server owns, `creationTimestamp` aside.
+    /// The metadata fields a Kubernetes API server owns.
     static let serverMetadata = [
         "generation", "uid", "resourceVersion", "managedFields", "selfLink", "deletionTimestamp",
-        "deletionGracePeriodSeconds",
+        "deletionGracePeriodSeconds", "creationTimestamp",
     ]
 
     /// A parsed document without what `sameContent` leaves out of the comparison.
-    private static func withoutServerFields(_ document: Any, _ keepCreation: Bool) -> Any {
+    private static func withoutServerFields(_ document: Any) -> Any {
         guard var object = document as? [String: Any] else { return document }
         object["status"] = nil
         if let version = object["apiVersion"] as? String, version == "security.istio.io/v1beta1" {
             object["apiVersion"] = "security.istio.io/v1"
         }
         if var metadata = object["metadata"] as? [String: Any] {
-            for field in serverMetadata + ["name", "namespace"] + (keepCreation ? [] : ["creationTimestamp"]) {
+            for field in serverMetadata + ["name", "namespace"] {
                 metadata[field] = nil
             }
             if var annotations = metadata["annotations"] as? [String: Any] {
