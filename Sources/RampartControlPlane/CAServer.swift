@@ -126,18 +126,15 @@ public struct CAServer: Sendable {
                 "a private key is readable by other users: chmod 600 it",
                 metadata: ["file": "\(file)", "mode": "\(String(mode, radix: 8))"])
         }
-        let store = try configuration.state.openStore()
-        if let problem = try await configuration.state.foreignStoreProblem(store) {
-            throw ControlPlaneError(.startFailed, problem + "; ca serve does not start on it, so that no certificate is recorded in a store that is not this CA's")
-        }
-        // Every page is read once before serving: a store damaged inside (a page that no longer
-        // reads back) would otherwise be found by the first issuance that needs it, or never.
-        let check = try await store.quickCheck()
-        guard check == ["ok"] else {
+        // Every page is read once before serving, through a read-only connection that leaves a
+        // refused store as it was: a store damaged inside (a page that no longer reads back) would
+        // otherwise be found by the first issuance that needs it, or never.
+        if let problem = try await configuration.state.problemBeforeWriting() {
             throw ControlPlaneError(
                 .startFailed,
-                "the store at \(store.path) is damaged (SQLite's quick_check: \(check.prefix(3).joined(separator: "; "))): ca serve does not start on it, so that no certificate leaves the CA unrecorded. Restore the file from a backup")
+                problem + ": ca serve does not start on it, so that no certificate is recorded where it could be lost or where it does not belong. Restore the file from a backup")
         }
+        let store = try configuration.state.openStore()
         let issuer = try SVIDIssuer(authority: authority, policy: configuration.policy)
 
         let jwt = configuration.jwtIssuers.isEmpty ? nil : JWTAuthenticator(

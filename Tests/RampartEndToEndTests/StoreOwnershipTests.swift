@@ -68,7 +68,17 @@ struct StoreOwnershipTests {
                 f.write(bytes([0x0d]) + b'\\xff' * 64)
             """, "\(state)/rampart.sqlite"])
         try #require(damage.succeeded, "\(damage.stderr)")
+        let before = try Data(contentsOf: URL(fileURLWithPath: "\(state)/rampart.sqlite"))
         let token = try rampart("token", "create", "--state", state, "--spiffe-id", Self.id)
         #expect(token.status == 1 && token.stderr.contains("damaged") && token.stdout.isEmpty, "\(token.stdout)\(token.stderr)")
+        // Refused and left byte for byte as it was: what a restore or a forensic look needs.
+        let policy = "\(state)/p.yaml"
+        try "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: p, namespace: shop}\nspec: {}\n"
+            .write(toFile: policy, atomically: true, encoding: .utf8)
+        let applied = try rampart("apply", "-f", policy, "--state", state)
+        #expect(applied.status == 1 && applied.stderr.contains("damaged"), "\(applied.stdout)\(applied.stderr)")
+        let deleted = try rampart("delete", "ap", "p", "-n", "shop", "--state", state)
+        #expect(deleted.status != 0, "\(deleted.stdout)\(deleted.stderr)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: "\(state)/rampart.sqlite")) == before, "a refusing command changed the damaged store")
     }
 }

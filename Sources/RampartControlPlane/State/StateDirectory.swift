@@ -95,15 +95,25 @@ public struct StateDirectory: Sendable {
     /// resource): refused when the store does not record this directory's CA, or when SQLite
     /// finds a page of it damaged, so that nothing is written where it would be lost.
     public func openStoreForWriting() async throws -> SQLiteStore {
-        let store = try openStore(.readWrite)
-        if let problem = try await foreignStoreProblem(store) { throw ControlPlaneError(.stateMissing, problem) }
-        let check = try await store.quickCheck()
-        guard check == ["ok"] else {
-            throw ControlPlaneError(
-                .stateMissing,
-                "the store at \(store.path) is damaged (SQLite's quick_check: \(check.prefix(3).joined(separator: "; "))): nothing is written to it, so that no record is lost. Restore the file from a backup")
+        if let problem = try await problemBeforeWriting() {
+            throw ControlPlaneError(.stateMissing, problem + ": nothing is written to it, so that no record is lost. Restore the file from a backup")
         }
-        return store
+        return try openStore(.readWrite)
+    }
+
+    /// Why the store must not be opened to write, found without writing to it, or nil: it does
+    /// not record this directory's CA, or SQLite finds a page of it damaged. Opening a store to
+    /// write touches the file even when nothing is recorded (SQLite's write-ahead log, and the
+    /// database library's check that the log works), so a store that is to be refused is read
+    /// through a read-only connection first and left exactly as it was.
+    public func problemBeforeWriting() async throws -> String? {
+        let reader = try openStore(.readOnly)
+        if let problem = try await foreignStoreProblem(reader) { return problem }
+        let check = try await reader.quickCheck()
+        guard check == ["ok"] else {
+            return "the store at \(reader.path) is damaged (SQLite's quick_check: \(check.prefix(3).joined(separator: "; ")))"
+        }
+        return nil
     }
 
     /// Why the store is not this directory's, or nil: `ca init` records the CA of `ca-cert.pem`
