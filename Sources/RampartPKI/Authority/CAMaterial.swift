@@ -179,7 +179,7 @@ public enum CAMaterial {
         if let last = chain.last, chain.count > 1, !roots.contains(last) {
             throw PKIError(
                 .badCAMaterial,
-                "\(file) ends with \(named(last)), which is not a root of \(path(directory, FileName.rootCert)) and was not issued by one: end cert-chain.pem with the root that root-cert.pem holds")
+                "\(path(directory, FileName.caCert)) does not chain to \(path(directory, FileName.rootCert)): \(file) ends with \(named(last)), which is neither a root that root-cert.pem holds nor issued by one. End cert-chain.pem with a root root-cert.pem holds, or put this chain's root in root-cert.pem")
         }
     }
 
