@@ -361,6 +361,21 @@ struct ProxyHeaderTests {
         #expect(IstioValueSemanticsTests.decide(engine, request.withProxyHeaders(requestID: "id")) == .allow)
     }
 
+    @Test("the proxy's quick filter passes every header name the connection manager treats, in any case")
+    func quickFilter() {
+        let treated = ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te", "x-envoy-internal"]
+            + ConnectionManagerHeaders.internalOnly.sorted()
+        for name in treated {
+            for spelling in [name, name.uppercased(), name.prefix(1).uppercased() + name.dropFirst()] {
+                #expect(ConnectionManagerHeaders.mayTreat(spelling.lowercased()) && ConnectionManagerHeaders.mayTreatIgnoringCase(spelling), "\(spelling)")
+            }
+        }
+        for name in ["accept", "x-request-id", "x-forwarded-for", "authorization", "user-agent", "x-envoy-attempt-count"] {
+            #expect(!ConnectionManagerHeaders.mayTreat(name), "\(name)")
+        }
+        #expect(!ConnectionManagerHeaders.mayTreatIgnoringCase("x-request-id") && !ConnectionManagerHeaders.mayTreatIgnoringCase("authorization"))
+    }
+
     @Test("x-envoy-internal is always removed; Envoy's request-control headers only an internal request keeps")
     func envoyInternalHeaders() {
         let control = ["x-envoy-retry-on": "5xx", "x-envoy-upstream-rq-timeout-ms": "1", "x-envoy-original-url": "http://a/", "x-envoy-internal": "true",

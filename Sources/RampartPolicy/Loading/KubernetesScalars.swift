@@ -42,12 +42,15 @@ extension KubernetesScalars {
     static func jsonKey(of node: Node) -> KeyReading? {
         guard case .scalar(let scalar) = node else { return nil }
         let text = scalar.string
+        guard scalar.style == .plain else { return .key(text) }
+        // Field names and most other keys are strings at once, without looking at the tag.
+        let resolved = GoYAMLv2.resolve(text)
+        if resolved == .string { return .key(text) }
         // Yams resolves a key's implicit tag in place once the mapping is hashed, so a plain key
         // whose tag is what its text resolves to was written without one.
         let tag = Tag.Name(rawValue: scalar.tag.description)
-        guard scalar.style == .plain, tag == .implicit || tag == Resolver.default.resolveTag(of: Node.scalar(.init(text)))
-        else { return .key(text) }
-        switch GoYAMLv2.resolve(text) {
+        guard tag == .implicit || tag == Resolver.default.resolveTag(of: Node.scalar(.init(text))) else { return .key(text) }
+        switch resolved {
         case .string: return .key(text)
         case .bool(let value): return .key(value ? "true" : "false")
         case .int(let value): return .key(String(value))

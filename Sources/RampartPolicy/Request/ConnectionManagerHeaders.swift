@@ -60,6 +60,19 @@ public enum ConnectionManagerHeaders {
         }
     }
 
+    /// A quick, allocation-free filter for `mayTreat` on a name in any case: false for every name
+    /// `mayTreat` refuses but those of the same length as a fixed one (and `x-envoy-` names).
+    @inline(__always)
+    public static func mayTreatIgnoringCase(_ name: String) -> Bool {
+        let bytes = name.utf8
+        switch bytes.count {
+        case 2, 7, 10, 16, 17: return true  // te; upgrade; connection, keep-alive; proxy-connection, x-envoy-internal; transfer-encoding
+        default:
+            guard bytes.count > 8 else { return false }
+            return zip(bytes, "x-envoy-".utf8).allSatisfy { $0 | 0x20 == $1 || $0 == $1 }
+        }
+    }
+
     /// The treatment of a header named `lowercasedName` with `value`.
     public static func treatment(of lowercasedName: String, value: String, in circumstances: Circumstances) -> Treatment {
         switch lowercasedName {
