@@ -39,6 +39,18 @@ struct StoreOwnershipTests {
         #expect(try rampart("token", "create", "--state", other, "--spiffe-id", Self.id).succeeded)
     }
 
+    @Test("--state naming a file says it is a file, not a directory to initialize")
+    func stateIsAFile() throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("rampart-state-file-\(UUID().uuidString.prefix(8))").path
+        try "not a directory\n".write(toFile: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        for command in [["cert", "list"], ["get", "ap", "-A"]] {
+            let result = try run(Paths.rampart, command + ["--state", file])
+            #expect(result.status != 0 && result.stderr.contains("is a file, not a CA state directory") && !result.stderr.contains("ca init --state \(file)"),
+                "\(command): \(result.stderr)")
+        }
+    }
+
     @Test("a store whose record of its schema was edited is refused in words")
     func editedMigrations() throws {
         let state = try Self.stateDirectory("migrations")

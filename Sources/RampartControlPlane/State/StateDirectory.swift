@@ -30,9 +30,8 @@ public struct StateDirectory: Sendable {
     public func loadConfig() throws -> CAConfig {
         guard let data = FileManager.default.contents(atPath: configPath) else {
             var isDirectory: ObjCBool = false
-            if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue,
-                faccessat(AT_FDCWD, path, R_OK | X_OK, AT_EACCESS) != 0
-            {
+            let exists = FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory)
+            if exists, isDirectory.boolValue, faccessat(AT_FDCWD, path, R_OK | X_OK, AT_EACCESS) != 0 {
                 throw ControlPlaneError(
                     .stateMissing,
                     "\(path) cannot be read by this user (ca init makes it mode 0700): run the command as the directory's owner, or have the owner give this user read access to it and its files")
@@ -49,6 +48,11 @@ public struct StateDirectory: Sendable {
                 throw ControlPlaneError(
                     .stateMissing,
                     "\(configPath) is missing, though \(path) holds \(left.joined(separator: ", ")) of an initialized directory: restore ca.json from a backup (it names the trust domain, the CA's origin and when it was made)")
+            }
+            if exists, !isDirectory.boolValue {
+                throw ControlPlaneError(
+                    .stateMissing,
+                    "\(path) is a file, not a CA state directory: give --state the directory 'rampart ca init --state DIR' made (it holds ca.json and rampart.sqlite)")
             }
             throw ControlPlaneError(.stateMissing, "\(path) is not an initialized CA state directory (no ca.json): run 'rampart ca init --state \(path)' first")
         }
