@@ -133,6 +133,10 @@ struct MeshSnapshotTests {
         let lines = table.split(separator: "\n").map(String.init)
         #expect(lines.first?.hasPrefix("NAME") == true)
         #expect(lines.first?.contains("CERT EXPIRES") == true)
+        let columns = lines.map { $0.split(separator: " ", omittingEmptySubsequences: true).map(String.init) }
+        #expect(columns.first?[3] == "ACKED")  // after NAME, SPIFFE and ID
+        #expect(columns.first { $0.first == "reviews-v1.shop" }?[2] == "7", "the version reviews acked: \(table)")
+        #expect(columns.first { $0.first == "ratings.shop" }?[2] == "-", "ratings acked none: \(table)")
         #expect(lines.contains { $0.hasPrefix("web.front") && $0.contains("NACK: bad rule") })
         #expect(lines.contains { $0.hasPrefix("ratings.shop") && $0.contains("STALE (acked none, current 7)") && $0.hasSuffix("disconnected") })
         #expect(lines.contains { $0.hasPrefix("reviews-v1.shop") && $0.contains("SYNCED") && $0.hasSuffix("connected") })

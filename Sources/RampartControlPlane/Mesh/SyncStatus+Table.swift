@@ -8,11 +8,15 @@ extension SyncStatus {
         return "STALE (acked \(acked), current \(current))"
     }
 
-    /// A table like `istioctl proxy-status`: NAME, SPIFFE ID, CONFIG, CERT EXPIRES, STATE.
+    /// A table like `istioctl proxy-status`: NAME, SPIFFE ID, ACKED (the config version the proxy
+    /// last accepted, `-` for none), CONFIG, CERT EXPIRES, STATE.
     public func table() -> String {
-        let header = ["NAME", "SPIFFE ID", "CONFIG", "CERT EXPIRES", "STATE"]
+        let header = ["NAME", "SPIFFE ID", "ACKED", "CONFIG", "CERT EXPIRES", "STATE"]
         let rows = [header] + proxies.map { proxy in
-            [proxy.displayName, proxy.spiffeID, configColumn(for: proxy), proxy.certificateNotAfter, proxy.state]
+            [
+                proxy.displayName, proxy.spiffeID, proxy.ackedConfigVersion.map { String($0) } ?? "-",
+                configColumn(for: proxy), proxy.certificateNotAfter, proxy.state,
+            ]
         }
         let widths = header.indices.map { column in rows.map { $0[column].count }.max() ?? 0 }
         return rows.map { row in
