@@ -361,6 +361,34 @@ struct ProxyHeaderTests {
         #expect(IstioValueSemanticsTests.decide(engine, request.withProxyHeaders(requestID: "id")) == .allow)
     }
 
+    @Test("header values and the host lose the spaces and tabs around them before the policies read them")
+    func paddedValues() {
+        #expect(FieldValue.trimmed(" \tyes \t") == "yes")
+        #expect(FieldValue.trimmed("a b") == "a b")
+        #expect(FieldValue.trimmed(" \t ") == "")
+        #expect(!FieldValue.isPadded("") && !FieldValue.isPadded("a b") && FieldValue.isPadded("a\t"))
+        let engine = Fixture.engine(
+            Fixture.policy("p", action: "DENY", rules: """
+                  - when: [{key: "request.headers[x-block]", values: ["yes"]}]
+                  - to: [{operation: {hosts: ["forbidden.example"]}}]
+                """))
+        func request(host: String = "b", headers: [String: String] = [:], repeated: [String: [String]] = [:]) -> AuthzRequest {
+            AuthzRequest(
+                transport: .http, source: .init(principal: "cluster.local/ns/ns1/sa/a"),
+                destination: .init(namespace: "ns1", labels: ["app": "b"], port: 80), method: "GET", host: host, path: "/",
+                headers: headers, repeatedHeaders: repeated
+            ).withProxyHeaders(requestID: "id")
+        }
+        for padded in ["yes ", "yes\t", " yes", "yes \t "] {
+            #expect(request(headers: ["x-block": padded]).headers["x-block"] == "yes")
+            #expect(IstioValueSemanticsTests.decide(engine, request(headers: ["x-block": padded])) == .deny, "\(padded)")
+        }
+        #expect(IstioValueSemanticsTests.decide(engine, request(headers: ["x-block": "no "])) == .allow)
+        #expect(IstioValueSemanticsTests.decide(engine, request(host: "forbidden.example ")) == .deny)
+        let both = request(headers: ["x-tag": "a ,b"], repeated: ["x-tag": ["a ", " b"]])
+        #expect(both.repeatedHeaders["x-tag"] == ["a", "b"])
+    }
+
     @Test("the proxy's quick filter passes every header name the connection manager treats, in any case")
     func quickFilter() {
         let treated = ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te", "x-envoy-internal"]

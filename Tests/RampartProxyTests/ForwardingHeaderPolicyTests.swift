@@ -66,6 +66,37 @@ struct ForwardingHeaderPolicyTests {
         }
     }
 
+    @Test("spaces and tabs around a header value are not a way past a policy, over HTTP/1.1 and HTTP/2, and the application gets the value trimmed")
+    func paddedHeaderValues() async throws {
+        try await DataPathTests().withServer { _, proxy, _ in
+            try proxy.install(SnapshotBuilder.snapshot(version: 2, resources: [
+                SnapshotBuilder.authorizationPolicy(
+                    name: "deny-padded", namespace: "default",
+                    body: "action: DENY\nrules:\n- when:\n  - key: request.headers[x-block]\n    values: [\"yes\"]\n- to:\n  - operation:\n      hosts: [\"forbidden.example\"]"),
+            ]))
+            func raw(_ lines: [String]) async throws -> String {
+                try await RawClient.untilClosed(
+                    port: proxy.inboundPort, sending: "GET / HTTP/1.1\r\n" + lines.map { $0 + "\r\n" }.joined() + "connection: close\r\n\r\n")
+            }
+            for padded in ["x-block: yes ", "x-block: yes\t", "x-block:  yes \t "] {
+                let answer = try await raw(["host: app", padded])
+                #expect(answer.hasPrefix("HTTP/1.1 403"), "\(padded.debugDescription): \(answer)")
+            }
+            let host = try await raw(["host: forbidden.example "])
+            #expect(host.hasPrefix("HTTP/1.1 403"), "\(host)")
+            for http2 in [false, true] {
+                let allowed = try await TestClient.plain(port: proxy.inboundPort, headers: [("x-role", "admin \t")], http2: http2)
+                #expect(allowed.head.status == .ok)
+                let headers = try TestClient.echo(allowed)["headers"] as? [String: String] ?? [:]
+                #expect(headers["x-role"] == "admin", "the application gets the value without its padding (HTTP/2: \(http2))")
+            }
+            let overHTTP2 = try await TestClient.plain(port: proxy.inboundPort, headers: [("x-block", "yes ")], http2: true)
+            #expect(overHTTP2.head.status == .forbidden)
+            let otherHTTP2 = try await TestClient.plain(port: proxy.inboundPort, headers: [("x-block", "no ")], http2: true)
+            #expect(otherHTTP2.head.status == .ok)
+        }
+    }
+
     @Test("connection.sni is the server name of the client's ClientHello, for DENY and ALLOW alike")
     func serverNameFromClientHello() async throws {
         try await DataPathTests().withServer { mesh, proxy, _ in

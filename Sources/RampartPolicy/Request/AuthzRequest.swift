@@ -149,12 +149,18 @@ public struct AuthzRequest: Sendable, Hashable {
     /// - `x-forwarded-client-cert`: removed from a plaintext request, so that it cannot be forged;
     ///   over mTLS, an element `URI=spiffe://<principal>` appended for the peer (the proxy's own
     ///   element also holds `By` and the certificate's `Hash`, which a request file does not give).
-    /// Before these, the headers Envoy's connection manager removes or rewrites are treated as it
-    /// treats them (see `ConnectionManagerHeaders`).
+    /// Before these, header values and the host lose the spaces and tabs around them (see
+    /// `FieldValue`), and the headers Envoy's connection manager removes or rewrites are treated as
+    /// it treats them (see `ConnectionManagerHeaders`).
     public func withProxyHeaders(requestID id: @autoclosure () -> String) -> AuthzRequest {
         guard transport == .http else { return self }
         var headers = self.headers
         var repeated = repeatedHeaders
+        // Values as the codec reads them, without the spaces and tabs around them (`FieldValue`).
+        for (name, value) in self.headers where FieldValue.isPadded(value) { headers[name] = FieldValue.trimmed(value) }
+        for (name, values) in repeatedHeaders where values.contains(where: FieldValue.isPadded) {
+            repeated[name] = values.map(FieldValue.trimmed)
+        }
         let circumstances = ConnectionManagerHeaders.Circumstances(
             connection: headers["connection"], upgrade: headers["upgrade"], forwardedFor: headers["x-forwarded-for"])
         for (name, value) in self.headers where ConnectionManagerHeaders.mayTreat(name) {
@@ -175,8 +181,9 @@ public struct AuthzRequest: Sendable, Hashable {
         }
         for name in ["x-forwarded-proto", "x-forwarded-client-cert"] { repeated[name] = nil }
         return AuthzRequest(
-            transport: transport, source: source, destination: destination, method: method, host: host, path: path,
-            headers: headers, extAuthz: extAuthz, sni: sni, jwt: jwt, repeatedHeaders: repeated)
+            transport: transport, source: source, destination: destination, method: method,
+            host: host.map(FieldValue.trimmed), path: path, headers: headers, extAuthz: extAuthz, sni: sni, jwt: jwt,
+            repeatedHeaders: repeated)
     }
 
     /// Creates a request; header names are lower-cased.

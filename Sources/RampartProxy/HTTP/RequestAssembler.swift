@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHTTP1
+import RampartPolicy
 import Synchronization
 
 /// A request as a server connection hands it to async code: whole, or only its head when the
@@ -112,8 +113,10 @@ struct RequestAssembly {
     /// Takes one part; returns the request its end completes.
     mutating func receive(_ part: HTTPServerRequestPart) -> AssembledRequest? {
         switch (part, state) {
-        case (.head(let head), _):
+        case (.head(var head), _):
             releaseHeld()
+            // Values as a field parser reads them, before anything (a policy, the application) does.
+            Self.trimFieldValues(&head.headers)
             if streamsGRPC && GRPCFraming.isGRPC(contentType: head.headers.first(name: "content-type")) {
                 // A gRPC call's messages may be a stream in either direction: the call is
                 // decided on its head (no policy reads a body) and its body passed on as it comes.
@@ -169,6 +172,16 @@ struct RequestAssembly {
         case (.end, .idle):
             return nil
         }
+    }
+
+    /// Removes the spaces and tabs around header values (see `FieldValue`): NIO's HTTP/1 parser
+    /// keeps trailing ones, and HPACK keeps both. Most requests have none, and are left as they are.
+    static func trimFieldValues(_ headers: inout HTTPHeaders) {
+        guard headers.contains(where: { FieldValue.isPadded($0.value) }) else { return }
+        var trimmed = HTTPHeaders()
+        trimmed.reserveCapacity(headers.count)
+        for (name, value) in headers { trimmed.add(name: name, value: FieldValue.trimmed(value)) }
+        headers = trimmed
     }
 
     /// Hands on a request to be streamed, with what of it has come so far, at the end of the read
