@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import NIOCore
+import NIOHTTP1
 import RampartAuthn
 
 /// What the listeners share: the workload, its identity and config, the upstream client and
@@ -76,15 +77,35 @@ public final class ProxyContext: Sendable {
         }
     }
 
-    /// The 426 an HTTP/1.0 request gets when the proxy does not accept that version, as Envoy's
-    /// HTTP/1 codec answers it (`accept_http_10` off): no body, and the connection closes. Nil
-    /// when the request may go on.
-    func refusesVersion(_ request: BufferedRequest, _ record: inout RequestRecord) -> BufferedResponse? {
+    /// What Envoy's HTTP/1 codec answers itself, with no body, closing the connection: 501 for a
+    /// `transfer-encoding` other than `chunked`, and 426 for HTTP/1.0 when the proxy does not
+    /// accept that version (`accept_http_10` off). Nil when the request may go on.
+    func codecRefusal(_ request: BufferedRequest, _ record: inout RequestRecord) -> BufferedResponse? {
+        if request.head.version.major == 1, Self.hasUnsupportedTransferEncoding(request.head.headers) {
+            // Envoy's HTTP/1 codec implements `chunked` alone: any other coding, even before
+            // `chunked`, is refused with 501 rather than passed on with the coding dropped.
+            record.responseDetails = "http1.invalid_transfer_encoding"
+            record.responseFlags = "DPE"
+            var response = BufferedResponse.local(.notImplemented, "")
+            response.head.headers.replaceOrAdd(name: "connection", value: "close")
+            return response
+        }
         guard !acceptHTTP10, request.head.version.major == 1, request.head.version.minor == 0 else { return nil }
         record.responseDetails = "low_version"
         var response = BufferedResponse.local(.upgradeRequired, "")
         response.head.headers.replaceOrAdd(name: "connection", value: "close")
         return response
+    }
+
+    /// Whether an HTTP/1 request's `transfer-encoding` is anything but `chunked` (in any case),
+    /// once: `gzip, chunked`, `chunked, chunked` and a second `transfer-encoding` field all are.
+    static func hasUnsupportedTransferEncoding(_ headers: HTTPHeaders) -> Bool {
+        var values = 0
+        for (name, value) in headers where name.utf8.count == 17 && name.lowercased() == "transfer-encoding" {
+            values += 1
+            if values > 1 || value.lowercased() != "chunked" { return true }
+        }
+        return false
     }
 
     /// Completes a request's record with its response and duration, and reports it to the

@@ -103,6 +103,41 @@ struct ParseErrorTests {
         }
     }
 
+    @Test("a transfer-encoding other than chunked alone is answered 501 and the connection closed, inbound and outbound, as Envoy's codec answers it")
+    func unsupportedTransferEncoding() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("rampart-te-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let log = "\(directory)/access.log"
+        #expect(!ProxyContext.hasUnsupportedTransferEncoding(["Transfer-Encoding": "ChuNKeD"]))
+        #expect(!ProxyContext.hasUnsupportedTransferEncoding(["x-other": "gzip"]))
+        #expect(ProxyContext.hasUnsupportedTransferEncoding(HTTPHeaders([("transfer-encoding", "chunked"), ("transfer-encoding", "chunked")])))
+        try await DataPathTests().withServer(logFile: log) { _, proxy, _ in
+            try proxy.install(SnapshotBuilder.snapshot(version: 2, resources: []))
+            for coding in ["gzip, chunked", "deflate, chunked", "GZIP, Chunked"] {
+                for port in [proxy.inboundPort, proxy.outboundPort] {
+                    let text = try await RawClient.untilClosed(
+                        port: port, sending: "POST /x HTTP/1.1\r\nHost: app\r\nTransfer-Encoding: \(coding)\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
+                    #expect(text.hasPrefix("HTTP/1.1 501 Not Implemented\r\n"), "\(coding) on \(port): \(text)")
+                    #expect(text.lowercased().contains("connection: close"), "\(text)")
+                }
+            }
+            let line = try await UpgradeTests.accessLogLine(log) { $0["response_code"] as? Int == 501 }
+            #expect(line["response_flags"] as? String == "DPE", "\(line)")
+            #expect(line["response_code_details"] as? String == "http1.invalid_transfer_encoding", "\(line)")
+            // Codings NIO's parser refuses itself (chunked twice, a coding without chunked) get its 400.
+            for coding in ["chunked, chunked", "gzip", "identity"] {
+                let text = try await RawClient.untilClosed(
+                    port: proxy.inboundPort, sending: "POST /x HTTP/1.1\r\nHost: app\r\nTransfer-Encoding: \(coding)\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
+                #expect(text.hasPrefix("HTTP/1.1 400 Bad Request\r\n"), "\(coding): \(text)")
+            }
+            // Plain chunked, in any case, is read as usual.
+            let chunked = try await RawClient.untilClosed(
+                port: proxy.inboundPort, sending: "POST /x HTTP/1.1\r\nHost: app\r\nTransfer-Encoding: Chunked\r\nconnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
+            #expect(chunked.hasPrefix("HTTP/1.1 200 OK\r\n"), "\(chunked)")
+        }
+    }
+
     @Test("without the option, parse errors go on to the handlers behind, as from NIO")
     func passedOn() throws {
         let channel = EmbeddedChannel()

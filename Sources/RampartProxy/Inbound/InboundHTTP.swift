@@ -91,7 +91,7 @@ struct InboundHTTP: Sendable {
         var request = request
         var record = record
         record.requestID = RequestIDs.ensure(&request.head.headers)
-        if let refusal = context.refusesVersion(request, &record) {
+        if let refusal = context.codecRefusal(request, &record) {
             done(refusal, record)
             return
         }

@@ -180,7 +180,7 @@ struct OutboundHTTP: Sendable {
         var head = request.head
         record.bytesReceived = request.body.readableBytes
         describe(&record, &head, source: source)
-        if let refusal = context.refusesVersion(request, &record) {
+        if let refusal = context.codecRefusal(request, &record) {
             done(refusal, record)
             return
         }
