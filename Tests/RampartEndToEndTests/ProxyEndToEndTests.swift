@@ -197,6 +197,14 @@ struct ProxyEndToEndTests {
             #expect(outbound.allSatisfy { $0["connection_security_policy"] == "unknown" }, "\(outbound)")
             #expect(!(try await prometheus.query("istio_request_duration_milliseconds_bucket")).isEmpty)
 
+            // A host outside the registry goes through under ALLOW_ANY, labelled as Istio labels
+            // it: the host as the service, PassthroughCluster as its name.
+            let outside = "127.0.0.1:\(mesh.b.appPort)"
+            #expect(try await Curl.get("http://127.0.0.1:\(mesh.a.outbound)/", ["-H", "Host: \(outside)"]).code == 200)
+            let passthrough = try await Curl.get("http://127.0.0.1:\(mesh.a.admin)/stats/prometheus").body
+            let line = passthrough.split(separator: "\n").first { $0.hasPrefix("istio_requests_total{") && $0.contains("destination_service=\"127.0.0.1\"") }
+            #expect(line?.contains("destination_service_name=\"PassthroughCluster\"") == true, "\(passthrough)")
+
             // rampart status lists both proxies, synced.
             let status = try await rampartAsync("status", "--admin", "127.0.0.1:\(mesh.ca.adminPort)")
             #expect(status.succeeded, "\(status.stderr)")

@@ -130,7 +130,7 @@ struct UpstreamTimeoutTests {
             _ = try await client.send(TestClient.request(path: "/slow", host: "app", headers: []), to: target, timeout: .zero)
         }
         #expect(ContinuousClock.now - start < .seconds(10))
-        let failure = UpstreamFailure(UpstreamIdleTimeout(milliseconds: 300_000), resetDetails: "x", showError: false)
+        let failure = UpstreamFailure(UpstreamIdleTimeout(milliseconds: 300_000), showError: false)
         #expect(failure.status == .gatewayTimeout && failure.flags == "SI" && failure.details == "stream_idle_timeout")
         await server.stop()
     }

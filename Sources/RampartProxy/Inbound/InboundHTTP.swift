@@ -219,7 +219,7 @@ struct InboundHTTP: Sendable {
                     done(response, record)
                 case .failure(let error):
                     context.logger.warning("cannot reach the application", metadata: ["proxy.app": "\(context.appHost):\(context.appPort)", "error": "\(error)"])
-                    done(UpstreamFailure(error, resetDetails: "upstream_reset_before_response_started", showError: false).answer(&record), record)
+                    done(UpstreamFailure(error, showError: false).answer(&record), record)
                 }
             }
             return
@@ -237,7 +237,7 @@ struct InboundHTTP: Sendable {
             case .failure(let error):
                 let what = error is ResponseTooLarge ? "the application's response is too large to pass on" : "cannot reach the application"
                 context.logger.warning("\(what)", metadata: ["proxy.app": "\(context.appHost):\(context.appPort)", "error": "\(error)"])
-                return UpstreamFailure(error, resetDetails: "upstream_reset_before_response_started", showError: false).answer(&record)
+                return UpstreamFailure(error, showError: false).answer(&record)
             }
         }
         if request.isStreamed {

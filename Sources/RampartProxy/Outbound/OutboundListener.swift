@@ -269,7 +269,7 @@ struct OutboundHTTP: Sendable {
                     done(response, record)
                 case .failure(let error):
                     logger.warning("outbound upgrade failed", metadata: ["proxy.service": "\(fqdn)", "proxy.endpoint": "\(endpoint.host):\(endpoint.port)", "error": "\(error)"])
-                    done(UpstreamFailure(error, resetDetails: "upstream_connect_failure", showError: true).answer(&record), record)
+                    done(UpstreamFailure(error, showError: true).answer(&record), record)
                 }
             }
             return
@@ -284,7 +284,7 @@ struct OutboundHTTP: Sendable {
                 return result.response
             case .failure(let error):
                 logger.warning("outbound request failed", metadata: ["proxy.service": "\(fqdn)", "proxy.endpoint": "\(record.upstreamHost ?? "")", "error": "\(error)"])
-                return UpstreamFailure(error, resetDetails: "upstream_connect_failure", showError: true).answer(&record)
+                return UpstreamFailure(error, showError: true).answer(&record)
             }
         }
         let route = RetryRoute(endpoints: service.endpoints, service: fqdn, tls: tls, http2: http2)
@@ -345,13 +345,16 @@ struct OutboundHTTP: Sendable {
     /// Hosts outside the registry: forwarded in plaintext under ALLOW_ANY, refused under REGISTRY_ONLY.
     private func passthrough(_ request: BufferedRequest, target: OutboundTarget, record: RequestRecord, on loop: any EventLoop, done: @escaping Routed) {
         var record = record
+        // As Istio's telemetry labels such traffic: the host as the service, the cluster as its name.
         record.destinationService = target.host
         record.upstreamCluster = context.outboundPolicy == .allowAny ? "PassthroughCluster" : "BlackHoleCluster"
+        record.destinationServiceName = record.upstreamCluster
         let port = target.port ?? 80
         // The outbound listener itself: forwarding there would send the request round again, and
         // again, until sockets run out. Istio black-holes traffic addressed to 15001 the same way.
         if own.isSelf(host: target.host, port: port) {
             record.upstreamCluster = "BlackHoleCluster"
+            record.destinationServiceName = "BlackHoleCluster"
             record.responseFlags = "NR"
             record.responseDetails = "BlackHoleCluster"
             done(.local(.badGateway, "\(EndpointAddress.join(target.host, port)) is this proxy's own outbound listener: send the request to a service (Host: reviews) or another address\n"), record)
@@ -371,7 +374,7 @@ struct OutboundHTTP: Sendable {
                 record.upstreamServiceTime = ResponseStamp.milliseconds(since: forwardedAt)
                 return result.response
             case .failure(let error):
-                return UpstreamFailure(error, resetDetails: "upstream_connect_failure", showError: true).answer(&record)
+                return UpstreamFailure(error, showError: true).answer(&record)
             }
         }
         if request.isStreamed {

@@ -183,7 +183,7 @@ final class UpstreamExchangeHandler: ChannelDuplexHandler, RemovableChannelHandl
         stopTimer()
         if let pending {
             self.pending = nil
-            pending.complete(.failure(head == nil && body.readableBytes == 0 ? UpstreamClosed() : ProxyError(.upstream, "the upstream closed the connection in the middle of its response")))
+            pending.complete(.failure(head == nil && body.readableBytes == 0 ? UpstreamClosed() : UpstreamClosedMidResponse()))
         }
         context.fireChannelInactive()
     }

@@ -1,4 +1,7 @@
+import Foundation
+import NIOCore
 import NIOHTTP1
+import NIOHTTP2
 
 /// The upstream did not finish its response within the request's timeout. The proxy answers
 /// 504 with Envoy's `UT` response flag.
@@ -32,8 +35,9 @@ public struct ResponseTooLarge: Error, CustomStringConvertible {
 
 /// How a failed upstream exchange is answered and logged, as Envoy answers it: 504 `UT` for a
 /// timeout, 504 `SI` for an upstream silent past the stream idle timeout, 500 for a response
-/// past the limit on held bodies, 503 `UF` for a connection that failed or was reset before the
-/// response.
+/// past the limit on held bodies, and for a reset before the response (see `Reset`) 503 `UF`
+/// when no connection could be made, 503 `UC` when the upstream closed or reset it, and 502 `UPE`
+/// when its response broke the protocol; the body and the details name the reset reason.
 struct UpstreamFailure {
     let status: HTTPResponseStatus
     let flags: String
@@ -42,7 +46,7 @@ struct UpstreamFailure {
 
     /// `showError` adds the error to the body: the outbound side tells its own application what
     /// failed; the inbound side does not tell a remote client about the application behind it.
-    init(_ error: any Error, resetDetails: String, showError: Bool) {
+    init(_ error: any Error, showError: Bool) {
         if error is UpstreamTimeout {
             status = .gatewayTimeout
             flags = "UT"
@@ -64,11 +68,55 @@ struct UpstreamFailure {
             details = "stream_idle_timeout"
             body = "stream timeout\n"
         } else {
-            status = .serviceUnavailable
-            flags = "UF"
-            details = resetDetails
-            body = "upstream connect error or disconnect/reset before headers" + (showError ? ": \(error)\n" : "\n")
+            let reset = Reset(error)
+            status = reset == .protocolError ? .badGateway : .serviceUnavailable
+            flags = reset.flag
+            details = "upstream_reset_before_response_started{\(reset.rawValue)}"
+            body =
+                "upstream connect error or disconnect/reset before headers. reset reason: \(reset.text)"
+                + (showError ? " (\(error))\n" : "\n")
         }
+    }
+
+    /// Why an exchange ended before its response, in Envoy's words.
+    enum Reset: String {
+        /// No connection could be made (refused, unreachable, TLS handshake failed): `UF`.
+        case connectionFailure = "connection_failure"
+        /// The upstream closed or reset the connection before its response ended: `UC`.
+        case connectionTermination = "connection_termination"
+        /// The upstream's response was not valid HTTP (a malformed head, conflicting lengths, a
+        /// broken HTTP/2 frame): `UPE`.
+        case protocolError = "protocol_error"
+
+        init(_ error: any Error) {
+            switch error {
+            case is UpstreamClosed, is UpstreamClosedMidResponse:
+                self = .connectionTermination
+            case let error as HTTPParserError where error == .invalidEOFState:
+                // The connection ended inside a response: a close, not bytes that broke HTTP.
+                self = .connectionTermination
+            case is HTTPParserError, is any NIOHTTP2Error:
+                self = .protocolError
+            case let error as ProxyError where error.code == .upstreamConnect:
+                self = .connectionFailure
+            case let error as ChannelError where error == .eof || error == .ioOnClosedChannel || error == .alreadyClosed:
+                self = .connectionTermination
+            case let error as IOError where [ECONNRESET, EPIPE].contains(error.errnoCode):
+                self = .connectionTermination
+            default:
+                self = .connectionFailure
+            }
+        }
+
+        var flag: String {
+            switch self {
+            case .connectionFailure: "UF"
+            case .connectionTermination: "UC"
+            case .protocolError: "UPE"
+            }
+        }
+
+        var text: String { rawValue.replacingOccurrences(of: "_", with: " ") }
     }
 
     /// Records the failure and makes the local response.
@@ -82,4 +130,9 @@ struct UpstreamFailure {
 /// The upstream closed the connection before sending any of its response.
 struct UpstreamClosed: Error, CustomStringConvertible {
     var description: String { "the upstream closed the connection before answering" }
+}
+
+/// The upstream closed the connection after it began its response and before it ended it.
+struct UpstreamClosedMidResponse: Error, CustomStringConvertible {
+    var description: String { "the upstream closed the connection in the middle of its response" }
 }
