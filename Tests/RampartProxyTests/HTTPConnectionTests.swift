@@ -138,6 +138,35 @@ struct ParseErrorTests {
         }
     }
 
+    @Test("CONNECT is answered 404 (no route) and the connection closed, inbound after the policies and outbound, and never reaches the application")
+    func connectHasNoRoute() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("rampart-connect-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let log = "\(directory)/access.log"
+        #expect(ProtocolClassifier.classify(Array("CONNECT 127.0.0.1:443 HTTP/1.1\r\n".utf8)) == .http1)
+        #expect(ProtocolClassifier.classify(Array("CONNECT [::1]:443 HTTP/1.1\r\n".utf8)) == .http1)
+        try await DataPathTests().withServer(logFile: log) { _, proxy, _ in
+            try proxy.install(SnapshotBuilder.snapshot(version: 2, resources: []))
+            for port in [proxy.inboundPort, proxy.outboundPort] {
+                for authority in ["127.0.0.1:443", "reviews:443"] {
+                    let text = try await RawClient.untilClosed(
+                        port: port, sending: "CONNECT \(authority) HTTP/1.1\r\nHost: \(authority)\r\n\r\nbytes meant for a tunnel")
+                    #expect(text.hasPrefix("HTTP/1.1 404 Not Found\r\n"), "\(authority) on \(port): \(text)")
+                }
+            }
+            let line = try await UpgradeTests.accessLogLine(log) { $0["method"] as? String == "CONNECT" }
+            #expect(line["response_flags"] as? String == "NR" && line["response_code_details"] as? String == "route_not_found", "\(line)")
+            // The policies still decide first.
+            try proxy.install(SnapshotBuilder.snapshot(version: 3, resources: [
+                SnapshotBuilder.authorizationPolicy(
+                    name: "deny-connect", namespace: "default", body: "action: DENY\nrules:\n- to:\n  - operation:\n      methods: [\"CONNECT\"]"),
+            ]))
+            let denied = try await RawClient.untilClosed(port: proxy.inboundPort, sending: "CONNECT 127.0.0.1:443 HTTP/1.1\r\nHost: 127.0.0.1:443\r\n\r\n")
+            #expect(denied.hasPrefix("HTTP/1.1 403 Forbidden\r\n"), "\(denied)")
+        }
+    }
+
     @Test("without the option, parse errors go on to the handlers behind, as from NIO")
     func passedOn() throws {
         let channel = EmbeddedChannel()

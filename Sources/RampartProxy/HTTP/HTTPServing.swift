@@ -129,10 +129,11 @@ enum HTTPServing {
         }
         // An HTTP/2 stream carries one exchange; HTTP/1.1 keeps the connection while both sides agree.
         let http2 = requestHead.version.major == 2
-        // An upgrade answered with anything but 101 (denied here, or declined by the application)
-        // ends the connection, as Envoy ends it: what the client sent after the upgrade request
-        // was meant for the new protocol, and is not read as HTTP.
-        let refusedUpgrade = !http2 && response.upgraded == nil && HTTPUpgrade.isUpgrade(requestHead)
+        // An upgrade answered with anything but 101 (denied here, or declined by the application),
+        // or a CONNECT (never tunnelled), ends the connection, as Envoy ends it: what the client
+        // sent after the request was meant for the new protocol or the tunnel, and is not read as HTTP.
+        let refusedUpgrade =
+            !http2 && response.upgraded == nil && (HTTPUpgrade.isUpgrade(requestHead) || requestHead.method == .CONNECT)
         let keepAlive =
             http2 || (requestHead.isKeepAlive && !tooLarge && !refusedUpgrade && !HopByHop.asksToClose(response.head.headers))
         return (frame(response, for: requestHead, keepAlive: keepAlive), http2 || !keepAlive)

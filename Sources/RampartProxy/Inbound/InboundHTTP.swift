@@ -189,6 +189,14 @@ struct InboundHTTP: Sendable {
             done(.local(.forbidden, "RBAC: access denied"), record)
             return
         }
+        if request.head.method == .CONNECT {
+            // Authorized like any request, then not routed: Istio's inbound routes have no CONNECT
+            // matcher, so Envoy's router answers 404 and the application never sees it.
+            record.responseFlags = "NR"
+            record.responseDetails = "route_not_found"
+            done(.local(.notFound, ""), record)
+            return
+        }
         var forwarded = request
         // The application gets the path the policies were checked against, as Envoy's
         // normalize_path also rewrites the upstream :path.

@@ -61,9 +61,12 @@ public enum ProtocolClassifier {
         guard index > methodStart, bytes[index] == 0x20 else { return .tcp }
         index += 1
         guard index < bytes.count else { return nil }
-        // origin-form (/), asterisk-form (*) or absolute-form (a scheme).
+        // origin-form (/), asterisk-form (*), absolute-form (a scheme) or a CONNECT's
+        // authority-form (a name, an IPv4 address, or an IPv6 one in brackets).
         let target = bytes[index]
-        guard target == UInt8(ascii: "/") || target == UInt8(ascii: "*") || isLetter(target) else { return .tcp }
+        let isDigit = (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(target)
+        guard target == UInt8(ascii: "/") || target == UInt8(ascii: "*") || target == UInt8(ascii: "[") || isLetter(target) || isDigit
+        else { return .tcp }
         while index < bytes.count, bytes[index] > 0x20, bytes[index] != 0x7F { index += 1 }
         guard index < bytes.count else { return bytes.count >= requestLineLimit ? .tcp : nil }
         let rest = bytes[index...].prefix(version.count)

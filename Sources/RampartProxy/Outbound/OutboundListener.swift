@@ -184,6 +184,13 @@ struct OutboundHTTP: Sendable {
             done(refusal, record)
             return
         }
+        if head.method == .CONNECT {
+            // Istio's routes have no CONNECT matcher: Envoy finds no route for it.
+            record.responseFlags = "NR"
+            record.responseDetails = "route_not_found"
+            done(.local(.notFound, ""), record)
+            return
+        }
         let target: OutboundTarget
         do {
             target = try OutboundTarget(head: head)
