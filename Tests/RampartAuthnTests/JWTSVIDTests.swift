@@ -125,6 +125,42 @@ struct JWTSVIDTests {
         await #expect(throws: AuthnError.self) { try await check.validate("not-a-jwt", audience: "reviews", now: now) }
     }
 
+    @Test("a token not valid yet (nbf past the skew), or whose exp or aud is missing or mistyped, is refused in words")
+    func claimShapes() async throws {
+        let pem = JWTSVIDSigner.generateKeyPEM()
+        let signer = try await JWTSVIDSigner(privateKeyPEM: pem)
+        let keys = JWTKeyCollection()
+        await keys.add(ecdsa: try ES256PrivateKey(pem: pem), kid: JWKIdentifier(string: signer.keyID))
+        let check = try await validator(signer)
+        func token(_ values: [String: JSONValue]) async throws -> String {
+            try await keys.sign(RawClaims(values: values), kid: JWKIdentifier(string: signer.keyID))
+        }
+        let base: [String: JSONValue] = [
+            "sub": .string(web.string), "aud": .string("reviews"), "exp": .number(now.timeIntervalSince1970 + 300),
+        ]
+        func refusal(_ values: [String: JSONValue]) async throws -> String {
+            let text = try await token(values)
+            do {
+                _ = try await check.validate(text, audience: "reviews", now: now)
+                return "accepted"
+            } catch {
+                return error.reason
+            }
+        }
+        // nbf: 10 minutes ahead is refused; within the skew, or passed, is fine.
+        #expect(try await refusal(base.merging(["nbf": .number(now.timeIntervalSince1970 + 600)]) { $1 }).contains("not valid before"))
+        #expect(try await refusal(base.merging(["nbf": .number(now.timeIntervalSince1970 + 10)]) { $1 }) == "accepted")
+        #expect(try await refusal(base.merging(["nbf": .number(now.timeIntervalSince1970 - 10)]) { $1 }) == "accepted")
+        #expect(try await refusal(base.filter { $0.key != "exp" }).contains("no exp claim"))
+        #expect(try await refusal(base.merging(["exp": .string("tomorrow")]) { $1 }).contains("exp claim is not a number"))
+        #expect(try await refusal(base.filter { $0.key != "aud" }).contains("no aud claim"))
+        #expect(try await refusal(base.merging(["aud": .number(1)]) { $1 }).contains("neither a string nor a list"))
+        #expect(try await refusal(base.merging(["aud": .array([.string("ratings"), .string("reviews")])]) { $1 }) == "accepted")
+        for reason in [try await refusal(base.filter { $0.key != "exp" }), try await refusal(base.merging(["aud": .number(1)]) { $1 })] {
+            #expect(!reason.contains("DecodingError") && !reason.contains("CodingKeys"), "\(reason)")
+        }
+    }
+
     @Test("a token of another trust domain needs that domain's bundle")
     func otherTrustDomain() async throws {
         let signer = try await JWTSVIDSigner(privateKeyPEM: JWTSVIDSigner.generateKeyPEM())
@@ -140,4 +176,23 @@ struct JWTSVIDTests {
     func badKey() async throws {
         await #expect(throws: AuthnError.self) { try await JWTSVIDSigner(privateKeyPEM: "not a key") }
     }
+}
+
+/// Any claims, as JSON values, for tokens of unusual shapes.
+struct RawClaims: JWTPayload {
+    var values: [String: JSONValue]
+
+    init(values: [String: JSONValue]) {
+        self.values = values
+    }
+
+    init(from decoder: any Decoder) throws {
+        values = try [String: JSONValue](from: decoder)
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        try values.encode(to: encoder)
+    }
+
+    func verify(using algorithm: some JWTAlgorithm) throws {}
 }

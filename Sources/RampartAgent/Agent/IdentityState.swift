@@ -56,6 +56,9 @@ public final class IdentityState: Sendable {
     /// The current status.
     public var status: AgentStatusReport { inner.withLock { $0.status } }
 
+    /// How many streams watch for changes now.
+    var watcherCount: Int { inner.withLock { $0.watchers.count } }
+
     /// Installs a new SVID and bundle, and tells every watcher.
     func install(svid: X509SVID, bundle: TrustBundle, renewed: Bool) {
         let watchers: [AsyncStream<IdentitySnapshot>.Continuation]

@@ -76,9 +76,17 @@ public struct WorkloadAPIServer: Service {
         return connected == 0
     }
 
+    /// How many calls one client connection may have open at once (watch streams included).
+    public static let maxConcurrentStreams = 1000
+
     public func run() async throws {
         try Self.prepare(socketPath: socketPath)
-        let transport = HTTP2ServerTransport.Posix(address: .unixDomainSocket(path: socketPath), transportSecurity: .plaintext)
+        var config = HTTP2ServerTransport.Posix.Config.defaults
+        // Advertised, so that clients queue what goes past it: unadvertised, NIO allows 100
+        // streams and ends the whole connection (every watcher on it) at the 101st.
+        config.http2.maxConcurrentStreams = Self.maxConcurrentStreams
+        let transport = HTTP2ServerTransport.Posix(
+            address: .unixDomainSocket(path: socketPath), transportSecurity: .plaintext, config: config)
         let server = GRPCServer(
             transport: transport,
             services: [WorkloadAPIService(agent: agent), AgentStatusService(agent: agent)],

@@ -4,7 +4,7 @@ import RampartIdentity
 
 /// Validates JWT-SVIDs against trust domains' JWT bundles, by SPIFFE's JWT-SVID rules:
 /// the `kid` names a key of the subject's trust domain, the signature verifies with it, `sub` is a
-/// SPIFFE ID, `aud` contains the expected audience, and `exp` has not passed.
+/// SPIFFE ID, `aud` contains the expected audience, `exp` has not passed and `nbf`, if any, has.
 public struct JWTSVIDValidator: Sendable {
     private struct TrustDomainKeys: Sendable {
         let collection: JWTKeyCollection
@@ -20,7 +20,7 @@ public struct JWTSVIDValidator: Sendable {
     }
 
     private let domains: [String: TrustDomainKeys]
-    /// Clock skew tolerated on `exp`, in seconds.
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds.
     public let leeway: TimeInterval
 
     /// Builds a validator from bundles keyed by trust domain name.
@@ -73,20 +73,44 @@ public struct JWTSVIDValidator: Sendable {
         guard keys.kids.contains(kid) else {
             throw AuthnError(.invalidCredential, "kid \(kid) is not in the JWT bundle of \(subject.trustDomain.name): the token was signed by an unknown key")
         }
-        let claims: JWTSVIDClaims
         let all: AllClaims
         do {
-            claims = try await keys.collection.verify(token, as: JWTSVIDClaims.self)
             all = try await keys.collection.verify(token, as: AllClaims.self)
         } catch {
-            throw AuthnError(.invalidCredential, "the JWT-SVID does not verify with key \(kid) of \(subject.trustDomain.name), or lacks sub, aud or exp: \(ErrorText.describe(error))")
+            throw AuthnError(.invalidCredential, "the JWT-SVID does not verify with key \(kid) of \(subject.trustDomain.name): \(ErrorText.describe(error))")
         }
-        if claims.exp.value.addingTimeInterval(leeway) < now {
-            throw AuthnError(.notPermitted, "the JWT-SVID expired at \(claims.exp.value.formatted(.iso8601)): fetch a fresh one")
+        let expiry = try Self.time(all.values, "exp", required: true)!
+        if expiry.addingTimeInterval(leeway) < now {
+            throw AuthnError(.notPermitted, "the JWT-SVID expired at \(expiry.formatted(.iso8601)): fetch a fresh one")
         }
-        guard claims.aud.value.contains(audience) else {
-            throw AuthnError(.notPermitted, "the JWT-SVID's audience is [\(claims.aud.value.joined(separator: ", "))], which does not include \(audience)")
+        if let notBefore = try Self.time(all.values, "nbf", required: false), notBefore.addingTimeInterval(-leeway) > now {
+            throw AuthnError(.notPermitted, "the JWT-SVID is not valid before \(notBefore.formatted(.iso8601)) (its nbf): check the clocks of its issuer and of this host")
+        }
+        let audiences: [String]
+        switch all.values["aud"] {
+        case .string(let one)?: audiences = [one]
+        case .array(let items)? where items.allSatisfy({ if case .string = $0 { true } else { false } }):
+            audiences = items.compactMap { if case .string(let text) = $0 { text } else { nil } }
+        case nil:
+            throw AuthnError(.invalidCredential, "the JWT-SVID has no aud claim: SPIFFE requires the audiences it is meant for")
+        default:
+            throw AuthnError(.invalidCredential, "the JWT-SVID's aud claim is neither a string nor a list of strings")
+        }
+        guard audiences.contains(audience) else {
+            throw AuthnError(.notPermitted, "the JWT-SVID's audience is [\(audiences.joined(separator: ", "))], which does not include \(audience)")
         }
         return Validated(spiffeID: subject, claims: all.values)
+    }
+
+    /// A NumericDate claim (seconds since the epoch), `nil` when absent and not required.
+    static func time(_ claims: [String: JSONValue], _ name: String, required: Bool) throws(AuthnError) -> Date? {
+        switch claims[name] {
+        case .number(let seconds)?: return Date(timeIntervalSince1970: seconds)
+        case nil where !required: return nil
+        case nil:
+            throw AuthnError(.invalidCredential, "the JWT-SVID has no \(name) claim: SPIFFE requires an expiry")
+        default:
+            throw AuthnError(.invalidCredential, "the JWT-SVID's \(name) claim is not a number of seconds since the epoch")
+        }
     }
 }
