@@ -38,12 +38,15 @@ struct NodeAgentTests {
 
     // Real-time limits are generous bounds, not measurements: the agent's task shares the test
     // runner's two cooperative threads with CPU-heavy tests of other suites.
-    func harness(ttl: TimeInterval = 100, token: String = "rbt_test-token", failFirst: Int = 0) async throws -> Harness {
+    func harness(
+        ttl: TimeInterval = 100, token: String = "rbt_test-token", failFirst: Int = 0, prepare: (Scratch) throws -> Void = { _ in }
+    ) async throws -> Harness {
         let clock = ManualClock(start)
         let ca = try await InProcessCA(clock: clock)
         ca.failNext(failFirst)
         let scratch = try Scratch()
         try token.write(toFile: scratch.file("token"), atomically: true, encoding: .utf8)
+        try prepare(scratch)
         let agent = NodeAgent(
             configuration: AgentConfiguration(
                 provider: ca, caRoots: ca.authority.roots, credential: .tokenFile(scratch.file("token")),
@@ -79,6 +82,59 @@ struct NodeAgentTests {
         #expect(Set(calls.map { $0.publicKey.sha256Hex }).count == 4, "a new key for every certificate")
         #expect(h.agent.state.status.renewals == 3)
         #expect(h.agent.state.status.phase == .serving)
+    }
+
+    @Test("output files that cannot be written keep the issued identity served and the token unspent twice: the next attempt renews over mTLS and writes")
+    func unwritableOutput() async throws {
+        let h = try await harness(ttl: 100) { scratch in
+            // key.pem as a directory: the rename onto it fails after the CA has issued.
+            try FileManager.default.createDirectory(atPath: scratch.file("out/key.pem"), withIntermediateDirectories: true)
+        }
+        defer { Task { await h.stop() } }
+        let first = try await h.waitForSerial(different: nil)
+        let retry = try await h.clock.nextSleep()
+        let status = h.agent.state.status
+        #expect(status.phase == .backingOff)
+        #expect(status.lastError?.contains("served on the Workload API") == true, "\(status.lastError ?? "")")
+        #expect(h.ca.calls.count == 1 && h.ca.calls[0].bearer != nil)
+        try FileManager.default.removeItem(atPath: h.scratch.file("out/key.pem"))
+        h.clock.advance(to: retry)
+        let second = try await h.waitForSerial(different: first)
+        #expect(h.ca.calls.count == 2)
+        #expect(h.ca.calls[1].bearer == nil && h.ca.calls[1].presented != nil, "the retry renews over mTLS, without the spent token")
+        var written: String?
+        for _ in 0..<500 {
+            if case .success(let (svid, _)) = await h.files.load(now: h.clock.now()) { written = svid.serialHex; break }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(written == second)
+    }
+
+    @Test("a damaged set of files in the output directory is described as those files, not as the CA's answer")
+    func damagedFilesDescribed() async throws {
+        let h = try await harness(ttl: 100)
+        defer { Task { await h.stop() } }
+        _ = try await h.waitForSerial(different: nil)
+        for _ in 0..<500 {
+            if case .success = await h.files.load(now: h.clock.now()) { break }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        let out = h.scratch.file("out")
+        func reason() async -> String {
+            if case .failure(let error) = await IdentityFiles(directory: out).load(now: h.clock.now()) { return error.reason }
+            return "usable"
+        }
+        let key = try String(contentsOfFile: "\(out)/key.pem", encoding: .utf8)
+        try "not a key".write(toFile: "\(out)/key.pem", atomically: true, encoding: .utf8)
+        let junkKey = await reason()
+        #expect(junkKey.contains("key.pem") && !junkKey.contains("ASN1Error") && !junkKey.contains(".swift"), "\(junkKey)")
+        try WorkloadKey.generate(.ecP256).pkcs8PEM.write(toFile: "\(out)/key.pem", atomically: true, encoding: .utf8)
+        let otherKey = await reason()
+        #expect(otherKey.contains("cert-chain.pem") && otherKey.contains("does not match the key in") && !otherKey.contains("CA"), "\(otherKey)")
+        try key.write(toFile: "\(out)/key.pem", atomically: true, encoding: .utf8)
+        try "junk".write(toFile: "\(out)/cert-chain.pem", atomically: true, encoding: .utf8)
+        let junkChain = await reason()
+        #expect(junkChain.contains("cert-chain.pem") && !junkChain.contains("the CA"), "\(junkChain)")
     }
 
     @Test("while the CA is down the agent keeps its certificate and backs off 1 s, 2 s, 4 s …, then recovers")

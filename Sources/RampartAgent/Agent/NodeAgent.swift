@@ -240,9 +240,20 @@ public final class NodeAgent: Service, Sendable {
         }
         let svid = try await X509SVID(chainPEM: result.chainPEM, key: key, roots: roots, now: clock.now())
         let bundle = TrustBundle(trustDomain: svid.spiffeID.trustDomain, roots: roots, jwt: jwt)
-        try configuration.output.write(svid: svid, bundle: bundle)
+        // The token is spent once the CA has issued, whatever happens to the files.
         if let bearer, case .tokenFile = configuration.credential {
             spentToken.withLock { $0 = bearer }
+        }
+        do {
+            try configuration.output.write(svid: svid, bundle: bundle)
+        } catch let failure as AgentError {
+            // The identity is kept and served on the Workload API; the next attempt renews it over
+            // mTLS and writes again, so the credential is never needed twice.
+            jwtCache.withLock { $0.removeAll() }
+            state.install(svid: svid, bundle: bundle, renewed: current != nil)
+            throw AgentError(
+                failure.code,
+                "the CA issued \(svid.spiffeID) (serial \(svid.serialHex)), served on the Workload API, but \(failure.reason); fix the output directory, and the agent writes the files at its next attempt")
         }
         if let previous = current?.bundle, !previous.sameContent(as: bundle) {
             logger.notice("trust bundle changed; root-cert.pem rewritten", metadata: ["agent.roots": "\(bundle.roots.count)", "agent.jwt_keys": "\(bundle.jwt?.keys.count ?? 0)"])

@@ -78,17 +78,30 @@ public struct IdentityFiles: Sendable {
             }
             texts.append(text)
         }
+        let roots: [Certificate]
         do {
-            let roots = try Certificate.allFromPEM(texts[2])
-            let key = try WorkloadKey(pkcs8PEM: texts[1])
+            roots = try Certificate.allFromPEM(texts[2])
+        } catch {
+            return .failure(AgentError(.output, "\(path(Self.rootCert)): \(PEMFault.describe(error, expected: "a CERTIFICATE"))"))
+        }
+        let key: WorkloadKey
+        do {
+            key = try WorkloadKey(pkcs8PEM: texts[1])
+        } catch let error as AgentError {
+            return .failure(AgentError(.output, "\(path(Self.key)): \(error.reason)"))
+        } catch {
+            return .failure(AgentError(.output, "\(path(Self.key)) is not a usable private key: \(ReadableError.describe(error))"))
+        }
+        do {
             // The chain file was written when the certificate arrived.
             let written = (try? FileManager.default.attributesOfItem(atPath: path(Self.certChain))[.modificationDate] as? Date) ?? nil
-            let svid = try await X509SVID(chainPEM: [texts[0]], key: key, roots: roots, now: now, receivedAt: written ?? now)
+            let svid = try await X509SVID(
+                chainPEM: [texts[0]], key: key, roots: roots, now: now, receivedAt: written ?? now, source: .files(path(Self.certChain)))
             return .success((svid, roots))
         } catch let error as AgentError {
             return .failure(error)
         } catch {
-            return .failure(AgentError(.output, "the files in \(directory) do not form a usable identity: \(error)"))
+            return .failure(AgentError(.output, "the files in \(directory) do not form a usable identity: \(ReadableError.describe(error))"))
         }
     }
 

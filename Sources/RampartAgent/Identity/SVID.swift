@@ -26,26 +26,62 @@ public struct X509SVID: Sendable {
     /// The start of the lifetime the renewal schedule divides: receipt, within the validity window.
     public var lifetimeStart: Date { min(max(notBefore, receivedAt), notAfter) }
 
+    /// Where a chain came from, for the words of a refusal.
+    public enum Source: Sendable {
+        /// The CA's answer to this agent's CSR.
+        case ca
+        /// Files an earlier run left in a directory.
+        case files(String)
+
+        var chain: String {
+            switch self {
+            case .ca: "the CA's answer"
+            case .files(let path): path
+            }
+        }
+
+        var certificate: String {
+            switch self {
+            case .ca: "the certificate the CA returned"
+            case .files(let path): "the certificate in \(path)"
+            }
+        }
+
+        var key: String {
+            switch self {
+            case .ca: "the key this agent generated"
+            case .files(let path): "the key in \(((path as NSString).deletingLastPathComponent as NSString).appendingPathComponent(IdentityFiles.key))"
+            }
+        }
+
+        var code: AgentError.Code {
+            switch self {
+            case .ca: .badResponse
+            case .files: .output
+            }
+        }
+    }
+
     /// Builds an SVID from a chain as the CA sent it (leaf first, root last) and the key the CSR
     /// was signed with. Checks that the key matches the leaf and that the leaf is a valid SVID
     /// chaining to `roots`.
-    public init(chainPEM: [String], key: WorkloadKey, roots: [Certificate], now: Date, receivedAt: Date? = nil) async throws {
+    public init(chainPEM: [String], key: WorkloadKey, roots: [Certificate], now: Date, receivedAt: Date? = nil, source: Source = .ca) async throws {
         guard !chainPEM.isEmpty else {
-            throw AgentError(.badResponse, "the CA answered with an empty certificate chain")
+            throw AgentError(source.code, "\(source.chain) holds no certificate chain")
         }
         var certificates: [Certificate] = []
         for (index, pem) in chainPEM.enumerated() {
             do {
                 certificates.append(contentsOf: try Certificate.allFromPEM(pem))
             } catch {
-                throw AgentError(.badResponse, "certificate \(index) of the CA's answer is not PEM (\(error))")
+                throw AgentError(source.code, "certificate \(index) of \(source.chain): \(PEMFault.describe(error, expected: "a CERTIFICATE"))")
             }
         }
         guard let leaf = certificates.first else {
-            throw AgentError(.badResponse, "the CA answered with no certificate")
+            throw AgentError(source.code, "\(source.chain) holds no PEM certificate")
         }
         guard leaf.publicKey == key.privateKey.publicKey else {
-            throw AgentError(.badResponse, "the certificate the CA returned (serial \(leaf.serialNumber.hexString)) does not match the key this agent generated")
+            throw AgentError(source.code, "\(source.certificate) (serial \(leaf.serialNumber.hexString)) does not match \(source.key)")
         }
         let intermediates = certificates.dropFirst().filter { $0.subject != $0.issuer }
         let validator = SVIDValidator(roots: roots, intermediates: Array(intermediates))
@@ -53,7 +89,7 @@ public struct X509SVID: Sendable {
         do {
             id = try await validator.validate(leaf, at: now)
         } catch {
-            throw AgentError(.badResponse, "the certificate the CA returned is not a valid X.509-SVID for this trust bundle: \(error.reason)")
+            throw AgentError(source.code, "\(source.certificate) is not a valid X.509-SVID for this trust bundle: \(error.reason)")
         }
         self.spiffeID = id
         self.chain = [leaf] + intermediates

@@ -33,15 +33,22 @@ public struct WorkloadKey: Sendable {
 
     /// Reads a PKCS#8 PEM key written by ``IdentityFiles``.
     public init(pkcs8PEM: String) throws {
-        let document = try PEMDocument(pemString: pkcs8PEM)
+        let document: PEMDocument
+        do {
+            document = try PEMDocument(pemString: pkcs8PEM)
+        } catch {
+            throw AgentError(.output, "key is not a PEM document (-----BEGIN PRIVATE KEY----- ...)")
+        }
         guard document.discriminator == "PRIVATE KEY" else {
             throw AgentError(.output, "key is a \(document.discriminator) PEM; the agent writes PKCS#8 (PRIVATE KEY)")
         }
         self.pkcs8DER = document.derBytes
         if let ec = try? P256.Signing.PrivateKey(derRepresentation: document.derBytes) {
             privateKey = Certificate.PrivateKey(ec)
+        } else if let rsa = try? _RSA.Signing.PrivateKey(derRepresentation: document.derBytes) {
+            privateKey = Certificate.PrivateKey(rsa)
         } else {
-            privateKey = Certificate.PrivateKey(try _RSA.Signing.PrivateKey(derRepresentation: document.derBytes))
+            throw AgentError(.output, "key is not a PKCS#8 EC P-256 or RSA private key")
         }
     }
 
