@@ -300,7 +300,7 @@ public final class NodeAgent: Service, Sendable {
             do {
                 roots.append(contentsOf: try Certificate.allFromPEM(pem))
             } catch {
-                throw AgentError(.badResponse, "the CA's trust bundle holds a root that is not PEM: \(error)")
+                throw AgentError(.badResponse, "the CA's trust bundle holds a root that is not PEM: \(PEMFault.describe(error, expected: "a CERTIFICATE"))")
             }
         }
         let jwt = published.jwtAuthorities.isEmpty ? nil : try JWTBundle(json: published.jwtAuthorities)

@@ -38,7 +38,7 @@ public struct IdentityFiles: Sendable {
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
         } catch {
-            throw AgentError(.output, "cannot create the output directory \(directory): \(error)")
+            throw AgentError(.output, "cannot create the output directory \(directory): \(ReadableError.describe(error))")
         }
         let files: [(name: String, contents: String, mode: mode_t)] = [
             (Self.rootCert, bundle.rootsPEM, 0o644),

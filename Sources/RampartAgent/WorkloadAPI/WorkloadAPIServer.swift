@@ -3,6 +3,7 @@ import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
 import RampartAPI
+import RampartIdentity
 import ServiceLifecycle
 
 #if canImport(Glibc)
@@ -50,7 +51,7 @@ public struct WorkloadAPIServer: Service {
             do {
                 try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
             } catch {
-                throw AgentError(.badConfiguration, "cannot create the socket's directory \(parent): \(error)")
+                throw AgentError(.badConfiguration, "cannot create the socket's directory \(parent): \(ReadableError.describe(error))")
             }
         }
         if socketPath.utf8.count >= 108 {
