@@ -157,13 +157,13 @@ struct GRPCStreamingTests {
             }
             // The application's stream ends without the request's end: reset through both proxies.
             var abandoned = 0
-            for _ in 0..<100 where abandoned == 0 {
+            for _ in 0..<400 where abandoned == 0 {
                 abandoned = app.abandoned.withLock { $0 }
                 if abandoned == 0 { try await Task.sleep(for: .milliseconds(50)) }
             }
             #expect(abandoned == 1)
             var lines: [String] = []
-            for _ in 0..<40 where lines.isEmpty {
+            for _ in 0..<200 where lines.isEmpty {
                 try await Task.sleep(for: .milliseconds(100))
                 lines = ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
             }

@@ -131,13 +131,19 @@ enum RawHTTP2 {
     /// Sends `headers` as one HEADERS frame ending the stream, waits `after`, and closes the
     /// connection without reading the answer: a client that gives up.
     static func abandon(port: Int, headers: [(String, String)], after: Duration) async throws {
+        try await abandon(port: port, headers: headers) { try await Task.sleep(for: after) }
+    }
+
+    /// Sends a request on a stream of a new connection, waits for `until`, then closes the
+    /// connection without reading the answer.
+    static func abandon(port: Int, headers: [(String, String)], until: () async throws -> Void) async throws {
         let (channel, multiplexer) = try await connect(port: port)
         let stream = try await multiplexer.openStream { stream in
             stream.eventLoop.makeCompletedFuture { try NIOAsyncChannel<HTTP2Frame.FramePayload, HTTP2Frame.FramePayload>(wrappingChannelSynchronously: stream) }
         }
         try await stream.executeThenClose { _, outbound in
             try await outbound.write(.headers(.init(headers: HPACKHeaders(headers), endStream: true)))
-            try await Task.sleep(for: after)
+            try await until()
         }
         try await channel.close()
     }

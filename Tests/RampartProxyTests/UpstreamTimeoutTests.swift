@@ -14,6 +14,13 @@ final class SelectiveServer: Sendable {
     var port: Int { channel.localAddress?.port ?? 0 }
     /// Connections that ended while a `/slow` request on them was unanswered.
     let abandoned = Tally()
+    /// `/slow` requests received whole (and left unanswered).
+    let held = Tally()
+
+    /// Waits (at most 20 s) until `count` `/slow` requests have arrived.
+    func waitUntilHeld(_ count: Int) async throws {
+        for _ in 0..<2000 where held.value < count { try await Task.sleep(for: .milliseconds(10)) }
+    }
 
     /// A count shared with the connections' handlers.
     final class Tally: Sendable {
@@ -24,12 +31,13 @@ final class SelectiveServer: Sendable {
 
     init() async throws {
         let abandoned = self.abandoned
+        let held = self.held
         channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline()
-                    try channel.pipeline.syncOperations.addHandler(Handler(abandoned: abandoned))
+                    try channel.pipeline.syncOperations.addHandler(Handler(abandoned: abandoned, held: held))
                 }
             }
             .bind(host: "127.0.0.1", port: 0).get()
@@ -42,9 +50,11 @@ final class SelectiveServer: Sendable {
         private var trickle = false
         private var waiting = false
         let abandoned: Tally
+        let held: Tally
 
-        init(abandoned: Tally) {
+        init(abandoned: Tally, held: Tally) {
             self.abandoned = abandoned
+            self.held = held
         }
 
         func channelInactive(context: ChannelHandlerContext) {
@@ -61,17 +71,18 @@ final class SelectiveServer: Sendable {
             case .end:
                 guard !silent else {
                     waiting = true
+                    held.add()
                     return
                 }
                 if trickle {
-                    // Ten bytes, one every 100 ms: never silent for long, done after a second.
-                    context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: ["content-length": "10"]))), promise: nil)
+                    // Fifteen bytes, one every 100 ms: never silent for long, done after 1.5 s.
+                    context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: ["content-length": "15"]))), promise: nil)
                     let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-                    for index in 1...10 {
+                    for index in 1...15 {
                         context.eventLoop.scheduleTask(in: .milliseconds(Int64(100 * index))) {
                             let (handler, context) = bound.value
                             context.writeAndFlush(handler.wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: "x")))), promise: nil)
-                            if index == 10 { context.writeAndFlush(handler.wrapOutboundOut(.end(nil)), promise: nil) }
+                            if index == 15 { context.writeAndFlush(handler.wrapOutboundOut(.end(nil)), promise: nil) }
                         }
                     }
                     return
@@ -115,12 +126,13 @@ struct UpstreamTimeoutTests {
     @Test("without a timeout an upstream may take as long as it keeps sending; one silent for the stream idle time fails with SI")
     func streamIdleTimeout() async throws {
         let server = try await SelectiveServer()
-        let client = UpstreamClient(maxBodyBytes: 1 << 16, streamIdleTimeout: .milliseconds(400))
+        // The idle time is ten gaps of the trickle, so a busy machine's scheduling does not make one.
+        let client = UpstreamClient(maxBodyBytes: 1 << 16, streamIdleTimeout: .seconds(1))
         defer { client.shutdown() }
         let target = UpstreamTarget(host: "127.0.0.1", port: server.port)
-        // A second of bytes 100 ms apart: longer than the idle time in all, never that long silent.
+        // 1.5 s of bytes 100 ms apart: longer than the idle time in all, never that long silent.
         let trickled = try await client.send(TestClient.request(path: "/trickle", host: "app", headers: []), to: target, timeout: .zero)
-        #expect(trickled.response.head.status == .ok && String(buffer: trickled.response.body) == "xxxxxxxxxx")
+        #expect(trickled.response.head.status == .ok && String(buffer: trickled.response.body) == String(repeating: "x", count: 15))
         // A total timeout still applies, however busy the upstream.
         await #expect(throws: UpstreamTimeout.self) {
             _ = try await client.send(TestClient.request(path: "/trickle", host: "app", headers: []), to: target, timeout: .milliseconds(500))
@@ -148,19 +160,19 @@ struct UpstreamTimeoutTests {
         // HTTP/1.1: the client closes its connection while the application holds the request.
         let client = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connect(host: "127.0.0.1", port: proxy.inboundPort).get()
         try await client.writeAndFlush(ByteBuffer(string: "GET /slow/http1 HTTP/1.1\r\nHost: app\r\n\r\n"))
-        try await Task.sleep(for: .milliseconds(300))
+        try await app.waitUntilHeld(1)
         try await client.close()
         // HTTP/2: the client's connection, and with it the stream, goes while the request waits.
         try await RawHTTP2.abandon(
-            port: proxy.inboundPort, headers: [(":method", "GET"), (":scheme", "http"), (":path", "/slow/http2"), (":authority", "app")],
-            after: .milliseconds(300))
+            port: proxy.inboundPort, headers: [(":method", "GET"), (":scheme", "http"), (":path", "/slow/http2"), (":authority", "app")]
+        ) { try await app.waitUntilHeld(2) }
         for path in ["/slow/http1", "/slow/http2"] {
             let line = try await UpgradeTests.accessLogLine(log) { $0["path"] as? String == path }
             #expect(line["response_code"] as? Int == 0 && line["response_flags"] as? String == "DC", "\(line)")
             #expect(line["response_code_details"] as? String == "downstream_remote_disconnect", "\(line)")
         }
         // The application saw both requests abandoned, well before any timeout.
-        for _ in 0..<100 where app.abandoned.value < 2 { try await Task.sleep(for: .milliseconds(20)) }
+        for _ in 0..<1000 where app.abandoned.value < 2 { try await Task.sleep(for: .milliseconds(20)) }
         #expect(app.abandoned.value == 2)
 
         // Through a client-side proxy: its outbound side stops its request to the server's
@@ -174,11 +186,11 @@ struct UpstreamTimeoutTests {
         let outbound = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connect(host: "127.0.0.1", port: clientProxy.outboundPort).get()
         try await outbound.writeAndFlush(ByteBuffer(string: "GET /slow/outbound HTTP/1.1\r\nHost: server:8080\r\n\r\n"))
-        try await Task.sleep(for: .milliseconds(300))
+        try await app.waitUntilHeld(3)
         try await outbound.close()
         let callerLine = try await UpgradeTests.accessLogLine(callerLog) { $0["path"] as? String == "/slow/outbound" }
         #expect(callerLine["response_code"] as? Int == 0 && callerLine["response_flags"] as? String == "DC", "\(callerLine)")
-        for _ in 0..<100 where app.abandoned.value < 3 { try await Task.sleep(for: .milliseconds(20)) }
+        for _ in 0..<1000 where app.abandoned.value < 3 { try await Task.sleep(for: .milliseconds(20)) }
         #expect(app.abandoned.value == 3)
         await clientProxy.stop()
         await proxy.stop()
