@@ -153,4 +153,30 @@ struct AnalyzerConsistencyTests {
         let missing = PolicyLoader.load(paths: ["/nonexistent/policy.yaml"]).diagnostics
         #expect(missing.first?.description.hasPrefix("/nonexistent/policy.yaml: error RP001") == true, "\(missing)")
     }
+
+    @Test("a file past the input bound, or a device that never ends, is refused without being held; a pipe inside a folder is not waited on")
+    func boundedInput() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("rampart-bounded-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        // A sparse file one byte past the bound.
+        let big = "\(folder)/big.yaml"
+        FileManager.default.createFile(atPath: big, contents: nil)
+        let handle = try #require(FileHandle(forWritingAtPath: big))
+        try handle.truncate(atOffset: UInt64(PolicyLoader.maxInputBytes + 1))
+        try handle.close()
+        for path in [big, "/dev/zero"] {
+            let found = PolicyLoader.load(paths: [path]).diagnostics
+            #expect(found.count == 1 && found.first?.code == .unreadable, "\(path): \(found)")
+            #expect(found.first?.message.contains("more than 64 MiB") == true, "\(path): \(found)")
+        }
+        try FileManager.default.removeItem(atPath: big)
+        // A named pipe inside a folder is reported and skipped; the files beside it are read.
+        try "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: shop}\nspec: {}\n"
+            .write(toFile: "\(folder)/a.yaml", atomically: true, encoding: .utf8)
+        #expect(mkfifo("\(folder)/pipe.yaml", 0o600) == 0)
+        let loaded = PolicyLoader.load(paths: [folder])
+        #expect(loaded.resources.count == 1)
+        #expect(loaded.diagnostics.contains { $0.file.hasSuffix("pipe.yaml") && $0.message.contains("not a regular file") }, "\(loaded.diagnostics)")
+    }
 }

@@ -100,21 +100,50 @@ public enum PolicyLoader {
     static func contents(ofFile file: String) -> Data? {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: file, isDirectory: &isDirectory), !isDirectory.boolValue else { return nil }
-        let type = (try? FileManager.default.attributesOfItem(atPath: file))?[.type] as? FileAttributeType
-        if type == .typeRegular { return FileManager.default.contents(atPath: file) }
+        let attributes = try? FileManager.default.attributesOfItem(atPath: (file as NSString).resolvingSymlinksInPath)
+        if attributes?[.type] as? FileAttributeType == .typeRegular {
+            if let size = attributes?[.size] as? Int, size > maxInputBytes { return nil }
+            return FileManager.default.contents(atPath: file)
+        }
         return drained.withLock { read in
             if let kept = read[file] { return kept }
             // A pipe is read by one open: reading it a second way would find it drained.
             guard let handle = FileHandle(forReadingAtPath: file) else { return nil }
             defer { try? handle.close() }
-            guard let data = try? handle.readToEnd() ?? Data() else { return nil }
+            let data = bounded(handle)
             read[file] = data
             return data
         }
     }
 
-    /// What each pipe or device read so far held, by path.
-    private static let drained = Mutex<[String: Data]>([:])
+    /// The most bytes a policy file, pipe or standard input may hold: more than any set of
+    /// policies needs, and a bound on what a device such as `/dev/zero` can make rampart hold.
+    public static let maxInputBytes = 64 << 20
+
+    /// What `handle` yields up to its end, or `nil` when that is more than `maxInputBytes` (or the
+    /// read fails).
+    static func bounded(_ handle: FileHandle) -> Data? {
+        var data = Data()
+        while true {
+            guard let chunk = try? handle.read(upToCount: 1 << 20) else { return nil }
+            if chunk.isEmpty { return data }
+            data.append(chunk)
+            if data.count > maxInputBytes { return nil }
+        }
+    }
+
+    /// Whether `file` is a regular file past `maxInputBytes`, or a pipe or device that yielded
+    /// more than that (or could not be read).
+    static func isOversized(_ file: String) -> Bool {
+        let attributes = try? FileManager.default.attributesOfItem(atPath: (file as NSString).resolvingSymlinksInPath)
+        if attributes?[.type] as? FileAttributeType == .typeRegular {
+            return (attributes?[.size] as? Int ?? 0) > maxInputBytes
+        }
+        return drained.withLock { $0.keys.contains(file) && $0[file]! == nil }
+    }
+
+    /// What each pipe or device read so far held, by path (`nil`: too much, or unreadable).
+    private static let drained = Mutex<[String: Data?]>([:])
 
     /// Why a file yields no text, as a message and a fix: it does not exist (or is a symbolic link
     /// to nothing), is a folder, cannot be opened or read, or is not UTF-8 (with the line of the
@@ -136,7 +165,11 @@ public enum PolicyLoader {
             return (0, "the file cannot be read (permission denied)", "give the user running rampart read access to it")
         }
         guard let data = contents(ofFile: file) else {
-            return (0, "the file cannot be read (an input/output error)", "pass a regular policy file")
+            if isOversized(file) {
+                return (0, "the file holds more than \(maxInputBytes >> 20) MiB (or is a device that never ends, such as /dev/zero)",
+                        "split the resources into several files, or pass the \(what) itself")
+            }
+            return (0, "the file cannot be read (an input/output error)", "pass a regular \(what)")
         }
         return (firstNonUTF8Line(data), "the file is not UTF-8 text", "save the file as UTF-8")
     }
@@ -170,11 +203,11 @@ public enum PolicyLoader {
     public static func standardInputText() -> String? {
         stdinText.withLock { cached in
             if let cached { return cached }
-            // A closed standard input reads as empty, rather than trapping as readDataToEndOfFile does.
-            let data = (try? FileHandle.standardInput.readToEnd()) ?? nil
-            let text = text(of: data ?? Data())
-            cached = .some(text)
-            return text
+            // A closed standard input reads as empty, rather than trapping as readDataToEndOfFile
+            // does; one past the bound is refused as if it were not text.
+            let read = bounded(FileHandle.standardInput).flatMap { Self.text(of: $0) }
+            cached = .some(read)
+            return read
         }
     }
 
@@ -196,7 +229,8 @@ public enum PolicyLoader {
                     diagnostics.append(
                         Diagnostic(
                             code: .unreadable, file: standardInputName, line: 0, resource: nil, field: "",
-                            message: "standard input is not UTF-8 text", fix: "send the resources as UTF-8"))
+                            message: "standard input is not UTF-8 text, or holds more than \(maxInputBytes >> 20) MiB",
+                            fix: "send the resources as UTF-8, split into several runs if they are that large"))
                     continue
                 }
                 forEachDocument(yaml: text, file: standardInputName, &diagnostics, body)
@@ -344,6 +378,16 @@ public enum PolicyLoader {
             if exists && isDirectory.boolValue {
                 walk(root, relative: path, into: &files, visited: &visited, &diagnostics)
             } else if Self.policyExtensions.contains(where: { entry.hasSuffix($0) }) {
+                let type = (try? manager.attributesOfItem(atPath: (full as NSString).resolvingSymlinksInPath))?[.type] as? FileAttributeType
+                if exists, let type, type != .typeRegular {
+                    // A pipe would block the walk and a device never end; only given by name is one read.
+                    diagnostics.append(
+                        Diagnostic(
+                            code: .unreadable, file: full, line: 0, resource: nil, field: "",
+                            message: "not a regular file (a pipe, socket or device) inside a policy folder, so it is not read",
+                            fix: "remove it from the folder, or pass it by name to read it"))
+                    continue
+                }
                 files.append(path)  // a broken link is reported when it is read
             }
         }
