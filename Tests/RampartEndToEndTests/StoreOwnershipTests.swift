@@ -61,6 +61,51 @@ struct StoreOwnershipTests {
         #expect(list.status == 1 && list.stderr.contains("grdb_migrations table was edited") && !list.stderr.contains("CREATE TABLE"), "\(list.stderr)")
     }
 
+    /// The SHA-256 of a store's files (the database and its WAL), to show a refusal left them as they were.
+    static func fingerprint(_ state: String) throws -> String {
+        let files = ["rampart.sqlite", "rampart.sqlite-wal"].map { "\(state)/\($0)" }.filter { FileManager.default.fileExists(atPath: $0) }
+        let result = try run("sha256sum", files)
+        return result.stdout
+    }
+
+    /// Runs a Python sqlite3 script on the state's store, then folds the WAL into the file.
+    static func edit(_ state: String, _ statements: String) throws {
+        let script = "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.executescript(sys.argv[2]); c.commit(); c.execute('PRAGMA wal_checkpoint(TRUNCATE)'); c.close()"
+        let edit = try run("python3", ["-c", script, "\(state)/rampart.sqlite", statements])
+        try #require(edit.succeeded, "\(edit.stderr)")
+    }
+
+    @Test("a store whose record of its schema is gone, that a newer rampart wrote, or whose table lost its key is refused, by readers and writers alike, and left byte for byte as it was")
+    func changedSchemas() throws {
+        let policy = FileManager.default.temporaryDirectory.appendingPathComponent("rampart-schema-\(UUID().uuidString.prefix(8)).yaml").path
+        try "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: p, namespace: shop}\nspec: {}\n"
+            .write(toFile: policy, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: policy) }
+        let cases: [(label: String, edit: String, says: String)] = [
+            ("unrecorded", "DROP TABLE grdb_migrations;", "grdb_migrations table was removed"),
+            ("newer", "INSERT INTO grdb_migrations VALUES ('v9-from-a-newer-rampart');", "written by a newer rampart"),
+            (
+                "keyless",
+                "CREATE TABLE t AS SELECT * FROM config_resources; DROP TABLE config_resources; ALTER TABLE t RENAME TO config_resources;",
+                "config_resources has no primary key"
+            ),
+        ]
+        for (label, statements, says) in cases {
+            let state = try Self.stateDirectory(label)
+            defer { try? FileManager.default.removeItem(atPath: state) }
+            try Self.edit(state, statements)
+            let before = try Self.fingerprint(state)
+            for command in [
+                ["cert", "list", "--state", state], ["get", "ap", "-A", "--state", state], ["apply", "-f", policy, "--state", state],
+                ["delete", "ap", "p", "-n", "shop", "--state", state], ["token", "create", "--state", state, "--spiffe-id", Self.id],
+            ] {
+                let result = try run(Paths.rampart, command)
+                #expect(result.status == 1 && result.stderr.contains(says) && !result.stderr.contains("Fatal error"), "\(label) \(command[0]): \(result.stderr)")
+            }
+            #expect(try Self.fingerprint(state) == before, "\(label): the refused store changed")
+        }
+    }
+
     @Test("a store with a damaged page is refused by a command that writes, even where it would not read that page")
     func damagedStore() throws {
         let state = try Self.stateDirectory("damaged")

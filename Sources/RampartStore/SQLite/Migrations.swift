@@ -107,3 +107,43 @@ extension AuthorityRecord: FetchableRecord, PersistableRecord {
 extension AuditEvent: FetchableRecord, PersistableRecord {
     public static let databaseTableName = "audit_events"
 }
+
+extension Migrations {
+    /// Each table the current schema has, with the columns of its primary key, which every write
+    /// looks rows up by.
+    static let primaryKeys: [(table: String, columns: Set<String>)] = [
+        ("issued_certificates", ["serial"]),
+        ("bootstrap_tokens", ["token_sha256"]),
+        ("ca_authorities", ["serial"]),
+        ("audit_events", ["seq"]),
+        ("config_resources", ["kind", "namespace", "name"]),
+        ("config_version", ["id"]),
+    ]
+
+    /// What of the current schema a store lacks, in words, or `nil` when it has every table and
+    /// primary key: a store changed outside Rampart is refused before anything looks a row up by
+    /// a key its table no longer has.
+    static func schemaProblem(_ db: Database) throws -> String? {
+        for (table, columns) in primaryKeys {
+            guard try db.tableExists(table) else { return "no table \(table)" }
+            let key = try db.primaryKey(table)
+            guard Set(key.columns) == columns else {
+                return "table \(table) has no primary key on \(columns.sorted().joined(separator: ", "))"
+            }
+        }
+        return nil
+    }
+
+    /// Whether a store has Rampart's tables but no record of the migrations that made them.
+    static func isUnrecorded(_ db: Database) throws -> Bool {
+        try !db.tableExists("grdb_migrations") && primaryKeys.contains { try db.tableExists($0.table) }
+    }
+
+    /// The migrations a store records that this rampart does not know, if any: it was written by
+    /// a newer rampart.
+    static func unknownMigrations(_ db: Database) throws -> [String] {
+        guard try db.tableExists("grdb_migrations") else { return [] }
+        let known = Set(migrator.migrations)
+        return try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations").filter { !known.contains($0) }
+    }
+}

@@ -124,13 +124,18 @@ public final class SQLiteStore: Sendable {
         let queue: DatabaseQueue
         do {
             queue = try DatabaseQueue(path: location, configuration: configuration)
-            let current = try queue.read { db in try Migrations.migrator.hasCompletedMigrations(db) }
+            let (newer, current, unrecorded) = try queue.read { db in
+                (try Migrations.unknownMigrations(db), try Migrations.migrator.hasCompletedMigrations(db), try Migrations.isUnrecorded(db))
+            }
+            if !newer.isEmpty { throw Self.newerStore(path, newer) }
+            if unrecorded { throw Self.unrecordedSchema(path) }
             if !current && outdated == .reportNil { return nil }
             guard current else {
                 throw StoreError(
                     .unavailable,
                     "the store at \(path) was written by an older rampart, and this user cannot bring its schema up to date: run any rampart command on it once as the directory's owner (or restart 'rampart ca serve'), then read it again")
             }
+            if let problem = try queue.read(Migrations.schemaProblem) { throw Self.schemaChanged(path, problem) }
         } catch let error as StoreError {
             throw error
         } catch let error as DatabaseError where error.resultCode == .SQLITE_CORRUPT || error.resultCode == .SQLITE_NOTADB {
@@ -146,6 +151,27 @@ public final class SQLiteStore: Sendable {
             throw StoreError(.unavailable, "cannot read the store at \(path): \(error)")
         }
         return queue
+    }
+
+    /// The refusal of a store whose schema records migrations this rampart does not know.
+    static func newerStore(_ path: String, _ migrations: [String]) -> StoreError {
+        StoreError(
+            .unavailable,
+            "the store at \(path) was written by a newer rampart (its schema records \(migrations.joined(separator: ", ")), which this rampart does not know): nothing was read or written. Use that rampart, or a newer one")
+    }
+
+    /// The refusal of a store with Rampart's tables and no record of the migrations that made them.
+    static func unrecordedSchema(_ path: String) -> StoreError {
+        StoreError(
+            .unavailable,
+            "the store at \(path) does not record the schema its tables have (its grdb_migrations table was removed): nothing was read or written. Restore the file from a backup")
+    }
+
+    /// The refusal of a store that lacks a table or key of the schema it records.
+    static func schemaChanged(_ path: String, _ problem: String) -> StoreError {
+        StoreError(
+            .corrupt,
+            "the store at \(path) lacks part of its schema (\(problem)): it was changed outside Rampart, and nothing was written. Restore the file from a backup")
     }
 
     /// The pool of a store opened to write, created if absent, its schema brought up to date.
@@ -164,13 +190,23 @@ public final class SQLiteStore: Sendable {
         }
         do {
             let pool = try DatabasePool(path: path, configuration: configuration)
+            let (newer, current, unrecorded) = try pool.read { db in
+                (try Migrations.unknownMigrations(db), try Migrations.migrator.hasCompletedMigrations(db), try Migrations.isUnrecorded(db))
+            }
+            if !newer.isEmpty { throw Self.newerStore(path, newer) }
+            // Bringing the schema up to date would first make the record, then fail on tables
+            // that are there: the file would change, and still be refused.
+            if unrecorded { throw Self.unrecordedSchema(path) }
             // Bringing the schema up to date takes the write lock even when there is nothing to
             // do; a store already up to date is left alone, so that a command opening it waits for
             // no other process's write.
-            if try !pool.read({ db in try Migrations.migrator.hasCompletedMigrations(db) }) {
+            if !current {
                 try Migrations.migrator.migrate(pool)
             }
+            if let problem = try pool.read(Migrations.schemaProblem) { throw Self.schemaChanged(path, problem) }
             return pool
+        } catch let error as StoreError {
+            throw error
         } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED {
             throw StoreError(
                 .unavailable,
