@@ -116,6 +116,22 @@ struct CAInitTests {
         #expect(badDomain.stderr.contains("--trust-domain"))
     }
 
+    @Test("an init that fails part way takes back what it wrote, so that a second one after the fix succeeds; a path no folder can be made at is said so")
+    func failedInitCleansUp() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("rampart-init-fail-\(UUID().uuidString.prefix(8))").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // A folder where SQLite keeps its log: the store cannot be made after the keys are written.
+        try FileManager.default.createDirectory(atPath: "\(dir)/rampart.sqlite-wal", withIntermediateDirectories: true)
+        let failed = try rampart("ca", "init", "--state", dir)
+        #expect(!failed.succeeded)
+        let left = try FileManager.default.contentsOfDirectory(atPath: dir)
+        #expect(left == ["rampart.sqlite-wal"], "a failed init left \(left)")
+        try FileManager.default.removeItem(atPath: "\(dir)/rampart.sqlite-wal")
+        #expect(try rampart("ca", "init", "--state", dir).succeeded)
+        let proc = try rampart("ca", "init", "--state", "/proc/rampart-state")
+        #expect(proc.status != 0 && proc.stderr.contains("no folder can be made there") && !proc.stderr.contains("The operation could not be completed"), "\(proc.stderr)")
+    }
+
     @Test("init makes roots of each key type, and openssl accepts them as CAs", arguments: ["ec-p256", "ec-p384", "rsa-2048"])
     func keyTypes(keyType: String) throws {
         let ca = try CAProcess(label: "keytype", initArguments: ["--key-type", keyType])

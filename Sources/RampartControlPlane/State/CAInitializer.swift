@@ -49,11 +49,38 @@ public enum CAInitializer {
         }
 
         // Made once the CA's material is known to be usable: a refused plug-in leaves nothing behind.
+        let createdDirectory = !fm.fileExists(atPath: state.path)
+        let sideFiles = ["-wal", "-shm", "-journal"].map { state.databasePath + $0 }.filter { !fm.fileExists(atPath: $0) }
         do {
             try fm.createDirectory(atPath: state.path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         } catch {
-            throw ControlPlaneError(.badArgument, "cannot create the state directory \(state.path): \(Self.creationProblem(state.path, error))")
+            throw ControlPlaneError(
+                .badArgument,
+                "cannot create the state directory \(state.path): \(Self.creationProblem(state.path, error)). Choose a --state path in a folder this user may write")
         }
+        do {
+            return try await populate(state, authority: authority, origin: origin, trustDomain: trustDomain, keyAlgorithm: keyAlgorithm, actor: actor, now: now)
+        } catch {
+            // A run that fails part way (a full disk, say) takes back what it wrote, so that the
+            // next run is not refused as finding CA state.
+            for name in written where fm.fileExists(atPath: state.file(name)) { try? fm.removeItem(atPath: state.file(name)) }
+            for file in sideFiles { try? fm.removeItem(atPath: file) }
+            if createdDirectory, (try? fm.contentsOfDirectory(atPath: state.path))?.isEmpty == true { try? fm.removeItem(atPath: state.path) }
+            throw error
+        }
+    }
+
+    /// Every file `ca init` writes into the state directory.
+    static let written = [
+        "ca.json", "rampart.sqlite", "jwt-key.pem", CAMaterial.FileName.caKey, CAMaterial.FileName.caCert, CAMaterial.FileName.rootCert,
+        CAMaterial.FileName.certChain,
+    ]
+
+    /// Writes the CA's files and store into `state`, which exists and holds no CA state.
+    private static func populate(
+        _ state: StateDirectory, authority: CertificateAuthority, origin: String, trustDomain: TrustDomain, keyAlgorithm: KeyAlgorithm,
+        actor: String, now: Date
+    ) async throws -> Outcome {
         try CAMaterial.write(authority, to: state.path)
         do {
             try SecretFile.write(JWTSVIDSigner.generateKeyPEM(), to: state.jwtKeyPath)
@@ -102,6 +129,20 @@ public enum CAInitializer {
             ancestor = (ancestor as NSString).deletingLastPathComponent
         }
         let underlying = ((error as NSError).userInfo[NSUnderlyingErrorKey] as? NSError).map { String(cString: strerror(Int32($0.code))) }
-        return underlying ?? ReadableError.describe(error)
+        if let underlying { return underlying }
+        let nsError = error as NSError
+        guard nsError.domain == NSCocoaErrorDomain else { return ReadableError.describe(error) }
+        switch nsError.code {
+        case NSFileWriteNoPermissionError, NSFileReadNoPermissionError: return "permission denied"
+        case NSFileWriteVolumeReadOnlyError: return "the file system is read-only"
+        case NSFileWriteOutOfSpaceError: return "the disk is full"
+        case NSFileWriteInvalidFileNameError, NSFileReadInvalidFileNameError: return "the path is too long, or not a valid file name"
+        case NSFileNoSuchFileError, NSFileReadNoSuchFileError, NSFileWriteFileExistsError:
+            return "no folder can be made there (a part of the path is missing, loops, or is a system folder such as /proc)"
+        default:
+            var text = ReadableError.describe(error)
+            while text.hasSuffix(".") { text.removeLast() }
+            return text
+        }
     }
 }
