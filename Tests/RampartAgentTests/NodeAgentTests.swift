@@ -110,6 +110,15 @@ struct NodeAgentTests {
         #expect(written == second)
     }
 
+    @Test("a credential file holding two lines is refused in words before anything is sent")
+    func twoLineCredential() async throws {
+        let h = try await harness(ttl: 100, token: "rbt_first\nrbt_second\n")
+        defer { Task { await h.stop() } }
+        _ = try await h.clock.nextSleep()
+        #expect(h.agent.state.status.lastError?.contains("holds more than one token") == true, "\(h.agent.state.status)")
+        #expect(h.ca.calls.isEmpty)
+    }
+
     @Test("a damaged set of files in the output directory is described as those files, not as the CA's answer")
     func damagedFilesDescribed() async throws {
         let h = try await harness(ttl: 100)

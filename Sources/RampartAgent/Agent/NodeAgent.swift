@@ -278,6 +278,12 @@ public final class NodeAgent: Service, Sendable {
         guard !secret.isEmpty else {
             throw AgentError(.credential, "the bootstrap credential file \(path) is empty: put a token from 'rampart token create' (or a JWT) in it")
         }
+        // The credential goes in an HTTP header, which holds one line of visible characters.
+        guard secret.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value < 0x7F }) else {
+            throw AgentError(
+                .credential,
+                "the bootstrap credential file \(path) holds more than one token (a line break, space or control character inside it): put exactly one token from 'rampart token create' (or one JWT) in it")
+        }
         if case .tokenFile = configuration.credential, spentToken.withLock({ $0 == secret }) {
             throw AgentError(
                 .credential,

@@ -290,6 +290,9 @@ struct Cert: AsyncParsableCommand {
             guard timeout > 0 else { throw ValidationError("--timeout must be a positive number of seconds, such as 30") }
             if (cert == nil) != (key == nil) { throw ValidationError("--cert and --key go together") }
             if token == nil && cert == nil { throw ValidationError("give --token (bootstrap) or --cert and --key (renewal)") }
+            if let token, token.isEmpty || !token.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value < 0x7F }) {
+                throw ValidationError("--token must be one token from 'rampart token create' (or one JWT): it holds a line break, space or control character, or is empty")
+            }
         }
 
         func run() async throws {
