@@ -43,7 +43,10 @@ struct OptionParsingTests {
 
     @Test(
         "a lifetime that is not one, or past a hundred years, is refused with the units it takes; none crashes",
-        arguments: [("99999999999999999999s", "hundred years"), ("36600d", "hundred years"), ("10x", "s, m, h or d"), ("0", "positive"), ("-5m", "positive")])
+        arguments: [
+            ("99999999999999999999s", "hundred years"), ("36600d", "hundred years"), ("10x", "s, m, h or d"), ("0", "positive"), ("-5m", "positive"),
+            ("10m10", "every number with its unit"), ("0.1s", "shorter than a second"),
+        ])
     func lifetimes(value: String, says: String) throws {
         for command in [
             ["token", "create", "--state", "/nonexistent", "--spiffe-id", "spiffe://cluster.local/ns/a/sa/b", "--ttl", value],

@@ -25,13 +25,17 @@ struct TTL: ExpressibleByArgument, Sendable, CustomStringConvertible {
             if let value = TTL.total(text), value > longest {
                 throw ValidationError("\(text) is longer than a hundred years; give a lifetime such as 24h or 30d")
             }
-            throw ValidationError("expected a positive lifetime in s, m, h or d, such as 30s, 10m, 24h or 1h30m; a bare number is seconds (got \"\(text)\")")
+            if let value = TTL.total(text), value > 0, value < 1 {
+                throw ValidationError("\(text) is shorter than a second; give a lifetime of at least 1s, such as 30s or 10m")
+            }
+            throw ValidationError(
+                "expected a positive lifetime in s, m, h or d, such as 30s, 10m, 24h or 1h30m, every number with its unit; a bare number alone is seconds (got \"\(text)\")")
         }
         return ttl
     }
 
     init?(argument: String) {
-        guard let total = Self.total(argument), total > 0, total <= Self.longest else { return nil }
+        guard let total = Self.total(argument), total >= 1, total <= Self.longest else { return nil }
         seconds = total
         text = argument
     }
@@ -52,7 +56,8 @@ struct TTL: ExpressibleByArgument, Sendable, CustomStringConvertible {
             }
         }
         if !number.isEmpty {
-            guard let value = Double(number) else { return nil }
+            // A bare number is seconds only when it is the whole lifetime: 10m10 is a typo.
+            guard number == argument, let value = Double(number) else { return nil }
             total += value
         }
         return total.isFinite ? total : nil
