@@ -78,8 +78,11 @@ struct IssuanceLifecycleTests {
         #expect(soon?.count == 1)
         #expect(soon?.first?["spiffe_id"] as? String == "spiffe://cluster.local/ns/ops/sa/a")
         let missing = try rampart("cert", "show", "--state", ca.state, "deadbeef")
-        #expect(!missing.succeeded)
+        // Not found is a failure (1), as 'get' reports it, not a usage error (64).
+        #expect(missing.status == 1)
         #expect(missing.stderr.contains("no certificate with serial deadbeef"))
+        let unknown = try rampart("cert", "revoke", "--state", ca.state, "deadbeef")
+        #expect(unknown.status == 1 && !unknown.stderr.contains("Usage:"), "\(unknown.stderr)")
         let audit = try rampart("audit", "verify", "--state", ca.state)
         #expect(audit.succeeded, "\(audit.stdout)")
         #expect(audit.stdout.contains("intact"))

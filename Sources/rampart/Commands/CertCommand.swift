@@ -132,7 +132,8 @@ struct Cert: AsyncParsableCommand {
         func run() async throws {
             let store = try StateDirectory(stateOptions.state).openStore(.readOnly)
             guard let record = try await store.certificate(serial: serial) else {
-                throw ValidationError("no certificate with serial \(serial) in this CA's store: list serials with 'rampart cert list --state \(stateOptions.state)'")
+                // Not a usage error: the command was right, the store holds no such certificate (as 'get' reports).
+                throw CommandFailure("no certificate with serial \(serial) in this CA's store: list serials with 'rampart cert list --state \(stateOptions.state)'")
             }
             let object = Cert.json(record, now: Date(), includeChain: true)
             if json {
@@ -173,7 +174,7 @@ struct Cert: AsyncParsableCommand {
                 let record = try await store.revoke(serial: serial, reason: reason, at: Date(), actor: Operator.actor)
                 print("revoked \(record.serial) (\(record.spiffeID))")
             } catch let error as StoreError {
-                throw ValidationError(error.reason)
+                throw CommandFailure(error.reason)
             }
         }
     }
