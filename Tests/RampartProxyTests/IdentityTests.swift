@@ -105,3 +105,61 @@ struct IdentityTests {
         try? await app.serverChannel.close()
     }
 }
+
+/// The extended key usage a peer's certificate must allow for the side it is on.
+@Suite("Peer certificate usage")
+struct PeerUsageTests {
+    /// A leaf for `spiffe://cluster.local/ns/default/sa/x`, signed by the fixture's CA, with `usages`
+    /// as its extended key usage (none: no such extension).
+    static func leaf(_ mesh: MeshFixture, _ usages: [ExtendedKeyUsage.Usage]?) throws -> [UInt8] {
+        let key = P256.Signing.PrivateKey()
+        var extensions = try Certificate.Extensions {
+            Critical(BasicConstraints.notCertificateAuthority)
+            Critical(KeyUsage(digitalSignature: true))
+            SubjectAlternativeNames([.uniformResourceIdentifier("spiffe://cluster.local/ns/default/sa/x")])
+        }
+        if let usages { try extensions.append(Certificate.Extension(ExtendedKeyUsage(usages), critical: false)) }
+        let now = Date()
+        let certificate = try Certificate(
+            version: .v3, serialNumber: Certificate.SerialNumber(), publicKey: Certificate.PublicKey(key.publicKey),
+            notValidBefore: now.addingTimeInterval(-60), notValidAfter: now.addingTimeInterval(3600),
+            issuer: mesh.authority.certificate.subject, subject: DistinguishedName(), signatureAlgorithm: .ecdsaWithSHA256,
+            extensions: extensions, issuerPrivateKey: mesh.authority.privateKey)
+        var serializer = DER.Serializer()
+        try serializer.serialize(certificate)
+        return serializer.serializedBytes
+    }
+
+    @Test("a client certificate whose extended key usage leaves out client authentication is refused inbound, and a server's without server authentication outbound")
+    func usages() async throws {
+        let mesh = try MeshFixture()
+        defer { mesh.remove() }
+        let inbound = PeerVerifier(roots: mesh.authority.roots, revoked: RevocationList(serials: []), usage: .clientAuth)
+        let outbound = PeerVerifier(roots: mesh.authority.roots, revoked: RevocationList(serials: []), usage: .serverAuth)
+        func accepted(_ verifier: PeerVerifier, _ usages: [ExtendedKeyUsage.Usage]?) async throws -> Bool {
+            do {
+                _ = try await verifier.verify(chainDER: [try Self.leaf(mesh, usages)], now: Date())
+                return true
+            } catch {
+                return false
+            }
+        }
+        #expect(try await accepted(inbound, [.serverAuth, .clientAuth]))
+        #expect(try await accepted(inbound, nil), "no extension: any usage")
+        #expect(try await accepted(inbound, [.any]))
+        #expect(try await !accepted(inbound, [.serverAuth]))
+        #expect(try await !accepted(inbound, [.codeSigning]))
+        #expect(try await accepted(outbound, [.serverAuth]))
+        #expect(try await !accepted(outbound, [.clientAuth]))
+        let refusal: String
+        do {
+            _ = try await inbound.verify(chainDER: [try Self.leaf(mesh, [.codeSigning])], now: Date())
+            refusal = "accepted"
+        } catch let error as ProxyError {
+            refusal = error.reason
+        } catch {
+            refusal = "\(error)"
+        }
+        #expect(refusal.contains("extended key usage") && refusal.contains("client"), "\(refusal)")
+    }
+}

@@ -69,7 +69,7 @@ public final class InboundListener: Service, Sendable {
                     guard let current = context.identity.current else {
                         throw ProxyError(.identity, "no workload identity is loaded yet, so TLS cannot be terminated")
                     }
-                    let verifier = PeerVerifier(roots: current.identity.roots, revoked: config?.revoked ?? RevocationList(serials: []))
+                    let verifier = PeerVerifier(roots: current.identity.roots, revoked: config?.revoked ?? RevocationList(serials: []), usage: .clientAuth)
                     let tls = NIOSSLServerHandler(context: current.contexts.server, customVerificationCallbackWithMetadata: verifier.callback(box: box))
                     try channel.pipeline.syncOperations.addHandler(tls)
                     try channel.pipeline.syncOperations.addHandler(WriteCoalescer())

@@ -250,7 +250,7 @@ struct OutboundHTTP: Sendable {
             done(.local(.serviceUnavailable, "this proxy has no workload identity yet, so it cannot originate mTLS\n"), record)
             return
         }
-        let verifier = PeerVerifier(roots: current.identity.roots, revoked: config.revoked, expected: service.expectedIdentities)
+        let verifier = PeerVerifier(roots: current.identity.roots, revoked: config.revoked, expected: service.expectedIdentities, usage: .serverAuth)
         // HTTP/2 and gRPC stay HTTP/2 between the proxies; HTTP/1.1 stays HTTP/1.1.
         let http2 = request.isHTTP2 || request.isGRPC
         // The ClientHello names the service as Istio's sidecars name it, which the peer's

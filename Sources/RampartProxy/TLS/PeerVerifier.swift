@@ -36,12 +36,18 @@ public struct PeerVerifier: Sendable {
     public let revoked: RevocationList
     /// The identities the peer may have; `nil` accepts any identity of the trust bundle.
     public let expected: Set<String>?
+    /// What the peer's certificate is used for here: a client's (inbound) or a server's
+    /// (outbound). A leaf whose extended key usage does not list it (or `any`) is refused, as
+    /// RFC 5280 §4.2.1.12 restricts it and `openssl verify -purpose` checks it.
+    public let usage: ExtendedKeyUsage.Usage
 
-    /// Creates a verifier.
-    public init(roots: [Certificate], revoked: RevocationList, expected: Set<String>? = nil) {
+    /// Creates a verifier; `expected` is given for a server (outbound), which also makes the
+    /// usage checked the server's.
+    public init(roots: [Certificate], revoked: RevocationList, expected: Set<String>? = nil, usage: ExtendedKeyUsage.Usage? = nil) {
         self.roots = roots
         self.revoked = revoked
         self.expected = expected
+        self.usage = usage ?? (expected == nil ? .clientAuth : .serverAuth)
     }
 
     /// Verifies a chain, leaf first, in DER.
@@ -62,6 +68,12 @@ public struct PeerVerifier: Sendable {
             id = try await SVIDValidator(roots: roots, intermediates: intermediates).validate(leaf, at: now)
         } catch {
             throw ProxyError(.peerRefused, "the peer's certificate is not a valid X.509-SVID of this mesh: \(error.reason)")
+        }
+        if let purposes = try? leaf.extensions.extendedKeyUsage, !purposes.contains(usage), !purposes.contains(.any) {
+            let role = usage == .clientAuth ? "client" : "server"
+            throw ProxyError(
+                .peerRefused,
+                "the peer's certificate for \(id) may not be used as a TLS \(role) certificate: its extended key usage does not list \(role) authentication")
         }
         let serial = leaf.serialNumber.compactHex
         if revoked.contains(serial: serial) {
