@@ -97,6 +97,21 @@ struct ForwardingHeaderPolicyTests {
         }
     }
 
+    @Test("HTTP/2 listeners advertise Envoy's 60 KiB header list and 1024 streams; HTTP/1.1 takes 20 KiB of headers")
+    func http2Limits() async throws {
+        // NIO reads a connection's header blocks with its 16 KiB limit until the client has
+        // acknowledged these settings; from then on, with the advertised one.
+        #expect(Listening.http2Server.connection.initialSettings.contains { $0.parameter == .maxHeaderListSize && $0.value == 60 * 1024 })
+        #expect(Listening.http2Server.connection.initialSettings.contains { $0.parameter == .maxConcurrentStreams && $0.value == 1024 })
+        try await DataPathTests().withServer { _, proxy, _ in
+            try proxy.install(SnapshotBuilder.snapshot(version: 2, resources: []))
+            let big = try await TestClient.plain(port: proxy.inboundPort, headers: [("x-big", String(repeating: "b", count: 20 * 1024))])
+            #expect(big.head.status == .ok)
+            let headers = try TestClient.echo(big)["headers"] as? [String: String] ?? [:]
+            #expect(headers["x-big"]?.count == 20 * 1024)
+        }
+    }
+
     @Test("connection.sni is the server name of the client's ClientHello, for DENY and ALLOW alike")
     func serverNameFromClientHello() async throws {
         try await DataPathTests().withServer { mesh, proxy, _ in

@@ -68,6 +68,21 @@ enum Listening {
         return limits
     }
 
+    /// The HTTP/2 settings a listener advertises: Envoy's 60 KiB header list (NIO's default is
+    /// 16 KiB, past which the whole connection ends), and 1024 concurrent streams (NIO's default
+    /// of 100 ends the whole connection of a client that opens the 101st before it reads them).
+    static var http2Server: NIOHTTP2Handler.Configuration {
+        var configuration = NIOHTTP2Handler.Configuration()
+        configuration.connection.initialSettings = [
+            HTTP2Setting(parameter: .maxConcurrentStreams, value: 1024),
+            HTTP2Setting(parameter: .maxHeaderListSize, value: headerListBytes),
+        ]
+        return configuration
+    }
+
+    /// The largest header list either side of the proxy takes over HTTP/2, as over HTTP/1.1.
+    static let headerListBytes = 60 * 1024
+
     /// How long open connections may go on after shutdown begins: Istio's default
     /// `terminationDrainDuration`.
     static let drainDuration: TimeAmount = .seconds(5)
@@ -139,7 +154,7 @@ enum Listening {
         _ channel: any Channel, maxBodyBytes: Int, timeouts: IdleTimeouts = .envoy
     ) throws -> HTTP2Streams {
         try channel.pipeline.syncOperations.addHandler(HTTP2FloodGuard())
-        let streams = try channel.pipeline.syncOperations.configureAsyncHTTP2Pipeline(mode: .server) { stream in
+        let streams = try channel.pipeline.syncOperations.configureAsyncHTTP2Pipeline(mode: .server, configuration: Self.http2Server) { stream in
             stream.eventLoop.makeCompletedFuture {
                 try stream.pipeline.syncOperations.addHandler(
                     IdleStateHandler(allTimeout: timeouts.stalledRequest))

@@ -294,11 +294,28 @@ public final class UpstreamClient: Sendable {
             }
         } catch {
             forget(connection, target: target)
+            retireIfBroken(connection, target: target, after: error)
             throw ProxyError(.upstream, "cannot open an HTTP/2 stream to \(target.host):\(target.port): \(error)")
         }
         defer { stream.close(promise: nil) }
-        let response = try await exchange(request, on: stream, timeout: timeout)
-        return UpstreamResult(response: response, peer: connection.peer)
+        do {
+            let response = try await exchange(request, on: stream, timeout: timeout)
+            return UpstreamResult(response: response, peer: connection.peer)
+        } catch {
+            retireIfBroken(connection, target: target, after: error)
+            throw error
+        }
+    }
+
+    /// Takes a multiplexed connection out of the pool, and closes it, after an error that leaves
+    /// it unable to carry new streams: an HTTP/2 connection error, or writes refused because the
+    /// peer sent GOAWAY (an application may send one and keep its socket open). Otherwise every
+    /// later request would be sent on it and fail the same way.
+    private func retireIfBroken(_ connection: Multiplexed, target: UpstreamTarget, after error: any Error) {
+        // A stream the application reset (one gRPC call cancelled) leaves the connection fine.
+        guard error is NIOHTTP2Errors.IOOnClosedConnection || error is NIOHTTP2Errors.CreatedStreamAfterGoaway else { return }
+        forget(connection, target: target)
+        connection.channel.close(promise: nil)
     }
 
     /// Opens an HTTP/2 stream to `target` for a call relayed as it arrives (see `StreamRelay`),
@@ -329,17 +346,29 @@ public final class UpstreamClient: Sendable {
             }
         } catch {
             forget(connection, target: target)
+            retireIfBroken(connection, target: target, after: error)
             throw ProxyError(.upstream, "cannot open an HTTP/2 stream to \(target.host):\(target.port): \(error)")
         }
         let channel = responses.channel
         defer { channel.close(promise: nil) }
-        return try await body(channel, responses, connection.peer)
+        do {
+            return try await body(channel, responses, connection.peer)
+        } catch {
+            retireIfBroken(connection, target: target, after: error)
+            throw error
+        }
     }
 
     private func multiplexedConnection(_ target: UpstreamTarget) async throws -> Multiplexed {
         if let existing = multiplexed.withLock({ $0[target] }), existing.channel.isActive { return existing }
         let (connected, peer) = try await open(target, on: group.next()) { channel in
-            let multiplexer = try channel.pipeline.syncOperations.configureAsyncHTTP2Pipeline(mode: .client) { stream in
+            var configuration = NIOHTTP2Handler.Configuration()
+            // Responses' headers and trailers up to Envoy's 60 KiB, as the listeners take requests'.
+            configuration.connection.initialSettings = [
+                HTTP2Setting(parameter: .maxConcurrentStreams, value: 100),
+                HTTP2Setting(parameter: .maxHeaderListSize, value: Listening.headerListBytes),
+            ]
+            let multiplexer = try channel.pipeline.syncOperations.configureAsyncHTTP2Pipeline(mode: .client, configuration: configuration) { stream in
                 stream.eventLoop.makeSucceededVoidFuture()
             }
             return (channel, multiplexer)
