@@ -125,8 +125,14 @@ public enum PolicyLoader {
     static func bounded(_ handle: FileHandle) -> Data? {
         var data = Data()
         while true {
-            guard let chunk = try? handle.read(upToCount: 1 << 20) else { return nil }
-            if chunk.isEmpty { return data }
+            let chunk: Data?
+            do {
+                chunk = try handle.read(upToCount: 1 << 20)
+            } catch {
+                return nil
+            }
+            // No data (nil or empty) is the end.
+            guard let chunk, !chunk.isEmpty else { return data }
             data.append(chunk)
             if data.count > maxInputBytes { return nil }
         }
