@@ -110,8 +110,9 @@ public enum PolicyLoader {
             // A pipe is read by one open: reading it a second way would find it drained.
             guard let handle = FileHandle(forReadingAtPath: file) else { return nil }
             defer { try? handle.close() }
-            let data = bounded(handle)
+            let (data, tooLarge) = bounded(handle)
             read[file] = data
+            if tooLarge { overflowed.withLock { _ = $0.insert(file) } }
             return data
         }
     }
@@ -120,36 +121,39 @@ public enum PolicyLoader {
     /// policies needs, and a bound on what a device such as `/dev/zero` can make rampart hold.
     public static let maxInputBytes = 64 << 20
 
-    /// What `handle` yields up to its end, or `nil` when that is more than `maxInputBytes` (or the
-    /// read fails).
-    static func bounded(_ handle: FileHandle) -> Data? {
+    /// What `handle` yields up to its end, or `nil` when that is more than `maxInputBytes`
+    /// (`tooLarge`) or the read fails. With `failureIsEnd`, a read that fails ends the input
+    /// instead (a closed standard input reads as empty).
+    static func bounded(_ handle: FileHandle, failureIsEnd: Bool = false) -> (data: Data?, tooLarge: Bool) {
         var data = Data()
         while true {
             let chunk: Data?
             do {
                 chunk = try handle.read(upToCount: 1 << 20)
             } catch {
-                return nil
+                return (failureIsEnd ? data : nil, false)
             }
             // No data (nil or empty) is the end.
-            guard let chunk, !chunk.isEmpty else { return data }
+            guard let chunk, !chunk.isEmpty else { return (data, false) }
             data.append(chunk)
-            if data.count > maxInputBytes { return nil }
+            if data.count > maxInputBytes { return (nil, true) }
         }
     }
 
     /// Whether `file` is a regular file past `maxInputBytes`, or a pipe or device that yielded
-    /// more than that (or could not be read).
+    /// more than that.
     static func isOversized(_ file: String) -> Bool {
         let attributes = try? FileManager.default.attributesOfItem(atPath: (file as NSString).resolvingSymlinksInPath)
         if attributes?[.type] as? FileAttributeType == .typeRegular {
             return (attributes?[.size] as? Int ?? 0) > maxInputBytes
         }
-        return drained.withLock { $0.keys.contains(file) && $0[file]! == nil }
+        return overflowed.withLock { $0.contains(file) }
     }
 
     /// What each pipe or device read so far held, by path (`nil`: too much, or unreadable).
     private static let drained = Mutex<[String: Data?]>([:])
+    /// The pipes and devices that yielded more than `maxInputBytes`.
+    private static let overflowed = Mutex<Set<String>>([])
 
     /// Why a file yields no text, as a message and a fix: it does not exist (or is a symbolic link
     /// to nothing), is a folder, cannot be opened or read, or is not UTF-8 (with the line of the
@@ -211,7 +215,7 @@ public enum PolicyLoader {
             if let cached { return cached }
             // A closed standard input reads as empty, rather than trapping as readDataToEndOfFile
             // does; one past the bound is refused as if it were not text.
-            let read = bounded(FileHandle.standardInput).flatMap { Self.text(of: $0) }
+            let read = bounded(FileHandle.standardInput, failureIsEnd: true).data.flatMap { Self.text(of: $0) }
             cached = .some(read)
             return read
         }
