@@ -190,6 +190,8 @@ struct UpstreamTimeoutTests {
         try await outbound.close()
         let callerLine = try await UpgradeTests.accessLogLine(callerLog) { $0["path"] as? String == "/slow/outbound" }
         #expect(callerLine["response_code"] as? Int == 0 && callerLine["response_flags"] as? String == "DC", "\(callerLine)")
+        // The outbound side's line names the listener the application connected to, as the inbound side's does.
+        #expect((callerLine["downstream_local_address"] as? String)?.hasSuffix(":\(clientProxy.outboundPort)") == true, "\(callerLine)")
         for _ in 0..<1000 where app.abandoned.value < 3 { try await Task.sleep(for: .milliseconds(20)) }
         #expect(app.abandoned.value == 3)
         await clientProxy.stop()

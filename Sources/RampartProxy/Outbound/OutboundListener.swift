@@ -47,7 +47,8 @@ public final class OutboundListener: Service, Sendable {
                 case .http1(let channel, let remote):
                     // The client's address is spelled once per connection.
                     let source = OutboundHTTP.describe(remote)
-                    let outbound = OutboundHTTP(context: context, balancer: balancer, own: own)
+                    let outbound = OutboundHTTP(
+                        context: context, balancer: balancer, own: own, local: OutboundHTTP.describe(channel.channel.localAddress))
                     let loop = channel.channel.eventLoop
                     await HTTPServing.serve(
                         channel,
@@ -59,7 +60,7 @@ public final class OutboundListener: Service, Sendable {
                         refused: { head, response, details in outbound.refused(head, response, details: details, source: source) })
                 case .http2(let streams, let channel, let remote):
                     let source = OutboundHTTP.describe(remote)
-                    let outbound = OutboundHTTP(context: context, balancer: balancer, own: own)
+                    let outbound = OutboundHTTP(context: context, balancer: balancer, own: own, local: OutboundHTTP.describe(channel.localAddress))
                     await Listening.serveStreams(
                         streams, connection: channel, logger: context.logger,
                         respond: { request in
@@ -106,6 +107,9 @@ struct OutboundHTTP: Sendable {
     let context: ProxyContext
     let balancer: RoundRobin
     let own: OwnAddress
+    /// `host:port` of the listener the connection came to (the access log's
+    /// `downstream_local_address`).
+    var local: String? = nil
 
     /// `host:port` of a client, as the access log shows it.
     static func describe(_ remote: SocketAddress?) -> String? {
@@ -168,6 +172,7 @@ struct OutboundHTTP: Sendable {
         record.method = head.method.rawValue
         record.userAgent = head.headers.first(name: "user-agent")
         record.sourceAddress = source
+        record.downstreamLocalAddress = local
         record.forwardedFor = head.headers.first(name: "x-forwarded-for")
         record.sourcePrincipal = context.identity.current?.identity.spiffeIDString
         record.sourceWorkload = context.workload.name
