@@ -52,12 +52,9 @@ final class BrokenApp: Sendable {
 struct UpstreamResetTests {
     @Test("an application that breaks HTTP gets 502 UPE, one that closes without an answer 503 UC, an unreachable one 503 UF; each names its reset reason")
     func resetReasons() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("rampart-reset-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let log = "\(directory)/access.log"
         let mesh = try MeshFixture()
         defer { mesh.remove() }
+        let log = "\(mesh.directory)/access.log"
         let app = try await BrokenApp()
         let server = try await mesh.identity(namespace: "default", serviceAccount: "server")
         let workload = WorkloadInfo(
