@@ -353,6 +353,45 @@ struct ProxyEndToEndTests {
         }
     }
 
+    @Test("a client that resumes its TLS session keeps its identity: STRICT admits it, policies and x-forwarded-client-cert see it")
+    func resumedSessions() async throws {
+        try await withMesh { mesh in
+            let inbound = "127.0.0.1:\(mesh.b.inbound)"
+            let directory = mesh.a.identityDirectory
+            try await mesh.apply(
+                """
+                apiVersion: security.istio.io/v1
+                kind: PeerAuthentication
+                metadata: {name: default, namespace: demo}
+                spec: {mtls: {mode: STRICT}}
+                ---
+                apiVersion: security.istio.io/v1
+                kind: AuthorizationPolicy
+                metadata: {name: only-a, namespace: demo}
+                spec:
+                  action: ALLOW
+                  rules:
+                  - from: [{source: {principals: ["cluster.local/ns/demo/sa/a"]}}]
+                """, name: "strict-only-a")
+            #expect(try await mesh.secondsUntil { try await Curl.get("http://\(inbound)/plain").code == 0 } != nil)
+            let client = Paths.interop.appendingPathComponent("tls_resume_client.py").path
+            for version in ["1.3", "1.2"] {
+                let result = try await offPool {
+                    try run("python3", [client, inbound, "\(directory)/cert-chain.pem", "\(directory)/key.pem", "\(directory)/root-cert.pem", "/resumed", version], timeout: 60)
+                }
+                let lines = result.stdout.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+                try #require(lines.count == 2, "TLS \(version): \(result.stdout)\(result.stderr)\n\(mesh.b.proxy.log)")
+                #expect(lines[0]["reused"] as? Bool == false)
+                #expect(lines[1]["reused"] as? Bool == true, "TLS \(version): the second connection made a full handshake, so resumption went untested")
+                for (index, line) in lines.enumerated() {
+                    #expect(line["status"] as? Int == 200, "TLS \(version), connection \(index + 1): \(line)\n\(mesh.b.proxy.log)")
+                    let headers = (line["body"] as? String).flatMap { Curl.json($0)["headers"] as? [String: String] }
+                    #expect(headers?["x-forwarded-client-cert"]?.contains("URI=\(mesh.a.spiffeID)") == true, "TLS \(version), connection \(index + 1): \(line)")
+                }
+            }
+        }
+    }
+
     @Test("a proxy that loses the control plane keeps enforcing its last snapshot, and reconnects when it is back")
     func controlPlaneLoss() async throws {
         try await withMesh { mesh in

@@ -163,3 +163,51 @@ struct PeerUsageTests {
         #expect(refusal.contains("extended key usage") && refusal.contains("client"), "\(refusal)")
     }
 }
+
+/// The peer of a resumed TLS session, whose certificate comes from the session.
+@Suite("Resumed session peers")
+struct ResumedPeerTests {
+    static func refusal(_ body: () throws -> VerifiedPeer) -> String {
+        do {
+            let peer = try body()
+            return "accepted \(peer.spiffeIDString)"
+        } catch let error as ProxyError {
+            return error.reason
+        } catch {
+            return "\(error)"
+        }
+    }
+
+    @Test("a resumed session's certificate is checked again for its validity window, revocation, usage and SPIFFE ID")
+    func checks() async throws {
+        let mesh = try MeshFixture()
+        defer { mesh.remove() }
+        let der = try PeerUsageTests.leaf(mesh, [.clientAuth])
+        let serial = try Certificate(derEncoded: der).serialNumber.compactHex
+        let verifier = PeerVerifier(roots: mesh.authority.roots, revoked: RevocationList(serials: []), usage: .clientAuth)
+
+        let peer = try verifier.verifyResumed(leafDER: der, now: Date())
+        #expect(peer.spiffeIDString == "spiffe://cluster.local/ns/default/sa/x")
+        #expect(peer.serial == serial)
+        // The same certificate through a full handshake's check gives the same peer.
+        #expect(try await verifier.verify(chainDER: [der], now: Date()) == peer)
+
+        let expired = Self.refusal { try verifier.verifyResumed(leafDER: der, now: Date().addingTimeInterval(7200)) }
+        #expect(expired.contains("expired") && expired.contains("full handshake"), "\(expired)")
+        let early = Self.refusal { try verifier.verifyResumed(leafDER: der, now: Date().addingTimeInterval(-3600)) }
+        #expect(early.contains("not valid before"), "\(early)")
+
+        let revoked = PeerVerifier(roots: mesh.authority.roots, revoked: RevocationList(serials: [serial]), usage: .clientAuth)
+        let revocation = Self.refusal { try revoked.verifyResumed(leafDER: der, now: Date()) }
+        #expect(revocation.contains("revoked") && revocation.contains(serial), "\(revocation)")
+
+        let server = PeerVerifier(roots: mesh.authority.roots, revoked: RevocationList(serials: []), usage: .serverAuth)
+        #expect(Self.refusal { try server.verifyResumed(leafDER: der, now: Date()) }.contains("extended key usage"))
+
+        let unexpected = PeerVerifier(roots: mesh.authority.roots, revoked: RevocationList(serials: []), expected: ["spiffe://cluster.local/ns/default/sa/y"], usage: .clientAuth)
+        #expect(Self.refusal { try unexpected.verifyResumed(leafDER: der, now: Date()) }.contains("not an identity the registry expects"))
+
+        let garbage = Self.refusal { try verifier.verifyResumed(leafDER: [0x30, 0x03, 0x02, 0x01, 0x01], now: Date()) }
+        #expect(garbage.contains("not an X.509-SVID"), "\(garbage)")
+    }
+}

@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -76,7 +77,8 @@ public final class InboundListener: Service, Sendable {
                     let inner = ProtocolSniffer(
                         tlsAllowed: false,
                         configure: { channel, sniffed in
-                            promise.succeed(try Self.application(channel, served(sniffed), info: info(channel, tls: true, peer: box.peer, mode: mode, sni: requested.name), maxBodyBytes: context.maxBodyBytes))
+                            let peer = try box.peer ?? Self.resumedPeer(channel, verifier: verifier)
+                            promise.succeed(try Self.application(channel, served(sniffed), info: info(channel, tls: true, peer: peer, mode: mode, sni: requested.name), maxBodyBytes: context.maxBodyBytes))
                         },
                         failed: fail
                     )
@@ -94,6 +96,15 @@ public final class InboundListener: Service, Sendable {
         )
         try channel.pipeline.syncOperations.addHandler(sniffer)
         return promise.futureResult
+    }
+
+    /// The peer of a handshake that completed without the verification callback: a resumed
+    /// session, whose certificate comes from the session (see `PeerVerifier.verifyResumed`).
+    private static func resumedPeer(_ channel: any Channel, verifier: PeerVerifier) throws -> VerifiedPeer {
+        guard let certificate = try channel.pipeline.syncOperations.nioSSL_peerCertificate() else {
+            throw ProxyError(.peerRefused, "the TLS session carries no client certificate; mutual TLS needs a workload certificate")
+        }
+        return try verifier.verifyResumed(leafDER: try certificate.toDERBytes(), now: Date())
     }
 
     private static func info(_ channel: any Channel, tls: Bool, peer: VerifiedPeer?, mode: MTLSMode, sni: String? = nil) -> ConnectionInfo {

@@ -69,6 +69,35 @@ public struct PeerVerifier: Sendable {
         } catch {
             throw ProxyError(.peerRefused, "the peer's certificate is not a valid X.509-SVID of this mesh: \(error.reason)")
         }
+        return try admit(leaf, der: leafDER, id: id)
+    }
+
+    /// Checks the peer of a resumed TLS session, whose certificate the session carries: no
+    /// certificate message is sent, so the verification callback does not run. The chain was
+    /// verified when the session was made, by a full handshake on the same TLS context (session
+    /// tickets and the session cache belong to one context, which is built with the trust bundle
+    /// and replaced with it); what can have changed since is checked again: the validity window,
+    /// revocation and the identities expected.
+    public func verifyResumed(leafDER: [UInt8], now: Date) throws(ProxyError) -> VerifiedPeer {
+        let leaf: Certificate
+        let id: SPIFFEID
+        do {
+            leaf = try Certificate(derEncoded: leafDER)
+            id = try SVIDValidator.spiffeID(of: leaf)
+        } catch {
+            throw ProxyError(.peerRefused, "the resumed session's certificate is not an X.509-SVID: \((error as? PKIError)?.reason ?? "\(error)")")
+        }
+        if leaf.notValidAfter <= now {
+            throw ProxyError(.peerRefused, "the resumed session's certificate for \(id) expired at \(leaf.notValidAfter); the client must make a full handshake with a current certificate")
+        }
+        if leaf.notValidBefore > now {
+            throw ProxyError(.peerRefused, "the resumed session's certificate for \(id) is not valid before \(leaf.notValidBefore)")
+        }
+        return try admit(leaf, der: leafDER, id: id)
+    }
+
+    /// The checks after the chain: the extended key usage, revocation and the expected identities.
+    private func admit(_ leaf: Certificate, der leafDER: [UInt8], id: SPIFFEID) throws(ProxyError) -> VerifiedPeer {
         if let purposes = try? leaf.extensions.extendedKeyUsage, !purposes.contains(usage), !purposes.contains(.any) {
             let role = usage == .clientAuth ? "client" : "server"
             throw ProxyError(
