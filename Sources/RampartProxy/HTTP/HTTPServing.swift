@@ -67,7 +67,7 @@ enum HTTPServing {
             cancellation.begin()
             if !stream.channel.isActive { cancellation.cancel() }
             let stopsParser = if case .complete(let request) = assembled { HTTPUpgrade.stopsParser(request.head) } else { false }
-            let (framed, last) = await answer(assembled, respond: respond, refused: refused, cancellation: cancellation)
+            let (framed, last) = await answer(assembled, respond: respond, refused: refused, cancellation: cancellation, draining: stream.draining)
             cancellation.finish()
             if let upgraded = framed.upgraded {
                 // The connection carries the upgraded protocol's bytes from now on.
@@ -85,9 +85,12 @@ enum HTTPServing {
     }
 
     /// The framed answer to one request, and whether it is the connection's last.
+    /// An HTTP/1.1 answer given once the listener drains (`draining`) carries `connection: close`
+    /// and ends the connection, as Envoy's drain ends it: the client learns to open its next
+    /// connection elsewhere without a request lost in a race with the close.
     private static func answer(
         _ assembled: AssembledRequest, respond: (BufferedRequest) async -> BufferedResponse, refused: Refused,
-        cancellation: RequestCancellation
+        cancellation: RequestCancellation, draining: DrainFlag? = nil
     ) async -> (FramedResponse, last: Bool) {
         let requestHead: HTTPRequestHead
         let response: BufferedResponse
@@ -135,7 +138,9 @@ enum HTTPServing {
         let refusedUpgrade =
             !http2 && response.upgraded == nil && (HTTPUpgrade.isUpgrade(requestHead) || requestHead.method == .CONNECT)
         let keepAlive =
-            http2 || (requestHead.isKeepAlive && !tooLarge && !refusedUpgrade && !HopByHop.asksToClose(response.head.headers))
+            http2
+            || (requestHead.isKeepAlive && !tooLarge && !refusedUpgrade && !HopByHop.asksToClose(response.head.headers)
+                && draining?.isSet != true)
         return (frame(response, for: requestHead, keepAlive: keepAlive), http2 || !keepAlive)
     }
 

@@ -44,10 +44,13 @@ enum Listening {
                 }
             }
         } onGracefulShutdown: {
-            // No new connections; those open get the drain period to finish (a peer's pooled
+            // No new connections; those open are told and get the drain period to finish (a peer's pooled
             // connection may stay open and idle for ever), then are closed, as Envoy drains
             // (Istio's terminationDrainDuration, 5 s by default).
             server.channel.close(promise: nil)
+            // HTTP/2 connections get GOAWAY and close once their streams end; HTTP/1.1 ones answer
+            // their next request with `connection: close`.
+            for channel in open.all() { channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent()) }
             server.channel.eventLoop.scheduleTask(in: drain) {
                 let closing = open.all()
                 if !closing.isEmpty {
@@ -78,6 +81,15 @@ enum Listening {
             HTTP2Setting(parameter: .maxHeaderListSize, value: headerListBytes),
         ]
         return configuration
+    }
+
+    /// What NIO's connection manager does for a listener's HTTP/2 connections: only the graceful
+    /// close, when the listener drains (a `ChannelShouldQuiesceEvent`): a GOAWAY naming the
+    /// highest stream id, a PING, then a GOAWAY naming the last stream opened, and the close once
+    /// the streams before it have ended. Idle connections, keep-alive pings and the drain's own
+    /// limit are the proxy's (`IdleTimeouts`, `drainDuration`).
+    static var http2Management: NIOHTTP2ServerConnectionManagementHandler.Configuration {
+        .init(maxIdleTime: nil, maxAge: nil, maxGraceTime: nil, keepalive: nil)
     }
 
     /// The largest header list either side of the proxy takes over HTTP/2, as over HTTP/1.1.
@@ -154,7 +166,9 @@ enum Listening {
         _ channel: any Channel, maxBodyBytes: Int, timeouts: IdleTimeouts = .envoy
     ) throws -> HTTP2Streams {
         try channel.pipeline.syncOperations.addHandler(HTTP2FloodGuard())
-        let streams = try channel.pipeline.syncOperations.configureAsyncHTTP2Pipeline(mode: .server, configuration: Self.http2Server) { stream in
+        let streams = try channel.pipeline.syncOperations.configureAsyncHTTP2Pipeline(
+            mode: .server, connectionManagerConfiguration: Self.http2Management, http2HandlerConfiguration: Self.http2Server
+        ) { stream in
             stream.eventLoop.makeCompletedFuture {
                 try stream.pipeline.syncOperations.addHandler(
                     IdleStateHandler(allTimeout: timeouts.stalledRequest))

@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHTTP1
+import Synchronization
 
 /// Hands an HTTP/1.1 connection's whole requests (see ``HTTPRequestAssembler``) to the
 /// connection's task, one at a time, and holds back reads while the task is behind.
@@ -19,6 +20,8 @@ final class HTTPRequestInbox: ChannelDuplexHandler, RemovableChannelHandler {
 
     private var inbox = InboxQueue<AssembledRequest>(maxQueued: maxQueued)
     private var context: ChannelHandlerContext?
+    /// Set when the listener starts draining (a `ChannelShouldQuiesceEvent`).
+    let draining = DrainFlag()
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
@@ -40,6 +43,15 @@ final class HTTPRequestInbox: ChannelDuplexHandler, RemovableChannelHandler {
     func channelInactive(context: ChannelHandlerContext) {
         inbox.end(nil, droppingQueued: true)
         context.fireChannelInactive()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        // The listener drains: the connection's next answer is its last (see `HTTPServing`).
+        if event is ChannelShouldQuiesceEvent {
+            draining.set()
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -128,10 +140,13 @@ struct InboxQueue<Element: Sendable> {
 struct HTTPRequestStream: Sendable {
     let channel: any Channel
     private let inbox: NIOLoopBound<HTTPRequestInbox>
+    /// Whether the listener is draining, so that the next answer ends the connection.
+    let draining: DrainFlag
 
     init(channel: any Channel, inbox: HTTPRequestInbox) {
         self.channel = channel
         self.inbox = NIOLoopBound(inbox, eventLoop: channel.eventLoop)
+        self.draining = inbox.draining
     }
 
     /// The next whole request, or nil when the connection has ended.
@@ -220,4 +235,12 @@ struct HTTPRequestStream: Sendable {
             try? pipeline.context(handlerType: IdleStateHandler.self),
         ].compactMap { $0 }
     }
+}
+
+/// Whether a connection's listener has started draining; set once, read from any thread.
+final class DrainFlag: Sendable {
+    private let value = Atomic(false)
+
+    func set() { value.store(true, ordering: .relaxed) }
+    var isSet: Bool { value.load(ordering: .relaxed) }
 }

@@ -106,6 +106,9 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
     private var decided = false
     /// Whether the bytes are TLS and the rest of the ClientHello's record is awaited.
     private var awaitingClientHello = false
+    /// Whether the listener began draining before the protocol was known: the handlers
+    /// `configure` adds are told once they are in place.
+    private var quiesced = false
 
     init(
         tlsAllowed: Bool, timeout: TimeAmount = .seconds(5), serverName: ((String?) -> Void)? = nil,
@@ -163,7 +166,16 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
             context.fireChannelRead(wrapInboundOut(pending))
             context.fireChannelReadComplete()
         }
+        if quiesced { context.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent()) }
         context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ChannelShouldQuiesceEvent, !decided {
+            quiesced = true
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
     }
 
     func channelInactive(context: ChannelHandlerContext) {

@@ -1,0 +1,181 @@
+import Foundation
+import NIOCore
+import NIOHPACK
+import NIOHTTP2
+import NIOPosix
+import Synchronization
+@testable import RampartProxy
+import Testing
+
+/// What a listener's open connections see when the proxy starts draining (SIGTERM): HTTP/1.1
+/// answers end their connection with `connection: close`, HTTP/2 connections get GOAWAY and close
+/// once their streams have ended, both well before the drain period's forced close.
+extension DataPathTests {
+    /// Starts the proxy's graceful shutdown and waits until its inbound listener stops accepting.
+    static func startDraining(_ proxy: TestProxy) async throws {
+        await proxy.group.triggerGracefulShutdown()
+        for _ in 0..<200 {
+            let refused = (try? await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connect(host: "127.0.0.1", port: proxy.inboundPort).get().close()) == nil
+            if refused { return }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        throw ProxyError(.badConfiguration, "the inbound listener still accepted connections 2 s after the shutdown began")
+    }
+
+    @Test("draining: an HTTP/1.1 connection's next answer carries connection: close and the connection ends")
+    func drainHTTP1() async throws {
+        try await withServer { _, proxy, _ in
+            try proxy.install(SnapshotBuilder.snapshot(version: 2, resources: [SnapshotBuilder.peerAuthentication(name: "default", namespace: "istio-system", mode: "PERMISSIVE")]))
+            func connect() async throws -> NIOAsyncChannel<ByteBuffer, ByteBuffer> {
+                let client = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                    .connect(host: "127.0.0.1", port: proxy.inboundPort) { channel in
+                        channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
+                    }
+                let channel = client.channel
+                channel.eventLoop.scheduleTask(in: .seconds(10)) { channel.close(promise: nil) }
+                return client
+            }
+            // One connection has had an answer before the drain; the other has sent nothing yet, so
+            // the proxy does not know its protocol when the drain begins.
+            let used = try await connect()
+            let silent = try await connect()
+            let (first, second, closedAfter) = try await used.executeThenClose { inbound, outbound in
+                var chunks = inbound.makeAsyncIterator()
+                try await outbound.write(ByteBuffer(string: "GET /before HTTP/1.1\r\nHost: app\r\n\r\n"))
+                var first = ""
+                while !Self.isWholeResponse(first), let chunk = try await chunks.next() { first += String(buffer: chunk) }
+
+                try await Self.startDraining(proxy)
+                let started = ContinuousClock.now
+                try await outbound.write(ByteBuffer(string: "GET /during HTTP/1.1\r\nHost: app\r\n\r\n"))
+                var second = ""
+                while let chunk = try await chunks.next() { second += String(buffer: chunk) }
+                return (first, second, ContinuousClock.now - started)
+            }
+            #expect(first.hasPrefix("HTTP/1.1 200 OK\r\n") && !first.lowercased().contains("connection: close"), "\(first)")
+            #expect(second.hasPrefix("HTTP/1.1 200 OK\r\n"), "\(second)")
+            #expect(second.lowercased().contains("\r\nconnection: close\r\n"), "\(second)")
+            #expect(second.contains("/during"))
+            // Closed by the answer, not by the drain period's end (5 s).
+            #expect(closedAfter < .seconds(3), "the connection closed \(closedAfter) after the request")
+
+            let late = try await silent.executeThenClose { inbound, outbound in
+                try await outbound.write(ByteBuffer(string: "GET /late HTTP/1.1\r\nHost: app\r\n\r\n"))
+                var text = ""
+                for try await chunk in inbound { text += String(buffer: chunk) }
+                return text
+            }
+            #expect(late.hasPrefix("HTTP/1.1 200 OK\r\n") && late.lowercased().contains("\r\nconnection: close\r\n"), "\(late)")
+        }
+    }
+
+    @Test("draining: an HTTP/2 connection gets GOAWAY, its open stream is still answered, then it closes")
+    func drainHTTP2() async throws {
+        try await withServer { _, proxy, _ in
+            try proxy.install(SnapshotBuilder.snapshot(version: 2, resources: [SnapshotBuilder.peerAuthentication(name: "default", namespace: "istio-system", mode: "PERMISSIVE")]))
+            let recorder = GoAwayRecorder()
+            let (channel, multiplexer) = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connect(host: "127.0.0.1", port: proxy.inboundPort) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        let multiplexer = try channel.pipeline.syncOperations.configureAsyncHTTP2Pipeline(mode: .client) { stream in
+                            stream.eventLoop.makeSucceededVoidFuture()
+                        }
+                        try channel.pipeline.syncOperations.addHandler(recorder)
+                        return (channel, multiplexer)
+                    }
+                }
+            let watchdog = channel.eventLoop.scheduleTask(in: .seconds(10)) { channel.close(promise: nil) }
+            defer { watchdog.cancel() }
+            func open() async throws -> NIOAsyncChannel<HTTP2Frame.FramePayload, HTTP2Frame.FramePayload> {
+                try await multiplexer.openStream { stream in
+                    stream.eventLoop.makeCompletedFuture { try NIOAsyncChannel<HTTP2Frame.FramePayload, HTTP2Frame.FramePayload>(wrappingChannelSynchronously: stream) }
+                }
+            }
+            // A first exchange, so that the connection is established before the drain.
+            let head: [(String, String)] = [(":method", "GET"), (":scheme", "http"), (":authority", "app"), (":path", "/first")]
+            let first = try await open().executeThenClose { inbound, outbound in
+                try await outbound.write(.headers(.init(headers: HPACKHeaders(head), endStream: true)))
+                for try await frame in inbound {
+                    if case .headers(let block) = frame { return block.headers.first(name: ":status") }
+                }
+                return nil
+            }
+            #expect(first == "200")
+            let headers: [(String, String)] = [(":method", "POST"), (":scheme", "http"), (":authority", "app"), (":path", "/in-flight")]
+            let (status, body) = try await open().executeThenClose { inbound, outbound in
+                // The request's headers go before the drain, its body after the first GOAWAY.
+                try await outbound.write(.headers(.init(headers: HPACKHeaders(headers), endStream: false)))
+                // A PING after them: once its ACK is back, the proxy has read the headers (and
+                // opened the stream) before the drain begins.
+                channel.writeAndFlush(HTTP2Frame(streamID: .rootStream, payload: .ping(HTTP2PingData(withInteger: 42), ack: false)), promise: nil)
+                for _ in 0..<300 where !recorder.acknowledged(42) { try await Task.sleep(for: .milliseconds(10)) }
+                try await Self.startDraining(proxy)
+                for _ in 0..<300 where recorder.frames.isEmpty { try await Task.sleep(for: .milliseconds(10)) }
+                try await outbound.write(.data(.init(data: .byteBuffer(ByteBuffer(string: "body")), endStream: true)))
+                var status: String?
+                var body = ""
+                for try await frame in inbound {
+                    switch frame {
+                    case .headers(let block):
+                        status = status ?? block.headers.first(name: ":status")
+                        if block.endStream { return (status, body) }
+                    case .data(let data):
+                        if case .byteBuffer(let bytes) = data.data { body += String(buffer: bytes) }
+                        if data.endStream { return (status, body) }
+                    default:
+                        continue
+                    }
+                }
+                return (status, body)
+            }
+            #expect(status == "200", "the stream opened before the drain was not answered: \(String(describing: status)) \(body)")
+            #expect(body.contains("/in-flight"))
+            let closed = try await withThrowingTaskGroup(of: Bool.self) { group in
+                group.addTask { try? await channel.closeFuture.get(); return true }
+                group.addTask { try await Task.sleep(for: .seconds(3)); return false }
+                let first = try await group.next() ?? false
+                group.cancelAll()
+                return first
+            }
+            #expect(closed, "the HTTP/2 connection was still open 3 s after its last stream ended")
+            let frames = recorder.frames
+            #expect(!frames.isEmpty, "no GOAWAY arrived")
+            #expect(frames.allSatisfy { $0.code == .noError }, "\(frames)")
+            // The last GOAWAY names the last stream the client opened, which was answered.
+            #expect(frames.last?.lastStream == HTTP2StreamID(3), "\(frames)")
+        }
+    }
+
+    /// Whether `text` holds a whole response with a `content-length` body.
+    static func isWholeResponse(_ text: String) -> Bool {
+        guard let end = text.range(of: "\r\n\r\n") else { return false }
+        let head = text[..<end.lowerBound].lowercased()
+        guard let line = head.split(separator: "\r\n").first(where: { $0.hasPrefix("content-length:") }),
+            let length = Int(line.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces))
+        else { return true }
+        return text.utf8.count - text[..<end.upperBound].utf8.count >= length
+    }
+}
+
+/// Records the GOAWAY frames and PING acknowledgements a client connection receives.
+final class GoAwayRecorder: ChannelInboundHandler, Sendable {
+    typealias InboundIn = HTTP2Frame
+    typealias InboundOut = HTTP2Frame
+
+    private let received = Mutex<[(lastStream: HTTP2StreamID, code: HTTP2ErrorCode)]>([])
+    private let pings = Mutex<[HTTP2PingData]>([])
+
+    var frames: [(lastStream: HTTP2StreamID, code: HTTP2ErrorCode)] { received.withLock { $0 } }
+
+    func acknowledged(_ value: UInt64) -> Bool { pings.withLock { $0.contains(HTTP2PingData(withInteger: value)) } }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data).payload {
+        case .goAway(let lastStream, let code, _): received.withLock { $0.append((lastStream, code)) }
+        case .ping(let data, ack: true): pings.withLock { $0.append(data) }
+        default: break
+        }
+        context.fireChannelRead(data)
+    }
+}
