@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 import NIOEmbedded
 import NIOHPACK
@@ -110,5 +111,54 @@ struct GRPCTrailersOnlyTests {
         #expect(http2.head.status == .ok && http2.trailers?["grpc-status"] == ["7"] && !http2.head.headers.contains(name: "grpc-status"))
         let web = HTTPServing.frame(denial, for: request(.http2, "application/grpc-web+proto"), keepAlive: true)
         #expect(web.head.status == .forbidden && web.trailers == nil)
+    }
+}
+
+/// `grpc-timeout` as gRPC's HTTP/2 protocol spells it, and the timeout an exchange gets from it.
+@Suite("gRPC call timeouts")
+struct GRPCTimeoutTests {
+    @Test("grpc-timeout is one to eight digits and a unit; anything else is no timeout")
+    func parsing() {
+        #expect(GRPCFraming.timeout("1S") == .seconds(1))
+        #expect(GRPCFraming.timeout("250m") == .milliseconds(250))
+        #expect(GRPCFraming.timeout("3H") == .hours(3))
+        #expect(GRPCFraming.timeout("2M") == .minutes(2))
+        #expect(GRPCFraming.timeout("7u") == .microseconds(7))
+        #expect(GRPCFraming.timeout("99999999n") == .nanoseconds(99_999_999))
+        #expect(GRPCFraming.timeout("0m") == .zero)
+        // Eight digits of hours is past any deadline the proxy can keep: held at its longest.
+        #expect(GRPCFraming.timeout("99999999H") == GRPCFraming.longestTimeout)
+        for bad in ["", "S", "1", "123456789S", "1s", "1h", "-1S", " 1S", "1S ", "1.5S", "+1S", "１S"] {
+            #expect(GRPCFraming.timeout(bad) == nil, "\(bad)")
+        }
+    }
+
+    @Test("a gRPC call's grpc-timeout is its exchange's timeout, capped by --upstream-timeout; other requests keep the proxy's")
+    func exchangeTimeout() {
+        func head(_ headers: [(String, String)]) -> HTTPRequestHead {
+            HTTPRequestHead(version: .http2, method: .POST, uri: "/pkg.Service/Call", headers: HTTPHeaders(headers))
+        }
+        let grpc = head([("content-type", "application/grpc+proto"), ("grpc-timeout", "200m")])
+        #expect(GRPCFraming.exchangeTimeout(grpc, proxy: .zero) == .milliseconds(200))
+        #expect(GRPCFraming.exchangeTimeout(grpc, proxy: .seconds(5)) == .milliseconds(200))
+        #expect(GRPCFraming.exchangeTimeout(grpc, proxy: .milliseconds(50)) == .milliseconds(50))
+        // Zero and unreadable headers leave the proxy's timeout (zero: none).
+        #expect(GRPCFraming.exchangeTimeout(head([("content-type", "application/grpc"), ("grpc-timeout", "0S")]), proxy: .seconds(5)) == .seconds(5))
+        #expect(GRPCFraming.exchangeTimeout(head([("content-type", "application/grpc"), ("grpc-timeout", "soon")]), proxy: .zero) == .zero)
+        // Not gRPC (gRPC-Web included): the header means nothing to the proxy.
+        #expect(GRPCFraming.exchangeTimeout(head([("content-type", "application/json"), ("grpc-timeout", "1S")]), proxy: .zero) == .zero)
+        #expect(GRPCFraming.exchangeTimeout(head([("content-type", "application/grpc-web"), ("grpc-timeout", "1S")]), proxy: .zero) == .zero)
+    }
+
+    @Test("a timeout answers a gRPC call DEADLINE_EXCEEDED; other failures keep the status their HTTP status maps to")
+    func deadlineStatus() {
+        var record = RequestRecord(reporter: .destination, startTime: Date(), protocolName: "HTTP/2")
+        let timedOut = GRPCFraming.localReply(UpstreamFailure(UpstreamTimeout(milliseconds: 200), showError: false).answer(&record))
+        #expect(timedOut.trailers?.first(name: "grpc-status") == "4")
+        #expect(record.responseFlags == "UT")
+        let idle = GRPCFraming.localReply(UpstreamFailure(UpstreamIdleTimeout(milliseconds: 300_000), showError: false).answer(&record))
+        #expect(idle.trailers?.first(name: "grpc-status") == "14")
+        let closed = GRPCFraming.localReply(UpstreamFailure(UpstreamClosed(), showError: false).answer(&record))
+        #expect(closed.trailers?.first(name: "grpc-status") == "14")
     }
 }

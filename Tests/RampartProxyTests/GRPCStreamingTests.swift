@@ -126,6 +126,56 @@ struct GRPCStreamingTests {
         }
     }
 
+    @Test("a call's grpc-timeout bounds it: past the deadline the client gets DEADLINE_EXCEEDED, logged UT")
+    func callDeadline() async throws {
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("rampart-deadline-\(UUID().uuidString).log").path
+        defer { try? FileManager.default.removeItem(atPath: log) }
+        try await withMesh(logFile: log) { app, outboundPort, inboundPort, _ in
+            /// Calls `/Hold` at `port` with a 300 ms deadline; returns its only HEADERS frame and how long it took.
+            func holdWithDeadline(port: Int) async throws -> (HPACKHeaders?, Duration) {
+                let started = ContinuousClock.now
+                let frames = try await GRPCStreamClient.call(port: port, path: "/test.Stream/Hold", headers: [("grpc-timeout", "300m")]) { call in
+                    try await call.send("wait")
+                    try await call.endRequest()
+                    return try await call.responseFrames()
+                }
+                guard frames.count == 1, case .headers(let only) = frames[0], only.endStream else {
+                    Issue.record("expected one HEADERS frame ending the stream, got \(frames)")
+                    return (nil, ContinuousClock.now - started)
+                }
+                return (only.headers, ContinuousClock.now - started)
+            }
+            // To the server's proxy directly: its own deadline answers, and its access log says so.
+            let (direct, took) = try await holdWithDeadline(port: inboundPort)
+            #expect(direct?.first(name: ":status") == "200", "\(String(describing: direct))")
+            #expect(direct?.first(name: "grpc-status") == "4", "\(String(describing: direct))")
+            #expect(direct?.first(name: "grpc-message") == "upstream request timeout", "\(String(describing: direct))")
+            #expect(took >= .milliseconds(250) && took < .seconds(5), "the call ended after \(took)")
+            var entry: [String: Any] = [:]
+            for _ in 0..<100 where entry.isEmpty {
+                try await Task.sleep(for: .milliseconds(100))
+                let first = ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n").first
+                entry = first.flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] } ?? [:]
+            }
+            #expect(entry["response_flags"] as? String == "UT", "\(entry)")
+            #expect(entry["response_code_details"] as? String == "upstream_response_timeout", "\(entry)")
+
+            // Through both proxies: the header travels with the call, and the client gets the same status.
+            let (relayed, relayedTook) = try await holdWithDeadline(port: outboundPort)
+            #expect(relayed?.first(name: "grpc-status") == "4", "\(String(describing: relayed))")
+            #expect(relayedTook < .seconds(5), "the call ended after \(relayedTook)")
+
+            // Without the header, the same call waits for the application (the two calls before
+            // still wait for the gate in the application, and take one opening each).
+            for _ in 0..<3 { app.gate.open() }
+            let released = try await GRPCStreamClient.call(port: outboundPort, path: "/test.Stream/Hold") { call in
+                try await call.endRequest()
+                return try await call.trailers()
+            }
+            #expect(released.first(name: "grpc-status") == "0", "\(released)")
+        }
+    }
+
     @Test("a denied streaming call gets PERMISSION_DENIED at once, and the application never sees it")
     func denied() async throws {
         let deny = SnapshotBuilder.authorizationPolicy(
@@ -240,7 +290,8 @@ struct GRPCRelayEdgeTests {
 ///   with `grpc-message: N messages` when the client ends;
 /// - `/test.Stream/Countdown` sends `tick N` … `tick 1` after the request, each after `gate` opens;
 /// - `/test.Stream/Count` answers once the request ends, with the bytes and messages received;
-/// - `/test.Stream/Missing` answers trailers-only with NOT_FOUND.
+/// - `/test.Stream/Missing` answers trailers-only with NOT_FOUND;
+/// - `/test.Stream/Hold` answers nothing until `gate` opens, then OK.
 final class StreamingApp: Sendable {
     typealias Stream = NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>
     let listener: NIOAsyncChannel<NIOHTTP2Handler.AsyncStreamMultiplexer<Stream>, Never>
@@ -321,7 +372,10 @@ final class StreamingApp: Sendable {
                         }
                     case .end:
                         ended = true
-                        if path.hasSuffix("/Missing") {
+                        if path.hasSuffix("/Hold") {
+                            try await gate.wait()
+                            try await end("0", "released")
+                        } else if path.hasSuffix("/Missing") {
                             let only: HTTPHeaders = ["content-type": "application/grpc", "grpc-status": "5", "grpc-message": "no such call"]
                             channel.write(HTTPServerResponsePart.head(HTTPResponseHead(version: .http2, status: .ok, headers: only)), promise: nil)
                             try await channel.writeAndFlush(HTTPServerResponsePart.end(nil))
@@ -431,7 +485,9 @@ final class GRPCStreamClient {
 
     /// Opens a call to `path` on the outbound listener at `port` (for `server:8080`) and runs `body`
     /// on it, within 15 s.
-    static func call<Result: Sendable>(port: Int, path: String, _ body: (Call) async throws -> Result) async throws -> Result {
+    static func call<Result: Sendable>(
+        port: Int, path: String, headers extra: [(String, String)] = [], _ body: (Call) async throws -> Result
+    ) async throws -> Result {
         let (connection, multiplexer) = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connect(host: "127.0.0.1", port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -452,7 +508,7 @@ final class GRPCStreamClient {
             let headers: [(String, String)] = [
                 (":method", "POST"), (":scheme", "http"), (":path", path), (":authority", "server:8080"),
                 ("content-type", "application/grpc"), ("te", "trailers"),
-            ]
+            ] + extra
             try await outbound.write(.headers(.init(headers: HPACKHeaders(headers))))
             let box = NIOAsyncChannelInboundStream<HTTP2Frame.FramePayload>.AsyncIterator.Box(inbound.makeAsyncIterator())
             return try await body(Call(inbound: box, outbound: outbound, channel: channel))

@@ -64,6 +64,9 @@ public struct BufferedResponse: Sendable {
     var isStreamed = false
     /// For a relayed response: the body bytes relayed to the client, which `body` does not hold.
     var relayedBytes: Int?
+    /// For a local reply: the gRPC status a gRPC call gets, when it is not the one its HTTP status
+    /// maps to (a timeout is `DEADLINE_EXCEEDED`, not the `UNAVAILABLE` of 504).
+    var grpcStatus: Int?
 
     /// Creates a response.
     public init(head: HTTPResponseHead, body: ByteBuffer = ByteBuffer(), trailers: HTTPHeaders? = nil) {
@@ -87,6 +90,45 @@ public struct BufferedResponse: Sendable {
 enum GRPCFraming {
     /// The trailers that end a gRPC response.
     static let trailerNames = ["grpc-status", "grpc-message", "grpc-status-details-bin"]
+
+    /// A `grpc-timeout` header's duration, as gRPC's HTTP/2 protocol spells it: one to eight
+    /// digits and a unit (`H`, `M`, `S`, `m`, `u` or `n`). Anything else is no timeout, as Envoy
+    /// ignores a header it cannot read.
+    static func timeout(_ value: String?) -> TimeAmount? {
+        guard let value, value.utf8.count >= 2, value.utf8.count <= 9, let unit = value.utf8.last else { return nil }
+        let digits = value.utf8.dropLast()
+        guard digits.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }), let amount = Int64(String(decoding: digits, as: UTF8.self))
+        else { return nil }
+        let nanosecondsPerUnit: Int64
+        switch unit {
+        case UInt8(ascii: "H"): nanosecondsPerUnit = 3_600_000_000_000
+        case UInt8(ascii: "M"): nanosecondsPerUnit = 60_000_000_000
+        case UInt8(ascii: "S"): nanosecondsPerUnit = 1_000_000_000
+        case UInt8(ascii: "m"): nanosecondsPerUnit = 1_000_000
+        case UInt8(ascii: "u"): nanosecondsPerUnit = 1_000
+        case UInt8(ascii: "n"): nanosecondsPerUnit = 1
+        default: return nil
+        }
+        // Eight digits of hours go past what a deadline can hold: such a call has no timeout of
+        // its own that the proxy could reach (a year or more).
+        let (nanoseconds, overflow) = amount.multipliedReportingOverflow(by: nanosecondsPerUnit)
+        guard !overflow, nanoseconds <= longestTimeout.nanoseconds else { return longestTimeout }
+        return .nanoseconds(nanoseconds)
+    }
+
+    /// The longest call timeout the proxy keeps: about a year.
+    static let longestTimeout: TimeAmount = .hours(24 * 366)
+
+    /// The timeout of an exchange: a gRPC call's own `grpc-timeout`, capped by the proxy's
+    /// `--upstream-timeout` when that is set, as Istio's routes let Envoy honour the header
+    /// (`grpc_timeout_header_max` is the route's timeout, none by default); a zero or unreadable
+    /// header, or a request that is not gRPC, gets the proxy's timeout (zero: none).
+    static func exchangeTimeout(_ head: HTTPRequestHead, proxy: TimeAmount) -> TimeAmount {
+        guard let header = head.headers.first(name: "grpc-timeout"), isGRPC(contentType: head.headers.first(name: "content-type")),
+            let call = timeout(header), call > .zero
+        else { return proxy }
+        return proxy > .zero ? min(call, proxy) : call
+    }
 
     /// Whether a content type is gRPC's as Envoy reads it: `application/grpc`, alone or followed by
     /// `+` (`application/grpc+proto`) or `;` (parameters). gRPC-Web (`application/grpc-web…`) is not.
@@ -127,7 +169,8 @@ enum GRPCFraming {
     }
 
     /// A reply the proxy makes itself to a gRPC call: HTTP 200 with the status mapped as Envoy maps
-    /// it (403 → PERMISSION_DENIED, 401 → UNAUTHENTICATED…) and the text as `grpc-message`.
+    /// it (403 → PERMISSION_DENIED, 401 → UNAUTHENTICATED…), or the reply's own `grpcStatus`, and
+    /// the text as `grpc-message`.
     static func localReply(_ response: BufferedResponse) -> BufferedResponse {
         var headers = HTTPHeaders()
         headers.add(name: "content-type", value: "application/grpc")
@@ -135,7 +178,7 @@ enum GRPCFraming {
             headers.add(name: name, value: value)
         }
         var trailers = HTTPHeaders()
-        trailers.add(name: "grpc-status", value: String(status(for: response.head.status.code)))
+        trailers.add(name: "grpc-status", value: String(response.grpcStatus ?? status(for: response.head.status.code)))
         let text = String(buffer: response.body).trimmingCharacters(in: .whitespacesAndNewlines)
         if !text.isEmpty { trailers.add(name: "grpc-message", value: percentEncoded(text)) }
         var reply = BufferedResponse(head: HTTPResponseHead(version: response.head.version, status: .ok, headers: headers), trailers: trailers)

@@ -413,7 +413,8 @@ extension BufferedResponse {
     ) -> BufferedResponse {
         var placeholder = BufferedResponse(head: HTTPResponseHead(version: .http2, status: .ok))
         placeholder.relay = StreamRelay(
-            upstream: context.upstream, target: target, head: head, timeout: context.upstreamTimeout, maxBodyBytes: context.maxBodyBytes
+            upstream: context.upstream, target: target, head: head,
+            timeout: GRPCFraming.exchangeTimeout(head, proxy: context.upstreamTimeout), maxBodyBytes: context.maxBodyBytes
         ) { outcome, record in
             var response = described(outcome, &record)
             ResponseStamp.apply(&response, server: server, serviceTime: record.upstreamServiceTime)

@@ -4,7 +4,7 @@ import NIOHTTP1
 import NIOHTTP2
 
 /// The upstream did not finish its response within the request's timeout. The proxy answers
-/// 504 with Envoy's `UT` response flag.
+/// 504 with Envoy's `UT` response flag (a gRPC call: `DEADLINE_EXCEEDED`, as Envoy answers it).
 public struct UpstreamTimeout: Error, CustomStringConvertible {
     /// The timeout that passed.
     public let milliseconds: Int64
@@ -123,7 +123,9 @@ struct UpstreamFailure {
     func answer(_ record: inout RequestRecord) -> BufferedResponse {
         record.responseFlags = flags
         record.responseDetails = details
-        return .local(status, body)
+        var response = BufferedResponse.local(status, body)
+        if flags == "UT" { response.grpcStatus = 4 }  // DEADLINE_EXCEEDED
+        return response
     }
 }
 
