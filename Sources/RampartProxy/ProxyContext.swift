@@ -125,7 +125,7 @@ public final class ProxyContext: Sendable {
         record.bytesSent =
             record.isGRPC && response.isLocal && response.head.status != .ok ? 0 : response.relayedBytes ?? response.body.readableBytes
         if !response.isLocal && record.responseDetails == nil { record.responseDetails = "via_upstream" }
-        if record.downstreamDisconnected {
+        if record.downstreamDisconnected || response.clientGone {
             // Nothing reached the client: Envoy's record of a downstream that disconnected.
             record.responseCode = 0
             record.grpcStatus = nil

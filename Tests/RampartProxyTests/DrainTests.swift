@@ -179,3 +179,53 @@ final class GoAwayRecorder: ChannelInboundHandler, Sendable {
         context.fireChannelRead(data)
     }
 }
+
+/// Requests whose clients go away before their ends: recorded as Envoy records them.
+extension DataPathTests {
+    @Test("a request abandoned in the middle of its body is logged and counted with response code 0 and DC, over HTTP/1.1 and HTTP/2")
+    func abandonedRequests() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("rampart-abandoned-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let log = "\(directory)/access.log"
+        try await withServer(logFile: log) { _, proxy, _ in
+            try proxy.install(SnapshotBuilder.snapshot(version: 2, resources: [SnapshotBuilder.peerAuthentication(name: "default", namespace: "istio-system", mode: "PERMISSIVE")]))
+            // HTTP/1.1: ten of the thousand bytes promised, then the connection closes.
+            let client = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connect(host: "127.0.0.1", port: proxy.inboundPort) { channel in
+                    channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
+                }
+            try await client.executeThenClose { _, outbound in
+                try await outbound.write(ByteBuffer(string: "POST /upload-1 HTTP/1.1\r\nHost: app\r\nContent-Length: 1000\r\n\r\n0123456789"))
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            let http1 = try await UpgradeTests.accessLogLine(log) { $0["path"] as? String == "/upload-1" }
+            #expect(http1["response_code"] as? Int == 0, "\(http1)")
+            #expect(http1["response_flags"] as? String == "DC", "\(http1)")
+            #expect(http1["response_code_details"] as? String == "downstream_remote_disconnect", "\(http1)")
+            #expect(http1["method"] as? String == "POST", "\(http1)")
+
+            // HTTP/2: a stream reset after part of its body.
+            let (channel, multiplexer) = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connect(host: "127.0.0.1", port: proxy.inboundPort) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        (channel, try channel.pipeline.syncOperations.configureAsyncHTTP2Pipeline(mode: .client) { $0.eventLoop.makeSucceededVoidFuture() })
+                    }
+                }
+            defer { channel.close(promise: nil) }
+            let stream = try await multiplexer.openStream { stream in
+                stream.eventLoop.makeCompletedFuture { try NIOAsyncChannel<HTTP2Frame.FramePayload, HTTP2Frame.FramePayload>(wrappingChannelSynchronously: stream) }
+            }
+            try await stream.executeThenClose { _, outbound in
+                let head: [(String, String)] = [(":method", "PUT"), (":scheme", "http"), (":authority", "app"), (":path", "/upload-2"), ("content-length", "1000")]
+                try await outbound.write(.headers(.init(headers: HPACKHeaders(head), endStream: false)))
+                try await outbound.write(.data(.init(data: .byteBuffer(ByteBuffer(string: "0123456789")), endStream: false)))
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            let http2 = try await UpgradeTests.accessLogLine(log) { $0["path"] as? String == "/upload-2" }
+            #expect(http2["response_code"] as? Int == 0, "\(http2)")
+            #expect(http2["response_flags"] as? String == "DC", "\(http2)")
+            #expect(http2["protocol"] as? String == "HTTP/2", "\(http2)")
+        }
+    }
+}

@@ -64,6 +64,8 @@ public struct BufferedResponse: Sendable {
     var isStreamed = false
     /// For a relayed response: the body bytes relayed to the client, which `body` does not hold.
     var relayedBytes: Int?
+    /// The client went away before the exchange could answer it (see `abandoned`).
+    var clientGone = false
     /// For a local reply: the gRPC status a gRPC call gets, when it is not the one its HTTP status
     /// maps to (a timeout is `DEADLINE_EXCEEDED`, not the `UNAVAILABLE` of 504).
     var grpcStatus: Int?
@@ -73,6 +75,15 @@ public struct BufferedResponse: Sendable {
         self.head = head
         self.body = body
         self.trailers = trailers
+    }
+
+    /// What a request its client abandoned before its end gets: nothing is sent, and the request
+    /// is recorded as Envoy records a downstream that disconnected (see `ProxyContext.finish`).
+    static var abandoned: BufferedResponse {
+        var response = BufferedResponse(head: HTTPResponseHead(version: .http1_1, status: .ok))
+        response.isLocal = true
+        response.clientGone = true
+        return response
     }
 
     /// A short plain-text response the proxy makes itself (403, 502 …).

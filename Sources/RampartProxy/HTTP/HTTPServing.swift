@@ -23,6 +23,10 @@ enum HTTPServing {
                 // The rest of a request whose exchange has ended (its stream is closing).
                 if case .bodyPart = assembled { continue }
                 if case .end = assembled { continue }
+                if case .abandoned(let head) = assembled {
+                    _ = refused(head, .abandoned, "downstream_remote_disconnect")
+                    return
+                }
                 // A stream the client resets (or whose connection goes) stops its upstream exchange.
                 let cancellation = RequestCancellation()
                 channel.channel.closeFuture.whenComplete { _ in cancellation.cancel() }
@@ -64,6 +68,10 @@ enum HTTPServing {
         let cancellation = RequestCancellation()
         stream.channel.closeFuture.whenComplete { _ in cancellation.cancel() }
         while let assembled = await stream.next() {
+            if case .abandoned(let head) = assembled {
+                _ = refused(head, .abandoned, "downstream_remote_disconnect")
+                break
+            }
             cancellation.begin()
             if !stream.channel.isActive { cancellation.cancel() }
             let stopsParser = if case .complete(let request) = assembled { HTTPUpgrade.stopsParser(request.head) } else { false }
@@ -125,8 +133,9 @@ enum HTTPServing {
             requestHead = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/")
             let response = refused(nil, .local(status, ""), details)
             return (frame(response, for: requestHead, keepAlive: false), true)
-        case .bodyPart, .end:
-            // Parts of a request handed on at its head reach its relay, never here.
+        case .bodyPart, .end, .abandoned:
+            // Parts of a request handed on at its head reach its relay, never here; an abandoned
+            // request is recorded by the connection's loop.
             requestHead = HTTPRequestHead(version: .http2, method: .GET, uri: "/")
             response = .local(.badRequest, "")
         }

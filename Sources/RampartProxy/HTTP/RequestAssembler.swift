@@ -20,6 +20,9 @@ enum AssembledRequest: Sendable {
     case bodyPart(ByteBuffer)
     /// The end of such a request, with its trailers.
     case end(HTTPHeaders?)
+    /// A request whose client went away (closed the connection, reset the stream) before its
+    /// end: logged and counted as Envoy records it (response code 0, `DC`), and never answered.
+    case abandoned(HTTPRequestHead)
 }
 
 /// How many bytes of request bodies the whole proxy holds while it reads them, across every
@@ -195,6 +198,19 @@ struct RequestAssembly {
         return .complete(request)
     }
 
+    /// The head of a request still being read (held or dropped for its size), which its client
+    /// abandons as the connection or stream goes away; what its body holds is given back.
+    mutating func abandon() -> HTTPRequestHead? {
+        let head: HTTPRequestHead?
+        switch state {
+        case .reading(let reading, _), .discarding(let reading, _): head = reading
+        case .startingStream(let starting, _, let ended, _) where !ended: head = starting
+        default: head = nil
+        }
+        releaseHeld()
+        return head
+    }
+
     /// Gives back what a body being read holds: when the connection or stream goes away with the
     /// request unfinished.
     mutating func releaseHeld() {
@@ -288,7 +304,7 @@ final class HTTPRequestAssembler: ChannelDuplexHandler, RemovableChannelHandler 
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        assembly.releaseHeld()
+        if let head = assembly.abandon() { context.fireChannelRead(wrapInboundOut(.abandoned(head))) }
         context.fireChannelInactive()
     }
 
@@ -318,6 +334,9 @@ final class HTTPRequestAssembler: ChannelDuplexHandler, RemovableChannelHandler 
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         guard answersParseErrors, error is HTTPParserError else {
+            // A reset stream or connection ends a request still being read: recorded before the
+            // error ends the elements the connection's task reads.
+            if let head = assembly.abandon() { context.fireChannelRead(wrapInboundOut(.abandoned(head))) }
             context.fireErrorCaught(error)
             return
         }
@@ -325,6 +344,13 @@ final class HTTPRequestAssembler: ChannelDuplexHandler, RemovableChannelHandler 
         // order, then the refusal, which the connection's task answers, logs and closes on.
         guard !refused else { return }
         refused = true
+        if error as? HTTPParserError == .invalidEOFState {
+            // The client closed the connection inside a request: not bytes that broke HTTP, but a
+            // request abandoned (recorded as Envoy records a downstream that went away), or, inside
+            // a head, nothing to record.
+            if let head = assembly.abandon() { context.fireChannelRead(wrapInboundOut(.abandoned(head))) }
+            return
+        }
         let refusal: AssembledRequest =
             error as? HTTPParserError == .headerOverflow
             ? .unparsable(status: .requestHeaderFieldsTooLarge, details: "http1.headers_too_large")
