@@ -36,6 +36,8 @@ public final class ProxyContext: Sendable {
     public let maxBodyBytes: Int
     /// How long an upstream may take to answer.
     public let upstreamTimeout: TimeAmount
+    /// How long a client may leave a request unfinished, or a connection unused.
+    public let idleTimeouts: IdleTimeouts
     /// What the outbound side does with hosts the registry does not know.
     public let outboundPolicy: OutboundTrafficPolicy
     /// Which HTTP version the application speaks.
@@ -52,8 +54,10 @@ public final class ProxyContext: Sendable {
     public init(
         workload: WorkloadInfo, appHost: String, appPort: Int, identity: IdentityWatcher, config: ConfigHolder, upstream: UpstreamClient,
         authenticator: RequestAuthenticator, metrics: ProxyMetrics, accessLog: AccessLog, maxBodyBytes: Int, upstreamTimeout: TimeAmount,
-        outboundPolicy: OutboundTrafficPolicy, appProtocol: AppProtocol = .auto, acceptHTTP10: Bool = false, logger: Logger
+        outboundPolicy: OutboundTrafficPolicy, appProtocol: AppProtocol = .auto, acceptHTTP10: Bool = false,
+        idleTimeouts: IdleTimeouts = .envoy, logger: Logger
     ) {
+        self.idleTimeouts = idleTimeouts
         self.appProtocol = appProtocol
         self.acceptHTTP10 = acceptHTTP10
         self.workload = workload

@@ -87,14 +87,24 @@ struct IdleTimeoutTests {
         between.pipeline.fireUserInboundEventTriggered(IdleStateHandler.IdleStateEvent.read)
         #expect(between.isActive, "a connection idle after a whole request was closed")
 
+        // Stalled inside its headers: nothing to answer; closed once the grace has passed.
         let stalled = try http1Channel()
         try stalled.writeInbound(ByteBuffer(string: "GET /a HTTP/1.1\r\nHost: ap"))
         stalled.pipeline.fireUserInboundEventTriggered(IdleStateHandler.IdleStateEvent.read)
+        #expect(try stalled.readInbound(as: AssembledRequest.self) == nil)
+        stalled.embeddedEventLoop.advanceTime(by: StalledRequest.grace)
         #expect(!stalled.isActive, "a connection stalled in its headers was kept")
 
+        // Stalled inside its body: handed on to be answered 408, then closed all the same.
         let body = try http1Channel()
         try body.writeInbound(ByteBuffer(string: "POST /a HTTP/1.1\r\nHost: app\r\nContent-Length: 10\r\n\r\nabc"))
         body.pipeline.fireUserInboundEventTriggered(IdleStateHandler.IdleStateEvent.read)
+        guard case .stalled(let head)? = try body.readInbound(as: AssembledRequest.self) else {
+            Issue.record("the stalled request was not handed on to be answered")
+            return
+        }
+        #expect(head.method == .POST && head.uri == "/a")
+        body.embeddedEventLoop.advanceTime(by: StalledRequest.grace)
         #expect(!body.isActive, "a connection stalled in its body was kept")
 
         // Nothing at all for the connection idle timeout closes even a connection between requests.
@@ -109,6 +119,8 @@ struct IdleTimeoutTests {
         try stalled.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
         try stalled.writeInbound(HTTP2Frame.FramePayload.headers(.init(headers: request)))
         stalled.pipeline.fireUserInboundEventTriggered(IdleStateHandler.IdleStateEvent.all)
+        // Told first (the request is answered 408 when its head came), then reset.
+        stalled.embeddedEventLoop.advanceTime(by: StalledRequest.grace)
         #expect(!stalled.isActive)
 
         let ended = EmbeddedChannel(handler: StalledStreamCloser())

@@ -229,3 +229,60 @@ extension DataPathTests {
         }
     }
 }
+
+/// A client that stops in the middle of its request, past the stream idle timeout.
+@Suite("Stalled requests through a live proxy")
+struct StalledRequestTests {
+    @Test("a request stalled in its body past the stream idle timeout gets 408 stream timeout, logged SI, and its connection ends")
+    func answered408() async throws {
+        let mesh = try MeshFixture()
+        defer { mesh.remove() }
+        let app = try await EchoApp()
+        let appTask = Task { await app.run() }
+        defer { appTask.cancel() }
+        let server = try await mesh.identity(namespace: "default", serviceAccount: "server")
+        let log = "\(mesh.directory)/stalled-access.log"
+        let proxy = try await TestProxy(
+            workload: WorkloadInfo(name: "server-v1", namespace: "default", appPort: app.port), identityDirectory: server.directory,
+            appPort: app.port, logFile: log, idleTimeouts: IdleTimeouts(stalledRequest: .milliseconds(300)))
+        defer { Task { await proxy.stop(); try? await app.serverChannel.close() } }
+        try proxy.install(SnapshotBuilder.snapshot(version: 2, resources: [SnapshotBuilder.peerAuthentication(name: "default", namespace: "istio-system", mode: "PERMISSIVE")]))
+
+        // HTTP/1.1: three of the ten bytes promised, then nothing.
+        let received = try await RawClient.untilClosed(
+            port: proxy.inboundPort, sending: "POST /stalled-1 HTTP/1.1\r\nHost: app\r\nContent-Length: 10\r\n\r\nabc")
+        #expect(received.hasPrefix("HTTP/1.1 408 Request Timeout\r\n"), "\(received)")
+        #expect(received.hasSuffix("\r\n\r\nstream timeout"), "\(received)")
+        #expect(received.lowercased().contains("connection: close"), "\(received)")
+        let http1 = try await UpgradeTests.accessLogLine(log) { $0["path"] as? String == "/stalled-1" }
+        #expect(http1["response_code"] as? Int == 408, "\(http1)")
+        #expect(http1["response_flags"] as? String == "SI", "\(http1)")
+        #expect(http1["response_code_details"] as? String == "stream_idle_timeout", "\(http1)")
+
+        // HTTP/2: a stream whose body stops; the answer comes on the stream, then it ends.
+        let (channel, multiplexer) = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(host: "127.0.0.1", port: proxy.inboundPort) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    (channel, try channel.pipeline.syncOperations.configureAsyncHTTP2Pipeline(mode: .client) { $0.eventLoop.makeSucceededVoidFuture() })
+                }
+            }
+        defer { channel.close(promise: nil) }
+        let watchdog = channel.eventLoop.scheduleTask(in: .seconds(10)) { channel.close(promise: nil) }
+        defer { watchdog.cancel() }
+        let stream = try await multiplexer.openStream { stream in
+            stream.eventLoop.makeCompletedFuture { try NIOAsyncChannel<HTTP2Frame.FramePayload, HTTP2Frame.FramePayload>(wrappingChannelSynchronously: stream) }
+        }
+        let status = try await stream.executeThenClose { inbound, outbound in
+            let head: [(String, String)] = [(":method", "PUT"), (":scheme", "http"), (":authority", "app"), (":path", "/stalled-2")]
+            try await outbound.write(.headers(.init(headers: HPACKHeaders(head), endStream: false)))
+            try await outbound.write(.data(.init(data: .byteBuffer(ByteBuffer(string: "abc")), endStream: false)))
+            for try await frame in inbound {
+                if case .headers(let block) = frame { return block.headers.first(name: ":status") }
+            }
+            return nil
+        }
+        #expect(status == "408")
+        let http2 = try await UpgradeTests.accessLogLine(log) { $0["path"] as? String == "/stalled-2" }
+        #expect(http2["response_flags"] as? String == "SI", "\(http2)")
+    }
+}

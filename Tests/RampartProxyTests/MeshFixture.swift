@@ -239,7 +239,7 @@ final class TestProxy: Sendable {
 
     init(
         workload: WorkloadInfo, identityDirectory: String, appPort: Int, logFile: String? = nil, upstreamTimeout: TimeAmount = .seconds(10),
-        appProtocol: AppProtocol = .auto, acceptHTTP10: Bool = false
+        appProtocol: AppProtocol = .auto, acceptHTTP10: Bool = false, idleTimeouts: IdleTimeouts = .envoy
     ) async throws {
         var logger = Logger(label: "test.proxy")
         logger.logLevel = .warning
@@ -248,7 +248,8 @@ final class TestProxy: Sendable {
         context = ProxyContext(
             workload: workload, appHost: "127.0.0.1", appPort: appPort, identity: identity, config: ConfigHolder(),
             upstream: UpstreamClient(maxBodyBytes: 1 << 20), authenticator: RequestAuthenticator(), metrics: ProxyMetrics(),
-            accessLog: try AccessLog(path: logFile, flushInterval: .milliseconds(100)), maxBodyBytes: 1 << 20, upstreamTimeout: upstreamTimeout, outboundPolicy: .registryOnly, appProtocol: appProtocol, acceptHTTP10: acceptHTTP10, logger: logger
+            accessLog: try AccessLog(path: logFile, flushInterval: .milliseconds(100)), maxBodyBytes: 1 << 20, upstreamTimeout: upstreamTimeout, outboundPolicy: .registryOnly, appProtocol: appProtocol, acceptHTTP10: acceptHTTP10,
+            idleTimeouts: idleTimeouts, logger: logger
         )
         let inboundBound = PortBox()
         let outboundBound = PortBox()

@@ -128,6 +128,12 @@ enum HTTPServing {
         case .missingAuthority(let head):
             requestHead = head
             response = refused(head, .local(.badRequest, HTTP2AuthorityNormalizer.missingAuthorityText), "missing_host_header")
+        case .stalled(let head):
+            // As Envoy's stream idle timer answers a request still arriving; the rest of it will
+            // not be read, so the connection ends.
+            requestHead = head
+            response = refused(head, .local(.requestTimeout, "stream timeout"), RequestRecord.streamIdleTimeout)
+            tooLarge = true
         case .unparsable(let status, let details):
             // As Envoy's codec answers what it cannot parse: no body, and the connection ends.
             requestHead = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/")

@@ -6,14 +6,20 @@ import NIOHTTP2
 /// `idle_timeout` (1 hour, as Istio sets it). Without them, a client that sends half a request
 /// line, half its headers or half its body and then nothing would hold its connection, and the
 /// body's memory, for ever.
-struct IdleTimeouts: Sendable {
+public struct IdleTimeouts: Sendable {
     /// No bytes from the client for this long while a request is unfinished closes the connection
     /// (HTTP/1) or resets the stream (HTTP/2).
-    var stalledRequest: TimeAmount = .minutes(5)
+    public var stalledRequest: TimeAmount
     /// Nothing read or written for this long closes an HTTP/1 connection.
-    var idleConnection: TimeAmount = .hours(1)
+    public var idleConnection: TimeAmount
 
-    static let envoy = IdleTimeouts()
+    /// Creates the timeouts; the defaults are Envoy's, as Istio configures it.
+    public init(stalledRequest: TimeAmount = .minutes(5), idleConnection: TimeAmount = .hours(1)) {
+        self.stalledRequest = stalledRequest
+        self.idleConnection = idleConnection
+    }
+
+    public static let envoy = IdleTimeouts()
 }
 
 /// Whether an HTTP/1 connection has bytes of a request the proxy has not yet handed on. Set by
@@ -23,8 +29,18 @@ final class RequestActivity {
     var pending = false
 }
 
-/// Closes an HTTP/1 connection whose client stopped in the middle of a request, or that nothing
-/// has used for an hour, on the events of the `IdleStateHandler` before it.
+/// Told to the handlers of a connection or stream whose client stopped in the middle of a
+/// request: a request whose head came is answered 408 `stream timeout` (`SI`), as Envoy's
+/// `stream_idle_timeout` answers it (see `HTTPRequestAssembler`). The connection or stream is
+/// closed a moment later all the same.
+struct StalledRequest {
+    /// How long the answer has before the connection or stream is closed.
+    static let grace: TimeAmount = .seconds(1)
+}
+
+/// Closes an HTTP/1 connection whose client stopped in the middle of a request (answered 408 when
+/// its head came, see `StalledRequest`), or that nothing has used for an hour, on the events of
+/// the `IdleStateHandler` before it.
 final class StalledRequestCloser: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
 
@@ -42,7 +58,12 @@ final class StalledRequestCloser: ChannelInboundHandler, RemovableChannelHandler
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let idle = event as? IdleStateHandler.IdleStateEvent {
             switch idle {
-            case .read where activity.pending, .all:
+            case .read where activity.pending:
+                context.fireUserInboundEventTriggered(StalledRequest())
+                let channel = context.channel
+                context.eventLoop.scheduleTask(in: StalledRequest.grace) { channel.close(promise: nil) }
+                return
+            case .all:
                 context.close(promise: nil)
                 return
             default:
@@ -86,7 +107,12 @@ final class StalledStreamCloser: ChannelDuplexHandler, RemovableChannelHandler {
         if let idle = event as? IdleStateHandler.IdleStateEvent {
             switch idle {
             // Until the stream answers, nothing is written, so nothing either way is nothing read.
-            case .all where !ended || responding:
+            case .all where !ended && !responding:
+                context.fireUserInboundEventTriggered(StalledRequest())
+                let channel = context.channel
+                context.eventLoop.scheduleTask(in: StalledRequest.grace) { channel.close(promise: nil) }
+                return
+            case .all where responding:
                 context.close(promise: nil)
                 return
             default:

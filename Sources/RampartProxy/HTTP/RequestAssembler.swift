@@ -23,6 +23,9 @@ enum AssembledRequest: Sendable {
     /// A request whose client went away (closed the connection, reset the stream) before its
     /// end: logged and counted as Envoy records it (response code 0, `DC`), and never answered.
     case abandoned(HTTPRequestHead)
+    /// A request whose client sent nothing for the stream idle timeout before its end (see
+    /// `StalledRequest`): answered 408, and its connection or stream ends.
+    case stalled(HTTPRequestHead)
 }
 
 /// How many bytes of request bodies the whole proxy holds while it reads them, across every
@@ -295,6 +298,15 @@ final class HTTPRequestAssembler: ChannelDuplexHandler, RemovableChannelHandler 
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is StalledRequest {
+            if let head = assembly.abandon() {
+                unanswered += 1
+                // Outside a read: handed on with a read's end, which is when async code sees it.
+                context.fireChannelRead(wrapInboundOut(.stalled(head)))
+                context.fireChannelReadComplete()
+            }
+            return
+        }
         guard let refused = event as? HTTP2AuthorityNormalizer.MissingAuthority else {
             context.fireUserInboundEventTriggered(event)
             return

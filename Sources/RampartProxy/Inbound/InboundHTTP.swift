@@ -47,6 +47,7 @@ struct InboundHTTP: Sendable {
             Self.unparsable(&record)
         }
         record.responseDetails = details
+        if details == RequestRecord.streamIdleTimeout { record.responseFlags = "SI" }
         var response = response
         ResponseStamp.apply(&response, server: ResponseStamp.inboundServer, serviceTime: nil)
         context.finish(&record, response: response, start: start)

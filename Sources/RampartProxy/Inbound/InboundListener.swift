@@ -78,7 +78,7 @@ public final class InboundListener: Service, Sendable {
                         tlsAllowed: false,
                         configure: { channel, sniffed in
                             let peer = try box.peer ?? Self.resumedPeer(channel, verifier: verifier)
-                            promise.succeed(try Self.application(channel, served(sniffed), info: info(channel, tls: true, peer: peer, mode: mode, sni: requested.name), maxBodyBytes: context.maxBodyBytes))
+                            promise.succeed(try Self.application(channel, served(sniffed), info: info(channel, tls: true, peer: peer, mode: mode, sni: requested.name), maxBodyBytes: context.maxBodyBytes, timeouts: context.idleTimeouts))
                         },
                         failed: fail
                     )
@@ -89,7 +89,7 @@ public final class InboundListener: Service, Sendable {
                     }
                     // DISABLE passes a TLS stream through untouched, as opaque TCP.
                     let plain: SniffedProtocol = sniffed == .tls ? .tcp : served(sniffed)
-                    promise.succeed(try Self.application(channel, plain, info: info(channel, tls: false, peer: nil, mode: mode, sni: requested.name), maxBodyBytes: context.maxBodyBytes))
+                    promise.succeed(try Self.application(channel, plain, info: info(channel, tls: false, peer: nil, mode: mode, sni: requested.name), maxBodyBytes: context.maxBodyBytes, timeouts: context.idleTimeouts))
                 }
             },
             failed: fail
@@ -118,12 +118,14 @@ public final class InboundListener: Service, Sendable {
     }
 
     /// Builds the application-protocol end of the pipeline and wraps it for async code.
-    private static func application(_ channel: any Channel, _ sniffed: SniffedProtocol, info: ConnectionInfo, maxBodyBytes: Int) throws -> InboundConnection {
+    private static func application(
+        _ channel: any Channel, _ sniffed: SniffedProtocol, info: ConnectionInfo, maxBodyBytes: Int, timeouts: IdleTimeouts
+    ) throws -> InboundConnection {
         switch sniffed {
         case .http1:
-            return .http1(try Listening.configureHTTP1Server(channel, maxBodyBytes: maxBodyBytes), info)
+            return .http1(try Listening.configureHTTP1Server(channel, maxBodyBytes: maxBodyBytes, timeouts: timeouts), info)
         case .http2:
-            return .http2(try Listening.configureHTTP2Server(channel, maxBodyBytes: maxBodyBytes), channel, info)
+            return .http2(try Listening.configureHTTP2Server(channel, maxBodyBytes: maxBodyBytes, timeouts: timeouts), channel, info)
         case .tcp, .tls:
             // A plaintext client's FIN ends only its direction, as TCP allows; TLS has no half-close.
             if !info.tls { try channel.syncOptions?.setOption(.allowRemoteHalfClosure, value: true) }

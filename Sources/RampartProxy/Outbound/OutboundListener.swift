@@ -41,7 +41,7 @@ public final class OutboundListener: Service, Sendable {
                 own.port.store(port, ordering: .relaxed)
                 onBound(port)
             },
-            negotiate: { channel in try Self.negotiate(channel, maxBodyBytes: context.maxBodyBytes) },
+            negotiate: { channel in try Self.negotiate(channel, maxBodyBytes: context.maxBodyBytes, timeouts: context.idleTimeouts) },
             handle: { connection in
                 switch connection {
                 case .http1(let channel, let remote):
@@ -82,17 +82,17 @@ extension OutboundListener {
         case http2(Listening.HTTP2Streams, any Channel, SocketAddress?)
     }
 
-    static func negotiate(_ channel: any Channel, maxBodyBytes: Int) throws -> EventLoopFuture<Connection> {
+    static func negotiate(_ channel: any Channel, maxBodyBytes: Int, timeouts: IdleTimeouts = .envoy) throws -> EventLoopFuture<Connection> {
         let promise = channel.eventLoop.makePromise(of: Connection.self)
         let sniffer = ProtocolSniffer(
             tlsAllowed: false,
             configure: { channel, sniffed in
                 switch sniffed {
                 case .http2:
-                    promise.succeed(.http2(try Listening.configureHTTP2Server(channel, maxBodyBytes: maxBodyBytes), channel, channel.remoteAddress))
+                    promise.succeed(.http2(try Listening.configureHTTP2Server(channel, maxBodyBytes: maxBodyBytes, timeouts: timeouts), channel, channel.remoteAddress))
                 case .http1, .tcp, .tls:
                     // Anything that is not HTTP/2 is parsed as HTTP/1.1; garbage gets a 400 from the codec.
-                    promise.succeed(.http1(try Listening.configureHTTP1Server(channel, maxBodyBytes: maxBodyBytes), channel.remoteAddress))
+                    promise.succeed(.http1(try Listening.configureHTTP1Server(channel, maxBodyBytes: maxBodyBytes, timeouts: timeouts), channel.remoteAddress))
                 }
             },
             failed: { promise.fail($0) }
@@ -159,6 +159,7 @@ struct OutboundHTTP: Sendable {
             InboundHTTP.unparsable(&record)
         }
         record.responseDetails = details
+        if details == RequestRecord.streamIdleTimeout { record.responseFlags = "SI" }
         var response = response
         ResponseStamp.apply(&response, server: ResponseStamp.outboundServer, serviceTime: nil)
         context.finish(&record, response: response, start: start)

@@ -24,6 +24,8 @@ public struct RequestRecord: Sendable {
     /// Envoy's response flags (`-` when none, as for a policy denial, which Envoy's RBAC filter
     /// flags in `responseDetails` only): `UAEX` for a revoked peer certificate, `NR` for no route, `UH` for no endpoint, `UF` for a failed upstream connection,
     /// `UT` for an upstream timeout, `NC` for no config yet.
+    /// The details of a request whose client stalled past the stream idle timeout, logged `SI`.
+    static let streamIdleTimeout = "stream_idle_timeout"
     public var responseFlags: String
     /// Envoy's response code details, e.g. `rbac_access_denied_matched_policy[ns[shop]-policy[deny-x]-rule[0]]`.
     public var responseDetails: String?
