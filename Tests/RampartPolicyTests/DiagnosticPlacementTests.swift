@@ -123,3 +123,77 @@ struct DiagnosticPlacementTests {
         #expect(found.contains { $0.field.hasSuffix("timeout") && $0.fix.contains("1ms or 2ms") }, "\(found)")
     }
 }
+
+/// Findings that say what is wrong in the words that fit, and do not bury one another.
+@Suite("finding wording and volume")
+struct DiagnosticVolumeTests {
+    @Test("hundreds of values worth the same warning give ten warnings and one count of the rest")
+    func warningsCapped() throws {
+        let paths = (0..<500).map { "\"api-\($0)\"" }.joined(separator: ", ")
+        let found = try DiagnosticPlacementTests.analyze(
+            """
+            apiVersion: security.istio.io/v1
+            kind: AuthorizationPolicy
+            metadata: {name: many, namespace: foo}
+            spec:
+              rules:
+              - to: [{operation: {paths: [\(paths)]}}]
+            """)
+        let warnings = found.filter { $0.code == .neverMatches }
+        #expect(warnings.count == Reporter.warningsShown + 1, "\(warnings.count)")
+        #expect(warnings.prefix(Reporter.warningsShown).map(\.field) == (0..<Reporter.warningsShown).map { "spec.rules[0].to[0].operation.paths[\($0)]" })
+        let summary = try #require(warnings.last)
+        #expect(summary.message.hasPrefix("490 more warnings like the 10 above"), "\(summary.message)")
+        #expect(summary.field == "spec.rules[0].to[0].operation.paths[10]" && summary.line == 6, "\(summary)")
+        #expect(summary.severity == .warning)
+    }
+
+    @Test("errors are never cut short, however many")
+    func errorsAllShown() throws {
+        let ports = (0..<40).map { "\"x\($0)\"" }.joined(separator: ", ")
+        let found = try DiagnosticPlacementTests.analyze(
+            """
+            apiVersion: security.istio.io/v1
+            kind: AuthorizationPolicy
+            metadata: {name: many, namespace: foo}
+            spec:
+              rules:
+              - to: [{operation: {ports: [\(ports)]}}]
+            """)
+        #expect(found.filter { $0.severity == .error && $0.field.contains("ports[") }.count == 40, "\(found.count)")
+    }
+
+    @Test("a signed portLevelMtls key is said to be out of the port range, not to be no number")
+    func signedPortKey() throws {
+        let found = try DiagnosticPlacementTests.analyze(
+            """
+            apiVersion: security.istio.io/v1
+            kind: PeerAuthentication
+            metadata: {name: p, namespace: foo}
+            spec:
+              selector: {matchLabels: {app: a}}
+              portLevelMtls:
+                "-1": {mode: STRICT}
+                "x": {mode: STRICT}
+            """)
+        let signed = try #require(found.first { $0.field.hasSuffix(".-1") }, "\(found)")
+        #expect(signed.message.contains("1 to 65535") && !signed.message.contains("not a number"), "\(signed.message)")
+        let word = try #require(found.first { $0.field.hasSuffix(".x") }, "\(found)")
+        #expect(word.message.contains("not a number"), "\(word.message)")
+    }
+
+    @Test("a DENY policy without rules is reported at its action")
+    func denyWithoutRulesAtAction() throws {
+        let found = try DiagnosticPlacementTests.analyze(
+            """
+            apiVersion: security.istio.io/v1
+            kind: AuthorizationPolicy
+            metadata: {name: p, namespace: foo}
+            spec:
+              selector: {matchLabels: {app: a}}
+              action: DENY
+            """)
+        let missing = try #require(found.first { $0.code == .missingRules }, "\(found)")
+        #expect(missing.line == 6 && missing.field == "spec.action", "\(missing)")
+    }
+}

@@ -33,8 +33,12 @@ struct PeerAuthenticationDecoder {
                         // Istio's webhook reads the key as a JSON number (the legacy jsonpb decoder
                         // Istio keeps), after the schema's `int(key)`: decimal digits, no leading zero.
                         guard let port = Int(portText), portText.utf8.allSatisfy({ (48...57).contains($0) }) else {
+                            let signed = Int(portText) != nil
                             context.report(
-                                .badPort, portPath, line: keyLine, "port key \"\(portText)\" is not a number",
+                                .badPort, portPath, line: keyLine,
+                                signed
+                                    ? "port key \"\(portText)\" is not a port: ports run from 1 to 65535, written without a sign"
+                                    : "port key \"\(portText)\" is not a number",
                                 fix: "key portLevelMtls by the workload's port number, such as 8080")
                             continue
                         }

@@ -35,7 +35,7 @@ enum AuthorizationPolicyValidator {
         }
         if policy.action == .deny || policy.action == .custom, (policy.rules ?? []).isEmpty {
             reporter.add(
-                .missingRules, policy.rules == nil ? "spec" : "spec.rules",
+                .missingRules, policy.rules == nil ? "spec.action" : "spec.rules",
                 "a \(policy.action.rawValue) policy without rules never triggers",
                 fix: "add rules; to apply it to every request use rules: [{}]")
         }
