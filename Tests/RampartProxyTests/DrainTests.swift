@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOHPACK
+import NIOHTTP1
 import NIOHTTP2
 import NIOPosix
 import Synchronization
@@ -284,5 +285,111 @@ struct StalledRequestTests {
         #expect(status == "408")
         let http2 = try await UpgradeTests.accessLogLine(log) { $0["path"] as? String == "/stalled-2" }
         #expect(http2["response_flags"] as? String == "SI", "\(http2)")
+    }
+}
+
+/// An HTTP/2 application that answers each request, then, after its first answer, sends GOAWAY
+/// and keeps its socket open: a peer that drains.
+final class DrainingApp: Sendable {
+    typealias Stream = NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>
+    let listener: NIOAsyncChannel<NIOHTTP2Handler.AsyncStreamMultiplexer<Stream>, Never>
+    var port: Int { listener.channel.localAddress?.port ?? 0 }
+    /// Connections accepted, GOAWAYs sent, and connections the client has closed.
+    let connections = SelectiveServer.Tally()
+    let goAways = SelectiveServer.Tally()
+    let closed = SelectiveServer.Tally()
+
+    init() async throws {
+        let closed = self.closed
+        listener = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .bind(host: "127.0.0.1", port: 0) { channel in
+                channel.closeFuture.whenComplete { _ in closed.add() }
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureAsyncHTTP2Pipeline(mode: .server) { stream in
+                        stream.eventLoop.makeCompletedFuture {
+                            try stream.pipeline.syncOperations.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
+                            return try Stream(wrappingChannelSynchronously: stream)
+                        }
+                    }
+                }
+            }
+    }
+
+    func run() async {
+        try? await withThrowingDiscardingTaskGroup { group in
+            try await listener.executeThenClose { connections in
+                for try await multiplexer in connections {
+                    self.connections.add()
+                    let number = self.connections.value
+                    group.addTask {
+                        try? await withThrowingDiscardingTaskGroup { streams in
+                            for try await stream in multiplexer.inbound {
+                                streams.addTask { await self.serve(stream, connection: number) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    private func serve(_ stream: Stream, connection: Int) async {
+        try? await stream.executeThenClose { inbound, _ in
+            for try await part in inbound {
+                guard case .end = part else { continue }
+                let channel = stream.channel
+                let body = ByteBuffer(string: "connection \(connection)")
+                channel.write(HTTPServerResponsePart.head(HTTPResponseHead(version: .http2, status: .ok, headers: ["content-length": "\(body.readableBytes)"])), promise: nil)
+                channel.write(HTTPServerResponsePart.body(.byteBuffer(body)), promise: nil)
+                try await channel.writeAndFlush(HTTPServerResponsePart.end(nil))
+                if goAways.value == 0, let parent = channel.parent {
+                    try await parent.writeAndFlush(HTTP2Frame(streamID: .rootStream, payload: .goAway(lastStreamID: .maxID, errorCode: .noError, opaqueData: nil)))
+                    goAways.add()
+                }
+                return
+            }
+        }
+    }
+}
+
+@Suite("An upstream that drains")
+struct UpstreamDrainTests {
+    @Test("after an HTTP/2 upstream's GOAWAY, the next request goes on a new connection without failing, and the old one is closed")
+    func newConnectionAfterGoAway() async throws {
+        let mesh = try MeshFixture()
+        defer { mesh.remove() }
+        let app = try await DrainingApp()
+        let appTask = Task { await app.run() }
+        defer { appTask.cancel() }
+        let server = try await mesh.identity(namespace: "default", serviceAccount: "server")
+        let proxy = try await TestProxy(
+            workload: WorkloadInfo(name: "server-v1", namespace: "default", appPort: app.port), identityDirectory: server.directory,
+            appPort: app.port, appProtocol: .http2)
+        defer { Task { await proxy.stop(); try? await app.listener.channel.close() } }
+        try proxy.install(SnapshotBuilder.snapshot(version: 2, resources: [SnapshotBuilder.peerAuthentication(name: "default", namespace: "istio-system", mode: "PERMISSIVE")]))
+
+        let first = try await TestClient.plain(port: proxy.inboundPort, path: "/one")
+        #expect(first.head.status == .ok && String(buffer: first.body) == "connection 1")
+        for _ in 0..<200 where app.goAways.value == 0 { try await Task.sleep(for: .milliseconds(10)) }
+        try await Task.sleep(for: .milliseconds(300))
+        for index in 2...4 {
+            let next = try await TestClient.plain(port: proxy.inboundPort, path: "/next-\(index)")
+            #expect(next.head.status == .ok, "request \(index) after the GOAWAY: \(next.head.status) \(String(buffer: next.body))")
+            #expect(String(buffer: next.body) == "connection 2", "\(String(buffer: next.body))")
+        }
+        // The drained connection, with no stream left, is closed by the proxy.
+        for _ in 0..<200 where app.closed.value == 0 { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(app.closed.value == 1)
+        #expect(app.connections.value == 2)
+    }
+
+    @Test("a stream the peer never processed (opened after its GOAWAY, or refused) is one an exchange may send again")
+    func unprocessedStreams() {
+        #expect(UpstreamClient.unprocessed(NIOHTTP2Errors.createdStreamAfterGoaway()))
+        #expect(UpstreamClient.unprocessed(NIOHTTP2Errors.streamClosed(streamID: HTTP2StreamID(3), errorCode: .refusedStream)))
+        #expect(!UpstreamClient.unprocessed(NIOHTTP2Errors.streamClosed(streamID: HTTP2StreamID(3), errorCode: .cancel)))
+        #expect(!UpstreamClient.unprocessed(NIOHTTP2Errors.ioOnClosedConnection()))
+        #expect(!UpstreamClient.unprocessed(UpstreamTimeout(milliseconds: 10)))
     }
 }

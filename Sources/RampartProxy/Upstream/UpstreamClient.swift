@@ -279,6 +279,29 @@ public final class UpstreamClient: Sendable {
     }
 
     private func sendHTTP2(_ request: BufferedRequest, to target: UpstreamTarget, timeout: TimeAmount) async throws -> UpstreamResult {
+        do {
+            return try await sendHTTP2Once(request, to: target, timeout: timeout)
+        } catch where Self.unprocessed(error) {
+            // The peer began draining as the stream opened, and never processed it (RFC 9113
+            // §8.7): sent again, on a new connection, whatever its method, as Envoy sends it.
+            return try await sendHTTP2Once(request, to: target, timeout: timeout)
+        } catch let error as NIOHTTP2Errors.IOOnClosedConnection where Self.idempotent.contains(request.head.method.rawValue) {
+            // Refused by a connection that had just closed, or received GOAWAY, before this side
+            // read it: a request that may be repeated is sent on a new connection.
+            _ = error
+            return try await sendHTTP2Once(request, to: target, timeout: timeout)
+        }
+    }
+
+    /// Whether an HTTP/2 exchange failed before the peer processed its stream: the stream was
+    /// opened after the peer's GOAWAY, or the peer refused it.
+    static func unprocessed(_ error: any Error) -> Bool {
+        if error is NIOHTTP2Errors.CreatedStreamAfterGoaway { return true }
+        if let closed = error as? NIOHTTP2Errors.StreamClosed, closed.errorCode == .refusedStream { return true }
+        return false
+    }
+
+    private func sendHTTP2Once(_ request: BufferedRequest, to target: UpstreamTarget, timeout: TimeAmount) async throws -> UpstreamResult {
         let connection = try await multiplexedConnection(target)
         var request = request
         request.head.version = .http2
@@ -307,13 +330,18 @@ public final class UpstreamClient: Sendable {
         }
     }
 
-    /// Takes a multiplexed connection out of the pool, and closes it, after an error that leaves
-    /// it unable to carry new streams: an HTTP/2 connection error, or writes refused because the
-    /// peer sent GOAWAY (an application may send one and keep its socket open). Otherwise every
-    /// later request would be sent on it and fail the same way.
+    /// Takes a multiplexed connection out of the pool after an error that leaves it unable to
+    /// carry new streams (closing it after an HTTP/2 connection error; after the peer's GOAWAY,
+    /// `GoAwayWatcher` closes it once its streams end). Otherwise every later request would be
+    /// sent on it and fail the same way.
     private func retireIfBroken(_ connection: Multiplexed, target: UpstreamTarget, after error: any Error) {
         // A stream the application reset (one gRPC call cancelled) leaves the connection fine.
-        guard error is NIOHTTP2Errors.IOOnClosedConnection || error is NIOHTTP2Errors.CreatedStreamAfterGoaway else { return }
+        if error is NIOHTTP2Errors.CreatedStreamAfterGoaway {
+            // Draining: its open streams finish, then `GoAwayWatcher` closes it.
+            forget(connection, target: target)
+            return
+        }
+        guard error is NIOHTTP2Errors.IOOnClosedConnection else { return }
         forget(connection, target: target)
         connection.channel.close(promise: nil)
     }
@@ -371,6 +399,9 @@ public final class UpstreamClient: Sendable {
             let multiplexer = try channel.pipeline.syncOperations.configureAsyncHTTP2Pipeline(mode: .client, configuration: configuration) { stream in
                 stream.eventLoop.makeSucceededVoidFuture()
             }
+            // A peer that drains (GOAWAY) takes no new streams: later requests go on a new
+            // connection at once, while the streams already open finish on this one.
+            try channel.pipeline.syncOperations.addHandler(GoAwayWatcher { [weak self] in self?.forget(channel: channel, target: target) })
             return (channel, multiplexer)
         }
         let fresh = Multiplexed(channel: connected.0, multiplexer: connected.1, peer: peer)
@@ -385,6 +416,12 @@ public final class UpstreamClient: Sendable {
             fresh.channel.closeFuture.whenComplete { [weak self] _ in self?.forget(fresh, target: target) }
         }
         return chosen
+    }
+
+    private func forget(channel: any Channel, target: UpstreamTarget) {
+        multiplexed.withLock { pool in
+            if let current = pool[target], current.channel === channel { pool[target] = nil }
+        }
     }
 
     private func forget(_ connection: Multiplexed, target: UpstreamTarget) {
@@ -513,4 +550,43 @@ public final class UpstreamClient: Sendable {
 @inline(__always)
 private func modify<Value>(_ value: inout Value, _ body: (inout Value) -> Void) {
     body(&value)
+}
+
+/// Watches a client HTTP/2 connection for its peer's GOAWAY: tells its owner at once (so that
+/// no new stream is opened on it), and closes the connection once the streams open on it have
+/// ended, so that a peer that keeps its socket open after GOAWAY leaves no idle connection behind.
+/// Frames on the root stream and the stream events reach the handlers after NIO's HTTP/2 handler.
+final class GoAwayWatcher: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTP2Frame
+    typealias InboundOut = HTTP2Frame
+
+    private let onGoAway: () -> Void
+    private var goingAway = false
+    private var openStreams = 0
+
+    init(onGoAway: @escaping () -> Void) {
+        self.onGoAway = onGoAway
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if !goingAway, case .goAway = unwrapInboundIn(data).payload {
+            goingAway = true
+            onGoAway()
+            if openStreams == 0 { context.close(promise: nil) }
+        }
+        context.fireChannelRead(data)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        switch event {
+        case is NIOHTTP2StreamCreatedEvent:
+            openStreams += 1
+        case is StreamClosedEvent:
+            openStreams = max(0, openStreams - 1)
+            if goingAway && openStreams == 0 { context.close(promise: nil) }
+        default:
+            break
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
 }
