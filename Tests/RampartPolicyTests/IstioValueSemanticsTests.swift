@@ -299,6 +299,52 @@ struct ServiceAccountRegexTests {
     }
 }
 
+/// Values Istio puts into regexes unescaped: a `.` in a `serviceAccounts` value or after the `*`
+/// of a wildcard-prefixed principal stands for any one character (generator.go's
+/// serviceAccountRegex; matcher/string.go's StringMatcherWithPrefix, `spiffe://.*<suffix>`).
+/// Exact and `prefix*` principals are compared literally, as Envoy's exact and prefix matchers are.
+@Suite("regex dots in identities")
+struct RegexDotTests {
+    @Test(
+        "a service account's dots match any character, in Istio workload IDs and in other IDs alike",
+        arguments: [
+            ("cluster.local/ns/ns1/sa/build-bot", true), ("cluster.local/ns/ns1/sa/build.bot", true),
+            ("cluster.local/ns/ns1/sa/buildXbot", true), ("cluster.local/ns/ns1/x/sa/build_bot", true),
+            ("cluster.local/ns/ns1/sa/buildbot", false), ("cluster.local/ns/ns1/sa/build--bot", false),
+            ("cluster.local/ns/ns2/sa/build-bot", false),
+        ])
+    func serviceAccounts(principal: String, denied: Bool) {
+        let deny = Fixture.engine(Fixture.policy("p", action: "DENY", rules: "  - from: [{source: {serviceAccounts: [\"ns1/build.bot\"]}}]"))
+        #expect(IstioValueSemanticsTests.decide(deny, Fixture.http(principal: principal)) == (denied ? .deny : .allow))
+        let condition = Fixture.engine(
+            Fixture.policy("p", action: "DENY", rules: "  - when: [{key: source.serviceAccount, values: [\"ns1/build.bot\"]}]"))
+        #expect(IstioValueSemanticsTests.decide(condition, Fixture.http(principal: principal)) == (denied ? .deny : .allow))
+    }
+
+    @Test(
+        "a wildcard-prefixed principal's dots match any character; exact and prefix principals are literal",
+        arguments: [
+            // (pattern, principal, matches)
+            ("*cluster.local/ns/a/sa/b", "cluster.local/ns/a/sa/b", true),
+            ("*cluster.local/ns/a/sa/b", "clusterXlocal/ns/a/sa/b", true),
+            ("*cluster.local/ns/a/sa/b", "td/clusterXlocal/ns/a/sa/b", true),
+            ("*cluster.local/ns/a/sa/b", "cluster.local/ns/a/sa/c", false),
+            ("*.local/ns/a/sa/b", "x-local/ns/a/sa/b", true),
+            ("*.local/ns/a/sa/b", "local/ns/a/sa/b", false),
+            ("*/sa/b", "cluster.local/ns/a/sa/b", true),
+            ("cluster.local/ns/a/sa/b", "clusterXlocal/ns/a/sa/b", false),
+            ("cluster.local/*", "clusterXlocal/ns/a/sa/b", false),
+        ])
+    func principals(pattern: String, principal: String, matches: Bool) {
+        let allow = Fixture.engine(Fixture.policy("p", rules: "  - from: [{source: {principals: [\"\(pattern)\"]}}]"))
+        #expect(IstioValueSemanticsTests.decide(allow, Fixture.http(principal: principal)) == (matches ? .allow : .deny))
+        let notPrincipals = Fixture.engine(Fixture.policy("p", action: "DENY", rules: "  - from: [{source: {notPrincipals: [\"\(pattern)\"]}}]"))
+        #expect(IstioValueSemanticsTests.decide(notPrincipals, Fixture.http(principal: principal)) == (matches ? .allow : .deny))
+        let condition = Fixture.engine(Fixture.policy("p", rules: "  - when: [{key: source.principal, values: [\"\(pattern)\"]}]"))
+        #expect(IstioValueSemanticsTests.decide(condition, Fixture.http(principal: principal)) == (matches ? .allow : .deny))
+    }
+}
+
 /// The headers a sidecar sets before its policies read a request, as `authz check` gives them.
 @Suite("headers the proxy sets")
 struct ProxyHeaderTests {

@@ -57,6 +57,10 @@ struct Check: Sendable, Hashable {
             matcher = .requestPrincipals(values.map(RequestPrincipalPattern.init))
         case .filterMetadata:
             matcher = .never
+        case .sourcePrincipal:
+            matcher = .strings(values.map(StringMatcher.principal))
+        case .serviceAccount:
+            matcher = .strings(values.map(StringMatcher.serviceAccount))
         default:
             matcher = .strings(values.map { StringMatcher($0) })
         }
@@ -110,7 +114,7 @@ struct Check: Sendable, Hashable {
                 // A principal of another shape is matched with Istio's regex (see ServiceAccountPattern).
                 guard let principal = request.principal else { return false }
                 return matchers.contains { matcher in
-                    matcher.form == .exact
+                    (matcher.form == .exact || matcher.form == .dottedExact)
                         && ServiceAccountPattern(matcher.literal)?.matches(principal: principal) == true
                 }
             case .inlineHeader(let name):

@@ -36,9 +36,9 @@ struct NamespacePattern: Sendable, Hashable {
     /// The pattern of a compiled string matcher (its form and literal, as `StringMatcher` read the value).
     init(_ matcher: StringMatcher) {
         switch matcher.form {
-        case .exact: self.init(matcher.literal)
+        case .exact, .dottedExact: self.init(matcher.literal)
         case .prefix: self.init(matcher.literal + "*")
-        case .suffix: self.init("*" + matcher.literal)
+        case .suffix, .dottedSuffix: self.init("*" + matcher.literal)
         case .presence, .anyValue: self.init("*")
         }
     }

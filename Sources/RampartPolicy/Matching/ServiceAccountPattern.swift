@@ -52,9 +52,9 @@ struct ServiceAccountPattern: Sendable, Hashable {
         return principal.withUTF8 { matches(principal: $0) }
     }
 
+    /// Whether `prefix` is at `offset`, each `.` of it standing for any one character, as in
+    /// Istio's regex, which leaves the value unescaped.
     private static func starts(_ bytes: UnsafeBufferPointer<UInt8>, at offset: Int, with prefix: [UInt8]) -> Bool {
-        guard offset + prefix.count <= bytes.count else { return false }
-        for index in prefix.indices where bytes[offset + index] != prefix[index] { return false }
-        return true
+        prefix.withUnsafeBufferPointer { StringMatcher.dotted(bytes, at: offset, $0) }
     }
 }

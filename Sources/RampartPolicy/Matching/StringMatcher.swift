@@ -14,6 +14,12 @@ public struct StringMatcher: Sendable, Hashable {
         case presence
         /// `*` on a header-valued attribute: any value, the empty one included.
         case anyValue
+        /// An exact value in which each `.` stands for any one character, as Istio's unescaped
+        /// regex reads a `serviceAccounts` value (see `StringMatcher.serviceAccount`).
+        case dottedExact
+        /// A `*suffix` value in which each `.` stands for any one character, as Istio's unescaped
+        /// regex reads a wildcard-prefixed principal (see `StringMatcher.principal`).
+        case dottedSuffix
     }
 
     /// What `*` alone means.
@@ -52,6 +58,37 @@ public struct StringMatcher: Sendable, Hashable {
         }
     }
 
+    /// A `principals` (or `source.principal`) pattern as Istio compiles it: `*suffix` becomes the
+    /// regex `spiffe://.*suffix`, with the suffix unescaped, so each `.` in it matches any one
+    /// character (`*cluster.local/ns/a/sa/b` matches `clusterXlocal/ns/a/sa/b`). Exact and
+    /// `prefix*` values are compared literally, as Envoy's exact and prefix matchers compare them.
+    /// Other regex characters in a suffix are compared literally here.
+    static func principal(_ pattern: String) -> StringMatcher {
+        let matcher = StringMatcher(pattern)
+        guard matcher.form == .suffix, matcher.literal.utf8.contains(UInt8(ascii: ".")) else { return matcher }
+        return StringMatcher(form: .dottedSuffix, literal: matcher.literal)
+    }
+
+    /// A qualified `serviceAccounts` value (`namespace/name`) as Istio compiles it: the regex
+    /// `spiffe://.+/ns/<namespace>/(.+/|)sa/<name>(/.+)?`, with both unescaped, so each `.` matches
+    /// any one character (`ns1/build.bot` is also `ns1/build-bot`).
+    static func serviceAccount(_ value: String) -> StringMatcher {
+        let matcher = StringMatcher(value)
+        guard matcher.form == .exact, value.utf8.contains(UInt8(ascii: ".")) else { return matcher }
+        return StringMatcher(form: .dottedExact, literal: value)
+    }
+
+    /// Whether `value`'s bytes at `offset` match the dotted `literal`: each `.` of the literal
+    /// stands for any byte but a line feed (the regex's `.`), every other byte for itself.
+    static func dotted(_ value: UnsafeBufferPointer<UInt8>, at offset: Int, _ literal: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard offset >= 0, offset + literal.count <= value.count else { return false }
+        for index in 0..<literal.count {
+            let expected = literal[index], actual = value[offset + index]
+            if expected == UInt8(ascii: ".") ? actual == UInt8(ascii: "\n") : actual != expected { return false }
+        }
+        return true
+    }
+
     /// A pattern of a given form and literal (the literal taken as it is, `*` included).
     init(form: Form, literal: String, ignoreCase: Bool = false) {
         self.form = form
@@ -69,6 +106,14 @@ public struct StringMatcher: Sendable, Hashable {
         case .exact: return value.utf8.count == literal.utf8.count && Self.bytes(of: value, at: .start, equal: literal)
         case .prefix: return Self.bytes(of: value, at: .start, equal: literal)
         case .suffix: return Self.bytes(of: value, at: .end, equal: literal)
+        case .dottedExact, .dottedSuffix:
+            var value = value, literal = literal
+            return value.withUTF8 { valueBytes in
+                literal.withUTF8 { literalBytes in
+                    if form == .dottedExact && valueBytes.count != literalBytes.count { return false }
+                    return Self.dotted(valueBytes, at: valueBytes.count - literalBytes.count, literalBytes)
+                }
+            }
         }
     }
 

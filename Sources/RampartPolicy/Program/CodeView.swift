@@ -77,6 +77,12 @@ struct CodeView {
 
     /// Whether `count` bytes of `value` from `offset` equal the literal bytes at `literal`.
     @inline(__always)
+    /// Whether `value`'s `count` bytes at `offset` match the literal at `literal`, each `.` of it
+    /// standing for any byte but a line feed (see `StringMatcher.dotted`).
+    func dotted(_ value: UnsafeBufferPointer<UInt8>, _ offset: Int, _ literal: Int, _ count: Int) -> Bool {
+        StringMatcher.dotted(value, at: offset, UnsafeBufferPointer(rebasing: bytes[literal..<literal + count]))
+    }
+
     func equal(_ value: UnsafeBufferPointer<UInt8>, _ offset: Int, _ literal: Int, _ count: Int) -> Bool {
         var index = 0
         while index < count {

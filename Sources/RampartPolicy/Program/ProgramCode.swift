@@ -28,6 +28,10 @@ struct ProgramCode: Sendable {
         case template = 4
         /// `*` on a header-valued attribute: any value, even empty.
         case anyValue = 5
+        /// Exact, each `.` of the literal standing for any one character (see `StringMatcher.Form`).
+        case dottedExact = 6
+        /// A suffix, each `.` of the literal standing for any one character.
+        case dottedSuffix = 7
     }
 
     /// Appends pattern entries for `matchers` and returns the offset of the first. Each is four
@@ -49,6 +53,8 @@ struct ProgramCode: Sendable {
                 case .suffix: form = .suffix
                 case .presence: form = .presence
                 case .anyValue: form = .anyValue
+                case .dottedExact: form = .dottedExact
+                case .dottedSuffix: form = .dottedSuffix
                 }
                 let literal = Array(string.literal.utf8)
                 let probe = literal.withUnsafeBufferPointer { Self.probe(form, $0) }
@@ -70,7 +76,7 @@ struct ProgramCode: Sendable {
         switch form {
         case .prefix: return 0..<width
         case .exact, .suffix: return (length - width)..<length
-        case .presence, .anyValue, .template: return 0..<0
+        case .presence, .anyValue, .template, .dottedExact, .dottedSuffix: return 0..<0
         }
     }
 

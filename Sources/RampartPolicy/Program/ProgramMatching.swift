@@ -193,6 +193,10 @@ extension WorkloadProgram {
                 if !value.isEmpty { return true }
             case .anyValue?:
                 return true
+            case .dottedExact?:
+                if value.count == length && view.dotted(value, 0, argument, length) { return true }
+            case .dottedSuffix?:
+                if value.count >= length && view.dotted(value, value.count - length, argument, length) { return true }
             case .template?:
                 if templates[argument].matches(bytes: value) { return true }
             case nil:

@@ -409,7 +409,7 @@ struct WorkloadProgramBuilder {
                 kind = .serviceAccount
                 slot = Int32(accountPatterns.count)
                 accountPatterns.append(
-                    matchers.filter { $0.form == .exact }.compactMap { ServiceAccountPattern($0.literal) })
+                    matchers.filter { $0.form == .exact || $0.form == .dottedExact }.compactMap { ServiceAccountPattern($0.literal) })
             case .trustDomain: kind = .trustDomain
             case .requestPrincipal: kind = .requestPrincipal
             case .host: kind = .host
