@@ -119,7 +119,7 @@ public final class ProxyContext: Sendable {
         if record.isGRPC {
             // As the caller sees it (see `GRPCFraming`): a local reply is HTTP 200 with a gRPC status.
             if response.isLocal && response.head.status != .ok {
-                record.grpcStatus = String(GRPCFraming.status(for: response.head.status.code))
+                record.grpcStatus = String(GRPCFraming.localStatus(response))
                 record.responseCode = 200
             } else {
                 record.grpcStatus = response.trailers?.first(name: "grpc-status") ?? response.head.headers.first(name: "grpc-status")

@@ -153,8 +153,11 @@ struct GRPCTimeoutTests {
     @Test("a timeout answers a gRPC call DEADLINE_EXCEEDED; other failures keep the status their HTTP status maps to")
     func deadlineStatus() {
         var record = RequestRecord(reporter: .destination, startTime: Date(), protocolName: "HTTP/2")
-        let timedOut = GRPCFraming.localReply(UpstreamFailure(UpstreamTimeout(milliseconds: 200), showError: false).answer(&record))
+        let failure = UpstreamFailure(UpstreamTimeout(milliseconds: 200), showError: false).answer(&record)
+        let timedOut = GRPCFraming.localReply(failure)
         #expect(timedOut.trailers?.first(name: "grpc-status") == "4")
+        // The metrics' grpc_response_status comes from the same place.
+        #expect(GRPCFraming.localStatus(failure) == 4)
         #expect(record.responseFlags == "UT")
         let idle = GRPCFraming.localReply(UpstreamFailure(UpstreamIdleTimeout(milliseconds: 300_000), showError: false).answer(&record))
         #expect(idle.trailers?.first(name: "grpc-status") == "14")

@@ -189,12 +189,18 @@ enum GRPCFraming {
             headers.add(name: name, value: value)
         }
         var trailers = HTTPHeaders()
-        trailers.add(name: "grpc-status", value: String(response.grpcStatus ?? status(for: response.head.status.code)))
+        trailers.add(name: "grpc-status", value: String(localStatus(response)))
         let text = String(buffer: response.body).trimmingCharacters(in: .whitespacesAndNewlines)
         if !text.isEmpty { trailers.add(name: "grpc-message", value: percentEncoded(text)) }
         var reply = BufferedResponse(head: HTTPResponseHead(version: response.head.version, status: .ok, headers: headers), trailers: trailers)
         reply.isLocal = true
         return reply
+    }
+
+    /// The gRPC status a local reply gives a gRPC call (and its metrics): its own, or its HTTP
+    /// status's.
+    static func localStatus(_ response: BufferedResponse) -> Int {
+        response.grpcStatus ?? status(for: response.head.status.code)
     }
 
     /// The gRPC status for an HTTP status (gRPC's HTTP-to-gRPC mapping, as Envoy applies it).
