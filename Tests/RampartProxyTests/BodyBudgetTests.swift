@@ -99,11 +99,12 @@ struct IdleTimeoutTests {
         let body = try http1Channel()
         try body.writeInbound(ByteBuffer(string: "POST /a HTTP/1.1\r\nHost: app\r\nContent-Length: 10\r\n\r\nabc"))
         body.pipeline.fireUserInboundEventTriggered(IdleStateHandler.IdleStateEvent.read)
-        guard case .stalled(let head)? = try body.readInbound(as: AssembledRequest.self) else {
+        guard case .stalled(let head, let partial)? = try body.readInbound(as: AssembledRequest.self) else {
             Issue.record("the stalled request was not handed on to be answered")
             return
         }
         #expect(head.method == .POST && head.uri == "/a")
+        #expect(partial.bytesReceived == 3)
         body.embeddedEventLoop.advanceTime(by: StalledRequest.grace)
         #expect(!body.isActive, "a connection stalled in its body was kept")
 

@@ -148,6 +148,50 @@ extension DataPathTests {
         }
     }
 
+    @Test("draining: an HTTP/2 connection accepted before the drain but silent until after it is served, then told to go away")
+    func drainLateHTTP2() async throws {
+        try await withServer { _, proxy, _ in
+            try proxy.install(SnapshotBuilder.snapshot(version: 2, resources: [SnapshotBuilder.peerAuthentication(name: "default", namespace: "istio-system", mode: "PERMISSIVE")]))
+            // Everything the client writes (its preface first) is held until the drain has begun.
+            let gate = WriteGate()
+            let recorder = GoAwayRecorder()
+            let (channel, multiplexer) = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connect(host: "127.0.0.1", port: proxy.inboundPort) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(gate)
+                        let multiplexer = try channel.pipeline.syncOperations.configureAsyncHTTP2Pipeline(mode: .client) { $0.eventLoop.makeSucceededVoidFuture() }
+                        try channel.pipeline.syncOperations.addHandler(recorder)
+                        return (channel, multiplexer)
+                    }
+                }
+            let watchdog = channel.eventLoop.scheduleTask(in: .seconds(10)) { channel.close(promise: nil) }
+            defer { watchdog.cancel() }
+            try await Self.startDraining(proxy)
+            try await channel.eventLoop.submit { gate.open() }.get()
+            let stream = try await multiplexer.openStream { stream in
+                stream.eventLoop.makeCompletedFuture { try NIOAsyncChannel<HTTP2Frame.FramePayload, HTTP2Frame.FramePayload>(wrappingChannelSynchronously: stream) }
+            }
+            let status = try await stream.executeThenClose { inbound, outbound in
+                let head: [(String, String)] = [(":method", "GET"), (":scheme", "http"), (":authority", "app"), (":path", "/late")]
+                try await outbound.write(.headers(.init(headers: HPACKHeaders(head), endStream: true)))
+                for try await frame in inbound {
+                    if case .headers(let block) = frame { return block.headers.first(name: ":status") }
+                }
+                return nil
+            }
+            #expect(status == "200")
+            let closed = try await withThrowingTaskGroup(of: Bool.self) { group in
+                group.addTask { try? await channel.closeFuture.get(); return true }
+                group.addTask { try await Task.sleep(for: .seconds(3)); return false }
+                let first = try await group.next() ?? false
+                group.cancelAll()
+                return first
+            }
+            #expect(closed, "the late HTTP/2 connection was still open 3 s after its stream")
+            #expect(!recorder.frames.isEmpty && recorder.frames.allSatisfy { $0.code == .noError }, "\(recorder.frames)")
+        }
+    }
+
     /// Whether `text` holds a whole response with a `content-length` body.
     static func isWholeResponse(_ text: String) -> Bool {
         guard let end = text.range(of: "\r\n\r\n") else { return false }
@@ -205,6 +249,9 @@ extension DataPathTests {
             #expect(http1["response_flags"] as? String == "DC", "\(http1)")
             #expect(http1["response_code_details"] as? String == "downstream_remote_disconnect", "\(http1)")
             #expect(http1["method"] as? String == "POST", "\(http1)")
+            // From the request's start, with what of its body came.
+            #expect(http1["bytes_received"] as? Int == 10, "\(http1)")
+            #expect((http1["duration"] as? Int ?? 0) >= 80, "\(http1)")
 
             // HTTP/2: a stream reset after part of its body.
             let (channel, multiplexer) = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
@@ -227,6 +274,7 @@ extension DataPathTests {
             #expect(http2["response_code"] as? Int == 0, "\(http2)")
             #expect(http2["response_flags"] as? String == "DC", "\(http2)")
             #expect(http2["protocol"] as? String == "HTTP/2", "\(http2)")
+            #expect(http2["bytes_received"] as? Int == 10, "\(http2)")
         }
     }
 }
@@ -259,6 +307,8 @@ struct StalledRequestTests {
         #expect(http1["response_code"] as? Int == 408, "\(http1)")
         #expect(http1["response_flags"] as? String == "SI", "\(http1)")
         #expect(http1["response_code_details"] as? String == "stream_idle_timeout", "\(http1)")
+        #expect(http1["bytes_received"] as? Int == 3, "\(http1)")
+        #expect((http1["duration"] as? Int ?? 0) >= 250, "\(http1)")
 
         // HTTP/2: a stream whose body stops; the answer comes on the stream, then it ends.
         let (channel, multiplexer) = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
@@ -391,5 +441,33 @@ struct UpstreamDrainTests {
         #expect(!UpstreamClient.unprocessed(NIOHTTP2Errors.streamClosed(streamID: HTTP2StreamID(3), errorCode: .cancel)))
         #expect(!UpstreamClient.unprocessed(NIOHTTP2Errors.ioOnClosedConnection()))
         #expect(!UpstreamClient.unprocessed(UpstreamTimeout(milliseconds: 10)))
+    }
+}
+
+/// Holds a client connection's writes until it is opened, then lets them go in order.
+final class WriteGate: ChannelOutboundHandler, @unchecked Sendable {
+    typealias OutboundIn = Any
+
+    private var held: [(NIOAny, EventLoopPromise<Void>?)] = []
+    private var context: ChannelHandlerContext?
+    private var isOpen = false
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        if isOpen { context.write(data, promise: promise) } else { held.append((data, promise)) }
+    }
+
+    func flush(context: ChannelHandlerContext) {
+        if isOpen { context.flush() }
+    }
+
+    /// Lets the held writes go; called on the channel's event loop.
+    func open() {
+        guard let context, !isOpen else { return }
+        isOpen = true
+        for (data, promise) in held { context.write(data, promise: promise) }
+        held.removeAll()
+        context.flush()
     }
 }

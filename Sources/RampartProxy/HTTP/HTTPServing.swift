@@ -11,7 +11,10 @@ enum HTTPServing {
     /// limit, an HTTP/2 request without authority) with the answer and the access log's response
     /// details for it, and returns the answer as sent (stamped as the listener stamps its answers).
     /// `head` is nil for bytes the HTTP/1.1 parser could not read as a request.
-    typealias Refused = @Sendable (_ head: HTTPRequestHead?, _ response: BufferedResponse, _ details: String) -> BufferedResponse
+    /// `partial` tells, for a request that never came whole, when it began and what of its body came.
+    typealias Refused = @Sendable (
+        _ head: HTTPRequestHead?, _ response: BufferedResponse, _ details: String, _ partial: PartialRequest?
+    ) -> BufferedResponse
 
     /// Serves the connection until the client closes it or asks to.
     static func serve(
@@ -23,8 +26,8 @@ enum HTTPServing {
                 // The rest of a request whose exchange has ended (its stream is closing).
                 if case .bodyPart = assembled { continue }
                 if case .end = assembled { continue }
-                if case .abandoned(let head) = assembled {
-                    _ = refused(head, .abandoned, "downstream_remote_disconnect")
+                if case .abandoned(let head, let partial) = assembled {
+                    _ = refused(head, .abandoned, "downstream_remote_disconnect", partial)
                     return
                 }
                 // A stream the client resets (or whose connection goes) stops its upstream exchange.
@@ -68,8 +71,8 @@ enum HTTPServing {
         let cancellation = RequestCancellation()
         stream.channel.closeFuture.whenComplete { _ in cancellation.cancel() }
         while let assembled = await stream.next() {
-            if case .abandoned(let head) = assembled {
-                _ = refused(head, .abandoned, "downstream_remote_disconnect")
+            if case .abandoned(let head, let partial) = assembled {
+                _ = refused(head, .abandoned, "downstream_remote_disconnect", partial)
                 break
             }
             cancellation.begin()
@@ -116,28 +119,28 @@ enum HTTPServing {
             // Refused before either side's handler saw it, with the details Envoy's buffer filter gives.
             requestHead = head
             response = refused(
-                head, .local(.payloadTooLarge, "request body exceeds \(limit) bytes\n"), "request_payload_too_large")
+                head, .local(.payloadTooLarge, "request body exceeds \(limit) bytes\n"), "request_payload_too_large", nil)
             tooLarge = true
         case .overloaded(let head, let limit):
             requestHead = head
             response = refused(
                 head,
                 .local(.serviceUnavailable, "the proxy holds its limit of request bodies being read (\(limit / 1_048_576) MiB): retry later\n"),
-                "overload")
+                "overload", nil)
             tooLarge = true
         case .missingAuthority(let head):
             requestHead = head
-            response = refused(head, .local(.badRequest, HTTP2AuthorityNormalizer.missingAuthorityText), "missing_host_header")
-        case .stalled(let head):
+            response = refused(head, .local(.badRequest, HTTP2AuthorityNormalizer.missingAuthorityText), "missing_host_header", nil)
+        case .stalled(let head, let partial):
             // As Envoy's stream idle timer answers a request still arriving; the rest of it will
             // not be read, so the connection ends.
             requestHead = head
-            response = refused(head, .local(.requestTimeout, "stream timeout"), RequestRecord.streamIdleTimeout)
+            response = refused(head, .local(.requestTimeout, "stream timeout"), RequestRecord.streamIdleTimeout, partial)
             tooLarge = true
         case .unparsable(let status, let details):
             // As Envoy's codec answers what it cannot parse: no body, and the connection ends.
             requestHead = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/")
-            let response = refused(nil, .local(status, ""), details)
+            let response = refused(nil, .local(status, ""), details, nil)
             return (frame(response, for: requestHead, keepAlive: false), true)
         case .bodyPart, .end, .abandoned:
             // Parts of a request handed on at its head reach its relay, never here; an abandoned

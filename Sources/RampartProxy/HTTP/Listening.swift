@@ -17,31 +17,43 @@ enum Listening {
         handle: @escaping @Sendable (Negotiated) async -> Void
     ) async throws {
         let open = OpenConnections()
+        let unclaimed = Unclaimed<Negotiated>()
         let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(.backlog, value: 256)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .bind(host: host, port: port) { channel in
-                open.add(channel)
-                return channel.eventLoop.makeCompletedFuture { try negotiate(channel) }
+                let draining = open.add(channel)
+                return channel.eventLoop.makeCompletedFuture {
+                    let negotiated = try negotiate(channel)
+                    unclaimed.add(channel, negotiated)
+                    if draining { channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent()) }
+                    return Accepted(channel: channel, negotiated: negotiated)
+                }
             }
         let bound = server.channel.localAddress?.port ?? port
         onBound(bound)
         logger.info("\(name) listener ready", metadata: ["proxy.\(name)": "\(host):\(bound)"])
         try await withGracefulShutdownHandler {
             try await withThrowingDiscardingTaskGroup { group in
-                try await server.executeThenClose { connections in
-                    for try await negotiated in connections {
-                        // The connection's task runs on its channel's event loop (see EventLoopExecutor).
-                        group.addTask(executorPreference: EventLoopExecutor(negotiated.eventLoop)) {
-                            do {
-                                await handle(try await negotiated.get())
-                            } catch {
-                                logger.info("\(name) connection refused", metadata: ["error": "\(InboundRefusal.describe(error))"])
-                            }
+                func serve(_ negotiated: EventLoopFuture<Negotiated>) {
+                    // The connection's task runs on its channel's event loop (see EventLoopExecutor).
+                    group.addTask(executorPreference: EventLoopExecutor(negotiated.eventLoop)) {
+                        do {
+                            await handle(try await negotiated.get())
+                        } catch {
+                            logger.info("\(name) connection refused", metadata: ["error": "\(InboundRefusal.describe(error))"])
                         }
                     }
                 }
+                try await server.executeThenClose { connections in
+                    for try await accepted in connections where unclaimed.claim(accepted.channel) {
+                        serve(accepted.negotiated)
+                    }
+                }
+                // A connection accepted as the listener closed may never have reached the loop: it
+                // is served all the same (its streams are not left to be dropped unread).
+                for negotiated in unclaimed.claimAll() { serve(negotiated) }
             }
         } onGracefulShutdown: {
             // No new connections; those open are told and get the drain period to finish (a peer's pooled
@@ -50,7 +62,7 @@ enum Listening {
             server.channel.close(promise: nil)
             // HTTP/2 connections get GOAWAY and close once their streams end; HTTP/1.1 ones answer
             // their next request with `connection: close`.
-            for channel in open.all() { channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent()) }
+            for channel in open.startDraining() { channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent()) }
             server.channel.eventLoop.scheduleTask(in: drain) {
                 let closing = open.all()
                 if !closing.isEmpty {
@@ -204,21 +216,73 @@ enum Listening {
     }
 }
 
+/// A connection the listener accepted, with the future of its negotiation.
+struct Accepted<Negotiated: Sendable>: Sendable {
+    let channel: any Channel
+    let negotiated: EventLoopFuture<Negotiated>
+}
+
+/// The accepted connections no task serves yet. The accept loop claims each as it comes; when the
+/// listener closes, the loop may end before it has seen every connection accepted just before,
+/// and those are claimed after it, so that every connection is served (an unserved HTTP/2
+/// connection's streams would be dropped unread).
+final class Unclaimed<Negotiated: Sendable>: Sendable {
+    private let pending = Mutex<[ObjectIdentifier: EventLoopFuture<Negotiated>]>([:])
+
+    func add(_ channel: any Channel, _ negotiated: EventLoopFuture<Negotiated>) {
+        let key = ObjectIdentifier(channel)
+        pending.withLock { $0[key] = negotiated }
+    }
+
+    /// Whether `channel` was still unclaimed (it is claimed now).
+    func claim(_ channel: any Channel) -> Bool {
+        let key = ObjectIdentifier(channel)
+        return pending.withLock { $0.removeValue(forKey: key) } != nil
+    }
+
+    /// Claims every connection left.
+    func claimAll() -> [EventLoopFuture<Negotiated>] {
+        pending.withLock { pending in
+            defer { pending.removeAll() }
+            return Array(pending.values)
+        }
+    }
+}
+
 /// The connections a listener accepted that are still open, so that shutdown can close them.
 final class OpenConnections: Sendable {
-    private let channels = Mutex<[ObjectIdentifier: any Channel]>([:])
+    private struct State {
+        var channels: [ObjectIdentifier: any Channel] = [:]
+        var draining = false
+    }
 
-    /// Keeps `channel` until it closes.
-    func add(_ channel: any Channel) {
+    private let state = Mutex(State())
+
+    /// Keeps `channel` until it closes; returns whether the listener is already draining (a
+    /// connection accepted as the drain began, which its caller tells as soon as it can).
+    func add(_ channel: any Channel) -> Bool {
         let key = ObjectIdentifier(channel)
-        channels.withLock { $0[key] = channel }
+        let draining = state.withLock { state in
+            state.channels[key] = channel
+            return state.draining
+        }
         channel.closeFuture.whenComplete { _ in
-            _ = self.channels.withLock { $0.removeValue(forKey: key) }
+            _ = self.state.withLock { $0.channels.removeValue(forKey: key) }
+        }
+        return draining
+    }
+
+    /// Marks the listener draining and returns the connections open now: every connection is
+    /// either among them or told by `add` that the drain has begun.
+    func startDraining() -> [any Channel] {
+        state.withLock { state in
+            state.draining = true
+            return Array(state.channels.values)
         }
     }
 
     /// The connections open now.
     func all() -> [any Channel] {
-        channels.withLock { Array($0.values) }
+        state.withLock { Array($0.channels.values) }
     }
 }

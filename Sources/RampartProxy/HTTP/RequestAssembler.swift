@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 import NIOHTTP1
 import RampartPolicy
@@ -22,10 +23,17 @@ enum AssembledRequest: Sendable {
     case end(HTTPHeaders?)
     /// A request whose client went away (closed the connection, reset the stream) before its
     /// end: logged and counted as Envoy records it (response code 0, `DC`), and never answered.
-    case abandoned(HTTPRequestHead)
+    case abandoned(HTTPRequestHead, PartialRequest)
     /// A request whose client sent nothing for the stream idle timeout before its end (see
     /// `StalledRequest`): answered 408, and its connection or stream ends.
-    case stalled(HTTPRequestHead)
+    case stalled(HTTPRequestHead, PartialRequest)
+}
+
+/// What had come of a request that never came whole: when its head arrived and how many bytes
+/// of its body, for the access log's `start_time`, `duration` and `bytes_received`.
+struct PartialRequest: Sendable {
+    let started: Date
+    let bytesReceived: Int
 }
 
 /// How many bytes of request bodies the whole proxy holds while it reads them, across every
@@ -102,6 +110,9 @@ struct RequestAssembly {
     }
 
     private var state = State.idle
+    /// When the current request's head arrived, and the body bytes that have come since.
+    private var started = Date.distantPast
+    private var received = 0
     let maxBodyBytes: Int
     /// Whether gRPC requests are handed on at their heads (HTTP/2 streams).
     let streamsGRPC: Bool
@@ -118,9 +129,12 @@ struct RequestAssembly {
 
     /// Takes one part; returns the request its end completes.
     mutating func receive(_ part: HTTPServerRequestPart) -> AssembledRequest? {
+        if case .body(let chunk) = part { received += chunk.readableBytes }
         switch (part, state) {
         case (.head(var head), _):
             releaseHeld()
+            started = Date()
+            received = 0
             // Values as a field parser reads them, before anything (a policy, the application) does.
             Self.trimFieldValues(&head.headers)
             if streamsGRPC && GRPCFraming.isGRPC(contentType: head.headers.first(name: "content-type")) {
@@ -203,7 +217,7 @@ struct RequestAssembly {
 
     /// The head of a request still being read (held or dropped for its size), which its client
     /// abandons as the connection or stream goes away; what its body holds is given back.
-    mutating func abandon() -> HTTPRequestHead? {
+    mutating func abandon() -> (HTTPRequestHead, PartialRequest)? {
         let head: HTTPRequestHead?
         switch state {
         case .reading(let reading, _), .discarding(let reading, _): head = reading
@@ -211,7 +225,7 @@ struct RequestAssembly {
         default: head = nil
         }
         releaseHeld()
-        return head
+        return head.map { ($0, PartialRequest(started: started, bytesReceived: received)) }
     }
 
     /// Gives back what a body being read holds: when the connection or stream goes away with the
@@ -299,10 +313,10 @@ final class HTTPRequestAssembler: ChannelDuplexHandler, RemovableChannelHandler 
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is StalledRequest {
-            if let head = assembly.abandon() {
+            if let (head, partial) = assembly.abandon() {
                 unanswered += 1
                 // Outside a read: handed on with a read's end, which is when async code sees it.
-                context.fireChannelRead(wrapInboundOut(.stalled(head)))
+                context.fireChannelRead(wrapInboundOut(.stalled(head, partial)))
                 context.fireChannelReadComplete()
             }
             return
@@ -316,7 +330,7 @@ final class HTTPRequestAssembler: ChannelDuplexHandler, RemovableChannelHandler 
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        if let head = assembly.abandon() { context.fireChannelRead(wrapInboundOut(.abandoned(head))) }
+        if let (head, partial) = assembly.abandon() { context.fireChannelRead(wrapInboundOut(.abandoned(head, partial))) }
         context.fireChannelInactive()
     }
 
@@ -348,7 +362,7 @@ final class HTTPRequestAssembler: ChannelDuplexHandler, RemovableChannelHandler 
         guard answersParseErrors, error is HTTPParserError else {
             // A reset stream or connection ends a request still being read: recorded before the
             // error ends the elements the connection's task reads.
-            if let head = assembly.abandon() { context.fireChannelRead(wrapInboundOut(.abandoned(head))) }
+            if let (head, partial) = assembly.abandon() { context.fireChannelRead(wrapInboundOut(.abandoned(head, partial))) }
             context.fireErrorCaught(error)
             return
         }
@@ -360,7 +374,7 @@ final class HTTPRequestAssembler: ChannelDuplexHandler, RemovableChannelHandler 
             // The client closed the connection inside a request: not bytes that broke HTTP, but a
             // request abandoned (recorded as Envoy records a downstream that went away), or, inside
             // a head, nothing to record.
-            if let head = assembly.abandon() { context.fireChannelRead(wrapInboundOut(.abandoned(head))) }
+            if let (head, partial) = assembly.abandon() { context.fireChannelRead(wrapInboundOut(.abandoned(head, partial))) }
             return
         }
         let refusal: AssembledRequest =

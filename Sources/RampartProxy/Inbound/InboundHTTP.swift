@@ -18,7 +18,7 @@ struct InboundHTTP: Sendable {
             respond: { request in
                 await Listening.answer(request, on: loop) { request, loop, answer in respond(request, info: info, on: loop, answer: answer) }
             },
-            refused: { head, response, details in refused(head, response, details: details, info: info) })
+            refused: { head, response, details, partial in refused(head, response, details: details, partial: partial, info: info) })
     }
 
     /// Serves one HTTP/2 connection: each stream is one request, decided and forwarded on its own.
@@ -30,13 +30,15 @@ struct InboundHTTP: Sendable {
                     respond(request, info: info, on: loop, answer: answer)
                 }
             },
-            refused: { head, response, details in refused(head, response, details: details, info: info) })
+            refused: { head, response, details, partial in refused(head, response, details: details, partial: partial, info: info) })
     }
 
     /// Records a request answered before any policy read it (see `HTTPServing.Refused`) in the
     /// metrics and the access log, and stamps its answer as every answer of this side is stamped.
-    func refused(_ head: HTTPRequestHead?, _ response: BufferedResponse, details: String, info: ConnectionInfo) -> BufferedResponse {
-        let start = Date()
+    func refused(
+        _ head: HTTPRequestHead?, _ response: BufferedResponse, details: String, partial: PartialRequest? = nil, info: ConnectionInfo
+    ) -> BufferedResponse {
+        let start = partial?.started ?? Date()
         var request = BufferedRequest(head: head ?? HTTPRequestHead(version: .http1_1, method: .GET, uri: ""))
         var record = RequestRecord(reporter: .destination, startTime: start, protocolName: request.protocolName)
         record.isGRPC = request.isGRPC
@@ -48,6 +50,7 @@ struct InboundHTTP: Sendable {
         }
         record.responseDetails = details
         if details == RequestRecord.streamIdleTimeout { record.responseFlags = "SI" }
+        if let partial { record.bytesReceived = partial.bytesReceived }
         var response = response
         ResponseStamp.apply(&response, server: ResponseStamp.inboundServer, serviceTime: nil)
         context.finish(&record, response: response, start: start)

@@ -166,9 +166,23 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
             context.fireChannelRead(wrapInboundOut(pending))
             context.fireChannelReadComplete()
         }
-        if quiesced { context.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent()) }
+        if quiesced {
+            if sniffed == .http2 {
+                // After the client's first frames, sent with the preface, have been read: an HTTP/2
+                // connection told to go away before its settings are read is a protocol error.
+                let channel = context.channel
+                context.eventLoop.scheduleTask(in: Self.http2QuiesceDelay) {
+                    channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+                }
+            } else {
+                context.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+            }
+        }
         context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
     }
+
+    /// How long an HTTP/2 connection recognized during a drain runs before it is told.
+    static let http2QuiesceDelay: TimeAmount = .milliseconds(100)
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is ChannelShouldQuiesceEvent, !decided {

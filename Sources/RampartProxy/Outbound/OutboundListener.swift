@@ -57,7 +57,7 @@ public final class OutboundListener: Service, Sendable {
                                 outbound.handle(request, source: source, on: loop, answer: answer)
                             }
                         },
-                        refused: { head, response, details in outbound.refused(head, response, details: details, source: source) })
+                        refused: { head, response, details, partial in outbound.refused(head, response, details: details, partial: partial, source: source) })
                 case .http2(let streams, let channel, let remote):
                     let source = OutboundHTTP.describe(remote)
                     let outbound = OutboundHTTP(context: context, balancer: balancer, own: own, local: OutboundHTTP.describe(channel.localAddress))
@@ -68,7 +68,7 @@ public final class OutboundListener: Service, Sendable {
                                 outbound.handle(request, source: source, on: loop, answer: answer)
                             }
                         },
-                        refused: { head, response, details in outbound.refused(head, response, details: details, source: source) })
+                        refused: { head, response, details, partial in outbound.refused(head, response, details: details, partial: partial, source: source) })
                 }
             }
         )
@@ -145,8 +145,10 @@ struct OutboundHTTP: Sendable {
 
     /// Records a request answered before it was routed (see `HTTPServing.Refused`) in the metrics
     /// and the access log, and stamps its answer as every answer of this side is stamped.
-    func refused(_ head: HTTPRequestHead?, _ response: BufferedResponse, details: String, source: String?) -> BufferedResponse {
-        let start = Date()
+    func refused(
+        _ head: HTTPRequestHead?, _ response: BufferedResponse, details: String, partial: PartialRequest? = nil, source: String?
+    ) -> BufferedResponse {
+        let start = partial?.started ?? Date()
         var request = BufferedRequest(head: head ?? HTTPRequestHead(version: .http1_1, method: .GET, uri: ""))
         var record = RequestRecord(reporter: .source, startTime: start, protocolName: request.protocolName)
         record.isGRPC = request.isGRPC
@@ -160,6 +162,7 @@ struct OutboundHTTP: Sendable {
         }
         record.responseDetails = details
         if details == RequestRecord.streamIdleTimeout { record.responseFlags = "SI" }
+        if let partial { record.bytesReceived = partial.bytesReceived }
         var response = response
         ResponseStamp.apply(&response, server: ResponseStamp.outboundServer, serviceTime: nil)
         context.finish(&record, response: response, start: start)
