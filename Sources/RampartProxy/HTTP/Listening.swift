@@ -46,13 +46,19 @@ enum Listening {
                         }
                     }
                 }
-                try await server.executeThenClose { connections in
-                    for try await accepted in connections where unclaimed.claim(accepted.channel) {
-                        serve(accepted.negotiated)
+                // A connection accepted as the listener closed may never reach the loop: it is
+                // served all the same (its streams are not left to be dropped unread), also when
+                // the listener fails.
+                do {
+                    try await server.executeThenClose { connections in
+                        for try await accepted in connections where unclaimed.claim(accepted.channel) {
+                            serve(accepted.negotiated)
+                        }
                     }
+                } catch {
+                    for negotiated in unclaimed.claimAll() { serve(negotiated) }
+                    throw error
                 }
-                // A connection accepted as the listener closed may never have reached the loop: it
-                // is served all the same (its streams are not left to be dropped unread).
                 for negotiated in unclaimed.claimAll() { serve(negotiated) }
             }
         } onGracefulShutdown: {
