@@ -236,6 +236,8 @@ struct UpstreamTimeoutTests {
         #expect(line?["response_code"] as? Int == 504)
         #expect(line?["response_flags"] as? String == "UT")
         #expect(line?["response_code_details"] as? String == "upstream_response_timeout")
+        // The application was the upstream, though it never answered.
+        #expect(line?["upstream_host"] as? String == "127.0.0.1:\(app.port)", "\(String(describing: line))")
         // Istio's JSON access-log fields: the inbound cluster and route, and the keys of its format.
         #expect(line?["upstream_cluster"] as? String == "inbound|\(app.port)||", "\(String(describing: line))")
         #expect(line?["route_name"] as? String == "default")

@@ -230,6 +230,8 @@ struct InboundHTTP: Sendable {
                     response.upgraded = upgraded
                     done(response, record)
                 case .failure(let error):
+                    // The application was the upstream chosen, as Envoy logs it, answer or not.
+                    record.upstreamHost = context.appAddress
                     context.logger.warning("cannot reach the application", metadata: ["proxy.app": "\(context.appHost):\(context.appPort)", "error": "\(error)"])
                     done(UpstreamFailure(error, showError: false).answer(&record), record)
                 }
@@ -247,6 +249,8 @@ struct InboundHTTP: Sendable {
                 record.upstreamServiceTime = ResponseStamp.milliseconds(since: forwardedAt)
                 return result.response
             case .failure(let error):
+                // The application was the upstream chosen, as Envoy logs it, answer or not.
+                record.upstreamHost = context.appAddress
                 let what = error is ResponseTooLarge ? "the application's response is too large to pass on" : "cannot reach the application"
                 context.logger.warning("\(what)", metadata: ["proxy.app": "\(context.appHost):\(context.appPort)", "error": "\(error)"])
                 return UpstreamFailure(error, showError: false).answer(&record)
