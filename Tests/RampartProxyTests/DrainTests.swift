@@ -166,6 +166,9 @@ extension DataPathTests {
                 }
             let watchdog = channel.eventLoop.scheduleTask(in: .seconds(10)) { channel.close(promise: nil) }
             defer { watchdog.cancel() }
+            // A connection made after it and answered: the listener accepts in order, so the silent
+            // one has been accepted (and not left in the backlog, which closing the listener resets).
+            #expect(try await TestClient.plain(port: proxy.inboundPort).head.status == .ok)
             try await Self.startDraining(proxy)
             try await channel.eventLoop.submit { gate.open() }.get()
             let stream = try await multiplexer.openStream { stream in
