@@ -89,9 +89,7 @@ extension DataPathTests {
             let watchdog = channel.eventLoop.scheduleTask(in: .seconds(10)) { channel.close(promise: nil) }
             defer { watchdog.cancel() }
             func open() async throws -> NIOAsyncChannel<HTTP2Frame.FramePayload, HTTP2Frame.FramePayload> {
-                try await multiplexer.openStream { stream in
-                    stream.eventLoop.makeCompletedFuture { try NIOAsyncChannel<HTTP2Frame.FramePayload, HTTP2Frame.FramePayload>(wrappingChannelSynchronously: stream) }
-                }
+                try await RawHTTP2.openStream(multiplexer)
             }
             // A first exchange, so that the connection is established before the drain.
             let head: [(String, String)] = [(":method", "GET"), (":scheme", "http"), (":authority", "app"), (":path", "/first")]
@@ -171,9 +169,7 @@ extension DataPathTests {
             #expect(try await TestClient.plain(port: proxy.inboundPort).head.status == .ok)
             try await Self.startDraining(proxy)
             try await channel.eventLoop.submit { gate.open() }.get()
-            let stream = try await multiplexer.openStream { stream in
-                stream.eventLoop.makeCompletedFuture { try NIOAsyncChannel<HTTP2Frame.FramePayload, HTTP2Frame.FramePayload>(wrappingChannelSynchronously: stream) }
-            }
+            let stream = try await RawHTTP2.openStream(multiplexer)
             let status = try await stream.executeThenClose { inbound, outbound in
                 let head: [(String, String)] = [(":method", "GET"), (":scheme", "http"), (":authority", "app"), (":path", "/late")]
                 try await outbound.write(.headers(.init(headers: HPACKHeaders(head), endStream: true)))
@@ -257,16 +253,9 @@ extension DataPathTests {
             #expect((http1["duration"] as? Int ?? 0) >= 80, "\(http1)")
 
             // HTTP/2: a stream reset after part of its body.
-            let (channel, multiplexer) = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                .connect(host: "127.0.0.1", port: proxy.inboundPort) { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        (channel, try channel.pipeline.syncOperations.configureAsyncHTTP2Pipeline(mode: .client) { $0.eventLoop.makeSucceededVoidFuture() })
-                    }
-                }
+            let (channel, multiplexer) = try await RawHTTP2.connect(port: proxy.inboundPort)
             defer { channel.close(promise: nil) }
-            let stream = try await multiplexer.openStream { stream in
-                stream.eventLoop.makeCompletedFuture { try NIOAsyncChannel<HTTP2Frame.FramePayload, HTTP2Frame.FramePayload>(wrappingChannelSynchronously: stream) }
-            }
+            let stream = try await RawHTTP2.openStream(multiplexer)
             try await stream.executeThenClose { _, outbound in
                 let head: [(String, String)] = [(":method", "PUT"), (":scheme", "http"), (":authority", "app"), (":path", "/upload-2"), ("content-length", "1000")]
                 try await outbound.write(.headers(.init(headers: HPACKHeaders(head), endStream: false)))
@@ -314,18 +303,11 @@ struct StalledRequestTests {
         #expect((http1["duration"] as? Int ?? 0) >= 250, "\(http1)")
 
         // HTTP/2: a stream whose body stops; the answer comes on the stream, then it ends.
-        let (channel, multiplexer) = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .connect(host: "127.0.0.1", port: proxy.inboundPort) { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    (channel, try channel.pipeline.syncOperations.configureAsyncHTTP2Pipeline(mode: .client) { $0.eventLoop.makeSucceededVoidFuture() })
-                }
-            }
+        let (channel, multiplexer) = try await RawHTTP2.connect(port: proxy.inboundPort)
         defer { channel.close(promise: nil) }
         let watchdog = channel.eventLoop.scheduleTask(in: .seconds(10)) { channel.close(promise: nil) }
         defer { watchdog.cancel() }
-        let stream = try await multiplexer.openStream { stream in
-            stream.eventLoop.makeCompletedFuture { try NIOAsyncChannel<HTTP2Frame.FramePayload, HTTP2Frame.FramePayload>(wrappingChannelSynchronously: stream) }
-        }
+        let stream = try await RawHTTP2.openStream(multiplexer)
         let status = try await stream.executeThenClose { inbound, outbound in
             let head: [(String, String)] = [(":method", "PUT"), (":scheme", "http"), (":authority", "app"), (":path", "/stalled-2")]
             try await outbound.write(.headers(.init(headers: HPACKHeaders(head), endStream: false)))

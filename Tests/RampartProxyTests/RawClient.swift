@@ -84,7 +84,7 @@ enum RawHTTP2 {
     }
 
     /// A cleartext HTTP/2 connection with prior knowledge, and the streams it opens.
-    private static func connect(port: Int) async throws -> (any Channel, NIOHTTP2Handler.AsyncStreamMultiplexer<Void>) {
+    static func connect(port: Int) async throws -> (any Channel, NIOHTTP2Handler.AsyncStreamMultiplexer<Void>) {
         try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connect(host: "127.0.0.1", port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -96,13 +96,18 @@ enum RawHTTP2 {
             }
     }
 
+    /// A new stream of `multiplexer`, read and written frame by frame.
+    static func openStream(_ multiplexer: NIOHTTP2Handler.AsyncStreamMultiplexer<Void>) async throws -> NIOAsyncChannel<HTTP2Frame.FramePayload, HTTP2Frame.FramePayload> {
+        try await multiplexer.openStream { stream in
+            stream.eventLoop.makeCompletedFuture { try NIOAsyncChannel<HTTP2Frame.FramePayload, HTTP2Frame.FramePayload>(wrappingChannelSynchronously: stream) }
+        }
+    }
+
     /// Sends `headers` as one HEADERS frame ending the stream; returns the response as framed.
     static func frames(port: Int, headers: [(String, String)], timeout: TimeAmount = .seconds(5)) async throws -> Response {
         let (channel, multiplexer) = try await connect(port: port)
         defer { channel.close(promise: nil) }
-        let stream = try await multiplexer.openStream { stream in
-            stream.eventLoop.makeCompletedFuture { try NIOAsyncChannel<HTTP2Frame.FramePayload, HTTP2Frame.FramePayload>(wrappingChannelSynchronously: stream) }
-        }
+        let stream = try await openStream(multiplexer)
         let watchdog = channel.eventLoop.scheduleTask(in: timeout) { channel.close(promise: nil) }
         defer { watchdog.cancel() }
         return try await stream.executeThenClose { inbound, outbound in
@@ -138,9 +143,7 @@ enum RawHTTP2 {
     /// connection without reading the answer.
     static func abandon(port: Int, headers: [(String, String)], until: () async throws -> Void) async throws {
         let (channel, multiplexer) = try await connect(port: port)
-        let stream = try await multiplexer.openStream { stream in
-            stream.eventLoop.makeCompletedFuture { try NIOAsyncChannel<HTTP2Frame.FramePayload, HTTP2Frame.FramePayload>(wrappingChannelSynchronously: stream) }
-        }
+        let stream = try await openStream(multiplexer)
         try await stream.executeThenClose { _, outbound in
             try await outbound.write(.headers(.init(headers: HPACKHeaders(headers), endStream: true)))
             try await until()
