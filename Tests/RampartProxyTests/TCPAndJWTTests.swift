@@ -129,6 +129,29 @@ struct TCPAndJWTTests {
         }
     }
 
+    @Test("a TCP connection's record starts when it was accepted, not when its first bytes came")
+    func tcpStartsAtAccept() async throws {
+        try await withEchoProxy { proxy, log in
+            let client = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connect(host: "127.0.0.1", port: proxy.inboundPort) { channel in
+                    channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
+                }
+            let connected = Date()
+            try await client.executeThenClose { inbound, outbound in
+                try await Task.sleep(for: .milliseconds(600))
+                try await outbound.write(ByteBuffer(string: "\u{0}\u{1}late bytes\n"))
+                var iterator = inbound.makeAsyncIterator()
+                _ = try await iterator.next()
+            }
+            let line = try await UpgradeTests.accessLogLine(log) { $0["protocol"] as? String == "TCP" }
+            #expect((line["duration"] as? Int ?? 0) >= 550, "\(line)")
+            let formatter = ISO8601DateFormatter()
+            formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+            let started = (line["start_time"] as? String).flatMap(formatter.date(from:))
+            #expect(started.map { abs($0.timeIntervalSince(connected)) < 0.3 } == true, "\(line) against \(connected)")
+        }
+    }
+
     @Test("a TCP client's half-close reaches the application, whose answer and close come back")
     func tcpHalfClose() async throws {
         try await withEchoProxy { proxy, _ in

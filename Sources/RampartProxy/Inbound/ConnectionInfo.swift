@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOHTTP2
@@ -17,6 +18,9 @@ public struct ConnectionInfo: Sendable {
     public let mode: MTLSMode
     /// The server name a TLS client asked for in its ClientHello (`connection.sni`).
     public let sni: String?
+    /// When the listener accepted the connection (a TCP connection's record starts then, as
+    /// Envoy's does, not when its first bytes were read).
+    public let accepted: Date
 
     /// Derived once per connection rather than on every request: the peer's and this side's IP,
     /// the peer's `ip:port`, and the peer's SPIFFE ID, Istio principal and namespace.
@@ -32,7 +36,10 @@ public struct ConnectionInfo: Sendable {
     public let forwardedClientCertPeer: String?
 
     /// Describes a connection.
-    public init(remote: SocketAddress?, local: SocketAddress?, tls: Bool, peer: VerifiedPeer?, mode: MTLSMode, sni: String? = nil) {
+    public init(
+        remote: SocketAddress?, local: SocketAddress?, tls: Bool, peer: VerifiedPeer?, mode: MTLSMode, sni: String? = nil, accepted: Date = Date()
+    ) {
+        self.accepted = accepted
         self.remote = remote
         self.local = local
         self.tls = tls

@@ -51,6 +51,7 @@ public final class InboundListener: Service, Sendable {
     /// the protocol is known and the pipeline built, or fails when the connection is refused.
     static func negotiate(_ channel: any Channel, context: ProxyContext) throws -> EventLoopFuture<InboundConnection> {
         let promise = channel.eventLoop.makePromise(of: InboundConnection.self)
+        let accepted = Date()
         let config = context.config.current
         let mode = config?.policies.peer.mode(port: context.appPort) ?? .permissive
         let box = PeerBox()
@@ -78,7 +79,7 @@ public final class InboundListener: Service, Sendable {
                         tlsAllowed: false,
                         configure: { channel, sniffed in
                             let peer = try box.peer ?? Self.resumedPeer(channel, verifier: verifier)
-                            promise.succeed(try Self.application(channel, served(sniffed), info: info(channel, tls: true, peer: peer, mode: mode, sni: requested.name), maxBodyBytes: context.maxBodyBytes, timeouts: context.idleTimeouts))
+                            promise.succeed(try Self.application(channel, served(sniffed), info: info(channel, tls: true, peer: peer, mode: mode, sni: requested.name, accepted: accepted), maxBodyBytes: context.maxBodyBytes, timeouts: context.idleTimeouts))
                         },
                         failed: fail
                     )
@@ -89,7 +90,7 @@ public final class InboundListener: Service, Sendable {
                     }
                     // DISABLE passes a TLS stream through untouched, as opaque TCP.
                     let plain: SniffedProtocol = sniffed == .tls ? .tcp : served(sniffed)
-                    promise.succeed(try Self.application(channel, plain, info: info(channel, tls: false, peer: nil, mode: mode, sni: requested.name), maxBodyBytes: context.maxBodyBytes, timeouts: context.idleTimeouts))
+                    promise.succeed(try Self.application(channel, plain, info: info(channel, tls: false, peer: nil, mode: mode, sni: requested.name, accepted: accepted), maxBodyBytes: context.maxBodyBytes, timeouts: context.idleTimeouts))
                 }
             },
             failed: fail
@@ -107,8 +108,8 @@ public final class InboundListener: Service, Sendable {
         return try verifier.verifyResumed(leafDER: try certificate.toDERBytes(), now: Date())
     }
 
-    private static func info(_ channel: any Channel, tls: Bool, peer: VerifiedPeer?, mode: MTLSMode, sni: String? = nil) -> ConnectionInfo {
-        ConnectionInfo(remote: channel.remoteAddress, local: channel.localAddress, tls: tls, peer: peer, mode: mode, sni: sni)
+    private static func info(_ channel: any Channel, tls: Bool, peer: VerifiedPeer?, mode: MTLSMode, sni: String? = nil, accepted: Date) -> ConnectionInfo {
+        ConnectionInfo(remote: channel.remoteAddress, local: channel.localAddress, tls: tls, peer: peer, mode: mode, sni: sni, accepted: accepted)
     }
 
     /// The server name one connection's ClientHello asked for, kept from the sniffer that reads it

@@ -10,7 +10,7 @@ struct InboundTCP: Sendable {
 
     /// Serves one connection.
     func serve(_ downstream: NIOAsyncChannel<ByteBuffer, ByteBuffer>, info: ConnectionInfo) async {
-        let start = Date()
+        let start = info.accepted
         var record = RequestRecord(reporter: .destination, startTime: start, protocolName: "TCP")
         record.sourceAddress = info.sourceAddress
         record.requestedServerName = info.sni
