@@ -12,7 +12,8 @@ public struct IdentityError: CodedError {
         case dotSegment
         case trailingSlash
         case notAWorkloadIdentity
-        /// A SPIFFE ID made from parts would be longer than `SPIFFEID.maxLength` bytes.
+        /// A SPIFFE ID made from parts would be longer than `SPIFFEID.maxLength` bytes, or a CA's
+        /// trust domain longer than `TrustDomain.maxLength` bytes.
         case tooLong
     }
 

@@ -23,6 +23,23 @@ public struct TrustDomain: Sendable, Hashable, Comparable, CustomStringConvertib
         self.name = validatedName
     }
 
+    /// The longest trust domain name, in bytes, a CA is made for: the SPIFFE ID specification
+    /// (section 2.3) bounds it by the 255 bytes RFC 3986 allows a URI's host. Longer names are still
+    /// parsed, as other implementations parse them.
+    public static let maxLength = 255
+
+    /// Throws unless a CA can issue identities in this trust domain: its name is at most
+    /// `maxLength` bytes.
+    public func checkIssuable() throws(IdentityError) {
+        let length = name.utf8.count
+        guard length <= Self.maxLength else {
+            throw IdentityError(
+                .tooLong,
+                "trust domain is \(length) bytes long; a trust domain name is at most \(Self.maxLength) bytes (SPIFFE ID specification, section 2.3): choose a shorter name"
+            )
+        }
+    }
+
     static func validateName(_ name: some StringProtocol) throws(IdentityError) {
         for byte in name.utf8 where !Self.isAllowed(byte) {
             throw IdentityError(

@@ -114,6 +114,11 @@ struct CAInitTests {
         let badDomain = try rampart("ca", "init", "--state", "\(ca.directory)/other", "--trust-domain", "Bad_Domain!")
         #expect(!badDomain.succeeded)
         #expect(badDomain.stderr.contains("--trust-domain"))
+        let longDomain = try rampart(
+            "ca", "init", "--state", "\(ca.directory)/long", "--trust-domain", String(repeating: "a", count: 256))
+        #expect(!longDomain.succeeded)
+        #expect(longDomain.stderr.contains("256 bytes") && longDomain.stderr.contains("at most 255"), "\(longDomain.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: "\(ca.directory)/long"), "a refused init must not create its state")
     }
 
     @Test("an init that fails part way takes back what it wrote, so that a second one after the fix succeeds; a path no folder can be made at is said so")

@@ -159,6 +159,20 @@ struct WorkloadIdentityTests {
         #expect(parsed.path.utf8.count == 3001)
     }
 
+    @Test("a CA's trust domain is at most 255 bytes, as RFC 3986 bounds a host; a longer one still parses")
+    func trustDomainLength() throws {
+        try TrustDomain(String(repeating: "a", count: 255)).checkIssuable()
+        let long = try TrustDomain(String(repeating: "b", count: 256))
+        do {
+            try long.checkIssuable()
+            Issue.record("a 256-byte trust domain can be issued in")
+        } catch {
+            #expect(error.code == .tooLong && error.reason.contains("256 bytes"), "\(error)")
+        }
+        let id = try SPIFFEID(parsing: "spiffe://\(long.name)/ns/a/sa/b")
+        #expect(id.trustDomain == long)
+    }
+
     @Test("error messages name the offending value")
     func errorMessages() {
         #expect(throws: IdentityError(.badScheme, "")) { try SPIFFEID(parsing: "https://cluster.local/ns/a") }

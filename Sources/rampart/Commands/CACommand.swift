@@ -32,7 +32,7 @@ struct CA: AsyncParsableCommand {
         var pluginCerts: String?
 
         func validate() throws {
-            do { _ = try TrustDomain(trustDomain) } catch {
+            do { try TrustDomain(trustDomain).checkIssuable() } catch {
                 throw ValidationError("--trust-domain \(trustDomain): \(error.reason)")
             }
         }
