@@ -345,6 +345,76 @@ struct RegexDotTests {
     }
 }
 
+/// The rest of a wildcard-prefixed principal holding other regex operators is matched as the
+/// regular expression Istio makes of it, `spiffe://.*<rest>` (matcher/string.go's
+/// StringMatcherWithPrefix), by both evaluation paths.
+@Suite("regex operators in principals")
+struct PrincipalRegexTests {
+    @Test(
+        "a wildcard-prefixed principal's rest is a regular expression: * repeats, | chooses, [] is a class",
+        arguments: [
+            // (pattern, principal, matches)
+            ("*/ns/ns1/*", "td/ns/ns1", true),
+            ("*/ns/ns1/*", "td/ns/ns1//", true),
+            ("*/ns/ns1/*", "td/ns/ns1/sa/a", false),
+            ("*/ns/ns1/*", "td/ns/ns1x", false),
+            ("*a*b", "cluster.local/ns/x/sa/b", true),
+            ("*a*b", "cluster.local/ns/x/sa/c", false),
+            ("*/sa/(a|b)", "cluster.local/ns/x/sa/a", true),
+            ("*/sa/(a|b)", "cluster.local/ns/x/sa/b", true),
+            ("*/sa/(a|b)", "cluster.local/ns/x/sa/c", false),
+            ("*/sa/(a|b)", "cluster.local/ns/x/sa/ab", false),
+            ("*/sa/x+", "cluster.local/ns/x/sa/xxx", true),
+            ("*/sa/x+", "cluster.local/ns/x/sa/", false),
+            ("*/sa/[ab]-api", "cluster.local/ns/x/sa/b-api", true),
+            ("*/sa/[ab]-api", "cluster.local/ns/x/sa/c-api", false),
+            ("*/ns/x/sa/a?", "cluster.local/ns/x/sa/", true),
+            ("*/ns/x/sa/a?", "cluster.local/ns/x/sa/aa", false),
+            // Without operators the suffix stays a suffix.
+            ("*/sa/a", "cluster.local/ns/x/sa/a", true),
+        ])
+    func principals(pattern: String, principal: String, matches: Bool) {
+        let allow = Fixture.engine(Fixture.policy("p", rules: "  - from: [{source: {principals: [\"\(pattern)\"]}}]"))
+        #expect(IstioValueSemanticsTests.decide(allow, Fixture.http(principal: principal)) == (matches ? .allow : .deny))
+        let notPrincipals = Fixture.engine(Fixture.policy("p", action: "DENY", rules: "  - from: [{source: {notPrincipals: [\"\(pattern)\"]}}]"))
+        #expect(IstioValueSemanticsTests.decide(notPrincipals, Fixture.http(principal: principal)) == (matches ? .allow : .deny))
+        let condition = Fixture.engine(Fixture.policy("p", rules: "  - when: [{key: source.principal, values: [\"\(pattern)\"]}]"))
+        #expect(IstioValueSemanticsTests.decide(condition, Fixture.http(principal: principal)) == (matches ? .allow : .deny))
+    }
+
+    @Test("a suffix RE2 would refuse is an error of its own and matches nothing; one it compiles is a warning that names the expression")
+    func validation() {
+        func found(_ values: String, field: String = "principals") -> [Diagnostic] {
+            SchemaParityTests.diagnostics(Fixture.policy("p", rules: "  - from: [{source: {\(field): \(values)}}]"))
+        }
+        for bad in ["\"*/ns/(x\"", "\"*/sa/(?=x)\"", "\"*/sa/(a)\\\\1\"", "\"*/sa/a*+\""] {
+            let diagnostics = found("[\(bad)]")
+            #expect(diagnostics.contains { $0.code == .badPrincipalRegex && $0.severity == .error && $0.field.hasSuffix("principals[0]") }, "\(bad): \(diagnostics)")
+        }
+        let warned = found("[\"*/ns/ns1/*\", \"*a*b\", \"*/sa/(a|b)\"]", field: "notPrincipals")
+        #expect(warned.filter { $0.code == .principalRegex && $0.severity == .warning }.count == 3, "\(warned)")
+        #expect(warned.contains { $0.message.contains("spiffe://.*/ns/ns1/*") && $0.message.contains("repeats") })
+        // The RP062 warning ("matched literally") would be wrong for them.
+        #expect(!warned.contains { $0.code == .literalWildcard }, "\(warned)")
+        let condition = SchemaParityTests.diagnostics(
+            Fixture.policy("p", rules: "  - when: [{key: source.principal, values: [\"*/sa/x+\"]}]"))
+        #expect(condition.contains { $0.code == .principalRegex && $0.field.hasSuffix("when[0].values[0]") }, "\(condition)")
+        for sound in ["\"*/sa/a\"", "\"*.local/ns/a/sa/b\"", "\"cluster.local/ns/a/*\"", "\"*\""] {
+            #expect(!found("[\(sound)]").contains { $0.code == .principalRegex || $0.code == .badPrincipalRegex }, "\(sound)")
+        }
+        #expect(!StringMatcher.principal("*/ns/(x").matches("td/ns/(x"))
+    }
+
+    @Test("explain names the regular expression a principal was read as")
+    func explain() {
+        let engine = Fixture.engine(Fixture.policy("p", rules: "  - from: [{source: {principals: [\"*/ns/ns1/*\"]}}]"))
+        let (decision, trace) = engine.snapshot.explain(Fixture.http(principal: "td/ns/ns1/sa/a"))
+        #expect(decision.decision == .deny)
+        let messages = trace.steps.flatMap { $0.rules.flatMap { $0.failures.map(\.message) } }
+        #expect(messages.contains { $0.contains("regular expression spiffe://.*/ns/ns1/*") }, "\(messages)")
+    }
+}
+
 /// The headers a sidecar sets before its policies read a request, as `authz check` gives them.
 @Suite("headers the proxy sets")
 struct ProxyHeaderTests {

@@ -172,7 +172,16 @@ extension Check {
         }
         return ExplainTrace.FieldFailure(
             field: field, key: isCondition ? attribute.key : nil, value: value, missing: value == nil ? missing : nil,
-            values: values, negated: negated, message: message)
+            values: values, negated: negated, message: message + regexNote)
+    }
+
+    /// For principals whose suffix Istio reads as a regular expression, the expressions they are.
+    private var regexNote: String {
+        guard case .strings(let matchers) = matcher else { return "" }
+        let expressions = matchers.filter { $0.form == .regexSuffix }.map { "spiffe://.*\($0.literal)" }
+        guard !expressions.isEmpty else { return "" }
+        return " (read as Istio reads them, as the regular expression\(expressions.count == 1 ? "" : "s") "
+            + expressions.joined(separator: ", ") + ")"
     }
 
     /// What the request had for this check's attribute, or why it had nothing.

@@ -38,7 +38,7 @@ struct NamespacePattern: Sendable, Hashable {
         switch matcher.form {
         case .exact, .dottedExact: self.init(matcher.literal)
         case .prefix: self.init(matcher.literal + "*")
-        case .suffix, .dottedSuffix: self.init("*" + matcher.literal)
+        case .suffix, .dottedSuffix, .regexSuffix: self.init("*" + matcher.literal)
         case .presence, .anyValue: self.init("*")
         }
     }

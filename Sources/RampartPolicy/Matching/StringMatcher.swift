@@ -5,6 +5,7 @@
 /// the host, the method), which Istio compiles to a presence match: a header sent with an empty
 /// value matches it.
 public struct StringMatcher: Sendable, Hashable {
+    // Equality and hashing read the form, the literal and `ignoreCase`: `regex` follows from them.
     /// The form of the pattern.
     public enum Form: Sendable, Hashable {
         case exact
@@ -20,6 +21,9 @@ public struct StringMatcher: Sendable, Hashable {
         /// A `*suffix` value in which each `.` stands for any one character, as Istio's unescaped
         /// regex reads a wildcard-prefixed principal (see `StringMatcher.principal`).
         case dottedSuffix
+        /// A `*suffix` principal whose suffix holds other regex operators: the value must match
+        /// `.*<suffix>` as a whole (see `PatternRegex`); the literal is the suffix.
+        case regexSuffix
     }
 
     /// What `*` alone means.
@@ -36,11 +40,15 @@ public struct StringMatcher: Sendable, Hashable {
     public let literal: String
     /// Whether the comparison ignores ASCII case (hosts).
     public let ignoreCase: Bool
+    /// The expression of a `regexSuffix` pattern; `nil` for the other forms, and for a suffix RE2
+    /// would refuse, which then matches nothing (`rampart analyze` reports it, RP032).
+    let regex: PatternRegex?
 
     /// Compiles a pattern as written in a policy.
     public init(_ pattern: String, ignoreCase: Bool = false, wildcard: Wildcard = .nonEmpty) {
         let text = ignoreCase ? pattern.lowercased() : pattern
         self.ignoreCase = ignoreCase
+        regex = nil
         // Byte-wise, as Envoy reads patterns: a combining mark after `*` does not hide the wildcard.
         let bytes = text.utf8
         if text == "*" {
@@ -62,10 +70,15 @@ public struct StringMatcher: Sendable, Hashable {
     /// regex `spiffe://.*suffix`, with the suffix unescaped, so each `.` in it matches any one
     /// character (`*cluster.local/ns/a/sa/b` matches `clusterXlocal/ns/a/sa/b`). Exact and
     /// `prefix*` values are compared literally, as Envoy's exact and prefix matchers compare them.
-    /// Other regex characters in a suffix are compared literally here.
+    /// A suffix with other regex operators (`*/ns/a/*`, `*sa/(a|b)`) is matched as the regex it is
+    /// (`PatternRegex`).
     static func principal(_ pattern: String) -> StringMatcher {
         let matcher = StringMatcher(pattern)
-        guard matcher.form == .suffix, matcher.literal.utf8.contains(UInt8(ascii: ".")) else { return matcher }
+        guard matcher.form == .suffix else { return matcher }
+        if PatternRegex.hasOperators(matcher.literal) {
+            return StringMatcher(form: .regexSuffix, literal: matcher.literal, regex: PatternRegex(suffix: matcher.literal))
+        }
+        guard matcher.literal.utf8.contains(UInt8(ascii: ".")) else { return matcher }
         return StringMatcher(form: .dottedSuffix, literal: matcher.literal)
     }
 
@@ -90,10 +103,21 @@ public struct StringMatcher: Sendable, Hashable {
     }
 
     /// A pattern of a given form and literal (the literal taken as it is, `*` included).
-    init(form: Form, literal: String, ignoreCase: Bool = false) {
+    init(form: Form, literal: String, ignoreCase: Bool = false, regex: PatternRegex? = nil) {
         self.form = form
         self.literal = literal
         self.ignoreCase = ignoreCase
+        self.regex = regex
+    }
+
+    public static func == (lhs: StringMatcher, rhs: StringMatcher) -> Bool {
+        lhs.form == rhs.form && lhs.literal == rhs.literal && lhs.ignoreCase == rhs.ignoreCase
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(form)
+        hasher.combine(literal)
+        hasher.combine(ignoreCase)
     }
 
     /// Whether `value` matches, comparing UTF-8 bytes as Envoy does; callers lower-case the value
@@ -114,6 +138,7 @@ public struct StringMatcher: Sendable, Hashable {
                     return Self.dotted(valueBytes, at: valueBytes.count - literalBytes.count, literalBytes)
                 }
             }
+        case .regexSuffix: return regex?.matches(value) ?? false
         }
     }
 

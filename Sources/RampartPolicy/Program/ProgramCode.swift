@@ -32,19 +32,31 @@ struct ProgramCode: Sendable {
         case dottedExact = 6
         /// A suffix, each `.` of the literal standing for any one character.
         case dottedSuffix = 7
+        /// A regex-bearing principal suffix; the second word is its index in the program's regexes
+        /// (`-1` as a word: none, the suffix RE2 would refuse, which matches nothing).
+        case regex = 8
     }
 
     /// Appends pattern entries for `matchers` and returns the offset of the first. Each is four
     /// words: form and literal length; the literal's offset in `bytes` or the template's index;
     /// then the probe, a 64-bit word of the literal's bytes that rejects most values without
     /// comparing them (see `probe(_:_:)`).
-    mutating func appendPatterns(_ matchers: [PathMatcher], templates: inout [PathTemplate]) -> Int {
+    mutating func appendPatterns(
+        _ matchers: [PathMatcher], templates: inout [PathTemplate], regexes: inout [PatternRegex]
+    ) -> Int {
         let start = words.count
         for matcher in matchers {
             switch matcher {
             case .template(let template):
                 words += [PatternForm.template.rawValue, UInt32(templates.count), 0, 0]
                 templates.append(template)
+            case .string(let string) where string.form == .regexSuffix:
+                if let regex = string.regex {
+                    words += [PatternForm.regex.rawValue, UInt32(regexes.count), 0, 0]
+                    regexes.append(regex)
+                } else {
+                    words += [PatternForm.regex.rawValue, UInt32.max, 0, 0]
+                }
             case .string(let string):
                 let form: PatternForm
                 switch string.form {
@@ -55,6 +67,7 @@ struct ProgramCode: Sendable {
                 case .anyValue: form = .anyValue
                 case .dottedExact: form = .dottedExact
                 case .dottedSuffix: form = .dottedSuffix
+                case .regexSuffix: form = .regex  // laid out above
                 }
                 let literal = Array(string.literal.utf8)
                 let probe = literal.withUnsafeBufferPointer { Self.probe(form, $0) }
@@ -76,7 +89,7 @@ struct ProgramCode: Sendable {
         switch form {
         case .prefix: return 0..<width
         case .exact, .suffix: return (length - width)..<length
-        case .presence, .anyValue, .template, .dottedExact, .dottedSuffix: return 0..<0
+        case .presence, .anyValue, .template, .dottedExact, .dottedSuffix, .regex: return 0..<0
         }
     }
 

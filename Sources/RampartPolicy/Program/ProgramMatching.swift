@@ -199,6 +199,8 @@ extension WorkloadProgram {
                 if value.count >= length && view.dotted(value, value.count - length, argument, length) { return true }
             case .template?:
                 if templates[argument].matches(bytes: value) { return true }
+            case .regex?:
+                if argument < regexes.count && regexes[argument].matches(bytes: value) { return true }
             case nil:
                 continue
             }

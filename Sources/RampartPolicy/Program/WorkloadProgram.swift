@@ -38,6 +38,8 @@ final class WorkloadProgram: Sendable {
     let code: ProgramCode
     /// Path templates, addressed by the code's pattern entries.
     let templates: [PathTemplate]
+    /// Regex-bearing principal suffixes, addressed by the code's pattern entries.
+    let regexes: [PatternRegex]
     /// The headers the checks read, by slot.
     let headerNames: [HeaderName]
     let claimPaths: [[String]]
@@ -69,6 +71,7 @@ final class WorkloadProgram: Sendable {
         words = CodeMemory(code.words)
         bytes = CodeMemory(code.bytes)
         templates = builder.templates
+        regexes = builder.regexes
         headerNames = builder.headerNames.map(HeaderName.init)
         claimPaths = builder.claimPaths
         accountPatterns = builder.accountPatterns

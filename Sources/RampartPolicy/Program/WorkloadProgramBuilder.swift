@@ -64,6 +64,8 @@ struct WorkloadProgramBuilder {
     private(set) var policies: [FlatPolicy] = []
     /// Path templates, addressed by pattern entries in the code.
     private(set) var templates: [PathTemplate] = []
+    /// Regex-bearing principal suffixes, addressed by pattern entries in the code.
+    private(set) var regexes: [PatternRegex] = []
     private(set) var headerNames: [String] = []
     /// The slot of each header name, so checks reading one header share its slot (and its memo).
     private var headerSlots: [String: Int32] = [:]
@@ -391,13 +393,13 @@ struct WorkloadProgramBuilder {
         case .paths(let matchers):
             kind = .path
             range = PoolRange(
-                start: Int32(code.appendPatterns(matchers, templates: &templates)), count: Int32(matchers.count))
+                start: Int32(code.appendPatterns(matchers, templates: &templates, regexes: &regexes)), count: Int32(matchers.count))
         case .requestPrincipals(let patterns):
             // Two pattern entries per value, its issuer's then its subject's; `count` counts values.
             kind = .requestPrincipal
             let entries = patterns.flatMap { [PathMatcher.string($0.issuer), PathMatcher.string($0.subject)] }
             range = PoolRange(
-                start: Int32(code.appendPatterns(entries, templates: &templates)), count: Int32(patterns.count))
+                start: Int32(code.appendPatterns(entries, templates: &templates, regexes: &regexes)), count: Int32(patterns.count))
         case .strings(let matchers):
             switch check.attribute {
             case .sourcePrincipal: kind = .principal
@@ -436,7 +438,7 @@ struct WorkloadProgramBuilder {
                     kind: .never, negated: check.negated, httpOnly: check.attribute.isHTTPOnly, start: 0, count: 0, slot: 0)
             }
             range = PoolRange(
-                start: Int32(code.appendPatterns(matchers.map(PathMatcher.string), templates: &templates)),
+                start: Int32(code.appendPatterns(matchers.map(PathMatcher.string), templates: &templates, regexes: &regexes)),
                 count: Int32(matchers.count))
         }
         return FlatCheck(

@@ -246,6 +246,46 @@ enum CommonChecks {
         return (0...65535).contains(port)
     }
 
+    /// The principals (`principals`, `notPrincipals`, `source.principal`) Istio reads as regular
+    /// expressions: a value with a leading `*` whose rest holds a regex operator other than `.`
+    /// becomes `spiffe://.*<rest>`, unescaped. One RE2 refuses is an error, as Envoy refuses the
+    /// policy (RP032); one it compiles is a warning, since its `*` no longer means "any text"
+    /// (RP082). Returns the positions reported, which need no RP062 warning besides.
+    @discardableResult
+    static func principalRegexes(_ values: [String], field: String, _ reporter: inout Reporter) -> Set<Int> {
+        var reported: Set<Int> = []
+        for (position, value) in values.enumerated() where value.count > 1 && value.hasPrefix("*") {
+            let suffix = String(value.dropFirst())
+            guard PatternRegex.hasOperators(suffix) else { continue }
+            reported.insert(position)
+            if let problem = PatternRegex.problem(suffix: suffix) {
+                reporter.add(
+                    .badPrincipalRegex, "\(field)[\(position)]",
+                    "principal \"\(value)\": Istio puts what follows the leading * into the regular expression spiffe://.*\(suffix), and \(problem), so the proxy refuses the policy",
+                    fix: "remove the regex characters: a principal holds letters, digits, '.', '-', '_' and '/', with one leading or trailing *")
+            } else {
+                let operators = operatorsText(suffix)
+                let star = suffix.contains("*") ? ": a * there repeats the character before it rather than standing for any text" : ""
+                reporter.add(
+                    .principalRegex, "\(field)[\(position)]",
+                    "principal \"\(value)\": Istio puts what follows the leading * into the regular expression spiffe://.*\(suffix) unescaped, where \(operators.text) \(operators.count == 1 ? "is an operator" : "are operators")\(star)",
+                    fix: "write one leading or trailing * only (*/sa/name, cluster.local/ns/name/*), or name the callers by namespaces or serviceAccounts")
+            }
+        }
+        return reported
+    }
+
+    /// The regex operators of a suffix, each once, quoted, and how many there are.
+    private static func operatorsText(_ suffix: String) -> (text: String, count: Int) {
+        var seen: [Character] = []
+        for character in suffix where !seen.contains(character) {
+            if let byte = character.utf8.first, character.utf8.count == 1, PatternRegex.operators.contains(byte) {
+                seen.append(character)
+            }
+        }
+        return (seen.map { "'\($0)'" }.joined(separator: ", "), seen.count)
+    }
+
     /// Whether `*` appears anywhere but as the first or last character.
     static func hasInnerWildcard(_ value: String) -> Bool {
         guard value.count > 2 else { return false }

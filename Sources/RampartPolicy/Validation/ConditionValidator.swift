@@ -57,8 +57,9 @@ struct ConditionValidator {
                     fix: "use an exact trust domain, a prefix (cluster.*), a suffix (*.local) or * for any")
             }
         default:
+            let regexes = key == "source.principal" ? CommonChecks.principalRegexes(values, field: field, &reporter) : []
             // Elsewhere the webhook accepts it, and the * is matched as a character.
-            for (position, value) in values.enumerated() where CommonChecks.hasInnerWildcard(value) {
+            for (position, value) in values.enumerated() where CommonChecks.hasInnerWildcard(value) && !regexes.contains(position) {
                 if key == "source.principal" && CommonChecks.hasTrustDomainPattern(value) { continue }
                 reporter.add(
                     .literalWildcard, "\(field)[\(position)]",

@@ -50,6 +50,8 @@ public enum DiagnosticCode: String, Sendable, Hashable, CaseIterable {
     case badWildcard = "RP030"
     /// An unsupported path template.
     case badPathTemplate = "RP031"
+    /// A `*`-prefixed principal whose rest Istio makes a regular expression RE2 cannot compile.
+    case badPrincipalRegex = "RP032"
     /// A JWT rule with a missing issuer/JWKS or a bad JWKS URI.
     case badJWTRule = "RP040"
     /// A JWKS document that does not parse.
@@ -118,6 +120,8 @@ public enum DiagnosticCode: String, Sendable, Hashable, CaseIterable {
     /// A label, selector or annotation key written unquoted that kubectl sends as other text
     /// (`yes: a` as the label `true`, `010` as `8`).
     case convertedKey = "RP081"
+    /// A `*`-prefixed principal whose rest holds regex operators, which Istio reads as such.
+    case principalRegex = "RP082"
 
     /// The severity a finding with this code has unless stated otherwise.
     public var defaultSeverity: Diagnostic.Severity {
@@ -126,7 +130,7 @@ public enum DiagnosticCode: String, Sendable, Hashable, CaseIterable {
             .conflictingPeerAuthentication, .targetNotEnforced, .identityWithoutStrict, .noRequestAuthentication,
             .neverMatches, .unknownNamespace, .ipBlocksAtGateway, .rootPeerSelector, .tcpPortShut, .duplicatePort,
             .unusualLabel, .unsendableHeader, .customProviderConflict, .tokenNotRequired, .selectorOnGatewayPods, .singleJWK,
-            .paddedPortKey, .convertedKey:
+            .paddedPortKey, .convertedKey, .principalRegex:
             return .warning
         default:
             return .error

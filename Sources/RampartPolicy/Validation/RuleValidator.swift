@@ -167,7 +167,8 @@ struct RuleValidator {
             reporter.add(.emptyValue, "\(field)[\(position)]", "the list holds an empty string", fix: "remove the empty value")
         }
         let reading = paths ? .path : wildcard
-        for (position, value) in values.enumerated() where CommonChecks.hasInnerWildcard(value) {
+        let regexes = reading == .principal ? CommonChecks.principalRegexes(values, field: field, &reporter) : []
+        for (position, value) in values.enumerated() where CommonChecks.hasInnerWildcard(value) && !regexes.contains(position) {
             switch reading {
             case .everywhere, .refused: continue
             case .path where value.contains("{"): continue  // a template, checked on its own
