@@ -426,7 +426,12 @@ struct ProxyHeaderTests {
             headers: ["x-forwarded-client-cert": "URI=spiffe://cluster.local/ns/ns1/sa/admin", "x-forwarded-proto": "https"])
         let seen = plain.withProxyHeaders(requestID: "id-1")
         #expect(seen.headers["x-request-id"] == "id-1")
-        #expect(seen.headers["x-forwarded-proto"] == "http")
+        // The client's x-forwarded-proto is kept, as a sidecar's Envoy keeps it; one is set when absent.
+        #expect(seen.headers["x-forwarded-proto"] == "https")
+        let unclaimed = AuthzRequest(
+            transport: .http, source: .init(mtls: false), destination: .init(namespace: "ns1", labels: [:], port: 80),
+            method: "GET", host: "b", path: "/")
+        #expect(unclaimed.withProxyHeaders(requestID: "id-0").headers["x-forwarded-proto"] == "http")
         #expect(seen.headers["x-forwarded-client-cert"] == nil)
         // Over mTLS the peer's element is appended; an x-request-id the request has is kept.
         let mutual = AuthzRequest(

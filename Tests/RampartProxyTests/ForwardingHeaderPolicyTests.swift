@@ -13,7 +13,7 @@ import Testing
 /// name from the TLS ClientHello (`connection.sni`).
 @Suite("Headers and server names the policies see", .serialized)
 struct ForwardingHeaderPolicyTests {
-    @Test("x-forwarded-client-cert and x-forwarded-proto are set before the policies read them, so a client cannot forge them")
+    @Test("x-forwarded-client-cert is set before the policies read it, so a client cannot forge it; x-forwarded-proto is set when absent, as a sidecar's Envoy sets it")
     func forwardingHeadersBeforePolicies() async throws {
         try await DataPathTests().withServer { mesh, proxy, _ in
             try proxy.install(SnapshotBuilder.snapshot(version: 2, resources: [
@@ -34,10 +34,15 @@ struct ForwardingHeaderPolicyTests {
             let other = try await mesh.identity(namespace: "default", serviceAccount: "other")
             let appended = try await TestClient.mtls(port: proxy.inboundPort, identityDirectory: other.directory, headers: forged)
             #expect(appended.response.head.status == .forbidden)
-            // x-forwarded-proto is http for plaintext even when the client claims https.
-            let claimed = try await TestClient.plain(
-                port: proxy.inboundPort, path: "/plain-only", headers: forged + [("x-forwarded-proto", "https")])
-            #expect(claimed.head.status == .forbidden)
+            // x-forwarded-proto is set from the connection when the client sends none, and one it
+            // sends is kept, as Envoy keeps it on a listener that does not use the remote address:
+            // the admin over mTLS claiming http meets the DENY on http.
+            let claimed = try await TestClient.mtls(
+                port: proxy.inboundPort, identityDirectory: admin.directory, path: "/plain-only", headers: [("x-forwarded-proto", "http")])
+            #expect(claimed.response.head.status == .forbidden)
+            let kept = try await TestClient.mtls(
+                port: proxy.inboundPort, identityDirectory: admin.directory, headers: [("x-forwarded-proto", "http")])
+            #expect((try TestClient.echo(kept.response)["headers"] as? [String: String])?["x-forwarded-proto"] == "http")
             let overTLS = try await TestClient.mtls(port: proxy.inboundPort, identityDirectory: admin.directory, path: "/plain-only")
             #expect(overTLS.response.head.status == .ok)
         }

@@ -145,7 +145,9 @@ public struct AuthzRequest: Sendable, Hashable {
     /// The request with the headers a sidecar sets before its policies read any, as Envoy's
     /// connection manager sets them before its filters (a TCP request is returned as it is):
     /// - `x-request-id`, when the request carries none;
-    /// - `x-forwarded-proto`, `https` over mTLS and `http` over plaintext, whatever was sent;
+    /// - `x-forwarded-proto`, `https` over mTLS and `http` over plaintext, when the request carries
+    ///   none: a sidecar's connection manager does not use the remote address (Istio sets
+    ///   `use_remote_address: false` on inbound listeners), so Envoy keeps what the client sent;
     /// - `x-forwarded-client-cert`: removed from a plaintext request, so that it cannot be forged;
     ///   over mTLS, an element `URI=spiffe://<principal>` appended for the peer (the proxy's own
     ///   element also holds `By` and the certificate's `Hash`, which a request file does not give).
@@ -172,14 +174,14 @@ public struct AuthzRequest: Sendable, Hashable {
             repeated[name] = nil
         }
         if headers["x-request-id"] == nil { headers["x-request-id"] = id() }
-        headers["x-forwarded-proto"] = source.isMTLS ? "https" : "http"
+        if headers["x-forwarded-proto"] == nil { headers["x-forwarded-proto"] = source.isMTLS ? "https" : "http" }
         if source.isMTLS, let principal = source.principal, !principal.isEmpty {
             let element = "URI=spiffe://\(principal)"
             headers["x-forwarded-client-cert"] = headers["x-forwarded-client-cert"].map { "\($0),\(element)" } ?? element
         } else {
             headers["x-forwarded-client-cert"] = nil
         }
-        for name in ["x-forwarded-proto", "x-forwarded-client-cert"] { repeated[name] = nil }
+        repeated["x-forwarded-client-cert"] = nil
         return AuthzRequest(
             transport: transport, source: source, destination: destination, method: method,
             host: host.map(FieldValue.trimmed), path: path, headers: headers, extAuthz: extAuthz, sni: sni, jwt: jwt,

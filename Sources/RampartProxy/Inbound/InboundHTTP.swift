@@ -312,7 +312,9 @@ struct InboundHTTP: Sendable {
 
     /// The headers Istio's sidecar sets on every inbound request before its filters run:
     /// `x-forwarded-client-cert` appended for an mTLS peer (`APPEND_FORWARD`) and removed for
-    /// plaintext, so a client cannot forge it, and `x-forwarded-proto` from the connection.
+    /// plaintext, so a client cannot forge it, and `x-forwarded-proto` from the connection when the
+    /// request has none: Istio's inbound listeners do not use the remote address, so Envoy keeps an
+    /// `x-forwarded-proto` the client sent.
     static func setForwardingHeaders(_ head: inout HTTPRequestHead, info: ConnectionInfo, own: String) {
         if let peerFields = info.forwardedClientCertPeer {
             // The subscript splits and trims every value; most requests carry no XFCC to read.
@@ -325,7 +327,9 @@ struct InboundHTTP: Sendable {
         } else if head.headers.contains(name: "x-forwarded-client-cert") {
             head.headers.remove(name: "x-forwarded-client-cert")
         }
-        head.headers.replaceOrAdd(name: "x-forwarded-proto", value: info.tls ? "https" : "http")
+        if !head.headers.contains(name: "x-forwarded-proto") {
+            head.headers.add(name: "x-forwarded-proto", value: info.tls ? "https" : "http")
+        }
     }
 
     /// Removes or rewrites the headers Envoy's connection manager removes or rewrites before its

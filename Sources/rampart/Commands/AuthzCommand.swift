@@ -100,7 +100,7 @@ struct AuthzCheck: AsyncParsableCommand {
         // The headers a sidecar sets before any policy reads the request.
         let parsed = written.withProxyHeaders(requestID: UUID().uuidString.lowercased())
         for (name, value) in written.headers.sorted(by: { $0.key < $1.key })
-        where ["x-forwarded-proto", "x-forwarded-client-cert"].contains(name) && parsed.headers[name] != value {
+        where name == "x-forwarded-client-cert" && parsed.headers[name] != value {
             let now = parsed.headers[name].map { "becomes \"\(DiagnosticText.escaped($0))\"" } ?? "is removed (a plaintext request has no client certificate to forward)"
             StandardError.write(Data(
                 "warning: request \(PolicyLoader.displayNames([request])): \(name) is set by the proxy before any policy reads it, as Envoy sets it: \"\(DiagnosticText.escaped(value))\" \(now)\n".utf8))
