@@ -348,7 +348,7 @@ struct RegexDotTests {
 /// The rest of a wildcard-prefixed principal holding other regex operators is matched as the
 /// regular expression Istio makes of it, `spiffe://.*<rest>` (matcher/string.go's
 /// StringMatcherWithPrefix), by both evaluation paths.
-@Suite("regex operators in principals")
+@Suite("regex operators in principals and namespaces")
 struct PrincipalRegexTests {
     @Test(
         "a wildcard-prefixed principal's rest is a regular expression: * repeats, | chooses, [] is a class",
@@ -380,6 +380,45 @@ struct PrincipalRegexTests {
         #expect(IstioValueSemanticsTests.decide(notPrincipals, Fixture.http(principal: principal)) == (matches ? .allow : .deny))
         let condition = Fixture.engine(Fixture.policy("p", rules: "  - when: [{key: source.principal, values: [\"\(pattern)\"]}]"))
         #expect(IstioValueSemanticsTests.decide(condition, Fixture.http(principal: principal)) == (matches ? .allow : .deny))
+    }
+
+    @Test(
+        "a namespace value's operators other than * are regex operators: . is any character, + repeats, | chooses",
+        arguments: [
+            // (value, principal, matches), as Python's re.fullmatch reads .*/ns/<value>/.* against spiffe://<principal>
+            ("team.*", "cluster.local/ns/team-a/sa/x", true),
+            // `.` may be the slash after `team`, and `.*` the service account.
+            ("team.*", "cluster.local/ns/team/sa/x", true),
+            ("team.*", "cluster.local/ns/tea/sa/x", false),
+            ("team.*", "td/ns/team", false),
+            ("*.prod", "cluster.local/ns/a-prod/sa/x", true),
+            ("*.prod", "cluster.local/ns/prod/sa/x", false),
+            ("a+", "cluster.local/ns/aaa/sa/x", true),
+            ("a+", "cluster.local/ns/b/sa/x", false),
+            ("(a|b)", "cluster.local/ns/b/sa/x", true),
+            ("(a|b)", "cluster.local/ns/c/sa/x", false),
+            ("ns.1", "cluster.local/ns/ns-1/sa/x", true),
+            ("ns.1", "cluster.local/ns/ns1/sa/x", false),
+        ])
+    func namespaces(value: String, principal: String, matches: Bool) {
+        let allow = Fixture.engine(Fixture.policy("p", rules: "  - from: [{source: {namespaces: [\"\(value)\"]}}]"))
+        #expect(IstioValueSemanticsTests.decide(allow, Fixture.http(principal: principal)) == (matches ? .allow : .deny))
+        let notNamespaces = Fixture.engine(Fixture.policy("p", action: "DENY", rules: "  - from: [{source: {notNamespaces: [\"\(value)\"]}}]"))
+        #expect(IstioValueSemanticsTests.decide(notNamespaces, Fixture.http(principal: principal)) == (matches ? .allow : .deny))
+        let condition = Fixture.engine(Fixture.policy("p", rules: "  - when: [{key: source.namespace, values: [\"\(value)\"]}]"))
+        #expect(IstioValueSemanticsTests.decide(condition, Fixture.http(principal: principal)) == (matches ? .allow : .deny))
+    }
+
+    @Test("namespace values with regex operators are warned of, and refused when RE2 cannot compile them; a * inside one is no literal")
+    func namespaceValidation() {
+        let warned = SchemaParityTests.diagnostics(Fixture.policy("p", rules: "  - from: [{source: {namespaces: [\"team.*\", \"a+\"]}}]"))
+        #expect(warned.filter { $0.code == .principalRegex }.count == 2, "\(warned)")
+        #expect(warned.contains { $0.message.contains(".*/ns/team..*/.*") }, "\(warned)")
+        let refused = SchemaParityTests.diagnostics(Fixture.policy("p", rules: "  - when: [{key: source.namespace, values: [\"x(\"]}]"))
+        #expect(refused.contains { $0.code == .badPrincipalRegex && $0.severity == .error && $0.field.hasSuffix("values[0]") }, "\(refused)")
+        let inner = SchemaParityTests.diagnostics(Fixture.policy("p", rules: "  - when: [{key: source.namespace, values: [\"a*b\"]}]"))
+        #expect(!inner.contains { $0.code == .literalWildcard || $0.code == .principalRegex }, "\(inner)")
+        #expect(!NamespacePattern("x(").matches(principal: "cluster.local/ns/x(/sa/a"))
     }
 
     @Test("a suffix RE2 would refuse is an error of its own and matches nothing; one it compiles is a warning that names the expression")

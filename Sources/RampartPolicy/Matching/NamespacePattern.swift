@@ -16,13 +16,20 @@ import Darwin
 /// For IDs of other shapes it is what the regex says: `/ns/<value>/` anywhere in the ID, so
 /// `<td>/ns/ns1/sa/a/extra`, `<td>/ns/ns1/workload` and `<td>/team/x/ns/ns1/y` are all in `ns1`.
 ///
-/// The regex is a sequence of literals separated by `.*`, so the earliest occurrence of each
-/// literal after the previous one decides whether it matches; no backtracking is needed.
+/// For a value whose only regex operators are its `*`s, the regex is a sequence of literals
+/// separated by `.*`, so the earliest occurrence of each literal after the previous one decides
+/// whether it matches; no backtracking is needed. A value with other operators, a `.` among them
+/// (`team.*` is any namespace of five characters or more starting with `team`), is matched as the
+/// regular expression it is (`PatternRegex`).
 struct NamespacePattern: Sendable, Hashable {
     /// The literals between the `.*`s: `/ns/` and the value's text up to its first `*`, the text
     /// between its later `*`s, and the text after its last `*` followed by `/` (one literal,
-    /// `/ns/<value>/`, for a value without `*`).
+    /// `/ns/<value>/`, for a value without `*`). Unused when `regex` is set.
     let pieces: [[UInt8]]
+    /// Whether the value holds regex operators other than `*`: it is then matched by `regex`
+    /// alone, and matches nothing when RE2 would refuse it (`rampart analyze` reports it, RP032).
+    let isRegex: Bool
+    let regex: PatternRegex?
 
     /// The pattern of a value as written in a policy.
     init(_ value: String) {
@@ -31,6 +38,8 @@ struct NamespacePattern: Sendable, Hashable {
         pieces[0] = Array("/ns/".utf8) + pieces[0]
         pieces[pieces.count - 1] += [UInt8(ascii: "/")]
         self.pieces = pieces
+        isRegex = PatternRegex.hasNamespaceOperators(value)
+        regex = isRegex ? PatternRegex(namespace: value) : nil
     }
 
     /// The pattern of a compiled string matcher (its form and literal, as `StringMatcher` read the value).
@@ -48,6 +57,7 @@ struct NamespacePattern: Sendable, Hashable {
     /// The ID the regex reads starts with `spiffe://`, so a `/ns/` may start at the slash before
     /// the principal: the principal's own start counts as following a slash.
     func matches(principal: UnsafeBufferPointer<UInt8>) -> Bool {
+        if isRegex { return regex?.matches("spiffe://" + String(decoding: principal, as: UTF8.self)) ?? false }
         var from: Int
         let first = pieces[0]
         if Self.starts(principal, at: 0, with: first, skipping: 1) {
@@ -124,9 +134,11 @@ struct NamespacePattern: Sendable, Hashable {
     }
 
     /// Whether an exact namespace value can be indexed by a principal's `Segment`: it has neither
-    /// `*` (which the regex reads as `.*`) nor `/` (which a segment never holds).
+    /// `*` (which the regex reads as `.*`) nor `/` (which a segment never holds), nor another regex
+    /// operator.
     static func isIndexable(_ value: String) -> Bool {
         !value.utf8.contains(UInt8(ascii: "*")) && !value.utf8.contains(UInt8(ascii: "/"))
+            && !PatternRegex.hasNamespaceOperators(value)
     }
 
     /// The offset just past the first occurrence of `needle` at or after `from`, or `nil`.

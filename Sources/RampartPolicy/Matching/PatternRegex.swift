@@ -1,18 +1,21 @@
 import Synchronization
 
-/// The regular expression Istio makes of a `*`-prefixed principal whose suffix holds regex
-/// operators: `spiffe://.*<suffix>`, the suffix unescaped (matcher/string.go's
-/// StringMatcherWithPrefix), matched by Envoy with RE2 against the whole SPIFFE ID. Principals are
-/// compared without `spiffe://`, so the expression kept is `.*<suffix>`, matched against the whole
-/// value, code point by code point as RE2 reads UTF-8.
+/// A regular expression Istio makes of a policy value with regex operators in it, matched by Envoy
+/// with RE2 against the whole value, code point by code point as RE2 reads UTF-8:
+/// - a `*`-prefixed principal becomes `spiffe://.*<suffix>`, the suffix unescaped (matcher/string.go's
+///   StringMatcherWithPrefix); principals are compared without `spiffe://`, so the expression kept
+///   is `.*<suffix>` (`init(suffix:)`);
+/// - a `namespaces` value becomes `.*/ns/<value>/.*`, each `*` of it `.*` and the rest unescaped
+///   (`init(namespace:)`), matched against the whole SPIFFE ID.
 ///
 /// `*/ns/ns1/*` is thus `spiffe://td/ns/ns1` followed by any number of slashes, not every
-/// principal of namespace `ns1` (`rampart analyze` warns of it, RP082). A suffix RE2 cannot
+/// principal of namespace `ns1`, and the namespace `team.*` is any namespace of at least five
+/// characters starting with `team` (`rampart analyze` warns of both, RP082). A value RE2 cannot
 /// compile, or one using what RE2 lacks (lookaround, backreferences, possessive and atomic
 /// forms), has no expression: Envoy refuses such a policy, and so does `rampart analyze` (RP032).
 final class PatternRegex: Sendable, Hashable {
-    /// The suffix as written, after the leading `*`.
-    let suffix: String
+    /// The expression, as Istio writes it.
+    let expression: String
     /// Swift's `Regex` is not `Sendable`; one lock per expression keeps its matches apart, and
     /// principals with regex operators are rare enough for the lock never to be contended.
     private let regex: Mutex<Regex<AnyRegexOutput>>
@@ -26,38 +29,57 @@ final class PatternRegex: Sendable, Hashable {
         suffix.utf8.contains { operators.contains($0) }
     }
 
-    /// The expression of a `*`-prefixed principal's suffix, or `nil` when RE2 would refuse it
-    /// (`problem(suffix:)` says why).
-    init?(suffix: String) {
-        guard Self.problem(suffix: suffix) == nil, let compiled = Self.compile(suffix) else { return nil }
-        self.suffix = suffix
-        regex = Mutex(compiled)
+    /// Whether a `namespaces` value holds a regex operator other than `*` (which stands for `.*`),
+    /// a `.` included.
+    static func hasNamespaceOperators(_ value: String) -> Bool {
+        value.utf8.contains { $0 == UInt8(ascii: ".") || ($0 != UInt8(ascii: "*") && operators.contains($0)) }
     }
 
-    /// Why Envoy would refuse the expression made of `suffix`, or `nil` when it compiles.
-    static func problem(suffix: String) -> String? {
-        if let construct = unsupported(suffix) { return "RE2, Envoy's regex engine, does not support \(construct)" }
+    /// The expression of a `*`-prefixed principal's suffix, or `nil` when RE2 would refuse it
+    /// (`problem(_:)` says why).
+    convenience init?(suffix: String) {
+        self.init(expression: Self.expression(suffix: suffix))
+    }
+
+    /// The expression of a `namespaces` value, or `nil` when RE2 would refuse it.
+    convenience init?(namespace: String) {
+        self.init(expression: Self.expression(namespace: namespace))
+    }
+
+    private init?(expression: String) {
+        guard Self.problem(expression) == nil, let compiled = try? Regex(expression) else { return nil }
+        self.expression = expression
+        regex = Mutex(compiled.matchingSemantics(.unicodeScalar))
+    }
+
+    /// The expression Istio makes of a `*`-prefixed principal's suffix (without `spiffe://`).
+    static func expression(suffix: String) -> String { ".*" + suffix }
+
+    /// The expression Istio makes of a `namespaces` value, read against the whole SPIFFE ID.
+    static func expression(namespace: String) -> String {
+        ".*/ns/" + namespace.replacingOccurrences(of: "*", with: ".*") + "/.*"
+    }
+
+    /// Why Envoy would refuse `expression`, or `nil` when it compiles.
+    static func problem(_ expression: String) -> String? {
+        if let construct = unsupported(expression) { return "RE2, Envoy's regex engine, does not support \(construct)" }
         do {
-            _ = try Regex(".*" + suffix)
+            _ = try Regex(expression)
             return nil
         } catch {
             return "it is not a valid regular expression (\(error))"
         }
     }
 
-    private static func compile(_ suffix: String) -> Regex<AnyRegexOutput>? {
-        (try? Regex(".*" + suffix))?.matchingSemantics(.unicodeScalar)
-    }
-
     /// The first construct Swift's regexes accept and RE2 does not.
-    private static func unsupported(_ suffix: String) -> String? {
+    private static func unsupported(_ expression: String) -> String? {
         let forms: [(text: String, name: String)] = [
             ("(?=", "lookahead (?=...)"), ("(?!", "negative lookahead (?!...)"), ("(?<=", "lookbehind (?<=...)"),
             ("(?<!", "negative lookbehind (?<!...)"), ("(?>", "atomic groups (?>...)"), ("*+", "possessive *+"),
             ("++", "possessive ++"), ("?+", "possessive ?+"), ("}+", "possessive {n}+"), ("\\k<", "named backreferences \\k<...>"),
         ]
-        for form in forms where suffix.contains(form.text) { return form.name }
-        let bytes = Array(suffix.utf8)
+        for form in forms where expression.contains(form.text) { return form.name }
+        let bytes = Array(expression.utf8)
         var index = 0
         while index + 1 < bytes.count {
             if bytes[index] == UInt8(ascii: "\\") {
@@ -71,17 +93,17 @@ final class PatternRegex: Sendable, Hashable {
         return nil
     }
 
-    /// Whether the whole principal (without `spiffe://`) matches.
-    func matches(_ principal: String) -> Bool {
-        regex.withLock { (try? $0.wholeMatch(in: principal)) != nil }
+    /// Whether the whole value matches.
+    func matches(_ value: String) -> Bool {
+        regex.withLock { (try? $0.wholeMatch(in: value)) != nil }
     }
 
-    /// Whether the whole principal, given as UTF-8 bytes, matches.
+    /// Whether the whole value, given as UTF-8 bytes, matches.
     func matches(bytes: UnsafeBufferPointer<UInt8>) -> Bool {
         matches(String(decoding: bytes, as: UTF8.self))
     }
 
-    static func == (lhs: PatternRegex, rhs: PatternRegex) -> Bool { lhs.suffix == rhs.suffix }
+    static func == (lhs: PatternRegex, rhs: PatternRegex) -> Bool { lhs.expression == rhs.expression }
 
-    func hash(into hasher: inout Hasher) { hasher.combine(suffix) }
+    func hash(into hasher: inout Hasher) { hasher.combine(expression) }
 }

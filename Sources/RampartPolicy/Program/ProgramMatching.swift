@@ -59,7 +59,7 @@ extension WorkloadProgram {
         case .namespace:
             let values = namespaceChecks[Int(check.slot)]
             switch facts.namespaceSegment(request) {
-            case .none:
+            case .none where !values.hasRegex:
                 // Every value's regex needs `/ns/` and a later slash.
                 return false
             case .one where values.anySegment:

@@ -128,6 +128,9 @@ struct NamespaceCheck: Sendable {
     /// principal with one namespace segment matches exactly when the segment itself matches one of
     /// the check's pattern entries, which is cheaper to compare.
     let bySegment: Bool
+    /// Whether a value holds regex operators other than `*`: its regex may then match a principal
+    /// without a namespace segment.
+    let hasRegex: Bool
     let patterns: [NamespacePattern]
 
     init(_ matchers: [StringMatcher]) {
@@ -136,6 +139,7 @@ struct NamespaceCheck: Sendable {
             (matcher.form == .exact || matcher.form == .prefix) && NamespacePattern.isIndexable(matcher.literal)
         }
         patterns = matchers.map(NamespacePattern.init)
+        hasRegex = patterns.contains(where: \.isRegex)
     }
 }
 

@@ -258,7 +258,7 @@ enum CommonChecks {
             let suffix = String(value.dropFirst())
             guard PatternRegex.hasOperators(suffix) else { continue }
             reported.insert(position)
-            if let problem = PatternRegex.problem(suffix: suffix) {
+            if let problem = PatternRegex.problem(PatternRegex.expression(suffix: suffix)) {
                 reporter.add(
                     .badPrincipalRegex, "\(field)[\(position)]",
                     "principal \"\(value)\": Istio puts what follows the leading * into the regular expression spiffe://.*\(suffix), and \(problem), so the proxy refuses the policy",
@@ -275,11 +275,36 @@ enum CommonChecks {
         return reported
     }
 
+    /// The `namespaces` values (and `source.namespace` condition values) Istio reads as regular
+    /// expressions beyond their `*`s: `.*/ns/<value>/.*` with each `*` as `.*` and the rest
+    /// unescaped, so a `.` or another operator in the value is an operator. One RE2 refuses is an
+    /// error (RP032); one it compiles is a warning (RP082), since a namespace name has none of them.
+    static func namespaceRegexes(_ values: [String], field: String, _ reporter: inout Reporter) {
+        for (position, value) in values.enumerated() where PatternRegex.hasNamespaceOperators(value) {
+            let expression = PatternRegex.expression(namespace: value)
+            if let problem = PatternRegex.problem(expression) {
+                reporter.add(
+                    .badPrincipalRegex, "\(field)[\(position)]",
+                    "namespace \"\(value)\": Istio puts it into the regular expression \(expression), and \(problem), so the proxy refuses the policy",
+                    fix: "write namespace names, each with * for any text where needed (team-*, *-prod)")
+            } else {
+                let operators = operatorsText(value.replacingOccurrences(of: "*", with: ""), dot: true)
+                let dot = value.contains(".") ? ": a . there stands for any one character" : ""
+                reporter.add(
+                    .principalRegex, "\(field)[\(position)]",
+                    "namespace \"\(value)\": Istio puts it into the regular expression \(expression) unescaped, where \(operators.text) \(operators.count == 1 ? "is an operator" : "are operators")\(dot); a namespace name holds none of them",
+                    fix: "write namespace names, with * for any text (team-* rather than team.*)")
+            }
+        }
+    }
+
     /// The regex operators of a suffix, each once, quoted, and how many there are.
-    private static func operatorsText(_ suffix: String) -> (text: String, count: Int) {
+    private static func operatorsText(_ suffix: String, dot: Bool = false) -> (text: String, count: Int) {
         var seen: [Character] = []
         for character in suffix where !seen.contains(character) {
-            if let byte = character.utf8.first, character.utf8.count == 1, PatternRegex.operators.contains(byte) {
+            if let byte = character.utf8.first, character.utf8.count == 1,
+                PatternRegex.operators.contains(byte) || (dot && byte == UInt8(ascii: "."))
+            {
                 seen.append(character)
             }
         }

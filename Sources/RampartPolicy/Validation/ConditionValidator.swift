@@ -56,6 +56,9 @@ struct ConditionValidator {
                     .badWildcard, "\(field)[\(position)]", "trust domain \"\(value)\" has a * in the middle; a wildcard may only lead or trail",
                     fix: "use an exact trust domain, a prefix (cluster.*), a suffix (*.local) or * for any")
             }
+        case "source.namespace":
+            // Every * of a namespace value is a wildcard (Istio's regex reads it as .*).
+            CommonChecks.namespaceRegexes(values, field: field, &reporter)
         default:
             let regexes = key == "source.principal" ? CommonChecks.principalRegexes(values, field: field, &reporter) : []
             // Elsewhere the webhook accepts it, and the * is matched as a character.

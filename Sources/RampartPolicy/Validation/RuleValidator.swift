@@ -168,6 +168,7 @@ struct RuleValidator {
         }
         let reading = paths ? .path : wildcard
         let regexes = reading == .principal ? CommonChecks.principalRegexes(values, field: field, &reporter) : []
+        if reading == .everywhere { CommonChecks.namespaceRegexes(values, field: field, &reporter) }
         for (position, value) in values.enumerated() where CommonChecks.hasInnerWildcard(value) && !regexes.contains(position) {
             switch reading {
             case .everywhere, .refused: continue
