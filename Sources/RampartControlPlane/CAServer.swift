@@ -144,7 +144,7 @@ public struct CAServer: Sendable {
 
         let serving = try await ServingCertificate.make(issuer: issuer, trustDomain: trustDomain, listenHost: configuration.listenHost, now: now)
         try await store.recordIssued([serving.record], audit: [
-            AuditEntry(time: now, type: .certificateIssued, actor: "ca", subject: serving.record.serial, details: ["spiffe_id": serving.record.spiffeID, "auth": "ca-internal", "purpose": "grpc-serving"])
+            AuditEntry(time: now, type: .certificateIssued, actor: "ca", subject: serving.record.serial, details: serving.record.issuanceDetails.merging(["auth": "ca-internal", "purpose": "grpc-serving"]) { $1 })
         ])
 
         let peers = PeerRegistry()

@@ -126,7 +126,7 @@ struct ConfigStoreConsistencyTests {
         #expect(edited.stdout.contains("istio-system/sneaky is stored, but no audit event records it"), "\(edited.stdout)")
     }
 
-    @Test("audit verify finds certificates and tokens changed without an event: un-revoked, un-spent, re-assigned, added, removed")
+    @Test("audit verify finds certificates and tokens changed without an event: un-revoked, un-spent, re-assigned, added, removed, expiry or key changed")
     func auditAgainstIssuance() throws {
         let ca = try CAProcess(label: "issuance-audit")
         let id = "spiffe://cluster.local/ns/a/sa/b"
@@ -151,6 +151,9 @@ struct ConfigStoreConsistencyTests {
             ("unspent", "UPDATE bootstrap_tokens SET used_at = NULL;", "could be spent again"),
             ("reassigned", "UPDATE issued_certificates SET spiffe_id = 'spiffe://cluster.local/ns/admin/sa/root' WHERE serial = '\(serials[1])';", "was for \(id)"),
             ("removed", "DELETE FROM issued_certificates WHERE serial = '\(serials[1])';", "removed outside Rampart"),
+            // A revoked certificate whose expiry is moved into the past would leave the revocation list.
+            ("expiry", "UPDATE issued_certificates SET not_after = '2001-01-01 00:00:00.000' WHERE serial = '\(serials[0])';", "recorded"),
+            ("key", "UPDATE issued_certificates SET public_key_sha256 = '\(String(repeating: "0", count: 64))' WHERE serial = '\(serials[1])';", "another public key"),
             ("added", "INSERT INTO bootstrap_tokens (token_sha256, spiffe_id, created_at, expires_at) VALUES ('\(String(repeating: "ab", count: 32))', '\(id)', '2026-01-01 00:00:00.000', '2099-01-01 00:00:00.000');", "added outside Rampart"),
         ]
         for item in cases {

@@ -123,7 +123,7 @@ public struct CertificateService: Istio_V1_Auth_IstioCertificateService.ServiceP
                 audit: [
                     AuditEntry(
                         time: now, type: .certificateIssued, actor: caller.credential, subject: issued.serialHex,
-                        details: ["spiffe_id": issued.spiffeID.string, "auth": caller.method.rawValue, "not_after": CallerAuthenticator.format(issued.notAfter)]
+                        details: record.issuanceDetails.merging(["auth": caller.method.rawValue]) { $1 }
                     )
                 ],
                 renewing: caller.pendingRecordCheck

@@ -162,3 +162,12 @@ public struct CertificateFilter: Sendable, Equatable {
         self.limit = limit
     }
 }
+
+extension CertificateRecord {
+    /// What the audit event of this certificate's issuance records of it, so that `audit verify`
+    /// can tell a row changed afterwards: the identity, the end of validity (whole seconds, as
+    /// X.509 keeps it) and the hash of the public key.
+    public var issuanceDetails: [String: String] {
+        ["spiffe_id": spiffeID, "not_after": notAfter.formatted(.iso8601), "public_key_sha256": publicKeySHA256]
+    }
+}

@@ -7,7 +7,7 @@ extension SQLiteStore {
     /// these, since they leave the log untouched. Empty when the tables and the log agree.
     public func issuanceDisagreements() async throws -> [String] {
         try await pool.read { db in
-            var issued: [String: (sequence: Int64, spiffeID: String?)] = [:]
+            var issued: [String: (sequence: Int64, spiffeID: String?, notAfter: String?, key: String?)] = [:]
             var revoked: [String: Int64] = [:]
             var tokensCreated: [String: Int64] = [:]
             var tokensUsed: [String: Int64] = [:]
@@ -23,7 +23,10 @@ extension SQLiteStore {
                 switch event["event_type"] as String {
                 case AuditEventType.certificateIssued.rawValue:
                     let details = (try? JSONSerialization.jsonObject(with: Data((event["details"] as String).utf8))) as? [String: Any]
-                    issued[subject] = (sequence, details?["spiffe_id"] as? String)
+                    issued[subject] = (
+                        sequence, details?["spiffe_id"] as? String, details?["not_after"] as? String,
+                        details?["public_key_sha256"] as? String
+                    )
                 case AuditEventType.certificateRevoked.rawValue:
                     revoked[subject] = sequence
                 case AuditEventType.tokenCreated.rawValue:
@@ -34,7 +37,8 @@ extension SQLiteStore {
             }
             var problems: [String] = []
             var stored = Set<String>()
-            let certificates = try Row.fetchCursor(db, sql: "SELECT serial, spiffe_id, status FROM issued_certificates")
+            let certificates = try Row.fetchCursor(
+                db, sql: "SELECT serial, spiffe_id, status, not_after, public_key_sha256 FROM issued_certificates")
             while let row = try certificates.next() {
                 let serial: String = row["serial"]
                 let spiffeID: String = row["spiffe_id"]
@@ -47,6 +51,16 @@ extension SQLiteStore {
                 if let recorded = event.spiffeID, recorded != spiffeID {
                     problems.append(
                         "certificate \(serial) is stored for \(spiffeID), but its issuance (audit event \(event.sequence)) was for \(recorded): it was changed outside Rampart")
+                }
+                // Events written before these fields were recorded carry neither.
+                let notAfter: Date = row["not_after"]
+                if let recorded = event.notAfter, recorded != notAfter.formatted(.iso8601) {
+                    problems.append(
+                        "certificate \(serial) is stored as valid until \(notAfter.formatted(.iso8601)), but its issuance (audit event \(event.sequence)) recorded \(recorded): it was changed outside Rampart")
+                }
+                if let recorded = event.key, recorded != row["public_key_sha256"] as String {
+                    problems.append(
+                        "certificate \(serial) is stored with another public key than its issuance (audit event \(event.sequence)) recorded: it was changed outside Rampart")
                 }
                 if status == CertificateStatus.revoked.rawValue, revoked[serial] == nil {
                     problems.append("certificate \(serial) is stored as revoked, but no revocation is recorded: it was changed outside Rampart")

@@ -225,9 +225,14 @@ struct Cert: AsyncParsableCommand {
             }
             let issued = try await issuer.issue(publicKey: facts.publicKey, spiffeID: id, ttl: lifetime, now: now)
             let store = try await state.openStoreForWriting()
+            let record = CertificateRecord(issued, issuedAt: now, callerIdentity: "admin", authMethod: .admin)
             try await store.recordIssued(
-                [CertificateRecord(issued, issuedAt: now, callerIdentity: "admin", authMethod: .admin)],
-                audit: [AuditEntry(time: now, type: .certificateIssued, actor: Operator.actor, subject: issued.serialHex, details: ["spiffe_id": id.string, "auth": "admin"])]
+                [record],
+                audit: [
+                    AuditEntry(
+                        time: now, type: .certificateIssued, actor: Operator.actor, subject: issued.serialHex,
+                        details: record.issuanceDetails.merging(["auth": "admin"]) { $1 })
+                ]
             )
             try StandardOutput.deliver(issued.chainPEM.joined(separator: "\n") + "\n", what: "the issued chain (recorded in the store)")
         }
