@@ -244,6 +244,11 @@ struct OptionValueTests {
             (["analyze", "-", "-"], "give - once"),
             (["bench", "authz", "--policies", "10,,20"], "--policies 10,,20"),
             (["bench", "proxy", "--grpc", "--streams", "0"], "--streams must be 1…1000"),
+            // A negative number is a value, not an option.
+            (["bench", "authz", "--workloads", "-3"], "--workloads must be 1…100000"),
+            (["bench", "renew", "--agents", "-1"], "--agents must be 1…20000"),
+            (["bench", "proxy", "--connections", "-2"], "--connections must be 1…10000"),
+            (["bench", "proxy", "--proxy-event-loops", "-1"], "--proxy-event-loops must be 1…64"),
             (["agent", "--ca-root", "/nonexistent", "--out", "/tmp/unused", "--token-file", "/nonexistent", "--grace-ratio", "-0.5"], "--grace-ratio -0.5"),
             (["proxy", "--workload", "w", "--namespace", "n", "--app", "127.0.0.1:1", "--identity-dir", "/tmp", "--ca-root", "/nonexistent",
               "--upstream-timeout", "-5"], "--upstream-timeout"),

@@ -15,19 +15,19 @@ struct AuthzBench: ParsableCommand {
             """
     )
 
-    @Option(help: ArgumentHelp("Mesh sizes, in AuthorizationPolicies, comma separated.", valueName: "n,n,..."))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Mesh sizes, in AuthorizationPolicies, comma separated.", valueName: "n,n,..."))
     var policies: String = "10,1000,10000"
 
-    @Option(help: "Workloads in each mesh.")
+    @Option(parsing: .unconditional, help: "Workloads in each mesh.")
     var workloads: Int = 1000
 
-    @Option(help: "Rounds per size (the median is reported).")
+    @Option(parsing: .unconditional, help: "Rounds per size (the median is reported).")
     var rounds: Int = 5
 
-    @Option(help: "Milliseconds each size runs per round.")
+    @Option(parsing: .unconditional, help: "Milliseconds each size runs per round.")
     var roundMilliseconds: Int = 300
 
-    @Option(help: "Seed of the generator, for reproducible meshes.")
+    @Option(parsing: .unconditional, help: "Seed of the generator, for reproducible meshes.")
     var seed: UInt64 = 0x5241_4D50
 
     @Flag(help: "Print one JSON object.")
@@ -39,7 +39,7 @@ struct AuthzBench: ParsableCommand {
             valueName: "path"))
     var profile: String?
 
-    @Option(help: "Passes over the requests with --profile.")
+    @Option(parsing: .unconditional, help: "Passes over the requests with --profile.")
     var passes: Int = 4
 
     func validate() throws {

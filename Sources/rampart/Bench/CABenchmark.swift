@@ -30,7 +30,7 @@ struct CABench: AsyncParsableCommand {
     @Option(parsing: .unconditional, help: "Seconds to drive the CA.")
     var duration: Int = 10
 
-    @Option(help: "Concurrent clients, each on its own mTLS connection.")
+    @Option(parsing: .unconditional, help: "Concurrent clients, each on its own mTLS connection.")
     var concurrency: Int = 32
 
     @Flag(help: "Print one JSON object.")

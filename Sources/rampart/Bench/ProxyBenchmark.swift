@@ -28,13 +28,13 @@ struct ProxyBench: AsyncParsableCommand {
     @Option(parsing: .unconditional, help: "Seconds of load on each side (after a warm-up of up to 2 s).")
     var duration: Int = 10
 
-    @Option(help: "wrk connections.")
+    @Option(parsing: .unconditional, help: "wrk connections.")
     var connections: Int = 32
 
-    @Option(help: ArgumentHelp("Event-loop threads in each Rampart proxy (default: one per CPU).", valueName: "n"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Event-loop threads in each Rampart proxy (default: one per CPU).", valueName: "n"))
     var proxyEventLoops: Int?
 
-    @Option(help: "wrk threads.")
+    @Option(parsing: .unconditional, help: "wrk threads.")
     var threads: Int = 2
 
     @Flag(help: "Print one JSON object.")
@@ -49,7 +49,7 @@ struct ProxyBench: AsyncParsableCommand {
     @Flag(help: "Load unary gRPC calls over HTTP/2 with h2load (every hop HTTP/2, as gRPC goes) instead of HTTP/1.1 requests with wrk.")
     var grpc = false
 
-    @Option(help: ArgumentHelp("With --grpc: concurrent calls per connection (h2load -m).", valueName: "n"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("With --grpc: concurrent calls per connection (h2load -m).", valueName: "n"))
     var streams: Int = 1
 
     @Option(help: ArgumentHelp("Run the CA and the proxies from this rampart executable instead of this one, to compare builds with the same harness.", valueName: "path"))
@@ -60,6 +60,7 @@ struct ProxyBench: AsyncParsableCommand {
         guard (1...10000).contains(connections) else { throw ValidationError("--connections must be 1…10000") }
         guard (1...64).contains(threads) else { throw ValidationError("--threads must be 1…64") }
         guard (1...1000).contains(streams) else { throw ValidationError("--streams must be 1…1000") }
+        if let loops = proxyEventLoops, !(1...64).contains(loops) { throw ValidationError("--proxy-event-loops must be 1…64") }
         if let executable, !FileManager.default.isExecutableFile(atPath: executable) {
             throw ValidationError("--executable \(executable) is not an executable file: give the path of a rampart build")
         }

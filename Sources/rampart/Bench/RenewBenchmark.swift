@@ -16,10 +16,10 @@ struct RenewBench: AsyncParsableCommand {
         abstract: "A renewal herd: in-process node agents renew over mTLS against one CA process within a window."
     )
 
-    @Option(help: "How many agents.")
+    @Option(parsing: .unconditional, help: "How many agents.")
     var agents: Int = 1000
 
-    @Option(help: "Seconds over which the renewals are spread (uniformly at random).")
+    @Option(parsing: .unconditional, help: "Seconds over which the renewals are spread (uniformly at random).")
     var window: Int = 60
 
     @Flag(help: "Print one JSON object.")
