@@ -486,9 +486,35 @@ struct DataPathTests {
         }
     }
 
-    @Test("a certificate revoked after its handshake stops working on the connection it opened")
+    @Test("a CUSTOM policy that matches is refused as Envoy's ext-authz filter refuses without its provider: an empty 403 logged UAEX")
+    func customWithoutProvider() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("rampart-custom-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let log = "\(directory)/access.log"
+        try await withServer(logFile: log) { mesh, proxy, _ in
+            try proxy.install(SnapshotBuilder.snapshot(version: 2, resources: [
+                SnapshotBuilder.authorizationPolicy(
+                    name: "ext", namespace: "default",
+                    body: "action: CUSTOM\nprovider:\n  name: opa\nrules:\n- to:\n  - operation:\n      paths: [\"/ext*\"]"),
+            ]))
+            let client = try await mesh.identity(namespace: "default", serviceAccount: "client")
+            let refused = try await TestClient.mtls(port: proxy.inboundPort, identityDirectory: client.directory, path: "/ext/a")
+            #expect(refused.response.head.status == .forbidden && refused.response.body.readableBytes == 0)
+            let line = try await UpgradeTests.accessLogLine(log) { $0["path"] as? String == "/ext/a" }
+            #expect(line["response_flags"] as? String == "UAEX" && line["response_code_details"] as? String == "ext_authz_error", "\(line)")
+            // Paths the policy does not match are not sent to the provider.
+            #expect(try await TestClient.mtls(port: proxy.inboundPort, identityDirectory: client.directory, path: "/other").response.head.status == .ok)
+        }
+    }
+
+    @Test("a certificate revoked after its handshake stops working on the connection it opened, logged without a response flag")
     func revokedMidConnection() async throws {
-        try await withServer { mesh, proxy, _ in
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("rampart-revoked-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let log = "\(directory)/access.log"
+        try await withServer(logFile: log) { mesh, proxy, _ in
             try proxy.install(SnapshotBuilder.snapshot())
             let client = try await mesh.identity(namespace: "default", serviceAccount: "client")
             let identity = try ProxyIdentity(directory: client.directory)
@@ -502,6 +528,9 @@ struct DataPathTests {
             let after = try await upstream.send(TestClient.request(path: "/", host: "app", headers: []), to: target)
             #expect(after.response.head.status == .forbidden)
             #expect(String(buffer: after.response.body).contains("revoked"))
+            // A refusal of the proxy's own, as a policy denial is: UAEX would say an external authorizer refused it.
+            let line = try await UpgradeTests.accessLogLine(log) { $0["response_code"] as? Int == 403 }
+            #expect(line["response_flags"] as? String == "-" && line["response_code_details"] as? String == "peer_certificate_revoked", "\(line)")
         }
     }
 }

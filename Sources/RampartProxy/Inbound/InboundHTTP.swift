@@ -113,7 +113,6 @@ struct InboundHTTP: Sendable {
         }
         // A certificate revoked after the handshake stops working on the connection it opened.
         if let peer = info.peer, config.revoked.serials.contains(peer.serial) {
-            record.responseFlags = "UAEX"
             record.responseDetails = "peer_certificate_revoked"
             var response = BufferedResponse.local(.forbidden, "the client certificate \(peer.serial) was revoked by the CA\n")
             response.head.headers.replaceOrAdd(name: "connection", value: "close")
@@ -187,6 +186,15 @@ struct InboundHTTP: Sendable {
                 var response = BufferedResponse.local(decision.status == 401 ? .unauthorized : .forbidden, text)
                 response.head.headers.add(name: "www-authenticate", value: Self.bearerChallenge(request.head, tls: info.tls))
                 done(response, record)
+                return
+            }
+            if decision.cause == .customDenied || decision.cause == .customUnanswered {
+                // A CUSTOM policy's refusal is its ext-authz filter's, as Envoy logs one: this proxy
+                // has no ext-authz client, so the provider's answer is missing, which Envoy's filter
+                // (failure_mode_allow false) answers with an empty 403.
+                record.responseFlags = "UAEX"
+                record.responseDetails = decision.cause == .customDenied ? "ext_authz_denied" : "ext_authz_error"
+                done(.local(.forbidden, ""), record)
                 return
             }
             record.responseDetails = RequestRecord.rbacDetails(decision.policy, rule: decision.rule)

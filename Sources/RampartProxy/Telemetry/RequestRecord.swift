@@ -22,7 +22,8 @@ public struct RequestRecord: Sendable {
     /// The status sent back (0 for TCP).
     public var responseCode: Int
     /// Envoy's response flags (`-` when none, as for a policy denial, which Envoy's RBAC filter
-    /// flags in `responseDetails` only): `UAEX` for a revoked peer certificate, `NR` for no route, `UH` for no endpoint, `UF` for a failed upstream connection,
+    /// flags in `responseDetails` only, and for a peer certificate revoked after its handshake,
+    /// `peer_certificate_revoked`): `UAEX` for a CUSTOM policy's refusal, `NR` for no route, `UH` for no endpoint, `UF` for a failed upstream connection,
     /// `UT` for an upstream timeout, `NC` for no config yet.
     /// The details of a request whose client stalled past the stream idle timeout, logged `SI`.
     static let streamIdleTimeout = "stream_idle_timeout"
