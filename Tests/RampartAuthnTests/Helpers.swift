@@ -85,6 +85,14 @@ struct IssuerKey {
         return try await keys.sign(claims, kid: kid)
     }
 
+    /// Signs `claims` with extra header fields (such as `crit`) beside the kid.
+    func sign(_ claims: TestClaims, header fields: [String: JWTHeaderField]) async throws -> String {
+        let keys = JWTKeyCollection()
+        let kid = JWKIdentifier(string: kid)
+        await keys.add(ecdsa: try ES256PrivateKey(backing: privateKey), kid: kid)
+        return try await keys.sign(claims, kid: kid, header: JWTHeader(fields: fields))
+    }
+
     /// Signs `claims` with no kid in the header.
     func signWithoutKid(_ claims: TestClaims) async throws -> String {
         let keys = JWTKeyCollection()

@@ -216,6 +216,23 @@ struct JWTAuthenticatorTests {
         await expectAuthnError(.invalidCredential) { _ = try await fixture.authenticator.authenticate(swapped, now: fixture.now) }
     }
 
+    @Test("a token whose crit header names an extension is an invalid credential, as RFC 7515 requires")
+    func criticalHeader() async throws {
+        let fixture = try Fixture()
+        defer { fixture.directory.remove() }
+        for crit: JWTHeaderField in [.array([.string("foo")]), .string("foo")] {
+            let token = try await fixture.key.sign(validClaims(now: fixture.now), header: ["crit": crit, "foo": .int(1)])
+            do {
+                _ = try await fixture.authenticator.authenticate(token, now: fixture.now)
+                Issue.record("a token with crit \(crit) was accepted")
+            } catch {
+                #expect(error.code == .invalidCredential && error.reason.contains("crit"), "\(error)")
+            }
+        }
+        // The same token without crit is accepted.
+        #expect(try await fixture.authenticator.authenticate(try await fixture.key.sign(validClaims(now: fixture.now), header: [:]), now: fixture.now).string == "spiffe://cluster.local/ns/shop/sa/cart")
+    }
+
     @Test("an unsigned token (alg none) is an invalid credential")
     func algNone() async throws {
         let fixture = try Fixture()

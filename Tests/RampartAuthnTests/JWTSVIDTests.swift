@@ -31,6 +31,26 @@ struct JWTSVIDTests {
         #expect(header.typ == "JWT")
     }
 
+    @Test("a JWT-SVID whose crit header names an extension is invalid, as RFC 7515 and go-jose have it")
+    func criticalHeader() async throws {
+        let pem = JWTSVIDSigner.generateKeyPEM()
+        let signer = try await JWTSVIDSigner(privateKeyPEM: pem)
+        let keys = JWTKeyCollection()
+        let kid = JWKIdentifier(string: signer.keyID)
+        await keys.add(ecdsa: try ES256PrivateKey(pem: pem), kid: kid)
+        let claims = TestClaims(sub: SubjectClaim(value: web.string), aud: AudienceClaim(value: ["reviews"]), exp: ExpirationClaim(value: now.addingTimeInterval(300)))
+        let validator = try await validator(signer)
+        let plain = try await keys.sign(claims, kid: kid, header: JWTHeader(fields: ["typ": .string("JWT")]))
+        #expect(try await validator.validate(plain, audience: "reviews", now: now).spiffeID == web)
+        let critical = try await keys.sign(claims, kid: kid, header: JWTHeader(fields: ["typ": .string("JWT"), "crit": .array([.string("foo")]), "foo": .int(1)]))
+        do {
+            _ = try await validator.validate(critical, audience: "reviews", now: now)
+            Issue.record("a JWT-SVID with crit was accepted")
+        } catch {
+            #expect(error.code == .invalidCredential && error.reason.contains("crit"), "\(error)")
+        }
+    }
+
     @Test("the key ID is stable for a key and differs between keys")
     func stableKeyID() async throws {
         let pem = JWTSVIDSigner.generateKeyPEM()

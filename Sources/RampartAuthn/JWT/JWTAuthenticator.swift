@@ -53,6 +53,7 @@ public actor JWTAuthenticator {
         } catch {
             throw AuthnError(.invalidCredential, "bearer token is not a JWT (\(error)): send a bootstrap token from 'rampart token create' or a signed JWT")
         }
+        try CriticalHeader.check(header, what: "JWT")
         guard let iss = routed.iss?.value else {
             throw AuthnError(.invalidCredential, "JWT has no iss claim: the CA trusts tokens by issuer")
         }

@@ -51,6 +51,7 @@ public struct JWTSVIDValidator: Sendable {
         if let alg = header.alg, alg.lowercased() == "none" || alg.hasPrefix("HS") {
             throw AuthnError(.invalidCredential, "JWT-SVID algorithm \(alg) is not allowed: JWT-SVIDs are signed with an asymmetric key (ES256, RS256, …)")
         }
+        try CriticalHeader.check(header, what: "JWT-SVID")
         if let typ = header.typ, typ != "JWT", typ != "JOSE" {
             throw AuthnError(.invalidCredential, "JWT-SVID header typ is \(typ): it must be JWT or JOSE when present")
         }
