@@ -125,7 +125,8 @@ public struct SVIDIssuer: Sendable {
         )
     }
 
-    /// A random, positive, 128-bit serial number.
+    /// A random, positive serial number of 16 octets: 126 random bits under a fixed leading `01`,
+    /// so that it is positive (RFC 5280 section 4.1.2.2) and always 16 octets long in DER.
     ///
     /// The system generator is asked for two 64-bit words (one `getrandom` call each) rather than
     /// for every byte.
