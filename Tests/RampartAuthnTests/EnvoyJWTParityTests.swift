@@ -218,4 +218,16 @@ struct EnvoyJWTParityTests {
         #expect(ClaimValue.number(1e30).headerValue == "1000000000000000019884624838656.000000")
         #expect(ClaimValue.bool(true).headerValue == "true")
     }
+
+    @Test("a list or object claim is written as its compact JSON in base64, as Envoy writes non-primitive claims")
+    func structuredClaimHeaders() {
+        func decoded(_ value: ClaimValue) -> String? {
+            value.headerValue.flatMap { Data(base64Encoded: $0) }.map { String(decoding: $0, as: UTF8.self) }
+        }
+        #expect(ClaimValue.array([.string("g1"), .string("g2")]).headerValue == "WyJnMSIsImcyIl0=")
+        #expect(decoded(.array([.string("a/b"), .number(5), .number(1.5), .bool(true)])) == #"["a/b",5,1.5,true]"#)
+        #expect(decoded(.object(["key": .string("v"), "deep": .object(["x": .string("y")])])) == #"{"deep":{"x":"y"},"key":"v"}"#)
+        #expect(decoded(.array([])) == "[]")
+        #expect(ClaimValue.null.headerValue == nil)
+    }
 }

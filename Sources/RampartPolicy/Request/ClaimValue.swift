@@ -57,9 +57,11 @@ public enum ClaimValue: Sendable, Hashable {
         }
     }
 
-    /// The header value Envoy writes for a claim: strings as-is, numbers and booleans as text;
-    /// `nil` (no header) for an empty string, as Envoy writes none, and for a string holding CR,
-    /// LF or NUL, which no header value may carry.
+    /// The header value Envoy writes for a claim: strings as-is, numbers and booleans as text, a
+    /// list or an object as its compact JSON in base64 (keys sorted), as Envoy's JWT filter writes
+    /// non-primitive claims since version 1.29; `nil` (no header) for an empty string, as Envoy
+    /// writes none, for a string holding CR, LF or NUL, which no header value may carry, and for
+    /// `null`.
     public var headerValue: String? {
         switch self {
         case .string(let string):
@@ -71,7 +73,13 @@ public enum ClaimValue: Sendable, Hashable {
             if number >= 0, number < 18_446_744_073_709_551_616, number == number.rounded() { return String(UInt64(number)) }
             return number.isFinite ? String(format: "%f", number) : nil
         case .bool(let bool): return bool ? "true" : "false"
-        default: return nil
+        case .array, .object:
+            guard
+                let data = try? JSONSerialization.data(
+                    withJSONObject: jsonObject, options: [.sortedKeys, .withoutEscapingSlashes, .fragmentsAllowed])
+            else { return nil }
+            return data.base64EncodedString()
+        case .null: return nil
         }
     }
 }
