@@ -496,6 +496,31 @@ struct ProxyHeaderTests {
         ).withProxyHeaders(requestID: "id").headers
     }
 
+    @Test(
+        "a referer Envoy finds invalid is gone before the policies read the request: not a URL or relative reference, with user information or a fragment, or sent twice",
+        arguments: [
+            ("https://example.com/a/b?c=d", true), ("https://example.com/a b", true), ("http://example.com:8080/", true),
+            ("/relative/path?x=1", true), ("page.html", true), ("a/b:c", true), ("mailto:someone", true), ("", true),
+            ("not a url", false), ("/a#fragment", false), ("https://example.com/#top", false), ("https://user:pw@example.com/", false),
+            ("https://exa mple.com/", false), ("http://example.com:99999/", false), ("a:b/c d", true), ("ab:c/ d", true), ("/x y", false),
+            ("foo:bar", true), (":x", false), ("1a:b", false),
+        ])
+    func referer(value: String, kept: Bool) {
+        #expect(Self.seen(["referer": value])["referer"] == (kept ? value : nil), "\(value)")
+        #expect(ConnectionManagerHeaders.isValidReferer(value) == kept)
+    }
+
+    @Test("a referer sent twice is gone, as Envoy removes it; a DENY on its presence then lets the request through")
+    func repeatedReferer() {
+        let twice = AuthzRequest(
+            transport: .http, source: .init(principal: "cluster.local/ns/ns1/sa/a"), destination: .init(namespace: "ns1", labels: ["app": "b"], port: 80),
+            method: "GET", host: "b", path: "/", headers: ["referer": "/a,/b"], repeatedHeaders: ["referer": ["/a", "/b"]])
+        #expect(twice.withProxyHeaders(requestID: "id").headers["referer"] == nil)
+        let engine = Fixture.engine(Fixture.policy("p", action: "DENY", rules: "  - when: [{key: \"request.headers[referer]\", values: [\"*\"]}]"))
+        #expect(IstioValueSemanticsTests.decide(engine, twice) == .deny, "the request as written carries it")
+        #expect(IstioValueSemanticsTests.decide(engine, twice.withProxyHeaders(requestID: "id")) == .allow)
+    }
+
     @Test("hop-by-hop headers are gone before the policies read the request, unless it asks for an upgrade; te only as trailers")
     func hopByHop() {
         let seen = Self.seen([

@@ -54,7 +54,7 @@ struct ForwardingHeaderPolicyTests {
             try proxy.install(SnapshotBuilder.snapshot(version: 2, resources: [
                 SnapshotBuilder.authorizationPolicy(
                     name: "deny-present", namespace: "default",
-                    body: "action: DENY\nrules:\n- when:\n  - key: request.headers[keep-alive]\n    values: [\"*\"]\n- when:\n  - key: request.headers[te]\n    values: [gzip]\n- when:\n  - key: request.headers[x-envoy-retry-on]\n    values: [\"*\"]\n- when:\n  - key: request.headers[x-deny]\n    values: [\"*\"]"),
+                    body: "action: DENY\nrules:\n- when:\n  - key: request.headers[keep-alive]\n    values: [\"*\"]\n- when:\n  - key: request.headers[te]\n    values: [gzip]\n- when:\n  - key: request.headers[x-envoy-retry-on]\n    values: [\"*\"]\n- when:\n  - key: request.headers[x-deny]\n    values: [\"*\"]\n- when:\n  - key: request.headers[x-deny-referer]\n    values: [\"*\"]\n  - key: request.headers[referer]\n    values: [\"*\"]"),
             ]))
             let client = try await mesh.identity(namespace: "default", serviceAccount: "client")
             for headers in [[("keep-alive", "timeout=5")], [("te", "gzip")], [("x-envoy-retry-on", "5xx")]] {
@@ -64,6 +64,15 @@ struct ForwardingHeaderPolicyTests {
             // A header the connection manager keeps is still read.
             let denied = try await TestClient.mtls(port: proxy.inboundPort, identityDirectory: client.directory, headers: [("x-deny", "1")])
             #expect(denied.response.head.status == .forbidden)
+            // A referer Envoy finds invalid is removed before the policies read it; a valid one is kept.
+            let invalid = try await TestClient.mtls(port: proxy.inboundPort, identityDirectory: client.directory, headers: [("x-deny-referer", "1"), ("referer", "not a url")])
+            #expect(invalid.response.head.status == .ok)
+            #expect((try TestClient.echo(invalid.response)["headers"] as? [String: String])?["referer"] == nil)
+            let valid = try await TestClient.mtls(port: proxy.inboundPort, identityDirectory: client.directory, headers: [("x-deny-referer", "1"), ("referer", "https://example.com/a")])
+            #expect(valid.response.head.status == .forbidden)
+            let twice = try await TestClient.mtls(
+                port: proxy.inboundPort, identityDirectory: client.directory, headers: [("x-deny-referer", "1"), ("referer", "/a"), ("referer", "/b")])
+            #expect(twice.response.head.status == .ok)
             // Envoy keeps the request-control headers of an internal request (one internal x-forwarded-for address).
             let fromInside = try await TestClient.mtls(
                 port: proxy.inboundPort, identityDirectory: client.directory, headers: [("x-envoy-retry-on", "5xx"), ("x-forwarded-for", "10.0.0.7")])

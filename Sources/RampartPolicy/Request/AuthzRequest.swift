@@ -166,7 +166,7 @@ public struct AuthzRequest: Sendable, Hashable {
         let circumstances = ConnectionManagerHeaders.Circumstances(
             connection: headers["connection"], upgrade: headers["upgrade"], forwardedFor: headers["x-forwarded-for"])
         for (name, value) in self.headers where ConnectionManagerHeaders.mayTreat(name) {
-            switch ConnectionManagerHeaders.treatment(of: name, value: value, in: circumstances) {
+            switch ConnectionManagerHeaders.treatment(of: name, value: value, fields: repeatedHeaders[name]?.count ?? 1, in: circumstances) {
             case .keep: continue
             case .remove: headers[name] = nil
             case .replace(let kept): headers[name] = kept

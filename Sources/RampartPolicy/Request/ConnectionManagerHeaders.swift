@@ -10,7 +10,9 @@ import Foundation
 ///   `upgrade` header is present); `te` is kept only as `te: trailers`;
 /// - `x-envoy-internal` is removed, and the request-control `x-envoy-*` headers (retries, timeouts,
 ///   tracing, the original URL) are removed from an external request: one whose
-///   `x-forwarded-for` does not hold a single internal address (RFC 1918, loopback, or `fd00::/8`).
+///   `x-forwarded-for` does not hold a single internal address (RFC 1918, loopback, or `fd00::/8`);
+/// - `referer` is removed when it is sent more than once or is neither a URL without user
+///   information and fragment nor a relative reference (`isValidReferer`).
 public enum ConnectionManagerHeaders {
     /// Envoy's request-control headers, which only an internal request may set.
     public static let internalOnly: Set<String> = [
@@ -55,7 +57,8 @@ public enum ConnectionManagerHeaders {
     @inline(__always)
     public static func mayTreat(_ lowercasedName: String) -> Bool {
         switch lowercasedName {
-        case "connection", "upgrade", "keep-alive", "proxy-connection", "transfer-encoding", "te", "x-envoy-internal": return true
+        case "connection", "upgrade", "keep-alive", "proxy-connection", "transfer-encoding", "te", "x-envoy-internal", "referer":
+            return true
         default: return lowercasedName.hasPrefix("x-envoy-") && internalOnly.contains(lowercasedName)
         }
     }
@@ -66,16 +69,21 @@ public enum ConnectionManagerHeaders {
     public static func mayTreatIgnoringCase(_ name: String) -> Bool {
         let bytes = name.utf8
         switch bytes.count {
-        case 2, 7, 10, 16, 17: return true  // te; upgrade; connection, keep-alive; proxy-connection, x-envoy-internal; transfer-encoding
+        case 2, 7, 10, 16, 17: return true  // te; upgrade, referer; connection, keep-alive; proxy-connection, x-envoy-internal; transfer-encoding
         default:
             guard bytes.count > 8 else { return false }
             return zip(bytes, "x-envoy-".utf8).allSatisfy { $0 | 0x20 == $1 || $0 == $1 }
         }
     }
 
-    /// The treatment of a header named `lowercasedName` with `value`.
-    public static func treatment(of lowercasedName: String, value: String, in circumstances: Circumstances) -> Treatment {
+    /// The treatment of a header named `lowercasedName` with `value` (its `fields` joined with `,`).
+    public static func treatment(
+        of lowercasedName: String, value: String, fields: Int = 1, in circumstances: Circumstances
+    ) -> Treatment {
         switch lowercasedName {
+        case "referer":
+            // One referer, and a valid one, or none at all.
+            return fields == 1 && isValidReferer(value) ? .keep : .remove
         case "keep-alive", "proxy-connection", "transfer-encoding", "x-envoy-internal":
             return .remove
         case "connection", "upgrade":
@@ -89,6 +97,74 @@ public enum ConnectionManagerHeaders {
             return trailers ? .replace("trailers") : .remove
         default:
             return internalOnly.contains(lowercasedName) && !circumstances.internalRequest ? .remove : .keep
+        }
+    }
+
+    /// Whether Envoy keeps a `referer` value (`Utility::isValidRefererValue`): a URL, as Chromium's
+    /// URL parser reads one, without user information or a fragment; else a relative reference
+    /// whose first segment has no `:` and whose characters are those of a URI's path, query and
+    /// percent escapes. `not a url` (spaces) and `/a#b` are not; `https://example.com/a b`,
+    /// `/a?b=c` and `page.html` are.
+    public static func isValidReferer(_ value: String) -> Bool {
+        let bytes = Array(value.utf8)
+        if let colon = schemeEnd(bytes) {
+            let scheme = String(decoding: bytes[..<colon], as: UTF8.self).lowercased()
+            if bytes.contains(UInt8(ascii: "#")) { return false }
+            guard standardSchemes.contains(scheme) else { return true }
+            return validAuthority(bytes[(colon + 1)...], fileScheme: scheme == "file")
+        }
+        var seenSlash = false
+        for byte in bytes {
+            switch byte {
+            case UInt8(ascii: ":"): if !seenSlash { return false }
+            case UInt8(ascii: "/"): seenSlash = true
+            default: if !relativeCharacters.contains(byte) { return false }
+            }
+        }
+        return true
+    }
+
+    /// Schemes whose URLs have an authority Chromium's parser checks.
+    private static let standardSchemes: Set<String> = ["http", "https", "ws", "wss", "ftp", "file"]
+
+    /// The characters of a URI's query and fragment (RFC 3986): unreserved, sub-delims, `:`, `@`,
+    /// `/`, `?`, and `%` for escapes.
+    private static let relativeCharacters: Set<UInt8> = Set(
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=:@/?%".utf8)
+
+    /// The offset of the `:` ending a scheme (`ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )`), if the
+    /// value starts with one.
+    private static func schemeEnd(_ bytes: [UInt8]) -> Int? {
+        guard let first = bytes.first, (first | 0x20) >= UInt8(ascii: "a"), (first | 0x20) <= UInt8(ascii: "z") else { return nil }
+        for (index, byte) in bytes.enumerated().dropFirst() {
+            if byte == UInt8(ascii: ":") { return index }
+            let letter = (byte | 0x20) >= UInt8(ascii: "a") && (byte | 0x20) <= UInt8(ascii: "z")
+            let digit = byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")
+            guard letter || digit || byte == UInt8(ascii: "+") || byte == UInt8(ascii: "-") || byte == UInt8(ascii: ".") else { return nil }
+        }
+        return nil
+    }
+
+    /// Whether what follows a standard scheme's `:` has a host the parser accepts and no user
+    /// information: slashes (either kind) are skipped, the authority runs to the next `/`, `\`
+    /// or `?`, and its port, when given, is a number up to 65535.
+    private static func validAuthority(_ rest: ArraySlice<UInt8>, fileScheme: Bool) -> Bool {
+        var rest = rest.drop { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: "\\") }
+        let end = rest.firstIndex { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: "\\") || $0 == UInt8(ascii: "?") } ?? rest.endIndex
+        let authority = rest[..<end]
+        rest = rest[end...]
+        if authority.contains(UInt8(ascii: "@")) { return false }
+        var host = authority
+        if let last = authority.lastIndex(of: UInt8(ascii: ":")), !authority[last...].contains(UInt8(ascii: "]")) {
+            let port = authority[(last + 1)...]
+            guard port.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }),
+                port.isEmpty || (port.count <= 5 && Int(String(decoding: port, as: UTF8.self))! <= 65535)
+            else { return false }
+            host = authority[..<last]
+        }
+        if host.isEmpty { return fileScheme }
+        return host.allSatisfy { byte in
+            byte > 0x20 && byte < 0x7F && !" \"<>^`{|}".utf8.contains(byte)
         }
     }
 

@@ -358,7 +358,7 @@ struct InboundHTTP: Sendable {
         let circumstances = ConnectionManagerHeaders.Circumstances(
             connection: joined("connection"), upgrade: joined("upgrade"), forwardedFor: joined("x-forwarded-for"))
         for name in found {
-            switch ConnectionManagerHeaders.treatment(of: name, value: joined(name) ?? "", in: circumstances) {
+            switch ConnectionManagerHeaders.treatment(of: name, value: joined(name) ?? "", fields: headers[name].count, in: circumstances) {
             case .keep: continue
             case .remove: headers.remove(name: name)
             case .replace(let kept): headers.replaceOrAdd(name: name, value: kept)
