@@ -479,7 +479,20 @@ struct ProxyHeaderTests {
         let forwarded = mutual.withProxyHeaders(requestID: "id-2")
         #expect(forwarded.headers["x-request-id"] == "given")
         #expect(forwarded.headers["x-forwarded-proto"] == "https")
-        #expect(forwarded.headers["x-forwarded-client-cert"] == "URI=spiffe://x,URI=spiffe://cluster.local/ns/ns1/sa/a")
+        // The element names the destination (By, its default service account when the request file
+        // gives no destination.principal), as the sidecar's own does.
+        #expect(
+            forwarded.headers["x-forwarded-client-cert"]
+                == #"URI=spiffe://x,By=spiffe://cluster.local/ns/ns1/sa/default;Subject="";URI=spiffe://cluster.local/ns/ns1/sa/a"#)
+        let named = AuthzRequest(
+            transport: .http, source: .init(principal: "td/ns/ns1/sa/a"),
+            destination: .init(namespace: "ns1", labels: [:], port: 80, principal: "td/ns/ns1/sa/reviews"), method: "GET", host: "b", path: "/")
+        #expect(named.withProxyHeaders(requestID: "id", trustDomain: "td").headers["x-forwarded-client-cert"] == #"By=spiffe://td/ns/ns1/sa/reviews;Subject="";URI=spiffe://td/ns/ns1/sa/a"#)
+        #expect(
+            AuthzRequest(
+                transport: .http, source: .init(principal: "td/ns/ns1/sa/a"), destination: .init(namespace: "ns1", labels: [:], port: 80),
+                method: "GET", host: "b", path: "/"
+            ).withProxyHeaders(requestID: "id", trustDomain: "td").headers["x-forwarded-client-cert"]?.hasPrefix("By=spiffe://td/ns/ns1/sa/default;") == true)
         // A policy on the forged header no longer matches a plaintext request.
         let engine = IstioValueSemanticsTests.engine(rules: "  - when: [{key: \"request.headers[x-forwarded-client-cert]\", values: [\"*sa/admin\"]}]")
         #expect(IstioValueSemanticsTests.decide(engine, plain) == .allow)

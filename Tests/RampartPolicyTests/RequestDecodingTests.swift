@@ -50,6 +50,19 @@ struct RequestDecodingTests {
         #expect(throws: RequestDecodingError.self) { try AuthzRequest(text: "source: {principal: ''}\ndestination: {namespace: ns1}\n") }
     }
 
+    @Test("the destination's own SPIFFE ID may be given, with or without spiffe://; an empty one is refused, naming the field")
+    func destinationPrincipal() throws {
+        let given = try AuthzRequest(text: "destination: {namespace: ns1, principal: spiffe://td/ns/ns1/sa/reviews}\n")
+        #expect(given.destination.principal == "td/ns/ns1/sa/reviews")
+        #expect(try AuthzRequest(text: "destination: {namespace: ns1}\n").destination.principal == nil)
+        do {
+            _ = try AuthzRequest(text: "destination: {namespace: ns1, principal: ''}\n")
+            Issue.record("an empty destination principal was accepted")
+        } catch {
+            #expect(error.field == "destination.principal", "\(error)")
+        }
+    }
+
     @Test("an absolute-form path is read as the proxy reads it: its path, its authority the host")
     func absoluteFormPath() throws {
         let request = try AuthzRequest(text: "destination: {namespace: ns1}\nhost: other\npath: http://app.ns1.svc/admin?x=1\n")

@@ -55,13 +55,17 @@ public struct AuthzRequest: Sendable, Hashable {
         public let port: Int?
         /// Its address.
         public let ip: String?
+        /// Its own SPIFFE ID without `spiffe://` (a Rampart extension of the request schema): the
+        /// `By` of the `x-forwarded-client-cert` element its sidecar appends.
+        public let principal: String?
 
         /// Creates a destination.
-        public init(namespace: String, labels: [String: String] = [:], port: Int? = nil, ip: String? = nil) {
+        public init(namespace: String, labels: [String: String] = [:], port: Int? = nil, ip: String? = nil, principal: String? = nil) {
             self.namespace = namespace
             self.labels = labels
             self.port = port
             self.ip = ip
+            self.principal = principal
         }
     }
 
@@ -149,12 +153,14 @@ public struct AuthzRequest: Sendable, Hashable {
     ///   none: a sidecar's connection manager does not use the remote address (Istio sets
     ///   `use_remote_address: false` on inbound listeners), so Envoy keeps what the client sent;
     /// - `x-forwarded-client-cert`: removed from a plaintext request, so that it cannot be forged;
-    ///   over mTLS, an element `URI=spiffe://<principal>` appended for the peer (the proxy's own
-    ///   element also holds `By` and the certificate's `Hash`, which a request file does not give).
+    ///   over mTLS, an element `By=spiffe://<own ID>;Subject="";URI=spiffe://<principal>` appended
+    ///   for the peer, as the sidecar appends its own (which also holds the certificate's `Hash`,
+    ///   which a request file cannot give). The own ID is `destination.principal`, else
+    ///   `<trustDomain>/ns/<destination namespace>/sa/default`.
     /// Before these, header values and the host lose the spaces and tabs around them (see
     /// `FieldValue`), and the headers Envoy's connection manager removes or rewrites are treated as
     /// it treats them (see `ConnectionManagerHeaders`).
-    public func withProxyHeaders(requestID id: @autoclosure () -> String) -> AuthzRequest {
+    public func withProxyHeaders(requestID id: @autoclosure () -> String, trustDomain: String = "cluster.local") -> AuthzRequest {
         guard transport == .http else { return self }
         var headers = self.headers
         var repeated = repeatedHeaders
@@ -176,7 +182,8 @@ public struct AuthzRequest: Sendable, Hashable {
         if headers["x-request-id"] == nil { headers["x-request-id"] = id() }
         if headers["x-forwarded-proto"] == nil { headers["x-forwarded-proto"] = source.isMTLS ? "https" : "http" }
         if source.isMTLS, let principal = source.principal, !principal.isEmpty {
-            let element = "URI=spiffe://\(principal)"
+            let own = destination.principal ?? "\(trustDomain)/ns/\(destination.namespace)/sa/default"
+            let element = "By=spiffe://\(own);Subject=\"\";URI=spiffe://\(principal)"
             headers["x-forwarded-client-cert"] = headers["x-forwarded-client-cert"].map { "\($0),\(element)" } ?? element
         } else {
             headers["x-forwarded-client-cert"] = nil

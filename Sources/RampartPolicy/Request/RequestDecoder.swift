@@ -62,7 +62,7 @@ extension AuthzRequest {
         "protocol", "source", "destination", "method", "host", "path", "headers", "ext_authz", "sni", "jwt",
     ]
     private static let sourceFields = ["principal", "namespace", "ip", "remote_ip", "mtls"]
-    private static let destinationFields = ["namespace", "labels", "port", "ip"]
+    private static let destinationFields = ["namespace", "labels", "port", "ip", "principal"]
     private static let jwtFields = ["present", "valid", "claims", "request_principal", "location", "raw", "reason", "note"]
 
     /// Decodes a request from a parsed JSON/YAML object.
@@ -116,7 +116,8 @@ extension AuthzRequest {
         }
         let destination = Destination(
             namespace: namespace,
-            labels: labels, port: port, ip: try Self.address(destinationObject["ip"], "destination.ip"))
+            labels: labels, port: port, ip: try Self.address(destinationObject["ip"], "destination.ip"),
+            principal: try Self.principal(destinationObject["principal"], "destination.principal"))
         var headers: [String: String] = [:]
         var repeatedHeaders: [String: [String]] = [:]
         var spelled: [String: String] = [:]
@@ -242,13 +243,15 @@ extension AuthzRequest {
 
     /// The peer's SPIFFE ID as Istio's principals spell it, without `spiffe://` (which is dropped
     /// when given); an empty one is refused, since "no principal" is said by leaving it out.
-    private static func principal(_ value: Any?) throws(RequestDecodingError) -> String? {
-        guard var principal = try string(value, "source.principal") else { return nil }
+    private static func principal(_ value: Any?, _ field: String = "source.principal") throws(RequestDecodingError) -> String? {
+        guard var principal = try string(value, field) else { return nil }
         if principal.lowercased().hasPrefix("spiffe://") { principal.removeFirst("spiffe://".count) }
         guard !principal.isEmpty else {
             throw RequestDecodingError(
-                field: "source.principal",
-                reason: "is empty: leave it out for a plaintext request, or give the peer's SPIFFE ID, such as cluster.local/ns/shop/sa/cart")
+                field: field,
+                reason: field == "source.principal"
+                    ? "is empty: leave it out for a plaintext request, or give the peer's SPIFFE ID, such as cluster.local/ns/shop/sa/cart"
+                    : "is empty: leave it out, or give the workload's SPIFFE ID, such as cluster.local/ns/shop/sa/cart")
         }
         return principal
     }

@@ -98,7 +98,7 @@ struct AuthzCheck: AsyncParsableCommand {
             throw ValidationError("request \(error.place(PolicyLoader.displayNames([request]))): \(error)")
         }
         // The headers a sidecar sets before any policy reads the request.
-        let parsed = written.withProxyHeaders(requestID: UUID().uuidString.lowercased())
+        let parsed = written.withProxyHeaders(requestID: UUID().uuidString.lowercased(), trustDomain: trustDomain)
         for (name, value) in written.headers.sorted(by: { $0.key < $1.key })
         where name == "x-forwarded-client-cert" && parsed.headers[name] != value {
             let now = parsed.headers[name].map { "becomes \"\(DiagnosticText.escaped($0))\"" } ?? "is removed (a plaintext request has no client certificate to forward)"
