@@ -11,8 +11,8 @@ import Foundation
 /// - `x-envoy-internal` is removed, and the request-control `x-envoy-*` headers (retries, timeouts,
 ///   tracing, the original URL) are removed from an external request: one whose
 ///   `x-forwarded-for` does not hold a single internal address (RFC 1918, loopback, or `fd00::/8`);
-/// - `referer` is removed when it is sent more than once or is neither a URL without user
-///   information and fragment nor a relative reference (`isValidReferer`).
+/// - `referer` is removed when it is sent more than once or is neither an absolute URL without
+///   user information and fragment nor a relative reference (`isValidReferer`).
 public enum ConnectionManagerHeaders {
     /// Envoy's request-control headers, which only an internal request may set.
     public static let internalOnly: Set<String> = [
@@ -100,19 +100,16 @@ public enum ConnectionManagerHeaders {
         }
     }
 
-    /// Whether Envoy keeps a `referer` value (`Utility::isValidRefererValue`): a URL, as Chromium's
-    /// URL parser reads one, without user information or a fragment; else a relative reference
-    /// whose first segment has no `:` and whose characters are those of a URI's path, query and
-    /// percent escapes. `not a url` (spaces) and `/a#b` are not; `https://example.com/a b`,
-    /// `/a?b=c` and `page.html` are.
+    /// Whether Envoy keeps a `referer` value (`Utility::isValidRefererValue`): an absolute URL as
+    /// its URL parser (http_parser) reads one, `scheme://host[:port][/path][?query]`, without user
+    /// information or a fragment; else a relative reference whose first segment has no `:` and
+    /// whose characters are those of a URI's path and query, percent escapes included. So
+    /// `https://example.com/a?b=c`, `/a?b=c` and `page.html` are kept; `not a url`, `/a#b`,
+    /// `https://user@example.com/`, `https://example.com/a b` and `about:blank` are not (Envoy's
+    /// own test vectors are among the tests).
     public static func isValidReferer(_ value: String) -> Bool {
         let bytes = Array(value.utf8)
-        if let colon = schemeEnd(bytes) {
-            let scheme = String(decoding: bytes[..<colon], as: UTF8.self).lowercased()
-            if bytes.contains(UInt8(ascii: "#")) { return false }
-            guard standardSchemes.contains(scheme) else { return true }
-            return validAuthority(bytes[(colon + 1)...], fileScheme: scheme == "file")
-        }
+        if let absolute = absoluteURL(bytes) { return !absolute.fragment && !absolute.userinfo }
         var seenSlash = false
         for byte in bytes {
             switch byte {
@@ -124,48 +121,72 @@ public enum ConnectionManagerHeaders {
         return true
     }
 
-    /// Schemes whose URLs have an authority Chromium's parser checks.
-    private static let standardSchemes: Set<String> = ["http", "https", "ws", "wss", "ftp", "file"]
-
-    /// The characters of a URI's query and fragment (RFC 3986): unreserved, sub-delims, `:`, `@`,
-    /// `/`, `?`, and `%` for escapes.
+    /// The characters of a URI's path and query (RFC 3986): unreserved, sub-delims, `:`, `@`, `/`,
+    /// `?`, and `%` for escapes.
     private static let relativeCharacters: Set<UInt8> = Set(
         "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=:@/?%".utf8)
 
-    /// The offset of the `:` ending a scheme (`ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )`), if the
-    /// value starts with one.
-    private static func schemeEnd(_ bytes: [UInt8]) -> Int? {
-        guard let first = bytes.first, (first | 0x20) >= UInt8(ascii: "a"), (first | 0x20) <= UInt8(ascii: "z") else { return nil }
-        for (index, byte) in bytes.enumerated().dropFirst() {
-            if byte == UInt8(ascii: ":") { return index }
-            let letter = (byte | 0x20) >= UInt8(ascii: "a") && (byte | 0x20) <= UInt8(ascii: "z")
-            let digit = byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")
-            guard letter || digit || byte == UInt8(ascii: "+") || byte == UInt8(ascii: "-") || byte == UInt8(ascii: ".") else { return nil }
+    /// The characters http_parser takes in a URL's user information.
+    private static let userinfoCharacters: Set<UInt8> = Set(
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.!~*'()%;:&=+$,".utf8)
+
+    /// An absolute URL as http_parser parses one (`scheme://authority` then path, query and
+    /// fragment of URL characters), with whether it has user information and a fragment; `nil`
+    /// when the value is not one.
+    private static func absoluteURL(_ bytes: [UInt8]) -> (userinfo: Bool, fragment: Bool)? {
+        func isAlpha(_ byte: UInt8) -> Bool { (byte | 0x20) >= UInt8(ascii: "a") && (byte | 0x20) <= UInt8(ascii: "z") }
+        func isDigit(_ byte: UInt8) -> Bool { byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") }
+        // Printable ASCII other than the delimiters, and any byte of a UTF-8 sequence.
+        func isURLCharacter(_ byte: UInt8) -> Bool { (byte > 0x20 && byte < 0x7F) || byte >= 0x80 }
+        var index = 0
+        while index < bytes.count && isAlpha(bytes[index]) { index += 1 }
+        guard index > 0, index + 2 < bytes.count, bytes[index] == UInt8(ascii: ":"), bytes[index + 1] == UInt8(ascii: "/"),
+            bytes[index + 2] == UInt8(ascii: "/")
+        else { return nil }
+        let authorityStart = index + 3
+        var end = authorityStart
+        while end < bytes.count && ![UInt8(ascii: "/"), UInt8(ascii: "?"), UInt8(ascii: "#")].contains(bytes[end]) { end += 1 }
+        var authority = bytes[authorityStart..<end]
+        var userinfo = false
+        if let at = authority.lastIndex(of: UInt8(ascii: "@")) {
+            guard authority[..<at].allSatisfy(userinfoCharacters.contains) else { return nil }
+            userinfo = true
+            authority = authority[(at + 1)...]
         }
-        return nil
+        var host = authority
+        if authority.first == UInt8(ascii: "[") {
+            guard let close = authority.firstIndex(of: UInt8(ascii: "]")), close > authority.startIndex + 1 else { return nil }
+            let inside = authority[(authority.startIndex + 1)..<close]
+            guard inside.allSatisfy({ isDigit($0) || ($0 | 0x20 >= UInt8(ascii: "a") && $0 | 0x20 <= UInt8(ascii: "f")) || $0 == UInt8(ascii: ":") || $0 == UInt8(ascii: ".") }) else {
+                return nil
+            }
+            host = authority[...close]
+            let rest = authority[(close + 1)...]
+            if !rest.isEmpty {
+                guard rest.first == UInt8(ascii: ":"), validPort(rest.dropFirst()) else { return nil }
+            }
+        } else {
+            if let colon = authority.firstIndex(of: UInt8(ascii: ":")) {
+                guard validPort(authority[(colon + 1)...]) else { return nil }
+                host = authority[..<colon]
+            }
+            guard !host.isEmpty, host.allSatisfy({ isAlpha($0) || isDigit($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") }) else {
+                return nil
+            }
+        }
+        // Path and query, then the fragment.
+        var fragment = false
+        for byte in bytes[end...] {
+            if byte == UInt8(ascii: "#") { fragment = true; continue }
+            guard isURLCharacter(byte) else { return nil }
+        }
+        return (userinfo, fragment)
     }
 
-    /// Whether what follows a standard scheme's `:` has a host the parser accepts and no user
-    /// information: slashes (either kind) are skipped, the authority runs to the next `/`, `\`
-    /// or `?`, and its port, when given, is a number up to 65535.
-    private static func validAuthority(_ rest: ArraySlice<UInt8>, fileScheme: Bool) -> Bool {
-        var rest = rest.drop { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: "\\") }
-        let end = rest.firstIndex { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: "\\") || $0 == UInt8(ascii: "?") } ?? rest.endIndex
-        let authority = rest[..<end]
-        rest = rest[end...]
-        if authority.contains(UInt8(ascii: "@")) { return false }
-        var host = authority
-        if let last = authority.lastIndex(of: UInt8(ascii: ":")), !authority[last...].contains(UInt8(ascii: "]")) {
-            let port = authority[(last + 1)...]
-            guard port.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }),
-                port.isEmpty || (port.count <= 5 && Int(String(decoding: port, as: UTF8.self))! <= 65535)
-            else { return false }
-            host = authority[..<last]
-        }
-        if host.isEmpty { return fileScheme }
-        return host.allSatisfy { byte in
-            byte > 0x20 && byte < 0x7F && !" \"<>^`{|}".utf8.contains(byte)
-        }
+    /// A port of one to five digits, at most 65535.
+    private static func validPort(_ digits: ArraySlice<UInt8>) -> Bool {
+        guard !digits.isEmpty, digits.count <= 5, digits.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }) else { return false }
+        return Int(String(decoding: digits, as: UTF8.self)).map { $0 <= 65535 } ?? false
     }
 
     /// Whether an `x-forwarded-for` value makes the request internal to Envoy: a single address,
