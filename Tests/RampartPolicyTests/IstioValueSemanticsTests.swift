@@ -98,6 +98,23 @@ struct IstioValueSemanticsTests {
         #expect(Self.decide(engine, request) == (allowed ? .allow : .deny), "\(key) \(values) \(method) \(host) \(path)")
     }
 
+    @Test(
+        "an HTTP/1.1 request's :scheme is its x-forwarded-proto when that is http or https, else the connection's, as Envoy sets it",
+        arguments: [
+            // (mtls, x-forwarded-proto, :scheme)
+            (true, nil, "https"), (false, nil, "http"), (true, "http", "http"), (false, "https", "https"),
+            (false, "HTTPS", "https"), (true, "ftp", "https"), (false, "", "http"),
+        ] as [(Bool, String?, String)])
+    func schemeFromForwardedProto(mtls: Bool, proto: String?, scheme: String) {
+        let engine = Self.engine(rules: "  - when: [{key: \"request.headers[:scheme]\", values: [\"\(scheme)\"]}]")
+        let request = AuthzRequest(
+            transport: .http, source: mtls ? .init(principal: "cluster.local/ns/ns1/sa/a") : .init(mtls: false),
+            destination: .init(namespace: "ns1", labels: ["app": "b"], port: 8080), method: "GET", host: "b.ns1", path: "/",
+            headers: proto.map { ["x-forwarded-proto": $0] } ?? [:]
+        ).withProxyHeaders(requestID: "id")
+        #expect(Self.decide(engine, request) == .allow, "\(mtls) \(proto ?? "-")")
+    }
+
     @Test("a DENY unless :authority or :method is listed lets the listed ones through; a header the request carries wins")
     func pseudoHeaderDeny() {
         let deny = Fixture.engine(
@@ -407,6 +424,36 @@ struct PrincipalRegexTests {
         #expect(IstioValueSemanticsTests.decide(notNamespaces, Fixture.http(principal: principal)) == (matches ? .allow : .deny))
         let condition = Fixture.engine(Fixture.policy("p", rules: "  - when: [{key: source.namespace, values: [\"\(value)\"]}]"))
         #expect(IstioValueSemanticsTests.decide(condition, Fixture.http(principal: principal)) == (matches ? .allow : .deny))
+    }
+
+    @Test(
+        "a service account's regex operators are operators, as generator.go's serviceAccountRegex leaves them unescaped",
+        arguments: [
+            // (value, principal, matches), as Python's re.fullmatch reads spiffe://.+/ns/<ns>/(.+/|)sa/<sa>(/.+)?
+            ("ns1/a+", "cluster.local/ns/ns1/sa/aa", true),
+            ("ns1/a+", "cluster.local/ns/ns1/sa/b", false),
+            ("ns1/(a|b)", "cluster.local/ns/ns1/sa/b", true),
+            ("ns1/[ab]", "cluster.local/ns/ns1/sa/a", true),
+            ("ns1/[ab]", "cluster.local/ns/ns1/sa/c", false),
+            ("ns1/a?", "cluster.local/ns/ns1/sa/", true),
+            ("b+/a", "cluster.local/ns/bb/sa/a", true),
+            ("ns1/a+", "cluster.local/ns/ns1/x/sa/aa/extra", true),
+        ])
+    func serviceAccounts(value: String, principal: String, matches: Bool) {
+        let allow = Fixture.engine(Fixture.policy("p", rules: "  - from: [{source: {serviceAccounts: [\"\(value)\"]}}]"))
+        #expect(IstioValueSemanticsTests.decide(allow, Fixture.http(principal: principal)) == (matches ? .allow : .deny))
+        let notAccounts = Fixture.engine(Fixture.policy("p", action: "DENY", rules: "  - from: [{source: {notServiceAccounts: [\"\(value)\"]}}]"))
+        #expect(IstioValueSemanticsTests.decide(notAccounts, Fixture.http(principal: principal)) == (matches ? .allow : .deny))
+        let condition = Fixture.engine(Fixture.policy("p", rules: "  - when: [{key: source.serviceAccount, values: [\"\(value)\"]}]"))
+        #expect(IstioValueSemanticsTests.decide(condition, Fixture.http(principal: principal)) == (matches ? .allow : .deny))
+    }
+
+    @Test("service accounts with regex operators are warned of, and refused when RE2 cannot compile them")
+    func serviceAccountValidation() {
+        let found = SchemaParityTests.diagnostics(Fixture.policy("p", rules: "  - from: [{source: {serviceAccounts: [\"ns1/a+\", \"b(\", ok]}}]"))
+        #expect(found.contains { $0.code == .principalRegex && $0.field.hasSuffix("serviceAccounts[0]") }, "\(found)")
+        #expect(found.contains { $0.code == .badPrincipalRegex && $0.severity == .error && $0.field.hasSuffix("serviceAccounts[1]") }, "\(found)")
+        #expect(!found.contains { $0.field.hasSuffix("serviceAccounts[2]") }, "\(found)")
     }
 
     @Test("namespace values with regex operators are warned of, and refused when RE2 cannot compile them; a * inside one is no literal")

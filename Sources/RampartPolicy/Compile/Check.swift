@@ -110,6 +110,7 @@ struct Check: Sendable, Hashable {
                 guard let principal = request.principal else { return false }
                 return matchers.contains { NamespacePattern($0).matches(principal: principal) }
             case .serviceAccount:
+                if let principal = request.principal, matchers.contains(where: { $0.matches(accountOf: principal) }) { return true }
                 if let account = request.serviceAccount { return matchers.contains { $0.matches(account) } }
                 // A principal of another shape is matched with Istio's regex (see ServiceAccountPattern).
                 guard let principal = request.principal else { return false }

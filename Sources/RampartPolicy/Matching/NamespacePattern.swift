@@ -45,7 +45,7 @@ struct NamespacePattern: Sendable, Hashable {
     /// The pattern of a compiled string matcher (its form and literal, as `StringMatcher` read the value).
     init(_ matcher: StringMatcher) {
         switch matcher.form {
-        case .exact, .dottedExact: self.init(matcher.literal)
+        case .exact, .dottedExact, .regexAccount: self.init(matcher.literal)
         case .prefix: self.init(matcher.literal + "*")
         case .suffix, .dottedSuffix, .regexSuffix: self.init("*" + matcher.literal)
         case .presence, .anyValue: self.init("*")

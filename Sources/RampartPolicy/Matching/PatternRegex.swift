@@ -6,7 +6,9 @@ import Synchronization
 ///   StringMatcherWithPrefix); principals are compared without `spiffe://`, so the expression kept
 ///   is `.*<suffix>` (`init(suffix:)`);
 /// - a `namespaces` value becomes `.*/ns/<value>/.*`, each `*` of it `.*` and the rest unescaped
-///   (`init(namespace:)`), matched against the whole SPIFFE ID.
+///   (`init(namespace:)`), matched against the whole SPIFFE ID;
+/// - a `serviceAccounts` value `<ns>/<sa>` becomes `spiffe://.+/ns/<ns>/(.+/|)sa/<sa>(/.+)?`, both
+///   unescaped (`init(account:)`), matched against the whole SPIFFE ID.
 ///
 /// `*/ns/ns1/*` is thus `spiffe://td/ns/ns1` followed by any number of slashes, not every
 /// principal of namespace `ns1`, and the namespace `team.*` is any namespace of at least five
@@ -46,6 +48,12 @@ final class PatternRegex: Sendable, Hashable {
         self.init(expression: Self.expression(namespace: namespace))
     }
 
+    /// The expression of a qualified `serviceAccounts` value (`namespace/name`), or `nil` when RE2
+    /// would refuse it.
+    convenience init?(account: String) {
+        self.init(expression: Self.expression(account: account))
+    }
+
     private init?(expression: String) {
         guard Self.problem(expression) == nil, let compiled = try? Regex(expression) else { return nil }
         self.expression = expression
@@ -58,6 +66,14 @@ final class PatternRegex: Sendable, Hashable {
     /// The expression Istio makes of a `namespaces` value, read against the whole SPIFFE ID.
     static func expression(namespace: String) -> String {
         ".*/ns/" + namespace.replacingOccurrences(of: "*", with: ".*") + "/.*"
+    }
+
+    /// The expression Istio makes of a qualified `serviceAccounts` value (generator.go's
+    /// serviceAccountRegex), read against the whole SPIFFE ID.
+    static func expression(account: String) -> String {
+        let (namespace, name) = account.firstIndex(of: "/").map { (account[..<$0], account[account.index(after: $0)...]) }
+            ?? (Substring(""), Substring(account))
+        return "spiffe://.+/ns/\(namespace)/(.+/|)sa/\(name)(/.+)?"
     }
 
     /// Why Envoy would refuse `expression`, or `nil` when it compiles.

@@ -24,6 +24,10 @@ public struct StringMatcher: Sendable, Hashable {
         /// A `*suffix` principal whose suffix holds other regex operators: the value must match
         /// `.*<suffix>` as a whole (see `PatternRegex`); the literal is the suffix.
         case regexSuffix
+        /// A `serviceAccounts` value holding regex operators other than `.`: the whole SPIFFE ID
+        /// (with `spiffe://`) must match Istio's expression of it (see `PatternRegex`); the literal
+        /// is the qualified value.
+        case regexAccount
     }
 
     /// What `*` alone means.
@@ -86,6 +90,9 @@ public struct StringMatcher: Sendable, Hashable {
     /// `spiffe://.+/ns/<namespace>/(.+/|)sa/<name>(/.+)?`, with both unescaped, so each `.` matches
     /// any one character (`ns1/build.bot` is also `ns1/build-bot`).
     static func serviceAccount(_ value: String) -> StringMatcher {
+        if PatternRegex.hasOperators(value) && !value.contains("*") {
+            return StringMatcher(form: .regexAccount, literal: value, regex: PatternRegex(account: value))
+        }
         let matcher = StringMatcher(value)
         guard matcher.form == .exact, value.utf8.contains(UInt8(ascii: ".")) else { return matcher }
         return StringMatcher(form: .dottedExact, literal: value)
@@ -108,6 +115,11 @@ public struct StringMatcher: Sendable, Hashable {
         self.literal = literal
         self.ignoreCase = ignoreCase
         self.regex = regex
+    }
+
+    /// Whether a `regexAccount` pattern matches the peer's principal (without `spiffe://`).
+    func matches(accountOf principal: String) -> Bool {
+        form == .regexAccount && regex?.matches("spiffe://" + principal) == true
     }
 
     public static func == (lhs: StringMatcher, rhs: StringMatcher) -> Bool {
@@ -139,6 +151,8 @@ public struct StringMatcher: Sendable, Hashable {
                 }
             }
         case .regexSuffix: return regex?.matches(value) ?? false
+        // Matched against the whole SPIFFE ID by its callers (`matches(spiffeID:)`), never a value.
+        case .regexAccount: return false
         }
     }
 

@@ -50,6 +50,9 @@ struct ProgramCode: Sendable {
             case .template(let template):
                 words += [PatternForm.template.rawValue, UInt32(templates.count), 0, 0]
                 templates.append(template)
+            case .string(let string) where string.form == .regexAccount:
+                // Matched against the whole principal by the service-account check, never here.
+                words += [PatternForm.regex.rawValue, UInt32.max, 0, 0]
             case .string(let string) where string.form == .regexSuffix:
                 if let regex = string.regex {
                     words += [PatternForm.regex.rawValue, UInt32(regexes.count), 0, 0]
@@ -67,7 +70,7 @@ struct ProgramCode: Sendable {
                 case .anyValue: form = .anyValue
                 case .dottedExact: form = .dottedExact
                 case .dottedSuffix: form = .dottedSuffix
-                case .regexSuffix: form = .regex  // laid out above
+                case .regexSuffix, .regexAccount: form = .regex  // laid out above
                 }
                 let literal = Array(string.literal.utf8)
                 let probe = literal.withUnsafeBufferPointer { Self.probe(form, $0) }

@@ -85,6 +85,10 @@ extension WorkloadProgram {
         case .sni: return anyPattern(request.sni, check, view)
         case .host: return anyPattern(facts.host(request), check, view)
         case .serviceAccount:
+            let regexes = accountRegexes[Int(check.slot)]
+            if !regexes.isEmpty, let principal = facts.principal(request), regexes.contains(where: { $0.matches(accountOf: principal) }) {
+                return true
+            }
             if let account = facts.serviceAccount(request) { return anyPattern(account, check, view) }
             // A principal of another shape is matched with Istio's regex (see ServiceAccountPattern).
             guard let principal = facts.principal(request) else { return false }

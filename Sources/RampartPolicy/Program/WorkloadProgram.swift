@@ -45,6 +45,8 @@ final class WorkloadProgram: Sendable {
     let claimPaths: [[String]]
     /// Each service-account check's values (see `WorkloadProgramBuilder.accountPatterns`).
     let accountPatterns: [[ServiceAccountPattern]]
+    /// Each service-account check's values holding regex operators (usually none).
+    let accountRegexes: [[StringMatcher]]
     /// Each namespace check's values.
     let namespaceChecks: [NamespaceCheck]
     /// The header offset of each rule, by position (policy order, then rule order).
@@ -75,6 +77,7 @@ final class WorkloadProgram: Sendable {
         headerNames = builder.headerNames.map(HeaderName.init)
         claimPaths = builder.claimPaths
         accountPatterns = builder.accountPatterns
+        accountRegexes = builder.accountRegexes
         namespaceChecks = builder.namespaceChecks
         policies = builder.policies
         ruleOffsets = builder.ruleOffsets

@@ -66,6 +66,8 @@ struct WorkloadProgramBuilder {
     private(set) var templates: [PathTemplate] = []
     /// Regex-bearing principal suffixes, addressed by pattern entries in the code.
     private(set) var regexes: [PatternRegex] = []
+    /// Each service-account check's values holding regex operators, matched against the principal.
+    private(set) var accountRegexes: [[StringMatcher]] = []
     private(set) var headerNames: [String] = []
     /// The slot of each header name, so checks reading one header share its slot (and its memo).
     private var headerSlots: [String: Int32] = [:]
@@ -412,6 +414,7 @@ struct WorkloadProgramBuilder {
                 slot = Int32(accountPatterns.count)
                 accountPatterns.append(
                     matchers.filter { $0.form == .exact || $0.form == .dottedExact }.compactMap { ServiceAccountPattern($0.literal) })
+                accountRegexes.append(matchers.filter { $0.form == .regexAccount })
             case .trustDomain: kind = .trustDomain
             case .requestPrincipal: kind = .requestPrincipal
             case .host: kind = .host

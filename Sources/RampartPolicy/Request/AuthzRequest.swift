@@ -116,9 +116,11 @@ public struct AuthzRequest: Sendable, Hashable {
         switch name {
         case ":authority", "host": return host
         case ":method": return method
-        // Envoy's connection manager sets `:scheme` when the request has none, from the
-        // connection's security (an HTTP/2 request always carries it).
-        case ":scheme": return source.isMTLS ? "https" : "http"
+        // Envoy's connection manager sets `:scheme` when the request has none (HTTP/1.1): from
+        // `x-forwarded-proto` when that is `http` or `https`, else from the connection's security.
+        case ":scheme":
+            if let proto = headers["x-forwarded-proto"]?.lowercased(), proto == "http" || proto == "https" { return proto }
+            return source.isMTLS ? "https" : "http"
         case ":path":
             guard let path else { return nil }
             let normalized = PathNormalizer.normalize(path)

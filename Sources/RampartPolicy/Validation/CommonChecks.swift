@@ -370,6 +370,22 @@ enum CommonChecks {
                     .badServiceAccount, "\(field)[\(position)]",
                     "service account \"\(value.prefix(40))...\" is \(value.utf8.count) characters long; at most \(serviceAccountLimit) are allowed",
                     fix: "shorten it to a real namespace/name pair")
+            } else if PatternRegex.hasOperators(value) {
+                // Istio puts both parts into its regex unescaped (generator.go's serviceAccountRegex).
+                let qualified = parts.count == 2 ? value : "<policy namespace>/\(value)"
+                let expression = PatternRegex.expression(account: qualified)
+                if let problem = PatternRegex.problem(PatternRegex.expression(account: parts.count == 2 ? value : "ns/\(value)")) {
+                    reporter.add(
+                        .badPrincipalRegex, "\(field)[\(position)]",
+                        "service account \"\(value)\": Istio puts it into the regular expression \(expression), and \(problem), so the proxy refuses the policy",
+                        fix: "write the service account's name: letters, digits, '-' and '.'")
+                } else {
+                    let operators = operatorsText(value)
+                    reporter.add(
+                        .principalRegex, "\(field)[\(position)]",
+                        "service account \"\(value)\": Istio puts it into the regular expression \(expression) unescaped, where \(operators.text) \(operators.count == 1 ? "is an operator" : "are operators"); a service account name holds none of them",
+                        fix: "write the service account's name: letters, digits, '-' and '.'")
+                }
             }
         }
     }
