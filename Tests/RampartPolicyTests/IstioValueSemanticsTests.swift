@@ -568,6 +568,8 @@ struct ProxyHeaderTests {
             ("", true), ("not a url", false), ("/a#fragment", false), ("https://user:pw@example.com/", false),
             ("https://example.com/a b", false), ("https://exa mple.com/", false), ("http://example.com:99999/", false),
             ("about:blank", false), ("mailto:someone", false), (":x", false), ("/x y", false), ("http:///path", false),
+            // http_parser marks a fragment or user information only when it is not empty.
+            ("http://h/p#", true), ("http://h/?#", true), ("http://@h/p", true),
         ])
     func referer(value: String, kept: Bool) {
         #expect(Self.seen(["referer": value])["referer"] == (kept ? value : nil), "\(value)")

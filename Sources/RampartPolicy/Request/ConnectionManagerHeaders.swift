@@ -150,7 +150,8 @@ public enum ConnectionManagerHeaders {
         var userinfo = false
         if let at = authority.lastIndex(of: UInt8(ascii: "@")) {
             guard authority[..<at].allSatisfy(userinfoCharacters.contains) else { return nil }
-            userinfo = true
+            // http_parser marks user information only when there is some (`http://@host` has none).
+            userinfo = at > authority.startIndex
             authority = authority[(at + 1)...]
         }
         var host = authority
@@ -174,11 +175,13 @@ public enum ConnectionManagerHeaders {
                 return nil
             }
         }
-        // Path and query, then the fragment.
+        // Path and query, then the fragment, which http_parser marks only when it is not empty.
         var fragment = false
+        var inFragment = false
         for byte in bytes[end...] {
-            if byte == UInt8(ascii: "#") { fragment = true; continue }
+            if byte == UInt8(ascii: "#") && !inFragment { inFragment = true; continue }
             guard isURLCharacter(byte) else { return nil }
+            if inFragment { fragment = true }
         }
         return (userinfo, fragment)
     }
