@@ -491,6 +491,34 @@ struct PrincipalRegexTests {
         #expect(!StringMatcher.principal("*/ns/(x").matches("td/ns/(x"))
     }
 
+    @Test(
+        "RE2's reading, not Swift's: a { that starts no repetition is literal, \\pL is a class, \\C any byte, ] first in a class literal",
+        arguments: [
+            // (pattern as written in single-quoted YAML, principal, matches)
+            ("*/ns/ns1/sa/a{,1}", "td/ns/ns1/sa/a", false),
+            ("*/ns/ns1/sa/a{,1}", "td/ns/ns1/sa/a{,1}", true),
+            ("*/ns/ns1/sa/a{2}", "td/ns/ns1/sa/aa", true),
+            (#"*/sa/\pL"#, "td/ns/x/sa/b", true),
+            (#"*/sa/\pL"#, "td/ns/x/sa/1", false),
+            (#"*/sa/\C"#, "td/ns/x/sa/b", true),
+            ("*/sa/[]a]", "td/ns/x/sa/a", true),
+            ("*/sa/[]a]", "td/ns/x/sa/b", false),
+            ("*/sa/(?i)A", "td/ns/x/sa/a", true),
+        ])
+    func re2Syntax(pattern: String, principal: String, matches: Bool) {
+        let allow = Fixture.engine(Fixture.policy("p", rules: "  - from: [{source: {principals: ['\(pattern)']}}]"))
+        #expect(IstioValueSemanticsTests.decide(allow, Fixture.http(principal: principal)) == (matches ? .allow : .deny))
+    }
+
+    @Test("what RE2 refuses is refused: \\Z, counts above 1000, unknown flags, \\x without two hex digits, possessive forms")
+    func re2Refusals() {
+        for pattern in [#"*/sa/\Z"#, "*/sa/a{1001}", "*/sa/(?x)a", #"*/sa/\x4"#, "*/sa/a{1,2}+", "*/sa/a{3,1}", "*/sa/(?<=a)b"] {
+            let found = SchemaParityTests.diagnostics(Fixture.policy("p", rules: "  - from: [{source: {principals: ['\(pattern)']}}]"))
+            #expect(found.contains { $0.code == .badPrincipalRegex && $0.severity == .error }, "\(pattern): \(found)")
+        }
+        #expect(PatternRegex.problem(PatternRegex.expression(suffix: "/sa/a{1000}")) == nil)
+    }
+
     @Test("explain names the regular expression a principal was read as")
     func explain() {
         let engine = Fixture.engine(Fixture.policy("p", rules: "  - from: [{source: {principals: [\"*/ns/ns1/*\"]}}]"))

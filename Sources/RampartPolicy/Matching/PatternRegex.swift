@@ -55,7 +55,7 @@ final class PatternRegex: Sendable, Hashable {
     }
 
     private init?(expression: String) {
-        guard Self.problem(expression) == nil, let compiled = try? Regex(expression) else { return nil }
+        guard case .success(let swift) = Self.translated(expression), let compiled = try? Regex(swift) else { return nil }
         self.expression = expression
         regex = Mutex(compiled.matchingSemantics(.unicodeScalar))
     }
@@ -78,35 +78,150 @@ final class PatternRegex: Sendable, Hashable {
 
     /// Why Envoy would refuse `expression`, or `nil` when it compiles.
     static func problem(_ expression: String) -> String? {
-        if let construct = unsupported(expression) { return "RE2, Envoy's regex engine, does not support \(construct)" }
-        do {
-            _ = try Regex(expression)
-            return nil
-        } catch {
-            return "it is not a valid regular expression (\(error))"
+        switch translated(expression) {
+        case .failure(let refusal): return refusal.reason
+        case .success(let swift):
+            do {
+                _ = try Regex(swift)
+                return nil
+            } catch {
+                return "it is not a valid regular expression (\(error))"
+            }
         }
     }
 
-    /// The first construct Swift's regexes accept and RE2 does not.
-    private static func unsupported(_ expression: String) -> String? {
-        let forms: [(text: String, name: String)] = [
-            ("(?=", "lookahead (?=...)"), ("(?!", "negative lookahead (?!...)"), ("(?<=", "lookbehind (?<=...)"),
-            ("(?<!", "negative lookbehind (?<!...)"), ("(?>", "atomic groups (?>...)"), ("*+", "possessive *+"),
-            ("++", "possessive ++"), ("?+", "possessive ?+"), ("}+", "possessive {n}+"), ("\\k<", "named backreferences \\k<...>"),
-        ]
-        for form in forms where expression.contains(form.text) { return form.name }
-        let bytes = Array(expression.utf8)
-        var index = 0
-        while index + 1 < bytes.count {
-            if bytes[index] == UInt8(ascii: "\\") {
-                let next = bytes[index + 1]
-                if next >= UInt8(ascii: "1") && next <= UInt8(ascii: "9") { return "backreferences \\1 to \\9" }
-                index += 2
-            } else {
-                index += 1
-            }
+    /// Why RE2 refuses an expression.
+    struct Refusal: Error {
+        let reason: String
+        static func unsupported(_ construct: String) -> Refusal {
+            Refusal(reason: "RE2, Envoy's regex engine, does not support \(construct)")
         }
-        return nil
+    }
+
+    /// An RE2 expression written in the syntax of Swift's regexes, where the two read the same
+    /// text differently, or what RE2 refuses in it:
+    /// - a `{` that does not start a repetition (`{n}`, `{n,}`, `{n,m}`) is a literal in RE2, so
+    ///   `a{,1}` is `a{,1}` literally; a repetition count above 1000 is refused;
+    /// - `\pL` is the one-letter form of `\p{L}`; `\C` is any byte; a `]` first in a class is a
+    ///   literal;
+    /// - lookaround, atomic groups, possessive quantifiers, backreferences, `\Z`, `\x` without
+    ///   two hex digits, and flags other than `i`, `m`, `s` and `U` are refused.
+    static func translated(_ expression: String) -> Result<String, Refusal> {
+        let characters = Array(expression)
+        var out = ""
+        var index = 0
+        var inClass = false
+        var classStart = 0
+        func isDigit(_ character: Character) -> Bool { character.isASCII && character.isNumber }
+        func isHex(_ character: Character) -> Bool { character.isASCII && character.isHexDigit }
+        while index < characters.count {
+            let character = characters[index]
+            if character == "\\" {
+                guard index + 1 < characters.count else { return .failure(Refusal(reason: "it ends with a lone backslash")) }
+                let next = characters[index + 1]
+                switch next {
+                case "1"..."9": return .failure(.unsupported("backreferences (\\\(next))"))
+                case "Z": return .failure(.unsupported("\\Z"))
+                case "k": return .failure(.unsupported("named backreferences (\\k)"))
+                case "C":
+                    out += inClass ? "\\C" : "(?s:.)"
+                    index += 2
+                    continue
+                case "p", "P":
+                    if index + 2 < characters.count, characters[index + 2] != "{" {
+                        out += "\\\(next){\(characters[index + 2])}"
+                        index += 3
+                        continue
+                    }
+                case "x":
+                    if index + 2 < characters.count, characters[index + 2] == "{" { break }
+                    guard index + 3 < characters.count, isHex(characters[index + 2]), isHex(characters[index + 3]) else {
+                        return .failure(Refusal(reason: "\\x must be followed by two hex digits or {hex}"))
+                    }
+                default: break
+                }
+                out.append(character)
+                out.append(next)
+                index += 2
+                continue
+            }
+            if inClass {
+                if character == "]" && index > classStart {
+                    inClass = false
+                } else if character == "]" {
+                    out += "\\]"
+                    index += 1
+                    continue
+                }
+                out.append(character)
+                index += 1
+                continue
+            }
+            switch character {
+            case "[":
+                inClass = true
+                out.append(character)
+                index += 1
+                if index < characters.count && characters[index] == "^" {
+                    out.append("^")
+                    index += 1
+                }
+                classStart = index
+                continue
+            case "{":
+                // A repetition only when digits, an optional comma and digits, then `}` follow.
+                var end = index + 1
+                while end < characters.count && isDigit(characters[end]) { end += 1 }
+                let low = end > index + 1 ? Int(String(characters[(index + 1)..<end])) : nil
+                var high = low
+                var valid = low != nil
+                if valid && end < characters.count && characters[end] == "," {
+                    end += 1
+                    let start = end
+                    while end < characters.count && isDigit(characters[end]) { end += 1 }
+                    high = end > start ? Int(String(characters[start..<end])) : nil
+                }
+                valid = valid && end < characters.count && characters[end] == "}"
+                if !valid {
+                    out += "\\{"
+                    index += 1
+                    continue
+                }
+                if (low ?? 0) > 1000 || (high ?? 0) > 1000 {
+                    return .failure(Refusal(reason: "a repetition count above 1000 is more than RE2 allows"))
+                }
+                if let low, let high, high < low { return .failure(Refusal(reason: "a repetition {\(low),\(high)} counts down")) }
+                out += String(characters[index...end])
+                index = end + 1
+                if index < characters.count && characters[index] == "+" { return .failure(.unsupported("possessive quantifiers")) }
+                continue
+            case "}":
+                out += "\\}"
+                index += 1
+                continue
+            case "*", "+", "?":
+                if index + 1 < characters.count && characters[index + 1] == "+" { return .failure(.unsupported("possessive quantifiers")) }
+            case "(":
+                if index + 1 < characters.count && characters[index + 1] == "?" {
+                    let rest = String(characters[(index + 2)...])
+                    if rest.hasPrefix("=") || rest.hasPrefix("!") || rest.hasPrefix("<=") || rest.hasPrefix("<!") {
+                        return .failure(.unsupported("lookaround"))
+                    }
+                    if rest.hasPrefix(">") { return .failure(.unsupported("atomic groups")) }
+                    if rest.hasPrefix("P=") { return .failure(.unsupported("named backreferences")) }
+                    if !rest.hasPrefix("P<") && !rest.hasPrefix("<") && !rest.hasPrefix(":") {
+                        let flags = rest.prefix { $0 != ")" && $0 != ":" }
+                        if flags.isEmpty || !flags.allSatisfy({ "imsU-".contains($0) }) {
+                            return .failure(Refusal(reason: "RE2 knows only the flags i, m, s and U, and (?\(flags) holds others"))
+                        }
+                    }
+                }
+            default: break
+            }
+            out.append(character)
+            index += 1
+        }
+        return .success(out)
     }
 
     /// Whether the whole value matches.
