@@ -228,6 +228,8 @@ struct EnvoyJWTParityTests {
         #expect(decoded(.array([.string("a/b"), .number(5), .number(1.5), .bool(true)])) == #"["a/b",5,1.5,true]"#)
         #expect(decoded(.object(["key": .string("v"), "deep": .object(["x": .string("y")])])) == #"{"deep":{"x":"y"},"key":"v"}"#)
         #expect(decoded(.array([])) == "[]")
+        // As protobuf's JSON printer escapes them.
+        #expect(decoded(.array([.string("<b>"), .string("a\u{2028}b")])) == #"["\u003cb\u003e","a\u2028b"]"#)
         #expect(ClaimValue.null.headerValue == nil)
     }
 }

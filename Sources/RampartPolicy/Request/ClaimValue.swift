@@ -62,6 +62,31 @@ public enum ClaimValue: Sendable, Hashable {
     /// non-primitive claims since version 1.29; `nil` (no header) for an empty string, as Envoy
     /// writes none, for a string holding CR, LF or NUL, which no header value may carry, and for
     /// `null`.
+    /// JSON text with the characters protobuf's JSON printer writes as `\\uXXXX` escaped so: `<`,
+    /// `>`, and the invisible and line-breaking code points it escapes for JavaScript's sake (soft
+    /// hyphen, Arabic number signs, zero-width and bidirectional marks, U+2028 to U+202E, the byte
+    /// order mark, ...). They can only stand inside strings, where the escape means the same.
+    static func escapedAsProtobuf(_ json: String) -> String {
+        func escaped(_ value: UInt32) -> Bool {
+            switch value {
+            case 0x3C, 0x3E, 0xAD, 0x600...0x603, 0x6DD, 0x70F, 0x200B...0x200F, 0x2028...0x202E, 0x2060...0x2064,
+                0x206A...0x206F, 0xFEFF, 0xFFF9...0xFFFB:
+                return true
+            default: return false
+            }
+        }
+        guard json.unicodeScalars.contains(where: { escaped($0.value) }) else { return json }
+        var out = ""
+        for scalar in json.unicodeScalars {
+            if escaped(scalar.value) {
+                out += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count) + String(scalar.value, radix: 16)
+            } else {
+                out.unicodeScalars.append(scalar)
+            }
+        }
+        return out
+    }
+
     public var headerValue: String? {
         switch self {
         case .string(let string):
@@ -78,7 +103,7 @@ public enum ClaimValue: Sendable, Hashable {
                 let data = try? JSONSerialization.data(
                     withJSONObject: jsonObject, options: [.sortedKeys, .withoutEscapingSlashes, .fragmentsAllowed])
             else { return nil }
-            return data.base64EncodedString()
+            return Data(Self.escapedAsProtobuf(String(decoding: data, as: UTF8.self)).utf8).base64EncodedString()
         case .null: return nil
         }
     }
