@@ -504,6 +504,10 @@ struct PrincipalRegexTests {
             ("*/sa/[]a]", "td/ns/x/sa/a", true),
             ("*/sa/[]a]", "td/ns/x/sa/b", false),
             ("*/sa/(?i)A", "td/ns/x/sa/a", true),
+            (#"*/sa/\p{Lu}"#, "td/ns/x/sa/A", true),
+            (#"*/sa/\p{^Lu}"#, "td/ns/x/sa/A", false),
+            (#"*/sa/\x{41}"#, "td/ns/x/sa/A", true),
+            (#"*/sa/\x41"#, "td/ns/x/sa/A", true),
         ])
     func re2Syntax(pattern: String, principal: String, matches: Bool) {
         let allow = Fixture.engine(Fixture.policy("p", rules: "  - from: [{source: {principals: ['\(pattern)']}}]"))

@@ -128,13 +128,34 @@ final class PatternRegex: Sendable, Hashable {
                     index += 2
                     continue
                 case "p", "P":
-                    if index + 2 < characters.count, characters[index + 2] != "{" {
+                    guard index + 2 < characters.count else { return .failure(Refusal(reason: "\\\(next) must name a class")) }
+                    if characters[index + 2] != "{" {
                         out += "\\\(next){\(characters[index + 2])}"
                         index += 3
                         continue
                     }
+                    // `\p{Name}` as it is; RE2's `\p{^Name}` is `\P{Name}`.
+                    guard let close = characters[(index + 2)...].firstIndex(of: "}") else {
+                        return .failure(Refusal(reason: "\\\(next){ is not closed"))
+                    }
+                    var name = String(characters[(index + 3)..<close])
+                    var letter = next
+                    if name.hasPrefix("^") {
+                        name.removeFirst()
+                        letter = next == "p" ? "P" : "p"
+                    }
+                    out += "\\\(letter){\(name)}"
+                    index = close + 1
+                    continue
                 case "x":
-                    if index + 2 < characters.count, characters[index + 2] == "{" { break }
+                    if index + 2 < characters.count, characters[index + 2] == "{" {
+                        guard let close = characters[(index + 2)...].firstIndex(of: "}") else {
+                            return .failure(Refusal(reason: "\\x{ is not closed"))
+                        }
+                        out += String(characters[index...close])
+                        index = close + 1
+                        continue
+                    }
                     guard index + 3 < characters.count, isHex(characters[index + 2]), isHex(characters[index + 3]) else {
                         return .failure(Refusal(reason: "\\x must be followed by two hex digits or {hex}"))
                     }
