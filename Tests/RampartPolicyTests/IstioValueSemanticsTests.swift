@@ -391,12 +391,20 @@ struct PrincipalRegexTests {
             ("*/sa/a", "cluster.local/ns/x/sa/a", true),
         ])
     func principals(pattern: String, principal: String, matches: Bool) {
-        let allow = Fixture.engine(Fixture.policy("p", rules: "  - from: [{source: {principals: [\"\(pattern)\"]}}]"))
-        #expect(IstioValueSemanticsTests.decide(allow, Fixture.http(principal: principal)) == (matches ? .allow : .deny))
-        let notPrincipals = Fixture.engine(Fixture.policy("p", action: "DENY", rules: "  - from: [{source: {notPrincipals: [\"\(pattern)\"]}}]"))
-        #expect(IstioValueSemanticsTests.decide(notPrincipals, Fixture.http(principal: principal)) == (matches ? .allow : .deny))
-        let condition = Fixture.engine(Fixture.policy("p", rules: "  - when: [{key: source.principal, values: [\"\(pattern)\"]}]"))
-        #expect(IstioValueSemanticsTests.decide(condition, Fixture.http(principal: principal)) == (matches ? .allow : .deny))
+        Self.expectEveryForm("principals", key: "source.principal", value: pattern, principal: principal, matches: matches)
+    }
+
+    /// An ALLOW on `field`, a DENY on its `not` form and an ALLOW on the `when` `key`, each holding
+    /// `value`, decide a request from `principal` as `matches` says (both evaluation paths).
+    static func expectEveryForm(_ field: String, key: String, value: String, principal: String, matches: Bool) {
+        let negated = "not" + field.prefix(1).uppercased() + field.dropFirst()
+        let request = Fixture.http(principal: principal)
+        let allow = Fixture.engine(Fixture.policy("p", rules: "  - from: [{source: {\(field): [\"\(value)\"]}}]"))
+        #expect(IstioValueSemanticsTests.decide(allow, request) == (matches ? .allow : .deny), "\(field) \(value) \(principal)")
+        let deny = Fixture.engine(Fixture.policy("p", action: "DENY", rules: "  - from: [{source: {\(negated): [\"\(value)\"]}}]"))
+        #expect(IstioValueSemanticsTests.decide(deny, request) == (matches ? .allow : .deny), "\(negated) \(value) \(principal)")
+        let condition = Fixture.engine(Fixture.policy("p", rules: "  - when: [{key: \(key), values: [\"\(value)\"]}]"))
+        #expect(IstioValueSemanticsTests.decide(condition, request) == (matches ? .allow : .deny), "\(key) \(value) \(principal)")
     }
 
     @Test(
@@ -418,12 +426,7 @@ struct PrincipalRegexTests {
             ("ns.1", "cluster.local/ns/ns1/sa/x", false),
         ])
     func namespaces(value: String, principal: String, matches: Bool) {
-        let allow = Fixture.engine(Fixture.policy("p", rules: "  - from: [{source: {namespaces: [\"\(value)\"]}}]"))
-        #expect(IstioValueSemanticsTests.decide(allow, Fixture.http(principal: principal)) == (matches ? .allow : .deny))
-        let notNamespaces = Fixture.engine(Fixture.policy("p", action: "DENY", rules: "  - from: [{source: {notNamespaces: [\"\(value)\"]}}]"))
-        #expect(IstioValueSemanticsTests.decide(notNamespaces, Fixture.http(principal: principal)) == (matches ? .allow : .deny))
-        let condition = Fixture.engine(Fixture.policy("p", rules: "  - when: [{key: source.namespace, values: [\"\(value)\"]}]"))
-        #expect(IstioValueSemanticsTests.decide(condition, Fixture.http(principal: principal)) == (matches ? .allow : .deny))
+        Self.expectEveryForm("namespaces", key: "source.namespace", value: value, principal: principal, matches: matches)
     }
 
     @Test(
@@ -440,12 +443,7 @@ struct PrincipalRegexTests {
             ("ns1/a+", "cluster.local/ns/ns1/x/sa/aa/extra", true),
         ])
     func serviceAccounts(value: String, principal: String, matches: Bool) {
-        let allow = Fixture.engine(Fixture.policy("p", rules: "  - from: [{source: {serviceAccounts: [\"\(value)\"]}}]"))
-        #expect(IstioValueSemanticsTests.decide(allow, Fixture.http(principal: principal)) == (matches ? .allow : .deny))
-        let notAccounts = Fixture.engine(Fixture.policy("p", action: "DENY", rules: "  - from: [{source: {notServiceAccounts: [\"\(value)\"]}}]"))
-        #expect(IstioValueSemanticsTests.decide(notAccounts, Fixture.http(principal: principal)) == (matches ? .allow : .deny))
-        let condition = Fixture.engine(Fixture.policy("p", rules: "  - when: [{key: source.serviceAccount, values: [\"\(value)\"]}]"))
-        #expect(IstioValueSemanticsTests.decide(condition, Fixture.http(principal: principal)) == (matches ? .allow : .deny))
+        Self.expectEveryForm("serviceAccounts", key: "source.serviceAccount", value: value, principal: principal, matches: matches)
     }
 
     @Test("service accounts with regex operators are warned of, and refused when RE2 cannot compile them")

@@ -258,19 +258,13 @@ enum CommonChecks {
             let suffix = String(value.dropFirst())
             guard PatternRegex.hasOperators(suffix) else { continue }
             reported.insert(position)
-            if let problem = PatternRegex.problem(PatternRegex.expression(suffix: suffix)) {
-                reporter.add(
-                    .badPrincipalRegex, "\(field)[\(position)]",
-                    "principal \"\(value)\": Istio puts what follows the leading * into the regular expression spiffe://.*\(suffix), and \(problem), so the proxy refuses the policy",
-                    fix: "remove the regex characters: a principal holds letters, digits, '.', '-', '_' and '/', with one leading or trailing *")
-            } else {
-                let operators = operatorsText(suffix)
-                let star = suffix.contains("*") ? ": a * there repeats the character before it rather than standing for any text" : ""
-                reporter.add(
-                    .principalRegex, "\(field)[\(position)]",
-                    "principal \"\(value)\": Istio puts what follows the leading * into the regular expression spiffe://.*\(suffix) unescaped, where \(operators.text) \(operators.count == 1 ? "is an operator" : "are operators")\(star)",
-                    fix: "write one leading or trailing * only (*/sa/name, cluster.local/ns/name/*), or name the callers by namespaces or serviceAccounts")
-            }
+            let star = suffix.contains("*") ? ": a * there repeats the character before it rather than standing for any text" : ""
+            reportRegex(
+                "principal \"\(value)\"", placed: "what follows the leading *", expression: PatternRegex.expression(suffix: suffix),
+                display: "spiffe://.*\(suffix)", operators: operatorsText(suffix), note: star, at: "\(field)[\(position)]",
+                refusedFix: "remove the regex characters: a principal holds letters, digits, '.', '-', '_' and '/', with one leading or trailing *",
+                warnedFix: "write one leading or trailing * only (*/sa/name, cluster.local/ns/name/*), or name the callers by namespaces or serviceAccounts",
+                &reporter)
         }
         return reported
     }
@@ -282,19 +276,32 @@ enum CommonChecks {
     static func namespaceRegexes(_ values: [String], field: String, _ reporter: inout Reporter) {
         for (position, value) in values.enumerated() where PatternRegex.hasNamespaceOperators(value) {
             let expression = PatternRegex.expression(namespace: value)
-            if let problem = PatternRegex.problem(expression) {
-                reporter.add(
-                    .badPrincipalRegex, "\(field)[\(position)]",
-                    "namespace \"\(value)\": Istio puts it into the regular expression \(expression), and \(problem), so the proxy refuses the policy",
-                    fix: "write namespace names, each with * for any text where needed (team-*, *-prod)")
-            } else {
-                let operators = operatorsText(value.replacingOccurrences(of: "*", with: ""), dot: true)
-                let dot = value.contains(".") ? ": a . there stands for any one character" : ""
-                reporter.add(
-                    .principalRegex, "\(field)[\(position)]",
-                    "namespace \"\(value)\": Istio puts it into the regular expression \(expression) unescaped, where \(operators.text) \(operators.count == 1 ? "is an operator" : "are operators")\(dot); a namespace name holds none of them",
-                    fix: "write namespace names, with * for any text (team-* rather than team.*)")
-            }
+            let dot = value.contains(".") ? ": a . there stands for any one character" : ""
+            reportRegex(
+                "namespace \"\(value)\"", placed: "it", expression: expression, display: expression,
+                operators: operatorsText(value.replacingOccurrences(of: "*", with: ""), dot: true),
+                note: dot + "; a namespace name holds none of them", at: "\(field)[\(position)]",
+                refusedFix: "write namespace names, each with * for any text where needed (team-*, *-prod)",
+                warnedFix: "write namespace names, with * for any text (team-* rather than team.*)", &reporter)
+        }
+    }
+
+    /// Reports a value Istio puts into a regular expression: an error (RP032) when RE2 refuses
+    /// `expression`, else a warning (RP082) naming its operators.
+    private static func reportRegex(
+        _ subject: String, placed: String, expression: String, display: String, operators: (text: String, count: Int),
+        note: String, at field: String, refusedFix: String, warnedFix: String, _ reporter: inout Reporter
+    ) {
+        if let problem = PatternRegex.problem(expression) {
+            reporter.add(
+                .badPrincipalRegex, field,
+                "\(subject): Istio puts \(placed) into the regular expression \(display), and \(problem), so the proxy refuses the policy",
+                fix: refusedFix)
+        } else {
+            reporter.add(
+                .principalRegex, field,
+                "\(subject): Istio puts \(placed) into the regular expression \(display) unescaped, where \(operators.text) \(operators.count == 1 ? "is an operator" : "are operators")\(note)",
+                fix: warnedFix)
         }
     }
 
@@ -373,19 +380,13 @@ enum CommonChecks {
             } else if PatternRegex.hasOperators(value) {
                 // Istio puts both parts into its regex unescaped (generator.go's serviceAccountRegex).
                 let qualified = parts.count == 2 ? value : "<policy namespace>/\(value)"
-                let expression = PatternRegex.expression(account: qualified)
-                if let problem = PatternRegex.problem(PatternRegex.expression(account: parts.count == 2 ? value : "ns/\(value)")) {
-                    reporter.add(
-                        .badPrincipalRegex, "\(field)[\(position)]",
-                        "service account \"\(value)\": Istio puts it into the regular expression \(expression), and \(problem), so the proxy refuses the policy",
-                        fix: "write the service account's name: letters, digits, '-' and '.'")
-                } else {
-                    let operators = operatorsText(value)
-                    reporter.add(
-                        .principalRegex, "\(field)[\(position)]",
-                        "service account \"\(value)\": Istio puts it into the regular expression \(expression) unescaped, where \(operators.text) \(operators.count == 1 ? "is an operator" : "are operators"); a service account name holds none of them",
-                        fix: "write the service account's name: letters, digits, '-' and '.'")
-                }
+                reportRegex(
+                    "service account \"\(value)\"", placed: "it",
+                    expression: PatternRegex.expression(account: parts.count == 2 ? value : "ns/\(value)"),
+                    display: PatternRegex.expression(account: qualified), operators: operatorsText(value),
+                    note: "; a service account name holds none of them", at: "\(field)[\(position)]",
+                    refusedFix: "write the service account's name: letters, digits, '-' and '.'",
+                    warnedFix: "write the service account's name: letters, digits, '-' and '.'", &reporter)
             }
         }
     }
