@@ -514,11 +514,15 @@ struct PrincipalRegexTests {
 
     @Test("what RE2 refuses is refused: \\Z, counts above 1000, unknown flags, \\x without two hex digits, possessive forms")
     func re2Refusals() {
-        for pattern in [#"*/sa/\Z"#, "*/sa/a{1001}", "*/sa/(?x)a", #"*/sa/\x4"#, "*/sa/a{1,2}+", "*/sa/a{3,1}", "*/sa/(?<=a)b"] {
+        for pattern in [
+            #"*/sa/\Z"#, "*/sa/a{1001}", "*/sa/(?x)a", #"*/sa/\x4"#, "*/sa/a{1,2}+", "*/sa/a{3,1}", "*/sa/(?<=a)b", "**", "*/sa/a+*",
+            "*/sa/a*{2}",
+        ] {
             let found = SchemaParityTests.diagnostics(Fixture.policy("p", rules: "  - from: [{source: {principals: ['\(pattern)']}}]"))
             #expect(found.contains { $0.code == .badPrincipalRegex && $0.severity == .error }, "\(pattern): \(found)")
         }
         #expect(PatternRegex.problem(PatternRegex.expression(suffix: "/sa/a{1000}")) == nil)
+        #expect(PatternRegex.problem(PatternRegex.expression(suffix: "/sa/a*?b")) == nil, "a lazy repetition is one")
     }
 
     @Test("explain names the regular expression a principal was read as")

@@ -90,6 +90,19 @@ final class PatternRegex: Sendable, Hashable {
         }
     }
 
+    /// Whether the `{` at `index` starts a repetition: digits, an optional comma and digits, `}`.
+    private static func startsRepetition(_ characters: [Character], at index: Int) -> Bool {
+        var end = index + 1
+        let digits = { (character: Character) in character.isASCII && character.isNumber }
+        while end < characters.count && digits(characters[end]) { end += 1 }
+        guard end > index + 1 else { return false }
+        if end < characters.count && characters[end] == "," {
+            end += 1
+            while end < characters.count && digits(characters[end]) { end += 1 }
+        }
+        return end < characters.count && characters[end] == "}"
+    }
+
     /// Why RE2 refuses an expression.
     struct Refusal: Error {
         let reason: String
@@ -222,6 +235,14 @@ final class PatternRegex: Sendable, Hashable {
                 continue
             case "*", "+", "?":
                 if index + 1 < characters.count && characters[index + 1] == "+" { return .failure(.unsupported("possessive quantifiers")) }
+                // A repetition of a repetition (`**`, `+*`, `*{2}`) is refused by RE2; `*?` is lazy.
+                var after = index + 1
+                if after < characters.count && characters[after] == "?" { after += 1 }
+                if after < characters.count && (characters[after] == "*" || characters[after] == "+"
+                    || (characters[after] == "{" && Self.startsRepetition(characters, at: after)))
+                {
+                    return .failure(Refusal(reason: "RE2 refuses a repetition of a repetition (\(character)\(characters[after]))"))
+                }
             case "(":
                 if index + 1 < characters.count && characters[index + 1] == "?" {
                     let rest = String(characters[(index + 2)...])
