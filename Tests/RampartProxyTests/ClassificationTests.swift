@@ -102,6 +102,14 @@ struct ResolutionTests {
         #expect(registry.resolve(host: "Reviews.Bookinfo.svc.cluster.local.", clientNamespace: "other") != nil)
         #expect(registry.resolve(host: "reviews.bookinfo.svc.example.org", clientNamespace: "other") == nil)
         #expect(registry.resolve(host: "ratings.other.svc.cluster.local", clientNamespace: "bookinfo")?.port == 9000)
+        // Names of other shapes resolve to nothing: a third label that is not `svc`, a partial or
+        // longer domain, a label too many in front, an empty label.
+        for host in [
+            "reviews.bookinfo.cluster", "reviews.bookinfo.svc.cluster", "reviews.bookinfo.svc.cluster.local.x",
+            "v1.reviews.bookinfo.svc.cluster.local", "reviews..svc.cluster.local", ".reviews", "",
+        ] {
+            #expect(registry.resolve(host: host, clientNamespace: "bookinfo") == nil, "\(host)")
+        }
     }
 
     @Test("a service's fully qualified name in any domain, and an endpoint's address")

@@ -144,7 +144,7 @@ public struct AuthzRequest: Sendable, Hashable {
         if let comma = forwardedFor.lastIndex(of: ","), forwardedFor.index(after: comma) < forwardedFor.endIndex {
             last = forwardedFor[forwardedFor.index(after: comma)...]
         }
-        let trimmed = last.trimmingCharacters(in: .whitespaces)
+        let trimmed = String(HeaderTokens.trimmed(last))
         return IPAddress(trimmed) == nil ? nil : trimmed
     }
 

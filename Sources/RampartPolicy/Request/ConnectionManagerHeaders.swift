@@ -45,9 +45,7 @@ public enum ConnectionManagerHeaders {
         /// Works the circumstances out from the `connection`, `upgrade` and `x-forwarded-for`
         /// values (each a header's fields joined with `,`, or nil when absent).
         public init(connection: String?, upgrade: String?, forwardedFor: String?) {
-            let asksUpgrade = connection.map { value in
-                value.split(separator: ",").contains { $0.trimmingCharacters(in: .whitespaces).lowercased() == "upgrade" }
-            } ?? false
+            let asksUpgrade = connection.map { HeaderTokens.list($0, contains: "upgrade") } ?? false
             self.upgrade = asksUpgrade && upgrade != nil
             self.internalRequest = forwardedFor.map(ConnectionManagerHeaders.isInternal) ?? false
         }
@@ -90,11 +88,7 @@ public enum ConnectionManagerHeaders {
             return circumstances.upgrade ? .keep : .remove
         case "te":
             if circumstances.upgrade { return .keep }
-            let trailers = value.split(separator: ",").contains { token in
-                let name = token.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
-                return name == "trailers"
-            }
-            return trailers ? .replace("trailers") : .remove
+            return HeaderTokens.list(value, contains: "trailers", ignoringParameters: true) ? .replace("trailers") : .remove
         default:
             return internalOnly.contains(lowercasedName) && !circumstances.internalRequest ? .remove : .keep
         }
@@ -195,7 +189,7 @@ public enum ConnectionManagerHeaders {
     /// Whether an `x-forwarded-for` value makes the request internal to Envoy: a single address,
     /// and an internal one.
     static func isInternal(forwardedFor: String) -> Bool {
-        guard !forwardedFor.contains(","), let address = IPAddress(forwardedFor.trimmingCharacters(in: .whitespaces)) else {
+        guard !forwardedFor.utf8.contains(UInt8(ascii: ",")), let address = IPAddress(String(HeaderTokens.trimmed(forwardedFor))) else {
             return false
         }
         if address.isV4 {

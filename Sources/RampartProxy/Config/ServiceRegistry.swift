@@ -122,22 +122,20 @@ public struct ServiceRegistry: Sendable {
     }
 
     private func lookup(host: String, clientNamespace: String) -> [MeshService]? {
-        var name = host.lowercased()
-        if name.hasSuffix(".") { name.removeLast() }
-        let labels = name.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
-        switch labels.count {
-        case 1:
-            return services[clientNamespace]?[labels[0]]
-        case 2:
-            return services[labels[1]]?[labels[0]]
-        case 3 where labels[2] == "svc":
-            return services[labels[1]]?[labels[0]]
-        default:
-            let suffix = ".svc.\(domain)"
-            guard name.hasSuffix(suffix) else { return nil }
-            let parts = name.dropLast(suffix.count).split(separator: ".", omittingEmptySubsequences: false)
-            guard parts.count == 2 else { return nil }
-            return services[String(parts[1])]?[String(parts[0])]
-        }
+        // Read on every outbound request: the labels are found by their dots, without splitting.
+        let lowered = !host.utf8.contains { ($0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z")) || $0 >= 0x80 }
+        var name = lowered ? host : host.lowercased()
+        if name.utf8.last == UInt8(ascii: ".") { name.removeLast() }
+        let dot = UInt8(ascii: ".")
+        guard let firstDot = name.utf8.firstIndex(of: dot) else { return services[clientNamespace]?[name] }
+        let service = String(name[..<firstDot])
+        let rest = name[name.utf8.index(after: firstDot)...]
+        guard let secondDot = rest.utf8.firstIndex(of: dot) else { return services[String(rest)]?[service] }
+        let namespace = String(rest[..<secondDot])
+        // `name.namespace.svc`, or `name.namespace.svc.<domain>`.
+        let tail = rest[rest.utf8.index(after: secondDot)...]
+        if tail == "svc" { return services[namespace]?[service] }
+        guard tail.hasPrefix("svc."), tail.utf8.dropFirst(4).elementsEqual(domain.utf8) else { return nil }
+        return services[namespace]?[service]
     }
 }

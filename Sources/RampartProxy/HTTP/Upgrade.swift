@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHTTP1
+import RampartPolicy
 import Synchronization
 
 /// HTTP/1.1 upgrades (WebSocket): the request is authorized and forwarded like any other, on a
@@ -29,9 +30,7 @@ enum HTTPUpgrade {
 
     /// Whether `upgrade` is among the `Connection` header's options.
     private static func listsUpgrade(_ headers: HTTPHeaders) -> Bool {
-        headers["connection"].contains { value in
-            value.split(separator: ",").contains { $0.trimmingCharacters(in: .whitespaces).lowercased() == "upgrade" }
-        }
+        headers["connection"].contains { HeaderTokens.list($0, contains: "upgrade") }
     }
 
     /// Puts back the two headers forwarding strips as hop-by-hop, which an upgrade must carry.

@@ -216,10 +216,9 @@ struct OutboundHTTP: Sendable {
         // removal would copy the shared header list even then.
         if head.headers.contains(name: "x-forwarded-client-cert") { head.headers.remove(name: "x-forwarded-client-cert") }
         head.headers.replaceOrAdd(name: "host", value: target.authority)
-        if head.version.major == 1 {
-            head.headers.replaceOrAdd(name: "connection", value: "keep-alive")
-            if head.version.minor == 0 { head.version = .http1_1 }
-        }
+        // The peer's proxy is spoken to in HTTP/1.1, whose connections stay open without a
+        // `connection` header (Envoy's upstream codec sends none either).
+        if head.version == .http1_0 { head.version = .http1_1 }
 
         guard let config = context.config.current else {
             record.responseFlags = "NC"
