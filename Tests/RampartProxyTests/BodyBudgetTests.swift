@@ -67,7 +67,7 @@ struct BodyBudgetTests {
 }
 
 /// Envoy's stream idle timeout and connection idle timeout, driven by the idle events the
-/// listeners' `IdleStateHandler`s fire.
+/// listeners' `IdleTimer`s fire.
 @Suite("Stalled requests and idle connections")
 struct IdleTimeoutTests {
     func http1Channel() throws -> EmbeddedChannel {

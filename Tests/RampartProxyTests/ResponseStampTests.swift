@@ -24,6 +24,23 @@ struct ResponseStampTests {
         #expect(parsed != nil && abs(parsed!.timeIntervalSinceNow) < 5, "\(now)")
     }
 
+    @Test("the stamps replace what the response had, in any case and however often; a local answer gets no service time")
+    func replaces() {
+        var upstream = BufferedResponse(head: HTTPResponseHead(version: .http1_1, status: .ok, headers: [
+            "Server": "app", "DATE": "then", "date": "again", "X-Envoy-Upstream-Service-Time": "99", "x-kept": "1", "Servers": "kept",
+        ]))
+        ResponseStamp.apply(&upstream, server: ResponseStamp.inboundServer, serviceTime: 7)
+        #expect(upstream.head.headers["server"] == ["istio-envoy"])
+        #expect(upstream.head.headers["date"].count == 1 && upstream.head.headers["date"][0].hasSuffix(" GMT"))
+        #expect(upstream.head.headers["x-envoy-upstream-service-time"] == ["7"])
+        #expect(upstream.head.headers["x-kept"] == ["1"] && upstream.head.headers["servers"] == ["kept"])
+        var local = BufferedResponse.local(.forbidden, "RBAC: access denied")
+        local.head.headers.add(name: "X-Envoy-Upstream-Service-Time", value: "5")
+        ResponseStamp.apply(&local, server: ResponseStamp.outboundServer, serviceTime: 3)
+        #expect(local.head.headers["server"] == ["envoy"])
+        #expect(local.head.headers["x-envoy-upstream-service-time"] == ["5"], "a local answer's own header is left as it is")
+    }
+
     @Test("through both proxies and from the inbound side alone: date, server as Envoy names each side, service time only from upstream")
     func stamped() async throws {
         let mesh = try MeshFixture()

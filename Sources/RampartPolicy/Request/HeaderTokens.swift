@@ -39,7 +39,7 @@ public enum HeaderTokens {
     }
 
     /// Whether `text` is `lowercased` but for ASCII case.
-    static func equalsIgnoringCase(_ text: Substring, _ lowercased: StaticString) -> Bool {
+    public static func equalsIgnoringCase(_ text: Substring, _ lowercased: StaticString) -> Bool {
         let bytes = text.utf8
         guard bytes.count == lowercased.utf8CodeUnitCount else { return false }
         return lowercased.withUTF8Buffer { expected in

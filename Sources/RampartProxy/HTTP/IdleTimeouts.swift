@@ -40,7 +40,7 @@ struct StalledRequest {
 
 /// Closes an HTTP/1 connection whose client stopped in the middle of a request (answered 408 when
 /// its head came, see `StalledRequest`), or that nothing has used for an hour, on the events of
-/// the `IdleStateHandler` before it.
+/// the `IdleTimer` before it.
 final class StalledRequestCloser: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
 
@@ -75,7 +75,7 @@ final class StalledRequestCloser: ChannelInboundHandler, RemovableChannelHandler
 }
 
 /// Resets an HTTP/2 stream whose client stopped before ending its request, on the idle event of
-/// the `IdleStateHandler` before it (nothing read or written for the period). A
+/// the `IdleTimer` before it (nothing read or written for the period). A
 /// stream whose request has ended waits for its response however long that takes (the
 /// upstream's own timeout bounds it). A stream answering as it goes (a gRPC call relayed, see
 /// `StreamRelay`) is reset only when nothing has gone either way for the period, as Envoy's
@@ -120,5 +120,114 @@ final class StalledStreamCloser: ChannelDuplexHandler, RemovableChannelHandler {
             }
         }
         context.fireUserInboundEventTriggered(event)
+    }
+}
+
+/// Tells the handlers after it when a connection or stream has been idle, with NIO's
+/// `IdleStateHandler.IdleStateEvent`s: `.read` when nothing was read for `readTimeout`, `.all`
+/// when nothing was read or written for `allTimeout`, each again every period it stays so.
+///
+/// It keeps NIO's handler's reading of "read" (a read counts when its burst ends, and nothing is
+/// idle while a read is under way) but counts a write when it is flushed rather than when it
+/// completes. NIO's handler wraps every write in a promise of its own to see it complete, an
+/// allocation and a callback for each part of each response; this one reads the clock once per
+/// flush, on the event loop's clock (`EventLoop.now`). A write stuck behind a client that reads
+/// nothing still counts as activity here, which only the hour-long connection timeout could
+/// notice, and the stalled-stream check resets such a stream all the same when its client sends
+/// nothing.
+final class IdleTimer: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = NIOAny
+    typealias OutboundIn = NIOAny
+
+    private let readTimeout: TimeAmount?
+    private let allTimeout: TimeAmount?
+    private var reading = false
+    private var lastRead: NIODeadline = .uptimeNanoseconds(0)
+    private var lastWrite: NIODeadline = .uptimeNanoseconds(0)
+    private var readTask: Scheduled<Void>?
+    private var allTask: Scheduled<Void>?
+
+    init(readTimeout: TimeAmount? = nil, allTimeout: TimeAmount? = nil) {
+        self.readTimeout = readTimeout
+        self.allTimeout = allTimeout
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { start(context) }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) { stop() }
+
+    func channelActive(context: ChannelHandlerContext) {
+        if readTask == nil && allTask == nil { start(context) }
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        stop()
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        reading = true
+        context.fireChannelRead(data)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if reading {
+            reading = false
+            lastRead = context.eventLoop.now
+        }
+        context.fireChannelReadComplete()
+    }
+
+    func flush(context: ChannelHandlerContext) {
+        lastWrite = context.eventLoop.now
+        context.flush()
+    }
+
+    private func start(_ context: ChannelHandlerContext) {
+        let now = context.eventLoop.now
+        lastRead = now
+        lastWrite = now
+        if let readTimeout { readTask = schedule(context, in: readTimeout, .read) }
+        if let allTimeout { allTask = schedule(context, in: allTimeout, .all) }
+    }
+
+    private func stop() {
+        readTask?.cancel()
+        allTask?.cancel()
+        readTask = nil
+        allTask = nil
+    }
+
+    private func schedule(_ context: ChannelHandlerContext, in delay: TimeAmount, _ event: IdleStateHandler.IdleStateEvent) -> Scheduled<Void> {
+        let box = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
+        return context.eventLoop.scheduleTask(in: delay) {
+            let (handler, context) = box.value
+            if event == .read { handler.checkRead(context) } else { handler.checkAll(context) }
+        }
+    }
+
+    private func checkRead(_ context: ChannelHandlerContext) {
+        guard let readTimeout, readTask != nil, context.channel.isActive else { return }
+        let idle = context.eventLoop.now - lastRead
+        if reading || idle < readTimeout {
+            readTask = schedule(context, in: reading ? readTimeout : readTimeout - idle, .read)
+            return
+        }
+        readTask = schedule(context, in: readTimeout, .read)
+        context.fireUserInboundEventTriggered(IdleStateHandler.IdleStateEvent.read)
+    }
+
+    private func checkAll(_ context: ChannelHandlerContext) {
+        guard let allTimeout, allTask != nil, context.channel.isActive else { return }
+        let idle = context.eventLoop.now - max(lastRead, lastWrite)
+        if reading || idle < allTimeout {
+            allTask = schedule(context, in: reading ? allTimeout : allTimeout - idle, .all)
+            return
+        }
+        allTask = schedule(context, in: allTimeout, .all)
+        context.fireUserInboundEventTriggered(IdleStateHandler.IdleStateEvent.all)
     }
 }

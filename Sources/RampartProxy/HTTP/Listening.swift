@@ -137,7 +137,7 @@ enum Listening {
     ) throws -> HTTPRequestStream {
         let activity = RequestActivity()
         try channel.pipeline.syncOperations.addHandler(
-            IdleStateHandler(readTimeout: timeouts.stalledRequest, allTimeout: timeouts.idleConnection))
+            IdleTimer(readTimeout: timeouts.stalledRequest, allTimeout: timeouts.idleConnection))
         try channel.pipeline.syncOperations.addHandler(StalledRequestCloser(activity: activity))
         try addHTTP1Codec(channel.pipeline.syncOperations, position: .last)
         try channel.pipeline.syncOperations.addHandler(
@@ -189,7 +189,7 @@ enum Listening {
         ) { stream in
             stream.eventLoop.makeCompletedFuture {
                 try stream.pipeline.syncOperations.addHandler(
-                    IdleStateHandler(allTimeout: timeouts.stalledRequest))
+                    IdleTimer(allTimeout: timeouts.stalledRequest))
                 try stream.pipeline.syncOperations.addHandler(StalledStreamCloser())
                 try stream.pipeline.syncOperations.addHandler(HTTP2AuthorityNormalizer())
                 try stream.pipeline.syncOperations.addHandler(GRPCTrailersOnly())

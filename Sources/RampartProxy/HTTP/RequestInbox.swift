@@ -232,7 +232,7 @@ struct HTTPRequestStream: Sendable {
             // The idle timeouts are those of HTTP requests: an upgraded connection's bytes may go
             // one way only for long stretches.
             try? pipeline.context(handlerType: StalledRequestCloser.self),
-            try? pipeline.context(handlerType: IdleStateHandler.self),
+            try? pipeline.context(handlerType: IdleTimer.self),
         ].compactMap { $0 }
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import NIOCore
+import RampartPolicy
 import Synchronization
 
 /// The headers Envoy's connection manager and router put on every response of an Istio sidecar:
@@ -13,12 +14,26 @@ enum ResponseStamp {
 
     /// Stamps `response` with the date, `server`, and the upstream's service time when it came
     /// from upstream.
+    ///
+    /// One pass over the headers finds which of the three the response already has (an
+    /// application's `server`, say), and only those are removed before the stamps are added.
     static func apply(_ response: inout BufferedResponse, server: String, serviceTime: Int?) {
-        response.head.headers.replaceOrAdd(name: "date", value: HTTPDate.now())
-        response.head.headers.replaceOrAdd(name: "server", value: server)
-        if !response.isLocal, let serviceTime {
-            response.head.headers.replaceOrAdd(name: "x-envoy-upstream-service-time", value: String(serviceTime))
+        let time = response.isLocal ? nil : serviceTime
+        var has = (date: false, server: false, time: false)
+        for (name, _) in response.head.headers {
+            switch name.utf8.count {
+            case 4: has.date = has.date || HeaderTokens.equalsIgnoringCase(name[...], "date")
+            case 6: has.server = has.server || HeaderTokens.equalsIgnoringCase(name[...], "server")
+            case 29: has.time = has.time || HeaderTokens.equalsIgnoringCase(name[...], "x-envoy-upstream-service-time")
+            default: continue
+            }
         }
+        if has.date { response.head.headers.remove(name: "date") }
+        if has.server { response.head.headers.remove(name: "server") }
+        if has.time && time != nil { response.head.headers.remove(name: "x-envoy-upstream-service-time") }
+        response.head.headers.add(name: "date", value: HTTPDate.now())
+        response.head.headers.add(name: "server", value: server)
+        if let time { response.head.headers.add(name: "x-envoy-upstream-service-time", value: String(time)) }
     }
 
     /// Whole milliseconds since `start`.

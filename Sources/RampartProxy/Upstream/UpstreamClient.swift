@@ -363,7 +363,7 @@ public final class UpstreamClient: Sendable {
         do {
             responses = try await connection.multiplexer.openStream { streamChannel in
                 streamChannel.eventLoop.makeCompletedFuture {
-                    try streamChannel.pipeline.syncOperations.addHandler(IdleStateHandler(allTimeout: idle))
+                    try streamChannel.pipeline.syncOperations.addHandler(IdleTimer(allTimeout: idle))
                     try streamChannel.pipeline.syncOperations.addHandler(
                         HTTP2FramePayloadToHTTP1ClientCodec(httpProtocol: target.tls == nil ? .http : .https))
                     try streamChannel.pipeline.syncOperations.addHandler(RelayedStreamLimits(timeout: timeout, idle: idle))

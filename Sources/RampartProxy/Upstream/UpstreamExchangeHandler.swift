@@ -235,7 +235,7 @@ final class HandshakeWatcher: ChannelInboundHandler, RemovableChannelHandler {
 }
 
 /// Ends a relayed upstream stream (see `StreamRelay`) that runs past its timeout, or on which
-/// nothing has gone either way for the idle time (the `IdleStateHandler` before it): the
+/// nothing has gone either way for the idle time (the `IdleTimer` before it): the
 /// stream's reader gets `UpstreamTimeout` or `UpstreamIdleTimeout`, and the stream is closed.
 final class RelayedStreamLimits: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPClientResponsePart
