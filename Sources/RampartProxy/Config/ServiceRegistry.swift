@@ -49,7 +49,10 @@ public struct MeshService: Sendable, Hashable {
         self.port = port
         self.endpoints = endpoints
         self.expectedIdentities = Set(endpoints.map(\.spiffeID))
-        self.localHostname = "\(name).\(namespace).svc.\(MeshService.defaultDomain)"
+        let hostname = "\(name).\(namespace).svc.\(MeshService.defaultDomain)"
+        self.localHostname = hostname
+        self.localClusterName = Self.clusterName(port: port, hostname: hostname)
+        self.localServerName = Self.serverName(port: port, hostname: hostname)
     }
 
     /// The fully qualified name in the default domain, made once: outbound requests label their
@@ -60,6 +63,26 @@ public struct MeshService: Sendable, Hashable {
     public func hostname(domain: String) -> String {
         domain == MeshService.defaultDomain ? localHostname : "\(name).\(namespace).svc.\(domain)"
     }
+
+    /// Envoy's cluster for this service port as Istio names it, `outbound|PORT||FQDN` (the
+    /// access log's `upstream_cluster`).
+    public func clusterName(domain: String) -> String {
+        domain == MeshService.defaultDomain ? localClusterName : Self.clusterName(port: port, hostname: hostname(domain: domain))
+    }
+
+    /// The server name Istio's sidecars put in the ClientHello to this service port,
+    /// `outbound_.PORT_._.FQDN`, which the peer's `connection.sni` conditions read.
+    public func serverName(domain: String) -> String {
+        domain == MeshService.defaultDomain ? localServerName : Self.serverName(port: port, hostname: hostname(domain: domain))
+    }
+
+    /// The cluster and server names in the default domain, made once with the service: every
+    /// outbound request carries both.
+    private let localClusterName: String
+    private let localServerName: String
+
+    private static func clusterName(port: Int, hostname: String) -> String { "outbound|\(port)||\(hostname)" }
+    private static func serverName(port: Int, hostname: String) -> String { "outbound_.\(port)_._.\(hostname)" }
 
     /// Kubernetes' default cluster domain.
     public static let defaultDomain = "cluster.local"

@@ -249,7 +249,7 @@ struct OutboundHTTP: Sendable {
             return
         }
         record.upstreamHost = endpoint.address
-        record.upstreamCluster = "outbound|\(service.port)||\(fqdn)"
+        record.upstreamCluster = service.clusterName(domain: config.registry.domain)
         record.destinationWorkload = endpoint.workload
         record.destinationNamespace = service.namespace
         record.destination(endpoint.telemetry)
@@ -265,7 +265,7 @@ struct OutboundHTTP: Sendable {
         // `connection.sni` conditions read.
         let tls = TLSOrigination(
             generation: current.generation, verifier: verifier, context: http2 ? current.contexts.clientHTTP2 : current.contexts.client,
-            serverName: "outbound_.\(service.port)_._.\(fqdn)")
+            serverName: service.serverName(domain: config.registry.domain))
         let logger = context.logger
         if HTTPUpgrade.isUpgrade(request.head) {
             // A WebSocket goes to the peer's proxy on an mTLS connection of its own, as HTTP/1.1.
