@@ -8,7 +8,9 @@ import Synchronization
 /// proxy answers it itself (a body past a limit is read and dropped, so the connection stays in
 /// step).
 enum AssembledRequest: Sendable {
-    case complete(BufferedRequest)
+    /// Held by reference (`indirect`), as the other large cases: the channel's pipeline then
+    /// carries the request in place, without boxing a copy of it.
+    indirect case complete(BufferedRequest)
     case tooLarge(HTTPRequestHead, limit: Int)
     /// The proxy already holds its limit of request bodies being read (`BodyBudget`).
     case overloaded(HTTPRequestHead, limit: Int)
@@ -89,7 +91,8 @@ struct FramedResponse: Sendable {
 /// What an HTTP/2 stream's async code writes: a whole response, or the parts of one relayed as
 /// the upstream sends them (see `StreamRelay`).
 enum ResponseWrite: Sendable {
-    case whole(FramedResponse)
+    /// Held by reference, so that the pipeline carries it without boxing a copy.
+    indirect case whole(FramedResponse)
     case head(HTTPResponseHead)
     case body(ByteBuffer)
     case end(HTTPHeaders?)

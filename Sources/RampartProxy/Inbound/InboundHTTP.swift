@@ -91,9 +91,8 @@ struct InboundHTTP: Sendable {
     ///
     /// Everything up to the application runs at once on the connection's loop; only a JWT check
     /// (whose keys may have to be fetched) waits as a task, and the decision then goes on on `loop`.
-    func handle(_ request: BufferedRequest, info: ConnectionInfo, record: RequestRecord, on loop: any EventLoop, done: @escaping Handled) {
+    func handle(_ request: BufferedRequest, info: ConnectionInfo, record: consuming RequestRecord, on loop: any EventLoop, done: @escaping Handled) {
         var request = request
-        var record = record
         record.requestID = RequestIDs.ensure(&request.head.headers)
         if let refusal = context.codecRefusal(request, &record) {
             done(refusal, record)
@@ -149,9 +148,8 @@ struct InboundHTTP: Sendable {
     /// Authorizes the request (after any JWT check) and forwards it when allowed.
     private func decide(
         _ request: BufferedRequest, authz: AuthzRequest, authn: RequestAuthnResult?, config: ProxyConfig, info: ConnectionInfo,
-        record: RequestRecord, on loop: any EventLoop, done: @escaping Handled
+        record: consuming RequestRecord, on loop: any EventLoop, done: @escaping Handled
     ) {
-        var record = record
         let decision = config.policies.evaluate(authz)
         record.policy = decision.policy
         record.rule = decision.rule

@@ -124,7 +124,7 @@ struct OutboundHTTP: Sendable {
         var record = RequestRecord(reporter: .source, startTime: start, protocolName: request.protocolName)
         record.isGRPC = request.isGRPC
         let context = self.context
-        route(request, source: source, record: &record, on: loop) { response, record in
+        route(request, source: source, record: record, on: loop) { response, record in
             if let relay = response.relay {
                 // A call relayed as it arrives is reported when it ends (see `StreamRelay`).
                 relay.attach(record: record) { record, response in context.finish(&record, response: response, start: start) }
@@ -185,7 +185,7 @@ struct OutboundHTTP: Sendable {
         record.requestID = RequestIDs.ensure(&head.headers)
     }
 
-    private func route(_ request: BufferedRequest, source: String?, record: inout RequestRecord, on loop: any EventLoop, done: @escaping Routed) {
+    private func route(_ request: BufferedRequest, source: String?, record: consuming RequestRecord, on loop: any EventLoop, done: @escaping Routed) {
         var head = request.head
         record.bytesReceived = request.body.readableBytes
         describe(&record, &head, source: source)
@@ -321,13 +321,12 @@ struct OutboundHTTP: Sendable {
     /// `x-envoy-attempt-count`, as Istio's routes ask. A request whose connection was made is never
     /// sent twice: Istio's default retries no status code.
     private func send(
-        _ request: BufferedRequest, attempt: Int, to endpoint: ServiceEndpoint, route: RetryRoute, tried: RetryAttempts?, record: RequestRecord,
+        _ request: BufferedRequest, attempt: Int, to endpoint: ServiceEndpoint, route: RetryRoute, tried: RetryAttempts?, record: consuming RequestRecord,
         on loop: any EventLoop, described: @escaping @Sendable (Result<UpstreamResult, any Error>, inout RequestRecord) -> BufferedResponse,
         done: @escaping Routed
     ) {
         var request = request
         request.head.headers.replaceOrAdd(name: "x-envoy-attempt-count", value: String(attempt))
-        var record = record
         record.upstreamHost = endpoint.address
         record.destinationWorkload = endpoint.workload
         record.destination(endpoint.telemetry)
@@ -358,8 +357,7 @@ struct OutboundHTTP: Sendable {
     }
 
     /// Hosts outside the registry: forwarded in plaintext under ALLOW_ANY, refused under REGISTRY_ONLY.
-    private func passthrough(_ request: BufferedRequest, target: OutboundTarget, record: RequestRecord, on loop: any EventLoop, done: @escaping Routed) {
-        var record = record
+    private func passthrough(_ request: BufferedRequest, target: OutboundTarget, record: consuming RequestRecord, on loop: any EventLoop, done: @escaping Routed) {
         // As Istio's telemetry labels such traffic: the host as the service, the cluster as its name.
         record.destinationService = target.host
         record.upstreamCluster = context.outboundPolicy == .allowAny ? "PassthroughCluster" : "BlackHoleCluster"

@@ -2,8 +2,9 @@ import NIOCore
 import NIOHTTP1
 import NIOTLS
 
-/// One request and what to call with its response, written into an upstream channel.
-struct UpstreamExchange: Sendable {
+/// One request and what to call with its response, written into an upstream channel. A class, so
+/// that the channel's pipeline carries it as one reference rather than boxing a copy of it.
+final class UpstreamExchange: Sendable {
     let request: BufferedRequest
     /// When the whole response must have arrived (`distantFuture`: no timeout), and the timeout
     /// it came from.
