@@ -194,7 +194,7 @@ struct RequestInboxTests {
     }
 
     private static func take(_ inbox: HTTPRequestInbox) async -> String? {
-        let next = (try? await withCheckedThrowingContinuation { inbox.take($0) }) ?? nil
+        let next = (try? await withUnsafeThrowingContinuation { inbox.take($0) }) ?? nil
         guard case .complete(let request)? = next else { return nil }
         return request.head.uri
     }

@@ -165,7 +165,7 @@ enum Listening {
     /// (`respond` runs inside the continuation's closure), and the task waits only for the
     /// upstream exchange, which completes through a callback rather than a future.
     static func answer(_ request: BufferedRequest, on loop: any EventLoop, _ respond: Respond) async -> BufferedResponse {
-        await withCheckedContinuation { continuation in
+        await withUnsafeContinuation { continuation in
             respond(request, loop) { continuation.resume(returning: $0) }
         }
     }

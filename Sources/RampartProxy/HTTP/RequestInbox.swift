@@ -61,7 +61,7 @@ final class HTTPRequestInbox: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     /// The next request, or nil once the connection has ended. Called on the event loop.
-    func take(_ continuation: CheckedContinuation<AssembledRequest?, any Error>) {
+    func take(_ continuation: UnsafeContinuation<AssembledRequest?, any Error>) {
         if inbox.take(continuation) { context?.read() }
     }
 }
@@ -72,7 +72,7 @@ final class HTTPRequestInbox: ChannelDuplexHandler, RemovableChannelHandler {
 /// channel's event loop only.
 struct InboxQueue<Element: Sendable> {
     private var queue = CircularBuffer<Element>(initialCapacity: 2)
-    private var waiting: CheckedContinuation<Element?, any Error>?
+    private var waiting: UnsafeContinuation<Element?, any Error>?
     private(set) var ended = false
     private var failure: (any Error)?
     private var readHeld = false
@@ -106,7 +106,7 @@ struct InboxQueue<Element: Sendable> {
 
     /// Gives the task the next element, nil once ended, or the error that ended it. Returns
     /// whether a held read is to be passed on now (by the caller, as for `admitsRead`).
-    mutating func take(_ continuation: CheckedContinuation<Element?, any Error>) -> Bool {
+    mutating func take(_ continuation: UnsafeContinuation<Element?, any Error>) -> Bool {
         if let element = queue.popFirst() {
             let resumesReading = readHeld && queue.count < maxQueued
             if resumesReading { readHeld = false }
@@ -154,7 +154,7 @@ struct HTTPRequestStream: Sendable {
         let loop = channel.eventLoop
         let inbox = self.inbox
         // The inbox ends without an error: nothing is thrown.
-        let next = try? await withCheckedThrowingContinuation { continuation in
+        let next = try? await withUnsafeThrowingContinuation { continuation in
             loop.runOnLoop { inbox.value.take(continuation) }
         }
         return next ?? nil

@@ -334,7 +334,7 @@ final class UpstreamResponseInbox: ChannelDuplexHandler, RemovableChannelHandler
 
     /// The next read's parts, nil once the stream has ended, or the error that ended it. Called
     /// on the event loop.
-    func take(_ continuation: CheckedContinuation<[HTTPClientResponsePart]?, any Error>) {
+    func take(_ continuation: UnsafeContinuation<[HTTPClientResponsePart]?, any Error>) {
         if inbox.take(continuation) { context?.read() }
     }
 
@@ -365,7 +365,7 @@ struct UpstreamResponses: Sendable {
     func next() async throws -> [HTTPClientResponsePart]? {
         let loop = channel.eventLoop
         let inbox = self.inbox
-        return try await withCheckedThrowingContinuation { continuation in
+        return try await withUnsafeThrowingContinuation { continuation in
             loop.runOnLoop { inbox.value.take(continuation) }
         }
     }
