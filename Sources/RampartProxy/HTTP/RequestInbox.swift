@@ -162,7 +162,12 @@ struct HTTPRequestStream: Sendable {
 
     /// Writes and flushes one response.
     func write(_ response: FramedResponse) {
-        channel.writeAndFlush(ResponseWrite.whole(response), promise: nil)
+        if channel.eventLoop.inEventLoop {
+            // Wrapped where its type is known (see `UpstreamClient.exchange`).
+            channel.pipeline.syncOperations.writeAndFlush(NIOAny(ResponseWrite.whole(response)), promise: nil)
+        } else {
+            channel.writeAndFlush(ResponseWrite.whole(response), promise: nil)
+        }
     }
 
     /// Writes the connection's last response, and closes it once the response has gone.

@@ -524,8 +524,10 @@ public final class UpstreamClient: Sendable {
         request.cancellation?.closing(channel)
         if channel.eventLoop.inEventLoop && channel.isActive {
             // On the channel's own thread an open channel hands the write to its handler at
-            // once; a failure after that reaches the handler, which completes the exchange.
-            channel.writeAndFlush(exchange, promise: nil)
+            // once; a failure after that reaches the handler, which completes the exchange. The
+            // exchange is wrapped here, where its type is known: `Channel.writeAndFlush` would
+            // wrap it in generic code, testing it against NIO's buffer types at run time.
+            channel.pipeline.syncOperations.writeAndFlush(NIOAny(exchange), promise: nil)
             return
         }
         // A connection that closes before this write reaches its handler never sees the request:
