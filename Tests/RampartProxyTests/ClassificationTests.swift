@@ -556,3 +556,23 @@ struct EventLoopExecutorTests {
         try await group.shutdownGracefully()
     }
 }
+
+@Suite("Setting a header")
+struct HeaderSetTests {
+    @Test("set adds a missing header, leaves one that already says so, and replaces the rest whatever their case or number")
+    func set() {
+        var headers = HTTPHeaders([("Host", "a"), ("x-one", "1")])
+        headers.set(name: "host", value: "a")
+        #expect(Array(headers.map(\.name)) == ["Host", "x-one"], "a header that already said so was moved or rewritten")
+        headers.set(name: "host", value: "b")
+        #expect(headers["host"] == ["b"])
+        headers.set(name: "content-length", value: "3")
+        #expect(headers["content-length"] == ["3"])
+        headers.add(name: "Content-Length", value: "3")
+        headers.set(name: "content-length", value: "3")
+        #expect(headers["content-length"] == ["3"], "two fields were not made one")
+        headers.set(name: "x-ONE", value: "2")
+        #expect(headers["x-one"] == ["2"])
+        #expect(headers.count == 3)
+    }
+}

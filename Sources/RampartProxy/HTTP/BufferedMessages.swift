@@ -392,3 +392,31 @@ public enum HopByHop {
         0x41...0x5A ~= byte ? byte | 0x20 : byte
     }
 }
+
+extension HTTPHeaders {
+    /// Sets the header `name` (in any case) to `value`, as `replaceOrAdd` does, but
+    /// leaves headers that already hold just that value as they are, and adds without a removal
+    /// when there is none. `replaceOrAdd` removes first, which rebuilds the header list (copying
+    /// it when it is shared, as a forwarded message's is); the proxy sets `host`,
+    /// `content-length` and the like on every message, and they usually say so already.
+    mutating func set(name: String, value: String) {
+        var found = 0
+        var same = false
+        let length = name.utf8.count
+        for (existing, current) in self where existing.utf8.count == length && Self.equalIgnoringCase(existing, name) {
+            found += 1
+            same = current == value
+        }
+        switch found {
+        case 0: add(name: name, value: value)
+        case 1 where same: return
+        default: replaceOrAdd(name: name, value: value)
+        }
+    }
+
+    /// Whether two names of one length are equal but for ASCII case.
+    private static func equalIgnoringCase(_ one: String, _ other: String) -> Bool {
+        func folded(_ byte: UInt8) -> UInt8 { byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte | 0x20 : byte }
+        return zip(one.utf8, other.utf8).allSatisfy { folded($0.0) == folded($0.1) }
+    }
+}

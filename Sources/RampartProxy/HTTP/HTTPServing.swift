@@ -185,7 +185,7 @@ enum HTTPServing {
         // A gRPC response ends with trailers: its length is the DATA frames', not a header's.
         // A relayed response's length is what the upstream said of it, if anything.
         if !bodyless && !response.isStreamed && !(grpc && response.trailers != nil && !head.headers.contains(name: "content-length")) {
-            head.headers.replaceOrAdd(name: "content-length", value: String(response.body.readableBytes))
+            head.headers.set(name: "content-length", value: String(response.body.readableBytes))
         }
         if request.version.major == 2 {
             // HTTP/2 has no connection-specific headers.

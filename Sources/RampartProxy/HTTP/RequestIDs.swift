@@ -17,7 +17,7 @@ public enum RequestIDs {
     public static func ensure(_ headers: inout HTTPHeaders) -> String {
         if let existing = headers.first(name: "x-request-id"), !existing.isEmpty { return existing }
         let id = randomUUID()
-        headers.replaceOrAdd(name: "x-request-id", value: id)
+        headers.set(name: "x-request-id", value: id)
         return id
     }
 

@@ -381,7 +381,7 @@ struct InboundHTTP: Sendable {
         HopByHop.strip(&head.headers)
         RequestIDs.ensure(&head.headers)
         if head.version.major == 1 {
-            head.headers.replaceOrAdd(name: "connection", value: "keep-alive")
+            head.headers.set(name: "connection", value: "keep-alive")
             if head.version.minor == 0 { head.version = .http1_1 }
         }
     }

@@ -215,7 +215,7 @@ struct OutboundHTTP: Sendable {
         // An application may not forge the identity header; most requests carry none, and a
         // removal would copy the shared header list even then.
         if head.headers.contains(name: "x-forwarded-client-cert") { head.headers.remove(name: "x-forwarded-client-cert") }
-        head.headers.replaceOrAdd(name: "host", value: target.authority)
+        head.headers.set(name: "host", value: target.authority)
         // The peer's proxy is spoken to in HTTP/1.1, whose connections stay open without a
         // `connection` header (Envoy's upstream codec sends none either).
         if head.version == .http1_0 { head.version = .http1_1 }
@@ -266,7 +266,8 @@ struct OutboundHTTP: Sendable {
         let tls = TLSOrigination(
             generation: current.generation, verifier: verifier, context: http2 ? current.contexts.clientHTTP2 : current.contexts.client,
             serverName: service.serverName(domain: config.registry.domain))
-        let logger = context.logger
+        // Closures below capture the context (one reference) and read its logger only on failure.
+        let context = self.context
         if HTTPUpgrade.isUpgrade(request.head) {
             // A WebSocket goes to the peer's proxy on an mTLS connection of its own, as HTTP/1.1.
             var upgrade = head
@@ -283,7 +284,7 @@ struct OutboundHTTP: Sendable {
                     response.upgraded = upgraded
                     done(response, record)
                 case .failure(let error):
-                    logger.warning("outbound upgrade failed", metadata: ["proxy.service": "\(fqdn)", "proxy.endpoint": "\(endpoint.host):\(endpoint.port)", "error": "\(error)"])
+                    context.logger.warning("outbound upgrade failed", metadata: ["proxy.service": "\(fqdn)", "proxy.endpoint": "\(endpoint.host):\(endpoint.port)", "error": "\(error)"])
                     done(UpstreamFailure(error, showError: true).answer(&record), record)
                 }
             }
@@ -298,7 +299,7 @@ struct OutboundHTTP: Sendable {
                 record.destinationPrincipal = result.peer?.spiffeIDString
                 return result.response
             case .failure(let error):
-                logger.warning("outbound request failed", metadata: ["proxy.service": "\(fqdn)", "proxy.endpoint": "\(record.upstreamHost ?? "")", "error": "\(error)"])
+                context.logger.warning("outbound request failed", metadata: ["proxy.service": "\(fqdn)", "proxy.endpoint": "\(record.upstreamHost ?? "")", "error": "\(error)"])
                 return UpstreamFailure(error, showError: true).answer(&record)
             }
         }
@@ -326,7 +327,7 @@ struct OutboundHTTP: Sendable {
         done: @escaping Routed
     ) {
         var request = request
-        request.head.headers.replaceOrAdd(name: "x-envoy-attempt-count", value: String(attempt))
+        request.head.headers.set(name: "x-envoy-attempt-count", value: String(attempt))
         record.upstreamHost = endpoint.address
         record.destinationWorkload = endpoint.workload
         record.destination(endpoint.telemetry)

@@ -132,7 +132,7 @@ final class UpstreamExchangeHandler: ChannelDuplexHandler, RemovableChannelHandl
         if length == 0 && Self.usuallyBodiless(requestHead.method) {
             if requestHead.headers.contains(name: "content-length") { requestHead.headers.remove(name: "content-length") }
         } else {
-            requestHead.headers.replaceOrAdd(name: "content-length", value: String(length))
+            requestHead.headers.set(name: "content-length", value: String(length))
         }
         context.write(wrapOutboundOut(.head(requestHead)), promise: nil)
         if exchange.request.body.readableBytes > 0 {
