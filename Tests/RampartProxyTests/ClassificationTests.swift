@@ -369,6 +369,30 @@ struct AccessLogTests {
         #expect(object["start_time"] as? String == "2027-01-15T08:00:00.250Z")
     }
 
+    @Test("a line longer than its first buffer, with numbers of every size, reads back whole")
+    func longLine() throws {
+        var record = RequestRecord(reporter: .source, startTime: Date(timeIntervalSince1970: 0), protocolName: "HTTP/1.1")
+        let path = "/" + String(repeating: "a\"\u{7}é/", count: 900)
+        record.path = path
+        record.userAgent = String(repeating: "agent ", count: 300)
+        record.bytesReceived = Int.max
+        record.bytesSent = 0
+        record.responseCode = 200
+        record.rule = -1
+        record.upstreamServiceTime = 1_234_567
+        record.dryRun = (0..<50).map { "ns/policy-\($0)" }
+        let line = AccessLog.line(record)
+        #expect(line.utf8.count > 4096)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        #expect(object["path"] as? String == path)
+        #expect(object["user_agent"] as? String == record.userAgent)
+        #expect((object["bytes_received"] as? NSNumber)?.int64Value == Int64.max)
+        #expect(object["bytes_sent"] as? Int == 0)
+        #expect(object["authz_rule"] as? Int == -1)
+        #expect(object["upstream_service_time"] as? String == "1234567")
+        #expect((object["authz_dry_run"] as? [String])?.count == 50)
+    }
+
     @Test("timestamps are RFC 3339 UTC with milliseconds truncated, across day and year boundaries")
     func timestamps() throws {
         let cases: [(TimeInterval, String)] = [

@@ -77,17 +77,18 @@ public final class AccessLog: Sendable {
     /// Adds the record's line, and writes the buffer when it is full or an interval old.
     public func write(_ record: RequestRecord) {
         guard enabled else { return }
-        // Built outside the lock: the event loops of a proxy share this log, and a line takes
-        // longer to build than to copy.
-        var line = Self.lineBytes(record)
-        line.append(UInt8(ascii: "\n"))
+        // Built outside the lock (the event loops of a proxy share this log, and a line takes
+        // longer to build than to copy), then copied into the buffer from the line's own memory.
         let now = NIODeadline.now()
         let interval = flushInterval
-        output.withLock { output in
-            if output.pending.isEmpty { output.oldest = now }
-            output.pending.append(contentsOf: line)
-            if output.pending.count >= Self.bufferLimit || now - output.oldest >= interval {
-                Self.drain(&output)
+        Self.withLine(record) { line in
+            output.withLock { output in
+                if output.pending.isEmpty { output.oldest = now }
+                output.pending.append(contentsOf: line)
+                output.pending.append(UInt8(ascii: "\n"))
+                if output.pending.count >= Self.bufferLimit || now - output.oldest >= interval {
+                    Self.drain(&output)
+                }
             }
         }
     }
@@ -128,14 +129,14 @@ public final class AccessLog: Sendable {
 
     /// The JSON line for a record, its keys in a fixed order, absent values as null.
     public static func line(_ record: RequestRecord) -> String {
-        String(decoding: lineBytes(record), as: UTF8.self)
+        withLine(record) { String(decoding: $0, as: UTF8.self) }
     }
 
-    /// The line as UTF-8 bytes, without its newline.
+    /// Gives `body` the line as UTF-8 bytes, without its newline.
     ///
     /// Written field by field into one buffer: this runs once per request, and a general JSON
     /// serializer with sorted keys cost more than the rest of the request.
-    static func lineBytes(_ record: RequestRecord) -> [UInt8] {
+    static func withLine<Result>(_ record: RequestRecord, _ body: (UnsafeBufferPointer<UInt8>) -> Result) -> Result {
         var json = JSONLine()
         json.timestampField("start_time", record.startTime)
         // Every HTTP route is Istio's `default`: there are no VirtualServices; TCP has none.
@@ -176,39 +177,46 @@ public final class AccessLog: Sendable {
         json.field("authz_policy", record.policy)
         json.field("authz_rule", record.rule)
         json.field("authz_dry_run", record.dryRun)
-        return json.finish()
+        return json.finish(body)
     }
 }
 
 /// A one-line JSON object built field by field as UTF-8 bytes, strings escaped as RFC 8259 requires.
-struct JSONLine {
-    private(set) var bytes: [UInt8]
+///
+/// The bytes go into memory of its own, grown as needed, rather than an array: a line has some
+/// forty fields and a hundred small writes, each of which an array would check for uniqueness
+/// and capacity. Not copyable, so that the memory has one owner, which frees it.
+struct JSONLine: ~Copyable {
+    private var storage: UnsafeMutablePointer<UInt8>
+    private var count = 0
+    private var capacity = 1024
     private var first = true
 
     init() {
-        bytes = []
-        bytes.reserveCapacity(1024)
-        bytes.append(UInt8(ascii: "{"))
+        storage = .allocate(capacity: capacity)
+        byte(UInt8(ascii: "{"))
     }
+
+    deinit { storage.deallocate() }
 
     mutating func field(_ name: StaticString, _ value: String?) {
         key(name)
-        if let value { string(value) } else { literal("null") }
+        if let value { string(value) } else { raw("null") }
     }
 
     mutating func field(_ name: StaticString, _ value: Int?) {
         key(name)
-        literal(value.map(String.init) ?? "null")
+        if let value { number(value) } else { raw("null") }
     }
 
     mutating func field(_ name: StaticString, _ values: [String]) {
         key(name)
-        bytes.append(UInt8(ascii: "["))
+        byte(UInt8(ascii: "["))
         for (index, value) in values.enumerated() {
-            if index > 0 { bytes.append(UInt8(ascii: ",")) }
+            if index > 0 { byte(UInt8(ascii: ",")) }
             string(value)
         }
-        bytes.append(UInt8(ascii: "]"))
+        byte(UInt8(ascii: "]"))
     }
 
     /// A time as RFC 3339 in UTC with milliseconds, e.g. `"2027-01-15T08:00:00.250Z"`.
@@ -224,41 +232,103 @@ struct JSONLine {
         var time = time_t(seconds)
         var parts = tm()
         gmtime_r(&time, &parts)
-        bytes.append(UInt8(ascii: "\""))
+        byte(UInt8(ascii: "\""))
         digits(Int(parts.tm_year) + 1900, width: 4)
-        bytes.append(UInt8(ascii: "-"))
+        byte(UInt8(ascii: "-"))
         digits(Int(parts.tm_mon) + 1, width: 2)
-        bytes.append(UInt8(ascii: "-"))
+        byte(UInt8(ascii: "-"))
         digits(Int(parts.tm_mday), width: 2)
-        bytes.append(UInt8(ascii: "T"))
+        byte(UInt8(ascii: "T"))
         digits(Int(parts.tm_hour), width: 2)
-        bytes.append(UInt8(ascii: ":"))
+        byte(UInt8(ascii: ":"))
         digits(Int(parts.tm_min), width: 2)
-        bytes.append(UInt8(ascii: ":"))
+        byte(UInt8(ascii: ":"))
         digits(Int(parts.tm_sec), width: 2)
-        bytes.append(UInt8(ascii: "."))
+        byte(UInt8(ascii: "."))
         digits(millis, width: 3)
-        bytes.append(UInt8(ascii: "Z"))
-        bytes.append(UInt8(ascii: "\""))
+        byte(UInt8(ascii: "Z"))
+        byte(UInt8(ascii: "\""))
     }
 
-    mutating func finish() -> [UInt8] {
-        bytes.append(UInt8(ascii: "}"))
-        return bytes
+    /// Closes the object and gives its bytes to `body`.
+    consuming func finish<Result>(_ body: (UnsafeBufferPointer<UInt8>) -> Result) -> Result {
+        byte(UInt8(ascii: "}"))
+        return body(UnsafeBufferPointer(start: storage, count: count))
+    }
+
+    /// Room for `more` bytes past `count`.
+    @inline(__always)
+    private mutating func reserve(_ more: Int) {
+        guard count + more > capacity else { return }
+        let grown = UnsafeMutablePointer<UInt8>.allocate(capacity: max(capacity * 2, count + more))
+        grown.update(from: storage, count: count)
+        storage.deallocate()
+        storage = grown
+        capacity = max(capacity * 2, count + more)
+    }
+
+    @inline(__always)
+    private mutating func byte(_ value: UInt8) {
+        reserve(1)
+        storage[count] = value
+        count += 1
+    }
+
+    private mutating func bytes(_ source: UnsafeBufferPointer<UInt8>) {
+        guard let base = source.baseAddress, !source.isEmpty else { return }
+        reserve(source.count)
+        (storage + count).update(from: base, count: source.count)
+        count += source.count
+    }
+
+    private mutating func raw(_ text: StaticString) {
+        text.withUTF8Buffer { bytes($0) }
     }
 
     /// A key: the names are this file's own literals, which need no escapes.
     private mutating func key(_ name: StaticString) {
-        if !first { bytes.append(UInt8(ascii: ",")) }
+        reserve(name.utf8CodeUnitCount + 4)
+        if !first {
+            storage[count] = UInt8(ascii: ",")
+            count += 1
+        }
         first = false
-        bytes.append(UInt8(ascii: "\""))
-        name.withUTF8Buffer { bytes.append(contentsOf: $0) }
-        bytes.append(UInt8(ascii: "\""))
-        bytes.append(UInt8(ascii: ":"))
+        storage[count] = UInt8(ascii: "\"")
+        count += 1
+        name.withUTF8Buffer { name in
+            (storage + count).update(from: name.baseAddress!, count: name.count)
+            count += name.count
+        }
+        storage[count] = UInt8(ascii: "\"")
+        storage[count + 1] = UInt8(ascii: ":")
+        count += 2
     }
 
-    private mutating func literal(_ text: String) {
-        bytes.append(contentsOf: text.utf8)
+    /// An integer in decimal.
+    private mutating func number(_ value: Int) {
+        if value < 0 {
+            byte(UInt8(ascii: "-"))
+            // The magnitude of Int.min does not fit an Int: its digits come from the UInt.
+            unsignedNumber(value.magnitude)
+        } else {
+            unsignedNumber(UInt(value))
+        }
+    }
+
+    private mutating func unsignedNumber(_ value: UInt) {
+        var digits = 1
+        var rest = value / 10
+        while rest > 0 {
+            digits += 1
+            rest /= 10
+        }
+        reserve(digits)
+        var remaining = value
+        for position in stride(from: count + digits - 1, through: count, by: -1) {
+            storage[position] = UInt8(ascii: "0") + UInt8(remaining % 10)
+            remaining /= 10
+        }
+        count += digits
     }
 
     /// A non-negative number in decimal, zero-padded to `width` digits.
@@ -267,7 +337,7 @@ struct JSONLine {
         for _ in 1..<width { divisor *= 10 }
         var rest = max(0, value)
         while divisor > 0 {
-            bytes.append(UInt8(ascii: "0") + UInt8((rest / divisor) % 10))
+            byte(UInt8(ascii: "0") + UInt8((rest / divisor) % 10))
             rest %= divisor
             divisor /= 10
         }
@@ -276,34 +346,33 @@ struct JSONLine {
     /// A JSON string. Bytes of multi-byte UTF-8 sequences pass through: the value is valid UTF-8,
     /// and only quotes, backslashes and control characters need escapes.
     private mutating func string(_ value: String) {
-        bytes.append(UInt8(ascii: "\""))
-        // Most values need no escape: copy them whole.
+        byte(UInt8(ascii: "\""))
+        // Most values need no escape: copied whole.
         var value = value
-        let plain = value.withUTF8 { utf8 in
-            for byte in utf8 where byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") { return false }
-            bytes.append(contentsOf: utf8)
-            return true
-        }
-        if plain {
-            bytes.append(UInt8(ascii: "\""))
-            return
-        }
-        for byte in value.utf8 {
-            switch byte {
-            case UInt8(ascii: "\""): literal("\\\"")
-            case UInt8(ascii: "\\"): literal("\\\\")
-            case UInt8(ascii: "\n"): literal("\\n")
-            case UInt8(ascii: "\r"): literal("\\r")
-            case UInt8(ascii: "\t"): literal("\\t")
-            case 0..<0x20:
-                let hex = Array("0123456789abcdef".utf8)
-                literal("\\u00")
-                bytes.append(hex[Int(byte >> 4)])
-                bytes.append(hex[Int(byte & 0x0F)])
-            default:
-                bytes.append(byte)
+        value.withUTF8 { utf8 in
+            if !utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+                bytes(utf8)
+                return
+            }
+            for byte in utf8 {
+                switch byte {
+                case UInt8(ascii: "\""): raw("\\\"")
+                case UInt8(ascii: "\\"): raw("\\\\")
+                case UInt8(ascii: "\n"): raw("\\n")
+                case UInt8(ascii: "\r"): raw("\\r")
+                case UInt8(ascii: "\t"): raw("\\t")
+                case 0..<0x20:
+                    let hex: StaticString = "0123456789abcdef"
+                    raw("\\u00")
+                    hex.withUTF8Buffer { hex in
+                        self.byte(hex[Int(byte >> 4)])
+                        self.byte(hex[Int(byte & 0x0F)])
+                    }
+                default:
+                    self.byte(byte)
+                }
             }
         }
-        bytes.append(UInt8(ascii: "\""))
+        byte(UInt8(ascii: "\""))
     }
 }
