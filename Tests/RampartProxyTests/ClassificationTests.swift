@@ -305,6 +305,12 @@ struct HeaderTests {
         let element = ForwardedClientCert.element(by: "spiffe://cluster.local/ns/c/sa/d", peer: peer)
         #expect(element == "By=spiffe://cluster.local/ns/c/sa/d;Hash=ab;Subject=\"\";URI=spiffe://cluster.local/ns/a/sa/b")
         #expect(ForwardedClientCert.appending(element, to: "By=x") == "By=x," + element)
+        // A connection makes its element once, and again when this side's identity changes.
+        let info = ConnectionInfo(remote: nil, local: nil, tls: true, peer: peer, mode: .strict)
+        #expect(info.forwardedClientCertElement(by: "spiffe://cluster.local/ns/c/sa/d") == element)
+        #expect(info.forwardedClientCertElement(by: "spiffe://cluster.local/ns/c/sa/d") == element)
+        #expect(info.forwardedClientCertElement(by: "spiffe://other.td/ns/c/sa/d")?.hasPrefix("By=spiffe://other.td/ns/c/sa/d;Hash=ab;") == true)
+        #expect(ConnectionInfo(remote: nil, local: nil, tls: false, peer: nil, mode: .permissive).forwardedClientCertElement(by: "x") == nil)
     }
 
     @Test("serials compare in any of the CA's spellings")

@@ -3,6 +3,7 @@ import NIOCore
 import NIOHTTP1
 import NIOHTTP2
 import RampartPolicy
+import Synchronization
 
 /// What the inbound listener learned about a connection before the first request.
 public struct ConnectionInfo: Sendable {
@@ -34,6 +35,9 @@ public struct ConnectionInfo: Sendable {
     public let peerNamespace: String?
     /// The peer's part of the `x-forwarded-client-cert` element.
     public let forwardedClientCertPeer: String?
+    /// The whole element, made for the first request and again only when this side's identity
+    /// changes (a rotation can change its SPIFFE ID).
+    private let forwardedClientCertElements = ForwardedClientCertElements()
 
     /// Describes a connection.
     public init(
@@ -57,8 +61,26 @@ public struct ConnectionInfo: Sendable {
         self.forwardedClientCertPeer = peer.map(ForwardedClientCert.peerFields)
     }
 
+    /// This connection's `x-forwarded-client-cert` element, `By=<own>;<peer's fields>`; nil
+    /// without an mTLS peer.
+    func forwardedClientCertElement(by own: String) -> String? {
+        forwardedClientCertPeer.map { forwardedClientCertElements.element(by: own, peerFields: $0) }
+    }
+
     /// `mutual_tls` or `none`, as Istio's `connection_security_policy` label reports.
     public var securityPolicy: String { peer != nil ? "mutual_tls" : "none" }
+}
+
+/// The last `x-forwarded-client-cert` element a connection made, kept for its next requests.
+private final class ForwardedClientCertElements: Sendable {
+    private let last = Mutex<(own: String, element: String)?>(nil)
+
+    func element(by own: String, peerFields: String) -> String {
+        if let last = last.withLock({ $0 }), last.own == own { return last.element }
+        let element = ForwardedClientCert.element(by: own, peerFields: peerFields)
+        last.withLock { $0 = (own, element) }
+        return element
+    }
 }
 
 /// A connection the inbound listener accepted, with its protocol known.

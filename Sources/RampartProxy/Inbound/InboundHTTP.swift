@@ -322,14 +322,15 @@ struct InboundHTTP: Sendable {
     /// request has none: Istio's inbound listeners do not use the remote address, so Envoy keeps an
     /// `x-forwarded-proto` the client sent.
     static func setForwardingHeaders(_ head: inout HTTPRequestHead, info: ConnectionInfo, own: String) {
-        if let peerFields = info.forwardedClientCertPeer {
-            // The subscript splits and trims every value; most requests carry no XFCC to read.
-            let existing = head.headers.contains(name: "x-forwarded-client-cert")
-                ? head.headers["x-forwarded-client-cert"].joined(separator: ",") : ""
-            head.headers.replaceOrAdd(
-                name: "x-forwarded-client-cert",
-                value: ForwardedClientCert.appending(ForwardedClientCert.element(by: own, peerFields: peerFields), to: existing.isEmpty ? nil : existing)
-            )
+        if let element = info.forwardedClientCertElement(by: own) {
+            // Most requests carry no XFCC to read: the element is then added as it is.
+            if head.headers.contains(name: "x-forwarded-client-cert") {
+                let existing = head.headers["x-forwarded-client-cert"].joined(separator: ",")
+                head.headers.replaceOrAdd(
+                    name: "x-forwarded-client-cert", value: ForwardedClientCert.appending(element, to: existing.isEmpty ? nil : existing))
+            } else {
+                head.headers.add(name: "x-forwarded-client-cert", value: element)
+            }
         } else if head.headers.contains(name: "x-forwarded-client-cert") {
             head.headers.remove(name: "x-forwarded-client-cert")
         }
