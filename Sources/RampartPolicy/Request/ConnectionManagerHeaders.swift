@@ -61,17 +61,22 @@ public enum ConnectionManagerHeaders {
         }
     }
 
-    /// A quick, allocation-free filter for `mayTreat` on a name in any case: false for every name
-    /// `mayTreat` refuses but those of the same length as a fixed one (and `x-envoy-` names).
-    @inline(__always)
-    public static func mayTreatIgnoringCase(_ name: String) -> Bool {
-        let bytes = name.utf8
-        switch bytes.count {
-        case 2, 7, 10, 16, 17: return true  // te; upgrade, referer; connection, keep-alive; proxy-connection, x-envoy-internal; transfer-encoding
-        default:
-            guard bytes.count > 8 else { return false }
-            return zip(bytes, "x-envoy-".utf8).allSatisfy { $0 | 0x20 == $1 || $0 == $1 }
+    /// Every name `mayTreat` accepts, in lower case.
+    private static let treatedNames: [String] =
+        ["connection", "upgrade", "keep-alive", "proxy-connection", "transfer-encoding", "te", "x-envoy-internal", "referer"] + internalOnly.sorted()
+
+    /// The lower-case name of a header Envoy may change, given its name in any case; nil for the
+    /// names it leaves alone. Compares bytes, without a lower-cased copy: it reads every header
+    /// of every request the proxy receives.
+    public static func treatedName(_ name: String) -> String? {
+        let length = name.utf8.count
+        guard length == 2 || length >= 7 else { return nil }
+        for candidate in treatedNames where candidate.utf8.count == length {
+            if zip(name.utf8, candidate.utf8).allSatisfy({ ($0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") ? $0 | 0x20 : $0) == $1 }) {
+                return candidate
+            }
         }
+        return nil
     }
 
     /// The treatment of a header named `lowercasedName` with `value` (its `fields` joined with `,`).

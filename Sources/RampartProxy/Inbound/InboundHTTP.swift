@@ -345,10 +345,9 @@ struct InboundHTTP: Sendable {
     /// policies read what Envoy's would. Most requests carry none of them and are left untouched.
     static func treatAsConnectionManager(_ headers: inout HTTPHeaders) {
         var found: [String] = []
-        // Most names are settled by their length and first bytes, without a lower-cased copy.
-        for (name, _) in headers where ConnectionManagerHeaders.mayTreatIgnoringCase(name) {
-            let lowered = name.lowercased()
-            if ConnectionManagerHeaders.mayTreat(lowered), !found.contains(lowered) { found.append(lowered) }
+        // Names are compared as bytes, without a lower-cased copy.
+        for (name, _) in headers {
+            if let treated = ConnectionManagerHeaders.treatedName(name), !found.contains(treated) { found.append(treated) }
         }
         guard !found.isEmpty else { return }
         func joined(_ name: String) -> String? {
