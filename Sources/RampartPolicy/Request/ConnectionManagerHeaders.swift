@@ -51,17 +51,13 @@ public enum ConnectionManagerHeaders {
         }
     }
 
-    /// Whether the names any header Envoy may change: most requests carry none, and are left alone.
-    @inline(__always)
+    /// Whether `lowercasedName` names a header Envoy may change: most requests carry none, and
+    /// are left alone.
     public static func mayTreat(_ lowercasedName: String) -> Bool {
-        switch lowercasedName {
-        case "connection", "upgrade", "keep-alive", "proxy-connection", "transfer-encoding", "te", "x-envoy-internal", "referer":
-            return true
-        default: return lowercasedName.hasPrefix("x-envoy-") && internalOnly.contains(lowercasedName)
-        }
+        treatedName(lowercasedName) != nil
     }
 
-    /// Every name `mayTreat` accepts, in lower case.
+    /// Every name Envoy may change, in lower case.
     private static let treatedNames: [String] =
         ["connection", "upgrade", "keep-alive", "proxy-connection", "transfer-encoding", "te", "x-envoy-internal", "referer"] + internalOnly.sorted()
 
