@@ -67,12 +67,7 @@ public enum ConnectionManagerHeaders {
     public static func treatedName(_ name: String) -> String? {
         let length = name.utf8.count
         guard length == 2 || length >= 7 else { return nil }
-        for candidate in treatedNames where candidate.utf8.count == length {
-            if zip(name.utf8, candidate.utf8).allSatisfy({ ($0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") ? $0 | 0x20 : $0) == $1 }) {
-                return candidate
-            }
-        }
-        return nil
+        return treatedNames.first { $0.utf8.count == length && HeaderTokens.equalsIgnoringCase(name, $0) }
     }
 
     /// The treatment of a header named `lowercasedName` with `value` (its `fields` joined with `,`).

@@ -38,6 +38,16 @@ public enum HeaderTokens {
         }
     }
 
+    /// Whether two names are equal but for ASCII case.
+    public static func equalsIgnoringCase(_ one: String, _ other: String) -> Bool {
+        one.utf8.count == other.utf8.count && zip(one.utf8, other.utf8).allSatisfy { folded($0) == folded($1) }
+    }
+
+    @inline(__always)
+    static func folded(_ byte: UInt8) -> UInt8 {
+        byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte | 0x20 : byte
+    }
+
     /// Whether `text` is `lowercased` but for ASCII case.
     public static func equalsIgnoringCase(_ text: Substring, _ lowercased: StaticString) -> Bool {
         let bytes = text.utf8
@@ -45,9 +55,7 @@ public enum HeaderTokens {
         return lowercased.withUTF8Buffer { expected in
             var index = bytes.startIndex
             for byte in expected {
-                let actual = bytes[index]
-                let folded = actual >= UInt8(ascii: "A") && actual <= UInt8(ascii: "Z") ? actual | 0x20 : actual
-                guard folded == byte else { return false }
+                guard folded(bytes[index]) == byte else { return false }
                 index = bytes.index(after: index)
             }
             return true

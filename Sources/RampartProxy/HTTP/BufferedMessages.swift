@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOHTTP1
+import RampartPolicy
 
 /// An HTTP request held whole: the proxy decides on complete requests.
 public struct BufferedRequest: Sendable {
@@ -403,7 +404,7 @@ extension HTTPHeaders {
         var found = 0
         var same = false
         let length = name.utf8.count
-        for (existing, current) in self where existing.utf8.count == length && Self.equalIgnoringCase(existing, name) {
+        for (existing, current) in self where existing.utf8.count == length && HeaderTokens.equalsIgnoringCase(existing, name) {
             found += 1
             same = current == value
         }
@@ -412,11 +413,5 @@ extension HTTPHeaders {
         case 1 where same: return
         default: replaceOrAdd(name: name, value: value)
         }
-    }
-
-    /// Whether two names of one length are equal but for ASCII case.
-    private static func equalIgnoringCase(_ one: String, _ other: String) -> Bool {
-        func folded(_ byte: UInt8) -> UInt8 { byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte | 0x20 : byte }
-        return zip(one.utf8, other.utf8).allSatisfy { folded($0.0) == folded($0.1) }
     }
 }
