@@ -10,7 +10,7 @@ struct DestinationTableTests {
     }
 
     private static func key(_ app: String, namespace: String = "ns1") -> WorkloadKey {
-        WorkloadKey(namespace: namespace, labels: ["app": app], keys: ["app"])
+        WorkloadKey(namespace: namespace, labels: ["app": app], keys: ["app"], readsGateway: false)
     }
 
     @Test("finds each remembered destination's policies, and nothing for others")

@@ -47,6 +47,35 @@ struct GatewayPeerAuthenticationTests {
         #expect(decision.decision == .deny && decision.mtlsMode == .strict && decision.cause == .plaintextUnderStrict)
     }
 
+    @Test(
+        "one snapshot deciding for a gateway and a sidecar that no selector tells apart keeps each one's mode, in either order",
+        arguments: [true, false])
+    func gatewayAndSidecarShareNoCacheEntry(gatewayFirst: Bool) {
+        // Only the mesh-wide policy: no selector reads `istio` or the Gateway API label, so the
+        // destination cache must tell a gateway from a sidecar by the labels that mark a gateway.
+        let snapshot = Fixture.engine(
+            """
+            apiVersion: security.istio.io/v1
+            kind: PeerAuthentication
+            metadata: {name: default, namespace: istio-system}
+            spec: {mtls: {mode: STRICT}}
+            """
+        ).snapshot
+        let gateway = Self.plaintext(to: ["gateway.networking.k8s.io/gateway-name": "gw"], namespace: "shop")
+        let sidecar = Self.plaintext(to: ["app": "web"], namespace: "shop")
+        let ingress = Self.plaintext(to: ["istio": "ingressgateway"], namespace: "shop")
+        for round in 0..<2 {
+            let order = gatewayFirst ? [gateway, sidecar, ingress] : [sidecar, ingress, gateway]
+            for request in order {
+                let decision = snapshot.evaluate(request)
+                let isGateway = WorkloadSelector.isGateway(request.destination.labels)
+                #expect(
+                    decision.decision == (isGateway ? .allow : .deny) && decision.mtlsMode == (isGateway ? .permissive : .strict),
+                    "round \(round), \(WorkloadSelector.text(request.destination.labels)): \(decision.reason)")
+            }
+        }
+    }
+
     @Test("the worked examples together: under mesh-wide STRICT, the ingress gateway serves its plaintext health check and refuses the rest for want of a token")
     func examplesTogether() throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()

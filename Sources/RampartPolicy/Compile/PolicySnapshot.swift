@@ -77,7 +77,7 @@ public struct PolicySnapshot: Sendable {
         peerAuthentications = peers
         var selectors = (authz.map(\.selectors) + authn.map(\.selectors)).flatMap { $0 ?? [] }
         selectors += peers.values.joined().compactMap(\.policy.selector)
-        cache = WorkloadCache(keys: Set(selectors.flatMap(\.matchLabels.keys)).sorted())
+        cache = WorkloadCache(keys: Set(selectors.flatMap(\.matchLabels.keys)).sorted(), readsGateway: !peers.isEmpty)
     }
 
     /// Everything that applies to one workload, resolved once; hold it for the workload's lifetime.

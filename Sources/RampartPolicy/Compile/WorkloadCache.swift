@@ -12,10 +12,14 @@ import Synchronization
 final class WorkloadCache: Sendable {
     /// The label keys any selector of the snapshot reads, sorted.
     let keys: [String]
+    /// Whether resolution reads the labels that mark a gateway: true when the snapshot holds a
+    /// PeerAuthentication, which does not apply to gateways.
+    let readsGateway: Bool
     private let table: Mutex<DestinationTable>
 
-    init(keys: [String], capacity: Int = 4096) {
+    init(keys: [String], readsGateway: Bool, capacity: Int = 4096) {
         self.keys = keys
+        self.readsGateway = readsGateway
         table = Mutex(DestinationTable(capacity: capacity))
     }
 
@@ -26,7 +30,7 @@ final class WorkloadCache: Sendable {
     ) -> WorkloadPolicies {
         let identity = DestinationIdentity(namespace: namespace, labels: labels)
         if let identity, let found = table.withLock({ $0.find(identity) }) { return found }
-        let key = WorkloadKey(namespace: namespace, labels: labels, keys: keys)
+        let key = WorkloadKey(namespace: namespace, labels: labels, keys: keys, readsGateway: readsGateway)
         let hash = key.cheapHash
         if let found = table.withLock({
             $0.find(key, hash: hash, identity: identity, namespace: namespace, labels: labels)

@@ -1,17 +1,21 @@
-/// A destination reduced to what resolving its policies depends on: its namespace and the values
-/// of the label keys some selector of the snapshot reads (`nil` where the workload lacks the label).
+/// A destination reduced to what resolving its policies depends on: its namespace, the values of
+/// the label keys some selector of the snapshot reads (`nil` where the workload lacks the label),
+/// and, when the snapshot holds a PeerAuthentication, whether the labels are a gateway's (a
+/// gateway is exempt from PeerAuthentication whatever the selectors read).
 ///
-/// Selectors read no other labels, so two destinations with equal keys get the same policies. The
-/// first three values are stored inline so building a key does not allocate in the common case.
+/// Resolution reads no other labels, so two destinations with equal keys get the same policies.
+/// The first three values are stored inline so building a key does not allocate in the common case.
 struct WorkloadKey: Hashable, Sendable {
     let namespace: String
+    let gateway: Bool
     let first: String?
     let second: String?
     let third: String?
     let rest: [String?]
 
-    init(namespace: String, labels: [String: String], keys: [String]) {
+    init(namespace: String, labels: [String: String], keys: [String], readsGateway: Bool) {
         self.namespace = namespace
+        gateway = readsGateway && WorkloadSelector.isGateway(labels)
         let count = keys.count
         rest = count > 3 ? keys[3...].map { labels[$0] } : []
         guard count > 0, !labels.isEmpty else {
@@ -44,6 +48,7 @@ struct WorkloadKey: Hashable, Sendable {
     var cheapHash: UInt64 {
         var hasher = DestinationHasher()
         hasher.combine(namespace)
+        hasher.combine(gateway ? "gateway" : nil)
         hasher.combine(first)
         hasher.combine(second)
         hasher.combine(third)
