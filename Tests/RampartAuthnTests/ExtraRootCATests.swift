@@ -2,8 +2,9 @@ import Foundation
 import RampartAuthn
 import Testing
 
-/// A private CA made by openssl for one test, and a certificate it signs for 127.0.0.1.
-struct PrivateCA {
+/// A private CA made by openssl for one test, and a certificate it signs for 127.0.0.1. Its
+/// directory, keys included, goes when the test lets go of it.
+final class PrivateCA {
     let directory: TemporaryDirectory
     let certificate: String
     let serverChain: String
@@ -32,6 +33,8 @@ struct PrivateCA {
         }
         for key in [caKey, serverKey] { chmod(key, 0o600) }
     }
+
+    deinit { directory.remove() }
 }
 
 /// A JWKS on an https server whose certificate a private CA signs: fetched only when that CA is
@@ -112,6 +115,7 @@ struct ExtraRootCATests {
     @Test("an extra root file that is missing, not PEM, or holds no certificate is refused, saying what to give")
     func badFiles() throws {
         let directory = try TemporaryDirectory()
+        defer { directory.remove() }
         let ca = try PrivateCA(name: "keys")
         let cases: [(path: String, says: String)] = [
             (directory.file("missing.pem"), "does not exist"),
