@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHPACK
 import NIOHTTP2
@@ -57,6 +58,49 @@ enum RawClient {
                 guard let first else { throw ProxyError(.upstream, "the server did not close the connection within \(timeout)") }
                 return first
             }
+        }
+    }
+}
+
+extension RawClient {
+    /// What became of bytes sent on a fresh connection.
+    enum Outcome: Equatable {
+        /// A response head arrived; its status line.
+        case answered(String)
+        /// The server closed (or reset) the connection without an answer.
+        case closed
+        /// Neither within the time allowed (whatever else the server sent).
+        case stalled
+    }
+
+    /// Sends `text` and waits for a response head, the server's close, or `timeout`, whichever
+    /// comes first; the connection is closed after.
+    static func outcome(port: Int, sending text: String, timeout: TimeAmount = .seconds(10)) async throws -> Outcome {
+        let client = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(host: "127.0.0.1", port: port) { channel in
+                channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
+            }
+        let channel = client.channel
+        let timedOut = NIOLockedValueBox(false)
+        let watchdog = channel.eventLoop.scheduleTask(in: timeout) {
+            timedOut.withLockedValue { $0 = true }
+            channel.close(promise: nil)
+        }
+        defer { watchdog.cancel() }
+        return try await client.executeThenClose { inbound, outbound in
+            var received = ""
+            do {
+                try await outbound.write(ByteBuffer(string: text))
+                for try await chunk in inbound {
+                    received += String(buffer: chunk)
+                    if let end = received.range(of: "\r\n"), received.hasPrefix("HTTP/") {
+                        return .answered(String(received[..<end.lowerBound]))
+                    }
+                }
+            } catch {
+                // A reset, or a write to a connection the server has already closed.
+            }
+            return timedOut.withLockedValue { $0 } ? .stalled : .closed
         }
     }
 }
