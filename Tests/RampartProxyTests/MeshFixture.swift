@@ -290,25 +290,30 @@ final class PortBox: Sendable {
 /// A client that talks to a proxy the way another proxy or an application does.
 enum TestClient {
     /// A plain HTTP request.
-    static func plain(port: Int, path: String = "/", host: String = "app", headers: [(String, String)] = [], http2: Bool = false) async throws -> BufferedResponse {
+    static func plain(
+        port: Int, method: HTTPMethod = .GET, path: String = "/", host: String = "app", headers: [(String, String)] = [], http2: Bool = false
+    ) async throws -> BufferedResponse {
         let client = UpstreamClient(maxBodyBytes: 1 << 20)
         defer { client.shutdown() }
-        return try await client.send(request(path: path, host: host, headers: headers), to: UpstreamTarget(host: "127.0.0.1", port: port, http2: http2), timeout: .seconds(10)).response
+        return try await client.send(request(method: method, path: path, host: host, headers: headers), to: UpstreamTarget(host: "127.0.0.1", port: port, http2: http2), timeout: .seconds(10)).response
     }
 
     /// An mTLS request presenting `identityDirectory`'s certificate.
-    static func mtls(port: Int, identityDirectory: String, path: String = "/", expected: Set<String>? = nil, headers: [(String, String)] = [], http2: Bool = false) async throws -> UpstreamResult {
+    static func mtls(
+        port: Int, identityDirectory: String, method: HTTPMethod = .GET, path: String = "/", host: String = "app", expected: Set<String>? = nil,
+        headers: [(String, String)] = [], http2: Bool = false
+    ) async throws -> UpstreamResult {
         let identity = try ProxyIdentity(directory: identityDirectory)
         let contexts = try TLSContexts(identity: identity)
         let verifier = PeerVerifier(roots: identity.roots, revoked: RevocationList(serials: []), expected: expected)
         let client = UpstreamClient(maxBodyBytes: 1 << 20)
         defer { client.shutdown() }
         let tls = TLSOrigination(generation: 1, verifier: verifier, context: http2 ? contexts.clientHTTP2 : contexts.client)
-        return try await client.send(request(path: path, host: "app", headers: headers), to: UpstreamTarget(host: "127.0.0.1", port: port, tls: tls, http2: http2), timeout: .seconds(10))
+        return try await client.send(request(method: method, path: path, host: host, headers: headers), to: UpstreamTarget(host: "127.0.0.1", port: port, tls: tls, http2: http2), timeout: .seconds(10))
     }
 
-    static func request(path: String, host: String, headers: [(String, String)]) -> BufferedRequest {
-        var head = HTTPRequestHead(version: .http1_1, method: .GET, uri: path)
+    static func request(method: HTTPMethod = .GET, path: String, host: String, headers: [(String, String)]) -> BufferedRequest {
+        var head = HTTPRequestHead(version: .http1_1, method: method, uri: path)
         head.headers.add(name: "host", value: host)
         for (name, value) in headers { head.headers.add(name: name, value: value) }
         return BufferedRequest(head: head)
