@@ -1,4 +1,6 @@
+import Crypto
 import Foundation
+import JWTKit
 import NIOHTTP1
 import RampartPolicy
 @testable import RampartProxy
@@ -10,9 +12,14 @@ import Testing
 /// workload is the case's destination, with the case's policies installed as the control plane
 /// streams them. The status the client gets must be the case's outcome.
 ///
-/// Left out: cases that need a source address other than loopback, a token given as an outcome
-/// rather than signed, an ext-authz answer, an SNI, a destination address, or a principal in a
-/// trust domain this test's CA does not sign for; and TCP cases.
+/// A case's token, given as its outcome (valid, with these claims), is signed for real: by the
+/// test's key, whose JWKS replaces the corpus's key server in the policies, or, for an invalid
+/// one, by another key under the same key id.
+///
+/// Left out: cases that need a source address other than loopback, a token in a place other
+/// than the `Authorization` header or given raw, a key server that fails or is slow, an
+/// ext-authz answer, an SNI, a destination address, or a principal in a trust domain this
+/// test's CA does not sign for; and TCP cases.
 @Suite("the corpora through a live proxy", .serialized)
 struct CorpusThroughProxyTests {
     static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
@@ -32,7 +39,12 @@ struct CorpusThroughProxyTests {
         let headers: [(String, String)]
         let expected: String
         let status: Int?
+        /// The token's claims and whether it is to verify, when the case carries one.
+        let token: (claims: [String: Any], valid: Bool)?
     }
+
+    /// Where the corpus names its key servers; both stand for keys the test replaces.
+    static let keyServers = [#"jwksUri: "<JWKS server>""#, "jwksUri: <JWKS server>", #"jwksUri: "https://raw.githubusercontent.com/istio/istio/master/security/tools/jwt/samples/jwks.json""#]
 
     static func cases(_ file: String) throws -> (cases: [WireCase], skipped: Int) {
         let text = try String(contentsOf: fixtures.appendingPathComponent(file), encoding: .utf8)
@@ -61,9 +73,15 @@ struct CorpusThroughProxyTests {
         {
             return nil
         }
-        if let jwt = request["jwt"] as? [String: Any], jwt["present"] as? Bool ?? true { return nil }
-        // Key sources would be fetched from the network; ext-authz needs a provider.
-        if yaml.contains("kind: RequestAuthentication") || yaml.contains("CUSTOM") { return nil }
+        var token: (claims: [String: Any], valid: Bool)?
+        if let jwt = request["jwt"] as? [String: Any], jwt["present"] as? Bool ?? true {
+            guard jwt["raw"] == nil, (jwt["location"] as? String ?? "header") == "header" else { return nil }
+            token = (jwt["claims"] as? [String: Any] ?? [:], jwt["valid"] as? Bool ?? true)
+        }
+        // Key servers other than the two the test stands in for would be fetched from the network
+        // (or stand for one that fails); keys given inline are keys the test cannot sign with.
+        let remaining = keyServers.reduce(yaml) { $0.replacingOccurrences(of: $1, with: "") }
+        if remaining.contains("jwksUri") || remaining.contains("jwks:") || yaml.contains("CUSTOM") { return nil }
         var principal: (String, String)?
         if let text = source["principal"] as? String {
             let parts = text.split(separator: "/", omittingEmptySubsequences: false)
@@ -88,7 +106,7 @@ struct CorpusThroughProxyTests {
             labels: (destination["labels"] as? [String: Any] ?? [:]).mapValues { "\($0)" }, port: destination["port"] as? Int,
             principal: principal, method: request["method"] as? String ?? "GET", host: request["host"] as? String ?? "app",
             path: request["path"] as? String ?? "/", headers: headers, expected: "\(item["expected"] ?? "")",
-            status: item["http_status"] as? Int)
+            status: item["http_status"] as? Int, token: token)
     }
 
     /// The case's policies with the destination port replaced by the echo app's, which is what
@@ -110,6 +128,7 @@ struct CorpusThroughProxyTests {
         let appTask = Task { await app.run() }
         defer { appTask.cancel() }
         let server = try await mesh.identity(namespace: "ns1", serviceAccount: "b")
+        let signer = try await CorpusTokens()
         var clients: [String: String] = [:]
         var failures: [String] = []
         var invalid = 0
@@ -117,7 +136,12 @@ struct CorpusThroughProxyTests {
             let workload = WorkloadInfo(
                 name: "corpus", namespace: wire.namespace, labels: wire.labels, services: [ServicePort(name: "b", port: app.port)], appPort: app.port)
             let proxy = try await TestProxy(workload: workload, identityDirectory: server.directory, appPort: app.port)
-            let resources = wire.documents.map { ($0.kind, $0.namespace, $0.name, Self.renumbered($0.yaml, from: wire.port, to: app.port)) }
+            let resources = wire.documents.map { document in
+                let yaml = Self.keyServers.reduce(Self.renumbered(document.yaml, from: wire.port, to: app.port)) {
+                    $0.replacingOccurrences(of: $1, with: "jwks: '\(signer.jwks)'")
+                }
+                return (document.kind, document.namespace, document.name, yaml)
+            }
             do {
                 try proxy.install(SnapshotBuilder.snapshot(version: 2, resources: resources))
             } catch {
@@ -132,16 +156,22 @@ struct CorpusThroughProxyTests {
             // mTLS), so the peer's identity never reaches the server: send it so.
             let mode = PolicyEngine(yaml: wire.documents.map(\.yaml).joined(separator: "\n---\n")).snapshot
                 .workload(namespace: wire.namespace, labels: wire.labels).peer.mode(port: wire.port)
+            var headers = wire.headers
+            if let token = wire.token {
+                // The signed token takes the place of any stand-in the case writes there.
+                headers.removeAll { $0.0.lowercased() == "authorization" }
+                headers.append(("authorization", "Bearer " + (try await signer.sign(token.claims, valid: token.valid))))
+            }
             let got: String
             do {
                 if let (namespace, serviceAccount) = wire.principal, mode != .disable {
                     let key = "\(namespace)/\(serviceAccount)"
                     if clients[key] == nil { clients[key] = try await mesh.identity(namespace: namespace, serviceAccount: serviceAccount).directory }
                     let result = try await TestClient.mtls(
-                        port: proxy.inboundPort, identityDirectory: clients[key]!, method: method, path: wire.path, host: wire.host, headers: wire.headers)
+                        port: proxy.inboundPort, identityDirectory: clients[key]!, method: method, path: wire.path, host: wire.host, headers: headers)
                     got = "\(result.response.head.status.code)"
                 } else {
-                    let response = try await TestClient.plain(port: proxy.inboundPort, method: method, path: wire.path, host: wire.host, headers: wire.headers)
+                    let response = try await TestClient.plain(port: proxy.inboundPort, method: method, path: wire.path, host: wire.host, headers: headers)
                     got = "\(response.head.status.code)"
                 }
             } catch {
@@ -160,5 +190,93 @@ struct CorpusThroughProxyTests {
         try? await app.serverChannel.close()
         #expect(invalid < cases.count / 10, "\(invalid) cases hold resources a proxy refuses")
         #expect(failures.isEmpty, "\(failures.count) of \(cases.count - invalid) cases disagree:\n\(failures.joined(separator: "\n"))")
+    }
+}
+
+/// Signs tokens with any claims: with the key the JWKS publishes, or with another key under the
+/// same key id, which fails verification.
+struct CorpusTokens {
+    let jwks: String
+    private let good = JWTKeyCollection()
+    private let bad = JWTKeyCollection()
+
+    init() async throws {
+        let key = P256.Signing.PrivateKey()
+        let point = Array(key.publicKey.x963Representation)
+        func b64(_ bytes: ArraySlice<UInt8>) -> String {
+            Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+                .replacingOccurrences(of: "=", with: "")
+        }
+        jwks = #"{"keys":[{"kty":"EC","crv":"P-256","kid":"k1","alg":"ES256","x":"\#(b64(point[1...32]))","y":"\#(b64(point[33...64]))"}]}"#
+        await good.add(ecdsa: try ES256PrivateKey(backing: key), kid: "k1")
+        await bad.add(ecdsa: try ES256PrivateKey(backing: P256.Signing.PrivateKey()), kid: "k1")
+    }
+
+    func sign(_ claims: [String: Any], valid: Bool) async throws -> String {
+        try await (valid ? good : bad).sign(AnyClaims(claims: claims.mapValues(JSONValue.init)), kid: "k1")
+    }
+}
+
+/// A JWT payload of whatever claims a case gives.
+private struct AnyClaims: JWTPayload {
+    let claims: [String: JSONValue]
+
+    init(claims: [String: JSONValue]) { self.claims = claims }
+
+    init(from decoder: any Decoder) throws {
+        claims = try [String: JSONValue](from: decoder)
+    }
+
+    func encode(to encoder: any Encoder) throws { try claims.encode(to: encoder) }
+
+    func verify(using algorithm: some JWTAlgorithm) throws {}
+}
+
+/// A JSON value read from the corpus's YAML.
+private enum JSONValue: Codable, Sendable {
+    case string(String), integer(Int), number(Double), bool(Bool), array([JSONValue]), object([String: JSONValue]), null
+
+    init(_ value: Any) {
+        switch value {
+        case let bool as Bool: self = .bool(bool)
+        case let integer as Int: self = .integer(integer)
+        case let number as Double: self = .number(number)
+        case let string as String: self = .string(string)
+        case let array as [Any]: self = .array(array.map(JSONValue.init))
+        case let object as [String: Any]: self = .object(object.mapValues(JSONValue.init))
+        default: self = .null
+        }
+    }
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if let bool = try? container.decode(Bool.self) {
+            self = .bool(bool)
+        } else if let integer = try? container.decode(Int.self) {
+            self = .integer(integer)
+        } else if let number = try? container.decode(Double.self) {
+            self = .number(number)
+        } else if let string = try? container.decode(String.self) {
+            self = .string(string)
+        } else if let array = try? container.decode([JSONValue].self) {
+            self = .array(array)
+        } else if let object = try? container.decode([String: JSONValue].self) {
+            self = .object(object)
+        } else {
+            self = .null
+        }
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        switch self {
+        case .string(let value): try container.encode(value)
+        case .integer(let value): try container.encode(value)
+        case .number(let value): try container.encode(value)
+        case .bool(let value): try container.encode(value)
+        case .array(let value): try container.encode(value)
+        case .object(let value): try container.encode(value)
+        case .null: try container.encodeNil()
+        }
     }
 }
