@@ -1,7 +1,10 @@
 import Crypto
 import Foundation
 import JWTKit
+import NIOCore
 import NIOHTTP1
+import NIOPosix
+import NIOSSL
 import RampartPolicy
 @testable import RampartProxy
 import Testing
@@ -16,10 +19,14 @@ import Testing
 /// test's key, whose JWKS replaces the corpus's key server in the policies, or, for an invalid
 /// one, by another key under the same key id.
 ///
+/// A TCP case opens a connection (over mTLS, or plaintext) to a proxy in front of a TCP echo
+/// application and writes bytes that are no HTTP: allowed, they come back; denied, the proxy
+/// closes the connection.
+///
 /// Left out: cases that need a source address other than loopback, a token in a place other
 /// than the `Authorization` header or given raw, a key server that fails or is slow, an
 /// ext-authz answer, an SNI, a destination address, or a principal in a trust domain this
-/// test's CA does not sign for; and TCP cases.
+/// test's CA does not sign for.
 @Suite("the corpora through a live proxy", .serialized)
 struct CorpusThroughProxyTests {
     static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
@@ -28,6 +35,7 @@ struct CorpusThroughProxyTests {
     /// A case the proxy can be asked on loopback, with what it needs.
     struct WireCase {
         let id: String
+        let tcp: Bool
         let documents: [(kind: String, namespace: String, name: String, yaml: String)]
         let namespace: String
         let labels: [String: String]
@@ -68,7 +76,8 @@ struct CorpusThroughProxyTests {
     static func wireCase(_ item: [String: Any], _ request: [String: Any], _ yaml: String) -> WireCase? {
         let source = request["source"] as? [String: Any] ?? [:]
         let destination = request["destination"] as? [String: Any] ?? [:]
-        if (request["protocol"] as? String ?? "HTTP").uppercased() != "HTTP" || request["ext_authz"] != nil || request["sni"] != nil
+        let tcp = (request["protocol"] as? String ?? "HTTP").uppercased() == "TCP"
+        if request["ext_authz"] != nil || request["sni"] != nil
             || source["ip"] != nil || source["remote_ip"] != nil || destination["ip"] != nil
         {
             return nil
@@ -102,7 +111,7 @@ struct CorpusThroughProxyTests {
             return [(name, "\(value)")]
         }
         return WireCase(
-            id: item["id"] as? String ?? "?", documents: documents, namespace: destination["namespace"] as? String ?? "default",
+            id: item["id"] as? String ?? "?", tcp: tcp, documents: documents, namespace: destination["namespace"] as? String ?? "default",
             labels: (destination["labels"] as? [String: Any] ?? [:]).mapValues { "\($0)" }, port: destination["port"] as? Int,
             principal: principal, method: request["method"] as? String ?? "GET", host: request["host"] as? String ?? "app",
             path: request["path"] as? String ?? "/", headers: headers, expected: "\(item["expected"] ?? "")",
@@ -118,6 +127,44 @@ struct CorpusThroughProxyTests {
             in: yaml, range: NSRange(yaml.startIndex..., in: yaml), withTemplate: String(appPort))
     }
 
+    /// Writes `text` on a TCP connection, over mTLS with the identity in `identityDirectory`
+    /// (offering no ALPN, as a TCP client's sidecar does) or plaintext, and returns what comes
+    /// back before the server closes, or up to the length of `text`.
+    static func tcpExchange(port: Int, identityDirectory: String?, text: String) async throws -> String {
+        var context: NIOSSLContext?
+        if let identityDirectory {
+            let identity = try ProxyIdentity(directory: identityDirectory)
+            var configuration = TLSConfiguration.makeClientConfiguration()
+            configuration.certificateChain = identity.chain.map { .certificate($0) }
+            configuration.privateKey = .privateKey(identity.key)
+            configuration.certificateVerification = .none
+            context = try NIOSSLContext(configuration: configuration)
+        }
+        let client = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(host: "127.0.0.1", port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    if let context { try channel.pipeline.syncOperations.addHandler(try NIOSSLClientHandler(context: context, serverHostname: nil)) }
+                    return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                }
+            }
+        let channel = client.channel
+        let watchdog = channel.eventLoop.scheduleTask(in: .seconds(5)) { channel.close(promise: nil) }
+        defer { watchdog.cancel() }
+        return try await client.executeThenClose { inbound, outbound in
+            var received = ""
+            do {
+                try await outbound.write(ByteBuffer(string: text))
+                for try await chunk in inbound {
+                    received += String(buffer: chunk)
+                    if received.utf8.count >= text.utf8.count { break }
+                }
+            } catch {
+                // A refused handshake or a reset: what came before it is the answer.
+            }
+            return received
+        }
+    }
+
     @Test("every case the proxy can be asked on loopback gets the corpus's outcome", arguments: ["authz-cases.yaml", "authz-derived-cases.yaml"])
     func corpusThroughProxy(file: String) async throws {
         let (cases, skipped) = try Self.cases(file)
@@ -127,17 +174,21 @@ struct CorpusThroughProxyTests {
         let app = try await EchoApp()
         let appTask = Task { await app.run() }
         defer { appTask.cancel() }
+        let echo = try await TCPEcho()
+        let echoTask = Task { await echo.run() }
+        defer { echoTask.cancel() }
         let server = try await mesh.identity(namespace: "ns1", serviceAccount: "b")
         let signer = try await CorpusTokens()
         var clients: [String: String] = [:]
         var failures: [String] = []
         var invalid = 0
         for wire in cases {
+            let appPort = wire.tcp ? echo.port : app.port
             let workload = WorkloadInfo(
-                name: "corpus", namespace: wire.namespace, labels: wire.labels, services: [ServicePort(name: "b", port: app.port)], appPort: app.port)
-            let proxy = try await TestProxy(workload: workload, identityDirectory: server.directory, appPort: app.port)
+                name: "corpus", namespace: wire.namespace, labels: wire.labels, services: [ServicePort(name: "b", port: appPort)], appPort: appPort)
+            let proxy = try await TestProxy(workload: workload, identityDirectory: server.directory, appPort: appPort)
             let resources = wire.documents.map { document in
-                let yaml = Self.keyServers.reduce(Self.renumbered(document.yaml, from: wire.port, to: app.port)) {
+                let yaml = Self.keyServers.reduce(Self.renumbered(document.yaml, from: wire.port, to: appPort)) {
                     $0.replacingOccurrences(of: $1, with: "jwks: '\(signer.jwks)'")
                 }
                 return (document.kind, document.namespace, document.name, yaml)
@@ -164,11 +215,19 @@ struct CorpusThroughProxyTests {
             }
             let got: String
             do {
+                var identity: String?
                 if let (namespace, serviceAccount) = wire.principal, mode != .disable {
                     let key = "\(namespace)/\(serviceAccount)"
                     if clients[key] == nil { clients[key] = try await mesh.identity(namespace: namespace, serviceAccount: serviceAccount).directory }
+                    identity = clients[key]
+                }
+                if wire.tcp {
+                    let bytes = "\u{0}\u{1}corpus \(wire.id)\n"
+                    let reply = try await Self.tcpExchange(port: proxy.inboundPort, identityDirectory: identity, text: bytes)
+                    got = reply == bytes ? "200" : reply.isEmpty ? "closed" : "unexpected reply \(reply.debugDescription)"
+                } else if let identity {
                     let result = try await TestClient.mtls(
-                        port: proxy.inboundPort, identityDirectory: clients[key]!, method: method, path: wire.path, host: wire.host, headers: headers)
+                        port: proxy.inboundPort, identityDirectory: identity, method: method, path: wire.path, host: wire.host, headers: headers)
                     got = "\(result.response.head.status.code)"
                 } else {
                     let response = try await TestClient.plain(port: proxy.inboundPort, method: method, path: wire.path, host: wire.host, headers: headers)
@@ -182,6 +241,7 @@ struct CorpusThroughProxyTests {
             let wanted: Set<String> =
                 switch wire.expected {
                 case "allow": ["200"]
+                case _ where wire.tcp: ["closed"]
                 case "401": ["401"]
                 default: wire.status.map { $0 == 403 ? ["403", "closed"] : ["\($0)"] } ?? ["403", "closed", "400", "404"]
                 }
