@@ -232,7 +232,7 @@ final class UpgradeResponseReader: ChannelInboundHandler, RemovableChannelHandle
             try pipeline.addHandler(tunnel, position: .after(self))
             _ = pipeline.removeHandler(self)
             if let encoder = try? pipeline.handler(type: HTTPRequestEncoder.self) { _ = pipeline.removeHandler(encoder) }
-            if let validator = try? pipeline.handler(type: NIOHTTPRequestHeadersValidator.self) { _ = pipeline.removeHandler(validator) }
+            if let check = try? pipeline.handler(type: PlaintextRequestCheck.self) { _ = pipeline.removeHandler(check) }
             if let decoder = try? pipeline.handler(type: ByteToMessageHandler<HTTPResponseDecoder>.self) {
                 _ = pipeline.removeHandler(decoder)
             }

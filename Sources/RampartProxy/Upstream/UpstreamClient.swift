@@ -167,7 +167,8 @@ public final class UpstreamClient: Sendable {
                 let promise = loop.makePromise(of: (BufferedResponse, UpgradedConnection?).self)
                 let (channel, peer) = try await self.open(target, on: loop) { channel in
                     try channel.pipeline.syncOperations.addHTTPClientHandlers(
-                        leftOverBytesStrategy: .forwardBytes, enableOutboundHeaderValidation: target.tls == nil)
+                        leftOverBytesStrategy: .forwardBytes, enableOutboundHeaderValidation: false)
+                    if target.tls == nil { try channel.pipeline.syncOperations.addHandler(PlaintextRequestCheck()) }
                     try channel.pipeline.syncOperations.addHandler(UpgradeResponseReader(promise: promise, maxBodyBytes: maxBodyBytes))
                     return channel
                 }
@@ -460,8 +461,9 @@ public final class UpstreamClient: Sendable {
             // Requests to another proxy over mTLS carry what the application sent (parsed by
             // llhttp or NIO's HTTP/2 validation) and the proxy's own headers; requests in
             // plaintext (to the application, or out of the mesh) may carry JWT claims the inbound
-            // side copied into headers, and keep NIO's check of outbound header values.
-            try channel.pipeline.syncOperations.addHTTPClientHandlers(enableOutboundHeaderValidation: target.tls == nil)
+            // side copied into headers, and are checked (see `PlaintextRequestCheck`).
+            try channel.pipeline.syncOperations.addHTTPClientHandlers(enableOutboundHeaderValidation: false)
+            if target.tls == nil { try channel.pipeline.syncOperations.addHandler(PlaintextRequestCheck()) }
             try channel.pipeline.syncOperations.addHandler(UpstreamExchangeHandler(maxBodyBytes: maxBodyBytes))
             return channel
         }
