@@ -5,7 +5,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import NIOSSL
-import RampartPolicy
+@testable import RampartPolicy
 @testable import RampartProxy
 import Testing
 
@@ -165,78 +165,120 @@ struct CorpusThroughProxyTests {
         }
     }
 
-    @Test("every case the proxy can be asked on loopback gets the corpus's outcome", arguments: ["authz-cases.yaml", "authz-derived-cases.yaml"])
-    func corpusThroughProxy(file: String) async throws {
-        let (cases, skipped) = try Self.cases(file)
-        #expect(cases.count > 60, "\(cases.count) cases can be sent, \(skipped) cannot")
-        let mesh = try MeshFixture()
-        defer { mesh.remove() }
-        let app = try await EchoApp()
-        let appTask = Task { await app.run() }
-        defer { appTask.cancel() }
-        let echo = try await TCPEcho()
-        let echoTask = Task { await echo.run() }
-        defer { echoTask.cancel() }
-        let server = try await mesh.identity(namespace: "ns1", serviceAccount: "b")
-        let signer = try await CorpusTokens()
-        var clients: [String: String] = [:]
-        var failures: [String] = []
-        var invalid = 0
-        for wire in cases {
-            let appPort = wire.tcp ? echo.port : app.port
-            let workload = WorkloadInfo(
-                name: "corpus", namespace: wire.namespace, labels: wire.labels, services: [ServicePort(name: "b", port: appPort)], appPort: appPort)
-            let proxy = try await TestProxy(workload: workload, identityDirectory: server.directory, appPort: appPort)
-            let resources = wire.documents.map { document in
-                let yaml = Self.keyServers.reduce(Self.renumbered(document.yaml, from: wire.port, to: appPort)) {
-                    $0.replacingOccurrences(of: $1, with: "jwks: '\(signer.jwks)'")
-                }
+    /// The applications, identities and signer the cases share; one proxy per case.
+    final class Harness {
+        let mesh: MeshFixture
+        let app: EchoApp
+        let echo: TCPEcho
+        let tasks: [Task<Void, Never>]
+        let server: String
+        let signer: CorpusTokens
+        private var clients: [String: String] = [:]
+
+        init() async throws {
+            mesh = try MeshFixture()
+            app = try await EchoApp()
+            echo = try await TCPEcho()
+            tasks = [Task { [app] in await app.run() }, Task { [echo] in await echo.run() }]
+            server = try await mesh.identity(namespace: "ns1", serviceAccount: "b").directory
+            signer = try await CorpusTokens()
+        }
+
+        func close() async {
+            tasks.forEach { $0.cancel() }
+            try? await app.serverChannel.close()
+            try? await echo.channel.channel.close()
+            mesh.remove()
+        }
+
+        /// The application port a case's proxy fronts.
+        func appPort(_ wire: WireCase) -> Int { wire.tcp ? echo.port : app.port }
+
+        /// The case's resources as the control plane streams them: the destination port
+        /// renumbered to the application's, and the test's JWKS in place of the key server.
+        func resources(_ wire: WireCase) -> [(kind: String, namespace: String, name: String, yaml: String)] {
+            wire.documents.map { document in
+                let yaml = CorpusThroughProxyTests.keyServers.reduce(
+                    CorpusThroughProxyTests.renumbered(document.yaml, from: wire.port, to: appPort(wire))
+                ) { $0.replacingOccurrences(of: $1, with: "jwks: '\(signer.jwks)'") }
                 return (document.kind, document.namespace, document.name, yaml)
             }
+        }
+
+        /// A proxy for the case's destination with its policies installed, or nil when a proxy
+        /// refuses them (a resource the control plane's validation would have refused, which
+        /// `authz check` evaluates as written instead).
+        func proxy(for wire: WireCase) async throws -> TestProxy? {
+            let port = appPort(wire)
+            let workload = WorkloadInfo(
+                name: "corpus", namespace: wire.namespace, labels: wire.labels, services: [ServicePort(name: "b", port: port)], appPort: port)
+            let proxy = try await TestProxy(workload: workload, identityDirectory: server, appPort: port)
             do {
-                try proxy.install(SnapshotBuilder.snapshot(version: 2, resources: resources))
+                try proxy.install(SnapshotBuilder.snapshot(version: 2, resources: resources(wire)))
+                return proxy
             } catch {
-                // A resource the control plane would have refused (apply validates as the webhook
-                // does) never reaches a proxy; `authz check` evaluates it as written instead.
-                invalid += 1
                 await proxy.stop()
-                continue
+                return nil
             }
-            let method = HTTPMethod(rawValue: wire.method)
-            // A client's sidecar sends plaintext to a port whose mode is DISABLE (Istio's auto
-            // mTLS), so the peer's identity never reaches the server: send it so.
-            let mode = PolicyEngine(yaml: wire.documents.map(\.yaml).joined(separator: "\n---\n")).snapshot
+        }
+
+        /// The mode of the case's destination port. A client's sidecar sends plaintext to a port
+        /// whose mode is DISABLE (Istio's auto mTLS), so the peer's identity never reaches it.
+        func mode(_ wire: WireCase) -> MTLSMode {
+            PolicyEngine(yaml: wire.documents.map(\.yaml).joined(separator: "\n---\n")).snapshot
                 .workload(namespace: wire.namespace, labels: wire.labels).peer.mode(port: wire.port)
+        }
+
+        /// Sends the case's request to `proxy`; returns the status, `closed` when the
+        /// connection was closed without an answer, or what went wrong.
+        func send(_ wire: WireCase, to proxy: TestProxy) async throws -> String {
+            let mode = mode(wire)
             var headers = wire.headers
             if let token = wire.token {
                 // The signed token takes the place of any stand-in the case writes there.
                 headers.removeAll { $0.0.lowercased() == "authorization" }
                 headers.append(("authorization", "Bearer " + (try await signer.sign(token.claims, valid: token.valid))))
             }
-            let got: String
+            var identity: String?
+            if let (namespace, serviceAccount) = wire.principal, mode != .disable {
+                let key = "\(namespace)/\(serviceAccount)"
+                if clients[key] == nil { clients[key] = try await mesh.identity(namespace: namespace, serviceAccount: serviceAccount).directory }
+                identity = clients[key]
+            }
             do {
-                var identity: String?
-                if let (namespace, serviceAccount) = wire.principal, mode != .disable {
-                    let key = "\(namespace)/\(serviceAccount)"
-                    if clients[key] == nil { clients[key] = try await mesh.identity(namespace: namespace, serviceAccount: serviceAccount).directory }
-                    identity = clients[key]
-                }
                 if wire.tcp {
                     let bytes = "\u{0}\u{1}corpus \(wire.id)\n"
-                    let reply = try await Self.tcpExchange(port: proxy.inboundPort, identityDirectory: identity, text: bytes)
-                    got = reply == bytes ? "200" : reply.isEmpty ? "closed" : "unexpected reply \(reply.debugDescription)"
-                } else if let identity {
+                    let reply = try await CorpusThroughProxyTests.tcpExchange(port: proxy.inboundPort, identityDirectory: identity, text: bytes)
+                    return reply == bytes ? "200" : reply.isEmpty ? "closed" : "unexpected reply \(reply.debugDescription)"
+                }
+                let method = HTTPMethod(rawValue: wire.method)
+                if let identity {
                     let result = try await TestClient.mtls(
                         port: proxy.inboundPort, identityDirectory: identity, method: method, path: wire.path, host: wire.host, headers: headers)
-                    got = "\(result.response.head.status.code)"
-                } else {
-                    let response = try await TestClient.plain(port: proxy.inboundPort, method: method, path: wire.path, host: wire.host, headers: headers)
-                    got = "\(response.head.status.code)"
+                    return "\(result.response.head.status.code)"
                 }
+                let response = try await TestClient.plain(port: proxy.inboundPort, method: method, path: wire.path, host: wire.host, headers: headers)
+                return "\(response.head.status.code)"
             } catch {
                 // A plaintext connection a STRICT port refuses is closed before any HTTP answer.
-                got = wire.principal == nil || mode == .disable ? "closed" : "error: \(error)"
+                return identity == nil ? "closed" : "error: \(error)"
             }
+        }
+    }
+
+    @Test("every case the proxy can be asked on loopback gets the corpus's outcome", arguments: ["authz-cases.yaml", "authz-derived-cases.yaml"])
+    func corpusThroughProxy(file: String) async throws {
+        let (cases, skipped) = try Self.cases(file)
+        #expect(cases.count > 60, "\(cases.count) cases can be sent, \(skipped) cannot")
+        let harness = try await Harness()
+        var failures: [String] = []
+        var invalid = 0
+        for wire in cases {
+            guard let proxy = try await harness.proxy(for: wire) else {
+                invalid += 1
+                continue
+            }
+            let got = try await harness.send(wire, to: proxy)
             await proxy.stop()
             let wanted: Set<String> =
                 switch wire.expected {
@@ -247,9 +289,138 @@ struct CorpusThroughProxyTests {
                 }
             if !wanted.contains(got) { failures.append("\(wire.id): expected \(wire.expected) (\(wire.status.map(String.init) ?? "-")), got \(got)") }
         }
-        try? await app.serverChannel.close()
+        await harness.close()
         #expect(invalid < cases.count / 10, "\(invalid) cases hold resources a proxy refuses")
         #expect(failures.isEmpty, "\(failures.count) of \(cases.count - invalid) cases disagree:\n\(failures.joined(separator: "\n"))")
+    }
+}
+
+/// The proxy against `authz check`'s evaluation on requests the corpus does not hold: each HTTP
+/// case's request, changed in one to three of its path (escaped, doubled and back slashes, dot
+/// segments, case, a query), method, host (case, a port, a trailing dot), headers, peer and
+/// token, with values taken from the other cases. The status the proxy answers must be the one
+/// the evaluation `authz check` runs gives for the same request.
+extension CorpusThroughProxyTests {
+    @Test("mutated corpus requests get from the proxy the status the evaluation gives", arguments: ["authz-cases.yaml", "authz-derived-cases.yaml"])
+    func mutatedThroughProxy(file: String) async throws {
+        let cases = try Self.cases(file).cases.filter { !$0.tcp }
+        var mutator = WireMutator(cases: cases, seed: file.utf8.count)
+        let harness = try await Harness()
+        var failures: [String] = []
+        var sent = 0
+        for wire in cases {
+            guard let proxy = try await harness.proxy(for: wire) else { continue }
+            let snapshot = PolicyEngine(yaml: harness.resources(wire).map(\.yaml).joined(separator: "\n---\n")).snapshot
+            for _ in 0..<4 {
+                let variant = mutator.mutate(wire)
+                let plaintext = variant.principal == nil || harness.mode(variant) == .disable
+                guard let request = try? AuthzRequest(object: variant.requestObject(appPort: harness.appPort(variant), plaintext: plaintext)) else {
+                    continue
+                }
+                let decision = snapshot.evaluate(request)
+                let got = try await harness.send(variant, to: proxy)
+                sent += 1
+                let wanted = "\(decision.status)"
+                if got != wanted && !(got == "closed" && plaintext && decision.status == 403) {
+                    failures.append("\(variant.id): \(variant.method) \(variant.path.debugDescription) host \(variant.host) principal \(variant.principal.map { "\($0.namespace)/\($0.serviceAccount)" } ?? "none") headers \(variant.headers) token \(variant.token.map { "\($0.valid)" } ?? "none"): evaluation \(wanted) (\(decision.reason)), proxy \(got)")
+                }
+            }
+            await proxy.stop()
+        }
+        await harness.close()
+        #expect(sent > cases.count * 3, "\(sent) mutated requests sent")
+        #expect(failures.isEmpty, "\(failures.count) of \(sent) disagree:\n\(failures.prefix(20).joined(separator: "\n"))")
+    }
+}
+
+extension CorpusThroughProxyTests.WireCase {
+    /// The request as `authz check` reads it, as the proxy sees it arrive: from loopback, to the
+    /// application's port, with the peer's principal only over mTLS.
+    func requestObject(appPort: Int, plaintext: Bool) -> [String: Any] {
+        var source: [String: Any] = ["ip": "127.0.0.1"]
+        if let principal, !plaintext { source["principal"] = "cluster.local/ns/\(principal.namespace)/sa/\(principal.serviceAccount)" }
+        var object: [String: Any] = [
+            "protocol": "HTTP", "source": source,
+            "destination": ["namespace": namespace, "labels": labels, "port": appPort, "ip": "127.0.0.1"] as [String: Any],
+            "method": method, "host": host, "path": path,
+            "headers": Dictionary(headers.map { ($0.0.lowercased(), [$0.1]) }, uniquingKeysWith: +).mapValues { $0.count == 1 ? $0[0] as Any : $0 as Any },
+        ]
+        if let token { object["jwt"] = ["present": true, "valid": token.valid, "claims": token.claims] as [String: Any] }
+        return object
+    }
+
+    func with(
+        method: String? = nil, host: String? = nil, path: String? = nil, headers: [(String, String)]? = nil,
+        principal: (namespace: String, serviceAccount: String)?? = .none, token: (claims: [String: Any], valid: Bool)?? = .none
+    ) -> Self {
+        Self(
+            id: id, tcp: tcp, documents: documents, namespace: namespace, labels: labels, port: port,
+            principal: principal ?? self.principal, method: method ?? self.method, host: host ?? self.host, path: path ?? self.path,
+            headers: headers ?? self.headers, expected: expected, status: status, token: token ?? self.token)
+    }
+}
+
+/// Changes one to three fields of a case's request, with values from the other cases.
+struct WireMutator {
+    var random: SeededGenerator
+    let paths: [String]
+    let hosts: [String]
+    let headers: [(String, String)]
+    let principals: [(namespace: String, serviceAccount: String)]
+    let tokens: [(claims: [String: Any], valid: Bool)]
+
+    init(cases: [CorpusThroughProxyTests.WireCase], seed: Int) {
+        random = SeededGenerator(seed: UInt64(seed))
+        paths = Array(Set(cases.map(\.path))).sorted()
+        hosts = Array(Set(cases.map(\.host))).sorted()
+        headers = cases.flatMap(\.headers).filter { $0.0.lowercased() != "authorization" }
+        principals = cases.compactMap(\.principal)
+        tokens = cases.compactMap(\.token)
+    }
+
+    mutating func mutate(_ wire: CorpusThroughProxyTests.WireCase) -> CorpusThroughProxyTests.WireCase {
+        var variant = wire
+        for _ in 0...random.index(3) {
+            switch random.index(7) {
+            case 0, 1: variant = variant.with(path: bend(random.pick(paths)))
+            case 2: variant = variant.with(method: random.pick(["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "get"]))
+            case 3:
+                let host = random.pick(hosts)
+                variant = variant.with(host: [host, host.uppercased(), host + ":8080", host + ".", "x" + host][random.index(5)])
+            case 4:
+                guard !headers.isEmpty else { continue }
+                var list = variant.headers
+                let header = random.pick(headers)
+                if random.chance(0.3) { list.removeAll { $0.0.lowercased() != "authorization" } }
+                list.append(random.chance(0.2) ? (header.0.uppercased(), header.1 + "x") : header)
+                variant = variant.with(headers: list)
+            case 5: variant = variant.with(principal: random.chance(0.2) || principals.isEmpty ? .some(nil) : .some(random.pick(principals)))
+            default:
+                // Tokens go in `Authorization`, which rules naming other places do not read.
+                let locations = ["fromHeaders", "fromParams", "fromCookies"]
+                guard !variant.documents.contains(where: { document in locations.contains { document.yaml.contains($0) } }) else { continue }
+                variant = variant.with(token: random.chance(0.3) || tokens.isEmpty ? .some(nil) : .some(random.pick(tokens)))
+            }
+        }
+        return variant
+    }
+
+    /// A path in one of the forms Istio's normalization treats; the first `/` stays, so that
+    /// the target is in origin form.
+    mutating func bend(_ path: String) -> String {
+        guard path.hasPrefix("/") else { return path }
+        let rest = String(path.dropFirst())
+        switch random.index(10) {
+        case 0: return path.uppercased()
+        case 1: return "/" + rest.replacingOccurrences(of: "/", with: "//")
+        case 2: return "/" + rest.replacingOccurrences(of: "/", with: random.pick(["%2F", "%2f", "%5C", "%5c"]))
+        case 3: return "/x/.." + path
+        case 4: return "/" + rest.replacingOccurrences(of: "/", with: "/./")
+        case 5: return path + random.pick(["?a=b", "#f", "/", "?q=/admin"])
+        case 6: return path + "/" + random.pick(paths).dropFirst()
+        case 7: return "/" + rest.replacingOccurrences(of: "/", with: "/%2e%2e/")
+        default: return path
+        }
     }
 }
 
