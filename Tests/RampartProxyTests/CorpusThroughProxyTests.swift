@@ -3,8 +3,8 @@ import Foundation
 import JWTKit
 import NIOCore
 import NIOHTTP1
-import NIOPosix
 import NIOSSL
+import RampartAuthn
 @testable import RampartPolicy
 @testable import RampartProxy
 import Testing
@@ -140,29 +140,9 @@ struct CorpusThroughProxyTests {
             configuration.certificateVerification = .none
             context = try NIOSSLContext(configuration: configuration)
         }
-        let client = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .connect(host: "127.0.0.1", port: port) { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    if let context { try channel.pipeline.syncOperations.addHandler(try NIOSSLClientHandler(context: context, serverHostname: nil)) }
-                    return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
-                }
-            }
-        let channel = client.channel
-        let watchdog = channel.eventLoop.scheduleTask(in: .seconds(5)) { channel.close(promise: nil) }
-        defer { watchdog.cancel() }
-        return try await client.executeThenClose { inbound, outbound in
-            var received = ""
-            do {
-                try await outbound.write(ByteBuffer(string: text))
-                for try await chunk in inbound {
-                    received += String(buffer: chunk)
-                    if received.utf8.count >= text.utf8.count { break }
-                }
-            } catch {
-                // A refused handshake or a reset: what came before it is the answer.
-            }
-            return received
-        }
+        return try await RawClient.exchange(port: port, tls: context, sending: text, timeout: .seconds(5)) {
+            $0.utf8.count >= text.utf8.count
+        }.received
     }
 
     /// The applications, identities and signer the cases share; one proxy per case.
@@ -444,7 +424,20 @@ struct CorpusTokens {
     }
 
     func sign(_ claims: [String: Any], valid: Bool) async throws -> String {
-        try await (valid ? good : bad).sign(AnyClaims(claims: claims.mapValues(JSONValue.init)), kid: "k1")
+        try await (valid ? good : bad).sign(AnyClaims(claims: claims.mapValues(Self.json)), kid: "k1")
+    }
+
+    /// A value read from the corpus's YAML as JSON.
+    static func json(_ value: Any) -> JSONValue {
+        switch value {
+        case let bool as Bool: .bool(bool)
+        case let integer as Int: .number(Double(integer))
+        case let number as Double: .number(number)
+        case let string as String: .string(string)
+        case let array as [Any]: .array(array.map(json))
+        case let object as [String: Any]: .object(object.mapValues(json))
+        default: .null
+        }
     }
 }
 
@@ -461,53 +454,4 @@ private struct AnyClaims: JWTPayload {
     func encode(to encoder: any Encoder) throws { try claims.encode(to: encoder) }
 
     func verify(using algorithm: some JWTAlgorithm) throws {}
-}
-
-/// A JSON value read from the corpus's YAML.
-private enum JSONValue: Codable, Sendable {
-    case string(String), integer(Int), number(Double), bool(Bool), array([JSONValue]), object([String: JSONValue]), null
-
-    init(_ value: Any) {
-        switch value {
-        case let bool as Bool: self = .bool(bool)
-        case let integer as Int: self = .integer(integer)
-        case let number as Double: self = .number(number)
-        case let string as String: self = .string(string)
-        case let array as [Any]: self = .array(array.map(JSONValue.init))
-        case let object as [String: Any]: self = .object(object.mapValues(JSONValue.init))
-        default: self = .null
-        }
-    }
-
-    init(from decoder: any Decoder) throws {
-        let container = try decoder.singleValueContainer()
-        if let bool = try? container.decode(Bool.self) {
-            self = .bool(bool)
-        } else if let integer = try? container.decode(Int.self) {
-            self = .integer(integer)
-        } else if let number = try? container.decode(Double.self) {
-            self = .number(number)
-        } else if let string = try? container.decode(String.self) {
-            self = .string(string)
-        } else if let array = try? container.decode([JSONValue].self) {
-            self = .array(array)
-        } else if let object = try? container.decode([String: JSONValue].self) {
-            self = .object(object)
-        } else {
-            self = .null
-        }
-    }
-
-    func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        switch self {
-        case .string(let value): try container.encode(value)
-        case .integer(let value): try container.encode(value)
-        case .number(let value): try container.encode(value)
-        case .bool(let value): try container.encode(value)
-        case .array(let value): try container.encode(value)
-        case .object(let value): try container.encode(value)
-        case .null: try container.encodeNil()
-        }
-    }
 }

@@ -4,6 +4,7 @@ import NIOCore
 import NIOHPACK
 import NIOHTTP2
 import NIOPosix
+import NIOSSL
 @testable import RampartProxy
 
 /// A plaintext client that writes bytes as they are and reads until the server closes.
@@ -76,9 +77,25 @@ extension RawClient {
     /// Sends `text` and waits for a response head, the server's close, or `timeout`, whichever
     /// comes first; the connection is closed after.
     static func outcome(port: Int, sending text: String, timeout: TimeAmount = .seconds(10)) async throws -> Outcome {
+        let (received, timedOut) = try await exchange(port: port, sending: text, timeout: timeout) { received in
+            received.hasPrefix("HTTP/") && received.contains("\r\n")
+        }
+        if received.hasPrefix("HTTP/"), let end = received.range(of: "\r\n") { return .answered(String(received[..<end.lowerBound])) }
+        return timedOut ? .stalled : .closed
+    }
+
+    /// Writes `text` on a new connection (through TLS with `tls`) and reads until `enough` holds
+    /// for what came back, the server closes or resets the connection, or `timeout` passes; then
+    /// closes. Returns what came and whether the time ran out.
+    static func exchange(
+        port: Int, tls: NIOSSLContext? = nil, sending text: String, timeout: TimeAmount, until enough: @escaping (String) -> Bool
+    ) async throws -> (received: String, timedOut: Bool) {
         let client = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connect(host: "127.0.0.1", port: port) { channel in
-                channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
+                channel.eventLoop.makeCompletedFuture {
+                    if let tls { try channel.pipeline.syncOperations.addHandler(try NIOSSLClientHandler(context: tls, serverHostname: nil)) }
+                    return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                }
             }
         let channel = client.channel
         let timedOut = NIOLockedValueBox(false)
@@ -93,14 +110,13 @@ extension RawClient {
                 try await outbound.write(ByteBuffer(string: text))
                 for try await chunk in inbound {
                     received += String(buffer: chunk)
-                    if let end = received.range(of: "\r\n"), received.hasPrefix("HTTP/") {
-                        return .answered(String(received[..<end.lowerBound]))
-                    }
+                    if enough(received) { break }
                 }
             } catch {
-                // A reset, or a write to a connection the server has already closed.
+                // A reset, a refused handshake, or a write to a connection the server has
+                // already closed: what came before it is the answer.
             }
-            return timedOut.withLockedValue { $0 } ? .stalled : .closed
+            return (received, timedOut.withLockedValue { $0 })
         }
     }
 }
