@@ -4,12 +4,14 @@ import Testing
 @testable import RampartPolicy
 
 /// Random meshes over a small vocabulary, so that the rules overlap and collide: exact, prefix,
-/// suffix and `*` forms of the same literals, path templates, negations, several `from`, `to`
-/// and `when` entries, every action but CUSTOM, selectors and root-namespace policies, and
-/// PeerAuthentications at every level. The fast path's indexes (rules filed by principal, path,
-/// header literal, method and port, with Bloom filters in the rule headers) must never change a
-/// decision: each random request is decided on the fast path, by the reference evaluation, and
-/// by the explanation, and the three must agree in full.
+/// suffix and `*` forms of the same literals, path templates, negations, several `from`, `to` and
+/// `when` entries (peers, service accounts, trust domains, addresses, headers, claims, audiences,
+/// SNI), every action (CUSTOM with the ext-authz answer the request gives), selectors and
+/// root-namespace policies, and PeerAuthentications at every level. The fast path's indexes
+/// (rules filed by principal, path, header literal, method and port, with Bloom filters in the
+/// rule headers) must never change a decision: each random request is decided on the fast path,
+/// by the reference evaluation, by the explanation and by the resolved workload, and the four must
+/// agree in full.
 @Suite("fast path against the reference on random meshes")
 struct RandomPolicyDifferentialTests {
     @Test("random policies and random requests decide alike on every path", arguments: Array(UInt64(1)...UInt64(8)))
@@ -71,6 +73,9 @@ private struct RandomMesh {
     static let issuers = ["iss1", "iss2"]
     static let requestPrincipalPatterns = ["iss1/alice", "iss1/*", "*/bob", "*", "iss2/alice"]
     static let groups = ["dev", "ops", "admin"]
+    static let serviceAccounts = ["ns1/a", "ns2/a", "ns1/ab", "cluster.local/ns/ns1/sa/a"]
+    static let trustDomains = ["cluster.local", "other.td", "*"]
+    static let audiences = ["api", "web", "api*", "*"]
 
     mutating func some(_ items: [String], upTo count: Int = 3) -> [String] {
         (0...random.index(count)).map { _ in random.pick(items) }
@@ -83,7 +88,11 @@ private struct RandomMesh {
     mutating func source() -> String {
         var fields: [String] = []
         for _ in 0...random.index(2) {
-            switch random.index(9) {
+            switch random.index(13) {
+            case 9: fields.append("serviceAccounts: \(list(some(Self.serviceAccounts)))")
+            case 10: fields.append("notServiceAccounts: \(list(some(Self.serviceAccounts)))")
+            case 11: fields.append("trustDomains: \(list(some(Self.trustDomains)))")
+            case 12: fields.append("notRemoteIpBlocks: \(list(some(Self.ipPatterns)))")
             case 0: fields.append("principals: \(list(some(Self.principalPatterns)))")
             case 1: fields.append("notPrincipals: \(list(some(Self.principalPatterns)))")
             case 2: fields.append("namespaces: \(list(some(Self.namespacePatterns)))")
@@ -118,7 +127,15 @@ private struct RandomMesh {
         let negated = random.chance(0.25)
         let key: String
         let values: [String]
-        switch random.index(8) {
+        switch random.index(16) {
+        case 8: (key, values) = ("request.auth.audiences", some(Self.audiences))
+        case 9: (key, values) = ("request.auth.presenter", some(["web", "cli", "*"]))
+        case 10: (key, values) = ("connection.sni", some(Self.hostPatterns))
+        case 11: (key, values) = ("remote.ip", some(Self.ipPatterns))
+        case 12: (key, values) = ("destination.ip", some(Self.ipPatterns))
+        case 13: (key, values) = ("source.serviceAccount", some(Self.serviceAccounts))
+        case 14: (key, values) = ("request.headers[x-tenant]", some(["tenant-1234", "tenant-*", "*-1234", "*"]))
+        case 15: (key, values) = ("request.auth.claims[org][team]", some(["red", "blue", "*"]))
         case 0, 1: (key, values) = ("request.headers[x-user]", some(Self.userPatterns))
         case 2: (key, values) = ("source.namespace", some(Self.namespacePatterns))
         case 3: (key, values) = ("source.principal", some(Self.principalPatterns))
@@ -140,8 +157,9 @@ private struct RandomMesh {
 
     mutating func authorizationPolicy(_ index: Int) -> String {
         let namespace = random.chance(0.2) ? "istio-system" : random.pick(Self.namespaces)
-        let action = random.pick(["ALLOW", "ALLOW", "DENY", "DENY", "AUDIT"])
+        let action = random.pick(["ALLOW", "ALLOW", "DENY", "DENY", "AUDIT", "CUSTOM"])
         var spec = ["action: \(action)"]
+        if action == "CUSTOM" { spec.append("provider: {name: \(random.pick(["ext-a", "ext-b"]))}") }
         if random.chance(0.6) { spec.append("selector: {matchLabels: {app: \(random.pick(["a", "b"]))}}") }
         if random.chance(0.05) {
             spec = random.chance(0.5) ? [] : ["selector: {matchLabels: {app: b}}"]
@@ -192,21 +210,33 @@ private struct RandomMesh {
         if random.chance(0.3) { source["remote_ip"] = random.pick(Self.ips) }
         var labels: [String: String] = ["app": random.pick(["a", "b", "c"])]
         if random.chance(0.1) { labels["istio"] = "ingressgateway" }
+        var destination: [String: Any] = ["namespace": random.pick(Self.namespaces), "labels": labels, "port": random.pick(Self.ports)]
         var request: [String: Any] = [
             "protocol": random.chance(0.15) ? "TCP" : "HTTP",
             "source": source,
-            "destination": ["namespace": random.pick(Self.namespaces), "labels": labels, "port": random.pick(Self.ports)],
+            "destination": destination,
             "method": random.pick(Self.methods),
             "host": random.pick(Self.hosts),
             "path": random.pick(Self.requestPaths),
         ]
-        if random.chance(0.5) { request["headers"] = ["x-user": random.pick(Self.userValues)] }
+        var headers: [String: Any] = [:]
+        if random.chance(0.5) { headers["x-user"] = random.pick(Self.userValues) }
+        if random.chance(0.3) { headers["x-tenant"] = random.pick(["tenant-1234", "tenant-9", "x-1234", "TENANT-1234"]) }
+        if random.chance(0.1) { headers["x-user"] = [random.pick(Self.userValues), random.pick(Self.userValues)] }
+        if !headers.isEmpty { request["headers"] = headers }
+        if random.chance(0.3) { request["sni"] = random.pick(Self.hosts) }
+        if random.chance(0.5) { request["ext_authz"] = random.pick(["allow", "deny"]) }
+        if random.chance(0.3) { destination["ip"] = random.pick(Self.ips) }
+        request["destination"] = destination
         if random.chance(0.4) {
             let issuer = random.pick(Self.issuers)
             let subject = random.pick(["alice", "bob"])
             request["jwt"] = [
                 "present": true, "valid": random.chance(0.9),
-                "claims": ["iss": issuer, "sub": subject, "groups": some(Self.groups, upTo: 2)] as [String: Any],
+                "claims": [
+                    "iss": issuer, "sub": subject, "groups": some(Self.groups, upTo: 2), "aud": some(["api", "web", "apix"], upTo: 1),
+                    "azp": random.pick(["web", "cli"]), "org": ["team": random.pick(["red", "blue"])],
+                ] as [String: Any],
             ] as [String: Any]
         }
         return request
