@@ -85,42 +85,27 @@ private struct RandomMesh {
         "[" + items.map { "\"\($0)\"" }.joined(separator: ", ") + "]"
     }
 
-    mutating func source() -> String {
-        var fields: [String] = []
-        for _ in 0...random.index(2) {
-            switch random.index(13) {
-            case 9: fields.append("serviceAccounts: \(list(some(Self.serviceAccounts)))")
-            case 10: fields.append("notServiceAccounts: \(list(some(Self.serviceAccounts)))")
-            case 11: fields.append("trustDomains: \(list(some(Self.trustDomains)))")
-            case 12: fields.append("notRemoteIpBlocks: \(list(some(Self.ipPatterns)))")
-            case 0: fields.append("principals: \(list(some(Self.principalPatterns)))")
-            case 1: fields.append("notPrincipals: \(list(some(Self.principalPatterns)))")
-            case 2: fields.append("namespaces: \(list(some(Self.namespacePatterns)))")
-            case 3: fields.append("notNamespaces: \(list(some(Self.namespacePatterns)))")
-            case 4: fields.append("ipBlocks: \(list(some(Self.ipPatterns)))")
-            case 5: fields.append("notIpBlocks: \(list(some(Self.ipPatterns)))")
-            case 6: fields.append("requestPrincipals: \(list(some(Self.requestPrincipalPatterns)))")
-            case 7: fields.append("notRequestPrincipals: \(list(some(Self.requestPrincipalPatterns)))")
-            default: fields.append("remoteIpBlocks: \(list(some(Self.ipPatterns)))")
-            }
-        }
-        return "{source: {\(fields.joined(separator: ", "))}}"
-    }
+    /// The fields of a rule's `source`, each with the values it draws from.
+    static let sourceFields: [(name: String, values: [String])] = [
+        ("principals", principalPatterns), ("notPrincipals", principalPatterns), ("namespaces", namespacePatterns),
+        ("notNamespaces", namespacePatterns), ("ipBlocks", ipPatterns), ("notIpBlocks", ipPatterns),
+        ("requestPrincipals", requestPrincipalPatterns), ("notRequestPrincipals", requestPrincipalPatterns),
+        ("remoteIpBlocks", ipPatterns), ("notRemoteIpBlocks", ipPatterns), ("serviceAccounts", serviceAccounts),
+        ("notServiceAccounts", serviceAccounts), ("trustDomains", trustDomains),
+    ]
+    /// The fields of a rule's `operation`; paths come twice, as rules name them most.
+    static let operationFields: [(name: String, values: [String])] = [
+        ("paths", pathPatterns), ("paths", pathPatterns), ("notPaths", pathPatterns), ("methods", methods + ["GET", "*"]),
+        ("notMethods", methods), ("hosts", hostPatterns), ("ports", ports.map(String.init)), ("notPorts", ports.map(String.init)),
+    ]
 
-    mutating func operation() -> String {
-        var fields: [String] = []
-        for _ in 0...random.index(2) {
-            switch random.index(8) {
-            case 0, 1: fields.append("paths: \(list(some(Self.pathPatterns)))")
-            case 2: fields.append("notPaths: \(list(some(Self.pathPatterns)))")
-            case 3: fields.append("methods: \(list(some(Self.methods + ["GET", "*"])))")
-            case 4: fields.append("notMethods: \(list(some(Self.methods)))")
-            case 5: fields.append("hosts: \(list(some(Self.hostPatterns)))")
-            case 6: fields.append("ports: \(list(some(Self.ports.map(String.init))))")
-            default: fields.append("notPorts: \(list(some(Self.ports.map(String.init))))")
-            }
+    /// One `from` or `to` entry: `{kind: {...}}` with one to three of `fields`.
+    mutating func entry(_ kind: String, _ fields: [(name: String, values: [String])]) -> String {
+        let chosen = (0...random.index(2)).map { _ -> String in
+            let field = random.pick(fields)
+            return "\(field.name): \(list(some(field.values)))"
         }
-        return "{operation: {\(fields.joined(separator: ", "))}}"
+        return "{\(kind): {\(chosen.joined(separator: ", "))}}"
     }
 
     mutating func condition() -> String {
@@ -149,8 +134,8 @@ private struct RandomMesh {
 
     mutating func rule() -> String {
         var parts: [String] = []
-        if random.chance(0.6) { parts.append("from: [" + (0...random.index(2)).map { _ in source() }.joined(separator: ", ") + "]") }
-        if random.chance(0.7) { parts.append("to: [" + (0...random.index(2)).map { _ in operation() }.joined(separator: ", ") + "]") }
+        if random.chance(0.6) { parts.append("from: [" + (0...random.index(2)).map { _ in entry("source", Self.sourceFields) }.joined(separator: ", ") + "]") }
+        if random.chance(0.7) { parts.append("to: [" + (0...random.index(2)).map { _ in entry("operation", Self.operationFields) }.joined(separator: ", ") + "]") }
         if random.chance(0.3) { parts.append("when: [" + (0...random.index(2)).map { _ in condition() }.joined(separator: ", ") + "]") }
         return "{" + parts.joined(separator: ", ") + "}"
     }
