@@ -163,15 +163,16 @@ enum RawHTTP2 {
         }
     }
 
-    /// Sends `headers` as one HEADERS frame ending the stream; returns the response as framed.
-    static func frames(port: Int, headers: [(String, String)], timeout: TimeAmount = .seconds(5)) async throws -> Response {
+    /// Sends `headers` as one HEADERS frame, which ends the stream unless `endStream` is false (a
+    /// request whose body is still to come); returns the response as framed.
+    static func frames(port: Int, headers: [(String, String)], endStream: Bool = true, timeout: TimeAmount = .seconds(5)) async throws -> Response {
         let (channel, multiplexer) = try await connect(port: port)
         defer { channel.close(promise: nil) }
         let stream = try await openStream(multiplexer)
         let watchdog = channel.eventLoop.scheduleTask(in: timeout) { channel.close(promise: nil) }
         defer { watchdog.cancel() }
         return try await stream.executeThenClose { inbound, outbound in
-            try await outbound.write(.headers(.init(headers: HPACKHeaders(headers), endStream: true)))
+            try await outbound.write(.headers(.init(headers: HPACKHeaders(headers), endStream: endStream)))
             var response = Response()
             for try await frame in inbound {
                 switch frame {

@@ -16,9 +16,20 @@ enum HTTPServing {
         _ head: HTTPRequestHead?, _ response: BufferedResponse, _ details: String, _ partial: PartialRequest?
     ) -> BufferedResponse
 
+    /// Decides a request on its head while its body is still arriving (see
+    /// `AssembledRequest.awaitingBody`): the refusal, recorded and stamped, or nil when the request
+    /// may go on, and is then decided again, whole, once its body has come.
+    typealias HeadCheck = @Sendable (_ head: HTTPRequestHead, _ partial: PartialRequest) async -> BufferedResponse?
+
+    /// How long a connection whose request was refused on its head stays open to take the rest of
+    /// the request unread, so that its client reads the refusal rather than a reset (Envoy's
+    /// `delayed_close_timeout`).
+    static let refusalLinger = TimeAmount.seconds(1)
+
     /// Serves the connection until the client closes it or asks to.
     static func serve(
-        _ channel: Connection, respond: (BufferedRequest) async -> BufferedResponse, refused: Refused
+        _ channel: Connection, respond: (BufferedRequest) async -> BufferedResponse, refused: Refused,
+        onHead: HeadCheck? = nil
     ) async throws {
         try await channel.executeThenClose { inbound, outbound in
             var parts = inbound.makeAsyncIterator()
@@ -26,6 +37,13 @@ enum HTTPServing {
                 // The rest of a request whose exchange has ended (its stream is closing).
                 if case .bodyPart = assembled { continue }
                 if case .end = assembled { continue }
+                if case .awaitingBody(let head, let partial) = assembled {
+                    guard let onHead, let refusal = await onHead(head, partial) else { continue }
+                    // Refused on its head: the answer goes now, and the stream then ends with the
+                    // rest of the request unread (reset, as the stream's close resets it).
+                    try await writeWhole(frame(refusal, for: head, keepAlive: true), on: channel.channel)
+                    return
+                }
                 if case .abandoned(let head, let partial) = assembled {
                     _ = refused(head, .abandoned, "downstream_remote_disconnect", partial)
                     return
@@ -64,7 +82,8 @@ enum HTTPServing {
 
     /// Serves an HTTP/1.1 connection through its inbox until the client closes it or asks to.
     static func serve(
-        _ stream: HTTPRequestStream, respond: (BufferedRequest) async -> BufferedResponse, refused: Refused
+        _ stream: HTTPRequestStream, respond: (BufferedRequest) async -> BufferedResponse, refused: Refused,
+        onHead: HeadCheck? = nil
     ) async {
         // A client that closes the connection while a request is answered stops its upstream
         // exchange; one object serves the connection's requests in turn.
@@ -74,6 +93,15 @@ enum HTTPServing {
             if case .abandoned(let head, let partial) = assembled {
                 _ = refused(head, .abandoned, "downstream_remote_disconnect", partial)
                 break
+            }
+            if case .awaitingBody(let head, let partial) = assembled {
+                guard let onHead, let refusal = await onHead(head, partial) else { continue }
+                // Refused on its head: the answer ends the connection. It stays open for
+                // `refusalLinger`, taking the rest of the request unread, so that a client still
+                // writing reads the answer rather than a reset; it closes then, or when the client
+                // closes it first.
+                stream.writeAndLinger(frame(refusal, for: head, keepAlive: false), for: refusalLinger)
+                return
             }
             cancellation.begin()
             if !stream.channel.isActive { cancellation.cancel() }
@@ -142,7 +170,7 @@ enum HTTPServing {
             requestHead = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/")
             let response = refused(nil, .local(status, ""), details, nil)
             return (frame(response, for: requestHead, keepAlive: false), true)
-        case .bodyPart, .end, .abandoned:
+        case .bodyPart, .end, .abandoned, .awaitingBody:
             // Parts of a request handed on at its head reach its relay, never here; an abandoned
             // request is recorded by the connection's loop.
             requestHead = HTTPRequestHead(version: .http2, method: .GET, uri: "/")

@@ -132,8 +132,11 @@ enum Listening {
     /// keep the check: they may carry JWT claims copied into headers.
     ///
     /// Requests reach async code whole (see ``HTTPRequestAssembler``), bodies up to `maxBodyBytes`.
+    ///
+    /// With `decidesOnHead`, a request whose body is still arriving is also handed on at its head
+    /// (see `AssembledRequest.awaitingBody`), to be refused without waiting for the body.
     static func configureHTTP1Server(
-        _ channel: any Channel, maxBodyBytes: Int, timeouts: IdleTimeouts = .envoy
+        _ channel: any Channel, maxBodyBytes: Int, timeouts: IdleTimeouts = .envoy, decidesOnHead: Bool = false
     ) throws -> HTTPRequestStream {
         let activity = RequestActivity()
         try channel.pipeline.syncOperations.addHandler(
@@ -141,7 +144,8 @@ enum Listening {
         try channel.pipeline.syncOperations.addHandler(StalledRequestCloser(activity: activity))
         try addHTTP1Codec(channel.pipeline.syncOperations, position: .last)
         try channel.pipeline.syncOperations.addHandler(
-            HTTPRequestAssembler(maxBodyBytes: maxBodyBytes, answersParseErrors: true, activity: activity))
+            HTTPRequestAssembler(
+                maxBodyBytes: maxBodyBytes, answersParseErrors: true, activity: activity, decidesOnHead: decidesOnHead))
         let inbox = HTTPRequestInbox()
         try channel.pipeline.syncOperations.addHandler(inbox)
         return HTTPRequestStream(channel: channel, inbox: inbox)
@@ -180,8 +184,9 @@ enum Listening {
 
     /// Configures `channel` as an HTTP/2 server whose streams each carry one whole request (bodies
     /// up to `maxBodyBytes`), converted from HTTP/2 frames to HTTP/1-style parts and assembled.
+    /// `decidesOnHead` as for `configureHTTP1Server`.
     static func configureHTTP2Server(
-        _ channel: any Channel, maxBodyBytes: Int, timeouts: IdleTimeouts = .envoy
+        _ channel: any Channel, maxBodyBytes: Int, timeouts: IdleTimeouts = .envoy, decidesOnHead: Bool = false
     ) throws -> HTTP2Streams {
         try channel.pipeline.syncOperations.addHandler(HTTP2FloodGuard())
         let streams = try channel.pipeline.syncOperations.configureAsyncHTTP2Pipeline(
@@ -194,7 +199,8 @@ enum Listening {
                 try stream.pipeline.syncOperations.addHandler(HTTP2AuthorityNormalizer())
                 try stream.pipeline.syncOperations.addHandler(GRPCTrailersOnly())
                 try stream.pipeline.syncOperations.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
-                try stream.pipeline.syncOperations.addHandler(HTTPRequestAssembler(maxBodyBytes: maxBodyBytes, streamsGRPC: true))
+                try stream.pipeline.syncOperations.addHandler(
+                    HTTPRequestAssembler(maxBodyBytes: maxBodyBytes, streamsGRPC: true, decidesOnHead: decidesOnHead))
                 return try HTTPServing.Connection(wrappingChannelSynchronously: stream)
             }
         }
@@ -205,13 +211,14 @@ enum Listening {
     /// Serves every stream of an HTTP/2 connection, each one request answered by `respond`, then closes it.
     static func serveStreams(
         _ streams: HTTP2Streams, connection: any Channel, logger: Logger,
-        respond: @escaping @Sendable (BufferedRequest) async -> BufferedResponse, refused: @escaping HTTPServing.Refused
+        respond: @escaping @Sendable (BufferedRequest) async -> BufferedResponse, refused: @escaping HTTPServing.Refused,
+        onHead: HTTPServing.HeadCheck? = nil
     ) async {
         do {
             try await withThrowingDiscardingTaskGroup { group in
                 for try await stream in streams.inbound {
                     group.addTask {
-                        try? await HTTPServing.serve(stream, respond: respond, refused: refused)
+                        try? await HTTPServing.serve(stream, respond: respond, refused: refused, onHead: onHead)
                     }
                 }
             }

@@ -29,6 +29,11 @@ enum AssembledRequest: Sendable {
     /// A request whose client sent nothing for the stream idle timeout before its end (see
     /// `StalledRequest`): answered 408, and its connection or stream ends.
     case stalled(HTTPRequestHead, PartialRequest)
+    /// The head of a request whose body is still arriving, handed on at the end of the read that
+    /// brought it when the connection decides requests on their heads (the inbound side, as
+    /// Envoy's policies decide on the headers): a refusal is answered at once, without waiting
+    /// for the body. The request itself follows as `complete` once its body has come.
+    case awaitingBody(HTTPRequestHead, PartialRequest)
 }
 
 /// What had come of a request that never came whole: when its head arrived and how many bytes
@@ -39,7 +44,7 @@ struct PartialRequest: Sendable {
 }
 
 /// How many bytes of request bodies the whole proxy holds while it reads them, across every
-/// connection and stream. Each request's body is held whole before it is decided, up to
+/// connection and stream. Each request's body is held whole before it is forwarded, up to
 /// `--max-body-bytes`; without a bound over all of them, clients that start many uploads and stall
 /// them would make the proxy hold gigabytes. A body that would take the total past `limit` is
 /// read and dropped, and its request answered 503, as Envoy's overload manager sheds load.
@@ -116,7 +121,12 @@ struct RequestAssembly {
     /// When the current request's head arrived, and the body bytes that have come since.
     private var started = Date.distantPast
     private var received = 0
+    /// Whether the current request's head has been handed on ahead of its body (`announceHead`).
+    private var announced = false
     let maxBodyBytes: Int
+    /// Whether a request whose body is still arriving is handed on at its head first
+    /// (`AssembledRequest.awaitingBody`), so that it can be refused without waiting for the body.
+    let decidesOnHead: Bool
     /// Whether gRPC requests are handed on at their heads (HTTP/2 streams).
     let streamsGRPC: Bool
     /// What every connection's bodies are held against.
@@ -124,10 +134,11 @@ struct RequestAssembly {
     /// The body of bodiless requests, allocated once per connection.
     private let empty = ByteBuffer()
 
-    init(maxBodyBytes: Int, budget: BodyBudget = .shared, streamsGRPC: Bool = false) {
+    init(maxBodyBytes: Int, budget: BodyBudget = .shared, streamsGRPC: Bool = false, decidesOnHead: Bool = false) {
         self.maxBodyBytes = maxBodyBytes
         self.budget = budget
         self.streamsGRPC = streamsGRPC
+        self.decidesOnHead = decidesOnHead
     }
 
     /// Takes one part; returns the request its end completes.
@@ -138,6 +149,7 @@ struct RequestAssembly {
             releaseHeld()
             started = Date()
             received = 0
+            announced = false
             // Values as a field parser reads them, before anything (a policy, the application) does.
             Self.trimFieldValues(&head.headers)
             if streamsGRPC && GRPCFraming.isGRPC(contentType: head.headers.first(name: "content-type")) {
@@ -218,6 +230,20 @@ struct RequestAssembly {
         return .complete(request)
     }
 
+    /// The head of the request being read, once, when its body is still to come at the end of the
+    /// read that brought the head, and the connection decides requests on their heads. A request
+    /// whose body is being dropped for its size is answered for that alone, and not announced; nor
+    /// is one whose `transfer-encoding` names a coding besides `chunked`, which the parser may yet
+    /// refuse (400) and is otherwise answered 501 once read (see `ProxyContext.codecRefusal`), so
+    /// that its answer does not depend on where a read ends.
+    mutating func announceHead() -> AssembledRequest? {
+        guard decidesOnHead, !announced, case .reading(let head, _) = state,
+            !ProxyContext.hasUnsupportedTransferEncoding(head.headers)
+        else { return nil }
+        announced = true
+        return .awaitingBody(head, PartialRequest(started: started, bytesReceived: received))
+    }
+
     /// The head of a request still being read (held or dropped for its size), which its client
     /// abandons as the connection or stream goes away; what its body holds is given back.
     mutating func abandon() -> (HTTPRequestHead, PartialRequest)? {
@@ -267,10 +293,11 @@ final class HTTPRequestAssembler: ChannelDuplexHandler, RemovableChannelHandler 
 
     init(
         maxBodyBytes: Int, answersParseErrors: Bool = false, budget: BodyBudget = .shared, activity: RequestActivity? = nil,
-        streamsGRPC: Bool = false
+        streamsGRPC: Bool = false, decidesOnHead: Bool = false
     ) {
         self.activity = activity
-        assembly = RequestAssembly(maxBodyBytes: maxBodyBytes, budget: budget, streamsGRPC: streamsGRPC)
+        assembly = RequestAssembly(
+            maxBodyBytes: maxBodyBytes, budget: budget, streamsGRPC: streamsGRPC, decidesOnHead: decidesOnHead)
         self.answersParseErrors = answersParseErrors
     }
 
@@ -306,6 +333,10 @@ final class HTTPRequestAssembler: ChannelDuplexHandler, RemovableChannelHandler 
         if let request = assembly.startStream() {
             unanswered += 1
             context.fireChannelRead(wrapInboundOut(request))
+        } else if unanswered == 0, let head = assembly.announceHead() {
+            // Only while no earlier request waits for its answer: the connection's task is then
+            // free to decide this one now. Not a request of its own: `unanswered` stays.
+            context.fireChannelRead(wrapInboundOut(head))
         }
         context.fireChannelReadComplete()
     }

@@ -176,6 +176,19 @@ struct HTTPRequestStream: Sendable {
         channel.writeAndFlush(ResponseWrite.whole(response)).whenComplete { _ in channel.close(promise: nil) }
     }
 
+    /// Writes the connection's last response, and closes the connection `linger` after it has
+    /// gone (or at once, by `close`, once the rest of the request has come).
+    func writeAndLinger(_ response: FramedResponse, for linger: TimeAmount) {
+        let channel = self.channel
+        channel.writeAndFlush(ResponseWrite.whole(response)).whenComplete { result in
+            guard case .success = result else {
+                channel.close(promise: nil)
+                return
+            }
+            channel.eventLoop.scheduleTask(in: linger) { channel.close(promise: nil) }
+        }
+    }
+
     /// Closes the connection.
     func close() {
         channel.close(promise: nil)

@@ -18,7 +18,8 @@ struct InboundHTTP: Sendable {
             respond: { request in
                 await Listening.answer(request, on: loop) { request, loop, answer in respond(request, info: info, on: loop, answer: answer) }
             },
-            refused: { head, response, details, partial in refused(head, response, details: details, partial: partial, info: info) })
+            refused: { head, response, details, partial in refused(head, response, details: details, partial: partial, info: info) },
+            onHead: { head, partial in await refusal(onHead: head, partial: partial, info: info, on: loop) })
     }
 
     /// Serves one HTTP/2 connection: each stream is one request, decided and forwarded on its own.
@@ -30,7 +31,36 @@ struct InboundHTTP: Sendable {
                     respond(request, info: info, on: loop, answer: answer)
                 }
             },
-            refused: { head, response, details, partial in refused(head, response, details: details, partial: partial, info: info) })
+            refused: { head, response, details, partial in refused(head, response, details: details, partial: partial, info: info) },
+            onHead: { head, partial in await refusal(onHead: head, partial: partial, info: info, on: connection.eventLoop) })
+    }
+
+    /// Decides a request on its head while its body is still arriving, as Envoy's filters decide
+    /// on the headers: a request the policies (or anything before them) refuse is answered now,
+    /// recorded like any other, and its body is never waited for. Returns that answer, or nil
+    /// when the request may go on: nothing is then recorded, and the request is decided again,
+    /// the same way, once it has come whole.
+    func refusal(onHead head: HTTPRequestHead, partial: PartialRequest, info: ConnectionInfo, on loop: any EventLoop) async
+        -> BufferedResponse?
+    {
+        let request = BufferedRequest(head: head)
+        var record = RequestRecord(reporter: .destination, startTime: partial.started, protocolName: request.protocolName)
+        record.isGRPC = request.isGRPC
+        describe(&record, request: request, info: info)
+        record.bytesReceived = partial.bytesReceived
+        let context = self.context
+        return await withUnsafeContinuation { continuation in
+            handle(
+                request, info: info, record: record, on: loop,
+                allowed: { continuation.resume(returning: nil) },
+                done: { response, record in
+                    var record = record
+                    var response = response
+                    ResponseStamp.apply(&response, server: ResponseStamp.inboundServer, serviceTime: nil)
+                    context.finish(&record, response: response, start: partial.started)
+                    continuation.resume(returning: response)
+                })
+        }
     }
 
     /// Records a request answered before any policy read it (see `HTTPServing.Refused`) in the
@@ -91,7 +121,13 @@ struct InboundHTTP: Sendable {
     ///
     /// Everything up to the application runs at once on the connection's loop; only a JWT check
     /// (whose keys may have to be fetched) waits as a task, and the decision then goes on on `loop`.
-    func handle(_ request: BufferedRequest, info: ConnectionInfo, record: consuming RequestRecord, on loop: any EventLoop, done: @escaping Handled) {
+    ///
+    /// With `allowed`, the request is its head alone (see `refusal(onHead:)`): a refusal goes to
+    /// `done` as always, but an allowed request goes no further than `allowed`, and leaves no record.
+    func handle(
+        _ request: BufferedRequest, info: ConnectionInfo, record: consuming RequestRecord, on loop: any EventLoop,
+        allowed: (@Sendable () -> Void)? = nil, done: @escaping Handled
+    ) {
         var request = request
         record.requestID = RequestIDs.ensure(&request.head.headers)
         if let refusal = context.codecRefusal(request, &record) {
@@ -131,7 +167,7 @@ struct InboundHTTP: Sendable {
         let authz = Self.authzRequest(
             request, info: info, workload: context.workload, appPort: context.appPort, headers: config.policies.readsHeaders)
         guard !config.jwtProviders.isEmpty else {
-            decide(request, authz: authz, authn: nil, config: config, info: info, record: record, on: loop, done: done)
+            decide(request, authz: authz, authn: nil, config: config, info: info, record: record, on: loop, allowed: allowed, done: done)
             return
         }
         let authenticator = context.authenticator
@@ -140,7 +176,9 @@ struct InboundHTTP: Sendable {
             let authenticated = result.tokenPresent ? authz.with(jwt: result.outcome) : authz
             let authn = result.tokenPresent ? result : nil
             loop.execute {
-                self.decide(request, authz: authenticated, authn: authn, config: config, info: info, record: record, on: loop, done: done)
+                self.decide(
+                    request, authz: authenticated, authn: authn, config: config, info: info, record: record, on: loop,
+                    allowed: allowed, done: done)
             }
         }
     }
@@ -148,9 +186,13 @@ struct InboundHTTP: Sendable {
     /// Authorizes the request (after any JWT check) and forwards it when allowed.
     private func decide(
         _ request: BufferedRequest, authz: AuthzRequest, authn: RequestAuthnResult?, config: ProxyConfig, info: ConnectionInfo,
-        record: consuming RequestRecord, on loop: any EventLoop, done: @escaping Handled
+        record: consuming RequestRecord, on loop: any EventLoop, allowed: (@Sendable () -> Void)?, done: @escaping Handled
     ) {
         let decision = config.policies.evaluate(authz)
+        if let allowed, decision.decision == .allow {
+            allowed()
+            return
+        }
         record.policy = decision.policy
         record.rule = decision.rule
         if !decision.dryRun.isEmpty {

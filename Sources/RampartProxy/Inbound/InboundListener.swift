@@ -124,9 +124,12 @@ public final class InboundListener: Service, Sendable {
     ) throws -> InboundConnection {
         switch sniffed {
         case .http1:
-            return .http1(try Listening.configureHTTP1Server(channel, maxBodyBytes: maxBodyBytes, timeouts: timeouts), info)
+            return .http1(
+                try Listening.configureHTTP1Server(channel, maxBodyBytes: maxBodyBytes, timeouts: timeouts, decidesOnHead: true), info)
         case .http2:
-            return .http2(try Listening.configureHTTP2Server(channel, maxBodyBytes: maxBodyBytes, timeouts: timeouts), channel, info)
+            return .http2(
+                try Listening.configureHTTP2Server(channel, maxBodyBytes: maxBodyBytes, timeouts: timeouts, decidesOnHead: true),
+                channel, info)
         case .tcp, .tls:
             // A plaintext client's FIN ends only its direction, as TCP allows; TLS has no half-close.
             if !info.tls { try channel.syncOptions?.setOption(.allowRemoteHalfClosure, value: true) }
