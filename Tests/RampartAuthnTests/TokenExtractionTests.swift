@@ -1,5 +1,5 @@
 import Foundation
-import RampartAuthn
+@testable import RampartAuthn
 import RampartPolicy
 import Testing
 
@@ -48,6 +48,19 @@ struct TokenExtractionTests {
         #expect(found.map(\.token) == ["", "", ""], "\(found.map(\.token))")
         #expect(found.map(\.locationDescription) == ["header x-jwt", "query parameter jwt", "cookie session"])
         #expect(TokenExtractor.extract(from: cartRequest(path: "/items?page=2"), providers: rules).isEmpty)
+    }
+
+    @Test("cookies are split as Envoy splits them: only the spaces before a name go, and a value is kept as sent, unquoted")
+    func cookiesAsEnvoyReadsThem() {
+        #expect(TokenExtractor.cookies(in: "a=1; jwt=x.y.z") == ["a": "1", "jwt": "x.y.z"])
+        #expect(TokenExtractor.cookies(in: "a=1;  jwt=\"x.y.z\"; jwt=second") == ["a": "1", "jwt": "x.y.z"])
+        // A space before `=` stays in the name, one after it in the value; a tab is not a space.
+        #expect(TokenExtractor.cookies(in: "a=1; jwt =x.y.z")["jwt"] == nil)
+        #expect(TokenExtractor.cookies(in: "a=1; jwt= x.y.z")["jwt"] == " x.y.z")
+        #expect(TokenExtractor.cookies(in: "a=1;\tjwt=x.y.z")["jwt"] == nil)
+        // A pair without `=` is skipped; an empty value and an empty name are cookies all the same.
+        #expect(TokenExtractor.cookies(in: "flag; jwt=; =v") == ["jwt": "", "": "v"])
+        #expect(TokenExtractor.cookies(in: "jwt=a=b") == ["jwt": "a=b"])
     }
 
     @Test("a location read by several rules yields the token once, with every rule that reads it")

@@ -81,16 +81,19 @@ public enum TokenExtractor {
         return parameters
     }
 
-    /// The cookies of a `cookie` header (`a=1; b="2"`); the first of repeated names wins.
+    /// The cookies of a `cookie` header (`a=1; b="2"`), read as Envoy reads them: each pair's name
+    /// loses the spaces before it and nothing else, its value is all that follows its first `=`,
+    /// unquoted when double quotes wrap it and otherwise untrimmed (`jwt =x` is a cookie named
+    /// `jwt `, and `jwt= x` holds ` x`). A pair without `=` is skipped; the first of repeated
+    /// names wins.
     static func cookies(in header: String) -> [String: String] {
         var cookies: [String: String] = [:]
         for pair in header.split(separator: ";") {
-            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            let name = parts[0].trimmingCharacters(in: .whitespaces)
-            guard parts.count == 2, !name.isEmpty else { continue }
-            var value = parts[1].trimmingCharacters(in: .whitespaces)
-            if value.count >= 2, value.hasPrefix("\""), value.hasSuffix("\"") { value = String(value.dropFirst().dropLast()) }
-            if cookies[name] == nil { cookies[name] = value }
+            guard let equals = pair.firstIndex(of: "=") else { continue }
+            let name = String(pair[..<equals].drop { $0 == " " })
+            var value = pair[pair.index(after: equals)...]
+            if value.count >= 2, value.first == "\"", value.last == "\"" { value = value.dropFirst().dropLast() }
+            if cookies[name] == nil { cookies[name] = String(value) }
         }
         return cookies
     }
