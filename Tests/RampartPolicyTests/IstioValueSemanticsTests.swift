@@ -99,6 +99,26 @@ struct IstioValueSemanticsTests {
     }
 
     @Test(
+        "hosts fold ASCII case only, as Envoy's ignore_case compares: a Kelvin sign or a dotted capital I is not a k or an i",
+        arguments: [
+            // (policy host, request host, allowed)
+            ("k.example.com", "K.EXAMPLE.COM", true),
+            ("K.Example.com", "k.example.com", true),
+            ("\u{212A}.example.com", "k.example.com", false),
+            ("\u{212A}.example.com", "K.example.com", false),
+            ("k.example.com", "\u{212A}.EXAMPLE.COM", false),
+            ("\u{212A}.example.com", "\u{212A}.EXAMPLE.com", true),
+            ("\u{130}nfo.example.com", "info.example.com", false),
+            ("*.\u{130}NFO.com", "a.\u{130}nfo.com", true),
+            ("caf\u{C9}.com", "CAF\u{C9}.COM", true),
+            ("caf\u{C9}.com", "caf\u{E9}.com", false),
+        ])
+    func hostsFoldASCII(policy: String, host: String, allowed: Bool) {
+        let engine = Self.engine(rules: "  - to: [{operation: {hosts: [\"\(policy)\"]}}]")
+        #expect(Self.decide(engine, Fixture.http(method: "GET", path: "/", host: host)) == (allowed ? .allow : .deny), "\(policy) against \(host)")
+    }
+
+    @Test(
         "an HTTP/1.1 request's :scheme is its x-forwarded-proto when that is http or https, else the connection's, as Envoy sets it",
         arguments: [
             // (mtls, x-forwarded-proto, :scheme)

@@ -53,7 +53,7 @@ struct PreparedRequest {
             needs.contains(.remoteIP) ? (request.source.remoteIP ?? request.source.ip).flatMap(IPAddress.init) : nil
         destinationIP = needs.contains(.destinationIP) ? request.destination.ip.flatMap(IPAddress.init) : nil
         if let host = request.host {
-            self.host = Self.hasUppercaseASCII(host) ? host.lowercased() : host
+            self.host = Self.hasUppercaseASCII(host) ? host.asciiLowercased() : host
         } else {
             host = nil
         }

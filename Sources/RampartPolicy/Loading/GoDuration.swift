@@ -1,7 +1,7 @@
 /// Parses durations in Go's syntax (`300ms`, `1.5s`, `2h45m`), the form Istio's API uses.
 enum GoDuration {
     private static let units: [(String, Double)] = [
-        ("ns", 1e-6), ("us", 1e-3), ("µs", 1e-3), ("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000),
+        ("ns", 1e-6), ("us", 1e-3), ("\u{B5}s", 1e-3), ("\u{3BC}s", 1e-3), ("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000),
     ]
 
     /// The longest duration Go's `time.Duration` holds (2^63 − 1 ns, about 2562047h), in milliseconds.

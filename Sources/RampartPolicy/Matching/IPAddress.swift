@@ -93,7 +93,8 @@ public struct IPAddress: Sendable, Hashable, CustomStringConvertible {
         guard parts.count == 4 else { return nil }
         var value: UInt32 = 0
         for part in parts {
-            guard !part.isEmpty, part.count <= 3, part.allSatisfy(\.isASCII), let octet = UInt32(part), octet < 256,
+            // Decimal digits only: Swift's integer parser would also take a sign (`+1`), Go's netip none.
+            guard !part.isEmpty, part.count <= 3, part.utf8.allSatisfy(Self.isDigit), let octet = UInt32(part), octet < 256,
                 part == "0" || !part.hasPrefix("0")
             else { return nil }
             value = value << 8 | octet
@@ -101,30 +102,41 @@ public struct IPAddress: Sendable, Hashable, CustomStringConvertible {
         return value
     }
 
+    private static func isDigit(_ byte: UInt8) -> Bool {
+        (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
+    }
+
+    private static func isHexDigit(_ byte: UInt8) -> Bool {
+        isDigit(byte) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains(byte | 0x20)
+    }
+
     static func parseV6(_ text: String) -> (UInt64, UInt64)? {
         var groups: [UInt16] = []
         var gapAt: Int?
         let halves = text.components(separatedBy: "::")
         guard halves.count <= 2 else { return nil }
-        func parse(_ part: String) -> [UInt16]? {
+        // An embedded IPv4 address may only end the whole address (`::ffff:1.2.3.4`), as in Go's netip.
+        func parse(_ part: String, last: Bool) -> [UInt16]? {
             if part.isEmpty { return [] }
             var result: [UInt16] = []
             let pieces = part.split(separator: ":", omittingEmptySubsequences: false)
             for (index, piece) in pieces.enumerated() {
-                if index == pieces.count - 1, piece.contains(".") {
+                if last, index == pieces.count - 1, piece.contains(".") {
                     guard let v4 = parseV4(piece) else { return nil }
                     result += [UInt16(v4 >> 16), UInt16(v4 & 0xFFFF)]
                 } else {
-                    guard (1...4).contains(piece.count), let group = UInt16(piece, radix: 16) else { return nil }
+                    guard (1...4).contains(piece.count), piece.utf8.allSatisfy(Self.isHexDigit), let group = UInt16(piece, radix: 16) else {
+                        return nil
+                    }
                     result.append(group)
                 }
             }
             return result
         }
-        guard let head = parse(halves[0]) else { return nil }
+        guard let head = parse(halves[0], last: halves.count == 1) else { return nil }
         groups = head
         if halves.count == 2 {
-            guard let tail = parse(halves[1]), head.count + tail.count < 8 else { return nil }
+            guard let tail = parse(halves[1], last: true), head.count + tail.count < 8 else { return nil }
             gapAt = head.count
             groups += Array(repeating: 0, count: 8 - head.count - tail.count) + tail
         }
@@ -142,10 +154,14 @@ public struct IPBlock: Sendable, Hashable {
     /// The prefix length (32 or 128 for a single address).
     public let prefixLength: Int
 
-    /// Parses `10.0.0.1`, `10.0.0.0/8`, `2001:db8::/32`.
+    /// Parses `10.0.0.1`, `10.0.0.0/8`, `2001:db8::/32`. A single IPv6 address may carry a zone
+    /// (`fe80::1%eth0`), which Go's netip reads and Istio's policy generator then drops: the block
+    /// is the address alone. A block (`fe80::/10%eth0`) takes no zone, nor does IPv4.
     public init?(_ text: String) {
         let parts = text.split(separator: "/", omittingEmptySubsequences: false)
-        guard parts.count <= 2, let address = IPAddress(String(parts[0])) else { return nil }
+        guard parts.count <= 2, let address = IPAddress(String(parts[0])) ?? (parts.count == 1 ? Self.zoned(text) : nil) else {
+            return nil
+        }
         let maximum = address.isV4 ? 32 : 128
         if parts.count == 2 {
             // Digits only, and no leading zero (`/08`), as Go's netip.ParsePrefix reads the length.
@@ -159,6 +175,14 @@ public struct IPBlock: Sendable, Hashable {
             prefixLength = maximum
         }
         self.address = address
+    }
+
+    /// The IPv6 address of `text` written with a zone after `%`, which must not be empty.
+    private static func zoned(_ text: String) -> IPAddress? {
+        guard let percent = text.firstIndex(of: "%"), text.index(after: percent) < text.endIndex else { return nil }
+        let address = text[..<percent]
+        guard address.contains(":") else { return nil }
+        return IPAddress(String(address))
     }
 
     /// Whether `ip` lies in the block.

@@ -50,7 +50,7 @@ public struct StringMatcher: Sendable, Hashable {
 
     /// Compiles a pattern as written in a policy.
     public init(_ pattern: String, ignoreCase: Bool = false, wildcard: Wildcard = .nonEmpty) {
-        let text = ignoreCase ? pattern.lowercased() : pattern
+        let text = ignoreCase ? pattern.asciiLowercased() : pattern
         self.ignoreCase = ignoreCase
         regex = nil
         // Byte-wise, as Envoy reads patterns: a combining mark after `*` does not hide the wildcard.
@@ -181,5 +181,15 @@ public struct StringMatcher: Sendable, Hashable {
         case .start: return value.utf8.starts(with: literal.utf8)
         case .end: return value.utf8.suffix(count).elementsEqual(literal.utf8)
         }
+    }
+}
+
+extension String {
+    /// The text with its ASCII capitals made small and every other byte kept, as Envoy folds case
+    /// when it compares hosts (`absl::EqualsIgnoreCase`): `K` becomes `k`, but a Kelvin sign (`\u{212A}`)
+    /// or an `İ` stays as written, where Swift's `lowercased()` would fold them too.
+    func asciiLowercased() -> String {
+        guard utf8.contains(where: { (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains($0) }) else { return self }
+        return String(decoding: utf8.map { (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains($0) ? $0 | 0x20 : $0 }, as: UTF8.self)
     }
 }

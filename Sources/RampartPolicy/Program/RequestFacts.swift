@@ -151,7 +151,7 @@ struct RequestFacts {
     mutating func host(_ request: AuthzRequest) -> String? {
         if hostState == .unknown {
             if let host = request.host, PreparedRequest.hasUppercaseASCII(host) {
-                strings().loweredHost = host.lowercased()
+                strings().loweredHost = host.asciiLowercased()
                 hostState = .stored
             } else {
                 hostState = .asInRequest

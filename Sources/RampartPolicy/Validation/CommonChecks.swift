@@ -93,11 +93,11 @@ enum CommonChecks {
                 reporter.add(
                     .badSelector, "\(field).\(key)", "wildcards are not supported in selector labels (\(key)=\(value))",
                     fix: "list the exact label value")
-            } else if value.utf8.count > 63 {
+            } else if value.unicodeScalars.count > 63 {
                 // Istio's schema limits label values to 63 characters, as Kubernetes does.
                 reporter.add(
                     .badSelector, "\(field).\(key)",
-                    "label value \"\(value)\" is \(value.utf8.count) characters long; Istio's schema allows at most 63",
+                    "label value \"\(value)\" is \(value.unicodeScalars.count) characters long; Istio's schema allows at most 63",
                     fix: "use the label value the workload carries (Kubernetes label values have at most 63 characters)")
             } else if let problem = labelKeyProblem(key) {
                 // Istio accepts any other key, but no workload can carry it.
@@ -203,9 +203,9 @@ enum CommonChecks {
             }
             if ref.name.isEmpty {
                 reporter.add(.badTargetRef, "\(path).name", "the target reference has no name", fix: "set name")
-            } else if ref.name.utf8.count > 253 {
+            } else if ref.name.unicodeScalars.count > 253 {
                 reporter.add(
-                    .overLimit, "\(path).name", "the target's name is \(ref.name.utf8.count) characters long; Istio's schema allows at most 253",
+                    .overLimit, "\(path).name", "the target's name is \(ref.name.unicodeScalars.count) characters long; Istio's schema allows at most 253",
                     fix: "name the \(ref.kind.isEmpty ? "target" : ref.kind) as it is named in its metadata (Kubernetes names have at most 253 characters)")
             }
             // Attachable, but not to anything Rampart runs: a Gateway's pods are found by the label
@@ -222,18 +222,10 @@ enum CommonChecks {
     }
 
     /// Checks an `ipBlocks`-style value as Istio's webhook reads it (Go's netip): an address or a
-    /// block is sound; an IPv6 address with a zone (`fe80::1%eth0`) is accepted but can never
-    /// match, since the addresses of connections carry no zone; anything else is refused.
+    /// block is sound, and so is an IPv6 address with a zone (`fe80::1%eth0`), which matches as
+    /// the address alone (see `IPBlock`); anything else is refused.
     static func ipValue(_ value: String, field: String, attribute: String? = nil, _ reporter: inout Reporter) {
         guard !value.isEmpty, IPBlock(value) == nil else { return }
-        if !value.contains("/"), let percent = value.firstIndex(of: "%"), value.index(after: percent) < value.endIndex,
-            value[..<percent].contains(":"), IPAddress(String(value[..<percent])) != nil
-        {
-            reporter.add(
-                .neverMatches, field, "\"\(value)\" names an IPv6 zone; Istio accepts it, but connection addresses carry no zone, so it never matches",
-                fix: "drop the zone: \(value[..<percent])")
-            return
-        }
         reporter.add(
             .badIP, field, "\"\(value)\" is not an IP address or CIDR block\(attribute.map { " for \($0)" } ?? "")",
             fix: "write an address like 10.0.0.1 or a block like 10.0.0.0/16 (a prefix length without a leading zero)")

@@ -52,9 +52,9 @@ enum RequestAuthenticationValidator {
                 .badJWTRule, "\(path).jwks", "jwks and jwksUri are both set; Istio accepts only one of them",
                 fix: "keep the inline jwks, or the jwksUri to fetch the keys from")
         }
-        if rule.jwksURI.utf8.count > 2048 {
+        if rule.jwksURI.unicodeScalars.count > 2048 {
             reporter.add(
-                .overLimit, "\(path).jwksUri", "jwksUri is \(rule.jwksURI.utf8.count) characters long; Istio's schema allows at most 2048",
+                .overLimit, "\(path).jwksUri", "jwksUri is \(rule.jwksURI.unicodeScalars.count) characters long; Istio's schema allows at most 2048",
                 fix: "use a shorter URL for the key set")
         }
         for (offset, header) in rule.fromHeaders.enumerated() where header.name.isEmpty {
