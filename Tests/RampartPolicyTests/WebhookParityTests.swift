@@ -118,7 +118,13 @@ struct WebhookParityTests {
 
     @Test(
         "a JWKS fetch timeout is at least a millisecond and whole milliseconds",
-        arguments: [("5s", true), ("1ms", true), ("1.5s", true), ("0.5ms", false), ("1500us", false), ("1.0005s", false), ("2562047h", true), ("2562048h", false), ("9999999h", false)])
+        arguments: [
+            ("5s", true), ("1ms", true), ("1.5s", true), ("0.5ms", false), ("1500us", false), ("1.0005s", false), ("2562047h", true),
+            ("2562048h", false), ("9999999h", false), (".5s", true), ("5.s", true), ("1e3ms", false), ("1ms1ns", false),
+            // Go truncates each fraction to whole nanoseconds: 0.6 ns is none, so this is one millisecond.
+            ("1.0000006ms", true), ("1.0000016ms", false), ("1000\u{B5}s", true), ("1000\u{3BC}s", true),
+            ("2562047h47m16.854s", true), ("9223372036854775807ns", false), ("9223372036854775808ns", false), ("1.s.", false),
+        ])
     func timeout(value: String, valid: Bool) {
         let errors = Self.errors(Fixture.requestAuthentication(["{issuer: a, jwksUri: \"https://a.example/k\", timeout: \(value)}"]))
         #expect(errors.map(\.code) == (valid ? [] : [.badDuration]))

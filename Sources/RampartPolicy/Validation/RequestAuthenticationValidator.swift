@@ -95,7 +95,8 @@ enum RequestAuthenticationValidator {
             if timeout < 1 {
                 reporter.add(
                     .badDuration, "\(path).timeout", "timeout must be at least 1ms", fix: "use a timeout such as 5s")
-            } else if (timeout * 1_000_000).rounded().truncatingRemainder(dividingBy: 1_000_000) != 0 {
+            } else if timeout.rounded() != timeout {
+                // `GoDuration` keeps whole milliseconds exact, however long.
                 reporter.add(
                     .badDuration, "\(path).timeout", "timeout \(timeout)ms is finer than a millisecond; only whole milliseconds are supported",
                     fix: "round the timeout to whole milliseconds: \(Int(timeout.rounded(.down)))ms or \(Int(timeout.rounded(.up)))ms")
