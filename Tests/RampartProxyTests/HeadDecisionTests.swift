@@ -118,28 +118,17 @@ struct HeadDecisionTests {
         }
     }
 
-    /// Runs `body` with an echo application behind a proxy holding `denyAdmin`, and the access log's path.
+    /// Runs `body` with an echo application behind a proxy holding `denyAdmin` (see
+    /// `DataPathTests.withServer`), and the access log's path.
     private func withProxy(_ body: (TestProxy, String) async throws -> Void) async throws {
-        let mesh = try MeshFixture()
-        defer { mesh.remove() }
-        let app = try await EchoApp()
-        let appTask = Task { await app.run() }
-        defer { appTask.cancel() }
-        let server = try await mesh.identity(namespace: "default", serviceAccount: "server")
-        let log = "\(mesh.directory)/head-decision-access.log"
-        let proxy = try await TestProxy(
-            workload: WorkloadInfo(name: "server-v1", namespace: "default", labels: ["app": "server"], appPort: app.port),
-            identityDirectory: server.directory, appPort: app.port, logFile: log)
-        try proxy.install(SnapshotBuilder.snapshot(version: 2, resources: [Self.denyAdmin]))
-        do {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("rampart-head-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let log = "\(directory)/access.log"
+        try await DataPathTests().withServer(logFile: log) { _, proxy, _ in
+            try proxy.install(SnapshotBuilder.snapshot(version: 2, resources: [Self.denyAdmin]))
             try await body(proxy, log)
-        } catch {
-            await proxy.stop()
-            try? await app.serverChannel.close()
-            throw error
         }
-        await proxy.stop()
-        try? await app.serverChannel.close()
     }
 
     /// The access log's lines whose path is `path`.
