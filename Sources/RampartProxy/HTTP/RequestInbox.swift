@@ -176,15 +176,13 @@ struct HTTPRequestStream: Sendable {
         channel.writeAndFlush(ResponseWrite.whole(response)).whenComplete { _ in channel.close(promise: nil) }
     }
 
-    /// Writes the connection's last response, and closes the connection `linger` after it has
-    /// gone (or at once, by `close`, once the rest of the request has come).
+    /// Writes the connection's last response, and closes the connection `linger` after the write
+    /// (a short answer has gone by then, even to a client that reads nothing), or at once if the
+    /// write fails.
     func writeAndLinger(_ response: FramedResponse, for linger: TimeAmount) {
         let channel = self.channel
-        channel.writeAndFlush(ResponseWrite.whole(response)).whenComplete { result in
-            guard case .success = result else {
-                channel.close(promise: nil)
-                return
-            }
+        channel.eventLoop.runOnLoop {
+            channel.writeAndFlush(ResponseWrite.whole(response)).whenFailure { _ in channel.close(promise: nil) }
             channel.eventLoop.scheduleTask(in: linger) { channel.close(promise: nil) }
         }
     }
