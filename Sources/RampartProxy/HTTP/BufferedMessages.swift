@@ -20,6 +20,10 @@ public struct BufferedRequest: Sendable {
     /// For a streamed request: whether its end came with its head, in `body` and `trailers`, so
     /// nothing of it follows.
     public var streamEnded = false
+    /// When its head arrived, set by the server connection that assembled it: the access log's
+    /// `start_time`, from which its `duration` counts, as Envoy counts both from the request's
+    /// first bytes (so a request's duration includes the reading of its body).
+    public var arrived: Date?
 
     /// Creates a request.
     public init(head: HTTPRequestHead, body: ByteBuffer = ByteBuffer(), trailers: HTTPHeaders? = nil) {

@@ -200,7 +200,9 @@ struct RequestAssembly {
             // Handed on: the body is no longer one being read.
             budget.release(body.readableBytes)
             state = .idle
-            return .complete(BufferedRequest(head: head, body: body, trailers: trailers))
+            var request = BufferedRequest(head: head, body: body, trailers: trailers)
+            request.arrived = started
+            return .complete(request)
         case (.end, .discarding(let head, let overloaded)):
             state = .idle
             return overloaded ? .overloaded(head, limit: budget.limit) : .tooLarge(head, limit: maxBodyBytes)
@@ -225,6 +227,7 @@ struct RequestAssembly {
         guard case .startingStream(let head, let body, let ended, let trailers) = state else { return nil }
         state = ended ? .idle : .streaming
         var request = BufferedRequest(head: head, body: body, trailers: trailers)
+        request.arrived = started
         request.isStreamed = true
         request.streamEnded = ended
         return .complete(request)

@@ -92,7 +92,7 @@ struct InboundHTTP: Sendable {
     /// (see ``Listening/answer(_:on:_:)``), which runs on `loop`, the connection's event loop;
     /// `answer` runs on the loop of the upstream connection, or in the task of a JWT check.
     func respond(_ request: BufferedRequest, info: ConnectionInfo, on loop: any EventLoop, answer: @escaping Listening.Answer) {
-        let start = Date()
+        let start = request.arrived ?? Date()
         var record = RequestRecord(reporter: .destination, startTime: start, protocolName: request.protocolName)
         record.isGRPC = request.isGRPC
         describe(&record, request: request, info: info)

@@ -120,7 +120,7 @@ struct OutboundHTTP: Sendable {
     /// access log, and calls `answer` with the response. Called by the connection's task (see
     /// ``Listening/answer(_:on:_:)``), which runs on `loop`, the connection's event loop.
     func handle(_ request: BufferedRequest, source: String?, on loop: any EventLoop, answer: @escaping Listening.Answer) {
-        let start = Date()
+        let start = request.arrived ?? Date()
         var record = RequestRecord(reporter: .source, startTime: start, protocolName: request.protocolName)
         record.isGRPC = request.isGRPC
         let context = self.context
