@@ -120,14 +120,14 @@ struct HeadDecisionTests {
 
     /// Runs `body` with an echo application behind a proxy holding `denyAdmin` (see
     /// `DataPathTests.withServer`), and the access log's path.
-    private func withProxy(_ body: (TestProxy, String) async throws -> Void) async throws {
+    private func withProxy(_ body: (MeshFixture, TestProxy, String) async throws -> Void) async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("rampart-head-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let log = "\(directory)/access.log"
-        try await DataPathTests().withServer(logFile: log) { _, proxy, _ in
+        try await DataPathTests().withServer(logFile: log) { mesh, proxy, _ in
             try proxy.install(SnapshotBuilder.snapshot(version: 2, resources: [Self.denyAdmin]))
-            try await body(proxy, log)
+            try await body(mesh, proxy, log)
         }
     }
 
@@ -141,7 +141,7 @@ struct HeadDecisionTests {
 
     @Test("a refused upload is answered on its head over HTTP/1.1, with connection: close, and the connection closes soon after")
     func refusedOnHead() async throws {
-        try await withProxy { proxy, log in
+        try await withProxy { _, proxy, log in
             // The body is never sent: the answer cannot wait for it.
             let head = "POST /admin/upload HTTP/1.1\r\nHost: app\r\nContent-Length: 1000000\r\n\r\n"
             let clock = ContinuousClock()
@@ -166,9 +166,33 @@ struct HeadDecisionTests {
         }
     }
 
+    @Test("curl uploading slowly over mTLS to a refused path gets its 403 long before the upload could end")
+    func curlRefusedUpload() async throws {
+        try await withProxy { mesh, proxy, _ in
+            let client = try await mesh.identity(namespace: "default", serviceAccount: "client")
+            let file = "\(mesh.directory)/upload.bin"
+            try Data(repeating: 0x61, count: 2 << 20).write(to: URL(fileURLWithPath: file))
+            // 2 MiB at 256 KiB/s takes 8 s to send; the answer must come within 5.
+            let curl = Process()
+            curl.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+            curl.arguments = [
+                "-s", "-o", "/dev/null", "-w", "%{http_code}", "-k", "--max-time", "5", "--limit-rate", "256k",
+                "--cert", "\(client.directory)/cert-chain.pem", "--key", "\(client.directory)/key.pem",
+                "-H", "Expect:", "--data-binary", "@\(file)", "https://127.0.0.1:\(proxy.inboundPort)/admin/upload",
+            ]
+            let output = Pipe()
+            curl.standardOutput = output
+            try curl.run()
+            curl.waitUntilExit()
+            let status = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            #expect(status == "403", "curl exited \(curl.terminationStatus) with status \(status)")
+            #expect(curl.terminationStatus != 28, "curl timed out: the refusal waited for the upload")
+        }
+    }
+
     @Test("Expect: 100-continue on a refused path: the refusal comes without the body being sent")
     func refusedExpectContinue() async throws {
-        try await withProxy { proxy, _ in
+        try await withProxy { _, proxy, _ in
             let head = "PUT /admin/file HTTP/1.1\r\nHost: app\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n"
             let (received, timedOut) = try await RawClient.exchange(port: proxy.inboundPort, sending: head, timeout: .seconds(5)) {
                 $0.contains(" 403 Forbidden\r\n")
@@ -180,7 +204,7 @@ struct HeadDecisionTests {
 
     @Test("an allowed upload waits for its body, reaches the application whole, and is recorded once, timed from its head")
     func allowedWaitsForBody() async throws {
-        try await withProxy { proxy, log in
+        try await withProxy { _, proxy, log in
             let body = String(repeating: "y", count: 20_000)
             let head = "POST /upload HTTP/1.1\r\nHost: app\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n"
             // The head and a part of the body, then nothing for a while: no answer yet.
@@ -203,7 +227,7 @@ struct HeadDecisionTests {
 
     @Test("over HTTP/2, a refused request whose body is still to come gets its 403 on its stream")
     func refusedOnHeadHTTP2() async throws {
-        try await withProxy { proxy, log in
+        try await withProxy { _, proxy, log in
             let response = try await RawHTTP2.frames(
                 port: proxy.inboundPort,
                 headers: [(":method", "POST"), (":path", "/admin/stream"), (":scheme", "http"), (":authority", "app"), ("content-length", "100000")],
