@@ -25,10 +25,10 @@ enum GoDuration {
         var total: UInt64 = 0
         var overflow = false
         while let first = rest.first {
-            guard first == UInt8(ascii: ".") || isDigit(first) else { return nil }
+            guard first == UInt8(ascii: ".") || first.isASCIIDigit else { return nil }
             // The whole part: past 2^63 Go refuses the text.
             var whole: UInt64 = 0
-            let integerDigits = rest.prefix(while: isDigit)
+            let integerDigits = rest.prefix(while: \.isASCIIDigit)
             for digit in integerDigits {
                 guard whole <= limit / 10 else { return .infinity }
                 whole = whole * 10 + UInt64(digit - UInt8(ascii: "0"))
@@ -42,21 +42,21 @@ enum GoDuration {
             if rest.first == UInt8(ascii: ".") {
                 rest = rest.dropFirst()
                 var dropping = false
-                for digit in rest.prefix(while: isDigit) {
+                for digit in rest.prefix(while: \.isASCIIDigit) {
                     fractionDigits += 1
                     if dropping { continue }
-                    let next = fraction.multipliedReportingOverflow(by: 10)
-                    guard fraction <= (limit - 1) / 10, !next.overflow, next.partialValue + UInt64(digit - UInt8(ascii: "0")) <= limit else {
+                    let next = fraction <= (limit - 1) / 10 ? fraction * 10 + UInt64(digit - UInt8(ascii: "0")) : limit + 1
+                    guard next <= limit else {
                         dropping = true
                         continue
                     }
-                    fraction = next.partialValue + UInt64(digit - UInt8(ascii: "0"))
+                    fraction = next
                     scale *= 10
                 }
                 rest = rest.dropFirst(fractionDigits)
             }
             guard !integerDigits.isEmpty || fractionDigits > 0 else { return nil }
-            let unitText = rest.prefix { $0 != UInt8(ascii: ".") && !isDigit($0) }
+            let unitText = rest.prefix { $0 != UInt8(ascii: ".") && !$0.isASCIIDigit }
             guard let unit = units.first(where: { $0.0.elementsEqual(unitText) })?.1 else { return nil }
             rest = rest.dropFirst(unitText.count)
             guard whole <= limit / unit else {
@@ -75,9 +75,5 @@ enum GoDuration {
         if overflow || total > limit - 1 { return .infinity }
         // Whole milliseconds and the rest apart, so that a long duration stays whole when it is.
         return Double(total / 1_000_000) + Double(total % 1_000_000) / 1e6
-    }
-
-    private static func isDigit(_ byte: UInt8) -> Bool {
-        (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
     }
 }

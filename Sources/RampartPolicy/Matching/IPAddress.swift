@@ -94,20 +94,12 @@ public struct IPAddress: Sendable, Hashable, CustomStringConvertible {
         var value: UInt32 = 0
         for part in parts {
             // Decimal digits only: Swift's integer parser would also take a sign (`+1`), Go's netip none.
-            guard !part.isEmpty, part.count <= 3, part.utf8.allSatisfy(Self.isDigit), let octet = UInt32(part), octet < 256,
+            guard !part.isEmpty, part.count <= 3, part.utf8.allSatisfy(\.isASCIIDigit), let octet = UInt32(part), octet < 256,
                 part == "0" || !part.hasPrefix("0")
             else { return nil }
             value = value << 8 | octet
         }
         return value
-    }
-
-    private static func isDigit(_ byte: UInt8) -> Bool {
-        (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
-    }
-
-    private static func isHexDigit(_ byte: UInt8) -> Bool {
-        isDigit(byte) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains(byte | 0x20)
     }
 
     static func parseV6(_ text: String) -> (UInt64, UInt64)? {
@@ -125,7 +117,7 @@ public struct IPAddress: Sendable, Hashable, CustomStringConvertible {
                     guard let v4 = parseV4(piece) else { return nil }
                     result += [UInt16(v4 >> 16), UInt16(v4 & 0xFFFF)]
                 } else {
-                    guard (1...4).contains(piece.count), piece.utf8.allSatisfy(Self.isHexDigit), let group = UInt16(piece, radix: 16) else {
+                    guard (1...4).contains(piece.count), piece.utf8.allSatisfy(\.isASCIIHexDigit), let group = UInt16(piece, radix: 16) else {
                         return nil
                     }
                     result.append(group)

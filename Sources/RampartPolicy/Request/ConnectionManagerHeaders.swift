@@ -124,12 +124,10 @@ public enum ConnectionManagerHeaders {
     /// fragment of URL characters), with whether it has user information and a fragment; `nil`
     /// when the value is not one.
     private static func absoluteURL(_ bytes: [UInt8]) -> (userinfo: Bool, fragment: Bool)? {
-        func isAlpha(_ byte: UInt8) -> Bool { (byte | 0x20) >= UInt8(ascii: "a") && (byte | 0x20) <= UInt8(ascii: "z") }
-        func isDigit(_ byte: UInt8) -> Bool { byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") }
         // Printable ASCII other than the delimiters, and any byte of a UTF-8 sequence.
         func isURLCharacter(_ byte: UInt8) -> Bool { (byte > 0x20 && byte < 0x7F) || byte >= 0x80 }
         var index = 0
-        while index < bytes.count && isAlpha(bytes[index]) { index += 1 }
+        while index < bytes.count && bytes[index].isASCIILetter { index += 1 }
         guard index > 0, index + 2 < bytes.count, bytes[index] == UInt8(ascii: ":"), bytes[index + 1] == UInt8(ascii: "/"),
             bytes[index + 2] == UInt8(ascii: "/")
         else { return nil }
@@ -148,7 +146,7 @@ public enum ConnectionManagerHeaders {
         if authority.first == UInt8(ascii: "[") {
             guard let close = authority.firstIndex(of: UInt8(ascii: "]")), close > authority.startIndex + 1 else { return nil }
             let inside = authority[(authority.startIndex + 1)..<close]
-            guard inside.allSatisfy({ isDigit($0) || ($0 | 0x20 >= UInt8(ascii: "a") && $0 | 0x20 <= UInt8(ascii: "f")) || $0 == UInt8(ascii: ":") || $0 == UInt8(ascii: ".") }) else {
+            guard inside.allSatisfy({ $0.isASCIIHexDigit || $0 == UInt8(ascii: ":") || $0 == UInt8(ascii: ".") }) else {
                 return nil
             }
             host = authority[...close]
@@ -161,7 +159,7 @@ public enum ConnectionManagerHeaders {
                 guard validPort(authority[(colon + 1)...]) else { return nil }
                 host = authority[..<colon]
             }
-            guard !host.isEmpty, host.allSatisfy({ isAlpha($0) || isDigit($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") }) else {
+            guard !host.isEmpty, host.allSatisfy({ $0.isASCIILetter || $0.isASCIIDigit || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") }) else {
                 return nil
             }
         }

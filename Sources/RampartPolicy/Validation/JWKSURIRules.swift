@@ -28,8 +28,8 @@ enum JWKSURIRules {
 
     /// Go's scheme rule: a letter, then letters, digits, `+`, `-` or `.`.
     private static func isScheme(_ bytes: ArraySlice<UInt8>) -> Bool {
-        guard let first = bytes.first, isLetter(first) else { return false }
-        return bytes.dropFirst().allSatisfy { isLetter($0) || isDigit($0) || $0 == UInt8(ascii: "+") || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: ".") }
+        guard let first = bytes.first, first.isASCIILetter else { return false }
+        return bytes.dropFirst().allSatisfy { $0.isASCIILetter || $0.isASCIIDigit || $0 == UInt8(ascii: "+") || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: ".") }
     }
 
     private static func hostProblem(_ authority: ArraySlice<UInt8>) -> String? {
@@ -49,11 +49,11 @@ enum JWKSURIRules {
             host = authority[..<colon]
             port = authority[(colon + 1)...]
         }
-        if !port.allSatisfy(isDigit) {
+        if !port.allSatisfy(\.isASCIIDigit) {
             return "has the port \"\(String(decoding: port, as: UTF8.self))\", which is not a number"
         }
         let allowed = Set("-._~!$&'()*+,;=:%".utf8)
-        if let bad = host.first(where: { !(isLetter($0) || isDigit($0) || allowed.contains($0) || $0 >= 0x80) }) {
+        if let bad = host.first(where: { !($0.isASCIILetter || $0.isASCIIDigit || allowed.contains($0) || $0 >= 0x80) }) {
             return "has the character \"\(Character(Unicode.Scalar(bad)))\" in its host name"
         }
         return escapeProblem(host)
@@ -65,7 +65,7 @@ enum JWKSURIRules {
         while index < bytes.endIndex {
             if bytes[index] == UInt8(ascii: "%") {
                 let digits = bytes[(index + 1)..<min(index + 3, bytes.endIndex)]
-                guard digits.count == 2, digits.allSatisfy(isHex) else {
+                guard digits.count == 2, digits.allSatisfy(\.isASCIIHexDigit) else {
                     return "has a % that does not start a two-digit hexadecimal escape"
                 }
                 index += 3
@@ -74,11 +74,5 @@ enum JWKSURIRules {
             }
         }
         return nil
-    }
-
-    private static func isLetter(_ byte: UInt8) -> Bool { (byte | 0x20) >= UInt8(ascii: "a") && (byte | 0x20) <= UInt8(ascii: "z") }
-    private static func isDigit(_ byte: UInt8) -> Bool { byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") }
-    private static func isHex(_ byte: UInt8) -> Bool {
-        isDigit(byte) || ((byte | 0x20) >= UInt8(ascii: "a") && (byte | 0x20) <= UInt8(ascii: "f"))
     }
 }
