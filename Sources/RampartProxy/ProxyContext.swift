@@ -137,6 +137,28 @@ public final class ProxyContext: Sendable {
             record.responseFlags = "DC"
             record.responseDetails = "downstream_remote_disconnect"
         }
+        if let streamed = response.streamed {
+            // A response passed on as it arrives is reported once its body has ended, with the
+            // bytes written and how it ended, as Envoy reports a streamed response.
+            let (metrics, accessLog, record) = (metrics, accessLog, record)
+            streamed.whenFinished { outcome in
+                var record = record
+                // A client gone before the answer (see above) got nothing.
+                if record.responseFlags != "DC" { record.bytesSent = outcome.bytesSent }
+                if let cut = outcome.cut {
+                    record.responseFlags = cut.flags
+                    record.responseDetails = cut.details
+                } else if outcome.clientGone {
+                    // The client went while the body was under way: Envoy keeps the status it sent.
+                    record.responseFlags = "DC"
+                    record.responseDetails = "downstream_remote_disconnect"
+                }
+                record.duration = Date().timeIntervalSince(start)
+                metrics.recordRequest(record)
+                accessLog.write(record)
+            }
+            return
+        }
         if let upgraded = response.upgraded {
             // An upgraded exchange is reported when its connection ends, with the bytes carried
             // after the 101 and the whole time it was open, as Envoy reports a WebSocket.

@@ -69,6 +69,9 @@ public struct BufferedResponse: Sendable {
     var isStreamed = false
     /// For a relayed response: the body bytes relayed to the client, which `body` does not hold.
     var relayedBytes: Int?
+    /// For an upstream's response whose body had not all come with its head: the rest, passed on
+    /// as it arrives (see `StreamedBody`); `body` holds what came with the head.
+    var streamed: StreamedBody?
     /// The client went away before the exchange could answer it (see `abandoned`).
     var clientGone = false
     /// For a local reply: the gRPC status a gRPC call gets, when it is not the one its HTTP status

@@ -57,6 +57,14 @@ enum HTTPServing {
                     await relay.run(client: channel.channel, parts: &parts, request: request, cancellation: cancellation)
                     return
                 }
+                if let streamed = framed.streamed {
+                    // The stream carries one exchange: it ends with the response, or is reset
+                    // when the response could not be written whole.
+                    let complete = await deliver(framed, streamed, on: channel.channel, cancellation: cancellation)
+                    cancellation.finish()
+                    if !complete { channel.channel.close(promise: nil) }
+                    return
+                }
                 cancellation.finish()
                 if last {
                     try await writeWhole(framed, on: channel.channel)
@@ -78,6 +86,72 @@ enum HTTPServing {
         defer { deadline.cancel() }
         channel.writeAndFlush(ResponseWrite.whole(framed), promise: written)
         try await written.futureResult.get()
+    }
+
+    /// Writes a response whose body follows its head as the upstream sends it (see
+    /// `StreamedBody`): the head and what came with it at once, then each part as it comes, each
+    /// write awaited only when the client's connection (or HTTP/2 window) takes no more for now.
+    /// Returns whether the whole response was written; the exchange's record learns how it ended.
+    ///
+    /// A client that goes away closes the upstream (through `cancellation`, which this keeps until
+    /// the end); a client that takes nothing for `limit` (Envoy's `stream_idle_timeout`) has its
+    /// connection or stream closed.
+    static func deliver(
+        _ framed: FramedResponse, _ streamed: StreamedBody, on channel: any Channel, cancellation: RequestCancellation,
+        limit: TimeAmount = .minutes(5)
+    ) async -> Bool {
+        var outcome = StreamedBody.Outcome(bytesSent: framed.body?.readableBytes ?? 0, cut: nil, clientGone: false)
+        var writes: [ResponseWrite] = [.head(framed.head)]
+        if let body = framed.body { writes.append(.body(body)) }
+        var ended = false
+        while true {
+            do {
+                if ended || !channel.isWritable {
+                    // The end is awaited until all of it has gone: the stream or connection may
+                    // close after it, which must drop nothing.
+                    let deadline = channel.eventLoop.scheduleTask(in: limit) { channel.close(promise: nil) }
+                    defer { deadline.cancel() }
+                    try await PartWrites.write(writes, to: channel)
+                } else {
+                    PartWrites.send(writes, to: channel, promise: nil)
+                }
+            } catch {
+                outcome.clientGone = true
+                break
+            }
+            if ended { break }
+            let parts: [StreamedBody.Part]?
+            do {
+                parts = try await streamed.next()
+            } catch {
+                // The upstream closed under the exchange because the client went away, or failed
+                // on its own.
+                if cancellation.isCancelled || error is StreamedBody.ClientGone {
+                    outcome.clientGone = true
+                } else {
+                    outcome.cut = StreamedBody.lateCut(by: error)
+                }
+                break
+            }
+            guard let parts else {
+                outcome.cut = StreamedBody.lateCut(by: UpstreamClosedMidResponse())
+                break
+            }
+            writes.removeAll(keepingCapacity: true)
+            for part in parts {
+                switch part {
+                case .body(let chunk):
+                    outcome.bytesSent += chunk.readableBytes
+                    writes.append(.body(chunk))
+                case .end(let trailers):
+                    writes.append(.end(trailers))
+                    ended = true
+                }
+            }
+        }
+        if !ended || outcome.clientGone { streamed.abandon() }
+        streamed.finished(outcome)
+        return ended && !outcome.clientGone
     }
 
     /// Serves an HTTP/1.1 connection through its inbox until the client closes it or asks to.
@@ -107,6 +181,18 @@ enum HTTPServing {
             if !stream.channel.isActive { cancellation.cancel() }
             let stopsParser = if case .complete(let request) = assembled { HTTPUpgrade.stopsParser(request.head) } else { false }
             let (framed, last) = await answer(assembled, respond: respond, refused: refused, cancellation: cancellation, draining: stream.draining)
+            if let streamed = framed.streamed {
+                // The next request waits for the end of this response. One cut short ends the
+                // connection, the client's only sign that it is incomplete.
+                let complete = await deliver(framed, streamed, on: stream.channel, cancellation: cancellation)
+                cancellation.finish()
+                if !complete || last {
+                    stream.close()
+                    return
+                }
+                if stopsParser { stream.resumeParsing() }
+                continue
+            }
             cancellation.finish()
             if let upgraded = framed.upgraded {
                 // The connection carries the upgraded protocol's bytes from now on.
@@ -183,10 +269,14 @@ enum HTTPServing {
         // sent after the request was meant for the new protocol or the tunnel, and is not read as HTTP.
         let refusedUpgrade =
             !http2 && response.upgraded == nil && (HTTPUpgrade.isUpgrade(requestHead) || requestHead.method == .CONNECT)
+        // An HTTP/1.0 client learns where a streamed body of unknown length ends by the close.
+        let endsByClose =
+            response.streamed != nil && requestHead.version.major == 1 && requestHead.version.minor == 0
+            && !response.head.headers.contains(name: "content-length")
         let keepAlive =
             http2
             || (requestHead.isKeepAlive && !tooLarge && !refusedUpgrade && !HopByHop.asksToClose(response.head.headers)
-                && draining?.isSet != true)
+                && draining?.isSet != true && !endsByClose)
         return (frame(response, for: requestHead, keepAlive: keepAlive), http2 || !keepAlive)
     }
 
@@ -224,6 +314,6 @@ enum HTTPServing {
             head.headers.replaceOrAdd(name: "connection", value: "keep-alive")
         }
         let body = !bodyless && response.body.readableBytes > 0 ? response.body : nil
-        return FramedResponse(head: head, body: body, trailers: response.trailers, upgraded: response.upgraded)
+        return FramedResponse(head: head, body: body, trailers: response.trailers, upgraded: response.upgraded, streamed: response.streamed)
     }
 }

@@ -91,6 +91,9 @@ struct FramedResponse: Sendable {
     /// For a request passed on as it arrives: the exchange that makes the response (see
     /// `StreamRelay`); `head` is then a placeholder.
     var relay: StreamRelay?
+    /// The rest of the body, passed on as the upstream sends it (see `StreamedBody`): `body` is
+    /// then what came with the head, and `trailers` nil.
+    var streamed: StreamedBody?
 }
 
 /// What an HTTP/2 stream's async code writes: a whole response, or the parts of one relayed as

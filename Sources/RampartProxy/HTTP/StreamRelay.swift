@@ -95,7 +95,7 @@ final class StreamRelay: Sendable {
                         var whole: [HTTPClientRequestPart] = [.head(self.head)]
                         if request.body.readableBytes > 0 { whole.append(.body(.byteBuffer(request.body))) }
                         whole.append(.end(request.trailers))
-                        Self.send(whole, to: upstreamStream, promise: nil)
+                        PartWrites.send(whole, to: upstreamStream, promise: nil)
                         await self.relayResponse(
                             responses, peer: peer, upstreamStream: upstreamStream, client: client, requestHead: requestHead,
                             cancellation: cancellation)
@@ -110,7 +110,7 @@ final class StreamRelay: Sendable {
                         // What came with the head goes in one flush, then the rest as it comes.
                         var first: [HTTPClientRequestPart] = [.head(self.head)]
                         if request.body.readableBytes > 0 { first.append(.body(.byteBuffer(request.body))) }
-                        try await Self.write(first, to: upstreamStream)
+                        try await PartWrites.write(first, to: upstreamStream)
                         await self.relayRequest(&parts, to: upstreamStream)
                         try await group.waitForAll()
                     }
@@ -123,37 +123,6 @@ final class StreamRelay: Sendable {
         }
         cancellation.finish()
         finish()
-    }
-
-    /// Writes `parts` in one flush and waits until the last has been written.
-    private static func write<Part: Sendable>(_ parts: [Part], to channel: any Channel) async throws {
-        let written = channel.eventLoop.makePromise(of: Void.self)
-        send(parts, to: channel, promise: written)
-        try await written.futureResult.get()
-    }
-
-    /// Writes `parts` in one flush, in one task on the channel's event loop (one hop, not one per
-    /// part, from another thread).
-    private static func send<Part: Sendable>(_ parts: [Part], to channel: any Channel, promise: EventLoopPromise<Void>?) {
-        guard let last = parts.last else {
-            promise?.succeed()
-            return
-        }
-        channel.eventLoop.runOnLoop {
-            for part in parts.dropLast() { channel.write(part, promise: nil) }
-            channel.writeAndFlush(last, promise: promise)
-        }
-    }
-
-    /// Writes `parts` in one flush; waits until they have gone only when the channel takes no
-    /// more for now (HTTP/2 flow control, or a full socket), which is how a slow reader slows
-    /// the relay without every part costing a wait.
-    private static func pass<Part: Sendable>(_ parts: [Part], to channel: any Channel) async throws {
-        if channel.isWritable {
-            send(parts, to: channel, promise: nil)
-        } else {
-            try await write(parts, to: channel)
-        }
     }
 
     /// Passes the request's body and end on as they come. A client whose stream ends before its
@@ -178,10 +147,10 @@ final class StreamRelay: Sendable {
                 switch part {
                 case .bodyPart(let chunk):
                     state.withLock { $0.bytesReceived += chunk.readableBytes }
-                    try await Self.pass([HTTPClientRequestPart.body(.byteBuffer(chunk))], to: upstream)
+                    try await PartWrites.pass([HTTPClientRequestPart.body(.byteBuffer(chunk))], to: upstream)
                     continue
                 case .end(let trailers):
-                    try await Self.write([HTTPClientRequestPart.end(trailers)], to: upstream)
+                    try await PartWrites.write([HTTPClientRequestPart.end(trailers)], to: upstream)
                     return
                 default:
                     continue
@@ -255,9 +224,9 @@ final class StreamRelay: Sendable {
                 // The end is awaited until the client's window has taken all of it: the stream
                 // is closed after it, which must drop nothing.
                 if ended {
-                    try await Self.write(writes, to: client)
+                    try await PartWrites.write(writes, to: client)
                 } else {
-                    try await Self.pass(writes, to: client)
+                    try await PartWrites.pass(writes, to: client)
                 }
             } catch {
                 clientGone = true
@@ -273,14 +242,14 @@ final class StreamRelay: Sendable {
             }
             do {
                 guard let next = try await batches.next() else {
-                    if cancellation.isCancelled { clientGone = true } else { cut = Self.cut(by: UpstreamClosed()) }
+                    if cancellation.isCancelled { clientGone = true } else { cut = StreamedBody.cut(by: UpstreamClosed()) }
                     break relaying
                 }
                 batch = next[...]
             } catch {
                 // The upstream stream closed under the relay because the client went away
                 // (see `RequestCancellation`), or it failed on its own.
-                if cancellation.isCancelled { clientGone = true } else { cut = Self.cut(by: error) }
+                if cancellation.isCancelled { clientGone = true } else { cut = StreamedBody.cut(by: error) }
                 break relaying
             }
         }
@@ -292,13 +261,6 @@ final class StreamRelay: Sendable {
         // answered before the request's end, as a gRPC server may) ends with the streams.
         upstreamStream.close(promise: nil)
         client.close(promise: nil)
-    }
-
-    /// How a response cut after its head is logged, as Envoy logs it.
-    private static func cut(by error: any Error) -> (flags: String, details: String) {
-        if error is UpstreamTimeout { return ("UT", "upstream_response_timeout") }
-        if error is UpstreamIdleTimeout { return ("SI", "stream_idle_timeout") }
-        return ("UR", "upstream_reset_after_response_started{remote_reset}")
     }
 
     /// For an upstream that speaks HTTP/1.1 only: the call's body is read whole (up to the

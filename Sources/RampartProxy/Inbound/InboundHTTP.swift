@@ -309,7 +309,7 @@ struct InboundHTTP: Sendable {
             done(.relaying(forwarded.head, to: target, context: context, server: ResponseStamp.inboundServer, described: described), record)
             return
         }
-        context.upstream.send(forwarded, to: target, timeout: GRPCFraming.exchangeTimeout(forwarded.head, proxy: context.upstreamTimeout), on: loop) { [record = consume record] outcome in
+        context.upstream.send(forwarded, to: target, timeout: GRPCFraming.exchangeTimeout(forwarded.head, proxy: context.upstreamTimeout), on: loop, streamsResponse: !forwarded.isGRPC) { [record = consume record] outcome in
             var record = record
             let response = described(outcome, &record)
             done(response, record)

@@ -69,8 +69,9 @@ public struct UpstreamResult: Sendable {
 
 /// An HTTP/1.1 client with a pool of keep-alive connections per target.
 ///
-/// Requests and responses are held whole (up to `maxBodyBytes`). A connection goes back to the
-/// pool after a response both sides allow to keep alive; a failure closes it.
+/// Requests are held whole; responses too (up to `maxBodyBytes`), unless the caller asks for
+/// them streamed (see `send(_:to:timeout:on:streamsResponse:completion:)`). A connection goes
+/// back to the pool after a response both sides allow to keep alive; a failure closes it.
 public final class UpstreamClient: Sendable {
     private struct Pooled: Sendable {
         let channel: any Channel
@@ -124,7 +125,7 @@ public final class UpstreamClient: Sendable {
         let current = currentLoop()
         let loop = current ?? group.next()
         let promise = loop.makePromise(of: UpstreamResult.self)
-        send(request, to: target, timeout: timeout, poolLoop: current, on: loop) { promise.completeWith($0) }
+        send(request, to: target, timeout: timeout, poolLoop: current, on: loop, streams: false) { promise.completeWith($0) }
         return try await promise.futureResult.get()
     }
 
@@ -135,14 +136,19 @@ public final class UpstreamClient: Sendable {
     /// pool: an exchange on a pooled connection is then a write and a read on the one thread,
     /// with no task and no future, and `completion` runs on `loop`. Opening a connection, and
     /// HTTP/2, run as tasks; their `completion` may run on another thread.
+    ///
+    /// With `streamsResponse`, a response whose body does not come whole with its head is passed
+    /// on at its head, its body to follow as it arrives (see `StreamedBody`), as Envoy passes a
+    /// response on; the connection is pooled (or the HTTP/2 stream closed) once that body has ended.
+    /// Without it, the response is held whole, up to the client's `maxBodyBytes`.
     public func send(
         _ request: BufferedRequest, to target: UpstreamTarget, timeout: TimeAmount = .seconds(60), on loop: any EventLoop,
-        completion: @escaping @Sendable (Result<UpstreamResult, any Error>) -> Void
+        streamsResponse: Bool = false, completion: @escaping @Sendable (Result<UpstreamResult, any Error>) -> Void
     ) {
         if target.http2 {
             Task {
                 do {
-                    completion(.success(try await self.sendHTTP2(request, to: target, timeout: timeout)))
+                    completion(.success(try await self.sendHTTP2(request, to: target, timeout: timeout, streams: streamsResponse)))
                 } catch {
                     completion(.failure(error))
                 }
@@ -150,7 +156,7 @@ public final class UpstreamClient: Sendable {
             return
         }
         let own = loops.contains(ObjectIdentifier(loop)) ? loop : nil
-        send(request, to: target, timeout: timeout, poolLoop: own, on: own ?? group.next(), completion: completion)
+        send(request, to: target, timeout: timeout, poolLoop: own, on: own ?? group.next(), streams: streamsResponse, completion: completion)
     }
 
     /// Sends an upgrade request (WebSocket) on a connection of its own and waits for the head of
@@ -198,21 +204,21 @@ public final class UpstreamClient: Sendable {
     /// or a new one on `loop`.
     private func send(
         _ request: BufferedRequest, to target: UpstreamTarget, timeout: TimeAmount, poolLoop: (any EventLoop)?, on loop: any EventLoop,
-        completion: @escaping @Sendable (Result<UpstreamResult, any Error>) -> Void
+        streams: Bool, completion: @escaping @Sendable (Result<UpstreamResult, any Error>) -> Void
     ) {
         var request = request
         if request.head.version.major == 2 { request.head.version = .http1_1 }
         let key = PoolKey(target: target, loop: poolLoop.map { ObjectIdentifier($0) })
         guard let pooled = takeIdle(key) else {
-            exchangeOnNewConnection(request, key: key, on: loop, timeout: timeout, completion: completion)
+            exchangeOnNewConnection(request, key: key, on: loop, timeout: timeout, streams: streams, completion: completion)
             return
         }
         let retry = Self.idempotent.contains(request.head.method.rawValue)
-        exchange(request, on: pooled, key: key, timeout: timeout) { [request] result in
+        exchange(request, on: pooled, key: key, timeout: timeout, streams: streams) { [request] result in
             // A pooled connection the server closed while it sat idle: the server answered
             // nothing, so an idempotent request is sent once more on a new connection.
             if retry, case .failure(let error) = result, error is UpstreamClosed, request.cancellation?.isCancelled != true {
-                self.exchangeOnNewConnection(request, key: key, on: loop, timeout: timeout, completion: completion)
+                self.exchangeOnNewConnection(request, key: key, on: loop, timeout: timeout, streams: streams, completion: completion)
             } else {
                 completion(result)
             }
@@ -220,13 +226,13 @@ public final class UpstreamClient: Sendable {
     }
 
     private func exchangeOnNewConnection(
-        _ request: BufferedRequest, key: PoolKey, on loop: any EventLoop, timeout: TimeAmount,
+        _ request: BufferedRequest, key: PoolKey, on loop: any EventLoop, timeout: TimeAmount, streams: Bool,
         completion: @escaping @Sendable (Result<UpstreamResult, any Error>) -> Void
     ) {
         Task {
             do {
                 let connection = try await self.connect(key.target, on: loop)
-                self.exchange(request, on: connection, key: key, timeout: timeout, completion: completion)
+                self.exchange(request, on: connection, key: key, timeout: timeout, streams: streams, completion: completion)
             } catch {
                 completion(.failure(error))
             }
@@ -240,15 +246,26 @@ public final class UpstreamClient: Sendable {
     }
 
     private func exchange(
-        _ request: BufferedRequest, on connection: Pooled, key: PoolKey, timeout: TimeAmount,
+        _ request: BufferedRequest, on connection: Pooled, key: PoolKey, timeout: TimeAmount, streams: Bool,
         completion: @escaping @Sendable (Result<UpstreamResult, any Error>) -> Void
     ) {
         let channel = connection.channel
-        exchange(request, on: channel, timeout: timeout) { result in
+        exchange(request, on: channel, timeout: timeout, streams: streams) { result in
             switch result {
             case .success(let response):
                 // The request's headers were edited for forwarding: read without NIO's canonical form.
-                if HopByHop.isKeepAlive(request.head.headers, version: request.head.version) && response.head.isKeepAlive && channel.isActive {
+                let keepAlive = HopByHop.isKeepAlive(request.head.headers, version: request.head.version) && response.head.isKeepAlive
+                if let streamed = response.streamed {
+                    // Pooled once the body has ended, closed if it did not.
+                    streamed.whenSettled { clean in
+                        if clean && keepAlive && channel.isActive {
+                            request.cancellation?.release(channel)
+                            self.release(connection, key: key)
+                        } else {
+                            channel.close(promise: nil)
+                        }
+                    }
+                } else if keepAlive && channel.isActive {
                     request.cancellation?.release(channel)
                     self.release(connection, key: key)
                 } else {
@@ -279,18 +296,18 @@ public final class UpstreamClient: Sendable {
         for connection in shared { connection.channel.close(promise: nil) }
     }
 
-    private func sendHTTP2(_ request: BufferedRequest, to target: UpstreamTarget, timeout: TimeAmount) async throws -> UpstreamResult {
+    private func sendHTTP2(_ request: BufferedRequest, to target: UpstreamTarget, timeout: TimeAmount, streams: Bool = false) async throws -> UpstreamResult {
         do {
-            return try await sendHTTP2Once(request, to: target, timeout: timeout)
+            return try await sendHTTP2Once(request, to: target, timeout: timeout, streams: streams)
         } catch where Self.unprocessed(error) {
             // The peer began draining as the stream opened, and never processed it (RFC 9113
             // §8.7): sent again, on a new connection, whatever its method, as Envoy sends it.
-            return try await sendHTTP2Once(request, to: target, timeout: timeout)
+            return try await sendHTTP2Once(request, to: target, timeout: timeout, streams: streams)
         } catch let error as NIOHTTP2Errors.IOOnClosedConnection where Self.idempotent.contains(request.head.method.rawValue) {
             // Refused by a connection that had just closed, or received GOAWAY, before this side
             // read it: a request that may be repeated is sent on a new connection.
             _ = error
-            return try await sendHTTP2Once(request, to: target, timeout: timeout)
+            return try await sendHTTP2Once(request, to: target, timeout: timeout, streams: streams)
         }
     }
 
@@ -302,7 +319,7 @@ public final class UpstreamClient: Sendable {
         return false
     }
 
-    private func sendHTTP2Once(_ request: BufferedRequest, to target: UpstreamTarget, timeout: TimeAmount) async throws -> UpstreamResult {
+    private func sendHTTP2Once(_ request: BufferedRequest, to target: UpstreamTarget, timeout: TimeAmount, streams: Bool) async throws -> UpstreamResult {
         let connection = try await multiplexedConnection(target)
         var request = request
         request.head.version = .http2
@@ -321,11 +338,17 @@ public final class UpstreamClient: Sendable {
             retireIfBroken(connection, target: target, after: error)
             throw ProxyError(.upstream, "cannot open an HTTP/2 stream to \(target.host):\(target.port): \(error)")
         }
-        defer { stream.close(promise: nil) }
         do {
-            let response = try await exchange(request, on: stream, timeout: timeout)
+            let response = try await exchange(request, on: stream, timeout: timeout, streams: streams)
+            if let streamed = response.streamed {
+                // The stream ends with the body that follows.
+                streamed.whenSettled { _ in stream.close(promise: nil) }
+            } else {
+                stream.close(promise: nil)
+            }
             return UpstreamResult(response: response, peer: connection.peer)
         } catch {
+            stream.close(promise: nil)
             retireIfBroken(connection, target: target, after: error)
             throw error
         }
@@ -514,12 +537,12 @@ public final class UpstreamClient: Sendable {
 
     /// Writes one exchange into `channel` (whose last handler is an ``UpstreamExchangeHandler``).
     private func exchange(
-        _ request: BufferedRequest, on channel: any Channel, timeout: TimeAmount,
+        _ request: BufferedRequest, on channel: any Channel, timeout: TimeAmount, streams: Bool,
         completion: @escaping @Sendable (Result<BufferedResponse, any Error>) -> Void
     ) {
         let exchange = UpstreamExchange(
             request: request, completion: completion, deadline: timeout > .zero ? .now() + timeout : .distantFuture, timeout: timeout,
-            idle: streamIdleTimeout)
+            idle: streamIdleTimeout, streams: streams)
         // A client gone before the answer ends the exchange: the connection (or HTTP/2 stream) is
         // closed, so the application sees the request abandoned, as Envoy resets it; the
         // exchange's handler then fails it, on the connection's own loop.
@@ -543,9 +566,9 @@ public final class UpstreamClient: Sendable {
     }
 
     /// The HTTP/2 stream's exchange, awaited.
-    private func exchange(_ request: BufferedRequest, on stream: any Channel, timeout: TimeAmount) async throws -> BufferedResponse {
+    private func exchange(_ request: BufferedRequest, on stream: any Channel, timeout: TimeAmount, streams: Bool) async throws -> BufferedResponse {
         let promise = stream.eventLoop.makePromise(of: BufferedResponse.self)
-        exchange(request, on: stream, timeout: timeout) { promise.completeWith($0) }
+        exchange(request, on: stream, timeout: timeout, streams: streams) { promise.completeWith($0) }
         return try await promise.futureResult.get()
     }
 }

@@ -12,17 +12,22 @@ final class UpstreamExchange: Sendable {
     let timeout: TimeAmount
     /// How long the upstream may send nothing meanwhile (Envoy's `stream_idle_timeout`).
     let idle: TimeAmount
+    /// Whether a response whose body does not come whole with its head is answered at its head,
+    /// the rest passed on as it arrives (see `StreamedBody`); otherwise it is held whole, up to
+    /// the handler's limit.
+    let streams: Bool
     private let completion: Completion
 
     init(
         request: BufferedRequest, completion: @escaping @Sendable (Result<BufferedResponse, any Error>) -> Void, deadline: NIODeadline,
-        timeout: TimeAmount, idle: TimeAmount = .minutes(5)
+        timeout: TimeAmount, idle: TimeAmount = .minutes(5), streams: Bool = false
     ) {
         self.request = request
         self.completion = Completion(completion)
         self.deadline = deadline
         self.timeout = timeout
         self.idle = idle
+        self.streams = streams
     }
 
     /// Completes the exchange; only the first call has an effect (a write that fails after it
@@ -51,6 +56,11 @@ final class UpstreamExchange: Sendable {
 /// has not arrived by its deadline, or whose upstream has sent nothing for its idle time (closing
 /// the connection).
 ///
+/// For an exchange that `streams`, a response whose end has not come by the end of the read that
+/// brought its head (or whose body passes the limit) is answered at once with its head and what
+/// of its body came, and the rest is handed on as it arrives (see `StreamedBody`); the exchange
+/// stays pending, under the same deadline and idle time, until the response's end.
+///
 /// The deadline is watched by one timer per connection rather than one per request: the timer
 /// is set for the pending exchange's deadline and left running when the response arrives; when
 /// it fires it fails the exchange then pending if that one's deadline has passed, sets itself for
@@ -71,6 +81,8 @@ final class UpstreamExchangeHandler: ChannelDuplexHandler, RemovableChannelHandl
     private var timerDeadline = NIODeadline.distantFuture
     private var head: HTTPResponseHead?
     private var body = ByteBuffer()
+    /// The rest of the pending exchange's response, once it has been answered at its head.
+    private var streaming: StreamedBody?
 
     init(maxBodyBytes: Int) {
         self.maxBodyBytes = maxBodyBytes
@@ -95,6 +107,10 @@ final class UpstreamExchangeHandler: ChannelDuplexHandler, RemovableChannelHandl
         let now = NIODeadline.now()
         if now >= pending.deadline {
             fail(UpstreamTimeout(milliseconds: pendingTimeout.nanoseconds / 1_000_000), context: context)
+        } else if now >= pendingDeadline, streaming?.isHoldingReads == true {
+            // The upstream is silent because the proxy stopped reading it for a slow client.
+            pendingDeadline = min(pending.deadline, now + pending.idle)
+            armTimer(context: context)
         } else if now >= pendingDeadline {
             fail(UpstreamIdleTimeout(milliseconds: pending.idle.nanoseconds / 1_000_000), context: context)
         } else {
@@ -121,6 +137,7 @@ final class UpstreamExchangeHandler: ChannelDuplexHandler, RemovableChannelHandl
             return
         }
         pending = exchange
+        streaming = nil
         pendingDeadline = min(exchange.deadline, .now() + exchange.idle)
         pendingTimeout = exchange.timeout
         armTimer(context: context)
@@ -160,8 +177,16 @@ final class UpstreamExchangeHandler: ChannelDuplexHandler, RemovableChannelHandl
             if responseHead.status.code >= 100 && responseHead.status.code < 200 { return }
             head = responseHead
         case .body(var chunk):
+            if let streaming {
+                streaming.deliver(.body(chunk))
+                return
+            }
             if body.readableBytes + chunk.readableBytes > maxBodyBytes {
-                fail(ResponseTooLarge(limit: maxBodyBytes), context: context)
+                guard let pending, pending.streams, let head else {
+                    fail(ResponseTooLarge(limit: maxBodyBytes), context: context)
+                    return
+                }
+                startStreaming(head, pending, context: context).deliver(.body(chunk))
                 return
             }
             if body.readableBytes == 0 {
@@ -171,6 +196,14 @@ final class UpstreamExchangeHandler: ChannelDuplexHandler, RemovableChannelHandl
                 body.writeBuffer(&chunk)
             }
         case .end(let trailers):
+            if let streaming {
+                // The exchange is over: the connection may take the next one.
+                self.pending = nil
+                self.head = nil
+                self.streaming = nil
+                streaming.deliver(.end(trailers))
+                return
+            }
             guard let head, let pending else { return }
             self.pending = nil
             self.head = nil
@@ -180,11 +213,48 @@ final class UpstreamExchangeHandler: ChannelDuplexHandler, RemovableChannelHandl
         }
     }
 
+    func channelReadComplete(context: ChannelHandlerContext) {
+        // A response whose end did not come with its head goes on at its head.
+        if streaming == nil, let pending, pending.streams, let head, Self.mayHaveBody(head, to: pending.request.head) {
+            startStreaming(head, pending, context: context)
+        }
+        context.fireChannelReadComplete()
+    }
+
+    func read(context: ChannelHandlerContext) {
+        // While the client is behind, the upstream is not read (see `StreamedBody.admitsRead`).
+        if let streaming, !streaming.admitsRead() { return }
+        context.read()
+    }
+
+    /// Answers the pending exchange with the head and the body so far, the rest to follow.
+    @discardableResult
+    private func startStreaming(_ head: HTTPResponseHead, _ pending: UpstreamExchange, context: ChannelHandlerContext) -> StreamedBody {
+        let streamed = StreamedBody(upstream: context.channel)
+        var response = BufferedResponse(head: head, body: body)
+        response.streamed = streamed
+        response.isStreamed = true
+        body = ByteBuffer()
+        streaming = streamed
+        pending.complete(.success(response))
+        return streamed
+    }
+
+    /// Whether a response may carry a body: not one to `HEAD`, nor a 204 or 304.
+    static func mayHaveBody(_ head: HTTPResponseHead, to request: HTTPRequestHead) -> Bool {
+        request.method != .HEAD && head.status.code != 204 && head.status.code != 304 && head.status.code >= 200
+    }
+
     func channelInactive(context: ChannelHandlerContext) {
         stopTimer()
         if let pending {
             self.pending = nil
-            pending.complete(.failure(head == nil && body.readableBytes == 0 ? UpstreamClosed() : UpstreamClosedMidResponse()))
+            let error: any Error = head == nil && body.readableBytes == 0 ? UpstreamClosed() : UpstreamClosedMidResponse()
+            if let streaming {
+                self.streaming = nil
+                streaming.fail(UpstreamClosedMidResponse())
+            }
+            pending.complete(.failure(error))
         }
         context.fireChannelInactive()
     }
@@ -196,6 +266,10 @@ final class UpstreamExchangeHandler: ChannelDuplexHandler, RemovableChannelHandl
     private func fail(_ error: any Error, context: ChannelHandlerContext) {
         if let pending {
             self.pending = nil
+            if let streaming {
+                self.streaming = nil
+                streaming.fail(error)
+            }
             pending.complete(.failure(error))
         }
         context.close(promise: nil)

@@ -1,0 +1,264 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOHTTP2
+import Synchronization
+
+/// The rest of an upstream's response, passed on to the client as the upstream sends it, as Envoy
+/// passes a response on: a download larger than `--max-body-bytes`, or a body that trickles (a
+/// server-sent event stream, a long poll), reaches the client as it comes instead of being held.
+///
+/// The upstream exchange's handler (`UpstreamExchangeHandler`) answers with the response's head
+/// and what of its body came in the same read, and this object for the rest: the handler delivers
+/// the parts that follow, and the connection's task that serves the client takes them
+/// (`HTTPServing.deliver`). Flow control holds: past ``maxQueuedBytes`` waiting, the handler stops
+/// reading the upstream until the client has taken them, so a slow reader slows the upstream
+/// through TCP or HTTP/2's window rather than making the proxy hold the body.
+///
+/// Three parties learn how it ended:
+/// - the upstream client (`whenSettled`), to pool its connection once the upstream's response has
+///   ended, or close it when it failed or the client went away;
+/// - the access log and metrics (`whenFinished`, see `ProxyContext.finish`), once the last byte
+///   has been written to the client or the exchange was cut, with the bytes sent;
+/// - the client's task, through `next`.
+final class StreamedBody: Sendable {
+    /// A part of the rest of the response.
+    enum Part: Sendable {
+        case body(ByteBuffer)
+        case end(HTTPHeaders?)
+    }
+
+    /// How the exchange ended, for its record.
+    struct Outcome: Sendable {
+        /// Body bytes written to the client after the head, including those that came with it.
+        var bytesSent: Int
+        /// Why the response stopped before its end, as Envoy's flag and details say it, when the
+        /// upstream failed.
+        var cut: (flags: String, details: String)?
+        /// The client went away (closed, reset, or stopped reading) before the response ended.
+        var clientGone: Bool
+    }
+
+    /// Bytes waiting for the client before reads of the upstream stop.
+    static let maxQueuedBytes = 256 * 1024
+
+    private struct State {
+        var queue: [Part] = []
+        var queuedBytes = 0
+        var waiting: UnsafeContinuation<[Part]?, any Error>?
+        /// The end (or the failure) has been delivered.
+        var ended = false
+        var failure: (any Error)?
+        /// A read of the upstream was held back while the queue was full.
+        var readHeld = false
+        /// The client's side stopped taking parts.
+        var abandoned = false
+        /// Whether the upstream's response ended cleanly, once it is over either way.
+        var settled: Bool?
+        var onSettled: (@Sendable (Bool) -> Void)?
+        var outcome: Outcome?
+        var onFinished: (@Sendable (Outcome) -> Void)?
+    }
+
+    /// The upstream connection or HTTP/2 stream the body comes on.
+    let upstream: any Channel
+    private let state = Mutex(State())
+
+    init(upstream: any Channel) {
+        self.upstream = upstream
+    }
+
+    // MARK: The upstream's side (its channel's event loop)
+
+    /// Hands on a part the upstream sent. An end also settles the exchange: the upstream
+    /// connection is free for the next request before the client has read the end.
+    func deliver(_ part: Part) {
+        let isEnd: Bool
+        if case .end = part { isEnd = true } else { isEnd = false }
+        if isEnd { settle(true) }
+        let resumed = state.withLock { state -> UnsafeContinuation<[Part]?, any Error>? in
+            guard !state.ended, !state.abandoned else { return nil }
+            if isEnd { state.ended = true }
+            if let waiting = state.waiting {
+                state.waiting = nil
+                return waiting
+            }
+            if case .body(let chunk) = part { state.queuedBytes += chunk.readableBytes }
+            state.queue.append(part)
+            return nil
+        }
+        resumed?.resume(returning: [part])
+    }
+
+    /// Whether the upstream may be read now: not while ``maxQueuedBytes`` wait for the client (the
+    /// read is then held until the client takes them).
+    func admitsRead() -> Bool {
+        state.withLock { state in
+            guard state.queuedBytes >= Self.maxQueuedBytes, !state.abandoned else { return true }
+            state.readHeld = true
+            return false
+        }
+    }
+
+    /// Whether a read of the upstream is held back for the client: the upstream is not idle then,
+    /// the client is slow.
+    var isHoldingReads: Bool { state.withLock { $0.readHeld } }
+
+    /// The upstream failed before the end: the client's task gets `error` after what came before.
+    func fail(_ error: any Error) {
+        settle(false)
+        let resumed = state.withLock { state -> UnsafeContinuation<[Part]?, any Error>? in
+            guard !state.ended else { return nil }
+            state.ended = true
+            state.failure = error
+            guard state.queue.isEmpty, let waiting = state.waiting else { return nil }
+            state.waiting = nil
+            return waiting
+        }
+        resumed?.resume(throwing: error)
+    }
+
+    /// Runs `body` once the upstream's response is over: with true when it ended as HTTP ends a
+    /// response, false when it failed or the client went away first. At once if it is over.
+    func whenSettled(_ body: @escaping @Sendable (Bool) -> Void) {
+        let settled = state.withLock { state -> Bool? in
+            if state.settled == nil { state.onSettled = body }
+            return state.settled
+        }
+        if let settled { body(settled) }
+    }
+
+    private func settle(_ clean: Bool) {
+        let run = state.withLock { state -> (@Sendable (Bool) -> Void)? in
+            guard state.settled == nil else { return nil }
+            state.settled = clean
+            defer { state.onSettled = nil }
+            return state.onSettled
+        }
+        run?(clean)
+    }
+
+    // MARK: The client's side
+
+    /// The parts delivered since the last call, nil once the end has been taken; throws what
+    /// failed the upstream once the parts before the failure have been taken.
+    func next() async throws -> [Part]? {
+        try await withUnsafeThrowingContinuation { continuation in
+            let (parts, resumesReading): ([Part]?, Bool) = state.withLock { state in
+                if !state.queue.isEmpty {
+                    let parts = state.queue
+                    state.queue.removeAll(keepingCapacity: true)
+                    state.queuedBytes = 0
+                    let resumes = state.readHeld
+                    state.readHeld = false
+                    return (parts, resumes)
+                }
+                if state.ended {
+                    if let failure = state.failure {
+                        continuation.resume(throwing: failure)
+                    } else {
+                        continuation.resume(returning: nil)
+                    }
+                    return (nil, false)
+                }
+                state.waiting = continuation
+                return (nil, false)
+            }
+            if resumesReading { upstream.read() }
+            if let parts { continuation.resume(returning: parts) }
+        }
+    }
+
+    /// The client is gone: the rest of the response is not wanted, and an upstream still sending
+    /// it is closed (which resets an HTTP/2 stream), as Envoy resets the upstream request of a
+    /// downstream that disconnected.
+    func abandon() {
+        let (open, waiting) = state.withLock { state -> (Bool, UnsafeContinuation<[Part]?, any Error>?) in
+            state.abandoned = true
+            state.queue.removeAll()
+            state.queuedBytes = 0
+            let waiting = state.waiting
+            state.waiting = nil
+            return (state.settled == nil, waiting)
+        }
+        waiting?.resume(throwing: ClientGone())
+        if open {
+            settle(false)
+            upstream.close(promise: nil)
+        }
+    }
+
+    /// Records how the client's side ended, once.
+    func finished(_ outcome: Outcome) {
+        let run = state.withLock { state -> (@Sendable (Outcome) -> Void)? in
+            guard state.outcome == nil else { return nil }
+            state.outcome = outcome
+            defer { state.onFinished = nil }
+            return state.onFinished
+        }
+        run?(outcome)
+    }
+
+    /// Runs `body` with the exchange's outcome once the client's side has ended; at once if it has.
+    func whenFinished(_ body: @escaping @Sendable (Outcome) -> Void) {
+        let outcome = state.withLock { state -> Outcome? in
+            if state.outcome == nil { state.onFinished = body }
+            return state.outcome
+        }
+        if let outcome { body(outcome) }
+    }
+
+    /// What `next` throws to a task waiting on it when the client's side abandons the body.
+    struct ClientGone: Error {}
+
+    /// How a relayed gRPC call cut after its head is logged, as Envoy logs it: its upstream is an
+    /// HTTP/2 stream, which ends early by a reset.
+    static func cut(by error: any Error) -> (flags: String, details: String) {
+        if error is UpstreamTimeout { return ("UT", "upstream_response_timeout") }
+        if error is UpstreamIdleTimeout { return ("SI", "stream_idle_timeout") }
+        return ("UR", "upstream_reset_after_response_started{remote_reset}")
+    }
+
+    /// How a streamed body cut short by its upstream is logged, as Envoy logs a reset after the
+    /// response started: the timeouts as for `cut`, an HTTP/2 stream reset `UR`, and a connection
+    /// closed or broken under the body by its reset reason (`UC`, `UPE`).
+    static func lateCut(by error: any Error) -> (flags: String, details: String) {
+        if error is UpstreamTimeout || error is UpstreamIdleTimeout || error is NIOHTTP2Errors.StreamClosed { return cut(by: error) }
+        let reset = UpstreamFailure.Reset(error)
+        return (reset.flag, "upstream_reset_after_response_started{\(reset.rawValue)}")
+    }
+}
+
+/// Writes of response or request parts into a channel from async code, in one flush each.
+enum PartWrites {
+    /// Writes `parts` in one flush and waits until the last has been written.
+    static func write<Part: Sendable>(_ parts: [Part], to channel: any Channel) async throws {
+        let written = channel.eventLoop.makePromise(of: Void.self)
+        send(parts, to: channel, promise: written)
+        try await written.futureResult.get()
+    }
+
+    /// Writes `parts` in one flush, in one task on the channel's event loop (one hop, not one per
+    /// part, from another thread).
+    static func send<Part: Sendable>(_ parts: [Part], to channel: any Channel, promise: EventLoopPromise<Void>?) {
+        guard let last = parts.last else {
+            promise?.succeed()
+            return
+        }
+        channel.eventLoop.runOnLoop {
+            for part in parts.dropLast() { channel.write(part, promise: nil) }
+            channel.writeAndFlush(last, promise: promise)
+        }
+    }
+
+    /// Writes `parts` in one flush; waits until they have gone only when the channel takes no
+    /// more for now (HTTP/2 flow control, or a full socket), which is how a slow reader slows
+    /// the sender without every part costing a wait.
+    static func pass<Part: Sendable>(_ parts: [Part], to channel: any Channel) async throws {
+        if channel.isWritable {
+            send(parts, to: channel, promise: nil)
+        } else {
+            try await write(parts, to: channel)
+        }
+    }
+}
