@@ -52,6 +52,13 @@ struct ProxyBench: AsyncParsableCommand {
     @Option(parsing: .unconditional, help: ArgumentHelp("With --grpc: concurrent calls per connection (h2load -m).", valueName: "n"))
     var streams: Int = 1
 
+    @Option(
+        parsing: .unconditional,
+        help: ArgumentHelp(
+            "The length of the app's answers, in bytes (default: its 32-byte constant). Large answers measure downloads: the report adds the body bytes per second.",
+            valueName: "bytes"))
+    var responseBytes: Int?
+
     @Option(help: ArgumentHelp("Run the CA and the proxies from this rampart executable instead of this one, to compare builds with the same harness.", valueName: "path"))
     var executable: String?
 
@@ -61,6 +68,10 @@ struct ProxyBench: AsyncParsableCommand {
         guard (1...64).contains(threads) else { throw ValidationError("--threads must be 1…64") }
         guard (1...1000).contains(streams) else { throw ValidationError("--streams must be 1…1000") }
         if let loops = proxyEventLoops, !(1...64).contains(loops) { throw ValidationError("--proxy-event-loops must be 1…64") }
+        if let bytes = responseBytes {
+            guard (1...(1 << 30)).contains(bytes) else { throw ValidationError("--response-bytes must be 1…1073741824") }
+            guard !grpc else { throw ValidationError("--response-bytes is for HTTP/1.1 loads; --grpc calls answer one small message") }
+        }
         if let executable, !FileManager.default.isExecutableFile(atPath: executable) {
             throw ValidationError("--executable \(executable) is not an executable file: give the path of a rampart build")
         }
@@ -93,7 +104,7 @@ struct ProxyBench: AsyncParsableCommand {
             }
         }
 
-        let app = try await ConstantApp.start(grpc: grpc)
+        let app = try await ConstantApp.start(grpc: grpc, bodyBytes: responseBytes)
         let outcome: Result<(ProxyFigures, ProxyFigures?), any Error>
         do {
             let mesh = try await BenchMesh.prepare(directory: directory, executable: executable ?? Self.executable())
@@ -107,7 +118,7 @@ struct ProxyBench: AsyncParsableCommand {
         let (rampart, haproxy) = try outcome.get()
         let report = ProxyBenchReport(
             duration: duration, connections: connections, threads: threads, cpus: ProcessInfo.processInfo.activeProcessorCount,
-            bodyBytes: ConstantApp.body.count, grpcStreams: grpc ? streams : nil, rampart: rampart, haproxy: haproxy
+            bodyBytes: grpc ? ConstantApp.body.count : app.payload.readableBytes, grpcStreams: grpc ? streams : nil, rampart: rampart, haproxy: haproxy
         )
         print(json ? report.json() : report.text())
     }
@@ -157,7 +168,7 @@ struct ProxyBench: AsyncParsableCommand {
             }
         }
         try await Self.checkPolicy(adminB: adminB, inboundB: inboundB, directory: directory, children: children)
-        try await probePath(url: "http://127.0.0.1:\(outboundA)\(path)", via: "proxy A → proxy B", directory: directory, children: children)
+        try await probePath(url: "http://127.0.0.1:\(outboundA)\(path)", via: "proxy A → proxy B", app: app, directory: directory, children: children)
 
         let figures = try await load(
             side: "rampart", url: "http://127.0.0.1:\(outboundA)\(path)", app: app, processes: [("proxy_a", proxyA), ("proxy_b", proxyB)],
@@ -177,7 +188,7 @@ struct ProxyBench: AsyncParsableCommand {
             outbound.stop()
             inbound.stop()
         }
-        try await probePath(url: "http://127.0.0.1:\(peer.outboundPort)\(path)", via: "HAProxy A → HAProxy B", directory: directory, children: [outbound, inbound])
+        try await probePath(url: "http://127.0.0.1:\(peer.outboundPort)\(path)", via: "HAProxy A → HAProxy B", app: app, directory: directory, children: [outbound, inbound])
         return try await load(
             side: "haproxy", url: "http://127.0.0.1:\(peer.outboundPort)\(path)", app: app, processes: [("proxy_a", outbound), ("proxy_b", inbound)],
             directory: directory)
@@ -228,8 +239,8 @@ struct ProxyBench: AsyncParsableCommand {
 
     /// Probes a path until the app's answer comes back through it, bounded; otherwise an error that
     /// says what came back and shows the processes' output.
-    func probePath(url: String, via: String, directory: String, children: [BenchChild]) async throws {
-        let expected = grpc ? String(decoding: ConstantApp.message.readableBytesView, as: UTF8.self) : String(decoding: ConstantApp.body, as: UTF8.self)
+    func probePath(url: String, via: String, app: ConstantApp, directory: String, children: [BenchChild]) async throws {
+        let expected = String(decoding: (grpc ? ConstantApp.message : app.payload).readableBytesView, as: UTF8.self)
         let probe = await HTTPProbe.poll(
             url, host: Self.serviceHost, grpcMessage: grpc ? H2LoadRun.message : nil, logDirectory: directory, timeout: .seconds(15)
         ) {

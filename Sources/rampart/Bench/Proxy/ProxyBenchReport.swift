@@ -65,6 +65,10 @@ struct ProxyBenchReport {
             "duration_s": duration, "connections": connections, "threads": threads, "cpus": cpus, "body_bytes": bodyBytes,
             "rampart": side(rampart), "load": grpcStreams == nil ? "http1" : "grpc",
         ]
+        if grpcStreams == nil {
+            object["rampart_body_mib_per_s"] = round(rampart.load.requestsPerSecond * Double(bodyBytes) / 1_048_576, 1)
+            if let haproxy { object["haproxy_body_mib_per_s"] = round(haproxy.load.requestsPerSecond * Double(bodyBytes) / 1_048_576, 1) }
+        }
         if let grpcStreams { object["streams"] = grpcStreams }
         if let haproxy, let throughputRatio, let p99Ratio {
             object["haproxy"] = side(haproxy)
@@ -89,6 +93,11 @@ struct ProxyBenchReport {
             row("p50 latency ms", sides.map { String(format: "%.3f", $0.load.p50Milliseconds) }),
             row("p99 latency ms", sides.map { String(format: "%.3f", $0.load.p99Milliseconds) }),
             row("requests", sides.map { String($0.load.requests) }),
+        ]
+        if grpcStreams == nil && bodyBytes >= 1024 {
+            lines.append(row("body MiB/s", sides.map { String(format: "%.1f", $0.load.requestsPerSecond * Double(bodyBytes) / 1_048_576) }))
+        }
+        lines += [
             row("non-2xx, socket errors", sides.map { "\($0.load.non2xx), \($0.load.socketErrors)" }),
         ]
         for (index, label) in ["A (outbound)", "B (inbound)"].enumerated() {
