@@ -112,9 +112,10 @@ final class DownloadApp: Sendable {
         let channel = connection.channel
         try await connection.executeThenClose { inbound, outbound in
             var path = "/"
+            var method = HTTPMethod.GET
             for try await part in inbound {
                 guard case .end = part else {
-                    if case .head(let head) = part { path = head.uri }
+                    if case .head(let head) = part { (path, method) = (head.uri, head.method) }
                     continue
                 }
                 let pieces = path.split(separator: "/")
@@ -124,7 +125,7 @@ final class DownloadApp: Sendable {
                 case "large", "chunked":
                     if pieces.first == "large" { headers.add(name: "content-length", value: String(count)) }
                     try await outbound.write(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers)))
-                    var offset = 0
+                    var offset = method == .HEAD ? count : 0
                     while offset < count {
                         let size = min(64 * 1024, count - offset)
                         try await outbound.write(.body(.byteBuffer(Self.pattern(size, from: offset))))
@@ -430,6 +431,44 @@ struct StreamedResponseTests {
             #expect(!head.contains("transfer-encoding") && !head.contains("content-length") && head.contains("connection: close"), "\(head)")
             let body = answer[split.upperBound...]
             #expect(body.utf8.count == 100_000 && DownloadApp.isPattern(ByteBuffer(string: String(body)), from: 0))
+        }
+    }
+
+    @Test("a request pipelined behind a streamed response is answered after that response's end, in order")
+    func pipelinedBehind() async throws {
+        try await withMesh { mesh in
+            let gate = mesh.app.gate
+            let (received, timedOut) = try await RawClient.exchange(
+                port: mesh.server.inboundPort,
+                sending: "GET /trickle HTTP/1.1\r\nHost: app\r\n\r\nGET /next HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n",
+                timeout: .seconds(20)
+            ) { received in
+                // The first line has come, the second is held: nothing of the next answer yet.
+                if received.contains("first\n") && !received.contains("second\n") {
+                    #expect(!received.contains("\r\n\r\nok"), "the next answer overtook the streamed one")
+                    gate.open()
+                }
+                return false
+            }
+            #expect(!timedOut)
+            let answers = received.components(separatedBy: "HTTP/1.1 200 OK")
+            #expect(answers.count == 3, "\(received)")
+            guard answers.count == 3 else { return }
+            // The streamed answer, chunked, with its end; then the next one, whole.
+            #expect(answers[1].lowercased().contains("transfer-encoding: chunked"), "\(answers[1])")
+            #expect(answers[1].hasSuffix("6\r\nfirst\n\r\n7\r\nsecond\n\r\n0\r\n\r\n"), "\(answers[1])")
+            #expect(answers[2].hasSuffix("\r\n\r\nok"), "\(answers[2])")
+        }
+    }
+
+    @Test("an answer to HEAD keeps the application's content-length and carries no body")
+    func head() async throws {
+        try await withMesh { mesh in
+            let answer = try await RawClient.untilClosed(
+                port: mesh.server.inboundPort, sending: "HEAD /large/5000 HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n")
+            #expect(answer.hasPrefix("HTTP/1.1 200 OK\r\n"), "\(answer)")
+            #expect(answer.lowercased().contains("\r\ncontent-length: 5000\r\n"), "\(answer)")
+            #expect(answer.hasSuffix("\r\n\r\n"), "\(answer)")
         }
     }
 
