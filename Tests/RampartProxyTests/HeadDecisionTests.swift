@@ -96,7 +96,9 @@ struct HeadDecisionTests {
 
     /// Sends `first`, waits a while, sends `second`, and returns everything received until the
     /// server closes the connection (within 5 s).
-    private static func inTwoWrites(port: Int, _ first: String, _ second: String) async throws -> String {
+    private static func inTwoWrites(
+        port: Int, _ first: String, _ second: String, between: @Sendable () async throws -> Void = {}
+    ) async throws -> String {
         let client = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connect(host: "127.0.0.1", port: port) { channel in
                 channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
@@ -107,6 +109,7 @@ struct HeadDecisionTests {
         return try await client.executeThenClose { inbound, outbound in
             try await outbound.write(ByteBuffer(string: first))
             try await Task.sleep(for: .milliseconds(300))
+            try await between()
             try await outbound.write(ByteBuffer(string: second))
             var received = ""
             do {
@@ -222,6 +225,27 @@ struct HeadDecisionTests {
             // The stalled request (abandoned when its client went away) and the whole one.
             #expect(lines.filter { $0["response_code"] as? Int == 200 }.count == 1, "\(lines)")
             #expect(lines.filter { $0["response_code"] as? Int == 403 }.isEmpty, "\(lines)")
+        }
+    }
+
+    @Test("an upload allowed on its head stays allowed when a policy denying it arrives with its body, as Envoy decides a stream once")
+    func decidedOnce() async throws {
+        try await withProxy { _, proxy, log in
+            let body = String(repeating: "z", count: 5_000)
+            let head = "POST /upload/once HTTP/1.1\r\nHost: app\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n"
+            let denyUploads = SnapshotBuilder.authorizationPolicy(
+                name: "deny-uploads", namespace: "default", body: "action: DENY\nrules:\n- to:\n  - operation:\n      paths: [\"/upload/*\"]")
+            let all = try await Self.inTwoWrites(port: proxy.inboundPort, head + "zzz", String(body.dropFirst(3))) {
+                // The head has been decided (allowed); the policy comes before the rest of the body.
+                try proxy.install(SnapshotBuilder.snapshot(version: 3, resources: [Self.denyAdmin, denyUploads]))
+            }
+            #expect(all.hasPrefix("HTTP/1.1 200 OK\r\n"), "\(all.prefix(300))")
+            #expect(all.contains("\"body_bytes\":5000"), "\(all.suffix(300))")
+            let served = try await UpgradeTests.accessLogLine(log) { $0["path"] as? String == "/upload/once" }
+            #expect(served["response_code"] as? Int == 200 && served["authz_policy"] is NSNull, "\(served)")
+            // The next request is decided under the new policy.
+            let next = try await RawClient.untilClosed(port: proxy.inboundPort, sending: head + body)
+            #expect(next.hasPrefix("HTTP/1.1 403 "), "\(next.prefix(200))")
         }
     }
 

@@ -24,6 +24,9 @@ public struct BufferedRequest: Sendable {
     /// `start_time`, from which its `duration` counts, as Envoy counts both from the request's
     /// first bytes (so a request's duration includes the reading of its body).
     public var arrived: Date?
+    /// For a request decided on its head while its body arrived (see `InboundHTTP.refusal(onHead:)`):
+    /// that decision, which stands for the whole request.
+    var headVerdict: InboundHTTP.HeadVerdict?
 
     /// Creates a request.
     public init(head: HTTPRequestHead, body: ByteBuffer = ByteBuffer(), trailers: HTTPHeaders? = nil) {

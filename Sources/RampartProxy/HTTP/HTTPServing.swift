@@ -17,9 +17,25 @@ enum HTTPServing {
     ) -> BufferedResponse
 
     /// Decides a request on its head while its body is still arriving (see
-    /// `AssembledRequest.awaitingBody`): the refusal, recorded and stamped, or nil when the request
-    /// may go on, and is then decided again, whole, once its body has come.
-    typealias HeadCheck = @Sendable (_ head: HTTPRequestHead, _ partial: PartialRequest) async -> BufferedResponse?
+    /// `AssembledRequest.awaitingBody`): the refusal, recorded and stamped, or the decision to let
+    /// it go on, which the request carries once its body has come (`BufferedRequest.headVerdict`).
+    typealias HeadCheck = @Sendable (_ head: HTTPRequestHead, _ partial: PartialRequest) async -> HeadDecision
+
+    /// What a `HeadCheck` decided.
+    enum HeadDecision: Sendable {
+        case refused(BufferedResponse)
+        case allowed(InboundHTTP.HeadVerdict)
+    }
+
+    /// Hands the verdict of a request's head to the request, once it has come whole; any other
+    /// outcome of that request (too large, stalled, abandoned) drops it.
+    private static func carrying(_ verdict: inout InboundHTTP.HeadVerdict?, into assembled: AssembledRequest) -> AssembledRequest {
+        guard let held = verdict else { return assembled }
+        verdict = nil
+        guard case .complete(var request) = assembled else { return assembled }
+        request.headVerdict = held
+        return .complete(request)
+    }
 
     /// How long a connection whose request was refused on its head stays open to take the rest of
     /// the request unread, so that its client reads the refusal rather than a reset (Envoy's
@@ -33,17 +49,27 @@ enum HTTPServing {
     ) async throws {
         try await channel.executeThenClose { inbound, outbound in
             var parts = inbound.makeAsyncIterator()
-            while let assembled = try await parts.next() {
+            var verdict: InboundHTTP.HeadVerdict?
+            while let next = try await parts.next() {
                 // The rest of a request whose exchange has ended (its stream is closing).
-                if case .bodyPart = assembled { continue }
-                if case .end = assembled { continue }
-                if case .awaitingBody(let head, let partial) = assembled {
-                    guard let onHead, let refusal = await onHead(head, partial) else { continue }
+                if case .bodyPart = next { continue }
+                if case .end = next { continue }
+                if case .awaitingBody(let head, let partial) = next {
+                    guard let onHead else { continue }
+                    let refusal: BufferedResponse
+                    switch await onHead(head, partial) {
+                    case .allowed(let allowed):
+                        verdict = allowed
+                        continue
+                    case .refused(let response):
+                        refusal = response
+                    }
                     // Refused on its head: the answer goes now, and the stream then ends with the
                     // rest of the request unread (reset, as the stream's close resets it).
                     try await writeWhole(frame(refusal, for: head, keepAlive: true), on: channel.channel)
                     return
                 }
+                let assembled = carrying(&verdict, into: next)
                 if case .abandoned(let head, let partial) = assembled {
                     _ = refused(head, .abandoned, "downstream_remote_disconnect", partial)
                     return
@@ -163,19 +189,29 @@ enum HTTPServing {
         // exchange; one object serves the connection's requests in turn.
         let cancellation = RequestCancellation()
         stream.channel.closeFuture.whenComplete { _ in cancellation.cancel() }
-        while let assembled = await stream.next() {
-            if case .abandoned(let head, let partial) = assembled {
-                _ = refused(head, .abandoned, "downstream_remote_disconnect", partial)
-                break
-            }
-            if case .awaitingBody(let head, let partial) = assembled {
-                guard let onHead, let refusal = await onHead(head, partial) else { continue }
+        var verdict: InboundHTTP.HeadVerdict?
+        while let next = await stream.next() {
+            if case .awaitingBody(let head, let partial) = next {
+                guard let onHead else { continue }
+                let refusal: BufferedResponse
+                switch await onHead(head, partial) {
+                case .allowed(let allowed):
+                    verdict = allowed
+                    continue
+                case .refused(let response):
+                    refusal = response
+                }
                 // Refused on its head: the answer ends the connection. It stays open for
                 // `refusalLinger`, taking the rest of the request unread, so that a client still
                 // writing reads the answer rather than a reset; it closes then, or when the client
                 // closes it first.
                 stream.writeAndLinger(frame(refusal, for: head, keepAlive: false), for: refusalLinger)
                 return
+            }
+            let assembled = carrying(&verdict, into: next)
+            if case .abandoned(let head, let partial) = assembled {
+                _ = refused(head, .abandoned, "downstream_remote_disconnect", partial)
+                break
             }
             cancellation.begin()
             if !stream.channel.isActive { cancellation.cancel() }

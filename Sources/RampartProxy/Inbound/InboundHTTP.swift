@@ -37,11 +37,12 @@ struct InboundHTTP: Sendable {
 
     /// Decides a request on its head while its body is still arriving, as Envoy's filters decide
     /// on the headers: a request the policies (or anything before them) refuse is answered now,
-    /// recorded like any other, and its body is never waited for. Returns that answer, or nil
-    /// when the request may go on: nothing is then recorded, and the request is decided again,
-    /// the same way, once it has come whole.
+    /// recorded like any other, and its body is never waited for. Otherwise nothing is recorded
+    /// yet, and the decision (its config, the JWT check, the policies' verdict) stands for the
+    /// request once it has come whole, as Envoy decides a stream once: a policy applied, or a token
+    /// expired, while the body arrives changes nothing for it.
     func refusal(onHead head: HTTPRequestHead, partial: PartialRequest, info: ConnectionInfo, on loop: any EventLoop) async
-        -> BufferedResponse?
+        -> HTTPServing.HeadDecision
     {
         let request = BufferedRequest(head: head)
         var record = RequestRecord(reporter: .destination, startTime: partial.started, protocolName: request.protocolName)
@@ -52,13 +53,13 @@ struct InboundHTTP: Sendable {
         return await withUnsafeContinuation { continuation in
             handle(
                 request, info: info, record: record, on: loop,
-                allowed: { continuation.resume(returning: nil) },
+                allowed: { verdict in continuation.resume(returning: .allowed(verdict)) },
                 done: { response, record in
                     var record = record
                     var response = response
                     ResponseStamp.apply(&response, server: ResponseStamp.inboundServer, serviceTime: nil)
                     context.finish(&record, response: response, start: partial.started)
-                    continuation.resume(returning: response)
+                    continuation.resume(returning: .refused(response))
                 })
         }
     }
@@ -117,16 +118,30 @@ struct InboundHTTP: Sendable {
     /// What receives a response and the record of the exchange that made it.
     typealias Handled = @Sendable (BufferedResponse, RequestRecord) -> Void
 
+    /// What an allowed request's head was decided with (see `refusal(onHead:)`), which stands for
+    /// the whole request.
+    struct HeadVerdict: Sendable {
+        /// The config the decision was made under.
+        let config: ProxyConfig
+        /// The request as the policies read it, with the JWT check's outcome.
+        let authz: AuthzRequest
+        /// The JWT check's result, when the request carried a token.
+        let authn: RequestAuthnResult?
+        let decision: Decision
+    }
+
     /// Decides one request and, when it is allowed, forwards it to the application.
     ///
     /// Everything up to the application runs at once on the connection's loop; only a JWT check
     /// (whose keys may have to be fetched) waits as a task, and the decision then goes on on `loop`.
     ///
     /// With `allowed`, the request is its head alone (see `refusal(onHead:)`): a refusal goes to
-    /// `done` as always, but an allowed request goes no further than `allowed`, and leaves no record.
+    /// `done` as always, but an allowed request goes no further than `allowed`, which gets the
+    /// decision, and leaves no record. A request that carries such a decision (`headVerdict`) is
+    /// not decided again: it goes on under the config and with the verdict its head had.
     func handle(
         _ request: BufferedRequest, info: ConnectionInfo, record: consuming RequestRecord, on loop: any EventLoop,
-        allowed: (@Sendable () -> Void)? = nil, done: @escaping Handled
+        allowed: (@Sendable (HeadVerdict) -> Void)? = nil, done: @escaping Handled
     ) {
         var request = request
         record.requestID = RequestIDs.ensure(&request.head.headers)
@@ -140,7 +155,7 @@ struct InboundHTTP: Sendable {
             done(.local(problem.status, ""), record)
             return
         }
-        guard let config = context.config.current else {
+        guard let config = request.headVerdict?.config ?? context.config.current else {
             record.responseFlags = "NC"
             record.responseDetails = "no_config_received"
             done(.local(.forbidden, "RBAC: access denied (this proxy has not yet received its config from the control plane)\n"), record)
@@ -164,6 +179,12 @@ struct InboundHTTP: Sendable {
         Self.treatAsConnectionManager(&request.head.headers)
         Self.setForwardingHeaders(&request.head, info: info, own: context.identity.current?.identity.spiffeIDString ?? "")
         Self.joinCookies(&request.head.headers)
+        if let verdict = request.headVerdict {
+            decide(
+                request, authz: verdict.authz, authn: verdict.authn, config: config, info: info, record: record, on: loop,
+                allowed: nil, decided: verdict.decision, done: done)
+            return
+        }
         let authz = Self.authzRequest(
             request, info: info, workload: context.workload, appPort: context.appPort, headers: config.policies.readsHeaders)
         guard !config.jwtProviders.isEmpty else {
@@ -183,14 +204,16 @@ struct InboundHTTP: Sendable {
         }
     }
 
-    /// Authorizes the request (after any JWT check) and forwards it when allowed.
+    /// Authorizes the request (after any JWT check), unless its head was `decided` already, and
+    /// forwards it when allowed.
     private func decide(
         _ request: BufferedRequest, authz: AuthzRequest, authn: RequestAuthnResult?, config: ProxyConfig, info: ConnectionInfo,
-        record: consuming RequestRecord, on loop: any EventLoop, allowed: (@Sendable () -> Void)?, done: @escaping Handled
+        record: consuming RequestRecord, on loop: any EventLoop, allowed: (@Sendable (HeadVerdict) -> Void)?, decided: Decision? = nil,
+        done: @escaping Handled
     ) {
-        let decision = config.policies.evaluate(authz)
+        let decision = decided ?? config.policies.evaluate(authz)
         if let allowed, decision.decision == .allow {
-            allowed()
+            allowed(HeadVerdict(config: config, authz: authz, authn: authn, decision: decision))
             return
         }
         record.policy = decision.policy
