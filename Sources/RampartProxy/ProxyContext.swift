@@ -145,14 +145,7 @@ public final class ProxyContext: Sendable {
                 var record = record
                 // A client gone before the answer (see above) got nothing.
                 if record.responseFlags != "DC" { record.bytesSent = outcome.bytesSent }
-                if let cut = outcome.cut {
-                    record.responseFlags = cut.flags
-                    record.responseDetails = cut.details
-                } else if outcome.clientGone {
-                    // The client went while the body was under way: Envoy keeps the status it sent.
-                    record.responseFlags = "DC"
-                    record.responseDetails = "downstream_remote_disconnect"
-                }
+                record.endAfterHead(cut: outcome.cut, clientGone: outcome.clientGone)
                 record.duration = Date().timeIntervalSince(start)
                 metrics.recordRequest(record)
                 accessLog.write(record)

@@ -27,6 +27,21 @@ enum HTTPServing {
         case allowed(InboundHTTP.HeadVerdict)
     }
 
+    /// Runs the head check, if there is one: the refusal to send, or nil when the request goes on
+    /// (its verdict kept in `verdict` until the request has come whole).
+    private static func check(
+        _ onHead: HeadCheck?, _ head: HTTPRequestHead, _ partial: PartialRequest, verdict: inout InboundHTTP.HeadVerdict?
+    ) async -> BufferedResponse? {
+        guard let onHead else { return nil }
+        switch await onHead(head, partial) {
+        case .allowed(let allowed):
+            verdict = allowed
+            return nil
+        case .refused(let response):
+            return response
+        }
+    }
+
     /// Hands the verdict of a request's head to the request, once it has come whole; any other
     /// outcome of that request (too large, stalled, abandoned) drops it.
     private static func carrying(_ verdict: inout InboundHTTP.HeadVerdict?, into assembled: AssembledRequest) -> AssembledRequest {
@@ -55,15 +70,7 @@ enum HTTPServing {
                 if case .bodyPart = next { continue }
                 if case .end = next { continue }
                 if case .awaitingBody(let head, let partial) = next {
-                    guard let onHead else { continue }
-                    let refusal: BufferedResponse
-                    switch await onHead(head, partial) {
-                    case .allowed(let allowed):
-                        verdict = allowed
-                        continue
-                    case .refused(let response):
-                        refusal = response
-                    }
+                    guard let refusal = await check(onHead, head, partial, verdict: &verdict) else { continue }
                     // Refused on its head: the answer goes now, and the stream then ends with the
                     // rest of the request unread (reset, as the stream's close resets it).
                     try await writeWhole(frame(refusal, for: head, keepAlive: true), on: channel.channel)
@@ -192,15 +199,7 @@ enum HTTPServing {
         var verdict: InboundHTTP.HeadVerdict?
         while let next = await stream.next() {
             if case .awaitingBody(let head, let partial) = next {
-                guard let onHead else { continue }
-                let refusal: BufferedResponse
-                switch await onHead(head, partial) {
-                case .allowed(let allowed):
-                    verdict = allowed
-                    continue
-                case .refused(let response):
-                    refusal = response
-                }
+                guard let refusal = await check(onHead, head, partial, verdict: &verdict) else { continue }
                 // Refused on its head: the answer ends the connection. It stays open for
                 // `refusalLinger`, taking the rest of the request unread, so that a client still
                 // writing reads the answer rather than a reset; it closes then, or when the client

@@ -350,14 +350,7 @@ final class StreamRelay: Sendable {
         if response.isStreamed {
             response.trailers = final.trailers
             response.relayedBytes = final.bytesSent
-            if let cut = final.cut {
-                record.responseFlags = cut.flags
-                record.responseDetails = cut.details
-            } else if final.clientGone {
-                // The client went while the call was under way: Envoy keeps the status it sent.
-                record.responseFlags = "DC"
-                record.responseDetails = "downstream_remote_disconnect"
-            }
+            record.endAfterHead(cut: final.cut, clientGone: final.clientGone)
         } else if final.clientGone {
             record.downstreamDisconnected = true
         }

@@ -148,6 +148,19 @@ extension RequestRecord {
         destination(WorkloadTelemetry(labels: labels, workload: workload))
     }
 
+    /// Records how a response that went on to its client after its head ended early: cut by the
+    /// upstream (its flag and details), or left by its client (`DC`; the status it was sent stays,
+    /// as Envoy keeps it).
+    mutating func endAfterHead(cut: (flags: String, details: String)?, clientGone: Bool) {
+        if let cut {
+            responseFlags = cut.flags
+            responseDetails = cut.details
+        } else if clientGone {
+            responseFlags = "DC"
+            responseDetails = "downstream_remote_disconnect"
+        }
+    }
+
     /// The Istio name of a policy's rule, as Envoy's RBAC filter reports the one that denied.
     static func rbacDetails(_ policy: String?, rule: Int?) -> String {
         guard let policy, let slash = policy.firstIndex(of: "/") else { return "rbac_access_denied_matched_policy[none]" }
