@@ -472,24 +472,26 @@ struct StreamedResponseTests {
         }
     }
 
-    @Test("curl downloads a body larger than the limit through both proxies, byte for byte")
-    func curlDownload() async throws {
+    @Test(
+        "curl downloads a body larger than the limit through both proxies, byte for byte, over HTTP/1.1 and HTTP/2 (prior knowledge)",
+        arguments: [false, true])
+    func curlDownload(http2: Bool) async throws {
         try await withMesh { mesh in
             let output = "\(NSTemporaryDirectory())rampart-download-\(UUID().uuidString)"
             defer { try? FileManager.default.removeItem(atPath: output) }
             let curl = Process()
             curl.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            curl.arguments = [
-                "curl", "-sS", "--max-time", "30", "-o", output, "-w", "%{http_code} %{size_download}", "-H", "Host: server:8080",
-                "http://127.0.0.1:\(mesh.client.outboundPort)/large/8388608",
-            ]
+            curl.arguments =
+                ["curl", "-sS", "--max-time", "30", "-o", output, "-w", "%{http_code} %{http_version} %{size_download}", "-H", "Host: server:8080"]
+                + (http2 ? ["--http2-prior-knowledge"] : [])
+                + ["http://127.0.0.1:\(mesh.client.outboundPort)/chunked/8388608"]
             let pipe = Pipe()
             curl.standardOutput = pipe
             try curl.run()
             let summary = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
             curl.waitUntilExit()
             #expect(curl.terminationStatus == 0)
-            #expect(summary == "200 8388608", "\(summary)")
+            #expect(summary == "200 \(http2 ? "2" : "1.1") 8388608", "\(summary)")
             let data = try Data(contentsOf: URL(fileURLWithPath: output))
             #expect(data.count == 8 << 20 && DownloadApp.isPattern(ByteBuffer(bytes: data), from: 0))
         }
