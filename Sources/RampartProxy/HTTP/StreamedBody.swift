@@ -54,10 +54,29 @@ final class StreamedBody: Sendable {
         /// The client's side stopped taking parts.
         var abandoned = false
         /// Whether the upstream's response ended cleanly, once it is over either way.
-        var settled: Bool?
-        var onSettled: (@Sendable (Bool) -> Void)?
-        var outcome: Outcome?
-        var onFinished: (@Sendable (Outcome) -> Void)?
+        var settled = Once<Bool>()
+        /// How the client's side ended.
+        var finished = Once<Outcome>()
+    }
+
+    /// A value set once, and what runs when it is set (at once for what asks after that).
+    private struct Once<Value: Sendable> {
+        private(set) var value: Value?
+        private var waiting: (@Sendable (Value) -> Void)?
+
+        /// Sets the value, unless it is set; returns what is to run with it, outside the lock.
+        mutating func set(_ value: Value) -> (@Sendable (Value) -> Void)? {
+            guard self.value == nil else { return nil }
+            self.value = value
+            defer { waiting = nil }
+            return waiting
+        }
+
+        /// Keeps `body` for the value to come; returns the value when it is already set.
+        mutating func when(_ body: @escaping @Sendable (Value) -> Void) -> Value? {
+            if value == nil { waiting = body }
+            return value
+        }
     }
 
     /// The upstream connection or HTTP/2 stream the body comes on.
@@ -121,21 +140,11 @@ final class StreamedBody: Sendable {
     /// Runs `body` once the upstream's response is over: with true when it ended as HTTP ends a
     /// response, false when it failed or the client went away first. At once if it is over.
     func whenSettled(_ body: @escaping @Sendable (Bool) -> Void) {
-        let settled = state.withLock { state -> Bool? in
-            if state.settled == nil { state.onSettled = body }
-            return state.settled
-        }
-        if let settled { body(settled) }
+        if let settled = state.withLock({ $0.settled.when(body) }) { body(settled) }
     }
 
     private func settle(_ clean: Bool) {
-        let run = state.withLock { state -> (@Sendable (Bool) -> Void)? in
-            guard state.settled == nil else { return nil }
-            state.settled = clean
-            defer { state.onSettled = nil }
-            return state.onSettled
-        }
-        run?(clean)
+        state.withLock { $0.settled.set(clean) }?(clean)
     }
 
     // MARK: The client's side
@@ -179,7 +188,7 @@ final class StreamedBody: Sendable {
             state.queuedBytes = 0
             let waiting = state.waiting
             state.waiting = nil
-            return (state.settled == nil, waiting)
+            return (state.settled.value == nil, waiting)
         }
         waiting?.resume(throwing: ClientGone())
         if open {
@@ -190,22 +199,12 @@ final class StreamedBody: Sendable {
 
     /// Records how the client's side ended, once.
     func finished(_ outcome: Outcome) {
-        let run = state.withLock { state -> (@Sendable (Outcome) -> Void)? in
-            guard state.outcome == nil else { return nil }
-            state.outcome = outcome
-            defer { state.onFinished = nil }
-            return state.onFinished
-        }
-        run?(outcome)
+        state.withLock { $0.finished.set(outcome) }?(outcome)
     }
 
     /// Runs `body` with the exchange's outcome once the client's side has ended; at once if it has.
     func whenFinished(_ body: @escaping @Sendable (Outcome) -> Void) {
-        let outcome = state.withLock { state -> Outcome? in
-            if state.outcome == nil { state.onFinished = body }
-            return state.outcome
-        }
-        if let outcome { body(outcome) }
+        if let outcome = state.withLock({ $0.finished.when(body) }) { body(outcome) }
     }
 
     /// What `next` throws to a task waiting on it when the client's side abandons the body.

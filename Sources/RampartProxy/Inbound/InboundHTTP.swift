@@ -332,7 +332,9 @@ struct InboundHTTP: Sendable {
             done(.relaying(forwarded.head, to: target, context: context, server: ResponseStamp.inboundServer, described: described), record)
             return
         }
-        context.upstream.send(forwarded, to: target, timeout: GRPCFraming.exchangeTimeout(forwarded.head, proxy: context.upstreamTimeout), on: loop, streamsResponse: !forwarded.isGRPC) { [record = consume record] outcome in
+        // A gRPC response not relayed as a stream is read whole, so its status can be given as gRPC's.
+        let streams = !record.isGRPC
+        context.upstream.send(forwarded, to: target, timeout: GRPCFraming.exchangeTimeout(forwarded.head, proxy: context.upstreamTimeout), on: loop, streamsResponse: streams) { [record = consume record] outcome in
             var record = record
             let response = described(outcome, &record)
             done(response, record)

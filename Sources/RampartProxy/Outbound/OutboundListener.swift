@@ -331,7 +331,8 @@ struct OutboundHTTP: Sendable {
         record.upstreamHost = endpoint.address
         record.destinationWorkload = endpoint.workload
         record.destination(endpoint.telemetry)
-        context.upstream.send(request, to: route.target(endpoint), timeout: GRPCFraming.exchangeTimeout(request.head, proxy: context.upstreamTimeout), on: loop, streamsResponse: !request.isGRPC) { [self, request, record = consume record] outcome in
+        let streams = !record.isGRPC
+        context.upstream.send(request, to: route.target(endpoint), timeout: GRPCFraming.exchangeTimeout(request.head, proxy: context.upstreamTimeout), on: loop, streamsResponse: streams) { [self, request, record = consume record] outcome in
             if case .failure(let error) = outcome, (error as? ProxyError)?.code == .upstreamConnect {
                 if attempt <= RetryAttempts.retries, request.cancellation?.isCancelled != true {
                     context.logger.info(
@@ -396,7 +397,8 @@ struct OutboundHTTP: Sendable {
             done(.relaying(request.head, to: UpstreamTarget(host: target.host, port: port, http2: true), context: context, server: ResponseStamp.outboundServer, described: described), record)
             return
         }
-        context.upstream.send(request, to: UpstreamTarget(host: target.host, port: port), timeout: GRPCFraming.exchangeTimeout(request.head, proxy: context.upstreamTimeout), on: loop, streamsResponse: !request.isGRPC) { [record = consume record] outcome in
+        let streams = !record.isGRPC
+        context.upstream.send(request, to: UpstreamTarget(host: target.host, port: port), timeout: GRPCFraming.exchangeTimeout(request.head, proxy: context.upstreamTimeout), on: loop, streamsResponse: streams) { [record = consume record] outcome in
             var record = record
             let response = described(outcome, &record)
             done(response, record)
