@@ -115,6 +115,8 @@ public final class ProxyContext: Sendable {
     /// Completes a request's record with its response and duration, and reports it to the
     /// metrics and the access log.
     func finish(_ record: inout RequestRecord, response: BufferedResponse, start: Date) {
+        // An upload's body bytes as far as they have come.
+        if let upload = record.upload { record.bytesReceived = upload.bytesReceived }
         record.responseCode = Int(response.head.status.code)
         if record.isGRPC {
             // As the caller sees it (see `GRPCFraming`): a local reply is HTTP 200 with a gRPC status.
@@ -146,6 +148,7 @@ public final class ProxyContext: Sendable {
                 // A client gone before the answer (see above) got nothing.
                 if record.responseFlags != "DC" { record.bytesSent = outcome.bytesSent }
                 record.endAfterHead(cut: outcome.cut, clientGone: outcome.clientGone)
+                if let upload = record.upload { record.bytesReceived = upload.bytesReceived }
                 record.duration = Date().timeIntervalSince(start)
                 metrics.recordRequest(record)
                 accessLog.write(record)

@@ -17,40 +17,59 @@ struct BodyBudgetTests {
         .body(ByteBuffer(repeating: UInt8(ascii: "b"), count: bytes))
     }
 
-    @Test("a body that would take the total past the budget is dropped and answered as overloaded; finished and abandoned bodies give their bytes back")
+    /// The parts an upload holds for the upstream, taken as the upstream's side takes them.
+    static func taken(_ upload: StreamedUpload) -> [StreamedBody.Part] {
+        guard case .parts(let parts) = upload.take(waking: EmbeddedEventLoop(), {}) else { return [] }
+        return parts
+    }
+
+    @Test("a body that would take the total past the budget is passed on as it arrives; finished and abandoned bodies give their bytes back")
     func budget() {
         let budget = BodyBudget(limit: 10)
         var first = RequestAssembly(maxBodyBytes: 100, budget: budget)
         var second = RequestAssembly(maxBodyBytes: 100, budget: budget)
         #expect(first.receive(head("/a")) == nil && first.receive(body(8)) == nil)
         #expect(budget.bytesHeld == 8)
-        // The second upload does not fit beside the first: it is read and dropped.
-        #expect(second.receive(head("/b")) == nil && second.receive(body(5)) == nil)
-        guard case .overloaded(let refused, let limit)? = second.receive(.end(nil)) else {
-            Issue.record("the second body was not refused")
+        // The second upload does not fit beside the first: it goes on with what it held (nothing),
+        // and its body follows as it arrives, held by no budget.
+        #expect(second.receive(head("/b")) == nil)
+        guard case .complete(let streamed)? = second.receive(body(5)), let upload = streamed.upload else {
+            Issue.record("the second body was not passed on as it arrives")
             return
         }
-        #expect(refused.uri == "/b" && limit == 10 && budget.bytesHeld == 8)
+        #expect(streamed.head.uri == "/b" && streamed.body.readableBytes == 0 && budget.bytesHeld == 8)
+        #expect(second.receive(body(2)) == nil && second.receive(.end(nil)) == nil)
+        #expect(upload.hasEnded && upload.bytesReceived == 7)
+        let parts = Self.taken(upload)
+        #expect(parts.count == 3)
+        if case .end = parts.last {} else { Issue.record("the upload's end was not handed on: \(parts)") }
         // The first finishes and is handed on: its bytes are no longer held as a body being read.
         guard case .complete(let request)? = first.receive(.end(nil)) else {
             Issue.record("the first request was not completed")
             return
         }
-        #expect(request.body.readableBytes == 8 && budget.bytesHeld == 0)
-        // Now the second fits; a stream that goes away mid-body gives its bytes back.
+        #expect(request.body.readableBytes == 8 && request.upload == nil && budget.bytesHeld == 0)
+        // Now the second connection's next body fits; a stream that goes away mid-body gives its bytes back.
         #expect(second.receive(head("/b")) == nil && second.receive(body(5)) == nil && budget.bytesHeld == 5)
         second.releaseHeld()
         #expect(budget.bytesHeld == 0)
-        // A body past --max-body-bytes is still refused as too large, and holds nothing.
+        // A body past --max-body-bytes goes on with what was held, which it no longer holds.
         var large = RequestAssembly(maxBodyBytes: 4, budget: budget)
         _ = large.receive(head("/c"))
         _ = large.receive(body(3))
-        _ = large.receive(body(3))
-        guard case .tooLarge? = large.receive(.end(nil)) else {
-            Issue.record("the large body was not refused as too large")
+        #expect(budget.bytesHeld == 3)
+        guard case .complete(let past)? = large.receive(body(3)), let rest = past.upload else {
+            Issue.record("the large body was not passed on")
             return
         }
-        #expect(budget.bytesHeld == 0)
+        #expect(past.body.readableBytes == 3 && budget.bytesHeld == 0)
+        // A client that goes away mid-upload fails it: the upstream's side learns why.
+        _ = large.abandon()
+        guard case .body = Self.taken(rest).first, case .failed(let error) = rest.take(waking: EmbeddedEventLoop(), {}) else {
+            Issue.record("the abandoned upload did not fail")
+            return
+        }
+        #expect(error is StreamedUpload.ClientGone && !rest.hasEnded)
     }
 
     @Test("a connection closed in the middle of a body gives its bytes back")

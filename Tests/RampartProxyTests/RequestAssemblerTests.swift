@@ -69,17 +69,18 @@ struct RequestAssemblerTests {
         }
         #expect(String(buffer: first) == "first")
 
-        // Not gRPC: held whole, and refused past the limit.
+        // Not gRPC: held up to the limit, then handed on as an upload.
         var plain = call
         plain.headers.replaceOrAdd(name: "content-type", value: "application/json")
         channel.pipeline.fireChannelRead(HTTPServerRequestPart.head(plain))
         channel.pipeline.fireChannelRead(HTTPServerRequestPart.body(ByteBuffer(string: "message")))
         channel.pipeline.fireChannelRead(HTTPServerRequestPart.end(nil))
         channel.pipeline.fireChannelReadComplete()
-        guard case .tooLarge? = try channel.readInbound(as: AssembledRequest.self) else {
-            Issue.record("a JSON body past the limit was not refused")
+        guard case .complete(let json)? = try channel.readInbound(as: AssembledRequest.self), let upload = json.upload else {
+            Issue.record("a JSON body past the limit was not passed on as it arrives")
             return
         }
+        #expect(!json.isStreamed && upload.hasEnded && upload.bytesReceived == 7)
     }
 
     @Test("body chunks are joined in order and trailers kept")
@@ -98,28 +99,70 @@ struct RequestAssemblerTests {
         #expect(try channel.finish().isClean)
     }
 
-    @Test("a body past the limit gives the head alone, and the next request on the connection is whole")
-    func tooLarge() throws {
+    @Test("a body past the limit is handed on with what was held, the rest follows into its upload, and the next request on the connection is whole")
+    func pastTheLimit() throws {
         let channel = try Self.channel(limit: 8)
         try channel.writeInbound(HTTPServerRequestPart.head(Self.head(.PUT, "/big")))
         try channel.writeInbound(HTTPServerRequestPart.body(ByteBuffer(string: "12345")))
+        #expect(try channel.readInbound(as: AssembledRequest.self) == nil)
         try channel.writeInbound(HTTPServerRequestPart.body(ByteBuffer(string: "6789")))
-        try channel.writeInbound(HTTPServerRequestPart.body(ByteBuffer(string: "more")))
-        try channel.writeInbound(HTTPServerRequestPart.end(nil))
-        guard case .tooLarge(let head, let limit)? = try channel.readInbound(as: AssembledRequest.self) else {
-            Issue.record("the oversized request was not reported")
+        guard case .complete(let big)? = try channel.readInbound(as: AssembledRequest.self), let upload = big.upload else {
+            Issue.record("the request past the limit was not handed on")
             return
         }
-        #expect(head.uri == "/big" && limit == 8)
+        #expect(big.head.uri == "/big" && String(buffer: big.body) == "12345" && big.trailers == nil)
+        try channel.writeInbound(HTTPServerRequestPart.body(ByteBuffer(string: "more")))
+        #expect(!upload.hasEnded)
+        try channel.writeInbound(HTTPServerRequestPart.end(["x-checksum": "1"]))
+        // Nothing more is handed on through the pipeline: the rest went into the upload.
+        #expect(try channel.readInbound(as: AssembledRequest.self) == nil)
+        var rest = ""
+        var trailers: HTTPHeaders?
+        for part in BodyBudgetTests.taken(upload) {
+            switch part {
+            case .body(let chunk): rest += String(buffer: chunk)
+            case .end(let end): trailers = end
+            }
+        }
+        #expect(rest == "6789more" && trailers?["x-checksum"] == ["1"])
+        #expect(upload.hasEnded && upload.isTakenWhole && upload.bytesReceived == 13)
         try channel.writeInbound(HTTPServerRequestPart.head(Self.head(.POST, "/small")))
         try channel.writeInbound(HTTPServerRequestPart.body(ByteBuffer(string: "12345678")))
         try channel.writeInbound(HTTPServerRequestPart.end(nil))
         guard case .complete(let request)? = try channel.readInbound(as: AssembledRequest.self) else {
-            Issue.record("the request after the oversized one was lost")
+            Issue.record("the request after the uploaded one was lost")
             return
         }
-        #expect(request.head.uri == "/small" && String(buffer: request.body) == "12345678")
+        #expect(request.head.uri == "/small" && String(buffer: request.body) == "12345678" && request.upload == nil)
         #expect(try channel.finish().isClean)
+    }
+
+    @Test("an upload's queue holds reads of the client past its limit, and an upstream that takes what waits reads on")
+    func uploadGate() throws {
+        let channel = try Self.channel(limit: 4)
+        let reads = ReadCounter()
+        try channel.pipeline.syncOperations.addHandler(reads, position: .first)
+        try channel.writeInbound(HTTPServerRequestPart.head(Self.head(.PUT, "/big")))
+        let chunk = ByteBuffer(repeating: 1, count: 64 * 1024)
+        try channel.writeInbound(HTTPServerRequestPart.body(chunk))
+        guard case .complete(let big)? = try channel.readInbound(as: AssembledRequest.self), let upload = big.upload else {
+            Issue.record("the request past the limit was not handed on")
+            return
+        }
+        for _ in 0..<4 { try channel.writeInbound(HTTPServerRequestPart.body(chunk)) }
+        // 256 KiB wait: a read asked for now is held.
+        let before = reads.count
+        channel.read()
+        #expect(reads.count == before, "a read went through with the upload's queue full")
+        #expect(BodyBudgetTests.taken(upload).count == 5)
+        // Taking them passes the held read on.
+        #expect(reads.count == before + 1, "the held read was not passed on once the upstream took what waited")
+        // An abandoned upload lets reads through and drops what comes.
+        upload.abandon()
+        for _ in 0..<5 { try channel.writeInbound(HTTPServerRequestPart.body(chunk)) }
+        channel.read()
+        #expect(reads.count == before + 2)
+        #expect(BodyBudgetTests.taken(upload).isEmpty)
     }
 
     @Test("a framed response is written as head, body and end; without a body as head and end")
@@ -156,5 +199,16 @@ struct RequestAssemblerTests {
         #expect(HTTPServing.frame(response, for: get, keepAlive: true).body == nil)
         let old = HTTPServing.frame(response, for: HTTPRequestHead(version: .http1_0, method: .GET, uri: "/"), keepAlive: true)
         #expect(old.head.version == .http1_0 && old.head.headers["connection"] == ["keep-alive"])
+    }
+}
+
+/// Counts the reads that reach the front of a pipeline.
+final class ReadCounter: ChannelOutboundHandler {
+    typealias OutboundIn = NIOAny
+    private(set) var count = 0
+
+    func read(context: ChannelHandlerContext) {
+        count += 1
+        context.read()
     }
 }

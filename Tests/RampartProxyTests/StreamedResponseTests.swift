@@ -18,9 +18,9 @@ import Testing
 /// The body bytes are lower-case letters in order (`a` + offset mod 26), so a client can check
 /// every byte it got and where it got it.
 final class DownloadApp: Sendable {
-    typealias Connection = NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>
+    typealias Connection = LoopbackHTTP.Connection
 
-    let listener: NIOAsyncChannel<Connection, Never>
+    let listener: LoopbackHTTP.Listener
     var port: Int { listener.channel.localAddress?.port ?? 0 }
     /// Body bytes written by the `/large` and `/chunked` answers.
     let written = Atomic<Int>(0)
@@ -53,14 +53,7 @@ final class DownloadApp: Sendable {
     }
 
     init() async throws {
-        listener = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .bind(host: "127.0.0.1", port: 0) { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
-                    return try Connection(wrappingChannelSynchronously: channel)
-                }
-            }
+        listener = try await LoopbackHTTP.listen()
     }
 
     /// The pattern from offset 0, long enough for a 64 KiB piece to start at any offset mod 26.
@@ -99,13 +92,7 @@ final class DownloadApp: Sendable {
 
     /// Serves until the task is cancelled.
     func run() async {
-        try? await withThrowingDiscardingTaskGroup { group in
-            try await listener.executeThenClose { connections in
-                for try await connection in connections {
-                    group.addTask { try? await self.serve(connection) }
-                }
-            }
-        }
+        await LoopbackHTTP.run(listener) { try await self.serve($0) }
     }
 
     private func serve(_ connection: Connection) async throws {
@@ -240,50 +227,24 @@ struct StreamingClient {
 /// flow control, and a body cut short by either side is logged as Envoy logs it.
 @Suite("Responses streamed to the client", .serialized)
 struct StreamedResponseTests {
-    /// A mesh of two proxies in front of a `DownloadApp`: the client's (its outbound listener
-    /// routes `server:8080`) and the server's; each logs to its own file.
+    /// Two proxies (see `TwoProxies`) in front of a `DownloadApp`.
     struct Mesh {
         let app: DownloadApp
-        let client: TestProxy
-        let server: TestProxy
-        let clientLog: String
-        let serverLog: String
+        let proxies: TwoProxies
+        var client: TestProxy { proxies.client }
+        var server: TestProxy { proxies.server }
+        var clientLog: String { proxies.clientLog }
+        var serverLog: String { proxies.serverLog }
     }
 
     private func withMesh(acceptHTTP10: Bool = false, _ body: (Mesh) async throws -> Void) async throws {
-        let fixture = try MeshFixture()
-        defer { fixture.remove() }
         let app = try await DownloadApp()
         let appTask = Task { await app.run() }
         defer { appTask.cancel() }
-        let serverIdentity = try await fixture.identity(namespace: "default", serviceAccount: "server")
-        let clientIdentity = try await fixture.identity(namespace: "default", serviceAccount: "client")
-        let serverLog = "\(fixture.directory)/server-access.log"
-        let clientLog = "\(fixture.directory)/client-access.log"
-        let server = try await TestProxy(
-            workload: WorkloadInfo(
-                name: "server-v1", namespace: "default", labels: ["app": "server"], services: [ServicePort(name: "server", port: app.port)],
-                appPort: app.port),
-            identityDirectory: serverIdentity.directory, appPort: app.port, logFile: serverLog, upstreamTimeout: .seconds(60),
-            acceptHTTP10: acceptHTTP10)
-        let client = try await TestProxy(
-            workload: WorkloadInfo(name: "client-v1", namespace: "default", labels: ["app": "client"], appPort: 1),
-            identityDirectory: clientIdentity.directory, appPort: 1, logFile: clientLog, upstreamTimeout: .seconds(60))
-        try server.install(SnapshotBuilder.snapshot(version: 2))
-        try client.install(SnapshotBuilder.snapshot(
-            version: 2, services: [("server", "default", 8080, [("127.0.0.1:\(server.inboundPort)", serverIdentity.spiffeID, "server-v1")])]))
-        let mesh = Mesh(app: app, client: client, server: server, clientLog: clientLog, serverLog: serverLog)
-        do {
-            try await body(mesh)
-        } catch {
-            await client.stop()
-            await server.stop()
-            try? await app.listener.channel.close()
-            throw error
+        defer { app.listener.channel.close(promise: nil) }
+        try await TwoProxies.with(appPort: app.port, acceptHTTP10: acceptHTTP10) { proxies in
+            try await body(Mesh(app: app, proxies: proxies))
         }
-        await client.stop()
-        await server.stop()
-        try? await app.listener.channel.close()
     }
 
     @Test(

@@ -3,7 +3,8 @@ import NIOCore
 import NIOHTTP1
 import RampartPolicy
 
-/// An HTTP request held whole: the proxy decides on complete requests.
+/// An HTTP request as the proxy passes it on: held whole, or (past what the proxy holds) its head
+/// and the start of its body, the rest to follow (`upload`).
 public struct BufferedRequest: Sendable {
     /// The request line and headers.
     public var head: HTTPRequestHead
@@ -24,6 +25,10 @@ public struct BufferedRequest: Sendable {
     /// `start_time`, from which its `duration` counts, as Envoy counts both from the request's
     /// first bytes (so a request's duration includes the reading of its body).
     public var arrived: Date?
+    /// For a request whose body went past what the proxy holds: the rest of the body, passed on
+    /// as the client sends it (see `StreamedUpload`); `body` holds what was held, and `trailers` is
+    /// nil (they come with the rest).
+    var upload: StreamedUpload?
     /// For a request decided on its head while its body arrived (see `InboundHTTP.refusal(onHead:)`):
     /// that decision, which stands for the whole request.
     var headVerdict: InboundHTTP.HeadVerdict?

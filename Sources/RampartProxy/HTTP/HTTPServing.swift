@@ -84,7 +84,7 @@ enum HTTPServing {
                 // A stream the client resets (or whose connection goes) stops its upstream exchange.
                 let cancellation = RequestCancellation()
                 channel.channel.closeFuture.whenComplete { _ in cancellation.cancel() }
-                let (framed, last) = await answer(assembled, respond: respond, refused: refused, cancellation: cancellation)
+                let (framed, last, _) = await answer(assembled, respond: respond, refused: refused, cancellation: cancellation)
                 if let relay = framed.relay, case .complete(let request) = assembled {
                     // A call passed on as it arrives: the relay reads the rest of the request.
                     await relay.run(client: channel.channel, parts: &parts, request: request, cancellation: cancellation)
@@ -95,6 +95,7 @@ enum HTTPServing {
                     // when the response could not be written whole.
                     let complete = await deliver(framed, streamed, on: channel.channel, cancellation: cancellation)
                     cancellation.finish()
+                    Self.abandonUnfinishedUpload(assembled)
                     if !complete { channel.channel.close(promise: nil) }
                     return
                 }
@@ -215,13 +216,15 @@ enum HTTPServing {
             cancellation.begin()
             if !stream.channel.isActive { cancellation.cancel() }
             let stopsParser = if case .complete(let request) = assembled { HTTPUpgrade.stopsParser(request.head) } else { false }
-            let (framed, last) = await answer(assembled, respond: respond, refused: refused, cancellation: cancellation, draining: stream.draining)
+            let (framed, last, unread) = await answer(
+                assembled, respond: respond, refused: refused, cancellation: cancellation, draining: stream.draining)
             if let streamed = framed.streamed {
                 // The next request waits for the end of this response. One cut short ends the
-                // connection, the client's only sign that it is incomplete.
+                // connection, the client's only sign that it is incomplete; so does one that ended
+                // before its upload did, whose rest is not read.
                 let complete = await deliver(framed, streamed, on: stream.channel, cancellation: cancellation)
                 cancellation.finish()
-                if !complete || last {
+                if !complete || last || Self.abandonUnfinishedUpload(assembled) {
                     stream.close()
                     return
                 }
@@ -234,6 +237,12 @@ enum HTTPServing {
                 stream.switchToBytes(after: framed, joining: upgraded)
                 return
             }
+            if unread {
+                // The rest of an upload is not read: the connection lingers after the answer, as
+                // after a refusal on the head, so that a client still sending reads it.
+                stream.writeAndLinger(framed, for: refusalLinger)
+                return
+            }
             if last {
                 stream.writeAndClose(framed)
                 return
@@ -244,39 +253,41 @@ enum HTTPServing {
         stream.close()
     }
 
-    /// The framed answer to one request, and whether it is the connection's last.
+    /// Drops the rest of an upload the client is still sending once its exchange is over; returns
+    /// whether there was one.
+    @discardableResult
+    private static func abandonUnfinishedUpload(_ assembled: AssembledRequest) -> Bool {
+        guard case .complete(let request) = assembled, let upload = request.upload, !upload.hasEnded else { return false }
+        upload.abandon()
+        return true
+    }
+
+    /// The framed answer to one request, whether it is the connection's last, and whether it ends
+    /// the connection with the rest of its request unread (which then lingers, see `refusalLinger`).
     /// An HTTP/1.1 answer given once the listener drains (`draining`) carries `connection: close`
     /// and ends the connection, as Envoy's drain ends it: the client learns to open its next
     /// connection elsewhere without a request lost in a race with the close.
     private static func answer(
         _ assembled: AssembledRequest, respond: (BufferedRequest) async -> BufferedResponse, refused: Refused,
         cancellation: RequestCancellation, draining: DrainFlag? = nil
-    ) async -> (FramedResponse, last: Bool) {
+    ) async -> (FramedResponse, last: Bool, unread: Bool) {
         let requestHead: HTTPRequestHead
         let response: BufferedResponse
-        // Whether the request's body was dropped unread, which ends an HTTP/1.1 connection.
-        var tooLarge = false
+        // Whether the rest of the request will not be read, which ends an HTTP/1.1 connection.
+        var unread = false
         switch assembled {
         case .complete(var request):
             requestHead = request.head
             request.cancellation = cancellation
             response = await respond(request)
             if let relay = response.relay {
-                return (FramedResponse(head: response.head, relay: relay), true)
+                return (FramedResponse(head: response.head, relay: relay), true, false)
             }
-        case .tooLarge(let head, let limit):
-            // Refused before either side's handler saw it, with the details Envoy's buffer filter gives.
-            requestHead = head
-            response = refused(
-                head, .local(.payloadTooLarge, "request body exceeds \(limit) bytes\n"), "request_payload_too_large", nil)
-            tooLarge = true
-        case .overloaded(let head, let limit):
-            requestHead = head
-            response = refused(
-                head,
-                .local(.serviceUnavailable, "the proxy holds its limit of request bodies being read (\(limit / 1_048_576) MiB): retry later\n"),
-                "overload", nil)
-            tooLarge = true
+            // Answered whole before the client sent all of an upload (the application answered
+            // early, or the proxy refused the request): the rest is not passed on, and the
+            // connection ends. (A response passed on as it arrives may go on while the upload
+            // does: the serving loop looks again at its end.)
+            if response.streamed == nil, abandonUnfinishedUpload(assembled) { unread = true }
         case .missingAuthority(let head):
             requestHead = head
             response = refused(head, .local(.badRequest, HTTP2AuthorityNormalizer.missingAuthorityText), "missing_host_header", nil)
@@ -285,12 +296,12 @@ enum HTTPServing {
             // not be read, so the connection ends.
             requestHead = head
             response = refused(head, .local(.requestTimeout, "stream timeout"), RequestRecord.streamIdleTimeout, partial)
-            tooLarge = true
+            unread = true
         case .unparsable(let status, let details):
             // As Envoy's codec answers what it cannot parse: no body, and the connection ends.
             requestHead = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/")
             let response = refused(nil, .local(status, ""), details, nil)
-            return (frame(response, for: requestHead, keepAlive: false), true)
+            return (frame(response, for: requestHead, keepAlive: false), true, false)
         case .bodyPart, .end, .abandoned, .awaitingBody:
             // Parts of a request handed on at its head reach its relay, never here; an abandoned
             // request is recorded by the connection's loop.
@@ -310,9 +321,9 @@ enum HTTPServing {
             && !response.head.headers.contains(name: "content-length")
         let keepAlive =
             http2
-            || (requestHead.isKeepAlive && !tooLarge && !refusedUpgrade && !HopByHop.asksToClose(response.head.headers)
+            || (requestHead.isKeepAlive && !unread && !refusedUpgrade && !HopByHop.asksToClose(response.head.headers)
                 && draining?.isSet != true && !endsByClose)
-        return (frame(response, for: requestHead, keepAlive: keepAlive), http2 || !keepAlive)
+        return (frame(response, for: requestHead, keepAlive: keepAlive), http2 || !keepAlive, unread)
     }
 
     /// A response framed for this client: hop-by-hop headers removed, `content-length` set,

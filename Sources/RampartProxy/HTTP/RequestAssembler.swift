@@ -4,16 +4,13 @@ import NIOHTTP1
 import RampartPolicy
 import Synchronization
 
-/// A request as a server connection hands it to async code: whole, or only its head when the
-/// proxy answers it itself (a body past a limit is read and dropped, so the connection stays in
-/// step).
+/// A request as a server connection hands it to async code: whole, or its head and the start of
+/// its body when the body goes past what the proxy holds (the rest follows as an upload, see
+/// `StreamedUpload`), or only its head when the proxy answers it itself.
 enum AssembledRequest: Sendable {
     /// Held by reference (`indirect`), as the other large cases: the channel's pipeline then
     /// carries the request in place, without boxing a copy of it.
     indirect case complete(BufferedRequest)
-    case tooLarge(HTTPRequestHead, limit: Int)
-    /// The proxy already holds its limit of request bodies being read (`BodyBudget`).
-    case overloaded(HTTPRequestHead, limit: Int)
     /// An HTTP/2 request with neither `:authority` nor `host` (see `HTTP2AuthorityNormalizer`).
     case missingAuthority(HTTPRequestHead)
     /// Bytes the HTTP/1.1 parser refused: the connection's last element. `status` is 400, or 431
@@ -44,10 +41,10 @@ struct PartialRequest: Sendable {
 }
 
 /// How many bytes of request bodies the whole proxy holds while it reads them, across every
-/// connection and stream. Each request's body is held whole before it is forwarded, up to
+/// connection and stream. A request's body is held whole before it is forwarded, up to
 /// `--max-body-bytes`; without a bound over all of them, clients that start many uploads and stall
 /// them would make the proxy hold gigabytes. A body that would take the total past `limit` is
-/// read and dropped, and its request answered 503, as Envoy's overload manager sheds load.
+/// passed on as it arrives instead (see `StreamedUpload`), which holds a bounded part of it.
 final class BodyBudget: Sendable {
     let limit: Int
     private let held = Atomic<Int>(0)
@@ -111,7 +108,9 @@ struct RequestAssembly {
     private enum State {
         case idle
         case reading(HTTPRequestHead, ByteBuffer)
-        case discarding(HTTPRequestHead, overloaded: Bool)
+        /// A request handed on once its body went past what is held: the rest of its body goes
+        /// into the upload as it arrives.
+        case uploading(StreamedUpload)
         /// A request to be handed on at its head, and what of it came in the same read: it is
         /// handed on when that read is over (`startStream`), so that a unary call's head, message
         /// and end are passed on together.
@@ -134,6 +133,9 @@ struct RequestAssembly {
     let streamsGRPC: Bool
     /// What every connection's bodies are held against.
     let budget: BodyBudget
+    /// The connection or stream the requests come on, which an upload reads again once the
+    /// upstream has taken what waits (nil in tests of the state machine alone).
+    var channel: (any Channel)?
     /// The body of bodiless requests, allocated once per connection.
     private let empty = ByteBuffer()
 
@@ -180,22 +182,33 @@ struct RequestAssembly {
         case (.end(let trailers), .streaming):
             state = .idle
             return .end(trailers)
+        case (.body(let chunk), .uploading(let upload)):
+            upload.deliver(.body(chunk))
+            return nil
+        case (.end(let trailers), .uploading(let upload)):
+            state = .idle
+            upload.deliver(.end(trailers))
+            return nil
         case (.body(var chunk), .reading(let head, var body)):
             state = .idle  // drops this copy's reference so `body` grows in place
-            if body.readableBytes + chunk.readableBytes > maxBodyBytes {
+            guard body.readableBytes + chunk.readableBytes <= maxBodyBytes, budget.reserve(chunk.readableBytes) else {
+                // Past what is held (or what the proxy holds in all): the request goes on now,
+                // with what was held, and the rest of its body follows as it arrives.
                 budget.release(body.readableBytes)
-                state = .discarding(head, overloaded: false)
-            } else if !budget.reserve(chunk.readableBytes) {
-                budget.release(body.readableBytes)
-                state = .discarding(head, overloaded: true)
-            } else {
-                if body.readableBytes == 0 {
-                    body = chunk
-                } else {
-                    body.writeBuffer(&chunk)
-                }
-                state = .reading(head, body)
+                let upload = StreamedUpload(client: channel, held: body.readableBytes)
+                upload.deliver(.body(chunk))
+                state = .uploading(upload)
+                var request = BufferedRequest(head: head, body: body)
+                request.arrived = started
+                request.upload = upload
+                return .complete(request)
             }
+            if body.readableBytes == 0 {
+                body = chunk
+            } else {
+                body.writeBuffer(&chunk)
+            }
+            state = .reading(head, body)
             return nil
         case (.body, _):
             return nil
@@ -206,9 +219,6 @@ struct RequestAssembly {
             var request = BufferedRequest(head: head, body: body, trailers: trailers)
             request.arrived = started
             return .complete(request)
-        case (.end, .discarding(let head, let overloaded)):
-            state = .idle
-            return overloaded ? .overloaded(head, limit: budget.limit) : .tooLarge(head, limit: maxBodyBytes)
         case (.end, .idle):
             return nil
         }
@@ -238,10 +248,9 @@ struct RequestAssembly {
 
     /// The head of the request being read, once, when its body is still to come at the end of the
     /// read that brought the head, and the connection decides requests on their heads. A request
-    /// whose body is being dropped for its size is answered for that alone, and not announced; nor
-    /// is one whose `transfer-encoding` names a coding besides `chunked`, which the parser may yet
-    /// refuse (400) and is otherwise answered 501 once read (see `ProxyContext.codecRefusal`), so
-    /// that its answer does not depend on where a read ends.
+    /// whose `transfer-encoding` names a coding besides `chunked` is not announced: the parser may
+    /// yet refuse it (400), and it is otherwise answered 501 once read (see
+    /// `ProxyContext.codecRefusal`), so that its answer does not depend on where a read ends.
     mutating func announceHead() -> AssembledRequest? {
         guard decidesOnHead, !announced, case .reading(let head, _) = state,
             !ProxyContext.hasUnsupportedTransferEncoding(head.headers)
@@ -250,24 +259,36 @@ struct RequestAssembly {
         return .awaitingBody(head, PartialRequest(started: started, bytesReceived: received))
     }
 
-    /// The head of a request still being read (held or dropped for its size), which its client
-    /// abandons as the connection or stream goes away; what its body holds is given back.
-    mutating func abandon() -> (HTTPRequestHead, PartialRequest)? {
+    /// The head of a request still being read, which its client abandons as the connection or
+    /// stream goes away (or stalls, `error`); what its body holds is given back. A request handed
+    /// on with an upload has its upload fail with `error` instead: its exchange ends, and is
+    /// answered and recorded by the task that serves it.
+    mutating func abandon(_ error: any Error = StreamedUpload.ClientGone()) -> (HTTPRequestHead, PartialRequest)? {
         let head: HTTPRequestHead?
         switch state {
-        case .reading(let reading, _), .discarding(let reading, _): head = reading
+        case .reading(let reading, _): head = reading
         case .startingStream(let starting, _, let ended, _) where !ended: head = starting
         default: head = nil
         }
-        releaseHeld()
+        releaseHeld(error)
         return head.map { ($0, PartialRequest(started: started, bytesReceived: received)) }
     }
 
-    /// Gives back what a body being read holds: when the connection or stream goes away with the
-    /// request unfinished.
-    mutating func releaseHeld() {
-        if case .reading(_, let body) = state { budget.release(body.readableBytes) }
+    /// Gives back what a body being read holds, and fails an upload under way with `error`: when
+    /// the connection or stream goes away with the request unfinished.
+    mutating func releaseHeld(_ error: any Error = StreamedUpload.ClientGone()) {
+        switch state {
+        case .reading(_, let body): budget.release(body.readableBytes)
+        case .uploading(let upload): upload.fail(error)
+        default: break
+        }
         state = .idle
+    }
+
+    /// The upload under way, if the current request's body is passed on as it arrives.
+    var upload: StreamedUpload? {
+        if case .uploading(let upload) = state { return upload }
+        return nil
     }
 }
 
@@ -312,16 +333,21 @@ final class HTTPRequestAssembler: ChannelDuplexHandler, RemovableChannelHandler 
         var part = unwrapInboundIn(data)
         if case .head(var head) = part, head.version.major == 1, head.headers.contains(name: "expect") {
             // `Expect: 100-continue` is answered here, as Envoy answers it, and not passed on: the
-            // request is read whole before it goes anywhere, so the client must send its body now.
+            // proxy reads the body (held, or passed on past what it holds) before the application
+            // could answer, so the client must send it now.
             let continues = head.headers["expect"].contains { $0.lowercased() == "100-continue" }
             head.headers.remove(name: "expect")
             part = .head(head)
-            let declared = head.headers.first(name: "content-length").flatMap(Int.init) ?? 0
-            if continues, head.version.minor >= 1, unanswered == 0, declared <= assembly.maxBodyBytes {
+            if continues, head.version.minor >= 1, unanswered == 0 {
                 context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
             }
         }
-        guard let request = assembly.receive(part) else { return }
+        let uploading = assembly.upload != nil
+        guard let request = assembly.receive(part) else {
+            // An upload's end: the connection is between requests again.
+            if uploading && assembly.upload == nil { activity?.pending = false }
+            return
+        }
         switch request {
         case .bodyPart, .end:
             // The rest of a request already handed on.
@@ -347,13 +373,25 @@ final class HTTPRequestAssembler: ChannelDuplexHandler, RemovableChannelHandler 
         context.fireChannelReadComplete()
     }
 
+    func handlerAdded(context: ChannelHandlerContext) {
+        assembly.channel = context.channel
+    }
+
     func handlerRemoved(context: ChannelHandlerContext) {
         assembly.releaseHeld()
+        assembly.channel = nil
+    }
+
+    func read(context: ChannelHandlerContext) {
+        // While the upstream is behind with an upload, the client is not read (see
+        // `StreamedUpload.admitsRead`).
+        if let upload = assembly.upload, !upload.admitsRead() { return }
+        context.read()
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is StalledRequest {
-            if let (head, partial) = assembly.abandon() {
+            if let (head, partial) = assembly.abandon(StreamedUpload.Stalled()) {
                 unanswered += 1
                 // Outside a read: handed on with a read's end, which is when async code sees it.
                 context.fireChannelRead(wrapInboundOut(.stalled(head, partial)))

@@ -43,16 +43,8 @@ final class StreamedBody: Sendable {
     static let maxQueuedBytes = 256 * 1024
 
     private struct State {
-        var queue: [Part] = []
-        var queuedBytes = 0
+        var queue = PartQueue()
         var waiting: UnsafeContinuation<[Part]?, any Error>?
-        /// The end (or the failure) has been delivered.
-        var ended = false
-        var failure: (any Error)?
-        /// A read of the upstream was held back while the queue was full.
-        var readHeld = false
-        /// The client's side stopped taking parts.
-        var abandoned = false
         /// Whether the upstream's response ended cleanly, once it is over either way.
         var settled = Once<Bool>()
         /// How the client's side ended.
@@ -96,13 +88,12 @@ final class StreamedBody: Sendable {
         if case .end = part { isEnd = true } else { isEnd = false }
         if isEnd { settle(true) }
         let resumed = state.withLock { state -> UnsafeContinuation<[Part]?, any Error>? in
-            guard !state.ended, !state.abandoned else { return nil }
-            if isEnd { state.ended = true }
+            guard state.queue.accepts else { return nil }
             if let waiting = state.waiting {
+                if isEnd { state.queue.ended = true }
                 state.waiting = nil
                 return waiting
             }
-            if case .body(let chunk) = part { state.queuedBytes += chunk.readableBytes }
             state.queue.append(part)
             return nil
         }
@@ -112,25 +103,18 @@ final class StreamedBody: Sendable {
     /// Whether the upstream may be read now: not while ``maxQueuedBytes`` wait for the client (the
     /// read is then held until the client takes them).
     func admitsRead() -> Bool {
-        state.withLock { state in
-            guard state.queuedBytes >= Self.maxQueuedBytes, !state.abandoned else { return true }
-            state.readHeld = true
-            return false
-        }
+        state.withLock { $0.queue.admitsRead(limit: Self.maxQueuedBytes) }
     }
 
     /// Whether a read of the upstream is held back for the client: the upstream is not idle then,
     /// the client is slow.
-    var isHoldingReads: Bool { state.withLock { $0.readHeld } }
+    var isHoldingReads: Bool { state.withLock { $0.queue.readHeld } }
 
     /// The upstream failed before the end: the client's task gets `error` after what came before.
     func fail(_ error: any Error) {
         settle(false)
         let resumed = state.withLock { state -> UnsafeContinuation<[Part]?, any Error>? in
-            guard !state.ended else { return nil }
-            state.ended = true
-            state.failure = error
-            guard state.queue.isEmpty, let waiting = state.waiting else { return nil }
+            guard state.queue.fail(error), let waiting = state.waiting else { return nil }
             state.waiting = nil
             return waiting
         }
@@ -154,16 +138,9 @@ final class StreamedBody: Sendable {
     func next() async throws -> [Part]? {
         try await withUnsafeThrowingContinuation { continuation in
             let (parts, resumesReading): ([Part]?, Bool) = state.withLock { state in
-                if !state.queue.isEmpty {
-                    let parts = state.queue
-                    state.queue.removeAll(keepingCapacity: true)
-                    state.queuedBytes = 0
-                    let resumes = state.readHeld
-                    state.readHeld = false
-                    return (parts, resumes)
-                }
-                if state.ended {
-                    if let failure = state.failure {
+                if let taken = state.queue.takeAll() { return taken }
+                if state.queue.ended {
+                    if let failure = state.queue.failure {
                         continuation.resume(throwing: failure)
                     } else {
                         continuation.resume(returning: nil)
@@ -183,9 +160,7 @@ final class StreamedBody: Sendable {
     /// downstream that disconnected.
     func abandon() {
         let (open, waiting) = state.withLock { state -> (Bool, UnsafeContinuation<[Part]?, any Error>?) in
-            state.abandoned = true
-            state.queue.removeAll()
-            state.queuedBytes = 0
+            _ = state.queue.drop()
             let waiting = state.waiting
             state.waiting = nil
             return (state.settled.value == nil, waiting)
@@ -225,6 +200,70 @@ final class StreamedBody: Sendable {
         if error is UpstreamTimeout || error is UpstreamIdleTimeout || error is NIOHTTP2Errors.StreamClosed { return cut(by: error) }
         let reset = UpstreamFailure.Reset(error)
         return (reset.flag, "upstream_reset_after_response_started{\(reset.rawValue)}")
+    }
+}
+
+/// The parts of a body waiting between the handler that reads them from one connection and the
+/// side that passes them on, with the read gate kept over them (see `StreamedBody` and
+/// `StreamedUpload`). Kept under its owner's lock.
+struct PartQueue {
+    private(set) var parts: [StreamedBody.Part] = []
+    /// Body bytes waiting.
+    private(set) var bytes = 0
+    /// The end, or the failure, has been delivered.
+    var ended = false
+    private(set) var failure: (any Error)?
+    /// A read was held back while the queue was full.
+    private(set) var readHeld = false
+    /// The side that takes the parts wants no more: what comes is dropped, and reads go on.
+    private(set) var abandoned = false
+
+    /// Whether a part delivered now is kept.
+    var accepts: Bool { !ended && !abandoned }
+
+    /// Queues a part; an end ends the queue.
+    mutating func append(_ part: StreamedBody.Part) {
+        switch part {
+        case .body(let chunk): bytes += chunk.readableBytes
+        case .end: ended = true
+        }
+        parts.append(part)
+    }
+
+    /// Ends the queue with `error`, unless it has ended; returns whether the taker, if it waits
+    /// with nothing queued, is to learn of it now.
+    mutating func fail(_ error: any Error) -> Bool {
+        guard !ended else { return false }
+        ended = true
+        failure = error
+        return parts.isEmpty
+    }
+
+    /// Whether a read may be passed on: not while `limit` bytes wait (the read is then held until
+    /// they are taken), unless the parts are no longer wanted.
+    mutating func admitsRead(limit: Int) -> Bool {
+        guard bytes >= limit, !abandoned else { return true }
+        readHeld = true
+        return false
+    }
+
+    /// Everything queued, and whether a held read is to be passed on now; nil when nothing waits.
+    mutating func takeAll() -> (parts: [StreamedBody.Part], resumesReading: Bool)? {
+        guard !parts.isEmpty else { return nil }
+        let taken = parts
+        parts.removeAll(keepingCapacity: true)
+        bytes = 0
+        defer { readHeld = false }
+        return (taken, readHeld)
+    }
+
+    /// Drops what waits and anything that comes later; returns whether a read was held.
+    mutating func drop() -> Bool {
+        abandoned = true
+        parts.removeAll()
+        bytes = 0
+        defer { readHeld = false }
+        return readHeld
     }
 }
 

@@ -109,7 +109,8 @@ struct InboundHTTP: Sendable {
             var record = record
             var response = response
             ResponseStamp.apply(&response, server: ResponseStamp.inboundServer, serviceTime: record.upstreamServiceTime)
-            record.downstreamDisconnected = request.cancellation?.isCancelled ?? false
+            // Gone before the answer: seen by the connection's close, or by an upload cut short.
+            if request.cancellation?.isCancelled == true { record.downstreamDisconnected = true }
             context.finish(&record, response: response, start: start)
             answer(response)
         }
@@ -556,6 +557,7 @@ struct InboundHTTP: Sendable {
         record.authority = request.head.headers.first(name: "host")
         record.userAgent = request.head.headers.first(name: "user-agent")
         record.bytesReceived = request.body.readableBytes
+        record.upload = request.upload
         record.sourceAddress = info.sourceAddress
         record.requestedServerName = info.sni
         record.forwardedFor = request.head.headers.first(name: "x-forwarded-for")

@@ -134,7 +134,8 @@ struct OutboundHTTP: Sendable {
             var record = record
             var response = response
             ResponseStamp.apply(&response, server: ResponseStamp.outboundServer, serviceTime: record.upstreamServiceTime)
-            record.downstreamDisconnected = request.cancellation?.isCancelled ?? false
+            // Gone before the answer: seen by the connection's close, or by an upload cut short.
+            if request.cancellation?.isCancelled == true { record.downstreamDisconnected = true }
             context.finish(&record, response: response, start: start)
             answer(response)
         }
@@ -188,6 +189,7 @@ struct OutboundHTTP: Sendable {
     private func route(_ request: BufferedRequest, source: String?, record: consuming RequestRecord, on loop: any EventLoop, done: @escaping Routed) {
         var head = request.head
         record.bytesReceived = request.body.readableBytes
+        record.upload = request.upload
         describe(&record, &head, source: source)
         if let refusal = context.codecRefusal(request, &record) {
             done(refusal, record)
@@ -230,6 +232,7 @@ struct OutboundHTTP: Sendable {
             var forwarded = BufferedRequest(head: head, body: request.body)
             forwarded.cancellation = request.cancellation
             forwarded.isStreamed = request.isStreamed
+            forwarded.upload = request.upload
             passthrough(forwarded, target: target, record: record, on: loop, done: done)
             return
         }
@@ -312,6 +315,7 @@ struct OutboundHTTP: Sendable {
         }
         var forwarded = BufferedRequest(head: head, body: request.body, trailers: request.trailers)
         forwarded.cancellation = request.cancellation
+        forwarded.upload = request.upload
         send(forwarded, attempt: 1, to: endpoint, route: route, tried: nil, record: record, on: loop, described: described, done: done)
     }
 

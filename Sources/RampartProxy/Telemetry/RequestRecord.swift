@@ -81,6 +81,9 @@ public struct RequestRecord: Sendable {
     /// Whether the client went away before its answer (reported as Envoy reports it: response
     /// code 0, flag `DC`).
     public var downstreamDisconnected = false
+    /// For a request whose body was passed on as it arrived: the upload, whose bytes are counted
+    /// into `bytesReceived` when the exchange is reported.
+    var upload: StreamedUpload?
     /// Whether the request is a gRPC call, and the gRPC status its response carried.
     public var isGRPC = false
     public var grpcStatus: String?

@@ -213,11 +213,14 @@ public final class UpstreamClient: Sendable {
             exchangeOnNewConnection(request, key: key, on: loop, timeout: timeout, streams: streams, completion: completion)
             return
         }
+        // An upload is sent again only if nothing of what followed its head was taken.
         let retry = Self.idempotent.contains(request.head.method.rawValue)
         exchange(request, on: pooled, key: key, timeout: timeout, streams: streams) { [request] result in
             // A pooled connection the server closed while it sat idle: the server answered
             // nothing, so an idempotent request is sent once more on a new connection.
-            if retry, case .failure(let error) = result, error is UpstreamClosed, request.cancellation?.isCancelled != true {
+            if retry, case .failure(let error) = result, error is UpstreamClosed, request.cancellation?.isCancelled != true,
+                request.upload?.isUntouched != false
+            {
                 self.exchangeOnNewConnection(request, key: key, on: loop, timeout: timeout, streams: streams, completion: completion)
             } else {
                 completion(result)
@@ -256,16 +259,17 @@ public final class UpstreamClient: Sendable {
                 // The request's headers were edited for forwarding: read without NIO's canonical form.
                 let keepAlive = HopByHop.isKeepAlive(request.head.headers, version: request.head.version) && response.head.isKeepAlive
                 if let streamed = response.streamed {
-                    // Pooled once the body has ended, closed if it did not.
+                    // Pooled once the body has ended, closed if it did not, or if the request did
+                    // not (an upload whose rest was not sent leaves the connection inside it).
                     streamed.whenSettled { clean in
-                        if clean && keepAlive && channel.isActive {
+                        if clean && keepAlive && request.upload?.isTakenWhole != false && channel.isActive {
                             request.cancellation?.release(channel)
                             self.release(connection, key: key)
                         } else {
                             channel.close(promise: nil)
                         }
                     }
-                } else if keepAlive && channel.isActive {
+                } else if keepAlive && request.upload?.isTakenWhole != false && channel.isActive {
                     request.cancellation?.release(channel)
                     self.release(connection, key: key)
                 } else {
@@ -299,11 +303,13 @@ public final class UpstreamClient: Sendable {
     private func sendHTTP2(_ request: BufferedRequest, to target: UpstreamTarget, timeout: TimeAmount, streams: Bool = false) async throws -> UpstreamResult {
         do {
             return try await sendHTTP2Once(request, to: target, timeout: timeout, streams: streams)
-        } catch where Self.unprocessed(error) {
+        } catch where Self.unprocessed(error) && request.upload?.isUntouched != false {
             // The peer began draining as the stream opened, and never processed it (RFC 9113
             // §8.7): sent again, on a new connection, whatever its method, as Envoy sends it.
             return try await sendHTTP2Once(request, to: target, timeout: timeout, streams: streams)
-        } catch let error as NIOHTTP2Errors.IOOnClosedConnection where Self.idempotent.contains(request.head.method.rawValue) {
+        } catch let error as NIOHTTP2Errors.IOOnClosedConnection
+            where Self.idempotent.contains(request.head.method.rawValue) && request.upload?.isUntouched != false
+        {
             // Refused by a connection that had just closed, or received GOAWAY, before this side
             // read it: a request that may be repeated is sent on a new connection.
             _ = error

@@ -83,6 +83,14 @@ final class UpstreamExchangeHandler: ChannelDuplexHandler, RemovableChannelHandl
     private var body = ByteBuffer()
     /// The rest of the pending exchange's response, once it has been answered at its head.
     private var streaming: StreamedBody?
+    /// The rest of the pending exchange's request, while it is passed on as the client sends it
+    /// (see `StreamedUpload`); nil once its end has been written.
+    private var upload: StreamedUpload?
+    /// The upload waits for the connection (or HTTP/2 stream) to take writes again.
+    private var uploadAwaitsWritable = false
+    /// When the pending exchange's response must have ended: its timeout counts from the end of
+    /// its request, as Envoy's route timeout does, so an upload's does once the upload has ended.
+    private var exchangeDeadline = NIODeadline.distantFuture
 
     init(maxBodyBytes: Int) {
         self.maxBodyBytes = maxBodyBytes
@@ -105,11 +113,11 @@ final class UpstreamExchangeHandler: ChannelDuplexHandler, RemovableChannelHandl
         timerDeadline = .distantFuture
         guard let pending else { return }
         let now = NIODeadline.now()
-        if now >= pending.deadline {
+        if now >= exchangeDeadline {
             fail(UpstreamTimeout(milliseconds: pendingTimeout.nanoseconds / 1_000_000), context: context)
         } else if now >= pendingDeadline, streaming?.isHoldingReads == true {
             // The upstream is silent because the proxy stopped reading it for a slow client.
-            pendingDeadline = min(pending.deadline, now + pending.idle)
+            pendingDeadline = min(exchangeDeadline, now + pending.idle)
             armTimer(context: context)
         } else if now >= pendingDeadline {
             fail(UpstreamIdleTimeout(milliseconds: pending.idle.nanoseconds / 1_000_000), context: context)
@@ -138,24 +146,101 @@ final class UpstreamExchangeHandler: ChannelDuplexHandler, RemovableChannelHandl
         }
         pending = exchange
         streaming = nil
-        pendingDeadline = min(exchange.deadline, .now() + exchange.idle)
+        upload = exchange.request.upload
+        uploadAwaitsWritable = false
+        exchangeDeadline = upload == nil ? exchange.deadline : .distantFuture
+        pendingDeadline = min(exchangeDeadline, .now() + exchange.idle)
         pendingTimeout = exchange.timeout
         armTimer(context: context)
         head = nil
         body.clear()
         var requestHead = exchange.request.head
         let length = exchange.request.body.readableBytes
-        // Methods without a body in practice get no content-length when they carry none.
-        if length == 0 && Self.usuallyBodiless(requestHead.method) {
+        if upload != nil {
+            // Passed on as it arrives: with the length the client gave, or chunked (an HTTP/2
+            // stream drops the header and ends the body with its last frame).
+            if !requestHead.headers.contains(name: "content-length") {
+                requestHead.headers.set(name: "transfer-encoding", value: "chunked")
+            }
+        } else if length == 0 && Self.usuallyBodiless(requestHead.method) {
+            // Methods without a body in practice get no content-length when they carry none.
             if requestHead.headers.contains(name: "content-length") { requestHead.headers.remove(name: "content-length") }
         } else {
             requestHead.headers.set(name: "content-length", value: String(length))
         }
-        context.write(wrapOutboundOut(.head(requestHead)), promise: nil)
-        if exchange.request.body.readableBytes > 0 {
-            context.write(wrapOutboundOut(.body(.byteBuffer(exchange.request.body))), promise: nil)
+        guard upload != nil else {
+            context.write(wrapOutboundOut(.head(requestHead)), promise: nil)
+            if length > 0 { context.write(wrapOutboundOut(.body(.byteBuffer(exchange.request.body))), promise: nil) }
+            context.writeAndFlush(wrapOutboundOut(.end(exchange.request.trailers)), promise: promise)
+            return
         }
-        context.writeAndFlush(wrapOutboundOut(.end(exchange.request.trailers)), promise: promise)
+        if length > 0 {
+            context.write(wrapOutboundOut(.head(requestHead)), promise: nil)
+            context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(exchange.request.body))), promise: promise)
+        } else {
+            context.writeAndFlush(wrapOutboundOut(.head(requestHead)), promise: promise)
+        }
+        passUpload(context: context)
+    }
+
+    /// Writes what the client has sent of the pending exchange's upload, while the connection
+    /// takes writes; once it takes no more, or nothing waits, it goes on when that changes.
+    private func passUpload(context: ChannelHandlerContext) {
+        while let upload {
+            guard context.channel.isWritable else {
+                uploadAwaitsWritable = true
+                return
+            }
+            let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            let taken = upload.take(waking: context.eventLoop) {
+                let (handler, context) = bound.value
+                // Only for the upload it waited for: the exchange may have ended meanwhile.
+                if handler.upload === upload { handler.passUpload(context: context) }
+            }
+            switch taken {
+            case .waiting:
+                return
+            case .failed(let error):
+                // The client went away or stalled: the exchange ends, and the connection with it.
+                fail(error, context: context)
+                return
+            case .parts(let parts):
+                for part in parts {
+                    switch part {
+                    case .body(let chunk):
+                        context.write(wrapOutboundOut(.body(.byteBuffer(chunk))), promise: nil)
+                    case .end(let trailers):
+                        context.write(wrapOutboundOut(.end(trailers)), promise: nil)
+                        self.upload = nil
+                        // The request is whole: its timeout starts.
+                        if let pending, pending.deadline != .distantFuture {
+                            exchangeDeadline = .now() + pending.timeout
+                        }
+                    }
+                }
+                context.flush()
+                // Bytes went to the upstream: the stream is not idle.
+                if let pending { pendingDeadline = min(exchangeDeadline, .now() + pending.idle) }
+                armTimer(context: context)
+            }
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if uploadAwaitsWritable, context.channel.isWritable {
+            uploadAwaitsWritable = false
+            passUpload(context: context)
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    /// Stops taking the pending exchange's upload before its end was written (the exchange is
+    /// over). The upload is not abandoned here: a request whose connection failed before anything
+    /// of the upload was taken may be sent again with it, and the task serving the client drops
+    /// what is left once it has answered (see `HTTPServing`).
+    private func detachUpload() {
+        upload = nil
+        uploadAwaitsWritable = false
     }
 
     /// GET, HEAD, DELETE, OPTIONS and TRACE.
@@ -169,7 +254,7 @@ final class UpstreamExchangeHandler: ChannelDuplexHandler, RemovableChannelHandl
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         // Something arrived: the idle time starts again (the timer, when it fires, finds the later deadline).
         if let pending, pending.deadline == .distantFuture || pending.idle < pending.timeout {
-            pendingDeadline = min(pending.deadline, .now() + pending.idle)
+            pendingDeadline = min(exchangeDeadline, .now() + pending.idle)
         }
         switch unwrapInboundIn(data) {
         case .head(let responseHead):
@@ -196,6 +281,9 @@ final class UpstreamExchangeHandler: ChannelDuplexHandler, RemovableChannelHandl
                 body.writeBuffer(&chunk)
             }
         case .end(let trailers):
+            // The response ended before the request did: the rest of the upload is not sent (and
+            // the connection, left inside a request, is not pooled, see `UpstreamClient`).
+            detachUpload()
             if let streaming {
                 // The exchange is over: the connection may take the next one.
                 self.pending = nil
@@ -247,6 +335,7 @@ final class UpstreamExchangeHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     func channelInactive(context: ChannelHandlerContext) {
         stopTimer()
+        detachUpload()
         if let pending {
             self.pending = nil
             let error: any Error = head == nil && body.readableBytes == 0 ? UpstreamClosed() : UpstreamClosedMidResponse()
@@ -264,6 +353,7 @@ final class UpstreamExchangeHandler: ChannelDuplexHandler, RemovableChannelHandl
     }
 
     private func fail(_ error: any Error, context: ChannelHandlerContext) {
+        detachUpload()
         if let pending {
             self.pending = nil
             if let streaming {

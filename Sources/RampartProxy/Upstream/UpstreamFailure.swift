@@ -35,7 +35,8 @@ public struct ResponseTooLarge: Error, CustomStringConvertible {
 
 /// How a failed upstream exchange is answered and logged, as Envoy answers it: 504 `UT` for a
 /// timeout, 504 `SI` for an upstream silent past the stream idle timeout, 500 for a response
-/// past the limit on held bodies, and for a reset before the response (see `Reset`) 503 `UF`
+/// past the limit on held bodies, 408 `SI` for a client that stopped sending its upload, `DC` for one
+/// that went away during it, and for a reset before the response (see `Reset`) 503 `UF`
 /// when no connection could be made, 503 `UC` when the upstream closed or reset it, and 502 `UPE`
 /// when its response broke the protocol; the body and the details name the reset reason.
 struct UpstreamFailure {
@@ -43,6 +44,8 @@ struct UpstreamFailure {
     let flags: String
     let details: String
     let body: String
+    /// The exchange ended because its client went away in the middle of an upload.
+    var clientGone = false
 
     /// `showError` adds the error to the body: the outbound side tells its own application what
     /// failed; the inbound side does not tell a remote client about the application behind it.
@@ -62,6 +65,18 @@ struct UpstreamFailure {
             flags = "-"
             details = "response_payload_too_large"
             body = "response payload too large" + (showError ? ": \(error)\n" : "\n")
+        } else if error is StreamedUpload.Stalled {
+            // As the stream idle timer answers a request whose client stopped sending it.
+            status = .requestTimeout
+            flags = "SI"
+            details = RequestRecord.streamIdleTimeout
+            body = "stream timeout\n"
+        } else if error is StreamedUpload.ClientGone {
+            status = .serviceUnavailable
+            flags = "DC"
+            details = "downstream_remote_disconnect"
+            body = ""
+            clientGone = true
         } else if error is UpstreamIdleTimeout {
             status = .gatewayTimeout
             flags = "SI"
@@ -123,6 +138,7 @@ struct UpstreamFailure {
     func answer(_ record: inout RequestRecord) -> BufferedResponse {
         record.responseFlags = flags
         record.responseDetails = details
+        if clientGone { record.downstreamDisconnected = true }
         var response = BufferedResponse.local(status, body)
         if flags == "UT" { response.grpcStatus = 4 }  // DEADLINE_EXCEEDED
         return response

@@ -1,0 +1,140 @@
+import NIOCore
+import NIOHTTP1
+import Synchronization
+
+/// The rest of a request body passed on to the upstream as the client sends it, as Envoy passes a
+/// request on: an upload larger than what the proxy holds (`--max-body-bytes`) goes to the
+/// application as it arrives instead of being refused.
+///
+/// The server connection's assembler (`HTTPRequestAssembler`) hands the request on with the body it
+/// held and this object, then delivers the parts that follow into it; the upstream exchange's
+/// handler (`UpstreamExchangeHandler`) takes them as the upstream connection (or HTTP/2 stream)
+/// takes writes. Flow control holds: past ``maxQueuedBytes`` waiting, the client's connection or
+/// stream is not read until the upstream has taken them, so a slow application slows the client
+/// through TCP or HTTP/2's window rather than making the proxy hold the body.
+///
+/// Each side runs on its own channel's event loop; the state between them is under a lock, and a
+/// side that waits for the other is woken on its own loop.
+final class StreamedUpload: Sendable {
+    typealias Part = StreamedBody.Part
+
+    /// Bytes waiting for the upstream before reads of the client stop.
+    static let maxQueuedBytes = StreamedBody.maxQueuedBytes
+
+    /// What the upstream's side gets when it asks for parts.
+    enum Taken {
+        /// What the client sent since the last call (its end included, once it came).
+        case parts([Part])
+        /// Nothing yet: the `wake` given runs, on the loop given, when something comes.
+        case waiting
+        /// The client went away, or stopped sending, before its request's end.
+        case failed(any Error)
+    }
+
+    private struct State {
+        var queue = PartQueue()
+        /// Body bytes of the request, those held before it was handed on included.
+        var received: Int
+        /// Whether the client's request ended (its end delivered).
+        var clientEnded = false
+        /// Whether the upstream's side has taken anything, and whether it took the end.
+        var touched = false
+        var takenWhole = false
+        /// What runs, on its loop, when parts come for the upstream's side waiting for them.
+        var wake: (loop: any EventLoop, body: @Sendable () -> Void)?
+    }
+
+    /// The client's connection or HTTP/2 stream, read again once the upstream has taken what waits.
+    private let client: (any Channel)?
+    private let state: Mutex<State>
+
+    /// An upload on `client`, of whose body `held` bytes came before it was handed on.
+    init(client: (any Channel)?, held: Int) {
+        self.client = client
+        state = Mutex(State(received: held))
+    }
+
+    // MARK: The client's side (its channel's event loop)
+
+    /// Hands on a part the client sent.
+    func deliver(_ part: Part) {
+        let wake = state.withLock { state -> (loop: any EventLoop, body: @Sendable () -> Void)? in
+            if case .body(let chunk) = part { state.received += chunk.readableBytes }
+            if case .end = part { state.clientEnded = true }
+            guard state.queue.accepts else { return nil }
+            state.queue.append(part)
+            defer { state.wake = nil }
+            return state.wake
+        }
+        if let wake { wake.loop.execute(wake.body) }
+    }
+
+    /// The client went away or stopped sending before its end: the upstream's side gets `error`
+    /// after what came before, and ends the exchange.
+    func fail(_ error: any Error) {
+        let wake = state.withLock { state -> (loop: any EventLoop, body: @Sendable () -> Void)? in
+            guard state.queue.fail(error) else { return nil }
+            defer { state.wake = nil }
+            return state.wake
+        }
+        if let wake { wake.loop.execute(wake.body) }
+    }
+
+    /// Whether the client may be read now: not while ``maxQueuedBytes`` wait for the upstream (the
+    /// read is then held until the upstream takes them).
+    func admitsRead() -> Bool {
+        state.withLock { $0.queue.admitsRead(limit: Self.maxQueuedBytes) }
+    }
+
+    /// Whether the client's request has ended: its connection is then free for its next request.
+    var hasEnded: Bool { state.withLock { $0.clientEnded } }
+
+    /// The request's body bytes received so far, for the access log's `bytes_received`.
+    var bytesReceived: Int { state.withLock { $0.received } }
+
+    // MARK: The upstream's side (its channel's event loop)
+
+    /// The parts waiting, or `.waiting` after keeping `wake` to run on `loop` when some come, or
+    /// the failure once the parts before it have been taken.
+    func take(waking loop: any EventLoop, _ wake: @escaping @Sendable () -> Void) -> Taken {
+        let (taken, resumesReading) = state.withLock { state -> (Taken, Bool) in
+            if let (parts, resumes) = state.queue.takeAll() {
+                state.touched = true
+                if case .end? = parts.last { state.takenWhole = true }
+                return (.parts(parts), resumes)
+            }
+            if let failure = state.queue.failure { return (.failed(failure), false) }
+            state.wake = (loop, wake)
+            return (.waiting, false)
+        }
+        if resumesReading { client?.read() }
+        return taken
+    }
+
+    /// Whether the upstream's side has taken nothing yet: a request whose exchange failed then may
+    /// be sent again.
+    var isUntouched: Bool { state.withLock { !$0.touched } }
+
+    /// Whether the upstream's side took the request's end: its connection may then carry another.
+    var isTakenWhole: Bool { state.withLock { $0.takenWhole } }
+
+    /// The rest of the body is not wanted (the exchange ended before it): what waits is dropped,
+    /// and what the client still sends is read and dropped.
+    func abandon() {
+        let resumesReading = state.withLock { state -> Bool in
+            state.wake = nil
+            return state.queue.drop()
+        }
+        if resumesReading { client?.read() }
+    }
+
+    /// What the upstream's side gets when the client went away before its request's end.
+    struct ClientGone: Error, CustomStringConvertible {
+        var description: String { "the client went away before the end of its request" }
+    }
+
+    /// What it gets when the client sent nothing for the stream idle timeout before its end.
+    struct Stalled: Error, CustomStringConvertible {
+        var description: String { "the client sent nothing for the stream idle timeout before the end of its request" }
+    }
+}
