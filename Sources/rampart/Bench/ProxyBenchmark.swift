@@ -59,6 +59,13 @@ struct ProxyBench: AsyncParsableCommand {
             valueName: "bytes"))
     var responseBytes: Int?
 
+    @Option(
+        parsing: .unconditional,
+        help: ArgumentHelp(
+            "Send each request as a PUT with a body this long, in bytes (wrk -s with a script it writes). Large bodies measure uploads: the report adds the upload bytes per second.",
+            valueName: "bytes"))
+    var requestBytes: Int?
+
     @Option(help: ArgumentHelp("Run the CA and the proxies from this rampart executable instead of this one, to compare builds with the same harness.", valueName: "path"))
     var executable: String?
 
@@ -71,6 +78,10 @@ struct ProxyBench: AsyncParsableCommand {
         if let bytes = responseBytes {
             guard (1...(1 << 30)).contains(bytes) else { throw ValidationError("--response-bytes must be 1…1073741824") }
             guard !grpc else { throw ValidationError("--response-bytes is for HTTP/1.1 loads; --grpc calls answer one small message") }
+        }
+        if let bytes = requestBytes {
+            guard (1...(1 << 30)).contains(bytes) else { throw ValidationError("--request-bytes must be 1…1073741824") }
+            guard !grpc else { throw ValidationError("--request-bytes is for HTTP/1.1 loads; --grpc calls send one small message") }
         }
         if let executable, !FileManager.default.isExecutableFile(atPath: executable) {
             throw ValidationError("--executable \(executable) is not an executable file: give the path of a rampart build")
@@ -118,7 +129,7 @@ struct ProxyBench: AsyncParsableCommand {
         let (rampart, haproxy) = try outcome.get()
         let report = ProxyBenchReport(
             duration: duration, connections: connections, threads: threads, cpus: ProcessInfo.processInfo.activeProcessorCount,
-            bodyBytes: grpc ? ConstantApp.body.count : app.payload.readableBytes, grpcStreams: grpc ? streams : nil, rampart: rampart, haproxy: haproxy
+            bodyBytes: grpc ? ConstantApp.body.count : app.payload.readableBytes, requestBytes: requestBytes, grpcStreams: grpc ? streams : nil, rampart: rampart, haproxy: haproxy
         )
         print(json ? report.json() : report.text())
     }
@@ -202,7 +213,8 @@ struct ProxyBench: AsyncParsableCommand {
                 logDirectory: directory, file: file)
         }
         return try await WrkRun.run(
-            url: url, host: Self.serviceHost, threads: threads, connections: connections, seconds: seconds, logDirectory: directory, file: file)
+            url: url, host: Self.serviceHost, threads: threads, connections: connections, seconds: seconds,
+            script: try requestBytes.map { try WrkRun.uploadScript(bytes: $0, directory: directory) }, logDirectory: directory, file: file)
     }
 
     /// A warm-up, then the measured wrk run, with each process's CPU time over the run and RSS after it.

@@ -34,6 +34,8 @@ struct ProxyBenchReport {
     let threads: Int
     let cpus: Int
     let bodyBytes: Int
+    /// With `--request-bytes`: the body every request carries.
+    var requestBytes: Int? = nil
     /// With `--grpc`: concurrent calls per connection; nil for HTTP/1.1 with wrk.
     let grpcStreams: Int?
     let rampart: ProxyFigures
@@ -69,6 +71,11 @@ struct ProxyBenchReport {
             object["rampart_body_mib_per_s"] = round(rampart.load.requestsPerSecond * Double(bodyBytes) / 1_048_576, 1)
             if let haproxy { object["haproxy_body_mib_per_s"] = round(haproxy.load.requestsPerSecond * Double(bodyBytes) / 1_048_576, 1) }
         }
+        if let requestBytes {
+            object["request_bytes"] = requestBytes
+            object["rampart_upload_mib_per_s"] = round(rampart.load.requestsPerSecond * Double(requestBytes) / 1_048_576, 1)
+            if let haproxy { object["haproxy_upload_mib_per_s"] = round(haproxy.load.requestsPerSecond * Double(requestBytes) / 1_048_576, 1) }
+        }
         if let grpcStreams { object["streams"] = grpcStreams }
         if let haproxy, let throughputRatio, let p99Ratio {
             object["haproxy"] = side(haproxy)
@@ -87,6 +94,7 @@ struct ProxyBenchReport {
             "rampart bench proxy: "
                 + (grpcStreams.map { "unary gRPC calls, h2load -t \(threads) -c \(connections) -m \($0) -D \(duration)" }
                     ?? "wrk -t \(threads) -c \(connections) -d \(duration)s")
+                + (requestBytes.map { ", PUT of \($0) bytes each," } ?? "")
                 + " through two proxies (outbound, mTLS, inbound with an ALLOW policy) to a \(bodyBytes)-byte app, \(cpus) CPUs",
             row("", sides.map(\.side)),
             row("requests/s", sides.map { String(format: "%.1f", $0.load.requestsPerSecond) }),
@@ -96,6 +104,9 @@ struct ProxyBenchReport {
         ]
         if grpcStreams == nil && bodyBytes >= 1024 {
             lines.append(row("body MiB/s", sides.map { String(format: "%.1f", $0.load.requestsPerSecond * Double(bodyBytes) / 1_048_576) }))
+        }
+        if let requestBytes, requestBytes >= 1024 {
+            lines.append(row("upload MiB/s", sides.map { String(format: "%.1f", $0.load.requestsPerSecond * Double(requestBytes) / 1_048_576) }))
         }
         lines += [
             row("non-2xx, socket errors", sides.map { "\($0.load.non2xx), \($0.load.socketErrors)" }),

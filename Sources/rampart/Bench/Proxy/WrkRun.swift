@@ -55,10 +55,30 @@ struct ProxyLoadResult: Sendable, Equatable {
 
 /// Runs wrk against one target and reads its report.
 enum WrkRun {
-    /// `wrk -t threads -c connections -d seconds --latency -H 'Host: host' url`, bounded in time.
-    static func run(url: String, host: String, threads: Int, connections: Int, seconds: Int, logDirectory: String, file: String) async throws -> ProxyLoadResult {
-        let arguments = ["wrk", "-t", String(threads), "-c", String(connections), "-d", "\(seconds)s", "--timeout", "5s", "--latency", "-H", "Host: \(host)", url]
+    /// `wrk -t threads -c connections -d seconds --latency -H 'Host: host' [-s script] url`, bounded in time.
+    static func run(
+        url: String, host: String, threads: Int, connections: Int, seconds: Int, script: String? = nil, logDirectory: String, file: String
+    ) async throws -> ProxyLoadResult {
+        var arguments = ["wrk", "-t", String(threads), "-c", String(connections), "-d", "\(seconds)s", "--timeout", "5s", "--latency", "-H", "Host: \(host)"]
+        if let script { arguments += ["-s", script] }
+        arguments.append(url)
         let output = try await BenchChild.output(of: arguments, file: file, logDirectory: logDirectory, timeout: .seconds(seconds + 30))
         return try ProxyLoadResult.parse(output)
+    }
+
+    /// Writes (once per directory and size) a wrk script that sends every request as a PUT with a
+    /// body of `bytes` bytes, and returns its path.
+    static func uploadScript(bytes: Int, directory: String) throws -> String {
+        let path = "\(directory)/upload-\(bytes).lua"
+        if !FileManager.default.fileExists(atPath: path) {
+            let script = """
+                wrk.method = "PUT"
+                wrk.headers["Content-Type"] = "application/octet-stream"
+                wrk.body = string.rep("u", \(bytes))
+
+                """
+            try script.write(toFile: path, atomically: true, encoding: .utf8)
+        }
+        return path
     }
 }
