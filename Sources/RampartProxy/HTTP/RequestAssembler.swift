@@ -107,19 +107,24 @@ enum ResponseWrite: Sendable {
 struct RequestAssembly {
     private enum State {
         case idle
-        case reading(HTTPRequestHead, ByteBuffer)
+        /// A request whose body is being held (in `held`).
+        case reading(HTTPRequestHead)
         /// A request handed on once its body went past what is held: the rest of its body goes
         /// into the upload as it arrives.
         case uploading(StreamedUpload)
-        /// A request to be handed on at its head, and what of it came in the same read: it is
-        /// handed on when that read is over (`startStream`), so that a unary call's head, message
-        /// and end are passed on together.
-        case startingStream(HTTPRequestHead, ByteBuffer, ended: Bool, trailers: HTTPHeaders?)
+        /// A request to be handed on at its head, and what of it came in the same read (in
+        /// `held`): it is handed on when that read is over (`startStream`), so that a unary call's
+        /// head, message and end are passed on together.
+        case startingStream(HTTPRequestHead, ended: Bool, trailers: HTTPHeaders?)
         /// A request handed on at its head: its body is handed on as it arrives.
         case streaming
     }
 
     private var state = State.idle
+    /// The body of the request being read, held apart from `state` so that it is referenced once
+    /// and grows in place: a buffer inside the state, read through a pattern, is shared with the
+    /// copy the pattern binds, and every chunk added would copy all of it.
+    private var held = ByteBuffer()
     /// When the current request's head arrived, and the body bytes that have come since.
     private var started = Date.distantPast
     private var received = 0
@@ -160,22 +165,16 @@ struct RequestAssembly {
             if streamsGRPC && GRPCFraming.isGRPC(contentType: head.headers.first(name: "content-type")) {
                 // A gRPC call's messages may be a stream in either direction: the call is
                 // decided on its head (no policy reads a body) and its body passed on as it comes.
-                state = .startingStream(head, empty, ended: false, trailers: nil)
+                state = .startingStream(head, ended: false, trailers: nil)
                 return nil
             }
-            state = .reading(head, empty)
+            state = .reading(head)
             return nil
-        case (.body(var chunk), .startingStream(let head, var body, let ended, let trailers)):
-            state = .idle  // drops this copy's reference so `body` grows in place
-            if body.readableBytes == 0 {
-                body = chunk
-            } else {
-                body.writeBuffer(&chunk)
-            }
-            state = .startingStream(head, body, ended: ended, trailers: trailers)
+        case (.body(var chunk), .startingStream):
+            hold(&chunk)
             return nil
-        case (.end(let trailers), .startingStream(let head, let body, _, _)):
-            state = .startingStream(head, body, ended: true, trailers: trailers)
+        case (.end(let trailers), .startingStream(let head, _, _)):
+            state = .startingStream(head, ended: true, trailers: trailers)
             return nil
         case (.body(let chunk), .streaming):
             return .bodyPart(chunk)
@@ -189,12 +188,11 @@ struct RequestAssembly {
             state = .idle
             upload.deliver(.end(trailers))
             return nil
-        case (.body(var chunk), .reading(let head, var body)):
-            state = .idle  // drops this copy's reference so `body` grows in place
-            guard body.readableBytes + chunk.readableBytes <= maxBodyBytes, budget.reserve(chunk.readableBytes) else {
+        case (.body(var chunk), .reading(let head)):
+            guard held.readableBytes + chunk.readableBytes <= maxBodyBytes, budget.reserve(chunk.readableBytes) else {
                 // Past what is held (or what the proxy holds in all): the request goes on now,
                 // with what was held, and the rest of its body follows as it arrives.
-                budget.release(body.readableBytes)
+                let body = takeHeld()
                 let upload = StreamedUpload(client: channel, held: body.readableBytes)
                 upload.deliver(.body(chunk))
                 state = .uploading(upload)
@@ -203,20 +201,14 @@ struct RequestAssembly {
                 request.upload = upload
                 return .complete(request)
             }
-            if body.readableBytes == 0 {
-                body = chunk
-            } else {
-                body.writeBuffer(&chunk)
-            }
-            state = .reading(head, body)
+            hold(&chunk)
             return nil
         case (.body, _):
             return nil
-        case (.end(let trailers), .reading(let head, let body)):
+        case (.end(let trailers), .reading(let head)):
             // Handed on: the body is no longer one being read.
-            budget.release(body.readableBytes)
             state = .idle
-            var request = BufferedRequest(head: head, body: body, trailers: trailers)
+            var request = BufferedRequest(head: head, body: takeHeld(), trailers: trailers)
             request.arrived = started
             return .complete(request)
         case (.end, .idle):
@@ -234,12 +226,29 @@ struct RequestAssembly {
         headers = trimmed
     }
 
+    /// Adds a chunk to the body held. Most bodies come in one chunk, which is kept as it came.
+    private mutating func hold(_ chunk: inout ByteBuffer) {
+        if held.readableBytes == 0 {
+            held = chunk
+        } else {
+            held.writeBuffer(&chunk)
+        }
+    }
+
+    /// The body held, no longer held here; a body held against the budget (`releasing`, that of a
+    /// request being read whole) is given back to it.
+    private mutating func takeHeld(releasing: Bool = true) -> ByteBuffer {
+        if releasing { budget.release(held.readableBytes) }
+        defer { held = empty }
+        return held
+    }
+
     /// Hands on a request to be streamed, with what of it has come so far, at the end of the read
     /// that brought its head (see `State.startingStream`).
     mutating func startStream() -> AssembledRequest? {
-        guard case .startingStream(let head, let body, let ended, let trailers) = state else { return nil }
+        guard case .startingStream(let head, let ended, let trailers) = state else { return nil }
         state = ended ? .idle : .streaming
-        var request = BufferedRequest(head: head, body: body, trailers: trailers)
+        var request = BufferedRequest(head: head, body: takeHeld(releasing: false), trailers: trailers)
         request.arrived = started
         request.isStreamed = true
         request.streamEnded = ended
@@ -252,7 +261,7 @@ struct RequestAssembly {
     /// yet refuse it (400), and it is otherwise answered 501 once read (see
     /// `ProxyContext.codecRefusal`), so that its answer does not depend on where a read ends.
     mutating func announceHead() -> AssembledRequest? {
-        guard decidesOnHead, !announced, case .reading(let head, _) = state,
+        guard decidesOnHead, !announced, case .reading(let head) = state,
             !ProxyContext.hasUnsupportedTransferEncoding(head.headers)
         else { return nil }
         announced = true
@@ -266,8 +275,8 @@ struct RequestAssembly {
     mutating func abandon(_ error: any Error = StreamedUpload.ClientGone()) -> (HTTPRequestHead, PartialRequest)? {
         let head: HTTPRequestHead?
         switch state {
-        case .reading(let reading, _): head = reading
-        case .startingStream(let starting, _, let ended, _) where !ended: head = starting
+        case .reading(let reading): head = reading
+        case .startingStream(let starting, let ended, _) where !ended: head = starting
         default: head = nil
         }
         releaseHeld(error)
@@ -278,9 +287,9 @@ struct RequestAssembly {
     /// the connection or stream goes away with the request unfinished.
     mutating func releaseHeld(_ error: any Error = StreamedUpload.ClientGone()) {
         switch state {
-        case .reading(_, let body): budget.release(body.readableBytes)
+        case .reading: _ = takeHeld()
         case .uploading(let upload): upload.fail(error)
-        default: break
+        default: _ = takeHeld(releasing: false)
         }
         state = .idle
     }
