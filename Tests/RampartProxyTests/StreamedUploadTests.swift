@@ -11,8 +11,8 @@ import Testing
 /// - `/count`: reads the body, checks that it is `DownloadApp`'s pattern from offset 0, and answers
 ///   `bytes=N intact=1|0 length=L chunked=1|0` (L the request's `content-length`, or `-`);
 /// - `/hold`: the same, but reads nothing of the body until the test opens `gate`;
-/// - `/early`: answers `early` (with `connection: close`) as soon as the head has come, reads
-///   nothing of the body, and closes.
+/// - `/early`: answers `early` as soon as the head has come, before reading the body, then reads
+///   and drops the body until the connection closes (`drained` counts those closes) or it ends.
 ///
 /// `received` counts the body bytes read; `aborted` the connections that closed inside a body.
 final class UploadApp: Sendable {
@@ -22,6 +22,7 @@ final class UploadApp: Sendable {
     var port: Int { listener.channel.localAddress?.port ?? 0 }
     let received = Atomic<Int>(0)
     let aborted = Atomic<Int>(0)
+    let drained = Atomic<Int>(0)
     let gate = DownloadApp.Gate()
 
     init() async throws {
@@ -40,11 +41,16 @@ final class UploadApp: Sendable {
             while let first = try await parts.next() {
                 guard case .head(let head) = first else { continue }
                 if head.uri == "/early" {
-                    let headers = HTTPHeaders([("content-length", "5"), ("connection", "close")])
+                    let headers = HTTPHeaders([("content-length", "5")])
                     try await outbound.write(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers)))
                     try await outbound.write(.body(.byteBuffer(ByteBuffer(string: "early"))))
                     try await outbound.write(.end(nil))
-                    try? await channel.close()
+                    do {
+                        while let part = try await parts.next() {
+                            if case .end = part { return }
+                        }
+                    } catch {}
+                    drained.add(1, ordering: .relaxed)
                     return
                 }
                 if head.uri == "/hold" { await gate.wait() }
@@ -242,11 +248,11 @@ struct StreamedUploadTests {
     }
 
     @Test(
-        "an application that answers before the end of an upload has its answer passed on; the rest is not sent, and the client's connection or stream ends after the answer",
+        "an application that answers before the end of an upload has its answer passed on; the rest is not sent, the application's connection is closed rather than used again, and the client's connection or stream ends after the answer",
         arguments: [false, true])
     func earlyAnswer(http2: Bool) async throws {
         try await withMesh { mesh in
-            let size = 64 << 20
+            let size = 256 << 20
             let client = try await StreamingClient.connect(port: mesh.proxies.client.outboundPort, http2: http2)
             let sent = ByteCount()
             let received = try await client.upload("/early", host: "server:8080", size: size, sent: sent)
@@ -254,6 +260,13 @@ struct StreamedUploadTests {
             #expect(String(buffer: received.body) == "early")
             // The client was not made to send the whole body.
             #expect(sent.value < size, "the whole upload was taken")
+            // The application's connection was left inside a request: it is closed, not pooled.
+            var drained = 0
+            for _ in 0..<250 where drained == 0 {
+                drained = mesh.app.drained.load(ordering: .relaxed)
+                if drained == 0 { try await Task.sleep(for: .milliseconds(20)) }
+            }
+            #expect(drained == 1, "the application's connection stayed open after an answer given inside an upload")
             for log in [mesh.proxies.clientLog, mesh.proxies.serverLog] {
                 let line = try await UpgradeTests.accessLogLine(log) { $0["path"] as? String == "/early" }
                 #expect(line["response_code"] as? Int == 200 && line["response_flags"] as? String == "-", "\(line)")
