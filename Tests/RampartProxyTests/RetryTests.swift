@@ -52,6 +52,38 @@ struct RetryTests {
         }
     }
 
+    @Test("an upload past what the proxy holds is retried whole on another endpoint when its connection cannot be made: nothing of it went anywhere")
+    func uploadRetried() async throws {
+        try await DataPathTests().withServer { mesh, serverProxy, server in
+            try serverProxy.install(SnapshotBuilder.snapshot())
+            let client = try await mesh.identity(namespace: "default", serviceAccount: "client")
+            let clientProxy = try await TestProxy(
+                workload: WorkloadInfo(name: "client-v1", namespace: "default", appPort: 1), identityDirectory: client.directory, appPort: 1)
+            let dead = try await Self.closedPort()
+            try clientProxy.install(SnapshotBuilder.snapshot(services: [
+                ("server", "default", 8080, [("127.0.0.1:\(dead)", server.spiffeID, "server-v0"), ("127.0.0.1:\(serverProxy.inboundPort)", server.spiffeID, "server-v1")])
+            ]))
+            // The test proxies hold 1 MiB: these bodies go on as uploads. Round robin starts at
+            // either endpoint, so some are sent on their second attempt.
+            let size = (2 << 20) + 3
+            let body = String(repeating: "u", count: size)
+            var counts: [String] = []
+            for index in 0..<4 {
+                let received = try await RawClient.untilClosed(
+                    port: clientProxy.outboundPort,
+                    sending: "PUT /u\(index) HTTP/1.1\r\nHost: server\r\nContent-Length: \(size)\r\nConnection: close\r\n\r\n\(body)",
+                    timeout: .seconds(20))
+                #expect(received.hasPrefix("HTTP/1.1 200 "), "\(received.prefix(300))")
+                let echo = received.range(of: "\r\n\r\n").map { String(received[$0.upperBound...]) } ?? ""
+                let object = (try? JSONSerialization.jsonObject(with: Data(echo.utf8)) as? [String: Any]) ?? [:]
+                counts.append((object["headers"] as? [String: String])?["x-envoy-attempt-count"] ?? "none")
+                #expect(object["body_bytes"] as? Int == size, "the whole upload goes with the attempt that is made: \(object)")
+            }
+            #expect(Set(counts) == ["1", "2"], "\(counts)")
+            await clientProxy.stop()
+        }
+    }
+
     @Test("an endpoint the control plane marks plaintext is called without TLS; mTLS to a plaintext server fails with BoringSSL's reason alone")
     func plaintextEndpoint() async throws {
         let mesh = try MeshFixture()
