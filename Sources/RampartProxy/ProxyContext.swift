@@ -32,7 +32,8 @@ public final class ProxyContext: Sendable {
     public let metrics: ProxyMetrics
     /// One line per request.
     public let accessLog: AccessLog
-    /// The largest request or response body the proxy holds.
+    /// How much of a request body the proxy holds before passing the rest on as it arrives, and
+    /// the largest response it holds whole (a gRPC response not relayed as a stream).
     public let maxBodyBytes: Int
     /// How long an upstream may take to answer.
     public let upstreamTimeout: TimeAmount

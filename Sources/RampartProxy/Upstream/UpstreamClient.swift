@@ -69,9 +69,11 @@ public struct UpstreamResult: Sendable {
 
 /// An HTTP/1.1 client with a pool of keep-alive connections per target.
 ///
-/// Requests are held whole; responses too (up to `maxBodyBytes`), unless the caller asks for
+/// A request goes with the body it holds, and the rest of an upload as the client sends it (see
+/// `StreamedUpload`); responses are held whole (up to `maxBodyBytes`), unless the caller asks for
 /// them streamed (see `send(_:to:timeout:on:streamsResponse:completion:)`). A connection goes
-/// back to the pool after a response both sides allow to keep alive; a failure closes it.
+/// back to the pool after a response both sides allow to keep alive, once all of its request
+/// went; a failure closes it.
 public final class UpstreamClient: Sendable {
     private struct Pooled: Sendable {
         let channel: any Channel

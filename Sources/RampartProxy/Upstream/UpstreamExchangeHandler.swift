@@ -192,10 +192,12 @@ final class UpstreamExchangeHandler: ChannelDuplexHandler, RemovableChannelHandl
                 return
             }
             let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-            let taken = upload.take(waking: context.eventLoop) {
+            // The upload keeps this until it wakes it: held weakly, so that the two never keep
+            // each other.
+            let taken = upload.take(waking: context.eventLoop) { [weak upload] in
                 let (handler, context) = bound.value
                 // Only for the upload it waited for: the exchange may have ended meanwhile.
-                if handler.upload === upload { handler.passUpload(context: context) }
+                if let upload, handler.upload === upload { handler.passUpload(context: context) }
             }
             switch taken {
             case .waiting:
