@@ -12,7 +12,9 @@ import Testing
 ///   `bytes=N intact=1|0 length=L chunked=1|0` (L the request's `content-length`, or `-`);
 /// - `/hold`: the same, but reads nothing of the body until the test opens `gate`;
 /// - `/early`: answers `early` as soon as the head has come, before reading the body, then reads
-///   and drops the body until the connection closes (`drained` counts those closes) or it ends.
+///   and drops the body until the connection closes (`drained` counts those closes) or it ends;
+/// - `/echo`: answers at once with a body of unknown length, and writes back each part of the
+///   request's body as it reads it, ending its answer with the request.
 ///
 /// `received` counts the body bytes read; `aborted` the connections that closed inside a body.
 final class UploadApp: Sendable {
@@ -52,6 +54,15 @@ final class UploadApp: Sendable {
                     } catch {}
                     drained.add(1, ordering: .relaxed)
                     return
+                }
+                if head.uri == "/echo" {
+                    try await outbound.write(.head(HTTPResponseHead(version: .http1_1, status: .ok)))
+                    while let part = try await parts.next() {
+                        if case .body(let chunk) = part { try await outbound.write(.body(.byteBuffer(chunk))) }
+                        if case .end = part { break }
+                    }
+                    try await outbound.write(.end(nil))
+                    continue
                 }
                 if head.uri == "/hold" { await gate.wait() }
                 var bytes = 0
@@ -299,6 +310,24 @@ struct StreamedUploadTests {
                 #expect(line["response_code_details"] as? String == "downstream_remote_disconnect", "\(line)")
                 let bytes = line["bytes_received"] as? Int ?? -1
                 #expect(bytes > 1 << 20 && bytes < 16 << 20, "\(line)")
+            }
+        }
+    }
+
+    @Test(
+        "an application that streams its answer while the upload still comes gets every byte, and the client every byte back, through both proxies over HTTP/1.1 and HTTP/2",
+        arguments: [false, true])
+    func bothWays(http2: Bool) async throws {
+        try await withMesh { mesh in
+            let size = 8 << 20
+            let client = try await StreamingClient.connect(port: mesh.proxies.client.outboundPort, http2: http2)
+            let received = try await client.upload("/echo", host: "server:8080", size: size, declared: false)
+            #expect(received.head?.status == .ok && received.ended, "\(String(describing: received.head)) \(String(describing: received.failure))")
+            #expect(received.body.readableBytes == size && DownloadApp.isPattern(received.body, from: 0), "\(received.body.readableBytes) bytes")
+            for log in [mesh.proxies.clientLog, mesh.proxies.serverLog] {
+                let line = try await UpgradeTests.accessLogLine(log) { $0["path"] as? String == "/echo" }
+                #expect(line["bytes_received"] as? Int == size && line["bytes_sent"] as? Int == size, "\(line)")
+                #expect(line["response_flags"] as? String == "-", "\(line)")
             }
         }
     }
