@@ -238,8 +238,10 @@ struct StreamedUploadTests {
         arguments: [false, true])
     func flowControl(http2: Bool) async throws {
         try await withMesh { mesh in
-            // Larger than every buffer on the way together (see the download's flow-control test).
-            let size = http2 ? 64 << 20 : 128 << 20
+            // Larger than twice every buffer on the way together: each proxy's socket from its
+            // client may grow its receive buffer to 32 MiB (tcp_rmem here) while the proxy still
+            // reads, and keeps it once reads stop; over HTTP/2 the body crosses two such sockets.
+            let size = http2 ? 256 << 20 : 128 << 20
             let client = try await StreamingClient.connect(
                 port: http2 ? mesh.proxies.client.outboundPort : mesh.proxies.server.inboundPort, http2: http2)
             let sent = ByteCount()
