@@ -31,6 +31,16 @@ final class UploadApp: Sendable {
         listener = try await LoopbackHTTP.listen()
     }
 
+    /// What `count` reads, once it is not zero (or zero after 5 s).
+    func once(_ count: (UploadApp) -> Int) async throws -> Int {
+        for _ in 0..<250 {
+            let count = count(self)
+            if count > 0 { return count }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        return 0
+    }
+
     /// Serves until the task is cancelled.
     func run() async {
         await LoopbackHTTP.run(listener) { try await self.serve($0) }
@@ -274,11 +284,7 @@ struct StreamedUploadTests {
             // The client was not made to send the whole body.
             #expect(sent.value < size, "the whole upload was taken")
             // The application's connection was left inside a request: it is closed, not pooled.
-            var drained = 0
-            for _ in 0..<250 where drained == 0 {
-                drained = mesh.app.drained.load(ordering: .relaxed)
-                if drained == 0 { try await Task.sleep(for: .milliseconds(20)) }
-            }
+            let drained = try await mesh.app.once { $0.drained.load(ordering: .relaxed) }
             #expect(drained == 1, "the application's connection stayed open after an answer given inside an upload")
             for log in [mesh.proxies.clientLog, mesh.proxies.serverLog] {
                 let line = try await UpgradeTests.accessLogLine(log) { $0["path"] as? String == "/early" }
@@ -300,11 +306,7 @@ struct StreamedUploadTests {
             let received = try await client.upload(
                 "/count", host: "server:8080", size: 16 << 20, stopAfter: 3 << 20, stopWhen: { app.received.load(ordering: .relaxed) > 0 })
             #expect(received.head == nil)
-            var aborted = 0
-            for _ in 0..<250 where aborted == 0 {
-                aborted = mesh.app.aborted.load(ordering: .relaxed)
-                if aborted == 0 { try await Task.sleep(for: .milliseconds(20)) }
-            }
+            let aborted = try await mesh.app.once { $0.aborted.load(ordering: .relaxed) }
             #expect(aborted == 1, "the application's connection did not end inside the body")
             for log in [mesh.proxies.clientLog, mesh.proxies.serverLog] {
                 let line = try await UpgradeTests.accessLogLine(log) { $0["path"] as? String == "/count" }
@@ -347,11 +349,7 @@ struct StreamedUploadTests {
             let line = try await UpgradeTests.accessLogLine(mesh.proxies.serverLog) { $0["path"] as? String == "/count" }
             #expect(line["response_code"] as? Int == 408 && line["response_flags"] as? String == "SI", "\(line)")
             #expect(line["bytes_received"] as? Int == 2 << 20, "\(line)")
-            var aborted = 0
-            for _ in 0..<250 where aborted == 0 {
-                aborted = mesh.app.aborted.load(ordering: .relaxed)
-                if aborted == 0 { try await Task.sleep(for: .milliseconds(20)) }
-            }
+            let aborted = try await mesh.app.once { $0.aborted.load(ordering: .relaxed) }
             #expect(aborted == 1, "the application's connection did not end inside the body")
         }
     }
