@@ -72,13 +72,13 @@ struct BodyBudgetTests {
         #expect(error is StreamedUpload.ClientGone && !rest.hasEnded)
     }
 
-    @Test("a connection closed in the middle of a body gives its bytes back")
+    @Test("a connection closed in the middle of a body, inside the read that brought it, gives its bytes back")
     func closedConnection() throws {
         let budget = BodyBudget(limit: 1000)
         let assembler = HTTPRequestAssembler(maxBodyBytes: 100, budget: budget)
         let channel = EmbeddedChannel(handler: assembler)
-        try channel.writeInbound(head("/a"))
-        try channel.writeInbound(body(40))
+        channel.pipeline.fireChannelRead(head("/a"))
+        channel.pipeline.fireChannelRead(body(40))
         #expect(budget.bytesHeld == 40)
         _ = try? channel.finish()
         #expect(budget.bytesHeld == 0)
@@ -114,16 +114,35 @@ struct IdleTimeoutTests {
         stalled.embeddedEventLoop.advanceTime(by: StalledRequest.grace)
         #expect(!stalled.isActive, "a connection stalled in its headers was kept")
 
-        // Stalled inside its body: handed on to be answered 408, then closed all the same.
+        // Stalled inside its body: the request went on at the end of its read, and its upload
+        // fails with the stall, which its exchange answers 408; then closed all the same.
         let body = try http1Channel()
         try body.writeInbound(ByteBuffer(string: "POST /a HTTP/1.1\r\nHost: app\r\nContent-Length: 10\r\n\r\nabc"))
+        guard case .complete(let request)? = try body.readInbound(as: AssembledRequest.self), let upload = request.upload else {
+            Issue.record("the request did not go on with an upload")
+            return
+        }
+        #expect(request.head.method == .POST && request.head.uri == "/a" && String(buffer: request.body) == "abc")
         body.pipeline.fireUserInboundEventTriggered(IdleStateHandler.IdleStateEvent.read)
-        guard case .stalled(let head, let partial)? = try body.readInbound(as: AssembledRequest.self) else {
+        guard case .failed(let error) = upload.take(waking: body.embeddedEventLoop, {}) else {
+            Issue.record("the stalled upload did not fail")
+            return
+        }
+        #expect(error is StreamedUpload.Stalled && upload.bytesReceived == 3)
+        #expect(try body.readInbound(as: AssembledRequest.self) == nil)
+        // Stalled inside a body held within its read (an unsupported transfer coding, answered
+        // once read): handed on to be answered 408.
+        let held = try http1Channel()
+        try held.writeInbound(ByteBuffer(string: "POST /b HTTP/1.1\r\nHost: app\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n"))
+        held.pipeline.fireUserInboundEventTriggered(IdleStateHandler.IdleStateEvent.read)
+        guard case .stalled(let head, let partial)? = try held.readInbound(as: AssembledRequest.self) else {
             Issue.record("the stalled request was not handed on to be answered")
             return
         }
-        #expect(head.method == .POST && head.uri == "/a")
+        #expect(head.method == .POST && head.uri == "/b")
         #expect(partial.bytesReceived == 3)
+        held.embeddedEventLoop.advanceTime(by: StalledRequest.grace)
+        #expect(!held.isActive, "a connection stalled in its body was kept")
         body.embeddedEventLoop.advanceTime(by: StalledRequest.grace)
         #expect(!body.isActive, "a connection stalled in its body was kept")
 

@@ -6,18 +6,20 @@ import NIOPosix
 @testable import RampartProxy
 import Testing
 
-/// The inbound side decides a request on its head, as Envoy's filters decide on the headers: a
-/// refused upload is answered before its body is sent, and an allowed one is decided again, whole.
-@Suite("Requests decided on their heads", .serialized)
+/// A request goes on at the end of the read that brought its head, with what came of its body,
+/// the rest following as the client sends it (see `StreamedUpload`), as Envoy passes a request on:
+/// the inbound side decides it on its head, so a refused upload is answered before its body is
+/// sent, and an allowed one reaches the application while its body still comes.
+@Suite("Requests passed on before their ends", .serialized)
 struct HeadDecisionTests {
     private static let denyAdmin = SnapshotBuilder.authorizationPolicy(
         name: "deny-admin", namespace: "default", body: "action: DENY\nrules:\n- to:\n  - operation:\n      paths: [\"/admin*\"]")
 
     // MARK: The assembler
 
-    private static func channel(decidesOnHead: Bool) throws -> EmbeddedChannel {
+    private static func channel(maxBodyBytes: Int = 1 << 20) throws -> EmbeddedChannel {
         let channel = EmbeddedChannel()
-        try channel.pipeline.syncOperations.addHandler(HTTPRequestAssembler(maxBodyBytes: 1 << 20, decidesOnHead: decidesOnHead))
+        try channel.pipeline.syncOperations.addHandler(HTTPRequestAssembler(maxBodyBytes: maxBodyBytes))
         return channel
     }
 
@@ -31,70 +33,91 @@ struct HeadDecisionTests {
         channel.pipeline.fireChannelReadComplete()
     }
 
-    @Test("a head whose body is still to come is handed on once, at the end of its read, then the request whole")
-    func announcedOnce() throws {
-        let channel = try Self.channel(decidesOnHead: true)
+    /// What the upload holds for the upstream now: its body text, and whether its end came.
+    private static func taken(_ upload: StreamedUpload) -> (body: String, ended: Bool) {
+        guard case .parts(let parts) = upload.take(waking: EmbeddedEventLoop(), {}) else { return ("", false) }
+        var body = ""
+        var ended = false
+        for part in parts {
+            switch part {
+            case .body(let chunk): body += String(buffer: chunk)
+            case .end: ended = true
+            }
+        }
+        return (body, ended)
+    }
+
+    @Test("a request whose body is still to come goes on once, at the end of its head's read, with what came; the rest follows into its upload")
+    func handedOnAtReadEnd() throws {
+        let channel = try Self.channel()
         Self.read(channel, [.head(Self.post("/upload", length: 10)), .body(ByteBuffer(string: "abc"))])
-        guard case .awaitingBody(let head, let partial)? = try channel.readInbound(as: AssembledRequest.self) else {
-            Issue.record("the head was not handed on ahead of its body")
+        guard case .complete(let request)? = try channel.readInbound(as: AssembledRequest.self), let upload = request.upload else {
+            Issue.record("the request did not go on at the end of the read")
             return
         }
-        #expect(head.uri == "/upload" && partial.bytesReceived == 3)
+        #expect(request.head.uri == "/upload" && String(buffer: request.body) == "abc")
         Self.read(channel, [.body(ByteBuffer(string: "defg"))])
-        #expect(try channel.readInbound(as: AssembledRequest.self) == nil, "the head was handed on twice")
+        #expect(try channel.readInbound(as: AssembledRequest.self) == nil, "the request was handed on twice")
+        #expect(Self.taken(upload) == ("defg", false))
         Self.read(channel, [.body(ByteBuffer(string: "hij")), .end(nil)])
-        guard case .complete(let request)? = try channel.readInbound(as: AssembledRequest.self) else {
-            Issue.record("the request did not follow whole")
-            return
-        }
-        #expect(String(buffer: request.body) == "abcdefghij")
+        #expect(try channel.readInbound(as: AssembledRequest.self) == nil)
+        #expect(Self.taken(upload) == ("hij", true))
+        #expect(upload.hasEnded && upload.bytesReceived == 10)
         #expect(try channel.finish().isClean)
     }
 
-    @Test("a request that comes whole in one read, a bodiless one, or any on a connection not deciding on heads, is handed on whole only")
-    func notAnnounced() throws {
-        let deciding = try Self.channel(decidesOnHead: true)
-        Self.read(deciding, [.head(Self.post("/upload", length: 3)), .body(ByteBuffer(string: "abc")), .end(nil)])
-        Self.read(deciding, [.head(HTTPRequestHead(version: .http1_1, method: .GET, uri: "/a", headers: ["host": "app"])), .end(nil)])
+    @Test("a request that comes whole in one read, or a bodiless one, goes on whole, without an upload")
+    func wholeInOneRead() throws {
+        let channel = try Self.channel()
+        Self.read(channel, [.head(Self.post("/upload", length: 3)), .body(ByteBuffer(string: "abc")), .end(nil)])
+        Self.read(channel, [.head(HTTPRequestHead(version: .http1_1, method: .GET, uri: "/a", headers: ["host": "app"])), .end(nil)])
         for uri in ["/upload", "/a"] {
-            guard case .complete(let request)? = try deciding.readInbound(as: AssembledRequest.self) else {
+            guard case .complete(let request)? = try channel.readInbound(as: AssembledRequest.self) else {
                 Issue.record("\(uri) was not handed on whole")
                 return
             }
-            #expect(request.head.uri == uri)
+            #expect(request.head.uri == uri && request.upload == nil)
         }
-        #expect(try deciding.readInbound(as: AssembledRequest.self) == nil)
-
-        let other = try Self.channel(decidesOnHead: false)
-        Self.read(other, [.head(Self.post("/upload", length: 10)), .body(ByteBuffer(string: "abc"))])
-        #expect(try other.readInbound(as: AssembledRequest.self) == nil)
-        Self.read(other, [.body(ByteBuffer(string: "defghij")), .end(nil)])
-        guard case .complete? = try other.readInbound(as: AssembledRequest.self) else {
-            Issue.record("the request was not handed on whole")
-            return
-        }
+        #expect(try channel.readInbound(as: AssembledRequest.self) == nil)
     }
 
-    @Test("a pipelined request's head is not handed on while an earlier request waits for its answer; a body past the limit in the head's read goes on as an upload, not as a head")
-    func notWhileBusy() throws {
-        let channel = try Self.channel(decidesOnHead: true)
+    @Test("a pipelined request goes on at its read's end behind the one before it; a body past the limit within a read goes on at once; an unsupported transfer coding is held")
+    func pipelinedAndLimits() throws {
+        let channel = try Self.channel()
         Self.read(channel, [.head(Self.post("/first", length: 1)), .body(ByteBuffer(string: "x")), .end(nil), .head(Self.post("/second", length: 10))])
-        guard case .complete(let first)? = try channel.readInbound(as: AssembledRequest.self) else {
-            Issue.record("no first request")
+        guard case .complete(let first)? = try channel.readInbound(as: AssembledRequest.self),
+            case .complete(let second)? = try channel.readInbound(as: AssembledRequest.self)
+        else {
+            Issue.record("the two requests did not go on in turn")
             return
         }
-        #expect(first.head.uri == "/first")
-        #expect(try channel.readInbound(as: AssembledRequest.self) == nil, "the second head was handed on while the first was unanswered")
+        #expect(first.head.uri == "/first" && first.upload == nil && String(buffer: first.body) == "x")
+        #expect(second.head.uri == "/second" && second.upload != nil && second.body.readableBytes == 0)
 
-        let small = EmbeddedChannel()
-        try small.pipeline.syncOperations.addHandler(HTTPRequestAssembler(maxBodyBytes: 4, decidesOnHead: true))
-        Self.read(small, [.head(Self.post("/big", length: 10)), .body(ByteBuffer(string: "0123456789"))])
-        guard case .complete(let big)? = try small.readInbound(as: AssembledRequest.self) else {
-            Issue.record("a body past the limit was not handed on as an upload")
+        let small = try Self.channel(maxBodyBytes: 4)
+        small.pipeline.fireChannelRead(HTTPServerRequestPart.head(Self.post("/big", length: 10)))
+        small.pipeline.fireChannelRead(HTTPServerRequestPart.body(ByteBuffer(string: "0123456789")))
+        // Before the read is over.
+        guard case .complete(let big)? = try small.readInbound(as: AssembledRequest.self), let upload = big.upload else {
+            Issue.record("a body past the limit did not go on at once")
             return
         }
-        #expect(big.upload != nil && big.head.uri == "/big")
+        #expect(big.head.uri == "/big" && Self.taken(upload) == ("0123456789", false))
+        small.pipeline.fireChannelReadComplete()
         #expect(try small.readInbound(as: AssembledRequest.self) == nil, "the request was handed on twice")
+
+        let coded = try Self.channel()
+        var head = Self.post("/gzip", length: 0)
+        head.headers.remove(name: "content-length")
+        head.headers.add(name: "transfer-encoding", value: "gzip, chunked")
+        Self.read(coded, [.head(head), .body(ByteBuffer(string: "abc"))])
+        #expect(try coded.readInbound(as: AssembledRequest.self) == nil, "a request the proxy answers 501 once read went on")
+        Self.read(coded, [.end(nil)])
+        guard case .complete(let whole)? = try coded.readInbound(as: AssembledRequest.self) else {
+            Issue.record("the request was not handed on whole at its end")
+            return
+        }
+        #expect(whole.upload == nil && String(buffer: whole.body) == "abc")
     }
 
     // MARK: A live proxy
@@ -210,24 +233,26 @@ struct HeadDecisionTests {
         }
     }
 
-    @Test("an allowed upload waits for its body, reaches the application whole, and is recorded once, timed from its head")
-    func allowedWaitsForBody() async throws {
+    @Test("an allowed upload reaches the application before its end, which then gets all of it, recorded once and timed from its head")
+    func allowedGoesOn() async throws {
         try await withProxy { _, proxy, log in
             let body = String(repeating: "y", count: 20_000)
             let head = "POST /upload HTTP/1.1\r\nHost: app\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n"
-            // The head and a part of the body, then nothing for a while: no answer yet.
+            // The head and a part of the body, then nothing for a while: the application waits for
+            // the rest, so no answer yet.
             let waiting = try await RawClient.outcome(port: proxy.inboundPort, sending: head + "yyy", timeout: .milliseconds(700))
             #expect(waiting == .stalled, "an allowed request was answered before its body came: \(waiting)")
-            // Then the whole request in two writes, the second after the head has been decided.
+            // Then the whole request in two writes.
             let all = try await Self.inTwoWrites(port: proxy.inboundPort, head + "yyy", String(body.dropFirst(3)))
             #expect(all.hasPrefix("HTTP/1.1 200 OK\r\n"), "\(all)")
             #expect(all.contains("\"body_bytes\":20000"), "\(all)")
             let served = try await UpgradeTests.accessLogLine(log) { $0["path"] as? String == "/upload" && $0["response_code"] as? Int == 200 }
             // Its duration counts from its head, as Envoy's does: the 300 ms before the rest of the body are in it.
             #expect((served["duration"] as? Int ?? 0) >= 250, "\(served)")
+            #expect(served["bytes_received"] as? Int == 20_000, "\(served)")
             try await Task.sleep(for: .milliseconds(300))
             let lines = Self.logged(log, path: "/upload")
-            // The stalled request (abandoned when its client went away) and the whole one.
+            // The stalled request (cut short when its client went away) and the whole one.
             #expect(lines.filter { $0["response_code"] as? Int == 200 }.count == 1, "\(lines)")
             #expect(lines.filter { $0["response_code"] as? Int == 403 }.isEmpty, "\(lines)")
         }

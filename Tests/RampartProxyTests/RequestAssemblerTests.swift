@@ -19,9 +19,10 @@ struct RequestAssemblerTests {
     @Test("a bodiless request is handed on at its end, whole and once")
     func bodiless() throws {
         let channel = try Self.channel()
-        try channel.writeInbound(HTTPServerRequestPart.head(Self.head(.GET, "/a")))
+        channel.pipeline.fireChannelRead(HTTPServerRequestPart.head(Self.head(.GET, "/a")))
         #expect(try channel.readInbound(as: AssembledRequest.self) == nil)
-        try channel.writeInbound(HTTPServerRequestPart.end(nil))
+        channel.pipeline.fireChannelRead(HTTPServerRequestPart.end(nil))
+        channel.pipeline.fireChannelReadComplete()
         guard case .complete(let request)? = try channel.readInbound(as: AssembledRequest.self) else {
             Issue.record("no request")
             return
@@ -83,13 +84,14 @@ struct RequestAssemblerTests {
         #expect(!json.isStreamed && upload.hasEnded && upload.bytesReceived == 7)
     }
 
-    @Test("body chunks are joined in order and trailers kept")
+    @Test("body chunks that come within one read are joined in order and trailers kept")
     func chunks() throws {
         let channel = try Self.channel()
-        try channel.writeInbound(HTTPServerRequestPart.head(Self.head()))
-        try channel.writeInbound(HTTPServerRequestPart.body(ByteBuffer(string: "hello ")))
-        try channel.writeInbound(HTTPServerRequestPart.body(ByteBuffer(string: "world")))
-        try channel.writeInbound(HTTPServerRequestPart.end(["grpc-status": "0"]))
+        channel.pipeline.fireChannelRead(HTTPServerRequestPart.head(Self.head()))
+        channel.pipeline.fireChannelRead(HTTPServerRequestPart.body(ByteBuffer(string: "hello ")))
+        channel.pipeline.fireChannelRead(HTTPServerRequestPart.body(ByteBuffer(string: "world")))
+        channel.pipeline.fireChannelRead(HTTPServerRequestPart.end(["grpc-status": "0"]))
+        channel.pipeline.fireChannelReadComplete()
         guard case .complete(let request)? = try channel.readInbound(as: AssembledRequest.self) else {
             Issue.record("no request")
             return
@@ -102,10 +104,11 @@ struct RequestAssemblerTests {
     @Test("a body past the limit is handed on with what was held, the rest follows into its upload, and the next request on the connection is whole")
     func pastTheLimit() throws {
         let channel = try Self.channel(limit: 8)
-        try channel.writeInbound(HTTPServerRequestPart.head(Self.head(.PUT, "/big")))
-        try channel.writeInbound(HTTPServerRequestPart.body(ByteBuffer(string: "12345")))
+        // Within one read: held up to the limit.
+        channel.pipeline.fireChannelRead(HTTPServerRequestPart.head(Self.head(.PUT, "/big")))
+        channel.pipeline.fireChannelRead(HTTPServerRequestPart.body(ByteBuffer(string: "12345")))
         #expect(try channel.readInbound(as: AssembledRequest.self) == nil)
-        try channel.writeInbound(HTTPServerRequestPart.body(ByteBuffer(string: "6789")))
+        channel.pipeline.fireChannelRead(HTTPServerRequestPart.body(ByteBuffer(string: "6789")))
         guard case .complete(let big)? = try channel.readInbound(as: AssembledRequest.self), let upload = big.upload else {
             Issue.record("the request past the limit was not handed on")
             return
@@ -126,9 +129,10 @@ struct RequestAssemblerTests {
         }
         #expect(rest == "6789more" && trailers?["x-checksum"] == ["1"])
         #expect(upload.hasEnded && upload.isTakenWhole && upload.bytesReceived == 13)
-        try channel.writeInbound(HTTPServerRequestPart.head(Self.head(.POST, "/small")))
-        try channel.writeInbound(HTTPServerRequestPart.body(ByteBuffer(string: "12345678")))
-        try channel.writeInbound(HTTPServerRequestPart.end(nil))
+        channel.pipeline.fireChannelRead(HTTPServerRequestPart.head(Self.head(.POST, "/small")))
+        channel.pipeline.fireChannelRead(HTTPServerRequestPart.body(ByteBuffer(string: "12345678")))
+        channel.pipeline.fireChannelRead(HTTPServerRequestPart.end(nil))
+        channel.pipeline.fireChannelReadComplete()
         guard case .complete(let request)? = try channel.readInbound(as: AssembledRequest.self) else {
             Issue.record("the request after the uploaded one was lost")
             return

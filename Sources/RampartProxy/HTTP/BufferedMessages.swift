@@ -25,13 +25,10 @@ public struct BufferedRequest: Sendable {
     /// `start_time`, from which its `duration` counts, as Envoy counts both from the request's
     /// first bytes (so a request's duration includes the reading of its body).
     public var arrived: Date?
-    /// For a request whose body went past what the proxy holds: the rest of the body, passed on
-    /// as the client sends it (see `StreamedUpload`); `body` holds what was held, and `trailers` is
-    /// nil (they come with the rest).
+    /// For a request whose body had not ended when it was handed on: the rest of the body, passed
+    /// on as the client sends it (see `StreamedUpload`); `body` holds what came before, and
+    /// `trailers` is nil (they come with the rest).
     var upload: StreamedUpload?
-    /// For a request decided on its head while its body arrived (see `InboundHTTP.refusal(onHead:)`):
-    /// that decision, which stands for the whole request.
-    var headVerdict: InboundHTTP.HeadVerdict?
 
     /// Creates a request.
     public init(head: HTTPRequestHead, body: ByteBuffer = ByteBuffer(), trailers: HTTPHeaders? = nil) {

@@ -16,67 +16,21 @@ enum HTTPServing {
         _ head: HTTPRequestHead?, _ response: BufferedResponse, _ details: String, _ partial: PartialRequest?
     ) -> BufferedResponse
 
-    /// Decides a request on its head while its body is still arriving (see
-    /// `AssembledRequest.awaitingBody`): the refusal, recorded and stamped, or the decision to let
-    /// it go on, which the request carries once its body has come (`BufferedRequest.headVerdict`).
-    typealias HeadCheck = @Sendable (_ head: HTTPRequestHead, _ partial: PartialRequest) async -> HeadDecision
-
-    /// What a `HeadCheck` decided.
-    enum HeadDecision: Sendable {
-        case refused(BufferedResponse)
-        case allowed(InboundHTTP.HeadVerdict)
-    }
-
-    /// Runs the head check, if there is one: the refusal to send, or nil when the request goes on
-    /// (its verdict kept in `verdict` until the request has come whole).
-    private static func check(
-        _ onHead: HeadCheck?, _ head: HTTPRequestHead, _ partial: PartialRequest, verdict: inout InboundHTTP.HeadVerdict?
-    ) async -> BufferedResponse? {
-        guard let onHead else { return nil }
-        switch await onHead(head, partial) {
-        case .allowed(let allowed):
-            verdict = allowed
-            return nil
-        case .refused(let response):
-            return response
-        }
-    }
-
-    /// Hands the verdict of a request's head to the request, once it has come whole; any other
-    /// outcome of that request (too large, stalled, abandoned) drops it.
-    private static func carrying(_ verdict: inout InboundHTTP.HeadVerdict?, into assembled: AssembledRequest) -> AssembledRequest {
-        guard let held = verdict else { return assembled }
-        verdict = nil
-        guard case .complete(var request) = assembled else { return assembled }
-        request.headVerdict = held
-        return .complete(request)
-    }
-
-    /// How long a connection whose request was refused on its head stays open to take the rest of
-    /// the request unread, so that its client reads the refusal rather than a reset (Envoy's
-    /// `delayed_close_timeout`).
+    /// How long a connection whose request was answered before its end (refused, or answered early
+    /// by the application) stays open to take the rest of the request unread, so that its client
+    /// reads the answer rather than a reset (Envoy's `delayed_close_timeout`).
     static let refusalLinger = TimeAmount.seconds(1)
 
     /// Serves the connection until the client closes it or asks to.
     static func serve(
-        _ channel: Connection, respond: (BufferedRequest) async -> BufferedResponse, refused: Refused,
-        onHead: HeadCheck? = nil
+        _ channel: Connection, respond: (BufferedRequest) async -> BufferedResponse, refused: Refused
     ) async throws {
         try await channel.executeThenClose { inbound, outbound in
             var parts = inbound.makeAsyncIterator()
-            var verdict: InboundHTTP.HeadVerdict?
-            while let next = try await parts.next() {
+            while let assembled = try await parts.next() {
                 // The rest of a request whose exchange has ended (its stream is closing).
-                if case .bodyPart = next { continue }
-                if case .end = next { continue }
-                if case .awaitingBody(let head, let partial) = next {
-                    guard let refusal = await check(onHead, head, partial, verdict: &verdict) else { continue }
-                    // Refused on its head: the answer goes now, and the stream then ends with the
-                    // rest of the request unread (reset, as the stream's close resets it).
-                    try await writeWhole(frame(refusal, for: head, keepAlive: true), on: channel.channel)
-                    return
-                }
-                let assembled = carrying(&verdict, into: next)
+                if case .bodyPart = assembled { continue }
+                if case .end = assembled { continue }
                 if case .abandoned(let head, let partial) = assembled {
                     _ = refused(head, .abandoned, "downstream_remote_disconnect", partial)
                     return
@@ -190,25 +144,13 @@ enum HTTPServing {
 
     /// Serves an HTTP/1.1 connection through its inbox until the client closes it or asks to.
     static func serve(
-        _ stream: HTTPRequestStream, respond: (BufferedRequest) async -> BufferedResponse, refused: Refused,
-        onHead: HeadCheck? = nil
+        _ stream: HTTPRequestStream, respond: (BufferedRequest) async -> BufferedResponse, refused: Refused
     ) async {
         // A client that closes the connection while a request is answered stops its upstream
         // exchange; one object serves the connection's requests in turn.
         let cancellation = RequestCancellation()
         stream.channel.closeFuture.whenComplete { _ in cancellation.cancel() }
-        var verdict: InboundHTTP.HeadVerdict?
-        while let next = await stream.next() {
-            if case .awaitingBody(let head, let partial) = next {
-                guard let refusal = await check(onHead, head, partial, verdict: &verdict) else { continue }
-                // Refused on its head: the answer ends the connection. It stays open for
-                // `refusalLinger`, taking the rest of the request unread, so that a client still
-                // writing reads the answer rather than a reset; it closes then, or when the client
-                // closes it first.
-                stream.writeAndLinger(frame(refusal, for: head, keepAlive: false), for: refusalLinger)
-                return
-            }
-            let assembled = carrying(&verdict, into: next)
+        while let assembled = await stream.next() {
             if case .abandoned(let head, let partial) = assembled {
                 _ = refused(head, .abandoned, "downstream_remote_disconnect", partial)
                 break
@@ -302,7 +244,7 @@ enum HTTPServing {
             requestHead = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/")
             let response = refused(nil, .local(status, ""), details, nil)
             return (frame(response, for: requestHead, keepAlive: false), true, false)
-        case .bodyPart, .end, .abandoned, .awaitingBody:
+        case .bodyPart, .end, .abandoned:
             // Parts of a request handed on at its head reach its relay, never here; an abandoned
             // request is recorded by the connection's loop.
             requestHead = HTTPRequestHead(version: .http2, method: .GET, uri: "/")

@@ -131,12 +131,10 @@ enum Listening {
     /// characters) or is the proxy's own, made from such values. Plaintext requests to upstreams
     /// keep the check: they may carry JWT claims copied into headers.
     ///
-    /// Requests reach async code whole (see ``HTTPRequestAssembler``), bodies up to `maxBodyBytes`.
-    ///
-    /// With `decidesOnHead`, a request whose body is still arriving is also handed on at its head
-    /// (see `AssembledRequest.awaitingBody`), to be refused without waiting for the body.
+    /// Requests reach async code whole when they come whole within a read, and otherwise with what
+    /// came, their bodies following as they arrive (see ``HTTPRequestAssembler``).
     static func configureHTTP1Server(
-        _ channel: any Channel, maxBodyBytes: Int, timeouts: IdleTimeouts = .envoy, decidesOnHead: Bool = false
+        _ channel: any Channel, maxBodyBytes: Int, timeouts: IdleTimeouts = .envoy
     ) throws -> HTTPRequestStream {
         let activity = RequestActivity()
         try channel.pipeline.syncOperations.addHandler(
@@ -145,7 +143,7 @@ enum Listening {
         try addHTTP1Codec(channel.pipeline.syncOperations, position: .last)
         try channel.pipeline.syncOperations.addHandler(
             HTTPRequestAssembler(
-                maxBodyBytes: maxBodyBytes, answersParseErrors: true, activity: activity, decidesOnHead: decidesOnHead))
+                maxBodyBytes: maxBodyBytes, answersParseErrors: true, activity: activity))
         let inbox = HTTPRequestInbox()
         try channel.pipeline.syncOperations.addHandler(inbox)
         return HTTPRequestStream(channel: channel, inbox: inbox)
@@ -182,11 +180,10 @@ enum Listening {
     /// An HTTP/2 server connection whose streams each arrive as one whole request.
     typealias HTTP2Streams = NIOHTTP2Handler.AsyncStreamMultiplexer<HTTPServing.Connection>
 
-    /// Configures `channel` as an HTTP/2 server whose streams each carry one whole request (bodies
-    /// up to `maxBodyBytes`), converted from HTTP/2 frames to HTTP/1-style parts and assembled.
-    /// `decidesOnHead` as for `configureHTTP1Server`.
+    /// Configures `channel` as an HTTP/2 server whose streams each carry one request, converted from
+    /// HTTP/2 frames to HTTP/1-style parts and assembled as for `configureHTTP1Server`.
     static func configureHTTP2Server(
-        _ channel: any Channel, maxBodyBytes: Int, timeouts: IdleTimeouts = .envoy, decidesOnHead: Bool = false
+        _ channel: any Channel, maxBodyBytes: Int, timeouts: IdleTimeouts = .envoy
     ) throws -> HTTP2Streams {
         try channel.pipeline.syncOperations.addHandler(HTTP2FloodGuard())
         let streams = try channel.pipeline.syncOperations.configureAsyncHTTP2Pipeline(
@@ -200,7 +197,7 @@ enum Listening {
                 try stream.pipeline.syncOperations.addHandler(GRPCTrailersOnly())
                 try stream.pipeline.syncOperations.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
                 try stream.pipeline.syncOperations.addHandler(
-                    HTTPRequestAssembler(maxBodyBytes: maxBodyBytes, streamsGRPC: true, decidesOnHead: decidesOnHead))
+                    HTTPRequestAssembler(maxBodyBytes: maxBodyBytes, streamsGRPC: true))
                 return try HTTPServing.Connection(wrappingChannelSynchronously: stream)
             }
         }
@@ -211,14 +208,13 @@ enum Listening {
     /// Serves every stream of an HTTP/2 connection, each one request answered by `respond`, then closes it.
     static func serveStreams(
         _ streams: HTTP2Streams, connection: any Channel, logger: Logger,
-        respond: @escaping @Sendable (BufferedRequest) async -> BufferedResponse, refused: @escaping HTTPServing.Refused,
-        onHead: HTTPServing.HeadCheck? = nil
+        respond: @escaping @Sendable (BufferedRequest) async -> BufferedResponse, refused: @escaping HTTPServing.Refused
     ) async {
         do {
             try await withThrowingDiscardingTaskGroup { group in
                 for try await stream in streams.inbound {
                     group.addTask {
-                        try? await HTTPServing.serve(stream, respond: respond, refused: refused, onHead: onHead)
+                        try? await HTTPServing.serve(stream, respond: respond, refused: refused)
                     }
                 }
             }

@@ -4,8 +4,8 @@ import NIOHTTP1
 import RampartPolicy
 import Synchronization
 
-/// A request as a server connection hands it to async code: whole, or its head and the start of
-/// its body when the body goes past what the proxy holds (the rest follows as an upload, see
+/// A request as a server connection hands it to async code: whole when it came whole within a
+/// read, otherwise its head and what came of its body (the rest follows as an upload, see
 /// `StreamedUpload`), or only its head when the proxy answers it itself.
 enum AssembledRequest: Sendable {
     /// Held by reference (`indirect`), as the other large cases: the channel's pipeline then
@@ -26,11 +26,6 @@ enum AssembledRequest: Sendable {
     /// A request whose client sent nothing for the stream idle timeout before its end (see
     /// `StalledRequest`): answered 408, and its connection or stream ends.
     case stalled(HTTPRequestHead, PartialRequest)
-    /// The head of a request whose body is still arriving, handed on at the end of the read that
-    /// brought it when the connection decides requests on their heads (the inbound side, as
-    /// Envoy's policies decide on the headers): a refusal is answered at once, without waiting
-    /// for the body. The request itself follows as `complete` once its body has come.
-    case awaitingBody(HTTPRequestHead, PartialRequest)
 }
 
 /// What had come of a request that never came whole: when its head arrived and how many bytes
@@ -41,10 +36,10 @@ struct PartialRequest: Sendable {
 }
 
 /// How many bytes of request bodies the whole proxy holds while it reads them, across every
-/// connection and stream. A request's body is held whole before it is forwarded, up to
-/// `--max-body-bytes`; without a bound over all of them, clients that start many uploads and stall
-/// them would make the proxy hold gigabytes. A body that would take the total past `limit` is
-/// passed on as it arrives instead (see `StreamedUpload`), which holds a bounded part of it.
+/// connection and stream. What of a body comes within one read is held until the read is over
+/// (and a request that comes whole in it goes on whole), up to `--max-body-bytes`; a body that
+/// would take the total past `limit` is passed on as it arrives at once (see `StreamedUpload`),
+/// which holds a bounded part of it.
 final class BodyBudget: Sendable {
     let limit: Int
     private let held = Atomic<Int>(0)
@@ -107,10 +102,10 @@ enum ResponseWrite: Sendable {
 struct RequestAssembly {
     private enum State {
         case idle
-        /// A request whose body is being held (in `held`).
+        /// A request whose body is being held (in `held`) until the end of the read that brings it.
         case reading(HTTPRequestHead)
-        /// A request handed on once its body went past what is held: the rest of its body goes
-        /// into the upload as it arrives.
+        /// A request handed on before the end of its body (at the end of a read, or past what is
+        /// held): the rest of its body goes into the upload as it arrives.
         case uploading(StreamedUpload)
         /// A request to be handed on at its head, and what of it came in the same read (in
         /// `held`): it is handed on when that read is over (`startStream`), so that a unary call's
@@ -128,12 +123,7 @@ struct RequestAssembly {
     /// When the current request's head arrived, and the body bytes that have come since.
     private var started = Date.distantPast
     private var received = 0
-    /// Whether the current request's head has been handed on ahead of its body (`announceHead`).
-    private var announced = false
     let maxBodyBytes: Int
-    /// Whether a request whose body is still arriving is handed on at its head first
-    /// (`AssembledRequest.awaitingBody`), so that it can be refused without waiting for the body.
-    let decidesOnHead: Bool
     /// Whether gRPC requests are handed on at their heads (HTTP/2 streams).
     let streamsGRPC: Bool
     /// What every connection's bodies are held against.
@@ -144,11 +134,10 @@ struct RequestAssembly {
     /// The body of bodiless requests, allocated once per connection.
     private let empty = ByteBuffer()
 
-    init(maxBodyBytes: Int, budget: BodyBudget = .shared, streamsGRPC: Bool = false, decidesOnHead: Bool = false) {
+    init(maxBodyBytes: Int, budget: BodyBudget = .shared, streamsGRPC: Bool = false) {
         self.maxBodyBytes = maxBodyBytes
         self.budget = budget
         self.streamsGRPC = streamsGRPC
-        self.decidesOnHead = decidesOnHead
     }
 
     /// Takes one part; returns the request its end completes.
@@ -159,7 +148,6 @@ struct RequestAssembly {
             releaseHeld()
             started = Date()
             received = 0
-            announced = false
             // Values as a field parser reads them, before anything (a policy, the application) does.
             Self.trimFieldValues(&head.headers)
             if streamsGRPC && GRPCFraming.isGRPC(contentType: head.headers.first(name: "content-type")) {
@@ -192,14 +180,9 @@ struct RequestAssembly {
             guard held.readableBytes + chunk.readableBytes <= maxBodyBytes, budget.reserve(chunk.readableBytes) else {
                 // Past what is held (or what the proxy holds in all): the request goes on now,
                 // with what was held, and the rest of its body follows as it arrives.
-                let body = takeHeld()
-                let upload = StreamedUpload(client: channel, held: body.readableBytes)
-                upload.deliver(.body(chunk))
-                state = .uploading(upload)
-                var request = BufferedRequest(head: head, body: body)
-                request.arrived = started
-                request.upload = upload
-                return .complete(request)
+                let request = handOn(head)
+                upload?.deliver(.body(chunk))
+                return request
             }
             hold(&chunk)
             return nil
@@ -243,6 +226,32 @@ struct RequestAssembly {
         return held
     }
 
+    /// Hands on the request being read with the body held so far; the rest of its body follows
+    /// into its upload as it arrives.
+    private mutating func handOn(_ head: HTTPRequestHead) -> AssembledRequest {
+        let body = takeHeld()
+        let upload = StreamedUpload(client: channel, held: body.readableBytes)
+        state = .uploading(upload)
+        var request = BufferedRequest(head: head, body: body)
+        request.arrived = started
+        request.upload = upload
+        return .complete(request)
+    }
+
+    /// The request being read, when the read that brought its head (or the last of its body so
+    /// far) is over and its body has not ended: it goes on now, with what came, and the rest of
+    /// its body follows as the client sends it, as Envoy passes a request on without waiting for
+    /// its end. A request whose body comes whole within one read is handed on whole at its end.
+    /// One whose `transfer-encoding` names a coding besides `chunked` is held: the parser may yet
+    /// refuse it (400), and it is otherwise answered 501 once read (see
+    /// `ProxyContext.codecRefusal`), so that its answer does not depend on where a read ends.
+    mutating func handOnUnfinished() -> AssembledRequest? {
+        guard case .reading(let head) = state, !ProxyContext.hasUnsupportedTransferEncoding(head.headers) else {
+            return nil
+        }
+        return handOn(head)
+    }
+
     /// Hands on a request to be streamed, with what of it has come so far, at the end of the read
     /// that brought its head (see `State.startingStream`).
     mutating func startStream() -> AssembledRequest? {
@@ -253,19 +262,6 @@ struct RequestAssembly {
         request.isStreamed = true
         request.streamEnded = ended
         return .complete(request)
-    }
-
-    /// The head of the request being read, once, when its body is still to come at the end of the
-    /// read that brought the head, and the connection decides requests on their heads. A request
-    /// whose `transfer-encoding` names a coding besides `chunked` is not announced: the parser may
-    /// yet refuse it (400), and it is otherwise answered 501 once read (see
-    /// `ProxyContext.codecRefusal`), so that its answer does not depend on where a read ends.
-    mutating func announceHead() -> AssembledRequest? {
-        guard decidesOnHead, !announced, case .reading(let head) = state,
-            !ProxyContext.hasUnsupportedTransferEncoding(head.headers)
-        else { return nil }
-        announced = true
-        return .awaitingBody(head, PartialRequest(started: started, bytesReceived: received))
     }
 
     /// The head of a request still being read, which its client abandons as the connection or
@@ -329,11 +325,11 @@ final class HTTPRequestAssembler: ChannelDuplexHandler, RemovableChannelHandler 
 
     init(
         maxBodyBytes: Int, answersParseErrors: Bool = false, budget: BodyBudget = .shared, activity: RequestActivity? = nil,
-        streamsGRPC: Bool = false, decidesOnHead: Bool = false
+        streamsGRPC: Bool = false
     ) {
         self.activity = activity
         assembly = RequestAssembly(
-            maxBodyBytes: maxBodyBytes, budget: budget, streamsGRPC: streamsGRPC, decidesOnHead: decidesOnHead)
+            maxBodyBytes: maxBodyBytes, budget: budget, streamsGRPC: streamsGRPC)
         self.answersParseErrors = answersParseErrors
     }
 
@@ -371,13 +367,12 @@ final class HTTPRequestAssembler: ChannelDuplexHandler, RemovableChannelHandler 
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        if let request = assembly.startStream() {
+        // A request still arriving goes on with what came of it: a call to be streamed, or a
+        // request whose body follows as an upload. The connection stays inside a request (see
+        // `RequestActivity`) until its end.
+        if let request = assembly.startStream() ?? assembly.handOnUnfinished() {
             unanswered += 1
             context.fireChannelRead(wrapInboundOut(request))
-        } else if unanswered == 0, let head = assembly.announceHead() {
-            // Only while no earlier request waits for its answer: the connection's task is then
-            // free to decide this one now. Not a request of its own: `unanswered` stays.
-            context.fireChannelRead(wrapInboundOut(head))
         }
         context.fireChannelReadComplete()
     }

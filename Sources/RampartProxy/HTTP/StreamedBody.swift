@@ -257,6 +257,12 @@ struct PartQueue {
         return (taken, readHeld)
     }
 
+    /// Puts `taken`, parts taken earlier, back ahead of what waits (an upload sent again).
+    mutating func putBack(_ taken: [StreamedBody.Part]) {
+        for case .body(let chunk) in taken { bytes += chunk.readableBytes }
+        parts.insert(contentsOf: taken, at: 0)
+    }
+
     /// Drops what waits and anything that comes later; returns whether a read was held.
     mutating func drop() -> Bool {
         abandoned = true

@@ -3,8 +3,8 @@ import NIOHTTP1
 import Synchronization
 
 /// The rest of a request body passed on to the upstream as the client sends it, as Envoy passes a
-/// request on: an upload larger than what the proxy holds (`--max-body-bytes`) goes to the
-/// application as it arrives instead of being refused.
+/// request on: a request whose end has not come when the read that brought its head is over goes
+/// on then (see `RequestAssembly.handOnUnfinished`), and its body follows as it arrives.
 ///
 /// The server connection's assembler (`HTTPRequestAssembler`) hands the request on with the body it
 /// held and this object, then delivers the parts that follow into it; the upstream exchange's
@@ -20,6 +20,11 @@ final class StreamedUpload: Sendable {
 
     /// Bytes waiting for the upstream before reads of the client stop.
     static let maxQueuedBytes = StreamedBody.maxQueuedBytes
+
+    /// What the upstream's side has taken is kept, up to this many bytes, so that a request whose
+    /// exchange failed unprocessed can be sent again whole (Envoy's default buffer limit, 1 MiB,
+    /// which bounds what it keeps of a request for retries). Past it, the request is sent once.
+    static let maxReplayBytes = 1 << 20
 
     /// What the upstream's side gets when it asks for parts.
     enum Taken {
@@ -40,6 +45,10 @@ final class StreamedUpload: Sendable {
         /// Whether the upstream's side has taken anything, and whether it took the end.
         var touched = false
         var takenWhole = false
+        /// What the upstream's side has taken, kept for a second attempt while it stays within
+        /// ``maxReplayBytes``; nil once it went past (the request can then not be sent again).
+        var replay: [Part]? = []
+        var replayBytes = 0
         /// What runs, on its loop, when parts come for the upstream's side waiting for them.
         var wake: (loop: any EventLoop, body: @Sendable () -> Void)?
     }
@@ -101,6 +110,14 @@ final class StreamedUpload: Sendable {
             if let (parts, resumes) = state.queue.takeAll() {
                 state.touched = true
                 if case .end? = parts.last { state.takenWhole = true }
+                if state.replay != nil {
+                    for case .body(let chunk) in parts { state.replayBytes += chunk.readableBytes }
+                    if state.replayBytes > Self.maxReplayBytes {
+                        state.replay = nil
+                    } else {
+                        state.replay?.append(contentsOf: parts)
+                    }
+                }
                 return (.parts(parts), resumes)
             }
             if let failure = state.queue.failure { return (.failed(failure), false) }
@@ -111,9 +128,25 @@ final class StreamedUpload: Sendable {
         return taken
     }
 
-    /// Whether the upstream's side has taken nothing yet: a request whose exchange failed then may
-    /// be sent again.
+    /// Whether the upstream's side has taken nothing yet, or nothing past what it keeps for a
+    /// second attempt (``maxReplayBytes``): a request whose exchange failed then may be sent again.
+    var canSendAgain: Bool { state.withLock { !$0.touched || $0.replay != nil } }
+
+    /// Whether the upstream's side has taken nothing yet.
     var isUntouched: Bool { state.withLock { !$0.touched } }
+
+    /// Starts the upload again from its first part, for a new attempt at the request: what an
+    /// earlier attempt took goes back ahead of what waits. Nothing changes for the first attempt,
+    /// or once what was taken went past ``maxReplayBytes`` (no attempt follows then).
+    func rewind() {
+        state.withLock { state in
+            guard let replay = state.replay, !replay.isEmpty else { return }
+            state.queue.putBack(replay)
+            state.replay = []
+            state.replayBytes = 0
+            state.takenWhole = false
+        }
+    }
 
     /// Whether the upstream's side took the request's end: its connection may then carry another.
     var isTakenWhole: Bool { state.withLock { $0.takenWhole } }

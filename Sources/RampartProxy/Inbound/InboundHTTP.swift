@@ -18,8 +18,7 @@ struct InboundHTTP: Sendable {
             respond: { request in
                 await Listening.answer(request, on: loop) { request, loop, answer in respond(request, info: info, on: loop, answer: answer) }
             },
-            refused: { head, response, details, partial in refused(head, response, details: details, partial: partial, info: info) },
-            onHead: { head, partial in await refusal(onHead: head, partial: partial, info: info, on: loop) })
+            refused: { head, response, details, partial in refused(head, response, details: details, partial: partial, info: info) })
     }
 
     /// Serves one HTTP/2 connection: each stream is one request, decided and forwarded on its own.
@@ -31,37 +30,7 @@ struct InboundHTTP: Sendable {
                     respond(request, info: info, on: loop, answer: answer)
                 }
             },
-            refused: { head, response, details, partial in refused(head, response, details: details, partial: partial, info: info) },
-            onHead: { head, partial in await refusal(onHead: head, partial: partial, info: info, on: connection.eventLoop) })
-    }
-
-    /// Decides a request on its head while its body is still arriving, as Envoy's filters decide
-    /// on the headers: a request the policies (or anything before them) refuse is answered now,
-    /// recorded like any other, and its body is never waited for. Otherwise nothing is recorded
-    /// yet, and the decision (its config, the JWT check, the policies' verdict) stands for the
-    /// request once it has come whole, as Envoy decides a stream once: a policy applied, or a token
-    /// expired, while the body arrives changes nothing for it.
-    func refusal(onHead head: HTTPRequestHead, partial: PartialRequest, info: ConnectionInfo, on loop: any EventLoop) async
-        -> HTTPServing.HeadDecision
-    {
-        let request = BufferedRequest(head: head)
-        var record = RequestRecord(reporter: .destination, startTime: partial.started, protocolName: request.protocolName)
-        record.isGRPC = request.isGRPC
-        describe(&record, request: request, info: info)
-        record.bytesReceived = partial.bytesReceived
-        let context = self.context
-        return await withUnsafeContinuation { continuation in
-            handle(
-                request, info: info, record: record, on: loop,
-                allowed: { verdict in continuation.resume(returning: .allowed(verdict)) },
-                done: { response, record in
-                    var record = record
-                    var response = response
-                    ResponseStamp.apply(&response, server: ResponseStamp.inboundServer, serviceTime: nil)
-                    context.finish(&record, response: response, start: partial.started)
-                    continuation.resume(returning: .refused(response))
-                })
-        }
+            refused: { head, response, details, partial in refused(head, response, details: details, partial: partial, info: info) })
     }
 
     /// Records a request answered before any policy read it (see `HTTPServing.Refused`) in the
@@ -119,30 +88,13 @@ struct InboundHTTP: Sendable {
     /// What receives a response and the record of the exchange that made it.
     typealias Handled = @Sendable (BufferedResponse, RequestRecord) -> Void
 
-    /// What an allowed request's head was decided with (see `refusal(onHead:)`), which stands for
-    /// the whole request.
-    struct HeadVerdict: Sendable {
-        /// The config the decision was made under.
-        let config: ProxyConfig
-        /// The request as the policies read it, with the JWT check's outcome.
-        let authz: AuthzRequest
-        /// The JWT check's result, when the request carried a token.
-        let authn: RequestAuthnResult?
-        let decision: Decision
-    }
-
     /// Decides one request and, when it is allowed, forwards it to the application.
     ///
     /// Everything up to the application runs at once on the connection's loop; only a JWT check
     /// (whose keys may have to be fetched) waits as a task, and the decision then goes on on `loop`.
-    ///
-    /// With `allowed`, the request is its head alone (see `refusal(onHead:)`): a refusal goes to
-    /// `done` as always, but an allowed request goes no further than `allowed`, which gets the
-    /// decision, and leaves no record. A request that carries such a decision (`headVerdict`) is
-    /// not decided again: it goes on under the config and with the verdict its head had.
     func handle(
         _ request: BufferedRequest, info: ConnectionInfo, record: consuming RequestRecord, on loop: any EventLoop,
-        allowed: (@Sendable (HeadVerdict) -> Void)? = nil, done: @escaping Handled
+        done: @escaping Handled
     ) {
         var request = request
         record.requestID = RequestIDs.ensure(&request.head.headers)
@@ -156,7 +108,7 @@ struct InboundHTTP: Sendable {
             done(.local(problem.status, ""), record)
             return
         }
-        guard let config = request.headVerdict?.config ?? context.config.current else {
+        guard let config = context.config.current else {
             record.responseFlags = "NC"
             record.responseDetails = "no_config_received"
             done(.local(.forbidden, "RBAC: access denied (this proxy has not yet received its config from the control plane)\n"), record)
@@ -180,16 +132,10 @@ struct InboundHTTP: Sendable {
         Self.treatAsConnectionManager(&request.head.headers)
         Self.setForwardingHeaders(&request.head, info: info, own: context.identity.current?.identity.spiffeIDString ?? "")
         Self.joinCookies(&request.head.headers)
-        if let verdict = request.headVerdict {
-            decide(
-                request, authz: verdict.authz, authn: verdict.authn, config: config, info: info, record: record, on: loop,
-                allowed: nil, decided: verdict.decision, done: done)
-            return
-        }
         let authz = Self.authzRequest(
             request, info: info, workload: context.workload, appPort: context.appPort, headers: config.policies.readsHeaders)
         guard !config.jwtProviders.isEmpty else {
-            decide(request, authz: authz, authn: nil, config: config, info: info, record: record, on: loop, allowed: allowed, done: done)
+            decide(request, authz: authz, authn: nil, config: config, info: info, record: record, on: loop, done: done)
             return
         }
         let authenticator = context.authenticator
@@ -200,23 +146,18 @@ struct InboundHTTP: Sendable {
             loop.execute {
                 self.decide(
                     request, authz: authenticated, authn: authn, config: config, info: info, record: record, on: loop,
-                    allowed: allowed, done: done)
+                    done: done)
             }
         }
     }
 
-    /// Authorizes the request (after any JWT check), unless its head was `decided` already, and
-    /// forwards it when allowed.
+    /// Authorizes the request (after any JWT check), and forwards it when allowed.
     private func decide(
         _ request: BufferedRequest, authz: AuthzRequest, authn: RequestAuthnResult?, config: ProxyConfig, info: ConnectionInfo,
-        record: consuming RequestRecord, on loop: any EventLoop, allowed: (@Sendable (HeadVerdict) -> Void)?, decided: Decision? = nil,
+        record: consuming RequestRecord, on loop: any EventLoop,
         done: @escaping Handled
     ) {
-        let decision = decided ?? config.policies.evaluate(authz)
-        if let allowed, decision.decision == .allow {
-            allowed(HeadVerdict(config: config, authz: authz, authn: authn, decision: decision))
-            return
-        }
+        let decision = config.policies.evaluate(authz)
         record.policy = decision.policy
         record.rule = decision.rule
         if !decision.dryRun.isEmpty {

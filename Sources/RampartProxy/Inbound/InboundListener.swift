@@ -125,10 +125,10 @@ public final class InboundListener: Service, Sendable {
         switch sniffed {
         case .http1:
             return .http1(
-                try Listening.configureHTTP1Server(channel, maxBodyBytes: maxBodyBytes, timeouts: timeouts, decidesOnHead: true), info)
+                try Listening.configureHTTP1Server(channel, maxBodyBytes: maxBodyBytes, timeouts: timeouts), info)
         case .http2:
             return .http2(
-                try Listening.configureHTTP2Server(channel, maxBodyBytes: maxBodyBytes, timeouts: timeouts, decidesOnHead: true),
+                try Listening.configureHTTP2Server(channel, maxBodyBytes: maxBodyBytes, timeouts: timeouts),
                 channel, info)
         case .tcp, .tls:
             // A plaintext client's FIN ends only its direction, as TCP allows; TLS has no half-close.

@@ -215,13 +215,13 @@ public final class UpstreamClient: Sendable {
             exchangeOnNewConnection(request, key: key, on: loop, timeout: timeout, streams: streams, completion: completion)
             return
         }
-        // An upload is sent again only if nothing of what followed its head was taken.
+        // An upload is sent again only while what was taken of it is kept (see `StreamedUpload`).
         let retry = Self.idempotent.contains(request.head.method.rawValue)
         exchange(request, on: pooled, key: key, timeout: timeout, streams: streams) { [request] result in
             // A pooled connection the server closed while it sat idle: the server answered
             // nothing, so an idempotent request is sent once more on a new connection.
             if retry, case .failure(let error) = result, error is UpstreamClosed, request.cancellation?.isCancelled != true,
-                request.upload?.isUntouched != false
+                request.upload?.canSendAgain != false
             {
                 self.exchangeOnNewConnection(request, key: key, on: loop, timeout: timeout, streams: streams, completion: completion)
             } else {
@@ -305,12 +305,12 @@ public final class UpstreamClient: Sendable {
     private func sendHTTP2(_ request: BufferedRequest, to target: UpstreamTarget, timeout: TimeAmount, streams: Bool = false) async throws -> UpstreamResult {
         do {
             return try await sendHTTP2Once(request, to: target, timeout: timeout, streams: streams)
-        } catch where Self.unprocessed(error) && request.upload?.isUntouched != false {
+        } catch where Self.unprocessed(error) && request.upload?.canSendAgain != false {
             // The peer began draining as the stream opened, and never processed it (RFC 9113
             // §8.7): sent again, on a new connection, whatever its method, as Envoy sends it.
             return try await sendHTTP2Once(request, to: target, timeout: timeout, streams: streams)
         } catch let error as NIOHTTP2Errors.IOOnClosedConnection
-            where Self.idempotent.contains(request.head.method.rawValue) && request.upload?.isUntouched != false
+            where Self.idempotent.contains(request.head.method.rawValue) && request.upload?.canSendAgain != false
         {
             // Refused by a connection that had just closed, or received GOAWAY, before this side
             // read it: a request that may be repeated is sent on a new connection.

@@ -147,6 +147,8 @@ final class UpstreamExchangeHandler: ChannelDuplexHandler, RemovableChannelHandl
         pending = exchange
         streaming = nil
         upload = exchange.request.upload
+        // A request sent again starts its upload from the first part.
+        upload?.rewind()
         uploadAwaitsWritable = false
         exchangeDeadline = upload == nil ? exchange.deadline : .distantFuture
         pendingDeadline = min(exchangeDeadline, .now() + exchange.idle)

@@ -70,7 +70,7 @@ struct UpstreamFailure {
             status = .requestTimeout
             flags = "SI"
             details = RequestRecord.streamIdleTimeout
-            body = "stream timeout\n"
+            body = "stream timeout"
         } else if error is StreamedUpload.ClientGone {
             status = .serviceUnavailable
             flags = "DC"

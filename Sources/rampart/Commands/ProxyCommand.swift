@@ -71,7 +71,7 @@ struct Proxy: AsyncParsableCommand {
     @Option(help: "What to do with hosts outside the registry: ALLOW_ANY (forward in plaintext) or REGISTRY_ONLY (refuse with 502).")
     var outboundTrafficPolicy: String = "ALLOW_ANY"
 
-    @Option(parsing: .unconditional, help: ArgumentHelp("How much of a request body the proxy holds before forwarding it, in bytes: a request whose body is larger goes on at that point, the rest of its body passed on as it arrives. Responses are passed on as they arrive, whatever their size, and gRPC calls over HTTP/2 stream both ways (a gRPC response read whole from an HTTP/1.1 application is held up to this size).", valueName: "bytes"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("How much of a request body the proxy holds within one read before forwarding it, in bytes. Requests and responses are passed on as they arrive, whatever their size, and gRPC calls over HTTP/2 stream both ways; a gRPC message read whole for or from an HTTP/1.1 application is held up to this size.", valueName: "bytes"))
     var maxBodyBytes: Int = 16 * 1024 * 1024
 
     @Option(
