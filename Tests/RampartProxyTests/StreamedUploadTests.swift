@@ -638,7 +638,10 @@ struct UploadWritingTests {
             Issue.record("the rewound upload gave nothing")
             return
         }
-        #expect(again.count == 4)
+        // The same bytes, from the first.
+        var bytes = 0
+        for case .body(let chunk) in again { bytes += chunk.readableBytes }
+        #expect(bytes == 1 << 20)
         upload.deliver(.body(ByteBuffer(string: "x")))
         _ = upload.take(waking: EmbeddedEventLoop(), {})
         #expect(!upload.canSendAgain, "an upload past 1 MiB taken can still be sent again")

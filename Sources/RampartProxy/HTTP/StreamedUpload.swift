@@ -45,10 +45,32 @@ final class StreamedUpload: Sendable {
         /// Whether the upstream's side has taken anything, and whether it took the end.
         var touched = false
         var takenWhole = false
-        /// What the upstream's side has taken, kept for a second attempt while it stays within
-        /// ``maxReplayBytes``; nil once it went past (the request can then not be sent again).
-        var replay: [Part]? = []
-        var replayBytes = 0
+        /// A copy of the body the upstream's side has taken, kept for a second attempt while it
+        /// stays within ``maxReplayBytes``; nil once it went past (the request can then not be
+        /// sent again). A copy, not the parts themselves: a part is a slice of the buffer its
+        /// connection reads into (TLS's plaintext buffer), which would otherwise be copied whole
+        /// at the connection's next read for as long as the part is kept.
+        var replay: ByteBuffer? = ByteBuffer()
+        /// The end, once the upstream's side has taken it.
+        var replayEnd: Part?
+
+        /// Adds `parts`, just taken, to what is kept for a second attempt, or keeps nothing more
+        /// once the body taken goes past ``maxReplayBytes``.
+        mutating func keepForReplay(_ parts: [Part]) {
+            for part in parts where replay != nil {
+                switch part {
+                case .body(var chunk):
+                    if replay!.readableBytes + chunk.readableBytes <= StreamedUpload.maxReplayBytes {
+                        replay!.writeBuffer(&chunk)
+                    } else {
+                        replay = nil
+                        replayEnd = nil
+                    }
+                case .end:
+                    replayEnd = part
+                }
+            }
+        }
         /// What runs, on its loop, when parts come for the upstream's side waiting for them.
         var wake: (loop: any EventLoop, body: @Sendable () -> Void)?
     }
@@ -110,14 +132,7 @@ final class StreamedUpload: Sendable {
             if let (parts, resumes) = state.queue.takeAll() {
                 state.touched = true
                 if case .end? = parts.last { state.takenWhole = true }
-                if state.replay != nil {
-                    for case .body(let chunk) in parts { state.replayBytes += chunk.readableBytes }
-                    if state.replayBytes > Self.maxReplayBytes {
-                        state.replay = nil
-                    } else {
-                        state.replay?.append(contentsOf: parts)
-                    }
-                }
+                state.keepForReplay(parts)
                 return (.parts(parts), resumes)
             }
             if let failure = state.queue.failure { return (.failed(failure), false) }
@@ -140,10 +155,12 @@ final class StreamedUpload: Sendable {
     /// or once what was taken went past ``maxReplayBytes`` (no attempt follows then).
     func rewind() {
         state.withLock { state in
-            guard let replay = state.replay, !replay.isEmpty else { return }
-            state.queue.putBack(replay)
-            state.replay = []
-            state.replayBytes = 0
+            guard let replay = state.replay, replay.readableBytes > 0 || state.replayEnd != nil else { return }
+            var parts: [Part] = replay.readableBytes > 0 ? [.body(replay)] : []
+            if let end = state.replayEnd { parts.append(end) }
+            state.queue.putBack(parts)
+            state.replay = ByteBuffer()
+            state.replayEnd = nil
             state.takenWhole = false
         }
     }
