@@ -270,6 +270,31 @@ struct WriteCoalescerTests {
         _ = try channel.finish()
     }
 
+    @Test("a buffer of a full record or more goes on as it is, not copied, after what was joined before it")
+    func largePassesThrough() throws {
+        let channel = EmbeddedChannel(handler: WriteCoalescer())
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 8443)).wait()
+        let large = ByteBuffer(repeating: 0x62, count: WriteCoalescer.passThroughBytes)
+        let promise = channel.eventLoop.makePromise(of: Void.self)
+        channel.write(IOData.byteBuffer(ByteBuffer(string: "4000\r\n")), promise: nil)
+        channel.write(IOData.byteBuffer(large), promise: promise)
+        channel.write(IOData.byteBuffer(ByteBuffer(string: "\r\n")), promise: nil)
+        channel.write(IOData.byteBuffer(ByteBuffer(string: "0\r\n\r\n")), promise: nil)
+        channel.flush()
+        var written: [ByteBuffer] = []
+        while case .byteBuffer(let buffer)? = try channel.readOutbound(as: IOData.self) { written.append(buffer) }
+        #expect(written.map { $0.readableBytes } == [6, large.readableBytes, 7], "\(written.map { $0.readableBytes })")
+        #expect(written.count == 3 && String(buffer: written[2]) == "\r\n0\r\n\r\n")
+        // The same bytes, not a copy of them.
+        let same = written.count == 3 && written[1].withUnsafeReadableBytes { out in large.withUnsafeReadableBytes { $0.baseAddress == out.baseAddress } }
+        #expect(same, "the large buffer was copied")
+        let completed = Mutex(false)
+        promise.futureResult.whenSuccess { completed.withLock { $0 = true } }
+        channel.embeddedEventLoop.run()
+        #expect(completed.withLock { $0 })
+        _ = try channel.finish()
+    }
+
     @Test("a write never flushed fails when the connection closes")
     func closeFailsPending() throws {
         let channel = EmbeddedChannel(handler: WriteCoalescer())

@@ -5,9 +5,16 @@ import NIOCore
 /// An HTTP/1.1 message leaves its encoder as several buffers (the head, the body, the end). Given
 /// them apart, TLS seals each as a record of its own; joined, the message is one record, one
 /// encryption and one write into the connection's output.
+///
+/// A buffer of a full record's payload (16 KiB) or more goes on as it is, after what was joined
+/// before it: joining it would copy it (a body of megabytes, each part of an upload) to save at
+/// most one small record.
 final class WriteCoalescer: ChannelOutboundHandler, RemovableChannelHandler {
     typealias OutboundIn = IOData
     typealias OutboundOut = IOData
+
+    /// TLS's largest record payload: a buffer this long or longer is not joined.
+    static let passThroughBytes = 16 * 1024
 
     private var pending: ByteBuffer?
     private var promises: [EventLoopPromise<Void>] = []
@@ -15,6 +22,11 @@ final class WriteCoalescer: ChannelOutboundHandler, RemovableChannelHandler {
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         switch unwrapOutboundIn(data) {
         case .byteBuffer(var buffer):
+            if buffer.readableBytes >= Self.passThroughBytes {
+                writePending(context: context)
+                context.write(data, promise: promise)
+                return
+            }
             if pending == nil {
                 pending = buffer
             } else {
