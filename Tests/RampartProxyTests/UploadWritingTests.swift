@@ -201,6 +201,33 @@ struct UploadWritingTests {
         }
     }
 
+    @Test("what is kept for a second attempt is held against the proxy's body budget and given back when the upload goes; past the budget the request is sent once")
+    func replayBudget() throws {
+        let budget = BodyBudget(limit: 100)
+        let loop = EmbeddedEventLoop()
+        var upload: StreamedUpload? = StreamedUpload(client: nil, held: 0, budget: budget)
+        upload?.deliver(.body(ByteBuffer(repeating: 1, count: 60)))
+        _ = upload?.take(waking: loop, {})
+        #expect(budget.bytesHeld == 60 && upload?.canSendAgain == true)
+        // Put back for a second attempt, then taken (and kept) again.
+        upload?.rewind()
+        #expect(budget.bytesHeld == 0)
+        _ = upload?.take(waking: loop, {})
+        #expect(budget.bytesHeld == 60)
+        upload = nil
+        #expect(budget.bytesHeld == 0, "an upload that went kept its bytes in the budget")
+
+        // With the budget taken by others, nothing is kept, and the request cannot be sent again.
+        #expect(budget.reserve(50))
+        let crowded = StreamedUpload(client: nil, held: 0, budget: budget)
+        crowded.deliver(.body(ByteBuffer(repeating: 1, count: 20)))
+        _ = crowded.take(waking: loop, {})
+        #expect(budget.bytesHeld == 70 && crowded.canSendAgain)
+        crowded.deliver(.body(ByteBuffer(repeating: 1, count: 40)))
+        _ = crowded.take(waking: loop, {})
+        #expect(budget.bytesHeld == 50 && !crowded.canSendAgain)
+    }
+
     @Test("a client that goes away mid-upload fails the exchange with that reason, which is logged DC")
     func clientGone() throws {
         let channel = try connected()

@@ -39,7 +39,8 @@ struct PartialRequest: Sendable {
 /// connection and stream. What of a body comes within one read is held until the read is over
 /// (and a request that comes whole in it goes on whole), up to `--max-body-bytes`; a body that
 /// would take the total past `limit` is passed on as it arrives at once (see `StreamedUpload`),
-/// which holds a bounded part of it.
+/// which holds a bounded part of it. What uploads keep for a second attempt is held against it
+/// too.
 final class BodyBudget: Sendable {
     let limit: Int
     private let held = Atomic<Int>(0)
@@ -230,7 +231,7 @@ struct RequestAssembly {
     /// into its upload as it arrives.
     private mutating func handOn(_ head: HTTPRequestHead) -> AssembledRequest {
         let body = takeHeld()
-        let upload = StreamedUpload(client: channel, held: body.readableBytes)
+        let upload = StreamedUpload(client: channel, held: body.readableBytes, budget: budget)
         state = .uploading(upload)
         var request = BufferedRequest(head: head, body: body)
         request.arrived = started

@@ -23,7 +23,8 @@ final class StreamedUpload: Sendable {
 
     /// What the upstream's side has taken is kept, up to this many bytes, so that a request whose
     /// exchange failed unprocessed can be sent again whole (Envoy's default buffer limit, 1 MiB,
-    /// which bounds what it keeps of a request for retries). Past it, the request is sent once.
+    /// which bounds what it keeps of a request for retries). Past it, or past what the proxy's
+    /// `BodyBudget` has room for, the request is sent once.
     static let maxReplayBytes = 1 << 20
 
     /// What the upstream's side gets when it asks for parts.
@@ -54,15 +55,18 @@ final class StreamedUpload: Sendable {
         /// The end, once the upstream's side has taken it.
         var replayEnd: Part?
 
-        /// Adds `parts`, just taken, to what is kept for a second attempt, or keeps nothing more
-        /// once the body taken goes past ``maxReplayBytes``.
-        mutating func keepForReplay(_ parts: [Part]) {
+        /// Adds `parts`, just taken, to what is kept for a second attempt, held against `budget`,
+        /// or keeps nothing more once the body taken goes past ``maxReplayBytes`` or the budget.
+        mutating func keepForReplay(_ parts: [Part], budget: BodyBudget) {
             for part in parts where replay != nil {
                 switch part {
                 case .body(var chunk):
-                    if replay!.readableBytes + chunk.readableBytes <= StreamedUpload.maxReplayBytes {
+                    if replay!.readableBytes + chunk.readableBytes <= StreamedUpload.maxReplayBytes,
+                        budget.reserve(chunk.readableBytes)
+                    {
                         replay!.writeBuffer(&chunk)
                     } else {
+                        budget.release(replay!.readableBytes)
                         replay = nil
                         replayEnd = nil
                     }
@@ -80,9 +84,21 @@ final class StreamedUpload: Sendable {
     private let state: Mutex<State>
 
     /// An upload on `client`, of whose body `held` bytes came before it was handed on.
-    init(client: (any Channel)?, held: Int) {
+    /// What is kept for a second attempt is held against.
+    private let budget: BodyBudget
+
+    /// An upload on `client`, of whose body `held` bytes came before it was handed on; what it
+    /// keeps for a second attempt is held against `budget`.
+    init(client: (any Channel)?, held: Int, budget: BodyBudget = .shared) {
         self.client = client
+        self.budget = budget
         state = Mutex(State(received: held))
+    }
+
+    deinit {
+        state.withLock { state in
+            if let replay = state.replay { budget.release(replay.readableBytes) }
+        }
     }
 
     // MARK: The client's side (its channel's event loop)
@@ -132,7 +148,7 @@ final class StreamedUpload: Sendable {
             if let (parts, resumes) = state.queue.takeAll() {
                 state.touched = true
                 if case .end? = parts.last { state.takenWhole = true }
-                state.keepForReplay(parts)
+                state.keepForReplay(parts, budget: budget)
                 return (.parts(parts), resumes)
             }
             if let failure = state.queue.failure { return (.failed(failure), false) }
@@ -159,6 +175,8 @@ final class StreamedUpload: Sendable {
             var parts: [Part] = replay.readableBytes > 0 ? [.body(replay)] : []
             if let end = state.replayEnd { parts.append(end) }
             state.queue.putBack(parts)
+            // Taken again, they are kept (and held against the budget) again.
+            budget.release(replay.readableBytes)
             state.replay = ByteBuffer()
             state.replayEnd = nil
             state.takenWhole = false
