@@ -323,8 +323,9 @@ struct StalledRequestTests {
     }
 }
 
-/// An HTTP/2 application that answers each request, then, after its first answer, sends GOAWAY
-/// and keeps its socket open: a peer that drains.
+/// An HTTP/2 application that answers each request with the number of its connection (in the
+/// order accepted), then, after its first answer, sends GOAWAY and keeps its socket open: a peer
+/// that drains. With `drains` false it never sends GOAWAY.
 final class DrainingApp: Sendable {
     typealias Stream = NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>
     let listener: NIOAsyncChannel<NIOHTTP2Handler.AsyncStreamMultiplexer<Stream>, Never>
@@ -333,8 +334,10 @@ final class DrainingApp: Sendable {
     let connections = SelectiveServer.Tally()
     let goAways = SelectiveServer.Tally()
     let closed = SelectiveServer.Tally()
+    private let drains: Bool
 
-    init() async throws {
+    init(drains: Bool = true) async throws {
+        self.drains = drains
         let closed = self.closed
         listener = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -378,7 +381,7 @@ final class DrainingApp: Sendable {
                 channel.write(HTTPServerResponsePart.head(HTTPResponseHead(version: .http2, status: .ok, headers: ["content-length": "\(body.readableBytes)"])), promise: nil)
                 channel.write(HTTPServerResponsePart.body(.byteBuffer(body)), promise: nil)
                 try await channel.writeAndFlush(HTTPServerResponsePart.end(nil))
-                if goAways.value == 0, let parent = channel.parent {
+                if drains, goAways.value == 0, let parent = channel.parent {
                     try await parent.writeAndFlush(HTTP2Frame(streamID: .rootStream, payload: .goAway(lastStreamID: .maxID, errorCode: .noError, opaqueData: nil)))
                     goAways.add()
                 }
@@ -408,15 +411,53 @@ struct UpstreamDrainTests {
         #expect(first.head.status == .ok && String(buffer: first.body) == "connection 1")
         for _ in 0..<200 where app.goAways.value == 0 { try await Task.sleep(for: .milliseconds(10)) }
         try await Task.sleep(for: .milliseconds(300))
-        for index in 2...4 {
+        // Each request comes on a client connection of its own, whose event loop has its own
+        // HTTP/2 connection to the application (see `UpstreamClient.multiplexedConnection`): the
+        // requests after the GOAWAY go on new connections, one per loop they come through.
+        var used: Set<String> = []
+        for index in 2...5 {
             let next = try await TestClient.plain(port: proxy.inboundPort, path: "/next-\(index)")
             #expect(next.head.status == .ok, "request \(index) after the GOAWAY: \(next.head.status) \(String(buffer: next.body))")
-            #expect(String(buffer: next.body) == "connection 2", "\(String(buffer: next.body))")
+            let answered = String(buffer: next.body)
+            #expect(answered.hasPrefix("connection ") && answered != "connection 1", "\(answered)")
+            used.insert(answered)
         }
+        #expect(used.count <= System.coreCount)
         // The drained connection, with no stream left, is closed by the proxy.
         for _ in 0..<200 where app.closed.value == 0 { try await Task.sleep(for: .milliseconds(10)) }
         #expect(app.closed.value == 1)
-        #expect(app.connections.value == 2)
+        // No connection was opened that no request needed.
+        #expect(app.connections.value == 1 + used.count)
+    }
+
+    @Test("each event loop has an HTTP/2 connection of its own to an upstream, which the requests of its tasks share")
+    func connectionPerLoop() async throws {
+        let app = try await DrainingApp(drains: false)
+        let appTask = Task { await app.run() }
+        defer { appTask.cancel() }
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        let client = UpstreamClient(group: group, maxBodyBytes: 1 << 16)
+        let target = UpstreamTarget(host: "127.0.0.1", port: app.port, http2: true)
+        @Sendable func send(_ path: String) async throws -> String {
+            let result = try await client.send(TestClient.request(path: path, host: "app", headers: []), to: target)
+            #expect(result.response.head.status == .ok)
+            return String(buffer: result.response.body)
+        }
+        var answers: [[String]] = []
+        for (index, loop) in group.makeIterator().enumerated() {
+            let answered = try await Task(executorPreference: EventLoopExecutor(loop)) {
+                [try await send("/loop-\(index)-a"), try await send("/loop-\(index)-b")]
+            }.value
+            answers.append(answered)
+        }
+        #expect(answers == [["connection 1", "connection 1"], ["connection 2", "connection 2"]])
+        // Callers off the group's loops share one more connection.
+        #expect(try await send("/off-a") == "connection 3")
+        #expect(try await send("/off-b") == "connection 3")
+        #expect(app.connections.value == 3)
+        client.shutdown()
+        try await app.listener.channel.close()
+        try await group.shutdownGracefully()
     }
 
     @Test("a stream the peer never processed (opened after its GOAWAY, or refused) is one an exchange may send again")

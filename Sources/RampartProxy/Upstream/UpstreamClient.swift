@@ -80,11 +80,14 @@ public final class UpstreamClient: Sendable {
         let peer: VerifiedPeer?
     }
 
-    /// An HTTP/2 connection, shared by every request to its target.
+    /// An HTTP/2 connection, shared by every request to its target from one event loop's tasks
+    /// (see `multiplexedConnection`).
     private struct Multiplexed: Sendable {
         let channel: any Channel
         let multiplexer: NIOHTTP2Handler.AsyncStreamMultiplexer<Void>
         let peer: VerifiedPeer?
+        /// The pool entry it fills.
+        let key: PoolKey
     }
 
     /// Idle connections are kept per target and per event loop: a request takes one on the loop
@@ -99,7 +102,7 @@ public final class UpstreamClient: Sendable {
     /// The group's loops (a handful: one per core), searched in order.
     private let loops: [ObjectIdentifier]
     private let idle = Mutex<[PoolKey: [Pooled]]>([:])
-    private let multiplexed = Mutex<[UpstreamTarget: Multiplexed]>([:])
+    private let multiplexed = Mutex<[PoolKey: Multiplexed]>([:])
     private let maxIdlePerTarget: Int
     private let maxBodyBytes: Int
     private let connectTimeout: TimeAmount
@@ -137,7 +140,8 @@ public final class UpstreamClient: Sendable {
     /// When `loop` is one of the group's, the request takes an idle connection of that loop's
     /// pool: an exchange on a pooled connection is then a write and a read on the one thread,
     /// with no task and no future, and `completion` runs on `loop`. Opening a connection, and
-    /// HTTP/2, run as tasks; their `completion` may run on another thread.
+    /// HTTP/2, run as tasks (HTTP/2 on `loop`, with that loop's connection); their `completion`
+    /// may run on another thread.
     ///
     /// With `streamsResponse`, a response whose body does not come whole with its head is passed
     /// on at its head, its body to follow as it arrives (see `StreamedBody`), as Envoy passes a
@@ -148,7 +152,9 @@ public final class UpstreamClient: Sendable {
         streamsResponse: Bool = false, completion: @escaping @Sendable (Result<UpstreamResult, any Error>) -> Void
     ) {
         if target.http2 {
-            Task {
+            // On the caller's loop, so that it takes that loop's HTTP/2 connection.
+            let preferred: (any TaskExecutor)? = loops.contains(ObjectIdentifier(loop)) ? EventLoopExecutor(loop) : nil
+            Task(executorPreference: preferred) {
                 do {
                     completion(.success(try await self.sendHTTP2(request, to: target, timeout: timeout, streams: streamsResponse)))
                 } catch {
@@ -342,8 +348,8 @@ public final class UpstreamClient: Sendable {
                 }
             }
         } catch {
-            forget(connection, target: target)
-            retireIfBroken(connection, target: target, after: error)
+            forget(connection)
+            retireIfBroken(connection, after: error)
             throw ProxyError(.upstream, "cannot open an HTTP/2 stream to \(target.host):\(target.port): \(error)")
         }
         do {
@@ -357,7 +363,7 @@ public final class UpstreamClient: Sendable {
             return UpstreamResult(response: response, peer: connection.peer)
         } catch {
             stream.close(promise: nil)
-            retireIfBroken(connection, target: target, after: error)
+            retireIfBroken(connection, after: error)
             throw error
         }
     }
@@ -366,15 +372,15 @@ public final class UpstreamClient: Sendable {
     /// carry new streams (closing it after an HTTP/2 connection error; after the peer's GOAWAY,
     /// `GoAwayWatcher` closes it once its streams end). Otherwise every later request would be
     /// sent on it and fail the same way.
-    private func retireIfBroken(_ connection: Multiplexed, target: UpstreamTarget, after error: any Error) {
+    private func retireIfBroken(_ connection: Multiplexed, after error: any Error) {
         // A stream the application reset (one gRPC call cancelled) leaves the connection fine.
         if error is NIOHTTP2Errors.CreatedStreamAfterGoaway {
             // Draining: its open streams finish, then `GoAwayWatcher` closes it.
-            forget(connection, target: target)
+            forget(connection)
             return
         }
         guard error is NIOHTTP2Errors.IOOnClosedConnection else { return }
-        forget(connection, target: target)
+        forget(connection)
         connection.channel.close(promise: nil)
     }
 
@@ -405,8 +411,8 @@ public final class UpstreamClient: Sendable {
                 }
             }
         } catch {
-            forget(connection, target: target)
-            retireIfBroken(connection, target: target, after: error)
+            forget(connection)
+            retireIfBroken(connection, after: error)
             throw ProxyError(.upstream, "cannot open an HTTP/2 stream to \(target.host):\(target.port): \(error)")
         }
         let channel = responses.channel
@@ -414,14 +420,20 @@ public final class UpstreamClient: Sendable {
         do {
             return try await body(channel, responses, connection.peer)
         } catch {
-            retireIfBroken(connection, target: target, after: error)
+            retireIfBroken(connection, after: error)
             throw error
         }
     }
 
+    /// The HTTP/2 connection to `target` of the calling task's event loop, opened on that loop
+    /// when there is none: each loop has its own, as each Envoy worker has its own pool, so that a
+    /// stream's frames, the connection's and the task that waits for them share one thread.
+    /// Callers off the group's loops share one connection, opened on the group's next loop.
     private func multiplexedConnection(_ target: UpstreamTarget) async throws -> Multiplexed {
-        if let existing = multiplexed.withLock({ $0[target] }), existing.channel.isActive { return existing }
-        let (connected, peer) = try await open(target, on: group.next()) { channel in
+        let current = currentLoop()
+        let key = PoolKey(target: target, loop: current.map { ObjectIdentifier($0) })
+        if let existing = multiplexed.withLock({ $0[key] }), existing.channel.isActive { return existing }
+        let (connected, peer) = try await open(target, on: current ?? group.next()) { channel in
             var configuration = NIOHTTP2Handler.Configuration()
             // Responses' headers and trailers up to Envoy's 60 KiB, as the listeners take requests'.
             configuration.connection.initialSettings = [
@@ -433,33 +445,31 @@ public final class UpstreamClient: Sendable {
             }
             // A peer that drains (GOAWAY) takes no new streams: later requests go on a new
             // connection at once, while the streams already open finish on this one.
-            try channel.pipeline.syncOperations.addHandler(GoAwayWatcher { [weak self] in self?.forget(channel: channel, target: target) })
+            try channel.pipeline.syncOperations.addHandler(GoAwayWatcher { [weak self] in self?.forget(channel: channel, key: key) })
             return (channel, multiplexer)
         }
-        let fresh = Multiplexed(channel: connected.0, multiplexer: connected.1, peer: peer)
+        let fresh = Multiplexed(channel: connected.0, multiplexer: connected.1, peer: peer, key: key)
         let chosen = multiplexed.withLock { pool -> Multiplexed in
-            if let existing = pool[target], existing.channel.isActive { return existing }
-            pool[target] = fresh
+            if let existing = pool[key], existing.channel.isActive { return existing }
+            pool[key] = fresh
             return fresh
         }
         if chosen.channel !== fresh.channel {
             fresh.channel.close(promise: nil)
         } else {
-            fresh.channel.closeFuture.whenComplete { [weak self] _ in self?.forget(fresh, target: target) }
+            fresh.channel.closeFuture.whenComplete { [weak self] _ in self?.forget(fresh) }
         }
         return chosen
     }
 
-    private func forget(channel: any Channel, target: UpstreamTarget) {
+    private func forget(channel: any Channel, key: PoolKey) {
         multiplexed.withLock { pool in
-            if let current = pool[target], current.channel === channel { pool[target] = nil }
+            if let current = pool[key], current.channel === channel { pool[key] = nil }
         }
     }
 
-    private func forget(_ connection: Multiplexed, target: UpstreamTarget) {
-        multiplexed.withLock { pool in
-            if let current = pool[target], current.channel === connection.channel { pool[target] = nil }
-        }
+    private func forget(_ connection: Multiplexed) {
+        forget(channel: connection.channel, key: connection.key)
     }
 
     /// An idle connection of `key`'s pool that is still open, if there is one.
