@@ -90,9 +90,10 @@ public final class UpstreamClient: Sendable {
         let key: PoolKey
     }
 
-    /// Idle connections are kept per target and per event loop: a request takes one on the loop
-    /// its own task runs on, so the exchange completes without a hop to another thread. Callers
-    /// that run off the group's loops share one pool (`loop` nil).
+    /// Connections are kept per target and per event loop (idle HTTP/1.1 ones, and one HTTP/2
+    /// connection): a request takes one of the loop its own task runs on, so the exchange
+    /// completes without a hop to another thread. Callers that run off the group's loops share
+    /// one pool (`loop` nil).
     private struct PoolKey: Hashable {
         let target: UpstreamTarget
         let loop: ObjectIdentifier?
