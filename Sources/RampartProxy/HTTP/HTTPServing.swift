@@ -4,9 +4,6 @@ import NIOHTTP1
 /// Answers the whole requests of a server connection (see `HTTPRequestAssembler`) through
 /// `respond`, keeping the connection alive while the client wants it.
 enum HTTPServing {
-    /// A server connection or HTTP/2 stream as async code sees it.
-    typealias Connection = NIOAsyncChannel<AssembledRequest, ResponseWrite>
-
     /// Records a request the proxy answers itself before anything decides it (a body past a
     /// limit, an HTTP/2 request without authority) with the answer and the access log's response
     /// details for it, and returns the answer as sent (stamped as the listener stamps its answers).
@@ -21,45 +18,41 @@ enum HTTPServing {
     /// reads the answer rather than a reset (Envoy's `delayed_close_timeout`).
     static let refusalLinger = TimeAmount.seconds(1)
 
-    /// Serves the connection until the client closes it or asks to.
-    static func serve(
-        _ channel: Connection, respond: (BufferedRequest) async -> BufferedResponse, refused: Refused
-    ) async throws {
-        try await channel.executeThenClose { inbound, outbound in
-            var parts = inbound.makeAsyncIterator()
-            while let assembled = try await parts.next() {
-                // The rest of a request whose exchange has ended (its stream is closing).
-                if case .bodyPart = assembled { continue }
-                if case .end = assembled { continue }
-                if case .abandoned(let head, let partial) = assembled {
-                    _ = refused(head, .abandoned, "downstream_remote_disconnect", partial)
-                    return
-                }
-                // A stream the client resets (or whose connection goes) stops its upstream exchange.
-                let cancellation = RequestCancellation()
-                channel.channel.closeFuture.whenComplete { _ in cancellation.cancel() }
-                let (framed, last, _) = await answer(assembled, respond: respond, refused: refused, cancellation: cancellation)
-                if let relay = framed.relay, case .complete(let request) = assembled {
-                    // A call passed on as it arrives: the relay reads the rest of the request.
-                    await relay.run(client: channel.channel, parts: &parts, request: request, cancellation: cancellation)
-                    return
-                }
-                if let streamed = framed.streamed {
-                    // The stream carries one exchange: it ends with the response, or is reset
-                    // when the response could not be written whole.
-                    let complete = await deliver(framed, streamed, on: channel.channel, cancellation: cancellation)
-                    cancellation.finish()
-                    Self.abandonUnfinishedUpload(assembled)
-                    if !complete { channel.channel.close(promise: nil) }
-                    return
-                }
-                cancellation.finish()
-                if last {
-                    try await writeWhole(framed, on: channel.channel)
-                    return
-                }
-                try await outbound.write(.whole(framed))
+    /// Serves an HTTP/2 stream's one exchange, then closes the stream.
+    static func serveHTTP2(
+        _ stream: HTTPRequestStream, respond: (BufferedRequest) async -> BufferedResponse, refused: Refused
+    ) async {
+        defer { stream.close() }
+        while let assembled = await stream.next() {
+            // The rest of a request whose exchange has ended (its stream is closing).
+            if case .bodyPart = assembled { continue }
+            if case .end = assembled { continue }
+            if case .abandoned(let head, let partial) = assembled {
+                _ = refused(head, .abandoned, "downstream_remote_disconnect", partial)
+                return
             }
+            // A stream the client resets (or whose connection goes) stops its upstream exchange.
+            let cancellation = RequestCancellation()
+            stream.channel.closeFuture.whenComplete { _ in cancellation.cancel() }
+            let (framed, _, _) = await answer(assembled, respond: respond, refused: refused, cancellation: cancellation)
+            if let relay = framed.relay, case .complete(let request) = assembled {
+                // A call passed on as it arrives: the relay reads the rest of the request.
+                await relay.run(client: stream.channel, parts: stream, request: request, cancellation: cancellation)
+                return
+            }
+            if let streamed = framed.streamed {
+                // The stream carries one exchange: it ends with the response, or is reset
+                // when the response could not be written whole.
+                let complete = await deliver(framed, streamed, on: stream.channel, cancellation: cancellation)
+                cancellation.finish()
+                Self.abandonUnfinishedUpload(assembled)
+                if !complete { stream.channel.close(promise: nil) }
+                return
+            }
+            cancellation.finish()
+            // The stream's one answer: it closes once all of it has gone.
+            try? await writeWhole(framed, on: stream.channel)
+            return
         }
     }
 

@@ -177,8 +177,9 @@ enum Listening {
     /// Decides one request and calls its `Answer` once.
     typealias Respond = (BufferedRequest, any EventLoop, @escaping Answer) -> Void
 
-    /// An HTTP/2 server connection whose streams each arrive as one whole request.
-    typealias HTTP2Streams = NIOHTTP2Handler.AsyncStreamMultiplexer<HTTPServing.Connection>
+    /// An HTTP/2 server connection whose streams each arrive as one request, taken through an
+    /// inbox as an HTTP/1.1 connection's requests are (see ``HTTPRequestInbox``).
+    typealias HTTP2Streams = NIOHTTP2Handler.AsyncStreamMultiplexer<HTTPRequestStream>
 
     /// Configures `channel` as an HTTP/2 server whose streams each carry one request, converted from
     /// HTTP/2 frames to HTTP/1-style parts and assembled as for `configureHTTP1Server`.
@@ -198,7 +199,9 @@ enum Listening {
                 try stream.pipeline.syncOperations.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
                 try stream.pipeline.syncOperations.addHandler(
                     HTTPRequestAssembler(maxBodyBytes: maxBodyBytes, streamsGRPC: true))
-                return try HTTPServing.Connection(wrappingChannelSynchronously: stream)
+                let inbox = HTTPRequestInbox()
+                try stream.pipeline.syncOperations.addHandler(inbox)
+                return HTTPRequestStream(channel: stream, inbox: inbox)
             }
         }
         try channel.pipeline.syncOperations.addHandler(HTTP2ConnectionErrorCloser())
@@ -214,7 +217,7 @@ enum Listening {
             try await withThrowingDiscardingTaskGroup { group in
                 for try await stream in streams.inbound {
                     group.addTask {
-                        try? await HTTPServing.serve(stream, respond: respond, refused: refused)
+                        await HTTPServing.serveHTTP2(stream, respond: respond, refused: refused)
                     }
                 }
             }

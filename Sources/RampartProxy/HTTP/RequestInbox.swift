@@ -2,8 +2,9 @@ import NIOCore
 import NIOHTTP1
 import Synchronization
 
-/// Hands an HTTP/1.1 connection's whole requests (see ``HTTPRequestAssembler``) to the
-/// connection's task, one at a time, and holds back reads while the task is behind.
+/// Hands an HTTP/1.1 connection's whole requests (see ``HTTPRequestAssembler``), or an HTTP/2
+/// stream's request and the parts of it that follow, to the task serving it, one at a time, and
+/// holds back reads while the task is behind.
 ///
 /// A lighter bridge than `NIOAsyncChannel` for this one shape of exchange: the task asks for the
 /// next request, decides it and writes its answer before asking again, so the handler keeps a
@@ -134,9 +135,9 @@ struct InboxQueue<Element: Sendable> {
     }
 }
 
-/// An HTTP/1.1 server connection as its task sees it: the next request, and a place to write the
-/// answer. Every call is made from the connection's event loop (the task prefers its executor,
-/// see ``EventLoopExecutor``); a call from elsewhere hops to it.
+/// An HTTP/1.1 server connection, or an HTTP/2 stream, as its task sees it: the next request (or
+/// part of one), and a place to write the answer. Every call is made from the channel's event
+/// loop (the task prefers its executor, see ``EventLoopExecutor``); a call from elsewhere hops to it.
 struct HTTPRequestStream: Sendable {
     let channel: any Channel
     private let inbox: NIOLoopBound<HTTPRequestInbox>

@@ -73,14 +73,14 @@ final class StreamRelay: Sendable {
         }
     }
 
-    /// The client's side of the relay: the server stream the call came on, and what remains of
-    /// its request.
-    typealias RequestParts = NIOAsyncChannelInboundStream<AssembledRequest>.AsyncIterator
+    /// The client's side of the relay: the server stream the call came on, which yields what
+    /// remains of its request.
+    typealias RequestParts = HTTPRequestStream
 
     /// Relays the call, and reports it once both directions have ended. `client` is the server
     /// stream; `request` is the call as received, with what of its body came with its head;
     /// `parts` yields the rest of its body and its end.
-    func run(client: any Channel, parts: inout RequestParts, request: BufferedRequest, cancellation: RequestCancellation) async {
+    func run(client: any Channel, parts: RequestParts, request: BufferedRequest, cancellation: RequestCancellation) async {
         let requestHead = request.head
         state.withLock { $0.bytesReceived = request.body.readableBytes }
         if target.http2 {
@@ -111,7 +111,7 @@ final class StreamRelay: Sendable {
                         var first: [HTTPClientRequestPart] = [.head(self.head)]
                         if request.body.readableBytes > 0 { first.append(.body(.byteBuffer(request.body))) }
                         try await PartWrites.write(first, to: upstreamStream)
-                        await self.relayRequest(&parts, to: upstreamStream)
+                        await self.relayRequest(parts, to: upstreamStream)
                         try await group.waitForAll()
                     }
                 }
@@ -119,7 +119,7 @@ final class StreamRelay: Sendable {
                 await answerWhole(.failure(error), client: client, requestHead: requestHead)
             }
         } else {
-            await relayWhole(client: client, parts: &parts, request: request, cancellation: cancellation)
+            await relayWhole(client: client, parts: parts, request: request, cancellation: cancellation)
         }
         cancellation.finish()
         finish()
@@ -127,15 +127,10 @@ final class StreamRelay: Sendable {
 
     /// Passes the request's body and end on as they come. A client whose stream ends before its
     /// request does (a reset, or a close) has its upstream stream closed.
-    private func relayRequest(_ parts: inout RequestParts, to upstream: any Channel) async {
+    private func relayRequest(_ parts: RequestParts, to upstream: any Channel) async {
         while true {
-            let part: AssembledRequest?
-            do {
-                part = try await parts.next()
-            } catch {
-                part = nil
-            }
-            guard let part else {
+            // Nil once the stream has ended, also when the client reset it.
+            guard let part = await parts.next() else {
                 // The client's stream ended before its request did. Unless the response had ended
                 // or been cut (and the relay closed the stream), the client went away.
                 state.withLock { state in
@@ -265,28 +260,30 @@ final class StreamRelay: Sendable {
 
     /// For an upstream that speaks HTTP/1.1 only: the call's body is read whole (up to the
     /// proxy's limit) and the exchange made as any other.
-    private func relayWhole(client: any Channel, parts: inout RequestParts, request: BufferedRequest, cancellation: RequestCancellation) async {
+    private func relayWhole(client: any Channel, parts: RequestParts, request: BufferedRequest, cancellation: RequestCancellation) async {
         let requestHead = request.head
         var body = request.body
         var trailers = request.trailers
         if !request.streamEnded {
-            do {
-                reading: while let part = try await parts.next() {
-                    switch part {
-                    case .bodyPart(var chunk):
-                        guard body.readableBytes + chunk.readableBytes <= maxBodyBytes else {
-                            await answerWhole(.failure(RelayBodyTooLarge(limit: maxBodyBytes)), client: client, requestHead: requestHead)
-                            return
-                        }
-                        body.writeBuffer(&chunk)
-                    case .end(let end):
-                        trailers = end
-                        break reading
-                    default:
-                        continue
+            var ended = false
+            reading: while let part = await parts.next() {
+                switch part {
+                case .bodyPart(var chunk):
+                    guard body.readableBytes + chunk.readableBytes <= maxBodyBytes else {
+                        await answerWhole(.failure(RelayBodyTooLarge(limit: maxBodyBytes)), client: client, requestHead: requestHead)
+                        return
                     }
+                    body.writeBuffer(&chunk)
+                case .end(let end):
+                    trailers = end
+                    ended = true
+                    break reading
+                default:
+                    continue
                 }
-            } catch {
+            }
+            // The stream ended (or was reset) before the request did: the client went away.
+            guard ended else {
                 state.withLock { $0.clientGone = true }
                 return
             }
