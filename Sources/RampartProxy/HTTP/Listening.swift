@@ -199,7 +199,7 @@ enum Listening {
                 try stream.pipeline.syncOperations.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
                 try stream.pipeline.syncOperations.addHandler(
                     HTTPRequestAssembler(maxBodyBytes: maxBodyBytes, streamsGRPC: true))
-                let inbox = HTTPRequestInbox()
+                let inbox = HTTPRequestInbox(defersFirstRead: true)
                 try stream.pipeline.syncOperations.addHandler(inbox)
                 return HTTPRequestStream(channel: stream, inbox: inbox)
             }

@@ -23,6 +23,17 @@ final class HTTPRequestInbox: ChannelDuplexHandler, RemovableChannelHandler {
     private var context: ChannelHandlerContext?
     /// Set when the listener starts draining (a `ChannelShouldQuiesceEvent`).
     let draining = DrainFlag()
+    /// Whether the channel's first read waits for the event loop's next turn (HTTP/2 streams).
+    private var defersFirstRead: Bool
+
+    /// An inbox whose channel reads at once, or, with `defersFirstRead`, whose first read waits
+    /// for the event loop's next turn. An HTTP/2 stream is opened, and reads, as soon as its
+    /// HEADERS frame is decoded, before the frames that came after it in the same read of the
+    /// connection (its DATA, its end); deferred, the first read takes them all, so a request the
+    /// client sent whole (a unary gRPC call) is handed on whole, and goes upstream in one write.
+    init(defersFirstRead: Bool = false) {
+        self.defersFirstRead = defersFirstRead
+    }
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
@@ -38,7 +49,15 @@ final class HTTPRequestInbox: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func read(context: ChannelHandlerContext) {
-        if inbox.admitsRead() { context.read() }
+        guard inbox.admitsRead() else { return }
+        if defersFirstRead {
+            defersFirstRead = false
+            // Runs once the connection's read, with every frame it brought, has been handled.
+            let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+            context.eventLoop.execute { bound.value.read() }
+            return
+        }
+        context.read()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
