@@ -355,20 +355,9 @@ final class DrainingApp: Sendable {
     }
 
     func run() async {
-        try? await withThrowingDiscardingTaskGroup { group in
-            try await listener.executeThenClose { connections in
-                for try await multiplexer in connections {
-                    self.connections.add()
-                    let number = self.connections.value
-                    group.addTask {
-                        try? await withThrowingDiscardingTaskGroup { streams in
-                            for try await stream in multiplexer.inbound {
-                                streams.addTask { await self.serve(stream, connection: number) }
-                            }
-                        }
-                    }
-                }
-            }
+        let connections = self.connections
+        await LoopbackHTTP.runHTTP2(listener, accepted: { connections.add() }) { stream, number in
+            await self.serve(stream, connection: number)
         }
     }
 

@@ -317,19 +317,7 @@ final class StreamingApp: Sendable {
     }
 
     func run() async {
-        try? await withThrowingDiscardingTaskGroup { group in
-            try await listener.executeThenClose { connections in
-                for try await multiplexer in connections {
-                    group.addTask {
-                        try? await withThrowingDiscardingTaskGroup { streams in
-                            for try await stream in multiplexer.inbound {
-                                streams.addTask { await self.serve(stream) }
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        await LoopbackHTTP.runHTTP2(listener) { stream, _ in await self.serve(stream) }
     }
 
     private func serve(_ stream: Stream) async {

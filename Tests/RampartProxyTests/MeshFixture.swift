@@ -171,17 +171,7 @@ final class EchoApp: Sendable {
                     }
                 }
             case .http2(let channel):
-                try await channel.executeThenClose { connections in
-                    for try await multiplexer in connections {
-                        group.addTask {
-                            try? await withThrowingDiscardingTaskGroup { streams in
-                                for try await stream in multiplexer.inbound {
-                                    streams.addTask { await Self.serve(stream, trailers: true) }
-                                }
-                            }
-                        }
-                    }
-                }
+                await LoopbackHTTP.runHTTP2(channel) { stream, _ in await Self.serve(stream, trailers: true) }
             }
         }
     }

@@ -46,7 +46,6 @@ final class UploadApp: Sendable {
     }
 
     private func serve(_ connection: Connection) async throws {
-        let channel = connection.channel
         try await connection.executeThenClose { inbound, outbound in
             var parts = inbound.makeAsyncIterator()
             while let first = try await parts.next() {

@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOHTTP1
+import NIOHTTP2
 import NIOPosix
 @testable import RampartProxy
 
@@ -72,6 +73,33 @@ enum LoopbackHTTP {
             try await listener.executeThenClose { connections in
                 for try await connection in connections {
                     group.addTask { try? await serve(connection) }
+                }
+            }
+        }
+    }
+
+    /// Serves each stream of each HTTP/2 connection `listener` accepts with `serve`, in a task of
+    /// its own, telling it the number of its connection (1 for the first accepted), until the task
+    /// is cancelled.
+    static func runHTTP2<Stream: Sendable>(
+        _ listener: NIOAsyncChannel<NIOHTTP2Handler.AsyncStreamMultiplexer<Stream>, Never>,
+        accepted: @escaping @Sendable () -> Void = {},
+        _ serve: @escaping @Sendable (Stream, _ connection: Int) async -> Void
+    ) async {
+        try? await withThrowingDiscardingTaskGroup { group in
+            try await listener.executeThenClose { connections in
+                var number = 0
+                for try await multiplexer in connections {
+                    number += 1
+                    accepted()
+                    let connection = number
+                    group.addTask {
+                        try? await withThrowingDiscardingTaskGroup { streams in
+                            for try await stream in multiplexer.inbound {
+                                streams.addTask { await serve(stream, connection) }
+                            }
+                        }
+                    }
                 }
             }
         }
