@@ -192,13 +192,16 @@ public enum AppProtocol: String, Sendable, CaseIterable {
     case http1 = "http"
     /// Always HTTP/2 with prior knowledge (h2c).
     case http2
+    /// A gRPC application on a port Istio would declare `grpc-web`: HTTP/2 (h2c) always, and
+    /// gRPC-Web calls bridged to gRPC (see `GRPCWeb`).
+    case grpcWeb = "grpc-web"
 
     /// Whether `request` goes to the application over HTTP/2.
     public func usesHTTP2(for request: BufferedRequest) -> Bool {
         switch self {
         case .auto: return request.isGRPC
         case .http1: return false
-        case .http2: return true
+        case .http2, .grpcWeb: return true
         }
     }
 }

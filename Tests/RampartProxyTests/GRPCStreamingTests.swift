@@ -18,6 +18,7 @@ struct GRPCStreamingTests {
     /// side knowing the server as `server:8080`.
     func withMesh(
         policies: [(kind: String, namespace: String, name: String, yaml: String)] = [], logFile: String? = nil,
+        appProtocol: AppProtocol = .auto,
         _ body: (_ app: StreamingApp, _ outboundPort: Int, _ inboundPort: Int, _ clientIdentity: String) async throws -> Void
     ) async throws {
         let mesh = try MeshFixture()
@@ -28,7 +29,7 @@ struct GRPCStreamingTests {
         let server = try await mesh.identity(namespace: "default", serviceAccount: "server")
         let serverProxy = try await TestProxy(
             workload: WorkloadInfo(name: "server-v1", namespace: "default", labels: ["app": "server"], appPort: app.port),
-            identityDirectory: server.directory, appPort: app.port, logFile: logFile)
+            identityDirectory: server.directory, appPort: app.port, logFile: logFile, appProtocol: appProtocol)
         try serverProxy.install(SnapshotBuilder.snapshot(resources: policies))
         let client = try await mesh.identity(namespace: "default", serviceAccount: "client")
         let clientProxy = try await TestProxy(
@@ -501,10 +502,11 @@ final class GRPCStreamClient {
         }
     }
 
-    /// A gRPC message: uncompressed, its length, then `text`.
-    static func frame(_ text: String) -> ByteBuffer {
+    /// A gRPC message (uncompressed unless `flag` says otherwise; gRPC-Web marks its trailers
+    /// with 0x80): the flag, its length, then `text`.
+    static func frame(_ text: String, flag: UInt8 = 0) -> ByteBuffer {
         var buffer = ByteBuffer()
-        buffer.writeInteger(UInt8(0))
+        buffer.writeInteger(flag)
         buffer.writeInteger(UInt32(text.utf8.count))
         buffer.writeString(text)
         return buffer

@@ -77,6 +77,9 @@ public struct BufferedResponse: Sendable {
     /// For an upstream's response whose body had not all come with its head: the rest, passed on
     /// as it arrives (see `StreamedBody`); `body` holds what came with the head.
     var streamed: StreamedBody?
+    /// For a gRPC-Web call whose response body follows its head: how the rest of the body is
+    /// rewritten for the client (see `GRPCWeb`).
+    var webEncoder: GRPCWeb.ResponseEncoder?
     /// The client went away before the exchange could answer it (see `abandoned`).
     var clientGone = false
     /// For a local reply: the gRPC status a gRPC call gets, when it is not the one its HTTP status
@@ -229,9 +232,12 @@ enum GRPCFraming {
     }
 
     /// `grpc-message`'s encoding: bytes outside printable ASCII, and `%`, percent-encoded.
-    static func percentEncoded(_ text: String) -> String {
+    static func percentEncoded(_ text: String) -> String { percentEncoded(Array(text.utf8)) }
+
+    /// The same for bytes that need not be UTF-8 (a gRPC-Web reply's body, see `GRPCWeb`).
+    static func percentEncoded(_ bytes: [UInt8]) -> String {
         var out = ""
-        for byte in text.utf8 {
+        for byte in bytes {
             if byte >= 0x20 && byte <= 0x7E && byte != UInt8(ascii: "%") {
                 out.unicodeScalars.append(Unicode.Scalar(byte))
             } else {

@@ -85,6 +85,7 @@ enum HTTPServing {
         var writes: [ResponseWrite] = [.head(framed.head)]
         if let body = framed.body { writes.append(.body(body)) }
         var ended = false
+        var encoder = framed.webEncoder
         while true {
             do {
                 if ended || !channel.isWritable {
@@ -121,11 +122,24 @@ enum HTTPServing {
             writes.removeAll(keepingCapacity: true)
             for part in parts {
                 switch part {
-                case .body(let chunk):
+                case .body(let received):
+                    let chunk = encoder?.body(received) ?? received
+                    // An empty chunk would end an HTTP/1.1 chunked body.
+                    guard chunk.readableBytes > 0 else { continue }
                     outcome.bytesSent += chunk.readableBytes
                     writes.append(.body(chunk))
                 case .end(let trailers):
-                    writes.append(.end(trailers))
+                    if encoder != nil {
+                        // A gRPC-Web client gets the trailers as the body's last frame.
+                        let last = encoder!.end(trailers)
+                        if last.readableBytes > 0 {
+                            outcome.bytesSent += last.readableBytes
+                            writes.append(.body(last))
+                        }
+                        writes.append(.end(nil))
+                    } else {
+                        writes.append(.end(trailers))
+                    }
                     ended = true
                 }
             }
@@ -295,6 +309,8 @@ enum HTTPServing {
             head.headers.replaceOrAdd(name: "connection", value: "keep-alive")
         }
         let body = !bodyless && response.body.readableBytes > 0 ? response.body : nil
-        return FramedResponse(head: head, body: body, trailers: response.trailers, upgraded: response.upgraded, streamed: response.streamed)
+        return FramedResponse(
+            head: head, body: body, trailers: response.trailers, upgraded: response.upgraded, streamed: response.streamed,
+            webEncoder: response.webEncoder)
     }
 }

@@ -87,6 +87,8 @@ struct FramedResponse: Sendable {
     /// The rest of the body, passed on as the upstream sends it (see `StreamedBody`): `body` is
     /// then what came with the head, and `trailers` nil.
     var streamed: StreamedBody?
+    /// How `streamed`'s parts are rewritten for a gRPC-Web client (see `GRPCWeb`).
+    var webEncoder: GRPCWeb.ResponseEncoder?
 }
 
 /// What an HTTP/2 stream's async code writes: a whole response, or the parts of one relayed as

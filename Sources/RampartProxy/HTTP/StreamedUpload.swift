@@ -77,6 +77,28 @@ final class StreamedUpload: Sendable {
         }
         /// What runs, on its loop, when parts come for the upstream's side waiting for them.
         var wake: (loop: any EventLoop, body: @Sendable () -> Void)?
+        /// For a gRPC-Web text call: the decoder of its base64 body, which the upstream's side
+        /// applies to what it takes (see `GRPCWeb`).
+        var textDecoder: GRPCWeb.TextDecoder?
+        /// The body was not base64: the upstream's side gets this, and the rest is dropped.
+        var decodeFailure: GRPCWeb.BadText?
+
+        /// `parts` as the upstream is to get them: decoded, for a gRPC-Web text call.
+        mutating func decoded(_ parts: [Part]) throws(GRPCWeb.BadText) -> [Part] {
+            guard textDecoder != nil else { return parts }
+            var out: [Part] = []
+            for part in parts {
+                switch part {
+                case .body(let chunk):
+                    let bytes = try textDecoder!.decode(chunk)
+                    if bytes.readableBytes > 0 { out.append(.body(bytes)) }
+                case .end:
+                    try textDecoder!.finish()
+                    out.append(part)
+                }
+            }
+            return out
+        }
     }
 
     /// The client's connection or HTTP/2 stream, read again once the upstream has taken what waits.
@@ -127,6 +149,18 @@ final class StreamedUpload: Sendable {
         if let wake { wake.loop.execute(wake.body) }
     }
 
+    /// Decodes the rest of a gRPC-Web text call's body with `decoder` (which has read what came
+    /// with the head) as the upstream's side takes it. What is taken is then kept for no second
+    /// attempt: it would be decoded twice.
+    func decodeText(with decoder: GRPCWeb.TextDecoder) {
+        state.withLock { state in
+            state.textDecoder = decoder
+            if let replay = state.replay { budget.release(replay.readableBytes) }
+            state.replay = nil
+            state.replayEnd = nil
+        }
+    }
+
     /// Whether the client may be read now: not while ``maxQueuedBytes`` wait for the upstream (the
     /// read is then held until the upstream takes them).
     func admitsRead() -> Bool {
@@ -145,8 +179,17 @@ final class StreamedUpload: Sendable {
     /// the failure once the parts before it have been taken.
     func take(waking loop: any EventLoop, _ wake: @escaping @Sendable () -> Void) -> Taken {
         let (taken, resumesReading) = state.withLock { state -> (Taken, Bool) in
-            if let (parts, resumes) = state.queue.takeAll() {
+            if let failure = state.decodeFailure { return (.failed(failure), false) }
+            if let (received, resumes) = state.queue.takeAll() {
                 state.touched = true
+                let parts: [Part]
+                do throws(GRPCWeb.BadText) {
+                    parts = try state.decoded(received)
+                } catch {
+                    // The rest of the body is not wanted: what the client still sends is dropped.
+                    state.decodeFailure = error
+                    return (.failed(error), state.queue.drop() || resumes)
+                }
                 if case .end? = parts.last { state.takenWhole = true }
                 state.keepForReplay(parts, budget: budget)
                 return (.parts(parts), resumes)

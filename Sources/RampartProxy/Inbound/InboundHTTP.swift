@@ -269,6 +269,10 @@ struct InboundHTTP: Sendable {
                 return UpstreamFailure(error, showError: false).answer(&record)
             }
         }
+        if context.appProtocol == .grpcWeb, let call = GRPCWeb.call(request.head) {
+            forwardGRPCWeb(forwarded, call: call, to: target, record: record, on: loop, described: described, done: done)
+            return
+        }
         if request.isStreamed {
             // A gRPC call: relayed to the application as it arrives (see `StreamRelay`).
             done(.relaying(forwarded.head, to: target, context: context, server: ResponseStamp.inboundServer, described: described), record)
@@ -279,6 +283,47 @@ struct InboundHTTP: Sendable {
         context.upstream.send(forwarded, to: target, timeout: GRPCFraming.exchangeTimeout(forwarded.head, proxy: context.upstreamTimeout), on: loop, streamsResponse: streams) { [record = consume record] outcome in
             var record = record
             let response = described(outcome, &record)
+            done(response, record)
+        }
+    }
+
+    /// Forwards an allowed gRPC-Web call to the application as a gRPC call, and rewrites its
+    /// answer for the client (see `GRPCWeb`). The response is passed on as it comes, so the
+    /// messages of a server-streaming call reach the browser one by one.
+    private func forwardGRPCWeb(
+        _ request: BufferedRequest, call: GRPCWeb.Call, to target: UpstreamTarget, record: consuming RequestRecord,
+        on loop: any EventLoop, described: @escaping @Sendable (Result<UpstreamResult, any Error>, inout RequestRecord) -> BufferedResponse,
+        done: @escaping Handled
+    ) {
+        var forwarded = request
+        GRPCWeb.translate(&forwarded.head)
+        if call.textRequest {
+            var decoder = GRPCWeb.TextDecoder()
+            do {
+                forwarded.body = try decoder.decode(request.body)
+                if let upload = request.upload {
+                    upload.decodeText(with: decoder)
+                } else {
+                    try decoder.finish()
+                }
+            } catch {
+                record.responseDetails = error.details
+                done(.local(.badRequest, "Bad gRPC-web request, invalid base64 data.\n"), record)
+                return
+            }
+        }
+        let timeout = GRPCFraming.exchangeTimeout(forwarded.head, proxy: context.upstreamTimeout)
+        context.upstream.send(forwarded, to: target, timeout: timeout, on: loop, streamsResponse: true) { [record = consume record] outcome in
+            var record = record
+            if case .failure(let error) = outcome, let bad = error as? GRPCWeb.BadText {
+                // The rest of the body, decoded as the application took it, was not base64.
+                record.upstreamHost = context.appAddress
+                record.responseDetails = bad.details
+                done(.local(.badRequest, "Bad gRPC-web request, invalid base64 data.\n"), record)
+                return
+            }
+            var response = described(outcome, &record)
+            GRPCWeb.respond(&response, call: call)
             done(response, record)
         }
     }
