@@ -453,7 +453,7 @@ struct ProxySettingsTests {
             (base + ["--identity-dir", "/tmp", "--labels", "app"], "key=value"),
             (base + ["--identity-dir", "/tmp", "--inbound", "15006"], "--inbound"),
             (base + ["--identity-dir", "/tmp", "--outbound-traffic-policy", "OPEN"], "ALLOW_ANY or REGISTRY_ONLY"),
-            (base + ["--identity-dir", "/tmp", "--app-protocol", "h3"], "auto, http or http2"),
+            (base + ["--identity-dir", "/tmp", "--app-protocol", "h3"], "auto, http, http2 or grpc-web"),
             (base + ["--identity-dir", "/tmp", "--event-loops", "0"], "--event-loops"),
             (base + ["--identity-dir", "/tmp"], "--ca-root /nonexistent/root.pem"),
             (["proxy", "--workload", "Bad_Name", "--namespace", "demo", "--app", "127.0.0.1:1", "--ca-root", "x", "--identity-dir", "/tmp"], "--workload"),
