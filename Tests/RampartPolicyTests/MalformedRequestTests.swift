@@ -62,4 +62,14 @@ struct MalformedRequestTests {
         #expect(Self.policies("").evaluate(Fixture.tcp()).status == 200)
         #expect(Fixture.http(method: "get").malformation != nil && Fixture.tcp().malformation == nil)
     }
+
+    @Test("the token bytes are exactly RFC 9110's tchar: letters, digits and !#$%&'*+-.^_`|~")
+    func tokenBytes() {
+        let tchar = Set("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ".utf8)
+        for byte in UInt8.min...UInt8.max {
+            #expect(AuthzRequest.isTokenByte(byte) == tchar.contains(byte), "byte \(byte)")
+        }
+        #expect(AuthzRequest.isHeaderToken("x-forwarded-for") && AuthzRequest.isHeaderToken("Content_Type~1"))
+        #expect(!AuthzRequest.isHeaderToken("") && !AuthzRequest.isHeaderToken("a b") && !AuthzRequest.isHeaderToken("a:b"))
+    }
 }
