@@ -281,13 +281,10 @@ struct StalledRequestTests {
         let app = try await EchoApp()
         let appTask = Task { await app.run() }
         defer { appTask.cancel() }
-        let server = try await mesh.identity(namespace: "default", serviceAccount: "server")
         let log = "\(mesh.directory)/stalled-access.log"
-        let proxy = try await TestProxy(
-            workload: WorkloadInfo(name: "server-v1", namespace: "default", appPort: app.port), identityDirectory: server.directory,
-            appPort: app.port, logFile: log, idleTimeouts: IdleTimeouts(stalledRequest: .milliseconds(300)))
+        let proxy = try await mesh.serverProxy(
+            appPort: app.port, logFile: log, idleTimeouts: IdleTimeouts(stalledRequest: .milliseconds(300)), permissive: true)
         defer { Task { await proxy.stop(); try? await app.serverChannel.close() } }
-        try proxy.install(SnapshotBuilder.snapshot(version: 2, resources: [SnapshotBuilder.peerAuthentication(name: "default", namespace: "istio-system", mode: "PERMISSIVE")]))
 
         // HTTP/1.1: three of the ten bytes promised, then nothing.
         let received = try await RawClient.untilClosed(
@@ -389,12 +386,8 @@ struct UpstreamDrainTests {
         let app = try await DrainingApp()
         let appTask = Task { await app.run() }
         defer { appTask.cancel() }
-        let server = try await mesh.identity(namespace: "default", serviceAccount: "server")
-        let proxy = try await TestProxy(
-            workload: WorkloadInfo(name: "server-v1", namespace: "default", appPort: app.port), identityDirectory: server.directory,
-            appPort: app.port, appProtocol: .http2)
+        let proxy = try await mesh.serverProxy(appPort: app.port, appProtocol: .http2, permissive: true)
         defer { Task { await proxy.stop(); try? await app.listener.channel.close() } }
-        try proxy.install(SnapshotBuilder.snapshot(version: 2, resources: [SnapshotBuilder.peerAuthentication(name: "default", namespace: "istio-system", mode: "PERMISSIVE")]))
 
         let first = try await TestClient.plain(port: proxy.inboundPort, path: "/one")
         #expect(first.head.status == .ok && String(buffer: first.body) == "connection 1")

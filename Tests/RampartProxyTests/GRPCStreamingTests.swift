@@ -261,11 +261,7 @@ struct GRPCRelayEdgeTests {
         let app = try await EchoApp()
         let appTask = Task { await app.run() }
         defer { appTask.cancel() }
-        let server = try await mesh.identity(namespace: "default", serviceAccount: "server")
-        let proxy = try await TestProxy(
-            workload: WorkloadInfo(name: "server-v1", namespace: "default", appPort: app.port), identityDirectory: server.directory,
-            appPort: app.port, appProtocol: .http1)
-        try proxy.install(SnapshotBuilder.snapshot())
+        let proxy = try await mesh.serverProxy(appPort: app.port, appProtocol: .http1, permissive: false)
         let frames = try await GRPCStreamClient.call(port: proxy.inboundPort, path: "/test.Stream/Upload") { call in
             try await call.send("first")
             try await call.send("second")

@@ -21,14 +21,8 @@ struct HTTP2FirstReadTests {
         let app = try await FrameRecordingApp()
         let appTask = Task { await app.run() }
         defer { appTask.cancel() }
-        let server = try await mesh.identity(namespace: "default", serviceAccount: "server")
-        let proxy = try await TestProxy(
-            workload: WorkloadInfo(name: "server-v1", namespace: "default", appPort: app.port), identityDirectory: server.directory,
-            appPort: app.port, appProtocol: .http2)
+        let proxy = try await mesh.serverProxy(appPort: app.port, appProtocol: .http2, permissive: true)
         defer { Task { await proxy.stop(); try? await app.listener.channel.close() } }
-        try proxy.install(
-            SnapshotBuilder.snapshot(
-                version: 2, resources: [SnapshotBuilder.peerAuthentication(name: "default", namespace: "istio-system", mode: "PERMISSIVE")]))
 
         // UpstreamClient writes the head, the body and the end in one flush: HEADERS and one DATA
         // frame that ends the stream, in one write.

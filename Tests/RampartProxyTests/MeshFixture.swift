@@ -221,6 +221,24 @@ final class EchoApp: Sendable {
 }
 
 /// One in-process proxy: its context and listeners, run in a ServiceGroup the test shuts down.
+extension MeshFixture {
+    /// A proxy for the workload `server-v1` of `default`, with its own identity, in front of the
+    /// application on `appPort`, its config installed; `permissive` makes the mesh PERMISSIVE, so
+    /// plaintext test clients reach its inbound port.
+    func serverProxy(
+        appPort: Int, appProtocol: AppProtocol = .auto, logFile: String? = nil, idleTimeouts: IdleTimeouts = .envoy,
+        permissive: Bool
+    ) async throws -> TestProxy {
+        let server = try await identity(namespace: "default", serviceAccount: "server")
+        let proxy = try await TestProxy(
+            workload: WorkloadInfo(name: "server-v1", namespace: "default", appPort: appPort), identityDirectory: server.directory,
+            appPort: appPort, logFile: logFile, appProtocol: appProtocol, idleTimeouts: idleTimeouts)
+        let resources = permissive ? [SnapshotBuilder.peerAuthentication(name: "default", namespace: "istio-system", mode: "PERMISSIVE")] : []
+        try proxy.install(SnapshotBuilder.snapshot(version: 2, resources: resources))
+        return proxy
+    }
+}
+
 final class TestProxy: Sendable {
     let context: ProxyContext
     let inboundPort: Int
