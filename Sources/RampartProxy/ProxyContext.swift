@@ -120,8 +120,9 @@ public final class ProxyContext: Sendable {
         if let upload = record.upload { record.bytesReceived = upload.bytesReceived }
         record.responseCode = Int(response.head.status.code)
         if record.isGRPC {
-            // As the caller sees it (see `GRPCFraming`): a local reply is HTTP 200 with a gRPC status.
-            if response.isLocal && response.head.status != .ok {
+            // As the caller sees it (see `GRPCFraming`): a local reply is HTTP 200 with a gRPC status;
+            // one that already carries its status (a gRPC-Web answer, see `GRPCWeb.respond`) keeps both.
+            if response.isLocal && response.head.status != .ok && !response.head.headers.contains(name: "grpc-status") {
                 record.grpcStatus = String(GRPCFraming.localStatus(response))
                 record.responseCode = 200
             } else {
@@ -147,7 +148,11 @@ public final class ProxyContext: Sendable {
             streamed.whenFinished { outcome in
                 var record = record
                 // A client gone before the answer (see above) got nothing.
-                if record.responseFlags != "DC" { record.bytesSent = outcome.bytesSent }
+                if record.responseFlags != "DC" {
+                    record.bytesSent = outcome.bytesSent
+                    // A gRPC call's status came in the trailers at the end of its body.
+                    if record.isGRPC, let status = outcome.grpcStatus { record.grpcStatus = status }
+                }
                 record.endAfterHead(cut: outcome.cut, clientGone: outcome.clientGone)
                 if let upload = record.upload { record.bytesReceived = upload.bytesReceived }
                 record.duration = Date().timeIntervalSince(start)

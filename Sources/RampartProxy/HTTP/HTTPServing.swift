@@ -129,6 +129,7 @@ enum HTTPServing {
                     outcome.bytesSent += chunk.readableBytes
                     writes.append(.body(chunk))
                 case .end(let trailers):
+                    outcome.grpcStatus = trailers?.first(name: "grpc-status")
                     if encoder != nil {
                         // A gRPC-Web client gets the trailers as the body's last frame.
                         let last = encoder!.end(trailers)

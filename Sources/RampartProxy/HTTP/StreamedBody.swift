@@ -37,6 +37,8 @@ final class StreamedBody: Sendable {
         var cut: (flags: String, details: String)?
         /// The client went away (closed, reset, or stopped reading) before the response ended.
         var clientGone: Bool
+        /// The `grpc-status` of the response's trailers, when it ended with some.
+        var grpcStatus: String? = nil
     }
 
     /// Bytes waiting for the client before reads of the upstream stop.

@@ -324,6 +324,9 @@ struct InboundHTTP: Sendable {
             }
             var response = described(outcome, &record)
             GRPCWeb.respond(&response, call: call)
+            // Bridged, the call is gRPC in the metrics, as Istio's stats filter, placed after
+            // the gRPC-Web filter, counts it: `request_protocol="grpc"` and its gRPC status.
+            record.isGRPC = true
             done(response, record)
         }
     }

@@ -97,9 +97,11 @@ struct MeshWorkload {
     /// Starts an echo app, an agent bootstrapped with a fresh token, and a proxy in front of the app.
     /// With `workloadAPI`, the proxy takes its identity from the agent's Workload API socket
     /// instead of its files.
-    /// `app` names the application's script in `Tests/Interop` (given `name` as its argument).
+    /// `app` names the application's script in `Tests/Interop` (given `name` as its argument);
+    /// `proxyArguments` are added to the proxy's command line.
     static func start(
-        name: String, namespace: String, ca: CAProcess, directory: String, workloadAPI: Bool = false, app script: String = "echo_app.py"
+        name: String, namespace: String, ca: CAProcess, directory: String, workloadAPI: Bool = false, app script: String = "echo_app.py",
+        proxyArguments: [String] = []
     ) async throws -> MeshWorkload {
         let spiffeID = "spiffe://cluster.local/ns/\(namespace)/sa/\(name)"
         let app = try await offPool {
@@ -124,7 +126,7 @@ struct MeshWorkload {
                 "proxy", "--workload", name, "--namespace", namespace, "--labels", "app=\(name),version=v1", "--service", "\(name):\(appPort)",
                 "--app", "127.0.0.1:\(appPort)", "--inbound", "127.0.0.1:0", "--outbound", "127.0.0.1:0", "--admin", "127.0.0.1:0",
                 "--control-plane", "127.0.0.1:\(grpcPort)", "--ca-root", rootPath, "--access-log", accessLog,
-            ] + identitySource,
+            ] + identitySource + proxyArguments,
             logFile: "\(directory)/\(name)-proxy.log", marker: "rampart proxy ready"
             )
         }
