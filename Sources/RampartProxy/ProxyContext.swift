@@ -117,7 +117,14 @@ public final class ProxyContext: Sendable {
     /// metrics and the access log.
     func finish(_ record: inout RequestRecord, response: BufferedResponse, start: Date) {
         // An upload's body bytes as far as they have come.
-        if let upload = record.upload { record.bytesReceived = upload.bytesReceived }
+        if let upload = record.upload {
+            record.bytesReceived = upload.bytesReceived
+            if let messages = upload.messagesTaken { record.requestMessages = messages }
+        }
+        // A gRPC call answered whole: the messages its body holds (a local answer holds none).
+        if record.isGRPC && record.responseMessages == nil && !response.isLocal && response.streamed == nil {
+            record.responseMessages = GRPCMessageCounter.count(response.body)
+        }
         record.responseCode = Int(response.head.status.code)
         if record.isGRPC {
             // As the caller sees it (see `GRPCFraming`): a local reply is HTTP 200 with a gRPC status;
@@ -152,6 +159,7 @@ public final class ProxyContext: Sendable {
                     record.bytesSent = outcome.bytesSent
                     // A gRPC call's status came in the trailers at the end of its body.
                     if record.isGRPC, let status = outcome.grpcStatus { record.grpcStatus = status }
+                    if record.isGRPC, let messages = outcome.responseMessages { record.responseMessages = messages }
                 }
                 record.endAfterHead(cut: outcome.cut, clientGone: outcome.clientGone)
                 if let upload = record.upload { record.bytesReceived = upload.bytesReceived }

@@ -20,6 +20,12 @@ struct ProxyEndToEndTests {
         await mesh.stop()
     }
 
+    /// The sum of a counter's series a destination reported, in Prometheus's text format.
+    static func total(_ metrics: String, _ name: String) -> Int {
+        metrics.split(separator: "\n").filter { $0.hasPrefix("\(name){") && $0.contains("reporter=\"destination\"") }
+            .compactMap { Double($0.split(separator: " ").last ?? "") }.reduce(0) { $0 + Int($1) }
+    }
+
     final class Mesh: @unchecked Sendable {
         let directory: String
         let ca: CAProcess
@@ -245,6 +251,11 @@ struct ProxyEndToEndTests {
                     $0.hasPrefix("istio_requests_total{") && $0.contains("grpc_response_status=\"0\"") && $0.contains("request_protocol=\"grpc\"")
                 }
                 #expect(grpcOK, "\(metrics)")
+                // Istio's message counters: 3 pings, 1 countdown request and 20 upload messages in;
+                // 3 pongs, 3 ticks and 1 upload answer out; labelled without the calls' outcome.
+                #expect(Self.total(metrics, "istio_request_messages_total") == 24, "\(metrics)")
+                #expect(Self.total(metrics, "istio_response_messages_total") == 7, "\(metrics)")
+                #expect(!metrics.split(separator: "\n").contains { $0.hasPrefix("istio_request_messages_total{") && $0.contains("response_code") }, "\(metrics)")
                 #expect(upload.contains("\"response_code\":200"), "\(upload)")
                 let received = (try? JSONSerialization.jsonObject(with: Data(upload.utf8)) as? [String: Any])?["bytes_received"] as? Int ?? 0
                 #expect(received > 20 * 1024 * 1024, "\(upload)")
@@ -340,6 +351,9 @@ struct ProxyEndToEndTests {
                         $0.contains("request_protocol=\"grpc\"") && $0.contains("grpc_response_status=\"14\"") && $0.contains("response_code=\"503\"")
                     }, "\(metrics)")
                 #expect(!inbound.contains { $0.contains("request_protocol=\"http\"") }, "\(metrics)")
+                // One request message per call; two ticks came back, the other calls got none.
+                #expect(Self.total(metrics, "istio_request_messages_total") == 3, "\(metrics)")
+                #expect(Self.total(metrics, "istio_response_messages_total") == 2, "\(metrics)")
             } catch {
                 _ = try? await offPool { w.stop() }
                 throw error

@@ -105,7 +105,11 @@ enum GRPCWeb {
     /// gRPC-Web client. A whole response is rewritten here; a response whose body follows its head
     /// (`streamed`) gets its head and first piece rewritten, and an encoder for the rest, which
     /// the connection's writer applies (`HTTPServing.deliver`).
-    static func respond(_ response: inout BufferedResponse, call: Call) {
+    ///
+    /// Returns the number of messages of a whole gRPC answer (`nil` for one that is not gRPC's, or
+    /// whose body follows: its encoder counts them).
+    @discardableResult
+    static func respond(_ response: inout BufferedResponse, call: Call) -> Int? {
         let endsAtHead = response.streamed == nil && response.body.readableBytes == 0 && response.trailers == nil
         var encoder = ResponseEncoder(text: call.textResponse, passesBody: isGRPCResponse(response.head, endsAtHead: endsAtHead))
         response.head.headers.remove(name: "content-length")
@@ -120,18 +124,19 @@ enum GRPCWeb {
             response.body = ByteBuffer()
             response.trailers = nil
             if response.streamed != nil { response.webEncoder = encoder }
-            return
+            return nil
         }
         var body = encoder.body(response.body)
         if response.streamed != nil {
             response.body = body
             response.webEncoder = encoder
-            return
+            return nil
         }
         var end = encoder.end(response.trailers)
         body.writeBuffer(&end)
         response.body = body
         response.trailers = nil
+        return encoder.messageCount
     }
 
     /// Whether a response is gRPC's own (status 200 with a gRPC or gRPC-Web proto content type, or
@@ -152,6 +157,11 @@ enum GRPCWeb {
         let passesBody: Bool
         /// For a `-text` client, the bytes of a frame not yet whole.
         private var partial = ByteBuffer()
+        /// The application's messages passed on so far.
+        private var messages = GRPCMessageCounter()
+
+        /// The application's messages passed on, `nil` for an answer that is not gRPC's.
+        var messageCount: Int? { passesBody ? messages.count : nil }
 
         init(text: Bool, passesBody: Bool) {
             self.text = text
@@ -161,6 +171,7 @@ enum GRPCWeb {
         /// What of `chunk` goes to the client now.
         mutating func body(_ chunk: ByteBuffer) -> ByteBuffer {
             guard passesBody else { return ByteBuffer() }
+            messages.feed(chunk)
             guard text else { return chunk }
             var chunk = chunk
             partial.writeBuffer(&chunk)

@@ -146,6 +146,7 @@ enum HTTPServing {
             }
         }
         if !ended || outcome.clientGone { streamed.abandon() }
+        outcome.responseMessages = encoder?.messageCount
         streamed.finished(outcome)
         return ended && !outcome.clientGone
     }

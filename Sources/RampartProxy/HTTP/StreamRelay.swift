@@ -49,6 +49,9 @@ final class StreamRelay: Sendable {
         var cut: (flags: String, details: String)?
         /// The client went away (reset its stream, or stopped reading) before the response ended.
         var clientGone = false
+        /// The gRPC messages relayed each way.
+        var requestMessages = GRPCMessageCounter()
+        var responseMessages = GRPCMessageCounter()
     }
 
     private let state = Mutex(State())
@@ -84,6 +87,7 @@ final class StreamRelay: Sendable {
         let requestHead = request.head
         state.withLock { $0.bytesReceived = request.body.readableBytes }
         if target.http2 {
+            state.withLock { $0.requestMessages.feed(request.body) }
             do {
                 try await upstream.relayStream(to: target, timeout: timeout) { upstreamStream, responses, peer in
                     // A client that goes away resets the upstream stream, as Envoy resets it.
@@ -141,7 +145,10 @@ final class StreamRelay: Sendable {
             do {
                 switch part {
                 case .bodyPart(let chunk):
-                    state.withLock { $0.bytesReceived += chunk.readableBytes }
+                    state.withLock { state in
+                        state.bytesReceived += chunk.readableBytes
+                        state.requestMessages.feed(chunk)
+                    }
                     try await PartWrites.pass([HTTPClientRequestPart.body(.byteBuffer(chunk))], to: upstream)
                     continue
                 case .end(let trailers):
@@ -205,7 +212,10 @@ final class StreamRelay: Sendable {
                 case .head:
                     continue
                 case .body(let chunk):
-                    state.withLock { $0.bytesSent += chunk.readableBytes }
+                    state.withLock { state in
+                        state.bytesSent += chunk.readableBytes
+                        state.responseMessages.feed(chunk)
+                    }
                     writes.append(.body(chunk))
                 case .end(let end):
                     trailers = end
@@ -288,7 +298,10 @@ final class StreamRelay: Sendable {
                 return
             }
         }
-        state.withLock { $0.bytesReceived = body.readableBytes }
+        state.withLock { state in
+            state.bytesReceived = body.readableBytes
+            state.requestMessages.feed(body)
+        }
         var forwarded = BufferedRequest(head: head, body: body, trailers: trailers)
         forwarded.cancellation = cancellation
         let outcome: Result<UpstreamResult, any Error>
@@ -303,6 +316,8 @@ final class StreamRelay: Sendable {
     /// Answers the client with one whole response, unless it has been answered, and ends its stream.
     private func answerWhole(_ outcome: Result<UpstreamResult, any Error>, client: any Channel, requestHead: HTTPRequestHead) async {
         guard let response = claim(outcome) else { return }
+        // The upstream's whole answer holds its messages; a local one (a failure) holds none.
+        if !response.isLocal { state.withLock { $0.responseMessages.feed(response.body) } }
         let framed = HTTPServing.frame(response, for: requestHead, keepAlive: true)
         var written = true
         do {
@@ -338,6 +353,8 @@ final class StreamRelay: Sendable {
         guard let (initial, report, sent, final) = ending else { return }
         var record = initial
         record.bytesReceived = final.bytesReceived
+        record.requestMessages = final.requestMessages.count
+        record.responseMessages = final.responseMessages.count
         guard var response = sent else {
             // Nothing was answered: the client went before the upstream's head.
             record.downstreamDisconnected = true

@@ -39,6 +39,8 @@ final class StreamedBody: Sendable {
         var clientGone: Bool
         /// The `grpc-status` of the response's trailers, when it ended with some.
         var grpcStatus: String? = nil
+        /// For a bridged gRPC-Web call, the application's messages passed on.
+        var responseMessages: Int? = nil
     }
 
     /// Bytes waiting for the client before reads of the upstream stop.

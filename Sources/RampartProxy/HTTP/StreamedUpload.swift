@@ -82,18 +82,21 @@ final class StreamedUpload: Sendable {
         var textDecoder: GRPCWeb.TextDecoder?
         /// The body was not base64: the upstream's side gets this, and the rest is dropped.
         var decodeFailure: GRPCWeb.BadText?
+        /// For a bridged gRPC-Web call: its messages, counted as the upstream's side takes them.
+        var messages: GRPCMessageCounter?
 
         /// `parts` as the upstream is to get them: decoded, for a gRPC-Web text call.
         mutating func decoded(_ parts: [Part]) throws(GRPCWeb.BadText) -> [Part] {
-            guard textDecoder != nil else { return parts }
+            guard textDecoder != nil || messages != nil else { return parts }
             var out: [Part] = []
             for part in parts {
                 switch part {
                 case .body(let chunk):
-                    let bytes = try textDecoder!.decode(chunk)
+                    let bytes = textDecoder != nil ? try textDecoder!.decode(chunk) : chunk
+                    messages?.feed(bytes)
                     if bytes.readableBytes > 0 { out.append(.body(bytes)) }
                 case .end:
-                    try textDecoder!.finish()
+                    if textDecoder != nil { try textDecoder!.finish() }
                     out.append(part)
                 }
             }
@@ -160,6 +163,16 @@ final class StreamedUpload: Sendable {
             state.replayEnd = nil
         }
     }
+
+    /// Counts the gRPC messages of the rest of the body as the upstream's side takes it (after
+    /// decoding, for a gRPC-Web text call), going on from `counter`, which has read what came
+    /// with the head.
+    func countMessages(after counter: GRPCMessageCounter) {
+        state.withLock { $0.messages = counter }
+    }
+
+    /// The gRPC messages counted (see `countMessages`), `nil` when not counted.
+    var messagesTaken: Int? { state.withLock { $0.messages?.count } }
 
     /// Whether the client may be read now: not while ``maxQueuedBytes`` wait for the upstream (the
     /// read is then held until the upstream takes them).

@@ -65,6 +65,7 @@ struct InboundHTTP: Sendable {
         let start = request.arrived ?? Date()
         var record = RequestRecord(reporter: .destination, startTime: start, protocolName: request.protocolName)
         record.isGRPC = request.isGRPC
+        record.countMessages(of: request)
         describe(&record, request: request, info: info)
         let context = self.context
         handle(request, info: info, record: record, on: loop) { response, record in
@@ -312,6 +313,10 @@ struct InboundHTTP: Sendable {
                 return
             }
         }
+        // The call's messages as the application gets them: decoded, for a base64 body.
+        var counter = GRPCMessageCounter()
+        counter.feed(forwarded.body)
+        if let upload = request.upload { upload.countMessages(after: counter) } else { record.requestMessages = counter.count }
         let timeout = GRPCFraming.exchangeTimeout(forwarded.head, proxy: context.upstreamTimeout)
         context.upstream.send(forwarded, to: target, timeout: timeout, on: loop, streamsResponse: true) { [record = consume record] outcome in
             var record = record
@@ -323,7 +328,9 @@ struct InboundHTTP: Sendable {
                 return
             }
             var response = described(outcome, &record)
-            GRPCWeb.respond(&response, call: call)
+            // Counted here, before the bridge reframes the body (a whole answer), or by the
+            // bridge's encoder as the body passes (see `HTTPServing.deliver`).
+            record.responseMessages = GRPCWeb.respond(&response, call: call)
             // Bridged, the call is gRPC in the metrics, as Istio's stats filter, placed after
             // the gRPC-Web filter, counts it: `request_protocol="grpc"` and its gRPC status.
             record.isGRPC = true

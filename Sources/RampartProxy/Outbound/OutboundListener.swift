@@ -123,6 +123,7 @@ struct OutboundHTTP: Sendable {
         let start = request.arrived ?? Date()
         var record = RequestRecord(reporter: .source, startTime: start, protocolName: request.protocolName)
         record.isGRPC = request.isGRPC
+        record.countMessages(of: request)
         let context = self.context
         route(request, source: source, record: record, on: loop) { response, record in
             if let relay = response.relay {

@@ -21,6 +21,8 @@ public struct ProxyMetrics: Sendable {
         let duration: Recorder
         let requestBytes: Recorder
         let responseBytes: Recorder
+        /// For gRPC calls: the message counters, whose labels are Istio's without the outcome's.
+        let messages: (request: Counter, response: Counter)?
     }
 
     private let series = SeriesCache<SeriesKey, RequestSeries>()
@@ -84,13 +86,35 @@ public struct ProxyMetrics: Sendable {
                 requests: Counter(label: "istio_requests_total", dimensions: labels),
                 duration: Recorder(label: "istio_request_duration_milliseconds", dimensions: labels, aggregate: true),
                 requestBytes: Recorder(label: "istio_request_bytes", dimensions: labels, aggregate: true),
-                responseBytes: Recorder(label: "istio_response_bytes", dimensions: labels, aggregate: true)
+                responseBytes: Recorder(label: "istio_response_bytes", dimensions: labels, aggregate: true),
+                messages: record.isGRPC ? Self.messageCounters(record) : nil
             )
         }
         metrics.requests.increment()
         metrics.duration.record(record.duration * 1000)
         metrics.requestBytes.record(record.bytesReceived)
         metrics.responseBytes.record(record.bytesSent)
+        if let messages = metrics.messages {
+            messages.request.increment(by: record.requestMessages ?? 0)
+            messages.response.increment(by: record.responseMessages ?? 0)
+        }
+    }
+
+    /// The labels of a gRPC call's message counters: Istio's stats filter adds to them before it
+    /// has labelled the call's outcome, so they carry the peers and the service, without
+    /// `request_protocol`, `response_code`, `grpc_response_status`, `response_flags` and
+    /// `connection_security_policy`.
+    static func messageLabels(_ record: RequestRecord) -> [(String, String)] {
+        let outcome: Set = ["request_protocol", "response_code", "grpc_response_status", "response_flags", "connection_security_policy"]
+        return labels(record).filter { !outcome.contains($0.0) }
+    }
+
+    private static func messageCounters(_ record: RequestRecord) -> (request: Counter, response: Counter) {
+        let labels = messageLabels(record)
+        return (
+            Counter(label: "istio_request_messages_total", dimensions: labels),
+            Counter(label: "istio_response_messages_total", dimensions: labels)
+        )
     }
 
     /// Records what the dry-run policies would have decided, as Envoy's shadow RBAC engines count

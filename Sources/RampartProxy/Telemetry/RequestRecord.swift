@@ -87,6 +87,17 @@ public struct RequestRecord: Sendable {
     /// Whether the request is a gRPC call, and the gRPC status its response carried.
     public var isGRPC = false
     public var grpcStatus: String?
+    /// For a gRPC call, the messages the client and the server sent through the proxy, when
+    /// counted (`nil`: none seen, counted as 0).
+    public var requestMessages: Int?
+    public var responseMessages: Int?
+
+    /// Counts a gRPC call's request messages when its body is all in hand: a call relayed as it
+    /// comes (`isStreamed`) is counted by its relay, an upload as it is taken.
+    mutating func countMessages(of request: BufferedRequest) {
+        guard isGRPC, !request.isStreamed, request.upload == nil else { return }
+        requestMessages = GRPCMessageCounter.count(request.body)
+    }
 
     /// Creates a record with nothing known yet but the reporter and the start.
     public init(reporter: Reporter, startTime: Date, protocolName: String) {
