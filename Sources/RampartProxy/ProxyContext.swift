@@ -46,6 +46,9 @@ public final class ProxyContext: Sendable {
     /// Whether HTTP/1.0 requests are served; without it they get 426, as from Istio's sidecars
     /// unless `ISTIO_META_HTTP10` is set.
     public let acceptHTTP10: Bool
+    /// How often the metrics of an open TCP connection or gRPC stream are brought up to date
+    /// (Istio's `tcp_reporting_duration`, 15 s by default); what is left is added when it ends.
+    public let reportingInterval: TimeAmount
     public let logger: Logger
     /// The service this proxy's inbound side reports as the destination: the one on the
     /// application's port, else the first registered. Fixed for the proxy's life, so made once.
@@ -56,9 +59,10 @@ public final class ProxyContext: Sendable {
         workload: WorkloadInfo, appHost: String, appPort: Int, identity: IdentityWatcher, config: ConfigHolder, upstream: UpstreamClient,
         authenticator: RequestAuthenticator, metrics: ProxyMetrics, accessLog: AccessLog, maxBodyBytes: Int, upstreamTimeout: TimeAmount,
         outboundPolicy: OutboundTrafficPolicy, appProtocol: AppProtocol = .auto, acceptHTTP10: Bool = false,
-        idleTimeouts: IdleTimeouts = .envoy, logger: Logger
+        idleTimeouts: IdleTimeouts = .envoy, reportingInterval: TimeAmount = .seconds(15), logger: Logger
     ) {
         self.idleTimeouts = idleTimeouts
+        self.reportingInterval = reportingInterval
         self.appProtocol = appProtocol
         self.acceptHTTP10 = acceptHTTP10
         self.workload = workload
@@ -119,7 +123,7 @@ public final class ProxyContext: Sendable {
         // An upload's body bytes as far as they have come.
         if let upload = record.upload {
             record.bytesReceived = upload.bytesReceived
-            if let messages = upload.messagesTaken { record.requestMessages = messages }
+            if let messages = upload.messagesCounted { record.requestMessages = messages }
         }
         // A gRPC call answered whole: the messages its body holds (a local answer holds none).
         if record.isGRPC && record.responseMessages == nil && !response.isLocal && response.streamed == nil {

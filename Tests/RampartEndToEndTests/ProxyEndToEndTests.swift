@@ -561,6 +561,7 @@ struct ProxySettingsTests {
             (base + ["--identity-dir", "/tmp", "--outbound-traffic-policy", "OPEN"], "ALLOW_ANY or REGISTRY_ONLY"),
             (base + ["--identity-dir", "/tmp", "--app-protocol", "h3"], "auto, http, http2 or grpc-web"),
             (base + ["--identity-dir", "/tmp", "--event-loops", "0"], "--event-loops"),
+            (base + ["--identity-dir", "/tmp", "--tcp-reporting-duration", "0"], "give 1 to 86400 seconds"),
             // grpc-web is an application protocol: the check after it is the one that fails.
             (base + ["--identity-dir", "/tmp", "--app-protocol", "grpc-web", "--max-body-bytes", "0"], "--max-body-bytes must be positive"),
             (base + ["--identity-dir", "/tmp"], "--ca-root /nonexistent/root.pem"),

@@ -18,7 +18,7 @@ struct GRPCStreamingTests {
     /// side knowing the server as `server:8080`.
     func withMesh(
         policies: [(kind: String, namespace: String, name: String, yaml: String)] = [], logFile: String? = nil,
-        appProtocol: AppProtocol = .auto,
+        appProtocol: AppProtocol = .auto, serverName: String = "server-v1", reportingInterval: TimeAmount = .seconds(15),
         _ body: (_ app: StreamingApp, _ outboundPort: Int, _ inboundPort: Int, _ clientIdentity: String) async throws -> Void
     ) async throws {
         let mesh = try MeshFixture()
@@ -28,14 +28,15 @@ struct GRPCStreamingTests {
         defer { appTask.cancel() }
         let server = try await mesh.identity(namespace: "default", serviceAccount: "server")
         let serverProxy = try await TestProxy(
-            workload: WorkloadInfo(name: "server-v1", namespace: "default", labels: ["app": "server"], appPort: app.port),
-            identityDirectory: server.directory, appPort: app.port, logFile: logFile, appProtocol: appProtocol)
+            workload: WorkloadInfo(name: serverName, namespace: "default", labels: ["app": "server"], appPort: app.port),
+            identityDirectory: server.directory, appPort: app.port, logFile: logFile, appProtocol: appProtocol,
+            reportingInterval: reportingInterval)
         try serverProxy.install(SnapshotBuilder.snapshot(resources: policies))
         let client = try await mesh.identity(namespace: "default", serviceAccount: "client")
         let clientProxy = try await TestProxy(
             workload: WorkloadInfo(name: "client-v1", namespace: "default", appPort: 1), identityDirectory: client.directory, appPort: 1)
         try clientProxy.install(
-            SnapshotBuilder.snapshot(services: [("server", "default", 8080, [("127.0.0.1:\(serverProxy.inboundPort)", server.spiffeID, "server-v1")])]))
+            SnapshotBuilder.snapshot(services: [("server", "default", 8080, [("127.0.0.1:\(serverProxy.inboundPort)", server.spiffeID, serverName)])]))
         do {
             try await body(app, clientProxy.outboundPort, serverProxy.inboundPort, client.directory)
         } catch {

@@ -247,7 +247,8 @@ final class TestProxy: Sendable {
 
     init(
         workload: WorkloadInfo, identityDirectory: String, appPort: Int, logFile: String? = nil, upstreamTimeout: TimeAmount = .seconds(10),
-        appProtocol: AppProtocol = .auto, acceptHTTP10: Bool = false, idleTimeouts: IdleTimeouts = .envoy
+        appProtocol: AppProtocol = .auto, acceptHTTP10: Bool = false, idleTimeouts: IdleTimeouts = .envoy,
+        reportingInterval: TimeAmount = .seconds(15)
     ) async throws {
         var logger = Logger(label: "test.proxy")
         logger.logLevel = .warning
@@ -257,7 +258,7 @@ final class TestProxy: Sendable {
             workload: workload, appHost: "127.0.0.1", appPort: appPort, identity: identity, config: ConfigHolder(),
             upstream: UpstreamClient(maxBodyBytes: 1 << 20), authenticator: RequestAuthenticator(), metrics: ProxyMetrics(),
             accessLog: try AccessLog(path: logFile, flushInterval: .milliseconds(100)), maxBodyBytes: 1 << 20, upstreamTimeout: upstreamTimeout, outboundPolicy: .registryOnly, appProtocol: appProtocol, acceptHTTP10: acceptHTTP10,
-            idleTimeouts: idleTimeouts, logger: logger
+            idleTimeouts: idleTimeouts, reportingInterval: reportingInterval, logger: logger
         )
         let inboundBound = PortBox()
         let outboundBound = PortBox()

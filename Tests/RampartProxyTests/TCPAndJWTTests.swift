@@ -73,9 +73,11 @@ struct TokenClaims: JWTPayload {
 
 @Suite("Proxy: opaque TCP and request authentication", .serialized)
 struct TCPAndJWTTests {
-    /// Runs `body` with a proxy in front of a TCP echo app, as workload `db` serving service `db`,
-    /// its access log in `log` under the mesh's directory; then stops both.
-    func withEchoProxy(_ body: (TestProxy, _ log: String) async throws -> Void) async throws {
+    /// Runs `body` with a proxy in front of a TCP echo app, as workload `name` (`db`) serving
+    /// service `db`, its access log in `log` under the mesh's directory; then stops both.
+    func withEchoProxy(
+        name: String = "db", reportingInterval: TimeAmount = .seconds(15), _ body: (TestProxy, _ log: String) async throws -> Void
+    ) async throws {
         let mesh = try MeshFixture()
         defer { mesh.remove() }
         let echo = try await TCPEcho()
@@ -83,8 +85,9 @@ struct TCPAndJWTTests {
         defer { echoTask.cancel() }
         let server = try await mesh.identity(namespace: "default", serviceAccount: "db")
         let log = "\(mesh.directory)/tcp-access.log"
-        let workload = WorkloadInfo(name: "db", namespace: "default", services: [ServicePort(name: "db", port: echo.port)], appPort: echo.port)
-        let proxy = try await TestProxy(workload: workload, identityDirectory: server.directory, appPort: echo.port, logFile: log)
+        let workload = WorkloadInfo(name: name, namespace: "default", services: [ServicePort(name: "db", port: echo.port)], appPort: echo.port)
+        let proxy = try await TestProxy(
+            workload: workload, identityDirectory: server.directory, appPort: echo.port, logFile: log, reportingInterval: reportingInterval)
         try proxy.install(SnapshotBuilder.snapshot())
         do {
             try await body(proxy, log)

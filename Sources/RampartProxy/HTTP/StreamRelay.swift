@@ -33,6 +33,9 @@ final class StreamRelay: Sendable {
     /// For an upstream that speaks HTTP/1.1 only, the call's body is read whole, up to this.
     private let maxBodyBytes: Int
     private let answered: Answered
+    /// Where the messages of a call still open are counted, and how often.
+    private let metrics: ProxyMetrics
+    private let reportingInterval: TimeAmount
 
     private struct State {
         var record: RequestRecord?
@@ -52,14 +55,18 @@ final class StreamRelay: Sendable {
         /// The gRPC messages relayed each way.
         var requestMessages = GRPCMessageCounter()
         var responseMessages = GRPCMessageCounter()
+        /// The messages already added to the metrics while the call was open.
+        var reportedMessages = (request: 0, response: 0)
     }
 
     private let state = Mutex(State())
 
     init(
         upstream: UpstreamClient, target: UpstreamTarget, head: HTTPRequestHead, timeout: TimeAmount, maxBodyBytes: Int,
-        answered: @escaping Answered
+        metrics: ProxyMetrics, reportingInterval: TimeAmount, answered: @escaping Answered
     ) {
+        self.metrics = metrics
+        self.reportingInterval = reportingInterval
         self.upstream = upstream
         self.target = target
         self.head = head
@@ -86,6 +93,12 @@ final class StreamRelay: Sendable {
     func run(client: any Channel, parts: RequestParts, request: BufferedRequest, cancellation: RequestCancellation) async {
         let requestHead = request.head
         state.withLock { $0.bytesReceived = request.body.readableBytes }
+        // A long call's messages reach the metrics while it is open, as Istio's stats filter
+        // reports a gRPC stream at each reporting interval.
+        let reporting = client.eventLoop.scheduleRepeatedTask(initialDelay: reportingInterval, delay: reportingInterval) { [weak self] _ in
+            self?.reportOpenMessages()
+        }
+        defer { reporting.cancel() }
         if target.http2 {
             state.withLock { $0.requestMessages.feed(request.body) }
             do {
@@ -343,6 +356,20 @@ final class StreamRelay: Sendable {
         }
     }
 
+    /// Adds the messages relayed since the last report to the metrics, once the upstream's answer
+    /// has been recorded (which names the destination), and while the exchange is not reported.
+    private func reportOpenMessages() {
+        let due = state.withLock { state -> (RequestRecord, Int, Int)? in
+            guard state.response != nil, state.report != nil, let record = state.record else { return nil }
+            let request = state.requestMessages.count - state.reportedMessages.request
+            let response = state.responseMessages.count - state.reportedMessages.response
+            guard request > 0 || response > 0 else { return nil }
+            state.reportedMessages = (state.requestMessages.count, state.responseMessages.count)
+            return (record, request, response)
+        }
+        if let (record, request, response) = due { metrics.recordMessages(record, request: request, response: response) }
+    }
+
     /// Reports the exchange.
     private func finish() {
         let ending = state.withLock { state -> (RequestRecord, Report, BufferedResponse?, State)? in
@@ -355,6 +382,7 @@ final class StreamRelay: Sendable {
         record.bytesReceived = final.bytesReceived
         record.requestMessages = final.requestMessages.count
         record.responseMessages = final.responseMessages.count
+        record.reportedMessages = final.reportedMessages
         guard var response = sent else {
             // Nothing was answered: the client went before the upstream's head.
             record.downstreamDisconnected = true
@@ -383,7 +411,8 @@ extension BufferedResponse {
         var placeholder = BufferedResponse(head: HTTPResponseHead(version: .http2, status: .ok))
         placeholder.relay = StreamRelay(
             upstream: context.upstream, target: target, head: head,
-            timeout: GRPCFraming.exchangeTimeout(head, proxy: context.upstreamTimeout), maxBodyBytes: context.maxBodyBytes
+            timeout: GRPCFraming.exchangeTimeout(head, proxy: context.upstreamTimeout), maxBodyBytes: context.maxBodyBytes,
+            metrics: context.metrics, reportingInterval: context.reportingInterval
         ) { outcome, record in
             var response = described(outcome, &record)
             ResponseStamp.apply(&response, server: server, serviceTime: record.upstreamServiceTime)

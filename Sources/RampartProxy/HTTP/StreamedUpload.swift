@@ -82,25 +82,42 @@ final class StreamedUpload: Sendable {
         var textDecoder: GRPCWeb.TextDecoder?
         /// The body was not base64: the upstream's side gets this, and the rest is dropped.
         var decodeFailure: GRPCWeb.BadText?
-        /// For a bridged gRPC-Web call: its messages, counted as the upstream's side takes them.
+        /// For a bridged gRPC-Web call: its messages, counted as they come (as Envoy's gRPC
+        /// statistics count a call's frames as they pass, whether the upstream takes them or not),
+        /// and for a text call the decoder they are counted through.
         var messages: GRPCMessageCounter?
+        var countingDecoder: GRPCWeb.TextDecoder?
 
         /// `parts` as the upstream is to get them: decoded, for a gRPC-Web text call.
         mutating func decoded(_ parts: [Part]) throws(GRPCWeb.BadText) -> [Part] {
-            guard textDecoder != nil || messages != nil else { return parts }
+            guard textDecoder != nil else { return parts }
             var out: [Part] = []
             for part in parts {
                 switch part {
                 case .body(let chunk):
-                    let bytes = textDecoder != nil ? try textDecoder!.decode(chunk) : chunk
-                    messages?.feed(bytes)
+                    let bytes = try textDecoder!.decode(chunk)
                     if bytes.readableBytes > 0 { out.append(.body(bytes)) }
                 case .end:
-                    if textDecoder != nil { try textDecoder!.finish() }
+                    try textDecoder!.finish()
                     out.append(part)
                 }
             }
             return out
+        }
+
+        /// Counts the messages in a chunk that came, when they are counted. A text chunk that is
+        /// not base64 counts nothing (the upstream's side refuses the call).
+        mutating func count(_ chunk: ByteBuffer) {
+            guard messages != nil else { return }
+            if countingDecoder != nil {
+                guard let bytes = try? countingDecoder!.decode(chunk) else {
+                    messages = nil
+                    return
+                }
+                messages!.feed(bytes)
+            } else {
+                messages!.feed(chunk)
+            }
         }
     }
 
@@ -134,6 +151,7 @@ final class StreamedUpload: Sendable {
             if case .body(let chunk) = part { state.received += chunk.readableBytes }
             if case .end = part { state.clientEnded = true }
             guard state.queue.accepts else { return nil }
+            if case .body(let chunk) = part { state.count(chunk) }
             state.queue.append(part)
             defer { state.wake = nil }
             return state.wake
@@ -164,15 +182,19 @@ final class StreamedUpload: Sendable {
         }
     }
 
-    /// Counts the gRPC messages of the rest of the body as the upstream's side takes it (after
-    /// decoding, for a gRPC-Web text call), going on from `counter`, which has read what came
-    /// with the head.
-    func countMessages(after counter: GRPCMessageCounter) {
-        state.withLock { $0.messages = counter }
+    /// Counts the gRPC messages of the rest of the body, those waiting and those to come,
+    /// going on from `counter`, which has read what came with the head; a text call's are counted
+    /// through `decoder`, in the state it was left in by what came with the head.
+    func countMessages(after counter: GRPCMessageCounter, decoding decoder: GRPCWeb.TextDecoder?) {
+        state.withLock { state in
+            state.messages = counter
+            state.countingDecoder = decoder
+            for case .body(let chunk) in state.queue.parts { state.count(chunk) }
+        }
     }
 
     /// The gRPC messages counted (see `countMessages`), `nil` when not counted.
-    var messagesTaken: Int? { state.withLock { $0.messages?.count } }
+    var messagesCounted: Int? { state.withLock { $0.messages?.count } }
 
     /// Whether the client may be read now: not while ``maxQueuedBytes`` wait for the upstream (the
     /// read is then held until the upstream takes them).

@@ -298,12 +298,14 @@ struct InboundHTTP: Sendable {
     ) {
         var forwarded = request
         GRPCWeb.translate(&forwarded.head)
+        var bodyDecoder: GRPCWeb.TextDecoder?
         if call.textRequest {
             var decoder = GRPCWeb.TextDecoder()
             do {
                 forwarded.body = try decoder.decode(request.body)
                 if let upload = request.upload {
                     upload.decodeText(with: decoder)
+                    bodyDecoder = decoder
                 } else {
                     try decoder.finish()
                 }
@@ -316,7 +318,11 @@ struct InboundHTTP: Sendable {
         // The call's messages as the application gets them: decoded, for a base64 body.
         var counter = GRPCMessageCounter()
         counter.feed(forwarded.body)
-        if let upload = request.upload { upload.countMessages(after: counter) } else { record.requestMessages = counter.count }
+        if let upload = request.upload {
+            upload.countMessages(after: counter, decoding: bodyDecoder)
+        } else {
+            record.requestMessages = counter.count
+        }
         let timeout = GRPCFraming.exchangeTimeout(forwarded.head, proxy: context.upstreamTimeout)
         context.upstream.send(forwarded, to: target, timeout: timeout, on: loop, streamsResponse: true) { [record = consume record] outcome in
             var record = record

@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOPosix
+import Synchronization
 import RampartPolicy
 
 /// Opaque TCP on the inbound side: authorized once on its L4 attributes, then spliced to the
@@ -71,10 +72,22 @@ struct InboundTCP: Sendable {
             return
         }
         record.upstreamHost = context.appAddress
-        let (sent, received) = await TCPSplice.splice(downstream, upstream)
+        // A long connection's bytes reach the metrics while it is open, at each reporting
+        // interval, as Istio's stats filter reports them; the rest when it closes.
+        let tally = TCPSplice.Tally()
+        let (metrics, reported) = (context.metrics, record)
+        let reporting = downstream.channel.eventLoop.scheduleRepeatedTask(
+            initialDelay: context.reportingInterval, delay: context.reportingInterval
+        ) { _ in
+            let (sent, received) = tally.takeUnreported()
+            if sent > 0 || received > 0 { metrics.recordTCPBytes(reported, sent: sent, received: received) }
+        }
+        let (sent, received) = await TCPSplice.splice(downstream, upstream, tally: tally)
+        reporting.cancel()
         record.bytesReceived = received
         record.bytesSent = sent
-        context.metrics.recordTCPBytes(record, sent: sent, received: received)
+        let (unsent, unreceived) = tally.takeUnreported()
+        context.metrics.recordTCPBytes(record, sent: unsent, received: unreceived)
         finish(&record, start: start)
     }
 
@@ -100,18 +113,39 @@ enum TCPSplice {
     /// Both connections' async wrappers: finishing a writer sends FIN rather than doing nothing.
     static let channelConfiguration = NIOAsyncChannel<ByteBuffer, ByteBuffer>.Configuration(isOutboundHalfClosureEnabled: true)
 
-    /// Returns the bytes sent to the downstream and received from it.
-    static func splice(_ downstream: NIOAsyncChannel<ByteBuffer, ByteBuffer>, _ upstream: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async -> (sent: Int, received: Int) {
+    /// The bytes copied each way so far, read while the connection is open.
+    final class Tally: Sendable {
+        private let counts = Mutex((sent: 0, received: 0, reportedSent: 0, reportedReceived: 0))
+
+        func add(_ bytes: Int, toDownstream: Bool) {
+            counts.withLock { counts in
+                if toDownstream { counts.sent += bytes } else { counts.received += bytes }
+            }
+        }
+
+        /// The bytes sent to the downstream and received from it since the last call.
+        func takeUnreported() -> (sent: Int, received: Int) {
+            counts.withLock { counts in
+                defer { (counts.reportedSent, counts.reportedReceived) = (counts.sent, counts.received) }
+                return (counts.sent - counts.reportedSent, counts.received - counts.reportedReceived)
+            }
+        }
+    }
+
+    /// Returns the bytes sent to the downstream and received from it; `tally` counts them as they go.
+    static func splice(
+        _ downstream: NIOAsyncChannel<ByteBuffer, ByteBuffer>, _ upstream: NIOAsyncChannel<ByteBuffer, ByteBuffer>, tally: Tally = Tally()
+    ) async -> (sent: Int, received: Int) {
         let downChannel = downstream.channel
         let upChannel = upstream.channel
         let result: (Int, Int)? = try? await downstream.executeThenClose { downIn, downOut in
             try await upstream.executeThenClose { upIn, upOut in
                 try await withThrowingTaskGroup(of: Direction.self) { group in
                     group.addTask {
-                        Direction(bytes: await pump(downIn, into: upOut), toDownstream: false, sourceStillOpen: downChannel.isActive)
+                        Direction(bytes: await pump(downIn, into: upOut) { tally.add($0, toDownstream: false) }, toDownstream: false, sourceStillOpen: downChannel.isActive)
                     }
                     group.addTask {
-                        Direction(bytes: await pump(upIn, into: downOut), toDownstream: true, sourceStillOpen: upChannel.isActive)
+                        Direction(bytes: await pump(upIn, into: downOut) { tally.add($0, toDownstream: true) }, toDownstream: true, sourceStillOpen: upChannel.isActive)
                     }
                     var sent = 0
                     var received = 0
@@ -129,11 +163,14 @@ enum TCPSplice {
 
     /// Copies one direction until its source ends, then half-closes the destination; returns the
     /// bytes copied. A failed read or write, or cancellation, ends the direction too.
-    private static func pump(_ source: NIOAsyncChannelInboundStream<ByteBuffer>, into sink: NIOAsyncChannelOutboundWriter<ByteBuffer>) async -> Int {
+    private static func pump(
+        _ source: NIOAsyncChannelInboundStream<ByteBuffer>, into sink: NIOAsyncChannelOutboundWriter<ByteBuffer>, counted: (Int) -> Void
+    ) async -> Int {
         var total = 0
         do {
             for try await chunk in source {
                 total += chunk.readableBytes
+                counted(chunk.readableBytes)
                 try await sink.write(chunk)
             }
         } catch {

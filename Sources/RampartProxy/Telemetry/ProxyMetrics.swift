@@ -95,9 +95,16 @@ public struct ProxyMetrics: Sendable {
         metrics.requestBytes.record(record.bytesReceived)
         metrics.responseBytes.record(record.bytesSent)
         if let messages = metrics.messages {
-            messages.request.increment(by: record.requestMessages ?? 0)
-            messages.response.increment(by: record.responseMessages ?? 0)
+            messages.request.increment(by: max(0, (record.requestMessages ?? 0) - record.reportedMessages.request))
+            messages.response.increment(by: max(0, (record.responseMessages ?? 0) - record.reportedMessages.response))
         }
+    }
+
+    /// Adds messages of a gRPC call still open (see `StreamRelay`).
+    func recordMessages(_ record: RequestRecord, request: Int, response: Int) {
+        let (requests, responses) = Self.messageCounters(record)
+        requests.increment(by: request)
+        responses.increment(by: response)
     }
 
     /// The labels of a gRPC call's message counters: Istio's stats filter adds to them before it

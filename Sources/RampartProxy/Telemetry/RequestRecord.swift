@@ -91,6 +91,8 @@ public struct RequestRecord: Sendable {
     /// counted (`nil`: none seen, counted as 0).
     public var requestMessages: Int?
     public var responseMessages: Int?
+    /// Of those, the messages already added to the counters while the call was open.
+    var reportedMessages = (request: 0, response: 0)
 
     /// Counts a gRPC call's request messages when its body is all in hand: a call relayed as it
     /// comes (`isStreamed`) is counted by its relay, an upload as it is taken.

@@ -81,6 +81,13 @@ struct Proxy: AsyncParsableCommand {
             valueName: "seconds"))
     var upstreamTimeout: Int = 0
 
+    @Option(
+        parsing: .unconditional,
+        help: ArgumentHelp(
+            "How often, in seconds, the metrics of open TCP connections and gRPC streams are brought up to date (Istio's tcp_reporting_duration); the rest is added when they end.",
+            valueName: "seconds"))
+    var tcpReportingDuration: Int = 15
+
     @Option(parsing: .unconditional, help: ArgumentHelp("Event-loop threads for the listeners and connections (default: one per CPU).", valueName: "n"))
     var eventLoops: Int?
 
@@ -93,6 +100,9 @@ struct Proxy: AsyncParsableCommand {
     func validate() throws {
         if let eventLoops, !(1...256).contains(eventLoops) {
             throw ValidationError("--event-loops \(eventLoops): give 1 to 256 threads")
+        }
+        guard (1...86_400).contains(tcpReportingDuration) else {
+            throw ValidationError("--tcp-reporting-duration \(tcpReportingDuration): give 1 to 86400 seconds (Istio's default is 15)")
         }
         guard ServicePort.isDNSLabel(workload) else { throw ValidationError("--workload \(workload): use a DNS label, such as reviews-v1") }
         guard ServicePort.isDNSLabel(namespace) else { throw ValidationError("--namespace \(namespace): use a DNS label, such as default") }
@@ -183,7 +193,8 @@ struct Proxy: AsyncParsableCommand {
                 fetcher: AsyncHTTPClientFetcher(extraRoots: try jwksExtraRootCA.map(ExtraRootCertificates.option))), metrics: ProxyMetrics(),
             accessLog: try AccessLog(path: accessLog), maxBodyBytes: maxBodyBytes, upstreamTimeout: .seconds(Int64(upstreamTimeout)),
             outboundPolicy: OutboundTrafficPolicy(rawValue: outboundTrafficPolicy) ?? .allowAny,
-            appProtocol: AppProtocol(rawValue: appProtocol) ?? .auto, acceptHTTP10: acceptHTTP10, logger: logger
+            appProtocol: AppProtocol(rawValue: appProtocol) ?? .auto, acceptHTTP10: acceptHTTP10,
+            reportingInterval: .seconds(Int64(tcpReportingDuration)), logger: logger
         )
         let server = ProxyServer(
             context: context,
