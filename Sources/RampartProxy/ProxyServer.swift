@@ -34,12 +34,16 @@ public struct ProxyServer: Sendable {
         /// The status listener's address (Istio's 15021, readiness only), if any.
         public var statusHost: String?
         public var statusPort: Int
+        /// Listeners that carry TCP connections to mesh services (see `OutboundTCPListener`).
+        public var outboundTCP: [OutboundTCPListener.Mapping] = []
 
         /// Creates listener settings.
         public init(
             inboundHost: String, inboundPort: Int, outboundHost: String, outboundPort: Int, adminHost: String, adminPort: Int,
-            advertisedInbound: String? = nil, statusHost: String? = nil, statusPort: Int = 15021
+            advertisedInbound: String? = nil, statusHost: String? = nil, statusPort: Int = 15021,
+            outboundTCP: [OutboundTCPListener.Mapping] = []
         ) {
+            self.outboundTCP = outboundTCP
             self.statusHost = statusHost
             self.statusPort = statusPort
             self.inboundHost = inboundHost
@@ -78,6 +82,11 @@ public struct ProxyServer: Sendable {
             [ProxyAdmin.makeStatus(host: host, port: statusPort, context: context) { port in ports.set(.status, port) }]
         } ?? []
         let listeners = self.listeners
+        let tcp: [any Service] = listeners.outboundTCP.map { mapping in
+            OutboundTCPListener(mapping: mapping, context: context) { port in
+                context.logger.info("outbound TCP listener carries connections to \(mapping.service):\(mapping.servicePort)", metadata: ["proxy.port": "\(port)"])
+            }
+        }
         let stream = ConfigStream(
             endpoint: controlPlane, identity: context.identity, workload: context.workload,
             inboundAddress: {
@@ -96,7 +105,7 @@ public struct ProxyServer: Sendable {
         )
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(
-                services: ([context.identity, inbound, outbound, admin, stream] + status).map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
+                services: ([context.identity, inbound, outbound, admin, stream] + status + tcp).map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: context.logger
             )

@@ -362,6 +362,74 @@ struct ProxyEndToEndTests {
         }
     }
 
+    @Test("an --outbound-tcp listener carries a TCP client's bytes over mTLS to a TCP service, and both proxies count them")
+    func outboundTCP() async throws {
+        try await withMesh { mesh in
+            let t = try await MeshWorkload.start(name: "t", namespace: Self.namespace, ca: mesh.ca, directory: mesh.directory, app: "tcp_echo_app.py")
+            let free = try await offPool { try run("python3", ["-c", "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"]) }
+            let local = try #require(Int(free.trimmedOutput), "\(free.stderr)")
+            let c: MeshWorkload
+            do {
+                c = try await MeshWorkload.start(
+                    name: "c", namespace: Self.namespace, ca: mesh.ca, directory: mesh.directory,
+                    proxyArguments: ["--outbound-tcp", "127.0.0.1:\(local)=t:\(t.appPort)"])
+            } catch {
+                _ = try? await offPool { t.stop() }
+                throw error
+            }
+            do {
+                // A Python client, once c's proxy knows t: its bytes come back through both proxies.
+                let client = """
+                    import socket, sys
+                    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+                    s.sendall(b"\\x00\\x01hello over tcp")
+                    data = b""
+                    while len(data) < 16:
+                        chunk = s.recv(100)
+                        if not chunk:
+                            break
+                        data += chunk
+                    s.close()
+                    print(data[2:].decode())
+                    """
+                var echoed = ""
+                let limit = Date().addingTimeInterval(30)
+                while Date() < limit {
+                    echoed = (try? await offPool { try run("python3", ["-c", client, String(local)], timeout: 20) })?.trimmedOutput ?? ""
+                    if echoed == "hello over tcp" { break }
+                    try await Task.sleep(for: .milliseconds(300))
+                }
+                #expect(echoed == "hello over tcp", "\(c.proxy.log)\n\(t.proxy.log)")
+
+                // Each side reports the connection as Istio's proxies do, the destination with the
+                // client's SPIFFE ID from its certificate.
+                var source = ""
+                var destination = ""
+                try await eventually(timeout: 10, "both proxies' TCP metrics") {
+                    source = (try? String(contentsOfFile: c.accessLog, encoding: .utf8)) ?? ""
+                    destination = (try? String(contentsOfFile: t.accessLog, encoding: .utf8)) ?? ""
+                    return source.contains("\"protocol\":\"TCP\"") && destination.contains("\"protocol\":\"TCP\"")
+                }
+                let tMetrics = try await Curl.get("http://127.0.0.1:\(t.admin)/stats/prometheus").body
+                #expect(tMetrics.split(separator: "\n").contains {
+                    $0.hasPrefix("istio_tcp_received_bytes_total{") && $0.contains("reporter=\"destination\"")
+                        && $0.contains("source_principal=\"\(c.spiffeID)\"") && $0.hasSuffix(" 16")
+                }, "\(tMetrics)")
+                let cMetrics = try await Curl.get("http://127.0.0.1:\(c.admin)/stats/prometheus").body
+                #expect(cMetrics.split(separator: "\n").contains {
+                    $0.hasPrefix("istio_tcp_connections_closed_total{") && $0.contains("reporter=\"source\"")
+                        && $0.contains("destination_principal=\"\(t.spiffeID)\"") && $0.contains("destination_service=\"t.\(Self.namespace).svc.cluster.local\"")
+                }, "\(cMetrics)")
+            } catch {
+                _ = try? await offPool { c.stop() }
+                _ = try? await offPool { t.stop() }
+                throw error
+            }
+            _ = try? await offPool { c.stop() }
+            _ = try? await offPool { t.stop() }
+        }
+    }
+
     @Test("a destination whose PeerAuthentication is DISABLE is called in plaintext, as Istio's auto mTLS calls it; STRICT again brings mTLS back")
     func disabledDestination() async throws {
         try await withMesh { mesh in
@@ -562,6 +630,8 @@ struct ProxySettingsTests {
             (base + ["--identity-dir", "/tmp", "--app-protocol", "h3"], "auto, http, http2 or grpc-web"),
             (base + ["--identity-dir", "/tmp", "--event-loops", "0"], "--event-loops"),
             (base + ["--identity-dir", "/tmp", "--tcp-reporting-duration", "0"], "give 1 to 86400 seconds"),
+            (base + ["--identity-dir", "/tmp", "--outbound-tcp", "db:5432"], "LOCAL=SERVICE:PORT"),
+            (base + ["--identity-dir", "/tmp", "--outbound-tcp", "127.0.0.1:15001=db:5432"], "name the same address"),
             // grpc-web is an application protocol: the check after it is the one that fails.
             (base + ["--identity-dir", "/tmp", "--app-protocol", "grpc-web", "--max-body-bytes", "0"], "--max-body-bytes must be positive"),
             (base + ["--identity-dir", "/tmp"], "--ca-root /nonexistent/root.pem"),

@@ -72,22 +72,7 @@ struct InboundTCP: Sendable {
             return
         }
         record.upstreamHost = context.appAddress
-        // A long connection's bytes reach the metrics while it is open, at each reporting
-        // interval, as Istio's stats filter reports them; the rest when it closes.
-        let tally = TCPSplice.Tally()
-        let (metrics, reported) = (context.metrics, record)
-        let reporting = downstream.channel.eventLoop.scheduleRepeatedTask(
-            initialDelay: context.reportingInterval, delay: context.reportingInterval
-        ) { _ in
-            let (sent, received) = tally.takeUnreported()
-            if sent > 0 || received > 0 { metrics.recordTCPBytes(reported, sent: sent, received: received) }
-        }
-        let (sent, received) = await TCPSplice.splice(downstream, upstream, tally: tally)
-        reporting.cancel()
-        record.bytesReceived = received
-        record.bytesSent = sent
-        let (unsent, unreceived) = tally.takeUnreported()
-        context.metrics.recordTCPBytes(record, sent: unsent, received: unreceived)
+        await TCPSplice.splice(downstream, upstream, record: &record, context: context)
         finish(&record, start: start)
     }
 
@@ -130,6 +115,29 @@ enum TCPSplice {
                 return (counts.sent - counts.reportedSent, counts.received - counts.reportedReceived)
             }
         }
+    }
+
+    /// Splices the connections and records the bytes each way in `record` and the metrics: a long
+    /// connection's bytes reach the metrics while it is open, at each reporting interval, as
+    /// Istio's stats filter reports them, and the rest when it closes.
+    static func splice(
+        _ downstream: NIOAsyncChannel<ByteBuffer, ByteBuffer>, _ upstream: NIOAsyncChannel<ByteBuffer, ByteBuffer>, record: inout RequestRecord,
+        context: ProxyContext
+    ) async {
+        let tally = Tally()
+        let (metrics, reported) = (context.metrics, record)
+        let reporting = downstream.channel.eventLoop.scheduleRepeatedTask(
+            initialDelay: context.reportingInterval, delay: context.reportingInterval
+        ) { _ in
+            let (sent, received) = tally.takeUnreported()
+            if sent > 0 || received > 0 { metrics.recordTCPBytes(reported, sent: sent, received: received) }
+        }
+        let (sent, received) = await splice(downstream, upstream, tally: tally)
+        reporting.cancel()
+        record.bytesReceived = received
+        record.bytesSent = sent
+        let (unsent, unreceived) = tally.takeUnreported()
+        context.metrics.recordTCPBytes(record, sent: unsent, received: unreceived)
     }
 
     /// Returns the bytes sent to the downstream and received from it; `tally` counts them as they go.

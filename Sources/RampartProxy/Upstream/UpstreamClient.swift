@@ -512,6 +512,17 @@ public final class UpstreamClient: Sendable {
         return Pooled(channel: channel, peer: peer)
     }
 
+    /// Opens a connection to `target` (with mTLS when it asks for it) that carries bytes as they
+    /// are, for opaque TCP; returns it with the verified server.
+    func tunnel(to target: UpstreamTarget) async throws -> (NIOAsyncChannel<ByteBuffer, ByteBuffer>, VerifiedPeer?) {
+        try await open(target, on: group.next()) { channel in
+            // In plaintext a FIN ends one direction only, as TCP allows; over mTLS the proxies end
+            // the whole connection (see `InboundListener`).
+            if target.tls == nil { try channel.syncOptions?.setOption(.allowRemoteHalfClosure, value: true) }
+            return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel, configuration: TCPSplice.channelConfiguration)
+        }
+    }
+
     /// Connects to `target`, with mTLS when it asks for it, lets `configure` build the rest of the
     /// pipeline, and waits for the handshake, so a refused server identity is reported as such
     /// rather than as a broken exchange. Returns what `configure` built and the verified server.

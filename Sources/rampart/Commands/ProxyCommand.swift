@@ -68,6 +68,12 @@ struct Proxy: AsyncParsableCommand {
         help: "Serve HTTP/1.0 requests too (Istio's ISTIO_META_HTTP10). Without it they get 426 Upgrade Required, as from Istio's sidecars.")
     var acceptHTTP10 = false
 
+    @Option(
+        help: ArgumentHelp(
+            "A listener for a mesh service's TCP port (repeatable): connections to LOCAL are carried over mTLS to the service, as an Istio Sidecar egress listener bound without capture carries them.",
+            valueName: "local=service:port"))
+    var outboundTCP: [String] = []
+
     @Option(help: "What to do with hosts outside the registry: ALLOW_ANY (forward in plaintext) or REGISTRY_ONLY (refuse with 502).")
     var outboundTrafficPolicy: String = "ALLOW_ANY"
 
@@ -115,7 +121,12 @@ struct Proxy: AsyncParsableCommand {
         }
         if let advertise { _ = try HostPort.parse(advertise, option: "--advertise") }
         if let status { _ = try HostPort.parse(status, option: "--status") }
-        let listeners = [(inbound, "--inbound"), (outbound, "--outbound"), (admin, "--admin")] + (status.map { [($0, "--status")] } ?? [])
+        var tcpListeners: [(String, String)] = []
+        for entry in outboundTCP {
+            do { _ = try OutboundTCPListener.Mapping(parsing: entry) } catch { throw ValidationError(error.reason) }
+            tcpListeners.append((String(entry.split(separator: "=", maxSplits: 1).first ?? ""), "--outbound-tcp"))
+        }
+        let listeners = [(inbound, "--inbound"), (outbound, "--outbound"), (admin, "--admin")] + (status.map { [($0, "--status")] } ?? []) + tcpListeners
         try HostPort.checkDistinct(listeners)
         for (text, option) in listeners {
             try HostPort.checkFree(text, option: option)
@@ -201,7 +212,10 @@ struct Proxy: AsyncParsableCommand {
             listeners: ProxyServer.Listeners(
                 inboundHost: inboundAddress.host, inboundPort: inboundAddress.port, outboundHost: outboundAddress.host, outboundPort: outboundAddress.port,
                 adminHost: adminAddress.host, adminPort: adminAddress.port, advertisedInbound: advertise,
-                statusHost: statusAddress?.host, statusPort: statusAddress?.port ?? 15021
+                statusHost: statusAddress?.host, statusPort: statusAddress?.port ?? 15021,
+                outboundTCP: try outboundTCP.map { entry in
+                    do { return try OutboundTCPListener.Mapping(parsing: entry) } catch { throw ValidationError((error as? ProxyError)?.reason ?? "\(error)") }
+                }
             ),
             controlPlane: ConfigStream.Endpoint(host: controlPlaneAddress.host, port: controlPlaneAddress.port, rootPEM: rootPEM)
         )

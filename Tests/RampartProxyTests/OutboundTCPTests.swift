@@ -1,0 +1,111 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+import Testing
+
+@testable import RampartProxy
+
+/// Outbound TCP listeners (`--outbound-tcp LOCAL=SERVICE:PORT`): an application's TCP connection
+/// to a local port is carried over mTLS to an instance of a mesh service, whose proxy authorizes
+/// it on its L4 attributes and splices it to its application.
+@Suite("outbound TCP listeners")
+struct OutboundTCPTests {
+    @Test("LOCAL=SERVICE:PORT is read, and what is not gets a message naming the form")
+    func mappings() throws {
+        let mapping = try OutboundTCPListener.Mapping(parsing: "127.0.0.1:15432=DB.data:5432")
+        #expect(mapping == OutboundTCPListener.Mapping(host: "127.0.0.1", port: 15432, service: "db.data", servicePort: 5432))
+        let v6 = try OutboundTCPListener.Mapping(parsing: "[::1]:0=db:5432")
+        #expect(v6.host == "::1" && v6.port == 0)
+        for bad in ["db:5432", "127.0.0.1:15432", "127.0.0.1:15432=db", "127.0.0.1:15432=db:0", "127.0.0.1:99999=db:5432", ":1=db:1", "127.0.0.1:1=:5432"] {
+            #expect(throws: ProxyError.self, "\(bad)") { try OutboundTCPListener.Mapping(parsing: bad) }
+            do { _ = try OutboundTCPListener.Mapping(parsing: bad) } catch { #expect(error.reason.contains("LOCAL=SERVICE:PORT") || error.reason.contains("SERVICE:PORT"), "\(error.reason)") }
+        }
+    }
+
+    /// A client proxy with an outbound TCP listener for `db` (a TCP echo app behind its own
+    /// proxy), both logging; `body` gets the listener's port and both logs.
+    func withTCPMesh(
+        servicePort: Int? = nil, serverPolicies: [(kind: String, namespace: String, name: String, yaml: String)] = [],
+        _ body: (_ port: Int, _ clientLog: String, _ serverLog: String, _ clientID: String, _ serverID: String) async throws -> Void
+    ) async throws {
+        let mesh = try MeshFixture()
+        defer { mesh.remove() }
+        let echo = try await TCPEcho()
+        let echoTask = Task { await echo.run() }
+        defer { echoTask.cancel() }
+        let server = try await mesh.identity(namespace: "default", serviceAccount: "db")
+        let client = try await mesh.identity(namespace: "default", serviceAccount: "app")
+        let serverLog = "\(mesh.directory)/server.log"
+        let clientLog = "\(mesh.directory)/client.log"
+        let serverProxy = try await TestProxy(
+            workload: WorkloadInfo(name: "db-v1", namespace: "default", services: [ServicePort(name: "db", port: 5432)], appPort: echo.port),
+            identityDirectory: server.directory, appPort: echo.port, logFile: serverLog)
+        try serverProxy.install(SnapshotBuilder.snapshot(resources: serverPolicies))
+        let clientProxy = try await TestProxy(
+            workload: WorkloadInfo(name: "app-v1", namespace: "default", appPort: 1), identityDirectory: client.directory, appPort: 1, logFile: clientLog)
+        try clientProxy.install(
+            SnapshotBuilder.snapshot(services: [("db", "default", 5432, [("127.0.0.1:\(serverProxy.inboundPort)", server.spiffeID, "db-v1")])]))
+        let bound = PortBox()
+        let listener = OutboundTCPListener(
+            mapping: OutboundTCPListener.Mapping(host: "127.0.0.1", port: 0, service: "db", servicePort: servicePort ?? 5432),
+            context: clientProxy.context) { bound.set($0) }
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(services: [.init(service: listener)], logger: Logger(label: "test.tcp")))
+        let running = Task { try? await group.run() }
+        do {
+            try await body(try await bound.wait(), clientLog, serverLog, client.spiffeID, server.spiffeID)
+        } catch {
+            await group.triggerGracefulShutdown()
+            _ = await running.value
+            await clientProxy.stop()
+            await serverProxy.stop()
+            try? await echo.channel.channel.close()
+            throw error
+        }
+        await group.triggerGracefulShutdown()
+        _ = await running.value
+        await clientProxy.stop()
+        await serverProxy.stop()
+        try? await echo.channel.channel.close()
+    }
+
+    @Test("a connection to the local port reaches the service's application over mTLS, and both sides log it")
+    func carried() async throws {
+        try await withTCPMesh { port, clientLog, serverLog, clientID, serverID in
+            let reply = try await TCPEcho.exchange(port: port, text: "\u{0}\u{1}SELECT 1;\n")
+            #expect(reply == "\u{0}\u{1}SELECT 1;\n")
+            let source = try await UpgradeTests.accessLogLine(clientLog) { $0["protocol"] as? String == "TCP" }
+            #expect(source["reporter"] as? String == "source", "\(source)")
+            #expect(source["destination_service"] as? String == "db.default.svc.cluster.local", "\(source)")
+            #expect(source["upstream_cluster"] as? String == "outbound|5432||db.default.svc.cluster.local", "\(source)")
+            #expect(source["destination_principal"] as? String == serverID, "\(source)")
+            #expect(source["bytes_sent"] as? Int == 12 && source["bytes_received"] as? Int == 12, "\(source)")
+            // The server's proxy saw the client's certificate: the connection was mTLS end to end.
+            let destination = try await UpgradeTests.accessLogLine(serverLog) { $0["protocol"] as? String == "TCP" }
+            #expect(destination["source_principal"] as? String == clientID, "\(destination)")
+            #expect(destination["connection_security_policy"] as? String == "mutual_tls", "\(destination)")
+        }
+    }
+
+    @Test("the destination's policies see the client's identity: a DENY on it closes the connection")
+    func denied() async throws {
+        let deny = SnapshotBuilder.authorizationPolicy(
+            name: "no-app", namespace: "default", body: "action: DENY\nrules:\n- from:\n  - source:\n      principals: [\"cluster.local/ns/default/sa/app\"]")
+        try await withTCPMesh(serverPolicies: [deny]) { port, _, serverLog, _, _ in
+            #expect(try await TCPEcho.exchange(port: port, text: "\u{0}\u{1}SELECT 1;\n").isEmpty)
+            let line = try await UpgradeTests.accessLogLine(serverLog) { $0["protocol"] as? String == "TCP" }
+            #expect((line["response_code_details"] as? String)?.contains("rbac_access_denied") == true, "\(line)")
+        }
+    }
+
+    @Test("a service port the registry does not know closes the connection, logged NR")
+    func unknownPort() async throws {
+        try await withTCPMesh(servicePort: 6543) { port, clientLog, _, _, _ in
+            // Closed at once: the client sees its end (or a reset, for the bytes it sent unread).
+            #expect(((try? await TCPEcho.exchange(port: port, text: "\u{0}x\n")) ?? "").isEmpty)
+            let line = try await UpgradeTests.accessLogLine(clientLog) { $0["protocol"] as? String == "TCP" }
+            #expect(line["response_flags"] as? String == "NR", "\(line)")
+        }
+    }
+}
