@@ -106,12 +106,7 @@ struct TCPAndJWTTests {
             let reply = try await TCPEcho.exchange(port: proxy.inboundPort, text: "\u{0}\u{1}binary protocol\n")
             #expect(reply == "\u{0}\u{1}binary protocol\n")
             // The connection's record, written when it closes, names the service on the application's port.
-            var line: [String: Any]?
-            for _ in 0..<100 where line == nil {
-                let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-                line = text.split(separator: "\n").first.flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
-                if line == nil { try await Task.sleep(for: .milliseconds(20)) }
-            }
+            let line: [String: Any]? = try await UpgradeTests.accessLogLine(log) { _ in true }
             #expect(line?["protocol"] as? String == "TCP")
             #expect(line?["destination_service"] as? String == "db.default.svc.cluster.local")
             #expect(line?["destination_workload"] as? String == "db")
