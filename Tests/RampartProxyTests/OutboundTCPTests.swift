@@ -25,49 +25,37 @@ struct OutboundTCPTests {
     }
 
     /// A client proxy with an outbound TCP listener for `db` (a TCP echo app behind its own
-    /// proxy), both logging; `body` gets the listener's port and both logs.
+    /// proxy), both logging; `body` gets the listener's port, both logs and both identities.
     func withTCPMesh(
         servicePort: Int? = nil, serverPolicies: [(kind: String, namespace: String, name: String, yaml: String)] = [],
         _ body: (_ port: Int, _ clientLog: String, _ serverLog: String, _ clientID: String, _ serverID: String) async throws -> Void
     ) async throws {
-        let mesh = try MeshFixture()
-        defer { mesh.remove() }
-        let echo = try await TCPEcho()
-        let echoTask = Task { await echo.run() }
-        defer { echoTask.cancel() }
-        let server = try await mesh.identity(namespace: "default", serviceAccount: "db")
-        let client = try await mesh.identity(namespace: "default", serviceAccount: "app")
-        let serverLog = "\(mesh.directory)/server.log"
-        let clientLog = "\(mesh.directory)/client.log"
-        let serverProxy = try await TestProxy(
-            workload: WorkloadInfo(name: "db-v1", namespace: "default", services: [ServicePort(name: "db", port: 5432)], appPort: echo.port),
-            identityDirectory: server.directory, appPort: echo.port, logFile: serverLog)
-        try serverProxy.install(SnapshotBuilder.snapshot(resources: serverPolicies))
-        let clientProxy = try await TestProxy(
-            workload: WorkloadInfo(name: "app-v1", namespace: "default", appPort: 1), identityDirectory: client.directory, appPort: 1, logFile: clientLog)
-        try clientProxy.install(
-            SnapshotBuilder.snapshot(services: [("db", "default", 5432, [("127.0.0.1:\(serverProxy.inboundPort)", server.spiffeID, "db-v1")])]))
-        let bound = PortBox()
-        let listener = OutboundTCPListener(
-            mapping: OutboundTCPListener.Mapping(host: "127.0.0.1", port: 0, service: "db", servicePort: servicePort ?? 5432),
-            context: clientProxy.context) { bound.set($0) }
-        let group = ServiceGroup(configuration: ServiceGroupConfiguration(services: [.init(service: listener)], logger: Logger(label: "test.tcp")))
-        let running = Task { try? await group.run() }
-        do {
-            try await body(try await bound.wait(), clientLog, serverLog, client.spiffeID, server.spiffeID)
-        } catch {
-            await group.triggerGracefulShutdown()
-            _ = await running.value
-            await clientProxy.stop()
-            await serverProxy.stop()
-            try? await echo.channel.channel.close()
-            throw error
+        try await TCPAndJWTTests().withEchoProxy(name: "db-v1", policies: serverPolicies) { serverProxy, serverLog, mesh, serverID in
+            let client = try await mesh.identity(namespace: "default", serviceAccount: "app")
+            let clientLog = "\(mesh.directory)/client.log"
+            let clientProxy = try await TestProxy(
+                workload: WorkloadInfo(name: "app-v1", namespace: "default", appPort: 1), identityDirectory: client.directory, appPort: 1, logFile: clientLog)
+            try clientProxy.install(
+                SnapshotBuilder.snapshot(services: [("db", "default", 5432, [("127.0.0.1:\(serverProxy.inboundPort)", serverID, "db-v1")])]))
+            let bound = PortBox()
+            let listener = OutboundTCPListener(
+                mapping: OutboundTCPListener.Mapping(host: "127.0.0.1", port: 0, service: "db", servicePort: servicePort ?? 5432),
+                context: clientProxy.context) { bound.set($0) }
+            let group = ServiceGroup(configuration: ServiceGroupConfiguration(services: [.init(service: listener)], logger: Logger(label: "test.tcp")))
+            let running = Task { try? await group.run() }
+            func stop() async {
+                await group.triggerGracefulShutdown()
+                _ = await running.value
+                await clientProxy.stop()
+            }
+            do {
+                try await body(try await bound.wait(), clientLog, serverLog, client.spiffeID, serverID)
+            } catch {
+                await stop()
+                throw error
+            }
+            await stop()
         }
-        await group.triggerGracefulShutdown()
-        _ = await running.value
-        await clientProxy.stop()
-        await serverProxy.stop()
-        try? await echo.channel.channel.close()
     }
 
     @Test("a connection to the local port reaches the service's application over mTLS, and both sides log it")

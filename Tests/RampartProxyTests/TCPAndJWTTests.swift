@@ -78,6 +78,16 @@ struct TCPAndJWTTests {
     func withEchoProxy(
         name: String = "db", reportingInterval: TimeAmount = .seconds(15), _ body: (TestProxy, _ log: String) async throws -> Void
     ) async throws {
+        try await withEchoProxy(name: name, reportingInterval: reportingInterval) { proxy, log, _, _ in try await body(proxy, log) }
+    }
+
+    /// The same, with `policies` installed, and `body` also given the mesh (to make other
+    /// identities) and the server's SPIFFE ID.
+    func withEchoProxy(
+        name: String = "db", reportingInterval: TimeAmount = .seconds(15),
+        policies: [(kind: String, namespace: String, name: String, yaml: String)] = [],
+        _ body: (TestProxy, _ log: String, _ mesh: MeshFixture, _ serverID: String) async throws -> Void
+    ) async throws {
         let mesh = try MeshFixture()
         defer { mesh.remove() }
         let echo = try await TCPEcho()
@@ -88,9 +98,9 @@ struct TCPAndJWTTests {
         let workload = WorkloadInfo(name: name, namespace: "default", services: [ServicePort(name: "db", port: echo.port)], appPort: echo.port)
         let proxy = try await TestProxy(
             workload: workload, identityDirectory: server.directory, appPort: echo.port, logFile: log, reportingInterval: reportingInterval)
-        try proxy.install(SnapshotBuilder.snapshot())
+        try proxy.install(SnapshotBuilder.snapshot(resources: policies))
         do {
-            try await body(proxy, log)
+            try await body(proxy, log, mesh, server.spiffeID)
         } catch {
             await proxy.stop()
             try? await echo.channel.channel.close()
