@@ -201,7 +201,7 @@ public enum OutboundTrafficPolicy: String, Sendable, CaseIterable {
     case registryOnly = "REGISTRY_ONLY"
 }
 
-/// The HTTP version the proxy speaks to the application.
+/// The protocol the application speaks: which HTTP version the proxy uses to it, or opaque TCP.
 public enum AppProtocol: String, Sendable, CaseIterable {
     /// HTTP/2 (prior knowledge) for gRPC requests, HTTP/1.1 for the rest.
     case auto
@@ -212,13 +212,20 @@ public enum AppProtocol: String, Sendable, CaseIterable {
     /// A gRPC application on a port Istio would declare `grpc-web`: HTTP/2 (h2c) always, and
     /// gRPC-Web calls bridged to gRPC (see `GRPCWeb`).
     case grpcWeb = "grpc-web"
+    /// Opaque TCP, as on a port Istio declares `tcp` (or `mysql`, `mongo`, `redis`...): every
+    /// connection is authorized on its L4 attributes and spliced, with no wait for the client's
+    /// first bytes, so server-first protocols (MySQL, SMTP) start at once.
+    case tcp
 
     /// Whether `request` goes to the application over HTTP/2.
     public func usesHTTP2(for request: BufferedRequest) -> Bool {
         switch self {
         case .auto: return request.isGRPC
-        case .http1: return false
+        case .http1, .tcp: return false
         case .http2, .grpcWeb: return true
         }
     }
+
+    /// Whether the port is declared HTTP: it is never passed through as TCP.
+    public var isHTTP: Bool { self == .http1 || self == .http2 || self == .grpcWeb }
 }

@@ -28,9 +28,11 @@ struct OutboundTCPTests {
     /// proxy), both logging; `body` gets the listener's port, both logs and both identities.
     func withTCPMesh(
         servicePort: Int? = nil, serverPolicies: [(kind: String, namespace: String, name: String, yaml: String)] = [],
+        appProtocol: AppProtocol = .auto, greeting: String? = nil,
         _ body: (_ port: Int, _ clientLog: String, _ serverLog: String, _ clientID: String, _ serverID: String) async throws -> Void
     ) async throws {
-        try await TCPAndJWTTests().withEchoProxy(name: "db-v1", policies: serverPolicies) { serverProxy, serverLog, mesh, serverID in
+        try await TCPAndJWTTests().withEchoProxy(name: "db-v1", policies: serverPolicies, appProtocol: appProtocol, greeting: greeting) {
+            serverProxy, serverLog, mesh, serverID in
             let client = try await mesh.identity(namespace: "default", serviceAccount: "app")
             let clientLog = "\(mesh.directory)/client.log"
             let clientProxy = try await TestProxy(
@@ -73,6 +75,36 @@ struct OutboundTCPTests {
             let destination = try await UpgradeTests.accessLogLine(serverLog) { $0["protocol"] as? String == "TCP" }
             #expect(destination["source_principal"] as? String == clientID, "\(destination)")
             #expect(destination["connection_security_policy"] as? String == "mutual_tls", "\(destination)")
+        }
+    }
+
+    @Test("behind --app-protocol tcp a server-first application speaks at once, and HTTP passes as bytes")
+    func serverFirst() async throws {
+        try await withTCPMesh(appProtocol: .tcp, greeting: "220 db ready\r\n") { port, _, serverLog, _, _ in
+            let client = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connect(host: "127.0.0.1", port: port) { channel in
+                    channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
+                }
+            let started = ContinuousClock.now
+            let (greeting, echoed) = try await client.executeThenClose { inbound, outbound in
+                var received = ""
+                var chunks = inbound.makeAsyncIterator()
+                // Nothing is sent first: a port sniffed for its protocol would wait 5 s for it.
+                while !received.hasSuffix("\r\n"), let chunk = try await chunks.next() { received += String(buffer: chunk) }
+                let greeting = received
+                let request = "GET /x HTTP/1.1\r\nHost: db\r\n\r\n"
+                try await outbound.write(ByteBuffer(string: request))
+                received = ""
+                while received.utf8.count < request.utf8.count, let chunk = try await chunks.next() { received += String(buffer: chunk) }
+                return (greeting, received)
+            }
+            #expect(greeting == "220 db ready\r\n")
+            #expect(ContinuousClock.now - started < .seconds(4), "the greeting took \(ContinuousClock.now - started)")
+            // Not parsed as HTTP: no header was added (no x-forwarded-client-cert), and the
+            // connection is logged as TCP.
+            #expect(echoed == "GET /x HTTP/1.1\r\nHost: db\r\n\r\n")
+            let line = try await UpgradeTests.accessLogLine(serverLog) { _ in true }
+            #expect(line["protocol"] as? String == "TCP", "\(line)")
         }
     }
 

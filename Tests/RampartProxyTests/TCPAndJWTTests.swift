@@ -7,12 +7,15 @@ import NIOPosix
 import Testing
 
 /// A TCP echo server on loopback: every byte received is sent back. A client's FIN ends only
-/// its direction: the server still answers what it read, then closes.
+/// its direction: the server still answers what it read, then closes. With a `greeting`, it
+/// speaks first, as a server-first protocol (MySQL, SMTP) does.
 final class TCPEcho: Sendable {
     let channel: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>
+    let greeting: String?
     var port: Int { channel.channel.localAddress?.port ?? 0 }
 
-    init() async throws {
+    init(greeting: String? = nil) async throws {
+        self.greeting = greeting
         channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .childChannelOption(.allowRemoteHalfClosure, value: true)
             .bind(host: "127.0.0.1", port: 0) { channel in
@@ -26,6 +29,7 @@ final class TCPEcho: Sendable {
                 for try await connection in connections {
                     group.addTask {
                         try? await connection.executeThenClose { inbound, outbound in
+                            if let greeting = self.greeting { try await outbound.write(ByteBuffer(string: greeting)) }
                             for try await chunk in inbound { try await outbound.write(chunk) }
                         }
                     }
@@ -85,19 +89,20 @@ struct TCPAndJWTTests {
     /// identities) and the server's SPIFFE ID.
     func withEchoProxy(
         name: String = "db", reportingInterval: TimeAmount = .seconds(15),
-        policies: [(kind: String, namespace: String, name: String, yaml: String)] = [],
-        _ body: (TestProxy, _ log: String, _ mesh: MeshFixture, _ serverID: String) async throws -> Void
+        policies: [(kind: String, namespace: String, name: String, yaml: String)] = [], appProtocol: AppProtocol = .auto,
+        greeting: String? = nil, _ body: (TestProxy, _ log: String, _ mesh: MeshFixture, _ serverID: String) async throws -> Void
     ) async throws {
         let mesh = try MeshFixture()
         defer { mesh.remove() }
-        let echo = try await TCPEcho()
+        let echo = try await TCPEcho(greeting: greeting)
         let echoTask = Task { await echo.run() }
         defer { echoTask.cancel() }
         let server = try await mesh.identity(namespace: "default", serviceAccount: "db")
         let log = "\(mesh.directory)/tcp-access.log"
         let workload = WorkloadInfo(name: name, namespace: "default", services: [ServicePort(name: "db", port: echo.port)], appPort: echo.port)
         let proxy = try await TestProxy(
-            workload: workload, identityDirectory: server.directory, appPort: echo.port, logFile: log, reportingInterval: reportingInterval)
+            workload: workload, identityDirectory: server.directory, appPort: echo.port, logFile: log, appProtocol: appProtocol,
+            reportingInterval: reportingInterval)
         try proxy.install(SnapshotBuilder.snapshot(resources: policies))
         do {
             try await body(proxy, log, mesh, server.spiffeID)

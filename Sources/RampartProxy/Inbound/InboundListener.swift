@@ -55,11 +55,16 @@ public final class InboundListener: Service, Sendable {
         let config = context.config.current
         let mode = config?.policies.peer.mode(port: context.appPort) ?? .permissive
         let box = PeerBox()
-        // A port whose application is declared HTTP (--app-protocol http or http2) is always
-        // served as HTTP, as Istio serves a port declared HTTP: bytes that are not HTTP get 400,
-        // and a client slow to send its first request is not passed through as opaque TCP.
-        let declaredHTTP = context.appProtocol != .auto
-        let served: (SniffedProtocol) -> SniffedProtocol = { sniffed in sniffed == .tcp && declaredHTTP ? .http1 : sniffed }
+        // A port whose application is declared HTTP (--app-protocol http, http2 or grpc-web) is
+        // always served as HTTP, as Istio serves a port declared HTTP: bytes that are not HTTP get
+        // 400, and a client slow to send its first request is not passed through as opaque TCP.
+        // One declared TCP is always opaque TCP, HTTP requests included, as on Istio's `tcp` ports.
+        let declaredHTTP = context.appProtocol.isHTTP
+        let declaredTCP = context.appProtocol == .tcp
+        let served: (SniffedProtocol) -> SniffedProtocol = { sniffed in
+            if declaredTCP { return .tcp }
+            return sniffed == .tcp && declaredHTTP ? .http1 : sniffed
+        }
         let fail: (any Error) -> Void = { error in promise.fail(InboundRefusal(reason: box.refusal ?? InboundRefusal.describe(error), remote: channel.remoteAddress)) }
         let requested = ServerNameHolder()
         let sniffer = ProtocolSniffer(
@@ -75,8 +80,10 @@ public final class InboundListener: Service, Sendable {
                     let tls = NIOSSLServerHandler(context: current.contexts.server, customVerificationCallbackWithMetadata: verifier.callback(box: box))
                     try channel.pipeline.syncOperations.addHandler(tls)
                     try channel.pipeline.syncOperations.addHandler(WriteCoalescer())
+                    // Behind mTLS a TCP port waits for nothing: the connection is spliced once the
+                    // handshake is done, so a server-first application speaks first at once.
                     let inner = ProtocolSniffer(
-                        tlsAllowed: false,
+                        tlsAllowed: false, decidingAtHandshake: declaredTCP ? .tcp : nil,
                         configure: { channel, sniffed in
                             let peer = try box.peer ?? Self.resumedPeer(channel, verifier: verifier)
                             promise.succeed(try Self.application(channel, served(sniffed), info: info(channel, tls: true, peer: peer, mode: mode, sni: requested.name, accepted: accepted), maxBodyBytes: context.maxBodyBytes, timeouts: context.idleTimeouts))

@@ -1,4 +1,5 @@
 import NIOCore
+import NIOTLS
 
 /// What the first bytes of a connection say it carries.
 public enum SniffedProtocol: Sendable, Hashable {
@@ -96,6 +97,9 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundOut = ByteBuffer
 
     private let tlsAllowed: Bool
+    /// Behind TLS, the protocol decided as soon as the handshake completes, without bytes (a port
+    /// declared TCP).
+    private let decidingAtHandshake: SniffedProtocol?
     private let timeout: TimeAmount
     private let configure: (Channel, SniffedProtocol) throws -> Void
     private let failed: (any Error) -> Void
@@ -111,10 +115,11 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
     private var quiesced = false
 
     init(
-        tlsAllowed: Bool, timeout: TimeAmount = .seconds(5), serverName: ((String?) -> Void)? = nil,
+        tlsAllowed: Bool, decidingAtHandshake: SniffedProtocol? = nil, timeout: TimeAmount = .seconds(5), serverName: ((String?) -> Void)? = nil,
         configure: @escaping (Channel, SniffedProtocol) throws -> Void, failed: @escaping (any Error) -> Void
     ) {
         self.tlsAllowed = tlsAllowed
+        self.decidingAtHandshake = decidingAtHandshake
         self.timeout = timeout
         self.serverName = serverName
         self.configure = configure
@@ -187,6 +192,11 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is ChannelShouldQuiesceEvent, !decided {
             quiesced = true
+            return
+        }
+        if let decidingAtHandshake, case .handshakeCompleted? = event as? TLSUserEvent {
+            context.fireUserInboundEventTriggered(event)
+            decide(decidingAtHandshake, context: context)
             return
         }
         context.fireUserInboundEventTriggered(event)

@@ -60,7 +60,7 @@ struct Proxy: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Where to write one JSON line per request: a file, - for standard output, or off. Lines are written at least once a second.", valueName: "path"))
     var accessLog: String = "-"
 
-    @Option(help: "The application's protocol: auto (HTTP/2 for gRPC, HTTP/1.1 otherwise), http, http2, or grpc-web (a gRPC application over HTTP/2, with gRPC-Web calls from browsers bridged to gRPC, as on Istio's grpc-web ports).")
+    @Option(help: "The application's protocol: auto (HTTP/2 for gRPC, HTTP/1.1 otherwise), http, http2, grpc-web (a gRPC application over HTTP/2, with gRPC-Web calls from browsers bridged to gRPC, as on Istio's grpc-web ports), or tcp (opaque TCP, spliced at once: server-first protocols such as MySQL start without waiting).")
     var appProtocol: String = "auto"
 
     @Flag(
@@ -146,7 +146,7 @@ struct Proxy: AsyncParsableCommand {
             throw ValidationError("--outbound-traffic-policy \(outboundTrafficPolicy): use ALLOW_ANY or REGISTRY_ONLY")
         }
         guard AppProtocol(rawValue: appProtocol) != nil else {
-            throw ValidationError("--app-protocol \(appProtocol): use auto, http, http2 or grpc-web")
+            throw ValidationError("--app-protocol \(appProtocol): use auto, http, http2, grpc-web or tcp")
         }
         guard maxBodyBytes > 0 else { throw ValidationError("--max-body-bytes must be positive") }
         guard upstreamTimeout >= 0 else { throw ValidationError("--upstream-timeout must be 0 (no limit) or a number of seconds") }
