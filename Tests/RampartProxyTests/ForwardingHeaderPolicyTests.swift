@@ -138,7 +138,7 @@ struct ForwardingHeaderPolicyTests {
                     body: "action: ALLOW\nrules:\n- when:\n  - key: connection.sni\n    values: [\"*.svc.cluster.local\"]"),
             ]))
             let client = try await mesh.identity(namespace: "default", serviceAccount: "client")
-            func status(serverName: String?) throws -> String {
+            func status(serverName: String?) async throws -> String {
                 var arguments = [
                     "-s", "-o", "/dev/null", "-w", "%{http_code}", "-k", "--max-time", "10",
                     "--cert", "\(client.directory)/cert-chain.pem", "--key", "\(client.directory)/key.pem",
@@ -149,17 +149,13 @@ struct ForwardingHeaderPolicyTests {
                 let curl = Process()
                 curl.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
                 curl.arguments = arguments
-                let output = Pipe()
-                curl.standardOutput = output
-                try curl.run()
-                curl.waitUntilExit()
-                return String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+                return try await curl.outputToExit()
             }
-            #expect(try status(serverName: "reviews.default.svc.cluster.local") == "200")
-            #expect(try status(serverName: "legacy.example.com") == "403")
-            #expect(try status(serverName: "reviews.example.com") == "403")
+            #expect(try await status(serverName: "reviews.default.svc.cluster.local") == "200")
+            #expect(try await status(serverName: "legacy.example.com") == "403")
+            #expect(try await status(serverName: "reviews.example.com") == "403")
             // curl sends no server name for an IP address: nothing for the ALLOW to match.
-            #expect(try status(serverName: nil) == "403")
+            #expect(try await status(serverName: nil) == "403")
         }
     }
 }

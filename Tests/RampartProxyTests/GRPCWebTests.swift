@@ -349,15 +349,7 @@ struct GRPCWebTests {
             ]
             + (accept.map { ["-H", "accept: \($0)"] } ?? [])
             + ["--data-binary", "@\(directory)/request", "http://127.0.0.1:\(port)\(path)"]
-        // Awaited, not waited for: a blocked thread of the concurrency pool could starve the proxies.
-        try await withCheckedThrowingContinuation { (finished: CheckedContinuation<Void, any Error>) in
-            curl.terminationHandler = { _ in finished.resume() }
-            do {
-                try curl.run()
-            } catch {
-                finished.resume(throwing: error)
-            }
-        }
+        _ = try await curl.outputToExit()
         guard curl.terminationStatus == 0 else { throw ProxyError(.upstream, "curl exited with \(curl.terminationStatus)") }
         let head = try String(contentsOfFile: "\(directory)/head", encoding: .utf8)
         var lines = head.components(separatedBy: "\r\n").filter { !$0.isEmpty }

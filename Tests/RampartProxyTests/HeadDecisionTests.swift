@@ -211,11 +211,7 @@ struct HeadDecisionTests {
                 "--cert", "\(client.directory)/cert-chain.pem", "--key", "\(client.directory)/key.pem",
                 "-H", "Expect:", "--data-binary", "@\(file)", "https://127.0.0.1:\(proxy.inboundPort)/admin/upload",
             ]
-            let output = Pipe()
-            curl.standardOutput = output
-            try curl.run()
-            curl.waitUntilExit()
-            let status = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            let status = try await curl.outputToExit()
             #expect(status == "403", "curl exited \(curl.terminationStatus) with status \(status)")
             #expect(curl.terminationStatus != 28, "curl timed out: the refusal waited for the upload")
         }

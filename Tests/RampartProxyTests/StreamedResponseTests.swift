@@ -446,11 +446,7 @@ struct StreamedResponseTests {
                 ["curl", "-sS", "--max-time", "30", "-o", output, "-w", "%{http_code} %{http_version} %{size_download}", "-H", "Host: server:8080"]
                 + (http2 ? ["--http2-prior-knowledge"] : [])
                 + ["http://127.0.0.1:\(mesh.client.outboundPort)/chunked/8388608"]
-            let pipe = Pipe()
-            curl.standardOutput = pipe
-            try curl.run()
-            let summary = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            curl.waitUntilExit()
+            let summary = try await curl.outputToExit()
             #expect(curl.terminationStatus == 0)
             #expect(summary == "200 \(http2 ? "2" : "1.1") 8388608", "\(summary)")
             let data = try Data(contentsOf: URL(fileURLWithPath: output))

@@ -443,11 +443,7 @@ struct StreamedUploadTests {
                 + (http2 ? ["--http2-prior-knowledge"] : ["-H", "Expect: 100-continue"])
                 + (chunked ? ["-H", "Transfer-Encoding: chunked"] : [])
                 + ["http://127.0.0.1:\(mesh.proxies.client.outboundPort)/count"]
-            let pipe = Pipe()
-            curl.standardOutput = pipe
-            try curl.run()
-            let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            curl.waitUntilExit()
+            let output = try await curl.outputToExit()
             #expect(curl.terminationStatus == 0)
             let length = chunked ? "-" : String(size)
             #expect(output == "bytes=\(size) intact=1 length=\(length) chunked=\(chunked ? 1 : 0) 200 \(http2 ? "2" : "1.1")", "\(output)")
