@@ -99,17 +99,17 @@ public final class UpstreamClient: Sendable {
         let loop: ObjectIdentifier?
     }
 
-    private let group: any EventLoopGroup
+    let group: any EventLoopGroup
     /// The group's loops (a handful: one per core), searched in order.
     private let loops: [ObjectIdentifier]
     private let idle = Mutex<[PoolKey: [Pooled]]>([:])
     private let multiplexed = Mutex<[PoolKey: Multiplexed]>([:])
     private let maxIdlePerTarget: Int
-    private let maxBodyBytes: Int
+    let maxBodyBytes: Int
     private let connectTimeout: TimeAmount
     /// How long an upstream may send nothing while its response is awaited: Envoy's
     /// `stream_idle_timeout`, which bounds an exchange that has no timeout of its own.
-    private let streamIdleTimeout: TimeAmount
+    let streamIdleTimeout: TimeAmount
 
     /// Creates a client.
     public init(
@@ -166,47 +166,6 @@ public final class UpstreamClient: Sendable {
         }
         let own = loops.contains(ObjectIdentifier(loop)) ? loop : nil
         send(request, to: target, timeout: timeout, poolLoop: own, on: own ?? group.next(), streams: streamsResponse, completion: completion)
-    }
-
-    /// Sends an upgrade request (WebSocket) on a connection of its own and waits for the head of
-    /// the answer. On `101` the connection comes back as a byte stream to join to the client's;
-    /// on any other answer it is closed and the response returned.
-    public func upgrade(
-        _ request: BufferedRequest, to target: UpstreamTarget, timeout: TimeAmount,
-        completion: @escaping @Sendable (Result<(UpstreamResult, UpgradedConnection?), any Error>) -> Void
-    ) {
-        let maxBodyBytes = self.maxBodyBytes
-        let loop = group.next()
-        Task {
-            do {
-                let promise = loop.makePromise(of: (BufferedResponse, UpgradedConnection?).self)
-                let (channel, peer) = try await self.open(target, on: loop) { channel in
-                    try channel.pipeline.syncOperations.addHTTPClientHandlers(
-                        leftOverBytesStrategy: .forwardBytes, enableOutboundHeaderValidation: false)
-                    if target.tls == nil { try channel.pipeline.syncOperations.addHandler(PlaintextRequestCheck()) }
-                    try channel.pipeline.syncOperations.addHandler(UpgradeResponseReader(promise: promise, maxBodyBytes: maxBodyBytes))
-                    return channel
-                }
-                var head = request.head
-                head.version = .http1_1
-                channel.write(HTTPClientRequestPart.head(head), promise: nil)
-                channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
-                let idle = self.streamIdleTimeout
-                let deadline = loop.scheduleTask(in: timeout > .zero ? timeout : idle) {
-                    promise.fail(
-                        timeout > .zero
-                            ? UpstreamTimeout(milliseconds: timeout.nanoseconds / 1_000_000)
-                            : UpstreamIdleTimeout(milliseconds: idle.nanoseconds / 1_000_000))
-                    channel.close(promise: nil)
-                }
-                let (response, upgraded) = try await promise.futureResult.get()
-                deadline.cancel()
-                if upgraded == nil { channel.close(promise: nil) }
-                completion(.success((UpstreamResult(response: response, peer: peer), upgraded)))
-            } catch {
-                completion(.failure(error))
-            }
-        }
     }
 
     /// The HTTP/1.1 exchange: an idle connection of `poolLoop`'s pool (the shared pool when nil),
@@ -512,21 +471,10 @@ public final class UpstreamClient: Sendable {
         return Pooled(channel: channel, peer: peer)
     }
 
-    /// Opens a connection to `target` (with mTLS when it asks for it) that carries bytes as they
-    /// are, for opaque TCP; returns it with the verified server.
-    func tunnel(to target: UpstreamTarget) async throws -> (NIOAsyncChannel<ByteBuffer, ByteBuffer>, VerifiedPeer?) {
-        try await open(target, on: group.next()) { channel in
-            // In plaintext a FIN ends one direction only, as TCP allows; over mTLS the proxies end
-            // the whole connection (see `InboundListener`).
-            if target.tls == nil { try channel.syncOptions?.setOption(.allowRemoteHalfClosure, value: true) }
-            return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel, configuration: TCPSplice.channelConfiguration)
-        }
-    }
-
     /// Connects to `target`, with mTLS when it asks for it, lets `configure` build the rest of the
     /// pipeline, and waits for the handshake, so a refused server identity is reported as such
     /// rather than as a broken exchange. Returns what `configure` built and the verified server.
-    private func open<Output: Sendable>(
+    func open<Output: Sendable>(
         _ target: UpstreamTarget, on loop: any EventLoop, configure: @escaping @Sendable (any Channel) throws -> Output
     ) async throws -> (Output, VerifiedPeer?) {
         let box = PeerBox()
