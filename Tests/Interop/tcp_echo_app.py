@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""A TCP echo server for end-to-end tests: every byte a client sends is sent back, until it closes.
+"""A TCP echo server for end-to-end tests: every byte a client sends is sent back, and when the
+client closes its sending side, `end after N bytes` follows before the server closes.
 
 Usage: tcp_echo_app.py NAME — listens on 127.0.0.1 on a port the OS picks, and prints
 `listening PORT` on stdout once it is ready."""
@@ -9,12 +10,19 @@ import threading
 
 
 def serve(connection):
+    total = 0
     with connection:
-        while True:
-            data = connection.recv(65536)
-            if not data:
-                return
-            connection.sendall(data)
+        try:
+            while True:
+                data = connection.recv(65536)
+                if not data:
+                    # Reaches a client that half-closed and still reads; one that closed is gone.
+                    connection.sendall(f"end after {total} bytes".encode())
+                    return
+                total += len(data)
+                connection.sendall(data)
+        except OSError:
+            return
 
 
 def main():

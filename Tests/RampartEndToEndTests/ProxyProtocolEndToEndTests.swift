@@ -169,6 +169,25 @@ extension ProxyEndToEndTests {
                     $0.hasPrefix("istio_tcp_connections_closed_total{") && $0.contains("reporter=\"source\"")
                         && $0.contains("destination_principal=\"\(t.spiffeID)\"") && $0.contains("destination_service=\"t.\(Self.namespace).svc.cluster.local\"")
                 }, "\(cMetrics)")
+
+                // A client that half-closes still gets what the application sends after reading
+                // its end: the FIN crosses the mTLS hop as a close_notify, the answer comes back.
+                let halfClosing = """
+                    import socket, sys
+                    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+                    s.sendall(b"\\x00\\x02request")
+                    s.shutdown(socket.SHUT_WR)
+                    data = b""
+                    while True:
+                        chunk = s.recv(100)
+                        if not chunk:
+                            break
+                        data += chunk
+                    s.close()
+                    print(data[2:].decode())
+                    """
+                let answered = try await offPool { try run("python3", ["-c", halfClosing, String(local)], timeout: 20) }
+                #expect(answered.trimmedOutput == "requestend after 9 bytes", "\(answered.stderr)\n\(c.proxy.log)\n\(t.proxy.log)")
             } catch {
                 _ = try? await offPool { c.stop() }
                 _ = try? await offPool { t.stop() }

@@ -28,10 +28,10 @@ struct OutboundTCPTests {
     /// proxy), both logging; `body` gets the listener's port, both logs and both identities.
     func withTCPMesh(
         servicePort: Int? = nil, serverPolicies: [(kind: String, namespace: String, name: String, yaml: String)] = [],
-        appProtocol: AppProtocol = .auto, greeting: String? = nil,
+        appProtocol: AppProtocol = .auto, greeting: String? = nil, answerAtEnd: Bool = false,
         _ body: (_ port: Int, _ clientLog: String, _ serverLog: String, _ clientID: String, _ serverID: String) async throws -> Void
     ) async throws {
-        try await TCPAndJWTTests().withEchoProxy(name: "db-v1", policies: serverPolicies, appProtocol: appProtocol, greeting: greeting) {
+        try await TCPAndJWTTests().withEchoProxy(name: "db-v1", policies: serverPolicies, appProtocol: appProtocol, greeting: greeting, answerAtEnd: answerAtEnd) {
             serverProxy, serverLog, mesh, serverID in
             let client = try await mesh.identity(namespace: "default", serviceAccount: "app")
             let clientLog = "\(mesh.directory)/client.log"
@@ -75,6 +75,24 @@ struct OutboundTCPTests {
             let destination = try await UpgradeTests.accessLogLine(serverLog) { $0["protocol"] as? String == "TCP" }
             #expect(destination["source_principal"] as? String == clientID, "\(destination)")
             #expect(destination["connection_security_policy"] as? String == "mutual_tls", "\(destination)")
+        }
+    }
+
+    @Test("a client's half-close crosses both proxies over mTLS, and the answer the application sends after it comes back", arguments: [AppProtocol.auto, .tcp])
+    func halfClose(appProtocol: AppProtocol) async throws {
+        try await withTCPMesh(appProtocol: appProtocol, answerAtEnd: true) { port, clientLog, serverLog, _, _ in
+            // The application answers only once it has read to the end of the stream, then closes:
+            // the answer arrives only if the FIN was carried through the mTLS hop as a TLS
+            // close_notify and the other direction stayed open.
+            let request = "\u{0}\u{3}COPY TO STDOUT;\n"
+            let received = try await RawClient.untilClosed(port: port, sending: request, halfClose: true)
+            #expect(received == "read to the end: " + request)
+            let expected = ("read to the end: " + request).utf8.count
+            for log in [clientLog, serverLog] {
+                let line = try await UpgradeTests.accessLogLine(log) { $0["protocol"] as? String == "TCP" }
+                #expect(line["bytes_received"] as? Int == request.utf8.count && line["bytes_sent"] as? Int == expected, "\(line)")
+                #expect(line["response_flags"] as? String == "-", "\(line)")
+            }
         }
     }
 

@@ -77,9 +77,18 @@ public final class InboundListener: Service, Sendable {
                         throw ProxyError(.identity, "no workload identity is loaded yet, so TLS cannot be terminated")
                     }
                     let verifier = PeerVerifier(roots: current.identity.roots, revoked: config?.revoked ?? RevocationList(serials: []), usage: .clientAuth)
-                    let tls = NIOSSLServerHandler(context: current.contexts.server, customVerificationCallbackWithMetadata: verifier.callback(box: box))
+                    let hold = HandshakeFINHold()
+                    let tls = NIOSSLServerHandler(
+                        context: current.contexts.server,
+                        customVerificationCallbackWithMetadata: hold.watching(verifier.callback(box: box), on: channel.eventLoop))
+                    try channel.pipeline.syncOperations.addHandler(hold)
                     try channel.pipeline.syncOperations.addHandler(tls)
                     try channel.pipeline.syncOperations.addHandler(WriteCoalescer())
+                    // A close_notify can come in the same read as the first bytes, and the TLS
+                    // handler reads this option when it decodes it, before the inner sniffer has
+                    // seen those bytes: half-closure is allowed from the start, so a TCP client's
+                    // close_notify ends only its direction, and taken back if HTTP is served.
+                    try channel.syncOptions?.setOption(.allowRemoteHalfClosure, value: true)
                     // Behind mTLS a TCP port waits for nothing: the connection is spliced once the
                     // handshake is done, so a server-first application speaks first at once.
                     let inner = ProtocolSniffer(
@@ -129,6 +138,10 @@ public final class InboundListener: Service, Sendable {
     private static func application(
         _ channel: any Channel, _ sniffed: SniffedProtocol, info: ConnectionInfo, maxBodyBytes: Int, timeouts: IdleTimeouts
     ) throws -> InboundConnection {
+        if sniffed != .tcp && sniffed != .tls {
+            // HTTP is served on a whole connection: a client's FIN or close_notify ends it.
+            try channel.syncOptions?.setOption(.allowRemoteHalfClosure, value: false)
+        }
         switch sniffed {
         case .http1:
             return .http1(
@@ -138,8 +151,8 @@ public final class InboundListener: Service, Sendable {
                 try Listening.configureHTTP2Server(channel, maxBodyBytes: maxBodyBytes, timeouts: timeouts),
                 channel, info)
         case .tcp, .tls:
-            // A plaintext client's FIN ends only its direction, as TCP allows; TLS has no half-close.
-            if !info.tls { try channel.syncOptions?.setOption(.allowRemoteHalfClosure, value: true) }
+            // A client's FIN (over mTLS, its close_notify) ends only its direction, as TCP allows.
+            try channel.syncOptions?.setOption(.allowRemoteHalfClosure, value: true)
             return .tcp(try NIOAsyncChannel(wrappingChannelSynchronously: channel, configuration: TCPSplice.channelConfiguration), info)
         }
     }

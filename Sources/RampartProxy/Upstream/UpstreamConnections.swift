@@ -51,9 +51,9 @@ extension UpstreamClient {
     /// are, for opaque TCP; returns it with the verified server.
     func tunnel(to target: UpstreamTarget) async throws -> (NIOAsyncChannel<ByteBuffer, ByteBuffer>, VerifiedPeer?) {
         try await open(target, on: group.next()) { channel in
-            // In plaintext a FIN ends one direction only, as TCP allows; over mTLS the proxies end
-            // the whole connection (see `InboundListener`).
-            if target.tls == nil { try channel.syncOptions?.setOption(.allowRemoteHalfClosure, value: true) }
+            // A FIN ends one direction only, as TCP allows; over mTLS a close_notify does, and the
+            // other direction stays open until the peer closes it too.
+            try channel.syncOptions?.setOption(.allowRemoteHalfClosure, value: true)
             return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel, configuration: TCPSplice.channelConfiguration)
         }
     }
