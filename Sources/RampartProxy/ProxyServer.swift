@@ -13,6 +13,8 @@ public struct ProxyAddresses: Sendable, Equatable {
     public var admin: Int
     /// The status listener's port, when one was asked for.
     public var status: Int?
+    /// The outbound TCP listeners' ports, in the order of `Listeners.outboundTCP`.
+    public var outboundTCP: [Int] = []
 }
 
 /// The `rampart proxy` daemon: identity watcher, config stream, inbound and outbound listeners and
@@ -69,7 +71,7 @@ public struct ProxyServer: Sendable {
 
     /// Runs until a signal arrives; `onReady` receives the bound ports once every listener is bound.
     public func run(metricsText: @escaping @Sendable () -> String, onReady: @escaping @Sendable (ProxyAddresses) -> Void) async throws {
-        let ports = BoundPorts(expectsStatus: listeners.statusHost != nil, onReady: onReady)
+        let ports = BoundPorts(expectsStatus: listeners.statusHost != nil, outboundTCPCount: listeners.outboundTCP.count, onReady: onReady)
         let inbound = InboundListener(host: listeners.inboundHost, port: listeners.inboundPort, context: context) { port in ports.set(.inbound, port) }
         let outbound = OutboundListener(host: listeners.outboundHost, port: listeners.outboundPort, context: context) { port in ports.set(.outbound, port) }
         let shutdown = ShutdownTrigger()
@@ -82,9 +84,10 @@ public struct ProxyServer: Sendable {
             [ProxyAdmin.makeStatus(host: host, port: statusPort, context: context) { port in ports.set(.status, port) }]
         } ?? []
         let listeners = self.listeners
-        let tcp: [any Service] = listeners.outboundTCP.map { mapping in
+        let tcp: [any Service] = listeners.outboundTCP.enumerated().map { index, mapping in
             OutboundTCPListener(mapping: mapping, context: context) { port in
                 context.logger.info("outbound TCP listener carries connections to \(mapping.service):\(mapping.servicePort)", metadata: ["proxy.port": "\(port)"])
+                ports.set(.outboundTCP(index), port)
             }
         }
         let stream = ConfigStream(
@@ -133,16 +136,30 @@ final class ShutdownTrigger: Sendable {
 
 /// Collects the bound ports and reports once all are known.
 final class BoundPorts: Sendable {
-    private let ports = Mutex<(inbound: Int?, outbound: Int?, admin: Int?, status: Int?, reported: Bool)>((nil, nil, nil, nil, false))
+    private struct Bound {
+        var inbound: Int?
+        var outbound: Int?
+        var admin: Int?
+        var status: Int?
+        var outboundTCP: [Int?]
+        var reported = false
+    }
+
+    private let ports: Mutex<Bound>
     private let expectsStatus: Bool
     private let onReady: @Sendable (ProxyAddresses) -> Void
 
-    init(expectsStatus: Bool = false, onReady: @escaping @Sendable (ProxyAddresses) -> Void) {
+    init(expectsStatus: Bool = false, outboundTCPCount: Int = 0, onReady: @escaping @Sendable (ProxyAddresses) -> Void) {
         self.expectsStatus = expectsStatus
         self.onReady = onReady
+        ports = Mutex(Bound(outboundTCP: Array(repeating: nil, count: outboundTCPCount)))
     }
 
-    enum Slot { case inbound, outbound, admin, status }
+    enum Slot {
+        case inbound, outbound, admin, status
+        /// The outbound TCP listener at this index of `Listeners.outboundTCP`.
+        case outboundTCP(Int)
+    }
 
     var inbound: Int? { ports.withLock { $0.inbound } }
 
@@ -154,12 +171,14 @@ final class BoundPorts: Sendable {
             case .outbound: value.outbound = port
             case .admin: value.admin = port
             case .status: value.status = port
+            case .outboundTCP(let index): value.outboundTCP[index] = port
             }
+            let tcp = value.outboundTCP.compactMap { $0 }
             guard !value.reported, let inbound = value.inbound, let outbound = value.outbound, let admin = value.admin,
-                !expectsStatus || value.status != nil
+                !expectsStatus || value.status != nil, tcp.count == value.outboundTCP.count
             else { return nil }
             value.reported = true
-            return ProxyAddresses(inbound: inbound, outbound: outbound, admin: admin, status: value.status)
+            return ProxyAddresses(inbound: inbound, outbound: outbound, admin: admin, status: value.status, outboundTCP: tcp)
         }
         if let ready { onReady(ready) }
     }

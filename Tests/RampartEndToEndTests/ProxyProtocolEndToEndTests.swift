@@ -115,18 +115,22 @@ extension ProxyEndToEndTests {
     func outboundTCP() async throws {
         try await withMesh { mesh in
             let t = try await MeshWorkload.start(name: "t", namespace: Self.namespace, ca: mesh.ca, directory: mesh.directory, app: "tcp_echo_app.py")
-            let free = try await offPool { try run("python3", ["-c", "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"]) }
-            let local = try #require(Int(free.trimmedOutput), "\(free.stderr)")
             let c: MeshWorkload
             do {
                 c = try await MeshWorkload.start(
                     name: "c", namespace: Self.namespace, ca: mesh.ca, directory: mesh.directory,
-                    proxyArguments: ["--outbound-tcp", "127.0.0.1:\(local)=t:\(t.appPort)"])
+                    proxyArguments: ["--outbound-tcp", "127.0.0.1:0=t:\(t.appPort)"])
             } catch {
                 _ = try? await offPool { t.stop() }
                 throw error
             }
             do {
+                // The ready line names the listener as its flag does, with the port it bound.
+                let word = c.proxy.readyLine.split(separator: " ").first { $0.hasPrefix("outbound-tcp=") } ?? ""
+                let listener = word.dropFirst("outbound-tcp=".count).split(separator: "=")
+                #expect(listener.last == "t:\(t.appPort)", "\(c.proxy.readyLine)")
+                let local = try #require(listener.first.flatMap { Int($0.split(separator: ":").last ?? "") }, "\(c.proxy.readyLine)")
+                #expect(local > 0 && listener.first == "127.0.0.1:\(local)", "\(c.proxy.readyLine)")
                 // A Python client, once c's proxy knows t: its bytes come back through both proxies.
                 let client = """
                     import socket, sys

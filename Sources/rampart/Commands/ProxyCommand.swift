@@ -207,22 +207,27 @@ struct Proxy: AsyncParsableCommand {
             appProtocol: AppProtocol(rawValue: appProtocol) ?? .auto, acceptHTTP10: acceptHTTP10,
             reportingInterval: .seconds(Int64(tcpReportingDuration)), logger: logger
         )
+        let tcpMappings = try outboundTCP.map { entry in
+            do { return try OutboundTCPListener.Mapping(parsing: entry) } catch { throw ValidationError((error as? ProxyError)?.reason ?? "\(error)") }
+        }
         let server = ProxyServer(
             context: context,
             listeners: ProxyServer.Listeners(
                 inboundHost: inboundAddress.host, inboundPort: inboundAddress.port, outboundHost: outboundAddress.host, outboundPort: outboundAddress.port,
                 adminHost: adminAddress.host, adminPort: adminAddress.port, advertisedInbound: advertise,
                 statusHost: statusAddress?.host, statusPort: statusAddress?.port ?? 15021,
-                outboundTCP: try outboundTCP.map { entry in
-                    do { return try OutboundTCPListener.Mapping(parsing: entry) } catch { throw ValidationError((error as? ProxyError)?.reason ?? "\(error)") }
-                }
+                outboundTCP: tcpMappings
             ),
             controlPlane: ConfigStream.Endpoint(host: controlPlaneAddress.host, port: controlPlaneAddress.port, rootPEM: rootPEM)
         )
         let serve: () async throws -> Void = {
             try await server.run(metricsText: { MetricsHelp.annotate(registry.emitToString()) }) { ports in
                 let statusPart = statusAddress.flatMap { address in ports.status.map { " status=\(HostPort.text(address.host, $0))" } } ?? ""
-                let line = "rampart proxy ready inbound=\(HostPort.text(inboundAddress.host, ports.inbound)) outbound=\(HostPort.text(outboundAddress.host, ports.outbound)) admin=\(HostPort.text(adminAddress.host, ports.admin))\(statusPart)\n"
+                // Each outbound TCP listener as its flag reads, with the port it bound.
+                let tcpPart = zip(tcpMappings, ports.outboundTCP).map { mapping, port in
+                    " outbound-tcp=\(HostPort.text(mapping.host, port))=\(mapping.service):\(mapping.servicePort)"
+                }.joined()
+                let line = "rampart proxy ready inbound=\(HostPort.text(inboundAddress.host, ports.inbound)) outbound=\(HostPort.text(outboundAddress.host, ports.outbound)) admin=\(HostPort.text(adminAddress.host, ports.admin))\(statusPart)\(tcpPart)\n"
                 StandardError.write(Data(line.utf8))
             }
         }
