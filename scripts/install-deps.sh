@@ -29,7 +29,7 @@ if [ "${1:-}" = "--test" ] && ! command -v prometheus >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends prometheus
 fi
 if [ "${1:-}" = "--test" ]; then
-  if ! python3 -c 'import grpc, grpc_tools, joserfc, spiffe' >/dev/null 2>&1; then
-    python3 -m pip install --quiet --disable-pip-version-check grpcio grpcio-tools joserfc spiffe
+  if ! python3 -c 'import grpc, grpc_tools, joserfc, spiffe, opentelemetry.proto' >/dev/null 2>&1; then
+    python3 -m pip install --quiet --disable-pip-version-check grpcio grpcio-tools joserfc spiffe opentelemetry-proto
   fi
 fi

@@ -49,6 +49,8 @@ public final class ProxyContext: Sendable {
     /// How often the metrics of an open TCP connection or gRPC stream are brought up to date
     /// (Istio's `tcp_reporting_duration`, 15 s by default); what is left is added when it ends.
     public let reportingInterval: TimeAmount
+    /// Spans for the HTTP requests handled, when a collector is configured.
+    public let tracing: ProxyTracing?
     public let logger: Logger
     /// The service this proxy's inbound side reports as the destination: the one on the
     /// application's port, else the first registered. Fixed for the proxy's life, so made once.
@@ -59,8 +61,9 @@ public final class ProxyContext: Sendable {
         workload: WorkloadInfo, appHost: String, appPort: Int, identity: IdentityWatcher, config: ConfigHolder, upstream: UpstreamClient,
         authenticator: RequestAuthenticator, metrics: ProxyMetrics, accessLog: AccessLog, maxBodyBytes: Int, upstreamTimeout: TimeAmount,
         outboundPolicy: OutboundTrafficPolicy, appProtocol: AppProtocol = .auto, acceptHTTP10: Bool = false,
-        idleTimeouts: IdleTimeouts = .envoy, reportingInterval: TimeAmount = .seconds(15), logger: Logger
+        idleTimeouts: IdleTimeouts = .envoy, reportingInterval: TimeAmount = .seconds(15), tracing: ProxyTracing? = nil, logger: Logger
     ) {
+        self.tracing = tracing
         self.idleTimeouts = idleTimeouts
         self.reportingInterval = reportingInterval
         self.appProtocol = appProtocol
@@ -170,6 +173,7 @@ public final class ProxyContext: Sendable {
                 record.duration = Date().timeIntervalSince(start)
                 metrics.recordRequest(record)
                 accessLog.write(record)
+                ProxyTracing.finish(record)
             }
             return
         }
@@ -184,12 +188,14 @@ public final class ProxyContext: Sendable {
                 record.duration = Date().timeIntervalSince(start)
                 metrics.recordRequest(record)
                 accessLog.write(record)
+                ProxyTracing.finish(record)
             }
             return
         }
         record.duration = Date().timeIntervalSince(start)
         metrics.recordRequest(record)
         accessLog.write(record)
+        ProxyTracing.finish(record)
     }
 }
 

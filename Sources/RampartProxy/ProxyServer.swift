@@ -108,7 +108,9 @@ public struct ProxyServer: Sendable {
         )
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(
-                services: ([context.identity, inbound, outbound, admin, stream] + status + tcp).map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
+                // The span exporter first, so that it stops last (a group stops its services in
+                // reverse order) and sends the spans of requests the listeners finish draining.
+                services: ((context.tracing.map { [$0.service] } ?? []) + [context.identity, inbound, outbound, admin, stream] + status + tcp).map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: context.logger
             )

@@ -248,23 +248,26 @@ final class TestProxy: Sendable {
     init(
         workload: WorkloadInfo, identityDirectory: String, appPort: Int, logFile: String? = nil, upstreamTimeout: TimeAmount = .seconds(10),
         appProtocol: AppProtocol = .auto, acceptHTTP10: Bool = false, idleTimeouts: IdleTimeouts = .envoy,
-        reportingInterval: TimeAmount = .seconds(15)
+        reportingInterval: TimeAmount = .seconds(15), tracing: TracingSettings? = nil
     ) async throws {
         var logger = Logger(label: "test.proxy")
         logger.logLevel = .warning
         let identity = IdentityWatcher(directory: identityDirectory, logger: logger)
         try identity.reload()
+        let tracer = try tracing.map { try ProxyTracing(settings: $0, workload: workload, logger: logger) }
         context = ProxyContext(
             workload: workload, appHost: "127.0.0.1", appPort: appPort, identity: identity, config: ConfigHolder(),
             upstream: UpstreamClient(maxBodyBytes: 1 << 20), authenticator: RequestAuthenticator(), metrics: ProxyMetrics(),
             accessLog: try AccessLog(path: logFile, flushInterval: .milliseconds(100)), maxBodyBytes: 1 << 20, upstreamTimeout: upstreamTimeout, outboundPolicy: .registryOnly, appProtocol: appProtocol, acceptHTTP10: acceptHTTP10,
-            idleTimeouts: idleTimeouts, reportingInterval: reportingInterval, logger: logger
+            idleTimeouts: idleTimeouts, reportingInterval: reportingInterval, tracing: tracer, logger: logger
         )
         let inboundBound = PortBox()
         let outboundBound = PortBox()
         let inbound = InboundListener(host: "127.0.0.1", port: 0, context: context) { inboundBound.set($0) }
         let outbound = OutboundListener(host: "127.0.0.1", port: 0, context: context) { outboundBound.set($0) }
-        group = ServiceGroup(configuration: ServiceGroupConfiguration(services: [.init(service: inbound), .init(service: outbound)], logger: logger))
+        let exporter: [ServiceGroupConfiguration.ServiceConfiguration] = tracer.map { [.init(service: $0.service)] } ?? []
+        group = ServiceGroup(
+            configuration: ServiceGroupConfiguration(services: exporter + [.init(service: inbound), .init(service: outbound)], logger: logger))
         let group = self.group
         Task { try? await group.run() }
         inboundPort = try await inboundBound.wait()

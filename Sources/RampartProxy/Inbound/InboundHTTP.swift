@@ -99,6 +99,7 @@ struct InboundHTTP: Sendable {
     ) {
         var request = request
         record.requestID = RequestIDs.ensure(&request.head.headers)
+        context.tracing?.start(&record, headers: &request.head.headers)
         if let refusal = context.codecRefusal(request, &record) {
             done(refusal, record)
             return

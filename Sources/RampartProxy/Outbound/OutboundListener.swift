@@ -185,6 +185,7 @@ struct OutboundHTTP: Sendable {
         record.sourceNamespace = context.workload.namespace
         record.source(context.telemetry)
         record.requestID = RequestIDs.ensure(&head.headers)
+        context.tracing?.start(&record, headers: &head.headers)
     }
 
     private func route(_ request: BufferedRequest, source: String?, record: consuming RequestRecord, on loop: any EventLoop, done: @escaping Routed) {

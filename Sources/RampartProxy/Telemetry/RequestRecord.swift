@@ -93,6 +93,8 @@ public struct RequestRecord: Sendable {
     public var responseMessages: Int?
     /// Of those, the messages already added to the counters while the call was open.
     var reportedMessages = (request: 0, response: 0)
+    /// The request's span, when the proxy traces (see `ProxyTracing`).
+    var span: RequestSpan?
 
     /// Counts a gRPC call's request messages when its body is all in hand: a call relayed as it
     /// comes (`isStreamed`) is counted by its relay, an upload as it is taken.

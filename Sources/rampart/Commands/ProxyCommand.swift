@@ -97,11 +97,34 @@ struct Proxy: AsyncParsableCommand {
     @Option(parsing: .unconditional, help: ArgumentHelp("Event-loop threads for the listeners and connections (default: one per CPU).", valueName: "n"))
     var eventLoops: Int?
 
+    @Option(
+        help: ArgumentHelp(
+            "An OpenTelemetry collector to send a span for each HTTP request to, as Istio's opentelemetry tracing provider does: http://HOST:4317 for OTLP/gRPC, http://HOST:4318 for OTLP/HTTP (off unless given; OTEL_EXPORTER_OTLP_* variables apply as in other OpenTelemetry SDKs).",
+            valueName: "url"))
+    var tracingEndpoint: String?
+
+    @Option(help: "How spans travel to the collector: grpc or http/protobuf.")
+    var tracingProtocol: String = "grpc"
+
+    @Option(
+        parsing: .unconditional,
+        help: ArgumentHelp(
+            "The percentage of new traces recorded (Istio's random sampling percentage, 1 by default); a request with a trace context keeps its caller's decision.",
+            valueName: "percent"))
+    var tracingSampling: Double = 1
+
     @Option(help: ArgumentHelp("A PEM file of CA certificates trusted beside the system's roots when fetching a JWKS over https (a private CA's key server).", valueName: "file"))
     var jwksExtraRootCA: String?
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error.")
     var logLevel: String = "info"
+
+    /// The tracing the options ask for, if any.
+    var tracingSettings: TracingSettings? {
+        tracingEndpoint.map {
+            TracingSettings(endpoint: $0, exportProtocol: TracingSettings.ExportProtocol(rawValue: tracingProtocol) ?? .grpc, samplingPercent: tracingSampling)
+        }
+    }
 
     func validate() throws {
         if let eventLoops, !(1...256).contains(eventLoops) {
@@ -109,6 +132,14 @@ struct Proxy: AsyncParsableCommand {
         }
         guard (1...86_400).contains(tcpReportingDuration) else {
             throw ValidationError("--tcp-reporting-duration \(tcpReportingDuration): give 1 to 86400 seconds (Istio's default is 15)")
+        }
+        guard let exportProtocol = TracingSettings.ExportProtocol(rawValue: tracingProtocol), exportProtocol != .httpJSON else {
+            throw ValidationError("--tracing-protocol \(tracingProtocol): give grpc or http/protobuf")
+        }
+        if let settings = tracingSettings {
+            do { try settings.validate() } catch { throw ValidationError(error.reason) }
+        } else if tracingSampling != 1 || tracingProtocol != "grpc" {
+            throw ValidationError("--tracing-sampling and --tracing-protocol need --tracing-endpoint, the collector to send spans to")
         }
         guard ServicePort.isDNSLabel(workload) else { throw ValidationError("--workload \(workload): use a DNS label, such as reviews-v1") }
         guard ServicePort.isDNSLabel(namespace) else { throw ValidationError("--namespace \(namespace): use a DNS label, such as default") }
@@ -205,7 +236,8 @@ struct Proxy: AsyncParsableCommand {
             accessLog: try AccessLog(path: accessLog), maxBodyBytes: maxBodyBytes, upstreamTimeout: .seconds(Int64(upstreamTimeout)),
             outboundPolicy: OutboundTrafficPolicy(rawValue: outboundTrafficPolicy) ?? .allowAny,
             appProtocol: AppProtocol(rawValue: appProtocol) ?? .auto, acceptHTTP10: acceptHTTP10,
-            reportingInterval: .seconds(Int64(tcpReportingDuration)), logger: logger
+            reportingInterval: .seconds(Int64(tcpReportingDuration)),
+            tracing: try tracingSettings.map { try ProxyTracing(settings: $0, workload: workloadInfo, logger: logger) }, logger: logger
         )
         let tcpMappings = try outboundTCP.map { entry in
             do { return try OutboundTCPListener.Mapping(parsing: entry) } catch { throw ValidationError((error as? ProxyError)?.reason ?? "\(error)") }
