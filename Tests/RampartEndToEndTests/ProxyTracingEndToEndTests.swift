@@ -4,7 +4,7 @@ import Testing
 /// Traces from real proxy processes, received by an independent OTLP/gRPC collector (Python,
 /// built from the opentelemetry-proto package).
 extension ProxyEndToEndTests {
-    @Test("both proxies send their spans of a request to an OTLP/gRPC collector, one trace from curl's traceparent")
+    @Test("both proxies send their spans of a request to an OTLP/gRPC collector, one trace from curl's traceparent; a TEXT access log")
     func tracesToCollector() async throws {
         try await withMesh { mesh in
             let output = "\(mesh.directory)/spans.jsonl"
@@ -16,7 +16,9 @@ extension ProxyEndToEndTests {
             defer { collector.stop() }
             let port = try #require(collector.port(after: "listening "), "\(collector.readyLine)")
             let tracing = ["--tracing-endpoint", "http://127.0.0.1:\(port)", "--tracing-sampling", "100"]
-            let s = try await MeshWorkload.start(name: "s", namespace: Self.namespace, ca: mesh.ca, directory: mesh.directory, proxyArguments: tracing)
+            // s also writes its access log in Istio's text format.
+            let s = try await MeshWorkload.start(
+                name: "s", namespace: Self.namespace, ca: mesh.ca, directory: mesh.directory, proxyArguments: tracing + ["--access-log-encoding", "TEXT"])
             let c: MeshWorkload
             do {
                 c = try await MeshWorkload.start(name: "c", namespace: Self.namespace, ca: mesh.ca, directory: mesh.directory, proxyArguments: tracing)
@@ -59,6 +61,15 @@ extension ProxyEndToEndTests {
                     #expect(attributes["http.url"]?.hasSuffix("/trace-me") == true, "\(attributes)")
                     #expect(span["status"] as? String != "STATUS_CODE_ERROR" && (span["duration_ns"] as? Int ?? 0) > 0, "\(span)")
                 }
+
+                var textLine = ""
+                try await eventuallyAsync(timeout: 10, "s's access-log line for /trace-me") {
+                    let log = (try? String(contentsOfFile: s.accessLog, encoding: .utf8)) ?? ""
+                    textLine = log.split(separator: "\n").first { $0.contains("/trace-me") }.map(String.init) ?? ""
+                    return !textLine.isEmpty
+                }
+                #expect(textLine.hasPrefix("[") && textLine.contains("] \"GET /trace-me HTTP/1.1\" 200 - via_upstream - \"-\" "), "\(textLine)")
+                #expect(textLine.hasSuffix(" default") && textLine.contains(" inbound|\(s.appPort)|| "), "\(textLine)")
             } catch {
                 _ = try? await offPool { c.stop() }
                 _ = try? await offPool { s.stop() }

@@ -141,3 +141,70 @@ struct AccessLogBufferingTests {
         #expect(try !AccessLog(path: nil).isEnabled)
     }
 }
+
+@Suite("Access log in Istio's text format")
+struct AccessLogTextTests {
+    @Test("an HTTP request's line has Istio's default text fields in order, absent ones as -")
+    func httpLine() {
+        var record = RequestRecord(reporter: .source, startTime: Date(timeIntervalSince1970: 1_800_000_000.409), protocolName: "HTTP/1.1")
+        record.method = "GET"
+        record.path = "/status/418?x=1"
+        record.responseCode = 418
+        record.responseFlags = "-"
+        record.responseDetails = "via_upstream"
+        record.bytesReceived = 0
+        record.bytesSent = 135
+        record.duration = 0.0042
+        record.upstreamServiceTime = 4
+        record.userAgent = "curl/8.0"
+        record.requestID = "84961386-6d84-929d-98bd-c5aee93b5c88"
+        record.authority = "httpbin:8000"
+        record.upstreamHost = "10.44.1.27:15006"
+        record.upstreamCluster = "outbound|8000||httpbin.foo.svc.cluster.local"
+        record.downstreamLocalAddress = "127.0.0.1:15001"
+        record.sourceAddress = "127.0.0.1:46520"
+        #expect(AccessLog.textLine(record) == #"[2027-01-15T08:00:00.409Z] "GET /status/418?x=1 HTTP/1.1" 418 - via_upstream - "-" 0 135 4 4 "-" "curl/8.0" "84961386-6d84-929d-98bd-c5aee93b5c88" "httpbin:8000" "10.44.1.27:15006" outbound|8000||httpbin.foo.svc.cluster.local - 127.0.0.1:15001 127.0.0.1:46520 - default"#)
+    }
+
+    @Test("a TCP connection's line has - for method, path and protocol, 0 for its code, and no route")
+    func tcpLine() {
+        var record = RequestRecord(reporter: .destination, startTime: Date(timeIntervalSince1970: 0), protocolName: "TCP")
+        record.responseCode = 0
+        record.responseFlags = "-"
+        record.bytesReceived = 49
+        record.bytesSent = 98
+        record.duration = 1.5
+        record.upstreamHost = "127.0.0.1:3306"
+        record.upstreamCluster = "inbound|3306||"
+        record.requestedServerName = "outbound_.3306_._.mysql.db.svc.cluster.local"
+        #expect(AccessLog.textLine(record) == #"[1970-01-01T00:00:00.000Z] "- - -" 0 - - - "-" 49 98 1500 - "-" "-" "-" "-" "127.0.0.1:3306" inbound|3306|| - - - outbound_.3306_._.mysql.db.svc.cluster.local -"#)
+    }
+
+    @Test("control characters in a value do not break the line; empty values are -")
+    func oneLine() {
+        var record = RequestRecord(reporter: .source, startTime: Date(timeIntervalSince1970: 0), protocolName: "HTTP/2")
+        record.method = "GET"
+        record.path = "/a\nb\u{7F}c"
+        record.userAgent = ""
+        let line = AccessLog.textLine(record)
+        #expect(!line.contains("\n") && line.contains("\"GET /a b c HTTP/2\""), "\(line)")
+        #expect(line.contains(" \"-\" \"-\" \"-\" \"-\" \"-\" "), "\(line)")
+    }
+
+    @Test("a TEXT log writes these lines to its file; JSON and TEXT are read in any case, nothing else")
+    func textLog() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("rampart-text-\(UUID().uuidString).log").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let log = try AccessLog(path: path, encoding: .text, flushInterval: .seconds(3600))
+        var record = RequestRecord(reporter: .destination, startTime: Date(timeIntervalSince1970: 0), protocolName: "HTTP/1.1")
+        record.method = "POST"
+        record.path = "/orders"
+        log.write(record)
+        log.write(record)
+        log.flush()
+        let lines = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n")
+        #expect(lines.count == 2 && lines.allSatisfy { $0 == AccessLog.textLine(record) }, "\(lines)")
+        #expect(AccessLog.Encoding(option: "text") == .text && AccessLog.Encoding(option: "JSON") == .json)
+        #expect(AccessLog.Encoding(option: "yaml") == nil)
+    }
+}

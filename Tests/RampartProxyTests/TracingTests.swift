@@ -233,8 +233,6 @@ struct TracingTests {
         let unsampled = try TestClient.echo(try await TestClient.plain(port: never.inboundPort, path: "/a"))
         let context = (unsampled["headers"] as? [String: String])?["traceparent"] ?? ""
         #expect(context.hasPrefix("00-") && context.hasSuffix("-00"), "\(context)")
-        // A caller's unsampled decision is kept too.
-        _ = try await TestClient.plain(port: never.inboundPort, path: "/b", headers: [("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00")])
         await never.stop()
 
         // 100 %: every new trace is recorded; a denied request's span says 403.
@@ -242,6 +240,11 @@ struct TracingTests {
         defer { Task { await always.stop() } }
         let sampled = try TestClient.echo(try await TestClient.plain(port: always.inboundPort, path: "/c"))
         #expect(((sampled["headers"] as? [String: String])?["traceparent"] ?? "").hasSuffix("-01"))
+        // A caller's decision not to sample is kept even here: no span, and the app is told so.
+        let declined = try TestClient.echo(try await TestClient.plain(
+            port: always.inboundPort, path: "/b", headers: [("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00")]))
+        let passed = (declined["headers"] as? [String: String])?["traceparent"] ?? ""
+        #expect(passed.hasPrefix("00-4bf92f3577b34da6a3ce929d0e0e4736-") && passed.hasSuffix("-00"), "\(passed)")
         let denied = try await TestClient.plain(port: always.inboundPort, path: "/admin")
         #expect(denied.head.status == .forbidden)
         let spans = try await collector.waitForSpans(2)

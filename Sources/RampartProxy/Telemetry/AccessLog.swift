@@ -7,8 +7,8 @@ import Synchronization
 import Glibc
 #endif
 
-/// Writes one JSON line per request or TCP connection, in the spirit of Envoy's JSON access log
-/// with Istio's fields.
+/// Writes one line per request or TCP connection: a JSON object, in the spirit of Envoy's JSON
+/// access log with Istio's fields, or Istio's default text format.
 ///
 /// Lines are buffered, as Envoy buffers its file access logs, and written together: when the
 /// buffer passes 64 KiB, once the oldest buffered line is a flush interval (1 s by default) old,
@@ -30,14 +30,16 @@ public final class AccessLog: Sendable {
     private static let bufferLimit = 64 * 1024
     private let output: Mutex<Output>
     private let enabled: Bool
+    private let encoding: Encoding
     private let flushInterval: TimeAmount
     private let timer: Mutex<RepeatedTask?> = Mutex(nil)
 
     /// Logs to a file (appended, created with mode 0644), to standard output when `path` is `-`,
     /// or nowhere when `path` is nil or `off`. Buffered lines are written at least every
-    /// `flushInterval`.
-    public init(path: String?, flushInterval: TimeAmount = .seconds(1)) throws(ProxyError) {
+    /// `flushInterval`. Lines are JSON objects, or Istio's text format with `.text`.
+    public init(path: String?, encoding: Encoding = .json, flushInterval: TimeAmount = .seconds(1)) throws(ProxyError) {
         self.flushInterval = flushInterval
+        self.encoding = encoding
         var output = Output(descriptor: -1, owned: false, pending: [], oldest: .now())
         if let path, path != "off" {
             if path == "-" {
@@ -81,8 +83,8 @@ public final class AccessLog: Sendable {
         // longer to build than to copy), then copied into the buffer from the line's own memory.
         let now = NIODeadline.now()
         let interval = flushInterval
-        Self.withLine(record) { line in
-            output.withLock { output in
+        let append = { (line: UnsafeBufferPointer<UInt8>) in
+            self.output.withLock { output in
                 if output.pending.isEmpty { output.oldest = now }
                 output.pending.append(contentsOf: line)
                 output.pending.append(UInt8(ascii: "\n"))
@@ -90,6 +92,12 @@ public final class AccessLog: Sendable {
                     Self.drain(&output)
                 }
             }
+        }
+        switch encoding {
+        case .json: Self.withLine(record, append)
+        case .text:
+            var line = Self.textLine(record)
+            line.withUTF8 { append($0) }
         }
     }
 

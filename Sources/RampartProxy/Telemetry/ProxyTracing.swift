@@ -77,7 +77,7 @@ public final class ProxyTracing: Sendable {
         // Istio's default service name for its OpenTelemetry provider: app label and namespace.
         let service = telemetry.canonicalService ?? workload.name
         configuration.serviceName = "\(service).\(workload.namespace)"
-        configuration.resourceAttributes = ["k8s.namespace.name": workload.namespace, "k8s.pod.name": workload.name]
+        configuration.resourceAttributes = ["k8s.namespace.name": workload.namespace]
         configuration.logs.enabled = false
         configuration.metrics.enabled = false
         configuration.traces.enabled = true

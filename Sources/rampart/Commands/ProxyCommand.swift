@@ -60,6 +60,9 @@ struct Proxy: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Where to write one JSON line per request: a file, - for standard output, or off. Lines are written at least once a second.", valueName: "path"))
     var accessLog: String = "-"
 
+    @Option(help: "The access log's lines: JSON (one object per line) or TEXT (Istio's default text format), as Istio's accessLogEncoding.")
+    var accessLogEncoding: String = "JSON"
+
     @Option(help: "The application's protocol: auto (HTTP/2 for gRPC, HTTP/1.1 otherwise), http, http2, grpc-web (a gRPC application over HTTP/2, with gRPC-Web calls from browsers bridged to gRPC, as on Istio's grpc-web ports), or tcp (opaque TCP, spliced at once: server-first protocols such as MySQL start without waiting).")
     var appProtocol: String = "auto"
 
@@ -132,6 +135,9 @@ struct Proxy: AsyncParsableCommand {
         }
         guard (1...86_400).contains(tcpReportingDuration) else {
             throw ValidationError("--tcp-reporting-duration \(tcpReportingDuration): give 1 to 86400 seconds (Istio's default is 15)")
+        }
+        guard AccessLog.Encoding(option: accessLogEncoding) != nil else {
+            throw ValidationError("--access-log-encoding \(accessLogEncoding): give JSON or TEXT")
         }
         guard let exportProtocol = TracingSettings.ExportProtocol(rawValue: tracingProtocol), exportProtocol != .httpJSON else {
             throw ValidationError("--tracing-protocol \(tracingProtocol): give grpc or http/protobuf")
@@ -233,7 +239,7 @@ struct Proxy: AsyncParsableCommand {
             workload: workloadInfo, appHost: appAddress.host, appPort: appAddress.port, identity: identity, config: ConfigHolder(),
             upstream: UpstreamClient(maxBodyBytes: maxBodyBytes), authenticator: RequestAuthenticator(
                 fetcher: AsyncHTTPClientFetcher(extraRoots: try jwksExtraRootCA.map(ExtraRootCertificates.option))), metrics: ProxyMetrics(),
-            accessLog: try AccessLog(path: accessLog), maxBodyBytes: maxBodyBytes, upstreamTimeout: .seconds(Int64(upstreamTimeout)),
+            accessLog: try AccessLog(path: accessLog, encoding: AccessLog.Encoding(option: accessLogEncoding) ?? .json), maxBodyBytes: maxBodyBytes, upstreamTimeout: .seconds(Int64(upstreamTimeout)),
             outboundPolicy: OutboundTrafficPolicy(rawValue: outboundTrafficPolicy) ?? .allowAny,
             appProtocol: AppProtocol(rawValue: appProtocol) ?? .auto, acceptHTTP10: acceptHTTP10,
             reportingInterval: .seconds(Int64(tcpReportingDuration)),
