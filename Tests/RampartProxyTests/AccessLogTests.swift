@@ -65,6 +65,7 @@ struct AccessLogTests {
             let record = RequestRecord(reporter: .source, startTime: Date(timeIntervalSince1970: seconds), protocolName: "HTTP/1.1")
             let object = try #require(try JSONSerialization.jsonObject(with: Data(AccessLog.line(record).utf8)) as? [String: Any])
             #expect(object["start_time"] as? String == expected)
+            #expect(AccessLog.textLine(record).hasPrefix("[\(expected)] "), "the text format's start time")
         }
     }
 }

@@ -230,16 +230,7 @@ struct JSONLine: ~Copyable {
     /// A time as RFC 3339 in UTC with milliseconds, e.g. `"2027-01-15T08:00:00.250Z"`.
     mutating func timestampField(_ name: StaticString, _ date: Date) {
         key(name)
-        // Whole microseconds first, so that a binary fraction just below a millisecond boundary
-        // (.001 stored as .000999…) keeps that millisecond; then milliseconds, truncated. Every
-        // value here is a whole number a Double holds exactly.
-        let micros = (date.timeIntervalSince1970 * 1_000_000).rounded()
-        let totalMillis = (micros / 1000).rounded(.down)
-        let seconds = (totalMillis / 1000).rounded(.down)
-        let millis = Int(totalMillis - seconds * 1000)
-        var time = time_t(seconds)
-        var parts = tm()
-        gmtime_r(&time, &parts)
+        let (parts, millis) = AccessLog.utc(date)
         byte(UInt8(ascii: "\""))
         digits(Int(parts.tm_year) + 1900, width: 4)
         byte(UInt8(ascii: "-"))

@@ -66,15 +66,24 @@ extension AccessLog {
         return String(decoding: text.utf8.map { $0 < 0x20 || $0 == 0x7F ? UInt8(ascii: " ") : $0 }, as: UTF8.self)
     }
 
-    /// `2026-12-02T16:28:18.409Z`: UTC, milliseconds truncated, as Envoy's `%START_TIME%`.
-    static func timestamp(_ date: Date) -> String {
+    /// A start time's calendar fields in UTC and its milliseconds, truncated.
+    ///
+    /// Whole microseconds first, so that a binary fraction just below a millisecond boundary
+    /// (.001 stored as .000999…) keeps that millisecond; then milliseconds, truncated. Every
+    /// value here is a whole number a Double holds exactly.
+    static func utc(_ date: Date) -> (parts: tm, millis: Int) {
         let micros = (date.timeIntervalSince1970 * 1_000_000).rounded()
         let totalMillis = (micros / 1000).rounded(.down)
         let seconds = (totalMillis / 1000).rounded(.down)
-        let millis = Int(totalMillis - seconds * 1000)
         var time = time_t(seconds)
         var parts = tm()
         gmtime_r(&time, &parts)
+        return (parts, Int(totalMillis - seconds * 1000))
+    }
+
+    /// `2026-12-02T16:28:18.409Z`: UTC, milliseconds truncated, as Envoy's `%START_TIME%`.
+    static func timestamp(_ date: Date) -> String {
+        let (parts, millis) = utc(date)
         func pad(_ number: Int, _ width: Int) -> String {
             let digits = String(number)
             return String(repeating: "0", count: max(0, width - digits.count)) + digits
