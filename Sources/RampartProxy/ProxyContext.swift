@@ -171,9 +171,7 @@ public final class ProxyContext: Sendable {
                 record.endAfterHead(cut: outcome.cut, clientGone: outcome.clientGone)
                 if let upload = record.upload { record.bytesReceived = upload.bytesReceived }
                 record.duration = Date().timeIntervalSince(start)
-                metrics.recordRequest(record)
-                accessLog.write(record)
-                ProxyTracing.finish(record)
+                Self.report(record, metrics: metrics, accessLog: accessLog)
             }
             return
         }
@@ -186,13 +184,16 @@ public final class ProxyContext: Sendable {
                 record.bytesReceived += fromClient
                 record.bytesSent += fromUpstream
                 record.duration = Date().timeIntervalSince(start)
-                metrics.recordRequest(record)
-                accessLog.write(record)
-                ProxyTracing.finish(record)
+                Self.report(record, metrics: metrics, accessLog: accessLog)
             }
             return
         }
         record.duration = Date().timeIntervalSince(start)
+        Self.report(record, metrics: metrics, accessLog: accessLog)
+    }
+
+    /// Reports a finished request to the metrics and the access log, and ends its span.
+    private static func report(_ record: RequestRecord, metrics: ProxyMetrics, accessLog: AccessLog) {
         metrics.recordRequest(record)
         accessLog.write(record)
         ProxyTracing.finish(record)
